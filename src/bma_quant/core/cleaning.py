@@ -1,0 +1,140 @@
+"""Repairs of real-data defects that are not errors (DESIGN §2), each causal and each counted.
+
+- missing days: forward fill within a ticker up to a limit, never backward;
+- suspected unadjusted splits: a one-day move beyond a bound whose price ratio sits near a split
+  ratio (2, 3, 3/2, ...) is treated as a split and the prices from that day on are scaled back
+  (forward adjustment, so dates before the event keep their values: prefix invariant);
+- stale prices: zero-return streaks are counted; days beyond `mask_after` of a streak are masked;
+- median imputation of optional numeric columns, medians fitted on development dates only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core.panel import PanelMatrices
+
+PRICE_FIELDS = ("open", "high", "low", "close")
+
+
+def forward_fill_limited(panel: PanelMatrices, limit: int) -> tuple[PanelMatrices, int]:
+    """Forward fill every column within each ticker for at most `limit` consecutive missing days.
+
+    Cells before a ticker's first observation stay missing (no backward fill)."""
+    before = int(panel.close.isna().to_numpy().sum())
+    values = {name: m.ffill(limit=limit) if limit > 0 else m for name, m in panel.values.items()}
+    out = PanelMatrices(values, panel.sector, panel.extra_columns)
+    filled = before - int(out.close.isna().to_numpy().sum())
+    return out, filled
+
+
+@dataclass(frozen=True)
+class SplitEvent:
+    date: str
+    ticker: str
+    ratio: float  # pre-split price / post-split price, e.g. 2.0 for a 2:1 split
+
+
+def repair_unadjusted_splits(
+    panel: PanelMatrices, max_abs_return: float, ratios: list[float], tolerance: float
+) -> tuple[PanelMatrices, list[SplitEvent]]:
+    """Detect and forward-adjust suspected unadjusted splits (and reverse splits).
+
+    Detection at t looks at close(t-1) and close(t) only; the repair multiplies prices on and after
+    t by the ratio (and divides volume), which leaves every earlier date untouched."""
+    close = panel.close
+    move = close / close.ffill().shift(1)
+    candidates = np.asarray(sorted({float(r) for r in ratios} | {1.0 / float(r) for r in ratios}))
+    big = (np.abs(move - 1.0) > max_abs_return).to_numpy() & move.notna().to_numpy()
+    factor = np.ones(close.shape)
+    events: list[SplitEvent] = []
+    for i, j in zip(*np.nonzero(big), strict=True):
+        observed = float(move.iat[i, j])
+        implied = 1.0 / observed  # pre/post ratio
+        nearest = candidates[np.argmin(np.abs(np.log(candidates / implied)))]
+        if abs(implied / nearest - 1.0) <= tolerance:
+            factor[i:, j] *= nearest
+            events.append(
+                SplitEvent(str(close.index[i].date()), str(close.columns[j]), float(nearest))
+            )
+    if not events:
+        return panel, events
+    values = dict(panel.values)
+    for name in PRICE_FIELDS:
+        if name in values:
+            values[name] = values[name] * factor
+    if "volume" in values:
+        values["volume"] = values["volume"] / factor
+    return PanelMatrices(values, panel.sector, panel.extra_columns), events
+
+
+def zero_return_streaks(close: pd.DataFrame, min_streak: int) -> pd.DataFrame:
+    """Running length of the current zero-return streak at each cell (0 when the price moved)."""
+    unchanged = (close == close.shift(1)) & close.notna()
+    arr = unchanged.to_numpy()
+    run = np.zeros(arr.shape, dtype=np.int32)
+    for i in range(1, arr.shape[0]):  # one vector op per date; the recursion is inherently serial
+        run[i] = np.where(arr[i], run[i - 1] + 1, 0)
+    return pd.DataFrame(run, index=close.index, columns=close.columns)
+
+
+@dataclass(frozen=True)
+class StaleSummary:
+    streaks: int  # number of zero-return streaks of at least min_streak days
+    stale_days: int  # days inside those streaks
+    masked_days: int
+    worst: dict[str, int]  # ticker -> longest streak
+
+
+def handle_stale_prices(
+    panel: PanelMatrices, min_streak: int, mask_after: int | None
+) -> tuple[PanelMatrices, StaleSummary]:
+    """Count zero-return streaks of >= min_streak days; mask prices after `mask_after` days of one."""
+    run = zero_return_streaks(panel.close, min_streak)
+    arr = run.to_numpy()
+    ends = (arr >= min_streak) & np.vstack([arr[1:] == 0, np.ones((1, arr.shape[1]), bool)])
+    longest = run.max(axis=0)
+    worst = {
+        str(t): int(v) for t, v in longest[longest >= min_streak].sort_values().tail(5).items()
+    }
+    masked = 0
+    values = panel.values
+    if mask_after:
+        mask = arr > mask_after
+        masked = int(mask.sum())
+        if masked:
+            values = {
+                name: m.mask(mask) if name in PRICE_FIELDS else m for name, m in values.items()
+            }
+    summary = StaleSummary(int(ends.sum()), int((arr >= min_streak).sum()), masked, worst)
+    return PanelMatrices(values, panel.sector, panel.extra_columns), summary
+
+
+def fit_medians(panel: PanelMatrices, columns: list[str], fit_dates: pd.DatetimeIndex) -> dict:
+    """Medians of optional numeric columns over development dates only (never the test period)."""
+    medians = {}
+    for name in columns:
+        window = panel.values[name].loc[panel.dates.intersection(fit_dates)]
+        value = np.nanmedian(window.to_numpy()) if window.notna().to_numpy().any() else 0.0
+        medians[name] = float(value)
+    return medians
+
+
+def impute_medians(panel: PanelMatrices, medians: dict[str, float]) -> tuple[PanelMatrices, int]:
+    """Fill remaining gaps of the given columns with fitted medians, only where a price exists."""
+    values = dict(panel.values)
+    has_price = panel.close.notna()
+    filled = 0
+    for name, median in medians.items():
+        gaps = values[name].isna() & has_price
+        filled += int(gaps.to_numpy().sum())
+        values[name] = values[name].mask(gaps, median)
+    return PanelMatrices(values, panel.sector, panel.extra_columns), filled
+
+
+def daily_returns(close: pd.DataFrame) -> pd.DataFrame:
+    """Close-to-close returns within a ticker (NaN where either close is missing)."""
+    return close / close.shift(1) - 1.0

@@ -1,0 +1,139 @@
+"""Purged walk-forward cross-validation over dates (DESIGN §3).
+
+Test windows are contiguous blocks of dates after a minimum training history. For a test window
+starting at T0, a training date t is kept only if its label window ends before T0 (purge:
+idx(t) + gap < idx(T0) with gap >= d + h); the `embargo` dates right after every earlier test window
+are dropped from later training sets, so rows whose features overlap a test window's labels do not
+train the next fold. The splitter follows scikit-learn's interface with `groups` = row dates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core.temporal import TemporalConfig, validate_temporal_config
+
+
+@dataclass(frozen=True)
+class DateFold:
+    fold: int
+    train_dates: pd.DatetimeIndex
+    test_dates: pd.DatetimeIndex
+
+
+class PurgedWalkForwardSplit:
+    """Walk-forward splitter over dates with a purge gap and an embargo.
+
+    Parameters
+    ----------
+    n_splits: number of test windows (folds).
+    temporal: horizon, execution delay, purge gap and embargo; validated on construction.
+    min_train_days: distinct training dates required before the first test window.
+    window: "expanding" (all history) or "sliding" (at most `max_train_days` training dates).
+    """
+
+    def __init__(
+        self,
+        n_splits: int = 5,
+        temporal: TemporalConfig | None = None,
+        min_train_days: int = 252,
+        window: str = "expanding",
+        max_train_days: int | None = None,
+    ):
+        self.temporal = validate_temporal_config(temporal or TemporalConfig())
+        if n_splits < 1:
+            raise ValueError(f"n_splits must be >= 1, got {n_splits}")
+        if window not in {"expanding", "sliding"}:
+            raise ValueError(f"window must be 'expanding' or 'sliding', got {window!r}")
+        if window == "sliding" and not max_train_days:
+            raise ValueError("window='sliding' needs max_train_days")
+        self.n_splits = int(n_splits)
+        self.min_train_days = int(min_train_days)
+        self.window = window
+        self.max_train_days = int(max_train_days) if max_train_days else None
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        return self.n_splits
+
+    def date_folds(self, dates) -> list[DateFold]:
+        """Folds as sets of dates, from the unique sorted dates given."""
+        calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
+        n = len(calendar)
+        gap, embargo = self.temporal.cv_gap_days, self.temporal.cv_embargo_days
+        first_test = self.min_train_days + gap
+        test_len = (n - first_test) // self.n_splits
+        if test_len < 1:
+            raise ValueError(
+                f"Not enough dates for {self.n_splits} purged folds: {n} dates, "
+                f"min_train_days={self.min_train_days} and cv_gap_days={gap} leave "
+                f"{max(n - first_test, 0)} test dates."
+            )
+        blocked = np.zeros(n, dtype=bool)  # embargo after earlier test windows
+        folds = []
+        for k in range(self.n_splits):
+            start = first_test + k * test_len
+            stop = n if k == self.n_splits - 1 else start + test_len
+            train_stop = start - gap  # train idx <= start - gap - 1  =>  idx + gap < start
+            idx = np.arange(train_stop)
+            keep = ~blocked[:train_stop]
+            if self.window == "sliding":
+                keep &= idx >= train_stop - self.max_train_days
+            folds.append(
+                DateFold(fold=k, train_dates=calendar[idx[keep]], test_dates=calendar[start:stop])
+            )
+            blocked[stop : stop + embargo] = True
+        return folds
+
+    def split(self, X=None, y=None, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (train_idx, test_idx) row positions; `groups` holds each row's date."""
+        if groups is None:
+            raise ValueError("PurgedWalkForwardSplit.split needs groups= the date of every row")
+        row_dates = pd.DatetimeIndex(groups)
+        for fold in self.date_folds(row_dates):
+            yield (
+                np.flatnonzero(row_dates.isin(fold.train_dates)),
+                np.flatnonzero(row_dates.isin(fold.test_dates)),
+            )
+
+
+def folds_table(folds: list[DateFold]) -> pd.DataFrame:
+    """Folds as a long table (fold, date, role) so every pipeline reuses the same split."""
+    parts = []
+    for f in folds:
+        parts.append(pd.DataFrame({"fold": f.fold, "date": f.train_dates, "role": "train"}))
+        parts.append(pd.DataFrame({"fold": f.fold, "date": f.test_dates, "role": "test"}))
+    table = pd.concat(parts, ignore_index=True)
+    table["fold"] = table["fold"].astype("int32")
+    return table
+
+
+def folds_from_table(table: pd.DataFrame) -> list[DateFold]:
+    """Inverse of `folds_table`."""
+    folds = []
+    for k, part in table.groupby("fold", sort=True):
+        dates = pd.DatetimeIndex(part["date"])
+        role = part["role"].to_numpy()
+        folds.append(
+            DateFold(
+                fold=int(k),
+                train_dates=dates[role == "train"].sort_values(),
+                test_dates=dates[role == "test"].sort_values(),
+            )
+        )
+    return folds
+
+
+def fold_row_indices(row_dates, folds: list[DateFold]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train_idx, test_idx) row positions of each fold for rows dated `row_dates`."""
+    row_dates = pd.DatetimeIndex(row_dates)
+    return [
+        (
+            np.flatnonzero(row_dates.isin(f.train_dates)),
+            np.flatnonzero(row_dates.isin(f.test_dates)),
+        )
+        for f in folds
+    ]

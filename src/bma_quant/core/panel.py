@@ -1,0 +1,191 @@
+"""The price panel: reading files, the wide and long layouts, calendar alignment and coverage.
+
+Processing works on date x ticker matrices (one per value column) because every time-series
+operation is then a vectorised shift along the date axis; `to_long` turns them back into the long
+(date, ticker) table the rest of the project uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core.schema import RESERVED, DataValidationError, validate_long_panel
+
+NUMERIC_OPTIONAL = ("open", "high", "low", "volume")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV (optionally compressed) or Parquet file.
+
+    Names of the contract's columns are matched case-insensitively (`Date` -> `date`); every other
+    column (a ticker in the wide layout, a user factor) keeps its name."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataValidationError(f"Input file not found: {path}")
+    suffixes = "".join(path.suffixes).lower()
+    if suffixes.endswith((".parquet", ".pq")):
+        frame = pd.read_parquet(path)
+    elif ".csv" in suffixes or ".txt" in suffixes:
+        frame = pd.read_csv(path)
+    else:
+        raise DataValidationError(f"Unsupported input format {path.name}: use CSV or Parquet")
+    known = RESERVED | {"level"}
+    frame.columns = [
+        str(c).strip().lower() if str(c).strip().lower() in known else str(c).strip()
+        for c in frame.columns
+    ]
+    return frame
+
+
+def detect_layout(frame: pd.DataFrame, layout: str = "auto") -> str:
+    """'long' when a ticker column exists, else 'wide' (date + one close column per ticker)."""
+    if layout not in {"auto", "long", "wide"}:
+        raise DataValidationError(f"data.layout must be auto, long or wide, got {layout!r}")
+    if layout != "auto":
+        return layout
+    return "long" if "ticker" in frame.columns else "wide"
+
+
+def wide_to_long(frame: pd.DataFrame) -> pd.DataFrame:
+    """Wide close table -> long (date, ticker, close); empty cells are missing days, not rows."""
+    if "date" not in frame.columns:
+        raise DataValidationError(
+            "Input data rejected: missing required column 'date' (wide layout: a date column plus "
+            "one close-price column per ticker)"
+        )
+    tickers = [c for c in frame.columns if c != "date"]
+    if not tickers:
+        raise DataValidationError("Input data rejected: wide layout with no ticker columns")
+    long = frame.melt(id_vars="date", value_vars=tickers, var_name="ticker", value_name="close")
+    return long.loc[long["close"].notna() & (long["close"].astype(str).str.strip() != "")]
+
+
+def load_raw_panel(path: str | Path, layout: str = "auto") -> pd.DataFrame:
+    """Read, reshape and validate a raw panel into the long layout, sorted by (date, ticker)."""
+    frame = read_table(path)
+    if detect_layout(frame, layout) == "wide":
+        frame = wide_to_long(frame)
+    long = validate_long_panel(frame, source=str(path))
+    long["ticker"] = long["ticker"].astype(str)
+    return long.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
+
+
+def load_index_series(path: str | Path | None) -> pd.DataFrame | None:
+    """Optional market index file (date + one level column) -> (date, level), or None."""
+    if not path:
+        return None
+    frame = read_table(path)
+    if "date" not in frame.columns:
+        raise DataValidationError(f"Index file {path}: missing required column 'date'")
+    values = [c for c in frame.columns if c != "date"]
+    if len(values) != 1:
+        raise DataValidationError(f"Index file {path}: expected one level column, got {values}")
+    out = pd.DataFrame(
+        {
+            "date": pd.to_datetime(frame["date"], errors="coerce"),
+            "level": pd.to_numeric(frame[values[0]], errors="coerce"),
+        }
+    )
+    bad = out["date"].isna() | ~(out["level"] > 0)
+    if bad.any():
+        rows = ", ".join(str(i) for i in out.index[bad][:3])
+        raise DataValidationError(
+            f"Index file {path}: column '{values[0]}' must hold positive numbers with parseable "
+            f"dates; {int(bad.sum())} bad row(s), e.g. rows {rows}"
+        )
+    if out["date"].duplicated().any():
+        raise DataValidationError(f"Index file {path}: duplicate dates")
+    return out.sort_values("date").reset_index(drop=True)
+
+
+@dataclass
+class PanelMatrices:
+    """A panel as date x ticker matrices sharing one calendar and ticker order."""
+
+    values: dict[str, pd.DataFrame]
+    sector: pd.Series | None = None  # ticker -> sector (last known)
+    extra_columns: list[str] = field(default_factory=list)
+
+    @property
+    def close(self) -> pd.DataFrame:
+        return self.values["close"]
+
+    @property
+    def dates(self) -> pd.DatetimeIndex:
+        return self.close.index
+
+    @property
+    def tickers(self) -> pd.Index:
+        return self.close.columns
+
+    def select(self, dates=None, tickers=None) -> PanelMatrices:
+        rows = self.dates if dates is None else dates
+        cols = self.tickers if tickers is None else tickers
+        return PanelMatrices(
+            {k: v.loc[rows, cols] for k, v in self.values.items()},
+            None if self.sector is None else self.sector.loc[cols],
+            list(self.extra_columns),
+        )
+
+
+def to_matrices(long: pd.DataFrame) -> PanelMatrices:
+    """Long panel -> matrices on the union calendar (missing (date, ticker) cells are NaN)."""
+    numeric = [c for c in long.columns if c not in {"date", "ticker", "sector"}]
+    values = {
+        c: long.pivot(index="date", columns="ticker", values=c).astype("float64") for c in numeric
+    }
+    calendar = values["close"].index
+    tickers = values["close"].columns
+    values = {c: m.reindex(index=calendar, columns=tickers) for c, m in values.items()}
+    sector = None
+    if "sector" in long.columns:
+        sector = long.dropna(subset=["sector"]).groupby("ticker")["sector"].last().reindex(tickers)
+    extra = [c for c in numeric if c not in RESERVED]
+    return PanelMatrices(values, sector, extra)
+
+
+def to_long(panel: PanelMatrices, extra: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Matrices -> long (date, ticker, ...) sorted by date then ticker, one row per grid cell."""
+    columns = {**panel.values, **(extra or {})}
+    index = pd.MultiIndex.from_product([panel.dates, panel.tickers], names=["date", "ticker"])
+    out = pd.DataFrame({name: m.to_numpy().ravel() for name, m in columns.items()}, index=index)
+    out = out.reset_index()
+    if panel.sector is not None:
+        out["sector"] = np.tile(panel.sector.to_numpy(dtype=object), len(panel.dates))
+    out["ticker"] = out["ticker"].astype(str)
+    return out
+
+
+@dataclass(frozen=True)
+class CoverageResult:
+    panel: PanelMatrices
+    dropped_tickers: list[str]
+    dropped_dates: int
+    coverage: float  # share of non-missing closes in the kept grid
+
+
+def apply_coverage_filter(
+    panel: PanelMatrices, coverage_threshold: float, strict_mode: bool
+) -> CoverageResult:
+    """Seed §2.1.1: drop tickers observed on fewer than `coverage_threshold` of the dates; in strict
+    mode also drop dates on which fewer than that share of the kept tickers have a price."""
+    present = panel.close.notna()
+    ticker_cov = present.mean(axis=0)
+    kept = ticker_cov.index[ticker_cov >= coverage_threshold]
+    dropped = sorted(map(str, ticker_cov.index[ticker_cov < coverage_threshold]))
+    if len(kept) == 0:
+        raise DataValidationError(
+            f"No ticker reaches coverage_threshold={coverage_threshold}: best coverage is "
+            f"{ticker_cov.max():.2f}. Lower data_processing.coverage_threshold or fix the input."
+        )
+    dates = panel.dates
+    if strict_mode:
+        date_cov = present[kept].mean(axis=1)
+        dates = dates[date_cov.to_numpy() >= coverage_threshold]
+    out = panel.select(dates=dates, tickers=kept)
+    coverage = float(out.close.notna().to_numpy().mean())
+    return CoverageResult(out, dropped, int(len(panel.dates) - len(dates)), coverage)

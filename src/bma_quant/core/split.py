@@ -1,0 +1,50 @@
+"""The development / purge gap / test split of dates (DESIGN §3)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def split_dates(
+    calendar: pd.DatetimeIndex,
+    gap_days: int,
+    test_fraction: float = 0.2,
+    test_start: str | None = None,
+    dev_start: str | None = None,
+) -> dict[str, str | int]:
+    """Development dates, then `gap_days` unused dates, then the test period.
+
+    With gap_days >= d + h every development label window ends before the first test date, so the
+    test period is never seen by anything fitted on development rows."""
+    calendar = pd.DatetimeIndex(calendar).sort_values()
+    if dev_start:
+        calendar = calendar[calendar >= pd.Timestamp(dev_start)]
+    n = len(calendar)
+    if test_start:
+        first_test = int(calendar.searchsorted(pd.Timestamp(test_start)))
+    else:
+        if not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"split.test_fraction must be in (0, 1), got {test_fraction}")
+        first_test = int(round(n * (1.0 - test_fraction)))
+    dev_last = first_test - gap_days - 1
+    if dev_last < 1 or first_test >= n:
+        raise ValueError(
+            f"Cannot split {n} dates into development | {gap_days}-day gap | test with "
+            f"test_start={test_start} test_fraction={test_fraction}"
+        )
+    return {
+        "dev_start": str(calendar[0].date()),
+        "dev_end": str(calendar[dev_last].date()),
+        "test_start": str(calendar[first_test].date()),
+        "test_end": str(calendar[-1].date()),
+        "gap_days": int(gap_days),
+        "dev_dates": int(dev_last + 1),
+        "test_dates": int(n - first_test),
+    }
+
+
+def dates_in(split: dict, period: str, dates) -> pd.Series:
+    """Boolean mask of `dates` inside the 'dev' or 'test' period of a split."""
+    dates = pd.Series(pd.DatetimeIndex(dates))
+    start, end = split[f"{period}_start"], split[f"{period}_end"]
+    return dates.between(pd.Timestamp(start), pd.Timestamp(end)).to_numpy()

@@ -1,0 +1,5 @@
+"""Project datasets that kedro-mlflow does not provide."""
+
+from bma_quant.datasets.mlflow_params import MlflowParamsDataset
+
+__all__ = ["MlflowParamsDataset"]

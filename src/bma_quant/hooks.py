@@ -1,0 +1,198 @@
+"""Run-level concerns (DESIGN §7): per-node time and memory, a memory guard, run tags, failures.
+
+Kept out of the nodes so that every pipeline gets them for free. MLflow is only touched when a run is
+active (kedro-mlflow starts it), so the hooks also work with MLflow disabled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from kedro.framework.hooks import hook_impl
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MEMORY = {"target_usage": 0.70, "max_threshold": 0.80, "sample_seconds": 0.2}
+
+
+class MemoryLimitExceeded(RuntimeError):
+    """Raised between nodes when system memory use passes `memory.max_threshold`."""
+
+
+class _RssSampler:
+    """Samples this process's resident memory in a thread while a node runs (its peak, not its end)."""
+
+    def __init__(self, interval: float):
+        self._interval = interval
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self.peak = self._process.memory_info().rss
+        self.max_system_share = psutil.virtual_memory().percent / 100.0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            self.max_system_share = max(self.max_system_share, psutil.virtual_memory().percent / 100.0)
+
+    def start(self) -> _RssSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+
+def _git_commit(project_path: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_path, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def file_fingerprint(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes (first 16 hex digits): identifies the input data of a run."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def config_hash(params: dict[str, Any]) -> str:
+    """Stable hash of the resolved parameters: two runs with the same hash had the same config."""
+    blob = json.dumps(params, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class RunHealthHooks:
+    """Timing, memory and failure accounting for every node of a run."""
+
+    def __init__(self) -> None:
+        self._samplers: dict[str, _RssSampler] = {}
+        self._starts: dict[str, float] = {}
+        self._memory = dict(DEFAULT_MEMORY)
+        self._tags: dict[str, str] = {}
+        self._tags_logged = False
+        self.node_stats: dict[str, dict[str, float]] = {}
+        self.failures: dict[str, str] = {}
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        params = context.params
+        self._memory.update(params.get("memory", {}) or {})
+        project_path = Path(context.project_path)
+        raw_path = (params.get("data", {}) or {}).get("raw_path")
+        tags = {"git_commit": _git_commit(project_path), "config_hash": config_hash(params)}
+        if raw_path:
+            path = Path(raw_path) if Path(raw_path).is_absolute() else project_path / raw_path
+            tags["data_fingerprint"] = file_fingerprint(path) if path.is_file() else "missing"
+            tags["data_path"] = str(raw_path)
+        self._tags = tags
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
+        self._tags["pipelines"] = ",".join(n for n in names if n) or "__default__"
+        self._tags_logged = False
+        self.node_stats.clear()
+        self.failures.clear()
+
+    def _log_tags_once(self) -> None:
+        if self._tags_logged:
+            return
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            mlflow.set_tags(self._tags)
+            self._tags_logged = True
+
+    def _check_memory(self, where: str) -> None:
+        share = psutil.virtual_memory().percent / 100.0
+        if share > float(self._memory["max_threshold"]):
+            raise MemoryLimitExceeded(
+                f"System memory use {share:.0%} passed memory.max_threshold "
+                f"{float(self._memory['max_threshold']):.0%} {where}; stopping the run cleanly. "
+                "Reduce the panel (tickers, dates) or the number of features, or raise the threshold."
+            )
+        if share > float(self._memory["target_usage"]):
+            logger.warning(
+                "System memory use %.0f%% is above memory.target_usage %.0f%% %s",
+                share * 100, float(self._memory["target_usage"]) * 100, where,
+            )
+
+    @hook_impl
+    def before_node_run(self, node) -> None:
+        self._log_tags_once()
+        self._check_memory(f"before node '{node.name}'")
+        self._starts[node.name] = time.perf_counter()
+        self._samplers[node.name] = _RssSampler(float(self._memory["sample_seconds"])).start()
+
+    def _finish(self, node) -> dict[str, float]:
+        sampler = self._samplers.pop(node.name, None)
+        elapsed = time.perf_counter() - self._starts.pop(node.name, time.perf_counter())
+        stats = {"seconds": elapsed}
+        if sampler is not None:
+            sampler.stop()
+            stats["peak_rss_mb"] = sampler.peak / 2**20
+            stats["max_system_memory_share"] = sampler.max_system_share
+        self.node_stats[node.name] = stats
+        return stats
+
+    @hook_impl
+    def after_node_run(self, node) -> None:
+        stats = self._finish(node)
+        logger.info(
+            "node %s: %.2f s, peak RSS %.0f MB", node.name, stats["seconds"], stats.get("peak_rss_mb", 0)
+        )
+        self._log_node_metrics(node.name, stats)
+        if stats.get("max_system_memory_share", 0) > float(self._memory["target_usage"]):
+            logger.warning(
+                "node %s pushed system memory to %.0f%% (target %.0f%%)", node.name,
+                stats["max_system_memory_share"] * 100, float(self._memory["target_usage"]) * 100,
+            )
+        self._check_memory(f"after node '{node.name}'")
+
+    @hook_impl
+    def on_node_error(self, error: Exception, node) -> None:
+        self._finish(node)
+        self.failures[node.name] = f"{type(error).__name__}: {error}"
+        self._log_node_metrics(node.name, {"failed": 1.0})
+
+    @staticmethod
+    def _log_node_metrics(node_name: str, stats: dict[str, float]) -> None:
+        import mlflow
+
+        if mlflow.active_run() is None:
+            return
+        try:
+            mlflow.log_metrics({f"run_health.{node_name}.{k}": float(v) for k, v in stats.items()})
+        except Exception as exc:  # health logging must never fail a run
+            logger.warning("could not log run-health metrics for %s: %s", node_name, exc)
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._write_summary()
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception) -> None:
+        self._write_summary()
+
+    def _write_summary(self) -> None:
+        total = sum(s.get("seconds", 0.0) for s in self.node_stats.values())
+        peak = max((s.get("peak_rss_mb", 0.0) for s in self.node_stats.values()), default=0.0)
+        logger.info("run health: %d nodes, %.1f s in nodes, peak RSS %.0f MB, %d failed",
+                    len(self.node_stats), total, peak, len(self.failures))

@@ -1,0 +1,165 @@
+"""data_processing nodes: unpack parameters, call core, return data."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from bma_quant.core import cleaning, cv, labels, market, panel, split
+from bma_quant.core.temporal import TemporalConfig
+from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
+
+logger = logging.getLogger(__name__)
+
+
+def load_raw_data(data: dict, temporal: dict) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Validate the temporal config, then read and validate the raw panel and optional index.
+
+    Runs first, so rejected data or a leaky config stops the run before any output is written."""
+    TemporalConfig.from_params(temporal)
+    raw = panel.load_raw_panel(Path(data["raw_path"]), layout=data.get("layout", "auto"))
+    index = panel.load_index_series(data.get("index_path"))
+    logger.info("loaded %d rows, %d tickers from %s", len(raw), raw["ticker"].nunique(),
+                data["raw_path"])
+    return raw, index
+
+
+def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMatrices, dict]:
+    """Calendar alignment, coverage filter, limited forward fill, split repair, stale prices."""
+    matrices = panel.to_matrices(raw)
+    missing_before = int(matrices.close.isna().to_numpy().sum())
+    covered = panel.apply_coverage_filter(
+        matrices, float(processing["coverage_threshold"]), bool(processing["strict_mode"])
+    )
+    missing_after_coverage = int(covered.panel.close.isna().to_numpy().sum())
+    filled_panel, filled = cleaning.forward_fill_limited(covered.panel, int(processing["ffill_limit"]))
+    splits_cfg = processing["split_detection"]
+    repaired, events = (
+        cleaning.repair_unadjusted_splits(
+            filled_panel, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
+            float(splits_cfg["tolerance"]),
+        )
+        if splits_cfg.get("enabled", True) else (filled_panel, [])
+    )
+    stale_cfg = processing["stale"]
+    cleaned, stale = cleaning.handle_stale_prices(
+        repaired, int(stale_cfg["min_streak"]), stale_cfg.get("mask_after")
+    )
+    log = {
+        "rows_in": int(len(raw)),
+        "tickers_in": int(raw["ticker"].nunique()),
+        "dates_in": int(raw["date"].nunique()),
+        "missing_days_in_calendar": missing_before,
+        "missing_days": missing_after_coverage,
+        "forward_filled_days": filled,
+        "dropped_tickers": covered.dropped_tickers,
+        "dropped_dates": covered.dropped_dates,
+        "coverage": covered.coverage,
+        "suspected_splits": [asdict(e) for e in events],
+        "stale": asdict(stale),
+    }
+    if events:
+        logger.warning("repaired %d suspected unadjusted split(s): %s", len(events),
+                       ", ".join(f"{e.ticker}@{e.date} x{e.ratio:g}" for e in events[:5]))
+    return cleaned, log
+
+
+def make_date_split(clean: panel.PanelMatrices, temporal: dict, split_params: dict) -> tuple[dict, dict]:
+    """Development | gap | test dates; also returned flat for MLflow params (`split.*`)."""
+    config = TemporalConfig.from_params(temporal)
+    dates = split.split_dates(
+        clean.dates, gap_days=config.cv_gap_days,
+        test_fraction=float(split_params["test_fraction"]),
+        test_start=split_params.get("test_start"), dev_start=split_params.get("dev_start"),
+    )
+    logger.info("split: dev %s..%s | gap %d | test %s..%s", dates["dev_start"], dates["dev_end"],
+                dates["gap_days"], dates["test_start"], dates["test_end"])
+    as_params = {k: dates[k] for k in ("dev_start", "dev_end", "test_start", "test_end", "gap_days")}
+    return dates, as_params
+
+
+def finalise_panel(
+    clean: panel.PanelMatrices, date_split: dict, processing: dict
+) -> tuple[pd.DataFrame, dict]:
+    """Median-impute optional numeric columns (medians from development dates), add daily returns,
+    restrict to dates from dev_start on, and return the long panel."""
+    start = pd.Timestamp(date_split["dev_start"])
+    clean = clean.select(dates=clean.dates[clean.dates >= start])
+    impute_cols = [c for c in clean.values if c != "close" and c not in cleaning.PRICE_FIELDS]
+    if processing.get("impute_medians", True) and impute_cols:
+        dev = clean.dates[clean.dates <= pd.Timestamp(date_split["dev_end"])]
+        medians = cleaning.fit_medians(clean, impute_cols, dev)
+        clean, imputed = cleaning.impute_medians(clean, medians)
+    else:
+        medians, imputed = {}, 0
+    returns = cleaning.daily_returns(clean.close)
+    long = panel.to_long(clean, extra={"ret_1d": returns})
+    return long, {"imputed_values": imputed, "medians": medians}
+
+
+def make_labels(primary_panel: pd.DataFrame, temporal: dict) -> pd.DataFrame:
+    config = TemporalConfig.from_params(temporal)
+    close = primary_panel.pivot(index="date", columns="ticker", values="close")
+    label = labels.forward_return_labels(close, config.horizon_days, config.execution_delay_days)
+    out = label.stack(future_stack=True).rename("label").reset_index()
+    return out.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
+
+
+def make_market(primary_panel: pd.DataFrame, market_index: pd.DataFrame | None) -> pd.DataFrame:
+    returns = primary_panel.pivot(index="date", columns="ticker", values="ret_1d")
+    return market.market_series(returns, market_index)
+
+
+def make_cv_folds(date_split: dict, primary_panel: pd.DataFrame, temporal: dict, cv_params: dict):
+    """Purged walk-forward folds over development dates, shared by every later pipeline."""
+    config = TemporalConfig.from_params(temporal)
+    dates = pd.DatetimeIndex(primary_panel["date"].unique())
+    dev = dates[(dates >= pd.Timestamp(date_split["dev_start"]))
+                & (dates <= pd.Timestamp(date_split["dev_end"]))]
+    splitter = cv.PurgedWalkForwardSplit(
+        n_splits=int(cv_params["n_splits"]), temporal=config,
+        min_train_days=int(cv_params["min_train_days"]), window=cv_params["window"],
+        max_train_days=cv_params.get("max_train_days"),
+    )
+    folds = splitter.date_folds(dev)
+    for f in folds:
+        logger.info("fold %d: train %d dates (..%s), test %s..%s", f.fold, len(f.train_dates),
+                    f.train_dates.max().date(), f.test_dates.min().date(), f.test_dates.max().date())
+    return cv.folds_table(folds)
+
+
+def data_quality_report(
+    cleaning_log: dict, finalise_log: dict, date_split: dict, primary_panel: pd.DataFrame,
+    market_frame: pd.DataFrame,
+) -> tuple[dict, dict]:
+    """The data-quality report (JSON artifact) and the `data_processing.*` metrics."""
+    present = primary_panel["close"].notna()
+    report = {
+        **cleaning_log,
+        **finalise_log,
+        "rows_out": int(present.sum()),
+        "grid_cells": int(len(primary_panel)),
+        "tickers": int(primary_panel["ticker"].nunique()),
+        "dates": int(primary_panel["date"].nunique()),
+        "market_source": str(market_frame["source"].iloc[0]) if len(market_frame) else "none",
+        "split": date_split,
+    }
+    metrics = {
+        "rows_in": report["rows_in"],
+        "rows_out": report["rows_out"],
+        "tickers": report["tickers"],
+        "dates": report["dates"],
+        "coverage": float(present.mean()),
+        "missing_days": report["missing_days"],
+        "forward_filled_days": report["forward_filled_days"],
+        "suspected_splits": len(report["suspected_splits"]),
+        "stale_streaks": report["stale"]["streaks"],
+        "stale_masked_days": report["stale"]["masked_days"],
+        "dropped_tickers": len(report["dropped_tickers"]),
+        "dropped_dates": report["dropped_dates"],
+        "imputed_values": report["imputed_values"],
+    }
+    return report, as_mlflow_metrics(metrics)

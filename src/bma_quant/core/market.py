@@ -11,7 +11,7 @@ def market_series(returns: pd.DataFrame, index: pd.DataFrame | None = None) -> p
     The index level is forward-filled onto the calendar (a holiday in the index file must not
     become a gap); the equal-weighted return is the mean over names with a return that day."""
     calendar = returns.index
-    if index is not None:
+    if index is not None and len(index):
         level = index.set_index("date")["level"].reindex(calendar.union(index["date"])).ffill()
         level = level.reindex(calendar)
         ret = level / level.shift(1) - 1.0

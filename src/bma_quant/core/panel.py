@@ -74,10 +74,11 @@ def load_raw_panel(path: str | Path, layout: str = "auto") -> pd.DataFrame:
     return long.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
 
 
-def load_index_series(path: str | Path | None) -> pd.DataFrame | None:
-    """Optional market index file (date + one level column) -> (date, level), or None."""
+def load_index_series(path: str | Path | None) -> pd.DataFrame:
+    """Optional market index file (date + one level column) -> (date, level); empty when no file."""
     if not path:
-        return None
+        return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"),
+                             "level": pd.Series(dtype="float64")})
     frame = read_table(path)
     if "date" not in frame.columns:
         raise DataValidationError(f"Index file {path}: missing required column 'date'")

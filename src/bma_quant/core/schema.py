@@ -99,9 +99,10 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
     )
     for check, part in cases[frame_level].groupby("check", sort=False):
         rows = sorted({int(i) for i in part["index"].dropna()})
-        sample = frame.loc[rows[:3]]
+        has_keys = {"date", "ticker"} <= set(frame.columns)
         shown = "; ".join(
-            f"row {i} ({frame.at[i, 'date']}, {frame.at[i, 'ticker']})" for i in sample.index
+            f"row {i} ({frame.at[i, 'date']}, {frame.at[i, 'ticker']})" if has_keys else f"row {i}"
+            for i in rows[:3]
         )
         lines.append(f"- rows: {check}; {len(rows)} failing row(s), e.g. {shown}")
     cases = cases[~frame_level]
@@ -114,6 +115,8 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
                 continue
             seen.add("dup")
             rows = sorted({int(i) for i in part["index"].dropna()})
+            if not {"date", "ticker"} <= set(frame.columns):
+                continue
             sample = frame.loc[rows[:6], ["date", "ticker"]].drop_duplicates().head(3)
             pairs = ", ".join(f"({d}, {t})" for d, t in sample.itertuples(index=False))
             lines.append(f"- duplicate (date, ticker) rows: {len(rows)} rows, e.g. {pairs}")
@@ -130,7 +133,7 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
         for idx, value in part[["index", "failure_case"]].head(3).itertuples(index=False):
             where = f"row {int(idx)}" if pd.notna(idx) else "a row"
             who = ""
-            if pd.notna(idx) and "ticker" in frame and "date" in frame:
+            if pd.notna(idx) and {"date", "ticker"} <= set(frame.columns):
                 who = f" ({frame.at[int(idx), 'date']}, {frame.at[int(idx), 'ticker']})"
             shown.append(f"{where}{who}: {value!r}")
         label = "rows" if column is None or pd.isna(column) else f"column '{column}'"

@@ -15,7 +15,7 @@ from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 logger = logging.getLogger(__name__)
 
 
-def load_raw_data(data: dict, temporal: dict) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def load_raw_data(data: dict, temporal: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate the temporal config, then read and validate the raw panel and optional index.
 
     Runs first, so rejected data or a leaky config stops the run before any output is written."""
@@ -108,7 +108,7 @@ def make_labels(primary_panel: pd.DataFrame, temporal: dict) -> pd.DataFrame:
     return out.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
 
 
-def make_market(primary_panel: pd.DataFrame, market_index: pd.DataFrame | None) -> pd.DataFrame:
+def make_market(primary_panel: pd.DataFrame, market_index: pd.DataFrame) -> pd.DataFrame:
     returns = primary_panel.pivot(index="date", columns="ticker", values="ret_1d")
     return market.market_series(returns, market_index)
 

@@ -1,0 +1,295 @@
+"""Quantile long-short backtest of a cross-sectional prediction (DESIGN sections 3 and 4).
+
+Timing (no look-ahead): a signal formed at the close of prediction date t is traded at the close of
+the trading day t+d (d = ``execution_delay``, counted on the returns' date axis), so the first
+daily return it earns is that of day t+d+1. ``ret_1d`` at date s is close(s) / close(s-1) - 1, so
+a book traded at close(e) earns ``ret_1d`` of dates e+1, e+2, ... up to and including the day of
+the next trade.
+
+Every ``rebalance_days`` prediction dates (starting at the first) the names are bucketed into
+quantiles per date: long the top quantile, short the bottom one, equal weight (long leg sums to
++1, short leg to -1). Weights stay constant between rebalances (no drift). Costs are
+``cost_bps`` / 1e4 x turnover, charged on the first day a new book is held, where turnover is
+0.5 x sum |w_new - w_old| (the first book, from an empty one, counts: 1.0 for a full long-short).
+
+Alongside: the long-only top-quantile book and the equal-weighted universe (every name with a
+prediction on the signal date), both held the same way and gross of costs; excess = long-only -
+universe, which the IR measures.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core.metrics import CONSTANT_RTOL, DATE, TICKER, quantile_labels
+
+BOOKS = ("long_short", "long_only", "universe")
+DAILY_COLUMNS = (
+    "long_short",
+    "long_short_gross",
+    "long_only",
+    "universe",
+    "excess",
+    "turnover",
+    "equity",
+    "drawdown",
+)
+SUMMARY_KEYS = (
+    "sharpe",
+    "ir",
+    "annual_return",
+    "annual_volatility",
+    "max_drawdown",
+    "turnover",
+    "n_rebalances",
+    "n_days",
+)
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """Daily series and summary metrics of one backtest.
+
+    ``daily``: DataFrame indexed by ``date`` (the days a book is held) with ``DAILY_COLUMNS``;
+    ``long_short`` is net of costs, ``equity`` its compounded curve (starting from 1.0 before the
+    first day), ``drawdown`` = equity / running peak - 1 (<= 0). ``summary``: ``SUMMARY_KEYS``.
+    ``weights``: the rebalance books, long (date = signal date, trade_date, ticker, quantile,
+    long_short, long_only, universe).
+    """
+
+    daily: pd.DataFrame
+    summary: dict[str, float]
+    weights: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+# --------------------------------------------------------------------------------------------
+# Return-series statistics
+# --------------------------------------------------------------------------------------------
+
+
+def _finite(returns: pd.Series | np.ndarray) -> np.ndarray:
+    values = np.asarray(returns, dtype=np.float64)
+    return values[np.isfinite(values)]
+
+
+def annualised_sharpe(returns: pd.Series | np.ndarray, periods_per_year: int = 252) -> float:
+    """mean / std (ddof=1) x sqrt(periods_per_year); NaN for < 2 values or constant returns."""
+    values = _finite(returns)
+    if values.size < 2:
+        return math.nan
+    std = values.std(ddof=1)
+    # Constant returns (e.g. an empty book) have no defined Sharpe; rounding dust is not risk.
+    if not std**2 > CONSTANT_RTOL * (values @ values) / values.size:
+        return math.nan
+    return float(values.mean() / std * math.sqrt(periods_per_year))
+
+
+def drawdown_path(returns: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Compounded equity (from 1.0) and drawdown = equity / running peak - 1 (<= 0).
+
+    The starting capital 1.0 counts as a peak, so a loss on the first day is a drawdown.
+    """
+    values = np.nan_to_num(np.asarray(returns, dtype=np.float64), nan=0.0)
+    equity = np.cumprod(1.0 + values)
+    peak = np.maximum.accumulate(np.maximum(equity, 1.0))
+    return equity, equity / peak - 1.0
+
+
+def max_drawdown(returns: pd.Series | np.ndarray) -> float:
+    """Largest peak-to-trough loss of the compounded curve, as a positive fraction (0.2 = -20%)."""
+    values = _finite(returns)
+    if values.size == 0:
+        return math.nan
+    _, drawdown = drawdown_path(values)
+    return max(0.0, float(-drawdown.min()))  # max() also turns -0.0 into 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Books and timing
+# --------------------------------------------------------------------------------------------
+
+
+def rebalance_weights(
+    predictions: pd.DataFrame, pred_col: str = "prediction", n_quantiles: int = 5
+) -> pd.DataFrame:
+    """Per-date book weights from a prediction cross-section.
+
+    Returns the valid rows of ``predictions`` as a long frame (date, ticker, quantile, long_short,
+    long_only, universe): long_short is +1/n_top on the top quantile and -1/n_bottom on the bottom
+    one, long_only +1/n_top on the top quantile, universe 1/n on every name; zero elsewhere.
+    """
+    if n_quantiles < 2:
+        raise ValueError(
+            f"n_quantiles must be >= 2 to have distinct long and short legs, got {n_quantiles}"
+        )
+    valid = predictions.loc[
+        np.isfinite(predictions[pred_col].to_numpy(dtype=np.float64)), [DATE, TICKER, pred_col]
+    ]
+    quantile = quantile_labels(valid, pred_col, n_quantiles).to_numpy()
+    top = (quantile == n_quantiles).astype(np.float64)
+    bottom = (quantile == 1).astype(np.float64)
+    codes, _ = pd.factorize(valid[DATE].to_numpy())
+    n_top = np.bincount(codes, weights=top)[codes]
+    n_bottom = np.bincount(codes, weights=bottom)[codes]
+    n_names = np.bincount(codes).astype(np.float64)[codes]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        long_leg = np.where(top > 0, 1.0 / n_top, 0.0)
+        short_leg = np.where(bottom > 0, 1.0 / n_bottom, 0.0)
+    return pd.DataFrame(
+        {
+            DATE: valid[DATE].to_numpy(),
+            TICKER: valid[TICKER].to_numpy(),
+            "quantile": quantile.astype(np.int64),
+            "long_short": long_leg - short_leg,
+            "long_only": long_leg,
+            "universe": 1.0 / n_names,
+        }
+    )
+
+
+def execution_positions(
+    signal_dates: pd.DatetimeIndex, trading_dates: pd.DatetimeIndex, execution_delay: int
+) -> np.ndarray:
+    """Index into ``trading_dates`` of the close at which each signal is traded.
+
+    A signal dated on trading day t is traded at the close d trading days later. A signal dated
+    off the axis (e.g. a holiday of the returns' market) is traded at the d-th close after its
+    date, and at the first close after it when d = 0, since the close "at" its date never existed.
+    Positions may run past the end of the axis (not tradable).
+    """
+    left = trading_dates.searchsorted(signal_dates, side="left")
+    if len(trading_dates) == 0:
+        return left + execution_delay
+    clipped = np.minimum(left, len(trading_dates) - 1)
+    on_axis = (left < len(trading_dates)) & (trading_dates[clipped] == signal_dates)
+    return np.where(on_axis, left + execution_delay, left + max(execution_delay - 1, 0))
+
+
+# --------------------------------------------------------------------------------------------
+# Backtest
+# --------------------------------------------------------------------------------------------
+
+
+def _empty_result(weights: pd.DataFrame | None = None) -> BacktestResult:
+    daily = pd.DataFrame(
+        {name: pd.Series(dtype=np.float64) for name in DAILY_COLUMNS},
+        index=pd.DatetimeIndex([], name=DATE),
+    )
+    summary = {key: math.nan for key in SUMMARY_KEYS}
+    summary.update(n_rebalances=0, n_days=0)
+    return BacktestResult(daily, summary, weights if weights is not None else pd.DataFrame())
+
+
+def long_short_backtest(
+    predictions: pd.DataFrame,
+    returns: pd.DataFrame,
+    *,
+    rebalance_days: int = 10,
+    n_quantiles: int = 5,
+    cost_bps: float = 10.0,
+    execution_delay: int = 1,
+    periods_per_year: int = 252,
+    pred_col: str = "prediction",
+    return_col: str = "ret_1d",
+) -> BacktestResult:
+    """Quantile long-short, long-only and universe backtest with delayed execution and costs.
+
+    ``predictions``: long (date, ticker, prediction); ``returns``: long (date, ticker, ret_1d).
+    A held name with a missing daily return contributes 0 that day. The last book is held for
+    ``rebalance_days`` trading days (or to the end of the returns). Never raises on empty or too
+    short input: the summary is then NaN (counts 0).
+    """
+    if rebalance_days < 1 or execution_delay < 0:
+        raise ValueError(
+            f"need rebalance_days >= 1 and execution_delay >= 0, "
+            f"got {rebalance_days} and {execution_delay}"
+        )
+    valid = np.isfinite(predictions[pred_col].to_numpy(dtype=np.float64))
+    preds = predictions.loc[valid & predictions[DATE].notna().to_numpy(), [DATE, TICKER, pred_col]]
+    if preds.empty or returns.empty:
+        return _empty_result()
+
+    signal_dates = pd.DatetimeIndex(np.sort(preds[DATE].unique()))[::rebalance_days]
+    weights = rebalance_weights(preds[preds[DATE].isin(signal_dates)], pred_col, n_quantiles)
+
+    wide_returns = returns.pivot(index=DATE, columns=TICKER, values=return_col).sort_index()
+    trading_dates = pd.DatetimeIndex(wide_returns.index, name=DATE)
+    n_trading = len(trading_dates)
+
+    # A book earns from the day after its trade; a trade on the last day (or later) earns nothing.
+    start = execution_positions(signal_dates, trading_dates, execution_delay) + 1
+    tradable = start < n_trading
+    signal_dates, start = signal_dates[tradable], start[tradable]
+    # Two signals traded at the same close (only with off-axis dates): the later one wins.
+    last_of_start = np.append(start[1:] != start[:-1], True)[: len(start)]
+    signal_dates, start = signal_dates[last_of_start], start[last_of_start]
+    trade_dates = trading_dates[start - 1]
+    weights = weights[weights[DATE].isin(signal_dates)].reset_index(drop=True)
+    weights.insert(
+        1, "trade_date", weights[DATE].map(dict(zip(signal_dates, trade_dates, strict=True)))
+    )
+    if len(start) == 0:
+        return _empty_result(weights)
+
+    tickers = wide_returns.columns.union(pd.Index(weights[TICKER].unique()))
+    daily_returns = wide_returns.reindex(columns=tickers).to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+    daily_returns = np.nan_to_num(daily_returns, nan=0.0)
+    # books[k] is the (ticker x book) weight matrix of rebalance k: the date x ticker pivot.
+    books = np.stack(
+        [
+            weights.pivot(index=DATE, columns=TICKER, values=book)
+            .reindex(index=signal_dates, columns=tickers)
+            .fillna(0.0)
+            .to_numpy()
+            for book in BOOKS
+        ],
+        axis=-1,
+    )
+
+    first = start[0]
+    end = min(start[-1] + rebalance_days, n_trading)
+    stops = np.append(start[1:], end)
+    book_returns = np.zeros((end - first, len(BOOKS)))
+    turnover = np.zeros(end - first)
+    previous = np.zeros(len(tickers))
+    for k, (begin, stop) in enumerate(zip(start, stops, strict=True)):
+        book_returns[begin - first : stop - first] = daily_returns[begin:stop] @ books[k]
+        turnover[begin - first] = 0.5 * np.abs(books[k][:, 0] - previous).sum()
+        previous = books[k][:, 0]
+
+    gross = book_returns[:, 0]
+    net = gross - cost_bps / 1e4 * turnover
+    excess = book_returns[:, 1] - book_returns[:, 2]
+    equity, drawdown = drawdown_path(net)
+    daily = pd.DataFrame(
+        {
+            "long_short": net,
+            "long_short_gross": gross,
+            "long_only": book_returns[:, 1],
+            "universe": book_returns[:, 2],
+            "excess": excess,
+            "turnover": turnover,
+            "equity": equity,
+            "drawdown": drawdown,
+        },
+        index=trading_dates[first:end],
+    )
+    summary = {
+        "sharpe": annualised_sharpe(net, periods_per_year),
+        "ir": annualised_sharpe(excess, periods_per_year),
+        "annual_return": float(net.mean() * periods_per_year),
+        "annual_volatility": (
+            float(net.std(ddof=1) * math.sqrt(periods_per_year)) if net.size > 1 else math.nan
+        ),
+        "max_drawdown": max_drawdown(net),
+        "turnover": float(turnover[start - first].mean()),
+        "n_rebalances": int(len(start)),
+        "n_days": int(len(net)),
+    }
+    return BacktestResult(daily, summary, weights)

@@ -1,0 +1,335 @@
+"""Cross-sectional prediction metrics shared by every layer (DESIGN section 4).
+
+IC_t is the Pearson correlation across tickers at date t between a prediction and the realised
+label; RankIC_t is the Spearman correlation (Pearson on per-date average ranks, as scipy does).
+Everything is computed in one vectorised pass over the long frame: dates are factorised to integer
+codes and the per-date moments come from ``np.bincount`` weighted sums, so there is no Python loop
+over dates. These functions sit inside Optuna objectives and are called hundreds of times.
+
+Frames are long: ``date`` (datetime64), ``ticker`` and value columns.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+DATE = "date"
+TICKER = "ticker"
+
+# A per-date variance below this fraction of the per-date raw second moment is treated as a
+# constant cross-section: two-pass demeaning of a constant leaves rounding dust (~1e-32 relative),
+# never an exact zero, and that dust would otherwise yield a meaningless correlation.
+CONSTANT_RTOL = 1e-20
+
+
+# --------------------------------------------------------------------------------------------
+# Per-date correlation machinery
+# --------------------------------------------------------------------------------------------
+
+
+def _valid_arrays(
+    frame: pd.DataFrame, pred_col: str, label_col: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Index]:
+    """Finite (prediction, label) pairs as float64 arrays plus per-row date codes.
+
+    Returns ``(codes, x, y, dates)`` where ``dates[codes[i]]`` is the date of row i and ``dates``
+    is sorted ascending.
+    """
+    x = frame[pred_col].to_numpy(dtype=np.float64, na_value=np.nan)
+    y = frame[label_col].to_numpy(dtype=np.float64, na_value=np.nan)
+    keep = np.isfinite(x) & np.isfinite(y) & frame[DATE].notna().to_numpy()
+    codes, dates = pd.factorize(frame[DATE].to_numpy()[keep], sort=True)
+    return codes, x[keep], y[keep], pd.DatetimeIndex(dates, name=DATE)
+
+
+def _grouped_average_ranks(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based, ties share their mean rank) of ``values`` within each code.
+
+    Sorting by (code, value) replaces a groupby: a run of equal values inside a group gets the
+    mean of its sorted positions, offset by the group's first position.
+    """
+    n = values.size
+    ranks = np.empty(n, dtype=np.float64)
+    if n == 0:
+        return ranks
+    # Sort by value, then stably by code: 3-4x faster than np.lexsort, because a stable sort of
+    # 16-bit integers is a radix sort (2,000 dates x 500 names: ~40 ms instead of ~160 ms).
+    order = np.argsort(values)
+    sorted_codes = codes[order]
+    if codes.max() < np.iinfo(np.uint16).max:
+        sorted_codes = sorted_codes.astype(np.uint16)
+    order = order[np.argsort(sorted_codes, kind="stable")]
+    sorted_codes = codes[order]
+    sorted_values = values[order]
+    new_group = np.empty(n, dtype=bool)
+    new_group[0] = True
+    np.not_equal(sorted_codes[1:], sorted_codes[:-1], out=new_group[1:])
+    new_run = new_group.copy()
+    new_run[1:] |= sorted_values[1:] != sorted_values[:-1]
+
+    run_starts = np.flatnonzero(new_run)
+    run_ends = np.append(run_starts[1:], n) - 1
+    run_id = np.cumsum(new_run) - 1
+    group_starts = np.flatnonzero(new_group)
+    group_id = np.cumsum(new_group) - 1
+    # Sorted positions are 0-based; the rank is the run's mean position within its group, + 1.
+    mean_position = 0.5 * (run_starts + run_ends)
+    ranks[order] = mean_position[run_id] - group_starts[group_id] + 1.0
+    return ranks
+
+
+def _grouped_corr(
+    codes: np.ndarray, x: np.ndarray, y: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group Pearson correlation and group sizes; NaN where either side is constant."""
+    counts = np.bincount(codes, minlength=n_groups).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dx = x - (np.bincount(codes, weights=x, minlength=n_groups) / counts)[codes]
+        dy = y - (np.bincount(codes, weights=y, minlength=n_groups) / counts)[codes]
+        sxy = np.bincount(codes, weights=dx * dy, minlength=n_groups)
+        sxx = np.bincount(codes, weights=dx * dx, minlength=n_groups)
+        syy = np.bincount(codes, weights=dy * dy, minlength=n_groups)
+        x_scale = np.bincount(codes, weights=x * x, minlength=n_groups)
+        y_scale = np.bincount(codes, weights=y * y, minlength=n_groups)
+        constant = (sxx <= CONSTANT_RTOL * x_scale) | (syy <= CONSTANT_RTOL * y_scale)
+        corr = sxy / np.sqrt(sxx * syy)
+    corr[constant] = np.nan
+    # Rounding can push |corr| a hair above 1 for perfectly (anti-)aligned sections.
+    return np.clip(corr, -1.0, 1.0), counts
+
+
+def _daily_ic_pair(
+    frame: pd.DataFrame,
+    pred_col: str,
+    label_col: str,
+    min_names: int,
+    methods: tuple[str, ...],
+) -> dict[str, pd.Series]:
+    """Daily IC series for each requested method, sharing one pass of filtering and factorising."""
+    codes, x, y, dates = _valid_arrays(frame, pred_col, label_col)
+    out: dict[str, pd.Series] = {}
+    for method in methods:
+        if method == "pearson":
+            a, b, name = x, y, "ic"
+        elif method == "spearman":
+            a, b = _grouped_average_ranks(codes, x), _grouped_average_ranks(codes, y)
+            name = "rank_ic"
+        else:
+            raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}")
+        corr, counts = _grouped_corr(codes, a, b, len(dates))
+        keep = (counts >= min_names) & np.isfinite(corr)
+        out[method] = pd.Series(corr[keep], index=dates[keep], name=name, dtype=np.float64)
+    return out
+
+
+def daily_ic(
+    frame: pd.DataFrame,
+    pred_col: str = "prediction",
+    label_col: str = "label",
+    method: str = "pearson",
+    min_names: int = 5,
+) -> pd.Series:
+    """Per-date cross-sectional correlation between prediction and label.
+
+    Rows with a non-finite value in either column are dropped first (so Spearman ranks are taken
+    over the same names as Pearson). Dates with fewer than ``min_names`` valid names, and dates
+    where either side is constant (correlation undefined), are left out.
+
+    Returns a float Series indexed by date (ascending, index name ``date``), named ``ic`` for
+    ``method="pearson"`` and ``rank_ic`` for ``method="spearman"``.
+    """
+    return _daily_ic_pair(frame, pred_col, label_col, min_names, (method,))[method]
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries of an IC series
+# --------------------------------------------------------------------------------------------
+
+
+def newey_west_tstat(
+    series: pd.Series | np.ndarray, lag: int, use_correction: bool = False
+) -> float:
+    """t-statistic of the mean with Newey-West (Bartlett kernel) standard errors.
+
+    Equals ``OLS(y, ones).fit(cov_type="HAC", cov_kwds={"maxlags": lag})`` in statsmodels, whose
+    default is no small-sample correction (``use_correction=False``); pass ``use_correction=True``
+    to scale the variance by n / (n - 1) as statsmodels does with that flag. Non-finite values are
+    dropped. ``lag`` is capped at n - 1 (higher lags have no pairs). Returns NaN for fewer than two
+    observations or a zero long-run variance (constant series).
+    """
+    values = np.asarray(series, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    n = values.size
+    if n < 2:
+        return math.nan
+    lag = int(min(max(lag, 0), n - 1))
+    resid = values - values.mean()
+    long_run = resid @ resid
+    for j in range(1, lag + 1):  # loop over lags (~h), not dates
+        long_run += 2.0 * (1.0 - j / (lag + 1.0)) * (resid[j:] @ resid[:-j])
+    # Bartlett weights keep the long-run variance >= 0; a constant series only leaves rounding dust.
+    if not long_run > CONSTANT_RTOL * (values @ values):
+        return math.nan
+    variance = long_run / n**2
+    if use_correction:
+        variance *= n / (n - 1.0)
+    return float(values.mean() / math.sqrt(variance))
+
+
+def ic_summary(ic: pd.Series, nw_lag: int) -> dict[str, float]:
+    """Mean, std, ICIR, Newey-West t-stat, hit rate and date count of a daily IC series.
+
+    ``std`` is the sample std (ddof=1); ``icir`` = mean / std; ``hit_rate`` = share of dates with
+    IC > 0. Non-finite entries are ignored. Never raises: an empty series gives NaN values with
+    ``n_dates`` 0, a single date gives its mean and hit rate with NaN std, ICIR and t-stat.
+    """
+    values = np.asarray(ic, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    n = values.size
+    mean = float(values.mean()) if n else math.nan
+    std = float(values.std(ddof=1)) if n > 1 else math.nan
+    # A constant series has an undefined ICIR, not a huge one from rounding dust in its std.
+    spread = n > 1 and std**2 > CONSTANT_RTOL * float(values @ values) / n
+    return {
+        "mean": mean,
+        "std": std,
+        "icir": mean / std if spread else math.nan,
+        "tstat": newey_west_tstat(values, nw_lag),
+        "hit_rate": float((values > 0).mean()) if n else math.nan,
+        "n_dates": int(n),
+    }
+
+
+def prediction_scores(
+    frame: pd.DataFrame,
+    pred_col: str = "prediction",
+    label_col: str = "label",
+    min_names: int = 5,
+    nw_lag: int = 10,
+) -> dict[str, float]:
+    """The evaluation metric set for one prediction column against realised labels.
+
+    Keys: ``ic``, ``rank_ic`` (means), ``icir``, ``rank_icir``, ``ic_tstat``, ``rank_ic_tstat``
+    (Newey-West, ``nw_lag`` lags; use the label horizon h), ``hit_rate`` (of the rank IC) and
+    ``n_dates`` (dates with a valid rank IC).
+    """
+    series = _daily_ic_pair(frame, pred_col, label_col, min_names, ("pearson", "spearman"))
+    ic = ic_summary(series["pearson"], nw_lag)
+    rank = ic_summary(series["spearman"], nw_lag)
+    return {
+        "ic": ic["mean"],
+        "rank_ic": rank["mean"],
+        "icir": ic["icir"],
+        "rank_icir": rank["icir"],
+        "ic_tstat": ic["tstat"],
+        "rank_ic_tstat": rank["tstat"],
+        "hit_rate": rank["hit_rate"],
+        "n_dates": rank["n_dates"],
+    }
+
+
+def mean_rank_ic(
+    frame: pd.DataFrame,
+    pred_col: str = "prediction",
+    label_col: str = "label",
+    min_names: int = 5,
+) -> float:
+    """Mean daily RankIC: the scalar Optuna objective. NaN when no date qualifies."""
+    rank_ic = daily_ic(frame, pred_col, label_col, method="spearman", min_names=min_names)
+    return float(rank_ic.mean()) if len(rank_ic) else math.nan
+
+
+# --------------------------------------------------------------------------------------------
+# Quantiles and horizon decay
+# --------------------------------------------------------------------------------------------
+
+
+def quantile_labels(frame: pd.DataFrame, col: str, n_quantiles: int = 5) -> pd.Series:
+    """Per-date quantile of ``col`` (1 = lowest, ``n_quantiles`` = highest; NaN stays NaN).
+
+    Position-based buckets on average ranks: the name with average rank r among n gets
+    floor((r - 0.5) * q / n) + 1. Buckets are as equal as possible, symmetric at the top and the
+    bottom for odd q (so long and short legs have the same size), and tied values always share a
+    bucket instead of being split arbitrarily (an all-tied date lands in the middle bucket).
+    """
+    values = frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
+    keep = np.isfinite(values) & frame[DATE].notna().to_numpy()
+    codes, _ = pd.factorize(frame[DATE].to_numpy()[keep])
+    ranks = _grouped_average_ranks(codes, values[keep])
+    counts = np.bincount(codes).astype(np.float64)[codes]
+    buckets = np.floor((ranks - 0.5) * n_quantiles / counts) + 1.0
+    out = np.full(values.size, np.nan)
+    out[keep] = np.clip(buckets, 1, n_quantiles)
+    return pd.Series(out, index=frame.index, name="quantile")
+
+
+def quantile_mean_returns(
+    frame: pd.DataFrame,
+    pred_col: str = "prediction",
+    label_col: str = "label",
+    n_quantiles: int = 5,
+) -> pd.Series:
+    """Mean label per prediction quantile (assigned per date), pooled over all rows.
+
+    Returns a Series indexed by quantile 1..n_quantiles (1 = lowest prediction), named
+    ``mean_label``; a quantile that never occurs is NaN.
+    """
+    valid = frame[[DATE, pred_col, label_col]].dropna()
+    buckets = quantile_labels(valid, pred_col, n_quantiles).astype("int64")
+    means = valid[label_col].groupby(buckets.to_numpy()).mean()
+    index = pd.RangeIndex(1, n_quantiles + 1, name="quantile")
+    return means.reindex(index).astype(np.float64).rename("mean_label")
+
+
+def _forward_from_close(close: pd.DataFrame, horizon: int, execution_delay: int) -> pd.DataFrame:
+    """Wide (date x ticker) close(t+d) -> close(t+d+k) from a wide, date-sorted close panel."""
+    return close.shift(-(execution_delay + horizon)) / close.shift(-execution_delay) - 1.0
+
+
+def forward_returns(prices: pd.DataFrame, horizon: int, execution_delay: int = 1) -> pd.DataFrame:
+    """Long frame (date, ticker, fwd_ret) of close(t+d) -> close(t+d+k) per ticker.
+
+    Shifts run along the panel's own date axis (trading days); a missing close gives NaN (rows
+    dropped), never a fill across time.
+    """
+    close = prices.pivot(index=DATE, columns=TICKER, values="close").sort_index()
+    fwd = _forward_from_close(close, horizon, execution_delay)
+    return fwd.stack(future_stack=True).rename("fwd_ret").dropna().reset_index()
+
+
+def ic_decay(
+    predictions: pd.DataFrame,
+    prices: pd.DataFrame,
+    horizons: list[int] | tuple[int, ...],
+    execution_delay: int = 1,
+    min_names: int = 5,
+    pred_col: str = "prediction",
+) -> pd.DataFrame:
+    """Mean IC and RankIC of the prediction against forward returns at several horizons.
+
+    For each k in ``horizons`` the target is close(t+d) -> close(t+d+k) from ``prices`` (long:
+    date, ticker, close). Returns a DataFrame indexed by ``horizon`` with columns ``ic``,
+    ``rank_ic`` and ``n_dates`` (dates with a valid rank IC).
+    """
+    close = prices.pivot(index=DATE, columns=TICKER, values="close").sort_index()
+    preds = predictions[[DATE, TICKER, pred_col]]
+    rows = []
+    for k in horizons:  # a handful of horizons; each one is fully vectorised
+        fwd = _forward_from_close(close, k, execution_delay)
+        target = fwd.stack(future_stack=True).rename("fwd_ret").dropna().reset_index()
+        merged = preds.merge(target, on=[DATE, TICKER], how="inner")
+        series = _daily_ic_pair(merged, pred_col, "fwd_ret", min_names, ("pearson", "spearman"))
+        rank = series["spearman"]
+        rows.append(
+            {
+                "horizon": int(k),
+                "ic": float(series["pearson"].mean()) if len(series["pearson"]) else math.nan,
+                "rank_ic": float(rank.mean()) if len(rank) else math.nan,
+                "n_dates": int(len(rank)),
+            }
+        )
+    columns = ["horizon", "ic", "rank_ic", "n_dates"]
+    return pd.DataFrame(rows, columns=columns).set_index("horizon")

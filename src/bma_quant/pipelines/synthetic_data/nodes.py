@@ -1,0 +1,28 @@
+"""synthetic_data nodes: unpack parameters, call core, return data."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from bma_quant.core.synthetic import generate_synthetic_market
+
+logger = logging.getLogger(__name__)
+
+
+def generate_synthetic_panel(
+    params: dict,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Generate the synthetic market described by `params:synthetic` (every key is an argument of
+    generate_synthetic_market).
+
+    Returns the long panel, the market index (date, level), the latent regimes (date, regime) and
+    the true expected returns (date, ticker, expected_return).
+    """
+    market = generate_synthetic_market(**params)
+    logger.info(
+        "generated a synthetic market of %d tickers x %d days (seed %s)",
+        market.panel["ticker"].nunique(), market.market.shape[0], params.get("seed"),
+    )  # fmt: skip
+    return market.panel, market.market, market.regimes, market.expected_return

@@ -1,0 +1,85 @@
+"""Labels on a hand-built panel, the dev | gap | test split, cleaning repairs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bma_quant.core import cleaning, labels, panel, split
+
+
+def test_label_is_return_from_t_plus_d_to_t_plus_d_plus_h():
+    dates = pd.bdate_range("2021-01-04", periods=8)
+    close = pd.DataFrame({"A": [100, 101, 102, 104, 108, 110, 111, 115.0]}, index=dates)
+    out = labels.forward_return_labels(close, horizon=2, execution_delay=1)
+    # t=0: close(1)=101 -> close(3)=104
+    assert out["A"].iloc[0] == pytest.approx(104 / 101 - 1)
+    assert out["A"].iloc[4] == pytest.approx(115 / 110 - 1)
+    assert out["A"].iloc[5:].isna().all()  # window runs past the end
+
+
+def test_label_is_nan_when_an_end_of_the_window_is_missing():
+    dates = pd.bdate_range("2021-01-04", periods=6)
+    close = pd.DataFrame({"A": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0]}, index=dates)
+    out = labels.forward_return_labels(close, horizon=1, execution_delay=1)
+    assert np.isnan(out["A"].iloc[0]) and np.isnan(out["A"].iloc[1])
+    assert out["A"].iloc[2] == pytest.approx(5 / 4 - 1)
+
+
+def test_split_leaves_a_gap_of_at_least_d_plus_h():
+    calendar = pd.bdate_range("2020-01-01", periods=500)
+    s = split.split_dates(calendar, gap_days=11, test_fraction=0.2)
+    dev_end = calendar.get_loc(pd.Timestamp(s["dev_end"]))
+    test_start = calendar.get_loc(pd.Timestamp(s["test_start"]))
+    assert test_start - dev_end - 1 == 11
+    assert s["dev_dates"] + 11 + s["test_dates"] == 500
+
+
+def test_forward_fill_is_limited_and_never_backward():
+    dates = pd.bdate_range("2021-01-04", periods=7)
+    close = pd.DataFrame({"A": [np.nan, 1.0, np.nan, np.nan, np.nan, 2.0, np.nan]}, index=dates)
+    out, filled = cleaning.forward_fill_limited(panel.PanelMatrices({"close": close}), limit=2)
+    col = out.close["A"]
+    assert np.isnan(col.iloc[0])  # nothing before the first observation
+    assert col.iloc[2] == 1.0 and col.iloc[3] == 1.0 and np.isnan(col.iloc[4])
+    assert col.iloc[6] == 2.0 and filled == 3
+
+
+def test_unadjusted_split_is_detected_and_forward_adjusted():
+    dates = pd.bdate_range("2021-01-04", periods=6)
+    close = pd.DataFrame({"A": [100, 101, 50.4, 51, 52, 51.5], "B": [10, 10.1, 10.2, 10, 9.9, 10]},
+                         index=dates)
+    out, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": close}),
+                                                    max_abs_return=0.4, ratios=[2, 3],
+                                                    tolerance=0.02)
+    assert [(e.ticker, e.ratio) for e in events] == [("A", 2.0)]
+    assert out.close["A"].iloc[:2].tolist() == [100, 101]  # history untouched (prefix invariant)
+    assert out.close["A"].iloc[2] == pytest.approx(100.8)
+    assert out.close["B"].equals(close["B"])
+
+
+def test_real_crash_that_is_not_a_split_ratio_is_left_alone():
+    dates = pd.bdate_range("2021-01-04", periods=4)
+    close = pd.DataFrame({"A": [100, 101, 58.0, 57]}, index=dates)
+    _, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": close}), 0.4,
+                                                  [2, 3], 0.02)
+    assert events == []
+
+
+def test_stale_streaks_are_counted_and_masked_beyond_the_limit():
+    dates = pd.bdate_range("2021-01-04", periods=12)
+    close = pd.DataFrame({"A": [1, 2] + [3] * 9 + [4.0]}, index=dates)
+    out, summary = cleaning.handle_stale_prices(panel.PanelMatrices({"close": close}),
+                                                min_streak=3, mask_after=5)
+    assert summary.streaks == 1 and summary.worst == {"A": 8}
+    assert summary.masked_days == 3
+    assert out.close["A"].isna().sum() == 3
+
+
+def test_medians_are_fitted_on_development_dates_only():
+    dates = pd.bdate_range("2021-01-04", periods=6)
+    close = pd.DataFrame({"A": [1.0] * 6}, index=dates)
+    factor = pd.DataFrame({"A": [1.0, 2.0, 3.0, 100.0, np.nan, 200.0]}, index=dates)
+    p = panel.PanelMatrices({"close": close, "f": factor})
+    medians = cleaning.fit_medians(p, ["f"], dates[:3])
+    out, filled = cleaning.impute_medians(p, medians)
+    assert medians == {"f": 2.0} and filled == 1 and out.values["f"]["A"].iloc[4] == 2.0

@@ -1,0 +1,53 @@
+"""Helpers for end-to-end tests: a temporary copy of the project and `kedro run` inside it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+KEDRO = Path(sys.executable).parent / "kedro"
+_IGNORE = shutil.ignore_patterns(
+    ".venv", ".git", "mlruns", "mlflow.db", "__pycache__", ".pytest_cache", ".ruff_cache",
+    "*.egg-info", "benchmarks", "notebooks", ".viz",
+)
+
+
+def copy_project(dest: Path) -> Path:
+    """Copy code, conf and the shipped raw data (not outputs, stores or the venv) to dest."""
+    target = dest / "project"
+    shutil.copytree(PROJECT_ROOT, target, ignore=_IGNORE)
+    for folder in (target / "data").iterdir():
+        if folder.name != "01_raw":
+            for item in folder.iterdir():
+                if item.name != ".gitkeep":
+                    shutil.rmtree(item) if item.is_dir() else item.unlink()
+    return target
+
+
+def kedro_run(project: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "MPLBACKEND": "Agg",
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [str(KEDRO), "run", *args], cwd=project, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+def mlflow_runs(project: Path):
+    """All runs of the project's experiment, newest first (pandas frame from mlflow)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    try:
+        return mlflow.search_runs(experiment_names=["bma_quant"], order_by=["start_time DESC"])
+    finally:
+        mlflow.set_tracking_uri(None)

@@ -1,0 +1,112 @@
+"""data_processing on small synthetic panels, in memory: layouts, prefix invariance, outputs."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bma_quant.core.cv import folds_from_table
+from bma_quant.core.synthetic import generate_synthetic_market, to_wide_close
+from tests.support import run_pipeline
+
+logging.getLogger("kedro").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def market():
+    return generate_synthetic_market(n_tickers=12, n_days=600, seed=3)
+
+
+def _overrides(path, **periods):
+    return {
+        "data": {"raw_path": str(path), "index_path": None},
+        "periods": {"dev_start": None, "test_fraction": 0.2, "test_start": None, **periods},
+        "cv": {"n_splits": 3, "min_train_days": 120},
+    }
+
+
+def test_wide_and_long_inputs_give_the_same_panel(tmp_path, market):
+    long_path = tmp_path / "long.parquet"
+    wide_path = tmp_path / "wide.csv"
+    market.panel[["date", "ticker", "close"]].to_parquet(long_path)
+    to_wide_close(market.panel).to_csv(wide_path, index=False)
+    from_long = run_pipeline("data_processing", {}, _overrides(long_path))
+    from_wide = run_pipeline("data_processing", {}, _overrides(wide_path))
+    pd.testing.assert_frame_equal(from_long["primary_panel"], from_wide["primary_panel"])
+    pd.testing.assert_frame_equal(from_long["labels"], from_wide["labels"])
+    assert from_long["date_split"] == from_wide["date_split"]
+
+
+def test_outputs_follow_the_contract(tmp_path, market):
+    path = tmp_path / "panel.parquet"
+    market.panel.to_parquet(path)
+    out = run_pipeline("data_processing", {}, _overrides(path))
+    panel = out["primary_panel"]
+    assert {"date", "ticker", "close", "open", "high", "low", "volume", "sector", "signal_1",
+            "ret_1d"} <= set(panel.columns)
+    assert len(panel) == 12 * 600
+    assert panel.sort_values(["date", "ticker"]).index.equals(panel.index)
+    split = out["date_split"]
+    assert pd.Timestamp(split["dev_end"]) < pd.Timestamp(split["test_start"])
+    folds = folds_from_table(out["cv_folds"])
+    assert len(folds) == 3
+    assert max(f.test_dates.max() for f in folds) <= pd.Timestamp(split["dev_end"])
+    metrics = out["data_processing_metrics"]
+    for name in ("rows_in", "rows_out", "tickers", "dates", "coverage", "missing_days",
+                 "suspected_splits", "stale_streaks", "dropped_tickers"):
+        assert name in metrics, name
+    assert metrics["tickers"]["value"] == 12
+    assert out["market"]["source"].iloc[0] == "equal_weight"
+    # the label is the forward return of the synthetic closes
+    close = market.panel.pivot(index="date", columns="ticker", values="close")
+    expected = close.shift(-11) / close.shift(-1) - 1
+    got = out["labels"].pivot(index="date", columns="ticker", values="label")
+    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-12)
+
+
+def test_processing_is_prefix_invariant(tmp_path, market):
+    """Values at dates <= t are the same whether the panel is cut at t or not (DESIGN §3)."""
+    panel = market.panel.copy()
+    # real-data defects so that the repairs are exercised: gaps, a split, a stale streak
+    gaps = panel.sample(frac=0.03, random_state=0).index
+    panel.loc[gaps, ["open", "high", "low", "close"]] = np.nan
+    t3 = panel["ticker"] == "T0003"
+    day = panel["date"].unique()
+    # a flat day then a 2:1 split that was not adjusted for
+    panel.loc[t3 & (panel["date"] == day[300]), "close"] = panel.loc[
+        t3 & (panel["date"] == day[299]), "close"].to_numpy()
+    late = t3 & (panel["date"] >= day[300])
+    panel.loc[late, ["open", "high", "low", "close"]] /= 2.0
+    full_path, cut_path = tmp_path / "full.parquet", tmp_path / "cut.parquet"
+    panel.to_parquet(full_path)
+    dates = panel["date"].drop_duplicates().sort_values()
+    cut_date = dates.iloc[500]
+    panel[panel["date"] <= cut_date].to_parquet(cut_path)
+    test_start = str(dates.iloc[400].date())
+    full = run_pipeline("data_processing", {}, _overrides(full_path, test_start=test_start))
+    cut = run_pipeline("data_processing", {}, _overrides(cut_path, test_start=test_start))
+    assert full["data_quality_report"]["suspected_splits"]
+    keep = full["primary_panel"]["date"] <= cut_date
+    pd.testing.assert_frame_equal(
+        full["primary_panel"][keep].reset_index(drop=True), cut["primary_panel"]
+    )
+    pd.testing.assert_frame_equal(full["market"][full["market"]["date"] <= cut_date], cut["market"])
+    # labels are known once their window has closed: dates <= cut - (d + h)
+    label_cut = dates.iloc[500 - 11]
+    fl = full["labels"][full["labels"]["date"] <= label_cut].reset_index(drop=True)
+    cl = cut["labels"][cut["labels"]["date"] <= label_cut].reset_index(drop=True)
+    pd.testing.assert_frame_equal(fl, cl)
+
+
+def test_index_file_feeds_the_market_series(tmp_path, market):
+    path, index_path = tmp_path / "p.parquet", tmp_path / "index.csv"
+    market.panel.to_parquet(path)
+    market.market.to_csv(index_path, index=False)
+    overrides = _overrides(path)
+    overrides["data"]["index_path"] = str(index_path)
+    out = run_pipeline("data_processing", {}, overrides)
+    m = out["market"]
+    assert m["source"].iloc[0] == "index"
+    level = market.market.set_index("date")["level"]
+    np.testing.assert_allclose(m["market_return"].iloc[1:], (level / level.shift(1) - 1).iloc[1:])

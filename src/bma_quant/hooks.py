@@ -87,6 +87,10 @@ class RunHealthHooks:
         self._memory = dict(DEFAULT_MEMORY)
         self._tags: dict[str, str] = {}
         self._tags_logged = False
+        self._run_id: str | None = None
+        self._project_path = Path.cwd()
+        self._node_layer: dict[str, str] = {}
+        self._started = time.perf_counter()
         self.node_stats: dict[str, dict[str, float]] = {}
         self.failures: dict[str, str] = {}
 
@@ -95,6 +99,7 @@ class RunHealthHooks:
         params = context.params
         self._memory.update(params.get("memory", {}) or {})
         project_path = Path(context.project_path)
+        self._project_path = project_path
         raw_path = (params.get("data", {}) or {}).get("raw_path")
         tags = {"git_commit": _git_commit(project_path), "config_hash": config_hash(params)}
         if raw_path:
@@ -108,8 +113,27 @@ class RunHealthHooks:
         names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
         self._tags["pipelines"] = ",".join(n for n in names if n) or "__default__"
         self._tags_logged = False
+        self._run_id = None
+        self._started = time.perf_counter()
         self.node_stats.clear()
         self.failures.clear()
+        self._node_layer = self._layers_of_nodes()
+
+    @staticmethod
+    def _layers_of_nodes() -> dict[str, str]:
+        """node name -> the pipeline (layer) it belongs to, for per-layer timings."""
+        from kedro.framework.project import pipelines
+
+        from bma_quant.pipeline_registry import TRAINING_CHAIN
+
+        layers = {}
+        try:
+            for name in (*TRAINING_CHAIN, "inference", "synthetic_data"):
+                if name in pipelines:
+                    layers.update({n.name: name for n in pipelines[name].nodes})
+        except Exception as exc:  # the summary must never fail a run
+            logger.debug("could not map nodes to layers: %s", exc)
+        return layers
 
     def _log_tags_once(self) -> None:
         if self._tags_logged:
@@ -118,6 +142,7 @@ class RunHealthHooks:
 
         if mlflow.active_run() is not None:
             mlflow.set_tags(self._tags)
+            self._run_id = mlflow.active_run().info.run_id
             self._tags_logged = True
 
     def _check_memory(self, where: str) -> None:
@@ -184,15 +209,64 @@ class RunHealthHooks:
             logger.warning("could not log run-health metrics for %s: %s", node_name, exc)
 
     @hook_impl
-    def after_pipeline_run(self) -> None:
-        self._write_summary()
+    def after_pipeline_run(self, catalog) -> None:
+        self._write_summary(catalog, status="success")
 
     @hook_impl
-    def on_pipeline_error(self, error: Exception) -> None:
-        self._write_summary()
+    def on_pipeline_error(self, error: Exception, catalog) -> None:
+        self._write_summary(catalog, status=f"failed: {type(error).__name__}: {error}")
 
-    def _write_summary(self) -> None:
-        total = sum(s.get("seconds", 0.0) for s in self.node_stats.values())
-        peak = max((s.get("peak_rss_mb", 0.0) for s in self.node_stats.values()), default=0.0)
-        logger.info("run health: %d nodes, %.1f s in nodes, peak RSS %.0f MB, %d failed",
-                    len(self.node_stats), total, peak, len(self.failures))
+    @staticmethod
+    def _model_counts(catalog) -> dict[str, Any]:
+        """Succeeded / failed learners per layer, from the status datasets the layers write."""
+        counts = {}
+        for layer, dataset in (("base_models", "base_model_status"),
+                               ("regime_models", "regime_model_status"),
+                               ("stacking", "ensemble_report")):
+            try:
+                if not catalog.exists(dataset):
+                    continue
+                status = catalog.load(dataset)
+            except Exception:  # a layer that did not run has nothing to count
+                continue
+            if layer == "stacking":
+                counts[layer] = {k: status[k] for k in ("chosen", "methods") if k in status}
+                continue
+            ok = sorted(k for k, v in status.items() if isinstance(v, dict) and v.get("status") == "ok")
+            failed = sorted(k for k, v in status.items()
+                            if isinstance(v, dict) and v.get("status") == "failed")
+            counts[layer] = {"succeeded": ok, "failed": failed}
+        return counts
+
+    def _write_summary(self, catalog, status: str) -> None:
+        """run_summary.json (seed §4.1): per-layer timings, peak memory, model counts, failures."""
+        layers: dict[str, dict[str, float]] = {}
+        for node_name, stats in self.node_stats.items():
+            layer = layers.setdefault(self._node_layer.get(node_name, "other"),
+                                      {"seconds": 0.0, "peak_rss_mb": 0.0, "nodes": 0})
+            layer["seconds"] += stats.get("seconds", 0.0)
+            layer["peak_rss_mb"] = max(layer["peak_rss_mb"], stats.get("peak_rss_mb", 0.0))
+            layer["nodes"] += 1
+        summary = {
+            "status": status,
+            "pipelines": self._tags.get("pipelines"),
+            "wall_seconds": time.perf_counter() - self._started,
+            "layers": layers,
+            "nodes": self.node_stats,
+            "node_failures": self.failures,
+            "models": self._model_counts(catalog),
+            "tags": self._tags,
+            "mlflow_run_id": self._run_id,
+        }
+        path = self._project_path / "data" / "08_reporting" / "run_summary.json"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(summary, indent=2, default=str))
+            if self._run_id:
+                from mlflow.tracking import MlflowClient
+
+                MlflowClient().log_artifact(self._run_id, str(path))
+        except Exception as exc:  # the summary must never fail a run
+            logger.warning("could not write run_summary.json: %s", exc)
+        logger.info("run summary: %s, %.1f s, %d nodes, %d failed -> %s", status,
+                    summary["wall_seconds"], len(self.node_stats), len(self.failures), path)

@@ -1,0 +1,68 @@
+"""`python -m bma_quant.summary`: after `make run`, say what happened and where to look."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+REPORTING = Path("data") / "08_reporting"
+
+
+def _load_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def summary_lines(root: Path) -> list[str]:
+    reporting = root / REPORTING
+    lines = ["", "BMA Quant run finished."]
+    run = _load_json(reporting / "run_summary.json")
+    if run:
+        lines.append(f"  status: {run.get('status')}, {run.get('wall_seconds', 0):.0f} s wall time, "
+                     f"MLflow run {run.get('mlflow_run_id')}")
+        for layer, stats in (run.get("layers") or {}).items():
+            lines.append(f"    {layer:<20} {stats['seconds']:7.1f} s  peak RSS "
+                         f"{stats['peak_rss_mb']:6.0f} MB")
+        for layer, models in (run.get("models") or {}).items():
+            if "failed" in models and models["failed"]:
+                lines.append(f"    {layer}: failed learners {', '.join(models['failed'])}")
+    gates = _load_json(reporting / "gate_report.json")
+    if gates:
+        verdict = "PASS" if gates.get("passed") else "FAIL"
+        lines.append(f"  production gates: {verdict} -> {reporting / 'gate_report.json'}")
+        for check in gates.get("checks", []):
+            lines.append(
+                f"    {check.get('name', '?'):<16} value {check.get('value')!s:<24} "
+                f"threshold {check.get('operator', '')}{check.get('threshold')}  "
+                f"{'ok' if check.get('passed') else 'FAIL'}"
+            )
+        if gates.get("alias"):
+            lines.append(f"  registered model: {gates.get('model_name', 'bma_quant')} "
+                         f"version {gates.get('version')} alias '{gates['alias']}'")
+    table = reporting / "evaluation_table.csv"
+    if table.is_file():
+        with table.open() as handle:
+            rows = [r for r in csv.DictReader(handle) if r.get("scope", "all") == "all"]
+        lines.append(f"  test-period comparison ({len(rows)} models) -> {table}")
+        for r in rows:
+            lines.append(f"    {r.get('model', '?'):<18} rank_ic {float(r.get('rank_ic') or 'nan'):+.4f}"
+                         f"  sharpe {float(r.get('sharpe') or 'nan'):+.2f}")
+    lines += [
+        "  MLflow UI:   make ui   (http://127.0.0.1:5000, experiment 'bma_quant')",
+        "  Pipeline DAG: make viz (kedro-viz)",
+        "",
+    ]
+    return lines
+
+
+def main() -> int:
+    print("\n".join(summary_lines(Path.cwd())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,675 @@
+"""Factor library: per-ticker time-series factors in the spirit of Qlib's Alpha158 families.
+
+Every factor is computed on date x ticker matrices with trailing windows (cumulative sums along
+time, running max / min filters, shifts by positive lags), vectorised over the whole panel; the
+value at t uses data <= t only, so each factor is prefix-invariant. Families run by the columns
+present:
+
+- return (close): ret_{w}, the w-day return.
+- trend (close): ma_{w} (close / w-day mean - 1), max_{w} / min_{w} (close vs the w-day high /
+  low), rank_{w} (percentile of today's close in its window), dd_{w} (drawdown from the high).
+- volatility (close): std_{w} (daily-return std), beta_{w} and resvol_{w} (beta on the market
+  series and residual volatility).
+- momentum (close): mom_12_1 (12-1 month momentum), rev_{w} (short-term reversal: minus the
+  beta-adjusted w-day return), up_{w} (share of up days).
+- candle (open, high, low): kmid, klen, kup, klow, ksft (Alpha158 candle shape).
+- volume (volume): vwap_{w} (close vs a w-day VWAP proxy), vratio_{w}, vstd_{w}, pvcorr_{w}
+  (return / volume-change correlation), amihud_{w} (illiquidity).
+- market (close + the market frame): mkt_ret_{w}, mkt_vol_{w}, breadth_{w}, fear_greed, one
+  value per date broadcast to every ticker.
+- user: any other numeric column, passed through.
+
+`engineer_factors` adds the per-date cross-sectional transforms (core.transforms) to every
+per-ticker family; market-context factors are constant across names on a date, so they are kept
+as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
+
+from bma_quant.core import transforms
+from bma_quant.core.fear_greed import fear_greed_index
+
+PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+RESERVED = {"date", "ticker", "sector", *PRICE_COLUMNS}
+MARKET_FAMILY = "market"
+USER_FAMILY = "user"
+
+
+# --------------------------------------------------------------------------------------------
+# The (date, ticker) grid: long <-> wide without pivots
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Positions of long rows in a date x ticker matrix (sorted dates and tickers)."""
+
+    dates: pd.DatetimeIndex
+    tickers: pd.Index
+    row: np.ndarray
+    col: np.ndarray
+
+    @classmethod
+    def from_long(cls, frame: pd.DataFrame) -> Grid:
+        row, dates = pd.factorize(pd.DatetimeIndex(frame["date"]), sort=True)
+        col, tickers = pd.factorize(frame["ticker"].astype(str), sort=True)
+        return cls(pd.DatetimeIndex(dates, name="date"), pd.Index(tickers, name="ticker"), row, col)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.dates), len(self.tickers)
+
+    @property
+    def dense(self) -> bool:
+        """Whether the long rows are exactly the full grid in (date, ticker) order (the layout
+        of the project's panels): then long <-> wide is a reshape."""
+        cached = self.__dict__.get("_dense")
+        if cached is None:
+            n_rows, n_cols = self.shape
+            cached = len(self.row) == n_rows * n_cols and bool(
+                np.array_equal(self.row * n_cols + self.col, np.arange(len(self.row)))
+            )
+            object.__setattr__(self, "_dense", cached)
+        return cached
+
+    def to_wide(self, values, dtype=np.float64) -> np.ndarray:
+        """Long values -> date x ticker matrix (NaN / None for absent cells)."""
+        values = np.asarray(values, dtype=dtype)
+        if self.dense:
+            return values.reshape(self.shape).copy()
+        fill = np.nan if np.dtype(dtype).kind == "f" else None
+        out = np.full(self.shape, fill, dtype=dtype)
+        out[self.row, self.col] = values
+        return out
+
+    def to_long(self, matrix: np.ndarray) -> np.ndarray:
+        """Matrix -> values of the long rows in (date, ticker) order (see `sorted_order`)."""
+        if self.dense:
+            return matrix.reshape(-1)
+        order = self.sorted_order()
+        return matrix[self.row[order], self.col[order]]
+
+    def frame(self, values: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(values, index=self.dates, columns=self.tickers)
+
+    def sorted_order(self) -> np.ndarray:
+        """Positions of the long rows sorted by (date, ticker)."""
+        if self.dense:
+            return np.arange(len(self.row))
+        return np.lexsort((self.col, self.row))
+
+    def sorted_keys(self) -> pd.DataFrame:
+        """`date, ticker` of the long rows in (date, ticker) order."""
+        order = self.sorted_order()
+        return pd.DataFrame(
+            {
+                "date": self.dates[self.row[order]],
+                "ticker": pd.array(
+                    np.asarray(self.tickers, dtype=object)[self.col[order]], dtype=str
+                ),
+            }
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FactorConfig:
+    """Window lengths of every family (trading days) and which columns are not user factors."""
+
+    return_windows: tuple[int, ...] = (1, 5, 10, 20, 60)
+    ma_windows: tuple[int, ...] = (5, 10, 20, 60)
+    extreme_windows: tuple[int, ...] = (20, 60)
+    rank_windows: tuple[int, ...] = (20, 60)
+    drawdown_windows: tuple[int, ...] = (252,)
+    volatility_windows: tuple[int, ...] = (5, 20, 60)
+    beta_windows: tuple[int, ...] = (60,)
+    momentum_long: int = 252
+    momentum_skip: int = 21
+    reversal_windows: tuple[int, ...] = (5,)
+    up_windows: tuple[int, ...] = (20, 60)
+    vwap_windows: tuple[int, ...] = (5, 20)
+    volume_windows: tuple[int, ...] = (5, 20)
+    pv_corr_windows: tuple[int, ...] = (20,)
+    amihud_windows: tuple[int, ...] = (20,)
+    market_return_windows: tuple[int, ...] = (1, 20)
+    market_volatility_windows: tuple[int, ...] = (20,)
+    breadth_windows: tuple[int, ...] = (50,)
+    fear_greed: bool = True
+    fear_greed_params: tuple[tuple[str, float], ...] = ()
+    min_periods_share: float = 0.8  # of a window that must be present for a value
+    user_columns: bool = True
+    exclude_columns: tuple[str, ...] = ("ret_1d", "label")
+
+    @classmethod
+    def from_params(cls, params: Mapping | None, fear_greed: Mapping | None = None) -> FactorConfig:
+        params = dict(params or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"feature_engineering.factors: unknown key(s) {unknown}")
+        values = {
+            k: tuple(int(x) for x in v)
+            if isinstance(v, list | tuple) and k.endswith("windows")
+            else tuple(v)
+            if isinstance(v, list)
+            else v
+            for k, v in params.items()
+        }
+        if fear_greed is not None:
+            values["fear_greed_params"] = tuple(sorted(dict(fear_greed).items()))
+        return cls(**values)
+
+    def min_periods(self, window: int) -> int:
+        return max(1, int(np.ceil(window * self.min_periods_share)))
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FactorInputs:
+    """Wide inputs of the factor library (date x ticker float64 arrays on one grid)."""
+
+    grid: Grid
+    close: np.ndarray
+    market_return: np.ndarray  # by date
+    market_level: np.ndarray  # by date
+    open: np.ndarray | None = None
+    high: np.ndarray | None = None
+    low: np.ndarray | None = None
+    volume: np.ndarray | None = None
+    sector_codes: np.ndarray | None = None
+    user: dict[str, np.ndarray] = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def returns(self) -> np.ndarray:
+        if "returns" not in self.cache:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self.cache["returns"] = self.close / shift(self.close, 1) - 1.0
+        return self.cache["returns"]
+
+
+def user_columns(panel: pd.DataFrame, config: FactorConfig) -> list[str]:
+    """Numeric columns that are neither contract columns nor excluded: user-supplied factors."""
+    if not config.user_columns:
+        return []
+    excluded = RESERVED | set(config.exclude_columns)
+    return [
+        c
+        for c in panel.columns
+        if c not in excluded
+        and pd.api.types.is_numeric_dtype(panel[c])
+        and not pd.api.types.is_bool_dtype(panel[c])
+    ]
+
+
+def _numeric(panel: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.to_numeric(panel[column], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+
+
+def prepare_inputs(
+    panel: pd.DataFrame, market: pd.DataFrame | None, config: FactorConfig
+) -> FactorInputs:
+    """Long panel (+ market frame) -> wide inputs. Rows may be any subset of a date x ticker grid.
+
+    The market series comes from `market` (`market_return` and/or `market_level`); without it
+    the equal-weighted mean return of the panel is used, as data_processing does."""
+    grid = Grid.from_long(panel)
+
+    def wide(column: str) -> np.ndarray | None:
+        if column not in panel.columns or panel[column].isna().all():
+            return None
+        values = grid.to_wide(_numeric(panel, column))
+        values[~np.isfinite(values)] = np.nan
+        return values
+
+    close = wide("close")
+    if close is None:
+        raise ValueError("factor library: the panel has no close prices")
+    codes = None
+    if "sector" in panel.columns and panel["sector"].notna().any():
+        sector = panel["sector"].astype(object).where(panel["sector"].notna(), None).to_numpy()
+        codes = transforms.sector_codes(grid.to_wide(sector, dtype=object))
+
+    frame = market.set_index("date") if market is not None and len(market) else pd.DataFrame()
+    frame = frame.reindex(grid.dates)
+    has_return = "market_return" in frame and frame["market_return"].notna().any()
+    has_level = "market_level" in frame and frame["market_level"].notna().any()
+    if has_return:
+        market_return = frame["market_return"].to_numpy(np.float64, na_value=np.nan)
+    elif has_level:
+        level = frame["market_level"].to_numpy(np.float64, na_value=np.nan)
+        market_return = level / shift(level, 1) - 1.0
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            returns = close / shift(close, 1) - 1.0
+        market_return = pd.DataFrame(returns).mean(axis=1, skipna=True).to_numpy(np.float64)
+    if has_level:
+        market_level = frame["market_level"].to_numpy(np.float64, na_value=np.nan)
+    else:
+        market_level = 100.0 * np.cumprod(1.0 + np.nan_to_num(market_return, nan=0.0))
+
+    return FactorInputs(
+        grid=grid,
+        close=close,
+        market_return=market_return,
+        market_level=market_level,
+        open=wide("open"),
+        high=wide("high"),
+        low=wide("low"),
+        volume=wide("volume"),
+        sector_codes=codes,
+        user={c: grid.to_wide(_numeric(panel, c)) for c in user_columns(panel, config)},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Trailing-window primitives on date x ticker arrays (vectorised over all tickers at once)
+# --------------------------------------------------------------------------------------------
+
+
+def shift(values: np.ndarray, periods: int) -> np.ndarray:
+    """values[t - periods] at t (NaN for the first `periods` rows); periods >= 0 only."""
+    if periods < 0:
+        raise ValueError("factors only look backwards: shift periods must be >= 0")
+    values = np.asarray(values, dtype=np.float64)
+    if periods == 0:
+        return values
+    out = np.full_like(values, np.nan)
+    out[periods:] = values[:-periods]
+    return out
+
+
+@dataclass(frozen=True)
+class Cumulative:
+    """Cumulative sums along time of a matrix's finite values (and optionally their squares) and
+    their counts, so several trailing windows over the same input share one pass."""
+
+    total: np.ndarray
+    count: np.ndarray
+    squares: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, values: np.ndarray, squares: bool = False) -> Cumulative:
+        valid = np.isfinite(values)
+        clean = np.where(valid, values, 0.0)
+        return cls(
+            total=np.cumsum(clean, axis=0),
+            count=np.cumsum(valid, axis=0, dtype=np.int32),
+            squares=np.cumsum(clean * clean, axis=0) if squares else None,
+        )
+
+
+def _as_cumulative(values, squares: bool = False) -> Cumulative:
+    if isinstance(values, Cumulative) and (values.squares is not None or not squares):
+        return values
+    if isinstance(values, Cumulative):
+        raise ValueError("rolling_std needs a Cumulative built with squares=True")
+    return Cumulative.of(np.asarray(values, dtype=np.float64), squares)
+
+
+def _trailing(cumulative: np.ndarray, window: int) -> np.ndarray:
+    """Sum over the trailing `window` rows from a cumulative sum (the value at t only involves
+    rows <= t, identically on any prefix)."""
+    out = cumulative.copy()
+    out[window:] -= cumulative[:-window]
+    return out
+
+
+def _window_sums(values, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing sums of the finite values and their counts over `window` rows."""
+    cum = _as_cumulative(values)
+    return _trailing(cum.total, window), _trailing(cum.count, window)
+
+
+def rolling_sum(values, window: int, min_periods: int) -> np.ndarray:
+    """Trailing-window sum of a matrix (or of a precomputed `Cumulative`)."""
+    total, count = _window_sums(values, window)
+    return np.where(count >= min_periods, total, np.nan)
+
+
+def rolling_mean(values, window: int, min_periods: int) -> np.ndarray:
+    total, count = _window_sums(values, window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count >= max(min_periods, 1), total / count, np.nan)
+
+
+def rolling_std(values, window: int, min_periods: int) -> np.ndarray:
+    """Sample standard deviation (ddof 1) over the trailing window."""
+    cum = _as_cumulative(values, squares=True)
+    total, count = _trailing(cum.total, window), _trailing(cum.count, window)
+    squares = _trailing(cum.squares, window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        variance = (squares - total * total / count) / (count - 1)
+    variance = np.maximum(variance, 0.0)  # rounding can leave -0.0-ish dust
+    return np.where(count >= max(min_periods, 2), np.sqrt(variance), np.nan)
+
+
+def _rolling_extreme(values: np.ndarray, window: int, min_periods: int, high: bool) -> np.ndarray:
+    fill = -np.inf if high else np.inf
+    clean = np.where(np.isfinite(values), values, fill)
+    filt = maximum_filter1d if high else minimum_filter1d
+    # origin (w - 1) // 2 makes the window trailing: rows t - w + 1 .. t
+    out = filt(clean, window, axis=0, origin=(window - 1) // 2, mode="constant", cval=fill)
+    _, count = _window_sums(values, window)
+    return np.where(count >= max(min_periods, 1), out, np.nan)
+
+
+def rolling_max(values: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    return _rolling_extreme(values, window, min_periods, high=True)
+
+
+def rolling_min(values: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    return _rolling_extreme(values, window, min_periods, high=False)
+
+
+def rolling_percentile(values: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    """Percentile rank (average ties, in (0, 1]) of each value within its trailing window, as
+    pandas `rolling(window).rank(pct=True)`; one vectorised pass per window offset."""
+    valid = np.isfinite(values)
+    less = np.zeros(values.shape, dtype=np.float64)
+    equal = np.zeros(values.shape, dtype=np.float64)
+    for offset in range(1, min(window, len(values))):  # window offsets, not tickers or dates
+        past, now = values[:-offset], values[offset:]
+        less[offset:] += past < now
+        equal[offset:] += past == now
+    _, count = _window_sums(values, window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rank = (less + 1.0 + 0.5 * equal) / count
+    return np.where(valid & (count >= max(min_periods, 1)), rank, np.nan)
+
+
+# --------------------------------------------------------------------------------------------
+# Families
+# --------------------------------------------------------------------------------------------
+
+FactorFn = Callable[[], np.ndarray]
+
+
+def _cumulative(inp: FactorInputs, name: str, values: np.ndarray) -> Cumulative:
+    """Cumulative sums (with squares) of an input, computed once per panel."""
+    key = ("cumulative", name)
+    if key not in inp.cache:
+        inp.cache[key] = Cumulative.of(values, squares=True)
+    return inp.cache[key]
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return numerator / np.where(denominator != 0, denominator, np.nan)
+
+
+def _broadcast(series: np.ndarray, grid: Grid) -> np.ndarray:
+    return np.repeat(np.asarray(series, dtype=np.float64)[:, None], len(grid.tickers), axis=1)
+
+
+def _moments_beta(inp: FactorInputs, window: int, config: FactorConfig):
+    """Rolling beta on the market and residual variance, from first and second moments over the
+    days where the stock has a return (the market series is masked to the same days)."""
+    key = ("beta", window)
+    if key not in inp.cache:
+        r = inp.returns
+        m = np.where(np.isfinite(r), inp.market_return[:, None], np.nan)
+        m = np.where(np.isfinite(m), m, np.nan)
+        r = np.where(np.isfinite(m), r, np.nan)
+        mp = config.min_periods(window)
+        mean_r, mean_m = rolling_mean(r, window, mp), rolling_mean(m, window, mp)
+        cov = rolling_mean(r * m, window, mp) - mean_r * mean_m
+        var_m = rolling_mean(m * m, window, mp) - mean_m * mean_m
+        var_r = rolling_mean(r * r, window, mp) - mean_r * mean_r
+        beta = _ratio(cov, np.where(var_m > 0, var_m, np.nan))
+        inp.cache[key] = (beta, np.maximum(var_r - beta * cov, 0.0))
+    return inp.cache[key]
+
+
+def _close_families(inp: FactorInputs, c: FactorConfig) -> dict[str, tuple[str, FactorFn]]:
+    close, r, mp = inp.close, inp.returns, c.min_periods
+    out: dict[str, tuple[str, FactorFn]] = {}
+    for w in c.return_windows:
+        out[f"ret_{w}"] = ("return", lambda w=w: _ratio(close, shift(close, w)) - 1.0)
+    for w in c.ma_windows:
+        out[f"ma_{w}"] = (
+            "trend",
+            lambda w=w: (
+                _ratio(close, rolling_mean(_cumulative(inp, "close", close), w, mp(w))) - 1.0
+            ),
+        )
+    for w in c.extreme_windows:
+        out[f"max_{w}"] = ("trend", lambda w=w: _ratio(close, rolling_max(close, w, mp(w))) - 1.0)
+        out[f"min_{w}"] = ("trend", lambda w=w: _ratio(close, rolling_min(close, w, mp(w))) - 1.0)
+    for w in c.rank_windows:
+        out[f"rank_{w}"] = ("trend", lambda w=w: rolling_percentile(close, w, mp(w)))
+    for w in c.drawdown_windows:
+        out[f"dd_{w}"] = ("trend", lambda w=w: _ratio(close, rolling_max(close, w, mp(w))) - 1.0)
+    for w in c.volatility_windows:
+        out[f"std_{w}"] = (
+            "volatility",
+            lambda w=w: rolling_std(_cumulative(inp, "returns", r), w, mp(w)),
+        )
+    for w in c.beta_windows:
+        out[f"beta_{w}"] = ("volatility", lambda w=w: _moments_beta(inp, w, c)[0])
+        out[f"resvol_{w}"] = ("volatility", lambda w=w: np.sqrt(_moments_beta(inp, w, c)[1]))
+    out[f"mom_{c.momentum_long // 21}_{c.momentum_skip // 21}"] = (
+        "momentum",
+        lambda: _ratio(shift(close, c.momentum_skip), shift(close, c.momentum_long)) - 1.0,
+    )
+    beta_window = c.beta_windows[0] if c.beta_windows else 60
+    for w in c.reversal_windows:
+
+        def reversal(w=w):
+            beta = _moments_beta(inp, beta_window, c)[0]
+            market_w = _ratio(inp.market_level, shift(inp.market_level, w)) - 1.0
+            stock_w = _ratio(close, shift(close, w)) - 1.0
+            return -(stock_w - beta * market_w[:, None])
+
+        out[f"rev_{w}"] = ("momentum", reversal)
+    for w in c.up_windows:
+
+        def up_share(w=w):
+            up = np.where(np.isfinite(r), (r > 0).astype(np.float64), np.nan)
+            return rolling_mean(up, w, mp(w))
+
+        out[f"up_{w}"] = ("momentum", up_share)
+    return out
+
+
+def _candle_family(inp: FactorInputs) -> dict[str, tuple[str, FactorFn]]:
+    if inp.open is None or inp.high is None or inp.low is None:
+        return {}
+    o, h, lo, cl = inp.open, inp.high, inp.low, inp.close
+    return {
+        "kmid": ("candle", lambda: _ratio(cl - o, o)),
+        "klen": ("candle", lambda: _ratio(h - lo, o)),
+        "kup": ("candle", lambda: _ratio(h - np.maximum(o, cl), o)),
+        "klow": ("candle", lambda: _ratio(np.minimum(o, cl) - lo, o)),
+        "ksft": ("candle", lambda: _ratio(2.0 * cl - h - lo, o)),
+    }
+
+
+def _volume_family(inp: FactorInputs, c: FactorConfig) -> dict[str, tuple[str, FactorFn]]:
+    if inp.volume is None:
+        return {}
+    vol, close, r, mp = inp.volume, inp.close, inp.returns, c.min_periods
+    has_range = inp.high is not None and inp.low is not None
+    typical = (inp.high + inp.low + close) / 3.0 if has_range else close
+    out: dict[str, tuple[str, FactorFn]] = {}
+    for w in c.vwap_windows:
+
+        def vwap(w=w):
+            traded = rolling_sum(typical * vol, w, mp(w))
+            volume = rolling_sum(_cumulative(inp, "volume", vol), w, mp(w))
+            return _ratio(close, _ratio(traded, np.where(volume > 0, volume, np.nan))) - 1.0
+
+        out[f"vwap_{w}"] = ("volume", vwap)
+    for w in c.volume_windows:
+        out[f"vratio_{w}"] = (
+            "volume",
+            lambda w=w: _ratio(vol, rolling_mean(_cumulative(inp, "volume", vol), w, mp(w))),
+        )
+        out[f"vstd_{w}"] = (
+            "volume",
+            lambda w=w: _ratio(
+                rolling_std(_cumulative(inp, "volume", vol), w, mp(w)),
+                rolling_mean(_cumulative(inp, "volume", vol), w, mp(w)),
+            ),
+        )
+    for w in c.pv_corr_windows:
+
+        def pv_corr(w=w):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                change = np.log1p(vol) - np.log1p(shift(vol, 1))
+            both = np.isfinite(r) & np.isfinite(change)
+            x, y = np.where(both, r, np.nan), np.where(both, change, np.nan)
+            mx, my = rolling_mean(x, w, mp(w)), rolling_mean(y, w, mp(w))
+            cov = rolling_mean(x * y, w, mp(w)) - mx * my
+            vx = rolling_mean(x * x, w, mp(w)) - mx * mx
+            vy = rolling_mean(y * y, w, mp(w)) - my * my
+            with np.errstate(invalid="ignore"):
+                denom = np.sqrt(np.maximum(vx * vy, 0.0))
+            return np.clip(_ratio(cov, np.where(denom > 1e-14, denom, np.nan)), -1.0, 1.0)
+
+        out[f"pvcorr_{w}"] = ("volume", pv_corr)
+    for w in c.amihud_windows:
+
+        def amihud(w=w):
+            dollar_volume = close * vol
+            impact = _ratio(np.abs(r), np.where(dollar_volume > 0, dollar_volume, np.nan))
+            return rolling_mean(impact, w, mp(w))
+
+        out[f"amihud_{w}"] = ("volume", amihud)
+    return out
+
+
+def _market_family(inp: FactorInputs, c: FactorConfig) -> dict[str, tuple[str, FactorFn]]:
+    grid, level, mret, mp = inp.grid, inp.market_level, inp.market_return, c.min_periods
+    out: dict[str, tuple[str, FactorFn]] = {}
+    for w in c.market_return_windows:
+        out[f"mkt_ret_{w}"] = (
+            MARKET_FAMILY,
+            lambda w=w: _broadcast(_ratio(level, shift(level, w)) - 1.0, grid),
+        )
+    for w in c.market_volatility_windows:
+        out[f"mkt_vol_{w}"] = (
+            MARKET_FAMILY,
+            lambda w=w: _broadcast(rolling_std(mret[:, None], w, mp(w))[:, 0], grid),
+        )
+    for w in c.breadth_windows:
+
+        def breadth(w=w):
+            ma = rolling_mean(_cumulative(inp, "close", inp.close), w, mp(w))
+            valid = np.isfinite(inp.close) & np.isfinite(ma)
+            counts = valid.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                above = ((inp.close > ma) & valid).sum(axis=1)
+                share = np.where(counts > 0, above / counts, np.nan)
+            return _broadcast(share, grid)
+
+        out[f"breadth_{w}"] = (MARKET_FAMILY, breadth)
+    if c.fear_greed:
+
+        def fear_greed():
+            market = pd.DataFrame(
+                {"date": grid.dates, "market_return": mret, "market_level": level}
+            )
+            close = grid.frame(inp.close)
+            index = fear_greed_index(close, market, dict(c.fear_greed_params))
+            return _broadcast(index.to_numpy(np.float64), grid)
+
+        out["fear_greed"] = (MARKET_FAMILY, fear_greed)
+    return out
+
+
+def _user_family(inp: FactorInputs) -> dict[str, tuple[str, FactorFn]]:
+    return {name: (USER_FAMILY, lambda v=values: v) for name, values in inp.user.items()}
+
+
+def factor_registry(inp: FactorInputs, config: FactorConfig) -> dict[str, tuple[str, FactorFn]]:
+    """name -> (family, thunk computing the raw date x ticker matrix), for the columns present."""
+    registry: dict[str, tuple[str, FactorFn]] = {}
+    registry.update(_close_families(inp, config))
+    registry.update(_candle_family(inp))
+    registry.update(_volume_family(inp, config))
+    registry.update(_market_family(inp, config))
+    for name, entry in _user_family(inp).items():
+        registry[name if name not in registry else f"user_{name}"] = entry
+    return registry
+
+
+def _as_array(value) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float64)
+    return np.where(np.isfinite(array), array, np.nan)
+
+
+def build_raw_factors(
+    inp: FactorInputs, config: FactorConfig, names: Iterable[str] | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Raw factor matrices (float64, NaN for missing / non-finite) and each factor's family."""
+    registry = factor_registry(inp, config)
+    wanted = list(registry) if names is None else [n for n in registry if n in set(names)]
+    values = {name: _as_array(registry[name][1]()) for name in wanted}
+    return values, {name: registry[name][0] for name in wanted}
+
+
+@dataclass(frozen=True)
+class TransformConfig:
+    method: str = "rank"
+    winsorise: tuple[float, float] | None = (0.01, 0.99)
+    sector_neutralise: bool = True
+    min_sector_size: int = 3  # sectors with fewer valid names on a date are not demeaned
+
+    @classmethod
+    def from_params(cls, params: Mapping | None) -> TransformConfig:
+        params = dict(params or {})
+        winsor = params.get("winsorise", cls.winsorise)
+        return cls(
+            method=str(params.get("method", cls.method)),
+            winsorise=None if winsor is None else (float(winsor[0]), float(winsor[1])),
+            sector_neutralise=bool(params.get("sector_neutralise", cls.sector_neutralise)),
+            min_sector_size=int(params.get("min_sector_size", cls.min_sector_size)),
+        )
+
+
+def engineer_factors(
+    inp: FactorInputs,
+    config: FactorConfig,
+    transform: TransformConfig,
+    names: Iterable[str] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Transformed factor matrices (float32) by name, and each factor's family.
+
+    Per-ticker factors get the per-date cross-sectional transform (sector neutralisation only
+    when the panel has sectors); market-context factors are left as they are."""
+    registry = factor_registry(inp, config)
+    wanted = list(registry) if names is None else [n for n in registry if n in set(names)]
+    codes = inp.sector_codes if transform.sector_neutralise else None
+    absent = ~np.isfinite(inp.close)  # a name without a close that day is not ranked
+    values: dict[str, np.ndarray] = {}
+    for name in wanted:  # one factor at a time keeps peak memory at a few matrices
+        family, compute = registry[name]
+        raw = _as_array(compute())
+        if family != MARKET_FAMILY:
+            raw[absent] = np.nan
+            raw = transforms.cross_sectional_transform(
+                raw, transform.method, transform.winsorise, codes, transform.min_sector_size
+            )
+        values[name] = raw.astype(np.float32)
+    return values, {name: registry[name][0] for name in wanted}
+
+
+def values_are_ranks(transform: TransformConfig) -> bool:
+    """Whether transformed per-ticker values are already per-date ranks (affine in them)."""
+    return transform.method == "rank"

@@ -1,0 +1,112 @@
+"""The fitted feature specification: everything needed to rebuild the model's features from a panel.
+
+`FeatureSpec.transform(panel_long, market)` runs the same code as the feature_engineering
+pipeline (factor library, per-date transforms, chosen EWM half-lives and lags, neutral fill) and
+returns `date, ticker, <selected features>` (float32) for the rows of the panel, so the values are
+identical to `model_input` for the same panel. Every step is causal, so a slice of a panel gives
+the same values at its later dates as the whole panel, once the slice holds enough history
+(`warmup_days`) for the longest window, lag and smoothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core.factors import (
+    MARKET_FAMILY,
+    FactorConfig,
+    Grid,
+    TransformConfig,
+    engineer_factors,
+    prepare_inputs,
+)
+from bma_quant.core.fear_greed import FearGreedParams
+from bma_quant.core.selection import apply_lag, smoothed_values
+
+
+@dataclass
+class FeatureSpec:
+    factor_config: FactorConfig
+    transform_config: TransformConfig
+    selected: list[str]
+    lags: dict[str, int]
+    halflives: dict[str, float]
+    families: dict[str, str] = field(default_factory=dict)
+    fill_value: float = 0.0  # neutral value of the transformed features (centred rank / z-score)
+    degraded: bool = False
+
+    @property
+    def warmup_days(self) -> int:
+        """Trading days of history a slice needs before its first date with full-history values
+        (longest window + largest lag; EWM smoothing converges over a few half-lives more)."""
+        c = self.factor_config
+        windows = [
+            *c.return_windows,
+            *c.ma_windows,
+            *c.extreme_windows,
+            *c.rank_windows,
+            *c.drawdown_windows,
+            *c.volatility_windows,
+            *c.beta_windows,
+            c.momentum_long,
+            *c.up_windows,
+            *c.vwap_windows,
+            *c.volume_windows,
+            *c.pv_corr_windows,
+            *c.amihud_windows,
+        ]
+        if "fear_greed" in self.selected:
+            fg = FearGreedParams.from_params(dict(c.fear_greed_params))
+            windows.append(
+                max(fg.momentum_window, fg.high_low_window, fg.volatility_baseline_window)
+                + fg.normalisation_window
+            )
+        smoothing = max(self.halflives.values(), default=0.0)
+        return int(max(windows, default=0) + max(self.lags.values(), default=0) + 10 * smoothing)
+
+    def visible_matrices(self, transformed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Selected features as the model sees them before the fill: smoothed, then lagged."""
+        missing = [n for n in self.selected if n not in transformed]
+        if missing:
+            raise KeyError(
+                f"FeatureSpec: the panel cannot produce selected feature(s) {missing}; they need "
+                "columns or families absent from this panel"
+            )
+        return {
+            name: apply_lag(
+                smoothed_values(transformed[name], self.halflives.get(name, 0.0)),
+                int(self.lags.get(name, 0)),
+            )
+            for name in self.selected
+        }
+
+    def finalise(
+        self, transformed: Mapping[str, np.ndarray], grid: Grid, visible: Mapping | None = None
+    ) -> pd.DataFrame:
+        """Transformed matrices on `grid` -> long `date, ticker, <selected>` (float32, no NaN),
+        one row per grid row, sorted by (date, ticker). `visible` may pass the result of
+        `visible_matrices(transformed)` when the caller already has it."""
+        if visible is None:
+            visible = self.visible_matrices(transformed)
+        out = grid.sorted_keys()
+        for name in self.selected:
+            column = grid.to_long(visible[name]).astype(np.float32)
+            column[~np.isfinite(column)] = np.float32(self.fill_value)
+            out[name] = column
+        return out
+
+    def transform(self, panel_long: pd.DataFrame, market: pd.DataFrame | None) -> pd.DataFrame:
+        """Raw or processed long panel (+ market frame) -> `date, ticker, <selected>` float32."""
+        inputs = prepare_inputs(panel_long, market, self.factor_config)
+        transformed, _ = engineer_factors(
+            inputs, self.factor_config, self.transform_config, names=self.selected
+        )
+        return self.finalise(transformed, inputs.grid)
+
+    @property
+    def market_context(self) -> list[str]:
+        return [n for n in self.selected if self.families.get(n) == MARKET_FAMILY]

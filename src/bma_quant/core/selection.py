@@ -1,0 +1,488 @@
+"""Lag choice, EWM choice, rolling IC / IC-IR, variance and redundancy filters, leak guard and the
+degraded mode of feature selection (seed §2.2.1-2.2.3, DESIGN §3).
+
+Everything here is fitted on development dates only: the caller passes `scope_dates` (the union of
+the purged folds' training dates, or the development dates) and the folds; rows at other dates
+never enter a statistic. All work is on date x ticker matrices.
+
+Daily RankIC is computed in batch on the wide matrices: each side is ranked across names on its
+date (over its own valid names), and the RankIC is the Pearson correlation of the two rank
+vectors over the names valid on both sides, on dates with at least `min_names` such names. When
+both sides are valid on the same names (the usual case on a cleaned grid) this is exactly
+Spearman's correlation, i.e. `core.metrics.daily_ic(method="spearman")`; the batch form avoids
+re-sorting the label for every (factor, lag, half-life) candidate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core.cv import DateFold
+from bma_quant.core.decay import ewm_smooth
+from bma_quant.core.factors import MARKET_FAMILY
+from bma_quant.core.metrics import ic_summary
+from bma_quant.core.transforms import row_ranks
+
+logger = logging.getLogger(__name__)
+
+# A variance below this fraction of the sum of squares is rounding dust (constant cross-section).
+CONSTANT_RTOL = 1e-12
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    lag_candidates: tuple[int, ...] = (0, 1, 2, 5)
+    ewm_enabled: bool = True
+    ewm_halflife_candidates: tuple[float, ...] = (0.0, 5.0, 10.0)  # 0 = no smoothing
+    ewm_evaluation_stride: int = 5  # evaluate half-lives on every k-th scope date (speed)
+    ic_scope: str = "fold_train"  # fold_train | dev
+    min_names: int = 5
+    min_ic_dates: int = 60
+    rolling_window: int = 252
+    nw_lag: int = 10
+    min_variance: float = 1e-6
+    min_abs_tstat: float = 3.0  # multiple testing over factors, lags and half-lives
+    min_features: int = 10  # below this, refill from the best insignificant factors
+    redundancy_threshold: float = 0.95
+    redundancy_sample_rows: int = 200_000
+    max_features: int = 20
+    fallback_features: int = 12
+    leak_threshold: float = 0.3
+    include_market_context: bool = False
+
+    @classmethod
+    def from_params(
+        cls, selection: Mapping, lags: Mapping, ewm: Mapping, nw_lag: int
+    ) -> SelectionConfig:
+        s = dict(selection)
+        if s.get("ic_scope", "fold_train") not in {"fold_train", "dev"}:
+            raise ValueError(f"selection.ic_scope must be fold_train or dev, got {s['ic_scope']!r}")
+        candidates = tuple(int(k) for k in lags.get("candidates", cls.lag_candidates))
+        if not candidates or min(candidates) < 0:
+            raise ValueError(f"lags.candidates must be non-negative integers, got {candidates}")
+        return cls(
+            lag_candidates=candidates,
+            ewm_enabled=bool(ewm.get("enabled", cls.ewm_enabled)),
+            ewm_halflife_candidates=tuple(
+                float(h) for h in ewm.get("halflife_candidates", cls.ewm_halflife_candidates)
+            ),
+            ewm_evaluation_stride=int(ewm.get("evaluation_stride", cls.ewm_evaluation_stride)),
+            ic_scope=str(s.get("ic_scope", cls.ic_scope)),
+            min_names=int(s.get("min_names", cls.min_names)),
+            min_ic_dates=int(s.get("min_ic_dates", cls.min_ic_dates)),
+            rolling_window=int(s.get("rolling_window", cls.rolling_window)),
+            nw_lag=int(nw_lag),
+            min_variance=float(s.get("min_variance", cls.min_variance)),
+            min_abs_tstat=float(s.get("min_abs_tstat", cls.min_abs_tstat)),
+            min_features=int(s.get("min_features", cls.min_features)),
+            redundancy_threshold=float(s.get("redundancy_threshold", cls.redundancy_threshold)),
+            redundancy_sample_rows=int(s.get("redundancy_sample_rows", cls.redundancy_sample_rows)),
+            max_features=int(s.get("max_features", cls.max_features)),
+            fallback_features=int(s.get("fallback_features", cls.fallback_features)),
+            leak_threshold=float(s.get("leak_threshold", cls.leak_threshold)),
+            include_market_context=bool(
+                s.get("include_market_context", cls.include_market_context)
+            ),
+        )
+
+
+@dataclass
+class SelectionResult:
+    selected: list[str]
+    lags: dict[str, int]
+    halflives: dict[str, float]
+    degraded: bool
+    leak_suspects: list[str]
+    table: pd.DataFrame
+    report: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Batch RankIC on wide matrices
+# --------------------------------------------------------------------------------------------
+
+
+def rowwise_corr(x: np.ndarray, y: np.ndarray, min_names: int) -> np.ndarray:
+    """Pearson correlation of each row of x with the same row of y over jointly finite cells;
+    NaN for rows with fewer than `min_names` such cells or no spread on either side."""
+    both = np.isfinite(x) & np.isfinite(y)
+    n = both.sum(axis=1).astype(np.float64)
+    x0 = np.where(both, x, 0.0)
+    y0 = np.where(both, y, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sx, sy = x0.sum(axis=1), y0.sum(axis=1)
+        sxx = np.einsum("ij,ij->i", x0, x0)
+        syy = np.einsum("ij,ij->i", y0, y0)
+        cxy = np.einsum("ij,ij->i", x0, y0) - sx * sy / n
+        cxx = sxx - sx * sx / n
+        cyy = syy - sy * sy / n
+        corr = cxy / np.sqrt(cxx * cyy)
+    flat = (cxx <= CONSTANT_RTOL * sxx) | (cyy <= CONSTANT_RTOL * syy)
+    corr[(n < max(min_names, 2)) | flat | ~np.isfinite(corr)] = np.nan
+    return np.clip(corr, -1.0, 1.0)
+
+
+def lagged_rows(values: np.ndarray, rows: np.ndarray, lag: int) -> np.ndarray:
+    """values[rows - lag] (NaN where rows - lag < 0): a factor observed `lag` dates earlier."""
+    source = rows - int(lag)
+    out = np.full((len(rows), values.shape[1]), np.nan, dtype=np.float64)
+    ok = source >= 0
+    out[ok] = values[source[ok]]
+    return out
+
+
+def daily_rank_ic(
+    factor_ranks: np.ndarray, label_ranks: np.ndarray, rows: np.ndarray, lag: int, min_names: int
+) -> np.ndarray:
+    """RankIC at each of `rows` between the factor lagged by `lag` dates and the label."""
+    return rowwise_corr(lagged_rows(factor_ranks, rows, lag), label_ranks[rows], min_names)
+
+
+def apply_lag(values: np.ndarray, lag: int) -> np.ndarray:
+    """Shift a date x ticker matrix down by `lag` rows (value at t is the value at t - lag)."""
+    if lag == 0:
+        return values
+    out = np.full_like(values, np.nan)
+    out[lag:] = values[:-lag]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Selection
+# --------------------------------------------------------------------------------------------
+
+
+def _positions(dates: pd.DatetimeIndex, subset) -> np.ndarray:
+    return np.flatnonzero(dates.isin(pd.DatetimeIndex(subset)))
+
+
+def _mean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else math.nan
+
+
+def _abs_or_minus(value: float) -> float:
+    return abs(value) if math.isfinite(value) else -1.0
+
+
+class _Ranker:
+    """Ranks of the model-visible values of each factor (cached), re-ranked unless they already
+    are per-date ranks (then Pearson on them equals Pearson on their ranks up to tail ties)."""
+
+    def __init__(self, already_ranks: bool):
+        self.already_ranks = already_ranks
+
+    def __call__(self, values: np.ndarray, smoothed: bool) -> np.ndarray:
+        if self.already_ranks and not smoothed:
+            return values.astype(np.float64)
+        return row_ranks(values)
+
+
+def smoothed_values(
+    values: np.ndarray, halflife: float, weight_cache: dict | None = None
+) -> np.ndarray:
+    """The model-visible smoothed factor (float32): causal EWM when halflife > 0."""
+    if not halflife:
+        return values
+    return ewm_smooth(values, halflife, weight_cache)
+
+
+def _choose_halflife(
+    values: np.ndarray,
+    label_ranks: np.ndarray,
+    rows: np.ndarray,
+    config: SelectionConfig,
+    ranker: _Ranker,
+    weight_cache: dict,
+) -> tuple[float, dict[float, float], np.ndarray]:
+    """Half-life (0 = none) with the best |mean RankIC| at lag 0 on every k-th scope date; also
+    returns the chosen smoothed matrix."""
+    candidates = sorted({float(h) for h in config.ewm_halflife_candidates} | {0.0})
+    if not config.ewm_enabled or candidates == [0.0]:
+        return 0.0, {}, values
+    sample = rows[:: max(1, config.ewm_evaluation_stride)]
+    scores: dict[float, float] = {}
+    smoothed: dict[float, np.ndarray] = {}
+    for halflife in candidates:
+        smoothed[halflife] = smoothed_values(values, halflife, weight_cache)
+        ranks = ranker(smoothed[halflife][sample], smoothed=bool(halflife))
+        scores[halflife] = _mean(rowwise_corr(ranks, label_ranks[sample], config.min_names))
+    best = max(candidates, key=lambda h: (_abs_or_minus(scores[h]), -h))
+    return best, scores, smoothed[best]
+
+
+def _redundancy_order(
+    order: list[str], matrices: dict[str, np.ndarray], rows: np.ndarray, config: SelectionConfig
+) -> tuple[list[str], dict[str, str]]:
+    """Greedy redundancy filter: walk `order` (best first), drop a factor whose |corr| with an
+    already kept one exceeds the threshold. Correlations are pooled over sampled scope rows."""
+    if len(order) < 2:
+        return list(order), {}
+    n_names = next(iter(matrices.values())).shape[1]
+    max_rows = max(1, config.redundancy_sample_rows // max(1, n_names))
+    sample = rows[np.linspace(0, len(rows) - 1, min(len(rows), max_rows)).astype(np.int64)]
+    pooled = np.column_stack(
+        [
+            np.nan_to_num(matrices[name][sample].astype(np.float64).ravel(), nan=0.0)
+            for name in order
+        ]
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(pooled, rowvar=False)
+    corr = np.nan_to_num(corr, nan=0.0)
+    kept_idx: list[int] = []
+    dropped: dict[str, str] = {}
+    for i, name in enumerate(order):
+        clash = [j for j in kept_idx if abs(corr[i, j]) > config.redundancy_threshold]
+        if clash:
+            partner = order[clash[0]]
+            dropped[name] = f"redundant with {partner} (|corr| = {abs(corr[i, clash[0]]):.3f})"
+        else:
+            kept_idx.append(i)
+    return [order[i] for i in kept_idx], dropped
+
+
+def select_features(
+    features: Mapping[str, np.ndarray],
+    families: Mapping[str, str],
+    label: np.ndarray,
+    dates: pd.DatetimeIndex,
+    dev_dates: Sequence,
+    folds: Sequence[DateFold],
+    config: SelectionConfig,
+    values_are_ranks: bool = False,
+) -> SelectionResult:
+    """Choose half-lives and lags, score, filter and select factors on development dates.
+
+    features: name -> transformed date x ticker matrix (float32) on calendar `dates`;
+    label: date x ticker forward-return matrix on the same grid; dev_dates: the development
+    dates; folds: purged walk-forward folds (their training dates define the IC scope when
+    `ic_scope` is `fold_train`)."""
+    dates = pd.DatetimeIndex(dates)
+    dev_rows = _positions(dates, dev_dates)
+    if config.ic_scope == "fold_train" and folds:
+        train_union = pd.DatetimeIndex(np.unique(np.concatenate([f.train_dates for f in folds])))
+        scope_rows = _positions(dates, train_union.intersection(pd.DatetimeIndex(dev_dates)))
+        fold_rows = [_positions(dates, f.train_dates) for f in folds]
+        scope_name = "union of the purged folds' training dates"
+    else:
+        scope_rows = dev_rows
+        fold_rows = [scope_rows]
+        scope_name = "development dates"
+
+    label = np.asarray(label, dtype=np.float64)
+    label_valid = np.isfinite(label[scope_rows]).sum(axis=1)
+    n_ic_dates = int((label_valid >= config.min_names).sum())
+    max_names = int(label_valid.max()) if label_valid.size else 0
+    per_ticker = [n for n in features if families[n] != MARKET_FAMILY]
+    market_names = [n for n in features if families[n] == MARKET_FAMILY]
+    degraded = n_ic_dates < config.min_ic_dates or not per_ticker
+    reason = None
+    if degraded:
+        reason = (
+            f"IC cannot be estimated: {n_ic_dates} development date(s) with >= {config.min_names} "
+            f"labelled names (need {config.min_ic_dates}; at most {max_names} names on a date)"
+        )
+        logger.warning("feature selection in degraded mode: %s", reason)
+
+    label_ranks = row_ranks(label) if not degraded else None
+    rank_lo = max(0, int(scope_rows.min()) - max(config.lag_candidates)) if len(scope_rows) else 0
+    rank_hi = int(scope_rows.max()) + 1 if len(scope_rows) else 0
+    ranker = _Ranker(values_are_ranks)
+    weight_cache: dict = {}
+    lags: dict[str, int] = {}
+    halflives: dict[str, float] = {}
+    visible: dict[str, np.ndarray] = {}  # model-visible (smoothed, lagged) values
+    rows_out: list[dict] = []
+    drop: dict[str, str] = {}
+    leak_suspects: list[str] = []
+
+    for name in per_ticker:
+        values = features[name]
+        row: dict = {"factor": name, "family": families[name]}
+        if degraded:
+            lag, halflife = 0, 0.0
+            effective = values
+        else:
+            halflife, ewm_scores, effective = _choose_halflife(
+                values, label_ranks, scope_rows, config, ranker, weight_cache
+            )
+            ranks = np.full(values.shape, np.nan)  # ranks only where a lag candidate reads them
+            ranks[rank_lo:rank_hi] = ranker(effective[rank_lo:rank_hi], smoothed=bool(halflife))
+            lag_scores, lag_means, ic_by_lag = {}, {}, {}
+            for k in config.lag_candidates:
+                ic = daily_rank_ic(ranks, label_ranks, scope_rows, k, config.min_names)
+                ic_by_lag[k] = ic
+                lag_means[k] = _mean(ic)
+                if len(fold_rows) > 1:
+                    ic_series = pd.Series(ic, index=scope_rows)
+                    fold_means = [_mean(ic_series.reindex(fr).to_numpy()) for fr in fold_rows]
+                    lag_scores[k] = (
+                        float(np.nanmean(fold_means)) if np.isfinite(fold_means).any() else math.nan
+                    )
+                else:
+                    lag_scores[k] = lag_means[k]
+            lag = max(config.lag_candidates, key=lambda k: (_abs_or_minus(lag_scores[k]), -k))
+            ic = pd.Series(ic_by_lag[lag], index=dates[scope_rows])
+            summary = ic_summary(ic, config.nw_lag)
+            rolling = ic.rolling(
+                config.rolling_window, min_periods=config.rolling_window // 2
+            ).mean()
+            rolling = rolling.dropna()
+            sign = np.sign(summary["mean"]) if math.isfinite(summary["mean"]) else 0.0
+            row.update(
+                {
+                    "lag": lag,
+                    "halflife": halflife,
+                    "rank_ic_mean": summary["mean"],
+                    "rank_ic_std": summary["std"],
+                    "rank_icir": summary["icir"],
+                    "rank_ic_tstat": summary["tstat"],
+                    "hit_rate": summary["hit_rate"],
+                    "n_dates": summary["n_dates"],
+                    "rolling_ic_min": float(rolling.min()) if len(rolling) else math.nan,
+                    "rolling_ic_max": float(rolling.max()) if len(rolling) else math.nan,
+                    "rolling_ic_sign_stability": float((np.sign(rolling) == sign).mean())
+                    if len(rolling) and sign
+                    else math.nan,
+                    **{f"rank_ic_lag_{k}": lag_means[k] for k in config.lag_candidates},
+                    **{f"lag_score_{k}": lag_scores[k] for k in config.lag_candidates},
+                    **{f"rank_ic_halflife_{h:g}": s for h, s in ewm_scores.items()},
+                }
+            )
+            if len(fold_rows) > 1:
+                for i, fr in enumerate(fold_rows):
+                    row[f"fold_{i}_rank_ic"] = _mean(ic.reindex(dates[fr]).to_numpy())
+            worst = (
+                max(abs(v) for v in lag_means.values() if math.isfinite(v))
+                if any(math.isfinite(v) for v in lag_means.values())
+                else 0.0
+            )
+            row["max_abs_rank_ic"] = worst
+            if worst > config.leak_threshold:
+                leak_suspects.append(name)
+                drop[name] = (
+                    f"suspected look-ahead: |development RankIC| = {worst:.3f} > "
+                    f"{config.leak_threshold}"
+                )
+        lagged = apply_lag(effective, lag)
+        dev_values = lagged[dev_rows].astype(np.float64)
+        variance = float(np.var(np.nan_to_num(dev_values, nan=0.0))) if dev_values.size else 0.0
+        row.update(
+            {
+                "lag": lag,
+                "halflife": halflife,
+                "variance": variance,
+                "coverage": float(np.isfinite(dev_values).mean()) if dev_values.size else 0.0,
+            }
+        )
+        lags[name], halflives[name] = lag, halflife
+        visible[name] = lagged
+        if name not in drop and not variance > config.min_variance:
+            drop[name] = f"variance {variance:.3g} <= min_variance {config.min_variance:g}"
+        if (
+            not degraded
+            and name not in drop
+            and not abs(row.get("rank_ic_tstat", math.nan)) >= config.min_abs_tstat
+        ):
+            drop[name] = (
+                f"insignificant: |RankIC t-stat| = {abs(row.get('rank_ic_tstat', math.nan)):.2f} "
+                f"< {config.min_abs_tstat}"
+            )
+        rows_out.append(row)
+
+    table = pd.DataFrame(rows_out)
+    eligible = [n for n in per_ticker if n not in drop]
+    if degraded:
+        score = {r["factor"]: r["variance"] for r in rows_out}
+        limit = config.fallback_features
+    else:
+        score = {r["factor"]: _abs_or_minus(r["rank_icir"]) for r in rows_out}
+        limit = config.max_features
+    order = sorted(eligible, key=lambda n: (-score[n], n))
+    kept, redundant = _redundancy_order(order, visible, dev_rows, config)
+    drop.update(redundant)
+    selected = kept[:limit]
+    for name in kept[limit:]:
+        drop[name] = f"beyond the top {limit}"
+    filled: list[str] = []
+    wanted = min(config.min_features, limit)
+    if not degraded and len(selected) < wanted:
+        # Too few significant factors: refill from the best factors that failed only the
+        # significance gate (never leak suspects, flat or redundant ones), and say so.
+        insignificant = [n for n in per_ticker if drop.get(n, "").startswith("insignificant")]
+        refill = sorted(insignificant, key=lambda n: (-score[n], n))
+        candidates, _ = _redundancy_order(selected + refill, visible, dev_rows, config)
+        filled = [n for n in candidates if n not in selected][: wanted - len(selected)]
+        for name in filled:
+            drop.pop(name)
+        selected += filled
+        if filled:
+            logger.warning(
+                "only %d factor(s) pass |t| >= %g; kept %d more below the significance gate to "
+                "reach selection.min_features = %d: %s",
+                len(selected) - len(filled),
+                config.min_abs_tstat,
+                len(filled),
+                wanted,
+                ", ".join(filled),
+            )
+    for name in market_names:
+        lags[name], halflives[name] = 0, 0.0
+        if config.include_market_context:
+            selected.append(name)
+        else:
+            drop[name] = "market context (constant across names on a date): not IC-ranked"
+    if leak_suspects:
+        logger.warning(
+            "leak guard: dropped %d factor(s) with implausible development RankIC (suspected "
+            "look-ahead): %s",
+            len(leak_suspects),
+            ", ".join(leak_suspects),
+        )
+
+    if len(table):
+        table["status"] = [
+            "selected" if n in selected else f"dropped: {drop.get(n, 'not selected')}"
+            for n in table["factor"]
+        ]
+        table["selected"] = table["factor"].isin(selected)
+    report = {
+        "mode": "degraded" if degraded else "full",
+        "degraded_reason": reason,
+        "ic_scope": scope_name,
+        "ic_dates": n_ic_dates,
+        "min_names": config.min_names,
+        "factors_built": len(features),
+        "factors_per_ticker": len(per_ticker),
+        "market_context_factors": market_names,
+        "selected": list(selected),
+        "factors_kept": len(selected),
+        "significant": [n for n in selected if n not in filled and n not in market_names],
+        "filled_below_significance": filled,
+        "lags": {n: int(lags[n]) for n in selected},
+        "ewm_halflives": {n: float(halflives[n]) for n in selected},
+        "leak_suspects": {
+            r["factor"]: float(r["max_abs_rank_ic"])
+            for r in rows_out
+            if r["factor"] in leak_suspects
+        },
+        "leak_threshold": config.leak_threshold,
+        "dropped": {n: drop[n] for n in features if n in drop and n not in selected},
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.__dict__.items()},
+    }
+    return SelectionResult(
+        selected=list(selected),
+        lags={n: int(lags[n]) for n in selected},
+        halflives={n: float(halflives[n]) for n in selected},
+        degraded=degraded,
+        leak_suspects=leak_suspects,
+        table=table,
+        report=report,
+    )

@@ -1,0 +1,180 @@
+"""Optuna tuning of one base learner over the purged folds (DESIGN §5.1, seed §2.3.1).
+
+Objective: mean RankIC over the purged walk-forward folds. Each trial reports its fold RankICs one
+by one to a MedianPruner, so a clearly worse trial stops early. The TPE sampler is seeded; with
+n_jobs=1 the same seed, data and budget give the same trials (a `timeout` that cuts the study
+short can change the number of trials, so determinism holds within the trial budget).
+
+Framework-free: callbacks (e.g. the MLflow nested-run callback) are passed in by the caller.
+Storage is whatever Optuna accepts (None = in memory, or an RDB URL such as
+`sqlite:///data/06_models/optuna_base_models.db`); the caller gives each study a unique name (a
+run identifier in it) and the study is created with load_if_exists=False, so reruns never mix
+trials into an old study.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from bma_quant.core.training import CVResult, FoldCache, cross_validate
+
+logger = logging.getLogger(__name__)
+
+
+def suggest_params(trial: optuna.Trial, space: dict[str, dict]) -> dict[str, Any]:
+    """Sample one value per entry of a search space written in parameters, e.g.
+    {max_depth: {type: int, low: 2, high: 8}, learning_rate: {type: float, low: 0.01,
+    high: 0.3, log: true}, booster: {type: categorical, choices: [gbtree, dart]}}."""
+    params = {}
+    for name, spec in (space or {}).items():
+        kind = spec.get("type", "float")
+        if kind == "float":
+            params[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]),
+                                               log=bool(spec.get("log", False)),
+                                               step=spec.get("step"))
+        elif kind == "int":
+            params[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]),
+                                             log=bool(spec.get("log", False)),
+                                             step=int(spec.get("step", 1)))
+        elif kind == "categorical":
+            params[name] = trial.suggest_categorical(name, list(spec["choices"]))
+        else:
+            raise ValueError(f"search space entry {name!r}: unknown type {kind!r}")
+    return params
+
+
+def _in_space(value: Any, spec: dict) -> bool:
+    kind = spec.get("type", "float")
+    if kind == "categorical":
+        return value in list(spec["choices"])
+    try:
+        return float(spec["low"]) <= float(value) <= float(spec["high"])
+    except (TypeError, ValueError):
+        return False
+
+
+def default_trial(defaults: dict, space: dict) -> dict:
+    """The defaults restricted to the search space (enqueued as trial 0 so tuning never ends
+    below the seed's configuration on the same folds)."""
+    return {k: defaults[k] for k, spec in (space or {}).items()
+            if k in defaults and _in_space(defaults[k], spec)}
+
+
+def create_study(
+    study_name: str | None,
+    *,
+    seed: int,
+    storage: str | None = None,
+    sampler: dict | None = None,
+    pruner: dict | None = None,
+) -> optuna.Study:
+    sampler_cfg = dict(sampler or {})
+    pruner_cfg = dict(pruner or {})
+    return optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        direction="maximize",
+        load_if_exists=False,
+        sampler=optuna.samplers.TPESampler(
+            seed=int(seed),
+            n_startup_trials=int(sampler_cfg.get("n_startup_trials", 5)),
+            multivariate=bool(sampler_cfg.get("multivariate", True)),
+        ),
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=int(pruner_cfg.get("n_startup_trials", 3)),
+            n_warmup_steps=int(pruner_cfg.get("n_warmup_steps", 1)),
+        )
+        if pruner_cfg.get("enabled", True)
+        else optuna.pruners.NopPruner(),
+    )
+
+
+@dataclass
+class TuningResult:
+    best_params: dict  # full parameter set (defaults updated with the best trial's values)
+    best_value: float
+    n_trials: int
+    n_complete: int
+    n_pruned: int
+    trials: pd.DataFrame
+    study_name: str | None
+    best_cv: CVResult | None  # the best trial's out-of-fold result, kept to avoid refitting
+
+
+def tune_learner(
+    cache: FoldCache,
+    name: str,
+    defaults: dict,
+    space: dict,
+    *,
+    n_trials: int,
+    timeout: float | None,
+    seed: int,
+    n_jobs: int = 1,
+    min_names: int = 5,
+    storage: str | None = None,
+    study_name: str | None = None,
+    sampler: dict | None = None,
+    pruner: dict | None = None,
+    callbacks: Sequence[Callable] = (),
+    show_progress_bar: bool = False,
+    enqueue_defaults: bool = True,
+) -> TuningResult:
+    """Tune `name` on the cached folds; maximise the mean fold RankIC.
+
+    The out-of-fold predictions of the best trial are kept (only the current best is held in
+    memory), so the caller does not refit the folds with the best parameters."""
+    study = create_study(study_name, seed=seed, storage=storage, sampler=sampler, pruner=pruner)
+    study.set_user_attr("learner", name)
+    if enqueue_defaults and default_trial(defaults, space):
+        study.enqueue_trial(default_trial(defaults, space))
+    best: dict[str, Any] = {"value": -math.inf, "number": None, "cv": None}
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {**defaults, **suggest_params(trial, space)}
+
+        def report(k: int, rank_ic: float) -> None:
+            trial.report(rank_ic, step=k)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"fold {k}: RankIC {rank_ic:.4f} below the median")
+
+        result = cross_validate(cache, name, params, seed=seed, n_jobs=n_jobs,
+                                min_names=min_names, on_fold=report, full_scores=False)
+        value = result.rank_ic_mean
+        trial.set_user_attr("fold_rank_ic", [round(v, 6) for v in result.scores["rank_ic"]])
+        if value > best["value"]:
+            best.update(value=value, number=trial.number, cv=result)
+        return value
+
+    study.optimize(objective, n_trials=int(n_trials), timeout=timeout, n_jobs=1,
+                   callbacks=list(callbacks), show_progress_bar=show_progress_bar,
+                   gc_after_trial=False)
+    trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration",
+                                           "user_attrs"))
+    states = [t.state for t in study.trials]
+    complete = states.count(optuna.trial.TrialState.COMPLETE)
+    if complete == 0:
+        raise RuntimeError(f"{name}: no Optuna trial completed ({len(states)} started)")
+    best_trial = study.best_trial
+    best_params = {**defaults, **best_trial.params}
+    best_cv = best["cv"] if best["number"] == best_trial.number else None
+    logger.info("%s: best mean RankIC %.4f at trial %d of %d (%d pruned)", name,
+                best_trial.value, best_trial.number, len(states),
+                states.count(optuna.trial.TrialState.PRUNED))
+    return TuningResult(
+        best_params=best_params,
+        best_value=float(best_trial.value),
+        n_trials=len(states),
+        n_complete=complete,
+        n_pruned=states.count(optuna.trial.TrialState.PRUNED),
+        trials=trials,
+        study_name=study_name,
+        best_cv=best_cv,
+    )

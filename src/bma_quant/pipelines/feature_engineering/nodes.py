@@ -1,0 +1,195 @@
+"""feature_engineering nodes: unpack parameters, call core, return data."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core.cv import folds_from_table
+from bma_quant.core.decay import time_decay_weights
+from bma_quant.core.factors import (
+    FactorConfig,
+    Grid,
+    TransformConfig,
+    engineer_factors,
+    prepare_inputs,
+    values_are_ranks,
+)
+from bma_quant.core.feature_spec import FeatureSpec
+from bma_quant.core.selection import SelectionConfig, select_features
+from bma_quant.core.temporal import TemporalConfig
+from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
+
+logger = logging.getLogger(__name__)
+
+
+def _configs(params: dict) -> tuple[FactorConfig, TransformConfig]:
+    factor_config = FactorConfig.from_params(params.get("factors"), params.get("fear_greed"))
+    return factor_config, TransformConfig.from_params(params.get("transforms"))
+
+
+def _dev_dates(dates: pd.DatetimeIndex, date_split: dict) -> pd.DatetimeIndex:
+    start, end = pd.Timestamp(date_split["dev_start"]), pd.Timestamp(date_split["dev_end"])
+    return dates[(dates >= start) & (dates <= end)]
+
+
+def _wide_columns(frame: pd.DataFrame, names: list[str]) -> tuple[Grid, dict[str, np.ndarray]]:
+    grid = Grid.from_long(frame)
+    return grid, {n: grid.to_wide(frame[n].to_numpy(), dtype=np.float32) for n in names}
+
+
+def build_features(
+    primary_panel: pd.DataFrame, market: pd.DataFrame, params: dict
+) -> tuple[pd.DataFrame, dict]:
+    """Every factor of the families the panel's columns allow, cross-sectionally transformed.
+
+    Returns the long `features` table (float32) and a catalog {factor: family} with the panel's
+    properties the later nodes need."""
+    factor_config, transform_config = _configs(params)
+    inputs = prepare_inputs(primary_panel, market, factor_config)
+    values, families = engineer_factors(inputs, factor_config, transform_config)
+    grid = inputs.grid
+    keys = grid.sorted_keys()
+    features = pd.DataFrame(
+        {
+            "date": keys["date"].to_numpy(),
+            "ticker": keys["ticker"].array,
+            **{name: grid.to_long(matrix) for name, matrix in values.items()},
+        }
+    )
+    by_family = pd.Series(families).value_counts().sort_index().to_dict()
+    logger.info(
+        "built %d factors on %d dates x %d tickers: %s",
+        len(values),
+        len(grid.dates),
+        len(grid.tickers),
+        ", ".join(f"{k} {v}" for k, v in by_family.items()),
+    )
+    catalog = {
+        "families": families,
+        "has_sectors": inputs.sector_codes is not None,
+        "user_columns": sorted(inputs.user or {}),
+    }
+    return features, catalog
+
+
+def select(
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    date_split: dict,
+    cv_folds: pd.DataFrame,
+    factor_catalog: dict,
+    params: dict,
+    temporal: dict,
+) -> tuple[FeatureSpec, dict, pd.DataFrame]:
+    """Half-life and lag choices, IC scoring, filters and the leak guard on development dates."""
+    factor_config, transform_config = _configs(params)
+    temporal_config = TemporalConfig.from_params(temporal)
+    config = SelectionConfig.from_params(
+        params["selection"], params["lags"], params["ewm"], nw_lag=temporal_config.horizon_days
+    )
+    families = factor_catalog["families"]
+    names = list(families)
+    grid, matrices = _wide_columns(features, names)
+    label_rows = grid.dates.get_indexer(pd.DatetimeIndex(labels["date"]))
+    label_cols = grid.tickers.get_indexer(labels["ticker"].astype(str))
+    keep = (label_rows >= 0) & (label_cols >= 0)
+    label = np.full(grid.shape, np.nan)
+    label[label_rows[keep], label_cols[keep]] = labels["label"].to_numpy(np.float64)[keep]
+    dev = _dev_dates(grid.dates, date_split)
+    folds = folds_from_table(cv_folds) if cv_folds is not None and len(cv_folds) else []
+    result = select_features(
+        matrices,
+        families,
+        label,
+        grid.dates,
+        dev,
+        folds,
+        config,
+        values_are_ranks=values_are_ranks(transform_config),
+    )
+    spec = FeatureSpec(
+        factor_config=factor_config,
+        transform_config=transform_config,
+        selected=result.selected,
+        lags=result.lags,
+        halflives=result.halflives,
+        families={n: families[n] for n in result.selected},
+        fill_value=float(params.get("fill_value", 0.0)),
+        degraded=result.degraded,
+    )
+    report = {
+        **result.report,
+        "dev_start": date_split["dev_start"],
+        "dev_end": date_split["dev_end"],
+        "families": families,
+        "user_columns": factor_catalog["user_columns"],
+        "transforms": {
+            "method": transform_config.method,
+            "winsorise": list(transform_config.winsorise or []),
+            "sector_neutralised": bool(
+                transform_config.sector_neutralise and factor_catalog["has_sectors"]
+            ),
+        },
+        "warmup_days": spec.warmup_days,
+    }
+    logger.info(
+        "selected %d of %d factors (%s mode): %s",
+        len(result.selected),
+        len(names),
+        report["mode"],
+        ", ".join(result.selected),
+    )
+    return spec, report, result.table
+
+
+def make_model_input(
+    features: pd.DataFrame, labels: pd.DataFrame, feature_spec: FeatureSpec
+) -> tuple[pd.DataFrame, dict]:
+    """`date, ticker, label, <selected>` for every (date, ticker) row, dev and test dates."""
+    grid, matrices = _wide_columns(features, list(feature_spec.selected))
+    visible = feature_spec.visible_matrices(matrices)
+    filled = sum(int((~np.isfinite(grid.to_long(m))).sum()) for m in visible.values())
+    out = feature_spec.finalise(matrices, grid, visible)
+    label = labels[["date", "ticker", "label"]].copy()
+    label["ticker"] = label["ticker"].astype(str)
+    out = out.merge(label, on=["date", "ticker"], how="left", sort=False)
+    out = out[["date", "ticker", "label", *feature_spec.selected]]
+    cells = len(out) * max(1, len(feature_spec.selected))
+    stats = {"model_input_rows": len(out), "model_input_fill_share": filled / cells}
+    return out, stats
+
+
+def make_sample_weights(
+    primary_panel: pd.DataFrame, date_split: dict, params: dict
+) -> pd.DataFrame:
+    """Time-decay weights for development dates (half-life in trading days)."""
+    dates = pd.DatetimeIndex(primary_panel["date"].unique()).sort_values()
+    half_life = params["sample_weights"].get("half_life_days")
+    return time_decay_weights(_dev_dates(dates, date_split), half_life)
+
+
+def feature_metrics(
+    selection_report: dict, factor_ic_table: pd.DataFrame, model_input_stats: dict
+) -> dict:
+    """`feature_engineering.*` metrics."""
+    selected = factor_ic_table.loc[factor_ic_table.get("selected", False) == True]  # noqa: E712
+    abs_ic = (
+        selected["rank_ic_mean"].abs() if "rank_ic_mean" in selected else pd.Series(dtype=float)
+    )
+    values = {
+        "factors_built": selection_report["factors_built"],
+        "factors_kept": selection_report["factors_kept"],
+        "leak_suspects": len(selection_report["leak_suspects"]),
+        "degraded_mode": 1 if selection_report["mode"] == "degraded" else 0,
+        "ic_dates": selection_report["ic_dates"],
+        "lagged_factors": sum(1 for v in selection_report["lags"].values() if v > 0),
+        "smoothed_factors": sum(1 for v in selection_report["ewm_halflives"].values() if v > 0),
+        "selected_mean_abs_rank_ic": float(abs_ic.mean()) if len(abs_ic) else math.nan,
+        "selected_max_abs_rank_ic": float(abs_ic.max()) if len(abs_ic) else math.nan,
+        **model_input_stats,
+    }
+    return as_mlflow_metrics(values)

@@ -1,0 +1,148 @@
+"""stacking nodes: unpack parameters, call core.ensemble, return data."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from bma_quant.core import ensemble
+from bma_quant.core.cv import folds_from_table
+from bma_quant.pipelines.base_models.model_dataset import LoggedLearner
+from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS = ["date", "ticker", "model", "prediction"]
+
+
+def _enabled_methods(n_models: int, params: dict) -> tuple[list[str], bool]:
+    """All configured methods with at least `min_base_models` models, else only the fallback."""
+    enabled = n_models >= int(params["min_base_models"])
+    methods = list(params["methods"]) if enabled else [params["fallback_method"]]
+    return methods, enabled
+
+
+def prepare_ensemble_inputs(
+    base_oof_predictions: pd.DataFrame,
+    base_test_predictions: pd.DataFrame,
+    regime_oof_predictions: pd.DataFrame,
+    regime_test_predictions: pd.DataFrame,
+    base_model_status: dict,
+    labels: pd.DataFrame,
+    cv_folds: pd.DataFrame,
+    date_split: dict,
+    params: dict,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Collect the models that succeeded, align their out-of-fold predictions on (date, ticker)
+    with the labels and folds (standardised per date), and their test predictions."""
+    models, skipped = ensemble.usable_models(base_oof_predictions, base_test_predictions,
+                                             base_model_status)
+    oof_parts, test_parts = [base_oof_predictions], [base_test_predictions]
+    if params["include_regime_models"]:
+        regime_models, regime_skipped = ensemble.usable_models(regime_oof_predictions,
+                                                               regime_test_predictions)
+        models += [m for m in regime_models if m not in models]
+        skipped.update(regime_skipped)
+        oof_parts.append(regime_oof_predictions)
+        test_parts.append(regime_test_predictions)
+    if not models:
+        raise RuntimeError(f"stacking: no base or regime model succeeded ({skipped}); "
+                           "there is nothing to combine.")
+    oof = pd.concat([p[PREDICTION_COLUMNS] for p in oof_parts], ignore_index=True)
+    oof = oof[oof["model"].isin(models)]
+    # The inputs themselves must be development rows: refuse rather than silently drop.
+    ensemble.assert_development_only(oof["date"], date_split["test_start"])
+    test = pd.concat([p[PREDICTION_COLUMNS] for p in test_parts], ignore_index=True)
+    test = test[test["model"].isin(models)].reset_index(drop=True)
+    design = ensemble.build_design(oof, labels, folds_from_table(cv_folds), models,
+                                   params["standardisation"], float(params["zscore_clip"]))
+    methods, enabled = _enabled_methods(len(models), params)
+    if not enabled:
+        logger.warning("stacking: only %d model(s) succeeded (%s) < min_base_models %d: "
+                       "equal-weight fallback", len(models), models, params["min_base_models"])
+    for name, reason in skipped.items():
+        logger.warning("stacking: model %s left out: %s", name, reason)
+    model_info = {"models": models, "skipped": skipped, "stacking_enabled": enabled,
+                  "methods": methods, "oof_rows": int(len(design)), "test_rows": int(len(test))}
+    return design, test, model_info
+
+
+def select_ensemble(
+    design: pd.DataFrame,
+    regimes: pd.DataFrame,
+    cv_folds: pd.DataFrame,
+    date_split: dict,
+    model_info: dict,
+    params: dict,
+) -> tuple[pd.DataFrame, dict]:
+    """Walk-forward out-of-sample predictions of every method, nested validation scores and the
+    chosen method (best mean RankIC on the last `n_validation_folds` folds)."""
+    result = ensemble.walk_forward_ensembles(
+        design, folds_from_table(cv_folds), regimes, model_info["methods"], model_info["models"],
+        params, date_split["test_start"])
+    chosen = ensemble.choose_method(result.oos_rank_ic, params["fallback_method"])
+    logger.info("stacking: chosen %s; nested OOS RankIC %s", chosen,
+                {m: round(s, 5) for m, s in result.oos_rank_ic.items()})
+    selection = {
+        "chosen": chosen,
+        "oos_rank_ic": result.oos_rank_ic,
+        "validation_folds": result.validation_folds,
+        "fold_scores": result.scores.to_dict(orient="records"),
+        "notes": result.notes,
+    }
+    return ensemble.with_final(result.predictions, chosen), selection
+
+
+def fit_ensembles(
+    design: pd.DataFrame,
+    test_predictions: pd.DataFrame,
+    regimes: pd.DataFrame,
+    date_split: dict,
+    model_info: dict,
+    selection: dict,
+    params: dict,
+):
+    """Refit every method on all out-of-fold rows, predict the test period, and return the test
+    predictions, the weights table, the chosen ensemble, the meta-learner and fit details."""
+    fitted = {
+        method: ensemble.fit_ensemble(method, design, regimes, params, date_split["test_start"],
+                                      model_info["models"])
+        for method in model_info["methods"]
+    }
+    # Every method shares the models and the standardisation: standardise the test rows once.
+    standardised = next(iter(fitted.values())).standardise(test_predictions)
+    parts = [f.combine_standardised(standardised, regimes).assign(model=name)
+             for name, f in fitted.items()]
+    test = pd.concat(parts, ignore_index=True)[PREDICTION_COLUMNS]
+    test = ensemble.with_final(test, selection["chosen"])
+    weights = ensemble.weights_table(fitted)
+    fit_info = {name: f.combiner.info() for name, f in fitted.items()}
+    # The meta-learner's inputs are the per-date standardised predictions, one column per model.
+    example = design[model_info["models"]].head(5).fillna(0.0)
+    meta_learner = LoggedLearner("ensemble_meta_learner", ensemble.meta_learner_estimator(fitted),
+                                 example)
+    return test, weights, fitted[selection["chosen"]], meta_learner, fit_info
+
+
+def report_stacking(
+    model_info: dict, selection: dict, fit_info: dict, weights: pd.DataFrame
+) -> tuple[dict, dict]:
+    """The ensemble report (JSON artifact) and the `stacking.*` metrics."""
+    chosen = selection["chosen"]
+    report = {
+        "chosen": chosen,
+        "fallback": None if model_info["stacking_enabled"] else (
+            f"only {len(model_info['models'])} model(s) succeeded: equal-weight fallback"),
+        **model_info,
+        "selection": selection,
+        "fit": fit_info,
+        "weights": weights.to_dict(orient="records"),
+        "seed_regime_rule": ensemble.seed_regime_rule_check(weights),
+    }
+    values = {f"{m}.oos_rank_ic": s for m, s in selection["oos_rank_ic"].items()}
+    values["final.oos_rank_ic"] = selection["oos_rank_ic"].get(chosen)
+    values["n_models"] = len(model_info["models"])
+    values["stacking_enabled"] = float(model_info["stacking_enabled"])
+    values["n_validation_folds"] = len(selection["validation_folds"])
+    return report, as_mlflow_metrics(values)

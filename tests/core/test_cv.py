@@ -1,0 +1,178 @@
+"""Purged walk-forward CV (DESIGN §3): label windows never reach a test window, embargo holds."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import cross_val_score
+
+from bma_quant.core.cv import (
+    PurgedWalkForwardSplit,
+    fold_row_indices,
+    folds_from_table,
+    folds_table,
+)
+from bma_quant.core.temporal import TemporalConfig, TemporalConfigError
+
+CALENDAR = pd.bdate_range("2015-01-01", periods=1200)
+
+# (n_splits, min_train_days, horizon, delay, gap, embargo, window, max_train_days)
+SETTINGS = [
+    (5, 252, 10, 1, 11, 3, "expanding", None),
+    (3, 100, 10, 1, 11, 0, "expanding", None),
+    (8, 200, 5, 2, 9, 10, "expanding", None),
+    (4, 300, 20, 1, 30, 25, "expanding", None),
+    (6, 150, 10, 1, 11, 5, "sliding", 250),
+    (10, 60, 1, 0, 1, 2, "sliding", 60),
+]
+
+
+def _splitter(n_splits, min_train, h, d, gap, embargo, window, max_train):
+    temporal = TemporalConfig(horizon_days=h, execution_delay_days=d, cv_gap_days=gap,
+                              cv_embargo_days=embargo)
+    return PurgedWalkForwardSplit(n_splits=n_splits, temporal=temporal,
+                                  min_train_days=min_train, window=window,
+                                  max_train_days=max_train)
+
+
+def _positions(dates) -> np.ndarray:
+    return CALENDAR.get_indexer(pd.DatetimeIndex(dates))
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_no_training_label_window_overlaps_a_test_window(setting):
+    n_splits, _, h, d, *_ = setting
+    folds = _splitter(*setting).date_folds(CALENDAR)
+    assert len(folds) == n_splits
+    for fold in folds:
+        train, test = _positions(fold.train_dates), _positions(fold.test_dates)
+        assert len(train) and len(test)
+        # Row t is labelled with close(t+d) -> close(t+d+h): the window [t+d, t+d+h].
+        label_start, label_end = train + d, train + d + h
+        overlaps = (label_start <= test.max()) & (label_end >= test.min())
+        assert not overlaps.any(), f"fold {fold.fold}: label windows reach the test window"
+        assert train.max() + d + h < test.min()  # t + d + h < T0 (DESIGN §3)
+        assert not np.isin(train, test).any()
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_embargo_after_every_earlier_test_window_holds(setting):
+    embargo = setting[5]
+    folds = _splitter(*setting).date_folds(CALENDAR)
+    for k, fold in enumerate(folds):
+        train = _positions(fold.train_dates)
+        for earlier in folds[:k]:
+            stop = _positions(earlier.test_dates).max() + 1
+            embargoed = np.arange(stop, stop + embargo)
+            assert not np.isin(train, embargoed).any(), (
+                f"fold {fold.fold} trains on the embargo after fold {earlier.fold}"
+            )
+
+
+def test_embargo_drops_exactly_the_days_after_a_test_window_from_later_folds():
+    folds = _splitter(4, 200, 10, 1, 11, 7, "expanding", None).date_folds(CALENDAR)
+    stop = _positions(folds[0].test_dates).max() + 1
+    later_train = _positions(folds[2].train_dates)
+    assert not np.isin(np.arange(stop, stop + 7), later_train).any()
+    # The first fold's test window itself (before the embargo) is training data later on.
+    assert np.isin(_positions(folds[0].test_dates), later_train).all()
+    assert stop + 7 in later_train
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_test_windows_are_contiguous_ordered_disjoint_and_reach_the_end(setting):
+    n_splits, min_train, _, _, gap, *_ = setting
+    folds = _splitter(*setting).date_folds(CALENDAR)
+    previous_end = -1
+    for fold in folds:
+        test = _positions(fold.test_dates)
+        assert (np.diff(test) == 1).all()
+        assert test.min() == previous_end + 1 or previous_end == -1
+        previous_end = test.max()
+    assert _positions(folds[0].test_dates).min() == min_train + gap
+    assert previous_end == len(CALENDAR) - 1
+
+
+def test_expanding_window_keeps_all_history_and_sliding_window_caps_it():
+    expanding = _splitter(5, 200, 10, 1, 11, 0, "expanding", None).date_folds(CALENDAR)
+    sliding = _splitter(5, 200, 10, 1, 11, 0, "sliding", 150).date_folds(CALENDAR)
+    for exp_fold, sl_fold in zip(expanding, sliding, strict=True):
+        assert exp_fold.train_dates.min() == CALENDAR[0]
+        assert len(sl_fold.train_dates) <= 150
+        # Sliding keeps the most recent dates of the expanding training set.
+        assert sl_fold.train_dates.max() == exp_fold.train_dates.max()
+        assert set(sl_fold.train_dates) <= set(exp_fold.train_dates)
+        pd.testing.assert_index_equal(sl_fold.test_dates, exp_fold.test_dates)
+    assert len(sliding[-1].train_dates) == 150
+    assert _positions(sliding[-1].train_dates).min() > 0
+
+
+def test_min_train_days_is_the_first_folds_training_length():
+    folds = _splitter(3, 321, 10, 1, 11, 3, "expanding", None).date_folds(CALENDAR)
+    assert len(folds[0].train_dates) == 321
+
+
+def test_the_seeds_leaky_gap_is_refused():
+    seed_config = {"prediction_horizon_days": 10, "execution_delay_days": 1, "cv_gap_days": 5,
+                   "cv_embargo_days": 3}
+    with pytest.raises(TemporalConfigError, match=r"cv_gap_days = 5.*11"):
+        TemporalConfig.from_params(seed_config)
+    with pytest.raises(TemporalConfigError, match="cv_gap_days = 5"):
+        PurgedWalkForwardSplit(temporal=TemporalConfig(cv_gap_days=5))
+    # One day short of d + h is still a leak.
+    with pytest.raises(TemporalConfigError):
+        PurgedWalkForwardSplit(temporal=TemporalConfig(horizon_days=20, execution_delay_days=2,
+                                                       cv_gap_days=21))
+
+
+@pytest.mark.parametrize("kwargs", [{"n_splits": 0}, {"window": "rolling"},
+                                    {"window": "sliding", "max_train_days": None}])
+def test_invalid_settings_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        PurgedWalkForwardSplit(**kwargs)
+
+
+def test_too_few_dates_for_the_folds_is_an_error():
+    with pytest.raises(ValueError, match="Not enough dates"):
+        PurgedWalkForwardSplit(n_splits=5, min_train_days=252).date_folds(CALENDAR[:260])
+
+
+def _panel_rows(n_tickers=4, n_dates=600):
+    dates = np.repeat(CALENDAR[:n_dates].to_numpy(), n_tickers)
+    rng = np.random.default_rng(0)
+    return dates, rng.standard_normal((len(dates), 3)), rng.standard_normal(len(dates))
+
+
+def test_scikit_learn_interface_splits_rows_by_their_dates():
+    dates, X, y = _panel_rows()
+    splitter = PurgedWalkForwardSplit(n_splits=4, min_train_days=200)
+    assert splitter.get_n_splits() == 4
+    folds = splitter.date_folds(dates)
+    splits = list(splitter.split(X, y, groups=dates))
+    assert len(splits) == 4
+    for (train_idx, test_idx), fold in zip(splits, folds, strict=True):
+        assert set(pd.DatetimeIndex(dates[train_idx])) == set(fold.train_dates)
+        assert set(pd.DatetimeIndex(dates[test_idx])) == set(fold.test_dates)
+        assert len(test_idx) == 4 * len(fold.test_dates)  # every ticker of a test date
+    # The same row positions as the shared-fold helper used by every pipeline.
+    for (a_train, a_test), (b_train, b_test) in zip(splits, fold_row_indices(dates, folds),
+                                                    strict=True):
+        np.testing.assert_array_equal(a_train, b_train)
+        np.testing.assert_array_equal(a_test, b_test)
+    with pytest.raises(ValueError, match="groups"):
+        next(splitter.split(X, y))
+    # Usable wherever scikit-learn takes a splitter.
+    scores = cross_val_score(Ridge(), X, y, cv=splitter, groups=dates)
+    assert len(scores) == 4
+
+
+def test_folds_table_round_trip():
+    folds = _splitter(*SETTINGS[4]).date_folds(CALENDAR)
+    table = folds_table(folds)
+    assert set(table.columns) == {"fold", "date", "role"}
+    assert set(table["role"]) == {"train", "test"}
+    back = folds_from_table(table)
+    assert [f.fold for f in back] == [f.fold for f in folds]
+    for a, b in zip(folds, back, strict=True):
+        pd.testing.assert_index_equal(a.train_dates, b.train_dates, check_names=False)
+        pd.testing.assert_index_equal(a.test_dates, b.test_dates, check_names=False)

@@ -1,0 +1,375 @@
+"""core.ensemble and core.model_averaging: weights, guards, regimes, pseudo-BMA, selection."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+
+from bma_quant.core import cv, ensemble, model_averaging, split
+from bma_quant.core.temporal import TemporalConfig
+
+REGIMES = ("bull", "neutral", "bear")
+PARAMS = {
+    "standardisation": "rank",
+    "zscore_clip": 5.0,
+    "meta_learner": "elastic_net",
+    "elastic_net": {"alpha": 0.01, "l1_ratio": 0.5, "positive": True, "max_iter": 5000},
+    "lightgbm": {"n_estimators": 50, "learning_rate": 0.1, "num_leaves": 7,
+                 "min_child_samples": 200, "random_state": 0, "n_jobs": 1, "verbose": -1},
+    "regime": {"regimes": list(REGIMES), "shrinkage_dates": 126, "min_regime_dates": 20},
+    "bma": {"bootstrap_draws": 500, "seed": 0},
+    "selection": {"n_validation_folds": 2, "min_fit_dates": 20, "min_names": 5},
+}
+DEFAULT_MODELS = {
+    # name: (signal loading, noise sd, scale, offset): different scales on purpose
+    "elastic_net": (1.0, 1.0, 0.01, 0.0),
+    "lightgbm": (1.0, 1.5, 3.0, 5.0),
+    "noise": (0.0, 1.0, 1.0, 0.0),
+}
+
+
+def make_inputs(
+    n_tickers: int = 40,
+    n_days: int = 700,
+    seed: int = 0,
+    models: dict | None = None,
+    regime_loadings: dict | None = None,
+    signal_to_label: float = 0.25,
+) -> dict:
+    """Stacking inputs with a known answer.
+
+    label = signal_to_label * s + idiosyncratic noise + a common daily shock; model m predicts
+    scale * (loading * s + noise_sd * e_m) + offset, where ``regime_loadings[m][regime]`` replaces
+    the loading on dates of that regime. Regimes follow a persistent chain with soft probabilities.
+    """
+    rng = np.random.default_rng(seed)
+    models = models or DEFAULT_MODELS
+    dates = pd.bdate_range("2012-01-02", periods=n_days)
+    tickers = [f"T{i:03d}" for i in range(n_tickers)]
+    grid = pd.MultiIndex.from_product([dates, tickers], names=["date", "ticker"]).to_frame(
+        index=False)
+    n = len(grid)
+    signal = rng.standard_normal(n)
+    common = np.repeat(rng.standard_normal(n_days), n_tickers)
+    label = 0.03 * (signal_to_label * signal + rng.standard_normal(n) + common)
+    labels = grid.assign(label=label)
+
+    state, chain = 0, []
+    for _ in range(n_days):  # persistent three-state chain
+        if rng.random() > 0.97:
+            state = int(rng.integers(3))
+        chain.append(REGIMES[state])
+    regimes = pd.DataFrame({"date": dates, "regime": chain})
+    for r in REGIMES:
+        regimes[f"p_{r}"] = np.where(regimes["regime"] == r, 0.8, 0.1)
+    regimes["fear_greed"] = 0.0
+    regime_of_row = np.repeat(np.array(chain), n_tickers)
+
+    date_split = split.split_dates(dates, gap_days=11, test_fraction=0.2)
+    dev = dates[dates <= pd.Timestamp(date_split["dev_end"])]
+    folds = cv.PurgedWalkForwardSplit(5, TemporalConfig(), min_train_days=150).date_folds(dev)
+    fold_of = pd.Series({d: f.fold for f in folds for d in f.test_dates})
+
+    oof, test = [], []
+    for name, (loading, noise_sd, scale, offset) in models.items():
+        load = np.full(n, float(loading))
+        for regime, value in (regime_loadings or {}).get(name, {}).items():
+            load[regime_of_row == regime] = value
+        raw = scale * (load * signal + noise_sd * rng.standard_normal(n)) + offset
+        frame = grid.assign(model=name, prediction=raw.astype(np.float32))
+        fold = frame["date"].map(fold_of)
+        oof.append(frame[fold.notna()].assign(fold=fold[fold.notna()].astype(np.int32)))
+        test.append(frame[frame["date"] >= pd.Timestamp(date_split["test_start"])])
+    oof_frame = pd.concat(oof, ignore_index=True)[["date", "ticker", "model", "fold",
+                                                   "prediction"]]
+    return {
+        "oof": oof_frame,
+        "test": pd.concat(test, ignore_index=True),
+        "labels": labels,
+        "regimes": regimes,
+        "folds": folds,
+        "cv_folds": cv.folds_table(folds),
+        "date_split": date_split,
+        "status": {m: {"status": "ok", "error": None, "best_params": {}} for m in models},
+        "models": list(models),
+    }
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return make_inputs()
+
+
+@pytest.fixture(scope="module")
+def design(inputs):
+    return ensemble.build_design(inputs["oof"], inputs["labels"], inputs["folds"],
+                                 inputs["models"])
+
+
+def _fit(method, design, inputs, params=PARAMS, models=None):
+    return ensemble.fit_ensemble(method, design, inputs["regimes"], params,
+                                 inputs["date_split"]["test_start"], models or inputs["models"])
+
+
+# ---------------------------------------------------------------------------------- standardise
+
+
+@pytest.mark.parametrize("method", ["rank", "zscore"])
+def test_standardise_per_date_is_scale_free_and_unit_variance(method):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"date": np.repeat(pd.bdate_range("2020-01-01", periods=4), 30),
+                          "a": rng.standard_normal(120)})
+    frame["b"] = 100.0 * frame["a"] + 7.0  # same ordering, other scale
+    frame.loc[3, "a"] = np.nan
+    z = ensemble.standardise_per_date(frame, ["a", "b"], method)
+    stats = z.groupby(frame["date"]).agg(["mean", "std"])
+    assert np.allclose(stats[("b", "mean")], 0.0, atol=1e-12)
+    assert np.allclose(stats[("b", "std")], 1.0)
+    assert np.isnan(z.loc[3, "a"])
+    # Monotone within a date, and invariant to an affine change of scale.
+    first = frame["date"] == frame["date"].iloc[50]
+    assert (np.argsort(z.loc[first, "b"].to_numpy()) ==
+            np.argsort(frame.loc[first, "b"].to_numpy())).all()
+    assert np.allclose(z.loc[first, "a"], z.loc[first, "b"])
+
+
+def test_standardise_constant_date_is_no_view():
+    frame = pd.DataFrame({"date": pd.Timestamp("2020-01-01"), "a": [1.0, 1.0, 1.0]})
+    assert (ensemble.standardise_per_date(frame, ["a"], "zscore")["a"] == 0).all()
+
+
+# ---------------------------------------------------------------------------------- weights
+
+
+@pytest.mark.parametrize("method", ["stacking", "regime_stacking", "bma"])
+def test_pure_noise_model_gets_near_zero_weight(method, design, inputs):
+    table = _fit(method, design, inputs).combiner.weights()
+    noise = table.loc[table["model"] == "noise", "weight"]
+    assert (noise < 0.05).all(), table
+    signal = table.loc[table["model"] != "noise", "weight"]
+    assert signal.groupby(table["regime"]).sum().min() > 0.9
+
+
+def test_lightgbm_meta_learner_ignores_noise(design, inputs):
+    fitted = _fit("stacking", design, inputs, {**PARAMS, "meta_learner": "lightgbm"})
+    weights = fitted.combiner.weights().set_index("model")["weight"]
+    assert weights["noise"] < 0.2 and weights.sum() == pytest.approx(1.0)
+    assert weights["elastic_net"] > weights["noise"] and weights["lightgbm"] > weights["noise"]
+
+
+@pytest.mark.parametrize("method", ensemble.METHODS)
+def test_weights_are_non_negative_and_sum_to_one(method, design, inputs):
+    table = _fit(method, design, inputs).combiner.weights()
+    assert (table["weight"] >= 0).all()
+    assert np.allclose(table.groupby("regime")["weight"].sum(), 1.0)
+    assert set(table["model"]) == set(inputs["models"])
+
+
+def test_stacking_weights_are_the_normalised_non_negative_coefficients(design, inputs):
+    combiner = _fit("stacking", design, inputs).combiner
+    coef = combiner.estimator.coef_
+    assert (coef >= 0).all()
+    assert np.allclose(combiner.weights()["weight"], coef / coef.sum())
+
+
+def test_ic_weights_fall_back_to_equal_when_no_model_has_positive_ic(inputs):
+    models = ["elastic_net", "lightgbm"]
+    flipped = inputs["oof"][inputs["oof"]["model"].isin(models)]
+    flipped = flipped.assign(prediction=-flipped["prediction"])  # both anti-predictive
+    design = ensemble.build_design(flipped, inputs["labels"], inputs["folds"], models)
+    fitted = _fit("ic_weight", design, inputs, models=models)
+    assert (fitted.combiner.rank_ic_ < 0).all()
+    assert np.allclose(fitted.combiner.weights()["weight"], 0.5)
+    assert any("equal weights" in note for note in fitted.notes)
+
+
+def test_ic_weights_are_proportional_to_positive_rank_ic(design, inputs):
+    combiner = _fit("ic_weight", design, inputs).combiner
+    positive = np.clip(combiner.rank_ic_, 0, None)
+    assert np.allclose(combiner.weights()["weight"], positive / positive.sum())
+
+
+# ---------------------------------------------------------------------------------- regimes
+
+
+@pytest.fixture(scope="module")
+def regime_inputs():
+    # lightgbm carries the signal only in bull markets, elastic_net only in bear markets.
+    return make_inputs(
+        n_tickers=40, n_days=900, seed=4,
+        models={"elastic_net": (0.5, 1.0, 1.0, 0.0), "lightgbm": (0.5, 1.0, 1.0, 0.0)},
+        regime_loadings={"lightgbm": {"bull": 1.5, "bear": 0.0},
+                         "elastic_net": {"bull": 0.0, "bear": 1.5}},
+    )
+
+
+def test_regime_weights_are_learned_per_regime(regime_inputs):
+    design = ensemble.build_design(regime_inputs["oof"], regime_inputs["labels"],
+                                   regime_inputs["folds"], regime_inputs["models"])
+    fitted = _fit("regime_stacking", design, regime_inputs)
+    table = fitted.combiner.weights()
+    w = table.pivot(index="regime", columns="model", values="weight")
+    assert w.loc["bull", "lightgbm"] > 0.6 > w.loc["bear", "lightgbm"]
+    assert w.loc["bear", "elastic_net"] > 0.6 > w.loc["bull", "elastic_net"]
+    check = ensemble.seed_regime_rule_check(table.assign(method="regime_stacking"))
+    assert check["lightgbm"]["weighs_more_in_bull"] is True
+    assert check["elastic_net"]["weighs_more_in_bear"] is True
+
+    # Shrinkage: an enormous prior weight pulls every regime onto the global weights.
+    shrunk_params = {**PARAMS, "regime": {**PARAMS["regime"], "shrinkage_dates": 1e9}}
+    shrunk = _fit("regime_stacking", design, regime_inputs, shrunk_params).combiner
+    assert np.allclose(shrunk.regime_weights_, shrunk.global_weights_, atol=1e-5)
+    # Too few dates: the regime keeps the global weights.
+    sparse_params = {**PARAMS, "regime": {**PARAMS["regime"], "min_regime_dates": 10**6}}
+    sparse = _fit("regime_stacking", design, regime_inputs, sparse_params).combiner
+    assert np.allclose(sparse.regime_weights_, sparse.global_weights_)
+    assert sparse.raw_weights_ == {}
+
+
+def test_regime_weights_are_blended_by_probabilities(regime_inputs):
+    design = ensemble.build_design(regime_inputs["oof"], regime_inputs["labels"],
+                                   regime_inputs["folds"], regime_inputs["models"])
+    combiner = _fit("regime_stacking", design, regime_inputs).combiner
+    rows = design[design["date"] == design["date"].iloc[0]]
+    date = rows["date"].iloc[0]
+    z = rows[combiner.models].to_numpy()
+    probs = np.array([0.5, 0.2, 0.3])
+    regimes = pd.DataFrame({"date": [date], "regime": ["bull"],
+                            **{f"p_{r}": [p] for r, p in zip(REGIMES, probs, strict=True)}})
+    expected = z @ (probs @ combiner.regime_weights_)
+    assert np.allclose(combiner.predict(rows, regimes), expected)
+    # A date without regime probabilities uses the global weights.
+    assert np.allclose(combiner.predict(rows, regimes.iloc[:0]), z @ combiner.global_weights_)
+
+
+# ---------------------------------------------------------------------------------- leakage
+
+
+@pytest.mark.parametrize("method", ensemble.METHODS)
+def test_every_fit_refuses_a_test_period_row(method, design, inputs):
+    test_start = pd.Timestamp(inputs["date_split"]["test_start"])
+    leaked = pd.concat([design, design.iloc[[-1]].assign(date=test_start)], ignore_index=True)
+    with pytest.raises(ensemble.TestPeriodLeakError, match="test start"):
+        _fit(method, leaked, inputs)
+
+
+def test_walk_forward_trains_only_on_earlier_purged_folds(design, inputs, monkeypatch):
+    seen = []
+    original = ensemble.Combiner.fit
+
+    def spy(self, data, regimes, test_start):
+        seen.append(pd.DatetimeIndex(data["date"].unique()))
+        return original(self, data, regimes, test_start)
+
+    monkeypatch.setattr(ensemble.Combiner, "fit", spy)
+    result = ensemble.walk_forward_ensembles(design, inputs["folds"], inputs["regimes"],
+                                             ["equal_weight"], inputs["models"], PARAMS,
+                                             inputs["date_split"]["test_start"])
+    folds = sorted(inputs["folds"], key=lambda f: f.fold)
+    assert len(seen) == len(folds) - 1  # the first fold has nothing earlier
+    for fold, dates in zip(folds[1:], seen, strict=True):
+        assert dates.max() < fold.test_dates.min()
+        assert dates.isin(fold.train_dates).all()  # purged and embargoed per cv_folds
+    assert result.validation_folds == [folds[-2].fold, folds[-1].fold]
+
+
+def test_walk_forward_predictions_match_a_refit_on_earlier_folds(design, inputs):
+    result = ensemble.walk_forward_ensembles(design, inputs["folds"], inputs["regimes"],
+                                             ["stacking", "bma"], inputs["models"], PARAMS,
+                                             inputs["date_split"]["test_start"])
+    folds = sorted(inputs["folds"], key=lambda f: f.fold)
+    first = result.predictions[result.predictions["fold"] == folds[0].fold]
+    equal = first.groupby("model")["prediction"].apply(np.asarray)
+    assert np.allclose(equal["stacking"], equal["bma"])  # first fold: equal weights for all
+    last = folds[-1]
+    train = design[(design["fold"] < last.fold) & design["date"].isin(last.train_dates)]
+    refit = _fit("stacking", train, inputs).combiner
+    rows = design[design["fold"] == last.fold]
+    got = result.predictions.query("model == 'stacking' and fold == @last.fold")["prediction"]
+    assert np.allclose(got.to_numpy(), refit.predict(rows, None), atol=1e-5)
+    scores = result.scores.set_index(["method", "fold"])["rank_ic"]
+    assert result.oos_rank_ic["bma"] == pytest.approx(
+        np.mean([scores[("bma", k)] for k in result.validation_folds]))
+
+
+def test_choose_method_picks_the_best_finite_score():
+    assert ensemble.choose_method({"stacking": 0.02, "bma": 0.03, "ic_weight": np.nan}) == "bma"
+    assert ensemble.choose_method({"stacking": np.nan}) == "equal_weight"
+
+
+# ---------------------------------------------------------------------------------- pseudo-BMA
+
+
+def test_calibrated_loglik_is_the_gaussian_density_of_the_heldout_rows():
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((400, 2))
+    y = 0.5 * z[:, 0] + rng.standard_normal(400)
+    blocks = np.repeat([0, 1], 200)
+    got = model_averaging.calibrated_gaussian_loglik(z, y, blocks)
+    fit = blocks == 1
+    slope, intercept = np.polyfit(z[fit, 0], y[fit], 1)
+    resid = y[fit] - intercept - slope * z[fit, 0]
+    sd = np.sqrt(resid @ resid / (fit.sum() - 2))
+    expected = norm.logpdf(y[~fit], intercept + slope * z[~fit, 0], sd)
+    assert np.allclose(got[~fit, 0], expected)
+    assert got[:, 0].sum() > got[:, 1].sum()  # the informative model has the higher elpd
+
+
+def test_pseudo_bma_weights():
+    loglik = np.array([[0.0, -1.0], [0.0, -1.0]])
+    weights, elpd = model_averaging.pseudo_bma_weights(loglik, bootstrap_draws=0)
+    assert np.allclose(elpd, [0.0, -2.0])
+    assert np.allclose(weights, np.exp([0, -2]) / np.exp([0, -2]).sum())
+    # Two equally good models with noisy per-date scores share the weight under pseudo-BMA+.
+    rng = np.random.default_rng(0)
+    tied = rng.normal(0, 1, (300, 2))
+    tied[:, 1] = tied[::-1, 0]
+    weights, _ = model_averaging.pseudo_bma_weights(tied, bootstrap_draws=2000, seed=1)
+    assert weights.sum() == pytest.approx(1.0)
+    assert 0.3 < weights[0] < 0.7
+    same_seed, _ = model_averaging.pseudo_bma_weights(tied, bootstrap_draws=2000, seed=1)
+    assert np.array_equal(weights, same_seed)
+
+
+# ---------------------------------------------------------------------------------- fitted ensemble
+
+
+def test_fitted_ensemble_combines_raw_predictions_and_survives_pickle(design, inputs):
+    fitted = _fit("regime_stacking", design, inputs)
+    restored = pickle.loads(pickle.dumps(fitted))
+    out = restored.combine(inputs["test"], inputs["regimes"])
+    assert list(out.columns) == ["date", "ticker", "prediction"]
+    assert len(out) == inputs["test"][["date", "ticker"]].drop_duplicates().shape[0]
+    assert out["prediction"].dtype == np.float32 and out["prediction"].notna().all()
+    # Rescaling a model's raw predictions changes nothing: combination is per-date standardised.
+    rescaled = inputs["test"].assign(prediction=lambda f: np.where(
+        f["model"] == "lightgbm", 1000.0 * f["prediction"] - 3.0, f["prediction"]))
+    again = restored.combine(rescaled, inputs["regimes"])
+    assert np.allclose(out["prediction"], again["prediction"], atol=1e-5)
+    labelled = out.merge(inputs["labels"], on=["date", "ticker"])
+    from bma_quant.core.metrics import mean_rank_ic
+
+    assert mean_rank_ic(labelled) > 0.1
+
+
+def test_meta_learner_for_logging(design, inputs):
+    fitted = {"stacking": _fit("stacking", design, inputs)}
+    assert ensemble.meta_learner_estimator(fitted) is fitted["stacking"].combiner.estimator
+    fallback = {"equal_weight": _fit("equal_weight", design, inputs)}
+    estimator = ensemble.meta_learner_estimator(fallback)
+    assert isinstance(estimator, ensemble.FixedWeightRegressor)
+    assert np.allclose(estimator.predict(np.eye(3)), 1 / 3)
+
+
+def test_usable_models_skips_failed_and_missing(inputs):
+    status = {**inputs["status"], "noise": {"status": "failed", "error": "boom"}}
+    models, skipped = ensemble.usable_models(inputs["oof"], inputs["test"], status)
+    assert models == ["elastic_net", "lightgbm"]
+    assert "boom" in skipped["noise"]
+    no_test = inputs["test"][inputs["test"]["model"] != "lightgbm"]
+    models, skipped = ensemble.usable_models(inputs["oof"], no_test, inputs["status"])
+    assert "lightgbm" not in models and "test" in skipped["lightgbm"]

@@ -1,0 +1,209 @@
+"""Factor library: hand-computed values, trailing-window primitives, prefix invariance, families."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bma_quant.core import factors as F
+from bma_quant.core.synthetic import generate_synthetic_market
+
+
+def _tiny_panel() -> tuple[pd.DataFrame, pd.DataFrame]:
+    dates = pd.bdate_range("2020-01-01", periods=8)
+    close_a = [10.0, 11.0, 12.0, 11.0, 13.0, 14.0, 12.0, 15.0]
+    close_b = [20.0, 19.0, 21.0, 22.0, 20.0, 23.0, 24.0, 22.0]
+    rows = []
+    for i, d in enumerate(dates):
+        for ticker, close in (("A", close_a[i]), ("B", close_b[i])):
+            rows.append(
+                {
+                    "date": d,
+                    "ticker": ticker,
+                    "close": close,
+                    "open": close - 1.0,
+                    "high": close + 2.0,
+                    "low": close - 3.0,
+                    "volume": 100.0 * (i + 1),
+                }
+            )
+    panel = pd.DataFrame(rows)
+    market = pd.DataFrame(
+        {
+            "date": dates,
+            "market_return": np.linspace(0.0, 0.007, 8),
+            "market_level": 100.0 + np.arange(8.0),
+        }
+    )
+    return panel, market
+
+
+def _raw(panel, market, **config) -> dict[str, np.ndarray]:
+    cfg = F.FactorConfig(**{"min_periods_share": 1.0, **config})
+    inputs = F.prepare_inputs(panel, market, cfg)
+    values, _ = F.build_raw_factors(inputs, cfg)
+    return values
+
+
+def test_hand_computed_values():
+    panel, market = _tiny_panel()
+    v = _raw(
+        panel,
+        market,
+        return_windows=(1, 5),
+        ma_windows=(3,),
+        extreme_windows=(3,),
+        rank_windows=(3,),
+        up_windows=(4,),
+    )
+    a = np.array([10.0, 11.0, 12.0, 11.0, 13.0, 14.0, 12.0, 15.0])
+    # ret_5 at the last date: close(7) / close(2) - 1 (ticker A is column 0)
+    assert v["ret_5"][7, 0] == pytest.approx(15.0 / 12.0 - 1.0)
+    assert np.isnan(v["ret_5"][4, 0])  # needs 5 dates of history
+    assert v["ret_1"][1, 0] == pytest.approx(0.1)
+    assert v["ma_3"][7, 0] == pytest.approx(15.0 / ((14.0 + 12.0 + 15.0) / 3.0) - 1.0)
+    assert np.isnan(v["ma_3"][1, 0])
+    assert v["max_3"][6, 0] == pytest.approx(12.0 / 14.0 - 1.0)
+    assert v["min_3"][6, 0] == pytest.approx(12.0 / 12.0 - 1.0)
+    # rank of today's close in its 3-day window: 12 among (13, 14, 12) is the lowest: 1/3
+    assert v["rank_3"][6, 0] == pytest.approx(1.0 / 3.0)
+    assert v["rank_3"][7, 0] == pytest.approx(1.0)
+    # share of up days over 4 days ending at date 7: returns +, +, -, + -> 3/4
+    ups = np.diff(a)[-4:] > 0
+    assert v["up_4"][7, 0] == pytest.approx(ups.mean())
+    # candle shape with open = close - 1, high = close + 2, low = close - 3
+    c, o, h, lo = 15.0, 14.0, 17.0, 12.0
+    assert v["kmid"][7, 0] == pytest.approx((c - o) / o)
+    assert v["klen"][7, 0] == pytest.approx((h - lo) / o)
+    assert v["kup"][7, 0] == pytest.approx((h - max(o, c)) / o)
+    assert v["klow"][7, 0] == pytest.approx((min(o, c) - lo) / o)
+    assert v["ksft"][7, 0] == pytest.approx((2 * c - h - lo) / o)
+    # market context is broadcast to every ticker
+    assert v["mkt_ret_1"][3, 0] == v["mkt_ret_1"][3, 1] == pytest.approx(103.0 / 102.0 - 1.0)
+
+
+def test_momentum_and_vwap_hand_computed():
+    panel, market = _tiny_panel()
+    v = _raw(
+        panel, market, momentum_long=6, momentum_skip=2, vwap_windows=(2,), amihud_windows=(2,)
+    )
+    # mom: close(t-2) / close(t-6) - 1 at t = 7 for A: 14 / 11
+    assert v["mom_0_0"][7, 0] == pytest.approx(14.0 / 11.0 - 1.0)
+    typical = lambda c: ((c + 2) + (c - 3) + c) / 3.0  # noqa: E731
+    vwap = (typical(12.0) * 700 + typical(15.0) * 800) / 1500.0
+    assert v["vwap_2"][7, 0] == pytest.approx(15.0 / vwap - 1.0)
+    r6, r7 = 12.0 / 14.0 - 1.0, 15.0 / 12.0 - 1.0
+    assert v["amihud_2"][7, 0] == pytest.approx(
+        (abs(r6) / (12.0 * 700) + abs(r7) / (15.0 * 800)) / 2
+    )
+
+
+def test_beta_recovers_a_planted_beta():
+    rng = np.random.default_rng(0)
+    dates = pd.bdate_range("2020-01-01", periods=300)
+    m = 0.01 * rng.standard_normal(300)
+    r = 1.5 * m + 0.001 * rng.standard_normal(300)
+    panel = pd.DataFrame({"date": dates, "ticker": "X", "close": 100 * np.cumprod(1 + r)})
+    v = _raw(panel, pd.DataFrame({"date": dates, "market_return": m}), beta_windows=(60,))
+    assert v["beta_60"][-1, 0] == pytest.approx(1.5, abs=0.02)
+    assert v["resvol_60"][-1, 0] == pytest.approx(0.001, rel=0.25)
+
+
+@pytest.mark.parametrize("window", [1, 3, 5])
+def test_rolling_primitives_match_pandas(window):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((60, 4))
+    x[rng.random(x.shape) < 0.15] = np.nan
+    x[10:13, 1] = 0.5  # ties
+    frame = pd.DataFrame(x)
+    mp = max(1, window - 1)
+    roll = frame.rolling(window, min_periods=mp)
+    np.testing.assert_allclose(F.rolling_mean(x, window, mp), roll.mean(), atol=1e-12)
+    np.testing.assert_allclose(F.rolling_sum(x, window, mp), roll.sum(), atol=1e-12)
+    np.testing.assert_allclose(F.rolling_max(x, window, mp), roll.max(), atol=0)
+    np.testing.assert_allclose(F.rolling_min(x, window, mp), roll.min(), atol=0)
+    if window > 1:
+        np.testing.assert_allclose(
+            F.rolling_std(x, window, 2), frame.rolling(window, min_periods=2).std(), atol=1e-12
+        )
+    # a shared precomputed Cumulative gives the same windows
+    cum = F.Cumulative.of(x, squares=True)
+    np.testing.assert_array_equal(F.rolling_mean(cum, window, mp), F.rolling_mean(x, window, mp))
+    np.testing.assert_array_equal(F.rolling_std(cum, window, 2), F.rolling_std(x, window, 2))
+    # pandas leaves the rank defined at a missing current value as NaN too
+    expected_rank = roll.rank(pct=True).to_numpy()
+    np.testing.assert_allclose(F.rolling_percentile(x, window, mp), expected_rank, atol=1e-12)
+
+
+def test_shift_refuses_to_look_forward():
+    with pytest.raises(ValueError, match="backwards"):
+        F.shift(np.zeros((3, 2)), -1)
+
+
+@pytest.fixture(scope="module")
+def ohlcv_market():
+    market = generate_synthetic_market(30, 420, seed=5, n_noise_factors=1)
+    panel = market.panel.copy()
+    # a few missing days so that windows see gaps
+    drop = np.random.default_rng(2).random(len(panel)) < 0.01
+    panel.loc[drop, ["close", "open", "high", "low", "volume"]] = np.nan
+    level = market.market.rename(columns={"level": "market_level"})
+    level["market_return"] = level["market_level"].pct_change()
+    return panel, level
+
+
+def _engineer(panel, market, transform=None):
+    cfg = F.FactorConfig()
+    inputs = F.prepare_inputs(panel, market, cfg)
+    return F.engineer_factors(inputs, cfg, transform or F.TransformConfig())
+
+
+def test_every_family_is_prefix_invariant(ohlcv_market):
+    panel, market = ohlcv_market
+    full, families = _engineer(panel, market)
+    assert {
+        "return",
+        "trend",
+        "volatility",
+        "momentum",
+        "candle",
+        "volume",
+        "market",
+        "user",
+    } == set(families.values())
+    dates = np.sort(panel["date"].unique())
+    for cut in (dates[150], dates[300]):
+        part, _ = _engineer(panel[panel["date"] <= cut], market[market["date"] <= cut])
+        n = int((dates <= cut).sum())
+        for name, values in part.items():
+            np.testing.assert_array_equal(values, full[name][:n], err_msg=name)
+
+
+def test_close_only_panel_runs_price_families_only(ohlcv_market):
+    panel, market = ohlcv_market
+    close_only = panel[["date", "ticker", "close"]]
+    values, families = _engineer(close_only, market)
+    assert set(families.values()) == {"return", "trend", "volatility", "momentum", "market"}
+    assert "kmid" not in values and "vwap_5" not in values and "ret_5" in values
+    assert all(v.dtype == np.float32 for v in values.values())
+    # without a market frame the equal-weighted panel return is the market
+    values_eq, _ = _engineer(close_only, None)
+    assert np.isfinite(values_eq["beta_60"][-1]).all()
+
+
+def test_user_columns_pass_through_and_are_ranked(ohlcv_market):
+    panel, market = ohlcv_market
+    plain_rank = F.TransformConfig(method="rank", winsorise=None, sector_neutralise=False)
+    values, families = _engineer(panel, market, plain_rank)
+    assert families["signal_1"] == "user" and families["noise_1"] == "user"
+    # a per-date rank transform preserves the within-date order of the user column
+    day = panel[panel["date"] == panel["date"].iloc[-1]].sort_values("ticker")
+    order_raw = np.argsort(day["signal_1"].to_numpy())
+    order_ranked = np.argsort(values["signal_1"][-1])
+    np.testing.assert_array_equal(order_raw, order_ranked)
+    assert np.nanmax(np.abs(values["signal_1"])) < 0.5
+    # market context is not cross-sectionally transformed: one value per date
+    fg = values["fear_greed"]
+    defined = np.isfinite(fg).any(axis=1)
+    assert defined.sum() > 100
+    np.testing.assert_array_equal(np.nanmax(fg[defined], axis=1), np.nanmin(fg[defined], axis=1))
+    assert np.nanmax(fg) <= 100.0 and np.nanmin(fg) >= 0.0

@@ -1,0 +1,67 @@
+"""FeatureSpec: rebuilds the selected, smoothed and lagged features from a raw panel."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bma_quant.core import factors as F
+from bma_quant.core.feature_spec import FeatureSpec
+from bma_quant.core.synthetic import generate_synthetic_market
+
+
+@pytest.fixture(scope="module")
+def market():
+    m = generate_synthetic_market(12, 400, seed=9, n_noise_factors=1)
+    return m.panel, m.market.rename(columns={"level": "market_level"})
+
+
+def _spec(**kwargs) -> FeatureSpec:
+    base = dict(
+        factor_config=F.FactorConfig(),
+        transform_config=F.TransformConfig(),
+        selected=["ret_5", "signal_1", "fear_greed"],
+        lags={"ret_5": 2, "signal_1": 0, "fear_greed": 0},
+        halflives={"ret_5": 0.0, "signal_1": 5.0, "fear_greed": 0.0},
+        families={"ret_5": "return", "signal_1": "user", "fear_greed": "market"},
+    )
+    return FeatureSpec(**{**base, **kwargs})
+
+
+def test_transform_applies_smoothing_lags_and_fill(market):
+    panel, level = market
+    spec = _spec()
+    out = spec.transform(panel, level)
+    assert list(out.columns) == ["date", "ticker", "ret_5", "signal_1", "fear_greed"]
+    assert len(out) == len(panel) and (out[spec.selected].dtypes == np.float32).all()
+    assert np.isfinite(out[spec.selected].to_numpy()).all()
+    # lag 2: the value at t is the transformed 5-day return at t - 2
+    inputs = F.prepare_inputs(panel, level, spec.factor_config)
+    transformed, _ = F.engineer_factors(inputs, spec.factor_config, spec.transform_config)
+    wide = out.pivot(index="date", columns="ticker", values="ret_5").to_numpy()
+    np.testing.assert_array_equal(wide[100], transformed["ret_5"][98])
+    assert (wide[:7] == 0.0).all()  # warm-up cells are filled with the neutral value
+    assert spec.market_context == ["fear_greed"]
+    assert spec.warmup_days >= 504  # fear-greed windows + their normalisation
+
+
+def test_rows_follow_the_input_panel_sorted(market):
+    panel, level = market
+    shuffled = panel.sample(frac=1.0, random_state=0)
+    out = _spec().transform(shuffled, level)
+    expected = panel.sort_values(["date", "ticker"])[["date", "ticker"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(out[["date", "ticker"]], expected, check_dtype=False)
+
+
+def test_missing_columns_are_named(market):
+    panel, level = market
+    with pytest.raises(KeyError, match="signal_1"):
+        _spec().transform(panel.drop(columns="signal_1"), level)
+
+
+def test_model_features_are_prefix_invariant(market):
+    panel, level = market
+    spec = _spec()
+    full = spec.transform(panel, level)
+    cut = np.sort(panel["date"].unique())[250]
+    part = spec.transform(panel[panel["date"] <= cut], level[level["date"] <= cut])
+    pd.testing.assert_frame_equal(part, full[full["date"] <= cut].reset_index(drop=True))

@@ -1,0 +1,226 @@
+"""Feature selection: batch RankIC, lag and half-life choice, filters, leak guard, degraded mode."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bma_quant.core import factors as F
+from bma_quant.core.cv import PurgedWalkForwardSplit
+from bma_quant.core.labels import forward_return_labels
+from bma_quant.core.metrics import daily_ic
+from bma_quant.core.selection import (
+    SelectionConfig,
+    apply_lag,
+    daily_rank_ic,
+    rowwise_corr,
+    select_features,
+)
+from bma_quant.core.synthetic import generate_synthetic_market
+from bma_quant.core.temporal import TemporalConfig
+from bma_quant.core.transforms import row_ranks
+
+CONFIG = SelectionConfig(nw_lag=10)
+
+
+def _setup(n_tickers=50, n_days=800, seed=7, ohlcv=True, **synthetic):
+    market = generate_synthetic_market(n_tickers, n_days, seed=seed, ohlcv=ohlcv, **synthetic)
+    level = market.market.rename(columns={"level": "market_level"})
+    cfg = F.FactorConfig()
+    inputs = F.prepare_inputs(market.panel, level, cfg)
+    features, families = F.engineer_factors(inputs, cfg, F.TransformConfig())
+    label = forward_return_labels(inputs.grid.frame(inputs.close), 10, 1).to_numpy()
+    dates = inputs.grid.dates
+    dev = dates[: int(len(dates) * 0.8)]
+    folds = PurgedWalkForwardSplit(3, TemporalConfig(), min_train_days=200).date_folds(dev)
+    return features, families, label, dates, dev, folds
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """Two planted mechanisms: signal_1 and a short-term reversal price factors can find."""
+    return _setup(reversal_strength=0.5)
+
+
+@pytest.fixture(scope="module")
+def signal_only():
+    return _setup()
+
+
+def test_batch_rank_ic_equals_metrics_spearman():
+    rng = np.random.default_rng(0)
+    dates = pd.bdate_range("2020-01-01", periods=30)
+    x = rng.standard_normal((30, 12))
+    y = 0.3 * x + rng.standard_normal((30, 12))
+    x[0, :9] = np.nan  # too few names on the first date
+    x[2, :] = np.round(x[2, :])  # ties
+    ic = daily_rank_ic(row_ranks(x), row_ranks(y), np.arange(30), 0, min_names=5)
+    frame = pd.DataFrame(
+        {
+            "date": np.repeat(dates, 12),
+            "ticker": np.tile(np.arange(12), 30),
+            "prediction": x.ravel(),
+            "label": y.ravel(),
+        }
+    )
+    expected = daily_ic(frame, method="spearman", min_names=5)
+    assert np.isnan(ic[0])
+    np.testing.assert_allclose(ic[1:], expected.to_numpy(), atol=1e-12)
+    assert expected.index[0] == dates[1]
+
+
+def test_rowwise_corr_is_nan_for_constant_rows():
+    x = np.ones((2, 6))
+    x[1] = np.arange(6)
+    corr = rowwise_corr(x, np.arange(12.0).reshape(2, 6), min_names=3)
+    assert np.isnan(corr[0]) and corr[1] == pytest.approx(1.0)
+
+
+def test_keeps_planted_signal_and_drops_noise(synthetic):
+    features, families, label, dates, dev, folds = synthetic
+    result = select_features(features, families, label, dates, dev, folds, CONFIG, True)
+    assert not result.degraded
+    assert "signal_1" in result.selected
+    assert not {"noise_1", "noise_2", "noise_3"} & set(result.selected)
+    table = result.table.set_index("factor")
+    assert table.loc["signal_1", "rank_ic_mean"] > 0.05
+    for noise in ("noise_1", "noise_2", "noise_3"):
+        assert abs(table.loc[noise, "rank_ic_mean"]) < table.loc["signal_1", "rank_ic_mean"] / 2
+        assert abs(table.loc[noise, "rank_ic_tstat"]) < 3.0
+        assert table.loc[noise, "status"].startswith("dropped")
+    assert len(result.selected) <= CONFIG.max_features
+    assert result.report["factors_built"] == len(features)
+    assert not result.leak_suspects
+    # the reversal is found by the short-horizon price factors
+    assert {"rev_5", "ret_5", "ret_1", "ma_5"} & set(result.selected)
+    assert not result.report["filled_below_significance"]
+
+
+def test_significance_gate_alone_drops_noise(signal_only):
+    features, families, label, dates, dev, folds = signal_only
+    config = SelectionConfig(nw_lag=10, min_features=0)
+    result = select_features(features, families, label, dates, dev, folds, config, True)
+    assert "signal_1" in result.selected
+    assert not {"noise_1", "noise_2", "noise_3"} & set(result.selected)
+    table = result.table.set_index("factor")
+    assert (table.loc[result.selected, "rank_ic_tstat"].abs() >= 3.0).all()
+
+
+def test_min_features_refills_from_insignificant_factors_and_reports_them(signal_only, caplog):
+    features, families, label, dates, dev, folds = signal_only
+    config = SelectionConfig(nw_lag=10, min_features=10)
+    with caplog.at_level(logging.WARNING):
+        result = select_features(features, families, label, dates, dev, folds, config, True)
+    filled = result.report["filled_below_significance"]
+    assert len(result.selected) == 10 and filled
+    assert set(filled) <= set(result.selected) and "signal_1" not in filled
+    table = result.table.set_index("factor")
+    assert (table.loc[filled, "rank_ic_tstat"].abs() < 3.0).all()
+    assert (table.loc[result.report["significant"], "rank_ic_tstat"].abs() >= 3.0).all()
+    assert any("below the significance gate" in r.getMessage() for r in caplog.records)
+
+
+def test_planted_leak_is_caught_and_logged(synthetic, caplog):
+    features, families, label, dates, dev, folds = synthetic
+    leak = np.roll(label, 0, axis=0)  # the label itself, a future return, as a "user" factor
+    from bma_quant.core.transforms import centred_rank
+
+    planted = {**features, "leak": centred_rank(leak).astype(np.float32)}
+    with caplog.at_level(logging.WARNING):
+        result = select_features(
+            planted, {**families, "leak": "user"}, label, dates, dev, folds, CONFIG, True
+        )
+    assert result.leak_suspects == ["leak"]
+    assert "leak" not in result.selected
+    assert result.report["leak_suspects"]["leak"] > 0.9
+    assert "suspected look-ahead" in result.report["dropped"]["leak"]
+    assert any("leak" in r.getMessage() and "look-ahead" in r.getMessage() for r in caplog.records)
+
+
+def test_lag_choice_finds_a_late_signal():
+    rng = np.random.default_rng(3)
+    n_dates, n_names = 400, 40
+    dates = pd.bdate_range("2018-01-01", periods=n_dates)
+    label = rng.standard_normal((n_dates, n_names))
+    late = np.full_like(label, np.nan)
+    late[2:] = label[:-2] + 4.0 * rng.standard_normal((n_dates - 2, n_names))
+    # the factor at t-2 is informative about the label at t... so observed two dates late:
+    # value at t = (label at t + 2 + noise) is a look-ahead construction used only to test lags
+    future_informed = np.full_like(label, np.nan)
+    future_informed[:-2] = label[2:] + 4.0 * rng.standard_normal((n_dates - 2, n_names))
+    features = {"late": row_ranks(future_informed).astype(np.float32)}
+    config = SelectionConfig(nw_lag=10, ewm_enabled=False, min_abs_tstat=0.0, min_features=0)
+    result = select_features(
+        features, {"late": "user"}, label, dates, dates[:300], [], config, True
+    )
+    assert result.lags == {"late": 2}
+    row = result.table.iloc[0]
+    assert row["rank_ic_lag_2"] > 0.15 > abs(row["rank_ic_lag_0"])
+    np.testing.assert_array_equal(apply_lag(np.arange(6.0).reshape(3, 2), 1)[1], [0.0, 1.0])
+
+
+def test_redundant_copy_is_dropped_in_favour_of_the_better_factor(synthetic):
+    features, families, label, dates, dev, folds = synthetic
+    rng = np.random.default_rng(1)
+    copy = features["signal_1"] + np.float32(0.01) * rng.standard_normal(
+        features["signal_1"].shape
+    ).astype(np.float32)
+    planted = {**features, "signal_copy": copy}
+    result = select_features(
+        planted, {**families, "signal_copy": "user"}, label, dates, dev, folds, CONFIG, False
+    )
+    assert ("signal_1" in result.selected) != ("signal_copy" in result.selected)
+    dropped = "signal_copy" if "signal_1" in result.selected else "signal_1"
+    assert "redundant" in result.report["dropped"][dropped]
+
+
+def test_selection_ignores_labels_outside_development_dates(synthetic):
+    features, families, label, dates, dev, folds = synthetic
+    first = select_features(features, families, label, dates, dev, folds, CONFIG, True)
+    scrambled = label.copy()
+    test_rows = ~dates.isin(dev)
+    scrambled[test_rows] = np.random.default_rng(0).standard_normal(
+        (int(test_rows.sum()), label.shape[1])
+    )
+    second = select_features(features, families, scrambled, dates, dev, folds, CONFIG, True)
+    assert first.selected == second.selected and first.lags == second.lags
+    pd.testing.assert_frame_equal(first.table, second.table)
+
+
+def test_degraded_mode_with_too_few_names(caplog):
+    features, families, label, dates, dev, folds = _setup(
+        n_tickers=4, n_days=500, seed=2, n_sectors=2
+    )
+    config = SelectionConfig(nw_lag=10, fallback_features=12)
+    with caplog.at_level(logging.WARNING):
+        result = select_features(features, families, label, dates, dev, folds, config, True)
+    assert result.degraded and result.report["mode"] == "degraded"
+    assert "IC cannot be estimated" in result.report["degraded_reason"]
+    assert len(result.selected) == 12
+    assert set(result.lags.values()) == {0}
+    variances = result.table.set_index("factor")["variance"]
+    kept = variances[result.selected]
+    assert (
+        kept.min()
+        >= variances.drop(result.selected)
+        .drop(
+            [n for n in result.report["dropped"] if "redundant" in result.report["dropped"][n]],
+            errors="ignore",
+        )
+        .max()
+        - 1e-12
+    )
+    assert any("degraded" in r.getMessage() for r in caplog.records)
+
+
+def test_market_context_is_added_only_on_request(synthetic):
+    features, families, label, dates, dev, folds = synthetic
+    market = sorted(n for n, f in families.items() if f == "market")
+    default = select_features(features, families, label, dates, dev, folds, CONFIG, True)
+    assert not set(market) & set(default.selected)
+    assert all("market context" in default.report["dropped"][n] for n in market)
+    config = SelectionConfig(nw_lag=10, include_market_context=True)
+    with_market = select_features(features, families, label, dates, dev, folds, config, True)
+    assert set(market) <= set(with_market.selected)
+    assert all(with_market.lags[n] == 0 for n in market)

@@ -1,0 +1,96 @@
+"""Per-date cross-sectional transforms: winsorise, rank, z-score, sector neutralisation."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bma_quant.core import transforms as T
+
+
+@pytest.fixture
+def matrix():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 25)) * np.linspace(1, 5, 40)[:, None]
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[3] = np.nan  # an empty date
+    x[4, :] = 2.0  # a constant date
+    x[5, :10] = np.round(x[5, :10])  # ties
+    return x
+
+
+def test_winsorise_clips_each_row_to_its_own_quantiles(matrix):
+    out = T.winsorise(matrix, 0.05, 0.95)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo = np.nanquantile(matrix, 0.05, axis=1, keepdims=True)
+            hi = np.nanquantile(matrix, 0.95, axis=1, keepdims=True)
+    np.testing.assert_allclose(out, np.clip(matrix, lo, hi), atol=1e-12)
+    assert np.isnan(out[3]).all()
+
+
+def test_centred_rank_matches_pandas_average_ranks(matrix):
+    out = T.centred_rank(matrix)
+    ranks = pd.DataFrame(matrix).rank(axis=1).to_numpy()
+    n = np.isfinite(matrix).sum(axis=1, keepdims=True)
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(out, (ranks - 0.5) / n - 0.5, atol=1e-12)
+    assert np.nanmax(np.abs(out)) < 0.5
+    np.testing.assert_allclose(out[4][np.isfinite(out[4])], 0.0)  # constant date: all tied
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(matrix))
+
+
+def test_zscore_has_zero_mean_unit_std_per_row(matrix):
+    out = T.zscore(matrix)
+    varying = [i for i in range(len(matrix)) if i not in (3, 4)]
+    np.testing.assert_allclose(np.nanmean(out[varying], axis=1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.nanstd(out[varying], axis=1), 1.0, atol=1e-12)
+    assert (out[4][np.isfinite(out[4])] == 0).all()
+
+
+@pytest.mark.parametrize("time_varying", [False, True])
+def test_sector_neutralise_demeans_within_sector_and_date(matrix, time_varying):
+    codes = np.tile(np.arange(25) % 3, (40, 1))
+    codes[:, 0] = -1  # unknown sector: left unchanged
+    if time_varying:
+        codes[20:, 1] = 2
+    out = T.sector_neutralise(matrix, codes)
+    for t in (0, 10, 25):
+        for s in range(3):
+            members = (codes[t] == s) & np.isfinite(matrix[t])
+            assert np.nanmean(out[t, members]) == pytest.approx(0.0, abs=1e-12)
+            np.testing.assert_allclose(
+                out[t, members], matrix[t, members] - matrix[t, members].mean(), atol=1e-12
+            )
+    np.testing.assert_array_equal(out[:, 0], matrix[:, 0])
+
+
+def test_sector_codes_marks_unknown_as_minus_one():
+    codes = T.sector_codes(np.array([["a", None], ["b", "a"]], dtype=object))
+    assert codes[0, 1] == -1 and codes[0, 0] == codes[1, 1] and codes[1, 0] != codes[0, 0]
+
+
+def test_transform_is_per_date(matrix):
+    """A date's output depends on that date's cross-section only (no fitting across time)."""
+    codes = np.tile(np.arange(25) % 3, (40, 1))
+    full = T.cross_sectional_transform(matrix, "rank", (0.01, 0.99), codes)
+    changed = matrix.copy()
+    changed[30:] *= 100.0
+    part = T.cross_sectional_transform(changed, "rank", (0.01, 0.99), codes)
+    np.testing.assert_array_equal(full[:30], part[:30])
+    with pytest.raises(ValueError, match="method"):
+        T.cross_sectional_transform(matrix, "minmax")
+
+
+def test_small_sectors_are_not_demeaned():
+    values = np.array([[1.0, 2.0, 3.0, 10.0, np.nan]])
+    codes = np.array([[0, 0, 0, 1, 1]])
+    out = T.sector_neutralise(values, codes, min_size=2)
+    np.testing.assert_allclose(out[0, :3], [-1.0, 0.0, 1.0])
+    assert out[0, 3] == 10.0  # the only valid name of its sector on this date
+    varying = np.tile(codes, (2, 1))
+    varying[1, 2] = 1  # time-varying sectors take the general path
+    out2 = T.sector_neutralise(np.tile(values, (2, 1)), varying, min_size=2)
+    np.testing.assert_allclose(out2[1, :4], [-0.5, 0.5, -3.5, 3.5])

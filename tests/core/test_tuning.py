@@ -1,0 +1,130 @@
+"""Optuna tuning over the purged folds: search spaces, determinism, pruning, storage, callbacks."""
+
+import numpy as np
+import optuna
+import pytest
+
+from bma_quant.core import training, tuning
+from tests.core.test_models import FEATURES, synthetic_dev
+
+LGBM_DEFAULTS = {"n_estimators": 40, "num_leaves": 31, "learning_rate": 0.1}
+LGBM_SPACE = {
+    "num_leaves": {"type": "int", "low": 4, "high": 64, "log": True},
+    "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
+    "min_child_samples": {"type": "int", "low": 20, "high": 1000, "log": True},
+}
+
+
+@pytest.fixture(scope="module")
+def frame_and_folds():
+    return synthetic_dev(0.02, n_tickers=40, n_days=600, seed=21)
+
+
+def _cache(frame_and_folds):
+    frame, folds = frame_and_folds
+    data = training.LearningSet.from_arrays(frame[FEATURES], frame["label"], None, frame["date"],
+                                            tickers=frame["ticker"])
+    return training.FoldCache(data, folds)
+
+
+def _tune(frame_and_folds, name="lightgbm", defaults=LGBM_DEFAULTS, space=LGBM_SPACE, **kwargs):
+    options = {"n_trials": 6, "timeout": None, "seed": 42, "n_jobs": 1} | kwargs
+    return tuning.tune_learner(_cache(frame_and_folds), name, defaults, space, **options)
+
+
+def test_suggest_params_reads_the_search_space_from_parameters():
+    space = {
+        "depth": {"type": "int", "low": 2, "high": 8},
+        "rate": {"type": "float", "low": 1e-3, "high": 1.0, "log": True},
+        "freq": {"type": "categorical", "choices": [0, 1]},
+    }
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        params = tuning.suggest_params(study.ask(), space)
+        assert isinstance(params["depth"], int) and 2 <= params["depth"] <= 8
+        assert 1e-3 <= params["rate"] <= 1.0 and params["freq"] in (0, 1)
+    with pytest.raises(ValueError, match="unknown type"):
+        tuning.suggest_params(study.ask(), {"x": {"type": "uniform", "low": 0, "high": 1}})
+
+
+def test_default_trial_keeps_only_defaults_inside_the_space():
+    space = {"a": {"type": "float", "low": 0.1, "high": 1.0},
+             "b": {"type": "int", "low": 1, "high": 3},
+             "c": {"type": "categorical", "choices": ["x", "y"]}}
+    assert tuning.default_trial({"a": 0.5, "b": 7, "c": "y", "d": 1}, space) == {"a": 0.5,
+                                                                               "c": "y"}
+
+
+def test_same_seed_gives_the_same_best_params_and_predictions(frame_and_folds):
+    first = _tune(frame_and_folds)
+    again = _tune(frame_and_folds)
+    assert first.best_params == again.best_params
+    assert first.best_value == again.best_value
+    np.testing.assert_array_equal(first.trials["value"].to_numpy(),
+                                  again.trials["value"].to_numpy())
+    np.testing.assert_array_equal(first.best_cv.prediction, again.best_cv.prediction)
+    other = _tune(frame_and_folds, seed=7)
+    assert other.trials["params_num_leaves"].tolist() != first.trials["params_num_leaves"].tolist()
+
+
+def test_trial_zero_is_the_defaults_and_the_best_is_never_below_it(frame_and_folds):
+    result = _tune(frame_and_folds, n_trials=5)
+    assert result.trials.loc[0, "params_num_leaves"] == LGBM_DEFAULTS["num_leaves"]
+    assert result.trials.loc[0, "params_learning_rate"] == LGBM_DEFAULTS["learning_rate"]
+    assert result.best_value >= result.trials.loc[0, "value"]
+    assert result.best_params["n_estimators"] == LGBM_DEFAULTS["n_estimators"]  # untuned key kept
+    assert set(LGBM_SPACE) <= set(result.best_params)
+
+
+def test_objective_is_mean_fold_rank_ic_and_best_trial_predictions_are_reused(frame_and_folds):
+    result = _tune(frame_and_folds, n_trials=4)
+    cache = _cache(frame_and_folds)
+    recomputed = training.cross_validate(cache, "lightgbm", result.best_params, seed=42, n_jobs=1)
+    assert result.best_cv is not None
+    np.testing.assert_allclose(result.best_cv.prediction, recomputed.prediction, atol=1e-6)
+    assert result.best_value == pytest.approx(recomputed.scores["rank_ic"].mean())
+    fold_values = result.trials.loc[result.trials["value"].idxmax(), "user_attrs_fold_rank_ic"]
+    assert np.mean(fold_values) == pytest.approx(result.best_value, abs=1e-5)
+
+
+def test_median_pruner_stops_bad_trials_fold_by_fold(frame_and_folds):
+    # alpha far above the useful range zeroes every ElasticNet coefficient: RankIC 0 per fold.
+    space = {"alpha": {"type": "float", "low": 1e-4, "high": 10.0, "log": True}}
+    result = _tune(frame_and_folds, name="elastic_net", defaults={"alpha": 1e-3}, space=space,
+                   n_trials=14, sampler={"n_startup_trials": 14},
+                   pruner={"n_startup_trials": 2, "n_warmup_steps": 1})
+    assert result.n_pruned > 0
+    assert result.n_complete + result.n_pruned == result.n_trials == 14
+    pruned = result.trials[result.trials["state"] == "PRUNED"]
+    # Stopped before the last fold: no complete list of fold RankICs (Optuna keeps the last
+    # reported fold value as a pruned trial's value).
+    assert pruned["user_attrs_fold_rank_ic"].isna().all()
+    assert result.best_value > 0.1 and result.best_params["alpha"] < 1.0
+
+
+def test_sqlite_storage_keeps_a_fresh_named_study_per_run(frame_and_folds, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = _tune(frame_and_folds, n_trials=3, storage=storage, study_name="lightgbm-run1")
+    loaded = optuna.load_study(study_name="lightgbm-run1", storage=storage)
+    assert len(loaded.trials) == 3 and loaded.best_value == pytest.approx(result.best_value)
+    assert loaded.user_attrs["learner"] == "lightgbm"
+    # The same name again is refused rather than mixing trials into the old study.
+    with pytest.raises(optuna.exceptions.DuplicatedStudyError):
+        _tune(frame_and_folds, n_trials=1, storage=storage, study_name="lightgbm-run1")
+    _tune(frame_and_folds, n_trials=2, storage=storage, study_name="lightgbm-run2")
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    assert names == {"lightgbm-run1", "lightgbm-run2"}
+
+
+def test_callbacks_see_every_trial_and_the_timeout_caps_the_budget(frame_and_folds):
+    seen = []
+    _tune(frame_and_folds, n_trials=3, callbacks=[lambda study, trial: seen.append(trial.number)])
+    assert seen == [0, 1, 2]
+    capped = _tune(frame_and_folds, n_trials=200, timeout=0.5)
+    assert 1 <= capped.n_trials < 200
+
+
+def test_a_learner_whose_every_trial_raises_is_an_error(frame_and_folds):
+    with pytest.raises(Exception, match="alpha"):
+        _tune(frame_and_folds, name="elastic_net", defaults={"alpha": -1.0},
+              space={"l1_ratio": {"type": "float", "low": 0.1, "high": 1.0}}, n_trials=2)

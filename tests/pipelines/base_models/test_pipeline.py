@@ -1,0 +1,205 @@
+"""base_models pipeline in memory on synthetic inputs, plus MLflow logging of trials and models."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from bma_quant.core import metrics
+from bma_quant.pipelines.base_models import nodes
+from bma_quant.pipelines.base_models.model_dataset import LearnerModelDataset, LoggedLearner
+from tests.pipelines.base_models.synthetic_inputs import build_inputs
+from tests.support import CONF, project_params, run_pipeline
+
+LEARNERS = ["elastic_net", "xgboost", "lightgbm", "alpha_composite"]
+INPUTS = ("model_input", "sample_weights", "date_split", "cv_folds")
+# Small budgets: the test is about wiring and behaviour, not about search quality.
+FAST = {"base_models": {"n_jobs": 1, "tuning": {"storage": None, "n_trials": 3, "timeout": None,
+                                                "show_progress_bar": False}}}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return build_inputs(tmp_path_factory.mktemp("base_models"), n_tickers=40, n_days=700)
+
+
+def _run(inputs, overrides=FAST):
+    return run_pipeline("base_models", {k: inputs[k] for k in INPUTS}, overrides)
+
+
+@pytest.fixture(scope="module")
+def outputs(inputs):
+    return _run(inputs)
+
+
+def test_every_learner_succeeds_and_outputs_follow_the_contract(inputs, outputs):
+    split = inputs["date_split"]
+    status = outputs["base_model_status"]
+    assert {n: s["status"] for n, s in status.items()} == dict.fromkeys(LEARNERS, "ok")
+    assert set(outputs["base_models"]) == set(LEARNERS)
+
+    oof = outputs["base_oof_predictions"]
+    assert list(oof.columns) == ["date", "ticker", "model", "fold", "prediction"]
+    assert oof["prediction"].dtype == np.float32 and set(oof["model"]) == set(LEARNERS)
+    folds = inputs["cv_folds"]
+    test_fold_of = folds[folds["role"] == "test"].set_index("date")["fold"]
+    assert (oof["date"].map(test_fold_of) == oof["fold"]).all()  # only test-fold rows, right fold
+    mi = inputs["model_input"]
+    expected_rows = mi["date"].isin(test_fold_of.index).sum()
+    assert (oof.groupby("model").size() == expected_rows).all()
+    assert oof["date"].max() <= pd.Timestamp(split["dev_end"])
+
+    test = outputs["base_test_predictions"]
+    assert list(test.columns) == ["date", "ticker", "model", "prediction"]
+    assert test["date"].min() >= pd.Timestamp(split["test_start"])
+    assert (test.groupby("model").size() == mi["date"].between(split["test_start"],
+                                                               split["test_end"]).sum()).all()
+
+    # Every refit model predicts from the selected feature columns (scikit-learn API).
+    features = inputs["feature_names"]
+    rows = mi[mi["date"] >= pd.Timestamp(split["test_start"])]
+    for name, model in outputs["base_models"].items():
+        from_model = np.asarray(model.predict(rows[features]), dtype=np.float32)
+        stored = test[test["model"] == name]["prediction"].to_numpy()
+        np.testing.assert_allclose(from_model, stored, rtol=1e-5, atol=1e-6)
+
+
+def test_metrics_scores_importance_and_best_params(outputs):
+    metrics_logged = outputs["base_models_metrics"]
+    for name in LEARNERS:
+        for key in ("cv_rank_ic_mean", "cv_rank_ic_std", "cv_ic_mean", "fit_seconds",
+                    "n_trials", "failed"):
+            assert f"{name}.{key}" in metrics_logged, f"{name}.{key}"
+        assert metrics_logged[f"{name}.failed"]["value"] == 0.0
+    assert metrics_logged["xgboost.n_trials"]["value"] == 3
+    assert metrics_logged["alpha_composite.n_trials"]["value"] == 0  # not tuned
+    scores = outputs["base_fold_scores"]
+    assert set(scores["model"]) == set(LEARNERS)
+    for name in LEARNERS:
+        mean = scores.loc[scores["model"] == name, "rank_ic"].mean()
+        assert metrics_logged[f"{name}.cv_rank_ic_mean"]["value"] == pytest.approx(mean)
+    importance = outputs["base_feature_importance"]
+    assert list(importance.columns) == ["model", "feature", "importance", "share", "kind"]
+    assert importance.groupby("model")["share"].sum().round(6).eq(1.0).all()
+    best = outputs["base_models_best_params"]
+    assert {"xgboost.max_depth", "lightgbm.num_leaves", "elastic_net.alpha"} <= set(best)
+    trials = outputs["base_optuna_trials"]
+    assert set(trials["model"]) == {"elastic_net", "xgboost", "lightgbm"}
+
+
+def test_planted_signal_is_found_by_every_learner(inputs, outputs):
+    oof = outputs["base_oof_predictions"].merge(inputs["model_input"], on=["date", "ticker"])
+    true_rank_ic = metrics.mean_rank_ic(oof[oof["model"] == "xgboost"], "signal_1", "label")
+    assert true_rank_ic > 0.1
+    for name in LEARNERS:
+        rank_ic = metrics.mean_rank_ic(oof[oof["model"] == name], "prediction", "label")
+        assert 0.5 * true_rank_ic < rank_ic < true_rank_ic + 0.03, (name, rank_ic)
+
+
+def test_a_learner_forced_to_fail_leaves_the_others_intact(inputs, outputs):
+    broken = {"base_models": {**FAST["base_models"], "defaults": {
+        **project_params()["base_models"]["defaults"],
+        "elastic_net": {"alpha": -1.0, "l1_ratio": 0.5}}}}
+    broken["base_models"]["tuning"] = {**FAST["base_models"]["tuning"], "enabled": False}
+    result = _run(inputs, broken)
+    status = result["base_model_status"]
+    assert status["elastic_net"]["status"] == "failed"
+    assert "alpha" in status["elastic_net"]["error"]
+    assert "Traceback" in status["elastic_net"]["traceback"]
+    assert result["base_models_metrics"]["elastic_net.failed"]["value"] == 1.0
+    assert result["base_models_metrics"]["n_failed"]["value"] == 1.0
+    assert set(result["base_models"]) == {"xgboost", "lightgbm", "alpha_composite"}
+    assert "elastic_net" not in set(result["base_oof_predictions"]["model"])
+    assert result["base_elastic_net_logged_model"].model is None  # nothing for MLflow to log
+    # The others are untouched by the failure: same predictions as a run where they are alone.
+    alone = _run(inputs, {"base_models": {**broken["base_models"],
+                                          "learners": ["xgboost", "lightgbm", "alpha_composite"]}})
+    pd.testing.assert_frame_equal(result["base_oof_predictions"], alone["base_oof_predictions"])
+    assert alone["base_model_status"].keys() == {"xgboost", "lightgbm", "alpha_composite"}
+
+
+def test_the_pipeline_fails_clearly_when_no_learner_succeeds(inputs):
+    bad = {"base_models": {**FAST["base_models"], "learners": ["elastic_net"],
+                           "defaults": {"elastic_net": {"alpha": -1.0}}}}
+    bad["base_models"]["tuning"] = {**FAST["base_models"]["tuning"], "enabled": False}
+    with pytest.raises(Exception, match="No base learner succeeded.*elastic_net"):
+        _run(inputs, bad)
+
+
+def test_an_unknown_learner_name_is_refused_before_any_training(inputs):
+    with pytest.raises(Exception, match="random_forest.*registered"):
+        _run(inputs, {"base_models": {**FAST["base_models"], "learners": ["random_forest"]}})
+
+
+def test_tuning_disabled_trains_the_defaults(inputs):
+    off = {"base_models": {**FAST["base_models"], "learners": ["lightgbm"]}}
+    off["base_models"]["tuning"] = {**FAST["base_models"]["tuning"], "enabled": False}
+    result = _run(inputs, off)
+    defaults = project_params()["base_models"]["defaults"]["lightgbm"]
+    assert result["base_model_status"]["lightgbm"]["best_params"] == defaults
+    assert result["base_models_metrics"]["lightgbm.n_trials"]["value"] == 0
+    assert result["base_optuna_trials"].empty
+
+
+def test_same_seed_gives_the_same_best_params_and_predictions(inputs, outputs):
+    again = _run(inputs)
+    assert again["base_models_best_params"] == outputs["base_models_best_params"]
+    pd.testing.assert_frame_equal(again["base_oof_predictions"], outputs["base_oof_predictions"])
+    pd.testing.assert_frame_equal(again["base_test_predictions"],
+                                  outputs["base_test_predictions"])
+
+
+@pytest.fixture
+def mlflow_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")  # MLflow 3.17's load gate
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("base_models_test")
+    with mlflow.start_run() as run:
+        yield run
+    mlflow.set_tracking_uri(None)
+
+
+def test_trials_are_nested_mlflow_runs_and_models_load_back_with_a_signature(inputs,
+                                                                            mlflow_run):
+    params = {**project_params()["base_models"], **FAST["base_models"], "learners": LEARNERS}
+    params["tuning"] = {**project_params()["base_models"]["tuning"],
+                        **FAST["base_models"]["tuning"], "n_trials": 2,
+                        "storage": "sqlite:///optuna.db"}
+    temporal = project_params()["temporal"]
+    training_inputs = nodes.prepare_training_inputs(
+        *(inputs[k] for k in INPUTS), params)
+    catalog = yaml.safe_load((CONF / "catalog_base_models.yml").read_text())
+    flavours = {"elastic_net": "mlflow.sklearn", "xgboost": "mlflow.xgboost",
+                "lightgbm": "mlflow.lightgbm", "alpha_composite": "mlflow.sklearn"}
+    for name, flavour in flavours.items():
+        result, logged = nodes.train_learner(name, training_inputs, params, temporal)
+        assert result["status"] == "ok" and isinstance(logged, LoggedLearner)
+        dataset = LearnerModelDataset(flavor=flavour, save_args={
+            "name": f"base_{name}", **catalog[f"base_{name}_logged_model"]["save_args"]})
+        assert catalog[f"base_{name}_logged_model"]["flavor"] == flavour
+        dataset.save(logged)
+        loaded = dataset.load()
+        assert type(loaded) is type(result["model"])
+        example = logged.input_example
+        np.testing.assert_allclose(loaded.predict(example), result["model"].predict(example),
+                                   rtol=1e-6)
+        info = mlflow.models.get_model_info(dataset.model_uri)
+        assert info.signature is not None
+        assert info.signature.inputs.input_names() == list(example.columns)
+    # A failed learner logs nothing and does not raise.
+    LearnerModelDataset(flavor="mlflow.sklearn", save_args={"name": "base_failed"}).save(
+        LoggedLearner("failed", None))
+
+    client = mlflow.tracking.MlflowClient()
+    children = client.search_runs(
+        [mlflow_run.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{mlflow_run.info.run_id}'")
+    by_learner = pd.Series([c.data.tags.get("learner") for c in children]).value_counts()
+    assert by_learner.to_dict() == {"elastic_net": 2, "xgboost": 2, "lightgbm": 2}
+    child = children[0]
+    assert "cv_rank_ic_mean" in child.data.metrics
+    history = client.get_metric_history(child.info.run_id, "fold_rank_ic")
+    assert sorted(m.step for m in history) == list(range(len(inputs["cv_folds"]["fold"].unique())))
+    assert child.data.tags["mlflow.runName"].split("-trial-")[0] in flavours

@@ -1,0 +1,149 @@
+"""feature_engineering pipeline: contracts, FeatureSpec reproduction, leak guard, panel kinds."""
+
+import logging
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bma_quant.core.synthetic import generate_synthetic_market
+from tests.support import run_pipeline
+
+UPSTREAM = ["primary_panel", "labels", "market", "date_split", "cv_folds"]
+
+
+def _upstream(tmp_path, **synthetic) -> dict:
+    market = generate_synthetic_market(
+        **{"n_tickers": 40, "n_days": 700, "seed": 4, "reversal_strength": 0.5, **synthetic}
+    )
+    path = tmp_path / "panel.parquet"
+    market.panel.to_parquet(path)
+    out = run_pipeline(
+        "data_processing",
+        {},
+        {
+            "data": {"raw_path": str(path), "index_path": None},
+            "periods": {"dev_start": None},
+            "cv": {"min_train_days": 200},
+        },
+    )
+    return {k: out[k] for k in UPSTREAM}
+
+
+@pytest.fixture(scope="module")
+def ohlcv_run(tmp_path_factory):
+    upstream = _upstream(tmp_path_factory.mktemp("ohlcv"))
+    return upstream, run_pipeline("feature_engineering", upstream)
+
+
+def test_model_input_contract(ohlcv_run):
+    upstream, out = ohlcv_run
+    model_input, spec = out["model_input"], out["feature_spec"]
+    panel = upstream["primary_panel"]
+    assert len(model_input) == len(panel)  # every (date, ticker) row, dev and test dates
+    assert list(model_input.columns) == ["date", "ticker", "label", *spec.selected]
+    keys = model_input[["date", "ticker"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        keys, panel[["date", "ticker"]].reset_index(drop=True), check_dtype=False
+    )
+    features = model_input[spec.selected]
+    assert (features.dtypes == np.float32).all()
+    assert np.isfinite(features.to_numpy()).all()
+    assert model_input["date"].max() == pd.Timestamp(upstream["date_split"]["test_end"])
+    assert model_input["label"].tail(40).isna().all()  # labels run out at the end
+    assert 1 <= len(spec.selected) <= 20
+
+
+def test_features_hold_every_factor_as_float32(ohlcv_run):
+    upstream, out = ohlcv_run
+    features, report = out["features"], out["feature_selection_report"]
+    factor_columns = [c for c in features.columns if c not in ("date", "ticker")]
+    assert len(factor_columns) == report["factors_built"]
+    assert (features[factor_columns].dtypes == np.float32).all()
+    assert {"kmid", "vwap_5", "amihud_20", "fear_greed", "breadth_50", "signal_1"} <= set(
+        factor_columns
+    )
+
+
+def test_selection_finds_planted_signal_and_reports(ohlcv_run):
+    _, out = ohlcv_run
+    report, table = out["feature_selection_report"], out["factor_ic_table"]
+    assert "signal_1" in report["selected"]
+    assert not {"noise_1", "noise_2", "noise_3"} & set(report["selected"])
+    assert report["mode"] == "full" and report["leak_suspects"] == {}
+    assert set(report["lags"]) == set(report["selected"])
+    assert {"factor", "family", "lag", "rank_ic_mean", "rank_icir", "status"} <= set(table.columns)
+    assert len(table) == report["factors_per_ticker"]
+    metrics = out["feature_engineering_metrics"]
+    for name in ("factors_built", "factors_kept", "leak_suspects", "degraded_mode"):
+        assert name in metrics and "value" in metrics[name]
+    assert metrics["degraded_mode"]["value"] == 0
+    assert metrics["factors_kept"]["value"] == len(report["selected"])
+
+
+def test_feature_spec_reproduces_model_input_exactly(ohlcv_run):
+    upstream, out = ohlcv_run
+    spec = pickle.loads(pickle.dumps(out["feature_spec"]))
+    rebuilt = spec.transform(upstream["primary_panel"], upstream["market"])
+    expected = out["model_input"].drop(columns="label")
+    pd.testing.assert_frame_equal(rebuilt.reset_index(drop=True), expected.reset_index(drop=True))
+
+
+def test_feature_spec_on_a_raw_slice_matches_after_warmup(ohlcv_run):
+    """The pyfunc use: a later slice of the raw panel, with enough history, gives the same
+    features (up to float32 rounding of the windowed sums)."""
+    upstream, out = ohlcv_run
+    spec = out["feature_spec"]
+    panel = upstream["primary_panel"].drop(columns="ret_1d")
+    dates = np.sort(panel["date"].unique())
+    start = dates[100]
+    sliced = spec.transform(panel[panel["date"] >= start], upstream["market"])
+    scored_from = dates[100 + spec.warmup_days] if 100 + spec.warmup_days < len(dates) else None
+    assert scored_from is not None
+    got = sliced[sliced["date"] >= scored_from].reset_index(drop=True)
+    want = out["model_input"]
+    want = want[want["date"] >= scored_from].drop(columns="label").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, atol=1e-3, rtol=0)
+
+
+def test_sample_weights_cover_dev_dates_with_time_decay(ohlcv_run):
+    upstream, out = ohlcv_run
+    weights, split = out["sample_weights"], upstream["date_split"]
+    assert list(weights.columns) == ["date", "weight"]
+    assert weights["date"].min() == pd.Timestamp(split["dev_start"])
+    assert weights["date"].max() == pd.Timestamp(split["dev_end"])
+    assert len(weights) == split["dev_dates"]
+    assert weights["weight"].is_monotonic_increasing
+    assert weights["weight"].mean() == pytest.approx(1.0)
+
+
+def test_planted_leak_is_dropped_counted_and_logged(ohlcv_run, caplog):
+    upstream, _ = ohlcv_run
+    panel = upstream["primary_panel"].copy()
+    labels = upstream["labels"].set_index(["date", "ticker"])["label"]
+    panel["peek"] = labels.reindex(pd.MultiIndex.from_frame(panel[["date", "ticker"]])).to_numpy()
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("feature_engineering", {**upstream, "primary_panel": panel})
+    assert "peek" in out["feature_selection_report"]["leak_suspects"]
+    assert "peek" not in out["feature_spec"].selected
+    assert out["feature_engineering_metrics"]["leak_suspects"]["value"] == 1
+    assert any("peek" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+
+
+def test_close_only_panel_runs(tmp_path):
+    upstream = _upstream(tmp_path, ohlcv=False, n_days=600, n_noise_factors=1)
+    out = run_pipeline("feature_engineering", upstream)
+    families = set(out["feature_selection_report"]["families"].values())
+    assert not {"candle", "volume"} & families and "return" in families
+    assert "signal_1" in out["feature_spec"].selected
+    assert np.isfinite(out["model_input"][out["feature_spec"].selected].to_numpy()).all()
+
+
+def test_degraded_mode_is_reported(tmp_path):
+    upstream = _upstream(tmp_path, n_tickers=4, n_days=600, n_sectors=2, n_noise_factors=1)
+    out = run_pipeline("feature_engineering", upstream)
+    report = out["feature_selection_report"]
+    assert report["mode"] == "degraded" and "IC cannot be estimated" in report["degraded_reason"]
+    assert out["feature_engineering_metrics"]["degraded_mode"]["value"] == 1
+    assert len(out["feature_spec"].selected) == 12

@@ -1,0 +1,308 @@
+"""Regime-specific models with a stability-weighted global fallback (DESIGN §5.2; seed §2.3.2).
+
+For each regime with at least `min_samples_per_regime` labelled training rows, one learner is
+trained on that regime's rows only (regimes are market-wide, so a regime's rows are the rows of its
+dates). A regime with fewer rows (or none) is served by a *fallback*: the global learner trained on
+all rows with regime-stability sample weights, the probability the detector gives to the regime
+each row's date was labelled with (floored), times the time-decay weight. A row's prediction comes
+from the model of its date's regime (`combine="route"`) or is the probability-weighted mix of every
+regime's model (`combine="blend"`).
+
+Cross-validation uses the shared purged folds: fold k's models are trained on fold k's training
+rows only, with the regimes a detector fitted on fold k's training dates gives (see
+`cross_validate_regime_models`), and predict fold k's test rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core import models, training
+from bma_quant.core.cv import DateFold
+from bma_quant.core.fear_greed import fear_greed_index
+from bma_quant.core.metrics import mean_rank_ic
+from bma_quant.core.regimes import (
+    PROBABILITY_COLUMNS,
+    REGIMES,
+    RegimeDetector,
+    detector_inputs,
+)
+
+logger = logging.getLogger(__name__)
+
+COMBINE_MODES = ("route", "blend")
+
+
+@dataclass(frozen=True)
+class RegimeLearningConfig:
+    learner: str = "lightgbm"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    min_samples_per_regime: int = 300
+    combine: str = "route"
+    min_stability_weight: float = 0.05
+    seed: int = 0
+    n_jobs: int = 1
+    target_transform: str = "rank"  # per-date label transform the learner is fitted on
+
+    def __post_init__(self):
+        if self.combine not in COMBINE_MODES:
+            raise ValueError(f"combine must be one of {COMBINE_MODES}, got {self.combine!r}")
+        if not 0.0 <= self.min_stability_weight <= 1.0:
+            raise ValueError(
+                f"min_stability_weight must be in [0, 1], got {self.min_stability_weight}"
+            )
+        models.get_learner(self.learner)  # unknown learner names fail before any training
+
+    @property
+    def model_name(self) -> str:
+        return f"regime_{self.learner}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Learner adapter (base_models' registry and training loop)
+# ---------------------------------------------------------------------------------------------
+
+
+def fit_learner(config: RegimeLearningConfig, X: pd.DataFrame, y, weights, dates):
+    """`config.learner` fitted like base_models fits it (`core.training.refit`: per-date target
+    transform, weights rescaled to mean 1, rows without a label skipped)."""
+    return training.refit(config.learner, dict(config.params), X, y, weights, dates=dates,
+                          seed=config.seed, n_jobs=config.n_jobs,
+                          target_transform=config.target_transform)
+
+
+# ---------------------------------------------------------------------------------------------
+# Regimes of rows
+# ---------------------------------------------------------------------------------------------
+
+
+def regimes_of_rows(row_dates, regimes: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(regime label per row, (n_rows, 3) regime probabilities per row) by each row's date.
+
+    A date missing from `regimes` is an error: every date must have a causal regime."""
+    table = regimes.set_index("date")
+    row_dates = pd.DatetimeIndex(row_dates)
+    position = table.index.get_indexer(row_dates)
+    if (position < 0).any():
+        missing = row_dates[position < 0].unique()[:5]
+        raise KeyError(f"no regime for dates {[str(d.date()) for d in missing]}")
+    labels = table["regime"].to_numpy().astype(str)[position]
+    probabilities = table[list(PROBABILITY_COLUMNS)].to_numpy(dtype=np.float64)[position]
+    return labels, probabilities
+
+
+def stability_weights(labels: np.ndarray, probabilities: np.ndarray, floor: float) -> np.ndarray:
+    """Probability of each row's own (smoothed) regime, floored: rows of settled regimes count
+    more than rows around a switch."""
+    column = {r: k for k, r in enumerate(REGIMES)}
+    own = probabilities[np.arange(len(labels)), [column[r] for r in labels]]
+    return np.maximum(np.nan_to_num(own, nan=0.0), floor)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fitted regime-aware model
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RegimeAwareModel:
+    """Per-regime estimators plus the stability-weighted fallback, and the detector behind them.
+
+    `predict(rows, regimes)`: rows have `date` and the feature columns; regimes is the `regimes`
+    dataset (date, regime, p_bull, p_neutral, p_bear) covering those dates. For new data,
+    `detect(inputs)` gives the regimes from `core.regimes.detector_inputs(market, fear_greed)`.
+    """
+
+    learner: str
+    feature_names: list[str]
+    estimators: dict[str, Any]  # regimes with their own model
+    fallback: Any | None  # global model with stability weights, for the other regimes
+    combine: str = "route"
+    detector: RegimeDetector | None = None
+    fear_greed_params: dict | None = None
+    training_rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"regime_{self.learner}"
+
+    @property
+    def fallback_regimes(self) -> list[str]:
+        return [r for r in REGIMES if r not in self.estimators]
+
+    def model_for(self, regime: str):
+        return self.estimators.get(regime, self.fallback)
+
+    def detect(self, inputs: pd.DataFrame) -> pd.DataFrame:
+        """Regimes from `core.regimes.detector_inputs(market, fear_greed)` with the fitted
+        detector (thresholds / Markov parameters stay those of the development period)."""
+        if self.detector is None:
+            raise RuntimeError("this RegimeAwareModel has no detector")
+        return self.detector.detect(inputs)
+
+    def regimes_for(self, close_wide: pd.DataFrame, market: pd.DataFrame) -> pd.DataFrame:
+        """The `regimes` table for new data: date x ticker closes and the `market` frame."""
+        fear_greed = fear_greed_index(close_wide, market, self.fear_greed_params or {})
+        table = self.detect(detector_inputs(market, fear_greed))
+        table["fear_greed"] = fear_greed.reindex(pd.DatetimeIndex(table["date"])).to_numpy()
+        return table
+
+    def predict(self, rows: pd.DataFrame, regimes: pd.DataFrame) -> pd.Series:
+        labels, probabilities = regimes_of_rows(rows["date"], regimes)
+        X = rows[self.feature_names]
+        out = np.zeros(len(rows), dtype=np.float64)
+        if self.combine == "route":
+            for regime in REGIMES:
+                mask = labels == regime
+                if mask.any():
+                    out[mask] = self.model_for(regime).predict(X[mask])
+        else:
+            cache: dict[int, np.ndarray] = {}  # fallback regimes share one model: predict once
+            for k, regime in enumerate(REGIMES):
+                estimator = self.model_for(regime)
+                if id(estimator) not in cache:
+                    cache[id(estimator)] = np.asarray(estimator.predict(X), dtype=np.float64)
+                out += np.nan_to_num(probabilities[:, k]) * cache[id(estimator)]
+        return pd.Series(out, index=rows.index, name="prediction")
+
+
+def fit_regime_models(
+    X: pd.DataFrame,
+    y,
+    weights,
+    row_dates,
+    regimes: pd.DataFrame,
+    config: RegimeLearningConfig,
+) -> RegimeAwareModel:
+    """Fit one learner per regime with enough labelled rows, and the fallback if any lacks them.
+
+    Rows with a missing label are ignored; `weights` are the time-decay sample weights."""
+    y = np.asarray(y, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    row_dates = pd.DatetimeIndex(row_dates)
+    labelled = np.isfinite(y)
+    labels, probabilities = regimes_of_rows(row_dates, regimes)
+    counts = {r: int((labelled & (labels == r)).sum()) for r in REGIMES}
+    estimators = {}
+    for regime in REGIMES:
+        if counts[regime] < config.min_samples_per_regime:
+            logger.info("regime %s: %d rows < %d, served by the fallback model", regime,
+                        counts[regime], config.min_samples_per_regime)
+            continue
+        rows = np.flatnonzero(labelled & (labels == regime))
+        estimators[regime] = fit_learner(config, X.iloc[rows], y[rows], weights[rows],
+                                         row_dates[rows])
+    fallback = None
+    if len(estimators) < len(REGIMES):
+        rows = np.flatnonzero(labelled)
+        stability = stability_weights(labels[rows], probabilities[rows],
+                                      config.min_stability_weight)
+        fallback = fit_learner(config, X.iloc[rows], y[rows], weights[rows] * stability,
+                               row_dates[rows])
+    return RegimeAwareModel(
+        learner=config.learner,
+        feature_names=list(X.columns),
+        estimators=estimators,
+        fallback=fallback,
+        combine=config.combine,
+        training_rows=counts,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-validation on the shared purged folds
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RegimeCVResult:
+    """Out-of-fold rows (positions into the development rows) and per-fold facts."""
+
+    oof: pd.DataFrame  # row, fold, regime, prediction, global_prediction (if compared)
+    folds: list[dict]
+
+
+def cross_validate_regime_models(
+    X: pd.DataFrame,
+    y,
+    weights,
+    row_dates,
+    folds: list[DateFold],
+    fold_regimes: Callable[[DateFold], pd.DataFrame],
+    config: RegimeLearningConfig,
+    compare_global: bool = True,
+) -> RegimeCVResult:
+    """Regime-aware out-of-fold predictions on `folds` (and the plain global model's, to compare).
+
+    `fold_regimes(fold)` returns the regimes for all dates as seen by a detector fitted on that
+    fold's training dates only; fold k's models see fold k's training rows only. The global model
+    is base_models' own fold loop (`core.training.fit_predict_folds`) with the same parameters."""
+    y = np.asarray(y, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    row_dates = pd.DatetimeIndex(row_dates)
+    parts, fold_facts = [], []
+    for fold in folds:
+        train = np.flatnonzero(row_dates.isin(fold.train_dates))
+        test = np.flatnonzero(row_dates.isin(fold.test_dates))
+        if len(test) == 0:
+            continue
+        regimes = fold_regimes(fold)
+        model = fit_regime_models(X.iloc[train], y[train], weights[train], row_dates[train],
+                                  regimes, config)
+        test_rows = X.iloc[test].assign(date=row_dates[test])
+        labels, _ = regimes_of_rows(row_dates[test], regimes)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "row": test,
+                    "fold": np.int32(fold.fold),
+                    "regime": labels,
+                    "prediction": model.predict(test_rows, regimes).to_numpy(),
+                }
+            )
+        )
+        fold_facts.append(
+            {
+                "fold": fold.fold,
+                "train_rows": dict(model.training_rows),
+                "fallback_regimes": model.fallback_regimes,
+                "test_regime_shares": {r: float((labels == r).mean()) for r in REGIMES},
+            }
+        )
+        logger.info("fold %d: regime models for %s, fallback for %s (train rows %s)", fold.fold,
+                    sorted(model.estimators), model.fallback_regimes, model.training_rows)
+    if not parts:
+        raise ValueError("no fold has test rows among the given development rows")
+    oof = pd.concat(parts, ignore_index=True)
+    if compare_global:
+        row_ids = np.arange(len(y))  # passed as "tickers" so predictions map back to rows
+        global_oof, _ = training.fit_predict_folds(
+            config.learner, dict(config.params), X, y, weights, row_dates, folds,
+            tickers=row_ids, seed=config.seed, n_jobs=config.n_jobs,
+            target_transform=config.target_transform,
+        )
+        by_row = pd.Series(global_oof["prediction"].to_numpy(np.float64),
+                           index=global_oof["ticker"].to_numpy(np.int64))
+        oof["global_prediction"] = by_row.reindex(oof["row"].to_numpy()).to_numpy()
+    return RegimeCVResult(oof=oof, folds=fold_facts)
+
+
+def per_regime_rank_ic(
+    frame: pd.DataFrame, pred_cols: list[str], label_col: str = "label", min_names: int = 5
+) -> dict[str, dict[str, float]]:
+    """{regime: {pred_col: mean RankIC over that regime's dates}} and an `all` entry."""
+    out: dict[str, dict[str, float]] = {}
+    for scope in ("all", *REGIMES):
+        part = frame if scope == "all" else frame[frame["regime"] == scope]
+        out[scope] = {
+            col: (mean_rank_ic(part, col, label_col, min_names) if len(part) else math.nan)
+            for col in pred_cols
+        }
+    return out

@@ -1,0 +1,340 @@
+"""Causal market regime detection: bull / neutral / bear (DESIGN §3, §5.2; seed §2.3.2).
+
+Two detectors share one interface: `fit(inputs)` on development (or fold-training) dates only, then
+`detect(inputs)` on any span of dates. `inputs` is a frame indexed by date with `market_return`,
+`market_level` and `fear_greed` (see `detector_inputs`).
+
+- `RulesDetector`: trailing trend (log return over `trend_window` days), trailing volatility and the
+  fear-greed index each vote +1 (bullish), -1 (bearish) or 0 against their development-period
+  quantiles; a net vote of at least ceil(`net_vote_share` x the number of indicators) is bull,
+  at most minus that is bear (with the default 0.5: 2 of 3 indicators, or 1 of 2 when the
+  fear-greed index is not available).
+  Its probabilities are one-hot on the raw (unsmoothed) state.
+- `MarkovDetector`: a three-state Markov-switching model of daily market returns with switching
+  mean and variance (statsmodels `MarkovRegression`), fitted on the fit dates; states are named by
+  their mean return. The state at t comes from the *filtered* probabilities P(s_t | r_1..r_t),
+  computed by re-filtering the whole series with the fitted parameters; smoothed probabilities use
+  future returns and are never used. A fit that does not converge, or whose states are degenerate
+  (a state holding less than `min_state_share` of the fit dates, e.g. a variance collapsed onto a
+  few outliers), raises `DetectorFitError`; `fit_detector` then falls back to the rules.
+
+Both then apply causal minimum-duration smoothing: the regime switches only once the raw state has
+been the new one for `min_duration` consecutive days. Everything at t uses data <= t only, so
+labels are prefix-invariant once the detector is fitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+REGIMES = ("bull", "neutral", "bear")
+PROBABILITY_COLUMNS = tuple(f"p_{r}" for r in REGIMES)
+_BULL, _NEUTRAL, _BEAR = 0, 1, 2
+
+
+class DetectorFitError(RuntimeError):
+    """A detector could not be fitted (e.g. the Markov likelihood did not converge)."""
+
+
+def detector_inputs(market: pd.DataFrame, fear_greed: pd.Series | None) -> pd.DataFrame:
+    """Date-indexed `market_return`, `market_level`, `fear_greed` on the market's calendar.
+
+    The first market return is undefined (NaN); it is set to 0, which carries no information."""
+    frame = market.set_index("date")[["market_return", "market_level"]].sort_index().copy()
+    frame["market_return"] = frame["market_return"].fillna(0.0).astype(np.float64)
+    if fear_greed is None:
+        frame["fear_greed"] = np.nan
+    else:
+        fear_greed = pd.Series(fear_greed)
+        fear_greed.index = pd.DatetimeIndex(fear_greed.index)
+        frame["fear_greed"] = fear_greed.reindex(frame.index).astype(np.float64)
+    frame.index = pd.DatetimeIndex(frame.index, name="date")
+    return frame
+
+
+def smooth_min_duration(states: np.ndarray, min_duration: int) -> np.ndarray:
+    """Causal minimum-duration filter of integer states.
+
+    The output switches to a new state on the day the raw state has been that state for
+    `min_duration` consecutive days, and holds the previous output otherwise. Before any raw run
+    reaches that length the raw state itself is used. Only past and current values are read.
+    """
+    states = np.asarray(states)
+    if min_duration <= 1 or states.size == 0:
+        return states.copy()
+    run_start = np.r_[True, states[1:] != states[:-1]]
+    run_id = np.cumsum(run_start) - 1
+    run_first = np.flatnonzero(run_start)
+    run_length = np.arange(states.size) - run_first[run_id] + 1
+    confirmed = pd.Series(np.where(run_length >= min_duration, states, np.nan))
+    held = confirmed.ffill().to_numpy()
+    return np.where(np.isnan(held), states, held).astype(states.dtype)
+
+
+@dataclass
+class RegimeDetector:
+    """Base class: subclasses implement `_fit` and `_raw_probabilities`."""
+
+    min_duration: int = 1
+    fitted: bool = field(default=False, init=False)
+    fit_end: pd.Timestamp | None = field(default=None, init=False)
+
+    name = "base"
+
+    def fit(self, inputs: pd.DataFrame) -> RegimeDetector:
+        """Fit on every row of `inputs` (pass development or fold-training dates only)."""
+        if len(inputs) == 0:
+            raise DetectorFitError("no dates to fit the regime detector on")
+        self._fit(inputs.sort_index())
+        self.fitted = True
+        self.fit_end = pd.Timestamp(inputs.index.max())
+        return self
+
+    def detect(self, inputs: pd.DataFrame) -> pd.DataFrame:
+        """`date, regime, p_bull, p_neutral, p_bear` for every date of `inputs` (causal)."""
+        if not self.fitted:
+            raise RuntimeError(f"{type(self).__name__} must be fitted before detect()")
+        inputs = inputs.sort_index()
+        probabilities = self._raw_probabilities(inputs)
+        raw = probabilities.argmax(axis=1)
+        states = smooth_min_duration(raw, self.min_duration)
+        out = pd.DataFrame({"date": pd.DatetimeIndex(inputs.index)})
+        out["regime"] = pd.Series(np.array(REGIMES, dtype=object)[states]).astype(str)
+        for k, column in enumerate(PROBABILITY_COLUMNS):
+            out[column] = probabilities[:, k].astype(np.float64)
+        return out
+
+    def _fit(self, inputs: pd.DataFrame) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _raw_probabilities(self, inputs: pd.DataFrame) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+
+@dataclass
+class RulesDetector(RegimeDetector):
+    """Trend, volatility and fear-greed votes against development-period quantiles."""
+
+    trend_window: int = 63
+    vol_window: int = 21
+    trend_quantiles: tuple[float, float] = (0.33, 0.67)
+    vol_quantiles: tuple[float, float] = (0.33, 0.67)
+    fear_greed_quantiles: tuple[float, float] = (0.33, 0.67)
+    use_fear_greed: bool = True
+    net_vote_share: float = 0.5
+    thresholds: dict[str, tuple[float, float]] = field(default_factory=dict, init=False)
+
+    name = "rules"
+
+    def _indicators(self, inputs: pd.DataFrame) -> dict[str, pd.Series]:
+        log_return = np.log1p(inputs["market_return"])
+        indicators = {
+            "trend": log_return.rolling(self.trend_window, min_periods=self.trend_window).sum(),
+            "vol": log_return.rolling(self.vol_window, min_periods=self.vol_window).std(),
+        }
+        if self.use_fear_greed and inputs["fear_greed"].notna().any():
+            indicators["fear_greed"] = inputs["fear_greed"]
+        return indicators
+
+    def _fit(self, inputs: pd.DataFrame) -> None:
+        quantiles = {
+            "trend": self.trend_quantiles,
+            "vol": self.vol_quantiles,
+            "fear_greed": self.fear_greed_quantiles,
+        }
+        self.thresholds = {}
+        for name, values in self._indicators(inputs).items():
+            values = values.dropna()
+            if values.empty:
+                raise DetectorFitError(f"rules detector: no {name} values on the fit dates")
+            low, high = (float(values.quantile(q)) for q in quantiles[name])
+            self.thresholds[name] = (low, high)
+
+    def votes(self, inputs: pd.DataFrame) -> pd.Series:
+        """Net vote per date: + for strong trend / low vol / greed, - for the opposite."""
+        total = pd.Series(0, index=inputs.index, dtype=np.int64)
+        for name, values in self._indicators(inputs).items():
+            if name not in self.thresholds:
+                continue
+            low, high = self.thresholds[name]
+            vote = (values >= high).astype(np.int64) - (values <= low).astype(np.int64)
+            vote[values.isna()] = 0
+            total += -vote if name == "vol" else vote  # high volatility is bearish
+        return total
+
+    @property
+    def vote_threshold(self) -> int:
+        return max(1, math.ceil(self.net_vote_share * len(self.thresholds) - 1e-9))
+
+    def _raw_probabilities(self, inputs: pd.DataFrame) -> np.ndarray:
+        net = self.votes(inputs).to_numpy()
+        state = np.full(net.size, _NEUTRAL)
+        state[net >= self.vote_threshold] = _BULL
+        state[net <= -self.vote_threshold] = _BEAR
+        return np.eye(len(REGIMES))[state]
+
+
+@dataclass
+class MarkovDetector(RegimeDetector):
+    """Three-state Markov-switching mean/variance model of daily market returns."""
+
+    switching_variance: bool = True
+    return_scale: float = 100.0  # returns in percent: better conditioned likelihood
+    max_iter: int = 200
+    em_iter: int = 5
+    fear_greed_tvtp: bool = False  # transition probabilities driven by yesterday's fear-greed
+    min_state_share: float = 0.01  # of the fit dates' filtered probability mass, per state
+    state_order_by: str = "mean"  # name states by: mean return | volatility (low = bull)
+    params: np.ndarray | None = field(default=None, init=False)
+    state_order: np.ndarray | None = field(default=None, init=False)  # model state per REGIMES
+    state_means: np.ndarray | None = field(default=None, init=False)  # daily mean per REGIMES
+    state_vols: np.ndarray | None = field(default=None, init=False)  # daily vol per REGIMES
+    state_shares: np.ndarray | None = field(default=None, init=False)  # fit-date share per REGIMES
+    fear_greed_center: float = field(default=50.0, init=False)
+    fear_greed_scale: float = field(default=1.0, init=False)
+    converged: bool = field(default=False, init=False)
+    log_likelihood: float = field(default=math.nan, init=False)
+
+    name = "markov"
+
+    def _model(self, inputs: pd.DataFrame):
+        from statsmodels.tsa.regime_switching.markov_regression import MarkovRegression
+
+        returns = inputs["market_return"].to_numpy(dtype=np.float64) * self.return_scale
+        kwargs = {}
+        if self.fear_greed_tvtp:
+            # Yesterday's index (known at t) scaled with fit-period moments; missing -> centre.
+            fg = inputs["fear_greed"].shift(1).to_numpy(dtype=np.float64)
+            fg = np.nan_to_num((fg - self.fear_greed_center) / self.fear_greed_scale)
+            kwargs["exog_tvtp"] = np.column_stack([np.ones(fg.size), fg])
+        return MarkovRegression(
+            returns, k_regimes=3, trend="c", switching_variance=self.switching_variance, **kwargs
+        )
+
+    def _fit(self, inputs: pd.DataFrame) -> None:
+        if self.fear_greed_tvtp:
+            fg = inputs["fear_greed"].dropna()
+            if fg.empty:
+                raise DetectorFitError("markov detector: fear_greed_tvtp needs fear-greed values")
+            self.fear_greed_center = float(fg.mean())
+            self.fear_greed_scale = float(fg.std()) or 1.0
+        model = self._model(inputs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence is checked explicitly below
+            try:
+                result = model.fit(disp=False, maxiter=self.max_iter, em_iter=self.em_iter)
+            except (np.linalg.LinAlgError, ValueError) as error:
+                raise DetectorFitError(f"markov detector: fit failed: {error}") from error
+        params = np.asarray(result.params, dtype=np.float64)
+        self.converged = bool(result.mle_retvals.get("converged", False))
+        self.log_likelihood = float(result.llf)
+        if not self.converged or not np.all(np.isfinite(params)):
+            raise DetectorFitError("markov detector: maximum likelihood did not converge")
+        names = list(model.param_names)
+        means = np.array([params[names.index(f"const[{k}]")] for k in range(3)])
+        if self.switching_variance:
+            variances = np.array([params[names.index(f"sigma2[{k}]")] for k in range(3)])
+        else:
+            variances = np.full(3, params[names.index("sigma2")])
+        shares = np.asarray(result.filtered_marginal_probabilities).mean(axis=0)
+        if shares.min() < self.min_state_share:
+            raise DetectorFitError(
+                f"markov detector: degenerate state (filtered shares {np.round(shares, 4)}, "
+                f"min_state_share {self.min_state_share})")
+        if self.state_order_by == "volatility":
+            order = np.argsort(variances)  # calmest = bull, most volatile = bear
+        elif self.state_order_by == "mean":
+            if np.unique(np.round(means, 12)).size < 3:
+                raise DetectorFitError("markov detector: states with identical mean return")
+            order = np.argsort(-means)  # highest mean = bull, lowest = bear
+        else:
+            raise ValueError(f"state_order_by must be 'mean' or 'volatility', "
+                             f"got {self.state_order_by!r}")
+        self.params = params
+        self.state_order = order
+        self.state_means = means[order] / self.return_scale
+        self.state_vols = np.sqrt(variances[order]) / self.return_scale
+        self.state_shares = shares[order]
+
+    def _raw_probabilities(self, inputs: pd.DataFrame) -> np.ndarray:
+        filtered = self._model(inputs).filter(self.params).filtered_marginal_probabilities
+        return np.asarray(filtered)[:, self.state_order]
+
+
+def make_detector(kind: str, params: dict, min_duration: int) -> RegimeDetector:
+    """A detector from its parameter block (`rules` or `markov`)."""
+    if kind == "rules":
+        return RulesDetector(
+            min_duration=min_duration,
+            trend_window=int(params["trend_window"]),
+            vol_window=int(params["vol_window"]),
+            trend_quantiles=tuple(params["trend_quantiles"]),
+            vol_quantiles=tuple(params["vol_quantiles"]),
+            fear_greed_quantiles=tuple(params["fear_greed_quantiles"]),
+            use_fear_greed=bool(params["use_fear_greed"]),
+            net_vote_share=float(params["net_vote_share"]),
+        )
+    if kind == "markov":
+        return MarkovDetector(
+            min_duration=min_duration,
+            switching_variance=bool(params["switching_variance"]),
+            return_scale=float(params["return_scale"]),
+            max_iter=int(params["max_iter"]),
+            em_iter=int(params["em_iter"]),
+            fear_greed_tvtp=bool(params["fear_greed_tvtp"]),
+            min_state_share=float(params["min_state_share"]),
+            state_order_by=str(params["state_order_by"]),
+        )
+    raise ValueError(f"regime detector must be 'rules' or 'markov', got {kind!r}")
+
+
+@dataclass(frozen=True)
+class DetectorFit:
+    detector: RegimeDetector
+    requested: str
+    fallback: bool  # the requested detector failed and the rules detector was used instead
+    error: str | None
+
+
+def fit_detector(
+    kind: str, params: dict, inputs: pd.DataFrame, fit_end, min_duration: int
+) -> DetectorFit:
+    """Fit the `kind` detector on dates <= fit_end; a Markov failure falls back to the rules."""
+    fit_rows = inputs.loc[: pd.Timestamp(fit_end)]
+    detector = make_detector(kind, params[kind], min_duration)
+    try:
+        return DetectorFit(detector.fit(fit_rows), kind, False, None)
+    except DetectorFitError as error:
+        if kind == "rules":
+            raise
+        logger.warning("%s; falling back to the rules detector", error)
+        rules = make_detector("rules", params["rules"], min_duration).fit(fit_rows)
+        return DetectorFit(rules, kind, True, str(error))
+
+
+def regime_stats(regimes: pd.DataFrame) -> dict[str, float]:
+    """Shares of each regime, number of switches, number of spells and mean spell length (days)."""
+    labels = regimes.sort_values("date")["regime"].to_numpy()
+    n = labels.size
+    stats: dict[str, float] = {
+        f"share_{r}": float((labels == r).mean()) if n else math.nan for r in REGIMES
+    }
+    switches = int((labels[1:] != labels[:-1]).sum()) if n else 0
+    stats["switches"] = switches
+    stats["spells"] = switches + 1 if n else 0
+    stats["mean_duration_days"] = n / (switches + 1) if n else math.nan
+    return stats
+
+
+def detection_accuracy(detected: pd.DataFrame, truth: pd.DataFrame) -> float:
+    """Share of dates whose detected regime equals the true one (synthetic markets)."""
+    merged = detected[["date", "regime"]].merge(truth[["date", "regime"]], on="date")
+    return float((merged["regime_x"] == merged["regime_y"]).mean())

@@ -1,0 +1,5 @@
+"""regime_models pipeline."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

@@ -1,0 +1,258 @@
+"""regime_models nodes: unpack parameters, call core, return data."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core import regime_learning, regimes
+from bma_quant.core.cv import DateFold, folds_from_table
+from bma_quant.core.fear_greed import fear_greed_index
+from bma_quant.core.metrics import prediction_scores
+from bma_quant.core.split import dates_in
+from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
+from bma_quant.pipelines.regime_models.plots import regime_timeline_figure
+
+logger = logging.getLogger(__name__)
+
+KEYS = ("date", "ticker")
+
+
+def _min_duration(params: dict) -> int:
+    smoothing = params["smoothing"]
+    return int(smoothing["min_duration_days"]) if smoothing.get("enabled", True) else 1
+
+
+def build_detector_inputs(
+    primary_panel: pd.DataFrame, market: pd.DataFrame, fear_greed_params: dict | None
+) -> pd.DataFrame:
+    """Market return and level plus the causal fear-greed composite (feature_engineering's
+    parameters, so the detector and the learners see the same index), by date."""
+    close_wide = primary_panel.pivot(index="date", columns="ticker", values="close").sort_index()
+    fear_greed = fear_greed_index(close_wide, market, fear_greed_params or {})
+    return regimes.detector_inputs(market, fear_greed)
+
+
+def detect_regimes(
+    detector_inputs: pd.DataFrame, date_split: dict, params: dict
+) -> tuple[pd.DataFrame, regimes.DetectorFit, dict]:
+    """Fit the detector on development dates, label every date causally."""
+    fit = regimes.fit_detector(params["detector"], params, detector_inputs,
+                               date_split["dev_end"], _min_duration(params))
+    table = fit.detector.detect(detector_inputs)
+    table["fear_greed"] = detector_inputs["fear_greed"].to_numpy(dtype=np.float64)
+    dev = dates_in(date_split, "dev", table["date"])
+    summary = {
+        "requested_detector": fit.requested,
+        "detector": fit.detector.name,
+        "detector_fallback": fit.fallback,
+        "detector_error": fit.error,
+        "min_duration_days": _min_duration(params),
+        "all_dates": regimes.regime_stats(table),
+        "development": regimes.regime_stats(table[dev]),
+        "detector_state": _detector_state(fit.detector),
+    }
+    stats = summary["all_dates"]
+    logger.info("regimes (%s): bull %.0f%%, neutral %.0f%%, bear %.0f%%, %d switches",
+                fit.detector.name, 100 * stats["share_bull"], 100 * stats["share_neutral"],
+                100 * stats["share_bear"], stats["switches"])
+    return table, fit, summary
+
+
+def _detector_state(detector: regimes.RegimeDetector) -> dict:
+    """The fitted numbers worth reading in the report (thresholds or state moments)."""
+    if isinstance(detector, regimes.RulesDetector):
+        return {"thresholds": {k: list(v) for k, v in detector.thresholds.items()},
+                "vote_threshold": detector.vote_threshold}
+    if isinstance(detector, regimes.MarkovDetector):
+        return {
+            "daily_mean": dict(zip(regimes.REGIMES, map(float, detector.state_means), strict=True)),
+            "daily_vol": dict(zip(regimes.REGIMES, map(float, detector.state_vols), strict=True)),
+            "fit_share": dict(zip(regimes.REGIMES, map(float, detector.state_shares), strict=True)),
+            "log_likelihood": detector.log_likelihood,
+        }
+    return {}
+
+
+def _learning_config(params: dict, base_model_status: dict | None) -> tuple[
+        regime_learning.RegimeLearningConfig, str]:
+    """The learner's parameters: defaults, overridden by base_models' tuned ones when present."""
+    learner = params["learner"]
+    learner_params = dict((params.get("learner_params") or {}).get(learner) or {})
+    source = "default"
+    status = (base_model_status or {}).get(learner) or {}
+    if params.get("use_tuned_params", True) and status.get("status") == "ok" \
+            and status.get("best_params"):
+        learner_params.update(status["best_params"])
+        source = "base_models"
+    config = regime_learning.RegimeLearningConfig(
+        learner=learner,
+        params=learner_params,
+        min_samples_per_regime=int(params["min_samples_per_regime"]),
+        combine=params["combine"],
+        min_stability_weight=float(params["min_stability_weight"]),
+        seed=int(params["seed"]),
+        n_jobs=int(params["n_jobs"]),
+        target_transform=params["target_transform"],
+    )
+    return config, source
+
+
+def _row_weights(dates: pd.Series, sample_weights: pd.DataFrame) -> np.ndarray:
+    """Time-decay weight of each row's date; a date without one gets the median weight."""
+    by_date = sample_weights.set_index("date")["weight"].astype(np.float64)
+    weights = by_date.reindex(pd.DatetimeIndex(dates)).to_numpy()
+    missing = ~np.isfinite(weights)
+    if missing.any():
+        logger.warning("%d rows without a sample weight get the median weight", missing.sum())
+        weights[missing] = float(by_date.median()) if len(by_date) else 1.0
+    return weights
+
+
+def train_regime_models(
+    model_input: pd.DataFrame,
+    sample_weights: pd.DataFrame,
+    cv_folds: pd.DataFrame,
+    date_split: dict,
+    detector_inputs: pd.DataFrame,
+    regime_table: pd.DataFrame,
+    detector_fit: regimes.DetectorFit,
+    base_model_status: dict | None,
+    params: dict,
+    fear_greed_params: dict | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, regime_learning.RegimeAwareModel, dict]:
+    """Out-of-fold predictions on the shared folds, the model refit on all development rows,
+    and test predictions routed (or blended) by each test date's regime."""
+    config, params_source = _learning_config(params, base_model_status)
+    features = [c for c in model_input.columns if c not in (*KEYS, "label")]
+    dev = model_input.loc[dates_in(date_split, "dev", model_input["date"])].reset_index(drop=True)
+    test = model_input.loc[dates_in(date_split, "test", model_input["date"])]
+    test = test.reset_index(drop=True)
+    weights = _row_weights(dev["date"], sample_weights)
+    folds = folds_from_table(cv_folds)
+    logger.info("%s: %d development rows, %d test rows, %d features, %d folds, params from %s",
+                config.model_name, len(dev), len(test), len(features), len(folds), params_source)
+
+    fold_detectors: dict[int, dict] = {}
+
+    def fold_regimes(fold: DateFold) -> pd.DataFrame:
+        if not params.get("refit_detector_per_fold", True):
+            return regime_table
+        fit = regimes.fit_detector(params["detector"], params, detector_inputs,
+                                   fold.train_dates.max(), _min_duration(params))
+        fold_detectors[fold.fold] = {"detector": fit.detector.name, "fallback": fit.fallback}
+        return fit.detector.detect(detector_inputs)
+
+    cv = regime_learning.cross_validate_regime_models(
+        dev[features], dev["label"], weights, dev["date"], folds, fold_regimes, config,
+        compare_global=bool(params.get("compare_global", True)),
+    )
+    oof = cv.oof
+    oof["date"] = dev["date"].to_numpy()[oof["row"]]
+    oof["ticker"] = dev["ticker"].to_numpy()[oof["row"]]
+    oof["label"] = dev["label"].to_numpy()[oof["row"]]
+
+    model = regime_learning.fit_regime_models(dev[features], dev["label"], weights, dev["date"],
+                                              regime_table, config)
+    model.detector = detector_fit.detector
+    model.fear_greed_params = dict(fear_greed_params or {})
+    test_prediction = model.predict(test, regime_table) if len(test) else pd.Series(dtype=float)
+
+    oof_predictions = _prediction_frame(oof, config.model_name, with_fold=True)
+    test_predictions = _prediction_frame(
+        test[list(KEYS)].assign(prediction=test_prediction.to_numpy()), config.model_name,
+        with_fold=False,
+    )
+    summary = {
+        "model": config.model_name,
+        "learner": config.learner,
+        "learner_params": dict(config.params),
+        "params_source": params_source,
+        "combine": config.combine,
+        "min_samples_per_regime": config.min_samples_per_regime,
+        "folds": cv.folds,
+        "fold_detectors": fold_detectors,
+        "final_train_rows": model.training_rows,
+        "final_fallback_regimes": model.fallback_regimes,
+        "test_regime_shares": _row_shares(test["date"], regime_table),
+        "cv": _cv_scores(oof, config, int(params["min_names"])),
+    }
+    return oof_predictions, test_predictions, model, summary
+
+
+def _row_shares(dates: pd.Series, regime_table: pd.DataFrame) -> dict[str, float]:
+    if len(dates) == 0:
+        return {}
+    labels, _ = regime_learning.regimes_of_rows(dates, regime_table)
+    return {r: float((labels == r).mean()) for r in regimes.REGIMES}
+
+
+def _cv_scores(oof: pd.DataFrame, config, min_names: int) -> dict:
+    """Out-of-fold RankIC of the regime-aware and the plain global model, overall and by regime."""
+    columns = {config.model_name: "prediction"}
+    if "global_prediction" in oof:
+        columns[f"global_{config.learner}"] = "global_prediction"
+    by_regime = regime_learning.per_regime_rank_ic(oof, list(columns.values()), "label",
+                                                   min_names)
+    scores = {}
+    for name, column in columns.items():
+        overall = prediction_scores(oof, column, "label", min_names)
+        scores[name] = {
+            "cv_rank_ic_mean": by_regime["all"][column],
+            "cv_ic_mean": overall["ic"],
+            "cv_rank_icir": overall["rank_icir"],
+            "cv_hit_rate": overall["hit_rate"],
+            **{f"{r}.cv_rank_ic_mean": by_regime[r][column] for r in regimes.REGIMES},
+        }
+    return scores
+
+
+def _prediction_frame(frame: pd.DataFrame, model_name: str, with_fold: bool) -> pd.DataFrame:
+    columns = ["date", "ticker", "model", *(["fold"] if with_fold else []), "prediction"]
+    out = frame.assign(model=model_name)
+    out["prediction"] = out["prediction"].astype(np.float32)
+    if with_fold:
+        out["fold"] = out["fold"].astype("int32")
+    out = out[columns].sort_values(list(KEYS), kind="stable").reset_index(drop=True)
+    out["date"] = pd.DatetimeIndex(out["date"]).astype("datetime64[ns]")
+    out["ticker"] = out["ticker"].astype(str)
+    return out
+
+
+def regime_timeline(regime_table: pd.DataFrame, market: pd.DataFrame, date_split: dict,
+                    params: dict):
+    title = f"Market regimes ({params['detector']} detector, causal)"
+    return regime_timeline_figure(regime_table, market, date_split, title=title)
+
+
+def regime_report(detection_summary: dict, training_summary: dict) -> tuple[dict, dict]:
+    """The JSON report and the `regime_models.*` metrics."""
+    report = {"detection": detection_summary, "training": training_summary}
+    stats = detection_summary["all_dates"]
+    metrics: dict[str, float] = {
+        **{f"share_{r}": stats[f"share_{r}"] for r in regimes.REGIMES},
+        "switches": stats["switches"],
+        "mean_duration_days": stats["mean_duration_days"],
+        **{f"dev.share_{r}": detection_summary["development"][f"share_{r}"]
+           for r in regimes.REGIMES},
+        "detector_markov": float(detection_summary["detector"] == "markov"),
+        "detector_fallback": float(detection_summary["detector_fallback"]),
+        "fold_detector_fallbacks": float(sum(
+            f["fallback"] for f in training_summary["fold_detectors"].values())),
+    }
+    model = training_summary["model"]
+    for name, scores in training_summary["cv"].items():
+        metrics.update({f"{name}.{key}": value for key, value in scores.items()})
+    for regime in regimes.REGIMES:
+        metrics[f"{model}.{regime}.train_rows"] = training_summary["final_train_rows"][regime]
+        metrics[f"{model}.{regime}.fallback"] = float(
+            regime in training_summary["final_fallback_regimes"])
+    global_name = f"global_{training_summary['learner']}"
+    if global_name in training_summary["cv"]:
+        metrics[f"{model}.cv_rank_ic_gain"] = (
+            training_summary["cv"][model]["cv_rank_ic_mean"]
+            - training_summary["cv"][global_name]["cv_rank_ic_mean"]
+        )
+    return report, as_mlflow_metrics(metrics)

@@ -1,0 +1,140 @@
+"""Regime-specific models: a sign-flipping signal is learned per regime; fallbacks; routing."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bma_quant.core import regime_learning as L
+from bma_quant.core.cv import PurgedWalkForwardSplit
+from bma_quant.core.labels import forward_return_labels
+from bma_quant.core.metrics import mean_rank_ic
+from bma_quant.core.regimes import PROBABILITY_COLUMNS, REGIMES
+from bma_quant.core.synthetic import generate_synthetic_market
+from bma_quant.core.temporal import TemporalConfig
+
+FEATURES = ["signal_1", "noise_1", "noise_2", "noise_3"]
+PARAMS = {"n_estimators": 60, "num_leaves": 15, "learning_rate": 0.05, "min_child_samples": 50}
+
+
+def _config(**overrides) -> L.RegimeLearningConfig:
+    return L.RegimeLearningConfig(**{"learner": "lightgbm", "params": PARAMS,
+                                     "min_samples_per_regime": 300, "n_jobs": 1, **overrides})
+
+
+def _one_hot(dates, labels) -> pd.DataFrame:
+    table = pd.DataFrame({"date": pd.DatetimeIndex(dates), "regime": list(labels)})
+    for regime, column in zip(REGIMES, PROBABILITY_COLUMNS, strict=True):
+        table[column] = (table["regime"] == regime).astype(float)
+    return table
+
+
+@pytest.fixture(scope="module")
+def flipped():
+    """Signal pays in bull, is useless in neutral and pays the other way in bear."""
+    sm = generate_synthetic_market(
+        40, 900, seed=3, signal_strength=0.05, ohlcv=False, regime_stay_probability=0.99,
+        regime_signal_multipliers={"bull": 1.0, "neutral": 0.0, "bear": -1.0},
+    )
+    close = sm.panel.pivot(index="date", columns="ticker", values="close")
+    labels = forward_return_labels(close, 10, 1).stack(future_stack=True).rename("label")
+    rows = sm.panel[["date", "ticker", *FEATURES]].merge(labels.reset_index(),
+                                                          on=["date", "ticker"])
+    rows[FEATURES] = rows[FEATURES].astype(np.float32)
+    dates = pd.DatetimeIndex(rows["date"].unique())
+    dev = rows[rows["date"] <= dates[720]].reset_index(drop=True)
+    held_out = rows[rows["date"] >= dates[732]].dropna(subset=["label"]).reset_index(drop=True)
+    regimes = _one_hot(sm.regimes["date"], sm.regimes["regime"])  # oracle detector
+    return sm, dev, held_out, regimes
+
+
+def test_regime_models_beat_global_model_when_signal_flips_sign(flipped):
+    sm, dev, held_out, regimes = flipped
+    config = _config()
+    folds = PurgedWalkForwardSplit(3, TemporalConfig(), min_train_days=250).date_folds(dev["date"])
+    weights = np.ones(len(dev))
+    cv = L.cross_validate_regime_models(dev[FEATURES], dev["label"], weights, dev["date"],
+                                        folds, lambda fold: regimes, config)
+    oof = cv.oof.assign(date=dev["date"].to_numpy()[cv.oof["row"]],
+                        label=dev["label"].to_numpy()[cv.oof["row"]])
+    scores = L.per_regime_rank_ic(oof, ["prediction", "global_prediction"])
+    assert scores["all"]["prediction"] > scores["all"]["global_prediction"] + 0.05
+    assert scores["bear"]["prediction"] > 0.05 > scores["bear"]["global_prediction"]
+    # Same purged folds as the shared splitter: every fold's test rows, nothing else.
+    assert set(oof["fold"]) == {f.fold for f in folds}
+    assert set(oof["date"]) == set().union(*(set(f.test_dates) for f in folds))
+
+    # Refit on all development rows, then the held-out period after a purge gap.
+    model = L.fit_regime_models(dev[FEATURES], dev["label"], weights, dev["date"], regimes,
+                                config)
+    assert set(model.estimators) == set(REGIMES) and model.fallback is None
+    global_model = L.fit_learner(config, dev[FEATURES], dev["label"], weights, dev["date"])
+    scored = held_out.assign(regime_aware=model.predict(held_out, regimes).to_numpy(),
+                             global_=global_model.predict(held_out[FEATURES]))
+    assert mean_rank_ic(scored, "regime_aware") > mean_rank_ic(scored, "global_") + 0.05
+
+
+def test_small_and_empty_regimes_fall_back_to_stability_weighted_global_model(flipped):
+    _, dev, held_out, _ = flipped
+    dates = pd.DatetimeIndex(dev["date"].unique())
+    # bear: 5 dates x 40 names = 200 rows < 300; neutral: no dates at all in development.
+    labels = np.where(np.arange(len(dates)) < 5, "bear", "bull")
+    probabilities = _one_hot(dates, labels)
+    probabilities.loc[10:20, ["p_bull", "p_bear"]] = [0.6, 0.4]  # unsettled dates
+    test_dates = pd.DatetimeIndex(held_out["date"].unique())
+    test_regimes = _one_hot(test_dates, np.resize(["bull", "neutral", "bear"], len(test_dates)))
+    regimes = pd.concat([probabilities, test_regimes], ignore_index=True)
+
+    model = L.fit_regime_models(dev[FEATURES], dev["label"], np.ones(len(dev)), dev["date"],
+                                regimes, _config())
+    assert model.training_rows == {"bull": len(dev) - 200, "neutral": 0, "bear": 200}
+    assert set(model.estimators) == {"bull"} and model.fallback is not None
+    assert model.fallback_regimes == ["neutral", "bear"]
+
+    prediction = model.predict(held_out, regimes).to_numpy()
+    test_labels, _ = L.regimes_of_rows(held_out["date"], regimes)
+    fallback = model.fallback.predict(held_out[FEATURES])
+    bull = model.estimators["bull"].predict(held_out[FEATURES])
+    routed_to_fallback = np.isin(test_labels, ["neutral", "bear"])
+    np.testing.assert_allclose(prediction[routed_to_fallback], fallback[routed_to_fallback])
+    np.testing.assert_allclose(prediction[~routed_to_fallback], bull[~routed_to_fallback])
+    assert not np.allclose(fallback, bull)
+
+
+def test_stability_weights_are_the_floored_probability_of_the_own_regime():
+    labels = np.array(["bull", "bear", "neutral", "bull"])
+    probabilities = np.array([[0.9, 0.1, 0.0], [0.2, 0.3, 0.5], [0.0, 0.01, 0.99],
+                              [0.01, 0.99, 0.0]])
+    weights = L.stability_weights(labels, probabilities, floor=0.05)
+    np.testing.assert_allclose(weights, [0.9, 0.5, 0.05, 0.05])
+
+
+def test_blend_mixes_regime_models_by_probability_and_model_pickles(flipped):
+    _, dev, held_out, regimes = flipped
+    soft = regimes.copy()
+    soft[list(PROBABILITY_COLUMNS)] = 0.5 * soft[list(PROBABILITY_COLUMNS)] + 0.5 / 3
+    blended = L.fit_regime_models(dev[FEATURES], dev["label"], np.ones(len(dev)), dev["date"],
+                                  soft, _config(combine="blend"))
+    X = held_out[FEATURES]
+    _, probabilities = L.regimes_of_rows(held_out["date"], soft)
+    expected = sum(probabilities[:, k] * blended.estimators[r].predict(X)
+                   for k, r in enumerate(REGIMES))
+    np.testing.assert_allclose(blended.predict(held_out, soft).to_numpy(), expected, rtol=1e-6)
+
+    restored = pickle.loads(pickle.dumps(blended))
+    np.testing.assert_array_equal(restored.predict(held_out, soft).to_numpy(),
+                                  blended.predict(held_out, soft).to_numpy())
+    assert restored.name == "regime_lightgbm"
+
+
+def test_rows_without_a_regime_and_bad_settings_are_refused(flipped):
+    _, dev, _, regimes = flipped
+    with pytest.raises(KeyError, match="no regime"):
+        L.regimes_of_rows(dev["date"], regimes.iloc[10:])
+    with pytest.raises(ValueError, match="combine"):
+        _config(combine="vote")
+    with pytest.raises(KeyError, match="Unknown learner"):
+        _config(learner="catboost")

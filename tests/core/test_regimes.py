@@ -1,0 +1,147 @@
+"""Regime detection: causality (prefix invariance), fitted parts, smoothing, fallbacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bma_quant.core import regimes as R
+from bma_quant.core.fear_greed import fear_greed_index
+from bma_quant.core.synthetic import generate_synthetic_market
+
+RULES = {
+    "trend_window": 63, "vol_window": 21, "trend_quantiles": [0.33, 0.67],
+    "vol_quantiles": [0.33, 0.67], "fear_greed_quantiles": [0.33, 0.67], "use_fear_greed": True,
+    "net_vote_share": 0.5,
+}
+MARKOV = {
+    "switching_variance": True, "return_scale": 100.0, "max_iter": 200, "em_iter": 5,
+    "min_state_share": 0.02, "state_order_by": "mean", "fear_greed_tvtp": False,
+}
+PARAMS = {"rules": RULES, "markov": MARKOV}
+VOLS = {"bull": 0.006, "neutral": 0.011, "bear": 0.025}
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return generate_synthetic_market(30, 1500, seed=8, market_vol=VOLS,
+                                     regime_stay_probability=0.99, ohlcv=False)
+
+
+def _market(sm) -> pd.DataFrame:
+    market = sm.market.rename(columns={"level": "market_level"})
+    market["market_return"] = market["market_level"].pct_change()
+    return market
+
+
+def _inputs_on_prefix(sm, end: int | None) -> pd.DataFrame:
+    """Detector inputs (fear-greed included) computed from the panel cut after `end` dates."""
+    close = sm.panel.pivot(index="date", columns="ticker", values="close")
+    market = _market(sm)
+    if end is not None:
+        close, market = close.iloc[:end], market.iloc[:end]
+    return R.detector_inputs(market, fear_greed_index(close, market))
+
+
+@pytest.fixture(scope="module")
+def full_inputs(synthetic):
+    return _inputs_on_prefix(synthetic, None)
+
+
+@pytest.mark.parametrize("kind", ["rules", "markov"])
+def test_regimes_and_fear_greed_are_prefix_invariant(synthetic, full_inputs, kind):
+    fit_end = full_inputs.index[999]
+    detector = R.fit_detector(kind, PARAMS, full_inputs, fit_end, min_duration=5).detector
+    assert detector.name == kind  # no silent fallback in this test
+    full = detector.detect(full_inputs)
+    for end in (400, 1000, 1300):  # before, at and after the end of the fit period
+        prefix_inputs = _inputs_on_prefix(synthetic, end)
+        pd.testing.assert_series_equal(prefix_inputs["fear_greed"],
+                                       full_inputs["fear_greed"].iloc[:end])
+        prefix = detector.detect(prefix_inputs)
+        pd.testing.assert_series_equal(prefix["regime"], full["regime"].iloc[:end])
+        np.testing.assert_allclose(prefix[list(R.PROBABILITY_COLUMNS)].to_numpy(),
+                                   full[list(R.PROBABILITY_COLUMNS)].iloc[:end].to_numpy(),
+                                   rtol=1e-9, atol=1e-12)
+    assert full_inputs["fear_greed"].dropna().between(0, 100).all()
+
+
+@pytest.mark.parametrize("kind", ["rules", "markov"])
+def test_fitted_parts_use_only_dates_up_to_fit_end(full_inputs, kind):
+    """Rewriting every return after the fit end leaves thresholds / Markov parameters unchanged."""
+    fit_end = full_inputs.index[999]
+    changed = full_inputs.copy()
+    rng = np.random.default_rng(0)
+    changed.loc[changed.index > fit_end, "market_return"] = rng.normal(0, 0.05, 500)
+    changed.loc[changed.index > fit_end, "fear_greed"] = rng.uniform(0, 100, 500)
+    a = R.fit_detector(kind, PARAMS, full_inputs, fit_end, 5).detector
+    b = R.fit_detector(kind, PARAMS, changed, fit_end, 5).detector
+    if kind == "rules":
+        assert a.thresholds == b.thresholds
+    else:
+        np.testing.assert_array_equal(a.params, b.params)
+    # ... and labels up to the fit end do not depend on later data either.
+    pd.testing.assert_frame_equal(a.detect(full_inputs).iloc[:1000],
+                                  b.detect(changed).iloc[:1000])
+
+
+def test_markov_states_are_named_by_mean_and_use_filtered_probabilities(synthetic, full_inputs):
+    detector = R.fit_detector("markov", PARAMS, full_inputs, full_inputs.index[-1], 1).detector
+    assert detector.converged
+    assert detector.state_means[0] > detector.state_means[1] > detector.state_means[2]
+    out = detector.detect(full_inputs)
+    probabilities = out[list(R.PROBABILITY_COLUMNS)].to_numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-9)
+    # min_duration=1: the regime is the argmax of the filtered probabilities.
+    assert (out["regime"].to_numpy() == np.array(R.REGIMES)[probabilities.argmax(axis=1)]).all()
+    # The calm/volatile structure of the synthetic chain is recovered far above chance (1/3).
+    by_vol = R.fit_detector("markov", {**PARAMS, "markov": {**MARKOV, "state_order_by":
+                                                             "volatility"}},
+                            full_inputs, full_inputs.index[-1], 5).detector
+    assert by_vol.state_vols[0] < by_vol.state_vols[1] < by_vol.state_vols[2]
+    assert R.detection_accuracy(by_vol.detect(full_inputs), synthetic.regimes) > 0.6
+
+
+def test_markov_failure_falls_back_to_rules(full_inputs):
+    params = {**PARAMS, "markov": {**MARKOV, "max_iter": 1, "em_iter": 0}}
+    fit = R.fit_detector("markov", params, full_inputs, full_inputs.index[999], 5)
+    assert fit.fallback and fit.requested == "markov"
+    assert isinstance(fit.detector, R.RulesDetector)
+    assert "converge" in fit.error
+    degenerate = {**PARAMS, "markov": {**MARKOV, "min_state_share": 0.5}}
+    fit = R.fit_detector("markov", degenerate, full_inputs, full_inputs.index[999], 5)
+    assert fit.fallback and "degenerate" in fit.error
+
+
+def test_rules_votes_against_development_quantiles(full_inputs):
+    detector = R.fit_detector("rules", PARAMS, full_inputs, full_inputs.index[999], 1).detector
+    assert set(detector.thresholds) == {"trend", "vol", "fear_greed"}
+    assert detector.vote_threshold == 2  # 2 of 3 indicators
+    out = detector.detect(full_inputs)
+    votes = detector.votes(full_inputs).to_numpy()
+    regime = out["regime"].to_numpy()
+    assert (regime[votes >= 2] == "bull").all() and (regime[votes <= -2] == "bear").all()
+    assert (regime[np.abs(votes) < 2] == "neutral").all()
+    # Without fear-greed: two indicators, one net vote decides.
+    no_fg = R.fit_detector("rules", {**PARAMS, "rules": {**RULES, "use_fear_greed": False}},
+                           full_inputs, full_inputs.index[999], 1).detector
+    assert no_fg.vote_threshold == 1 and set(no_fg.thresholds) == {"trend", "vol"}
+
+
+def test_min_duration_smoothing_is_causal():
+    raw = np.array([0, 0, 0, 2, 2, 0, 0, 2, 2, 2, 2, 1, 1, 1])
+    smoothed = R.smooth_min_duration(raw, 3)
+    np.testing.assert_array_equal(smoothed, [0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 1])
+    for end in range(1, raw.size + 1):  # prefix invariance
+        np.testing.assert_array_equal(R.smooth_min_duration(raw[:end], 3), smoothed[:end])
+    np.testing.assert_array_equal(R.smooth_min_duration(raw, 1), raw)
+
+
+def test_regime_stats():
+    table = pd.DataFrame({"date": pd.bdate_range("2020-01-01", periods=10),
+                          "regime": ["bull"] * 4 + ["bear"] * 2 + ["bull"] * 4})
+    stats = R.regime_stats(table)
+    assert stats["share_bull"] == 0.8 and stats["share_bear"] == 0.2
+    assert stats["share_neutral"] == 0.0
+    assert stats["switches"] == 2 and stats["mean_duration_days"] == pytest.approx(10 / 3)

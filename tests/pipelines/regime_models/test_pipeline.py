@@ -1,0 +1,113 @@
+"""regime_models pipeline on a synthetic market whose signal flips sign between bull and bear."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from bma_quant.core.regimes import PROBABILITY_COLUMNS, REGIMES
+from bma_quant.core.synthetic import generate_synthetic_market
+from tests.support import run_pipeline
+
+FEATURES = ["signal_1", "noise_1", "noise_2", "noise_3"]
+FAST = {"n_jobs": 1, "learner_params": {"lightgbm": {"n_estimators": 60, "num_leaves": 15,
+                                                     "learning_rate": 0.05,
+                                                     "min_child_samples": 50}}}
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    sm = generate_synthetic_market(
+        40, 900, seed=7, signal_strength=0.05, regime_stay_probability=0.99,
+        regime_signal_multipliers={"bull": 1.0, "neutral": 0.0, "bear": -1.0},
+        market_vol={"bull": 0.006, "neutral": 0.011, "bear": 0.025},
+    )
+    path = tmp_path_factory.mktemp("regime") / "panel.parquet"
+    sm.panel.to_parquet(path)
+    data = run_pipeline("data_processing", {}, {
+        "data": {"raw_path": str(path), "index_path": None}, "periods": {"dev_start": None},
+        "cv": {"min_train_days": 200, "n_splits": 3},
+    })
+    model_input = data["primary_panel"][["date", "ticker", *FEATURES]].merge(
+        data["labels"], on=["date", "ticker"])
+    model_input[FEATURES] = model_input[FEATURES].astype(np.float32)
+    model_input["label"] = model_input["label"].astype(np.float32)
+    dev_dates = model_input["date"][model_input["date"] <= pd.Timestamp(
+        data["date_split"]["dev_end"])].unique()
+    inputs = {
+        "primary_panel": data["primary_panel"], "market": data["market"],
+        "date_split": data["date_split"], "cv_folds": data["cv_folds"],
+        "model_input": model_input,
+        "sample_weights": pd.DataFrame({"date": dev_dates, "weight": 1.0}),
+        "base_model_status": {"lightgbm": {"status": "ok", "error": None, "best_params": {
+            "n_estimators": 60, "num_leaves": 7, "learning_rate": 0.05,
+            "min_child_samples": 50}}},
+    }
+    return sm, data, inputs
+
+
+def test_rules_run_outputs_contracts_and_beats_global_model(upstream):
+    sm, data, inputs = upstream
+    out = run_pipeline("regime_models", inputs, {"regime_models": {**FAST, "detector": "rules"}})
+
+    regimes = out["regimes"]
+    assert list(regimes.columns) == ["date", "regime", *PROBABILITY_COLUMNS, "fear_greed"]
+    assert regimes["date"].tolist() == data["market"]["date"].tolist()  # all dates, dev and test
+    assert set(regimes["regime"]) <= set(REGIMES)
+    np.testing.assert_allclose(regimes[list(PROBABILITY_COLUMNS)].sum(axis=1), 1.0)
+    assert regimes["fear_greed"].dropna().between(0, 100).all()
+
+    oof, test = out["regime_oof_predictions"], out["regime_test_predictions"]
+    assert list(oof.columns) == ["date", "ticker", "model", "fold", "prediction"]
+    assert list(test.columns) == ["date", "ticker", "model", "prediction"]
+    assert set(oof["model"]) == set(test["model"]) == {"regime_lightgbm"}
+    assert oof["prediction"].dtype == np.float32 and not oof.duplicated(["date", "ticker"]).any()
+    folds = inputs["cv_folds"]
+    for k, part in oof.groupby("fold"):  # the shared purged folds' test dates, fold by fold
+        expected = folds.loc[(folds["fold"] == k) & (folds["role"] == "test"), "date"]
+        assert set(part["date"]) == set(expected)
+    test_rows = inputs["model_input"][inputs["model_input"]["date"] >= pd.Timestamp(
+        data["date_split"]["test_start"])]
+    assert len(test) == len(test_rows) and test["prediction"].notna().all()
+
+    # The pickled model reproduces the test predictions and detects regimes on new data.
+    model = out["regime_model"]
+    again = model.predict(test_rows.reset_index(drop=True), regimes)
+    np.testing.assert_allclose(again.to_numpy(np.float32), test["prediction"].to_numpy(),
+                               rtol=1e-6)
+    close = inputs["primary_panel"].pivot(index="date", columns="ticker", values="close")
+    pd.testing.assert_frame_equal(model.regimes_for(close, inputs["market"]), regimes)
+
+    metrics = {name: value["value"] for name, value in out["regime_models_metrics"].items()}
+    for name in ("share_bull", "share_neutral", "share_bear", "switches", "mean_duration_days",
+                 "regime_lightgbm.cv_rank_ic_mean", "global_lightgbm.cv_rank_ic_mean",
+                 "regime_lightgbm.bear.cv_rank_ic_mean", "regime_lightgbm.bull.train_rows",
+                 "detector_fallback"):
+        assert name in metrics, name
+    assert metrics["regime_lightgbm.cv_rank_ic_mean"] > (
+        metrics["global_lightgbm.cv_rank_ic_mean"] + 0.05)
+    report = out["regime_models_report"]
+    assert report["training"]["params_source"] == "base_models"
+    assert report["training"]["learner_params"]["num_leaves"] == 7
+    assert isinstance(out["regime_timeline"], go.Figure) and len(out["regime_timeline"].data) == 7
+
+
+def test_markov_run_records_detector_and_fold_refits(upstream):
+    _, _, inputs = upstream
+    out = run_pipeline("regime_models", inputs, {"regime_models": {
+        **FAST, "detector": "markov", "compare_global": False, "combine": "blend"}})
+    report = out["regime_models_report"]
+    detection = report["detection"]
+    metrics = {name: value["value"] for name, value in out["regime_models_metrics"].items()}
+    assert detection["requested_detector"] == "markov"
+    # Either the Markov model fitted, or the fallback to the rules is recorded, never silent.
+    assert metrics["detector_markov"] == float(not detection["detector_fallback"])
+    assert metrics["detector_fallback"] == float(detection["detector_fallback"])
+    assert len(report["training"]["fold_detectors"]) == inputs["cv_folds"]["fold"].nunique()
+    assert "global_lightgbm.cv_rank_ic_mean" not in metrics
+    assert np.isfinite(metrics["regime_lightgbm.cv_rank_ic_mean"])
+    if not detection["detector_fallback"]:
+        probabilities = out["regimes"][list(PROBABILITY_COLUMNS)]
+        assert ((probabilities > 0.01) & (probabilities < 0.99)).any().any()  # filtered, soft

@@ -15,4 +15,6 @@ CONFIG_LOADER_ARGS = {
     # `${env_or:NAME,default}`: lets MLFLOW_TRACKING_URI (tests, a team server) override mlflow.yml.
     "custom_resolvers": {"env_or": lambda name, default=None: os.environ.get(name, default)},
     # catalog_<pipeline>.yml and parameters_<pipeline>.yml match the default patterns.
+    # Deep-merge parameters of an env (e.g. conf/smoke) over base, so an env overrides leaves only.
+    "merge_strategy": {"parameters": "soft"},
 }

@@ -1,0 +1,156 @@
+"""Benchmark of the evaluation pipeline on a 500 x 2520 synthetic panel.
+
+Upstream: the synthetic market -> data_processing (in memory); the fitted upstream objects are the
+light stand-ins of tests/serving/fakes.py (a momentum + planted-signal feature spec, two linear
+base models, a regime-scaled model, a z-score-mean ensemble), so only evaluation is timed: the
+comparison table (5 models x 4 scopes, backtest, IC decay over 1..10), gates, metrics, plots,
+the chain build and the chain's reproduction of the final test predictions from the raw file,
+and (separately) logging + registering the pyfunc model in a throwaway SQLite MLflow store.
+Rewrites only the `evaluation` section of benchmarks/results.md.
+
+Run: .venv/bin/python benchmarks/bench_evaluation.py
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+
+from bma_quant.pipelines.evaluation import nodes  # noqa: E402
+from tests.serving.upstream import build_upstream  # noqa: E402
+from tests.support import deep_update, project_params  # noqa: E402
+
+N_TICKERS, N_DAYS, SEED = 500, 2520, 0
+RESULTS = ROOT / "benchmarks" / "results.md"
+SECTION = "evaluation"
+
+
+class PeakRss:
+    """Samples this process's resident memory in a thread while a block runs."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval, self.peak = interval, 0
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __enter__(self):
+        self.peak = self._process.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+
+def write_section(text: str) -> None:
+    start, end = f"<!-- {SECTION} -->", f"<!-- /{SECTION} -->"
+    block = f"{start}\n{text.rstrip()}\n{end}\n"
+    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\n"
+    if start in current and end in current:
+        head, rest = current.split(start, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
+        current = head + block + ("\n" + tail if tail else "")
+    else:
+        current = current.rstrip("\n") + "\n\n" + block
+    RESULTS.write_text(current)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_evaluation_"))
+    started = time.perf_counter()
+    data, overrides = build_upstream(tmp, n_tickers=N_TICKERS, n_days=N_DAYS, seed=SEED,
+                                     signal_strength=0.03)
+    overrides["temporal"]["max_lookback_days"] = 252
+    upstream_seconds = time.perf_counter() - started
+    params = deep_update(project_params(), overrides)
+    ev, temporal, registry = params["evaluation"], params["temporal"], params["registry"]
+    rows: list[tuple[str, float, float]] = []
+
+    def timed(name, fn, *args):
+        with PeakRss() as rss:
+            t0 = time.perf_counter()
+            out = fn(*args)
+            rows.append((name, time.perf_counter() - t0, rss.peak / 2**20))
+        return out
+
+    preds = timed("collect_test_predictions", nodes.collect_test_predictions,
+                  data["base_test_predictions"], data["regime_test_predictions"],
+                  data["ensemble_test_predictions"])
+    table, daily_ic, daily_returns, quantiles, _ = timed(
+        "evaluate_test_period", nodes.evaluate_test_period, preds, data["labels"],
+        data["primary_panel"], data["regimes"], data["date_split"], ev, temporal)
+    report = timed("apply_gates", nodes.apply_gates, table, data["base_model_status"],
+                   data["date_split"], ev)
+    timed("evaluation_metrics", nodes.evaluation_metrics, table, report, ev)
+    timed("make_plots", nodes.make_plots, table, daily_ic, daily_returns, quantiles, ev)
+    chain = timed("build_prediction_chain", nodes.build_prediction_chain,
+                  data["feature_spec"], data["base_models"], data["regime_model"],
+                  data["ensemble"], data["primary_panel"], data["regimes"],
+                  data["data_quality_report"], params["data"], params["processing"], temporal)
+    registration = timed("register_model (reproduction check, no MLflow run)",
+                         nodes.register_model, chain, report, data["ensemble_test_predictions"],
+                         data["date_split"], params["data"], registry)
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
+    mlflow.set_experiment("bench_evaluation")
+
+    def register_with_run():
+        with mlflow.start_run():
+            return nodes.register_model(chain, report, data["ensemble_test_predictions"],
+                                        data["date_split"], params["data"],
+                                        {**registry, "code_path": str(ROOT / "src" / "bma_quant")})
+
+    registered = timed("register_model (with MLflow run: log + register)", register_with_run)
+    total = sum(sec for name, sec, _ in rows if "with MLflow" not in name)
+    split = data["date_split"]
+    final = table.query("model == 'final' and scope == 'all'").iloc[0]
+    lines = [
+        f"## evaluation ({N_TICKERS} tickers x {N_DAYS} days, synthetic)",
+        "",
+        f"Date: {dt.date.today().isoformat()}; machine: {os.cpu_count()} cores (nproc), "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB.",
+        f"Inputs: {preds['model'].nunique()} models, {len(preds):,} test prediction rows "
+        f"({split['test_start']}..{split['test_end']}), comparison table of {len(table)} rows "
+        f"(model x scope); upstream (synthetic market + data_processing + stand-in upstream "
+        f"models) took {upstream_seconds:.1f} s.",
+        "",
+        "| node | wall s | peak RSS MiB |",
+        "|---|---:|---:|",
+        *[f"| {name} | {sec:.2f} | {rss:.0f} |" for name, sec, rss in rows],
+        f"| **total without the MLflow registration** | {total:.2f} | "
+        f"{max(r[2] for r in rows):.0f} |",
+        "",
+        f"final: test RankIC {final['rank_ic']:.4f}, Sharpe {final['sharpe']:.2f}, "
+        f"max drawdown {final['max_drawdown']:.1%}; gates: **{report['verdict']}**; chain "
+        f"reproduction max |diff| {registration['reproduction']['max_abs_diff']:.2e} over "
+        f"{registration['reproduction']['rows_matched']:,} rows; registered version "
+        f"{registered.get('version')} as {registered.get('alias')}.",
+    ]
+    write_section("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

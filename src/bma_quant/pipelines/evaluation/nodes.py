@@ -1,0 +1,258 @@
+"""evaluation nodes: unpack parameters, call core (and serving for the registry), return data."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core import evaluation, gates, plots
+from bma_quant.core import panel as panel_lib
+from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
+from bma_quant.serving.chain import PanelCleaner, PredictionChain
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS = ["date", "ticker", "model", "prediction"]
+
+
+def collect_test_predictions(
+    base_test_predictions: pd.DataFrame,
+    regime_test_predictions: pd.DataFrame,
+    ensemble_test_predictions: pd.DataFrame,
+) -> pd.DataFrame:
+    """Every layer's test predictions in one long frame (date, ticker, model, prediction)."""
+    frames = [f[PREDICTION_COLUMNS] for f in (base_test_predictions, regime_test_predictions,
+                                             ensemble_test_predictions) if f is not None and len(f)]
+    if not frames:
+        raise ValueError("no test predictions to evaluate: every upstream layer is empty")
+    out = pd.concat(frames, ignore_index=True)
+    duplicated = out.duplicated(["date", "ticker", "model"])
+    if duplicated.any():
+        raise ValueError(
+            f"{int(duplicated.sum())} duplicate (date, ticker, model) test prediction rows, e.g. "
+            f"{out.loc[duplicated, ['date', 'ticker', 'model']].head(3).to_dict('records')}"
+        )
+    return out
+
+
+def evaluate_test_period(
+    test_predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+    primary_panel: pd.DataFrame,
+    regimes: pd.DataFrame,
+    date_split: dict,
+    params: dict,
+    temporal: dict,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The comparison table (model x scope) and the series behind the plots."""
+    config = evaluation.EvaluationConfig.from_params(params, temporal)
+    result = evaluation.evaluate_predictions(
+        test_predictions, labels, primary_panel[["date", "ticker", "close", "ret_1d"]], regimes,
+        config, test_start=date_split["test_start"], test_end=date_split["test_end"],
+    )
+    overall = result.table[result.table["scope"] == evaluation.ALL_SCOPE]
+    for row in overall.itertuples():
+        logger.info("test %-18s rank_ic %+.4f  ic %+.4f  sharpe %+.2f  ir %+.2f  max_dd %.1f%%",
+                    row.model, row.rank_ic, row.ic, row.sharpe, row.ir, 100 * row.max_drawdown)
+    return (result.table, result.daily_ic, result.daily_returns, result.quantile_returns,
+            result.ic_decay)
+
+
+def apply_gates(
+    evaluation_table: pd.DataFrame, base_model_status: dict, date_split: dict, params: dict
+) -> dict[str, Any]:
+    """Production-readiness gate report of the gated model (default ``final``)."""
+    spec = params["gates"]
+    model, scope = str(spec.get("model", "final")), str(spec.get("scope", "all"))
+    rows = evaluation_table[(evaluation_table["model"] == model)
+                            & (evaluation_table["scope"] == scope)]
+    metrics = {} if rows.empty else rows.iloc[0].to_dict()
+    report = gates.evaluate_gates(metrics, spec.get("checks"), model=model, scope=scope)
+    if rows.empty:
+        report["note"] = f"model {model!r} has no test predictions: every check fails"
+    status = base_model_status or {}
+    report["base_models"] = {
+        "ok": sorted(n for n, s in status.items() if (s or {}).get("status") == "ok"),
+        "failed": sorted(n for n, s in status.items() if (s or {}).get("status") != "ok"),
+    }
+    report["test_period"] = {k: date_split.get(k) for k in ("test_start", "test_end")}
+    logger.info("%s", gates.format_gate_report(report))
+    return report
+
+
+def evaluation_metrics(evaluation_table: pd.DataFrame, gate_report: dict, params: dict) -> dict:
+    """``evaluation.<model>.test_<metric>`` (+ per-regime ones and the gate verdicts)."""
+    values = evaluation.metric_values(
+        evaluation_table, evaluation.LOGGED_METRICS, params.get("log_regime_metrics") or ()
+    )
+    model = gate_report["model"]
+    values[f"{model}.gates_passed"] = float(gate_report["passed"])
+    for check in gate_report["checks"]:
+        values[f"{model}.gate_{check['name']}_passed"] = float(check["passed"])
+    return as_mlflow_metrics(values)
+
+
+def read_feature_importance(path: str | None) -> pd.DataFrame | None:
+    """The base models' feature importance table when base_models wrote one (else None)."""
+    if not path or not Path(path).is_file():
+        logger.info("no feature importance at %s: the plot says so", path)
+        return None
+    return pd.read_csv(path)
+
+
+def make_plots(
+    evaluation_table: pd.DataFrame,
+    daily_ic: pd.DataFrame,
+    daily_returns: pd.DataFrame,
+    quantile_returns: pd.DataFrame,
+    params: dict,
+):
+    """The five evaluation figures, each returned twice: HTML (MLflow) and JSON (kedro-viz)."""
+    options = params.get("plots", {}) or {}
+    models = options.get("models")
+    figures = [
+        plots.cumulative_ic_figure(daily_ic, models),
+        plots.equity_curve_figure(daily_returns, models, options.get("highlight", "final")),
+        plots.quantile_returns_figure(quantile_returns, models),
+        plots.ic_by_regime_figure(evaluation_table),
+        plots.feature_importance_figure(
+            read_feature_importance(params.get("feature_importance_path")),
+            int(options.get("top_features", 25)),
+        ),
+    ]
+    return tuple(f for figure in figures for f in (figure, figure))
+
+
+# ------------------------------------------------------------------------------------------
+# The serving chain and the registry
+# ------------------------------------------------------------------------------------------
+
+
+def build_prediction_chain(
+    feature_spec: Any,
+    base_models: dict,
+    regime_model: Any,
+    ensemble: Any,
+    primary_panel: pd.DataFrame,
+    regimes: pd.DataFrame,
+    data_quality_report: dict,
+    data: dict,
+    processing: dict,
+    temporal: dict,
+    registry: dict | None = None,
+) -> PredictionChain:
+    """Every fitted object plus the cleaning settings: raw panel slice -> final predictions.
+
+    Warm-up: the longest feature window (``max_lookback_days`` or the spec's own ``warmup_days``,
+    whichever is larger) plus ``registry.warmup_extra_days``, so EWM-smoothed features have
+    converged to float precision and a slice reproduces the full-history values exactly."""
+    cleaner = PanelCleaner.from_params(
+        primary_panel["ticker"].unique(), processing, (data_quality_report or {}).get("medians")
+    )
+    index = panel_lib.load_index_series(data.get("index_path"))
+    return PredictionChain(
+        cleaner=cleaner,
+        feature_spec=feature_spec,
+        base_models=dict(base_models),
+        regime_model=regime_model,
+        ensemble=ensemble,
+        market_index=index if len(index) else None,
+        warmup_days=max(int(temporal.get("max_lookback_days", 252)),
+                        int(getattr(feature_spec, "warmup_days", 0) or 0))
+        + int((registry or {}).get("warmup_extra_days", 0)),
+        known_regimes=regimes.reset_index(drop=True) if regimes is not None else None,
+    )
+
+
+def test_slice(raw: pd.DataFrame, date_split: dict, warmup_days: int) -> pd.DataFrame:
+    """Raw rows from ``warmup_days`` trading dates before test_start to test_end."""
+    dates = pd.DatetimeIndex(np.sort(raw["date"].unique()))
+    start = dates.searchsorted(pd.Timestamp(date_split["test_start"]))
+    first = dates[max(0, start - warmup_days)]
+    keep = (raw["date"] >= first) & (raw["date"] <= pd.Timestamp(date_split["test_end"]))
+    return raw.loc[keep].reset_index(drop=True)
+
+
+def reproduction_check(
+    chain: PredictionChain, raw_slice: pd.DataFrame, ensemble_test_predictions: pd.DataFrame,
+    date_split: dict, model: str = "final",
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Run the chain on the raw test slice and compare with the pipeline's test predictions."""
+    predicted = chain.predict(raw_slice)
+    predicted = evaluation.restrict_to_period(predicted, date_split["test_start"],
+                                              date_split["test_end"])
+    expected = ensemble_test_predictions.loc[ensemble_test_predictions["model"] == model,
+                                             ["date", "ticker", "prediction"]]
+    both = expected.merge(predicted, on=["date", "ticker"], how="outer",
+                          suffixes=("_pipeline", "_chain"))
+    a, b = both["prediction_pipeline"].to_numpy(float), both["prediction_chain"].to_numpy(float)
+    matched = np.isfinite(a) & np.isfinite(b)
+    diff = np.abs(a[matched] - b[matched])
+    stats = {
+        "rows_pipeline": int(np.isfinite(a).sum()),
+        "rows_chain": int(np.isfinite(b).sum()),
+        "rows_matched": int(matched.sum()),
+        "max_abs_diff": float(diff.max()) if diff.size else math.nan,
+        "correlation": (float(np.corrcoef(a[matched], b[matched])[0, 1]) if diff.size > 1
+                        else math.nan),
+    }
+    return predicted, stats
+
+
+def register_model(
+    prediction_chain: PredictionChain,
+    gate_report: dict,
+    ensemble_test_predictions: pd.DataFrame,
+    date_split: dict,
+    data: dict,
+    registry: dict,
+) -> dict[str, Any]:
+    """Check that the chain reproduces the test predictions, then (with an active MLflow run and
+    ``registry.enabled``) log it as a pyfunc model and register it as champion or challenger."""
+    raw = panel_lib.load_raw_panel(Path(data["raw_path"]), layout=data.get("layout", "auto"))
+    raw_slice = test_slice(raw, date_split, prediction_chain.warmup_days)
+    out: dict[str, Any] = {"gates_passed": bool(gate_report["passed"])}
+    try:
+        predicted, stats = reproduction_check(prediction_chain, raw_slice,
+                                              ensemble_test_predictions, date_split,
+                                              prediction_chain.model_name)
+    except Exception as error:  # a broken chain must not be registered, but the report stays
+        logger.error("the prediction chain failed on the raw test slice: %s", error)
+        return {**out, "registered": False,
+                "reason": f"chain failed on the test slice: {type(error).__name__}: {error}"}
+    logger.info("chain on the raw test slice vs pipeline test predictions: %s", stats)
+    out["reproduction"] = stats
+    tolerance = float(registry.get("max_reproduction_diff", 1e-4))
+    if not (stats["rows_matched"] == stats["rows_pipeline"] > 0
+            and stats["max_abs_diff"] <= tolerance):
+        logger.error("the chain does not reproduce the test predictions (%s; tolerance %g): "
+                     "not registered", stats, tolerance)
+        return {**out, "registered": False,
+                "reason": f"chain does not reproduce the test predictions within {tolerance:g}"}
+
+    import mlflow  # only the registry step needs MLflow
+
+    if not registry.get("enabled", True):
+        return {**out, "registered": False, "reason": "registry.enabled is false"}
+    if mlflow.active_run() is None:
+        logger.warning("no active MLflow run: the chain is not logged or registered")
+        return {**out, "registered": False, "reason": "no active MLflow run"}
+    from bma_quant.serving.registry import log_and_register
+
+    n = int(registry.get("signature_rows", 200))
+    result = log_and_register(
+        prediction_chain, gate_report, raw_slice.head(n), predicted.head(n),
+        model_name=registry.get("model_name", "bma_quant"),
+        artifact_name=registry.get("artifact_name", "bma_quant_chain"),
+        champion_alias=registry.get("champion_alias", "champion"),
+        challenger_alias=registry.get("challenger_alias", "challenger"),
+        code_paths=[registry["code_path"]] if registry.get("code_path") else None,
+    )
+    mlflow.log_metrics({f"evaluation.registry.reproduction_{k}": float(v)
+                        for k, v in stats.items() if math.isfinite(float(v))})
+    return {**out, **result}

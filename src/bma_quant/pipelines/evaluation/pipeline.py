@@ -1,0 +1,46 @@
+"""evaluation: test-period comparison table, gates, plots, and the registered pyfunc chain."""
+
+from kedro.pipeline import Node, Pipeline
+
+from bma_quant.pipelines.evaluation import nodes
+
+PLOTS = ("cumulative_ic", "equity_curve", "quantile_returns", "ic_by_regime",
+         "feature_importance")
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    plot_outputs = [name for plot in PLOTS
+                    for name in (f"evaluation_plot_{plot}_html", f"evaluation_plot_{plot}")]
+    return Pipeline(
+        [
+            Node(nodes.collect_test_predictions,
+                 ["base_test_predictions", "regime_test_predictions", "ensemble_test_predictions"],
+                 "evaluation_test_predictions", name="collect_test_predictions"),
+            Node(nodes.evaluate_test_period,
+                 ["evaluation_test_predictions", "labels", "primary_panel", "regimes",
+                  "date_split", "params:evaluation", "params:temporal"],
+                 ["evaluation_table", "evaluation_daily_ic", "evaluation_daily_returns",
+                  "evaluation_quantile_returns", "evaluation_ic_decay"],
+                 name="evaluate_test_period"),
+            Node(nodes.apply_gates,
+                 ["evaluation_table", "base_model_status", "date_split", "params:evaluation"],
+                 "gate_report", name="apply_gates"),
+            Node(nodes.evaluation_metrics,
+                 ["evaluation_table", "gate_report", "params:evaluation"], "evaluation_metrics",
+                 name="evaluation_metrics"),
+            Node(nodes.make_plots,
+                 ["evaluation_table", "evaluation_daily_ic", "evaluation_daily_returns",
+                  "evaluation_quantile_returns", "params:evaluation"],
+                 plot_outputs, name="make_plots"),
+            Node(nodes.build_prediction_chain,
+                 ["feature_spec", "base_models", "regime_model", "ensemble", "primary_panel",
+                  "regimes", "data_quality_report", "params:data", "params:processing",
+                  "params:temporal", "params:registry"],
+                 "prediction_chain", name="build_prediction_chain"),
+            Node(nodes.register_model,
+                 ["prediction_chain", "gate_report", "ensemble_test_predictions", "date_split",
+                  "params:data", "params:registry"],
+                 "model_registration", name="register_model"),
+        ],
+        tags=["evaluation"],
+    )

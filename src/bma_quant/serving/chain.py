@@ -1,0 +1,251 @@
+"""The whole raw-panel -> prediction chain as one picklable object (no MLflow here).
+
+``PredictionChain.predict(raw_panel)`` repeats, on a raw long panel slice, exactly what the
+training pipelines did to the test period:
+
+1. data_processing's cleaning: restrict to the training universe, strict date-coverage filter,
+   limited forward fill, split repair, stale-price masking, development-period median imputation
+   (the medians fitted in training), daily returns;
+2. the market series: the index level when the slice carries a ``market_level`` column, else the
+   index history stored at training time (when training used an index), else the equal-weighted
+   average of the slice;
+3. ``feature_spec.transform(panel, market)`` -> selected features;
+4. every base model's ``predict`` and the regime layer (detector -> regimes -> per-regime models);
+5. ``ensemble.combine(predictions_long, regimes)``.
+
+Output: ``date, ticker, prediction`` for every date of the slice after the first
+``warmup_days`` (default ``max_lookback_days``) dates, the warm-up the longest feature window
+needs. Feed ``max_lookback_days`` trading days of history before the first date you want scored.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core import cleaning, market
+from bma_quant.core import panel as panel_lib
+from bma_quant.core.fear_greed import fear_greed_index
+from bma_quant.core.regimes import detector_inputs
+from bma_quant.core.schema import validate_long_panel
+
+logger = logging.getLogger(__name__)
+
+MARKET_LEVEL = "market_level"  # optional input column: the index level on that date
+
+
+class StaleChainError(ValueError):
+    """The fitted objects do not fit together (e.g. models fitted on other features)."""
+
+
+@dataclass
+class PanelCleaner:
+    """data_processing's causal cleaning with the parameters and medians fitted in training."""
+
+    universe: list[str]
+    coverage_threshold: float = 0.7
+    strict_mode: bool = True
+    ffill_limit: int = 5
+    split_detection: dict = field(default_factory=lambda: {"enabled": False})
+    stale: dict = field(default_factory=lambda: {"min_streak": 5, "mask_after": None})
+    medians: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, universe, processing: dict, medians: dict | None) -> PanelCleaner:
+        return cls(
+            universe=sorted(map(str, universe)),
+            coverage_threshold=float(processing.get("coverage_threshold", 0.7)),
+            strict_mode=bool(processing.get("strict_mode", True)),
+            ffill_limit=int(processing.get("ffill_limit", 5)),
+            split_detection=dict(processing.get("split_detection", {"enabled": False})),
+            stale=dict(processing.get("stale", {"min_streak": 5, "mask_after": None})),
+            medians=dict(medians or {}) if processing.get("impute_medians", True) else {},
+        )
+
+    def clean(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """Raw long slice -> long panel (as primary_panel, with ``ret_1d``) on the training
+        universe."""
+        frame = raw.loc[raw["ticker"].astype(str).isin(self.universe)]
+        if frame.empty:
+            raise ValueError("the panel slice has no ticker of the training universe")
+        matrices = panel_lib.to_matrices(frame)
+        matrices = _reindex_matrix(matrices, pd.Index(self.universe))  # full training grid
+        if self.strict_mode:  # a date's coverage only depends on that date: same as training
+            coverage = matrices.close.notna().mean(axis=1).to_numpy()
+            matrices = matrices.select(dates=matrices.dates[coverage >= self.coverage_threshold])
+        matrices, _ = cleaning.forward_fill_limited(matrices, self.ffill_limit)
+        splits = self.split_detection
+        if splits.get("enabled", True) and "max_abs_return" in splits:
+            matrices, _ = cleaning.repair_unadjusted_splits(
+                matrices, float(splits["max_abs_return"]), list(splits["ratios"]),
+                float(splits["tolerance"]),
+            )
+        matrices, _ = cleaning.handle_stale_prices(
+            matrices, int(self.stale.get("min_streak", 5)), self.stale.get("mask_after")
+        )
+        medians = {k: v for k, v in self.medians.items() if k in matrices.values}
+        if medians:
+            matrices, _ = cleaning.impute_medians(matrices, medians)
+        returns = cleaning.daily_returns(matrices.close)
+        return panel_lib.to_long(matrices, extra={"ret_1d": returns})
+
+
+def _reindex_matrix(matrices: panel_lib.PanelMatrices, tickers) -> panel_lib.PanelMatrices:
+    return panel_lib.PanelMatrices(
+        {k: v.reindex(columns=tickers) for k, v in matrices.values.items()},
+        None if matrices.sector is None else matrices.sector.reindex(tickers),
+        list(matrices.extra_columns),
+    )
+
+
+@dataclass
+class PredictionChain:
+    """Cleaning, features, base models, regime layer and ensemble: raw panel -> predictions."""
+
+    cleaner: PanelCleaner
+    feature_spec: Any
+    base_models: dict[str, Any]
+    regime_model: Any | None
+    ensemble: Any
+    market_index: pd.DataFrame | None = None  # (date, level) the training run used, if any
+    warmup_days: int = 252
+    model_name: str = "final"
+    known_regimes: pd.DataFrame | None = None  # the training run's causal regimes (all dates)
+
+    # ------------------------------------------------------------------ steps
+    def prepare(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Raw slice -> (clean long panel with ret_1d, market frame)."""
+        raw = raw.copy()
+        raw["date"] = pd.to_datetime(raw["date"])
+        index = self._index_from_slice(raw)
+        raw = raw.drop(columns=[MARKET_LEVEL], errors="ignore")
+        raw = validate_long_panel(raw, source="model input")
+        raw["ticker"] = raw["ticker"].astype(str)
+        clean = self.cleaner.clean(raw.sort_values(["date", "ticker"], kind="stable"))
+        returns = clean.pivot(index="date", columns="ticker", values="ret_1d").sort_index()
+        if index is None and self.market_index is not None and len(self.market_index):
+            index = self.market_index
+            if index["date"].max() < returns.index.max():
+                logger.warning(
+                    "the stored market index ends on %s, before the slice's last date %s: pass a "
+                    "'%s' column for later dates (levels are carried forward meanwhile)",
+                    index["date"].max().date(), returns.index.max().date(), MARKET_LEVEL,
+                )
+        return clean, market.market_series(returns, index)
+
+    @staticmethod
+    def _index_from_slice(raw: pd.DataFrame) -> pd.DataFrame | None:
+        if MARKET_LEVEL not in raw or raw[MARKET_LEVEL].notna().sum() == 0:
+            return None
+        levels = raw.dropna(subset=[MARKET_LEVEL]).groupby("date")[MARKET_LEVEL].first()
+        return pd.DataFrame({"date": levels.index, "level": levels.to_numpy(dtype=np.float64)})
+
+    def features(self, clean: pd.DataFrame, market_frame: pd.DataFrame) -> pd.DataFrame:
+        return self.feature_spec.transform(clean, market_frame)
+
+    def feature_names(self, features: pd.DataFrame) -> list[str]:
+        names = getattr(self.feature_spec, "selected", None)
+        if names:
+            return list(names)
+        return [c for c in features.columns if c not in ("date", "ticker", "label")]
+
+    def base_predictions(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Long (date, ticker, model, prediction) of every base model."""
+        names = self.feature_names(features)
+        X = features[names]
+        frames = []
+        for name, estimator in self.base_models.items():
+            fitted_on = getattr(estimator, "feature_names_in_", None)
+            if fitted_on is not None and list(fitted_on) != names:
+                raise StaleChainError(
+                    f"base model {name!r} was fitted on features {list(fitted_on)} but the "
+                    f"feature spec selects {names}: the upstream artifacts come from different "
+                    "runs (feature_engineering rerun after base_models?). Rerun the pipelines "
+                    "from feature_engineering on."
+                )
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "date": features["date"].to_numpy(),
+                        "ticker": features["ticker"].to_numpy(),
+                        "model": name,
+                        "prediction": np.asarray(estimator.predict(X), dtype=np.float32),
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
+
+    def regime_models(self) -> dict[str, Any]:
+        """{model name: regime-aware model}; ``regime_model`` may be one model or a dict."""
+        if self.regime_model is None:
+            return {}
+        if isinstance(self.regime_model, dict):
+            return dict(self.regime_model)
+        return {getattr(self.regime_model, "name", "regime_model"): self.regime_model}
+
+    def regimes(self, clean: pd.DataFrame, market_frame: pd.DataFrame) -> pd.DataFrame | None:
+        """Regimes for the slice's dates: the stored training regimes where they exist (causal
+        labels, identical to re-detecting on the full history), the fitted detector on the slice
+        for later dates (give it >= 2 years of history: fear-greed and filter burn-in)."""
+        dates = pd.DatetimeIndex(np.sort(clean["date"].unique()), name="date")
+        stored = self.known_regimes
+        if stored is not None and len(stored) and dates.isin(stored["date"]).all():
+            return stored.loc[stored["date"].isin(dates)].reset_index(drop=True)
+        detector_model = next(
+            (m for m in self.regime_models().values() if getattr(m, "detector", None)), None
+        )
+        if detector_model is None:
+            return stored
+        close = clean.pivot(index="date", columns="ticker", values="close").sort_index()
+        fear_greed = fear_greed_index(close, market_frame, detector_model.fear_greed_params)
+        detected = detector_model.detect(detector_inputs(market_frame, fear_greed))
+        detected["fear_greed"] = fear_greed.reindex(detected["date"]).to_numpy()
+        if stored is None or not len(stored):
+            return detected
+        new = detected.loc[~detected["date"].isin(stored["date"])]
+        old = stored.loc[stored["date"].isin(dates)]
+        return pd.concat([old, new], ignore_index=True).sort_values("date").reset_index(drop=True)
+
+    def regime_predictions(self, features: pd.DataFrame, regimes) -> pd.DataFrame | None:
+        """Long predictions of every regime-aware model (None without a regime layer)."""
+        models = self.regime_models()
+        if not models or regimes is None:
+            return None
+        frames = []
+        for name, model in models.items():
+            cols = ["date", *getattr(model, "feature_names", self.feature_names(features))]
+            values = np.asarray(model.predict(features[cols], regimes), dtype=np.float32)
+            frames.append(pd.DataFrame({"date": features["date"].to_numpy(),
+                                        "ticker": features["ticker"].to_numpy(),
+                                        "model": name, "prediction": values}))
+        return pd.concat(frames, ignore_index=True)
+
+    # ------------------------------------------------------------------ public
+    def predict_all(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """Every layer's predictions, long (date, ticker, model, prediction), incl. ``final``."""
+        clean, market_frame = self.prepare(raw)
+        features = self.features(clean, market_frame)
+        base = self.base_predictions(features)
+        regimes = self.regimes(clean, market_frame)
+        layers = [base]
+        regime_preds = self.regime_predictions(features, regimes)
+        if regime_preds is not None:
+            layers.append(regime_preds[["date", "ticker", "model", "prediction"]])
+        components = pd.concat(layers, ignore_index=True)
+        combined = self.ensemble.combine(components, regimes)
+        final = combined[["date", "ticker", "prediction"]].assign(model=self.model_name)
+        out = pd.concat([components, final], ignore_index=True)
+        dates = pd.DatetimeIndex(np.sort(clean["date"].unique()))
+        scored = dates[self.warmup_days:] if self.warmup_days else dates
+        out = out.loc[out["date"].isin(scored)]
+        return out.sort_values(["model", "date", "ticker"], kind="stable").reset_index(drop=True)
+
+    def predict(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """(date, ticker, prediction) of the final ensemble for the slice's dates after warm-up."""
+        out = self.predict_all(raw)
+        final = out.loc[out["model"] == self.model_name, ["date", "ticker", "prediction"]]
+        return final.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)

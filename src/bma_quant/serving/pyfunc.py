@@ -1,0 +1,41 @@
+"""The MLflow pyfunc model: one artifact, the pickled ``PredictionChain``.
+
+Input: a pandas DataFrame, the long raw panel slice (``date, ticker, close`` [, ``open, high, low,
+volume, sector``, user factors, ``market_level``]) with ``date`` as ISO strings (``YYYY-MM-DD``;
+datetimes are accepted too) and at least ``max_lookback_days`` trading days of history before the
+first date to score. Output: ``date, ticker, prediction`` for every date after that warm-up, or
+only for the slice's last date with ``params={"last_date_only": True}``.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import mlflow.pyfunc
+import pandas as pd
+
+CHAIN_ARTIFACT = "chain"
+
+
+def to_model_input(raw: pd.DataFrame) -> pd.DataFrame:
+    """A raw panel slice in the form the signature declares: ISO date strings, str tickers."""
+    out = raw.copy()
+    out["date"] = pd.to_datetime(out["date"]).dt.strftime("%Y-%m-%d")
+    out["ticker"] = out["ticker"].astype(str)
+    return out
+
+
+class BmaQuantChain(mlflow.pyfunc.PythonModel):
+    """Cleaning, features, base models, regime models and ensemble weights in one model."""
+
+    def load_context(self, context) -> None:
+        with open(context.artifacts[CHAIN_ARTIFACT], "rb") as handle:
+            self.chain = pickle.load(handle)
+
+    def predict(self, context, model_input, params=None):
+        frame = pd.DataFrame(model_input).copy()
+        frame["date"] = pd.to_datetime(frame["date"])
+        out = self.chain.predict(frame)
+        if (params or {}).get("last_date_only") and len(out):
+            out = out.loc[out["date"] == out["date"].max()].reset_index(drop=True)
+        return out

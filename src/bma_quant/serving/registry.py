@@ -1,0 +1,106 @@
+"""Log the chain as a pyfunc model, register it and set the champion / challenger alias.
+
+A version that passes the production-readiness gates becomes ``champion`` (the alias moves to it);
+one that fails becomes ``challenger`` and any earlier champion keeps its alias, so
+``models:/bma_quant@champion`` always serves the last version that passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types import ColSpec, DataType, Schema
+
+from bma_quant.serving.chain import MARKET_LEVEL, PredictionChain
+from bma_quant.serving.pyfunc import CHAIN_ARTIFACT, BmaQuantChain, to_model_input
+
+logger = logging.getLogger(__name__)
+
+
+def current_alias_version(client: MlflowClient, model_name: str, alias: str) -> str | None:
+    """Version number holding ``alias``, or None (no such model or alias)."""
+    try:
+        return str(client.get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def with_optional_market_level(signature: ModelSignature) -> ModelSignature:
+    """Declare the optional ``market_level`` input column: signature enforcement drops columns
+    the schema does not name, and the chain reads the index level from it when present."""
+    columns = [c for c in signature.inputs.inputs if c.name != MARKET_LEVEL]
+    columns.append(ColSpec(DataType.double, MARKET_LEVEL, required=False))
+    return ModelSignature(inputs=Schema(columns), outputs=signature.outputs,
+                          params=signature.params)
+
+
+def log_and_register(
+    chain: PredictionChain,
+    gate_report: dict,
+    sample_input: pd.DataFrame,
+    sample_output: pd.DataFrame,
+    *,
+    model_name: str = "bma_quant",
+    artifact_name: str = "bma_quant_chain",
+    champion_alias: str = "champion",
+    challenger_alias: str = "challenger",
+    code_paths: list[str] | None = None,
+) -> dict[str, Any]:
+    """Log ``chain`` to the active MLflow run, register it and alias it by the gate verdict.
+
+    Requires an active run (the caller checks). Returns what happened, JSON-serialisable."""
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_and_register needs an active MLflow run")
+    passed = bool(gate_report.get("passed"))
+    signature = with_optional_market_level(infer_signature(
+        to_model_input(sample_input), sample_output, params={"last_date_only": False}
+    ))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "chain.pkl"
+        with open(path, "wb") as handle:
+            pickle.dump(chain, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        info = mlflow.pyfunc.log_model(
+            name=artifact_name,
+            python_model=BmaQuantChain(),
+            artifacts={CHAIN_ARTIFACT: str(path)},
+            signature=signature,
+            code_paths=[p for p in (code_paths or []) if Path(p).exists()] or None,
+        )
+    client = MlflowClient()
+    previous = current_alias_version(client, model_name, champion_alias)
+    version = mlflow.register_model(info.model_uri, model_name)
+    alias = champion_alias if passed else challenger_alias
+    client.set_registered_model_alias(model_name, alias, version.version)
+    client.set_model_version_tag(model_name, version.version, "gates",
+                                 gate_report.get("verdict", "fail"))
+    if gate_report.get("failed"):
+        client.set_model_version_tag(model_name, version.version, "failed_gates",
+                                     ",".join(gate_report["failed"]))
+    champion = version.version if passed else previous
+    logger.info(
+        "registered %s version %s as %s (champion: %s)", model_name, version.version, alias,
+        champion if champion is not None else "none",
+    )
+    return {
+        "registered": True,
+        "model_name": model_name,
+        "version": str(version.version),
+        "alias": alias,
+        "model_uri": f"models:/{model_name}/{version.version}",
+        "alias_uri": f"models:/{model_name}@{alias}",
+        "logged_model_uri": info.model_uri,
+        "run_id": run.info.run_id,
+        "gates_passed": passed,
+        "champion_version": None if champion is None else str(champion),
+        "previous_champion_version": previous,
+    }

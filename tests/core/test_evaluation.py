@@ -1,0 +1,114 @@
+"""The comparison table: known answers on planted-signal and noise predictions, regime scopes."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bma_quant.core import evaluation as ev
+from bma_quant.core.backtest import long_short_backtest
+from bma_quant.core.labels import forward_return_labels
+from bma_quant.core.metrics import prediction_scores
+from bma_quant.core.synthetic import generate_synthetic_market
+
+
+@pytest.fixture(scope="module")
+def market():
+    m = generate_synthetic_market(n_tickers=50, n_days=700, seed=1, signal_strength=0.05,
+                                  ohlcv=False)
+    p = m.panel
+    close = p.pivot(index="date", columns="ticker", values="close")
+    labels = forward_return_labels(close, 10, 1).stack(future_stack=True).rename("label")
+    ret = (close / close.shift(1) - 1).stack(future_stack=True).rename("ret_1d")
+    panel = p[["date", "ticker", "close"]].merge(ret.reset_index(), on=["date", "ticker"])
+    preds = pd.concat([
+        p[["date", "ticker"]].assign(model="final", prediction=p["signal_1"].to_numpy()),
+        p[["date", "ticker"]].assign(model="xgboost", prediction=p["noise_1"].to_numpy()),
+    ], ignore_index=True)
+    test_start = p["date"].unique()[400]
+    return m, labels.reset_index(), panel, preds, test_start
+
+
+def test_table_shape_signal_and_noise(market):
+    m, labels, panel, preds, test_start = market
+    result = ev.evaluate_predictions(preds, labels, panel, m.regimes, ev.EvaluationConfig(),
+                                     test_start=test_start)
+    table = result.table
+    assert list(table.columns) == list(ev.TABLE_COLUMNS)
+    # known upstream order: xgboost before final; scope all first, then regimes present
+    assert table["model"].iloc[0] == "xgboost"
+    scopes = set(table.loc[table["model"] == "final", "scope"])
+    assert "all" in scopes and scopes - {"all"} <= {"bull", "neutral", "bear"} and len(scopes) > 1
+    final = result.metrics_of("final")
+    noise = result.metrics_of("xgboost")
+    assert final["rank_ic"] > 0.2 and final["sharpe"] > 2 and final["hit_rate"] > 0.8
+    assert abs(noise["rank_ic"]) < 0.05 and abs(noise["ic_tstat"]) < 3
+    # only test dates are scored
+    assert result.daily_ic["date"].min() >= test_start
+    assert set(result.quantile_returns["quantile"]) == {1, 2, 3, 4, 5}
+    q = result.quantile_returns[result.quantile_returns["model"] == "final"]["mean_label"]
+    assert q.is_monotonic_increasing
+    assert set(result.ic_decay["horizon"]) == set(range(1, 11))
+
+
+def test_overall_scope_equals_core_metrics_and_backtest(market):
+    m, labels, panel, preds, test_start = market
+    config = ev.EvaluationConfig(rebalance_days=5, cost_bps=20)
+    result = ev.evaluate_predictions(preds, labels, panel, None, config, test_start=test_start)
+    assert set(result.table["scope"]) == {"all"}  # no regimes: overall only
+    final = preds[(preds["model"] == "final") & (preds["date"] >= test_start)]
+    merged = final.merge(labels, on=["date", "ticker"])
+    scores = prediction_scores(merged, nw_lag=10)
+    bt = long_short_backtest(final, panel[panel["date"] >= test_start], rebalance_days=5,
+                             cost_bps=20)
+    row = result.metrics_of("final")
+    for key in ("ic", "rank_ic", "icir", "rank_icir", "ic_tstat", "hit_rate"):
+        assert row[key] == pytest.approx(scores[key])
+    for key in ("sharpe", "ir", "max_drawdown", "turnover", "annual_return"):
+        assert row[key] == pytest.approx(bt.summary[key])
+
+
+def test_regime_scopes_partition_the_days(market):
+    m, labels, panel, preds, test_start = market
+    result = ev.evaluate_predictions(preds, labels, panel, m.regimes, ev.EvaluationConfig(),
+                                     test_start=test_start)
+    table = result.table[result.table["model"] == "final"].set_index("scope")
+    regimes = table.drop(index="all")
+    assert regimes["n_days"].sum() == table.loc["all", "n_days"]
+    assert regimes["n_rebalances"].sum() == table.loc["all", "n_rebalances"]
+    assert regimes["n_dates"].sum() == table.loc["all", "n_dates"]
+    # each regime's IC is the mean of the daily IC on that regime's dates
+    ic = result.daily_ic[result.daily_ic["model"] == "final"].set_index("date")["rank_ic"]
+    labels_by_date = m.regimes.set_index("date")["regime"]
+    for regime, row in regimes.iterrows():
+        expected = ic[labels_by_date.reindex(ic.index).to_numpy() == regime].mean()
+        assert row["rank_ic"] == pytest.approx(expected)
+
+
+def test_book_attribution_uses_signal_date_regime(market):
+    m, labels, panel, preds, test_start = market
+    result = ev.evaluate_predictions(preds, labels, panel, m.regimes,
+                                     ev.EvaluationConfig(), test_start=test_start)
+    daily = result.daily_returns[result.daily_returns["model"] == "final"]
+    # a book spans rebalance_days held days and keeps one regime label for all of them
+    starts = np.flatnonzero(daily["turnover"].to_numpy() > 0)
+    for a, b in zip(starts[:-1], starts[1:], strict=True):
+        assert daily["regime"].iloc[a:b].nunique() == 1
+
+
+def test_metric_names():
+    table = pd.DataFrame([
+        {"model": "final", "scope": "all", **{m: 0.1 for m in ev.LOGGED_METRICS}},
+        {"model": "final", "scope": "bull", **{m: 0.2 for m in ev.LOGGED_METRICS}},
+    ])
+    names = ev.metric_values(table, regime_metrics=["sharpe"])
+    assert "final.test_rank_ic" in names and "final.test_bull_sharpe" in names
+    assert len(names) == len(ev.LOGGED_METRICS) + 1
+
+
+def test_ordered_models_and_config_defaults():
+    assert ev.ordered_models(["zzz", "final", "elastic_net", "bma"]) == [
+        "elastic_net", "bma", "final", "zzz"]
+    config = ev.EvaluationConfig.from_params({}, {"prediction_horizon_days": 5,
+                                                  "execution_delay_days": 2})
+    assert (config.nw_lag, config.rebalance_days, config.execution_delay) == (5, 5, 2)
+    assert config.decay_horizons == (1, 2, 3, 4, 5)

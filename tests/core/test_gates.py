@@ -1,0 +1,49 @@
+"""Production-readiness gates: pass, fail, missing values and the report's shape."""
+
+import json
+import math
+
+import pytest
+
+from bma_quant.core.gates import DEFAULT_CHECKS, check_gate, evaluate_gates, format_gate_report
+
+GOOD = {"ic": 0.05, "ir": 0.9, "sharpe": 1.6, "max_drawdown": 0.12, "n_dates": 400}
+
+
+def test_all_checks_pass_on_good_metrics():
+    report = evaluate_gates(GOOD)
+    assert report["passed"] and report["verdict"] == "pass" and report["failed"] == []
+    assert [c["name"] for c in report["checks"]] == list(DEFAULT_CHECKS)
+    json.dumps(report)  # JSON-serialisable as written to gate_report.json
+
+
+@pytest.mark.parametrize(
+    "metric, value, failed",
+    [("ic", 0.02, "ic"), ("ir", 0.3, "ir"), ("sharpe", 0.99, "sharpe"),
+     ("max_drawdown", 0.2, "max_drawdown"), ("n_dates", 249, "min_test_dates")],
+)
+def test_each_threshold_fails_at_the_boundary(metric, value, failed):
+    report = evaluate_gates({**GOOD, metric: value})
+    assert not report["passed"] and report["failed"] == [failed]
+    check = next(c for c in report["checks"] if c["name"] == failed)
+    assert check["value"] == pytest.approx(value) and not check["passed"]
+
+
+def test_missing_or_nan_metric_fails():
+    report = evaluate_gates({**GOOD, "sharpe": math.nan, "ir": None})
+    assert set(report["failed"]) == {"sharpe", "ir"}
+    assert next(c for c in report["checks"] if c["name"] == "sharpe")["value"] is None
+
+
+def test_custom_checks_and_bad_operator():
+    checks = {"rank": {"metric": "rank_ic", "op": ">=", "threshold": 0.01}}
+    assert evaluate_gates({"rank_ic": 0.01}, checks)["passed"]
+    with pytest.raises(ValueError, match="op must be"):
+        check_gate("x", {"metric": "ic", "op": "!=", "threshold": 0}, {"ic": 1})
+    with pytest.raises(ValueError):
+        evaluate_gates(GOOD, {})
+
+
+def test_format_lists_every_check():
+    text = format_gate_report(evaluate_gates({**GOOD, "sharpe": 0.5}))
+    assert "FAIL" in text and "[FAIL] sharpe: 0.5 > 1" in text and text.count("[PASS]") == 4

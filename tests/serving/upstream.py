@@ -1,0 +1,71 @@
+"""Upstream datasets for evaluation / serving tests, in the docs/architecture.md formats.
+
+A synthetic market goes through the real data_processing pipeline (in memory); the fake fitted
+objects of ``tests.serving.fakes`` then produce base, regime and ensemble test predictions the way
+the upstream pipelines would (features from primary_panel and market).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bma_quant.core.synthetic import generate_synthetic_market
+from tests.serving.fakes import fake_upstream
+from tests.support import run_pipeline
+
+LOOKBACK = 60
+
+
+def data_overrides(raw_path: Path) -> dict:
+    return {
+        "data": {"raw_path": str(raw_path), "index_path": None, "layout": "long"},
+        "periods": {"dev_start": None, "test_fraction": 0.3},
+        "cv": {"min_train_days": 200},
+        "temporal": {"max_lookback_days": LOOKBACK},
+    }
+
+
+def _long(frame: pd.DataFrame, values, model: str) -> pd.DataFrame:
+    return pd.DataFrame({"date": frame["date"].to_numpy(), "ticker": frame["ticker"].to_numpy(),
+                         "model": model, "prediction": values}).astype({"prediction": "float32"})
+
+
+def build_upstream(tmp_path: Path, *, signal_strength: float = 0.06, n_tickers: int = 40,
+                   n_days: int = 700, seed: int = 3) -> tuple[dict, dict]:
+    """(datasets, parameter overrides) for running the evaluation pipeline in memory."""
+    market = generate_synthetic_market(n_tickers=n_tickers, n_days=n_days, seed=seed,
+                                       signal_strength=signal_strength, ohlcv=False,
+                                       n_noise_factors=1)
+    raw_path = tmp_path / "prices.parquet"
+    market.panel.to_parquet(raw_path)
+    overrides = data_overrides(raw_path)
+    dp = run_pipeline("data_processing", {}, overrides)
+    objects = fake_upstream()
+    panel, market_frame, split = dp["primary_panel"], dp["market"], dp["date_split"]
+
+    features = objects["feature_spec"].transform(panel, market_frame)
+    test = features[features["date"] >= pd.Timestamp(split["test_start"])].reset_index(drop=True)
+    regimes = market.regimes.copy()
+    for name in ("bull", "neutral", "bear"):
+        regimes[f"p_{name}"] = (regimes["regime"] == name).astype(float)
+    regimes["fear_greed"] = 50.0
+    base = pd.concat([_long(test, est.predict(test), name)
+                      for name, est in objects["base_models"].items()], ignore_index=True)
+    regime_preds = _long(test, objects["regime_model"].predict(test, regimes).to_numpy(),
+                         "regime_linear")
+    combined = objects["ensemble"].combine(pd.concat([base, regime_preds]), regimes)
+    ensemble = pd.concat(
+        [combined.assign(model=m)[["date", "ticker", "model", "prediction"]]
+         for m in ("equal_weight", "final")], ignore_index=True)
+    datasets = {
+        "labels": dp["labels"], "primary_panel": panel, "date_split": split,
+        "data_quality_report": dp["data_quality_report"], "regimes": regimes,
+        "base_test_predictions": base, "regime_test_predictions": regime_preds,
+        "ensemble_test_predictions": ensemble,
+        "base_model_status": {n: {"status": "ok", "error": None, "best_params": {}}
+                              for n in objects["base_models"]},
+        **objects,
+    }
+    return datasets, overrides

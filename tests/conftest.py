@@ -1,4 +1,24 @@
 import os
+import tempfile
+
+import pytest
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# No test may write into the project's own mlflow.db: default every MLflow call to a scratch store.
+_SCRATCH = tempfile.mkdtemp(prefix="bma_quant_mlflow_")
+SCRATCH_TRACKING_URI = os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{_SCRATCH}/mlflow.db")
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_state():
+    """Each test starts and ends with no active MLflow run or experiment carried over."""
+    yield
+    import mlflow
+    from mlflow.tracking import fluent
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(SCRATCH_TRACKING_URI)
+    fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)

@@ -46,8 +46,9 @@ def mlflow_runs(project: Path):
     """All runs of the project's experiment, newest first (pandas frame from mlflow)."""
     import mlflow
 
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     try:
         return mlflow.search_runs(experiment_names=["bma_quant"], order_by=["start_time DESC"])
     finally:
-        mlflow.set_tracking_uri(None)
+        mlflow.set_tracking_uri(previous)

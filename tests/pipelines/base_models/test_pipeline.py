@@ -158,7 +158,7 @@ def mlflow_run(tmp_path, monkeypatch):
     mlflow.set_experiment("base_models_test")
     with mlflow.start_run() as run:
         yield run
-    mlflow.set_tracking_uri(None)
+    # tests/conftest.py resets the tracking URI and the active experiment after the test
 
 
 def test_trials_are_nested_mlflow_runs_and_models_load_back_with_a_signature(inputs,

@@ -33,16 +33,23 @@ def summary_lines(root: Path) -> list[str]:
     gates = _load_json(reporting / "gate_report.json")
     if gates:
         verdict = "PASS" if gates.get("passed") else "FAIL"
-        lines.append(f"  production gates: {verdict} -> {reporting / 'gate_report.json'}")
+        lines.append(f"  production gates on '{gates.get('model', 'final')}' (test period): "
+                     f"{verdict} -> {reporting / 'gate_report.json'}")
         for check in gates.get("checks", []):
+            value = check.get("value")
+            shown = (f"{value:.0f}" if isinstance(value, float) and value.is_integer()
+                     else f"{value:.4f}" if isinstance(value, float) else str(value))
             lines.append(
-                f"    {check.get('name', '?'):<16} value {check.get('value')!s:<24} "
-                f"threshold {check.get('operator', '')}{check.get('threshold')}  "
-                f"{'ok' if check.get('passed') else 'FAIL'}"
+                f"    {check.get('name', '?'):<16} {shown:>10}  needs {check.get('op', '')} "
+                f"{check.get('threshold')}  {'ok' if check.get('passed') else 'FAIL'}"
             )
-        if gates.get("alias"):
-            lines.append(f"  registered model: {gates.get('model_name', 'bma_quant')} "
-                         f"version {gates.get('version')} alias '{gates['alias']}'")
+    registration = _load_json(reporting / "model_registration.json")
+    if registration and registration.get("registered"):
+        lines.append(f"  registered model: {registration.get('model_name')} version "
+                     f"{registration.get('version')} as '{registration.get('alias')}' "
+                     f"({registration.get('alias_uri')})")
+    elif registration:
+        lines.append(f"  model not registered: {registration.get('reason', 'see model_registration.json')}")
     table = reporting / "evaluation_table.csv"
     if table.is_file():
         with table.open() as handle:

@@ -1,0 +1,82 @@
+"""Run-level hooks: per-node time and memory, the memory guard, the run summary."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from bma_quant import hooks
+from bma_quant.hooks import MemoryLimitExceeded, RunHealthHooks, config_hash, file_fingerprint
+
+
+class _Catalog:
+    def __init__(self, data):
+        self._data = data
+
+    def exists(self, name):
+        return name in self._data
+
+    def load(self, name):
+        return self._data[name]
+
+
+def _memory(percent):
+    return SimpleNamespace(percent=percent)
+
+
+@pytest.fixture
+def health(tmp_path):
+    h = RunHealthHooks()
+    h._project_path = tmp_path
+    h._memory.update({"target_usage": 0.70, "max_threshold": 0.80, "sample_seconds": 0.01})
+    h.before_pipeline_run({"pipeline_names": ["data_processing"]})
+    return h
+
+
+def test_node_time_and_peak_memory_are_recorded_and_summarised(health, tmp_path):
+    node = SimpleNamespace(name="align_and_clean")
+    health._node_layer = {"align_and_clean": "data_processing"}
+    health.before_node_run(node)
+    blob = bytearray(50 * 2**20)  # 50 MB held while the node "runs"
+    health.after_node_run(node)
+    del blob
+    stats = health.node_stats["align_and_clean"]
+    assert stats["seconds"] >= 0 and stats["peak_rss_mb"] > 50
+    health.after_pipeline_run(_Catalog({"base_model_status": {
+        "lightgbm": {"status": "ok"}, "xgboost": {"status": "failed"}}}))
+    summary = json.loads((tmp_path / "data/08_reporting/run_summary.json").read_text())
+    assert summary["status"] == "success"
+    assert summary["layers"]["data_processing"]["nodes"] == 1
+    assert summary["models"]["base_models"] == {"succeeded": ["lightgbm"], "failed": ["xgboost"]}
+
+
+def test_memory_above_max_threshold_stops_the_run_cleanly(health, monkeypatch):
+    monkeypatch.setattr(hooks.psutil, "virtual_memory", lambda: _memory(91.0))
+    with pytest.raises(MemoryLimitExceeded, match="91% passed memory.max_threshold 80%"):
+        health.before_node_run(SimpleNamespace(name="train_lightgbm"))
+
+
+def test_memory_above_target_warns_but_runs(health, monkeypatch, caplog):
+    monkeypatch.setattr(hooks.psutil, "virtual_memory", lambda: _memory(75.0))
+    node = SimpleNamespace(name="build_features")
+    health.before_node_run(node)
+    health.after_node_run(node)
+    assert "above memory.target_usage" in caplog.text
+
+
+def test_failed_node_is_counted(health, tmp_path):
+    node = SimpleNamespace(name="train_xgboost")
+    health.before_node_run(node)
+    health.on_node_error(RuntimeError("boom"), node)
+    health.on_pipeline_error(RuntimeError("boom"), _Catalog({}))
+    summary = json.loads((tmp_path / "data/08_reporting/run_summary.json").read_text())
+    assert summary["node_failures"] == {"train_xgboost": "RuntimeError: boom"}
+    assert summary["status"].startswith("failed")
+
+
+def test_fingerprint_and_config_hash_are_stable(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("date,close\n")
+    assert file_fingerprint(path) == file_fingerprint(path)
+    assert config_hash({"a": 1, "b": {"c": 2}}) == config_hash({"b": {"c": 2}, "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})

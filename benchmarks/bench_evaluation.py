@@ -9,69 +9,24 @@ and (separately) logging + registering the pyfunc model in a throwaway SQLite ML
 Rewrites only the `evaluation` section of benchmarks/results.md.
 
 Run: .venv/bin/python benchmarks/bench_evaluation.py
+(BENCH_SIZE=small: 60 x 600 days, prints the section without writing results.md)
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import os
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
+from _common import N_DAYS, N_TICKERS, ROOT, NodeTimer, machine_line, publish
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+from bma_quant.pipelines.evaluation import nodes
+from tests.serving.upstream import build_upstream
+from tests.support import deep_update, project_params
 
-from bma_quant.pipelines.evaluation import nodes  # noqa: E402
-from tests.serving.upstream import build_upstream  # noqa: E402
-from tests.support import deep_update, project_params  # noqa: E402
-
-N_TICKERS, N_DAYS, SEED = 500, 2520, 0
-RESULTS = ROOT / "benchmarks" / "results.md"
+SEED = 0
 SECTION = "evaluation"
-
-
-class PeakRss:
-    """Samples this process's resident memory in a thread while a block runs."""
-
-    def __init__(self, interval: float = 0.05):
-        self.interval, self.peak = interval, 0
-        self._process = psutil.Process()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, self._process.memory_info().rss)
-
-    def __enter__(self):
-        self.peak = self._process.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
-
-
-def write_section(text: str) -> None:
-    start, end = f"<!-- {SECTION} -->", f"<!-- /{SECTION} -->"
-    block = f"{start}\n{text.rstrip()}\n{end}\n"
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\n"
-    if start in current and end in current:
-        head, rest = current.split(start, 1)
-        tail = rest.split(end, 1)[1].lstrip("\n")
-        current = head + block + ("\n" + tail if tail else "")
-    else:
-        current = current.rstrip("\n") + "\n\n" + block
-    RESULTS.write_text(current)
 
 
 def main() -> None:
@@ -84,14 +39,7 @@ def main() -> None:
     upstream_seconds = time.perf_counter() - started
     params = deep_update(project_params(), overrides)
     ev, temporal, registry = params["evaluation"], params["temporal"], params["registry"]
-    rows: list[tuple[str, float, float]] = []
-
-    def timed(name, fn, *args):
-        with PeakRss() as rss:
-            t0 = time.perf_counter()
-            out = fn(*args)
-            rows.append((name, time.perf_counter() - t0, rss.peak / 2**20))
-        return out
+    timed = NodeTimer()
 
     preds = timed("collect_test_predictions", nodes.collect_test_predictions,
                   data["base_test_predictions"], data["regime_test_predictions"],
@@ -123,24 +71,19 @@ def main() -> None:
                                         {**registry, "code_path": str(ROOT / "src" / "bma_quant")})
 
     registered = timed("register_model (with MLflow run: log + register)", register_with_run)
-    total = sum(sec for name, sec, _ in rows if "with MLflow" not in name)
     split = data["date_split"]
     final = table.query("model == 'final' and scope == 'all'").iloc[0]
     lines = [
         f"## evaluation ({N_TICKERS} tickers x {N_DAYS} days, synthetic)",
         "",
-        f"Date: {dt.date.today().isoformat()}; machine: {os.cpu_count()} cores (nproc), "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB.",
+        f"{machine_line('at the end')}.",
         f"Inputs: {preds['model'].nunique()} models, {len(preds):,} test prediction rows "
         f"({split['test_start']}..{split['test_end']}), comparison table of {len(table)} rows "
         f"(model x scope); upstream (synthetic market + data_processing + stand-in upstream "
         f"models) took {upstream_seconds:.1f} s.",
         "",
-        "| node | wall s | peak RSS MiB |",
-        "|---|---:|---:|",
-        *[f"| {name} | {sec:.2f} | {rss:.0f} |" for name, sec, rss in rows],
-        f"| **total without the MLflow registration** | {total:.2f} | "
-        f"{max(r[2] for r in rows):.0f} |",
+        *timed.table(total_label="**total without the MLflow registration**",
+                     left_out_of_total="with MLflow"),
         "",
         f"final: test RankIC {final['rank_ic']:.4f}, Sharpe {final['sharpe']:.2f}, "
         f"max drawdown {final['max_drawdown']:.1%}; gates: **{report['verdict']}**; chain "
@@ -148,8 +91,7 @@ def main() -> None:
         f"{registration['reproduction']['rows_matched']:,} rows; registered version "
         f"{registered.get('version')} as {registered.get('alias')}.",
     ]
-    write_section("\n".join(lines))
-    print("\n".join(lines))
+    publish(SECTION, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -8,68 +8,28 @@ in bull markets. Each stacking node is then called in order, timed (wall seconds
 peak resident memory. Rewrites only the `stacking` section of benchmarks/results.md.
 
 Run: .venv/bin/python benchmarks/bench_stacking.py
+(BENCH_SIZE=small: 60 x 600 days, prints the section without writing results.md)
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import os
-import sys
-import tempfile
-import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import psutil
+from _common import N_DAYS, N_TICKERS, NodeTimer, machine_line, publish, synthetic_upstream
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+from bma_quant.pipelines.stacking import nodes
+from tests.support import project_params
 
-from bma_quant.core.synthetic import generate_synthetic_market  # noqa: E402
-from bma_quant.pipelines.stacking import nodes  # noqa: E402
-from tests.support import project_params, run_pipeline  # noqa: E402
-
-N_TICKERS, N_DAYS, SEED = 500, 2520, 0
-RESULTS = ROOT / "benchmarks" / "results.md"
+SEED = 0
 SECTION = "stacking"
 
 
-class PeakRss:
-    """Samples this process's resident memory in a thread while a block runs."""
-
-    def __init__(self, interval: float = 0.05):
-        self.interval, self.peak = interval, 0
-        self._process = psutil.Process()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, self._process.memory_info().rss)
-
-    def __enter__(self):
-        self.peak = self._process.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
-
-
 def synthetic_inputs() -> dict:
-    market = generate_synthetic_market(n_tickers=N_TICKERS, n_days=N_DAYS, seed=SEED)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "prices.parquet"
-        market.panel.to_parquet(path)
-        upstream = run_pipeline("data_processing", {}, {
-            "data": {"raw_path": str(path), "index_path": None},
-            "periods": {"dev_start": None}})
+    market, upstream = synthetic_upstream(N_TICKERS, N_DAYS, SEED)
     panel = upstream["primary_panel"][["date", "ticker", "signal_1", "noise_1"]].dropna()
     rng = np.random.default_rng(SEED)
     regime_of_date = market.regimes.set_index("date")["regime"]
@@ -112,16 +72,8 @@ def synthetic_inputs() -> dict:
     }
 
 
-def run_nodes(data: dict, params: dict) -> tuple[list[tuple[str, float, float]], dict]:
-    timings = []
-
-    def timed(name, fn, *args):
-        with PeakRss() as rss:
-            start = time.perf_counter()
-            out = fn(*args)
-            seconds = time.perf_counter() - start
-        timings.append((name, seconds, rss.peak / 2**20))
-        return out
+def run_nodes(data: dict, params: dict) -> tuple[NodeTimer, dict]:
+    timed = NodeTimer()
 
     design, test_inputs, info = timed(
         "prepare_ensemble_inputs", nodes.prepare_ensemble_inputs, data["base_oof"],
@@ -135,21 +87,8 @@ def run_nodes(data: dict, params: dict) -> tuple[list[tuple[str, float, float]],
         data["date_split"], info, selection, params)
     report, _ = timed("report_stacking", nodes.report_stacking, info, selection, fit_info,
                       weights)
-    return timings, {"report": report, "weights": weights, "oof_rows": len(oof_predictions),
-                     "test_rows": len(test), "design_rows": len(design)}
-
-
-def write_section(text: str) -> None:
-    start, end = f"<!-- {SECTION} -->", f"<!-- /{SECTION} -->"
-    block = f"{start}\n{text.rstrip()}\n{end}\n"
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\n"
-    if start in current and end in current:
-        head, rest = current.split(start, 1)
-        tail = rest.split(end, 1)[1].lstrip("\n")
-        current = head + block + ("\n" + tail if tail else "")
-    else:
-        current = current.rstrip("\n") + "\n\n" + block
-    RESULTS.write_text(current)
+    return timed, {"report": report, "weights": weights, "oof_rows": len(oof_predictions),
+                   "test_rows": len(test), "design_rows": len(design)}
 
 
 def main() -> None:
@@ -159,18 +98,15 @@ def main() -> None:
     upstream_seconds = time.perf_counter() - t0
     params = project_params()["stacking"]
     baseline_mib = psutil.Process().memory_info().rss / 2**20
-    load_average = os.getloadavg()[0]
+    machine = machine_line("at start")
     timings, out = run_nodes(data, params)
     report = out["report"]
     scores = report["selection"]["oos_rank_ic"]
     lines = [
         f"## stacking ({N_TICKERS} tickers x {N_DAYS} days, synthetic)",
         "",
-        f"Date: {dt.date.today().isoformat()}; machine: {os.cpu_count()} cores (nproc), "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB; 1-minute load average at start "
-        f"{load_average:.1f} (other jobs share the cores); meta-learner "
-        f"{params['meta_learner']}, standardisation {params['standardisation']}, "
-        f"{params['bma']['bootstrap_draws']} Bayesian-bootstrap draws.",
+        f"{machine}; meta-learner {params['meta_learner']}, standardisation "
+        f"{params['standardisation']}, {params['bma']['bootstrap_draws']} Bayesian-bootstrap draws.",
         f"Inputs: {len(report['models'])} models ({', '.join(report['models'])}; predictions "
         "synthesised from the planted signal, not trained learners), "
         f"{out['design_rows']:,} out-of-fold rows, {report['test_rows']:,} test input rows; "
@@ -178,19 +114,14 @@ def main() -> None:
         f"Peak RSS is the whole process: {baseline_mib:.0f} MiB before the first node "
         "(inputs and upstream frames held in memory).",
         "",
-        "| node | wall s | peak RSS MiB |",
-        "|---|---:|---:|",
-        *[f"| {name} | {seconds:.2f} | {rss:.0f} |" for name, seconds, rss in timings],
-        f"| **total** | {sum(t[1] for t in timings):.2f} | {max(t[2] for t in timings):.0f} |",
+        *timings.table(),
         "",
         "Nested OOS RankIC (last "
         f"{len(report['selection']['validation_folds'])} folds): "
         + ", ".join(f"{m} {s:.4f}" for m, s in scores.items())
         + f"; chosen: **{report['chosen']}**.",
     ]
-    text = "\n".join(lines)
-    write_section(text)
-    print(text)
+    publish(SECTION, "\n".join(lines))
     print(out["weights"].to_string())
 
 

@@ -1,4 +1,4 @@
-"""Tests for core.backtest: hand-built books, execution timing (no look-ahead), costs, edges."""
+"""Tests for core.backtest: hand-built buy-and-hold books, drift, timing (no look-ahead), costs."""
 
 import math
 
@@ -90,11 +90,23 @@ def test_execution_positions_on_and_off_the_trading_axis():
 def _three_rebalance_case(cost_bps: float = 10.0):
     """Predictions on 6 dates, rebalance every 2: books at signal dates 0, 2 and 4.
 
-    Book 0: long A,B short I,J. Book 2: long A,C short I,J (B -> C: turnover 0.5).
-    Book 4: long I,J short A,C (full flip: turnover 2). First book from empty: turnover 1.
+    Book 0: long A,B short I,J. Book 2: long A,C short I,J. Book 4: long I,J short A,C. Each is
+    traded at close(t+1) and earns days t+2, t+3. Returns are zero except (day: name +return):
+    1: A +50% (the trade day of book 0: not earned), 2: A +10%, 3: I +10%, 4: C +20%, 5: J -10%,
+    6: A +10%, 8: B +30% (after the last book: not in the backtest).
     """
-    returns = _random_returns(12, NAMES, seed=2)
-    dates = returns.index
+    dates = pd.bdate_range("2024-01-01", periods=12)
+    returns = pd.DataFrame(0.0, index=dates, columns=NAMES)
+    for day, name, value in [
+        (1, "A", 0.5),
+        (2, "A", 0.1),
+        (3, "I", 0.1),
+        (4, "C", 0.2),
+        (5, "J", -0.1),
+        (6, "A", 0.1),
+        (8, "B", 0.3),
+    ]:
+        returns.iloc[day, NAMES.index(name)] = value
     rng = np.random.default_rng(3)
     preds = pd.DataFrame(rng.standard_normal((6, 10)), index=dates[:6], columns=NAMES)
     preds.iloc[0] = [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]
@@ -108,36 +120,52 @@ def _three_rebalance_case(cost_bps: float = 10.0):
         cost_bps=cost_bps,
         execution_delay=1,
     )
-    books = {
-        0: pd.Series({"A": 0.5, "B": 0.5, "I": -0.5, "J": -0.5}),
-        2: pd.Series({"A": 0.5, "C": 0.5, "I": -0.5, "J": -0.5}),
-        4: pd.Series({"I": 0.5, "J": 0.5, "A": -0.5, "C": -0.5}),
-    }
-    return result, returns, books
+    return result, returns
+
+
+# Hand computation, capital 1 at each trade, positions drift, return = P&L / NAV(previous close).
+# Long-short:
+#   book 0: A .5 B .5 I -.5 J -.5.  day 2: A +10% -> P&L +.05, return .05, NAV 1.05, A .55.
+#           day 3: I +10% -> P&L -.05 (short), return -.05/1.05 = -1/21, NAV 1.00, I -.55.
+#           drifted weights (/ NAV 1.00): A .55 B .5 I -.55 J -.5.
+#   book 2 targets A .5 C .5 I -.5 J -.5: |dw| = A .05 + B .5 + C .5 + I .05 + J 0 = 1.1,
+#           turnover .55 (0.5 if measured against book 0's targets).
+#           day 4: C +20% -> P&L +.1, return .1, NAV 1.1, C .6.
+#           day 5: J -10% -> P&L +.05 (short), return .05/1.1 = 1/22, NAV 1.15, J -.45.
+#           drifted: A .5/1.15 C .6/1.15 I -.5/1.15 J -.45/1.15 (gross 2.05/1.15).
+#   book 4 targets I .5 J .5 A -.5 C -.5: every sign flips, so |dw| = 2 + 2.05/1.15,
+#           turnover 1 + 1.025/1.15 = 87/46 (2.0 against the targets).
+#           day 6: A +10% -> P&L -.05, return -.05.  day 7: return 0.
+# Long-only (A,B | A,C | I,J at .5): day 2 .05, day 3 0, day 4 .1, day 5 0, days 6-7 0.
+# Universe (.1 each): day 2 .01 (NAV 1.01); day 3 I .1 x .1 / 1.01 = 1/101 (.01 without drift);
+#   day 4 .02 (NAV 1.02); day 5 -.01/1.02 = -1/102; day 6 .01; day 7 0.
+EXPECTED_GROSS = [0.05, -1 / 21, 0.1, 1 / 22, -0.05, 0.0]
+EXPECTED_LONG_ONLY = [0.05, 0.0, 0.1, 0.0, 0.0, 0.0]
+EXPECTED_UNIVERSE = [0.01, 1 / 101, 0.02, -1 / 102, 0.01, 0.0]
+EXPECTED_TURNOVER = [1.0, 0.0, 0.55, 0.0, 87 / 46, 0.0]
 
 
 def test_hand_built_books_returns_and_turnover():
-    result, returns, books = _three_rebalance_case()
+    result, returns = _three_rebalance_case()
     daily = result.daily
     dates = returns.index
     # Signal at t traded at close t+1, first earning day t+2; the last book is held 2 days.
     assert list(daily.index) == list(dates[2:8])
     assert list(daily.columns) == list(DAILY_COLUMNS)
-    for signal, book in books.items():
-        for day in (signal + 2, signal + 3):
-            expected = (returns.iloc[day][book.index] * book).sum()
-            assert daily.loc[dates[day], "long_short_gross"] == pytest.approx(expected)
-            longs = book[book > 0].index
-            assert daily.loc[dates[day], "long_only"] == pytest.approx(
-                returns.iloc[day][longs].mean()
-            )
-            assert daily.loc[dates[day], "universe"] == pytest.approx(returns.iloc[day].mean())
-    np.testing.assert_allclose(daily["turnover"], [1.0, 0.0, 0.5, 0.0, 2.0, 0.0])
+    np.testing.assert_allclose(daily["long_short_gross"], EXPECTED_GROSS, rtol=1e-12)
+    np.testing.assert_allclose(daily["long_only"], EXPECTED_LONG_ONLY, atol=1e-15)
+    np.testing.assert_allclose(daily["universe"], EXPECTED_UNIVERSE, rtol=1e-12)
+    np.testing.assert_allclose(daily["turnover"], EXPECTED_TURNOVER, rtol=1e-12)
+    np.testing.assert_allclose(
+        daily["long_short"], np.array(EXPECTED_GROSS) - 1e-3 * np.array(EXPECTED_TURNOVER)
+    )
     np.testing.assert_allclose(daily["excess"], daily["long_only"] - daily["universe"])
     np.testing.assert_allclose(daily["equity"], np.cumprod(1 + daily["long_short"]))
     summary = result.summary
     assert set(summary) == set(SUMMARY_KEYS)
-    assert summary["turnover"] == pytest.approx((1.0 + 0.5 + 2.0) / 3)
+    # The initial build (1.0) is reported apart; turnover is the mean of the later trades.
+    assert summary["initial_turnover"] == pytest.approx(1.0)
+    assert summary["turnover"] == pytest.approx((0.55 + 87 / 46) / 2)
     assert summary["n_rebalances"] == 3 and summary["n_days"] == 6
     assert summary["annual_return"] == pytest.approx(daily["long_short"].mean() * 252)
     assert summary["annual_volatility"] == pytest.approx(daily["long_short"].std() * 252**0.5)
@@ -150,19 +178,61 @@ def test_hand_built_books_returns_and_turnover():
 
 
 def test_costs_reduce_returns_by_exactly_cost_times_turnover():
-    result, _, _ = _three_rebalance_case(cost_bps=25.0)
+    result, _ = _three_rebalance_case(cost_bps=25.0)
     daily = result.daily
     np.testing.assert_allclose(
         daily["long_short_gross"] - daily["long_short"], 25.0 / 1e4 * daily["turnover"], atol=1e-15
     )
     assert (daily["long_short_gross"] - daily["long_short"]).sum() == pytest.approx(
-        25e-4 * (1.0 + 0.5 + 2.0)
+        25e-4 * (1.0 + 0.55 + 87 / 46)
     )
-    free, _, _ = _three_rebalance_case(cost_bps=0.0)
+    free, _ = _three_rebalance_case(cost_bps=0.0)
     pd.testing.assert_series_equal(
         free.daily["long_short"], free.daily["long_short_gross"], check_names=False
     )
     pd.testing.assert_series_equal(free.daily["long_short_gross"], daily["long_short_gross"])
+
+
+def test_weights_drift_between_rebalances():
+    """Long A (flat), short B (+10% a day): the short grows against the book until the trade.
+
+    Capital 1 at the trade, positions A +1, B -1. After k held days B is worth -1.1^k and the NAV
+    is 1 - (1.1^k - 1) = 2 - 1.1^k, so B's weight is -1.1^k / (2 - 1.1^k):
+    k=0: -1, k=1: -1.1/.9 = -1.2222, k=2: -1.21/.79 = -1.5316, k=3: -1.331/.669 = -1.9895, and
+    day k's return is .1 x w_B(k-1) = -.1, -.12222, -.15316 (a constant -.1 without drift).
+    The next book has the same targets (A +1, B -1), yet the trade must undo the drift:
+    turnover = .5 x (|1 - 1/.669| + |-1 + 1.331/.669|) = .5 x (2.331/.669 - 2) = .74215.
+    Universe (.5 each): A's weight shrinks as B's grows: returns .05, .055/1.05, .0605/1.105.
+    """
+    dates = pd.bdate_range("2024-01-01", periods=9)
+    returns = pd.DataFrame({"A": 0.0, "B": 0.1}, index=dates)
+    preds = pd.DataFrame({"A": 2.0, "B": 1.0}, index=dates)
+    result = long_short_backtest(
+        _long(preds, "prediction"),
+        _long(returns, "ret_1d"),
+        rebalance_days=3,
+        n_quantiles=2,
+        cost_bps=0.0,
+        execution_delay=1,
+    )
+    daily = result.daily
+    # Signals 0, 3, 6 traded at closes 1, 4, 7: books earn days 2-4, 5-7 and 8.
+    assert list(daily.index) == list(dates[2:9])
+    nav = 2 - 1.1 ** np.arange(4)  # NAV after k = 0..3 held days
+    weight_b = -(1.1 ** np.arange(4)) / nav
+    np.testing.assert_allclose(weight_b, [-1, -1.1 / 0.9, -1.21 / 0.79, -1.331 / 0.669])
+    period = 0.1 * weight_b[:3]
+    np.testing.assert_allclose(daily["long_short_gross"], [*period, *period, period[0]])
+    np.testing.assert_allclose(daily["long_only"], 0.0)
+    universe = [0.05, 0.055 / 1.05, 0.0605 / 1.105]
+    np.testing.assert_allclose(daily["universe"], [*universe, *universe, universe[0]])
+    drift_turnover = 0.5 * (2.331 / 0.669 - 2)
+    assert drift_turnover == pytest.approx(0.742152, abs=1e-6)
+    np.testing.assert_allclose(daily["turnover"], [1.0, 0, 0, drift_turnover, 0, 0, drift_turnover])
+    assert result.summary["turnover"] == pytest.approx(drift_turnover)
+    assert result.summary["initial_turnover"] == pytest.approx(1.0)
+    # Compounded over a held period, the book returns the buy-and-hold legs' P&L on capital 1.
+    assert np.prod(1 + daily["long_short_gross"].iloc[:3]) - 1 == pytest.approx(-(1.1**3 - 1))
 
 
 def test_missing_return_of_a_held_name_counts_as_zero():
@@ -224,8 +294,10 @@ def test_prediction_of_the_traded_window_is_earned():
         held = gross.loc[dates[t + 2] : dates[t + 11]]
         ranked = window.loc[signal]
         top, bottom = ranked.nlargest(4).index, ranked.nsmallest(4).index
-        expected = ranked[top].mean() - ranked[bottom].mean()
-        assert held.sum() == pytest.approx(expected) and expected > 0
+        # Buy and hold: the compounded book return is the legs' buy-and-hold P&L on capital 1.
+        bought = (1 + returns.iloc[t + 2 : t + 12]).prod() - 1
+        expected = bought[top].mean() - bought[bottom].mean()
+        assert np.prod(1 + held) - 1 == pytest.approx(expected) and expected > 0
     assert result.summary["sharpe"] > 5
 
 
@@ -235,7 +307,15 @@ def test_prediction_of_the_traded_window_is_earned():
 def _assert_empty(result):
     assert result.daily.empty and list(result.daily.columns) == list(DAILY_COLUMNS)
     assert result.summary["n_days"] == 0 and result.summary["n_rebalances"] == 0
-    for key in ("sharpe", "ir", "annual_return", "annual_volatility", "max_drawdown", "turnover"):
+    for key in (
+        "sharpe",
+        "ir",
+        "annual_return",
+        "annual_volatility",
+        "max_drawdown",
+        "turnover",
+        "initial_turnover",
+    ):
         assert math.isnan(result.summary[key])
 
 
@@ -256,4 +336,6 @@ def test_single_day_backtest_has_nan_ratios():
     result = long_short_backtest(preds, _long(returns, "ret_1d"))
     assert result.summary["n_days"] == 1 and result.summary["n_rebalances"] == 1
     assert math.isnan(result.summary["sharpe"]) and math.isnan(result.summary["annual_volatility"])
-    assert result.summary["turnover"] == pytest.approx(1.0)
+    # Only the initial build: no rebalancing trade to average.
+    assert result.summary["initial_turnover"] == pytest.approx(1.0)
+    assert math.isnan(result.summary["turnover"])

@@ -83,3 +83,15 @@ def test_medians_are_fitted_on_development_dates_only():
     medians = cleaning.fit_medians(p, ["f"], dates[:3])
     out, filled = cleaning.impute_medians(p, medians)
     assert medians == {"f": 2.0} and filled == 1 and out.values["f"]["A"].iloc[4] == 2.0
+
+
+def test_coverage_is_measured_on_development_dates_only():
+    """A name that stops trading in the test period stays in the universe: its exit is future."""
+    dates = pd.bdate_range("2021-01-04", periods=100)
+    close = pd.DataFrame({"A": 1.0, "B": 1.0}, index=dates)
+    close.loc[dates[60]:, "B"] = np.nan  # B dies after day 60
+    p = panel.PanelMatrices({"close": close})
+    full_sample = panel.apply_coverage_filter(p, 0.7, strict_mode=False)
+    dev_only = panel.apply_coverage_filter(p, 0.7, strict_mode=False, measure_until=dates[59])
+    assert full_sample.dropped_tickers == ["B"]  # what a full-sample rule would do (look-ahead)
+    assert dev_only.dropped_tickers == []

@@ -8,9 +8,28 @@ the next trade.
 
 Every ``rebalance_days`` prediction dates (starting at the first) the names are bucketed into
 quantiles per date: long the top quantile, short the bottom one, equal weight (long leg sums to
-+1, short leg to -1). Weights stay constant between rebalances (no drift). Costs are
-``cost_bps`` / 1e4 x turnover, charged on the first day a new book is held, where turnover is
-0.5 x sum |w_new - w_old| (the first book, from an empty one, counts: 1.0 for a full long-short).
++1, short leg to -1 of the book's capital at the trade).
+
+Buy-and-hold convention (every book: long-short, long-only, universe). At each trade the book's
+capital is normalised to 1 and position i is opened at value x_i = w_i (its target weight); the
+rest, 1 - sum(w), is cash earning nothing (all of the capital for the dollar-neutral long-short
+book, whose short sale proceeds are not reinvested). Until the next trade nothing is traded:
+each position drifts with its own return, x_i,t = x_i,t-1 * (1 + r_i,t), and the book's equity
+(NAV) is NAV_t = 1 + sum_i (x_i,t - w_i), i.e. capital plus the leg P&L (long leg gain minus
+short leg gain). The book's daily return is its P&L over the previous close's NAV:
+
+    r_book,t = sum_i x_i,t-1 * r_i,t / NAV_t-1 = sum_i w_i,t-1 * r_i,t,
+
+with w_i,t = x_i,t / NAV_t the drifted weights. Daily returns compound across books (``equity``
+is their cumulative product), so each book starts from the equity left by the previous one. A
+book whose NAV reaches zero or below (only with absurd returns) earns nothing until the next trade.
+
+Turnover of a trade = 0.5 x sum |w_target - w_drifted|, both as fractions of the NAV at that
+close, against the weights the previous book has drifted to just before the trade (not against
+its targets); the first build from an empty book (1.0 for a full long-short) is reported apart as
+``summary["initial_turnover"]`` and ``summary["turnover"]`` is the mean over the later trades.
+Costs are ``cost_bps`` / 1e4 x turnover, subtracted from the book's return on its first held day
+(the initial build included). Turnover and costs concern the long-short book only.
 
 Alongside: the long-only top-quantile book and the equal-weighted universe (every name with a
 prediction on the signal date), both held the same way and gross of costs; excess = long-only -
@@ -45,6 +64,7 @@ SUMMARY_KEYS = (
     "annual_volatility",
     "max_drawdown",
     "turnover",
+    "initial_turnover",
     "n_rebalances",
     "n_days",
 )
@@ -57,8 +77,8 @@ class BacktestResult:
     ``daily``: DataFrame indexed by ``date`` (the days a book is held) with ``DAILY_COLUMNS``;
     ``long_short`` is net of costs, ``equity`` its compounded curve (starting from 1.0 before the
     first day), ``drawdown`` = equity / running peak - 1 (<= 0). ``summary``: ``SUMMARY_KEYS``.
-    ``weights``: the rebalance books, long (date = signal date, trade_date, ticker, quantile,
-    long_short, long_only, universe).
+    ``weights``: the rebalance books' target weights at the trade, long (date = signal date,
+    trade_date, ticker, quantile, long_short, long_only, universe); they drift while held.
     """
 
     daily: pd.DataFrame
@@ -184,6 +204,27 @@ def _empty_result(weights: pd.DataFrame | None = None) -> BacktestResult:
     return BacktestResult(daily, summary, weights if weights is not None else pd.DataFrame())
 
 
+def _hold(targets: np.ndarray, daily_returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Buy-and-hold of target books over one holding period (module docstring's convention).
+
+    ``targets``: (ticker x book) weights set at the trade; ``daily_returns``: (day x ticker) of the
+    held days, NaN already zeroed. Returns the (day x book) daily returns and the long-short
+    book's weights drifted to the last held close, as fractions of its NAV then (all zero if the
+    book was wiped out).
+    """
+    growth = np.cumprod(1.0 + daily_returns, axis=0)  # value at close t of 1 bought at the trade
+    before = np.vstack([np.ones((1, growth.shape[1])), growth[:-1]])  # ... at close t-1
+    pnl = (before * daily_returns) @ targets  # sum_i x_i,t-1 * r_i,t, per book
+    nav = 1.0 + np.cumsum(pnl, axis=0)
+    nav_before = np.vstack([np.ones((1, targets.shape[1])), nav[:-1]])
+    # A wiped-out book (NAV <= 0 at some close) has no capital left to earn a return on.
+    alive = np.minimum.accumulate(nav_before, axis=0) > 0
+    returns = np.divide(pnl, nav_before, out=np.zeros_like(pnl), where=alive)
+    if not (alive[-1, 0] and nav[-1, 0] > 0):
+        return returns, np.zeros(targets.shape[0])
+    return returns, targets[:, 0] * growth[-1] / nav[-1, 0]
+
+
 def long_short_backtest(
     predictions: pd.DataFrame,
     returns: pd.DataFrame,
@@ -257,11 +298,14 @@ def long_short_backtest(
     stops = np.append(start[1:], end)
     book_returns = np.zeros((end - first, len(BOOKS)))
     turnover = np.zeros(end - first)
-    previous = np.zeros(len(tickers))
+    drifted = np.zeros(len(tickers))  # long-short weights just before the trade (empty at first)
     for k, (begin, stop) in enumerate(zip(start, stops, strict=True)):
-        book_returns[begin - first : stop - first] = daily_returns[begin:stop] @ books[k]
-        turnover[begin - first] = 0.5 * np.abs(books[k][:, 0] - previous).sum()
-        previous = books[k][:, 0]
+        targets = books[k]
+        turnover[begin - first] = 0.5 * np.abs(targets[:, 0] - drifted).sum()
+        # Held untraded to the close of the next trade, where the weights have drifted.
+        book_returns[begin - first : stop - first], drifted = _hold(
+            targets, daily_returns[begin:stop]
+        )
 
     gross = book_returns[:, 0]
     net = gross - cost_bps / 1e4 * turnover
@@ -288,7 +332,9 @@ def long_short_backtest(
             float(net.std(ddof=1) * math.sqrt(periods_per_year)) if net.size > 1 else math.nan
         ),
         "max_drawdown": max_drawdown(net),
-        "turnover": float(turnover[start - first].mean()),
+        # The build from an empty book is a one-off; the rebalancing cost is the later trades'.
+        "turnover": float(turnover[start[1:] - first].mean()) if len(start) > 1 else math.nan,
+        "initial_turnover": float(turnover[0]),
         "n_rebalances": int(len(start)),
         "n_days": int(len(net)),
     }

@@ -169,12 +169,15 @@ def book_signal_dates(result: BacktestResult) -> pd.Series:
 
 
 def portfolio_summary(
-    daily: pd.DataFrame, first_day_of_book: np.ndarray, periods_per_year: int
+    daily: pd.DataFrame, first_day_of_book: np.ndarray, periods_per_year: int,
+    initial_day: pd.Timestamp | None = None,
 ) -> dict[str, float]:
     """Backtest summary metrics of a subset of held days (``daily`` as in BacktestResult)."""
     net = daily["long_short"].to_numpy(dtype=np.float64)
     excess = daily["excess"].to_numpy(dtype=np.float64)
     turnover = daily["turnover"].to_numpy(dtype=np.float64)[first_day_of_book]
+    if daily.index.size and daily.index[0] == initial_day:
+        turnover = turnover[1:]  # the build from an empty book is reported apart (as in backtest)
     n = net.size
     return {
         "sharpe": annualised_sharpe(net, periods_per_year),
@@ -217,6 +220,7 @@ def evaluate_model(
     daily = result.daily.copy()
     signal = book_signal_dates(result)
     first_day = (signal != signal.shift(1)).to_numpy() & signal.notna().to_numpy()
+    initial_day = daily.index[first_day][0] if first_day.any() else None
     daily["regime"] = signal.map(regimes).to_numpy() if len(regimes) else None
     present = set(regimes.reindex(frame[DATE].unique()).dropna()) if len(regimes) else set()
     for regime in ordered_models(present, REGIME_ORDER):
@@ -227,7 +231,8 @@ def evaluate_model(
                 SCOPE: regime,
                 **_ic_rows(ic[ic.index.isin(dates)], rank_ic[rank_ic.index.isin(dates)],
                            config.nw_lag),
-                **portfolio_summary(daily.loc[held], first_day[held], config.periods_per_year),
+                **portfolio_summary(daily.loc[held], first_day[held], config.periods_per_year,
+                                    initial_day=initial_day),
             }
         )
     daily_ic_frame = pd.DataFrame({"ic": ic, "rank_ic": rank_ic}).rename_axis(DATE).reset_index()

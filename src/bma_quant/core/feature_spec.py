@@ -85,11 +85,13 @@ class FeatureSpec:
         }
 
     def finalise(
-        self, transformed: Mapping[str, np.ndarray], grid: Grid, visible: Mapping | None = None
+        self, transformed: Mapping[str, np.ndarray], grid: Grid, visible: Mapping | None = None,
+        has_price: np.ndarray | None = None,
     ) -> pd.DataFrame:
         """Transformed matrices on `grid` -> long `date, ticker, <selected>` (float32, no NaN),
-        one row per grid row, sorted by (date, ticker). `visible` may pass the result of
-        `visible_matrices(transformed)` when the caller already has it."""
+        sorted by (date, ticker). `visible` may pass the result of `visible_matrices(transformed)`
+        when the caller already has it. `has_price` (date x ticker bool) drops the cells without a
+        close at t: a name that is not trading cannot be predicted, traded or scored."""
         if visible is None:
             visible = self.visible_matrices(transformed)
         out = grid.sorted_keys()
@@ -97,6 +99,9 @@ class FeatureSpec:
             column = grid.to_long(visible[name]).astype(np.float32)
             column[~np.isfinite(column)] = np.float32(self.fill_value)
             out[name] = column
+        if has_price is not None:
+            out = out[grid.to_long(np.asarray(has_price, dtype=np.float64)) > 0.5]
+            out = out.reset_index(drop=True)
         return out
 
     def transform(self, panel_long: pd.DataFrame, market: pd.DataFrame | None) -> pd.DataFrame:
@@ -105,7 +110,7 @@ class FeatureSpec:
         transformed, _ = engineer_factors(
             inputs, self.factor_config, self.transform_config, names=self.selected
         )
-        return self.finalise(transformed, inputs.grid)
+        return self.finalise(transformed, inputs.grid, has_price=np.isfinite(inputs.close))
 
     @property
     def market_context(self) -> list[str]:

@@ -170,12 +170,17 @@ class CoverageResult:
 
 
 def apply_coverage_filter(
-    panel: PanelMatrices, coverage_threshold: float, strict_mode: bool
+    panel: PanelMatrices, coverage_threshold: float, strict_mode: bool,
+    measure_until: pd.Timestamp | None = None,
 ) -> CoverageResult:
     """Seed §2.1.1: drop tickers observed on fewer than `coverage_threshold` of the dates; in strict
-    mode also drop dates on which fewer than that share of the kept tickers have a price."""
+    mode also drop dates on which fewer than that share of the kept tickers have a price.
+
+    Ticker coverage is measured on dates up to `measure_until` (the provisional end of the
+    development period), so whether a name is in the universe never depends on test-period data."""
     present = panel.close.notna()
-    ticker_cov = present.mean(axis=0)
+    window = present if measure_until is None else present.loc[present.index <= measure_until]
+    ticker_cov = window.mean(axis=0)
     kept = ticker_cov.index[ticker_cov >= coverage_threshold]
     dropped = sorted(map(str, ticker_cov.index[ticker_cov < coverage_threshold]))
     if len(kept) == 0:

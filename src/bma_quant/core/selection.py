@@ -41,7 +41,7 @@ class SelectionConfig:
     ewm_enabled: bool = True
     ewm_halflife_candidates: tuple[float, ...] = (0.0, 5.0, 10.0)  # 0 = no smoothing
     ewm_evaluation_stride: int = 5  # evaluate half-lives on every k-th scope date (speed)
-    ic_scope: str = "fold_train"  # fold_train | dev
+    ic_scope: str = "pre_cv"  # pre_cv | fold_train | dev
     min_names: int = 5
     min_ic_dates: int = 60
     rolling_window: int = 252
@@ -61,8 +61,10 @@ class SelectionConfig:
         cls, selection: Mapping, lags: Mapping, ewm: Mapping, nw_lag: int
     ) -> SelectionConfig:
         s = dict(selection)
-        if s.get("ic_scope", "fold_train") not in {"fold_train", "dev"}:
-            raise ValueError(f"selection.ic_scope must be fold_train or dev, got {s['ic_scope']!r}")
+        if s.get("ic_scope", "pre_cv") not in {"pre_cv", "fold_train", "dev"}:
+            raise ValueError(
+                f"selection.ic_scope must be pre_cv, fold_train or dev, got {s['ic_scope']!r}"
+            )
         candidates = tuple(int(k) for k in lags.get("candidates", cls.lag_candidates))
         if not candidates or min(candidates) < 0:
             raise ValueError(f"lags.candidates must be non-negative integers, got {candidates}")
@@ -266,7 +268,14 @@ def select_features(
     `ic_scope` is `fold_train`)."""
     dates = pd.DatetimeIndex(dates)
     dev_rows = _positions(dates, dev_dates)
-    if config.ic_scope == "fold_train" and folds:
+    if config.ic_scope == "pre_cv" and folds:
+        # Only the first fold's training dates: every later CV test window is unseen by the
+        # selection, so out-of-fold scores downstream are not inflated by it.
+        first = pd.DatetimeIndex(folds[0].train_dates).intersection(pd.DatetimeIndex(dev_dates))
+        scope_rows = _positions(dates, first)
+        fold_rows = [scope_rows]
+        scope_name = "training dates of the first purged fold (before any CV test window)"
+    elif config.ic_scope == "fold_train" and folds:
         train_union = pd.DatetimeIndex(np.unique(np.concatenate([f.train_dates for f in folds])))
         scope_rows = _positions(dates, train_union.intersection(pd.DatetimeIndex(dev_dates)))
         fold_rows = [_positions(dates, f.train_dates) for f in folds]

@@ -14,9 +14,8 @@ UPSTREAM = ["primary_panel", "labels", "market", "date_split", "cv_folds"]
 
 
 def _upstream(tmp_path, **synthetic) -> dict:
-    market = generate_synthetic_market(
-        **{"n_tickers": 40, "n_days": 700, "seed": 4, "reversal_strength": 0.5, **synthetic}
-    )
+    config = {"n_tickers": 60, "n_days": 1100, "seed": 4, "reversal_strength": 0.5, **synthetic}
+    market = generate_synthetic_market(**config)
     path = tmp_path / "panel.parquet"
     market.panel.to_parquet(path)
     out = run_pipeline(
@@ -25,7 +24,8 @@ def _upstream(tmp_path, **synthetic) -> dict:
         {
             "data": {"raw_path": str(path), "index_path": None},
             "periods": {"dev_start": None},
-            "cv": {"min_train_days": 200},
+            # selection is scored before the first CV test window (ic_scope: pre_cv)
+            "cv": {"min_train_days": int(0.55 * config["n_days"]), "n_splits": 3},
         },
     )
     return {k: out[k] for k in UPSTREAM}
@@ -58,7 +58,7 @@ def test_model_input_contract(ohlcv_run):
 def test_features_hold_every_factor_as_float32(ohlcv_run):
     upstream, out = ohlcv_run
     features, report = out["features"], out["feature_selection_report"]
-    factor_columns = [c for c in features.columns if c not in ("date", "ticker")]
+    factor_columns = [c for c in features.columns if c not in ("date", "ticker", "has_price")]
     assert len(factor_columns) == report["factors_built"]
     assert (features[factor_columns].dtypes == np.float32).all()
     assert {"kmid", "vwap_5", "amihud_20", "fear_greed", "breadth_50", "signal_1"} <= set(

@@ -27,12 +27,19 @@ def load_raw_data(data: dict, temporal: dict) -> tuple[pd.DataFrame, pd.DataFram
     return raw, index
 
 
-def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMatrices, dict]:
+def align_and_clean(
+    raw: pd.DataFrame, processing: dict, periods: dict
+) -> tuple[panel.PanelMatrices, dict]:
     """Calendar alignment, coverage filter, limited forward fill, split repair, stale prices."""
     matrices = panel.to_matrices(raw)
     missing_before = int(matrices.close.isna().to_numpy().sum())
+    test_start = split.provisional_test_start(
+        matrices.dates, float(periods["test_fraction"]), periods.get("test_start"),
+        periods.get("dev_start"),
+    )
     covered = panel.apply_coverage_filter(
-        matrices, float(processing["coverage_threshold"]), bool(processing["strict_mode"])
+        matrices, float(processing["coverage_threshold"]), bool(processing["strict_mode"]),
+        measure_until=test_start - pd.Timedelta(days=1),
     )
     missing_after_coverage = int(covered.panel.close.isna().to_numpy().sum())
     filled_panel, filled = cleaning.forward_fill_limited(covered.panel, int(processing["ffill_limit"]))

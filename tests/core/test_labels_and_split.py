@@ -95,3 +95,15 @@ def test_coverage_is_measured_on_development_dates_only():
     dev_only = panel.apply_coverage_filter(p, 0.7, strict_mode=False, measure_until=dates[59])
     assert full_sample.dropped_tickers == ["B"]  # what a full-sample rule would do (look-ahead)
     assert dev_only.dropped_tickers == []
+
+
+def test_sector_is_point_in_time():
+    """A reclassification applies from its date on; earlier history keeps the old sector."""
+    dates = pd.bdate_range("2021-01-04", periods=4)
+    long = pd.DataFrame({
+        "date": np.repeat(dates, 2), "ticker": ["A", "B"] * 4, "close": 1.0,
+        "sector": ["Tech", "Energy", "Tech", "Energy", "Energy", "Energy", None, "Energy"],
+    })
+    out = panel.to_long(panel.to_matrices(long))
+    a = out[out["ticker"] == "A"]["sector"].tolist()
+    assert a == ["Tech", "Tech", "Energy", "Energy"]  # forward fill within the ticker only

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bma_quant.core.schema import RESERVED, DataValidationError, validate_long_panel
@@ -108,7 +107,7 @@ class PanelMatrices:
     """A panel as date x ticker matrices sharing one calendar and ticker order."""
 
     values: dict[str, pd.DataFrame]
-    sector: pd.Series | None = None  # ticker -> sector (last known)
+    sector: pd.DataFrame | None = None  # date x ticker, point in time (forward-filled only)
     extra_columns: list[str] = field(default_factory=list)
 
     @property
@@ -128,7 +127,7 @@ class PanelMatrices:
         cols = self.tickers if tickers is None else tickers
         return PanelMatrices(
             {k: v.loc[rows, cols] for k, v in self.values.items()},
-            None if self.sector is None else self.sector.loc[cols],
+            None if self.sector is None else self.sector.loc[rows, cols],
             list(self.extra_columns),
         )
 
@@ -144,7 +143,13 @@ def to_matrices(long: pd.DataFrame) -> PanelMatrices:
     values = {c: m.reindex(index=calendar, columns=tickers) for c, m in values.items()}
     sector = None
     if "sector" in long.columns:
-        sector = long.dropna(subset=["sector"]).groupby("ticker")["sector"].last().reindex(tickers)
+        # Point in time: a reclassification applies from its date on, never to earlier history.
+        sector = (
+            long.pivot(index="date", columns="ticker", values="sector")
+            .reindex(index=calendar, columns=tickers)
+            .astype(object)
+            .ffill()
+        )
     extra = [c for c in numeric if c not in RESERVED]
     return PanelMatrices(values, sector, extra)
 
@@ -156,7 +161,8 @@ def to_long(panel: PanelMatrices, extra: dict[str, pd.DataFrame] | None = None) 
     out = pd.DataFrame({name: m.to_numpy().ravel() for name, m in columns.items()}, index=index)
     out = out.reset_index()
     if panel.sector is not None:
-        out["sector"] = np.tile(panel.sector.to_numpy(dtype=object), len(panel.dates))
+        sector = panel.sector.reindex(index=panel.dates, columns=panel.tickers)
+        out["sector"] = sector.to_numpy(dtype=object).ravel()
     out["ticker"] = out["ticker"].astype(str)
     return out
 

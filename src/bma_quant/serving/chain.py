@@ -97,7 +97,7 @@ class PanelCleaner:
 def _reindex_matrix(matrices: panel_lib.PanelMatrices, tickers) -> panel_lib.PanelMatrices:
     return panel_lib.PanelMatrices(
         {k: v.reindex(columns=tickers) for k, v in matrices.values.items()},
-        None if matrices.sector is None else matrices.sector.reindex(tickers),
+        None if matrices.sector is None else matrices.sector.reindex(columns=tickers),
         list(matrices.extra_columns),
     )
 

@@ -4,19 +4,13 @@ import pickle
 
 import pytest
 
-from bma_quant.pipelines.evaluation import nodes as evaluation_nodes
-from tests.serving.upstream import build_upstream
-from tests.support import project_params, run_pipeline
+from tests.serving.upstream import build_chain, build_upstream
+from tests.support import run_pipeline
 
 
 def test_latest_predictions_match_the_chain_on_the_last_date(tmp_path):
     datasets, overrides = build_upstream(tmp_path, n_days=500)
-    chain = evaluation_nodes.build_prediction_chain(
-        datasets["feature_spec"], datasets["base_models"], datasets["regime_model"],
-        datasets["ensemble"], datasets["primary_panel"], datasets["regimes"],
-        datasets["data_quality_report"], overrides["data"], project_params()["processing"],
-        overrides["temporal"],
-    )
+    chain = build_chain(datasets, overrides)
     path = tmp_path / "chain.pkl"
     path.write_bytes(pickle.dumps(chain))
     params = {**overrides, "inference": {"chain_path": str(path), "history_days": 120}}

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from mlflow.tracking import fluent
 
 from bma_quant.pipelines.evaluation import nodes
-from tests.serving.upstream import build_upstream
+from tests.serving.upstream import build_chain, build_upstream
 from tests.support import PROJECT_ROOT, project_params
 
 REGISTRY = {**project_params()["registry"], "code_path": str(PROJECT_ROOT / "src" / "bma_quant")}
@@ -24,12 +24,7 @@ REGISTRY = {**project_params()["registry"], "code_path": str(PROJECT_ROOT / "src
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("registry")
     datasets, overrides = build_upstream(tmp, n_days=600)
-    chain = nodes.build_prediction_chain(
-        datasets["feature_spec"], datasets["base_models"], datasets["regime_model"],
-        datasets["ensemble"], datasets["primary_panel"], datasets["regimes"],
-        datasets["data_quality_report"], overrides["data"], project_params()["processing"],
-        overrides["temporal"],
-    )
+    chain = build_chain(datasets, overrides)
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     previous_uri = mlflow.get_tracking_uri()
     previous_experiment = fluent._active_experiment_id

@@ -13,7 +13,7 @@ import pandas as pd
 
 from bma_quant.core.synthetic import generate_synthetic_market
 from tests.serving.fakes import fake_upstream
-from tests.support import run_pipeline
+from tests.support import project_params, run_pipeline
 
 LOOKBACK = 60
 
@@ -69,3 +69,15 @@ def build_upstream(tmp_path: Path, *, signal_strength: float = 0.06, n_tickers: 
         **objects,
     }
     return datasets, overrides
+
+
+def build_chain(datasets: dict, overrides: dict):
+    """The evaluation pipeline's prediction chain built from `build_upstream` outputs."""
+    from bma_quant.pipelines.evaluation import nodes
+
+    return nodes.build_prediction_chain(
+        datasets["feature_spec"], datasets["base_models"], datasets["regime_model"],
+        datasets["ensemble"], datasets["primary_panel"], datasets["regimes"],
+        datasets["data_quality_report"], overrides["data"], project_params()["processing"],
+        overrides["temporal"],
+    )

@@ -98,10 +98,10 @@ def main() -> None:
         f"{m['mean_duration_days']:.1f} days; agreement with the true chain "
         f"{detection_accuracy(out['regimes'], true_regimes):.2f}; fold detector fallbacks "
         f"{m['fold_detector_fallbacks']:.0f}.",
-        f"Out-of-fold RankIC: {model} {m[f'{model}.cv_rank_ic_mean']:.4f} vs global_{learner} "
-        f"{m.get(f'global_{learner}.cv_rank_ic_mean', float('nan')):.4f}; "
-        + ", ".join(f"{r} {m.get(f'{model}.{r}.cv_rank_ic_mean', float('nan')):.4f} / "
-                    f"{m.get(f'global_{learner}.{r}.cv_rank_ic_mean', float('nan')):.4f}"
+        f"Out-of-fold RankIC: {model} {m[f'{model}.oof_rank_ic_mean']:.4f} vs global_{learner} "
+        f"{m.get(f'global_{learner}.oof_rank_ic_mean', float('nan')):.4f}; "
+        + ", ".join(f"{r} {m.get(f'{model}.{r}.oof_rank_ic_mean', float('nan')):.4f} / "
+                    f"{m.get(f'global_{learner}.{r}.oof_rank_ic_mean', float('nan')):.4f}"
                     for r in ("bull", "neutral", "bear"))
         + " (regime / global by regime).",
     ]

@@ -7,9 +7,13 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import cross_val_score
 
 from bma_quant.core.cv import (
+    OOF,
+    TUNING,
     PurgedWalkForwardSplit,
+    assign_stages,
     fold_row_indices,
     folds_from_table,
+    folds_of_stage,
     folds_table,
 )
 from bma_quant.core.temporal import TemporalConfig, TemporalConfigError
@@ -167,12 +171,29 @@ def test_scikit_learn_interface_splits_rows_by_their_dates():
 
 
 def test_folds_table_round_trip():
-    folds = _splitter(*SETTINGS[4]).date_folds(CALENDAR)
+    folds = assign_stages(_splitter(*SETTINGS[4]).date_folds(CALENDAR), 2)
     table = folds_table(folds)
-    assert set(table.columns) == {"fold", "date", "role"}
+    assert set(table.columns) == {"fold", "date", "role", "stage"}
     assert set(table["role"]) == {"train", "test"}
     back = folds_from_table(table)
     assert [f.fold for f in back] == [f.fold for f in folds]
+    assert [f.stage for f in back] == [f.stage for f in folds]
     for a, b in zip(folds, back, strict=True):
         pd.testing.assert_index_equal(a.train_dates, b.train_dates, check_names=False)
         pd.testing.assert_index_equal(a.test_dates, b.test_dates, check_names=False)
+    # A table written before stages existed reads as out-of-fold folds.
+    assert {f.stage for f in folds_from_table(table.drop(columns="stage"))} == {OOF}
+
+
+def test_tuning_folds_come_first_and_leave_out_of_fold_folds():
+    folds = assign_stages(_splitter(*SETTINGS[4]).date_folds(CALENDAR), 2)
+    tuning, oof = folds_of_stage(folds, TUNING), folds_of_stage(folds, OOF)
+    assert [f.fold for f in tuning] == [0, 1]
+    assert [f.fold for f in oof] == list(range(2, len(folds)))
+    # every tuning test window ends before any out-of-fold test window starts
+    assert max(f.test_dates.max() for f in tuning) < min(f.test_dates.min() for f in oof)
+    assert [f.fold for f in folds_from_table(folds_table(folds), stage=OOF)] == [f.fold for f in oof]
+    with pytest.raises(ValueError, match="n_tuning_folds"):
+        assign_stages(folds, len(folds))
+    with pytest.raises(ValueError, match="n_tuning_folds"):
+        assign_stages(folds, -1)

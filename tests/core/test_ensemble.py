@@ -91,6 +91,9 @@ def make_inputs(
         "test": pd.concat(test, ignore_index=True),
         "labels": labels,
         "regimes": regimes,
+        # one detector per fold (here the same labels, so tests can compare with `regimes`)
+        "fold_regimes": pd.concat([regimes.assign(fold=f.fold) for f in folds],
+                                  ignore_index=True),
         "folds": folds,
         "cv_folds": cv.folds_table(folds),
         "date_split": date_split,
@@ -266,7 +269,7 @@ def test_walk_forward_trains_only_on_earlier_purged_folds(design, inputs, monkey
         return original(self, data, regimes, test_start)
 
     monkeypatch.setattr(ensemble.Combiner, "fit", spy)
-    result = ensemble.walk_forward_ensembles(design, inputs["folds"], inputs["regimes"],
+    result = ensemble.walk_forward_ensembles(design, inputs["folds"], inputs["fold_regimes"],
                                              ["equal_weight"], inputs["models"], PARAMS,
                                              inputs["date_split"]["test_start"])
     folds = sorted(inputs["folds"], key=lambda f: f.fold)
@@ -278,7 +281,7 @@ def test_walk_forward_trains_only_on_earlier_purged_folds(design, inputs, monkey
 
 
 def test_walk_forward_predictions_match_a_refit_on_earlier_folds(design, inputs):
-    result = ensemble.walk_forward_ensembles(design, inputs["folds"], inputs["regimes"],
+    result = ensemble.walk_forward_ensembles(design, inputs["folds"], inputs["fold_regimes"],
                                              ["stacking", "bma"], inputs["models"], PARAMS,
                                              inputs["date_split"]["test_start"])
     folds = sorted(inputs["folds"], key=lambda f: f.fold)
@@ -294,6 +297,43 @@ def test_walk_forward_predictions_match_a_refit_on_earlier_folds(design, inputs)
     scores = result.scores.set_index(["method", "fold"])["rank_ic"]
     assert result.oos_rank_ic["bma"] == pytest.approx(
         np.mean([scores[("bma", k)] for k in result.validation_folds]))
+
+
+def test_walk_forward_gives_each_fold_its_own_detector_and_refuses_a_global_one(
+        design, inputs, monkeypatch):
+    seen = []
+    original = ensemble.Combiner.fit
+
+    def spy(self, data, regimes, test_start):
+        seen.append(sorted(set(regimes["fold"])))
+        return original(self, data, regimes, test_start)
+
+    monkeypatch.setattr(ensemble.Combiner, "fit", spy)
+    folds = sorted(inputs["folds"], key=lambda f: f.fold)
+    ensemble.walk_forward_ensembles(design, folds, inputs["fold_regimes"], ["regime_stacking"],
+                                    inputs["models"], PARAMS, inputs["date_split"]["test_start"])
+    assert seen == [[f.fold] for f in folds[1:]]
+    with pytest.raises(ValueError, match="one detector per fold"):
+        ensemble.walk_forward_ensembles(design, folds, inputs["regimes"], ["regime_stacking"],
+                                        inputs["models"], PARAMS,
+                                        inputs["date_split"]["test_start"])
+
+
+def test_nested_final_score_uses_only_earlier_folds_for_the_choice():
+    # "a" wins fold 1, "b" wins folds 2 and 3: the walk-forward choice takes "a" at fold 2 (by
+    # fold 1) and "b" at fold 3 (by folds 1-2 mean: a 0.05, b 0.065); fold 0 is not fitted.
+    rows = [("a", 0, False, 0.9), ("b", 0, False, 0.9),
+            ("a", 1, True, 0.10), ("b", 1, True, 0.03),
+            ("a", 2, True, 0.00), ("b", 2, True, 0.10),
+            ("a", 3, True, 0.01), ("b", 3, True, 0.20)]
+    scores = pd.DataFrame(rows, columns=["method", "fold", "fitted", "rank_ic"])
+    value, folds = ensemble.nested_final_score(scores, n_validation=2)
+    assert folds == [2, 3]
+    assert value == pytest.approx((0.00 + 0.20) / 2)
+    # with a one-fold window the choice at fold 3 is by fold 2 alone: still "b"
+    assert ensemble.nested_final_score(scores, n_validation=1)[0] == pytest.approx(0.1)
+    # the optimistic figure (best method's own mean on the same folds) is higher
+    assert value < scores[scores["method"] == "b"].query("fitted")["rank_ic"].mean() + 1e-12
 
 
 def test_choose_method_picks_the_best_finite_score():

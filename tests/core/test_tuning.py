@@ -1,5 +1,7 @@
 """Optuna tuning over the purged folds: search spaces, determinism, pruning, storage, callbacks."""
 
+import time
+
 import numpy as np
 import optuna
 import pytest
@@ -62,7 +64,10 @@ def test_same_seed_gives_the_same_best_params_and_predictions(frame_and_folds):
     assert first.best_value == again.best_value
     np.testing.assert_array_equal(first.trials["value"].to_numpy(),
                                   again.trials["value"].to_numpy())
-    np.testing.assert_array_equal(first.best_cv.prediction, again.best_cv.prediction)
+    assert first.trial_predictions.keys() == again.trial_predictions.keys()
+    for number, result in first.trial_predictions.items():
+        np.testing.assert_array_equal(result.prediction,
+                                      again.trial_predictions[number].prediction)
     other = _tune(frame_and_folds, seed=7)
     assert other.trials["params_num_leaves"].tolist() != first.trials["params_num_leaves"].tolist()
 
@@ -76,12 +81,16 @@ def test_trial_zero_is_the_defaults_and_the_best_is_never_below_it(frame_and_fol
     assert set(LGBM_SPACE) <= set(result.best_params)
 
 
-def test_objective_is_mean_fold_rank_ic_and_best_trial_predictions_are_reused(frame_and_folds):
+def test_objective_is_mean_fold_rank_ic_and_every_complete_trial_keeps_its_predictions(
+        frame_and_folds):
     result = _tune(frame_and_folds, n_trials=4)
     cache = _cache(frame_and_folds)
     recomputed = training.cross_validate(cache, "lightgbm", result.best_params, seed=42, n_jobs=1)
-    assert result.best_cv is not None
-    np.testing.assert_allclose(result.best_cv.prediction, recomputed.prediction, atol=1e-6)
+    complete = result.trials.loc[result.trials["state"] == "COMPLETE", "number"]
+    assert sorted(result.trial_predictions) == sorted(complete)
+    best = int(result.trials.loc[result.trials["value"].idxmax(), "number"])
+    np.testing.assert_allclose(result.trial_predictions[best].prediction,
+                               recomputed.prediction, atol=1e-6)
     assert result.best_value == pytest.approx(recomputed.scores["rank_ic"].mean())
     fold_values = result.trials.loc[result.trials["value"].idxmax(), "user_attrs_fold_rank_ic"]
     assert np.mean(fold_values) == pytest.approx(result.best_value, abs=1e-5)
@@ -118,10 +127,34 @@ def test_sqlite_storage_keeps_a_fresh_named_study_per_run(frame_and_folds, tmp_p
 
 def test_callbacks_see_every_trial_and_the_timeout_caps_the_budget(frame_and_folds):
     seen = []
-    _tune(frame_and_folds, n_trials=3, callbacks=[lambda study, trial: seen.append(trial.number)])
+    full = _tune(frame_and_folds, n_trials=3,
+                 callbacks=[lambda study, trial: seen.append(trial.number)])
     assert seen == [0, 1, 2]
+    assert not full.truncated
     capped = _tune(frame_and_folds, n_trials=200, timeout=0.5)
     assert 1 <= capped.n_trials < 200
+    assert capped.truncated  # the run must say its result depends on the machine's speed
+
+
+def test_the_trial_budget_is_a_count_whatever_the_machine_speed(frame_and_folds, monkeypatch):
+    """A slow machine (a sleep per fold report) runs the same trials to the same result when no
+    timeout is set: the budget is a count, so results do not depend on speed."""
+    fast = _tune(frame_and_folds, n_trials=4)
+    original = optuna.trial.Trial.report
+
+    def slow_report(self, value, step):
+        time.sleep(0.05)
+        return original(self, value, step)
+
+    monkeypatch.setattr(optuna.trial.Trial, "report", slow_report)
+    slow = _tune(frame_and_folds, n_trials=4)
+    assert slow.n_trials == fast.n_trials == 4 and not slow.truncated
+    assert slow.best_params == fast.best_params and slow.best_value == fast.best_value
+
+
+def test_a_zero_trial_budget_is_refused(frame_and_folds):
+    with pytest.raises(ValueError, match="n_trials"):
+        _tune(frame_and_folds, n_trials=0)
 
 
 def test_a_learner_whose_every_trial_raises_is_an_error(frame_and_folds):

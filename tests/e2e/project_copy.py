@@ -28,9 +28,11 @@ def copy_project(dest: Path) -> Path:
     return target
 
 
-def kedro_run(project: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def kedro_run(project: Path, *args: str, timeout: int = 900, env: dict | None = None
+              ) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
+        **(env or {}),
         "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
         "KEDRO_DISABLE_TELEMETRY": "true",
         "MPLBACKEND": "Agg",

@@ -4,6 +4,7 @@ The smoke environment (conf/smoke) runs every pipeline on a small synthetic mark
 tuning budgets; this checks the layers fit together on disk and in MLflow, as a user runs them."""
 
 import json
+import textwrap
 
 import pandas as pd
 import pytest
@@ -16,13 +17,60 @@ LAYERS = ("data_processing", "feature_engineering", "base_models", "regime_model
           "evaluation")
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    project = copy_project(tmp_path_factory.mktemp("chain"))
+# Injected into the second run's interpreter: every Optuna fold report sleeps, as on a slow or busy
+# machine. With the trial budget a count (no timeout), the results must not change.
+SLOW_MACHINE = textwrap.dedent("""
+    import time
+    import optuna.trial
+
+    _report = optuna.trial.Trial.report
+
+    def _slow_report(self, value, step):
+        time.sleep(1.0)
+        return _report(self, value, step)
+
+    optuna.trial.Trial.report = _slow_report
+""")
+
+
+def _train(project, env=None):
     for args in (("--env", "smoke", "--pipelines", "synthetic_data"), ("--env", "smoke")):
-        result = kedro_run(project, *args)
+        result = kedro_run(project, *args, env=env)
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return project
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return _train(copy_project(tmp_path_factory.mktemp("chain")))
+
+
+@pytest.fixture(scope="module")
+def slow_project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("slow_chain")
+    hook = root / "slow_machine"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_MACHINE)
+    return _train(copy_project(root), env={"PYTHONPATH": str(hook)})
+
+
+def _chain_run(project):
+    runs = mlflow_runs(project)
+    return runs[runs["tags.pipelines"] == "__default__"].iloc[0]
+
+
+def test_a_slower_machine_gives_the_same_metrics(project, slow_project):
+    fast, slow = _chain_run(project), _chain_run(slow_project)
+    keys = [c for c in fast.index if c.startswith(("metrics.base_models.", "metrics.evaluation.",
+                                                    "metrics.stacking.", "metrics.regime_models."))]
+    assert len(keys) > 100
+    differ = {k: (fast[k], slow[k]) for k in keys
+              if not (pd.isna(fast[k]) and pd.isna(slow[k])) and fast[k] != slow[k]}
+    assert not differ
+    assert fast["tags.reproducible"] == slow["tags.reproducible"] == "true"
+    # The slowdown was really there: every trial of the slow run took at least its 1 s sleep.
+    trials = pd.read_csv(slow_project / "data/08_reporting/base_optuna_trials.csv")
+    assert (pd.to_timedelta(trials["duration"]) >= pd.Timedelta(seconds=1)).all()
 
 
 def test_default_run_logs_every_layer_to_one_mlflow_run(project):
@@ -32,9 +80,9 @@ def test_default_run_logs_every_layer_to_one_mlflow_run(project):
     run = chain.iloc[0]
     assert run["status"] == "FINISHED"
     for metric in ("data_processing.rows_out", "feature_engineering.factors_kept",
-                   "base_models.lightgbm.cv_rank_ic_mean", "base_models.xgboost.cv_rank_ic_mean",
-                   "base_models.elastic_net.cv_rank_ic_mean",
-                   "regime_models.regime_lightgbm.cv_rank_ic_mean",
+                   "base_models.lightgbm.oof_rank_ic_mean", "base_models.xgboost.oof_rank_ic_mean",
+                   "base_models.elastic_net.oof_rank_ic_mean",
+                   "regime_models.regime_lightgbm.oof_rank_ic_mean",
                    "stacking.final.oos_rank_ic", "evaluation.final.test_rank_ic",
                    "evaluation.final.test_sharpe", "evaluation.lightgbm.test_ic"):
         assert pd.notna(run.get(f"metrics.{metric}")), metric

@@ -10,7 +10,7 @@ train the next fold. The splitter follows scikit-learn's interface with `groups`
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -18,11 +18,21 @@ import pandas as pd
 from bma_quant.core.temporal import TemporalConfig, validate_temporal_config
 
 
+TUNING, OOF = "tuning", "oof"
+FOLD_STAGES = (TUNING, OOF)
+
+
 @dataclass(frozen=True)
 class DateFold:
+    """One fold's dates. `stage` says what its test window is for (nested selection, DESIGN §3):
+    "tuning" folds score hyperparameter trials only; "oof" folds give the out-of-fold predictions
+    that later layers learn from and the honest out-of-fold scores, with parameters chosen on the
+    tuning folds (which all come earlier in time)."""
+
     fold: int
     train_dates: pd.DatetimeIndex
     test_dates: pd.DatetimeIndex
+    stage: str = OOF
 
 
 class PurgedWalkForwardSplit:
@@ -100,31 +110,56 @@ class PurgedWalkForwardSplit:
             )
 
 
+def assign_stages(folds: list[DateFold], n_tuning_folds: int) -> list[DateFold]:
+    """The first `n_tuning_folds` folds (earliest test windows) become tuning folds, the rest
+    out-of-fold folds. At least one out-of-fold fold must remain."""
+    n_tuning = int(n_tuning_folds)
+    if n_tuning < 0 or n_tuning >= len(folds):
+        raise ValueError(
+            f"cv.n_tuning_folds must be between 0 and n_splits - 1 = {len(folds) - 1} (at least "
+            f"one out-of-fold fold must remain for the later layers), got {n_tuning}"
+        )
+    ordered = sorted(folds, key=lambda f: f.fold)
+    return [replace(f, stage=TUNING if i < n_tuning else OOF) for i, f in enumerate(ordered)]
+
+
+def folds_of_stage(folds: list[DateFold], stage: str) -> list[DateFold]:
+    """The folds of one stage ("tuning" or "oof"), in fold order."""
+    if stage not in FOLD_STAGES:
+        raise ValueError(f"fold stage must be one of {FOLD_STAGES}, got {stage!r}")
+    return sorted((f for f in folds if f.stage == stage), key=lambda f: f.fold)
+
+
 def folds_table(folds: list[DateFold]) -> pd.DataFrame:
-    """Folds as a long table (fold, date, role) so every pipeline reuses the same split."""
+    """Folds as a long table (fold, date, role, stage) so every pipeline reuses the same split."""
     parts = []
     for f in folds:
-        parts.append(pd.DataFrame({"fold": f.fold, "date": f.train_dates, "role": "train"}))
-        parts.append(pd.DataFrame({"fold": f.fold, "date": f.test_dates, "role": "test"}))
+        parts.append(pd.DataFrame({"fold": f.fold, "date": f.train_dates, "role": "train",
+                                   "stage": f.stage}))
+        parts.append(pd.DataFrame({"fold": f.fold, "date": f.test_dates, "role": "test",
+                                   "stage": f.stage}))
     table = pd.concat(parts, ignore_index=True)
     table["fold"] = table["fold"].astype("int32")
     return table
 
 
-def folds_from_table(table: pd.DataFrame) -> list[DateFold]:
-    """Inverse of `folds_table`."""
+def folds_from_table(table: pd.DataFrame, stage: str | None = None) -> list[DateFold]:
+    """Inverse of `folds_table`; `stage` keeps only the folds of that stage. A table written
+    before stages existed reads as out-of-fold folds only."""
     folds = []
     for k, part in table.groupby("fold", sort=True):
         dates = pd.DatetimeIndex(part["date"])
         role = part["role"].to_numpy()
+        fold_stage = str(part["stage"].iloc[0]) if "stage" in part else OOF
         folds.append(
             DateFold(
                 fold=int(k),
                 train_dates=dates[role == "train"].sort_values(),
                 test_dates=dates[role == "test"].sort_values(),
+                stage=fold_stage,
             )
         )
-    return folds
+    return folds if stage is None else folds_of_stage(folds, stage)
 
 
 def fold_row_indices(row_dates, folds: list[DateFold]) -> list[tuple[np.ndarray, np.ndarray]]:

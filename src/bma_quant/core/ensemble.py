@@ -529,14 +529,48 @@ class WalkForwardResult:
     predictions: pd.DataFrame  # date, ticker, model, fold, prediction (every method)
     scores: pd.DataFrame  # method, fold, rank_ic, fitted (False = equal-weight stand-in)
     validation_folds: list[int]
-    oos_rank_ic: dict[str, float]
+    oos_rank_ic: dict[str, float]  # per method: its own out-of-sample score (no choice in it)
     notes: list[str]
+    # `final` chosen walk-forward: at each fitted fold, the method best on the earlier fitted
+    # folds, scored there (NaN with fewer than two fitted folds). The chosen method's
+    # `oos_rank_ic` is a maximum over methods on the same folds, so it is optimistic.
+    final_nested_rank_ic: float = math.nan
+    final_nested_folds: list[int] = field(default_factory=list)
+
+
+def _fold_regimes(fold_regimes: pd.DataFrame | None, fold: int) -> pd.DataFrame | None:
+    """The regime table of the detector fitted on `fold`'s training dates (None if absent)."""
+    if fold_regimes is None or fold_regimes.empty:
+        return None
+    if FOLD not in fold_regimes:
+        raise ValueError("fold_regimes needs a `fold` column (one detector per fold): the "
+                         "detector fitted through the end of development would leak into CV")
+    part = fold_regimes[fold_regimes[FOLD] == fold]
+    return part if len(part) else None
+
+
+def nested_final_score(scores: pd.DataFrame, n_validation: int) -> tuple[float, list[int]]:
+    """Walk-forward choice of the method: at each fitted fold after the first, the method with
+    the best mean RankIC over the (at most `n_validation`) earlier fitted folds, scored on that
+    fold. Returns the mean of those scores and the folds they come from."""
+    fitted = scores[scores["fitted"]]
+    folds = sorted(fitted[FOLD].unique())
+    picked = []
+    for j, fold in enumerate(folds[1:], start=1):
+        window = folds[max(0, j - max(n_validation, 1)):j]
+        earlier = fitted[fitted[FOLD].isin(window)].groupby("method", sort=False)["rank_ic"].mean()
+        chosen = choose_method(earlier.to_dict())
+        here = fitted[(fitted[FOLD] == fold) & (fitted["method"] == chosen)]["rank_ic"]
+        if len(here):
+            picked.append((int(fold), float(here.iloc[0])))
+    values = [v for _, v in picked if math.isfinite(v)]
+    return (float(np.mean(values)) if values else math.nan), [f for f, _ in picked]
 
 
 def walk_forward_ensembles(
     design: pd.DataFrame,
     folds: list[DateFold],
-    regimes: pd.DataFrame | None,
+    fold_regimes: pd.DataFrame | None,
     methods: list[str],
     models: list[str],
     params: dict,
@@ -547,7 +581,9 @@ def walk_forward_ensembles(
     Fold k's rows are predicted by each method fitted on the out-of-fold rows of earlier folds
     whose dates are in fold k's purged, embargoed training dates (from ``cv_folds``); the first
     fold (nothing earlier) and folds with fewer than ``min_fit_dates`` training dates use equal
-    weights. A method's score is its mean RankIC (against the raw label) over the last
+    weights. Regime-aware methods see fold k's own regime table (``fold_regimes``: a detector
+    fitted on fold k's training dates), never the detector fitted through the end of
+    development. A method's score is its mean RankIC (against the raw label) over the last
     ``n_validation_folds`` fitted folds.
     """
     selection = params.get("selection", {})
@@ -566,6 +602,10 @@ def walk_forward_ensembles(
         if not fitted:
             notes.append(f"fold {fold.fold}: {n_train_dates} earlier out-of-fold dates; "
                          "equal weights for every method")
+        regimes = _fold_regimes(fold_regimes, fold.fold)
+        if fitted and regimes is None and fold_regimes is not None:
+            notes.append(f"fold {fold.fold}: no regime table of its own; regime-aware methods "
+                         "use their global weights")
         for method in methods:
             if fitted:
                 combiner = make_combiner(method, models, params).fit(train, regimes, test_start)
@@ -592,7 +632,11 @@ def walk_forward_ensembles(
            for m in methods}
     predictions = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=[DATE, TICKER, MODEL, FOLD, PREDICTION])
-    return WalkForwardResult(predictions, score_table, validation, oos, notes)
+    final_score, final_folds = nested_final_score(score_table, n_validation)
+    if not final_folds:
+        notes.append("fewer than two fitted folds: no nested score for the chosen method")
+    return WalkForwardResult(predictions, score_table, validation, oos, notes, final_score,
+                             final_folds)
 
 
 def choose_method(oos_rank_ic: dict[str, float], fallback: str = FALLBACK_METHOD) -> str:

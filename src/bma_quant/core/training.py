@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from bma_quant.core import metrics
-from bma_quant.core.cv import DateFold
+from bma_quant.core.cv import OOF, TUNING, DateFold, folds_of_stage
 from bma_quant.core.models import build_native_matrix, get_learner, native_fit_predict
 
 TARGET_TRANSFORMS = ("rank", "zscore", "raw")
@@ -230,12 +230,15 @@ def add_full_scores(cache: FoldCache, result: CVResult, min_names: int = 5, nw_l
     return CVResult(result.fold_of_row, result.rows, result.prediction, scores)
 
 
-def oof_frame(data: LearningSet, result: CVResult, name: str) -> pd.DataFrame:
-    """Long out-of-fold predictions: date, ticker, model, fold, prediction."""
+def oof_frame(data: LearningSet, result: CVResult, name: str, trial: int | None = None
+              ) -> pd.DataFrame:
+    """Long out-of-fold predictions: date, ticker, model, [trial,] fold, prediction."""
     frame = pd.DataFrame({"date": data.dates[result.rows]})
     if data.tickers is not None:
         frame["ticker"] = data.tickers[result.rows]
     frame["model"] = name
+    if trial is not None:
+        frame["trial"] = np.int32(trial)
     frame["fold"] = result.fold_of_row
     frame["prediction"] = result.prediction.astype(np.float32)
     return frame
@@ -344,10 +347,14 @@ KEY_COLUMNS = ("date", "ticker", "label")
 
 @dataclass
 class TrainingInputs:
-    """Development rows with their folds, and the test-period rows to predict after the refit."""
+    """Development rows with their folds, and the test-period rows to predict after the refit.
+
+    `tuning_cache` holds the tuning folds (Optuna scores trials there only), `cache` the
+    out-of-fold folds (predictions that later layers learn from; nested selection, DESIGN §3)."""
 
     data: LearningSet
     cache: FoldCache
+    tuning_cache: FoldCache
     test_X: np.ndarray
     test_dates: np.ndarray
     test_tickers: np.ndarray
@@ -374,7 +381,7 @@ def training_inputs(
     features: list[str] | None = None,
     target_transform: str = "rank",
 ) -> TrainingInputs:
-    """Split model_input into development rows (with weights and fold cache) and test rows.
+    """Split model_input into development rows (with weights and fold caches) and test rows.
 
     features=None uses every column but date, ticker and label (feature_engineering's selection).
     A development date without a sample weight gets weight 0 (not trained on) and is counted."""
@@ -400,7 +407,8 @@ def training_inputs(
     test_rows = frame.loc[in_test]
     return TrainingInputs(
         data=data,
-        cache=FoldCache(data, folds),
+        cache=FoldCache(data, folds_of_stage(folds, OOF)),
+        tuning_cache=FoldCache(data, folds_of_stage(folds, TUNING)),
         test_X=np.ascontiguousarray(test_rows[names].to_numpy(np.float32)),
         test_dates=test_rows["date"].to_numpy(),
         test_tickers=test_rows["ticker"].to_numpy(object),

@@ -1,9 +1,12 @@
 """Optuna tuning of one base learner over the purged folds (DESIGN §5.1, seed §2.3.1).
 
-Objective: mean RankIC over the purged walk-forward folds. Each trial reports its fold RankICs one
-by one to a MedianPruner, so a clearly worse trial stops early. The TPE sampler is seeded; with
-n_jobs=1 the same seed, data and budget give the same trials (a `timeout` that cuts the study
-short can change the number of trials, so determinism holds within the trial budget).
+Objective: mean RankIC over the tuning folds (the earliest purged walk-forward folds; DESIGN §3
+nested selection: the out-of-fold predictions that later layers learn from come from the later
+folds, which no trial was scored on). Each trial reports its fold RankICs one by one to a
+MedianPruner, so a clearly worse trial stops early. The TPE sampler is seeded; with n_jobs=1 the
+same seed, data and trial budget give the same trials on any machine. The budget is a trial count;
+`timeout` is only an optional safety cap: when it cuts the study short the result says so
+(`truncated`), because the number of trials then depends on the machine's speed.
 
 Framework-free: callbacks (e.g. the MLflow nested-run callback) are passed in by the caller.
 Storage is whatever Optuna accepts (None = in memory, or an RDB URL such as
@@ -105,7 +108,16 @@ class TuningResult:
     n_pruned: int
     trials: pd.DataFrame
     study_name: str | None
-    best_cv: CVResult | None  # the best trial's out-of-fold result, kept to avoid refitting
+    truncated: bool  # the timeout stopped the study before n_trials: machine-dependent result
+    # Each complete trial's predictions on the tuning folds (trial number -> CVResult), kept so
+    # every configuration tried can be scored again (trial accounting, overfitting statistics).
+    trial_predictions: dict[int, CVResult]
+
+    @property
+    def objective_median(self) -> float:
+        """Median objective of the complete trials: how much the best one stands out."""
+        values = self.trials.loc[self.trials["state"] == "COMPLETE", "value"]
+        return float(values.median()) if len(values) else math.nan
 
 
 def tune_learner(
@@ -127,15 +139,16 @@ def tune_learner(
     show_progress_bar: bool = False,
     enqueue_defaults: bool = True,
 ) -> TuningResult:
-    """Tune `name` on the cached folds; maximise the mean fold RankIC.
+    """Tune `name` on the cached (tuning) folds; maximise the mean fold RankIC.
 
-    The out-of-fold predictions of the best trial are kept (only the current best is held in
-    memory), so the caller does not refit the folds with the best parameters."""
+    `timeout` (seconds, None = off) is a safety cap only; `truncated` reports when it bit."""
+    if int(n_trials) < 1:
+        raise ValueError(f"{name}: base_models.tuning.n_trials must be >= 1, got {n_trials}")
     study = create_study(study_name, seed=seed, storage=storage, sampler=sampler, pruner=pruner)
     study.set_user_attr("learner", name)
     if enqueue_defaults and default_trial(defaults, space):
         study.enqueue_trial(default_trial(defaults, space))
-    best: dict[str, Any] = {"value": -math.inf, "number": None, "cv": None}
+    predictions: dict[int, CVResult] = {}
 
     def objective(trial: optuna.Trial) -> float:
         params = {**defaults, **suggest_params(trial, space)}
@@ -147,11 +160,9 @@ def tune_learner(
 
         result = cross_validate(cache, name, params, seed=seed, n_jobs=n_jobs,
                                 min_names=min_names, on_fold=report, full_scores=False)
-        value = result.rank_ic_mean
         trial.set_user_attr("fold_rank_ic", [round(v, 6) for v in result.scores["rank_ic"]])
-        if value > best["value"]:
-            best.update(value=value, number=trial.number, cv=result)
-        return value
+        predictions[trial.number] = result
+        return result.rank_ic_mean
 
     study.optimize(objective, n_trials=int(n_trials), timeout=timeout, n_jobs=1,
                    callbacks=list(callbacks), show_progress_bar=show_progress_bar,
@@ -164,8 +175,12 @@ def tune_learner(
         raise RuntimeError(f"{name}: no Optuna trial completed ({len(states)} started)")
     best_trial = study.best_trial
     best_params = {**defaults, **best_trial.params}
-    best_cv = best["cv"] if best["number"] == best_trial.number else None
-    logger.info("%s: best mean RankIC %.4f at trial %d of %d (%d pruned)", name,
+    truncated = len(states) < int(n_trials)
+    if truncated:
+        logger.warning("%s: the %.0f s tuning timeout stopped the study after %d of %d trials; "
+                       "results now depend on this machine's speed", name, timeout,
+                       len(states), int(n_trials))
+    logger.info("%s: best mean tuning-fold RankIC %.4f at trial %d of %d (%d pruned)", name,
                 best_trial.value, best_trial.number, len(states),
                 states.count(optuna.trial.TrialState.PRUNED))
     return TuningResult(
@@ -176,5 +191,6 @@ def tune_learner(
         n_pruned=states.count(optuna.trial.TrialState.PRUNED),
         trials=trials,
         study_name=study_name,
-        best_cv=best_cv,
+        truncated=truncated,
+        trial_predictions=predictions,
     )

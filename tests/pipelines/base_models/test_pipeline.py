@@ -43,7 +43,10 @@ def test_every_learner_succeeds_and_outputs_follow_the_contract(inputs, outputs)
     assert list(oof.columns) == ["date", "ticker", "model", "fold", "prediction"]
     assert oof["prediction"].dtype == np.float32 and set(oof["model"]) == set(LEARNERS)
     folds = inputs["cv_folds"]
-    test_fold_of = folds[folds["role"] == "test"].set_index("date")["fold"]
+    assert set(folds["stage"]) == {"tuning", "oof"}
+    # Nested selection: out-of-fold rows only on the out-of-fold folds (no trial scored there).
+    test_fold_of = folds[(folds["role"] == "test") & (folds["stage"] == "oof")].set_index(
+        "date")["fold"]
     assert (oof["date"].map(test_fold_of) == oof["fold"]).all()  # only test-fold rows, right fold
     mi = inputs["model_input"]
     expected_rows = mi["date"].isin(test_fold_of.index).sum()
@@ -68,17 +71,26 @@ def test_every_learner_succeeds_and_outputs_follow_the_contract(inputs, outputs)
 def test_metrics_scores_importance_and_best_params(outputs):
     metrics_logged = outputs["base_models_metrics"]
     for name in LEARNERS:
-        for key in ("cv_rank_ic_mean", "cv_rank_ic_std", "cv_ic_mean", "fit_seconds",
-                    "n_trials", "failed"):
+        for key in ("oof_rank_ic_mean", "oof_rank_ic_std", "oof_ic_mean", "n_trials",
+                    "tuning_truncated", "failed"):
             assert f"{name}.{key}" in metrics_logged, f"{name}.{key}"
         assert metrics_logged[f"{name}.failed"]["value"] == 0.0
+        assert metrics_logged[f"{name}.tuning_truncated"]["value"] == 0.0
+    # no wall-clock figure among the metrics: the same config and data give the same metrics
+    assert not [k for k in metrics_logged if "seconds" in k]
+    assert "fit_seconds" in outputs["base_model_status"]["xgboost"]["timings"]
+    for name in ("elastic_net", "xgboost", "lightgbm"):  # tuned: objective and honest score
+        assert f"{name}.tuning_objective" in metrics_logged
+        assert f"{name}.tuning_objective_median" in metrics_logged
+        assert (metrics_logged[f"{name}.tuning_objective"]["value"]
+                >= metrics_logged[f"{name}.tuning_objective_median"]["value"])
     assert metrics_logged["xgboost.n_trials"]["value"] == 3
     assert metrics_logged["alpha_composite.n_trials"]["value"] == 0  # not tuned
     scores = outputs["base_fold_scores"]
     assert set(scores["model"]) == set(LEARNERS)
     for name in LEARNERS:
         mean = scores.loc[scores["model"] == name, "rank_ic"].mean()
-        assert metrics_logged[f"{name}.cv_rank_ic_mean"]["value"] == pytest.approx(mean)
+        assert metrics_logged[f"{name}.oof_rank_ic_mean"]["value"] == pytest.approx(mean)
     importance = outputs["base_feature_importance"]
     assert list(importance.columns) == ["model", "feature", "importance", "share", "kind"]
     assert importance.groupby("model")["share"].sum().round(6).eq(1.0).all()
@@ -86,6 +98,28 @@ def test_metrics_scores_importance_and_best_params(outputs):
     assert {"xgboost.max_depth", "lightgbm.num_leaves", "elastic_net.alpha"} <= set(best)
     trials = outputs["base_optuna_trials"]
     assert set(trials["model"]) == {"elastic_net", "xgboost", "lightgbm"}
+
+
+def test_every_complete_trial_keeps_its_tuning_fold_predictions(inputs, outputs):
+    trial_oof = outputs["base_trial_oof_predictions"]
+    assert list(trial_oof.columns) == ["date", "ticker", "model", "trial", "fold", "prediction"]
+    folds = inputs["cv_folds"]
+    tuning_test = folds[(folds["role"] == "test") & (folds["stage"] == "tuning")]
+    assert set(trial_oof["fold"]) == set(tuning_test["fold"])
+    assert trial_oof["date"].isin(tuning_test["date"]).all()
+    trials = outputs["base_optuna_trials"]
+    complete = trials[trials["state"] == "COMPLETE"]
+    assert (set(map(tuple, trial_oof[["model", "trial"]].drop_duplicates().to_numpy()))
+            == set(zip(complete["model"], complete["number"], strict=True)))
+    # Each trial's stored predictions reproduce its objective (mean tuning-fold RankIC).
+    for (model, number), part in trial_oof.groupby(["model", "trial"]):
+        scored = part.merge(inputs["model_input"][["date", "ticker", "label"]],
+                            on=["date", "ticker"])
+        per_fold = [metrics.mean_rank_ic(f, "prediction", "label")
+                    for _, f in scored.groupby("fold")]
+        value = complete.loc[(complete["model"] == model) & (complete["number"] == number),
+                             "value"].iloc[0]
+        assert np.mean(per_fold) == pytest.approx(value, abs=1e-5)
 
 
 def test_planted_signal_is_found_by_every_learner(inputs, outputs):
@@ -199,7 +233,9 @@ def test_trials_are_nested_mlflow_runs_and_models_load_back_with_a_signature(inp
     by_learner = pd.Series([c.data.tags.get("learner") for c in children]).value_counts()
     assert by_learner.to_dict() == {"elastic_net": 2, "xgboost": 2, "lightgbm": 2}
     child = children[0]
-    assert "cv_rank_ic_mean" in child.data.metrics
+    assert "tuning_rank_ic_mean" in child.data.metrics
     history = client.get_metric_history(child.info.run_id, "fold_rank_ic")
-    assert sorted(m.step for m in history) == list(range(len(inputs["cv_folds"]["fold"].unique())))
+    folds = inputs["cv_folds"]
+    n_tuning = folds.loc[folds["stage"] == "tuning", "fold"].nunique()
+    assert sorted(m.step for m in history) == list(range(n_tuning))  # tuning folds only
     assert child.data.tags["mlflow.runName"].split("-trial-")[0] in flavours

@@ -28,7 +28,7 @@ def upstream(tmp_path_factory):
     sm.panel.to_parquet(path)
     data = run_pipeline("data_processing", {}, {
         "data": {"raw_path": str(path), "index_path": None}, "periods": {"dev_start": None},
-        "cv": {"min_train_days": 200, "n_splits": 3},
+        "cv": {"min_train_days": 200, "n_splits": 4, "n_tuning_folds": 1},
     })
     model_input = data["primary_panel"][["date", "ticker", *FEATURES]].merge(
         data["labels"], on=["date", "ticker"])
@@ -65,9 +65,19 @@ def test_rules_run_outputs_contracts_and_beats_global_model(upstream):
     assert set(oof["model"]) == set(test["model"]) == {"regime_lightgbm"}
     assert oof["prediction"].dtype == np.float32 and not oof.duplicated(["date", "ticker"]).any()
     folds = inputs["cv_folds"]
+    oof_folds = set(folds.loc[folds["stage"] == "oof", "fold"])
+    assert set(oof["fold"]) == oof_folds  # never the tuning folds (nested selection)
     for k, part in oof.groupby("fold"):  # the shared purged folds' test dates, fold by fold
         expected = folds.loc[(folds["fold"] == k) & (folds["role"] == "test"), "date"]
         assert set(part["date"]) == set(expected)
+    # Each out-of-fold fold's regimes come from a detector fitted on that fold's training dates,
+    # kept up to the fold's last test date for stacking.
+    fold_regimes = out["fold_regimes"]
+    assert list(fold_regimes.columns) == ["fold", "date", "regime", *PROBABILITY_COLUMNS]
+    assert set(fold_regimes["fold"]) == oof_folds
+    for k, part in fold_regimes.groupby("fold"):
+        test_dates = folds.loc[(folds["fold"] == k) & (folds["role"] == "test"), "date"]
+        assert part["date"].max() == test_dates.max()
     test_rows = inputs["model_input"][inputs["model_input"]["date"] >= pd.Timestamp(
         data["date_split"]["test_start"])]
     assert len(test) == len(test_rows) and test["prediction"].notna().all()
@@ -82,12 +92,12 @@ def test_rules_run_outputs_contracts_and_beats_global_model(upstream):
 
     metrics = {name: value["value"] for name, value in out["regime_models_metrics"].items()}
     for name in ("share_bull", "share_neutral", "share_bear", "switches", "mean_duration_days",
-                 "regime_lightgbm.cv_rank_ic_mean", "global_lightgbm.cv_rank_ic_mean",
-                 "regime_lightgbm.bear.cv_rank_ic_mean", "regime_lightgbm.bull.train_rows",
+                 "regime_lightgbm.oof_rank_ic_mean", "global_lightgbm.oof_rank_ic_mean",
+                 "regime_lightgbm.bear.oof_rank_ic_mean", "regime_lightgbm.bull.train_rows",
                  "detector_fallback"):
         assert name in metrics, name
-    assert metrics["regime_lightgbm.cv_rank_ic_mean"] > (
-        metrics["global_lightgbm.cv_rank_ic_mean"] + 0.05)
+    assert metrics["regime_lightgbm.oof_rank_ic_mean"] > (
+        metrics["global_lightgbm.oof_rank_ic_mean"] + 0.05)
     report = out["regime_models_report"]
     assert report["training"]["params_source"] == "base_models"
     assert report["training"]["learner_params"]["num_leaves"] == 7
@@ -105,9 +115,11 @@ def test_markov_run_records_detector_and_fold_refits(upstream):
     # Either the Markov model fitted, or the fallback to the rules is recorded, never silent.
     assert metrics["detector_markov"] == float(not detection["detector_fallback"])
     assert metrics["detector_fallback"] == float(detection["detector_fallback"])
-    assert len(report["training"]["fold_detectors"]) == inputs["cv_folds"]["fold"].nunique()
-    assert "global_lightgbm.cv_rank_ic_mean" not in metrics
-    assert np.isfinite(metrics["regime_lightgbm.cv_rank_ic_mean"])
+    folds = inputs["cv_folds"]
+    assert len(report["training"]["fold_detectors"]) == folds.loc[
+        folds["stage"] == "oof", "fold"].nunique()
+    assert "global_lightgbm.oof_rank_ic_mean" not in metrics
+    assert np.isfinite(metrics["regime_lightgbm.oof_rank_ic_mean"])
     if not detection["detector_fallback"]:
         probabilities = out["regimes"][list(PROBABILITY_COLUMNS)]
         assert ((probabilities > 0.01) & (probabilities < 0.99)).any().any()  # filtered, soft

@@ -48,11 +48,18 @@ def prepare_training_inputs(
         features=params.get("features"),
         target_transform=params.get("target_transform", "rank"),
     )
+    tuned = _tuned_learners(params)
+    if tuned and not inputs.tuning_cache.folds:
+        raise ValueError(
+            f"base_models.tuning is enabled for {', '.join(tuned)} but cv.n_tuning_folds is 0: "
+            "trials need tuning folds that the out-of-fold predictions do not use (nested "
+            "selection). Set cv.n_tuning_folds >= 1 or base_models.tuning.enabled: false.")
     if inputs.missing_weight_dates:
         logger.warning("base_models: %d development dates have no sample weight and are not "
                        "trained on", inputs.missing_weight_dates)
-    logger.info("base_models: %d development rows, %d test rows, %d features, %d folds",
-                len(inputs.data.label), len(inputs.test_X), len(inputs.feature_names),
+    logger.info("base_models: %d development rows, %d test rows, %d features, %d tuning folds, "
+                "%d out-of-fold folds", len(inputs.data.label), len(inputs.test_X),
+                len(inputs.feature_names), len(inputs.tuning_cache.folds),
                 len(inputs.cache.folds))
     return inputs
 
@@ -82,7 +89,7 @@ def _trial_callbacks(name: str) -> list:
 
     with warnings.catch_warnings():  # deprecated in Optuna 4.9, kept until 6.0; the team's choice
         warnings.simplefilter("ignore", FutureWarning)
-        return [TrialRunCallback(metric_name="cv_rank_ic_mean", create_experiment=False,
+        return [TrialRunCallback(metric_name="tuning_rank_ic_mean", create_experiment=False,
                                  mlflow_kwargs={"nested": True})]
 
 
@@ -106,51 +113,87 @@ def _storage(url: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 
+def _tune(name: str, inputs: training.TrainingInputs, params: dict, defaults: dict,
+          space: dict) -> tuning.TuningResult:
+    """The Optuna study of one learner, scored on the tuning folds only."""
+    tuning_cfg = params["tuning"]
+    return tuning.tune_learner(
+        inputs.tuning_cache, name, defaults, space,
+        n_trials=int(tuning_cfg["n_trials"]), timeout=tuning_cfg.get("timeout"),
+        seed=int(params["seed"]), n_jobs=int(params["n_jobs"]),
+        min_names=int(params.get("min_names", 5)),
+        storage=_storage(tuning_cfg.get("storage")), study_name=_study_name(name),
+        sampler=tuning_cfg.get("sampler"), pruner=tuning_cfg.get("pruner"),
+        callbacks=_trial_callbacks(name),
+        show_progress_bar=bool(tuning_cfg.get("show_progress_bar", False)),
+        enqueue_defaults=bool(tuning_cfg.get("enqueue_defaults", True)),
+    )
+
+
+def _tuned_learners(params: dict) -> list[str]:
+    """The learners Optuna tunes: listed in tuning.learners and with a search space."""
+    tuning_cfg = params.get("tuning") or {}
+    if not tuning_cfg.get("enabled"):
+        return []
+    spaces = tuning_cfg.get("search_space") or {}
+    return [n for n in tuning_cfg.get("learners") or [] if spaces.get(n)]
+
+
+def _trial_frames(name: str, inputs: training.TrainingInputs, result: tuning.TuningResult
+                  ) -> pd.DataFrame:
+    """Every complete trial's tuning-fold predictions (date, ticker, model, trial, fold,
+    prediction): what each configuration tried would have earned."""
+    parts = [training.oof_frame(inputs.data, cv_result, name, trial=number)
+             for number, cv_result in sorted(result.trial_predictions.items())]
+    return _concat(parts, TRIAL_COLUMNS)
+
+
 def _train(name: str, inputs: training.TrainingInputs, params: dict, nw_lag: int) -> dict:
+    """Tune on the tuning folds, predict the out-of-fold folds with the chosen parameters
+    (nested selection: no trial was scored there), refit on all development dates, predict test."""
     seed, n_jobs = int(params["seed"]), int(params["n_jobs"])
     min_names = int(params.get("min_names", 5))
     defaults = dict((params.get("defaults") or {}).get(name) or {})
-    tuning_cfg = params.get("tuning") or {}
-    space = (tuning_cfg.get("search_space") or {}).get(name) or {}
-    tune = bool(tuning_cfg.get("enabled")) and name in (tuning_cfg.get("learners") or []) and space
-    cache = inputs.cache
+    space = ((params.get("tuning") or {}).get("search_space") or {}).get(name) or {}
+    timings: dict[str, float] = {}
     start = time.perf_counter()
-    trials = pd.DataFrame()
-    cv_result = None
-    if tune:
-        result = tuning.tune_learner(
-            cache, name, defaults, space,
-            n_trials=int(tuning_cfg["n_trials"]), timeout=tuning_cfg.get("timeout"),
-            seed=seed, n_jobs=n_jobs, min_names=min_names,
-            storage=_storage(tuning_cfg.get("storage")), study_name=_study_name(name),
-            sampler=tuning_cfg.get("sampler"), pruner=tuning_cfg.get("pruner"),
-            callbacks=_trial_callbacks(name),
-            show_progress_bar=bool(tuning_cfg.get("show_progress_bar", False)),
-            enqueue_defaults=bool(tuning_cfg.get("enqueue_defaults", True)),
-        )
-        best_params, n_trials, study = result.best_params, result.n_trials, result.study_name
+    trials, trial_oof = pd.DataFrame(), pd.DataFrame(columns=TRIAL_COLUMNS)
+    tuning_metrics: dict[str, float | None] = {"n_trials": 0, "tuning_truncated": 0.0}
+    if name in _tuned_learners(params):
+        result = _tune(name, inputs, params, defaults, space)
+        best_params, study = result.best_params, result.study_name
         trials = result.trials.assign(model=name)
-        if result.best_cv is not None:
-            cv_result = training.add_full_scores(cache, result.best_cv, min_names, nw_lag)
+        trial_oof = _trial_frames(name, inputs, result)
+        tuning_metrics = {
+            "n_trials": result.n_trials,
+            "n_trials_pruned": result.n_pruned,
+            "tuning_objective": result.best_value,
+            "tuning_objective_median": result.objective_median,
+            "tuning_truncated": float(result.truncated),
+        }
+        learner_kind = models.get_learner(name).native
+        if learner_kind:
+            inputs.tuning_cache.free(learner_kind)
     else:
-        best_params, n_trials, study = defaults, 0, None
-    tune_seconds = time.perf_counter() - start
-    if cv_result is None:
-        cv_result = training.cross_validate(cache, name, best_params, seed=seed, n_jobs=n_jobs,
-                                            min_names=min_names, nw_lag=nw_lag)
+        best_params, study = defaults, None
+    timings["tune_seconds"] = time.perf_counter() - start
+
+    cache = inputs.cache
+    cv_result = training.cross_validate(cache, name, best_params, seed=seed, n_jobs=n_jobs,
+                                        min_names=min_names, nw_lag=nw_lag)
     learner_kind = models.get_learner(name).native
     if learner_kind:
         cache.free(learner_kind)  # the binned matrices are not needed by the refit
     for row in cv_result.scores.itertuples():
-        logger.info("%s fold %d: RankIC %.4f (%d train / %d test rows)", name, row.fold,
-                    row.rank_ic, row.n_train, row.n_test)
+        logger.info("%s fold %d: out-of-fold RankIC %.4f (%d train / %d test rows)", name,
+                    row.fold, row.rank_ic, row.n_train, row.n_test)
 
     refit_start = time.perf_counter()
     data = inputs.data
     estimator = training.refit(name, best_params, inputs.dev_frame(), data.label, data.weight,
                                dates=data.dates, seed=seed, n_jobs=n_jobs,
                                target_transform=params.get("target_transform", "rank"))
-    refit_seconds = time.perf_counter() - refit_start
+    timings["refit_seconds"] = time.perf_counter() - refit_start
     test_frame = inputs.test_frame()
     test_predictions = pd.DataFrame({
         "date": inputs.test_dates, "ticker": inputs.test_tickers, "model": name,
@@ -161,6 +204,7 @@ def _train(name: str, inputs: training.TrainingInputs, params: dict, nw_lag: int
         "best_params": best_params,
         "study_name": study,
         "oof": training.oof_frame(data, cv_result, name),
+        "trial_oof": trial_oof,
         "test": test_predictions,
         "model": estimator,
         "scores": cv_result.scores,
@@ -168,13 +212,14 @@ def _train(name: str, inputs: training.TrainingInputs, params: dict, nw_lag: int
         .assign(model=name),
         "trials": trials,
         "input_example": test_frame.head(int(params.get("input_example_rows", 5))),
+        "timings": timings,
+        # Only figures that the same config and data reproduce on any machine (no seconds).
         "metrics": {
-            "cv_rank_ic_mean": float(fold_rank_ic.mean()),
-            "cv_rank_ic_std": float(fold_rank_ic.std(ddof=1)) if len(fold_rank_ic) > 1 else None,
-            "cv_ic_mean": float(cv_result.scores["ic"].mean()),
-            "n_trials": n_trials,
-            "tune_seconds": tune_seconds,
-            "refit_seconds": refit_seconds,
+            **tuning_metrics,
+            "oof_rank_ic_mean": float(fold_rank_ic.mean()),
+            "oof_rank_ic_std": float(fold_rank_ic.std(ddof=1)) if len(fold_rank_ic) > 1 else None,
+            "oof_ic_mean": float(cv_result.scores["ic"].mean()),
+            "n_oof_folds": len(fold_rank_ic),
         },
     }
 
@@ -191,12 +236,12 @@ def train_learner(name: str, inputs: training.TrainingInputs, params: dict, temp
         logger.error("base_models: %s failed after %.1fs: %s\n%s", name, outcome.seconds,
                      outcome.error, outcome.traceback)
         return ({"name": name, "status": "failed", "error": outcome.error,
-                 "traceback": outcome.traceback, "fit_seconds": outcome.seconds},
+                 "traceback": outcome.traceback, "timings": {"fit_seconds": outcome.seconds}},
                 LoggedLearner(name, None))
     result = {"name": name, "status": "ok", "error": None, **outcome.value}
-    result["metrics"]["fit_seconds"] = outcome.seconds
-    logger.info("base_models: %s ok in %.1fs, CV RankIC %.4f", name, outcome.seconds,
-                result["metrics"]["cv_rank_ic_mean"])
+    result["timings"]["fit_seconds"] = outcome.seconds
+    logger.info("base_models: %s ok in %.1fs, out-of-fold RankIC %.4f", name, outcome.seconds,
+                result["metrics"]["oof_rank_ic_mean"])
     return result, LoggedLearner(name, result["model"], result["input_example"])
 
 
@@ -216,6 +261,7 @@ def make_train_learner(name: str):
 # ---------------------------------------------------------------------------------------------
 
 OOF_COLUMNS = ["date", "ticker", "model", "fold", "prediction"]
+TRIAL_COLUMNS = ["date", "ticker", "model", "trial", "fold", "prediction"]
 TEST_COLUMNS = ["date", "ticker", "model", "prediction"]
 
 
@@ -226,12 +272,20 @@ def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _tag_failures(results: list[dict]) -> None:
+def _tag_run(results: list[dict]) -> None:
+    """Per-learner status tags, and `reproducible: false` when a tuning timeout cut a study
+    (the trials run then depend on the machine's speed; DESIGN §3 reproducibility)."""
     import mlflow
 
     if mlflow.active_run() is None:
         return
+    truncated = [r["name"] for r in results
+                 if (r.get("metrics") or {}).get("tuning_truncated")]
     mlflow.set_tags({f"base_models.{r['name']}.status": r["status"] for r in results})
+    mlflow.set_tag("reproducible", "false" if truncated else "true")
+    if truncated:
+        mlflow.set_tag("reproducible.reason",
+                       f"tuning timeout cut the study of {', '.join(truncated)}")
 
 
 def collect_base_models(*results: dict):
@@ -239,7 +293,7 @@ def collect_base_models(*results: dict):
     results = list(results)
     active = [r for r in results if r["status"] != "skipped"]
     ok = [r for r in active if r["status"] == "ok"]
-    _tag_failures(active)
+    _tag_run(active)
     if not ok:
         detail = "; ".join(f"{r['name']}: {r['error']}" for r in active) or "none enabled"
         raise NoBaseModelSucceeded(f"No base learner succeeded ({detail}).")
@@ -252,6 +306,8 @@ def collect_base_models(*results: dict):
     importance = _concat([r["importance"] for r in ok], ["model", "feature"])
     importance = importance[["model", "feature", "importance", "share", "kind"]]
     trials = _concat([r["trials"] for r in ok], ["model", "number"])
+    trial_oof = _concat([r["trial_oof"] for r in ok], TRIAL_COLUMNS)[TRIAL_COLUMNS]
+    trial_oof = trial_oof.sort_values(["model", "trial", "date", "ticker"], kind="stable")
 
     status = {
         r["name"]: {
@@ -259,7 +315,8 @@ def collect_base_models(*results: dict):
             "error": r.get("error"),
             "best_params": r.get("best_params", {}),
             "study_name": r.get("study_name"),
-            "metrics": r.get("metrics", {"fit_seconds": r.get("fit_seconds")}),
+            "metrics": r.get("metrics", {}),
+            "timings": r.get("timings", {}),
             "traceback": r.get("traceback"),
         }
         for r in active
@@ -272,11 +329,9 @@ def collect_base_models(*results: dict):
         metrics[f"{r['name']}.failed"] = float(r["status"] != "ok")
         if r["status"] == "ok":
             metrics.update({f"{r['name']}.{k}": v for k, v in r["metrics"].items()})
-        else:
-            metrics[f"{r['name']}.fit_seconds"] = r.get("fit_seconds")
     best_params = {f"{r['name']}.{k}": v for r in ok for k, v in r["best_params"].items()}
     base_models = {r["name"]: r["model"] for r in ok}
     logger.info("base_models: %d of %d learners succeeded: %s", len(ok), len(active),
-                ", ".join(f"{r['name']} {r['metrics']['cv_rank_ic_mean']:.4f}" for r in ok))
-    return (oof, test, base_models, status, scores, importance, trials, best_params,
-            as_mlflow_metrics(metrics))
+                ", ".join(f"{r['name']} {r['metrics']['oof_rank_ic_mean']:.4f}" for r in ok))
+    return (oof, test, base_models, status, scores, importance, trials,
+            trial_oof.reset_index(drop=True), best_params, as_mlflow_metrics(metrics))

@@ -4,7 +4,7 @@ model_input, sample_weights, date_split, cv_folds
   -> prepare_training_inputs -> train_<learner> (one node per registered learner, each guarded)
   -> collect_base_models -> base_oof_predictions, base_test_predictions, base_models,
      base_model_status, base_fold_scores, base_feature_importance, base_optuna_trials,
-     base_models_best_params, base_models_metrics
+     base_trial_oof_predictions, base_models_best_params, base_models_metrics
 Each train_<learner> node also writes `base_<learner>_logged_model` (the refit learner logged to MLflow
 with its flavour and signature; nothing for a learner that failed or is not enabled).
 """
@@ -45,6 +45,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "base_fold_scores",
                     "base_feature_importance",
                     "base_optuna_trials",
+                    "base_trial_oof_predictions",
                     "base_models_best_params",
                     "base_models_metrics",
                 ],

@@ -121,7 +121,8 @@ def make_market(primary_panel: pd.DataFrame, market_index: pd.DataFrame) -> pd.D
 
 
 def make_cv_folds(date_split: dict, primary_panel: pd.DataFrame, temporal: dict, cv_params: dict):
-    """Purged walk-forward folds over development dates, shared by every later pipeline."""
+    """Purged walk-forward folds over development dates, shared by every later pipeline; the
+    first `n_tuning_folds` are tuning folds, the rest out-of-fold folds (nested selection)."""
     config = TemporalConfig.from_params(temporal)
     dates = pd.DatetimeIndex(primary_panel["date"].unique())
     dev = dates[(dates >= pd.Timestamp(date_split["dev_start"]))
@@ -131,10 +132,11 @@ def make_cv_folds(date_split: dict, primary_panel: pd.DataFrame, temporal: dict,
         min_train_days=int(cv_params["min_train_days"]), window=cv_params["window"],
         max_train_days=cv_params.get("max_train_days"),
     )
-    folds = splitter.date_folds(dev)
+    folds = cv.assign_stages(splitter.date_folds(dev), int(cv_params.get("n_tuning_folds", 0)))
     for f in folds:
-        logger.info("fold %d: train %d dates (..%s), test %s..%s", f.fold, len(f.train_dates),
-                    f.train_dates.max().date(), f.test_dates.min().date(), f.test_dates.max().date())
+        logger.info("fold %d (%s): train %d dates (..%s), test %s..%s", f.fold, f.stage,
+                    len(f.train_dates), f.train_dates.max().date(), f.test_dates.min().date(),
+                    f.test_dates.max().date())
     return cv.folds_table(folds)
 
 

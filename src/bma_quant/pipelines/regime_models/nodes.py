@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bma_quant.core import regime_learning, regimes
-from bma_quant.core.cv import DateFold, folds_from_table
+from bma_quant.core.cv import OOF, DateFold, folds_from_table
 from bma_quant.core.fear_greed import fear_greed_index
 from bma_quant.core.metrics import prediction_scores
 from bma_quant.core.split import dates_in
@@ -122,28 +122,34 @@ def train_regime_models(
     base_model_status: dict | None,
     params: dict,
     fear_greed_params: dict | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, regime_learning.RegimeAwareModel, dict]:
-    """Out-of-fold predictions on the shared folds, the model refit on all development rows,
-    and test predictions routed (or blended) by each test date's regime."""
+) -> tuple[pd.DataFrame, pd.DataFrame, regime_learning.RegimeAwareModel, dict, pd.DataFrame]:
+    """Out-of-fold predictions on the shared out-of-fold folds (each fold with its own detector),
+    the model refit on all development rows, test predictions routed (or blended) by each test
+    date's regime, and every fold's regime table (`fold_regimes`, for stacking)."""
     config, params_source = _learning_config(params, base_model_status)
     features = [c for c in model_input.columns if c not in (*KEYS, "label")]
     dev = model_input.loc[dates_in(date_split, "dev", model_input["date"])].reset_index(drop=True)
     test = model_input.loc[dates_in(date_split, "test", model_input["date"])]
     test = test.reset_index(drop=True)
     weights = _row_weights(dev["date"], sample_weights)
-    folds = folds_from_table(cv_folds)
+    # Out-of-fold folds only: the tuned parameters were chosen on the tuning folds.
+    folds = folds_from_table(cv_folds, stage=OOF)
     logger.info("%s: %d development rows, %d test rows, %d features, %d folds, params from %s",
                 config.model_name, len(dev), len(test), len(features), len(folds), params_source)
 
     fold_detectors: dict[int, dict] = {}
+    fold_tables: list[pd.DataFrame] = []
 
     def fold_regimes(fold: DateFold) -> pd.DataFrame:
-        if not params.get("refit_detector_per_fold", True):
-            return regime_table
+        """Regimes as seen by a detector fitted on this fold's training dates only; kept (up to
+        the fold's last test date) so stacking's walk-forward uses the same causal view."""
         fit = regimes.fit_detector(params["detector"], params, detector_inputs,
                                    fold.train_dates.max(), _min_duration(params))
         fold_detectors[fold.fold] = {"detector": fit.detector.name, "fallback": fit.fallback}
-        return fit.detector.detect(detector_inputs)
+        table = fit.detector.detect(detector_inputs)
+        seen = table[table["date"] <= fold.test_dates.max()]
+        fold_tables.append(seen.assign(fold=np.int32(fold.fold)))
+        return table
 
     cv = regime_learning.cross_validate_regime_models(
         dev[features], dev["label"], weights, dev["date"], folds, fold_regimes, config,
@@ -179,7 +185,9 @@ def train_regime_models(
         "test_regime_shares": _row_shares(test["date"], regime_table),
         "cv": _cv_scores(oof, config, int(params["min_names"])),
     }
-    return oof_predictions, test_predictions, model, summary
+    fold_regime_table = pd.concat(fold_tables, ignore_index=True)[
+        ["fold", "date", "regime", *regimes.PROBABILITY_COLUMNS]]
+    return oof_predictions, test_predictions, model, summary, fold_regime_table
 
 
 def _row_shares(dates: pd.Series, regime_table: pd.DataFrame) -> dict[str, float]:
@@ -200,11 +208,11 @@ def _cv_scores(oof: pd.DataFrame, config, min_names: int) -> dict:
     for name, column in columns.items():
         overall = prediction_scores(oof, column, "label", min_names)
         scores[name] = {
-            "cv_rank_ic_mean": by_regime["all"][column],
-            "cv_ic_mean": overall["ic"],
-            "cv_rank_icir": overall["rank_icir"],
-            "cv_hit_rate": overall["hit_rate"],
-            **{f"{r}.cv_rank_ic_mean": by_regime[r][column] for r in regimes.REGIMES},
+            "oof_rank_ic_mean": by_regime["all"][column],
+            "oof_ic_mean": overall["ic"],
+            "oof_rank_icir": overall["rank_icir"],
+            "oof_hit_rate": overall["hit_rate"],
+            **{f"{r}.oof_rank_ic_mean": by_regime[r][column] for r in regimes.REGIMES},
         }
     return scores
 
@@ -251,8 +259,8 @@ def regime_report(detection_summary: dict, training_summary: dict) -> tuple[dict
             regime in training_summary["final_fallback_regimes"])
     global_name = f"global_{training_summary['learner']}"
     if global_name in training_summary["cv"]:
-        metrics[f"{model}.cv_rank_ic_gain"] = (
-            training_summary["cv"][model]["cv_rank_ic_mean"]
-            - training_summary["cv"][global_name]["cv_rank_ic_mean"]
+        metrics[f"{model}.oof_rank_ic_gain"] = (
+            training_summary["cv"][model]["oof_rank_ic_mean"]
+            - training_summary["cv"][global_name]["oof_rank_ic_mean"]
         )
     return report, as_mlflow_metrics(metrics)

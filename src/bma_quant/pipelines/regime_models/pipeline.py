@@ -20,7 +20,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                   "regime_detector_inputs", "regimes", "regime_detector", "base_model_status",
                   "params:regime_models", "params:feature_engineering.fear_greed"],
                  ["regime_oof_predictions", "regime_test_predictions", "regime_model",
-                  "regime_training_summary"],
+                  "regime_training_summary", "fold_regimes"],
                  name="train_regime_models"),
             Node(nodes.regime_timeline,
                  ["regimes", "market", "date_split", "params:regime_models"], "regime_timeline",

@@ -18,8 +18,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.select_ensemble,
-                ["stacking_design", "regimes", "cv_folds", "date_split", "stacking_model_info",
-                 "params:stacking"],
+                ["stacking_design", "fold_regimes", "cv_folds", "date_split",
+                 "stacking_model_info", "params:stacking"],
                 ["ensemble_oof_predictions", "stacking_selection"],
                 name="select_ensemble",
             ),

@@ -17,7 +17,6 @@ import pandas as pd
 
 from bma_quant.core.temporal import TemporalConfig, validate_temporal_config
 
-
 TUNING, OOF = "tuning", "oof"
 FOLD_STAGES = (TUNING, OOF)
 

@@ -75,28 +75,6 @@ def test_stale_streaks_are_counted_and_masked_beyond_the_limit():
     assert out.close["A"].isna().sum() == 3
 
 
-def test_medians_are_fitted_on_development_dates_only():
-    dates = pd.bdate_range("2021-01-04", periods=6)
-    close = pd.DataFrame({"A": [1.0] * 6}, index=dates)
-    factor = pd.DataFrame({"A": [1.0, 2.0, 3.0, 100.0, np.nan, 200.0]}, index=dates)
-    p = panel.PanelMatrices({"close": close, "f": factor})
-    medians = cleaning.fit_medians(p, ["f"], dates[:3])
-    out, filled = cleaning.impute_medians(p, medians)
-    assert medians == {"f": 2.0} and filled == 1 and out.values["f"]["A"].iloc[4] == 2.0
-
-
-def test_coverage_is_measured_on_development_dates_only():
-    """A name that stops trading in the test period stays in the universe: its exit is future."""
-    dates = pd.bdate_range("2021-01-04", periods=100)
-    close = pd.DataFrame({"A": 1.0, "B": 1.0}, index=dates)
-    close.loc[dates[60]:, "B"] = np.nan  # B dies after day 60
-    p = panel.PanelMatrices({"close": close})
-    full_sample = panel.apply_coverage_filter(p, 0.7, strict_mode=False)
-    dev_only = panel.apply_coverage_filter(p, 0.7, strict_mode=False, measure_until=dates[59])
-    assert full_sample.dropped_tickers == ["B"]  # what a full-sample rule would do (look-ahead)
-    assert dev_only.dropped_tickers == []
-
-
 def test_sector_is_point_in_time():
     """A reclassification applies from its date on; earlier history keeps the old sector."""
     dates = pd.bdate_range("2021-01-04", periods=4)

@@ -24,9 +24,12 @@ def test_run_is_recorded_with_metrics_params_and_tags(project):
     run = runs.iloc[0]
     assert run["status"] == "FINISHED"
     for metric in ("rows_in", "rows_out", "tickers", "dates", "coverage", "missing_days",
-                   "suspected_splits", "stale_streaks", "dropped_tickers"):
+                   "suspected_splits", "stale_streaks", "dropped_tickers", "eligible_names_min",
+                   "eligible_names_median", "eligible_names_max", "late_listings", "delistings"):
         assert f"metrics.data_processing.{metric}" in runs.columns, metric
     assert run["metrics.data_processing.tickers"] == 20
+    # the shipped names all trade from 1990: every one is in the cross-section from dev_start on
+    assert run["metrics.data_processing.eligible_names_min"] == 20
     split = json.loads((project / "data/03_primary/date_split.json").read_text())
     for key in ("dev_start", "dev_end", "test_start", "test_end"):
         assert run[f"params.split.{key}"] == split[key]

@@ -13,7 +13,7 @@ import pandas as pd
 
 from bma_quant.core.synthetic import generate_synthetic_market
 from tests.serving.fakes import fake_upstream
-from tests.support import project_params, run_pipeline
+from tests.support import deep_update, project_params, run_pipeline
 
 LOOKBACK = 60
 
@@ -24,6 +24,8 @@ def data_overrides(raw_path: Path) -> dict:
         "periods": {"dev_start": None, "test_fraction": 0.3},
         "cv": {"min_train_days": 200},
         "temporal": {"max_lookback_days": LOOKBACK},
+        # trailing coverage within the serving warm-up, so a slice decides the universe as training
+        "processing": {"eligibility": {"window_days": LOOKBACK}},
     }
 
 
@@ -78,6 +80,7 @@ def build_chain(datasets: dict, overrides: dict):
     return nodes.build_prediction_chain(
         datasets["feature_spec"], datasets["base_models"], datasets["regime_model"],
         datasets["ensemble"], datasets["primary_panel"], datasets["regimes"],
-        datasets["data_quality_report"], overrides["data"], project_params()["processing"],
+        datasets["data_quality_report"], overrides["data"],
+        deep_update(project_params(), overrides)["processing"],
         overrides["temporal"],
     )

@@ -5,12 +5,12 @@
   ratio (2, 3, 3/2, ...) is treated as a split and the prices from that day on are scaled back
   (forward adjustment, so dates before the event keep their values: prefix invariant);
 - stale prices: zero-return streaks are counted; days beyond `mask_after` of a streak are masked;
-- median imputation of optional numeric columns, medians fitted on development dates only.
+- imputation of optional numeric columns by that date's cross-sectional median (data at t only).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -113,26 +113,27 @@ def handle_stale_prices(
     return PanelMatrices(values, panel.sector, panel.extra_columns), summary
 
 
-def fit_medians(panel: PanelMatrices, columns: list[str], fit_dates: pd.DatetimeIndex) -> dict:
-    """Medians of optional numeric columns over development dates only (never the test period)."""
-    medians = {}
-    for name in columns:
-        window = panel.values[name].loc[panel.dates.intersection(fit_dates)]
-        value = np.nanmedian(window.to_numpy()) if window.notna().to_numpy().any() else 0.0
-        medians[name] = float(value)
-    return medians
-
-
-def impute_medians(panel: PanelMatrices, medians: dict[str, float]) -> tuple[PanelMatrices, int]:
-    """Fill remaining gaps of the given columns with fitted medians, only where a price exists."""
-    values = dict(panel.values)
+def impute_cross_sectional_median(
+    panel: PanelMatrices, columns: list[str]
+) -> tuple[PanelMatrices, int]:
+    """Fill gaps of the given columns, where a close exists, with that date's median over the
+    cross-section (the eligible names when the universe is decided, else the names with a close).
+    Uses data at t only; a date with no value to take a median of leaves the gap as NaN."""
     has_price = panel.close.notna()
+    members = has_price if panel.eligible is None else panel.eligible.astype(bool) & has_price
+    values = dict(panel.values)
     filled = 0
-    for name, median in medians.items():
-        gaps = values[name].isna() & has_price
-        filled += int(gaps.to_numpy().sum())
-        values[name] = values[name].mask(gaps, median)
-    return PanelMatrices(values, panel.sector, panel.extra_columns), filled
+    for name in columns:
+        matrix = values[name]
+        median = matrix.where(members).median(axis=1, skipna=True)
+        gaps = matrix.isna() & has_price
+        imputed = matrix.mask(gaps, pd.DataFrame(
+            np.broadcast_to(median.to_numpy()[:, None], matrix.shape),
+            index=matrix.index, columns=matrix.columns,
+        ))
+        filled += int((gaps & imputed.notna()).to_numpy().sum())
+        values[name] = imputed
+    return replace(panel, values=values), filled
 
 
 def daily_returns(close: pd.DataFrame) -> pd.DataFrame:

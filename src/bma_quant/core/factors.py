@@ -35,9 +35,10 @@ from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 from bma_quant.core import transforms
 from bma_quant.core.fear_greed import fear_greed_index
+from bma_quant.core.universe import ELIGIBLE
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
-RESERVED = {"date", "ticker", "sector", *PRICE_COLUMNS}
+RESERVED = {"date", "ticker", "sector", ELIGIBLE, *PRICE_COLUMNS}
 MARKET_FAMILY = "market"
 USER_FAMILY = "user"
 
@@ -193,7 +194,13 @@ class FactorInputs:
     volume: np.ndarray | None = None
     sector_codes: np.ndarray | None = None
     user: dict[str, np.ndarray] = field(default_factory=dict)
+    # date x ticker bool: in the cross-section at t (the panel's `eligible` column, else a close)
+    eligible: np.ndarray | None = None
     cache: dict = field(default_factory=dict)
+
+    @property
+    def in_universe(self) -> np.ndarray:
+        return np.isfinite(self.close) if self.eligible is None else self.eligible
 
     @property
     def returns(self) -> np.ndarray:
@@ -240,6 +247,10 @@ def prepare_inputs(
     close = wide("close")
     if close is None:
         raise ValueError("factor library: the panel has no close prices")
+    eligible = None
+    if ELIGIBLE in panel.columns:  # price history outside the universe still feeds the windows
+        flags = panel[ELIGIBLE].to_numpy(dtype=np.float64, na_value=0.0)
+        eligible = (grid.to_wide(flags) > 0.5) & np.isfinite(close)
     codes = None
     if "sector" in panel.columns and panel["sector"].notna().any():
         sector = panel["sector"].astype(object).where(panel["sector"].notna(), None).to_numpy()
@@ -274,6 +285,7 @@ def prepare_inputs(
         volume=wide("volume"),
         sector_codes=codes,
         user={c: grid.to_wide(_numeric(panel, c)) for c in user_columns(panel, config)},
+        eligible=eligible,
     )
 
 
@@ -656,7 +668,7 @@ def engineer_factors(
     registry = factor_registry(inp, config)
     wanted = list(registry) if names is None else [n for n in registry if n in set(names)]
     codes = inp.sector_codes if transform.sector_neutralise else None
-    absent = ~np.isfinite(inp.close)  # a name without a close that day is not ranked
+    absent = ~inp.in_universe  # a name outside that day's cross-section is not ranked
     values: dict[str, np.ndarray] = {}
     for name in wanted:  # one factor at a time keeps peak memory at a few matrices
         family, compute = registry[name]

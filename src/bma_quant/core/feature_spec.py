@@ -86,12 +86,13 @@ class FeatureSpec:
 
     def finalise(
         self, transformed: Mapping[str, np.ndarray], grid: Grid, visible: Mapping | None = None,
-        has_price: np.ndarray | None = None,
+        in_universe: np.ndarray | None = None,
     ) -> pd.DataFrame:
         """Transformed matrices on `grid` -> long `date, ticker, <selected>` (float32, no NaN),
         sorted by (date, ticker). `visible` may pass the result of `visible_matrices(transformed)`
-        when the caller already has it. `has_price` (date x ticker bool) drops the cells without a
-        close at t: a name that is not trading cannot be predicted, traded or scored."""
+        when the caller already has it. `in_universe` (date x ticker bool) drops the cells outside
+        the cross-section at t (no close, or not eligible): they are not predicted, traded or
+        scored."""
         if visible is None:
             visible = self.visible_matrices(transformed)
         out = grid.sorted_keys()
@@ -99,8 +100,8 @@ class FeatureSpec:
             column = grid.to_long(visible[name]).astype(np.float32)
             column[~np.isfinite(column)] = np.float32(self.fill_value)
             out[name] = column
-        if has_price is not None:
-            out = out[grid.to_long(np.asarray(has_price, dtype=np.float64)) > 0.5]
+        if in_universe is not None:
+            out = out[grid.to_long(np.asarray(in_universe, dtype=np.float64)) > 0.5]
             out = out.reset_index(drop=True)
         return out
 
@@ -110,7 +111,7 @@ class FeatureSpec:
         transformed, _ = engineer_factors(
             inputs, self.factor_config, self.transform_config, names=self.selected
         )
-        return self.finalise(transformed, inputs.grid, has_price=np.isfinite(inputs.close))
+        return self.finalise(transformed, inputs.grid, in_universe=inputs.in_universe)
 
     @property
     def market_context(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""The price panel: reading files, the wide and long layouts, calendar alignment and coverage.
+"""The price panel: reading files, the wide and long layouts, calendar alignment.
 
 Processing works on date x ticker matrices (one per value column) because every time-series
 operation is then a vectorised shift along the date axis; `to_long` turns them back into the long
@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from bma_quant.core.schema import RESERVED, DataValidationError, validate_long_panel
+from bma_quant.core.universe import ELIGIBLE
 
 NUMERIC_OPTIONAL = ("open", "high", "low", "volume")
 
@@ -109,6 +110,8 @@ class PanelMatrices:
     values: dict[str, pd.DataFrame]
     sector: pd.DataFrame | None = None  # date x ticker, point in time (forward-filled only)
     extra_columns: list[str] = field(default_factory=list)
+    # date x ticker bool: in the point-in-time cross-section (core.universe); None = not decided
+    eligible: pd.DataFrame | None = None
 
     @property
     def close(self) -> pd.DataFrame:
@@ -129,6 +132,7 @@ class PanelMatrices:
             {k: v.loc[rows, cols] for k, v in self.values.items()},
             None if self.sector is None else self.sector.loc[rows, cols],
             list(self.extra_columns),
+            None if self.eligible is None else self.eligible.loc[rows, cols],
         )
 
 
@@ -163,41 +167,8 @@ def to_long(panel: PanelMatrices, extra: dict[str, pd.DataFrame] | None = None) 
     if panel.sector is not None:
         sector = panel.sector.reindex(index=panel.dates, columns=panel.tickers)
         out["sector"] = sector.to_numpy(dtype=object).ravel()
+    if panel.eligible is not None:
+        eligible = panel.eligible.reindex(index=panel.dates, columns=panel.tickers, fill_value=False)
+        out[ELIGIBLE] = eligible.to_numpy(dtype=bool).ravel()
     out["ticker"] = out["ticker"].astype(str)
     return out
-
-
-@dataclass(frozen=True)
-class CoverageResult:
-    panel: PanelMatrices
-    dropped_tickers: list[str]
-    dropped_dates: int
-    coverage: float  # share of non-missing closes in the kept grid
-
-
-def apply_coverage_filter(
-    panel: PanelMatrices, coverage_threshold: float, strict_mode: bool,
-    measure_until: pd.Timestamp | None = None,
-) -> CoverageResult:
-    """Seed §2.1.1: drop tickers observed on fewer than `coverage_threshold` of the dates; in strict
-    mode also drop dates on which fewer than that share of the kept tickers have a price.
-
-    Ticker coverage is measured on dates up to `measure_until` (the provisional end of the
-    development period), so whether a name is in the universe never depends on test-period data."""
-    present = panel.close.notna()
-    window = present if measure_until is None else present.loc[present.index <= measure_until]
-    ticker_cov = window.mean(axis=0)
-    kept = ticker_cov.index[ticker_cov >= coverage_threshold]
-    dropped = sorted(map(str, ticker_cov.index[ticker_cov < coverage_threshold]))
-    if len(kept) == 0:
-        raise DataValidationError(
-            f"No ticker reaches coverage_threshold={coverage_threshold}: best coverage is "
-            f"{ticker_cov.max():.2f}. Lower data_processing.coverage_threshold or fix the input."
-        )
-    dates = panel.dates
-    if strict_mode:
-        date_cov = present[kept].mean(axis=1)
-        dates = dates[date_cov.to_numpy() >= coverage_threshold]
-    out = panel.select(dates=dates, tickers=kept)
-    coverage = float(out.close.notna().to_numpy().mean())
-    return CoverageResult(out, dropped, int(len(panel.dates) - len(dates)), coverage)

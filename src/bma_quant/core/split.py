@@ -43,20 +43,6 @@ def split_dates(
     }
 
 
-def provisional_test_start(
-    calendar: pd.DatetimeIndex, test_fraction: float, test_start: str | None,
-    dev_start: str | None = None,
-) -> pd.Timestamp:
-    """First test date implied by the period settings on a calendar (before any filtering), used
-    to keep universe decisions on development data."""
-    calendar = pd.DatetimeIndex(calendar).sort_values()
-    if dev_start:
-        calendar = calendar[calendar >= pd.Timestamp(dev_start)]
-    if test_start:
-        return pd.Timestamp(test_start)
-    return calendar[min(len(calendar) - 1, int(round(len(calendar) * (1.0 - test_fraction))))]
-
-
 def dates_in(split: dict, period: str, dates) -> pd.Series:
     """Boolean mask of `dates` inside the 'dev' or 'test' period of a split."""
     dates = pd.Series(pd.DatetimeIndex(dates))

@@ -3,9 +3,10 @@
 ``PredictionChain.predict(raw_panel)`` repeats, on a raw long panel slice, exactly what the
 training pipelines did to the test period:
 
-1. data_processing's cleaning: restrict to the training universe, strict date-coverage filter,
-   limited forward fill, split repair, stale-price masking, development-period median imputation
-   (the medians fitted in training), daily returns;
+1. data_processing's cleaning: restrict to the training tickers, the causal strict date filter,
+   limited forward fill, split repair, stale-price masking, the point-in-time universe (eligible
+   names per date, with each name's first close in training so history before the slice counts),
+   cross-sectional median imputation, daily returns;
 2. the market series: the index level when the slice carries a ``market_level`` column, else the
    index history stored at training time (when training used an index), else the equal-weighted
    average of the slice;
@@ -15,13 +16,14 @@ training pipelines did to the test period:
 
 Output: ``date, ticker, prediction`` for every date of the slice after the first
 ``warmup_days`` (default ``max_lookback_days``) dates, the warm-up the longest feature window
-needs. Feed ``max_lookback_days`` trading days of history before the first date you want scored.
+needs. Feed ``max_lookback_days`` trading days of history before the first date you want scored
+(at least ``processing.eligibility.window_days``, so trailing coverage sees its whole window).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,7 @@ import pandas as pd
 
 from bma_quant.core import cleaning, market
 from bma_quant.core import panel as panel_lib
+from bma_quant.core import universe as universe_lib
 from bma_quant.core.fear_greed import fear_greed_index
 from bma_quant.core.regimes import detector_inputs
 from bma_quant.core.schema import validate_long_panel
@@ -44,7 +47,7 @@ class StaleChainError(ValueError):
 
 @dataclass
 class PanelCleaner:
-    """data_processing's causal cleaning with the parameters and medians fitted in training."""
+    """data_processing's causal cleaning and point-in-time universe with the training settings."""
 
     universe: list[str]
     coverage_threshold: float = 0.7
@@ -52,10 +55,14 @@ class PanelCleaner:
     ffill_limit: int = 5
     split_detection: dict = field(default_factory=lambda: {"enabled": False})
     stale: dict = field(default_factory=lambda: {"min_streak": 5, "mask_after": None})
-    medians: dict[str, float] = field(default_factory=dict)
+    impute: bool = True
+    eligibility: dict = field(default_factory=lambda: {"window_days": 252, "min_history_days": 63})
+    first_close: dict[str, str] = field(default_factory=dict)  # ticker -> first close in training
 
     @classmethod
-    def from_params(cls, universe, processing: dict, medians: dict | None) -> PanelCleaner:
+    def from_params(
+        cls, universe, processing: dict, first_close: dict | None = None
+    ) -> PanelCleaner:
         return cls(
             universe=sorted(map(str, universe)),
             coverage_threshold=float(processing.get("coverage_threshold", 0.7)),
@@ -63,20 +70,29 @@ class PanelCleaner:
             ffill_limit=int(processing.get("ffill_limit", 5)),
             split_detection=dict(processing.get("split_detection", {"enabled": False})),
             stale=dict(processing.get("stale", {"min_streak": 5, "mask_after": None})),
-            medians=dict(medians or {}) if processing.get("impute_medians", True) else {},
+            impute=bool(processing.get("impute_medians", True)),
+            eligibility=dict(processing["eligibility"]),
+            first_close=dict(first_close or {}),
         )
 
     def clean(self, raw: pd.DataFrame) -> pd.DataFrame:
-        """Raw long slice -> long panel (as primary_panel, with ``ret_1d``) on the training
-        universe."""
+        """Raw long slice -> long panel (as primary_panel, with ``ret_1d`` and ``eligible``) on the
+        training tickers."""
         frame = raw.loc[raw["ticker"].astype(str).isin(self.universe)]
         if frame.empty:
             raise ValueError("the panel slice has no ticker of the training universe")
         matrices = panel_lib.to_matrices(frame)
         matrices = _reindex_matrix(matrices, pd.Index(self.universe))  # full training grid
-        if self.strict_mode:  # a date's coverage only depends on that date: same as training
-            coverage = matrices.close.notna().mean(axis=1).to_numpy()
-            matrices = matrices.select(dates=matrices.dates[coverage >= self.coverage_threshold])
+        observed = matrices.close.notna()
+        rule = universe_lib.EligibilityRule.from_params(
+            {"coverage_threshold": self.coverage_threshold, "eligibility": self.eligibility}
+        )
+        first_seen = pd.Series(self.first_close, dtype=object) if self.first_close else None
+        trailing = universe_lib.trailing_eligibility(observed, rule, first_seen)
+        if self.strict_mode:  # a date's count depends on that date and its trailing window
+            matrices = matrices.select(
+                dates=matrices.dates[universe_lib.strict_date_mask(observed, rule)]
+            )
         matrices, _ = cleaning.forward_fill_limited(matrices, self.ffill_limit)
         splits = self.split_detection
         if splits.get("enabled", True) and "max_abs_return" in splits:
@@ -87,9 +103,11 @@ class PanelCleaner:
         matrices, _ = cleaning.handle_stale_prices(
             matrices, int(self.stale.get("min_streak", 5)), self.stale.get("mask_after")
         )
-        medians = {k: v for k, v in self.medians.items() if k in matrices.values}
-        if medians:
-            matrices, _ = cleaning.impute_medians(matrices, medians)
+        matrices = replace(matrices, eligible=universe_lib.eligible_cells(trailing, matrices.close))
+        impute_cols = [c for c in matrices.values
+                       if c != "close" and c not in cleaning.PRICE_FIELDS]
+        if self.impute and impute_cols:
+            matrices, _ = cleaning.impute_cross_sectional_median(matrices, impute_cols)
         returns = cleaning.daily_returns(matrices.close)
         return panel_lib.to_long(matrices, extra={"ret_1d": returns})
 

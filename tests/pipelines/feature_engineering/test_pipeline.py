@@ -41,11 +41,14 @@ def test_model_input_contract(ohlcv_run):
     upstream, out = ohlcv_run
     model_input, spec = out["model_input"], out["feature_spec"]
     panel = upstream["primary_panel"]
-    assert len(model_input) == len(panel)  # every (date, ticker) row, dev and test dates
+    # every eligible (date, ticker) row, dev and test dates; the first min_history_days are not
+    in_universe = panel[panel["eligible"]]
+    assert 0 < len(in_universe) < len(panel)
+    assert len(model_input) == len(in_universe)
     assert list(model_input.columns) == ["date", "ticker", "label", *spec.selected]
     keys = model_input[["date", "ticker"]].reset_index(drop=True)
     pd.testing.assert_frame_equal(
-        keys, panel[["date", "ticker"]].reset_index(drop=True), check_dtype=False
+        keys, in_universe[["date", "ticker"]].reset_index(drop=True), check_dtype=False
     )
     features = model_input[spec.selected]
     assert (features.dtypes == np.float32).all()
@@ -58,7 +61,7 @@ def test_model_input_contract(ohlcv_run):
 def test_features_hold_every_factor_as_float32(ohlcv_run):
     upstream, out = ohlcv_run
     features, report = out["features"], out["feature_selection_report"]
-    factor_columns = [c for c in features.columns if c not in ("date", "ticker", "has_price")]
+    factor_columns = [c for c in features.columns if c not in ("date", "ticker", "in_universe")]
     assert len(factor_columns) == report["factors_built"]
     assert (features[factor_columns].dtypes == np.float32).all()
     assert {"kmid", "vwap_5", "amihud_20", "fear_greed", "breadth_50", "signal_1"} <= set(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from bma_quant.core import cleaning, cv, labels, market, panel, split
+from bma_quant.core import cleaning, cv, labels, market, panel, split, universe
 from bma_quant.core.temporal import TemporalConfig
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 
@@ -27,22 +28,19 @@ def load_raw_data(data: dict, temporal: dict) -> tuple[pd.DataFrame, pd.DataFram
     return raw, index
 
 
-def align_and_clean(
-    raw: pd.DataFrame, processing: dict, periods: dict
-) -> tuple[panel.PanelMatrices, dict]:
-    """Calendar alignment, coverage filter, limited forward fill, split repair, stale prices."""
+def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMatrices, dict]:
+    """Calendar alignment, strict date filter, limited forward fill, split repair, stale prices and
+    the point-in-time universe (`eligible` per date and ticker, from data up to that date)."""
     matrices = panel.to_matrices(raw)
-    missing_before = int(matrices.close.isna().to_numpy().sum())
-    test_start = split.provisional_test_start(
-        matrices.dates, float(periods["test_fraction"]), periods.get("test_start"),
-        periods.get("dev_start"),
-    )
-    covered = panel.apply_coverage_filter(
-        matrices, float(processing["coverage_threshold"]), bool(processing["strict_mode"]),
-        measure_until=test_start - pd.Timedelta(days=1),
-    )
-    missing_after_coverage = int(covered.panel.close.isna().to_numpy().sum())
-    filled_panel, filled = cleaning.forward_fill_limited(covered.panel, int(processing["ffill_limit"]))
+    observed = matrices.close.notna()
+    rule = universe.EligibilityRule.from_params(processing)
+    # Decided on the raw calendar with trailing windows: the same on any prefix of the panel.
+    trailing = universe.trailing_eligibility(observed, rule)
+    keep = (universe.strict_date_mask(observed, rule) if bool(processing["strict_mode"])
+            else np.ones(len(matrices.dates), dtype=bool))
+    kept = matrices.select(dates=matrices.dates[keep])
+    missing_after_strict = int(kept.close.isna().to_numpy().sum())
+    filled_panel, filled = cleaning.forward_fill_limited(kept, int(processing["ffill_limit"]))
     splits_cfg = processing["split_detection"]
     repaired, events = (
         cleaning.repair_unadjusted_splits(
@@ -55,16 +53,17 @@ def align_and_clean(
     cleaned, stale = cleaning.handle_stale_prices(
         repaired, int(stale_cfg["min_streak"]), stale_cfg.get("mask_after")
     )
+    cleaned = replace(cleaned, eligible=universe.eligible_cells(trailing, cleaned.close))
     log = {
         "rows_in": int(len(raw)),
         "tickers_in": int(raw["ticker"].nunique()),
         "dates_in": int(raw["date"].nunique()),
-        "missing_days_in_calendar": missing_before,
-        "missing_days": missing_after_coverage,
+        "missing_days_in_calendar": int((~observed).to_numpy().sum()),
+        "missing_days": missing_after_strict,
         "forward_filled_days": filled,
-        "dropped_tickers": covered.dropped_tickers,
-        "dropped_dates": covered.dropped_dates,
-        "coverage": covered.coverage,
+        "dropped_dates": int((~keep).sum()),
+        "coverage": float(kept.close.notna().to_numpy().mean()),
+        **universe.listing_events(observed),
         "suspected_splits": [asdict(e) for e in events],
         "stale": asdict(stale),
     }
@@ -91,20 +90,21 @@ def make_date_split(clean: panel.PanelMatrices, temporal: dict, split_params: di
 def finalise_panel(
     clean: panel.PanelMatrices, date_split: dict, processing: dict
 ) -> tuple[pd.DataFrame, dict]:
-    """Median-impute optional numeric columns (medians from development dates), add daily returns,
-    restrict to dates from dev_start on, and return the long panel."""
+    """Impute optional numeric columns by each date's cross-sectional median, add daily returns,
+    restrict to dates from dev_start on, and return the long panel: one row per date and listed name
+    (from its first close on), price history for the features, the cross-section in `eligible`."""
     start = pd.Timestamp(date_split["dev_start"])
+    # Rows before a name's first close carry nothing, and a cut panel would not know the name yet.
+    listed = clean.close.notna().cummax()
     clean = clean.select(dates=clean.dates[clean.dates >= start])
     impute_cols = [c for c in clean.values if c != "close" and c not in cleaning.PRICE_FIELDS]
+    imputed = 0
     if processing.get("impute_medians", True) and impute_cols:
-        dev = clean.dates[clean.dates <= pd.Timestamp(date_split["dev_end"])]
-        medians = cleaning.fit_medians(clean, impute_cols, dev)
-        clean, imputed = cleaning.impute_medians(clean, medians)
-    else:
-        medians, imputed = {}, 0
+        clean, imputed = cleaning.impute_cross_sectional_median(clean, impute_cols)
     returns = cleaning.daily_returns(clean.close)
     long = panel.to_long(clean, extra={"ret_1d": returns})
-    return long, {"imputed_values": imputed, "medians": medians}
+    long = long[listed.loc[clean.dates].to_numpy().ravel()].reset_index(drop=True)
+    return long, {"imputed_values": imputed, **universe.universe_summary(clean.eligible)}
 
 
 def make_labels(primary_panel: pd.DataFrame, temporal: dict) -> pd.DataFrame:
@@ -112,6 +112,7 @@ def make_labels(primary_panel: pd.DataFrame, temporal: dict) -> pd.DataFrame:
     close = primary_panel.pivot(index="date", columns="ticker", values="close")
     label = labels.forward_return_labels(close, config.horizon_days, config.execution_delay_days)
     out = label.stack(future_stack=True).rename("label").reset_index()
+    out = primary_panel[["date", "ticker"]].merge(out, on=["date", "ticker"], how="left")
     return out.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
 
 
@@ -149,7 +150,7 @@ def data_quality_report(
     report = {
         **cleaning_log,
         **finalise_log,
-        "rows_out": int(present.sum()),
+        "rows_out": int(primary_panel[universe.ELIGIBLE].sum()),
         "grid_cells": int(len(primary_panel)),
         "tickers": int(primary_panel["ticker"].nunique()),
         "dates": int(primary_panel["date"].nunique()),
@@ -167,8 +168,11 @@ def data_quality_report(
         "suspected_splits": len(report["suspected_splits"]),
         "stale_streaks": report["stale"]["streaks"],
         "stale_masked_days": report["stale"]["masked_days"],
-        "dropped_tickers": len(report["dropped_tickers"]),
+        "dropped_tickers": len(report["never_eligible"]),
         "dropped_dates": report["dropped_dates"],
+        "late_listings": len(report["late_listings"]),
+        "delistings": len(report["delistings"]),
+        **{f"eligible_names_{k}": v for k, v in report["eligible_names_per_date"].items()},
         "imputed_values": report["imputed_values"],
     }
     return report, as_mlflow_metrics(metrics)

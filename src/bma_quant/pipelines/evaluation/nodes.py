@@ -152,7 +152,8 @@ def build_prediction_chain(
     whichever is larger) plus ``registry.warmup_extra_days``, so EWM-smoothed features have
     converged to float precision and a slice reproduces the full-history values exactly."""
     cleaner = PanelCleaner.from_params(
-        primary_panel["ticker"].unique(), processing, (data_quality_report or {}).get("medians")
+        primary_panel["ticker"].unique(), processing,
+        (data_quality_report or {}).get("first_close"),
     )
     index = panel_lib.load_index_series(data.get("index_path"))
     return PredictionChain(
@@ -163,7 +164,8 @@ def build_prediction_chain(
         ensemble=ensemble,
         market_index=index if len(index) else None,
         warmup_days=max(int(temporal.get("max_lookback_days", 252)),
-                        int(getattr(feature_spec, "warmup_days", 0) or 0))
+                        int(getattr(feature_spec, "warmup_days", 0) or 0),
+                        int(processing["eligibility"]["window_days"]))
         + int((registry or {}).get("warmup_extra_days", 0)),
         known_regimes=regimes.reset_index(drop=True) if regimes is not None else None,
     )

@@ -58,7 +58,7 @@ def build_features(
             "date": keys["date"].to_numpy(),
             "ticker": keys["ticker"].array,
             **{name: grid.to_long(matrix) for name, matrix in values.items()},
-            HAS_PRICE: grid.to_long(np.isfinite(inputs.close).astype(np.float32)),
+            IN_UNIVERSE: grid.to_long(inputs.in_universe.astype(np.float32)),
         }
     )
     by_family = pd.Series(families).value_counts().sort_index().to_dict()
@@ -147,21 +147,22 @@ def select(
     return spec, report, result.table
 
 
-# `features` column marking cells with a close at t (1.0) or without (0.0); not a factor.
-HAS_PRICE = "has_price"
+# `features` column marking cells in the point-in-time cross-section at t (1.0) or not (0.0);
+# not a factor.
+IN_UNIVERSE = "in_universe"
 
 
 def make_model_input(
     features: pd.DataFrame, labels: pd.DataFrame, feature_spec: FeatureSpec
 ) -> tuple[pd.DataFrame, dict]:
-    """`date, ticker, label, <selected>` for every (date, ticker) row with a price at t, dev and
-    test dates."""
-    grid, matrices = _wide_columns(features, [*feature_spec.selected, HAS_PRICE])
-    has_price = matrices.pop(HAS_PRICE) > 0.5
+    """`date, ticker, label, <selected>` for every (date, ticker) row in the cross-section at t
+    (eligible: a close, enough history and trailing coverage), dev and test dates."""
+    grid, matrices = _wide_columns(features, [*feature_spec.selected, IN_UNIVERSE])
+    in_universe = matrices.pop(IN_UNIVERSE) > 0.5
     visible = feature_spec.visible_matrices(matrices)
-    filled = sum(int((~np.isfinite(grid.to_long(m)[grid.to_long(has_price.astype(float)) > 0.5]))
-                     .sum()) for m in visible.values())
-    out = feature_spec.finalise(matrices, grid, visible, has_price=has_price)
+    rows = grid.to_long(in_universe.astype(float)) > 0.5
+    filled = sum(int((~np.isfinite(grid.to_long(m)[rows])).sum()) for m in visible.values())
+    out = feature_spec.finalise(matrices, grid, visible, in_universe=in_universe)
     label = labels[["date", "ticker", "label"]].copy()
     label["ticker"] = label["ticker"].astype(str)
     out = out.merge(label, on=["date", "ticker"], how="left", sort=False)

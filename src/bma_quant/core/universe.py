@@ -1,0 +1,143 @@
+"""The point-in-time universe: which names are in the cross-section at each date (DESIGN §3).
+
+A name is eligible at date t, judged from data up to t only, when
+- it has a (cleaned) close at t;
+- at least `min_history_days` trading dates have passed since its first observed close;
+- it had an observed close on at least `coverage_threshold` of the trailing `window_days` dates,
+  counted from its first close on (a young name is held back by `min_history_days`, not penalised
+  a second time for the dates before it listed).
+
+Strict mode drops date t when fewer than `coverage_threshold` of the names seen in the trailing
+window have a close that day (a partial or broken day of the file). Both rules work on the raw
+calendar with trailing windows, so a panel cut at any date gives the same answers up to that date;
+a name that lists late enters once it is seasoned, a name that stops trading leaves at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core.schema import DataValidationError
+
+ELIGIBLE = "eligible"  # long-panel column: the (date, ticker) row is in the cross-section
+
+
+@dataclass(frozen=True)
+class EligibilityRule:
+    coverage_threshold: float
+    window_days: int
+    min_history_days: int
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.coverage_threshold <= 1.0:
+            raise DataValidationError(
+                f"processing.coverage_threshold must be in (0, 1], got {self.coverage_threshold}"
+            )
+        if self.window_days < 1:
+            raise DataValidationError(
+                f"processing.eligibility.window_days must be >= 1, got {self.window_days}"
+            )
+        if self.min_history_days < 0:
+            raise DataValidationError(
+                "processing.eligibility.min_history_days must be >= 0, got "
+                f"{self.min_history_days}"
+            )
+
+    @classmethod
+    def from_params(cls, processing: dict) -> EligibilityRule:
+        eligibility = processing["eligibility"]
+        return cls(
+            float(processing["coverage_threshold"]),
+            int(eligibility["window_days"]),
+            int(eligibility["min_history_days"]),
+        )
+
+
+def _trailing_sum(counts: np.ndarray, window: int) -> np.ndarray:
+    """Sum over the trailing `window` rows (fewer at the start), exact on integer counts."""
+    total = np.cumsum(counts, axis=0)
+    out = total.copy()
+    out[window:] -= total[:-window]
+    return out
+
+
+def _listed(
+    observed: pd.DataFrame, first_seen: pd.Series | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """True from each name's first observed close on, and which names were first seen before the
+    frame starts (`first_seen`, ticker -> date: a serving slice of a longer history)."""
+    listed = np.maximum.accumulate(observed.to_numpy(dtype=bool), axis=0)
+    earlier = np.zeros(observed.shape[1], dtype=bool)
+    if first_seen is not None and len(observed):
+        known = pd.to_datetime(first_seen.reindex(observed.columns.astype(str)).to_numpy())
+        listed |= observed.index.to_numpy()[:, None] >= known.to_numpy()[None, :]  # NaT: False
+        earlier = np.asarray(known < observed.index[0], dtype=bool)
+    return listed, earlier
+
+
+def trailing_eligibility(
+    observed: pd.DataFrame, rule: EligibilityRule, first_seen: pd.Series | None = None
+) -> pd.DataFrame:
+    """The history and trailing-coverage parts of the rule (date x ticker bool) on the calendar of
+    `observed` (raw closes present). Whether a name also has a close at t is checked later, on the
+    cleaned prices (`eligible_cells`)."""
+    present = observed.to_numpy(dtype=bool)
+    listed, earlier = _listed(observed, first_seen)
+    history = np.cumsum(listed, axis=0) - 1  # dates since the first close (0 on that day)
+    seasoned = (history >= rule.min_history_days) | earlier[None, :]
+    seen = _trailing_sum(present.astype(np.int64), rule.window_days)
+    alive = _trailing_sum(listed.astype(np.int64), rule.window_days)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coverage = np.where(alive > 0, seen / np.maximum(alive, 1), 0.0)
+    ok = listed & seasoned & (coverage >= rule.coverage_threshold)
+    return pd.DataFrame(ok, index=observed.index, columns=observed.columns)
+
+
+def strict_date_mask(observed: pd.DataFrame, rule: EligibilityRule) -> np.ndarray:
+    """Strict mode: keep date t when at least `coverage_threshold` of the names with a close in
+    the trailing window have a close at t (a date's count depends on that date and earlier)."""
+    present = observed.to_numpy(dtype=bool)
+    active = (_trailing_sum(present.astype(np.int64), rule.window_days) > 0).sum(axis=1)
+    return present.sum(axis=1) >= rule.coverage_threshold * np.maximum(active, 1)
+
+
+def eligible_cells(trailing: pd.DataFrame, close: pd.DataFrame) -> pd.DataFrame:
+    """Eligible at t: the trailing rule holds and the cleaned close exists at t."""
+    rule_ok = trailing.reindex(index=close.index, columns=close.columns, fill_value=False)
+    return rule_ok.astype(bool) & close.notna()
+
+
+def listing_events(observed: pd.DataFrame) -> dict:
+    """First and last observed close of every name, and the names that list after the calendar
+    starts or stop before it ends (for the data-quality report)."""
+    dates = observed.index
+    has_any = observed.any(axis=0)
+    first = observed.idxmax(axis=0)[has_any]
+    last = observed.iloc[::-1].idxmax(axis=0)[has_any]
+
+    def as_text(series: pd.Series) -> dict[str, str]:
+        return {str(t): str(pd.Timestamp(d).date()) for t, d in series.sort_index().items()}
+
+    return {
+        "first_close": as_text(first),
+        "late_listings": as_text(first[first > dates.min()]),
+        "delistings": as_text(last[last < dates.max()]),
+    }
+
+
+def universe_summary(eligible: pd.DataFrame) -> dict:
+    """Eligible names per date (min / median / max), eligible rows, never-eligible names."""
+    per_date = eligible.sum(axis=1)
+    ever = eligible.any(axis=0)
+    return {
+        "eligible_rows": int(per_date.sum()),
+        "eligible_names_per_date": {
+            "min": int(per_date.min()) if len(per_date) else 0,
+            "median": float(per_date.median()) if len(per_date) else 0.0,
+            "max": int(per_date.max()) if len(per_date) else 0,
+        },
+        "never_eligible": sorted(map(str, ever.index[~ever])),
+    }

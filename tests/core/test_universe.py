@@ -1,0 +1,135 @@
+"""The point-in-time universe (core.universe) and cross-sectional imputation on hand-built panels."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bma_quant.core import cleaning, panel, universe
+from bma_quant.core.schema import DataValidationError
+
+RULE = universe.EligibilityRule(coverage_threshold=0.7, window_days=10, min_history_days=3)
+
+
+def _observed(columns: dict[str, list[int]]) -> pd.DataFrame:
+    n = len(next(iter(columns.values())))
+    dates = pd.bdate_range("2021-01-04", periods=n)
+    return pd.DataFrame({k: np.asarray(v, dtype=bool) for k, v in columns.items()}, index=dates)
+
+
+def test_eligibility_needs_history_trailing_coverage_and_a_price():
+    observed = _observed({
+        "FULL": [1] * 25,
+        "LATE": [0] * 8 + [1] * 17,                 # lists on day 8
+        "GONE": [1] * 12 + [0] * 13,                # stops trading after day 11
+        "GAPPY": [1] * 10 + [0] * 4 + [1] * 11,     # four missing days from day 10
+    })
+    trailing = universe.trailing_eligibility(observed, RULE)
+    close = observed.where(observed, np.nan).astype(float)  # a cleaned close wherever observed
+    eligible = universe.eligible_cells(trailing, close)
+    # FULL: eligible once 3 dates have passed since its first close
+    assert eligible["FULL"].tolist() == [False] * 3 + [True] * 22
+    # LATE: history counts from its own first close (day 8), not from the panel start
+    assert eligible["LATE"].tolist() == [False] * 11 + [True] * 14
+    # GONE: leaves the day its price stops
+    assert eligible["GONE"].tolist() == [False] * 3 + [True] * 9 + [False] * 13
+    # GAPPY: back on day 14, but its last 10 dates hold 6 closes (0.6 < 0.7) until day 20 (0.7)
+    assert eligible["GAPPY"].tolist() == [False] * 3 + [True] * 7 + [False] * 10 + [True] * 5
+
+
+def test_coverage_of_a_young_name_counts_from_its_first_close():
+    """Days before a listing are not missing days: only min_history_days holds a new name back."""
+    observed = _observed({"A": [1] * 12, "NEW": [0] * 6 + [1, 1, 0, 1, 1, 1]})
+    trailing = universe.trailing_eligibility(observed, RULE)
+    # NEW at day 9: 4 dates since listing, 3 observed (0.75) and history 3 -> eligible
+    assert trailing["NEW"].tolist() == [False] * 9 + [True] * 3
+
+
+def test_a_later_exit_does_not_change_earlier_membership():
+    """The whole-sample rule would drop B everywhere (60% coverage); point in time keeps it
+    until it stops trading."""
+    dates = pd.bdate_range("2021-01-04", periods=100)
+    close = pd.DataFrame({"A": 1.0, "B": 1.0}, index=dates)
+    close.loc[dates[60]:, "B"] = np.nan
+    rule = universe.EligibilityRule(0.7, window_days=20, min_history_days=0)
+    eligible = universe.eligible_cells(
+        universe.trailing_eligibility(close.notna(), rule), close
+    )
+    assert eligible["B"].iloc[:60].all() and not eligible["B"].iloc[60:].any()
+    assert eligible["A"].all()
+
+
+@pytest.mark.parametrize("cut", [5, 17, 40, 77])
+def test_rule_and_strict_mask_are_prefix_invariant(cut):
+    rng = np.random.default_rng(0)
+    observed = pd.DataFrame(rng.random((90, 6)) > 0.25, index=pd.bdate_range("2021", periods=90))
+    observed.iloc[:30, 0] = False   # late listing
+    observed.iloc[50:, 1] = False   # delisting
+    full = universe.trailing_eligibility(observed, RULE)
+    part = universe.trailing_eligibility(observed.iloc[:cut], RULE)
+    pd.testing.assert_frame_equal(full.iloc[:cut], part)
+    np.testing.assert_array_equal(
+        universe.strict_date_mask(observed, RULE)[:cut],
+        universe.strict_date_mask(observed.iloc[:cut], RULE),
+    )
+
+
+def test_strict_mask_drops_a_day_most_recent_names_miss():
+    observed = _observed({"A": [1] * 30, "B": [1] * 30, "C": [1] * 30, "D": [1] * 12 + [0] * 18})
+    observed.iloc[5, 1:] = False  # a broken day: only A has a price
+    keep = universe.strict_date_mask(observed, RULE)
+    assert not keep[5]
+    # D stopped trading on day 12: 3 of 4 names still trade (0.75) while D is in the window,
+    # and it leaves the count once its last close (day 11) is out of the 10-day window (day 21)
+    assert keep[12:].all()
+    threshold_8 = universe.EligibilityRule(0.8, window_days=10, min_history_days=3)
+    keep_8 = universe.strict_date_mask(observed, threshold_8)
+    assert not keep_8[12:21].any() and keep_8[21:].all()
+
+
+def test_first_close_from_training_lets_a_slice_match_the_full_history():
+    rng = np.random.default_rng(1)
+    observed = pd.DataFrame(rng.random((60, 4)) > 0.2, index=pd.bdate_range("2021", periods=60),
+                            columns=list("ABCD"))
+    observed.iloc[:2] = True
+    observed.iloc[30:40, 2] = False  # C is absent when the slice starts
+    full = universe.trailing_eligibility(observed, RULE)
+    first = pd.Series({c: observed.index[0] for c in observed.columns})
+    piece = universe.trailing_eligibility(observed.iloc[30:], RULE, first_seen=first)
+    # once a whole window lies inside the slice, the slice decides like the full history
+    pd.testing.assert_frame_equal(full.iloc[30 + RULE.window_days:], piece.iloc[RULE.window_days:])
+
+
+def test_listing_events_and_summary():
+    observed = _observed({"A": [1] * 6, "LATE": [0, 0, 1, 1, 1, 1], "GONE": [1, 1, 1, 0, 0, 0]})
+    events = universe.listing_events(observed)
+    assert list(events["late_listings"]) == ["LATE"]
+    assert events["delistings"] == {"GONE": str(observed.index[2].date())}
+    summary = universe.universe_summary(observed)
+    assert summary["eligible_names_per_date"] == {"min": 2, "median": 2.0, "max": 3}
+    assert summary["eligible_rows"] == 13 and summary["never_eligible"] == []
+
+
+def test_bad_rule_is_refused_with_the_parameter_named():
+    with pytest.raises(DataValidationError, match="window_days"):
+        universe.EligibilityRule(0.7, window_days=0, min_history_days=0)
+    with pytest.raises(DataValidationError, match="coverage_threshold"):
+        universe.EligibilityRule(1.5, window_days=10, min_history_days=0)
+
+
+def test_imputation_uses_that_dates_cross_section_only():
+    dates = pd.bdate_range("2021-01-04", periods=3)
+    close = pd.DataFrame({"A": 1.0, "B": 1.0, "C": 1.0, "D": [1.0, np.nan, 1.0]}, index=dates)
+    factor = pd.DataFrame(
+        {"A": [1.0, 10.0, np.nan], "B": [3.0, 30.0, np.nan], "C": [np.nan, np.nan, np.nan],
+         "D": [100.0, np.nan, np.nan]}, index=dates,
+    )
+    eligible = close.notna()
+    eligible.loc[dates[0], "D"] = False  # D is not in day 0's cross-section
+    p = panel.PanelMatrices({"close": close, "f": factor}, eligible=eligible)
+    out, filled = cleaning.impute_cross_sectional_median(p, ["f"])
+    f = out.values["f"]
+    assert f.loc[dates[0], "C"] == 2.0          # median of A and B only (D not eligible)
+    assert f.loc[dates[1], "C"] == 20.0         # that date's median, not the dates' pooled one
+    assert np.isnan(f.loc[dates[1], "D"])       # no close: not imputed
+    assert f.loc[dates[2]].isna().all()         # nothing to take a median of: stays missing
+    assert filled == 2

@@ -36,6 +36,17 @@ def run_nodes(data: dict, params: dict) -> tuple[NodeTimer, dict]:
     features, catalog = timed(
         "build_features", nodes.build_features, data["primary_panel"], data["market"], fe
     )
+    leak_report, _ = timed(
+        "audit_leaks",
+        nodes.audit_leaks,
+        data["primary_panel"],
+        data["market"],
+        features,
+        catalog,
+        data["date_split"],
+        fe,
+        temporal,
+    )
     spec, report, table = timed(
         "select_features",
         nodes.select,
@@ -44,6 +55,7 @@ def run_nodes(data: dict, params: dict) -> tuple[NodeTimer, dict]:
         data["date_split"],
         data["cv_folds"],
         catalog,
+        leak_report,
         fe,
         temporal,
     )
@@ -57,7 +69,9 @@ def run_nodes(data: dict, params: dict) -> tuple[NodeTimer, dict]:
         data["date_split"],
         fe,
     )
-    metrics = timed("feature_engineering_metrics", nodes.feature_metrics, report, table, stats)
+    metrics = timed(
+        "feature_engineering_metrics", nodes.feature_metrics, report, table, stats, leak_report
+    )
     return timed, {
         "report": report,
         "metrics": metrics,
@@ -85,7 +99,8 @@ def main() -> None:
         "",
         f"Factors built {report['factors_built']}, kept {report['factors_kept']} "
         f"({report['mode']} mode; {len(report['significant'])} pass the significance gate); "
-        f"leak suspects {len(report['leak_suspects'])}; model_input "
+        f"leak suspects {out['metrics']['leak_suspects']['value']:g} (leak audit: "
+        f"{len(report['leak_audit_dropped'])}); model_input "
         f"{len(out['model_input']):,} rows x {len(report['selected'])} features.",
         f"Selected: {', '.join(report['selected'])}.",
     ]

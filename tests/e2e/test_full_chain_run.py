@@ -80,6 +80,7 @@ def test_default_run_logs_every_layer_to_one_mlflow_run(project):
     run = chain.iloc[0]
     assert run["status"] == "FINISHED"
     for metric in ("data_processing.rows_out", "feature_engineering.factors_kept",
+                   "feature_engineering.leak_suspects",
                    "base_models.lightgbm.oof_rank_ic_mean", "base_models.xgboost.oof_rank_ic_mean",
                    "base_models.elastic_net.oof_rank_ic_mean",
                    "regime_models.regime_lightgbm.oof_rank_ic_mean",
@@ -89,6 +90,8 @@ def test_default_run_logs_every_layer_to_one_mlflow_run(project):
     summary = json.loads((project / "data/08_reporting/run_summary.json").read_text())
     assert summary["status"] == "success"
     assert set(LAYERS) <= set(summary["layers"])
+    leak_report = json.loads((project / "data/08_reporting/leak_report.json").read_text())
+    assert leak_report["suspects"] == {} and leak_report["prefix_cut_dates"]
 
 
 def test_planted_signal_is_found_on_held_out_dates(project):

@@ -34,7 +34,7 @@ import pandas as pd
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 from bma_quant.core import transforms
-from bma_quant.core.fear_greed import fear_greed_index
+from bma_quant.core.fear_greed import FearGreedParams, fear_greed_index
 from bma_quant.core.universe import ELIGIBLE
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -173,6 +173,19 @@ class FactorConfig:
 
     def min_periods(self, window: int) -> int:
         return max(1, int(np.ceil(window * self.min_periods_share)))
+
+    def lookback_days(self) -> int:
+        """Trailing dates (t included) the longest factor window reads: a panel cut keeping that
+        many dates before t gives the same values at t as the whole history (+1 for returns)."""
+        windows = [self.momentum_long]
+        for name in self.__dataclass_fields__:
+            if name.endswith("windows"):
+                windows.extend(getattr(self, name))
+        longest = max(windows) + 1
+        if self.fear_greed:
+            fear_greed = FearGreedParams.from_params(dict(self.fear_greed_params))
+            longest = max(longest, fear_greed.lookback_days() + 1)
+        return longest
 
 
 # --------------------------------------------------------------------------------------------
@@ -660,19 +673,24 @@ def engineer_factors(
     config: FactorConfig,
     transform: TransformConfig,
     names: Iterable[str] | None = None,
+    first_row: int = 0,
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Transformed factor matrices (float32) by name, and each factor's family.
 
     Per-ticker factors get the per-date cross-sectional transform (sector neutralisation only
-    when the panel has sectors); market-context factors are left as they are."""
+    when the panel has sectors); market-context factors are left as they are. Only date rows
+    from `first_row` on are returned (and transformed): earlier rows then only feed the trailing
+    windows, which saves the per-date transforms when only the last dates are wanted."""
     registry = factor_registry(inp, config)
     wanted = list(registry) if names is None else [n for n in registry if n in set(names)]
     codes = inp.sector_codes if transform.sector_neutralise else None
-    absent = ~inp.in_universe  # a name outside that day's cross-section is not ranked
+    if codes is not None:
+        codes = codes[first_row:]
+    absent = ~inp.in_universe[first_row:]  # a name outside that day's cross-section is not ranked
     values: dict[str, np.ndarray] = {}
     for name in wanted:  # one factor at a time keeps peak memory at a few matrices
         family, compute = registry[name]
-        raw = _as_array(compute())
+        raw = _as_array(compute())[first_row:]
         if family != MARKET_FAMILY:
             raw[absent] = np.nan
             raw = transforms.cross_sectional_transform(

@@ -46,6 +46,16 @@ class FearGreedParams:
     def min_periods(self, window: int) -> int:
         return max(2, int(np.ceil(window * self.min_periods_share)))
 
+    def lookback_days(self) -> int:
+        """Trailing dates the index at t reads (chained windows add up; +1 for returns)."""
+        longest = max(
+            self.momentum_window,
+            self.breadth_window,
+            self.high_low_window,
+            self.volatility_window + 1 + self.volatility_baseline_window,
+        )
+        return longest + self.normalisation_window
+
 
 def _market_level(market: pd.DataFrame, calendar: pd.DatetimeIndex) -> pd.Series:
     """Market level on the panel calendar; rebuilt from returns when no level is given."""

@@ -1,5 +1,6 @@
 """feature_engineering pipeline: contracts, FeatureSpec reproduction, leak guard, panel kinds."""
 
+import json
 import logging
 import pickle
 
@@ -150,3 +151,32 @@ def test_degraded_mode_is_reported(tmp_path):
     assert report["mode"] == "degraded" and "IC cannot be estimated" in report["degraded_reason"]
     assert out["feature_engineering_metrics"]["degraded_mode"]["value"] == 1
     assert len(out["feature_spec"].selected) == 12
+
+
+def test_leak_audit_drops_and_names_one_day_peeks(ohlcv_run):
+    """Issue 11 known answer: user columns close(t+2)/close(t+1)-1 (a one-day peek into the label
+    window, RankIC with the label about 0.3, under the |RankIC| guard) and close(t+1)/close(t)-1
+    are dropped before selection and named with the reason; momentum and the planted signal stay."""
+    upstream, _ = ohlcv_run
+    panel = upstream["primary_panel"].sort_values(["ticker", "date"]).copy()
+    close = panel.groupby("ticker")["close"]
+    panel["peek_label_day"] = close.shift(-2) / close.shift(-1) - 1.0
+    panel["peek_next_day"] = close.shift(-1) / panel["close"] - 1.0
+    panel = panel.sort_values(["date", "ticker"]).reset_index(drop=True)
+    out = run_pipeline("feature_engineering", {**upstream, "primary_panel": panel})
+    report = out["leak_report"]
+    assert set(report["suspects"]) == {"peek_label_day", "peek_next_day"}
+    assert "r(t+2)" in report["suspects"]["peek_label_day"]
+    assert "r(t+1)" in report["suspects"]["peek_next_day"]
+    assert report["suspect_families"] == {"peek_label_day": "user", "peek_next_day": "user"}
+    assert report["suspect_numbers"]["peek_label_day"]["ic_2"] > 0.9
+    json.dumps(report, allow_nan=False)  # a plain JSON artifact
+    selection = out["feature_selection_report"]
+    assert set(selection["leak_audit_dropped"]) == set(report["suspects"])
+    assert "peek_label_day" not in selection["families"]
+    assert not {"peek_label_day", "peek_next_day"} & set(out["feature_spec"].selected)
+    assert "signal_1" in out["feature_spec"].selected
+    table = out["leak_audit_table"].set_index("factor")
+    assert not table.loc[["mom_12_1", "rev_5", "signal_1"], "suspect"].any()
+    assert len(report["prefix_cut_dates"]) == 3 and report["future_days"] == 11
+    assert out["feature_engineering_metrics"]["leak_suspects"]["value"] == 2

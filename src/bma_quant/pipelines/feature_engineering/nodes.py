@@ -19,6 +19,7 @@ from bma_quant.core.factors import (
     values_are_ranks,
 )
 from bma_quant.core.feature_spec import FeatureSpec
+from bma_quant.core.leak_audit import LeakAuditConfig, audit_factor_table, factor_slice_computation
 from bma_quant.core.selection import SelectionConfig, select_features
 from bma_quant.core.temporal import TemporalConfig
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
@@ -77,22 +78,93 @@ def build_features(
     return features, catalog
 
 
+def _plain(value):
+    """A JSON-friendly scalar (numpy numbers -> Python; non-finite floats -> None)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def audit_leaks(
+    primary_panel: pd.DataFrame,
+    market: pd.DataFrame,
+    features: pd.DataFrame,
+    factor_catalog: dict,
+    date_split: dict,
+    params: dict,
+    temporal: dict,
+) -> tuple[dict, pd.DataFrame]:
+    """Run-time leak audit of every factor (core.leak_audit): prefix invariance of the computed
+    factors and market context at a few development cut dates, and each factor's IC with every
+    single future daily return r(t+j), j = 0 .. d + h. Returns the leak report (suspects with
+    reasons) and the per-factor audit table."""
+    factor_config, transform_config = _configs(params)
+    temporal_config = TemporalConfig.from_params(temporal)
+    config = LeakAuditConfig.from_params(params["leak_audit"])
+    names = list(factor_catalog["families"])
+    grid, matrices = _wide_columns(features, names)
+    dev_rows = np.flatnonzero(grid.dates.isin(_dev_dates(grid.dates, date_split)))
+    panel_grid = Grid.from_long(primary_panel)
+    if not (panel_grid.dates.equals(grid.dates) and panel_grid.tickers.equals(grid.tickers)):
+        raise ValueError("leak audit: `features` and `primary_panel` are not on the same grid")
+    close = panel_grid.to_wide(primary_panel["close"].to_numpy(np.float64))
+    compute = factor_slice_computation(
+        primary_panel, market, grid, factor_config, transform_config
+    )
+    audit = audit_factor_table(
+        matrices,
+        compute,
+        close,
+        grid.dates,
+        dev_rows,
+        factor_config.lookback_days(),
+        temporal_config.label_span,
+        config,
+        values_are_ranks=values_are_ranks(transform_config),
+    )
+    if audit.suspects:
+        logger.warning(
+            "leak audit: dropped %d factor(s) that read data after t: %s",
+            len(audit.suspects),
+            "; ".join(f"{n} ({r})" for n, r in audit.suspects.items()),
+        )
+    report = {
+        "suspects": audit.suspects,
+        "suspect_families": {n: factor_catalog["families"][n] for n in audit.suspects},
+        "suspect_numbers": {
+            row["factor"]: {k: _plain(v) for k, v in row.items() if k != "factor"}
+            for row in audit.table[audit.table["suspect"]].to_dict(orient="records")
+        },
+        "factors_audited": len(names),
+        "prefix_cut_dates": audit.cut_dates,
+        "prefix_history_days": factor_config.lookback_days(),
+        "future_days": temporal_config.label_span,
+        "config": dict(config.__dict__),
+    }
+    return report, audit.table
+
+
 def select(
     features: pd.DataFrame,
     labels: pd.DataFrame,
     date_split: dict,
     cv_folds: pd.DataFrame,
     factor_catalog: dict,
+    leak_report: dict,
     params: dict,
     temporal: dict,
 ) -> tuple[FeatureSpec, dict, pd.DataFrame]:
-    """Half-life and lag choices, IC scoring, filters and the leak guard on development dates."""
+    """Half-life and lag choices, IC scoring, filters and the leak guard on development dates,
+    over the factors the leak audit did not drop."""
     factor_config, transform_config = _configs(params)
     temporal_config = TemporalConfig.from_params(temporal)
     config = SelectionConfig.from_params(
         params["selection"], params["lags"], params["ewm"], nw_lag=temporal_config.horizon_days
     )
-    families = factor_catalog["families"]
+    audit_dropped = leak_report["suspects"]
+    families = {n: f for n, f in factor_catalog["families"].items() if n not in audit_dropped}
     names = list(families)
     grid, matrices = _wide_columns(features, names)
     label_rows = grid.dates.get_indexer(pd.DatetimeIndex(labels["date"]))
@@ -127,6 +199,7 @@ def select(
         "dev_start": date_split["dev_start"],
         "dev_end": date_split["dev_end"],
         "families": families,
+        "leak_audit_dropped": audit_dropped,
         "user_columns": factor_catalog["user_columns"],
         "transforms": {
             "method": transform_config.method,
@@ -182,9 +255,13 @@ def make_sample_weights(
 
 
 def feature_metrics(
-    selection_report: dict, factor_ic_table: pd.DataFrame, model_input_stats: dict
+    selection_report: dict,
+    factor_ic_table: pd.DataFrame,
+    model_input_stats: dict,
+    leak_report: dict,
 ) -> dict:
-    """`feature_engineering.*` metrics."""
+    """`feature_engineering.*` metrics; `leak_suspects` counts the factors the leak audit and the
+    selection's |RankIC| guard dropped."""
     selected = factor_ic_table.loc[factor_ic_table.get("selected", False) == True]  # noqa: E712
     abs_ic = (
         selected["rank_ic_mean"].abs() if "rank_ic_mean" in selected else pd.Series(dtype=float)
@@ -192,7 +269,8 @@ def feature_metrics(
     values = {
         "factors_built": selection_report["factors_built"],
         "factors_kept": selection_report["factors_kept"],
-        "leak_suspects": len(selection_report["leak_suspects"]),
+        "leak_suspects": len(selection_report["leak_suspects"]) + len(leak_report["suspects"]),
+        "leak_audit_suspects": len(leak_report["suspects"]),
         "degraded_mode": 1 if selection_report["mode"] == "degraded" else 0,
         "ic_dates": selection_report["ic_dates"],
         "lagged_factors": sum(1 for v in selection_report["lags"].values() if v > 0),

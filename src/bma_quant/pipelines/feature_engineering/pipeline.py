@@ -1,4 +1,5 @@
-"""feature_engineering: panel -> factor library -> lag / decay choices -> robust selection."""
+"""feature_engineering: panel -> factor library -> leak audit -> lag / decay choices -> robust
+selection."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -15,6 +16,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="build_features",
             ),
             Node(
+                nodes.audit_leaks,
+                [
+                    "primary_panel",
+                    "market",
+                    "features",
+                    "factor_catalog",
+                    "date_split",
+                    "params:feature_engineering",
+                    "params:temporal",
+                ],
+                ["leak_report", "leak_audit_table"],
+                name="audit_leaks",
+            ),
+            Node(
                 nodes.select,
                 [
                     "features",
@@ -22,6 +37,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "date_split",
                     "cv_folds",
                     "factor_catalog",
+                    "leak_report",
                     "params:feature_engineering",
                     "params:temporal",
                 ],
@@ -42,7 +58,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.feature_metrics,
-                ["feature_selection_report", "factor_ic_table", "model_input_stats"],
+                ["feature_selection_report", "factor_ic_table", "model_input_stats", "leak_report"],
                 "feature_engineering_metrics",
                 name="feature_engineering_metrics",
             ),

@@ -1,0 +1,319 @@
+"""Run-time leak audit of the factor table (DESIGN §3): two checks on every factor of every run.
+
+- Prefix invariance (computed factors and market context): the factor table is recomputed on the
+  panel cut at a few development dates and compared with the full computation on the last
+  `compare_days` dates before each cut. A factor that reads data after t shows up there: a k-day
+  look-ahead changes (or blanks) its values on the last k dates before the cut. Each cut only
+  needs the trailing `history` dates the longest factor window reads, so the recomputation costs
+  a few slices, not a few full builds. User columns pass through unchanged, so this check cannot
+  see a peek inside them; the next one can.
+- Future-day IC profile (every factor, computed or user-supplied): the mean cross-sectional
+  Spearman IC of the factor at t with each single daily return r(t+j) = close(t+j) / close(t+j-1)
+  - 1, j = 0 .. d + h, on development dates. Information known at t predicts a single future day
+  weakly and smoothly (a persistent signal spreads over many days; short-term reversal reaches
+  r(t+1) but less than r(t), which it is built from). A peek at one day is a spike: a large |IC|
+  on one future day, far above the factor's IC on its other days and with the past return r(t).
+  This catches a one-day peek into the label window that the |RankIC with the label| guard misses
+  (its RankIC with a 10-day label is only about 1 / sqrt(10) = 0.3).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core.factors import (
+    FactorConfig,
+    Grid,
+    TransformConfig,
+    engineer_factors,
+    prepare_inputs,
+)
+from bma_quant.core.selection import rowwise_corr
+from bma_quant.core.transforms import row_ranks
+
+# (start, first, stop) -> the factor table computed from the panel's date rows start .. stop - 1
+# only, returned on rows first .. stop - 1 (the full table's columns)
+SliceComputation = Callable[[int, int, int], Mapping[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class LeakAuditConfig:
+    prefix_cuts: int = 3
+    compare_days: int = 21
+    atol: float = 1e-6
+    rtol: float = 1e-5
+    min_names: int = 5
+    date_stride: int = 1
+    max_future_ic: float = 0.2
+    spike_ratio: float = 3.0
+
+    @classmethod
+    def from_params(cls, params: Mapping) -> LeakAuditConfig:
+        p = dict(params)
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(p) - known)
+        if unknown:
+            raise ValueError(f"feature_engineering.leak_audit: unknown key(s) {unknown}")
+        config = cls(**{k: type(getattr(cls, k))(v) for k, v in p.items()})
+        if config.prefix_cuts < 0 or config.compare_days < 1 or config.date_stride < 1:
+            raise ValueError(
+                "feature_engineering.leak_audit: need prefix_cuts >= 0, compare_days >= 1 and "
+                f"date_stride >= 1, got {config.prefix_cuts}, {config.compare_days}, "
+                f"{config.date_stride}"
+            )
+        return config
+
+
+# --------------------------------------------------------------------------------------------
+# (a) prefix invariance
+# --------------------------------------------------------------------------------------------
+
+
+def cut_rows(dev_rows: np.ndarray, n_cuts: int, earliest: int) -> np.ndarray:
+    """`n_cuts` date rows spread evenly over the development rows at or after `earliest`,
+    interior points of the span (never its ends)."""
+    rows = np.asarray(dev_rows, dtype=np.int64)
+    rows = rows[rows >= earliest]
+    if n_cuts <= 0 or not rows.size:
+        return np.array([], dtype=np.int64)
+    positions = np.linspace(0, rows.size - 1, n_cuts + 2)[1:-1].round().astype(np.int64)
+    return np.unique(rows[positions])
+
+
+def _mismatch(part: np.ndarray, full: np.ndarray, atol: float, rtol: float) -> np.ndarray:
+    """Cells where the two computations disagree: beyond tolerance, or present in one only."""
+    part = np.asarray(part, dtype=np.float64)
+    full = np.asarray(full, dtype=np.float64)
+    present_part, present_full = np.isfinite(part), np.isfinite(full)
+    both = present_part & present_full
+    with np.errstate(invalid="ignore"):
+        off = ~np.isclose(part, full, rtol=rtol, atol=atol)
+    return (present_part != present_full) | (both & off)
+
+
+def prefix_audit(
+    full: Mapping[str, np.ndarray],
+    compute: SliceComputation,
+    dates: pd.DatetimeIndex,
+    cuts: Sequence[int],
+    history: int,
+    config: LeakAuditConfig,
+) -> pd.DataFrame:
+    """Compare every factor of `full` with its recomputation on the panel cut at each cut row.
+
+    `compute(start, first, stop)` recomputes the table from the panel's date rows start .. stop - 1
+    only and returns its rows first .. stop - 1; `history` is the number of trailing dates the longest factor window reads. One row per
+    factor: `prefix_mismatches` (cells beyond tolerance over all cuts), `max_abs_diff`,
+    `lookahead_days` (how many dates before a cut are affected: the look-ahead's length, capped
+    by `compare_days`) and the first cut date where it differs."""
+    stats = {
+        name: {"prefix_cuts": 0, "prefix_mismatches": 0, "max_abs_diff": 0.0,
+               "lookahead_days": 0, "first_bad_cut": None}
+        for name in full
+    }
+    for cut in sorted(int(c) for c in cuts):
+        first = cut - config.compare_days + 1
+        start = max(0, first - history)
+        part = compute(start, first, cut + 1)
+        for name, values in full.items():
+            s = stats[name]
+            s["prefix_cuts"] += 1
+            recomputed = part.get(name)
+            reference = values[first : cut + 1]
+            if recomputed is None:  # the cut panel cannot build this factor at all
+                bad = np.ones(reference.shape, dtype=bool)
+                diff = math.inf
+            else:
+                recomputed = np.asarray(recomputed)
+                bad = _mismatch(recomputed, reference, config.atol, config.rtol)
+                with np.errstate(invalid="ignore"):
+                    gaps = np.abs(recomputed.astype(np.float64) - reference)[bad]
+                # a cell present on one side only counts as an infinite difference
+                diff = float(np.where(np.isfinite(gaps), gaps, math.inf).max()) if gaps.size else 0.0
+            if not bad.any():
+                continue
+            s["prefix_mismatches"] += int(bad.sum())
+            s["max_abs_diff"] = max(s["max_abs_diff"], diff)
+            bad_rows = np.flatnonzero(bad.any(axis=1))
+            s["lookahead_days"] = max(s["lookahead_days"], int(len(reference) - bad_rows.min()))
+            if s["first_bad_cut"] is None:
+                s["first_bad_cut"] = str(dates[cut].date())
+    table = pd.DataFrame.from_dict(stats, orient="index")
+    table.index.name = "factor"
+    return table
+
+
+def factor_slice_computation(
+    panel: pd.DataFrame,
+    market: pd.DataFrame | None,
+    grid: Grid,
+    factor_config: FactorConfig,
+    transform_config: TransformConfig,
+) -> SliceComputation:
+    """The factor library run on the panel (and market frame) restricted to a span of `grid`'s
+    date rows, aligned to `grid`'s tickers: the panel as it stood at the span's last date."""
+    panel_dates = pd.DatetimeIndex(panel["date"])
+    market_dates = pd.DatetimeIndex(market["date"]) if market is not None else None
+
+    def compute(start: int, first: int, stop: int) -> dict[str, np.ndarray]:
+        begin, end = grid.dates[start], grid.dates[stop - 1]
+        part = panel[(panel_dates >= begin) & (panel_dates <= end)]
+        market_part = None
+        if market is not None:
+            market_part = market[(market_dates >= begin) & (market_dates <= end)]
+        inputs = prepare_inputs(part, market_part, factor_config)
+        wanted = grid.dates[first:stop]
+        first_row = int(inputs.grid.dates.searchsorted(wanted[0]))
+        values, _ = engineer_factors(
+            inputs, factor_config, transform_config, first_row=first_row
+        )
+        rows = inputs.grid.dates[first_row:].get_indexer(wanted)
+        cols = inputs.grid.tickers.get_indexer(grid.tickers)
+        aligned = {}
+        for name, matrix in values.items():
+            out = np.full((stop - first, len(grid.tickers)), np.nan, dtype=np.float32)
+            ok_rows, ok_cols = rows >= 0, cols >= 0
+            out[np.ix_(ok_rows, ok_cols)] = matrix[np.ix_(rows[ok_rows], cols[ok_cols])]
+            aligned[name] = out
+        return aligned
+
+    return compute
+
+
+# --------------------------------------------------------------------------------------------
+# (b) future-day IC profile
+# --------------------------------------------------------------------------------------------
+
+
+def daily_returns(close: np.ndarray) -> np.ndarray:
+    """close(t) / close(t-1) - 1 by date row (NaN on the first row and around missing closes)."""
+    close = np.asarray(close, dtype=np.float64)
+    out = np.full(close.shape, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[1:] = close[1:] / close[:-1] - 1.0
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def future_ic_profile(
+    features: Mapping[str, np.ndarray],
+    close: np.ndarray,
+    rows: np.ndarray,
+    max_offset: int,
+    config: LeakAuditConfig,
+    values_are_ranks: bool = False,
+) -> pd.DataFrame:
+    """Mean daily Spearman IC of each factor at t with r(t+j), j = 0 .. max_offset.
+
+    rows: the date rows t to score (development dates); every `date_stride`-th one is used, and
+    only those whose r(t + max_offset) exists. `values_are_ranks`: the factors are already
+    per-date ranks (not ranked again). Columns `ic_0` .. `ic_<max_offset>` and `n_dates`; a
+    factor without cross-sectional spread (market context) gets NaN."""
+    returns = row_ranks(daily_returns(close))
+    rows = np.asarray(rows, dtype=np.int64)[:: config.date_stride]
+    rows = rows[rows + max_offset < len(returns)]
+    out = {}
+    for name, values in features.items():
+        values = np.asarray(values)[rows]
+        ranks = values.astype(np.float64) if values_are_ranks else row_ranks(values)
+        entry, counts = {}, []
+        for j in range(max_offset + 1):
+            ic = rowwise_corr(ranks, returns[rows + j], config.min_names)
+            finite = np.isfinite(ic)
+            entry[f"ic_{j}"] = float(ic[finite].mean()) if finite.any() else math.nan
+            counts.append(int(finite.sum()))
+        entry["n_dates"] = min(counts) if counts else 0
+        out[name] = entry
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.index.name = "factor"
+    return table
+
+
+def _baseline(ics: np.ndarray, peak: int) -> float:
+    """What the factor's peak |IC| on future day `peak` + 1 is compared with: the median |IC| over
+    its other future days, or its |IC| with the past return r(t) when that has the opposite sign
+    of the peak (a reversal of the move the factor measures reaches the next days genuinely;
+    a peek mixed into a past-return factor has the same sign on both)."""
+    future = np.abs(ics[1:])
+    others = np.delete(future, peak)
+    baseline = float(np.nanmedian(others)) if np.isfinite(others).any() else 0.0
+    past, at_peak = ics[0], ics[peak + 1]
+    if math.isfinite(past) and np.sign(past) == -np.sign(at_peak):
+        baseline = max(baseline, abs(past))
+    return baseline
+
+
+def future_peek_reasons(profile: pd.DataFrame, config: LeakAuditConfig) -> dict[str, str]:
+    """Factors whose IC with one future day is implausible for information known at t: the
+    largest |IC| over future days j >= 1 is above `max_future_ic` AND above `spike_ratio` times
+    the factor's baseline (see `_baseline`)."""
+    columns = [c for c in profile.columns if c.startswith("ic_")]
+    reasons: dict[str, str] = {}
+    for name, row in profile.iterrows():
+        ics = row[columns].to_numpy(np.float64)
+        future = np.abs(ics[1:])
+        if not np.isfinite(future).any():
+            continue  # no cross-sectional spread (market context): the prefix audit covers it
+        peak = int(np.nanargmax(future))
+        baseline, value = _baseline(ics, peak), float(future[peak])
+        if value > config.max_future_ic and value > config.spike_ratio * baseline:
+            reasons[name] = (
+                f"future-day IC spike: |IC with r(t+{peak + 1})| = {value:.3f} > "
+                f"{config.max_future_ic:g} and > {config.spike_ratio:g} x baseline "
+                f"{baseline:.3f}; IC with the past return r(t) = {ics[0]:.3f}"
+            )
+    return reasons
+
+
+# --------------------------------------------------------------------------------------------
+# Both checks on a factor table
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LeakAudit:
+    suspects: dict[str, str]  # factor -> why it is suspected (both reasons when both fire)
+    table: pd.DataFrame  # one row per factor: prefix-audit counts and the future-day IC profile
+    cut_dates: list[str]
+
+
+def audit_factor_table(
+    full: Mapping[str, np.ndarray],
+    compute: SliceComputation,
+    close: np.ndarray,
+    dates: pd.DatetimeIndex,
+    dev_rows: np.ndarray,
+    lookback: int,
+    max_offset: int,
+    config: LeakAuditConfig,
+    values_are_ranks: bool = False,
+) -> LeakAudit:
+    """Prefix-invariance audit at `config.prefix_cuts` development cut dates and future-day IC
+    profile (j = 0 .. max_offset, normally d + h) of every factor in `full` (date x ticker
+    matrices on `dates`); `lookback` is the factor library's trailing history."""
+    cuts = cut_rows(dev_rows, config.prefix_cuts, config.compare_days)
+    prefix = prefix_audit(full, compute, dates, cuts, lookback, config)
+    profile = future_ic_profile(full, close, dev_rows, max_offset, config, values_are_ranks)
+    suspects: dict[str, list[str]] = {}
+    for name, row in prefix.iterrows():
+        if row["prefix_mismatches"]:
+            suspects.setdefault(name, []).append(
+                f"not prefix-invariant: recomputed on the panel cut at {row['first_bad_cut']} it "
+                f"differs in {row['prefix_mismatches']} cell(s) on the last "
+                f"{row['lookahead_days']} date(s) before a cut (max |diff| "
+                f"{row['max_abs_diff']:.3g}): it reads data after t"
+            )
+    for name, reason in future_peek_reasons(profile, config).items():
+        suspects.setdefault(name, []).append(reason)
+    table = prefix.join(profile, how="outer")
+    table["suspect"] = table.index.isin(list(suspects))
+    return LeakAudit(
+        suspects={name: "; ".join(reasons) for name, reasons in suspects.items()},
+        table=table.reset_index(),
+        cut_dates=[str(dates[c].date()) for c in cuts],
+    )

@@ -1,0 +1,149 @@
+"""Run-time leak audit: prefix invariance at cut dates and the future-day IC profile."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bma_quant.core import factors as F
+from bma_quant.core import leak_audit as LA
+from bma_quant.core.synthetic import generate_synthetic_market
+
+CONFIG = LA.LeakAuditConfig(date_stride=1)
+
+
+def _shift_up(values: np.ndarray, days: int) -> np.ndarray:
+    """values[t + days] at t: what a factor peeking `days` ahead would read."""
+    out = np.full(values.shape, np.nan)
+    out[:-days] = values[days:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    market = generate_synthetic_market(n_tickers=80, n_days=900, seed=3, reversal_strength=0.5)
+    grid = F.Grid.from_long(market.panel)
+    close = grid.to_wide(market.panel["close"].to_numpy())
+    return market, grid, close
+
+
+def test_config_rejects_unknown_keys_and_bad_counts():
+    with pytest.raises(ValueError, match="unknown key"):
+        LA.LeakAuditConfig.from_params({"prefix_cut": 3})
+    with pytest.raises(ValueError, match="compare_days >= 1"):
+        LA.LeakAuditConfig.from_params({"compare_days": 0})
+    assert LA.LeakAuditConfig.from_params({"prefix_cuts": 2}).prefix_cuts == 2
+
+
+def test_cut_rows_are_interior_evenly_spread_and_after_earliest():
+    rows = np.arange(100, 1100)
+    cuts = LA.cut_rows(rows, 3, earliest=300)
+    assert cuts.tolist() == [500, 700, 899]  # quarters of rows 300 .. 1099
+    assert LA.cut_rows(rows, 0, earliest=0).size == 0
+    assert LA.cut_rows(rows, 3, earliest=5000).size == 0
+
+
+def test_prefix_audit_catches_a_centred_rolling_mean(synthetic):
+    """A centred 5-day mean reads t+1 and t+2: on the panel cut at t its last two values are
+    missing, so the audit flags it with a two-day look-ahead; the trailing mean passes."""
+    _, grid, close = synthetic
+    frame = pd.DataFrame(close)
+
+    def compute(start: int, first: int, stop: int) -> dict:
+        part = frame.iloc[start:stop]
+        return {
+            "trailing_ma": part.rolling(5).mean().to_numpy()[first - start :],
+            "centred_ma": part.rolling(5, center=True).mean().to_numpy()[first - start :],
+        }
+
+    full = compute(0, 0, len(frame))
+    table = LA.prefix_audit(full, compute, grid.dates, [300, 500, 700], history=5, config=CONFIG)
+    assert table.loc["trailing_ma", "prefix_mismatches"] == 0
+    assert table.loc["centred_ma", "prefix_mismatches"] == 3 * 2 * close.shape[1]
+    assert table.loc["centred_ma", "lookahead_days"] == 2
+    assert table.loc["centred_ma", "first_bad_cut"] == str(grid.dates[300].date())
+    assert table.loc["centred_ma", "prefix_cuts"] == 3
+
+
+def test_factor_library_passes_the_prefix_audit_on_its_own_lookback(synthetic):
+    """Every factor and market-context series, recomputed from only `lookback_days` of history
+    before each cut, equals the full computation: the audit raises no false alarm."""
+    market, grid, close = synthetic
+    config, transform = F.FactorConfig(), F.TransformConfig()
+    inputs = F.prepare_inputs(market.panel, None, config)
+    full, families = F.engineer_factors(inputs, config, transform)
+    compute = LA.factor_slice_computation(market.panel, None, grid, config, transform)
+    cuts = [config.lookback_days() + 60, 880]
+    table = LA.prefix_audit(full, compute, grid.dates, cuts, config.lookback_days(), CONFIG)
+    assert "fear_greed" in table.index and families["fear_greed"] == F.MARKET_FAMILY
+    assert (table["prefix_mismatches"] == 0).all(), table[table["prefix_mismatches"] > 0]
+    # with too short a history the long windows differ: the lookback is what makes it exact
+    short = LA.prefix_audit(full, compute, grid.dates, cuts, 100, CONFIG)
+    assert short.loc["fear_greed", "prefix_mismatches"] > 0
+
+
+def test_future_ic_profile_known_answers(synthetic):
+    _, _, close = synthetic
+    returns = LA.daily_returns(close)
+    features = {"past": returns, "peek_1": _shift_up(returns, 1), "peek_2": _shift_up(returns, 2)}
+    rows = np.arange(50, 800)
+    profile = LA.future_ic_profile(features, close, rows, max_offset=11, config=CONFIG)
+    assert list(profile.columns) == [*(f"ic_{j}" for j in range(12)), "n_dates"]
+    assert profile.loc["past", "ic_0"] == pytest.approx(1.0)
+    assert profile.loc["peek_1", "ic_1"] == pytest.approx(1.0)
+    assert profile.loc["peek_2", "ic_2"] == pytest.approx(1.0)
+    assert abs(profile.loc["peek_2", "ic_5"]) < 0.1
+    assert profile.loc["past", "n_dates"] == len(rows)
+    strided = LA.future_ic_profile(
+        features, close, rows, 11, LA.LeakAuditConfig(date_stride=3)
+    )
+    assert strided.loc["past", "n_dates"] == len(rows[::3])
+
+
+def _profile(**rows) -> pd.DataFrame:
+    return pd.DataFrame.from_dict(
+        {name: {f"ic_{j}": v for j, v in enumerate(ics)} for name, ics in rows.items()},
+        orient="index",
+    )
+
+
+def test_peek_rule_flags_spikes_and_keeps_reversal_and_persistent_signals():
+    profile = _profile(
+        peek=[-0.04, 0.96, -0.04, -0.04, 0.0, 0.01],
+        # a peek mixed into a past-return factor: same sign on r(t) and r(t+1)
+        mixed=[0.64, 0.64, -0.06, -0.06, -0.05, 0.0],
+        # strong legitimate reversal: its r(t+1) IC mirrors a larger, opposite IC with r(t)
+        reversal=[-0.30, 0.27, 0.16, 0.08, 0.01, -0.05],
+        # a persistent predictive signal (or a whole-window label peek): flat, no spike
+        flat=[0.05, 0.30, 0.31, 0.30, 0.30, 0.29],
+        weak_spike=[0.0, 0.15, 0.0, 0.0, 0.0, 0.0],
+        market=[np.nan] * 6,
+    )
+    reasons = LA.future_peek_reasons(profile, CONFIG)
+    assert set(reasons) == {"peek", "mixed"}
+    assert "r(t+1)" in reasons["peek"] and "0.960" in reasons["peek"]
+
+
+def test_audit_drops_user_peeks_and_keeps_momentum_and_the_planted_signal():
+    """Known answer (issue 11): user columns close(t+2)/close(t+1)-1 and close(t+1)/close(t)-1 are
+    named suspects; 12-1 momentum, reversal and the generator's signal_1 are not."""
+    market = generate_synthetic_market(n_tickers=100, n_days=900, seed=5, reversal_strength=0.5)
+    panel = market.panel.copy()
+    grid = F.Grid.from_long(panel)
+    close = grid.to_wide(panel["close"].to_numpy())
+    returns = LA.daily_returns(close)
+    panel["peek_next_day"] = grid.to_long(_shift_up(returns, 1))
+    panel["peek_label_day"] = grid.to_long(_shift_up(returns, 2))
+    config, transform = F.FactorConfig(), F.TransformConfig()
+    full, _ = F.engineer_factors(F.prepare_inputs(panel, None, config), config, transform)
+    compute = LA.factor_slice_computation(panel, None, grid, config, transform)
+    audit = LA.audit_factor_table(
+        full, compute, close, grid.dates, np.arange(len(grid.dates) - 12), config.lookback_days(),
+        max_offset=11, config=CONFIG, values_are_ranks=True,
+    )
+    assert set(audit.suspects) == {"peek_next_day", "peek_label_day"}
+    assert "r(t+1)" in audit.suspects["peek_next_day"]
+    assert "r(t+2)" in audit.suspects["peek_label_day"]
+    table = audit.table.set_index("factor")
+    assert not table.loc[["mom_12_1", "rev_5", "signal_1"], "suspect"].any()
+    assert len(audit.cut_dates) == CONFIG.prefix_cuts
+    assert (table["prefix_mismatches"] == 0).all()

@@ -69,7 +69,8 @@ def test_failed_node_is_counted(health, tmp_path):
     health.before_node_run(node)
     health.on_node_error(RuntimeError("boom"), node)
     health.on_pipeline_error(RuntimeError("boom"), _Catalog({}))
-    summary = json.loads((tmp_path / "data/08_reporting/run_summary.json").read_text())
+    assert not (tmp_path / "data/08_reporting/run_summary.json").exists()  # the last good one stays
+    summary = json.loads((tmp_path / "data/08_reporting/run_summary.failed.json").read_text())
     assert summary["node_failures"] == {"train_xgboost": "RuntimeError: boom"}
     assert summary["status"].startswith("failed")
 

@@ -1,5 +1,7 @@
 """Run-level concerns (DESIGN §7): per-node time and memory, a memory guard, run tags, failures.
 
+Staging of outputs, pre-flight checks, interrupts and the summary file live in `bma_quant.run_hooks`.
+
 Kept out of the nodes so that every pipeline gets them for free. MLflow is only touched when a run is
 active (kedro-mlflow starts it), so the hooks also work with MLflow disabled.
 """
@@ -17,6 +19,15 @@ from typing import Any
 
 import psutil
 from kedro.framework.hooks import hook_impl
+
+from bma_quant.run_hooks.staging import StagingHooks
+from bma_quant.run_hooks.summary import (
+    FAILED_SUMMARY_PATH,
+    SUMMARY_PATH,
+    layer_totals,
+    model_counts,
+    write_summary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +92,8 @@ def config_hash(params: dict[str, Any]) -> str:
 class RunHealthHooks:
     """Timing, memory and failure accounting for every node of a run."""
 
-    def __init__(self) -> None:
+    def __init__(self, staging: StagingHooks | None = None) -> None:
+        self._staging = staging  # where a successful run's summary is staged
         self._samplers: dict[str, _RssSampler] = {}
         self._starts: dict[str, float] = {}
         self._memory = dict(DEFAULT_MEMORY)
@@ -210,63 +222,30 @@ class RunHealthHooks:
 
     @hook_impl
     def after_pipeline_run(self, catalog) -> None:
-        self._write_summary(catalog, status="success")
+        # written into the staging folder: promoted with the run's outputs, last
+        real = self._project_path / SUMMARY_PATH
+        staged = self._staging.current if self._staging is not None else None
+        self._write_summary(catalog, "success", staged.path_for(real) if staged else real)
 
     @hook_impl
     def on_pipeline_error(self, error: Exception, catalog) -> None:
-        self._write_summary(catalog, status=f"failed: {type(error).__name__}: {error}")
+        self._write_summary(catalog, f"failed: {type(error).__name__}: {error}",
+                            self._project_path / FAILED_SUMMARY_PATH)
 
-    @staticmethod
-    def _model_counts(catalog) -> dict[str, Any]:
-        """Succeeded / failed learners per layer, from the status datasets the layers write."""
-        counts = {}
-        for layer, dataset in (("base_models", "base_model_status"),
-                               ("regime_models", "regime_model_status"),
-                               ("stacking", "ensemble_report")):
-            try:
-                if not catalog.exists(dataset):
-                    continue
-                status = catalog.load(dataset)
-            except Exception:  # a layer that did not run has nothing to count
-                continue
-            if layer == "stacking":
-                counts[layer] = {k: status[k] for k in ("chosen", "methods") if k in status}
-                continue
-            ok = sorted(k for k, v in status.items() if isinstance(v, dict) and v.get("status") == "ok")
-            failed = sorted(k for k, v in status.items()
-                            if isinstance(v, dict) and v.get("status") == "failed")
-            counts[layer] = {"succeeded": ok, "failed": failed}
-        return counts
-
-    def _write_summary(self, catalog, status: str) -> None:
-        """run_summary.json (seed §4.1): per-layer timings, peak memory, model counts, failures."""
-        layers: dict[str, dict[str, float]] = {}
-        for node_name, stats in self.node_stats.items():
-            layer = layers.setdefault(self._node_layer.get(node_name, "other"),
-                                      {"seconds": 0.0, "peak_rss_mb": 0.0, "nodes": 0})
-            layer["seconds"] += stats.get("seconds", 0.0)
-            layer["peak_rss_mb"] = max(layer["peak_rss_mb"], stats.get("peak_rss_mb", 0.0))
-            layer["nodes"] += 1
+    def _write_summary(self, catalog, status: str, path: Path) -> None:
         summary = {
             "status": status,
             "pipelines": self._tags.get("pipelines"),
             "wall_seconds": time.perf_counter() - self._started,
-            "layers": layers,
+            "layers": layer_totals(self.node_stats, self._node_layer),
             "nodes": self.node_stats,
             "node_failures": self.failures,
-            "models": self._model_counts(catalog),
+            "models": model_counts(catalog),
             "tags": self._tags,
             "mlflow_run_id": self._run_id,
         }
-        path = self._project_path / "data" / "08_reporting" / "run_summary.json"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(summary, indent=2, default=str))
-            if self._run_id:
-                from mlflow.tracking import MlflowClient
-
-                MlflowClient().log_artifact(self._run_id, str(path))
-        except Exception as exc:  # the summary must never fail a run
-            logger.warning("could not write run_summary.json: %s", exc)
+        write_summary(path, summary, self._run_id)
         logger.info("run summary: %s, %.1f s, %d nodes, %d failed -> %s", status,
-                    summary["wall_seconds"], len(self.node_stats), len(self.failures), path)
+                    summary["wall_seconds"], len(self.node_stats), len(self.failures),
+                    self._project_path / (SUMMARY_PATH if status == "success"
+                                          else FAILED_SUMMARY_PATH))

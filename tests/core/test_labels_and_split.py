@@ -50,7 +50,7 @@ def test_unadjusted_split_is_detected_and_forward_adjusted():
                          index=dates)
     out, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": close}),
                                                     max_abs_return=0.4, ratios=[2, 3],
-                                                    tolerance=0.02)
+                                                    tolerance=0.02, confirm_days=3)
     assert [(e.ticker, e.ratio) for e in events] == [("A", 2.0)]
     assert out.close["A"].iloc[:2].tolist() == [100, 101]  # history untouched (prefix invariant)
     assert out.close["A"].iloc[2] == pytest.approx(100.8)
@@ -61,8 +61,23 @@ def test_real_crash_that_is_not_a_split_ratio_is_left_alone():
     dates = pd.bdate_range("2021-01-04", periods=4)
     close = pd.DataFrame({"A": [100, 101, 58.0, 57]}, index=dates)
     _, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": close}), 0.4,
-                                                  [2, 3], 0.02)
+                                                  [2, 3], 0.02, confirm_days=3)
     assert events == []
+
+
+def test_genuine_minus_50_percent_day_that_rebounds_is_not_rescaled():
+    # an exact 2:1 ratio on the day, but the price does not stay at the new level
+    dates = pd.bdate_range("2021-01-04", periods=7)
+    close = pd.DataFrame({"A": [100, 101, 50.5, 62, 80, 95, 99.0]}, index=dates)
+    out, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": close}), 0.4,
+                                                    [2, 3], 0.02, confirm_days=5)
+    assert events == []
+    assert out.close["A"].equals(close["A"])  # the -50 % return survives
+    # the same day followed by a level that holds is a split, and is repaired
+    held = close.assign(A=[100, 101, 50.5, 51, 52, 50.8, 51.2])
+    _, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": held}), 0.4,
+                                                  [2, 3], 0.02, confirm_days=5)
+    assert [(e.ticker, e.ratio) for e in events] == [("A", 2.0)]
 
 
 def test_stale_streaks_are_counted_and_masked_beyond_the_limit():

@@ -28,19 +28,23 @@ def copy_project(dest: Path) -> Path:
     return target
 
 
-def kedro_run(project: Path, *args: str, timeout: int = 900, env: dict | None = None
-              ) -> subprocess.CompletedProcess:
-    env = {
+def kedro_env(project: Path, extra: dict | None = None) -> dict[str, str]:
+    """Environment of a `kedro run` in the copy: its own MLflow store, no telemetry prompt."""
+    return {
         **os.environ,
-        **(env or {}),
+        **(extra or {}),
         "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
         "KEDRO_DISABLE_TELEMETRY": "true",
         "MPLBACKEND": "Agg",
         "COLUMNS": "200",
     }
+
+
+def kedro_run(project: Path, *args: str, timeout: int = 900, env: dict | None = None
+              ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(KEDRO), "run", *args], cwd=project, env=env, capture_output=True, text=True,
-        timeout=timeout,
+        [str(KEDRO), "run", *args], cwd=project, env=kedro_env(project, env),
+        capture_output=True, text=True, timeout=timeout,
     )
 
 

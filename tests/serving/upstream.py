@@ -68,6 +68,10 @@ def build_upstream(tmp_path: Path, *, signal_strength: float = 0.06, n_tickers: 
         "ensemble_test_predictions": ensemble,
         "base_model_status": {n: {"status": "ok", "error": None, "best_params": {}}
                               for n in objects["base_models"]},
+        # the importance table base_models writes (model, feature, importance, share, kind)
+        "base_feature_importance": pd.DataFrame({
+            "model": "lightgbm", "feature": ["mom", "rev"], "importance": [3.0, 1.0],
+            "share": [0.75, 0.25], "kind": "gain"}),
         **objects,
     }
     return datasets, overrides

@@ -29,7 +29,9 @@ close, against the weights the previous book has drifted to just before the trad
 its targets); the first build from an empty book (1.0 for a full long-short) is reported apart as
 ``summary["initial_turnover"]`` and ``summary["turnover"]`` is the mean over the later trades.
 Costs are ``cost_bps`` / 1e4 x turnover, subtracted from the book's return on its first held day
-(the initial build included). Turnover and costs concern the long-short book only.
+(the initial build included): ``cost_bps`` is charged per unit of one-way turnover, so a round trip
+of one unit (sold out of one name, bought into another) costs ``cost_bps`` and a single buy or sell
+``cost_bps`` / 2. Turnover and costs concern the long-short book only.
 
 Alongside: the long-only top-quantile book and the equal-weighted universe (every name with a
 prediction on the signal date), both held the same way and gross of costs; excess = long-only -

@@ -39,23 +39,31 @@ class SplitEvent:
 
 
 def repair_unadjusted_splits(
-    panel: PanelMatrices, max_abs_return: float, ratios: list[float], tolerance: float
+    panel: PanelMatrices, max_abs_return: float, ratios: list[float], tolerance: float,
+    confirm_days: int,
 ) -> tuple[PanelMatrices, list[SplitEvent]]:
     """Detect and forward-adjust suspected unadjusted splits (and reverse splits).
 
-    Detection at t looks at close(t-1) and close(t) only; the repair multiplies prices on and after
-    t by the ratio (and divides volume), which leaves every earlier date untouched."""
+    A one-day move close(t-1) -> close(t) near a split ratio is a candidate; it is repaired only if
+    the next `confirm_days` closes hold the new level (see `_holds_new_level`), so a genuine -50 %
+    day that rebounds is kept as a real return. The repair multiplies prices on and after t by the
+    ratio (and divides volume), which leaves every date before t untouched; the decision reads at
+    most `confirm_days` closes after t (fewer at the end of the panel)."""
     close = panel.close
     move = close / close.ffill().shift(1)
     candidates = np.asarray(sorted({float(r) for r in ratios} | {1.0 / float(r) for r in ratios}))
     big = (np.abs(move - 1.0) > max_abs_return).to_numpy() & move.notna().to_numpy()
     factor = np.ones(close.shape)
     events: list[SplitEvent] = []
+    closes = close.to_numpy(dtype=float)
     for i, j in zip(*np.nonzero(big), strict=True):
         observed = float(move.iat[i, j])
         implied = 1.0 / observed  # pre/post ratio
         nearest = candidates[np.argmin(np.abs(np.log(candidates / implied)))]
-        if abs(implied / nearest - 1.0) <= tolerance:
+        after = closes[i + 1 : i + 1 + int(confirm_days), j]
+        if abs(implied / nearest - 1.0) <= tolerance and _holds_new_level(
+            closes[i, j] * implied, closes[i, j], after[np.isfinite(after)]
+        ):
             factor[i:, j] *= nearest
             events.append(
                 SplitEvent(str(close.index[i].date()), str(close.columns[j]), float(nearest))
@@ -69,6 +77,13 @@ def repair_unadjusted_splits(
     if "volume" in values:
         values["volume"] = values["volume"] / factor
     return PanelMatrices(values, panel.sector, panel.extra_columns), events
+
+
+def _holds_new_level(before: float, level: float, after: np.ndarray) -> bool:
+    """True when every later close is nearer (in log terms) to the new level than to the old one:
+    a split moves the price to a new level and it stays there; a crash that rebounds does not."""
+    midpoint = np.sqrt(before * level)  # geometric midpoint between the old and the new level
+    return bool(np.all(after < midpoint)) if level < before else bool(np.all(after > midpoint))
 
 
 def zero_return_streaks(close: pd.DataFrame, min_streak: int) -> pd.DataFrame:

@@ -99,6 +99,8 @@ class PanelCleaner:
             matrices, _ = cleaning.repair_unadjusted_splits(
                 matrices, float(splits["max_abs_return"]), list(splits["ratios"]),
                 float(splits["tolerance"]),
+                # chains pickled before confirm_days existed repair on the one-day move alone
+                int(splits.get("confirm_days", 0)),
             )
         matrices, _ = cleaning.handle_stale_prices(
             matrices, int(self.stale.get("min_streak", 5)), self.stale.get("mask_after")

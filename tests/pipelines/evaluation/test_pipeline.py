@@ -51,6 +51,8 @@ def test_plots_and_registration_without_mlflow(planted):
         html, viz = out[f"evaluation_plot_{plot}_html"], out[f"evaluation_plot_{plot}"]
         assert isinstance(html, go.Figure) and html is viz
     assert len(out["evaluation_plot_cumulative_ic"].data) == 2 * 5  # IC + RankIC per model
+    bars = out["evaluation_plot_feature_importance"].data  # from the base_feature_importance input
+    assert {"mom", "rev"} <= {y for bar in bars for y in bar.y}
     registration = out["model_registration"]
     assert registration["registered"] is False
     assert registration["reason"] == "no active MLflow run"

@@ -45,7 +45,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMat
     repaired, events = (
         cleaning.repair_unadjusted_splits(
             filled_panel, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
-            float(splits_cfg["tolerance"]),
+            float(splits_cfg["tolerance"]), int(splits_cfg["confirm_days"]),
         )
         if splits_cfg.get("enabled", True) else (filled_panel, [])
     )

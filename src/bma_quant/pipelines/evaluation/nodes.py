@@ -97,22 +97,18 @@ def evaluation_metrics(evaluation_table: pd.DataFrame, gate_report: dict, params
     return as_mlflow_metrics(values)
 
 
-def read_feature_importance(path: str | None) -> pd.DataFrame | None:
-    """The base models' feature importance table when base_models wrote one (else None)."""
-    if not path or not Path(path).is_file():
-        logger.info("no feature importance at %s: the plot says so", path)
-        return None
-    return pd.read_csv(path)
-
-
 def make_plots(
     evaluation_table: pd.DataFrame,
     daily_ic: pd.DataFrame,
     daily_returns: pd.DataFrame,
     quantile_returns: pd.DataFrame,
+    feature_importance: pd.DataFrame,
     params: dict,
 ):
-    """The five evaluation figures, each returned twice: HTML (MLflow) and JSON (kedro-viz)."""
+    """The five evaluation figures, each returned twice: HTML (MLflow) and JSON (kedro-viz).
+
+    The importance table comes through the catalog, so a chain run plots this run's (staged)
+    table, never an earlier run's file."""
     options = params.get("plots", {}) or {}
     models = options.get("models")
     figures = [
@@ -121,7 +117,7 @@ def make_plots(
         plots.quantile_returns_figure(quantile_returns, models),
         plots.ic_by_regime_figure(evaluation_table),
         plots.feature_importance_figure(
-            read_feature_importance(params.get("feature_importance_path")),
+            feature_importance,
             int(options.get("top_features", 25)),
         ),
     ]

@@ -30,7 +30,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  name="evaluation_metrics"),
             Node(nodes.make_plots,
                  ["evaluation_table", "evaluation_daily_ic", "evaluation_daily_returns",
-                  "evaluation_quantile_returns", "params:evaluation"],
+                  "evaluation_quantile_returns", "base_feature_importance", "params:evaluation"],
                  plot_outputs, name="make_plots"),
             Node(nodes.build_prediction_chain,
                  ["feature_spec", "base_models", "regime_model", "ensemble", "primary_panel",

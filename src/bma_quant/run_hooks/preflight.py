@@ -1,0 +1,71 @@
+"""Pre-flight checks (core.preflight) wired into a run: refuse a bad run before it writes anything.
+
+Parameters and learner names are checked before the first node, ahead of every other
+before_pipeline_run hook (so no MLflow run is started either); the universe size and the dates for
+the CV layout as soon as the raw panel is in memory (`load_raw_data` writes nothing to disk) and
+again after the coverage filter. A refused run writes only `run_summary.failed.json`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+from bma_quant.core import preflight
+from bma_quant.core.models import LEARNERS
+from bma_quant.run_hooks.summary import FAILED_SUMMARY_PATH, write_summary
+
+# learner names in parameters, by dotted path
+LEARNER_PARAMS = ("base_models.learners", "base_models.tuning.learners", "regime_models.learner")
+# in-memory outputs of data_processing whose tickers and dates are checked
+RAW_PANEL, CLEAN_PANEL = "raw_panel", "clean_panel"
+
+
+def panel_shape(name: str, data) -> tuple[int, Any]:
+    """(number of tickers, dates) of the long raw panel or of the cleaned PanelMatrices."""
+    if name == RAW_PANEL:
+        return int(data["ticker"].nunique()), data["date"]
+    return int(data.close.shape[1]), data.close.index
+
+
+class PreflightHooks:
+    def __init__(self) -> None:
+        self._params: dict[str, Any] = {}
+        self._project_path = Path.cwd()
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._params = dict(context.params)
+        self._project_path = Path(context.project_path)
+
+    def _refuse(self, error: preflight.PreflightError, pipelines: str | None) -> None:
+        write_summary(self._project_path / FAILED_SUMMARY_PATH, {
+            "status": f"refused before running: {error}",
+            "pipelines": pipelines,
+            "refused_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }, None)
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        names = run_params.get("pipeline_names") or ["__default__"]
+        try:
+            preflight.check_parameters(self._params)
+            preflight.check_learners(
+                {path: preflight.lookup(self._params, path) for path in LEARNER_PARAMS}, LEARNERS
+            )
+        except preflight.PreflightError as error:
+            self._refuse(error, ",".join(names))
+            raise
+
+    @hook_impl
+    def after_node_run(self, outputs: dict[str, Any]) -> None:
+        if not all(key in self._params for key in ("temporal", "periods", "cv")):
+            return
+        for name in (RAW_PANEL, CLEAN_PANEL):
+            if name in outputs:
+                n_tickers, dates = panel_shape(name, outputs[name])
+                preflight.check_universe(n_tickers, self._params)
+                preflight.check_cv_layout(dates, self._params)

@@ -1,0 +1,220 @@
+"""A run completes or changes nothing: every file a run writes is staged, then promoted on success.
+
+Before the pipeline runs, every file-backed dataset the run will write is rebuilt from its catalog
+config with its `filepath` moved under `data/.staging/<run id>/` (same relative path); datasets the
+run only reads keep their real paths, and a later node of the same run that loads a staged dataset
+reads the staged file. MLflow artifact wrappers (kedro-mlflow's `Mlflow*Dataset`) keep working:
+their inner dataset is redirected and they log the staged file. On success the staged files are
+moved over the real ones (one `os.replace` per file, after every node succeeded); on failure or
+interruption the staging folder is deleted and no real output has been touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import shutil
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from kedro.framework.hooks import hook_impl
+from kedro.io import AbstractDataset
+
+logger = logging.getLogger(__name__)
+
+STAGING_DIR = Path("data") / ".staging"
+EXTERNAL_DIR = "_external"  # staged copies of outputs that live outside the project folder
+_OWNER_FILE = ".pid"
+
+
+def _is_local(filepath: str) -> bool:
+    return "://" not in filepath or filepath.startswith("file://")
+
+
+def staged_path(real: Path, project_path: Path, staging_dir: Path) -> Path:
+    """Where the staged copy of `real` lives: the same path relative to the project folder."""
+    real = real if real.is_absolute() else project_path / real
+    try:
+        return staging_dir / real.resolve().relative_to(project_path.resolve())
+    except ValueError:  # outside the project: keep the whole path under a separate folder
+        return staging_dir / EXTERNAL_DIR / real.resolve().relative_to(real.anchor)
+
+
+def redirect_config(
+    config: dict[str, Any], project_path: Path, staging_dir: Path
+) -> tuple[dict[str, Any], list[tuple[Path, Path]]] | None:
+    """A copy of a dataset config with every local `filepath` (also of a wrapped `dataset:`)
+    moved under the staging folder, and the (staged, real) pairs; None when nothing is file-backed."""
+    config = copy.deepcopy(config)
+    moved: list[tuple[Path, Path]] = []
+
+    def visit(node: dict[str, Any]) -> None:
+        filepath = node.get("filepath")
+        if isinstance(filepath, str) and _is_local(filepath):
+            real_text = filepath.removeprefix("file://")
+            real = Path(real_text) if Path(real_text).is_absolute() else project_path / real_text
+            staged = staged_path(real, project_path, staging_dir)
+            node["filepath"] = str(staged)
+            moved.append((staged, real))
+        inner = node.get("dataset")
+        if isinstance(inner, dict):
+            visit(inner)
+
+    visit(config)
+    return (config, moved) if moved else None
+
+
+def promote_files(pairs: list[tuple[Path, Path]]) -> list[Path]:
+    """Move every staged file that exists over its real path; a staged folder (versioned or
+    partitioned data) is promoted file by file. Returns the real paths written."""
+    written = []
+    for staged, real in pairs:
+        if staged.is_dir():
+            files = [(f, real / f.relative_to(staged)) for f in sorted(staged.rglob("*")) if f.is_file()]
+        elif staged.is_file():
+            files = [(staged, real)]
+        else:  # the dataset was not written (its node did not run)
+            continue
+        for source, target in files:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+            written.append(target)
+    return written
+
+
+def remove_orphans(staging_root: Path) -> None:
+    """Delete staging folders of runs whose process is gone (killed with SIGKILL, power loss)."""
+    if not staging_root.is_dir():
+        return
+    for folder in staging_root.iterdir():
+        owner = folder / _OWNER_FILE
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            pid = None
+        if pid is None or not psutil.pid_exists(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_blocked():
+    """Hold SIGINT / SIGTERM until the block ends (POSIX); they are delivered afterwards."""
+    blockable = hasattr(signal, "pthread_sigmask")
+    if blockable:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        if blockable:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def _quiet_catalog_replacements():
+    """DataCatalog warns 'Replacing dataset' on every redirect; that is the point here."""
+    catalog_logger = logging.getLogger("kedro.io.data_catalog")
+    level = catalog_logger.level
+    catalog_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        catalog_logger.setLevel(level)
+
+
+def outputs_written_by(pipeline) -> set[str]:
+    """Datasets a pipeline writes (final and intermediate outputs)."""
+    return {name for node in pipeline.nodes for name in node.outputs}
+
+
+@dataclass
+class RunStaging:
+    """The staged datasets of one run and where they go."""
+
+    project_path: Path
+    run_id: str
+    pairs: list[tuple[Path, Path]] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+
+    @property
+    def folder(self) -> Path:
+        return self.project_path / STAGING_DIR / self.run_id
+
+    def stage(self, catalog, names: set[str]) -> None:
+        """Rebuild each named file-backed dataset from its config with a staged filepath."""
+        remove_orphans(self.project_path / STAGING_DIR)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / _OWNER_FILE).write_text(str(os.getpid()))
+        with _quiet_catalog_replacements():
+            for name in sorted(names):
+                if name not in catalog:
+                    continue  # a MemoryDataset made at run time
+                redirected = redirect_config(
+                    catalog.config_resolver.resolve_pattern(name), self.project_path, self.folder
+                )
+                if redirected is None:
+                    continue
+                config, pairs = redirected
+                for staged, _ in pairs:
+                    staged.parent.mkdir(parents=True, exist_ok=True)
+                catalog[name] = AbstractDataset.from_config(name, config)
+                self.pairs.extend(pairs)
+                self.datasets.append(name)
+        logger.info("staging %d output dataset(s) under %s", len(self.datasets), self.folder)
+
+    def path_for(self, real: Path) -> Path:
+        """Where to write a file that must be promoted with the outputs (e.g. run_summary.json)."""
+        staged = staged_path(real, self.project_path, self.folder)
+        self.pairs.append((staged, real if real.is_absolute() else self.project_path / real))
+        return staged
+
+    def promote(self) -> list[Path]:
+        """Move the staged files over the real ones; the run summary (if staged) goes last."""
+        summary_last = sorted(self.pairs, key=lambda pair: pair[1].name.startswith("run_summary"))
+        with _signals_blocked():  # an interrupt now would leave a half-promoted run
+            written = promote_files(summary_last)
+        self.discard()
+        return written
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class StagingHooks:
+    """Stages the outputs of every run; promotes them only when the whole run succeeded."""
+
+    def __init__(self) -> None:
+        self.current: RunStaging | None = None
+        self._project_path = Path.cwd()
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._project_path = Path(context.project_path)
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        run_id = str(run_params.get("run_id") or os.getpid()).replace(":", "-")
+        self.current = RunStaging(self._project_path, run_id)
+        self.current.stage(catalog, outputs_written_by(pipeline))
+
+    # trylast: promotion runs after every other after_pipeline_run hook (the run summary is
+    # written into the staging folder by then, and kedro-mlflow has logged its artifacts).
+    @hook_impl(trylast=True)
+    def after_pipeline_run(self) -> None:
+        if self.current is None:
+            return
+        written = self.current.promote()
+        logger.info("promoted %d staged file(s) to their real paths", len(written))
+        self.current = None
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self) -> None:
+        if self.current is None:
+            return
+        self.current.discard()
+        logger.warning("run failed: staged outputs discarded, earlier outputs left as they were")
+        self.current = None

@@ -1,0 +1,74 @@
+"""Pre-flight checks: one clear error naming the parameter, before anything is written."""
+
+import copy
+import re
+
+import pandas as pd
+import pytest
+
+from bma_quant.core import preflight
+from bma_quant.core.preflight import PreflightError
+
+PARAMS = {
+    "temporal": {"prediction_horizon_days": 10, "execution_delay_days": 1, "cv_gap_days": 11,
+                 "cv_embargo_days": 3, "max_lookback_days": 252},
+    "cv": {"n_splits": 3, "min_train_days": 200, "window": "expanding", "max_train_days": None},
+    "periods": {"test_fraction": 0.25, "test_start": None, "dev_start": None},
+    "base_models": {"learners": ["lightgbm"], "min_names": 5, "tuning": {"n_trials": 3}},
+    "evaluation": {"metrics": {"min_names": 5}, "backtest": {"n_quantiles": 5, "cost_bps": 10.0}},
+    "memory": {"target_usage": 0.7, "max_threshold": 0.8},
+}
+
+
+def _with(path, value):
+    params = copy.deepcopy(PARAMS)
+    node = params
+    *parents, leaf = path.split(".")
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    return params
+
+
+def test_valid_parameters_pass():
+    preflight.check_parameters(PARAMS)
+    preflight.check_learners({"base_models.learners": ["lightgbm"]}, ["lightgbm", "xgboost"])
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("periods.test_fraction", 1.5, "periods.test_fraction must be in (0, 1), got 1.5"),
+    ("cv.n_splits", 0, "cv.n_splits must be >= 1, got 0"),
+    ("evaluation.backtest.cost_bps", -1.0, "evaluation.backtest.cost_bps must be >= 0"),
+    ("base_models.min_names", 1, "base_models.min_names must be >= 2, got 1"),
+    ("memory.target_usage", 0.9, "memory.target_usage (0.9) must not exceed memory.max_threshold"),
+    ("cv.window", "rolling", "cv.window must be 'expanding' or 'sliding'"),
+    ("temporal.cv_gap_days", 5, "temporal:"),
+    ("cv.n_splits", "three", "cv.n_splits must be a number"),
+])
+def test_out_of_range_parameter_is_named(path, value, message):
+    with pytest.raises(PreflightError, match=re.escape(message)):
+        preflight.check_parameters(_with(path, value))
+
+
+def test_unknown_learner_is_named_with_the_registered_ones():
+    with pytest.raises(PreflightError, match=r"base_models.learners: unknown learner\(s\) 'catboost'"):
+        preflight.check_learners({"base_models.learners": ["lightgbm", "catboost"]},
+                                 ["lightgbm", "xgboost"])
+    with pytest.raises(PreflightError, match="regime_models.learner: unknown learner"):
+        preflight.check_learners({"regime_models.learner": "svm"}, ["lightgbm"])
+    with pytest.raises(PreflightError, match="base_models.learners is empty"):
+        preflight.check_learners({"base_models.learners": []}, ["lightgbm"])
+
+
+def test_universe_smaller_than_the_binding_min_names_is_refused():
+    preflight.check_universe(5, PARAMS)
+    params = _with("evaluation.metrics.min_names", 8)
+    with pytest.raises(PreflightError,
+                       match=r"1 ticker\(s\) but evaluation.metrics.min_names needs at least 8"):
+        preflight.check_universe(1, params)
+
+
+def test_too_few_dates_for_the_cv_layout_is_refused():
+    preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=600), PARAMS)
+    with pytest.raises(PreflightError, match=r"80 dates .* cv.min_train_days=200"):
+        preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=80), PARAMS)

@@ -1,0 +1,102 @@
+"""Staged outputs: a run writes under data/.staging/<run id>/ and promotes only on success."""
+
+import json
+import os
+
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog
+from kedro.pipeline import Node, Pipeline
+
+from bma_quant.run_hooks import staging
+from bma_quant.run_hooks.staging import RunStaging, StagingHooks, redirect_config
+
+
+def _catalog(project):
+    return DataCatalog.from_config({
+        "table": {"type": "pandas.ParquetDataset",
+                  "filepath": str(project / "data/03_primary/table.parquet")},
+        "report": {"type": "kedro_mlflow.io.artifacts.MlflowArtifactDataset",
+                   "dataset": {"type": "json.JSONDataset",
+                               "filepath": "data/08_reporting/report.json"}},
+        "raw": {"type": "pandas.ParquetDataset", "filepath": "data/01_raw/raw.parquet"},
+        "plot_{name}": {"type": "json.JSONDataset", "filepath": "data/08_reporting/{name}.json"},
+    })
+
+
+def _pipeline():
+    return Pipeline([
+        Node(lambda raw: raw.assign(y=1), "raw", "table", name="make_table"),
+        Node(lambda table: {"rows": len(table)}, "table", ["report"], name="report"),
+        Node(lambda table: {"x": 1}, "table", "plot_ic", name="plot"),
+    ])
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative filepaths resolve against the working directory
+    raw = tmp_path / "data/01_raw/raw.parquet"
+    raw.parent.mkdir(parents=True)
+    pd.DataFrame({"x": [1.0, 2.0]}).to_parquet(raw)
+    old = tmp_path / "data/03_primary/table.parquet"
+    old.parent.mkdir(parents=True)
+    pd.DataFrame({"old": [0]}).to_parquet(old)
+    return tmp_path
+
+
+def test_config_redirect_moves_plain_and_wrapped_filepaths(tmp_path):
+    run = tmp_path / "data/.staging/r1"
+    plain, moved = redirect_config({"type": "x", "filepath": "data/03_primary/a.parquet"},
+                                   tmp_path, run)
+    assert plain["filepath"] == str(run / "data/03_primary/a.parquet")
+    assert moved == [(run / "data/03_primary/a.parquet", tmp_path / "data/03_primary/a.parquet")]
+    wrapped, _ = redirect_config({"type": "m", "dataset": {"type": "j", "filepath": "r.json"}},
+                                 tmp_path, run)
+    assert wrapped["dataset"]["filepath"] == str(run / "r.json")
+    outside, _ = redirect_config({"type": "x", "filepath": "/elsewhere/b.csv"}, tmp_path, run)
+    assert outside["filepath"] == str(run / "_external/elsewhere/b.csv")
+    assert redirect_config({"type": "x", "filepath": "s3://bucket/c.csv"}, tmp_path, run) is None
+    assert redirect_config({"type": "MemoryDataset"}, tmp_path, run) is None
+
+
+def test_outputs_are_staged_read_back_within_the_run_and_promoted(project):
+    catalog = _catalog(project)
+    run = RunStaging(project, "r1")
+    run.stage(catalog, staging.outputs_written_by(_pipeline()))
+    assert sorted(run.datasets) == ["plot_ic", "report", "table"]  # raw is only read
+    catalog.save("table", pd.DataFrame({"new": [1, 2]}))
+    assert list(catalog.load("table").columns) == ["new"]  # same run reads the staged file
+    assert list(pd.read_parquet(project / "data/03_primary/table.parquet").columns) == ["old"]
+    assert catalog.load("raw")["x"].tolist() == [1.0, 2.0]  # inputs keep their real paths
+    catalog.save("plot_ic", {"x": 1})
+    summary = run.path_for(project / "data/08_reporting/run_summary.json")
+    summary.write_text("{}")
+    written = run.promote()
+    assert list(pd.read_parquet(project / "data/03_primary/table.parquet").columns) == ["new"]
+    assert json.loads((project / "data/08_reporting/ic.json").read_text()) == {"x": 1}
+    assert written[-1].name == "run_summary.json"  # the summary is promoted last
+    assert not run.folder.exists()
+
+
+def test_failed_run_discards_staging_and_leaves_real_outputs(project):
+    hooks = StagingHooks()
+    hooks._project_path = project
+    catalog = _catalog(project)
+    before = (project / "data/03_primary/table.parquet").read_bytes()
+    hooks.before_pipeline_run({"run_id": "2024-01-01T00.00.00"}, _pipeline(), catalog)
+    folder = hooks.current.folder
+    catalog.save("table", pd.DataFrame({"new": [1]}))
+    hooks.on_pipeline_error()
+    assert (project / "data/03_primary/table.parquet").read_bytes() == before
+    assert not folder.exists()
+    assert not (project / "data/08_reporting/report.json").exists()
+
+
+def test_orphaned_staging_of_a_dead_process_is_removed(project):
+    root = project / staging.STAGING_DIR
+    dead, alive = root / "dead", root / "alive"
+    for folder, pid in ((dead, 2**22 + 12345), (alive, os.getpid())):
+        folder.mkdir(parents=True)
+        (folder / ".pid").write_text(str(pid))
+    staging.remove_orphans(root)
+    assert not dead.exists() and alive.exists()

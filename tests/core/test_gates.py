@@ -47,3 +47,14 @@ def test_custom_checks_and_bad_operator():
 def test_format_lists_every_check():
     text = format_gate_report(evaluate_gates({**GOOD, "sharpe": 0.5}))
     assert "FAIL" in text and "[FAIL] sharpe: 0.5 > 1" in text and text.count("[PASS]") == 4
+
+
+def test_overfitting_gates_are_off_unless_a_threshold_is_set():
+    from bma_quant.core.gates import overfitting_checks
+
+    assert overfitting_checks({"max_pbo": None, "min_deflated_sharpe": None}) == {}
+    checks = overfitting_checks({"max_pbo": 0.5, "min_deflated_sharpe": 0.95})
+    report = evaluate_gates({"pbo": 0.6, "deflated_sharpe": 0.97}, checks)
+    assert report["failed"] == ["max_pbo"]
+    assert evaluate_gates({"pbo": 0.5, "deflated_sharpe": None}, checks)["failed"] == [
+        "min_deflated_sharpe"]  # not computed is not a pass

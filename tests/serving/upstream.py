@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bma_quant.core.synthetic import generate_synthetic_market
@@ -32,6 +33,32 @@ def data_overrides(raw_path: Path) -> dict:
 def _long(frame: pd.DataFrame, values, model: str) -> pd.DataFrame:
     return pd.DataFrame({"date": frame["date"].to_numpy(), "ticker": frame["ticker"].to_numpy(),
                          "model": model, "prediction": values}).astype({"prediction": "float32"})
+
+
+def development_datasets(dev: pd.DataFrame, objects: dict, regimes: pd.DataFrame,
+                         labels: pd.DataFrame, n_trials: int = 4, seed: int = 0) -> dict:
+    """Out-of-fold-like development predictions (the fake fitted models applied to development
+    features), Optuna trials of lightgbm (its prediction plus noise of growing size), and
+    model_input / sample_weights for the CPCV refits."""
+    rng = np.random.default_rng(seed)
+    base = pd.concat([_long(dev, est.predict(dev), name)
+                      for name, est in objects["base_models"].items()], ignore_index=True)
+    lightgbm = objects["base_models"]["lightgbm"].predict(dev)
+    trials = pd.concat([
+        _long(dev, lightgbm + k * rng.normal(size=len(dev)), "lightgbm").assign(trial=k, fold=0)
+        for k in range(n_trials)], ignore_index=True)
+    regime = _long(dev, objects["regime_model"].predict(dev, regimes).to_numpy(), "regime_linear")
+    combined = objects["ensemble"].combine(pd.concat([base, regime]), regimes)
+    ensemble = pd.concat([combined.assign(model=m)[["date", "ticker", "model", "prediction"]]
+                          for m in ("equal_weight", "final")], ignore_index=True)
+    model_input = dev.merge(labels[["date", "ticker", "label"]], on=["date", "ticker"])
+    return {
+        "base_oof_predictions": base.assign(fold=0), "base_trial_oof_predictions": trials,
+        "regime_oof_predictions": regime.assign(fold=0),
+        "ensemble_oof_predictions": ensemble.assign(fold=0),
+        "model_input": model_input,
+        "sample_weights": pd.DataFrame({"date": dev["date"].unique(), "weight": 1.0}),
+    }
 
 
 def build_upstream(tmp_path: Path, *, signal_strength: float = 0.06, n_tickers: int = 40,
@@ -61,7 +88,9 @@ def build_upstream(tmp_path: Path, *, signal_strength: float = 0.06, n_tickers: 
     ensemble = pd.concat(
         [combined.assign(model=m)[["date", "ticker", "model", "prediction"]]
          for m in ("equal_weight", "final")], ignore_index=True)
+    dev = features[(features["date"] <= pd.Timestamp(split["dev_end"]))].reset_index(drop=True)
     datasets = {
+        **development_datasets(dev, objects, regimes, dp["labels"]),
         "labels": dp["labels"], "primary_panel": panel, "date_split": split,
         "data_quality_report": dp["data_quality_report"], "regimes": regimes,
         "base_test_predictions": base, "regime_test_predictions": regime_preds,

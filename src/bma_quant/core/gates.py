@@ -31,6 +31,19 @@ DEFAULT_CHECKS: dict[str, dict[str, Any]] = {
     "min_test_dates": {"metric": "n_dates", "op": ">=", "threshold": 250},
 }
 
+# Optional gates on how much of the result is luck (core.overfitting), off unless a threshold is
+# set: parameter name -> the check it adds.
+OVERFITTING_GATES: dict[str, dict[str, str]] = {
+    "max_pbo": {"metric": "pbo", "op": "<="},
+    "min_deflated_sharpe": {"metric": "deflated_sharpe", "op": ">="},
+}
+
+
+def overfitting_checks(spec: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The checks of the overfitting gates whose threshold ``spec`` sets (null = off)."""
+    return {name: {**check, "threshold": float(spec[name])}
+            for name, check in OVERFITTING_GATES.items() if spec.get(name) is not None}
+
 
 @dataclass(frozen=True)
 class GateCheck:

@@ -131,3 +131,17 @@ def feature_importance_figure(importance: pd.DataFrame | None, top_n: int = 25) 
     fig.update_layout(title=title, template=TEMPLATE, barmode="group",
                       height=max(400, 22 * len(order) + 150), xaxis_title="share of importance")
     return fig
+
+
+def pbo_logits_figure(splits: pd.DataFrame | None, pbo: float | None = None) -> go.Figure:
+    """Histogram of the CSCV logits (core.pbo): the out-of-sample rank of each split's in-sample
+    winner; the mass at or left of 0 is the probability of backtest overfitting."""
+    title = "Probability of backtest overfitting: logits of the in-sample winner's OOS rank"
+    if splits is None or splits.empty:
+        return _empty(title, "PBO not computed (see the overfitting report's notes)")
+    fig = go.Figure(go.Histogram(x=splits["logit"], nbinsx=40, name="splits"))
+    fig.add_vline(x=0.0, line={"color": "firebrick", "dash": "dash"})
+    label = "" if pbo is None else f" (PBO = {pbo:.2f})"
+    fig.update_layout(title=title + label, template=TEMPLATE, xaxis_title="logit of OOS rank",
+                      yaxis_title="splits", showlegend=False)
+    return fig

@@ -69,3 +69,56 @@ def test_noise_fails_the_gates(tmp_path):
     assert not report["passed"] and report["verdict"] == "fail"
     assert {"ic", "sharpe"} <= set(report["failed"])
     assert out["evaluation_metrics"]["final.gates_passed"]["value"] == 0.0
+
+
+def test_luck_is_accounted_for(planted):
+    _, out = planted
+    report = out["overfitting_report"]
+    # 4 lightgbm trials (they stand for lightgbm), elastic_net, regime_linear, equal_weight
+    assert report["n_configurations"] == 7
+    assert report["configurations_by_source"] == {"trial": 4, "base": 1, "regime": 1,
+                                                  "ensemble": 1}
+    assert 0 <= report["pbo"]["pbo"] <= 1 and report["pbo"]["n_configurations"] == 7
+    metrics = out["evaluation_overfitting_metrics"]
+    assert metrics["n_configurations"]["value"] == 7
+    for name in ("final.deflated_sharpe", "final.probabilistic_sharpe", "pbo"):
+        assert 0 <= metrics[name]["value"] <= 1, name
+    final = report["deflated_sharpe"]["final"]
+    assert final["deflated_sharpe"] <= final["probabilistic_sharpe"]
+    assert set(out["evaluation_configurations"]["configuration"]) >= {"lightgbm#trial0",
+                                                                      "equal_weight"}
+    assert isinstance(out["evaluation_plot_pbo_logits"], go.Figure)
+    assert len(out["evaluation_plot_pbo_logits"].data) == 1
+    # combinatorial CV is off by default: nothing refit, nothing logged
+    assert out["evaluation_cpcv_paths"].empty and out["evaluation_cpcv_metrics"] == {}
+    # the luck gates are off by default
+    assert {"max_pbo", "min_deflated_sharpe"}.isdisjoint(
+        c["name"] for c in out["gate_report"]["checks"])
+
+
+def test_missing_trials_luck_gates_and_combinatorial_paths(tmp_path):
+    datasets, overrides = build_upstream(tmp_path, n_days=600, seed=5)
+    datasets["base_trial_oof_predictions"] = datasets["base_trial_oof_predictions"].iloc[:0]
+    luck = {"evaluation": {"gates": {"max_pbo": 0.5, "min_deflated_sharpe": 0.99},
+                           "cpcv": {"learners": ["elastic_net"]}},
+            "cv": {"scheme": "combinatorial",
+                   "combinatorial": {"n_groups": 4, "n_test_groups": 2}}}
+    params = {**overrides, **GATES}
+    params = {**params, "cv": {**params["cv"], **luck["cv"]},
+              "evaluation": {**GATES["evaluation"], **luck["evaluation"],
+                             "gates": {**GATES["evaluation"]["gates"],
+                                       **luck["evaluation"]["gates"]}}}
+    out = run_pipeline("evaluation", datasets, params)
+    report = out["overfitting_report"]
+    # without the trials each learner counts once: elastic_net, lightgbm, regime, ensemble
+    assert report["n_configurations"] == 4 and "trial" not in report["configurations_by_source"]
+    checks = {c["name"]: c for c in out["gate_report"]["checks"]}
+    assert checks["max_pbo"]["value"] == report["pbo"]["pbo"]
+    assert checks["min_deflated_sharpe"]["value"] == pytest.approx(
+        report["deflated_sharpe"]["final"]["deflated_sharpe"])
+    paths = out["evaluation_cpcv_paths"]
+    assert set(paths["model"]) == {"elastic_net"} and len(paths) == 3  # C(3, 1) paths
+    metrics = out["evaluation_cpcv_metrics"]
+    assert metrics["cpcv.elastic_net.rank_ic_q05"]["value"] > 0.05  # planted signal, every path
+    assert {f"cpcv.elastic_net.{s}_q{q}" for s in ("rank_ic", "sharpe") for q in ("05", "50", "95")
+            } <= set(metrics)

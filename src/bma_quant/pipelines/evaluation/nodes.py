@@ -10,14 +10,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bma_quant.core import evaluation, gates, plots
+from bma_quant.core import cpcv, evaluation, gates, overfitting, plots, training, trial_accounting
 from bma_quant.core import panel as panel_lib
+from bma_quant.core.temporal import TemporalConfig
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 from bma_quant.serving.chain import PanelCleaner, PredictionChain
 
 logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["date", "ticker", "model", "prediction"]
+# cv.scheme: the chain's folds are always walk-forward (stacking's nested selection fits on
+# earlier folds); "combinatorial" adds the CPCV paths analysis to evaluation.
+CV_SCHEMES = ("walk_forward", "combinatorial")
 
 
 def collect_test_predictions(
@@ -64,15 +68,20 @@ def evaluate_test_period(
 
 
 def apply_gates(
-    evaluation_table: pd.DataFrame, base_model_status: dict, date_split: dict, params: dict
+    evaluation_table: pd.DataFrame, overfitting_report: dict, base_model_status: dict,
+    date_split: dict, params: dict
 ) -> dict[str, Any]:
-    """Production-readiness gate report of the gated model (default ``final``)."""
+    """Production-readiness gate report of the gated model (default ``final``), with the
+    optional overfitting gates (``max_pbo``, ``min_deflated_sharpe``) when set."""
     spec = params["gates"]
     model, scope = str(spec.get("model", "final")), str(spec.get("scope", "all"))
     rows = evaluation_table[(evaluation_table["model"] == model)
                             & (evaluation_table["scope"] == scope)]
     metrics = {} if rows.empty else rows.iloc[0].to_dict()
-    report = gates.evaluate_gates(metrics, spec.get("checks"), model=model, scope=scope)
+    metrics.update(_overfitting_gate_metrics(overfitting_report, model))
+    base = gates.DEFAULT_CHECKS if spec.get("checks") is None else spec["checks"]
+    checks = {**base, **gates.overfitting_checks(spec)}
+    report = gates.evaluate_gates(metrics, checks, model=model, scope=scope)
     if rows.empty:
         report["note"] = f"model {model!r} has no test predictions: every check fails"
     status = base_model_status or {}
@@ -83,6 +92,13 @@ def apply_gates(
     report["test_period"] = {k: date_split.get(k) for k in ("test_start", "test_end")}
     logger.info("%s", gates.format_gate_report(report))
     return report
+
+
+def _overfitting_gate_metrics(report: dict, model: str) -> dict[str, float | None]:
+    """The values the overfitting gates compare: PBO and the gated model's deflated Sharpe."""
+    pbo = (report.get("pbo") or {}).get("pbo")
+    deflated = (report.get("deflated_sharpe") or {}).get(model) or {}
+    return {"pbo": pbo, "deflated_sharpe": deflated.get("deflated_sharpe")}
 
 
 def evaluation_metrics(evaluation_table: pd.DataFrame, gate_report: dict, params: dict) -> dict:
@@ -122,6 +138,141 @@ def make_plots(
         ),
     ]
     return tuple(f for figure in figures for f in (figure, figure))
+
+
+# ------------------------------------------------------------------------------------------
+# How much of the result is luck: trial accounting, deflated Sharpe, PBO, CPCV paths
+# ------------------------------------------------------------------------------------------
+
+
+def _daily_returns_by_model(daily_returns: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {str(model): part.sort_values("date")["long_short"].to_numpy(np.float64)
+            for model, part in daily_returns.groupby("model", sort=True)}
+
+
+def assess_overfitting(
+    base_trial_oof_predictions: pd.DataFrame | None,
+    base_oof_predictions: pd.DataFrame,
+    regime_oof_predictions: pd.DataFrame,
+    ensemble_oof_predictions: pd.DataFrame,
+    primary_panel: pd.DataFrame,
+    date_split: dict,
+    evaluation_daily_returns: pd.DataFrame,
+    params: dict,
+    temporal: dict,
+):
+    """Count the configurations tried, backtest each on its development-period out-of-fold
+    predictions, and report the deflated Sharpe ratio of every model on the test period and the
+    probability of backtest overfitting (report, configurations table, logits plot, metrics)."""
+    config = evaluation.EvaluationConfig.from_params(params, temporal)
+    spec = params.get("overfitting") or {}
+    if base_trial_oof_predictions is None or base_trial_oof_predictions.empty:
+        logger.warning("overfitting: no Optuna trial out-of-fold predictions "
+                       "(base_trial_oof_predictions is empty): only the learners, regime "
+                       "variants and ensemble methods are counted")
+    predictions = trial_accounting.configuration_predictions(
+        base_trial_oof_predictions, base_oof_predictions, regime_oof_predictions,
+        ensemble_oof_predictions, tuple(spec.get("exclude_models") or ("final",)))
+    predictions = evaluation.restrict_to_period(predictions, date_split["dev_start"],
+                                                date_split["dev_end"])
+    # books formed near the end of development are held only until dev_end (never into the test)
+    returns = evaluation.restrict_to_period(primary_panel[["date", "ticker", "ret_1d"]], None,
+                                            date_split["dev_end"])
+    config_returns = trial_accounting.configuration_returns(predictions, returns, config)
+    assessment = overfitting.assess_overfitting(
+        config_returns, _daily_returns_by_model(evaluation_daily_returns),
+        n_blocks=int(spec.get("n_blocks", 16)),
+        min_block_dates=int(spec.get("min_block_dates", 20)))
+    report = assessment.report(config.periods_per_year)
+    report["configurations_by_source"] = (
+        predictions.groupby("source")["configuration"].nunique().astype(int).to_dict())
+    for note in assessment.notes:
+        logger.warning("overfitting: %s", note)
+    final = report["deflated_sharpe"].get("final", {})
+    logger.info("overfitting: %d configurations (%s); final: PSR %.3f, DSR %.3f; PBO %s",
+                assessment.n_configurations, report["configurations_by_source"],
+                final.get("probabilistic_sharpe", math.nan),
+                final.get("deflated_sharpe", math.nan),
+                f"{assessment.pbo.pbo:.3f}" if assessment.pbo else "n/a")
+    table = _configurations_table(predictions, config_returns, assessment, config)
+    figure = plots.pbo_logits_figure(assessment.pbo.splits if assessment.pbo else None,
+                                     assessment.pbo.pbo if assessment.pbo else None)
+    metrics = as_mlflow_metrics(assessment.metrics(config.periods_per_year))
+    return report, table, figure, figure, metrics
+
+
+def _configurations_table(predictions: pd.DataFrame, config_returns: pd.DataFrame,
+                          assessment: overfitting.OverfittingAssessment,
+                          config: evaluation.EvaluationConfig) -> pd.DataFrame:
+    """One row per configuration with its development Sharpe (annualised) and PBO membership."""
+    table = trial_accounting.configuration_table(predictions)
+    sharpe = overfitting.per_period_sharpes(config_returns) * math.sqrt(config.periods_per_year)
+    table["dev_sharpe"] = table["configuration"].map(sharpe).astype(float)
+    table["in_pbo"] = table["configuration"].isin(assessment.pbo_configurations)
+    return table
+
+
+def combinatorial_paths(
+    model_input: pd.DataFrame,
+    sample_weights: pd.DataFrame,
+    primary_panel: pd.DataFrame,
+    date_split: dict,
+    base_model_status: dict,
+    cv_params: dict,
+    temporal: dict,
+    base_params: dict,
+    params: dict,
+) -> tuple[pd.DataFrame, dict]:
+    """With ``cv.scheme: combinatorial``: refit every base learner that succeeded, with its chosen
+    parameters, on each combinatorial purged split of the development period, and score the
+    assembled out-of-sample paths (RankIC, long-short Sharpe). Off (empty table, no metrics) with
+    ``walk_forward``, the default."""
+    scheme = str(cv_params.get("scheme", "walk_forward"))
+    if scheme not in CV_SCHEMES:
+        raise ValueError(f"cv.scheme must be one of {CV_SCHEMES}, got {scheme!r}")
+    columns = ["model", cpcv.PATH, *cpcv.PATH_SCORES, "n_dates"]
+    if scheme == "walk_forward":
+        return pd.DataFrame(columns=columns), {}
+    spec = cv_params.get("combinatorial") or {}
+    splitter = cpcv.CombinatorialPurgedSplit(int(spec.get("n_groups", 6)),
+                                             int(spec.get("n_test_groups", 2)),
+                                             TemporalConfig.from_params(temporal))
+    dev = (date_split["dev_start"], date_split["dev_end"])
+    inputs = training.training_inputs(
+        model_input, sample_weights, dev=dev, test=(date_split["test_start"],
+                                                    date_split["test_end"]),
+        folds=[], features=base_params.get("features"),
+        target_transform=base_params.get("target_transform", "rank"))
+    splits = splitter.split_dates(inputs.data.dates)
+    config = evaluation.EvaluationConfig.from_params(params, temporal)
+    returns = evaluation.restrict_to_period(primary_panel[["date", "ticker", "ret_1d"]], None,
+                                            dev[1])
+    options = params.get("cpcv") or {}
+    wanted = options.get("learners")
+    tables, metrics = [], {}
+    for name, status in sorted((base_model_status or {}).items()):
+        if (status or {}).get("status") != "ok" or (wanted and name not in wanted):
+            continue
+        chosen = status.get("best_params") or (base_params.get("defaults") or {}).get(name) or {}
+        outcome = training.run_guarded(
+            name, cpcv.learner_paths, inputs.data, splits, name, dict(chosen),
+            seed=int(base_params["seed"]), n_jobs=int(base_params["n_jobs"]),
+            min_names=int(base_params.get("min_names", 5)))
+        if not outcome.ok:  # one learner failing leaves the others' paths (DESIGN §5)
+            logger.error("cpcv %s failed: %s\n%s", name, outcome.error, outcome.traceback)
+            metrics[f"cpcv.{name}.failed"] = 1.0
+            continue
+        scores = cpcv.score_paths(outcome.value, returns, config).assign(model=name)
+        tables.append(scores)
+        quantiles = cpcv.path_quantiles(scores, list(options.get("quantiles", [0.05, 0.5, 0.95])))
+        metrics.update({f"cpcv.{name}.{k}": v for k, v in quantiles.items()})
+        logger.info("cpcv %s: %d splits, %d paths, RankIC %s, Sharpe %s", name,
+                    len(splits.folds), splits.n_paths,
+                    [round(v, 4) for v in scores["rank_ic"]],
+                    [round(v, 2) for v in scores["sharpe"]])
+    table = pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(
+        columns=columns)
+    return table, as_mlflow_metrics(metrics)
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""evaluation: test-period comparison table, gates, plots, and the registered pyfunc chain."""
+"""evaluation: test-period comparison table, how much of it is luck (deflated Sharpe, PBO,
+optional CPCV paths), gates, plots, and the registered pyfunc chain."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -22,8 +23,23 @@ def create_pipeline(**kwargs) -> Pipeline:
                  ["evaluation_table", "evaluation_daily_ic", "evaluation_daily_returns",
                   "evaluation_quantile_returns", "evaluation_ic_decay"],
                  name="evaluate_test_period"),
+            Node(nodes.assess_overfitting,
+                 ["base_trial_oof_predictions", "base_oof_predictions", "regime_oof_predictions",
+                  "ensemble_oof_predictions", "primary_panel", "date_split",
+                  "evaluation_daily_returns", "params:evaluation", "params:temporal"],
+                 ["overfitting_report", "evaluation_configurations",
+                  "evaluation_plot_pbo_logits_html", "evaluation_plot_pbo_logits",
+                  "evaluation_overfitting_metrics"],
+                 name="assess_overfitting"),
+            Node(nodes.combinatorial_paths,
+                 ["model_input", "sample_weights", "primary_panel", "date_split",
+                  "base_model_status", "params:cv", "params:temporal", "params:base_models",
+                  "params:evaluation"],
+                 ["evaluation_cpcv_paths", "evaluation_cpcv_metrics"],
+                 name="combinatorial_paths"),
             Node(nodes.apply_gates,
-                 ["evaluation_table", "base_model_status", "date_split", "params:evaluation"],
+                 ["evaluation_table", "overfitting_report", "base_model_status", "date_split",
+                  "params:evaluation"],
                  "gate_report", name="apply_gates"),
             Node(nodes.evaluation_metrics,
                  ["evaluation_table", "gate_report", "params:evaluation"], "evaluation_metrics",

@@ -1,0 +1,121 @@
+"""How much of a reported result is luck: the search's size against the reported Sharpe ratios.
+
+Given every configuration's development-period daily returns (``core.trial_accounting``) and each
+evaluated model's test-period daily returns:
+
+- the deflated Sharpe ratio of each model on the test period, with N = the number of
+  configurations tried and V[SR] = the variance of their development-period Sharpe ratios
+  (``core.deflated_sharpe``; per-period units throughout, as in the paper);
+- the probability of backtest overfitting by CSCV over the configurations that share a window of
+  development dates (``core.pbo``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core.deflated_sharpe import DeflatedSharpe, annualise, deflated_sharpe_ratio
+from bma_quant.core.pbo import PBOResult, cscv_pbo
+from bma_quant.core.trial_accounting import common_window
+
+
+def per_period_sharpes(returns: pd.DataFrame) -> pd.Series:
+    """Per-period Sharpe of every column over its own finite values (NaN when undefined)."""
+    mean, std = returns.mean(), returns.std(ddof=1)
+    return (mean / std.where(std > 0)).rename("sharpe")
+
+
+@dataclass
+class OverfittingAssessment:
+    """Configurations counted, their Sharpe dispersion, DSR per model and PBO."""
+
+    n_configurations: int
+    trial_sharpe_variance: float
+    deflated: dict[str, DeflatedSharpe]
+    pbo: PBOResult | None
+    pbo_configurations: list[str] = field(default_factory=list)
+    pbo_window: tuple[str, str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def metrics(self, periods_per_year: int) -> dict[str, float]:
+        """``n_configurations``, ``pbo``, ``pbo_probability_of_loss``,
+        ``trial_sharpe_std`` (annualised), and per model ``<model>.deflated_sharpe``,
+        ``<model>.probabilistic_sharpe`` and ``<model>.expected_max_sharpe`` (annualised)."""
+        out = {
+            "n_configurations": float(self.n_configurations),
+            "trial_sharpe_std": annualise(math.sqrt(self.trial_sharpe_variance),
+                                          periods_per_year),
+            "pbo": self.pbo.pbo if self.pbo else math.nan,
+            "pbo_probability_of_loss": self.pbo.probability_of_loss if self.pbo else math.nan,
+        }
+        for model, dsr in self.deflated.items():
+            out[f"{model}.deflated_sharpe"] = dsr.deflated_sharpe
+            out[f"{model}.probabilistic_sharpe"] = dsr.probabilistic_sharpe
+            out[f"{model}.expected_max_sharpe"] = annualise(dsr.expected_max_sharpe,
+                                                            periods_per_year)
+        return out
+
+    def report(self, periods_per_year: int) -> dict:
+        """JSON-serialisable summary (Sharpe ratios per period unless named annualised)."""
+        return {
+            "n_configurations": self.n_configurations,
+            "trial_sharpe_variance_per_period": self.trial_sharpe_variance,
+            "deflated_sharpe": {m: d.as_dict() for m, d in self.deflated.items()},
+            "pbo": None if self.pbo is None else {
+                "pbo": self.pbo.pbo,
+                "probability_of_loss": self.pbo.probability_of_loss,
+                "n_blocks": self.pbo.n_blocks,
+                "n_splits": len(self.pbo.splits),
+                "n_configurations": self.pbo.n_configurations,
+                "n_dates": self.pbo.n_obs,
+                "window": list(self.pbo_window) if self.pbo_window else None,
+                "configurations": self.pbo_configurations,
+                "median_logit": float(np.median(self.pbo.logits)),
+            },
+            "metrics": self.metrics(periods_per_year),
+            "notes": list(self.notes),
+        }
+
+
+def _pbo(configuration_returns: pd.DataFrame, n_blocks: int, min_block_dates: int,
+         notes: list[str]) -> tuple[PBOResult | None, list[str], tuple[str, str] | None]:
+    window = common_window(configuration_returns, n_blocks * min_block_dates)
+    if window.shape[1] < 2:
+        notes.append(f"PBO not computed: fewer than 2 configurations share a window of at least "
+                     f"{n_blocks} x {min_block_dates} development dates")
+        return None, [], None
+    if window.shape[1] < configuration_returns.shape[1]:
+        notes.append(f"PBO over the {window.shape[1]} of {configuration_returns.shape[1]} "
+                     "configurations that share the most common window of development dates")
+    span = (str(window.index.min().date()), str(window.index.max().date()))
+    return cscv_pbo(window, n_blocks), [str(c) for c in window.columns], span
+
+
+def assess_overfitting(
+    configuration_returns: pd.DataFrame,
+    test_returns: dict[str, np.ndarray],
+    *,
+    n_blocks: int = 16,
+    min_block_dates: int = 20,
+) -> OverfittingAssessment:
+    """DSR of every test-period return series in ``test_returns`` ({model: daily returns}) and
+    PBO, from the configurations' development-period daily returns (dates x configurations).
+
+    With no configuration at all the search is taken as a single trial (SR0 = 0, so DSR = PSR),
+    and the notes say so."""
+    notes: list[str] = []
+    sharpes = per_period_sharpes(configuration_returns).dropna()
+    n_configurations = int(configuration_returns.shape[1])
+    if n_configurations == 0:
+        notes.append("no configuration's out-of-fold returns were available: the deflated "
+                     "Sharpe ratio assumes a single trial (it equals the probabilistic one)")
+    variance = float(sharpes.var(ddof=1)) if len(sharpes) > 1 else 0.0
+    deflated = {model: deflated_sharpe_ratio(values, max(n_configurations, 1), variance)
+                for model, values in test_returns.items()}
+    pbo, members, window = _pbo(configuration_returns, n_blocks, min_block_dates, notes)
+    return OverfittingAssessment(n_configurations, variance, deflated, pbo, members, window,
+                                 notes)

@@ -1,0 +1,138 @@
+"""Trial accounting: every configuration a run tried, and its development-period returns.
+
+A configuration is one thing the run could have reported as its result: each Optuna trial of each
+tuned learner (scored on the development folds it was tuned on), each base learner that was not
+tuned, each regime variant and each ensemble method. ``final`` is a copy of the chosen ensemble
+method, not a configuration of its own. A tuned learner's out-of-fold predictions are its best
+trial's parameters again, so once its trials are known they stand for it.
+
+Each configuration's out-of-fold predictions become daily long-short returns through the project's
+own backtest (``core.backtest``), with the evaluation's quantiles, rebalancing and costs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core.backtest import long_short_backtest
+from bma_quant.core.evaluation import EvaluationConfig
+
+CONFIGURATION = "configuration"
+SOURCES = ("trial", "base", "regime", "ensemble")
+PREDICTION_KEYS = ["date", "ticker", "model", "prediction"]
+TRIAL_KEYS = [*PREDICTION_KEYS, "trial"]
+
+
+def _has_rows(frame: pd.DataFrame | None) -> bool:
+    return frame is not None and len(frame) > 0
+
+
+def _require(frame: pd.DataFrame, columns: list[str], name: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} lacks columns {missing} (has {list(frame.columns)})")
+
+
+def trial_name(model: str, trial: int) -> str:
+    return f"{model}#trial{int(trial)}"
+
+
+def configuration_predictions(
+    trial_oof: pd.DataFrame | None,
+    base_oof: pd.DataFrame | None,
+    regime_oof: pd.DataFrame | None,
+    ensemble_oof: pd.DataFrame | None,
+    exclude_models: tuple[str, ...] = ("final",),
+) -> pd.DataFrame:
+    """All configurations' out-of-fold predictions, long: date, ticker, configuration, source,
+    model, prediction. Any input may be None or empty (that source then counts nothing)."""
+    parts = []
+    tuned: set[str] = set()
+    if _has_rows(trial_oof):
+        _require(trial_oof, TRIAL_KEYS, "base_trial_oof_predictions")
+        trials = trial_oof[TRIAL_KEYS]
+        tuned = set(trials["model"].unique())
+        names = [trial_name(m, t) for m, t in zip(trials["model"], trials["trial"], strict=True)]
+        parts.append(trials.drop(columns="trial").assign(**{CONFIGURATION: names,
+                                                           "source": "trial"}))
+    for frame, source, name in ((base_oof, "base", "base_oof_predictions"),
+                                (regime_oof, "regime", "regime_oof_predictions"),
+                                (ensemble_oof, "ensemble", "ensemble_oof_predictions")):
+        if not _has_rows(frame):
+            continue
+        _require(frame, PREDICTION_KEYS, name)
+        keep = ~frame["model"].isin(set(exclude_models) | (tuned if source == "base" else set()))
+        rows = frame.loc[keep, PREDICTION_KEYS]
+        parts.append(rows.assign(**{CONFIGURATION: rows["model"].astype(str), "source": source}))
+    columns = ["date", "ticker", CONFIGURATION, "source", "model", "prediction"]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(parts, ignore_index=True)[columns]
+    duplicated = out.duplicated(["date", "ticker", CONFIGURATION])
+    if duplicated.any():
+        raise ValueError(
+            f"{int(duplicated.sum())} duplicate (date, ticker, configuration) out-of-fold rows, "
+            f"e.g. {out.loc[duplicated, ['date', 'ticker', CONFIGURATION]].head(3).to_dict('records')}"
+        )
+    return out
+
+
+def configuration_table(predictions: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: configuration, source, model, first and last date, dates."""
+    grouped = predictions.groupby(CONFIGURATION, sort=True)
+    return pd.DataFrame({
+        "source": grouped["source"].first(),
+        "model": grouped["model"].first(),
+        "first_date": grouped["date"].min(),
+        "last_date": grouped["date"].max(),
+        "n_dates": grouped["date"].nunique(),
+    }).rename_axis(CONFIGURATION).reset_index()
+
+
+def configuration_returns(
+    predictions: pd.DataFrame, returns: pd.DataFrame, config: EvaluationConfig
+) -> pd.DataFrame:
+    """Daily net long-short returns of every configuration (rows = dates, columns =
+    configurations; NaN where a configuration holds no book). ``returns``: long (date, ticker,
+    ret_1d), already cut to the period the books may be held in."""
+    series = {}
+    for name, rows in predictions.groupby(CONFIGURATION, sort=True):
+        result = long_short_backtest(
+            rows[["date", "ticker", "prediction"]], returns,
+            rebalance_days=config.rebalance_days, n_quantiles=config.n_quantiles,
+            cost_bps=config.cost_bps, execution_delay=config.execution_delay,
+            periods_per_year=config.periods_per_year,
+        )
+        series[name] = result.daily["long_short"]
+    if not series:
+        return pd.DataFrame(index=pd.DatetimeIndex([], name="date"))
+    return pd.DataFrame(series).sort_index().rename_axis("date")
+
+
+def common_window(returns: pd.DataFrame, min_dates: int) -> pd.DataFrame:
+    """The largest set of configurations that share a window of dates, on those dates.
+
+    Candidate windows are the configurations' own date sets; a window's members are the
+    configurations with a return on every date of it. The window with the most members wins (the
+    longer one on ties); windows shorter than ``min_dates`` are not candidates. Empty when none
+    qualifies."""
+    covered = returns.notna().to_numpy()
+    if covered.size == 0:
+        return returns.iloc[:0, :0]
+    best: tuple[int, int] | None = None
+    best_rows = best_members = None
+    seen = set()
+    for j in range(covered.shape[1]):
+        window = covered[:, j]
+        key = np.packbits(window).tobytes()
+        if key in seen or window.sum() < min_dates:
+            continue
+        seen.add(key)
+        members = covered[window].all(axis=0)
+        score = (int(members.sum()), int(window.sum()))
+        if best is None or score > best:
+            best, best_rows, best_members = score, window, members
+    if best is None:
+        return returns.iloc[:0, :0]
+    return returns.loc[best_rows, returns.columns[best_members]]

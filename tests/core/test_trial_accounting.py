@@ -1,0 +1,125 @@
+"""Trial accounting and the overfitting assessment on the synthetic market's known answers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bma_quant.core.backtest import long_short_backtest
+from bma_quant.core.evaluation import EvaluationConfig
+from bma_quant.core.overfitting import assess_overfitting
+from bma_quant.core.synthetic import generate_synthetic_market
+from bma_quant.core.trial_accounting import (
+    common_window,
+    configuration_predictions,
+    configuration_returns,
+    configuration_table,
+)
+
+DATES = pd.bdate_range("2020-01-01", periods=4)
+
+
+def _frame(models, extra=None):
+    rows = [{"date": d, "ticker": t, "model": m, "prediction": 0.1, **(extra or {})}
+            for m in models for d in DATES for t in ("A", "B")]
+    return pd.DataFrame(rows)
+
+
+def test_every_configuration_counted_once():
+    trials = pd.concat([_frame(["lightgbm"], {"trial": k, "fold": 0}) for k in range(3)])
+    base = _frame(["lightgbm", "alpha_composite"])
+    regime = _frame(["regime_lightgbm"])
+    ensemble = _frame(["stacking", "bma", "final"])
+    preds = configuration_predictions(trials, base, regime, ensemble)
+    table = configuration_table(preds)
+    # lightgbm's out-of-fold rows are its best trial again; final is a copy of a method
+    assert set(table["configuration"]) == {
+        "lightgbm#trial0", "lightgbm#trial1", "lightgbm#trial2", "alpha_composite",
+        "regime_lightgbm", "stacking", "bma"}
+    assert table.set_index("configuration")["source"].to_dict()["lightgbm#trial1"] == "trial"
+    # without the trials (the dataset is missing or empty) the tuned learner counts once
+    for missing in (None, trials.iloc[:0]):
+        fallback = configuration_table(configuration_predictions(missing, base, regime, ensemble))
+        assert set(fallback["configuration"]) == {"lightgbm", "alpha_composite",
+                                                  "regime_lightgbm", "stacking", "bma"}
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError, match="base_trial_oof_predictions lacks columns \\['trial'\\]"):
+        configuration_predictions(_frame(["lightgbm"]), None, None, None)
+    with pytest.raises(ValueError, match="duplicate"):
+        configuration_predictions(None, pd.concat([_frame(["x"])] * 2), None, None)
+
+
+def test_returns_are_the_projects_backtest():
+    rng = np.random.default_rng(0)
+    dates = pd.bdate_range("2020-01-01", periods=60)
+    keys = pd.MultiIndex.from_product([dates, [f"T{i}" for i in range(10)]],
+                                      names=["date", "ticker"]).to_frame(index=False)
+    returns = keys.assign(ret_1d=rng.normal(0, 0.01, len(keys)))
+    preds = keys.assign(configuration="a", source="base", model="a",
+                        prediction=rng.normal(size=len(keys)))
+    config = EvaluationConfig(rebalance_days=5, cost_bps=10.0)
+    wide = configuration_returns(preds, returns, config)
+    expected = long_short_backtest(preds[["date", "ticker", "prediction"]], returns,
+                                   rebalance_days=5, cost_bps=10.0).daily["long_short"]
+    pd.testing.assert_series_equal(wide["a"], expected, check_names=False, check_freq=False)
+
+
+def test_common_window_prefers_the_most_configurations():
+    index = pd.bdate_range("2020-01-01", periods=10)
+    early = pd.Series(1.0, index=index[:4])
+    late = pd.Series(1.0, index=index[4:])
+    wide = pd.DataFrame({"t0": early, "t1": early, "t2": early, "a": late, "b": late})
+    window = common_window(wide, min_dates=3)
+    assert list(window.columns) == ["t0", "t1", "t2"] and len(window) == 4
+    assert common_window(wide, min_dates=5).columns.tolist() == ["a", "b"]
+    assert common_window(wide, min_dates=50).empty
+
+
+def _synthetic_configurations(signal_strength: float, seed: int):
+    """A synthetic market and 13 configurations: the planted signal plus mixtures of its noise
+    factors (no edge), each backtested on the development-like first 80% of dates."""
+    market = generate_synthetic_market(n_tickers=60, n_days=900, seed=seed, ohlcv=False,
+                                       signal_strength=signal_strength, n_noise_factors=4)
+    panel = market.panel.sort_values(["ticker", "date"])
+    panel["ret_1d"] = panel.groupby("ticker")["close"].pct_change()
+    rng = np.random.default_rng(seed)
+    noise = panel[[f"noise_{i}" for i in range(1, 5)]].to_numpy()
+    parts = [panel[["date", "ticker"]].assign(configuration="signal",
+                                              prediction=panel["signal_1"])]
+    for k in range(12):
+        parts.append(panel[["date", "ticker"]].assign(configuration=f"noise{k}",
+                                                      prediction=noise @ rng.normal(size=4)))
+    preds = pd.concat(parts, ignore_index=True).assign(source="trial", model="m")
+    returns = panel[["date", "ticker", "ret_1d"]]
+    return configuration_returns(preds, returns, EvaluationConfig())
+
+
+def test_planted_signal_is_not_overfit_and_noise_is():
+    planted = assess_overfitting(_synthetic_configurations(0.08, seed=1), {}, n_blocks=10)
+    assert planted.n_configurations == 13
+    assert planted.pbo is not None and planted.pbo.pbo < 0.2
+    noise = [assess_overfitting(_synthetic_configurations(0.0, seed=s), {}, n_blocks=10).pbo.pbo
+             for s in (1, 2, 3)]
+    assert np.mean(noise) >= 0.35
+
+
+def test_assessment_deflates_the_test_sharpe_and_reports():
+    rng = np.random.default_rng(3)
+    dates = pd.bdate_range("2015-01-01", periods=800)
+    configs = pd.DataFrame(rng.normal(0, 0.01, (800, 50)), index=dates,
+                           columns=[f"c{i}" for i in range(50)])
+    test = {"final": rng.normal(0.0008, 0.01, 300)}
+    result = assess_overfitting(configs, test, n_blocks=8)
+    final = result.deflated["final"]
+    assert result.n_configurations == 50 and final.n_trials == 50
+    assert final.deflated_sharpe < final.probabilistic_sharpe
+    metrics = result.metrics(252)
+    assert {"n_configurations", "pbo", "final.deflated_sharpe",
+            "final.probabilistic_sharpe"} <= set(metrics)
+    assert 0 <= metrics["pbo"] <= 1 and 0 <= metrics["final.deflated_sharpe"] <= 1
+    # no configuration at all: one trial, DSR = PSR, and the report says so
+    empty = assess_overfitting(configs.iloc[:, :0], test, n_blocks=8)
+    assert empty.pbo is None and empty.notes
+    assert empty.deflated["final"].deflated_sharpe == pytest.approx(
+        empty.deflated["final"].probabilistic_sharpe)

@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
+from bma_quant.core.regime_evidence import EVIDENCE_COLUMNS
 from bma_quant.core.regimes import PROBABILITY_COLUMNS, REGIMES
 from bma_quant.core.synthetic import generate_synthetic_market
 from tests.support import run_pipeline
@@ -53,7 +54,8 @@ def test_rules_run_outputs_contracts_and_beats_global_model(upstream):
     out = run_pipeline("regime_models", inputs, {"regime_models": {**FAST, "detector": "rules"}})
 
     regimes = out["regimes"]
-    assert list(regimes.columns) == ["date", "regime", *PROBABILITY_COLUMNS, "fear_greed"]
+    assert list(regimes.columns) == ["date", "regime", *PROBABILITY_COLUMNS, "fear_greed",
+                                     *EVIDENCE_COLUMNS]
     assert regimes["date"].tolist() == data["market"]["date"].tolist()  # all dates, dev and test
     assert set(regimes["regime"]) <= set(REGIMES)
     np.testing.assert_allclose(regimes[list(PROBABILITY_COLUMNS)].sum(axis=1), 1.0)
@@ -123,3 +125,47 @@ def test_markov_run_records_detector_and_fold_refits(upstream):
     if not detection["detector_fallback"]:
         probabilities = out["regimes"][list(PROBABILITY_COLUMNS)]
         assert ((probabilities > 0.01) & (probabilities < 0.99)).any().any()  # filtered, soft
+
+
+def _price_factors(panel: pd.DataFrame) -> pd.DataFrame:
+    """ret_20, rev_5 and std_20 from closes only, ranked per date (what a user's file gives)."""
+    close = panel.pivot(index="date", columns="ticker", values="close")
+    log_returns = np.log(close / close.shift(1))
+    raw = {"ret_20": log_returns.rolling(20).sum(), "rev_5": -log_returns.rolling(5).sum(),
+           "std_20": log_returns.rolling(20).std()}
+    frames = [v.rank(axis=1, pct=True).stack(future_stack=True).rename(k) for k, v in raw.items()]
+    return pd.concat(frames, axis=1).reset_index().fillna(0.5)
+
+
+def test_regime_aware_model_beats_global_model_out_of_fold_on_the_regime_factor_market(
+        tmp_path):
+    """Hard regime mode (which price factor pays switches with a latent state): the regime path
+    (HMM on the evidence, per-regime models blended by filtered probabilities, context features)
+    beats the same learner without regimes on the out-of-fold folds."""
+    from bma_quant.core.synthetic import REGIME_FACTOR_MARKET
+
+    sm = generate_synthetic_market(100, 1400, seed=23, **REGIME_FACTOR_MARKET)
+    path = tmp_path / "panel.parquet"
+    sm.panel[["date", "ticker", "sector", "close"]].to_parquet(path)
+    data = run_pipeline("data_processing", {}, {
+        "data": {"raw_path": str(path), "index_path": None}, "periods": {"dev_start": None},
+        "cv": {"min_train_days": 400, "n_splits": 4, "n_tuning_folds": 1}})
+    model_input = _price_factors(data["primary_panel"]).merge(data["labels"],
+                                                              on=["date", "ticker"])
+    features = ["ret_20", "rev_5", "std_20"]
+    model_input[[*features, "label"]] = model_input[[*features, "label"]].astype(np.float32)
+    dev_end = pd.Timestamp(data["date_split"]["dev_end"])
+    inputs = {
+        "primary_panel": data["primary_panel"], "market": data["market"],
+        "date_split": data["date_split"], "cv_folds": data["cv_folds"],
+        "model_input": model_input,
+        "sample_weights": pd.DataFrame({"date": model_input["date"][
+            model_input["date"] <= dev_end].unique(), "weight": 1.0}),
+        "base_model_status": {},
+    }
+    out = run_pipeline("regime_models", inputs, {"regime_models": FAST})
+    metrics = {name: value["value"] for name, value in out["regime_models_metrics"].items()}
+    regime, plain = (metrics["regime_lightgbm.oof_rank_ic_mean"],
+                     metrics["global_lightgbm.oof_rank_ic_mean"])
+    assert regime > plain, (regime, plain)  # measured 0.0447 vs 0.0429 (seed 23)
+    assert out["regime_models_report"]["detection"]["detector"] == "hmm"

@@ -11,6 +11,7 @@ from bma_quant.core import regime_learning, regimes
 from bma_quant.core.cv import OOF, DateFold, folds_from_table
 from bma_quant.core.fear_greed import fear_greed_index
 from bma_quant.core.metrics import prediction_scores
+from bma_quant.core.regime_evidence import regime_evidence
 from bma_quant.core.split import dates_in
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 from bma_quant.pipelines.regime_models.plots import regime_timeline_figure
@@ -26,13 +27,17 @@ def _min_duration(params: dict) -> int:
 
 
 def build_detector_inputs(
-    primary_panel: pd.DataFrame, market: pd.DataFrame, fear_greed_params: dict | None
+    primary_panel: pd.DataFrame, market: pd.DataFrame, fear_greed_params: dict | None,
+    params: dict | None = None,
 ) -> pd.DataFrame:
-    """Market return and level plus the causal fear-greed composite (feature_engineering's
-    parameters, so the detector and the learners see the same index), by date."""
+    """Market return and level, the causal fear-greed composite (feature_engineering's
+    parameters, so the detector and the learners see the same index) and the market-wide regime
+    evidence (`core.regime_evidence`: trend, volatility, dispersion, breadth, trailing factor
+    performance), by date."""
     close_wide = primary_panel.pivot(index="date", columns="ticker", values="close").sort_index()
     fear_greed = fear_greed_index(close_wide, market, fear_greed_params or {})
-    return regimes.detector_inputs(market, fear_greed)
+    evidence = regime_evidence(close_wide, market, (params or {}).get("evidence"))
+    return regimes.detector_inputs(market, fear_greed, evidence)
 
 
 def detect_regimes(
@@ -41,8 +46,7 @@ def detect_regimes(
     """Fit the detector on development dates, label every date causally."""
     fit = regimes.fit_detector(params["detector"], params, detector_inputs,
                                date_split["dev_end"], _min_duration(params))
-    table = fit.detector.detect(detector_inputs)
-    table["fear_greed"] = detector_inputs["fear_greed"].to_numpy(dtype=np.float64)
+    table = regimes.regime_table(fit.detector.detect(detector_inputs), detector_inputs)
     dev = dates_in(date_split, "dev", table["date"])
     summary = {
         "requested_detector": fit.requested,
@@ -66,6 +70,19 @@ def _detector_state(detector: regimes.RegimeDetector) -> dict:
     if isinstance(detector, regimes.RulesDetector):
         return {"thresholds": {k: list(v) for k, v in detector.thresholds.items()},
                 "vote_threshold": detector.vote_threshold}
+    if isinstance(detector, regimes.HmmDetector):
+        order = detector.state_order
+        return {
+            "columns": list(detector.columns),
+            "state_means_standardised": {
+                r: dict(zip(detector.columns, map(float, detector.model.means[order[k]]),
+                            strict=True)) for k, r in enumerate(regimes.REGIMES)},
+            "transition": detector.model.transition[np.ix_(order, order)].tolist(),
+            "fit_share": dict(zip(regimes.REGIMES, map(float, detector.state_shares),
+                                  strict=True)),
+            "log_likelihood": detector.model.log_likelihood,
+            "em_iterations": detector.model.n_iter,
+        }
     if isinstance(detector, regimes.MarkovDetector):
         return {
             "daily_mean": dict(zip(regimes.REGIMES, map(float, detector.state_means), strict=True)),
@@ -96,8 +113,18 @@ def _learning_config(params: dict, base_model_status: dict | None) -> tuple[
         seed=int(params["seed"]),
         n_jobs=int(params["n_jobs"]),
         target_transform=params["target_transform"],
+        context_columns=_context_columns(params),
     )
     return config, source
+
+
+def _context_columns(params: dict) -> tuple[str, ...]:
+    """Regimes-table columns every regime model sees: p_* and the listed market context."""
+    context = params.get("context_features") or {}
+    if not context.get("enabled", False):
+        return ()
+    probabilities = regimes.PROBABILITY_COLUMNS if context.get("probabilities", True) else ()
+    return (*probabilities, *context.get("columns", ()))
 
 
 def _row_weights(dates: pd.Series, sample_weights: pd.DataFrame) -> np.ndarray:
@@ -146,7 +173,7 @@ def train_regime_models(
         fit = regimes.fit_detector(params["detector"], params, detector_inputs,
                                    fold.train_dates.max(), _min_duration(params))
         fold_detectors[fold.fold] = {"detector": fit.detector.name, "fallback": fit.fallback}
-        table = fit.detector.detect(detector_inputs)
+        table = regimes.regime_table(fit.detector.detect(detector_inputs), detector_inputs)
         seen = table[table["date"] <= fold.test_dates.max()]
         fold_tables.append(seen.assign(fold=np.int32(fold.fold)))
         return table
@@ -164,6 +191,7 @@ def train_regime_models(
                                               regime_table, config)
     model.detector = detector_fit.detector
     model.fear_greed_params = dict(fear_greed_params or {})
+    model.evidence_params = dict(params.get("evidence") or {})
     test_prediction = model.predict(test, regime_table) if len(test) else pd.Series(dtype=float)
 
     oof_predictions = _prediction_frame(oof, config.model_name, with_fold=True)
@@ -177,6 +205,7 @@ def train_regime_models(
         "learner_params": dict(config.params),
         "params_source": params_source,
         "combine": config.combine,
+        "context_columns": list(config.context_columns),
         "min_samples_per_regime": config.min_samples_per_regime,
         "folds": cv.folds,
         "fold_detectors": fold_detectors,

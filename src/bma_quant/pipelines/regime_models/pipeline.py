@@ -9,7 +9,8 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(nodes.build_detector_inputs,
-                 ["primary_panel", "market", "params:feature_engineering.fear_greed"],
+                 ["primary_panel", "market", "params:feature_engineering.fear_greed",
+                  "params:regime_models"],
                  "regime_detector_inputs", name="build_detector_inputs"),
             Node(nodes.detect_regimes,
                  ["regime_detector_inputs", "date_split", "params:regime_models"],

@@ -169,3 +169,36 @@ def test_regime_aware_model_beats_global_model_out_of_fold_on_the_regime_factor_
                      metrics["global_lightgbm.oof_rank_ic_mean"])
     assert regime > plain, (regime, plain)  # measured 0.0447 vs 0.0429 (seed 23)
     assert out["regime_models_report"]["detection"]["detector"] == "hmm"
+
+
+class _CentredDetector:
+    """A detector that smooths with a centred window: its labels at t read t+1..t+3."""
+
+    name = "centred"
+
+    def detect(self, inputs: pd.DataFrame) -> pd.DataFrame:
+        score = inputs["market_return"].rolling(7, center=True, min_periods=1).mean()
+        p_bull = 1 / (1 + np.exp(-100 * score.to_numpy()))
+        return pd.DataFrame({"date": inputs.index, "regime": np.where(p_bull > 0.5, "bull", "bear"),
+                             "p_bull": p_bull, "p_neutral": 0.0, "p_bear": 1 - p_bull})
+
+
+def test_regime_labels_are_audited_at_run_time_and_a_look_ahead_stops_the_run(upstream):
+    from bma_quant.pipelines.regime_models import nodes
+
+    _, data, inputs = upstream
+    out = run_pipeline("regime_models", inputs, {"regime_models": {**FAST, "detector": "rules"}})
+    audit = out["regime_models_report"]["detection"]["leak_audit"]
+    assert len(audit["cuts"]) == 3 and audit["suspects"] == []
+    assert out["regime_models_metrics"]["leak_suspects"]["value"] == 0.0
+
+    market = data["market"].set_index("date")
+    frame = pd.DataFrame({"market_return": market["market_return"]}, index=market.index)
+    labels = _CentredDetector().detect(frame)
+    rows = np.arange(100, len(frame) - 50)
+    params = {"leak_audit": {"prefix_cuts": 3, "compare_days": 21}}
+    with pytest.raises(nodes.RegimeLeakError, match="p_bull"):
+        nodes._audit_labels(_CentredDetector(), frame, labels, rows, params)
+    report = nodes._audit_labels(_CentredDetector(), frame, labels, rows,
+                                 {"leak_audit": {**params["leak_audit"], "fail_on_leak": False}})
+    assert "p_bull" in report["suspects"]

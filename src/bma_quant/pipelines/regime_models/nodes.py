@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from bma_quant.core import regime_learning, regimes
+from bma_quant.core import leak_audit, regime_learning, regimes
 from bma_quant.core.cv import OOF, DateFold, folds_from_table
 from bma_quant.core.fear_greed import fear_greed_index
 from bma_quant.core.metrics import prediction_scores
@@ -46,8 +46,10 @@ def detect_regimes(
     """Fit the detector on development dates, label every date causally."""
     fit = regimes.fit_detector(params["detector"], params, detector_inputs,
                                date_split["dev_end"], _min_duration(params))
-    table = regimes.regime_table(fit.detector.detect(detector_inputs), detector_inputs)
+    labels = fit.detector.detect(detector_inputs)
+    table = regimes.regime_table(labels, detector_inputs)
     dev = dates_in(date_split, "dev", table["date"])
+    audit = _audit_labels(fit.detector, detector_inputs, labels, np.flatnonzero(dev), params)
     summary = {
         "requested_detector": fit.requested,
         "detector": fit.detector.name,
@@ -57,12 +59,43 @@ def detect_regimes(
         "all_dates": regimes.regime_stats(table),
         "development": regimes.regime_stats(table[dev]),
         "detector_state": _detector_state(fit.detector),
+        "leak_audit": audit,
     }
     stats = summary["all_dates"]
     logger.info("regimes (%s): bull %.0f%%, neutral %.0f%%, bear %.0f%%, %d switches",
                 fit.detector.name, 100 * stats["share_bull"], 100 * stats["share_neutral"],
                 100 * stats["share_bear"], stats["switches"])
     return table, fit, summary
+
+
+class RegimeLeakError(RuntimeError):
+    """The fitted detector's labels at t changed when later dates were added (look-ahead)."""
+
+
+def _audit_labels(detector: regimes.RegimeDetector, inputs: pd.DataFrame, labels: pd.DataFrame,
+                  dev_rows: np.ndarray, params: dict) -> dict:
+    """Run-time prefix audit of the regime labels (DESIGN §3): the fitted detector run on the
+    inputs cut at a few development dates must give the same labels and probabilities on the
+    dates before each cut as on the whole series. A mismatch stops the run (`fail_on_leak`)."""
+    audit_params = dict(params.get("leak_audit") or {})
+    fail = bool(audit_params.pop("fail_on_leak", True))
+    config = leak_audit.LeakAuditConfig.from_params(audit_params)
+    ordered = inputs.sort_index()
+    cuts = leak_audit.cut_rows(dev_rows, config.prefix_cuts, earliest=config.compare_days)
+    table = leak_audit.audit_regime_labels(
+        labels, lambda stop: detector.detect(ordered.iloc[:stop]), cuts, config)
+    flagged = table[table["prefix_mismatches"] > 0]
+    result = {"cuts": [str(pd.Timestamp(labels["date"].iloc[c]).date()) for c in cuts],
+              "compare_days": config.compare_days, "suspects": flagged.index.tolist(),
+              "columns": table.reset_index().to_dict(orient="records")}
+    if len(flagged):
+        message = (f"regime detector {detector.name!r}: {', '.join(flagged.index)} at dates before "
+                   f"a cut differ from the full computation (look-ahead of up to "
+                   f"{int(flagged['lookahead_days'].max())} day(s)); regime labels must be causal")
+        if fail:
+            raise RegimeLeakError(message)
+        logger.error(message)
+    return result
 
 
 def _detector_state(detector: regimes.RegimeDetector) -> dict:
@@ -275,6 +308,7 @@ def regime_report(detection_summary: dict, training_summary: dict) -> tuple[dict
         **{f"dev.share_{r}": detection_summary["development"][f"share_{r}"]
            for r in regimes.REGIMES},
         "detector_markov": float(detection_summary["detector"] == "markov"),
+        "leak_suspects": float(len((detection_summary.get("leak_audit") or {}).get("suspects", []))),
         "detector_fallback": float(detection_summary["detector_fallback"]),
         "fold_detector_fallbacks": float(sum(
             f["fallback"] for f in training_summary["fold_detectors"].values())),

@@ -272,12 +272,15 @@ def cross_validate_regime_models(
     fold_regimes: Callable[[DateFold], pd.DataFrame],
     config: RegimeLearningConfig,
     compare_global: bool = True,
+    global_predictions: np.ndarray | None = None,
 ) -> RegimeCVResult:
     """Regime-aware out-of-fold predictions on `folds` (and the plain global model's, to compare).
 
     `fold_regimes(fold)` returns the regimes for all dates as seen by a detector fitted on that
     fold's training dates only; fold k's models see fold k's training rows only. The global model
-    is base_models' own fold loop (`core.training.fit_predict_folds`) with the same parameters."""
+    is base_models' own fold loop (`core.training.fit_predict_folds`) with the same parameters;
+    `global_predictions` (one per row of X, e.g. base_models' own out-of-fold predictions of the
+    same learner and parameters) is used instead of refitting it when given."""
     y = np.asarray(y, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
     row_dates = pd.DatetimeIndex(row_dates)
@@ -315,7 +318,9 @@ def cross_validate_regime_models(
     if not parts:
         raise ValueError("no fold has test rows among the given development rows")
     oof = pd.concat(parts, ignore_index=True)
-    if compare_global:
+    if compare_global and global_predictions is not None:
+        oof["global_prediction"] = np.asarray(global_predictions, np.float64)[oof["row"].to_numpy()]
+    elif compare_global:
         row_ids = np.arange(len(y))  # passed as "tickers" so predictions map back to rows
         global_oof, _ = training.fit_predict_folds(
             config.learner, dict(config.params), X, y, weights, row_dates, folds,

@@ -13,6 +13,10 @@ from bma_quant.core.synthetic import generate_synthetic_market
 from tests.support import run_pipeline
 
 FEATURES = ["signal_1", "noise_1", "noise_2", "noise_3"]
+EMPTY_BASE_OOF = pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"),
+                               "ticker": pd.Series(dtype=str), "model": pd.Series(dtype=str),
+                               "fold": pd.Series(dtype="int32"),
+                               "prediction": pd.Series(dtype="float32")})
 FAST = {"n_jobs": 1, "learner_params": {"lightgbm": {"n_estimators": 60, "num_leaves": 15,
                                                      "learning_rate": 0.05,
                                                      "min_child_samples": 50}}}
@@ -45,6 +49,7 @@ def upstream(tmp_path_factory):
         "base_model_status": {"lightgbm": {"status": "ok", "error": None, "best_params": {
             "n_estimators": 60, "num_leaves": 7, "learning_rate": 0.05,
             "min_child_samples": 50}}},
+        "base_oof_predictions": EMPTY_BASE_OOF,
     }
     return sm, data, inputs
 
@@ -162,6 +167,7 @@ def test_regime_aware_model_beats_global_model_out_of_fold_on_the_regime_factor_
         "sample_weights": pd.DataFrame({"date": model_input["date"][
             model_input["date"] <= dev_end].unique(), "weight": 1.0}),
         "base_model_status": {},
+        "base_oof_predictions": EMPTY_BASE_OOF,
     }
     out = run_pipeline("regime_models", inputs, {"regime_models": FAST})
     metrics = {name: value["value"] for name, value in out["regime_models_metrics"].items()}
@@ -202,3 +208,28 @@ def test_regime_labels_are_audited_at_run_time_and_a_look_ahead_stops_the_run(up
     report = nodes._audit_labels(_CentredDetector(), frame, labels, rows,
                                  {"leak_audit": {**params["leak_audit"], "fail_on_leak": False}})
     assert "p_bull" in report["suspects"]
+
+
+def test_global_comparison_reuses_base_models_out_of_fold_predictions(upstream):
+    """With tuned parameters from base_models, the plain global learner is base_models' own
+    out-of-fold model: reusing its predictions gives the refit's score without refitting."""
+    from bma_quant.core import training
+    from bma_quant.core.cv import OOF, folds_from_table
+
+    _, data, inputs = upstream
+    overrides = {"regime_models": {**FAST, "detector": "rules", "context_features":
+                                   {"enabled": False}}}
+    refit = run_pipeline("regime_models", inputs, overrides)
+    mi = inputs["model_input"]
+    dev = mi[mi["date"] <= pd.Timestamp(data["date_split"]["dev_end"])].reset_index(drop=True)
+    params = {**FAST["learner_params"]["lightgbm"],
+              **inputs["base_model_status"]["lightgbm"]["best_params"]}
+    base_oof, _ = training.fit_predict_folds(
+        "lightgbm", params, dev[FEATURES], dev["label"], np.ones(len(dev)), dev["date"],
+        folds_from_table(inputs["cv_folds"], stage=OOF), tickers=dev["ticker"], seed=42,
+        n_jobs=1)
+    reused = run_pipeline("regime_models", {**inputs, "base_oof_predictions": base_oof},
+                          overrides)
+    a = refit["regime_models_metrics"]["global_lightgbm.oof_rank_ic_mean"]["value"]
+    b = reused["regime_models_metrics"]["global_lightgbm.oof_rank_ic_mean"]["value"]
+    assert b == pytest.approx(a, abs=2e-3)

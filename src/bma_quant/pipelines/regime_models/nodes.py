@@ -180,6 +180,7 @@ def train_regime_models(
     regime_table: pd.DataFrame,
     detector_fit: regimes.DetectorFit,
     base_model_status: dict | None,
+    base_oof_predictions: pd.DataFrame | None,
     params: dict,
     fear_greed_params: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, regime_learning.RegimeAwareModel, dict, pd.DataFrame]:
@@ -211,9 +212,12 @@ def train_regime_models(
         fold_tables.append(seen.assign(fold=np.int32(fold.fold)))
         return table
 
+    compare_global = bool(params.get("compare_global", True))
+    reused = _base_global_predictions(dev, base_oof_predictions, config.learner, params_source) \
+        if compare_global else None
     cv = regime_learning.cross_validate_regime_models(
         dev[features], dev["label"], weights, dev["date"], folds, fold_regimes, config,
-        compare_global=bool(params.get("compare_global", True)),
+        compare_global=compare_global, global_predictions=reused,
     )
     oof = cv.oof
     oof["date"] = dev["date"].to_numpy()[oof["row"]]
@@ -250,6 +254,24 @@ def train_regime_models(
     fold_regime_table = pd.concat(fold_tables, ignore_index=True)[
         ["fold", "date", "regime", *regimes.PROBABILITY_COLUMNS]]
     return oof_predictions, test_predictions, model, summary, fold_regime_table
+
+
+def _base_global_predictions(dev: pd.DataFrame, base_oof: pd.DataFrame | None, learner: str,
+                             params_source: str) -> np.ndarray | None:
+    """base_models' own out-of-fold predictions of the learner, aligned to the development rows,
+    when they are the same model the comparison would refit (tuned parameters, same folds);
+    None (refit) otherwise."""
+    if base_oof is None or params_source != "base_models":
+        return None
+    part = base_oof[base_oof["model"] == learner]
+    if part.empty:
+        return None
+    by_key = part.set_index(["date", "ticker"])["prediction"]
+    keys = pd.MultiIndex.from_arrays([pd.DatetimeIndex(dev["date"]), dev["ticker"].astype(str)])
+    by_key.index = pd.MultiIndex.from_arrays([pd.DatetimeIndex(by_key.index.get_level_values(0)),
+                                              by_key.index.get_level_values(1).astype(str)])
+    logger.info("global_%s comparison: base_models' out-of-fold predictions (no refit)", learner)
+    return by_key.reindex(keys).to_numpy(np.float64)
 
 
 def _row_shares(dates: pd.Series, regime_table: pd.DataFrame) -> dict[str, float]:

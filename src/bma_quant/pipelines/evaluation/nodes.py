@@ -10,7 +10,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bma_quant.core import cpcv, evaluation, gates, overfitting, plots, training, trial_accounting
+from bma_quant.core import (
+    cpcv,
+    evaluation,
+    gates,
+    overfitting,
+    plots,
+    static_plots,
+    training,
+    trial_accounting,
+)
 from bma_quant.core import panel as panel_lib
 from bma_quant.core.temporal import TemporalConfig
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
@@ -121,7 +130,8 @@ def make_plots(
     feature_importance: pd.DataFrame,
     params: dict,
 ):
-    """The five evaluation figures, each returned twice: HTML (MLflow) and JSON (kedro-viz).
+    """The five evaluation figures, each returned twice: a matplotlib drawing saved as PNG
+    (MLflow's image view) and the interactive plotly figure saved as JSON (kedro-viz).
 
     The importance table comes through the catalog, so a chain run plots this run's (staged)
     table, never an earlier run's file."""
@@ -137,7 +147,8 @@ def make_plots(
             int(options.get("top_features", 25)),
         ),
     ]
-    return tuple(f for figure in figures for f in (figure, figure))
+    return tuple(f for figure in figures
+                 for f in (static_plots.to_matplotlib(figure), figure))
 
 
 # ------------------------------------------------------------------------------------------
@@ -198,7 +209,7 @@ def assess_overfitting(
     figure = plots.pbo_logits_figure(assessment.pbo.splits if assessment.pbo else None,
                                      assessment.pbo.pbo if assessment.pbo else None)
     metrics = as_mlflow_metrics(assessment.metrics(config.periods_per_year))
-    return report, table, figure, figure, metrics
+    return report, table, static_plots.to_matplotlib(figure), figure, metrics
 
 
 def _configurations_table(predictions: pd.DataFrame, config_returns: pd.DataFrame,

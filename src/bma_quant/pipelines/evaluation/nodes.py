@@ -99,8 +99,21 @@ def apply_gates(
         "failed": sorted(n for n, s in status.items() if (s or {}).get("status") != "ok"),
     }
     report["test_period"] = {k: date_split.get(k) for k in ("test_start", "test_end")}
+    # what the registry description shows and the champion comparison reads
+    report["headline"] = {m: _plain(metrics.get(m)) for m in spec.get("headline_metrics") or ()}
     logger.info("%s", gates.format_gate_report(report))
     return report
+
+
+def _plain(value: Any) -> float | int | None:
+    """A JSON number (numpy scalars unwrapped), None for missing or not finite."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return int(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _overfitting_gate_metrics(report: dict, model: str) -> dict[str, float | None]:
@@ -397,6 +410,13 @@ def register_model(
 
     import mlflow  # only the registry step needs MLflow
 
+    from bma_quant.core import promotion
+    from bma_quant.run_hooks.run_identity import data_stem
+
+    model_name = promotion.registered_model_name(
+        str(registry.get("model_name_prefix", "bma_quant")), data_stem(data.get("raw_path")),
+        registry.get("model_name"))
+    out["model_name"] = model_name
     if not registry.get("enabled", True):
         return {**out, "registered": False, "reason": "registry.enabled is false"}
     if mlflow.active_run() is None:
@@ -405,9 +425,17 @@ def register_model(
     from bma_quant.serving.registry import log_and_register
 
     n = int(registry.get("signature_rows", 200))
+    metric = str(registry.get("compare_metric", "rank_ic"))
+    period = gate_report.get("test_period") or date_split
+    candidate = promotion.Candidate(
+        gates_passed=bool(gate_report["passed"]), failed_gates=tuple(gate_report.get("failed") or ()),
+        test_start=str(period.get("test_start")), test_end=str(period.get("test_end")),
+        metric=metric, value=(gate_report.get("headline") or {}).get(metric))
+    run_tags = mlflow.MlflowClient().get_run(mlflow.active_run().info.run_id).data.tags
     result = log_and_register(
         prediction_chain, gate_report, raw_slice.head(n), predicted.head(n),
-        model_name=registry.get("model_name", "bma_quant"),
+        model_name=model_name, candidate=candidate, data_path=str(data["raw_path"]),
+        data_fingerprint=run_tags.get("data_fingerprint"),
         artifact_name=registry.get("artifact_name", "bma_quant_chain"),
         champion_alias=registry.get("champion_alias", "champion"),
         challenger_alias=registry.get("challenger_alias", "challenger"),

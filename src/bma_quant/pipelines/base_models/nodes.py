@@ -89,7 +89,7 @@ def _trial_callbacks(name: str) -> list:
 
     with warnings.catch_warnings():  # deprecated in Optuna 4.9, kept until 6.0; the team's choice
         warnings.simplefilter("ignore", FutureWarning)
-        return [TrialRunCallback(metric_name="tuning_rank_ic_mean", create_experiment=False,
+        return [TrialRunCallback(metric_name=tuning.OBJECTIVE_NAME, create_experiment=False,
                                  mlflow_kwargs={"nested": True})]
 
 

@@ -35,6 +35,9 @@ from bma_quant.run_hooks.summary import (
 )
 
 logger = logging.getLogger(__name__)
+# One short line per node and per layer: the console view of a run (conf/logging.yml shows this
+# logger at INFO and everything else from WARNING; info.log has the full detail).
+progress = logging.getLogger("bma_quant.progress")
 
 DEFAULT_MEMORY = {"target_usage": 0.70, "max_threshold": 0.80, "sample_seconds": 0.2}
 DEFAULT_SYSTEM_METRICS = {"enabled": True, "sampling_seconds": 10.0}
@@ -116,6 +119,8 @@ class RunHealthHooks:
         self._run_id: str | None = None
         self._project_path = Path.cwd()
         self._node_layer: dict[str, str] = {}
+        self._n_nodes = 0
+        self._current_layer: str | None = None
         self._started = time.perf_counter()
         self.node_stats: dict[str, dict[str, float]] = {}
         self.failures: dict[str, str] = {}
@@ -148,6 +153,9 @@ class RunHealthHooks:
         self._tags["mlflow.runName"] = run_identity.run_name(
             names, self._tags.get("data_path"), self._tags.get("config_hash"),
             self._run_name_override)
+        self._n_nodes = len(pipeline.nodes) if pipeline is not None else 0
+        self._current_layer = None
+        progress.info("run %s: %d nodes", self._tags["mlflow.runName"], self._n_nodes)
         self._reads_raw_panel = pipeline is not None and any(
             _last_part(name) == RAW_PANEL for name in pipeline.all_outputs())
         self._tags_logged = False
@@ -211,6 +219,10 @@ class RunHealthHooks:
 
     @hook_impl
     def before_node_run(self, node) -> None:
+        layer = self._node_layer.get(node.name, "other")
+        if layer != self._current_layer:
+            self._current_layer = layer
+            progress.info("%s", layer)
         self._log_tags_once()
         self._check_memory(f"before node '{node.name}'")
         self._starts[node.name] = time.perf_counter()
@@ -230,9 +242,9 @@ class RunHealthHooks:
     @hook_impl
     def after_node_run(self, node, outputs: dict[str, Any] | None = None) -> None:
         stats = self._finish(node)
-        logger.info(
-            "node %s: %.2f s, peak RSS %.0f MB", node.name, stats["seconds"], stats.get("peak_rss_mb", 0)
-        )
+        progress.info("  [%*d/%d] %-34s %7.1f s %6.0f MB", len(str(self._n_nodes or 1)),
+                      len(self.node_stats), self._n_nodes, node.name, stats["seconds"],
+                      stats.get("peak_rss_mb", 0))
         for name, value in (outputs or {}).items():
             if _last_part(name) == RAW_PANEL and self._data_path is not None:
                 tracking.log_input_panel(value, self._data_path, self._tags.get("data_fingerprint"))
@@ -281,7 +293,7 @@ class RunHealthHooks:
         write_health_table(health_path, self.node_stats, self._node_layer, self.failures,
                            self._run_id)
         write_summary(path, summary, self._run_id)
-        logger.info("run summary: %s, %.1f s, %d nodes, %d failed -> %s", status,
+        progress.info("run summary: %s, %.1f s, %d nodes, %d failed -> %s", status,
                     summary["wall_seconds"], len(self.node_stats), len(self.failures),
                     self._project_path / (SUMMARY_PATH if status == "success"
                                           else FAILED_SUMMARY_PATH))

@@ -96,7 +96,10 @@ def apply_gates(
     status = base_model_status or {}
     report["base_models"] = {
         "ok": sorted(n for n, s in status.items() if (s or {}).get("status") == "ok"),
-        "failed": sorted(n for n, s in status.items() if (s or {}).get("status") != "ok"),
+        "failed": sorted(n for n, s in status.items()
+                         if (s or {}).get("status") not in ("ok", "degenerate")),
+        "degenerate": sorted(n for n, s in status.items()
+                             if (s or {}).get("status") == "degenerate"),
     }
     report["test_period"] = {k: date_split.get(k) for k in ("test_start", "test_end")}
     # what the registry description shows and the champion comparison reads

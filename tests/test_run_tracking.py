@@ -4,6 +4,7 @@ health as a table artifact (not metrics) and system metrics."""
 import time
 from types import SimpleNamespace
 
+import kedro.framework.project  # noqa: F401  (configures logging on import: before caplog)
 import mlflow
 import pandas as pd
 import pytest
@@ -63,7 +64,7 @@ def _hooks(tmp_path, raw, params):
 
 
 def _run(hooks, experiment, raw, reads_raw_panel=True):
-    pipeline = SimpleNamespace(all_outputs=lambda: (
+    pipeline = SimpleNamespace(nodes=[SimpleNamespace(name="load_raw_data")], all_outputs=lambda: (
         {"data_processing.raw_panel", "clean_panel"} if reads_raw_panel else {"labels"}))
     runner = "<kedro.runner.sequential_runner.SequentialRunner object at 0x7f00>"
     hooks.before_pipeline_run({"pipeline_names": ["data_processing"], "runner": runner}, pipeline)
@@ -82,9 +83,12 @@ RAW = pd.DataFrame({"date": ["2020-01-02", "2020-01-03"], "ticker": ["A", "A"],
                     "close": [10.0, 10.5]})
 
 
-def test_run_is_named_tagged_and_logs_its_input_and_health_table(tmp_path, tracking):
+def test_run_is_named_tagged_and_logs_its_input_and_health_table(tmp_path, tracking, caplog):
     hooks, raw_path = _hooks(tmp_path, RAW, {})
-    run = _run(hooks, tracking, RAW)
+    with caplog.at_level("INFO", logger="bma_quant.progress"):
+        run = _run(hooks, tracking, RAW)
+    progress = [r.getMessage() for r in caplog.records if r.name == "bma_quant.progress"]
+    assert any("[1/1] load_raw_data" in line for line in progress), progress
     config = run.data.tags["config_hash"][:8]
     assert run.info.run_name == f"data_processing · my_prices · {config}"
     assert run.data.tags["runner"] == "SequentialRunner"

@@ -88,7 +88,9 @@ def test_run_is_named_tagged_and_logs_its_input_and_health_table(tmp_path, track
     with caplog.at_level("INFO", logger="bma_quant.progress"):
         run = _run(hooks, tracking, RAW)
     progress = [r.getMessage() for r in caplog.records if r.name == "bma_quant.progress"]
-    assert any("[1/1] load_raw_data" in line for line in progress), progress
+    assert any(line.startswith("[1/1] other") and "load_raw_data" in line
+               for line in progress), progress
+    assert "other done: " in progress[-2], progress  # the layer's last node, then the summary
     config = run.data.tags["config_hash"][:8]
     assert run.info.run_name == f"data_processing · my_prices · {config}"
     assert run.data.tags["runner"] == "SequentialRunner"

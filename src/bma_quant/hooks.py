@@ -120,13 +120,14 @@ class RunHealthHooks:
         self._project_path = Path.cwd()
         self._node_layer: dict[str, str] = {}
         self._n_nodes = 0
-        self._current_layer: str | None = None
+        self._layer_left: dict[str, int] = {}  # nodes of each layer still to run
         self._started = time.perf_counter()
         self.node_stats: dict[str, dict[str, float]] = {}
         self.failures: dict[str, str] = {}
 
     @hook_impl
     def after_context_created(self, context) -> None:
+        route_library_logs()
         params = context.params
         self._memory.update(params.get("memory", {}) or {})
         self._system_cfg.update(params.get("system_metrics", {}) or {})
@@ -154,7 +155,6 @@ class RunHealthHooks:
             names, self._tags.get("data_path"), self._tags.get("config_hash"),
             self._run_name_override)
         self._n_nodes = len(pipeline.nodes) if pipeline is not None else 0
-        self._current_layer = None
         progress.info("run %s: %d nodes", self._tags["mlflow.runName"], self._n_nodes)
         self._reads_raw_panel = pipeline is not None and any(
             _last_part(name) == RAW_PANEL for name in pipeline.all_outputs())
@@ -164,6 +164,10 @@ class RunHealthHooks:
         self.node_stats.clear()
         self.failures.clear()
         self._node_layer = self._layers_of_nodes()
+        self._layer_left = {}
+        for node in (pipeline.nodes if pipeline is not None else ()):
+            layer = self._node_layer.get(node.name, "other")
+            self._layer_left[layer] = self._layer_left.get(layer, 0) + 1
 
     @staticmethod
     def _layers_of_nodes() -> dict[str, str]:
@@ -219,10 +223,6 @@ class RunHealthHooks:
 
     @hook_impl
     def before_node_run(self, node) -> None:
-        layer = self._node_layer.get(node.name, "other")
-        if layer != self._current_layer:
-            self._current_layer = layer
-            progress.info("%s", layer)
         self._log_tags_once()
         self._check_memory(f"before node '{node.name}'")
         self._starts[node.name] = time.perf_counter()
@@ -242,9 +242,7 @@ class RunHealthHooks:
     @hook_impl
     def after_node_run(self, node, outputs: dict[str, Any] | None = None) -> None:
         stats = self._finish(node)
-        progress.info("  [%*d/%d] %-34s %7.1f s %6.0f MB", len(str(self._n_nodes or 1)),
-                      len(self.node_stats), self._n_nodes, node.name, stats["seconds"],
-                      stats.get("peak_rss_mb", 0))
+        self._report_progress(node.name, stats)
         for name, value in (outputs or {}).items():
             if _last_part(name) == RAW_PANEL and self._data_path is not None:
                 tracking.log_input_panel(value, self._data_path, self._tags.get("data_fingerprint"))
@@ -254,6 +252,19 @@ class RunHealthHooks:
                 stats["max_system_memory_share"] * 100, float(self._memory["target_usage"]) * 100,
             )
         self._check_memory(f"after node '{node.name}'")
+
+    def _report_progress(self, node_name: str, stats: dict[str, float]) -> None:
+        """``[12/38] base_models  train_lightgbm  7.8 s  527 MB``, and a line when the last node
+        of a layer is done (Kedro interleaves independent nodes of different layers)."""
+        layer = self._node_layer.get(node_name, "other")
+        progress.info("[%*d/%d] %-19s %-32s %6.1f s %6.0f MB", len(str(self._n_nodes or 1)),
+                      len(self.node_stats), self._n_nodes, layer, node_name, stats["seconds"],
+                      stats.get("peak_rss_mb", 0))
+        self._layer_left[layer] = self._layer_left.get(layer, 1) - 1
+        if self._layer_left[layer] == 0:
+            seconds = sum(s.get("seconds", 0.0) for n, s in self.node_stats.items()
+                          if self._node_layer.get(n, "other") == layer)
+            progress.info("%s done: %.1f s", layer, seconds)
 
     @hook_impl
     def on_node_error(self, error: Exception, node) -> None:
@@ -297,6 +308,20 @@ class RunHealthHooks:
                     summary["wall_seconds"], len(self.node_stats), len(self.failures),
                     self._project_path / (SUMMARY_PATH if status == "success"
                                           else FAILED_SUMMARY_PATH))
+
+
+def route_library_logs() -> None:
+    """Send Optuna's and MLflow's records through the root logger (conf/logging.yml: warnings
+    on the console, everything in info.log) instead of their own stderr handlers, which print
+    every trial and every MLflow INFO line on the console."""
+    import optuna
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    mlflow_logger = logging.getLogger("mlflow")
+    for handler in list(mlflow_logger.handlers):
+        mlflow_logger.removeHandler(handler)
+    mlflow_logger.propagate = True
 
 
 def _last_part(dataset_name: str) -> str:

@@ -7,6 +7,7 @@ Every function here is a no-op without an active run and never fails a run (a wa
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -32,12 +33,13 @@ def log_input_panel(frame: pd.DataFrame | None, path: Path, fingerprint: str | N
         from mlflow.data.meta_dataset import MetaDataset
 
         name = data_stem(path)
+        with warnings.catch_warnings():  # a local path matches two source types: either is fine
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(str(path))
         if frame is not None:
-            dataset = mlflow.data.from_pandas(frame, source=str(path), name=name,
-                                              digest=fingerprint)
+            dataset = mlflow.data.from_pandas(frame, source=source, name=name, digest=fingerprint)
         else:
-            dataset = MetaDataset(resolve_dataset_source(str(path)), name=name,
-                                  digest=fingerprint)
+            dataset = MetaDataset(source, name=name, digest=fingerprint)
         mlflow.log_input(dataset, context=context)
         return True
     except Exception as exc:  # tracking must never fail a run

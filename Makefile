@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed
 export KEDRO_DISABLE_TELEMETRY := true
 export MPLBACKEND := Agg
 
-.PHONY: setup run test lint viz viz-build ui bench clean
+OPTUNA_DB := data/06_models/optuna_base_models.db
+
+.PHONY: setup run test lint viz viz-build ui dashboard bench clean
 
 setup: $(STAMP)
 
@@ -35,6 +37,12 @@ viz-build: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlruns --host 127.0.0.1 --port 5000
+
+# optuna-dashboard is not a project dependency (a web UI only some users want): install it once.
+dashboard: $(STAMP)
+	@test -x $(BIN)/optuna-dashboard || { echo "optuna-dashboard is not installed: $(BIN)/pip install optuna-dashboard"; exit 1; }
+	@test -f $(OPTUNA_DB) || { echo "no Optuna studies yet ($(OPTUNA_DB)): run 'make run' first"; exit 1; }
+	$(BIN)/optuna-dashboard sqlite:///$(OPTUNA_DB) --host 127.0.0.1 --port 8080
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_benchmarks.py

@@ -81,3 +81,24 @@ def test_fingerprint_and_config_hash_are_stable(tmp_path):
     assert file_fingerprint(path) == file_fingerprint(path)
     assert config_hash({"a": 1, "b": {"c": 2}}) == config_hash({"b": {"c": 2}, "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_preflight_hook_warns_once_about_an_unreachable_date_gate(caplog):
+    import logging
+
+    import pandas as pd
+
+    from bma_quant.run_hooks.preflight import PreflightHooks
+    from tests.core.test_preflight import _gated
+
+    hook = PreflightHooks()
+    hook._params = _gated(250)
+    dates = pd.bdate_range("2018-01-01", periods=800)
+    raw = pd.DataFrame({"date": dates, "ticker": "A", "close": 1.0})
+    raw = pd.concat([raw.assign(ticker=t) for t in "ABCDEF"], ignore_index=True)
+    hook.before_pipeline_run({"pipeline_names": ["data_processing"]})
+    with caplog.at_level(logging.WARNING):
+        hook.after_node_run({"raw_panel": raw})
+        hook.after_node_run({"raw_panel": raw})
+    warnings = [r for r in caplog.records if "can never pass" in r.getMessage()]
+    assert len(warnings) == 1 and "min_test_dates" in warnings[0].getMessage()

@@ -1,4 +1,5 @@
-"""Run-level concerns (DESIGN §7): per-node time and memory, a memory guard, run tags, failures.
+"""Run-level concerns (DESIGN §7): per-node time and memory, a memory guard, run tags and name,
+the input data set and system metrics in MLflow, failures.
 
 Staging of outputs, pre-flight checks, interrupts and the summary file live in `bma_quant.run_hooks`.
 
@@ -20,18 +21,27 @@ from typing import Any
 import psutil
 from kedro.framework.hooks import hook_impl
 
+from bma_quant.run_hooks import run_identity, tracking
 from bma_quant.run_hooks.staging import StagingHooks
 from bma_quant.run_hooks.summary import (
+    FAILED_HEALTH_TABLE_PATH,
     FAILED_SUMMARY_PATH,
+    HEALTH_TABLE_PATH,
     SUMMARY_PATH,
     layer_totals,
     model_counts,
+    write_health_table,
     write_summary,
 )
 
 logger = logging.getLogger(__name__)
+# One short line per node and per layer: the console view of a run (conf/logging.yml shows this
+# logger at INFO and everything else from WARNING; info.log has the full detail).
+progress = logging.getLogger("bma_quant.progress")
 
 DEFAULT_MEMORY = {"target_usage": 0.70, "max_threshold": 0.80, "sample_seconds": 0.2}
+DEFAULT_SYSTEM_METRICS = {"enabled": True, "sampling_seconds": 10.0}
+RAW_PANEL = "raw_panel"  # the in-memory panel data_processing reads: logged as the run's input
 
 
 class MemoryLimitExceeded(RuntimeError):
@@ -84,7 +94,9 @@ def file_fingerprint(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def config_hash(params: dict[str, Any]) -> str:
-    """Stable hash of the resolved parameters: two runs with the same hash had the same config."""
+    """Stable hash of the resolved parameters: two runs with the same hash had the same config
+    (labels such as ``run_name`` left out)."""
+    params = {k: v for k, v in params.items() if k not in run_identity.LABEL_PARAMS}
     blob = json.dumps(params, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -99,37 +111,63 @@ class RunHealthHooks:
         self._memory = dict(DEFAULT_MEMORY)
         self._tags: dict[str, str] = {}
         self._tags_logged = False
+        self._run_name_override: str | None = None
+        self._data_path: Path | None = None
+        self._reads_raw_panel = False  # the pipeline has the node that loads the raw panel
+        self._system_cfg = dict(DEFAULT_SYSTEM_METRICS)
+        self._system_metrics: tracking.SystemMetrics | None = None
         self._run_id: str | None = None
         self._project_path = Path.cwd()
         self._node_layer: dict[str, str] = {}
+        self._n_nodes = 0
+        self._layer_left: dict[str, int] = {}  # nodes of each layer still to run
         self._started = time.perf_counter()
         self.node_stats: dict[str, dict[str, float]] = {}
         self.failures: dict[str, str] = {}
 
     @hook_impl
     def after_context_created(self, context) -> None:
+        route_library_logs()
         params = context.params
         self._memory.update(params.get("memory", {}) or {})
+        self._system_cfg.update(params.get("system_metrics", {}) or {})
+        self._run_name_override = params.get("run_name") or None
         project_path = Path(context.project_path)
         self._project_path = project_path
         raw_path = (params.get("data", {}) or {}).get("raw_path")
         tags = {"git_commit": _git_commit(project_path), "config_hash": config_hash(params)}
+        self._data_path = None
         if raw_path:
             path = Path(raw_path) if Path(raw_path).is_absolute() else project_path / raw_path
             tags["data_fingerprint"] = file_fingerprint(path) if path.is_file() else "missing"
             tags["data_path"] = str(raw_path)
+            self._data_path = path if path.is_file() else None
         self._tags = tags
 
     @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline=None) -> None:
         names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
         self._tags["pipelines"] = ",".join(n for n in names if n) or "__default__"
+        runner = run_identity.runner_name(run_params.get("runner"))
+        if runner:
+            self._tags["runner"] = runner  # kedro-mlflow tags the object's repr
+        self._tags["mlflow.runName"] = run_identity.run_name(
+            names, self._tags.get("data_path"), self._tags.get("config_hash"),
+            self._run_name_override)
+        self._n_nodes = len(pipeline.nodes) if pipeline is not None else 0
+        progress.info("run %s: %d nodes", self._tags["mlflow.runName"], self._n_nodes)
+        self._reads_raw_panel = pipeline is not None and any(
+            _last_part(name) == RAW_PANEL for name in pipeline.all_outputs())
         self._tags_logged = False
         self._run_id = None
         self._started = time.perf_counter()
         self.node_stats.clear()
         self.failures.clear()
         self._node_layer = self._layers_of_nodes()
+        self._layer_left = {}
+        for node in (pipeline.nodes if pipeline is not None else ()):
+            layer = self._node_layer.get(node.name, "other")
+            self._layer_left[layer] = self._layer_left.get(layer, 0) + 1
 
     @staticmethod
     def _layers_of_nodes() -> dict[str, str]:
@@ -156,6 +194,18 @@ class RunHealthHooks:
             mlflow.set_tags(self._tags)
             self._run_id = mlflow.active_run().info.run_id
             self._tags_logged = True
+            if self._system_cfg.get("enabled"):
+                self._system_metrics = tracking.SystemMetrics(
+                    float(self._system_cfg["sampling_seconds"]))
+                self._system_metrics.start(self._run_id)
+            if self._data_path is not None and not self._reads_raw_panel:
+                # no node of this run loads the panel into memory: log the file alone
+                tracking.log_input_panel(None, self._data_path, self._tags.get("data_fingerprint"))
+
+    def _stop_system_metrics(self) -> None:
+        if self._system_metrics is not None:
+            self._system_metrics.stop()
+            self._system_metrics = None
 
     def _check_memory(self, where: str) -> None:
         share = psutil.virtual_memory().percent / 100.0
@@ -190,12 +240,12 @@ class RunHealthHooks:
         return stats
 
     @hook_impl
-    def after_node_run(self, node) -> None:
+    def after_node_run(self, node, outputs: dict[str, Any] | None = None) -> None:
         stats = self._finish(node)
-        logger.info(
-            "node %s: %.2f s, peak RSS %.0f MB", node.name, stats["seconds"], stats.get("peak_rss_mb", 0)
-        )
-        self._log_node_metrics(node.name, stats)
+        self._report_progress(node.name, stats)
+        for name, value in (outputs or {}).items():
+            if _last_part(name) == RAW_PANEL and self._data_path is not None:
+                tracking.log_input_panel(value, self._data_path, self._tags.get("data_fingerprint"))
         if stats.get("max_system_memory_share", 0) > float(self._memory["target_usage"]):
             logger.warning(
                 "node %s pushed system memory to %.0f%% (target %.0f%%)", node.name,
@@ -203,36 +253,42 @@ class RunHealthHooks:
             )
         self._check_memory(f"after node '{node.name}'")
 
+    def _report_progress(self, node_name: str, stats: dict[str, float]) -> None:
+        """``[12/38] base_models  train_lightgbm  7.8 s  527 MB``, and a line when the last node
+        of a layer is done (Kedro interleaves independent nodes of different layers)."""
+        layer = self._node_layer.get(node_name, "other")
+        progress.info("[%*d/%d] %-19s %-32s %6.1f s %6.0f MB", len(str(self._n_nodes or 1)),
+                      len(self.node_stats), self._n_nodes, layer, node_name, stats["seconds"],
+                      stats.get("peak_rss_mb", 0))
+        self._layer_left[layer] = self._layer_left.get(layer, 1) - 1
+        if self._layer_left[layer] == 0:
+            seconds = sum(s.get("seconds", 0.0) for n, s in self.node_stats.items()
+                          if self._node_layer.get(n, "other") == layer)
+            progress.info("%s done: %.1f s", layer, seconds)
+
     @hook_impl
     def on_node_error(self, error: Exception, node) -> None:
         self._finish(node)
         self.failures[node.name] = f"{type(error).__name__}: {error}"
-        self._log_node_metrics(node.name, {"failed": 1.0})
-
-    @staticmethod
-    def _log_node_metrics(node_name: str, stats: dict[str, float]) -> None:
-        import mlflow
-
-        if mlflow.active_run() is None:
-            return
-        try:
-            mlflow.log_metrics({f"run_health.{node_name}.{k}": float(v) for k, v in stats.items()})
-        except Exception as exc:  # health logging must never fail a run
-            logger.warning("could not log run-health metrics for %s: %s", node_name, exc)
 
     @hook_impl
     def after_pipeline_run(self, catalog) -> None:
         # written into the staging folder: promoted with the run's outputs, last
-        real = self._project_path / SUMMARY_PATH
         staged = self._staging.current if self._staging is not None else None
-        self._write_summary(catalog, "success", staged.path_for(real) if staged else real)
+        path, health = (self._project_path / SUMMARY_PATH, self._project_path / HEALTH_TABLE_PATH)
+        if staged:
+            path, health = staged.path_for(path), staged.path_for(health)
+        self._stop_system_metrics()
+        self._write_summary(catalog, "success", path, health)
 
     @hook_impl
     def on_pipeline_error(self, error: Exception, catalog) -> None:
+        self._stop_system_metrics()
         self._write_summary(catalog, f"failed: {type(error).__name__}: {error}",
-                            self._project_path / FAILED_SUMMARY_PATH)
+                            self._project_path / FAILED_SUMMARY_PATH,
+                            self._project_path / FAILED_HEALTH_TABLE_PATH)
 
-    def _write_summary(self, catalog, status: str, path: Path) -> None:
+    def _write_summary(self, catalog, status: str, path: Path, health_path: Path) -> None:
         summary = {
             "status": status,
             "pipelines": self._tags.get("pipelines"),
@@ -244,8 +300,30 @@ class RunHealthHooks:
             "tags": self._tags,
             "mlflow_run_id": self._run_id,
         }
+        # per-node time and memory: a table artifact, not ~100 metrics of the run
+        write_health_table(health_path, self.node_stats, self._node_layer, self.failures,
+                           self._run_id)
         write_summary(path, summary, self._run_id)
-        logger.info("run summary: %s, %.1f s, %d nodes, %d failed -> %s", status,
+        progress.info("run summary: %s, %.1f s, %d nodes, %d failed -> %s", status,
                     summary["wall_seconds"], len(self.node_stats), len(self.failures),
                     self._project_path / (SUMMARY_PATH if status == "success"
                                           else FAILED_SUMMARY_PATH))
+
+
+def route_library_logs() -> None:
+    """Send Optuna's and MLflow's records through the root logger (conf/logging.yml: warnings
+    on the console, everything in info.log) instead of their own stderr handlers, which print
+    every trial and every MLflow INFO line on the console."""
+    import optuna
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    mlflow_logger = logging.getLogger("mlflow")
+    for handler in list(mlflow_logger.handlers):
+        mlflow_logger.removeHandler(handler)
+    mlflow_logger.propagate = True
+
+
+def _last_part(dataset_name: str) -> str:
+    """``raw_panel`` of ``raw_panel`` or of a namespaced ``data_processing.raw_panel``."""
+    return dataset_name.rsplit(".", 1)[-1]

@@ -1,6 +1,7 @@
 """Kedro project settings."""
 
 import os
+from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
@@ -15,12 +16,34 @@ from bma_quant.run_hooks.staging import StagingHooks
 _STAGING = StagingHooks()
 HOOKS = (PreflightHooks(), RunHealthHooks(staging=_STAGING), _STAGING, InterruptHooks())
 
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The Kedro project folder at or above ``start`` (default: the working directory): the
+    first with a pyproject.toml declaring [tool.kedro], as Kedro itself finds it (a notebook under
+    notebooks/ included); the working directory when there is none."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and "[tool.kedro]" in pyproject.read_text(encoding="utf-8"):
+            return folder
+    return start
+
+
+def sqlite_at_project_root(relative: str) -> str:
+    """``sqlite:///<project root>/<relative>``: one MLflow store wherever Kedro starts from."""
+    return f"sqlite:///{(project_root() / relative).as_posix()}"
+
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     # `${env_or:NAME,default}`: lets MLFLOW_TRACKING_URI (tests, a team server) override mlflow.yml.
-    "custom_resolvers": {"env_or": lambda name, default=None: os.environ.get(name, default)},
+    # `${sqlite_at_project_root:mlflow.db}`: the SQLite store at the project root, also when Kedro
+    # is started from a sub-folder (a notebook in notebooks/ must not create notebooks/mlflow.db).
+    "custom_resolvers": {"env_or": lambda name, default=None: os.environ.get(name, default),
+                         "sqlite_at_project_root": sqlite_at_project_root},
     # catalog_<pipeline>.yml and parameters_<pipeline>.yml match the default patterns.
     # Deep-merge parameters of an env (e.g. conf/smoke) over base, so an env overrides leaves only.
     "merge_strategy": {"parameters": "soft"},

@@ -48,6 +48,8 @@ def summary_lines(root: Path) -> list[str]:
         lines.append(f"  registered model: {registration.get('model_name')} version "
                      f"{registration.get('version')} as '{registration.get('alias')}' "
                      f"({registration.get('alias_uri')})")
+        if registration.get("promotion_reason"):
+            lines.append(f"    {registration['promotion_reason']}")
     elif registration:
         lines.append(f"  model not registered: {registration.get('reason', 'see model_registration.json')}")
     table = reporting / "evaluation_table.csv"

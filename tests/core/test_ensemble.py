@@ -413,3 +413,17 @@ def test_usable_models_skips_failed_and_missing(inputs):
     no_test = inputs["test"][inputs["test"]["model"] != "lightgbm"]
     models, skipped = ensemble.usable_models(inputs["oof"], no_test, inputs["status"])
     assert "lightgbm" not in models and "test" in skipped["lightgbm"]
+
+
+def test_identical_member_finds_an_ensemble_that_is_one_of_its_members():
+    rng = np.random.default_rng(3)
+    dates = np.repeat(pd.bdate_range("2021-01-04", periods=20).to_numpy(), 8)
+    wide = pd.DataFrame({"date": dates, "ticker": np.tile(list("ABCDEFGH"), 20),
+                         "a": rng.normal(size=160), "b": rng.normal(size=160)})
+    scale = np.repeat(rng.uniform(0.5, 2.0, 20), 8)  # a different positive scale per date
+    all_on_b = (scale * wide["b"] + 0.3).astype(np.float32)  # stored as float32
+    assert ensemble.identical_member(wide, all_on_b, ["a", "b"]) == "b"
+    mix = 0.99 * wide["b"] + 0.01 * wide["a"]
+    assert ensemble.identical_member(wide, mix, ["a", "b"]) is None
+    assert ensemble.identical_member(wide, -wide["a"], ["a", "b"]) is None  # reversed: not a copy
+    assert ensemble.identical_member(wide, np.zeros(160), ["a", "b"]) is None

@@ -310,3 +310,16 @@ def test_ic_decay_peaks_at_the_planted_horizon():
     assert decay.loc[1, "rank_ic"] < 1.0 and decay.loc[5, "rank_ic"] < 1.0
     # Longer horizons run out of realised prices sooner.
     assert decay.loc[5, "n_dates"] < decay.loc[2, "n_dates"]
+
+
+def test_constant_cross_sections_flags_a_learner_that_ranks_nothing():
+    from bma_quant.core.metrics import constant_cross_sections
+
+    dates = np.repeat(pd.bdate_range("2021-01-04", periods=3).to_numpy(), 4)
+    constant_per_date = np.repeat([0.1, -0.2, 0.3], 4)  # an intercept that moves by date
+    assert constant_cross_sections(constant_per_date, dates)
+    assert constant_cross_sections(constant_per_date + 1e-15, dates)  # float noise
+    ranked = constant_per_date.copy()
+    ranked[5] += 1e-4  # one date ranks its names
+    assert not constant_cross_sections(ranked, dates)
+    assert constant_cross_sections(np.full(12, np.nan), dates)  # nothing to rank at all

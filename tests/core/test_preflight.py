@@ -72,3 +72,31 @@ def test_too_few_dates_for_the_cv_layout_is_refused():
     preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=600), PARAMS)
     with pytest.raises(PreflightError, match=r"80 dates .* cv.min_train_days=200"):
         preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=80), PARAMS)
+
+
+def _gated(threshold, op=">="):
+    params = copy.deepcopy(PARAMS)
+    params["evaluation"]["gates"] = {"checks": {
+        "min_test_dates": {"metric": "n_dates", "op": op, "threshold": threshold},
+        "sharpe": {"metric": "sharpe", "op": ">", "threshold": 1.0}}}
+    return params
+
+
+def test_a_test_period_too_short_for_the_date_gate_is_warned_about():
+    dates = pd.bdate_range("2018-01-01", periods=800)  # test: 25 % = 200 dates, 189 labelled
+    (message,) = preflight.unreachable_test_date_gates(dates, _gated(250))
+    assert "evaluation.gates.checks.min_test_dates needs n_dates >= 250" in message
+    assert "200 dates" in message and "at most 189" in message
+    # 189 is exactly reachable with >=, not with >
+    assert preflight.unreachable_test_date_gates(dates, _gated(189)) == []
+    assert len(preflight.unreachable_test_date_gates(dates, _gated(189, ">"))) == 1
+    # no date gate, nothing to say
+    assert preflight.unreachable_test_date_gates(dates, PARAMS) == []
+
+
+def test_the_shipped_default_split_can_pass_its_date_gate():
+    from tests.support import project_params
+
+    params = project_params()
+    dates = pd.bdate_range(params["periods"]["dev_start"] or "1995-01-02", "2022-12-28")
+    assert preflight.unreachable_test_date_gates(dates, params) == []

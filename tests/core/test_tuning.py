@@ -161,3 +161,29 @@ def test_a_learner_whose_every_trial_raises_is_an_error(frame_and_folds):
     with pytest.raises(Exception, match="alpha"):
         _tune(frame_and_folds, name="elastic_net", defaults={"alpha": -1.0},
               space={"l1_ratio": {"type": "float", "low": 0.1, "high": 1.0}}, n_trials=2)
+
+
+def test_stored_study_names_its_objective_learner_and_data(frame_and_folds, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    _tune(frame_and_folds, n_trials=1, storage=storage, study_name="lightgbm-named")
+    study = optuna.load_study(study_name="lightgbm-named", storage=storage)
+    assert study.metric_names == [tuning.OBJECTIVE_NAME] == ["tuning_rank_ic_mean"]
+    attrs = study.user_attrs
+    data = _cache(frame_and_folds).data
+    assert attrs["learner"] == "lightgbm" and attrs["n_rows"] == len(data.label)
+    assert attrs["data_fingerprint"] == data.fingerprint and len(data.fingerprint) == 16
+
+
+def test_data_fingerprint_changes_with_any_training_row(frame_and_folds):
+    frame, _ = frame_and_folds
+
+    def fingerprint(f):
+        return training.LearningSet.from_arrays(f[FEATURES], f["label"], None, f["date"],
+                                                tickers=f["ticker"]).fingerprint
+
+    base = fingerprint(frame)
+    assert fingerprint(frame.copy()) == base
+    nudged = frame.copy()
+    nudged.loc[nudged.index[7], FEATURES[0]] += 1e-3
+    assert fingerprint(nudged) != base
+    assert fingerprint(frame.iloc[:-1]) != base

@@ -4,12 +4,15 @@ The smoke environment (conf/smoke) runs every pipeline on a small synthetic mark
 tuning budgets; this checks the layers fit together on disk and in MLflow, as a user runs them."""
 
 import json
+import re
+import shutil
 import textwrap
 
 import pandas as pd
 import pytest
 
-from tests.e2e.project_copy import copy_project, kedro_run, mlflow_runs
+from tests.e2e.notebook import execute_notebook
+from tests.e2e.project_copy import PROJECT_ROOT, copy_project, kedro_env, kedro_run, mlflow_runs
 
 pytestmark = pytest.mark.e2e
 
@@ -33,10 +36,14 @@ SLOW_MACHINE = textwrap.dedent("""
 """)
 
 
+CONSOLE: dict = {}  # project -> what the chain run printed
+
+
 def _train(project, env=None):
     for args in (("--env", "smoke", "--pipelines", "synthetic_data"), ("--env", "smoke")):
         result = kedro_run(project, *args, env=env)
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    CONSOLE[project] = result.stdout + result.stderr
     return project
 
 
@@ -124,3 +131,53 @@ def test_one_layer_reruns_alone_from_disk(project):
     after = (project / "data/07_model_output/ensemble_test_predictions.parquet").read_bytes()
     assert pd.read_parquet(pd.io.common.BytesIO(before)).equals(
         pd.read_parquet(pd.io.common.BytesIO(after)))  # same inputs, same seed: same ensemble
+
+
+def test_chain_run_is_readable_in_mlflow(project):
+    import mlflow
+    from mlflow import MlflowClient
+
+    run = _chain_run(project)
+    assert run["tags.mlflow.runName"].startswith("__default__ · synthetic_prices · ")
+    assert run["tags.runner"] == "SequentialRunner"
+    assert not [c for c in run.index if c.startswith("metrics.run_health.")]
+    assert [c for c in run.index if c.startswith("metrics.system/")]
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    try:
+        client = MlflowClient()
+        inputs = client.get_run(run["run_id"]).inputs.dataset_inputs
+        plots = {a.path for a in client.list_artifacts(run["run_id"], "plots")}
+        top = {a.path for a in client.list_artifacts(run["run_id"])}
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert [i.dataset.name for i in inputs] == ["synthetic_prices"]
+    assert inputs[0].dataset.digest == run["tags.data_fingerprint"]
+    assert "plots/equity_curve.png" in plots and "plots/regime_timeline.png" in plots
+    assert not [p for p in plots if p.endswith(".html")]
+    assert "run_health.csv" in top
+
+
+def test_console_shows_progress_and_the_log_file_the_detail(project):
+    console = CONSOLE[project].splitlines()
+    shown = "\n".join(console[:120])
+    counters = [re.search(r"\[\s*(\d+)/(\d+)\] ", line) for line in console]
+    counters = [(int(m.group(1)), int(m.group(2))) for m in counters if m]
+    n_nodes = counters[-1][1] if counters else 0
+    assert n_nodes > 30 and [k for k, _ in counters] == list(range(1, n_nodes + 1)), shown
+    assert all(any(f"{layer} done: " in line for line in console) for layer in LAYERS), shown
+    assert len(console) < 3 * n_nodes, shown  # progress and warnings, not the INFO detail
+    assert sum(1 for _ in (project / "info.log").open()) > 5 * n_nodes
+
+
+def test_notebook_runs_against_the_trained_project(project):
+    (project / "notebooks").mkdir(exist_ok=True)
+    notebook = project / "notebooks" / "explore_outputs.ipynb"
+    shutil.copy(PROJECT_ROOT / "notebooks" / "explore_outputs.ipynb", notebook)
+    env = kedro_env(project)
+    env.pop("MLFLOW_TRACKING_URI")  # the project's mlflow.yml must find the root's store
+    result = execute_notebook(notebook, cwd=project / "notebooks", env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "NOTEBOOK OK: 4 code cells" in result.stdout
+    assert not (project / "notebooks" / "mlflow.db").exists()
+    assert (project / "mlflow.db").exists()

@@ -1,5 +1,6 @@
-"""Registering the pyfunc chain: champion / challenger aliases, and a fresh-process reload that
-reproduces the pipeline's final test predictions."""
+"""Registering the pyfunc chain: one registered model per data set, champion only when the gates
+pass and the candidate beats the champion on the same test period, a description on every version,
+and a fresh-process reload that reproduces the pipeline's final test predictions."""
 
 import copy
 import os
@@ -13,7 +14,9 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.tracking import fluent
 
+from bma_quant.core.promotion import registered_model_name
 from bma_quant.pipelines.evaluation import nodes
+from bma_quant.run_hooks.run_identity import data_stem
 from tests.serving.upstream import build_chain, build_upstream
 from tests.support import PROJECT_ROOT, project_params
 
@@ -41,30 +44,64 @@ def setup(tmp_path_factory):
         os.environ["MLFLOW_EXPERIMENT_ID"] = previous_env
 
 
-def _register(datasets, overrides, chain, passed):
-    report = {"passed": passed, "verdict": "pass" if passed else "fail",
-              "failed": [] if passed else ["sharpe"]}
+def _name(overrides):
+    return registered_model_name("bma_quant", data_stem(overrides["data"]["raw_path"]))
+
+
+def _register(datasets, overrides, chain, passed, rank_ic=0.05, test_period=None):
+    split = datasets["date_split"]
+    report = {"passed": passed, "verdict": "pass" if passed else "fail", "model": "final",
+              "failed": [] if passed else ["sharpe"],
+              "test_period": test_period or {k: split[k] for k in ("test_start", "test_end")},
+              "headline": {"rank_ic": rank_ic, "sharpe": 1.5}}
     with mlflow.start_run():
         return nodes.register_model(chain, report, datasets["ensemble_test_predictions"],
-                                    datasets["date_split"], overrides["data"], REGISTRY)
+                                    split, overrides["data"], REGISTRY)
 
 
-def test_champion_then_failing_challenger_keeps_champion(setup):
+def test_champion_moves_only_for_a_better_candidate_on_the_same_test_period(setup):
     datasets, overrides, chain, uri, tmp = setup
+    name = _name(overrides)
+    assert name.startswith("bma_quant-") and name != "bma_quant"  # one model per data set
     first = _register(datasets, overrides, chain, passed=True)
     assert first["registered"] and first["alias"] == "champion" and first["version"] == "1"
+    assert first["model_name"] == name
     assert first["reproduction"]["max_abs_diff"] < 1e-5
-    second = _register(datasets, overrides, chain, passed=False)
+    second = _register(datasets, overrides, chain, passed=False, rank_ic=0.09)
     assert second["alias"] == "challenger" and second["version"] == "2"
     assert second["champion_version"] == "1" and second["previous_champion_version"] == "1"
     client = MlflowClient()
-    assert str(client.get_model_version_by_alias("bma_quant", "champion").version) == "1"
-    assert str(client.get_model_version_by_alias("bma_quant", "challenger").version) == "2"
-    assert client.get_model_version("bma_quant", "2").tags["gates"] == "fail"
-    third = _register(datasets, overrides, chain, passed=True)
-    champion = client.get_model_version_by_alias("bma_quant", "champion")
-    assert str(champion.version) == third["version"]
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == "2"
+    assert client.get_model_version(name, "2").tags["gates"] == "fail"
+    # passes the gates but does not beat the champion's 0.05
+    worse = _register(datasets, overrides, chain, passed=True, rank_ic=0.04)
+    assert worse["alias"] == "challenger" and "does not beat" in worse["promotion_reason"]
+    # a better value on another test period is not comparable
+    other = _register(datasets, overrides, chain, passed=True, rank_ic=0.2,
+                      test_period={"test_start": "1999-01-04", "test_end": "1999-12-31"})
+    assert other["alias"] == "challenger" and "test period" in other["promotion_reason"]
+    better = _register(datasets, overrides, chain, passed=True, rank_ic=0.06)
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert better["alias"] == "champion" and str(champion.version) == better["version"]
+    tags = champion.tags
+    assert tags["compare_metric"] == "rank_ic" and float(tags["compare_value"]) == 0.06
+    assert tags["test_start"] == str(datasets["date_split"]["test_start"])
+    description = champion.description
+    assert "test period" in description and "rank_ic 0.06" in description
+    assert "beats champion version 1" in description and overrides["data"]["raw_path"] in description
 
+
+def test_an_explicit_model_name_overrides_the_per_data_set_default(setup):
+    datasets, overrides, chain, uri, tmp = setup
+    split = datasets["date_split"]
+    report = {"passed": True, "verdict": "pass", "failed": [], "model": "final",
+              "headline": {"rank_ic": 0.1},
+              "test_period": {k: split[k] for k in ("test_start", "test_end")}}
+    with mlflow.start_run():
+        out = nodes.register_model(chain, report, datasets["ensemble_test_predictions"], split,
+                                   overrides["data"], {**REGISTRY, "model_name": "team_model"})
+    assert out["model_name"] == "team_model" and out["alias"] == "champion"
 
 def test_champion_loads_in_a_fresh_process_and_reproduces(setup):
     datasets, overrides, chain, uri, tmp = setup
@@ -74,7 +111,7 @@ def test_champion_loads_in_a_fresh_process_and_reproduces(setup):
     raw_slice.assign(date=raw_slice["date"].dt.strftime("%Y-%m-%d")).to_parquet(tmp / "in.parquet")
     script = (
         "import mlflow, pandas as pd\n"
-        "m = mlflow.pyfunc.load_model('models:/bma_quant@champion')\n"
+        f"m = mlflow.pyfunc.load_model('models:/{_name(overrides)}@champion')\n"
         f"x = pd.read_parquet(r'{tmp / 'in.parquet'}')\n"
         f"m.predict(x).to_parquet(r'{tmp / 'out.parquet'}')\n"
         f"m.predict(x, params={{'last_date_only': True}}).to_parquet(r'{tmp / 'last.parquet'}')\n"

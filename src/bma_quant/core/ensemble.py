@@ -685,3 +685,37 @@ def seed_regime_rule_check(weights: pd.DataFrame) -> dict:
                           f"{other}_weight": float(rows[other]),
                           f"weighs_more_in_{favoured}": bool(rows[favoured] > rows[other])}
     return out
+
+
+# A combination "is" one member when, on every date, its cross-sectional correlation with that
+# member's standardised predictions is 1 up to float32 rounding of the stored predictions.
+IDENTICAL_CORRELATION = 1.0 - 1e-6
+_NO_SPREAD = 1e-12  # sum of squared deviations below this: the date has no cross-section
+
+
+def identical_member(wide: pd.DataFrame, prediction, members: list[str]) -> str | None:
+    """The member that ``prediction`` (rows aligned with ``wide`` from ``standardise``) merely
+    reproduces, or None. Reproduces = on every date where either varies, both vary and their
+    cross-sectional correlation is 1: all the weight went to that member (a per-date positive
+    affine map of its standardised predictions), so the ensemble adds nothing to it."""
+    combined = np.asarray(prediction, dtype=np.float64)
+    dates = wide[DATE].to_numpy()
+    for member in members:
+        x = wide[member].to_numpy(np.float64)
+        ok = np.isfinite(x) & np.isfinite(combined)
+        if not ok.any():
+            continue
+        frame = pd.DataFrame({"date": dates[ok], "x": x[ok], "y": combined[ok]})
+        groups = frame.groupby("date")
+        xc = frame["x"] - groups["x"].transform("mean")
+        yc = frame["y"] - groups["y"].transform("mean")
+        sums = pd.DataFrame({"date": frame["date"], "xy": xc * yc, "xx": xc * xc,
+                             "yy": yc * yc}).groupby("date").sum()
+        x_varies, y_varies = sums["xx"] > _NO_SPREAD, sums["yy"] > _NO_SPREAD
+        if not y_varies.any() or (x_varies != y_varies).any():
+            continue
+        both = sums[x_varies]
+        correlation = both["xy"] / np.sqrt(both["xx"] * both["yy"])
+        if (correlation >= IDENTICAL_CORRELATION).all():
+            return member
+    return None

@@ -333,3 +333,22 @@ def ic_decay(
         )
     columns = ["horizon", "ic", "rank_ic", "n_dates"]
     return pd.DataFrame(rows, columns=columns).set_index("horizon")
+
+
+# relative spread below which a date's predictions count as one value (float noise, not a ranking)
+CONSTANT_SPREAD = 1e-12
+
+
+def constant_cross_sections(prediction, dates) -> bool:
+    """True when no date ranks its names: on every date with two or more finite predictions they
+    are all equal (e.g. an ElasticNet shrunk to its intercept). Its RankIC is undefined (nan), so
+    such a learner is degenerate, not a model that scored zero."""
+    frame = pd.DataFrame({"date": np.asarray(dates), "p": np.asarray(prediction, np.float64)})
+    frame = frame[np.isfinite(frame["p"])]
+    grouped = frame.groupby("date")["p"]
+    sizes = grouped.size()
+    spread = (grouped.max() - grouped.min())[sizes >= 2]
+    if spread.empty:
+        return True
+    scale = np.maximum(1.0, grouped.apply(lambda p: np.abs(p).max())[sizes >= 2])
+    return bool((spread <= CONSTANT_SPREAD * scale).all())

@@ -171,3 +171,42 @@ def check_cv_layout(dates, params: Mapping[str, Any]) -> None:
             f"are not enough for the split and CV layout (periods.*, cv.n_splits="
             f"{cv_params['n_splits']}, cv.min_train_days={cv_params['min_train_days']}): {exc}"
         ) from exc
+
+
+# metric of the evaluation table that counts scored test dates (the `min_test_dates` gate's)
+TEST_DATES_METRIC = "n_dates"
+
+
+def unreachable_test_date_gates(dates, params: Mapping[str, Any]) -> list[str]:
+    """Gates on the number of scored test dates that this split can never pass, as messages.
+
+    The last d + h test dates have no label, so at most ``test_dates - (d + h)`` dates are
+    scored; a gate asking for more always fails, whatever the models do. Not an error (the run
+    still measures the models), but said before anything is trained."""
+    checks = lookup(params, "evaluation.gates.checks") or {}
+    gated = {name: spec for name, spec in checks.items()
+             if isinstance(spec, Mapping) and spec.get("metric") == TEST_DATES_METRIC}
+    if not gated or lookup(params, "periods") is None or lookup(params, "temporal") is None:
+        return []
+    temporal = TemporalConfig.from_params(params["temporal"])
+    periods = params["periods"]
+    calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
+    try:
+        dates_split = split.split_dates(
+            calendar, gap_days=temporal.cv_gap_days, test_fraction=float(periods["test_fraction"]),
+            test_start=periods.get("test_start"), dev_start=periods.get("dev_start"))
+    except ValueError:
+        return []  # check_cv_layout refuses this split with its own message
+    scorable = max(0, int(dates_split["test_dates"]) - temporal.label_span)
+    warnings = []
+    for name, spec in gated.items():
+        op, threshold = str(spec.get("op", ">=")), float(spec["threshold"])
+        if (scorable >= threshold) if op == ">=" else (scorable > threshold):
+            continue
+        warnings.append(
+            f"evaluation.gates.checks.{name} needs {TEST_DATES_METRIC} {op} {threshold:g}, but the "
+            f"test period ({dates_split['test_start']}..{dates_split['test_end']}, "
+            f"{dates_split['test_dates']} dates, the last {temporal.label_span} without a label) "
+            f"can score at most {scorable}: the gates can never pass. Lengthen the test period "
+            f"(periods.test_fraction / periods.test_start) or lower the threshold.")
+    return warnings

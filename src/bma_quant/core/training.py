@@ -16,11 +16,13 @@ Public entry points reused by other layers: `fit_predict_folds` and `refit`.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -90,6 +92,17 @@ class LearningSet:
             tickers=None if tickers is None else np.asarray(tickers, dtype=object),
             feature_names=names,
         )
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 (16 hex digits) of the rows, keys, labels, weights and feature names: two
+        studies with the same fingerprint were tuned on the same data."""
+        digest = hashlib.sha256("\x1f".join(self.feature_names).encode())
+        for array in (self.X, self.label, self.weight, self.dates.astype("datetime64[ns]")):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        if self.tickers is not None:
+            digest.update("\x1f".join(map(str, self.tickers)).encode())
+        return digest.hexdigest()[:16]
 
     def trainable(self, rows: np.ndarray) -> np.ndarray:
         """The subset of `rows` usable for fitting: finite target and positive weight."""

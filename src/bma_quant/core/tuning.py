@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,9 @@ import pandas as pd
 from bma_quant.core.training import CVResult, FoldCache, cross_validate
 
 logger = logging.getLogger(__name__)
+
+# The objective's name: in the study (optuna-dashboard's axis) and as the trials' MLflow metric.
+OBJECTIVE_NAME = "tuning_rank_ic_mean"
 
 
 def suggest_params(trial: optuna.Trial, space: dict[str, dict]) -> dict[str, Any]:
@@ -145,7 +149,14 @@ def tune_learner(
     if int(n_trials) < 1:
         raise ValueError(f"{name}: base_models.tuning.n_trials must be >= 1, got {n_trials}")
     study = create_study(study_name, seed=seed, storage=storage, sampler=sampler, pruner=pruner)
+    with warnings.catch_warnings():  # "experimental" since Optuna 3.2, stable in use
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([OBJECTIVE_NAME])
+    # what a study was about, readable in optuna-dashboard next to its trials
     study.set_user_attr("learner", name)
+    study.set_user_attr("data_fingerprint", cache.data.fingerprint)
+    study.set_user_attr("n_rows", int(len(cache.data.label)))
+    study.set_user_attr("n_tuning_folds", len(cache.folds))
     if enqueue_defaults and default_trial(defaults, space):
         study.enqueue_trial(default_trial(defaults, space))
     predictions: dict[int, CVResult] = {}
@@ -169,6 +180,8 @@ def tune_learner(
                    gc_after_trial=False)
     trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration",
                                            "user_attrs"))
+    # a named objective comes out as value_<name>: keep the table's `value` column
+    trials = trials.rename(columns={f"value_{OBJECTIVE_NAME}": "value"})
     states = [t.state for t in study.trials]
     complete = states.count(optuna.trial.TrialState.COMPLETE)
     if complete == 0:

@@ -8,6 +8,7 @@ again after the coverage filter. A refused run writes only `run_summary.failed.j
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ LEARNER_PARAMS = ("base_models.learners", "base_models.tuning.learners", "regime
 # in-memory outputs of data_processing whose tickers and dates are checked
 RAW_PANEL, CLEAN_PANEL = "raw_panel", "clean_panel"
 
+logger = logging.getLogger(__name__)
+
 
 def panel_shape(name: str, data) -> tuple[int, Any]:
     """(number of tickers, dates) of the long raw panel or of the cleaned PanelMatrices."""
@@ -35,6 +38,7 @@ class PreflightHooks:
     def __init__(self) -> None:
         self._params: dict[str, Any] = {}
         self._project_path = Path.cwd()
+        self._warned: set[str] = set()  # each warning once per run (raw, then cleaned panel)
 
     @hook_impl
     def after_context_created(self, context) -> None:
@@ -51,6 +55,7 @@ class PreflightHooks:
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
         names = run_params.get("pipeline_names") or ["__default__"]
+        self._warned.clear()
         try:
             preflight.check_parameters(self._params)
             preflight.check_learners(
@@ -69,3 +74,7 @@ class PreflightHooks:
                 n_tickers, dates = panel_shape(name, outputs[name])
                 preflight.check_universe(n_tickers, self._params)
                 preflight.check_cv_layout(dates, self._params)
+                for message in preflight.unreachable_test_date_gates(dates, self._params):
+                    if message not in self._warned:
+                        self._warned.add(message)
+                        logger.warning("pre-flight: %s", message)

@@ -1,8 +1,10 @@
 """Log the chain as a pyfunc model, register it and set the champion / challenger alias.
 
-A version that passes the production-readiness gates becomes ``champion`` (the alias moves to it);
-one that fails becomes ``challenger`` and any earlier champion keeps its alias, so
-``models:/bma_quant@champion`` always serves the last version that passed.
+One registered model per data set (``bma_quant-<data file stem>`` by default). A version becomes
+``champion`` only when its gates pass and it beats the current champion on the compare metric over
+the same test period (``core.promotion``); otherwise it becomes ``challenger`` and the champion keeps
+its alias. Each version carries a description (data, test period, gates, headline metrics, why it
+is or is not the champion) and tags for the next comparison.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import ColSpec, DataType, Schema
 
+from bma_quant.core import promotion
 from bma_quant.serving.chain import MARKET_LEVEL, PredictionChain
 from bma_quant.serving.pyfunc import CHAIN_ARTIFACT, BmaQuantChain, to_model_input
 
@@ -49,19 +52,23 @@ def log_and_register(
     sample_input: pd.DataFrame,
     sample_output: pd.DataFrame,
     *,
-    model_name: str = "bma_quant",
+    model_name: str,
+    candidate: promotion.Candidate,
+    data_path: str | None = None,
+    data_fingerprint: str | None = None,
     artifact_name: str = "bma_quant_chain",
     champion_alias: str = "champion",
     challenger_alias: str = "challenger",
     code_paths: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Log ``chain`` to the active MLflow run, register it and alias it by the gate verdict.
+    """Log ``chain`` to the active MLflow run, register it as a new version of ``model_name`` and
+    alias it: champion when ``candidate`` passes its gates and beats the current champion on the
+    same test period, else challenger.
 
     Requires an active run (the caller checks). Returns what happened, JSON-serialisable."""
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("log_and_register needs an active MLflow run")
-    passed = bool(gate_report.get("passed"))
     signature = with_optional_market_level(infer_signature(
         to_model_input(sample_input), sample_output, params={"last_date_only": False}
     ))
@@ -78,18 +85,28 @@ def log_and_register(
         )
     client = MlflowClient()
     previous = current_alias_version(client, model_name, champion_alias)
+    champion_tags = (client.get_model_version(model_name, previous).tags
+                     if previous is not None else None)
+    decision = promotion.decide(candidate, champion_tags, previous)
     version = mlflow.register_model(info.model_uri, model_name)
-    alias = champion_alias if passed else challenger_alias
+    alias = champion_alias if decision.promote else challenger_alias
     client.set_registered_model_alias(model_name, alias, version.version)
-    client.set_model_version_tag(model_name, version.version, "gates",
-                                 gate_report.get("verdict", "fail"))
+    tags = {"gates": gate_report.get("verdict", "fail"), **candidate.tags(),
+            "data_path": str(data_path), "data_fingerprint": str(data_fingerprint),
+            "champion_decision": decision.reason}
     if gate_report.get("failed"):
-        client.set_model_version_tag(model_name, version.version, "failed_gates",
-                                     ",".join(gate_report["failed"]))
-    champion = version.version if passed else previous
+        tags["failed_gates"] = ",".join(gate_report["failed"])
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version.version, key, value)
+    client.update_model_version(model_name, version.version, description=(
+        promotion.version_description(
+            data_path=data_path, data_fingerprint=data_fingerprint, candidate=candidate,
+            headline=gate_report.get("headline") or {}, model=gate_report.get("model", "final"),
+            decision=decision)))
+    champion = version.version if decision.promote else previous
     logger.info(
-        "registered %s version %s as %s (champion: %s)", model_name, version.version, alias,
-        champion if champion is not None else "none",
+        "registered %s version %s as %s (champion: %s): %s", model_name, version.version, alias,
+        champion if champion is not None else "none", decision.reason,
     )
     return {
         "registered": True,
@@ -100,7 +117,11 @@ def log_and_register(
         "alias_uri": f"models:/{model_name}@{alias}",
         "logged_model_uri": info.model_uri,
         "run_id": run.info.run_id,
-        "gates_passed": passed,
+        "gates_passed": candidate.gates_passed,
+        "promoted": decision.promote,
+        "promotion_reason": decision.reason,
+        "compare_metric": candidate.metric,
+        "compare_value": candidate.value,
         "champion_version": None if champion is None else str(champion),
         "previous_champion_version": previous,
     }

@@ -239,3 +239,21 @@ def test_trials_are_nested_mlflow_runs_and_models_load_back_with_a_signature(inp
     n_tuning = folds.loc[folds["stage"] == "tuning", "fold"].nunique()
     assert sorted(m.step for m in history) == list(range(n_tuning))  # tuning folds only
     assert child.data.tags["mlflow.runName"].split("-trial-")[0] in flavours
+
+
+def test_a_learner_with_constant_predictions_is_degenerate_not_ok(inputs):
+    # a penalty this large shrinks every ElasticNet coefficient to zero: one value per date
+    shrunk = {"base_models": {**FAST["base_models"], "learners": ["elastic_net", "lightgbm"],
+                              "defaults": {**project_params()["base_models"]["defaults"],
+                                           "elastic_net": {"alpha": 1.0e6, "l1_ratio": 0.5}}}}
+    shrunk["base_models"]["tuning"] = {**FAST["base_models"]["tuning"], "enabled": False}
+    result = _run(inputs, shrunk)
+    status = result["base_model_status"]["elastic_net"]
+    assert status["status"] == "degenerate" and "constant predictions" in status["error"]
+    assert result["base_model_status"]["lightgbm"]["status"] == "ok"
+    logged = result["base_models_metrics"]
+    assert logged["elastic_net.degenerate"]["value"] == 1.0
+    assert logged["lightgbm.degenerate"]["value"] == 0.0
+    assert logged["n_degenerate"]["value"] == 1.0 and logged["n_failed"]["value"] == 0.0
+    assert set(result["base_models"]) == {"lightgbm"}  # later layers leave it out
+    assert "elastic_net" not in set(result["base_oof_predictions"]["model"])

@@ -4,6 +4,7 @@ import json
 
 import plotly.graph_objects as go
 import pytest
+from matplotlib.figure import Figure
 
 from bma_quant.core.evaluation import LOGGED_METRICS
 from tests.serving.upstream import build_upstream
@@ -48,8 +49,10 @@ def test_plots_and_registration_without_mlflow(planted):
     _, out = planted
     for plot in ("cumulative_ic", "equity_curve", "quantile_returns", "ic_by_regime",
                  "feature_importance"):
-        html, viz = out[f"evaluation_plot_{plot}_html"], out[f"evaluation_plot_{plot}"]
-        assert isinstance(html, go.Figure) and html is viz
+        png, viz = out[f"evaluation_plot_{plot}_png"], out[f"evaluation_plot_{plot}"]
+        assert isinstance(png, Figure) and isinstance(viz, go.Figure)
+        assert viz.layout.title.text in {t.get_text() for t in png.texts} | {
+            png._suptitle.get_text()}
     assert len(out["evaluation_plot_cumulative_ic"].data) == 2 * 5  # IC + RankIC per model
     bars = out["evaluation_plot_feature_importance"].data  # from the base_feature_importance input
     assert {"mom", "rev"} <= {y for bar in bars for y in bar.y}
@@ -88,6 +91,7 @@ def test_luck_is_accounted_for(planted):
     assert set(out["evaluation_configurations"]["configuration"]) >= {"lightgbm#trial0",
                                                                       "equal_weight"}
     assert isinstance(out["evaluation_plot_pbo_logits"], go.Figure)
+    assert isinstance(out["evaluation_plot_pbo_logits_png"], Figure)
     assert len(out["evaluation_plot_pbo_logits"].data) == 1
     # combinatorial CV is off by default: nothing refit, nothing logged
     assert out["evaluation_cpcv_paths"].empty and out["evaluation_cpcv_metrics"] == {}

@@ -109,6 +109,7 @@ def test_rules_run_outputs_contracts_and_beats_global_model(upstream):
     assert report["training"]["params_source"] == "base_models"
     assert report["training"]["learner_params"]["num_leaves"] == 7
     assert isinstance(out["regime_timeline"], go.Figure) and len(out["regime_timeline"].data) == 7
+    assert len(out["regime_timeline_png"].axes) == 3  # level, probabilities, fear-greed
 
 
 def test_markov_run_records_detector_and_fold_refits(upstream):

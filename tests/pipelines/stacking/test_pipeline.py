@@ -159,6 +159,15 @@ def test_one_model_left_runs_the_equal_weight_fallback_and_says_so(data, caplog)
     assert weights[["method", "model", "weight"]].values.tolist() == [
         ["equal_weight", "elastic_net", 1.0]]
     assert isinstance(out["ensemble_meta_learner"].model, ensemble.FixedWeightRegressor)
+    # an "ensemble" of one model is that model, and the report, log and metrics say so
+    assert report["final_identical_to"] == "elastic_net"
+    assert out["stacking_metrics"]["final.identical_to_member"]["value"] == 1.0
+    assert any("reproduces elastic_net" in r.message for r in caplog.records)
+
+
+def test_a_real_mix_is_not_reported_as_one_member(outputs):
+    assert outputs["ensemble_report"]["final_identical_to"] is None
+    assert outputs["stacking_metrics"]["final.identical_to_member"]["value"] == 0.0
 
 
 def test_no_model_succeeded_is_a_clear_error(data):

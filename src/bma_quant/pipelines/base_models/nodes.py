@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bma_quant.core import cv, models, training, tuning
+from bma_quant.core.metrics import constant_cross_sections
 from bma_quant.core.temporal import TemporalConfig
 from bma_quant.pipelines.base_models.model_dataset import LoggedLearner
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
@@ -90,7 +91,7 @@ def _trial_callbacks(name: str) -> list:
 
     with warnings.catch_warnings():  # deprecated in Optuna 4.9, kept until 6.0; the team's choice
         warnings.simplefilter("ignore", FutureWarning)
-        return [TrialRunCallback(metric_name="tuning_rank_ic_mean", create_experiment=False,
+        return [TrialRunCallback(metric_name=tuning.OBJECTIVE_NAME, create_experiment=False,
                                  mlflow_kwargs={"nested": True})]
 
 
@@ -201,6 +202,10 @@ def _train(name: str, inputs: training.TrainingInputs, params: dict, nw_lag: int
         "prediction": np.asarray(estimator.predict(test_frame), dtype=np.float32),
     })
     fold_rank_ic = cv_result.scores["rank_ic"]
+    # constant predictions on every date (out-of-fold or test) rank nothing: degenerate
+    degenerate = (constant_cross_sections(cv_result.prediction, data.dates[cv_result.rows])
+                  or constant_cross_sections(test_predictions["prediction"],
+                                             test_predictions["date"]))
     return {
         "best_params": best_params,
         "study_name": study,
@@ -221,6 +226,7 @@ def _train(name: str, inputs: training.TrainingInputs, params: dict, nw_lag: int
             "oof_rank_ic_std": float(fold_rank_ic.std(ddof=1)) if len(fold_rank_ic) > 1 else None,
             "oof_ic_mean": float(cv_result.scores["ic"].mean()),
             "n_oof_folds": len(fold_rank_ic),
+            "degenerate": float(degenerate),
         },
     }
 
@@ -241,6 +247,14 @@ def train_learner(name: str, inputs: training.TrainingInputs, params: dict, temp
                 LoggedLearner(name, None))
     result = {"name": name, "status": "ok", "error": None, **outcome.value}
     result["timings"]["fit_seconds"] = outcome.seconds
+    if result["metrics"]["degenerate"]:
+        # not used by later layers (a constant has no ranking), reported as such, not as ok
+        result["status"] = "degenerate"
+        result["error"] = ("constant predictions on every date (RankIC undefined): "
+                           "e.g. a penalty that shrinks every coefficient to zero")
+        logger.warning("base_models: %s is degenerate: %s; later layers leave it out", name,
+                       result["error"])
+        return result, LoggedLearner(name, None)
     logger.info("base_models: %s ok in %.1fs, out-of-fold RankIC %.4f", name, outcome.seconds,
                 result["metrics"]["oof_rank_ic_mean"])
     return result, LoggedLearner(name, result["model"], result["input_example"])
@@ -324,11 +338,12 @@ def collect_base_models(*results: dict):
     }
     metrics: dict[str, float | None] = {
         "n_succeeded": len(ok),
-        "n_failed": len(active) - len(ok),
+        "n_failed": sum(r["status"] == "failed" for r in active),
+        "n_degenerate": sum(r["status"] == "degenerate" for r in active),
     }
     for r in active:
-        metrics[f"{r['name']}.failed"] = float(r["status"] != "ok")
-        if r["status"] == "ok":
+        metrics[f"{r['name']}.failed"] = float(r["status"] == "failed")
+        if r["status"] in ("ok", "degenerate"):
             metrics.update({f"{r['name']}.{k}": v for k, v in r["metrics"].items()})
     best_params = {f"{r['name']}.{k}": v for r in ok for k, v in r["best_params"].items()}
     base_models = {r["name"]: r["model"] for r in ok}

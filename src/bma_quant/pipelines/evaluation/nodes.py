@@ -10,7 +10,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bma_quant.core import cpcv, evaluation, gates, overfitting, plots, training, trial_accounting
+from bma_quant.core import (
+    cpcv,
+    evaluation,
+    gates,
+    overfitting,
+    plots,
+    static_plots,
+    training,
+    trial_accounting,
+)
 from bma_quant.core import panel as panel_lib
 from bma_quant.core.temporal import TemporalConfig
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
@@ -87,11 +96,27 @@ def apply_gates(
     status = base_model_status or {}
     report["base_models"] = {
         "ok": sorted(n for n, s in status.items() if (s or {}).get("status") == "ok"),
-        "failed": sorted(n for n, s in status.items() if (s or {}).get("status") != "ok"),
+        "failed": sorted(n for n, s in status.items()
+                         if (s or {}).get("status") not in ("ok", "degenerate")),
+        "degenerate": sorted(n for n, s in status.items()
+                             if (s or {}).get("status") == "degenerate"),
     }
     report["test_period"] = {k: date_split.get(k) for k in ("test_start", "test_end")}
+    # what the registry description shows and the champion comparison reads
+    report["headline"] = {m: _plain(metrics.get(m)) for m in spec.get("headline_metrics") or ()}
     logger.info("%s", gates.format_gate_report(report))
     return report
+
+
+def _plain(value: Any) -> float | int | None:
+    """A JSON number (numpy scalars unwrapped), None for missing or not finite."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return int(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _overfitting_gate_metrics(report: dict, model: str) -> dict[str, float | None]:
@@ -121,7 +146,8 @@ def make_plots(
     feature_importance: pd.DataFrame,
     params: dict,
 ):
-    """The five evaluation figures, each returned twice: HTML (MLflow) and JSON (kedro-viz).
+    """The five evaluation figures, each returned twice: a matplotlib drawing saved as PNG
+    (MLflow's image view) and the interactive plotly figure saved as JSON (kedro-viz).
 
     The importance table comes through the catalog, so a chain run plots this run's (staged)
     table, never an earlier run's file."""
@@ -137,7 +163,8 @@ def make_plots(
             int(options.get("top_features", 25)),
         ),
     ]
-    return tuple(f for figure in figures for f in (figure, figure))
+    return tuple(f for figure in figures
+                 for f in (static_plots.to_matplotlib(figure), figure))
 
 
 # ------------------------------------------------------------------------------------------
@@ -198,7 +225,7 @@ def assess_overfitting(
     figure = plots.pbo_logits_figure(assessment.pbo.splits if assessment.pbo else None,
                                      assessment.pbo.pbo if assessment.pbo else None)
     metrics = as_mlflow_metrics(assessment.metrics(config.periods_per_year))
-    return report, table, figure, figure, metrics
+    return report, table, static_plots.to_matplotlib(figure), figure, metrics
 
 
 def _configurations_table(predictions: pd.DataFrame, config_returns: pd.DataFrame,
@@ -386,6 +413,13 @@ def register_model(
 
     import mlflow  # only the registry step needs MLflow
 
+    from bma_quant.core import promotion
+    from bma_quant.run_hooks.run_identity import data_stem
+
+    model_name = promotion.registered_model_name(
+        str(registry.get("model_name_prefix", "bma_quant")), data_stem(data.get("raw_path")),
+        registry.get("model_name"))
+    out["model_name"] = model_name
     if not registry.get("enabled", True):
         return {**out, "registered": False, "reason": "registry.enabled is false"}
     if mlflow.active_run() is None:
@@ -394,9 +428,17 @@ def register_model(
     from bma_quant.serving.registry import log_and_register
 
     n = int(registry.get("signature_rows", 200))
+    metric = str(registry.get("compare_metric", "rank_ic"))
+    period = gate_report.get("test_period") or date_split
+    candidate = promotion.Candidate(
+        gates_passed=bool(gate_report["passed"]), failed_gates=tuple(gate_report.get("failed") or ()),
+        test_start=str(period.get("test_start")), test_end=str(period.get("test_end")),
+        metric=metric, value=(gate_report.get("headline") or {}).get(metric))
+    run_tags = mlflow.MlflowClient().get_run(mlflow.active_run().info.run_id).data.tags
     result = log_and_register(
         prediction_chain, gate_report, raw_slice.head(n), predicted.head(n),
-        model_name=registry.get("model_name", "bma_quant"),
+        model_name=model_name, candidate=candidate, data_path=str(data["raw_path"]),
+        data_fingerprint=run_tags.get("data_fingerprint"),
         artifact_name=registry.get("artifact_name", "bma_quant_chain"),
         champion_alias=registry.get("champion_alias", "champion"),
         challenger_alias=registry.get("challenger_alias", "challenger"),

@@ -11,7 +11,7 @@ PLOTS = ("cumulative_ic", "equity_curve", "quantile_returns", "ic_by_regime",
 
 def create_pipeline(**kwargs) -> Pipeline:
     plot_outputs = [name for plot in PLOTS
-                    for name in (f"evaluation_plot_{plot}_html", f"evaluation_plot_{plot}")]
+                    for name in (f"evaluation_plot_{plot}_png", f"evaluation_plot_{plot}")]
     return Pipeline(
         [
             Node(nodes.collect_test_predictions,
@@ -28,7 +28,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                   "ensemble_oof_predictions", "primary_panel", "date_split",
                   "evaluation_daily_returns", "params:evaluation", "params:temporal"],
                  ["overfitting_report", "evaluation_configurations",
-                  "evaluation_plot_pbo_logits_html", "evaluation_plot_pbo_logits",
+                  "evaluation_plot_pbo_logits_png", "evaluation_plot_pbo_logits",
                   "evaluation_overfitting_metrics"],
                  name="assess_overfitting"),
             Node(nodes.combinatorial_paths,

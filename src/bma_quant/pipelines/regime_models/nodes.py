@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from bma_quant.core import leak_audit, regime_learning, regimes
+from bma_quant.core import leak_audit, regime_learning, regimes, static_plots
 from bma_quant.core.cv import OOF, DateFold, folds_from_table
 from bma_quant.core.fear_greed import fear_greed_index
 from bma_quant.core.metrics import prediction_scores
@@ -315,8 +315,10 @@ def _prediction_frame(frame: pd.DataFrame, model_name: str, with_fold: bool) -> 
 
 def regime_timeline(regime_table: pd.DataFrame, market: pd.DataFrame, date_split: dict,
                     params: dict):
+    """The timeline as an interactive plotly figure (kedro-viz) and as a PNG drawing (MLflow)."""
     title = f"Market regimes ({params['detector']} detector, causal)"
-    return regime_timeline_figure(regime_table, market, date_split, title=title)
+    figure = regime_timeline_figure(regime_table, market, date_split, title=title)
+    return figure, static_plots.to_matplotlib(figure)
 
 
 def regime_report(detection_summary: dict, training_summary: dict) -> tuple[dict, dict]:

@@ -121,6 +121,10 @@ def fit_ensembles(
     test = ensemble.with_final(test, selection["chosen"])
     weights = ensemble.weights_table(fitted)
     fit_info = {name: f.combiner.info() for name, f in fitted.items()}
+    for name, part in zip(fitted, parts, strict=True):
+        # an ensemble that puts all its weight on one member is that member: say so
+        fit_info[name]["identical_to"] = ensemble.identical_member(
+            standardised, part["prediction"], model_info["models"])
     # The meta-learner's inputs are the per-date standardised predictions, one column per model.
     example = design[model_info["models"]].head(5).fillna(0.0)
     meta_learner = LoggedLearner("ensemble_meta_learner", ensemble.meta_learner_estimator(fitted),
@@ -133,8 +137,14 @@ def report_stacking(
 ) -> tuple[dict, dict]:
     """The ensemble report (JSON artifact) and the `stacking.*` metrics."""
     chosen = selection["chosen"]
+    identical_to = (fit_info.get(chosen) or {}).get("identical_to")
+    if identical_to:
+        logger.warning("stacking: the chosen ensemble %s reproduces %s on every test date (all "
+                       "its weight is on that member): final adds nothing to %s", chosen,
+                       identical_to, identical_to)
     report = {
         "chosen": chosen,
+        "final_identical_to": identical_to,
         "fallback": None if model_info["stacking_enabled"] else (
             f"only {len(model_info['models'])} model(s) succeeded: equal-weight fallback"),
         **model_info,
@@ -148,6 +158,9 @@ def report_stacking(
     # logged as the selection score; `final.oos_rank_ic` is the walk-forward choice's score.
     values["final.selection_rank_ic"] = selection["oos_rank_ic"].get(chosen)
     values["final.oos_rank_ic"] = selection.get("final_nested_rank_ic")
+    values["final.identical_to_member"] = float(identical_to is not None)
+    values.update({f"{m}.identical_to_member": float(bool((info or {}).get("identical_to")))
+                   for m, info in fit_info.items()})
     values["n_models"] = len(model_info["models"])
     values["stacking_enabled"] = float(model_info["stacking_enabled"])
     values["n_validation_folds"] = len(selection["validation_folds"])

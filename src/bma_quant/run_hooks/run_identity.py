@@ -1,0 +1,52 @@
+"""What a run is, in words: its MLflow run name and a readable runner name.
+
+A run is named from what it did, so runs compare at a glance in the MLflow UI:
+``<pipelines> · <data file stem> · <config hash>`` (e.g. ``__default__ · sp500_prices · 3f2a1b9c``);
+the ``run_name`` parameter overrides it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import PurePath
+from typing import Any
+
+CONFIG_HASH_CHARS = 8  # enough to tell configurations apart in a list of runs
+# parameters that label a run without changing what it computes (left out of the config hash)
+LABEL_PARAMS = ("run_name",)
+# Kedro passes str(runner) in run_params, e.g. "<kedro.runner.sequential_runner.SequentialRunner
+# object at 0x7f...>"
+_OBJECT_REPR = re.compile(r"^<(?:[\w]+\.)*(\w+) object at 0x[0-9a-fA-F]+>$")
+
+
+def data_stem(path: str | PurePath | None) -> str | None:
+    """The data file's name without its suffixes: ``data/01_raw/sp500_prices.csv.gz`` ->
+    ``sp500_prices``; None without a path."""
+    if not path:
+        return None
+    name = PurePath(str(path)).name
+    return name.split(".", 1)[0] or name
+
+
+def run_name(pipelines: Sequence[str], data_path: str | PurePath | None,
+             config_hash: str | None, override: str | None = None) -> str:
+    """``override`` when given, else the pipelines, the data file stem and the short config
+    hash, joined by `` · ``."""
+    if override:
+        return str(override)
+    parts = ["+".join(p for p in pipelines if p) or "__default__", data_stem(data_path),
+             (config_hash or "")[:CONFIG_HASH_CHARS] or None]
+    return " · ".join(p for p in parts if p)
+
+
+def runner_name(runner: Any) -> str | None:
+    """The runner's class name (``SequentialRunner``), whether Kedro passes the class name, the
+    object's repr, the runner object or its class."""
+    if runner is None:
+        return None
+    if isinstance(runner, str):
+        match = _OBJECT_REPR.match(runner.strip())
+        return match.group(1) if match else runner
+    cls = runner if isinstance(runner, type) else type(runner)
+    return cls.__name__

@@ -1,0 +1,131 @@
+"""What a run looks like in MLflow: its name, a readable runner tag, the input data set, per-node
+health as a table artifact (not metrics) and system metrics."""
+
+import time
+from types import SimpleNamespace
+
+import kedro.framework.project  # noqa: F401  (configures logging on import: before caplog)
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from bma_quant.hooks import RunHealthHooks, file_fingerprint
+from bma_quant.run_hooks import run_identity
+
+
+def test_data_stem_drops_every_suffix():
+    assert run_identity.data_stem("data/01_raw/sp500_prices.csv.gz") == "sp500_prices"
+    assert run_identity.data_stem("/x/my.panel.parquet") == "my"
+    assert run_identity.data_stem(None) is None
+
+
+def test_run_name_from_pipelines_data_and_config_unless_overridden():
+    name = run_identity.run_name(["feature_engineering", "base_models"],
+                                 "data/01_raw/sp500_prices.csv.gz", "3f2a1b9c77aa01ee")
+    assert name == "feature_engineering+base_models · sp500_prices · 3f2a1b9c"
+    assert run_identity.run_name([], None, None) == "__default__"
+    assert run_identity.run_name(["__default__"], "x.csv", "ab", override="my idea") == "my idea"
+
+
+def test_runner_name_is_the_class_name_whatever_kedro_passes():
+    class SequentialRunner:
+        pass
+
+    repr_ = "<kedro.runner.sequential_runner.SequentialRunner object at 0x7f3a2b1c>"
+    assert run_identity.runner_name(repr_) == "SequentialRunner"
+    assert run_identity.runner_name(SequentialRunner()) == "SequentialRunner"
+    assert run_identity.runner_name(SequentialRunner) == "SequentialRunner"
+    assert run_identity.runner_name("ParallelRunner") == "ParallelRunner"
+
+
+@pytest.fixture
+def tracking(tmp_path):
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = mlflow.create_experiment("tracking_test")
+    yield experiment
+    if mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(previous)
+
+
+def _hooks(tmp_path, raw, params):
+    raw_path = tmp_path / "my_prices.csv"
+    raw.to_csv(raw_path, index=False)
+    hooks = RunHealthHooks()
+    context = SimpleNamespace(project_path=tmp_path, params={
+        "data": {"raw_path": str(raw_path)},
+        "memory": {"sample_seconds": 0.01},
+        "system_metrics": {"enabled": True, "sampling_seconds": 0.05},
+        **params})
+    hooks.after_context_created(context)
+    return hooks, raw_path
+
+
+def _run(hooks, experiment, raw, reads_raw_panel=True):
+    pipeline = SimpleNamespace(nodes=[SimpleNamespace(name="load_raw_data")], all_outputs=lambda: (
+        {"data_processing.raw_panel", "clean_panel"} if reads_raw_panel else {"labels"}))
+    runner = "<kedro.runner.sequential_runner.SequentialRunner object at 0x7f00>"
+    hooks.before_pipeline_run({"pipeline_names": ["data_processing"], "runner": runner}, pipeline)
+    run = mlflow.start_run(experiment_id=experiment, run_name="data_processing")
+    mlflow.set_tag("runner", runner)  # what kedro-mlflow logs from run_params
+    node = SimpleNamespace(name="load_raw_data")
+    hooks.before_node_run(node)
+    time.sleep(0.3)  # a few system-metric samples
+    hooks.after_node_run(node, {"data_processing.raw_panel": raw} if reads_raw_panel else {})
+    mlflow.end_run()
+    hooks.after_pipeline_run(SimpleNamespace(exists=lambda name: False))
+    return MlflowClient().get_run(run.info.run_id)
+
+
+RAW = pd.DataFrame({"date": ["2020-01-02", "2020-01-03"], "ticker": ["A", "A"],
+                    "close": [10.0, 10.5]})
+
+
+def test_run_is_named_tagged_and_logs_its_input_and_health_table(tmp_path, tracking, caplog):
+    hooks, raw_path = _hooks(tmp_path, RAW, {})
+    with caplog.at_level("INFO", logger="bma_quant.progress"):
+        run = _run(hooks, tracking, RAW)
+    progress = [r.getMessage() for r in caplog.records if r.name == "bma_quant.progress"]
+    assert any(line.startswith("[1/1] other") and "load_raw_data" in line
+               for line in progress), progress
+    assert "other done: " in progress[-2], progress  # the layer's last node, then the summary
+    config = run.data.tags["config_hash"][:8]
+    assert run.info.run_name == f"data_processing · my_prices · {config}"
+    assert run.data.tags["runner"] == "SequentialRunner"
+    inputs = run.inputs.dataset_inputs
+    assert len(inputs) == 1
+    dataset = inputs[0].dataset
+    assert dataset.name == "my_prices" and dataset.digest == file_fingerprint(raw_path)
+    assert str(raw_path) in dataset.source and '"num_rows": 2' in dataset.profile
+    metrics = run.data.metrics
+    assert not [k for k in metrics if k.startswith("run_health.")]
+    assert [k for k in metrics if k.startswith("system/")], metrics
+    artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
+    assert "run_health.csv" in artifacts and "run_summary.json" in artifacts
+    table = pd.read_csv(tmp_path / "data/08_reporting/run_health.csv")
+    assert table.loc[0, "node"] == "load_raw_data" and table.loc[0, "status"] == "ok"
+    assert table.loc[0, "seconds"] >= 0.3
+
+
+def test_run_name_parameter_overrides_and_a_run_without_the_loader_logs_the_file(
+        tmp_path, tracking):
+    hooks, raw_path = _hooks(tmp_path, RAW, {"run_name": "lower costs"})
+    run = _run(hooks, tracking, RAW, reads_raw_panel=False)
+    assert run.info.run_name == "lower costs"
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == file_fingerprint(raw_path)
+    assert dataset_input.dataset.source_type == "local"
+
+
+def test_failed_run_writes_its_own_health_table(tmp_path):
+    hooks, _ = _hooks(tmp_path, RAW, {})
+    hooks.before_pipeline_run({"pipeline_names": ["data_processing"]})
+    node = SimpleNamespace(name="load_raw_data")
+    hooks.before_node_run(node)
+    hooks.on_node_error(ValueError("bad close"), node)
+    hooks.on_pipeline_error(ValueError("bad close"), SimpleNamespace(exists=lambda name: False))
+    assert not (tmp_path / "data/08_reporting/run_health.csv").exists()
+    table = pd.read_csv(tmp_path / "data/08_reporting/run_health.failed.csv")
+    assert table.loc[0, "status"] == "failed" and "bad close" in table.loc[0, "error"]

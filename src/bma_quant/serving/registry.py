@@ -75,7 +75,7 @@ def log_and_register(
             python_model=BmaQuantChain(),
             artifacts={CHAIN_ARTIFACT: str(path)},
             signature=signature,
-            extra_pip_requirements=chain_pip_requirements(),
+            pip_requirements=chain_pip_requirements(),
             code_paths=[p for p in (code_paths or []) if Path(p).exists()] or None,
         )
     client = MlflowClient()

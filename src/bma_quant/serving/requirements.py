@@ -2,8 +2,10 @@
 shipped ``bma_quant`` code import at load and predict time, pinned to the installed versions.
 
 MLflow's own inference of requirements misses the learners (xgboost, lightgbm) and statsmodels
-(the Markov-switching regime detector), so a model served in a fresh environment could not load;
-the end-to-end serving test checks this list against a fresh process's imports.
+(the Markov-switching regime detector) and adds the project itself (an editable install pip
+cannot fetch; its code ships with the model), so the list is given whole: mlflow and cloudpickle
+(the pyfunc wrapper) plus the chain's imports. The end-to-end serving test checks it against a
+fresh process's imports.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 CHAIN_DISTRIBUTIONS = (
-    "numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "statsmodels", "lightgbm", "xgboost",
+    "mlflow", "cloudpickle", "numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "statsmodels", "lightgbm", "xgboost",
     "pandera",
 )
 

@@ -98,10 +98,12 @@ def test_adding_a_learner_is_one_registry_entry(planted):
         del models.LEARNERS["ridge"]
 
 
-@pytest.mark.parametrize("name", ["xgboost", "lightgbm"])
+@pytest.mark.parametrize("name", ["xgboost", "lightgbm", "elastic_net"])
 def test_native_fold_path_trains_the_same_model_as_the_refit_wrapper(planted, name):
     frame, folds = planted
-    params = {**DEFAULTS[name], "subsample": 0.8, "colsample_bytree": 0.7}
+    params = dict(DEFAULTS[name])
+    if name != "elastic_net":
+        params.update(subsample=0.8, colsample_bytree=0.7)
     if name == "lightgbm":
         params["subsample_freq"] = 1
     data = training.LearningSet.from_arrays(frame[FEATURES], frame["label"], None, frame["date"])
@@ -113,7 +115,8 @@ def test_native_fold_path_trains_the_same_model_as_the_refit_wrapper(planted, na
     np.testing.assert_allclose(native, wrapper.predict(frame[FEATURES].iloc[test]), atol=1e-6)
     # The binned matrix is built once per fold and reused by later fits.
     matrix = cache.native_matrix(models.get_learner(name).native, 1, params)
-    cache.fit_predict_fold(name, {**params, "learning_rate": 0.05}, 1, seed=5, n_jobs=1)
+    other = {"alpha": 0.05} if name == "elastic_net" else {"learning_rate": 0.05}
+    cache.fit_predict_fold(name, {**params, **other}, 1, seed=5, n_jobs=1)
     assert cache.native_matrix(models.get_learner(name).native, 1, params) is matrix
 
 

@@ -94,3 +94,13 @@ def test_names_without_a_score_get_no_weight():
 def test_bad_rules_are_refused_by_name(rule, name):
     with pytest.raises(ValueError, match=name):
         PortfolioRule(**rule)
+
+
+def test_uneven_sides_are_trimmed_to_stay_net_zero():
+    # tied best scores share the top half: 4 names long, 2 short; the short side holds only
+    # 2 x 0.2 under the cap, so the long side is scaled to the same 0.4 (0.1 per name)
+    frame = pd.DataFrame({"ticker": list("abcdef"), "score": [1.0, 2.0, 3.0, 3.0, 3.0, 3.0]})
+    w, q, summary = _weights(frame, n_quantiles=2, max_weight=0.2)
+    assert w.to_dict() == pytest.approx({"a": -0.2, "b": -0.2, "c": 0.1, "d": 0.1, "e": 0.1,
+                                         "f": 0.1})
+    assert summary["net"] == pytest.approx(0.0) and summary["gross"] == pytest.approx(0.8)

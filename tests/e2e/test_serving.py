@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import socket
 import subprocess
 import sys
@@ -126,7 +127,7 @@ def test_logged_requirements_cover_what_the_chain_imports(project):
     registration = json.loads((project / "data/08_reporting/model_registration.json").read_text())
     chain_dir = next(path.parent for path in (project / "mlruns").rglob("MLmodel")
                      if "python_model" in path.read_text())  # the pyfunc chain, not a learner
-    pins = {line.split("==")[0].strip().lower()
+    pins = {_normalise(line.split("==")[0])
             for line in (chain_dir / "requirements.txt").read_text().splitlines() if line.strip()}
     assert {"xgboost", "lightgbm", "statsmodels"} <= pins, pins
     assert "bma-quant" not in pins  # ships as code; pip could not fetch it
@@ -137,15 +138,21 @@ def test_logged_requirements_cover_what_the_chain_imports(project):
         f"chain.predict(pd.read_parquet(r'{project}/data/01_raw/synthetic_prices.parquet'))\n"
         "dists = md.packages_distributions()\n"
         "roots = {m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names)\n"
-        "print(sorted({d.lower() for r in roots for d in dists.get(r, [])}))\n"
+        "print(sorted({d for r in roots for d in dists.get(r, [])}))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=project, capture_output=True,
                             text=True, env=kedro_env(project), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    imported = set(json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"')))
+    imported = {_normalise(name) for name in
+                json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"'))}
     # the project itself ships as code; the rest comes with a pinned distribution
-    missing = imported - _with_dependencies(pins) - {"bma_quant", "bma-quant"}
+    missing = imported - _with_dependencies(pins) - {"bma-quant"}
     assert not missing, (missing, registration["model_uri"])
+
+
+def _normalise(name: str) -> str:
+    """PEP 503 name: typing_inspect, Typing.Inspect and typing-inspect are one distribution."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 def _with_dependencies(names: set[str]) -> set[str]:
@@ -154,14 +161,14 @@ def _with_dependencies(names: set[str]) -> set[str]:
 
     from packaging.requirements import Requirement
 
-    seen, todo = set(), [n.lower() for n in names]
+    seen, todo = set(), [_normalise(n) for n in names]
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
         try:
-            todo.extend(Requirement(r).name.lower() for r in requires(name) or [])
+            todo.extend(_normalise(Requirement(r).name) for r in requires(name) or [])
         except PackageNotFoundError:
             continue
     return seen

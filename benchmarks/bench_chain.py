@@ -12,6 +12,7 @@ machine. Results go to benchmarks/results.md (section `chain`) and to the MLflow
     .venv/bin/python benchmarks/bench_chain.py                 # S, M, L
     CHAIN_SIZES=S,M .venv/bin/python benchmarks/bench_chain.py
     CHAIN_PROJECT=/path/to/other/checkout ...                  # time another version of the chain
+    CHAIN_EXTRA_PARAMS="base_models.tuning.timeout=null" ...   # extra --params for every size
 
 S cannot hold the default 756-day first training window: it runs with cv.min_train_days=252.
 """
@@ -40,6 +41,8 @@ from tests.e2e import project_copy
 SIZES = {"S": (100, 1000), "M": (500, 2520), "L": (2000, 2520)}
 SEED = 2024  # a market no test uses
 SIZE_PARAMS = {"S": {"cv.min_train_days": 252}}
+EXTRA_PARAMS = dict(item.split("=", 1) for item in
+                    os.environ.get("CHAIN_EXTRA_PARAMS", "").split(",") if "=" in item)
 LAYERS = ("data_processing", "feature_engineering", "base_models", "regime_models", "stacking",
           "evaluation")
 
@@ -80,7 +83,7 @@ def run_chain(size: str, source: Path) -> dict:
         project = project_copy.copy_project(Path(tmp))
         panel = write_panel(project, n_tickers, n_days)
         params = {"data.raw_path": str(panel.relative_to(project)), "data.index_path": "null",
-                  "periods.dev_start": "null", **SIZE_PARAMS.get(size, {})}
+                  "periods.dev_start": "null", **SIZE_PARAMS.get(size, {}), **EXTRA_PARAMS}
         args = ["run", "--params", ",".join(f"{k}={v}" for k, v in params.items())]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
@@ -220,6 +223,8 @@ def main() -> int:
         raise SystemExit(f"CHAIN_SIZES: unknown size(s) {unknown}; choose from {sorted(SIZES)}")
     source = Path(os.environ.get("CHAIN_PROJECT", ROOT)).resolve()
     label = "this checkout" if source == ROOT else str(source)
+    if EXTRA_PARAMS:
+        label += f" with {EXTRA_PARAMS}"
     results = []
     for size in sizes:
         print(f"== chain {size} {SIZES[size]}", flush=True)

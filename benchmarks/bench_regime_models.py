@@ -53,13 +53,13 @@ def run_nodes(data: dict, params: dict, fear_greed: dict) -> tuple[NodeTimer, di
     timed = NodeTimer()
 
     inputs = timed("build_detector_inputs", nodes.build_detector_inputs, data["primary_panel"],
-                   data["market"], fear_greed)
+                   data["market"], fear_greed, params)
     regimes, detector, detection = timed("detect_regimes", nodes.detect_regimes, inputs,
                                          data["date_split"], params)
-    oof, test, model, training = timed(
+    oof, test, model, training, _ = timed(
         "train_regime_models", nodes.train_regime_models, data["model_input"],
         data["sample_weights"], data["cv_folds"], data["date_split"], inputs, regimes, detector,
-        data["base_model_status"], params, fear_greed)
+        data["base_model_status"], None, params, fear_greed)
     timed("regime_timeline", nodes.regime_timeline, regimes, data["market"], data["date_split"],
           params)
     report, metrics = timed("regime_report", nodes.regime_report, detection, training)

@@ -269,3 +269,21 @@ def test_run_guarded_records_a_failure_instead_of_raising():
     assert "boom" in failed.traceback
     ok = training.run_guarded("x", lambda a: a + 1, 1)
     assert ok.ok and ok.value == 2
+
+
+def test_tuning_folds_can_be_thinned_to_whole_dates_and_test_rows_never_are(planted):
+    frame, folds = planted
+    data = training.LearningSet.from_arrays(frame[FEATURES], frame["label"], None, frame["date"])
+    full = training.FoldCache(data, folds)
+    thin = training.FoldCache(data, folds, max_train_rows=3000)
+    for (train, test), (thin_train, thin_test) in zip(full.rows, thin.rows, strict=True):
+        np.testing.assert_array_equal(test, thin_test)
+        assert set(thin_train) <= set(train)
+        if len(train) > 3000:
+            assert len(thin_train) <= 3000 + 50  # whole dates: at most one date's names over
+            kept = pd.Series(data.dates[thin_train]).value_counts()
+            every = pd.Series(data.dates[train]).value_counts()
+            assert (kept == every.reindex(kept.index)).all()  # each kept date is complete
+        else:
+            np.testing.assert_array_equal(train, thin_train)
+    assert training.thin_training_dates(full.rows[0][0], data.dates, None) is full.rows[0][0]

@@ -145,3 +145,71 @@ def test_regime_stats():
     assert stats["share_bull"] == 0.8 and stats["share_bear"] == 0.2
     assert stats["share_neutral"] == 0.0
     assert stats["switches"] == 2 and stats["mean_duration_days"] == pytest.approx(10 / 3)
+
+
+HMM = {"columns": ["trend", "volatility", "dispersion", "breadth", "perf_momentum",
+                   "perf_reversal", "perf_low_volatility", "fear_greed"],
+       "order_column": "trend", "n_iter": 15, "covariance_floor": 0.05, "stay_prior": 0.95,
+       "min_state_share": 0.02, "seed": 0}
+
+
+def _evidence_inputs(sm, end: int | None) -> pd.DataFrame:
+    from bma_quant.core.regime_evidence import regime_evidence
+
+    close = sm.panel.pivot(index="date", columns="ticker", values="close")
+    market = _market(sm)
+    if end is not None:
+        close, market = close.iloc[:end], market.iloc[:end]
+    return R.detector_inputs(market, fear_greed_index(close, market),
+                             regime_evidence(close, market, {}))
+
+
+def test_evidence_and_hmm_regimes_are_prefix_invariant_and_fitted_on_fit_dates_only(synthetic):
+    full = _evidence_inputs(synthetic, None)
+    fit_end = full.index[700]
+    detector = R.make_detector("hmm", HMM, 5).fit(full.loc[:fit_end])
+    everything = detector.detect(full)
+    for end in (800, 1100):
+        prefix = _evidence_inputs(synthetic, end)
+        pd.testing.assert_frame_equal(prefix, full.iloc[:end], check_freq=False)
+        pd.testing.assert_frame_equal(detector.detect(prefix), everything.iloc[:end])
+    # Changing every date after fit_end leaves the fitted parameters unchanged.
+    perturbed = full.copy()
+    perturbed.loc[perturbed.index > fit_end, HMM["columns"]] *= 3.0
+    again = R.make_detector("hmm", HMM, 5).fit(perturbed.loc[:fit_end])
+    np.testing.assert_array_equal(again.model.means, detector.model.means)
+    np.testing.assert_array_equal(again.model.transition, detector.model.transition)
+
+
+def test_hmm_filter_never_reads_later_rows():
+    """Mutation guard: a smoothed (forward-backward) posterior would change earlier rows."""
+    from bma_quant.core.gaussian_hmm import filter_probabilities, fit_gaussian_hmm
+
+    rng = np.random.default_rng(0)
+    states = np.repeat([0, 1, 2, 0], 150)
+    x = rng.normal(np.array([-2.0, 0.0, 2.0])[states][:, None], 1.0, (600, 2))
+    model = fit_gaussian_hmm(x, 3, n_iter=20)
+    full = filter_probabilities(model, x)
+    changed = x.copy()
+    changed[400:] = 50.0
+    np.testing.assert_allclose(filter_probabilities(model, changed)[:400], full[:400])
+    # The filter recovers the planted states (up to naming).
+    order = np.argsort(model.means[:, 0])
+    assert np.mean(order[full.argmax(axis=1)] == states) > 0.9 or np.mean(
+        np.argsort(order)[full.argmax(axis=1)] == states) > 0.9
+
+
+def test_detection_agreement_known_answers():
+    dates = pd.bdate_range("2020-01-01", periods=6)
+    truth = pd.DataFrame({"date": dates, "regime": ["bull", "bull", "neutral", "bear", "bear",
+                                                    "bear"]})
+    swapped = {"bull": "bear", "bear": "bull", "neutral": "neutral"}
+    detected = truth.assign(regime=truth["regime"].map(swapped))
+    for column, regime in zip(R.PROBABILITY_COLUMNS, R.REGIMES, strict=True):
+        detected[column] = (truth["regime"] == regime).astype(float) * 0.5 + 0.5 / 3
+    out = R.detection_agreement(detected, truth)
+    assert out["accuracy"] == pytest.approx(1 / 6)  # only the neutral day has the same name
+    assert out["best_match_accuracy"] == 1.0
+    assert out["probability"] == pytest.approx(0.5 + 0.5 / 3)
+    with pytest.raises(ValueError, match="share no date"):
+        R.detection_agreement(detected.assign(date=dates + pd.Timedelta(days=100)), truth)

@@ -203,3 +203,37 @@ def test_to_wide_close_matches_the_panel():
 def test_invalid_arguments_are_refused(arguments, message):
     with pytest.raises(ValueError, match=message):
         generate_synthetic_market(**{"n_tickers": 5, "n_days": 50, **arguments})
+
+
+def test_regime_factor_mode_switches_which_price_factor_pays():
+    """Known answer of the hard regime mode: each factor's RankIC with the label has, in each true
+    regime, the sign of its planted payoff (momentum pays in bull and costs in bear, reversal pays
+    in neutral, low volatility pays in bear and costs in bull)."""
+    from bma_quant.core.synthetic import PAYOFF_FACTORS, REGIME_FACTOR_MARKET, price_factor_scores
+
+    sm = generate_synthetic_market(150, 1200, seed=5, **REGIME_FACTOR_MARKET)
+    assert REGIME_FACTOR_MARKET["signal_strength"] == 0.0  # only the price factors pay
+    close = _wide(sm.panel, "close")
+    log_returns = np.vstack([np.zeros((1, close.shape[1])), np.diff(np.log(close), axis=0)])
+    windows = {"momentum": 20, "reversal": 5, "low_volatility": 20}
+    scores = np.array([price_factor_scores(log_returns[max(1, t - 19): t + 1], windows)
+                       for t in range(close.shape[0])])
+    labels = _labels(sm.panel)
+    regime = sm.regimes["regime"].to_numpy()
+    payoffs = REGIME_FACTOR_MARKET["factor_payoffs"]
+    for k, factor in enumerate(PAYOFF_FACTORS):
+        ic = _daily_rank_ic(scores[:, k], labels)
+        for name in REGIMES:
+            planted = payoffs[factor][name]
+            mean_ic = np.nanmean(ic[(regime == name) & (np.arange(ic.size) >= 25)])
+            if planted != 0:  # (a factor without payoff still correlates with one that pays)
+                assert np.sign(mean_ic) == np.sign(planted) and abs(mean_ic) > 0.02, (
+                    factor, name, mean_ic)
+    # The expected return carries what the state and the factors are worth.
+    expected = _wide(sm.expected_return, "expected_return")
+    assert np.nanmean(_daily_rank_ic(expected, labels)) > 0.05
+
+
+def test_regime_factor_mode_refuses_unknown_factors():
+    with pytest.raises(ValueError, match="unknown factors"):
+        generate_synthetic_market(10, 100, factor_payoffs={"value": dict.fromkeys(REGIMES, 1.0)})

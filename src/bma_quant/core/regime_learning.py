@@ -6,7 +6,14 @@ dates). A regime with fewer rows (or none) is served by a *fallback*: the global
 all rows with regime-stability sample weights, the probability the detector gives to the regime
 each row's date was labelled with (floored), times the time-decay weight. A row's prediction comes
 from the model of its date's regime (`combine="route"`) or is the probability-weighted mix of every
-regime's model (`combine="blend"`).
+regime's model by the filtered probabilities (`combine="blend"`, soft).
+
+Context features (`context_columns`, issue 12): every model also sees its date's regime
+probabilities p_* and the market-wide evidence columns carried in the regimes table (trend,
+volatility, dispersion, breadth, trailing factor performance; `core.regime_evidence`), so trees can
+learn how a factor's payoff depends on the state. They come from the same regimes table as the
+labels: in cross-validation that is the fold's own detector, fitted on the fold's training dates,
+so out-of-fold predictions see nothing fitted on later dates.
 
 Cross-validation uses the shared purged folds: fold k's models are trained on fold k's training
 rows only, with the regimes a detector fitted on fold k's training dates gives (see
@@ -28,11 +35,13 @@ from bma_quant.core import models, training
 from bma_quant.core.cv import DateFold
 from bma_quant.core.fear_greed import fear_greed_index
 from bma_quant.core.metrics import mean_rank_ic
+from bma_quant.core.regime_evidence import regime_evidence
 from bma_quant.core.regimes import (
     PROBABILITY_COLUMNS,
     REGIMES,
     RegimeDetector,
     detector_inputs,
+    regime_table,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,6 +59,7 @@ class RegimeLearningConfig:
     seed: int = 0
     n_jobs: int = 1
     target_transform: str = "rank"  # per-date label transform the learner is fitted on
+    context_columns: tuple[str, ...] = ()  # regimes-table columns added to every model's features
 
     def __post_init__(self):
         if self.combine not in COMBINE_MODES:
@@ -98,6 +108,25 @@ def regimes_of_rows(row_dates, regimes: pd.DataFrame) -> tuple[np.ndarray, np.nd
     return labels, probabilities
 
 
+def with_context(
+    X: pd.DataFrame, row_dates, regimes: pd.DataFrame, context_columns
+) -> pd.DataFrame:
+    """X plus each row's date's `context_columns` from the regimes table (one value per date)."""
+    if not context_columns:
+        return X
+    missing = [c for c in context_columns if c not in regimes.columns]
+    if missing:
+        raise KeyError(f"context columns {missing} are not in the regimes table "
+                       f"(columns: {list(regimes.columns)})")
+    table = regimes.set_index("date")[list(context_columns)]
+    position = table.index.get_indexer(pd.DatetimeIndex(row_dates))
+    if (position < 0).any():
+        raise KeyError("rows without a regime date: cannot add context features")
+    values = table.to_numpy(dtype=np.float32)[position]
+    context = pd.DataFrame(values, columns=[f"ctx_{c}" for c in context_columns], index=X.index)
+    return pd.concat([X, context], axis=1)
+
+
 def stability_weights(labels: np.ndarray, probabilities: np.ndarray, floor: float) -> np.ndarray:
     """Probability of each row's own (smoothed) regime, floored: rows of settled regimes count
     more than rows around a switch."""
@@ -128,6 +157,8 @@ class RegimeAwareModel:
     detector: RegimeDetector | None = None
     fear_greed_params: dict | None = None
     training_rows: dict[str, int] = field(default_factory=dict)
+    context_columns: tuple[str, ...] = ()
+    evidence_params: dict | None = None
 
     @property
     def name(self) -> str:
@@ -150,13 +181,13 @@ class RegimeAwareModel:
     def regimes_for(self, close_wide: pd.DataFrame, market: pd.DataFrame) -> pd.DataFrame:
         """The `regimes` table for new data: date x ticker closes and the `market` frame."""
         fear_greed = fear_greed_index(close_wide, market, self.fear_greed_params or {})
-        table = self.detect(detector_inputs(market, fear_greed))
-        table["fear_greed"] = fear_greed.reindex(pd.DatetimeIndex(table["date"])).to_numpy()
-        return table
+        evidence = regime_evidence(close_wide, market, self.evidence_params or {})
+        inputs = detector_inputs(market, fear_greed, evidence)
+        return regime_table(self.detect(inputs), inputs)
 
     def predict(self, rows: pd.DataFrame, regimes: pd.DataFrame) -> pd.Series:
         labels, probabilities = regimes_of_rows(rows["date"], regimes)
-        X = rows[self.feature_names]
+        X = with_context(rows[self.feature_names], rows["date"], regimes, self.context_columns)
         out = np.zeros(len(rows), dtype=np.float64)
         if self.combine == "route":
             for regime in REGIMES:
@@ -189,6 +220,8 @@ def fit_regime_models(
     row_dates = pd.DatetimeIndex(row_dates)
     labelled = np.isfinite(y)
     labels, probabilities = regimes_of_rows(row_dates, regimes)
+    feature_names = list(X.columns)
+    X = with_context(X, row_dates, regimes, config.context_columns)
     counts = {r: int((labelled & (labels == r)).sum()) for r in REGIMES}
     estimators = {}
     for regime in REGIMES:
@@ -208,11 +241,12 @@ def fit_regime_models(
                                row_dates[rows])
     return RegimeAwareModel(
         learner=config.learner,
-        feature_names=list(X.columns),
+        feature_names=feature_names,
         estimators=estimators,
         fallback=fallback,
         combine=config.combine,
         training_rows=counts,
+        context_columns=tuple(config.context_columns),
     )
 
 
@@ -238,12 +272,15 @@ def cross_validate_regime_models(
     fold_regimes: Callable[[DateFold], pd.DataFrame],
     config: RegimeLearningConfig,
     compare_global: bool = True,
+    global_predictions: np.ndarray | None = None,
 ) -> RegimeCVResult:
     """Regime-aware out-of-fold predictions on `folds` (and the plain global model's, to compare).
 
     `fold_regimes(fold)` returns the regimes for all dates as seen by a detector fitted on that
     fold's training dates only; fold k's models see fold k's training rows only. The global model
-    is base_models' own fold loop (`core.training.fit_predict_folds`) with the same parameters."""
+    is base_models' own fold loop (`core.training.fit_predict_folds`) with the same parameters;
+    `global_predictions` (one per row of X, e.g. base_models' own out-of-fold predictions of the
+    same learner and parameters) is used instead of refitting it when given."""
     y = np.asarray(y, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
     row_dates = pd.DatetimeIndex(row_dates)
@@ -281,7 +318,9 @@ def cross_validate_regime_models(
     if not parts:
         raise ValueError("no fold has test rows among the given development rows")
     oof = pd.concat(parts, ignore_index=True)
-    if compare_global:
+    if compare_global and global_predictions is not None:
+        oof["global_prediction"] = np.asarray(global_predictions, np.float64)[oof["row"].to_numpy()]
+    elif compare_global:
         row_ids = np.arange(len(y))  # passed as "tickers" so predictions map back to rows
         global_oof, _ = training.fit_predict_folds(
             config.learner, dict(config.params), X, y, weights, row_dates, folds,

@@ -18,7 +18,13 @@ Two detectors share one interface: `fit(inputs)` on development (or fold-trainin
   (a state holding less than `min_state_share` of the fit dates, e.g. a variance collapsed onto a
   few outliers), raises `DetectorFitError`; `fit_detector` then falls back to the rules.
 
-Both then apply causal minimum-duration smoothing: the regime switches only once the raw state has
+- `HmmDetector`: a 3-state Gaussian HMM over several evidence columns (`core.regime_evidence`:
+  market trend and volatility, dispersion, breadth, trailing factor-portfolio performance, and
+  fear-greed), standardised with fit-date moments and fitted by EM on the fit dates
+  (`core.gaussian_hmm`); the state at t is the forward-filtered P(s_t | x_1..x_t), never a
+  smoothed or Viterbi path. States are named by their mean of `order_column` (highest = bull).
+
+All then apply causal minimum-duration smoothing: the regime switches only once the raw state has
 been the new one for `min_duration` consecutive days. Everything at t uses data <= t only, so
 labels are prefix-invariant once the detector is fitted.
 """
@@ -44,8 +50,11 @@ class DetectorFitError(RuntimeError):
     """A detector could not be fitted (e.g. the Markov likelihood did not converge)."""
 
 
-def detector_inputs(market: pd.DataFrame, fear_greed: pd.Series | None) -> pd.DataFrame:
-    """Date-indexed `market_return`, `market_level`, `fear_greed` on the market's calendar.
+def detector_inputs(
+    market: pd.DataFrame, fear_greed: pd.Series | None, evidence: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Date-indexed `market_return`, `market_level`, `fear_greed` on the market's calendar, plus
+    the columns of `evidence` (date-indexed, `core.regime_evidence`) when given.
 
     The first market return is undefined (NaN); it is set to 0, which carries no information."""
     frame = market.set_index("date")[["market_return", "market_level"]].sort_index().copy()
@@ -57,6 +66,11 @@ def detector_inputs(market: pd.DataFrame, fear_greed: pd.Series | None) -> pd.Da
         fear_greed.index = pd.DatetimeIndex(fear_greed.index)
         frame["fear_greed"] = fear_greed.reindex(frame.index).astype(np.float64)
     frame.index = pd.DatetimeIndex(frame.index, name="date")
+    if evidence is not None:
+        evidence = evidence.copy()
+        evidence.index = pd.DatetimeIndex(evidence.index)
+        for column in evidence.columns:
+            frame[column] = evidence[column].reindex(frame.index).astype(np.float64)
     return frame
 
 
@@ -269,8 +283,75 @@ class MarkovDetector(RegimeDetector):
         return np.asarray(filtered)[:, self.state_order]
 
 
+@dataclass
+class HmmDetector(RegimeDetector):
+    """Three-state Gaussian HMM over several evidence columns, forward-filtered."""
+
+    columns: tuple[str, ...] = ("trend", "volatility", "fear_greed")
+    order_column: str = "trend"
+    n_iter: int = 30
+    covariance_floor: float = 0.05
+    stay_prior: float = 0.95
+    min_state_share: float = 0.02
+    seed: int = 0
+    center: np.ndarray | None = field(default=None, init=False)
+    scale: np.ndarray | None = field(default=None, init=False)
+    model: object | None = field(default=None, init=False)
+    state_order: np.ndarray | None = field(default=None, init=False)
+    state_shares: np.ndarray | None = field(default=None, init=False)
+
+    name = "hmm"
+
+    def _matrix(self, inputs: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self.columns if c not in inputs.columns]
+        if missing:
+            raise DetectorFitError(f"hmm detector: evidence columns {missing} are not in the "
+                                   f"detector inputs (have {list(inputs.columns)})")
+        values = inputs[list(self.columns)].to_numpy(dtype=np.float64)
+        return (values - self.center) / self.scale
+
+    def _fit(self, inputs: pd.DataFrame) -> None:
+        from bma_quant.core.gaussian_hmm import filter_probabilities, fit_gaussian_hmm
+
+        if self.order_column not in self.columns:
+            raise ValueError(f"hmm detector: order_column {self.order_column!r} must be one of "
+                             f"its columns {list(self.columns)}")
+        self.center, self.scale = np.zeros(len(self.columns)), np.ones(len(self.columns))
+        raw = self._matrix(inputs)
+        # Fit-date moments; a column without values on the fit dates is left out (all NaN).
+        self.center = np.nanmean(raw, axis=0) if np.isfinite(raw).any() else self.center
+        self.scale = np.nanstd(raw, axis=0)
+        unusable = ~np.isfinite(self.center) | ~(self.scale > 0)
+        if unusable.all():
+            raise DetectorFitError("hmm detector: no evidence values on the fit dates")
+        if unusable.any():
+            logger.warning("hmm detector: evidence %s has no spread on the fit dates; dropped",
+                           [c for c, u in zip(self.columns, unusable, strict=True) if u])
+            self.columns = tuple(c for c, u in zip(self.columns, unusable, strict=True) if not u)
+            self.center, self.scale = self.center[~unusable], self.scale[~unusable]
+        x = self._matrix(inputs)
+        try:
+            self.model = fit_gaussian_hmm(x, len(REGIMES), n_iter=self.n_iter,
+                                          covariance_floor=self.covariance_floor,
+                                          stay_prior=self.stay_prior, seed=self.seed)
+        except (ValueError, np.linalg.LinAlgError) as error:
+            raise DetectorFitError(f"hmm detector: fit failed: {error}") from error
+        shares = filter_probabilities(self.model, x).mean(axis=0)
+        if shares.min() < self.min_state_share:
+            raise DetectorFitError(f"hmm detector: degenerate state (filtered shares "
+                                   f"{np.round(shares, 4)}, min {self.min_state_share})")
+        order_means = self.model.means[:, self.columns.index(self.order_column)]
+        self.state_order = np.argsort(-order_means)  # highest trend = bull
+        self.state_shares = shares[self.state_order]
+
+    def _raw_probabilities(self, inputs: pd.DataFrame) -> np.ndarray:
+        from bma_quant.core.gaussian_hmm import filter_probabilities
+
+        return filter_probabilities(self.model, self._matrix(inputs))[:, self.state_order]
+
+
 def make_detector(kind: str, params: dict, min_duration: int) -> RegimeDetector:
-    """A detector from its parameter block (`rules` or `markov`)."""
+    """A detector from its parameter block (`rules`, `markov` or `hmm`)."""
     if kind == "rules":
         return RulesDetector(
             min_duration=min_duration,
@@ -293,7 +374,18 @@ def make_detector(kind: str, params: dict, min_duration: int) -> RegimeDetector:
             min_state_share=float(params["min_state_share"]),
             state_order_by=str(params["state_order_by"]),
         )
-    raise ValueError(f"regime detector must be 'rules' or 'markov', got {kind!r}")
+    if kind == "hmm":
+        return HmmDetector(
+            min_duration=min_duration,
+            columns=tuple(params["columns"]),
+            order_column=str(params["order_column"]),
+            n_iter=int(params["n_iter"]),
+            covariance_floor=float(params["covariance_floor"]),
+            stay_prior=float(params["stay_prior"]),
+            min_state_share=float(params["min_state_share"]),
+            seed=int(params["seed"]),
+        )
+    raise ValueError(f"regime detector must be 'rules', 'markov' or 'hmm', got {kind!r}")
 
 
 @dataclass(frozen=True)
@@ -307,7 +399,8 @@ class DetectorFit:
 def fit_detector(
     kind: str, params: dict, inputs: pd.DataFrame, fit_end, min_duration: int
 ) -> DetectorFit:
-    """Fit the `kind` detector on dates <= fit_end; a Markov failure falls back to the rules."""
+    """Fit the `kind` detector on dates <= fit_end; a Markov or HMM failure falls back to the
+    rules."""
     fit_rows = inputs.loc[: pd.Timestamp(fit_end)]
     detector = make_detector(kind, params[kind], min_duration)
     try:
@@ -318,6 +411,17 @@ def fit_detector(
         logger.warning("%s; falling back to the rules detector", error)
         rules = make_detector("rules", params["rules"], min_duration).fit(fit_rows)
         return DetectorFit(rules, kind, True, str(error))
+
+
+def regime_table(detected: pd.DataFrame, inputs: pd.DataFrame) -> pd.DataFrame:
+    """`detect()` output plus the detector inputs' market-wide columns other than the market
+    series itself (fear_greed and any evidence columns), by date: the `regimes` dataset."""
+    extra = [c for c in inputs.columns if c not in ("market_return", "market_level")]
+    values = inputs[extra].reindex(pd.DatetimeIndex(detected["date"]))
+    out = detected.copy()
+    for column in extra:
+        out[column] = values[column].to_numpy(dtype=np.float64)
+    return out
 
 
 def regime_stats(regimes: pd.DataFrame) -> dict[str, float]:
@@ -338,3 +442,28 @@ def detection_accuracy(detected: pd.DataFrame, truth: pd.DataFrame) -> float:
     """Share of dates whose detected regime equals the true one (synthetic markets)."""
     merged = detected[["date", "regime"]].merge(truth[["date", "regime"]], on="date")
     return float((merged["regime_x"] == merged["regime_y"]).mean())
+
+
+def detection_agreement(detected: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
+    """Agreement of detected with true regimes on the dates both have (synthetic markets):
+    `accuracy` (same label), `best_match_accuracy` (labels matched to the truth's by the best
+    permutation, since an unsupervised detector's names are a convention) and `probability`
+    (mean probability the detector gives the true regime, when it has p_* columns)."""
+    from itertools import permutations
+
+    merged = detected.merge(truth[["date", "regime"]].rename(columns={"regime": "truth"}),
+                            on="date")
+    if merged.empty:
+        raise ValueError("detection_agreement: the detected and true regimes share no date")
+    found, true = merged["regime"].to_numpy(str), merged["truth"].to_numpy(str)
+    best = max(
+        float(np.mean(np.array([dict(zip(REGIMES, p, strict=True))[r] for r in found]) == true))
+        for p in permutations(REGIMES)
+    )
+    out = {"accuracy": float(np.mean(found == true)), "best_match_accuracy": best}
+    if set(PROBABILITY_COLUMNS) <= set(merged.columns):
+        column = {r: k for k, r in enumerate(REGIMES)}
+        probabilities = merged[list(PROBABILITY_COLUMNS)].to_numpy(np.float64)
+        out["probability"] = float(np.mean(
+            probabilities[np.arange(len(true)), [column[r] for r in true]]))
+    return out

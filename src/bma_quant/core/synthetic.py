@@ -14,12 +14,22 @@ the prices. Daily log return of ticker i on day s:
   close(t+d+h), and its persistence carries it through the rest of the window.
 - signal_1 and noise_1..noise_k are per-ticker AR(1) series standardised across tickers each day;
   the noise columns never enter the returns.
+- Regime factor payoffs (`factor_payoffs`, off by default): price-derived factors computed from the
+  realised returns up to s - d - 1 (momentum: `momentum_window`-day log return; reversal: minus the
+  `reversal_window`-day log return; low_volatility: minus the `volatility_window`-day volatility of
+  daily log returns), each standardised across tickers, add
+      drift[s, i] += payoff[factor][regime[s]] / horizon * z_factor[s - d - 1, i]
+  so which factor pays, and with which sign, is set by the latent regime. A model has to compute
+  the factors from prices and tell the state; with mild `market_drift` / `market_vol` differences
+  (see REGIME_FACTOR_MARKET) the state shows only partly in the index.
 
 `expected_return` at t is the mean log return of the label window s = t+d+1 .. t+d+h given the
 latent path (regimes, betas, signals) and the returns up to the window's start t+d: the market
 drift through beta plus the signal drift the generator put there, plus the reversal drift forecast
 from the returns before the window (the reversal's reaction to shocks inside the window is not
-knowable when the window opens, so it is left out). With every volatility at zero it equals the
+knowable when the window opens, so it is left out). The factor-payoff drift is forecast the same
+way: each window day's payoff (its true regime) times the latest factor scores known at the
+window's start t+d (scores move with shocks inside the window, which are not knowable). With every volatility at zero it equals the
 realised log return of the window exactly; for the small values involved it is close to the
 expected simple return the labels measure.
 """
@@ -43,6 +53,24 @@ DEFAULT_MARKET_DRIFT = MappingProxyType({"bull": 0.0008, "neutral": 0.0003, "bea
 DEFAULT_MARKET_VOL = MappingProxyType({"bull": 0.007, "neutral": 0.010, "bear": 0.018})
 
 INITIAL_MARKET_LEVEL = 100.0
+
+PAYOFF_FACTORS = ("momentum", "reversal", "low_volatility")
+# The hard regime mode (issue 12): which price factor pays switches with the latent state, and the
+# state moves the index only mildly (drifts and vols much closer than the defaults). Payoffs are
+# horizon log returns per cross-sectional standard deviation of the factor. Momentum pays in bull
+# and turns against you in bear; reversal pays in neutral; low volatility pays in bear and costs
+# in bull.
+REGIME_FACTOR_MARKET = MappingProxyType({
+    "signal_strength": 0.0,
+    "n_noise_factors": 0,
+    "factor_payoffs": {
+        "momentum": {"bull": 0.010, "neutral": 0.0, "bear": -0.010},
+        "reversal": {"bull": 0.0, "neutral": 0.010, "bear": 0.0},
+        "low_volatility": {"bull": -0.006, "neutral": 0.0, "bear": 0.010},
+    },
+    "market_drift": {"bull": 0.0005, "neutral": 0.0002, "bear": -0.0002},
+    "market_vol": {"bull": 0.009, "neutral": 0.010, "bear": 0.012},
+})
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no boolean equality
@@ -83,6 +111,9 @@ def generate_synthetic_market(
     sector_vol: float = 0.008,
     idiosyncratic_vol: float = 0.03,
     ohlcv: bool = True,
+    factor_payoffs: Mapping[str, Mapping[str, float]] | None = None,
+    momentum_window: int = 20,
+    volatility_window: int = 20,
 ) -> SyntheticMarket:
     """Generate a daily panel with a planted signal, latent regimes and known expected returns.
 
@@ -98,6 +129,11 @@ def generate_synthetic_market(
     beta_dispersion, sector_vol, idiosyncratic_vol: cross-sectional spread of market betas around
         1 and daily volatilities of the sector and idiosyncratic shocks.
     ohlcv: add open, high, low and volume columns (otherwise close only).
+    factor_payoffs: {factor: {regime: payoff}} for factors in PAYOFF_FACTORS (missing factors pay
+        nothing); payoff = horizon log return per cross-sectional standard deviation of the factor
+        in that regime. None disables the mode.
+    momentum_window, volatility_window: windows of the momentum and low-volatility factors (the
+        reversal factor uses reversal_window).
     """
     _validate_arguments(
         n_tickers=n_tickers,
@@ -110,6 +146,8 @@ def generate_synthetic_market(
         horizon=horizon,
         execution_delay=execution_delay,
         regime_stay_probability=regime_stay_probability,
+        factor_payoffs=factor_payoffs,
+        factor_windows=(momentum_window, volatility_window),
         per_regime={
             "regime_signal_multipliers": regime_signal_multipliers,
             "market_drift": market_drift,
@@ -151,8 +189,16 @@ def generate_synthetic_market(
     returns = exogenous_drift + shocks
     returns[0] = 0.0  # day 0 is the base date of every price series
     expected = _window_sums(exogenous_drift, execution_delay, horizon)
-    if reversal_strength > 0:
+    if factor_payoffs:
+        payoffs = _payoff_matrix(factor_payoffs)[:, regime_codes]  # (factor, day)
+        windows = {"momentum": momentum_window, "reversal": reversal_window,
+                   "low_volatility": volatility_window}
+        scores = _add_factor_payoffs(returns, payoffs, windows, lag, horizon,
+                                     reversal_strength, reversal_window)
+        expected += _expected_factor_sums(scores, payoffs, execution_delay, horizon)
+    elif reversal_strength > 0:
         _add_reversal(returns, reversal_strength, reversal_window)
+    if reversal_strength > 0:
         expected += _expected_reversal_sums(
             returns, exogenous_drift, reversal_strength, reversal_window, execution_delay, horizon
         )
@@ -228,6 +274,84 @@ def _add_reversal(returns: np.ndarray, strength: float, window: int) -> None:
         if s - 1 - window >= 0:
             trailing -= returns[s - 1 - window]
         returns[s] += _reversal_drift(trailing, strength, window)
+
+
+def price_factor_scores(returns: np.ndarray, windows: Mapping[str, int]) -> np.ndarray:
+    """(len(PAYOFF_FACTORS), n_tickers) factor values standardised across tickers, from the daily
+    log returns `returns` (days x tickers, last row = the scoring day); 0 while fewer rows than a
+    factor's window are given."""
+    out = np.zeros((len(PAYOFF_FACTORS), returns.shape[1]))
+    for k, name in enumerate(PAYOFF_FACTORS):
+        window = windows[name]
+        if returns.shape[0] < window:
+            continue
+        recent = returns[-window:]
+        if name == "momentum":
+            raw = recent.sum(axis=0)
+        elif name == "reversal":
+            raw = -recent.sum(axis=0)
+        else:
+            raw = -recent.std(axis=0)
+        spread = raw.std()
+        out[k] = (raw - raw.mean()) / spread if spread > 0 else 0.0
+    return out
+
+
+def _add_factor_payoffs(
+    returns: np.ndarray,
+    payoffs: np.ndarray,
+    windows: Mapping[str, int],
+    lag: int,
+    horizon: int,
+    reversal_strength: float,
+    reversal_window: int,
+) -> np.ndarray:
+    """Add the regime-dependent factor drift (and the reversal drift, if any) in place; return the
+    (day, factor, ticker) scores. The factors feed on realised returns, hence a day loop; the
+    scores of day s - lag are final before day s is drawn."""
+    n_days, n_tickers = returns.shape
+    longest = max(windows.values())
+    scores = np.zeros((n_days, len(PAYOFF_FACTORS), n_tickers))
+    trailing = np.zeros(n_tickers)
+    for s in range(1, n_days):
+        if reversal_strength > 0:
+            trailing += returns[s - 1]
+            if s - 1 - reversal_window >= 0:
+                trailing -= returns[s - 1 - reversal_window]
+            returns[s] += _reversal_drift(trailing, reversal_strength, reversal_window)
+        if s >= lag:
+            returns[s] += payoffs[:, s] @ scores[s - lag] / horizon
+        # Scores of day s from returns up to s (rows 1..s: day 0 has no return).
+        scores[s] = price_factor_scores(returns[max(1, s - longest + 1): s + 1], windows)
+    return scores
+
+
+def _expected_factor_sums(
+    scores: np.ndarray, payoffs: np.ndarray, execution_delay: int, horizon: int
+) -> np.ndarray:
+    """Factor drift expected over each window t+d+1 .. t+d+h from the scores known at its start
+    u = t+d: window day s uses the scores of s - d - 1 when that is <= u, else those of u."""
+    n_days = scores.shape[0]
+    sums = np.full((n_days, scores.shape[2]), np.nan)
+    n_windows = n_days - execution_delay - horizon
+    if n_windows <= 0:
+        return sums
+    t = np.arange(n_windows)
+    total = np.zeros((n_windows, scores.shape[2]))
+    for k in range(1, horizon + 1):
+        day = t + execution_delay + k
+        known = np.minimum(day - execution_delay - 1, t + execution_delay)
+        total += np.einsum("fn,nfi->ni", payoffs[:, day], scores[known]) / horizon
+    sums[:n_windows] = total
+    return sums
+
+
+def _payoff_matrix(factor_payoffs: Mapping[str, Mapping[str, float]]) -> np.ndarray:
+    """(len(PAYOFF_FACTORS), 3) payoffs by factor and regime code; absent factors pay 0."""
+    return np.array([
+        _per_regime_array(factor_payoffs[name]) if name in factor_payoffs else np.zeros(3)
+        for name in PAYOFF_FACTORS
+    ])
 
 
 def _reversal_drift(trailing: np.ndarray, strength: float, window: int) -> np.ndarray:
@@ -339,6 +463,8 @@ def _validate_arguments(
     horizon: int,
     execution_delay: int,
     regime_stay_probability: float,
+    factor_payoffs: Mapping[str, Mapping[str, float]] | None,
+    factor_windows: tuple[int, int],
     per_regime: dict[str, Mapping[str, float]],
 ) -> None:
     if n_tickers < 2:
@@ -370,6 +496,16 @@ def _validate_arguments(
         raise ValueError(f"reversal_window must be >= 1, got {reversal_window}")
     if n_noise_factors < 0:
         raise ValueError(f"n_noise_factors must be >= 0, got {n_noise_factors}")
+    if factor_payoffs:
+        unknown = sorted(set(factor_payoffs) - set(PAYOFF_FACTORS))
+        if unknown:
+            raise ValueError(f"factor_payoffs: unknown factors {unknown}; "
+                             f"known: {list(PAYOFF_FACTORS)}")
+        per_regime = {**per_regime, **{f"factor_payoffs[{name}]": values
+                                       for name, values in factor_payoffs.items()}}
+    if min(factor_windows) < 2:
+        raise ValueError(f"momentum_window and volatility_window must be >= 2, got "
+                         f"{factor_windows}")
     for name, values in per_regime.items():
         missing = [regime for regime in REGIMES if regime not in values]
         if missing:

@@ -36,8 +36,6 @@ import pandas as pd
 from bma_quant.core import cleaning, market
 from bma_quant.core import panel as panel_lib
 from bma_quant.core import universe as universe_lib
-from bma_quant.core.fear_greed import fear_greed_index
-from bma_quant.core.regimes import detector_inputs
 from bma_quant.core.schema import validate_long_panel
 
 logger = logging.getLogger(__name__)
@@ -234,9 +232,7 @@ class PredictionChain:
         if detector_model is None:
             return stored
         close = clean.pivot(index="date", columns="ticker", values="close").sort_index()
-        fear_greed = fear_greed_index(close, market_frame, detector_model.fear_greed_params)
-        detected = detector_model.detect(detector_inputs(market_frame, fear_greed))
-        detected["fear_greed"] = fear_greed.reindex(detected["date"]).to_numpy()
+        detected = detector_model.regimes_for(close, market_frame)
         if stored is None or not len(stored):
             return detected
         new = detected.loc[~detected["date"].isin(stored["date"])]

@@ -7,11 +7,16 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
+from bma_quant.core.regime_evidence import EVIDENCE_COLUMNS
 from bma_quant.core.regimes import PROBABILITY_COLUMNS, REGIMES
 from bma_quant.core.synthetic import generate_synthetic_market
 from tests.support import run_pipeline
 
 FEATURES = ["signal_1", "noise_1", "noise_2", "noise_3"]
+EMPTY_BASE_OOF = pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"),
+                               "ticker": pd.Series(dtype=str), "model": pd.Series(dtype=str),
+                               "fold": pd.Series(dtype="int32"),
+                               "prediction": pd.Series(dtype="float32")})
 FAST = {"n_jobs": 1, "learner_params": {"lightgbm": {"n_estimators": 60, "num_leaves": 15,
                                                      "learning_rate": 0.05,
                                                      "min_child_samples": 50}}}
@@ -44,6 +49,7 @@ def upstream(tmp_path_factory):
         "base_model_status": {"lightgbm": {"status": "ok", "error": None, "best_params": {
             "n_estimators": 60, "num_leaves": 7, "learning_rate": 0.05,
             "min_child_samples": 50}}},
+        "base_oof_predictions": EMPTY_BASE_OOF,
     }
     return sm, data, inputs
 
@@ -53,7 +59,8 @@ def test_rules_run_outputs_contracts_and_beats_global_model(upstream):
     out = run_pipeline("regime_models", inputs, {"regime_models": {**FAST, "detector": "rules"}})
 
     regimes = out["regimes"]
-    assert list(regimes.columns) == ["date", "regime", *PROBABILITY_COLUMNS, "fear_greed"]
+    assert list(regimes.columns) == ["date", "regime", *PROBABILITY_COLUMNS, "fear_greed",
+                                     *EVIDENCE_COLUMNS]
     assert regimes["date"].tolist() == data["market"]["date"].tolist()  # all dates, dev and test
     assert set(regimes["regime"]) <= set(REGIMES)
     np.testing.assert_allclose(regimes[list(PROBABILITY_COLUMNS)].sum(axis=1), 1.0)
@@ -123,3 +130,106 @@ def test_markov_run_records_detector_and_fold_refits(upstream):
     if not detection["detector_fallback"]:
         probabilities = out["regimes"][list(PROBABILITY_COLUMNS)]
         assert ((probabilities > 0.01) & (probabilities < 0.99)).any().any()  # filtered, soft
+
+
+def _price_factors(panel: pd.DataFrame) -> pd.DataFrame:
+    """ret_20, rev_5 and std_20 from closes only, ranked per date (what a user's file gives)."""
+    close = panel.pivot(index="date", columns="ticker", values="close")
+    log_returns = np.log(close / close.shift(1))
+    raw = {"ret_20": log_returns.rolling(20).sum(), "rev_5": -log_returns.rolling(5).sum(),
+           "std_20": log_returns.rolling(20).std()}
+    frames = [v.rank(axis=1, pct=True).stack(future_stack=True).rename(k) for k, v in raw.items()]
+    return pd.concat(frames, axis=1).reset_index().fillna(0.5)
+
+
+def test_regime_aware_model_beats_global_model_out_of_fold_on_the_regime_factor_market(
+        tmp_path):
+    """Hard regime mode (which price factor pays switches with a latent state): the regime path
+    (HMM on the evidence, per-regime models blended by filtered probabilities, context features)
+    beats the same learner without regimes on the out-of-fold folds."""
+    from bma_quant.core.synthetic import REGIME_FACTOR_MARKET
+
+    sm = generate_synthetic_market(100, 1400, seed=23, **REGIME_FACTOR_MARKET)
+    path = tmp_path / "panel.parquet"
+    sm.panel[["date", "ticker", "sector", "close"]].to_parquet(path)
+    data = run_pipeline("data_processing", {}, {
+        "data": {"raw_path": str(path), "index_path": None}, "periods": {"dev_start": None},
+        "cv": {"min_train_days": 400, "n_splits": 4, "n_tuning_folds": 1}})
+    model_input = _price_factors(data["primary_panel"]).merge(data["labels"],
+                                                              on=["date", "ticker"])
+    features = ["ret_20", "rev_5", "std_20"]
+    model_input[[*features, "label"]] = model_input[[*features, "label"]].astype(np.float32)
+    dev_end = pd.Timestamp(data["date_split"]["dev_end"])
+    inputs = {
+        "primary_panel": data["primary_panel"], "market": data["market"],
+        "date_split": data["date_split"], "cv_folds": data["cv_folds"],
+        "model_input": model_input,
+        "sample_weights": pd.DataFrame({"date": model_input["date"][
+            model_input["date"] <= dev_end].unique(), "weight": 1.0}),
+        "base_model_status": {},
+        "base_oof_predictions": EMPTY_BASE_OOF,
+    }
+    out = run_pipeline("regime_models", inputs, {"regime_models": FAST})
+    metrics = {name: value["value"] for name, value in out["regime_models_metrics"].items()}
+    regime, plain = (metrics["regime_lightgbm.oof_rank_ic_mean"],
+                     metrics["global_lightgbm.oof_rank_ic_mean"])
+    assert regime > plain, (regime, plain)  # measured 0.0447 vs 0.0429 (seed 23)
+    assert out["regime_models_report"]["detection"]["detector"] == "hmm"
+
+
+class _CentredDetector:
+    """A detector that smooths with a centred window: its labels at t read t+1..t+3."""
+
+    name = "centred"
+
+    def detect(self, inputs: pd.DataFrame) -> pd.DataFrame:
+        score = inputs["market_return"].rolling(7, center=True, min_periods=1).mean()
+        p_bull = 1 / (1 + np.exp(-100 * score.to_numpy()))
+        return pd.DataFrame({"date": inputs.index, "regime": np.where(p_bull > 0.5, "bull", "bear"),
+                             "p_bull": p_bull, "p_neutral": 0.0, "p_bear": 1 - p_bull})
+
+
+def test_regime_labels_are_audited_at_run_time_and_a_look_ahead_stops_the_run(upstream):
+    from bma_quant.pipelines.regime_models import nodes
+
+    _, data, inputs = upstream
+    out = run_pipeline("regime_models", inputs, {"regime_models": {**FAST, "detector": "rules"}})
+    audit = out["regime_models_report"]["detection"]["leak_audit"]
+    assert len(audit["cuts"]) == 3 and audit["suspects"] == []
+    assert out["regime_models_metrics"]["leak_suspects"]["value"] == 0.0
+
+    market = data["market"].set_index("date")
+    frame = pd.DataFrame({"market_return": market["market_return"]}, index=market.index)
+    labels = _CentredDetector().detect(frame)
+    rows = np.arange(100, len(frame) - 50)
+    params = {"leak_audit": {"prefix_cuts": 3, "compare_days": 21}}
+    with pytest.raises(nodes.RegimeLeakError, match="p_bull"):
+        nodes._audit_labels(_CentredDetector(), frame, labels, rows, params)
+    report = nodes._audit_labels(_CentredDetector(), frame, labels, rows,
+                                 {"leak_audit": {**params["leak_audit"], "fail_on_leak": False}})
+    assert "p_bull" in report["suspects"]
+
+
+def test_global_comparison_reuses_base_models_out_of_fold_predictions(upstream):
+    """With tuned parameters from base_models, the plain global learner is base_models' own
+    out-of-fold model: reusing its predictions gives the refit's score without refitting."""
+    from bma_quant.core import training
+    from bma_quant.core.cv import OOF, folds_from_table
+
+    _, data, inputs = upstream
+    overrides = {"regime_models": {**FAST, "detector": "rules", "context_features":
+                                   {"enabled": False}}}
+    refit = run_pipeline("regime_models", inputs, overrides)
+    mi = inputs["model_input"]
+    dev = mi[mi["date"] <= pd.Timestamp(data["date_split"]["dev_end"])].reset_index(drop=True)
+    params = {**FAST["learner_params"]["lightgbm"],
+              **inputs["base_model_status"]["lightgbm"]["best_params"]}
+    base_oof, _ = training.fit_predict_folds(
+        "lightgbm", params, dev[FEATURES], dev["label"], np.ones(len(dev)), dev["date"],
+        folds_from_table(inputs["cv_folds"], stage=OOF), tickers=dev["ticker"], seed=42,
+        n_jobs=1)
+    reused = run_pipeline("regime_models", {**inputs, "base_oof_predictions": base_oof},
+                          overrides)
+    a = refit["regime_models_metrics"]["global_lightgbm.oof_rank_ic_mean"]["value"]
+    b = reused["regime_models_metrics"]["global_lightgbm.oof_rank_ic_mean"]["value"]
+    assert b == pytest.approx(a, abs=2e-3)

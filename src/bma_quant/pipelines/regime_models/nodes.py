@@ -7,10 +7,11 @@ import logging
 import numpy as np
 import pandas as pd
 
-from bma_quant.core import regime_learning, regimes
+from bma_quant.core import leak_audit, regime_learning, regimes
 from bma_quant.core.cv import OOF, DateFold, folds_from_table
 from bma_quant.core.fear_greed import fear_greed_index
 from bma_quant.core.metrics import prediction_scores
+from bma_quant.core.regime_evidence import regime_evidence
 from bma_quant.core.split import dates_in
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 from bma_quant.pipelines.regime_models.plots import regime_timeline_figure
@@ -26,13 +27,17 @@ def _min_duration(params: dict) -> int:
 
 
 def build_detector_inputs(
-    primary_panel: pd.DataFrame, market: pd.DataFrame, fear_greed_params: dict | None
+    primary_panel: pd.DataFrame, market: pd.DataFrame, fear_greed_params: dict | None,
+    params: dict | None = None,
 ) -> pd.DataFrame:
-    """Market return and level plus the causal fear-greed composite (feature_engineering's
-    parameters, so the detector and the learners see the same index), by date."""
+    """Market return and level, the causal fear-greed composite (feature_engineering's
+    parameters, so the detector and the learners see the same index) and the market-wide regime
+    evidence (`core.regime_evidence`: trend, volatility, dispersion, breadth, trailing factor
+    performance), by date."""
     close_wide = primary_panel.pivot(index="date", columns="ticker", values="close").sort_index()
     fear_greed = fear_greed_index(close_wide, market, fear_greed_params or {})
-    return regimes.detector_inputs(market, fear_greed)
+    evidence = regime_evidence(close_wide, market, (params or {}).get("evidence"))
+    return regimes.detector_inputs(market, fear_greed, evidence)
 
 
 def detect_regimes(
@@ -41,9 +46,10 @@ def detect_regimes(
     """Fit the detector on development dates, label every date causally."""
     fit = regimes.fit_detector(params["detector"], params, detector_inputs,
                                date_split["dev_end"], _min_duration(params))
-    table = fit.detector.detect(detector_inputs)
-    table["fear_greed"] = detector_inputs["fear_greed"].to_numpy(dtype=np.float64)
+    labels = fit.detector.detect(detector_inputs)
+    table = regimes.regime_table(labels, detector_inputs)
     dev = dates_in(date_split, "dev", table["date"])
+    audit = _audit_labels(fit.detector, detector_inputs, labels, np.flatnonzero(dev), params)
     summary = {
         "requested_detector": fit.requested,
         "detector": fit.detector.name,
@@ -53,6 +59,7 @@ def detect_regimes(
         "all_dates": regimes.regime_stats(table),
         "development": regimes.regime_stats(table[dev]),
         "detector_state": _detector_state(fit.detector),
+        "leak_audit": audit,
     }
     stats = summary["all_dates"]
     logger.info("regimes (%s): bull %.0f%%, neutral %.0f%%, bear %.0f%%, %d switches",
@@ -61,11 +68,54 @@ def detect_regimes(
     return table, fit, summary
 
 
+class RegimeLeakError(RuntimeError):
+    """The fitted detector's labels at t changed when later dates were added (look-ahead)."""
+
+
+def _audit_labels(detector: regimes.RegimeDetector, inputs: pd.DataFrame, labels: pd.DataFrame,
+                  dev_rows: np.ndarray, params: dict) -> dict:
+    """Run-time prefix audit of the regime labels (DESIGN §3): the fitted detector run on the
+    inputs cut at a few development dates must give the same labels and probabilities on the
+    dates before each cut as on the whole series. A mismatch stops the run (`fail_on_leak`)."""
+    audit_params = dict(params.get("leak_audit") or {})
+    fail = bool(audit_params.pop("fail_on_leak", True))
+    config = leak_audit.LeakAuditConfig.from_params(audit_params)
+    ordered = inputs.sort_index()
+    cuts = leak_audit.cut_rows(dev_rows, config.prefix_cuts, earliest=config.compare_days)
+    table = leak_audit.audit_regime_labels(
+        labels, lambda stop: detector.detect(ordered.iloc[:stop]), cuts, config)
+    flagged = table[table["prefix_mismatches"] > 0]
+    result = {"cuts": [str(pd.Timestamp(labels["date"].iloc[c]).date()) for c in cuts],
+              "compare_days": config.compare_days, "suspects": flagged.index.tolist(),
+              "columns": table.reset_index().to_dict(orient="records")}
+    if len(flagged):
+        message = (f"regime detector {detector.name!r}: {', '.join(flagged.index)} at dates before "
+                   f"a cut differ from the full computation (look-ahead of up to "
+                   f"{int(flagged['lookahead_days'].max())} day(s)); regime labels must be causal")
+        if fail:
+            raise RegimeLeakError(message)
+        logger.error(message)
+    return result
+
+
 def _detector_state(detector: regimes.RegimeDetector) -> dict:
     """The fitted numbers worth reading in the report (thresholds or state moments)."""
     if isinstance(detector, regimes.RulesDetector):
         return {"thresholds": {k: list(v) for k, v in detector.thresholds.items()},
                 "vote_threshold": detector.vote_threshold}
+    if isinstance(detector, regimes.HmmDetector):
+        order = detector.state_order
+        return {
+            "columns": list(detector.columns),
+            "state_means_standardised": {
+                r: dict(zip(detector.columns, map(float, detector.model.means[order[k]]),
+                            strict=True)) for k, r in enumerate(regimes.REGIMES)},
+            "transition": detector.model.transition[np.ix_(order, order)].tolist(),
+            "fit_share": dict(zip(regimes.REGIMES, map(float, detector.state_shares),
+                                  strict=True)),
+            "log_likelihood": detector.model.log_likelihood,
+            "em_iterations": detector.model.n_iter,
+        }
     if isinstance(detector, regimes.MarkovDetector):
         return {
             "daily_mean": dict(zip(regimes.REGIMES, map(float, detector.state_means), strict=True)),
@@ -96,8 +146,18 @@ def _learning_config(params: dict, base_model_status: dict | None) -> tuple[
         seed=int(params["seed"]),
         n_jobs=int(params["n_jobs"]),
         target_transform=params["target_transform"],
+        context_columns=_context_columns(params),
     )
     return config, source
+
+
+def _context_columns(params: dict) -> tuple[str, ...]:
+    """Regimes-table columns every regime model sees: p_* and the listed market context."""
+    context = params.get("context_features") or {}
+    if not context.get("enabled", False):
+        return ()
+    probabilities = regimes.PROBABILITY_COLUMNS if context.get("probabilities", True) else ()
+    return (*probabilities, *context.get("columns", ()))
 
 
 def _row_weights(dates: pd.Series, sample_weights: pd.DataFrame) -> np.ndarray:
@@ -120,6 +180,7 @@ def train_regime_models(
     regime_table: pd.DataFrame,
     detector_fit: regimes.DetectorFit,
     base_model_status: dict | None,
+    base_oof_predictions: pd.DataFrame | None,
     params: dict,
     fear_greed_params: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, regime_learning.RegimeAwareModel, dict, pd.DataFrame]:
@@ -146,14 +207,17 @@ def train_regime_models(
         fit = regimes.fit_detector(params["detector"], params, detector_inputs,
                                    fold.train_dates.max(), _min_duration(params))
         fold_detectors[fold.fold] = {"detector": fit.detector.name, "fallback": fit.fallback}
-        table = fit.detector.detect(detector_inputs)
+        table = regimes.regime_table(fit.detector.detect(detector_inputs), detector_inputs)
         seen = table[table["date"] <= fold.test_dates.max()]
         fold_tables.append(seen.assign(fold=np.int32(fold.fold)))
         return table
 
+    compare_global = bool(params.get("compare_global", True))
+    reused = _base_global_predictions(dev, base_oof_predictions, config.learner, params_source) \
+        if compare_global else None
     cv = regime_learning.cross_validate_regime_models(
         dev[features], dev["label"], weights, dev["date"], folds, fold_regimes, config,
-        compare_global=bool(params.get("compare_global", True)),
+        compare_global=compare_global, global_predictions=reused,
     )
     oof = cv.oof
     oof["date"] = dev["date"].to_numpy()[oof["row"]]
@@ -164,6 +228,7 @@ def train_regime_models(
                                               regime_table, config)
     model.detector = detector_fit.detector
     model.fear_greed_params = dict(fear_greed_params or {})
+    model.evidence_params = dict(params.get("evidence") or {})
     test_prediction = model.predict(test, regime_table) if len(test) else pd.Series(dtype=float)
 
     oof_predictions = _prediction_frame(oof, config.model_name, with_fold=True)
@@ -177,6 +242,7 @@ def train_regime_models(
         "learner_params": dict(config.params),
         "params_source": params_source,
         "combine": config.combine,
+        "context_columns": list(config.context_columns),
         "min_samples_per_regime": config.min_samples_per_regime,
         "folds": cv.folds,
         "fold_detectors": fold_detectors,
@@ -188,6 +254,24 @@ def train_regime_models(
     fold_regime_table = pd.concat(fold_tables, ignore_index=True)[
         ["fold", "date", "regime", *regimes.PROBABILITY_COLUMNS]]
     return oof_predictions, test_predictions, model, summary, fold_regime_table
+
+
+def _base_global_predictions(dev: pd.DataFrame, base_oof: pd.DataFrame | None, learner: str,
+                             params_source: str) -> np.ndarray | None:
+    """base_models' own out-of-fold predictions of the learner, aligned to the development rows,
+    when they are the same model the comparison would refit (tuned parameters, same folds);
+    None (refit) otherwise."""
+    if base_oof is None or params_source != "base_models":
+        return None
+    part = base_oof[base_oof["model"] == learner]
+    if part.empty:
+        return None
+    by_key = part.set_index(["date", "ticker"])["prediction"]
+    keys = pd.MultiIndex.from_arrays([pd.DatetimeIndex(dev["date"]), dev["ticker"].astype(str)])
+    by_key.index = pd.MultiIndex.from_arrays([pd.DatetimeIndex(by_key.index.get_level_values(0)),
+                                              by_key.index.get_level_values(1).astype(str)])
+    logger.info("global_%s comparison: base_models' out-of-fold predictions (no refit)", learner)
+    return by_key.reindex(keys).to_numpy(np.float64)
 
 
 def _row_shares(dates: pd.Series, regime_table: pd.DataFrame) -> dict[str, float]:
@@ -246,6 +330,7 @@ def regime_report(detection_summary: dict, training_summary: dict) -> tuple[dict
         **{f"dev.share_{r}": detection_summary["development"][f"share_{r}"]
            for r in regimes.REGIMES},
         "detector_markov": float(detection_summary["detector"] == "markov"),
+        "leak_suspects": float(len((detection_summary.get("leak_audit") or {}).get("suspects", []))),
         "detector_fallback": float(detection_summary["detector_fallback"]),
         "fold_detector_fallbacks": float(sum(
             f["fallback"] for f in training_summary["fold_detectors"].values())),

@@ -9,7 +9,8 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(nodes.build_detector_inputs,
-                 ["primary_panel", "market", "params:feature_engineering.fear_greed"],
+                 ["primary_panel", "market", "params:feature_engineering.fear_greed",
+                  "params:regime_models"],
                  "regime_detector_inputs", name="build_detector_inputs"),
             Node(nodes.detect_regimes,
                  ["regime_detector_inputs", "date_split", "params:regime_models"],
@@ -18,6 +19,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(nodes.train_regime_models,
                  ["model_input", "sample_weights", "cv_folds", "date_split",
                   "regime_detector_inputs", "regimes", "regime_detector", "base_model_status",
+                  "base_oof_predictions",
                   "params:regime_models", "params:feature_engineering.fear_greed"],
                  ["regime_oof_predictions", "regime_test_predictions", "regime_model",
                   "regime_training_summary", "fold_regimes"],

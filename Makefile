@@ -9,7 +9,7 @@ export MPLBACKEND := Agg
 
 OPTUNA_DB := data/06_models/optuna_base_models.db
 
-.PHONY: setup run test lint viz viz-build ui dashboard bench clean
+.PHONY: setup run test lint viz viz-build ui dashboard serve bench clean
 
 setup: $(STAMP)
 
@@ -33,7 +33,7 @@ viz: $(STAMP)
 	$(BIN)/kedro viz run --no-browser
 
 viz-build: $(STAMP)
-	$(BIN)/kedro viz build
+	$(BIN)/kedro viz build --include-previews
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlruns --host 127.0.0.1 --port 5000
@@ -43,6 +43,17 @@ dashboard: $(STAMP)
 	@test -x $(BIN)/optuna-dashboard || { echo "optuna-dashboard is not installed: $(BIN)/pip install optuna-dashboard"; exit 1; }
 	@test -f $(OPTUNA_DB) || { echo "no Optuna studies yet ($(OPTUNA_DB)): run 'make run' first"; exit 1; }
 	$(BIN)/optuna-dashboard sqlite:///$(OPTUNA_DB) --host 127.0.0.1 --port 8080
+
+# The model the last `kedro run` registered (or MODEL_URI=models:/<name>@champion), served by the
+# venv's mlflow with the venv's uvicorn on PATH, in this environment (no conda / virtualenv build).
+REGISTRATION := data/08_reporting/model_registration.json
+MODEL_URI ?= $(shell $(BIN)/python -c "import json; print(json.load(open('$(REGISTRATION)')).get('model_uri', ''))" 2>/dev/null)
+SERVE_PORT ?= 5001
+serve: $(STAMP)
+	@test -n "$(MODEL_URI)" || { echo "no registered model: run 'make run' first (or pass MODEL_URI=models:/<name>@champion)"; exit 1; }
+	PATH="$(abspath $(BIN)):$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" \
+	MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true \
+	$(BIN)/mlflow models serve -m "$(MODEL_URI)" --env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_benchmarks.py

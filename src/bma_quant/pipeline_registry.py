@@ -14,8 +14,17 @@ TRAINING_CHAIN = (
 )
 
 
+def as_block(name: str, pipeline: Pipeline) -> Pipeline:
+    """The pipeline's nodes under the namespace ``name`` (node ``name.<node>``), so kedro-viz
+    draws each layer as one collapsible block. Dataset and parameter names stay as they are:
+    every hand-off between layers is a catalog entry, and the in-layer ones are drawn inside the
+    block anyway (kedro-viz places a dataset by which nodes produce and consume it)."""
+    return Pipeline(pipeline, namespace=name, prefix_datasets_with_namespace=False)
+
+
 def register_pipelines() -> dict[str, Pipeline]:
-    pipelines = find_pipelines(raise_errors=True)
+    pipelines = {name: as_block(name, pipeline)
+                 for name, pipeline in find_pipelines(raise_errors=True).items()}
     pipelines["__default__"] = sum(
         (pipelines[name] for name in TRAINING_CHAIN if name in pipelines), Pipeline([])
     )

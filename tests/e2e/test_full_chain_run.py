@@ -121,7 +121,7 @@ def test_chain_is_registered_and_inference_uses_it(project):
     prices = pd.read_parquet(project / "data/01_raw/synthetic_prices.parquet")
     assert latest["date"].nunique() == 1
     assert pd.Timestamp(latest["date"].iloc[0]) == pd.Timestamp(prices["date"].max())
-    assert latest["prediction"].notna().all() and len(latest) == prices["ticker"].nunique()
+    assert latest["score"].notna().all() and len(latest) == prices["ticker"].nunique()
 
 
 def test_one_layer_reruns_alone_from_disk(project):

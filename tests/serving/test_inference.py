@@ -1,36 +1,97 @@
-"""The inference pipeline: latest raw panel + pickled chain -> ranked last-date predictions."""
+"""The inference pipeline: pickled chain + the panel it was trained on -> last-date scores, ranks,
+quantiles, target weights and the model version, with no data parameters repeated."""
 
+import json
 import pickle
 
+import numpy as np
 import pytest
 
 from tests.serving.upstream import build_chain, build_upstream
 from tests.support import run_pipeline
 
 
-def test_latest_predictions_match_the_chain_on_the_last_date(tmp_path):
-    datasets, overrides = build_upstream(tmp_path, n_days=500)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("inference")
+    datasets, overrides = build_upstream(tmp, n_days=500)
     chain = build_chain(datasets, overrides)
-    path = tmp_path / "chain.pkl"
+    path = tmp / "chain.pkl"
     path.write_bytes(pickle.dumps(chain))
-    params = {**overrides, "inference": {"chain_path": str(path), "history_days": 120}}
-    out = run_pipeline("inference", {}, params)
-    latest = out["latest_predictions"]
-    assert list(latest.columns) == ["date", "ticker", "prediction", "rank"]
+    return datasets, overrides, chain, path, tmp
+
+
+def _inference(chain_path, registration=None, **inference):
+    # no `data` override: params:data still names the shipped S&P file, the chain knows better
+    params = {"inference": {"chain_path": str(chain_path), "history_days": 120,
+                            "registration_path": str(registration) if registration else None,
+                            **inference}}
+    return run_pipeline("inference", {}, params)["latest_predictions"]
+
+
+def test_latest_predictions_use_the_chains_training_data(trained):
+    datasets, overrides, chain, path, tmp = trained
+    assert chain.training_data["raw_path"] == overrides["data"]["raw_path"]
+    latest = _inference(path)
+    assert list(latest.columns) == ["date", "ticker", "score", "rank", "quantile", "weight",
+                                    "sector", "model_name", "model_version"]
     last_date = datasets["primary_panel"]["date"].max()
     assert (latest["date"] == last_date).all()
     assert len(latest) == datasets["primary_panel"]["ticker"].nunique()
     assert sorted(latest["rank"]) == list(range(1, len(latest) + 1))
-    assert latest["prediction"].is_monotonic_decreasing
+    assert latest["score"].is_monotonic_decreasing
     test = datasets["ensemble_test_predictions"]
     expected = test.query("model == 'final' and date == @last_date")
-    merged = expected.merge(latest, on=["date", "ticker"], suffixes=("", "_latest"))
+    merged = expected.merge(latest, on=["date", "ticker"])
     assert len(merged) == len(latest)
-    assert (merged["prediction"] - merged["prediction_latest"]).abs().max() < 1e-5
+    assert (merged["prediction"] - merged["score"]).abs().max() < 1e-5
+    assert (latest["model_version"] == "unregistered").all()
+
+
+def test_weights_follow_the_portfolio_rule(trained):
+    *_, path, _ = trained
+    # 5 sectors of 8 names: per sector quintiles hold 2 names a side, 0.1 a side: 0.05 per name
+    latest = _inference(path)
+    assert latest.groupby("sector")["weight"].sum().abs().max() < 1e-12
+    assert latest["weight"].abs().sum() == pytest.approx(1.0)
+    longs = latest.loc[latest["weight"] > 0]
+    assert (longs["quantile"] == 5).all() and np.allclose(longs["weight"], 0.05)
+    assert len(longs) == 10 and set(latest.loc[latest["weight"] < 0, "quantile"]) == {1}
+    # whole cross-section, long only, cap 0.08: the 8-name quintile widens to the 13 best names
+    capped = _inference(path, portfolio={"style": "long_only", "max_weight": 0.08,
+                                         "sector_neutral": False})
+    assert capped["weight"].min() == 0 and capped["weight"].max() <= 0.08
+    assert capped["weight"].sum() == pytest.approx(1.0)
+    assert sorted(capped.loc[capped["weight"] > 0, "rank"]) == list(range(1, 14))
+
+
+def test_registered_version_is_named(trained):
+    *_, path, tmp = trained
+    registration = tmp / "model_registration.json"
+    registration.write_text(json.dumps({"registered": True, "model_name": "bma_quant_prices",
+                                        "version": "7", "model_uri": "models:/bma_quant_prices/7"}))
+    latest = _inference(path, registration)
+    assert (latest["model_name"] == "bma_quant_prices").all()
+    assert (latest["model_version"] == "7").all()
+
+
+def test_too_short_history_names_the_missing_lookback(trained):
+    *_, chain, path, _ = trained
+    with pytest.raises(Exception, match=rf"lookback of {chain.warmup_days} trading dates"):
+        _inference(path, history_days=chain.warmup_days - 10)
+
+
+def test_other_data_can_be_named_in_inference_params(trained, tmp_path):
+    datasets, overrides, chain, path, _ = trained
+    import pandas as pd
+
+    raw = pd.read_parquet(overrides["data"]["raw_path"])
+    cut = raw.loc[raw["date"] < raw["date"].max()]
+    cut.to_parquet(tmp_path / "cut.parquet")
+    latest = _inference(path, data={"raw_path": str(tmp_path / "cut.parquet")})
+    assert (latest["date"] == cut["date"].max()).all()
 
 
 def test_missing_chain_says_what_to_run(tmp_path):
-    datasets, overrides = build_upstream(tmp_path, n_days=400)
-    params = {**overrides, "inference": {"chain_path": str(tmp_path / "none.pkl")}}
     with pytest.raises(Exception, match="kedro run"):
-        run_pipeline("inference", {}, params)
+        _inference(tmp_path / "none.pkl")

@@ -18,6 +18,10 @@ Output: ``date, ticker, prediction`` for every date of the slice after the first
 ``warmup_days`` (default ``max_lookback_days``) dates, the warm-up the longest feature window
 needs. Feed ``max_lookback_days`` trading days of history before the first date you want scored
 (at least ``processing.eligibility.window_days``, so trailing coverage sees its whole window).
+A slice with no date past the warm-up raises ``ChainInputError`` naming the missing history.
+
+``training_data`` keeps the ``data`` parameters of the training run (raw_path, index_path,
+layout), so inference can read the same source without repeating them.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ MARKET_LEVEL = "market_level"  # optional input column: the index level on that 
 
 class StaleChainError(ValueError):
     """The fitted objects do not fit together (e.g. models fitted on other features)."""
+
+
+class ChainInputError(ValueError):
+    """The request cannot be scored: no training ticker, or too little history."""
 
 
 @dataclass
@@ -78,7 +86,10 @@ class PanelCleaner:
         training tickers."""
         frame = raw.loc[raw["ticker"].astype(str).isin(self.universe)]
         if frame.empty:
-            raise ValueError("the panel slice has no ticker of the training universe")
+            raise ChainInputError(
+                "the panel slice has no ticker of the training universe (training: "
+                f"{', '.join(self.universe[:5])}...; slice: "
+                f"{', '.join(map(str, raw['ticker'].drop_duplicates().head(5)))}...)")
         matrices = panel_lib.to_matrices(frame)
         matrices = _reindex_matrix(matrices, pd.Index(self.universe))  # full training grid
         observed = matrices.close.notna()
@@ -133,6 +144,8 @@ class PredictionChain:
     warmup_days: int = 252
     model_name: str = "final"
     known_regimes: pd.DataFrame | None = None  # the training run's causal regimes (all dates)
+    training_data: dict | None = None  # the training run's params:data (raw_path, index_path,
+    # layout); None in chains pickled before it existed
 
     # ------------------------------------------------------------------ steps
     def prepare(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -240,10 +253,23 @@ class PredictionChain:
                                         "model": name, "prediction": values}))
         return pd.concat(frames, ignore_index=True)
 
+    def check_history(self, n_dates: int) -> None:
+        """Refuse a slice whose dates all fall inside the warm-up (nothing could be scored)."""
+        if n_dates > self.warmup_days:
+            return
+        raise ChainInputError(
+            f"too little history: the slice has {n_dates} trading date(s) after cleaning, the "
+            f"chain needs a lookback of {self.warmup_days} trading dates (its feature warm-up: "
+            "the longest feature window or eligibility window plus registry.warmup_extra_days) "
+            f"before the first date it scores; add at least {self.warmup_days + 1 - n_dates} "
+            "earlier date(s)"
+        )
+
     # ------------------------------------------------------------------ public
     def predict_all(self, raw: pd.DataFrame) -> pd.DataFrame:
         """Every layer's predictions, long (date, ticker, model, prediction), incl. ``final``."""
         clean, market_frame = self.prepare(raw)
+        self.check_history(clean["date"].nunique())
         features = self.features(clean, market_frame)
         base = self.base_predictions(features)
         regimes = self.regimes(clean, market_frame)

@@ -4,7 +4,10 @@ Input: a pandas DataFrame, the long raw panel slice (``date, ticker, close`` [, 
 volume, sector``, user factors, ``market_level``]) with ``date`` as ISO strings (``YYYY-MM-DD``;
 datetimes are accepted too) and at least ``max_lookback_days`` trading days of history before the
 first date to score. Output: ``date, ticker, prediction`` for every date after that warm-up, or
-only for the slice's last date with ``params={"last_date_only": True}``.
+only for the slice's last date with ``params={"last_date_only": True}``. A request the chain
+cannot score (too little history, no training ticker, a malformed panel) raises an
+``MlflowException`` with ``INVALID_PARAMETER_VALUE``: `mlflow models serve` answers 400 with the
+message.
 """
 
 from __future__ import annotations
@@ -13,6 +16,11 @@ import pickle
 
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from bma_quant.core.schema import DataValidationError
+from bma_quant.serving.chain import ChainInputError
 
 CHAIN_ARTIFACT = "chain"
 
@@ -34,8 +42,12 @@ class BmaQuantChain(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):
         frame = pd.DataFrame(model_input).copy()
-        frame["date"] = pd.to_datetime(frame["date"])
-        out = self.chain.predict(frame)
+        try:
+            frame["date"] = pd.to_datetime(frame["date"])
+            out = self.chain.predict(frame)
+        except (ChainInputError, DataValidationError) as error:  # the request's fault
+            raise MlflowException(f"cannot score this panel: {error}",
+                                  error_code=INVALID_PARAMETER_VALUE) from error
         if (params or {}).get("last_date_only") and len(out):
             out = out.loc[out["date"] == out["date"].max()].reset_index(drop=True)
         return out

@@ -25,6 +25,7 @@ from mlflow.types import ColSpec, DataType, Schema
 from bma_quant.core import promotion
 from bma_quant.serving.chain import MARKET_LEVEL, PredictionChain
 from bma_quant.serving.pyfunc import CHAIN_ARTIFACT, BmaQuantChain, to_model_input
+from bma_quant.serving.requirements import chain_pip_requirements
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def log_and_register(
             python_model=BmaQuantChain(),
             artifacts={CHAIN_ARTIFACT: str(path)},
             signature=signature,
+            pip_requirements=chain_pip_requirements(),
             code_paths=[p for p in (code_paths or []) if Path(p).exists()] or None,
         )
     client = MlflowClient()

@@ -342,6 +342,7 @@ def build_prediction_chain(
                         int(processing["eligibility"]["window_days"]))
         + int((registry or {}).get("warmup_extra_days", 0)),
         known_regimes=regimes.reset_index(drop=True) if regimes is not None else None,
+        training_data={key: data.get(key) for key in ("raw_path", "index_path", "layout")},
     )
 
 

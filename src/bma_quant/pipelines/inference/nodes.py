@@ -1,30 +1,53 @@
-"""inference nodes: read the latest panel, apply the chain, rank the last date's predictions."""
+"""inference nodes: load the trained chain, read the panel it was trained on (or the one named in
+params), score the last date, and turn the scores into target portfolio weights."""
 
 from __future__ import annotations
 
 import logging
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bma_quant.core import panel as panel_lib
+from bma_quant.core.portfolio import SECTOR, PortfolioRule, target_weights
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 from bma_quant.serving.chain import MARKET_LEVEL
+from bma_quant.serving.model_source import InferenceModel, load_inference_model
 
 logger = logging.getLogger(__name__)
 
+DATA_KEYS = ("raw_path", "index_path", "layout")
 
-def load_latest_panel(data: dict, inference: dict) -> pd.DataFrame:
+
+def load_model(inference: dict) -> InferenceModel:
+    """The local chain or the registered model (``inference.model_source``)."""
+    PortfolioRule.from_params(inference["portfolio"])  # refuse a bad rule before loading
+    model = load_inference_model(inference)
+    logger.info("inference model: %s version %s (%s)", model.card["model_name"],
+                model.card["model_version"], model.card["model_source"])
+    return model
+
+
+def inference_data_source(model: InferenceModel, data: dict, inference: dict) -> dict:
+    """raw_path / index_path / layout: the trained chain's own (``params:data`` for chains
+    pickled before they stored it), each overridden by ``inference.data`` when set there."""
+    trained = getattr(model.chain, "training_data", None) or {k: data.get(k) for k in DATA_KEYS}
+    return {**trained, **{k: v for k, v in (inference.get("data") or {}).items() if k in DATA_KEYS}}
+
+
+def load_latest_panel(model: InferenceModel, data: dict, inference: dict) -> pd.DataFrame:
     """The raw panel (validated like data_processing's input), its last ``history_days`` dates
     (null = all), with the index level as a ``market_level`` column when an index is given."""
-    raw = panel_lib.load_raw_panel(Path(data["raw_path"]), layout=data.get("layout", "auto"))
+    source = inference_data_source(model, data, inference)
+    logger.info("inference data: %s (index: %s)", source["raw_path"], source.get("index_path"))
+    raw = panel_lib.load_raw_panel(Path(source["raw_path"]),
+                                   layout=source.get("layout") or "auto")
     history = inference.get("history_days")
     if history:
         dates = np.sort(raw["date"].unique())
         raw = raw.loc[raw["date"] >= dates[max(0, len(dates) - int(history))]]
-    index = panel_lib.load_index_series(data.get("index_path"))
+    index = panel_lib.load_index_series(source.get("index_path"))
     if len(index):
         levels = index.set_index("date")["level"]
         calendar = pd.DatetimeIndex(np.sort(raw["date"].unique()))
@@ -35,41 +58,40 @@ def load_latest_panel(data: dict, inference: dict) -> pd.DataFrame:
     return raw.reset_index(drop=True)
 
 
-def _predict(raw: pd.DataFrame, inference: dict) -> pd.DataFrame:
-    source = inference.get("model_source", "local")
-    if source == "registry":
-        import mlflow
-
-        from bma_quant.serving.pyfunc import to_model_input
-
-        uri = inference["model_uri"]
-        logger.info("predicting with the registered model %s", uri)
-        model = mlflow.pyfunc.load_model(uri)
-        return model.predict(to_model_input(raw), params={"last_date_only": True})
-    if source != "local":
-        raise ValueError(f"inference.model_source must be 'local' or 'registry', got {source!r}")
-    path = Path(inference["chain_path"])
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no fitted chain at {path}: run `kedro run` (the evaluation pipeline writes it) or "
-            "set inference.model_source: registry"
-        )
-    with open(path, "rb") as handle:
-        chain = pickle.load(handle)
-    out = chain.predict(raw)
-    return out.loc[out["date"] == out["date"].max()]
+def _latest_sectors(raw: pd.DataFrame) -> pd.Series | None:
+    if SECTOR not in raw or raw[SECTOR].notna().sum() == 0:
+        return None
+    known = raw.dropna(subset=[SECTOR]).sort_values("date", kind="stable")
+    return known.groupby(known["ticker"].astype(str))[SECTOR].last()
 
 
-def predict_latest(raw: pd.DataFrame, inference: dict) -> tuple[pd.DataFrame, dict]:
-    """(date, ticker, prediction, rank) for the last date; rank 1 = highest prediction."""
-    out = _predict(raw, inference)[["date", "ticker", "prediction"]].copy()
-    if out.empty:
-        raise ValueError("the chain returned no prediction: the panel is shorter than the "
-                         "feature warm-up; give it more history (inference.history_days)")
-    out["date"] = pd.to_datetime(out["date"])
-    out["prediction"] = out["prediction"].astype(np.float32)
-    out["rank"] = out["prediction"].rank(ascending=False, method="first").astype("int32")
-    out = out.sort_values("rank").reset_index(drop=True)
-    logger.info("predictions for %s: %d names; top: %s", out["date"].iloc[0].date(), len(out),
-                ", ".join(out["ticker"].head(5)))
-    return out, as_mlflow_metrics({"names": len(out), "prediction_std": out["prediction"].std()})
+def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
+                   ) -> tuple[pd.DataFrame, dict]:
+    """Per name on the last date: score, rank (1 = best), quantile (n_quantiles = best), target
+    weight under ``inference.portfolio``, sector (when the panel has one), model name and
+    version."""
+    scores = model.predict_last_date(raw)[["date", "ticker", "prediction"]]
+    scores = scores.rename(columns={"prediction": "score"})
+    scores["ticker"] = scores["ticker"].astype(str)
+    sectors = _latest_sectors(raw)
+    if sectors is not None:
+        scores[SECTOR] = scores["ticker"].map(sectors)
+    rule = PortfolioRule.from_params(inference["portfolio"])
+    out, book = target_weights(scores, rule)
+    if book["shortfall"] > 1e-9:
+        logger.warning("the portfolio holds gross %.3f of the %.3f target: max_weight %.3f binds "
+                       "on too few names", book["gross"], rule.gross_exposure, rule.max_weight)
+    out["score"] = out["score"].astype(np.float32)
+    out["rank"] = out["score"].rank(ascending=False, method="first").astype("int32")
+    out["model_name"] = model.card["model_name"]
+    out["model_version"] = model.card["model_version"]
+    columns = ["date", "ticker", "score", "rank", "quantile", "weight",
+               *([SECTOR] if sectors is not None else []), "model_name", "model_version"]
+    out = out.sort_values("rank").reset_index(drop=True)[columns]
+    logger.info("predictions for %s: %d names; long: %s; short: %s", out["date"].iloc[0].date(),
+                len(out), ", ".join(out.loc[out["weight"] > 0, "ticker"].head(5)),
+                ", ".join(out.loc[out["weight"] < 0, "ticker"].tail(5)))
+    metrics = {"names": len(out), "prediction_std": float(out["score"].std()),
+               **{f"portfolio_{k}": book[k] for k in ("gross", "net", "n_long", "n_short",
+                                                      "shortfall")}}
+    return out, as_mlflow_metrics(metrics)

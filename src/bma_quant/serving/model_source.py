@@ -1,0 +1,102 @@
+"""Where inference gets its model: the local pickled chain or a registered MLflow model.
+
+Either way the result carries the ``PredictionChain`` (its ``training_data`` says which panel it
+was trained on) and a card naming the model and version used, so the predictions a user acts on
+say where they came from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bma_quant.serving.chain import PredictionChain
+
+logger = logging.getLogger(__name__)
+
+LOCAL_UNREGISTERED = "unregistered"
+
+
+@dataclass
+class InferenceModel:
+    chain: PredictionChain
+    card: dict[str, Any]  # model_source, model_name, model_version, model_uri
+    pyfunc: Any | None = None  # the registered pyfunc model (registry source)
+
+    def predict_last_date(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """(date, ticker, prediction) of the final ensemble on the slice's last scored date."""
+        if self.pyfunc is not None:  # the same path `mlflow models serve` takes
+            from bma_quant.serving.pyfunc import to_model_input
+
+            out = self.pyfunc.predict(to_model_input(raw), params={"last_date_only": True})
+        else:
+            out = self.chain.predict(raw)
+        out = out.assign(date=pd.to_datetime(out["date"]))
+        return out.loc[out["date"] == out["date"].max()].reset_index(drop=True)
+
+
+def load_local(chain_path: str | Path, registration_path: str | Path | None) -> InferenceModel:
+    """The chain the evaluation pipeline pickled; its registered name and version from the
+    registration report of the same run (``unregistered`` when it was not registered)."""
+    path = Path(chain_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no fitted chain at {path}: run `kedro run` (the evaluation pipeline writes it) or "
+            "set inference.model_source: registry"
+        )
+    with open(path, "rb") as handle:
+        chain = pickle.load(handle)
+    registration = {}
+    if registration_path and Path(registration_path).is_file():
+        registration = json.loads(Path(registration_path).read_text())
+    registered = bool(registration.get("registered"))
+    card = {
+        "model_source": "local",
+        "model_name": registration.get("model_name", "bma_quant") if registered
+        else f"local:{path.name}",
+        "model_version": str(registration["version"]) if registered else LOCAL_UNREGISTERED,
+        "model_uri": registration.get("model_uri") if registered else str(path),
+    }
+    return InferenceModel(chain, card)
+
+
+def registry_version(model_uri: str) -> tuple[str, str]:
+    """(name, version) behind ``models:/<name>@<alias>`` or ``models:/<name>/<version>``."""
+    from mlflow import MlflowClient
+
+    if not model_uri.startswith("models:/"):
+        raise ValueError(f"inference.model_uri must start with 'models:/', got {model_uri!r}")
+    rest = model_uri[len("models:/"):]
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    name, _, version = rest.partition("/")
+    return name, version
+
+
+def load_registered(model_uri: str) -> InferenceModel:
+    import mlflow
+
+    name, version = registry_version(model_uri)
+    logger.info("predicting with the registered model %s (%s version %s)", model_uri, name,
+                version)
+    pyfunc = mlflow.pyfunc.load_model(model_uri)
+    chain = pyfunc.unwrap_python_model().chain
+    card = {"model_source": "registry", "model_name": name, "model_version": version,
+            "model_uri": model_uri}
+    return InferenceModel(chain, card, pyfunc)
+
+
+def load_inference_model(inference: dict) -> InferenceModel:
+    source = inference.get("model_source", "local")
+    if source == "registry":
+        return load_registered(inference["model_uri"])
+    if source != "local":
+        raise ValueError(f"inference.model_source must be 'local' or 'registry', got {source!r}")
+    return load_local(inference["chain_path"], inference.get("registration_path"))

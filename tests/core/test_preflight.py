@@ -72,3 +72,16 @@ def test_too_few_dates_for_the_cv_layout_is_refused():
     preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=600), PARAMS)
     with pytest.raises(PreflightError, match=r"80 dates .* cv.min_train_days=200"):
         preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=80), PARAMS)
+
+
+def test_preflight_agrees_with_the_short_panel_adaptation():
+    params = _with("cv.short_panel", {"adapt": True, "floor": {"min_train_days": 63,
+                                                               "min_test_days": 21,
+                                                               "n_oof_folds": 2}})
+    params["cv"].update(n_splits=5, min_train_days=756, n_tuning_folds=2)
+    preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=300), params)  # adapts
+    with pytest.raises(PreflightError, match="at least 137 development dates"):
+        preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=150), params)
+    params["cv"]["short_panel"]["adapt"] = False
+    with pytest.raises(PreflightError, match="cv.short_panel.adapt: true"):
+        preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=300), params)

@@ -19,7 +19,8 @@ logger = logging.getLogger(__name__)
 def load_latest_panel(data: dict, inference: dict) -> pd.DataFrame:
     """The raw panel (validated like data_processing's input), its last ``history_days`` dates
     (null = all), with the index level as a ``market_level`` column when an index is given."""
-    raw = panel_lib.load_raw_panel(Path(data["raw_path"]), layout=data.get("layout", "auto"))
+    raw = panel_lib.load_raw_panel(Path(data["raw_path"]), layout=data.get("layout", "auto"),
+                                     delimiter=data.get("delimiter"))
     history = inference.get("history_days")
     if history:
         dates = np.sort(raw["date"].unique())

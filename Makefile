@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export KEDRO_DISABLE_TELEMETRY := true
 export MPLBACKEND := Agg
 
-.PHONY: setup run test lint viz viz-build ui bench clean
+.PHONY: setup run test lint viz viz-build ui bench clean tune-workers mlflow-server
 
 setup: $(STAMP)
 
@@ -35,6 +35,18 @@ viz-build: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlruns --host 127.0.0.1 --port 5000
+
+# Scale-out (README): N extra Optuna workers on the shared study named by
+# base_models.tuning.study_name in base_models.tuning.storage (set both in conf/local or PARAMS).
+N ?= 2
+tune-workers: $(STAMP)
+	$(BIN)/python -m bma_quant.tune_worker --workers $(N) $(if $(LEARNERS),--learners $(LEARNERS)) $(if $(ENV),--env $(ENV)) $(if $(PARAMS),--params "$(PARAMS)")
+
+# MLflow tracking server with a PostgreSQL backend store, e.g.
+#   make mlflow-server MLFLOW_BACKEND=postgresql://mlflow@db-host/mlflow
+MLFLOW_BACKEND ?= postgresql://postgres@127.0.0.1:5432/mlflow
+mlflow-server: $(STAMP)
+	$(BIN)/mlflow server --backend-store-uri $(MLFLOW_BACKEND) --artifacts-destination ./mlartifacts --host 127.0.0.1 --port 5000
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_benchmarks.py

@@ -58,6 +58,7 @@ BOUNDS = (
     Bound("processing.split_detection.confirm_days", 0),
     Bound("memory.target_usage", 0.0, 1.0, low_open=True),
     Bound("memory.max_threshold", 0.0, 1.0, low_open=True),
+    Bound("run.timeout_seconds", 0.0, low_open=True),
     Bound("base_models.tuning.n_trials", 1),
     Bound("evaluation.backtest.n_quantiles", 2),
     Bound("evaluation.backtest.cost_bps", 0.0),

@@ -147,3 +147,29 @@ def test_audit_drops_user_peeks_and_keeps_momentum_and_the_planted_signal():
     assert not table.loc[["mom_12_1", "rev_5", "signal_1"], "suspect"].any()
     assert len(audit.cut_dates) == CONFIG.prefix_cuts
     assert (table["prefix_mismatches"] == 0).all()
+
+
+def test_regime_label_audit_passes_a_filter_and_catches_a_smoother():
+    """A causal filter (trailing mean) passes; a centred smoother (reads ahead) is caught."""
+    rng = np.random.default_rng(3)
+    dates = pd.bdate_range("2015-01-01", periods=400)
+    signal = pd.Series(rng.standard_normal(len(dates)).cumsum(), index=dates)
+
+    def label(values: pd.Series, centred: bool) -> pd.DataFrame:
+        smooth = values.rolling(11, center=centred, min_periods=1).mean()
+        p_bull = 1 / (1 + np.exp(-smooth))
+        regime = np.where(p_bull > 0.5, "bull", "bear")
+        return pd.DataFrame({"date": values.index, "regime": regime, "p_bull": p_bull.to_numpy(),
+                             "p_bear": 1 - p_bull.to_numpy()})
+
+    config = LA.LeakAuditConfig(compare_days=15)
+    cuts = [150, 250, 350]
+    for centred, expect_leak in ((False, False), (True, True)):
+        table = label(signal, centred)
+        audit = LA.audit_regime_labels(
+            table, lambda stop, c=centred: label(signal.iloc[:stop], c), cuts, config)
+        flagged = set(audit.index[audit["prefix_mismatches"] > 0])
+        assert bool(flagged) == expect_leak, (centred, flagged)
+        if expect_leak:
+            assert "p_bull" in flagged
+            assert audit.loc["p_bull", "lookahead_days"] == 5  # the centred window's half-width

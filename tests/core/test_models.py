@@ -98,10 +98,12 @@ def test_adding_a_learner_is_one_registry_entry(planted):
         del models.LEARNERS["ridge"]
 
 
-@pytest.mark.parametrize("name", ["xgboost", "lightgbm"])
+@pytest.mark.parametrize("name", ["xgboost", "lightgbm", "elastic_net"])
 def test_native_fold_path_trains_the_same_model_as_the_refit_wrapper(planted, name):
     frame, folds = planted
-    params = {**DEFAULTS[name], "subsample": 0.8, "colsample_bytree": 0.7}
+    params = dict(DEFAULTS[name])
+    if name != "elastic_net":
+        params.update(subsample=0.8, colsample_bytree=0.7)
     if name == "lightgbm":
         params["subsample_freq"] = 1
     data = training.LearningSet.from_arrays(frame[FEATURES], frame["label"], None, frame["date"])
@@ -113,7 +115,8 @@ def test_native_fold_path_trains_the_same_model_as_the_refit_wrapper(planted, na
     np.testing.assert_allclose(native, wrapper.predict(frame[FEATURES].iloc[test]), atol=1e-6)
     # The binned matrix is built once per fold and reused by later fits.
     matrix = cache.native_matrix(models.get_learner(name).native, 1, params)
-    cache.fit_predict_fold(name, {**params, "learning_rate": 0.05}, 1, seed=5, n_jobs=1)
+    other = {"alpha": 0.05} if name == "elastic_net" else {"learning_rate": 0.05}
+    cache.fit_predict_fold(name, {**params, **other}, 1, seed=5, n_jobs=1)
     assert cache.native_matrix(models.get_learner(name).native, 1, params) is matrix
 
 
@@ -266,3 +269,21 @@ def test_run_guarded_records_a_failure_instead_of_raising():
     assert "boom" in failed.traceback
     ok = training.run_guarded("x", lambda a: a + 1, 1)
     assert ok.ok and ok.value == 2
+
+
+def test_tuning_folds_can_be_thinned_to_whole_dates_and_test_rows_never_are(planted):
+    frame, folds = planted
+    data = training.LearningSet.from_arrays(frame[FEATURES], frame["label"], None, frame["date"])
+    full = training.FoldCache(data, folds)
+    thin = training.FoldCache(data, folds, max_train_rows=3000)
+    for (train, test), (thin_train, thin_test) in zip(full.rows, thin.rows, strict=True):
+        np.testing.assert_array_equal(test, thin_test)
+        assert set(thin_train) <= set(train)
+        if len(train) > 3000:
+            assert len(thin_train) <= 3000 + 50  # whole dates: at most one date's names over
+            kept = pd.Series(data.dates[thin_train]).value_counts()
+            every = pd.Series(data.dates[train]).value_counts()
+            assert (kept == every.reindex(kept.index)).all()  # each kept date is complete
+        else:
+            np.testing.assert_array_equal(train, thin_train)
+    assert training.thin_training_dates(full.rows[0][0], data.dates, None) is full.rows[0][0]

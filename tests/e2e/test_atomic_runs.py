@@ -67,6 +67,7 @@ def test_failing_node_in_a_later_layer_changes_nothing(project):
 def test_interrupted_run_changes_nothing_and_is_killed_in_mlflow(project, signum):
     before = _outputs(project)
     n_runs = len(mlflow_runs(project))
+    assert not any((project / "data/.staging").glob("*")), "a staging folder from another run"
     process = subprocess.Popen(
         [str(KEDRO), "run", *SMOKE, *TWO_LAYERS, "--params", OTHER_DATA], cwd=project,
         env=kedro_env(project), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -317,3 +317,45 @@ def audit_factor_table(
         table=table.reset_index(),
         cut_dates=[str(dates[c].date()) for c in cuts],
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Regime labels: the same prefix check on a fitted detector's output
+# --------------------------------------------------------------------------------------------
+
+REGIME_CODE = "regime_code"
+
+
+def _regime_columns(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A regime table (date, regime, p_*) as per-date columns; labels as integer codes."""
+    columns = {c: table[c].to_numpy(np.float64)[:, None] for c in table.columns
+               if c.startswith("p_")}
+    labels = table["regime"].astype(str).to_numpy()
+    names = sorted(set(labels))
+    columns[REGIME_CODE] = np.searchsorted(names, labels).astype(np.float64)[:, None]
+    return columns
+
+
+def audit_regime_labels(
+    table: pd.DataFrame,
+    detect_until: Callable[[int], pd.DataFrame],
+    cuts: Sequence[int],
+    config: LeakAuditConfig,
+) -> pd.DataFrame:
+    """Prefix audit of a fitted detector's labels and probabilities (DESIGN §3: regime labels at
+    t use data up to t only). `table` is the detector's output on every date; `detect_until(stop)`
+    runs the same fitted detector on the inputs' first `stop` dates only. A filtered (causal)
+    detector gives identical values on the compared dates; a smoothed one does not."""
+    full = _regime_columns(table.reset_index(drop=True))
+    names = sorted(set(table["regime"].astype(str)))
+
+    def compute(start: int, first: int, stop: int) -> dict[str, np.ndarray]:
+        part = detect_until(stop).reset_index(drop=True).iloc[first:stop]
+        out = {c: part[c].to_numpy(np.float64)[:, None] for c in full if c.startswith("p_")}
+        codes = np.array([names.index(x) if x in names else -1
+                          for x in part["regime"].astype(str)], dtype=np.float64)
+        out[REGIME_CODE] = codes[:, None]
+        return out
+
+    dates = pd.DatetimeIndex(table["date"])
+    return prefix_audit(full, compute, dates, cuts, history=len(table), config=config)

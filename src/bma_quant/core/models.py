@@ -5,7 +5,8 @@ refit models can be pickled, logged with an MLflow flavour and used as `model.pr
 Gradient-boosted learners also have a *native* fold path: the binned training matrix (LightGBM
 `Dataset`, XGBoost `QuantileDMatrix`) is built once per fold and reused by every Optuna trial,
 with parameters taken from the same wrapper so the native booster and the refit wrapper train the
-same model (a test checks they predict identically).
+same model (a test checks they predict identically). ElasticNet's fold path likewise keeps each
+fold's imputed and standardised training matrix (kind "scaled").
 
 Adding a learner is one `register_learner(Learner(...))` call plus its defaults and search space in
 `conf/base/parameters_base_models.yml`.
@@ -149,6 +150,24 @@ def _fit_elastic_net(estimator, X, y, sample_weight, dates):
     return estimator.fit(X, y, model__sample_weight=sample_weight)
 
 
+@dataclass
+class ScaledMatrix:
+    """A fold's training rows after the ElasticNet pipeline's imputer and scaler (which have no
+    tuned parameters), kept so every trial fits only the ElasticNet itself."""
+
+    preprocess: Pipeline
+    X: np.ndarray
+    y: np.ndarray
+    weight: np.ndarray
+
+
+def _scaled_matrix(X: np.ndarray, y: np.ndarray, weight: np.ndarray) -> ScaledMatrix:
+    preprocess = Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                           ("scale", StandardScaler())])
+    scaled = np.asfortranarray(preprocess.fit_transform(X), dtype=np.float64)
+    return ScaledMatrix(preprocess, scaled, np.asarray(y, np.float64), np.asarray(weight))
+
+
 def _elastic_net_importance(estimator, names):
     return np.abs(estimator.named_steps["model"].coef_).astype(float)
 
@@ -203,7 +222,7 @@ def _alpha_composite_importance(estimator, names):
 
 
 register_learner(Learner("elastic_net", _build_elastic_net, _fit_elastic_net,
-                         _elastic_net_importance, importance_kind="abs_coef",
+                         _elastic_net_importance, native="scaled", importance_kind="abs_coef",
                          description="ElasticNet on median-imputed, standardised features"))
 register_learner(Learner("xgboost", _build_xgboost, _fit_plain, _xgboost_importance,
                          native="xgboost", importance_kind="total_gain",
@@ -226,6 +245,8 @@ def build_native_matrix(kind: str, X: np.ndarray, y: np.ndarray, weight: np.ndar
     tuned parameters; `max_bin` and LightGBM's dataset keys are fixed per run)."""
     if kind == "xgboost":
         return xgb.QuantileDMatrix(X, label=y, weight=weight, max_bin=int(params.get("max_bin") or 256))
+    if kind == "scaled":
+        return _scaled_matrix(X, y, weight)
     if kind == "lightgbm":
         dataset_params = {k: params[k] for k in LIGHTGBM_DATASET_KEYS if k in params}
         dataset_params.update(feature_pre_filter=False, verbose=-1)
@@ -247,6 +268,9 @@ def native_fit_predict(name: str, params: dict, matrix: Any, X_test: np.ndarray,
         booster = lgb.train(_lightgbm_native_params(estimator), matrix,
                             num_boost_round=int(estimator.n_estimators))
         return booster.predict(X_test, num_threads=int(n_jobs))
+    if learner.native == "scaled":
+        model = estimator.named_steps["model"].fit(matrix.X, matrix.y, sample_weight=matrix.weight)
+        return model.predict(matrix.preprocess.transform(X_test))
     raise ValueError(f"learner {name!r} has no native path")
 
 

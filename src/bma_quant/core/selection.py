@@ -250,6 +250,148 @@ def _redundancy_order(
     return [order[i] for i in kept_idx], dropped
 
 
+@dataclass
+class _IcScope:
+    """The development rows the selection scores on, per fold when `fold_train`, and its name."""
+
+    rows: np.ndarray
+    fold_rows: list[np.ndarray]
+    name: str
+
+
+def _ic_scope(dates: pd.DatetimeIndex, dev_dates: Sequence, folds: Sequence[DateFold],
+              ic_scope: str) -> _IcScope:
+    dev_rows = _positions(dates, dev_dates)
+    if ic_scope == "pre_cv" and folds:
+        # Only the first fold's training dates: every later CV test window is unseen by the
+        # selection, so out-of-fold scores downstream are not inflated by it.
+        first = pd.DatetimeIndex(folds[0].train_dates).intersection(pd.DatetimeIndex(dev_dates))
+        rows = _positions(dates, first)
+        return _IcScope(rows, [rows],
+                        "training dates of the first purged fold (before any CV test window)")
+    if ic_scope == "fold_train" and folds:
+        train_union = pd.DatetimeIndex(np.unique(np.concatenate([f.train_dates for f in folds])))
+        rows = _positions(dates, train_union.intersection(pd.DatetimeIndex(dev_dates)))
+        return _IcScope(rows, [_positions(dates, f.train_dates) for f in folds],
+                        "union of the purged folds' training dates")
+    return _IcScope(dev_rows, [dev_rows], "development dates")
+
+
+def _lag_scores(ranks, label_ranks, scope: _IcScope, config: SelectionConfig):
+    """Daily RankIC per lag candidate, its mean, and the lag score (mean over folds' means)."""
+    lag_scores, lag_means, ic_by_lag = {}, {}, {}
+    for k in config.lag_candidates:
+        ic = daily_rank_ic(ranks, label_ranks, scope.rows, k, config.min_names)
+        ic_by_lag[k] = ic
+        lag_means[k] = _mean(ic)
+        if len(scope.fold_rows) > 1:
+            ic_series = pd.Series(ic, index=scope.rows)
+            fold_means = [_mean(ic_series.reindex(fr).to_numpy()) for fr in scope.fold_rows]
+            lag_scores[k] = (
+                float(np.nanmean(fold_means)) if np.isfinite(fold_means).any() else math.nan
+            )
+        else:
+            lag_scores[k] = lag_means[k]
+    return lag_scores, lag_means, ic_by_lag
+
+
+def _ic_row(ic: pd.Series, lag: int, halflife: float, lag_means: dict, lag_scores: dict,
+            ewm_scores: dict, config: SelectionConfig) -> dict:
+    """The selection table's IC columns for one factor at its chosen lag and half-life."""
+    summary = ic_summary(ic, config.nw_lag)
+    rolling = ic.rolling(config.rolling_window, min_periods=config.rolling_window // 2).mean()
+    rolling = rolling.dropna()
+    sign = np.sign(summary["mean"]) if math.isfinite(summary["mean"]) else 0.0
+    return {
+        "lag": lag,
+        "halflife": halflife,
+        "rank_ic_mean": summary["mean"],
+        "rank_ic_std": summary["std"],
+        "rank_icir": summary["icir"],
+        "rank_ic_tstat": summary["tstat"],
+        "hit_rate": summary["hit_rate"],
+        "n_dates": summary["n_dates"],
+        "rolling_ic_min": float(rolling.min()) if len(rolling) else math.nan,
+        "rolling_ic_max": float(rolling.max()) if len(rolling) else math.nan,
+        "rolling_ic_sign_stability": float((np.sign(rolling) == sign).mean())
+        if len(rolling) and sign
+        else math.nan,
+        **{f"rank_ic_lag_{k}": lag_means[k] for k in config.lag_candidates},
+        **{f"lag_score_{k}": lag_scores[k] for k in config.lag_candidates},
+        **{f"rank_ic_halflife_{h:g}": s for h, s in ewm_scores.items()},
+    }
+
+
+@dataclass
+class _Scorer:
+    """What scoring one factor needs besides the factor: label ranks, scope, caches."""
+
+    dates: pd.DatetimeIndex
+    scope: _IcScope
+    label_ranks: np.ndarray
+    config: SelectionConfig
+    ranker: _Ranker
+    weight_cache: dict = field(default_factory=dict)
+
+    @property
+    def rank_window(self) -> tuple[int, int]:
+        rows = self.scope.rows
+        if not len(rows):
+            return 0, 0
+        return max(0, int(rows.min()) - max(self.config.lag_candidates)), int(rows.max()) + 1
+
+    def score(self, values: np.ndarray) -> tuple[dict, np.ndarray, int, float]:
+        """(table row, smoothed values, lag, half-life) of one factor."""
+        config, scope = self.config, self.scope
+        halflife, ewm_scores, effective = _choose_halflife(
+            values, self.label_ranks, scope.rows, config, self.ranker, self.weight_cache
+        )
+        lo, hi = self.rank_window
+        ranks = np.full(values.shape, np.nan)  # ranks only where a lag candidate reads them
+        ranks[lo:hi] = self.ranker(effective[lo:hi], smoothed=bool(halflife))
+        lag_scores, lag_means, ic_by_lag = _lag_scores(ranks, self.label_ranks, scope, config)
+        lag = max(config.lag_candidates, key=lambda k: (_abs_or_minus(lag_scores[k]), -k))
+        ic = pd.Series(ic_by_lag[lag], index=self.dates[scope.rows])
+        row = _ic_row(ic, lag, halflife, lag_means, lag_scores, ewm_scores, config)
+        if len(scope.fold_rows) > 1:
+            for i, fr in enumerate(scope.fold_rows):
+                row[f"fold_{i}_rank_ic"] = _mean(ic.reindex(self.dates[fr]).to_numpy())
+        finite = [abs(v) for v in lag_means.values() if math.isfinite(v)]
+        row["max_abs_rank_ic"] = max(finite) if finite else 0.0
+        return row, effective, lag, halflife
+
+
+def _gate_reason(row: dict, degraded: bool, config: SelectionConfig) -> str | None:
+    """Why a scored factor is dropped before ranking (leak guard, flat, insignificant), or None."""
+    if not degraded and row["max_abs_rank_ic"] > config.leak_threshold:
+        return (f"suspected look-ahead: |development RankIC| = {row['max_abs_rank_ic']:.3f} > "
+                f"{config.leak_threshold}")
+    if not row["variance"] > config.min_variance:
+        return f"variance {row['variance']:.3g} <= min_variance {config.min_variance:g}"
+    tstat = abs(row.get("rank_ic_tstat", math.nan))
+    if not degraded and not tstat >= config.min_abs_tstat:
+        return f"insignificant: |RankIC t-stat| = {tstat:.2f} < {config.min_abs_tstat}"
+    return None
+
+
+def _refill_below_significance(selected: list[str], per_ticker: list[str], drop: dict,
+                               score: dict, visible: dict, dev_rows: np.ndarray,
+                               wanted: int, config: SelectionConfig) -> list[str]:
+    """Too few significant factors: refill from the best factors that failed only the
+    significance gate (never leak suspects, flat or redundant ones), and say so."""
+    insignificant = [n for n in per_ticker if drop.get(n, "").startswith("insignificant")]
+    refill = sorted(insignificant, key=lambda n: (-score[n], n))
+    candidates, _ = _redundancy_order(selected + refill, visible, dev_rows, config)
+    filled = [n for n in candidates if n not in selected][: wanted - len(selected)]
+    if filled:
+        logger.warning(
+            "only %d factor(s) pass |t| >= %g; kept %d more below the significance gate to "
+            "reach selection.min_features = %d: %s",
+            len(selected), config.min_abs_tstat, len(filled), wanted, ", ".join(filled),
+        )
+    return filled
+
+
 def select_features(
     features: Mapping[str, np.ndarray],
     families: Mapping[str, str],
@@ -268,25 +410,9 @@ def select_features(
     `ic_scope` is `fold_train`)."""
     dates = pd.DatetimeIndex(dates)
     dev_rows = _positions(dates, dev_dates)
-    if config.ic_scope == "pre_cv" and folds:
-        # Only the first fold's training dates: every later CV test window is unseen by the
-        # selection, so out-of-fold scores downstream are not inflated by it.
-        first = pd.DatetimeIndex(folds[0].train_dates).intersection(pd.DatetimeIndex(dev_dates))
-        scope_rows = _positions(dates, first)
-        fold_rows = [scope_rows]
-        scope_name = "training dates of the first purged fold (before any CV test window)"
-    elif config.ic_scope == "fold_train" and folds:
-        train_union = pd.DatetimeIndex(np.unique(np.concatenate([f.train_dates for f in folds])))
-        scope_rows = _positions(dates, train_union.intersection(pd.DatetimeIndex(dev_dates)))
-        fold_rows = [_positions(dates, f.train_dates) for f in folds]
-        scope_name = "union of the purged folds' training dates"
-    else:
-        scope_rows = dev_rows
-        fold_rows = [scope_rows]
-        scope_name = "development dates"
-
+    scope = _ic_scope(dates, dev_dates, folds, config.ic_scope)
     label = np.asarray(label, dtype=np.float64)
-    label_valid = np.isfinite(label[scope_rows]).sum(axis=1)
+    label_valid = np.isfinite(label[scope.rows]).sum(axis=1)
     n_ic_dates = int((label_valid >= config.min_names).sum())
     max_names = int(label_valid.max()) if label_valid.size else 0
     per_ticker = [n for n in features if families[n] != MARKET_FAMILY]
@@ -299,112 +425,33 @@ def select_features(
             f"labelled names (need {config.min_ic_dates}; at most {max_names} names on a date)"
         )
         logger.warning("feature selection in degraded mode: %s", reason)
+    scorer = None if degraded else _Scorer(dates, scope, row_ranks(label), config,
+                                           _Ranker(values_are_ranks))
 
-    label_ranks = row_ranks(label) if not degraded else None
-    rank_lo = max(0, int(scope_rows.min()) - max(config.lag_candidates)) if len(scope_rows) else 0
-    rank_hi = int(scope_rows.max()) + 1 if len(scope_rows) else 0
-    ranker = _Ranker(values_are_ranks)
-    weight_cache: dict = {}
     lags: dict[str, int] = {}
     halflives: dict[str, float] = {}
     visible: dict[str, np.ndarray] = {}  # model-visible (smoothed, lagged) values
     rows_out: list[dict] = []
     drop: dict[str, str] = {}
-    leak_suspects: list[str] = []
-
     for name in per_ticker:
         values = features[name]
-        row: dict = {"factor": name, "family": families[name]}
-        if degraded:
-            lag, halflife = 0, 0.0
-            effective = values
+        if scorer is None:
+            row, effective, lag, halflife = {}, values, 0, 0.0
         else:
-            halflife, ewm_scores, effective = _choose_halflife(
-                values, label_ranks, scope_rows, config, ranker, weight_cache
-            )
-            ranks = np.full(values.shape, np.nan)  # ranks only where a lag candidate reads them
-            ranks[rank_lo:rank_hi] = ranker(effective[rank_lo:rank_hi], smoothed=bool(halflife))
-            lag_scores, lag_means, ic_by_lag = {}, {}, {}
-            for k in config.lag_candidates:
-                ic = daily_rank_ic(ranks, label_ranks, scope_rows, k, config.min_names)
-                ic_by_lag[k] = ic
-                lag_means[k] = _mean(ic)
-                if len(fold_rows) > 1:
-                    ic_series = pd.Series(ic, index=scope_rows)
-                    fold_means = [_mean(ic_series.reindex(fr).to_numpy()) for fr in fold_rows]
-                    lag_scores[k] = (
-                        float(np.nanmean(fold_means)) if np.isfinite(fold_means).any() else math.nan
-                    )
-                else:
-                    lag_scores[k] = lag_means[k]
-            lag = max(config.lag_candidates, key=lambda k: (_abs_or_minus(lag_scores[k]), -k))
-            ic = pd.Series(ic_by_lag[lag], index=dates[scope_rows])
-            summary = ic_summary(ic, config.nw_lag)
-            rolling = ic.rolling(
-                config.rolling_window, min_periods=config.rolling_window // 2
-            ).mean()
-            rolling = rolling.dropna()
-            sign = np.sign(summary["mean"]) if math.isfinite(summary["mean"]) else 0.0
-            row.update(
-                {
-                    "lag": lag,
-                    "halflife": halflife,
-                    "rank_ic_mean": summary["mean"],
-                    "rank_ic_std": summary["std"],
-                    "rank_icir": summary["icir"],
-                    "rank_ic_tstat": summary["tstat"],
-                    "hit_rate": summary["hit_rate"],
-                    "n_dates": summary["n_dates"],
-                    "rolling_ic_min": float(rolling.min()) if len(rolling) else math.nan,
-                    "rolling_ic_max": float(rolling.max()) if len(rolling) else math.nan,
-                    "rolling_ic_sign_stability": float((np.sign(rolling) == sign).mean())
-                    if len(rolling) and sign
-                    else math.nan,
-                    **{f"rank_ic_lag_{k}": lag_means[k] for k in config.lag_candidates},
-                    **{f"lag_score_{k}": lag_scores[k] for k in config.lag_candidates},
-                    **{f"rank_ic_halflife_{h:g}": s for h, s in ewm_scores.items()},
-                }
-            )
-            if len(fold_rows) > 1:
-                for i, fr in enumerate(fold_rows):
-                    row[f"fold_{i}_rank_ic"] = _mean(ic.reindex(dates[fr]).to_numpy())
-            worst = (
-                max(abs(v) for v in lag_means.values() if math.isfinite(v))
-                if any(math.isfinite(v) for v in lag_means.values())
-                else 0.0
-            )
-            row["max_abs_rank_ic"] = worst
-            if worst > config.leak_threshold:
-                leak_suspects.append(name)
-                drop[name] = (
-                    f"suspected look-ahead: |development RankIC| = {worst:.3f} > "
-                    f"{config.leak_threshold}"
-                )
+            row, effective, lag, halflife = scorer.score(values)
         lagged = apply_lag(effective, lag)
         dev_values = lagged[dev_rows].astype(np.float64)
-        variance = float(np.var(np.nan_to_num(dev_values, nan=0.0))) if dev_values.size else 0.0
-        row.update(
-            {
-                "lag": lag,
-                "halflife": halflife,
-                "variance": variance,
-                "coverage": float(np.isfinite(dev_values).mean()) if dev_values.size else 0.0,
-            }
-        )
+        row = {"factor": name, "family": families[name], **row, "lag": lag, "halflife": halflife,
+               "variance": float(np.var(np.nan_to_num(dev_values, nan=0.0)))
+               if dev_values.size else 0.0,
+               "coverage": float(np.isfinite(dev_values).mean()) if dev_values.size else 0.0}
         lags[name], halflives[name] = lag, halflife
         visible[name] = lagged
-        if name not in drop and not variance > config.min_variance:
-            drop[name] = f"variance {variance:.3g} <= min_variance {config.min_variance:g}"
-        if (
-            not degraded
-            and name not in drop
-            and not abs(row.get("rank_ic_tstat", math.nan)) >= config.min_abs_tstat
-        ):
-            drop[name] = (
-                f"insignificant: |RankIC t-stat| = {abs(row.get('rank_ic_tstat', math.nan)):.2f} "
-                f"< {config.min_abs_tstat}"
-            )
+        gate = _gate_reason(row, degraded, config)
+        if gate:
+            drop[name] = gate
         rows_out.append(row)
+    leak_suspects = [n for n in per_ticker if drop.get(n, "").startswith("suspected look-ahead")]
 
     table = pd.DataFrame(rows_out)
     eligible = [n for n in per_ticker if n not in drop]
@@ -423,25 +470,11 @@ def select_features(
     filled: list[str] = []
     wanted = min(config.min_features, limit)
     if not degraded and len(selected) < wanted:
-        # Too few significant factors: refill from the best factors that failed only the
-        # significance gate (never leak suspects, flat or redundant ones), and say so.
-        insignificant = [n for n in per_ticker if drop.get(n, "").startswith("insignificant")]
-        refill = sorted(insignificant, key=lambda n: (-score[n], n))
-        candidates, _ = _redundancy_order(selected + refill, visible, dev_rows, config)
-        filled = [n for n in candidates if n not in selected][: wanted - len(selected)]
+        filled = _refill_below_significance(selected, per_ticker, drop, score, visible,
+                                            dev_rows, wanted, config)
         for name in filled:
             drop.pop(name)
         selected += filled
-        if filled:
-            logger.warning(
-                "only %d factor(s) pass |t| >= %g; kept %d more below the significance gate to "
-                "reach selection.min_features = %d: %s",
-                len(selected) - len(filled),
-                config.min_abs_tstat,
-                len(filled),
-                wanted,
-                ", ".join(filled),
-            )
     for name in market_names:
         lags[name], halflives[name] = 0, 0.0
         if config.include_market_context:
@@ -455,7 +488,6 @@ def select_features(
             len(leak_suspects),
             ", ".join(leak_suspects),
         )
-
     if len(table):
         table["status"] = [
             "selected" if n in selected else f"dropped: {drop.get(n, 'not selected')}"
@@ -465,7 +497,7 @@ def select_features(
     report = {
         "mode": "degraded" if degraded else "full",
         "degraded_reason": reason,
-        "ic_scope": scope_name,
+        "ic_scope": scope.name,
         "ic_dates": n_ic_dates,
         "min_names": config.min_names,
         "factors_built": len(features),

@@ -111,20 +111,35 @@ class CVResult:
         return float(self.scores["rank_ic"].mean())
 
 
+def thin_training_dates(rows: np.ndarray, dates: np.ndarray, max_rows: int | None) -> np.ndarray:
+    """`rows` cut to at most about `max_rows` by keeping every k-th training date (whole dates,
+    so each kept cross-section stays complete; adjacent dates' h-day labels overlap, so little
+    information is lost). None or a large enough limit keeps every row."""
+    if not max_rows or len(rows) <= max_rows:
+        return rows
+    stride = math.ceil(len(rows) / int(max_rows))
+    row_dates = dates[rows]
+    kept = np.unique(row_dates)[::stride]
+    return rows[np.isin(row_dates, kept)]
+
+
 class FoldCache:
     """Fold row positions and per-fold binned matrices, shared by every trial and the final CV.
 
-    Native matrices (LightGBM Dataset, XGBoost QuantileDMatrix) are built on first use for each
-    (fold, kind, binning) and kept, so tuning does not re-bin the same training rows per trial."""
+    Native matrices (LightGBM Dataset, XGBoost QuantileDMatrix, ElasticNet's scaled matrix) are
+    built on first use for each (fold, kind, binning) and kept, so tuning does not re-bin the same
+    training rows per trial. `max_train_rows` thins each fold's training dates (tuning on a large
+    panel); test rows are never thinned."""
 
-    def __init__(self, data: LearningSet, folds: list[DateFold]):
+    def __init__(self, data: LearningSet, folds: list[DateFold], max_train_rows: int | None = None):
         self.data = data
         self.folds = list(folds)
         self.rows: list[tuple[np.ndarray, np.ndarray]] = []
         for fold in self.folds:
             train = np.flatnonzero(np.isin(data.dates, fold.train_dates.to_numpy()))
             test = np.flatnonzero(np.isin(data.dates, fold.test_dates.to_numpy()))
-            self.rows.append((data.trainable(train), test))
+            train = thin_training_dates(data.trainable(train), data.dates, max_train_rows)
+            self.rows.append((train, test))
         self._weights: dict[int, np.ndarray] = {}
         self._native: dict[tuple, Any] = {}
 
@@ -380,8 +395,10 @@ def training_inputs(
     *,
     features: list[str] | None = None,
     target_transform: str = "rank",
+    tuning_max_train_rows: int | None = None,
 ) -> TrainingInputs:
     """Split model_input into development rows (with weights and fold caches) and test rows.
+    `tuning_max_train_rows` thins the tuning folds' training dates (see `thin_training_dates`).
 
     features=None uses every column but date, ticker and label (feature_engineering's selection).
     A development date without a sample weight gets weight 0 (not trained on) and is counted."""
@@ -408,7 +425,7 @@ def training_inputs(
     return TrainingInputs(
         data=data,
         cache=FoldCache(data, folds_of_stage(folds, OOF)),
-        tuning_cache=FoldCache(data, folds_of_stage(folds, TUNING)),
+        tuning_cache=FoldCache(data, folds_of_stage(folds, TUNING), tuning_max_train_rows),
         test_X=np.ascontiguousarray(test_rows[names].to_numpy(np.float32)),
         test_dates=test_rows["date"].to_numpy(),
         test_tickers=test_rows["ticker"].to_numpy(object),

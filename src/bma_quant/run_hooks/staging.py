@@ -213,7 +213,8 @@ class RunStaging:
         return written
 
     def discard(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        with _signals_blocked():  # a second Ctrl-C must not leave a half-deleted folder
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class StagingHooks:

@@ -47,6 +47,7 @@ def prepare_training_inputs(
         folds=cv.folds_from_table(cv_folds),
         features=params.get("features"),
         target_transform=params.get("target_transform", "rank"),
+        tuning_max_train_rows=(params.get("tuning") or {}).get("max_train_rows"),
     )
     tuned = _tuned_learners(params)
     if tuned and not inputs.tuning_cache.folds:

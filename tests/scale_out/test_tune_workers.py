@@ -34,11 +34,13 @@ def postgres():
 def mlflow_server(postgres, tmp_path_factory):
     port = free_port()
     artifacts = tmp_path_factory.mktemp("mlflow_artifacts")
+    # the server's log goes to a file: an unread pipe fills up and blocks the server
+    log = open(artifacts.parent / "mlflow_server.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [str(KEDRO.parent / "mlflow"), "server", "--backend-store-uri",
          postgres.create_database("mlflow"), "--artifacts-destination", str(artifacts),
          "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=log, stderr=subprocess.STDOUT, text=True)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while True:
@@ -47,12 +49,13 @@ def mlflow_server(postgres, tmp_path_factory):
                 if response.status == 200:
                     break
         except OSError:
-            assert process.poll() is None, process.stdout.read()[-3000:]
+            assert process.poll() is None, (artifacts.parent / "mlflow_server.log").read_text()
             assert time.monotonic() < deadline, "mlflow server did not start"
             time.sleep(1)
     yield uri
     process.terminate()
     process.wait(timeout=30)
+    log.close()
 
 
 @pytest.fixture(scope="module")

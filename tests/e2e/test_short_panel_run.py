@@ -30,7 +30,8 @@ def test_short_panel_runs_the_chain_with_the_scaled_layout_logged(project):
     layout = json.loads((project / "data/08_reporting/cv_layout.json").read_text())
     assert layout == {"n_splits": 4, "min_train_days": 101, "n_tuning_folds": 1, "adapted": 1}
     assert "short panel: 214 development dates" in (project / "last_run.log").read_text()
-    run = mlflow_runs(project).iloc[0]
+    runs = mlflow_runs(project)
+    run = runs[runs["tags.pipelines"] == "__default__"].iloc[0]  # not a nested trial run
     assert run["status"] == "FINISHED"
     assert run["metrics.data_processing.cv_layout_adapted"] == 1
     assert run["params.cv_layout.min_train_days"] == "101"

@@ -9,7 +9,7 @@ export MPLBACKEND := Agg
 
 OPTUNA_DB := data/06_models/optuna_base_models.db
 
-.PHONY: setup run test lint viz viz-build ui dashboard serve bench clean
+.PHONY: setup run test lint viz viz-build ui dashboard serve bench clean tune-workers mlflow-server
 
 setup: $(STAMP)
 
@@ -54,6 +54,18 @@ serve: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" \
 	MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true \
 	$(BIN)/mlflow models serve -m "$(MODEL_URI)" --env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
+
+# Scale-out (README): N extra Optuna workers on the shared study named by
+# base_models.tuning.study_name in base_models.tuning.storage (set both in conf/local or PARAMS).
+N ?= 2
+tune-workers: $(STAMP)
+	$(BIN)/python -m bma_quant.tune_worker --workers $(N) $(if $(LEARNERS),--learners $(LEARNERS)) $(if $(ENV),--env $(ENV)) $(if $(PARAMS),--params "$(PARAMS)")
+
+# MLflow tracking server with a PostgreSQL backend store, e.g.
+#   make mlflow-server MLFLOW_BACKEND=postgresql://mlflow@db-host/mlflow
+MLFLOW_BACKEND ?= postgresql://postgres@127.0.0.1:5432/mlflow
+mlflow-server: $(STAMP)
+	$(BIN)/mlflow server --backend-store-uri $(MLFLOW_BACKEND) --artifacts-destination ./mlartifacts --host 127.0.0.1 --port 5000
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_benchmarks.py

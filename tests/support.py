@@ -58,8 +58,10 @@ def _param_inputs(pipeline, params: dict) -> dict[str, Any]:
     return values
 
 
-def run_pipeline(name: str, inputs: dict[str, Any], overrides: dict | None = None) -> dict[str, Any]:
-    """Run pipeline `name` in memory and return all its outputs (and pass-through inputs)."""
+def run_pipeline(name: str, inputs: dict[str, Any], overrides: dict | None = None,
+                 runner=None) -> dict[str, Any]:
+    """Run pipeline `name` in memory and return all its outputs (and pass-through inputs);
+    `runner` defaults to Kedro's SequentialRunner."""
     params = deep_update(project_params(), overrides or {})
     pipeline = importlib.import_module(f"bma_quant.pipelines.{name}").create_pipeline()
     data = {**_param_inputs(pipeline, params), **inputs}
@@ -70,5 +72,5 @@ def run_pipeline(name: str, inputs: dict[str, Any], overrides: dict | None = Non
     produced = sorted(pipeline.all_outputs())
     for out in produced:
         catalog[out] = _KeptDataset(copy_mode="assign")
-    SequentialRunner().run(pipeline, catalog)
+    (runner or SequentialRunner()).run(pipeline, catalog)
     return {out: catalog.load(out) for out in produced}

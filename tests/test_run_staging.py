@@ -100,3 +100,24 @@ def test_orphaned_staging_of_a_dead_process_is_removed(project):
         (folder / ".pid").write_text(str(pid))
     staging.remove_orphans(root)
     assert not dead.exists() and alive.exists()
+
+
+def test_read_only_output_folder_is_refused_at_the_first_node(project, monkeypatch):
+    """Root ignores permission bits, so the folder is made unwritable through `writable`."""
+    reporting = (project / "data/08_reporting").resolve()
+    real_writable = staging.writable
+    monkeypatch.setattr(staging, "writable",
+                        lambda folder: folder.resolve() != reporting and real_writable(folder))
+    hooks = StagingHooks()
+    hooks._project_path = project
+    hooks.before_pipeline_run({"run_id": "ro"}, _pipeline(), _catalog(project))
+    with pytest.raises(staging.OutputFolderNotWritable, match="08_reporting"):
+        hooks.before_node_run()
+    hooks.on_pipeline_error()  # what kedro calls next: nothing was promoted
+    assert not (project / "data/08_reporting/report.json").exists()
+
+
+def test_writable_checks_by_creating_a_file(tmp_path):
+    assert staging.writable(tmp_path / "not" / "yet" / "there")  # its parent would create it
+    (tmp_path / "file.txt").write_text("x")
+    assert not staging.writable(tmp_path / "file.txt" / "sub")  # no folder can be made there

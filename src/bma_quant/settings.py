@@ -7,14 +7,18 @@ from kedro.config import OmegaConfigLoader
 
 from bma_quant.hooks import RunHealthHooks
 from bma_quant.run_hooks.interrupts import InterruptHooks
+from bma_quant.run_hooks.mlflow_connection import MlflowConnectionHooks
 from bma_quant.run_hooks.preflight import PreflightHooks
 from bma_quant.run_hooks.staging import StagingHooks
+from bma_quant.run_hooks.time_budget import TimeBudgetHooks
 
 # A run completes or changes nothing: outputs are staged and promoted only on success (staging),
 # bad parameters or data are refused before anything is written (pre-flight), SIGINT / SIGTERM
-# fail the run cleanly and mark its MLflow run KILLED (interrupts).
+# fail the run cleanly and mark its MLflow run KILLED (interrupts); an unreachable tracking server
+# fails fast (mlflow_connection); a run past run.timeout_seconds stops between nodes (time_budget).
 _STAGING = StagingHooks()
-HOOKS = (PreflightHooks(), RunHealthHooks(staging=_STAGING), _STAGING, InterruptHooks())
+HOOKS = (PreflightHooks(), RunHealthHooks(staging=_STAGING), _STAGING, InterruptHooks(),
+         MlflowConnectionHooks(), TimeBudgetHooks())
 
 
 

@@ -6,6 +6,7 @@ import pytest
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import cross_val_score
 
+from bma_quant.core import cv
 from bma_quant.core.cv import (
     OOF,
     TUNING,
@@ -197,3 +198,62 @@ def test_tuning_folds_come_first_and_leave_out_of_fold_folds():
         assign_stages(folds, len(folds))
     with pytest.raises(ValueError, match="n_tuning_folds"):
         assign_stages(folds, -1)
+
+
+# --- short panels: the layout scales down to its floor (cv.short_panel) ---------------------
+
+DEFAULT_LAYOUT = cv.CVLayout(n_splits=5, min_train_days=756, n_tuning_folds=2)
+
+
+def test_a_layout_that_fits_is_kept_as_requested():
+    layout, adapted = cv.fit_cv_layout(2000, DEFAULT_LAYOUT, gap=11, floor=cv.CVFloor())
+    assert (layout, adapted) == (DEFAULT_LAYOUT, False)
+
+
+@pytest.mark.parametrize("n_dates, expected", [
+    # 300-day panel, test_fraction 0.2: 229 development dates. Train on half of 229 - 11 = 218
+    # dates (109), then 5 folds of (229 - 109 - 11) // 5 = 21 test dates: the floor's 21.
+    (229, cv.CVLayout(5, 109, 2)),
+    # 150 dates: train 69; 5 folds get 14 dates, 4 (one tuning fold) 17, 3 (1 + 2 out-of-fold) 23
+    (150, cv.CVLayout(3, 69, 1)),
+    # the floor exactly: 63 + 11 + 3 x 21 = 137 dates
+    (137, cv.CVLayout(3, 63, 1)),
+])
+def test_short_panel_scales_the_layout_down_to_the_floor(n_dates, expected):
+    layout, adapted = cv.fit_cv_layout(n_dates, DEFAULT_LAYOUT, gap=11, floor=cv.CVFloor())
+    assert adapted and layout == expected
+    assert layout.test_days(n_dates, 11) >= cv.CVFloor().min_test_days
+    folds = cv.assign_stages(
+        cv.PurgedWalkForwardSplit(layout.n_splits, min_train_days=layout.min_train_days)
+        .date_folds(pd.bdate_range("2020-01-01", periods=n_dates)), layout.n_tuning_folds)
+    assert [f.stage for f in folds].count(cv.OOF) >= 2
+    assert [f.stage for f in folds].count(cv.TUNING) >= 1
+    assert all(len(f.test_dates) >= 21 for f in folds)
+
+
+def test_without_tuning_folds_the_floor_has_two_out_of_fold_folds():
+    layout, _ = cv.fit_cv_layout(200, cv.CVLayout(5, 756, 0), gap=11, floor=cv.CVFloor())
+    assert layout.n_tuning_folds == 0 and layout.n_splits >= 2
+    with pytest.raises(cv.CVLayoutError, match="at least 116 development dates"):
+        cv.fit_cv_layout(115, cv.CVLayout(5, 756, 0), gap=11, floor=cv.CVFloor())
+
+
+def test_below_the_floor_the_error_names_the_dates_needed_and_the_parameters():
+    with pytest.raises(cv.CVLayoutError) as err:
+        cv.fit_cv_layout(136, DEFAULT_LAYOUT, gap=11, floor=cv.CVFloor())
+    message = str(err.value)
+    assert "136 development dates" in message and "at least 137 development dates" in message
+    for parameter in ("periods.test_fraction", "cv.short_panel.floor", "temporal.cv_gap_days"):
+        assert parameter in message
+
+
+def test_adaptation_off_refuses_a_short_panel_and_says_how_to_turn_it_on():
+    with pytest.raises(cv.CVLayoutError, match="cv.short_panel.adapt: true"):
+        cv.fit_cv_layout(229, DEFAULT_LAYOUT, gap=11, floor=cv.CVFloor(), adapt=False)
+
+
+def test_layout_params_read_the_floor_from_parameters():
+    params = {"n_splits": 4, "min_train_days": 200, "n_tuning_folds": 1,
+              "short_panel": {"adapt": True, "floor": {"min_train_days": 50, "min_test_days": 10,
+                                                       "n_oof_folds": 3}}}
+    assert cv.layout_params(params) == (cv.CVLayout(4, 200, 1), cv.CVFloor(50, 10, 3), True)

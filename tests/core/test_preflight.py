@@ -100,3 +100,16 @@ def test_the_shipped_default_split_can_pass_its_date_gate():
     params = project_params()
     dates = pd.bdate_range(params["periods"]["dev_start"] or "1995-01-02", "2022-12-28")
     assert preflight.unreachable_test_date_gates(dates, params) == []
+
+
+def test_preflight_agrees_with_the_short_panel_adaptation():
+    params = _with("cv.short_panel", {"adapt": True, "floor": {"min_train_days": 63,
+                                                               "min_test_days": 21,
+                                                               "n_oof_folds": 2}})
+    params["cv"].update(n_splits=5, min_train_days=756, n_tuning_folds=2)
+    preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=300), params)  # adapts
+    with pytest.raises(PreflightError, match="at least 137 development dates"):
+        preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=150), params)
+    params["cv"]["short_panel"]["adapt"] = False
+    with pytest.raises(PreflightError, match="cv.short_panel.adapt: true"):
+        preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=300), params)

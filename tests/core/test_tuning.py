@@ -187,3 +187,28 @@ def test_data_fingerprint_changes_with_any_training_row(frame_and_folds):
     nudged.loc[nudged.index[7], FEATURES[0]] += 1e-3
     assert fingerprint(nudged) != base
     assert fingerprint(frame.iloc[:-1]) != base
+
+
+def test_shared_study_budget_is_counted_across_processes(tmp_path):
+    """Two handles on one stored study (as two workers): the creator enqueues the defaults once,
+    trials stop at the budget, the trial asked past it is closed as over_budget, never run."""
+    from bma_quant.core import tuning as tuning_lib
+
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    space = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+    opened = [tuning_lib.open_shared_study("s-lgbm", seed=seed, storage=storage,
+                                           first_trial={"x": 0.5}) for seed in (1, 2)]
+    ran_values = []
+
+    def objective(trial):
+        value = tuning_lib.suggest_params(trial, space)["x"]
+        ran_values.append(value)
+        return -abs(value - 0.3)
+
+    first = tuning_lib.run_trials_to_budget(opened[0], objective, budget=3)
+    second = tuning_lib.run_trials_to_budget(opened[1], objective, budget=3)
+    assert first == [0, 1, 2] and second == []
+    trials = opened[1].trials
+    assert trials[0].params == {"x": 0.5}  # the defaults, enqueued once by the creator
+    assert [t.user_attrs.get("over_budget") for t in trials] == [None, None, None, True, True]
+    assert len(tuning_lib.budget_trials(opened[1])) == 3 and len(ran_values) == 3

@@ -171,3 +171,95 @@ def fold_row_indices(row_dates, folds: list[DateFold]) -> list[tuple[np.ndarray,
         )
         for f in folds
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Short panels: the CV layout scaled down to a documented floor
+# ---------------------------------------------------------------------------------------------
+
+
+class CVLayoutError(ValueError):
+    """The development period is shorter than the smallest CV layout allowed (the floor)."""
+
+
+@dataclass(frozen=True)
+class CVLayout:
+    """How many folds, how much history before the first test window, how many tuning folds."""
+
+    n_splits: int
+    min_train_days: int
+    n_tuning_folds: int
+
+    def test_days(self, n_dates: int, gap: int) -> int:
+        """Test dates per fold on `n_dates` development dates (the splitter's arithmetic)."""
+        return (n_dates - self.min_train_days - gap) // self.n_splits
+
+
+@dataclass(frozen=True)
+class CVFloor:
+    """The smallest layout a short panel may scale down to (`cv.short_panel.floor`). With tuning
+    on, at least one tuning fold stays, and `n_oof_folds` out-of-fold folds (stacking fits on
+    earlier ones and scores on later ones, so two is its minimum)."""
+
+    min_train_days: int = 63
+    min_test_days: int = 21
+    n_oof_folds: int = 2
+
+    def n_splits(self, tuning: bool) -> int:
+        return int(tuning) + self.n_oof_folds
+
+    def min_dates(self, tuning: bool, gap: int) -> int:
+        """Development dates the floor layout needs."""
+        return self.min_train_days + gap + self.n_splits(tuning) * self.min_test_days
+
+
+def layout_params(cv_params: dict) -> tuple[CVLayout, CVFloor, bool]:
+    """(requested layout, floor, adapt?) from the `cv` parameters."""
+    layout = CVLayout(int(cv_params["n_splits"]), int(cv_params["min_train_days"]),
+                      int(cv_params.get("n_tuning_folds", 0)))
+    short = cv_params.get("short_panel") or {}
+    floor = CVFloor(**{k: int(v) for k, v in (short.get("floor") or {}).items()})
+    return layout, floor, bool(short.get("adapt", False))
+
+
+def fit_cv_layout(n_dates: int, requested: CVLayout, gap: int, floor: CVFloor,
+                  adapt: bool = True) -> tuple[CVLayout, bool]:
+    """The layout to use on `n_dates` development dates and whether it was scaled down.
+
+    The requested layout is kept whenever it fits (at least one test date per fold, as the
+    splitter needs). Otherwise, with `adapt`: the first fold trains on half of the dates left
+    after the purge gap (never more than requested, never fewer than the floor), then folds are
+    dropped (tuning folds first, down to one; out-of-fold folds down to the floor) until every
+    fold has `floor.min_test_days` test dates. Below the floor: CVLayoutError naming the dates
+    needed and the parameters to change."""
+    if requested.test_days(n_dates, gap) >= 1:
+        return requested, False
+    tuning = requested.n_tuning_folds > 0
+    need = floor.min_dates(tuning, gap)
+    hint = (f"{n_dates} development dates, cv.n_splits={requested.n_splits}, "
+            f"cv.min_train_days={requested.min_train_days}, cv.n_tuning_folds="
+            f"{requested.n_tuning_folds}, temporal.cv_gap_days={gap}")
+    if not adapt:
+        raise CVLayoutError(
+            f"Not enough dates for the CV layout: {hint}. Lower cv.min_train_days or cv.n_splits, "
+            "or set cv.short_panel.adapt: true to scale the layout down to its floor.")
+    if n_dates < need:
+        raise CVLayoutError(
+            f"Not enough dates even for the smallest CV layout: {hint}; the floor "
+            f"(cv.short_panel.floor: min_train_days={floor.min_train_days}, "
+            f"{floor.n_splits(tuning)} folds of at least {floor.min_test_days} test dates) needs "
+            f"at least {need} development dates. Give a longer panel, or lower "
+            "periods.test_fraction, cv.short_panel.floor.* or temporal.cv_gap_days.")
+    train = max(floor.min_train_days, min(requested.min_train_days, (n_dates - gap) // 2))
+    n_oof = requested.n_splits - requested.n_tuning_folds
+    n_tuning = requested.n_tuning_folds
+    while True:
+        layout = CVLayout(n_tuning + n_oof, train, n_tuning)
+        if layout.test_days(n_dates, gap) >= floor.min_test_days:
+            return layout, True
+        if n_tuning > 1:
+            n_tuning -= 1
+        elif n_oof > floor.n_oof_folds:
+            n_oof -= 1
+        else:  # the floor's fold count: give the test windows the training dates above the floor
+            return CVLayout(layout.n_splits, floor.min_train_days, n_tuning), True

@@ -7,37 +7,87 @@ operation is then a vectorised shift along the date axis; `to_long` turns them b
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import logging
+import lzma
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from bma_quant.core.schema import RESERVED, DataValidationError, validate_long_panel
+from bma_quant.core.schema import LINE, RESERVED, DataValidationError, validate_long_panel
 from bma_quant.core.universe import ELIGIBLE
+
+logger = logging.getLogger(__name__)
 
 NUMERIC_OPTIONAL = ("open", "high", "low", "volume")
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+# Each raw row's position in its file (CSV: the line number, header = line 1; Parquet: the row
+# number from 1) travels in column LINE through reshaping, so error messages name the line to fix.
+DELIMITERS = (",", ";", "\t", "|")
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def _header_line(path: Path) -> str:
+    opener = _OPENERS.get(path.suffix.lower(), open)
+    with opener(path, "rt", errors="replace") as handle:
+        return handle.readline()
+
+
+def sniff_delimiter(path: Path) -> str:
+    """The delimiter of a CSV file: the candidate found most often in its header line (',' when
+    none is), so a semicolon-delimited export reads as it is meant."""
+    header = _header_line(path)
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def is_csv(path: Path) -> bool:
+    suffixes = "".join(path.suffixes).lower()
+    return not suffixes.endswith((".parquet", ".pq")) and (".csv" in suffixes or ".txt" in suffixes)
+
+
+def read_table(path: str | Path, delimiter: str | None = None) -> pd.DataFrame:
     """Read a CSV (optionally compressed) or Parquet file.
 
     Names of the contract's columns are matched case-insensitively (`Date` -> `date`); every other
-    column (a ticker in the wide layout, a user factor) keeps its name."""
+    column (a ticker in the wide layout, a user factor) keeps its name. Every row carries its
+    position in the file in column LINE. `delimiter` None = detected from the header line."""
     path = Path(path)
     if not path.is_file():
         raise DataValidationError(f"Input file not found: {path}")
     suffixes = "".join(path.suffixes).lower()
     if suffixes.endswith((".parquet", ".pq")):
-        frame = pd.read_parquet(path)
-    elif ".csv" in suffixes or ".txt" in suffixes:
-        frame = pd.read_csv(path)
+        frame = pd.read_parquet(path).reset_index(drop=True)
+        frame[LINE] = frame.index + 1
+    elif is_csv(path):
+        sep = delimiter or sniff_delimiter(path)
+        if sep != ",":
+            logger.info("%s: reading with delimiter %r", path.name, sep)
+        try:
+            # blank lines are kept while reading so that the line numbers stay the file's own
+            frame = pd.read_csv(path, sep=sep, skip_blank_lines=False)
+        except pd.errors.EmptyDataError:
+            raise DataValidationError(
+                f"Input file {path} is empty: expected a header line (date, ticker, close, ... or "
+                "date plus one column per ticker) and data rows") from None
+        frame[LINE] = frame.index + 2
+        blank = frame.drop(columns=LINE).isna().all(axis=1)
+        frame = frame.loc[~blank].reset_index(drop=True)
     else:
         raise DataValidationError(f"Unsupported input format {path.name}: use CSV or Parquet")
-    known = RESERVED | {"level"}
+    known = RESERVED | {"level", LINE}
     frame.columns = [
         str(c).strip().lower() if str(c).strip().lower() in known else str(c).strip()
         for c in frame.columns
     ]
+    if frame.empty:
+        raise DataValidationError(
+            f"Input file {path} has a header ({', '.join(c for c in frame.columns if c != LINE)}) "
+            "but no data rows")
     return frame
 
 
@@ -51,25 +101,42 @@ def detect_layout(frame: pd.DataFrame, layout: str = "auto") -> str:
 
 
 def wide_to_long(frame: pd.DataFrame) -> pd.DataFrame:
-    """Wide close table -> long (date, ticker, close); empty cells are missing days, not rows."""
+    """Wide close table -> long (date, ticker, close); empty cells are missing days, not rows.
+
+    A ticker column without a single price keeps its rows (all missing), so the name is reported
+    in the data-quality report (`no_prices`, never eligible) instead of vanishing."""
     if "date" not in frame.columns:
         raise DataValidationError(
             "Input data rejected: missing required column 'date' (wide layout: a date column plus "
             "one close-price column per ticker)"
         )
-    tickers = [c for c in frame.columns if c != "date"]
+    tickers = [c for c in frame.columns if c not in {"date", LINE}]
     if not tickers:
         raise DataValidationError("Input data rejected: wide layout with no ticker columns")
-    long = frame.melt(id_vars="date", value_vars=tickers, var_name="ticker", value_name="close")
-    return long.loc[long["close"].notna() & (long["close"].astype(str).str.strip() != "")]
+    id_vars = ["date", *([LINE] if LINE in frame.columns else [])]
+    long = frame.melt(id_vars=id_vars, value_vars=tickers, var_name="ticker", value_name="close")
+    present = long["close"].notna() & (long["close"].astype(str).str.strip() != "")
+    empty = [t for t in tickers if not present[long["ticker"] == t].any()]
+    if empty:
+        logger.warning("wide layout: ticker column(s) %s hold no price on any line; the name(s) "
+                       "are kept without prices and reported as never eligible", ", ".join(empty))
+    return long.loc[present | long["ticker"].isin(empty)]
 
 
-def load_raw_panel(path: str | Path, layout: str = "auto") -> pd.DataFrame:
+def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None = None
+                   ) -> pd.DataFrame:
     """Read, reshape and validate a raw panel into the long layout, sorted by (date, ticker)."""
-    frame = read_table(path)
+    frame = read_table(path, delimiter)
+    columns = [str(c) for c in frame.columns if c != LINE]
+    if len(columns) == 1 and any(d in columns[0] for d in DELIMITERS):
+        raise DataValidationError(
+            f"Input data rejected ({path}): the header reads as one column {columns[0]!r}, so the "
+            f"delimiter {delimiter!r} is not the file's: set data.delimiter to it, or to null to "
+            "detect it")
     if detect_layout(frame, layout) == "wide":
         frame = wide_to_long(frame)
-    long = validate_long_panel(frame, source=str(path))
+    position = "line" if is_csv(Path(path)) else "row"
+    long = validate_long_panel(frame, source=str(path), position=position).drop(columns=LINE)
     long["ticker"] = long["ticker"].astype(str)
     return long.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
 
@@ -79,7 +146,7 @@ def load_index_series(path: str | Path | None) -> pd.DataFrame:
     if not path:
         return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"),
                              "level": pd.Series(dtype="float64")})
-    frame = read_table(path)
+    frame = read_table(path).drop(columns=LINE)
     if "date" not in frame.columns:
         raise DataValidationError(f"Index file {path}: missing required column 'date'")
     values = [c for c in frame.columns if c != "date"]

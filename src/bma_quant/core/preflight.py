@@ -58,6 +58,7 @@ BOUNDS = (
     Bound("processing.split_detection.confirm_days", 0),
     Bound("memory.target_usage", 0.0, 1.0, low_open=True),
     Bound("memory.max_threshold", 0.0, 1.0, low_open=True),
+    Bound("run.timeout_seconds", 0.0, low_open=True),
     Bound("base_models.tuning.n_trials", 1),
     Bound("evaluation.backtest.n_quantiles", 2),
     Bound("evaluation.backtest.cost_bps", 0.0),
@@ -149,7 +150,8 @@ def check_universe(n_tickers: int, params: Mapping[str, Any]) -> None:
 
 def check_cv_layout(dates, params: Mapping[str, Any]) -> None:
     """The dates split into development | gap | test and the development dates hold the purged
-    folds, with the same functions data_processing uses (core.split, core.cv)."""
+    folds, with the same functions data_processing uses (core.split, core.cv): a short panel
+    passes when its layout scales down to the floor (`cv.short_panel`)."""
     temporal = TemporalConfig.from_params(params["temporal"])
     periods, cv_params = params["periods"], params["cv"]
     calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
@@ -160,10 +162,11 @@ def check_cv_layout(dates, params: Mapping[str, Any]) -> None:
         )
         dev = calendar[(calendar >= pd.Timestamp(dates_split["dev_start"]))
                        & (calendar <= pd.Timestamp(dates_split["dev_end"]))]
+        requested, floor, adapt = cv.layout_params(cv_params)
+        layout, _ = cv.fit_cv_layout(len(dev), requested, temporal.cv_gap_days, floor, adapt)
         cv.PurgedWalkForwardSplit(
-            n_splits=int(cv_params["n_splits"]), temporal=temporal,
-            min_train_days=int(cv_params["min_train_days"]), window=cv_params["window"],
-            max_train_days=cv_params.get("max_train_days"),
+            n_splits=layout.n_splits, temporal=temporal, min_train_days=layout.min_train_days,
+            window=cv_params["window"], max_train_days=cv_params.get("max_train_days"),
         ).date_folds(dev)
     except ValueError as exc:
         raise PreflightError(

@@ -85,7 +85,22 @@ def long_panel_schema(extra_numeric: list[str]) -> pa.DataFrameSchema:
     )
 
 
-def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, source: str) -> str:
+LINE = "__line__"  # a row's line in its file (core.panel), when known
+
+
+def _where(frame: pd.DataFrame, i: int, position: str) -> str:
+    """'line 7 (2020-01-03, BBB)': the row's line in the file (or its row number) and its keys."""
+    at = f"{position} {int(frame.at[i, LINE])}" if LINE in frame else f"row {i}"
+    if {"date", "ticker"} <= set(frame.columns):
+        date = frame.at[i, "date"]
+        if isinstance(date, pd.Timestamp) and date == date.normalize():
+            date = date.date()
+        at += f" ({date}, {frame.at[i, 'ticker']})"
+    return at
+
+
+def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, source: str,
+                       position: str = "line") -> str:
     cases = errors.failure_cases.copy()
     lines = [f"Input data rejected ({source}): it breaks the data contract of DESIGN §2."]
     # After a failed dtype coercion pandera also reports the value checks it could not run; those
@@ -99,11 +114,7 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
     )
     for check, part in cases[frame_level].groupby("check", sort=False):
         rows = sorted({int(i) for i in part["index"].dropna()})
-        has_keys = {"date", "ticker"} <= set(frame.columns)
-        shown = "; ".join(
-            f"row {i} ({frame.at[i, 'date']}, {frame.at[i, 'ticker']})" if has_keys else f"row {i}"
-            for i in rows[:3]
-        )
+        shown = "; ".join(_where(frame, i, position) for i in rows[:3])
         lines.append(f"- rows: {check}; {len(rows)} failing row(s), e.g. {shown}")
     cases = cases[~frame_level]
     for (column, check), part in cases.groupby(["column", "check"], sort=False, dropna=False):
@@ -119,7 +130,9 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
                 continue
             sample = frame.loc[rows[:6], ["date", "ticker"]].drop_duplicates().head(3)
             pairs = ", ".join(f"({d}, {t})" for d, t in sample.itertuples(index=False))
-            lines.append(f"- duplicate (date, ticker) rows: {len(rows)} rows, e.g. {pairs}")
+            at = (f" on {position}s " + ", ".join(str(int(frame.at[i, LINE])) for i in rows[:6])
+                  if LINE in frame else "")
+            lines.append(f"- duplicate (date, ticker) rows: {len(rows)} rows, e.g. {pairs}{at}")
             continue
         if check == "column_in_dataframe":
             missing = ", ".join(str(c) for c in part["failure_case"])
@@ -131,21 +144,44 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
             rule = check
         shown = []
         for idx, value in part[["index", "failure_case"]].head(3).itertuples(index=False):
-            where = f"row {int(idx)}" if pd.notna(idx) else "a row"
-            who = ""
-            if pd.notna(idx) and {"date", "ticker"} <= set(frame.columns):
-                who = f" ({frame.at[int(idx), 'date']}, {frame.at[int(idx), 'ticker']})"
-            shown.append(f"{where}{who}: {value!r}")
+            where = _where(frame, int(idx), position) if pd.notna(idx) else "a row"
+            shown.append(f"{where}: {value!r}")
         label = "rows" if column is None or pd.isna(column) else f"column '{column}'"
         lines.append(f"- {label}: {rule}; {len(part)} failing value(s), e.g. " + "; ".join(shown))
     return "\n".join(lines)
 
 
-def validate_long_panel(frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
-    """Validate and coerce a long panel; raise one DataValidationError listing every broken rule."""
-    frame = frame.reset_index(drop=True)
-    extra = [c for c in frame.columns if c not in RESERVED]
+def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.DataFrame:
+    """Parse the date column in one format: the format of the first date (ISO, or what pandas
+    infers from it). A date in another format (2020-01-02 next to 01/03/2020, where day and month
+    are ambiguous) or no date at all is refused with its line, instead of guessing."""
+    if "date" not in frame or pd.api.types.is_datetime64_any_dtype(frame["date"]):
+        return frame
+    text = frame["date"].astype("string").str.strip()
+    parsed = pd.to_datetime(text, errors="coerce")
+    bad = parsed.isna() & text.notna() & (text != "")
+    if not bad.any():
+        return frame.assign(date=parsed)
+    first = int(text.notna().idxmax())
+    any_format = pd.to_datetime(text[bad], errors="coerce", format="mixed")
+    mixed = any_format.notna().any()
+    rule = (f"must be a date in one format (the first date, {_where(frame, first, position)}, "
+            f"is {text[first]!r}; mixed formats are ambiguous: write every date as YYYY-MM-DD)"
+            if mixed else "must be a date (could not parse)")
+    shown = "; ".join(f"{_where(frame, i, position)}: {text[i]!r}" for i in frame.index[bad][:3])
+    raise DataValidationError(
+        f"Input data rejected ({source}): it breaks the data contract of DESIGN §2.\n"
+        f"- column 'date': {rule}; {int(bad.sum())} failing value(s), e.g. {shown}")
+
+
+def validate_long_panel(frame: pd.DataFrame, source: str = "input",
+                        position: str = "line") -> pd.DataFrame:
+    """Validate and coerce a long panel; raise one DataValidationError listing every broken rule.
+    Offending rows are named by `position` ("line" in a CSV, "row" in Parquet) when the frame
+    carries each row's position in column LINE, else by their row index."""
+    frame = parse_dates(frame.reset_index(drop=True), source, position)
+    extra = [c for c in frame.columns if c not in RESERVED | {LINE}]
     try:
         return long_panel_schema(extra).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:
-        raise DataValidationError(_describe_failures(errors, frame, source)) from None
+        raise DataValidationError(_describe_failures(errors, frame, source, position)) from None

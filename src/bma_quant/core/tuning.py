@@ -13,12 +13,21 @@ Storage is whatever Optuna accepts (None = in memory, or an RDB URL such as
 `sqlite:///data/06_models/optuna_base_models.db`); the caller gives each study a unique name (a
 run identifier in it) and the study is created with load_if_exists=False, so reruns never mix
 trials into an old study.
+
+Shared studies (`shared=True`, scale-out): several processes (tuning workers, then the training
+run) fill one named study in an RDB storage such as PostgreSQL. The trial budget is counted across
+them by trial number (unique and ordered in the storage): a process asks for a trial and runs it
+only if its number is below the budget; a trial asked past the budget is closed at once as FAIL
+(user attribute `over_budget`) and the process stops, so COMPLETE + PRUNED trials never exceed the
+budget. Each process samples with its own seed (otherwise they would propose the same values).
+The trial order then depends on timing: results are not reproducible in that mode.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -81,6 +90,7 @@ def create_study(
     storage: str | None = None,
     sampler: dict | None = None,
     pruner: dict | None = None,
+    load_if_exists: bool = False,
 ) -> optuna.Study:
     sampler_cfg = dict(sampler or {})
     pruner_cfg = dict(pruner or {})
@@ -88,7 +98,7 @@ def create_study(
         study_name=study_name,
         storage=storage,
         direction="maximize",
-        load_if_exists=False,
+        load_if_exists=load_if_exists,
         sampler=optuna.samplers.TPESampler(
             seed=int(seed),
             n_startup_trials=int(sampler_cfg.get("n_startup_trials", 5)),
@@ -101,6 +111,67 @@ def create_study(
         if pruner_cfg.get("enabled", True)
         else optuna.pruners.NopPruner(),
     )
+
+
+OVER_BUDGET = "over_budget"
+
+
+def open_shared_study(study_name: str, *, seed: int, storage: str, sampler: dict | None = None,
+                      pruner: dict | None = None, first_trial: dict | None = None
+                      ) -> optuna.Study:
+    """Create the named study, or join it when another process already did. Only its creator
+    enqueues `first_trial` (the defaults), so it is tried once however many processes join."""
+    kwargs = {"seed": seed, "storage": storage, "sampler": sampler, "pruner": pruner}
+    try:
+        study = create_study(study_name, **kwargs)
+    except optuna.exceptions.DuplicatedStudyError:
+        return create_study(study_name, **kwargs, load_if_exists=True)
+    if first_trial:
+        study.enqueue_trial(first_trial)
+    return study
+
+
+def run_trials_to_budget(study: optuna.Study, objective: Callable[[optuna.Trial], float],
+                         budget: int, callbacks: Sequence[Callable] = ()) -> list[int]:
+    """Ask, run and tell trials until the study's trial numbers reach `budget` (counted across
+    every process sharing the study); returns the numbers of the trials run here."""
+    ran: list[int] = []
+    while True:
+        trial = study.ask()
+        if trial.number >= int(budget):
+            trial.set_user_attr(OVER_BUDGET, True)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return ran
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            frozen = study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        except Exception:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        else:
+            frozen = study.tell(trial, value)
+        ran.append(trial.number)
+        for callback in callbacks:
+            callback(study, frozen)
+
+
+def wait_for_other_trials(study: optuna.Study, wait_seconds: float, poll: float = 1.0) -> None:
+    """Let trials still running in other processes finish (at most `wait_seconds`: a worker
+    that died leaves its trial RUNNING for ever); the best is chosen among the complete ones."""
+    deadline = time.monotonic() + float(wait_seconds)
+    running = optuna.trial.TrialState.RUNNING
+    while any(t.state == running for t in budget_trials(study)):
+        if time.monotonic() > deadline:
+            logger.warning("%s: trials still running after %.0f s; choosing among the complete "
+                           "ones", study.study_name, wait_seconds)
+            return
+        time.sleep(poll)
+
+
+def budget_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials without those closed for being past the budget."""
+    return [t for t in study.trials if not t.user_attrs.get(OVER_BUDGET)]
 
 
 @dataclass
@@ -116,6 +187,7 @@ class TuningResult:
     # Each complete trial's predictions on the tuning folds (trial number -> CVResult), kept so
     # every configuration tried can be scored again (trial accounting, overfitting statistics).
     trial_predictions: dict[int, CVResult]
+    shared: bool = False  # trials came from several processes (scale-out): not reproducible
 
     @property
     def objective_median(self) -> float:
@@ -142,13 +214,31 @@ def tune_learner(
     callbacks: Sequence[Callable] = (),
     show_progress_bar: bool = False,
     enqueue_defaults: bool = True,
+    shared: bool = False,
+    wait_seconds: float = 600.0,
+    rescore: bool = True,
 ) -> TuningResult:
     """Tune `name` on the cached (tuning) folds; maximise the mean fold RankIC.
 
-    `timeout` (seconds, None = off) is a safety cap only; `truncated` reports when it bit."""
+    `timeout` (seconds, None = off) is a safety cap only; `truncated` reports when it bit.
+    `shared`: join the named study in `storage` and run trials until the budget is reached across
+    every process (tuning workers); complete trials run elsewhere are scored again on the same
+    tuning folds, so every configuration tried has its predictions (trial accounting; a worker
+    passes `rescore=False` and `wait_seconds=0`)."""
     if int(n_trials) < 1:
         raise ValueError(f"{name}: base_models.tuning.n_trials must be >= 1, got {n_trials}")
-    study = create_study(study_name, seed=seed, storage=storage, sampler=sampler, pruner=pruner)
+    first = default_trial(defaults, space) if enqueue_defaults else None
+    if shared:
+        if not (storage and study_name):
+            raise ValueError(f"{name}: a shared study needs base_models.tuning.storage and "
+                             "base_models.tuning.study_name")
+        study = open_shared_study(study_name, seed=seed, storage=storage, sampler=sampler,
+                                  pruner=pruner, first_trial=first)
+    else:
+        study = create_study(study_name, seed=seed, storage=storage, sampler=sampler,
+                             pruner=pruner)
+        if first:
+            study.enqueue_trial(first)
     with warnings.catch_warnings():  # "experimental" since Optuna 3.2, stable in use
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([OBJECTIVE_NAME])
@@ -157,8 +247,6 @@ def tune_learner(
     study.set_user_attr("data_fingerprint", cache.data.fingerprint)
     study.set_user_attr("n_rows", int(len(cache.data.label)))
     study.set_user_attr("n_tuning_folds", len(cache.folds))
-    if enqueue_defaults and default_trial(defaults, space):
-        study.enqueue_trial(default_trial(defaults, space))
     predictions: dict[int, CVResult] = {}
 
     def objective(trial: optuna.Trial) -> float:
@@ -175,14 +263,25 @@ def tune_learner(
         predictions[trial.number] = result
         return result.rank_ic_mean
 
-    study.optimize(objective, n_trials=int(n_trials), timeout=timeout, n_jobs=1,
-                   callbacks=list(callbacks), show_progress_bar=show_progress_bar,
-                   gc_after_trial=False)
+    if shared:
+        run_trials_to_budget(study, objective, int(n_trials), callbacks)
+        wait_for_other_trials(study, wait_seconds)
+        for trial in budget_trials(study) if rescore else []:
+            if trial.state == optuna.trial.TrialState.COMPLETE and trial.number not in predictions:
+                predictions[trial.number] = cross_validate(
+                    cache, name, {**defaults, **trial.params}, seed=seed, n_jobs=n_jobs,
+                    min_names=min_names, full_scores=False)
+    else:
+        study.optimize(objective, n_trials=int(n_trials), timeout=timeout, n_jobs=1,
+                       callbacks=list(callbacks), show_progress_bar=show_progress_bar,
+                       gc_after_trial=False)
     trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration",
                                            "user_attrs"))
     # a named objective comes out as value_<name>: keep the table's `value` column
     trials = trials.rename(columns={f"value_{OBJECTIVE_NAME}": "value"})
-    states = [t.state for t in study.trials]
+    if shared and "user_attrs_" + OVER_BUDGET in trials:
+        trials = trials[trials["user_attrs_" + OVER_BUDGET].isna()].reset_index(drop=True)
+    states = [t.state for t in budget_trials(study)]
     complete = states.count(optuna.trial.TrialState.COMPLETE)
     if complete == 0:
         raise RuntimeError(f"{name}: no Optuna trial completed ({len(states)} started)")
@@ -206,4 +305,5 @@ def tune_learner(
         study_name=study_name,
         truncated=truncated,
         trial_predictions=predictions,
+        shared=shared,
     )

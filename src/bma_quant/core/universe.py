@@ -125,6 +125,8 @@ def listing_events(observed: pd.DataFrame) -> dict:
         "first_close": as_text(first),
         "late_listings": as_text(first[first > dates.min()]),
         "delistings": as_text(last[last < dates.max()]),
+        # names in the file without a single close (e.g. an empty column of a wide file)
+        "no_prices": sorted(map(str, has_any.index[~has_any])),
     }
 
 

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,28 @@ def promote_files(pairs: list[tuple[Path, Path]]) -> list[Path]:
             os.replace(source, target)
             written.append(target)
     return written
+
+
+class OutputFolderNotWritable(PermissionError):
+    """An output folder cannot be written: refused before the first node, not half-way through
+    the promotion of a finished run."""
+
+
+def writable(folder: Path) -> bool:
+    """Whether a file can be created in `folder` (or in its nearest existing parent, which would
+    create it). Tries for real: root ignores permission bits but not a read-only file system."""
+    while not folder.exists():
+        folder = folder.parent
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_check_"):
+            return True
+    except OSError:
+        return False
+
+
+def unwritable_folders(pairs: list[tuple[Path, Path]]) -> list[Path]:
+    return [folder for folder in sorted({real.parent for _, real in pairs})
+            if not writable(folder)]
 
 
 def remove_orphans(staging_root: Path) -> None:
@@ -166,6 +189,15 @@ class RunStaging:
                 self.datasets.append(name)
         logger.info("staging %d output dataset(s) under %s", len(self.datasets), self.folder)
 
+    def check_writable(self) -> None:
+        """Every real output folder can take the promoted files."""
+        blocked = unwritable_folders(self.pairs)
+        if blocked:
+            raise OutputFolderNotWritable(
+                f"Output folder(s) not writable: {', '.join(map(str, blocked[:5]))}; the run "
+                "would fail when promoting its outputs. Make them writable or point the catalog "
+                "elsewhere (conf/local/catalog.yml).")
+
     def path_for(self, real: Path) -> Path:
         """Where to write a file that must be promoted with the outputs (e.g. run_summary.json)."""
         staged = staged_path(real, self.project_path, self.folder)
@@ -191,6 +223,7 @@ class StagingHooks:
     def __init__(self) -> None:
         self.current: RunStaging | None = None
         self._project_path = Path.cwd()
+        self._checked = False
 
     @hook_impl
     def after_context_created(self, context) -> None:
@@ -201,6 +234,15 @@ class StagingHooks:
         run_id = str(run_params.get("run_id") or os.getpid()).replace(":", "-")
         self.current = RunStaging(self._project_path, run_id)
         self.current.stage(catalog, outputs_written_by(pipeline))
+        self._checked = False
+
+    # Checked at the first node, not in before_pipeline_run: an error there reaches the
+    # on_pipeline_error hooks (MLflow run FAILED, staging discarded, failed summary written).
+    @hook_impl
+    def before_node_run(self) -> None:
+        if self.current is not None and not self._checked:
+            self._checked = True
+            self.current.check_writable()
 
     # trylast: promotion runs after every other after_pipeline_run hook (the run summary is
     # written into the staging folder by then, and kedro-mlflow has logged its artifacts).

@@ -97,7 +97,8 @@ def test_processing_is_prefix_invariant(tmp_path, market):
     panel.to_parquet(full_path)
     overrides = _overrides(full_path)
     overrides["processing"] = {"eligibility": {"window_days": 60, "min_history_days": 20}}
-    overrides["cv"] = {"n_splits": 2, "n_tuning_folds": 1, "min_train_days": 40}  # folds fit on the shortest cut
+    # folds fit on the shortest cut: 1 tuning + 1 out-of-fold fold
+    overrides["cv"] = {"n_splits": 2, "min_train_days": 40, "n_tuning_folds": 1}
     full = run_pipeline("data_processing", {}, overrides)
     primary = full["primary_panel"]
     report = full["data_quality_report"]

@@ -95,6 +95,13 @@ def _trial_callbacks(name: str) -> list:
                                  mlflow_kwargs={"nested": True})]
 
 
+def shared_study_name(name: str, tuning_cfg: dict) -> str | None:
+    """<tuning.study_name>-<learner> when tuning.study_name is set (a study shared with tuning
+    workers, see bma_quant.tune_worker), else None."""
+    base = tuning_cfg.get("study_name")
+    return f"{base}-{name}" if base else None
+
+
 def _study_name(name: str) -> str:
     """<learner>-<run id>: the MLflow run id when there is one, else a UTC timestamp."""
     import mlflow
@@ -115,20 +122,29 @@ def _storage(url: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _tune(name: str, inputs: training.TrainingInputs, params: dict, defaults: dict,
-          space: dict) -> tuning.TuningResult:
-    """The Optuna study of one learner, scored on the tuning folds only."""
+def tune(name: str, inputs: training.TrainingInputs, params: dict, defaults: dict,
+         space: dict, seed_offset: int = 0, callbacks: list | None = None,
+         worker: bool = False) -> tuning.TuningResult:
+    """The Optuna study of one learner, scored on the tuning folds only. With
+    tuning.study_name set it joins the study shared with tuning workers (each worker samples
+    with seed + its `seed_offset`; a `worker` neither waits for the others nor rescores their
+    trials: the training run does)."""
     tuning_cfg = params["tuning"]
+    shared_name = shared_study_name(name, tuning_cfg)
     return tuning.tune_learner(
         inputs.tuning_cache, name, defaults, space,
         n_trials=int(tuning_cfg["n_trials"]), timeout=tuning_cfg.get("timeout"),
-        seed=int(params["seed"]), n_jobs=int(params["n_jobs"]),
+        seed=int(params["seed"]) + int(seed_offset), n_jobs=int(params["n_jobs"]),
         min_names=int(params.get("min_names", 5)),
-        storage=_storage(tuning_cfg.get("storage")), study_name=_study_name(name),
+        storage=_storage(tuning_cfg.get("storage")),
+        study_name=shared_name or _study_name(name),
         sampler=tuning_cfg.get("sampler"), pruner=tuning_cfg.get("pruner"),
-        callbacks=_trial_callbacks(name),
+        callbacks=_trial_callbacks(name) if callbacks is None else callbacks,
         show_progress_bar=bool(tuning_cfg.get("show_progress_bar", False)),
         enqueue_defaults=bool(tuning_cfg.get("enqueue_defaults", True)),
+        shared=shared_name is not None,
+        wait_seconds=0.0 if worker else float(tuning_cfg.get("shared_wait_seconds", 600)),
+        rescore=not worker,
     )
 
 
@@ -162,7 +178,7 @@ def _train(name: str, inputs: training.TrainingInputs, params: dict, nw_lag: int
     trials, trial_oof = pd.DataFrame(), pd.DataFrame(columns=TRIAL_COLUMNS)
     tuning_metrics: dict[str, float | None] = {"n_trials": 0, "tuning_truncated": 0.0}
     if name in _tuned_learners(params):
-        result = _tune(name, inputs, params, defaults, space)
+        result = tune(name, inputs, params, defaults, space)
         best_params, study = result.best_params, result.study_name
         trials = result.trials.assign(model=name)
         trial_oof = _trial_frames(name, inputs, result)
@@ -172,6 +188,7 @@ def _train(name: str, inputs: training.TrainingInputs, params: dict, nw_lag: int
             "tuning_objective": result.best_value,
             "tuning_objective_median": result.objective_median,
             "tuning_truncated": float(result.truncated),
+            "tuning_shared_study": float(result.shared),
         }
         learner_kind = models.get_learner(name).native
         if learner_kind:
@@ -296,11 +313,15 @@ def _tag_run(results: list[dict]) -> None:
         return
     truncated = [r["name"] for r in results
                  if (r.get("metrics") or {}).get("tuning_truncated")]
+    shared = [r["name"] for r in results
+              if (r.get("metrics") or {}).get("tuning_shared_study")]
     mlflow.set_tags({f"base_models.{r['name']}.status": r["status"] for r in results})
-    mlflow.set_tag("reproducible", "false" if truncated else "true")
-    if truncated:
-        mlflow.set_tag("reproducible.reason",
-                       f"tuning timeout cut the study of {', '.join(truncated)}")
+    mlflow.set_tag("reproducible", "false" if truncated or shared else "true")
+    reasons = ([f"tuning timeout cut the study of {', '.join(truncated)}"] if truncated else []) \
+        + ([f"trials of {', '.join(shared)} came from a shared study (tuning workers): their "
+            "order depends on timing"] if shared else [])
+    if reasons:
+        mlflow.set_tag("reproducible.reason", "; ".join(reasons))
 
 
 def collect_base_models(*results: dict):

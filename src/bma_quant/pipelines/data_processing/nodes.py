@@ -21,7 +21,8 @@ def load_raw_data(data: dict, temporal: dict) -> tuple[pd.DataFrame, pd.DataFram
 
     Runs first, so rejected data or a leaky config stops the run before any output is written."""
     TemporalConfig.from_params(temporal)
-    raw = panel.load_raw_panel(Path(data["raw_path"]), layout=data.get("layout", "auto"))
+    raw = panel.load_raw_panel(Path(data["raw_path"]), layout=data.get("layout", "auto"),
+                               delimiter=data.get("delimiter"))
     index = panel.load_index_series(data.get("index_path"))
     logger.info("loaded %d rows, %d tickers from %s", len(raw), raw["ticker"].nunique(),
                 data["raw_path"])
@@ -123,27 +124,39 @@ def make_market(primary_panel: pd.DataFrame, market_index: pd.DataFrame) -> pd.D
 
 def make_cv_folds(date_split: dict, primary_panel: pd.DataFrame, temporal: dict, cv_params: dict):
     """Purged walk-forward folds over development dates, shared by every later pipeline; the
-    first `n_tuning_folds` are tuning folds, the rest out-of-fold folds (nested selection)."""
+    first `n_tuning_folds` are tuning folds, the rest out-of-fold folds (nested selection).
+
+    On a panel too short for the requested layout the layout is scaled down to its floor
+    (`cv.short_panel`, core.cv.fit_cv_layout); the layout used is returned for MLflow."""
     config = TemporalConfig.from_params(temporal)
     dates = pd.DatetimeIndex(primary_panel["date"].unique())
     dev = dates[(dates >= pd.Timestamp(date_split["dev_start"]))
                 & (dates <= pd.Timestamp(date_split["dev_end"]))]
+    requested, floor, adapt = cv.layout_params(cv_params)
+    layout, adapted = cv.fit_cv_layout(len(dev), requested, config.cv_gap_days, floor, adapt)
+    if adapted:
+        logger.warning(
+            "short panel: %d development dates do not hold the requested CV layout (n_splits=%d, "
+            "min_train_days=%d, n_tuning_folds=%d); using n_splits=%d, min_train_days=%d, "
+            "n_tuning_folds=%d (%d test dates per fold; floor in cv.short_panel.floor)",
+            len(dev), requested.n_splits, requested.min_train_days, requested.n_tuning_folds,
+            layout.n_splits, layout.min_train_days, layout.n_tuning_folds,
+            layout.test_days(len(dev), config.cv_gap_days))
     splitter = cv.PurgedWalkForwardSplit(
-        n_splits=int(cv_params["n_splits"]), temporal=config,
-        min_train_days=int(cv_params["min_train_days"]), window=cv_params["window"],
-        max_train_days=cv_params.get("max_train_days"),
+        n_splits=layout.n_splits, temporal=config, min_train_days=layout.min_train_days,
+        window=cv_params["window"], max_train_days=cv_params.get("max_train_days"),
     )
-    folds = cv.assign_stages(splitter.date_folds(dev), int(cv_params.get("n_tuning_folds", 0)))
+    folds = cv.assign_stages(splitter.date_folds(dev), layout.n_tuning_folds)
     for f in folds:
         logger.info("fold %d (%s): train %d dates (..%s), test %s..%s", f.fold, f.stage,
                     len(f.train_dates), f.train_dates.max().date(), f.test_dates.min().date(),
                     f.test_dates.max().date())
-    return cv.folds_table(folds)
+    return cv.folds_table(folds), {**asdict(layout), "adapted": int(adapted)}
 
 
 def data_quality_report(
     cleaning_log: dict, finalise_log: dict, date_split: dict, primary_panel: pd.DataFrame,
-    market_frame: pd.DataFrame,
+    market_frame: pd.DataFrame, cv_layout: dict,
 ) -> tuple[dict, dict]:
     """The data-quality report (JSON artifact) and the `data_processing.*` metrics."""
     present = primary_panel["close"].notna()
@@ -156,6 +169,7 @@ def data_quality_report(
         "dates": int(primary_panel["date"].nunique()),
         "market_source": str(market_frame["source"].iloc[0]) if len(market_frame) else "none",
         "split": date_split,
+        "cv_layout": cv_layout,
     }
     metrics = {
         "rows_in": report["rows_in"],
@@ -169,10 +183,13 @@ def data_quality_report(
         "stale_streaks": report["stale"]["streaks"],
         "stale_masked_days": report["stale"]["masked_days"],
         "dropped_tickers": len(report["never_eligible"]),
+        "no_price_tickers": len(report["no_prices"]),
         "dropped_dates": report["dropped_dates"],
         "late_listings": len(report["late_listings"]),
         "delistings": len(report["delistings"]),
         **{f"eligible_names_{k}": v for k, v in report["eligible_names_per_date"].items()},
         "imputed_values": report["imputed_values"],
+        # 1 when a short panel scaled the CV layout down (cv.short_panel); layout in cv_layout.*
+        "cv_layout_adapted": cv_layout["adapted"],
     }
     return report, as_mlflow_metrics(metrics)

@@ -391,7 +391,8 @@ def register_model(
 ) -> dict[str, Any]:
     """Check that the chain reproduces the test predictions, then (with an active MLflow run and
     ``registry.enabled``) log it as a pyfunc model and register it as champion or challenger."""
-    raw = panel_lib.load_raw_panel(Path(data["raw_path"]), layout=data.get("layout", "auto"))
+    raw = panel_lib.load_raw_panel(Path(data["raw_path"]), layout=data.get("layout", "auto"),
+                                     delimiter=data.get("delimiter"))
     raw_slice = test_slice(raw, date_split, prediction_chain.warmup_days)
     out: dict[str, Any] = {"gates_passed": bool(gate_report["passed"])}
     try:

@@ -17,7 +17,7 @@ from bma_quant.serving.model_source import InferenceModel, load_inference_model
 
 logger = logging.getLogger(__name__)
 
-DATA_KEYS = ("raw_path", "index_path", "layout")
+DATA_KEYS = ("raw_path", "index_path", "layout", "delimiter")
 
 
 def load_model(inference: dict) -> InferenceModel:
@@ -42,7 +42,8 @@ def load_latest_panel(model: InferenceModel, data: dict, inference: dict) -> pd.
     source = inference_data_source(model, data, inference)
     logger.info("inference data: %s (index: %s)", source["raw_path"], source.get("index_path"))
     raw = panel_lib.load_raw_panel(Path(source["raw_path"]),
-                                   layout=source.get("layout") or "auto")
+                                   layout=source.get("layout") or "auto",
+                                   delimiter=source.get("delimiter"))
     history = inference.get("history_days")
     if history:
         dates = np.sort(raw["date"].unique())

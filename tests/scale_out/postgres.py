@@ -1,0 +1,73 @@
+"""A throw-away PostgreSQL server for the scale-out tests: initdb + pg_ctl in a temporary folder.
+
+Uses the server binaries of the Debian package `postgresql` (/usr/lib/postgresql/<v>/bin; .ci/run
+installs the package when missing). initdb refuses to run as root, so as root the cluster is
+created and run by the `postgres` system user the package adds (runuser)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_bindir() -> Path:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    if not candidates:
+        found = shutil.which("initdb")
+        if not found:
+            raise RuntimeError("PostgreSQL server binaries not found: apt-get install -y postgresql")
+        return Path(found).parent
+    return Path(candidates[0]).parent
+
+
+class PostgresServer:
+    def __init__(self) -> None:
+        self.bindir = server_bindir()
+        self.root = Path(tempfile.mkdtemp(prefix="bma_quant_pg_"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self._as_user = os.geteuid() == 0
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if self._as_user:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+
+    def start(self) -> PostgresServer:
+        if self._as_user:
+            os.chmod(self.root, 0o755)
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                  "--no-sync")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w",
+                  "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                  "-c fsync=off", "start")
+        return self
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)

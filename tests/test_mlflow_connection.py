@@ -1,0 +1,56 @@
+"""An unreachable MLflow tracking server fails fast (about 30 s at most) with a clear error."""
+
+import socket
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from bma_quant.run_hooks import mlflow_connection as mc
+from tests.support import project_params
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class FakeConfigLoader(dict):
+    config_patterns: dict = {}
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for var in mc.ENV_VARS.values():  # restored (unset) after the test
+        monkeypatch.setenv(var, "0")
+        monkeypatch.delenv(var)
+
+
+def test_settings_become_mlflow_environment_variables_unless_already_set():
+    environ = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "3"}
+    applied = mc.apply_connection_settings({"max_retries": 2, "timeout_seconds": 8}, environ)
+    assert applied == {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "3"}
+    with pytest.raises(ValueError, match="mlflow_connection.retries: unknown key"):
+        mc.apply_connection_settings({"retries": 2}, {})
+
+
+def test_closed_port_fails_within_the_bound_with_a_clear_error(clean_env):
+    params = {"mlflow_connection": project_params()["mlflow_connection"]}
+    uri = f"http://127.0.0.1:{closed_port()}"
+    context = SimpleNamespace(params=params, config_loader=FakeConfigLoader(
+        mlflow={"server": {"mlflow_tracking_uri": uri}}))
+    start = time.monotonic()
+    with pytest.raises(mc.MlflowServerUnreachable) as err:
+        mc.MlflowConnectionHooks().after_context_created(context)
+    elapsed = time.monotonic() - start
+    assert elapsed < 30  # MLflow's defaults take about 4.5 minutes here
+    message = str(err.value)
+    assert f"MLflow tracking server {uri} did not answer (2 retries" in message
+    assert "mlflow_connection.*" in message and "MLFLOW_TRACKING_URI" in message
+
+
+def test_a_local_store_is_not_probed(clean_env):
+    context = SimpleNamespace(params={}, config_loader=FakeConfigLoader(
+        mlflow={"server": {"mlflow_tracking_uri": "sqlite:///nowhere/mlflow.db"}}))
+    mc.MlflowConnectionHooks().after_context_created(context)

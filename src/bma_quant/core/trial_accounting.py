@@ -53,9 +53,13 @@ def configuration_predictions(
         _require(trial_oof, TRIAL_KEYS, "base_trial_oof_predictions")
         trials = trial_oof[TRIAL_KEYS]
         tuned = set(trials["model"].unique())
-        names = [trial_name(m, t) for m, t in zip(trials["model"], trials["trial"], strict=True)]
-        parts.append(trials.drop(columns="trial").assign(**{CONFIGURATION: names,
-                                                           "source": "trial"}))
+        # one name per (model, trial) pair, mapped onto the rows (millions on a large panel)
+        pairs = trials[["model", "trial"]].drop_duplicates()
+        pairs = pairs.assign(**{CONFIGURATION: [trial_name(m, t) for m, t in zip(
+            pairs["model"], pairs["trial"], strict=True)]})
+        names = trials[["model", "trial"]].merge(pairs, on=["model", "trial"], how="left")
+        parts.append(trials.drop(columns="trial").assign(**{
+            CONFIGURATION: names[CONFIGURATION].to_numpy(), "source": "trial"}))
     for frame, source, name in ((base_oof, "base", "base_oof_predictions"),
                                 (regime_oof, "regime", "regime_oof_predictions"),
                                 (ensemble_oof, "ensemble", "ensemble_oof_predictions")):

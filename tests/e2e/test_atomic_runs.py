@@ -27,7 +27,7 @@ def _outputs(project):
     return {
         str(p.relative_to(project)): p.read_bytes()
         for p in sorted((project / "data").glob("0[2-8]_*/**/*"))
-        if p.is_file() and p.name not in {".gitkeep", "run_summary.failed.json"}
+        if p.is_file() and p.name not in {".gitkeep", "run_summary.failed.json", "run_health.failed.csv"}
     }
 
 

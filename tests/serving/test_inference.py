@@ -95,3 +95,15 @@ def test_other_data_can_be_named_in_inference_params(trained, tmp_path):
 def test_missing_chain_says_what_to_run(tmp_path):
     with pytest.raises(Exception, match="kedro run"):
         _inference(tmp_path / "none.pkl")
+
+
+def test_the_registry_source_defaults_to_the_champion_of_the_last_run_data_set(tmp_path):
+    import json
+
+    from bma_quant.serving.model_source import champion_uri
+
+    report = tmp_path / "model_registration.json"
+    report.write_text(json.dumps({"model_name": "bma_quant-my_prices", "version": "3"}))
+    assert champion_uri(report) == "models:/bma_quant-my_prices@champion"
+    with pytest.raises(ValueError, match="inference.model_uri"):
+        champion_uri(tmp_path / "missing.json")

@@ -93,10 +93,26 @@ def load_registered(model_uri: str) -> InferenceModel:
     return InferenceModel(chain, card, pyfunc)
 
 
+def champion_uri(registration_path: str | Path | None) -> str:
+    """`models:/<name>@champion` for the registered model of the last training run (names are
+    per data set, so the name comes from that run's registration report)."""
+    path = Path(registration_path) if registration_path else None
+    if path is None or not path.is_file():
+        raise ValueError(
+            "inference.model_uri is null and there is no registration report "
+            f"({registration_path}) to name the registered model: run the training chain first or "
+            "set inference.model_uri: models:/<name>@champion")
+    name = json.loads(path.read_text()).get("model_name")
+    if not name:
+        raise ValueError(f"{path} names no registered model: set inference.model_uri")
+    return f"models:/{name}@champion"
+
+
 def load_inference_model(inference: dict) -> InferenceModel:
     source = inference.get("model_source", "local")
     if source == "registry":
-        return load_registered(inference["model_uri"])
+        uri = inference.get("model_uri") or champion_uri(inference.get("registration_path"))
+        return load_registered(uri)
     if source != "local":
         raise ValueError(f"inference.model_source must be 'local' or 'registry', got {source!r}")
     return load_local(inference["chain_path"], inference.get("registration_path"))

@@ -13,6 +13,7 @@ import pytest
 
 from tests.e2e.notebook import execute_notebook
 from tests.e2e.project_copy import PROJECT_ROOT, copy_project, kedro_env, kedro_run, mlflow_runs
+from tests.e2e.smoke_chain import CONSOLE, train_smoke_chain
 
 pytestmark = pytest.mark.e2e
 
@@ -36,20 +37,11 @@ SLOW_MACHINE = textwrap.dedent("""
 """)
 
 
-CONSOLE: dict = {}  # project -> what the chain run printed
-
-
-def _train(project, env=None):
-    for args in (("--env", "smoke", "--pipelines", "synthetic_data"), ("--env", "smoke")):
-        result = kedro_run(project, *args, env=env)
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    CONSOLE[project] = result.stdout + result.stderr
-    return project
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return _train(copy_project(tmp_path_factory.mktemp("chain")))
+def project(smoke_project):
+    return smoke_project  # trained once per session (tests/e2e/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +50,7 @@ def slow_project(tmp_path_factory):
     hook = root / "slow_machine"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SLOW_MACHINE)
-    return _train(copy_project(root), env={"PYTHONPATH": str(hook)})
+    return train_smoke_chain(copy_project(root), env={"PYTHONPATH": str(hook)})
 
 
 def _chain_run(project):

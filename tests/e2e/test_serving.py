@@ -2,7 +2,7 @@
 the inference pipeline's predictions, a too-short slice with a 400 and a message, and the logged
 model's requirements cover every distribution the chain imports.
 
-One training run (`kedro run --env smoke`) in a temporary copy; the server runs from the test's
+The session's one smoke training run (tests/e2e/conftest.py); the server runs from the test's
 venv with only the system directories on PATH, as a user's shell outside an activated venv."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.e2e.project_copy import copy_project, kedro_env, kedro_run
+from tests.e2e.project_copy import kedro_env, kedro_run
 
 pytestmark = pytest.mark.e2e
 
@@ -36,13 +36,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    project = copy_project(tmp_path_factory.mktemp("serve"))
-    for args in (("--env", "smoke", "--pipelines", "synthetic_data"), ("--env", "smoke"),
-                 ("--env", "smoke", "--pipelines", "inference")):
-        result = kedro_run(project, *args)
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return project
+def project(smoke_project):
+    """The session's trained smoke project (tests/e2e/conftest.py), plus an inference run."""
+    result = kedro_run(smoke_project, "--env", "smoke", "--pipelines", "inference")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return smoke_project
 
 
 @pytest.fixture(scope="module")

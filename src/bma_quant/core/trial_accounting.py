@@ -38,6 +38,15 @@ def trial_name(model: str, trial: int) -> str:
     return f"{model}#trial{int(trial)}"
 
 
+def _check_unique(part: pd.DataFrame, keys: list[str], name: str) -> None:
+    duplicated = part.duplicated(keys)
+    if duplicated.any():
+        raise ValueError(
+            f"{int(duplicated.sum())} duplicate ({', '.join(keys)}) out-of-fold rows in {name}, "
+            f"e.g. {part.loc[duplicated, keys].head(3).to_dict('records')}"
+        )
+
+
 def configuration_predictions(
     trial_oof: pd.DataFrame | None,
     base_oof: pd.DataFrame | None,
@@ -46,20 +55,20 @@ def configuration_predictions(
     exclude_models: tuple[str, ...] = ("final",),
 ) -> pd.DataFrame:
     """All configurations' out-of-fold predictions, long: date, ticker, configuration, source,
-    model, prediction. Any input may be None or empty (that source then counts nothing)."""
-    parts = []
+    model, prediction. Any input may be None or empty (that source then counts nothing).
+
+    `configuration` and `source` are categoricals over every configuration (millions of rows on a
+    large panel: one code per row instead of one string)."""
+    columns = ["date", "ticker", CONFIGURATION, "source", "model", "prediction"]
+    trials = pairs = None
     tuned: set[str] = set()
     if _has_rows(trial_oof):
         _require(trial_oof, TRIAL_KEYS, "base_trial_oof_predictions")
         trials = trial_oof[TRIAL_KEYS]
+        _check_unique(trials, ["date", "ticker", "model", "trial"], "base_trial_oof_predictions")
         tuned = set(trials["model"].unique())
-        # one name per (model, trial) pair, mapped onto the rows (millions on a large panel)
         pairs = trials[["model", "trial"]].drop_duplicates()
-        pairs = pairs.assign(**{CONFIGURATION: [trial_name(m, t) for m, t in zip(
-            pairs["model"], pairs["trial"], strict=True)]})
-        names = trials[["model", "trial"]].merge(pairs, on=["model", "trial"], how="left")
-        parts.append(trials.drop(columns="trial").assign(**{
-            CONFIGURATION: names[CONFIGURATION].to_numpy(), "source": "trial"}))
+    others = []
     for frame, source, name in ((base_oof, "base", "base_oof_predictions"),
                                 (regime_oof, "regime", "regime_oof_predictions"),
                                 (ensemble_oof, "ensemble", "ensemble_oof_predictions")):
@@ -68,18 +77,27 @@ def configuration_predictions(
         _require(frame, PREDICTION_KEYS, name)
         keep = ~frame["model"].isin(set(exclude_models) | (tuned if source == "base" else set()))
         rows = frame.loc[keep, PREDICTION_KEYS]
-        parts.append(rows.assign(**{CONFIGURATION: rows["model"].astype(str), "source": source}))
-    columns = ["date", "ticker", CONFIGURATION, "source", "model", "prediction"]
+        _check_unique(rows, ["date", "ticker", "model"], name)
+        others.append((rows, source))
+    trial_names = [] if pairs is None else [
+        trial_name(m, t) for m, t in zip(pairs["model"], pairs["trial"], strict=True)]
+    names = list(dict.fromkeys([*trial_names, *(str(m) for rows, _ in others
+                                                for m in rows["model"].unique())]))
+    parts = []
+    if trials is not None:
+        # rows' (model, trial) pair in order of first appearance = the order of `pairs`
+        codes = trials.groupby(["model", "trial"], sort=False).ngroup().to_numpy()
+        parts.append(trials.drop(columns="trial").assign(**{
+            CONFIGURATION: pd.Categorical.from_codes(codes, categories=names),
+            "source": pd.Categorical(["trial"], categories=SOURCES).repeat(
+                len(trials))}))
+    for rows, source in others:
+        parts.append(rows.assign(**{
+            CONFIGURATION: pd.Categorical(rows["model"].astype(str), categories=names),
+            "source": pd.Categorical([source], categories=SOURCES).repeat(len(rows))}))
     if not parts:
         return pd.DataFrame(columns=columns)
-    out = pd.concat(parts, ignore_index=True)[columns]
-    duplicated = out.duplicated(["date", "ticker", CONFIGURATION])
-    if duplicated.any():
-        raise ValueError(
-            f"{int(duplicated.sum())} duplicate (date, ticker, configuration) out-of-fold rows, "
-            f"e.g. {out.loc[duplicated, ['date', 'ticker', CONFIGURATION]].head(3).to_dict('records')}"
-        )
-    return out
+    return pd.concat(parts, ignore_index=True)[columns]
 
 
 def configuration_table(predictions: pd.DataFrame) -> pd.DataFrame:

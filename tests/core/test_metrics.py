@@ -323,3 +323,69 @@ def test_constant_cross_sections_flags_a_learner_that_ranks_nothing():
     ranked[5] += 1e-4  # one date ranks its names
     assert not constant_cross_sections(ranked, dates)
     assert constant_cross_sections(np.full(12, np.nan), dates)  # nothing to rank at all
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+@pytest.mark.parametrize("ties", [False, True])
+def test_dense_grouped_ranks_equal_scipy_per_group(shuffled, ties):
+    """The grid ranking (the fast path) gives scipy's average ranks within each group, for rows in
+    any order, with ties, and with groups of very different sizes."""
+    from bma_quant.core.metrics import _dense_grouped_ranks, _sorted_grouped_ranks
+
+    rng = np.random.default_rng(3)
+    codes = np.repeat(np.arange(40), rng.integers(1, 30, 40))
+    if shuffled:
+        codes = rng.permutation(codes)
+    values = rng.integers(0, 4, codes.size).astype(float) if ties else rng.normal(size=codes.size)
+    dense = _dense_grouped_ranks(codes, values)
+    assert dense is not None
+    expected = np.empty(codes.size)
+    for code in np.unique(codes):
+        expected[codes == code] = stats.rankdata(values[codes == code])
+    np.testing.assert_array_equal(dense, expected)
+    np.testing.assert_array_equal(_sorted_grouped_ranks(codes, values), expected)
+
+
+def test_grouped_ranks_fall_back_to_one_sort_on_a_very_unbalanced_panel():
+    from bma_quant.core.metrics import _dense_grouped_ranks, _grouped_average_ranks
+
+    codes = np.concatenate([np.zeros(1000, dtype=np.int64), np.arange(1, 200)])
+    values = np.random.default_rng(0).normal(size=codes.size)
+    assert _dense_grouped_ranks(codes, values) is None  # a 200 x 1000 grid for 1,199 values
+    np.testing.assert_array_equal(_grouped_average_ranks(codes, values)[:1000],
+                                  stats.rankdata(values[:1000]))
+
+
+def test_daily_rank_ic_columns_equals_daily_ic_column_by_column():
+    from bma_quant.core.metrics import daily_rank_ic_columns
+
+    rng = np.random.default_rng(5)
+    dates = np.repeat(pd.bdate_range("2020-01-01", periods=30), 12)
+    X = rng.normal(size=(dates.size, 3))
+    X[rng.random(dates.size) < 0.2, 1] = np.nan  # one column with gaps: ranked on its own rows
+    X[:, 2] = np.round(X[:, 2])                   # ties
+    y = X[:, 0] + rng.normal(size=dates.size)
+    y[rng.random(dates.size) < 0.1] = np.nan
+    table = daily_rank_ic_columns(dates, X, y, min_names=5)
+    for j in range(3):
+        frame = pd.DataFrame({"date": dates, "prediction": X[:, j], "label": y})
+        expected = daily_ic(frame, method="spearman", min_names=5)
+        got = table.iloc[:, j].dropna()
+        pd.testing.assert_index_equal(got.index, expected.index)
+        np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-12)
+
+
+def test_ic_decay_equals_daily_ic_of_merged_forward_returns():
+    """The grid computation of ic_decay gives the mean daily IC of (prediction, forward return)
+    pairs joined on (date, ticker), with missing predictions and prices left out."""
+    prices = _prices()
+    rng = np.random.default_rng(11)
+    predictions = prices[["date", "ticker"]].assign(prediction=rng.normal(size=len(prices)))
+    predictions = predictions.sample(frac=0.8, random_state=1)  # some names missing on some dates
+    decay = ic_decay(predictions, prices, horizons=[1, 3], execution_delay=1, min_names=5)
+    for k in (1, 3):
+        merged = predictions.merge(forward_returns(prices, k, 1), on=["date", "ticker"])
+        for method, column in (("pearson", "ic"), ("spearman", "rank_ic")):
+            expected = daily_ic(merged, "prediction", "fwd_ret", method=method, min_names=5)
+            assert decay.loc[k, column] == pytest.approx(expected.mean(), abs=1e-12)
+        assert decay.loc[k, "n_dates"] == len(expected)

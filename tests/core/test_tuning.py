@@ -212,3 +212,30 @@ def test_shared_study_budget_is_counted_across_processes(tmp_path):
     assert trials[0].params == {"x": 0.5}  # the defaults, enqueued once by the creator
     assert [t.user_attrs.get("over_budget") for t in trials] == [None, None, None, True, True]
     assert len(tuning_lib.budget_trials(opened[1])) == 3 and len(ran_values) == 3
+
+
+def test_default_pruner_saves_the_second_tuning_fold_of_a_bad_trial(frame_and_folds, monkeypatch):
+    """With the project's pruner settings and 2 tuning folds, a pruned trial stops after its
+    first fold: pruning saves fits instead of only discarding finished trials."""
+    from tests.support import project_params
+
+    frame, folds = frame_and_folds
+    tuning_params = project_params()["base_models"]["tuning"]
+    data = training.LearningSet.from_arrays(frame[FEATURES], frame["label"], None, frame["date"],
+                                            tickers=frame["ticker"])
+    cache = training.FoldCache(data, folds[:2])
+    fits = []
+    original = training.FoldCache.fit_predict_fold
+
+    def counted(self, name, params, k, seed, n_jobs):
+        fits.append(k)
+        return original(self, name, params, k, seed, n_jobs)
+
+    monkeypatch.setattr(training.FoldCache, "fit_predict_fold", counted)
+    space = {"alpha": {"type": "float", "low": 1e-4, "high": 10.0, "log": True}}
+    result = tuning.tune_learner(cache, "elastic_net", {"alpha": 1e-3}, space, n_trials=14,
+                                 timeout=None, seed=42, n_jobs=1,
+                                 sampler={"n_startup_trials": 14},
+                                 pruner=tuning_params["pruner"])
+    assert result.n_pruned > 0
+    assert len(fits) == 2 * result.n_complete + result.n_pruned

@@ -29,7 +29,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from bma_quant.core.metrics import daily_ic
+from bma_quant.core.metrics import daily_rank_ic_columns
 
 # ---------------------------------------------------------------------------------------------
 # The classic quant baseline: factors combined with weights from their development IC-IR
@@ -63,10 +63,10 @@ class AlphaComposite(RegressorMixin, BaseEstimator):
         )
         weights = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
         date_weight = pd.Series(weights).groupby(row_dates.to_numpy()).mean()
+        ic_table = daily_rank_ic_columns(row_dates, X, y, min_names=self.min_names)
         icir = np.zeros(X.shape[1])
-        for j in range(X.shape[1]):  # a loop over ~20 factors; each daily_ic call is vectorised
-            frame = pd.DataFrame({"date": row_dates, "factor": X[:, j], "target": y})
-            ic = daily_ic(frame, "factor", "target", method="spearman", min_names=self.min_names)
+        for j in range(X.shape[1]):
+            ic = ic_table.iloc[:, j].dropna()
             icir[j] = _weighted_icir(ic.to_numpy(), date_weight.reindex(ic.index).to_numpy())
         icir[np.abs(icir) < self.min_icir] = 0.0
         total = np.abs(icir).sum()

@@ -60,6 +60,7 @@ class RegimeLearningConfig:
     n_jobs: int = 1
     target_transform: str = "rank"  # per-date label transform the learner is fitted on
     context_columns: tuple[str, ...] = ()  # regimes-table columns added to every model's features
+    max_train_rows: int | None = None  # every k-th training date beyond this many rows
 
     def __post_init__(self):
         if self.combine not in COMBINE_MODES:
@@ -214,11 +215,15 @@ def fit_regime_models(
 ) -> RegimeAwareModel:
     """Fit one learner per regime with enough labelled rows, and the fallback if any lacks them.
 
-    Rows with a missing label are ignored; `weights` are the time-decay sample weights."""
+    Rows with a missing label are ignored; `weights` are the time-decay sample weights. Beyond
+    `config.max_train_rows` labelled rows every k-th date is kept (`training.thin_training_dates`)."""
     y = np.asarray(y, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
     row_dates = pd.DatetimeIndex(row_dates)
-    labelled = np.isfinite(y)
+    labelled = np.zeros(len(y), dtype=bool)
+    # thinned before the split by regime, so every regime keeps the same dates' share
+    labelled[training.thin_training_dates(np.flatnonzero(np.isfinite(y)), row_dates.to_numpy(),
+                                          config.max_train_rows)] = True
     labels, probabilities = regimes_of_rows(row_dates, regimes)
     feature_names = list(X.columns)
     X = with_context(X, row_dates, regimes, config.context_columns)

@@ -311,8 +311,10 @@ def refit(
     seed: int = 0,
     n_jobs: int = 1,
     target_transform: str = "rank",
+    max_train_rows: int | None = None,
 ):
-    """The learner fitted on all development rows (finite target, positive weight).
+    """The learner fitted on all development rows (finite target, positive weight), or on every
+    k-th date of them beyond `max_train_rows` rows (`thin_training_dates`; needs `dates`).
 
     `dates` is needed for a per-date target transform and by alpha_composite; with dates=None the
     target must be "raw". Keep X_dev a DataFrame so the estimator records the feature names."""
@@ -324,6 +326,10 @@ def refit(
               if row_dates is not None else label.astype(np.float32))
     weight = np.ones(len(label)) if w_dev is None else np.nan_to_num(np.asarray(w_dev, float))
     keep = np.isfinite(target) & (weight > 0)
+    if row_dates is not None and max_train_rows:
+        kept_rows = thin_training_dates(np.flatnonzero(keep), row_dates, max_train_rows)
+        keep = np.zeros(len(keep), dtype=bool)
+        keep[kept_rows] = True
     X_fit = X_dev[keep] if isinstance(X_dev, pd.DataFrame) else np.asarray(X_dev)[keep]
     if isinstance(X_fit, pd.DataFrame):
         X_fit = X_fit.astype(np.float32)
@@ -387,6 +393,7 @@ class TrainingInputs:
     test_dates: np.ndarray
     test_tickers: np.ndarray
     missing_weight_dates: int = 0
+    max_train_rows: int | None = None  # out-of-fold folds and the refit (see thin_training_dates)
 
     @property
     def feature_names(self) -> list[str]:
@@ -409,9 +416,11 @@ def training_inputs(
     features: list[str] | None = None,
     target_transform: str = "rank",
     tuning_max_train_rows: int | None = None,
+    max_train_rows: int | None = None,
 ) -> TrainingInputs:
     """Split model_input into development rows (with weights and fold caches) and test rows.
-    `tuning_max_train_rows` thins the tuning folds' training dates (see `thin_training_dates`).
+    `tuning_max_train_rows` thins the tuning folds' training dates, `max_train_rows` those of the
+    out-of-fold folds (and is kept for the refit; see `thin_training_dates`).
 
     features=None uses every column but date, ticker and label (feature_engineering's selection).
     A development date without a sample weight gets weight 0 (not trained on) and is counted."""
@@ -437,10 +446,11 @@ def training_inputs(
     test_rows = frame.loc[in_test]
     return TrainingInputs(
         data=data,
-        cache=FoldCache(data, folds_of_stage(folds, OOF)),
+        cache=FoldCache(data, folds_of_stage(folds, OOF), max_train_rows),
         tuning_cache=FoldCache(data, folds_of_stage(folds, TUNING), tuning_max_train_rows),
         test_X=np.ascontiguousarray(test_rows[names].to_numpy(np.float32)),
         test_dates=test_rows["date"].to_numpy(),
         test_tickers=test_rows["ticker"].to_numpy(object),
         missing_weight_dates=missing,
+        max_train_rows=max_train_rows,
     )

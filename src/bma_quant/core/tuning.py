@@ -106,7 +106,7 @@ def create_study(
         ),
         pruner=optuna.pruners.MedianPruner(
             n_startup_trials=int(pruner_cfg.get("n_startup_trials", 3)),
-            n_warmup_steps=int(pruner_cfg.get("n_warmup_steps", 1)),
+            n_warmup_steps=int(pruner_cfg.get("n_warmup_steps", 0)),
         )
         if pruner_cfg.get("enabled", True)
         else optuna.pruners.NopPruner(),

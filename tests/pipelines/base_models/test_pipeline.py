@@ -1,5 +1,8 @@
 """base_models pipeline in memory on synthetic inputs, plus MLflow logging of trials and models."""
 
+import importlib.metadata
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -222,6 +225,10 @@ def test_trials_are_nested_mlflow_runs_and_models_load_back_with_a_signature(inp
         info = mlflow.models.get_model_info(dataset.model_uri)
         assert info.signature is not None
         assert info.signature.inputs.input_names() == list(example.columns)
+        # requirements are given per flavour, pinned (not inferred in a subprocess)
+        pins = Path(mlflow.pyfunc.get_model_dependencies(dataset.model_uri)).read_text()
+        library = {"xgboost": "xgboost", "lightgbm": "lightgbm"}.get(name, "scikit-learn")
+        assert f"{library}=={importlib.metadata.version(library)}" in pins
     # A failed learner logs nothing and does not raise.
     LearnerModelDataset(flavor="mlflow.sklearn", save_args={"name": "base_failed"}).save(
         LoggedLearner("failed", None))

@@ -14,7 +14,9 @@ pipeline and alpha_composite, `mlflow.xgboost` / `mlflow.lightgbm` for the sciki
 `AlphaComposite` and numpy dtypes; loading them back needs MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true
 (MLflow's gate on every pickled model). XGBoost models are stored in XGBoost's own format. A learner
 added later without a catalog entry falls back to the `base_{learner}_logged_model` pattern
-(mlflow.sklearn, which pickles any scikit-learn-API estimator).
+(mlflow.sklearn, which pickles any scikit-learn-API estimator). The pip requirements are given per
+flavour (`serving.requirements.learner_pip_requirements`) instead of inferred by MLflow, which
+loads each model in a subprocess (3-4 s per learner).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Any
 
 import pandas as pd
 from kedro_mlflow.io.models import MlflowModelTrackingDataset
+
+from bma_quant.serving.requirements import learner_pip_requirements
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ class LearnerModelDataset(MlflowModelTrackingDataset):
         if learner.model is None:
             logger.warning("base_models: %s did not succeed; no model logged", learner.name)
             return
+        self._save_args.setdefault("pip_requirements", learner_pip_requirements(self._flavor))
         if self._logging_activated and learner.input_example is not None:
             from mlflow.models import infer_signature
 

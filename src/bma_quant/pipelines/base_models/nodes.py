@@ -49,6 +49,7 @@ def prepare_training_inputs(
         features=params.get("features"),
         target_transform=params.get("target_transform", "rank"),
         tuning_max_train_rows=(params.get("tuning") or {}).get("max_train_rows"),
+        max_train_rows=params.get("max_train_rows"),
     )
     tuned = _tuned_learners(params)
     if tuned and not inputs.tuning_cache.folds:
@@ -211,7 +212,8 @@ def _train(name: str, inputs: training.TrainingInputs, params: dict, nw_lag: int
     data = inputs.data
     estimator = training.refit(name, best_params, inputs.dev_frame(), data.label, data.weight,
                                dates=data.dates, seed=seed, n_jobs=n_jobs,
-                               target_transform=params.get("target_transform", "rank"))
+                               target_transform=params.get("target_transform", "rank"),
+                               max_train_rows=inputs.max_train_rows)
     timings["refit_seconds"] = time.perf_counter() - refit_start
     test_frame = inputs.test_frame()
     test_predictions = pd.DataFrame({

@@ -147,6 +147,7 @@ def _learning_config(params: dict, base_model_status: dict | None) -> tuple[
         n_jobs=int(params["n_jobs"]),
         target_transform=params["target_transform"],
         context_columns=_context_columns(params),
+        max_train_rows=params.get("max_train_rows"),
     )
     return config, source
 

@@ -161,7 +161,8 @@ def select(
     factor_config, transform_config = _configs(params)
     temporal_config = TemporalConfig.from_params(temporal)
     config = SelectionConfig.from_params(
-        params["selection"], params["lags"], params["ewm"], nw_lag=temporal_config.horizon_days
+        params["selection"], params["lags"], params["ewm"], nw_lag=temporal_config.horizon_days,
+        label_span=temporal_config.label_span,
     )
     audit_dropped = leak_report["suspects"]
     families = {n: f for n, f in factor_catalog["families"].items() if n not in audit_dropped}

@@ -56,7 +56,9 @@ def test_model_input_contract(ohlcv_run):
     assert np.isfinite(features.to_numpy()).all()
     assert model_input["date"].max() == pd.Timestamp(upstream["date_split"]["test_end"])
     assert model_input["label"].tail(40).isna().all()  # labels run out at the end
-    assert 1 <= len(spec.selected) <= 20
+    per_ticker = [n for n in spec.selected if n not in spec.market_context]
+    assert 1 <= len(per_ticker) <= 20  # selection.max_features; market context comes on top
+    assert {"fear_greed", "perf_momentum", "perf_reversal"} <= set(spec.market_context)
 
 
 def test_features_hold_every_factor_as_float32(ohlcv_run):
@@ -150,7 +152,8 @@ def test_degraded_mode_is_reported(tmp_path):
     report = out["feature_selection_report"]
     assert report["mode"] == "degraded" and "IC cannot be estimated" in report["degraded_reason"]
     assert out["feature_engineering_metrics"]["degraded_mode"]["value"] == 1
-    assert len(out["feature_spec"].selected) == 12
+    spec = out["feature_spec"]
+    assert len([n for n in spec.selected if n not in spec.market_context]) == 12
 
 
 def test_leak_audit_drops_and_names_one_day_peeks(ohlcv_run):

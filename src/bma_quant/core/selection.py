@@ -482,7 +482,7 @@ def _refill_below_significance(selected: list[str], per_ticker: list[str], drop:
     filled = [n for n in candidates if n not in selected][: wanted - len(selected)]
     if filled:
         logger.warning(
-            "only %d factor(s) pass |t| >= %g; kept %d more below the significance gate to "
+            "only %d factor(s) pass |t| >= %g (mean or timed RankIC); kept %d more below the significance gate to "
             "reach selection.min_features = %d: %s",
             len(selected), config.min_abs_tstat, len(filled), wanted, ", ".join(filled),
         )

@@ -86,6 +86,10 @@ def test_selection_finds_planted_signal_and_reports(ohlcv_run):
         assert name in metrics and "value" in metrics[name]
     assert metrics["degraded_mode"]["value"] == 0
     assert metrics["factors_kept"]["value"] == len(report["selected"])
+    assert {"timed_ic_mean", "timed_ic_tstat"} <= set(table.columns)
+    assert metrics["timed_ic_only_factors"]["value"] == len(report["significant_by_timed_ic_only"])
+    market = [n for n in report["selected"] if report["families"][n] == "market"]
+    assert metrics["market_context_factors"]["value"] == len(market) == 8
 
 
 def test_feature_spec_reproduces_model_input_exactly(ohlcv_run):

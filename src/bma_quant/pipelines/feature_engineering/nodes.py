@@ -11,6 +11,7 @@ import pandas as pd
 from bma_quant.core.cv import folds_from_table
 from bma_quant.core.decay import time_decay_weights
 from bma_quant.core.factors import (
+    MARKET_FAMILY,
     FactorConfig,
     Grid,
     TransformConfig,
@@ -274,6 +275,10 @@ def feature_metrics(
         "leak_audit_suspects": len(leak_report["suspects"]),
         "degraded_mode": 1 if selection_report["mode"] == "degraded" else 0,
         "ic_dates": selection_report["ic_dates"],
+        "timed_ic_only_factors": len(selection_report.get("significant_by_timed_ic_only", [])),
+        "market_context_factors": sum(
+            1 for n in selection_report["selected"]
+            if selection_report.get("families", {}).get(n) == MARKET_FAMILY),
         "lagged_factors": sum(1 for v in selection_report["lags"].values() if v > 0),
         "smoothed_factors": sum(1 for v in selection_report["ewm_halflives"].values() if v > 0),
         "selected_mean_abs_rank_ic": float(abs_ic.mean()) if len(abs_ic) else math.nan,

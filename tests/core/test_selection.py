@@ -89,7 +89,8 @@ def test_keeps_planted_signal_and_drops_noise(synthetic):
         assert abs(table.loc[noise, "rank_ic_mean"]) < table.loc["signal_1", "rank_ic_mean"] / 2
         assert abs(table.loc[noise, "rank_ic_tstat"]) < 3.0
         assert table.loc[noise, "status"].startswith("dropped")
-    assert len(result.selected) <= CONFIG.max_features
+    per_ticker = [n for n in result.selected if families[n] != "market"]
+    assert len(per_ticker) <= CONFIG.max_features
     assert result.report["factors_built"] == len(features)
     assert not result.leak_suspects
     # the reversal is found by the short-horizon price factors
@@ -99,17 +100,17 @@ def test_keeps_planted_signal_and_drops_noise(synthetic):
 
 def test_significance_gate_alone_drops_noise(signal_only):
     features, families, label, dates, dev, folds = signal_only
-    config = SelectionConfig(nw_lag=10, min_features=0)
+    config = SelectionConfig(nw_lag=10, min_features=0, include_market_context=False)
     result = select_features(features, families, label, dates, dev, folds, config, True)
     assert "signal_1" in result.selected
     assert not {"noise_1", "noise_2", "noise_3"} & set(result.selected)
-    table = result.table.set_index("factor")
-    assert (table.loc[result.selected, "rank_ic_tstat"].abs() >= 3.0).all()
+    table = result.table.set_index("factor").loc[result.selected]
+    assert ((table["rank_ic_tstat"].abs() >= 3.0) | (table["timed_ic_tstat"] >= 3.0)).all()
 
 
 def test_min_features_refills_from_insignificant_factors_and_reports_them(signal_only, caplog):
     features, families, label, dates, dev, folds = signal_only
-    config = SelectionConfig(nw_lag=10, min_features=10)
+    config = SelectionConfig(nw_lag=10, min_features=10, include_market_context=False)
     with caplog.at_level(logging.WARNING):
         result = select_features(features, families, label, dates, dev, folds, config, True)
     filled = result.report["filled_below_significance"]
@@ -117,7 +118,10 @@ def test_min_features_refills_from_insignificant_factors_and_reports_them(signal
     assert set(filled) <= set(result.selected) and "signal_1" not in filled
     table = result.table.set_index("factor")
     assert (table.loc[filled, "rank_ic_tstat"].abs() < 3.0).all()
-    assert (table.loc[result.report["significant"], "rank_ic_tstat"].abs() >= 3.0).all()
+    assert (table.loc[filled, "timed_ic_tstat"].fillna(0.0) < 3.0).all()
+    significant = table.loc[result.report["significant"]]
+    assert ((significant["rank_ic_tstat"].abs() >= 3.0)
+            | (significant["timed_ic_tstat"] >= 3.0)).all()
     assert any("below the significance gate" in r.getMessage() for r in caplog.records)
 
 
@@ -192,7 +196,7 @@ def test_degraded_mode_with_too_few_names(caplog):
     features, families, label, dates, dev, folds = _setup(
         n_tickers=4, n_days=500, seed=2, n_sectors=2
     )
-    config = SelectionConfig(nw_lag=10, fallback_features=12)
+    config = SelectionConfig(nw_lag=10, fallback_features=12, include_market_context=False)
     with caplog.at_level(logging.WARNING):
         result = select_features(features, families, label, dates, dev, folds, config, True)
     assert result.degraded and result.report["mode"] == "degraded"
@@ -217,10 +221,10 @@ def test_degraded_mode_with_too_few_names(caplog):
 def test_market_context_is_added_only_on_request(synthetic):
     features, families, label, dates, dev, folds = synthetic
     market = sorted(n for n, f in families.items() if f == "market")
-    default = select_features(features, families, label, dates, dev, folds, CONFIG, True)
-    assert not set(market) & set(default.selected)
-    assert all("market context" in default.report["dropped"][n] for n in market)
-    config = SelectionConfig(nw_lag=10, include_market_context=True)
-    with_market = select_features(features, families, label, dates, dev, folds, config, True)
+    config = SelectionConfig(nw_lag=10, include_market_context=False)
+    without = select_features(features, families, label, dates, dev, folds, config, True)
+    assert not set(market) & set(without.selected)
+    assert all("market context" in without.report["dropped"][n] for n in market)
+    with_market = select_features(features, families, label, dates, dev, folds, CONFIG, True)
     assert set(market) <= set(with_market.selected)
     assert all(with_market.lags[n] == 0 for n in market)

@@ -86,6 +86,8 @@ def test_default_run_logs_every_layer_to_one_mlflow_run(project):
                    "stacking.final.oos_rank_ic", "evaluation.final.test_rank_ic",
                    "evaluation.final.test_sharpe", "evaluation.lightgbm.test_ic"):
         assert pd.notna(run.get(f"metrics.{metric}")), metric
+    # the smoke market's true regimes are known (data.true_regimes_path): agreement is logged
+    assert 0.0 <= run["metrics.regime_models.detector_agreement_best_match"] <= 1.0
     summary = json.loads((project / "data/08_reporting/run_summary.json").read_text())
     assert summary["status"] == "success"
     assert set(LAYERS) <= set(summary["layers"])

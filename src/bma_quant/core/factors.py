@@ -15,8 +15,10 @@ present:
 - candle (open, high, low): kmid, klen, kup, klow, ksft (Alpha158 candle shape).
 - volume (volume): vwap_{w} (close vs a w-day VWAP proxy), vratio_{w}, vstd_{w}, pvcorr_{w}
   (return / volume-change correlation), amihud_{w} (illiquidity).
-- market (close + the market frame): mkt_ret_{w}, mkt_vol_{w}, breadth_{w}, fear_greed, one
-  value per date broadcast to every ticker.
+- market (close + the market frame): mkt_ret_{w}, mkt_vol_{w}, breadth_{w}, fear_greed and
+  (`factor_performance`) perf_momentum, perf_reversal, perf_low_volatility, the trailing returns
+  of those factor portfolios (core.regime_evidence: which factors paid lately is evidence of the
+  state that decides which factors pay), one value per date broadcast to every ticker.
 - user: any other numeric column, passed through.
 
 `engineer_factors` adds the per-date cross-sectional transforms (core.transforms) to every
@@ -35,6 +37,8 @@ from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 from bma_quant.core import transforms
 from bma_quant.core.fear_greed import FearGreedParams, fear_greed_index
+from bma_quant.core.regime_evidence import FACTORS as PERFORMANCE_FACTORS
+from bma_quant.core.regime_evidence import EvidenceParams, factor_performance
 from bma_quant.core.universe import ELIGIBLE
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -148,9 +152,12 @@ class FactorConfig:
     breadth_windows: tuple[int, ...] = (50,)
     fear_greed: bool = True
     fear_greed_params: tuple[tuple[str, float], ...] = ()
+    factor_performance: bool = True
+    # (name, value) pairs of core.regime_evidence.EvidenceParams; empty = its defaults
+    factor_performance_params: tuple[tuple[str, int], ...] = ()
     min_periods_share: float = 0.8  # of a window that must be present for a value
     user_columns: bool = True
-    exclude_columns: tuple[str, ...] = ("ret_1d", "label")
+    exclude_columns: tuple[str, ...] = ("ret_1d", "label", "expected_return")
 
     @classmethod
     def from_params(cls, params: Mapping | None, fear_greed: Mapping | None = None) -> FactorConfig:
@@ -169,7 +176,14 @@ class FactorConfig:
         }
         if fear_greed is not None:
             values["fear_greed_params"] = tuple(sorted(dict(fear_greed).items()))
-        return cls(**values)
+        performance = params.get("factor_performance_params")
+        values["factor_performance_params"] = tuple(sorted(dict(performance or {}).items()))
+        config = cls(**values)
+        config.performance_params()  # unknown keys or too-small windows: one clear error now
+        return config
+
+    def performance_params(self) -> EvidenceParams:
+        return EvidenceParams.from_params(dict(self.factor_performance_params))
 
     def min_periods(self, window: int) -> int:
         return max(1, int(np.ceil(window * self.min_periods_share)))
@@ -185,6 +199,8 @@ class FactorConfig:
         if self.fear_greed:
             fear_greed = FearGreedParams.from_params(dict(self.fear_greed_params))
             longest = max(longest, fear_greed.lookback_days() + 1)
+        if self.factor_performance:
+            longest = max(longest, self.performance_params().performance_lookback_days())
         return longest
 
 
@@ -615,6 +631,19 @@ def _market_family(inp: FactorInputs, c: FactorConfig) -> dict[str, tuple[str, F
             return _broadcast(index.to_numpy(np.float64), grid)
 
         out["fear_greed"] = (MARKET_FAMILY, fear_greed)
+    if c.factor_performance:
+
+        def performance(name: str) -> np.ndarray:
+            if "factor_performance" not in inp.cache:  # the three columns share one pass
+                close = grid.frame(inp.close)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    log_returns = np.log(close / close.shift(1))
+                inp.cache["factor_performance"] = factor_performance(
+                    log_returns, c.performance_params())
+            return _broadcast(inp.cache["factor_performance"][name].to_numpy(np.float64), grid)
+
+        for factor in PERFORMANCE_FACTORS:
+            out[f"perf_{factor}"] = (MARKET_FAMILY, lambda n=f"perf_{factor}": performance(n))
     return out
 
 

@@ -65,6 +65,9 @@ class FeatureSpec:
                 max(fg.momentum_window, fg.high_low_window, fg.volatility_baseline_window)
                 + fg.normalisation_window
             )
+        if any(n.startswith("perf_") and self.families.get(n) == MARKET_FAMILY
+               for n in self.selected):
+            windows.append(c.performance_params().performance_lookback_days())
         smoothing = max(self.halflives.values(), default=0.0)
         return int(max(windows, default=0) + max(self.lags.values(), default=0) + 10 * smoothing)
 

@@ -170,6 +170,29 @@ def load_index_series(path: str | Path | None) -> pd.DataFrame:
     return out.sort_values("date").reset_index(drop=True)
 
 
+def load_true_regimes(path: str | Path | None, regimes: tuple[str, ...]) -> pd.DataFrame:
+    """Optional known-answer file of a synthetic market (date + `regime` in `regimes`) -> (date,
+    regime), sorted; empty when no file. Only scored against, never a feature."""
+    if not path:
+        return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"),
+                             "regime": pd.Series(dtype=str)})
+    frame = read_table(path).drop(columns=LINE)
+    missing = [c for c in ("date", "regime") if c not in frame.columns]
+    if missing:
+        raise DataValidationError(f"True regimes file {path}: missing required column(s) {missing}")
+    out = pd.DataFrame({"date": pd.to_datetime(frame["date"], errors="coerce"),
+                        "regime": frame["regime"].astype(str)})
+    bad = out["date"].isna() | ~out["regime"].isin(regimes)
+    if bad.any():
+        rows = ", ".join(str(i) for i in out.index[bad][:3])
+        raise DataValidationError(
+            f"True regimes file {path}: need parseable dates and regimes in {list(regimes)}; "
+            f"{int(bad.sum())} bad row(s), e.g. rows {rows}")
+    if out["date"].duplicated().any():
+        raise DataValidationError(f"True regimes file {path}: duplicate dates")
+    return out.sort_values("date").reset_index(drop=True)
+
+
 @dataclass
 class PanelMatrices:
     """A panel as date x ticker matrices sharing one calendar and ticker order."""

@@ -16,7 +16,9 @@ no fitted quantity), so the table is prefix-invariant:
   (`momentum_window`-day log return), reversal (minus the `reversal_window`-day log return) and
   low_volatility (minus the `low_volatility_window`-day volatility of daily log returns).
 
-The fear-greed composite is added next to these by `core.regimes.detector_inputs`.
+The fear-greed composite is added next to these by `core.regimes.detector_inputs`. The factor
+library (`core.factors`) offers the same `perf_<factor>` columns to every learner as market
+context (`factor_performance`), computed by `factor_performance` below.
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ class EvidenceParams:
                              f"{too_small}")
         return out
 
+    def performance_lookback_days(self) -> int:
+        """Trailing dates (t included) the `perf_<factor>` columns read: the longest factor
+        window's returns (+1 close), the scoring lag and the performance window."""
+        longest = max(self.momentum_window, self.reversal_window, self.low_volatility_window)
+        return longest + 1 + self.factor_lag_days + self.performance_window
+
 
 def _rolling(frame: pd.DataFrame | pd.Series, window: int):
     return frame.rolling(window, min_periods=window)
@@ -79,6 +87,18 @@ def factor_scores(log_returns: pd.DataFrame, params: EvidenceParams) -> dict[str
         "low_volatility": -_rolling(log_returns, params.low_volatility_window).std(),
     }
     return {name: _standardised(values) for name, values in raw.items()}
+
+
+def factor_performance(log_returns: pd.DataFrame, params: EvidenceParams) -> pd.DataFrame:
+    """`perf_<factor>` by date (the module docstring): trailing sums of each factor portfolio's
+    daily return, from date x ticker daily log returns (NaN where a name has no return)."""
+    out = pd.DataFrame(index=log_returns.index)
+    for name, scores in factor_scores(log_returns, params).items():
+        lagged = scores.shift(params.factor_lag_days)
+        daily = (lagged * log_returns).mean(axis=1, skipna=True)
+        daily[lagged.notna().sum(axis=1) < 2] = np.nan
+        out[f"perf_{name}"] = _rolling(daily, params.performance_window).sum()
+    return out
 
 
 def regime_evidence(
@@ -106,8 +126,5 @@ def regime_evidence(
     counts = valid.sum(axis=1)
     above = ((close > average) & valid).sum(axis=1)
     out["breadth"] = (above / counts.where(counts > 0)).astype(np.float64)
-    for name, scores in factor_scores(log_returns, params).items():
-        daily = (scores.shift(params.factor_lag_days) * log_returns).mean(axis=1, skipna=True)
-        daily[scores.shift(params.factor_lag_days).notna().sum(axis=1) < 2] = np.nan
-        out[f"perf_{name}"] = _rolling(daily, params.performance_window).sum()
+    out = out.join(factor_performance(log_returns, params))
     return out.replace([np.inf, -np.inf], np.nan)

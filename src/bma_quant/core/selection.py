@@ -54,11 +54,17 @@ class SelectionConfig:
     max_features: int = 20
     fallback_features: int = 12
     leak_threshold: float = 0.3
-    include_market_context: bool = False
+    include_market_context: bool = True
+    # Timed IC (regime-conditional factors): see `timed_rank_ic`.
+    timed_ic: bool = True
+    timed_ic_window: int = 63  # dates of the trailing mean IC whose sign times the factor
+    timed_ic_min_share: float = 0.5  # of those dates that must have an IC
+    timed_ic_gap: int = 11  # label span d + h: an IC at u is known at u + gap (set from temporal)
 
     @classmethod
     def from_params(
-        cls, selection: Mapping, lags: Mapping, ewm: Mapping, nw_lag: int
+        cls, selection: Mapping, lags: Mapping, ewm: Mapping, nw_lag: int,
+        label_span: int | None = None,
     ) -> SelectionConfig:
         s = dict(selection)
         if s.get("ic_scope", "pre_cv") not in {"pre_cv", "fold_train", "dev"}:
@@ -91,7 +97,18 @@ class SelectionConfig:
             include_market_context=bool(
                 s.get("include_market_context", cls.include_market_context)
             ),
+            timed_ic=bool(s.get("timed_ic", cls.timed_ic)),
+            timed_ic_window=_positive(s, "timed_ic_window", cls.timed_ic_window),
+            timed_ic_min_share=float(s.get("timed_ic_min_share", cls.timed_ic_min_share)),
+            timed_ic_gap=int(label_span) if label_span is not None else int(nw_lag) + 1,
         )
+
+
+def _positive(params: Mapping, key: str, default: int) -> int:
+    value = int(params.get(key, default))
+    if value < 1:
+        raise ValueError(f"selection.{key} must be a positive integer, got {value}")
+    return value
 
 
 @dataclass
@@ -155,6 +172,33 @@ def apply_lag(values: np.ndarray, lag: int) -> np.ndarray:
     return out
 
 
+def timed_rank_ic(
+    ic: np.ndarray, rows: np.ndarray, n_dates: int, gap: int, window: int, min_count: int
+) -> np.ndarray:
+    """The factor's daily RankIC at each of `rows` times the sign of its own trailing mean RankIC
+    over the `window` calendar dates ending `gap` dates earlier (whose labels were known at the
+    row's date: gap = d + h), over the rows given; NaN where fewer than `min_count` such ICs
+    exist or their mean is 0.
+
+    A factor whose payoff flips with a persistent market state has a mean IC near 0 but a large
+    positive mean timed IC (betting on its recent sign pays); a factor that never predicts has a
+    mean timed IC near 0, since its IC at s is unrelated to what was known at s."""
+    rows = np.asarray(rows, dtype=np.int64)
+    full = np.full(n_dates, np.nan)
+    full[rows] = ic
+    finite = np.isfinite(full)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(finite, full, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(finite)])
+    stop = np.clip(rows - gap + 1, 0, n_dates)  # exclusive: the window ends at row - gap
+    start = np.clip(stop - window, 0, n_dates)
+    count = counts[stop] - counts[start]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        trailing = (sums[stop] - sums[start]) / count
+    sign = np.sign(trailing)
+    sign[(count < max(1, min_count)) | ~np.isfinite(trailing) | (sign == 0)] = np.nan
+    return np.asarray(ic, dtype=np.float64) * sign
+
+
 # --------------------------------------------------------------------------------------------
 # Selection
 # --------------------------------------------------------------------------------------------
@@ -195,6 +239,23 @@ def smoothed_values(
     return ewm_smooth(values, halflife, weight_cache)
 
 
+def _timed(ic: np.ndarray, rows: np.ndarray, n_dates: int, config: SelectionConfig,
+           stride: int = 1) -> np.ndarray:
+    """Timed RankIC of a daily IC series on `rows` (NaN everywhere when the criterion is off);
+    `stride` > 1 when only every k-th date has an IC (the window then holds fewer of them)."""
+    if not config.timed_ic:
+        return np.full(len(rows), np.nan)
+    min_count = math.ceil(config.timed_ic_min_share * config.timed_ic_window / max(1, stride))
+    return timed_rank_ic(ic, rows, n_dates, config.timed_ic_gap, config.timed_ic_window,
+                         min_count)
+
+
+def _choice_score(mean_ic: float, timed_mean: float) -> float:
+    """What the lag and half-life choices maximise: |mean RankIC|, or the mean timed RankIC when
+    larger (a regime-conditional factor), so neither criterion's factors get a random lag."""
+    return max(_abs_or_minus(mean_ic), timed_mean if math.isfinite(timed_mean) else -1.0)
+
+
 def _choose_halflife(
     values: np.ndarray,
     label_ranks: np.ndarray,
@@ -202,21 +263,25 @@ def _choose_halflife(
     config: SelectionConfig,
     ranker: _Ranker,
     weight_cache: dict,
-) -> tuple[float, dict[float, float], np.ndarray]:
-    """Half-life (0 = none) with the best |mean RankIC| at lag 0 on every k-th scope date; also
-    returns the chosen smoothed matrix."""
+) -> tuple[float, dict[float, float], dict[float, float], np.ndarray]:
+    """Half-life (0 = none) with the best choice score at lag 0 on every k-th scope date; also
+    returns the mean and timed-mean RankIC per half-life and the chosen smoothed matrix."""
     candidates = sorted({float(h) for h in config.ewm_halflife_candidates} | {0.0})
     if not config.ewm_enabled or candidates == [0.0]:
-        return 0.0, {}, values
-    sample = rows[:: max(1, config.ewm_evaluation_stride)]
+        return 0.0, {}, {}, values
+    stride = max(1, config.ewm_evaluation_stride)
+    sample = rows[::stride]
     scores: dict[float, float] = {}
+    timed: dict[float, float] = {}
     smoothed: dict[float, np.ndarray] = {}
     for halflife in candidates:
         smoothed[halflife] = smoothed_values(values, halflife, weight_cache)
         ranks = ranker(smoothed[halflife][sample], smoothed=bool(halflife))
-        scores[halflife] = _mean(rowwise_corr(ranks, label_ranks[sample], config.min_names))
-    best = max(candidates, key=lambda h: (_abs_or_minus(scores[h]), -h))
-    return best, scores, smoothed[best]
+        ic = rowwise_corr(ranks, label_ranks[sample], config.min_names)
+        scores[halflife] = _mean(ic)
+        timed[halflife] = _mean(_timed(ic, sample, values.shape[0], config, stride))
+    best = max(candidates, key=lambda h: (_choice_score(scores[h], timed[h]), -h))
+    return best, scores, timed, smoothed[best]
 
 
 def _redundancy_order(
@@ -278,11 +343,13 @@ def _ic_scope(dates: pd.DatetimeIndex, dev_dates: Sequence, folds: Sequence[Date
 
 
 def _lag_scores(ranks, label_ranks, scope: _IcScope, config: SelectionConfig):
-    """Daily RankIC per lag candidate, its mean, and the lag score (mean over folds' means)."""
-    lag_scores, lag_means, ic_by_lag = {}, {}, {}
+    """Daily RankIC per lag candidate, its mean, the lag score (mean over folds' means) and the
+    daily timed RankIC."""
+    lag_scores, lag_means, ic_by_lag, timed_by_lag = {}, {}, {}, {}
     for k in config.lag_candidates:
         ic = daily_rank_ic(ranks, label_ranks, scope.rows, k, config.min_names)
         ic_by_lag[k] = ic
+        timed_by_lag[k] = _timed(ic, scope.rows, ranks.shape[0], config)
         lag_means[k] = _mean(ic)
         if len(scope.fold_rows) > 1:
             ic_series = pd.Series(ic, index=scope.rows)
@@ -292,13 +359,15 @@ def _lag_scores(ranks, label_ranks, scope: _IcScope, config: SelectionConfig):
             )
         else:
             lag_scores[k] = lag_means[k]
-    return lag_scores, lag_means, ic_by_lag
+    return lag_scores, lag_means, ic_by_lag, timed_by_lag
 
 
-def _ic_row(ic: pd.Series, lag: int, halflife: float, lag_means: dict, lag_scores: dict,
-            ewm_scores: dict, config: SelectionConfig) -> dict:
+def _ic_row(ic: pd.Series, timed: pd.Series, lag: int, halflife: float, lag_means: dict,
+            lag_scores: dict, lag_timed: dict, ewm_scores: dict, ewm_timed: dict,
+            config: SelectionConfig) -> dict:
     """The selection table's IC columns for one factor at its chosen lag and half-life."""
     summary = ic_summary(ic, config.nw_lag)
+    timed_summary = ic_summary(timed, config.nw_lag)
     rolling = ic.rolling(config.rolling_window, min_periods=config.rolling_window // 2).mean()
     rolling = rolling.dropna()
     sign = np.sign(summary["mean"]) if math.isfinite(summary["mean"]) else 0.0
@@ -311,6 +380,10 @@ def _ic_row(ic: pd.Series, lag: int, halflife: float, lag_means: dict, lag_score
         "rank_ic_tstat": summary["tstat"],
         "hit_rate": summary["hit_rate"],
         "n_dates": summary["n_dates"],
+        "timed_ic_mean": timed_summary["mean"],
+        "timed_icir": timed_summary["icir"],
+        "timed_ic_tstat": timed_summary["tstat"],
+        "timed_ic_n_dates": timed_summary["n_dates"],
         "rolling_ic_min": float(rolling.min()) if len(rolling) else math.nan,
         "rolling_ic_max": float(rolling.max()) if len(rolling) else math.nan,
         "rolling_ic_sign_stability": float((np.sign(rolling) == sign).mean())
@@ -319,6 +392,10 @@ def _ic_row(ic: pd.Series, lag: int, halflife: float, lag_means: dict, lag_score
         **{f"rank_ic_lag_{k}": lag_means[k] for k in config.lag_candidates},
         **{f"lag_score_{k}": lag_scores[k] for k in config.lag_candidates},
         **{f"rank_ic_halflife_{h:g}": s for h, s in ewm_scores.items()},
+        **({f"timed_ic_lag_{k}": lag_timed[k] for k in config.lag_candidates}
+           if config.timed_ic else {}),
+        **({f"timed_ic_halflife_{h:g}": s for h, s in ewm_timed.items()}
+           if config.timed_ic else {}),
     }
 
 
@@ -343,16 +420,21 @@ class _Scorer:
     def score(self, values: np.ndarray) -> tuple[dict, np.ndarray, int, float]:
         """(table row, smoothed values, lag, half-life) of one factor."""
         config, scope = self.config, self.scope
-        halflife, ewm_scores, effective = _choose_halflife(
+        halflife, ewm_scores, ewm_timed, effective = _choose_halflife(
             values, self.label_ranks, scope.rows, config, self.ranker, self.weight_cache
         )
         lo, hi = self.rank_window
         ranks = np.full(values.shape, np.nan)  # ranks only where a lag candidate reads them
         ranks[lo:hi] = self.ranker(effective[lo:hi], smoothed=bool(halflife))
-        lag_scores, lag_means, ic_by_lag = _lag_scores(ranks, self.label_ranks, scope, config)
-        lag = max(config.lag_candidates, key=lambda k: (_abs_or_minus(lag_scores[k]), -k))
+        lag_scores, lag_means, ic_by_lag, timed_by_lag = _lag_scores(
+            ranks, self.label_ranks, scope, config)
+        lag_timed = {k: _mean(v) for k, v in timed_by_lag.items()}
+        lag = max(config.lag_candidates,
+                  key=lambda k: (_choice_score(lag_scores[k], lag_timed[k]), -k))
         ic = pd.Series(ic_by_lag[lag], index=self.dates[scope.rows])
-        row = _ic_row(ic, lag, halflife, lag_means, lag_scores, ewm_scores, config)
+        timed = pd.Series(timed_by_lag[lag], index=ic.index)
+        row = _ic_row(ic, timed, lag, halflife, lag_means, lag_scores, lag_timed, ewm_scores,
+                      ewm_timed, config)
         if len(scope.fold_rows) > 1:
             for i, fr in enumerate(scope.fold_rows):
                 row[f"fold_{i}_rank_ic"] = _mean(ic.reindex(self.dates[fr]).to_numpy())
@@ -369,9 +451,24 @@ def _gate_reason(row: dict, degraded: bool, config: SelectionConfig) -> str | No
     if not row["variance"] > config.min_variance:
         return f"variance {row['variance']:.3g} <= min_variance {config.min_variance:g}"
     tstat = abs(row.get("rank_ic_tstat", math.nan))
-    if not degraded and not tstat >= config.min_abs_tstat:
-        return f"insignificant: |RankIC t-stat| = {tstat:.2f} < {config.min_abs_tstat}"
+    timed = row.get("timed_ic_tstat", math.nan)
+    if not degraded and not (tstat >= config.min_abs_tstat or timed >= config.min_abs_tstat):
+        return (f"insignificant: |RankIC t-stat| = {tstat:.2f} and timed RankIC t-stat = "
+                f"{timed:.2f} < {config.min_abs_tstat}")
     return None
+
+
+def _timed_only(row: dict, config: SelectionConfig) -> bool:
+    """Passes the significance gate by its timed RankIC alone (a regime-conditional factor)."""
+    return (not abs(row.get("rank_ic_tstat", math.nan)) >= config.min_abs_tstat
+            and row.get("timed_ic_tstat", math.nan) >= config.min_abs_tstat)
+
+
+def _ranking_score(row: dict) -> float:
+    """Order of the significant factors: |IC-IR|, or the timed IC-IR when larger."""
+    timed = row.get("timed_icir", math.nan)
+    return max(_abs_or_minus(row.get("rank_icir", math.nan)),
+               timed if math.isfinite(timed) else -1.0)
 
 
 def _refill_below_significance(selected: list[str], per_ticker: list[str], drop: dict,
@@ -385,7 +482,7 @@ def _refill_below_significance(selected: list[str], per_ticker: list[str], drop:
     filled = [n for n in candidates if n not in selected][: wanted - len(selected)]
     if filled:
         logger.warning(
-            "only %d factor(s) pass |t| >= %g; kept %d more below the significance gate to "
+            "only %d factor(s) pass |t| >= %g (mean or timed RankIC); kept %d more below the significance gate to "
             "reach selection.min_features = %d: %s",
             len(selected), config.min_abs_tstat, len(filled), wanted, ", ".join(filled),
         )
@@ -459,7 +556,7 @@ def select_features(
         score = {r["factor"]: r["variance"] for r in rows_out}
         limit = config.fallback_features
     else:
-        score = {r["factor"]: _abs_or_minus(r["rank_icir"]) for r in rows_out}
+        score = {r["factor"]: _ranking_score(r) for r in rows_out}
         limit = config.max_features
     order = sorted(eligible, key=lambda n: (-score[n], n))
     kept, redundant = _redundancy_order(order, visible, dev_rows, config)
@@ -506,6 +603,11 @@ def select_features(
         "selected": list(selected),
         "factors_kept": len(selected),
         "significant": [n for n in selected if n not in filled and n not in market_names],
+        "significant_by_timed_ic_only": [
+            r["factor"] for r in rows_out
+            if r["factor"] in selected and r["factor"] not in filled and not degraded
+            and _timed_only(r, config)
+        ],
         "filled_below_significance": filled,
         "lags": {n: int(lags[n]) for n in selected},
         "ewm_halflives": {n: float(halflives[n]) for n in selected},

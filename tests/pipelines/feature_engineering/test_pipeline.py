@@ -56,7 +56,9 @@ def test_model_input_contract(ohlcv_run):
     assert np.isfinite(features.to_numpy()).all()
     assert model_input["date"].max() == pd.Timestamp(upstream["date_split"]["test_end"])
     assert model_input["label"].tail(40).isna().all()  # labels run out at the end
-    assert 1 <= len(spec.selected) <= 20
+    per_ticker = [n for n in spec.selected if n not in spec.market_context]
+    assert 1 <= len(per_ticker) <= 20  # selection.max_features; market context comes on top
+    assert {"fear_greed", "perf_momentum", "perf_reversal"} <= set(spec.market_context)
 
 
 def test_features_hold_every_factor_as_float32(ohlcv_run):
@@ -84,6 +86,10 @@ def test_selection_finds_planted_signal_and_reports(ohlcv_run):
         assert name in metrics and "value" in metrics[name]
     assert metrics["degraded_mode"]["value"] == 0
     assert metrics["factors_kept"]["value"] == len(report["selected"])
+    assert {"timed_ic_mean", "timed_ic_tstat"} <= set(table.columns)
+    assert metrics["timed_ic_only_factors"]["value"] == len(report["significant_by_timed_ic_only"])
+    market = [n for n in report["selected"] if report["families"][n] == "market"]
+    assert metrics["market_context_factors"]["value"] == len(market) == 8
 
 
 def test_feature_spec_reproduces_model_input_exactly(ohlcv_run):
@@ -150,7 +156,8 @@ def test_degraded_mode_is_reported(tmp_path):
     report = out["feature_selection_report"]
     assert report["mode"] == "degraded" and "IC cannot be estimated" in report["degraded_reason"]
     assert out["feature_engineering_metrics"]["degraded_mode"]["value"] == 1
-    assert len(out["feature_spec"].selected) == 12
+    spec = out["feature_spec"]
+    assert len([n for n in spec.selected if n not in spec.market_context]) == 12
 
 
 def test_leak_audit_drops_and_names_one_day_peeks(ohlcv_run):

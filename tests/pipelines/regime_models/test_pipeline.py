@@ -50,6 +50,7 @@ def upstream(tmp_path_factory):
             "n_estimators": 60, "num_leaves": 7, "learning_rate": 0.05,
             "min_child_samples": 50}}},
         "base_oof_predictions": EMPTY_BASE_OOF,
+        "true_regimes": data["true_regimes"],
     }
     return sm, data, inputs
 
@@ -169,6 +170,7 @@ def test_regime_aware_model_beats_global_model_out_of_fold_on_the_regime_factor_
             model_input["date"] <= dev_end].unique(), "weight": 1.0}),
         "base_model_status": {},
         "base_oof_predictions": EMPTY_BASE_OOF,
+        "true_regimes": data["true_regimes"],
     }
     out = run_pipeline("regime_models", inputs, {"regime_models": FAST})
     metrics = {name: value["value"] for name, value in out["regime_models_metrics"].items()}

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bma_quant.core import cleaning, cv, labels, market, panel, split, universe
+from bma_quant.core.regimes import REGIMES
 from bma_quant.core.temporal import TemporalConfig
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 
@@ -27,6 +28,16 @@ def load_raw_data(data: dict, temporal: dict) -> tuple[pd.DataFrame, pd.DataFram
     logger.info("loaded %d rows, %d tickers from %s", len(raw), raw["ticker"].nunique(),
                 data["raw_path"])
     return raw, index
+
+
+def load_true_regimes(data: dict) -> pd.DataFrame:
+    """The latent regimes of a synthetic market (`data.true_regimes_path`, e.g. the
+    synthetic_data pipeline's synthetic_regimes), or an empty table for a real panel. Only
+    regime_models scores its detector against it; no feature reads it."""
+    truth = panel.load_true_regimes(data.get("true_regimes_path"), REGIMES)
+    if len(truth):
+        logger.info("known regimes: %d dates from %s", len(truth), data["true_regimes_path"])
+    return truth
 
 
 def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMatrices, dict]:

@@ -10,6 +10,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(nodes.load_raw_data, ["params:data", "params:temporal"],
                  ["raw_panel", "market_index"], name="load_raw_data"),
+            Node(nodes.load_true_regimes, "params:data", "true_regimes",
+                 name="load_true_regimes"),
             Node(nodes.align_and_clean, ["raw_panel", "params:processing"],
                  ["clean_panel", "cleaning_log"], name="align_and_clean"),
             Node(nodes.make_date_split, ["clean_panel", "params:temporal", "params:periods"],

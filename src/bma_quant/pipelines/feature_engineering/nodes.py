@@ -11,6 +11,7 @@ import pandas as pd
 from bma_quant.core.cv import folds_from_table
 from bma_quant.core.decay import time_decay_weights
 from bma_quant.core.factors import (
+    MARKET_FAMILY,
     FactorConfig,
     Grid,
     TransformConfig,
@@ -161,7 +162,8 @@ def select(
     factor_config, transform_config = _configs(params)
     temporal_config = TemporalConfig.from_params(temporal)
     config = SelectionConfig.from_params(
-        params["selection"], params["lags"], params["ewm"], nw_lag=temporal_config.horizon_days
+        params["selection"], params["lags"], params["ewm"], nw_lag=temporal_config.horizon_days,
+        label_span=temporal_config.label_span,
     )
     audit_dropped = leak_report["suspects"]
     families = {n: f for n, f in factor_catalog["families"].items() if n not in audit_dropped}
@@ -273,6 +275,10 @@ def feature_metrics(
         "leak_audit_suspects": len(leak_report["suspects"]),
         "degraded_mode": 1 if selection_report["mode"] == "degraded" else 0,
         "ic_dates": selection_report["ic_dates"],
+        "timed_ic_only_factors": len(selection_report.get("significant_by_timed_ic_only", [])),
+        "market_context_factors": sum(
+            1 for n in selection_report["selected"]
+            if selection_report.get("families", {}).get(n) == MARKET_FAMILY),
         "lagged_factors": sum(1 for v in selection_report["lags"].values() if v > 0),
         "smoothed_factors": sum(1 for v in selection_report["ewm_halflives"].values() if v > 0),
         "selected_mean_abs_rank_ic": float(abs_ic.mean()) if len(abs_ic) else math.nan,

@@ -28,6 +28,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                  ["regimes", "market", "date_split", "params:regime_models"],
                  ["regime_timeline", "regime_timeline_png"],
                  name="regime_timeline"),
+            Node(nodes.detector_agreement, ["regimes", "true_regimes", "date_split"],
+                 "regime_agreement_metrics", name="detector_agreement"),
             Node(nodes.regime_report,
                  ["regime_detection_summary", "regime_training_summary"],
                  ["regime_models_report", "regime_models_metrics"], name="regime_report"),

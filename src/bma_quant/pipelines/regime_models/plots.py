@@ -20,7 +20,9 @@ def regime_timeline_figure(
     frame = frame.sort_values("date").reset_index(drop=True)
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05,
                         row_heights=[0.6, 0.2, 0.2],
-                        subplot_titles=("market level by regime", "regime probabilities",
+                        subplot_titles=("market level by regime",
+                                        "filtered regime probabilities p_bull / p_neutral / "
+                                        "p_bear (causal: data up to each date)",
                                         "fear-greed index"))
     previous = frame["regime"].shift(1)
     for regime in REGIMES:

@@ -2,7 +2,8 @@
 
 Not part of `__default__`: run it with `kedro run --pipelines synthetic_data`, then point the main
 job at its outputs with `--params "data.raw_path=data/01_raw/synthetic_prices.parquet,
-data.index_path=data/01_raw/synthetic_index.parquet"`.
+data.index_path=data/01_raw/synthetic_index.parquet,data.true_regimes_path=data/01_raw/synthetic_regimes.parquet"`
+(the last one only lets regime_models log its detector's agreement with the true regimes).
 """
 
 from kedro.pipeline import Node, Pipeline

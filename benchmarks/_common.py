@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 
-from bma_quant.core.synthetic import generate_synthetic_market  # noqa: E402
+from bma_quant.core.data.synthetic import generate_synthetic_market  # noqa: E402
 from tests.support import run_pipeline  # noqa: E402
 
 SIZES = {"full": (500, 2520), "small": (60, 600)}  # (tickers, days)

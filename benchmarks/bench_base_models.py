@@ -20,8 +20,8 @@ from pathlib import Path
 
 from _common import MIN_TRAIN_DAYS, N_DAYS, N_TICKERS, SMALL, NodeTimer, machine_line, publish
 
-from bma_quant.core import metrics
-from bma_quant.core.models import LEARNERS
+from bma_quant.core.evaluation import metrics
+from bma_quant.core.models.learners import LEARNERS
 from bma_quant.pipelines.base_models import nodes
 from tests.pipelines.base_models.synthetic_inputs import build_inputs
 from tests.support import project_params

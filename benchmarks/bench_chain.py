@@ -35,7 +35,7 @@ import pandas as pd
 import psutil
 from _common import ROOT, machine_line, write_section
 
-from bma_quant.core.synthetic import generate_synthetic_market
+from bma_quant.core.data.synthetic import generate_synthetic_market
 from tests.e2e import project_copy
 
 SIZES = {"S": (100, 1000), "M": (500, 2520), "L": (2000, 2520)}
@@ -124,7 +124,7 @@ def lightgbm_reference(n_tickers: int, n_days: int) -> dict:
     """One LightGBM on 18 simple factors with early stopping: parquet load to test prediction."""
     import lightgbm as lgb
 
-    from bma_quant.core import metrics
+    from bma_quant.core.evaluation import metrics
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "prices.parquet"

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from _common import N_DAYS, N_TICKERS, NodeTimer, machine_line, publish, synthetic_upstream
 
-from bma_quant.core.regimes import detection_accuracy
+from bma_quant.core.regimes.detection import detection_accuracy
 from bma_quant.pipelines.regime_models import nodes
 from tests.support import project_params
 

@@ -1,7 +1,7 @@
 """Does the regime-aware path earn its place? (issue 12) The whole default chain on held-out seeds.
 
 For each generator seed (none of them used by a test or any tuning), a synthetic market in the hard
-regime mode (`core.synthetic.REGIME_FACTOR_MARKET`: which price factor pays switches with a latent
+regime mode (`core.data.synthetic.REGIME_FACTOR_MARKET`: which price factor pays switches with a latent
 3-state regime that shows only mildly in the index) is run through data_processing ->
 feature_engineering -> base_models -> regime_models -> stacking in memory, with the project's
 parameters. The pipeline sees only what a user's file would have: date, ticker, sector, OHLCV
@@ -37,11 +37,11 @@ import numpy as np
 import pandas as pd
 from _common import machine_line, write_section
 
-from bma_quant.core import training
-from bma_quant.core.metrics import mean_rank_ic
-from bma_quant.core.regimes import detection_agreement
-from bma_quant.core.split import dates_in
-from bma_quant.core.synthetic import REGIME_FACTOR_MARKET, REGIMES, generate_synthetic_market
+from bma_quant.core.data.split import dates_in
+from bma_quant.core.data.synthetic import REGIME_FACTOR_MARKET, REGIMES, generate_synthetic_market
+from bma_quant.core.evaluation.metrics import mean_rank_ic
+from bma_quant.core.models import training
+from bma_quant.core.regimes.detection import detection_agreement
 from tests.support import deep_update, project_params, run_pipeline
 
 USER_COLUMNS = ["date", "ticker", "sector", "open", "high", "low", "close", "volume"]

@@ -1,4 +1,4 @@
-"""Tests for core.backtest: hand-built buy-and-hold books, drift, timing (no look-ahead), costs."""
+"""Tests for core.evaluation.backtest: hand-built buy-and-hold books, drift, timing (no look-ahead), costs."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core.backtest import (
+from bma_quant.core.evaluation.backtest import (
     DAILY_COLUMNS,
     SUMMARY_KEYS,
     annualised_sharpe,

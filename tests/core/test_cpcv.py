@@ -7,16 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core import training
-from bma_quant.core.cpcv import (
+from bma_quant.core.data.temporal import TemporalConfig
+from bma_quant.core.evaluation.cpcv import (
     CombinatorialPurgedSplit,
     assemble_paths,
     learner_paths,
     path_quantiles,
     score_paths,
 )
-from bma_quant.core.evaluation import EvaluationConfig
-from bma_quant.core.temporal import TemporalConfig
+from bma_quant.core.evaluation.test_period import EvaluationConfig
+from bma_quant.core.models import training
 
 TEMPORAL = TemporalConfig(horizon_days=10, execution_delay_days=1, cv_gap_days=11,
                           cv_embargo_days=3)

@@ -6,8 +6,8 @@ import pytest
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import cross_val_score
 
-from bma_quant.core import cv
-from bma_quant.core.cv import (
+from bma_quant.core.data import cv
+from bma_quant.core.data.cv import (
     OOF,
     TUNING,
     PurgedWalkForwardSplit,
@@ -17,7 +17,7 @@ from bma_quant.core.cv import (
     folds_of_stage,
     folds_table,
 )
-from bma_quant.core.temporal import TemporalConfig, TemporalConfigError
+from bma_quant.core.data.temporal import TemporalConfig, TemporalConfigError
 
 CALENDAR = pd.bdate_range("2015-01-01", periods=1200)
 

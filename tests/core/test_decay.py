@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core.decay import ewm_smooth, time_decay_weights
+from bma_quant.core.features.decay import ewm_smooth, time_decay_weights
 
 
 def test_time_decay_weights_halve_every_half_life():

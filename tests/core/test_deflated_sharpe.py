@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bma_quant.core.deflated_sharpe import (
+from bma_quant.core.evaluation.deflated_sharpe import (
     EULER_GAMMA,
     annualise,
     deflated_sharpe_ratio,

@@ -1,4 +1,4 @@
-"""core.ensemble and core.model_averaging: weights, guards, regimes, pseudo-BMA, selection."""
+"""core.ensemble.combiners and core.ensemble.model_averaging: weights, guards, regimes, pseudo-BMA, selection."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from bma_quant.core import cv, ensemble, model_averaging, split
-from bma_quant.core.temporal import TemporalConfig
+from bma_quant.core.data import cv, split
+from bma_quant.core.data.temporal import TemporalConfig
+from bma_quant.core.ensemble import combiners, model_averaging
 
 REGIMES = ("bull", "neutral", "bear")
 PARAMS = {
@@ -109,12 +110,12 @@ def inputs():
 
 @pytest.fixture(scope="module")
 def design(inputs):
-    return ensemble.build_design(inputs["oof"], inputs["labels"], inputs["folds"],
+    return combiners.build_design(inputs["oof"], inputs["labels"], inputs["folds"],
                                  inputs["models"])
 
 
 def _fit(method, design, inputs, params=PARAMS, models=None):
-    return ensemble.fit_ensemble(method, design, inputs["regimes"], params,
+    return combiners.fit_ensemble(method, design, inputs["regimes"], params,
                                  inputs["date_split"]["test_start"], models or inputs["models"])
 
 
@@ -128,7 +129,7 @@ def test_standardise_per_date_is_scale_free_and_unit_variance(method):
                           "a": rng.standard_normal(120)})
     frame["b"] = 100.0 * frame["a"] + 7.0  # same ordering, other scale
     frame.loc[3, "a"] = np.nan
-    z = ensemble.standardise_per_date(frame, ["a", "b"], method)
+    z = combiners.standardise_per_date(frame, ["a", "b"], method)
     stats = z.groupby(frame["date"]).agg(["mean", "std"])
     assert np.allclose(stats[("b", "mean")], 0.0, atol=1e-12)
     assert np.allclose(stats[("b", "std")], 1.0)
@@ -142,7 +143,7 @@ def test_standardise_per_date_is_scale_free_and_unit_variance(method):
 
 def test_standardise_constant_date_is_no_view():
     frame = pd.DataFrame({"date": pd.Timestamp("2020-01-01"), "a": [1.0, 1.0, 1.0]})
-    assert (ensemble.standardise_per_date(frame, ["a"], "zscore")["a"] == 0).all()
+    assert (combiners.standardise_per_date(frame, ["a"], "zscore")["a"] == 0).all()
 
 
 # ---------------------------------------------------------------------------------- weights
@@ -164,7 +165,7 @@ def test_lightgbm_meta_learner_ignores_noise(design, inputs):
     assert weights["elastic_net"] > weights["noise"] and weights["lightgbm"] > weights["noise"]
 
 
-@pytest.mark.parametrize("method", ensemble.METHODS)
+@pytest.mark.parametrize("method", combiners.METHODS)
 def test_weights_are_non_negative_and_sum_to_one(method, design, inputs):
     table = _fit(method, design, inputs).combiner.weights()
     assert (table["weight"] >= 0).all()
@@ -183,7 +184,7 @@ def test_ic_weights_fall_back_to_equal_when_no_model_has_positive_ic(inputs):
     models = ["elastic_net", "lightgbm"]
     flipped = inputs["oof"][inputs["oof"]["model"].isin(models)]
     flipped = flipped.assign(prediction=-flipped["prediction"])  # both anti-predictive
-    design = ensemble.build_design(flipped, inputs["labels"], inputs["folds"], models)
+    design = combiners.build_design(flipped, inputs["labels"], inputs["folds"], models)
     fitted = _fit("ic_weight", design, inputs, models=models)
     assert (fitted.combiner.rank_ic_ < 0).all()
     assert np.allclose(fitted.combiner.weights()["weight"], 0.5)
@@ -211,14 +212,14 @@ def regime_inputs():
 
 
 def test_regime_weights_are_learned_per_regime(regime_inputs):
-    design = ensemble.build_design(regime_inputs["oof"], regime_inputs["labels"],
+    design = combiners.build_design(regime_inputs["oof"], regime_inputs["labels"],
                                    regime_inputs["folds"], regime_inputs["models"])
     fitted = _fit("regime_stacking", design, regime_inputs)
     table = fitted.combiner.weights()
     w = table.pivot(index="regime", columns="model", values="weight")
     assert w.loc["bull", "lightgbm"] > 0.6 > w.loc["bear", "lightgbm"]
     assert w.loc["bear", "elastic_net"] > 0.6 > w.loc["bull", "elastic_net"]
-    check = ensemble.seed_regime_rule_check(table.assign(method="regime_stacking"))
+    check = combiners.seed_regime_rule_check(table.assign(method="regime_stacking"))
     assert check["lightgbm"]["weighs_more_in_bull"] is True
     assert check["elastic_net"]["weighs_more_in_bear"] is True
 
@@ -234,7 +235,7 @@ def test_regime_weights_are_learned_per_regime(regime_inputs):
 
 
 def test_regime_weights_are_blended_by_probabilities(regime_inputs):
-    design = ensemble.build_design(regime_inputs["oof"], regime_inputs["labels"],
+    design = combiners.build_design(regime_inputs["oof"], regime_inputs["labels"],
                                    regime_inputs["folds"], regime_inputs["models"])
     combiner = _fit("regime_stacking", design, regime_inputs).combiner
     rows = design[design["date"] == design["date"].iloc[0]]
@@ -252,24 +253,24 @@ def test_regime_weights_are_blended_by_probabilities(regime_inputs):
 # ---------------------------------------------------------------------------------- leakage
 
 
-@pytest.mark.parametrize("method", ensemble.METHODS)
+@pytest.mark.parametrize("method", combiners.METHODS)
 def test_every_fit_refuses_a_test_period_row(method, design, inputs):
     test_start = pd.Timestamp(inputs["date_split"]["test_start"])
     leaked = pd.concat([design, design.iloc[[-1]].assign(date=test_start)], ignore_index=True)
-    with pytest.raises(ensemble.TestPeriodLeakError, match="test start"):
+    with pytest.raises(combiners.TestPeriodLeakError, match="test start"):
         _fit(method, leaked, inputs)
 
 
 def test_walk_forward_trains_only_on_earlier_purged_folds(design, inputs, monkeypatch):
     seen = []
-    original = ensemble.Combiner.fit
+    original = combiners.Combiner.fit
 
     def spy(self, data, regimes, test_start):
         seen.append(pd.DatetimeIndex(data["date"].unique()))
         return original(self, data, regimes, test_start)
 
-    monkeypatch.setattr(ensemble.Combiner, "fit", spy)
-    result = ensemble.walk_forward_ensembles(design, inputs["folds"], inputs["fold_regimes"],
+    monkeypatch.setattr(combiners.Combiner, "fit", spy)
+    result = combiners.walk_forward_ensembles(design, inputs["folds"], inputs["fold_regimes"],
                                              ["equal_weight"], inputs["models"], PARAMS,
                                              inputs["date_split"]["test_start"])
     folds = sorted(inputs["folds"], key=lambda f: f.fold)
@@ -281,7 +282,7 @@ def test_walk_forward_trains_only_on_earlier_purged_folds(design, inputs, monkey
 
 
 def test_walk_forward_predictions_match_a_refit_on_earlier_folds(design, inputs):
-    result = ensemble.walk_forward_ensembles(design, inputs["folds"], inputs["fold_regimes"],
+    result = combiners.walk_forward_ensembles(design, inputs["folds"], inputs["fold_regimes"],
                                              ["stacking", "bma"], inputs["models"], PARAMS,
                                              inputs["date_split"]["test_start"])
     folds = sorted(inputs["folds"], key=lambda f: f.fold)
@@ -302,19 +303,19 @@ def test_walk_forward_predictions_match_a_refit_on_earlier_folds(design, inputs)
 def test_walk_forward_gives_each_fold_its_own_detector_and_refuses_a_global_one(
         design, inputs, monkeypatch):
     seen = []
-    original = ensemble.Combiner.fit
+    original = combiners.Combiner.fit
 
     def spy(self, data, regimes, test_start):
         seen.append(sorted(set(regimes["fold"])))
         return original(self, data, regimes, test_start)
 
-    monkeypatch.setattr(ensemble.Combiner, "fit", spy)
+    monkeypatch.setattr(combiners.Combiner, "fit", spy)
     folds = sorted(inputs["folds"], key=lambda f: f.fold)
-    ensemble.walk_forward_ensembles(design, folds, inputs["fold_regimes"], ["regime_stacking"],
+    combiners.walk_forward_ensembles(design, folds, inputs["fold_regimes"], ["regime_stacking"],
                                     inputs["models"], PARAMS, inputs["date_split"]["test_start"])
     assert seen == [[f.fold] for f in folds[1:]]
     with pytest.raises(ValueError, match="one detector per fold"):
-        ensemble.walk_forward_ensembles(design, folds, inputs["regimes"], ["regime_stacking"],
+        combiners.walk_forward_ensembles(design, folds, inputs["regimes"], ["regime_stacking"],
                                         inputs["models"], PARAMS,
                                         inputs["date_split"]["test_start"])
 
@@ -327,18 +328,18 @@ def test_nested_final_score_uses_only_earlier_folds_for_the_choice():
             ("a", 2, True, 0.00), ("b", 2, True, 0.10),
             ("a", 3, True, 0.01), ("b", 3, True, 0.20)]
     scores = pd.DataFrame(rows, columns=["method", "fold", "fitted", "rank_ic"])
-    value, folds = ensemble.nested_final_score(scores, n_validation=2)
+    value, folds = combiners.nested_final_score(scores, n_validation=2)
     assert folds == [2, 3]
     assert value == pytest.approx((0.00 + 0.20) / 2)
     # with a one-fold window the choice at fold 3 is by fold 2 alone: still "b"
-    assert ensemble.nested_final_score(scores, n_validation=1)[0] == pytest.approx(0.1)
+    assert combiners.nested_final_score(scores, n_validation=1)[0] == pytest.approx(0.1)
     # the optimistic figure (best method's own mean on the same folds) is higher
     assert value < scores[scores["method"] == "b"].query("fitted")["rank_ic"].mean() + 1e-12
 
 
 def test_choose_method_picks_the_best_finite_score():
-    assert ensemble.choose_method({"stacking": 0.02, "bma": 0.03, "ic_weight": np.nan}) == "bma"
-    assert ensemble.choose_method({"stacking": np.nan}) == "equal_weight"
+    assert combiners.choose_method({"stacking": 0.02, "bma": 0.03, "ic_weight": np.nan}) == "bma"
+    assert combiners.choose_method({"stacking": np.nan}) == "equal_weight"
 
 
 # ---------------------------------------------------------------------------------- pseudo-BMA
@@ -391,27 +392,27 @@ def test_fitted_ensemble_combines_raw_predictions_and_survives_pickle(design, in
     again = restored.combine(rescaled, inputs["regimes"])
     assert np.allclose(out["prediction"], again["prediction"], atol=1e-5)
     labelled = out.merge(inputs["labels"], on=["date", "ticker"])
-    from bma_quant.core.metrics import mean_rank_ic
+    from bma_quant.core.evaluation.metrics import mean_rank_ic
 
     assert mean_rank_ic(labelled) > 0.1
 
 
 def test_meta_learner_for_logging(design, inputs):
     fitted = {"stacking": _fit("stacking", design, inputs)}
-    assert ensemble.meta_learner_estimator(fitted) is fitted["stacking"].combiner.estimator
+    assert combiners.meta_learner_estimator(fitted) is fitted["stacking"].combiner.estimator
     fallback = {"equal_weight": _fit("equal_weight", design, inputs)}
-    estimator = ensemble.meta_learner_estimator(fallback)
-    assert isinstance(estimator, ensemble.FixedWeightRegressor)
+    estimator = combiners.meta_learner_estimator(fallback)
+    assert isinstance(estimator, combiners.FixedWeightRegressor)
     assert np.allclose(estimator.predict(np.eye(3)), 1 / 3)
 
 
 def test_usable_models_skips_failed_and_missing(inputs):
     status = {**inputs["status"], "noise": {"status": "failed", "error": "boom"}}
-    models, skipped = ensemble.usable_models(inputs["oof"], inputs["test"], status)
+    models, skipped = combiners.usable_models(inputs["oof"], inputs["test"], status)
     assert models == ["elastic_net", "lightgbm"]
     assert "boom" in skipped["noise"]
     no_test = inputs["test"][inputs["test"]["model"] != "lightgbm"]
-    models, skipped = ensemble.usable_models(inputs["oof"], no_test, inputs["status"])
+    models, skipped = combiners.usable_models(inputs["oof"], no_test, inputs["status"])
     assert "lightgbm" not in models and "test" in skipped["lightgbm"]
 
 
@@ -422,8 +423,8 @@ def test_identical_member_finds_an_ensemble_that_is_one_of_its_members():
                          "a": rng.normal(size=160), "b": rng.normal(size=160)})
     scale = np.repeat(rng.uniform(0.5, 2.0, 20), 8)  # a different positive scale per date
     all_on_b = (scale * wide["b"] + 0.3).astype(np.float32)  # stored as float32
-    assert ensemble.identical_member(wide, all_on_b, ["a", "b"]) == "b"
+    assert combiners.identical_member(wide, all_on_b, ["a", "b"]) == "b"
     mix = 0.99 * wide["b"] + 0.01 * wide["a"]
-    assert ensemble.identical_member(wide, mix, ["a", "b"]) is None
-    assert ensemble.identical_member(wide, -wide["a"], ["a", "b"]) is None  # reversed: not a copy
-    assert ensemble.identical_member(wide, np.zeros(160), ["a", "b"]) is None
+    assert combiners.identical_member(wide, mix, ["a", "b"]) is None
+    assert combiners.identical_member(wide, -wide["a"], ["a", "b"]) is None  # reversed: not a copy
+    assert combiners.identical_member(wide, np.zeros(160), ["a", "b"]) is None

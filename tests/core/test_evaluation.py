@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core import evaluation as ev
-from bma_quant.core.backtest import long_short_backtest
-from bma_quant.core.labels import forward_return_labels
-from bma_quant.core.metrics import prediction_scores
-from bma_quant.core.synthetic import generate_synthetic_market
+from bma_quant.core.data.labels import forward_return_labels
+from bma_quant.core.data.synthetic import generate_synthetic_market
+from bma_quant.core.evaluation import test_period as ev
+from bma_quant.core.evaluation.backtest import long_short_backtest
+from bma_quant.core.evaluation.metrics import prediction_scores
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core import factors as F
-from bma_quant.core.synthetic import generate_synthetic_market
+from bma_quant.core.data.synthetic import generate_synthetic_market
+from bma_quant.core.features import factors as F
 
 
 def _tiny_panel() -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -4,7 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core.fear_greed import FearGreedParams, fear_greed_components, fear_greed_index
+from bma_quant.core.features.fear_greed import (
+    FearGreedParams,
+    fear_greed_components,
+    fear_greed_index,
+)
 
 
 def _market(n_days=700, n_names=30, seed=0, crash_at=None):

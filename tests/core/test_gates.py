@@ -5,7 +5,12 @@ import math
 
 import pytest
 
-from bma_quant.core.gates import DEFAULT_CHECKS, check_gate, evaluate_gates, format_gate_report
+from bma_quant.core.evaluation.gates import (
+    DEFAULT_CHECKS,
+    check_gate,
+    evaluate_gates,
+    format_gate_report,
+)
 
 GOOD = {"ic": 0.05, "ir": 0.9, "sharpe": 1.6, "max_drawdown": 0.12, "n_dates": 400}
 
@@ -50,7 +55,7 @@ def test_format_lists_every_check():
 
 
 def test_overfitting_gates_are_off_unless_a_threshold_is_set():
-    from bma_quant.core.gates import overfitting_checks
+    from bma_quant.core.evaluation.gates import overfitting_checks
 
     assert overfitting_checks({"max_pbo": None, "min_deflated_sharpe": None}) == {}
     checks = overfitting_checks({"max_pbo": 0.5, "min_deflated_sharpe": 0.95})

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core import cleaning, labels, panel, split
+from bma_quant.core.data import cleaning, labels, panel, split
 
 
 def test_label_is_return_from_t_plus_d_to_t_plus_d_plus_h():

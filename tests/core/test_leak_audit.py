@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core import factors as F
-from bma_quant.core import leak_audit as LA
-from bma_quant.core.synthetic import generate_synthetic_market
+from bma_quant.core.data.synthetic import generate_synthetic_market
+from bma_quant.core.features import factors as F
+from bma_quant.core.features import leak_audit as LA
 
 CONFIG = LA.LeakAuditConfig(date_stride=1)
 

@@ -1,4 +1,4 @@
-"""Tests for core.metrics: hand-computed IC panels, scipy/statsmodels references, edge cases."""
+"""Tests for core.evaluation.metrics: hand-computed IC panels, scipy/statsmodels references, edge cases."""
 
 import math
 
@@ -8,7 +8,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from bma_quant.core.metrics import (
+from bma_quant.core.evaluation.metrics import (
     daily_ic,
     forward_returns,
     ic_decay,
@@ -313,7 +313,7 @@ def test_ic_decay_peaks_at_the_planted_horizon():
 
 
 def test_constant_cross_sections_flags_a_learner_that_ranks_nothing():
-    from bma_quant.core.metrics import constant_cross_sections
+    from bma_quant.core.evaluation.metrics import constant_cross_sections
 
     dates = np.repeat(pd.bdate_range("2021-01-04", periods=3).to_numpy(), 4)
     constant_per_date = np.repeat([0.1, -0.2, 0.3], 4)  # an intercept that moves by date
@@ -330,7 +330,7 @@ def test_constant_cross_sections_flags_a_learner_that_ranks_nothing():
 def test_dense_grouped_ranks_equal_scipy_per_group(shuffled, ties):
     """The grid ranking (the fast path) gives scipy's average ranks within each group, for rows in
     any order, with ties, and with groups of very different sizes."""
-    from bma_quant.core.metrics import _dense_grouped_ranks, _sorted_grouped_ranks
+    from bma_quant.core.evaluation.metrics import _dense_grouped_ranks, _sorted_grouped_ranks
 
     rng = np.random.default_rng(3)
     codes = np.repeat(np.arange(40), rng.integers(1, 30, 40))
@@ -347,7 +347,7 @@ def test_dense_grouped_ranks_equal_scipy_per_group(shuffled, ties):
 
 
 def test_grouped_ranks_fall_back_to_one_sort_on_a_very_unbalanced_panel():
-    from bma_quant.core.metrics import _dense_grouped_ranks, _grouped_average_ranks
+    from bma_quant.core.evaluation.metrics import _dense_grouped_ranks, _grouped_average_ranks
 
     codes = np.concatenate([np.zeros(1000, dtype=np.int64), np.arange(1, 200)])
     values = np.random.default_rng(0).normal(size=codes.size)
@@ -357,7 +357,7 @@ def test_grouped_ranks_fall_back_to_one_sort_on_a_very_unbalanced_panel():
 
 
 def test_daily_rank_ic_columns_equals_daily_ic_column_by_column():
-    from bma_quant.core.metrics import daily_rank_ic_columns
+    from bma_quant.core.evaluation.metrics import daily_rank_ic_columns
 
     rng = np.random.default_rng(5)
     dates = np.repeat(pd.bdate_range("2020-01-01", periods=30), 12)

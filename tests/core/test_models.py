@@ -7,11 +7,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 
-from bma_quant.core import metrics, models, training
-from bma_quant.core.cv import PurgedWalkForwardSplit
-from bma_quant.core.labels import forward_return_labels
-from bma_quant.core.synthetic import generate_synthetic_market
-from bma_quant.core.temporal import TemporalConfig
+from bma_quant.core.data.cv import PurgedWalkForwardSplit
+from bma_quant.core.data.labels import forward_return_labels
+from bma_quant.core.data.synthetic import generate_synthetic_market
+from bma_quant.core.data.temporal import TemporalConfig
+from bma_quant.core.evaluation import metrics
+from bma_quant.core.models import learners, training
 
 FEATURES = ["signal_1", "noise_1", "noise_2", "noise_3", "ret_5d", "ret_20d"]
 DEFAULTS = {
@@ -72,21 +73,21 @@ def _oof_rank_ic(oof, frame):
 
 
 def test_registry_maps_parameter_names_to_estimators():
-    assert set(models.LEARNERS) >= {"elastic_net", "xgboost", "lightgbm", "alpha_composite"}
-    assert type(models.build_estimator("xgboost", {"max_depth": 3})).__name__ == "XGBRegressor"
-    assert models.build_estimator("xgboost", {}).get_params()["tree_method"] == "hist"
-    lgbm = models.build_estimator("lightgbm", {"num_leaves": 7}, seed=3, n_jobs=1)
+    assert set(learners.LEARNERS) >= {"elastic_net", "xgboost", "lightgbm", "alpha_composite"}
+    assert type(learners.build_estimator("xgboost", {"max_depth": 3})).__name__ == "XGBRegressor"
+    assert learners.build_estimator("xgboost", {}).get_params()["tree_method"] == "hist"
+    lgbm = learners.build_estimator("lightgbm", {"num_leaves": 7}, seed=3, n_jobs=1)
     assert lgbm.get_params()["deterministic"] is True and lgbm.random_state == 3
-    enet = models.build_estimator("elastic_net", {"alpha": 0.5})
+    enet = learners.build_estimator("elastic_net", {"alpha": 0.5})
     assert [name for name, _ in enet.steps] == ["impute", "scale", "model"]
     assert enet.named_steps["model"].alpha == 0.5
     with pytest.raises(KeyError, match="registered"):
-        models.get_learner("random_forest")
+        learners.get_learner("random_forest")
 
 
 def test_adding_a_learner_is_one_registry_entry(planted):
     frame, folds = planted
-    models.register_learner(models.Learner(
+    learners.register_learner(learners.Learner(
         "ridge", lambda p, seed, n_jobs: make_pipeline(SimpleImputer(), Ridge(**p)),
         lambda est, X, y, w, dates: est.fit(X, y, ridge__sample_weight=w),
         lambda est, names: np.abs(est[-1].coef_), importance_kind="abs_coef"))
@@ -95,7 +96,7 @@ def test_adding_a_learner_is_one_registry_entry(planted):
         assert set(oof["model"]) == {"ridge"} and len(scores) == len(folds)
         assert _oof_rank_ic(oof, frame) > 0.05
     finally:
-        del models.LEARNERS["ridge"]
+        del learners.LEARNERS["ridge"]
 
 
 @pytest.mark.parametrize("name", ["xgboost", "lightgbm", "elastic_net"])
@@ -114,10 +115,10 @@ def test_native_fold_path_trains_the_same_model_as_the_refit_wrapper(planted, na
                              None, dates=frame["date"].iloc[train], seed=5, n_jobs=1)
     np.testing.assert_allclose(native, wrapper.predict(frame[FEATURES].iloc[test]), atol=1e-6)
     # The binned matrix is built once per fold and reused by later fits.
-    matrix = cache.native_matrix(models.get_learner(name).native, 1, params)
+    matrix = cache.native_matrix(learners.get_learner(name).native, 1, params)
     other = {"alpha": 0.05} if name == "elastic_net" else {"learning_rate": 0.05}
     cache.fit_predict_fold(name, {**params, **other}, 1, seed=5, n_jobs=1)
-    assert cache.native_matrix(models.get_learner(name).native, 1, params) is matrix
+    assert cache.native_matrix(learners.get_learner(name).native, 1, params) is matrix
 
 
 def test_elastic_net_imputer_and_scaler_are_fitted_on_the_training_rows_only(planted):
@@ -207,7 +208,7 @@ def test_feature_importance_is_gain_for_trees_and_abs_coef_for_elastic_net(plant
                        ("lightgbm", "gain"), ("alpha_composite", "abs_icir_weight")]:
         fitted = training.refit(name, KNOWN_ANSWER[name], frame[FEATURES], frame["label"],
                                 dates=frame["date"], n_jobs=1)
-        table = models.feature_importance(name, fitted, FEATURES)
+        table = learners.feature_importance(name, fitted, FEATURES)
         assert sorted(table["feature"]) == sorted(FEATURES)
         assert (table["kind"] == kind).all() and (table["importance"] >= 0).all()
         assert table["share"].sum() == pytest.approx(1.0)

@@ -4,9 +4,15 @@ choice, the honest out-of-fold score (chosen parameters, folds no trial was scor
 import numpy as np
 import pytest
 
-from bma_quant.core import training, tuning
-from bma_quant.core.cv import OOF, TUNING, PurgedWalkForwardSplit, assign_stages, folds_of_stage
-from bma_quant.core.temporal import TemporalConfig
+from bma_quant.core.data.cv import (
+    OOF,
+    TUNING,
+    PurgedWalkForwardSplit,
+    assign_stages,
+    folds_of_stage,
+)
+from bma_quant.core.data.temporal import TemporalConfig
+from bma_quant.core.models import training, tuning
 from tests.core.test_models import FEATURES, synthetic_dev
 
 SEEDS = range(101, 109)  # pure-noise markets used by no other test

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bma_quant.core.pbo import cscv_pbo, n_splits
+from bma_quant.core.evaluation.pbo import cscv_pbo, n_splits
 
 
 def _noise(n_days: int, n_configs: int, seed: int) -> pd.DataFrame:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core.portfolio import PortfolioRule, target_weights
+from bma_quant.core.evaluation.portfolio import PortfolioRule, target_weights
 
 
 def _scores(n=10, sectors=None):

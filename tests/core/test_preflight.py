@@ -6,8 +6,8 @@ import re
 import pandas as pd
 import pytest
 
-from bma_quant.core import preflight
-from bma_quant.core.preflight import PreflightError
+from bma_quant.core.data import preflight
+from bma_quant.core.data.preflight import PreflightError
 
 PARAMS = {
     "temporal": {"prediction_horizon_days": 10, "execution_delay_days": 1, "cv_gap_days": 11,

@@ -1,7 +1,7 @@
 """Champion promotion: gates AND better on the same test period; one registered model per data."""
 
-from bma_quant.core import promotion
-from bma_quant.core.promotion import Candidate, decide
+from bma_quant.core.evaluation import promotion
+from bma_quant.core.evaluation.promotion import Candidate, decide
 
 
 def _candidate(value, passed=True, start="2020-01-02", end="2021-12-31", metric="rank_ic"):

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core import regime_learning as L
-from bma_quant.core.cv import PurgedWalkForwardSplit
-from bma_quant.core.labels import forward_return_labels
-from bma_quant.core.metrics import mean_rank_ic
-from bma_quant.core.regimes import PROBABILITY_COLUMNS, REGIMES
-from bma_quant.core.synthetic import generate_synthetic_market
-from bma_quant.core.temporal import TemporalConfig
+from bma_quant.core.data.cv import PurgedWalkForwardSplit
+from bma_quant.core.data.labels import forward_return_labels
+from bma_quant.core.data.synthetic import generate_synthetic_market
+from bma_quant.core.data.temporal import TemporalConfig
+from bma_quant.core.evaluation.metrics import mean_rank_ic
+from bma_quant.core.regimes import regime_learning as L
+from bma_quant.core.regimes.detection import PROBABILITY_COLUMNS, REGIMES
 
 FEATURES = ["signal_1", "noise_1", "noise_2", "noise_3"]
 PARAMS = {"n_estimators": 60, "num_leaves": 15, "learning_rate": 0.05, "min_child_samples": 50}

@@ -5,14 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core import factors as F
-from bma_quant.core import leak_audit as LA
-from bma_quant.core.cv import PurgedWalkForwardSplit
-from bma_quant.core.labels import forward_return_labels
-from bma_quant.core.regime_evidence import regime_evidence
-from bma_quant.core.selection import SelectionConfig, select_features, timed_rank_ic
-from bma_quant.core.synthetic import REGIME_FACTOR_MARKET, generate_synthetic_market
-from bma_quant.core.temporal import TemporalConfig
+from bma_quant.core.data.cv import PurgedWalkForwardSplit
+from bma_quant.core.data.labels import forward_return_labels
+from bma_quant.core.data.synthetic import REGIME_FACTOR_MARKET, generate_synthetic_market
+from bma_quant.core.data.temporal import TemporalConfig
+from bma_quant.core.features import factors as F
+from bma_quant.core.features import leak_audit as LA
+from bma_quant.core.features.selection import SelectionConfig, select_features, timed_rank_ic
+from bma_quant.core.regimes.regime_evidence import regime_evidence
 
 PANEL_COLUMNS = ["date", "ticker", "sector", "open", "high", "low", "close", "volume"]
 
@@ -142,7 +142,7 @@ def small_market():
 
 
 def test_factor_performance_context_is_the_detectors_evidence(small_market):
-    """perf_* market context = core.regime_evidence's perf_* (one computation, not a copy),
+    """perf_* market context = core.regimes.regime_evidence's perf_* (one computation, not a copy),
     broadcast to every name and left untransformed (not ranked across names)."""
     panel = small_market.panel[PANEL_COLUMNS]
     market = small_market.market.rename(columns={"level": "market_level"})

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core import regimes as R
-from bma_quant.core.fear_greed import fear_greed_index
-from bma_quant.core.synthetic import generate_synthetic_market
+from bma_quant.core.data.synthetic import generate_synthetic_market
+from bma_quant.core.features.fear_greed import fear_greed_index
+from bma_quant.core.regimes import detection as R
 
 RULES = {
     "trend_window": 63, "vol_window": 21, "trend_quantiles": [0.33, 0.67],
@@ -154,7 +154,7 @@ HMM = {"columns": ["trend", "volatility", "dispersion", "breadth", "perf_momentu
 
 
 def _evidence_inputs(sm, end: int | None) -> pd.DataFrame:
-    from bma_quant.core.regime_evidence import regime_evidence
+    from bma_quant.core.regimes.regime_evidence import regime_evidence
 
     close = sm.panel.pivot(index="date", columns="ticker", values="close")
     market = _market(sm)
@@ -183,7 +183,7 @@ def test_evidence_and_hmm_regimes_are_prefix_invariant_and_fitted_on_fit_dates_o
 
 def test_hmm_filter_never_reads_later_rows():
     """Mutation guard: a smoothed (forward-backward) posterior would change earlier rows."""
-    from bma_quant.core.gaussian_hmm import filter_probabilities, fit_gaussian_hmm
+    from bma_quant.core.regimes.gaussian_hmm import filter_probabilities, fit_gaussian_hmm
 
     rng = np.random.default_rng(0)
     states = np.repeat([0, 1, 2, 0], 150)

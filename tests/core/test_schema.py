@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core.schema import DataValidationError, validate_long_panel
+from bma_quant.core.data.schema import DataValidationError, validate_long_panel
 
 
 def good_panel() -> pd.DataFrame:

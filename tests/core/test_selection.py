@@ -6,20 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core import factors as F
-from bma_quant.core.cv import PurgedWalkForwardSplit
-from bma_quant.core.labels import forward_return_labels
-from bma_quant.core.metrics import daily_ic
-from bma_quant.core.selection import (
+from bma_quant.core.data.cv import PurgedWalkForwardSplit
+from bma_quant.core.data.labels import forward_return_labels
+from bma_quant.core.data.synthetic import generate_synthetic_market
+from bma_quant.core.data.temporal import TemporalConfig
+from bma_quant.core.evaluation.metrics import daily_ic
+from bma_quant.core.features import factors as F
+from bma_quant.core.features.selection import (
     SelectionConfig,
     apply_lag,
     daily_rank_ic,
     rowwise_corr,
     select_features,
 )
-from bma_quant.core.synthetic import generate_synthetic_market
-from bma_quant.core.temporal import TemporalConfig
-from bma_quant.core.transforms import row_ranks
+from bma_quant.core.features.transforms import row_ranks
 
 CONFIG = SelectionConfig(nw_lag=10)
 
@@ -128,7 +128,7 @@ def test_min_features_refills_from_insignificant_factors_and_reports_them(signal
 def test_planted_leak_is_caught_and_logged(synthetic, caplog):
     features, families, label, dates, dev, folds = synthetic
     leak = np.roll(label, 0, axis=0)  # the label itself, a future return, as a "user" factor
-    from bma_quant.core.transforms import centred_rank
+    from bma_quant.core.features.transforms import centred_rank
 
     planted = {**features, "leak": centred_rank(leak).astype(np.float32)}
     with caplog.at_level(logging.WARNING):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core import plots, static_plots
+from bma_quant.core.evaluation import plots, static_plots
 from bma_quant.pipelines.regime_models.plots import regime_timeline_figure
 
 DATES = pd.bdate_range("2021-01-04", periods=30)

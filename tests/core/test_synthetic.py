@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy.stats import rankdata
 
-from bma_quant.core.synthetic import (
+from bma_quant.core.data.synthetic import (
     REGIMES,
     SyntheticMarket,
     generate_synthetic_market,
@@ -209,7 +209,11 @@ def test_regime_factor_mode_switches_which_price_factor_pays():
     """Known answer of the hard regime mode: each factor's RankIC with the label has, in each true
     regime, the sign of its planted payoff (momentum pays in bull and costs in bear, reversal pays
     in neutral, low volatility pays in bear and costs in bull)."""
-    from bma_quant.core.synthetic import PAYOFF_FACTORS, REGIME_FACTOR_MARKET, price_factor_scores
+    from bma_quant.core.data.synthetic import (
+        PAYOFF_FACTORS,
+        REGIME_FACTOR_MARKET,
+        price_factor_scores,
+    )
 
     sm = generate_synthetic_market(150, 1200, seed=5, **REGIME_FACTOR_MARKET)
     assert REGIME_FACTOR_MARKET["signal_strength"] == 0.0  # only the price factors pay

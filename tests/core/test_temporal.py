@@ -1,6 +1,10 @@
 import pytest
 
-from bma_quant.core.temporal import TemporalConfig, TemporalConfigError, validate_temporal_config
+from bma_quant.core.data.temporal import (
+    TemporalConfig,
+    TemporalConfigError,
+    validate_temporal_config,
+)
 
 
 def test_seed_gap_of_five_days_at_horizon_ten_is_refused_naming_both_numbers():

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core import transforms as T
+from bma_quant.core.features import transforms as T
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core.backtest import long_short_backtest
-from bma_quant.core.evaluation import EvaluationConfig
-from bma_quant.core.overfitting import assess_overfitting
-from bma_quant.core.synthetic import generate_synthetic_market
-from bma_quant.core.trial_accounting import (
+from bma_quant.core.data.synthetic import generate_synthetic_market
+from bma_quant.core.evaluation.backtest import long_short_backtest
+from bma_quant.core.evaluation.overfitting import assess_overfitting
+from bma_quant.core.evaluation.test_period import EvaluationConfig
+from bma_quant.core.evaluation.trial_accounting import (
     common_window,
     configuration_predictions,
     configuration_returns,

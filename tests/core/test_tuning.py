@@ -6,7 +6,7 @@ import numpy as np
 import optuna
 import pytest
 
-from bma_quant.core import training, tuning
+from bma_quant.core.models import training, tuning
 from tests.core.test_models import FEATURES, synthetic_dev
 
 LGBM_DEFAULTS = {"n_estimators": 40, "num_leaves": 31, "learning_rate": 0.1}
@@ -192,7 +192,7 @@ def test_data_fingerprint_changes_with_any_training_row(frame_and_folds):
 def test_shared_study_budget_is_counted_across_processes(tmp_path):
     """Two handles on one stored study (as two workers): the creator enqueues the defaults once,
     trials stop at the budget, the trial asked past it is closed as over_budget, never run."""
-    from bma_quant.core import tuning as tuning_lib
+    from bma_quant.core.models import tuning as tuning_lib
 
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     space = {"x": {"type": "float", "low": 0.0, "high": 1.0}}

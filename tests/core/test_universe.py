@@ -1,11 +1,11 @@
-"""The point-in-time universe (core.universe) and cross-sectional imputation on hand-built panels."""
+"""The point-in-time universe (core.data.universe) and cross-sectional imputation on hand-built panels."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core import cleaning, panel, universe
-from bma_quant.core.schema import DataValidationError
+from bma_quant.core.data import cleaning, panel, universe
+from bma_quant.core.data.schema import DataValidationError
 
 RULE = universe.EligibilityRule(coverage_threshold=0.7, window_days=10, min_history_days=3)
 

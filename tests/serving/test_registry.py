@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.tracking import fluent
 
-from bma_quant.core.promotion import registered_model_name
+from bma_quant.core.evaluation.promotion import registered_model_name
 from bma_quant.pipelines.evaluation import nodes
 from bma_quant.run_hooks.run_identity import data_stem
 from tests.serving.upstream import build_chain, build_upstream

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.synthetic import generate_synthetic_market
+from bma_quant.core.data.synthetic import generate_synthetic_market
 from tests.serving.fakes import fake_upstream
 from tests.support import deep_update, project_params, run_pipeline
 

@@ -1,4 +1,4 @@
-"""Pre-flight checks (core.preflight) wired into a run: refuse a bad run before it writes anything.
+"""Pre-flight checks (core.data.preflight) wired into a run: refuse a bad run before it writes anything.
 
 Parameters and learner names are checked before the first node, ahead of every other
 before_pipeline_run hook (so no MLflow run is started either); the universe size and the dates for
@@ -15,8 +15,8 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from bma_quant.core import preflight
-from bma_quant.core.models import LEARNERS
+from bma_quant.core.data import preflight
+from bma_quant.core.models.learners import LEARNERS
 from bma_quant.run_hooks.summary import FAILED_SUMMARY_PATH, write_summary
 
 # learner names in parameters, by dotted path

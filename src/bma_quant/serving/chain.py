@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bma_quant.core import cleaning, market
-from bma_quant.core import panel as panel_lib
-from bma_quant.core import universe as universe_lib
-from bma_quant.core.schema import validate_long_panel
+from bma_quant.core.data import cleaning, market
+from bma_quant.core.data import panel as panel_lib
+from bma_quant.core.data import universe as universe_lib
+from bma_quant.core.data.schema import validate_long_panel
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from bma_quant.core.schema import DataValidationError
+from bma_quant.core.data.schema import DataValidationError
 from bma_quant.serving.chain import ChainInputError
 
 CHAIN_ARTIFACT = "chain"

@@ -2,7 +2,7 @@
 
 One registered model per data set (``bma_quant-<data file stem>`` by default). A version becomes
 ``champion`` only when its gates pass and it beats the current champion on the compare metric over
-the same test period (``core.promotion``); otherwise it becomes ``challenger`` and the champion keeps
+the same test period (``core.evaluation.promotion``); otherwise it becomes ``challenger`` and the champion keeps
 its alias. Each version carries a description (data, test period, gates, headline metrics, why it
 is or is not the champion) and tags for the next comparison.
 """
@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import ColSpec, DataType, Schema
 
-from bma_quant.core import promotion
+from bma_quant.core.evaluation import promotion
 from bma_quant.serving.chain import MARKET_LEVEL, PredictionChain
 from bma_quant.serving.pyfunc import CHAIN_ARTIFACT, BmaQuantChain, to_model_input
 from bma_quant.serving.requirements import chain_pip_requirements

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bma_quant.core import metrics
+from bma_quant.core.evaluation import metrics
 from bma_quant.pipelines.base_models import nodes
 from bma_quant.pipelines.base_models.model_dataset import LearnerModelDataset, LoggedLearner
 from tests.pipelines.base_models.synthetic_inputs import build_inputs

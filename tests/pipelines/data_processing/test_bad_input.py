@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core import preflight
-from bma_quant.core.models import LEARNERS
-from bma_quant.core.schema import DataValidationError
-from bma_quant.core.temporal import TemporalConfigError
+from bma_quant.core.data import preflight
+from bma_quant.core.data.schema import DataValidationError
+from bma_quant.core.data.temporal import TemporalConfigError
+from bma_quant.core.models.learners import LEARNERS
 from bma_quant.pipelines.data_processing import nodes
 from bma_quant.run_hooks.preflight import LEARNER_PARAMS
 from tests.support import deep_update, project_params, run_pipeline

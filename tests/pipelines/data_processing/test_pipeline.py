@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core.cv import folds_from_table
-from bma_quant.core.synthetic import generate_synthetic_market, to_wide_close
+from bma_quant.core.data.cv import folds_from_table
+from bma_quant.core.data.synthetic import generate_synthetic_market, to_wide_close
 from tests.support import run_pipeline
 
 logging.getLogger("kedro").setLevel(logging.WARNING)

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import pytest
 from matplotlib.figure import Figure
 
-from bma_quant.core.evaluation import LOGGED_METRICS
+from bma_quant.core.evaluation.test_period import LOGGED_METRICS
 from tests.serving.upstream import build_upstream
 from tests.support import run_pipeline
 

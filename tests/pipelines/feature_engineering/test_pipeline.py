@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core.synthetic import generate_synthetic_market
+from bma_quant.core.data.synthetic import generate_synthetic_market
 from tests.support import run_pipeline
 
 UPSTREAM = ["primary_panel", "labels", "market", "date_split", "cv_folds"]

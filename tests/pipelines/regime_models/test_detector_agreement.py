@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core import factors as F
-from bma_quant.core.regimes import PROBABILITY_COLUMNS, REGIMES
-from bma_quant.core.schema import DataValidationError
-from bma_quant.core.synthetic import REGIME_FACTOR_MARKET, generate_synthetic_market
+from bma_quant.core.data.schema import DataValidationError
+from bma_quant.core.data.synthetic import REGIME_FACTOR_MARKET, generate_synthetic_market
+from bma_quant.core.features import factors as F
+from bma_quant.core.regimes.detection import PROBABILITY_COLUMNS, REGIMES
 from bma_quant.pipelines.data_processing.nodes import load_true_regimes
 from bma_quant.pipelines.regime_models.nodes import detector_agreement
 from bma_quant.pipelines.regime_models.plots import regime_timeline_figure

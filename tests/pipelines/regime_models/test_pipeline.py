@@ -7,9 +7,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from bma_quant.core.regime_evidence import EVIDENCE_COLUMNS
-from bma_quant.core.regimes import PROBABILITY_COLUMNS, REGIMES
-from bma_quant.core.synthetic import generate_synthetic_market
+from bma_quant.core.data.synthetic import generate_synthetic_market
+from bma_quant.core.regimes.detection import PROBABILITY_COLUMNS, REGIMES
+from bma_quant.core.regimes.regime_evidence import EVIDENCE_COLUMNS
 from tests.support import run_pipeline
 
 FEATURES = ["signal_1", "noise_1", "noise_2", "noise_3"]
@@ -149,7 +149,7 @@ def test_regime_aware_model_beats_global_model_out_of_fold_on_the_regime_factor_
     """Hard regime mode (which price factor pays switches with a latent state): the regime path
     (HMM on the evidence, per-regime models blended by filtered probabilities, context features)
     beats the same learner without regimes on the out-of-fold folds."""
-    from bma_quant.core.synthetic import REGIME_FACTOR_MARKET
+    from bma_quant.core.data.synthetic import REGIME_FACTOR_MARKET
 
     sm = generate_synthetic_market(100, 1400, seed=23, **REGIME_FACTOR_MARKET)
     path = tmp_path / "panel.parquet"
@@ -216,8 +216,8 @@ def test_regime_labels_are_audited_at_run_time_and_a_look_ahead_stops_the_run(up
 def test_global_comparison_reuses_base_models_out_of_fold_predictions(upstream):
     """With tuned parameters from base_models, the plain global learner is base_models' own
     out-of-fold model: reusing its predictions gives the refit's score without refitting."""
-    from bma_quant.core import training
-    from bma_quant.core.cv import OOF, folds_from_table
+    from bma_quant.core.data.cv import OOF, folds_from_table
+    from bma_quant.core.models import training
 
     _, data, inputs = upstream
     overrides = {"regime_models": {**FAST, "detector": "rules", "context_features":

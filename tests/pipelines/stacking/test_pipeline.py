@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core import ensemble
-from bma_quant.core.metrics import mean_rank_ic
-from bma_quant.core.synthetic import generate_synthetic_market
+from bma_quant.core.data.synthetic import generate_synthetic_market
+from bma_quant.core.ensemble import combiners
+from bma_quant.core.evaluation.metrics import mean_rank_ic
 from tests.core.test_ensemble import make_inputs
 from tests.support import run_pipeline
 
@@ -99,7 +99,7 @@ def test_outputs_follow_the_contract(outputs, data):
     assert (noise["weight"] < 0.05).all()
 
     fitted = outputs["ensemble"]
-    assert isinstance(fitted, ensemble.FittedEnsemble) and fitted.method == chosen
+    assert isinstance(fitted, combiners.FittedEnsemble) and fitted.method == chosen
     again = fitted.combine(data["test"], data["regimes"])
     final_test = test[test["model"] == "final"].reset_index(drop=True)
     assert np.allclose(again["prediction"], final_test["prediction"])
@@ -139,7 +139,7 @@ def test_test_period_data_cannot_change_anything_fitted(outputs, data):
 def test_out_of_fold_input_with_a_test_period_row_is_refused(data):
     leaked = data["oof"].copy()
     leaked.loc[leaked.index[-1], "date"] = pd.Timestamp(data["date_split"]["test_start"])
-    with pytest.raises(ensemble.TestPeriodLeakError):
+    with pytest.raises(combiners.TestPeriodLeakError):
         run_pipeline("stacking", _catalog(data, oof=leaked))
 
 
@@ -158,7 +158,7 @@ def test_one_model_left_runs_the_equal_weight_fallback_and_says_so(data, caplog)
     weights = out["ensemble_weights"]
     assert weights[["method", "model", "weight"]].values.tolist() == [
         ["equal_weight", "elastic_net", 1.0]]
-    assert isinstance(out["ensemble_meta_learner"].model, ensemble.FixedWeightRegressor)
+    assert isinstance(out["ensemble_meta_learner"].model, combiners.FixedWeightRegressor)
     # an "ensemble" of one model is that model, and the report, log and metrics say so
     assert report["final_identical_to"] == "elastic_net"
     assert out["stacking_metrics"]["final.identical_to_member"]["value"] == 1.0
@@ -232,18 +232,18 @@ def _meta_learners(outputs, data) -> dict:
     from bma_quant.pipelines.base_models.model_dataset import LoggedLearner
 
     example = outputs["ensemble_meta_learner"].input_example
-    design = ensemble.build_design(data["oof"], data["labels"], data["folds"], data["models"])
+    design = combiners.build_design(data["oof"], data["labels"], data["folds"], data["models"])
     params = {"meta_learner": "lightgbm",
               "lightgbm": {"n_estimators": 20, "num_leaves": 7, "verbose": -1, "n_jobs": 1}}
-    lightgbm = ensemble.fit_ensemble("stacking", design, None, params,
+    lightgbm = combiners.fit_ensemble("stacking", design, None, params,
                                      data["date_split"]["test_start"], data["models"])
-    equal = ensemble.fit_ensemble("equal_weight", design, None, {},
+    equal = combiners.fit_ensemble("equal_weight", design, None, {},
                                   data["date_split"]["test_start"], data["models"])
     return {
         "elastic_net": outputs["ensemble_meta_learner"],
-        "lightgbm": LoggedLearner("m", ensemble.meta_learner_estimator({"stacking": lightgbm}),
+        "lightgbm": LoggedLearner("m", combiners.meta_learner_estimator({"stacking": lightgbm}),
                                   example),
-        "fixed": LoggedLearner("m", ensemble.meta_learner_estimator({"equal_weight": equal}),
+        "fixed": LoggedLearner("m", combiners.meta_learner_estimator({"equal_weight": equal}),
                                example),
     }
 

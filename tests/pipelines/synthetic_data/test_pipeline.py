@@ -9,7 +9,7 @@ import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from bma_quant.core.synthetic import generate_synthetic_market
+from bma_quant.core.data.synthetic import generate_synthetic_market
 from bma_quant.pipelines.synthetic_data import create_pipeline
 from bma_quant.pipelines.synthetic_data.nodes import generate_synthetic_panel
 

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bma_quant.core import cv, models, training, tuning
-from bma_quant.core.metrics import constant_cross_sections
-from bma_quant.core.temporal import TemporalConfig
+from bma_quant.core.data import cv
+from bma_quant.core.data.temporal import TemporalConfig
+from bma_quant.core.evaluation.metrics import constant_cross_sections
+from bma_quant.core.models import learners, training, tuning
 from bma_quant.pipelines.base_models.model_dataset import LoggedLearner
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 
@@ -39,7 +40,7 @@ def prepare_training_inputs(
 ) -> training.TrainingInputs:
     """Development rows as float32 arrays with the shared purged folds, and the test rows."""
     for name in params.get("learners") or []:
-        models.get_learner(name)  # an unknown name fails here, listing the registered ones
+        learners.get_learner(name)  # an unknown name fails here, listing the registered ones
     inputs = training.training_inputs(
         model_input,
         sample_weights,
@@ -191,7 +192,7 @@ def _train(name: str, inputs: training.TrainingInputs, params: dict, nw_lag: int
             "tuning_truncated": float(result.truncated),
             "tuning_shared_study": float(result.shared),
         }
-        learner_kind = models.get_learner(name).native
+        learner_kind = learners.get_learner(name).native
         if learner_kind:
             inputs.tuning_cache.free(learner_kind)
     else:
@@ -201,7 +202,7 @@ def _train(name: str, inputs: training.TrainingInputs, params: dict, nw_lag: int
     cache = inputs.cache
     cv_result = training.cross_validate(cache, name, best_params, seed=seed, n_jobs=n_jobs,
                                         min_names=min_names, nw_lag=nw_lag)
-    learner_kind = models.get_learner(name).native
+    learner_kind = learners.get_learner(name).native
     if learner_kind:
         cache.free(learner_kind)  # the binned matrices are not needed by the refit
     for row in cv_result.scores.itertuples():
@@ -233,7 +234,7 @@ def _train(name: str, inputs: training.TrainingInputs, params: dict, nw_lag: int
         "test": test_predictions,
         "model": estimator,
         "scores": cv_result.scores,
-        "importance": models.feature_importance(name, estimator, inputs.feature_names)
+        "importance": learners.feature_importance(name, estimator, inputs.feature_names)
         .assign(model=name),
         "trials": trials,
         "input_example": test_frame.head(int(params.get("input_example_rows", 5))),

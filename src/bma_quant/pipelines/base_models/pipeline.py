@@ -11,7 +11,7 @@ with its flavour and signature; nothing for a learner that failed or is not enab
 
 from kedro.pipeline import Node, Pipeline
 
-from bma_quant.core.models import LEARNERS
+from bma_quant.core.models.learners import LEARNERS
 from bma_quant.pipelines.base_models import nodes
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bma_quant.core import cleaning, cv, labels, market, panel, split, universe
-from bma_quant.core.regimes import REGIMES
-from bma_quant.core.temporal import TemporalConfig
+from bma_quant.core.data import cleaning, cv, labels, market, panel, split, universe
+from bma_quant.core.data.temporal import TemporalConfig
+from bma_quant.core.regimes.detection import REGIMES
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def make_cv_folds(date_split: dict, primary_panel: pd.DataFrame, temporal: dict,
     first `n_tuning_folds` are tuning folds, the rest out-of-fold folds (nested selection).
 
     On a panel too short for the requested layout the layout is scaled down to its floor
-    (`cv.short_panel`, core.cv.fit_cv_layout); the layout used is returned for MLflow."""
+    (`cv.short_panel`, core.data.cv.fit_cv_layout); the layout used is returned for MLflow."""
     config = TemporalConfig.from_params(temporal)
     dates = pd.DatetimeIndex(primary_panel["date"].unique())
     dev = dates[(dates >= pd.Timestamp(date_split["dev_start"]))

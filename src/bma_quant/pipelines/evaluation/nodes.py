@@ -10,18 +10,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bma_quant.core import (
+from bma_quant.core.data import panel as panel_lib
+from bma_quant.core.data.temporal import TemporalConfig
+from bma_quant.core.evaluation import (
     cpcv,
-    evaluation,
     gates,
     overfitting,
     plots,
     static_plots,
-    training,
+    test_period,
     trial_accounting,
 )
-from bma_quant.core import panel as panel_lib
-from bma_quant.core.temporal import TemporalConfig
+from bma_quant.core.models import training
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 from bma_quant.serving.chain import PanelCleaner, PredictionChain
 
@@ -63,12 +63,12 @@ def evaluate_test_period(
     temporal: dict,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The comparison table (model x scope) and the series behind the plots."""
-    config = evaluation.EvaluationConfig.from_params(params, temporal)
-    result = evaluation.evaluate_predictions(
+    config = test_period.EvaluationConfig.from_params(params, temporal)
+    result = test_period.evaluate_predictions(
         test_predictions, labels, primary_panel[["date", "ticker", "close", "ret_1d"]], regimes,
         config, test_start=date_split["test_start"], test_end=date_split["test_end"],
     )
-    overall = result.table[result.table["scope"] == evaluation.ALL_SCOPE]
+    overall = result.table[result.table["scope"] == test_period.ALL_SCOPE]
     for row in overall.itertuples():
         logger.info("test %-18s rank_ic %+.4f  ic %+.4f  sharpe %+.2f  ir %+.2f  max_dd %.1f%%",
                     row.model, row.rank_ic, row.ic, row.sharpe, row.ir, 100 * row.max_drawdown)
@@ -128,8 +128,8 @@ def _overfitting_gate_metrics(report: dict, model: str) -> dict[str, float | Non
 
 def evaluation_metrics(evaluation_table: pd.DataFrame, gate_report: dict, params: dict) -> dict:
     """``evaluation.<model>.test_<metric>`` (+ per-regime ones and the gate verdicts)."""
-    values = evaluation.metric_values(
-        evaluation_table, evaluation.LOGGED_METRICS, params.get("log_regime_metrics") or ()
+    values = test_period.metric_values(
+        evaluation_table, test_period.LOGGED_METRICS, params.get("log_regime_metrics") or ()
     )
     model = gate_report["model"]
     values[f"{model}.gates_passed"] = float(gate_report["passed"])
@@ -191,7 +191,7 @@ def assess_overfitting(
     """Count the configurations tried, backtest each on its development-period out-of-fold
     predictions, and report the deflated Sharpe ratio of every model on the test period and the
     probability of backtest overfitting (report, configurations table, logits plot, metrics)."""
-    config = evaluation.EvaluationConfig.from_params(params, temporal)
+    config = test_period.EvaluationConfig.from_params(params, temporal)
     spec = params.get("overfitting") or {}
     if base_trial_oof_predictions is None or base_trial_oof_predictions.empty:
         logger.warning("overfitting: no Optuna trial out-of-fold predictions "
@@ -200,10 +200,10 @@ def assess_overfitting(
     predictions = trial_accounting.configuration_predictions(
         base_trial_oof_predictions, base_oof_predictions, regime_oof_predictions,
         ensemble_oof_predictions, tuple(spec.get("exclude_models") or ("final",)))
-    predictions = evaluation.restrict_to_period(predictions, date_split["dev_start"],
+    predictions = test_period.restrict_to_period(predictions, date_split["dev_start"],
                                                 date_split["dev_end"])
     # books formed near the end of development are held only until dev_end (never into the test)
-    returns = evaluation.restrict_to_period(primary_panel[["date", "ticker", "ret_1d"]], None,
+    returns = test_period.restrict_to_period(primary_panel[["date", "ticker", "ret_1d"]], None,
                                             date_split["dev_end"])
     config_returns = trial_accounting.configuration_returns(predictions, returns, config)
     assessment = overfitting.assess_overfitting(
@@ -230,7 +230,7 @@ def assess_overfitting(
 
 def _configurations_table(predictions: pd.DataFrame, config_returns: pd.DataFrame,
                           assessment: overfitting.OverfittingAssessment,
-                          config: evaluation.EvaluationConfig) -> pd.DataFrame:
+                          config: test_period.EvaluationConfig) -> pd.DataFrame:
     """One row per configuration with its development Sharpe (annualised) and PBO membership."""
     table = trial_accounting.configuration_table(predictions)
     sharpe = overfitting.per_period_sharpes(config_returns) * math.sqrt(config.periods_per_year)
@@ -271,8 +271,8 @@ def combinatorial_paths(
         folds=[], features=base_params.get("features"),
         target_transform=base_params.get("target_transform", "rank"))
     splits = splitter.split_dates(inputs.data.dates)
-    config = evaluation.EvaluationConfig.from_params(params, temporal)
-    returns = evaluation.restrict_to_period(primary_panel[["date", "ticker", "ret_1d"]], None,
+    config = test_period.EvaluationConfig.from_params(params, temporal)
+    returns = test_period.restrict_to_period(primary_panel[["date", "ticker", "ret_1d"]], None,
                                             dev[1])
     options = params.get("cpcv") or {}
     wanted = options.get("learners")
@@ -361,7 +361,7 @@ def reproduction_check(
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Run the chain on the raw test slice and compare with the pipeline's test predictions."""
     predicted = chain.predict(raw_slice)
-    predicted = evaluation.restrict_to_period(predicted, date_split["test_start"],
+    predicted = test_period.restrict_to_period(predicted, date_split["test_start"],
                                               date_split["test_end"])
     expected = ensemble_test_predictions.loc[ensemble_test_predictions["model"] == model,
                                              ["date", "ticker", "prediction"]]
@@ -415,7 +415,7 @@ def register_model(
 
     import mlflow  # only the registry step needs MLflow
 
-    from bma_quant.core import promotion
+    from bma_quant.core.evaluation import promotion
     from bma_quant.run_hooks.run_identity import data_stem
 
     model_name = promotion.registered_model_name(
@@ -446,6 +446,6 @@ def register_model(
         challenger_alias=registry.get("challenger_alias", "challenger"),
         code_paths=[registry["code_path"]] if registry.get("code_path") else None,
     )
-    mlflow.log_metrics({f"evaluation.registry.reproduction_{k}": float(v)
+    mlflow.log_metrics({f"test_period.registry.reproduction_{k}": float(v)
                         for k, v in stats.items() if math.isfinite(float(v))})
     return {**out, **result}

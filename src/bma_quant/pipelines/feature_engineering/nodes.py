@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.cv import folds_from_table
-from bma_quant.core.decay import time_decay_weights
-from bma_quant.core.factors import (
+from bma_quant.core.data.cv import folds_from_table
+from bma_quant.core.data.temporal import TemporalConfig
+from bma_quant.core.features.decay import time_decay_weights
+from bma_quant.core.features.factors import (
     MARKET_FAMILY,
     FactorConfig,
     Grid,
@@ -19,10 +20,13 @@ from bma_quant.core.factors import (
     prepare_inputs,
     values_are_ranks,
 )
-from bma_quant.core.feature_spec import FeatureSpec
-from bma_quant.core.leak_audit import LeakAuditConfig, audit_factor_table, factor_slice_computation
-from bma_quant.core.selection import SelectionConfig, select_features
-from bma_quant.core.temporal import TemporalConfig
+from bma_quant.core.features.feature_spec import FeatureSpec
+from bma_quant.core.features.leak_audit import (
+    LeakAuditConfig,
+    audit_factor_table,
+    factor_slice_computation,
+)
+from bma_quant.core.features.selection import SelectionConfig, select_features
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
@@ -97,7 +101,7 @@ def audit_leaks(
     params: dict,
     temporal: dict,
 ) -> tuple[dict, pd.DataFrame]:
-    """Run-time leak audit of every factor (core.leak_audit): prefix invariance of the computed
+    """Run-time leak audit of every factor (core.features.leak_audit): prefix invariance of the computed
     factors and market context at a few development cut dates, and each factor's IC with every
     single future daily return r(t+j), j = 0 .. d + h. Returns the leak report (suspects with
     reasons) and the per-factor audit table."""

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bma_quant.core import panel as panel_lib
-from bma_quant.core.portfolio import SECTOR, PortfolioRule, target_weights
+from bma_quant.core.data import panel as panel_lib
+from bma_quant.core.evaluation.portfolio import SECTOR, PortfolioRule, target_weights
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 from bma_quant.serving.chain import MARKET_LEVEL
 from bma_quant.serving.model_source import InferenceModel, load_inference_model

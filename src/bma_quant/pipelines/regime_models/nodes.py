@@ -7,12 +7,14 @@ import logging
 import numpy as np
 import pandas as pd
 
-from bma_quant.core import leak_audit, regime_learning, regimes, static_plots
-from bma_quant.core.cv import OOF, DateFold, folds_from_table
-from bma_quant.core.fear_greed import fear_greed_index
-from bma_quant.core.metrics import prediction_scores
-from bma_quant.core.regime_evidence import regime_evidence
-from bma_quant.core.split import dates_in
+from bma_quant.core.data.cv import OOF, DateFold, folds_from_table
+from bma_quant.core.data.split import dates_in
+from bma_quant.core.evaluation import static_plots
+from bma_quant.core.evaluation.metrics import prediction_scores
+from bma_quant.core.features import leak_audit
+from bma_quant.core.features.fear_greed import fear_greed_index
+from bma_quant.core.regimes import detection, regime_learning
+from bma_quant.core.regimes.regime_evidence import regime_evidence
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 from bma_quant.pipelines.regime_models.plots import regime_timeline_figure
 
@@ -32,22 +34,22 @@ def build_detector_inputs(
 ) -> pd.DataFrame:
     """Market return and level, the causal fear-greed composite (feature_engineering's
     parameters, so the detector and the learners see the same index) and the market-wide regime
-    evidence (`core.regime_evidence`: trend, volatility, dispersion, breadth, trailing factor
+    evidence (`core.regimes.regime_evidence`: trend, volatility, dispersion, breadth, trailing factor
     performance), by date."""
     close_wide = primary_panel.pivot(index="date", columns="ticker", values="close").sort_index()
     fear_greed = fear_greed_index(close_wide, market, fear_greed_params or {})
     evidence = regime_evidence(close_wide, market, (params or {}).get("evidence"))
-    return regimes.detector_inputs(market, fear_greed, evidence)
+    return detection.detector_inputs(market, fear_greed, evidence)
 
 
 def detect_regimes(
     detector_inputs: pd.DataFrame, date_split: dict, params: dict
-) -> tuple[pd.DataFrame, regimes.DetectorFit, dict]:
+) -> tuple[pd.DataFrame, detection.DetectorFit, dict]:
     """Fit the detector on development dates, label every date causally."""
-    fit = regimes.fit_detector(params["detector"], params, detector_inputs,
+    fit = detection.fit_detector(params["detector"], params, detector_inputs,
                                date_split["dev_end"], _min_duration(params))
     labels = fit.detector.detect(detector_inputs)
-    table = regimes.regime_table(labels, detector_inputs)
+    table = detection.regime_table(labels, detector_inputs)
     dev = dates_in(date_split, "dev", table["date"])
     audit = _audit_labels(fit.detector, detector_inputs, labels, np.flatnonzero(dev), params)
     summary = {
@@ -56,8 +58,8 @@ def detect_regimes(
         "detector_fallback": fit.fallback,
         "detector_error": fit.error,
         "min_duration_days": _min_duration(params),
-        "all_dates": regimes.regime_stats(table),
-        "development": regimes.regime_stats(table[dev]),
+        "all_dates": detection.regime_stats(table),
+        "development": detection.regime_stats(table[dev]),
         "detector_state": _detector_state(fit.detector),
         "leak_audit": audit,
     }
@@ -72,7 +74,7 @@ class RegimeLeakError(RuntimeError):
     """The fitted detector's labels at t changed when later dates were added (look-ahead)."""
 
 
-def _audit_labels(detector: regimes.RegimeDetector, inputs: pd.DataFrame, labels: pd.DataFrame,
+def _audit_labels(detector: detection.RegimeDetector, inputs: pd.DataFrame, labels: pd.DataFrame,
                   dev_rows: np.ndarray, params: dict) -> dict:
     """Run-time prefix audit of the regime labels (DESIGN §3): the fitted detector run on the
     inputs cut at a few development dates must give the same labels and probabilities on the
@@ -98,29 +100,29 @@ def _audit_labels(detector: regimes.RegimeDetector, inputs: pd.DataFrame, labels
     return result
 
 
-def _detector_state(detector: regimes.RegimeDetector) -> dict:
+def _detector_state(detector: detection.RegimeDetector) -> dict:
     """The fitted numbers worth reading in the report (thresholds or state moments)."""
-    if isinstance(detector, regimes.RulesDetector):
+    if isinstance(detector, detection.RulesDetector):
         return {"thresholds": {k: list(v) for k, v in detector.thresholds.items()},
                 "vote_threshold": detector.vote_threshold}
-    if isinstance(detector, regimes.HmmDetector):
+    if isinstance(detector, detection.HmmDetector):
         order = detector.state_order
         return {
             "columns": list(detector.columns),
             "state_means_standardised": {
                 r: dict(zip(detector.columns, map(float, detector.model.means[order[k]]),
-                            strict=True)) for k, r in enumerate(regimes.REGIMES)},
+                            strict=True)) for k, r in enumerate(detection.REGIMES)},
             "transition": detector.model.transition[np.ix_(order, order)].tolist(),
-            "fit_share": dict(zip(regimes.REGIMES, map(float, detector.state_shares),
+            "fit_share": dict(zip(detection.REGIMES, map(float, detector.state_shares),
                                   strict=True)),
             "log_likelihood": detector.model.log_likelihood,
             "em_iterations": detector.model.n_iter,
         }
-    if isinstance(detector, regimes.MarkovDetector):
+    if isinstance(detector, detection.MarkovDetector):
         return {
-            "daily_mean": dict(zip(regimes.REGIMES, map(float, detector.state_means), strict=True)),
-            "daily_vol": dict(zip(regimes.REGIMES, map(float, detector.state_vols), strict=True)),
-            "fit_share": dict(zip(regimes.REGIMES, map(float, detector.state_shares), strict=True)),
+            "daily_mean": dict(zip(detection.REGIMES, map(float, detector.state_means), strict=True)),
+            "daily_vol": dict(zip(detection.REGIMES, map(float, detector.state_vols), strict=True)),
+            "fit_share": dict(zip(detection.REGIMES, map(float, detector.state_shares), strict=True)),
             "log_likelihood": detector.log_likelihood,
         }
     return {}
@@ -157,7 +159,7 @@ def _context_columns(params: dict) -> tuple[str, ...]:
     context = params.get("context_features") or {}
     if not context.get("enabled", False):
         return ()
-    probabilities = regimes.PROBABILITY_COLUMNS if context.get("probabilities", True) else ()
+    probabilities = detection.PROBABILITY_COLUMNS if context.get("probabilities", True) else ()
     return (*probabilities, *context.get("columns", ()))
 
 
@@ -179,7 +181,7 @@ def train_regime_models(
     date_split: dict,
     detector_inputs: pd.DataFrame,
     regime_table: pd.DataFrame,
-    detector_fit: regimes.DetectorFit,
+    detector_fit: detection.DetectorFit,
     base_model_status: dict | None,
     base_oof_predictions: pd.DataFrame | None,
     params: dict,
@@ -205,10 +207,10 @@ def train_regime_models(
     def fold_regimes(fold: DateFold) -> pd.DataFrame:
         """Regimes as seen by a detector fitted on this fold's training dates only; kept (up to
         the fold's last test date) so stacking's walk-forward uses the same causal view."""
-        fit = regimes.fit_detector(params["detector"], params, detector_inputs,
+        fit = detection.fit_detector(params["detector"], params, detector_inputs,
                                    fold.train_dates.max(), _min_duration(params))
         fold_detectors[fold.fold] = {"detector": fit.detector.name, "fallback": fit.fallback}
-        table = regimes.regime_table(fit.detector.detect(detector_inputs), detector_inputs)
+        table = detection.regime_table(fit.detector.detect(detector_inputs), detector_inputs)
         seen = table[table["date"] <= fold.test_dates.max()]
         fold_tables.append(seen.assign(fold=np.int32(fold.fold)))
         return table
@@ -253,7 +255,7 @@ def train_regime_models(
         "cv": _cv_scores(oof, config, int(params["min_names"])),
     }
     fold_regime_table = pd.concat(fold_tables, ignore_index=True)[
-        ["fold", "date", "regime", *regimes.PROBABILITY_COLUMNS]]
+        ["fold", "date", "regime", *detection.PROBABILITY_COLUMNS]]
     return oof_predictions, test_predictions, model, summary, fold_regime_table
 
 
@@ -279,7 +281,7 @@ def _row_shares(dates: pd.Series, regime_table: pd.DataFrame) -> dict[str, float
     if len(dates) == 0:
         return {}
     labels, _ = regime_learning.regimes_of_rows(dates, regime_table)
-    return {r: float((labels == r).mean()) for r in regimes.REGIMES}
+    return {r: float((labels == r).mean()) for r in detection.REGIMES}
 
 
 def _cv_scores(oof: pd.DataFrame, config, min_names: int) -> dict:
@@ -297,7 +299,7 @@ def _cv_scores(oof: pd.DataFrame, config, min_names: int) -> dict:
             "oof_ic_mean": overall["ic"],
             "oof_rank_icir": overall["rank_icir"],
             "oof_hit_rate": overall["hit_rate"],
-            **{f"{r}.oof_rank_ic_mean": by_regime[r][column] for r in regimes.REGIMES},
+            **{f"{r}.oof_rank_ic_mean": by_regime[r][column] for r in detection.REGIMES},
         }
     return scores
 
@@ -334,7 +336,7 @@ def detector_agreement(regime_table: pd.DataFrame, true_regimes: pd.DataFrame,
     if not pd.DatetimeIndex(test["date"]).isin(truth["date"]).any():
         raise ValueError("true_regimes (data.true_regimes_path) share no test date with the "
                          "panel: is it the truth of another market?")
-    agreement = regimes.detection_agreement(test, truth)
+    agreement = detection.detection_agreement(test, truth)
     logger.info("detector agreement with the true regimes on %d test dates: %.2f (best label "
                 "match %.2f)", len(test), agreement["accuracy"], agreement["best_match_accuracy"])
     return as_mlflow_metrics({
@@ -349,11 +351,11 @@ def regime_report(detection_summary: dict, training_summary: dict) -> tuple[dict
     report = {"detection": detection_summary, "training": training_summary}
     stats = detection_summary["all_dates"]
     metrics: dict[str, float] = {
-        **{f"share_{r}": stats[f"share_{r}"] for r in regimes.REGIMES},
+        **{f"share_{r}": stats[f"share_{r}"] for r in detection.REGIMES},
         "switches": stats["switches"],
         "mean_duration_days": stats["mean_duration_days"],
         **{f"dev.share_{r}": detection_summary["development"][f"share_{r}"]
-           for r in regimes.REGIMES},
+           for r in detection.REGIMES},
         "detector_markov": float(detection_summary["detector"] == "markov"),
         "leak_suspects": float(len((detection_summary.get("leak_audit") or {}).get("suspects", []))),
         "detector_fallback": float(detection_summary["detector_fallback"]),
@@ -363,7 +365,7 @@ def regime_report(detection_summary: dict, training_summary: dict) -> tuple[dict
     model = training_summary["model"]
     for name, scores in training_summary["cv"].items():
         metrics.update({f"{name}.{key}": value for key, value in scores.items()})
-    for regime in regimes.REGIMES:
+    for regime in detection.REGIMES:
         metrics[f"{model}.{regime}.train_rows"] = training_summary["final_train_rows"][regime]
         metrics[f"{model}.{regime}.fallback"] = float(
             regime in training_summary["final_fallback_regimes"])

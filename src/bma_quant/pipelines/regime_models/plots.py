@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from bma_quant.core.regimes import REGIMES
+from bma_quant.core.regimes.detection import REGIMES
 
 REGIME_COLOURS = {"bull": "#2ca02c", "neutral": "#7f7f7f", "bear": "#d62728"}
 

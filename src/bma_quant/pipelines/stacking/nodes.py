@@ -1,4 +1,4 @@
-"""stacking nodes: unpack parameters, call core.ensemble, return data."""
+"""stacking nodes: unpack parameters, call core.ensemble.combiners, return data."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import logging
 
 import pandas as pd
 
-from bma_quant.core import ensemble
-from bma_quant.core.cv import OOF, folds_from_table
+from bma_quant.core.data.cv import OOF, folds_from_table
+from bma_quant.core.ensemble import combiners
 from bma_quant.pipelines.base_models.model_dataset import LoggedLearner
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 
@@ -36,11 +36,11 @@ def prepare_ensemble_inputs(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Collect the models that succeeded, align their out-of-fold predictions on (date, ticker)
     with the labels and folds (standardised per date), and their test predictions."""
-    models, skipped = ensemble.usable_models(base_oof_predictions, base_test_predictions,
+    models, skipped = combiners.usable_models(base_oof_predictions, base_test_predictions,
                                              base_model_status)
     oof_parts, test_parts = [base_oof_predictions], [base_test_predictions]
     if params["include_regime_models"]:
-        regime_models, regime_skipped = ensemble.usable_models(regime_oof_predictions,
+        regime_models, regime_skipped = combiners.usable_models(regime_oof_predictions,
                                                                regime_test_predictions)
         models += [m for m in regime_models if m not in models]
         skipped.update(regime_skipped)
@@ -52,10 +52,10 @@ def prepare_ensemble_inputs(
     oof = pd.concat([p[PREDICTION_COLUMNS] for p in oof_parts], ignore_index=True)
     oof = oof[oof["model"].isin(models)]
     # The inputs themselves must be development rows: refuse rather than silently drop.
-    ensemble.assert_development_only(oof["date"], date_split["test_start"])
+    combiners.assert_development_only(oof["date"], date_split["test_start"])
     test = pd.concat([p[PREDICTION_COLUMNS] for p in test_parts], ignore_index=True)
     test = test[test["model"].isin(models)].reset_index(drop=True)
-    design = ensemble.build_design(oof, labels, folds_from_table(cv_folds, stage=OOF), models,
+    design = combiners.build_design(oof, labels, folds_from_table(cv_folds, stage=OOF), models,
                                    params["standardisation"], float(params["zscore_clip"]))
     methods, enabled = _enabled_methods(len(models), params)
     if not enabled:
@@ -79,10 +79,10 @@ def select_ensemble(
     """Walk-forward out-of-sample predictions of every method (regimes from each fold's own
     detector), nested validation scores, the chosen method (best mean RankIC on the last
     `n_validation_folds` folds) and the walk-forward score of that choice."""
-    result = ensemble.walk_forward_ensembles(
+    result = combiners.walk_forward_ensembles(
         design, folds_from_table(cv_folds, stage=OOF), fold_regimes, model_info["methods"],
         model_info["models"], params, date_split["test_start"])
-    chosen = ensemble.choose_method(result.oos_rank_ic, params["fallback_method"])
+    chosen = combiners.choose_method(result.oos_rank_ic, params["fallback_method"])
     logger.info("stacking: chosen %s; nested OOS RankIC %s", chosen,
                 {m: round(s, 5) for m, s in result.oos_rank_ic.items()})
     selection = {
@@ -94,7 +94,7 @@ def select_ensemble(
         "fold_scores": result.scores.to_dict(orient="records"),
         "notes": result.notes,
     }
-    return ensemble.with_final(result.predictions, chosen), selection
+    return combiners.with_final(result.predictions, chosen), selection
 
 
 def fit_ensembles(
@@ -109,7 +109,7 @@ def fit_ensembles(
     """Refit every method on all out-of-fold rows, predict the test period, and return the test
     predictions, the weights table, the chosen ensemble, the meta-learner and fit details."""
     fitted = {
-        method: ensemble.fit_ensemble(method, design, regimes, params, date_split["test_start"],
+        method: combiners.fit_ensemble(method, design, regimes, params, date_split["test_start"],
                                       model_info["models"])
         for method in model_info["methods"]
     }
@@ -118,16 +118,16 @@ def fit_ensembles(
     parts = [f.combine_standardised(standardised, regimes).assign(model=name)
              for name, f in fitted.items()]
     test = pd.concat(parts, ignore_index=True)[PREDICTION_COLUMNS]
-    test = ensemble.with_final(test, selection["chosen"])
-    weights = ensemble.weights_table(fitted)
+    test = combiners.with_final(test, selection["chosen"])
+    weights = combiners.weights_table(fitted)
     fit_info = {name: f.combiner.info() for name, f in fitted.items()}
     for name, part in zip(fitted, parts, strict=True):
         # an ensemble that puts all its weight on one member is that member: say so
-        fit_info[name]["identical_to"] = ensemble.identical_member(
+        fit_info[name]["identical_to"] = combiners.identical_member(
             standardised, part["prediction"], model_info["models"])
     # The meta-learner's inputs are the per-date standardised predictions, one column per model.
     example = design[model_info["models"]].head(5).fillna(0.0)
-    meta_learner = LoggedLearner("ensemble_meta_learner", ensemble.meta_learner_estimator(fitted),
+    meta_learner = LoggedLearner("ensemble_meta_learner", combiners.meta_learner_estimator(fitted),
                                  example)
     return test, weights, fitted[selection["chosen"]], meta_learner, fit_info
 
@@ -151,7 +151,7 @@ def report_stacking(
         "selection": selection,
         "fit": fit_info,
         "weights": weights.to_dict(orient="records"),
-        "seed_regime_rule": ensemble.seed_regime_rule_check(weights),
+        "seed_regime_rule": combiners.seed_regime_rule_check(weights),
     }
     values = {f"{m}.oos_rank_ic": s for m, s in selection["oos_rank_ic"].items()}
     # The chosen method's own score is the best of several on the same folds (optimistic): it is

@@ -6,7 +6,7 @@ import logging
 
 import pandas as pd
 
-from bma_quant.core.synthetic import generate_synthetic_market
+from bma_quant.core.data.synthetic import generate_synthetic_market
 
 logger = logging.getLogger(__name__)
 

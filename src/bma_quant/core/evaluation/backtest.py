@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.metrics import CONSTANT_RTOL, DATE, TICKER, quantile_labels
+from bma_quant.core.evaluation.metrics import CONSTANT_RTOL, DATE, TICKER, quantile_labels
 
 BOOKS = ("long_short", "long_only", "universe")
 DAILY_COLUMNS = (

@@ -1,6 +1,6 @@
 """Test-period evaluation: every model x scope (all dates, each regime) in one comparison table.
 
-Built on ``core.metrics`` (IC family) and ``core.backtest`` (quantile long-short book). The test
+Built on ``core.evaluation.metrics`` (IC family) and ``core.evaluation.backtest`` (quantile long-short book). The test
 period (date_split ``test_start..test_end``) is never used in fitting; only its predictions are
 scored here.
 
@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.backtest import (
+from bma_quant.core.evaluation.backtest import (
     BacktestResult,
     annualised_sharpe,
     long_short_backtest,
     max_drawdown,
 )
-from bma_quant.core.metrics import (
+from bma_quant.core.evaluation.metrics import (
     DATE,
     TICKER,
     daily_ic,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.panel import PanelMatrices
+from bma_quant.core.data.panel import PanelMatrices
 
 PRICE_FIELDS = ("open", "high", "low", "close")
 

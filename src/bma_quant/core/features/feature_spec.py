@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.factors import (
+from bma_quant.core.features.factors import (
     MARKET_FAMILY,
     FactorConfig,
     Grid,
@@ -24,8 +24,8 @@ from bma_quant.core.factors import (
     engineer_factors,
     prepare_inputs,
 )
-from bma_quant.core.fear_greed import FearGreedParams
-from bma_quant.core.selection import apply_lag, smoothed_values
+from bma_quant.core.features.fear_greed import FearGreedParams
+from bma_quant.core.features.selection import apply_lag, smoothed_values
 
 
 @dataclass

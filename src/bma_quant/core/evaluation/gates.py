@@ -31,7 +31,7 @@ DEFAULT_CHECKS: dict[str, dict[str, Any]] = {
     "min_test_dates": {"metric": "n_dates", "op": ">=", "threshold": 250},
 }
 
-# Optional gates on how much of the result is luck (core.overfitting), off unless a threshold is
+# Optional gates on how much of the result is luck (core.evaluation.overfitting), off unless a threshold is
 # set: parameter name -> the check it adds.
 OVERFITTING_GATES: dict[str, dict[str, str]] = {
     "max_pbo": {"metric": "pbo", "op": "<="},

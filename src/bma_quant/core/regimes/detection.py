@@ -18,10 +18,10 @@ Two detectors share one interface: `fit(inputs)` on development (or fold-trainin
   (a state holding less than `min_state_share` of the fit dates, e.g. a variance collapsed onto a
   few outliers), raises `DetectorFitError`; `fit_detector` then falls back to the rules.
 
-- `HmmDetector`: a 3-state Gaussian HMM over several evidence columns (`core.regime_evidence`:
+- `HmmDetector`: a 3-state Gaussian HMM over several evidence columns (`core.regimes.regime_evidence`:
   market trend and volatility, dispersion, breadth, trailing factor-portfolio performance, and
   fear-greed), standardised with fit-date moments and fitted by EM on the fit dates
-  (`core.gaussian_hmm`); the state at t is the forward-filtered P(s_t | x_1..x_t), never a
+  (`core.regimes.gaussian_hmm`); the state at t is the forward-filtered P(s_t | x_1..x_t), never a
   smoothed or Viterbi path. States are named by their mean of `order_column` (highest = bull).
 
 All then apply causal minimum-duration smoothing: the regime switches only once the raw state has
@@ -54,7 +54,7 @@ def detector_inputs(
     market: pd.DataFrame, fear_greed: pd.Series | None, evidence: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """Date-indexed `market_return`, `market_level`, `fear_greed` on the market's calendar, plus
-    the columns of `evidence` (date-indexed, `core.regime_evidence`) when given.
+    the columns of `evidence` (date-indexed, `core.regimes.regime_evidence`) when given.
 
     The first market return is undefined (NaN); it is set to 0, which carries no information."""
     frame = market.set_index("date")[["market_return", "market_level"]].sort_index().copy()
@@ -311,7 +311,7 @@ class HmmDetector(RegimeDetector):
         return (values - self.center) / self.scale
 
     def _fit(self, inputs: pd.DataFrame) -> None:
-        from bma_quant.core.gaussian_hmm import filter_probabilities, fit_gaussian_hmm
+        from bma_quant.core.regimes.gaussian_hmm import filter_probabilities, fit_gaussian_hmm
 
         if self.order_column not in self.columns:
             raise ValueError(f"hmm detector: order_column {self.order_column!r} must be one of "
@@ -345,7 +345,7 @@ class HmmDetector(RegimeDetector):
         self.state_shares = shares[self.state_order]
 
     def _raw_probabilities(self, inputs: pd.DataFrame) -> np.ndarray:
-        from bma_quant.core.gaussian_hmm import filter_probabilities
+        from bma_quant.core.regimes.gaussian_hmm import filter_probabilities
 
         return filter_probabilities(self.model, self._matrix(inputs))[:, self.state_order]
 

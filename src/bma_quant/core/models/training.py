@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bma_quant.core import metrics
-from bma_quant.core.cv import OOF, TUNING, DateFold, folds_of_stage
-from bma_quant.core.models import build_native_matrix, get_learner, native_fit_predict
+from bma_quant.core.data.cv import OOF, TUNING, DateFold, folds_of_stage
+from bma_quant.core.evaluation import metrics
+from bma_quant.core.models.learners import build_native_matrix, get_learner, native_fit_predict
 
 TARGET_TRANSFORMS = ("rank", "zscore", "raw")
 ZSCORE_CLIP = 5.0

@@ -36,7 +36,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from bma_quant.core.training import CVResult, FoldCache, cross_validate
+from bma_quant.core.models.training import CVResult, FoldCache, cross_validate
 
 logger = logging.getLogger(__name__)
 

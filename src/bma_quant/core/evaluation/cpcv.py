@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bma_quant.core import training
-from bma_quant.core.backtest import long_short_backtest
-from bma_quant.core.cv import DateFold
-from bma_quant.core.evaluation import EvaluationConfig
-from bma_quant.core.metrics import daily_ic
-from bma_quant.core.temporal import TemporalConfig, validate_temporal_config
+from bma_quant.core.data.cv import DateFold
+from bma_quant.core.data.temporal import TemporalConfig, validate_temporal_config
+from bma_quant.core.evaluation.backtest import long_short_backtest
+from bma_quant.core.evaluation.metrics import daily_ic
+from bma_quant.core.evaluation.test_period import EvaluationConfig
+from bma_quant.core.models import training
 
 SPLIT, GROUP, PATH = "split", "group", "path"
 

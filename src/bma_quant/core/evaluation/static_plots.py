@@ -4,7 +4,7 @@ MLflow's artifact view shows images inline but not plotly JSON, and an HTML expo
 of plotly.js; plotly's own image export needs a browser (kaleido). So each figure is drawn again
 from its own traces: line, filled and stacked scatter traces, grouped (horizontal) bars and
 histograms, on the subplot grid, log and percent axes, vertical lines, subplot titles and notes
-that the figures of `core.plots` and the regime timeline use. The interactive plotly JSON stays
+that the figures of `core.evaluation.plots` and the regime timeline use. The interactive plotly JSON stays
 the kedro-viz preview.
 """
 

@@ -7,7 +7,7 @@ method, not a configuration of its own. A tuned learner's out-of-fold prediction
 trial's parameters again, so once its trials are known they stand for it.
 
 Each configuration's out-of-fold predictions become daily long-short returns through the project's
-own backtest (``core.backtest``), with the evaluation's quantiles, rebalancing and costs.
+own backtest (``core.evaluation.backtest``), with the evaluation's quantiles, rebalancing and costs.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.backtest import long_short_backtest
-from bma_quant.core.evaluation import EvaluationConfig
+from bma_quant.core.evaluation.backtest import long_short_backtest
+from bma_quant.core.evaluation.test_period import EvaluationConfig
 
 CONFIGURATION = "configuration"
 SOURCES = ("trial", "base", "regime", "ensemble")

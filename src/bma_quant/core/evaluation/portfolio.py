@@ -1,7 +1,7 @@
 """Target portfolio weights for one date from model scores (framework-free).
 
-The book is the one the evaluation backtest scores (``core.backtest``): names are bucketed into
-quantiles of their score (``core.metrics.quantile_labels``, ``n_quantiles`` = best), the long side
+The book is the one the evaluation backtest scores (``core.evaluation.backtest``): names are bucketed into
+quantiles of their score (``core.evaluation.metrics.quantile_labels``, ``n_quantiles`` = best), the long side
 holds the top quantile and, for ``long_short``, the short side the bottom one, equal weight within a
 side. Constraints:
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.metrics import quantile_labels
+from bma_quant.core.evaluation.metrics import quantile_labels
 
 STYLES = ("long_short", "long_only")
 SECTOR = "sector"

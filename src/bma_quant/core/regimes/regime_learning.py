@@ -10,7 +10,7 @@ regime's model by the filtered probabilities (`combine="blend"`, soft).
 
 Context features (`context_columns`, issue 12): every model also sees its date's regime
 probabilities p_* and the market-wide evidence columns carried in the regimes table (trend,
-volatility, dispersion, breadth, trailing factor performance; `core.regime_evidence`), so trees can
+volatility, dispersion, breadth, trailing factor performance; `core.regimes.regime_evidence`), so trees can
 learn how a factor's payoff depends on the state. They come from the same regimes table as the
 labels: in cross-validation that is the fold's own detector, fitted on the fold's training dates,
 so out-of-fold predictions see nothing fitted on later dates.
@@ -31,18 +31,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bma_quant.core import models, training
-from bma_quant.core.cv import DateFold
-from bma_quant.core.fear_greed import fear_greed_index
-from bma_quant.core.metrics import mean_rank_ic
-from bma_quant.core.regime_evidence import regime_evidence
-from bma_quant.core.regimes import (
+from bma_quant.core.data.cv import DateFold
+from bma_quant.core.evaluation.metrics import mean_rank_ic
+from bma_quant.core.features.fear_greed import fear_greed_index
+from bma_quant.core.models import learners, training
+from bma_quant.core.regimes.detection import (
     PROBABILITY_COLUMNS,
     REGIMES,
     RegimeDetector,
     detector_inputs,
     regime_table,
 )
+from bma_quant.core.regimes.regime_evidence import regime_evidence
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class RegimeLearningConfig:
             raise ValueError(
                 f"min_stability_weight must be in [0, 1], got {self.min_stability_weight}"
             )
-        models.get_learner(self.learner)  # unknown learner names fail before any training
+        learners.get_learner(self.learner)  # unknown learner names fail before any training
 
     @property
     def model_name(self) -> str:
@@ -82,7 +82,7 @@ class RegimeLearningConfig:
 
 
 def fit_learner(config: RegimeLearningConfig, X: pd.DataFrame, y, weights, dates):
-    """`config.learner` fitted like base_models fits it (`core.training.refit`: per-date target
+    """`config.learner` fitted like base_models fits it (`core.models.training.refit`: per-date target
     transform, weights rescaled to mean 1, rows without a label skipped)."""
     return training.refit(config.learner, dict(config.params), X, y, weights, dates=dates,
                           seed=config.seed, n_jobs=config.n_jobs,
@@ -147,7 +147,7 @@ class RegimeAwareModel:
 
     `predict(rows, regimes)`: rows have `date` and the feature columns; regimes is the `regimes`
     dataset (date, regime, p_bull, p_neutral, p_bear) covering those dates. For new data,
-    `detect(inputs)` gives the regimes from `core.regimes.detector_inputs(market, fear_greed)`.
+    `detect(inputs)` gives the regimes from `core.regimes.detection.detector_inputs(market, fear_greed)`.
     """
 
     learner: str
@@ -173,7 +173,7 @@ class RegimeAwareModel:
         return self.estimators.get(regime, self.fallback)
 
     def detect(self, inputs: pd.DataFrame) -> pd.DataFrame:
-        """Regimes from `core.regimes.detector_inputs(market, fear_greed)` with the fitted
+        """Regimes from `core.regimes.detection.detector_inputs(market, fear_greed)` with the fitted
         detector (thresholds / Markov parameters stay those of the development period)."""
         if self.detector is None:
             raise RuntimeError("this RegimeAwareModel has no detector")
@@ -283,7 +283,7 @@ def cross_validate_regime_models(
 
     `fold_regimes(fold)` returns the regimes for all dates as seen by a detector fitted on that
     fold's training dates only; fold k's models see fold k's training rows only. The global model
-    is base_models' own fold loop (`core.training.fit_predict_folds`) with the same parameters;
+    is base_models' own fold loop (`core.models.training.fit_predict_folds`) with the same parameters;
     `global_predictions` (one per row of X, e.g. base_models' own out-of-fold predictions of the
     same learner and parameters) is used instead of refitting it when given."""
     y = np.asarray(y, dtype=np.float64)

@@ -9,7 +9,7 @@ Daily RankIC is computed in batch on the wide matrices: each side is ranked acro
 date (over its own valid names), and the RankIC is the Pearson correlation of the two rank
 vectors over the names valid on both sides, on dates with at least `min_names` such names. When
 both sides are valid on the same names (the usual case on a cleaned grid) this is exactly
-Spearman's correlation, i.e. `core.metrics.daily_ic(method="spearman")`; the batch form avoids
+Spearman's correlation, i.e. `core.evaluation.metrics.daily_ic(method="spearman")`; the batch form avoids
 re-sorting the label for every (factor, lag, half-life) candidate.
 """
 
@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.cv import DateFold
-from bma_quant.core.decay import ewm_smooth
-from bma_quant.core.factors import MARKET_FAMILY
-from bma_quant.core.metrics import ic_summary
-from bma_quant.core.transforms import row_ranks
+from bma_quant.core.data.cv import DateFold
+from bma_quant.core.evaluation.metrics import ic_summary
+from bma_quant.core.features.decay import ewm_smooth
+from bma_quant.core.features.factors import MARKET_FAMILY
+from bma_quant.core.features.transforms import row_ranks
 
 logger = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
 """How much of a reported result is luck: the search's size against the reported Sharpe ratios.
 
-Given every configuration's development-period daily returns (``core.trial_accounting``) and each
+Given every configuration's development-period daily returns (``core.evaluation.trial_accounting``) and each
 evaluated model's test-period daily returns:
 
 - the deflated Sharpe ratio of each model on the test period, with N = the number of
   configurations tried and V[SR] = the variance of their development-period Sharpe ratios
-  (``core.deflated_sharpe``; per-period units throughout, as in the paper);
+  (``core.evaluation.deflated_sharpe``; per-period units throughout, as in the paper);
 - the probability of backtest overfitting by CSCV over the configurations that share a window of
-  development dates (``core.pbo``).
+  development dates (``core.evaluation.pbo``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.deflated_sharpe import DeflatedSharpe, annualise, deflated_sharpe_ratio
-from bma_quant.core.pbo import PBOResult, cscv_pbo
-from bma_quant.core.trial_accounting import common_window
+from bma_quant.core.evaluation.deflated_sharpe import (
+    DeflatedSharpe,
+    annualise,
+    deflated_sharpe_ratio,
+)
+from bma_quant.core.evaluation.pbo import PBOResult, cscv_pbo
+from bma_quant.core.evaluation.trial_accounting import common_window
 
 
 def per_period_sharpes(returns: pd.DataFrame) -> pd.Series:

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from bma_quant.core import cv, split
-from bma_quant.core.temporal import TemporalConfig
+from bma_quant.core.data import cv, split
+from bma_quant.core.data.temporal import TemporalConfig
 
 
 class PreflightError(ValueError):
@@ -150,7 +150,7 @@ def check_universe(n_tickers: int, params: Mapping[str, Any]) -> None:
 
 def check_cv_layout(dates, params: Mapping[str, Any]) -> None:
     """The dates split into development | gap | test and the development dates hold the purged
-    folds, with the same functions data_processing uses (core.split, core.cv): a short panel
+    folds, with the same functions data_processing uses (core.data.split, core.data.cv): a short panel
     passes when its layout scales down to the floor (`cv.short_panel`)."""
     temporal = TemporalConfig.from_params(params["temporal"])
     periods, cv_params = params["periods"], params["cv"]

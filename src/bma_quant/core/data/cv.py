@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.temporal import TemporalConfig, validate_temporal_config
+from bma_quant.core.data.temporal import TemporalConfig, validate_temporal_config
 
 TUNING, OOF = "tuning", "oof"
 FOLD_STAGES = (TUNING, OOF)

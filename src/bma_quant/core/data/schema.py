@@ -85,7 +85,7 @@ def long_panel_schema(extra_numeric: list[str]) -> pa.DataFrameSchema:
     )
 
 
-LINE = "__line__"  # a row's line in its file (core.panel), when known
+LINE = "__line__"  # a row's line in its file (core.data.panel), when known
 
 
 def _where(frame: pd.DataFrame, i: int, position: str) -> str:

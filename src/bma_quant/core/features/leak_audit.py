@@ -26,15 +26,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.factors import (
+from bma_quant.core.features.factors import (
     FactorConfig,
     Grid,
     TransformConfig,
     engineer_factors,
     prepare_inputs,
 )
-from bma_quant.core.selection import rowwise_corr
-from bma_quant.core.transforms import row_ranks
+from bma_quant.core.features.selection import rowwise_corr
+from bma_quant.core.features.transforms import row_ranks
 
 # (start, first, stop) -> the factor table computed from the panel's date rows start .. stop - 1
 # only, returned on rows first .. stop - 1 (the full table's columns)

@@ -34,8 +34,9 @@ from scipy.special import ndtri
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import ElasticNet
 
-from bma_quant.core import metrics, model_averaging
-from bma_quant.core.cv import DateFold
+from bma_quant.core.data.cv import DateFold
+from bma_quant.core.ensemble import model_averaging
+from bma_quant.core.evaluation import metrics
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from bma_quant.core.metrics import daily_rank_ic_columns
+from bma_quant.core.evaluation.metrics import daily_rank_ic_columns
 
 # ---------------------------------------------------------------------------------------------
 # The classic quant baseline: factors combined with weights from their development IC-IR

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.schema import DataValidationError
+from bma_quant.core.data.schema import DataValidationError
 
 ELIGIBLE = "eligible"  # long-panel column: the (date, ticker) row is in the cross-section
 

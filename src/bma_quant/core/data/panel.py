@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bma_quant.core.schema import LINE, RESERVED, DataValidationError, validate_long_panel
-from bma_quant.core.universe import ELIGIBLE
+from bma_quant.core.data.schema import LINE, RESERVED, DataValidationError, validate_long_panel
+from bma_quant.core.data.universe import ELIGIBLE
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class PanelMatrices:
     values: dict[str, pd.DataFrame]
     sector: pd.DataFrame | None = None  # date x ticker, point in time (forward-filled only)
     extra_columns: list[str] = field(default_factory=list)
-    # date x ticker bool: in the point-in-time cross-section (core.universe); None = not decided
+    # date x ticker bool: in the point-in-time cross-section (core.data.universe); None = not decided
     eligible: pd.DataFrame | None = None
 
     @property

@@ -16,8 +16,8 @@ no fitted quantity), so the table is prefix-invariant:
   (`momentum_window`-day log return), reversal (minus the `reversal_window`-day log return) and
   low_volatility (minus the `low_volatility_window`-day volatility of daily log returns).
 
-The fear-greed composite is added next to these by `core.regimes.detector_inputs`. The factor
-library (`core.factors`) offers the same `perf_<factor>` columns to every learner as market
+The fear-greed composite is added next to these by `core.regimes.detection.detector_inputs`. The factor
+library (`core.features.factors`) offers the same `perf_<factor>` columns to every learner as market
 context (`factor_performance`), computed by `factor_performance` below.
 """
 

@@ -1,7 +1,7 @@
 """Plotly figures of the evaluation (DESIGN section 6): cumulative IC, equity curve with drawdown,
 mean return by quantile, IC by regime and feature importance.
 
-Each function takes the long frames of ``core.evaluation.EvaluationResult`` (or a feature
+Each function takes the long frames of ``core.evaluation.test_period.EvaluationResult`` (or a feature
 importance table) and returns a ``plotly.graph_objects.Figure``; saving is the caller's job.
 """
 
@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from bma_quant.core.evaluation import ALL_SCOPE, MODEL, SCOPE, ordered_models
+from bma_quant.core.evaluation.test_period import ALL_SCOPE, MODEL, SCOPE, ordered_models
 
 TEMPLATE = "plotly_white"
 
@@ -134,7 +134,7 @@ def feature_importance_figure(importance: pd.DataFrame | None, top_n: int = 25) 
 
 
 def pbo_logits_figure(splits: pd.DataFrame | None, pbo: float | None = None) -> go.Figure:
-    """Histogram of the CSCV logits (core.pbo): the out-of-sample rank of each split's in-sample
+    """Histogram of the CSCV logits (core.evaluation.pbo): the out-of-sample rank of each split's in-sample
     winner; the mass at or left of 0 is the probability of backtest overfitting."""
     title = "Probability of backtest overfitting: logits of the in-sample winner's OOS rank"
     if splits is None or splits.empty:

@@ -17,11 +17,11 @@ present:
   (return / volume-change correlation), amihud_{w} (illiquidity).
 - market (close + the market frame): mkt_ret_{w}, mkt_vol_{w}, breadth_{w}, fear_greed and
   (`factor_performance`) perf_momentum, perf_reversal, perf_low_volatility, the trailing returns
-  of those factor portfolios (core.regime_evidence: which factors paid lately is evidence of the
+  of those factor portfolios (core.regimes.regime_evidence: which factors paid lately is evidence of the
   state that decides which factors pay), one value per date broadcast to every ticker.
 - user: any other numeric column, passed through.
 
-`engineer_factors` adds the per-date cross-sectional transforms (core.transforms) to every
+`engineer_factors` adds the per-date cross-sectional transforms (core.features.transforms) to every
 per-ticker family; market-context factors are constant across names on a date, so they are kept
 as they are.
 """
@@ -35,11 +35,11 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
-from bma_quant.core import transforms
-from bma_quant.core.fear_greed import FearGreedParams, fear_greed_index
-from bma_quant.core.regime_evidence import FACTORS as PERFORMANCE_FACTORS
-from bma_quant.core.regime_evidence import EvidenceParams, factor_performance
-from bma_quant.core.universe import ELIGIBLE
+from bma_quant.core.data.universe import ELIGIBLE
+from bma_quant.core.features import transforms
+from bma_quant.core.features.fear_greed import FearGreedParams, fear_greed_index
+from bma_quant.core.regimes.regime_evidence import FACTORS as PERFORMANCE_FACTORS
+from bma_quant.core.regimes.regime_evidence import EvidenceParams, factor_performance
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 RESERVED = {"date", "ticker", "sector", ELIGIBLE, *PRICE_COLUMNS}
@@ -153,7 +153,7 @@ class FactorConfig:
     fear_greed: bool = True
     fear_greed_params: tuple[tuple[str, float], ...] = ()
     factor_performance: bool = True
-    # (name, value) pairs of core.regime_evidence.EvidenceParams; empty = its defaults
+    # (name, value) pairs of core.regimes.regime_evidence.EvidenceParams; empty = its defaults
     factor_performance_params: tuple[tuple[str, int], ...] = ()
     min_periods_share: float = 0.8  # of a window that must be present for a value
     user_columns: bool = True

@@ -1,0 +1,1 @@
+"""Raw panels to the primary panel: reading and validating files, repairs, the point-in-time universe, labels, the market series, the date split and purged folds, pre-flight checks, and the synthetic market with known answers."""

@@ -1,0 +1,1 @@
+"""Base learners: the learner registry, the fold loop and refit, and Optuna tuning."""

@@ -121,3 +121,33 @@ def test_writable_checks_by_creating_a_file(tmp_path):
     assert staging.writable(tmp_path / "not" / "yet" / "there")  # its parent would create it
     (tmp_path / "file.txt").write_text("x")
     assert not staging.writable(tmp_path / "file.txt" / "sub")  # no folder can be made there
+
+
+def test_an_interrupt_in_an_after_run_hook_discards_staging_instead_of_leaving_it(project):
+    """Kedro calls no error hook when an after_pipeline_run hook raises (e.g. a SIGINT landing
+    after the last node): the guard discards the staged outputs, nothing is promoted."""
+    from kedro.framework.hooks import _create_hook_manager
+    from kedro.framework.hooks.markers import hook_impl
+
+    from bma_quant.run_hooks.interrupts import RunInterrupted
+
+    class InterruptedAfterRun:
+        @hook_impl
+        def after_pipeline_run(self):
+            raise RunInterrupted("run interrupted by SIGINT")
+
+    hooks = StagingHooks()
+    hooks._project_path = project
+    manager = _create_hook_manager()
+    for plugin in (hooks, staging.StagingGuardHooks(hooks), InterruptedAfterRun()):
+        manager.register(plugin)
+    catalog = _catalog(project)
+    before = (project / "data/03_primary/table.parquet").read_bytes()
+    hooks.before_pipeline_run({"run_id": "late-signal"}, _pipeline(), catalog)
+    folder = hooks.current.folder
+    catalog.save("table", pd.DataFrame({"new": [1]}))
+    with pytest.raises(RunInterrupted):
+        manager.hook.after_pipeline_run(run_params={}, run_result={}, pipeline=_pipeline(),
+                                        catalog=catalog)
+    assert not folder.exists() and hooks.current is None
+    assert (project / "data/03_primary/table.parquet").read_bytes() == before

@@ -9,7 +9,7 @@ from bma_quant.hooks import RunHealthHooks
 from bma_quant.run_hooks.interrupts import InterruptHooks
 from bma_quant.run_hooks.mlflow_connection import MlflowConnectionHooks
 from bma_quant.run_hooks.preflight import PreflightHooks
-from bma_quant.run_hooks.staging import StagingHooks
+from bma_quant.run_hooks.staging import StagingGuardHooks, StagingHooks
 from bma_quant.run_hooks.time_budget import TimeBudgetHooks
 
 # A run completes or changes nothing: outputs are staged and promoted only on success (staging),
@@ -17,8 +17,8 @@ from bma_quant.run_hooks.time_budget import TimeBudgetHooks
 # fail the run cleanly and mark its MLflow run KILLED (interrupts); an unreachable tracking server
 # fails fast (mlflow_connection); a run past run.timeout_seconds stops between nodes (time_budget).
 _STAGING = StagingHooks()
-HOOKS = (PreflightHooks(), RunHealthHooks(staging=_STAGING), _STAGING, InterruptHooks(),
-         MlflowConnectionHooks(), TimeBudgetHooks())
+HOOKS = (PreflightHooks(), RunHealthHooks(staging=_STAGING), _STAGING,
+         StagingGuardHooks(_STAGING), InterruptHooks(), MlflowConnectionHooks(), TimeBudgetHooks())
 
 
 

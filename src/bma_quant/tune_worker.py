@@ -104,11 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--workers must be >= 1")
     runtime_params = parse_params(args.params)
     project = str(Path(args.project).resolve())
-    learners = args.learners.split(",") if args.learners else None
-    if learners is None:
-        from bma_quant.pipelines.base_models import nodes
+    from bma_quant.core.models import tuning
+    from bma_quant.pipelines.base_models import nodes
 
-        learners = nodes._tuned_learners(load_params(Path(project), args.env, runtime_params))
+    params = load_params(Path(project), args.env, runtime_params)
+    learners = args.learners.split(",") if args.learners else nodes._tuned_learners(params)
+    storage = (params.get("tuning") or {}).get("storage")
+    if storage:
+        # Optuna's tables are created here, once: workers starting together raced to create
+        # them (PostgreSQL: duplicate key on the enum types) and one of them failed.
+        tuning.prepare_storage(storage)
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no shared sessions
     processes = [context.Process(target=work, args=(project, args.env, runtime_params, learners, i))
                  for i in range(args.workers)]

@@ -138,3 +138,24 @@ def test_rows_without_a_regime_and_bad_settings_are_refused(flipped):
         _config(combine="vote")
     with pytest.raises(KeyError, match="Unknown learner"):
         _config(learner="catboost")
+
+
+def test_soft_training_weights_every_row_by_its_regime_probability(flipped):
+    """With certain (one-hot) probabilities and no floor, soft training sees exactly the hard
+    subsets (zero-weight rows are not trained on): the same models. With a floor every model
+    sees every row, and the flipped signal is still learned per regime."""
+    _, dev, held_out, regimes = flipped
+    weights = np.ones(len(dev))
+    hard = L.fit_regime_models(dev[FEATURES], dev["label"], weights, dev["date"], regimes,
+                               _config(min_stability_weight=0.0))
+    soft = L.fit_regime_models(dev[FEATURES], dev["label"], weights, dev["date"], regimes,
+                               _config(min_stability_weight=0.0, training="soft"))
+    np.testing.assert_allclose(soft.predict(held_out, regimes), hard.predict(held_out, regimes))
+    floored = L.fit_regime_models(dev[FEATURES], dev["label"], weights, dev["date"], regimes,
+                                  _config(training="soft", combine="blend"))
+    assert set(floored.estimators) == set(REGIMES) and floored.fallback is None
+    scored = held_out.assign(prediction=floored.predict(held_out, regimes).to_numpy())
+    bear = scored[scored["date"].map(regimes.set_index("date")["regime"]) == "bear"]
+    assert mean_rank_ic(bear, "prediction") > 0.05
+    with pytest.raises(ValueError, match="training must be one of"):
+        _config(training="mixture")

@@ -256,8 +256,28 @@ class StagingHooks:
 
     @hook_impl(trylast=True)
     def on_pipeline_error(self) -> None:
+        self.discard_current("run failed")
+
+    def discard_current(self, why: str) -> None:
         if self.current is None:
             return
         self.current.discard()
-        logger.warning("run failed: staged outputs discarded, earlier outputs left as they were")
+        logger.warning("%s: staged outputs discarded, earlier outputs left as they were", why)
         self.current = None
+
+
+class StagingGuardHooks:
+    """Discards the staging folder when an after_pipeline_run hook raises before promotion (e.g.
+    a SIGINT landing after the last node): Kedro calls no error hook then, and the folder would
+    be left behind with nothing promoted."""
+
+    def __init__(self, staging: StagingHooks) -> None:
+        self._staging = staging
+
+    @hook_impl(wrapper=True)
+    def after_pipeline_run(self):
+        try:
+            return (yield)
+        except BaseException as error:
+            self._staging.discard_current(f"an after-run hook failed ({type(error).__name__})")
+            raise

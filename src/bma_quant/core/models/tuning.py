@@ -83,6 +83,11 @@ def default_trial(defaults: dict, space: dict) -> dict:
             if k in defaults and _in_space(defaults[k], spec)}
 
 
+def prepare_storage(url: str) -> None:
+    """Create Optuna's tables in `url` if they are missing (idempotent)."""
+    optuna.storages.RDBStorage(url)
+
+
 def create_study(
     study_name: str | None,
     *,

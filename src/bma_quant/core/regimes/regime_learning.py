@@ -47,6 +47,7 @@ from bma_quant.core.regimes.regime_evidence import regime_evidence
 logger = logging.getLogger(__name__)
 
 COMBINE_MODES = ("route", "blend")
+TRAINING_MODES = ("hard", "soft")
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,16 @@ class RegimeLearningConfig:
     target_transform: str = "rank"  # per-date label transform the learner is fitted on
     context_columns: tuple[str, ...] = ()  # regimes-table columns added to every model's features
     max_train_rows: int | None = None  # every k-th training date beyond this many rows
+    # hard: regime r's model trains on the rows labelled r; soft: on every row, weighted by the
+    # filtered probability of r (floored at min_stability_weight), so an unsure date still
+    # teaches each model in proportion and no model loses the other regimes' rows entirely
+    training: str = "hard"
 
     def __post_init__(self):
         if self.combine not in COMBINE_MODES:
             raise ValueError(f"combine must be one of {COMBINE_MODES}, got {self.combine!r}")
+        if self.training not in TRAINING_MODES:
+            raise ValueError(f"training must be one of {TRAINING_MODES}, got {self.training!r}")
         if not 0.0 <= self.min_stability_weight <= 1.0:
             raise ValueError(
                 f"min_stability_weight must be in [0, 1], got {self.min_stability_weight}"
@@ -227,16 +234,10 @@ def fit_regime_models(
     labels, probabilities = regimes_of_rows(row_dates, regimes)
     feature_names = list(X.columns)
     X = with_context(X, row_dates, regimes, config.context_columns)
-    counts = {r: int((labelled & (labels == r)).sum()) for r in REGIMES}
-    estimators = {}
-    for regime in REGIMES:
-        if counts[regime] < config.min_samples_per_regime:
-            logger.info("regime %s: %d rows < %d, served by the fallback model", regime,
-                        counts[regime], config.min_samples_per_regime)
-            continue
-        rows = np.flatnonzero(labelled & (labels == regime))
-        estimators[regime] = fit_learner(config, X.iloc[rows], y[rows], weights[rows],
-                                         row_dates[rows])
+    if config.training == "soft":
+        estimators, counts = _fit_soft(X, y, weights, row_dates, labelled, probabilities, config)
+    else:
+        estimators, counts = _fit_hard(X, y, weights, row_dates, labelled, labels, config)
     fallback = None
     if len(estimators) < len(REGIMES):
         rows = np.flatnonzero(labelled)
@@ -253,6 +254,39 @@ def fit_regime_models(
         training_rows=counts,
         context_columns=tuple(config.context_columns),
     )
+
+
+def _fit_hard(X, y, weights, row_dates, labelled, labels, config: RegimeLearningConfig):
+    """One model per regime on the rows labelled with it (regimes with too few rows: none)."""
+    counts = {r: int((labelled & (labels == r)).sum()) for r in REGIMES}
+    estimators = {}
+    for regime in REGIMES:
+        if counts[regime] < config.min_samples_per_regime:
+            logger.info("regime %s: %d rows < %d, served by the fallback model", regime,
+                        counts[regime], config.min_samples_per_regime)
+            continue
+        rows = np.flatnonzero(labelled & (labels == regime))
+        estimators[regime] = fit_learner(config, X.iloc[rows], y[rows], weights[rows],
+                                         row_dates[rows])
+    return estimators, counts
+
+
+def _fit_soft(X, y, weights, row_dates, labelled, probabilities, config: RegimeLearningConfig):
+    """One model per regime on every labelled row, weighted by that regime's filtered probability
+    (floored); a regime whose probability mass is below min_samples_per_regime rows gets none."""
+    rows = np.flatnonzero(labelled)
+    estimators, counts = {}, {}
+    for k, regime in enumerate(REGIMES):
+        share = np.nan_to_num(probabilities[rows, k], nan=0.0)
+        counts[regime] = int(round(share.sum()))  # effective rows of the regime
+        if counts[regime] < config.min_samples_per_regime:
+            logger.info("regime %s: probability mass of %d rows < %d, served by the fallback "
+                        "model", regime, counts[regime], config.min_samples_per_regime)
+            continue
+        soft = np.maximum(share, config.min_stability_weight)
+        estimators[regime] = fit_learner(config, X.iloc[rows], y[rows], weights[rows] * soft,
+                                         row_dates[rows])
+    return estimators, counts
 
 
 # ---------------------------------------------------------------------------------------------

@@ -150,6 +150,7 @@ def _learning_config(params: dict, base_model_status: dict | None) -> tuple[
         target_transform=params["target_transform"],
         context_columns=_context_columns(params),
         max_train_rows=params.get("max_train_rows"),
+        training=params.get("training", "hard"),
     )
     return config, source
 

@@ -1,0 +1,89 @@
+"""Which way of training the regime layer? (issue 12) Variants compared on development seeds.
+
+For each generator seed (development seeds, not the benchmark's 101-103 / 201-202) a
+`REGIME_FACTOR_MARKET` panel runs through data_processing -> feature_engineering -> base_models
+once (in memory, project parameters); then only regime_models is rerun per variant, and the
+test-period mean RankIC of `regime_<learner>` is printed next to the global learner's:
+
+- hard_blend: one model per regime on its labelled rows, blended by filtered probabilities (default)
+- soft_blend: each regime's model on every row, weighted by that regime's probability
+- hard_route: each date predicted by its labelled regime's model only
+- hard_blend_noctx: the default without the context features (p_* and the evidence columns)
+
+Run: .venv/bin/python benchmarks/bench_regime_variants.py [--tickers 500 --days 2520 --seeds 11 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import _common  # noqa: F401  (project root on sys.path, telemetry off)
+from bench_regime_quality import USER_COLUMNS
+
+from bma_quant.core.data.synthetic import REGIME_FACTOR_MARKET, generate_synthetic_market
+from bma_quant.core.evaluation.metrics import mean_rank_ic
+from tests.support import deep_update, run_pipeline
+
+VARIANTS = {
+    "hard_blend": {},
+    "soft_blend": {"training": "soft"},
+    "hard_route": {"combine": "route"},
+    "hard_blend_noctx": {"context_features": {"enabled": False}},
+}
+
+
+def base_layers(n_tickers: int, n_days: int, seed: int, overrides: dict) -> dict:
+    market = generate_synthetic_market(n_tickers, n_days, seed=seed, **dict(REGIME_FACTOR_MARKET))
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "prices.parquet"
+        market.panel[USER_COLUMNS].to_parquet(path)
+        layer_overrides = deep_update(overrides, {
+            "data": {"raw_path": str(path), "index_path": None},
+            "base_models": {"tuning": {"storage": f"sqlite:///{tmp}/optuna.db"}}})
+        out.update(run_pipeline("data_processing", {}, layer_overrides))
+        for layer in ("feature_engineering", "base_models"):
+            needed = importlib.import_module(f"bma_quant.pipelines.{layer}").create_pipeline()
+            out.update(run_pipeline(layer, {k: v for k, v in out.items() if k in needed.inputs()},
+                                    layer_overrides))
+    return out
+
+
+def test_rank_ic(predictions, labels, model: str) -> float:
+    rows = predictions[predictions["model"] == model].merge(labels, on=["date", "ticker"])
+    return mean_rank_ic(rows, "prediction", "label", 5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickers", type=int, default=500)
+    parser.add_argument("--days", type=int, default=2520)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[11, 12])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    overrides = {"periods": {"dev_start": None},
+                 "base_models": {"tuning": {"show_progress_bar": False}}}
+    regime_pipeline = importlib.import_module("bma_quant.pipelines.regime_models").create_pipeline()
+    print("| seed | global lightgbm | " + " | ".join(VARIANTS) + " |")
+    print("|---|---:|" + "---:|" * len(VARIANTS))
+    for seed in args.seeds:
+        out = base_layers(args.tickers, args.days, seed, overrides)
+        cells = [f"{test_rank_ic(out['base_test_predictions'], out['labels'], 'lightgbm'):.4f}"]
+        for variant in VARIANTS.values():
+            start = time.perf_counter()
+            inputs = {k: v for k, v in out.items() if k in regime_pipeline.inputs()}
+            result = run_pipeline("regime_models", inputs,
+                                  deep_update(overrides, {"regime_models": variant}))
+            score = test_rank_ic(result["regime_test_predictions"], out["labels"],
+                                 "regime_lightgbm")
+            cells.append(f"{score:.4f} ({time.perf_counter() - start:.0f} s)")
+        print(f"| {seed} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

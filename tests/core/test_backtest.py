@@ -331,3 +331,18 @@ def test_single_day_backtest_has_nan_ratios():
     # Only the initial build: no rebalancing trade to average.
     assert result.summary["initial_turnover"] == pytest.approx(1.0)
     assert math.isnan(result.summary["turnover"])
+
+
+def test_wide_returns_give_the_same_backtest_as_long_returns():
+    """Callers backtesting many configurations pass the returns pivoted once."""
+    result, returns = _three_rebalance_case()
+    rng = np.random.default_rng(3)
+    preds = pd.DataFrame(rng.standard_normal((6, 10)), index=returns.index[:6], columns=NAMES)
+    preds.iloc[0] = [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]
+    preds.iloc[2] = [10, 8, 9, 7, 6, 5, 4, 3, 2, 1]
+    preds.iloc[4] = [1, 8, 2, 7, 6, 5, 4, 3, 10, 9]
+    wide = long_short_backtest(_long(preds, "prediction"),
+                               returns.rename_axis(index="date", columns="ticker"),
+                               rebalance_days=2, n_quantiles=5, cost_bps=10.0, execution_delay=1)
+    pd.testing.assert_frame_equal(wide.daily, result.daily, check_freq=False)
+    assert wide.summary == result.summary

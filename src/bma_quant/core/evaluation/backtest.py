@@ -227,6 +227,10 @@ def _hold(targets: np.ndarray, daily_returns: np.ndarray) -> tuple[np.ndarray, n
     return returns, targets[:, 0] * growth[-1] / nav[-1, 0]
 
 
+def _is_wide(returns: pd.DataFrame, return_col: str) -> bool:
+    return return_col not in returns.columns and isinstance(returns.index, pd.DatetimeIndex)
+
+
 def long_short_backtest(
     predictions: pd.DataFrame,
     returns: pd.DataFrame,
@@ -241,7 +245,8 @@ def long_short_backtest(
 ) -> BacktestResult:
     """Quantile long-short, long-only and universe backtest with delayed execution and costs.
 
-    ``predictions``: long (date, ticker, prediction); ``returns``: long (date, ticker, ret_1d).
+    ``predictions``: long (date, ticker, prediction); ``returns``: long (date, ticker, ret_1d), or
+    already wide (dates as the index, one column per ticker).
     A held name with a missing daily return contributes 0 that day. The last book is held for
     ``rebalance_days`` trading days (or to the end of the returns). Never raises on empty or too
     short input: the summary is then NaN (counts 0).
@@ -259,7 +264,10 @@ def long_short_backtest(
     signal_dates = pd.DatetimeIndex(np.sort(preds[DATE].unique()))[::rebalance_days]
     weights = rebalance_weights(preds[preds[DATE].isin(signal_dates)], pred_col, n_quantiles)
 
-    wide_returns = returns.pivot(index=DATE, columns=TICKER, values=return_col).sort_index()
+    # a (date x ticker) frame is taken as already pivoted: callers backtesting many
+    # configurations on the same returns pivot them once
+    wide_returns = (returns.sort_index() if _is_wide(returns, return_col)
+                    else returns.pivot(index=DATE, columns=TICKER, values=return_col).sort_index())
     trading_dates = pd.DatetimeIndex(wide_returns.index, name=DATE)
     n_trading = len(trading_dates)
 

@@ -119,9 +119,10 @@ def configuration_returns(
     configurations; NaN where a configuration holds no book). ``returns``: long (date, ticker,
     ret_1d), already cut to the period the books may be held in."""
     series = {}
-    for name, rows in predictions.groupby(CONFIGURATION, sort=True):
+    wide = returns.pivot(index="date", columns="ticker", values="ret_1d")  # once, not per config
+    for name, rows in predictions.groupby(CONFIGURATION, sort=True, observed=True):
         result = long_short_backtest(
-            rows[["date", "ticker", "prediction"]], returns,
+            rows[["date", "ticker", "prediction"]], wide,
             rebalance_days=config.rebalance_days, n_quantiles=config.n_quantiles,
             cost_bps=config.cost_bps, execution_delay=config.execution_delay,
             periods_per_year=config.periods_per_year,

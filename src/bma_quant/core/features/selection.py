@@ -489,6 +489,85 @@ def _refill_below_significance(selected: list[str], per_ticker: list[str], drop:
     return filled
 
 
+@dataclass
+class _Scored:
+    """Per-factor outcome of scoring: table rows, chosen lag / half-life, model-visible values and
+    the gate that dropped a factor (if any)."""
+
+    rows: list[dict] = field(default_factory=list)
+    lags: dict[str, int] = field(default_factory=dict)
+    halflives: dict[str, float] = field(default_factory=dict)
+    visible: dict[str, np.ndarray] = field(default_factory=dict)
+    drop: dict[str, str] = field(default_factory=dict)
+
+
+def _degraded_reason(label: np.ndarray, scope, per_ticker: list[str],
+                     config: SelectionConfig) -> tuple[str | None, int]:
+    """Why ICs cannot be estimated on the scope (None when they can), and the IC date count."""
+    label_valid = np.isfinite(label[scope.rows]).sum(axis=1)
+    n_ic_dates = int((label_valid >= config.min_names).sum())
+    max_names = int(label_valid.max()) if label_valid.size else 0
+    if n_ic_dates >= config.min_ic_dates and per_ticker:
+        return None, n_ic_dates
+    return (f"IC cannot be estimated: {n_ic_dates} development date(s) with >= {config.min_names} "
+            f"labelled names (need {config.min_ic_dates}; at most {max_names} names on a date)",
+            n_ic_dates)
+
+
+def _score_factors(features, families, per_ticker, scorer, dev_rows, degraded,
+                   config: SelectionConfig) -> _Scored:
+    """Lag and half-life per factor (when ICs exist), its development variance and coverage, and
+    the significance / leak / variance gate."""
+    out = _Scored()
+    for name in per_ticker:
+        values = features[name]
+        if scorer is None:
+            row, effective, lag, halflife = {}, values, 0, 0.0
+        else:
+            row, effective, lag, halflife = scorer.score(values)
+        lagged = apply_lag(effective, lag)
+        dev_values = lagged[dev_rows].astype(np.float64)
+        row = {"factor": name, "family": families[name], **row, "lag": lag, "halflife": halflife,
+               "variance": float(np.var(np.nan_to_num(dev_values, nan=0.0)))
+               if dev_values.size else 0.0,
+               "coverage": float(np.isfinite(dev_values).mean()) if dev_values.size else 0.0}
+        out.lags[name], out.halflives[name] = lag, halflife
+        out.visible[name] = lagged
+        gate = _gate_reason(row, degraded, config)
+        if gate:
+            out.drop[name] = gate
+        out.rows.append(row)
+    return out
+
+
+def _choose(scored: _Scored, per_ticker: list[str], dev_rows, degraded,
+            config: SelectionConfig) -> tuple[list[str], list[str]]:
+    """Per-ticker factors ranked, de-duplicated, cut to the limit and refilled to min_features;
+    returns (selected, filled below significance) and records every drop in scored.drop."""
+    eligible = [n for n in per_ticker if n not in scored.drop]
+    if degraded:
+        score = {r["factor"]: r["variance"] for r in scored.rows}
+        limit = config.fallback_features
+    else:
+        score = {r["factor"]: _ranking_score(r) for r in scored.rows}
+        limit = config.max_features
+    order = sorted(eligible, key=lambda n: (-score[n], n))
+    kept, redundant = _redundancy_order(order, scored.visible, dev_rows, config)
+    scored.drop.update(redundant)
+    selected = kept[:limit]
+    for name in kept[limit:]:
+        scored.drop[name] = f"beyond the top {limit}"
+    filled: list[str] = []
+    wanted = min(config.min_features, limit)
+    if not degraded and len(selected) < wanted:
+        filled = _refill_below_significance(selected, per_ticker, scored.drop, score,
+                                            scored.visible, dev_rows, wanted, config)
+        for name in filled:
+            scored.drop.pop(name)
+        selected += filled
+    return selected, filled
+
+
 def select_features(
     features: Mapping[str, np.ndarray],
     families: Mapping[str, str],
@@ -509,123 +588,75 @@ def select_features(
     dev_rows = _positions(dates, dev_dates)
     scope = _ic_scope(dates, dev_dates, folds, config.ic_scope)
     label = np.asarray(label, dtype=np.float64)
-    label_valid = np.isfinite(label[scope.rows]).sum(axis=1)
-    n_ic_dates = int((label_valid >= config.min_names).sum())
-    max_names = int(label_valid.max()) if label_valid.size else 0
     per_ticker = [n for n in features if families[n] != MARKET_FAMILY]
     market_names = [n for n in features if families[n] == MARKET_FAMILY]
-    degraded = n_ic_dates < config.min_ic_dates or not per_ticker
-    reason = None
+    reason, n_ic_dates = _degraded_reason(label, scope, per_ticker, config)
+    degraded = reason is not None
     if degraded:
-        reason = (
-            f"IC cannot be estimated: {n_ic_dates} development date(s) with >= {config.min_names} "
-            f"labelled names (need {config.min_ic_dates}; at most {max_names} names on a date)"
-        )
         logger.warning("feature selection in degraded mode: %s", reason)
     scorer = None if degraded else _Scorer(dates, scope, row_ranks(label), config,
                                            _Ranker(values_are_ranks))
-
-    lags: dict[str, int] = {}
-    halflives: dict[str, float] = {}
-    visible: dict[str, np.ndarray] = {}  # model-visible (smoothed, lagged) values
-    rows_out: list[dict] = []
-    drop: dict[str, str] = {}
-    for name in per_ticker:
-        values = features[name]
-        if scorer is None:
-            row, effective, lag, halflife = {}, values, 0, 0.0
-        else:
-            row, effective, lag, halflife = scorer.score(values)
-        lagged = apply_lag(effective, lag)
-        dev_values = lagged[dev_rows].astype(np.float64)
-        row = {"factor": name, "family": families[name], **row, "lag": lag, "halflife": halflife,
-               "variance": float(np.var(np.nan_to_num(dev_values, nan=0.0)))
-               if dev_values.size else 0.0,
-               "coverage": float(np.isfinite(dev_values).mean()) if dev_values.size else 0.0}
-        lags[name], halflives[name] = lag, halflife
-        visible[name] = lagged
-        gate = _gate_reason(row, degraded, config)
-        if gate:
-            drop[name] = gate
-        rows_out.append(row)
-    leak_suspects = [n for n in per_ticker if drop.get(n, "").startswith("suspected look-ahead")]
-
-    table = pd.DataFrame(rows_out)
-    eligible = [n for n in per_ticker if n not in drop]
-    if degraded:
-        score = {r["factor"]: r["variance"] for r in rows_out}
-        limit = config.fallback_features
-    else:
-        score = {r["factor"]: _ranking_score(r) for r in rows_out}
-        limit = config.max_features
-    order = sorted(eligible, key=lambda n: (-score[n], n))
-    kept, redundant = _redundancy_order(order, visible, dev_rows, config)
-    drop.update(redundant)
-    selected = kept[:limit]
-    for name in kept[limit:]:
-        drop[name] = f"beyond the top {limit}"
-    filled: list[str] = []
-    wanted = min(config.min_features, limit)
-    if not degraded and len(selected) < wanted:
-        filled = _refill_below_significance(selected, per_ticker, drop, score, visible,
-                                            dev_rows, wanted, config)
-        for name in filled:
-            drop.pop(name)
-        selected += filled
+    scored = _score_factors(features, families, per_ticker, scorer, dev_rows, degraded, config)
+    leak_suspects = [n for n in per_ticker
+                     if scored.drop.get(n, "").startswith("suspected look-ahead")]
+    selected, filled = _choose(scored, per_ticker, dev_rows, degraded, config)
     for name in market_names:
-        lags[name], halflives[name] = 0, 0.0
+        scored.lags[name], scored.halflives[name] = 0, 0.0
         if config.include_market_context:
             selected.append(name)
         else:
-            drop[name] = "market context (constant across names on a date): not IC-ranked"
+            scored.drop[name] = "market context (constant across names on a date): not IC-ranked"
     if leak_suspects:
-        logger.warning(
-            "leak guard: dropped %d factor(s) with implausible development RankIC (suspected "
-            "look-ahead): %s",
-            len(leak_suspects),
-            ", ".join(leak_suspects),
-        )
+        logger.warning("leak guard: dropped %d factor(s) with implausible development RankIC "
+                       "(suspected look-ahead): %s", len(leak_suspects), ", ".join(leak_suspects))
+    table = pd.DataFrame(scored.rows)
     if len(table):
         table["status"] = [
-            "selected" if n in selected else f"dropped: {drop.get(n, 'not selected')}"
+            "selected" if n in selected else f"dropped: {scored.drop.get(n, 'not selected')}"
             for n in table["factor"]
         ]
         table["selected"] = table["factor"].isin(selected)
-    report = {
-        "mode": "degraded" if degraded else "full",
-        "degraded_reason": reason,
-        "ic_scope": scope.name,
-        "ic_dates": n_ic_dates,
-        "min_names": config.min_names,
-        "factors_built": len(features),
-        "factors_per_ticker": len(per_ticker),
-        "market_context_factors": market_names,
-        "selected": list(selected),
-        "factors_kept": len(selected),
-        "significant": [n for n in selected if n not in filled and n not in market_names],
-        "significant_by_timed_ic_only": [
-            r["factor"] for r in rows_out
-            if r["factor"] in selected and r["factor"] not in filled and not degraded
-            and _timed_only(r, config)
-        ],
-        "filled_below_significance": filled,
-        "lags": {n: int(lags[n]) for n in selected},
-        "ewm_halflives": {n: float(halflives[n]) for n in selected},
-        "leak_suspects": {
-            r["factor"]: float(r["max_abs_rank_ic"])
-            for r in rows_out
-            if r["factor"] in leak_suspects
-        },
-        "leak_threshold": config.leak_threshold,
-        "dropped": {n: drop[n] for n in features if n in drop and n not in selected},
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.__dict__.items()},
-    }
+    report = _selection_report(features, scored, selected, filled, market_names, leak_suspects,
+                               scope.name, n_ic_dates, reason, config)
     return SelectionResult(
         selected=list(selected),
-        lags={n: int(lags[n]) for n in selected},
-        halflives={n: float(halflives[n]) for n in selected},
+        lags={n: int(scored.lags[n]) for n in selected},
+        halflives={n: float(scored.halflives[n]) for n in selected},
         degraded=degraded,
         leak_suspects=leak_suspects,
         table=table,
         report=report,
     )
+
+
+def _selection_report(features, scored: _Scored, selected, filled, market_names, leak_suspects,
+                      scope_name: str, n_ic_dates: int, reason: str | None,
+                      config: SelectionConfig) -> dict:
+    degraded = reason is not None
+    return {
+        "mode": "degraded" if degraded else "full",
+        "degraded_reason": reason,
+        "ic_scope": scope_name,
+        "ic_dates": n_ic_dates,
+        "min_names": config.min_names,
+        "factors_built": len(features),
+        "factors_per_ticker": len(features) - len(market_names),
+        "market_context_factors": market_names,
+        "selected": list(selected),
+        "factors_kept": len(selected),
+        "significant": [n for n in selected if n not in filled and n not in market_names],
+        "significant_by_timed_ic_only": [
+            r["factor"] for r in scored.rows
+            if r["factor"] in selected and r["factor"] not in filled and not degraded
+            and _timed_only(r, config)
+        ],
+        "filled_below_significance": filled,
+        "lags": {n: int(scored.lags[n]) for n in selected},
+        "ewm_halflives": {n: float(scored.halflives[n]) for n in selected},
+        "leak_suspects": {r["factor"]: float(r["max_abs_rank_ic"]) for r in scored.rows
+                          if r["factor"] in leak_suspects},
+        "leak_threshold": config.leak_threshold,
+        "dropped": {n: scored.drop[n] for n in features
+                    if n in scored.drop and n not in selected},
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.__dict__.items()},
+    }

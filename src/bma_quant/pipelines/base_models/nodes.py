@@ -168,35 +168,38 @@ def _trial_frames(name: str, inputs: training.TrainingInputs, result: tuning.Tun
     return _concat(parts, TRIAL_COLUMNS)
 
 
+def _tune_or_defaults(name: str, inputs: training.TrainingInputs, params: dict):
+    """(best params, study name, trials table, trials' tuning-fold predictions, tuning metrics):
+    an Optuna study on the tuning folds for a tuned learner, its defaults otherwise."""
+    defaults = dict((params.get("defaults") or {}).get(name) or {})
+    if name not in _tuned_learners(params):
+        return (defaults, None, pd.DataFrame(), pd.DataFrame(columns=TRIAL_COLUMNS),
+                {"n_trials": 0, "tuning_truncated": 0.0})
+    space = ((params.get("tuning") or {}).get("search_space") or {}).get(name) or {}
+    result = tune(name, inputs, params, defaults, space)
+    tuning_metrics = {
+        "n_trials": result.n_trials,
+        "n_trials_pruned": result.n_pruned,
+        "tuning_objective": result.best_value,
+        "tuning_objective_median": result.objective_median,
+        "tuning_truncated": float(result.truncated),
+        "tuning_shared_study": float(result.shared),
+    }
+    learner_kind = learners.get_learner(name).native
+    if learner_kind:
+        inputs.tuning_cache.free(learner_kind)
+    return (result.best_params, result.study_name, result.trials.assign(model=name),
+            _trial_frames(name, inputs, result), tuning_metrics)
+
+
 def _train(name: str, inputs: training.TrainingInputs, params: dict, nw_lag: int) -> dict:
     """Tune on the tuning folds, predict the out-of-fold folds with the chosen parameters
     (nested selection: no trial was scored there), refit on all development dates, predict test."""
     seed, n_jobs = int(params["seed"]), int(params["n_jobs"])
     min_names = int(params.get("min_names", 5))
-    defaults = dict((params.get("defaults") or {}).get(name) or {})
-    space = ((params.get("tuning") or {}).get("search_space") or {}).get(name) or {}
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    trials, trial_oof = pd.DataFrame(), pd.DataFrame(columns=TRIAL_COLUMNS)
-    tuning_metrics: dict[str, float | None] = {"n_trials": 0, "tuning_truncated": 0.0}
-    if name in _tuned_learners(params):
-        result = tune(name, inputs, params, defaults, space)
-        best_params, study = result.best_params, result.study_name
-        trials = result.trials.assign(model=name)
-        trial_oof = _trial_frames(name, inputs, result)
-        tuning_metrics = {
-            "n_trials": result.n_trials,
-            "n_trials_pruned": result.n_pruned,
-            "tuning_objective": result.best_value,
-            "tuning_objective_median": result.objective_median,
-            "tuning_truncated": float(result.truncated),
-            "tuning_shared_study": float(result.shared),
-        }
-        learner_kind = learners.get_learner(name).native
-        if learner_kind:
-            inputs.tuning_cache.free(learner_kind)
-    else:
-        best_params, study = defaults, None
+    best_params, study, trials, trial_oof, tuning_metrics = _tune_or_defaults(name, inputs, params)
     timings["tune_seconds"] = time.perf_counter() - start
 
     cache = inputs.cache

@@ -78,25 +78,55 @@ def _dense_grouped_ranks(codes: np.ndarray, values: np.ndarray) -> np.ndarray | 
     column = np.arange(n) - (np.cumsum(counts) - counts)[sorted_codes]
     grid = np.full((n_groups, width), np.inf)
     grid[sorted_codes, column] = sorted_values
-    sort_index = np.argsort(grid, axis=1)
-    sorted_cells = np.take_along_axis(grid, sort_index, axis=1).ravel()
-    new_run = np.empty(sorted_cells.size, dtype=bool)
-    new_run[0] = True
-    np.not_equal(sorted_cells[1:], sorted_cells[:-1], out=new_run[1:])
-    new_run[::width] = True  # a run of ties never continues into the next group's row
-    run_starts = np.flatnonzero(new_run)
-    run_ends = np.append(run_starts[1:], sorted_cells.size) - 1
-    run_id = np.cumsum(new_run) - 1
-    row_start = np.repeat(np.arange(n_groups) * width, width)
-    rank_of_sorted = (0.5 * (run_starts + run_ends))[run_id] - row_start + 1.0
-    rank_grid = np.empty((n_groups, width))
-    np.put_along_axis(rank_grid, sort_index, rank_of_sorted.reshape(n_groups, width), axis=1)
+    rank_grid = _grid_row_ranks(grid)
     ranked = rank_grid[sorted_codes, column]
     if order is None:
         return ranked
     ranks = np.empty(n, dtype=np.float64)
     ranks[order] = ranked
     return ranks
+
+
+def _grid_row_ranks(grid: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based, ties share their mean rank) within each row of a float grid whose
+    unused cells are +inf: they sort last, so the used cells' ranks are unaffected."""
+    n_rows, width = grid.shape
+    sort_index = np.argsort(grid, axis=1)
+    sorted_cells = np.take_along_axis(grid, sort_index, axis=1).ravel()
+    new_run = np.empty(sorted_cells.size, dtype=bool)
+    new_run[0] = True
+    np.not_equal(sorted_cells[1:], sorted_cells[:-1], out=new_run[1:])
+    new_run[::width] = True  # a run of ties never continues into the next row
+    run_starts = np.flatnonzero(new_run)
+    run_ends = np.append(run_starts[1:], sorted_cells.size) - 1
+    run_id = np.cumsum(new_run) - 1
+    row_start = np.repeat(np.arange(n_rows) * width, width)
+    rank_of_sorted = (0.5 * (run_starts + run_ends))[run_id] - row_start + 1.0
+    rank_grid = np.empty((n_rows, width))
+    np.put_along_axis(rank_grid, sort_index, rank_of_sorted.reshape(n_rows, width), axis=1)
+    return rank_grid
+
+
+def _row_ic(x: np.ndarray, y: np.ndarray, cells: np.ndarray, min_names: int
+            ) -> dict[str, np.ndarray]:
+    """Per-row Pearson and Spearman correlation of two (date x name) grids over `cells`; NaN for
+    rows with fewer than `min_names` cells or a constant side (as `_grouped_corr`)."""
+    counts = cells.sum(axis=1)
+    out = {}
+    for method, (a, b) in (("pearson", (x, y)),
+                           ("spearman", (_grid_row_ranks(np.where(cells, x, np.inf)),
+                                         _grid_row_ranks(np.where(cells, y, np.inf))))):
+        a, b = np.where(cells, a, 0.0), np.where(cells, b, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            da = np.where(cells, a - (a.sum(axis=1) / counts)[:, None], 0.0)
+            db = np.where(cells, b - (b.sum(axis=1) / counts)[:, None], 0.0)
+            sxx, syy = (da * da).sum(axis=1), (db * db).sum(axis=1)
+            constant = ((sxx <= CONSTANT_RTOL * (a * a).sum(axis=1))
+                        | (syy <= CONSTANT_RTOL * (b * b).sum(axis=1)))
+            corr = np.clip((da * db).sum(axis=1) / np.sqrt(sxx * syy), -1.0, 1.0)
+        corr[constant | (counts < min_names)] = np.nan
+        out[method] = corr
+    return out
 
 
 def _small_int(codes: np.ndarray) -> np.ndarray:
@@ -413,7 +443,7 @@ def ic_decay(
     """
     close = prices.pivot(index=DATE, columns=TICKER, values="close").sort_index()
     # Predictions on the close grid: each horizon's (prediction, forward return) pairs are the
-    # cells where both are finite, already grouped by date (no merge, no factorising per horizon).
+    # cells where both are finite; ranks and correlations are taken along the grid's rows.
     pred = (predictions.pivot(index=DATE, columns=TICKER, values=pred_col)
             .reindex(index=close.index, columns=close.columns))
     x_grid = pred.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -421,14 +451,13 @@ def ic_decay(
     for k in horizons:  # a handful of horizons; each one is fully vectorised
         y_grid = _forward_from_close(close, k, execution_delay).to_numpy(dtype=np.float64)
         cells = np.isfinite(x_grid) & np.isfinite(y_grid)
-        codes = np.nonzero(cells)[0]  # row-major: sorted by date
-        series = _grouped_ic(codes, x_grid[cells], y_grid[cells], close.index, min_names,
-                             ("pearson", "spearman"))
-        rank = series["spearman"]
+        daily = _row_ic(x_grid, y_grid, cells, min_names)
+        pearson, rank = daily["pearson"], daily["spearman"]
+        pearson, rank = pearson[np.isfinite(pearson)], rank[np.isfinite(rank)]
         rows.append(
             {
                 "horizon": int(k),
-                "ic": float(series["pearson"].mean()) if len(series["pearson"]) else math.nan,
+                "ic": float(pearson.mean()) if len(pearson) else math.nan,
                 "rank_ic": float(rank.mean()) if len(rank) else math.nan,
                 "n_dates": int(len(rank)),
             }

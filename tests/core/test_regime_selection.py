@@ -5,32 +5,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core.data.cv import PurgedWalkForwardSplit
-from bma_quant.core.data.labels import forward_return_labels
 from bma_quant.core.data.synthetic import REGIME_FACTOR_MARKET, generate_synthetic_market
-from bma_quant.core.data.temporal import TemporalConfig
 from bma_quant.core.features import factors as F
 from bma_quant.core.features import leak_audit as LA
 from bma_quant.core.features.selection import SelectionConfig, select_features, timed_rank_ic
 from bma_quant.core.regimes.regime_evidence import regime_evidence
+from tests.core.selection_inputs import selection_inputs
 
 PANEL_COLUMNS = ["date", "ticker", "sector", "open", "high", "low", "close", "volume"]
 
 
 def _selection_inputs(seed: int, **market_options):
-    """Factors, label and purged folds of a 200 x 1500 synthetic market, from the columns a
-    user's file would have (the generator's known-answer columns are left out)."""
+    """Selection inputs of a 200 x 1500 synthetic market, from the columns a user's file would
+    have (the generator's known-answer columns are left out)."""
     market = generate_synthetic_market(200, 1500, seed=seed, **market_options)
-    panel = market.panel[PANEL_COLUMNS]
-    config = F.FactorConfig()
-    inputs = F.prepare_inputs(panel, market.market.rename(columns={"level": "market_level"}),
-                              config)
-    features, families = F.engineer_factors(inputs, config, F.TransformConfig())
-    label = forward_return_labels(inputs.grid.frame(inputs.close), 10, 1).to_numpy()
-    dates = inputs.grid.dates
-    dev = dates[: int(len(dates) * 0.8)]
-    folds = PurgedWalkForwardSplit(3, TemporalConfig(), min_train_days=756).date_folds(dev)
-    return features, families, label, dates, dev, folds
+    return selection_inputs(market, min_train_days=756, columns=PANEL_COLUMNS)
 
 
 @pytest.fixture(scope="module")

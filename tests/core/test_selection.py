@@ -6,12 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core.data.cv import PurgedWalkForwardSplit
-from bma_quant.core.data.labels import forward_return_labels
 from bma_quant.core.data.synthetic import generate_synthetic_market
-from bma_quant.core.data.temporal import TemporalConfig
 from bma_quant.core.evaluation.metrics import daily_ic
-from bma_quant.core.features import factors as F
 from bma_quant.core.features.selection import (
     SelectionConfig,
     apply_lag,
@@ -20,21 +16,14 @@ from bma_quant.core.features.selection import (
     select_features,
 )
 from bma_quant.core.features.transforms import row_ranks
+from tests.core.selection_inputs import selection_inputs
 
 CONFIG = SelectionConfig(nw_lag=10)
 
 
 def _setup(n_tickers=50, n_days=800, seed=7, ohlcv=True, **synthetic):
     market = generate_synthetic_market(n_tickers, n_days, seed=seed, ohlcv=ohlcv, **synthetic)
-    level = market.market.rename(columns={"level": "market_level"})
-    cfg = F.FactorConfig()
-    inputs = F.prepare_inputs(market.panel, level, cfg)
-    features, families = F.engineer_factors(inputs, cfg, F.TransformConfig())
-    label = forward_return_labels(inputs.grid.frame(inputs.close), 10, 1).to_numpy()
-    dates = inputs.grid.dates
-    dev = dates[: int(len(dates) * 0.8)]
-    folds = PurgedWalkForwardSplit(3, TemporalConfig(), min_train_days=200).date_folds(dev)
-    return features, families, label, dates, dev, folds
+    return selection_inputs(market, min_train_days=200)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from pathlib import Path
 from kedro.config import OmegaConfigLoader
 
 from bma_quant.hooks import RunHealthHooks
+from bma_quant.run_hooks.batched_params import BatchedParamsMlflowHook
 from bma_quant.run_hooks.interrupts import InterruptHooks
 from bma_quant.run_hooks.mlflow_connection import MlflowConnectionHooks
 from bma_quant.run_hooks.preflight import PreflightHooks
@@ -17,8 +18,13 @@ from bma_quant.run_hooks.time_budget import TimeBudgetHooks
 # fail the run cleanly and mark its MLflow run KILLED (interrupts); an unreachable tracking server
 # fails fast (mlflow_connection); a run past run.timeout_seconds stops between nodes (time_budget).
 _STAGING = StagingHooks()
+# kedro-mlflow's hook is replaced by a subclass that logs each node's parameters in one batch
+# (run_hooks/batched_params.py). Registered last, it is called first, where the plugin's own hook
+# (loaded from its entry point after these) was.
 HOOKS = (PreflightHooks(), RunHealthHooks(staging=_STAGING), _STAGING,
-         StagingGuardHooks(_STAGING), InterruptHooks(), MlflowConnectionHooks(), TimeBudgetHooks())
+         StagingGuardHooks(_STAGING), InterruptHooks(), MlflowConnectionHooks(), TimeBudgetHooks(),
+         BatchedParamsMlflowHook())
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # the distribution name as installed
 
 
 

@@ -67,6 +67,9 @@ def test_champion_moves_only_for_a_better_candidate_on_the_same_test_period(setu
     assert first["registered"] and first["alias"] == "champion" and first["version"] == "1"
     assert first["model_name"] == name
     assert first["reproduction"]["max_abs_diff"] < 1e-5
+    checked = REGISTRY["reproduction_dates"]
+    assert first["reproduction"]["dates_checked"] == checked  # the last test dates only
+    assert first["reproduction"]["rows_matched"] == first["reproduction"]["rows_pipeline"] > 0
     second = _register(datasets, overrides, chain, passed=False, rank_ic=0.09)
     assert second["alias"] == "challenger" and second["version"] == "2"
     assert second["champion_version"] == "1" and second["previous_champion_version"] == "1"
@@ -102,6 +105,21 @@ def test_an_explicit_model_name_overrides_the_per_data_set_default(setup):
         out = nodes.register_model(chain, report, datasets["ensemble_test_predictions"], split,
                                    overrides["data"], {**REGISTRY, "model_name": "team_model"})
     assert out["model_name"] == "team_model" and out["alias"] == "champion"
+
+def test_reproduction_covers_the_last_test_dates_after_a_full_warmup(setup):
+    datasets, overrides, chain, uri, tmp = setup
+    split = datasets["date_split"]
+    raw = pd.read_parquet(overrides["data"]["raw_path"])
+    dates = pd.DatetimeIndex(sorted(raw["date"].unique()))
+    test_dates = dates[(dates >= split["test_start"]) & (dates <= split["test_end"])]
+    start, end = nodes.checked_period(raw, split, 20)
+    assert (start, end) == (test_dates[-20], test_dates[-1])
+    assert nodes.checked_period(raw, split, None)[0] == test_dates[0]
+    assert nodes.checked_period(raw, split, 10**6)[0] == test_dates[0]
+    sliced = nodes.test_slice(raw, split, chain.warmup_days, 20)
+    first = dates[dates.searchsorted(start) - chain.warmup_days]
+    assert sliced["date"].min() == first and sliced["date"].max() == end
+
 
 def test_champion_loads_in_a_fresh_process_and_reproduces(setup):
     datasets, overrides, chain, uri, tmp = setup

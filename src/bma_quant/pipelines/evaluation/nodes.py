@@ -346,31 +346,48 @@ def build_prediction_chain(
     )
 
 
-def test_slice(raw: pd.DataFrame, date_split: dict, warmup_days: int) -> pd.DataFrame:
-    """Raw rows from ``warmup_days`` trading dates before test_start to test_end."""
+def checked_period(raw: pd.DataFrame, date_split: dict, last_dates: int | None = None
+                   ) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(first, last) test date the reproduction check covers: the whole test period, or its
+    last ``last_dates`` trading dates."""
+    end = pd.Timestamp(date_split["test_end"])
+    start = pd.Timestamp(date_split["test_start"])
+    if last_dates:
+        dates = pd.DatetimeIndex(np.sort(raw["date"].unique()))
+        dates = dates[(dates >= start) & (dates <= end)]
+        if len(dates) > int(last_dates):
+            start = dates[-int(last_dates)]
+    return start, end
+
+
+def test_slice(raw: pd.DataFrame, date_split: dict, warmup_days: int,
+               last_dates: int | None = None) -> pd.DataFrame:
+    """Raw rows from ``warmup_days`` trading dates before the checked period to test_end."""
+    start, end = checked_period(raw, date_split, last_dates)
     dates = pd.DatetimeIndex(np.sort(raw["date"].unique()))
-    start = dates.searchsorted(pd.Timestamp(date_split["test_start"]))
-    first = dates[max(0, start - warmup_days)]
-    keep = (raw["date"] >= first) & (raw["date"] <= pd.Timestamp(date_split["test_end"]))
+    first = dates[max(0, dates.searchsorted(start) - warmup_days)]
+    keep = (raw["date"] >= first) & (raw["date"] <= end)
     return raw.loc[keep].reset_index(drop=True)
 
 
 def reproduction_check(
     chain: PredictionChain, raw_slice: pd.DataFrame, ensemble_test_predictions: pd.DataFrame,
-    date_split: dict, model: str = "final",
+    date_split: dict, model: str = "final", last_dates: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Run the chain on the raw test slice and compare with the pipeline's test predictions."""
-    predicted = chain.predict(raw_slice)
-    predicted = test_period.restrict_to_period(predicted, date_split["test_start"],
-                                              date_split["test_end"])
+    """Run the chain on the raw test slice and compare with the pipeline's test predictions
+    (on the checked period: the whole test period or its last ``last_dates`` dates)."""
+    start, end = checked_period(raw_slice, date_split, last_dates)
+    predicted = test_period.restrict_to_period(chain.predict(raw_slice), start, end)
     expected = ensemble_test_predictions.loc[ensemble_test_predictions["model"] == model,
                                              ["date", "ticker", "prediction"]]
+    expected = test_period.restrict_to_period(expected, start, end)
     both = expected.merge(predicted, on=["date", "ticker"], how="outer",
                           suffixes=("_pipeline", "_chain"))
     a, b = both["prediction_pipeline"].to_numpy(float), both["prediction_chain"].to_numpy(float)
     matched = np.isfinite(a) & np.isfinite(b)
     diff = np.abs(a[matched] - b[matched])
     stats = {
+        "dates_checked": int(both["date"].nunique()),
         "rows_pipeline": int(np.isfinite(a).sum()),
         "rows_chain": int(np.isfinite(b).sum()),
         "rows_matched": int(matched.sum()),
@@ -393,12 +410,13 @@ def register_model(
     ``registry.enabled``) log it as a pyfunc model and register it as champion or challenger."""
     raw = panel_lib.load_raw_panel(Path(data["raw_path"]), layout=data.get("layout", "auto"),
                                      delimiter=data.get("delimiter"))
-    raw_slice = test_slice(raw, date_split, prediction_chain.warmup_days)
+    last_dates = registry.get("reproduction_dates")
+    raw_slice = test_slice(raw, date_split, prediction_chain.warmup_days, last_dates)
     out: dict[str, Any] = {"gates_passed": bool(gate_report["passed"])}
     try:
         predicted, stats = reproduction_check(prediction_chain, raw_slice,
                                               ensemble_test_predictions, date_split,
-                                              prediction_chain.model_name)
+                                              prediction_chain.model_name, last_dates)
     except Exception as error:  # a broken chain must not be registered, but the report stays
         logger.error("the prediction chain failed on the raw test slice: %s", error)
         return {**out, "registered": False,

@@ -1,0 +1,72 @@
+"""The batched parameter hook logs what kedro-mlflow's own hook logs, in far fewer transactions."""
+
+import mlflow
+import pytest
+from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
+from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
+from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+from bma_quant.run_hooks.batched_params import BatchedParamsMlflowHook
+
+NODE_INPUTS = {
+    "params:base_models": {"seed": 42, "tuning": {"n_trials": 10, "sampler": {"seed": None}},
+                           "learners": ["elastic_net", "xgboost"], "note": "x" * (MAX_PARAM_VAL_LENGTH + 100)},
+    "params:temporal": {"horizon": 10},
+    "model_input": object(),  # not a parameter: never logged
+}
+
+
+def configured(hook: MlflowHook, run_id: str) -> MlflowHook:
+    """The state before_pipeline_run leaves on the hook, with the project's mlflow.yml choices."""
+    hook.mlflow_config = KedroMlflowConfig()
+    hook._is_mlflow_enabled = True
+    hook.flatten, hook.recursive, hook.sep = True, True, "."
+    hook.long_params_strategy = "truncate"
+    hook.run_id = run_id
+    return hook
+
+
+def logged_params(hook: MlflowHook, calls: int) -> dict:
+    run = mlflow.start_run()
+    configured(hook, run.info.run_id)
+    for _ in range(calls):  # several nodes take the same parameters
+        hook.before_node_run(None, None, NODE_INPUTS, False)
+    while mlflow.active_run():  # the hook re-enters the run per node, as a Kedro run does
+        mlflow.end_run()
+    return MlflowClient().get_run(run.info.run_id).data.params
+
+
+@pytest.fixture
+def tracking(tmp_path):
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    yield
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(previous)
+
+
+def test_same_parameters_as_the_plugin_hook_in_one_batch_per_node(tracking, monkeypatch):
+    expected = logged_params(MlflowHook(), calls=1)
+    assert expected["base_models.tuning.n_trials"] == "10"
+    assert len(expected["base_models.note"]) == MAX_PARAM_VAL_LENGTH  # truncated, not dropped
+
+    batches, singles = [], []
+    original_batch, original_single = mlflow.log_params, mlflow.log_param
+    monkeypatch.setattr(mlflow, "log_params", lambda p: batches.append(p) or original_batch(p))
+    monkeypatch.setattr(mlflow, "log_param", lambda k, v: singles.append(k)
+                        or original_single(k, v))
+    batched = logged_params(BatchedParamsMlflowHook(), calls=3)
+
+    assert batched == expected
+    assert len(batches) == 1  # the second and third node add nothing new
+    assert singles == ["base_models.note"]  # only the long value takes the per-key path
+
+
+def test_a_changed_value_still_reaches_mlflow_and_is_refused(tracking):
+    hook = BatchedParamsMlflowHook()
+    configured(hook, mlflow.start_run().info.run_id)
+    hook.before_node_run(None, None, {"params:temporal": {"horizon": 10}}, False)
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        hook.before_node_run(None, None, {"params:temporal": {"horizon": 5}}, False)

@@ -121,6 +121,22 @@ def test_native_fold_path_trains_the_same_model_as_the_refit_wrapper(planted, na
     assert cache.native_matrix(learners.get_learner(name).native, 1, params) is matrix
 
 
+@pytest.mark.parametrize("name", ["elastic_net", "alpha_composite", "lightgbm", "xgboost"])
+def test_a_row_gets_the_same_float32_prediction_in_any_batch(planted, name):
+    # The registry's reproduction check compares the chain's predictions on a serving slice with
+    # the pipeline's on the whole test frame; the ensemble's per-date ranks turn one ulp into a
+    # rank flip, so every row must come out bit-identical whatever else is in the batch.
+    frame, _ = planted
+    X = frame[FEATURES].astype(np.float32)
+    model = training.refit(name, dict(DEFAULTS[name]), X, frame["label"], None,
+                           dates=frame["date"], seed=1, n_jobs=1)
+    whole = learners.predict_float32(model, X)
+    for start, stop in ((0, 1001), (7, len(X)), (len(X) - 333, len(X))):
+        part = learners.predict_float32(model, X.iloc[start:stop])
+        assert part.dtype == np.float32
+        np.testing.assert_array_equal(part, whole[start:stop])
+
+
 def test_elastic_net_imputer_and_scaler_are_fitted_on_the_training_rows_only(planted):
     frame, folds = planted
     # A trending column makes training-fold statistics differ clearly from full-sample ones.

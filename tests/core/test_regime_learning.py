@@ -13,6 +13,7 @@ from bma_quant.core.data.labels import forward_return_labels
 from bma_quant.core.data.synthetic import generate_synthetic_market
 from bma_quant.core.data.temporal import TemporalConfig
 from bma_quant.core.evaluation.metrics import mean_rank_ic
+from bma_quant.core.models.learners import predict_float32
 from bma_quant.core.regimes import regime_learning as L
 from bma_quant.core.regimes.detection import PROBABILITY_COLUMNS, REGIMES
 
@@ -120,7 +121,7 @@ def test_blend_mixes_regime_models_by_probability_and_model_pickles(flipped):
                                   soft, _config(combine="blend"))
     X = held_out[FEATURES]
     _, probabilities = L.regimes_of_rows(held_out["date"], soft)
-    expected = sum(probabilities[:, k] * blended.estimators[r].predict(X)
+    expected = sum(probabilities[:, k] * predict_float32(blended.estimators[r], X)
                    for k, r in enumerate(REGIMES))
     np.testing.assert_allclose(blended.predict(held_out, soft).to_numpy(), expected, rtol=1e-6)
 

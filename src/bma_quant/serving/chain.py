@@ -37,6 +37,7 @@ from bma_quant.core.data import cleaning, market
 from bma_quant.core.data import panel as panel_lib
 from bma_quant.core.data import universe as universe_lib
 from bma_quant.core.data.schema import validate_long_panel
+from bma_quant.core.models import learners
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ class PredictionChain:
                         "date": features["date"].to_numpy(),
                         "ticker": features["ticker"].to_numpy(),
                         "model": name,
-                        "prediction": np.asarray(estimator.predict(X), dtype=np.float32),
+                        "prediction": learners.predict_float32(estimator, X),
                     }
                 )
             )

@@ -122,6 +122,18 @@ def register_learner(learner: Learner) -> Learner:
     return learner
 
 
+def predict_float32(estimator, X) -> np.ndarray:
+    """`estimator.predict(X)` from float64 features, returned as float32.
+
+    A linear model's float32 dot products depend on the batch (BLAS blocking and alignment), so
+    one row can differ by an ulp between the pipeline's test frame and a serving slice, and a
+    per-date rank downstream turns that ulp into a rank flip. In float64 the batch effect is far
+    below float32 rounding, so each row's float32 prediction is the same in any batch. Trees see
+    the same values (float32 -> float64 is exact)."""
+    X64 = X.astype(np.float64) if isinstance(X, pd.DataFrame) else np.asarray(X, np.float64)
+    return np.asarray(estimator.predict(X64), dtype=np.float32)
+
+
 def get_learner(name: str) -> Learner:
     try:
         return LEARNERS[name]

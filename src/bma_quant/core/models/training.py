@@ -30,7 +30,12 @@ import pandas as pd
 
 from bma_quant.core.data.cv import OOF, TUNING, DateFold, folds_of_stage
 from bma_quant.core.evaluation import metrics
-from bma_quant.core.models.learners import build_native_matrix, get_learner, native_fit_predict
+from bma_quant.core.models.learners import (
+    build_native_matrix,
+    get_learner,
+    native_fit_predict,
+    predict_float32,
+)
 
 TARGET_TRANSFORMS = ("rank", "zscore", "raw")
 ZSCORE_CLIP = 5.0
@@ -185,7 +190,7 @@ class FoldCache:
         estimator = learner.build(dict(params), int(seed), int(n_jobs))
         learner.fit(estimator, self.data.X[train], self.data.target[train], self.train_weight(k),
                     self.data.dates[train])
-        return np.asarray(estimator.predict(X_test), dtype=np.float32)
+        return predict_float32(estimator, X_test)
 
     def fold_rank_ic(self, k: int, prediction: np.ndarray, min_names: int) -> float:
         """Mean daily RankIC of a fold's test predictions; 0 when undefined (e.g. constant)."""

@@ -201,13 +201,14 @@ class RegimeAwareModel:
             for regime in REGIMES:
                 mask = labels == regime
                 if mask.any():
-                    out[mask] = self.model_for(regime).predict(X[mask])
+                    out[mask] = learners.predict_float32(self.model_for(regime), X[mask])
         else:
             cache: dict[int, np.ndarray] = {}  # fallback regimes share one model: predict once
             for k, regime in enumerate(REGIMES):
                 estimator = self.model_for(regime)
                 if id(estimator) not in cache:
-                    cache[id(estimator)] = np.asarray(estimator.predict(X), dtype=np.float64)
+                    cache[id(estimator)] = learners.predict_float32(estimator, X).astype(
+                        np.float64)
                 out += np.nan_to_num(probabilities[:, k]) * cache[id(estimator)]
         return pd.Series(out, index=rows.index, name="prediction")
 

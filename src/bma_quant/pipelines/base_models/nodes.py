@@ -222,7 +222,7 @@ def _train(name: str, inputs: training.TrainingInputs, params: dict, nw_lag: int
     test_frame = inputs.test_frame()
     test_predictions = pd.DataFrame({
         "date": inputs.test_dates, "ticker": inputs.test_tickers, "model": name,
-        "prediction": np.asarray(estimator.predict(test_frame), dtype=np.float32),
+        "prediction": learners.predict_float32(estimator, test_frame),
     })
     fold_rank_ic = cv_result.scores["rank_ic"]
     # constant predictions on every date (out-of-fold or test) rank nothing: degenerate

@@ -100,6 +100,8 @@ def run_chain(size: str, source: Path) -> dict:
             raise RuntimeError(f"{size}: kedro run failed\n{output[-4000:]}")
         summary = json.loads((project / "data/08_reporting/run_summary.json").read_text())
         status = json.loads((project / "data/08_reporting/base_model_status.json").read_text())
+        registration = json.loads((project / "data/08_reporting/model_registration.json")
+                                  .read_text())
         table = pd.read_csv(project / "data/08_reporting/evaluation_table.csv")
         overall = table[table["scope"] == "all"].set_index("model")["rank_ic"]
         return {
@@ -109,6 +111,8 @@ def run_chain(size: str, source: Path) -> dict:
             "layers_s": {name: _layer_seconds(summary, name) for name in LAYERS},
             "trials": {name: s.get("metrics", {}).get("n_trials") for name, s in status.items()},
             "test_rank_ic": {m: float(overall[m]) for m in ("final", "lightgbm") if m in overall},
+            # the serving chain reproduced the test predictions and was registered
+            "registered": bool(registration.get("registered")),
         }
 
 
@@ -195,8 +199,8 @@ def markdown(results: list[dict], reference: dict, label: str) -> str:
         "parameters (S: cv.min_train_days 252).",
         "",
         "| size | tickers x days | wall s | CPU s | peak RSS GiB | "
-        + " | ".join(LAYERS) + " | trials | test RankIC final / lightgbm |",
-        "|---|---|---:|---:|---:|" + "---:|" * len(LAYERS) + "---|---|",
+        + " | ".join(LAYERS) + " | trials | test RankIC final / lightgbm | registered |",
+        "|---|---|---:|---:|---:|" + "---:|" * len(LAYERS) + "---|---|---|",
     ]
     for r in results:
         layers = " | ".join("" if r["layers_s"][k] is None else f"{r['layers_s'][k]:.1f}"
@@ -205,7 +209,8 @@ def markdown(results: list[dict], reference: dict, label: str) -> str:
         ic = " / ".join(f"{r['test_rank_ic'].get(m, float('nan')):.4f}"
                         for m in ("final", "lightgbm"))
         lines.append(f"| {r['size']} | {r['tickers']} x {r['days']} | {r['wall_s']:.1f} | "
-                     f"{r['cpu_s']:.1f} | {r['peak_rss_gib']:.2f} | {layers} | {trials} | {ic} |")
+                     f"{r['cpu_s']:.1f} | {r['peak_rss_gib']:.2f} | {layers} | {trials} | {ic} | "
+                     f"{'yes' if r['registered'] else 'no'} |")
     by_size = {r["size"]: r for r in results}
     lines += ["", f"Single-LightGBM reference on the M panel ({reference['n_factors']} factors, "
               f"early stopping, load to prediction): {reference['wall_s']:.1f} s, test RankIC "

@@ -179,7 +179,7 @@ def log_to_mlflow(results: list[dict], reference: dict, label: str) -> None:
     for r in results:
         with mlflow.start_run(run_name=f"chain-{r['size']}-{label}"):
             mlflow.log_params({"size": r["size"], "tickers": r["tickers"], "days": r["days"],
-                               "source": label})
+                               "source": label, "generator_seed": SEED})
             values = {"wall_s": r["wall_s"], "cpu_s": r["cpu_s"],
                       "peak_rss_gib": r["peak_rss_gib"],
                       **{f"layer.{k}_s": v for k, v in r["layers_s"].items() if v is not None},
@@ -231,8 +231,6 @@ def main() -> int:
     label = "this checkout" if source == ROOT else str(source)
     if EXTRA_PARAMS:
         label += f" with {EXTRA_PARAMS}"
-    if SEED != 2024:
-        label += f", generator seed {SEED}"
     results = []
     for size in sizes:
         print(f"== chain {size} {SIZES[size]}", flush=True)

@@ -213,3 +213,21 @@ def test_detection_agreement_known_answers():
     assert out["probability"] == pytest.approx(0.5 + 0.5 / 3)
     with pytest.raises(ValueError, match="share no date"):
         R.detection_agreement(detected.assign(date=dates + pd.Timedelta(days=100)), truth)
+
+
+def test_hmm_states_can_be_named_by_a_column_it_does_not_model():
+    # Detected from one evidence column, named by another: the state whose dates have the
+    # highest mean of `trend` is bull, the lowest bear, whatever the HMM's internal numbering.
+    rng = np.random.default_rng(3)
+    states = np.repeat([2, 0, 1, 0, 2, 1], 120)  # 0 bull, 1 neutral, 2 bear
+    dates = pd.bdate_range("2015-01-01", periods=states.size, name="date")
+    # perf_momentum is highest in neutral: naming by it would call neutral bull
+    inputs = pd.DataFrame({"perf_momentum": rng.normal(np.array([0.0, 3.0, -3.0])[states], 0.5),
+                           "trend": rng.normal(np.array([1.0, 0.0, -1.0])[states], 0.3)},
+                          index=dates)
+    params = {**HMM, "columns": ["perf_momentum"], "order_column": "trend"}
+    detected = R.make_detector("hmm", params, 1).fit(inputs).detect(inputs)
+    truth = np.array(R.REGIMES)[states]
+    assert np.mean(detected["regime"].to_numpy() == truth) > 0.95
+    with pytest.raises(ValueError, match="order_column 'nothing'"):
+        R.make_detector("hmm", {**params, "order_column": "nothing"}, 1).fit(inputs)

@@ -313,9 +313,9 @@ class HmmDetector(RegimeDetector):
     def _fit(self, inputs: pd.DataFrame) -> None:
         from bma_quant.core.regimes.gaussian_hmm import filter_probabilities, fit_gaussian_hmm
 
-        if self.order_column not in self.columns:
-            raise ValueError(f"hmm detector: order_column {self.order_column!r} must be one of "
-                             f"its columns {list(self.columns)}")
+        if self.order_column not in (*self.columns, *inputs.columns):
+            raise ValueError(f"hmm detector: order_column {self.order_column!r} is neither one of "
+                             f"its columns {list(self.columns)} nor a detector input")
         self.center, self.scale = np.zeros(len(self.columns)), np.ones(len(self.columns))
         raw = self._matrix(inputs)
         # Fit-date moments; a column without values on the fit dates is left out (all NaN).
@@ -336,13 +336,28 @@ class HmmDetector(RegimeDetector):
                                           stay_prior=self.stay_prior, seed=self.seed)
         except (ValueError, np.linalg.LinAlgError) as error:
             raise DetectorFitError(f"hmm detector: fit failed: {error}") from error
-        shares = filter_probabilities(self.model, x).mean(axis=0)
+        probabilities = filter_probabilities(self.model, x)
+        shares = probabilities.mean(axis=0)
         if shares.min() < self.min_state_share:
             raise DetectorFitError(f"hmm detector: degenerate state (filtered shares "
                                    f"{np.round(shares, 4)}, min {self.min_state_share})")
-        order_means = self.model.means[:, self.columns.index(self.order_column)]
-        self.state_order = np.argsort(-order_means)  # highest trend = bull
+        self.state_order = np.argsort(-self._order_means(inputs, probabilities))  # highest = bull
         self.state_shares = shares[self.state_order]
+
+    def _order_means(self, inputs: pd.DataFrame, probabilities: np.ndarray) -> np.ndarray:
+        """Each state's mean of `order_column`: the fitted mean when the HMM models the column,
+        else its filtered-probability-weighted mean on the fit dates (states are then named by,
+        e.g., the market trend while detected from other evidence)."""
+        if self.order_column in self.columns:
+            return self.model.means[:, self.columns.index(self.order_column)]
+        values = inputs[self.order_column].to_numpy(dtype=np.float64)
+        seen = np.isfinite(values)
+        if not seen.any():
+            raise DetectorFitError(f"hmm detector: order_column {self.order_column!r} has no "
+                                   "values on the fit dates")
+        weights = probabilities[seen]
+        return (weights * values[seen, None]).sum(axis=0) / np.maximum(weights.sum(axis=0),
+                                                                         1e-12)
 
     def _raw_probabilities(self, inputs: pd.DataFrame) -> np.ndarray:
         from bma_quant.core.regimes.gaussian_hmm import filter_probabilities

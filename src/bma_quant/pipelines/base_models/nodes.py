@@ -14,7 +14,6 @@ import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bma_quant.core.data import cv

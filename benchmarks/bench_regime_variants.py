@@ -50,7 +50,7 @@ VARIANTS = {
 
 def base_layers(n_tickers: int, n_days: int, seed: int, overrides: dict) -> dict:
     market = generate_synthetic_market(n_tickers, n_days, seed=seed, **dict(REGIME_FACTOR_MARKET))
-    out: dict = {"true_regimes": market.regimes}  # for the agreement only; no layer reads it
+    out: dict = {"generator_regimes": market.regimes}  # for the agreement only; no layer reads it
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "prices.parquet"
         market.panel[USER_COLUMNS].to_parquet(path)
@@ -96,7 +96,7 @@ def main() -> None:
                                  "regime_lightgbm")
             regimes = result["regimes"]
             test = regimes[dates_in(out["date_split"], "test", regimes["date"])]
-            agreement = detection_agreement(test, out["true_regimes"])["best_match_accuracy"]
+            agreement = detection_agreement(test, out["generator_regimes"])["best_match_accuracy"]
             cells.append(f"{score:.4f} (agreement {agreement:.2f}, "
                          f"{time.perf_counter() - start:.0f} s)")
         print(f"| {seed} | " + " | ".join(cells) + " |", flush=True)

@@ -7,9 +7,10 @@ feature_engineering -> base_models -> regime_models -> stacking in memory, with 
 parameters. The pipeline sees only what a user's file would have: date, ticker, sector, OHLCV
 (the generator's signal / noise columns are dropped). Printed per seed, on the test period:
 
-- ceiling: one model per TRUE regime (the learner and tuned parameters of base_models' lightgbm,
-  the same model_input features and development rows), each test row predicted by its date's
-  true regime: what knowing the state is worth;
+- ceiling: one LightGBM per TRUE regime (base_models' tuned lightgbm parameters, the same
+  model_input features and development rows), each test row predicted by its date's true regime:
+  what knowing the state is worth; when the regime layer's learner is another one, that
+  learner's own ceiling (one per true regime, its parameters as the regime layer takes them) too;
 - lightgbm (global, base_models), regime_<learner>, final (the chosen ensemble), the best single
   model;
 - detector agreement with the truth on the test dates (same label; best label permutation);
@@ -46,6 +47,9 @@ from tests.support import deep_update, project_params, run_pipeline
 
 USER_COLUMNS = ["date", "ticker", "sector", "open", "high", "low", "close", "volume"]
 SECTION = "regime_quality"
+# The issue's ceiling and global reference: LightGBM (per true regime; global, base_models). When
+# the regime layer uses another learner, its own per-true-regime ceiling is reported beside it.
+CEILING_LEARNER = "lightgbm"
 
 
 def no_regime_market() -> dict:
@@ -81,13 +85,18 @@ def run_chain(n_tickers: int, n_days: int, seed: int, market_options: dict, over
     return market, out, timings
 
 
-def ceiling_predictions(out: dict, true_regimes: pd.DataFrame, params: dict) -> pd.DataFrame:
-    """One learner per TRUE regime on the development rows, test rows routed by true regime."""
+def ceiling_predictions(out: dict, true_regimes: pd.DataFrame, params: dict,
+                        learner: str) -> pd.DataFrame:
+    """One `learner` per TRUE regime on the development rows, test rows routed by true regime.
+
+    Parameters as the regime layer takes them: regime_models' defaults for the learner, overridden
+    by base_models' tuned ones when its status is ok."""
     model_input, split = out["model_input"], out["date_split"]
     features = [c for c in model_input.columns if c not in ("date", "ticker", "label")]
-    status = out["base_model_status"].get("lightgbm") or {}
-    learner_params = {**params["regime_models"]["learner_params"]["lightgbm"],
-                      **(status.get("best_params") or {})}
+    status = out["base_model_status"].get(learner) or {}
+    tuned = status.get("best_params") if status.get("status") == "ok" else None
+    learner_params = {**(params["regime_models"]["learner_params"].get(learner) or {}),
+                      **(tuned or {})}
     truth = true_regimes.set_index("date")["regime"]
     dev = model_input.loc[dates_in(split, "dev", model_input["date"])]
     test = model_input.loc[dates_in(split, "test", model_input["date"])].copy()
@@ -98,16 +107,18 @@ def ceiling_predictions(out: dict, true_regimes: pd.DataFrame, params: dict) -> 
         target = test["date"].map(truth).to_numpy() == regime
         if rows.empty or not target.any():
             continue
-        model = training.refit("lightgbm", learner_params, rows[features], rows["label"],
+        model = training.refit(learner, learner_params, rows[features], rows["label"],
                                weights.reindex(rows["date"]).fillna(1.0).to_numpy(),
                                dates=rows["date"], seed=42, n_jobs=2)
         test.loc[target, "prediction"] = model.predict(test.loc[target, features])
     return test[["date", "ticker", "label", "prediction"]]
 
 
-def test_scores(out: dict, ceiling: pd.DataFrame, min_names: int) -> dict[str, float]:
+def test_scores(out: dict, ceilings: dict[str, pd.DataFrame], min_names: int
+                ) -> dict[str, float]:
     labels = out["labels"]
-    scores = {"ceiling": mean_rank_ic(ceiling, "prediction", "label", min_names)}
+    scores = {f"ceiling_{learner}": mean_rank_ic(ceiling, "prediction", "label", min_names)
+              for learner, ceiling in ceilings.items()}
     frames = [out["base_test_predictions"], out["regime_test_predictions"],
               out["ensemble_test_predictions"]]
     for frame in frames:
@@ -120,42 +131,50 @@ def test_scores(out: dict, ceiling: pd.DataFrame, min_names: int) -> dict[str, f
 def measure(args, seed: int, market_options: dict, overrides: dict, params: dict) -> dict:
     start = time.perf_counter()
     market, out, timings = run_chain(args.tickers, args.days, seed, market_options, overrides)
-    ceiling = ceiling_predictions(out, market.regimes, params)
-    scores = test_scores(out, ceiling, int(params["regime_models"]["min_names"]))
+    learners = dict.fromkeys([CEILING_LEARNER, params["regime_models"]["learner"]])
+    ceilings = {learner: ceiling_predictions(out, market.regimes, params, learner)
+                for learner in learners}
+    scores = test_scores(out, ceilings, int(params["regime_models"]["min_names"]))
     regimes = out["regimes"]
     agreement = detection_agreement(
         regimes[dates_in(out["date_split"], "test", regimes["date"])], market.regimes)
     return {"seed": seed, "scores": scores, "agreement": agreement, "timings": timings,
             "chosen": out["ensemble_report"]["chosen"],
+            "selection": out["ensemble_report"]["selection"]["oos_rank_ic"],
             "seconds": time.perf_counter() - start}
 
 
 def table(rows: list[dict], learner: str) -> list[str]:
-    regime = f"regime_{learner}"
-    lines = [
-        f"| seed | ceiling | {learner} | {regime} | final (chosen) | best single | agreement "
-        f"(label / best match) | {regime} / ceiling | {regime} / {learner} | chain s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    regime, glob = f"regime_{learner}", CEILING_LEARNER
+    ceiling, own = f"ceiling_{CEILING_LEARNER}", f"ceiling_{learner}"
+    own_cols = [own] if own != ceiling else []
+    header = (f"| seed | ceiling ({glob} per true regime) | "
+              + "".join(f"ceiling ({learner} per true regime) | " for _ in own_cols)
+              + f"{glob} | {regime} | final (chosen) | best single | agreement (label / best "
+              f"match) | {regime} / ceiling | {regime} / {glob} | chain s |")
+    lines = [header, "|---|" + "---:|" * (9 + len(own_cols))]
     for row in rows:
         s = row["scores"]
         singles = {k: v for k, v in s.items()
-                   if k not in ("ceiling", "final") and not k.endswith(
+                   if not k.startswith("ceiling") and k != "final" and not k.endswith(
                        ("stacking", "bma", "equal_weight", "ic_weight"))}
         best = max(singles, key=singles.get)
         a = row["agreement"]
         lines.append(
-            f"| {row['seed']} | {s['ceiling']:.4f} | {s[learner]:.4f} | {s[regime]:.4f} | "
+            f"| {row['seed']} | {s[ceiling]:.4f} | "
+            + "".join(f"{s[c]:.4f} | " for c in own_cols)
+            + f"{s[glob]:.4f} | {s[regime]:.4f} | "
             f"{s['final']:.4f} ({row['chosen']}) | {singles[best]:.4f} ({best}) | "
             f"{a['accuracy']:.2f} / {a['best_match_accuracy']:.2f} | "
-            f"{s[regime] / s['ceiling']:.2f} | {s[regime] / s[learner]:.2f} | "
+            f"{s[regime] / s[ceiling]:.2f} | {s[regime] / s[glob]:.2f} | "
             f"{sum(row['timings'].values()):.0f} |")
-    mean = {k: np.mean([r["scores"][k] for r in rows]) for k in ("ceiling", learner, regime,
-                                                                  "final")}
+    mean = {k: np.mean([r["scores"][k] for r in rows])
+            for k in (ceiling, *own_cols, glob, regime, "final")}
     lines.append(
-        f"| **mean** | {mean['ceiling']:.4f} | {mean[learner]:.4f} | {mean[regime]:.4f} | "
-        f"{mean['final']:.4f} | | | {mean[regime] / mean['ceiling']:.2f} | "
-        f"{mean[regime] / mean[learner]:.2f} | |")
+        f"| **mean** | {mean[ceiling]:.4f} | " + "".join(f"{mean[c]:.4f} | " for c in own_cols)
+        + f"{mean[glob]:.4f} | {mean[regime]:.4f} | "
+        f"{mean['final']:.4f} | | | {mean[regime] / mean[ceiling]:.2f} | "
+        f"{mean[regime] / mean[glob]:.2f} | |")
     return lines
 
 

@@ -11,6 +11,9 @@ test-period mean RankIC of `regime_<learner>` is printed next to the global lear
 - hard_blend_noctx: the default without the context features (p_* and the evidence columns)
 - hmm_all_evidence: the detector's HMM on all seven evidence columns with 20-day factor
   performance (the default before the detector was chosen by agreement on these seeds)
+- elastic_net_blend / elastic_net_route / xgboost_blend: the default with another per-regime
+  learner (its tuned base_models parameters); a linear model per regime blended by the filtered
+  probabilities is a linear model whose factor payoffs move with the state
 
 Each cell also shows the detector's best-match agreement with the true regimes on test dates.
 
@@ -45,6 +48,11 @@ VARIANTS = {
                                              "perf_momentum", "perf_reversal",
                                              "perf_low_volatility"]},
                          "evidence": {"performance_window": 20}},
+    "elastic_net_blend": {"learner": "elastic_net"},
+    "elastic_net_route": {"learner": "elastic_net", "combine": "route"},
+    "elastic_net_soft": {"learner": "elastic_net", "training": "soft"},
+    "elastic_net_untuned": {"learner": "elastic_net", "use_tuned_params": False},
+    "xgboost_blend": {"learner": "xgboost"},
 }
 
 
@@ -82,18 +90,21 @@ def main() -> None:
     overrides = {"periods": {"dev_start": None},
                  "base_models": {"tuning": {"show_progress_bar": False}}}
     regime_pipeline = importlib.import_module("bma_quant.pipelines.regime_models").create_pipeline()
-    print("| seed | global lightgbm | " + " | ".join(variants) + " |")
-    print("|---|---:|" + "---:|" * len(variants))
+    print("| seed | global lightgbm | global elastic_net | global xgboost | "
+          + " | ".join(variants) + " |")
+    print("|---|---:|---:|---:|" + "---:|" * len(variants))
     for seed in args.seeds:
         out = base_layers(args.tickers, args.days, seed, overrides)
-        cells = [f"{test_rank_ic(out['base_test_predictions'], out['labels'], 'lightgbm'):.4f}"]
+        cells = [f"{test_rank_ic(out['base_test_predictions'], out['labels'], learner):.4f}"
+                 for learner in ("lightgbm", "elastic_net", "xgboost")]
         for variant in variants.values():
             start = time.perf_counter()
             inputs = {k: v for k, v in out.items() if k in regime_pipeline.inputs()}
             result = run_pipeline("regime_models", inputs,
                                   deep_update(overrides, {"regime_models": variant}))
+            learner = variant.get("learner", "lightgbm")
             score = test_rank_ic(result["regime_test_predictions"], out["labels"],
-                                 "regime_lightgbm")
+                                 f"regime_{learner}")
             regimes = result["regimes"]
             test = regimes[dates_in(out["date_split"], "test", regimes["date"])]
             agreement = detection_agreement(test, out["generator_regimes"])["best_match_accuracy"]

@@ -82,7 +82,7 @@ def test_default_run_logs_every_layer_to_one_mlflow_run(project):
                    "feature_engineering.leak_suspects",
                    "base_models.lightgbm.oof_rank_ic_mean", "base_models.xgboost.oof_rank_ic_mean",
                    "base_models.elastic_net.oof_rank_ic_mean",
-                   "regime_models.regime_lightgbm.oof_rank_ic_mean",
+                   "regime_models.regime_elastic_net.oof_rank_ic_mean",
                    "stacking.final.oos_rank_ic", "evaluation.final.test_rank_ic",
                    "evaluation.final.test_sharpe", "evaluation.lightgbm.test_ic"):
         assert pd.notna(run.get(f"metrics.{metric}")), metric

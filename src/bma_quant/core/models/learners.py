@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import ElasticNet
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bma_quant.core.evaluation.metrics import daily_rank_ic_columns
+from bma_quant.core.models.imputation import MedianImputer
 
 # ---------------------------------------------------------------------------------------------
 # The classic quant baseline: factors combined with weights from their development IC-IR
@@ -151,7 +151,7 @@ def build_estimator(name: str, params: dict, seed: int = 0, n_jobs: int = 1):
 def _build_elastic_net(params: dict, seed: int, n_jobs: int) -> Pipeline:
     return Pipeline(
         [
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+            ("impute", MedianImputer()),
             ("scale", StandardScaler()),
             ("model", ElasticNet(random_state=seed, **params)),
         ]
@@ -174,7 +174,7 @@ class ScaledMatrix:
 
 
 def _scaled_matrix(X: np.ndarray, y: np.ndarray, weight: np.ndarray) -> ScaledMatrix:
-    preprocess = Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+    preprocess = Pipeline([("impute", MedianImputer()),
                            ("scale", StandardScaler())])
     scaled = np.asfortranarray(preprocess.fit_transform(X), dtype=np.float64)
     return ScaledMatrix(preprocess, scaled, np.asarray(y, np.float64), np.asarray(weight))

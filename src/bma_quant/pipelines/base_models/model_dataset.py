@@ -12,7 +12,9 @@ pipeline and alpha_composite, `mlflow.xgboost` / `mlflow.lightgbm` for the sciki
 (both load back as an `XGBRegressor` / `LGBMRegressor`). The scikit-learn and LightGBM entries use
 `serialization_format: cloudpickle`: MLflow 3.17's default, skops, refuses the custom
 `AlphaComposite` and numpy dtypes; loading them back needs MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true
-(MLflow's gate on every pickled model). XGBoost models are stored in XGBoost's own format. A learner
+(MLflow's gate on every pickled model) and, for those two, `bma_quant` importable (the
+ElasticNet pipeline's `MedianImputer`, `AlphaComposite`; the registered chain ships the package
+as code). XGBoost models are stored in XGBoost's own format. A learner
 added later without a catalog entry falls back to the `base_{learner}_logged_model` pattern
 (mlflow.sklearn, which pickles any scikit-learn-API estimator). The pip requirements are given per
 flavour (`serving.requirements.learner_pip_requirements`) instead of inferred by MLflow, which

@@ -68,3 +68,38 @@ def test_reproduction_slice_still_scores(model_and_raw):
     split = {"test_start": dates[-50], "test_end": dates[-1]}
     out = model.chain.predict(nodes.test_slice(raw, split, model.chain.warmup_days))
     assert out["date"].nunique() == 50
+
+
+def test_warm_up_dates_feed_the_features_but_are_not_predicted(model_and_raw, monkeypatch):
+    """Only the dates after the warm-up are predicted, and they get what predicting every date
+    of the slice and dropping the warm-up gave (each later step is per row or per date)."""
+    import numpy as np
+    import pandas as pd
+
+    model, raw = model_and_raw
+    chain = model.chain
+    request = _last_dates(raw, chain.warmup_days + 5)
+    seen = []
+    original = type(chain).base_predictions
+    monkeypatch.setattr(type(chain), "base_predictions",
+                        lambda self, features: seen.append(features["date"]) or
+                        original(self, features))
+    out = chain.predict_all(request)
+    scored = pd.DatetimeIndex(sorted(pd.to_datetime(request["date"]).unique()))[chain.warmup_days:]
+    assert sorted(seen[0].unique()) == list(scored)
+    assert sorted(out["date"].unique()) == list(scored)
+
+    clean, market_frame = chain.prepare(request)
+    every_date = original(chain, chain.features(clean, market_frame))
+    every_date = every_date.loc[every_date["date"].isin(scored)]
+    regimes = chain.regimes(clean, market_frame)
+    regime_layer = chain.regime_predictions(chain.features(clean, market_frame), regimes)
+    components = pd.concat([every_date, regime_layer.loc[regime_layer["date"].isin(scored)]]
+                           if regime_layer is not None else [every_date], ignore_index=True)
+    final = chain.ensemble.combine(components, regimes)
+    keys = ["model", "date", "ticker"]
+    expected = pd.concat([components, final[["date", "ticker", "prediction"]].assign(
+        model=chain.model_name)], ignore_index=True).sort_values(keys).reset_index(drop=True)
+    got = out.sort_values(keys).reset_index(drop=True)
+    assert got[keys].equals(expected[keys])
+    np.testing.assert_array_equal(got["prediction"].to_numpy(), expected["prediction"].to_numpy())

@@ -271,7 +271,12 @@ class PredictionChain:
         """Every layer's predictions, long (date, ticker, model, prediction), incl. ``final``."""
         clean, market_frame = self.prepare(raw)
         self.check_history(clean["date"].nunique())
+        dates = pd.DatetimeIndex(np.sort(clean["date"].unique()))
+        scored = dates[self.warmup_days:] if self.warmup_days else dates
         features = self.features(clean, market_frame)
+        # The warm-up only feeds the rolling features (and the regime filter, from `clean`):
+        # every later step is per row or per date, so the warm-up rows are not predicted.
+        features = features.loc[features["date"].isin(scored)].reset_index(drop=True)
         base = self.base_predictions(features)
         regimes = self.regimes(clean, market_frame)
         layers = [base]
@@ -282,9 +287,6 @@ class PredictionChain:
         combined = self.ensemble.combine(components, regimes)
         final = combined[["date", "ticker", "prediction"]].assign(model=self.model_name)
         out = pd.concat([components, final], ignore_index=True)
-        dates = pd.DatetimeIndex(np.sort(clean["date"].unique()))
-        scored = dates[self.warmup_days:] if self.warmup_days else dates
-        out = out.loc[out["date"].isin(scored)]
         return out.sort_values(["model", "date", "ticker"], kind="stable").reset_index(drop=True)
 
     def predict(self, raw: pd.DataFrame) -> pd.DataFrame:

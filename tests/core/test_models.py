@@ -304,3 +304,31 @@ def test_tuning_folds_can_be_thinned_to_whole_dates_and_test_rows_never_are(plan
         else:
             np.testing.assert_array_equal(train, thin_train)
     assert training.thin_training_dates(full.rows[0][0], data.dates, None) is full.rows[0][0]
+
+
+@pytest.mark.parametrize("learner", ["elastic_net", "xgboost"])
+def test_refit_weightings_equal_one_refit_per_weighting(learner):
+    """Regime soft training fits one model per weighting of the same rows in one call; each
+    model must be the one its own refit gives (ElasticNet shares its weight-free imputer and
+    scaler), also when one weighting drops rows (then it is fitted apart)."""
+    rng = np.random.default_rng(5)
+    n_dates, n_names = 60, 40
+    dates = np.repeat(pd.date_range("2020-01-01", periods=n_dates, freq="B"), n_names)
+    X = pd.DataFrame(rng.normal(size=(len(dates), 4)).astype(np.float32), columns=list("abcd"))
+    X.iloc[rng.random(len(dates)) < 0.05, 1] = np.nan
+    y = X["a"].fillna(0).to_numpy() * 0.1 + rng.normal(size=len(dates))
+    y[rng.random(len(y)) < 0.05] = np.nan
+    shares = rng.dirichlet(np.ones(3), size=len(dates))
+    same_rows = [np.maximum(shares[:, k], 0.05) for k in range(3)]
+    params = {"alpha": 0.01, "l1_ratio": 0.5} if learner == "elastic_net" else {
+        "n_estimators": 20, "max_depth": 3}
+    for weight_sets in (same_rows, [*same_rows[:2], np.where(shares[:, 2] > 0.2, 1.0, 0.0)]):
+        together = training.refit_weightings(learner, params, X, y, weight_sets, dates=dates)
+        for weight, model in zip(weight_sets, together, strict=True):
+            alone = training.refit(learner, params, X, y, weight, dates=dates)
+            np.testing.assert_array_equal(learners.predict_float32(model, X),
+                                          learners.predict_float32(alone, X))
+            if learner == "elastic_net":
+                np.testing.assert_array_equal(model.named_steps["model"].coef_,
+                                              alone.named_steps["model"].coef_)
+                assert list(model.feature_names_in_) == list("abcd")

@@ -14,6 +14,7 @@ Adding a learner is one `register_learner(Learner(...))` call plus its defaults 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +104,8 @@ class Learner:
     fit(estimator, X, y, sample_weight, dates) -> fitted estimator (routes weights / dates).
     importance(fitted, feature_names) -> one non-negative number per feature.
     native: "xgboost" / "lightgbm" for learners whose fold fits reuse a binned matrix, else None.
+    fit_weightings(estimators, X, y, sample_weights, dates) -> fitted estimators, one per weight
+    vector on the same rows; None = `fit` once per vector (see `fit_each_weighting`).
     """
 
     name: str
@@ -112,6 +115,14 @@ class Learner:
     native: str | None = None
     importance_kind: str = "gain"
     description: str = field(default="", compare=False)
+    fit_weightings: Callable[[list, Any, np.ndarray, list, Any], list] | None = None
+
+    def fit_each_weighting(self, estimators: list, X, y, sample_weights: list, dates) -> list:
+        """Fit estimators[i] with sample_weights[i] on the same rows X, y."""
+        if self.fit_weightings is not None and len(estimators) > 1:
+            return self.fit_weightings(estimators, X, y, sample_weights, dates)
+        return [self.fit(e, X, y, w, dates)
+                for e, w in zip(estimators, sample_weights, strict=True)]
 
 
 LEARNERS: dict[str, Learner] = {}
@@ -160,6 +171,21 @@ def _build_elastic_net(params: dict, seed: int, n_jobs: int) -> Pipeline:
 
 def _fit_elastic_net(estimator, X, y, sample_weight, dates):
     return estimator.fit(X, y, model__sample_weight=sample_weight)
+
+
+def _fit_elastic_net_weightings(estimators, X, y, sample_weights, dates):
+    """The imputer and scaler take no weights: fitted once (on the first pipeline's copies) and
+    shared, so each further weighting fits only its ElasticNet, on the same matrix the pipeline's
+    own fit would have passed it (regime soft training: one weighting per regime)."""
+    first = estimators[0]
+    preprocess = Pipeline(first.steps[:-1])
+    scaled = preprocess.fit_transform(X)
+    fitted = []
+    for estimator, weight in zip(estimators, sample_weights, strict=True):
+        estimator.steps[:-1] = [(name, copy.deepcopy(step)) for name, step in preprocess.steps]
+        estimator.steps[-1][1].fit(scaled, y, sample_weight=weight)
+        fitted.append(estimator)
+    return fitted
 
 
 @dataclass
@@ -235,7 +261,8 @@ def _alpha_composite_importance(estimator, names):
 
 register_learner(Learner("elastic_net", _build_elastic_net, _fit_elastic_net,
                          _elastic_net_importance, native="scaled", importance_kind="abs_coef",
-                         description="ElasticNet on median-imputed, standardised features"))
+                         description="ElasticNet on median-imputed, standardised features",
+                         fit_weightings=_fit_elastic_net_weightings))
 register_learner(Learner("xgboost", _build_xgboost, _fit_plain, _xgboost_importance,
                          native="xgboost", importance_kind="total_gain",
                          description="XGBoost, hist tree method"))

@@ -323,25 +323,65 @@ def refit(
 
     `dates` is needed for a per-date target transform and by alpha_composite; with dates=None the
     target must be "raw". Keep X_dev a DataFrame so the estimator records the feature names."""
+    return refit_weightings(learner_name, params, X_dev, y_dev, [w_dev], dates=dates, seed=seed,
+                            n_jobs=n_jobs, target_transform=target_transform,
+                            max_train_rows=max_train_rows)[0]
+
+
+def refit_weightings(
+    learner_name: str,
+    params: dict,
+    X_dev,
+    y_dev,
+    weight_sets: list,
+    *,
+    dates=None,
+    seed: int = 0,
+    n_jobs: int = 1,
+    target_transform: str = "rank",
+    max_train_rows: int | None = None,
+) -> list:
+    """`refit` once per weight vector in `weight_sets` (None = equal weights), each result the
+    same as its own `refit` call. The target transform, and when every vector keeps the same rows
+    the row selection and the learner's weight-free preprocessing (`Learner.fit_weightings`),
+    are computed once: regime soft training fits one model per regime on the same rows."""
     if dates is None and target_transform != "raw":
         raise ValueError(f"refit with target_transform={target_transform!r} needs dates")
     label = np.asarray(y_dev, dtype=np.float64)
     row_dates = pd.DatetimeIndex(dates).to_numpy() if dates is not None else None
     target = (cross_sectional_target(label, row_dates, target_transform)
               if row_dates is not None else label.astype(np.float32))
-    weight = np.ones(len(label)) if w_dev is None else np.nan_to_num(np.asarray(w_dev, float))
+    weights = [np.ones(len(label)) if w is None else np.nan_to_num(np.asarray(w, float))
+               for w in weight_sets]
+    keeps = [_refit_rows(target, w, row_dates, max_train_rows) for w in weights]
+    learner = get_learner(learner_name)
+    if all(np.array_equal(keeps[0], keep) for keep in keeps[1:]):
+        groups = [list(range(len(weights)))]
+    else:
+        groups = [[i] for i in range(len(weights))]
+    fitted: dict[int, Any] = {}
+    for members in groups:
+        keep = keeps[members[0]]
+        X_fit = X_dev[keep] if isinstance(X_dev, pd.DataFrame) else np.asarray(X_dev)[keep]
+        if isinstance(X_fit, pd.DataFrame):
+            X_fit = X_fit.astype(np.float32)
+        estimators = [learner.build(dict(params), int(seed), int(n_jobs)) for _ in members]
+        results = learner.fit_each_weighting(
+            estimators, X_fit, target[keep], [normalised_weights(weights[i][keep]) for i in members],
+            None if row_dates is None else row_dates[keep])
+        fitted.update(zip(members, results, strict=True))
+    return [fitted[i] for i in range(len(weights))]
+
+
+def _refit_rows(target: np.ndarray, weight: np.ndarray, row_dates, max_train_rows) -> np.ndarray:
+    """Rows a refit trains on: a finite target and a positive weight, thinned to every k-th date
+    beyond `max_train_rows`."""
     keep = np.isfinite(target) & (weight > 0)
     if row_dates is not None and max_train_rows:
         kept_rows = thin_training_dates(np.flatnonzero(keep), row_dates, max_train_rows)
         keep = np.zeros(len(keep), dtype=bool)
         keep[kept_rows] = True
-    X_fit = X_dev[keep] if isinstance(X_dev, pd.DataFrame) else np.asarray(X_dev)[keep]
-    if isinstance(X_fit, pd.DataFrame):
-        X_fit = X_fit.astype(np.float32)
-    learner = get_learner(learner_name)
-    estimator = learner.build(dict(params), int(seed), int(n_jobs))
-    return learner.fit(estimator, X_fit, target[keep], normalised_weights(weight[keep]),
-                       None if row_dates is None else row_dates[keep])
+    return keep
 
 
 # ---------------------------------------------------------------------------------------------

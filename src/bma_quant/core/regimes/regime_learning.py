@@ -96,6 +96,15 @@ def fit_learner(config: RegimeLearningConfig, X: pd.DataFrame, y, weights, dates
                           target_transform=config.target_transform)
 
 
+def fit_learner_weightings(config: RegimeLearningConfig, X: pd.DataFrame, y, weight_sets: list,
+                           dates) -> list:
+    """`fit_learner` once per weight vector on the same rows, sharing the work that does not
+    depend on the weights (`training.refit_weightings`)."""
+    return training.refit_weightings(config.learner, dict(config.params), X, y, weight_sets,
+                                     dates=dates, seed=config.seed, n_jobs=config.n_jobs,
+                                     target_transform=config.target_transform)
+
+
 # ---------------------------------------------------------------------------------------------
 # Regimes of rows
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +285,7 @@ def _fit_soft(X, y, weights, row_dates, labelled, probabilities, config: RegimeL
     """One model per regime on every labelled row, weighted by that regime's filtered probability
     (floored); a regime whose probability mass is below min_samples_per_regime rows gets none."""
     rows = np.flatnonzero(labelled)
-    estimators, counts = {}, {}
+    counts, regime_weights = {}, {}
     for k, regime in enumerate(REGIMES):
         share = np.nan_to_num(probabilities[rows, k], nan=0.0)
         counts[regime] = int(round(share.sum()))  # effective rows of the regime
@@ -284,10 +293,12 @@ def _fit_soft(X, y, weights, row_dates, labelled, probabilities, config: RegimeL
             logger.info("regime %s: probability mass of %d rows < %d, served by the fallback "
                         "model", regime, counts[regime], config.min_samples_per_regime)
             continue
-        soft = np.maximum(share, config.min_stability_weight)
-        estimators[regime] = fit_learner(config, X.iloc[rows], y[rows], weights[rows] * soft,
-                                         row_dates[rows])
-    return estimators, counts
+        regime_weights[regime] = weights[rows] * np.maximum(share, config.min_stability_weight)
+    if not regime_weights:
+        return {}, counts
+    fitted = fit_learner_weightings(config, X.iloc[rows], y[rows], list(regime_weights.values()),
+                                    row_dates[rows])
+    return dict(zip(regime_weights, fitted, strict=True)), counts
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from scipy.stats import norm
 from bma_quant.core.data import cv, split
 from bma_quant.core.data.temporal import TemporalConfig
 from bma_quant.core.ensemble import combiners, model_averaging
+from bma_quant.core.ensemble.selection import SelectionRule, fold_mean_scores
 
 REGIMES = ("bull", "neutral", "bear")
 PARAMS = {
@@ -320,21 +321,56 @@ def test_walk_forward_gives_each_fold_its_own_detector_and_refuses_a_global_one(
                                         inputs["date_split"]["test_start"])
 
 
+def _daily_scores(per_fold: list[tuple[str, int, float]], dates_per_fold: int = 4,
+                  wiggle: float = 0.0) -> pd.DataFrame:
+    """Daily RankICs whose per-fold means are `per_fold` (+-wiggle around the mean per date)."""
+    rows = []
+    for method, fold, mean in per_fold:
+        for d in range(dates_per_fold):
+            rows.append((method, fold, pd.Timestamp("2020-01-01") + pd.Timedelta(
+                days=fold * 100 + d), mean + wiggle * (1 if d % 2 else -1)))
+    return pd.DataFrame(rows, columns=["method", "fold", "date", "rank_ic"])
+
+
 def test_nested_final_score_uses_only_earlier_folds_for_the_choice():
     # "a" wins fold 1, "b" wins folds 2 and 3: the walk-forward choice takes "a" at fold 2 (by
-    # fold 1) and "b" at fold 3 (by folds 1-2 mean: a 0.05, b 0.065); fold 0 is not fitted.
-    rows = [("a", 0, False, 0.9), ("b", 0, False, 0.9),
-            ("a", 1, True, 0.10), ("b", 1, True, 0.03),
-            ("a", 2, True, 0.00), ("b", 2, True, 0.10),
-            ("a", 3, True, 0.01), ("b", 3, True, 0.20)]
-    scores = pd.DataFrame(rows, columns=["method", "fold", "fitted", "rank_ic"])
-    value, folds = combiners.nested_final_score(scores, n_validation=2)
+    # fold 1) and "b" at fold 3 (by folds 1-2 mean: a 0.05, b 0.065).
+    daily = _daily_scores([("a", 1, 0.10), ("b", 1, 0.03), ("a", 2, 0.00), ("b", 2, 0.10),
+                           ("a", 3, 0.01), ("b", 3, 0.20)])
+    value, folds = combiners.nested_final_score(daily, [1, 2, 3], n_validation=2)
     assert folds == [2, 3]
     assert value == pytest.approx((0.00 + 0.20) / 2)
     # with a one-fold window the choice at fold 3 is by fold 2 alone: still "b"
-    assert combiners.nested_final_score(scores, n_validation=1)[0] == pytest.approx(0.1)
+    assert combiners.nested_final_score(daily, [1, 2, 3], n_validation=1)[0] == \
+        pytest.approx(0.1)
     # the optimistic figure (best method's own mean on the same folds) is higher
-    assert value < scores[scores["method"] == "b"].query("fitted")["rank_ic"].mean() + 1e-12
+    assert value < daily[daily["method"] == "b"]["rank_ic"].mean() + 1e-12
+
+
+def test_selection_rule_keeps_the_default_unless_the_evidence_is_strong():
+    # b tops a by 0.002 on dates whose daily scores swing by 0.05: noise, the default stays
+    noisy = _daily_scores([("a", 1, 0.030), ("b", 1, 0.032), ("a", 2, 0.030), ("b", 2, 0.032)],
+                          dates_per_fold=30)
+    rng = np.random.default_rng(0)
+    noisy["rank_ic"] += rng.normal(0, 0.05, len(noisy))
+    rule = SelectionRule(default_method="a", min_t_stat=1.0, nw_lag=10)
+    top = combiners.choose_method(fold_mean_scores(noisy, [1, 2]))
+    chosen, info = rule.choose(noisy, [1, 2])
+    assert (chosen, info["top_method"]) == ("a", top) and top == "b"
+    assert abs(info["t_stat_vs_default"]) < 1.0
+    # the same top method with a steady lead of 0.02 on every date replaces the default
+    steady = _daily_scores([("a", 1, 0.01), ("b", 1, 0.03), ("a", 2, 0.01), ("b", 2, 0.03)],
+                           dates_per_fold=30, wiggle=0.001)
+    steady.loc[steady["method"] == "b", "rank_ic"] += np.resize([0.0, 0.004, -0.002], 60)
+    chosen, info = rule.choose(steady, [1, 2])
+    assert chosen == "b" and info["t_stat_vs_default"] > 1.0
+    # no t-stat threshold (or no default): the top score alone decides, as before
+    assert SelectionRule().choose(noisy, [1, 2])[0] == "b"
+    assert SelectionRule("a", None).choose(noisy, [1, 2])[0] == "b"
+    # a default that was not scored (not among the methods) cannot be kept
+    assert SelectionRule("zzz", 1.0).choose(noisy, [1, 2])[0] == "b"
+    # no validation folds: the fallback
+    assert SelectionRule("a", 1.0).choose(noisy, [])[0] == "equal_weight"
 
 
 def test_choose_method_picks_the_best_finite_score():

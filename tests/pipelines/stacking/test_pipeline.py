@@ -78,9 +78,13 @@ def test_outputs_follow_the_contract(outputs, data):
     metrics = outputs["stacking_metrics"]
     assert ({f"{m}.oos_rank_ic" for m in METHODS}
             | {"final.oos_rank_ic", "final.selection_rank_ic"} <= set(metrics))
-    # The chosen method's own score is a maximum over methods (optimistic): the selection score.
-    assert metrics["final.selection_rank_ic"]["value"] == max(
-        metrics[f"{m}.oos_rank_ic"]["value"] for m in METHODS)
+    # The chosen method is the top score, or the default (bma) that the top method did not beat
+    # by more than min_t_stat; its own score on the same folds is the (optimistic) selection score.
+    selection = report["selection"]
+    top = max(METHODS, key=lambda m: metrics[f"{m}.oos_rank_ic"]["value"])
+    assert selection["top_method"] == top
+    assert chosen == top or (chosen == selection["default_method"] == "bma"
+                             and not selection["t_stat_vs_default"] > selection["min_t_stat"])
     assert metrics["final.selection_rank_ic"]["value"] == pytest.approx(
         report["selection"]["oos_rank_ic"][chosen])
     # `final.oos_rank_ic` is the walk-forward choice's score on a later fold.

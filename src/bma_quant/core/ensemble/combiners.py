@@ -36,13 +36,18 @@ from sklearn.linear_model import ElasticNet
 
 from bma_quant.core.data.cv import DateFold
 from bma_quant.core.ensemble import model_averaging
+from bma_quant.core.ensemble.selection import (  # noqa: F401  (re-exported)
+    FALLBACK_METHOD,
+    SelectionRule,
+    choose_method,
+    nested_final_score,
+)
 from bma_quant.core.evaluation import metrics
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("stacking", "regime_stacking", "bma", "equal_weight", "ic_weight")
 FINAL = "final"
-FALLBACK_METHOD = "equal_weight"
 ALL_REGIMES = "all"
 DATE, TICKER, MODEL, FOLD, PREDICTION = "date", "ticker", "model", "fold", "prediction"
 LABEL, TARGET = "label", "target"
@@ -532,11 +537,14 @@ class WalkForwardResult:
     validation_folds: list[int]
     oos_rank_ic: dict[str, float]  # per method: its own out-of-sample score (no choice in it)
     notes: list[str]
-    # `final` chosen walk-forward: at each fitted fold, the method best on the earlier fitted
-    # folds, scored there (NaN with fewer than two fitted folds). The chosen method's
-    # `oos_rank_ic` is a maximum over methods on the same folds, so it is optimistic.
+    # `final` chosen walk-forward: at each fitted fold, the method the selection rule picks on
+    # the earlier fitted folds, scored there (NaN with fewer than two fitted folds). The chosen
+    # method's `oos_rank_ic` is a choice over methods on the same folds, so it is optimistic.
     final_nested_rank_ic: float = math.nan
     final_nested_folds: list[int] = field(default_factory=list)
+    chosen: str = FALLBACK_METHOD  # the rule's pick on the validation folds
+    choice: dict = field(default_factory=dict)  # why: top method, t-stat against the default
+    daily_scores: pd.DataFrame = field(default_factory=pd.DataFrame)  # method, fold, date, rank_ic
 
 
 def _fold_regimes(fold_regimes: pd.DataFrame | None, fold: int) -> pd.DataFrame | None:
@@ -550,24 +558,6 @@ def _fold_regimes(fold_regimes: pd.DataFrame | None, fold: int) -> pd.DataFrame 
     return part if len(part) else None
 
 
-def nested_final_score(scores: pd.DataFrame, n_validation: int) -> tuple[float, list[int]]:
-    """Walk-forward choice of the method: at each fitted fold after the first, the method with
-    the best mean RankIC over the (at most `n_validation`) earlier fitted folds, scored on that
-    fold. Returns the mean of those scores and the folds they come from."""
-    fitted = scores[scores["fitted"]]
-    folds = sorted(fitted[FOLD].unique())
-    picked = []
-    for j, fold in enumerate(folds[1:], start=1):
-        window = folds[max(0, j - max(n_validation, 1)):j]
-        earlier = fitted[fitted[FOLD].isin(window)].groupby("method", sort=False)["rank_ic"].mean()
-        chosen = choose_method(earlier.to_dict())
-        here = fitted[(fitted[FOLD] == fold) & (fitted["method"] == chosen)]["rank_ic"]
-        if len(here):
-            picked.append((int(fold), float(here.iloc[0])))
-    values = [v for _, v in picked if math.isfinite(v)]
-    return (float(np.mean(values)) if values else math.nan), [f for f, _ in picked]
-
-
 def walk_forward_ensembles(
     design: pd.DataFrame,
     folds: list[DateFold],
@@ -576,6 +566,7 @@ def walk_forward_ensembles(
     models: list[str],
     params: dict,
     test_start,
+    rule: SelectionRule | None = None,
 ) -> WalkForwardResult:
     """Out-of-sample ensemble predictions for every fold, and nested validation scores.
 
@@ -585,14 +576,16 @@ def walk_forward_ensembles(
     weights. Regime-aware methods see fold k's own regime table (``fold_regimes``: a detector
     fitted on fold k's training dates), never the detector fitted through the end of
     development. A method's score is its mean RankIC (against the raw label) over the last
-    ``n_validation_folds`` fitted folds.
+    ``n_validation_folds`` fitted folds; ``rule`` (default: the top score) picks `final` from
+    those folds' daily RankICs.
     """
+    rule = rule or SelectionRule(fallback=params.get("fallback_method", FALLBACK_METHOD))
     selection = params.get("selection", {})
     min_fit_dates = int(selection.get("min_fit_dates", 20))
     min_names = int(selection.get("min_names", 5))
     n_validation = int(selection.get("n_validation_folds", 2))
     folds = sorted(folds, key=lambda f: f.fold)
-    parts, scores, notes = [], [], []
+    parts, scores, daily, notes = [], [], [], []
     for position, fold in enumerate(folds):
         rows = design[design[FOLD] == fold.fold]
         if rows.empty:
@@ -615,8 +608,12 @@ def walk_forward_ensembles(
                 prediction = _linear(rows, models, _equal(len(models)))
             scored = pd.DataFrame({DATE: rows[DATE].to_numpy(), PREDICTION: prediction,
                                    LABEL: rows[LABEL].to_numpy()})
+            rank_ic = metrics.daily_ic(scored, PREDICTION, LABEL, "spearman", min_names)
             scores.append({"method": method, FOLD: int(fold.fold), "fitted": fitted,
-                           "rank_ic": metrics.mean_rank_ic(scored, PREDICTION, LABEL, min_names)})
+                           "rank_ic": float(rank_ic.mean()) if len(rank_ic) else math.nan})
+            if fitted:
+                daily.append(pd.DataFrame({"method": method, FOLD: int(fold.fold),
+                                           DATE: rank_ic.index, "rank_ic": rank_ic.to_numpy()}))
             parts.append(pd.DataFrame({
                 DATE: rows[DATE].to_numpy(), TICKER: rows[TICKER].to_numpy(), MODEL: method,
                 FOLD: rows[FOLD].to_numpy().astype(np.int32),
@@ -633,20 +630,14 @@ def walk_forward_ensembles(
            for m in methods}
     predictions = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=[DATE, TICKER, MODEL, FOLD, PREDICTION])
-    final_score, final_folds = nested_final_score(score_table, n_validation)
+    daily_scores = pd.concat(daily, ignore_index=True) if daily else pd.DataFrame(
+        columns=["method", FOLD, DATE, "rank_ic"])
+    chosen, choice = rule.choose(daily_scores, validation)
+    final_score, final_folds = nested_final_score(daily_scores, fitted_folds, n_validation, rule)
     if not final_folds:
         notes.append("fewer than two fitted folds: no nested score for the chosen method")
     return WalkForwardResult(predictions, score_table, validation, oos, notes, final_score,
-                             final_folds)
-
-
-def choose_method(oos_rank_ic: dict[str, float], fallback: str = FALLBACK_METHOD) -> str:
-    """The method with the best nested out-of-sample RankIC (first listed wins ties); the
-    fallback when no method has a finite score."""
-    finite = {m: s for m, s in oos_rank_ic.items() if s is not None and math.isfinite(s)}
-    if not finite:
-        return fallback
-    return max(finite, key=finite.get)
+                             final_folds, chosen, choice, daily_scores)
 
 
 def with_final(predictions: pd.DataFrame, chosen: str) -> pd.DataFrame:

@@ -8,6 +8,7 @@ import pandas as pd
 
 from bma_quant.core.data.cv import OOF, folds_from_table
 from bma_quant.core.ensemble import combiners
+from bma_quant.core.ensemble.selection import SelectionRule
 from bma_quant.pipelines.base_models.model_dataset import LoggedLearner
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 
@@ -75,18 +76,28 @@ def select_ensemble(
     date_split: dict,
     model_info: dict,
     params: dict,
+    temporal: dict,
 ) -> tuple[pd.DataFrame, dict]:
     """Walk-forward out-of-sample predictions of every method (regimes from each fold's own
-    detector), nested validation scores, the chosen method (best mean RankIC on the last
+    detector), nested validation scores, the chosen method (stacking.selection's rule on the last
     `n_validation_folds` folds) and the walk-forward score of that choice."""
+    rule = SelectionRule.from_params(params.get("selection", {}),
+                                     nw_lag=int(temporal["prediction_horizon_days"]),
+                                     fallback=params["fallback_method"])
     result = combiners.walk_forward_ensembles(
         design, folds_from_table(cv_folds, stage=OOF), fold_regimes, model_info["methods"],
-        model_info["models"], params, date_split["test_start"])
-    chosen = combiners.choose_method(result.oos_rank_ic, params["fallback_method"])
-    logger.info("stacking: chosen %s; nested OOS RankIC %s", chosen,
+        model_info["models"], params, date_split["test_start"], rule)
+    chosen = result.chosen
+    logger.info("stacking: chosen %s (top score %s, t-stat against the default %s %.2f); nested "
+                "OOS RankIC %s", chosen, result.choice.get("top_method"), rule.default_method,
+                result.choice.get("t_stat_vs_default", float("nan")),
                 {m: round(s, 5) for m, s in result.oos_rank_ic.items()})
     selection = {
         "chosen": chosen,
+        "top_method": result.choice.get("top_method"),
+        "default_method": rule.default_method,
+        "min_t_stat": rule.min_t_stat,
+        "t_stat_vs_default": result.choice.get("t_stat_vs_default"),
         "oos_rank_ic": result.oos_rank_ic,
         "final_nested_rank_ic": result.final_nested_rank_ic,
         "final_nested_folds": result.final_nested_folds,
@@ -154,9 +165,11 @@ def report_stacking(
         "seed_regime_rule": combiners.seed_regime_rule_check(weights),
     }
     values = {f"{m}.oos_rank_ic": s for m, s in selection["oos_rank_ic"].items()}
-    # The chosen method's own score is the best of several on the same folds (optimistic): it is
-    # logged as the selection score; `final.oos_rank_ic` is the walk-forward choice's score.
+    # The chosen method's own score is a choice among several on the same folds (optimistic): it
+    # is logged as the selection score; `final.oos_rank_ic` is the walk-forward choice's score.
     values["final.selection_rank_ic"] = selection["oos_rank_ic"].get(chosen)
+    # the top-scoring method's Newey-West t-stat against the default (NaN: it is the default)
+    values["final.t_stat_vs_default"] = selection.get("t_stat_vs_default")
     values["final.oos_rank_ic"] = selection.get("final_nested_rank_ic")
     values["final.identical_to_member"] = float(identical_to is not None)
     values.update({f"{m}.identical_to_member": float(bool((info or {}).get("identical_to")))

@@ -19,7 +19,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.select_ensemble,
                 ["stacking_design", "fold_regimes", "cv_folds", "date_split",
-                 "stacking_model_info", "params:stacking"],
+                 "stacking_model_info", "params:stacking", "params:temporal"],
                 ["ensemble_oof_predictions", "stacking_selection"],
                 name="select_ensemble",
             ),

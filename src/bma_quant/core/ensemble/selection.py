@@ -1,0 +1,96 @@
+"""Which ensemble method becomes `final`: nested out-of-sample selection (seed §2.4.2).
+
+Every method is scored walk-forward on the out-of-fold dates (fitted only on earlier folds). Its
+score is the mean over the last ``n_validation`` fitted folds of its per-fold mean RankIC. The
+methods' scores on a couple of folds differ by a few thousandths, about the noise of those
+dates, so picking the top score alone is close to a coin flip among near-equal methods, and a
+wrong flip can cost more than the methods differ on average (benchmarks/results.md,
+"ensemble selection"). ``SelectionRule`` therefore keeps a default method unless the top-scoring
+method beats it with evidence: a Newey-West t-statistic (lag = the label horizon, whose windows
+overlap) of their daily RankIC difference above ``min_t_stat``, the one-standard-error
+convention by default. The rule was chosen on development generator seeds and checked on others.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bma_quant.core.evaluation.metrics import newey_west_tstat
+
+FALLBACK_METHOD = "equal_weight"
+METHOD, FOLD, DATE, RANK_IC = "method", "fold", "date", "rank_ic"
+
+
+def choose_method(oos_rank_ic: dict[str, float], fallback: str = FALLBACK_METHOD) -> str:
+    """The method with the best nested out-of-sample RankIC (first listed wins ties); the
+    fallback when no method has a finite score."""
+    finite = {m: s for m, s in oos_rank_ic.items() if s is not None and math.isfinite(s)}
+    if not finite:
+        return fallback
+    return max(finite, key=finite.get)
+
+
+def fold_mean_scores(daily: pd.DataFrame, folds: list[int]) -> dict[str, float]:
+    """Per method: the mean over `folds` of its per-fold mean daily RankIC (methods in order of
+    first appearance, so ties go to the first listed)."""
+    part = daily[daily[FOLD].isin(folds)]
+    per_fold = part.groupby([METHOD, FOLD], sort=False)[RANK_IC].mean()
+    means = per_fold.groupby(level=METHOD, sort=False).mean()
+    return {str(m): float(v) for m, v in means.items()}
+
+
+@dataclass(frozen=True)
+class SelectionRule:
+    """Top mean validation RankIC, but ``default_method`` stays unless the top method's daily
+    RankIC advantage over it has a Newey-West t-stat (lag ``nw_lag``) above ``min_t_stat``.
+    ``default_method`` or ``min_t_stat`` None: the top score alone decides."""
+
+    default_method: str | None = None
+    min_t_stat: float | None = None
+    nw_lag: int = 10
+    fallback: str = FALLBACK_METHOD
+
+    @classmethod
+    def from_params(cls, selection: dict, nw_lag: int, fallback: str = FALLBACK_METHOD
+                    ) -> SelectionRule:
+        t = selection.get("min_t_stat")
+        return cls(selection.get("default_method"), None if t is None else float(t),
+                   int(nw_lag), fallback)
+
+    def choose(self, daily: pd.DataFrame, folds: list[int]) -> tuple[str, dict]:
+        """The method for the dates after `folds`, judged on `folds` only; and why."""
+        scores = fold_mean_scores(daily, folds)
+        best = choose_method(scores, self.fallback)
+        info = {"top_method": best, "scores": scores, "default_method": self.default_method,
+                "t_stat_vs_default": math.nan}
+        default_score = scores.get(self.default_method, math.nan) if self.default_method else \
+            math.nan
+        if (self.min_t_stat is None or best == self.default_method
+                or not math.isfinite(default_score)):
+            return best, info
+        part = daily[daily[FOLD].isin(folds) & daily[METHOD].isin([best, self.default_method])]
+        wide = part.pivot_table(index=DATE, columns=METHOD, values=RANK_IC)
+        t = newey_west_tstat((wide[best] - wide[self.default_method]).to_numpy(), self.nw_lag)
+        info["t_stat_vs_default"] = t
+        return (best if t > self.min_t_stat else self.default_method), info
+
+
+def nested_final_score(daily: pd.DataFrame, fitted_folds: list[int], n_validation: int,
+                       rule: SelectionRule | None = None) -> tuple[float, list[int]]:
+    """Walk-forward replay of the choice: at each fitted fold after the first, the method `rule`
+    picks on the (at most `n_validation`) earlier fitted folds, scored on that fold. Returns the
+    mean of those scores and the folds they come from."""
+    rule = rule or SelectionRule()
+    folds = sorted(int(f) for f in fitted_folds)
+    picked = []
+    for j, fold in enumerate(folds[1:], start=1):
+        chosen, _ = rule.choose(daily, folds[max(0, j - max(n_validation, 1)):j])
+        here = fold_mean_scores(daily[daily[METHOD] == chosen], [fold]).get(chosen)
+        if here is not None:
+            picked.append((fold, here))
+    values = [v for _, v in picked if math.isfinite(v)]
+    return (float(np.mean(values)) if values else math.nan), [f for f, _ in picked]

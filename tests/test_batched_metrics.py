@@ -1,0 +1,55 @@
+"""The batched metrics-history dataset logs what kedro-mlflow's dataset logs, in few batches."""
+
+import mlflow
+import pytest
+from kedro_mlflow.io.metrics import MlflowMetricsHistoryDataset
+from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_METRICS_PER_BATCH
+
+from bma_quant.datasets import BatchedMetricsHistoryDataset
+
+# more values than one batch holds, a single value and a history with steps
+DATA = {
+    **{f"m{i}": {"value": i / 7, "step": 0} for i in range(MAX_METRICS_PER_BATCH + 5)},
+    "curve": [{"value": 0.1 * s, "step": s} for s in range(12)],
+}
+
+
+@pytest.fixture
+def tracking(tmp_path):
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    yield
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(previous)
+
+
+def logged(dataset_type) -> dict:
+    with mlflow.start_run() as run:
+        dataset_type(prefix="layer").save(DATA)
+    client = MlflowClient()
+    keys = client.get_run(run.info.run_id).data.metrics
+    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+            for key in keys}
+
+
+def test_same_metrics_as_the_plugin_dataset_in_batches(tracking, monkeypatch):
+    expected = logged(MlflowMetricsHistoryDataset)
+    calls = []
+    original = MlflowClient.log_batch
+    monkeypatch.setattr(MlflowClient, "log_batch",
+                        lambda self, run_id, **kw: calls.append(len(kw["metrics"]))
+                        or original(self, run_id, **kw))
+    assert logged(BatchedMetricsHistoryDataset) == expected
+    assert len(expected) == MAX_METRICS_PER_BATCH + 6
+    assert expected["layer.curve"] == [(s, 0.1 * s) for s in range(12)]
+    assert calls == [MAX_METRICS_PER_BATCH, 17]  # 1017 values in two transactions, not 1017
+
+
+def test_loads_back_like_the_plugin_dataset(tracking):
+    with mlflow.start_run():
+        dataset = BatchedMetricsHistoryDataset(prefix="layer")
+        dataset.save({"a": {"value": 1.5, "step": 0}})
+        loaded = dataset.load()
+    assert loaded == {"layer.a": {"value": 1.5, "step": 0}}

@@ -13,60 +13,43 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.evaluation.metrics import newey_west_tstat
+from bma_quant.core.ensemble.selection import SelectionRule
 
 METHODS = ["stacking", "regime_stacking", "bma", "equal_weight", "ic_weight"]
 HORIZON = 10  # label overlap in dates: Newey-West lag of the daily RankIC differences
 
 
-def fold_means(oof: pd.DataFrame, candidates: list[str], last: int | None) -> pd.Series:
-    """Mean over the (last `last`) fitted folds of each candidate's per-fold mean RankIC."""
-    folds = sorted(oof.loc[oof["fitted"] & oof["model"].isin(METHODS), "fold"].unique())
-    window = folds[-last:] if last else folds
-    part = oof[oof["fold"].isin(window) & oof["model"].isin(candidates)]
-    per_fold = part.groupby(["model", "fold"])["ic"].mean().unstack("fold")
-    return per_fold.mean(axis=1).reindex(candidates)
+def fitted_folds(oof: pd.DataFrame) -> list[int]:
+    return sorted(int(f) for f in oof.loc[oof["fitted"] & oof["model"].isin(METHODS), "fold"]
+                  .unique())
 
 
-def argmax_first(scores: pd.Series) -> str:
-    scores = scores.dropna()
-    return str(scores.index[int(np.argmax(scores.to_numpy()))])
+def make_rule(candidates: str, last: int | None, default: str | None = None,
+              min_t: float | None = None) -> Callable:
+    """The project's SelectionRule on the stored series: `candidates` "methods" or "all"
+    (methods and single models), the last `last` fitted folds (None = all)."""
+    rule = SelectionRule(default, min_t, HORIZON)
 
-
-def rule_best(candidates: str, last: int | None) -> Callable:
-    def rule(oof: pd.DataFrame, singles: list[str]) -> str:
+    def choose(oof: pd.DataFrame, singles: list[str]) -> str:
         names = METHODS + singles if candidates == "all" else METHODS
-        return argmax_first(fold_means(oof, names, last))
-    return rule
-
-
-def rule_prior(default: str, z: float, candidates: str, last: int | None) -> Callable:
-    """`default` unless the best other candidate beats it with a Newey-West t above z."""
-    def rule(oof: pd.DataFrame, singles: list[str]) -> str:
-        names = METHODS + singles if candidates == "all" else METHODS
-        scores = fold_means(oof, names, last)
-        best = argmax_first(scores)
-        if best == default:
-            return default
-        folds = sorted(oof.loc[oof["fitted"] & oof["model"].isin(METHODS), "fold"].unique())
-        window = folds[-last:] if last else folds
-        part = oof[oof["fold"].isin(window)].pivot_table(index="date", columns="model",
-                                                         values="ic")
-        diff = (part[best] - part[default]).to_numpy()
-        return best if newey_west_tstat(diff, HORIZON) > z else default
-    return rule
+        folds = fitted_folds(oof)
+        daily = oof[oof["model"].isin(names)].rename(columns={"model": "method", "ic": "rank_ic"})
+        daily = daily.assign(order=daily["method"].map(names.index)).sort_values(
+            ["fold", "order", "date"], kind="stable")  # first listed wins ties, as in the chain
+        return rule.choose(daily, folds[-last:] if last else folds)[0]
+    return choose
 
 
 RULES: dict[str, Callable] = {
-    "methods, last 2 folds (current)": rule_best("methods", 2),
-    "methods, all fitted folds": rule_best("methods", None),
-    "methods + singles, last 2": rule_best("all", 2),
-    "methods + singles, all": rule_best("all", None),
-    **{f"bma unless t>{z} (methods, all)": rule_prior("bma", z, "methods", None)
+    "methods, last 2 folds (current)": make_rule("methods", 2),
+    "methods, all fitted folds": make_rule("methods", None),
+    "methods + singles, last 2": make_rule("all", 2),
+    "methods + singles, all": make_rule("all", None),
+    **{f"bma unless t>{z} (methods, all)": make_rule("methods", None, "bma", z)
        for z in (1.0, 2.0)},
-    **{f"bma unless t>{z} (methods, last 2)": rule_prior("bma", z, "methods", 2)
+    **{f"bma unless t>{z} (methods, last 2)": make_rule("methods", 2, "bma", z)
        for z in (1.0, 2.0)},
-    **{f"stacking unless t>{z} (methods, all)": rule_prior("stacking", z, "methods", None)
+    **{f"stacking unless t>{z} (methods, all)": make_rule("methods", None, "stacking", z)
        for z in (1.0, 2.0)},
 }
 

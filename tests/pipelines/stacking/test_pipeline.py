@@ -78,13 +78,12 @@ def test_outputs_follow_the_contract(outputs, data):
     metrics = outputs["stacking_metrics"]
     assert ({f"{m}.oos_rank_ic" for m in METHODS}
             | {"final.oos_rank_ic", "final.selection_rank_ic"} <= set(metrics))
-    # The chosen method is the top score, or the default (bma) that the top method did not beat
-    # by more than min_t_stat; its own score on the same folds is the (optimistic) selection score.
+    # The chosen method is the top score; its own score on the same folds is the (optimistic)
+    # selection score.
     selection = report["selection"]
     top = max(METHODS, key=lambda m: metrics[f"{m}.oos_rank_ic"]["value"])
     assert selection["top_method"] == top
-    assert chosen == top or (chosen == selection["default_method"] == "bma"
-                             and not selection["t_stat_vs_default"] > selection["min_t_stat"])
+    assert chosen == top  # the default rule: the top score alone (no prior)
     assert metrics["final.selection_rank_ic"]["value"] == pytest.approx(
         report["selection"]["oos_rank_ic"][chosen])
     # `final.oos_rank_ic` is the walk-forward choice's score on a later fold.
@@ -118,6 +117,25 @@ def test_ensembles_beat_the_best_single_model_out_of_sample(outputs, data):
     base = data["test"].merge(data["labels"], on=["date", "ticker"])
     best_single = max(mean_rank_ic(base[base["model"] == m]) for m in data["models"])
     assert final_ic > best_single
+
+
+def test_a_default_method_prior_is_kept_unless_the_top_method_beats_it_clearly(outputs, data):
+    top = outputs["ensemble_report"]["selection"]["top_method"]
+    default = next(m for m in METHODS if m != top)
+    runs = {t: run_pipeline("stacking", _catalog(data), {"stacking": {"selection": {
+        "default_method": default, "min_t_stat": t}}}) for t in (1e9, -1e9)}
+    strict, loose = (runs[t]["ensemble_report"]["selection"] for t in (1e9, -1e9))
+    # no evidence is enough: the default; any evidence is enough: the top score, as without prior
+    assert strict["chosen"] == default and loose["chosen"] == top
+    assert strict["top_method"] == loose["top_method"] == top
+    assert strict["t_stat_vs_default"] == pytest.approx(loose["t_stat_vs_default"])
+    assert np.isfinite(strict["t_stat_vs_default"])
+    assert runs[1e9]["stacking_metrics"]["final.t_stat_vs_default"]["value"] == pytest.approx(
+        strict["t_stat_vs_default"])
+    # `final` follows the choice
+    final = runs[1e9]["ensemble_test_predictions"]
+    assert np.array_equal(final.loc[final["model"] == "final", "prediction"].to_numpy(),
+                          final.loc[final["model"] == default, "prediction"].to_numpy())
 
 
 def test_test_period_data_cannot_change_anything_fitted(outputs, data):

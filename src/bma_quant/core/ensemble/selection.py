@@ -1,14 +1,12 @@
 """Which ensemble method becomes `final`: nested out-of-sample selection (seed §2.4.2).
 
 Every method is scored walk-forward on the out-of-fold dates (fitted only on earlier folds). Its
-score is the mean over the last ``n_validation`` fitted folds of its per-fold mean RankIC. The
-methods' scores on a couple of folds differ by a few thousandths, about the noise of those
-dates, so picking the top score alone is close to a coin flip among near-equal methods, and a
-wrong flip can cost more than the methods differ on average (benchmarks/results.md,
-"ensemble selection"). ``SelectionRule`` therefore keeps a default method unless the top-scoring
-method beats it with evidence: a Newey-West t-statistic (lag = the label horizon, whose windows
-overlap) of their daily RankIC difference above ``min_t_stat``, the one-standard-error
-convention by default. The rule was chosen on development generator seeds and checked on others.
+score is the mean over the last ``n_validation`` fitted folds of its per-fold mean RankIC, and
+the top score becomes `final`. ``SelectionRule`` can add a prior: keep a default method unless
+the top-scoring one beats it with evidence, a Newey-West t-statistic (lag = the label horizon,
+whose windows overlap) of their daily RankIC difference above ``min_t_stat``. Off by default:
+measured on development and held-out generator seeds and on the S&P sample, it did not earn its
+place (benchmarks/results.md, "ensemble selection").
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import pandas as pd
 
@@ -69,6 +70,10 @@ def prepare_ensemble_inputs(
     return design, test, model_info
 
 
+def _finite_or_none(value) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
 def select_ensemble(
     design: pd.DataFrame,
     fold_regimes: pd.DataFrame,
@@ -88,16 +93,16 @@ def select_ensemble(
         design, folds_from_table(cv_folds, stage=OOF), fold_regimes, model_info["methods"],
         model_info["models"], params, date_split["test_start"], rule)
     chosen = result.chosen
-    logger.info("stacking: chosen %s (top score %s, t-stat against the default %s %.2f); nested "
+    logger.info("stacking: chosen %s (top score %s; default %s, t-stat against it %s); nested "
                 "OOS RankIC %s", chosen, result.choice.get("top_method"), rule.default_method,
-                result.choice.get("t_stat_vs_default", float("nan")),
+                _finite_or_none(result.choice.get("t_stat_vs_default")),
                 {m: round(s, 5) for m, s in result.oos_rank_ic.items()})
     selection = {
         "chosen": chosen,
         "top_method": result.choice.get("top_method"),
         "default_method": rule.default_method,
         "min_t_stat": rule.min_t_stat,
-        "t_stat_vs_default": result.choice.get("t_stat_vs_default"),
+        "t_stat_vs_default": _finite_or_none(result.choice.get("t_stat_vs_default")),
         "oos_rank_ic": result.oos_rank_ic,
         "final_nested_rank_ic": result.final_nested_rank_ic,
         "final_nested_folds": result.final_nested_folds,

@@ -10,6 +10,7 @@ from scipy import stats
 
 from bma_quant.core.evaluation.metrics import (
     daily_ic,
+    forward_return_grids,
     forward_returns,
     ic_decay,
     ic_summary,
@@ -389,3 +390,23 @@ def test_ic_decay_equals_daily_ic_of_merged_forward_returns():
             expected = daily_ic(merged, "prediction", "fwd_ret", method=method, min_names=5)
             assert decay.loc[k, column] == pytest.approx(expected.mean(), abs=1e-12)
         assert decay.loc[k, "n_dates"] == len(expected)
+
+
+def test_ic_decay_on_shared_forward_grids_equals_ic_decay_per_model():
+    """Forward returns built once and shared (their ranks reused across models that fill the
+    same cells) give exactly each model's own ic_decay, also where some prices are missing."""
+    prices = _prices()
+    prices.loc[prices.sample(frac=0.05, random_state=3).index, "close"] = np.nan
+    rng = np.random.default_rng(5)
+    full = prices[["date", "ticker"]].assign(prediction=rng.normal(size=len(prices)))
+    models = {"full": full, "same_cells": full.assign(prediction=-full["prediction"] ** 3),
+              "sparse": full.sample(frac=0.7, random_state=2)}
+    horizons = [1, 2, 5]
+    forward = forward_return_grids(prices, horizons, execution_delay=1)
+    for name, predictions in models.items():
+        shared = ic_decay(predictions, None, horizons, 1, 5, forward=forward)
+        own = ic_decay(predictions, prices, horizons, 1, 5)
+        pd.testing.assert_frame_equal(shared, own, check_exact=True, obj=name)
+        assert shared["n_dates"].gt(0).all()
+    # "full" and "same_cells" fill the same cells: one set of forward ranks per horizon for both
+    assert [len(forward._ranks[k]) for k in horizons] == [2, 2, 2]

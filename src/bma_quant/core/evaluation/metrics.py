@@ -12,6 +12,7 @@ Frames are long: ``date`` (datetime64), ``ticker`` and value columns.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -107,26 +108,20 @@ def _grid_row_ranks(grid: np.ndarray) -> np.ndarray:
     return rank_grid
 
 
-def _row_ic(x: np.ndarray, y: np.ndarray, cells: np.ndarray, min_names: int
-            ) -> dict[str, np.ndarray]:
-    """Per-row Pearson and Spearman correlation of two (date x name) grids over `cells`; NaN for
-    rows with fewer than `min_names` cells or a constant side (as `_grouped_corr`)."""
+def _row_corr(a: np.ndarray, b: np.ndarray, cells: np.ndarray, min_names: int) -> np.ndarray:
+    """Per-row Pearson correlation of two (date x name) grids over `cells`; NaN for rows with
+    fewer than `min_names` cells or a constant side (as `_grouped_corr`)."""
     counts = cells.sum(axis=1)
-    out = {}
-    for method, (a, b) in (("pearson", (x, y)),
-                           ("spearman", (_grid_row_ranks(np.where(cells, x, np.inf)),
-                                         _grid_row_ranks(np.where(cells, y, np.inf))))):
-        a, b = np.where(cells, a, 0.0), np.where(cells, b, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            da = np.where(cells, a - (a.sum(axis=1) / counts)[:, None], 0.0)
-            db = np.where(cells, b - (b.sum(axis=1) / counts)[:, None], 0.0)
-            sxx, syy = (da * da).sum(axis=1), (db * db).sum(axis=1)
-            constant = ((sxx <= CONSTANT_RTOL * (a * a).sum(axis=1))
-                        | (syy <= CONSTANT_RTOL * (b * b).sum(axis=1)))
-            corr = np.clip((da * db).sum(axis=1) / np.sqrt(sxx * syy), -1.0, 1.0)
-        corr[constant | (counts < min_names)] = np.nan
-        out[method] = corr
-    return out
+    a, b = np.where(cells, a, 0.0), np.where(cells, b, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        da = np.where(cells, a - (a.sum(axis=1) / counts)[:, None], 0.0)
+        db = np.where(cells, b - (b.sum(axis=1) / counts)[:, None], 0.0)
+        sxx, syy = (da * da).sum(axis=1), (db * db).sum(axis=1)
+        constant = ((sxx <= CONSTANT_RTOL * (a * a).sum(axis=1))
+                    | (syy <= CONSTANT_RTOL * (b * b).sum(axis=1)))
+        corr = np.clip((da * db).sum(axis=1) / np.sqrt(sxx * syy), -1.0, 1.0)
+    corr[constant | (counts < min_names)] = np.nan
+    return corr
 
 
 def _small_int(codes: np.ndarray) -> np.ndarray:
@@ -427,32 +422,76 @@ def forward_returns(prices: pd.DataFrame, horizon: int, execution_delay: int = 1
     return fwd.stack(future_stack=True).rename("fwd_ret").dropna().reset_index()
 
 
+@dataclass
+class ForwardReturnGrids:
+    """close(t+d) -> close(t+d+k) on one (date x ticker) grid for several horizons k, built once
+    (``forward_return_grids``) and shared by every model's ``ic_decay``. The forward returns'
+    per-row ranks depend only on which cells a model fills, so they are kept per cell pattern:
+    models that predict the same (date, ticker) pairs rank them once."""
+
+    index: pd.DatetimeIndex
+    columns: pd.Index
+    grids: dict[int, np.ndarray]
+    _ranks: dict[int, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+
+    def ranks(self, horizon: int, cells: np.ndarray) -> np.ndarray:
+        """Per-row average ranks of horizon's forward returns over `cells` (other cells +inf)."""
+        known = self._ranks.setdefault(horizon, [])
+        for pattern, ranks in known:
+            if np.array_equal(pattern, cells):
+                return ranks
+        ranks = _grid_row_ranks(np.where(cells, self.grids[horizon], np.inf))
+        known.append((cells, ranks))
+        return ranks
+
+
+def forward_return_grids(prices: pd.DataFrame, horizons: list[int] | tuple[int, ...],
+                         execution_delay: int = 1) -> ForwardReturnGrids:
+    """Forward returns of ``prices`` (long: date, ticker, close) at each horizon, as grids."""
+    close = prices.pivot(index=DATE, columns=TICKER, values="close").sort_index()
+    grids = {int(k): _forward_from_close(close, int(k), execution_delay).to_numpy(
+        dtype=np.float64) for k in horizons}
+    return ForwardReturnGrids(close.index, close.columns, grids)
+
+
 def ic_decay(
     predictions: pd.DataFrame,
-    prices: pd.DataFrame,
+    prices: pd.DataFrame | None,
     horizons: list[int] | tuple[int, ...],
     execution_delay: int = 1,
     min_names: int = 5,
     pred_col: str = "prediction",
+    forward: ForwardReturnGrids | None = None,
 ) -> pd.DataFrame:
     """Mean IC and RankIC of the prediction against forward returns at several horizons.
 
     For each k in ``horizons`` the target is close(t+d) -> close(t+d+k) from ``prices`` (long:
-    date, ticker, close). Returns a DataFrame indexed by ``horizon`` with columns ``ic``,
-    ``rank_ic`` and ``n_dates`` (dates with a valid rank IC).
+    date, ticker, close), or from ``forward`` (``forward_return_grids`` of those prices, shared
+    when several models are scored). Returns a DataFrame indexed by ``horizon`` with columns
+    ``ic``, ``rank_ic`` and ``n_dates`` (dates with a valid rank IC).
     """
-    close = prices.pivot(index=DATE, columns=TICKER, values="close").sort_index()
+    if forward is None:
+        forward = forward_return_grids(prices, horizons, execution_delay)
     # Predictions on the close grid: each horizon's (prediction, forward return) pairs are the
     # cells where both are finite; ranks and correlations are taken along the grid's rows.
     pred = (predictions.pivot(index=DATE, columns=TICKER, values=pred_col)
-            .reindex(index=close.index, columns=close.columns))
+            .reindex(index=forward.index, columns=forward.columns))
     x_grid = pred.to_numpy(dtype=np.float64, na_value=np.nan)
+    filled = np.isfinite(x_grid)
+    # A row's ranks depend on that row's cells only: rank the predictions once over every filled
+    # cell, and again, per horizon, only in the rows where some filled cell has no forward return.
+    x_ranks = _grid_row_ranks(np.where(filled, x_grid, np.inf))
     rows = []
     for k in horizons:  # a handful of horizons; each one is fully vectorised
-        y_grid = _forward_from_close(close, k, execution_delay).to_numpy(dtype=np.float64)
-        cells = np.isfinite(x_grid) & np.isfinite(y_grid)
-        daily = _row_ic(x_grid, y_grid, cells, min_names)
-        pearson, rank = daily["pearson"], daily["spearman"]
+        y_grid = forward.grids[int(k)]
+        cells = filled & np.isfinite(y_grid)
+        changed = (cells != filled).any(axis=1)
+        ranks = x_ranks
+        if changed.any():
+            ranks = x_ranks.copy()
+            ranks[changed] = _grid_row_ranks(np.where(cells[changed], x_grid[changed], np.inf))
+        pearson = _row_corr(x_grid, y_grid, cells, min_names)
+        rank = _row_corr(ranks, forward.ranks(int(k), cells), cells, min_names)
         pearson, rank = pearson[np.isfinite(pearson)], rank[np.isfinite(rank)]
         rows.append(
             {

@@ -32,6 +32,7 @@ from bma_quant.core.evaluation.metrics import (
     DATE,
     TICKER,
     daily_ic,
+    forward_return_grids,
     ic_decay,
     ic_summary,
     quantile_mean_returns,
@@ -267,6 +268,9 @@ def evaluate_predictions(
     regime_series = regime_by_date(regimes)
 
     rows, ic_frames, daily_frames, quantile_frames, decay_frames = [], [], [], [], []
+    forward = (forward_return_grids(test_panel[[DATE, TICKER, "close"]],
+                                    list(config.decay_horizons), config.execution_delay)
+               if with_decay and "close" in test_panel else None)
     for model in ordered_models(merged[MODEL].unique()):
         frame = merged.loc[merged[MODEL] == model].drop(columns=MODEL)
         model_rows, ic_frame, daily, quantiles = evaluate_model(
@@ -278,10 +282,9 @@ def evaluate_predictions(
         quantile_frames.append(
             quantiles.rename_axis("quantile").reset_index().assign(model=model)
         )
-        if with_decay and "close" in test_panel:
-            decay = ic_decay(frame, test_panel[[DATE, TICKER, "close"]],
-                             list(config.decay_horizons), config.execution_delay,
-                             config.min_names)
+        if forward is not None:
+            decay = ic_decay(frame, None, list(config.decay_horizons), config.execution_delay,
+                             config.min_names, forward=forward)
             decay_frames.append(decay.reset_index().assign(model=model))
 
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))

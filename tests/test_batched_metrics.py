@@ -53,3 +53,21 @@ def test_loads_back_like_the_plugin_dataset(tracking):
         dataset.save({"a": {"value": 1.5, "step": 0}})
         loaded = dataset.load()
     assert loaded == {"layer.a": {"value": 1.5, "step": 0}}
+
+
+def test_a_value_that_is_not_a_number_is_refused_by_name(tracking):
+    from kedro.io.core import DatasetError
+
+    with mlflow.start_run(), pytest.raises(DatasetError, match="metric 'layer.a': value must be "
+                                                               "a number, got '1.5'"):
+        BatchedMetricsHistoryDataset(prefix="layer").save({"a": {"value": "1.5", "step": 0}})
+
+
+def test_logging_deactivated_logs_nothing(tracking, monkeypatch):
+    calls = []
+    monkeypatch.setattr(MlflowClient, "log_batch", lambda *a, **k: calls.append(1))
+    with mlflow.start_run():
+        dataset = BatchedMetricsHistoryDataset(prefix="layer")
+        dataset._logging_activated = False
+        dataset.save({"a": {"value": 1.0, "step": 0}})
+    assert calls == []

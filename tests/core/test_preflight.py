@@ -50,6 +50,25 @@ def test_out_of_range_parameter_is_named(path, value, message):
         preflight.check_parameters(_with(path, value))
 
 
+def test_a_half_set_or_misspelt_selection_prior_is_refused():
+    stacking = {"methods": ["stacking", "bma"], "selection": {"n_validation_folds": 2,
+                                                              "default_method": None,
+                                                              "min_t_stat": None}}
+    preflight.check_parameters({**PARAMS, "stacking": stacking})
+    both = copy.deepcopy(stacking)
+    both["selection"].update(default_method="bma", min_t_stat=1.0)
+    preflight.check_parameters({**PARAMS, "stacking": both})
+    half = copy.deepcopy(stacking)
+    half["selection"]["default_method"] = "bma"
+    with pytest.raises(PreflightError, match="default_method and min_t_stat are set together"):
+        preflight.check_parameters({**PARAMS, "stacking": half})
+    typo = copy.deepcopy(both)
+    typo["selection"]["default_method"] = "bmaa"
+    with pytest.raises(PreflightError, match=r"default_method 'bmaa' is not one of "
+                                             r"stacking.methods \['stacking', 'bma'\]"):
+        preflight.check_parameters({**PARAMS, "stacking": typo})
+
+
 def test_unknown_learner_is_named_with_the_registered_ones():
     with pytest.raises(PreflightError, match=r"base_models.learners: unknown learner\(s\) 'catboost'"):
         preflight.check_learners({"base_models.learners": ["lightgbm", "catboost"]},

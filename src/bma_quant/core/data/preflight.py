@@ -15,6 +15,7 @@ import pandas as pd
 
 from bma_quant.core.data import cv, split
 from bma_quant.core.data.temporal import TemporalConfig
+from bma_quant.core.ensemble.selection import SelectionRule
 
 
 class PreflightError(ValueError):
@@ -116,6 +117,13 @@ def check_parameters(params: Mapping[str, Any]) -> None:
             TemporalConfig.from_params(params["temporal"])
         except ValueError as exc:
             raise PreflightError(f"Invalid parameter(s): temporal: {exc}") from exc
+    selection = lookup(params, "stacking.selection")
+    if selection is not None:
+        try:  # a half-set or misspelt prior would otherwise be ignored after hours of training
+            SelectionRule.from_params(selection, nw_lag=1,
+                                      methods=lookup(params, "stacking.methods"))
+        except ValueError as exc:
+            raise PreflightError(f"Invalid parameter(s): {exc}") from exc
 
 
 def check_learners(requested: Mapping[str, Any], known: Iterable[str]) -> None:

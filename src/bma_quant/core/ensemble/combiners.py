@@ -632,8 +632,9 @@ def walk_forward_ensembles(
         columns=[DATE, TICKER, MODEL, FOLD, PREDICTION])
     daily_scores = pd.concat(daily, ignore_index=True) if daily else pd.DataFrame(
         columns=["method", FOLD, DATE, "rank_ic"])
-    chosen, choice = rule.choose(daily_scores, validation)
-    final_score, final_folds = nested_final_score(daily_scores, fitted_folds, n_validation, rule)
+    chosen, choice = rule.choose(daily_scores, validation, methods)
+    final_score, final_folds = nested_final_score(daily_scores, fitted_folds, n_validation, rule,
+                                                  methods)
     if not final_folds:
         notes.append("fewer than two fitted folds: no nested score for the chosen method")
     return WalkForwardResult(predictions, score_table, validation, oos, notes, final_score,

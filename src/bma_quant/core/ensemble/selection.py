@@ -32,13 +32,20 @@ def choose_method(oos_rank_ic: dict[str, float], fallback: str = FALLBACK_METHOD
     return max(finite, key=finite.get)
 
 
-def fold_mean_scores(daily: pd.DataFrame, folds: list[int]) -> dict[str, float]:
-    """Per method: the mean over `folds` of its per-fold mean daily RankIC (methods in order of
-    first appearance, so ties go to the first listed)."""
+def fold_mean_scores(daily: pd.DataFrame, folds: list[int],
+                     methods: list[str] | None = None) -> dict[str, float]:
+    """Per method (in `methods` order, default: first appearance, so ties go to the first
+    listed): the mean over `folds` of its per-fold mean daily RankIC. Folds where a method has no
+    valid date do not count for it; a method with none at all scores NaN."""
     part = daily[daily[FOLD].isin(folds)]
-    per_fold = part.groupby([METHOD, FOLD], sort=False)[RANK_IC].mean()
-    means = per_fold.groupby(level=METHOD, sort=False).mean()
-    return {str(m): float(v) for m, v in means.items()}
+    order = list(methods) if methods is not None else list(dict.fromkeys(part[METHOD]))
+    scores = {}
+    for method in order:
+        rows = part[part[METHOD] == method]
+        per_fold = [rows.loc[rows[FOLD] == fold, RANK_IC].mean() for fold in folds
+                    if (rows[FOLD] == fold).any()]
+        scores[str(method)] = float(pd.Series(per_fold, dtype=np.float64).mean())
+    return scores
 
 
 @dataclass(frozen=True)
@@ -53,15 +60,25 @@ class SelectionRule:
     fallback: str = FALLBACK_METHOD
 
     @classmethod
-    def from_params(cls, selection: dict, nw_lag: int, fallback: str = FALLBACK_METHOD
-                    ) -> SelectionRule:
-        t = selection.get("min_t_stat")
-        return cls(selection.get("default_method"), None if t is None else float(t),
-                   int(nw_lag), fallback)
+    def from_params(cls, selection: dict, nw_lag: int, fallback: str = FALLBACK_METHOD,
+                    methods: list[str] | None = None) -> SelectionRule:
+        """From `stacking.selection`; refuses a half-set prior or a default that is not one of
+        `methods` (the configured ensemble methods), which would otherwise be ignored."""
+        default, t = selection.get("default_method"), selection.get("min_t_stat")
+        if (default is None) != (t is None):
+            raise ValueError(
+                "stacking.selection: default_method and min_t_stat are set together (a prior) "
+                f"or both null (the top score alone); got default_method={default!r}, "
+                f"min_t_stat={t!r}")
+        if default is not None and methods is not None and default not in methods:
+            raise ValueError(f"stacking.selection.default_method {default!r} is not one of "
+                             f"stacking.methods {list(methods)}")
+        return cls(default, None if t is None else float(t), int(nw_lag), fallback)
 
-    def choose(self, daily: pd.DataFrame, folds: list[int]) -> tuple[str, dict]:
+    def choose(self, daily: pd.DataFrame, folds: list[int], methods: list[str] | None = None
+               ) -> tuple[str, dict]:
         """The method for the dates after `folds`, judged on `folds` only; and why."""
-        scores = fold_mean_scores(daily, folds)
+        scores = fold_mean_scores(daily, folds, methods)
         best = choose_method(scores, self.fallback)
         info = {"top_method": best, "scores": scores, "default_method": self.default_method,
                 "t_stat_vs_default": math.nan}
@@ -78,17 +95,17 @@ class SelectionRule:
 
 
 def nested_final_score(daily: pd.DataFrame, fitted_folds: list[int], n_validation: int,
-                       rule: SelectionRule | None = None) -> tuple[float, list[int]]:
+                       rule: SelectionRule | None = None, methods: list[str] | None = None
+                       ) -> tuple[float, list[int]]:
     """Walk-forward replay of the choice: at each fitted fold after the first, the method `rule`
     picks on the (at most `n_validation`) earlier fitted folds, scored on that fold. Returns the
-    mean of those scores and the folds they come from."""
+    mean of those scores (a fold where the pick has no valid date counts as NaN and is left out
+    of the mean) and the folds they come from."""
     rule = rule or SelectionRule()
     folds = sorted(int(f) for f in fitted_folds)
     picked = []
     for j, fold in enumerate(folds[1:], start=1):
-        chosen, _ = rule.choose(daily, folds[max(0, j - max(n_validation, 1)):j])
-        here = fold_mean_scores(daily[daily[METHOD] == chosen], [fold]).get(chosen)
-        if here is not None:
-            picked.append((fold, here))
+        chosen, _ = rule.choose(daily, folds[max(0, j - max(n_validation, 1)):j], methods)
+        picked.append((fold, fold_mean_scores(daily, [fold], [chosen])[chosen]))
     values = [v for _, v in picked if math.isfinite(v)]
     return (float(np.mean(values)) if values else math.nan), [f for f, _ in picked]

@@ -88,7 +88,8 @@ def select_ensemble(
     `n_validation_folds` folds) and the walk-forward score of that choice."""
     rule = SelectionRule.from_params(params.get("selection", {}),
                                      nw_lag=int(temporal["prediction_horizon_days"]),
-                                     fallback=params["fallback_method"])
+                                     fallback=params["fallback_method"],
+                                     methods=params.get("methods"))
     result = combiners.walk_forward_ensembles(
         design, folds_from_table(cv_folds, stage=OOF), fold_regimes, model_info["methods"],
         model_info["models"], params, date_split["test_start"], rule)

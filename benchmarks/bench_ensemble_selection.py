@@ -17,6 +17,10 @@ is chosen on development seeds and only then checked on held-out seeds named bef
 
     .venv/bin/python benchmarks/bench_ensemble_selection.py collect --seeds 11 12 13 14
     .venv/bin/python benchmarks/bench_ensemble_selection.py rules --seeds 11 12 13 14
+    .venv/bin/python benchmarks/bench_ensemble_selection.py      # both, seeds 11-14 (make bench)
+
+Series are stored per panel size and seed in benchmarks/.selection_cache/ (not versioned); the
+figures of benchmarks/results.md ("ensemble selection") are written there by hand.
 """
 
 from __future__ import annotations
@@ -71,9 +75,10 @@ def collect(seed: int, control: bool, tickers: int, days: int) -> None:
     test = test[test["model"] != "final"].merge(labels[["date", "ticker", "label"]],
                                                  on=["date", "ticker"])
     CACHE.mkdir(exist_ok=True)
-    oof.to_parquet(CACHE / f"oof_{seed}.parquet")
-    _daily(test, "model", "prediction", []).to_parquet(CACHE / f"test_{seed}.parquet")
-    (CACHE / f"meta_{seed}.json").write_text(json.dumps({
+    stem = f"{tickers}x{days}_{seed}"
+    oof.to_parquet(CACHE / f"oof_{stem}.parquet")
+    _daily(test, "model", "prediction", []).to_parquet(CACHE / f"test_{stem}.parquet")
+    (CACHE / f"meta_{stem}.json").write_text(json.dumps({
         "seed": seed, "control": control, "tickers": tickers, "days": days,
         "chosen": out["ensemble_report"]["chosen"], "models": models}))
     print(f"seed {seed}: chosen {out['ensemble_report']['chosen']}", file=sys.stderr, flush=True)
@@ -81,19 +86,19 @@ def collect(seed: int, control: bool, tickers: int, days: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["collect", "rules"])
-    parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    parser.add_argument("action", nargs="?", choices=["collect", "rules", "all"], default="all")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13, 14])
     parser.add_argument("--control", action="store_true", help="the no-regime market")
     parser.add_argument("--tickers", type=int, default=500)
     parser.add_argument("--days", type=int, default=2520)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    if args.action == "collect":
+    if args.action in ("collect", "all"):
         for seed in args.seeds:
             collect(seed, args.control, args.tickers, args.days)
-    else:
+    if args.action in ("rules", "all"):
         from selection_rules import report
-        print(report(CACHE, args.seeds))
+        print(report(CACHE, [f"{args.tickers}x{args.days}_{seed}" for seed in args.seeds]))
 
 
 if __name__ == "__main__":

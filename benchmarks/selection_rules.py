@@ -41,7 +41,7 @@ def make_rule(candidates: str, last: int | None, default: str | None = None,
 
 
 RULES: dict[str, Callable] = {
-    "methods, last 2 folds (current)": make_rule("methods", 2),
+    "top score, last 2 folds (default)": make_rule("methods", 2),
     "methods, all fitted folds": make_rule("methods", None),
     "methods + singles, last 2": make_rule("all", 2),
     "methods + singles, all": make_rule("all", None),
@@ -54,19 +54,20 @@ RULES: dict[str, Callable] = {
 }
 
 
-def replay(cache: Path, seed: int) -> dict:
-    oof = pd.read_parquet(cache / f"oof_{seed}.parquet")
-    test = pd.read_parquet(cache / f"test_{seed}.parquet").groupby("model")["ic"].mean()
-    meta = json.loads((cache / f"meta_{seed}.json").read_text())
+def replay(cache: Path, stem: str) -> dict:
+    """The picks of every rule for one stored seed (`stem` = <tickers>x<days>_<seed>)."""
+    oof = pd.read_parquet(cache / f"oof_{stem}.parquet")
+    test = pd.read_parquet(cache / f"test_{stem}.parquet").groupby("model")["ic"].mean()
+    meta = json.loads((cache / f"meta_{stem}.json").read_text())
     singles = [m for m in meta["models"]]
     best_single = max(singles, key=lambda m: test.get(m, -np.inf))
     picks = {name: rule(oof, singles) for name, rule in RULES.items()}
-    return {"seed": seed, "chosen_in_run": meta["chosen"], "test": test.to_dict(),
+    return {"seed": meta["seed"], "chosen_in_run": meta["chosen"], "test": test.to_dict(),
             "best_single": best_single, "picks": picks}
 
 
-def report(cache: Path, seeds: list[int]) -> str:
-    rows = [replay(cache, s) for s in seeds]
+def report(cache: Path, stems: list[str]) -> str:
+    rows = [replay(cache, s) for s in stems]
     lines = ["| rule | " + " | ".join(str(r["seed"]) for r in rows) + " | met | mean |",
              "|---|" + "---|" * (len(rows) + 2)]
     for name in RULES:

@@ -6,19 +6,22 @@ from kedro_mlflow.io.metrics import MlflowMetricsHistoryDataset
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 
-from bma_quant.datasets import BatchedMetricsHistoryDataset
+from bma_quant.datasets import BatchedMetricsHistoryDataset, mlflow_metrics
 
-# more values than one batch holds, a single value and a history with steps
+BATCH = 7  # the batch limit in these tests (MLflow's own is 1000: the plugin's one-by-one
+#            reference would then take ~10 s)
+# more values than one batch holds, single values and a history with steps
 DATA = {
-    **{f"m{i}": {"value": i / 7, "step": 0} for i in range(MAX_METRICS_PER_BATCH + 5)},
+    **{f"m{i}": {"value": i / 7, "step": 0} for i in range(BATCH + 5)},
     "curve": [{"value": 0.1 * s, "step": s} for s in range(12)],
 }
 
 
-@pytest.fixture
-def tracking(tmp_path):
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory):
+    # one store for the module (its creation takes seconds); every test reads its own runs only
     previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}")
     yield
     while mlflow.active_run():
         mlflow.end_run()
@@ -36,15 +39,17 @@ def logged(dataset_type) -> dict:
 
 def test_same_metrics_as_the_plugin_dataset_in_batches(tracking, monkeypatch):
     expected = logged(MlflowMetricsHistoryDataset)
+    assert mlflow_metrics.MAX_METRICS_PER_BATCH == MAX_METRICS_PER_BATCH  # MLflow's limit
+    monkeypatch.setattr(mlflow_metrics, "MAX_METRICS_PER_BATCH", BATCH)
     calls = []
     original = MlflowClient.log_batch
     monkeypatch.setattr(MlflowClient, "log_batch",
                         lambda self, run_id, **kw: calls.append(len(kw["metrics"]))
                         or original(self, run_id, **kw))
     assert logged(BatchedMetricsHistoryDataset) == expected
-    assert len(expected) == MAX_METRICS_PER_BATCH + 6
+    assert len(expected) == BATCH + 6
     assert expected["layer.curve"] == [(s, 0.1 * s) for s in range(12)]
-    assert calls == [MAX_METRICS_PER_BATCH, 17]  # 1017 values in two transactions, not 1017
+    assert calls == [BATCH, BATCH, BATCH, 3]  # 24 values in four transactions, not 24
 
 
 def test_loads_back_like_the_plugin_dataset(tracking):

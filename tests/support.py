@@ -7,6 +7,7 @@ and every output (including those the real catalog sends to MLflow) is returned 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 from pathlib import Path
@@ -74,3 +75,19 @@ def run_pipeline(name: str, inputs: dict[str, Any], overrides: dict | None = Non
         catalog[out] = _KeptDataset(copy_mode="assign")
     (runner or SequentialRunner()).run(pipeline, catalog)
     return {out: catalog.load(out) for out in produced}
+
+
+@contextlib.contextmanager
+def sqlite_tracking(folder: Path):
+    """MLflow pointed at a fresh SQLite store in `folder` for the block; any run left active is
+    ended and the previous tracking URI restored afterwards."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{Path(folder) / 'mlflow.db'}")
+    try:
+        yield
+    finally:
+        while mlflow.active_run():
+            mlflow.end_run()
+        mlflow.set_tracking_uri(previous)

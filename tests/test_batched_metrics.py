@@ -7,6 +7,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 
 from bma_quant.datasets import BatchedMetricsHistoryDataset, mlflow_metrics
+from tests.support import sqlite_tracking
 
 BATCH = 7  # the batch limit in these tests (MLflow's own is 1000: the plugin's one-by-one
 #            reference would then take ~10 s)
@@ -20,12 +21,8 @@ DATA = {
 @pytest.fixture(scope="module")
 def tracking(tmp_path_factory):
     # one store for the module (its creation takes seconds); every test reads its own runs only
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}")
-    yield
-    while mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri(previous)
+    with sqlite_tracking(tmp_path_factory.mktemp("mlflow")):
+        yield
 
 
 def logged(dataset_type) -> dict:

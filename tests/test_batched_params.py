@@ -8,6 +8,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from bma_quant.run_hooks.batched_params import BatchedParamsMlflowHook
+from tests.support import sqlite_tracking
 
 NODE_INPUTS = {
     "params:base_models": {"seed": 42, "tuning": {"n_trials": 10, "sampler": {"seed": None}},
@@ -39,12 +40,8 @@ def logged_params(hook: MlflowHook, calls: int) -> dict:
 
 @pytest.fixture
 def tracking(tmp_path):
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    yield
-    while mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri(previous)
+    with sqlite_tracking(tmp_path):
+        yield
 
 
 def test_same_parameters_as_the_plugin_hook_in_one_batch_per_node(tracking, monkeypatch):

@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 from bma_quant.hooks import RunHealthHooks, file_fingerprint
 from bma_quant.run_hooks import run_identity
+from tests.support import sqlite_tracking
 
 
 def test_data_stem_drops_every_suffix():
@@ -41,13 +42,8 @@ def test_runner_name_is_the_class_name_whatever_kedro_passes():
 
 @pytest.fixture
 def tracking(tmp_path):
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = mlflow.create_experiment("tracking_test")
-    yield experiment
-    if mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(previous)
+    with sqlite_tracking(tmp_path):
+        yield mlflow.create_experiment("tracking_test")
 
 
 def _hooks(tmp_path, raw, params):

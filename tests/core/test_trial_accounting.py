@@ -51,18 +51,35 @@ def test_bad_inputs_are_refused():
 
 
 def test_returns_are_the_projects_backtest():
+    """Each configuration's column is the backtest of its own rows (its own rebalance dates),
+    with missing predictions, configurations on different dates and one with no valid row."""
     rng = np.random.default_rng(0)
     dates = pd.bdate_range("2020-01-01", periods=60)
     keys = pd.MultiIndex.from_product([dates, [f"T{i}" for i in range(10)]],
                                       names=["date", "ticker"]).to_frame(index=False)
     returns = keys.assign(ret_1d=rng.normal(0, 0.01, len(keys)))
-    preds = keys.assign(configuration="a", source="base", model="a",
-                        prediction=rng.normal(size=len(keys)))
+    parts = {
+        "a": keys.assign(prediction=rng.normal(size=len(keys))),
+        "b": keys[keys["date"] >= dates[7]].assign(prediction=rng.normal(size=len(keys))[:-70]),
+        "c": keys.assign(prediction=np.where(rng.random(len(keys)) < 0.3, np.nan,
+                                             rng.normal(size=len(keys)))),
+        "d": keys.assign(prediction=np.nan),
+    }
+    # whole dates of c are missing: its rebalance dates are not a's
+    parts["c"].loc[parts["c"]["date"].isin(dates[[0, 3, 4]]), "prediction"] = np.nan
+    preds = pd.concat([f.assign(model=n) for n, f in parts.items()], ignore_index=True)
+    preds = preds.assign(configuration=pd.Categorical(preds["model"], categories=list("dcba")),
+                         source="base").sample(frac=1.0, random_state=1)
     config = EvaluationConfig(rebalance_days=5, cost_bps=10.0)
     wide = configuration_returns(preds, returns, config)
-    expected = long_short_backtest(preds[["date", "ticker", "prediction"]], returns,
-                                   rebalance_days=5, cost_bps=10.0).daily["long_short"]
-    pd.testing.assert_series_equal(wide["a"], expected, check_names=False, check_freq=False)
+    assert list(wide.columns) == list("dcba")
+    for name, frame in parts.items():
+        expected = long_short_backtest(frame[["date", "ticker", "prediction"]], returns,
+                                       rebalance_days=5, cost_bps=10.0).daily["long_short"]
+        pd.testing.assert_series_equal(wide[name].dropna(), expected, check_names=False,
+                                       check_index_type=False,
+                                       check_freq=False)
+    assert wide["d"].isna().all()
 
 
 def test_common_window_prefers_the_most_configurations():

@@ -156,37 +156,26 @@ def generate_synthetic_market(
     )
     rng = np.random.default_rng(seed)
     dates = pd.bdate_range(start=start, periods=n_days).astype("datetime64[ns]")
-
+    # The draws below keep one order (chain, market, sectors, betas, vols, shocks, factors,
+    # prices, bars): a seed gives the same market in every version that keeps it.
     regime_codes = _simulate_regime_chain(n_days, regime_stay_probability, rng)
     mu = _per_regime_array(market_drift)[regime_codes]
     sigma = _per_regime_array(market_vol)[regime_codes]
     market_returns = mu + sigma * rng.standard_normal(n_days)
     market_returns[0] = 0.0
-
-    sector_of_ticker = np.arange(n_tickers) % n_sectors
-    sector_returns = sector_vol * rng.standard_normal((n_days, n_sectors))
-    betas = np.clip(1.0 + beta_dispersion * rng.standard_normal(n_tickers), 0.2, 2.5)
-    # Per-ticker idiosyncratic vol spread (lognormal with mean 1) so names differ in riskiness.
-    ticker_vol = idiosyncratic_vol * rng.lognormal(-0.5 * 0.3**2, 0.3, n_tickers)
-    idiosyncratic = ticker_vol * rng.standard_normal((n_days, n_tickers))
-
+    names = _draw_cross_section(rng, n_days, n_tickers, n_sectors, sector_vol=sector_vol,
+                                beta_dispersion=beta_dispersion,
+                                idiosyncratic_vol=idiosyncratic_vol)
     factors = _standardised_ar1(rng, n_days, n_tickers, 1 + n_noise_factors, signal_persistence)
-    signal = factors[0]
 
     # Planted mean of each day's log return that does not depend on realised returns: market drift
     # through beta plus the signal's drift.
-    exogenous_drift = betas[None, :] * mu[:, None]
+    exogenous_drift = names.betas[None, :] * mu[:, None]
     lag = execution_delay + 1
     multipliers = _per_regime_array(regime_signal_multipliers)[regime_codes]
-    exogenous_drift[lag:] += (signal_strength / horizon) * multipliers[lag:, None] * signal[:-lag]
+    exogenous_drift[lag:] += (signal_strength / horizon) * multipliers[lag:, None] * factors[0][:-lag]
     exogenous_drift[0] = 0.0
-
-    shocks = (
-        betas[None, :] * (market_returns - mu)[:, None]
-        + sector_returns[:, sector_of_ticker]
-        + idiosyncratic
-    )
-    returns = exogenous_drift + shocks
+    returns = exogenous_drift + names.shocks(market_returns - mu)
     returns[0] = 0.0  # day 0 is the base date of every price series
     expected = _window_sums(exogenous_drift, execution_delay, horizon)
     if factor_payoffs:
@@ -205,23 +194,65 @@ def generate_synthetic_market(
 
     start_prices = rng.lognormal(np.log(50.0), 0.8, n_tickers)
     close = start_prices[None, :] * np.exp(np.cumsum(returns, axis=0))
+    columns = _price_columns(rng, close, returns, names.ticker_vol, ohlcv)
+    return _market_frames(dates, names.sector_of_ticker, regime_codes, market_returns, columns,
+                          factors, expected)
 
-    if ohlcv:
-        bars = _ohlcv_columns(rng, close, returns, ticker_vol)
-        columns = {name: bars[name] for name in ("open", "high", "low")}
-        columns.update(close=close, volume=bars["volume"])
-    else:
-        columns = {"close": close}
-    columns["signal_1"] = signal
-    for k in range(1, n_noise_factors + 1):
+
+@dataclass(frozen=True, eq=False)
+class _CrossSection:
+    """Per-ticker draws: sector membership, market betas, idiosyncratic vols, and the daily sector
+    and idiosyncratic shocks."""
+
+    sector_of_ticker: np.ndarray
+    sector_returns: np.ndarray
+    betas: np.ndarray
+    ticker_vol: np.ndarray
+    idiosyncratic: np.ndarray
+
+    def shocks(self, market_surprise: np.ndarray) -> np.ndarray:
+        """(day x ticker) zero-mean part of the log returns given the market's surprises."""
+        return (self.betas[None, :] * market_surprise[:, None]
+                + self.sector_returns[:, self.sector_of_ticker] + self.idiosyncratic)
+
+
+def _draw_cross_section(rng: np.random.Generator, n_days: int, n_tickers: int, n_sectors: int,
+                        *, sector_vol: float, beta_dispersion: float,
+                        idiosyncratic_vol: float) -> _CrossSection:
+    sector_of_ticker = np.arange(n_tickers) % n_sectors
+    sector_returns = sector_vol * rng.standard_normal((n_days, n_sectors))
+    betas = np.clip(1.0 + beta_dispersion * rng.standard_normal(n_tickers), 0.2, 2.5)
+    # Per-ticker idiosyncratic vol spread (lognormal with mean 1) so names differ in riskiness.
+    ticker_vol = idiosyncratic_vol * rng.lognormal(-0.5 * 0.3**2, 0.3, n_tickers)
+    idiosyncratic = ticker_vol * rng.standard_normal((n_days, n_tickers))
+    return _CrossSection(sector_of_ticker, sector_returns, betas, ticker_vol, idiosyncratic)
+
+
+def _price_columns(rng: np.random.Generator, close: np.ndarray, returns: np.ndarray,
+                   ticker_vol: np.ndarray, ohlcv: bool) -> dict[str, np.ndarray]:
+    """open, high, low, close, volume (close only without `ohlcv`), as (day x ticker) arrays."""
+    if not ohlcv:
+        return {"close": close}
+    bars = _ohlcv_columns(rng, close, returns, ticker_vol)
+    columns = {name: bars[name] for name in ("open", "high", "low")}
+    columns.update(close=close, volume=bars["volume"])
+    return columns
+
+
+def _market_frames(dates: pd.DatetimeIndex, sector_of_ticker: np.ndarray,
+                   regime_codes: np.ndarray, market_returns: np.ndarray,
+                   columns: dict[str, np.ndarray], factors: np.ndarray,
+                   expected: np.ndarray) -> SyntheticMarket:
+    """The long panel (prices, signal_1, noise_k, sector) and the truths as frames."""
+    columns = {**columns, "signal_1": factors[0]}
+    for k in range(1, len(factors)):
         columns[f"noise_{k}"] = factors[k]
-
+    n_tickers = len(sector_of_ticker)
     tickers = np.array([f"T{i:04d}" for i in range(n_tickers)], dtype=object)
     sectors = np.array([f"S{k}" for k in sector_of_ticker], dtype=object)
     panel = _long_frame(
-        dates, tickers, {"sector": np.broadcast_to(sectors, close.shape), **columns}
+        dates, tickers, {"sector": np.broadcast_to(sectors, columns["close"].shape), **columns}
     )
-
     return SyntheticMarket(
         panel=panel,
         market=pd.DataFrame(

@@ -590,34 +590,20 @@ def walk_forward_ensembles(
         rows = design[design[FOLD] == fold.fold]
         if rows.empty:
             continue
-        train = design[(design[FOLD] < fold.fold) & design[DATE].isin(fold.train_dates)]
-        n_train_dates = int(train[DATE].nunique())
-        fitted = position > 0 and n_train_dates >= min_fit_dates
-        if not fitted:
-            notes.append(f"fold {fold.fold}: {n_train_dates} earlier out-of-fold dates; "
-                         "equal weights for every method")
-        regimes = _fold_regimes(fold_regimes, fold.fold)
-        if fitted and regimes is None and fold_regimes is not None:
-            notes.append(f"fold {fold.fold}: no regime table of its own; regime-aware methods "
-                         "use their global weights")
+        train, regimes, fitted = _fold_training(design, fold, position > 0, fold_regimes,
+                                                min_fit_dates, notes)
         for method in methods:
             if fitted:
                 combiner = make_combiner(method, models, params).fit(train, regimes, test_start)
                 prediction = combiner.predict(rows, regimes)
             else:
                 prediction = _linear(rows, models, _equal(len(models)))
-            scored = pd.DataFrame({DATE: rows[DATE].to_numpy(), PREDICTION: prediction,
-                                   LABEL: rows[LABEL].to_numpy()})
-            rank_ic = metrics.daily_ic(scored, PREDICTION, LABEL, "spearman", min_names)
-            scores.append({"method": method, FOLD: int(fold.fold), "fitted": fitted,
-                           "rank_ic": float(rank_ic.mean()) if len(rank_ic) else math.nan})
+            score, rank_ic, part = _score_fold_method(rows, prediction, method, fold.fold, fitted,
+                                                      min_names)
+            scores.append(score)
+            parts.append(part)
             if fitted:
-                daily.append(pd.DataFrame({"method": method, FOLD: int(fold.fold),
-                                           DATE: rank_ic.index, "rank_ic": rank_ic.to_numpy()}))
-            parts.append(pd.DataFrame({
-                DATE: rows[DATE].to_numpy(), TICKER: rows[TICKER].to_numpy(), MODEL: method,
-                FOLD: rows[FOLD].to_numpy().astype(np.int32),
-                PREDICTION: prediction.astype(np.float32)}))
+                daily.append(rank_ic)
         logger.info("stacking fold %d: %s", fold.fold, ", ".join(
             f"{s['method']}={s['rank_ic']:.4f}" for s in scores[-len(methods):]))
     score_table = pd.DataFrame(scores, columns=["method", FOLD, "fitted", "rank_ic"])
@@ -639,6 +625,41 @@ def walk_forward_ensembles(
         notes.append("fewer than two fitted folds: no nested score for the chosen method")
     return WalkForwardResult(predictions, score_table, validation, oos, notes, final_score,
                              final_folds, chosen, choice, daily_scores)
+
+
+def _fold_training(design: pd.DataFrame, fold: DateFold, has_earlier: bool,
+                   fold_regimes: pd.DataFrame | None, min_fit_dates: int, notes: list[str]):
+    """Fold k's training rows (earlier folds' out-of-fold rows on its training dates), its own
+    regime table, and whether the methods are fitted at all (else: equal weights)."""
+    train = design[(design[FOLD] < fold.fold) & design[DATE].isin(fold.train_dates)]
+    n_train_dates = int(train[DATE].nunique())
+    fitted = has_earlier and n_train_dates >= min_fit_dates
+    if not fitted:
+        notes.append(f"fold {fold.fold}: {n_train_dates} earlier out-of-fold dates; "
+                     "equal weights for every method")
+    regimes = _fold_regimes(fold_regimes, fold.fold)
+    if fitted and regimes is None and fold_regimes is not None:
+        notes.append(f"fold {fold.fold}: no regime table of its own; regime-aware methods "
+                     "use their global weights")
+    return train, regimes, fitted
+
+
+def _score_fold_method(rows: pd.DataFrame, prediction: np.ndarray, method: str, fold: int,
+                       fitted: bool, min_names: int):
+    """A method's fold score, its daily RankIC (method, fold, date, rank_ic) and its
+    predictions (date, ticker, model, fold, prediction)."""
+    scored = pd.DataFrame({DATE: rows[DATE].to_numpy(), PREDICTION: prediction,
+                           LABEL: rows[LABEL].to_numpy()})
+    rank_ic = metrics.daily_ic(scored, PREDICTION, LABEL, "spearman", min_names)
+    score = {"method": method, FOLD: int(fold), "fitted": fitted,
+             "rank_ic": float(rank_ic.mean()) if len(rank_ic) else math.nan}
+    daily = pd.DataFrame({"method": method, FOLD: int(fold), DATE: rank_ic.index,
+                          "rank_ic": rank_ic.to_numpy()})
+    part = pd.DataFrame({
+        DATE: rows[DATE].to_numpy(), TICKER: rows[TICKER].to_numpy(), MODEL: method,
+        FOLD: rows[FOLD].to_numpy().astype(np.int32),
+        PREDICTION: prediction.astype(np.float32)})
+    return score, daily, part
 
 
 def with_final(predictions: pd.DataFrame, chosen: str) -> pd.DataFrame:

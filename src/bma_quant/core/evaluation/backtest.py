@@ -231,6 +231,98 @@ def _is_wide(returns: pd.DataFrame, return_col: str) -> bool:
     return return_col not in returns.columns and isinstance(returns.index, pd.DatetimeIndex)
 
 
+def rebalance_dates(dates: pd.Series | np.ndarray, rebalance_days: int) -> pd.DatetimeIndex:
+    """The signal dates of a backtest: every ``rebalance_days``-th distinct date, from the first."""
+    return pd.DatetimeIndex(np.sort(pd.unique(np.asarray(dates))))[::rebalance_days]
+
+
+def _valid_predictions(predictions: pd.DataFrame, pred_col: str) -> pd.DataFrame:
+    valid = np.isfinite(predictions[pred_col].to_numpy(dtype=np.float64))
+    return predictions.loc[valid & predictions[DATE].notna().to_numpy(), [DATE, TICKER, pred_col]]
+
+
+def _trade_schedule(signal_dates: pd.DatetimeIndex, trading_dates: pd.DatetimeIndex,
+                    execution_delay: int) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """The tradable signal dates and the position of each book's first held day."""
+    # A book earns from the day after its trade; a trade on the last day (or later) earns nothing.
+    start = execution_positions(signal_dates, trading_dates, execution_delay) + 1
+    tradable = start < len(trading_dates)
+    signal_dates, start = signal_dates[tradable], start[tradable]
+    # Two signals traded at the same close (only with off-axis dates): the later one wins.
+    last_of_start = np.append(start[1:] != start[:-1], True)[: len(start)]
+    return signal_dates[last_of_start], start[last_of_start]
+
+
+def _book_matrices(weights: pd.DataFrame, signal_dates: pd.DatetimeIndex,
+                   tickers: pd.Index) -> np.ndarray:
+    """books[k] is the (ticker x book) weight matrix of rebalance k: the date x ticker pivot."""
+    return np.stack(
+        [
+            weights.pivot(index=DATE, columns=TICKER, values=book)
+            .reindex(index=signal_dates, columns=tickers)
+            .fillna(0.0)
+            .to_numpy()
+            for book in BOOKS
+        ],
+        axis=-1,
+    )
+
+
+def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray,
+                end: int) -> tuple[np.ndarray, np.ndarray]:
+    """(day x book) returns and the long-short book's turnover per day, from the first book's
+    first held day to ``end``: each book held untraded until the next one starts."""
+    first = start[0]
+    stops = np.append(start[1:], end)
+    book_returns = np.zeros((end - first, len(BOOKS)))
+    turnover = np.zeros(end - first)
+    drifted = np.zeros(books.shape[1])  # long-short weights just before the trade (empty at first)
+    for k, (begin, stop) in enumerate(zip(start, stops, strict=True)):
+        targets = books[k]
+        turnover[begin - first] = 0.5 * np.abs(targets[:, 0] - drifted).sum()
+        # Held untraded to the close of the next trade, where the weights have drifted.
+        book_returns[begin - first : stop - first], drifted = _hold(
+            targets, daily_returns[begin:stop]
+        )
+    return book_returns, turnover
+
+
+def _daily_frame(book_returns: np.ndarray, net: np.ndarray, turnover: np.ndarray,
+                 dates: pd.DatetimeIndex) -> pd.DataFrame:
+    equity, drawdown = drawdown_path(net)
+    return pd.DataFrame(
+        {
+            "long_short": net,
+            "long_short_gross": book_returns[:, 0],
+            "long_only": book_returns[:, 1],
+            "universe": book_returns[:, 2],
+            "excess": book_returns[:, 1] - book_returns[:, 2],
+            "turnover": turnover,
+            "equity": equity,
+            "drawdown": drawdown,
+        },
+        index=dates,
+    )
+
+
+def _summary(net: np.ndarray, excess: np.ndarray, later_turnover: np.ndarray,
+             initial_turnover: float, n_rebalances: int, periods_per_year: int) -> dict:
+    return {
+        "sharpe": annualised_sharpe(net, periods_per_year),
+        "ir": annualised_sharpe(excess, periods_per_year),
+        "annual_return": float(net.mean() * periods_per_year),
+        "annual_volatility": (
+            float(net.std(ddof=1) * math.sqrt(periods_per_year)) if net.size > 1 else math.nan
+        ),
+        "max_drawdown": max_drawdown(net),
+        # The build from an empty book is a one-off; the rebalancing cost is the later trades'.
+        "turnover": float(later_turnover.mean()) if later_turnover.size else math.nan,
+        "initial_turnover": float(initial_turnover),
+        "n_rebalances": int(n_rebalances),
+        "n_days": int(len(net)),
+    }
+
+
 def long_short_backtest(
     predictions: pd.DataFrame,
     returns: pd.DataFrame,
@@ -242,6 +334,7 @@ def long_short_backtest(
     periods_per_year: int = 252,
     pred_col: str = "prediction",
     return_col: str = "ret_1d",
+    signal_dates: pd.DatetimeIndex | None = None,
 ) -> BacktestResult:
     """Quantile long-short, long-only and universe backtest with delayed execution and costs.
 
@@ -250,18 +343,20 @@ def long_short_backtest(
     A held name with a missing daily return contributes 0 that day. The last book is held for
     ``rebalance_days`` trading days (or to the end of the returns). Never raises on empty or too
     short input: the summary is then NaN (counts 0).
+    ``signal_dates``: the rebalance dates when the caller has already taken them with
+    ``rebalance_dates`` from the valid predictions' dates (``predictions`` then needs only the rows
+    of those dates: callers backtesting many configurations pass fewer rows); None = taken here.
     """
     if rebalance_days < 1 or execution_delay < 0:
         raise ValueError(
             f"need rebalance_days >= 1 and execution_delay >= 0, "
             f"got {rebalance_days} and {execution_delay}"
         )
-    valid = np.isfinite(predictions[pred_col].to_numpy(dtype=np.float64))
-    preds = predictions.loc[valid & predictions[DATE].notna().to_numpy(), [DATE, TICKER, pred_col]]
+    preds = _valid_predictions(predictions, pred_col)
     if preds.empty or returns.empty:
         return _empty_result()
-
-    signal_dates = pd.DatetimeIndex(np.sort(preds[DATE].unique()))[::rebalance_days]
+    if signal_dates is None:
+        signal_dates = rebalance_dates(preds[DATE], rebalance_days)
     weights = rebalance_weights(preds[preds[DATE].isin(signal_dates)], pred_col, n_quantiles)
 
     # a (date x ticker) frame is taken as already pivoted: callers backtesting many
@@ -269,15 +364,7 @@ def long_short_backtest(
     wide_returns = (returns.sort_index() if _is_wide(returns, return_col)
                     else returns.pivot(index=DATE, columns=TICKER, values=return_col).sort_index())
     trading_dates = pd.DatetimeIndex(wide_returns.index, name=DATE)
-    n_trading = len(trading_dates)
-
-    # A book earns from the day after its trade; a trade on the last day (or later) earns nothing.
-    start = execution_positions(signal_dates, trading_dates, execution_delay) + 1
-    tradable = start < n_trading
-    signal_dates, start = signal_dates[tradable], start[tradable]
-    # Two signals traded at the same close (only with off-axis dates): the later one wins.
-    last_of_start = np.append(start[1:] != start[:-1], True)[: len(start)]
-    signal_dates, start = signal_dates[last_of_start], start[last_of_start]
+    signal_dates, start = _trade_schedule(signal_dates, trading_dates, execution_delay)
     trade_dates = trading_dates[start - 1]
     weights = weights[weights[DATE].isin(signal_dates)].reset_index(drop=True)
     weights.insert(
@@ -291,61 +378,11 @@ def long_short_backtest(
         dtype=np.float64, na_value=np.nan
     )
     daily_returns = np.nan_to_num(daily_returns, nan=0.0)
-    # books[k] is the (ticker x book) weight matrix of rebalance k: the date x ticker pivot.
-    books = np.stack(
-        [
-            weights.pivot(index=DATE, columns=TICKER, values=book)
-            .reindex(index=signal_dates, columns=tickers)
-            .fillna(0.0)
-            .to_numpy()
-            for book in BOOKS
-        ],
-        axis=-1,
-    )
-
-    first = start[0]
-    end = min(start[-1] + rebalance_days, n_trading)
-    stops = np.append(start[1:], end)
-    book_returns = np.zeros((end - first, len(BOOKS)))
-    turnover = np.zeros(end - first)
-    drifted = np.zeros(len(tickers))  # long-short weights just before the trade (empty at first)
-    for k, (begin, stop) in enumerate(zip(start, stops, strict=True)):
-        targets = books[k]
-        turnover[begin - first] = 0.5 * np.abs(targets[:, 0] - drifted).sum()
-        # Held untraded to the close of the next trade, where the weights have drifted.
-        book_returns[begin - first : stop - first], drifted = _hold(
-            targets, daily_returns[begin:stop]
-        )
-
-    gross = book_returns[:, 0]
-    net = gross - cost_bps / 1e4 * turnover
-    excess = book_returns[:, 1] - book_returns[:, 2]
-    equity, drawdown = drawdown_path(net)
-    daily = pd.DataFrame(
-        {
-            "long_short": net,
-            "long_short_gross": gross,
-            "long_only": book_returns[:, 1],
-            "universe": book_returns[:, 2],
-            "excess": excess,
-            "turnover": turnover,
-            "equity": equity,
-            "drawdown": drawdown,
-        },
-        index=trading_dates[first:end],
-    )
-    summary = {
-        "sharpe": annualised_sharpe(net, periods_per_year),
-        "ir": annualised_sharpe(excess, periods_per_year),
-        "annual_return": float(net.mean() * periods_per_year),
-        "annual_volatility": (
-            float(net.std(ddof=1) * math.sqrt(periods_per_year)) if net.size > 1 else math.nan
-        ),
-        "max_drawdown": max_drawdown(net),
-        # The build from an empty book is a one-off; the rebalancing cost is the later trades'.
-        "turnover": float(turnover[start[1:] - first].mean()) if len(start) > 1 else math.nan,
-        "initial_turnover": float(turnover[0]),
-        "n_rebalances": int(len(start)),
-        "n_days": int(len(net)),
-    }
+    first, end = start[0], min(start[-1] + rebalance_days, len(trading_dates))
+    book_returns, turnover = _hold_books(_book_matrices(weights, signal_dates, tickers), start,
+                                         daily_returns, end)
+    net = book_returns[:, 0] - cost_bps / 1e4 * turnover
+    daily = _daily_frame(book_returns, net, turnover, trading_dates[first:end])
+    summary = _summary(net, daily["excess"].to_numpy(), turnover[start[1:] - first],
+                       turnover[0], len(start), periods_per_year)
     return BacktestResult(daily, summary, weights)

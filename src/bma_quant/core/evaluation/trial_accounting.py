@@ -112,6 +112,27 @@ def configuration_table(predictions: pd.DataFrame) -> pd.DataFrame:
     }).rename_axis(CONFIGURATION).reset_index()
 
 
+def _rebalance_rows(predictions: pd.DataFrame, rebalance_days: int
+                    ) -> tuple[pd.DataFrame, dict[str, pd.DatetimeIndex]]:
+    """Each configuration's valid rows on its own rebalance dates (``backtest.rebalance_dates``
+    of its valid dates), and those dates: the only rows its backtest trades on, about one in
+    ``rebalance_days``, taken for all configurations at once instead of inside each backtest."""
+    prediction = predictions["prediction"].to_numpy(dtype=np.float64)
+    rows = predictions.loc[np.isfinite(prediction) & predictions["date"].notna().to_numpy(),
+                           ["date", "ticker", "prediction", CONFIGURATION]]
+    config_codes, configs = pd.factorize(rows[CONFIGURATION])
+    date_codes, dates = pd.factorize(rows["date"], sort=True)
+    n_dates = max(len(dates), 1)
+    keys = config_codes.astype(np.int64) * n_dates + date_codes
+    pairs = np.unique(keys)  # ascending: by configuration, then by date
+    first_of_config = np.searchsorted(pairs // n_dates, pairs // n_dates, side="left")
+    signal = pairs[(np.arange(len(pairs)) - first_of_config) % rebalance_days == 0]
+    bounds = np.searchsorted(signal // n_dates, np.arange(len(configs) + 1))
+    signal_dates = {configs[c]: pd.DatetimeIndex(dates[signal[bounds[c]:bounds[c + 1]] % n_dates])
+                    for c in range(len(configs))}
+    return rows[np.isin(keys, signal)], signal_dates
+
+
 def configuration_returns(
     predictions: pd.DataFrame, returns: pd.DataFrame, config: EvaluationConfig
 ) -> pd.DataFrame:
@@ -120,12 +141,15 @@ def configuration_returns(
     ret_1d), already cut to the period the books may be held in."""
     series = {}
     wide = returns.pivot(index="date", columns="ticker", values="ret_1d")  # once, not per config
-    for name, rows in predictions.groupby(CONFIGURATION, sort=True, observed=True):
+    names = predictions.groupby(CONFIGURATION, sort=True, observed=True).size().index
+    rows, signal_dates = _rebalance_rows(predictions, config.rebalance_days)
+    parts = dict(iter(rows.groupby(CONFIGURATION, sort=False, observed=True)))
+    for name in names:
         result = long_short_backtest(
-            rows[["date", "ticker", "prediction"]], wide,
+            parts.get(name, rows.iloc[:0])[["date", "ticker", "prediction"]], wide,
             rebalance_days=config.rebalance_days, n_quantiles=config.n_quantiles,
             cost_bps=config.cost_bps, execution_delay=config.execution_delay,
-            periods_per_year=config.periods_per_year,
+            periods_per_year=config.periods_per_year, signal_dates=signal_dates.get(name),
         )
         series[name] = result.daily["long_short"]
     if not series:

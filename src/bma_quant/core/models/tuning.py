@@ -201,6 +201,92 @@ class TuningResult:
         return float(values.median()) if len(values) else math.nan
 
 
+def _open_study(cache: FoldCache, name: str, first: dict | None, *, shared: bool, seed: int,
+                storage: str | None, study_name: str | None, sampler: dict | None,
+                pruner: dict | None) -> optuna.Study:
+    """The learner's study: its own (the defaults enqueued first) or the one shared with tuning
+    workers, labelled with what it was about (readable in optuna-dashboard next to its trials)."""
+    if shared:
+        if not (storage and study_name):
+            raise ValueError(f"{name}: a shared study needs base_models.tuning.storage and "
+                             "base_models.tuning.study_name")
+        study = open_shared_study(study_name, seed=seed, storage=storage, sampler=sampler,
+                                  pruner=pruner, first_trial=first)
+    else:
+        study = create_study(study_name, seed=seed, storage=storage, sampler=sampler,
+                             pruner=pruner)
+        if first:
+            study.enqueue_trial(first)
+    with warnings.catch_warnings():  # "experimental" since Optuna 3.2, stable in use
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([OBJECTIVE_NAME])
+    study.set_user_attr("learner", name)
+    study.set_user_attr("data_fingerprint", cache.data.fingerprint)
+    study.set_user_attr("n_rows", int(len(cache.data.label)))
+    study.set_user_attr("n_tuning_folds", len(cache.folds))
+    return study
+
+
+def _fold_objective(cache: FoldCache, name: str, defaults: dict, space: dict,
+                    predictions: dict[int, CVResult], *, seed: int, n_jobs: int,
+                    min_names: int) -> Callable[[optuna.Trial], float]:
+    """Mean tuning-fold RankIC of a trial's parameters; each fold's RankIC goes to the pruner as
+    it comes, and the trial's predictions are kept in `predictions` (trial number -> CVResult)."""
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {**defaults, **suggest_params(trial, space)}
+
+        def report(k: int, rank_ic: float) -> None:
+            trial.report(rank_ic, step=k)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"fold {k}: RankIC {rank_ic:.4f} below the median")
+
+        result = cross_validate(cache, name, params, seed=seed, n_jobs=n_jobs,
+                                min_names=min_names, on_fold=report, full_scores=False)
+        trial.set_user_attr("fold_rank_ic", [round(v, 6) for v in result.scores["rank_ic"]])
+        predictions[trial.number] = result
+        return result.rank_ic_mean
+
+    return objective
+
+
+def _study_result(study: optuna.Study, name: str, defaults: dict, *, n_trials: int,
+                  timeout: float | None, shared: bool, study_name: str | None,
+                  predictions: dict[int, CVResult]) -> TuningResult:
+    """The finished study as a TuningResult (trials table, best parameters, counts)."""
+    trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration",
+                                           "user_attrs"))
+    # a named objective comes out as value_<name>: keep the table's `value` column
+    trials = trials.rename(columns={f"value_{OBJECTIVE_NAME}": "value"})
+    if shared and "user_attrs_" + OVER_BUDGET in trials:
+        trials = trials[trials["user_attrs_" + OVER_BUDGET].isna()].reset_index(drop=True)
+    states = [t.state for t in budget_trials(study)]
+    complete = states.count(optuna.trial.TrialState.COMPLETE)
+    if complete == 0:
+        raise RuntimeError(f"{name}: no Optuna trial completed ({len(states)} started)")
+    best_trial = study.best_trial
+    truncated = len(states) < int(n_trials)
+    if truncated:
+        logger.warning("%s: the %.0f s tuning timeout stopped the study after %d of %d trials; "
+                       "results now depend on this machine's speed", name, timeout,
+                       len(states), int(n_trials))
+    n_pruned = states.count(optuna.trial.TrialState.PRUNED)
+    logger.info("%s: best mean tuning-fold RankIC %.4f at trial %d of %d (%d pruned)", name,
+                best_trial.value, best_trial.number, len(states), n_pruned)
+    return TuningResult(
+        best_params={**defaults, **best_trial.params},
+        best_value=float(best_trial.value),
+        n_trials=len(states),
+        n_complete=complete,
+        n_pruned=n_pruned,
+        trials=trials,
+        study_name=study_name,
+        truncated=truncated,
+        trial_predictions=predictions,
+        shared=shared,
+    )
+
+
 def tune_learner(
     cache: FoldCache,
     name: str,
@@ -233,41 +319,11 @@ def tune_learner(
     if int(n_trials) < 1:
         raise ValueError(f"{name}: base_models.tuning.n_trials must be >= 1, got {n_trials}")
     first = default_trial(defaults, space) if enqueue_defaults else None
-    if shared:
-        if not (storage and study_name):
-            raise ValueError(f"{name}: a shared study needs base_models.tuning.storage and "
-                             "base_models.tuning.study_name")
-        study = open_shared_study(study_name, seed=seed, storage=storage, sampler=sampler,
-                                  pruner=pruner, first_trial=first)
-    else:
-        study = create_study(study_name, seed=seed, storage=storage, sampler=sampler,
-                             pruner=pruner)
-        if first:
-            study.enqueue_trial(first)
-    with warnings.catch_warnings():  # "experimental" since Optuna 3.2, stable in use
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([OBJECTIVE_NAME])
-    # what a study was about, readable in optuna-dashboard next to its trials
-    study.set_user_attr("learner", name)
-    study.set_user_attr("data_fingerprint", cache.data.fingerprint)
-    study.set_user_attr("n_rows", int(len(cache.data.label)))
-    study.set_user_attr("n_tuning_folds", len(cache.folds))
+    study = _open_study(cache, name, first, shared=shared, seed=seed, storage=storage,
+                        study_name=study_name, sampler=sampler, pruner=pruner)
     predictions: dict[int, CVResult] = {}
-
-    def objective(trial: optuna.Trial) -> float:
-        params = {**defaults, **suggest_params(trial, space)}
-
-        def report(k: int, rank_ic: float) -> None:
-            trial.report(rank_ic, step=k)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"fold {k}: RankIC {rank_ic:.4f} below the median")
-
-        result = cross_validate(cache, name, params, seed=seed, n_jobs=n_jobs,
-                                min_names=min_names, on_fold=report, full_scores=False)
-        trial.set_user_attr("fold_rank_ic", [round(v, 6) for v in result.scores["rank_ic"]])
-        predictions[trial.number] = result
-        return result.rank_ic_mean
-
+    objective = _fold_objective(cache, name, defaults, space, predictions, seed=seed,
+                                n_jobs=n_jobs, min_names=min_names)
     if shared:
         run_trials_to_budget(study, objective, int(n_trials), callbacks)
         wait_for_other_trials(study, wait_seconds)
@@ -280,35 +336,5 @@ def tune_learner(
         study.optimize(objective, n_trials=int(n_trials), timeout=timeout, n_jobs=1,
                        callbacks=list(callbacks), show_progress_bar=show_progress_bar,
                        gc_after_trial=False)
-    trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration",
-                                           "user_attrs"))
-    # a named objective comes out as value_<name>: keep the table's `value` column
-    trials = trials.rename(columns={f"value_{OBJECTIVE_NAME}": "value"})
-    if shared and "user_attrs_" + OVER_BUDGET in trials:
-        trials = trials[trials["user_attrs_" + OVER_BUDGET].isna()].reset_index(drop=True)
-    states = [t.state for t in budget_trials(study)]
-    complete = states.count(optuna.trial.TrialState.COMPLETE)
-    if complete == 0:
-        raise RuntimeError(f"{name}: no Optuna trial completed ({len(states)} started)")
-    best_trial = study.best_trial
-    best_params = {**defaults, **best_trial.params}
-    truncated = len(states) < int(n_trials)
-    if truncated:
-        logger.warning("%s: the %.0f s tuning timeout stopped the study after %d of %d trials; "
-                       "results now depend on this machine's speed", name, timeout,
-                       len(states), int(n_trials))
-    logger.info("%s: best mean tuning-fold RankIC %.4f at trial %d of %d (%d pruned)", name,
-                best_trial.value, best_trial.number, len(states),
-                states.count(optuna.trial.TrialState.PRUNED))
-    return TuningResult(
-        best_params=best_params,
-        best_value=float(best_trial.value),
-        n_trials=len(states),
-        n_complete=complete,
-        n_pruned=states.count(optuna.trial.TrialState.PRUNED),
-        trials=trials,
-        study_name=study_name,
-        truncated=truncated,
-        trial_predictions=predictions,
-        shared=shared,
-    )
+    return _study_result(study, name, defaults, n_trials=n_trials, timeout=timeout,
+                         shared=shared, study_name=study_name, predictions=predictions)

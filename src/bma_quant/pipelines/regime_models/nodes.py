@@ -202,20 +202,7 @@ def train_regime_models(
     logger.info("%s: %d development rows, %d test rows, %d features, %d folds, params from %s",
                 config.model_name, len(dev), len(test), len(features), len(folds), params_source)
 
-    fold_detectors: dict[int, dict] = {}
-    fold_tables: list[pd.DataFrame] = []
-
-    def fold_regimes(fold: DateFold) -> pd.DataFrame:
-        """Regimes as seen by a detector fitted on this fold's training dates only; kept (up to
-        the fold's last test date) so stacking's walk-forward uses the same causal view."""
-        fit = detection.fit_detector(params["detector"], params, detector_inputs,
-                                   fold.train_dates.max(), _min_duration(params))
-        fold_detectors[fold.fold] = {"detector": fit.detector.name, "fallback": fit.fallback}
-        table = detection.regime_table(fit.detector.detect(detector_inputs), detector_inputs)
-        seen = table[table["date"] <= fold.test_dates.max()]
-        fold_tables.append(seen.assign(fold=np.int32(fold.fold)))
-        return table
-
+    fold_regimes = _FoldRegimes(params, detector_inputs)
     compare_global = bool(params.get("compare_global", True))
     reused = _base_global_predictions(dev, base_oof_predictions, config.learner, params_source) \
         if compare_global else None
@@ -240,7 +227,43 @@ def train_regime_models(
         test[list(KEYS)].assign(prediction=test_prediction.to_numpy()), config.model_name,
         with_fold=False,
     )
-    summary = {
+    summary = _regime_summary(config, params_source, cv, fold_regimes.detectors, model,
+                              _row_shares(test["date"], regime_table),
+                              _cv_scores(oof, config, int(params["min_names"])))
+    return oof_predictions, test_predictions, model, summary, fold_regimes.table()
+
+
+class _FoldRegimes:
+    """Each out-of-fold fold's regimes as seen by a detector fitted on that fold's training dates
+    only. Every fold's table is kept (up to the fold's last test date) so stacking's walk-forward
+    uses the same causal view (`fold_regimes`)."""
+
+    def __init__(self, params: dict, detector_inputs: pd.DataFrame):
+        self.params = params
+        self.detector_inputs = detector_inputs
+        self.detectors: dict[int, dict] = {}
+        self.tables: list[pd.DataFrame] = []
+
+    def __call__(self, fold: DateFold) -> pd.DataFrame:
+        fit = detection.fit_detector(self.params["detector"], self.params, self.detector_inputs,
+                                     fold.train_dates.max(), _min_duration(self.params))
+        self.detectors[fold.fold] = {"detector": fit.detector.name, "fallback": fit.fallback}
+        table = detection.regime_table(fit.detector.detect(self.detector_inputs),
+                                       self.detector_inputs)
+        seen = table[table["date"] <= fold.test_dates.max()]
+        self.tables.append(seen.assign(fold=np.int32(fold.fold)))
+        return table
+
+    def table(self) -> pd.DataFrame:
+        return pd.concat(self.tables, ignore_index=True)[
+            ["fold", "date", "regime", *detection.PROBABILITY_COLUMNS]]
+
+
+def _regime_summary(config: regime_learning.RegimeLearningConfig, params_source: str,
+                    cv: regime_learning.RegimeCVResult, fold_detectors: dict,
+                    model: regime_learning.RegimeAwareModel, test_regime_shares: dict,
+                    cv_scores: dict) -> dict:
+    return {
         "model": config.model_name,
         "learner": config.learner,
         "learner_params": dict(config.params),
@@ -252,12 +275,9 @@ def train_regime_models(
         "fold_detectors": fold_detectors,
         "final_train_rows": model.training_rows,
         "final_fallback_regimes": model.fallback_regimes,
-        "test_regime_shares": _row_shares(test["date"], regime_table),
-        "cv": _cv_scores(oof, config, int(params["min_names"])),
+        "test_regime_shares": test_regime_shares,
+        "cv": cv_scores,
     }
-    fold_regime_table = pd.concat(fold_tables, ignore_index=True)[
-        ["fold", "date", "regime", *detection.PROBABILITY_COLUMNS]]
-    return oof_predictions, test_predictions, model, summary, fold_regime_table
 
 
 def _base_global_predictions(dev: pd.DataFrame, base_oof: pd.DataFrame | None, learner: str,

@@ -70,21 +70,7 @@ def log_and_register(
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("log_and_register needs an active MLflow run")
-    signature = with_optional_market_level(infer_signature(
-        to_model_input(sample_input), sample_output, params={"last_date_only": False}
-    ))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "chain.pkl"
-        with open(path, "wb") as handle:
-            pickle.dump(chain, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        info = mlflow.pyfunc.log_model(
-            name=artifact_name,
-            python_model=BmaQuantChain(),
-            artifacts={CHAIN_ARTIFACT: str(path)},
-            signature=signature,
-            pip_requirements=chain_pip_requirements(),
-            code_paths=[p for p in (code_paths or []) if Path(p).exists()] or None,
-        )
+    info = _log_chain(chain, sample_input, sample_output, artifact_name, code_paths)
     client = MlflowClient()
     previous = current_alias_version(client, model_name, champion_alias)
     champion_tags = (client.get_model_version(model_name, previous).tags
@@ -93,18 +79,8 @@ def log_and_register(
     version = mlflow.register_model(info.model_uri, model_name)
     alias = champion_alias if decision.promote else challenger_alias
     client.set_registered_model_alias(model_name, alias, version.version)
-    tags = {"gates": gate_report.get("verdict", "fail"), **candidate.tags(),
-            "data_path": str(data_path), "data_fingerprint": str(data_fingerprint),
-            "champion_decision": decision.reason}
-    if gate_report.get("failed"):
-        tags["failed_gates"] = ",".join(gate_report["failed"])
-    for key, value in tags.items():
-        client.set_model_version_tag(model_name, version.version, key, value)
-    client.update_model_version(model_name, version.version, description=(
-        promotion.version_description(
-            data_path=data_path, data_fingerprint=data_fingerprint, candidate=candidate,
-            headline=gate_report.get("headline") or {}, model=gate_report.get("model", "final"),
-            decision=decision)))
+    _describe_version(client, model_name, version.version, gate_report, candidate, decision,
+                      data_path=data_path, data_fingerprint=data_fingerprint)
     champion = version.version if decision.promote else previous
     logger.info(
         "registered %s version %s as %s (champion: %s): %s", model_name, version.version, alias,
@@ -127,3 +103,42 @@ def log_and_register(
         "champion_version": None if champion is None else str(champion),
         "previous_champion_version": previous,
     }
+
+
+def _log_chain(chain: PredictionChain, sample_input: pd.DataFrame, sample_output: pd.DataFrame,
+               artifact_name: str, code_paths: list[str] | None):
+    """Log the pickled chain as a pyfunc model of the active run (signature from the samples)."""
+    signature = with_optional_market_level(infer_signature(
+        to_model_input(sample_input), sample_output, params={"last_date_only": False}
+    ))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "chain.pkl"
+        with open(path, "wb") as handle:
+            pickle.dump(chain, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        return mlflow.pyfunc.log_model(
+            name=artifact_name,
+            python_model=BmaQuantChain(),
+            artifacts={CHAIN_ARTIFACT: str(path)},
+            signature=signature,
+            pip_requirements=chain_pip_requirements(),
+            code_paths=[p for p in (code_paths or []) if Path(p).exists()] or None,
+        )
+
+
+def _describe_version(client: MlflowClient, model_name: str, version: str, gate_report: dict,
+                      candidate: promotion.Candidate, decision, *, data_path: str | None,
+                      data_fingerprint: str | None) -> None:
+    """Tag the new version with its gates, metrics, data and the champion decision, and write
+    its description."""
+    tags = {"gates": gate_report.get("verdict", "fail"), **candidate.tags(),
+            "data_path": str(data_path), "data_fingerprint": str(data_fingerprint),
+            "champion_decision": decision.reason}
+    if gate_report.get("failed"):
+        tags["failed_gates"] = ",".join(gate_report["failed"])
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+    client.update_model_version(model_name, version, description=(
+        promotion.version_description(
+            data_path=data_path, data_fingerprint=data_fingerprint, candidate=candidate,
+            headline=gate_report.get("headline") or {}, model=gate_report.get("model", "final"),
+            decision=decision)))

@@ -231,6 +231,25 @@ def test_short_panel_scales_the_layout_down_to_the_floor(n_dates, expected):
     assert all(len(f.test_dates) >= 21 for f in folds)
 
 
+@pytest.mark.parametrize("n_dates", [805, 840, 870])
+def test_a_panel_just_short_of_the_layout_is_scaled_down_not_kept_with_tiny_folds(n_dates):
+    """About four years of dates: the requested layout would fit with 5-20 test dates per fold
+    (nested scores on a week of dates, or none); it is scaled down like a short panel."""
+    assert 1 <= DEFAULT_LAYOUT.test_days(n_dates, 11) < cv.CVFloor().min_test_days
+    layout, adapted = cv.fit_cv_layout(n_dates, DEFAULT_LAYOUT, gap=11, floor=cv.CVFloor())
+    assert adapted and layout.test_days(n_dates, 11) >= cv.CVFloor().min_test_days
+    assert layout.min_train_days == (n_dates - 11) // 2 and layout.n_splits == 5
+    # with adaptation off the requested layout is kept while every fold has a test date
+    assert cv.fit_cv_layout(n_dates, DEFAULT_LAYOUT, gap=11, floor=cv.CVFloor(),
+                            adapt=False) == (DEFAULT_LAYOUT, False)
+
+
+def test_a_small_layout_of_the_users_own_on_fewer_dates_than_the_floor_is_kept():
+    small = cv.CVLayout(n_splits=2, min_train_days=40, n_tuning_folds=1)
+    assert small.test_days(86, 11) == 17  # under the floor's 21, on under its 137 dates
+    assert cv.fit_cv_layout(86, small, gap=11, floor=cv.CVFloor()) == (small, False)
+
+
 def test_without_tuning_folds_the_floor_has_two_out_of_fold_folds():
     layout, _ = cv.fit_cv_layout(200, cv.CVLayout(5, 756, 0), gap=11, floor=cv.CVFloor())
     assert layout.n_tuning_folds == 0 and layout.n_splits >= 2

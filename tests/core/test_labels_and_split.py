@@ -100,3 +100,15 @@ def test_sector_is_point_in_time():
     out = panel.to_long(panel.to_matrices(long))
     a = out[out["ticker"] == "A"]["sector"].tolist()
     assert a == ["Tech", "Tech", "Energy", "Energy"]  # forward fill within the ticker only
+
+
+def test_flat_dates_are_copied_rows_not_quiet_names():
+    from bma_quant.core.data.cleaning import flat_dates
+
+    dates = pd.to_datetime(["2020-01-02", "2020-01-03", "2020-01-04", "2020-01-06", "2020-01-07"])
+    close = pd.DataFrame({"A": [10.0, 10.5, 10.5, 10.7, 10.7],
+                          "B": [20.0, 20.2, 20.2, 20.1, 20.3],
+                          "C": [5.0, 5.1, np.nan, 5.2, 5.2]}, index=dates)
+    # 01-04 (a Saturday copy of Friday): no name with a close moved; 01-07: B moved
+    assert list(flat_dates(close)) == [pd.Timestamp("2020-01-04")]
+    assert flat_dates(close[["A"]]).empty  # one name is no evidence about the whole day

@@ -68,3 +68,62 @@ def test_all_failures_are_reported_at_once():
         validate_long_panel(frame)
     message = str(err.value)
     assert "duplicate" in message and "> 0" in message and "finite" in message
+
+
+# --- dates with a time zone or a time of day; descriptive columns; decimal commas --------------
+
+def test_dates_with_a_time_zone_keep_their_local_calendar_day():
+    frame = good_panel().assign(date=lambda f: pd.to_datetime(f["date"]).dt.tz_localize("Asia/Tokyo"))
+    out = validate_long_panel(frame)
+    assert list(out["date"].dt.strftime("%Y-%m-%d")) == list(good_panel()["date"])
+
+
+def test_closes_stamped_at_different_times_line_up_on_their_day():
+    frame = good_panel().assign(date=pd.to_datetime(good_panel()["date"])
+                                + pd.to_timedelta([16, 0, 16, 0], unit="h"))
+    out = validate_long_panel(frame)
+    assert list(out["date"].dt.strftime("%Y-%m-%d")) == list(good_panel()["date"])
+    assert (out["date"] == out["date"].dt.normalize()).all()
+
+
+def test_intraday_bars_are_refused_naming_the_rows():
+    frame = pd.concat([good_panel(), good_panel().iloc[[0]]], ignore_index=True)
+    frame["date"] = pd.to_datetime(frame["date"]) + pd.to_timedelta([9, 9, 9, 9, 16], unit="h")
+    with pytest.raises(DataValidationError, match=r"one bar per name and day; 2 rows .*AAA"):
+        validate_long_panel(frame)
+
+
+def test_descriptive_text_and_date_columns_are_left_out_not_refused(caplog):
+    frame = good_panel().assign(exchange="NYSE", isin=["US1", "US2", "US1", "US2"],
+                                listed=pd.Timestamp("1980-01-01"), factor=[0.1, 0.2, 0.3, 0.4])
+    with caplog.at_level("WARNING"):
+        out = validate_long_panel(frame)
+    assert "factor" in out and not {"exchange", "isin", "listed"} & set(out.columns)
+    assert "exchange, isin, listed" in caplog.text and "must be numeric" in caplog.text
+    # a factor with some text among its numbers is broken data, still refused
+    with pytest.raises(DataValidationError, match="column 'factor': must be numeric"):
+        validate_long_panel(frame.assign(factor=["0.1", "n/a", "0.3", "0.4"]))
+
+
+def test_decimal_commas_get_a_hint_and_no_false_high_below_low():
+    frame = good_panel().astype({c: str for c in ("open", "high", "low", "close")})
+    for column in ("open", "high", "low", "close"):
+        frame[column] = frame[column].str.replace(".", ",", regex=False)
+    frame.loc[0, ["high", "low"]] = ["105,50", "94,53"]  # as text, "105,50" < "94,53"
+    with pytest.raises(DataValidationError) as err:
+        validate_long_panel(frame)
+    message = str(err.value)
+    assert "look like decimal commas (12,48): set data.decimal: ','" in message
+    assert "high must be >= low" not in message
+
+
+def test_a_csv_with_decimal_commas_reads_with_data_decimal(tmp_path):
+    from bma_quant.core.data.panel import load_raw_panel
+
+    path = tmp_path / "prices.csv"
+    good_panel().assign(close=[1234.5, 20.1, 10.8, 19.9]).to_csv(path, sep=";", decimal=",",
+                                                                  index=False)
+    out = load_raw_panel(path, decimal=",")
+    assert out["close"].tolist() == [1234.5, 20.1, 10.8, 19.9]
+    with pytest.raises(DataValidationError, match="decimal commas"):
+        load_raw_panel(path)

@@ -96,6 +96,16 @@ def zero_return_streaks(close: pd.DataFrame, min_streak: int) -> pd.DataFrame:
     return pd.DataFrame(run, index=close.index, columns=close.columns)
 
 
+def flat_dates(close: pd.DataFrame, min_names: int = 2) -> pd.DatetimeIndex:
+    """Dates on which no name's close moved: every name with a close then and on the date
+    before (at least `min_names` of them) has the same close. A real trading day moves some
+    price; such a date is usually a holiday or weekend row copied from the day before."""
+    both = close.notna() & close.shift(1).notna()
+    moved = (close != close.shift(1)) & both
+    flat = (both.sum(axis=1) >= min_names) & ~moved.any(axis=1)
+    return pd.DatetimeIndex(close.index[flat.to_numpy()])
+
+
 @dataclass(frozen=True)
 class StaleSummary:
     streaks: int  # number of zero-return streaks of at least min_streak days

@@ -226,16 +226,21 @@ def fit_cv_layout(n_dates: int, requested: CVLayout, gap: int, floor: CVFloor,
                   adapt: bool = True) -> tuple[CVLayout, bool]:
     """The layout to use on `n_dates` development dates and whether it was scaled down.
 
-    The requested layout is kept whenever it fits (at least one test date per fold, as the
-    splitter needs). Otherwise, with `adapt`: the first fold trains on half of the dates left
-    after the purge gap (never more than requested, never fewer than the floor), then folds are
-    dropped (tuning folds first, down to one; out-of-fold folds down to the floor) until every
-    fold has `floor.min_test_days` test dates. Below the floor: CVLayoutError naming the dates
-    needed and the parameters to change."""
-    if requested.test_days(n_dates, gap) >= 1:
-        return requested, False
+    The requested layout is kept whenever it gives every fold `floor.min_test_days` test dates
+    (with `adapt` off, or on fewer dates than the floor needs: at least one, as the splitter
+    needs). Otherwise, with `adapt`: the first
+    fold trains on half of the dates left after the purge gap (never more than requested, never
+    fewer than the floor), then folds are dropped (tuning folds first, down to one; out-of-fold
+    folds down to the floor) until every fold has `floor.min_test_days` test dates. A panel a
+    little shorter than the requested layout is scaled down like a much shorter one: test windows
+    of a few dates would leave the nested scores to noise (or to nothing). Below the floor:
+    CVLayoutError naming the dates needed and the parameters to change."""
     tuning = requested.n_tuning_folds > 0
     need = floor.min_dates(tuning, gap)
+    test_days = requested.test_days(n_dates, gap)
+    # below the floor's dates a layout that fits at all is the user's own small layout: kept
+    if test_days >= floor.min_test_days or (test_days >= 1 and (not adapt or n_dates < need)):
+        return requested, False
     hint = (f"{n_dates} development dates, cv.n_splits={requested.n_splits}, "
             f"cv.min_train_days={requested.min_train_days}, cv.n_tuning_folds="
             f"{requested.n_tuning_folds}, temporal.cv_gap_days={gap}")

@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from bma_quant.core.data.schema import LINE, RESERVED, DataValidationError, validate_long_panel
+from bma_quant.core.data.schema import (
+    LINE,
+    RESERVED,
+    DataValidationError,
+    local_clock,
+    validate_long_panel,
+)
 from bma_quant.core.data.universe import ELIGIBLE
 
 logger = logging.getLogger(__name__)
@@ -50,12 +56,14 @@ def is_csv(path: Path) -> bool:
     return not suffixes.endswith((".parquet", ".pq")) and (".csv" in suffixes or ".txt" in suffixes)
 
 
-def read_table(path: str | Path, delimiter: str | None = None) -> pd.DataFrame:
+def read_table(path: str | Path, delimiter: str | None = None, decimal: str = "."
+               ) -> pd.DataFrame:
     """Read a CSV (optionally compressed) or Parquet file.
 
     Names of the contract's columns are matched case-insensitively (`Date` -> `date`); every other
     column (a ticker in the wide layout, a user factor) keeps its name. Every row carries its
-    position in the file in column LINE. `delimiter` None = detected from the header line."""
+    position in the file in column LINE. `delimiter` None = detected from the header line;
+    `decimal`: a CSV's decimal mark ("," in many European exports)."""
     path = Path(path)
     if not path.is_file():
         raise DataValidationError(f"Input file not found: {path}")
@@ -69,7 +77,9 @@ def read_table(path: str | Path, delimiter: str | None = None) -> pd.DataFrame:
             logger.info("%s: reading with delimiter %r", path.name, sep)
         try:
             # blank lines are kept while reading so that the line numbers stay the file's own
-            frame = pd.read_csv(path, sep=sep, skip_blank_lines=False)
+            # with decimal commas a dot can only group thousands (1.234,5)
+            frame = pd.read_csv(path, sep=sep, decimal=decimal, skip_blank_lines=False,
+                                thousands="." if decimal == "," else None)
         except pd.errors.EmptyDataError:
             raise DataValidationError(
                 f"Input file {path} is empty: expected a header line (date, ticker, close, ... or "
@@ -123,10 +133,10 @@ def wide_to_long(frame: pd.DataFrame) -> pd.DataFrame:
     return long.loc[present | long["ticker"].isin(empty)]
 
 
-def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None = None
-                   ) -> pd.DataFrame:
+def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None = None,
+                   decimal: str = ".") -> pd.DataFrame:
     """Read, reshape and validate a raw panel into the long layout, sorted by (date, ticker)."""
-    frame = read_table(path, delimiter)
+    frame = read_table(path, delimiter, decimal)
     columns = [str(c) for c in frame.columns if c != LINE]
     if len(columns) == 1 and any(d in columns[0] for d in DELIMITERS):
         raise DataValidationError(
@@ -154,7 +164,8 @@ def load_index_series(path: str | Path | None) -> pd.DataFrame:
         raise DataValidationError(f"Index file {path}: expected one level column, got {values}")
     out = pd.DataFrame(
         {
-            "date": pd.to_datetime(frame["date"], errors="coerce"),
+            # the panel's days: local calendar day, no time of day (schema.trading_days)
+            "date": local_clock(pd.to_datetime(frame["date"], errors="coerce")).dt.normalize(),
             "level": pd.to_numeric(frame[values[0]], errors="coerce"),
         }
     )

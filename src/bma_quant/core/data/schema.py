@@ -6,6 +6,8 @@ message names the column, the rule and a few offending rows, so a user can fix t
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
@@ -13,6 +15,8 @@ import pandera.pandas as pa
 REQUIRED_LONG = ("date", "ticker", "close")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 RESERVED = {"date", "ticker", "close", "open", "high", "low", "volume", "sector"}
+
+logger = logging.getLogger(__name__)
 
 
 class DataValidationError(ValueError):
@@ -41,7 +45,10 @@ def _price_column(name: str, required: bool) -> pa.Column:
 def _high_not_below_low(frame: pd.DataFrame) -> pd.Series:
     if "high" not in frame or "low" not in frame:
         return pd.Series(True, index=frame.index)
-    high, low = frame["high"], frame["low"]
+    # compared as numbers: a column that failed to parse ("105,50") is reported by its own
+    # coercion, not as a false high < low from comparing its text
+    high = pd.to_numeric(frame["high"], errors="coerce")
+    low = pd.to_numeric(frame["low"], errors="coerce")
     return ~(high < low) | high.isna() | low.isna()
 
 
@@ -109,6 +116,7 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
         cases.loc[cases["check"].astype(str).str.startswith("coerce_dtype"), "column"]
     )
     seen = set()
+    decimal_commas: list[str] = []
     frame_level = cases["schema_context"].eq("DataFrameSchema") & ~cases["check"].astype(str).isin(
         ["multiple_fields_uniqueness", "column_in_dataframe"]
     )
@@ -140,6 +148,8 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
             continue
         if check.startswith("coerce_dtype"):
             rule = f"must be {'a date' if column == 'date' else 'numeric'} (could not parse)"
+            if column in frame and _looks_like_decimal_commas(part["failure_case"]):
+                decimal_commas.append(str(column))
         else:
             rule = check
         shown = []
@@ -148,6 +158,9 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
             shown.append(f"{where}: {value!r}")
         label = "rows" if column is None or pd.isna(column) else f"column '{column}'"
         lines.append(f"- {label}: {rule}; {len(part)} failing value(s), e.g. " + "; ".join(shown))
+    if decimal_commas:
+        lines.append(f"- the values of {', '.join(decimal_commas)} look like decimal commas "
+                     "(12,48): set data.decimal: ',' (and data.delimiter if it is not ';')")
     return "\n".join(lines)
 
 
@@ -174,13 +187,97 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
         f"- column 'date': {rule}; {int(bad.sum())} failing value(s), e.g. {shown}")
 
 
+def local_clock(stamps: pd.Series) -> pd.Series:
+    """Timestamps on their local clock: a time zone is dropped keeping the wall time (so the
+    calendar day of a Tokyo close stays its Tokyo day); naive timestamps are unchanged."""
+    if isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        return stamps.dt.tz_localize(None)
+    return stamps
+
+
+def trading_days(frame: pd.DataFrame, source: str, position: str = "line") -> pd.DataFrame:
+    """One calendar day per bar from a parsed date column.
+
+    A time zone is dropped keeping the local calendar (a Tokyo close stamped 2020-01-06
+    00:00+09:00 is the bar of 2020-01-06, not of the UTC 2020-01-05), and a time of day is
+    dropped (a close stamped 16:00 is its day's bar), so names stamped at different times line up
+    on one date. Two rows of a name on one day that differ only by their time (intraday bars) are
+    refused: the pipeline takes daily bars."""
+    if "date" not in frame or not pd.api.types.is_datetime64_any_dtype(frame["date"]):
+        return frame
+    if isinstance(frame["date"].dtype, pd.DatetimeTZDtype):
+        logger.info("%s: dates carry the time zone %s; their local calendar days are used",
+                    source, frame["date"].dt.tz)
+    stamps = local_clock(frame["date"])
+    days = stamps.dt.normalize()
+    timed = (days != stamps) & stamps.notna()
+    if timed.any() and "ticker" in frame:
+        same_day = frame[["ticker"]].assign(day=days).duplicated(keep=False)
+        same_stamp = frame[["ticker"]].assign(stamp=stamps).duplicated(keep=False)
+        intraday = np.flatnonzero((same_day & ~same_stamp).to_numpy())
+        if intraday.size:
+            shown = "; ".join(f"{_where(frame, i, position)}: {stamps.iloc[i]}"
+                              for i in intraday[:3])
+            raise DataValidationError(
+                f"Input data rejected ({source}): it breaks the data contract of DESIGN §2.\n"
+                f"- column 'date': one bar per name and day; {intraday.size} rows share a name "
+                f"and a day with another row at a different time (intraday bars?), e.g. {shown}. "
+                "Aggregate them to daily bars first.")
+    if timed.any():
+        first = int(np.flatnonzero(timed.to_numpy())[0])
+        logger.info("%s: %d rows carry a time of day (e.g. %s at %s); each is taken as its day's "
+                    "bar", source, int(timed.sum()), _where(frame, first, position),
+                    stamps.iloc[first].time())
+    return frame.assign(date=days)
+
+
+DECIMAL_COMMA = r"^\s*[-+]?\d{1,3}(\.\d{3})*,\d+\s*$|^\s*[-+]?\d+,\d+\s*$"
+
+
+def _looks_like_decimal_commas(values: pd.Series) -> bool:
+    text = values.dropna().astype(str).head(1000)
+    return len(text) > 0 and bool(text.str.match(DECIMAL_COMMA).mean() > 0.5)
+
+
+def non_numeric_columns(frame: pd.DataFrame, columns: list[str]) -> dict[str, str]:
+    """Extra columns that are not numbers at all (text such as an exchange or an ISIN, or dates),
+    with an example value: descriptive columns a vendor file carries, not factors. A column with
+    some numbers and some text, or with decimal commas, is not among them (it is a broken
+    factor, refused by the schema)."""
+    found = {}
+    for name in columns:
+        values = frame[name]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        present = values.dropna()
+        if pd.api.types.is_datetime64_any_dtype(values):
+            found[name] = str(present.iloc[0]) if len(present) else ""
+            continue
+        text = present.astype(str).str.strip()
+        text = text[text != ""]
+        if len(text) == 0 or _looks_like_decimal_commas(text):
+            continue
+        if pd.to_numeric(text, errors="coerce").isna().all():
+            found[name] = text.iloc[0]
+    return found
+
+
 def validate_long_panel(frame: pd.DataFrame, source: str = "input",
                         position: str = "line") -> pd.DataFrame:
     """Validate and coerce a long panel; raise one DataValidationError listing every broken rule.
     Offending rows are named by `position` ("line" in a CSV, "row" in Parquet) when the frame
     carries each row's position in column LINE, else by their row index."""
-    frame = parse_dates(frame.reset_index(drop=True), source, position)
+    frame = trading_days(parse_dates(frame.reset_index(drop=True), source, position), source,
+                         position)
     extra = [c for c in frame.columns if c not in RESERVED | {LINE}]
+    descriptive = non_numeric_columns(frame, extra)
+    if descriptive:
+        logger.warning("%s: column(s) %s hold no numbers (e.g. %s) and are not used: extra "
+                       "columns are factors and must be numeric", source,
+                       ", ".join(descriptive), "; ".join(f"{c}={v!r}"
+                                                         for c, v in descriptive.items()))
+        frame = frame.drop(columns=list(descriptive))
+        extra = [c for c in extra if c not in descriptive]
     try:
         return long_panel_schema(extra).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:

@@ -10,7 +10,8 @@ A name is eligible at date t, judged from data up to t only, when
 Strict mode drops date t when fewer than `coverage_threshold` of the names seen in the trailing
 window have a close that day (a partial or broken day of the file). Both rules work on the raw
 calendar with trailing windows, so a panel cut at any date gives the same answers up to that date;
-a name that lists late enters once it is seasoned, a name that stops trading leaves at once.
+a name that lists late enters once it is seasoned, a name that stops trading leaves when its
+forward-filled close runs out (`processing.ffill_limit` dates: until then a stop looks like a gap).
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ def load_raw_data(data: dict, temporal: dict) -> tuple[pd.DataFrame, pd.DataFram
     Runs first, so rejected data or a leaky config stops the run before any output is written."""
     TemporalConfig.from_params(temporal)
     raw = panel.load_raw_panel(Path(data["raw_path"]), layout=data.get("layout", "auto"),
-                               delimiter=data.get("delimiter"))
+                               delimiter=data.get("delimiter"),
+                               decimal=data.get("decimal") or ".")
     index = panel.load_index_series(data.get("index_path"))
     logger.info("loaded %d rows, %d tickers from %s", len(raw), raw["ticker"].nunique(),
                 data["raw_path"])
@@ -66,6 +67,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMat
         repaired, int(stale_cfg["min_streak"]), stale_cfg.get("mask_after")
     )
     cleaned = replace(cleaned, eligible=universe.eligible_cells(trailing, cleaned.close))
+    flat = cleaning.flat_dates(kept.close)
     log = {
         "rows_in": int(len(raw)),
         "tickers_in": int(raw["ticker"].nunique()),
@@ -78,7 +80,13 @@ def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMat
         **universe.listing_events(observed),
         "suspected_splits": [asdict(e) for e in events],
         "stale": asdict(stale),
+        "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in flat],
     }
+    if len(flat):
+        logger.warning("%d date(s) on which no name's price moved, e.g. %s: holiday or weekend "
+                       "rows copied from the day before? They stay in the calendar (a 0 return "
+                       "for every name, one more day in each label window) unless removed from "
+                       "the file", len(flat), ", ".join(log["flat_dates"][:3]))
     if events:
         logger.warning("repaired %d suspected unadjusted split(s): %s", len(events),
                        ", ".join(f"{e.ticker}@{e.date} x{e.ratio:g}" for e in events[:5]))
@@ -196,6 +204,7 @@ def data_quality_report(
         "dropped_tickers": len(report["never_eligible"]),
         "no_price_tickers": len(report["no_prices"]),
         "dropped_dates": report["dropped_dates"],
+        "flat_dates": len(report.get("flat_dates", [])),
         "late_listings": len(report["late_listings"]),
         "delistings": len(report["delistings"]),
         **{f"eligible_names_{k}": v for k, v in report["eligible_names_per_date"].items()},

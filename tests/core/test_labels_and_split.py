@@ -112,3 +112,16 @@ def test_flat_dates_are_copied_rows_not_quiet_names():
     # 01-04 (a Saturday copy of Friday): no name with a close moved; 01-07: B moved
     assert list(flat_dates(close)) == [pd.Timestamp("2020-01-04")]
     assert flat_dates(close[["A"]]).empty  # one name is no evidence about the whole day
+
+
+def test_an_index_that_does_not_span_the_panel_is_refused_naming_both_ranges():
+    from bma_quant.core.data.schema import DataValidationError
+
+    dates = pd.bdate_range("2020-01-01", periods=30)
+    raw = pd.DataFrame({"date": np.repeat(dates, 2), "ticker": ["A", "B"] * 30, "close": 1.0})
+    index = pd.DataFrame({"date": dates, "level": 100.0})
+    panel.check_index_coverage(raw, index, "index.csv")  # spans it: fine
+    panel.check_index_coverage(raw, index.iloc[:0], "index.csv")  # no index: equal weight
+    with pytest.raises(DataValidationError, match=r"covers 2020-01-06..2020-01-31.* 3 panel "
+                                                  r"date\(s\) before .* and 7 after"):
+        panel.check_index_coverage(raw, index.iloc[3:23], "index.csv")

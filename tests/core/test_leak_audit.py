@@ -173,3 +173,25 @@ def test_regime_label_audit_passes_a_filter_and_catches_a_smoother():
         if expect_leak:
             assert "p_bull" in flagged
             assert audit.loc["p_bull", "lookahead_days"] == 5  # the centred window's half-width
+
+
+def test_a_name_listing_inside_a_compared_window_is_no_false_alarm(synthetic):
+    """The feature table has no rows for a name before its first close; recomputed on a cut
+    panel the market-context columns fill those grid cells with the market's values. Only cells
+    with a row are compared, so the late listing is not taken for a look-ahead."""
+    market, _, _ = synthetic
+    config, transform = F.FactorConfig(), F.TransformConfig()
+    cut = config.lookback_days() + 60
+    panel = market.panel
+    listing = F.Grid.from_long(panel).dates[cut - 8]  # lists 8 dates before the cut
+    panel = panel[(panel["ticker"] != "T0000") | (panel["date"] >= listing)]
+    grid = F.Grid.from_long(panel)
+    full, _ = F.engineer_factors(F.prepare_inputs(panel, None, config), config, transform)
+    present = np.isfinite(grid.to_wide(np.ones(len(panel))))
+    full = {name: np.where(present, values, np.nan) for name, values in full.items()}  # as rows
+    compute = LA.factor_slice_computation(panel, None, grid, config, transform)
+    table = LA.prefix_audit(full, compute, grid.dates, [cut], config.lookback_days(), CONFIG,
+                            present=present)
+    assert (table["prefix_mismatches"] == 0).all(), table[table["prefix_mismatches"] > 0]
+    unmasked = LA.prefix_audit(full, compute, grid.dates, [cut], config.lookback_days(), CONFIG)
+    assert unmasked.loc["fear_greed", "prefix_mismatches"] > 0  # the false alarm it was

@@ -127,3 +127,33 @@ def test_a_csv_with_decimal_commas_reads_with_data_decimal(tmp_path):
     assert out["close"].tolist() == [1234.5, 20.1, 10.8, 19.9]
     with pytest.raises(DataValidationError, match="decimal commas"):
         load_raw_panel(path)
+
+
+@pytest.mark.parametrize("index", [["date", "ticker"], ["date"]])
+def test_a_parquet_panel_saved_with_its_keys_as_the_index_reads_them_back(tmp_path, index):
+    from bma_quant.core.data.panel import load_raw_panel
+
+    path = tmp_path / "prices.parquet"
+    frame = good_panel().assign(date=lambda f: pd.to_datetime(f["date"]))
+    frame.set_index(index).to_parquet(path)
+    out = load_raw_panel(path)
+    assert list(out["ticker"]) == ["AAA", "BBB", "AAA", "BBB"] and len(out) == 4
+
+
+def test_a_back_adjusted_close_is_not_taken_as_a_factor(caplog):
+    frame = good_panel().assign(**{"Adj Close": [10.0, 19.8, 10.6, 19.6], "factor": 0.5})
+    with caplog.at_level("WARNING"):
+        out = validate_long_panel(frame)
+    assert "Adj Close" not in out and "factor" in out
+    assert "'Adj Close' is a back-adjusted price" in caplog.text
+
+
+def test_spaces_around_tickers_are_trimmed_and_case_clashes_named(caplog):
+    frame = good_panel().assign(ticker=[" AAA ", "BBB\t", "AAA", "bbb"])
+    frame.loc[2:3, "date"] = "2020-01-03"
+    with caplog.at_level("WARNING"):
+        out = validate_long_panel(frame)
+    assert sorted(out["ticker"].unique()) == ["AAA", "BBB", "bbb"]
+    assert "differ only by case are kept as different names: BBB, bbb" in caplog.text
+    with pytest.raises(DataValidationError, match="duplicate"):  # ' AAA ' and 'AAA' on one date
+        validate_long_panel(good_panel().assign(ticker=[" AAA", "AAA", "AAA", "BBB"]))

@@ -5,6 +5,7 @@ import json
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.serving.upstream import build_chain, build_upstream
@@ -107,3 +108,16 @@ def test_the_registry_source_defaults_to_the_champion_of_the_last_run_data_set(t
     assert champion_uri(report) == "models:/bma_quant-my_prices@champion"
     with pytest.raises(ValueError, match="inference.model_uri"):
         champion_uri(tmp_path / "missing.json")
+
+
+def test_names_priced_on_the_scored_date_without_a_score_are_named(caplog):
+    from bma_quant.pipelines.inference.nodes import _warn_unscored
+
+    day = pd.Timestamp("2023-02-22")
+    raw = pd.DataFrame({"date": [day] * 3 + [day - pd.Timedelta(days=1)],
+                        "ticker": ["AAA", "NEWCO", "BBB", "OLD"], "close": [1.0, 2.0, 3.0, 4.0]})
+    scores = pd.DataFrame({"date": [day, day], "ticker": ["AAA", "BBB"], "score": [0.1, -0.1]})
+    with caplog.at_level("WARNING"):
+        _warn_unscored(raw, scores)
+    assert "1 name(s) with a close on 2023-02-22 get no score" in caplog.text
+    assert "NEWCO" in caplog.text and "OLD" not in caplog.text

@@ -121,6 +121,27 @@ def test_reproduction_covers_the_last_test_dates_after_a_full_warmup(setup):
     assert sliced["date"].min() == first and sliced["date"].max() == end
 
 
+def test_the_warmup_is_counted_on_the_dates_the_cleaner_keeps(setup):
+    """Two exchanges' holidays: half the names miss every 15th date, which the strict filter
+    drops. Counted on raw dates the slice's warm-up would end after the first checked dates;
+    counted on the cleaner's calendar the chain predicts every checked date."""
+    datasets, overrides, chain, uri, tmp = setup
+    split = datasets["date_split"]
+    raw = pd.read_parquet(overrides["data"]["raw_path"])
+    dates = pd.DatetimeIndex(sorted(raw["date"].unique()))
+    tickers = sorted(raw["ticker"].unique())
+    holidays = dates[15::15]
+    raw = raw[~(raw["ticker"].isin(tickers[: len(tickers) // 2]) & raw["date"].isin(holidays))]
+    kept = chain.cleaner.kept_dates(raw)
+    assert not kept.isin(holidays).any() and len(kept) == len(dates) - len(holidays)
+    start, end = nodes.checked_period(raw, split, 20)
+    checked = set(kept[(kept >= start) & (kept <= end)])
+    sliced = nodes.test_slice(raw, split, chain.warmup_days, 20, calendar=kept)
+    assert checked <= set(chain.predict(sliced)["date"])
+    on_raw_dates = nodes.test_slice(raw, split, chain.warmup_days, 20)
+    assert not checked <= set(chain.predict(on_raw_dates)["date"])
+
+
 def test_champion_loads_in_a_fresh_process_and_reproduces(setup):
     datasets, overrides, chain, uri, tmp = setup
     split = datasets["date_split"]

@@ -21,7 +21,8 @@ needs. Feed ``max_lookback_days`` trading days of history before the first date 
 A slice with no date past the warm-up raises ``ChainInputError`` naming the missing history.
 
 ``training_data`` keeps the ``data`` parameters of the training run (raw_path, index_path,
-layout), so inference can read the same source without repeating them.
+layout, delimiter, decimal: ``panel.READ_KEYS``), so inference reads the same source the same
+way without repeating them.
 """
 
 from __future__ import annotations
@@ -81,6 +82,18 @@ class PanelCleaner:
             eligibility=dict(processing["eligibility"]),
             first_close=dict(first_close or {}),
         )
+
+    def kept_dates(self, raw: pd.DataFrame) -> pd.DatetimeIndex:
+        """The dates `clean` keeps on `raw` (the strict filter's; every date without it): the
+        calendar a warm-up is counted on."""
+        frame = raw.loc[raw["ticker"].astype(str).isin(self.universe), ["date", "ticker", "close"]]
+        observed = frame.pivot(index="date", columns="ticker", values="close").notna()
+        if not self.strict_mode:
+            return pd.DatetimeIndex(observed.index)
+        rule = universe_lib.EligibilityRule.from_params(
+            {"coverage_threshold": self.coverage_threshold, "eligibility": self.eligibility}
+        )
+        return pd.DatetimeIndex(observed.index[universe_lib.strict_date_mask(observed, rule)])
 
     def clean(self, raw: pd.DataFrame) -> pd.DataFrame:
         """Raw long slice -> long panel (as primary_panel, with ``ret_1d`` and ``eligible``) on the

@@ -69,7 +69,10 @@ def read_table(path: str | Path, delimiter: str | None = None, decimal: str = ".
         raise DataValidationError(f"Input file not found: {path}")
     suffixes = "".join(path.suffixes).lower()
     if suffixes.endswith((".parquet", ".pq")):
-        frame = pd.read_parquet(path).reset_index(drop=True)
+        frame = pd.read_parquet(path)
+        # a panel saved with (date, ticker) or date as its index keeps them as columns
+        named = any(name is not None for name in frame.index.names)
+        frame = frame.reset_index(drop=not named)
         frame[LINE] = frame.index + 1
     elif is_csv(path):
         sep = delimiter or sniff_delimiter(path)
@@ -151,6 +154,17 @@ def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None
     return long.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
 
 
+# The `data` parameters that say how a panel file is read: stored with a trained chain, so that
+# inference and the registry's reproduction check read the file as training did.
+READ_KEYS = ("raw_path", "index_path", "layout", "delimiter", "decimal")
+
+
+def load_configured_panel(data: dict) -> pd.DataFrame:
+    """`load_raw_panel` with the reading options of a `data` parameter block (READ_KEYS)."""
+    return load_raw_panel(Path(data["raw_path"]), layout=data.get("layout") or "auto",
+                          delimiter=data.get("delimiter"), decimal=data.get("decimal") or ".")
+
+
 def load_index_series(path: str | Path | None) -> pd.DataFrame:
     """Optional market index file (date + one level column) -> (date, level); empty when no file."""
     if not path:
@@ -179,6 +193,24 @@ def load_index_series(path: str | Path | None) -> pd.DataFrame:
     if out["date"].duplicated().any():
         raise DataValidationError(f"Index file {path}: duplicate dates")
     return out.sort_values("date").reset_index(drop=True)
+
+
+def check_index_coverage(raw: pd.DataFrame, index: pd.DataFrame, path: str | Path | None) -> None:
+    """Refuse a market index that does not span the panel's dates: before its first level the
+    market series would be missing (market-context factors unusable), after its last one flat
+    (a zero market return on every later date, the test period's included)."""
+    if index is None or not len(index) or not len(raw):
+        return
+    dates = pd.DatetimeIndex(raw["date"].unique())
+    first, last = index["date"].min(), index["date"].max()
+    before, after = int((dates < first).sum()), int((dates > last).sum())
+    if before or after:
+        raise DataValidationError(
+            f"Index file {path} covers {first.date()}..{last.date()}, but the panel's dates run "
+            f"{dates.min().date()}..{dates.max().date()}: {before} panel date(s) before its first "
+            f"level and {after} after its last one would get no market return. Give an index "
+            "that spans the panel, cut the panel to the index's dates, or set data.index_path: "
+            "null for the equal-weighted market of the panel's own names.")
 
 
 def load_true_regimes(path: str | Path | None, regimes: tuple[str, ...]) -> pd.DataFrame:

@@ -262,6 +262,41 @@ def non_numeric_columns(frame: pd.DataFrame, columns: list[str]) -> dict[str, st
     return found
 
 
+def trimmed_tickers(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Tickers without surrounding spaces (' AAPL ' and 'AAPL' are one name: two rows of it on a
+    date are then duplicates, refused by the schema); tickers that differ only by case are kept
+    apart but named in a warning."""
+    if "ticker" not in frame:
+        return frame
+    text = frame["ticker"].astype("string")
+    trimmed = text.str.strip()
+    changed = (trimmed != text).fillna(False)
+    if bool(changed.any()):
+        example = text[changed].iloc[0]
+        logger.warning("%s: spaces around %d ticker value(s) removed (e.g. %r -> %r); rows that "
+                       "then share a date and a ticker are duplicates", source,
+                       int(changed.sum()), example, example.strip())
+        frame = frame.assign(ticker=trimmed)
+    names = pd.Series(trimmed.dropna().unique())
+    folded = names.str.casefold()
+    clashes = names[folded.duplicated(keep=False)].sort_values(key=lambda n: n.str.casefold())
+    if len(clashes):
+        logger.warning("%s: tickers that differ only by case are kept as different names: %s",
+                       source, ", ".join(clashes.head(6)))
+    return frame
+
+
+# Vendor columns of back-adjusted prices ("Adj Close"): their level at t is scaled by the dividends
+# and splits after t, so as factors they would carry the future into t.
+BACK_ADJUSTED = frozenset({"adjclose", "adjustedclose", "adjclosing", "closeadj", "closeadjusted"})
+
+
+def back_adjusted_columns(columns: list[str]) -> list[str]:
+    """Extra columns named like a back-adjusted close (Adj Close, adj_close, AdjustedClose...)."""
+    return [c for c in columns if "".join(ch for ch in str(c).lower() if ch.isalnum())
+            in BACK_ADJUSTED]
+
+
 def validate_long_panel(frame: pd.DataFrame, source: str = "input",
                         position: str = "line") -> pd.DataFrame:
     """Validate and coerce a long panel; raise one DataValidationError listing every broken rule.
@@ -269,7 +304,17 @@ def validate_long_panel(frame: pd.DataFrame, source: str = "input",
     carries each row's position in column LINE, else by their row index."""
     frame = trading_days(parse_dates(frame.reset_index(drop=True), source, position), source,
                          position)
+    frame = trimmed_tickers(frame, source)
     extra = [c for c in frame.columns if c not in RESERVED | {LINE}]
+    adjusted = back_adjusted_columns(extra)
+    if adjusted:
+        logger.warning("%s: %s is a back-adjusted price (its level at t is scaled by dividends "
+                       "and splits after t) and is not used as a factor; returns come from "
+                       "'close', with suspected splits repaired. To learn total returns, give "
+                       "the adjusted prices as 'close' (with open/high/low adjusted alike)",
+                       source, ", ".join(repr(c) for c in adjusted))
+        frame = frame.drop(columns=adjusted)
+        extra = [c for c in extra if c not in adjusted]
     descriptive = non_numeric_columns(frame, extra)
     if descriptive:
         logger.warning("%s: column(s) %s hold no numbers (e.g. %s) and are not used: extra "

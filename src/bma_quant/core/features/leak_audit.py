@@ -103,8 +103,14 @@ def prefix_audit(
     cuts: Sequence[int],
     history: int,
     config: LeakAuditConfig,
+    present: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Compare every factor of `full` with its recomputation on the panel cut at each cut row.
+
+    `present` (date x ticker bool, None = every cell): the cells `full` has a row for. Only they
+    are compared: a name that lists inside a compared window has no rows before its first close,
+    while the recomputation fills its grid cells with the market's own values, which is no
+    look-ahead.
 
     `compute(start, first, stop)` recomputes the table from the panel's date rows start .. stop - 1
     only and returns its rows first .. stop - 1; `history` is the number of trailing dates the longest factor window reads. One row per
@@ -125,12 +131,14 @@ def prefix_audit(
             s["prefix_cuts"] += 1
             recomputed = part.get(name)
             reference = values[first : cut + 1]
+            compared = (np.ones(reference.shape, dtype=bool) if present is None
+                        else present[first : cut + 1])
             if recomputed is None:  # the cut panel cannot build this factor at all
-                bad = np.ones(reference.shape, dtype=bool)
+                bad = compared.copy()
                 diff = math.inf
             else:
                 recomputed = np.asarray(recomputed)
-                bad = _mismatch(recomputed, reference, config.atol, config.rtol)
+                bad = _mismatch(recomputed, reference, config.atol, config.rtol) & compared
                 with np.errstate(invalid="ignore"):
                     gaps = np.abs(recomputed.astype(np.float64) - reference)[bad]
                 # a cell present on one side only counts as an infinite difference
@@ -292,12 +300,14 @@ def audit_factor_table(
     max_offset: int,
     config: LeakAuditConfig,
     values_are_ranks: bool = False,
+    present: np.ndarray | None = None,
 ) -> LeakAudit:
     """Prefix-invariance audit at `config.prefix_cuts` development cut dates and future-day IC
     profile (j = 0 .. max_offset, normally d + h) of every factor in `full` (date x ticker
-    matrices on `dates`); `lookback` is the factor library's trailing history."""
+    matrices on `dates`, rows at the `present` cells); `lookback` is the factor library's
+    trailing history."""
     cuts = cut_rows(dev_rows, config.prefix_cuts, config.compare_days)
-    prefix = prefix_audit(full, compute, dates, cuts, lookback, config)
+    prefix = prefix_audit(full, compute, dates, cuts, lookback, config, present)
     profile = future_ic_profile(full, close, dev_rows, max_offset, config, values_are_ranks)
     suspects: dict[str, list[str]] = {}
     for name, row in prefix.iterrows():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,10 +21,9 @@ def load_raw_data(data: dict, temporal: dict) -> tuple[pd.DataFrame, pd.DataFram
 
     Runs first, so rejected data or a leaky config stops the run before any output is written."""
     TemporalConfig.from_params(temporal)
-    raw = panel.load_raw_panel(Path(data["raw_path"]), layout=data.get("layout", "auto"),
-                               delimiter=data.get("delimiter"),
-                               decimal=data.get("decimal") or ".")
+    raw = panel.load_configured_panel(data)
     index = panel.load_index_series(data.get("index_path"))
+    panel.check_index_coverage(raw, index, data.get("index_path"))
     logger.info("loaded %d rows, %d tickers from %s", len(raw), raw["ticker"].nunique(),
                 data["raw_path"])
     return raw, index

@@ -128,6 +128,7 @@ def audit_leaks(
         temporal_config.label_span,
         config,
         values_are_ranks=values_are_ranks(transform_config),
+        present=np.isfinite(grid.to_wide(np.ones(len(features)))),  # cells with a features row
     )
     if audit.suspects:
         logger.warning(

@@ -4,7 +4,6 @@ params), score the last date, and turn the scores into target portfolio weights.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,7 @@ from bma_quant.serving.model_source import InferenceModel, load_inference_model
 
 logger = logging.getLogger(__name__)
 
-DATA_KEYS = ("raw_path", "index_path", "layout", "delimiter")
+DATA_KEYS = panel_lib.READ_KEYS
 
 
 def load_model(inference: dict) -> InferenceModel:
@@ -41,9 +40,7 @@ def load_latest_panel(model: InferenceModel, data: dict, inference: dict) -> pd.
     (null = all), with the index level as a ``market_level`` column when an index is given."""
     source = inference_data_source(model, data, inference)
     logger.info("inference data: %s (index: %s)", source["raw_path"], source.get("index_path"))
-    raw = panel_lib.load_raw_panel(Path(source["raw_path"]),
-                                   layout=source.get("layout") or "auto",
-                                   delimiter=source.get("delimiter"))
+    raw = panel_lib.load_configured_panel(source)
     history = inference.get("history_days")
     if history:
         dates = np.sort(raw["date"].unique())
@@ -66,6 +63,21 @@ def _latest_sectors(raw: pd.DataFrame) -> pd.Series | None:
     return known.groupby(known["ticker"].astype(str))[SECTOR].last()
 
 
+def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame) -> None:
+    """Name the tickers with a close on the scored date that got no score (a new listing not yet
+    seasoned, or too little trailing coverage): a user should not have to diff the files."""
+    if scores.empty:
+        return
+    last = scores["date"].max()
+    priced = raw.loc[(pd.to_datetime(raw["date"]) == last) & raw["close"].notna(), "ticker"]
+    missing = sorted(set(priced.astype(str)) - set(scores["ticker"]))
+    if missing:
+        logger.warning("%d name(s) with a close on %s get no score (not in the cross-section: a "
+                       "name enters once it has processing.eligibility.min_history_days of "
+                       "closes and enough trailing coverage): %s", len(missing), last.date(),
+                       ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+
+
 def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
                    ) -> tuple[pd.DataFrame, dict]:
     """Per name on the last date: score, rank (1 = best), quantile (n_quantiles = best), target
@@ -74,6 +86,7 @@ def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
     scores = model.predict_last_date(raw)[["date", "ticker", "prediction"]]
     scores = scores.rename(columns={"prediction": "score"})
     scores["ticker"] = scores["ticker"].astype(str)
+    _warn_unscored(raw, scores)
     sectors = _latest_sectors(raw)
     if sectors is not None:
         scores[SECTOR] = scores["ticker"].map(sectors)

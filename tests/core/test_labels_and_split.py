@@ -125,3 +125,13 @@ def test_an_index_that_does_not_span_the_panel_is_refused_naming_both_ranges():
     with pytest.raises(DataValidationError, match=r"covers 2020-01-06..2020-01-31.* 3 panel "
                                                   r"date\(s\) before .* and 7 after"):
         panel.check_index_coverage(raw, index.iloc[3:23], "index.csv")
+
+
+def test_an_index_file_reads_dates_like_the_panel(tmp_path):
+    path = tmp_path / "index.csv"
+    path.write_text("date,level\n20200102,100.0\n20200103,101.5\n")
+    out = panel.load_index_series(path)
+    assert list(out["date"].dt.strftime("%Y-%m-%d")) == ["2020-01-02", "2020-01-03"]
+    path.write_text("date,level\n2020-01-02 10:00,100.0\n2020-01-02 16:00,101.5\n")
+    with pytest.raises(Exception, match="more than one level on a day"):
+        panel.load_index_series(path)

@@ -118,15 +118,51 @@ def test_decimal_commas_get_a_hint_and_no_false_high_below_low():
 
 
 def test_a_csv_with_decimal_commas_reads_with_data_decimal(tmp_path):
+    """A European export: dates day.month.year, decimal commas, dots grouping thousands."""
     from bma_quant.core.data.panel import load_raw_panel
 
     path = tmp_path / "prices.csv"
-    good_panel().assign(close=[1234.5, 20.1, 10.8, 19.9]).to_csv(path, sep=";", decimal=",",
-                                                                  index=False)
+    path.write_text("date;ticker;close;volume\n"
+                    "02.01.2020;AAA;1.234,5;1.234.567\n02.01.2020;BBB;20,1;300\n"
+                    "03.01.2020;AAA;10,8;12.345,5\n03.01.2020;BBB;19,9;400\n")
     out = load_raw_panel(path, decimal=",")
     assert out["close"].tolist() == [1234.5, 20.1, 10.8, 19.9]
+    assert out["volume"].tolist() == [1234567.0, 300.0, 12345.5, 400.0]
+    assert list(out["date"].dt.strftime("%Y-%m-%d").unique()) == ["2020-01-02", "2020-01-03"]
     with pytest.raises(DataValidationError, match="decimal commas"):
         load_raw_panel(path)
+
+
+def test_thousands_separators_get_no_decimal_comma_hint():
+    frame = good_panel().assign(volume=["1,000", "2,000", "1,500", "2,500"])
+    with pytest.raises(DataValidationError) as err:
+        validate_long_panel(frame)
+    assert "column 'volume': must be numeric" in str(err.value)
+    assert "decimal commas" not in str(err.value)
+
+
+def test_utc_offsets_that_change_with_daylight_saving_keep_the_local_day():
+    frame = good_panel().assign(date=["2020-03-06 16:00-05:00", "2020-03-06 16:00-05:00",
+                                      "2020-03-09 16:00-04:00", "2020-03-09 16:00-04:00"])
+    out = validate_long_panel(frame)
+    assert list(out["date"].dt.strftime("%Y-%m-%d")) == ["2020-03-06", "2020-03-06",
+                                                          "2020-03-09", "2020-03-09"]
+
+
+@pytest.mark.parametrize("name", ["Adj Close", "adj_close", "Adj. Open", "adjHigh", "Adj Low",
+                                  "Adj Volume", "close_adj", "AdjustedClose"])
+def test_back_adjusted_fields_are_recognised(name):
+    from bma_quant.core.data.schema import back_adjusted_columns
+
+    assert back_adjusted_columns([name, "adjacency", "momentum"]) == [name]
+
+
+def test_a_parquet_row_id_index_is_not_a_factor(tmp_path):
+    from bma_quant.core.data.panel import load_raw_panel
+
+    path = tmp_path / "prices.parquet"
+    good_panel().rename_axis("rowid").to_parquet(path)
+    assert "rowid" not in load_raw_panel(path).columns
 
 
 @pytest.mark.parametrize("index", [["date", "ticker"], ["date"]])
@@ -145,7 +181,7 @@ def test_a_back_adjusted_close_is_not_taken_as_a_factor(caplog):
     with caplog.at_level("WARNING"):
         out = validate_long_panel(frame)
     assert "Adj Close" not in out and "factor" in out
-    assert "'Adj Close' is a back-adjusted price" in caplog.text
+    assert "'Adj Close': back-adjusted" in caplog.text
 
 
 def test_spaces_around_tickers_are_trimmed_and_case_clashes_named(caplog):

@@ -118,6 +118,12 @@ def test_names_priced_on_the_scored_date_without_a_score_are_named(caplog):
                         "ticker": ["AAA", "NEWCO", "BBB", "OLD"], "close": [1.0, 2.0, 3.0, 4.0]})
     scores = pd.DataFrame({"date": [day, day], "ticker": ["AAA", "BBB"], "score": [0.1, -0.1]})
     with caplog.at_level("WARNING"):
-        _warn_unscored(raw, scores)
-    assert "1 name(s) with a close on 2023-02-22 get no score" in caplog.text
-    assert "NEWCO" in caplog.text and "OLD" not in caplog.text
+        _warn_unscored(raw, scores, ["AAA", "BBB", "SEASONING", "OLD"])
+    assert "1 name(s) with a close on 2023-02-22 are not in the chain's training universe" \
+        in caplog.text and "NEWCO" in caplog.text and "OLD" not in caplog.text
+    caplog.clear()
+    raw.loc[1, "ticker"] = "SEASONING"
+    with caplog.at_level("WARNING"):
+        _warn_unscored(raw, scores, ["AAA", "BBB", "SEASONING", "OLD"])
+    assert "1 name(s) with a close on 2023-02-22 get no score (not in the cross-section" \
+        in caplog.text and "SEASONING" in caplog.text

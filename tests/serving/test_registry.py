@@ -142,6 +142,21 @@ def test_the_warmup_is_counted_on_the_dates_the_cleaner_keeps(setup):
     assert not checked <= set(chain.predict(on_raw_dates)["date"])
 
 
+def test_a_market_level_column_lines_up_with_the_prices_at_any_time_of_day(setup):
+    """Closes stamped 16:00 (or with a time zone) with a market_level column: the market series
+    is the one of the same slice stamped at midnight (the days training uses), not a day late."""
+    datasets, overrides, chain, uri, tmp = setup
+    raw = pd.read_parquet(overrides["data"]["raw_path"])
+    sliced = nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 20)
+    sliced = sliced.assign(market_level=sliced.groupby("date")["close"].transform("mean"))
+    plain = chain.prepare(sliced)[1]
+    stamped = chain.prepare(sliced.assign(date=sliced["date"] + pd.Timedelta(hours=16)))[1]
+    zoned = chain.prepare(sliced.assign(date=sliced["date"].dt.tz_localize("Asia/Tokyo")))[1]
+    pd.testing.assert_frame_equal(plain, stamped)
+    pd.testing.assert_frame_equal(plain, zoned)
+    assert plain["market_return"].notna().sum() > 0
+
+
 def test_champion_loads_in_a_fresh_process_and_reproduces(setup):
     datasets, overrides, chain, uri, tmp = setup
     split = datasets["date_split"]

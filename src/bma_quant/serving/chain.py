@@ -37,7 +37,7 @@ import pandas as pd
 from bma_quant.core.data import cleaning, market
 from bma_quant.core.data import panel as panel_lib
 from bma_quant.core.data import universe as universe_lib
-from bma_quant.core.data.schema import validate_long_panel
+from bma_quant.core.data.schema import local_clock, validate_long_panel
 from bma_quant.core.models import learners
 
 logger = logging.getLogger(__name__)
@@ -164,16 +164,18 @@ class PredictionChain:
     # ------------------------------------------------------------------ steps
     def prepare(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Raw slice -> (clean long panel with ret_1d, market frame)."""
-        raw = raw.copy()
-        raw["date"] = pd.to_datetime(raw["date"])
+        # validated first: dates become the local calendar days training used, for the
+        # optional market_level column as well as the prices
+        raw = validate_long_panel(raw.copy(), source="model input")
         index = self._index_from_slice(raw)
         raw = raw.drop(columns=[MARKET_LEVEL], errors="ignore")
-        raw = validate_long_panel(raw, source="model input")
         raw["ticker"] = raw["ticker"].astype(str)
         clean = self.cleaner.clean(raw.sort_values(["date", "ticker"], kind="stable"))
         returns = clean.pivot(index="date", columns="ticker", values="ret_1d").sort_index()
         if index is None and self.market_index is not None and len(self.market_index):
-            index = self.market_index
+            # chains pickled before index dates were days may hold timestamps
+            index = self.market_index.assign(
+                date=local_clock(pd.to_datetime(self.market_index["date"])).dt.normalize())
             if index["date"].max() < returns.index.max():
                 logger.warning(
                     "the stored market index ends on %s, before the slice's last date %s: pass a "

@@ -21,6 +21,7 @@ from bma_quant.core.data.schema import (
     RESERVED,
     DataValidationError,
     local_clock,
+    parse_dates,
     validate_long_panel,
 )
 from bma_quant.core.data.universe import ELIGIBLE
@@ -56,6 +57,40 @@ def is_csv(path: Path) -> bool:
     return not suffixes.endswith((".parquet", ".pq")) and (".csv" in suffixes or ".txt" in suffixes)
 
 
+def keys_from_index(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """A panel saved with (date, ticker) or date as its index keeps them as columns; other index
+    levels (a row id) are dropped, never taken for factors."""
+    names = [str(n) if n is not None else None for n in frame.index.names]
+    keys = [n for n in names if n is not None and n.strip().lower() in ("date", "ticker")]
+    other = [n for n in names if n is not None and n not in keys]
+    if other:
+        logger.warning("%s: index level(s) %s are not date or ticker and are not used",
+                       path.name, ", ".join(other))
+    if not keys:
+        return frame.reset_index(drop=True)
+    drop = [n for n in frame.index.names if n not in keys]
+    return frame.reset_index(level=drop, drop=True).reset_index() if drop else frame.reset_index()
+
+
+# In a decimal-comma file a dot can only group thousands, and only as 1.234 or 1.234.567(,8).
+_GROUPED = r"^\s*[-+]?\d{1,3}(\.\d{3})+(,\d+)?\s*$"
+
+
+def decimal_comma_numbers(frame: pd.DataFrame, decimal: str) -> pd.DataFrame:
+    """Columns read as text, with `decimal` as the decimal mark: 12,48 -> 12.48 and 1.234,5 ->
+    1234.5 (dots removed only where they group thousands). The date, ticker and sector columns
+    stay text; a value that still does not parse is refused by the schema as usual."""
+    out = frame.copy()
+    for column in out.columns:
+        if str(column).strip().lower() in ("date", "ticker", "sector"):
+            continue
+        text = out[column]
+        grouped = text.str.match(_GROUPED).fillna(False)
+        text = text.where(~grouped, text.str.replace(".", "", regex=False))
+        out[column] = text.str.replace(decimal, ".", regex=False)
+    return out
+
+
 def read_table(path: str | Path, delimiter: str | None = None, decimal: str = "."
                ) -> pd.DataFrame:
     """Read a CSV (optionally compressed) or Parquet file.
@@ -69,10 +104,7 @@ def read_table(path: str | Path, delimiter: str | None = None, decimal: str = ".
         raise DataValidationError(f"Input file not found: {path}")
     suffixes = "".join(path.suffixes).lower()
     if suffixes.endswith((".parquet", ".pq")):
-        frame = pd.read_parquet(path)
-        # a panel saved with (date, ticker) or date as its index keeps them as columns
-        named = any(name is not None for name in frame.index.names)
-        frame = frame.reset_index(drop=not named)
+        frame = keys_from_index(pd.read_parquet(path), path)
         frame[LINE] = frame.index + 1
     elif is_csv(path):
         sep = delimiter or sniff_delimiter(path)
@@ -80,9 +112,11 @@ def read_table(path: str | Path, delimiter: str | None = None, decimal: str = ".
             logger.info("%s: reading with delimiter %r", path.name, sep)
         try:
             # blank lines are kept while reading so that the line numbers stay the file's own
-            # with decimal commas a dot can only group thousands (1.234,5)
-            frame = pd.read_csv(path, sep=sep, decimal=decimal, skip_blank_lines=False,
-                                thousands="." if decimal == "," else None)
+            if decimal == ".":
+                frame = pd.read_csv(path, sep=sep, skip_blank_lines=False)
+            else:  # read as text, numbers converted cell by cell (dates stay text)
+                frame = decimal_comma_numbers(
+                    pd.read_csv(path, sep=sep, dtype=str, skip_blank_lines=False), decimal)
         except pd.errors.EmptyDataError:
             raise DataValidationError(
                 f"Input file {path} is empty: expected a header line (date, ticker, close, ... or "
@@ -165,12 +199,21 @@ def load_configured_panel(data: dict) -> pd.DataFrame:
                           delimiter=data.get("delimiter"), decimal=data.get("decimal") or ".")
 
 
-def load_index_series(path: str | Path | None) -> pd.DataFrame:
-    """Optional market index file (date + one level column) -> (date, level); empty when no file."""
+def load_configured_index(data: dict) -> pd.DataFrame:
+    """`load_index_series` of a `data` parameter block's index_path (empty without one)."""
+    return load_index_series(data.get("index_path"), decimal=data.get("decimal") or ".")
+
+
+def load_index_series(path: str | Path | None, decimal: str = ".") -> pd.DataFrame:
+    """Optional market index file (date + one level column) -> (date, level); empty when no file.
+    Dates are read like the panel's (one format, local calendar days)."""
     if not path:
         return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"),
                              "level": pd.Series(dtype="float64")})
-    frame = read_table(path).drop(columns=LINE)
+    frame = read_table(path, decimal=decimal)
+    if "date" in frame.columns:
+        frame = parse_dates(frame, f"index file {path}")
+    frame = frame.drop(columns=LINE)
     if "date" not in frame.columns:
         raise DataValidationError(f"Index file {path}: missing required column 'date'")
     values = [c for c in frame.columns if c != "date"]
@@ -191,7 +234,10 @@ def load_index_series(path: str | Path | None) -> pd.DataFrame:
             f"dates; {int(bad.sum())} bad row(s), e.g. rows {rows}"
         )
     if out["date"].duplicated().any():
-        raise DataValidationError(f"Index file {path}: duplicate dates")
+        day = out.loc[out["date"].duplicated(), "date"].iloc[0]
+        raise DataValidationError(
+            f"Index file {path}: more than one level on a day (e.g. {day.date()}): one level per "
+            "day (intraday levels? aggregate them to the daily close)")
     return out.sort_values("date").reset_index(drop=True)
 
 

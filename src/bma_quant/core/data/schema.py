@@ -171,7 +171,7 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
     if "date" not in frame or pd.api.types.is_datetime64_any_dtype(frame["date"]):
         return frame
     text = frame["date"].astype("string").str.strip()
-    parsed = pd.to_datetime(text, errors="coerce")
+    parsed = _parse_date_text(local_wall_time(text))
     bad = parsed.isna() & text.notna() & (text != "")
     if not bad.any():
         return frame.assign(date=parsed)
@@ -185,6 +185,26 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
     raise DataValidationError(
         f"Input data rejected ({source}): it breaks the data contract of DESIGN §2.\n"
         f"- column 'date': {rule}; {int(bad.sum())} failing value(s), e.g. {shown}")
+
+
+# A UTC offset after a time of day ("2020-03-06 16:00-05:00", "...T16:00:00Z"): dropped, keeping
+# the local wall time. Offsets that change with daylight saving would otherwise not parse.
+UTC_OFFSET = r"^(.*\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|[+-]\d{2}:?\d{2})$"
+DOTTED_DAY_FIRST = r"^\d{1,2}\.\d{1,2}\.\d{4}$"  # 02.01.2020: the European day.month.year
+
+
+def local_wall_time(text: pd.Series) -> pd.Series:
+    """Date strings without their UTC offsets (local wall time kept)."""
+    return text.str.replace(UTC_OFFSET, r"\1", regex=True)
+
+
+def _parse_date_text(text: pd.Series) -> pd.Series:
+    """Dates from strings: day.month.year when the first date is dotted (a dotted date is never
+    month first), else what pandas infers from the first date."""
+    first = text.dropna()
+    if len(first) and pd.Series(first.iloc[:1]).str.match(DOTTED_DAY_FIRST).iloc[0]:
+        return pd.to_datetime(text, errors="coerce", format="%d.%m.%Y")
+    return pd.to_datetime(text, errors="coerce")
 
 
 def local_clock(stamps: pd.Series) -> pd.Series:
@@ -232,11 +252,14 @@ def trading_days(frame: pd.DataFrame, source: str, position: str = "line") -> pd
 
 
 DECIMAL_COMMA = r"^\s*[-+]?\d{1,3}(\.\d{3})*,\d+\s*$|^\s*[-+]?\d+,\d+\s*$"
+THOUSANDS_COMMA = r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d+)?\s*$"  # 12,345 or 1,234.5: grouping
 
 
 def _looks_like_decimal_commas(values: pd.Series) -> bool:
+    """Most values read as decimal commas, and not all could be thousands groups (12,345)."""
     text = values.dropna().astype(str).head(1000)
-    return len(text) > 0 and bool(text.str.match(DECIMAL_COMMA).mean() > 0.5)
+    return (len(text) > 0 and bool(text.str.match(DECIMAL_COMMA).mean() > 0.5)
+            and not bool(text.str.match(THOUSANDS_COMMA).all()))
 
 
 def non_numeric_columns(frame: pd.DataFrame, columns: list[str]) -> dict[str, str]:
@@ -288,13 +311,24 @@ def trimmed_tickers(frame: pd.DataFrame, source: str) -> pd.DataFrame:
 
 # Vendor columns of back-adjusted prices ("Adj Close"): their level at t is scaled by the dividends
 # and splits after t, so as factors they would carry the future into t.
-BACK_ADJUSTED = frozenset({"adjclose", "adjustedclose", "adjclosing", "closeadj", "closeadjusted"})
+ADJUSTED_MARKS = ("adjusted", "adj")
+ADJUSTABLE_FIELDS = frozenset({"open", "high", "low", "close", "closing", "price", "volume"})
+
+
+def _is_back_adjusted(name: str) -> bool:
+    key = "".join(ch for ch in str(name).lower() if ch.isalnum())
+    for mark in ADJUSTED_MARKS:
+        if key.startswith(mark) and key[len(mark):] in ADJUSTABLE_FIELDS:
+            return True
+        if key.endswith(mark) and key[: -len(mark)] in ADJUSTABLE_FIELDS:
+            return True
+    return False
 
 
 def back_adjusted_columns(columns: list[str]) -> list[str]:
-    """Extra columns named like a back-adjusted close (Adj Close, adj_close, AdjustedClose...)."""
-    return [c for c in columns if "".join(ch for ch in str(c).lower() if ch.isalnum())
-            in BACK_ADJUSTED]
+    """Extra columns named like back-adjusted prices or volume (Adj Close, adj_close, Adj. Open,
+    adjHigh, AdjustedClose, close_adj, Adj Volume...)."""
+    return [c for c in columns if _is_back_adjusted(c)]
 
 
 def validate_long_panel(frame: pd.DataFrame, source: str = "input",
@@ -308,8 +342,8 @@ def validate_long_panel(frame: pd.DataFrame, source: str = "input",
     extra = [c for c in frame.columns if c not in RESERVED | {LINE}]
     adjusted = back_adjusted_columns(extra)
     if adjusted:
-        logger.warning("%s: %s is a back-adjusted price (its level at t is scaled by dividends "
-                       "and splits after t) and is not used as a factor; returns come from "
+        logger.warning("%s: %s: back-adjusted (its level at t is scaled by dividends "
+                       "and splits after t), not used as a factor; returns come from "
                        "'close', with suspected splits repaired. To learn total returns, give "
                        "the adjusted prices as 'close' (with open/high/low adjusted alike)",
                        source, ", ".join(repr(c) for c in adjusted))

@@ -22,7 +22,7 @@ def load_raw_data(data: dict, temporal: dict) -> tuple[pd.DataFrame, pd.DataFram
     Runs first, so rejected data or a leaky config stops the run before any output is written."""
     TemporalConfig.from_params(temporal)
     raw = panel.load_configured_panel(data)
-    index = panel.load_index_series(data.get("index_path"))
+    index = panel.load_configured_index(data)
     panel.check_index_coverage(raw, index, data.get("index_path"))
     logger.info("loaded %d rows, %d tickers from %s", len(raw), raw["ticker"].nunique(),
                 data["raw_path"])

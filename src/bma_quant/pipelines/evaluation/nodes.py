@@ -328,7 +328,7 @@ def build_prediction_chain(
         primary_panel["ticker"].unique(), processing,
         (data_quality_report or {}).get("first_close"),
     )
-    index = panel_lib.load_index_series(data.get("index_path"))
+    index = panel_lib.load_configured_index(data)
     return PredictionChain(
         cleaner=cleaner,
         feature_spec=feature_spec,

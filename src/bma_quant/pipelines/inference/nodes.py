@@ -45,7 +45,9 @@ def load_latest_panel(model: InferenceModel, data: dict, inference: dict) -> pd.
     if history:
         dates = np.sort(raw["date"].unique())
         raw = raw.loc[raw["date"] >= dates[max(0, len(dates) - int(history))]]
-    index = panel_lib.load_index_series(source.get("index_path"))
+    index = panel_lib.load_configured_index(source)
+    # as in training: an index that stops before the panel would give later dates no market move
+    panel_lib.check_index_coverage(raw, index, source.get("index_path"))
     if len(index):
         levels = index.set_index("date")["level"]
         calendar = pd.DatetimeIndex(np.sort(raw["date"].unique()))
@@ -63,19 +65,31 @@ def _latest_sectors(raw: pd.DataFrame) -> pd.Series | None:
     return known.groupby(known["ticker"].astype(str))[SECTOR].last()
 
 
-def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame) -> None:
-    """Name the tickers with a close on the scored date that got no score (a new listing not yet
-    seasoned, or too little trailing coverage): a user should not have to diff the files."""
+def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] | None = None
+                   ) -> None:
+    """Name the tickers with a close on the scored date that got no score: names the chain was
+    not trained on (retrain to include them), and names not in the cross-section that day (a
+    new listing not yet seasoned, too little trailing coverage)."""
     if scores.empty:
         return
     last = scores["date"].max()
     priced = raw.loc[(pd.to_datetime(raw["date"]) == last) & raw["close"].notna(), "ticker"]
     missing = sorted(set(priced.astype(str)) - set(scores["ticker"]))
-    if missing:
+    unknown = [t for t in missing if universe is not None and t not in set(universe)]
+    unseasoned = [t for t in missing if t not in unknown]
+
+    def shown(names: list[str]) -> str:
+        return ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+
+    if unknown:
+        logger.warning("%d name(s) with a close on %s are not in the chain's training universe "
+                       "and get no score (retrain on a panel with them): %s", len(unknown),
+                       last.date(), shown(unknown))
+    if unseasoned:
         logger.warning("%d name(s) with a close on %s get no score (not in the cross-section: a "
                        "name enters once it has processing.eligibility.min_history_days of "
-                       "closes and enough trailing coverage): %s", len(missing), last.date(),
-                       ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+                       "closes and enough trailing coverage): %s", len(unseasoned), last.date(),
+                       shown(unseasoned))
 
 
 def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
@@ -86,7 +100,7 @@ def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
     scores = model.predict_last_date(raw)[["date", "ticker", "prediction"]]
     scores = scores.rename(columns={"prediction": "score"})
     scores["ticker"] = scores["ticker"].astype(str)
-    _warn_unscored(raw, scores)
+    _warn_unscored(raw, scores, getattr(model.chain.cleaner, "universe", None))
     sectors = _latest_sectors(raw)
     if sectors is not None:
         scores[SECTOR] = scores["ticker"].map(sectors)

@@ -157,6 +157,23 @@ def test_a_market_level_column_lines_up_with_the_prices_at_any_time_of_day(setup
     assert plain["market_return"].notna().sum() > 0
 
 
+def test_a_feature_the_request_cannot_build_is_the_requests_fault(setup):
+    """A chain trained with a user column the request lacks (or the input rules now leave out,
+    such as 'Adj Close') fails with ChainInputError (HTTP 400 when served), not a bare KeyError."""
+    import dataclasses
+
+    from bma_quant.serving.chain import ChainInputError
+
+    class NeedsAdjClose:
+        def transform(self, clean, market_frame):
+            raise KeyError("FeatureSpec: the panel cannot produce selected feature(s) "
+                           "['Adj Close']; they need columns or families absent from this panel")
+
+    chain = dataclasses.replace(setup[2], feature_spec=NeedsAdjClose())
+    with pytest.raises(ChainInputError, match=r"\['Adj Close'\].*retrain the chain"):
+        chain.features(pd.DataFrame(), pd.DataFrame())
+
+
 def test_champion_loads_in_a_fresh_process_and_reproduces(setup):
     datasets, overrides, chain, uri, tmp = setup
     split = datasets["date_split"]

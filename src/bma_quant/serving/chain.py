@@ -192,7 +192,14 @@ class PredictionChain:
         return pd.DataFrame({"date": levels.index, "level": levels.to_numpy(dtype=np.float64)})
 
     def features(self, clean: pd.DataFrame, market_frame: pd.DataFrame) -> pd.DataFrame:
-        return self.feature_spec.transform(clean, market_frame)
+        try:
+            return self.feature_spec.transform(clean, market_frame)
+        except KeyError as error:  # a feature's input column is absent from this panel
+            raise ChainInputError(
+                f"{error.args[0] if error.args else error}. The request lacks a column the chain "
+                "was trained on, or the input rules now leave it out (columns without numbers, "
+                "back-adjusted fields such as 'Adj Close'): send it, or retrain the chain"
+            ) from None
 
     def feature_names(self, features: pd.DataFrame) -> list[str]:
         names = getattr(self.feature_spec, "selected", None)

@@ -41,3 +41,15 @@ def test_short_panel_runs_the_chain_with_the_scaled_layout_logged(project):
     final = table[(table["model"] == "final") & (table["scope"] == "all")].iloc[0]
     assert final["n_dates"] > 50 and final["rank_ic"] > 0.03
     assert run["metrics.evaluation.final.test_rank_ic"] == pytest.approx(final["rank_ic"])
+
+
+def test_a_panel_shorter_than_the_serving_warmup_is_reproduced_and_registered(project):
+    """300 dates are fewer than the chain's warm-up, but the registry's slice starts where the
+    training panel started: the chain has every date of history the pipeline had and must
+    reproduce the test predictions exactly, so the model is registered."""
+    registration = json.loads((project / "data/08_reporting/model_registration.json").read_text())
+    reproduction = registration["reproduction"]
+    assert reproduction["rows_matched"] == reproduction["rows_pipeline"] > 0
+    assert reproduction["max_abs_diff"] <= 1e-6
+    assert registration["registered"] is True
+    assert "the prediction chain failed" not in (project / "last_run.log").read_text()

@@ -228,3 +228,30 @@ def test_a_chain_that_cannot_predict_is_not_registered(setup):
                                    datasets["date_split"], overrides["data"], REGISTRY)
     assert out["registered"] is False
     assert "StaleChainError" in out["reason"] and "something_else" in out["reason"]
+
+
+def test_a_slice_from_the_training_start_is_scored_without_a_warmup(setup):
+    """A panel shorter than the warm-up (or a test period that begins inside it) can still be
+    reproduced: a slice that starts where the training panel started has all the history the
+    pipeline's features had. The scores equal the same dates scored from a longer slice; a slice
+    that starts later with as few dates is still refused."""
+    from bma_quant.serving.chain import ChainInputError
+
+    datasets, overrides, chain, uri, tmp = setup
+    raw = pd.read_parquet(overrides["data"]["raw_path"])
+    dates = pd.DatetimeIndex(sorted(raw["date"].unique()))
+    assert chain.data_start == str(datasets["primary_panel"]["date"].min().date())
+    n_short = chain.warmup_days - 20
+    assert 20 <= n_short < len(dates) - chain.warmup_days - 100
+    short = chain.predict(raw[raw["date"] <= dates[n_short - 1]])
+    assert short["date"].min() < dates[chain.warmup_days] and short["prediction"].notna().any()
+    longer = chain.predict(raw[raw["date"] <= dates[n_short + 80]], first_date=dates[0])
+    both = short.merge(longer, on=["date", "ticker"], how="left", suffixes=("", "_longer"))
+    assert both["prediction_longer"].notna().sum() == short["prediction"].notna().sum()
+    assert (both["prediction"] - both["prediction_longer"]).abs().max() == 0
+    # first_date without a complete history: the warm-up still counts before it
+    tail = raw[raw["date"] >= dates[10]]
+    scored = chain.predict(tail, first_date=dates[20])["date"]
+    assert scored.min() == dates[10 + chain.warmup_days]
+    with pytest.raises(ChainInputError, match="too little history"):
+        chain.predict(raw[(raw["date"] >= dates[10]) & (raw["date"] <= dates[n_short + 9])])

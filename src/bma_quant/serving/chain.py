@@ -18,7 +18,9 @@ Output: ``date, ticker, prediction`` for every date of the slice after the first
 ``warmup_days`` (default ``max_lookback_days``) dates, the warm-up the longest feature window
 needs. Feed ``max_lookback_days`` trading days of history before the first date you want scored
 (at least ``processing.eligibility.window_days``, so trailing coverage sees its whole window).
-A slice with no date past the warm-up raises ``ChainInputError`` naming the missing history.
+A slice with no date past the warm-up raises ``ChainInputError`` naming the missing history,
+unless it starts where the training panel started (``data_start``): then it has every date of
+history the pipeline's features had, and is scored from its start.
 
 ``training_data`` keeps the ``data`` parameters of the training run (raw_path, index_path,
 layout, delimiter, decimal: ``panel.READ_KEYS``), so inference reads the same source the same
@@ -160,6 +162,8 @@ class PredictionChain:
     known_regimes: pd.DataFrame | None = None  # the training run's causal regimes (all dates)
     training_data: dict | None = None  # the training run's params:data (raw_path, index_path,
     # layout); None in chains pickled before it existed
+    data_start: str | None = None  # first date of the training panel after cleaning (None in
+    # chains pickled before it existed): a slice starting there has all the history training had
 
     # ------------------------------------------------------------------ steps
     def prepare(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -288,13 +292,29 @@ class PredictionChain:
             "earlier date(s)"
         )
 
+    def scored_dates(self, dates: pd.DatetimeIndex,
+                     first_date: pd.Timestamp | None = None) -> pd.DatetimeIndex:
+        """The slice's dates to score: those after the warm-up (and from ``first_date`` on).
+
+        A slice that starts where the training panel started has all the history the pipeline's
+        own features had: no warm-up is needed to reproduce them, so a panel shorter than the
+        warm-up (or a test period that begins inside it) can still be scored from its start."""
+        complete = self.data_start is not None and dates[0] <= pd.Timestamp(self.data_start)
+        if complete and (first_date is not None or len(dates) <= self.warmup_days):
+            scored = dates
+        else:
+            self.check_history(len(dates))
+            scored = dates[self.warmup_days:] if self.warmup_days else dates
+        return scored if first_date is None else scored[scored >= pd.Timestamp(first_date)]
+
     # ------------------------------------------------------------------ public
-    def predict_all(self, raw: pd.DataFrame) -> pd.DataFrame:
-        """Every layer's predictions, long (date, ticker, model, prediction), incl. ``final``."""
+    def predict_all(self, raw: pd.DataFrame,
+                    first_date: pd.Timestamp | None = None) -> pd.DataFrame:
+        """Every layer's predictions, long (date, ticker, model, prediction), incl. ``final``;
+        ``first_date``: score only from that date on (the warm-up still counts before it)."""
         clean, market_frame = self.prepare(raw)
-        self.check_history(clean["date"].nunique())
         dates = pd.DatetimeIndex(np.sort(clean["date"].unique()))
-        scored = dates[self.warmup_days:] if self.warmup_days else dates
+        scored = self.scored_dates(dates, first_date)
         features = self.features(clean, market_frame)
         # The warm-up only feeds the rolling features (and the regime filter, from `clean`):
         # every later step is per row or per date, so the warm-up rows are not predicted.
@@ -311,8 +331,8 @@ class PredictionChain:
         out = pd.concat([components, final], ignore_index=True)
         return out.sort_values(["model", "date", "ticker"], kind="stable").reset_index(drop=True)
 
-    def predict(self, raw: pd.DataFrame) -> pd.DataFrame:
+    def predict(self, raw: pd.DataFrame, first_date: pd.Timestamp | None = None) -> pd.DataFrame:
         """(date, ticker, prediction) of the final ensemble for the slice's dates after warm-up."""
-        out = self.predict_all(raw)
+        out = self.predict_all(raw, first_date)
         final = out.loc[out["model"] == self.model_name, ["date", "ticker", "prediction"]]
         return final.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)

@@ -342,6 +342,7 @@ def build_prediction_chain(
         + int((registry or {}).get("warmup_extra_days", 0)),
         known_regimes=regimes.reset_index(drop=True) if regimes is not None else None,
         training_data={key: data.get(key) for key in panel_lib.READ_KEYS},
+        data_start=str(pd.Timestamp(primary_panel["date"].min()).date()),
     )
 
 
@@ -383,7 +384,7 @@ def reproduction_check(
     """Run the chain on the raw test slice and compare with the pipeline's test predictions
     (on the checked period: the whole test period or its last ``last_dates`` dates)."""
     start, end = checked_period(raw_slice, date_split, last_dates)
-    predicted = test_period.restrict_to_period(chain.predict(raw_slice), start, end)
+    predicted = test_period.restrict_to_period(chain.predict(raw_slice, start), start, end)
     expected = ensemble_test_predictions.loc[ensemble_test_predictions["model"] == model,
                                              ["date", "ticker", "prediction"]]
     expected = test_period.restrict_to_period(expected, start, end)

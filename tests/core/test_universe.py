@@ -104,6 +104,7 @@ def test_listing_events_and_summary():
     events = universe.listing_events(observed)
     assert list(events["late_listings"]) == ["LATE"]
     assert events["delistings"] == {"GONE": str(observed.index[2].date())}
+    assert events["missing_at_end"] == {}
     summary = universe.universe_summary(observed)
     assert summary["eligible_names_per_date"] == {"min": 2, "median": 2.0, "max": 3}
     assert summary["eligible_rows"] == 13 and summary["never_eligible"] == []
@@ -133,3 +134,20 @@ def test_imputation_uses_that_dates_cross_section_only():
     assert np.isnan(f.loc[dates[1], "D"])       # no close: not imputed
     assert f.loc[dates[2]].isna().all()         # nothing to take a median of: stays missing
     assert filled == 2
+
+
+def test_a_close_missing_only_at_the_end_is_not_a_delisting():
+    """A missing last print (or two) is within the forward fill: the name is still in the
+    cross-section and nothing yet tells a stop from a gap. Only a stop longer than ffill_limit
+    dates before the end is a delisting."""
+    observed = _observed({"A": [1] * 8, "LAST_PRINT": [1] * 7 + [0],
+                          "TWO_DAYS": [1] * 6 + [0, 0], "GONE": [1] * 4 + [0] * 4})
+    events = universe.listing_events(observed, ffill_limit=2)
+    dates = observed.index
+    assert events["delistings"] == {"GONE": str(dates[3].date())}
+    assert events["missing_at_end"] == {"LAST_PRINT": str(dates[6].date()),
+                                        "TWO_DAYS": str(dates[5].date())}
+    # without a forward fill every stop before the last date is a delisting, as before
+    plain = universe.listing_events(observed)
+    assert set(plain["delistings"]) == {"GONE", "LAST_PRINT", "TWO_DAYS"}
+    assert plain["missing_at_end"] == {}

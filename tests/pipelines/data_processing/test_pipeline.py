@@ -141,3 +141,35 @@ def test_index_file_feeds_the_market_series(tmp_path, market):
     assert m["source"].iloc[0] == "index"
     level = market.market.set_index("date")["level"]
     np.testing.assert_allclose(m["market_return"].iloc[1:], (level / level.shift(1) - 1).iloc[1:])
+
+
+def test_a_missing_last_print_and_a_zero_volume_column_are_reported_not_misread(
+        tmp_path, market, caplog):
+    """A name without a row on the file's last date is still forward filled: it is reported as
+    missing at the end, not as a delisting. A name whose volume is zero on every date (a price-only
+    export that filled the column) is warned about: its volume features carry nothing."""
+    panel = market.panel.copy()
+    last = panel["date"].max()
+    panel = panel[~((panel["ticker"] == "T0001") & (panel["date"] == last))]
+    panel.loc[panel["ticker"] == "T0002", "volume"] = 0.0
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    report = out["data_quality_report"]
+    assert "T0001" not in report["delistings"] and list(report["missing_at_end"]) == ["T0001"]
+    assert report["no_volume"] == ["T0002"]
+    primary = out["primary_panel"]
+    row = primary[(primary["ticker"] == "T0001") & (primary["date"] == last)]
+    assert row["eligible"].item()  # the last price carried forward keeps it in the cross-section
+    text = caplog.text
+    assert "1 name(s) have no close on the file's last date (e.g. T0001 (last close" in text
+    assert "1 name(s) report zero or no volume on every date they have a close (e.g. T0002)" in text
+    # a file whose whole volume column is zeros says so once, for all names
+    panel["volume"] = 0
+    panel.to_parquet(path)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    assert len(out["data_quality_report"]["no_volume"]) == panel["ticker"].nunique()
+    assert "all names report zero or no volume" in caplog.text

@@ -106,6 +106,19 @@ def flat_dates(close: pd.DataFrame, min_names: int = 2) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(close.index[flat.to_numpy()])
 
 
+def names_without_volume(panel: PanelMatrices) -> list[str]:
+    """Names with closes whose volume is zero or missing on every date they have a close (a
+    price-only export that filled the volume column with zeros): their volume features are
+    constant. Empty when the panel has no volume column."""
+    volume = panel.values.get("volume")
+    if volume is None:
+        return []
+    priced = panel.close.notna()
+    traded = (volume.reindex_like(panel.close).fillna(0) != 0) & priced
+    silent = priced.any(axis=0) & ~traded.any(axis=0)
+    return sorted(map(str, panel.close.columns[silent.to_numpy()]))
+
+
 @dataclass(frozen=True)
 class StaleSummary:
     streaks: int  # number of zero-return streaks of at least min_streak days

@@ -111,13 +111,18 @@ def eligible_cells(trailing: pd.DataFrame, close: pd.DataFrame) -> pd.DataFrame:
     return rule_ok.astype(bool) & close.notna()
 
 
-def listing_events(observed: pd.DataFrame) -> dict:
-    """First and last observed close of every name, and the names that list after the calendar
-    starts or stop before it ends (for the data-quality report)."""
+def listing_events(observed: pd.DataFrame, ffill_limit: int = 0) -> dict:
+    """First and last observed close of every name, the names that list after the calendar
+    starts, and those that stop before it ends (for the data-quality report).
+
+    A name whose last close falls within the file's last ``ffill_limit`` dates is not called a
+    delisting: its forward-filled price still covers the end, and nothing yet tells a stop from a
+    gap of a few days (e.g. a missing last print). It is listed under ``missing_at_end``."""
     dates = observed.index
     has_any = observed.any(axis=0)
     first = observed.idxmax(axis=0)[has_any]
     last = observed.iloc[::-1].idxmax(axis=0)[has_any]
+    covered_from = dates[max(0, len(dates) - 1 - int(ffill_limit))] if len(dates) else None
 
     def as_text(series: pd.Series) -> dict[str, str]:
         return {str(t): str(pd.Timestamp(d).date()) for t, d in series.sort_index().items()}
@@ -125,7 +130,9 @@ def listing_events(observed: pd.DataFrame) -> dict:
     return {
         "first_close": as_text(first),
         "late_listings": as_text(first[first > dates.min()]),
-        "delistings": as_text(last[last < dates.max()]),
+        "delistings": as_text(last[last < covered_from]) if len(dates) else {},
+        "missing_at_end": (as_text(last[(last >= covered_from) & (last < dates.max())])
+                           if len(dates) else {}),
         # names in the file without a single close (e.g. an empty column of a wide file)
         "no_prices": sorted(map(str, has_any.index[~has_any])),
     }

@@ -75,16 +75,31 @@ def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMat
         "forward_filled_days": filled,
         "dropped_dates": int((~keep).sum()),
         "coverage": float(kept.close.notna().to_numpy().mean()),
-        **universe.listing_events(observed),
+        **universe.listing_events(observed, int(processing["ffill_limit"])),
         "suspected_splits": [asdict(e) for e in events],
         "stale": asdict(stale),
         "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in flat],
+        "no_volume": cleaning.names_without_volume(kept),
     }
+    if log["no_volume"]:
+        every = len(log["no_volume"]) == int(kept.close.notna().any(axis=0).sum())
+        logger.warning(
+            "%s report zero or no volume on every date they have a close%s: their volume "
+            "features are constant and carry nothing (drop the column, or send real volumes)",
+            "all names" if every else f"{len(log['no_volume'])} name(s)",
+            "" if every else f" (e.g. {', '.join(log['no_volume'][:3])})")
     if len(flat):
         logger.warning("%d date(s) on which no name's price moved, e.g. %s: holiday or weekend "
                        "rows copied from the day before? They stay in the calendar (a 0 return "
                        "for every name, one more day in each label window) unless removed from "
                        "the file", len(flat), ", ".join(log["flat_dates"][:3]))
+    if log["missing_at_end"]:
+        logger.warning(
+            "%d name(s) have no close on the file's last date (e.g. %s): their last price is "
+            "carried forward for up to processing.ffill_limit (%s) dates; a name that stopped "
+            "trading leaves the cross-section after that", len(log["missing_at_end"]),
+            ", ".join(f"{t} (last close {d})" for t, d in list(log["missing_at_end"].items())[:3]),
+            processing["ffill_limit"])
     if events:
         logger.warning("repaired %d suspected unadjusted split(s): %s", len(events),
                        ", ".join(f"{e.ticker}@{e.date} x{e.ratio:g}" for e in events[:5]))
@@ -205,6 +220,8 @@ def data_quality_report(
         "flat_dates": len(report.get("flat_dates", [])),
         "late_listings": len(report["late_listings"]),
         "delistings": len(report["delistings"]),
+        "missing_at_end": len(report.get("missing_at_end", {})),
+        "no_volume_tickers": len(report.get("no_volume", [])),
         **{f"eligible_names_{k}": v for k, v in report["eligible_names_per_date"].items()},
         "imputed_values": report["imputed_values"],
         # 1 when a short panel scaled the CV layout down (cv.short_panel); layout in cv_layout.*

@@ -113,7 +113,6 @@ class PanelCleaner:
             {"coverage_threshold": self.coverage_threshold, "eligibility": self.eligibility}
         )
         first_seen = pd.Series(self.first_close, dtype=object) if self.first_close else None
-        trailing = universe_lib.trailing_eligibility(observed, rule, first_seen)
         if self.strict_mode:  # a date's count depends on that date and its trailing window
             matrices = matrices.select(
                 dates=matrices.dates[universe_lib.strict_date_mask(observed, rule)]
@@ -127,9 +126,12 @@ class PanelCleaner:
                 # chains pickled before confirm_days existed repair on the one-day move alone
                 int(splits.get("confirm_days", 0)),
             )
+        unmasked = matrices.close
         matrices, _ = cleaning.handle_stale_prices(
             matrices, int(self.stale.get("min_streak", 5)), self.stale.get("mask_after")
         )
+        trailing = universe_lib.trailing_eligibility(
+            universe_lib.traded_cells(observed, unmasked, matrices.close), rule, first_seen)
         matrices = replace(matrices, eligible=universe_lib.eligible_cells(trailing, matrices.close))
         impute_cols = [c for c in matrices.values
                        if c != "close" and c not in cleaning.PRICE_FIELDS]

@@ -173,3 +173,38 @@ def test_a_missing_last_print_and_a_zero_volume_column_are_reported_not_misread(
         out = run_pipeline("data_processing", {}, _overrides(path))
     assert len(out["data_quality_report"]["no_volume"]) == panel["ticker"].nunique()
     assert "all names report zero or no volume" in caplog.text
+
+
+def test_a_frozen_price_does_not_count_as_coverage(tmp_path, market):
+    """A name whose price froze for 100 dates (a halt exported as copied closes): cleaning masks
+    the stale prices beyond stale.mask_after, and trailing coverage does not count them, so the
+    name is not back in the cross-section on its first day of trading but once its coverage has
+    recovered. The serving chain's cleaner decides the same on a slice."""
+    from bma_quant.serving.chain import PanelCleaner
+
+    panel = market.panel.copy()
+    dates = np.sort(panel["date"].unique())
+    frozen = (panel["ticker"] == "T0004") & panel["date"].between(dates[300], dates[399])
+    level = panel.loc[(panel["ticker"] == "T0004") & (panel["date"] == dates[300]), "close"]
+    panel.loc[frozen, "close"] = level.item()
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    processing = {"eligibility": {"window_days": 60, "min_history_days": 20},
+                  "stale": {"min_streak": 5, "mask_after": 20}}
+    out = run_pipeline("data_processing", {}, {**_overrides(path), "processing": processing})
+    primary = out["primary_panel"]
+    eligible = primary.pivot(index="date", columns="ticker", values="eligible")["T0004"]
+    assert not eligible.loc[dates[322]:dates[399]].any()  # masked: no close
+    back = eligible.loc[dates[400]:]
+    # 60-date window, 0.7 coverage: 42 traded dates after the 80 masked ones
+    assert not back.iloc[:41].any() and back.iloc[42:].all()
+    # the chain's cleaner on a slice with a full window of history before the return
+    from tests.support import project_params
+    params = project_params()["processing"]
+    params = {**params, **processing, "eligibility": processing["eligibility"]}
+    cleaner = PanelCleaner.from_params(panel["ticker"].unique(), params,
+                                       out["data_quality_report"]["first_close"])
+    sliced = cleaner.clean(panel[panel["date"] >= dates[200]].reset_index(drop=True))
+    chain_eligible = sliced.pivot(index="date", columns="ticker", values="eligible")["T0004"]
+    pd.testing.assert_series_equal(chain_eligible.loc[dates[300]:], eligible.loc[dates[300]:],
+                                   check_names=False)

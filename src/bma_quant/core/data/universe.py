@@ -3,9 +3,10 @@
 A name is eligible at date t, judged from data up to t only, when
 - it has a (cleaned) close at t;
 - at least `min_history_days` trading dates have passed since its first observed close;
-- it had an observed close on at least `coverage_threshold` of the trailing `window_days` dates,
-  counted from its first close on (a young name is held back by `min_history_days`, not penalised
-  a second time for the dates before it listed).
+- it had an observed close on at least `coverage_threshold` of the trailing `window_days` dates
+  (a stale price that cleaning masked does not count: `traded_cells`), counted from its first
+  close on (a young name is held back by `min_history_days`, not penalised a second time for the
+  dates before it listed).
 
 Strict mode drops date t when fewer than `coverage_threshold` of the names seen in the trailing
 window have a close that day (a partial or broken day of the file). Both rules work on the raw
@@ -95,6 +96,16 @@ def trailing_eligibility(
         coverage = np.where(alive > 0, seen / np.maximum(alive, 1), 0.0)
     ok = listed & seasoned & (coverage >= rule.coverage_threshold)
     return pd.DataFrame(ok, index=observed.index, columns=observed.columns)
+
+
+def traded_cells(observed: pd.DataFrame, before_masking: pd.DataFrame,
+                 after_masking: pd.DataFrame) -> pd.DataFrame:
+    """Raw closes present (`observed`, raw calendar) less the stale prices that cleaning masked
+    (present in `before_masking`, gone in `after_masking`, both on the cleaned calendar): what
+    trailing coverage counts. A name frozen for months is not covered on its first day back."""
+    masked = before_masking.notna() & after_masking.isna()
+    masked = masked.reindex(index=observed.index, columns=observed.columns, fill_value=False)
+    return observed & ~masked.astype(bool)
 
 
 def strict_date_mask(observed: pd.DataFrame, rule: EligibilityRule) -> np.ndarray:

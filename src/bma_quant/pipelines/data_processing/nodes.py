@@ -45,8 +45,6 @@ def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMat
     matrices = panel.to_matrices(raw)
     observed = matrices.close.notna()
     rule = universe.EligibilityRule.from_params(processing)
-    # Decided on the raw calendar with trailing windows: the same on any prefix of the panel.
-    trailing = universe.trailing_eligibility(observed, rule)
     keep = (universe.strict_date_mask(observed, rule) if bool(processing["strict_mode"])
             else np.ones(len(matrices.dates), dtype=bool))
     kept = matrices.select(dates=matrices.dates[keep])
@@ -64,6 +62,10 @@ def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMat
     cleaned, stale = cleaning.handle_stale_prices(
         repaired, int(stale_cfg["min_streak"]), stale_cfg.get("mask_after")
     )
+    # Decided on the raw calendar with trailing windows (the same on any prefix of the panel);
+    # a frozen price that was masked is no more a trade than a missing one.
+    trailing = universe.trailing_eligibility(
+        universe.traded_cells(observed, repaired.close, cleaned.close), rule)
     cleaned = replace(cleaned, eligible=universe.eligible_cells(trailing, cleaned.close))
     flat = cleaning.flat_dates(kept.close)
     log = {

@@ -83,29 +83,36 @@ def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMat
         "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in flat],
         "no_volume": cleaning.names_without_volume(kept),
     }
+    _warn_about_defects(log, n_priced=int(kept.close.notna().any(axis=0).sum()),
+                        ffill_limit=processing["ffill_limit"])
+    return cleaned, log
+
+
+def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int) -> None:
+    """One warning per kind of defect that cleaning kept or repaired (details in the report)."""
     if log["no_volume"]:
-        every = len(log["no_volume"]) == int(kept.close.notna().any(axis=0).sum())
+        every = len(log["no_volume"]) == n_priced
         logger.warning(
             "%s report zero or no volume on every date they have a close%s: their volume "
             "features are constant and carry nothing (drop the column, or send real volumes)",
             "all names" if every else f"{len(log['no_volume'])} name(s)",
             "" if every else f" (e.g. {', '.join(log['no_volume'][:3])})")
-    if len(flat):
+    if log["flat_dates"]:
         logger.warning("%d date(s) on which no name's price moved, e.g. %s: holiday or weekend "
                        "rows copied from the day before? They stay in the calendar (a 0 return "
                        "for every name, one more day in each label window) unless removed from "
-                       "the file", len(flat), ", ".join(log["flat_dates"][:3]))
+                       "the file", len(log["flat_dates"]), ", ".join(log["flat_dates"][:3]))
     if log["missing_at_end"]:
         logger.warning(
             "%d name(s) have no close on the file's last date (e.g. %s): their last price is "
             "carried forward for up to processing.ffill_limit (%s) dates; a name that stopped "
             "trading leaves the cross-section after that", len(log["missing_at_end"]),
             ", ".join(f"{t} (last close {d})" for t, d in list(log["missing_at_end"].items())[:3]),
-            processing["ffill_limit"])
-    if events:
-        logger.warning("repaired %d suspected unadjusted split(s): %s", len(events),
-                       ", ".join(f"{e.ticker}@{e.date} x{e.ratio:g}" for e in events[:5]))
-    return cleaned, log
+            ffill_limit)
+    if log["suspected_splits"]:
+        splits = log["suspected_splits"]
+        logger.warning("repaired %d suspected unadjusted split(s): %s", len(splits),
+                       ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}" for e in splits[:5]))
 
 
 def make_date_split(clean: panel.PanelMatrices, temporal: dict, split_params: dict) -> tuple[dict, dict]:

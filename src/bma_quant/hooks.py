@@ -113,6 +113,7 @@ class RunHealthHooks:
         self._tags_logged = False
         self._run_name_override: str | None = None
         self._data_path: Path | None = None
+        self._params: dict[str, Any] = {}
         self._reads_raw_panel = False  # the pipeline has the node that loads the raw panel
         self._system_cfg = dict(DEFAULT_SYSTEM_METRICS)
         self._system_metrics: tracking.SystemMetrics | None = None
@@ -134,15 +135,18 @@ class RunHealthHooks:
         self._run_name_override = params.get("run_name") or None
         project_path = Path(context.project_path)
         self._project_path = project_path
-        raw_path = (params.get("data", {}) or {}).get("raw_path")
-        tags = {"git_commit": _git_commit(project_path), "config_hash": config_hash(params)}
+        self._params = params
+        self._tags = {"git_commit": _git_commit(project_path), "config_hash": config_hash(params)}
+        self._set_data_tags((params.get("data", {}) or {}).get("raw_path"))
+
+    def _set_data_tags(self, raw_path: str | None) -> None:
+        """data_path and data_fingerprint tags of the panel the run reads."""
         self._data_path = None
         if raw_path:
-            path = Path(raw_path) if Path(raw_path).is_absolute() else project_path / raw_path
-            tags["data_fingerprint"] = file_fingerprint(path) if path.is_file() else "missing"
-            tags["data_path"] = str(raw_path)
+            path = Path(raw_path) if Path(raw_path).is_absolute() else self._project_path / raw_path
+            self._tags["data_fingerprint"] = file_fingerprint(path) if path.is_file() else "missing"
+            self._tags["data_path"] = str(raw_path)
             self._data_path = path if path.is_file() else None
-        self._tags = tags
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline=None) -> None:
@@ -151,6 +155,10 @@ class RunHealthHooks:
         runner = run_identity.runner_name(run_params.get("runner"))
         if runner:
             self._tags["runner"] = runner  # kedro-mlflow tags the object's repr
+        if [n for n in names if n] == ["inference"]:  # scores the chain's data, not params:data
+            scored = run_identity.inference_data_path(self._params, self._project_path)
+            if scored:
+                self._set_data_tags(scored)
         self._tags["mlflow.runName"] = run_identity.run_name(
             names, self._tags.get("data_path"), self._tags.get("config_hash"),
             self._run_name_override)

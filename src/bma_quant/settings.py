@@ -1,11 +1,13 @@
 """Kedro project settings."""
 
 import os
+import warnings
 from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
 from bma_quant.hooks import RunHealthHooks
+from bma_quant.run_hooks import user_errors
 from bma_quant.run_hooks.batched_params import BatchedParamsMlflowHook
 from bma_quant.run_hooks.interrupts import InterruptHooks
 from bma_quant.run_hooks.mlflow_connection import MlflowConnectionHooks
@@ -25,6 +27,14 @@ HOOKS = (PreflightHooks(), RunHealthHooks(staging=_STAGING), _STAGING,
          StagingGuardHooks(_STAGING), InterruptHooks(), MlflowConnectionHooks(), TimeBudgetHooks(),
          BatchedParamsMlflowHook())
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # the distribution name as installed
+
+# A refused input (bad data or parameters, too little history, ...) ends `kedro run` with its
+# message instead of a framework traceback; bugs keep theirs (run_hooks/user_errors.py).
+user_errors.install()
+# Kedro and kedro-mlflow register their resolvers with OmegaConf's older call: five deprecation
+# warnings per run that no user can act on.
+warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated",
+                        category=UserWarning)
 
 
 

@@ -65,6 +65,10 @@ def test_bad_input_fails_clearly_and_keeps_previous_outputs(project, corrupt, ex
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
     assert {p: p.read_bytes() for p in outputs} == before
+    # the user's error ends the output, not a traceback through click and Kedro's runner
+    assert "Traceback" not in result.stderr
+    assert "DataValidationError: Input data rejected" in result.stderr
+    assert result.stderr.rstrip().endswith("BMA_QUANT_TRACEBACK=1 for the full traceback)")
 
 
 def test_a_tiny_time_budget_stops_the_run_between_nodes_and_changes_nothing(project):

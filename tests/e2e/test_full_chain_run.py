@@ -109,13 +109,20 @@ def test_chain_is_registered_and_inference_uses_it(project):
     assert registration["registered"]
     assert registration["alias"] in {"champion", "challenger"}
     assert registration["reproduction"]["max_abs_diff"] < 1e-4
-    result = kedro_run(project, "--env", "smoke", "--pipelines", "inference")
+    # params:data naming another file does not matter: the chain knows what it was trained on
+    result = kedro_run(project, "--env", "smoke", "--pipelines", "inference", "--params",
+                       "data.raw_path=data/01_raw/sp500_prices.csv.gz")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     latest = pd.read_parquet(project / "data/07_model_output/latest_predictions.parquet")
     prices = pd.read_parquet(project / "data/01_raw/synthetic_prices.parquet")
     assert latest["date"].nunique() == 1
     assert pd.Timestamp(latest["date"].iloc[0]) == pd.Timestamp(prices["date"].max())
     assert latest["score"].notna().all() and len(latest) == prices["ticker"].nunique()
+    # and the MLflow run says which panel it scored
+    runs = mlflow_runs(project)
+    run = runs[runs["tags.pipelines"] == "inference"].iloc[0]
+    assert run["tags.mlflow.runName"].startswith("inference · synthetic_prices · ")
+    assert run["tags.data_path"] == "data/01_raw/synthetic_prices.parquet"
 
 
 def test_one_layer_reruns_alone_from_disk(project):

@@ -255,3 +255,20 @@ def test_a_slice_from_the_training_start_is_scored_without_a_warmup(setup):
     assert scored.min() == dates[10 + chain.warmup_days]
     with pytest.raises(ChainInputError, match="too little history"):
         chain.predict(raw[(raw["date"] >= dates[10]) & (raw["date"] <= dates[n_short + 9])])
+
+
+def test_an_alias_the_registry_does_not_hold_names_the_versions_it_does(setup):
+    """`inference.model_source: registry` on a data set whose runs were only challengers: the
+    error lists the versions and aliases there are, not MLflow's bare 'alias not found'."""
+    from bma_quant.serving.model_source import ModelSourceError, registry_version
+
+    datasets, overrides, chain, uri, tmp = setup
+    _register(datasets, overrides, chain, passed=False)
+    name = _name(overrides)
+    with pytest.raises(ModelSourceError, match=rf"{name}@nope: not found; '{name}' has "
+                                               r"version\(s\) 1.*@challenger"):
+        registry_version(f"models:/{name}@nope")
+    with pytest.raises(ModelSourceError, match="no registered model 'absent'"):
+        registry_version("models:/absent@champion")
+    with pytest.raises(ModelSourceError, match=r"has version\(s\) 1"):
+        registry_version(f"models:/{name}/999")

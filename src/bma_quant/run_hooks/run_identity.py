@@ -7,9 +7,10 @@ the ``run_name`` parameter overrides it.
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Sequence
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 CONFIG_HASH_CHARS = 8  # enough to tell configurations apart in a list of runs
@@ -50,3 +51,23 @@ def runner_name(runner: Any) -> str | None:
         return match.group(1) if match else runner
     cls = runner if isinstance(runner, type) else type(runner)
     return cls.__name__
+
+
+def inference_data_path(params: dict, project_path: Path) -> str | None:
+    """The panel an inference run scores: ``inference.data.raw_path`` when given, else the training
+    data the local chain records (``params:data`` names the shipped sample, not what the chain was
+    trained on); None when neither is known (a registry model: its node logs what it read)."""
+    inference = params.get("inference") or {}
+    explicit = (inference.get("data") or {}).get("raw_path")
+    if explicit:
+        return str(explicit)
+    if inference.get("model_source", "local") != "local" or not inference.get("chain_path"):
+        return None
+    path = Path(inference["chain_path"])
+    path = path if path.is_absolute() else project_path / path
+    try:
+        with open(path, "rb") as handle:
+            training = getattr(pickle.load(handle), "training_data", None) or {}
+    except Exception:  # no chain yet: the inference node says so
+        return None
+    return training.get("raw_path")

@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 LOCAL_UNREGISTERED = "unregistered"
 
 
+class ModelSourceError(ValueError):
+    """The model inference is told to use does not exist (no chain file, no such alias)."""
+
+
 @dataclass
 class InferenceModel:
     chain: PredictionChain
@@ -46,7 +50,7 @@ def load_local(chain_path: str | Path, registration_path: str | Path | None) -> 
     registration report of the same run (``unregistered`` when it was not registered)."""
     path = Path(chain_path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise ModelSourceError(
             f"no fitted chain at {path}: run `kedro run` (the evaluation pipeline writes it) or "
             "set inference.model_source: registry"
         )
@@ -72,12 +76,39 @@ def registry_version(model_uri: str) -> tuple[str, str]:
 
     if not model_uri.startswith("models:/"):
         raise ValueError(f"inference.model_uri must start with 'models:/', got {model_uri!r}")
+    from mlflow.exceptions import MlflowException
+
     rest = model_uri[len("models:/"):]
-    if "@" in rest:
-        name, alias = rest.split("@", 1)
-        return name, str(MlflowClient().get_model_version_by_alias(name, alias).version)
-    name, _, version = rest.partition("/")
-    return name, version
+    name, alias = rest.split("@", 1) if "@" in rest else (rest.partition("/")[0], None)
+    client = MlflowClient()
+    try:
+        if alias is not None:
+            return name, str(client.get_model_version_by_alias(name, alias).version)
+        version = rest.partition("/")[2]
+        client.get_model_version(name, version)
+        return name, version
+    except MlflowException as error:
+        raise ModelSourceError(
+            f"inference.model_uri {model_uri}: {_registered_versions(client, name, error)}"
+        ) from None
+
+
+def _registered_versions(client, name: str, error: Exception) -> str:
+    """What the registry holds under ``name``, to say which URI would work."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except Exception:  # the registry itself is unreachable: its own message says why
+        return str(error)
+    if not versions:
+        return (f"no registered model {name!r} in this tracking store (a training run registers "
+                "one per data set when its chain reproduces the test predictions)")
+    listed = ", ".join(
+        f"{v.version}" + (f" @{', @'.join(v.aliases)}" if getattr(v, "aliases", None) else "")
+        for v in sorted(versions, key=lambda v: int(v.version)))
+    return (f"not found; {name!r} has version(s) {listed}. A version becomes @champion only when "
+            "its gates pass (model_registration.json says why not): use one of these, e.g. "
+            f"models:/{name}@challenger or models:/{name}/<version>, or "
+            "inference.model_source: local")
 
 
 def load_registered(model_uri: str) -> InferenceModel:
@@ -98,13 +129,13 @@ def champion_uri(registration_path: str | Path | None) -> str:
     per data set, so the name comes from that run's registration report)."""
     path = Path(registration_path) if registration_path else None
     if path is None or not path.is_file():
-        raise ValueError(
+        raise ModelSourceError(
             "inference.model_uri is null and there is no registration report "
             f"({registration_path}) to name the registered model: run the training chain first or "
             "set inference.model_uri: models:/<name>@champion")
     name = json.loads(path.read_text()).get("model_name")
     if not name:
-        raise ValueError(f"{path} names no registered model: set inference.model_uri")
+        raise ModelSourceError(f"{path} names no registered model: set inference.model_uri")
     return f"models:/{name}@champion"
 
 

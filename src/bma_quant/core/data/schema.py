@@ -109,7 +109,7 @@ def _where(frame: pd.DataFrame, i: int, position: str) -> str:
 def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, source: str,
                        position: str = "line") -> str:
     cases = errors.failure_cases.copy()
-    lines = [f"Input data rejected ({source}): it breaks the data contract of DESIGN §2."]
+    lines = [f"Input data rejected ({source}): it breaks the data contract (README, \"Data\")."]
     # After a failed dtype coercion pandera also reports the value checks it could not run; those
     # follow from the first problem, so keep only the coercion failure for that column.
     coerce_failed = set(
@@ -183,7 +183,7 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
             if mixed else "must be a date (could not parse)")
     shown = "; ".join(f"{_where(frame, i, position)}: {text[i]!r}" for i in frame.index[bad][:3])
     raise DataValidationError(
-        f"Input data rejected ({source}): it breaks the data contract of DESIGN §2.\n"
+        f"Input data rejected ({source}): it breaks the data contract (README, \"Data\").\n"
         f"- column 'date': {rule}; {int(bad.sum())} failing value(s), e.g. {shown}")
 
 
@@ -239,7 +239,7 @@ def trading_days(frame: pd.DataFrame, source: str, position: str = "line") -> pd
             shown = "; ".join(f"{_where(frame, i, position)}: {stamps.iloc[i]}"
                               for i in intraday[:3])
             raise DataValidationError(
-                f"Input data rejected ({source}): it breaks the data contract of DESIGN §2.\n"
+                f"Input data rejected ({source}): it breaks the data contract (README, \"Data\").\n"
                 f"- column 'date': one bar per name and day; {intraday.size} rows share a name "
                 f"and a day with another row at a different time (intraday bars?), e.g. {shown}. "
                 "Aggregate them to daily bars first.")

@@ -419,7 +419,9 @@ def register_model(
     last_dates = registry.get("reproduction_dates")
     raw_slice = test_slice(raw, date_split, prediction_chain.warmup_days, last_dates,
                            calendar=prediction_chain.cleaner.kept_dates(raw))
-    out: dict[str, Any] = {"gates_passed": bool(gate_report["passed"])}
+    out: dict[str, Any] = {"gates_passed": bool(gate_report["passed"]),
+                           # the history a request to the chain needs before its first date
+                           "warmup_days": int(prediction_chain.warmup_days)}
     try:
         predicted, stats = reproduction_check(prediction_chain, raw_slice,
                                               ensemble_test_predictions, date_split,

@@ -1,0 +1,65 @@
+"""A refused input ends `kedro run` with its message, not a 70-line framework traceback.
+
+Errors that describe the user's file, parameters or request (bad data, a parameter out of range,
+too little history, an unreachable tracking server, ...) are already written with what is wrong
+and what to do; the stack through click, Kedro's runner and the node adds nothing for the user.
+`install()` replaces `sys.excepthook` so that such an error, left uncaught at the top of the
+process, prints one block: the error type and its message (exit status 1 as before). Any other
+exception, a bug, keeps its full traceback; `BMA_QUANT_TRACEBACK=1` shows it for every error.
+The run's own failure handling (MLflow FAILED, staged outputs discarded, run_summary.failed.json)
+has already happened when the hook runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import TracebackType
+
+TRACEBACK_ENV = "BMA_QUANT_TRACEBACK"
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    # imported here: the hook must not make `settings` import pandas-heavy modules eagerly
+    from bma_quant.core.data.cv import CVLayoutError
+    from bma_quant.core.data.preflight import PreflightError
+    from bma_quant.core.data.schema import DataValidationError
+    from bma_quant.core.data.temporal import TemporalConfigError
+    from bma_quant.run_hooks.mlflow_connection import MlflowServerUnreachable
+    from bma_quant.run_hooks.staging import OutputFolderNotWritable
+    from bma_quant.run_hooks.time_budget import RunTimeBudgetExceeded
+    from bma_quant.serving.chain import ChainInputError, StaleChainError
+    from bma_quant.serving.model_source import ModelSourceError
+
+    return (DataValidationError, PreflightError, TemporalConfigError, CVLayoutError,
+            ChainInputError, StaleChainError, ModelSourceError, MlflowServerUnreachable,
+            OutputFolderNotWritable, RunTimeBudgetExceeded)
+
+
+def is_user_error(error: BaseException) -> bool:
+    try:
+        return isinstance(error, _user_error_types())
+    except Exception:  # a broken import must not hide the original error
+        return False
+
+
+def short_report(error: BaseException) -> str:
+    return (f"\n{type(error).__name__}: {error}\n\n(the run stopped on this input; set "
+            f"{TRACEBACK_ENV}=1 for the full traceback)\n")
+
+
+def _make_hook(previous):
+    def hook(kind: type[BaseException], error: BaseException,
+             tb: TracebackType | None) -> None:
+        if os.environ.get(TRACEBACK_ENV) or not is_user_error(error):
+            previous(kind, error, tb)
+            return
+        sys.stderr.write(short_report(error))
+
+    hook.bma_quant_user_errors = True  # installed once, however often settings is imported
+    return hook
+
+
+def install() -> None:
+    if not getattr(sys.excepthook, "bma_quant_user_errors", False):
+        sys.excepthook = _make_hook(sys.excepthook)

@@ -1,0 +1,41 @@
+"""A refused input ends the process with its message; a bug keeps its traceback."""
+
+import sys
+
+import pytest
+
+from bma_quant.core.data.schema import DataValidationError
+from bma_quant.run_hooks import user_errors
+from bma_quant.serving.model_source import ModelSourceError
+
+
+@pytest.fixture
+def hook(monkeypatch):
+    calls = []
+    monkeypatch.setattr(sys, "excepthook", lambda *args: calls.append(args))
+    user_errors.install()
+    user_errors.install()  # twice: wrapped once
+    return sys.excepthook, calls
+
+
+@pytest.mark.parametrize("error", [DataValidationError("column 'close': must be numeric"),
+                                   ModelSourceError("no registered model 'x'")])
+def test_a_users_error_prints_one_block(hook, capsys, monkeypatch, error):
+    monkeypatch.delenv(user_errors.TRACEBACK_ENV, raising=False)
+    excepthook, calls = hook
+    excepthook(type(error), error, None)
+    err = capsys.readouterr().err
+    assert calls == [] and f"{type(error).__name__}: {error}" in err
+    assert user_errors.TRACEBACK_ENV in err and "Traceback" not in err
+
+
+def test_a_bug_or_the_traceback_switch_keeps_the_full_traceback(hook, capsys, monkeypatch):
+    excepthook, calls = hook
+    bug = KeyError("close")
+    excepthook(KeyError, bug, None)
+    assert calls == [(KeyError, bug, None)]
+    monkeypatch.setenv(user_errors.TRACEBACK_ENV, "1")
+    refused = DataValidationError("bad")
+    excepthook(DataValidationError, refused, None)
+    assert calls[-1] == (DataValidationError, refused, None)
+    assert capsys.readouterr().err == ""

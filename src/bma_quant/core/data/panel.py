@@ -11,6 +11,7 @@ import bz2
 import gzip
 import logging
 import lzma
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,9 +39,20 @@ _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 
 def _header_line(path: Path) -> str:
+    lines = _first_lines(path, 1)
+    return lines[0] if lines else ""
+
+
+def _first_lines(path: Path, n: int) -> list[str]:
     opener = _OPENERS.get(path.suffix.lower(), open)
     with opener(path, "rt", errors="replace") as handle:
-        return handle.readline()
+        return [line for _, line in zip(range(n), handle, strict=False)]
+
+
+# pandas' default missing-value markers, applied to every column but the ticker: "NA" and "NULL"
+# are real tickers (National Bank of Canada, ...), and codes such as 0700 keep their zeros.
+_MISSING_MARKERS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                    "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
 
 
 def sniff_delimiter(path: Path) -> str:
@@ -54,12 +66,88 @@ def sniff_delimiter(path: Path) -> str:
 
 def is_csv(path: Path) -> bool:
     suffixes = "".join(path.suffixes).lower()
-    return not suffixes.endswith((".parquet", ".pq")) and (".csv" in suffixes or ".txt" in suffixes)
+    return not suffixes.endswith((".parquet", ".pq")) and any(
+        s in suffixes for s in (".csv", ".txt", ".tsv"))
+
+
+def _header_names(path: Path, sep: str, encoding: str) -> list[str]:
+    """The header's column names as written (pandas would rename a repeated one to 'X.1')."""
+    import csv
+
+    opener = _OPENERS.get(path.suffix.lower(), open)
+    with opener(path, "rt", encoding=encoding, errors="replace", newline="") as handle:
+        row = next(csv.reader(handle, delimiter=sep), [])
+    return [name.lstrip("\ufeff") for name in row]
+
+
+def _check_header(path: Path, names: list[str], sep: str) -> None:
+    """Refuse a header that repeats a column, or that is not the file's first line."""
+    seen, repeated = set(), []
+    for name in (n.strip() for n in names):
+        if name and name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        raise DataValidationError(
+            f"Input data rejected ({path}): the header repeats column(s) {', '.join(repeated)}: "
+            "each ticker (wide layout) or field (long layout) must appear once")
+    if any(n.strip().lower() == "date" for n in names):
+        return
+    for number, line in enumerate(_first_lines(path, 20)[1:], start=2):
+        if any(token.strip().strip('"').lower() == "date" for token in line.split(sep)):
+            raise DataValidationError(
+                f"Input data rejected ({path}): the header is on line {number}, not line 1 (a "
+                "title or note above it?): remove the lines above the header")
+
+
+def _read_csv(path: Path, sep: str, decimal: str) -> pd.DataFrame:
+    """The CSV as pandas reads it, with the ticker column kept as written (text, no missing
+    markers), UTF-8 or else Windows-1252 (an Excel export), and its shape problems named."""
+    encoding = "utf-8-sig"
+    try:
+        with _OPENERS.get(path.suffix.lower(), open)(path, "rb") as handle:
+            handle.read().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        encoding = "cp1252"
+        logger.warning("%s is not UTF-8 (byte 0x%02x at position %d): read as Windows-1252, as "
+                       "Excel saves CSV files; save it as UTF-8 if names look wrong", path.name,
+                       error.object[error.start], error.start)
+    names = _header_names(path, sep, encoding)
+    _check_header(path, names, sep)
+    ticker = next((n for n in names if n.strip().lower() == "ticker"), None)
+    options = dict(sep=sep, skip_blank_lines=False, encoding=encoding,
+                   index_col=False)  # a delimiter at the end of every line is not an index
+    if decimal != ".":
+        options["dtype"] = str  # numbers converted cell by cell (dates stay text)
+    elif ticker is not None:
+        options["dtype"] = {ticker: str}
+    if ticker is not None:
+        options.update(keep_default_na=False,
+                       na_values={n: _MISSING_MARKERS for n in names if n != ticker})
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, **options)
+    except pd.errors.ParserError as error:
+        reason = str(error).replace("Error tokenizing data. C error: ", "").strip()
+        raise DataValidationError(
+            f"Input data rejected ({path}): {reason} (a stray delimiter, or an unquoted text "
+            "with one in it?)") from None
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        logger.warning("%s: the data lines have more fields than the header (a delimiter at the "
+                       "end of every line?): the fields past the header's are ignored", path.name)
+    if ticker is not None and ticker in frame:
+        frame[ticker] = frame[ticker].where(frame[ticker].str.strip() != "")
+    return decimal_comma_numbers(frame, decimal) if decimal != "." else frame
 
 
 def keys_from_index(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     """A panel saved with (date, ticker) or date as its index keeps them as columns; other index
     levels (a row id) are dropped, never taken for factors."""
+    if (frame.index.nlevels == 1 and frame.index.name is None
+            and isinstance(frame.index, pd.DatetimeIndex)
+            and not any(str(c).strip().lower() == "date" for c in frame.columns)):
+        return frame.rename_axis("date").reset_index()  # a wide table indexed by its dates
     names = [str(n) if n is not None else None for n in frame.index.names]
     keys = [n for n in names if n is not None and n.strip().lower() in ("date", "ticker")]
     other = [n for n in names if n is not None and n not in keys]
@@ -112,11 +200,7 @@ def read_table(path: str | Path, delimiter: str | None = None, decimal: str = ".
             logger.info("%s: reading with delimiter %r", path.name, sep)
         try:
             # blank lines are kept while reading so that the line numbers stay the file's own
-            if decimal == ".":
-                frame = pd.read_csv(path, sep=sep, skip_blank_lines=False)
-            else:  # read as text, numbers converted cell by cell (dates stay text)
-                frame = decimal_comma_numbers(
-                    pd.read_csv(path, sep=sep, dtype=str, skip_blank_lines=False), decimal)
+            frame = _read_csv(path, sep, decimal)
         except pd.errors.EmptyDataError:
             raise DataValidationError(
                 f"Input file {path} is empty: expected a header line (date, ticker, close, ... or "
@@ -152,6 +236,11 @@ def wide_to_long(frame: pd.DataFrame) -> pd.DataFrame:
 
     A ticker column without a single price keeps its rows (all missing), so the name is reported
     in the data-quality report (`no_prices`, never eligible) instead of vanishing."""
+    first = str(frame.columns[0]) if len(frame.columns) else ""
+    if "date" not in frame.columns and (not first.strip() or first.startswith("Unnamed: 0")):
+        # a spreadsheet or `to_csv(index=True)` export: the dates without a header
+        logger.info("wide layout: the first column has no header; read as the dates")
+        frame = frame.rename(columns={frame.columns[0]: "date"})
     if "date" not in frame.columns:
         raise DataValidationError(
             "Input data rejected: missing required column 'date' (wide layout: a date column plus "
@@ -160,6 +249,7 @@ def wide_to_long(frame: pd.DataFrame) -> pd.DataFrame:
     tickers = [c for c in frame.columns if c not in {"date", LINE}]
     if not tickers:
         raise DataValidationError("Input data rejected: wide layout with no ticker columns")
+    _refuse_text_columns(frame, tickers)
     id_vars = ["date", *([LINE] if LINE in frame.columns else [])]
     long = frame.melt(id_vars=id_vars, value_vars=tickers, var_name="ticker", value_name="close")
     present = long["close"].notna() & (long["close"].astype(str).str.strip() != "")
@@ -168,6 +258,25 @@ def wide_to_long(frame: pd.DataFrame) -> pd.DataFrame:
         logger.warning("wide layout: ticker column(s) %s hold no price on any line; the name(s) "
                        "are kept without prices and reported as never eligible", ", ".join(empty))
     return long.loc[present | long["ticker"].isin(empty)]
+
+
+def _refuse_text_columns(frame: pd.DataFrame, tickers: list[str]) -> None:
+    """A file without a 'ticker' column is read as wide (one close column per ticker); a column of
+    mostly text there is a long file whose columns have other names (Symbol, Close Price, ...)."""
+    text = []
+    for column in tickers:
+        values = frame[column].dropna()
+        if len(values) and values.dtype == object or pd.api.types.is_string_dtype(values):
+            parsed = pd.to_numeric(values.astype(str).str.strip(), errors="coerce")
+            if parsed.notna().mean() < 0.5:
+                text.append(str(column))
+    if text:
+        raise DataValidationError(
+            "Input data rejected: there is no 'ticker' column, so the file reads as the wide layout "
+            f"(a date column plus one close column per ticker), but column(s) {', '.join(text[:5])} "
+            "hold text, not prices. A long file needs columns named date, ticker and close (and "
+            "optionally open, high, low, volume, sector): rename yours (e.g. Symbol -> ticker, "
+            "'Close Price' -> close), or set data.layout")
 
 
 def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None = None,

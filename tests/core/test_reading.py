@@ -1,0 +1,79 @@
+"""Real exports read as they are meant, or are refused naming the problem in the file."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bma_quant.core.data.panel import load_raw_panel
+from bma_quant.core.data.schema import DataValidationError
+
+DATES = pd.bdate_range("2021-01-04", periods=4).strftime("%Y-%m-%d")
+
+
+def _long_lines(tickers) -> list[str]:
+    return [f"{d},{t},{10 + i + 0.5 * j}" for i, d in enumerate(DATES)
+            for j, t in enumerate(tickers)]
+
+
+def test_tickers_are_read_as_written(tmp_path):
+    """Codes keep their leading zeros (0700 is not 700) and NA / NULL are tickers, not gaps."""
+    path = tmp_path / "codes.csv"
+    path.write_text("\n".join(["date,ticker,close", *_long_lines(["0700", "700", "NA", "NULL"])]))
+    panel = load_raw_panel(path)
+    assert sorted(panel["ticker"].unique()) == ["0700", "700", "NA", "NULL"]
+    assert panel["close"].notna().all()
+    # a missing ticker is still refused, and a missing close is still a gap
+    path.write_text("date,ticker,close\n2021-01-04,,10\n2021-01-04,A,NA\n")
+    with pytest.raises(DataValidationError, match="ticker"):
+        load_raw_panel(path)
+
+
+def test_a_windows_excel_export_is_read_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "excel.csv"
+    lines = ["date,ticker,close,sector",
+             *[f"{line},Télécom" for line in _long_lines(["A", "B"])]]
+    path.write_bytes("\n".join(lines).encode("cp1252"))
+    with caplog.at_level(logging.WARNING):
+        panel = load_raw_panel(path)
+    assert set(panel["sector"]) == {"Télécom"} and "not UTF-8" in caplog.text
+
+
+def test_a_delimiter_closing_every_line_is_not_an_index(tmp_path, caplog):
+    path = tmp_path / "trailing.csv"
+    path.write_text("\n".join(["date,ticker,close", *[f"{x}," for x in _long_lines(["A", "B"])]]))
+    with caplog.at_level(logging.WARNING):
+        panel = load_raw_panel(path)
+    assert len(panel) == 8 and panel["close"].notna().all()
+    assert "more fields than the header" in caplog.text
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Prices exported 2021-02-01\ndate,ticker,close\n" + "\n".join(_long_lines(["A"])),
+     "the header is on line 2, not line 1"),
+    ("date,ticker,close\n" + "\n".join(_long_lines(["A"])) + "\n2021-01-08,A,1,2",
+     "Expected 3 fields in line 6, saw 4"),
+    ("date,A,B,A\n" + "\n".join(f"{d},1,2,3" for d in DATES),
+     r"the header repeats column\(s\) A"),
+    ("Date,Symbol,Close Price\n" + "\n".join(_long_lines(["AAA", "BBB"])),
+     "column\\(s\\) Symbol hold text, not prices.*Symbol -> ticker"),
+], ids=["title-line", "extra-field", "repeated-header", "vendor-names"])
+def test_shape_problems_are_named(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(DataValidationError, match=message):
+        load_raw_panel(path)
+
+
+def test_wide_exports_without_a_date_header_and_tab_files(tmp_path):
+    wide = pd.DataFrame({"A": [1.0, 2, 3, 4], "B": [5.0, 6, 7, 8]}, index=pd.to_datetime(DATES))
+    wide.to_csv(tmp_path / "sheet.csv")  # the dates in a column without a header
+    wide.to_parquet(tmp_path / "frame.parquet")  # the dates as the frame's unnamed index
+    (tmp_path / "tabbed.tsv").write_text(
+        "\n".join(["date\tticker\tclose", *[x.replace(",", "\t") for x in _long_lines(["A"])]]))
+    for name in ("sheet.csv", "frame.parquet"):
+        panel = load_raw_panel(tmp_path / name)
+        assert len(panel) == 8 and list(panel["date"].unique()) == list(pd.to_datetime(DATES))
+        np.testing.assert_allclose(panel.loc[panel["ticker"] == "B", "close"], [5, 6, 7, 8])
+    assert len(load_raw_panel(tmp_path / "tabbed.tsv")) == 4

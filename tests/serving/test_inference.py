@@ -127,3 +127,20 @@ def test_names_priced_on_the_scored_date_without_a_score_are_named(caplog):
         _warn_unscored(raw, scores, ["AAA", "BBB", "SEASONING", "OLD"])
     assert "1 name(s) with a close on 2023-02-22 get no score (not in the cross-section" \
         in caplog.text and "SEASONING" in caplog.text
+
+
+def test_a_partial_last_day_is_named_when_an_earlier_date_is_scored(trained, tmp_path, caplog):
+    """The file ends on a day only a few names have traded yet: the strict date filter drops it
+    and the previous date is scored, which the user must be told."""
+    datasets, overrides, chain, path, _ = trained
+    raw = pd.read_parquet(overrides["data"]["raw_path"])
+    last = raw["date"].max()
+    partial = pd.concat([raw, raw[raw["date"] == last].head(3).assign(
+        date=last + pd.Timedelta(days=1))], ignore_index=True)
+    partial.to_parquet(tmp_path / "partial.parquet")
+    with caplog.at_level("WARNING"):
+        latest = _inference(path, data={"raw_path": str(tmp_path / "partial.parquet")})
+    assert (latest["date"] == last).all()
+    expected = (f"the file's last date {(last + pd.Timedelta(days=1)).date()} is not scored: "
+                f"only 3 of {raw['ticker'].nunique()} names have a close on it")
+    assert expected in caplog.text and f"scoring {last.date()} instead" in caplog.text

@@ -135,3 +135,24 @@ def test_an_index_file_reads_dates_like_the_panel(tmp_path):
     path.write_text("date,level\n2020-01-02 10:00,100.0\n2020-01-02 16:00,101.5\n")
     with pytest.raises(Exception, match="more than one level on a day"):
         panel.load_index_series(path)
+
+
+def test_an_index_with_holes_is_warned_about_and_a_weekly_one_refused(caplog):
+    from bma_quant.core.data.schema import DataValidationError
+
+    dates = pd.bdate_range("2020-01-01", periods=60)
+    raw = pd.DataFrame({"date": np.repeat(dates, 2), "ticker": ["A", "B"] * 60, "close": 1.0})
+    index = pd.DataFrame({"date": dates, "level": 100.0})
+    holed = index.drop(index.index[20:27])  # 7 trading days without a level
+    with caplog.at_level("WARNING"):
+        panel.check_index_coverage(raw, holed, "index.csv")
+    assert (f"no level on 7 of the panel's 60 trading days, 7 in a row from "
+            f"{dates[20].date()}") in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        panel.check_index_coverage(raw, index.drop(index.index[[5, 30]]), "index.csv")
+    assert caplog.text == ""  # a stray missing day is carried forward quietly
+    weekly = index[index["date"].dt.dayofweek == 4]
+    with pytest.raises(DataValidationError, match="a level on only 23% of the panel's 60 trading"):
+        panel.check_index_coverage(raw, pd.concat([index.iloc[:1], weekly, index.iloc[-1:]]),
+                                   "index.csv")

@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bma_quant.core.data.schema import (
@@ -366,6 +367,34 @@ def check_index_coverage(raw: pd.DataFrame, index: pd.DataFrame, path: str | Pat
             f"level and {after} after its last one would get no market return. Give an index "
             "that spans the panel, cut the panel to the index's dates, or set data.index_path: "
             "null for the equal-weighted market of the panel's own names.")
+    _check_index_gaps(raw, index, path)
+
+
+def _check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, path: str | Path | None) -> None:
+    """Inside its span the index's level is carried forward over the panel's trading days it
+    lacks (a market return of 0 there): refused when it lacks most of them (a weekly or monthly
+    index for a daily panel), warned about when it lacks a run of a week or more."""
+    names = raw.loc[raw["close"].notna()].groupby("date")["ticker"].nunique()
+    trading = pd.DatetimeIndex(names.index[names >= 0.5 * names.max()]).sort_values()
+    if not len(trading):
+        return
+    missing = ~trading.isin(pd.DatetimeIndex(index.dropna(subset=["level"])["date"]))
+    share = float(missing.mean())
+    if share > 0.5:
+        raise DataValidationError(
+            f"Index file {path} has a level on only {1 - share:.0%} of the panel's "
+            f"{len(trading)} trading days (a weekly or monthly series?): the market return would "
+            "be 0 on the other days. Give a daily index, or set data.index_path: null for the "
+            "equal-weighted market of the panel's own names.")
+    runs = pd.Series(missing).groupby((~pd.Series(missing)).cumsum()).sum()
+    longest = int(runs.max()) if len(runs) else 0
+    if longest >= 5:
+        end = int(runs.idxmax())  # the group key counts the present days before the run
+        start_at = int(np.flatnonzero(~missing)[end - 1]) + 1 if end else 0
+        logger.warning(
+            "index file %s has no level on %d of the panel's %d trading days, %d in a row from "
+            "%s: its last level is carried forward there (a market return of 0 on those days)",
+            path, int(missing.sum()), len(trading), longest, trading[start_at].date())
 
 
 def load_true_regimes(path: str | Path | None, regimes: tuple[str, ...]) -> pd.DataFrame:

@@ -156,3 +156,22 @@ def test_an_index_with_holes_is_warned_about_and_a_weekly_one_refused(caplog):
     with pytest.raises(DataValidationError, match="a level on only 23% of the panel's 60 trading"):
         panel.check_index_coverage(raw, pd.concat([index.iloc[:1], weekly, index.iloc[-1:]]),
                                    "index.csv")
+
+
+def test_a_quote_switching_to_cents_is_repaired_through_that_days_move():
+    """x100 on a -4 % day is x96: outside the split tolerance, inside unit_tolerance."""
+    dates = pd.bdate_range("2021-01-04", periods=10)
+    close = pd.DataFrame({"A": [50.0, 51, 52, 0.96 * 52 * 100, 5000, 5050, 4990, 5020, 5100,
+                                5080]}, index=dates)
+    matrices = panel.PanelMatrices({"close": close})
+    kept, none = cleaning.repair_unadjusted_splits(matrices, 0.4, [2, 10, 100], 0.02, 5)
+    assert none == [] and kept.close.equals(close)
+    out, events = cleaning.repair_unadjusted_splits(matrices, 0.4, [2, 10, 100], 0.02, 5,
+                                                    unit_tolerance=0.15)
+    assert [(e.ticker, e.ratio) for e in events] == [("A", 0.01)]
+    np.testing.assert_allclose(out.close["A"].iloc[3:], close["A"].iloc[3:] / 100)
+    # the wider tolerance is for x100 only: a x1.8 day is no 2:1 split
+    halved = close.assign(A=[50.0, 51, 52, 52 / 1.8, 29, 28.5, 29.2, 29, 28.8, 29.1])
+    _, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": halved}), 0.4,
+                                                  [2, 10, 100], 0.02, 5, unit_tolerance=0.15)
+    assert events == []

@@ -124,7 +124,7 @@ class PanelCleaner:
                 matrices, float(splits["max_abs_return"]), list(splits["ratios"]),
                 float(splits["tolerance"]),
                 # chains pickled before confirm_days existed repair on the one-day move alone
-                int(splits.get("confirm_days", 0)),
+                int(splits.get("confirm_days", 0)), splits.get("unit_tolerance"),
             )
         unmasked = matrices.close
         matrices, _ = cleaning.handle_stale_prices(

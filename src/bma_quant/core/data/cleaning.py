@@ -40,7 +40,7 @@ class SplitEvent:
 
 def repair_unadjusted_splits(
     panel: PanelMatrices, max_abs_return: float, ratios: list[float], tolerance: float,
-    confirm_days: int,
+    confirm_days: int, unit_tolerance: float | None = None,
 ) -> tuple[PanelMatrices, list[SplitEvent]]:
     """Detect and forward-adjust suspected unadjusted splits (and reverse splits).
 
@@ -48,7 +48,11 @@ def repair_unadjusted_splits(
     the next `confirm_days` closes hold the new level (see `_holds_new_level`), so a genuine -50 %
     day that rebounds is kept as a real return. The repair multiplies prices on and after t by the
     ratio (and divides volume), which leaves every date before t untouched; the decision reads at
-    most `confirm_days` closes after t (fewer at the end of the panel)."""
+    most `confirm_days` closes after t (fewer at the end of the panel).
+
+    `unit_tolerance`: the tolerance for a ratio of 100 (a quote switching between units and
+    cents), wider than `tolerance` because that day's own move rides on it (x100 on a -4 % day
+    is x96) and no genuine one-day move comes near x100; None = `tolerance` for every ratio."""
     close = panel.close
     move = close / close.ffill().shift(1)
     candidates = np.asarray(sorted({float(r) for r in ratios} | {1.0 / float(r) for r in ratios}))
@@ -61,7 +65,9 @@ def repair_unadjusted_splits(
         implied = 1.0 / observed  # pre/post ratio
         nearest = candidates[np.argmin(np.abs(np.log(candidates / implied)))]
         after = closes[i + 1 : i + 1 + int(confirm_days), j]
-        if abs(implied / nearest - 1.0) <= tolerance and _holds_new_level(
+        allowed = (unit_tolerance if unit_tolerance is not None
+                   and max(nearest, 1.0 / nearest) >= 100 else tolerance)
+        if abs(implied / nearest - 1.0) <= allowed and _holds_new_level(
             closes[i, j] * implied, closes[i, j], after[np.isfinite(after)]
         ):
             factor[i:, j] *= nearest

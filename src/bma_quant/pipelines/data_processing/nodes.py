@@ -55,6 +55,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMat
         cleaning.repair_unadjusted_splits(
             filled_panel, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
             float(splits_cfg["tolerance"]), int(splits_cfg["confirm_days"]),
+            splits_cfg.get("unit_tolerance"),
         )
         if splits_cfg.get("enabled", True) else (filled_panel, [])
     )

@@ -208,3 +208,15 @@ def test_a_frozen_price_does_not_count_as_coverage(tmp_path, market):
     chain_eligible = sliced.pivot(index="date", columns="ticker", values="eligible")["T0004"]
     pd.testing.assert_series_equal(chain_eligible.loc[dates[300]:], eligible.loc[dates[300]:],
                                    check_names=False)
+
+
+def test_weekly_bars_are_named_with_what_they_change(tmp_path, caplog):
+    weekly = generate_synthetic_market(n_tickers=8, n_days=1500, seed=4).panel
+    weekly = weekly[weekly["date"].dt.dayofweek == 4]
+    path = tmp_path / "weekly.parquet"
+    weekly.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    assert 50 <= out["data_quality_report"]["dates_per_year"] <= 54
+    assert "dates a year, not the ~252 of daily exchange bars (weekly or monthly bars?)" \
+        in caplog.text and "evaluation.backtest.periods_per_year" in caplog.text

@@ -83,14 +83,29 @@ def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMat
         "stale": asdict(stale),
         "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in flat],
         "no_volume": cleaning.names_without_volume(kept),
+        "dates_per_year": _dates_per_year(matrices.dates),
     }
     _warn_about_defects(log, n_priced=int(kept.close.notna().any(axis=0).sum()),
                         ffill_limit=processing["ffill_limit"])
     return cleaned, log
 
 
+def _dates_per_year(dates: pd.DatetimeIndex) -> float | None:
+    """Dates a year in the file (about 252 for daily exchange bars); None under a quarter."""
+    span = (dates.max() - dates.min()).days if len(dates) else 0
+    return round(len(dates) / (span / 365.25), 1) if span >= 91 else None
+
+
 def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int) -> None:
     """One warning per kind of defect that cleaning kept or repaired (details in the report)."""
+    per_year = log.get("dates_per_year")
+    if per_year is not None and not 200 <= per_year <= 300:
+        logger.warning(
+            "the file has about %.0f dates a year, not the ~252 of daily exchange bars (%s): every "
+            "window counts rows, so the label horizon is temporal.prediction_horizon_days rows "
+            "and annualised figures assume evaluation.backtest.periods_per_year (252 by default) rows a "
+            "year; set it to %.0f (and scale the windows) for these bars", per_year,
+            "weekly or monthly bars?" if per_year < 200 else "weekends included?", per_year)
     if log["no_volume"]:
         every = len(log["no_volume"]) == n_priced
         logger.warning(

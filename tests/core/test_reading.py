@@ -77,3 +77,46 @@ def test_wide_exports_without_a_date_header_and_tab_files(tmp_path):
         assert len(panel) == 8 and list(panel["date"].unique()) == list(pd.to_datetime(DATES))
         np.testing.assert_allclose(panel.loc[panel["ticker"] == "B", "close"], [5, 6, 7, 8])
     assert len(load_raw_panel(tmp_path / "tabbed.tsv")) == 4
+
+
+def test_slashed_dates_are_read_day_first_when_the_file_says_so(tmp_path):
+    """04/01/2021 is 4 January in a file that also holds 13/01/2021, and 1 April in a US file
+    that also holds 01/13/2021; a file holding both readings is refused."""
+    uk = ["04/01/2021", "05/01/2021", "13/01/2021"]
+    us = ["01/04/2021", "01/05/2021", "01/13/2021"]
+    expected = pd.to_datetime(["2021-01-04", "2021-01-05", "2021-01-13"])
+    for name, dates in (("uk", uk), ("us", us)):
+        path = tmp_path / f"{name}.csv"
+        path.write_text("date,ticker,close\n" + "\n".join(f"{d},A,{i + 1}"
+                                                          for i, d in enumerate(dates)))
+        assert list(load_raw_panel(path)["date"]) == list(expected)
+    path = tmp_path / "both.csv"
+    path.write_text("date,ticker,close\n01/13/2021,A,1\n14/01/2021,A,2\n")
+    with pytest.raises(DataValidationError, match="mixed formats are ambiguous"):
+        load_raw_panel(path)
+
+
+def test_index_files_from_fred_and_their_bad_values(tmp_path):
+    """FRED writes '.' for a day without a level: a missing day. A bad value is named by its
+    file line, with a hint when it is a number grouped by thousands."""
+    from bma_quant.core.data.panel import load_index_series
+
+    path = tmp_path / "SP500.csv"
+    path.write_text("DATE,SP500\n2021-01-04,3700.65\n2021-01-05,.\n2021-01-06,3748.14\n")
+    index = load_index_series(path)
+    assert list(index["date"]) == list(pd.to_datetime(["2021-01-04", "2021-01-06"]))
+    path.write_text("date,level\n2021-01-04,\"3,700.65\"\n2021-01-05,-1\n")
+    with pytest.raises(DataValidationError,
+                       match=r"2 bad value\(s\), e.g. line 2: '3,700.65'; line 3: '-1'"):
+        load_index_series(path)
+    path.write_text("date,level\n2021-01-04,\"3,700.65\"\n2021-01-05,\"3,726.86\"\n")
+    with pytest.raises(DataValidationError, match="thousands separators"):
+        load_index_series(path)
+
+
+def test_thousands_separators_in_the_panel_get_a_hint(tmp_path):
+    path = tmp_path / "grouped.csv"
+    path.write_text('date,ticker,close,volume\n2021-01-04,A,10.5,"1,234,567"\n'
+                    '2021-01-05,A,10.7,"2,345,678"\n')
+    with pytest.raises(DataValidationError, match="volume look like numbers with thousands"):
+        load_raw_panel(path)

@@ -23,6 +23,7 @@ from bma_quant.core.data.schema import (
     RESERVED,
     DataValidationError,
     local_clock,
+    looks_like_thousands_groups,
     parse_dates,
     validate_long_panel,
 )
@@ -321,27 +322,35 @@ def load_index_series(path: str | Path | None, decimal: str = ".") -> pd.DataFra
         return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"),
                              "level": pd.Series(dtype="float64")})
     frame = read_table(path, decimal=decimal)
+    position = "line" if is_csv(Path(path)) else "row"
     if "date" in frame.columns:
-        frame = parse_dates(frame, f"index file {path}")
-    frame = frame.drop(columns=LINE)
+        frame = parse_dates(frame, f"index file {path}", position)
     if "date" not in frame.columns:
         raise DataValidationError(f"Index file {path}: missing required column 'date'")
-    values = [c for c in frame.columns if c != "date"]
+    values = [c for c in frame.columns if c not in ("date", LINE)]
     if len(values) != 1:
         raise DataValidationError(f"Index file {path}: expected one level column, got {values}")
+    raw_level = frame[values[0]]
+    # a day without a level ('.' in FRED's downloads, or an empty cell) is a missing day: the
+    # level is carried forward over it (check_index_coverage warns about long gaps)
+    missing = raw_level.isna() | raw_level.astype(str).str.strip().isin(["", "."])
+    frame, raw_level = frame.loc[~missing], raw_level.loc[~missing]
     out = pd.DataFrame(
         {
             # the panel's days: local calendar day, no time of day (schema.trading_days)
             "date": local_clock(pd.to_datetime(frame["date"], errors="coerce")).dt.normalize(),
-            "level": pd.to_numeric(frame[values[0]], errors="coerce"),
+            "level": pd.to_numeric(raw_level, errors="coerce"),
         }
     )
     bad = out["date"].isna() | ~(out["level"] > 0)
     if bad.any():
-        rows = ", ".join(str(i) for i in out.index[bad][:3])
+        shown = "; ".join(f"{position} {frame.at[i, LINE]}: {raw_level.at[i]!r}"
+                          for i in out.index[bad][:3])
+        hint = (" (thousands separators? save the file without them)"
+                if looks_like_thousands_groups(raw_level[bad]) else "")
         raise DataValidationError(
             f"Index file {path}: column '{values[0]}' must hold positive numbers with parseable "
-            f"dates; {int(bad.sum())} bad row(s), e.g. rows {rows}"
+            f"dates; {int(bad.sum())} bad value(s), e.g. {shown}{hint}"
         )
     if out["date"].duplicated().any():
         day = out.loc[out["date"].duplicated(), "date"].iloc[0]

@@ -117,6 +117,7 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
     )
     seen = set()
     decimal_commas: list[str] = []
+    thousands: list[str] = []
     frame_level = cases["schema_context"].eq("DataFrameSchema") & ~cases["check"].astype(str).isin(
         ["multiple_fields_uniqueness", "column_in_dataframe"]
     )
@@ -150,6 +151,8 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
             rule = f"must be {'a date' if column == 'date' else 'numeric'} (could not parse)"
             if column in frame and _looks_like_decimal_commas(part["failure_case"]):
                 decimal_commas.append(str(column))
+            elif column in frame and looks_like_thousands_groups(part["failure_case"]):
+                thousands.append(str(column))
         else:
             rule = check
         shown = []
@@ -161,6 +164,10 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
     if decimal_commas:
         lines.append(f"- the values of {', '.join(decimal_commas)} look like decimal commas "
                      "(12,48): set data.decimal: ',' (and data.delimiter if it is not ';')")
+    if thousands:
+        lines.append(f"- the values of {', '.join(thousands)} look like numbers with thousands "
+                     "separators (1,234.5): save the file without them (a number format with no "
+                     "grouping)")
     return "\n".join(lines)
 
 
@@ -191,6 +198,7 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
 # the local wall time. Offsets that change with daylight saving would otherwise not parse.
 UTC_OFFSET = r"^(.*\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|[+-]\d{2}:?\d{2})$"
 DOTTED_DAY_FIRST = r"^\d{1,2}\.\d{1,2}\.\d{4}$"  # 02.01.2020: the European day.month.year
+SLASHED = r"^\d{1,2}/\d{1,2}/\d{4}$"  # 01/02/2020: month first (US) or day first (UK), by the file
 
 
 def local_wall_time(text: pd.Series) -> pd.Series:
@@ -204,6 +212,15 @@ def _parse_date_text(text: pd.Series) -> pd.Series:
     first = text.dropna()
     if len(first) and pd.Series(first.iloc[:1]).str.match(DOTTED_DAY_FIRST).iloc[0]:
         return pd.to_datetime(text, errors="coerce", format="%d.%m.%Y")
+    if len(first) and first.str.match(SLASHED).all():
+        # the file decides: month first (as pandas reads 01/02/2020) unless a date only reads
+        # day first (13/01/2020), then every date is day first
+        month_first = pd.to_datetime(text, errors="coerce", format="%m/%d/%Y")
+        if month_first[text.notna()].notna().all():
+            return month_first
+        day_first = pd.to_datetime(text, errors="coerce", format="%d/%m/%Y")
+        if day_first[text.notna()].notna().all():
+            return day_first
     return pd.to_datetime(text, errors="coerce")
 
 
@@ -253,6 +270,12 @@ def trading_days(frame: pd.DataFrame, source: str, position: str = "line") -> pd
 
 DECIMAL_COMMA = r"^\s*[-+]?\d{1,3}(\.\d{3})*,\d+\s*$|^\s*[-+]?\d+,\d+\s*$"
 THOUSANDS_COMMA = r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d+)?\s*$"  # 12,345 or 1,234.5: grouping
+
+
+def looks_like_thousands_groups(values: pd.Series) -> bool:
+    """Most values read as numbers grouped by thousands commas (12,345 or 1,234.5)."""
+    text = values.dropna().astype(str).head(1000)
+    return len(text) > 0 and bool(text.str.match(THOUSANDS_COMMA).mean() > 0.5)
 
 
 def _looks_like_decimal_commas(values: pd.Series) -> bool:

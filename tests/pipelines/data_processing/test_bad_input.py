@@ -151,13 +151,15 @@ def _processed(path):
         "cv": {"n_splits": 3, "min_train_days": 100, "n_tuning_folds": 1}})
 
 
-def test_wide_file_with_an_empty_ticker_column_is_reported(tmp_path):
+def test_wide_file_with_an_empty_ticker_column_is_reported(tmp_path, caplog):
     wide = long_frame().pivot(index="date", columns="ticker", values="close").reset_index()
     wide["EMPTY"] = np.nan
     path = write_csv(tmp_path, wide, name="wide.csv")
-    out = _processed(path)
+    with caplog.at_level("WARNING"):
+        out = _processed(path)
     report = out["data_quality_report"]
     assert report["no_prices"] == ["EMPTY"] and "EMPTY" in report["never_eligible"]
+    assert "1 name(s) are never in the cross-section" in caplog.text and "EMPTY" in caplog.text
     assert out["data_processing_metrics"]["no_price_tickers"]["value"] == 1
     assert sorted(out["primary_panel"]["ticker"].unique()) == [f"T{i}" for i in range(N_TICKERS)]
 

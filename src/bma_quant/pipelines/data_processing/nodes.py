@@ -162,7 +162,17 @@ def finalise_panel(
     returns = cleaning.daily_returns(clean.close)
     long = panel.to_long(clean, extra={"ret_1d": returns})
     long = long[listed.loc[clean.dates].to_numpy().ravel()].reset_index(drop=True)
-    return long, {"imputed_values": imputed, **universe.universe_summary(clean.eligible)}
+    summary = universe.universe_summary(clean.eligible)
+    never = summary["never_eligible"]
+    if never:
+        eligibility = processing["eligibility"]
+        logger.warning(
+            "%d name(s) are never in the cross-section from %s on (too little history: a name "
+            "enters after %s dates of closes with %.0f%% trailing coverage, "
+            "processing.eligibility): %s%s", len(never), start.date(),
+            eligibility["min_history_days"], 100 * float(processing["coverage_threshold"]),
+            ", ".join(never[:10]), " ..." if len(never) > 10 else "")
+    return long, {"imputed_values": imputed, **summary}
 
 
 def make_labels(primary_panel: pd.DataFrame, temporal: dict) -> pd.DataFrame:

@@ -120,3 +120,12 @@ def test_thousands_separators_in_the_panel_get_a_hint(tmp_path):
                     '2021-01-05,A,10.7,"2,345,678"\n')
     with pytest.raises(DataValidationError, match="volume look like numbers with thousands"):
         load_raw_panel(path)
+
+
+def test_numeric_sector_codes_stay_codes(tmp_path):
+    path = tmp_path / "gics.csv"
+    path.write_text("date,ticker,close,sector\n2021-01-04,A,10,45102010\n2021-01-04,B,11,\n"
+                    "2021-01-05,A,10.5,45102010\n2021-01-05,B,11.2,20101010\n")
+    panel = load_raw_panel(path)
+    assert panel["sector"].isna().sum() == 1  # an empty cell is still a missing sector
+    assert set(panel["sector"].dropna()) == {"45102010", "20101010"}

@@ -117,12 +117,13 @@ def _read_csv(path: Path, sep: str, decimal: str) -> pd.DataFrame:
     names = _header_names(path, sep, encoding)
     _check_header(path, names, sep)
     ticker = next((n for n in names if n.strip().lower() == "ticker"), None)
+    sector = next((n for n in names if n.strip().lower() == "sector"), None)
     options = dict(sep=sep, skip_blank_lines=False, encoding=encoding,
                    index_col=False)  # a delimiter at the end of every line is not an index
     if decimal != ".":
         options["dtype"] = str  # numbers converted cell by cell (dates stay text)
-    elif ticker is not None:
-        options["dtype"] = {ticker: str}
+    elif ticker is not None:  # codes as written: ticker 0700, GICS sector 45102010 (not 4.5e7)
+        options["dtype"] = {name: str for name in (ticker, sector) if name is not None}
     if ticker is not None:
         options.update(keep_default_na=False,
                        na_values={n: _MISSING_MARKERS for n in names if n != ticker})

@@ -129,3 +129,14 @@ def test_numeric_sector_codes_stay_codes(tmp_path):
     panel = load_raw_panel(path)
     assert panel["sector"].isna().sum() == 1  # an empty cell is still a missing sector
     assert set(panel["sector"].dropna()) == {"45102010", "20101010"}
+
+
+def test_the_first_byte_that_is_not_utf8_is_found_across_read_blocks(tmp_path):
+    from bma_quant.core.data.panel import _first_non_utf8_byte
+
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(b"a" * 20 + "é".encode() + b"\xe9tail")
+    assert {_first_non_utf8_byte(path, chunk=c) for c in (1, 2, 5, 21, 22, 1 << 20)} == {
+        (0xE9, 22)}
+    path.write_bytes("date,ticker\n2021-01-04,Télécom\n".encode())
+    assert _first_non_utf8_byte(path) is None

@@ -102,18 +102,36 @@ def _check_header(path: Path, names: list[str], sep: str) -> None:
                 "title or note above it?): remove the lines above the header")
 
 
+def _first_non_utf8_byte(path: Path, chunk: int = 1 << 24) -> tuple[int, int] | None:
+    """(byte, position) of the first byte that is not UTF-8, or None; read in chunks, so a large
+    file is never held twice in memory."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with _OPENERS.get(path.suffix.lower(), open)(path, "rb") as handle:
+        while True:
+            block = handle.read(chunk)
+            pending = len(decoder.getstate()[0])  # bytes of a character split across blocks
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as error:
+                return error.object[error.start], offset - pending + error.start
+            if not block:
+                return None
+            offset += len(block)
+
+
 def _read_csv(path: Path, sep: str, decimal: str) -> pd.DataFrame:
     """The CSV as pandas reads it, with the ticker column kept as written (text, no missing
     markers), UTF-8 or else Windows-1252 (an Excel export), and its shape problems named."""
     encoding = "utf-8-sig"
-    try:
-        with _OPENERS.get(path.suffix.lower(), open)(path, "rb") as handle:
-            handle.read().decode("utf-8-sig")
-    except UnicodeDecodeError as error:
+    offending = _first_non_utf8_byte(path)
+    if offending is not None:
         encoding = "cp1252"
         logger.warning("%s is not UTF-8 (byte 0x%02x at position %d): read as Windows-1252, as "
                        "Excel saves CSV files; save it as UTF-8 if names look wrong", path.name,
-                       error.object[error.start], error.start)
+                       *offending)
     names = _header_names(path, sep, encoding)
     _check_header(path, names, sep)
     ticker = next((n for n in names if n.strip().lower() == "ticker"), None)

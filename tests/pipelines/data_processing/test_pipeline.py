@@ -220,3 +220,14 @@ def test_weekly_bars_are_named_with_what_they_change(tmp_path, caplog):
     assert 50 <= out["data_quality_report"]["dates_per_year"] <= 54
     assert "dates a year, not the ~252 of daily exchange bars (weekly or monthly bars?)" \
         in caplog.text and "evaluation.backtest.periods_per_year" in caplog.text
+
+
+def test_names_without_a_sector_are_named(tmp_path, market, caplog):
+    panel = market.panel.copy()
+    panel.loc[panel["ticker"].isin(["T0001", "T0002"]), "sector"] = None
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    assert out["data_quality_report"]["no_sector"] == ["T0001", "T0002"]
+    assert "2 name(s) have no sector on any date (e.g. T0001, T0002)" in caplog.text

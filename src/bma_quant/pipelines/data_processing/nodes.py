@@ -84,10 +84,20 @@ def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMat
         "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in flat],
         "no_volume": cleaning.names_without_volume(kept),
         "dates_per_year": _dates_per_year(matrices.dates),
+        "no_sector": _names_without_sector(kept),
     }
     _warn_about_defects(log, n_priced=int(kept.close.notna().any(axis=0).sum()),
                         ffill_limit=processing["ffill_limit"])
     return cleaned, log
+
+
+def _names_without_sector(matrices: panel.PanelMatrices) -> list[str]:
+    """Names with no sector on any date while others have one (sector-neutral steps then group
+    them together as one sector of their own)."""
+    if matrices.sector is None:
+        return []
+    known = matrices.sector.notna().any(axis=0)
+    return sorted(map(str, known.index[~known])) if known.any() else []
 
 
 def _dates_per_year(dates: pd.DatetimeIndex) -> float | None:
@@ -106,6 +116,10 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int) -> None:
             "and annualised figures assume evaluation.backtest.periods_per_year (252 by default) rows a "
             "year; set it to %.0f (and scale the windows) for these bars", per_year,
             "weekly or monthly bars?" if per_year < 200 else "weekends included?", per_year)
+    if log.get("no_sector"):
+        logger.warning(
+            "%d name(s) have no sector on any date (e.g. %s): sector-neutral steps treat them as "
+            "one sector of their own", len(log["no_sector"]), ", ".join(log["no_sector"][:5]))
     if log["no_volume"]:
         every = len(log["no_volume"]) == n_priced
         logger.warning(

@@ -34,8 +34,11 @@ def test_a_bug_or_the_traceback_switch_keeps_the_full_traceback(hook, capsys, mo
     bug = KeyError("close")
     excepthook(KeyError, bug, None)
     assert calls == [(KeyError, bug, None)]
+    monkeypatch.setenv(user_errors.TRACEBACK_ENV, "0")  # off, like unset
+    excepthook(DataValidationError, DataValidationError("bad"), None)
+    assert len(calls) == 1
     monkeypatch.setenv(user_errors.TRACEBACK_ENV, "1")
     refused = DataValidationError("bad")
     excepthook(DataValidationError, refused, None)
     assert calls[-1] == (DataValidationError, refused, None)
-    assert capsys.readouterr().err == ""
+    assert "Traceback" not in capsys.readouterr().err

@@ -159,6 +159,10 @@ class RunHealthHooks:
             scored = run_identity.inference_data_path(self._params, self._project_path)
             if scored:
                 self._set_data_tags(scored)
+            else:  # a registry model: params:data says nothing about what it scores
+                for key in ("data_path", "data_fingerprint"):
+                    self._tags.pop(key, None)
+                self._data_path = None
         self._tags["mlflow.runName"] = run_identity.run_name(
             names, self._tags.get("data_path"), self._tags.get("config_hash"),
             self._run_name_override)

@@ -175,3 +175,14 @@ def test_a_quote_switching_to_cents_is_repaired_through_that_days_move():
     _, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": halved}), 0.4,
                                                   [2, 10, 100], 0.02, 5, unit_tolerance=0.15)
     assert events == []
+
+
+def test_a_crash_that_stays_down_is_not_a_unit_switch():
+    """-99 % and staying there (a bankruptcy) looks like /100 within the wide x100 tolerance: only
+    the upward x100 jump gets it, so the crash is kept as a real return."""
+    dates = pd.bdate_range("2021-01-04", periods=10)
+    close = pd.DataFrame({"A": [10.1, 10.0, 10.1, 0.105, 0.1, 0.11, 0.1, 0.09, 0.1, 0.1]},
+                         index=dates)
+    out, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": close}), 0.4,
+                                                    [2, 10, 100], 0.02, 5, unit_tolerance=0.15)
+    assert events == [] and out.close.equals(close)

@@ -40,6 +40,18 @@ def test_a_windows_excel_export_is_read_with_a_warning(tmp_path, caplog):
     assert set(panel["sector"]) == {"Télécom"} and "not UTF-8" in caplog.text
 
 
+def test_a_header_cell_without_a_name_keeps_missing_markers(tmp_path):
+    """'date,ticker,close,' (a delimiter closing the header too): the unnamed column is empty and
+    a gap in close is still a gap; an Excel '#N/A' ticker is missing, not a name."""
+    path = tmp_path / "closed.csv"
+    path.write_text("date,ticker,close,\n2021-01-04,A,10,\n2021-01-05,A,,\n2021-01-06,A,11,\n")
+    panel = load_raw_panel(path)
+    assert panel["close"].isna().sum() == 1 and len(panel) == 3
+    path.write_text("date,ticker,close\n2021-01-04,A,10\n2021-01-04,#N/A,11\n")
+    with pytest.raises(DataValidationError, match="column 'ticker': not_nullable"):
+        load_raw_panel(path)
+
+
 def test_a_delimiter_closing_every_line_is_not_an_index(tmp_path, caplog):
     path = tmp_path / "trailing.csv"
     path.write_text("\n".join(["date,ticker,close", *[f"{x}," for x in _long_lines(["A", "B"])]]))

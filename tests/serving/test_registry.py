@@ -255,6 +255,24 @@ def test_a_slice_from_the_training_start_is_scored_without_a_warmup(setup):
     assert scored.min() == dates[10 + chain.warmup_days]
     with pytest.raises(ChainInputError, match="too little history"):
         chain.predict(raw[(raw["date"] >= dates[10]) & (raw["date"] <= dates[n_short + 9])])
+    # a slice that starts before the training panel did is not "complete" either: it needs the
+    # warm-up like any other (its cleaning saw history that training's did not)
+    from dataclasses import replace
+    later_start = replace(chain, data_start=str(dates[10].date()))
+    with pytest.raises(ChainInputError, match="too little history"):
+        later_start.predict(raw[raw["date"] <= dates[n_short - 1]])
+
+
+def test_complete_history_needs_the_raw_files_first_date():
+    """periods.dev_start after the file's first close: the features started later than the
+    cleaning, so no slice can skip the warm-up (data_start None)."""
+    from bma_quant.pipelines.evaluation.nodes import _complete_history_start
+
+    primary = pd.DataFrame({"date": pd.to_datetime(["2020-01-06", "2020-01-07"])})
+    report = {"first_close": {"A": "2020-01-06", "B": "2020-01-07"}}
+    assert _complete_history_start(primary, report) == "2020-01-06"
+    assert _complete_history_start(primary, {"first_close": {"A": "2019-01-02"}}) is None
+    assert _complete_history_start(primary, {}) is None
 
 
 def test_an_alias_the_registry_does_not_hold_names_the_versions_it_does(setup):
@@ -272,3 +290,4 @@ def test_an_alias_the_registry_does_not_hold_names_the_versions_it_does(setup):
         registry_version("models:/absent@champion")
     with pytest.raises(ModelSourceError, match=r"has version\(s\) 1"):
         registry_version(f"models:/{name}/999")
+    assert registry_version(f"models:/{name}/latest") == (name, "latest")  # MLflow resolves it

@@ -48,10 +48,14 @@ def short_report(error: BaseException) -> str:
             f"{TRACEBACK_ENV}=1 for the full traceback)\n")
 
 
+def _traceback_wanted() -> bool:
+    return os.environ.get(TRACEBACK_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def _make_hook(previous):
     def hook(kind: type[BaseException], error: BaseException,
              tb: TracebackType | None) -> None:
-        if os.environ.get(TRACEBACK_ENV) or not is_user_error(error):
+        if _traceback_wanted() or not is_user_error(error):
             previous(kind, error, tb)
             return
         sys.stderr.write(short_report(error))

@@ -164,8 +164,9 @@ class PredictionChain:
     known_regimes: pd.DataFrame | None = None  # the training run's causal regimes (all dates)
     training_data: dict | None = None  # the training run's params:data (raw_path, index_path,
     # layout); None in chains pickled before it existed
-    data_start: str | None = None  # first date of the training panel after cleaning (None in
-    # chains pickled before it existed): a slice starting there has all the history training had
+    data_start: str | None = None  # first date of the training panel when the raw file starts
+    # there too (None otherwise, and in chains pickled before it existed): a slice starting on it
+    # has all the history training had
 
     # ------------------------------------------------------------------ steps
     def prepare(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -298,10 +299,12 @@ class PredictionChain:
                      first_date: pd.Timestamp | None = None) -> pd.DatetimeIndex:
         """The slice's dates to score: those after the warm-up (and from ``first_date`` on).
 
-        A slice that starts where the training panel started has all the history the pipeline's
-        own features had: no warm-up is needed to reproduce them, so a panel shorter than the
-        warm-up (or a test period that begins inside it) can still be scored from its start."""
-        complete = self.data_start is not None and dates[0] <= pd.Timestamp(self.data_start)
+        A slice that starts on the training panel's first date (``data_start``, set only when
+        that was also the raw file's first close) has all the history the pipeline had: no
+        warm-up is needed to reproduce it, so a panel shorter than the warm-up (or a test period
+        that begins inside it) is scored from its start; a longer such slice is scored after the
+        warm-up as usual (or from ``first_date``)."""
+        complete = self.data_start is not None and dates[0] == pd.Timestamp(self.data_start)
         if complete and (first_date is not None or len(dates) <= self.warmup_days):
             scored = dates
         else:

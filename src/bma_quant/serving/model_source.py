@@ -81,10 +81,12 @@ def registry_version(model_uri: str) -> tuple[str, str]:
     rest = model_uri[len("models:/"):]
     name, alias = rest.split("@", 1) if "@" in rest else (rest.partition("/")[0], None)
     client = MlflowClient()
+    version = rest.partition("/")[2]
+    if alias is None and not version.isdigit():  # models:/m/latest, a stage: MLflow resolves it
+        return name, version
     try:
         if alias is not None:
             return name, str(client.get_model_version_by_alias(name, alias).version)
-        version = rest.partition("/")[2]
         client.get_model_version(name, version)
         return name, version
     except MlflowException as error:

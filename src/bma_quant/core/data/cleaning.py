@@ -50,9 +50,10 @@ def repair_unadjusted_splits(
     ratio (and divides volume), which leaves every date before t untouched; the decision reads at
     most `confirm_days` closes after t (fewer at the end of the panel).
 
-    `unit_tolerance`: the tolerance for a ratio of 100 (a quote switching between units and
+    `unit_tolerance`: the tolerance for prices jumping x100 (a quote switching from units to
     cents), wider than `tolerance` because that day's own move rides on it (x100 on a -4 % day
-    is x96) and no genuine one-day move comes near x100; None = `tolerance` for every ratio."""
+    is x96) and no genuine one-day move comes near x100; a /100 move keeps `tolerance` (a real
+    -99 % crash looks like it); None = `tolerance` for every ratio."""
     close = panel.close
     move = close / close.ffill().shift(1)
     candidates = np.asarray(sorted({float(r) for r in ratios} | {1.0 / float(r) for r in ratios}))
@@ -65,8 +66,10 @@ def repair_unadjusted_splits(
         implied = 1.0 / observed  # pre/post ratio
         nearest = candidates[np.argmin(np.abs(np.log(candidates / implied)))]
         after = closes[i + 1 : i + 1 + int(confirm_days), j]
-        allowed = (unit_tolerance if unit_tolerance is not None
-                   and max(nearest, 1.0 / nearest) >= 100 else tolerance)
+        # prices x100 (a +9,900 % day is never real); /100 keeps the tight tolerance, since a
+        # -99 % crash that stays down is a real (bankruptcy) move
+        allowed = (unit_tolerance if unit_tolerance is not None and 1.0 / nearest >= 100
+                   else tolerance)
         if abs(implied / nearest - 1.0) <= allowed and _holds_new_level(
             closes[i, j] * implied, closes[i, j], after[np.isfinite(after)]
         ):

@@ -55,6 +55,7 @@ def _first_lines(path: Path, n: int) -> list[str]:
 # are real tickers (National Bank of Canada, ...), and codes such as 0700 keep their zeros.
 _MISSING_MARKERS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
                     "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+_TICKER_MISSING = [m for m in _MISSING_MARKERS if m not in ("NA", "NULL")]  # #N/A stays missing
 
 
 def sniff_delimiter(path: Path) -> str:
@@ -143,8 +144,11 @@ def _read_csv(path: Path, sep: str, decimal: str) -> pd.DataFrame:
     elif ticker is not None:  # codes as written: ticker 0700, GICS sector 45102010 (not 4.5e7)
         options["dtype"] = {name: str for name in (ticker, sector) if name is not None}
     if ticker is not None:
-        options.update(keep_default_na=False,
-                       na_values={n: _MISSING_MARKERS for n in names if n != ticker})
+        # keyed by the names pandas gives the columns (an empty header cell is 'Unnamed: 3')
+        pandas_names = pd.read_csv(path, sep=sep, nrows=0, encoding=encoding,
+                                   index_col=False).columns
+        options.update(keep_default_na=False, na_values={
+            n: _TICKER_MISSING if n == ticker else _MISSING_MARKERS for n in pandas_names})
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
@@ -154,11 +158,16 @@ def _read_csv(path: Path, sep: str, decimal: str) -> pd.DataFrame:
         raise DataValidationError(
             f"Input data rejected ({path}): {reason} (a stray delimiter, or an unquoted text "
             "with one in it?)") from None
-    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
-        logger.warning("%s: the data lines have more fields than the header (a delimiter at the "
-                       "end of every line?): the fields past the header's are ignored", path.name)
+    for warning in caught:
+        if issubclass(warning.category, pd.errors.ParserWarning):
+            logger.warning("%s: the data lines have more fields than the header (a delimiter at "
+                           "the end of every line?): the fields past the header's are ignored",
+                           path.name)
+        else:  # not ours to hide
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
     if ticker is not None and ticker in frame:
-        frame[ticker] = frame[ticker].where(frame[ticker].str.strip() != "")
+        frame[ticker] = frame[ticker].where(frame[ticker].str.strip() != "")  # blank: missing
     return decimal_comma_numbers(frame, decimal) if decimal != "." else frame
 
 

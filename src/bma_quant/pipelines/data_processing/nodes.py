@@ -118,8 +118,8 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int) -> None:
             "weekly or monthly bars?" if per_year < 200 else "weekends included?", per_year)
     if log.get("no_sector"):
         logger.warning(
-            "%d name(s) have no sector on any date (e.g. %s): sector-neutral steps treat them as "
-            "one sector of their own", len(log["no_sector"]), ", ".join(log["no_sector"][:5]))
+            "%d name(s) have no sector on any date (e.g. %s): sector-neutral steps have no sector "
+            "group for them", len(log["no_sector"]), ", ".join(log["no_sector"][:5]))
     if log["no_volume"]:
         every = len(log["no_volume"]) == n_priced
         logger.warning(

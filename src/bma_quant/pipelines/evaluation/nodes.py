@@ -342,8 +342,20 @@ def build_prediction_chain(
         + int((registry or {}).get("warmup_extra_days", 0)),
         known_regimes=regimes.reset_index(drop=True) if regimes is not None else None,
         training_data={key: data.get(key) for key in panel_lib.READ_KEYS},
-        data_start=str(pd.Timestamp(primary_panel["date"].min()).date()),
+        data_start=_complete_history_start(primary_panel, data_quality_report),
     )
+
+
+def _complete_history_start(primary_panel: pd.DataFrame, data_quality_report: dict | None
+                            ) -> str | None:
+    """The first date of the training panel when it is also the raw file's first close (then a
+    slice starting there has every date of history the pipeline had, cleaning and features
+    alike); None when periods.dev_start cut earlier history off (features started later than
+    cleaning, so only a full warm-up reproduces them)."""
+    first = pd.Timestamp(primary_panel["date"].min())
+    closes = (data_quality_report or {}).get("first_close") or {}
+    raw_first = min(pd.Timestamp(d) for d in closes.values()) if closes else None
+    return str(first.date()) if raw_first is not None and raw_first == first else None
 
 
 def checked_period(raw: pd.DataFrame, date_split: dict, last_dates: int | None = None

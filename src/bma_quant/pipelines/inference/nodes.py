@@ -73,15 +73,17 @@ def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] 
     if scores.empty:
         return
     last = scores["date"].max()
-    file_last = pd.to_datetime(raw["date"]).max()
+    dates = pd.to_datetime(raw["date"])
+    file_last = dates.max()
     if file_last > last:
-        on_last = raw.loc[(pd.to_datetime(raw["date"]) == file_last) & raw["close"].notna(),
-                          "ticker"].nunique()
+        def names_on(day) -> int:
+            return raw.loc[(dates == day) & raw["close"].notna(), "ticker"].nunique()
+
         logger.warning(
-            "the file's last date %s is not scored: only %d of %d names have a close on it, so "
-            "the strict date filter drops it as a partial day (processing.coverage_threshold); "
-            "scoring %s instead. Send the full day, or wait for it", file_last.date(), on_last,
-            raw["ticker"].nunique(), last.date())
+            "the file's last date %s is not scored: only %d names have a close on it, against %d "
+            "on %s, which is scored instead (a partial day: the strict date filter drops it, "
+            "processing.coverage_threshold). Send the full day, or wait for it",
+            file_last.date(), names_on(file_last), names_on(last), last.date())
     priced = raw.loc[(pd.to_datetime(raw["date"]) == last) & raw["close"].notna(), "ticker"]
     missing = sorted(set(priced.astype(str)) - set(scores["ticker"]))
     unknown = [t for t in missing if universe is not None and t not in set(universe)]

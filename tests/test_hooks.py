@@ -75,6 +75,22 @@ def test_failed_node_is_counted(health, tmp_path):
     assert summary["status"].startswith("failed")
 
 
+def test_a_signal_during_a_save_is_summarised_as_the_interruption(health, tmp_path):
+    from kedro.io import DatasetError
+
+    from bma_quant.run_hooks.interrupts import RunInterrupted
+
+    try:
+        try:
+            raise RunInterrupted("run interrupted by SIGINT")
+        except RunInterrupted as error:
+            raise DatasetError("cv_layout: Failed while saving data to dataset") from error
+    except DatasetError as wrapped:
+        health.on_pipeline_error(wrapped, _Catalog({}))
+    summary = json.loads((tmp_path / "data/08_reporting/run_summary.failed.json").read_text())
+    assert summary["status"] == "failed: RunInterrupted: run interrupted by SIGINT"
+
+
 def test_fingerprint_and_config_hash_are_stable(tmp_path):
     path = tmp_path / "x.csv"
     path.write_text("date,close\n")

@@ -49,3 +49,23 @@ def test_interrupt_swallowed_by_a_node_stops_the_run_at_the_next_node(hooks):
 def test_ordinary_failure_is_left_to_kedro_mlflow(hooks):
     hooks.on_pipeline_error(ValueError("bad data"))
     assert _Client.calls == []  # kedro-mlflow has marked it FAILED
+
+
+def test_a_signal_during_a_dataset_save_is_still_an_interruption(hooks):
+    """Kedro re-raises an error inside a dataset's save as DatasetError from it: the run is
+    still KILLED, and the failed summary names the signal, not the dataset."""
+    from kedro.io import DatasetError
+
+    from bma_quant.run_hooks.interrupts import interruption_in
+
+    interrupted = RunInterrupted("run interrupted by SIGINT")
+    try:
+        try:
+            raise interrupted
+        except RunInterrupted as error:
+            raise DatasetError("cv_layout: Failed while saving data to dataset") from error
+    except DatasetError as wrapped:
+        assert interruption_in(wrapped) is interrupted
+        hooks.on_pipeline_error(wrapped)
+    assert _Client.calls == [("run-1", "KILLED")]
+    assert interruption_in(ValueError("bad data")) is None

@@ -22,6 +22,7 @@ import psutil
 from kedro.framework.hooks import hook_impl
 
 from bma_quant.run_hooks import run_identity, tracking
+from bma_quant.run_hooks.interrupts import interruption_in
 from bma_quant.run_hooks.staging import StagingHooks
 from bma_quant.run_hooks.summary import (
     FAILED_HEALTH_TABLE_PATH,
@@ -296,6 +297,7 @@ class RunHealthHooks:
     @hook_impl
     def on_pipeline_error(self, error: Exception, catalog) -> None:
         self._stop_system_metrics()
+        error = interruption_in(error) or error  # a signal during a save arrives as DatasetError
         self._write_summary(catalog, f"failed: {type(error).__name__}: {error}",
                             self._project_path / FAILED_SUMMARY_PATH,
                             self._project_path / FAILED_HEALTH_TABLE_PATH)

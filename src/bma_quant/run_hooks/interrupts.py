@@ -26,6 +26,18 @@ class RunInterrupted(Exception):  # noqa: N818 - reads as what happened to the r
     """The run was stopped by a signal (Ctrl-C, `kill`, a scheduler's SIGTERM)."""
 
 
+def interruption_in(error: BaseException | None) -> RunInterrupted | None:
+    """The RunInterrupted behind an error: a signal that lands inside a dataset's load or save
+    reaches the hooks as the DatasetError Kedro raises from it."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, RunInterrupted):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 class InterruptHooks:
     """Turns SIGINT / SIGTERM into a clean run failure and marks the MLflow run KILLED."""
 
@@ -78,7 +90,7 @@ class InterruptHooks:
     @hook_impl(trylast=True)
     def on_pipeline_error(self, error: Exception) -> None:
         self._restore()
-        if isinstance(error, RunInterrupted):
+        if interruption_in(error) is not None:
             self.interrupted = self.interrupted or "signal"
         if not self.interrupted or not self._mlflow_run_id:
             return

@@ -231,3 +231,17 @@ def test_names_without_a_sector_are_named(tmp_path, market, caplog):
         out = run_pipeline("data_processing", {}, _overrides(path))
     assert out["data_quality_report"]["no_sector"] == ["T0001", "T0002"]
     assert "2 name(s) have no sector on any date (e.g. T0001, T0002)" in caplog.text
+
+
+def test_bars_whose_close_leaves_the_high_low_range_are_warned_about(tmp_path, caplog):
+    """An adjusted close beside raw open / high / low (a vendor export): counted and warned."""
+    market = generate_synthetic_market(n_tickers=8, n_days=400, seed=5, ohlcv=True).panel
+    shifted = market["ticker"].isin(["T0001", "T0002"])
+    market.loc[shifted, "close"] *= 0.8  # dividends and splits folded into close only
+    path = tmp_path / "p.parquet"
+    market.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    report = out["data_quality_report"]
+    assert report["bars_outside_range"] >= 0.9 * int(shifted.sum())
+    assert "have an open or close outside [low, high]" in caplog.text

@@ -115,6 +115,22 @@ def flat_dates(close: pd.DataFrame, min_names: int = 2) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(close.index[flat.to_numpy()])
 
 
+def bars_outside_range(panel: PanelMatrices, tolerance: float = 1e-6) -> int:
+    """Bars whose open or close lies outside [low, high] (beyond a relative `tolerance` for
+    rounding): an adjusted close beside raw open / high / low, as some exports give, or broken
+    rows. Counted, not changed; 0 without high and low."""
+    values = panel.values
+    if "high" not in values or "low" not in values:
+        return 0
+    high, low = values["high"], values["low"]
+    outside = pd.DataFrame(False, index=high.index, columns=high.columns)
+    for name in ("open", "close"):
+        if name in values:
+            price = values[name].reindex_like(high)
+            outside |= (price > high * (1 + tolerance)) | (price < low * (1 - tolerance))
+    return int(outside.to_numpy().sum())
+
+
 def names_without_volume(panel: PanelMatrices) -> list[str]:
     """Names with closes whose volume is zero or missing on every date they have a close (a
     price-only export that filled the volume column with zeros): their volume features are

@@ -85,6 +85,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMat
         "no_volume": cleaning.names_without_volume(kept),
         "dates_per_year": _dates_per_year(matrices.dates),
         "no_sector": _names_without_sector(kept),
+        "bars_outside_range": cleaning.bars_outside_range(kept),
+        "bars": int(kept.close.notna().to_numpy().sum()),
     }
     _warn_about_defects(log, n_priced=int(kept.close.notna().any(axis=0).sum()),
                         ffill_limit=processing["ffill_limit"])
@@ -116,6 +118,13 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int) -> None:
             "and annualised figures assume evaluation.backtest.periods_per_year (252 by default) rows a "
             "year; set it to %.0f (and scale the windows) for these bars", per_year,
             "weekly or monthly bars?" if per_year < 200 else "weekends included?", per_year)
+    if log.get("bars_outside_range"):
+        logger.warning(
+            "%d of %d bars (%.1f%%) have an open or close outside [low, high]: an adjusted close "
+            "beside raw open / high / low (a vendor export)? Features built from the bar's shape "
+            "(range, body, VWAP) are then unreliable: give all four fields on one basis, or only "
+            "close", log["bars_outside_range"], log["bars"],
+            100 * log["bars_outside_range"] / max(log["bars"], 1))
     if log.get("no_sector"):
         logger.warning(
             "%d name(s) have no sector on any date (e.g. %s): sector-neutral steps have no sector "
@@ -271,6 +280,7 @@ def data_quality_report(
         "delistings": len(report["delistings"]),
         "missing_at_end": len(report.get("missing_at_end", {})),
         "no_volume_tickers": len(report.get("no_volume", [])),
+        "bars_outside_range": report.get("bars_outside_range", 0),
         **{f"eligible_names_{k}": v for k, v in report["eligible_names_per_date"].items()},
         "imputed_values": report["imputed_values"],
         # 1 when a short panel scaled the CV layout down (cv.short_panel); layout in cv_layout.*

@@ -151,3 +151,25 @@ def test_a_close_missing_only_at_the_end_is_not_a_delisting():
     plain = universe.listing_events(observed)
     assert set(plain["delistings"]) == {"GONE", "LAST_PRINT", "TWO_DAYS"}
     assert plain["missing_at_end"] == {}
+
+
+def test_names_that_stopped_trading_soon_stop_counting_in_the_strict_filter():
+    """A third of the names delist at once: with the whole coverage window as 'trading', every
+    later date looked partial for a year and was dropped; with active_days they stop counting
+    after a few dates. A partial day (most names missing for one date) is still dropped."""
+    n_dates, names = 60, [f"N{i}" for i in range(9)]
+    present = np.ones((n_dates, len(names)), dtype=bool)
+    present[20:, :3] = False  # N0-N2 delist after date 19
+    present[40, 3:8] = False  # a partial day: 1 of the 6 names still trading has a close
+    observed = pd.DataFrame(present, index=pd.bdate_range("2021-01-04", periods=n_dates),
+                            columns=names)
+    window_rule = universe.EligibilityRule(0.7, window_days=50, min_history_days=0)
+    kept_before = universe.strict_date_mask(observed, window_rule)
+    assert not kept_before[20:].any()  # 6 of 9 < 0.7: every date after the wave was dropped
+    rule = universe.EligibilityRule(0.7, window_days=50, min_history_days=0, active_days=5)
+    kept = universe.strict_date_mask(observed, rule)
+    assert kept[25:40].all() and kept[41:].all() and not kept[40]
+    assert not kept[21]  # the first days after the wave: the delisted names still count
+    # prefix invariant: a cut panel decides every date the same
+    for cut in (22, 41, 55):
+        assert (universe.strict_date_mask(observed.iloc[:cut], rule) == kept[:cut]).all()

@@ -68,6 +68,7 @@ class PanelCleaner:
     impute: bool = True
     eligibility: dict = field(default_factory=lambda: {"window_days": 252, "min_history_days": 63})
     first_close: dict[str, str] = field(default_factory=dict)  # ticker -> first close in training
+    strict_active_days: int | None = None  # None in chains pickled before it existed
 
     @classmethod
     def from_params(
@@ -83,7 +84,13 @@ class PanelCleaner:
             impute=bool(processing.get("impute_medians", True)),
             eligibility=dict(processing["eligibility"]),
             first_close=dict(first_close or {}),
+            strict_active_days=processing.get("strict_active_days"),
         )
+
+    def _rule(self) -> universe_lib.EligibilityRule:
+        return universe_lib.EligibilityRule.from_params(
+            {"coverage_threshold": self.coverage_threshold, "eligibility": self.eligibility,
+             "strict_active_days": getattr(self, "strict_active_days", None)})
 
     def kept_dates(self, raw: pd.DataFrame) -> pd.DatetimeIndex:
         """The dates `clean` keeps on `raw` (the strict filter's; every date without it): the
@@ -92,10 +99,8 @@ class PanelCleaner:
         observed = frame.pivot(index="date", columns="ticker", values="close").notna()
         if not self.strict_mode:
             return pd.DatetimeIndex(observed.index)
-        rule = universe_lib.EligibilityRule.from_params(
-            {"coverage_threshold": self.coverage_threshold, "eligibility": self.eligibility}
-        )
-        return pd.DatetimeIndex(observed.index[universe_lib.strict_date_mask(observed, rule)])
+        return pd.DatetimeIndex(observed.index[universe_lib.strict_date_mask(observed,
+                                                                             self._rule())])
 
     def clean(self, raw: pd.DataFrame) -> pd.DataFrame:
         """Raw long slice -> long panel (as primary_panel, with ``ret_1d`` and ``eligible``) on the
@@ -109,9 +114,7 @@ class PanelCleaner:
         matrices = panel_lib.to_matrices(frame)
         matrices = _reindex_matrix(matrices, pd.Index(self.universe))  # full training grid
         observed = matrices.close.notna()
-        rule = universe_lib.EligibilityRule.from_params(
-            {"coverage_threshold": self.coverage_threshold, "eligibility": self.eligibility}
-        )
+        rule = self._rule()
         first_seen = pd.Series(self.first_close, dtype=object) if self.first_close else None
         if self.strict_mode:  # a date's count depends on that date and its trailing window
             matrices = matrices.select(

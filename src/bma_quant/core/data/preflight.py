@@ -57,6 +57,7 @@ BOUNDS = (
     Bound("processing.split_detection.max_abs_return", 0.0, low_open=True),
     Bound("processing.split_detection.tolerance", 0.0, 1.0, high_open=True),
     Bound("processing.split_detection.confirm_days", 0),
+    Bound("processing.strict_active_days", 1),
     Bound("processing.split_detection.unit_tolerance", 0.0, 1.0, high_open=True),
     Bound("memory.target_usage", 0.0, 1.0, low_open=True),
     Bound("memory.max_threshold", 0.0, 1.0, low_open=True),

@@ -32,6 +32,10 @@ class EligibilityRule:
     coverage_threshold: float
     window_days: int
     min_history_days: int
+    # strict mode: a name counts as trading at t when it had a close in the last `active_days`
+    # dates (None: in the whole coverage window, as before; a name that stopped trading then
+    # kept counting for a year and, after a wave of delistings, every date was dropped)
+    active_days: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.coverage_threshold <= 1.0:
@@ -42,6 +46,9 @@ class EligibilityRule:
             raise DataValidationError(
                 f"processing.eligibility.window_days must be >= 1, got {self.window_days}"
             )
+        if self.active_days is not None and self.active_days < 1:
+            raise DataValidationError(
+                f"processing.strict_active_days must be >= 1, got {self.active_days}")
         if self.min_history_days < 0:
             raise DataValidationError(
                 "processing.eligibility.min_history_days must be >= 0, got "
@@ -51,10 +58,12 @@ class EligibilityRule:
     @classmethod
     def from_params(cls, processing: dict) -> EligibilityRule:
         eligibility = processing["eligibility"]
+        active = processing.get("strict_active_days")
         return cls(
             float(processing["coverage_threshold"]),
             int(eligibility["window_days"]),
             int(eligibility["min_history_days"]),
+            None if active is None else int(active),
         )
 
 
@@ -109,10 +118,13 @@ def traded_cells(observed: pd.DataFrame, before_masking: pd.DataFrame,
 
 
 def strict_date_mask(observed: pd.DataFrame, rule: EligibilityRule) -> np.ndarray:
-    """Strict mode: keep date t when at least `coverage_threshold` of the names with a close in
-    the trailing window have a close at t (a date's count depends on that date and earlier)."""
+    """Strict mode: keep date t when at least `coverage_threshold` of the names trading (a close
+    in the last `active_days` dates, t included) have a close at t: a partial day of the file is
+    dropped, a name that stopped trading soon stops counting (a date's count depends on that date
+    and earlier)."""
     present = observed.to_numpy(dtype=bool)
-    active = (_trailing_sum(present.astype(np.int64), rule.window_days) > 0).sum(axis=1)
+    window = rule.active_days or rule.window_days
+    active = (_trailing_sum(present.astype(np.int64), window) > 0).sum(axis=1)
     return present.sum(axis=1) >= rule.coverage_threshold * np.maximum(active, 1)
 
 

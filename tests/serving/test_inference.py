@@ -52,7 +52,7 @@ def test_latest_predictions_use_the_chains_training_data(trained):
 def test_weights_follow_the_portfolio_rule(trained):
     *_, path, _ = trained
     # 5 sectors of 8 names: per sector quintiles hold 2 names a side, 0.1 a side: 0.05 per name
-    latest = _inference(path)
+    latest = _inference(path, portfolio={"sector_neutral": True})
     assert latest.groupby("sector")["weight"].sum().abs().max() < 1e-12
     assert latest["weight"].abs().sum() == pytest.approx(1.0)
     longs = latest.loc[latest["weight"] > 0]
@@ -146,3 +146,17 @@ def test_a_partial_last_day_is_named_when_an_earlier_date_is_scored(trained, tmp
                 f"only 3 names have a close on it, against {n_last} on {last.date()}, which is "
                 "scored instead")
     assert expected in caplog.text
+
+
+def test_a_short_book_names_the_sectors_too_small_for_quantiles(caplog):
+    from bma_quant.core.evaluation.portfolio import PortfolioRule
+    from bma_quant.pipelines.inference.nodes import _warn_shortfall
+
+    scores = pd.DataFrame({"ticker": list("ABCDEFG"), "score": range(7),
+                           "sector": ["X"] * 5 + ["Y", "Z"]})
+    rule = PortfolioRule.from_params({"style": "long_short", "n_quantiles": 5,
+                                      "gross_exposure": 1.0, "max_weight": 0.1,
+                                      "sector_neutral": True})
+    with caplog.at_level("WARNING"):
+        _warn_shortfall(scores, rule, {"gross": 0.4})
+    assert "2 sector(s) with fewer than n_quantiles (5) names hold nothing (Y, Z)" in caplog.text

@@ -103,6 +103,25 @@ def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] 
                        shown(unseasoned))
 
 
+def _warn_shortfall(scores: pd.DataFrame, rule: PortfolioRule, book: dict) -> None:
+    """Say why the book holds less than its gross target: sectors too small for per-sector
+    quantiles (sector_neutral), or the per-name cap."""
+    small = []
+    if rule.sector_neutral and SECTOR in scores and scores[SECTOR].notna().any():
+        counts = scores.groupby(SECTOR)["ticker"].nunique()
+        small = sorted(map(str, counts.index[counts < rule.n_quantiles]))
+    if small:
+        logger.warning(
+            "the portfolio holds gross %.3f of the %.3f target: with sector_neutral, quantiles are "
+            "taken within each sector, and %d sector(s) with fewer than n_quantiles (%d) names "
+            "hold nothing (%s); set inference.portfolio.sector_neutral: false or fewer quantiles",
+            book["gross"], rule.gross_exposure, len(small), rule.n_quantiles,
+            ", ".join(small[:5]))
+    else:
+        logger.warning("the portfolio holds gross %.3f of the %.3f target: max_weight %.3f binds "
+                       "on too few names", book["gross"], rule.gross_exposure, rule.max_weight)
+
+
 def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
                    ) -> tuple[pd.DataFrame, dict]:
     """Per name on the last date: score, rank (1 = best), quantile (n_quantiles = best), target
@@ -118,8 +137,7 @@ def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
     rule = PortfolioRule.from_params(inference["portfolio"])
     out, book = target_weights(scores, rule)
     if book["shortfall"] > 1e-9:
-        logger.warning("the portfolio holds gross %.3f of the %.3f target: max_weight %.3f binds "
-                       "on too few names", book["gross"], rule.gross_exposure, rule.max_weight)
+        _warn_shortfall(scores, rule, book)
     out["score"] = out["score"].astype(np.float32)
     out["rank"] = out["score"].rank(ascending=False, method="first").astype("int32")
     out["model_name"] = model.card["model_name"]

@@ -245,3 +245,18 @@ def test_bars_whose_close_leaves_the_high_low_range_are_warned_about(tmp_path, c
     report = out["data_quality_report"]
     assert report["bars_outside_range"] >= 0.9 * int(shifted.sum())
     assert "have an open or close outside [low, high]" in caplog.text
+
+
+def test_a_factor_that_stops_before_the_end_is_warned_about(tmp_path, market, caplog):
+    """A user factor the vendor stopped sending: the test period and inference see no value."""
+    panel = market.panel.copy()
+    dates = np.sort(panel["date"].unique())
+    panel.loc[panel["date"] >= dates[500], "signal_1"] = np.nan
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    gap = out["data_quality_report"]["sparse_columns"]["signal_1"]
+    # forward filled for processing.ffill_limit (5) dates first, like any gap
+    assert gap["missing_from"] == str(pd.Timestamp(dates[505]).date())
+    assert f"on every name from {gap['missing_from']} to the end" in caplog.text

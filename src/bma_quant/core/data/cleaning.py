@@ -176,6 +176,30 @@ def handle_stale_prices(
     return PanelMatrices(values, panel.sector, panel.extra_columns), summary
 
 
+def sparse_columns(panel: PanelMatrices, columns: list[str], max_missing: float = 0.5
+                   ) -> dict[str, dict]:
+    """Optional columns (a user factor, volume) that models would mostly see imputed: missing on
+    more than `max_missing` of the cells with a close, or on every name from some date to the
+    end (a factor the vendor stopped sending: the test period and inference then see only its
+    training median). {column: {"missing_share": s, "missing_from": first date of the final
+    all-missing run or None}}."""
+    has_price = panel.close.notna()
+    n_priced = int(has_price.to_numpy().sum())
+    out = {}
+    for name in columns:
+        matrix = panel.values[name]
+        missing = matrix.isna() & has_price
+        share = float(missing.to_numpy().sum() / n_priced) if n_priced else 0.0
+        empty = (~matrix.notna().any(axis=1)).to_numpy()
+        missing_from = None
+        if len(empty) and empty[-1] and not empty.all():
+            start = len(empty) - int(np.argmin(empty[::-1]))  # first date of the final run
+            missing_from = str(matrix.index[start].date())
+        if share > max_missing or missing_from is not None:
+            out[str(name)] = {"missing_share": round(share, 4), "missing_from": missing_from}
+    return out
+
+
 def impute_cross_sectional_median(
     panel: PanelMatrices, columns: list[str]
 ) -> tuple[PanelMatrices, int]:

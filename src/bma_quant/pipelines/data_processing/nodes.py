@@ -180,6 +180,14 @@ def finalise_panel(
     clean = clean.select(dates=clean.dates[clean.dates >= start])
     impute_cols = [c for c in clean.values if c != "close" and c not in cleaning.PRICE_FIELDS]
     imputed = 0
+    sparse = cleaning.sparse_columns(clean, impute_cols)
+    for name, gap in sparse.items():
+        logger.warning(
+            "column %s is missing on %.0f%% of the priced cells%s: where it is missing the "
+            "models see an imputed value (that date's cross-sectional median, else the "
+            "training median)", name,
+            100 * gap["missing_share"], f", and on every name from {gap['missing_from']} to the "
+            "end (the test period and inference see no value)" if gap["missing_from"] else "")
     if processing.get("impute_medians", True) and impute_cols:
         clean, imputed = cleaning.impute_cross_sectional_median(clean, impute_cols)
     returns = cleaning.daily_returns(clean.close)
@@ -195,7 +203,7 @@ def finalise_panel(
             "processing.eligibility): %s%s", len(never), start.date(),
             eligibility["min_history_days"], 100 * float(processing["coverage_threshold"]),
             ", ".join(never[:10]), " ..." if len(never) > 10 else "")
-    return long, {"imputed_values": imputed, **summary}
+    return long, {"imputed_values": imputed, "sparse_columns": sparse, **summary}
 
 
 def make_labels(primary_panel: pd.DataFrame, temporal: dict) -> pd.DataFrame:

@@ -260,3 +260,14 @@ def test_a_factor_that_stops_before_the_end_is_warned_about(tmp_path, market, ca
     # forward filled for processing.ffill_limit (5) dates first, like any gap
     assert gap["missing_from"] == str(pd.Timestamp(dates[505]).date())
     assert f"on every name from {gap['missing_from']} to the end" in caplog.text
+
+
+def test_one_name_under_two_tickers_is_warned_about(tmp_path, market, caplog):
+    panel = market.panel.copy()
+    copy = panel[panel["ticker"] == "T0003"].assign(ticker="T0003B")
+    path = tmp_path / "p.parquet"
+    pd.concat([panel, copy], ignore_index=True).to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    assert out["data_quality_report"]["duplicate_series"] == [["T0003", "T0003B"]]
+    assert "1 group(s) of tickers have identical close series (e.g. T0003 = T0003B)" in caplog.text

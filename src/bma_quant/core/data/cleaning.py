@@ -131,6 +131,20 @@ def bars_outside_range(panel: PanelMatrices, tolerance: float = 1e-6) -> int:
     return int(outside.to_numpy().sum())
 
 
+def duplicate_series(close: pd.DataFrame, min_dates: int = 20) -> list[list[str]]:
+    """Groups of tickers whose close series are identical (same dates, same prices, at least
+    `min_dates` closes): one name exported twice (a share class, an old and a new code), which
+    counts double in every cross-section."""
+    groups: dict[int, list[str]] = {}
+    for ticker in close.columns:
+        series = close[ticker]
+        if series.notna().sum() < min_dates:
+            continue
+        key = int(pd.util.hash_pandas_object(series, index=True).sum())
+        groups.setdefault(key, []).append(str(ticker))
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
 def names_without_volume(panel: PanelMatrices) -> list[str]:
     """Names with closes whose volume is zero or missing on every date they have a close (a
     price-only export that filled the volume column with zeros): their volume features are

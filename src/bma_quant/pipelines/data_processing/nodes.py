@@ -86,6 +86,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMat
         "dates_per_year": _dates_per_year(matrices.dates),
         "no_sector": _names_without_sector(kept),
         "bars_outside_range": cleaning.bars_outside_range(kept),
+        "duplicate_series": cleaning.duplicate_series(kept.close),
         "bars": int(kept.close.notna().to_numpy().sum()),
     }
     _warn_about_defects(log, n_priced=int(kept.close.notna().any(axis=0).sum()),
@@ -118,6 +119,12 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int) -> None:
             "and annualised figures assume evaluation.backtest.periods_per_year (252 by default) rows a "
             "year; set it to %.0f (and scale the windows) for these bars", per_year,
             "weekly or monthly bars?" if per_year < 200 else "weekends included?", per_year)
+    if log.get("duplicate_series"):
+        groups = log["duplicate_series"]
+        logger.warning(
+            "%d group(s) of tickers have identical close series (e.g. %s): one name exported "
+            "under two codes counts twice in every cross-section; drop the copies",
+            len(groups), "; ".join(" = ".join(g) for g in groups[:3]))
     if log.get("bars_outside_range"):
         logger.warning(
             "%d of %d bars (%.1f%%) have an open or close outside [low, high]: an adjusted close "

@@ -346,3 +346,15 @@ def test_wide_returns_give_the_same_backtest_as_long_returns():
                                rebalance_days=2, n_quantiles=5, cost_bps=10.0, execution_delay=1)
     pd.testing.assert_frame_equal(wide.daily, result.daily, check_freq=False)
     assert wide.summary == result.summary
+
+
+def test_cagr_compounds_where_annual_return_averages():
+    """+50 % then -50 % every other day: the arithmetic annual return is 0, the curve shrinks."""
+    from bma_quant.core.evaluation.backtest import compounded_annual_return
+
+    returns = np.array([0.5, -0.5] * 126)
+    assert returns.mean() * 252 == 0.0
+    assert compounded_annual_return(returns) == pytest.approx(0.75 ** 126 - 1)
+    assert compounded_annual_return(np.array([0.01] * 252)) == pytest.approx(1.01 ** 252 - 1)
+    assert compounded_annual_return(np.array([-1.0, 0.1])) == -1.0
+    assert math.isnan(compounded_annual_return(np.array([])))

@@ -63,6 +63,7 @@ SUMMARY_KEYS = (
     "sharpe",
     "ir",
     "annual_return",
+    "cagr",
     "annual_volatility",
     "max_drawdown",
     "turnover",
@@ -119,6 +120,20 @@ def drawdown_path(returns: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarr
     equity = np.cumprod(1.0 + values)
     peak = np.maximum.accumulate(np.maximum(equity, 1.0))
     return equity, equity / peak - 1.0
+
+
+def compounded_annual_return(returns: pd.Series | np.ndarray, periods_per_year: int = 252
+                             ) -> float:
+    """Growth of the compounded curve per year: prod(1 + r) ** (periods_per_year / n) - 1 (the
+    CAGR; `annual_return` is the arithmetic mean x periods_per_year). NaN without returns, -1
+    when the curve reaches zero."""
+    values = _finite(returns)
+    if values.size == 0:
+        return math.nan
+    growth = float(np.prod(1.0 + values))
+    if growth <= 0:
+        return -1.0
+    return float(growth ** (periods_per_year / values.size) - 1.0)
 
 
 def max_drawdown(returns: pd.Series | np.ndarray) -> float:
@@ -311,6 +326,7 @@ def _summary(net: np.ndarray, excess: np.ndarray, later_turnover: np.ndarray,
         "sharpe": annualised_sharpe(net, periods_per_year),
         "ir": annualised_sharpe(excess, periods_per_year),
         "annual_return": float(net.mean() * periods_per_year),
+        "cagr": compounded_annual_return(net, periods_per_year),
         "annual_volatility": (
             float(net.std(ddof=1) * math.sqrt(periods_per_year)) if net.size > 1 else math.nan
         ),

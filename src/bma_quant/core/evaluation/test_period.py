@@ -25,6 +25,7 @@ import pandas as pd
 from bma_quant.core.evaluation.backtest import (
     BacktestResult,
     annualised_sharpe,
+    compounded_annual_return,
     long_short_backtest,
     max_drawdown,
 )
@@ -45,12 +46,12 @@ REGIME_ORDER = ("bull", "neutral", "bear")
 
 IC_COLUMNS = ("ic", "rank_ic", "icir", "rank_icir", "ic_tstat", "rank_ic_tstat", "hit_rate",
               "n_dates")
-PORTFOLIO_COLUMNS = ("sharpe", "ir", "annual_return", "annual_volatility", "max_drawdown",
-                     "turnover", "n_rebalances", "n_days")
+PORTFOLIO_COLUMNS = ("sharpe", "ir", "annual_return", "cagr", "annual_volatility",
+                     "max_drawdown", "turnover", "n_rebalances", "n_days")
 TABLE_COLUMNS = (MODEL, SCOPE, *IC_COLUMNS, *PORTFOLIO_COLUMNS)
 # The metrics logged to MLflow as `evaluation.<model>.test_<metric>` (the list).
 LOGGED_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "ic_tstat", "hit_rate", "sharpe", "ir",
-                  "annual_return", "max_drawdown", "turnover")
+                  "annual_return", "cagr", "max_drawdown", "turnover")
 # Upstream model names in display order; any other name found in the predictions follows them.
 MODEL_ORDER = ("elastic_net", "xgboost", "lightgbm", "alpha_composite", "regime_elastic_net",
                "regime_xgboost", "regime_lightgbm", "stacking", "regime_stacking", "bma",
@@ -184,6 +185,7 @@ def portfolio_summary(
         "sharpe": annualised_sharpe(net, periods_per_year),
         "ir": annualised_sharpe(excess, periods_per_year),
         "annual_return": float(net.mean() * periods_per_year) if n else math.nan,
+        "cagr": compounded_annual_return(net, periods_per_year),
         "annual_volatility": (
             float(net.std(ddof=1) * math.sqrt(periods_per_year)) if n > 1 else math.nan
         ),

@@ -70,7 +70,9 @@ def test_a_delimiter_closing_every_line_is_not_an_index(tmp_path, caplog):
      r"the header repeats column\(s\) A"),
     ("Date,Symbol,Close Price\n" + "\n".join(_long_lines(["AAA", "BBB"])),
      "column\\(s\\) Symbol hold text, not prices.*Symbol -> ticker"),
-], ids=["title-line", "extra-field", "repeated-header", "vendor-names"])
+    ('date,ticker,close,volume\n2021-01-04,A,10.5,"1,234,567"\n2021-01-05,A,10.7,"2,345,678"',
+     "volume look like numbers with thousands separators"),
+], ids=["title-line", "extra-field", "repeated-header", "vendor-names", "thousands-separators"])
 def test_shape_problems_are_named(tmp_path, text, message):
     path = tmp_path / "bad.csv"
     path.write_text(text)
@@ -124,14 +126,6 @@ def test_index_files_from_fred_and_their_bad_values(tmp_path):
     path.write_text("date,level\n2021-01-04,\"3,700.65\"\n2021-01-05,\"3,726.86\"\n")
     with pytest.raises(DataValidationError, match="thousands separators"):
         load_index_series(path)
-
-
-def test_thousands_separators_in_the_panel_get_a_hint(tmp_path):
-    path = tmp_path / "grouped.csv"
-    path.write_text('date,ticker,close,volume\n2021-01-04,A,10.5,"1,234,567"\n'
-                    '2021-01-05,A,10.7,"2,345,678"\n')
-    with pytest.raises(DataValidationError, match="volume look like numbers with thousands"):
-        load_raw_panel(path)
 
 
 def test_numeric_sector_codes_stay_codes(tmp_path):

@@ -67,3 +67,34 @@ def test_a_changed_value_still_reaches_mlflow_and_is_refused(tracking):
     hook.before_node_run(None, None, {"params:temporal": {"horizon": 10}}, False)
     with pytest.raises(mlflow.exceptions.MlflowException):
         hook.before_node_run(None, None, {"params:temporal": {"horizon": 5}}, False)
+
+
+def test_the_run_is_reopened_only_in_a_thread_that_does_not_have_it(tracking, monkeypatch):
+    import threading
+
+    from mlflow.tracking.fluent import _active_run_stack
+
+    hook = BatchedParamsMlflowHook()
+    run_id = mlflow.start_run().info.run_id
+    configured(hook, run_id)
+    starts = []
+    original_start = mlflow.start_run
+    monkeypatch.setattr(mlflow, "start_run", lambda *a, **k: starts.append(k.get("run_id"))
+                        or original_start(*a, **k))
+    for _ in range(3):  # nodes in the thread that started the run: nothing to re-open
+        hook.before_node_run(None, None, NODE_INPUTS, False)
+    assert starts == [] and len(_active_run_stack.get()) == 1
+
+    seen = {}
+
+    def node_in_another_thread():  # e.g. ThreadRunner: MLflow's run stack is per thread
+        hook.before_node_run(None, None, {"params:other": {"k": 1}}, False)
+        seen["active"] = mlflow.active_run().info.run_id
+        mlflow.end_run()
+
+    worker = threading.Thread(target=node_in_another_thread)
+    worker.start()
+    worker.join()
+    assert starts == [run_id] and seen["active"] == run_id
+    mlflow.end_run()
+    assert MlflowClient().get_run(run_id).data.params["other.k"] == "1"

@@ -33,9 +33,14 @@ class BatchedParamsMlflowHook(MlflowHook):
 
     @hook_impl
     def before_node_run(self, node, catalog, inputs: dict[str, Any], is_async: bool) -> None:
-        # the parent re-activates the run (its thread-safety step); it then sees no parameters
-        others = {k: v for k, v in inputs.items() if not is_parameter_input(k)}
-        super().before_node_run(node, catalog, others, is_async)
+        # The parent re-activates the run for runners whose nodes run in other threads (MLflow's
+        # run stack is per thread); it then sees no parameters. Where this thread already has the
+        # run active, that is skipped: with `nested: true` it re-opened the run for every node
+        # (three database calls) and pushed another copy of it on the run stack.
+        active = mlflow.active_run()
+        if self.run_id is None or active is None or active.info.run_id != self.run_id:
+            others = {k: v for k, v in inputs.items() if not is_parameter_input(k)}
+            super().before_node_run(node, catalog, others, is_async)
         if not self._is_mlflow_enabled:
             return
         params = {(k[7:] if k.startswith("params:") else k): v

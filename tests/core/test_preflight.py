@@ -17,6 +17,9 @@ PARAMS = {
     "base_models": {"learners": ["lightgbm"], "min_names": 5, "tuning": {"n_trials": 3}},
     "evaluation": {"metrics": {"min_names": 5}, "backtest": {"n_quantiles": 5, "cost_bps": 10.0}},
     "memory": {"target_usage": 0.7, "max_threshold": 0.8},
+    "inference": {"model_source": "local", "history_days": None,
+                  "portfolio": {"style": "long_short", "n_quantiles": 5, "gross_exposure": 1.0,
+                                "max_weight": 0.1}},
 }
 
 
@@ -41,7 +44,12 @@ def test_valid_parameters_pass():
     ("evaluation.backtest.cost_bps", -1.0, "evaluation.backtest.cost_bps must be >= 0"),
     ("base_models.min_names", 1, "base_models.min_names must be >= 2, got 1"),
     ("memory.target_usage", 0.9, "memory.target_usage (0.9) must not exceed memory.max_threshold"),
-    ("cv.window", "rolling", "cv.window must be 'expanding' or 'sliding'"),
+    ("cv.window", "rolling", "cv.window must be one of 'expanding', 'sliding', got 'rolling'"),
+    ("inference.model_source", "foo", "inference.model_source must be one of 'local', 'registry'"),
+    ("inference.portfolio.style", "short", "inference.portfolio.style must be one of"),
+    ("inference.portfolio.n_quantiles", 0, "inference.portfolio.n_quantiles must be >= 2, got 0"),
+    ("inference.history_days", -5, "inference.history_days must be >= 1, got -5"),
+    ("inference.history_days", "abc", "inference.history_days must be a number, got 'abc'"),
     ("temporal.cv_gap_days", 5, "temporal:"),
     ("cv.n_splits", "three", "cv.n_splits must be a number"),
 ])

@@ -127,6 +127,12 @@ def test_names_priced_on_the_scored_date_without_a_score_are_named(caplog):
         _warn_unscored(raw, scores, ["AAA", "BBB", "SEASONING", "OLD"])
     assert "1 name(s) with a close on 2023-02-22 get no score (not in the cross-section" \
         in caplog.text and "SEASONING" in caplog.text
+    caplog.clear()
+    scored = pd.concat([scores, scores.head(1).assign(ticker="OLD")])  # no close on the day
+    with caplog.at_level("WARNING"):
+        _warn_unscored(raw, scored, ["AAA", "BBB", "SEASONING", "OLD"])
+    assert "1 name(s) have no close on 2023-02-22 and are scored from their last close" \
+        in caplog.text and "OLD" in caplog.text
 
 
 def test_a_partial_last_day_is_named_when_an_earlier_date_is_scored(trained, tmp_path, caplog):

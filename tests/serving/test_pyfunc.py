@@ -103,3 +103,20 @@ def test_warm_up_dates_feed_the_features_but_are_not_predicted(model_and_raw, mo
     got = out.sort_values(keys).reset_index(drop=True)
     assert got[keys].equals(expected[keys])
     np.testing.assert_array_equal(got["prediction"].to_numpy(), expected["prediction"].to_numpy())
+
+
+def test_request_dates_are_read_like_a_files(model_and_raw):
+    """Day-first dates and UTC offsets that change with daylight saving are read as the file
+    loader reads them (the chain's own validation), not refused by a bare pandas parse."""
+    import pandas as pd
+
+    model, raw = model_and_raw
+    request = _last_dates(raw, model.chain.warmup_days + 1)
+    expected = model.predict(None, request, params={"last_date_only": True})
+    days = pd.to_datetime(request["date"])
+    day_first = request.assign(date=days.dt.strftime("%d/%m/%Y"))
+    offsets = request.assign(date=(days + pd.Timedelta(hours=16)).dt.tz_localize(
+        "America/New_York").map(lambda t: t.isoformat()))
+    for variant in (day_first, offsets):
+        out = model.predict(None, variant, params={"last_date_only": True})
+        pd.testing.assert_frame_equal(out, expected)

@@ -145,10 +145,14 @@ def test_the_warmup_is_counted_on_the_dates_the_cleaner_keeps(setup):
 def test_a_market_level_column_lines_up_with_the_prices_at_any_time_of_day(setup):
     """Closes stamped 16:00 (or with a time zone) with a market_level column: the market series
     is the one of the same slice stamped at midnight (the days training uses), not a day late."""
-    datasets, overrides, chain, uri, tmp = setup
+    from dataclasses import replace
+
+    datasets, overrides, _, uri, tmp = setup
     raw = pd.read_parquet(overrides["data"]["raw_path"])
+    levels = raw.groupby("date", as_index=False)["close"].mean().rename(columns={"close": "level"})
+    chain = replace(setup[2], market_index=levels)  # trained with an index
     sliced = nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 20)
-    sliced = sliced.assign(market_level=sliced.groupby("date")["close"].transform("mean"))
+    sliced = sliced.assign(market_level=sliced.groupby("date")["close"].transform("mean") * 1.01)
     plain = chain.prepare(sliced)[1]
     stamped = chain.prepare(sliced.assign(date=sliced["date"] + pd.Timedelta(hours=16)))[1]
     zoned = chain.prepare(sliced.assign(date=sliced["date"].dt.tz_localize("Asia/Tokyo")))[1]
@@ -188,6 +192,8 @@ def test_champion_loads_in_a_fresh_process_and_reproduces(setup):
         f"m.predict(x, params={{'last_date_only': True}}).to_parquet(r'{tmp / 'last.parquet'}')\n"
         "spec = {c.name: c.required for c in m.metadata.get_input_schema().inputs}\n"
         "assert spec['market_level'] is False and spec['close'] is True, spec\n"
+        "assert spec['noise_1'] is False, spec  # no selected feature reads it\n"
+        "m.predict(x.drop(columns='noise_1'))\n"
         "m.predict(x.assign(market_level=100.0))  # the optional index column is accepted\n"
     )
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
@@ -290,4 +296,53 @@ def test_an_alias_the_registry_does_not_hold_names_the_versions_it_does(setup):
         registry_version("models:/absent@champion")
     with pytest.raises(ModelSourceError, match=r"has version\(s\) 1"):
         registry_version(f"models:/{name}/999")
-    assert registry_version(f"models:/{name}/latest") == (name, "latest")  # MLflow resolves it
+    # latest and stages resolve to a number, so predictions name the version they came from
+    assert registry_version(f"models:/{name}/latest") == (name, "1")
+    client = MlflowClient()
+    client.set_registered_model_alias(name, "prod", "1")
+    with pytest.raises(ModelSourceError, match=r"Production.*version\(s\) 1 @challenger @prod"):
+        registry_version(f"models:/{name}/Production")  # no version in that stage
+    for bad in (f"models:/{name}/1/extra", f"models:/{name}", "models:/@champion", "runs:/x/m"):
+        with pytest.raises(ModelSourceError, match="must be models:/<name>@<alias>"):
+            registry_version(bad)
+
+
+def test_a_panel_without_the_sectors_training_demeaned_within_is_refused(setup, caplog):
+    """Features demeaned within sectors in training: a panel without sectors would change every
+    score (refused, naming the column); a label training never saw is named in a warning."""
+    from dataclasses import replace
+
+    from bma_quant.serving.chain import ChainInputError
+
+    datasets, overrides, chain, uri, tmp = setup
+    raw = pd.read_parquet(overrides["data"]["raw_path"])
+    sliced = nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 3)
+    assert chain.training_sectors is None  # the fake feature spec demeans nothing
+    chain.predict(sliced.drop(columns="sector"))  # so it needs no sectors
+    sectored = replace(chain, training_sectors=sorted(sliced["sector"].astype(str).unique()))
+    with pytest.raises(ChainInputError, match="no 'sector' column.*demeaned within 5 sectors"):
+        sectored.predict(sliced.drop(columns="sector"))
+    first = sorted(sliced["ticker"].unique())[0]
+    relabelled = sliced.assign(sector=sliced["sector"].where(sliced["ticker"] != first, "S_NEW"))
+    with caplog.at_level("WARNING"):
+        sectored.predict(relabelled)
+    assert f"not seen in training: S_NEW (1 name(s): {first})" in caplog.text
+
+
+def test_part_of_the_universe_and_an_index_training_lacked_are_named(setup, caplog):
+    """Scores are ranks within a date: scoring a few of the names is warned about. A market_level
+    column sent to a chain trained without an index is ignored (with a warning), not fed to
+    market features the models never saw."""
+    datasets, overrides, chain, uri, tmp = setup
+    raw = pd.read_parquet(overrides["data"]["raw_path"])
+    sliced = nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 3)
+    assert chain.market_index is None and chain.typical_names == raw["ticker"].nunique()
+    few = sliced[sliced["ticker"].isin(sorted(sliced["ticker"].unique())[:5])]
+    with caplog.at_level("WARNING"):
+        chain.predict(few)
+    assert "has 5 name(s) in the cross-section against about 40 in training" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        with_level = chain.predict(sliced.assign(market_level=1.0 + sliced["close"] * 0.3))
+    assert "'market_level' column is ignored" in caplog.text
+    pd.testing.assert_frame_equal(with_level, chain.predict(sliced))

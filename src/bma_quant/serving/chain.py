@@ -40,11 +40,13 @@ from bma_quant.core.data import cleaning, market
 from bma_quant.core.data import panel as panel_lib
 from bma_quant.core.data import universe as universe_lib
 from bma_quant.core.data.schema import local_clock, validate_long_panel
+from bma_quant.core.features.factors import PRICE_COLUMNS
 from bma_quant.core.models import learners
 
 logger = logging.getLogger(__name__)
 
 MARKET_LEVEL = "market_level"  # optional input column: the index level on that date
+THIN_CROSS_SECTION = 0.5  # a scored date with fewer names than this share of training's is warned
 
 
 class StaleChainError(ValueError):
@@ -170,6 +172,10 @@ class PredictionChain:
     data_start: str | None = None  # first date of the training panel when the raw file starts
     # there too (None otherwise, and in chains pickled before it existed): a slice starting on it
     # has all the history training had
+    training_sectors: list[str] | None = None  # sector labels the features were demeaned within
+    # (None: training neutralised nothing, or a chain pickled before it existed)
+    typical_names: int | None = None  # names in the training panel's cross-section (median
+    # over its last dates): scores are ranks within a date, so a much thinner one is warned about
 
     # ------------------------------------------------------------------ steps
     def prepare(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -177,7 +183,16 @@ class PredictionChain:
         # validated first: dates become the local calendar days training used, for the
         # optional market_level column as well as the prices
         raw = validate_long_panel(raw.copy(), source="model input")
+        self._check_sectors(raw)
         index = self._index_from_slice(raw)
+        if index is not None and self.market_index is None:
+            # training built its market from the panel's own names: an index level now would
+            # feed the market features a series the models never saw
+            logger.warning(
+                "the panel's '%s' column is ignored: the chain was trained without a market "
+                "index (its market is the equal-weighted average of the panel's names)",
+                MARKET_LEVEL)
+            index = None
         raw = raw.drop(columns=[MARKET_LEVEL], errors="ignore")
         raw["ticker"] = raw["ticker"].astype(str)
         clean = self.cleaner.clean(raw.sort_values(["date", "ticker"], kind="stable"))
@@ -193,6 +208,55 @@ class PredictionChain:
                     index["date"].max().date(), returns.index.max().date(), MARKET_LEVEL,
                 )
         return clean, market.market_series(returns, index)
+
+    def _check_sectors(self, raw: pd.DataFrame) -> None:
+        """Refuse a panel without sectors when training demeaned features within sectors (every
+        score would change); name sector labels training never saw."""
+        trained = getattr(self, "training_sectors", None)
+        if not trained:
+            return
+        labels = raw["sector"] if "sector" in raw else pd.Series(dtype=object)
+        if labels.notna().sum() == 0:
+            raise ChainInputError(
+                f"the panel has no 'sector' column, but the chain was trained on features "
+                f"demeaned within {len(trained)} sectors ({', '.join(trained[:5])}"
+                f"{', ...' if len(trained) > 5 else ''}): without it every score changes. Send "
+                "each name's sector, or retrain with feature_engineering.transform."
+                "sector_neutralise: false")
+        known = raw.loc[labels.notna(), ["ticker", "sector"]].astype(str)
+        unseen = known.loc[~known["sector"].isin(set(trained))]
+        if len(unseen):
+            new_labels = sorted(unseen["sector"].unique())
+            names = sorted(unseen["ticker"].unique())
+            logger.warning(
+                "sector label(s) not seen in training: %s (%d name(s): %s%s): features are "
+                "demeaned within the sectors as given, so these names and their new sector "
+                "neighbours score differently than under training's labels",
+                ", ".join(new_labels[:5]), len(names), ", ".join(names[:5]),
+                " ..." if len(names) > 5 else "")
+
+    def _warn_thin_cross_section(self, clean: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
+        typical = getattr(self, "typical_names", None)
+        rows = clean.loc[clean["date"].isin(scored) & clean["eligible"].astype(bool)]
+        if not typical or rows.empty:
+            return
+        counts = rows.groupby("date")["ticker"].nunique()
+        thinnest = counts.idxmin()
+        if counts[thinnest] < THIN_CROSS_SECTION * typical:
+            logger.warning(
+                "%s has %d name(s) in the cross-section against about %d in training: the "
+                "features and scores are ranks within each date, so scoring part of the "
+                "universe changes every name's score; send the whole panel", thinnest.date(),
+                counts[thinnest], typical)
+
+    def unused_columns(self, columns) -> list[str]:
+        """Input columns the chain can do without: user columns no selected feature reads, and
+        ``sector`` when training demeaned nothing within sectors (for the signature)."""
+        selected = set(getattr(self.feature_spec, "selected", None) or [])
+        needed = {"date", "ticker", *PRICE_COLUMNS, *selected}
+        if getattr(self, "training_sectors", None):
+            needed.add("sector")
+        return [c for c in columns if c not in needed]
 
     @staticmethod
     def _index_from_slice(raw: pd.DataFrame) -> pd.DataFrame | None:
@@ -327,6 +391,7 @@ class PredictionChain:
         # The warm-up only feeds the rolling features (and the regime filter, from `clean`):
         # every later step is per row or per date, so the warm-up rows are not predicted.
         features = features.loc[features["date"].isin(scored)].reset_index(drop=True)
+        self._warn_thin_cross_section(clean, scored)
         base = self.base_predictions(features)
         regimes = self.regimes(clean, market_frame)
         layers = [base]

@@ -71,41 +71,55 @@ def load_local(chain_path: str | Path, registration_path: str | Path | None) -> 
 
 
 def registry_version(model_uri: str) -> tuple[str, str]:
-    """(name, version) behind ``models:/<name>@<alias>`` or ``models:/<name>/<version>``."""
+    """(name, version number) behind ``models:/<name>@<alias>``, ``models:/<name>/<version>``,
+    ``models:/<name>/latest`` or ``models:/<name>/<stage>``: the number, so predictions name the
+    version they came from even after later versions are registered."""
     from mlflow import MlflowClient
-
-    if not model_uri.startswith("models:/"):
-        raise ValueError(f"inference.model_uri must start with 'models:/', got {model_uri!r}")
     from mlflow.exceptions import MlflowException
 
-    rest = model_uri[len("models:/"):]
+    rest = model_uri[len("models:/"):] if model_uri.startswith("models:/") else ""
     name, alias = rest.split("@", 1) if "@" in rest else (rest.partition("/")[0], None)
+    version = None if alias is not None else rest.partition("/")[2]
+    if not name or (alias is not None and not alias) or (alias is None and (
+            not version or "/" in version)):
+        raise ModelSourceError(
+            f"inference.model_uri must be models:/<name>@<alias> or models:/<name>/<version> "
+            f"(a number, latest or a stage), got {model_uri!r}")
     client = MlflowClient()
-    version = rest.partition("/")[2]
-    if alias is None and not version.isdigit():  # models:/m/latest, a stage: MLflow resolves it
-        return name, version
     try:
         if alias is not None:
             return name, str(client.get_model_version_by_alias(name, alias).version)
-        client.get_model_version(name, version)
-        return name, version
-    except MlflowException as error:
-        raise ModelSourceError(
-            f"inference.model_uri {model_uri}: {_registered_versions(client, name, error)}"
-        ) from None
+        if version.isdigit():
+            client.get_model_version(name, version)
+            return name, version
+        if version.lower() == "latest":
+            found = client.search_model_versions(f"name = '{name}'")
+        else:  # a stage (MLflow's older way of labelling versions)
+            found = client.get_latest_versions(name, stages=[version])
+        if found:
+            return name, str(max(int(v.version) for v in found))
+        error: Exception = MlflowException(f"no version of {name!r} in stage {version!r}")
+    except MlflowException as caught:
+        error = caught
+    raise ModelSourceError(
+        f"inference.model_uri {model_uri}: {_registered_versions(client, name, error)}")
 
 
 def _registered_versions(client, name: str, error: Exception) -> str:
     """What the registry holds under ``name``, to say which URI would work."""
     try:
         versions = client.search_model_versions(f"name = '{name}'")
+        aliases = dict(client.get_registered_model(name).aliases or {}) if versions else {}
     except Exception:  # the registry itself is unreachable: its own message says why
         return str(error)
     if not versions:
         return (f"no registered model {name!r} in this tracking store (a training run registers "
                 "one per data set when its chain reproduces the test predictions)")
+    by_version: dict[str, list[str]] = {}
+    for alias, number in aliases.items():
+        by_version.setdefault(str(number), []).append(alias)
     listed = ", ".join(
-        f"{v.version}" + (f" @{', @'.join(v.aliases)}" if getattr(v, "aliases", None) else "")
+        f"{v.version}" + "".join(f" @{a}" for a in sorted(by_version.get(str(v.version), [])))
         for v in sorted(versions, key=lambda v: int(v.version)))
     return (f"not found; {name!r} has version(s) {listed}. A version becomes @champion only when "
             "its gates pass (model_registration.json says why not): use one of these, e.g. "
@@ -119,7 +133,7 @@ def load_registered(model_uri: str) -> InferenceModel:
     name, version = registry_version(model_uri)
     logger.info("predicting with the registered model %s (%s version %s)", model_uri, name,
                 version)
-    pyfunc = mlflow.pyfunc.load_model(model_uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")  # the version the card names
     chain = pyfunc.unwrap_python_model().chain
     card = {"model_source": "registry", "model_name": name, "model_version": version,
             "model_uri": model_uri}
@@ -147,5 +161,6 @@ def load_inference_model(inference: dict) -> InferenceModel:
         uri = inference.get("model_uri") or champion_uri(inference.get("registration_path"))
         return load_registered(uri)
     if source != "local":
-        raise ValueError(f"inference.model_source must be 'local' or 'registry', got {source!r}")
+        raise ModelSourceError(
+            f"inference.model_source must be 'local' or 'registry', got {source!r}")
     return load_local(inference["chain_path"], inference.get("registration_path"))

@@ -1,8 +1,9 @@
 """The MLflow pyfunc model: one artifact, the pickled ``PredictionChain``.
 
 Input: a pandas DataFrame, the long raw panel slice (``date, ticker, close`` [, ``open, high, low,
-volume, sector``, user factors, ``market_level``]) with ``date`` as ISO strings (``YYYY-MM-DD``;
-datetimes are accepted too) and at least ``max_lookback_days`` trading days of history before the
+volume, sector``, user factors, ``market_level``]) with ``date`` as strings, read like a file's
+dates (``YYYY-MM-DD``, day-first or other formats, UTC offsets; a frame with datetime columns:
+``to_model_input(frame)`` writes them as ISO strings) and at least ``max_lookback_days`` trading days of history before the
 first date to score. Output: ``date, ticker, prediction`` for every date after that warm-up, or
 only for the slice's last date with ``params={"last_date_only": True}``. A request the chain
 cannot score (too little history, no training ticker, a malformed panel) raises an
@@ -42,8 +43,7 @@ class BmaQuantChain(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):
         frame = pd.DataFrame(model_input).copy()
-        try:
-            frame["date"] = pd.to_datetime(frame["date"])
+        try:  # dates are parsed by the chain's own validation, as a file's are
             out = self.chain.predict(frame)
         except (ChainInputError, DataValidationError) as error:  # the request's fault
             raise MlflowException(f"cannot score this panel: {error}",

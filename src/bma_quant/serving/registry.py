@@ -38,10 +38,12 @@ def current_alias_version(client: MlflowClient, model_name: str, alias: str) -> 
         return None
 
 
-def with_optional_market_level(signature: ModelSignature) -> ModelSignature:
-    """Declare the optional ``market_level`` input column: signature enforcement drops columns
-    the schema does not name, and the chain reads the index level from it when present."""
-    columns = [c for c in signature.inputs.inputs if c.name != MARKET_LEVEL]
+def with_optional_columns(signature: ModelSignature, optional: list[str]) -> ModelSignature:
+    """Declare the optional ``market_level`` input column (signature enforcement drops columns
+    the schema does not name, and the chain reads the index level from it when present) and mark
+    `optional` columns (ones the chain does not read) as not required."""
+    columns = [ColSpec(c.type, c.name, required=c.name not in optional)
+               for c in signature.inputs.inputs if c.name != MARKET_LEVEL]
     columns.append(ColSpec(DataType.double, MARKET_LEVEL, required=False))
     return ModelSignature(inputs=Schema(columns), outputs=signature.outputs,
                           params=signature.params)
@@ -108,9 +110,10 @@ def log_and_register(
 def _log_chain(chain: PredictionChain, sample_input: pd.DataFrame, sample_output: pd.DataFrame,
                artifact_name: str, code_paths: list[str] | None):
     """Log the pickled chain as a pyfunc model of the active run (signature from the samples)."""
-    signature = with_optional_market_level(infer_signature(
-        to_model_input(sample_input), sample_output, params={"last_date_only": False}
-    ))
+    sample = to_model_input(sample_input)
+    signature = with_optional_columns(
+        infer_signature(sample, sample_output, params={"last_date_only": False}),
+        chain.unused_columns(sample.columns))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "chain.pkl"
         with open(path, "wb") as handle:

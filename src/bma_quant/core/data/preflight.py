@@ -65,7 +65,17 @@ BOUNDS = (
     Bound("base_models.tuning.n_trials", 1),
     Bound("evaluation.backtest.n_quantiles", 2),
     Bound("evaluation.backtest.cost_bps", 0.0),
+    Bound("inference.history_days", 1),
+    Bound("inference.portfolio.n_quantiles", 2),
+    Bound("inference.portfolio.gross_exposure", 0.0, low_open=True),
+    Bound("inference.portfolio.max_weight", 0.0, low_open=True),
 )
+# Parameters that take one of a few words (dotted path -> allowed values).
+CHOICES = {
+    "cv.window": ("expanding", "sliding"),
+    "inference.model_source": ("local", "registry"),
+    "inference.portfolio.style": ("long_short", "long_only"),
+}
 
 # Parameters that say how many names a date needs; the largest one binds the universe size.
 UNIVERSE_KEYS = ("min_names", "n_quantiles")
@@ -109,9 +119,11 @@ def check_parameters(params: Mapping[str, Any]) -> None:
     target, cap = lookup(params, "memory.target_usage"), lookup(params, "memory.max_threshold")
     if not problems and target is not None and cap is not None and target > cap:
         problems.append(f"memory.target_usage ({target}) must not exceed memory.max_threshold ({cap})")
-    window = lookup(params, "cv.window")
-    if window is not None and window not in {"expanding", "sliding"}:
-        problems.append(f"cv.window must be 'expanding' or 'sliding', got {window!r}")
+    problems += [
+        f"{path} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}"
+        for path, choices in CHOICES.items()
+        if (value := lookup(params, path)) is not None and value not in choices
+    ]
     if problems:
         raise PreflightError("Invalid parameter(s): " + "; ".join(problems))
     if lookup(params, "temporal") is not None:

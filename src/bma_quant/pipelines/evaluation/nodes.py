@@ -26,6 +26,8 @@ from bma_quant.serving.chain import PanelCleaner, PredictionChain
 
 logger = logging.getLogger(__name__)
 
+TYPICAL_NAMES_DATES = 63  # the training panel's last dates whose cross-section counts as typical
+
 PREDICTION_COLUMNS = ["date", "ticker", "model", "prediction"]
 # cv.scheme: the chain's folds are always walk-forward (stacking's nested selection fits on
 # earlier folds); "combinatorial" adds the CPCV paths analysis to evaluation.
@@ -343,7 +345,26 @@ def build_prediction_chain(
         known_regimes=regimes.reset_index(drop=True) if regimes is not None else None,
         training_data={key: data.get(key) for key in panel_lib.READ_KEYS},
         data_start=_complete_history_start(primary_panel, data_quality_report),
+        training_sectors=_neutralised_sectors(feature_spec, primary_panel),
+        typical_names=_typical_names(primary_panel),
     )
+
+
+def _neutralised_sectors(feature_spec: Any, primary_panel: pd.DataFrame) -> list[str] | None:
+    """The sector labels training demeaned features within (None when it demeaned nothing)."""
+    transform = getattr(feature_spec, "transform_config", None)
+    if not getattr(transform, "sector_neutralise", False) or "sector" not in primary_panel:
+        return None
+    labels = primary_panel["sector"].dropna().astype(str).unique()
+    return sorted(labels) or None
+
+
+def _typical_names(primary_panel: pd.DataFrame, last_dates: int = TYPICAL_NAMES_DATES) -> int | None:
+    """Median number of eligible names over the training panel's last `last_dates` dates."""
+    if "eligible" not in primary_panel or primary_panel.empty:
+        return None
+    counts = primary_panel.groupby("date")["eligible"].sum().sort_index().tail(last_dates)
+    return int(counts.median()) if len(counts) else None
 
 
 def _complete_history_start(primary_panel: pd.DataFrame, data_quality_report: dict | None

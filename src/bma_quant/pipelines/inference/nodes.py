@@ -101,6 +101,11 @@ def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] 
                        "name enters once it has processing.eligibility.min_history_days of "
                        "closes and enough trailing coverage): %s", len(unseasoned), last.date(),
                        shown(unseasoned))
+    carried = sorted(set(scores["ticker"]) - set(priced.astype(str)))
+    if carried:
+        logger.warning("%d name(s) have no close on %s and are scored from their last close "
+                       "(carried forward up to processing.ffill_limit dates, as in training): %s",
+                       len(carried), last.date(), shown(carried))
 
 
 def _warn_shortfall(scores: pd.DataFrame, rule: PortfolioRule, book: dict) -> None:

@@ -42,3 +42,27 @@ def test_a_bug_or_the_traceback_switch_keeps_the_full_traceback(hook, capsys, mo
     excepthook(DataValidationError, refused, None)
     assert calls[-1] == (DataValidationError, refused, None)
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_unknown_pipeline_name_lists_the_projects_pipelines(monkeypatch):
+    """Kedro imports only the folders `--pipelines` names; a typo is not a broken import."""
+    from bma_quant import pipeline_registry
+
+    def kedro_find(raise_errors):  # what find_pipelines raises for a folder that does not exist
+        raise ImportError("An error occurred while importing the 'bma_quant.pipelines.foo' "
+                          "module.")
+
+    monkeypatch.setattr(pipeline_registry, "find_pipelines", kedro_find)
+    with pytest.raises(pipeline_registry.UnknownPipelineError,
+                       match=r"no pipeline 'foo': the project's pipelines are base_models, "
+                             r"data_processing, evaluation"):
+        pipeline_registry.register_pipelines()
+    assert user_errors.is_user_error(pipeline_registry.UnknownPipelineError("x"))
+
+    def broken(raise_errors):  # an existing folder that fails to import keeps its traceback
+        raise ImportError("An error occurred while importing the 'bma_quant.pipelines.stacking' "
+                          "module.")
+
+    monkeypatch.setattr(pipeline_registry, "find_pipelines", broken)
+    with pytest.raises(ImportError, match="stacking"):
+        pipeline_registry.register_pipelines()

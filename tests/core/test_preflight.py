@@ -12,11 +12,23 @@ from bma_quant.core.data.preflight import PreflightError
 PARAMS = {
     "temporal": {"prediction_horizon_days": 10, "execution_delay_days": 1, "cv_gap_days": 11,
                  "cv_embargo_days": 3, "max_lookback_days": 252},
-    "cv": {"n_splits": 3, "min_train_days": 200, "window": "expanding", "max_train_days": None},
+    "cv": {"n_splits": 3, "min_train_days": 200, "window": "expanding", "max_train_days": None,
+           "scheme": "walk_forward"},
     "periods": {"test_fraction": 0.25, "test_start": None, "dev_start": None},
-    "base_models": {"learners": ["lightgbm"], "min_names": 5, "tuning": {"n_trials": 3}},
-    "evaluation": {"metrics": {"min_names": 5}, "backtest": {"n_quantiles": 5, "cost_bps": 10.0}},
+    "base_models": {"learners": ["lightgbm"], "min_names": 5, "seed": 42, "max_train_rows": 10,
+                    "tuning": {"n_trials": 3, "max_train_rows": 10, "search_space": {
+                        "elastic_net": {"alpha": {"type": "float", "low": 1e-4, "high": 0.1}}}}},
+    "evaluation": {"metrics": {"min_names": 5}, "overfitting": {"n_blocks": 16},
+                   "gates": {"model": "final", "headline_metrics": ["rank_ic", "max_drawdown"],
+                             "checks": {"ic": {"metric": "ic", "op": ">", "threshold": 0.02}}},
+                   "backtest": {"n_quantiles": 5, "cost_bps": 10.0, "periods_per_year": 252}},
     "memory": {"target_usage": 0.7, "max_threshold": 0.8},
+    "stacking": {"methods": ["stacking", "bma"], "regime": {"regimes": ["bull", "bear"]}},
+    "regime_models": {"detector": "hmm", "target_transform": "rank", "hmm": {"stay_prior": 0.95}},
+    "feature_engineering": {"factors": {"ma_windows": [5, 20], "return_windows": [1, 5]},
+                            "lags": {"candidates": [0, 1]},
+                            "transforms": {"winsorise": [0.01, 0.99]}},
+    "registry": {"max_reproduction_diff": 1e-4, "compare_metric": "rank_ic"},
     "inference": {"model_source": "local", "history_days": None,
                   "portfolio": {"style": "long_short", "n_quantiles": 5, "gross_exposure": 1.0,
                                 "max_weight": 0.1}},
@@ -50,6 +62,31 @@ def test_valid_parameters_pass():
     ("inference.portfolio.n_quantiles", 0, "inference.portfolio.n_quantiles must be >= 2, got 0"),
     ("inference.history_days", -5, "inference.history_days must be >= 1, got -5"),
     ("inference.history_days", "abc", "inference.history_days must be a number, got 'abc'"),
+    ("evaluation.backtest.periods_per_year", 0, "periods_per_year must be > 0, got 0"),
+    ("base_models.max_train_rows", -5, "base_models.max_train_rows must be >= 1, got -5"),
+    ("base_models.tuning.max_train_rows", -5, "tuning.max_train_rows must be >= 1, got -5"),
+    ("regime_models.hmm.stay_prior", 1.5, "regime_models.hmm.stay_prior must be in (0, 1)"),
+    ("registry.max_reproduction_diff", -1, "max_reproduction_diff must be >= 0, got -1"),
+    ("temporal.prediction_horizon_days", "abc", "temporal.prediction_horizon_days must be a number"),
+    ("base_models.seed", "abc", "base_models.seed must be a number, got 'abc'"),
+    ("regime_models.detector", "kmeans", "regime_models.detector must be one of 'rules', "),
+    ("stacking.methods", [], "stacking.methods must list one or more of 'stacking'"),
+    ("stacking.methods", ["stacking", "foo"], "stacking.methods must list one or more of"),
+    ("stacking.regime.regimes", ["bull", "foo"], "stacking.regime.regimes must list one or more"),
+    ("regime_models.target_transform", "ranks", "regime_models.target_transform must be one of"),
+    ("cv.scheme", "foo", "cv.scheme must be one of 'walk_forward', 'combinatorial', got 'foo'"),
+    ("feature_engineering.factors.ma_windows", [-5], "factors.ma_windows must list whole numbers "
+                                                     ">= 1, got [-5]"),
+    ("feature_engineering.factors.return_windows", [0, 5], "return_windows must list whole"),
+    ("feature_engineering.lags.candidates", [0, -1], "lags.candidates must list whole numbers >= 0"),
+    ("feature_engineering.transforms.winsorise", [0.99, 0.01], "winsorise must be [low, high]"),
+    ("evaluation.overfitting.n_blocks", 7, "n_blocks must be an even whole number >= 2"),
+    ("evaluation.gates.model", "foo", "evaluation.gates.model must be one of the run's models"),
+    ("evaluation.gates.checks.ic.metric", "icc", "checks.ic.metric 'icc' is not a metric"),
+    ("evaluation.gates.checks.ic.op", "=>", "evaluation.gates.checks.ic.op must be one of"),
+    ("registry.compare_metric", "foo", "registry.compare_metric: 'foo' is not a metric"),
+    ("base_models.tuning.search_space.elastic_net.alpha.low", 1.0,
+     "search_space.elastic_net.alpha: low (1.0) must not exceed high (0.1)"),
     ("temporal.cv_gap_days", 5, "temporal:"),
     ("cv.n_splits", "three", "cv.n_splits must be a number"),
 ])
@@ -140,3 +177,51 @@ def test_preflight_agrees_with_the_short_panel_adaptation():
     params["cv"]["short_panel"]["adapt"] = False
     with pytest.raises(PreflightError, match="cv.short_panel.adapt: true"):
         preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=300), params)
+
+
+def test_the_allowed_words_are_the_ones_the_layers_accept():
+    """preflight keeps literal copies (it must not import the learner libraries): the same
+    values as the constants the layers check against, and the project's parameters pass."""
+    from bma_quant.core.ensemble.combiners import METHODS
+    from bma_quant.core.features import transforms
+    from bma_quant.core.models.training import TARGET_TRANSFORMS
+    from bma_quant.core.regimes.regime_learning import COMBINE_MODES, TRAINING_MODES
+    from bma_quant.pipelines.evaluation.nodes import CV_SCHEMES
+    from tests.support import project_params
+
+    choices = preflight.CHOICES
+    assert preflight.ENSEMBLE_METHODS == METHODS
+    assert preflight.TARGET_TRANSFORMS == TARGET_TRANSFORMS
+    assert choices["feature_engineering.transforms.method"] == transforms.METHODS
+    assert choices["regime_models.combine"] == COMBINE_MODES
+    assert choices["regime_models.training"] == TRAINING_MODES
+    assert choices["cv.scheme"] == CV_SCHEMES
+    preflight.check_parameters(project_params())
+
+
+def test_misspelt_keys_are_found_with_the_names_they_were_meant_to_be():
+    known = {"cv": {"n_splits": 5, "window": "expanding"},
+             "base_models": {"defaults": {"lightgbm": {"num_leaves": 31}}},
+             "temporal": {"prediction_horizon_days": 10}}
+    given = {"cv": {"n_split": 3, "window": "expanding"},
+             "base_models": {"defaults": {"lightgbm": {"max_depth": 4}}},  # open: library args
+             "temporal": {"prediction_horizon": 5}, "foo": {"bar": 1}}
+    assert preflight.unknown_parameters(given, known) == {
+        "cv.n_split": ["n_splits"], "temporal.prediction_horizon": ["prediction_horizon_days"],
+        "foo": []}
+    import yaml
+
+    from tests.support import PROJECT_ROOT, project_params
+    shipped = {}
+    for path in sorted((PROJECT_ROOT / "conf" / "base").glob("parameters*.yml")):
+        shipped.update(yaml.safe_load(path.read_text()))
+    smoke = yaml.safe_load((PROJECT_ROOT / "conf" / "smoke" / "parameters.yml").read_text())
+    assert preflight.unknown_parameters(project_params(), shipped) == {}
+    assert preflight.unknown_parameters(smoke, shipped) == {}
+
+
+def test_a_section_set_to_one_value_is_refused_by_name():
+    known = {"cv": {"n_splits": 5, "window": "expanding"}, "run_name": None}
+    assert preflight.mapping_problems({"cv": 5, "run_name": "x"}, known) == [
+        "cv must be a mapping of n_splits, window, ..., got 5"]
+    assert preflight.mapping_problems({"cv": {"n_splits": 3}}, known) == []

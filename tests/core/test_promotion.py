@@ -28,6 +28,15 @@ def test_champion_moves_only_when_beaten_on_the_same_test_period():
     assert not metric.promote and "compared on rank_ic" in metric.reason
 
 
+def test_a_drawdown_is_better_when_smaller():
+    def drawdown(value):
+        return _candidate(value, metric="max_drawdown")
+
+    deeper = decide(drawdown(0.054), _champion(0.051, metric="max_drawdown"), "19")
+    assert not deeper.promote and "(lower is better)" in deeper.reason
+    assert decide(drawdown(0.04), _champion(0.051, metric="max_drawdown"), "19").promote
+
+
 def test_a_missing_compare_value_is_never_promoted():
     for value in (None, float("nan")):
         decision = decide(_candidate(value), None)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kedro.framework.hooks import hook_impl
 
 from bma_quant.core.data import preflight
@@ -25,6 +26,8 @@ LEARNER_PARAMS = ("base_models.learners", "base_models.tuning.learners", "regime
 RAW_PANEL, CLEAN_PANEL = "raw_panel", "clean_panel"
 
 logger = logging.getLogger(__name__)
+
+BASE_CONF = "conf/base"  # the parameter files that define every key a layer reads
 
 
 def panel_shape(name: str, data) -> tuple[int, Any]:
@@ -52,11 +55,29 @@ class PreflightHooks:
             "refused_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }, None)
 
+    def _check_against_base_conf(self) -> None:
+        """Refuse a section set to a single value where conf/base has a mapping; name
+        parameters conf/base does not define (a misspelt key is otherwise ignored without a
+        word: the layers read the default instead)."""
+        known: dict[str, Any] = {}
+        for path in sorted((self._project_path / BASE_CONF).glob("parameters*.yml")):
+            known.update(yaml.safe_load(path.read_text()) or {})
+        if not known:
+            return
+        problems = preflight.mapping_problems(self._params, known)
+        if problems:
+            raise preflight.PreflightError("Invalid parameter(s): " + "; ".join(problems))
+        for path, close in preflight.unknown_parameters(self._params, known).items():
+            logger.warning("parameter %s is not defined in %s/parameters_*.yml%s; the layers do "
+                           "not read it (misspelt?)", path, BASE_CONF,
+                           f" (did you mean {' / '.join(close)}?)" if close else "")
+
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
         names = run_params.get("pipeline_names") or ["__default__"]
         self._warned.clear()
         try:
+            self._check_against_base_conf()
             preflight.check_parameters(self._params)
             preflight.check_learners(
                 {path: preflight.lookup(self._params, path) for path in LEARNER_PARAMS}, LEARNERS

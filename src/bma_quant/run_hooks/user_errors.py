@@ -25,6 +25,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from bma_quant.core.data.preflight import PreflightError
     from bma_quant.core.data.schema import DataValidationError
     from bma_quant.core.data.temporal import TemporalConfigError
+    from bma_quant.pipeline_registry import UnknownPipelineError
     from bma_quant.run_hooks.mlflow_connection import MlflowServerUnreachable
     from bma_quant.run_hooks.staging import OutputFolderNotWritable
     from bma_quant.run_hooks.time_budget import RunTimeBudgetExceeded
@@ -33,7 +34,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
     return (DataValidationError, PreflightError, TemporalConfigError, CVLayoutError,
             ChainInputError, StaleChainError, ModelSourceError, MlflowServerUnreachable,
-            OutputFolderNotWritable, RunTimeBudgetExceeded)
+            OutputFolderNotWritable, RunTimeBudgetExceeded, UnknownPipelineError)
 
 
 def is_user_error(error: BaseException) -> bool:

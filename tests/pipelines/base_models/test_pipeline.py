@@ -199,7 +199,7 @@ def mlflow_run(tmp_path, monkeypatch):
 
 
 def test_trials_are_nested_mlflow_runs_and_models_load_back_with_a_signature(inputs,
-                                                                            mlflow_run):
+                                                                            mlflow_run, caplog):
     params = {**project_params()["base_models"], **FAST["base_models"], "learners": LEARNERS}
     params["tuning"] = {**project_params()["base_models"]["tuning"],
                         **FAST["base_models"]["tuning"], "n_trials": 2,
@@ -229,9 +229,13 @@ def test_trials_are_nested_mlflow_runs_and_models_load_back_with_a_signature(inp
         pins = Path(mlflow.pyfunc.get_model_dependencies(dataset.model_uri)).read_text()
         library = {"xgboost": "xgboost", "lightgbm": "lightgbm"}.get(name, "scikit-learn")
         assert f"{library}=={importlib.metadata.version(library)}" in pins
-    # A failed learner logs nothing and does not raise.
+    # A failed learner logs nothing and does not raise; one nobody asked for is not reported.
     LearnerModelDataset(flavor="mlflow.sklearn", save_args={"name": "base_failed"}).save(
         LoggedLearner("failed", None))
+    assert "failed did not succeed" in caplog.text
+    LearnerModelDataset(flavor="mlflow.sklearn", save_args={"name": "base_unlisted"}).save(
+        LoggedLearner("unlisted", None, skipped=True))
+    assert "unlisted" not in caplog.text
 
     client = mlflow.tracking.MlflowClient()
     children = client.search_runs(

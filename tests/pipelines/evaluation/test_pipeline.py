@@ -34,6 +34,9 @@ def test_table_covers_every_model_and_scope(planted):
             assert f"{model}.test_{name}" in metrics
     assert all(set(v) == {"value", "step"} for v in metrics.values())
     assert metrics["final.gates_passed"]["value"] == 1.0
+    # every metric column can be gated on (preflight refuses names outside this list)
+    from bma_quant.core.data.preflight import GATE_METRICS
+    assert set(table.columns) - {"model", "scope"} <= set(GATE_METRICS)
 
 
 def test_planted_signal_passes_the_gates(planted):

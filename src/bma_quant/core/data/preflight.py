@@ -65,17 +65,72 @@ BOUNDS = (
     Bound("base_models.tuning.n_trials", 1),
     Bound("evaluation.backtest.n_quantiles", 2),
     Bound("evaluation.backtest.cost_bps", 0.0),
+    Bound("evaluation.backtest.periods_per_year", 0.0, low_open=True),
+    Bound("evaluation.backtest.rebalance_days", 1),
+    Bound("base_models.max_train_rows", 1),
+    Bound("base_models.tuning.max_train_rows", 1),
+    Bound("base_models.seed", 0),
+    Bound("regime_models.max_train_rows", 1),
+    Bound("regime_models.seed", 0),
+    Bound("regime_models.hmm.stay_prior", 0.0, 1.0, low_open=True, high_open=True),
+    Bound("regime_models.smoothing.min_duration_days", 0),
+    Bound("registry.max_reproduction_diff", 0.0),
+    Bound("stacking.bma.bootstrap_draws", 0),
+    Bound("stacking.regime.shrinkage_dates", 0),
+    Bound("cv.n_tuning_folds", 0),
+    Bound("feature_engineering.sample_weights.half_life_days", 0.0, low_open=True),
+    Bound("feature_engineering.selection.max_features", 1),
+    Bound("feature_engineering.selection.min_features", 1),
+    Bound("feature_engineering.factors.momentum_long", 1),
+    Bound("feature_engineering.factors.momentum_skip", 0),
+    Bound("temporal.prediction_horizon_days", 1),
+    Bound("temporal.execution_delay_days", 0),
+    Bound("temporal.cv_gap_days", 0),
+    Bound("temporal.cv_embargo_days", 0),
+    Bound("temporal.max_lookback_days", 1),
     Bound("inference.history_days", 1),
     Bound("inference.portfolio.n_quantiles", 2),
     Bound("inference.portfolio.gross_exposure", 0.0, low_open=True),
     Bound("inference.portfolio.max_weight", 0.0, low_open=True),
 )
-# Parameters that take one of a few words (dotted path -> allowed values).
+# Parameters that take one of a few words (dotted path -> allowed values). Literals, so that this
+# module imports no learner library; a test checks them against the constants the layers use.
+TARGET_TRANSFORMS = ("rank", "zscore", "raw")
+ENSEMBLE_METHODS = ("stacking", "regime_stacking", "bma", "equal_weight", "ic_weight")
+REGIME_LABELS = ("bull", "neutral", "bear")
 CHOICES = {
+    "data.layout": ("auto", "long", "wide"),
+    "cv.scheme": ("walk_forward", "combinatorial"),
     "cv.window": ("expanding", "sliding"),
+    "feature_engineering.transforms.method": ("rank", "zscore", "none"),
+    "feature_engineering.selection.ic_scope": ("pre_cv", "fold_train", "dev"),
+    "base_models.target_transform": TARGET_TRANSFORMS,
+    "regime_models.target_transform": TARGET_TRANSFORMS,
+    "regime_models.detector": ("rules", "markov", "hmm"),
+    "regime_models.combine": ("route", "blend"),
+    "regime_models.training": ("hard", "soft"),
+    "regime_models.markov.state_order_by": ("mean", "volatility"),
+    "stacking.meta_learner": ("elastic_net", "lightgbm"),
+    "stacking.standardisation": ("rank", "zscore"),
+    "stacking.fallback_method": ENSEMBLE_METHODS,
     "inference.model_source": ("local", "registry"),
     "inference.portfolio.style": ("long_short", "long_only"),
 }
+# What a gate or the champion comparison can read: the evaluation table's metric columns and the
+# overfitting assessment's (a test checks the table's columns against this list).
+GATE_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "ic_tstat", "rank_ic_tstat", "hit_rate",
+                "n_dates", "sharpe", "ir", "annual_return", "cagr", "annual_volatility",
+                "max_drawdown", "turnover", "n_rebalances", "n_days", "pbo", "deflated_sharpe")
+GATE_OPERATORS = (">", ">=", "<", "<=")
+# Lists whose every item must come from a fixed set (and which must not be empty).
+SUBSETS = {
+    "stacking.methods": ENSEMBLE_METHODS,
+    "stacking.regime.regimes": REGIME_LABELS,
+}
+# Lists of window lengths (trading days): every item a whole number >= 1 (a window of 0 is a
+# constant, a negative one reads the future).
+WINDOW_LISTS_UNDER = "feature_engineering.factors"
+LAG_LISTS = ("feature_engineering.lags.candidates", "feature_engineering.ewm.halflife_candidates")
 
 # Parameters that say how many names a date needs; the largest one binds the universe size.
 UNIVERSE_KEYS = ("min_names", "n_quantiles")
@@ -119,11 +174,8 @@ def check_parameters(params: Mapping[str, Any]) -> None:
     target, cap = lookup(params, "memory.target_usage"), lookup(params, "memory.max_threshold")
     if not problems and target is not None and cap is not None and target > cap:
         problems.append(f"memory.target_usage ({target}) must not exceed memory.max_threshold ({cap})")
-    problems += [
-        f"{path} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}"
-        for path, choices in CHOICES.items()
-        if (value := lookup(params, path)) is not None and value not in choices
-    ]
+    problems += (_choice_problems(params) + _list_problems(params) + _shape_problems(params)
+                 + _gate_problems(params))
     if problems:
         raise PreflightError("Invalid parameter(s): " + "; ".join(problems))
     if lookup(params, "temporal") is not None:
@@ -138,6 +190,155 @@ def check_parameters(params: Mapping[str, Any]) -> None:
                                       methods=lookup(params, "stacking.methods"))
         except ValueError as exc:
             raise PreflightError(f"Invalid parameter(s): {exc}") from exc
+
+
+def _choice_problems(params: Mapping[str, Any]) -> list[str]:
+    def listed(values) -> str:
+        return ", ".join(repr(c) for c in values)
+
+    problems = [
+        f"{path} must be one of {listed(choices)}, got {value!r}"
+        for path, choices in CHOICES.items()
+        if (value := lookup(params, path)) is not None and value not in choices
+    ]
+    for path, choices in SUBSETS.items():
+        value = lookup(params, path)
+        if value is None:
+            continue
+        items = [value] if isinstance(value, str) else list(value)
+        unknown = [v for v in items if v not in choices]
+        if not items or unknown:
+            problems.append(f"{path} must list one or more of {listed(choices)}, got {value!r}")
+    return problems
+
+
+def _whole(value: Any, low: int) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) and value >= low
+
+
+def _list_problems(params: Mapping[str, Any]) -> list[str]:
+    """Window lists of the factor library (items >= 1) and lag / half-life candidates (>= 0)."""
+    problems = []
+    factors = lookup(params, WINDOW_LISTS_UNDER)
+    lists = {f"{WINDOW_LISTS_UNDER}.{k}": (v, 1) for k, v in (factors or {}).items()
+             if k.endswith("_windows")}
+    lists.update({path: (lookup(params, path), 0) for path in LAG_LISTS})
+    for path, (value, low) in lists.items():
+        if value is None:
+            continue
+        items = value if isinstance(value, list | tuple) else [value]
+        bad = [v for v in items if not _whole(v, low)]
+        if bad:
+            problems.append(f"{path} must list whole numbers >= {low}, got {value!r}")
+    return problems
+
+
+def _shape_problems(params: Mapping[str, Any]) -> list[str]:
+    """Parameters whose parts must agree: winsorising quantiles, CSCV blocks, search ranges."""
+    problems = []
+    winsorise = lookup(params, "feature_engineering.transforms.winsorise")
+    if winsorise is not None and not (
+            isinstance(winsorise, list | tuple) and len(winsorise) == 2
+            and all(isinstance(q, int | float) and not isinstance(q, bool) for q in winsorise)
+            and 0 <= winsorise[0] < winsorise[1] <= 1):
+        problems.append("feature_engineering.transforms.winsorise must be [low, high] with "
+                        f"0 <= low < high <= 1, got {winsorise!r}")
+    blocks = lookup(params, "evaluation.overfitting.n_blocks")
+    if blocks is not None and not (_whole(blocks, 2) and blocks % 2 == 0):
+        problems.append("evaluation.overfitting.n_blocks must be an even whole number >= 2 (CSCV "
+                        f"splits the blocks in halves), got {blocks!r}")
+    spaces = lookup(params, "base_models.tuning.search_space") or {}
+    for learner, space in spaces.items():
+        for name, spec in (space or {}).items():
+            if isinstance(spec, Mapping) and spec.get("type") in ("int", "float"):
+                low, high = spec.get("low"), spec.get("high")
+                if isinstance(low, int | float) and isinstance(high, int | float) and low > high:
+                    problems.append(f"base_models.tuning.search_space.{learner}.{name}: low "
+                                    f"({low}) must not exceed high ({high})")
+    return problems
+
+
+def _gate_problems(params: Mapping[str, Any]) -> list[str]:
+    """Gates that could never pass because they name a metric, operator or model that does not
+    exist (a typo would otherwise fail every run's gates without saying why)."""
+    problems = []
+    metrics = ", ".join(GATE_METRICS)
+    for name, spec in (lookup(params, "evaluation.gates.checks") or {}).items():
+        if not isinstance(spec, Mapping):
+            continue
+        metric, op = spec.get("metric", name), spec.get("op", ">")
+        if metric not in GATE_METRICS:
+            problems.append(f"evaluation.gates.checks.{name}.metric {metric!r} is not a metric "
+                            f"of the evaluation ({metrics})")
+        if op not in GATE_OPERATORS:
+            problems.append(f"evaluation.gates.checks.{name}.op must be one of "
+                            f"{', '.join(GATE_OPERATORS)}, got {op!r}")
+    for path in ("evaluation.gates.headline_metrics", "registry.compare_metric"):
+        value = lookup(params, path)
+        unknown = [m for m in ([value] if isinstance(value, str) else value or [])
+                   if m not in GATE_METRICS]
+        if unknown:
+            problems.append(f"{path}: {', '.join(map(repr, unknown))} is not a metric of the "
+                            f"evaluation ({metrics})")
+    model = lookup(params, "evaluation.gates.model")
+    learner = lookup(params, "regime_models.learner")
+    models = {"final", *(lookup(params, "stacking.methods") or ENSEMBLE_METHODS),
+              *(lookup(params, "base_models.learners") or []),
+              *([f"regime_{learner}"] if isinstance(learner, str) else [])}
+    if model is not None and model not in models:
+        problems.append(f"evaluation.gates.model must be one of the run's models "
+                        f"({', '.join(sorted(models))}), got {model!r}")
+    return problems
+
+
+# Sections whose keys are open-ended (library arguments, search ranges, generator arguments,
+# per-run read options): any key below them is legitimate.
+OPEN_SECTIONS = ("base_models.defaults", "base_models.tuning.search_space",
+                 "regime_models.learner_params", "stacking.elastic_net", "stacking.lightgbm",
+                 "inference.data", "synthetic")
+
+
+def unknown_parameters(params: Mapping[str, Any], known: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Dotted paths set in `params` that the project's own parameter files (`known`) do not
+    have, outside OPEN_SECTIONS: misspelt keys, which the layers would silently not read.
+    Maps each to the close names its section does have."""
+    import difflib
+
+    found: dict[str, list[str]] = {}
+
+    def walk(given: Mapping[str, Any], reference: Mapping[str, Any], prefix: str) -> None:
+        for key, value in given.items():
+            path = f"{prefix}{key}"
+            if any(path == s or path.startswith(f"{s}.") for s in OPEN_SECTIONS):
+                continue
+            if key not in reference:
+                found[path] = difflib.get_close_matches(str(key), list(map(str, reference)), 3)
+            elif isinstance(value, Mapping) and isinstance(reference[key], Mapping) \
+                    and reference[key]:
+                walk(value, reference[key], f"{path}.")
+
+    walk(params, known, "")
+    return found
+
+
+def mapping_problems(params: Mapping[str, Any], known: Mapping[str, Any]) -> list[str]:
+    """Sections the project's parameter files define as mappings but `params` sets to a single
+    value (`cv: 5` in conf/local): every layer reading one of its keys would fail deep inside."""
+    problems = []
+
+    def walk(given: Mapping[str, Any], reference: Mapping[str, Any], prefix: str) -> None:
+        for key, value in given.items():
+            expected = reference.get(key)
+            if not (isinstance(expected, Mapping) and expected):
+                continue
+            if isinstance(value, Mapping):
+                walk(value, expected, f"{prefix}{key}.")
+            elif value is not None:
+                problems.append(f"{prefix}{key} must be a mapping of "
+                                f"{', '.join(map(str, list(expected)[:4]))}, ..., got {value!r}")
+
+    walk(params, known, "")
+    return problems
 
 
 def check_learners(requested: Mapping[str, Any], known: Iterable[str]) -> None:

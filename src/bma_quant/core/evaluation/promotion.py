@@ -17,6 +17,8 @@ from typing import Any
 # version tags that identify what a version was measured on (read back from the champion)
 TEST_START, TEST_END = "test_start", "test_end"
 COMPARE_METRIC, COMPARE_VALUE = "compare_metric", "compare_value"
+# Metrics where a smaller value is the better model (drawdown as a positive loss, trading, luck).
+LOWER_IS_BETTER = frozenset({"max_drawdown", "turnover", "pbo"})
 # characters MLflow model names keep readable in URIs (models:/<name>@champion)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
 
@@ -84,9 +86,11 @@ def decide(candidate: Candidate, champion: Mapping[str, str] | None,
         return Decision(False, f"not comparable with {label}: it was compared on "
                                f"{champion.get(COMPARE_METRIC)}, this one on {candidate.metric}")
     best = _finite(champion.get(COMPARE_VALUE))
-    if best is not None and value <= best:
+    lower = candidate.metric in LOWER_IS_BETTER
+    if best is not None and (value >= best if lower else value <= best):
         return Decision(False, f"gates passed but test {candidate.metric} {value:.4g} does not "
-                               f"beat {label}'s {best:.4g}")
+                               f"beat {label}'s {best:.4g}"
+                               + (" (lower is better)" if lower else ""))
     shown = "n/a" if best is None else f"{best:.4g}"
     return Decision(True, f"gates passed and test {candidate.metric} {value:.4g} beats {label}'s "
                           f"{shown} on the same test period")

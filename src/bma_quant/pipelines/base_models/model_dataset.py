@@ -42,6 +42,7 @@ class LoggedLearner:
     name: str
     model: Any | None
     input_example: pd.DataFrame | None = None
+    skipped: bool = False  # not listed in base_models.learners: nothing to log, nothing to say
 
 
 class LearnerModelDataset(MlflowModelTrackingDataset):
@@ -50,6 +51,8 @@ class LearnerModelDataset(MlflowModelTrackingDataset):
     def _save(self, learner: LoggedLearner) -> None:
         if not isinstance(learner, LoggedLearner):  # a bare model: plain kedro-mlflow behaviour
             super()._save(learner)
+            return
+        if learner.model is None and learner.skipped:
             return
         if learner.model is None:
             logger.warning("base_models: %s did not succeed; no model logged", learner.name)

@@ -258,7 +258,8 @@ def train_learner(name: str, inputs: training.TrainingInputs, params: dict, temp
     """Train one learner; never raises: a failure is returned as status "failed" with its
     traceback, a learner not listed in `base_models.learners` as status "skipped"."""
     if name not in (params.get("learners") or []):
-        return {"name": name, "status": "skipped", "error": None}, LoggedLearner(name, None)
+        return ({"name": name, "status": "skipped", "error": None},
+                LoggedLearner(name, None, skipped=True))
     nw_lag = TemporalConfig.from_params(temporal).horizon_days
     outcome = training.run_guarded(name, _train, name, inputs, params, nw_lag)
     if not outcome.ok:

@@ -18,6 +18,7 @@ from kedro.framework.hooks import hook_impl
 
 from bma_quant.core.data import preflight
 from bma_quant.core.models.learners import LEARNERS
+from bma_quant.pipeline_registry import TRAINING_CHAIN
 from bma_quant.run_hooks.summary import FAILED_SUMMARY_PATH, write_summary
 
 # learner names in parameters, by dotted path
@@ -72,8 +73,18 @@ class PreflightHooks:
                            "not read it (misspelt?)", path, BASE_CONF,
                            f" (did you mean {' / '.join(close)}?)" if close else "")
 
+    def _catalog_owners(self) -> dict[str, str]:
+        """Dataset name -> the pipeline whose catalog file declares it (catalog_<pipeline>.yml:
+        each layer declares what it writes)."""
+        owners: dict[str, str] = {}
+        for path in sorted((self._project_path / BASE_CONF).glob("catalog_*.yml")):
+            for name in yaml.safe_load(path.read_text()) or {}:
+                owners.setdefault(str(name), path.stem[len("catalog_"):])
+        return owners
+
     @hook_impl(tryfirst=True)
-    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline=None,
+                            catalog=None) -> None:
         names = run_params.get("pipeline_names") or ["__default__"]
         self._warned.clear()
         try:
@@ -82,6 +93,8 @@ class PreflightHooks:
             preflight.check_learners(
                 {path: preflight.lookup(self._params, path) for path in LEARNER_PARAMS}, LEARNERS
             )
+            if pipeline is not None and catalog is not None:
+                check_inputs_exist(pipeline, catalog, self._catalog_owners())
         except preflight.PreflightError as error:
             self._refuse(error, ",".join(names))
             raise
@@ -99,3 +112,28 @@ class PreflightHooks:
                     if message not in self._warned:
                         self._warned.add(message)
                         logger.warning("pre-flight: %s", message)
+
+
+def check_inputs_exist(pipeline, catalog, owners: dict[str, str]) -> None:
+    """Refuse a run whose pipeline reads datasets no earlier run wrote (`--pipelines stacking`
+    in a fresh checkout), naming them and the layers that write them (`owners`: dataset ->
+    pipeline), instead of failing at the first load with a dataset error."""
+    missing = []
+    for name in sorted(pipeline.inputs()):
+        if name.startswith("params:") or name == "parameters":
+            continue
+        try:
+            present = catalog.exists(name)
+        except Exception:  # a dataset that cannot tell (e.g. remote): the load will say
+            present = True
+        if not present:
+            missing.append(name)
+    if not missing:
+        return
+    order = [name for name in TRAINING_CHAIN if name in {owners.get(m) for m in missing}]
+    shown = ", ".join(f"{m} ({owners[m]})" if m in owners else m for m in missing[:8])
+    raise preflight.PreflightError(
+        f"this run reads {len(missing)} dataset(s) no earlier run wrote: {shown}"
+        f"{' ...' if len(missing) > 8 else ''}"
+        + (f" (written by {', '.join(order)})" if order else "")
+        + ". Run the whole chain once (`kedro run`); after that any layer can be rerun alone")

@@ -282,6 +282,18 @@ def test_walk_forward_trains_only_on_earlier_purged_folds(design, inputs, monkey
     assert result.validation_folds == [folds[-2].fold, folds[-1].fold]
 
 
+def test_more_validation_folds_than_fitted_ones_is_said(design, inputs, caplog):
+    params = {**PARAMS, "selection": {**PARAMS["selection"], "n_validation_folds": 10}}
+    with caplog.at_level("WARNING"):
+        result = combiners.walk_forward_ensembles(
+            design, inputs["folds"], inputs["fold_regimes"], ["stacking", "bma"],
+            inputs["models"], params, inputs["date_split"]["test_start"])
+    n = len(result.validation_folds)
+    assert 0 < n < 10
+    assert f"n_validation_folds is 10 but only {n} fold(s)" in caplog.text
+    assert any("n_validation_folds is 10" in note for note in result.notes)
+
+
 def test_walk_forward_predictions_match_a_refit_on_earlier_folds(design, inputs):
     result = combiners.walk_forward_ensembles(design, inputs["folds"], inputs["fold_regimes"],
                                              ["stacking", "bma"], inputs["models"], PARAMS,

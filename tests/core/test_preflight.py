@@ -24,7 +24,8 @@ PARAMS = {
                    "backtest": {"n_quantiles": 5, "cost_bps": 10.0, "periods_per_year": 252}},
     "memory": {"target_usage": 0.7, "max_threshold": 0.8},
     "stacking": {"methods": ["stacking", "bma"], "regime": {"regimes": ["bull", "bear"]}},
-    "regime_models": {"detector": "hmm", "target_transform": "rank", "hmm": {"stay_prior": 0.95}},
+    "regime_models": {"detector": "hmm", "target_transform": "rank",
+                      "hmm": {"stay_prior": 0.95, "columns": ["perf_momentum"]}},
     "feature_engineering": {"factors": {"ma_windows": [5, 20], "return_windows": [1, 5]},
                             "lags": {"candidates": [0, 1]},
                             "transforms": {"winsorise": [0.01, 0.99]}},
@@ -74,6 +75,8 @@ def test_valid_parameters_pass():
     ("stacking.methods", ["stacking", "foo"], "stacking.methods must list one or more of"),
     ("stacking.regime.regimes", ["bull", "foo"], "stacking.regime.regimes must list one or more"),
     ("regime_models.target_transform", "ranks", "regime_models.target_transform must be one of"),
+    ("regime_models.hmm.columns", ["perf_momentum", "perf_revrsal"],
+     "regime_models.hmm.columns must list one or more of 'market_return'"),
     ("cv.scheme", "foo", "cv.scheme must be one of 'walk_forward', 'combinatorial', got 'foo'"),
     ("feature_engineering.factors.ma_windows", [-5], "factors.ma_windows must list whole numbers "
                                                      ">= 1, got [-5]"),
@@ -196,6 +199,10 @@ def test_the_allowed_words_are_the_ones_the_layers_accept():
     assert choices["regime_models.combine"] == COMBINE_MODES
     assert choices["regime_models.training"] == TRAINING_MODES
     assert choices["cv.scheme"] == CV_SCHEMES
+    from bma_quant.core.regimes.detection import REGIMES
+    from bma_quant.core.regimes.regime_evidence import EVIDENCE_COLUMNS
+    assert preflight.REGIME_LABELS == REGIMES
+    assert set(EVIDENCE_COLUMNS) <= set(preflight.REGIME_EVIDENCE)
     preflight.check_parameters(project_params())
 
 

@@ -98,6 +98,11 @@ BOUNDS = (
 TARGET_TRANSFORMS = ("rank", "zscore", "raw")
 ENSEMBLE_METHODS = ("stacking", "regime_stacking", "bma", "equal_weight", "ic_weight")
 REGIME_LABELS = ("bull", "neutral", "bear")
+# The regime detector's evidence (core.regimes.detection.detector_inputs with
+# core.regimes.regime_evidence.EVIDENCE_COLUMNS): what the HMM and the context features can read.
+REGIME_EVIDENCE = ("market_return", "market_level", "fear_greed", "trend", "volatility",
+                   "dispersion", "breadth", "perf_momentum", "perf_reversal",
+                   "perf_low_volatility")
 CHOICES = {
     "data.layout": ("auto", "long", "wide"),
     "cv.scheme": ("walk_forward", "combinatorial"),
@@ -110,6 +115,7 @@ CHOICES = {
     "regime_models.combine": ("route", "blend"),
     "regime_models.training": ("hard", "soft"),
     "regime_models.markov.state_order_by": ("mean", "volatility"),
+    "regime_models.hmm.order_column": REGIME_EVIDENCE,
     "stacking.meta_learner": ("elastic_net", "lightgbm"),
     "stacking.standardisation": ("rank", "zscore"),
     "stacking.fallback_method": ENSEMBLE_METHODS,
@@ -126,6 +132,8 @@ GATE_OPERATORS = (">", ">=", "<", "<=")
 SUBSETS = {
     "stacking.methods": ENSEMBLE_METHODS,
     "stacking.regime.regimes": REGIME_LABELS,
+    "regime_models.hmm.columns": REGIME_EVIDENCE,
+    "regime_models.context_features.columns": REGIME_EVIDENCE,
 }
 # Lists of window lengths (trading days): every item a whole number >= 1 (a window of 0 is a
 # constant, a negative one reads the future).

@@ -609,6 +609,11 @@ def walk_forward_ensembles(
     score_table = pd.DataFrame(scores, columns=["method", FOLD, "fitted", "rank_ic"])
     fitted_folds = sorted(score_table.loc[score_table["fitted"], FOLD].unique())
     validation = [int(k) for k in fitted_folds[-n_validation:]] if n_validation > 0 else []
+    if 0 < len(validation) < n_validation:
+        notes.append(f"selection.n_validation_folds is {n_validation} but only "
+                     f"{len(validation)} fold(s) have earlier out-of-fold data to fit on: the "
+                     f"choice is scored on {len(validation)}")
+        logger.warning("stacking: %s", notes[-1])
     if not validation:
         notes.append("no fold has earlier out-of-fold data: no nested validation score")
     in_validation = score_table[score_table[FOLD].isin(validation)]

@@ -17,16 +17,17 @@ def test_a_layer_whose_inputs_were_never_written_is_refused(tmp_path):
     pipeline = Pipeline([Node(_identity, ["base_oof_predictions", "params:stacking"], "out"),
                          Node(_identity, ["labels", "params:x"], "out2")])
     catalog = DataCatalog({"base_oof_predictions": ParquetDataset(
-        filepath=str(tmp_path / "missing.parquet")), "labels": MemoryDataset()})
+        filepath=str(tmp_path / "missing.parquet")),
+        "labels": ParquetDataset(filepath=str(tmp_path / "labels.parquet"))})
     owners = {"base_oof_predictions": "base_models", "labels": "data_processing"}
     with pytest.raises(PreflightError, match=r"reads 2 dataset\(s\) no earlier run wrote: "
                                              r"base_oof_predictions \(base_models\), labels "
                                              r"\(data_processing\) \(written by data_processing, "
                                              r"base_models\)\. Run the whole chain once"):
         check_inputs_exist(pipeline, catalog, owners)
-    catalog["labels"] = MemoryDataset([1])
     import pandas as pd
-    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "missing.parquet")
+    for name in ("missing", "labels"):
+        pd.DataFrame({"a": [1]}).to_parquet(tmp_path / f"{name}.parquet")
     check_inputs_exist(pipeline, catalog, owners)  # both there now: nothing to say
 
 
@@ -38,3 +39,46 @@ def test_catalog_files_name_the_layer_that_writes_each_dataset():
     owners = hooks._catalog_owners()
     assert owners["base_oof_predictions"] == "base_models"
     assert owners["evaluation_table"] == "evaluation"
+
+
+def test_inputs_handed_over_in_memory_say_where_to_start(tmp_path):
+    """`--from-nodes` after the node that makes an in-memory input: never saved, so the advice
+    is to start at that node, not to run the chain again."""
+    pipeline = Pipeline([Node(_identity, ["training_inputs", "params:x"], "out")])
+    catalog = DataCatalog({"training_inputs": MemoryDataset()})
+    with pytest.raises(PreflightError, match=r"in-memory output\(s\) it needs: training_inputs "
+                                             r"\(never saved\): start the run at the node"):
+        check_inputs_exist(pipeline, catalog, {})
+
+
+def test_a_dataset_that_cannot_tell_whether_it_exists_counts_as_present():
+    from kedro.io import AbstractDataset
+
+    class RegistryModel(AbstractDataset):  # no _exists: e.g. a model in a registry
+        def _load(self):
+            return 1
+
+        def _save(self, data):
+            pass
+
+        def _describe(self):
+            return {}
+
+    pipeline = Pipeline([Node(_identity, ["model", "params:x"], "out")])
+    check_inputs_exist(pipeline, DataCatalog({"model": RegistryModel()}), {})
+
+
+def test_the_hook_refuses_a_section_set_to_one_value_and_names_misspelt_keys(tmp_path, caplog):
+    base = tmp_path / "conf" / "base"
+    base.mkdir(parents=True)
+    (base / "parameters_x.yml").write_text("cv:\n  n_splits: 5\n  window: expanding\n")
+    hooks = PreflightHooks()
+    hooks._project_path = tmp_path
+    hooks._params = {"cv": {"n_split": 3, "window": "expanding"}}
+    with caplog.at_level("WARNING"):
+        hooks.before_pipeline_run({"pipeline_names": ["x"]})
+    assert "parameter cv.n_split is not defined" in caplog.text and "n_splits" in caplog.text
+    hooks._params = {"cv": 5}
+    with pytest.raises(PreflightError, match="cv must be a mapping of n_splits, window"):
+        hooks.before_pipeline_run({"pipeline_names": ["x"]})
+    assert (tmp_path / "data" / "08_reporting" / "run_summary.failed.json").is_file()

@@ -66,3 +66,16 @@ def test_an_unknown_pipeline_name_lists_the_projects_pipelines(monkeypatch):
     monkeypatch.setattr(pipeline_registry, "find_pipelines", broken)
     with pytest.raises(ImportError, match="stacking"):
         pipeline_registry.register_pipelines()
+
+
+def test_kedros_own_error_for_an_unknown_pipeline_is_recognised(monkeypatch):
+    """The same through Kedro 1.7's find_pipelines asked for a folder that does not exist."""
+    from kedro.framework.project import configure_project, find_pipelines
+
+    from bma_quant import pipeline_registry
+
+    configure_project("bma_quant")
+    monkeypatch.setattr(pipeline_registry, "find_pipelines", lambda raise_errors: find_pipelines(
+        raise_errors=raise_errors, pipelines_to_find=["nosuch"]))
+    with pytest.raises(pipeline_registry.UnknownPipelineError, match="no pipeline 'nosuch'"):
+        pipeline_registry.register_pipelines()

@@ -28,6 +28,7 @@ PARAMS = {
                       "hmm": {"stay_prior": 0.95, "columns": ["perf_momentum"]}},
     "feature_engineering": {"factors": {"ma_windows": [5, 20], "return_windows": [1, 5]},
                             "lags": {"candidates": [0, 1]},
+                            "ewm": {"halflife_candidates": [0, 5]},
                             "transforms": {"winsorise": [0.01, 0.99]}},
     "registry": {"max_reproduction_diff": 1e-4, "compare_metric": "rank_ic"},
     "inference": {"model_source": "local", "history_days": None,
@@ -61,7 +62,15 @@ def test_valid_parameters_pass():
     ("inference.model_source", "foo", "inference.model_source must be one of 'local', 'registry'"),
     ("inference.portfolio.style", "short", "inference.portfolio.style must be one of"),
     ("inference.portfolio.n_quantiles", 0, "inference.portfolio.n_quantiles must be >= 2, got 0"),
-    ("inference.history_days", -5, "inference.history_days must be >= 1, got -5"),
+    ("inference.history_days", -5, "inference.history_days must be >= 0, got -5"),
+    ("stacking.methods", "bma", "stacking.methods must be a list (e.g. [bma]), got 'bma'"),
+    ("base_models.learners", "lightgbm", "base_models.learners must be a list"),
+    ("feature_engineering.ewm.halflife_candidates", [0, -2.5], "halflife_candidates must list "
+                                                               "numbers >= 0"),
+    ("base_models.tuning.search_space.elastic_net.alpha", {"low": 1.0, "high": 0.1},
+     "search_space.elastic_net.alpha: low (1.0) must not exceed high (0.1)"),  # type omitted
+    ("registry.compare_metric", "sharpe", "registry.compare_metric 'sharpe' must be one of "
+                                          "evaluation.gates.headline_metrics"),
     ("inference.history_days", "abc", "inference.history_days must be a number, got 'abc'"),
     ("evaluation.backtest.periods_per_year", 0, "periods_per_year must be > 0, got 0"),
     ("base_models.max_train_rows", -5, "base_models.max_train_rows must be >= 1, got -5"),
@@ -96,6 +105,42 @@ def test_valid_parameters_pass():
 def test_out_of_range_parameter_is_named(path, value, message):
     with pytest.raises(PreflightError, match=re.escape(message)):
         preflight.check_parameters(_with(path, value))
+
+
+@pytest.mark.parametrize("path, value", [
+    ("feature_engineering.sample_weights.half_life_days", 0),  # <= 0 / null: equal weights
+    ("feature_engineering.sample_weights.half_life_days", None),
+    ("feature_engineering.ewm.halflife_candidates", [0, 2.5, 5]),
+    ("feature_engineering.selection.min_features", 0),  # no refill below the gate
+    ("regime_models.context_features.columns", []),  # probabilities only
+    ("evaluation.backtest.rebalance_days", 0),  # 0 / null: the horizon
+    ("evaluation.backtest.rebalance_days", None),
+    ("inference.history_days", 0),
+    ("cv.n_tuning_folds", 0),
+    ("cv.scheme", "combinatorial"),
+    ("base_models.max_train_rows", None),
+    ("base_models.max_train_rows", 3e5),
+    ("feature_engineering.transforms.winsorise", None),
+    ("stacking.methods", ["bma"]),
+    ("evaluation.gates.checks.cagr", {"metric": "cagr", "op": ">", "threshold": 0.0}),
+])
+def test_valid_edge_values_pass(path, value):
+    params = copy.deepcopy(PARAMS)
+    for section in ("sample_weights", "selection", "ewm"):
+        params["feature_engineering"].setdefault(section, {})
+    params["regime_models"].setdefault("context_features", {})
+    params["cv"].setdefault("n_tuning_folds", 2)
+    params["inference"].setdefault("history_days", None)
+    preflight.check_parameters(_with_new(params, path, value))
+
+
+def _with_new(params, path, value):
+    node = params
+    *parents, leaf = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    return params
 
 
 def test_a_half_set_or_misspelt_selection_prior_is_refused():

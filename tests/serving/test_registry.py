@@ -329,6 +329,31 @@ def test_a_panel_without_the_sectors_training_demeaned_within_is_refused(setup, 
     assert f"not seen in training: S_NEW (1 name(s): {first})" in caplog.text
 
 
+def test_sectors_a_chain_trained_without_them_would_demean_by_are_ignored(setup, caplog):
+    """Neutralisation on, training panel without sectors (training_sectors []): a panel that now
+    carries sectors is scored as training scored, not demeaned within them."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from bma_quant.pipelines.evaluation.nodes import _neutralised_sectors
+
+    neutralising = SimpleNamespace(transform_config=SimpleNamespace(sector_neutralise=True))
+    panel = pd.DataFrame({"date": [1, 1], "ticker": ["A", "B"], "sector": ["X", None]})
+    assert _neutralised_sectors(neutralising, panel) == ["X"]
+    assert _neutralised_sectors(neutralising, panel.drop(columns="sector")) == []
+    off = SimpleNamespace(transform_config=SimpleNamespace(sector_neutralise=False))
+    assert _neutralised_sectors(off, panel) is None
+
+    datasets, overrides, chain, uri, tmp = setup
+    raw = pd.read_parquet(overrides["data"]["raw_path"])
+    sliced = nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 3)
+    without = replace(chain, training_sectors=[])
+    assert "sector" in without.unused_columns(list(sliced.columns))
+    with caplog.at_level("WARNING"):
+        scored = without.prepare(sliced)[0]
+    assert "'sector' column is ignored" in caplog.text and "sector" not in scored
+
+
 def test_part_of_the_universe_and_an_index_training_lacked_are_named(setup, caplog):
     """Scores are ranks within a date: scoring a few of the names is warned about. A market_level
     column sent to a chain trained without an index is ignored (with a warning), not fed to

@@ -114,22 +114,37 @@ class PreflightHooks:
                         logger.warning("pre-flight: %s", message)
 
 
+def _never_written(catalog, name: str) -> bool:
+    """True when `name` can be told to hold no data: a dataset that cannot tell (its class does
+    not implement `_exists`, e.g. a registry model) counts as present; the load will say."""
+    from kedro.io.core import AbstractDataset
+
+    try:
+        dataset = catalog.get(name)
+        if dataset is None or type(dataset)._exists is AbstractDataset._exists:
+            return False
+        return not catalog.exists(name)
+    except Exception:
+        return False
+
+
 def check_inputs_exist(pipeline, catalog, owners: dict[str, str]) -> None:
     """Refuse a run whose pipeline reads datasets no earlier run wrote (`--pipelines stacking`
     in a fresh checkout), naming them and the layers that write them (`owners`: dataset ->
     pipeline), instead of failing at the first load with a dataset error."""
-    missing = []
-    for name in sorted(pipeline.inputs()):
-        if name.startswith("params:") or name == "parameters":
-            continue
-        try:
-            present = catalog.exists(name)
-        except Exception:  # a dataset that cannot tell (e.g. remote): the load will say
-            present = True
-        if not present:
-            missing.append(name)
+    from kedro.io import MemoryDataset
+
+    missing = [name for name in sorted(pipeline.inputs())
+               if not (name.startswith("params:") or name == "parameters")
+               and _never_written(catalog, name)]
     if not missing:
         return
+    in_memory = [m for m in missing if isinstance(catalog.get(m), MemoryDataset)]
+    if in_memory:  # handed between nodes inside a run, never saved (--nodes / --from-nodes)
+        raise preflight.PreflightError(
+            f"this run starts after node(s) whose in-memory output(s) it needs: "
+            f"{', '.join(in_memory[:8])}{' ...' if len(in_memory) > 8 else ''} (never saved): "
+            "start the run at the node that produces them (--from-nodes)")
     order = [name for name in TRAINING_CHAIN if name in {owners.get(m) for m in missing}]
     shown = ", ".join(f"{m} ({owners[m]})" if m in owners else m for m in missing[:8])
     raise preflight.PreflightError(

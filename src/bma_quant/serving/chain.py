@@ -172,8 +172,9 @@ class PredictionChain:
     data_start: str | None = None  # first date of the training panel when the raw file starts
     # there too (None otherwise, and in chains pickled before it existed): a slice starting on it
     # has all the history training had
-    training_sectors: list[str] | None = None  # sector labels the features were demeaned within
-    # (None: training neutralised nothing, or a chain pickled before it existed)
+    training_sectors: list[str] | None = None  # sector labels the features were demeaned within;
+    # [] when sector neutralisation was on but the training panel had no sectors (a panel with
+    # them now must not be demeaned); None: neutralisation off, or a chain pickled before it
     typical_names: int | None = None  # names in the training panel's cross-section (median
     # over its last dates): scores are ranks within a date, so a much thinner one is warned about
 
@@ -183,6 +184,11 @@ class PredictionChain:
         # validated first: dates become the local calendar days training used, for the
         # optional market_level column as well as the prices
         raw = validate_long_panel(raw.copy(), source="model input")
+        if getattr(self, "training_sectors", None) == [] and "sector" in raw \
+                and raw["sector"].notna().any():
+            logger.warning("the panel's 'sector' column is ignored: the chain was trained on a "
+                           "panel without sectors, so its features were not demeaned within them")
+            raw = raw.drop(columns="sector")
         self._check_sectors(raw)
         index = self._index_from_slice(raw)
         if index is not None and self.market_index is None:
@@ -221,7 +227,7 @@ class PredictionChain:
                 f"the panel has no 'sector' column, but the chain was trained on features "
                 f"demeaned within {len(trained)} sectors ({', '.join(trained[:5])}"
                 f"{', ...' if len(trained) > 5 else ''}): without it every score changes. Send "
-                "each name's sector, or retrain with feature_engineering.transform."
+                "each name's sector, or retrain with feature_engineering.transforms."
                 "sector_neutralise: false")
         known = raw.loc[labels.notna(), ["ticker", "sector"]].astype(str)
         unseen = known.loc[~known["sector"].isin(set(trained))]

@@ -66,7 +66,7 @@ BOUNDS = (
     Bound("evaluation.backtest.n_quantiles", 2),
     Bound("evaluation.backtest.cost_bps", 0.0),
     Bound("evaluation.backtest.periods_per_year", 0.0, low_open=True),
-    Bound("evaluation.backtest.rebalance_days", 1),
+    Bound("evaluation.backtest.rebalance_days", 0),  # 0 / null: the horizon
     Bound("base_models.max_train_rows", 1),
     Bound("base_models.tuning.max_train_rows", 1),
     Bound("base_models.seed", 0),
@@ -78,9 +78,8 @@ BOUNDS = (
     Bound("stacking.bma.bootstrap_draws", 0),
     Bound("stacking.regime.shrinkage_dates", 0),
     Bound("cv.n_tuning_folds", 0),
-    Bound("feature_engineering.sample_weights.half_life_days", 0.0, low_open=True),
     Bound("feature_engineering.selection.max_features", 1),
-    Bound("feature_engineering.selection.min_features", 1),
+    Bound("feature_engineering.selection.min_features", 0),  # 0: no refill below the gate
     Bound("feature_engineering.factors.momentum_long", 1),
     Bound("feature_engineering.factors.momentum_skip", 0),
     Bound("temporal.prediction_horizon_days", 1),
@@ -88,7 +87,7 @@ BOUNDS = (
     Bound("temporal.cv_gap_days", 0),
     Bound("temporal.cv_embargo_days", 0),
     Bound("temporal.max_lookback_days", 1),
-    Bound("inference.history_days", 1),
+    Bound("inference.history_days", 0),  # 0 / null: every date of the file
     Bound("inference.portfolio.n_quantiles", 2),
     Bound("inference.portfolio.gross_exposure", 0.0, low_open=True),
     Bound("inference.portfolio.max_weight", 0.0, low_open=True),
@@ -128,17 +127,23 @@ GATE_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "ic_tstat", "rank_ic_tstat
                 "n_dates", "sharpe", "ir", "annual_return", "cagr", "annual_volatility",
                 "max_drawdown", "turnover", "n_rebalances", "n_days", "pbo", "deflated_sharpe")
 GATE_OPERATORS = (">", ">=", "<", "<=")
-# Lists whose every item must come from a fixed set (and which must not be empty).
+# Lists whose every item must come from a fixed set: path -> (allowed, may be empty).
 SUBSETS = {
-    "stacking.methods": ENSEMBLE_METHODS,
-    "stacking.regime.regimes": REGIME_LABELS,
-    "regime_models.hmm.columns": REGIME_EVIDENCE,
-    "regime_models.context_features.columns": REGIME_EVIDENCE,
+    "stacking.methods": (ENSEMBLE_METHODS, False),
+    "stacking.regime.regimes": (REGIME_LABELS, False),
+    "regime_models.hmm.columns": (REGIME_EVIDENCE, False),
+    "regime_models.context_features.columns": (REGIME_EVIDENCE, True),  # []: probabilities only
 }
+# Parameters that must be lists (a bare word would be read letter by letter).
+LISTS = ("stacking.methods", "stacking.regime.regimes", "regime_models.hmm.columns",
+         "regime_models.context_features.columns", "base_models.learners",
+         "base_models.tuning.learners", "feature_engineering.lags.candidates",
+         "feature_engineering.ewm.halflife_candidates")
 # Lists of window lengths (trading days): every item a whole number >= 1 (a window of 0 is a
 # constant, a negative one reads the future).
 WINDOW_LISTS_UNDER = "feature_engineering.factors"
-LAG_LISTS = ("feature_engineering.lags.candidates", "feature_engineering.ewm.halflife_candidates")
+LAG_LIST = "feature_engineering.lags.candidates"  # whole numbers of days >= 0
+HALFLIFE_LIST = "feature_engineering.ewm.halflife_candidates"  # numbers >= 0 (0: no smoothing)
 
 # Parameters that say how many names a date needs; the largest one binds the universe size.
 UNIVERSE_KEYS = ("min_names", "n_quantiles")
@@ -209,14 +214,17 @@ def _choice_problems(params: Mapping[str, Any]) -> list[str]:
         for path, choices in CHOICES.items()
         if (value := lookup(params, path)) is not None and value not in choices
     ]
-    for path, choices in SUBSETS.items():
+    problems += [f"{path} must be a list (e.g. [{value}]), got {value!r}" for path in LISTS
+                 if (value := lookup(params, path)) is not None
+                 and not isinstance(value, list | tuple)]
+    for path, (choices, may_be_empty) in SUBSETS.items():
         value = lookup(params, path)
-        if value is None:
+        if not isinstance(value, list | tuple):
             continue
-        items = [value] if isinstance(value, str) else list(value)
-        unknown = [v for v in items if v not in choices]
-        if not items or unknown:
-            problems.append(f"{path} must list one or more of {listed(choices)}, got {value!r}")
+        unknown = [v for v in value if v not in choices]
+        if unknown or (not value and not may_be_empty):
+            problems.append(f"{path} must list {'' if may_be_empty else 'one or more '}of "
+                            f"{listed(choices)}, got {list(value)!r}")
     return problems
 
 
@@ -230,14 +238,14 @@ def _list_problems(params: Mapping[str, Any]) -> list[str]:
     factors = lookup(params, WINDOW_LISTS_UNDER)
     lists = {f"{WINDOW_LISTS_UNDER}.{k}": (v, 1) for k, v in (factors or {}).items()
              if k.endswith("_windows")}
-    lists.update({path: (lookup(params, path), 0) for path in LAG_LISTS})
+    lists[LAG_LIST] = (lookup(params, LAG_LIST), 0)
     for path, (value, low) in lists.items():
-        if value is None:
-            continue
-        items = value if isinstance(value, list | tuple) else [value]
-        bad = [v for v in items if not _whole(v, low)]
-        if bad:
+        if isinstance(value, list | tuple) and any(not _whole(v, low) for v in value):
             problems.append(f"{path} must list whole numbers >= {low}, got {value!r}")
+    halflives = lookup(params, HALFLIFE_LIST)
+    if isinstance(halflives, list | tuple) and any(
+            isinstance(v, bool) or not isinstance(v, int | float) or v < 0 for v in halflives):
+        problems.append(f"{HALFLIFE_LIST} must list numbers >= 0, got {halflives!r}")
     return problems
 
 
@@ -258,7 +266,7 @@ def _shape_problems(params: Mapping[str, Any]) -> list[str]:
     spaces = lookup(params, "base_models.tuning.search_space") or {}
     for learner, space in spaces.items():
         for name, spec in (space or {}).items():
-            if isinstance(spec, Mapping) and spec.get("type") in ("int", "float"):
+            if isinstance(spec, Mapping) and spec.get("type", "float") in ("int", "float"):
                 low, high = spec.get("low"), spec.get("high")
                 if isinstance(low, int | float) and isinstance(high, int | float) and low > high:
                     problems.append(f"base_models.tuning.search_space.{learner}.{name}: low "
@@ -288,10 +296,21 @@ def _gate_problems(params: Mapping[str, Any]) -> list[str]:
         if unknown:
             problems.append(f"{path}: {', '.join(map(repr, unknown))} is not a metric of the "
                             f"evaluation ({metrics})")
+    compare = lookup(params, "registry.compare_metric")
+    headline = lookup(params, "evaluation.gates.headline_metrics")
+    if compare in GATE_METRICS and isinstance(headline, list | tuple) and compare not in headline:
+        problems.append(f"registry.compare_metric {compare!r} must be one of "
+                        f"evaluation.gates.headline_metrics ({', '.join(map(str, headline))}): "
+                        "only those are stored for the champion comparison")
+
+    def names(path: str, default=()) -> list:
+        value = lookup(params, path)
+        return list(value) if isinstance(value, list | tuple) else list(default)
+
     model = lookup(params, "evaluation.gates.model")
     learner = lookup(params, "regime_models.learner")
-    models = {"final", *(lookup(params, "stacking.methods") or ENSEMBLE_METHODS),
-              *(lookup(params, "base_models.learners") or []),
+    models = {"final", *names("stacking.methods", ENSEMBLE_METHODS),
+              *names("base_models.learners"),
               *([f"regime_{learner}"] if isinstance(learner, str) else [])}
     if model is not None and model not in models:
         problems.append(f"evaluation.gates.model must be one of the run's models "
@@ -302,6 +321,7 @@ def _gate_problems(params: Mapping[str, Any]) -> list[str]:
 # Sections whose keys are open-ended (library arguments, search ranges, generator arguments,
 # per-run read options): any key below them is legitimate.
 OPEN_SECTIONS = ("base_models.defaults", "base_models.tuning.search_space",
+                 "evaluation.gates.checks",  # user-named gates (their contents are checked)
                  "regime_models.learner_params", "stacking.elastic_net", "stacking.lightgbm",
                  "inference.data", "synthetic")
 

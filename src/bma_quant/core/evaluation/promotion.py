@@ -18,7 +18,7 @@ from typing import Any
 TEST_START, TEST_END = "test_start", "test_end"
 COMPARE_METRIC, COMPARE_VALUE = "compare_metric", "compare_value"
 # Metrics where a smaller value is the better model (drawdown as a positive loss, trading, luck).
-LOWER_IS_BETTER = frozenset({"max_drawdown", "turnover", "pbo"})
+LOWER_IS_BETTER = frozenset({"max_drawdown", "turnover", "pbo", "annual_volatility"})
 # characters MLflow model names keep readable in URIs (models:/<name>@champion)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
 

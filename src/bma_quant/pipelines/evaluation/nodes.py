@@ -351,12 +351,14 @@ def build_prediction_chain(
 
 
 def _neutralised_sectors(feature_spec: Any, primary_panel: pd.DataFrame) -> list[str] | None:
-    """The sector labels training demeaned features within (None when it demeaned nothing)."""
+    """The sector labels training demeaned features within: [] when neutralisation was on but
+    the panel had no sectors, None when it was off."""
     transform = getattr(feature_spec, "transform_config", None)
-    if not getattr(transform, "sector_neutralise", False) or "sector" not in primary_panel:
+    if not getattr(transform, "sector_neutralise", False):
         return None
-    labels = primary_panel["sector"].dropna().astype(str).unique()
-    return sorted(labels) or None
+    if "sector" not in primary_panel:
+        return []
+    return sorted(primary_panel["sector"].dropna().astype(str).unique())
 
 
 def _typical_names(primary_panel: pd.DataFrame, last_dates: int = TYPICAL_NAMES_DATES) -> int | None:

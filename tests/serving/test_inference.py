@@ -148,7 +148,7 @@ def test_a_partial_last_day_is_named_when_an_earlier_date_is_scored(trained, tmp
         latest = _inference(path, data={"raw_path": str(tmp_path / "partial.parquet")})
     assert (latest["date"] == last).all()
     n_last = raw.loc[raw["date"] == last, "ticker"].nunique()
-    expected = (f"the file's last date {(last + pd.Timedelta(days=1)).date()} is not scored: "
+    expected = (f"the panel's last date {(last + pd.Timedelta(days=1)).date()} is not scored: "
                 f"only 3 names have a close on it, against {n_last} on {last.date()}, which is "
                 "scored instead")
     assert expected in caplog.text

@@ -120,3 +120,19 @@ def test_request_dates_are_read_like_a_files(model_and_raw):
     for variant in (day_first, offsets):
         out = model.predict(None, variant, params={"last_date_only": True})
         pd.testing.assert_frame_equal(out, expected)
+
+
+def test_a_partial_last_day_is_named_when_served(model_and_raw, caplog):
+    """last_date_only on a request whose last day only a few names have: the previous date's
+    scores come back, and the server's log says why."""
+    import pandas as pd
+
+    model, raw = model_and_raw
+    request = _last_dates(raw, model.chain.warmup_days + 1)
+    last = pd.Timestamp(request["date"].max())
+    extra = request[request["date"] == request["date"].max()].head(2).assign(
+        date=(last + pd.Timedelta(days=1)).strftime("%Y-%m-%d"))
+    with caplog.at_level("WARNING"):
+        out = model.predict(None, pd.concat([request, extra]), params={"last_date_only": True})
+    assert (pd.to_datetime(out["date"]) == last).all()
+    assert f"last date {(last + pd.Timedelta(days=1)).date()} is not scored" in caplog.text

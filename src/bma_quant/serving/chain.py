@@ -146,6 +146,25 @@ class PanelCleaner:
         return panel_lib.to_long(matrices, extra={"ret_1d": returns})
 
 
+def _warn_dropped_last_day(raw: pd.DataFrame, clean: pd.DataFrame) -> None:
+    """Say when the panel's last date is not among the cleaned dates (a partial day the strict
+    date filter drops): the latest scores are then the previous date's."""
+    if clean.empty:
+        return
+    file_last, kept_last = raw["date"].max(), clean["date"].max()
+    if file_last <= kept_last:
+        return
+
+    def names_on(day) -> int:
+        return raw.loc[(raw["date"] == day) & raw["close"].notna(), "ticker"].nunique()
+
+    logger.warning(
+        "the panel's last date %s is not scored: only %d names have a close on it, against %d "
+        "on %s, which is scored instead (a partial day: the strict date filter drops it, "
+        "processing.coverage_threshold). Send the full day, or wait for it",
+        file_last.date(), names_on(file_last), names_on(kept_last), kept_last.date())
+
+
 def _reindex_matrix(matrices: panel_lib.PanelMatrices, tickers) -> panel_lib.PanelMatrices:
     return panel_lib.PanelMatrices(
         {k: v.reindex(columns=tickers) for k, v in matrices.values.items()},
@@ -202,6 +221,7 @@ class PredictionChain:
         raw = raw.drop(columns=[MARKET_LEVEL], errors="ignore")
         raw["ticker"] = raw["ticker"].astype(str)
         clean = self.cleaner.clean(raw.sort_values(["date", "ticker"], kind="stable"))
+        _warn_dropped_last_day(raw, clean)
         returns = clean.pivot(index="date", columns="ticker", values="ret_1d").sort_index()
         if index is None and self.market_index is not None and len(self.market_index):
             # chains pickled before index dates were days may hold timestamps

@@ -72,18 +72,7 @@ def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] 
     new listing not yet seasoned, too little trailing coverage)."""
     if scores.empty:
         return
-    last = scores["date"].max()
-    dates = pd.to_datetime(raw["date"])
-    file_last = dates.max()
-    if file_last > last:
-        def names_on(day) -> int:
-            return raw.loc[(dates == day) & raw["close"].notna(), "ticker"].nunique()
-
-        logger.warning(
-            "the file's last date %s is not scored: only %d names have a close on it, against %d "
-            "on %s, which is scored instead (a partial day: the strict date filter drops it, "
-            "processing.coverage_threshold). Send the full day, or wait for it",
-            file_last.date(), names_on(file_last), names_on(last), last.date())
+    last = scores["date"].max()  # a partial last day the chain did not score is named there
     priced = raw.loc[(pd.to_datetime(raw["date"]) == last) & raw["close"].notna(), "ticker"]
     missing = sorted(set(priced.astype(str)) - set(scores["ticker"]))
     unknown = [t for t in missing if universe is not None and t not in set(universe)]

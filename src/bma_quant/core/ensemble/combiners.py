@@ -325,7 +325,11 @@ class Stacking(Combiner):
             from lightgbm import LGBMRegressor
 
             z, _ = _filled(rows, self.models)
-            estimator = LGBMRegressor(**self.params.get("lightgbm", {}))
+            from bma_quant.core.models.learners import LIGHTGBM_FIXED
+
+            # the base learners' fixed settings: deterministic, histogram layout not chosen by
+            # timing (a machine-dependent choice)
+            estimator = LGBMRegressor(**{**self.params.get("lightgbm", {}), **LIGHTGBM_FIXED})
             estimator.fit(pd.DataFrame(z, columns=self.models), rows[TARGET].to_numpy())
             gain = estimator.booster_.feature_importance(importance_type="gain")
             self.weights_ = gain / gain.sum() if gain.sum() > 0 else _equal(len(self.models))

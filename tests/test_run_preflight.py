@@ -82,3 +82,17 @@ def test_the_hook_refuses_a_section_set_to_one_value_and_names_misspelt_keys(tmp
     with pytest.raises(PreflightError, match="cv must be a mapping of n_splits, window"):
         hooks.before_pipeline_run({"pipeline_names": ["x"]})
     assert (tmp_path / "data" / "08_reporting" / "run_summary.failed.json").is_file()
+
+
+def test_a_layer_run_alone_checks_the_stored_panel_against_the_name_counts():
+    """`--pipelines evaluation` with n_quantiles above the stored panel's names: refused on
+    loading the panel, as a full run is on reading the raw file."""
+    import pandas as pd
+
+    hooks = PreflightHooks()
+    hooks._params = {"evaluation": {"backtest": {"n_quantiles": 100}}}
+    panel = pd.DataFrame({"date": pd.to_datetime(["2020-01-02"] * 3), "ticker": ["A", "B", "C"]})
+    hooks.after_dataset_loaded("labels", panel)  # other datasets: not checked
+    with pytest.raises(PreflightError, match="3 ticker.*n_quantiles needs at least 100"):
+        hooks.after_dataset_loaded("primary_panel", panel)
+    hooks.after_dataset_loaded("primary_panel", panel)  # once per run

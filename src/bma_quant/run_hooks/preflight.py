@@ -25,6 +25,9 @@ from bma_quant.run_hooks.summary import FAILED_SUMMARY_PATH, write_summary
 LEARNER_PARAMS = ("base_models.learners", "base_models.tuning.learners", "regime_models.learner")
 # in-memory outputs of data_processing whose tickers and dates are checked
 RAW_PANEL, CLEAN_PANEL = "raw_panel", "clean_panel"
+# the cleaned panel later layers read from disk: its names are checked once per run, so a layer
+# run alone (`--pipelines evaluation` with a larger n_quantiles) is held to the same rule
+PRIMARY_PANEL = "primary_panel"
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +46,7 @@ class PreflightHooks:
         self._params: dict[str, Any] = {}
         self._project_path = Path.cwd()
         self._warned: set[str] = set()  # each warning once per run (raw, then cleaned panel)
+        self._primary_checked = False
 
     @hook_impl
     def after_context_created(self, context) -> None:
@@ -87,6 +91,7 @@ class PreflightHooks:
                             catalog=None) -> None:
         names = run_params.get("pipeline_names") or ["__default__"]
         self._warned.clear()
+        self._primary_checked = False
         try:
             self._check_against_base_conf()
             preflight.check_parameters(self._params)
@@ -98,6 +103,13 @@ class PreflightHooks:
         except preflight.PreflightError as error:
             self._refuse(error, ",".join(names))
             raise
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data: Any) -> None:
+        if dataset_name != PRIMARY_PANEL or self._primary_checked or "ticker" not in data:
+            return
+        self._primary_checked = True
+        preflight.check_universe(int(data["ticker"].nunique()), self._params)
 
     @hook_impl
     def after_node_run(self, outputs: dict[str, Any]) -> None:

@@ -166,3 +166,15 @@ def test_a_short_book_names_the_sectors_too_small_for_quantiles(caplog):
     with caplog.at_level("WARNING"):
         _warn_shortfall(scores, rule, {"gross": 0.4})
     assert "2 sector(s) with fewer than n_quantiles (5) names hold nothing (Y, Z)" in caplog.text
+
+
+def test_scoring_long_after_the_training_data_ended_is_said(caplog):
+    from bma_quant.pipelines.inference.nodes import _warn_stale
+
+    with caplog.at_level("WARNING"):
+        _warn_stale(pd.Timestamp("2023-06-30"), "2023-03-31", 92)  # 91 days: fine
+        assert caplog.text == ""
+        _warn_stale(pd.Timestamp("2024-03-29"), "2023-03-31", 92)
+        _warn_stale(pd.Timestamp("2030-01-02"), None, 92)  # a chain pickled before data_end
+    assert "scoring 2024-03-29, 364 days after the chain's training data ended (2023-03-31)" \
+        in caplog.text

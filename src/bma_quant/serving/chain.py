@@ -194,6 +194,7 @@ class PredictionChain:
     training_sectors: list[str] | None = None  # sector labels the features were demeaned within;
     # [] when sector neutralisation was on but the training panel had no sectors (a panel with
     # them now must not be demeaned); None: neutralisation off, or a chain pickled before it
+    data_end: str | None = None  # last date of the training panel (None: chains pickled before)
     typical_names: int | None = None  # names in the training panel's cross-section (median
     # over its last dates): scores are ranks within a date, so a much thinner one is warned about
 

@@ -88,6 +88,7 @@ BOUNDS = (
     Bound("temporal.cv_embargo_days", 0),
     Bound("temporal.max_lookback_days", 1),
     Bound("inference.history_days", 0),  # 0 / null: every date of the file
+    Bound("inference.stale_after_days", 0),
     Bound("inference.portfolio.n_quantiles", 2),
     Bound("inference.portfolio.gross_exposure", 0.0, low_open=True),
     Bound("inference.portfolio.max_weight", 0.0, low_open=True),

@@ -346,6 +346,7 @@ def build_prediction_chain(
         training_data={key: data.get(key) for key in panel_lib.READ_KEYS},
         data_start=_complete_history_start(primary_panel, data_quality_report),
         training_sectors=_neutralised_sectors(feature_spec, primary_panel),
+        data_end=str(pd.Timestamp(primary_panel["date"].max()).date()),
         typical_names=_typical_names(primary_panel),
     )
 

@@ -97,6 +97,19 @@ def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] 
                        len(carried), last.date(), shown(carried))
 
 
+def _warn_stale(scored: pd.Timestamp, data_end: str | None, stale_after_days) -> None:
+    """Say when the scored date lies long after the training data ended: the models have not
+    seen the market since."""
+    if data_end is None or stale_after_days is None:
+        return
+    gap = (pd.Timestamp(scored) - pd.Timestamp(data_end)).days
+    if gap > int(stale_after_days):
+        logger.warning("scoring %s, %d days after the chain's training data ended (%s): its "
+                       "models have not seen the market since; retrain on the newer file "
+                       "(`kedro run --params data.raw_path=...`). inference.stale_after_days: %s",
+                       pd.Timestamp(scored).date(), gap, data_end, stale_after_days)
+
+
 def _warn_shortfall(scores: pd.DataFrame, rule: PortfolioRule, book: dict) -> None:
     """Say why the book holds less than its gross target: sectors too small for per-sector
     quantiles (sector_neutral), or the per-name cap."""
@@ -125,6 +138,8 @@ def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
     scores = scores.rename(columns={"prediction": "score"})
     scores["ticker"] = scores["ticker"].astype(str)
     _warn_unscored(raw, scores, getattr(model.chain.cleaner, "universe", None))
+    _warn_stale(scores["date"].max(), getattr(model.chain, "data_end", None),
+                inference.get("stale_after_days"))
     sectors = _latest_sectors(raw)
     if sectors is not None:
         scores[SECTOR] = scores["ticker"].map(sectors)

@@ -96,3 +96,11 @@ def test_a_layer_run_alone_checks_the_stored_panel_against_the_name_counts():
     with pytest.raises(PreflightError, match="3 ticker.*n_quantiles needs at least 100"):
         hooks.after_dataset_loaded("primary_panel", panel)
     hooks.after_dataset_loaded("primary_panel", panel)  # once per run
+
+
+def test_undeclared_in_memory_inputs_name_the_nodes_that_make_them():
+    """`--from-nodes` after a node whose output is not in the catalog (an implicit in-memory
+    dataset): refused, naming where to start."""
+    pipeline = Pipeline([Node(_identity, ["regime_detector", "params:x"], "out")])
+    with pytest.raises(PreflightError, match=r"regime_detector \(never saved\)"):
+        check_inputs_exist(pipeline, DataCatalog({}), {})

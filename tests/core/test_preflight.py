@@ -97,6 +97,10 @@ def test_valid_parameters_pass():
     ("evaluation.gates.checks.ic.metric", "icc", "checks.ic.metric 'icc' is not a metric"),
     ("evaluation.gates.checks.ic.op", "=>", "evaluation.gates.checks.ic.op must be one of"),
     ("registry.compare_metric", "foo", "registry.compare_metric: 'foo' is not a metric"),
+    ("evaluation.gates.checks.ic.threshhold", 0.5, "checks.ic has unknown key(s) threshhold"),
+    ("evaluation.gates.checks.ic.threshold", "0.5x", "checks.ic.threshold must be a number"),
+    ("evaluation.gates.checks.ic", 0.02, "evaluation.gates.checks.ic must be a mapping"),
+    ("periods.test_fraction", None, "periods.test_start and periods.test_fraction are both null"),
     ("base_models.tuning.search_space.elastic_net.alpha.low", 1.0,
      "search_space.elastic_net.alpha: low (1.0) must not exceed high (0.1)"),
     ("temporal.cv_gap_days", 5, "temporal:"),
@@ -123,6 +127,7 @@ def test_out_of_range_parameter_is_named(path, value, message):
     ("feature_engineering.transforms.winsorise", None),
     ("stacking.methods", ["bma"]),
     ("evaluation.gates.checks.cagr", {"metric": "cagr", "op": ">", "threshold": 0.0}),
+    ("evaluation.gates.checks.ic", None),  # dropped
 ])
 def test_valid_edge_values_pass(path, value):
     params = copy.deepcopy(PARAMS)
@@ -257,7 +262,8 @@ def test_misspelt_keys_are_found_with_the_names_they_were_meant_to_be():
              "temporal": {"prediction_horizon_days": 10}}
     given = {"cv": {"n_split": 3, "window": "expanding"},
              "base_models": {"defaults": {"lightgbm": {"max_depth": 4}}},  # open: library args
-             "temporal": {"prediction_horizon": 5}, "foo": {"bar": 1}}
+             "temporal": {"prediction_horizon": 5}, "foo": {"bar": 1},
+             "_trials": 3}  # an OmegaConf private key for interpolation: not a parameter
     assert preflight.unknown_parameters(given, known) == {
         "cv.n_split": ["n_splits"], "temporal.prediction_horizon": ["prediction_horizon_days"],
         "foo": []}
@@ -277,3 +283,13 @@ def test_a_section_set_to_one_value_is_refused_by_name():
     assert preflight.mapping_problems({"cv": 5, "run_name": "x"}, known) == [
         "cv must be a mapping of n_splits, window, ..., got 5"]
     assert preflight.mapping_problems({"cv": {"n_splits": 3}}, known) == []
+
+
+def test_a_test_start_needs_no_test_fraction():
+    params = copy.deepcopy(PARAMS)
+    params["periods"].update(test_start="2019-01-02", test_fraction=None)
+    preflight.check_parameters(params)
+    dates = pd.bdate_range("2015-01-01", "2020-12-31")
+    from bma_quant.core.data.split import configured_test_fraction, split_dates
+    assert configured_test_fraction(params["periods"]) is None
+    assert split_dates(dates, 11, None, "2019-01-02")["test_start"] == "2019-01-02"

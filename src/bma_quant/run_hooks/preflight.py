@@ -133,7 +133,9 @@ def _never_written(catalog, name: str) -> bool:
 
     try:
         dataset = catalog.get(name)
-        if dataset is None or type(dataset)._exists is AbstractDataset._exists:
+        if dataset is None:  # not in the catalog: handed between nodes in memory, never saved
+            return True
+        if type(dataset)._exists is AbstractDataset._exists:
             return False
         return not catalog.exists(name)
     except Exception:
@@ -151,12 +153,15 @@ def check_inputs_exist(pipeline, catalog, owners: dict[str, str]) -> None:
                and _never_written(catalog, name)]
     if not missing:
         return
-    in_memory = [m for m in missing if isinstance(catalog.get(m), MemoryDataset)]
+    in_memory = [m for m in missing if catalog.get(m) is None
+                 or isinstance(catalog.get(m), MemoryDataset)]
     if in_memory:  # handed between nodes inside a run, never saved (--nodes / --from-nodes)
+        makers = _producing_nodes(in_memory)
         raise preflight.PreflightError(
             f"this run starts after node(s) whose in-memory output(s) it needs: "
             f"{', '.join(in_memory[:8])}{' ...' if len(in_memory) > 8 else ''} (never saved): "
-            "start the run at the node that produces them (--from-nodes)")
+            "start the run at the node that produces them"
+            + (f" (--from-nodes {','.join(makers)})" if makers else " (--from-nodes)"))
     order = [name for name in TRAINING_CHAIN if name in {owners.get(m) for m in missing}]
     shown = ", ".join(f"{m} ({owners[m]})" if m in owners else m for m in missing[:8])
     raise preflight.PreflightError(
@@ -164,3 +169,14 @@ def check_inputs_exist(pipeline, catalog, owners: dict[str, str]) -> None:
         f"{' ...' if len(missing) > 8 else ''}"
         + (f" (written by {', '.join(order)})" if order else "")
         + ". Run the whole chain once (`kedro run`); after that any layer can be rerun alone")
+
+
+def _producing_nodes(datasets: list[str]) -> list[str]:
+    """The nodes of the registered pipelines that write `datasets` (empty when unknown)."""
+    try:
+        from kedro.framework.project import pipelines
+
+        nodes = {n for p in pipelines.values() for n in p.nodes}
+    except Exception:  # outside a configured project
+        return []
+    return sorted({n.name for n in nodes if set(n.outputs) & set(datasets)})

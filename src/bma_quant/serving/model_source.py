@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,10 @@ def registry_version(model_uri: str) -> tuple[str, str]:
             return name, version
         if version.lower() == "latest":
             found = client.search_model_versions(f"name = '{name}'")
-        else:  # a stage (MLflow's older way of labelling versions)
-            found = client.get_latest_versions(name, stages=[version])
+        else:  # a stage (MLflow's older way of labelling versions; deprecated, still served)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                found = client.get_latest_versions(name, stages=[version])
         if found:
             return name, str(max(int(v.version) for v in found))
         error: Exception = MlflowException(f"no version of {name!r} in stage {version!r}")

@@ -129,3 +129,16 @@ def test_missing_trials_luck_gates_and_combinatorial_paths(tmp_path):
     assert metrics["cpcv.elastic_net.rank_ic_q05"]["value"] > 0.05  # planted signal, every path
     assert {f"cpcv.elastic_net.{s}_q{q}" for s in ("rank_ic", "sharpe") for q in ("05", "50", "95")
             } <= set(metrics)
+
+
+def test_a_gate_set_to_null_is_dropped():
+    import pandas as pd
+
+    from bma_quant.pipelines.evaluation.nodes import apply_gates
+
+    table = pd.DataFrame([{"model": "final", "scope": "all", "ic": 0.05, "sharpe": 0.2}])
+    spec = {"gates": {"checks": {"ic": {"metric": "ic", "op": ">", "threshold": 0.02},
+                                 "sharpe": None}}}
+    report = apply_gates(table, {}, {}, {"test_start": "2020-01-02", "test_end": "2020-12-31"},
+                         spec)
+    assert [c["name"] for c in report["checks"]] == ["ic"] and report["passed"]

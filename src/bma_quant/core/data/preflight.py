@@ -128,6 +128,7 @@ GATE_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "ic_tstat", "rank_ic_tstat
                 "n_dates", "sharpe", "ir", "annual_return", "cagr", "annual_volatility",
                 "max_drawdown", "turnover", "n_rebalances", "n_days", "pbo", "deflated_sharpe")
 GATE_OPERATORS = (">", ">=", "<", "<=")
+GATE_KEYS = ("metric", "op", "threshold")
 # Lists whose every item must come from a fixed set: path -> (allowed, may be empty).
 SUBSETS = {
     "stacking.methods": (ENSEMBLE_METHODS, False),
@@ -260,6 +261,11 @@ def _shape_problems(params: Mapping[str, Any]) -> list[str]:
             and 0 <= winsorise[0] < winsorise[1] <= 1):
         problems.append("feature_engineering.transforms.winsorise must be [low, high] with "
                         f"0 <= low < high <= 1, got {winsorise!r}")
+    periods = lookup(params, "periods")
+    if isinstance(periods, Mapping) and periods.get("test_start") is None \
+            and periods.get("test_fraction") is None:
+        problems.append("periods.test_start and periods.test_fraction are both null: set one "
+                        "(the first test date, or the share of dates to test on)")
     blocks = lookup(params, "evaluation.overfitting.n_blocks")
     if blocks is not None and not (_whole(blocks, 2) and blocks % 2 == 0):
         problems.append("evaluation.overfitting.n_blocks must be an even whole number >= 2 (CSCV "
@@ -281,8 +287,20 @@ def _gate_problems(params: Mapping[str, Any]) -> list[str]:
     problems = []
     metrics = ", ".join(GATE_METRICS)
     for name, spec in (lookup(params, "evaluation.gates.checks") or {}).items():
-        if not isinstance(spec, Mapping):
+        if spec is None:  # a gate set to null is dropped
             continue
+        if not isinstance(spec, Mapping):
+            problems.append(f"evaluation.gates.checks.{name} must be a mapping of metric, op, "
+                            f"threshold (or null to drop it), got {spec!r}")
+            continue
+        extra = sorted(set(map(str, spec)) - set(GATE_KEYS))
+        if extra:
+            problems.append(f"evaluation.gates.checks.{name} has unknown key(s) "
+                            f"{', '.join(extra)} (a gate has {', '.join(GATE_KEYS)})")
+        threshold = spec.get("threshold")
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            problems.append(f"evaluation.gates.checks.{name}.threshold must be a number, got "
+                            f"{threshold!r}")
         metric, op = spec.get("metric", name), spec.get("op", ">")
         if metric not in GATE_METRICS:
             problems.append(f"evaluation.gates.checks.{name}.metric {metric!r} is not a metric "
@@ -338,7 +356,8 @@ def unknown_parameters(params: Mapping[str, Any], known: Mapping[str, Any]) -> d
     def walk(given: Mapping[str, Any], reference: Mapping[str, Any], prefix: str) -> None:
         for key, value in given.items():
             path = f"{prefix}{key}"
-            if any(path == s or path.startswith(f"{s}.") for s in OPEN_SECTIONS):
+            if any(path == s or path.startswith(f"{s}.") for s in OPEN_SECTIONS) \
+                    or str(key).startswith("_"):  # OmegaConf's private keys (`_trials: 3`)
                 continue
             if key not in reference:
                 found[path] = difflib.get_close_matches(str(key), list(map(str, reference)), 3)
@@ -409,7 +428,8 @@ def check_cv_layout(dates, params: Mapping[str, Any]) -> None:
     calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
     try:
         dates_split = split.split_dates(
-            calendar, gap_days=temporal.cv_gap_days, test_fraction=float(periods["test_fraction"]),
+            calendar, gap_days=temporal.cv_gap_days,
+            test_fraction=split.configured_test_fraction(periods),
             test_start=periods.get("test_start"), dev_start=periods.get("dev_start"),
         )
         dev = calendar[(calendar >= pd.Timestamp(dates_split["dev_start"]))
@@ -448,7 +468,8 @@ def unreachable_test_date_gates(dates, params: Mapping[str, Any]) -> list[str]:
     calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
     try:
         dates_split = split.split_dates(
-            calendar, gap_days=temporal.cv_gap_days, test_fraction=float(periods["test_fraction"]),
+            calendar, gap_days=temporal.cv_gap_days,
+            test_fraction=split.configured_test_fraction(periods),
             test_start=periods.get("test_start"), dev_start=periods.get("dev_start"))
     except ValueError:
         return []  # check_cv_layout refuses this split with its own message

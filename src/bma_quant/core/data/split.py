@@ -5,10 +5,16 @@ from __future__ import annotations
 import pandas as pd
 
 
+def configured_test_fraction(periods: dict) -> float | None:
+    """`periods.test_fraction` as a number (None when unset: `test_start` decides)."""
+    value = periods.get("test_fraction")
+    return None if value is None else float(value)
+
+
 def split_dates(
     calendar: pd.DatetimeIndex,
     gap_days: int,
-    test_fraction: float = 0.2,
+    test_fraction: float | None = 0.2,
     test_start: str | None = None,
     dev_start: str | None = None,
 ) -> dict[str, str | int]:
@@ -23,6 +29,9 @@ def split_dates(
     if test_start:
         first_test = int(calendar.searchsorted(pd.Timestamp(test_start)))
     else:
+        if test_fraction is None:
+            raise ValueError("periods.test_start and periods.test_fraction are both null: set "
+                             "one (the first test date, or the share of dates to test on)")
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"split.test_fraction must be in (0, 1), got {test_fraction}")
         first_test = int(round(n * (1.0 - test_fraction)))

@@ -166,7 +166,7 @@ def make_date_split(clean: panel.PanelMatrices, temporal: dict, split_params: di
     config = TemporalConfig.from_params(temporal)
     dates = split.split_dates(
         clean.dates, gap_days=config.cv_gap_days,
-        test_fraction=float(split_params["test_fraction"]),
+        test_fraction=split.configured_test_fraction(split_params),
         test_start=split_params.get("test_start"), dev_start=split_params.get("dev_start"),
     )
     logger.info("split: dev %s..%s | gap %d | test %s..%s", dates["dev_start"], dates["dev_end"],

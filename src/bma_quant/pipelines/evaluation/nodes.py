@@ -90,7 +90,9 @@ def apply_gates(
     metrics = {} if rows.empty else rows.iloc[0].to_dict()
     metrics.update(_overfitting_gate_metrics(overfitting_report, model))
     base = gates.DEFAULT_CHECKS if spec.get("checks") is None else spec["checks"]
-    checks = {**base, **gates.overfitting_checks(spec)}
+    # a gate set to null (conf/local: `ic: null`) is dropped
+    checks = {**{k: v for k, v in base.items() if v is not None},
+              **gates.overfitting_checks(spec)}
     report = gates.evaluate_gates(metrics, checks, model=model, scope=scope)
     if rows.empty:
         report["note"] = f"model {model!r} has no test predictions: every check fails"

@@ -104,3 +104,27 @@ def test_undeclared_in_memory_inputs_name_the_nodes_that_make_them():
     pipeline = Pipeline([Node(_identity, ["regime_detector", "params:x"], "out")])
     with pytest.raises(PreflightError, match=r"regime_detector \(never saved\)"):
         check_inputs_exist(pipeline, DataCatalog({}), {})
+
+
+def test_stored_outputs_of_another_data_file_are_not_mixed_in(tmp_path):
+    """`--env smoke` outputs, then `--pipelines evaluation` with the default data: refused,
+    naming both files (it failed in register_model with an IndexError)."""
+    import json
+
+    from kedro_datasets.json import JSONDataset
+
+    report = tmp_path / "data_quality_report.json"
+    report.write_text(json.dumps({"source": {"raw_path": "data/01_raw/synthetic_prices.parquet"}}))
+    pipeline = Pipeline([Node(_identity, ["primary_panel", "params:x"], "out")])
+    catalog = DataCatalog({"data_quality_report": JSONDataset(filepath=str(report))})
+    hooks = PreflightHooks()
+    hooks._project_path = tmp_path
+    hooks._params = {"data": {"raw_path": "data/01_raw/sp500_prices.csv.gz"}}
+    with pytest.raises(PreflightError, match=r"built from data/01_raw/synthetic_prices.parquet, "
+                                             r"but data.raw_path is data/01_raw/sp500_prices"):
+        hooks._check_stored_source(pipeline, catalog)
+    hooks._params = {"data": {"raw_path": str(tmp_path / "data/01_raw/synthetic_prices.parquet")}}
+    hooks._check_stored_source(pipeline, catalog)  # the same file, written another way
+    reads_raw = Pipeline([Node(_identity, ["labels", "params:x"], "primary_panel")])
+    hooks._params = {"data": {"raw_path": "other.csv"}}
+    hooks._check_stored_source(reads_raw, catalog)  # makes its own panel: nothing to compare

@@ -28,6 +28,7 @@ RAW_PANEL, CLEAN_PANEL = "raw_panel", "clean_panel"
 # the cleaned panel later layers read from disk: its names are checked once per run, so a layer
 # run alone (`--pipelines evaluation` with a larger n_quantiles) is held to the same rule
 PRIMARY_PANEL = "primary_panel"
+QUALITY_REPORT = "data_quality_report"  # records the data file the stored panel came from
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,30 @@ class PreflightHooks:
                            "not read it (misspelt?)", path, BASE_CONF,
                            f" (did you mean {' / '.join(close)}?)" if close else "")
 
+    def _check_stored_source(self, pipeline, catalog) -> None:
+        """A layer run alone on stored outputs: refuse when those came from another data file
+        than this run's `data.raw_path` (e.g. `--env smoke` outputs, then `--pipelines
+        evaluation` in the default environment), which would mix two data sets."""
+        if PRIMARY_PANEL not in pipeline.inputs() or not catalog.exists(QUALITY_REPORT):
+            return
+        try:
+            stored = (catalog.load(QUALITY_REPORT).get("source") or {}).get("raw_path")
+        except Exception:  # an unreadable report: the layers will say what is wrong
+            return
+        current = preflight.lookup(self._params, "data.raw_path")
+        if stored is None or current is None:
+            return
+
+        def resolved(path: str) -> Path:
+            path = Path(path)
+            return (path if path.is_absolute() else self._project_path / path).resolve()
+
+        if resolved(stored) != resolved(str(current)):
+            raise preflight.PreflightError(
+                f"the stored outputs this run reads were built from {stored}, but data.raw_path "
+                f"is {current}: run the chain on {current} first (`kedro run`), or pass "
+                f"--params data.raw_path={stored} (and the same --env) to go on with them")
+
     def _catalog_owners(self) -> dict[str, str]:
         """Dataset name -> the pipeline whose catalog file declares it (catalog_<pipeline>.yml:
         each layer declares what it writes)."""
@@ -100,6 +125,7 @@ class PreflightHooks:
             )
             if pipeline is not None and catalog is not None:
                 check_inputs_exist(pipeline, catalog, self._catalog_owners())
+                self._check_stored_source(pipeline, catalog)
         except preflight.PreflightError as error:
             self._refuse(error, ",".join(names))
             raise

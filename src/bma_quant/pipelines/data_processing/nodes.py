@@ -261,11 +261,14 @@ def make_cv_folds(date_split: dict, primary_panel: pd.DataFrame, temporal: dict,
 
 def data_quality_report(
     cleaning_log: dict, finalise_log: dict, date_split: dict, primary_panel: pd.DataFrame,
-    market_frame: pd.DataFrame, cv_layout: dict,
+    market_frame: pd.DataFrame, cv_layout: dict, data: dict | None = None,
 ) -> tuple[dict, dict]:
-    """The data-quality report (JSON artifact) and the `data_processing.*` metrics."""
+    """The data-quality report (JSON artifact) and the `data_processing.*` metrics. `source`
+    names the file the stored panel came from (a later layer run alone checks it)."""
     present = primary_panel["close"].notna()
     report = {
+        "source": {"raw_path": None if not data or data.get("raw_path") is None
+                   else str(data["raw_path"])},
         **cleaning_log,
         **finalise_log,
         "rows_out": int(primary_panel[universe.ELIGIBLE].sum()),

@@ -27,7 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  ["cv_folds", "cv_layout"], name="make_cv_folds"),
             Node(nodes.data_quality_report,
                  ["cleaning_log", "finalise_log", "date_split", "primary_panel", "market",
-                  "cv_layout"],
+                  "cv_layout", "params:data"],
                  ["data_quality_report", "data_processing_metrics"], name="data_quality_report"),
         ],
         tags=["data_processing"],

@@ -239,3 +239,30 @@ def test_default_pruner_saves_the_second_tuning_fold_of_a_bad_trial(frame_and_fo
                                  pruner=tuning_params["pruner"])
     assert result.n_pruned > 0
     assert len(fits) == 2 * result.n_complete + result.n_pruned
+
+
+def test_studies_opened_at_once_on_a_new_sqlite_file_all_succeed(tmp_path):
+    """Learners trained side by side (ThreadRunner) open their studies on the same new SQLite file
+    at the same moment: Optuna's table creation must not make one of them fail."""
+    import threading
+
+    for attempt in range(3):
+        url = f"sqlite:///{tmp_path}/optuna_{attempt}.db"
+        barrier, errors, names = threading.Barrier(4), [], []
+
+        def open_study(i, url=url, barrier=barrier, errors=errors, names=names):
+            barrier.wait()
+            try:
+                names.append(tuning.create_study(f"learner-{i}", seed=i, storage=url).study_name)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=open_study, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert sorted(names) == [f"learner-{i}" for i in range(4)]
+        stored = optuna.get_all_study_names(storage=url)
+        assert sorted(stored) == sorted(names)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -83,9 +84,17 @@ def default_trial(defaults: dict, space: dict) -> dict:
             if k in defaults and _in_space(defaults[k], spec)}
 
 
+# Optuna creates its tables when a storage is first opened: two studies opened at once on a new
+# SQLite file (learners trained side by side by Kedro's ThreadRunner) both issue CREATE TABLE and
+# one fails. Opening storages one at a time within a process avoids that; processes sharing a
+# study (tune workers) create the tables first with prepare_storage.
+_STORAGE_LOCK = threading.Lock()
+
+
 def prepare_storage(url: str) -> None:
     """Create Optuna's tables in `url` if they are missing (idempotent)."""
-    optuna.storages.RDBStorage(url)
+    with _STORAGE_LOCK:
+        optuna.storages.RDBStorage(url)
 
 
 def create_study(
@@ -99,6 +108,9 @@ def create_study(
 ) -> optuna.Study:
     sampler_cfg = dict(sampler or {})
     pruner_cfg = dict(pruner or {})
+    if isinstance(storage, str):
+        with _STORAGE_LOCK:
+            storage = optuna.storages.RDBStorage(storage)
     return optuna.create_study(
         study_name=study_name,
         storage=storage,

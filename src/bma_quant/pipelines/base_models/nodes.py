@@ -77,7 +77,9 @@ def _trial_callbacks(name: str) -> list:
 
     if mlflow.active_run() is None:
         return []
-    from optuna_integration import MLflowCallback
+    # From the submodule: the package's lazy attribute lookup is not safe when two learners'
+    # nodes ask for it at once (ThreadRunner: "cannot import name 'MLflowCallback'").
+    from optuna_integration.mlflow import MLflowCallback
 
     class TrialRunCallback(MLflowCallback):
         """optuna-integration's callback (params, objective, state) plus each fold's RankIC as

@@ -120,11 +120,79 @@ def test_stored_outputs_of_another_data_file_are_not_mixed_in(tmp_path):
     hooks = PreflightHooks()
     hooks._project_path = tmp_path
     hooks._params = {"data": {"raw_path": "data/01_raw/sp500_prices.csv.gz"}}
-    with pytest.raises(PreflightError, match=r"built from data/01_raw/synthetic_prices.parquet, "
-                                             r"but data.raw_path is data/01_raw/sp500_prices"):
+    with pytest.raises(PreflightError, match=r"built from data.raw_path = data/01_raw/synthetic_"
+                                             r"prices.parquet, but data.raw_path is data/01_raw/"
+                                             r"sp500_prices"):
         hooks._check_stored_source(pipeline, catalog)
     hooks._params = {"data": {"raw_path": str(tmp_path / "data/01_raw/synthetic_prices.parquet")}}
     hooks._check_stored_source(pipeline, catalog)  # the same file, written another way
     reads_raw = Pipeline([Node(_identity, ["labels", "params:x"], "primary_panel")])
     hooks._params = {"data": {"raw_path": "other.csv"}}
     hooks._check_stored_source(reads_raw, catalog)  # makes its own panel: nothing to compare
+
+
+def _stored_report(tmp_path, params):
+    """A data_quality_report as data_processing writes it, for the data file in `params`."""
+    import json
+
+    from kedro_datasets.json import JSONDataset
+
+    from bma_quant.core.data import provenance
+
+    data = params["data"]
+    report = tmp_path / "data_quality_report.json"
+    report.write_text(json.dumps({
+        "source": {"raw_path": data["raw_path"],
+                   "raw_file": provenance.file_fingerprint(tmp_path / data["raw_path"]),
+                   "index_path": data.get("index_path"),
+                   "index_file": provenance.file_fingerprint(
+                       tmp_path / data["index_path"] if data.get("index_path") else None)},
+        "settings": provenance.panel_settings(params)}))
+    return DataCatalog({"data_quality_report": JSONDataset(filepath=str(report))})
+
+
+def test_stored_outputs_of_an_earlier_file_content_or_other_parameters_are_refused(tmp_path):
+    """The same path with new content, or another test period / fold layout: refused up front
+    (it failed late with "fold 0 has no trainable rows" or mixed two data sets)."""
+    import copy
+
+    (tmp_path / "prices.csv").write_text("date,ticker,close\n2020-01-02,A,10\n")
+    (tmp_path / "index.csv").write_text("date,level\n2020-01-02,100\n")
+    params = {"data": {"raw_path": "prices.csv", "index_path": "index.csv", "layout": "auto"},
+              "periods": {"test_fraction": 0.2}, "cv": {"n_splits": 5, "scheme": "walk_forward"},
+              "temporal": {"prediction_horizon_days": 10}, "processing": {"strict_mode": True}}
+    catalog = _stored_report(tmp_path, params)
+    (tmp_path / "conf/base").mkdir(parents=True)
+    (tmp_path / "conf/base/catalog_data_processing.yml").write_text("cv_folds:\n  type: x\n")
+    reads_folds = Pipeline([Node(_identity, ["cv_folds", "params:x"], "out")])
+    hooks = PreflightHooks()
+    hooks._project_path = tmp_path
+    hooks._params = copy.deepcopy(params)
+    hooks._check_stored_source(reads_folds, catalog)  # as stored: goes on
+
+    hooks._params["cv"]["scheme"] = "combinatorial"  # read by evaluation only: goes on
+    hooks._check_stored_source(reads_folds, catalog)
+
+    hooks._params["periods"]["test_fraction"] = 0.3
+    hooks._params["cv"]["n_splits"] = 4
+    with pytest.raises(PreflightError, match=r"built with other parameters \(cv.n_splits: 5 -> 4; "
+                                             r"periods.test_fraction: 0.2 -> 0.3\)"):
+        hooks._check_stored_source(reads_folds, catalog)
+    makes_panel = Pipeline([Node(_identity, ["labels", "params:x"], "data_quality_report")])
+    hooks._check_stored_source(makes_panel, catalog)  # writes its own report: nothing to compare
+
+    hooks._params = copy.deepcopy(params)
+    hooks._params["data"]["index_path"] = None
+    with pytest.raises(PreflightError, match=r"data.index_path = index.csv, but data.index_path "
+                                             r"is None"):
+        hooks._check_stored_source(reads_folds, catalog)
+
+    hooks._params = copy.deepcopy(params)
+    (tmp_path / "index.csv").write_text("date,level\n2020-01-02,101\n")
+    with pytest.raises(PreflightError, match=r"index.csv changed after the stored outputs"):
+        hooks._check_stored_source(reads_folds, catalog)
+    (tmp_path / "index.csv").write_text("date,level\n2020-01-02,100\n")
+    (tmp_path / "prices.csv").write_text("date,ticker,close\n2020-01-02,A,10\n2020-01-03,A,11\n")
+    with pytest.raises(PreflightError, match=r"prices.csv changed after the stored outputs this "
+                                             r"run reads were built from it \(then 34 bytes"):
+        hooks._check_stored_source(reads_folds, catalog)

@@ -134,6 +134,20 @@ def test_one_layer_reruns_alone_from_disk(project):
         pd.read_parquet(pd.io.common.BytesIO(after)))  # same inputs, same seed: same ensemble
 
 
+def test_a_layer_alone_with_another_test_period_than_its_stored_inputs_is_refused(project):
+    """The stored folds and panel were split with the smoke test period: a layer run alone with
+    another one is refused before any node, naming the parameter (it failed late or mixed the
+    two), and the stored outputs are left as they were."""
+    model_input = project / "data/05_model_input/model_input.parquet"
+    before = model_input.read_bytes()
+    result = kedro_run(project, "--env", "smoke", "--pipelines", "feature_engineering",
+                       "--params", "periods.test_fraction=0.35")
+    assert result.returncode != 0
+    assert re.search(r"built with other parameters \(periods.test_fraction: [0-9.]+ -> 0.35\)",
+                     result.stdout + result.stderr)
+    assert model_input.read_bytes() == before
+
+
 def test_chain_run_is_readable_in_mlflow(project):
     import mlflow
     from mlflow import MlflowClient

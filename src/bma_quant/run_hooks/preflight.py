@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from kedro.framework.hooks import hook_impl
 
-from bma_quant.core.data import preflight
+from bma_quant.core.data import preflight, provenance
 from bma_quant.core.models.learners import LEARNERS
 from bma_quant.pipeline_registry import TRAINING_CHAIN
 from bma_quant.run_hooks.summary import FAILED_SUMMARY_PATH, write_summary
@@ -28,7 +28,7 @@ RAW_PANEL, CLEAN_PANEL = "raw_panel", "clean_panel"
 # the cleaned panel later layers read from disk: its names are checked once per run, so a layer
 # run alone (`--pipelines evaluation` with a larger n_quantiles) is held to the same rule
 PRIMARY_PANEL = "primary_panel"
-QUALITY_REPORT = "data_quality_report"  # records the data file the stored panel came from
+QUALITY_REPORT = "data_quality_report"  # records the files and parameters of the stored panel
 
 logger = logging.getLogger(__name__)
 
@@ -79,28 +79,59 @@ class PreflightHooks:
                            f" (did you mean {' / '.join(close)}?)" if close else "")
 
     def _check_stored_source(self, pipeline, catalog) -> None:
-        """A layer run alone on stored outputs: refuse when those came from another data file
-        than this run's `data.raw_path` (e.g. `--env smoke` outputs, then `--pipelines
-        evaluation` in the default environment), which would mix two data sets."""
-        if PRIMARY_PANEL not in pipeline.inputs() or not catalog.exists(QUALITY_REPORT):
+        """A layer run alone on stored data_processing outputs: refuse when they were built from
+        another data file than this run's `data.raw_path` / `data.index_path` (e.g. `--env
+        smoke` outputs, then `--pipelines evaluation` in the default environment), from an
+        earlier content of the same file, or with other data_processing parameters (another
+        test period or fold layout): any of these mixes two data sets or fails late."""
+        stored_outputs = {PRIMARY_PANEL} | {name for name, owner in self._catalog_owners().items()
+                                            if owner == "data_processing"}
+        if (not stored_outputs & set(pipeline.inputs()) or QUALITY_REPORT in pipeline.outputs()
+                or not catalog.exists(QUALITY_REPORT)):
             return
         try:
-            stored = (catalog.load(QUALITY_REPORT).get("source") or {}).get("raw_path")
+            report = catalog.load(QUALITY_REPORT)
         except Exception:  # an unreadable report: the layers will say what is wrong
             return
-        current = preflight.lookup(self._params, "data.raw_path")
-        if stored is None or current is None:
+        source = report.get("source") or {}
+        for key in ("raw", "index"):
+            self._check_stored_file(source, key)
+        if isinstance(report.get("settings"), dict):
+            changes = provenance.changed_settings(report["settings"],
+                                                  provenance.panel_settings(self._params))
+            if changes:
+                shown = "; ".join(changes[:8]) + ("; ..." if len(changes) > 8 else "")
+                raise preflight.PreflightError(
+                    f"the stored data_processing outputs this run reads were built with other "
+                    f"parameters ({shown}): run the chain again with these parameters (`kedro "
+                    f"run`, or `--pipelines data_processing` first), or pass the stored values")
+
+    def _resolved(self, path: str) -> Path:
+        path = Path(path)
+        return (path if path.is_absolute() else self._project_path / path).resolve()
+
+    def _check_stored_file(self, source: dict, key: str) -> None:
+        """One data file of the stored outputs (`raw` or `index`) against this run's."""
+        name = f"data.{key}_path"
+        if f"{key}_path" not in source:  # written before this was recorded
             return
-
-        def resolved(path: str) -> Path:
-            path = Path(path)
-            return (path if path.is_absolute() else self._project_path / path).resolve()
-
-        if resolved(stored) != resolved(str(current)):
+        stored, current = source[f"{key}_path"], preflight.lookup(self._params, name)
+        if key == "raw" and (stored is None or current is None):
+            return
+        if (stored is None) != (not current) or (
+                stored is not None and self._resolved(stored) != self._resolved(str(current))):
             raise preflight.PreflightError(
-                f"the stored outputs this run reads were built from {stored}, but data.raw_path "
-                f"is {current}: run the chain on {current} first (`kedro run`), or pass "
-                f"--params data.raw_path={stored} (and the same --env) to go on with them")
+                f"the stored outputs this run reads were built from {name} = {stored}, but "
+                f"{name} is {current or None}: run the chain on it first (`kedro run`), or pass "
+                f"--params {name}={stored} (and the same --env) to go on with them")
+        if stored is not None and not provenance.same_file_content(
+                source.get(f"{key}_file"), self._resolved(str(current))):
+            recorded = source.get(f"{key}_file") or {}
+            raise preflight.PreflightError(
+                f"{current} changed after the stored outputs this run reads were built from it "
+                f"(then {recorded.get('bytes')} bytes, sha256 {str(recorded.get('sha256'))[:12]}"
+                f"...): run the chain again on the new file (`kedro run`) before running a layer "
+                f"alone")
 
     def _catalog_owners(self) -> dict[str, str]:
         """Dataset name -> the pipeline whose catalog file declares it (catalog_<pipeline>.yml:

@@ -8,7 +8,7 @@ from dataclasses import asdict, replace
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.data import cleaning, cv, labels, market, panel, split, universe
+from bma_quant.core.data import cleaning, cv, labels, market, panel, provenance, split, universe
 from bma_quant.core.data.temporal import TemporalConfig
 from bma_quant.core.regimes.detection import REGIMES
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
@@ -262,13 +262,24 @@ def make_cv_folds(date_split: dict, primary_panel: pd.DataFrame, temporal: dict,
 def data_quality_report(
     cleaning_log: dict, finalise_log: dict, date_split: dict, primary_panel: pd.DataFrame,
     market_frame: pd.DataFrame, cv_layout: dict, data: dict | None = None,
+    temporal: dict | None = None, processing: dict | None = None, periods: dict | None = None,
+    cv_params: dict | None = None,
 ) -> tuple[dict, dict]:
     """The data-quality report (JSON artifact) and the `data_processing.*` metrics. `source`
-    names the file the stored panel came from (a later layer run alone checks it)."""
+    names the files the stored panel came from (path, size, content hash) and `settings` the
+    parameter values it was built with: a later layer run alone checks both."""
     present = primary_panel["close"].notna()
+    data = data or {}
     report = {
-        "source": {"raw_path": None if not data or data.get("raw_path") is None
-                   else str(data["raw_path"])},
+        "source": {
+            "raw_path": None if data.get("raw_path") is None else str(data["raw_path"]),
+            "raw_file": provenance.file_fingerprint(data.get("raw_path")),
+            "index_path": None if not data.get("index_path") else str(data["index_path"]),
+            "index_file": provenance.file_fingerprint(data.get("index_path")),
+        },
+        "settings": provenance.panel_settings({
+            "data": data, "temporal": temporal, "processing": processing, "periods": periods,
+            "cv": cv_params}),
         **cleaning_log,
         **finalise_log,
         "rows_out": int(primary_panel[universe.ELIGIBLE].sum()),

@@ -1,0 +1,82 @@
+"""What the stored data_processing outputs were built from: the data files (size and content
+hash) and the parameter values they depend on. data_quality_report records both; a later layer
+run alone on those outputs compares them with its own, so a data file replaced in place or a
+changed test period / fold layout is named up front instead of failing minutes later (e.g. "fold 0
+has no trainable rows") or, worse, mixing two data sets silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+# Parameter sections data_processing reads (DESIGN §2-3). Left out: the file paths (compared as
+# files), the synthetic truth (scoring only) and cv keys only evaluation reads (combinatorial
+# purged CV may be switched on over stored outputs).
+PANEL_SECTIONS = ("data", "temporal", "processing", "periods", "cv")
+NOT_COMPARED = {"data": ("raw_path", "index_path", "true_regimes_path"),
+                "cv": ("scheme", "combinatorial")}
+_CHUNK = 1 << 20
+
+
+def file_fingerprint(path: str | Path | None) -> dict | None:
+    """Size and SHA-256 of a file (None without a path or for a missing file)."""
+    if not path:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def same_file_content(stored: dict | None, path: str | Path) -> bool:
+    """Whether the file at `path` still has the recorded content (a size check first, so an
+    appended or truncated file is told without reading it)."""
+    if not stored:
+        return True  # nothing recorded (outputs written before fingerprints existed)
+    path = Path(path)
+    if not path.is_file():
+        return True  # a missing file is the reading node's error, not a provenance question
+    if path.stat().st_size != stored.get("bytes"):
+        return False
+    current = file_fingerprint(path)
+    return current is not None and current["sha256"] == stored.get("sha256")
+
+
+def panel_settings(params: dict) -> dict:
+    """The parameter values data_processing's outputs depend on, as JSON values."""
+    settings = {}
+    for section in PANEL_SECTIONS:
+        values = params.get(section)
+        if not isinstance(values, dict):
+            continue
+        skipped = NOT_COMPARED.get(section, ())
+        settings[section] = {k: v for k, v in values.items() if k not in skipped}
+    return json.loads(json.dumps(settings, default=str, sort_keys=True))
+
+
+def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(values, dict):
+        flat: dict[str, Any] = {}
+        for key, value in values.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: values}
+
+
+def changed_settings(stored: dict, current: dict) -> list[str]:
+    """`key: stored -> current` for every value that differs (a key only one side has counts,
+    shown as <unset>), sorted by key."""
+    old, new = _flatten(stored), _flatten(current)
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key, "<unset>"), new.get(key, "<unset>")
+        if before != after:
+            changes.append(f"{key}: {before} -> {after}")
+    return changes

@@ -1,0 +1,61 @@
+"""What stored data_processing outputs were built from: data files and parameter values."""
+
+from bma_quant.core.data import provenance
+
+
+def test_a_file_changed_in_place_is_told_even_at_the_same_size(tmp_path):
+    path = tmp_path / "prices.csv"
+    path.write_text("date,ticker,close\n2020-01-02,A,10.0\n")
+    recorded = provenance.file_fingerprint(path)
+    assert recorded["bytes"] == path.stat().st_size and len(recorded["sha256"]) == 64
+    assert provenance.same_file_content(recorded, path)
+    path.write_text("date,ticker,close\n2020-01-02,A,11.0\n")  # same size, other content
+    assert not provenance.same_file_content(recorded, path)
+    path.write_text("date,ticker,close\n2020-01-02,A,10.0\n2020-01-03,A,10.5\n")  # appended
+    assert not provenance.same_file_content(recorded, path)
+
+
+def test_nothing_recorded_or_no_file_is_not_a_change(tmp_path):
+    assert provenance.file_fingerprint(None) is None
+    assert provenance.file_fingerprint(tmp_path / "missing.csv") is None
+    assert provenance.same_file_content(None, tmp_path / "missing.csv")
+    assert provenance.same_file_content({"bytes": 3, "sha256": "x"}, tmp_path / "missing.csv")
+
+
+def test_settings_leave_out_paths_and_evaluation_only_cv_keys():
+    params = {
+        "data": {"raw_path": "a.csv", "index_path": "i.csv", "true_regimes_path": None,
+                 "layout": "auto", "decimal": "."},
+        "cv": {"n_splits": 5, "scheme": "walk_forward", "combinatorial": {"n_groups": 6}},
+        "periods": {"test_fraction": 0.2, "test_start": None},
+        "temporal": {"prediction_horizon_days": 10},
+        "processing": {"coverage_threshold": 0.7},
+        "stacking": {"anything": 1},
+    }
+    settings = provenance.panel_settings(params)
+    assert settings == {"data": {"decimal": ".", "layout": "auto"}, "cv": {"n_splits": 5},
+                        "periods": {"test_fraction": 0.2, "test_start": None},
+                        "temporal": {"prediction_horizon_days": 10},
+                        "processing": {"coverage_threshold": 0.7}}
+
+
+def test_changed_settings_name_each_key_with_both_values():
+    stored = {"periods": {"test_fraction": 0.2, "test_start": None},
+              "cv": {"n_splits": 5, "short_panel": {"floor": {"min_test_days": 21}}}}
+    current = {"periods": {"test_fraction": 0.3, "test_start": None},
+               "cv": {"n_splits": 5, "short_panel": {"floor": {"min_test_days": 21}},
+                      "window": "expanding"}}
+    assert provenance.changed_settings(stored, stored) == []
+    assert provenance.changed_settings(stored, current) == [
+        "cv.window: <unset> -> expanding", "periods.test_fraction: 0.2 -> 0.3"]
+
+
+def test_settings_survive_the_json_report_unchanged():
+    """Recorded in a JSON report and read back, the same parameters show no change (dates and
+    other non-JSON values are compared as text)."""
+    import datetime
+    import json
+
+    params = {"periods": {"test_start": datetime.date(2019, 1, 2), "test_fraction": None}}
+    stored = json.loads(json.dumps(provenance.panel_settings(params)))
+    assert provenance.changed_settings(stored, provenance.panel_settings(params)) == []

@@ -178,3 +178,23 @@ def test_scoring_long_after_the_training_data_ended_is_said(caplog):
         _warn_stale(pd.Timestamp("2030-01-02"), None, 92)  # a chain pickled before data_end
     assert "scoring 2024-03-29, 364 days after the chain's training data ended (2023-03-31)" \
         in caplog.text
+
+
+def test_a_hole_in_the_calendar_of_the_scored_history_is_refused(trained, tmp_path):
+    """No date at all for six weeks inside the scored date's warm-up: its rolling features would
+    span the hole, as training refuses; a hole before the warm-up does not matter."""
+    datasets, overrides, chain, path, _ = trained
+    raw = pd.read_parquet(overrides["data"]["raw_path"])
+    dates = pd.DatetimeIndex(sorted(raw["date"].unique()))
+    start = dates[-40]
+    holed = raw.loc[(raw["date"] <= start) | (raw["date"] > start + pd.Timedelta(days=42))]
+    holed.to_parquet(tmp_path / "holed.parquet")
+    with pytest.raises(Exception, match=rf"no trading date at all in {start.date()} \.\. .*among "
+                                        rf"the dates scored or their {chain.warmup_days}-date "
+                                        "warm-up"):
+        _inference(path, data={"raw_path": str(tmp_path / "holed.parquet")})
+    early = dates[5]
+    old_hole = raw.loc[(raw["date"] <= early) | (raw["date"] > early + pd.Timedelta(days=42))]
+    old_hole.to_parquet(tmp_path / "old_hole.parquet")
+    latest = _inference(path, data={"raw_path": str(tmp_path / "old_hole.parquet")})
+    assert (latest["date"] == dates[-1]).all()

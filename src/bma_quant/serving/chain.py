@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.data import cleaning, market
+from bma_quant.core.data import calendar_holes, cleaning, market
 from bma_quant.core.data import panel as panel_lib
 from bma_quant.core.data import universe as universe_lib
 from bma_quant.core.data.schema import local_clock, validate_long_panel
@@ -71,6 +71,7 @@ class PanelCleaner:
     eligibility: dict = field(default_factory=lambda: {"window_days": 252, "min_history_days": 63})
     first_close: dict[str, str] = field(default_factory=dict)  # ticker -> first close in training
     strict_active_days: int | None = None  # None in chains pickled before it existed
+    max_calendar_gap_days: int | None = None  # holes in the calendar (None: not checked)
 
     @classmethod
     def from_params(
@@ -87,6 +88,7 @@ class PanelCleaner:
             eligibility=dict(processing["eligibility"]),
             first_close=dict(first_close or {}),
             strict_active_days=processing.get("strict_active_days"),
+            max_calendar_gap_days=processing.get("max_calendar_gap_days"),
         )
 
     def _rule(self) -> universe_lib.EligibilityRule:
@@ -262,6 +264,23 @@ class PredictionChain:
                 ", ".join(new_labels[:5]), len(names), ", ".join(names[:5]),
                 " ..." if len(names) > 5 else "")
 
+    def _check_calendar_holes(self, dates: pd.DatetimeIndex, scored: pd.DatetimeIndex) -> None:
+        """Refuse a slice whose calendar has a hole (as training does, processing.
+        max_calendar_gap_days) where the scored dates' features read: from the warm-up before
+        the first scored date on. Earlier holes are harmless."""
+        limit = getattr(self.cleaner, "max_calendar_gap_days", None)
+        if limit is None or scored.empty:
+            return
+        start = max(int(dates.searchsorted(scored[0])) - self.warmup_days, 0)
+        holes = calendar_holes.calendar_holes(dates[start:], limit)
+        if holes:
+            raise ChainInputError(
+                f"the panel has no trading date at all in {calendar_holes.describe_holes(holes)}"
+                f", among the dates scored or their {self.warmup_days}-date warm-up (longer than "
+                f"processing.max_calendar_gap_days, {limit}): their rolling features would span "
+                f"the hole. Score dates after it with {self.warmup_days} dates of history after "
+                f"it, or fill the missing dates")
+
     def _warn_thin_cross_section(self, clean: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
         typical = getattr(self, "typical_names", None)
         rows = clean.loc[clean["date"].isin(scored) & clean["eligible"].astype(bool)]
@@ -414,6 +433,7 @@ class PredictionChain:
         clean, market_frame = self.prepare(raw)
         dates = pd.DatetimeIndex(np.sort(clean["date"].unique()))
         scored = self.scored_dates(dates, first_date)
+        self._check_calendar_holes(dates, scored)
         features = self.features(clean, market_frame)
         # The warm-up only feeds the rolling features (and the regime filter, from `clean`):
         # every later step is per row or per date, so the warm-up rows are not predicted.

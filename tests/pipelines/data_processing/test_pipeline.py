@@ -271,3 +271,24 @@ def test_one_name_under_two_tickers_is_warned_about(tmp_path, market, caplog):
         out = run_pipeline("data_processing", {}, _overrides(path))
     assert out["data_quality_report"]["duplicate_series"] == [["T0003", "T0003B"]]
     assert "1 group(s) of tickers have identical close series (e.g. T0003 = T0003B)" in caplog.text
+
+
+def test_a_hole_in_the_calendar_is_refused_unless_the_data_start_after_it(tmp_path, market):
+    """Two months with no date at all (a file stitched from two downloads): the labels and rolling
+    features across them would span the hole, so the run stops naming it and what to do."""
+    panel = market.panel
+    dates = pd.DatetimeIndex(sorted(panel["date"].unique()))
+    hole = (panel["date"] > dates[150]) & (panel["date"] < dates[150] + pd.Timedelta(days=60))
+    path = tmp_path / "holed.parquet"
+    panel.loc[~hole].to_parquet(path)
+    after = panel.loc[~hole & (panel["date"] > dates[150]), "date"].min()
+    with pytest.raises(Exception, match=rf"no trading date at all in {dates[150].date()} \.\. "
+                                        rf"{after.date()} \(\d+ days\) \(longer than processing."
+                                        rf"max_calendar_gap_days, 14\).*periods.dev_start: "
+                                        rf"\"{after.date()}\""):
+        run_pipeline("data_processing", {}, _overrides(path))
+    out = run_pipeline("data_processing", {}, _overrides(path, dev_start=str(after.date())))
+    assert out["primary_panel"]["date"].min() == after
+    relaxed = {**_overrides(path), "processing": {"max_calendar_gap_days": None}}
+    assert run_pipeline("data_processing", {}, relaxed)["date_split"]["dev_start"] == \
+        str(dates[0].date())

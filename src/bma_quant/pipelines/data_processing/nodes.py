@@ -8,7 +8,18 @@ from dataclasses import asdict, replace
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.data import cleaning, cv, labels, market, panel, provenance, split, universe
+from bma_quant.core.data import (
+    calendar_holes,
+    cleaning,
+    cv,
+    labels,
+    market,
+    panel,
+    provenance,
+    split,
+    universe,
+)
+from bma_quant.core.data.schema import DataValidationError
 from bma_quant.core.data.temporal import TemporalConfig
 from bma_quant.core.regimes.detection import REGIMES
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
@@ -161,14 +172,28 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int) -> None:
                        ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}" for e in splits[:5]))
 
 
-def make_date_split(clean: panel.PanelMatrices, temporal: dict, split_params: dict) -> tuple[dict, dict]:
-    """Development | gap | test dates; also returned flat for MLflow params (`split.*`)."""
+def make_date_split(clean: panel.PanelMatrices, temporal: dict, split_params: dict,
+                    processing: dict | None = None) -> tuple[dict, dict]:
+    """Development | gap | test dates; also returned flat for MLflow params (`split.*`).
+    Refuses a panel whose calendar has a hole from the development start on (labels and
+    rolling features would span it)."""
     config = TemporalConfig.from_params(temporal)
     dates = split.split_dates(
         clean.dates, gap_days=config.cv_gap_days,
         test_fraction=split.configured_test_fraction(split_params),
         test_start=split_params.get("test_start"), dev_start=split_params.get("dev_start"),
     )
+    limit = (processing or {}).get("max_calendar_gap_days")
+    used = clean.dates[clean.dates >= pd.Timestamp(dates["dev_start"])]
+    holes = calendar_holes.calendar_holes(used, limit)
+    if holes:
+        after = holes[-1][1].date()
+        raise DataValidationError(
+            f"the panel has no trading date at all in {calendar_holes.describe_holes(holes)} "
+            f"(longer than processing.max_calendar_gap_days, {limit}): every label and rolling "
+            f"feature across it would span the hole. Use the data after it (periods.dev_start: "
+            f"\"{after}\"), fill the missing dates in the file, or raise "
+            f"processing.max_calendar_gap_days if the market was really closed that long")
     logger.info("split: dev %s..%s | gap %d | test %s..%s", dates["dev_start"], dates["dev_end"],
                 dates["gap_days"], dates["test_start"], dates["test_end"])
     as_params = {k: dates[k] for k in ("dev_start", "dev_end", "test_start", "test_end", "gap_days")}

@@ -275,7 +275,7 @@ class PredictionChain:
         holes = calendar_holes.calendar_holes(dates[start:], limit)
         if holes:
             raise ChainInputError(
-                f"the panel has no trading date at all in {calendar_holes.describe_holes(holes)}"
+                f"the cleaned panel has no date in {calendar_holes.describe_holes(holes)}"
                 f", among the dates scored or their {self.warmup_days}-date warm-up (longer than "
                 f"processing.max_calendar_gap_days, {limit}): their rolling features would span "
                 f"the hole. Score dates after it with {self.warmup_days} dates of history after "

@@ -282,11 +282,20 @@ def test_a_hole_in_the_calendar_is_refused_unless_the_data_start_after_it(tmp_pa
     path = tmp_path / "holed.parquet"
     panel.loc[~hole].to_parquet(path)
     after = panel.loc[~hole & (panel["date"] > dates[150]), "date"].min()
-    with pytest.raises(Exception, match=rf"no trading date at all in {dates[150].date()} \.\. "
-                                        rf"{after.date()} \(\d+ days\) \(longer than processing."
-                                        rf"max_calendar_gap_days, 14\).*periods.dev_start: "
-                                        rf"\"{after.date()}\""):
+    with pytest.raises(Exception, match=rf"no date in {dates[150].date()} \.\. {after.date()} "
+                                        r"\(\d+ days\) \(longer than processing.max_calendar_"
+                                        r"gap_days, 14; the file has no date there\).*periods."
+                                        rf"dev_start: \"{after.date()}\""):
         run_pipeline("data_processing", {}, _overrides(path))
+    # the same stretch with a close for only two of the 12 names, and "trading lately" read over
+    # the whole eligibility window: the strict date filter drops every date of it
+    thin = panel.loc[~hole | panel["ticker"].isin(panel["ticker"].unique()[:2])]
+    thin.to_parquet(path)
+    whole_window = {**_overrides(path), "processing": {"strict_active_days": None}}
+    with pytest.raises(Exception, match=r"processing.strict_mode dropped the file's \d+ date\(s\) "
+                                        r"in it: fewer than coverage_threshold"):
+        run_pipeline("data_processing", {}, whole_window)
+    panel.loc[~hole].to_parquet(path)
     out = run_pipeline("data_processing", {}, _overrides(path, dev_start=str(after.date())))
     assert out["primary_panel"]["date"].min() == after
     relaxed = {**_overrides(path), "processing": {"max_calendar_gap_days": None}}

@@ -50,7 +50,32 @@ def load_true_regimes(data: dict) -> pd.DataFrame:
     return truth
 
 
-def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMatrices, dict]:
+def _refuse_calendar_holes(file_dates: pd.DatetimeIndex, kept_dates: pd.DatetimeIndex,
+                           processing: dict, periods: dict | None) -> None:
+    """Stop on a hole in the kept calendar from the development start on: every label and
+    rolling feature across it would span it. Says whether the file has no date there or the
+    strict date filter dropped them."""
+    limit = processing.get("max_calendar_gap_days")
+    dev_start = (periods or {}).get("dev_start")
+    used = kept_dates[kept_dates >= pd.Timestamp(dev_start)] if dev_start else kept_dates
+    holes = calendar_holes.calendar_holes(used, limit)
+    if not holes:
+        return
+    first, last, _ = holes[0]
+    dropped = int(((file_dates > first) & (file_dates < last)).sum())
+    cause = (f"processing.strict_mode dropped the file's {dropped} date(s) in it: fewer than "
+             f"coverage_threshold of the names trading lately had a close" if dropped
+             else "the file has no date there")
+    raise DataValidationError(
+        f"the panel has no date in {calendar_holes.describe_holes(holes)} (longer than "
+        f"processing.max_calendar_gap_days, {limit}; {cause}): every label and rolling feature "
+        f"across it would span the hole. Use the data after it (periods.dev_start: "
+        f"\"{holes[-1][1].date()}\"), fill the missing dates, or raise "
+        f"processing.max_calendar_gap_days if the market was really closed that long")
+
+
+def align_and_clean(raw: pd.DataFrame, processing: dict,
+                    periods: dict | None = None) -> tuple[panel.PanelMatrices, dict]:
     """Calendar alignment, strict date filter, limited forward fill, split repair, stale prices and
     the point-in-time universe (`eligible` per date and ticker, from data up to that date)."""
     matrices = panel.to_matrices(raw)
@@ -58,6 +83,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict) -> tuple[panel.PanelMat
     rule = universe.EligibilityRule.from_params(processing)
     keep = (universe.strict_date_mask(observed, rule) if bool(processing["strict_mode"])
             else np.ones(len(matrices.dates), dtype=bool))
+    _refuse_calendar_holes(matrices.dates, matrices.dates[keep], processing, periods)
     kept = matrices.select(dates=matrices.dates[keep])
     missing_after_strict = int(kept.close.isna().to_numpy().sum())
     filled_panel, filled = cleaning.forward_fill_limited(kept, int(processing["ffill_limit"]))
@@ -172,28 +198,14 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int) -> None:
                        ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}" for e in splits[:5]))
 
 
-def make_date_split(clean: panel.PanelMatrices, temporal: dict, split_params: dict,
-                    processing: dict | None = None) -> tuple[dict, dict]:
-    """Development | gap | test dates; also returned flat for MLflow params (`split.*`).
-    Refuses a panel whose calendar has a hole from the development start on (labels and
-    rolling features would span it)."""
+def make_date_split(clean: panel.PanelMatrices, temporal: dict, split_params: dict) -> tuple[dict, dict]:
+    """Development | gap | test dates; also returned flat for MLflow params (`split.*`)."""
     config = TemporalConfig.from_params(temporal)
     dates = split.split_dates(
         clean.dates, gap_days=config.cv_gap_days,
         test_fraction=split.configured_test_fraction(split_params),
         test_start=split_params.get("test_start"), dev_start=split_params.get("dev_start"),
     )
-    limit = (processing or {}).get("max_calendar_gap_days")
-    used = clean.dates[clean.dates >= pd.Timestamp(dates["dev_start"])]
-    holes = calendar_holes.calendar_holes(used, limit)
-    if holes:
-        after = holes[-1][1].date()
-        raise DataValidationError(
-            f"the panel has no trading date at all in {calendar_holes.describe_holes(holes)} "
-            f"(longer than processing.max_calendar_gap_days, {limit}): every label and rolling "
-            f"feature across it would span the hole. Use the data after it (periods.dev_start: "
-            f"\"{after}\"), fill the missing dates in the file, or raise "
-            f"processing.max_calendar_gap_days if the market was really closed that long")
     logger.info("split: dev %s..%s | gap %d | test %s..%s", dates["dev_start"], dates["dev_end"],
                 dates["gap_days"], dates["test_start"], dates["test_end"])
     as_params = {k: dates[k] for k in ("dev_start", "dev_end", "test_start", "test_end", "gap_days")}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
+from bma_quant import logging_filters
 from bma_quant.hooks import RunHealthHooks
 from bma_quant.run_hooks import user_errors
 from bma_quant.run_hooks.batched_params import BatchedParamsMlflowHook
@@ -31,6 +32,8 @@ DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # the distribution name as instal
 # A refused input (bad data or parameters, too little history, ...) ends `kedro run` with its
 # message instead of a framework traceback; bugs keep theirs (run_hooks/user_errors.py).
 user_errors.install()
+# MLflow's notices about the model formats the project chose on purpose go to info.log only.
+logging_filters.install()
 # Kedro and kedro-mlflow register their resolvers with OmegaConf's older call: five deprecation
 # warnings per run that no user can act on.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated",

@@ -1,0 +1,35 @@
+"""MLflow's notices about the project's chosen model formats stay out of the console."""
+
+import logging
+
+from bma_quant import logging_filters
+
+
+def _record(name, message, level=logging.WARNING):
+    return logging.LogRecord(name, level, __file__, 1, message, None, None)
+
+
+def test_the_console_handler_drops_only_mlflows_format_notices():
+    console = logging.StreamHandler()
+    console.set_name("console")
+    other = logging.StreamHandler()
+    other.set_name("info_file")
+    root = logging.getLogger()
+    root.addHandler(console)
+    root.addHandler(other)
+    try:
+        logging_filters.install()
+        logging_filters.install()  # once per handler, however often settings are imported
+        assert len(console.filters) == 1 and other.filters == []
+        notice = ("Saving scikit-learn models in the pickle or cloudpickle format requires "
+                  "exercising caution because these formats rely on ...")
+        assert not console.filter(_record("mlflow.sklearn", notice))
+        assert not console.filter(_record("mlflow.pyfunc", "Passing a Python object as "
+                                          "`python_model` causes it to be serialized using "
+                                          "CloudPickle, it requires ..."))
+        assert console.filter(_record("mlflow.pyfunc", "Failed to enforce schema"))
+        assert console.filter(_record("bma_quant.x", notice))  # ours always pass
+        assert other.filter(_record("mlflow.sklearn", notice))  # info.log keeps everything
+    finally:
+        root.removeHandler(console)
+        root.removeHandler(other)

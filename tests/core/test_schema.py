@@ -134,11 +134,33 @@ def test_a_csv_with_decimal_commas_reads_with_data_decimal(tmp_path):
 
 
 def test_thousands_separators_get_no_decimal_comma_hint():
-    frame = good_panel().assign(volume=["1,000", "2,000", "1,500", "2,500"])
+    frame = good_panel().assign(volume=["1,000,000", "2,000", "1,500.5", "2,500"])
     with pytest.raises(DataValidationError) as err:
         validate_long_panel(frame)
     assert "column 'volume': must be numeric" in str(err.value)
+    assert "look like numbers with thousands separators" in str(err.value)
     assert "decimal commas" not in str(err.value)
+
+
+def test_values_that_read_either_way_name_both_readings():
+    """Every value one comma and three digits (1,000 or 1.000?): the file's convention decides,
+    so both readings and what to do for each are named."""
+    frame = good_panel().assign(volume=["1,000", "2,000", "1,500", "2,500"])
+    with pytest.raises(DataValidationError) as err:
+        validate_long_panel(frame)
+    assert ("volume read as thousands separators or as decimal commas (12,345 or 12.345): for "
+            "decimal commas set data.decimal: ','") in str(err.value)
+
+
+def test_prices_below_one_with_decimal_commas_are_not_read_as_thousands():
+    """0,264 is no thousands grouping: a price file rounded to three decimals is told to set
+    data.decimal (it was told to remove thousands separators)."""
+    frame = good_panel().astype({"close": str})
+    frame["close"] = ["0,264", "0,266", "12,345", "0,270"]
+    with pytest.raises(DataValidationError) as err:
+        validate_long_panel(frame)
+    assert "close look like decimal commas (12,48): set data.decimal: ','" in str(err.value)
+    assert "thousands" not in str(err.value)
 
 
 def test_utc_offsets_that_change_with_daylight_saving_keep_the_local_day():

@@ -118,6 +118,7 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
     seen = set()
     decimal_commas: list[str] = []
     thousands: list[str] = []
+    either: list[str] = []  # every value 12,345: the file's convention decides
     frame_level = cases["schema_context"].eq("DataFrameSchema") & ~cases["check"].astype(str).isin(
         ["multiple_fields_uniqueness", "column_in_dataframe"]
     )
@@ -151,6 +152,8 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
             rule = f"must be {'a date' if column == 'date' else 'numeric'} (could not parse)"
             if column in frame and _looks_like_decimal_commas(part["failure_case"]):
                 decimal_commas.append(str(column))
+            elif column in frame and _either_comma_reading(part["failure_case"]):
+                either.append(str(column))
             elif column in frame and looks_like_thousands_groups(part["failure_case"]):
                 thousands.append(str(column))
         else:
@@ -163,7 +166,13 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
         lines.append(f"- {label}: {rule}; {len(part)} failing value(s), e.g. " + "; ".join(shown))
     if decimal_commas:
         lines.append(f"- the values of {', '.join(decimal_commas)} look like decimal commas "
-                     "(12,48): set data.decimal: ',' (and data.delimiter if it is not ';')")
+                     "(12,48): set data.decimal: ',' (and data.delimiter if it is not ';'; in "
+                     "conf/local/parameters.yml: `--params` splits at commas)")
+    if either:
+        lines.append(f"- the values of {', '.join(either)} read as thousands separators or as "
+                     "decimal commas (12,345 or 12.345): for decimal commas set data.decimal: ',' "
+                     "(in conf/local/parameters.yml: `--params` splits at commas); else save the "
+                     "file without thousands separators")
     if thousands:
         lines.append(f"- the values of {', '.join(thousands)} look like numbers with thousands "
                      "separators (1,234.5): save the file without them (a number format with no "
@@ -269,13 +278,21 @@ def trading_days(frame: pd.DataFrame, source: str, position: str = "line") -> pd
 
 
 DECIMAL_COMMA = r"^\s*[-+]?\d{1,3}(\.\d{3})*,\d+\s*$|^\s*[-+]?\d+,\d+\s*$"
-THOUSANDS_COMMA = r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d+)?\s*$"  # 12,345 or 1,234.5: grouping
+# 12,345 or 1,234.5: grouping (never a leading 0: 0,264 is a decimal comma)
+THOUSANDS_COMMA = r"^\s*[-+]?[1-9]\d{0,2}(,\d{3})+(\.\d+)?\s*$"
+ONE_GROUP = r"^\s*[-+]?[1-9]\d{0,2},\d{3}\s*$"  # 12,345: thousands, or 12.345 with a decimal comma
 
 
 def looks_like_thousands_groups(values: pd.Series) -> bool:
     """Most values read as numbers grouped by thousands commas (12,345 or 1,234.5)."""
     text = values.dropna().astype(str).head(1000)
     return len(text) > 0 and bool(text.str.match(THOUSANDS_COMMA).mean() > 0.5)
+
+
+def _either_comma_reading(values: pd.Series) -> bool:
+    """Every value is one comma and three digits (12,345): thousands or a decimal comma."""
+    text = values.dropna().astype(str).head(1000)
+    return len(text) > 0 and bool(text.str.match(ONE_GROUP).all())
 
 
 def _looks_like_decimal_commas(values: pd.Series) -> bool:

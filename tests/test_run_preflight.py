@@ -6,7 +6,8 @@ from kedro.pipeline import Node, Pipeline
 from kedro_datasets.pandas import ParquetDataset
 
 from bma_quant.core.data.preflight import PreflightError
-from bma_quant.run_hooks.preflight import PreflightHooks, check_inputs_exist
+from bma_quant.run_hooks.data_builds import DataBuildHooks
+from bma_quant.run_hooks.preflight import PreflightHooks, catalog_owners, check_inputs_exist
 
 
 def _identity(frame, params):
@@ -34,9 +35,7 @@ def test_a_layer_whose_inputs_were_never_written_is_refused(tmp_path):
 def test_catalog_files_name_the_layer_that_writes_each_dataset():
     from tests.support import PROJECT_ROOT
 
-    hooks = PreflightHooks()
-    hooks._project_path = PROJECT_ROOT
-    owners = hooks._catalog_owners()
+    owners = catalog_owners(PROJECT_ROOT)
     assert owners["base_oof_predictions"] == "base_models"
     assert owners["evaluation_table"] == "evaluation"
 
@@ -117,18 +116,18 @@ def test_stored_outputs_of_another_data_file_are_not_mixed_in(tmp_path):
     report.write_text(json.dumps({"source": {"raw_path": "data/01_raw/synthetic_prices.parquet"}}))
     pipeline = Pipeline([Node(_identity, ["primary_panel", "params:x"], "out")])
     catalog = DataCatalog({"data_quality_report": JSONDataset(filepath=str(report))})
-    hooks = PreflightHooks()
+    hooks = DataBuildHooks()
     hooks._project_path = tmp_path
     hooks._params = {"data": {"raw_path": "data/01_raw/sp500_prices.csv.gz"}}
     with pytest.raises(PreflightError, match=r"built from data.raw_path = data/01_raw/synthetic_"
                                              r"prices.parquet, but data.raw_path is data/01_raw/"
                                              r"sp500_prices"):
-        hooks._check_stored_source(pipeline, catalog)
+        hooks.check(pipeline, catalog)
     hooks._params = {"data": {"raw_path": str(tmp_path / "data/01_raw/synthetic_prices.parquet")}}
-    hooks._check_stored_source(pipeline, catalog)  # the same file, written another way
+    hooks.check(pipeline, catalog)  # the same file, written another way
     reads_raw = Pipeline([Node(_identity, ["labels", "params:x"], "primary_panel")])
     hooks._params = {"data": {"raw_path": "other.csv"}}
-    hooks._check_stored_source(reads_raw, catalog)  # makes its own panel: nothing to compare
+    hooks.check(reads_raw, catalog)  # makes its own panel: nothing to compare
 
 
 def _stored_report(tmp_path, params):
@@ -165,34 +164,81 @@ def test_stored_outputs_of_an_earlier_file_content_or_other_parameters_are_refus
     (tmp_path / "conf/base").mkdir(parents=True)
     (tmp_path / "conf/base/catalog_data_processing.yml").write_text("cv_folds:\n  type: x\n")
     reads_folds = Pipeline([Node(_identity, ["cv_folds", "params:x"], "out")])
-    hooks = PreflightHooks()
+    hooks = DataBuildHooks()
     hooks._project_path = tmp_path
     hooks._params = copy.deepcopy(params)
-    hooks._check_stored_source(reads_folds, catalog)  # as stored: goes on
+    hooks.check(reads_folds, catalog)  # as stored: goes on
 
     hooks._params["cv"]["scheme"] = "combinatorial"  # read by evaluation only: goes on
-    hooks._check_stored_source(reads_folds, catalog)
+    hooks.check(reads_folds, catalog)
 
     hooks._params["periods"]["test_fraction"] = 0.3
     hooks._params["cv"]["n_splits"] = 4
     with pytest.raises(PreflightError, match=r"built with other parameters \(cv.n_splits: 5 -> 4; "
                                              r"periods.test_fraction: 0.2 -> 0.3\)"):
-        hooks._check_stored_source(reads_folds, catalog)
+        hooks.check(reads_folds, catalog)
     makes_panel = Pipeline([Node(_identity, ["labels", "params:x"], "data_quality_report")])
-    hooks._check_stored_source(makes_panel, catalog)  # writes its own report: nothing to compare
+    hooks.check(makes_panel, catalog)  # writes its own report: nothing to compare
 
     hooks._params = copy.deepcopy(params)
     hooks._params["data"]["index_path"] = None
     with pytest.raises(PreflightError, match=r"data.index_path = index.csv, but data.index_path "
-                                             r"is None"):
-        hooks._check_stored_source(reads_folds, catalog)
+                                             r"is null: .* pass --params data.index_path=index.csv"):
+        hooks.check(reads_folds, catalog)
 
     hooks._params = copy.deepcopy(params)
     (tmp_path / "index.csv").write_text("date,level\n2020-01-02,101\n")
     with pytest.raises(PreflightError, match=r"index.csv changed after the stored outputs"):
-        hooks._check_stored_source(reads_folds, catalog)
+        hooks.check(reads_folds, catalog)
     (tmp_path / "index.csv").write_text("date,level\n2020-01-02,100\n")
     (tmp_path / "prices.csv").write_text("date,ticker,close\n2020-01-02,A,10\n2020-01-03,A,11\n")
     with pytest.raises(PreflightError, match=r"prices.csv changed after the stored outputs this "
                                              r"run reads were built from it \(then 34 bytes"):
-        hooks._check_stored_source(reads_folds, catalog)
+        hooks.check(reads_folds, catalog)
+
+
+def test_stored_outputs_of_a_layer_built_on_another_data_build_are_refused(tmp_path):
+    """`--pipelines data_processing` with a new test period, then `--pipelines evaluation`: the
+    stored base-model outputs were trained on the old split, so evaluation would score models on
+    what are now their training dates. Refused, naming the layers; a run that rebuilds the data
+    itself is stopped as soon as its new report exists."""
+    import json
+
+    from kedro_datasets.json import JSONDataset
+
+    from bma_quant.core.data import provenance
+
+    (tmp_path / "conf/base").mkdir(parents=True)
+    (tmp_path / "conf/base/catalog_data_processing.yml").write_text("primary_panel: {}\n")
+    (tmp_path / "conf/base/catalog_base_models.yml").write_text("base_oof_predictions: {}\n")
+    settings = {"periods": {"test_fraction": 0.2}}
+    old = {"source": {"raw_path": "p.csv", "raw_file": None}, "settings": settings}
+    new = {"source": {"raw_path": "p.csv", "raw_file": None},
+           "settings": {"periods": {"test_fraction": 0.3}}}
+    report = tmp_path / "data_quality_report.json"
+    catalog = DataCatalog({"data_quality_report": JSONDataset(filepath=str(report))})
+    evaluation = Pipeline([Node(_identity, ["base_oof_predictions", "params:x"], "out",
+                                namespace="evaluation")])
+    hooks = DataBuildHooks()
+    hooks._project_path = tmp_path
+    hooks._params = {"periods": {"test_fraction": 0.3}}
+    report.write_text(json.dumps(new))
+    hooks.check(evaluation, catalog)  # nothing recorded yet (outputs from before): goes on
+    builds = tmp_path / "data/08_reporting/data_builds.json"
+    builds.parent.mkdir(parents=True)
+    builds.write_text(json.dumps({"base_models": provenance.build_id(old),
+                                  "data_processing": provenance.build_id(new)}))
+    with pytest.raises(PreflightError, match=r"stored outputs of base_models that this run reads "
+                                             r"were built on other data_processing outputs"):
+        hooks.check(evaluation, catalog)
+    builds.write_text(json.dumps({"base_models": provenance.build_id(new)}))
+    hooks.check(evaluation, catalog)
+    hooks.after_pipeline_run()  # records evaluation's build next to the others
+    assert json.loads(builds.read_text()) == {"base_models": provenance.build_id(new),
+                                              "evaluation": provenance.build_id(new)}
+
+    rebuilds = Pipeline([Node(_identity, ["labels", "params:x"], "data_quality_report",
+                              namespace="data_processing"), *evaluation.nodes])
+    hooks.check(rebuilds, catalog)  # the new build is not known before the report is made
+    with pytest.raises(PreflightError, match="stored outputs of base_models"):
+        hooks.after_node_run({"data_quality_report": old})

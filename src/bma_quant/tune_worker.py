@@ -57,6 +57,26 @@ def load_params(project_path: Path, env: str | None, runtime_params: dict) -> di
         return session.load_context().params["base_models"]
 
 
+# what prepare_training_inputs reads from disk: the workers tune on these
+WORKER_INPUTS = ("model_input", "sample_weights", "date_split", "cv_folds")
+
+
+def check_data_build(project_path: Path, env: str | None, runtime_params: dict) -> None:
+    """Refuse, as `kedro run --pipelines base_models` would, stored inputs built from another
+    data file or data_processing parameters than these (the workers would feed trials scored on
+    other folds into the shared study)."""
+    from kedro.pipeline import Node, Pipeline
+
+    from bma_quant.run_hooks.data_builds import DataBuildHooks
+
+    with _session(project_path, env, runtime_params) as session:
+        context = session.load_context()
+        reads = Pipeline([Node(lambda *inputs: None, list(WORKER_INPUTS), None,
+                               name="tune_worker", namespace="base_models")])
+        DataBuildHooks(params=dict(context.params), project_path=project_path).check(
+            reads, context.catalog)
+
+
 def load_inputs(project_path: Path, env: str | None, runtime_params: dict):
     """(training inputs, base_models parameters) from the project's catalog and config."""
     from bma_quant.pipelines.base_models import nodes
@@ -108,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     from bma_quant.pipelines.base_models import nodes
 
     params = load_params(Path(project), args.env, runtime_params)
+    from bma_quant.core.data.preflight import PreflightError
+
+    try:
+        check_data_build(Path(project), args.env, runtime_params)
+    except PreflightError as error:
+        print(f"tune workers not started: {error}", file=sys.stderr)
+        return 1
     learners = args.learners.split(",") if args.learners else nodes._tuned_learners(params)
     storage = (params.get("tuning") or {}).get("storage")
     if storage:

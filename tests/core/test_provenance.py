@@ -59,3 +59,22 @@ def test_settings_survive_the_json_report_unchanged():
     params = {"periods": {"test_start": datetime.date(2019, 1, 2), "test_fraction": None}}
     stored = json.loads(json.dumps(provenance.panel_settings(params)))
     assert provenance.changed_settings(stored, provenance.panel_settings(params)) == []
+
+
+def _report(path_text, fingerprint, settings):
+    return {"source": {"raw_path": path_text, "raw_file": fingerprint, "index_path": None,
+                       "index_file": None},
+            "settings": settings}
+
+
+def test_a_build_is_its_files_content_and_settings_not_how_the_path_is_written():
+    file = {"bytes": 10, "sha256": "ab" * 32}
+    settings = {"periods": {"test_fraction": 0.2}}
+    build = provenance.build_id(_report("data/01_raw/x.csv", file, settings))
+    assert len(build) == 16
+    assert provenance.build_id(_report("/abs/project/data/01_raw/x.csv", file, settings)) == build
+    assert provenance.build_id(_report("data/01_raw/x.csv", {**file, "bytes": 11},
+                                       settings)) != build
+    assert provenance.build_id(_report("data/01_raw/x.csv", file,
+                                       {"periods": {"test_fraction": 0.3}})) != build
+    assert provenance.build_id({"source": {"raw_path": "x.csv"}}) is None  # an older report

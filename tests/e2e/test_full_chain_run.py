@@ -148,6 +148,30 @@ def test_a_layer_alone_with_another_test_period_than_its_stored_inputs_is_refuse
     assert model_input.read_bytes() == before
 
 
+def test_a_layer_alone_on_outputs_of_an_older_data_build_is_refused(project):
+    """data_processing rerun alone with a new test period, then evaluation alone with it too:
+    the stored models were trained on the old split (some of their training dates are test dates
+    now), so evaluation is refused, naming the layers. data_processing is then rebuilt as it was,
+    which makes the stored layers consistent again."""
+    table = project / "data/08_reporting/evaluation_table.csv"
+    before = table.read_bytes()
+    try:
+        moved = kedro_run(project, "--env", "smoke", "--pipelines", "data_processing",
+                          "--params", "periods.test_fraction=0.35")
+        assert moved.returncode == 0, moved.stdout[-3000:] + moved.stderr[-3000:]
+        result = kedro_run(project, "--env", "smoke", "--pipelines", "evaluation",
+                           "--params", "periods.test_fraction=0.35")
+        assert result.returncode != 0
+        assert re.search(r"stored outputs of (\w+, )*base_models(, \w+)* that this run reads were "
+                         r"built on other data_processing outputs", result.stdout + result.stderr)
+        assert table.read_bytes() == before
+    finally:
+        restored = kedro_run(project, "--env", "smoke", "--pipelines", "data_processing")
+        assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
+    again = kedro_run(project, "--env", "smoke", "--pipelines", "stacking")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+
+
 def test_chain_run_is_readable_in_mlflow(project):
     import mlflow
     from mlflow import MlflowClient

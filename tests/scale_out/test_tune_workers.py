@@ -128,3 +128,17 @@ def test_the_run_logs_to_an_mlflow_server_backed_by_postgresql(scaled, mlflow_se
         stored = connection.execute("SELECT status FROM runs WHERE run_uuid = %s",
                                     (run["run_id"],)).fetchone()
     assert stored == ("FINISHED",)
+
+
+def test_workers_refuse_stored_inputs_built_with_other_data_parameters(scaled):
+    """Workers tune on the stored folds: with another test period than the one they were built
+    with, they would feed trials scored on other folds into the shared study."""
+    project = scaled["project"]
+    env = kedro_env(project, {"PYTHONPATH": str(project / "src")})
+    workers = subprocess.run(
+        [sys.executable, "-m", "bma_quant.tune_worker", "--workers", "1", *SMOKE,
+         "--learners", "elastic_net", "--params", "periods.test_fraction=0.4"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert workers.returncode == 1
+    assert "tune workers not started: the stored data_processing outputs this run reads were " \
+           "built with other parameters (periods.test_fraction: " in workers.stderr

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from kedro.framework.hooks import hook_impl
 
-from bma_quant.core.data import preflight, provenance
+from bma_quant.core.data import preflight
 from bma_quant.core.models.learners import LEARNERS
 from bma_quant.pipeline_registry import TRAINING_CHAIN
 from bma_quant.run_hooks.summary import FAILED_SUMMARY_PATH, write_summary
@@ -42,6 +42,25 @@ def panel_shape(name: str, data) -> tuple[int, Any]:
     return int(data.close.shape[1]), data.close.index
 
 
+def catalog_owners(project_path: Path) -> dict[str, str]:
+    """Dataset name -> the pipeline whose catalog file declares it (catalog_<pipeline>.yml: each
+    layer declares what it writes)."""
+    owners: dict[str, str] = {}
+    for path in sorted((project_path / BASE_CONF).glob("catalog_*.yml")):
+        for name in yaml.safe_load(path.read_text()) or {}:
+            owners.setdefault(str(name), path.stem[len("catalog_"):])
+    return owners
+
+
+def write_refusal(project_path: Path, error: Exception, pipelines: str | None) -> None:
+    """A run refused before its first node leaves only run_summary.failed.json saying why."""
+    write_summary(project_path / FAILED_SUMMARY_PATH, {
+        "status": f"refused before running: {error}",
+        "pipelines": pipelines,
+        "refused_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }, None)
+
+
 class PreflightHooks:
     def __init__(self) -> None:
         self._params: dict[str, Any] = {}
@@ -55,11 +74,7 @@ class PreflightHooks:
         self._project_path = Path(context.project_path)
 
     def _refuse(self, error: preflight.PreflightError, pipelines: str | None) -> None:
-        write_summary(self._project_path / FAILED_SUMMARY_PATH, {
-            "status": f"refused before running: {error}",
-            "pipelines": pipelines,
-            "refused_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }, None)
+        write_refusal(self._project_path, error, pipelines)
 
     def _check_against_base_conf(self) -> None:
         """Refuse a section set to a single value where conf/base has a mapping; name
@@ -78,70 +93,6 @@ class PreflightHooks:
                            "not read it (misspelt?)", path, BASE_CONF,
                            f" (did you mean {' / '.join(close)}?)" if close else "")
 
-    def _check_stored_source(self, pipeline, catalog) -> None:
-        """A layer run alone on stored data_processing outputs: refuse when they were built from
-        another data file than this run's `data.raw_path` / `data.index_path` (e.g. `--env
-        smoke` outputs, then `--pipelines evaluation` in the default environment), from an
-        earlier content of the same file, or with other data_processing parameters (another
-        test period or fold layout): any of these mixes two data sets or fails late."""
-        stored_outputs = {PRIMARY_PANEL} | {name for name, owner in self._catalog_owners().items()
-                                            if owner == "data_processing"}
-        if (not stored_outputs & set(pipeline.inputs()) or QUALITY_REPORT in pipeline.outputs()
-                or not catalog.exists(QUALITY_REPORT)):
-            return
-        try:
-            report = catalog.load(QUALITY_REPORT)
-        except Exception:  # an unreadable report: the layers will say what is wrong
-            return
-        source = report.get("source") or {}
-        for key in ("raw", "index"):
-            self._check_stored_file(source, key)
-        if isinstance(report.get("settings"), dict):
-            changes = provenance.changed_settings(report["settings"],
-                                                  provenance.panel_settings(self._params))
-            if changes:
-                shown = "; ".join(changes[:8]) + ("; ..." if len(changes) > 8 else "")
-                raise preflight.PreflightError(
-                    f"the stored data_processing outputs this run reads were built with other "
-                    f"parameters ({shown}): run the chain again with these parameters (`kedro "
-                    f"run`, or `--pipelines data_processing` first), or pass the stored values")
-
-    def _resolved(self, path: str) -> Path:
-        path = Path(path)
-        return (path if path.is_absolute() else self._project_path / path).resolve()
-
-    def _check_stored_file(self, source: dict, key: str) -> None:
-        """One data file of the stored outputs (`raw` or `index`) against this run's."""
-        name = f"data.{key}_path"
-        if f"{key}_path" not in source:  # written before this was recorded
-            return
-        stored, current = source[f"{key}_path"], preflight.lookup(self._params, name)
-        if key == "raw" and (stored is None or current is None):
-            return
-        if (stored is None) != (not current) or (
-                stored is not None and self._resolved(stored) != self._resolved(str(current))):
-            raise preflight.PreflightError(
-                f"the stored outputs this run reads were built from {name} = {stored}, but "
-                f"{name} is {current or None}: run the chain on it first (`kedro run`), or pass "
-                f"--params {name}={stored} (and the same --env) to go on with them")
-        if stored is not None and not provenance.same_file_content(
-                source.get(f"{key}_file"), self._resolved(str(current))):
-            recorded = source.get(f"{key}_file") or {}
-            raise preflight.PreflightError(
-                f"{current} changed after the stored outputs this run reads were built from it "
-                f"(then {recorded.get('bytes')} bytes, sha256 {str(recorded.get('sha256'))[:12]}"
-                f"...): run the chain again on the new file (`kedro run`) before running a layer "
-                f"alone")
-
-    def _catalog_owners(self) -> dict[str, str]:
-        """Dataset name -> the pipeline whose catalog file declares it (catalog_<pipeline>.yml:
-        each layer declares what it writes)."""
-        owners: dict[str, str] = {}
-        for path in sorted((self._project_path / BASE_CONF).glob("catalog_*.yml")):
-            for name in yaml.safe_load(path.read_text()) or {}:
-                owners.setdefault(str(name), path.stem[len("catalog_"):])
-        return owners
-
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline=None,
                             catalog=None) -> None:
@@ -155,8 +106,7 @@ class PreflightHooks:
                 {path: preflight.lookup(self._params, path) for path in LEARNER_PARAMS}, LEARNERS
             )
             if pipeline is not None and catalog is not None:
-                check_inputs_exist(pipeline, catalog, self._catalog_owners())
-                self._check_stored_source(pipeline, catalog)
+                check_inputs_exist(pipeline, catalog, catalog_owners(self._project_path))
         except preflight.PreflightError as error:
             self._refuse(error, ",".join(names))
             raise

@@ -17,7 +17,8 @@ from typing import Any
 # purged CV may be switched on over stored outputs).
 PANEL_SECTIONS = ("data", "temporal", "processing", "periods", "cv")
 NOT_COMPARED = {"data": ("raw_path", "index_path", "true_regimes_path"),
-                "cv": ("scheme", "combinatorial")}
+                "cv": ("scheme", "combinatorial"),
+                "temporal": ("max_lookback_days",)}  # the features' and serving warm-up's
 _CHUNK = 1 << 20
 
 
@@ -80,3 +81,16 @@ def changed_settings(stored: dict, current: dict) -> list[str]:
         if before != after:
             changes.append(f"{key}: {before} -> {after}")
     return changes
+
+
+def build_id(report: dict) -> str | None:
+    """A short hash of a data_quality_report's files (by content) and settings: the data build
+    later layers stand on (None for a report written before both were recorded)."""
+    source, settings = report.get("source"), report.get("settings")
+    if not isinstance(source, dict) or not isinstance(settings, dict):
+        return None
+    # files by content where known (the same file named another way is the same build)
+    files = {key[:-len("_path")]: source.get(f"{key[:-len('_path')]}_file") or source[key]
+             for key in source if key.endswith("_path")}
+    text = json.dumps({"files": files, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

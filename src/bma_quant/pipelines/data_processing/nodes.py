@@ -313,6 +313,9 @@ def data_quality_report(
             "raw_file": provenance.file_fingerprint(data.get("raw_path")),
             "index_path": None if not data.get("index_path") else str(data["index_path"]),
             "index_file": provenance.file_fingerprint(data.get("index_path")),
+            "true_regimes_path": (None if not data.get("true_regimes_path")
+                                  else str(data["true_regimes_path"])),
+            "true_regimes_file": provenance.file_fingerprint(data.get("true_regimes_path")),
         },
         "settings": provenance.panel_settings({
             "data": data, "temporal": temporal, "processing": processing, "periods": periods,

@@ -9,6 +9,7 @@ with every learner's error in the message, only when none succeeded.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import warnings
 from datetime import UTC, datetime
@@ -72,14 +73,19 @@ def prepare_training_inputs(
 # ---------------------------------------------------------------------------------------------
 
 
+_CALLBACK_IMPORT = threading.Lock()
+
+
 def _trial_callbacks(name: str) -> list:
     import mlflow
 
     if mlflow.active_run() is None:
         return []
-    # From the submodule: the package's lazy attribute lookup is not safe when two learners'
-    # nodes ask for it at once (ThreadRunner: "cannot import name 'MLflowCallback'").
-    from optuna_integration.mlflow import MLflowCallback
+    # From the submodule, one node at a time: the package's lazy attribute lookup is not safe
+    # when two learners' nodes ask for it at once (ThreadRunner: "cannot import name
+    # 'MLflowCallback'").
+    with _CALLBACK_IMPORT:
+        from optuna_integration.mlflow import MLflowCallback
 
     class TrialRunCallback(MLflowCallback):
         """optuna-integration's callback (params, objective, state) plus each fold's RankIC as

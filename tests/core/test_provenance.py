@@ -1,5 +1,7 @@
 """What stored data_processing outputs were built from: data files and parameter values."""
 
+import os
+
 from bma_quant.core.data import provenance
 
 
@@ -10,7 +12,12 @@ def test_a_file_changed_in_place_is_told_even_at_the_same_size(tmp_path):
     assert recorded["bytes"] == path.stat().st_size and len(recorded["sha256"]) == 64
     assert provenance.same_file_content(recorded, path)
     path.write_text("date,ticker,close\n2020-01-02,A,11.0\n")  # same size, other content
+    os.utime(path, ns=(recorded["modified_ns"] + 10**9,) * 2)  # a coarse clock must not hide it
     assert not provenance.same_file_content(recorded, path)
+    # same size and modification time: taken as unchanged without reading the file (as make
+    # and rsync do), so a multi-GB file is not hashed again on every layer run
+    os.utime(path, ns=(recorded["modified_ns"],) * 2)
+    assert provenance.same_file_content(recorded, path)
     path.write_text("date,ticker,close\n2020-01-02,A,10.0\n2020-01-03,A,10.5\n")  # appended
     assert not provenance.same_file_content(recorded, path)
 
@@ -63,18 +70,37 @@ def test_settings_survive_the_json_report_unchanged():
 
 def _report(path_text, fingerprint, settings):
     return {"source": {"raw_path": path_text, "raw_file": fingerprint, "index_path": None,
-                       "index_file": None},
+                       "index_file": None, "true_regimes_path": "t.parquet",
+                       "true_regimes_file": {"bytes": 1, "sha256": "c" * 64}},
             "settings": settings}
 
 
 def test_a_build_is_its_files_content_and_settings_not_how_the_path_is_written():
     file = {"bytes": 10, "sha256": "ab" * 32}
     settings = {"periods": {"test_fraction": 0.2}}
-    build = provenance.build_id(_report("data/01_raw/x.csv", file, settings))
-    assert len(build) == 16
-    assert provenance.build_id(_report("/abs/project/data/01_raw/x.csv", file, settings)) == build
-    assert provenance.build_id(_report("data/01_raw/x.csv", {**file, "bytes": 11},
-                                       settings)) != build
-    assert provenance.build_id(_report("data/01_raw/x.csv", file,
-                                       {"periods": {"test_fraction": 0.3}})) != build
-    assert provenance.build_id({"source": {"raw_path": "x.csv"}}) is None  # an older report
+
+    def build(path_text, fingerprint, settings):
+        return provenance.build_id(provenance.build_record(_report(path_text, fingerprint,
+                                                                   settings)))
+
+    first = build("data/01_raw/x.csv", file, settings)
+    assert len(first) == 16
+    assert build("/abs/project/data/01_raw/x.csv", file, settings) == first
+    assert build("data/01_raw/x.csv", {**file, "bytes": 11}, settings) != first
+    assert build("data/01_raw/x.csv", file, {"periods": {"test_fraction": 0.3}}) != first
+    other_truth = _report("data/01_raw/x.csv", file, settings)
+    other_truth["source"]["true_regimes_path"] = None  # scored against only: the same build
+    assert provenance.build_id(provenance.build_record(other_truth)) == first
+    assert provenance.build_record({"source": {"raw_path": "x.csv"}}) is None  # older report
+
+
+def test_differences_between_builds_name_files_and_settings():
+    old = provenance.build_record(_report("x.csv", {"bytes": 1, "sha256": "a"},
+                                          {"periods": {"test_fraction": 0.25,
+                                                       "dev_start": None}}))
+    new = provenance.build_record(_report("x.csv", {"bytes": 2, "sha256": "b"},
+                                          {"periods": {"test_fraction": 0.3,
+                                                       "dev_start": "1995-01-03"}}))
+    assert provenance.build_differences(old, new) == [
+        "data.raw_path: another file", "periods.dev_start: null -> 1995-01-03",
+        "periods.test_fraction: 0.25 -> 0.3"]

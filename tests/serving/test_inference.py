@@ -196,5 +196,9 @@ def test_a_hole_in_the_calendar_of_the_scored_history_is_refused(trained, tmp_pa
     early = dates[5]
     old_hole = raw.loc[(raw["date"] <= early) | (raw["date"] > early + pd.Timedelta(days=42))]
     old_hole.to_parquet(tmp_path / "old_hole.parquet")
-    latest = _inference(path, data={"raw_path": str(tmp_path / "old_hole.parquet")})
+    # the whole file as history: only the last date and its warm-up are scored, so a hole
+    # before them does not matter (it was refused when every date of the slice was scored)
+    latest = _inference(path, data={"raw_path": str(tmp_path / "old_hole.parquet")},
+                        history_days=len(dates))
     assert (latest["date"] == dates[-1]).all()
+    assert len(dates) - 30 > chain.warmup_days + 5  # the hole is before the warm-up

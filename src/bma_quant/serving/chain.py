@@ -426,13 +426,16 @@ class PredictionChain:
         return scored if first_date is None else scored[scored >= pd.Timestamp(first_date)]
 
     # ------------------------------------------------------------------ public
-    def predict_all(self, raw: pd.DataFrame,
-                    first_date: pd.Timestamp | None = None) -> pd.DataFrame:
+    def predict_all(self, raw: pd.DataFrame, first_date: pd.Timestamp | None = None,
+                    last_date_only: bool = False) -> pd.DataFrame:
         """Every layer's predictions, long (date, ticker, model, prediction), incl. ``final``;
-        ``first_date``: score only from that date on (the warm-up still counts before it)."""
+        ``first_date``: score only from that date on (the warm-up still counts before it);
+        ``last_date_only``: score only the last date (what inference and serving return)."""
         clean, market_frame = self.prepare(raw)
         dates = pd.DatetimeIndex(np.sort(clean["date"].unique()))
         scored = self.scored_dates(dates, first_date)
+        if last_date_only:
+            scored = scored[-1:]
         self._check_calendar_holes(dates, scored)
         features = self.features(clean, market_frame)
         # The warm-up only feeds the rolling features (and the regime filter, from `clean`):
@@ -451,8 +454,10 @@ class PredictionChain:
         out = pd.concat([components, final], ignore_index=True)
         return out.sort_values(["model", "date", "ticker"], kind="stable").reset_index(drop=True)
 
-    def predict(self, raw: pd.DataFrame, first_date: pd.Timestamp | None = None) -> pd.DataFrame:
-        """(date, ticker, prediction) of the final ensemble for the slice's dates after warm-up."""
-        out = self.predict_all(raw, first_date)
+    def predict(self, raw: pd.DataFrame, first_date: pd.Timestamp | None = None,
+                last_date_only: bool = False) -> pd.DataFrame:
+        """(date, ticker, prediction) of the final ensemble for the slice's dates after warm-up
+        (only its last one with ``last_date_only``)."""
+        out = self.predict_all(raw, first_date, last_date_only)
         final = out.loc[out["model"] == self.model_name, ["date", "ticker", "prediction"]]
         return final.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)

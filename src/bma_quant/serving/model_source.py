@@ -41,7 +41,7 @@ class InferenceModel:
 
             out = self.pyfunc.predict(to_model_input(raw), params={"last_date_only": True})
         else:
-            out = self.chain.predict(raw)
+            out = self.chain.predict(raw, last_date_only=True)
         out = out.assign(date=pd.to_datetime(out["date"]))
         return out.loc[out["date"] == out["date"].max()].reset_index(drop=True)
 

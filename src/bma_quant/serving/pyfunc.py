@@ -44,10 +44,9 @@ class BmaQuantChain(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         frame = pd.DataFrame(model_input).copy()
         try:  # dates are parsed by the chain's own validation, as a file's are
-            out = self.chain.predict(frame)
+            out = self.chain.predict(frame,
+                                     last_date_only=bool((params or {}).get("last_date_only")))
         except (ChainInputError, DataValidationError) as error:  # the request's fault
             raise MlflowException(f"cannot score this panel: {error}",
                                   error_code=INVALID_PARAMETER_VALUE) from error
-        if (params or {}).get("last_date_only") and len(out):
-            out = out.loc[out["date"] == out["date"].max()].reset_index(drop=True)
         return out

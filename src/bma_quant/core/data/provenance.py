@@ -33,7 +33,8 @@ def file_fingerprint(path: str | Path | None) -> dict | None:
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
-    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    stat = path.stat()
+    return {"bytes": stat.st_size, "sha256": digest.hexdigest(), "modified_ns": stat.st_mtime_ns}
 
 
 def same_file_content(stored: dict | None, path: str | Path) -> bool:
@@ -44,8 +45,11 @@ def same_file_content(stored: dict | None, path: str | Path) -> bool:
     path = Path(path)
     if not path.is_file():
         return True  # a missing file is the reading node's error, not a provenance question
-    if path.stat().st_size != stored.get("bytes"):
+    stat = path.stat()
+    if stat.st_size != stored.get("bytes"):
         return False
+    if stat.st_mtime_ns == stored.get("modified_ns"):  # untouched since: skip reading a big file
+        return True
     current = file_fingerprint(path)
     return current is not None and current["sha256"] == stored.get("sha256")
 
@@ -71,26 +75,60 @@ def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: values}
 
 
+def shown(value: Any) -> str:
+    """A parameter value as `--params` and the YAML files write it (null, not None)."""
+    return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+
+
 def changed_settings(stored: dict, current: dict) -> list[str]:
     """`key: stored -> current` for every value that differs (a key only one side has counts,
     shown as <unset>), sorted by key."""
     old, new = _flatten(stored), _flatten(current)
     changes = []
     for key in sorted(set(old) | set(new)):
-        before, after = old.get(key, "<unset>"), new.get(key, "<unset>")
-        if before != after:
+        if old.get(key, _UNSET) != new.get(key, _UNSET):
+            before = shown(old[key]) if key in old else "<unset>"
+            after = shown(new[key]) if key in new else "<unset>"
             changes.append(f"{key}: {before} -> {after}")
     return changes
 
 
-def build_id(report: dict) -> str | None:
-    """A short hash of a data_quality_report's files (by content) and settings: the data build
-    later layers stand on (None for a report written before both were recorded)."""
+_UNSET = object()
+
+
+# the files a data build stands on, by the `data.<key>_path` parameter naming them (the known
+# regimes of a synthetic market are only scored against, never learnt from: not part of it)
+BUILD_FILES = ("raw", "index")
+
+
+def build_record(report: dict) -> dict | None:
+    """What a data_quality_report says its outputs were built from: the files (by content where
+    known: the same file named another way is the same build) and the settings. None for a
+    report written before both were recorded."""
     source, settings = report.get("source"), report.get("settings")
     if not isinstance(source, dict) or not isinstance(settings, dict):
         return None
-    # files by content where known (the same file named another way is the same build)
-    files = {key[:-len("_path")]: source.get(f"{key[:-len('_path')]}_file") or source[key]
-             for key in source if key.endswith("_path")}
-    text = json.dumps({"files": files, "settings": settings}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    files = {key: _content(source.get(f"{key}_file")) or source.get(f"{key}_path")
+             for key in BUILD_FILES}
+    return json.loads(json.dumps({"files": files, "settings": settings}, sort_keys=True,
+                                 default=str))
+
+
+def _content(fingerprint: dict | None) -> dict | None:
+    """A fingerprint without its modification time (a copy of the file is the same content)."""
+    return None if not fingerprint else {k: fingerprint[k] for k in ("bytes", "sha256")
+                                         if k in fingerprint}
+
+
+def build_id(record: dict | None) -> str | None:
+    """A short hash of a build record (build_record): the data build later layers stand on."""
+    if record is None:
+        return None
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_differences(old: dict, new: dict) -> list[str]:
+    """What differs between two build records, for a message."""
+    changes = [f"data.{key}_path: another file" for key in BUILD_FILES
+               if old.get("files", {}).get(key) != new.get("files", {}).get(key)]
+    return changes + changed_settings(old.get("settings", {}), new.get("settings", {}))

@@ -1,0 +1,188 @@
+"""A layer run alone stands on the data its stored inputs were built from (run_hooks/data_builds)."""
+
+import copy
+import json
+import os
+
+import pytest
+from kedro.io import DataCatalog
+from kedro.pipeline import Node, Pipeline
+from kedro_datasets.json import JSONDataset
+
+from bma_quant.core.data import provenance
+from bma_quant.core.data.preflight import PreflightError
+from bma_quant.run_hooks.data_builds import DATA_BUILDS_PATH, MIXED, DataBuildHooks
+
+PARAMS = {"data": {"raw_path": "prices.csv", "index_path": "index.csv", "layout": "auto"},
+          "periods": {"test_fraction": 0.2, "dev_start": None},
+          "cv": {"n_splits": 5, "scheme": "walk_forward"},
+          "temporal": {"prediction_horizon_days": 10, "max_lookback_days": 252},
+          "processing": {"strict_mode": True}}
+
+
+def _identity(*inputs):
+    return inputs[0]
+
+
+def _node(inputs, outputs, layer, name):
+    return Node(_identity, inputs, outputs, name=name, namespace=layer)
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A project folder with its data files, catalog owners and a stored report of PARAMS."""
+    (tmp_path / "prices.csv").write_text("date,ticker,close\n2020-01-02,A,10\n")
+    (tmp_path / "index.csv").write_text("date,level\n2020-01-02,100\n")
+    (tmp_path / "conf/base").mkdir(parents=True)
+    (tmp_path / "conf/base/catalog_data_processing.yml").write_text(
+        "primary_panel: {}\ncv_folds: {}\nlabels: {}\ndata_quality_report: {}\n")
+    (tmp_path / "conf/base/catalog_base_models.yml").write_text("base_oof_predictions: {}\n")
+    write_report(tmp_path, PARAMS)
+    return tmp_path
+
+
+def write_report(root, params):
+    """data_quality_report.json as data_processing writes it for `params`."""
+    data = params["data"]
+    report = {"source": {"raw_path": data["raw_path"],
+                         "raw_file": provenance.file_fingerprint(root / data["raw_path"]),
+                         "index_path": data["index_path"],
+                         "index_file": provenance.file_fingerprint(
+                             root / data["index_path"] if data["index_path"] else None)},
+              "settings": provenance.panel_settings(params)}
+    (root / "data_quality_report.json").write_text(json.dumps(report))
+    return report
+
+
+def hooks_for(root, params=PARAMS):
+    return DataBuildHooks(params=copy.deepcopy(params), project_path=root)
+
+
+def catalog(root):
+    return DataCatalog({"data_quality_report": JSONDataset(
+        filepath=str(root / "data_quality_report.json"))})
+
+
+READS_FOLDS = Pipeline([_node(["cv_folds"], "model_input", "feature_engineering", "fe")])
+
+
+def test_stored_data_outputs_of_another_file_content_or_parameters_are_refused(project):
+    """Another file, the same path with new content, or another test period: refused naming
+    every difference at once (it failed late with "fold 0 has no trainable rows", or mixed data
+    sets); the same bytes under another name and evaluation-only keys go on."""
+    hooks_for(project).check(READS_FOLDS, catalog(project))  # as stored
+
+    relaxed = copy.deepcopy(PARAMS)
+    relaxed["cv"]["scheme"] = "combinatorial"  # evaluation only
+    relaxed["temporal"]["max_lookback_days"] = 300  # features and serving warm-up only
+    (project / "copy.csv").write_bytes((project / "prices.csv").read_bytes())
+    relaxed["data"]["raw_path"] = str(project / "copy.csv")  # the same bytes elsewhere
+    hooks_for(project, relaxed).check(READS_FOLDS, catalog(project))
+
+    changed = copy.deepcopy(PARAMS)
+    changed["periods"]["test_fraction"] = 0.3
+    changed["cv"]["n_splits"] = 4
+    changed["data"]["index_path"] = None
+    changed["data"]["raw_path"] = "other.csv"
+    with pytest.raises(PreflightError, match=r"built from other data or parameters \(data.raw_"
+                                             r"path was prices.csv, is other.csv; data.index_path "
+                                             r"was index.csv, is null; cv.n_splits: 5 -> 4; "
+                                             r"periods.test_fraction: 0.2 -> 0.3\)"):
+        hooks_for(project, changed).check(READS_FOLDS, catalog(project))
+
+    before = (project / "prices.csv").stat().st_mtime_ns
+    (project / "prices.csv").write_text("date,ticker,close\n2020-01-02,A,11\n")  # same size
+    os.utime(project / "prices.csv", ns=(before + 10**9,) * 2)
+    with pytest.raises(PreflightError, match=r"prices.csv changed after they were built from it "
+                                             r"\(then 34 bytes"):
+        hooks_for(project).check(READS_FOLDS, catalog(project))
+
+
+def test_a_run_that_rebuilds_the_data_is_not_held_to_the_stored_report(project):
+    """Also when a later node of the run reads the new report (`--pipelines
+    data_processing,evaluation`: the report is then no output of the whole run)."""
+    rebuilds = Pipeline([
+        _node(["raw_panel"], "primary_panel", "data_processing", "finalise"),
+        _node(["primary_panel"], "data_quality_report", "data_processing", "report"),
+        _node(["primary_panel", "data_quality_report"], "table", "evaluation", "evaluate")])
+    changed = copy.deepcopy(PARAMS)
+    changed["periods"]["test_fraction"] = 0.3
+    hooks_for(project, changed).check(rebuilds, catalog(project))
+
+
+def test_rewriting_data_outputs_without_the_report_is_refused(project):
+    """`--to-nodes data_processing.make_cv_folds` rewrites the folds but not the report that
+    says what they were built from."""
+    partial = Pipeline([_node(["primary_panel"], "cv_folds", "data_processing", "folds")])
+    with pytest.raises(PreflightError, match=r"rewrites data_processing output\(s\) \(cv_folds\) "
+                                             r"but not data_quality_report"):
+        hooks_for(project).check(partial, catalog(project))
+
+
+def _record_builds(root, layers, params=PARAMS):
+    record = provenance.build_record(write_report(root, params))
+    build = provenance.build_id(record)
+    path = root / DATA_BUILDS_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recorded = json.loads(path.read_text()) if path.exists() else {"layers": {}, "builds": {}}
+    recorded["layers"].update(dict.fromkeys(layers, build))
+    recorded["builds"][build] = record
+    path.write_text(json.dumps(recorded))
+    return build
+
+
+EVALUATION = Pipeline([_node(["base_oof_predictions", "primary_panel"], "table", "evaluation",
+                             "evaluate")])
+
+
+def test_another_layer_built_on_another_data_build_is_refused_naming_the_difference(project):
+    """`--pipelines data_processing` with a new test period, then `--pipelines evaluation`: the
+    stored base models were trained on the old split (on what are now test dates)."""
+    hooks_for(project).check(EVALUATION, catalog(project))  # nothing recorded yet: goes on
+    _record_builds(project, ["base_models"])
+    moved = copy.deepcopy(PARAMS)
+    moved["periods"]["test_fraction"] = 0.3
+    _record_builds(project, ["data_processing"], moved)
+    with pytest.raises(PreflightError, match=r"stored outputs of base_models that this run reads "
+                                             r"were built on other data_processing outputs than "
+                                             r"the stored ones \(periods.test_fraction: 0.2 -> "
+                                             r"0.3\): run data_processing again"):
+        hooks_for(project, moved).check(EVALUATION, catalog(project))
+    with_inference = Pipeline([*EVALUATION.nodes,
+                               _node(["chain"], "latest", "inference", "predict")])
+    with pytest.raises(PreflightError, match="stored outputs of base_models"):
+        hooks_for(project, moved).check(with_inference, catalog(project))
+    # inference alone scores new data with the trained chain: never held to the build
+    hooks_for(project, moved).check(Pipeline([_node(["base_oof_predictions"], "latest",
+                                                    "inference", "predict")]), catalog(project))
+
+
+def test_a_run_records_layers_run_whole_and_marks_a_layer_run_in_part_as_mixed(project):
+    old = _record_builds(project, ["base_models", "evaluation", "data_processing"])
+    moved = copy.deepcopy(PARAMS)
+    moved["periods"]["test_fraction"] = 0.3
+    new = _record_builds(project, ["data_processing"], moved)
+    hooks = hooks_for(project, moved)
+    run = Pipeline([_node(["primary_panel"], "table", "evaluation", "evaluate")])
+    hooks.check(run, catalog(project))  # evaluation run whole (no registry: all its nodes)
+    hooks._partial = {"base_models"}  # as `--nodes base_models.train_lightgbm` would
+    hooks.after_pipeline_run()
+    recorded = json.loads((project / DATA_BUILDS_PATH).read_text())
+    assert recorded["layers"] == {"base_models": MIXED, "evaluation": new, "data_processing": new}
+    assert set(recorded["builds"]) == {new} and old != new
+    with pytest.raises(PreflightError, match=r"stored outputs of base_models that this run reads "
+                                             r"come from two data builds"):
+        hooks_for(project, moved).check(EVALUATION, catalog(project))
+
+
+def test_a_run_that_rebuilds_the_data_stops_when_its_new_report_disagrees(project):
+    _record_builds(project, ["base_models"])
+    rebuilds = Pipeline([
+        _node(["primary_panel"], "data_quality_report", "data_processing", "report"),
+        *EVALUATION.nodes])
+    moved = copy.deepcopy(PARAMS)
+    moved["periods"]["test_fraction"] = 0.3
+    hooks = hooks_for(project, moved)
+    hooks.check(rebuilds, catalog(project))  # the new build is not known before the report
+    with pytest.raises(PreflightError, match="stored outputs of base_models"):
+        hooks.after_node_run({"data_quality_report": write_report(project, moved)})

@@ -186,3 +186,17 @@ def test_a_run_that_rebuilds_the_data_stops_when_its_new_report_disagrees(projec
     hooks.check(rebuilds, catalog(project))  # the new build is not known before the report
     with pytest.raises(PreflightError, match="stored outputs of base_models"):
         hooks.after_node_run({"data_quality_report": write_report(project, moved)})
+
+
+def test_a_layer_marked_mixed_is_refused_before_a_run_that_rebuilds_the_data(project):
+    _record_builds(project, ["data_processing"])
+    path = project / DATA_BUILDS_PATH
+    recorded = json.loads(path.read_text())
+    recorded["layers"]["base_models"] = MIXED
+    path.write_text(json.dumps(recorded))
+    rebuilds = Pipeline([
+        _node(["raw_panel"], "data_quality_report", "data_processing", "report"),
+        *EVALUATION.nodes])
+    with pytest.raises(PreflightError, match=r"base_models that this run reads come from two "
+                                             r"data builds .*: run base_models whole"):
+        hooks_for(project).check(rebuilds, catalog(project))

@@ -91,20 +91,24 @@ class DataBuildHooks:
             return {"layers": {}, "builds": {}}
         return {"layers": recorded["layers"], "builds": recorded.get("builds") or {}}
 
+    def _refuse_mixed(self, recorded: dict) -> None:
+        mixed = [layer for layer in sorted(self._read_layers)
+                 if recorded["layers"].get(layer) == MIXED]
+        if mixed:
+            raise preflight.PreflightError(
+                f"the stored outputs of {', '.join(mixed)} that this run reads come from two "
+                f"data builds (run in part after the data changed): run {' and '.join(mixed)} "
+                f"whole, or the whole chain (`kedro run`)")
+
     def _check_layers_built_on(self, record: dict) -> None:
         """The stored outputs of other layers this run reads stand on the build `record`."""
         build = provenance.build_id(record)
         recorded = self._recorded()
+        self._refuse_mixed(recorded)
         stale = {layer: recorded["layers"][layer] for layer in sorted(self._read_layers)
                  if recorded["layers"].get(layer, build) != build}
         if not stale:
             return
-        mixed = [layer for layer, built in stale.items() if built == MIXED]
-        if mixed:
-            raise preflight.PreflightError(
-                f"the stored outputs of {', '.join(mixed)} that this run reads come from two "
-                f"data builds (that layer was run in part after the data changed): run "
-                f"{' and '.join(mixed)} whole, or the whole chain (`kedro run`)")
         differences = sorted({change for built in stale.values()
                               for change in provenance.build_differences(
                                   recorded["builds"].get(built, {}), record)})
@@ -184,6 +188,7 @@ class DataBuildHooks:
                 f"this run rewrites data_processing output(s) ({', '.join(rewritten)}) but not "
                 f"{QUALITY_REPORT}, which records what they were built from: run data_processing "
                 f"whole, or add data_processing.{QUALITY_REPORT} to --to-nodes / --nodes")
+        self._refuse_mixed(self._recorded())  # whatever the data, such outputs are unusable
         # a report made by a partial data_processing run describes stored outputs: checked too
         reads_data = bool(({PRIMARY_PANEL} | data_outputs) & inputs)
         if (rebuilds and DATA_LAYER in self._complete) or not (reads_data or self._read_layers):

@@ -7,11 +7,10 @@ import os
 import pytest
 from kedro.io import DataCatalog
 from kedro.pipeline import Node, Pipeline
-from kedro_datasets.json import JSONDataset
 
 from bma_quant.core.data import provenance
 from bma_quant.core.data.preflight import PreflightError
-from bma_quant.run_hooks.data_builds import DATA_BUILDS_PATH, MIXED, DataBuildHooks
+from bma_quant.run_hooks.data_builds import DATA_BUILDS_PATH, DataBuildHooks
 
 PARAMS = {"data": {"raw_path": "prices.csv", "index_path": "index.csv", "layout": "auto"},
           "periods": {"test_fraction": 0.2, "dev_start": None},
@@ -58,9 +57,18 @@ def hooks_for(root, params=PARAMS):
     return DataBuildHooks(params=copy.deepcopy(params), project_path=root)
 
 
+STORED = ("cv_folds", "primary_panel", "labels", "model_input", "base_oof_predictions", "table")
+
+
 def catalog(root):
-    return DataCatalog({"data_quality_report": JSONDataset(
-        filepath=str(root / "data_quality_report.json"))})
+    """The datasets of these tests as a project declares them (files; the rest in memory)."""
+    config = {name: {"type": "pandas.ParquetDataset", "filepath": str(root / f"{name}.parquet")}
+              for name in STORED}
+    config["data_quality_report"] = {"type": "json.JSONDataset",
+                                     "filepath": str(root / "data_quality_report.json")}
+    config["true_regimes"] = {"type": "pandas.ParquetDataset",
+                              "filepath": str(root / "true_regimes.parquet")}
+    return DataCatalog.from_config(config)
 
 
 READS_FOLDS = Pipeline([_node(["cv_folds"], "model_input", "feature_engineering", "fe")])
@@ -110,22 +118,32 @@ def test_a_run_that_rebuilds_the_data_is_not_held_to_the_stored_report(project):
     hooks_for(project, changed).check(rebuilds, catalog(project))
 
 
-def test_rewriting_data_outputs_without_the_report_is_refused(project):
-    """`--to-nodes data_processing.make_cv_folds` rewrites the folds but not the report that
-    says what they were built from."""
-    partial = Pipeline([_node(["primary_panel"], "cv_folds", "data_processing", "folds")])
+def test_rewriting_data_outputs_without_the_report_must_reproduce_them(project):
+    """`--to-nodes data_processing.make_cv_folds` (or any `--to-nodes` of a later layer)
+    rewrites the folds but not the report that says what they were built from: fine with the
+    recorded data and parameters (they come out the same), refused with others."""
+    partial = Pipeline([_node(["raw_panel"], "cv_folds", "data_processing", "folds"),
+                        _node(["cv_folds"], "model_input", "feature_engineering", "fe")])
+    hooks_for(project).check(partial, catalog(project))
+    changed = copy.deepcopy(PARAMS)
+    changed["cv"]["n_splits"] = 3
     with pytest.raises(PreflightError, match=r"rewrites data_processing output\(s\) \(cv_folds\) "
-                                             r"but not data_quality_report"):
-        hooks_for(project).check(partial, catalog(project))
+                                             r"but not data_quality_report with other data or "
+                                             r"parameters than it records \(cv.n_splits: 5 -> 3\)"):
+        hooks_for(project, changed).check(partial, catalog(project))
+    metrics_only = Pipeline([_node(["raw_panel"], ["true_regimes", "dp_metrics"],
+                                   "data_processing", "truth")])
+    hooks_for(project, changed).check(metrics_only, catalog(project))  # nothing of a build
 
 
-def _record_builds(root, layers, params=PARAMS):
+def _record_builds(root, datasets, params=PARAMS):
+    """data_builds.json as runs on `params` that wrote `datasets` leave it."""
     record = provenance.build_record(write_report(root, params))
     build = provenance.build_id(record)
     path = root / DATA_BUILDS_PATH
     path.parent.mkdir(parents=True, exist_ok=True)
-    recorded = json.loads(path.read_text()) if path.exists() else {"layers": {}, "builds": {}}
-    recorded["layers"].update(dict.fromkeys(layers, build))
+    recorded = json.loads(path.read_text()) if path.exists() else {"datasets": {}, "builds": {}}
+    recorded["datasets"].update(dict.fromkeys(datasets, build))
     recorded["builds"][build] = record
     path.write_text(json.dumps(recorded))
     return build
@@ -133,70 +151,60 @@ def _record_builds(root, layers, params=PARAMS):
 
 EVALUATION = Pipeline([_node(["base_oof_predictions", "primary_panel"], "table", "evaluation",
                              "evaluate")])
+MOVED = {**PARAMS, "periods": {**PARAMS["periods"], "test_fraction": 0.3}}
 
 
-def test_another_layer_built_on_another_data_build_is_refused_naming_the_difference(project):
+def test_a_dataset_made_on_another_data_build_is_refused_naming_it_and_the_difference(project):
     """`--pipelines data_processing` with a new test period, then `--pipelines evaluation`: the
     stored base models were trained on the old split (on what are now test dates)."""
     hooks_for(project).check(EVALUATION, catalog(project))  # nothing recorded yet: goes on
-    _record_builds(project, ["base_models"])
-    moved = copy.deepcopy(PARAMS)
-    moved["periods"]["test_fraction"] = 0.3
-    _record_builds(project, ["data_processing"], moved)
-    with pytest.raises(PreflightError, match=r"stored outputs of base_models that this run reads "
-                                             r"were built on other data_processing outputs than "
-                                             r"the stored ones \(periods.test_fraction: 0.2 -> "
-                                             r"0.3\): run data_processing again"):
-        hooks_for(project, moved).check(EVALUATION, catalog(project))
+    _record_builds(project, ["base_oof_predictions"])
+    _record_builds(project, ["primary_panel", "data_quality_report"], MOVED)
+    with pytest.raises(PreflightError, match=r"stored outputs this run reads were made on other "
+                                             r"data_processing outputs than the stored ones "
+                                             r"\(base_models: base_oof_predictions\) "
+                                             r"\(periods.test_fraction: 0.2 -> 0.3\)"):
+        hooks_for(project, MOVED).check(EVALUATION, catalog(project))
+    with pytest.raises(PreflightError, match=r"\(periods.test_fraction: 0.3 -> 0.2\): run the "
+                                             r"whole chain .*; and stored outputs this run "
+                                             r"reads were made on other"):
+        hooks_for(project).check(EVALUATION, catalog(project))  # both problems in one refusal
     with_inference = Pipeline([*EVALUATION.nodes,
                                _node(["chain"], "latest", "inference", "predict")])
-    with pytest.raises(PreflightError, match="stored outputs of base_models"):
-        hooks_for(project, moved).check(with_inference, catalog(project))
+    with pytest.raises(PreflightError, match="base_oof_predictions"):
+        hooks_for(project, MOVED).check(with_inference, catalog(project))
     # inference alone scores new data with the trained chain: never held to the build
-    hooks_for(project, moved).check(Pipeline([_node(["base_oof_predictions"], "latest",
+    hooks_for(project, MOVED).check(Pipeline([_node(["base_oof_predictions"], "latest",
                                                     "inference", "predict")]), catalog(project))
 
 
-def test_a_run_records_layers_run_whole_and_marks_a_layer_run_in_part_as_mixed(project):
-    old = _record_builds(project, ["base_models", "evaluation", "data_processing"])
-    moved = copy.deepcopy(PARAMS)
-    moved["periods"]["test_fraction"] = 0.3
-    new = _record_builds(project, ["data_processing"], moved)
-    hooks = hooks_for(project, moved)
-    run = Pipeline([_node(["primary_panel"], "table", "evaluation", "evaluate")])
-    hooks.check(run, catalog(project))  # evaluation run whole (no registry: all its nodes)
-    hooks._partial = {"base_models"}  # as `--nodes base_models.train_lightgbm` would
+def test_a_run_records_the_build_of_what_it_wrote_and_the_rest_keeps_its_own(project):
+    """`--nodes` / `--to-nodes`: outputs a run did not rewrite keep the build they were made
+    on, so a later read of them is refused, and of the rewritten ones is not."""
+    old = _record_builds(project, ["base_oof_predictions", "table", "labels"])
+    new = _record_builds(project, ["primary_panel", "data_quality_report"], MOVED)
+    hooks = hooks_for(project, MOVED)
+    run = Pipeline([_node(["primary_panel"], "model_input", "feature_engineering", "fe")])
+    hooks.check(run, catalog(project))
     hooks.after_pipeline_run()
     recorded = json.loads((project / DATA_BUILDS_PATH).read_text())
-    assert recorded["layers"] == {"base_models": MIXED, "evaluation": new, "data_processing": new}
-    assert set(recorded["builds"]) == {new} and old != new
-    with pytest.raises(PreflightError, match=r"stored outputs of base_models that this run reads "
-                                             r"come from two data builds"):
-        hooks_for(project, moved).check(EVALUATION, catalog(project))
+    assert recorded["datasets"] == {"base_oof_predictions": old, "table": old, "labels": old,
+                                    "primary_panel": new, "data_quality_report": new,
+                                    "model_input": new}
+    assert set(recorded["builds"]) == {old, new}
+    hooks_for(project, MOVED).check(Pipeline([_node(["model_input"], "x", "base_models", "b")]),
+                                    catalog(project))
+    with pytest.raises(PreflightError, match=r"\(data_processing: labels\)"):
+        hooks_for(project, MOVED).check(Pipeline([_node(["labels"], "x", "base_models", "b")]),
+                                        catalog(project))
 
 
 def test_a_run_that_rebuilds_the_data_stops_when_its_new_report_disagrees(project):
-    _record_builds(project, ["base_models"])
-    rebuilds = Pipeline([
-        _node(["primary_panel"], "data_quality_report", "data_processing", "report"),
-        *EVALUATION.nodes])
-    moved = copy.deepcopy(PARAMS)
-    moved["periods"]["test_fraction"] = 0.3
-    hooks = hooks_for(project, moved)
-    hooks.check(rebuilds, catalog(project))  # the new build is not known before the report
-    with pytest.raises(PreflightError, match="stored outputs of base_models"):
-        hooks.after_node_run({"data_quality_report": write_report(project, moved)})
-
-
-def test_a_layer_marked_mixed_is_refused_before_a_run_that_rebuilds_the_data(project):
-    _record_builds(project, ["data_processing"])
-    path = project / DATA_BUILDS_PATH
-    recorded = json.loads(path.read_text())
-    recorded["layers"]["base_models"] = MIXED
-    path.write_text(json.dumps(recorded))
+    _record_builds(project, ["base_oof_predictions"])
     rebuilds = Pipeline([
         _node(["raw_panel"], "data_quality_report", "data_processing", "report"),
         *EVALUATION.nodes])
-    with pytest.raises(PreflightError, match=r"base_models that this run reads come from two "
-                                             r"data builds .*: run base_models whole"):
-        hooks_for(project).check(rebuilds, catalog(project))
+    hooks = hooks_for(project, MOVED)
+    hooks.check(rebuilds, catalog(project))  # the new build is not known before the report
+    with pytest.raises(PreflightError, match="base_models: base_oof_predictions"):
+        hooks.after_node_run({"data_quality_report": write_report(project, MOVED)})

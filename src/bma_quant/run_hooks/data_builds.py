@@ -1,4 +1,4 @@
-"""Which data build every layer's stored outputs come from, checked when a layer runs alone.
+"""Which data build every stored dataset was made on, checked when a layer runs alone.
 
 A data build is what data_processing's outputs were made from: the data and index files (size and
 SHA-256) and the parameter values data_processing reads, as recorded in
@@ -8,14 +8,14 @@ SHA-256) and the parameter values data_processing reads, as recorded in
   run's files and parameters: a data file replaced in place, another test period or fold layout
   is refused naming everything that differs (it failed late, "fold 0 has no trainable rows", or
   mixed data).
-- Every other training layer whose stored outputs the run reads must stand on the stored build.
-  A successful run records, in `data_builds.json` (promoted with its outputs), the build of each
-  layer it ran whole (a layer run in part keeps its build only if that is the same; else it is
-  marked mixed); `--pipelines data_processing` with a new test period followed by `--pipelines
-  evaluation` would otherwise score models trained on what are now test dates. A run that
-  rebuilds data_processing is checked as soon as its new report exists.
-- A run that rewrites some data_processing outputs but not the report (`--to-nodes` short of
-  it) is refused: later layers could no longer tell what their data was built from.
+- Every stored dataset a run reads must have been made on the stored build. A successful run
+  records the build of each dataset it wrote in `data_builds.json` (promoted with its outputs):
+  `--pipelines data_processing` with a new test period followed by `--pipelines evaluation` would
+  otherwise score models trained on what are now test dates; with `--nodes` / `--to-nodes` the
+  datasets a run did not rewrite keep their build. A run that rebuilds data_processing is checked
+  as soon as its new report exists.
+- A run that rewrites data_processing outputs without the report (`--to-nodes` short of it)
+  must reproduce them: the same files and parameters as the report records.
 """
 
 from __future__ import annotations
@@ -42,24 +42,36 @@ logger = logging.getLogger(__name__)
 
 DATA_BUILDS_PATH = Path("data") / "08_reporting" / "data_builds.json"
 DATA_LAYER = "data_processing"
-MIXED = "mixed"  # a layer whose stored outputs come from two builds (run in part)
-# outputs a partial data_processing run may write without the report (metrics go to MLflow)
-NOT_STORED_DATA = {"data_processing_metrics"}
+NOT_IN_BUILD = {"true_regimes"}  # stored, but only scored against: no part of a data build
 
 
 def _layer(node) -> str | None:
     return node.namespace.split(".")[0] if node.namespace else None
 
 
-def _registered_nodes(layer: str) -> set[str] | None:
-    """The node names of a registered layer (None outside a configured project)."""
-    try:
-        from kedro.framework.project import pipelines
+def _has_file(config: Any) -> bool:
+    """Whether a dataset config (or one it wraps) writes a local file."""
+    if not isinstance(config, dict):
+        return False
+    return isinstance(config.get("filepath"), str) or any(
+        _has_file(value) for value in config.values() if isinstance(value, dict))
 
-        registered = pipelines.get(layer)
-    except Exception:  # no project configured (unit tests) or a registry that fails to load
-        return None
-    return None if registered is None else {node.name for node in registered.nodes}
+
+def _stored(name: str, catalog) -> bool:
+    """Whether a dataset lands in a file that is part of a data build (not MLflow-only metrics,
+    not in-memory hand-overs, not parameters, not the known regimes)."""
+    if name in NOT_IN_BUILD or name.startswith("params:") or name == "parameters":
+        return False
+    try:
+        config = catalog.config_resolver.resolve_pattern(name)
+    except Exception:  # a catalog without a config resolver: count it
+        return True
+    return _has_file(config)
+
+
+def stored_outputs(node, catalog) -> set[str]:
+    """The outputs of a node that land in files of a data build."""
+    return {name for name in node.outputs if _stored(name, catalog)}
 
 
 class DataBuildHooks:
@@ -69,9 +81,9 @@ class DataBuildHooks:
         self._params: dict[str, Any] = dict(params or {})  # else from the Kedro context
         self._project_path = Path(project_path or Path.cwd())
         self._record: dict | None = None  # the data build this run's layers stand on
-        self._complete: set[str] = set()  # training layers this run runs whole
-        self._partial: set[str] = set()  # ... and in part
-        self._read_layers: set[str] = set()  # layers whose stored outputs this run reads
+        self._reads: set[str] = set()  # stored datasets this run reads (its training nodes)
+        self._writes: set[str] = set()  # ... and writes
+        self._owners: dict[str, str] = {}  # dataset -> the layer whose catalog declares it
 
     @hook_impl
     def after_context_created(self, context) -> None:
@@ -86,37 +98,31 @@ class DataBuildHooks:
         try:
             recorded = json.loads(self._builds_file().read_text())
         except (OSError, ValueError):
-            return {"layers": {}, "builds": {}}
-        if not isinstance(recorded, dict) or not isinstance(recorded.get("layers"), dict):
-            return {"layers": {}, "builds": {}}
-        return {"layers": recorded["layers"], "builds": recorded.get("builds") or {}}
+            return {"datasets": {}, "builds": {}}
+        if not isinstance(recorded, dict) or not isinstance(recorded.get("datasets"), dict):
+            return {"datasets": {}, "builds": {}}
+        return {"datasets": recorded["datasets"], "builds": recorded.get("builds") or {}}
 
-    def _refuse_mixed(self, recorded: dict) -> None:
-        mixed = [layer for layer in sorted(self._read_layers)
-                 if recorded["layers"].get(layer) == MIXED]
-        if mixed:
-            raise preflight.PreflightError(
-                f"the stored outputs of {', '.join(mixed)} that this run reads come from two "
-                f"data builds (run in part after the data changed): run {' and '.join(mixed)} "
-                f"whole, or the whole chain (`kedro run`)")
-
-    def _check_layers_built_on(self, record: dict) -> None:
-        """The stored outputs of other layers this run reads stand on the build `record`."""
+    def _check_reads_built_on(self, record: dict) -> None:
+        """The stored datasets this run reads were made on the build `record`."""
         build = provenance.build_id(record)
         recorded = self._recorded()
-        self._refuse_mixed(recorded)
-        stale = {layer: recorded["layers"][layer] for layer in sorted(self._read_layers)
-                 if recorded["layers"].get(layer, build) != build}
+        stale = {name: recorded["datasets"][name] for name in sorted(self._reads)
+                 if recorded["datasets"].get(name, build) != build}
         if not stale:
             return
-        differences = sorted({change for built in stale.values()
+        by_layer: dict[str, list[str]] = {}
+        for name in stale:
+            by_layer.setdefault(self._owners.get(name, "?"), []).append(name)
+        named = "; ".join(f"{layer}: {', '.join(names)}" for layer, names in by_layer.items())
+        differences = sorted({change for built in set(stale.values())
                               for change in provenance.build_differences(
                                   recorded["builds"].get(built, {}), record)})
         raise preflight.PreflightError(
-            f"the stored outputs of {', '.join(stale)} that this run reads were built on other "
-            f"data_processing outputs than the stored ones ({'; '.join(differences[:8])}): run "
-            f"data_processing again with the values those layers were built with, or the whole "
-            f"chain with these (`kedro run`, with the same --env and --params)")
+            f"stored outputs this run reads were made on other data_processing outputs than the "
+            f"stored ones ({named}) ({'; '.join(differences)}): run those layers again on the "
+            f"stored data, data_processing again with the values they were made with, or the "
+            f"whole chain (`kedro run`, with the same --env and --params)")
 
     # ------------------------------------------------------------------ stored data build
     def _resolved(self, path: str) -> Path:
@@ -145,65 +151,74 @@ class DataBuildHooks:
             return None  # the same bytes under another name
         return f"{name} was {shown(stored)}, is {shown(current)}"
 
-    def _check_stored_build(self, report: dict) -> None:
+    def _stored_build_problems(self, report: dict) -> list[str]:
+        """How this run's data files and parameters differ from the stored report's."""
         source = report.get("source") or {}
         problems = [p for p in (self._file_problem(source, key)
                                 for key in provenance.BUILD_FILES) if p]
         if isinstance(report.get("settings"), dict):
             problems += provenance.changed_settings(report["settings"],
                                                     provenance.panel_settings(self._params))
-        if problems:
-            raise preflight.PreflightError(
-                f"the stored data_processing outputs this run reads were built from other data "
-                f"or parameters ({'; '.join(problems[:8])}{'; ...' if len(problems) > 8 else ''})"
-                f": run the whole chain on these (`kedro run`), or pass the stored values (and "
-                f"the same --env)")
+        return problems
 
     # ------------------------------------------------------------------ the run's shape
-    def _survey(self, pipeline: Pipeline, owners: dict[str, str]) -> tuple[set, set]:
-        """Set the layers run whole / in part and the layers read; return (inputs, outputs) of
-        the run's training nodes (inference scores new data with a trained chain on purpose)."""
+    def _survey(self, pipeline: Pipeline, catalog) -> set[str]:
+        """The stored datasets the run's training nodes read and write (inference scores new
+        data with a trained chain on purpose); returns the free inputs."""
         nodes = [node for node in pipeline.nodes if _layer(node) in TRAINING_CHAIN]
-        training = Pipeline(nodes)
-        layers = {_layer(node) for node in nodes}
-        ran = {node.name for node in nodes}
-        self._complete = {layer for layer in layers
-                          if (_registered_nodes(layer) or ran) <= ran}
-        self._partial = layers - self._complete
-        inputs = set(training.inputs())
-        self._read_layers = ({owners[name] for name in inputs if name in owners}
-                             & set(TRAINING_CHAIN)) - self._complete
-        return inputs, {output for node in nodes for output in node.outputs}
+        inputs = set(Pipeline(nodes).inputs())
+        self._reads = {name for name in inputs if _stored(name, catalog)}
+        self._writes = {name for node in nodes for name in stored_outputs(node, catalog)}
+        return inputs
 
     def check(self, pipeline: Pipeline, catalog) -> None:
-        """Every check possible before the run (also callable without Kedro's hook manager)."""
-        owners = catalog_owners(self._project_path)
-        inputs, outputs = self._survey(pipeline, owners)
+        """Every check possible before the run (also callable without Kedro's hook manager):
+        every problem found is named in one refusal."""
+        self._owners = catalog_owners(self._project_path)
+        inputs = self._survey(pipeline, catalog)
         self._record = None
-        data_outputs = {name for name, owner in owners.items() if owner == DATA_LAYER}
-        rebuilds = QUALITY_REPORT in outputs
-        rewritten = sorted(data_outputs & outputs - NOT_STORED_DATA - {QUALITY_REPORT})
-        if rewritten and not rebuilds:
-            raise preflight.PreflightError(
-                f"this run rewrites data_processing output(s) ({', '.join(rewritten)}) but not "
-                f"{QUALITY_REPORT}, which records what they were built from: run data_processing "
-                f"whole, or add data_processing.{QUALITY_REPORT} to --to-nodes / --nodes")
-        self._refuse_mixed(self._recorded())  # whatever the data, such outputs are unusable
-        # a report made by a partial data_processing run describes stored outputs: checked too
-        reads_data = bool(({PRIMARY_PANEL} | data_outputs) & inputs)
-        if (rebuilds and DATA_LAYER in self._complete) or not (reads_data or self._read_layers):
+        data_outputs = {name for name, owner in self._owners.items() if owner == DATA_LAYER}
+        rebuilds = QUALITY_REPORT in self._writes
+        # rewriting data outputs without the report is fine only if they come out as recorded
+        rewritten = sorted((data_outputs & self._writes) - {QUALITY_REPORT})
+        reads_data = bool(({PRIMARY_PANEL} | data_outputs) & inputs) or bool(rewritten)
+        if not (reads_data or self._reads) or (rebuilds and not self._reads):
             return
         try:
             report = catalog.load(QUALITY_REPORT) if catalog.exists(QUALITY_REPORT) else None
         except Exception:  # an unreadable report: the layers will say what is wrong
             report = None
         if not isinstance(report, dict):
+            if rewritten and not rebuilds:
+                raise preflight.PreflightError(self._rewrite_message(rewritten, []))
             return
-        if reads_data:
-            self._check_stored_build(report)
+        if rebuilds:  # the new build is known when the new report is made (after_node_run)
+            return
+        problems = self._stored_build_problems(report) if reads_data else []
         self._record = provenance.build_record(report)
+        messages = []
+        if problems and rewritten:
+            messages.append(self._rewrite_message(rewritten, problems))
+        elif problems:
+            messages.append(
+                f"the stored data_processing outputs this run reads were built from other data "
+                f"or parameters ({'; '.join(problems)}): run the whole chain on these (`kedro "
+                f"run`), or pass the stored values (and the same --env)")
         if self._record is not None:
-            self._check_layers_built_on(self._record)
+            try:
+                self._check_reads_built_on(self._record)
+            except preflight.PreflightError as error:
+                messages.append(str(error))
+        if messages:
+            raise preflight.PreflightError("; and ".join(messages))
+
+    @staticmethod
+    def _rewrite_message(rewritten: list[str], problems: list[str]) -> str:
+        why = f" with other data or parameters than it records ({'; '.join(problems)})" \
+            if problems else ""
+        return (f"this run rewrites data_processing output(s) ({', '.join(rewritten)}) but not "
+                f"{QUALITY_REPORT}{why}, so later layers could not tell what they stand on: "
+                f"run data_processing whole (`--pipelines data_processing`) or the whole chain")
 
     # ------------------------------------------------------------------ hooks
     @hook_impl(tryfirst=True)
@@ -221,29 +236,25 @@ class DataBuildHooks:
     @hook_impl
     def after_node_run(self, outputs: dict[str, Any]) -> None:
         report = outputs.get(QUALITY_REPORT)
-        if isinstance(report, dict):  # this run rebuilt the data: later layers stand on it
+        if isinstance(report, dict):  # this run rebuilt the data: what it reads must match
             self._record = provenance.build_record(report)
             if self._record is not None:
-                self._check_layers_built_on(self._record)
+                self._check_reads_built_on(self._record)
 
     @hook_impl
     def after_pipeline_run(self) -> None:
-        """Record the build of every layer this run ran (promoted with the outputs)."""
-        if self._record is None or not (self._complete or self._partial):
+        """Record the build of every stored dataset this run wrote (promoted with them)."""
+        if self._record is None or not self._writes:
             return
         build = provenance.build_id(self._record)
         recorded = self._recorded()
-        layers = dict(recorded["layers"])
-        layers.update(dict.fromkeys(self._complete, build))
-        for layer in self._partial:  # its other outputs keep the build they were made on
-            if layers.get(layer, build) != build:
-                layers[layer] = MIXED
+        datasets = {**recorded["datasets"], **dict.fromkeys(self._writes, build)}
         builds = {**recorded["builds"], build: self._record}
-        builds = {key: value for key, value in builds.items() if key in layers.values()}
+        builds = {key: value for key, value in builds.items() if key in datasets.values()}
         path = self._builds_file()
         staged = getattr(self._staging, "current", None)
         if staged is not None:
             path = staged.path_for(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"layers": layers, "builds": builds}, indent=2,
-                                   sort_keys=True))
+        path.write_text(json.dumps({"datasets": dict(sorted(datasets.items())),
+                                    "builds": builds}, indent=2, sort_keys=True))

@@ -92,8 +92,8 @@ def test_stored_data_outputs_of_another_file_content_or_parameters_are_refused(p
     changed["cv"]["n_splits"] = 4
     changed["data"]["index_path"] = None
     changed["data"]["raw_path"] = "other.csv"
-    with pytest.raises(PreflightError, match=r"built from other data or parameters \(data.raw_"
-                                             r"path was prices.csv, is other.csv; data.index_path "
+    with pytest.raises(PreflightError, match=r"built from other data or parameters \(stored -> "
+                                             r"this run: data.raw_path was prices.csv, is other.csv; data.index_path "
                                              r"was index.csv, is null; cv.n_splits: 5 -> 4; "
                                              r"periods.test_fraction: 0.2 -> 0.3\)"):
         hooks_for(project, changed).check(READS_FOLDS, catalog(project))
@@ -129,7 +129,8 @@ def test_rewriting_data_outputs_without_the_report_must_reproduce_them(project):
     changed["cv"]["n_splits"] = 3
     with pytest.raises(PreflightError, match=r"rewrites data_processing output\(s\) \(cv_folds\) "
                                              r"but not data_quality_report with other data or "
-                                             r"parameters than it records \(cv.n_splits: 5 -> 3\)"):
+                                             r"parameters than it records \(stored -> this "
+                                             r"run: cv.n_splits: 5 -> 3\)"):
         hooks_for(project, changed).check(partial, catalog(project))
     metrics_only = Pipeline([_node(["raw_panel"], ["true_regimes", "dp_metrics"],
                                    "data_processing", "truth")])
@@ -154,18 +155,25 @@ EVALUATION = Pipeline([_node(["base_oof_predictions", "primary_panel"], "table",
 MOVED = {**PARAMS, "periods": {**PARAMS["periods"], "test_fraction": 0.3}}
 
 
-def test_a_dataset_made_on_another_data_build_is_refused_naming_it_and_the_difference(project):
+def test_a_dataset_made_on_another_data_build_is_refused_naming_it_and_the_difference(
+        project, caplog):
     """`--pipelines data_processing` with a new test period, then `--pipelines evaluation`: the
     stored base models were trained on the old split (on what are now test dates)."""
-    hooks_for(project).check(EVALUATION, catalog(project))  # nothing recorded yet: goes on
+    _record_builds(project, ["primary_panel"])
+    with caplog.at_level("WARNING"):
+        hooks_for(project).check(EVALUATION, catalog(project))  # not recorded: said, goes on
+    assert ("1 stored dataset(s) this run reads have no recorded data build "
+            "(base_oof_predictions)") in caplog.text
     _record_builds(project, ["base_oof_predictions"])
     _record_builds(project, ["primary_panel", "data_quality_report"], MOVED)
     with pytest.raises(PreflightError, match=r"stored outputs this run reads were made on other "
                                              r"data_processing outputs than the stored ones "
                                              r"\(base_models: base_oof_predictions\) "
-                                             r"\(periods.test_fraction: 0.2 -> 0.3\)"):
+                                             r"\(made on -> stored: periods.test_fraction: "
+                                             r"0.2 -> 0.3\)"):
         hooks_for(project, MOVED).check(EVALUATION, catalog(project))
-    with pytest.raises(PreflightError, match=r"\(periods.test_fraction: 0.3 -> 0.2\): run the "
+    with pytest.raises(PreflightError, match=r"\(stored -> this run: periods.test_fraction: "
+                                             r"0.3 -> 0.2\): run the "
                                              r"whole chain .*; and stored outputs this run "
                                              r"reads were made on other"):
         hooks_for(project).check(EVALUATION, catalog(project))  # both problems in one refusal

@@ -143,7 +143,8 @@ def test_a_layer_alone_with_another_test_period_than_its_stored_inputs_is_refuse
     result = kedro_run(project, "--env", "smoke", "--pipelines", "feature_engineering",
                        "--params", "periods.test_fraction=0.35")
     assert result.returncode != 0
-    assert re.search(r"built from other data or parameters \(periods.test_fraction: [0-9.]+ -> "
+    assert re.search(r"built from other data or parameters \(stored -> this run: "
+                     r"periods.test_fraction: [0-9.]+ -> "
                      r"0.35\)", result.stdout + result.stderr)
     assert model_input.read_bytes() == before
 

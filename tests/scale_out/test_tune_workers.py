@@ -141,4 +141,5 @@ def test_workers_refuse_stored_inputs_built_with_other_data_parameters(scaled):
         cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert workers.returncode == 1
     assert "tune workers not started: the stored data_processing outputs this run reads were " \
-           "built from other data or parameters (periods.test_fraction: " in workers.stderr
+           "built from other data or parameters (stored -> this run: periods.test_fraction: " \
+           in workers.stderr

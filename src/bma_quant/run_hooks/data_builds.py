@@ -107,6 +107,12 @@ class DataBuildHooks:
         """The stored datasets this run reads were made on the build `record`."""
         build = provenance.build_id(record)
         recorded = self._recorded()
+        unrecorded = sorted(self._reads - set(recorded["datasets"]))
+        if unrecorded:  # written before builds were recorded, or data_builds.json removed
+            logger.warning(
+                "%d stored dataset(s) this run reads have no recorded data build (%s%s): they "
+                "cannot be checked against the stored data; a whole `kedro run` records them",
+                len(unrecorded), ", ".join(unrecorded[:6]), ", ..." if len(unrecorded) > 6 else "")
         stale = {name: recorded["datasets"][name] for name in sorted(self._reads)
                  if recorded["datasets"].get(name, build) != build}
         if not stale:
@@ -120,9 +126,9 @@ class DataBuildHooks:
                                   recorded["builds"].get(built, {}), record)})
         raise preflight.PreflightError(
             f"stored outputs this run reads were made on other data_processing outputs than the "
-            f"stored ones ({named}) ({'; '.join(differences)}): run those layers again on the "
-            f"stored data, data_processing again with the values they were made with, or the "
-            f"whole chain (`kedro run`, with the same --env and --params)")
+            f"stored ones ({named}) (made on -> stored: {'; '.join(differences)}): run those "
+            f"layers again on the stored data, data_processing again with the values they were "
+            f"made with, or the whole chain (`kedro run`, with the same --env and --params)")
 
     # ------------------------------------------------------------------ stored data build
     def _resolved(self, path: str) -> Path:
@@ -202,8 +208,8 @@ class DataBuildHooks:
         elif problems:
             messages.append(
                 f"the stored data_processing outputs this run reads were built from other data "
-                f"or parameters ({'; '.join(problems)}): run the whole chain on these (`kedro "
-                f"run`), or pass the stored values (and the same --env)")
+                f"or parameters (stored -> this run: {'; '.join(problems)}): run the whole chain "
+                f"on these (`kedro run`), or pass the stored values (and the same --env)")
         if self._record is not None:
             try:
                 self._check_reads_built_on(self._record)
@@ -214,8 +220,8 @@ class DataBuildHooks:
 
     @staticmethod
     def _rewrite_message(rewritten: list[str], problems: list[str]) -> str:
-        why = f" with other data or parameters than it records ({'; '.join(problems)})" \
-            if problems else ""
+        why = (f" with other data or parameters than it records (stored -> this run: "
+               f"{'; '.join(problems)})") if problems else ""
         return (f"this run rewrites data_processing output(s) ({', '.join(rewritten)}) but not "
                 f"{QUALITY_REPORT}{why}, so later layers could not tell what they stand on: "
                 f"run data_processing whole (`--pipelines data_processing`) or the whole chain")

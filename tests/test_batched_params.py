@@ -98,3 +98,35 @@ def test_the_run_is_reopened_only_in_a_thread_that_does_not_have_it(tracking, mo
     assert starts == [run_id] and seen["active"] == run_id
     mlflow.end_run()
     assert MlflowClient().get_run(run_id).data.params["other.k"] == "1"
+
+
+def test_nodes_starting_at_once_with_the_same_parameters_log_them_once(tracking):
+    """ThreadRunner starts independent nodes together; when they take the same parameters, both
+    saw the keys as new and the second batch failed on MLflow's UNIQUE (key, run) constraint,
+    failing the run before any work (found on the S&P sample: rc=1 three times in three)."""
+    import threading
+
+    hook = BatchedParamsMlflowHook()
+    run_id = mlflow.start_run().info.run_id
+    configured(hook, run_id)
+    inputs = {f"params:layer{i}": {"key": i, "shared": {"a": 1, "b": [1, 2]}} for i in range(3)}
+    inputs["params:data"] = {f"key{i}": i for i in range(40)}
+    barrier, errors = threading.Barrier(6), []
+
+    def node():
+        barrier.wait()
+        try:
+            hook.before_node_run(None, None, inputs, False)
+        except Exception as exc:  # noqa: BLE001 - the failure under test
+            errors.append(repr(exc))
+        finally:
+            while mlflow.active_run():
+                mlflow.end_run()
+
+    threads = [threading.Thread(target=node) for _ in range(6)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    mlflow.end_run()
+    assert errors == []
+    params = MlflowClient().get_run(run_id).data.params
+    assert params["data.key39"] == "39" and params["layer2.shared.b"] == "[1, 2]"

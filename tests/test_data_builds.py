@@ -216,3 +216,26 @@ def test_a_run_that_rebuilds_the_data_stops_when_its_new_report_disagrees(projec
     hooks.check(rebuilds, catalog(project))  # the new build is not known before the report
     with pytest.raises(PreflightError, match="base_models: base_oof_predictions"):
         hooks.after_node_run({"data_quality_report": write_report(project, MOVED)})
+
+
+def test_a_key_conf_base_does_not_define_is_no_part_of_a_build(project):
+    """A misspelt key (`cv.n_split`, warned about by the pre-flight) is read by no layer: adding
+    it in conf/local after data_processing, or building the data with it, must not refuse a
+    layer run alone. A key conf/base defines still does."""
+    import yaml
+
+    (project / "conf/base/parameters_data_processing.yml").write_text(yaml.safe_dump(PARAMS))
+    misspelt = copy.deepcopy(PARAMS)
+    misspelt["cv"]["n_split"] = 4
+    misspelt["processing"]["eligibility"] = {"window_dayz": 60}
+    _record_builds(project, ["primary_panel", "base_oof_predictions"])
+    hooks_for(project, misspelt).check(EVALUATION, catalog(project))  # added after the build
+
+    _record_builds(project, ["primary_panel", "data_quality_report"], misspelt)  # built with it
+    hooks_for(project).check(EVALUATION, catalog(project))
+    hooks_for(project, misspelt).check(EVALUATION, catalog(project))
+
+    changed = copy.deepcopy(misspelt)
+    changed["cv"]["n_splits"] = 4
+    with pytest.raises(PreflightError, match=r"stored -> this run: cv.n_splits: 5 -> 4\)"):
+        hooks_for(project, changed).check(EVALUATION, catalog(project))

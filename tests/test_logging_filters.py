@@ -33,3 +33,23 @@ def test_the_console_handler_drops_only_mlflows_format_notices():
     finally:
         root.removeHandler(console)
         root.removeHandler(other)
+
+
+def test_optuna_trial_lines_reach_the_project_handlers_not_its_own(caplog):
+    """Optuna printed '[I ...] Trial N finished ...' to stderr through its own handler on every
+    trial; routed, its INFO records reach the root handlers (info.log keeps them; the console
+    handler, at WARNING, drops them)."""
+    import optuna
+
+    optuna_logger = logging.getLogger("optuna")
+    try:
+        logging_filters.route_optuna_records()
+        assert optuna_logger.propagate  # and Optuna's own stderr handler is gone
+        assert not [h for h in optuna_logger.handlers if type(h) is logging.StreamHandler]
+        with caplog.at_level(logging.INFO):
+            study = optuna.create_study()
+            study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+        assert "Trial 0 finished" in caplog.text
+    finally:  # leave Optuna as other tests expect it
+        optuna.logging.disable_propagation()
+        optuna.logging.enable_default_handler()

@@ -69,3 +69,19 @@ def test_a_signal_during_a_dataset_save_is_still_an_interruption(hooks):
         hooks.on_pipeline_error(wrapped)
     assert _Client.calls == [("run-1", "KILLED")]
     assert interruption_in(ValueError("bad data")) is None
+
+
+def test_a_learner_stopped_by_a_signal_stops_the_node_instead_of_failing_alone(monkeypatch):
+    """The learner guard records a failing learner and goes on with the others; Ctrl-C in a
+    learner was recorded as 'lightgbm failed' (with its traceback) and the next learner
+    started. It now propagates at once."""
+    from bma_quant.pipelines.base_models import nodes
+    from tests.support import project_params
+
+    def stopped(*args, **kwargs):
+        raise RunInterrupted("run interrupted by SIGINT")
+
+    monkeypatch.setattr(nodes, "_train", stopped)
+    with pytest.raises(RunInterrupted):
+        nodes.train_learner("lightgbm", None, {"learners": ["lightgbm"]},
+                            project_params()["temporal"])

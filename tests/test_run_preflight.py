@@ -6,7 +6,12 @@ from kedro.pipeline import Node, Pipeline
 from kedro_datasets.pandas import ParquetDataset
 
 from bma_quant.core.data.preflight import PreflightError
-from bma_quant.run_hooks.preflight import PreflightHooks, catalog_owners, check_inputs_exist
+from bma_quant.run_hooks.preflight import (
+    PreflightHooks,
+    catalog_owners,
+    check_inputs_exist,
+    check_runner,
+)
 
 
 def _identity(frame, params):
@@ -91,7 +96,8 @@ def test_a_layer_run_alone_checks_the_stored_panel_against_the_name_counts():
     hooks._params = {"evaluation": {"backtest": {"n_quantiles": 100}}}
     panel = pd.DataFrame({"date": pd.to_datetime(["2020-01-02"] * 3), "ticker": ["A", "B", "C"]})
     hooks.after_dataset_loaded("labels", panel)  # other datasets: not checked
-    with pytest.raises(PreflightError, match="3 ticker.*n_quantiles needs at least 100"):
+    with pytest.raises(PreflightError, match=r"3 ticker.*1 parameter\(s\) need more names per date: "
+                                             r"evaluation.backtest.n_quantiles \(100\)"):
         hooks.after_dataset_loaded("primary_panel", panel)
     hooks.after_dataset_loaded("primary_panel", panel)  # once per run
 
@@ -102,3 +108,25 @@ def test_undeclared_in_memory_inputs_name_the_nodes_that_make_them():
     pipeline = Pipeline([Node(_identity, ["regime_detector", "params:x"], "out")])
     with pytest.raises(PreflightError, match=r"regime_detector \(never saved\)"):
         check_inputs_exist(pipeline, DataCatalog({}), {})
+
+
+def test_parallel_runner_is_refused_in_one_sentence():
+    """Kedro's own refusal is a traceback listing every unpicklable dataset; the project says
+    why in one error (and its node hooks would not run in the workers anyway)."""
+
+    class Unpicklable(DataCatalog):
+        def validate_catalog(self):
+            raise AttributeError("The following datasets cannot be used with multiprocessing: "
+                                 "['evaluation_table', 'ensemble_report', 'base_fold_scores', "
+                                 "'gate_report']")
+
+    with pytest.raises(PreflightError, match=r"ParallelRunner cannot run this project: its "
+                                             r"MLflow artifact and metric datasets "
+                                             r"\(evaluation_table, ensemble_report, "
+                                             r"base_fold_scores, \.\.\.\) cannot be pickled"):
+        check_runner("<kedro.runner.parallel_runner.ParallelRunner object at 0x7f>",
+                     Unpicklable())
+    with pytest.raises(PreflightError, match="runs no node hooks in its workers"):
+        check_runner("ParallelRunner", DataCatalog())
+    check_runner("<kedro.runner.thread_runner.ThreadRunner object at 0x7f>", Unpicklable())
+    check_runner("", None)  # the default runner

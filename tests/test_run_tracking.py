@@ -125,3 +125,15 @@ def test_failed_run_writes_its_own_health_table(tmp_path):
     assert not (tmp_path / "data/08_reporting/run_health.csv").exists()
     table = pd.read_csv(tmp_path / "data/08_reporting/run_health.failed.csv")
     assert table.loc[0, "status"] == "failed" and "bad close" in table.loc[0, "error"]
+
+
+def test_a_synthetic_market_run_is_not_named_or_tagged_after_the_data_file(tmp_path):
+    """`--pipelines synthetic_data` writes a market and reads no data file: named
+    `synthetic_data · <config>` without params:data's file (it said sp500_prices)."""
+    hooks, _ = _hooks(tmp_path, RAW, {})
+    pipeline = SimpleNamespace(nodes=[SimpleNamespace(name="generate")], all_outputs=lambda: {
+        "synthetic_prices"})
+    hooks.before_pipeline_run({"pipeline_names": ["synthetic_data"]}, pipeline)
+    config = hooks._tags["config_hash"][:8]
+    assert hooks._tags["mlflow.runName"] == f"synthetic_data · {config}"
+    assert "data_path" not in hooks._tags and "data_fingerprint" not in hooks._tags

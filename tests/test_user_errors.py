@@ -79,3 +79,41 @@ def test_kedros_own_error_for_an_unknown_pipeline_is_recognised(monkeypatch):
         raise_errors=raise_errors, pipelines_to_find=["nosuch"]))
     with pytest.raises(pipeline_registry.UnknownPipelineError, match="no pipeline 'nosuch'"):
         pipeline_registry.register_pipelines()
+
+
+def test_a_run_stopped_by_a_signal_ends_in_one_block(hook, capsys, monkeypatch):
+    """Ctrl-C ended in a framework traceback through pluggy and Kedro, also when Kedro wrapped
+    the interruption in a DatasetError (the signal landed in a save)."""
+    from kedro.io.core import DatasetError
+
+    from bma_quant.run_hooks.interrupts import RunInterrupted
+
+    monkeypatch.delenv(user_errors.TRACEBACK_ENV, raising=False)
+    excepthook, calls = hook
+    stop = RunInterrupted("run interrupted by SIGINT")
+    try:
+        raise DatasetError("Failed while saving data to dataset") from stop
+    except DatasetError as wrapped:
+        excepthook(DatasetError, wrapped, None)
+    err = capsys.readouterr().err
+    assert calls == [] and "RunInterrupted: run interrupted by SIGINT" in err
+    assert "nothing of this run was promoted" in err and "Traceback" not in err
+
+
+def test_an_interrupted_trial_is_logged_without_its_traceback():
+    import logging
+
+    from bma_quant import logging_filters
+    from bma_quant.run_hooks.interrupts import RunInterrupted
+
+    def record_of(error):
+        try:
+            raise error
+        except Exception:
+            return logging.LogRecord("optuna", logging.WARNING, __file__, 1, "Trial 8 failed",
+                                     None, sys.exc_info())
+
+    stopped, failed = record_of(RunInterrupted("by SIGINT")), record_of(ValueError("bad"))
+    trace = logging_filters.InterruptedTrialTraceback()
+    assert trace.filter(stopped) and stopped.exc_info is None
+    assert trace.filter(failed) and failed.exc_info is not None  # a real failure keeps it

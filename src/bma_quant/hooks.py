@@ -149,6 +149,11 @@ class RunHealthHooks:
             self._tags["data_path"] = str(raw_path)
             self._data_path = path if path.is_file() else None
 
+    def _drop_data_tags(self) -> None:
+        for key in ("data_path", "data_fingerprint"):
+            self._tags.pop(key, None)
+        self._data_path = None
+
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline=None) -> None:
         names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
@@ -156,14 +161,15 @@ class RunHealthHooks:
         runner = run_identity.runner_name(run_params.get("runner"))
         if runner:
             self._tags["runner"] = runner  # kedro-mlflow tags the object's repr
-        if [n for n in names if n] == ["inference"]:  # scores the chain's data, not params:data
+        ran = [n for n in names if n]
+        if ran == ["inference"]:  # scores the chain's data, not params:data
             scored = run_identity.inference_data_path(self._params, self._project_path)
             if scored:
                 self._set_data_tags(scored)
             else:  # a registry model: params:data says nothing about what it scores
-                for key in ("data_path", "data_fingerprint"):
-                    self._tags.pop(key, None)
-                self._data_path = None
+                self._drop_data_tags()
+        elif ran == ["synthetic_data"]:  # writes a market; reads no data file
+            self._drop_data_tags()
         self._tags["mlflow.runName"] = run_identity.run_name(
             names, self._tags.get("data_path"), self._tags.get("config_hash"),
             self._run_name_override)

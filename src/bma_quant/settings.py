@@ -36,6 +36,7 @@ DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # the distribution name as instal
 user_errors.install()
 # MLflow's notices about the model formats the project chose on purpose go to info.log only.
 logging_filters.install()
+logging_filters.route_optuna_records()
 # Kedro and kedro-mlflow register their resolvers with OmegaConf's older call: five deprecation
 # warnings per run that no user can act on.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated",

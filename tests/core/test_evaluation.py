@@ -112,3 +112,23 @@ def test_ordered_models_and_config_defaults():
                                                   "execution_delay_days": 2})
     assert (config.nw_lag, config.rebalance_days, config.execution_delay) == (5, 5, 2)
     assert config.decay_horizons == (1, 2, 3, 4, 5)
+
+
+def test_dates_too_thin_for_an_ic_are_not_traded_either(market, caplog):
+    """A test period of 4 names per date reported a 'quintile' Sharpe beside an undefined IC
+    (n_dates 0), without a word. Such dates are neither scored nor traded, and said so."""
+    m, labels, panel, preds, test_start = market
+    kept = sorted(preds["ticker"].unique())[:4]
+    thin = preds.loc[(preds["date"] < test_start) | preds["ticker"].isin(kept)]
+    with caplog.at_level("WARNING"):
+        result = ev.evaluate_predictions(thin, labels, panel, None, ev.EvaluationConfig(),
+                                         test_start=test_start)
+    final = result.metrics_of("final")
+    assert final["n_dates"] == 0 and np.isnan(final["rank_ic"])
+    assert np.isnan(final["sharpe"]) or final["n_rebalances"] == 0
+    assert "have fewer than 5 predicted names" in caplog.text
+    assert "no test metric is defined" in caplog.text
+    # a period with enough names keeps every metric as before
+    full = ev.evaluate_predictions(preds, labels, panel, None, ev.EvaluationConfig(),
+                                   test_start=test_start)
+    assert full.metrics_of("final")["n_rebalances"] > 0

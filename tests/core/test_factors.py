@@ -207,3 +207,42 @@ def test_user_columns_pass_through_and_are_ranked(ohlcv_market):
     assert defined.sum() > 100
     np.testing.assert_array_equal(np.nanmax(fg[defined], axis=1), np.nanmin(fg[defined], axis=1))
     assert np.nanmax(fg) <= 100.0 and np.nanmin(fg) >= 0.0
+
+
+def _with_flat_names(panel: pd.DataFrame, scale: float = 1.0) -> pd.DataFrame:
+    """Two names frozen for 40 dates (a suspension, a forward-filled delisting) at different
+    prices, with unchanged volumes; every price times `scale` (dollars -> cents). No sectors
+    (as in the shipped sample): demeaning within sectors would hide the noise below float32."""
+    out = panel.drop(columns="sector", errors="ignore")
+    dates = np.sort(out["date"].unique())
+    tickers = sorted(out["ticker"].unique())[:2]
+    for ticker, level in zip(tickers, (37.31, 12.07), strict=True):
+        rows = (out["ticker"] == ticker) & out["date"].between(dates[330], dates[369])
+        out.loc[rows, ["open", "high", "low", "close"]] = level
+        out.loc[rows, "volume"] = 12345.0
+    out[["open", "high", "low", "close"]] *= scale
+    return out
+
+
+FLAT_SENSITIVE = ("ma_", "vwap_", "vratio_", "vstd_", "breadth_", "fear_greed")
+
+
+def test_flat_names_tie_whatever_the_units_and_the_first_date(ohlcv_market):
+    """Over a flat window a running-sum mean came out as x(1 ± 1e-13): close / mean - 1 held
+    noise instead of 0, and the per-date ranks ordered the flat names by it. Prices in cents
+    then gave other features than in dollars, and a history starting later other ranks (the
+    leak audit called such a factor 'not prefix-invariant')."""
+    panel, market = ohlcv_market
+    dollars, _ = _engineer(_with_flat_names(panel), market)
+    cents, _ = _engineer(_with_flat_names(panel, 100.0), market)
+    names = [n for n in dollars if n.startswith(FLAT_SENSITIVE)]
+    assert len(names) >= 8, names
+    for name in names:
+        np.testing.assert_array_equal(dollars[name], cents[name], err_msg=name)
+    # the same panel from a later first date (the leak audit's truncated history): the same
+    # values once every window is full again (the last 90 dates, the flat stretch among them)
+    dates = np.sort(panel["date"].unique())
+    later, _ = _engineer(_with_flat_names(panel)[lambda f: f["date"] >= dates[40]],
+                         market[market["date"] >= dates[40]])
+    for name in (n for n in names if n.startswith(("ma_", "vwap_", "vratio_", "vstd_"))):
+        np.testing.assert_array_equal(dollars[name][-90:], later[name][-90:], err_msg=name)

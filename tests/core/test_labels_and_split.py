@@ -186,3 +186,21 @@ def test_a_crash_that_stays_down_is_not_a_unit_switch():
     out, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": close}), 0.4,
                                                     [2, 10, 100], 0.02, 5, unit_tolerance=0.15)
     assert events == [] and out.close.equals(close)
+
+
+def test_a_split_on_a_day_the_stock_also_moved_is_named_not_repaired():
+    """x10 on a +3 % day is x9.7: 3 % from the ratio, outside the repair's 2 % (a real -52 %
+    day is 4 % from 2:1), so it is left as a -90 % return, but named; a crash that rebounds
+    and a move far from any ratio are not."""
+    dates = pd.bdate_range("2021-01-04", periods=10)
+    close = pd.DataFrame({
+        "A": [50.0, 51, 52, 52 * 1.03 / 10, 5.4, 5.3, 5.5, 5.4, 5.45, 5.5],  # x10 on +3 %
+        "B": [50.0, 51, 52, 52 * 0.35, 52 * 0.36, 18, 18.5, 18, 18.2, 18.1],  # -65 %, held
+        "C": [50.0, 51, 52, 5.3, 51, 52, 51, 52, 51, 52],  # rebounds
+    }, index=dates)
+    matrices = panel.PanelMatrices({"close": close})
+    repaired, events = cleaning.repair_unadjusted_splits(matrices, 0.4, [2, 10, 100], 0.02, 5)
+    assert events == [] and repaired.close.equals(close)
+    moves = cleaning.split_like_moves(repaired, 0.4, [2, 10, 100], 0.1, 5)
+    assert moves == [{"date": str(dates[3].date()), "ticker": "A", "change": -0.897,
+                      "nearest_ratio": 10.0}]

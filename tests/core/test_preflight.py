@@ -181,7 +181,8 @@ def test_universe_smaller_than_the_binding_min_names_is_refused():
     preflight.check_universe(5, PARAMS)
     params = _with("evaluation.metrics.min_names", 8)
     with pytest.raises(PreflightError,
-                       match=r"1 ticker\(s\) but evaluation.metrics.min_names needs at least 8"):
+                       match=r"1 ticker\(s\) but \d+ parameter\(s\) need more names per "
+                             r"date: evaluation.metrics.min_names \(8\), "):
         preflight.check_universe(1, params)
 
 

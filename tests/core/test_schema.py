@@ -215,3 +215,33 @@ def test_spaces_around_tickers_are_trimmed_and_case_clashes_named(caplog):
     assert "differ only by case are kept as different names: BBB, bbb" in caplog.text
     with pytest.raises(DataValidationError, match="duplicate"):  # ' AAA ' and 'AAA' on one date
         validate_long_panel(good_panel().assign(ticker=[" AAA", "AAA", "AAA", "BBB"]))
+
+
+def test_a_repeated_line_of_a_wide_file_names_each_pair_with_its_lines(tmp_path):
+    """A date repeated in a wide file repeats every ticker: the message named the lines once per
+    ticker ("lines 3, 4, 3, 4, 3, 4"); now each pair with its own lines, dates without a time."""
+    from bma_quant.core.data.panel import load_raw_panel
+
+    path = tmp_path / "wide.csv"
+    path.write_text("date,AAA,BBB,CCC\n2020-01-02,1,2,3\n2020-01-03,1,2,3\n"
+                    "2020-01-03,1,2,3\n2020-01-06,1,2,3\n")
+    with pytest.raises(DataValidationError) as err:
+        load_raw_panel(path)
+    message = str(err.value)
+    assert ("duplicate (date, ticker) rows: 6 rows in 3 pair(s), e.g. (2020-01-03, AAA) on lines "
+            "3, 4; (2020-01-03, BBB) on lines 3, 4; (2020-01-03, CCC) on lines 3, 4") in message
+
+
+def test_a_long_file_saved_with_its_row_index_leaves_the_index_out(tmp_path, caplog):
+    """`to_csv()` writes the row index as a first column without a header ('Unnamed: 0'): it
+    was read as a user factor, a row number offered to the models."""
+    from bma_quant.core.data.panel import load_raw_panel
+
+    frame = pd.DataFrame({"date": ["2020-01-02", "2020-01-02", "2020-01-03", "2020-01-03"],
+                          "ticker": ["A", "B", "A", "B"], "close": [1.0, 2.0, 1.1, 2.1]})
+    path = tmp_path / "long.csv"
+    frame.to_csv(path)  # index=True
+    with caplog.at_level("WARNING"):
+        out = load_raw_panel(path)
+    assert list(out.columns) == ["date", "ticker", "close"]
+    assert "1 column(s) without a header left out (Unnamed: 0)" in caplog.text

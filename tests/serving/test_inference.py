@@ -110,6 +110,28 @@ def test_the_registry_source_defaults_to_the_champion_of_the_last_run_data_set(t
         champion_uri(tmp_path / "missing.json")
 
 
+def test_registry_inference_says_when_the_last_run_is_not_the_champion(tmp_path, caplog):
+    """The smoke and the full synthetic market share a file name, so one registered model: the
+    full run, tested on another period, stays @challenger and the champion is the smoke chain.
+    Inference then scores with the champion as documented, and says so naming both ways out."""
+    import json
+
+    from bma_quant.serving.model_source import warn_if_last_run_not_champion
+
+    report = tmp_path / "model_registration.json"
+    report.write_text(json.dumps({
+        "model_name": "bma_quant-synthetic_prices", "registered": True, "version": "2",
+        "alias": "challenger", "promotion_reason": "not comparable with champion version 1"}))
+    with caplog.at_level("WARNING"):
+        assert warn_if_last_run_not_champion(report)
+    assert ("registered bma_quant-synthetic_prices version 2 as @challenger, not @champion "
+            "(not comparable with champion version 1)") in caplog.text
+    assert "models:/bma_quant-synthetic_prices/2" in caplog.text
+    report.write_text(json.dumps({"model_name": "m", "registered": True, "version": "3",
+                                  "alias": "champion"}))
+    assert not warn_if_last_run_not_champion(report)
+
+
 def test_names_priced_on_the_scored_date_without_a_score_are_named(caplog):
     from bma_quant.pipelines.inference.nodes import _warn_unscored
 

@@ -161,6 +161,33 @@ def test_a_market_level_column_lines_up_with_the_prices_at_any_time_of_day(setup
     assert plain["market_return"].notna().sum() > 0
 
 
+def test_dates_after_training_without_their_index_level_are_refused(setup):
+    """A chain trained with an index, sent later dates without a market_level column: the stored
+    index stops where training stopped, and carrying its last level forward moved every score
+    (served 200 with other predictions). Up to training's last date it is used as training did;
+    later dates need their level, or the request is refused naming the column."""
+    from dataclasses import replace
+
+    from bma_quant.serving.chain import ChainInputError
+
+    datasets, overrides, _, uri, tmp = setup
+    raw = pd.read_parquet(overrides["data"]["raw_path"])
+    levels = raw.groupby("date", as_index=False)["close"].mean().rename(columns={"close": "level"})
+    end = raw["date"].max()
+    chain = replace(setup[2], market_index=levels, data_end=str(end.date()))
+    sliced = nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 20)
+    assert len(chain.predict(sliced, last_date_only=True))  # within training's dates: scored
+    later = sliced.loc[sliced["date"] == end].assign(date=end + pd.offsets.BDay(1))
+    extended = pd.concat([sliced, later], ignore_index=True)
+    with pytest.raises(ChainInputError, match=r"no 'market_level' column .*\(1 date"):
+        chain.predict(extended, last_date_only=True)
+    with_level = extended.merge(levels.rename(columns={"level": "market_level"}), on="date",
+                                how="left")
+    with_level.loc[with_level["date"] > end, "market_level"] = levels["level"].iloc[-1] * 1.01
+    scored = chain.predict(with_level, last_date_only=True)
+    assert set(scored["date"]) == {end + pd.offsets.BDay(1)}
+
+
 def test_a_feature_the_request_cannot_build_is_the_requests_fault(setup):
     """A chain trained with a user column the request lacks (or the input rules now leave out,
     such as 'Adj Close') fails with ChainInputError (HTTP 400 when served), not a bare KeyError."""
@@ -207,6 +234,26 @@ def test_champion_loads_in_a_fresh_process_and_reproduces(setup):
     assert (merged["prediction"] - merged["prediction_served"]).abs().max() < 1e-5
     last = pd.read_parquet(tmp / "last.parquet")
     assert last["date"].nunique() == 1 and last["date"].iloc[0] == predicted["date"].max()
+
+
+def test_registry_inference_on_too_little_history_ends_in_the_chains_own_error(setup):
+    """`inference.model_source: registry` scores through the pyfunc model, whose 400-style
+    MlflowException wraps the chain's refusal: the run ends in that ChainInputError (one block
+    on the console, as with the local chain), not in a 100-line MLflow traceback."""
+    from bma_quant.serving.chain import ChainInputError
+    from bma_quant.serving.model_source import load_registered
+
+    datasets, overrides, chain, uri, tmp = setup
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)  # the store the first test registered in
+    try:
+        model = load_registered(f"models:/{_name(overrides)}@champion")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    raw = pd.read_parquet(overrides["data"]["raw_path"])
+    short = raw.loc[raw["date"] >= sorted(raw["date"].unique())[-30]]
+    with pytest.raises(ChainInputError, match="too little history"):
+        model.predict_last_date(short)
 
 
 def test_no_active_run_registers_nothing(setup):

@@ -5,13 +5,16 @@ per flattened key, and again for every node that takes the same parameters: ~700
 about 3.5 s of a 140 s chain on SQLite, more against a remote server. This subclass logs the same
 names and values (same flattening, sanitising and long-value strategy) with one `log_params`
 batch per node and skips a key the run already holds with the same value. A key logged again with
-another value still reaches MLflow, which refuses it as before.
+another value still reaches MLflow, which refuses it as before. Under ThreadRunner, nodes taking
+the same parameters start at once: the check and the batch are one step under a lock, or two
+threads would both send a key and the second insert fail (UNIQUE constraint on params).
 
 settings.py disables the plugin's own hook (DISABLE_HOOKS_FOR_PLUGINS) and registers this one.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import mlflow
@@ -30,6 +33,7 @@ class BatchedParamsMlflowHook(MlflowHook):
     def __init__(self):
         super().__init__()
         self._logged: dict[tuple[str, str], str] = {}  # (run id, key) -> value as MLflow stores it
+        self._logging = threading.Lock()
 
     @hook_impl
     def before_node_run(self, node, catalog, inputs: dict[str, Any], is_async: bool) -> None:
@@ -48,6 +52,10 @@ class BatchedParamsMlflowHook(MlflowHook):
         if self.flatten:
             params = _flatten_dict(d=params, recursive=self.recursive, sep=self.sep)
         params = {self.sanitize_param_name(k): v for k, v in params.items()}
+        with self._logging:
+            self._log_new(params)
+
+    def _log_new(self, params: dict[str, Any]) -> None:
         new = {k: v for k, v in params.items()
                if self._logged.get((self.run_id, k)) != str(v)}
         short = {k: v for k, v in new.items() if len(str(v)) <= MAX_PARAM_VAL_LENGTH}

@@ -34,6 +34,7 @@ from bma_quant.pipeline_registry import TRAINING_CHAIN
 from bma_quant.run_hooks.preflight import (
     PRIMARY_PANEL,
     QUALITY_REPORT,
+    base_parameters,
     catalog_owners,
     write_refusal,
 )
@@ -90,6 +91,16 @@ class DataBuildHooks:
         self._params = dict(context.params)
         self._project_path = Path(context.project_path)
 
+    def _defined(self) -> dict | None:
+        """The build settings conf/base defines: a key it lacks is read by no layer (warned
+        about by the pre-flight as misspelt) and must not make a build differ. None without
+        conf/base (every key compared)."""
+        base = base_parameters(self._project_path)
+        return provenance.panel_settings(base) if base else None
+
+    def _build_record(self, report: dict) -> dict | None:
+        return provenance.build_record(report, self._defined())
+
     # ------------------------------------------------------------------ recorded builds
     def _builds_file(self) -> Path:
         return self._project_path / DATA_BUILDS_PATH
@@ -113,8 +124,16 @@ class DataBuildHooks:
                 "%d stored dataset(s) this run reads have no recorded data build (%s%s): they "
                 "cannot be checked against the stored data; a whole `kedro run` records them",
                 len(unrecorded), ", ".join(unrecorded[:6]), ", ..." if len(unrecorded) > 6 else "")
+        defined = self._defined()
+
+        def same_build(built: str) -> bool:  # also a record made with keys no layer reads
+            other = recorded["builds"].get(built)
+            return built == build or (isinstance(other, dict) and record == {
+                **other, "settings": provenance.defined_settings(other.get("settings") or {},
+                                                                 defined)})
+
         stale = {name: recorded["datasets"][name] for name in sorted(self._reads)
-                 if recorded["datasets"].get(name, build) != build}
+                 if not same_build(recorded["datasets"].get(name, build))}
         if not stale:
             return
         by_layer: dict[str, list[str]] = {}
@@ -123,7 +142,7 @@ class DataBuildHooks:
         named = "; ".join(f"{layer}: {', '.join(names)}" for layer, names in by_layer.items())
         differences = sorted({change for built in set(stale.values())
                               for change in provenance.build_differences(
-                                  recorded["builds"].get(built, {}), record)})
+                                  recorded["builds"].get(built, {}), record, defined)})
         raise preflight.PreflightError(
             f"stored outputs this run reads were made on other data_processing outputs than the "
             f"stored ones ({named}) (made on -> stored: {'; '.join(differences)}): run those "
@@ -163,8 +182,10 @@ class DataBuildHooks:
         problems = [p for p in (self._file_problem(source, key)
                                 for key in provenance.BUILD_FILES) if p]
         if isinstance(report.get("settings"), dict):
-            problems += provenance.changed_settings(report["settings"],
-                                                    provenance.panel_settings(self._params))
+            defined = self._defined()
+            problems += provenance.changed_settings(
+                provenance.defined_settings(report["settings"], defined),
+                provenance.defined_settings(provenance.panel_settings(self._params), defined))
         return problems
 
     # ------------------------------------------------------------------ the run's shape
@@ -201,7 +222,7 @@ class DataBuildHooks:
         if rebuilds:  # the new build is known when the new report is made (after_node_run)
             return
         problems = self._stored_build_problems(report) if reads_data else []
-        self._record = provenance.build_record(report)
+        self._record = self._build_record(report)
         messages = []
         if problems and rewritten:
             messages.append(self._rewrite_message(rewritten, problems))
@@ -243,7 +264,7 @@ class DataBuildHooks:
     def after_node_run(self, outputs: dict[str, Any]) -> None:
         report = outputs.get(QUALITY_REPORT)
         if isinstance(report, dict):  # this run rebuilt the data: what it reads must match
-            self._record = provenance.build_record(report)
+            self._record = self._build_record(report)
             if self._record is not None:
                 self._check_reads_built_on(self._record)
 

@@ -9,6 +9,7 @@ again after the coverage filter. A refused run writes only `run_summary.failed.j
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,36 @@ def write_refusal(project_path: Path, error: Exception, pipelines: str | None) -
     }, None)
 
 
+def base_parameters(project_path: Path) -> dict[str, Any]:
+    """The parameters conf/base defines (every key a layer reads; {} without the folder)."""
+    known: dict[str, Any] = {}
+    for path in sorted((Path(project_path) / BASE_CONF).glob("parameters*.yml")):
+        known.update(yaml.safe_load(path.read_text()) or {})
+    return known
+
+
+def check_runner(runner: str, catalog) -> None:
+    """Refuse ParallelRunner in one sentence (Kedro's own refusal is a traceback listing every
+    dataset): kedro-mlflow's datasets cannot be pickled into its worker processes, and it runs
+    no node hooks there (MLflow parameters, health, data builds)."""
+    if "ParallelRunner" not in runner:
+        return
+    unpicklable = ""
+    try:
+        catalog.validate_catalog()
+    except AttributeError as error:
+        names = re.findall(r"'([^']+)'", str(error))
+        unpicklable = (f" its MLflow artifact and metric datasets ({', '.join(names[:3])}, "
+                       f"...) cannot be pickled into its worker processes, and")
+    except Exception:  # a catalog without the check: the reason below stands
+        pass
+    raise preflight.PreflightError(
+        f"--runner ParallelRunner cannot run this project:{unpicklable} Kedro runs no node "
+        f"hooks in its workers (MLflow parameters, run health, data builds). Use the default "
+        f"runner, or --runner ThreadRunner; tuning scales out across processes through tuning "
+        f"workers (README, Scale-out)")
+
+
 class PreflightHooks:
     def __init__(self) -> None:
         self._params: dict[str, Any] = {}
@@ -80,9 +111,7 @@ class PreflightHooks:
         """Refuse a section set to a single value where conf/base has a mapping; name
         parameters conf/base does not define (a misspelt key is otherwise ignored without a
         word: the layers read the default instead)."""
-        known: dict[str, Any] = {}
-        for path in sorted((self._project_path / BASE_CONF).glob("parameters*.yml")):
-            known.update(yaml.safe_load(path.read_text()) or {})
+        known = base_parameters(self._project_path)
         if not known:
             return
         problems = preflight.mapping_problems(self._params, known)
@@ -105,6 +134,7 @@ class PreflightHooks:
             preflight.check_learners(
                 {path: preflight.lookup(self._params, path) for path in LEARNER_PARAMS}, LEARNERS
             )
+            check_runner(str(run_params.get("runner") or ""), catalog)
             if pipeline is not None and catalog is not None:
                 check_inputs_exist(pipeline, catalog, catalog_owners(self._project_path))
         except preflight.PreflightError as error:

@@ -38,13 +38,23 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 
 def is_user_error(error: BaseException) -> bool:
+    """A refused input, or a run stopped by Ctrl-C / SIGTERM (also when it reached the top
+    wrapped in Kedro's DatasetError): its stack says nothing the message does not."""
     try:
-        return isinstance(error, _user_error_types())
+        from bma_quant.run_hooks.interrupts import interruption_in
+
+        return isinstance(error, _user_error_types()) or interruption_in(error) is not None
     except Exception:  # a broken import must not hide the original error
         return False
 
 
 def short_report(error: BaseException) -> str:
+    from bma_quant.run_hooks.interrupts import interruption_in
+
+    stop = interruption_in(error)
+    if stop is not None:
+        return (f"\n{type(stop).__name__}: {stop}\n\n(nothing of this run was promoted; set "
+                f"{TRACEBACK_ENV}=1 for the full traceback)\n")
     return (f"\n{type(error).__name__}: {error}\n\n(the run stopped on this input; set "
             f"{TRACEBACK_ENV}=1 for the full traceback)\n")
 

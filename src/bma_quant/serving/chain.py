@@ -230,13 +230,33 @@ class PredictionChain:
             # chains pickled before index dates were days may hold timestamps
             index = self.market_index.assign(
                 date=local_clock(pd.to_datetime(self.market_index["date"])).dt.normalize())
+            self._check_stored_index_covers(index, returns.index)
             if index["date"].max() < returns.index.max():
                 logger.warning(
-                    "the stored market index ends on %s, before the slice's last date %s: pass a "
-                    "'%s' column for later dates (levels are carried forward meanwhile)",
+                    "the stored market index ends on %s, before the slice's last date %s: its "
+                    "last level is carried forward, as training did (a '%s' column overrides it)",
                     index["date"].max().date(), returns.index.max().date(), MARKET_LEVEL,
                 )
         return clean, market.market_series(returns, index)
+
+    def _check_stored_index_covers(self, index: pd.DataFrame, dates: pd.DatetimeIndex) -> None:
+        """Refuse dates after the training data without their index level: the market features
+        (trend, volatility, regimes) would read a level carried forward for days, and every
+        score would move. Up to the training panel's last date the chain repeats what training
+        did, carried-forward days included."""
+        known_until = index["date"].max()
+        data_end = getattr(self, "data_end", None)
+        if data_end is not None:
+            known_until = max(known_until, pd.Timestamp(data_end))
+        if dates.max() <= known_until:
+            return
+        later = int((dates > known_until).sum())
+        raise ChainInputError(
+            f"the panel has no '{MARKET_LEVEL}' column and the chain's stored market index "
+            f"ends on {index['date'].max().date()}, but the panel runs to {dates.max().date()} "
+            f"({later} date(s) later): the chain was trained with a market index, so later "
+            f"dates need their level. Send it as a '{MARKET_LEVEL}' column (inference pipeline: "
+            f"inference.data.index_path)")
 
     def _check_sectors(self, raw: pd.DataFrame) -> None:
         """Refuse a panel without sectors when training demeaned features within sectors (every

@@ -37,13 +37,29 @@ class InferenceModel:
     def predict_last_date(self, raw: pd.DataFrame) -> pd.DataFrame:
         """(date, ticker, prediction) of the final ensemble on the slice's last scored date."""
         if self.pyfunc is not None:  # the same path `mlflow models serve` takes
+            from mlflow.exceptions import MlflowException
+
             from bma_quant.serving.pyfunc import to_model_input
 
-            out = self.pyfunc.predict(to_model_input(raw), params={"last_date_only": True})
+            try:
+                out = self.pyfunc.predict(to_model_input(raw), params={"last_date_only": True})
+            except MlflowException as error:
+                # the server's 400 wraps the chain's own refusal (too little history, no
+                # training ticker, ...): here it is the run's input error, said in one block
+                if is_input_error(error.__cause__):
+                    raise error.__cause__ from None
+                raise
         else:
             out = self.chain.predict(raw, last_date_only=True)
         out = out.assign(date=pd.to_datetime(out["date"]))
         return out.loc[out["date"] == out["date"].max()].reset_index(drop=True)
+
+
+def is_input_error(error: BaseException) -> bool:
+    from bma_quant.core.data.schema import DataValidationError
+    from bma_quant.serving.chain import ChainInputError
+
+    return isinstance(error, (ChainInputError, DataValidationError))
 
 
 def load_local(chain_path: str | Path, registration_path: str | Path | None) -> InferenceModel:
@@ -158,10 +174,30 @@ def champion_uri(registration_path: str | Path | None) -> str:
     return f"models:/{name}@champion"
 
 
+def warn_if_last_run_not_champion(registration_path: str | Path) -> bool:
+    """Say when the last training run's chain is not the champion inference will use (its
+    gates failed, it did not beat the champion, or it was tested on another period: the same
+    file name with other data, e.g. the smoke and the full synthetic market). True if warned."""
+    report = json.loads(Path(registration_path).read_text())
+    if not report.get("registered") or report.get("alias") == "champion":
+        return False
+    name, version = report.get("model_name"), report.get("version")
+    logger.warning(
+        "the last training run registered %s version %s as @%s, not @champion (%s): inference "
+        "uses the champion, another chain; models:/%s/%s (inference.model_uri) or "
+        "inference.model_source: local scores with the last run's", name, version,
+        report.get("alias"), report.get("promotion_reason", "see model_registration.json"),
+        name, version)
+    return True
+
+
 def load_inference_model(inference: dict) -> InferenceModel:
     source = inference.get("model_source", "local")
     if source == "registry":
-        uri = inference.get("model_uri") or champion_uri(inference.get("registration_path"))
+        uri = inference.get("model_uri")
+        if not uri:
+            uri = champion_uri(inference.get("registration_path"))
+            warn_if_last_run_not_champion(inference.get("registration_path"))
         return load_registered(uri)
     if source != "local":
         raise ModelSourceError(

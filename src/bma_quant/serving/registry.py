@@ -9,9 +9,13 @@ is or is not the champion) and tags for the next comparison.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +82,8 @@ def log_and_register(
     champion_tags = (client.get_model_version(model_name, previous).tags
                      if previous is not None else None)
     decision = promotion.decide(candidate, champion_tags, previous)
-    version = mlflow.register_model(info.model_uri, model_name)
+    with _mlflow_notices_to_info_log(capture_stderr=True):  # only MLflow's prints here
+        version = mlflow.register_model(info.model_uri, model_name)
     alias = champion_alias if decision.promote else challenger_alias
     client.set_registered_model_alias(model_name, alias, version.version)
     _describe_version(client, model_name, version.version, gate_report, candidate, decision,
@@ -107,6 +112,34 @@ def log_and_register(
     }
 
 
+# MLflow's own output while a model is logged and registered. A progress bar as it reads the
+# logged files back, "Successfully registered model" / "Created version" printed to stderr, and a
+# warning that no input example was given: an example would be a whole warm-up of prices, and the
+# signature documents the input. They go to info.log (the "mlflow" logger); the run's own line
+# says what was registered.
+NO_INPUT_EXAMPLE = r".*An input example was not provided when logging the model"
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+@contextlib.contextmanager
+def _mlflow_notices_to_info_log(capture_stderr: bool = False):
+    previous = os.environ.get(PROGRESS_BAR_ENV)
+    os.environ.setdefault(PROGRESS_BAR_ENV, "false")  # a user's own choice stands
+    printed = io.StringIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=NO_INPUT_EXAMPLE, category=UserWarning)
+            with contextlib.redirect_stderr(printed) if capture_stderr else \
+                    contextlib.nullcontext():
+                yield
+    finally:
+        if previous is None:
+            os.environ.pop(PROGRESS_BAR_ENV, None)
+        for line in printed.getvalue().splitlines():
+            if line.strip():
+                logging.getLogger("mlflow").info(line.strip())
+
+
 def _log_chain(chain: PredictionChain, sample_input: pd.DataFrame, sample_output: pd.DataFrame,
                artifact_name: str, code_paths: list[str] | None):
     """Log the pickled chain as a pyfunc model of the active run (signature from the samples)."""
@@ -118,14 +151,15 @@ def _log_chain(chain: PredictionChain, sample_input: pd.DataFrame, sample_output
         path = Path(tmp) / "chain.pkl"
         with open(path, "wb") as handle:
             pickle.dump(chain, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        return mlflow.pyfunc.log_model(
-            name=artifact_name,
-            python_model=BmaQuantChain(),
-            artifacts={CHAIN_ARTIFACT: str(path)},
-            signature=signature,
-            pip_requirements=chain_pip_requirements(),
-            code_paths=[p for p in (code_paths or []) if Path(p).exists()] or None,
-        )
+        with _mlflow_notices_to_info_log():
+            return mlflow.pyfunc.log_model(
+                name=artifact_name,
+                python_model=BmaQuantChain(),
+                artifacts={CHAIN_ARTIFACT: str(path)},
+                signature=signature,
+                pip_requirements=chain_pip_requirements(),
+                code_paths=[p for p in (code_paths or []) if Path(p).exists()] or None,
+            )
 
 
 def _describe_version(client: MlflowClient, model_name: str, version: str, gate_report: dict,

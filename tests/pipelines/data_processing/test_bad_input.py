@@ -127,7 +127,12 @@ def test_three_tickers_are_refused(tmp_path):
     """min_names (5) is the fewest names a date needs to be scored and n_quantiles (5) the
     quintiles of the backtest: with 3 names no date is scored, so no model may be registered."""
     message = refused(write_csv(tmp_path, long_frame(n_tickers=3)), error=preflight.PreflightError)
-    assert re.search(r"The panel has 3 ticker\(s\) but \S+ needs at least 5 names", message)
+    assert re.search(r"The panel has 3 ticker\(s\) but \d+ parameter\(s\) need more names per "
+                     r"date: ", message)
+    # every parameter at once (one per run took nine runs to get through)
+    for key in ("evaluation.backtest.n_quantiles (5)", "base_models.min_names (5)",
+                "inference.portfolio.n_quantiles (5)"):
+        assert key in message
 
 
 def test_missing_file(tmp_path):

@@ -220,6 +220,11 @@ def test_weekly_bars_are_named_with_what_they_change(tmp_path, caplog):
     assert 50 <= out["data_quality_report"]["dates_per_year"] <= 54
     assert "dates a year, not the ~252 of daily exchange bars (weekly or monthly bars?)" \
         in caplog.text and "evaluation.backtest.periods_per_year" in caplog.text
+    caplog.clear()  # once periods_per_year is set for these bars, there is nothing to say
+    configured = {**_overrides(path), "evaluation": {"backtest": {"periods_per_year": 52}}}
+    with caplog.at_level(logging.WARNING):
+        run_pipeline("data_processing", {}, configured)
+    assert "dates a year" not in caplog.text
 
 
 def test_names_without_a_sector_are_named(tmp_path, market, caplog):
@@ -301,3 +306,18 @@ def test_a_hole_in_the_calendar_is_refused_unless_the_data_start_after_it(tmp_pa
     relaxed = {**_overrides(path), "processing": {"max_calendar_gap_days": None}}
     assert run_pipeline("data_processing", {}, relaxed)["date_split"]["dev_start"] == \
         str(dates[0].date())
+
+
+def test_dates_left_out_by_dev_start_are_named(tmp_path, market, caplog):
+    """The default periods.dev_start suits the shipped sample; on a user's file starting
+    earlier it dropped years without a word (the quality report said dropped_dates: 0)."""
+    path = tmp_path / "long.parquet"
+    market.panel[["date", "ticker", "close"]].to_parquet(path)
+    start = sorted(market.panel["date"].unique())[100]
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {},
+                           _overrides(path, dev_start=str(pd.Timestamp(start).date())))
+    assert out["date_split"]["dev_start"] == str(pd.Timestamp(start).date())
+    first = pd.Timestamp(market.panel["date"].min()).date()
+    assert (f"periods.dev_start ({pd.Timestamp(start).date()}) leaves out the file's 100 "
+            f"date(s) before it ({first}..") in caplog.text

@@ -55,28 +55,17 @@ def repair_unadjusted_splits(
     is x96) and no genuine one-day move comes near x100; a /100 move keeps `tolerance` (a real
     -99 % crash looks like it); None = `tolerance` for every ratio."""
     close = panel.close
-    move = close / close.ffill().shift(1)
-    candidates = np.asarray(sorted({float(r) for r in ratios} | {1.0 / float(r) for r in ratios}))
-    big = (np.abs(move - 1.0) > max_abs_return).to_numpy() & move.notna().to_numpy()
     factor = np.ones(close.shape)
     events: list[SplitEvent] = []
-    closes = close.to_numpy(dtype=float)
-    for i, j in zip(*np.nonzero(big), strict=True):
-        observed = float(move.iat[i, j])
-        implied = 1.0 / observed  # pre/post ratio
-        nearest = candidates[np.argmin(np.abs(np.log(candidates / implied)))]
-        after = closes[i + 1 : i + 1 + int(confirm_days), j]
+    for move in _held_large_moves(close, max_abs_return, ratios, confirm_days):
         # prices x100 (a +9,900 % day is never real); /100 keeps the tight tolerance, since a
         # -99 % crash that stays down is a real (bankruptcy) move
-        allowed = (unit_tolerance if unit_tolerance is not None and 1.0 / nearest >= 100
+        allowed = (unit_tolerance if unit_tolerance is not None and 1.0 / move.nearest >= 100
                    else tolerance)
-        if abs(implied / nearest - 1.0) <= allowed and _holds_new_level(
-            closes[i, j] * implied, closes[i, j], after[np.isfinite(after)]
-        ):
-            factor[i:, j] *= nearest
-            events.append(
-                SplitEvent(str(close.index[i].date()), str(close.columns[j]), float(nearest))
-            )
+        if move.off_ratio <= allowed:
+            factor[move.row:, move.column] *= move.nearest
+            events.append(SplitEvent(str(close.index[move.row].date()),
+                                     str(close.columns[move.column]), float(move.nearest)))
     if not events:
         return panel, events
     values = dict(panel.values)
@@ -86,6 +75,51 @@ def repair_unadjusted_splits(
     if "volume" in values:
         values["volume"] = values["volume"] / factor
     return PanelMatrices(values, panel.sector, panel.extra_columns), events
+
+
+@dataclass(frozen=True)
+class LargeMove:
+    row: int
+    column: int
+    change: float  # close(t) / close(t-1) - 1
+    nearest: float  # the split ratio (pre / post) nearest to the move
+    off_ratio: float  # relative distance of the move's implied ratio from it
+
+
+def _held_large_moves(close: pd.DataFrame, max_abs_return: float, ratios: list[float],
+                      confirm_days: int) -> list[LargeMove]:
+    """One-day moves beyond `max_abs_return` that the next `confirm_days` closes hold (a crash
+    that rebounds is no candidate), with the split ratio nearest to each."""
+    move = close / close.ffill().shift(1)
+    candidates = np.asarray(sorted({float(r) for r in ratios} | {1.0 / float(r) for r in ratios}))
+    big = (np.abs(move - 1.0) > max_abs_return).to_numpy() & move.notna().to_numpy()
+    closes = close.to_numpy(dtype=float)
+    held = []
+    for i, j in zip(*np.nonzero(big), strict=True):
+        observed = float(move.iat[i, j])
+        implied = 1.0 / observed  # pre/post ratio
+        nearest = float(candidates[np.argmin(np.abs(np.log(candidates / implied)))])
+        after = closes[i + 1 : i + 1 + int(confirm_days), j]
+        if _holds_new_level(closes[i, j] * implied, closes[i, j], after[np.isfinite(after)]):
+            held.append(LargeMove(int(i), int(j), observed - 1.0, nearest,
+                                  abs(implied / nearest - 1.0)))
+    return held
+
+
+def split_like_moves(panel: PanelMatrices, max_abs_return: float, ratios: list[float],
+                     report_tolerance: float, confirm_days: int) -> list[dict]:
+    """Held one-day moves within `report_tolerance` of a split ratio that the repair left (they
+    were outside its `tolerance`): an unadjusted split on a day the stock also moved looks like
+    this (x10 on a +3 % day is x9.7), and so does a real crash that stays down. Reported, not
+    repaired: only the user can tell."""
+    # a move back to the level of two closes before undoes a one-day bad print: no split
+    back = (panel.close / panel.close.ffill().shift(2)).to_numpy(dtype=float)
+    return [{"date": str(panel.close.index[m.row].date()),
+             "ticker": str(panel.close.columns[m.column]), "change": round(m.change, 4),
+             "nearest_ratio": round(m.nearest, 6)}
+            for m in _held_large_moves(panel.close, max_abs_return, ratios, confirm_days)
+            if m.off_ratio <= report_tolerance
+            and not abs(back[m.row, m.column] - 1.0) <= max_abs_return]
 
 
 def _holds_new_level(before: float, level: float, after: np.ndarray) -> bool:

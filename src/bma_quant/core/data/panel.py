@@ -290,6 +290,18 @@ def wide_to_long(frame: pd.DataFrame) -> pd.DataFrame:
     return long.loc[present | long["ticker"].isin(empty)]
 
 
+def _drop_unnamed_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """A long file's columns without a header ('Unnamed: 0': `to_csv()` with its row index) are
+    left out, named in a warning: read as a user factor, a row number would reach the models."""
+    unnamed = [c for c in frame.columns
+               if c != LINE and (not str(c).strip() or str(c).startswith("Unnamed: "))]
+    if unnamed:
+        logger.warning("long layout: %d column(s) without a header left out (%s): a saved row "
+                       "index (`to_csv()` writes one unless index=False)? Give a column a name "
+                       "to use it as a factor", len(unnamed), ", ".join(map(str, unnamed)))
+    return frame.drop(columns=unnamed)
+
+
 def _refuse_text_columns(frame: pd.DataFrame, tickers: list[str]) -> None:
     """A file without a 'ticker' column is read as wide (one close column per ticker); a column of
     mostly text there is a long file whose columns have other names (Symbol, Close Price, ...)."""
@@ -321,6 +333,8 @@ def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None
             "detect it")
     if detect_layout(frame, layout) == "wide":
         frame = wide_to_long(frame)
+    else:
+        frame = _drop_unnamed_columns(frame)
     position = "line" if is_csv(Path(path)) else "row"
     long = validate_long_panel(frame, source=str(path), position=position).drop(columns=LINE)
     long["ticker"] = long["ticker"].astype(str)

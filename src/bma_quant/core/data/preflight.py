@@ -60,6 +60,7 @@ BOUNDS = (
     Bound("processing.split_detection.confirm_days", 0),
     Bound("processing.strict_active_days", 1),
     Bound("processing.split_detection.unit_tolerance", 0.0, 1.0, high_open=True),
+    Bound("processing.split_detection.report_tolerance", 0.0, 1.0, high_open=True),
     Bound("memory.target_usage", 0.0, 1.0, low_open=True),
     Bound("memory.max_threshold", 0.0, 1.0, low_open=True),
     Bound("run.timeout_seconds", 0.0, low_open=True),
@@ -412,11 +413,14 @@ def check_universe(n_tickers: int, params: Mapping[str, Any]) -> None:
              if isinstance(v, int | float) and not isinstance(v, bool)}
     if not needs:
         return
-    path, need = max(needs.items(), key=lambda kv: kv[1])
-    if n_tickers < need:
+    short = sorted(((path, need) for path, need in needs.items() if n_tickers < need),
+                   key=lambda kv: (-kv[1], kv[0]))
+    if short:  # every one at once: lowering them one run at a time took nine runs
+        named = ", ".join(f"{path} ({need})" for path, need in short)
         raise PreflightError(
-            f"The panel has {n_tickers} ticker(s) but {path} needs at least {need} names per date; "
-            "give a wider universe or lower that parameter."
+            f"The panel has {n_tickers} ticker(s) but {len(short)} parameter(s) need more names "
+            f"per date: {named}; give a wider universe or lower "
+            f"{'that parameter' if len(short) == 1 else 'them'}."
         )
 
 

@@ -101,13 +101,29 @@ _UNSET = object()
 BUILD_FILES = ("raw", "index")
 
 
-def build_record(report: dict) -> dict | None:
+def defined_settings(settings: dict, defined: dict | None) -> dict:
+    """`settings` without the keys `defined` (the same sections from conf/base) lacks, at any
+    depth. conf/base defines every key a layer reads, so another key (misspelt: the pre-flight
+    warns about it) changes no output and is no part of a data build. None: keep every key."""
+    if defined is None:
+        return settings
+    kept = {}
+    for key, value in settings.items():
+        if key not in defined:
+            continue
+        both_mappings = isinstance(value, dict) and isinstance(defined[key], dict)
+        kept[key] = defined_settings(value, defined[key]) if both_mappings else value
+    return kept
+
+
+def build_record(report: dict, defined: dict | None = None) -> dict | None:
     """What a data_quality_report says its outputs were built from: the files (by content where
-    known: the same file named another way is the same build) and the settings. None for a
-    report written before both were recorded."""
+    known: the same file named another way is the same build) and the settings (the keys
+    `defined` has: defined_settings). None for a report written before both were recorded."""
     source, settings = report.get("source"), report.get("settings")
     if not isinstance(source, dict) or not isinstance(settings, dict):
         return None
+    settings = defined_settings(settings, defined)
     files = {key: _content(source.get(f"{key}_file")) or source.get(f"{key}_path")
              for key in BUILD_FILES}
     return json.loads(json.dumps({"files": files, "settings": settings}, sort_keys=True,
@@ -127,8 +143,10 @@ def build_id(record: dict | None) -> str | None:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_differences(old: dict, new: dict) -> list[str]:
-    """What differs between two build records, for a message."""
+def build_differences(old: dict, new: dict, defined: dict | None = None) -> list[str]:
+    """What differs between two build records, for a message (settings: the keys `defined`
+    has)."""
     changes = [f"data.{key}_path: another file" for key in BUILD_FILES
                if old.get("files", {}).get(key) != new.get("files", {}).get(key)]
-    return changes + changed_settings(old.get("settings", {}), new.get("settings", {}))
+    return changes + changed_settings(defined_settings(old.get("settings", {}), defined),
+                                      defined_settings(new.get("settings", {}), defined))

@@ -106,6 +106,24 @@ def _where(frame: pd.DataFrame, i: int, position: str) -> str:
     return at
 
 
+def _describe_duplicates(frame: pd.DataFrame, rows: list[int], position: str) -> str:
+    """'40 rows in 20 (date, ticker) pairs, e.g. (1990-03-14, AAPL) on lines 52, 53; ...': a
+    repeated line of a wide file repeats every ticker, so lines are named per pair."""
+    keys = frame.loc[rows, ["date", "ticker"]]
+    examples = []
+    for (date, ticker), part in keys.groupby(["date", "ticker"], sort=False):
+        if isinstance(date, pd.Timestamp) and date == date.normalize():
+            date = date.date()
+        at = (f" on {position}s " + ", ".join(str(n) for n in sorted(
+            {int(frame.at[i, LINE]) for i in part.index})) if LINE in frame else "")
+        examples.append(f"({date}, {ticker}){at}")
+        if len(examples) == 3:
+            break
+    pairs = len(keys.drop_duplicates())
+    return (f"- duplicate (date, ticker) rows: {len(rows)} rows in {pairs} pair(s), e.g. "
+            + "; ".join(examples))
+
+
 def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, source: str,
                        position: str = "line") -> str:
     cases = errors.failure_cases.copy()
@@ -138,11 +156,7 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
             rows = sorted({int(i) for i in part["index"].dropna()})
             if not {"date", "ticker"} <= set(frame.columns):
                 continue
-            sample = frame.loc[rows[:6], ["date", "ticker"]].drop_duplicates().head(3)
-            pairs = ", ".join(f"({d}, {t})" for d, t in sample.itertuples(index=False))
-            at = (f" on {position}s " + ", ".join(str(int(frame.at[i, LINE])) for i in rows[:6])
-                  if LINE in frame else "")
-            lines.append(f"- duplicate (date, ticker) rows: {len(rows)} rows, e.g. {pairs}{at}")
+            lines.append(_describe_duplicates(frame, rows, position))
             continue
         if check == "column_in_dataframe":
             missing = ", ".join(str(c) for c in part["failure_case"])

@@ -15,6 +15,7 @@ Per-regime scopes use the ``regimes`` label at each prediction date:
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ LOGGED_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "ic_tstat", "hit_rate", 
 MODEL_ORDER = ("elastic_net", "xgboost", "lightgbm", "alpha_composite", "regime_elastic_net",
                "regime_xgboost", "regime_lightgbm", "stacking", "regime_stacking", "bma",
                "equal_weight", "ic_weight", "final")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -209,8 +212,11 @@ def evaluate_model(
     """
     ic = daily_ic(frame, method="pearson", min_names=config.min_names)
     rank_ic = daily_ic(frame, method="spearman", min_names=config.min_names)
+    # a date too thin to score an IC is not traded either: a "quintile" book of 4 names gave a
+    # Sharpe beside an IC that was undefined
+    traded = frame.loc[~frame[DATE].isin(thin_cross_sections(frame, config))]
     result = long_short_backtest(
-        frame[[DATE, TICKER, "prediction"]],
+        traded[[DATE, TICKER, "prediction"]],
         returns,
         rebalance_days=config.rebalance_days,
         n_quantiles=config.n_quantiles,
@@ -239,8 +245,29 @@ def evaluate_model(
             }
         )
     daily_ic_frame = pd.DataFrame({"ic": ic, "rank_ic": rank_ic}).rename_axis(DATE).reset_index()
-    quantiles = quantile_mean_returns(frame, n_quantiles=config.n_quantiles)
+    quantiles = quantile_mean_returns(traded, n_quantiles=config.n_quantiles)
     return rows, daily_ic_frame, daily.rename_axis(DATE).reset_index(), quantiles
+
+
+def thin_cross_sections(frame: pd.DataFrame, config: EvaluationConfig) -> pd.Index:
+    """Dates with fewer predicted names than an IC (`min_names`) or the quantile book
+    (`n_quantiles`) needs."""
+    names = frame.groupby(DATE)["prediction"].count()
+    return names.index[names < max(int(config.min_names), int(config.n_quantiles))]
+
+
+def _warn_thin_test_dates(preds: pd.DataFrame, config: EvaluationConfig) -> None:
+    thinnest = max(((len(thin_cross_sections(part, config)), model)
+                    for model, part in preds.groupby(MODEL)), default=(0, None))
+    if thinnest[0]:
+        n_dates = preds[DATE].nunique()
+        logger.warning(
+            "%d of %d test date(s) have fewer than %d predicted names (model %s): they are "
+            "neither scored (IC needs base_models.min_names) nor traded (the backtest needs "
+            "evaluation.backtest.n_quantiles); %s", thinnest[0], n_dates,
+            max(int(config.min_names), int(config.n_quantiles)), thinnest[1],
+            "no test metric is defined: the test period needs a wider cross-section"
+            if thinnest[0] == n_dates else "the metrics cover the other dates")
 
 
 def evaluate_predictions(
@@ -265,6 +292,7 @@ def evaluate_predictions(
     merged = preds[[DATE, TICKER, MODEL, "prediction"]].merge(
         labels[[DATE, TICKER, "label"]], on=[DATE, TICKER], how="left"
     )
+    _warn_thin_test_dates(preds, config)
     test_panel = restrict_to_period(panel, test_start, None)
     returns = test_panel[[DATE, TICKER, "ret_1d"]]
     regime_series = regime_by_date(regimes)

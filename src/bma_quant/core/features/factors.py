@@ -38,6 +38,7 @@ from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from bma_quant.core.data.universe import ELIGIBLE
 from bma_quant.core.features import transforms
 from bma_quant.core.features.fear_greed import FearGreedParams, fear_greed_index
+from bma_quant.core.features.flat_windows import snap_flat_means, snap_flat_stds
 from bma_quant.core.regimes.regime_evidence import FACTORS as PERFORMANCE_FACTORS
 from bma_quant.core.regimes.regime_evidence import EvidenceParams, factor_performance
 
@@ -454,6 +455,14 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
         return numerator / np.where(denominator != 0, denominator, np.nan)
 
 
+def _volume_dispersion(inp: FactorInputs, vol: np.ndarray, window: int, min_periods: int
+                       ) -> np.ndarray:
+    """vstd: the w-day standard deviation of volume over its mean (0 over unchanged volumes)."""
+    cumulative = _cumulative(inp, "volume", vol)
+    mean = rolling_mean(cumulative, window, min_periods)
+    return _ratio(snap_flat_stds(rolling_std(cumulative, window, min_periods), mean), mean)
+
+
 def _broadcast(series: np.ndarray, grid: Grid) -> np.ndarray:
     return np.repeat(np.asarray(series, dtype=np.float64)[:, None], len(grid.tickers), axis=1)
 
@@ -486,7 +495,8 @@ def _close_families(inp: FactorInputs, c: FactorConfig) -> dict[str, tuple[str, 
         out[f"ma_{w}"] = (
             "trend",
             lambda w=w: (
-                _ratio(close, rolling_mean(_cumulative(inp, "close", close), w, mp(w))) - 1.0
+                _ratio(close, snap_flat_means(
+                    rolling_mean(_cumulative(inp, "close", close), w, mp(w)), close)) - 1.0
             ),
         )
     for w in c.extreme_windows:
@@ -553,20 +563,19 @@ def _volume_family(inp: FactorInputs, c: FactorConfig) -> dict[str, tuple[str, F
         def vwap(w=w):
             traded = rolling_sum(typical * vol, w, mp(w))
             volume = rolling_sum(_cumulative(inp, "volume", vol), w, mp(w))
-            return _ratio(close, _ratio(traded, np.where(volume > 0, volume, np.nan))) - 1.0
+            vwap_price = _ratio(traded, np.where(volume > 0, volume, np.nan))
+            return _ratio(close, snap_flat_means(vwap_price, close)) - 1.0
 
         out[f"vwap_{w}"] = ("volume", vwap)
     for w in c.volume_windows:
         out[f"vratio_{w}"] = (
             "volume",
-            lambda w=w: _ratio(vol, rolling_mean(_cumulative(inp, "volume", vol), w, mp(w))),
+            lambda w=w: _ratio(vol, snap_flat_means(
+                rolling_mean(_cumulative(inp, "volume", vol), w, mp(w)), vol)),
         )
         out[f"vstd_{w}"] = (
             "volume",
-            lambda w=w: _ratio(
-                rolling_std(_cumulative(inp, "volume", vol), w, mp(w)),
-                rolling_mean(_cumulative(inp, "volume", vol), w, mp(w)),
-            ),
+            lambda w=w: _volume_dispersion(inp, vol, w, mp(w)),
         )
     for w in c.pv_corr_windows:
 
@@ -611,7 +620,8 @@ def _market_family(inp: FactorInputs, c: FactorConfig) -> dict[str, tuple[str, F
     for w in c.breadth_windows:
 
         def breadth(w=w):
-            ma = rolling_mean(_cumulative(inp, "close", inp.close), w, mp(w))
+            ma = snap_flat_means(rolling_mean(_cumulative(inp, "close", inp.close), w, mp(w)),
+                                 inp.close)
             valid = np.isfinite(inp.close) & np.isfinite(ma)
             counts = valid.sum(axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):

@@ -21,6 +21,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
+from bma_quant.core.features.flat_windows import snap_flat_means
+
 
 @dataclass(frozen=True)
 class FearGreedParams:
@@ -91,12 +93,14 @@ def fear_greed_components(
 
     level = _market_level(market, calendar)
     level_ma = level.rolling(p.momentum_window, min_periods=p.min_periods(p.momentum_window)).mean()
-    momentum = level / level_ma - 1.0
+    momentum = level / snap_flat_means(level_ma, level) - 1.0
 
-    ma = close.rolling(p.breadth_window, min_periods=p.min_periods(p.breadth_window)).mean()
     values = close.to_numpy()
-    above_valid = np.isfinite(values) & np.isfinite(ma.to_numpy())
-    breadth = _share(values > ma.to_numpy(), above_valid)
+    ma = snap_flat_means(
+        close.rolling(p.breadth_window, min_periods=p.min_periods(p.breadth_window)).mean(),
+        values)
+    above_valid = np.isfinite(values) & np.isfinite(ma)
+    breadth = _share(values > ma, above_valid)
 
     hl_min_periods = p.min_periods(p.high_low_window)
     rolling_high = close.rolling(p.high_low_window, min_periods=hl_min_periods).max().to_numpy()

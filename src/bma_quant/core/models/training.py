@@ -399,6 +399,7 @@ class Outcome:
     traceback: str | None = None
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    exception: BaseException | None = None  # the caught error, for a caller to re-raise (a stop)
 
     @property
     def ok(self) -> bool:
@@ -413,7 +414,8 @@ def run_guarded(name: str, fn: Callable[..., Any], *args, **kwargs) -> Outcome:
         value = fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - recording every learner failure is the point
         return Outcome(name, error=f"{type(exc).__name__}: {exc}",
-                       traceback=traceback.format_exc(), seconds=time.perf_counter() - start)
+                       traceback=traceback.format_exc(), seconds=time.perf_counter() - start,
+                       exception=exc)
     return Outcome(name, value=value, seconds=time.perf_counter() - start)
 
 

@@ -23,6 +23,7 @@ from bma_quant.core.evaluation.metrics import constant_cross_sections
 from bma_quant.core.models import learners, training, tuning
 from bma_quant.pipelines.base_models.model_dataset import LoggedLearner
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
+from bma_quant.run_hooks.interrupts import interruption_in
 
 logger = logging.getLogger(__name__)
 
@@ -270,6 +271,8 @@ def train_learner(name: str, inputs: training.TrainingInputs, params: dict, temp
                 LoggedLearner(name, None, skipped=True))
     nw_lag = TemporalConfig.from_params(temporal).horizon_days
     outcome = training.run_guarded(name, _train, name, inputs, params, nw_lag)
+    if interruption_in(outcome.exception) is not None:
+        raise outcome.exception  # Ctrl-C / SIGTERM stops the run; it is no learner failure
     if not outcome.ok:
         logger.error("base_models: %s failed after %.1fs: %s\n%s", name, outcome.seconds,
                      outcome.error, outcome.traceback)

@@ -74,8 +74,8 @@ def _refuse_calendar_holes(file_dates: pd.DatetimeIndex, kept_dates: pd.Datetime
         f"processing.max_calendar_gap_days if the market was really closed that long")
 
 
-def align_and_clean(raw: pd.DataFrame, processing: dict,
-                    periods: dict | None = None) -> tuple[panel.PanelMatrices, dict]:
+def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = None,
+                    periods_per_year: float | None = None) -> tuple[panel.PanelMatrices, dict]:
     """Calendar alignment, strict date filter, limited forward fill, split repair, stale prices and
     the point-in-time universe (`eligible` per date and ticker, from data up to that date)."""
     matrices = panel.to_matrices(raw)
@@ -96,6 +96,12 @@ def align_and_clean(raw: pd.DataFrame, processing: dict,
         )
         if splits_cfg.get("enabled", True) else (filled_panel, [])
     )
+    near_splits = (
+        cleaning.split_like_moves(
+            repaired, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
+            float(splits_cfg["report_tolerance"]), int(splits_cfg["confirm_days"]))
+        if splits_cfg.get("enabled", True) and splits_cfg.get("report_tolerance") is not None
+        else [])
     stale_cfg = processing["stale"]
     cleaned, stale = cleaning.handle_stale_prices(
         repaired, int(stale_cfg["min_streak"]), stale_cfg.get("mask_after")
@@ -117,6 +123,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict,
         "coverage": float(kept.close.notna().to_numpy().mean()),
         **universe.listing_events(observed, int(processing["ffill_limit"])),
         "suspected_splits": [asdict(e) for e in events],
+        "split_like_moves": near_splits,
         "stale": asdict(stale),
         "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in flat],
         "no_volume": cleaning.names_without_volume(kept),
@@ -127,7 +134,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict,
         "bars": int(kept.close.notna().to_numpy().sum()),
     }
     _warn_about_defects(log, n_priced=int(kept.close.notna().any(axis=0).sum()),
-                        ffill_limit=processing["ffill_limit"])
+                        ffill_limit=processing["ffill_limit"], periods_per_year=periods_per_year)
     return cleaned, log
 
 
@@ -146,10 +153,17 @@ def _dates_per_year(dates: pd.DatetimeIndex) -> float | None:
     return round(len(dates) / (span / 365.25), 1) if span >= 91 else None
 
 
-def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int) -> None:
+def _annualised_as_configured(per_year: float, periods_per_year: float | None) -> bool:
+    """evaluation.backtest.periods_per_year already set near the file's rate (within a fifth)."""
+    return periods_per_year is not None and abs(float(periods_per_year) / per_year - 1) <= 0.2
+
+
+def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
+                        periods_per_year: float | None = None) -> None:
     """One warning per kind of defect that cleaning kept or repaired (details in the report)."""
     per_year = log.get("dates_per_year")
-    if per_year is not None and not 200 <= per_year <= 300:
+    if per_year is not None and not 200 <= per_year <= 300 and not _annualised_as_configured(
+            per_year, periods_per_year):
         logger.warning(
             "the file has about %.0f dates a year, not the ~252 of daily exchange bars (%s): every "
             "window counts rows, so the label horizon is temporal.prediction_horizon_days rows "
@@ -196,6 +210,29 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int) -> None:
         splits = log["suspected_splits"]
         logger.warning("repaired %d suspected unadjusted split(s): %s", len(splits),
                        ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}" for e in splits[:5]))
+    if log.get("split_like_moves"):
+        moves = log["split_like_moves"]
+        logger.warning(
+            "%d one-day move(s) near a split ratio that held for processing.split_detection."
+            "confirm_days were not repaired (further than its tolerance): %s. An unadjusted "
+            "split on a day the stock also moved, or a real crash? Adjust the file, or widen "
+            "processing.split_detection.tolerance", len(moves),
+            ", ".join(f"{m['ticker']}@{m['date']} {100 * m['change']:+.1f}% (x{m['nearest_ratio']:g}"
+                      f"?)" for m in moves[:5]))
+
+
+def _warn_dates_before_dev_start(dates: pd.DatetimeIndex, dev_start) -> None:
+    """Name the file's dates periods.dev_start leaves out: the default (1995-01-03) is set for
+    the shipped sample, and a user's longer file would otherwise lose years without a word."""
+    if not dev_start:
+        return
+    before = dates[dates < pd.Timestamp(dev_start)]
+    if len(before):
+        logger.warning(
+            "periods.dev_start (%s) leaves out the file's %d date(s) before it (%s..%s): they "
+            "are neither trained on nor used as feature history (the default suits the shipped "
+            "S&P sample, whose 1990-94 prices are rounded); periods.dev_start: null uses them",
+            pd.Timestamp(dev_start).date(), len(before), before[0].date(), before[-1].date())
 
 
 def make_date_split(clean: panel.PanelMatrices, temporal: dict, split_params: dict) -> tuple[dict, dict]:
@@ -206,6 +243,7 @@ def make_date_split(clean: panel.PanelMatrices, temporal: dict, split_params: di
         test_fraction=split.configured_test_fraction(split_params),
         test_start=split_params.get("test_start"), dev_start=split_params.get("dev_start"),
     )
+    _warn_dates_before_dev_start(clean.dates, split_params.get("dev_start"))
     logger.info("split: dev %s..%s | gap %d | test %s..%s", dates["dev_start"], dates["dev_end"],
                 dates["gap_days"], dates["test_start"], dates["test_end"])
     as_params = {k: dates[k] for k in ("dev_start", "dev_end", "test_start", "test_end", "gap_days")}

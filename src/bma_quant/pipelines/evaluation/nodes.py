@@ -22,6 +22,7 @@ from bma_quant.core.evaluation import (
 )
 from bma_quant.core.models import training
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
+from bma_quant.run_hooks.interrupts import interruption_in
 from bma_quant.serving.chain import PanelCleaner, PredictionChain
 
 logger = logging.getLogger(__name__)
@@ -288,6 +289,8 @@ def combinatorial_paths(
             name, cpcv.learner_paths, inputs.data, splits, name, dict(chosen),
             seed=int(base_params["seed"]), n_jobs=int(base_params["n_jobs"]),
             min_names=int(base_params.get("min_names", 5)))
+        if interruption_in(outcome.exception) is not None:
+            raise outcome.exception  # a stop, not a failed learner
         if not outcome.ok:  # one learner failing leaves the others' paths (DESIGN §5)
             logger.error("cpcv %s failed: %s\n%s", name, outcome.error, outcome.traceback)
             metrics[f"cpcv.{name}.failed"] = 1.0
@@ -465,6 +468,8 @@ def register_model(
                                               ensemble_test_predictions, date_split,
                                               prediction_chain.model_name, last_dates)
     except Exception as error:  # a broken chain must not be registered, but the report stays
+        if interruption_in(error) is not None:
+            raise
         logger.error("the prediction chain failed on the raw test slice: %s", error)
         return {**out, "registered": False,
                 "reason": f"chain failed on the test slice: {type(error).__name__}: {error}"}

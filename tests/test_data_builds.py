@@ -239,3 +239,26 @@ def test_a_key_conf_base_does_not_define_is_no_part_of_a_build(project):
     changed["cv"]["n_splits"] = 4
     with pytest.raises(PreflightError, match=r"stored -> this run: cv.n_splits: 5 -> 4\)"):
         hooks_for(project, changed).check(EVALUATION, catalog(project))
+
+
+def test_a_parameter_added_after_the_data_was_built_counts_as_its_default(project):
+    """A report written before a parameter existed (processing.split_detection.report_tolerance
+    came later) was built as its default builds: every layer run alone on data built before
+    the upgrade was refused ("<unset> -> 0.1"), with no stored value to pass."""
+    import yaml
+
+    upgraded = copy.deepcopy(PARAMS)
+    upgraded["processing"]["split_detection"] = {"tolerance": 0.02, "report_tolerance": 0.1}
+    (project / "conf/base/parameters_data_processing.yml").write_text(yaml.safe_dump(upgraded))
+    older = copy.deepcopy(PARAMS)
+    older["processing"]["split_detection"] = {"tolerance": 0.02}  # before the new key
+    _record_builds(project, ["primary_panel", "data_quality_report", "base_oof_predictions"],
+                   older)
+    hooks_for(project, upgraded).check(EVALUATION, catalog(project))
+    hooks_for(project, upgraded).check(READS_FOLDS, catalog(project))
+
+    changed = copy.deepcopy(upgraded)
+    changed["processing"]["split_detection"]["report_tolerance"] = 0.2
+    with pytest.raises(PreflightError, match=r"processing.split_detection.report_tolerance: "
+                                             r"0.1 -> 0.2"):
+        hooks_for(project, changed).check(EVALUATION, catalog(project))

@@ -35,21 +35,26 @@ def test_the_console_handler_drops_only_mlflows_format_notices():
         root.removeHandler(other)
 
 
-def test_optuna_trial_lines_reach_the_project_handlers_not_its_own(caplog):
-    """Optuna printed '[I ...] Trial N finished ...' to stderr through its own handler on every
-    trial; routed, its INFO records reach the root handlers (info.log keeps them; the console
-    handler, at WARNING, drops them)."""
+def test_optuna_prints_no_trial_lines_also_with_its_progress_bar(capsys):
+    """Optuna printed '[I ...] Trial N finished ...' on every trial; its progress bar also puts
+    its own stderr handler back when a study ends, so the routing is repeated after each study
+    (as the base_models node does). Warnings still reach the project's handlers."""
     import optuna
 
     optuna_logger = logging.getLogger("optuna")
     try:
-        logging_filters.route_optuna_records()
-        assert optuna_logger.propagate  # and Optuna's own stderr handler is gone
-        assert not [h for h in optuna_logger.handlers if type(h) is logging.StreamHandler]
-        with caplog.at_level(logging.INFO):
+        for _ in range(2):
+            logging_filters.route_optuna_records()
             study = optuna.create_study()
-            study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
-        assert "Trial 0 finished" in caplog.text
+            study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2,
+                           show_progress_bar=True)
+        logging_filters.route_optuna_records()
+        out = capsys.readouterr()
+        assert "Trial 0 finished" not in out.out + out.err
+        assert optuna_logger.propagate
+        assert not [h for h in optuna_logger.handlers if type(h) is logging.StreamHandler]
+        assert optuna_logger.isEnabledFor(logging.WARNING)
     finally:  # leave Optuna as other tests expect it
+        optuna.logging.set_verbosity(optuna.logging.INFO)
         optuna.logging.disable_propagation()
         optuna.logging.enable_default_handler()

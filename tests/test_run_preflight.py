@@ -126,7 +126,8 @@ def test_parallel_runner_is_refused_in_one_sentence():
                                              r"base_fold_scores, \.\.\.\) cannot be pickled"):
         check_runner("<kedro.runner.parallel_runner.ParallelRunner object at 0x7f>",
                      Unpicklable())
-    with pytest.raises(PreflightError, match="runs no node hooks in its workers"):
-        check_runner("ParallelRunner", DataCatalog())
+    with pytest.raises(PreflightError, match=r"cannot run this project: Kedro runs no node "
+                                             r"hooks in its workers"):
+        check_runner("ParallelRunner", DataCatalog())  # no dataset list to name
     check_runner("<kedro.runner.thread_runner.ThreadRunner object at 0x7f>", Unpicklable())
     check_runner("", None)  # the default runner

@@ -100,20 +100,36 @@ def test_a_run_stopped_by_a_signal_ends_in_one_block(hook, capsys, monkeypatch):
     assert "nothing of this run was promoted" in err and "Traceback" not in err
 
 
-def test_an_interrupted_trial_is_logged_without_its_traceback():
+def test_an_interrupted_trial_shows_no_traceback_on_the_console_but_keeps_it_in_the_log():
+    """Optuna logs 'Trial 8 failed ... RunInterrupted' from a child logger with the traceback of
+    wherever the signal landed; through real logging, the console shows the message only and
+    info.log keeps the traceback. A real failure keeps its traceback on the console too."""
+    import io
     import logging
 
     from bma_quant import logging_filters
     from bma_quant.run_hooks.interrupts import RunInterrupted
 
-    def record_of(error):
-        try:
-            raise error
-        except Exception:
-            return logging.LogRecord("optuna", logging.WARNING, __file__, 1, "Trial 8 failed",
-                                     None, sys.exc_info())
-
-    stopped, failed = record_of(RunInterrupted("by SIGINT")), record_of(ValueError("bad"))
-    trace = logging_filters.InterruptedTrialTraceback()
-    assert trace.filter(stopped) and stopped.exc_info is None
-    assert trace.filter(failed) and failed.exc_info is not None  # a real failure keeps it
+    console_text, file_text = io.StringIO(), io.StringIO()
+    console, info_file = logging.StreamHandler(console_text), logging.StreamHandler(file_text)
+    console.set_name("console")
+    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(console)
+    root.addHandler(info_file)
+    try:
+        logging_filters.install()
+        child = logging.getLogger("optuna.study._optimize")
+        for error in (RunInterrupted("run interrupted by SIGINT"), ValueError("bad input")):
+            try:
+                raise error
+            except Exception:
+                child.warning("Trial 8 failed because of the following error: %r", error,
+                              exc_info=True)
+    finally:
+        root.removeHandler(console)
+        root.removeHandler(info_file)
+    shown, logged = console_text.getvalue(), file_text.getvalue()
+    assert "WARNING Trial 8 failed because of the following error: RunInterrupted" in shown
+    assert shown.count("Traceback") == 1 and "ValueError: bad input" in shown
+    assert logged.count("Traceback") == 2 and "RunInterrupted: run interrupted" in logged

@@ -33,17 +33,27 @@ class InfoLogOnlyNotices(logging.Filter):
         return not any(text in message for text in notices)
 
 
-class InterruptedTrialTraceback(logging.Filter):
-    """An Optuna trial stopped by Ctrl-C / SIGTERM logs 'Trial N failed ... RunInterrupted' with
-    the traceback of wherever the signal landed: an interruption is no bug, the message says
-    what happened."""
+class WithoutInterruptionTracebacks(logging.Formatter):
+    """The console's formatter, without the traceback of a record about a run stopped by Ctrl-C /
+    SIGTERM (an Optuna trial "failed ... RunInterrupted", the runner's node failure): an
+    interruption is no bug, its message says what happened. The record itself is left whole, so
+    info.log keeps the traceback."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
         from bma_quant.run_hooks.interrupts import interruption_in
 
-        if record.exc_info and interruption_in(record.exc_info[1]) is not None:
-            record.exc_info, record.exc_text = None, None
-        return True
+        if not record.exc_info or interruption_in(record.exc_info[1]) is None:
+            return self.inner.format(record)
+        kept = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text = kept
 
 
 CONSOLE_HANDLER = "console"  # the console handler's name in conf/logging.yml
@@ -54,19 +64,22 @@ def install(handler_name: str = CONSOLE_HANDLER) -> None:
     configuration refuses filter classes outside `logging` unless an environment variable
     allows them, so it is attached here, once the configuration is applied)."""
     for handler in logging.getLogger().handlers:
-        if handler.get_name() == handler_name and not any(
-                isinstance(f, InfoLogOnlyNotices) for f in handler.filters):
+        if handler.get_name() != handler_name:
+            continue
+        if not any(isinstance(f, InfoLogOnlyNotices) for f in handler.filters):
             handler.addFilter(InfoLogOnlyNotices())
+        if not isinstance(handler.formatter, WithoutInterruptionTracebacks):
+            handler.setFormatter(WithoutInterruptionTracebacks(handler.formatter))
 
 
 def route_optuna_records() -> None:
-    """Optuna writes every trial ("[I ...] Trial 3 finished with value ...") and every new study
-    to stderr through its own handler; its records go through the project's logging instead:
-    info.log keeps them, the console shows its warnings, and the progress bar per study stays."""
+    """Optuna prints a line per trial ("[I ...] Trial 3 finished with value ...") and per new
+    study through its own handlers; each trial is already in the study database, its nested
+    MLflow run and base_optuna_trials.csv. Only Optuna's warnings are kept, through the project's
+    logging (console and info.log); the progress bar per study stays. Called again after each
+    study: Optuna's progress bar puts its own stderr handler back when a study ends."""
     import optuna.logging
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()
-    optuna_logger = logging.getLogger("optuna")
-    if not any(isinstance(f, InterruptedTrialTraceback) for f in optuna_logger.filters):
-        optuna_logger.addFilter(InterruptedTrialTraceback())

@@ -129,8 +129,8 @@ class DataBuildHooks:
         def same_build(built: str) -> bool:  # also a record made with keys no layer reads
             other = recorded["builds"].get(built)
             return built == build or (isinstance(other, dict) and record == {
-                **other, "settings": provenance.defined_settings(other.get("settings") or {},
-                                                                 defined)})
+                **other, "settings": provenance.comparable_settings(other.get("settings") or {},
+                                                                    defined)})
 
         stale = {name: recorded["datasets"][name] for name in sorted(self._reads)
                  if not same_build(recorded["datasets"].get(name, build))}
@@ -184,8 +184,8 @@ class DataBuildHooks:
         if isinstance(report.get("settings"), dict):
             defined = self._defined()
             problems += provenance.changed_settings(
-                provenance.defined_settings(report["settings"], defined),
-                provenance.defined_settings(provenance.panel_settings(self._params), defined))
+                provenance.comparable_settings(report["settings"], defined),
+                provenance.comparable_settings(provenance.panel_settings(self._params), defined))
         return problems
 
     # ------------------------------------------------------------------ the run's shape

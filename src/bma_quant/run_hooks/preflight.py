@@ -80,9 +80,10 @@ def check_runner(runner: str, catalog) -> None:
     try:
         catalog.validate_catalog()
     except AttributeError as error:
-        names = re.findall(r"'([^']+)'", str(error))
+        listed = str(error).partition("cannot be used with multiprocessing:")[2]
+        names = re.findall(r"'([^']+)'", listed)
         unpicklable = (f" its MLflow artifact and metric datasets ({', '.join(names[:3])}, "
-                       f"...) cannot be pickled into its worker processes, and")
+                       f"...) cannot be pickled into its worker processes, and") if names else ""
     except Exception:  # a catalog without the check: the reason below stands
         pass
     raise preflight.PreflightError(

@@ -244,6 +244,8 @@ class PredictionChain:
         (trend, volatility, regimes) would read a level carried forward for days, and every
         score would move. Up to the training panel's last date the chain repeats what training
         did, carried-forward days included."""
+        if len(dates) == 0:  # nothing left after cleaning: the history check says so
+            return
         known_until = index["date"].max()
         data_end = getattr(self, "data_end", None)
         if data_end is not None:

@@ -116,14 +116,30 @@ def defined_settings(settings: dict, defined: dict | None) -> dict:
     return kept
 
 
+def comparable_settings(settings: dict, defined: dict | None) -> dict:
+    """defined_settings, with every key `defined` has that `settings` lacks filled with its
+    value there (conf/base's default): a report written before a parameter existed was built as
+    its default builds, so adding a parameter does not refuse every stored build."""
+    if defined is None:
+        return settings
+    kept = defined_settings(settings, defined)
+    for key, default in defined.items():
+        if key not in kept:
+            kept[key] = default
+        elif isinstance(kept[key], dict) and isinstance(default, dict):
+            kept[key] = comparable_settings(kept[key], default)
+    return kept
+
+
 def build_record(report: dict, defined: dict | None = None) -> dict | None:
     """What a data_quality_report says its outputs were built from: the files (by content where
-    known: the same file named another way is the same build) and the settings (the keys
-    `defined` has: defined_settings). None for a report written before both were recorded."""
+    known: the same file named another way is the same build) and the settings (compared on the
+    keys `defined` has: comparable_settings). None for a report written before both were
+    recorded."""
     source, settings = report.get("source"), report.get("settings")
     if not isinstance(source, dict) or not isinstance(settings, dict):
         return None
-    settings = defined_settings(settings, defined)
+    settings = comparable_settings(settings, defined)
     files = {key: _content(source.get(f"{key}_file")) or source.get(f"{key}_path")
              for key in BUILD_FILES}
     return json.loads(json.dumps({"files": files, "settings": settings}, sort_keys=True,
@@ -148,5 +164,5 @@ def build_differences(old: dict, new: dict, defined: dict | None = None) -> list
     has)."""
     changes = [f"data.{key}_path: another file" for key in BUILD_FILES
                if old.get("files", {}).get(key) != new.get("files", {}).get(key)]
-    return changes + changed_settings(defined_settings(old.get("settings", {}), defined),
-                                      defined_settings(new.get("settings", {}), defined))
+    return changes + changed_settings(comparable_settings(old.get("settings", {}), defined),
+                                      comparable_settings(new.get("settings", {}), defined))

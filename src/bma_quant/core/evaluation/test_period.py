@@ -263,7 +263,7 @@ def _warn_thin_test_dates(preds: pd.DataFrame, config: EvaluationConfig) -> None
         n_dates = preds[DATE].nunique()
         logger.warning(
             "%d of %d test date(s) have fewer than %d predicted names (model %s): they are "
-            "neither scored (IC needs base_models.min_names) nor traded (the backtest needs "
+            "neither scored (IC needs evaluation.metrics.min_names) nor traded (the backtest needs "
             "evaluation.backtest.n_quantiles); %s", thinnest[0], n_dates,
             max(int(config.min_names), int(config.n_quantiles)), thinnest[1],
             "no test metric is defined: the test period needs a wider cross-section"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bma_quant import logging_filters
 from bma_quant.core.data import cv
 from bma_quant.core.data.temporal import TemporalConfig
 from bma_quant.core.evaluation.metrics import constant_cross_sections
@@ -141,6 +142,16 @@ def tune(name: str, inputs: training.TrainingInputs, params: dict, defaults: dic
     trials: the training run does)."""
     tuning_cfg = params["tuning"]
     shared_name = shared_study_name(name, tuning_cfg)
+    try:
+        return _tune_study(name, inputs, params, defaults, space, seed_offset, callbacks, worker,
+                           tuning_cfg, shared_name)
+    finally:  # Optuna's progress bar restores its own handler when a study ends
+        logging_filters.route_optuna_records()
+
+
+def _tune_study(name: str, inputs: training.TrainingInputs, params: dict, defaults: dict,
+                space: dict, seed_offset: int, callbacks: list | None, worker: bool,
+                tuning_cfg: dict, shared_name: str | None) -> tuning.TuningResult:
     return tuning.tune_learner(
         inputs.tuning_cache, name, defaults, space,
         n_trials=int(tuning_cfg["n_trials"]), timeout=tuning_cfg.get("timeout"),

@@ -252,22 +252,27 @@ def evaluate_model(
 def thin_cross_sections(frame: pd.DataFrame, config: EvaluationConfig) -> pd.Index:
     """Dates with fewer predicted names than an IC (`min_names`) or the quantile book
     (`n_quantiles`) needs."""
-    names = frame.groupby(DATE)["prediction"].count()
+    names = frame.loc[frame["prediction"].notna(), DATE].value_counts(sort=False)
     return names.index[names < max(int(config.min_names), int(config.n_quantiles))]
 
 
 def _warn_thin_test_dates(preds: pd.DataFrame, config: EvaluationConfig) -> None:
-    thinnest = max(((len(thin_cross_sections(part, config)), model)
-                    for model, part in preds.groupby(MODEL)), default=(0, None))
-    if thinnest[0]:
-        n_dates = preds[DATE].nunique()
+    """Said for `final` (else the first model): every model's thin dates are left out alike."""
+    models = preds[MODEL].unique()
+    if not len(models):
+        return
+    model = "final" if "final" in set(models) else sorted(map(str, models))[0]
+    part = preds.loc[preds[MODEL] == model]
+    thin = len(thin_cross_sections(part, config))
+    if thin:
+        n_dates = part[DATE].nunique()
         logger.warning(
             "%d of %d test date(s) have fewer than %d predicted names (model %s): they are "
-            "neither scored (IC needs evaluation.metrics.min_names) nor traded (the backtest needs "
-            "evaluation.backtest.n_quantiles); %s", thinnest[0], n_dates,
-            max(int(config.min_names), int(config.n_quantiles)), thinnest[1],
+            "neither scored (IC needs evaluation.metrics.min_names) nor traded (the backtest "
+            "needs evaluation.backtest.n_quantiles); %s", thin, n_dates,
+            max(int(config.min_names), int(config.n_quantiles)), model,
             "no test metric is defined: the test period needs a wider cross-section"
-            if thinnest[0] == n_dates else "the metrics cover the other dates")
+            if thin == n_dates else "the metrics cover the other dates")
 
 
 def evaluate_predictions(

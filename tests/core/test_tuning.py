@@ -266,3 +266,18 @@ def test_studies_opened_at_once_on_a_new_sqlite_file_all_succeed(tmp_path):
         assert sorted(names) == [f"learner-{i}" for i in range(4)]
         stored = optuna.get_all_study_names(storage=url)
         assert sorted(stored) == sorted(names)
+
+
+def test_the_progress_bar_counts_trials_and_attaches_no_log_handler(frame_and_folds, capsys):
+    """Optuna's own bar added a handler to Optuna's logger during the study and put Optuna's
+    stderr handler back after it: its warnings printed twice, one with a trial's whole traceback.
+    The project's bar is a trial callback and leaves Optuna's logging as it was."""
+    import logging
+
+    optuna_logger = logging.getLogger("optuna")
+    before = list(optuna_logger.handlers)
+    result = _tune(frame_and_folds, n_trials=3, show_progress_bar=True)
+    assert result.n_trials == 3
+    assert optuna_logger.handlers == before
+    err = capsys.readouterr().err
+    assert "lightgbm" in err and "3/3" in err and "best trial" in err

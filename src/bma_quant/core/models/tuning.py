@@ -37,6 +37,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from bma_quant.core.models.progress import TrialProgressBar
 from bma_quant.core.models.training import CVResult, FoldCache, cross_validate
 
 logger = logging.getLogger(__name__)
@@ -336,6 +337,23 @@ def tune_learner(
     predictions: dict[int, CVResult] = {}
     objective = _fold_objective(cache, name, defaults, space, predictions, seed=seed,
                                 n_jobs=n_jobs, min_names=min_names)
+    bar = TrialProgressBar(name, int(n_trials)) if show_progress_bar else None
+    try:
+        _run_study(study, objective, name, cache, defaults, predictions, n_trials=n_trials,
+                   timeout=timeout, callbacks=[*callbacks, *([bar] if bar else [])],
+                   shared=shared, wait_seconds=wait_seconds, rescore=rescore, seed=seed,
+                   n_jobs=n_jobs, min_names=min_names)
+    finally:
+        if bar is not None:
+            bar.close()
+    return _study_result(study, name, defaults, n_trials=n_trials, timeout=timeout,
+                         shared=shared, study_name=study_name, predictions=predictions)
+
+
+def _run_study(study: optuna.Study, objective: Callable, name: str, cache: FoldCache,
+               defaults: dict, predictions: dict[int, CVResult], *, n_trials: int,
+               timeout: float | None, callbacks: list, shared: bool, wait_seconds: float,
+               rescore: bool, seed: int, n_jobs: int, min_names: int) -> None:
     if shared:
         run_trials_to_budget(study, objective, int(n_trials), callbacks)
         wait_for_other_trials(study, wait_seconds)
@@ -346,7 +364,4 @@ def tune_learner(
                     min_names=min_names, full_scores=False)
     else:
         study.optimize(objective, n_trials=int(n_trials), timeout=timeout, n_jobs=1,
-                       callbacks=list(callbacks), show_progress_bar=show_progress_bar,
-                       gc_after_trial=False)
-    return _study_result(study, name, defaults, n_trials=n_trials, timeout=timeout,
-                         shared=shared, study_name=study_name, predictions=predictions)
+                       callbacks=callbacks, show_progress_bar=False, gc_after_trial=False)

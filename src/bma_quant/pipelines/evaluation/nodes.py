@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import Any
@@ -418,6 +419,24 @@ def test_slice(raw: pd.DataFrame, date_split: dict, warmup_days: int,
     return raw.loc[keep].reset_index(drop=True)
 
 
+DATA_LOGGERS = ("bma_quant.core.data",)  # reading and validating a raw file
+
+
+@contextlib.contextmanager
+def _warnings_said_before(names: tuple[str, ...]):
+    """Reading the raw file again (to feed the chain raw prices) repeated every warning
+    data_processing gave about it; errors still show."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def reproduction_check(
     chain: PredictionChain, raw_slice: pd.DataFrame, ensemble_test_predictions: pd.DataFrame,
     date_split: dict, model: str = "final", last_dates: int | None = None,
@@ -456,7 +475,8 @@ def register_model(
 ) -> dict[str, Any]:
     """Check that the chain reproduces the test predictions, then (with an active MLflow run and
     ``registry.enabled``) log it as a pyfunc model and register it as champion or challenger."""
-    raw = panel_lib.load_configured_panel(data)
+    with _warnings_said_before(DATA_LOGGERS):  # data_processing named the file's defects
+        raw = panel_lib.load_configured_panel(data)
     last_dates = registry.get("reproduction_dates")
     raw_slice = test_slice(raw, date_split, prediction_chain.warmup_days, last_dates,
                            calendar=prediction_chain.cleaner.kept_dates(raw))

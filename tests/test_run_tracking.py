@@ -137,3 +137,27 @@ def test_a_synthetic_market_run_is_not_named_or_tagged_after_the_data_file(tmp_p
     config = hooks._tags["config_hash"][:8]
     assert hooks._tags["mlflow.runName"] == f"synthetic_data · {config}"
     assert "data_path" not in hooks._tags and "data_fingerprint" not in hooks._tags
+
+
+def test_a_registry_inference_run_is_named_after_the_model_it_scores_with(tmp_path):
+    """It was named `inference · <config>`: params:data says nothing about a registered model's
+    data, but the model URI (or the last run's champion) says what scored."""
+    import json
+
+    pipeline = SimpleNamespace(nodes=[SimpleNamespace(name="predict")], all_outputs=lambda: {
+        "latest_predictions"})
+    named = {}
+    for uri in ("models:/bma_quant-my_prices@challenger", "models:/bma_quant-my_prices/3", None):
+        hooks, _ = _hooks(tmp_path, RAW, {"inference": {
+            "model_source": "registry", "model_uri": uri,
+            "registration_path": "data/08_reporting/model_registration.json"}})
+        (tmp_path / "data/08_reporting").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data/08_reporting/model_registration.json").write_text(
+            json.dumps({"model_name": "bma_quant-my_prices", "version": "3"}))
+        hooks.before_pipeline_run({"pipeline_names": ["inference"]}, pipeline)
+        named[uri] = hooks._tags["mlflow.runName"].rsplit(" · ", 1)[0]
+        assert "data_path" not in hooks._tags
+    assert named == {"models:/bma_quant-my_prices@challenger":
+                     "inference · bma_quant-my_prices@challenger",
+                     "models:/bma_quant-my_prices/3": "inference · bma_quant-my_prices v3",
+                     None: "inference · bma_quant-my_prices@champion"}

@@ -162,17 +162,19 @@ class RunHealthHooks:
         if runner:
             self._tags["runner"] = runner  # kedro-mlflow tags the object's repr
         ran = [n for n in names if n]
+        data_label = None
         if ran == ["inference"]:  # scores the chain's data, not params:data
             scored = run_identity.inference_data_path(self._params, self._project_path)
             if scored:
                 self._set_data_tags(scored)
             else:  # a registry model: params:data says nothing about what it scores
                 self._drop_data_tags()
+                data_label = run_identity.registry_model_label(self._params, self._project_path)
         elif ran == ["synthetic_data"]:  # writes a market; reads no data file
             self._drop_data_tags()
         self._tags["mlflow.runName"] = run_identity.run_name(
             names, self._tags.get("data_path"), self._tags.get("config_hash"),
-            self._run_name_override)
+            self._run_name_override, data_label=data_label)
         self._n_nodes = len(pipeline.nodes) if pipeline is not None else 0
         progress.info("run %s: %d nodes", self._tags["mlflow.runName"], self._n_nodes)
         self._reads_raw_panel = pipeline is not None and any(

@@ -7,6 +7,7 @@ the ``run_name`` parameter overrides it.
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 from collections.abc import Sequence
@@ -31,13 +32,14 @@ def data_stem(path: str | PurePath | None) -> str | None:
 
 
 def run_name(pipelines: Sequence[str], data_path: str | PurePath | None,
-             config_hash: str | None, override: str | None = None) -> str:
-    """``override`` when given, else the pipelines, the data file stem and the short config
-    hash, joined by `` · ``."""
+             config_hash: str | None, override: str | None = None,
+             data_label: str | None = None) -> str:
+    """``override`` when given, else the pipelines, the data file stem (or ``data_label``) and
+    the short config hash, joined by `` · ``."""
     if override:
         return str(override)
-    parts = ["+".join(p for p in pipelines if p) or "__default__", data_stem(data_path),
-             (config_hash or "")[:CONFIG_HASH_CHARS] or None]
+    parts = ["+".join(p for p in pipelines if p) or "__default__",
+             data_label or data_stem(data_path), (config_hash or "")[:CONFIG_HASH_CHARS] or None]
     return " · ".join(p for p in parts if p)
 
 
@@ -71,3 +73,25 @@ def inference_data_path(params: dict, project_path: Path) -> str | None:
     except Exception:  # no chain yet: the inference node says so
         return None
     return training.get("raw_path")
+
+
+def registry_model_label(params: dict, project_path: Path) -> str | None:
+    """What a registry-sourced inference run scores with, for its name: ``<name>@<alias>`` or
+    ``<name> v<version>`` from ``inference.model_uri``, else the champion of the last training
+    run's data set (its registration report); None when neither is known."""
+    inference = params.get("inference") or {}
+    uri = inference.get("model_uri")
+    if not uri:
+        report = inference.get("registration_path")
+        path = Path(report) if report else None
+        if path is not None and not path.is_absolute():
+            path = project_path / path
+        try:
+            name = json.loads(path.read_text()).get("model_name") if path else None
+        except (OSError, ValueError):
+            return None
+        return f"{name}@champion" if name else None
+    rest = str(uri).removeprefix("models:/")
+    name, _, version = rest.partition("/")
+    return f"{name} v{version}" if version else rest
+

@@ -161,3 +161,11 @@ def test_a_registry_inference_run_is_named_after_the_model_it_scores_with(tmp_pa
                      "inference · bma_quant-my_prices@challenger",
                      "models:/bma_quant-my_prices/3": "inference · bma_quant-my_prices v3",
                      None: "inference · bma_quant-my_prices@champion"}
+    local, _ = _hooks(tmp_path, RAW, {"inference": {  # a local chain: no registry label
+        "model_source": "local", "chain_path": "data/06_models/missing.pkl",
+        "registration_path": "data/08_reporting/model_registration.json"}})
+    local.before_pipeline_run({"pipeline_names": ["inference"]}, pipeline)
+    assert "bma_quant-my_prices" not in local._tags["mlflow.runName"]
+    assert run_identity.registry_model_label({"inference": {
+        "model_source": "registry", "model_uri": "models:/m/latest"}}, tmp_path) == "m/latest"
+

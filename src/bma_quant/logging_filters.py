@@ -74,12 +74,11 @@ def install(handler_name: str = CONSOLE_HANDLER) -> None:
 
 def route_optuna_records() -> None:
     """Optuna prints a line per trial ("[I ...] Trial 3 finished with value ...") and per new
-    study through its own handlers; each trial is already in the study database, its nested
-    MLflow run and base_optuna_trials.csv. Only Optuna's warnings are kept, through the project's
-    logging (console and info.log); the progress bar per study stays. Called again after each
-    study: Optuna's progress bar puts its own stderr handler back when a study ends."""
+    study through its own stderr handler; its records go through the project's logging instead:
+    info.log keeps them, the console shows its warnings. Called again after each study (cheap,
+    idempotent): something that restores Optuna's handler, as Optuna's own progress bar does,
+    does not bring the lines back."""
     import optuna.logging
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()

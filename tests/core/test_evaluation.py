@@ -132,3 +132,18 @@ def test_dates_too_thin_for_an_ic_are_not_traded_either(market, caplog):
     full = ev.evaluate_predictions(preds, labels, panel, None, ev.EvaluationConfig(),
                                    test_start=test_start)
     assert full.metrics_of("final")["n_rebalances"] > 0
+
+
+def test_a_model_thin_on_its_own_dates_is_named(market, caplog):
+    """Each model's thin dates are left out of its own metrics; the warning names the model with
+    the most (here not `final`, which has every name)."""
+    m, labels, panel, preds, test_start = market
+    test_dates = sorted(preds.loc[preds["date"] >= test_start, "date"].unique())
+    thin = ((preds["model"] == "xgboost") & (preds["date"] == test_dates[3])
+            & ~preds["ticker"].isin(sorted(preds["ticker"].unique())[:3]))
+    with caplog.at_level("WARNING"):
+        ev.evaluate_predictions(preds.loc[~thin], labels, panel, None, ev.EvaluationConfig(),
+                                test_start=test_start)
+    assert f"1 of {len(test_dates)} test date(s) have fewer than 5 predicted names " \
+           f"(model xgboost)" in caplog.text
+

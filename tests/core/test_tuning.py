@@ -281,3 +281,13 @@ def test_the_progress_bar_counts_trials_and_attaches_no_log_handler(frame_and_fo
     assert optuna_logger.handlers == before
     err = capsys.readouterr().err
     assert "lightgbm" in err and "3/3" in err and "best trial" in err
+
+
+def test_a_shared_study_shows_no_progress_bar(frame_and_folds, tmp_path, capsys):
+    """A shared study's budget counts every process's trials: a bar per worker counted only its
+    own (2/6 at the end), so shared studies and tuning workers show none."""
+    result = _tune(frame_and_folds, n_trials=2, show_progress_bar=True, shared=True,
+                   storage=f"sqlite:///{tmp_path / 'shared.db'}", study_name="s-lightgbm",
+                   wait_seconds=0.0)
+    assert result.n_trials == 2 and result.shared
+    assert "trial/s" not in capsys.readouterr().err

@@ -80,6 +80,8 @@ def registry_model_label(params: dict, project_path: Path) -> str | None:
     ``<name> v<version>`` from ``inference.model_uri``, else the champion of the last training
     run's data set (its registration report); None when neither is known."""
     inference = params.get("inference") or {}
+    if inference.get("model_source", "local") != "registry":
+        return None
     uri = inference.get("model_uri")
     if not uri:
         report = inference.get("registration_path")
@@ -93,5 +95,5 @@ def registry_model_label(params: dict, project_path: Path) -> str | None:
         return f"{name}@champion" if name else None
     rest = str(uri).removeprefix("models:/")
     name, _, version = rest.partition("/")
-    return f"{name} v{version}" if version else rest
+    return f"{name} v{version}" if version.isdigit() else rest
 

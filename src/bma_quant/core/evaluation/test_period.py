@@ -256,23 +256,22 @@ def thin_cross_sections(frame: pd.DataFrame, config: EvaluationConfig) -> pd.Ind
     return names.index[names < max(int(config.min_names), int(config.n_quantiles))]
 
 
-def _warn_thin_test_dates(preds: pd.DataFrame, config: EvaluationConfig) -> None:
-    """Said for `final` (else the first model): every model's thin dates are left out alike."""
-    models = preds[MODEL].unique()
-    if not len(models):
+def _warn_thin_test_dates(thin: dict[str, int], n_dates: dict[str, int],
+                          config: EvaluationConfig) -> None:
+    """One warning naming the model with the most thin test dates (each model's own are left
+    out of its metrics)."""
+    if not thin or max(thin.values()) == 0:
         return
-    model = "final" if "final" in set(models) else sorted(map(str, models))[0]
-    part = preds.loc[preds[MODEL] == model]
-    thin = len(thin_cross_sections(part, config))
-    if thin:
-        n_dates = part[DATE].nunique()
-        logger.warning(
-            "%d of %d test date(s) have fewer than %d predicted names (model %s): they are "
-            "neither scored (IC needs evaluation.metrics.min_names) nor traded (the backtest "
-            "needs evaluation.backtest.n_quantiles); %s", thin, n_dates,
-            max(int(config.min_names), int(config.n_quantiles)), model,
-            "no test metric is defined: the test period needs a wider cross-section"
-            if thin == n_dates else "the metrics cover the other dates")
+    model = max(thin, key=lambda m: (thin[m], m == "final"))
+    others = sorted(m for m, count in thin.items() if count and m != model)
+    logger.warning(
+        "%d of %d test date(s) have fewer than %d predicted names (model %s%s): they are "
+        "neither scored (IC needs evaluation.metrics.min_names) nor traded (the backtest needs "
+        "evaluation.backtest.n_quantiles); %s", thin[model], n_dates[model],
+        max(int(config.min_names), int(config.n_quantiles)), model,
+        f"; also {', '.join(others[:5])}{', ...' if len(others) > 5 else ''}" if others else "",
+        "no test metric is defined: the test period needs a wider cross-section"
+        if thin[model] == n_dates[model] else "the metrics cover the other dates")
 
 
 def evaluate_predictions(
@@ -297,7 +296,6 @@ def evaluate_predictions(
     merged = preds[[DATE, TICKER, MODEL, "prediction"]].merge(
         labels[[DATE, TICKER, "label"]], on=[DATE, TICKER], how="left"
     )
-    _warn_thin_test_dates(preds, config)
     test_panel = restrict_to_period(panel, test_start, None)
     returns = test_panel[[DATE, TICKER, "ret_1d"]]
     regime_series = regime_by_date(regimes)
@@ -306,8 +304,11 @@ def evaluate_predictions(
     forward = (forward_return_grids(test_panel[[DATE, TICKER, "close"]],
                                     list(config.decay_horizons), config.execution_delay)
                if with_decay and "close" in test_panel else None)
+    thin, n_dates = {}, {}
     for model in ordered_models(merged[MODEL].unique()):
         frame = merged.loc[merged[MODEL] == model].drop(columns=MODEL)
+        thin[model] = len(thin_cross_sections(frame, config))
+        n_dates[model] = frame[DATE].nunique()
         model_rows, ic_frame, daily, quantiles = evaluate_model(
             frame, returns, regime_series, config
         )
@@ -322,6 +323,7 @@ def evaluate_predictions(
                              config.min_names, forward=forward)
             decay_frames.append(decay.reset_index().assign(model=model))
 
+    _warn_thin_test_dates(thin, n_dates, config)
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     return EvaluationResult(
         table=table,

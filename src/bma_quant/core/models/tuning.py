@@ -279,9 +279,13 @@ def _study_result(study: optuna.Study, name: str, defaults: dict, *, n_trials: i
         raise RuntimeError(f"{name}: no Optuna trial completed ({len(states)} started)")
     best_trial = study.best_trial
     truncated = len(states) < int(n_trials)
-    if truncated:
+    if truncated and timeout is not None:
         logger.warning("%s: the %.0f s tuning timeout stopped the study after %d of %d trials; "
-                       "results now depend on this machine's speed", name, timeout,
+                       "results now depend on this machine's speed", name, float(timeout),
+                       len(states), int(n_trials))
+    elif truncated:  # a shared study whose budget grew after trials over the old one ran
+        logger.warning("%s: %d of %d trials ran within the shared study's budget (trial numbers "
+                       "were taken by trials over an earlier, smaller budget)", name,
                        len(states), int(n_trials))
     n_pruned = states.count(optuna.trial.TrialState.PRUNED)
     logger.info("%s: best mean tuning-fold RankIC %.4f at trial %d of %d (%d pruned)", name,
@@ -337,7 +341,9 @@ def tune_learner(
     predictions: dict[int, CVResult] = {}
     objective = _fold_objective(cache, name, defaults, space, predictions, seed=seed,
                                 n_jobs=n_jobs, min_names=min_names)
-    bar = TrialProgressBar(name, int(n_trials)) if show_progress_bar else None
+    # a shared study's budget counts every process's trials: no bar (each worker printed one
+    # that counted only its own)
+    bar = TrialProgressBar(name, int(n_trials)) if show_progress_bar and not shared else None
     try:
         _run_study(study, objective, name, cache, defaults, predictions, n_trials=n_trials,
                    timeout=timeout, callbacks=[*callbacks, *([bar] if bar else [])],

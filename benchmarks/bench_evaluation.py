@@ -47,17 +47,25 @@ def main() -> None:
     table, daily_ic, daily_returns, quantiles, _ = timed(
         "evaluate_test_period", nodes.evaluate_test_period, preds, data["labels"],
         data["primary_panel"], data["regimes"], data["date_split"], ev, temporal)
-    report = timed("apply_gates", nodes.apply_gates, table, data["base_model_status"],
-                   data["date_split"], ev)
+    overfitting = timed("assess_overfitting", nodes.assess_overfitting,
+                        data["base_trial_oof_predictions"], data["base_oof_predictions"],
+                        data["regime_oof_predictions"], data["ensemble_oof_predictions"],
+                        data["primary_panel"], data["date_split"], daily_returns,
+                        data["base_model_status"], ev, temporal)[0]
+    report = timed("apply_gates", nodes.apply_gates, table, overfitting,
+                   data["base_model_status"], data["date_split"], ev)
     timed("evaluation_metrics", nodes.evaluation_metrics, table, report, ev)
-    timed("make_plots", nodes.make_plots, table, daily_ic, daily_returns, quantiles, ev)
+    timed("make_plots", nodes.make_plots, table, daily_ic, daily_returns, quantiles,
+          data["base_feature_importance"], ev)
     chain = timed("build_prediction_chain", nodes.build_prediction_chain,
                   data["feature_spec"], data["base_models"], data["regime_model"],
                   data["ensemble"], data["primary_panel"], data["regimes"],
-                  data["data_quality_report"], params["data"], params["processing"], temporal)
+                  data["data_quality_report"], params["data"], params["processing"], temporal,
+                  registry)
     registration = timed("register_model (reproduction check, no MLflow run)",
                          nodes.register_model, chain, report, data["ensemble_test_predictions"],
-                         data["date_split"], params["data"], registry)
+                         data["ensemble_report"], data["base_model_status"], data["date_split"],
+                         params["data"], registry)
 
     import mlflow
 
@@ -67,6 +75,7 @@ def main() -> None:
     def register_with_run():
         with mlflow.start_run():
             return nodes.register_model(chain, report, data["ensemble_test_predictions"],
+                                        data["ensemble_report"], data["base_model_status"],
                                         data["date_split"], params["data"],
                                         {**registry, "code_path": str(ROOT / "src" / "bma_quant")})
 

@@ -44,6 +44,7 @@ def run_nodes(data: dict, params: dict) -> tuple[NodeTimer, dict]:
         features,
         catalog,
         data["date_split"],
+        data["cv_folds"],
         fe,
         temporal,
     )

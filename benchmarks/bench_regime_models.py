@@ -82,8 +82,8 @@ def main() -> None:
         f"## regime_models ({N_TICKERS} tickers x {N_DAYS} days, synthetic)",
         "",
         f"{machine_line('at the end')}; detector {params['detector']} "
-        f"(used: {report['detection']['detector']}), per-fold detector refits "
-        f"{params['refit_detector_per_fold']}, learner {learner} (n_jobs {params['n_jobs']}), "
+        f"(used: {report['detection']['detector']}; out-of-fold predictions from a detector "
+        f"fitted per fold), learner {learner} (n_jobs {params['n_jobs']}), "
         f"combine {params['combine']}, global comparison {params['compare_global']}.",
         f"Inputs: {len(data['model_input']):,} model_input rows x "
         f"{data['model_input'].shape[1] - 3} features (synthetic factors standing in for "

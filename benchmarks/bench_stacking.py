@@ -63,16 +63,20 @@ def synthetic_inputs() -> dict:
     for r in ("bull", "neutral", "bear"):
         regimes[f"p_{r}"] = np.where(regimes["regime"] == r, 0.8, 0.1)
     regimes["fear_greed"] = 0.0
+    # one detector per fold in the chain; here every fold "detects" the true regimes
+    fold_ids = sorted(upstream["cv_folds"]["fold"].unique())
+    fold_regimes = pd.concat([regimes.assign(fold=f) for f in fold_ids], ignore_index=True)
     status = {m: {"status": "ok", "error": None, "best_params": {}} for m in base_specs}
     status["noise_model"] = {"status": "ok", "error": None, "best_params": {}}
     return {
         "base_oof": base_oof, "base_test": base_test, "regime_oof": regime_oof,
         "regime_test": regime_test, "status": status, "labels": upstream["labels"],
-        "regimes": regimes, "cv_folds": upstream["cv_folds"], "date_split": upstream["date_split"],
+        "regimes": regimes, "fold_regimes": fold_regimes, "cv_folds": upstream["cv_folds"],
+        "date_split": upstream["date_split"],
     }
 
 
-def run_nodes(data: dict, params: dict) -> tuple[NodeTimer, dict]:
+def run_nodes(data: dict, params: dict, temporal: dict) -> tuple[NodeTimer, dict]:
     timed = NodeTimer()
 
     design, test_inputs, info = timed(
@@ -80,8 +84,8 @@ def run_nodes(data: dict, params: dict) -> tuple[NodeTimer, dict]:
         data["base_test"], data["regime_oof"], data["regime_test"], data["status"],
         data["labels"], data["cv_folds"], data["date_split"], params)
     oof_predictions, selection = timed(
-        "select_ensemble", nodes.select_ensemble, design, data["regimes"], data["cv_folds"],
-        data["date_split"], info, params)
+        "select_ensemble", nodes.select_ensemble, design, data["fold_regimes"], data["cv_folds"],
+        data["date_split"], info, params, temporal)
     test, weights, _, _, fit_info = timed(
         "fit_ensembles", nodes.fit_ensembles, design, test_inputs, data["regimes"],
         data["date_split"], info, selection, params)
@@ -96,10 +100,11 @@ def main() -> None:
     t0 = time.perf_counter()
     data = synthetic_inputs()
     upstream_seconds = time.perf_counter() - t0
-    params = project_params()["stacking"]
+    project = project_params()
+    params = project["stacking"]
     baseline_mib = psutil.Process().memory_info().rss / 2**20
     machine = machine_line("at start")
-    timings, out = run_nodes(data, params)
+    timings, out = run_nodes(data, params, project["temporal"])
     report = out["report"]
     scores = report["selection"]["oos_rank_ic"]
     lines = [

@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -7,6 +9,7 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # No test may write into the project's own mlflow.db: default every MLflow call to a scratch store.
 _SCRATCH = tempfile.mkdtemp(prefix="bma_quant_mlflow_")
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)  # one per pytest process, not left in /tmp
 SCRATCH_TRACKING_URI = os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{_SCRATCH}/mlflow.db")
 
 

@@ -207,6 +207,7 @@ def test_prediction_scores_consistent_with_parts():
         "ic_tstat",
         "rank_ic_tstat",
         "hit_rate",
+        "rank_hit_rate",
         "n_dates",
     }
     assert scores["ic"] == pytest.approx(ic["mean"])
@@ -215,7 +216,10 @@ def test_prediction_scores_consistent_with_parts():
     assert scores["rank_icir"] == pytest.approx(rank["icir"])
     assert scores["ic_tstat"] == pytest.approx(ic["tstat"])
     assert scores["rank_ic_tstat"] == pytest.approx(rank["tstat"])
-    assert scores["hit_rate"] == pytest.approx(rank["hit_rate"])
+    # DESIGN section 4: the hit rate is the share of dates with IC > 0; RankIC's is its own key
+    assert scores["hit_rate"] == pytest.approx(ic["hit_rate"])
+    assert scores["rank_hit_rate"] == pytest.approx(rank["hit_rate"])
+    assert ic["hit_rate"] != rank["hit_rate"]  # the panel tells the two apart
     assert scores["n_dates"] == rank["n_dates"] == 30
 
 

@@ -30,7 +30,7 @@ PARAMS = {
                             "lags": {"candidates": [0, 1]},
                             "ewm": {"halflife_candidates": [0, 5]},
                             "transforms": {"winsorise": [0.01, 0.99]}},
-    "registry": {"max_reproduction_diff": 1e-4, "compare_metric": "rank_ic"},
+    "registry": {"max_reproduction_diff": 1e-4},
     "inference": {"model_source": "local", "history_days": None,
                   "portfolio": {"style": "long_short", "n_quantiles": 5, "gross_exposure": 1.0,
                                 "max_weight": 0.1}},
@@ -69,8 +69,6 @@ def test_valid_parameters_pass():
                                                                "numbers >= 0"),
     ("base_models.tuning.search_space.elastic_net.alpha", {"low": 1.0, "high": 0.1},
      "search_space.elastic_net.alpha: low (1.0) must not exceed high (0.1)"),  # type omitted
-    ("registry.compare_metric", "sharpe", "registry.compare_metric 'sharpe' must be one of "
-                                          "evaluation.gates.headline_metrics"),
     ("inference.history_days", "abc", "inference.history_days must be a number, got 'abc'"),
     ("evaluation.backtest.periods_per_year", 0, "periods_per_year must be > 0, got 0"),
     ("base_models.max_train_rows", -5, "base_models.max_train_rows must be >= 1, got -5"),
@@ -96,7 +94,8 @@ def test_valid_parameters_pass():
     ("evaluation.gates.model", "foo", "evaluation.gates.model must be one of the run's models"),
     ("evaluation.gates.checks.ic.metric", "icc", "checks.ic.metric 'icc' is not a metric"),
     ("evaluation.gates.checks.ic.op", "=>", "evaluation.gates.checks.ic.op must be one of"),
-    ("registry.compare_metric", "foo", "registry.compare_metric: 'foo' is not a metric"),
+    ("evaluation.gates.headline_metrics", ["rank_ic", "foo"],
+     "evaluation.gates.headline_metrics: 'foo' is not a metric"),
     ("evaluation.gates.checks.ic.threshhold", 0.5, "checks.ic has unknown key(s) threshhold"),
     ("evaluation.gates.checks.ic.threshold", "0.5x", "checks.ic.threshold must be a number"),
     ("evaluation.gates.checks.ic", 0.02, "evaluation.gates.checks.ic must be a mapping"),

@@ -1,48 +1,65 @@
-"""Champion promotion: gates AND better on the same test period; one registered model per data."""
+"""Champion promotion: gates AND a better development out-of-fold score on the same development
+period (never the test period); one registered model per data set."""
 
 from bma_quant.core.evaluation import promotion
-from bma_quant.core.evaluation.promotion import Candidate, decide
+from bma_quant.core.evaluation.promotion import Candidate, decide, development_score
+
+METRIC = "stacking.final.oos_rank_ic"
 
 
-def _candidate(value, passed=True, start="2020-01-02", end="2021-12-31", metric="rank_ic"):
-    return Candidate(passed, () if passed else ("sharpe",), start, end, metric, value)
+def _candidate(value, passed=True, dev=("2010-01-04", "2019-12-31"), metric=METRIC,
+               test=("2020-01-02", "2021-12-31")):
+    return Candidate(passed, () if passed else ("sharpe",), test[0], test[1], metric, value,
+                     dev[0], dev[1])
 
 
-def _champion(value, start="2020-01-02", end="2021-12-31", metric="rank_ic"):
-    return _candidate(value, start=start, end=end, metric=metric).tags()
+def _champion(value, **kwargs):
+    return _candidate(value, **kwargs).tags()
 
 
 def test_first_passing_version_becomes_champion_a_failing_one_never():
     assert decide(_candidate(0.01), None).promote
+    assert decide(_candidate(None), None).promote  # nothing to compare with
     failing = decide(_candidate(0.5, passed=False), None)
     assert not failing.promote and failing.reason == "gates failed: sharpe"
 
 
-def test_champion_moves_only_when_beaten_on_the_same_test_period():
+def test_champion_moves_only_when_beaten_on_the_same_development_period():
     assert decide(_candidate(0.06), _champion(0.05), "3").promote
     tie = decide(_candidate(0.05), _champion(0.05), "3")
     assert not tie.promote and "does not beat champion version 3's 0.05" in tie.reason
-    other = decide(_candidate(0.5), _champion(0.05, start="2019-01-02"), "3")
-    assert not other.promote and "2019-01-02" in other.reason and "differs" in other.reason
-    metric = decide(_candidate(0.5, metric="sharpe"), _champion(0.05), "3")
-    assert not metric.promote and "compared on rank_ic" in metric.reason
+    other = decide(_candidate(0.5), _champion(0.05, dev=("2009-01-02", "2019-12-31")), "3")
+    assert not other.promote and "2009-01-02" in other.reason and "differs" in other.reason
+    model = decide(_candidate(0.5, metric="base_models.lightgbm.oof_rank_ic_mean"),
+                   _champion(0.05), "3")
+    assert not model.promote and f"compared on {METRIC}" in model.reason
 
 
-def test_a_drawdown_is_better_when_smaller():
-    def drawdown(value):
-        return _candidate(value, metric="max_drawdown")
-
-    deeper = decide(drawdown(0.054), _champion(0.051, metric="max_drawdown"), "19")
-    assert not deeper.promote and "(lower is better)" in deeper.reason
-    assert decide(drawdown(0.04), _champion(0.051, metric="max_drawdown"), "19").promote
+def test_the_test_period_decides_nothing_between_runs():
+    """Two versions on the same data: the better development score wins whatever their test
+    periods say (the test figures stay out-of-sample for every version)."""
+    later_test = _candidate(0.06, test=("2020-06-01", "2021-12-31"))
+    assert decide(later_test, _champion(0.05), "2").promote
 
 
-def test_a_missing_compare_value_is_never_promoted():
+def test_a_missing_score_never_replaces_a_champion():
     for value in (None, float("nan")):
-        decision = decide(_candidate(value), None)
-        assert not decision.promote and "headline_metrics" in decision.reason
+        decision = decide(_candidate(value), _champion(0.05), "4")
+        assert not decision.promote and "no development out-of-fold score" in decision.reason
     # a champion without a finite value is beaten by any finite one on the same period
     assert decide(_candidate(-0.01), _champion(None), "1").promote
+
+
+def test_development_score_of_each_kind_of_gated_model():
+    selection = {"final_nested_rank_ic": 0.031, "oos_rank_ic": {"bma": 0.028, "stacking": 0.03}}
+    status = {"lightgbm": {"metrics": {"oof_rank_ic_mean": 0.025}}, "xgboost": {"metrics": {}}}
+    assert development_score("final", selection, status) == (METRIC, 0.031)
+    assert development_score("bma", selection, status) == ("stacking.bma.oos_rank_ic", 0.028)
+    assert development_score("lightgbm", selection, status) == (
+        "base_models.lightgbm.oof_rank_ic_mean", 0.025)
+    assert development_score("xgboost", selection, status)[1] is None
+    assert development_score("regime_elastic_net", None, None)[1] is None
+    assert development_score("final", {"final_nested_rank_ic": float("nan")}, None)[1] is None
 
 
 def test_registered_model_name_per_data_set():
@@ -59,5 +76,6 @@ def test_description_names_data_period_gates_and_metrics():
         headline={"rank_ic": 0.0312, "n_dates": 480}, model="final",
         decision=decide(candidate, None))
     assert "`data/01_raw/p.csv` (sha256 abc)" in text and "2020-01-02 .. 2021-12-31" in text
+    assert f"2010-01-04 .. 2019-12-31 ({METRIC} 0.0312" in text
     assert "gates on `final`: pass" in text and "rank_ic 0.0312, n_dates 480" in text
     assert "champion: yes" in text

@@ -135,8 +135,15 @@ def test_assessment_deflates_the_test_sharpe_and_reports():
     assert {"n_configurations", "pbo", "final.deflated_sharpe",
             "final.probabilistic_sharpe"} <= set(metrics)
     assert 0 <= metrics["pbo"] <= 1 and 0 <= metrics["final.deflated_sharpe"] <= 1
+    # pruned trials were tried too: they raise N (a harder bar) but not V[SR] or PBO
+    pruned = assess_overfitting(configs, test, n_blocks=8, n_pruned_trials=30)
+    assert pruned.deflated["final"].n_trials == 80 and pruned.metrics(252)["n_trials"] == 80
+    assert pruned.trial_sharpe_variance == result.trial_sharpe_variance
+    assert pruned.pbo.pbo == result.pbo.pbo and pruned.report(252)["n_pruned_trials"] == 30
+    assert pruned.deflated["final"].deflated_sharpe < final.deflated_sharpe
     # no configuration at all: one trial, DSR = PSR, and the report says so
     empty = assess_overfitting(configs.iloc[:, :0], test, n_blocks=8)
     assert empty.pbo is None and empty.notes
     assert empty.deflated["final"].deflated_sharpe == pytest.approx(
         empty.deflated["final"].probabilistic_sharpe)
+

@@ -48,18 +48,22 @@ def _name(overrides):
     return registered_model_name("bma_quant", data_stem(overrides["data"]["raw_path"]))
 
 
-def _register(datasets, overrides, chain, passed, rank_ic=0.05, test_period=None):
-    split = datasets["date_split"]
+def _register(datasets, overrides, chain, passed, oos_rank_ic=0.05, dev_start=None,
+              test_rank_ic=0.05):
+    split = dict(datasets["date_split"])
+    if dev_start:
+        split["dev_start"] = dev_start
     report = {"passed": passed, "verdict": "pass" if passed else "fail", "model": "final",
               "failed": [] if passed else ["sharpe"],
-              "test_period": test_period or {k: split[k] for k in ("test_start", "test_end")},
-              "headline": {"rank_ic": rank_ic, "sharpe": 1.5}}
+              "test_period": {k: split[k] for k in ("test_start", "test_end")},
+              "headline": {"rank_ic": test_rank_ic, "sharpe": 1.5}}
+    ensemble_report = {"selection": {"final_nested_rank_ic": oos_rank_ic}}
     with mlflow.start_run():
         return nodes.register_model(chain, report, datasets["ensemble_test_predictions"],
-                                    split, overrides["data"], REGISTRY)
+                                    ensemble_report, {}, split, overrides["data"], REGISTRY)
 
 
-def test_champion_moves_only_for_a_better_candidate_on_the_same_test_period(setup):
+def test_champion_moves_only_for_a_better_development_score_never_on_test(setup):
     datasets, overrides, chain, uri, tmp = setup
     name = _name(overrides)
     assert name.startswith("bma_quant-") and name != "bma_quant"  # one model per data set
@@ -70,28 +74,32 @@ def test_champion_moves_only_for_a_better_candidate_on_the_same_test_period(setu
     checked = REGISTRY["reproduction_dates"]
     assert first["reproduction"]["dates_checked"] == checked  # the last test dates only
     assert first["reproduction"]["rows_matched"] == first["reproduction"]["rows_pipeline"] > 0
-    second = _register(datasets, overrides, chain, passed=False, rank_ic=0.09)
+    second = _register(datasets, overrides, chain, passed=False, oos_rank_ic=0.09)
     assert second["alias"] == "challenger" and second["version"] == "2"
     assert second["champion_version"] == "1" and second["previous_champion_version"] == "1"
     client = MlflowClient()
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     assert str(client.get_model_version_by_alias(name, "challenger").version) == "2"
     assert client.get_model_version(name, "2").tags["gates"] == "fail"
-    # passes the gates but does not beat the champion's 0.05
-    worse = _register(datasets, overrides, chain, passed=True, rank_ic=0.04)
+    # passes the gates, a far better test RankIC, but does not beat the champion's 0.05 on the
+    # development folds: the test period chooses nothing between runs
+    worse = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.04,
+                      test_rank_ic=0.5)
     assert worse["alias"] == "challenger" and "does not beat" in worse["promotion_reason"]
-    # a better value on another test period is not comparable
-    other = _register(datasets, overrides, chain, passed=True, rank_ic=0.2,
-                      test_period={"test_start": "1999-01-04", "test_end": "1999-12-31"})
-    assert other["alias"] == "challenger" and "test period" in other["promotion_reason"]
-    better = _register(datasets, overrides, chain, passed=True, rank_ic=0.06)
+    # a better value on another development period is not comparable
+    other = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.2,
+                      dev_start="1999-01-04")
+    assert other["alias"] == "challenger" and "development period" in other["promotion_reason"]
+    better = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.06,
+                       test_rank_ic=0.01)
     champion = client.get_model_version_by_alias(name, "champion")
     assert better["alias"] == "champion" and str(champion.version) == better["version"]
     tags = champion.tags
-    assert tags["compare_metric"] == "rank_ic" and float(tags["compare_value"]) == 0.06
+    assert tags["compare_metric"] == "stacking.final.oos_rank_ic"
+    assert float(tags["compare_value"]) == 0.06
     assert tags["test_start"] == str(datasets["date_split"]["test_start"])
     description = champion.description
-    assert "test period" in description and "rank_ic 0.06" in description
+    assert "test period" in description and "stacking.final.oos_rank_ic 0.06" in description
     assert "beats champion version 1" in description and overrides["data"]["raw_path"] in description
 
 
@@ -102,8 +110,8 @@ def test_an_explicit_model_name_overrides_the_per_data_set_default(setup):
               "headline": {"rank_ic": 0.1},
               "test_period": {k: split[k] for k in ("test_start", "test_end")}}
     with mlflow.start_run():
-        out = nodes.register_model(chain, report, datasets["ensemble_test_predictions"], split,
-                                   overrides["data"], {**REGISTRY, "model_name": "team_model"})
+        out = nodes.register_model(chain, report, datasets["ensemble_test_predictions"], {}, {},
+                                   split, overrides["data"], {**REGISTRY, "model_name": "team_model"})
     assert out["model_name"] == "team_model" and out["alias"] == "champion"
 
 def test_reproduction_covers_the_last_test_dates_after_a_full_warmup(setup):
@@ -259,8 +267,8 @@ def test_registry_inference_on_too_little_history_ends_in_the_chains_own_error(s
 def test_no_active_run_registers_nothing(setup):
     datasets, overrides, chain, uri, tmp = setup
     assert mlflow.active_run() is None
-    out = nodes.register_model(chain, {"passed": True}, datasets["ensemble_test_predictions"],
-                               datasets["date_split"], overrides["data"], REGISTRY)
+    out = nodes.register_model(chain, {"passed": True}, datasets["ensemble_test_predictions"], {},
+                               {}, datasets["date_split"], overrides["data"], REGISTRY)
     assert out["registered"] is False and "no active MLflow run" in out["reason"]
     assert Path(tmp / "mlflow.db").exists()
 
@@ -278,7 +286,7 @@ def test_a_chain_that_cannot_predict_is_not_registered(setup):
     broken.base_models = {"elastic_net": FittedOnOtherFeatures()}
     with mlflow.start_run():
         out = nodes.register_model(broken, {"passed": True}, datasets["ensemble_test_predictions"],
-                                   datasets["date_split"], overrides["data"], REGISTRY)
+                                   {}, {}, datasets["date_split"], overrides["data"], REGISTRY)
     assert out["registered"] is False
     assert "StaleChainError" in out["reason"] and "something_else" in out["reason"]
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bma_quant.core.data.synthetic import generate_synthetic_market
+from bma_quant.core.evaluation.metrics import mean_rank_ic
 from tests.serving.fakes import fake_upstream
 from tests.support import deep_update, project_params, run_pipeline
 
@@ -52,7 +53,13 @@ def development_datasets(dev: pd.DataFrame, objects: dict, regimes: pd.DataFrame
     ensemble = pd.concat([combined.assign(model=m)[["date", "ticker", "model", "prediction"]]
                           for m in ("equal_weight", "final")], ignore_index=True)
     model_input = dev.merge(labels[["date", "ticker", "label"]], on=["date", "ticker"])
+    # stacking's report of the methods' development scores, as report_stacking writes it
+    scored = ensemble.merge(labels[["date", "ticker", "label"]], on=["date", "ticker"])
+    oos = {m: mean_rank_ic(part) for m, part in scored.groupby("model")}
+    ensemble_report = {"selection": {"chosen": "equal_weight", "oos_rank_ic": {
+        "equal_weight": oos["equal_weight"]}, "final_nested_rank_ic": oos["final"]}}
     return {
+        "ensemble_report": ensemble_report,
         "base_oof_predictions": base.assign(fold=0), "base_trial_oof_predictions": trials,
         "regime_oof_predictions": regime.assign(fold=0),
         "ensemble_oof_predictions": ensemble.assign(fold=0),

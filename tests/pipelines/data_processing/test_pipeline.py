@@ -105,6 +105,12 @@ def test_processing_is_prefix_invariant(tmp_path, market):
     assert report["suspected_splits"] and report["imputed_values"] > 0
     assert "T0005" in report["late_listings"] and "T0006" in report["delistings"]
     dates = np.sort(primary["date"].unique())
+    # no rows for a delisted name once its forward fill has run out: they would carry nothing
+    gone = primary[primary["ticker"] == "T0006"]
+    last_close = int(np.searchsorted(dates, np.datetime64(
+        panel.loc[panel["ticker"] == "T0006", "date"].max())))
+    assert gone["date"].max() == dates[last_close + 5]  # processing.ffill_limit
+    assert gone["close"].notna().all()
     for position in (120, 170, 340, 360, 480):
         cut_date = dates[position]
         cut_path = tmp_path / f"cut_{position}.parquet"

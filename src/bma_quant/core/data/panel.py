@@ -526,17 +526,43 @@ def to_matrices(long: pd.DataFrame) -> PanelMatrices:
     return PanelMatrices(values, sector, extra)
 
 
-def to_long(panel: PanelMatrices, extra: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """Matrices -> long (date, ticker, ...) sorted by date then ticker, one row per grid cell."""
+def cells_with_values(panel: PanelMatrices, listed: np.ndarray) -> np.ndarray:
+    """The (date, ticker) cells a long panel needs: a listed name on a date it has any value.
+
+    A delisted or long-suspended name's empty cells carry nothing (every later step reads an
+    absent row as NaN), and on a survivorship-free panel they are most of the grid: 2,000 names
+    listed a few years each over 29 years fill a sixth of it. A date on which no name has a
+    value keeps its listed cells, so the calendar stays the same."""
+    has_value = np.zeros(panel.close.shape, dtype=bool)
+    for matrix in panel.values.values():
+        has_value |= matrix.notna().to_numpy()
+    has_value |= ~has_value.any(axis=1, keepdims=True)
+    return np.asarray(listed, dtype=bool) & has_value
+
+
+def to_long(panel: PanelMatrices, extra: dict[str, pd.DataFrame] | None = None,
+            cells: np.ndarray | None = None) -> pd.DataFrame:
+    """Matrices -> long (date, ticker, ...) sorted by date then ticker: one row per grid cell, or
+    per True cell of `cells` (a date x ticker bool matrix; the other cells are never built)."""
     columns = {**panel.values, **(extra or {})}
-    index = pd.MultiIndex.from_product([panel.dates, panel.tickers], names=["date", "ticker"])
-    out = pd.DataFrame({name: m.to_numpy().ravel() for name, m in columns.items()}, index=index)
-    out = out.reset_index()
+    n_tickers = len(panel.tickers)
+    if cells is None:
+        take = np.arange(len(panel.dates) * n_tickers)
+    else:
+        take = np.flatnonzero(np.asarray(cells, dtype=bool).ravel())
+
+    def flat(matrix: np.ndarray) -> np.ndarray:
+        return matrix.ravel()[take]
+
+    out = pd.DataFrame({"date": panel.dates[take // n_tickers],
+                        "ticker": panel.tickers[take % n_tickers]})
+    for name, matrix in columns.items():
+        out[name] = flat(matrix.to_numpy())
     if panel.sector is not None:
         sector = panel.sector.reindex(index=panel.dates, columns=panel.tickers)
-        out["sector"] = sector.to_numpy(dtype=object).ravel()
+        out["sector"] = flat(sector.to_numpy(dtype=object))
     if panel.eligible is not None:
         eligible = panel.eligible.reindex(index=panel.dates, columns=panel.tickers, fill_value=False)
-        out[ELIGIBLE] = eligible.to_numpy(dtype=bool).ravel()
+        out[ELIGIBLE] = flat(eligible.to_numpy(dtype=bool))
     out["ticker"] = out["ticker"].astype(str)
     return out

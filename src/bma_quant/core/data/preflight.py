@@ -127,6 +127,7 @@ CHOICES = {
 # What a gate or the champion comparison can read: the evaluation table's metric columns and the
 # overfitting assessment's (a test checks the table's columns against this list).
 GATE_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "ic_tstat", "rank_ic_tstat", "hit_rate",
+                "rank_hit_rate",
                 "n_dates", "sharpe", "ir", "annual_return", "cagr", "annual_volatility",
                 "max_drawdown", "turnover", "n_rebalances", "n_days", "pbo", "deflated_sharpe")
 GATE_OPERATORS = (">", ">=", "<", "<=")
@@ -310,19 +311,12 @@ def _gate_problems(params: Mapping[str, Any]) -> list[str]:
         if op not in GATE_OPERATORS:
             problems.append(f"evaluation.gates.checks.{name}.op must be one of "
                             f"{', '.join(GATE_OPERATORS)}, got {op!r}")
-    for path in ("evaluation.gates.headline_metrics", "registry.compare_metric"):
-        value = lookup(params, path)
-        unknown = [m for m in ([value] if isinstance(value, str) else value or [])
-                   if m not in GATE_METRICS]
-        if unknown:
-            problems.append(f"{path}: {', '.join(map(repr, unknown))} is not a metric of the "
-                            f"evaluation ({metrics})")
-    compare = lookup(params, "registry.compare_metric")
-    headline = lookup(params, "evaluation.gates.headline_metrics")
-    if compare in GATE_METRICS and isinstance(headline, list | tuple) and compare not in headline:
-        problems.append(f"registry.compare_metric {compare!r} must be one of "
-                        f"evaluation.gates.headline_metrics ({', '.join(map(str, headline))}): "
-                        "only those are stored for the champion comparison")
+    value = lookup(params, "evaluation.gates.headline_metrics")
+    unknown = [m for m in ([value] if isinstance(value, str) else value or [])
+               if m not in GATE_METRICS]
+    if unknown:
+        problems.append(f"evaluation.gates.headline_metrics: {', '.join(map(repr, unknown))} is "
+                        f"not a metric of the evaluation ({metrics})")
 
     def names(path: str, default=()) -> list:
         value = lookup(params, path)

@@ -335,8 +335,8 @@ def prediction_scores(
     """The evaluation metric set for one prediction column against realised labels.
 
     Keys: ``ic``, ``rank_ic`` (means), ``icir``, ``rank_icir``, ``ic_tstat``, ``rank_ic_tstat``
-    (Newey-West, ``nw_lag`` lags; use the label horizon h), ``hit_rate`` (of the rank IC) and
-    ``n_dates`` (dates with a valid rank IC).
+    (Newey-West, ``nw_lag`` lags; use the label horizon h), ``hit_rate`` (share of dates with
+    IC > 0), ``rank_hit_rate`` (RankIC > 0) and ``n_dates`` (dates with a valid rank IC).
     """
     series = _daily_ic_pair(frame, pred_col, label_col, min_names, ("pearson", "spearman"))
     ic = ic_summary(series["pearson"], nw_lag)
@@ -348,7 +348,8 @@ def prediction_scores(
         "rank_icir": rank["icir"],
         "ic_tstat": ic["tstat"],
         "rank_ic_tstat": rank["tstat"],
-        "hit_rate": rank["hit_rate"],
+        "hit_rate": ic["hit_rate"],
+        "rank_hit_rate": rank["hit_rate"],
         "n_dates": rank["n_dates"],
     }
 

@@ -4,7 +4,8 @@ Given every configuration's development-period daily returns (``core.evaluation.
 evaluated model's test-period daily returns:
 
 - the deflated Sharpe ratio of each model on the test period, with N = the number of
-  configurations tried and V[SR] = the variance of their development-period Sharpe ratios
+  configurations tried (pruned Optuna trials included: they were tried, their returns are not
+  known) and V[SR] = the variance of their development-period Sharpe ratios
   (``core.evaluation.deflated_sharpe``; per-period units throughout, as in the paper);
 - the probability of backtest overfitting by CSCV over the configurations that share a window of
   development dates (``core.evaluation.pbo``).
@@ -37,20 +38,28 @@ def per_period_sharpes(returns: pd.DataFrame) -> pd.Series:
 class OverfittingAssessment:
     """Configurations counted, their Sharpe dispersion, DSR per model and PBO."""
 
-    n_configurations: int
+    n_configurations: int  # with returns: in V[SR] and PBO
     trial_sharpe_variance: float
     deflated: dict[str, DeflatedSharpe]
     pbo: PBOResult | None
     pbo_configurations: list[str] = field(default_factory=list)
     pbo_window: tuple[str, str] | None = None
     notes: list[str] = field(default_factory=list)
+    n_pruned_trials: int = 0  # tried without returns (pruned): counted in N only
+
+    @property
+    def n_trials(self) -> int:
+        """N of the deflated Sharpe ratio: every configuration tried."""
+        return self.n_configurations + self.n_pruned_trials
 
     def metrics(self, periods_per_year: int) -> dict[str, float]:
-        """``n_configurations``, ``pbo``, ``pbo_probability_of_loss``,
+        """``n_configurations``, ``n_trials`` (N of the deflated Sharpe), ``pbo``,
+        ``pbo_probability_of_loss``,
         ``trial_sharpe_std`` (annualised), and per model ``<model>.deflated_sharpe``,
         ``<model>.probabilistic_sharpe`` and ``<model>.expected_max_sharpe`` (annualised)."""
         out = {
             "n_configurations": float(self.n_configurations),
+            "n_trials": float(self.n_trials),
             "trial_sharpe_std": annualise(math.sqrt(self.trial_sharpe_variance),
                                           periods_per_year),
             "pbo": self.pbo.pbo if self.pbo else math.nan,
@@ -67,6 +76,8 @@ class OverfittingAssessment:
         """JSON-serialisable summary (Sharpe ratios per period unless named annualised)."""
         return {
             "n_configurations": self.n_configurations,
+            "n_pruned_trials": self.n_pruned_trials,
+            "n_trials": self.n_trials,
             "trial_sharpe_variance_per_period": self.trial_sharpe_variance,
             "deflated_sharpe": {m: d.as_dict() for m, d in self.deflated.items()},
             "pbo": None if self.pbo is None else {
@@ -105,21 +116,27 @@ def assess_overfitting(
     *,
     n_blocks: int = 16,
     min_block_dates: int = 20,
+    n_pruned_trials: int = 0,
 ) -> OverfittingAssessment:
     """DSR of every test-period return series in ``test_returns`` ({model: daily returns}) and
     PBO, from the configurations' development-period daily returns (dates x configurations).
+    ``n_pruned_trials``: configurations tried whose returns are unknown (Optuna trials pruned
+    before their last fold); they raise N, the number of trials the best was chosen from, and
+    take no part in V[SR] or PBO.
 
     With no configuration at all the search is taken as a single trial (SR0 = 0, so DSR = PSR),
     and the notes say so."""
     notes: list[str] = []
     sharpes = per_period_sharpes(configuration_returns).dropna()
     n_configurations = int(configuration_returns.shape[1])
+    n_pruned_trials = max(int(n_pruned_trials), 0)
     if n_configurations == 0:
         notes.append("no configuration's out-of-fold returns were available: the deflated "
                      "Sharpe ratio assumes a single trial (it equals the probabilistic one)")
+    n_trials = max(n_configurations + n_pruned_trials, 1)  # V[SR] = 0 with < 2 makes SR0 = 0
     variance = float(sharpes.var(ddof=1)) if len(sharpes) > 1 else 0.0
-    deflated = {model: deflated_sharpe_ratio(values, max(n_configurations, 1), variance)
+    deflated = {model: deflated_sharpe_ratio(values, n_trials, variance)
                 for model, values in test_returns.items()}
     pbo, members, window = _pbo(configuration_returns, n_blocks, min_block_dates, notes)
     return OverfittingAssessment(n_configurations, variance, deflated, pbo, members, window,
-                                 notes)
+                                 notes, n_pruned_trials=n_pruned_trials)

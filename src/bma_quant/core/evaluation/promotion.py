@@ -1,9 +1,11 @@
 """When a newly registered model becomes the champion, and what its registry entry says.
 
-A candidate becomes champion only when its gates pass AND it beats the current champion on one
-stated test metric of the gated model, measured on the same test period. Two models tested on
-different periods (other data, other split) are not comparable: the champion stays and the reason
-says so. Higher is better for the compare metric (e.g. ``rank_ic``, ``sharpe``).
+A candidate becomes champion only when its gates pass AND its development out-of-fold RankIC
+beats the current champion's on the same development period. The comparison never reads the test
+period: a champion picked as the best of several runs on test rows would make its test figures a
+maximum over runs, no longer out-of-sample. Scores of other development periods (other data,
+another split) or of another gated model are not comparable: the champion stays and the reason
+says so.
 """
 
 from __future__ import annotations
@@ -16,16 +18,16 @@ from typing import Any
 
 # version tags that identify what a version was measured on (read back from the champion)
 TEST_START, TEST_END = "test_start", "test_end"
+DEV_START, DEV_END = "dev_start", "dev_end"
 COMPARE_METRIC, COMPARE_VALUE = "compare_metric", "compare_value"
-# Metrics where a smaller value is the better model (drawdown as a positive loss, trading, luck).
-LOWER_IS_BETTER = frozenset({"max_drawdown", "turnover", "pbo", "annual_volatility"})
 # characters MLflow model names keep readable in URIs (models:/<name>@champion)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """What a new version was measured on and how well it did."""
+    """What a new version was measured on and how well it did: ``metric`` names the gated
+    model's development out-of-fold score (``development_score``), ``value`` is that score."""
 
     gates_passed: bool
     failed_gates: tuple[str, ...]
@@ -33,9 +35,12 @@ class Candidate:
     test_end: str | None
     metric: str
     value: float | None
+    dev_start: str | None = None
+    dev_end: str | None = None
 
     def tags(self) -> dict[str, str]:
         return {TEST_START: str(self.test_start), TEST_END: str(self.test_end),
+                DEV_START: str(self.dev_start), DEV_END: str(self.dev_end),
                 COMPARE_METRIC: self.metric,
                 COMPARE_VALUE: "nan" if self.value is None else repr(float(self.value))}
 
@@ -44,6 +49,22 @@ class Candidate:
 class Decision:
     promote: bool
     reason: str
+
+
+def development_score(model: str, ensemble_selection: Mapping[str, Any] | None,
+                      base_status: Mapping[str, Any] | None) -> tuple[str, float | None]:
+    """(name, value) of ``model``'s honest development out-of-fold RankIC: scored on folds no
+    choice was made on. ``final``: the ensemble method chosen walk-forward on earlier folds,
+    scored on the next (``stacking.final.oos_rank_ic``); an ensemble method: its own score on
+    the folds after it was fitted; a base learner: its mean RankIC on the folds after tuning
+    (``base_models.<model>.oof_rank_ic_mean``). Any other model has none (value None)."""
+    selection = ensemble_selection or {}
+    if model == "final":
+        return "stacking.final.oos_rank_ic", _finite(selection.get("final_nested_rank_ic"))
+    if model in (selection.get("oos_rank_ic") or {}):
+        return f"stacking.{model}.oos_rank_ic", _finite(selection["oos_rank_ic"][model])
+    metrics = ((base_status or {}).get(model) or {}).get("metrics") or {}
+    return f"base_models.{model}.oof_rank_ic_mean", _finite(metrics.get("oof_rank_ic_mean"))
 
 
 def registered_model_name(prefix: str, data_stem: str | None, explicit: str | None = None) -> str:
@@ -70,30 +91,33 @@ def decide(candidate: Candidate, champion: Mapping[str, str] | None,
     is no champion)?"""
     if not candidate.gates_passed:
         return Decision(False, "gates failed: " + (", ".join(candidate.failed_gates) or "?"))
-    value = _finite(candidate.value)
-    if value is None:
-        return Decision(False, f"no finite test value of the compare metric {candidate.metric} "
-                               f"({candidate.value}; is it in evaluation.gates.headline_metrics?)")
     if champion is None:
         return Decision(True, "gates passed and there is no champion yet")
     label = f"champion version {champion_version}" if champion_version else "the champion"
-    period = (str(candidate.test_start), str(candidate.test_end))
-    theirs = (champion.get(TEST_START), champion.get(TEST_END))
+    value = _finite(candidate.value)
+    if value is None:
+        return Decision(False, f"no development out-of-fold score ({candidate.metric}) to "
+                               f"compare with {label}")
+    period = (str(candidate.dev_start), str(candidate.dev_end))
+    theirs = (champion.get(DEV_START), champion.get(DEV_END))
     if period != theirs:
-        return Decision(False, f"not comparable with {label}: test period {period[0]}..{period[1]}"
-                               f" differs from its {theirs[0]}..{theirs[1]}")
+        return Decision(False, f"not comparable with {label}: development period "
+                               f"{period[0]}..{period[1]} differs from its {theirs[0]}..{theirs[1]}")
     if champion.get(COMPARE_METRIC) != candidate.metric:
         return Decision(False, f"not comparable with {label}: it was compared on "
                                f"{champion.get(COMPARE_METRIC)}, this one on {candidate.metric}")
     best = _finite(champion.get(COMPARE_VALUE))
-    lower = candidate.metric in LOWER_IS_BETTER
-    if best is not None and (value >= best if lower else value <= best):
-        return Decision(False, f"gates passed but test {candidate.metric} {value:.4g} does not "
-                               f"beat {label}'s {best:.4g}"
-                               + (" (lower is better)" if lower else ""))
+    if best is not None and value <= best:
+        return Decision(False, f"gates passed but {candidate.metric} {value:.4g} (development, "
+                               f"out of fold) does not beat {label}'s {best:.4g}")
     shown = "n/a" if best is None else f"{best:.4g}"
-    return Decision(True, f"gates passed and test {candidate.metric} {value:.4g} beats {label}'s "
-                          f"{shown} on the same test period")
+    return Decision(True, f"gates passed and {candidate.metric} {value:.4g} (development, out "
+                          f"of fold) beats {label}'s {shown} on the same development period")
+
+
+def _shown(value: Any) -> str:
+    number = _finite(value)
+    return "n/a" if number is None else f"{number:.4g}"
 
 
 def version_description(*, data_path: str | None, data_fingerprint: str | None,
@@ -107,6 +131,8 @@ def version_description(*, data_path: str | None, data_fingerprint: str | None,
         "fail (" + ", ".join(candidate.failed_gates) + ")")
     return "\n".join([
         f"- data: `{data_path}` (sha256 {data_fingerprint or 'unknown'})",
+        f"- development period: {candidate.dev_start} .. {candidate.dev_end} "
+        f"({candidate.metric} {_shown(candidate.value)}, the champion comparison)",
         f"- test period: {candidate.test_start} .. {candidate.test_end}",
         f"- gates on `{model}`: {gates}",
         f"- test metrics of `{model}`: {metrics or 'none'}",

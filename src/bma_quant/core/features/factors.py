@@ -28,7 +28,7 @@ as they are.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -707,14 +707,15 @@ class TransformConfig:
         )
 
 
-def engineer_factors(
+def iter_engineered_factors(
     inp: FactorInputs,
     config: FactorConfig,
     transform: TransformConfig,
     names: Iterable[str] | None = None,
     first_row: int = 0,
-) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Transformed factor matrices (float32) by name, and each factor's family.
+) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(name, family, transformed float32 matrix) per factor, one at a time: a caller that keeps
+    each in a smaller form (the long rows) holds one date x ticker matrix at a time.
 
     Per-ticker factors get the per-date cross-sectional transform (sector neutralisation only
     when the panel has sectors); market-context factors are left as they are. Only date rows
@@ -726,8 +727,7 @@ def engineer_factors(
     if codes is not None:
         codes = codes[first_row:]
     absent = ~inp.in_universe[first_row:]  # a name outside that day's cross-section is not ranked
-    values: dict[str, np.ndarray] = {}
-    for name in wanted:  # one factor at a time keeps peak memory at a few matrices
+    for name in wanted:
         family, compute = registry[name]
         raw = _as_array(compute())[first_row:]
         if family != MARKET_FAMILY:
@@ -735,8 +735,23 @@ def engineer_factors(
             raw = transforms.cross_sectional_transform(
                 raw, transform.method, transform.winsorise, codes, transform.min_sector_size
             )
-        values[name] = raw.astype(np.float32)
-    return values, {name: registry[name][0] for name in wanted}
+        yield name, family, raw.astype(np.float32)
+
+
+def engineer_factors(
+    inp: FactorInputs,
+    config: FactorConfig,
+    transform: TransformConfig,
+    names: Iterable[str] | None = None,
+    first_row: int = 0,
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Transformed factor matrices (float32) by name, and each factor's family
+    (`iter_engineered_factors` collected)."""
+    values: dict[str, np.ndarray] = {}
+    families: dict[str, str] = {}
+    for name, family, matrix in iter_engineered_factors(inp, config, transform, names, first_row):
+        values[name], families[name] = matrix, family
+    return values, families
 
 
 def values_are_ranks(transform: TransformConfig) -> bool:

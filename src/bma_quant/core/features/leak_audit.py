@@ -301,14 +301,17 @@ def audit_factor_table(
     config: LeakAuditConfig,
     values_are_ranks: bool = False,
     present: np.ndarray | None = None,
+    profile_rows: np.ndarray | None = None,
 ) -> LeakAudit:
     """Prefix-invariance audit at `config.prefix_cuts` development cut dates and future-day IC
     profile (j = 0 .. max_offset, normally d + h) of every factor in `full` (date x ticker
     matrices on `dates`, rows at the `present` cells); `lookback` is the factor library's
-    trailing history."""
+    trailing history. The profile drops factors by their ICs, a choice: it is scored on
+    `profile_rows` (the feature selection's scope; default `dev_rows`)."""
     cuts = cut_rows(dev_rows, config.prefix_cuts, config.compare_days)
     prefix = prefix_audit(full, compute, dates, cuts, lookback, config, present)
-    profile = future_ic_profile(full, close, dev_rows, max_offset, config, values_are_ranks)
+    rows = dev_rows if profile_rows is None or not len(profile_rows) else profile_rows
+    profile = future_ic_profile(full, close, rows, max_offset, config, values_are_ranks)
     suspects: dict[str, list[str]] = {}
     for name, row in prefix.iterrows():
         if row["prefix_mismatches"]:

@@ -342,6 +342,13 @@ def _ic_scope(dates: pd.DatetimeIndex, dev_dates: Sequence, folds: Sequence[Date
     return _IcScope(dev_rows, [dev_rows], "development dates")
 
 
+def scope_rows(dates: pd.DatetimeIndex, dev_dates: Sequence, folds: Sequence[DateFold],
+               ic_scope: str) -> np.ndarray:
+    """Row positions in `dates` of the development dates the selection (and the leak audit's
+    future-return profile) may score on (`SelectionConfig.ic_scope`)."""
+    return _ic_scope(pd.DatetimeIndex(dates), dev_dates, folds, ic_scope).rows
+
+
 def _lag_scores(ranks, label_ranks, scope: _IcScope, config: SelectionConfig):
     """Daily RankIC per lag candidate, its mean, the lag score (mean over folds' means) and the
     daily timed RankIC."""
@@ -472,13 +479,13 @@ def _ranking_score(row: dict) -> float:
 
 
 def _refill_below_significance(selected: list[str], per_ticker: list[str], drop: dict,
-                               score: dict, visible: dict, dev_rows: np.ndarray,
+                               score: dict, visible: dict, fit_rows: np.ndarray,
                                wanted: int, config: SelectionConfig) -> list[str]:
     """Too few significant factors: refill from the best factors that failed only the
     significance gate (never leak suspects, flat or redundant ones), and say so."""
     insignificant = [n for n in per_ticker if drop.get(n, "").startswith("insignificant")]
     refill = sorted(insignificant, key=lambda n: (-score[n], n))
-    candidates, _ = _redundancy_order(selected + refill, visible, dev_rows, config)
+    candidates, _ = _redundancy_order(selected + refill, visible, fit_rows, config)
     filled = [n for n in candidates if n not in selected][: wanted - len(selected)]
     if filled:
         logger.warning(
@@ -514,10 +521,10 @@ def _degraded_reason(label: np.ndarray, scope, per_ticker: list[str],
             n_ic_dates)
 
 
-def _score_factors(features, families, per_ticker, scorer, dev_rows, degraded,
+def _score_factors(features, families, per_ticker, scorer, fit_rows, degraded,
                    config: SelectionConfig) -> _Scored:
-    """Lag and half-life per factor (when ICs exist), its development variance and coverage, and
-    the significance / leak / variance gate."""
+    """Lag and half-life per factor (when ICs exist), its variance and coverage on `fit_rows`,
+    and the significance / leak / variance gate."""
     out = _Scored()
     for name in per_ticker:
         values = features[name]
@@ -526,7 +533,7 @@ def _score_factors(features, families, per_ticker, scorer, dev_rows, degraded,
         else:
             row, effective, lag, halflife = scorer.score(values)
         lagged = apply_lag(effective, lag)
-        dev_values = lagged[dev_rows].astype(np.float64)
+        dev_values = lagged[fit_rows].astype(np.float64)
         row = {"factor": name, "family": families[name], **row, "lag": lag, "halflife": halflife,
                "variance": float(np.var(np.nan_to_num(dev_values, nan=0.0)))
                if dev_values.size else 0.0,
@@ -540,7 +547,7 @@ def _score_factors(features, families, per_ticker, scorer, dev_rows, degraded,
     return out
 
 
-def _choose(scored: _Scored, per_ticker: list[str], dev_rows, degraded,
+def _choose(scored: _Scored, per_ticker: list[str], fit_rows, degraded,
             config: SelectionConfig) -> tuple[list[str], list[str]]:
     """Per-ticker factors ranked, de-duplicated, cut to the limit and refilled to min_features;
     returns (selected, filled below significance) and records every drop in scored.drop."""
@@ -552,7 +559,7 @@ def _choose(scored: _Scored, per_ticker: list[str], dev_rows, degraded,
         score = {r["factor"]: _ranking_score(r) for r in scored.rows}
         limit = config.max_features
     order = sorted(eligible, key=lambda n: (-score[n], n))
-    kept, redundant = _redundancy_order(order, scored.visible, dev_rows, config)
+    kept, redundant = _redundancy_order(order, scored.visible, fit_rows, config)
     scored.drop.update(redundant)
     selected = kept[:limit]
     for name in kept[limit:]:
@@ -561,7 +568,7 @@ def _choose(scored: _Scored, per_ticker: list[str], dev_rows, degraded,
     wanted = min(config.min_features, limit)
     if not degraded and len(selected) < wanted:
         filled = _refill_below_significance(selected, per_ticker, scored.drop, score,
-                                            scored.visible, dev_rows, wanted, config)
+                                            scored.visible, fit_rows, wanted, config)
         for name in filled:
             scored.drop.pop(name)
         selected += filled
@@ -596,10 +603,13 @@ def select_features(
         logger.warning("feature selection in degraded mode: %s", reason)
     scorer = None if degraded else _Scorer(dates, scope, row_ranks(label), config,
                                            _Ranker(values_are_ranks))
-    scored = _score_factors(features, families, per_ticker, scorer, dev_rows, degraded, config)
+    # Variance, coverage and redundancy are choices too: on the scope's rows, never on the later
+    # CV test windows whose out-of-fold scores the next layers learn from.
+    fit_rows = scope.rows if len(scope.rows) else dev_rows
+    scored = _score_factors(features, families, per_ticker, scorer, fit_rows, degraded, config)
     leak_suspects = [n for n in per_ticker
                      if scored.drop.get(n, "").startswith("suspected look-ahead")]
-    selected, filled = _choose(scored, per_ticker, dev_rows, degraded, config)
+    selected, filled = _choose(scored, per_ticker, fit_rows, degraded, config)
     for name in market_names:
         scored.lags[name], scored.halflives[name] = 0, 0.0
         if config.include_market_context:

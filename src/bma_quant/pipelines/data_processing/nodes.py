@@ -255,7 +255,8 @@ def finalise_panel(
 ) -> tuple[pd.DataFrame, dict]:
     """Impute optional numeric columns by each date's cross-sectional median, add daily returns,
     restrict to dates from dev_start on, and return the long panel: one row per date and listed name
-    (from its first close on), price history for the features, the cross-section in `eligible`."""
+    (from its first close on) with a value that day, price history for the features, the
+    cross-section in `eligible`."""
     start = pd.Timestamp(date_split["dev_start"])
     # Rows before a name's first close carry nothing, and a cut panel would not know the name yet.
     listed = clean.close.notna().cummax()
@@ -273,8 +274,8 @@ def finalise_panel(
     if processing.get("impute_medians", True) and impute_cols:
         clean, imputed = cleaning.impute_cross_sectional_median(clean, impute_cols)
     returns = cleaning.daily_returns(clean.close)
-    long = panel.to_long(clean, extra={"ret_1d": returns})
-    long = long[listed.loc[clean.dates].to_numpy().ravel()].reset_index(drop=True)
+    cells = panel.cells_with_values(clean, listed.loc[clean.dates].to_numpy())
+    long = panel.to_long(clean, extra={"ret_1d": returns}, cells=cells)
     summary = universe.universe_summary(clean.eligible)
     never = summary["never_eligible"]
     if never:

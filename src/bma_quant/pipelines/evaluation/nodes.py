@@ -190,6 +190,7 @@ def assess_overfitting(
     primary_panel: pd.DataFrame,
     date_split: dict,
     evaluation_daily_returns: pd.DataFrame,
+    base_model_status: dict,
     params: dict,
     temporal: dict,
 ):
@@ -214,15 +215,17 @@ def assess_overfitting(
     assessment = overfitting.assess_overfitting(
         config_returns, _daily_returns_by_model(evaluation_daily_returns),
         n_blocks=int(spec.get("n_blocks", 16)),
-        min_block_dates=int(spec.get("min_block_dates", 20)))
+        min_block_dates=int(spec.get("min_block_dates", 20)),
+        n_pruned_trials=_pruned_trials(base_model_status))
     report = assessment.report(config.periods_per_year)
     report["configurations_by_source"] = (
         predictions.groupby("source")["configuration"].nunique().astype(int).to_dict())
     for note in assessment.notes:
         logger.warning("overfitting: %s", note)
     final = report["deflated_sharpe"].get("final", {})
-    logger.info("overfitting: %d configurations (%s); final: PSR %.3f, DSR %.3f; PBO %s",
-                assessment.n_configurations, report["configurations_by_source"],
+    logger.info("overfitting: %d configurations (%s) and %d pruned trials; final: PSR %.3f, "
+                "DSR %.3f; PBO %s", assessment.n_configurations,
+                report["configurations_by_source"], assessment.n_pruned_trials,
                 final.get("probabilistic_sharpe", math.nan),
                 final.get("deflated_sharpe", math.nan),
                 f"{assessment.pbo.pbo:.3f}" if assessment.pbo else "n/a")
@@ -231,6 +234,17 @@ def assess_overfitting(
                                      assessment.pbo.pbo if assessment.pbo else None)
     metrics = as_mlflow_metrics(assessment.metrics(config.periods_per_year))
     return report, table, static_plots.to_matplotlib(figure), figure, metrics
+
+
+def _pruned_trials(base_model_status: dict | None) -> int:
+    """Optuna trials the learners' studies pruned: tried, but stopped before their predictions
+    existed, so they are configurations without returns."""
+    total = 0
+    for entry in (base_model_status or {}).values():
+        value = ((entry or {}).get("metrics") or {}).get("n_trials_pruned")
+        if value is not None and math.isfinite(float(value)):
+            total += int(value)
+    return total
 
 
 def _configurations_table(predictions: pd.DataFrame, config_returns: pd.DataFrame,
@@ -469,12 +483,16 @@ def register_model(
     prediction_chain: PredictionChain,
     gate_report: dict,
     ensemble_test_predictions: pd.DataFrame,
+    ensemble_report: dict,
+    base_model_status: dict,
     date_split: dict,
     data: dict,
     registry: dict,
 ) -> dict[str, Any]:
     """Check that the chain reproduces the test predictions, then (with an active MLflow run and
-    ``registry.enabled``) log it as a pyfunc model and register it as champion or challenger."""
+    ``registry.enabled``) log it as a pyfunc model and register it as champion or challenger
+    (gates on the test period, then the gated model's development out-of-fold RankIC against
+    the champion's: core.evaluation.promotion)."""
     with _warnings_said_before(DATA_LOGGERS):  # data_processing named the file's defects
         raw = panel_lib.load_configured_panel(data)
     last_dates = registry.get("reproduction_dates")
@@ -523,12 +541,15 @@ def register_model(
     from bma_quant.serving.registry import log_and_register
 
     n = int(registry.get("signature_rows", 200))
-    metric = str(registry.get("compare_metric", "rank_ic"))
+    metric, value = promotion.development_score(
+        str(gate_report.get("model", "final")), (ensemble_report or {}).get("selection"),
+        base_model_status)
     period = gate_report.get("test_period") or date_split
     candidate = promotion.Candidate(
         gates_passed=bool(gate_report["passed"]), failed_gates=tuple(gate_report.get("failed") or ()),
         test_start=str(period.get("test_start")), test_end=str(period.get("test_end")),
-        metric=metric, value=(gate_report.get("headline") or {}).get(metric))
+        metric=metric, value=value, dev_start=str(date_split.get("dev_start")),
+        dev_end=str(date_split.get("dev_end")))
     run_tags = mlflow.MlflowClient().get_run(mlflow.active_run().info.run_id).data.tags
     result = log_and_register(
         prediction_chain, gate_report, raw_slice.head(n), predicted.head(n),

@@ -16,7 +16,7 @@ from bma_quant.core.features.factors import (
     FactorConfig,
     Grid,
     TransformConfig,
-    engineer_factors,
+    iter_engineered_factors,
     prepare_inputs,
     values_are_ranks,
 )
@@ -26,7 +26,7 @@ from bma_quant.core.features.leak_audit import (
     audit_factor_table,
     factor_slice_computation,
 )
-from bma_quant.core.features.selection import SelectionConfig, select_features
+from bma_quant.core.features.selection import SelectionConfig, scope_rows, select_features
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
@@ -56,14 +56,19 @@ def build_features(
     properties the later nodes need."""
     factor_config, transform_config = _configs(params)
     inputs = prepare_inputs(primary_panel, market, factor_config)
-    values, families = engineer_factors(inputs, factor_config, transform_config)
     grid = inputs.grid
+    # Each factor goes to its long rows as soon as it is built: on a survivorship-free panel the
+    # date x ever-listed-name matrices are several times the rows the panel has.
+    values: dict[str, np.ndarray] = {}
+    families: dict[str, str] = {}
+    for name, family, matrix in iter_engineered_factors(inputs, factor_config, transform_config):
+        values[name], families[name] = grid.to_long(matrix), family
     keys = grid.sorted_keys()
     features = pd.DataFrame(
         {
             "date": keys["date"].to_numpy(),
             "ticker": keys["ticker"].array,
-            **{name: grid.to_long(matrix) for name, matrix in values.items()},
+            **values,
             IN_UNIVERSE: grid.to_long(inputs.in_universe.astype(np.float32)),
         }
     )
@@ -98,6 +103,7 @@ def audit_leaks(
     features: pd.DataFrame,
     factor_catalog: dict,
     date_split: dict,
+    cv_folds: pd.DataFrame,
     params: dict,
     temporal: dict,
 ) -> tuple[dict, pd.DataFrame]:
@@ -110,7 +116,11 @@ def audit_leaks(
     config = LeakAuditConfig.from_params(params["leak_audit"])
     names = list(factor_catalog["families"])
     grid, matrices = _wide_columns(features, names)
-    dev_rows = np.flatnonzero(grid.dates.isin(_dev_dates(grid.dates, date_split)))
+    dev_dates = _dev_dates(grid.dates, date_split)
+    dev_rows = np.flatnonzero(grid.dates.isin(dev_dates))
+    folds = folds_from_table(cv_folds) if cv_folds is not None and len(cv_folds) else []
+    profile_rows = scope_rows(grid.dates, dev_dates, folds,
+                              str(params["selection"].get("ic_scope", "pre_cv")))
     panel_grid = Grid.from_long(primary_panel)
     if not (panel_grid.dates.equals(grid.dates) and panel_grid.tickers.equals(grid.tickers)):
         raise ValueError("leak audit: `features` and `primary_panel` are not on the same grid")
@@ -129,6 +139,7 @@ def audit_leaks(
         config,
         values_are_ranks=values_are_ranks(transform_config),
         present=np.isfinite(grid.to_wide(np.ones(len(features)))),  # cells with a features row
+        profile_rows=profile_rows,
     )
     if audit.suspects:
         logger.warning(

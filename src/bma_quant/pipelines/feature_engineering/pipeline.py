@@ -23,6 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "features",
                     "factor_catalog",
                     "date_split",
+                    "cv_folds",
                     "params:feature_engineering",
                     "params:temporal",
                 ],

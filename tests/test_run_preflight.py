@@ -9,6 +9,7 @@ from bma_quant.core.data.preflight import PreflightError
 from bma_quant.run_hooks.preflight import (
     PreflightHooks,
     catalog_owners,
+    check_data_files,
     check_inputs_exist,
     check_runner,
 )
@@ -28,12 +29,31 @@ def test_a_layer_whose_inputs_were_never_written_is_refused(tmp_path):
     with pytest.raises(PreflightError, match=r"reads 2 dataset\(s\) no earlier run wrote: "
                                              r"base_oof_predictions \(base_models\), labels "
                                              r"\(data_processing\) \(written by data_processing, "
-                                             r"base_models\)\. Run the whole chain once"):
+                                             r"base_models\)\. Run those layers first \(`kedro "
+                                             r"run --pipelines data_processing,base_models`\) or "
+                                             r"the whole chain once"):
         check_inputs_exist(pipeline, catalog, owners)
     import pandas as pd
     for name in ("missing", "labels"):
         pd.DataFrame({"a": [1]}).to_parquet(tmp_path / f"{name}.parquet")
     check_inputs_exist(pipeline, catalog, owners)  # both there now: nothing to say
+
+
+def test_a_data_file_that_is_not_there_is_refused_naming_its_parameter(tmp_path, monkeypatch):
+    """Before an MLflow run starts: the parameter, the path and where relative paths start; a
+    folder (a partitioned export) is said to be one. Layers that read no file are not held."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prices.csv").write_text("date,ticker,close\n")
+    (tmp_path / "parts").mkdir()
+    reads = Pipeline([Node(_identity, ["params:data", "params:temporal"], ["raw", "index"],
+                           name="data_processing.load_raw_data")])
+    check_data_files(reads, {"raw_path": "prices.csv", "index_path": None})
+    with pytest.raises(PreflightError, match=r"data\.raw_path = nope\.parquet is not there "
+                                             r"\(relative paths start at .*\); data\.index_path = "
+                                             r"parts is a folder"):
+        check_data_files(reads, {"raw_path": "nope.parquet", "index_path": "parts"})
+    other = Pipeline([Node(_identity, ["labels", "params:x"], "out", name="stacking.x")])
+    check_data_files(other, {"raw_path": "nope.parquet"})
 
 
 def test_catalog_files_name_the_layer_that_writes_each_dataset():

@@ -6,12 +6,14 @@ choices (skops refuses the custom estimators; the serving chain is a Python obje
 "MLflow"), so the console would repeat four warnings per run that no user can act on, among the
 ones that matter. After a failed run Kedro suggests resuming with `--from-nodes`, but a failed
 run's outputs are discarded (run_hooks/staging.py): resuming would start from older stored
-outputs, not from this run's.
+outputs, not from this run's. A refused input or a Ctrl-C is said once, at the end of the
+run, not also in Kedro's node-failure line.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
 # (logger name prefix, text in the message): shown in info.log only
 INFO_LOG_ONLY = (
@@ -19,13 +21,32 @@ INFO_LOG_ONLY = (
     ("mlflow", "Passing a Python object as `python_model` causes it to be serialized using "
                "CloudPickle"),
     ("kedro.runner", "You can resume the pipeline run from the nearest nodes"),
+    ("kedro.runner", "No nodes ran. Repeat the previous command to attempt a new run"),
 )
 
 
+def _node_failure_on_user_error(record: logging.LogRecord) -> bool:
+    """Kedro's "Node ... failed with error" line about a refused input or a Ctrl-C: the run's
+    last lines say it once (run_hooks/user_errors.py). Kedro logs it inside its `except`, so
+    the exception is the one being handled in this thread."""
+    if not (record.name.startswith("kedro.pipeline.node") and record.levelno >= logging.ERROR
+            and "failed with error" in str(record.msg)):
+        return False
+    error = sys.exc_info()[1]
+    if error is None:
+        return False
+    from bma_quant.run_hooks.user_errors import is_user_error
+
+    return is_user_error(error)
+
+
 class InfoLogOnlyNotices(logging.Filter):
-    """Drops the notices of INFO_LOG_ONLY from the handler it is on."""
+    """Drops the notices of INFO_LOG_ONLY, and Kedro's node-failure line about a user error,
+    from the handler it is on."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if _node_failure_on_user_error(record):
+            return False
         notices = [text for prefix, text in INFO_LOG_ONLY if record.name.startswith(prefix)]
         if not notices:
             return True

@@ -204,3 +204,60 @@ def test_a_split_on_a_day_the_stock_also_moved_is_named_not_repaired():
     moves = cleaning.split_like_moves(repaired, 0.4, [2, 10, 100], 0.1, 5)
     assert moves == [{"date": str(dates[3].date()), "ticker": "A", "change": -0.897,
                       "nearest_ratio": 10.0}]
+
+
+def test_no_split_is_inferred_across_a_long_absence_and_reports_show_the_files_moves():
+    """A code back after a year at half its old price is another company, not a 2:1 split; within
+    `max_gap_days` the same move is repaired. The report of near-split moves reads the panel the
+    repair read and leaves out what the repair rescaled."""
+    dates = pd.bdate_range("2021-01-04", periods=300)
+    gone = np.r_[np.full(10, 100.0), np.full(280, np.nan), np.full(10, 50.0)]
+    short = np.r_[np.full(10, 100.0), np.full(5, np.nan), np.full(285, 50.0)]
+    near = np.r_[np.full(20, 50.0), np.full(280, 50 * 1.03 / 10)]  # x10 on a +3 % day
+    close = pd.DataFrame({"GONE": gone, "HALT": short, "NEAR": near}, index=dates)
+    matrices = panel.PanelMatrices({"close": close})
+    _, events = cleaning.repair_unadjusted_splits(matrices, 0.4, [2, 10], 0.02, 5,
+                                                  max_gap_days=21)
+    assert [(e.ticker, e.ratio) for e in events] == [("HALT", 2.0)]
+    _, anywhere = cleaning.repair_unadjusted_splits(matrices, 0.4, [2, 10], 0.02, 5)
+    assert {e.ticker for e in anywhere} == {"GONE", "HALT"}  # unlimited: the reused code too
+    moves = cleaning.split_like_moves(matrices, 0.4, [2, 10], 0.1, 5, events, max_gap_days=21)
+    assert [(m["ticker"], m["date"]) for m in moves] == [("NEAR", str(dates[20].date()))]
+
+
+def test_a_user_factor_can_keep_its_last_value_longer_than_prices():
+    """A factor published monthly keeps its value for the month with factor_ffill_limit, while
+    prices keep the short ffill_limit; None leaves every column at ffill_limit."""
+    dates = pd.bdate_range("2021-01-04", periods=30)
+    close = pd.DataFrame({"A": np.r_[np.full(10, 10.0), np.full(20, np.nan)]}, index=dates)
+    monthly = pd.DataFrame({"A": np.r_[1.0, np.full(21, np.nan), 2.0, np.full(7, np.nan)]},
+                           index=dates)
+    matrices = panel.PanelMatrices({"close": close, "fundamental": monthly}, None,
+                                   ["fundamental"])
+    limits = cleaning.factor_fill_limits(matrices.extra_columns, 23)
+    assert limits == {"fundamental": 23} and cleaning.factor_fill_limits(["x"], None) is None
+    out, filled = cleaning.forward_fill_limited(matrices, 5, limits)
+    assert out.values["fundamental"]["A"].tolist() == [1.0] * 22 + [2.0] * 8
+    assert out.close["A"].notna().sum() == 15 and filled == 5  # prices: 5 days only
+    short, _ = cleaning.forward_fill_limited(matrices, 5)
+    assert short.values["fundamental"]["A"].notna().sum() == 6 + 6
+
+
+def test_an_index_download_with_several_columns_takes_its_close_or_level(tmp_path):
+    """A vendor's OHLCV download of the index (Yahoo: Date, Open, ..., Close, Adj Close, Volume)
+    gives its close; a `level` column wins over others; several unnamed ones are refused with
+    the names to use."""
+    from bma_quant.core.data.panel import load_index_series
+    from bma_quant.core.data.schema import DataValidationError
+
+    yahoo = tmp_path / "yahoo.csv"
+    yahoo.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n"
+                     "2021-01-04,10,11,9,10.5,10.5,1000\n2021-01-05,10.5,12,10,11.5,11.5,900\n")
+    assert load_index_series(yahoo)["level"].tolist() == [10.5, 11.5]
+    two = tmp_path / "two.csv"
+    two.write_text("date,ret,level\n2021-01-04,,100\n2021-01-05,0.01,101\n")
+    assert load_index_series(two)["level"].tolist() == [100.0, 101.0]
+    unnamed = tmp_path / "unnamed.csv"
+    unnamed.write_text("date,a,b\n2021-01-04,1,2\n")
+    with pytest.raises(DataValidationError, match="name the index level column one of level, close"):
+        load_index_series(unnamed)

@@ -115,11 +115,13 @@ def test_peek_rule_flags_spikes_and_keeps_reversal_and_persistent_signals():
         reversal=[-0.30, 0.27, 0.16, 0.08, 0.01, -0.05],
         # a persistent predictive signal (or a whole-window label peek): flat, no spike
         flat=[0.05, 0.30, 0.31, 0.30, 0.30, 0.29],
-        weak_spike=[0.0, 0.15, 0.0, 0.0, 0.0, 0.0],
+        weak_spike=[0.0, 0.08, 0.0, 0.0, 0.0, 0.0],
+        # a 60-day momentum whose window ends at t+2: two days of the future diluted in 60
+        diluted=[0.01, 0.12, 0.11, 0.0, 0.0, 0.01],
         market=[np.nan] * 6,
     )
     reasons = LA.future_peek_reasons(profile, CONFIG)
-    assert set(reasons) == {"peek", "mixed"}
+    assert set(reasons) == {"peek", "mixed", "diluted"}
     assert "r(t+1)" in reasons["peek"] and "0.960" in reasons["peek"]
 
 
@@ -133,6 +135,11 @@ def test_audit_drops_user_peeks_and_keeps_momentum_and_the_planted_signal():
     returns = LA.daily_returns(close)
     panel["peek_next_day"] = grid.to_long(_shift_up(returns, 1))
     panel["peek_label_day"] = grid.to_long(_shift_up(returns, 2))
+    # 60-day momentum through t+2 (a vendor column stamped two days early)
+    log_close = np.log(close)
+    momentum = _shift_up(log_close, 2) - np.vstack([np.full((58, close.shape[1]), np.nan),
+                                                    log_close[:-58]])
+    panel["momentum_through_t2"] = grid.to_long(momentum)
     config, transform = F.FactorConfig(), F.TransformConfig()
     full, _ = F.engineer_factors(F.prepare_inputs(panel, None, config), config, transform)
     compute = LA.factor_slice_computation(panel, None, grid, config, transform)
@@ -140,7 +147,7 @@ def test_audit_drops_user_peeks_and_keeps_momentum_and_the_planted_signal():
         full, compute, close, grid.dates, np.arange(len(grid.dates) - 12), config.lookback_days(),
         max_offset=11, config=CONFIG, values_are_ranks=True,
     )
-    assert set(audit.suspects) == {"peek_next_day", "peek_label_day"}
+    assert set(audit.suspects) == {"peek_next_day", "peek_label_day", "momentum_through_t2"}
     assert "r(t+1)" in audit.suspects["peek_next_day"]
     assert "r(t+2)" in audit.suspects["peek_label_day"]
     table = audit.table.set_index("factor")

@@ -190,6 +190,25 @@ def test_a_short_book_names_the_sectors_too_small_for_quantiles(caplog):
     assert "2 sector(s) with fewer than n_quantiles (5) names hold nothing (Y, Z)" in caplog.text
 
 
+def test_a_cap_that_widens_the_book_beyond_its_quantiles_is_said(caplog):
+    """20 names in quintiles: 4 per side hold 0.125 each, over a 0.1 cap, so each side takes a
+    fifth name: not the book the evaluation backtest scored."""
+    from bma_quant.core.evaluation.portfolio import PortfolioRule, target_weights
+    from bma_quant.pipelines.inference.nodes import _warn_widened
+
+    scores = pd.DataFrame({"ticker": [f"T{i:02d}" for i in range(20)], "score": range(20)})
+    for cap, warned in ((0.1, True), (0.125, False)):
+        rule = PortfolioRule.from_params({"style": "long_short", "n_quantiles": 5,
+                                          "gross_exposure": 1.0, "max_weight": cap})
+        book, summary = target_weights(scores, rule)
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            _warn_widened(book, rule)
+        assert summary["n_long"] == (5 if warned else 4)
+        assert ("holds 2 name(s) beyond its extreme quantiles" in caplog.text) is warned
+        assert ("max_weight: 0.125 or more holds that book" in caplog.text) is warned
+
+
 def test_scoring_long_after_the_training_data_ended_is_said(caplog):
     from bma_quant.pipelines.inference.nodes import _warn_stale
 

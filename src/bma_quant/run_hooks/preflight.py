@@ -136,6 +136,8 @@ class PreflightHooks:
                 {path: preflight.lookup(self._params, path) for path in LEARNER_PARAMS}, LEARNERS
             )
             check_runner(str(run_params.get("runner") or ""), catalog)
+            if pipeline is not None:
+                check_data_files(pipeline, self._params.get("data") or {})
             if pipeline is not None and catalog is not None:
                 check_inputs_exist(pipeline, catalog, catalog_owners(self._project_path))
         except preflight.PreflightError as error:
@@ -180,6 +182,33 @@ def _never_written(catalog, name: str) -> bool:
         return False
 
 
+# node (without namespace) -> the `data` keys of the files it reads
+DATA_FILE_READERS = {"load_raw_data": ("raw_path", "index_path"),
+                     "load_true_regimes": ("true_regimes_path",), "register_model": ("raw_path",)}
+
+
+def check_data_files(pipeline, data: dict[str, Any]) -> None:
+    """Refuse a run whose nodes read a `data.*_path` file that is not there, naming the
+    parameter, before an MLflow run starts (relative paths are read from the folder the run
+    starts in, the project's)."""
+    if any(node.name.startswith("synthetic_data.") for node in pipeline.nodes):
+        return  # the run writes the synthetic files it may then read
+    keys = list(dict.fromkeys(key for node in pipeline.nodes
+                              for key in DATA_FILE_READERS.get(node.name.rsplit(".", 1)[-1], ())))
+    problems = []
+    for key in keys:
+        value = data.get(key)
+        if not value or Path(value).is_file():
+            continue
+        what = ("is a folder: give one CSV or Parquet file (combine a partitioned export into "
+                "one)" if Path(value).is_dir() else f"is not there (relative paths start at "
+                f"{Path.cwd()})")
+        problems.append(f"data.{key} = {value} {what}")
+    if problems:
+        raise preflight.PreflightError("; ".join(problems) + " (set it in conf/local/"
+                                       "parameters.yml or with --params \"data.raw_path=...\")")
+
+
 def check_inputs_exist(pipeline, catalog, owners: dict[str, str]) -> None:
     """Refuse a run whose pipeline reads datasets no earlier run wrote (`--pipelines stacking`
     in a fresh checkout), naming them and the layers that write them (`owners`: dataset ->
@@ -206,7 +235,9 @@ def check_inputs_exist(pipeline, catalog, owners: dict[str, str]) -> None:
         f"this run reads {len(missing)} dataset(s) no earlier run wrote: {shown}"
         f"{' ...' if len(missing) > 8 else ''}"
         + (f" (written by {', '.join(order)})" if order else "")
-        + ". Run the whole chain once (`kedro run`); after that any layer can be rerun alone")
+        + ". Run those layers first"
+        + (f" (`kedro run --pipelines {','.join(order)}`)" if order else "")
+        + " or the whole chain once (`kedro run`); after that any layer can be rerun alone")
 
 
 def _producing_nodes(datasets: list[str]) -> list[str]:

@@ -72,6 +72,7 @@ class PanelCleaner:
     first_close: dict[str, str] = field(default_factory=dict)  # ticker -> first close in training
     strict_active_days: int | None = None  # None in chains pickled before it existed
     max_calendar_gap_days: int | None = None  # holes in the calendar (None: not checked)
+    factor_ffill_limit: int | None = None  # user factor columns' fill limit (None: ffill_limit)
 
     @classmethod
     def from_params(
@@ -89,6 +90,7 @@ class PanelCleaner:
             first_close=dict(first_close or {}),
             strict_active_days=processing.get("strict_active_days"),
             max_calendar_gap_days=processing.get("max_calendar_gap_days"),
+            factor_ffill_limit=processing.get("factor_ffill_limit"),
         )
 
     def _rule(self) -> universe_lib.EligibilityRule:
@@ -124,7 +126,9 @@ class PanelCleaner:
             matrices = matrices.select(
                 dates=matrices.dates[universe_lib.strict_date_mask(observed, rule)]
             )
-        matrices, _ = cleaning.forward_fill_limited(matrices, self.ffill_limit)
+        matrices, _ = cleaning.forward_fill_limited(
+            matrices, self.ffill_limit, cleaning.factor_fill_limits(
+                matrices.extra_columns, getattr(self, "factor_ffill_limit", None)))
         splits = self.split_detection
         if splits.get("enabled", True) and "max_abs_return" in splits:
             matrices, _ = cleaning.repair_unadjusted_splits(
@@ -132,6 +136,7 @@ class PanelCleaner:
                 float(splits["tolerance"]),
                 # chains pickled before confirm_days existed repair on the one-day move alone
                 int(splits.get("confirm_days", 0)), splits.get("unit_tolerance"),
+                splits.get("max_gap_days"),  # None in chains pickled before it existed
             )
         unmasked = matrices.close
         matrices, _ = cleaning.handle_stale_prices(

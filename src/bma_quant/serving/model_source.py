@@ -177,7 +177,7 @@ def champion_uri(registration_path: str | Path | None) -> str:
 def warn_if_last_run_not_champion(registration_path: str | Path) -> bool:
     """Say when the last training run's chain is not the champion inference will use (its
     gates failed, it did not beat the champion, or it was developed on another period: the same
-    file name with other data, e.g. the smoke and the full synthetic market). True if warned."""
+    file name with other data). True if warned."""
     report = json.loads(Path(registration_path).read_text())
     if not report.get("registered") or report.get("alias") == "champion":
         return False

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -20,15 +21,27 @@ from bma_quant.core.data.panel import PanelMatrices
 PRICE_FIELDS = ("open", "high", "low", "close")
 
 
-def forward_fill_limited(panel: PanelMatrices, limit: int) -> tuple[PanelMatrices, int]:
-    """Forward fill every column within each ticker for at most `limit` consecutive missing days.
-
-    Cells before a ticker's first observation stay missing (no backward fill)."""
+def forward_fill_limited(panel: PanelMatrices, limit: int,
+                         column_limits: Mapping[str, int] | None = None
+                         ) -> tuple[PanelMatrices, int]:
+    """Forward fill every column within each ticker for at most `limit` consecutive missing days
+    (`column_limits` overrides it per column: a monthly user factor keeps its last published
+    value for the month). Cells before a ticker's first observation stay missing (no backward
+    fill). Returns the panel and the number of closes filled."""
     before = int(panel.close.isna().to_numpy().sum())
-    values = {name: m.ffill(limit=limit) if limit > 0 else m for name, m in panel.values.items()}
+    limits = {name: int((column_limits or {}).get(name, limit)) for name in panel.values}
+    values = {name: m.ffill(limit=limits[name]) if limits[name] > 0 else m
+              for name, m in panel.values.items()}
     out = PanelMatrices(values, panel.sector, panel.extra_columns)
     filled = before - int(out.close.isna().to_numpy().sum())
     return out, filled
+
+
+def factor_fill_limits(user_columns, factor_ffill_limit: int | None) -> dict[str, int] | None:
+    """Per-column forward-fill limits of the user factor columns (None: the panel's limit)."""
+    if factor_ffill_limit is None:
+        return None
+    return {name: int(factor_ffill_limit) for name in user_columns}
 
 
 @dataclass(frozen=True)
@@ -40,7 +53,7 @@ class SplitEvent:
 
 def repair_unadjusted_splits(
     panel: PanelMatrices, max_abs_return: float, ratios: list[float], tolerance: float,
-    confirm_days: int, unit_tolerance: float | None = None,
+    confirm_days: int, unit_tolerance: float | None = None, max_gap_days: int | None = None,
 ) -> tuple[PanelMatrices, list[SplitEvent]]:
     """Detect and forward-adjust suspected unadjusted splits (and reverse splits).
 
@@ -53,11 +66,14 @@ def repair_unadjusted_splits(
     `unit_tolerance`: the tolerance for prices jumping x100 (a quote switching from units to
     cents), wider than `tolerance` because that day's own move rides on it (x100 on a -4 % day
     is x96) and no genuine one-day move comes near x100; a /100 move keeps `tolerance` (a real
-    -99 % crash looks like it); None = `tolerance` for every ratio."""
+    -99 % crash looks like it); None = `tolerance` for every ratio.
+
+    `max_gap_days`: a move is measured from the last close at most this many dates earlier
+    (None: any): a code that returns after a long absence is often another company."""
     close = panel.close
     factor = np.ones(close.shape)
     events: list[SplitEvent] = []
-    for move in _held_large_moves(close, max_abs_return, ratios, confirm_days):
+    for move in _held_large_moves(close, max_abs_return, ratios, confirm_days, max_gap_days):
         # prices x100 (a +9,900 % day is never real); /100 keeps the tight tolerance, since a
         # -99 % crash that stays down is a real (bankruptcy) move
         allowed = (unit_tolerance if unit_tolerance is not None and 1.0 / move.nearest >= 100
@@ -87,10 +103,12 @@ class LargeMove:
 
 
 def _held_large_moves(close: pd.DataFrame, max_abs_return: float, ratios: list[float],
-                      confirm_days: int) -> list[LargeMove]:
+                      confirm_days: int, max_gap_days: int | None = None) -> list[LargeMove]:
     """One-day moves beyond `max_abs_return` that the next `confirm_days` closes hold (a crash
-    that rebounds is no candidate), with the split ratio nearest to each."""
-    move = close / close.ffill().shift(1)
+    that rebounds is no candidate), with the split ratio nearest to each; a move is measured
+    from the last close at most `max_gap_days` dates earlier (None: any)."""
+    limit = None if max_gap_days is None else max(int(max_gap_days), 1)
+    move = close / close.ffill(limit=limit).shift(1)
     candidates = np.asarray(sorted({float(r) for r in ratios} | {1.0 / float(r) for r in ratios}))
     big = (np.abs(move - 1.0) > max_abs_return).to_numpy() & move.notna().to_numpy()
     closes = close.to_numpy(dtype=float)
@@ -107,19 +125,26 @@ def _held_large_moves(close: pd.DataFrame, max_abs_return: float, ratios: list[f
 
 
 def split_like_moves(panel: PanelMatrices, max_abs_return: float, ratios: list[float],
-                     report_tolerance: float, confirm_days: int) -> list[dict]:
+                     report_tolerance: float, confirm_days: int,
+                     repaired: list[SplitEvent] = (), max_gap_days: int | None = None
+                     ) -> list[dict]:
     """Held one-day moves within `report_tolerance` of a split ratio that the repair left (they
     were outside its `tolerance`): an unadjusted split on a day the stock also moved looks like
     this (x10 on a +3 % day is x9.7), and so does a real crash that stays down. Reported, not
-    repaired: only the user can tell."""
+    repaired: only the user can tell. `panel` is the one the repair read (the moves reported
+    are the file's), `repaired` the repair's events (not reported again)."""
+    limit = None if max_gap_days is None else max(int(max_gap_days), 1)
     # a move back to the level of two closes before undoes a one-day bad print: no split
-    back = (panel.close / panel.close.ffill().shift(2)).to_numpy(dtype=float)
-    return [{"date": str(panel.close.index[m.row].date()),
-             "ticker": str(panel.close.columns[m.column]), "change": round(m.change, 4),
-             "nearest_ratio": round(m.nearest, 6)}
-            for m in _held_large_moves(panel.close, max_abs_return, ratios, confirm_days)
-            if m.off_ratio <= report_tolerance
-            and not abs(back[m.row, m.column] - 1.0) <= max_abs_return]
+    back = (panel.close / panel.close.ffill(limit=limit).shift(2)).to_numpy(dtype=float)
+    done = {(e.date, e.ticker) for e in repaired}
+    moves = [{"date": str(panel.close.index[m.row].date()),
+              "ticker": str(panel.close.columns[m.column]), "change": round(m.change, 4),
+              "nearest_ratio": round(m.nearest, 6)}
+             for m in _held_large_moves(panel.close, max_abs_return, ratios, confirm_days,
+                                        max_gap_days)
+             if m.off_ratio <= report_tolerance
+             and not abs(back[m.row, m.column] - 1.0) <= max_abs_return]
+    return [m for m in moves if (m["date"], m["ticker"]) not in done]
 
 
 def _holds_new_level(before: float, level: float, after: np.ndarray) -> bool:

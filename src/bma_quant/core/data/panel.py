@@ -357,9 +357,14 @@ def load_configured_index(data: dict) -> pd.DataFrame:
     return load_index_series(data.get("index_path"), decimal=data.get("decimal") or ".")
 
 
+# The level of an index file with several value columns (a vendor's OHLCV download), first match.
+INDEX_LEVEL_COLUMNS = ("level", "close", "adj close", "adj_close", "adjclose", "price", "value")
+
+
 def load_index_series(path: str | Path | None, decimal: str = ".") -> pd.DataFrame:
-    """Optional market index file (date + one level column) -> (date, level); empty when no file.
-    Dates are read like the panel's (one format, local calendar days)."""
+    """Optional market index file (date + one level column, or several with one named as in
+    INDEX_LEVEL_COLUMNS) -> (date, level); empty when no file. Dates are read like the panel's
+    (one format, local calendar days)."""
     if not path:
         return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"),
                              "level": pd.Series(dtype="float64")})
@@ -371,7 +376,13 @@ def load_index_series(path: str | Path | None, decimal: str = ".") -> pd.DataFra
         raise DataValidationError(f"Index file {path}: missing required column 'date'")
     values = [c for c in frame.columns if c not in ("date", LINE)]
     if len(values) != 1:
-        raise DataValidationError(f"Index file {path}: expected one level column, got {values}")
+        named = [c for c in INDEX_LEVEL_COLUMNS if c in values]
+        if not named:
+            raise DataValidationError(
+                f"Index file {path}: expected one level column, got {values}; name the index "
+                f"level column one of {', '.join(INDEX_LEVEL_COLUMNS)} (or drop the others)")
+        logger.info("index file %s: level from column %r (of %s)", path, named[0], values)
+        values = named[:1]
     raw_level = frame[values[0]]
     # a day without a level ('.' in FRED's downloads, or an empty cell) is a missing day: the
     # level is carried forward over it (check_index_coverage warns about long gaps)

@@ -49,7 +49,7 @@ class LeakAuditConfig:
     rtol: float = 1e-5
     min_names: int = 5
     date_stride: int = 1
-    max_future_ic: float = 0.2
+    max_future_ic: float = 0.1
     spike_ratio: float = 3.0
 
     @classmethod

@@ -617,8 +617,14 @@ def select_features(
         else:
             scored.drop[name] = "market context (constant across names on a date): not IC-ranked"
     if leak_suspects:
-        logger.warning("leak guard: dropped %d factor(s) with implausible development RankIC "
-                       "(suspected look-ahead): %s", len(leak_suspects), ", ".join(leak_suspects))
+        ic_of = {r["factor"]: r.get("max_abs_rank_ic", math.nan) for r in scored.rows}
+        logger.warning(
+            "leak guard: dropped %d factor(s) whose |mean RankIC| with the label on the selection's "
+            "development dates is above feature_engineering.selection.leak_threshold (%g; "
+            "suspected look-ahead): %s. A factor the project computes passed the leak audit; on "
+            "a short development period a real effect can reach the threshold: raise it if you "
+            "trust the factor", len(leak_suspects), config.leak_threshold,
+            ", ".join(f"{n} ({ic_of[n]:.2f})" for n in leak_suspects))
     table = pd.DataFrame(scored.rows)
     if len(table):
         table["status"] = [

@@ -86,20 +86,23 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     _refuse_calendar_holes(matrices.dates, matrices.dates[keep], processing, periods)
     kept = matrices.select(dates=matrices.dates[keep])
     missing_after_strict = int(kept.close.isna().to_numpy().sum())
-    filled_panel, filled = cleaning.forward_fill_limited(kept, int(processing["ffill_limit"]))
+    filled_panel, filled = cleaning.forward_fill_limited(
+        kept, int(processing["ffill_limit"]),
+        cleaning.factor_fill_limits(kept.extra_columns, processing.get("factor_ffill_limit")))
     splits_cfg = processing["split_detection"]
     repaired, events = (
         cleaning.repair_unadjusted_splits(
             filled_panel, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
             float(splits_cfg["tolerance"]), int(splits_cfg["confirm_days"]),
-            splits_cfg.get("unit_tolerance"),
+            splits_cfg.get("unit_tolerance"), splits_cfg.get("max_gap_days"),
         )
         if splits_cfg.get("enabled", True) else (filled_panel, [])
     )
     near_splits = (
         cleaning.split_like_moves(
-            repaired, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
-            float(splits_cfg["report_tolerance"]), int(splits_cfg["confirm_days"]))
+            filled_panel, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
+            float(splits_cfg["report_tolerance"]), int(splits_cfg["confirm_days"]), events,
+            splits_cfg.get("max_gap_days"))
         if splits_cfg.get("enabled", True) and splits_cfg.get("report_tolerance") is not None
         else [])
     stale_cfg = processing["stale"]
@@ -266,11 +269,15 @@ def finalise_panel(
     sparse = cleaning.sparse_columns(clean, impute_cols)
     for name, gap in sparse.items():
         logger.warning(
-            "column %s is missing on %.0f%% of the priced cells%s: where it is missing the "
-            "models see an imputed value (that date's cross-sectional median, else the "
-            "training median)", name,
-            100 * gap["missing_share"], f", and on every name from {gap['missing_from']} to the "
-            "end (the test period and inference see no value)" if gap["missing_from"] else "")
+            "column %s is missing on %.0f%% of the priced cells after its last value is carried "
+            "forward for up to %s dates%s: where it is missing the models see an imputed value "
+            "(that date's cross-sectional median, else the training median); a factor published "
+            "monthly or quarterly wants processing.factor_ffill_limit as long as its period",
+            name, 100 * gap["missing_share"],
+            processing.get("factor_ffill_limit") if name in clean.extra_columns
+            and processing.get("factor_ffill_limit") is not None else processing["ffill_limit"],
+            f", and on every name from {gap['missing_from']} to the end (the test period and "
+            "inference see no value)" if gap["missing_from"] else "")
     if processing.get("impute_medians", True) and impute_cols:
         clean, imputed = cleaning.impute_cross_sectional_median(clean, impute_cols)
     returns = cleaning.daily_returns(clean.close)

@@ -129,6 +129,27 @@ def _warn_shortfall(scores: pd.DataFrame, rule: PortfolioRule, book: dict) -> No
                        "on too few names", book["gross"], rule.gross_exposure, rule.max_weight)
 
 
+def _warn_widened(book: pd.DataFrame, rule: PortfolioRule) -> None:
+    """Say when max_weight made a side hold names beyond its extreme quantile: the book then
+    differs from the quantile book the evaluation backtest (and its Sharpe) describes (with
+    sector_neutral it differs anyway, as documented)."""
+    if rule.sector_neutral and SECTOR in book and book[SECTOR].notna().any():
+        return
+    quantile = book["quantile"].astype("Float64")
+    beyond_long = int(((book["weight"] > 0) & (quantile != rule.n_quantiles)).sum())
+    beyond_short = int(((book["weight"] < 0) & (quantile != 1)).sum())
+    if not beyond_long + beyond_short:
+        return
+    per_quantile = max(1, int((quantile == rule.n_quantiles).sum()))
+    sides = 2 if rule.style == "long_short" else 1
+    logger.warning(
+        "inference.portfolio.max_weight (%g) is below what the top quantile's %d name(s) must hold "
+        "(%g each), so the book also holds %d name(s) beyond its extreme quantiles: it is not the "
+        "quantile book the evaluation backtest scored; max_weight: %g or more holds that book",
+        rule.max_weight, per_quantile, rule.gross_exposure / sides / per_quantile,
+        beyond_long + beyond_short, rule.gross_exposure / sides / per_quantile)
+
+
 def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
                    ) -> tuple[pd.DataFrame, dict]:
     """Per name on the last date: score, rank (1 = best), quantile (n_quantiles = best), target
@@ -147,6 +168,7 @@ def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
     out, book = target_weights(scores, rule)
     if book["shortfall"] > 1e-9:
         _warn_shortfall(scores, rule, book)
+    _warn_widened(out, rule)
     out["score"] = out["score"].astype(np.float32)
     out["rank"] = out["score"].rank(ascending=False, method="first").astype("int32")
     out["model_name"] = model.card["model_name"]

@@ -169,3 +169,49 @@ def test_a_registry_inference_run_is_named_after_the_model_it_scores_with(tmp_pa
     assert run_identity.registry_model_label({"inference": {
         "model_source": "registry", "model_uri": "models:/m/latest"}}, tmp_path) == "m/latest"
 
+
+
+def test_a_registry_inference_run_is_tagged_with_the_data_it_scored(tmp_path, tracking):
+    """The registered model names its data only once loaded: the scored panel's file becomes the
+    run's data_path / data_fingerprint tags (there were none; params:data named another file)."""
+    hooks, _ = _hooks(tmp_path, RAW, {"inference": {
+        "model_source": "registry", "model_uri": "models:/m@champion"}})
+    pipeline = SimpleNamespace(nodes=[SimpleNamespace(name="predict")], all_outputs=lambda: {
+        "latest_predictions"})
+    hooks.before_pipeline_run({"pipeline_names": ["inference"]}, pipeline)
+    assert "data_path" not in hooks._tags
+    scored = tmp_path / "scored.csv"
+    RAW.to_csv(scored, index=False)
+    panel = RAW.copy()
+    panel.attrs["source_path"] = str(scored)
+    with mlflow.start_run(experiment_id=tracking) as run:
+        node = SimpleNamespace(name="inference.load_latest_panel")
+        hooks.before_node_run(node)
+        hooks.after_node_run(node, {"inference_panel": panel})
+    tags = MlflowClient().get_run(run.info.run_id).data.tags
+    assert tags["data_path"] == str(scored) and tags["data_fingerprint"] not in ("", "missing")
+
+
+def test_a_run_on_edited_code_is_tagged_dirty(tmp_path):
+    """git_commit alone named the commit of a run whose src/ had been edited."""
+    import subprocess
+
+    from bma_quant.hooks import _git_dirty
+
+    assert _git_dirty(tmp_path) == "unknown"  # not a repository
+    run = {"cwd": tmp_path, "check": True, "capture_output": True}
+    subprocess.run(["git", "init", "-q"], **run)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "m.py").write_text("x = 1\n")
+    subprocess.run(["git", "add", "src"], **run)
+    subprocess.run(["git", "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "c"], **run)
+    assert _git_dirty(tmp_path) == "false"
+    (tmp_path / "src" / "m.py").write_text("x = 2\n")
+    assert _git_dirty(tmp_path) == "true"
+
+
+def test_the_command_tag_is_the_command_line_that_ran():
+    """kedro-mlflow's kedro_command tag left out --env and --params."""
+    assert run_identity.cli_command(["/x/.venv/bin/kedro", "run", "--env", "smoke", "--params",
+                                     "a.b=1,c=x y"]) == "kedro run --env smoke --params 'a.b=1,c=x y'"
+    assert run_identity.cli_command(["pytest", "-q"]) is None

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ progress = logging.getLogger("bma_quant.progress")
 DEFAULT_MEMORY = {"target_usage": 0.70, "max_threshold": 0.80, "sample_seconds": 0.2}
 DEFAULT_SYSTEM_METRICS = {"enabled": True, "sampling_seconds": 10.0}
 RAW_PANEL = "raw_panel"  # the in-memory panel data_processing reads: logged as the run's input
+INFERENCE_PANEL = "inference_panel"  # the panel an inference run scores (its file in attrs)
 
 
 class MemoryLimitExceeded(RuntimeError):
@@ -83,6 +85,20 @@ def _git_commit(project_path: Path) -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def _git_dirty(project_path: Path) -> str:
+    """"true" when tracked files of src/ or conf/ differ from the commit (the run's code or
+    parameters are not the commit's), "false" when not, "unknown" outside git."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                              "src", "conf"], cwd=project_path, capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if out.returncode != 0:
+        return "unknown"
+    return "true" if out.stdout.strip() else "false"
 
 
 def file_fingerprint(path: Path, chunk: int = 1 << 20) -> str:
@@ -137,7 +153,8 @@ class RunHealthHooks:
         project_path = Path(context.project_path)
         self._project_path = project_path
         self._params = params
-        self._tags = {"git_commit": _git_commit(project_path), "config_hash": config_hash(params)}
+        self._tags = {"git_commit": _git_commit(project_path),
+                      "git_dirty": _git_dirty(project_path), "config_hash": config_hash(params)}
         self._set_data_tags((params.get("data", {}) or {}).get("raw_path"))
 
     def _set_data_tags(self, raw_path: str | None) -> None:
@@ -148,6 +165,18 @@ class RunHealthHooks:
             self._tags["data_fingerprint"] = file_fingerprint(path) if path.is_file() else "missing"
             self._tags["data_path"] = str(raw_path)
             self._data_path = path if path.is_file() else None
+
+    def _tag_scored_data(self, source: str | None) -> None:
+        """A registry model's inference run knows its data once the model is loaded: tag it
+        then (the run's tags were set before its first node)."""
+        if not source:
+            return
+        self._set_data_tags(source)
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            mlflow.set_tags({k: self._tags[k] for k in ("data_path", "data_fingerprint")
+                             if k in self._tags})
 
     def _drop_data_tags(self) -> None:
         for key in ("data_path", "data_fingerprint"):
@@ -161,6 +190,9 @@ class RunHealthHooks:
         runner = run_identity.runner_name(run_params.get("runner"))
         if runner:
             self._tags["runner"] = runner  # kedro-mlflow tags the object's repr
+        command = run_identity.cli_command(sys.argv)
+        if command:  # kedro-mlflow's tag leaves out --env, --params and --runner
+            self._tags["kedro_command"] = command
         ran = [n for n in names if n]
         data_label = None
         if ran == ["inference"]:  # scores the chain's data, not params:data
@@ -267,6 +299,8 @@ class RunHealthHooks:
         for name, value in (outputs or {}).items():
             if _last_part(name) == RAW_PANEL and self._data_path is not None:
                 tracking.log_input_panel(value, self._data_path, self._tags.get("data_fingerprint"))
+            if _last_part(name) == INFERENCE_PANEL and "data_path" not in self._tags:
+                self._tag_scored_data(getattr(value, "attrs", {}).get("source_path"))
         if stats.get("max_system_memory_share", 0) > float(self._memory["target_usage"]):
             logger.warning(
                 "node %s pushed system memory to %.0f%% (target %.0f%%)", node.name,

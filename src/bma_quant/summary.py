@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 REPORTING = Path("data") / "08_reporting"
+# the training chain's layers in data-flow order (pipeline_registry.TRAINING_CHAIN, not imported:
+# the summary runs without loading the project's pipelines)
+TRAINING_CHAIN = ("data_processing", "feature_engineering", "base_models", "regime_models",
+                  "stacking", "evaluation")
 
 
 def _load_json(path: Path) -> dict | None:
@@ -17,6 +21,13 @@ def _load_json(path: Path) -> dict | None:
         return None
 
 
+def _number(value) -> str:
+    """A whole number without decimals (a count: 1399, 250), else four decimals."""
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:.0f}"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def summary_lines(root: Path) -> list[str]:
     reporting = root / REPORTING
     lines = ["", "BMA Quant run finished."]
@@ -24,7 +35,10 @@ def summary_lines(root: Path) -> list[str]:
     if run:
         lines.append(f"  status: {run.get('status')}, {run.get('wall_seconds', 0):.0f} s wall time, "
                      f"MLflow run {run.get('mlflow_run_id')}")
-        for layer, stats in (run.get("layers") or {}).items():
+        layers = run.get("layers") or {}
+        # data-flow order (a sequential run interleaves layers' nodes, so completion order varies)
+        order = {name: i for i, name in enumerate(TRAINING_CHAIN)}
+        for layer, stats in sorted(layers.items(), key=lambda kv: order.get(kv[0], len(order))):
             lines.append(f"    {layer:<20} {stats['seconds']:7.1f} s  peak RSS "
                          f"{stats['peak_rss_mb']:6.0f} MB")
         for layer, models in (run.get("models") or {}).items():
@@ -36,12 +50,10 @@ def summary_lines(root: Path) -> list[str]:
         lines.append(f"  production gates on '{gates.get('model', 'final')}' (test period): "
                      f"{verdict} -> {reporting / 'gate_report.json'}")
         for check in gates.get("checks", []):
-            value = check.get("value")
-            shown = (f"{value:.0f}" if isinstance(value, float) and value.is_integer()
-                     else f"{value:.4f}" if isinstance(value, float) else str(value))
             lines.append(
-                f"    {check.get('name', '?'):<16} {shown:>10}  needs {check.get('op', '')} "
-                f"{check.get('threshold')}  {'ok' if check.get('passed') else 'FAIL'}"
+                f"    {check.get('name', '?'):<16} {_number(check.get('value')):>10}  needs "
+                f"{check.get('op', '')} {_number(check.get('threshold'))}  "
+                f"{'ok' if check.get('passed') else 'FAIL'}"
             )
     registration = _load_json(reporting / "model_registration.json")
     if registration and registration.get("registered"):

@@ -65,3 +65,19 @@ def test_model_features_are_prefix_invariant(market):
     cut = np.sort(panel["date"].unique())[250]
     part = spec.transform(panel[panel["date"] <= cut], level[level["date"] <= cut])
     pd.testing.assert_frame_equal(part, full[full["date"] <= cut].reset_index(drop=True))
+
+
+def test_a_panel_without_a_family_s_columns_is_told_which_columns():
+    """A close-only file given to a chain trained on OHLCV and a user factor names the missing
+    input columns and what needs them, not the list of feature names."""
+    from bma_quant.core.features.factors import FactorConfig, TransformConfig
+    from bma_quant.core.features.feature_spec import FeatureSpec
+
+    spec = FeatureSpec(factor_config=FactorConfig(), transform_config=TransformConfig(),
+                       selected=["kmid", "klow", "pvcorr_20", "noise_1", "ret_5"], lags={},
+                       halflives={}, families={"kmid": "candle", "klow": "candle",
+                                               "pvcorr_20": "volume", "noise_1": "user",
+                                               "ret_5": "return"})
+    with pytest.raises(KeyError, match=r"open, high, low \(kmid, klow\); volume \(pvcorr_20\); "
+                                       r"noise_1 \(a user factor\)"):
+        spec.visible_matrices({"ret_5": None})

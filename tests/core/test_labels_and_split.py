@@ -261,3 +261,19 @@ def test_an_index_download_with_several_columns_takes_its_close_or_level(tmp_pat
     unnamed.write_text("date,a,b\n2021-01-04,1,2\n")
     with pytest.raises(DataValidationError, match="name the index level column one of level, close"):
         load_index_series(unnamed)
+
+
+def test_the_forward_fill_after_a_delisting_is_no_stale_streak():
+    """The project's own carried closes neither count as a stale print nor end one."""
+    dates = pd.bdate_range("2021-01-04", periods=12)
+    close = pd.DataFrame({"GONE": [10, 11, 12, 13, 14, 15, np.nan, np.nan, np.nan, np.nan,
+                                   np.nan, np.nan],
+                          "FROZEN": [5, 5, 5, 5, np.nan, 5, 5, 5, 6, 7, 8, 9]},
+                         index=dates, dtype=float)
+    matrices = panel.PanelMatrices({"close": close})
+    filled, _ = cleaning.forward_fill_limited(matrices, 5)
+    carried = close.isna() & filled.close.notna()
+    _, with_fill = cleaning.handle_stale_prices(filled, 5, None)
+    _, own = cleaning.handle_stale_prices(filled, 5, None, carried=carried)
+    assert with_fill.worst == {"FROZEN": 7, "GONE": 5}  # the old count: the fill is a streak
+    assert own.worst == {"FROZEN": 6} and own.streaks == 1  # 5 -> 5 x3, a gap, 5 x3 is one

@@ -75,7 +75,7 @@ def test_description_names_data_period_gates_and_metrics():
         data_path="data/01_raw/p.csv", data_fingerprint="abc", candidate=candidate,
         headline={"rank_ic": 0.0312, "n_dates": 480}, model="final",
         decision=decide(candidate, None))
-    assert "`data/01_raw/p.csv` (sha256 abc)" in text and "2020-01-02 .. 2021-12-31" in text
+    assert "`data/01_raw/p.csv` (sha256 prefix abc)" in text and "2020-01-02 .. 2021-12-31" in text
     assert f"2010-01-04 .. 2019-12-31 ({METRIC} 0.0312" in text
     assert "gates on `final`: pass" in text and "rank_ic 0.0312, n_dates 480" in text
     assert "champion: yes" in text

@@ -27,7 +27,10 @@ def _inference(chain_path, registration=None, **inference):
     params = {"inference": {"chain_path": str(chain_path), "history_days": 120,
                             "registration_path": str(registration) if registration else None,
                             **inference}}
-    return run_pipeline("inference", {}, params)["latest_predictions"]
+    out = run_pipeline("inference", {}, params)
+    # the run's data tags name the file it scored (hooks.py reads it from the panel's attrs)
+    assert out["inference_panel"].attrs["source_path"].endswith(".parquet")
+    return out["latest_predictions"]
 
 
 def test_latest_predictions_use_the_chains_training_data(trained):

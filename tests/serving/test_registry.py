@@ -205,11 +205,12 @@ def test_a_feature_the_request_cannot_build_is_the_requests_fault(setup):
 
     class NeedsAdjClose:
         def transform(self, clean, market_frame):
-            raise KeyError("FeatureSpec: the panel cannot produce selected feature(s) "
-                           "['Adj Close']; they need columns or families absent from this panel")
+            raise KeyError("FeatureSpec: the panel lacks column(s) the selected features were "
+                           "built from: Adj Close (a user factor); give the columns the training "
+                           "file had")
 
     chain = dataclasses.replace(setup[2], feature_spec=NeedsAdjClose())
-    with pytest.raises(ChainInputError, match=r"\['Adj Close'\].*retrain the chain"):
+    with pytest.raises(ChainInputError, match=r"Adj Close \(a user factor\).*retrain the chain"):
         chain.features(pd.DataFrame(), pd.DataFrame())
 
 

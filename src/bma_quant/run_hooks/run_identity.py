@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import Any
@@ -97,3 +98,10 @@ def registry_model_label(params: dict, project_path: Path) -> str | None:
     name, _, version = rest.partition("/")
     return f"{name} v{version}" if version.isdigit() else rest
 
+
+def cli_command(argv: list[str]) -> str | None:
+    """The `kedro ...` command line of a run started from the CLI (None otherwise: a notebook or
+    a test starts sessions without one)."""
+    if not argv or Path(argv[0]).name != "kedro":
+        return None
+    return shlex.join(["kedro", *argv[1:]])

@@ -126,6 +126,7 @@ class PanelCleaner:
             matrices = matrices.select(
                 dates=matrices.dates[universe_lib.strict_date_mask(observed, rule)]
             )
+        unfilled = matrices.close
         matrices, _ = cleaning.forward_fill_limited(
             matrices, self.ffill_limit, cleaning.factor_fill_limits(
                 matrices.extra_columns, getattr(self, "factor_ffill_limit", None)))
@@ -140,7 +141,8 @@ class PanelCleaner:
             )
         unmasked = matrices.close
         matrices, _ = cleaning.handle_stale_prices(
-            matrices, int(self.stale.get("min_streak", 5)), self.stale.get("mask_after")
+            matrices, int(self.stale.get("min_streak", 5)), self.stale.get("mask_after"),
+            carried=unfilled.isna() & matrices.close.notna(),
         )
         trailing = universe_lib.trailing_eligibility(
             universe_lib.traded_cells(observed, unmasked, matrices.close), rule, first_seen)

@@ -154,13 +154,18 @@ def _holds_new_level(before: float, level: float, after: np.ndarray) -> bool:
     return bool(np.all(after < midpoint)) if level < before else bool(np.all(after > midpoint))
 
 
-def zero_return_streaks(close: pd.DataFrame, min_streak: int) -> pd.DataFrame:
-    """Running length of the current zero-return streak at each cell (0 when the price moved)."""
+def zero_return_streaks(close: pd.DataFrame, min_streak: int,
+                        carried: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Running length of the current zero-return streak at each cell (0 when the price moved).
+    `carried`: cells whose close the forward fill supplied; they neither lengthen nor end a
+    streak (the project's own fill after a delisting or a gap is no stale print)."""
     unchanged = (close == close.shift(1)) & close.notna()
     arr = unchanged.to_numpy()
+    held = (np.zeros(arr.shape, dtype=bool) if carried is None
+            else carried.reindex_like(close).fillna(False).to_numpy(dtype=bool))
     run = np.zeros(arr.shape, dtype=np.int32)
     for i in range(1, arr.shape[0]):  # one vector op per date; the recursion is inherently serial
-        run[i] = np.where(arr[i], run[i - 1] + 1, 0)
+        run[i] = np.where(held[i], run[i - 1], np.where(arr[i], run[i - 1] + 1, 0))
     return pd.DataFrame(run, index=close.index, columns=close.columns)
 
 
@@ -226,10 +231,12 @@ class StaleSummary:
 
 
 def handle_stale_prices(
-    panel: PanelMatrices, min_streak: int, mask_after: int | None
+    panel: PanelMatrices, min_streak: int, mask_after: int | None,
+    carried: pd.DataFrame | None = None,
 ) -> tuple[PanelMatrices, StaleSummary]:
-    """Count zero-return streaks of >= min_streak days; mask prices after `mask_after` days of one."""
-    run = zero_return_streaks(panel.close, min_streak)
+    """Count zero-return streaks of >= min_streak days; mask prices after `mask_after` days of one.
+    `carried`: cells the forward fill supplied (see `zero_return_streaks`)."""
+    run = zero_return_streaks(panel.close, min_streak, carried)
     arr = run.to_numpy()
     ends = (arr >= min_streak) & np.vstack([arr[1:] == 0, np.ones((1, arr.shape[1]), bool)])
     longest = run.max(axis=0)

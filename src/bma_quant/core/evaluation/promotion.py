@@ -130,7 +130,7 @@ def version_description(*, data_path: str | None, data_fingerprint: str | None,
     gates = "pass" if candidate.gates_passed else (
         "fail (" + ", ".join(candidate.failed_gates) + ")")
     return "\n".join([
-        f"- data: `{data_path}` (sha256 {data_fingerprint or 'unknown'})",
+        f"- data: `{data_path}` (sha256 prefix {data_fingerprint or 'unknown'})",
         f"- development period: {candidate.dev_start} .. {candidate.dev_end} "
         f"({candidate.metric} {_shown(candidate.value)}, the champion comparison)",
         f"- test period: {candidate.test_start} .. {candidate.test_end}",

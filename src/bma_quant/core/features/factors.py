@@ -46,6 +46,8 @@ PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 RESERVED = {"date", "ticker", "sector", ELIGIBLE, *PRICE_COLUMNS}
 MARKET_FAMILY = "market"
 USER_FAMILY = "user"
+# the input columns a family needs beyond close (factor_registry builds it only when present)
+COLUMNS_OF_FAMILY = {"candle": "open, high, low", "volume": "volume"}
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from bma_quant.core.features.factors import (
+    COLUMNS_OF_FAMILY,
     MARKET_FAMILY,
+    USER_FAMILY,
     FactorConfig,
     Grid,
     TransformConfig,
@@ -71,14 +73,27 @@ class FeatureSpec:
         smoothing = max(self.halflives.values(), default=0.0)
         return int(max(windows, default=0) + max(self.lags.values(), default=0) + 10 * smoothing)
 
+    def missing_columns(self, features: list[str]) -> str:
+        """The input columns that `features` (selected ones the panel could not produce) read,
+        each with the features that need it, e.g. "open, high, low (kmid, klow); volume
+        (pvcorr_20); noise_1 (a user factor)"."""
+        needs: dict[str, list[str]] = {}
+        for name in features:
+            family = self.families.get(name)
+            column = (COLUMNS_OF_FAMILY.get(family)
+                      or (f"{name.removeprefix('user_')} (a user factor)"
+                          if family == USER_FAMILY else f"the columns of family {family}"))
+            needs.setdefault(column, []).append(name)
+        return "; ".join(f"{column}" if column.endswith("(a user factor)")
+                         else f"{column} ({', '.join(names)})" for column, names in needs.items())
+
     def visible_matrices(self, transformed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Selected features as the model sees them before the fill: smoothed, then lagged."""
         missing = [n for n in self.selected if n not in transformed]
         if missing:
             raise KeyError(
-                f"FeatureSpec: the panel cannot produce selected feature(s) {missing}; they need "
-                "columns or families absent from this panel"
-            )
+                "FeatureSpec: the panel lacks column(s) the selected features were built from: "
+                f"{self.missing_columns(missing)}; give the columns the training file had")
         return {
             name: apply_lag(
                 smoothed_values(transformed[name], self.halflives.get(name, 0.0)),

@@ -107,7 +107,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         else [])
     stale_cfg = processing["stale"]
     cleaned, stale = cleaning.handle_stale_prices(
-        repaired, int(stale_cfg["min_streak"]), stale_cfg.get("mask_after")
+        repaired, int(stale_cfg["min_streak"]), stale_cfg.get("mask_after"),
+        carried=kept.close.isna() & filled_panel.close.notna(),
     )
     # Decided on the raw calendar with trailing windows (the same on any prefix of the panel);
     # a frozen price that was masked is no more a trade than a missing one.

@@ -221,7 +221,10 @@ def assess_overfitting(
     report["configurations_by_source"] = (
         predictions.groupby("source")["configuration"].nunique().astype(int).to_dict())
     for note in assessment.notes:
-        logger.warning("overfitting: %s", note)
+        # PBO on the largest group sharing a window is the method working as designed (the
+        # tuning trials and the out-of-fold models are scored on different dates): info only
+        log = logger.info if note.startswith("PBO over the") else logger.warning
+        log("overfitting: %s", note)
     final = report["deflated_sharpe"].get("final", {})
     logger.info("overfitting: %d configurations (%s) and %d pruned trials; final: PSR %.3f, "
                 "DSR %.3f; PBO %s", assessment.n_configurations,

@@ -35,6 +35,9 @@ def inference_data_source(model: InferenceModel, data: dict, inference: dict) ->
     return {**trained, **{k: v for k, v in (inference.get("data") or {}).items() if k in DATA_KEYS}}
 
 
+SOURCE_PATH = "source_path"  # the inference panel's attrs key naming the file it was read from
+
+
 def load_latest_panel(model: InferenceModel, data: dict, inference: dict) -> pd.DataFrame:
     """The raw panel (validated like data_processing's input), its last ``history_days`` dates
     (null = all), with the index level as a ``market_level`` column when an index is given."""
@@ -55,7 +58,10 @@ def load_latest_panel(model: InferenceModel, data: dict, inference: dict) -> pd.
         raw = raw.assign(**{MARKET_LEVEL: levels.reindex(raw["date"]).to_numpy()})
     logger.info("inference panel: %d rows, %d tickers, %s..%s", len(raw), raw["ticker"].nunique(),
                 raw["date"].min().date(), raw["date"].max().date())
-    return raw.reset_index(drop=True)
+    raw = raw.reset_index(drop=True)
+    # what the run scored, for its data tags (a registry model names its data only once loaded)
+    raw.attrs[SOURCE_PATH] = str(source["raw_path"])
+    return raw
 
 
 def _latest_sectors(raw: pd.DataFrame) -> pd.Series | None:

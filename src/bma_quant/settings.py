@@ -12,6 +12,7 @@ from bma_quant.run_hooks import user_errors
 from bma_quant.run_hooks.batched_params import BatchedParamsMlflowHook
 from bma_quant.run_hooks.data_builds import DataBuildHooks
 from bma_quant.run_hooks.interrupts import InterruptHooks
+from bma_quant.run_hooks.layer_lineage import LayerLineageHooks
 from bma_quant.run_hooks.mlflow_connection import MlflowConnectionHooks
 from bma_quant.run_hooks.preflight import PreflightHooks
 from bma_quant.run_hooks.staging import StagingGuardHooks, StagingHooks
@@ -25,8 +26,10 @@ _STAGING = StagingHooks()
 # kedro-mlflow's hook is replaced by a subclass that logs each node's parameters in one batch
 # (run_hooks/batched_params.py). Registered last, it is called first, where the plugin's own hook
 # (loaded from its entry point after these) was.
-# Pluggy calls the last registered first: the parameter pre-flight, then the data-build check.
-HOOKS = (DataBuildHooks(staging=_STAGING), PreflightHooks(), RunHealthHooks(staging=_STAGING),
+# Pluggy calls the last registered first: the parameter pre-flight, the data-build check, then
+# the parameters the stored datasets were made with (run_hooks/layer_lineage.py).
+HOOKS = (LayerLineageHooks(staging=_STAGING), DataBuildHooks(staging=_STAGING), PreflightHooks(),
+         RunHealthHooks(staging=_STAGING),
          _STAGING, StagingGuardHooks(_STAGING), InterruptHooks(), MlflowConnectionHooks(),
          TimeBudgetHooks(), BatchedParamsMlflowHook())
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # the distribution name as installed

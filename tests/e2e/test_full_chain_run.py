@@ -149,6 +149,20 @@ def test_a_layer_alone_with_another_test_period_than_its_stored_inputs_is_refuse
     assert model_input.read_bytes() == before
 
 
+def test_a_layer_alone_on_features_made_with_other_values_is_refused(project):
+    """A feature_engineering parameter changed and base_models run alone trained on the stored
+    features while logging the new value: refused before any node, naming the value."""
+    status = project / "data/08_reporting/base_model_status.json"
+    before = status.read_bytes()
+    result = kedro_run(project, "--env", "smoke", "--pipelines", "base_models",
+                       "--params", "feature_engineering.selection.min_features=3")
+    assert result.returncode != 0
+    assert re.search(r"made with other parameter values \(model_input \(feature_engineering\)"
+                     r".*feature_engineering.selection.min_features was \d+, is 3",
+                     result.stdout + result.stderr)
+    assert status.read_bytes() == before
+
+
 def test_a_layer_alone_on_outputs_of_an_older_data_build_is_refused(project):
     """data_processing rerun alone with a new test period, then evaluation alone with it too:
     the stored models were trained on the old split (some of their training dates are test dates

@@ -1,0 +1,170 @@
+"""Which parameters every stored dataset was made with, checked when a layer runs alone.
+
+A dataset's lineage is the value of every parameter read by the nodes that made it, back through
+the stored datasets they read (a run's own outputs carry it forward within the run). A successful
+run records the lineage of each stored dataset it wrote in `layer_lineage.json` (promoted with its
+outputs). Before a run, each stored dataset it reads but does not rewrite must have been made with
+this run's values of those parameters: a changed `feature_engineering.selection.min_features`
+followed by `--pipelines base_models` would otherwise train on the old features and log the new
+value. data_processing's own parameters and files are the data build's (run_hooks/data_builds.py)
+and are left out here; inference scores new data with a trained chain on purpose and is not held.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+from kedro.pipeline import Pipeline
+
+from bma_quant.core.data import preflight
+from bma_quant.core.data.provenance import shown
+from bma_quant.pipeline_registry import TRAINING_CHAIN
+from bma_quant.run_hooks.data_builds import DATA_LAYER, _layer, _stored
+from bma_quant.run_hooks.preflight import catalog_owners, write_refusal
+
+logger = logging.getLogger(__name__)
+
+LINEAGE_PATH = Path("data") / "08_reporting" / "layer_lineage.json"
+# Keys that change how a run shows or stores its work, not what it computes.
+IGNORED_LAST_KEYS = frozenset({"show_progress_bar", "storage"})
+
+
+def flat_parameters(prefix: str, value: Any) -> dict[str, Any]:
+    """Dotted key -> JSON value of every leaf under `prefix` (lists are leaves)."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(flat_parameters(f"{prefix}.{key}", inner))
+        return out
+    return {prefix: json.loads(json.dumps(value, default=str))}
+
+
+def node_parameters(node, params: dict[str, Any]) -> dict[str, Any]:
+    """The flattened values of the `params:` inputs a node reads."""
+    out: dict[str, Any] = {}
+    for name in node.inputs:
+        if name.startswith("params:"):
+            path = name[len("params:"):]
+            out.update(flat_parameters(path, preflight.lookup(params, path)))
+    return out
+
+
+def lineage_differences(made_with: dict[str, Any], params: dict[str, Any]) -> list[str]:
+    """`key was X, is Y` for every recorded key whose value this run's parameters change (keys
+    only one side has are not compared: a parameter added or removed by an upgrade)."""
+    current: dict[str, Any] = {}
+    for key in made_with:
+        top = key.split(".", 1)[0]
+        if top not in current:
+            current.update(flat_parameters(top, params.get(top)) if top in params else {})
+    return [f"{key} was {shown(value)}, is {shown(current[key])}"
+            for key, value in sorted(made_with.items())
+            if key in current and key.rsplit(".", 1)[-1] not in IGNORED_LAST_KEYS
+            and current[key] != value]
+
+
+class LayerLineageHooks:
+    def __init__(self, staging=None, params: dict | None = None,
+                 project_path: Path | None = None) -> None:
+        self._staging = staging
+        self._params: dict[str, Any] = dict(params or {})
+        self._project_path = Path(project_path or Path.cwd())
+        self._recorded: dict[str, dict] = {}  # dataset -> lineage, from earlier runs
+        self._lineage: dict[str, dict] = {}  # dataset -> lineage, made in this run
+        self._written: set[str] = set()  # stored datasets this run wrote
+        self._files: set[str] = set()  # the run's outputs that land in files
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._params = dict(context.params)
+        self._project_path = Path(context.project_path)
+
+    # ------------------------------------------------------------------ record file
+    def _file(self) -> Path:
+        return self._project_path / LINEAGE_PATH
+
+    def _load(self) -> dict[str, dict]:
+        try:
+            stored = json.loads(self._file().read_text())
+        except (OSError, ValueError):
+            return {}
+        lineages, datasets = stored.get("lineages") or {}, stored.get("datasets") or {}
+        return {name: lineages[key] for name, key in datasets.items() if key in lineages}
+
+    # ------------------------------------------------------------------ the check
+    def check(self, pipeline: Pipeline, catalog) -> None:
+        """Refuse reading a stored dataset made with other values of this run's parameters."""
+        self._recorded, self._lineage, self._written = self._load(), {}, set()
+        nodes = [n for n in pipeline.nodes if _layer(n) in TRAINING_CHAIN]
+        # decided now: staging later replaces the run's outputs in the catalog
+        self._files = {n for node in nodes for n in node.outputs if _stored(n, catalog)}
+        reads = sorted(n for n in Pipeline(nodes).inputs() if _stored(n, catalog)) if nodes else []
+        stale: dict[str, list[str]] = {}
+        for name in reads:
+            changes = lineage_differences(self._recorded.get(name) or {}, self._params)
+            if changes:
+                stale[name] = changes
+        if not stale:
+            return
+        owners = catalog_owners(self._project_path)
+        layers = [layer for layer in TRAINING_CHAIN
+                  if layer in {owners.get(name) for name in stale}]
+        named = ", ".join(f"{name} ({owners.get(name, '?')})" for name in list(stale)[:6])
+        changes = sorted({change for found in stale.values() for change in found})
+        raise preflight.PreflightError(
+            f"stored outputs this run reads were made with other parameter values ({named}"
+            f"{' ...' if len(stale) > 6 else ''}; {'; '.join(changes[:8])}"
+            f"{' ...' if len(changes) > 8 else ''}): run the layers that made them again with "
+            f"these values (`kedro run --pipelines {','.join(layers)}` and the layers after "
+            "them), or pass the values they were made with")
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline=None,
+                            catalog=None) -> None:
+        if pipeline is None or catalog is None:
+            return
+        try:
+            self.check(pipeline, catalog)
+        except preflight.PreflightError as error:
+            write_refusal(self._project_path, error,
+                          ",".join(run_params.get("pipeline_names") or ["__default__"]))
+            raise
+
+    # ------------------------------------------------------------------ the record
+    @hook_impl
+    def after_node_run(self, node) -> None:
+        layer = _layer(node)
+        if layer not in TRAINING_CHAIN:
+            return
+        lineage = {} if layer == DATA_LAYER else node_parameters(node, self._params)
+        for name in node.inputs:
+            if not name.startswith("params:"):
+                lineage.update(self._lineage.get(name, self._recorded.get(name)) or {})
+        for name in node.outputs:
+            self._lineage[name] = lineage
+            if name in self._files:
+                self._written.add(name)
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        """Record the lineage of every stored dataset this run wrote (promoted with them)."""
+        if not self._written:
+            return
+        lineages: dict[str, dict] = {}
+        datasets: dict[str, str] = {}
+        for name, lineage in {**self._recorded,
+                              **{n: self._lineage[n] for n in self._written}}.items():
+            key = hashlib.sha256(json.dumps(lineage, sort_keys=True).encode()).hexdigest()[:16]
+            lineages[key], datasets[name] = lineage, key
+        path = self._file()
+        staged = getattr(self._staging, "current", None)
+        if staged is not None:
+            path = staged.path_for(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"datasets": dict(sorted(datasets.items())),
+                                    "lineages": lineages}, indent=1, sort_keys=True))

@@ -22,6 +22,8 @@ INFO_LOG_ONLY = (
                "CloudPickle"),
     ("kedro.runner", "You can resume the pipeline run from the nearest nodes"),
     ("kedro.runner", "No nodes ran. Repeat the previous command to attempt a new run"),
+    # a new mlflow.db is set up (MLflow's own stderr handler: these lines reach no log file)
+    ("mlflow.store.db.utils", "database tables"),
 )
 
 
@@ -91,6 +93,11 @@ def install(handler_name: str = CONSOLE_HANDLER) -> None:
             handler.addFilter(InfoLogOnlyNotices())
         if not isinstance(handler.formatter, WithoutInterruptionTracebacks):
             handler.setFormatter(WithoutInterruptionTracebacks(handler.formatter))
+    import mlflow  # noqa: F401  (configures MLflow's own stderr handler, filtered here too)
+
+    for handler in logging.getLogger("mlflow").handlers:
+        if not any(isinstance(f, InfoLogOnlyNotices) for f in handler.filters):
+            handler.addFilter(InfoLogOnlyNotices())
 
 
 def route_optuna_records() -> None:

@@ -539,7 +539,7 @@ def _score_factors(features, families, per_ticker, scorer, fit_rows, degraded,
                if dev_values.size else 0.0,
                "coverage": float(np.isfinite(dev_values).mean()) if dev_values.size else 0.0}
         out.lags[name], out.halflives[name] = lag, halflife
-        out.visible[name] = lagged
+        out.visible[name] = lagged[fit_rows]  # only the rows the filters read: less memory
         gate = _gate_reason(row, degraded, config)
         if gate:
             out.drop[name] = gate
@@ -609,7 +609,8 @@ def select_features(
     scored = _score_factors(features, families, per_ticker, scorer, fit_rows, degraded, config)
     leak_suspects = [n for n in per_ticker
                      if scored.drop.get(n, "").startswith("suspected look-ahead")]
-    selected, filled = _choose(scored, per_ticker, fit_rows, degraded, config)
+    # scored.visible holds the fit rows only: the filters read them in that order
+    selected, filled = _choose(scored, per_ticker, np.arange(len(fit_rows)), degraded, config)
     for name in market_names:
         scored.lags[name], scored.halflives[name] = 0, 0.0
         if config.include_market_context:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,26 @@ def _dev_dates(dates: pd.DatetimeIndex, date_split: dict) -> pd.DatetimeIndex:
 def _wide_columns(frame: pd.DataFrame, names: list[str]) -> tuple[Grid, dict[str, np.ndarray]]:
     grid = Grid.from_long(frame)
     return grid, {n: grid.to_wide(frame[n].to_numpy(), dtype=np.float32) for n in names}
+
+
+class _WideOnRead(Mapping):
+    """Each factor's date x ticker matrix (float32), built from the long table when it is read:
+    a consumer that reads one factor at a time holds one matrix, not all of them (on a
+    survivorship-free panel each is dates x every name ever listed)."""
+
+    def __init__(self, frame: pd.DataFrame, grid: Grid, names: list[str]) -> None:
+        self._frame, self._grid, self._names = frame, grid, list(names)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._grid.to_wide(self._frame[name].to_numpy(), dtype=np.float32)
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def build_features(
@@ -115,7 +136,8 @@ def audit_leaks(
     temporal_config = TemporalConfig.from_params(temporal)
     config = LeakAuditConfig.from_params(params["leak_audit"])
     names = list(factor_catalog["families"])
-    grid, matrices = _wide_columns(features, names)
+    grid = Grid.from_long(features)
+    matrices = _WideOnRead(features, grid, names)  # read factor by factor (memory)
     dev_dates = _dev_dates(grid.dates, date_split)
     dev_rows = np.flatnonzero(grid.dates.isin(dev_dates))
     folds = folds_from_table(cv_folds) if cv_folds is not None and len(cv_folds) else []
@@ -184,7 +206,8 @@ def select(
     audit_dropped = leak_report["suspects"]
     families = {n: f for n, f in factor_catalog["families"].items() if n not in audit_dropped}
     names = list(families)
-    grid, matrices = _wide_columns(features, names)
+    grid = Grid.from_long(features)
+    matrices = _WideOnRead(features, grid, names)
     label_rows = grid.dates.get_indexer(pd.DatetimeIndex(labels["date"]))
     label_cols = grid.tickers.get_indexer(labels["ticker"].astype(str))
     keep = (label_rows >= 0) & (label_cols >= 0)

@@ -57,6 +57,9 @@ def main() -> None:
     timed("evaluation_metrics", nodes.evaluation_metrics, table, report, ev)
     timed("make_plots", nodes.make_plots, table, daily_ic, daily_returns, quantiles,
           data["base_feature_importance"], ev)
+    development = timed("development_score", nodes.development_score, data["ensemble_report"],
+                        data["base_model_status"], data["regime_models_report"],
+                        data["cv_folds"], data["date_split"], ev)
     chain = timed("build_prediction_chain", nodes.build_prediction_chain,
                   data["feature_spec"], data["base_models"], data["regime_model"],
                   data["ensemble"], data["primary_panel"], data["regimes"],
@@ -64,8 +67,7 @@ def main() -> None:
                   registry)
     registration = timed("register_model (reproduction check, no MLflow run)",
                          nodes.register_model, chain, report, data["ensemble_test_predictions"],
-                         data["ensemble_report"], data["base_model_status"], data["date_split"],
-                         params["data"], registry)
+                         development, data["date_split"], params["data"], registry)
 
     import mlflow
 
@@ -75,8 +77,7 @@ def main() -> None:
     def register_with_run():
         with mlflow.start_run():
             return nodes.register_model(chain, report, data["ensemble_test_predictions"],
-                                        data["ensemble_report"], data["base_model_status"],
-                                        data["date_split"], params["data"],
+                                        development, data["date_split"], params["data"],
                                         {**registry, "code_path": str(ROOT / "src" / "bma_quant")})
 
     registered = timed("register_model (with MLflow run: log + register)", register_with_run)

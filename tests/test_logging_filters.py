@@ -65,3 +65,26 @@ def test_optuna_trial_lines_reach_info_log_not_the_console(capsys):
         root.removeHandler(info_file)
         optuna.logging.disable_propagation()
         optuna.logging.enable_default_handler()
+
+
+def test_kedros_node_failure_line_is_dropped_for_a_user_error_only():
+    """A refused input is said once, at the end of the run: Kedro's "Node ... failed with error"
+    line (logged inside its `except`) is left out of the console for it, kept for a bug."""
+    from bma_quant.core.data.schema import DataValidationError
+
+    notices = logging_filters.InfoLogOnlyNotices()
+    record = _record("kedro.pipeline.node", "Node %s failed with error: \n%s", logging.ERROR)
+    try:
+        raise DataValidationError("Input file not found: x.csv")
+    except DataValidationError:
+        assert not notices.filter(record)
+    try:
+        raise ValueError("a bug")
+    except ValueError:
+        assert notices.filter(record)
+    assert notices.filter(record)  # outside any handler
+    hint = _record("kedro.runner", "No nodes ran. Repeat the previous command to attempt a new "
+                                   "run.")
+    setup = _record("mlflow.store.db.utils", "Creating initial MLflow database tables...",
+                    logging.INFO)
+    assert not notices.filter(hint) and not notices.filter(setup)

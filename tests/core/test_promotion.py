@@ -8,9 +8,9 @@ METRIC = "stacking.final.oos_rank_ic"
 
 
 def _candidate(value, passed=True, dev=("2010-01-04", "2019-12-31"), metric=METRIC,
-               test=("2020-01-02", "2021-12-31")):
+               test=("2020-01-02", "2021-12-31"), folds="f1"):
     return Candidate(passed, () if passed else ("sharpe",), test[0], test[1], metric, value,
-                     dev[0], dev[1])
+                     dev[0], dev[1], folds)
 
 
 def _champion(value, **kwargs):
@@ -33,6 +33,19 @@ def test_champion_moves_only_when_beaten_on_the_same_development_period():
     model = decide(_candidate(0.5, metric="base_models.lightgbm.oof_rank_ic_mean"),
                    _champion(0.05), "3")
     assert not model.promote and f"compared on {METRIC}" in model.reason
+    # other folds are other dates: a score on easier folds must not win
+    folds = decide(_candidate(0.5, folds="f2"), _champion(0.05), "3")
+    assert not folds.promote and "another CV fold layout" in folds.reason
+
+
+def test_a_champion_chosen_on_the_test_period_is_replaced_by_the_first_passing_version():
+    """Champions registered before the development comparison carry no development tags: they
+    would block every later version; the first version that passes its gates replaces it."""
+    legacy = {"test_start": "2020-01-02", "test_end": "2021-12-31", "compare_metric": "rank_ic",
+              "compare_value": "0.2"}
+    decision = decide(_candidate(0.01), legacy, "7")
+    assert decision.promote and "champion version 7 was chosen on the test period" in decision.reason
+    assert not decide(_candidate(0.5, passed=False), legacy, "7").promote
 
 
 def test_the_test_period_decides_nothing_between_runs():
@@ -60,6 +73,20 @@ def test_development_score_of_each_kind_of_gated_model():
     assert development_score("xgboost", selection, status)[1] is None
     assert development_score("regime_elastic_net", None, None)[1] is None
     assert development_score("final", {"final_nested_rank_ic": float("nan")}, None)[1] is None
+    regime_cv = {"regime_elastic_net": {"oof_rank_ic_mean": 0.04}}
+    assert development_score("regime_elastic_net", selection, status, regime_cv) == (
+        "regime_models.regime_elastic_net.oof_rank_ic_mean", 0.04)
+
+
+def test_the_fold_fingerprint_tells_fold_layouts_apart():
+    import pandas as pd
+
+    folds = pd.DataFrame({"date": pd.bdate_range("2020-01-01", periods=4), "fold": [0, 0, 1, 1],
+                          "role": ["train", "test", "train", "test"]})
+    assert promotion.folds_fingerprint(folds) == promotion.folds_fingerprint(folds[::-1])
+    assert promotion.folds_fingerprint(folds) != promotion.folds_fingerprint(
+        folds.assign(fold=[0, 1, 1, 1]))
+    assert promotion.folds_fingerprint(None) is None
 
 
 def test_registered_model_name_per_data_set():

@@ -217,3 +217,20 @@ def test_market_context_is_added_only_on_request(synthetic):
     with_market = select_features(features, families, label, dates, dev, folds, CONFIG, True)
     assert set(market) <= set(with_market.selected)
     assert all(with_market.lags[n] == 0 for n in market)
+
+
+def test_no_filter_reads_factor_values_after_the_first_folds_training_dates(synthetic):
+    """Variance, coverage and redundancy are choices too (DESIGN section 3): factor values on the
+    later CV test windows (whose out-of-fold scores the next layers learn from) change nothing."""
+    features, families, label, dates, dev, folds = synthetic
+    first = select_features(features, families, label, dates, dev, folds, CONFIG, True)
+    last_scope = dates.get_indexer(pd.DatetimeIndex(folds[0].train_dates)).max()
+    rng = np.random.default_rng(1)
+    scrambled = {}
+    for name, values in features.items():
+        changed = values.copy()
+        changed[last_scope + 1:] = rng.standard_normal(changed[last_scope + 1:].shape)
+        scrambled[name] = changed.astype(values.dtype)
+    second = select_features(scrambled, families, label, dates, dev, folds, CONFIG, True)
+    assert first.selected == second.selected and first.lags == second.lags
+    pd.testing.assert_frame_equal(first.table, second.table)

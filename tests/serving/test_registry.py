@@ -57,10 +57,12 @@ def _register(datasets, overrides, chain, passed, oos_rank_ic=0.05, dev_start=No
               "failed": [] if passed else ["sharpe"],
               "test_period": {k: split[k] for k in ("test_start", "test_end")},
               "headline": {"rank_ic": test_rank_ic, "sharpe": 1.5}}
-    ensemble_report = {"selection": {"final_nested_rank_ic": oos_rank_ic}}
+    development = nodes.development_score(
+        {"selection": {"final_nested_rank_ic": oos_rank_ic}}, {}, {}, datasets["cv_folds"], split,
+        {"gates": {"model": "final"}})
     with mlflow.start_run():
         return nodes.register_model(chain, report, datasets["ensemble_test_predictions"],
-                                    ensemble_report, {}, split, overrides["data"], REGISTRY)
+                                    development, split, overrides["data"], REGISTRY)
 
 
 def test_champion_moves_only_for_a_better_development_score_never_on_test(setup):
@@ -110,7 +112,7 @@ def test_an_explicit_model_name_overrides_the_per_data_set_default(setup):
               "headline": {"rank_ic": 0.1},
               "test_period": {k: split[k] for k in ("test_start", "test_end")}}
     with mlflow.start_run():
-        out = nodes.register_model(chain, report, datasets["ensemble_test_predictions"], {}, {},
+        out = nodes.register_model(chain, report, datasets["ensemble_test_predictions"], {},
                                    split, overrides["data"], {**REGISTRY, "model_name": "team_model"})
     assert out["model_name"] == "team_model" and out["alias"] == "champion"
 
@@ -269,7 +271,7 @@ def test_no_active_run_registers_nothing(setup):
     datasets, overrides, chain, uri, tmp = setup
     assert mlflow.active_run() is None
     out = nodes.register_model(chain, {"passed": True}, datasets["ensemble_test_predictions"], {},
-                               {}, datasets["date_split"], overrides["data"], REGISTRY)
+                               datasets["date_split"], overrides["data"], REGISTRY)
     assert out["registered"] is False and "no active MLflow run" in out["reason"]
     assert Path(tmp / "mlflow.db").exists()
 
@@ -287,7 +289,7 @@ def test_a_chain_that_cannot_predict_is_not_registered(setup):
     broken.base_models = {"elastic_net": FittedOnOtherFeatures()}
     with mlflow.start_run():
         out = nodes.register_model(broken, {"passed": True}, datasets["ensemble_test_predictions"],
-                                   {}, {}, datasets["date_split"], overrides["data"], REGISTRY)
+                                   {}, datasets["date_split"], overrides["data"], REGISTRY)
     assert out["registered"] is False
     assert "StaleChainError" in out["reason"] and "something_else" in out["reason"]
 

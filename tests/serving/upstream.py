@@ -99,6 +99,9 @@ def build_upstream(tmp_path: Path, *, signal_strength: float = 0.06, n_tickers: 
     datasets = {
         **development_datasets(dev, objects, regimes, dp["labels"]),
         "labels": dp["labels"], "primary_panel": panel, "date_split": split,
+        "cv_folds": dp["cv_folds"],
+        # regime_models' report as it writes it (the part the champion comparison reads)
+        "regime_models_report": {"training": {"cv": {"regime_linear": {"oof_rank_ic_mean": 0.02}}}},
         "data_quality_report": dp["data_quality_report"], "regimes": regimes,
         "base_test_predictions": base, "regime_test_predictions": regime_preds,
         "ensemble_test_predictions": ensemble,

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 LINEAGE_PATH = Path("data") / "08_reporting" / "layer_lineage.json"
 # Keys that change how a run shows or stores its work, not what it computes.
-IGNORED_LAST_KEYS = frozenset({"show_progress_bar", "storage"})
+IGNORED_LAST_KEYS = frozenset({"show_progress_bar"})
 
 
 def flat_parameters(prefix: str, value: Any) -> dict[str, Any]:

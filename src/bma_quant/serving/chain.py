@@ -73,6 +73,9 @@ class PanelCleaner:
     strict_active_days: int | None = None  # None in chains pickled before it existed
     max_calendar_gap_days: int | None = None  # holes in the calendar (None: not checked)
     factor_ffill_limit: int | None = None  # user factor columns' fill limit (None: ffill_limit)
+    # forward-filled closes neither lengthen nor end a stale streak (False in older chains,
+    # which were trained counting them)
+    stale_ignores_fill: bool = False
 
     @classmethod
     def from_params(
@@ -91,6 +94,7 @@ class PanelCleaner:
             strict_active_days=processing.get("strict_active_days"),
             max_calendar_gap_days=processing.get("max_calendar_gap_days"),
             factor_ffill_limit=processing.get("factor_ffill_limit"),
+            stale_ignores_fill=True,
         )
 
     def _rule(self) -> universe_lib.EligibilityRule:
@@ -142,7 +146,8 @@ class PanelCleaner:
         unmasked = matrices.close
         matrices, _ = cleaning.handle_stale_prices(
             matrices, int(self.stale.get("min_streak", 5)), self.stale.get("mask_after"),
-            carried=unfilled.isna() & matrices.close.notna(),
+            carried=(unfilled.isna() & matrices.close.notna()
+                     if getattr(self, "stale_ignores_fill", False) else None),
         )
         trailing = universe_lib.trailing_eligibility(
             universe_lib.traded_cells(observed, unmasked, matrices.close), rule, first_seen)

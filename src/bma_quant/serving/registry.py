@@ -1,9 +1,9 @@
 """Log the chain as a pyfunc model, register it and set the champion / challenger alias.
 
 One registered model per data set (``bma_quant-<data file stem>`` by default). A version becomes
-``champion`` only when its gates pass and it beats the current champion on the compare metric over
-the same test period (``core.evaluation.promotion``); otherwise it becomes ``challenger`` and the champion keeps
-its alias. Each version carries a description (data, test period, gates, headline metrics, why it
+``champion`` only when its gates pass and its development out-of-fold score beats the current
+champion's on the same development folds (``core.evaluation.promotion``; the test period decides
+no choice between runs); otherwise it becomes ``challenger`` and the champion keeps its alias. Each version carries a description (data, test period, gates, headline metrics, why it
 is or is not the champion) and tags for the next comparison.
 """
 
@@ -70,7 +70,7 @@ def log_and_register(
 ) -> dict[str, Any]:
     """Log ``chain`` to the active MLflow run, register it as a new version of ``model_name`` and
     alias it: champion when ``candidate`` passes its gates and beats the current champion on the
-    same test period, else challenger.
+    same development folds (core.evaluation.promotion.decide), else challenger.
 
     Requires an active run (the caller checks). Returns what happened, JSON-serialisable."""
     run = mlflow.active_run()

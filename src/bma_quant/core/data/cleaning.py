@@ -102,13 +102,21 @@ class LargeMove:
     off_ratio: float  # relative distance of the move's implied ratio from it
 
 
+def _last_close_within(close: pd.DataFrame, max_gap_days: int | None) -> pd.DataFrame:
+    """At each date, the name's last close on an earlier date at most `max_gap_days` dates back
+    (None: any), NaN when there is none."""
+    if max_gap_days is None:
+        return close.ffill().shift(1)
+    gap = max(int(max_gap_days), 1)
+    return (close.ffill(limit=gap - 1) if gap > 1 else close).shift(1)
+
+
 def _held_large_moves(close: pd.DataFrame, max_abs_return: float, ratios: list[float],
                       confirm_days: int, max_gap_days: int | None = None) -> list[LargeMove]:
     """One-day moves beyond `max_abs_return` that the next `confirm_days` closes hold (a crash
     that rebounds is no candidate), with the split ratio nearest to each; a move is measured
     from the last close at most `max_gap_days` dates earlier (None: any)."""
-    limit = None if max_gap_days is None else max(int(max_gap_days), 1)
-    move = close / close.ffill(limit=limit).shift(1)
+    move = close / _last_close_within(close, max_gap_days)
     candidates = np.asarray(sorted({float(r) for r in ratios} | {1.0 / float(r) for r in ratios}))
     big = (np.abs(move - 1.0) > max_abs_return).to_numpy() & move.notna().to_numpy()
     closes = close.to_numpy(dtype=float)
@@ -133,9 +141,9 @@ def split_like_moves(panel: PanelMatrices, max_abs_return: float, ratios: list[f
     this (x10 on a +3 % day is x9.7), and so does a real crash that stays down. Reported, not
     repaired: only the user can tell. `panel` is the one the repair read (the moves reported
     are the file's), `repaired` the repair's events (not reported again)."""
-    limit = None if max_gap_days is None else max(int(max_gap_days), 1)
     # a move back to the level of two closes before undoes a one-day bad print: no split
-    back = (panel.close / panel.close.ffill(limit=limit).shift(2)).to_numpy(dtype=float)
+    back = (panel.close / _last_close_within(panel.close, max_gap_days).shift(1)
+            ).to_numpy(dtype=float)
     done = {(e.date, e.ticker) for e in repaired}
     moves = [{"date": str(panel.close.index[m.row].date()),
               "ticker": str(panel.close.columns[m.column]), "change": round(m.change, 4),

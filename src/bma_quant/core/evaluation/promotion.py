@@ -1,11 +1,12 @@
 """When a newly registered model becomes the champion, and what its registry entry says.
 
 A candidate becomes champion only when its gates pass AND its development out-of-fold RankIC
-beats the current champion's on the same development period. The comparison never reads the test
-period: a champion picked as the best of several runs on test rows would make its test figures a
-maximum over runs, no longer out-of-sample. Scores of other development periods (other data,
-another split) or of another gated model are not comparable: the champion stays and the reason
-says so.
+beats the current champion's on the same development period and folds. The comparison never reads
+the test period: a champion picked as the best of several runs on test rows would make its test
+figures a maximum over runs, no longer out-of-sample. Scores of other development periods or fold
+layouts (other data, another split or CV) or of another gated model are not comparable: the
+champion stays and the reason says so. A champion registered before this rule (chosen on the test
+period, without development tags) is replaced by the first version that passes its gates.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 # version tags that identify what a version was measured on (read back from the champion)
 TEST_START, TEST_END = "test_start", "test_end"
-DEV_START, DEV_END = "dev_start", "dev_end"
+DEV_START, DEV_END, FOLDS = "dev_start", "dev_end", "compare_folds"
 COMPARE_METRIC, COMPARE_VALUE = "compare_metric", "compare_value"
 # characters MLflow model names keep readable in URIs (models:/<name>@champion)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
@@ -37,10 +38,12 @@ class Candidate:
     value: float | None
     dev_start: str | None = None
     dev_end: str | None = None
+    folds: str | None = None  # fingerprint of the CV fold layout the score was measured on
 
     def tags(self) -> dict[str, str]:
         return {TEST_START: str(self.test_start), TEST_END: str(self.test_end),
                 DEV_START: str(self.dev_start), DEV_END: str(self.dev_end),
+                FOLDS: str(self.folds),
                 COMPARE_METRIC: self.metric,
                 COMPARE_VALUE: "nan" if self.value is None else repr(float(self.value))}
 
@@ -52,19 +55,36 @@ class Decision:
 
 
 def development_score(model: str, ensemble_selection: Mapping[str, Any] | None,
-                      base_status: Mapping[str, Any] | None) -> tuple[str, float | None]:
+                      base_status: Mapping[str, Any] | None,
+                      regime_cv: Mapping[str, Any] | None = None) -> tuple[str, float | None]:
     """(name, value) of ``model``'s honest development out-of-fold RankIC: scored on folds no
     choice was made on. ``final``: the ensemble method chosen walk-forward on earlier folds,
     scored on the next (``stacking.final.oos_rank_ic``); an ensemble method: its own score on
     the folds after it was fitted; a base learner: its mean RankIC on the folds after tuning
-    (``base_models.<model>.oof_rank_ic_mean``). Any other model has none (value None)."""
+    (``base_models.<model>.oof_rank_ic_mean``); a regime model: its out-of-fold RankIC
+    (``regime_models.<model>.oof_rank_ic_mean``, ``regime_cv`` = the regime report's `cv`).
+    Value None when the model has none."""
     selection = ensemble_selection or {}
     if model == "final":
         return "stacking.final.oos_rank_ic", _finite(selection.get("final_nested_rank_ic"))
     if model in (selection.get("oos_rank_ic") or {}):
         return f"stacking.{model}.oos_rank_ic", _finite(selection["oos_rank_ic"][model])
+    if model in (regime_cv or {}):
+        return (f"regime_models.{model}.oof_rank_ic_mean",
+                _finite((regime_cv[model] or {}).get("oof_rank_ic_mean")))
     metrics = ((base_status or {}).get(model) or {}).get("metrics") or {}
     return f"base_models.{model}.oof_rank_ic_mean", _finite(metrics.get("oof_rank_ic_mean"))
+
+
+def folds_fingerprint(cv_folds) -> str | None:
+    """A short fingerprint of the fold layout (date, fold, role rows): two scores are measured on
+    the same dates only when it is the same. None without folds."""
+    if cv_folds is None or not len(cv_folds):
+        return None
+    import hashlib
+
+    table = cv_folds.sort_values(list(cv_folds.columns)).to_csv(index=False)
+    return hashlib.sha256(table.encode()).hexdigest()[:16]
 
 
 def registered_model_name(prefix: str, data_stem: str | None, explicit: str | None = None) -> str:
@@ -94,6 +114,10 @@ def decide(candidate: Candidate, champion: Mapping[str, str] | None,
     if champion is None:
         return Decision(True, "gates passed and there is no champion yet")
     label = f"champion version {champion_version}" if champion_version else "the champion"
+    if champion.get(DEV_START) is None:
+        return Decision(True, f"gates passed; {label} was chosen on the test period (registered "
+                              "before champions were compared on development scores), so the "
+                              "first version that passes its gates replaces it")
     value = _finite(candidate.value)
     if value is None:
         return Decision(False, f"no development out-of-fold score ({candidate.metric}) to "
@@ -103,6 +127,9 @@ def decide(candidate: Candidate, champion: Mapping[str, str] | None,
     if period != theirs:
         return Decision(False, f"not comparable with {label}: development period "
                                f"{period[0]}..{period[1]} differs from its {theirs[0]}..{theirs[1]}")
+    if champion.get(FOLDS) != str(candidate.folds):
+        return Decision(False, f"not comparable with {label}: its score was measured on another "
+                               "CV fold layout (cv.* parameters), so on other dates")
     if champion.get(COMPARE_METRIC) != candidate.metric:
         return Decision(False, f"not comparable with {label}: it was compared on "
                                f"{champion.get(COMPARE_METRIC)}, this one on {candidate.metric}")
@@ -112,7 +139,7 @@ def decide(candidate: Candidate, champion: Mapping[str, str] | None,
                                f"out of fold) does not beat {label}'s {best:.4g}")
     shown = "n/a" if best is None else f"{best:.4g}"
     return Decision(True, f"gates passed and {candidate.metric} {value:.4g} (development, out "
-                          f"of fold) beats {label}'s {shown} on the same development period")
+                          f"of fold) beats {label}'s {shown} on the same development folds")
 
 
 def _shown(value: Any) -> str:

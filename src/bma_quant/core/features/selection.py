@@ -603,8 +603,9 @@ def select_features(
         logger.warning("feature selection in degraded mode: %s", reason)
     scorer = None if degraded else _Scorer(dates, scope, row_ranks(label), config,
                                            _Ranker(values_are_ranks))
-    # Variance, coverage and redundancy are choices too: on the scope's rows, never on the later
-    # CV test windows whose out-of-fold scores the next layers learn from.
+    # Variance, coverage and redundancy are choices too: fitted on the IC scope's rows (with the
+    # default pre_cv scope, never on the CV test windows whose out-of-fold scores the next layers
+    # learn from; `fold_train` and `dev` reach into them, for the IC choices as well).
     fit_rows = scope.rows if len(scope.rows) else dev_rows
     scored = _score_factors(features, families, per_ticker, scorer, fit_rows, degraded, config)
     leak_suspects = [n for n in per_ticker

@@ -482,12 +482,33 @@ def reproduction_check(
     return predicted, stats
 
 
+def development_score(
+    ensemble_report: dict,
+    base_model_status: dict,
+    regime_models_report: dict,
+    cv_folds: pd.DataFrame,
+    date_split: dict,
+    params: dict,
+) -> dict[str, Any]:
+    """The gated model's honest development out-of-fold RankIC and what it was measured on (the
+    development period and the fold layout): the champion comparison's score
+    (core.evaluation.promotion)."""
+    from bma_quant.core.evaluation import promotion
+
+    model = str((params.get("gates") or {}).get("model", "final"))
+    metric, value = promotion.development_score(
+        model, (ensemble_report or {}).get("selection"), base_model_status,
+        ((regime_models_report or {}).get("training") or {}).get("cv"))
+    return {"model": model, "metric": metric, "value": value,
+            "dev_start": str(date_split.get("dev_start")), "dev_end": str(date_split.get("dev_end")),
+            "folds": promotion.folds_fingerprint(cv_folds)}
+
+
 def register_model(
     prediction_chain: PredictionChain,
     gate_report: dict,
     ensemble_test_predictions: pd.DataFrame,
-    ensemble_report: dict,
-    base_model_status: dict,
+    development: dict,
     date_split: dict,
     data: dict,
     registry: dict,
@@ -544,15 +565,14 @@ def register_model(
     from bma_quant.serving.registry import log_and_register
 
     n = int(registry.get("signature_rows", 200))
-    metric, value = promotion.development_score(
-        str(gate_report.get("model", "final")), (ensemble_report or {}).get("selection"),
-        base_model_status)
     period = gate_report.get("test_period") or date_split
+    development = development or {}
     candidate = promotion.Candidate(
         gates_passed=bool(gate_report["passed"]), failed_gates=tuple(gate_report.get("failed") or ()),
         test_start=str(period.get("test_start")), test_end=str(period.get("test_end")),
-        metric=metric, value=value, dev_start=str(date_split.get("dev_start")),
-        dev_end=str(date_split.get("dev_end")))
+        metric=str(development.get("metric", "stacking.final.oos_rank_ic")),
+        value=development.get("value"), dev_start=str(date_split.get("dev_start")),
+        dev_end=str(date_split.get("dev_end")), folds=development.get("folds"))
     run_tags = mlflow.MlflowClient().get_run(mlflow.active_run().info.run_id).data.tags
     result = log_and_register(
         prediction_chain, gate_report, raw_slice.head(n), predicted.head(n),

@@ -160,3 +160,36 @@ def test_soft_training_weights_every_row_by_its_regime_probability(flipped):
     assert mean_rank_ic(bear, "prediction") > 0.05
     with pytest.raises(ValueError, match="training must be one of"):
         _config(training="mixture")
+
+
+def test_the_regime_models_pyfunc_input_carries_each_rows_regime_state(flipped, tmp_path):
+    """Logged to MLflow on its own, the regime model takes one frame (features plus the date's
+    regime columns) and predicts what it predicts from (rows, regimes); saved and loaded back as
+    a pyfunc model with its signature it does too."""
+    import mlflow
+
+    from bma_quant.serving.regime_pyfunc import RegimeModelPyfunc
+
+    _, dev, held_out, regimes = flipped
+    rng = np.random.default_rng(0)
+    soft = regimes.copy()
+    soft[list(PROBABILITY_COLUMNS)] = 0.5 * soft[list(PROBABILITY_COLUMNS)] + 0.5 / 3
+    # a context column that is also a feature, with other values (a feature is lagged/smoothed)
+    soft["fear_greed"] = rng.uniform(0, 100, len(soft))
+    dev = dev.assign(fear_greed=rng.uniform(0, 100, len(dev)).astype(np.float32))
+    held_out = held_out.assign(fear_greed=rng.uniform(0, 100, len(held_out)).astype(np.float32))
+    features = [*FEATURES, "fear_greed"]
+    model = L.fit_regime_models(dev[features], dev["label"], np.ones(len(dev)), dev["date"],
+                                soft, _config(combine="blend", context_columns=("fear_greed",)))
+    frame = L.regime_model_frame(model, held_out, soft)
+    assert list(frame.columns) == ["date", "ticker", *features, "state_regime",
+                                   *(f"state_{c}" for c in PROBABILITY_COLUMNS),
+                                   "state_fear_greed"]
+    expected = model.predict(held_out, soft).to_numpy()
+    np.testing.assert_array_equal(RegimeModelPyfunc(model).predict(None, frame).to_numpy(),
+                                  expected)
+    signature = mlflow.models.infer_signature(frame.head(50), pd.Series(expected[:50]))
+    mlflow.pyfunc.save_model(tmp_path / "regime", python_model=RegimeModelPyfunc(model),
+                             signature=signature)
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "regime"))
+    np.testing.assert_allclose(np.asarray(loaded.predict(frame)).ravel(), expected, rtol=1e-6)

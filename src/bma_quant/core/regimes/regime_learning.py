@@ -222,6 +222,36 @@ class RegimeAwareModel:
         return pd.Series(out, index=rows.index, name="prediction")
 
 
+def regime_input_columns(model: RegimeAwareModel) -> list[str]:
+    """The regimes-table columns `model.predict` reads besides the features."""
+    return ["regime", *PROBABILITY_COLUMNS,
+            *[c for c in model.context_columns if c not in PROBABILITY_COLUMNS]]
+
+
+STATE_PREFIX = "state_"  # regime columns in the one-frame input (a context column can share a
+# feature's name, e.g. fear_greed, with other values: the feature is lagged / smoothed)
+
+
+def regime_model_frame(model: RegimeAwareModel, rows: pd.DataFrame,
+                       regimes: pd.DataFrame) -> pd.DataFrame:
+    """One frame for the model alone (its MLflow pyfunc input): model_input rows (date, ticker,
+    features) with their date's regime columns, each named `state_<column>`."""
+    columns = [c for c in regime_input_columns(model) if c in regimes]
+    state = (regimes[["date", *columns]].drop_duplicates("date", keep="last")
+             .rename(columns={c: STATE_PREFIX + c for c in columns}))
+    frame = rows[["date", "ticker", *model.feature_names]].merge(state, on="date", how="left")
+    return frame.reset_index(drop=True)
+
+
+def split_regime_model_frame(model: RegimeAwareModel, frame: pd.DataFrame
+                             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`regime_model_frame` back to (rows, regimes) for `model.predict`."""
+    state = [STATE_PREFIX + c for c in regime_input_columns(model) if STATE_PREFIX + c in frame]
+    regimes = (frame[["date", *state]].drop_duplicates("date", keep="last")
+               .rename(columns=lambda c: c.removeprefix(STATE_PREFIX) if c != "date" else c))
+    return frame.drop(columns=state), regimes
+
+
 def fit_regime_models(
     X: pd.DataFrame,
     y,

@@ -16,6 +16,7 @@ from bma_quant.core.features.fear_greed import fear_greed_index
 from bma_quant.core.regimes import detection, regime_learning
 from bma_quant.core.regimes.regime_evidence import regime_evidence
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
+from bma_quant.pipelines.regime_models.model_dataset import LoggedRegimeModel
 from bma_quant.pipelines.regime_models.plots import regime_timeline_figure
 
 logger = logging.getLogger(__name__)
@@ -397,3 +398,12 @@ def regime_report(detection_summary: dict, training_summary: dict) -> tuple[dict
             - training_summary["cv"][global_name]["oof_rank_ic_mean"]
         )
     return report, as_mlflow_metrics(metrics)
+
+
+def log_regime_model(regime_model, model_input: pd.DataFrame, regimes: pd.DataFrame,
+                     params: dict) -> LoggedRegimeModel:
+    """The fitted model and a few example rows (features with their date's regime state) for
+    its MLflow pyfunc model and signature (pipelines/regime_models/model_dataset.py)."""
+    rows = model_input.head(int(params.get("signature_rows", 200)))
+    return LoggedRegimeModel(regime_model,
+                             regime_learning.regime_model_frame(regime_model, rows, regimes))

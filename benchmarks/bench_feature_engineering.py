@@ -68,7 +68,7 @@ def run_nodes(data: dict, params: dict) -> tuple[NodeTimer, dict]:
         nodes.make_sample_weights,
         data["primary_panel"],
         data["date_split"],
-        fe,
+        fe["sample_weights"],
     )
     metrics = timed(
         "feature_engineering_metrics", nodes.feature_metrics, report, table, stats, leak_report

@@ -47,13 +47,20 @@ def test_a_data_file_that_is_not_there_is_refused_naming_its_parameter(tmp_path,
     (tmp_path / "parts").mkdir()
     reads = Pipeline([Node(_identity, ["params:data", "params:temporal"], ["raw", "index"],
                            name="data_processing.load_raw_data")])
-    check_data_files(reads, {"raw_path": "prices.csv", "index_path": None})
+    check_data_files(reads, {"data": {"raw_path": "prices.csv", "index_path": None}})
     with pytest.raises(PreflightError, match=r"data\.raw_path = nope\.parquet is not there "
                                              r"\(relative paths start at .*\); data\.index_path = "
                                              r"parts is a folder"):
-        check_data_files(reads, {"raw_path": "nope.parquet", "index_path": "parts"})
+        check_data_files(reads, {"data": {"raw_path": "nope.parquet", "index_path": "parts"}})
+    with pytest.raises(PreflightError, match=r'--params "data\.index_path=\.\.\."'):
+        check_data_files(reads, {"data": {"raw_path": "prices.csv", "index_path": "nope.csv"}})
+    scores = Pipeline([Node(_identity, ["model", "params:inference"], "panel",
+                            name="inference.load_latest_panel")])
+    check_data_files(scores, {"inference": {"data": {"raw_path": None}}})  # the chain's data
+    with pytest.raises(PreflightError, match=r"inference\.data\.raw_path = parts is a folder"):
+        check_data_files(scores, {"inference": {"data": {"raw_path": "parts"}}})
     other = Pipeline([Node(_identity, ["labels", "params:x"], "out", name="stacking.x")])
-    check_data_files(other, {"raw_path": "nope.parquet"})
+    check_data_files(other, {"data": {"raw_path": "nope.parquet"}})
 
 
 def test_catalog_files_name_the_layer_that_writes_each_dataset():

@@ -215,3 +215,5 @@ def test_the_command_tag_is_the_command_line_that_ran():
     assert run_identity.cli_command(["/x/.venv/bin/kedro", "run", "--env", "smoke", "--params",
                                      "a.b=1,c=x y"]) == "kedro run --env smoke --params 'a.b=1,c=x y'"
     assert run_identity.cli_command(["pytest", "-q"]) is None
+    assert run_identity.cli_command(["/x/site-packages/kedro/__main__.py", "run", "--params",
+                                     "a=1"]) == "kedro run --params a=1"

@@ -44,8 +44,11 @@ def test_a_champion_chosen_on_the_test_period_is_replaced_by_the_first_passing_v
     legacy = {"test_start": "2020-01-02", "test_end": "2021-12-31", "compare_metric": "rank_ic",
               "compare_value": "0.2"}
     decision = decide(_candidate(0.01), legacy, "7")
-    assert decision.promote and "champion version 7 was chosen on the test period" in decision.reason
+    assert decision.promote and "champion version 7 was registered by an earlier" in decision.reason
     assert not decide(_candidate(0.5, passed=False), legacy, "7").promote
+    # development tags without the fold layout (registered between the two changes)
+    without_folds = {k: v for k, v in _champion(0.5).items() if k != "compare_folds"}
+    assert decide(_candidate(0.01), without_folds, "8").promote
 
 
 def test_the_test_period_decides_nothing_between_runs():

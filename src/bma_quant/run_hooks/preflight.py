@@ -137,7 +137,7 @@ class PreflightHooks:
             )
             check_runner(str(run_params.get("runner") or ""), catalog)
             if pipeline is not None:
-                check_data_files(pipeline, self._params.get("data") or {})
+                check_data_files(pipeline, self._params)
             if pipeline is not None and catalog is not None:
                 check_inputs_exist(pipeline, catalog, catalog_owners(self._project_path))
         except preflight.PreflightError as error:
@@ -182,31 +182,36 @@ def _never_written(catalog, name: str) -> bool:
         return False
 
 
-# node (without namespace) -> the `data` keys of the files it reads
-DATA_FILE_READERS = {"load_raw_data": ("raw_path", "index_path"),
-                     "load_true_regimes": ("true_regimes_path",), "register_model": ("raw_path",)}
+# node (without namespace) -> the parameters naming the files it reads
+DATA_FILE_READERS = {
+    "load_raw_data": ("data.raw_path", "data.index_path"),
+    "load_true_regimes": ("data.true_regimes_path",),
+    "register_model": ("data.raw_path",),
+    "load_latest_panel": ("inference.data.raw_path", "inference.data.index_path"),
+}
 
 
-def check_data_files(pipeline, data: dict[str, Any]) -> None:
-    """Refuse a run whose nodes read a `data.*_path` file that is not there, naming the
-    parameter, before an MLflow run starts (relative paths are read from the folder the run
-    starts in, the project's)."""
+def check_data_files(pipeline, params: dict[str, Any]) -> None:
+    """Refuse a run whose nodes read a file a `*_path` parameter names that is not there,
+    naming the parameter, before an MLflow run starts (relative paths are read from the folder
+    the run starts in, the project's)."""
     if any(node.name.startswith("synthetic_data.") for node in pipeline.nodes):
         return  # the run writes the synthetic files it may then read
     keys = list(dict.fromkeys(key for node in pipeline.nodes
                               for key in DATA_FILE_READERS.get(node.name.rsplit(".", 1)[-1], ())))
     problems = []
     for key in keys:
-        value = data.get(key)
+        value = preflight.lookup(params, key)
         if not value or Path(value).is_file():
             continue
         what = ("is a folder: give one CSV or Parquet file (combine a partitioned export into "
                 "one)" if Path(value).is_dir() else f"is not there (relative paths start at "
                 f"{Path.cwd()})")
-        problems.append(f"data.{key} = {value} {what}")
+        problems.append((key, f"{key} = {value} {what}"))
     if problems:
-        raise preflight.PreflightError("; ".join(problems) + " (set it in conf/local/"
-                                       "parameters.yml or with --params \"data.raw_path=...\")")
+        raise preflight.PreflightError(
+            "; ".join(text for _, text in problems) + " (set it in conf/local/parameters.yml or "
+            f"with --params \"{problems[0][0]}=...\")")
 
 
 def check_inputs_exist(pipeline, catalog, owners: dict[str, str]) -> None:

@@ -102,6 +102,9 @@ def registry_model_label(params: dict, project_path: Path) -> str | None:
 def cli_command(argv: list[str]) -> str | None:
     """The `kedro ...` command line of a run started from the CLI (None otherwise: a notebook or
     a test starts sessions without one)."""
-    if not argv or Path(argv[0]).name != "kedro":
+    started = Path(argv[0]) if argv else None
+    # `kedro ...` or `python -m kedro ...` (argv[0] is then kedro's __main__.py)
+    if started is None or not (started.name == "kedro" or (started.name == "__main__.py"
+                                                           and started.parent.name == "kedro")):
         return None
     return shlex.join(["kedro", *argv[1:]])

@@ -327,3 +327,19 @@ def test_dates_left_out_by_dev_start_are_named(tmp_path, market, caplog):
     first = pd.Timestamp(market.panel["date"].min()).date()
     assert (f"periods.dev_start ({pd.Timestamp(start).date()}) leaves out the file's 100 "
             f"date(s) before it ({first}..") in caplog.text
+
+
+def test_a_split_before_the_used_dates_is_reported_not_warned(caplog):
+    """The shipped sample's RRC split (1990) lies before periods.dev_start (1995): repaired and in
+    the report, but no warning about data the run does not use; with dev_start null it is."""
+    from tests.support import PROJECT_ROOT
+
+    data = {"raw_path": str(PROJECT_ROOT / "data/01_raw/sp500_prices.csv.gz"),
+            "index_path": str(PROJECT_ROOT / "data/01_raw/sp500_index.csv.gz")}
+    for dev_start, warned in (("1995-01-03", False), (None, True)):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            out = run_pipeline("data_processing", {},
+                               {"data": data, "periods": {"dev_start": dev_start}})
+        assert any(e["ticker"] == "RRC" for e in out["data_quality_report"]["suspected_splits"])
+        assert ("RRC@1990-04-10" in caplog.text) is warned

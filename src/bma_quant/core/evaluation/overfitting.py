@@ -101,7 +101,9 @@ def _pbo(configuration_returns: pd.DataFrame, n_blocks: int, min_block_dates: in
     window = common_window(configuration_returns, n_blocks * min_block_dates)
     if window.shape[1] < 2:
         notes.append(f"PBO not computed: fewer than 2 configurations share a window of at least "
-                     f"{n_blocks} x {min_block_dates} development dates")
+                     f"{n_blocks} x {min_block_dates} development dates "
+                     "(evaluation.overfitting.n_blocks x min_block_dates; fewer blocks or shorter "
+                     "ones fit a shorter development period, with a coarser estimate)")
         return None, [], None
     if window.shape[1] < configuration_returns.shape[1]:
         notes.append(f"PBO over the {window.shape[1]} of {configuration_returns.shape[1]} "

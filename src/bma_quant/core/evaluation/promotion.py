@@ -114,10 +114,10 @@ def decide(candidate: Candidate, champion: Mapping[str, str] | None,
     if champion is None:
         return Decision(True, "gates passed and there is no champion yet")
     label = f"champion version {champion_version}" if champion_version else "the champion"
-    if champion.get(DEV_START) is None:
-        return Decision(True, f"gates passed; {label} was chosen on the test period (registered "
-                              "before champions were compared on development scores), so the "
-                              "first version that passes its gates replaces it")
+    if champion.get(DEV_START) is None or champion.get(FOLDS) is None:
+        return Decision(True, f"gates passed; {label} was registered by an earlier version of "
+                              "the project (chosen on the test period, or without its fold "
+                              "layout), so the first version that passes its gates replaces it")
     value = _finite(candidate.value)
     if value is None:
         return Decision(False, f"no development out-of-fold score ({candidate.metric}) to "

@@ -385,7 +385,7 @@ def _ic_row(ic: pd.Series, timed: pd.Series, lag: int, halflife: float, lag_mean
         "rank_ic_std": summary["std"],
         "rank_icir": summary["icir"],
         "rank_ic_tstat": summary["tstat"],
-        "hit_rate": summary["hit_rate"],
+        "rank_hit_rate": summary["hit_rate"],  # share of dates with RankIC > 0
         "n_dates": summary["n_dates"],
         "timed_ic_mean": timed_summary["mean"],
         "timed_icir": timed_summary["icir"],

@@ -138,7 +138,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "bars": int(kept.close.notna().to_numpy().sum()),
     }
     _warn_about_defects(log, n_priced=int(kept.close.notna().any(axis=0).sum()),
-                        ffill_limit=processing["ffill_limit"], periods_per_year=periods_per_year)
+                        ffill_limit=processing["ffill_limit"], periods_per_year=periods_per_year,
+                        used_from=(periods or {}).get("dev_start"))
     return cleaned, log
 
 
@@ -163,8 +164,10 @@ def _annualised_as_configured(per_year: float, periods_per_year: float | None) -
 
 
 def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
-                        periods_per_year: float | None = None) -> None:
-    """One warning per kind of defect that cleaning kept or repaired (details in the report)."""
+                        periods_per_year: float | None = None, used_from=None) -> None:
+    """One warning per kind of defect that cleaning kept or repaired (details in the report).
+    Split events before `used_from` (periods.dev_start) are left to the report: no return the
+    run uses crosses them (a repair there only rescales every later price alike)."""
     per_year = log.get("dates_per_year")
     if per_year is not None and not 200 <= per_year <= 300 and not _annualised_as_configured(
             per_year, periods_per_year):
@@ -210,12 +213,16 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
             "trading leaves the cross-section after that", len(log["missing_at_end"]),
             ", ".join(f"{t} (last close {d})" for t, d in list(log["missing_at_end"].items())[:3]),
             ffill_limit)
-    if log["suspected_splits"]:
-        splits = log["suspected_splits"]
+    def used(events: list[dict]) -> list[dict]:
+        start = pd.Timestamp(used_from) if used_from else None
+        return [e for e in events if start is None or pd.Timestamp(e["date"]) >= start]
+
+    splits = used(log["suspected_splits"])
+    if splits:
         logger.warning("repaired %d suspected unadjusted split(s): %s", len(splits),
                        ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}" for e in splits[:5]))
-    if log.get("split_like_moves"):
-        moves = log["split_like_moves"]
+    moves = used(log.get("split_like_moves") or [])
+    if moves:
         logger.warning(
             "%d one-day move(s) near a split ratio that held for processing.split_detection."
             "confirm_days were not repaired (further than its tolerance): %s. An unadjusted "

@@ -287,11 +287,12 @@ def make_model_input(
 
 
 def make_sample_weights(
-    primary_panel: pd.DataFrame, date_split: dict, params: dict
+    primary_panel: pd.DataFrame, date_split: dict, sample_weights: dict
 ) -> pd.DataFrame:
-    """Time-decay weights for development dates (half-life in trading days)."""
+    """Time-decay weights for development dates (half-life in trading days); reads only its own
+    parameters (`feature_engineering.sample_weights`), so their lineage names only them."""
     dates = pd.DatetimeIndex(primary_panel["date"].unique()).sort_values()
-    half_life = params["sample_weights"].get("half_life_days")
+    half_life = (sample_weights or {}).get("half_life_days")
     return time_decay_weights(_dev_dates(dates, date_split), half_life)
 
 

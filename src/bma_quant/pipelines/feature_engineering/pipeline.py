@@ -53,7 +53,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.make_sample_weights,
-                ["primary_panel", "date_split", "params:feature_engineering"],
+                ["primary_panel", "date_split", "params:feature_engineering.sample_weights"],
                 "sample_weights",
                 name="make_sample_weights",
             ),

@@ -82,7 +82,7 @@ def log_and_register(
     champion_tags = (client.get_model_version(model_name, previous).tags
                      if previous is not None else None)
     decision = promotion.decide(candidate, champion_tags, previous)
-    with _mlflow_notices_to_info_log(capture_stderr=True):  # only MLflow's prints here
+    with mlflow_notices_to_info_log(capture_stderr=True):  # only MLflow's prints here
         version = mlflow.register_model(info.model_uri, model_name)
     alias = champion_alias if decision.promote else challenger_alias
     client.set_registered_model_alias(model_name, alias, version.version)
@@ -122,7 +122,7 @@ PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 @contextlib.contextmanager
-def _mlflow_notices_to_info_log(capture_stderr: bool = False):
+def mlflow_notices_to_info_log(capture_stderr: bool = False):
     previous = os.environ.get(PROGRESS_BAR_ENV)
     os.environ.setdefault(PROGRESS_BAR_ENV, "false")  # a user's own choice stands
     printed = io.StringIO()
@@ -151,7 +151,7 @@ def _log_chain(chain: PredictionChain, sample_input: pd.DataFrame, sample_output
         path = Path(tmp) / "chain.pkl"
         with open(path, "wb") as handle:
             pickle.dump(chain, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        with _mlflow_notices_to_info_log():
+        with mlflow_notices_to_info_log():
             return mlflow.pyfunc.log_model(
                 name=artifact_name,
                 python_model=BmaQuantChain(),

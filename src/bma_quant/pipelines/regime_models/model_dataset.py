@@ -41,4 +41,9 @@ class RegimeModelDataset(MlflowModelTrackingDataset):
             example = logged.input_example
             self._save_args["signature"] = infer_signature(
                 example, wrapper.predict(None, example).rename("prediction"))
-        super()._save(wrapper)
+        # no input example on purpose (MLflow would load the model again to check it): its
+        # notice about that, and the pickle notices, go to info.log as the chain's do
+        from bma_quant.serving.registry import mlflow_notices_to_info_log
+
+        with mlflow_notices_to_info_log():
+            super()._save(wrapper)

@@ -134,33 +134,34 @@ def test_one_layer_reruns_alone_from_disk(project):
         pd.read_parquet(pd.io.common.BytesIO(after)))  # same inputs, same seed: same ensemble
 
 
+def _refused_leaving(project, kept: str, pipeline: str, params: str, pattern: str) -> None:
+    """`--pipelines <pipeline> --params <params>` (smoke env) fails with a message matching
+    `pattern` and leaves the stored file `kept` as it was."""
+    stored = project / kept
+    before = stored.read_bytes()
+    result = kedro_run(project, "--env", "smoke", "--pipelines", pipeline, "--params", params)
+    assert result.returncode != 0
+    assert re.search(pattern, result.stdout + result.stderr), result.stdout[-3000:]
+    assert stored.read_bytes() == before
+
+
 def test_a_layer_alone_with_another_test_period_than_its_stored_inputs_is_refused(project):
     """The stored folds and panel were split with the smoke test period: a layer run alone with
     another one is refused before any node, naming the parameter (it failed late or mixed the
     two), and the stored outputs are left as they were."""
-    model_input = project / "data/05_model_input/model_input.parquet"
-    before = model_input.read_bytes()
-    result = kedro_run(project, "--env", "smoke", "--pipelines", "feature_engineering",
-                       "--params", "periods.test_fraction=0.35")
-    assert result.returncode != 0
-    assert re.search(r"built from other data or parameters \(stored -> this run: "
-                     r"periods.test_fraction: [0-9.]+ -> "
-                     r"0.35\)", result.stdout + result.stderr)
-    assert model_input.read_bytes() == before
+    _refused_leaving(project, "data/05_model_input/model_input.parquet", "feature_engineering",
+                     "periods.test_fraction=0.35",
+                     r"built from other data or parameters \(stored -> this run: "
+                     r"periods.test_fraction: [0-9.]+ -> 0.35\)")
 
 
 def test_a_layer_alone_on_features_made_with_other_values_is_refused(project):
     """A feature_engineering parameter changed and base_models run alone trained on the stored
     features while logging the new value: refused before any node, naming the value."""
-    status = project / "data/08_reporting/base_model_status.json"
-    before = status.read_bytes()
-    result = kedro_run(project, "--env", "smoke", "--pipelines", "base_models",
-                       "--params", "feature_engineering.selection.min_features=3")
-    assert result.returncode != 0
-    assert re.search(r"made with other parameter values \(model_input \(feature_engineering\)"
-                     r".*feature_engineering.selection.min_features was \d+, is 3",
-                     result.stdout + result.stderr)
-    assert status.read_bytes() == before
+    _refused_leaving(project, "data/08_reporting/base_model_status.json", "base_models",
+                     "feature_engineering.selection.min_features=3",
+                     r"made with other parameter values \(model_input \(feature_engineering\)"
+                     r".*feature_engineering.selection.min_features was \d+, is 3")
 
 
 def test_a_layer_alone_on_outputs_of_an_older_data_build_is_refused(project):
@@ -168,19 +169,14 @@ def test_a_layer_alone_on_outputs_of_an_older_data_build_is_refused(project):
     the stored models were trained on the old split (some of their training dates are test dates
     now), so evaluation is refused, naming the layers. data_processing is then rebuilt as it was,
     which makes the stored layers consistent again."""
-    table = project / "data/08_reporting/evaluation_table.csv"
-    before = table.read_bytes()
     try:
         moved = kedro_run(project, "--env", "smoke", "--pipelines", "data_processing",
                           "--params", "periods.test_fraction=0.35")
         assert moved.returncode == 0, moved.stdout[-3000:] + moved.stderr[-3000:]
-        result = kedro_run(project, "--env", "smoke", "--pipelines", "evaluation",
-                           "--params", "periods.test_fraction=0.35")
-        assert result.returncode != 0
-        assert re.search(r"stored outputs this run reads were made on other data_processing "
-                         r"outputs than the stored ones \(.*base_models: .*base_oof_predictions",
-                         result.stdout + result.stderr)
-        assert table.read_bytes() == before
+        _refused_leaving(project, "data/08_reporting/evaluation_table.csv", "evaluation",
+                         "periods.test_fraction=0.35",
+                         r"stored outputs this run reads were made on other data_processing "
+                         r"outputs than the stored ones \(.*base_models: .*base_oof_predictions")
     finally:
         restored = kedro_run(project, "--env", "smoke", "--pipelines", "data_processing")
         assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]

@@ -36,8 +36,8 @@ from bma_quant.run_hooks.preflight import (
     QUALITY_REPORT,
     base_parameters,
     catalog_owners,
-    write_refusal,
 )
+from bma_quant.run_hooks.stored_records import StoredRecordHooks
 
 logger = logging.getLogger(__name__)
 
@@ -75,21 +75,14 @@ def stored_outputs(node, catalog) -> set[str]:
     return {name for name in node.outputs if _stored(name, catalog)}
 
 
-class DataBuildHooks:
+class DataBuildHooks(StoredRecordHooks):
     def __init__(self, staging=None, params: dict | None = None,
                  project_path: Path | None = None) -> None:
-        self._staging = staging
-        self._params: dict[str, Any] = dict(params or {})  # else from the Kedro context
-        self._project_path = Path(project_path or Path.cwd())
+        super().__init__(staging, params, project_path)
         self._record: dict | None = None  # the data build this run's layers stand on
         self._reads: set[str] = set()  # stored datasets this run reads (its training nodes)
         self._writes: set[str] = set()  # ... and writes
         self._owners: dict[str, str] = {}  # dataset -> the layer whose catalog declares it
-
-    @hook_impl
-    def after_context_created(self, context) -> None:
-        self._params = dict(context.params)
-        self._project_path = Path(context.project_path)
 
     def _defined(self) -> dict | None:
         """The build settings conf/base defines: a key it lacks is read by no layer (warned
@@ -248,18 +241,6 @@ class DataBuildHooks:
                 f"run data_processing whole (`--pipelines data_processing`) or the whole chain")
 
     # ------------------------------------------------------------------ hooks
-    @hook_impl(tryfirst=True)
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline=None,
-                            catalog=None) -> None:
-        if pipeline is None or catalog is None:
-            return
-        try:
-            self.check(pipeline, catalog)
-        except preflight.PreflightError as error:
-            write_refusal(self._project_path, error,
-                          ",".join(run_params.get("pipeline_names") or ["__default__"]))
-            raise
-
     @hook_impl
     def after_node_run(self, outputs: dict[str, Any]) -> None:
         report = outputs.get(QUALITY_REPORT)
@@ -278,10 +259,5 @@ class DataBuildHooks:
         datasets = {**recorded["datasets"], **dict.fromkeys(self._writes, build)}
         builds = {**recorded["builds"], build: self._record}
         builds = {key: value for key, value in builds.items() if key in datasets.values()}
-        path = self._builds_file()
-        staged = getattr(self._staging, "current", None)
-        if staged is not None:
-            path = staged.path_for(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"datasets": dict(sorted(datasets.items())),
-                                    "builds": builds}, indent=2, sort_keys=True))
+        self._write_record(DATA_BUILDS_PATH, {"datasets": dict(sorted(datasets.items())),
+                                              "builds": builds}, indent=2)

@@ -25,7 +25,8 @@ from bma_quant.core.data import preflight
 from bma_quant.core.data.provenance import shown
 from bma_quant.pipeline_registry import TRAINING_CHAIN
 from bma_quant.run_hooks.data_builds import DATA_LAYER, _layer, _stored
-from bma_quant.run_hooks.preflight import catalog_owners, write_refusal
+from bma_quant.run_hooks.preflight import catalog_owners
+from bma_quant.run_hooks.stored_records import StoredRecordHooks
 
 logger = logging.getLogger(__name__)
 
@@ -68,21 +69,14 @@ def lineage_differences(made_with: dict[str, Any], params: dict[str, Any]) -> li
             and current[key] != value]
 
 
-class LayerLineageHooks:
+class LayerLineageHooks(StoredRecordHooks):
     def __init__(self, staging=None, params: dict | None = None,
                  project_path: Path | None = None) -> None:
-        self._staging = staging
-        self._params: dict[str, Any] = dict(params or {})
-        self._project_path = Path(project_path or Path.cwd())
+        super().__init__(staging, params, project_path)
         self._recorded: dict[str, dict] = {}  # dataset -> lineage, from earlier runs
         self._lineage: dict[str, dict] = {}  # dataset -> lineage, made in this run
         self._written: set[str] = set()  # stored datasets this run wrote
         self._files: set[str] = set()  # the run's outputs that land in files
-
-    @hook_impl
-    def after_context_created(self, context) -> None:
-        self._params = dict(context.params)
-        self._project_path = Path(context.project_path)
 
     # ------------------------------------------------------------------ record file
     def _file(self) -> Path:
@@ -123,18 +117,6 @@ class LayerLineageHooks:
             f"these values (`kedro run --pipelines {','.join(layers)}` and the layers after "
             "them), or pass the values they were made with")
 
-    @hook_impl(tryfirst=True)
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline=None,
-                            catalog=None) -> None:
-        if pipeline is None or catalog is None:
-            return
-        try:
-            self.check(pipeline, catalog)
-        except preflight.PreflightError as error:
-            write_refusal(self._project_path, error,
-                          ",".join(run_params.get("pipeline_names") or ["__default__"]))
-            raise
-
     # ------------------------------------------------------------------ the record
     @hook_impl
     def after_node_run(self, node) -> None:
@@ -161,10 +143,5 @@ class LayerLineageHooks:
                               **{n: self._lineage[n] for n in self._written}}.items():
             key = hashlib.sha256(json.dumps(lineage, sort_keys=True).encode()).hexdigest()[:16]
             lineages[key], datasets[name] = lineage, key
-        path = self._file()
-        staged = getattr(self._staging, "current", None)
-        if staged is not None:
-            path = staged.path_for(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"datasets": dict(sorted(datasets.items())),
-                                    "lineages": lineages}, indent=1, sort_keys=True))
+        self._write_record(LINEAGE_PATH, {"datasets": dict(sorted(datasets.items())),
+                                          "lineages": lineages}, indent=1)

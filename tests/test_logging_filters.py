@@ -88,3 +88,28 @@ def test_kedros_node_failure_line_is_dropped_for_a_user_error_only():
     setup = _record("mlflow.store.db.utils", "Creating initial MLflow database tables...",
                     logging.INFO)
     assert not notices.filter(hint) and not notices.filter(setup)
+
+
+def test_no_untyped_predict_notice_at_start_and_other_warnings_still_show(tmp_path, monkeypatch):
+    """kedro-mlflow's KedroPipelineModel made MLflow print a yellow 'Add type hints' warning at
+    the top of every run; importing the settings must not, and any other warning raised during
+    the quiet import is still shown."""
+    import subprocess
+    import sys
+    import warnings
+
+    start = subprocess.run([sys.executable, "-c", "import bma_quant.settings"],
+                           capture_output=True, text=True, check=True)
+    assert logging_filters.UNTYPED_PREDICT_NOTICE not in start.stderr
+
+    (tmp_path / "noisy_module_for_test.py").write_text(
+        "import warnings\n"
+        "warnings.warn('something else', UserWarning)\n"
+        f"warnings.warn('\\033[33m{logging_filters.UNTYPED_PREDICT_NOTICE} ...', UserWarning)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = warnings.showwarning
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        logging_filters.import_without_untyped_predict_notice("noisy_module_for_test")
+    assert [str(w.message) for w in shown] == ["something else"]
+    assert warnings.showwarning is before

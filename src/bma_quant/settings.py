@@ -7,6 +7,8 @@ from pathlib import Path
 from kedro.config import OmegaConfigLoader
 
 from bma_quant import logging_filters
+
+logging_filters.import_without_untyped_predict_notice()  # before the hooks import kedro-mlflow
 from bma_quant.hooks import RunHealthHooks
 from bma_quant.run_hooks import user_errors
 from bma_quant.run_hooks.batched_params import BatchedParamsMlflowHook

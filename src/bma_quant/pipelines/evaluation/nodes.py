@@ -504,6 +504,30 @@ def development_score(
             "folds": promotion.folds_fingerprint(cv_folds)}
 
 
+def _reproduction_mismatch(stats: dict, tolerance: float) -> str | None:
+    """Why the chain's predictions on the raw test slice do not reproduce the pipeline's test
+    predictions (a row missing, or a difference above ``tolerance``); None when they do."""
+    if stats["rows_matched"] == stats["rows_pipeline"] > 0 and stats["max_abs_diff"] <= tolerance:
+        return None
+    if stats["rows_matched"] < stats["rows_pipeline"]:
+        return f"it predicts {stats['rows_matched']} of the pipeline's {stats['rows_pipeline']} test rows"
+    return f"max |diff| {stats['max_abs_diff']:.3g} > {tolerance:g}"
+
+
+def _registry_candidate(gate_report: dict, development: dict, date_split: dict):
+    """The promotion candidate: the gates on the test period, and the development out-of-fold
+    score (with its period and fold layout) that alone decides against the champion."""
+    from bma_quant.core.evaluation import promotion
+
+    period = gate_report.get("test_period") or date_split
+    return promotion.Candidate(
+        gates_passed=bool(gate_report["passed"]), failed_gates=tuple(gate_report.get("failed") or ()),
+        test_start=str(period.get("test_start")), test_end=str(period.get("test_end")),
+        metric=str(development.get("metric", "stacking.final.oos_rank_ic")),
+        value=development.get("value"), dev_start=str(date_split.get("dev_start")),
+        dev_end=str(date_split.get("dev_end")), folds=development.get("folds"))
+
+
 def register_model(
     prediction_chain: PredictionChain,
     gate_report: dict,
@@ -537,16 +561,12 @@ def register_model(
                 "reason": f"chain failed on the test slice: {type(error).__name__}: {error}"}
     logger.info("chain on the raw test slice vs pipeline test predictions: %s", stats)
     out["reproduction"] = stats
-    tolerance = float(registry.get("max_reproduction_diff", 1e-4))
-    if not (stats["rows_matched"] == stats["rows_pipeline"] > 0
-            and stats["max_abs_diff"] <= tolerance):
-        what = (f"it predicts {stats['rows_matched']} of the pipeline's {stats['rows_pipeline']} "
-                "test rows" if stats["rows_matched"] < stats["rows_pipeline"]
-                else f"max |diff| {stats['max_abs_diff']:.3g} > {tolerance:g}")
+    mismatch = _reproduction_mismatch(stats, float(registry.get("max_reproduction_diff", 1e-4)))
+    if mismatch:
         logger.error("the chain does not reproduce the test predictions: %s (%s): not registered",
-                     what, stats)
+                     mismatch, stats)
         return {**out, "registered": False,
-                "reason": f"chain does not reproduce the test predictions: {what}"}
+                "reason": f"chain does not reproduce the test predictions: {mismatch}"}
 
     import mlflow  # only the registry step needs MLflow
 
@@ -565,14 +585,7 @@ def register_model(
     from bma_quant.serving.registry import log_and_register
 
     n = int(registry.get("signature_rows", 200))
-    period = gate_report.get("test_period") or date_split
-    development = development or {}
-    candidate = promotion.Candidate(
-        gates_passed=bool(gate_report["passed"]), failed_gates=tuple(gate_report.get("failed") or ()),
-        test_start=str(period.get("test_start")), test_end=str(period.get("test_end")),
-        metric=str(development.get("metric", "stacking.final.oos_rank_ic")),
-        value=development.get("value"), dev_start=str(date_split.get("dev_start")),
-        dev_end=str(date_split.get("dev_end")), folds=development.get("folds"))
+    candidate = _registry_candidate(gate_report, development or {}, date_split)
     run_tags = mlflow.MlflowClient().get_run(mlflow.active_run().info.run_id).data.tags
     result = log_and_register(
         prediction_chain, gate_report, raw_slice.head(n), predicted.head(n),

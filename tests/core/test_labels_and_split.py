@@ -51,9 +51,11 @@ def test_unadjusted_split_is_detected_and_forward_adjusted():
     out, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": close}),
                                                     max_abs_return=0.4, ratios=[2, 3],
                                                     tolerance=0.02, confirm_days=3)
-    assert [(e.ticker, e.ratio) for e in events] == [("A", 2.0)]
+    assert [(e.ticker, e.ratio, e.status) for e in events] == [("A", 2.0, "repaired")]
     assert out.close["A"].iloc[:2].tolist() == [100, 101]  # history untouched (prefix invariant)
-    assert out.close["A"].iloc[2] == pytest.approx(100.8)
+    # withheld until the third close after the move confirms it, rescaled from that date on
+    assert out.close["A"].iloc[2:5].isna().all()
+    assert out.close["A"].iloc[5] == pytest.approx(103.0)
     assert out.close["B"].equals(close["B"])
 
 
@@ -72,12 +74,24 @@ def test_genuine_minus_50_percent_day_that_rebounds_is_not_rescaled():
     out, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": close}), 0.4,
                                                     [2, 3], 0.02, confirm_days=5)
     assert events == []
-    assert out.close["A"].equals(close["A"])  # the -50 % return survives
-    # the same day followed by a level that holds is a split, and is repaired
+    # nothing rescaled; the move and the next close (still near the new level) are withheld
+    # until a close breaks it
+    assert out.close["A"].iloc[2:].isna().tolist() == [True, True, False, False, False]
+    assert out.close["A"].drop(close.index[2:4]).equals(close["A"].drop(close.index[2:4]))
+    # the same day followed by a level that holds through the file's end is undecided: withheld,
+    # reported as pending, not rescaled
     held = close.assign(A=[100, 101, 50.5, 51, 52, 50.8, 51.2])
-    _, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": held}), 0.4,
-                                                  [2, 3], 0.02, confirm_days=5)
-    assert [(e.ticker, e.ratio) for e in events] == [("A", 2.0)]
+    out, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": held}), 0.4,
+                                                    [2, 3], 0.02, confirm_days=5)
+    assert [(e.ticker, e.ratio, e.status) for e in events] == [("A", 2.0, "pending")]
+    assert out.close["A"].iloc[2:].isna().all() and out.close["A"].iloc[:2].tolist() == [100, 101]
+    # with its fifth close it is a split, rescaled from that date on
+    longer = pd.DataFrame({"A": [100, 101, 50.5, 51, 52, 50.8, 51.2, 51.0]},
+                          index=pd.bdate_range("2021-01-04", periods=8))
+    out, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": longer}), 0.4,
+                                                    [2, 3], 0.02, confirm_days=5)
+    assert [(e.ticker, e.ratio, e.status) for e in events] == [("A", 2.0, "repaired")]
+    assert out.close["A"].iloc[7] == pytest.approx(102.0)
 
 
 def test_stale_streaks_are_counted_and_masked_beyond_the_limit():
@@ -169,7 +183,8 @@ def test_a_quote_switching_to_cents_is_repaired_through_that_days_move():
     out, events = cleaning.repair_unadjusted_splits(matrices, 0.4, [2, 10, 100], 0.02, 5,
                                                     unit_tolerance=0.15)
     assert [(e.ticker, e.ratio) for e in events] == [("A", 0.01)]
-    np.testing.assert_allclose(out.close["A"].iloc[3:], close["A"].iloc[3:] / 100)
+    assert out.close["A"].iloc[3:8].isna().all()  # withheld until confirmed
+    np.testing.assert_allclose(out.close["A"].iloc[8:], close["A"].iloc[8:] / 100)
     # the wider tolerance is for x100 only: a x1.8 day is no 2:1 split
     halved = close.assign(A=[50.0, 51, 52, 52 / 1.8, 29, 28.5, 29.2, 29, 28.8, 29.1])
     _, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": halved}), 0.4,
@@ -200,7 +215,9 @@ def test_a_split_on_a_day_the_stock_also_moved_is_named_not_repaired():
     }, index=dates)
     matrices = panel.PanelMatrices({"close": close})
     repaired, events = cleaning.repair_unadjusted_splits(matrices, 0.4, [2, 10, 100], 0.02, 5)
-    assert events == [] and repaired.close.equals(close)
+    # nothing rescaled; C's x9.8 day is withheld until the next close rebounds
+    assert events == [] and repaired.close.drop(columns="C").equals(close.drop(columns="C"))
+    assert repaired.close["C"].isna().tolist() == [False] * 3 + [True] + [False] * 6
     moves = cleaning.split_like_moves(repaired, 0.4, [2, 10, 100], 0.1, 5)
     assert moves == [{"date": str(dates[3].date()), "ticker": "A", "change": -0.897,
                       "nearest_ratio": 10.0}]
@@ -277,3 +294,41 @@ def test_the_forward_fill_after_a_delisting_is_no_stale_streak():
     _, own = cleaning.handle_stale_prices(filled, 5, None, carried=carried)
     assert with_fill.worst == {"FROZEN": 7, "GONE": 5}  # the old count: the fill is a streak
     assert own.worst == {"FROZEN": 6} and own.streaks == 1  # 5 -> 5 x3, a gap, 5 x3 is one
+
+
+def test_a_three_for_two_split_is_found_when_its_ratio_is_configured():
+    """A 3:2 split moves the price -33 %, inside max_abs_return (0.4): with 1.5 among the ratios
+    the candidate bound comes down to it; without, the move is left alone."""
+    dates = pd.bdate_range("2021-01-04", periods=15)
+    close = pd.DataFrame({"A": [90.0] * 3 + [60.0] * 12}, index=dates)
+    matrices = panel.PanelMatrices({"close": close})
+    out, events = cleaning.repair_unadjusted_splits(matrices, 0.4, [1.5, 2, 3], 0.02, 5)
+    assert [(e.ticker, e.ratio, e.status) for e in events] == [("A", 1.5, "repaired")]
+    assert out.close["A"].iloc[8:].tolist() == [90.0] * 7
+    kept, none = cleaning.repair_unadjusted_splits(matrices, 0.4, [2, 3], 0.02, 5)
+    assert none == [] and kept.close.equals(close)
+
+
+def test_split_repair_reads_no_close_after_the_date_it_changes():
+    """Prefix invariance (DESIGN §3): the repaired panel cut at any date equals the repair of the
+    panel cut there, through a split, a crash that rebounds, a unit switch, a few days quoted in
+    cents and a move at the end."""
+    rng = np.random.default_rng(5)
+    dates = pd.bdate_range("2021-01-04", periods=60)
+    walk = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, (60, 5)), axis=0))
+    walk[20:, 0] /= 2.0  # split that holds
+    walk[30:33, 1] /= 3.0  # crash near 3:1 that rebounds after three days
+    walk[40:, 2] *= 100  # a quote switching to cents
+    walk[57:, 3] /= 2.0  # near 2:1 three dates before the end
+    walk[25:28, 4] *= 100  # three days quoted in cents, then back
+    close = pd.DataFrame(walk, index=dates, columns=list("ABCDE"))
+    args = (0.4, [2, 3, 100], 0.05, 5, 0.15)
+    full = cleaning.split_repair(panel.PanelMatrices({"close": close}), *args)
+    assert {(e.ticker, e.status) for e in full.events} == {
+        ("A", "repaired"), ("C", "repaired"), ("D", "pending")}
+    # the way back from a move that did not hold is no split: B and E keep their prices after it
+    for name, back in (("B", 33), ("E", 28)):
+        assert full.panel.close[name].iloc[back:].equals(close[name].iloc[back:])
+    for end in range(15, 60):
+        cut = cleaning.split_repair(panel.PanelMatrices({"close": close.iloc[:end + 1]}), *args)
+        pd.testing.assert_frame_equal(cut.panel.close, full.panel.close.iloc[:end + 1])

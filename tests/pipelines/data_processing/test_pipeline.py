@@ -78,6 +78,11 @@ def _panel_with_defects(market) -> pd.DataFrame:
     panel.loc[t3 & (panel["date"] == day[300]), "close"] = panel.loc[
         t3 & (panel["date"] == day[299]), "close"].to_numpy()
     panel.loc[t3 & (panel["date"] >= day[300]), prices] /= 2.0
+    # a real -50 % day (exactly 2:1, flat the next day) before a rebound: at the time, it looks
+    # like a split
+    t4 = panel["ticker"] == "T0004"
+    level = float(panel.loc[t4 & (panel["date"] == day[399]), "close"].iloc[0])
+    panel.loc[t4 & panel["date"].isin(day[400:402]), prices] = level / 2.0
     panel = panel[~((panel["ticker"] == "T0005") & (panel["date"] < day[150]))]  # lists late
     panel = panel[~((panel["ticker"] == "T0006") & (panel["date"] > day[350]))]  # delists
     rng = np.random.default_rng(7)
@@ -111,9 +116,13 @@ def test_processing_is_prefix_invariant(tmp_path, market):
         panel.loc[panel["ticker"] == "T0006", "date"].max())))
     assert gone["date"].max() == dates[last_close + 5]  # processing.ffill_limit
     assert gone["close"].notna().all()
-    for position in (120, 170, 340, 360, 480):
-        cut_date = dates[position]
-        cut_path = tmp_path / f"cut_{position}.parquet"
+    # cuts inside the split's and the crash's confirmation windows (processing.split_detection
+    # .confirm_days): the repair must not read the closes after the cut
+    raw_days = np.sort(panel["date"].unique())  # the file's calendar (strict mode drops some)
+    for day in (120, 170, 298, 300, 302, 340, 360, 398, 400, 480):
+        cut_date = raw_days[day]
+        position = int(np.searchsorted(dates, cut_date, side="right")) - 1
+        cut_path = tmp_path / f"cut_{day}.parquet"
         panel[panel["date"] <= cut_date].to_parquet(cut_path)
         cut = run_pipeline("data_processing", {}, {**overrides, "data": {
             "raw_path": str(cut_path), "index_path": None}})

@@ -1,9 +1,10 @@
 """Repairs of real-data defects that are not errors (DESIGN §2), each causal and each counted.
 
 - missing days: forward fill within a ticker up to a limit, never backward;
-- suspected unadjusted splits: a one-day move beyond a bound whose price ratio sits near a split
-  ratio (2, 3, 3/2, ...) is treated as a split and the prices from that day on are scaled back
-  (forward adjustment, so dates before the event keep their values: prefix invariant);
+- suspected unadjusted splits: a one-day move whose price ratio sits near a split ratio (2, 3,
+  3/2, ...) and whose new level holds for a few closes is a split; the name's prices are withheld
+  while that is undecided and scaled back from the confirming date on (forward adjustment: every
+  value depends on closes up to its own date, prefix invariant);
 - stale prices: zero-return streaks are counted; days beyond `mask_after` of a streak are masked;
 - imputation of optional numeric columns by that date's cross-sectional median (data at t only).
 """
@@ -49,19 +50,34 @@ class SplitEvent:
     date: str
     ticker: str
     ratio: float  # pre-split price / post-split price, e.g. 2.0 for a 2:1 split
+    # "repaired": held through confirm_days closes, prices rescaled from the confirming date on;
+    # "pending": the panel ends before confirm_days closes could confirm it (nothing rescaled)
+    status: str = "repaired"
+
+
+@dataclass(frozen=True)
+class SplitRepair:
+    panel: PanelMatrices
+    events: list[SplitEvent]  # repaired and pending suspected splits
+    withheld_cells: int  # prices withheld while a near-ratio move awaited its confirmation
 
 
 def repair_unadjusted_splits(
     panel: PanelMatrices, max_abs_return: float, ratios: list[float], tolerance: float,
     confirm_days: int, unit_tolerance: float | None = None, max_gap_days: int | None = None,
 ) -> tuple[PanelMatrices, list[SplitEvent]]:
-    """Detect and forward-adjust suspected unadjusted splits (and reverse splits).
+    """Detect and forward-adjust suspected unadjusted splits (and reverse splits), causally.
 
-    A one-day move close(t-1) -> close(t) near a split ratio is a candidate; it is repaired only if
-    the next `confirm_days` closes hold the new level (see `_holds_new_level`), so a genuine -50 %
-    day that rebounds is kept as a real return. The repair multiplies prices on and after t by the
-    ratio (and divides volume), which leaves every date before t untouched; the decision reads at
-    most `confirm_days` closes after t (fewer at the end of the panel).
+    A one-day move close(t-1) -> close(t) near a split ratio is a candidate. It is a split only if
+    the next `confirm_days` closes hold the new level (see `_holds_new_level`; a genuine -50 %
+    day that rebounds is a real return). That is known on the `confirm_days`-th date after t, not
+    before, so every value of the cleaned panel depends on closes up to its own date only (prefix
+    invariant, DESIGN §3):
+    - while a candidate awaits its confirmation (from t until the date its level breaks or it is
+      confirmed, the panel's end at the latest), the name's prices and volume are withheld (NaN):
+      at t nobody can tell a split from a crash;
+    - once confirmed, prices from the confirming date on are multiplied by the ratio (volume
+      divided); every date before t keeps its values.
 
     `unit_tolerance`: the tolerance for prices jumping x100 (a quote switching from units to
     cents), wider than `tolerance` because that day's own move rides on it (x100 on a -4 % day
@@ -69,28 +85,59 @@ def repair_unadjusted_splits(
     -99 % crash looks like it); None = `tolerance` for every ratio.
 
     `max_gap_days`: a move is measured from the last close at most this many dates earlier
-    (None: any): a code that returns after a long absence is often another company."""
+    (None: any): a code that returns after a long absence is often another company.
+
+    Moves beyond `max_abs_return` are checked, and also smaller ones near a configured ratio
+    whose split moves the price less (1.5: a 3:2 split is -33 %)."""
+    result = split_repair(panel, max_abs_return, ratios, tolerance, confirm_days,
+                          unit_tolerance, max_gap_days)
+    return result.panel, result.events
+
+
+def split_repair(
+    panel: PanelMatrices, max_abs_return: float, ratios: list[float], tolerance: float,
+    confirm_days: int, unit_tolerance: float | None = None, max_gap_days: int | None = None,
+) -> SplitRepair:
+    """`repair_unadjusted_splits` with the count of withheld cells (the data-quality report)."""
     close = panel.close
+    closes = close.to_numpy(dtype=float)
     factor = np.ones(close.shape)
+    withheld = np.zeros(close.shape, dtype=bool)
     events: list[SplitEvent] = []
-    for move in _held_large_moves(close, max_abs_return, ratios, confirm_days, max_gap_days):
+    bound = _candidate_bound(max_abs_return, ratios, tolerance)
+    undoing: dict[int, tuple[int, float]] = {}  # column -> (row, ratio) that undoes a broken move
+    for move in _large_moves(close, bound, ratios, max_gap_days):  # in date order
         # prices x100 (a +9,900 % day is never real); /100 keeps the tight tolerance, since a
         # -99 % crash that stays down is a real (bankruptcy) move
         allowed = (unit_tolerance if unit_tolerance is not None and 1.0 / move.nearest >= 100
                    else tolerance)
-        if move.off_ratio <= allowed:
-            factor[move.row:, move.column] *= move.nearest
-            events.append(SplitEvent(str(close.index[move.row].date()),
-                                     str(close.columns[move.column]), float(move.nearest)))
-    if not events:
-        return panel, events
+        if move.off_ratio > allowed:
+            continue
+        i, j = move.row, move.column
+        back = undoing.get(j)
+        if back is not None and back[0] == i and np.isclose(back[1] * move.nearest, 1.0):
+            continue  # the way back from a move that did not hold (a few bad prints): no split
+        decided = _confirmation_row(closes[:, j], i, int(confirm_days),
+                                    left=closes[i, j] / (1.0 + move.change))
+        if not (decided.held or decided.pending):
+            undoing[j] = (decided.row, move.nearest)
+        withheld[i:decided.row, j] = True
+        if decided.held:
+            factor[decided.row:, j] *= move.nearest
+        if decided.held or decided.pending:
+            events.append(SplitEvent(str(close.index[i].date()), str(close.columns[j]),
+                                     float(move.nearest),
+                                     "pending" if decided.pending else "repaired"))
+    if not events and not withheld.any():
+        return SplitRepair(panel, events, 0)
     values = dict(panel.values)
     for name in PRICE_FIELDS:
         if name in values:
-            values[name] = values[name] * factor
+            values[name] = (values[name] * factor).mask(withheld)
     if "volume" in values:
-        values["volume"] = values["volume"] / factor
-    return PanelMatrices(values, panel.sector, panel.extra_columns), events
+        values["volume"] = (values["volume"] / factor).mask(withheld)
+    return SplitRepair(PanelMatrices(values, panel.sector, panel.extra_columns), events,
+                       int(withheld.sum()))
 
 
 @dataclass(frozen=True)
@@ -102,6 +149,37 @@ class LargeMove:
     off_ratio: float  # relative distance of the move's implied ratio from it
 
 
+@dataclass(frozen=True)
+class Confirmation:
+    row: int  # first row no longer withheld: the confirming or breaking date, or the panel's end
+    held: bool  # the level held through confirm_days closes: a split
+    pending: bool  # the panel ended first: undecided
+
+
+def _confirmation_row(closes: np.ndarray, row: int, confirm_days: int, left: float
+                      ) -> Confirmation:
+    """Walk the `confirm_days` dates after a candidate move at `row` away from the level `left`:
+    the first close that does not hold the new level decides "no split" on its date; holding
+    through all of them decides "split" on the last one. Missing closes neither confirm nor
+    break."""
+    end = row + confirm_days
+    for k in range(row + 1, min(end, len(closes) - 1) + 1):
+        if np.isfinite(closes[k]) and not _holds_new_level(left, closes[row],
+                                                           closes[k:k + 1]):
+            return Confirmation(k, held=False, pending=False)
+    if end <= len(closes) - 1:
+        return Confirmation(end, held=True, pending=False)
+    return Confirmation(len(closes), held=False, pending=True)
+
+
+def _candidate_bound(max_abs_return: float, ratios: list[float], tolerance: float) -> float:
+    """The size beyond which one-day moves are checked: `max_abs_return`, lowered to the smallest
+    move a configured ratio makes within `tolerance` (1.5, a 3:2 split: about -0.33)."""
+    smallest = min((min(1.0 - 1.0 / (r * (1.0 - tolerance)), r * (1.0 - tolerance) - 1.0)
+                    for r in map(float, ratios) if r > 1.0), default=max_abs_return)
+    return float(min(max_abs_return, smallest))
+
+
 def _last_close_within(close: pd.DataFrame, max_gap_days: int | None) -> pd.DataFrame:
     """At each date, the name's last close on an earlier date at most `max_gap_days` dates back
     (None: any), NaN when there is none."""
@@ -111,24 +189,36 @@ def _last_close_within(close: pd.DataFrame, max_gap_days: int | None) -> pd.Data
     return (close.ffill(limit=gap - 1) if gap > 1 else close).shift(1)
 
 
-def _held_large_moves(close: pd.DataFrame, max_abs_return: float, ratios: list[float],
-                      confirm_days: int, max_gap_days: int | None = None) -> list[LargeMove]:
-    """One-day moves beyond `max_abs_return` that the next `confirm_days` closes hold (a crash
-    that rebounds is no candidate), with the split ratio nearest to each; a move is measured
+def _large_moves(close: pd.DataFrame, bound: float, ratios: list[float],
+                 max_gap_days: int | None = None) -> list[LargeMove]:
+    """One-day moves beyond `bound`, with the split ratio nearest to each; a move is measured
     from the last close at most `max_gap_days` dates earlier (None: any)."""
     move = close / _last_close_within(close, max_gap_days)
     candidates = np.asarray(sorted({float(r) for r in ratios} | {1.0 / float(r) for r in ratios}))
-    big = (np.abs(move - 1.0) > max_abs_return).to_numpy() & move.notna().to_numpy()
-    closes = close.to_numpy(dtype=float)
-    held = []
+    big = (np.abs(move - 1.0) > bound).to_numpy() & move.notna().to_numpy()
+    out = []
     for i, j in zip(*np.nonzero(big), strict=True):
         observed = float(move.iat[i, j])
         implied = 1.0 / observed  # pre/post ratio
         nearest = float(candidates[np.argmin(np.abs(np.log(candidates / implied)))])
+        out.append(LargeMove(int(i), int(j), observed - 1.0, nearest,
+                             abs(implied / nearest - 1.0)))
+    return out
+
+
+def _held_large_moves(close: pd.DataFrame, bound: float, ratios: list[float],
+                      confirm_days: int, max_gap_days: int | None = None) -> list[LargeMove]:
+    """One-day moves beyond `bound` that the next `confirm_days` closes hold (a crash
+    that rebounds is no candidate), with the split ratio nearest to each (the report of
+    near-split moves; it reads the file's closes, after the fact)."""
+    closes = close.to_numpy(dtype=float)
+    held = []
+    for move in _large_moves(close, bound, ratios, max_gap_days):
+        i, j = move.row, move.column
         after = closes[i + 1 : i + 1 + int(confirm_days), j]
-        if _holds_new_level(closes[i, j] * implied, closes[i, j], after[np.isfinite(after)]):
-            held.append(LargeMove(int(i), int(j), observed - 1.0, nearest,
-                                  abs(implied / nearest - 1.0)))
+        if _holds_new_level(closes[i, j] / (1.0 + move.change), closes[i, j],
+                            after[np.isfinite(after)]):
+            held.append(move)
     return held
 
 
@@ -148,8 +238,9 @@ def split_like_moves(panel: PanelMatrices, max_abs_return: float, ratios: list[f
     moves = [{"date": str(panel.close.index[m.row].date()),
               "ticker": str(panel.close.columns[m.column]), "change": round(m.change, 4),
               "nearest_ratio": round(m.nearest, 6)}
-             for m in _held_large_moves(panel.close, max_abs_return, ratios, confirm_days,
-                                        max_gap_days)
+             for m in _held_large_moves(panel.close,
+                                        _candidate_bound(max_abs_return, ratios, report_tolerance),
+                                        ratios, confirm_days, max_gap_days)
              if m.off_ratio <= report_tolerance
              and not abs(back[m.row, m.column] - 1.0) <= max_abs_return]
     return [m for m in moves if (m["date"], m["ticker"]) not in done]

@@ -90,14 +90,16 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         kept, int(processing["ffill_limit"]),
         cleaning.factor_fill_limits(kept.extra_columns, processing.get("factor_ffill_limit")))
     splits_cfg = processing["split_detection"]
-    repaired, events = (
-        cleaning.repair_unadjusted_splits(
+    split_repair = (
+        cleaning.split_repair(
             filled_panel, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
             float(splits_cfg["tolerance"]), int(splits_cfg["confirm_days"]),
             splits_cfg.get("unit_tolerance"), splits_cfg.get("max_gap_days"),
         )
-        if splits_cfg.get("enabled", True) else (filled_panel, [])
+        if splits_cfg.get("enabled", True) else cleaning.SplitRepair(filled_panel, [], 0)
     )
+    repaired = split_repair.panel
+    events = [e for e in split_repair.events if e.status == "repaired"]
     near_splits = (
         cleaning.split_like_moves(
             filled_panel, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
@@ -127,6 +129,9 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "coverage": float(kept.close.notna().to_numpy().mean()),
         **universe.listing_events(observed, int(processing["ffill_limit"])),
         "suspected_splits": [asdict(e) for e in events],
+        # near-ratio moves at the file's end that confirm_days closes have not yet confirmed
+        "unconfirmed_splits": [asdict(e) for e in split_repair.events if e.status == "pending"],
+        "split_withheld_cells": split_repair.withheld_cells,
         "split_like_moves": near_splits,
         "stale": asdict(stale),
         "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in flat],
@@ -221,6 +226,14 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
     if splits:
         logger.warning("repaired %d suspected unadjusted split(s): %s", len(splits),
                        ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}" for e in splits[:5]))
+    pending = log.get("unconfirmed_splits") or []
+    if pending:
+        logger.warning(
+            "%d name(s) moved near a split ratio within the file's last processing.split_detection"
+            ".confirm_days dates (%s): split or crash cannot be told yet, so their prices from "
+            "that date on are left out (no features, no prediction) until enough closes follow",
+            len(pending), ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}?"
+                                    for e in pending[:5]))
     moves = used(log.get("split_like_moves") or [])
     if moves:
         logger.warning(
@@ -393,6 +406,7 @@ def data_quality_report(
         "missing_days": report["missing_days"],
         "forward_filled_days": report["forward_filled_days"],
         "suspected_splits": len(report["suspected_splits"]),
+        "split_withheld_cells": report.get("split_withheld_cells", 0),
         "stale_streaks": report["stale"]["streaks"],
         "stale_masked_days": report["stale"]["masked_days"],
         "dropped_tickers": len(report["never_eligible"]),

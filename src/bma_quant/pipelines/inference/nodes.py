@@ -94,7 +94,9 @@ def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] 
     if unseasoned:
         logger.warning("%d name(s) with a close on %s get no score (not in the cross-section: a "
                        "name enters once it has processing.eligibility.min_history_days of "
-                       "closes and enough trailing coverage): %s", len(unseasoned), last.date(),
+                       "closes and enough trailing coverage; after a one-day move near a split "
+                       "ratio it waits processing.split_detection.confirm_days closes, split or "
+                       "crash): %s", len(unseasoned), last.date(),
                        shown(unseasoned))
     carried = sorted(set(scores["ticker"]) - set(priced.astype(str)))
     if carried:

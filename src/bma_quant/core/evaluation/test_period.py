@@ -51,8 +51,8 @@ PORTFOLIO_COLUMNS = ("sharpe", "ir", "annual_return", "cagr", "annual_volatility
                      "max_drawdown", "turnover", "n_rebalances", "n_days")
 TABLE_COLUMNS = (MODEL, SCOPE, *IC_COLUMNS, *PORTFOLIO_COLUMNS)
 # The metrics logged to MLflow as `evaluation.<model>.test_<metric>` (the issue's list).
-LOGGED_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "ic_tstat", "hit_rate", "rank_hit_rate",
-                  "sharpe", "ir", "annual_return", "cagr", "max_drawdown", "turnover")
+LOGGED_METRICS = ("ic", "rank_ic", "icir", "rank_icir", "ic_tstat", "rank_ic_tstat", "hit_rate",
+                  "rank_hit_rate", "sharpe", "ir", "annual_return", "cagr", "max_drawdown", "turnover")
 # Upstream model names in display order; any other name found in the predictions follows them.
 MODEL_ORDER = ("elastic_net", "xgboost", "lightgbm", "alpha_composite", "regime_elastic_net",
                "regime_xgboost", "regime_lightgbm", "stacking", "regime_stacking", "bma",

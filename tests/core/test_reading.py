@@ -106,7 +106,7 @@ def test_slashed_dates_are_read_day_first_when_the_file_says_so(tmp_path):
         assert list(load_raw_panel(path)["date"]) == list(expected)
     path = tmp_path / "both.csv"
     path.write_text("date,ticker,close\n01/13/2021,A,1\n14/01/2021,A,2\n")
-    with pytest.raises(DataValidationError, match="mixed formats are ambiguous"):
+    with pytest.raises(DataValidationError, match="read only day first and others only month"):
         load_raw_panel(path)
 
 
@@ -146,3 +146,25 @@ def test_the_first_byte_that_is_not_utf8_is_found_across_read_blocks(tmp_path):
         (0xE9, 22)}
     path.write_bytes("date,ticker\n2021-01-04,Télécom\n".encode())
     assert _first_non_utf8_byte(path) is None
+
+
+def test_two_digit_years_are_refused_and_one_numeric_format_is_read_whole(tmp_path):
+    """01/02/21 could be any of three dates (and which century?): refused with the reason, in the
+    panel and in the index file, where pandas read each date on its own (2 Jan, then 13 Jan).
+    A file in one dashed day-first format (31-12-2020) is read, not called mixed."""
+    from bma_quant.core.data.panel import load_index_series
+
+    for name, dates in (("dmy", ["01/02/21", "13/02/21"]), ("ymd", ["21-01-13", "21-01-14"])):
+        path = tmp_path / f"{name}.csv"
+        path.write_text("date,ticker,close\n" + "\n".join(f"{d},A,{i + 1}"
+                                                          for i, d in enumerate(dates)))
+        with pytest.raises(DataValidationError, match="two-digit years are ambiguous"):
+            load_raw_panel(path)
+    index = tmp_path / "index.csv"
+    index.write_text("date,level\n01/02/21,100\n13/02/21,101\n")
+    with pytest.raises(DataValidationError, match="two-digit years"):
+        load_index_series(index)
+    dashed = tmp_path / "dashed.csv"
+    dashed.write_text("date,ticker,close\n30-12-2020,A,1\n31-12-2020,A,2\n04-01-2021,A,3\n")
+    assert list(load_raw_panel(dashed)["date"]) == list(
+        pd.to_datetime(["2020-12-30", "2020-12-31", "2021-01-04"]))

@@ -201,7 +201,12 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
     if "date" not in frame or pd.api.types.is_datetime64_any_dtype(frame["date"]):
         return frame
     text = frame["date"].astype("string").str.strip()
-    parsed = _parse_date_text(local_wall_time(text))
+    try:
+        parsed = _parse_date_text(local_wall_time(text))
+    except AmbiguousDates as error:
+        raise DataValidationError(
+            f"Input data rejected ({source}): it breaks the data contract (README, \"Data\").\n"
+            f"- column 'date': {error}") from None
     bad = parsed.isna() & text.notna() & (text != "")
     if not bad.any():
         return frame.assign(date=parsed)
@@ -220,8 +225,8 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
 # A UTC offset after a time of day ("2020-03-06 16:00-05:00", "...T16:00:00Z"): dropped, keeping
 # the local wall time. Offsets that change with daylight saving would otherwise not parse.
 UTC_OFFSET = r"^(.*\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|[+-]\d{2}:?\d{2})$"
-DOTTED_DAY_FIRST = r"^\d{1,2}\.\d{1,2}\.\d{4}$"  # 02.01.2020: the European day.month.year
-SLASHED = r"^\d{1,2}/\d{1,2}/\d{4}$"  # 01/02/2020: month first (US) or day first (UK), by the file
+# 2020-01-02, 02.01.2020, 01/02/2020, 02-01-20: three numeric fields and one separator
+NUMERIC_DATE = r"^(?P<a>\d{1,4})(?P<sep>[/.\-])(?P<b>\d{1,2})(?P=sep)(?P<c>\d{1,4})$"
 
 
 def local_wall_time(text: pd.Series) -> pd.Series:
@@ -229,22 +234,49 @@ def local_wall_time(text: pd.Series) -> pd.Series:
     return text.str.replace(UTC_OFFSET, r"\1", regex=True)
 
 
+class AmbiguousDates(ValueError):
+    """The file's dates cannot be read one way only; the message says why (a rule, no source)."""
+
+
 def _parse_date_text(text: pd.Series) -> pd.Series:
-    """Dates from strings: day.month.year when the first date is dotted (a dotted date is never
-    month first), else what pandas infers from the first date."""
-    first = text.dropna()
-    if len(first) and pd.Series(first.iloc[:1]).str.match(DOTTED_DAY_FIRST).iloc[0]:
-        return pd.to_datetime(text, errors="coerce", format="%d.%m.%Y")
-    if len(first) and first.str.match(SLASHED).all():
-        # the file decides: month first (as pandas reads 01/02/2020) unless a date only reads
-        # day first (13/01/2020), then every date is day first
-        month_first = pd.to_datetime(text, errors="coerce", format="%m/%d/%Y")
-        if month_first[text.notna()].notna().all():
-            return month_first
-        day_first = pd.to_datetime(text, errors="coerce", format="%d/%m/%Y")
-        if day_first[text.notna()].notna().all():
-            return day_first
-    return pd.to_datetime(text, errors="coerce")
+    """Dates from strings. Numeric dates (three fields joined by one of / . -) are read in one
+    format decided by the whole file: year first when the first field has four digits; with the
+    year last, day first when a first field is above 12, month first when a second one is, and
+    otherwise by the separator (01/02/2020 month first, as pandas reads it; 01.02.2020 and
+    01-02-2020 day first, the European forms). Two-digit years, or a file where both fields
+    exceed 12 somewhere, are refused (AmbiguousDates). Other text: what pandas infers from the
+    first date."""
+    # a panel repeats each date once per name: each distinct string is parsed once
+    codes, distinct = pd.factorize(text)
+    values = pd.Series(distinct, dtype="string")
+    fields = values.str.extract(NUMERIC_DATE)
+    if len(values) and fields.notna().all(axis=None) and fields["sep"].nunique() == 1:
+        parsed = _parse_numeric_dates(values, fields)
+    else:
+        parsed = pd.to_datetime(values, errors="coerce")
+    if not len(values):
+        return pd.to_datetime(text, errors="coerce")
+    out = pd.Series(parsed).iloc[np.where(codes < 0, 0, codes)].set_axis(text.index)
+    return out.mask(codes < 0)
+
+
+def _parse_numeric_dates(text: pd.Series, fields: pd.DataFrame) -> pd.Series:
+    sep = fields["sep"].iloc[0]
+    if fields["a"].str.len().eq(4).all():
+        return pd.to_datetime(text, errors="coerce", format=f"%Y{sep}%m{sep}%d")
+    if not fields["c"].str.len().eq(4).all():
+        example = text.iloc[int(np.argmax(~fields["c"].str.len().eq(4).to_numpy()))]
+        raise AmbiguousDates(f"two-digit years are ambiguous (e.g. {example!r}: which century, and "
+                             "which field is the year?): write every date as YYYY-MM-DD")
+    day_first = fields["a"].astype(int).gt(12).any()
+    month_first = fields["b"].astype(int).gt(12).any()
+    if day_first and month_first:
+        raise AmbiguousDates("some dates read only day first and others only month first: write "
+                             "every date as YYYY-MM-DD")
+    if not (day_first or month_first):
+        day_first = sep != "/"
+    order = f"%d{sep}%m{sep}%Y" if day_first else f"%m{sep}%d{sep}%Y"
+    return pd.to_datetime(text, errors="coerce", format=order)
 
 
 def local_clock(stamps: pd.Series) -> pd.Series:

@@ -168,3 +168,20 @@ def test_two_digit_years_are_refused_and_one_numeric_format_is_read_whole(tmp_pa
     dashed.write_text("date,ticker,close\n30-12-2020,A,1\n31-12-2020,A,2\n04-01-2021,A,3\n")
     assert list(load_raw_panel(dashed)["date"]) == list(
         pd.to_datetime(["2020-12-30", "2020-12-31", "2021-01-04"]))
+
+
+def test_columns_differing_only_by_case_are_refused_by_name(tmp_path):
+    """'Close' beside 'close' (or 'Ticker' beside 'ticker') is one field twice: one clear error
+    naming both, not a pandas error about dimensions."""
+    for twin in ("Close", "Ticker", "Volume", "Sector"):
+        path = tmp_path / f"{twin}.csv"
+        path.write_text(f"date,ticker,close,volume,sector,{twin}\n2021-01-04,A,1,10,X,"
+                        f"{'A' if twin in ('Ticker', 'Sector') else 2}\n")
+        with pytest.raises(DataValidationError,
+                           match=f"'{twin.lower()}' and '{twin}' are both '{twin.lower()}'"):
+            load_raw_panel(path)
+    parquet = tmp_path / "twin.parquet"
+    pd.DataFrame({"date": ["2021-01-04"], "ticker": ["A"], "close": [1.0],
+                  "CLOSE ": [2.0]}).to_parquet(parquet)
+    with pytest.raises(DataValidationError, match="'close' and 'CLOSE ' are both 'close'"):
+        load_raw_panel(parquet)

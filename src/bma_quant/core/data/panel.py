@@ -241,10 +241,19 @@ def read_table(path: str | Path, delimiter: str | None = None, decimal: str = ".
     else:
         raise DataValidationError(f"Unsupported input format {path.name}: use CSV or Parquet")
     known = RESERVED | {"level", LINE}
+    original = [str(c) for c in frame.columns]
     frame.columns = [
         str(c).strip().lower() if str(c).strip().lower() in known else str(c).strip()
         for c in frame.columns
     ]
+    if frame.columns.duplicated().any():  # "Close" and "close": which one is the price?
+        twins = {name: [o for o, n in zip(original, frame.columns, strict=True) if n == name]
+                 for name in frame.columns[frame.columns.duplicated()].unique()}
+        raise DataValidationError(
+            f"Input data rejected ({path}): columns that differ only by case or spaces name one "
+            "field twice: " + "; ".join(f"{' and '.join(map(repr, cols))} are both {name!r}"
+                                        for name, cols in twins.items())
+            + ". Keep one of each (column names are read without case).")
     if frame.empty:
         raise DataValidationError(
             f"Input file {path} has a header ({', '.join(c for c in frame.columns if c != LINE)}) "

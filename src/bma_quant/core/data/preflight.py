@@ -7,6 +7,8 @@ names) and right after the raw panel is read (universe size, dates for the CV la
 
 from __future__ import annotations
 
+import datetime
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -256,6 +258,24 @@ def _list_problems(params: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+PERIOD_DATES = ("periods.test_start", "periods.dev_start")
+
+
+def _iso_date_problem(value: Any) -> str | None:
+    """Why ``value`` is no YYYY-MM-DD date (02/01/2020 would be read either way), None if it is
+    one or null (YAML gives an unquoted 2020-01-02 as a date object)."""
+    if value is None or isinstance(value, datetime.date):
+        return None
+    text = str(value).strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return f"{value!r}"
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError as error:
+        return f"{value!r} ({error})"
+    return None
+
+
 def _shape_problems(params: Mapping[str, Any]) -> list[str]:
     """Parameters whose parts must agree: winsorising quantiles, CSCV blocks, search ranges."""
     problems = []
@@ -271,6 +291,10 @@ def _shape_problems(params: Mapping[str, Any]) -> list[str]:
             and periods.get("test_fraction") is None:
         problems.append("periods.test_start and periods.test_fraction are both null: set one "
                         "(the first test date, or the share of dates to test on)")
+    for key in PERIOD_DATES:
+        problem = _iso_date_problem(lookup(params, key))
+        if problem:
+            problems.append(f"{key} must be a date written YYYY-MM-DD (or null), got {problem}")
     blocks = lookup(params, "evaluation.overfitting.n_blocks")
     if blocks is not None and not (_whole(blocks, 2) and blocks % 2 == 0):
         problems.append("evaluation.overfitting.n_blocks must be an even whole number >= 2 (CSCV "

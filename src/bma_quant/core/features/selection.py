@@ -26,7 +26,7 @@ import pandas as pd
 from bma_quant.core.data.cv import DateFold
 from bma_quant.core.evaluation.metrics import ic_summary
 from bma_quant.core.features.decay import ewm_smooth
-from bma_quant.core.features.factors import MARKET_FAMILY
+from bma_quant.core.features.factors import MARKET_FAMILY, USER_FAMILY
 from bma_quant.core.features.transforms import row_ranks
 
 logger = logging.getLogger(__name__)
@@ -521,6 +521,30 @@ def _degraded_reason(label: np.ndarray, scope, per_ticker: list[str],
             n_ic_dates)
 
 
+def _warn_leak_suspects(suspects: list[str], rows: list[dict], families: Mapping[str, str],
+                        threshold: float) -> None:
+    """Name the factors the leak guard dropped, with what to check: a column of the file may be
+    computed by its vendor with later data; a computed factor passed the leak audit, so a real
+    effect on a short development period is the likelier cause."""
+    ic_of = {r["factor"]: r.get("max_abs_rank_ic", math.nan) for r in rows}
+    user = [n for n in suspects if families[n] == USER_FAMILY]
+    computed = [n for n in suspects if n not in user]
+    advice = []
+    if user:
+        advice.append("A column of the file (" + ", ".join(user) + ") may be computed with data "
+                      "after its date: ask how it is built before trusting it")
+    if computed:
+        advice.append(("a" if user else "A") + " factor the project computes ("
+                      + ", ".join(computed) + ") passed the "
+                      "leak audit, so on a short development period a real effect can reach the "
+                      "threshold: raise it if you trust the factor")
+    logger.warning(
+        "leak guard: dropped %d factor(s) whose |mean RankIC| with the label on the selection's "
+        "development dates is above feature_engineering.selection.leak_threshold (%g; suspected "
+        "look-ahead): %s. %s", len(suspects), threshold,
+        ", ".join(f"{n} ({ic_of[n]:.2f})" for n in suspects), "; ".join(advice))
+
+
 def _score_factors(features, families, per_ticker, scorer, fit_rows, degraded,
                    config: SelectionConfig) -> _Scored:
     """Lag and half-life per factor (when ICs exist), its variance and coverage on `fit_rows`,
@@ -619,14 +643,7 @@ def select_features(
         else:
             scored.drop[name] = "market context (constant across names on a date): not IC-ranked"
     if leak_suspects:
-        ic_of = {r["factor"]: r.get("max_abs_rank_ic", math.nan) for r in scored.rows}
-        logger.warning(
-            "leak guard: dropped %d factor(s) whose |mean RankIC| with the label on the selection's "
-            "development dates is above feature_engineering.selection.leak_threshold (%g; "
-            "suspected look-ahead): %s. A factor the project computes passed the leak audit; on "
-            "a short development period a real effect can reach the threshold: raise it if you "
-            "trust the factor", len(leak_suspects), config.leak_threshold,
-            ", ".join(f"{n} ({ic_of[n]:.2f})" for n in leak_suspects))
+        _warn_leak_suspects(leak_suspects, scored.rows, families, config.leak_threshold)
     table = pd.DataFrame(scored.rows)
     if len(table):
         table["status"] = [

@@ -102,6 +102,48 @@ class PanelCleaner:
             {"coverage_threshold": self.coverage_threshold, "eligibility": self.eligibility,
              "strict_active_days": getattr(self, "strict_active_days", None)})
 
+    def _filled(self, matrices: panel_lib.PanelMatrices) -> panel_lib.PanelMatrices:
+        filled, _ = cleaning.forward_fill_limited(
+            matrices, self.ffill_limit, cleaning.factor_fill_limits(
+                matrices.extra_columns, getattr(self, "factor_ffill_limit", None)))
+        return filled
+
+    def _split_repair(self, matrices: panel_lib.PanelMatrices) -> cleaning.SplitRepair:
+        splits = self.split_detection
+        if not (splits.get("enabled", True) and "max_abs_return" in splits):
+            return cleaning.SplitRepair(matrices, [], 0)
+        return cleaning.split_repair(
+            matrices, float(splits["max_abs_return"]), list(splits["ratios"]),
+            float(splits["tolerance"]),
+            # chains pickled before confirm_days existed repair on the one-day move alone
+            int(splits.get("confirm_days", 0)), splits.get("unit_tolerance"),
+            splits.get("max_gap_days"),  # None in chains pickled before it existed
+        )
+
+    def split_findings(self, raw: pd.DataFrame) -> tuple[list[cleaning.SplitEvent], list[dict]]:
+        """What `clean` finds on `raw` about splits, for the scoring run to say as training does:
+        the suspected splits (repaired, or pending at the slice's end: those names get no
+        score yet) and the held near-ratio moves left as they are (split or crash?)."""
+        frame = raw.loc[raw["ticker"].astype(str).isin(self.universe)]
+        if frame.empty:
+            return [], []
+        matrices = _reindex_matrix(panel_lib.to_matrices(frame), pd.Index(self.universe))
+        if self.strict_mode:
+            observed = matrices.close.notna()
+            matrices = matrices.select(
+                dates=matrices.dates[universe_lib.strict_date_mask(observed, self._rule())])
+        filled = self._filled(matrices)
+        events = self._split_repair(filled).events
+        splits = self.split_detection
+        near = []
+        if (splits.get("enabled", True) and "max_abs_return" in splits
+                and splits.get("report_tolerance") is not None):
+            near = cleaning.split_like_moves(
+                filled, float(splits["max_abs_return"]), list(splits["ratios"]),
+                float(splits["report_tolerance"]), int(splits.get("confirm_days", 0)),
+                events, splits.get("max_gap_days"))
+        return events, near
+
     def kept_dates(self, raw: pd.DataFrame) -> pd.DatetimeIndex:
         """The dates `clean` keeps on `raw` (the strict filter's; every date without it): the
         calendar a warm-up is counted on."""
@@ -131,18 +173,8 @@ class PanelCleaner:
                 dates=matrices.dates[universe_lib.strict_date_mask(observed, rule)]
             )
         unfilled = matrices.close
-        matrices, _ = cleaning.forward_fill_limited(
-            matrices, self.ffill_limit, cleaning.factor_fill_limits(
-                matrices.extra_columns, getattr(self, "factor_ffill_limit", None)))
-        splits = self.split_detection
-        if splits.get("enabled", True) and "max_abs_return" in splits:
-            matrices, _ = cleaning.repair_unadjusted_splits(
-                matrices, float(splits["max_abs_return"]), list(splits["ratios"]),
-                float(splits["tolerance"]),
-                # chains pickled before confirm_days existed repair on the one-day move alone
-                int(splits.get("confirm_days", 0)), splits.get("unit_tolerance"),
-                splits.get("max_gap_days"),  # None in chains pickled before it existed
-            )
+        matrices = self._filled(matrices)
+        matrices = self._split_repair(matrices).panel
         unmasked = matrices.close
         matrices, _ = cleaning.handle_stale_prices(
             matrices, int(self.stale.get("min_streak", 5)), self.stale.get("mask_after"),

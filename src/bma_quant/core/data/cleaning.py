@@ -246,6 +246,32 @@ def split_like_moves(panel: PanelMatrices, max_abs_return: float, ratios: list[f
     return [m for m in moves if (m["date"], m["ticker"]) not in done]
 
 
+def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict]) -> list[str]:
+    """The warnings a run gives about splits (data_processing on the training file, inference
+    on the scoring slice): repaired suspected splits, moves still awaiting confirmation at the
+    data's end (no score for those names yet), and held near-ratio moves left alone."""
+    out = []
+    if repaired:
+        out.append(f"repaired {len(repaired)} suspected unadjusted split(s): "
+                   + ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}" for e in repaired[:5]))
+    if pending:
+        out.append(
+            f"{len(pending)} name(s) moved near a split ratio within the data's last "
+            "processing.split_detection.confirm_days dates ("
+            + ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}?" for e in pending[:5])
+            + "): split or crash cannot be told yet, so their prices from that date on are left "
+            "out (no features, no score) until enough closes follow")
+    if near:
+        out.append(
+            f"{len(near)} one-day move(s) near a split ratio that held for processing."
+            "split_detection.confirm_days were not repaired (further than its tolerance): "
+            + ", ".join(f"{m['ticker']}@{m['date']} {100 * m['change']:+.1f}% "
+                        f"(x{m['nearest_ratio']:g}?)" for m in near[:5])
+            + ". An unadjusted split on a day the stock also moved, or a real crash? Adjust the "
+            "file, or widen processing.split_detection.tolerance")
+    return out
+
+
 def _holds_new_level(before: float, level: float, after: np.ndarray) -> bool:
     """True when every later close is nearer (in log terms) to the new level than to the old one:
     a split moves the price to a new level and it stays there; a crash that rebounds does not."""

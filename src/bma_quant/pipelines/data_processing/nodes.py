@@ -222,27 +222,10 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
         start = pd.Timestamp(used_from) if used_from else None
         return [e for e in events if start is None or pd.Timestamp(e["date"]) >= start]
 
-    splits = used(log["suspected_splits"])
-    if splits:
-        logger.warning("repaired %d suspected unadjusted split(s): %s", len(splits),
-                       ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}" for e in splits[:5]))
-    pending = log.get("unconfirmed_splits") or []
-    if pending:
-        logger.warning(
-            "%d name(s) moved near a split ratio within the file's last processing.split_detection"
-            ".confirm_days dates (%s): split or crash cannot be told yet, so their prices from "
-            "that date on are left out (no features, no prediction) until enough closes follow",
-            len(pending), ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}?"
-                                    for e in pending[:5]))
-    moves = used(log.get("split_like_moves") or [])
-    if moves:
-        logger.warning(
-            "%d one-day move(s) near a split ratio that held for processing.split_detection."
-            "confirm_days were not repaired (further than its tolerance): %s. An unadjusted "
-            "split on a day the stock also moved, or a real crash? Adjust the file, or widen "
-            "processing.split_detection.tolerance", len(moves),
-            ", ".join(f"{m['ticker']}@{m['date']} {100 * m['change']:+.1f}% (x{m['nearest_ratio']:g}"
-                      f"?)" for m in moves[:5]))
+    for text in cleaning.split_warnings(used(log["suspected_splits"]),
+                                        log.get("unconfirmed_splits") or [],
+                                        used(log.get("split_like_moves") or [])):
+        logger.warning(text)
 
 
 def _warn_dates_before_dev_start(dates: pd.DatetimeIndex, dev_start) -> None:

@@ -4,10 +4,12 @@ params), score the last date, and turn the scores into target portfolio weights.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 
+from bma_quant.core.data import cleaning
 from bma_quant.core.data import panel as panel_lib
 from bma_quant.core.evaluation.portfolio import SECTOR, PortfolioRule, target_weights
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
@@ -158,11 +160,24 @@ def _warn_widened(book: pd.DataFrame, rule: PortfolioRule) -> None:
         beyond_long + beyond_short, rule.gross_exposure / sides / per_quantile)
 
 
+def _warn_splits(raw: pd.DataFrame, cleaner) -> None:
+    """The scoring slice's suspected splits and near-split moves, said as data_processing says
+    them on the training file (the chain repairs the same ones, with the training settings)."""
+    if cleaner is None or not hasattr(cleaner, "split_findings"):
+        return
+    events, near = cleaner.split_findings(raw)
+    as_dicts = [asdict(e) for e in events]
+    for text in cleaning.split_warnings([e for e in as_dicts if e["status"] == "repaired"],
+                                        [e for e in as_dicts if e["status"] == "pending"], near):
+        logger.warning("inference panel: %s", text)
+
+
 def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
                    ) -> tuple[pd.DataFrame, dict]:
     """Per name on the last date: score, rank (1 = best), quantile (n_quantiles = best), target
     weight under ``inference.portfolio``, sector (when the panel has one), model name and
     version."""
+    _warn_splits(raw, getattr(model.chain, "cleaner", None))
     scores = model.predict_last_date(raw)[["date", "ticker", "prediction"]]
     scores = scores.rename(columns={"prediction": "score"})
     scores["ticker"] = scores["ticker"].astype(str)

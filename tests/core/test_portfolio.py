@@ -104,3 +104,16 @@ def test_uneven_sides_are_trimmed_to_stay_net_zero():
     assert w.to_dict() == pytest.approx({"a": -0.2, "b": -0.2, "c": 0.1, "d": 0.1, "e": 0.1,
                                          "f": 0.1})
     assert summary["net"] == pytest.approx(0.0) and summary["gross"] == pytest.approx(0.8)
+
+
+def test_no_cap_by_default_gives_the_quantile_book():
+    """max_weight null (the default): the cap is the gross exposure, so 20 names in quintiles
+    hold 0.125 per name on each side, the book the evaluation backtest scores, not widened."""
+    rule = PortfolioRule.from_params({"style": "long_short", "n_quantiles": 5,
+                                      "gross_exposure": 1.0, "max_weight": None})
+    assert rule.max_weight == 1.0
+    frame = pd.DataFrame({"ticker": [f"T{i:02d}" for i in range(20)],
+                          "score": np.linspace(1.0, -1.0, 20)})
+    out, summary = target_weights(frame, rule)
+    held = out.loc[out["weight"] != 0, "weight"]
+    assert len(held) == 8 and np.allclose(held.abs(), 0.125) and summary["shortfall"] == 0

@@ -54,7 +54,8 @@ class PortfolioRule:
         return cls(style=str(params.get("style", "long_short")),
                    n_quantiles=int(params.get("n_quantiles", 5)),
                    gross_exposure=float(params.get("gross_exposure", 1.0)),
-                   max_weight=float(params.get("max_weight", 0.1)),
+                   # null: no cap below the gross exposure (the evaluation backtest's book)
+                   max_weight=float(params.get("max_weight") or params.get("gross_exposure", 1.0)),
                    sector_neutral=bool(params.get("sector_neutral", True)))
 
 

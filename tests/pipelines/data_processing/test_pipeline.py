@@ -293,6 +293,28 @@ def test_one_name_under_two_tickers_is_warned_about(tmp_path, market, caplog):
     assert "1 group(s) of tickers have identical close series (e.g. T0003 = T0003B)" in caplog.text
 
 
+def test_a_code_back_after_a_long_absence_is_reported(tmp_path, market, caplog):
+    """T0002 stops, and 33 dates later its code carries another company's prices (3x the level):
+    named in the report and a warning, since its windows would compare the two. A gap within
+    processing.long_absence_days (T0004, 10 dates) is not."""
+    panel = market.panel.copy()
+    day = np.sort(panel["date"].unique())
+    t2 = panel["ticker"] == "T0002"
+    panel = panel[~(t2 & panel["date"].isin(day[300:333]))].copy()
+    t2 = panel["ticker"] == "T0002"
+    panel.loc[t2 & (panel["date"] >= day[333]), ["open", "high", "low", "close"]] *= 3.0
+    panel = panel[~((panel["ticker"] == "T0004") & panel["date"].isin(day[100:110]))]
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    (absence,) = out["data_quality_report"]["long_absences"]
+    assert (absence["ticker"], absence["back_on"], absence["dates_missed"]) == (
+        "T0002", str(pd.Timestamp(day[333]).date()), 33)
+    assert 2.0 < absence["price_ratio"] < 5.0  # x3 and 33 dates of drift
+    assert "1 name(s) are back after more than processing.long_absence_days" in caplog.text
+
+
 def test_a_hole_in_the_calendar_is_refused_unless_the_data_start_after_it(tmp_path, market):
     """Two months with no date at all (a file stitched from two downloads): the labels and rolling
     features across them would span the hole, so the run stops naming it and what to do."""

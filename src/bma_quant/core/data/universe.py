@@ -161,6 +161,27 @@ def listing_events(observed: pd.DataFrame, ffill_limit: int = 0) -> dict:
     }
 
 
+def long_absences(close: pd.DataFrame, min_dates: int) -> list[dict]:
+    """Names back after more than ``min_dates`` dates without a close: a code reused by another
+    company looks like this, and price windows (momentum, drawdown) across the gap would compare
+    the two. Each with its last close before, its first close after, the dates missed and the
+    price ratio across the gap (for the data-quality report)."""
+    out = []
+    values = close.to_numpy(dtype=float)
+    dates = close.index
+    for j, ticker in enumerate(close.columns):
+        rows = np.flatnonzero(np.isfinite(values[:, j]))
+        if len(rows) < 2:
+            continue
+        missed = np.diff(rows) - 1
+        for k in np.flatnonzero(missed > int(min_dates)):
+            before, after = rows[k], rows[k + 1]
+            out.append({"ticker": str(ticker), "last_close": str(dates[before].date()),
+                        "back_on": str(dates[after].date()), "dates_missed": int(missed[k]),
+                        "price_ratio": round(float(values[after, j] / values[before, j]), 4)})
+    return out
+
+
 def universe_summary(eligible: pd.DataFrame) -> dict:
     """Eligible names per date (min / median / max), eligible rows, never-eligible names."""
     per_date = eligible.sum(axis=1)

@@ -128,6 +128,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "dropped_dates": int((~keep).sum()),
         "coverage": float(kept.close.notna().to_numpy().mean()),
         **universe.listing_events(observed, int(processing["ffill_limit"])),
+        "long_absences": (universe.long_absences(kept.close, int(processing["long_absence_days"]))
+                          if processing.get("long_absence_days") is not None else []),
         "suspected_splits": [asdict(e) for e in events],
         # near-ratio moves at the file's end that confirm_days closes have not yet confirmed
         "unconfirmed_splits": [asdict(e) for e in split_repair.events if e.status == "pending"],
@@ -218,6 +220,16 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
             "trading leaves the cross-section after that", len(log["missing_at_end"]),
             ", ".join(f"{t} (last close {d})" for t, d in list(log["missing_at_end"].items())[:3]),
             ffill_limit)
+    if log.get("long_absences"):
+        shown = "; ".join(f"{a['ticker']}: last close {a['last_close']}, back on {a['back_on']} "
+                          f"after {a['dates_missed']} dates, price x{a['price_ratio']:g}"
+                          for a in log["long_absences"][:3])
+        logger.warning(
+            "%d name(s) are back after more than processing.long_absence_days dates without a "
+            "close (%s): if a code was reused by another company, its momentum and other "
+            "windows across the gap compare two companies: give it another ticker in the file",
+            len(log["long_absences"]), shown)
+
     def used(events: list[dict]) -> list[dict]:
         start = pd.Timestamp(used_from) if used_from else None
         return [e for e in events if start is None or pd.Timestamp(e["date"]) >= start]
@@ -398,6 +410,7 @@ def data_quality_report(
         "flat_dates": len(report.get("flat_dates", [])),
         "late_listings": len(report["late_listings"]),
         "delistings": len(report["delistings"]),
+        "long_absences": len(report.get("long_absences", [])),
         "missing_at_end": len(report.get("missing_at_end", {})),
         "no_volume_tickers": len(report.get("no_volume", [])),
         "bars_outside_range": report.get("bars_outside_range", 0),

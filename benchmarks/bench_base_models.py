@@ -67,8 +67,11 @@ def main() -> None:
         f"## base_models ({N_TICKERS} tickers x {N_DAYS} days, synthetic)",
         "",
         f"{machine_line('at the end')}; n_jobs {params['n_jobs']}; "
-        f"{'reduced (BENCH_SIZE=small)' if SMALL else 'default'} tuning budget: {tuning_cfg['n_trials']} trials or {tuning_cfg['timeout']} s per "
-        "learner (no new trial after the timeout), MedianPruner over the folds.",
+        f"{'reduced (BENCH_SIZE=small)' if SMALL else 'default'} tuning budget: "
+        f"{tuning_cfg['n_trials']} trials per learner"
+        + (f" or {tuning_cfg['timeout']} s (no new trial after the timeout)"
+           if tuning_cfg.get("timeout") else " (a count; no time limit)")
+        + ", MedianPruner over the folds.",
         f"Inputs: {len(training_inputs.data.label):,} development rows, "
         f"{len(training_inputs.test_X):,} test rows, {len(training_inputs.feature_names)} "
         f"features, {len(training_inputs.cache.folds)} purged folds; upstream (synthetic market "

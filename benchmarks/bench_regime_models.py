@@ -103,7 +103,12 @@ def main() -> None:
         + ", ".join(f"{r} {m.get(f'{model}.{r}.oof_rank_ic_mean', float('nan')):.4f} / "
                     f"{m.get(f'global_{learner}.{r}.oof_rank_ic_mean', float('nan')):.4f}"
                     for r in ("bull", "neutral", "bear"))
-        + " (regime / global by regime).",
+        + " (regime / global by regime; the global learner's out-of-fold predictions come from "
+        "base_models, which this timing bench does not run).",
+        "A timing bench: its market's regimes move the planted signal_1's payoff, which the "
+        "default detector's evidence (the momentum / reversal / low-volatility portfolios' "
+        "returns) does not watch, so these quality figures say little; the regime layer's "
+        "quality is measured in \"regime quality\" below.",
     ]
     publish(SECTION, "\n".join(lines))
 

@@ -332,3 +332,39 @@ def test_split_repair_reads_no_close_after_the_date_it_changes():
     for end in range(15, 60):
         cut = cleaning.split_repair(panel.PanelMatrices({"close": close.iloc[:end + 1]}), *args)
         pd.testing.assert_frame_equal(cut.panel.close, full.panel.close.iloc[:end + 1])
+
+
+def test_withheld_prices_lose_no_return_a_holder_earned():
+    """While a near-ratio move awaits confirmation its prices are withheld; the first close after
+    the run is measured from the last close before it, so a real crash that rebounds keeps its
+    -24 % over the window and a confirmed split its adjusted (small) move: compounded daily
+    returns equal the true ones."""
+    dates = pd.bdate_range("2021-01-04", periods=12)
+    crash = [100, 100, 100, 50, 52, 75, 76, 76, 75, 76, 76, 76.0]  # -50 %, then rebounds to -24 %
+    split = [100, 100, 100, 50.5, 51, 50, 51, 50.5, 51, 51, 51.5, 52.0]  # 2:1, held
+    close = pd.DataFrame({"C": crash, "S": split}, index=dates)
+    repair = cleaning.split_repair(panel.PanelMatrices({"close": close}), 0.4, [2, 3], 0.02, 5)
+    assert repair.withheld["C"].tolist()[3:6] == [True, True, False]
+    returns = cleaning.daily_returns(repair.panel.close, repair.withheld)
+    grown = (1 + returns.fillna(0.0)).prod()
+    assert grown["C"] == pytest.approx(76 / 100)  # the real loss, earned when the level broke
+    assert grown["S"] == pytest.approx(52 * 2 / 100)  # the split-adjusted move
+    assert returns["C"].iloc[5] == pytest.approx(75 / 100 - 1)  # measured from the last close
+    # without the mask the withheld window would drop the crash: +1 % instead of -24 %
+    plain = (1 + cleaning.daily_returns(repair.panel.close).fillna(0.0)).prod()
+    assert plain["C"] == pytest.approx(76 / 75)
+
+
+def test_no_close_after_a_move_is_no_evidence_of_a_split():
+    """A -50 % last print before a name stops trading: the forward fill's copies of it are not
+    closes the file gave, so they confirm nothing and the move stays a real return."""
+    dates = pd.bdate_range("2021-01-04", periods=12)
+    observed = pd.DataFrame({"A": [100, 101, 100, 50] + [np.nan] * 8}, index=dates)
+    filled = observed.ffill(limit=5)
+    repair = cleaning.split_repair(panel.PanelMatrices({"close": filled}), 0.4, [2, 3], 0.02, 5,
+                                   observed=observed)
+    assert repair.events == []
+    assert repair.panel.close["A"].iloc[8] == 50  # not rescaled x2
+    # the copies alone, read as closes, would have confirmed it
+    copies = cleaning.split_repair(panel.PanelMatrices({"close": filled}), 0.4, [2, 3], 0.02, 5)
+    assert [e.status for e in copies.events] == ["repaired"]

@@ -158,16 +158,28 @@ def test_two_digit_years_are_refused_and_one_numeric_format_is_read_whole(tmp_pa
         path = tmp_path / f"{name}.csv"
         path.write_text("date,ticker,close\n" + "\n".join(f"{d},A,{i + 1}"
                                                           for i, d in enumerate(dates)))
-        with pytest.raises(DataValidationError, match="two-digit years are ambiguous"):
+        with pytest.raises(DataValidationError, match="without a four-digit year are ambiguous"):
             load_raw_panel(path)
     index = tmp_path / "index.csv"
     index.write_text("date,level\n01/02/21,100\n13/02/21,101\n")
-    with pytest.raises(DataValidationError, match="two-digit years"):
+    with pytest.raises(DataValidationError, match="without a four-digit year"):
         load_index_series(index)
     dashed = tmp_path / "dashed.csv"
     dashed.write_text("date,ticker,close\n30-12-2020,A,1\n31-12-2020,A,2\n04-01-2021,A,3\n")
-    assert list(load_raw_panel(dashed)["date"]) == list(
-        pd.to_datetime(["2020-12-30", "2020-12-31", "2021-01-04"]))
+    expected = list(pd.to_datetime(["2020-12-30", "2020-12-31", "2021-01-04"]))
+    assert list(load_raw_panel(dashed)["date"]) == expected
+    # the same rule with a time of day (the day is kept), and one that only reads day first
+    for rows in (["30-12-2020 16:00", "31-12-2020 16:00", "04-01-2021 16:00"],
+                 ["30.12.2020 16:00:00", "31.12.2020 16:00:00", "04.01.2021 16:00:00"],
+                 ["12/30/2020 16:00", "12/31/2020 16:00", "01/04/2021 16:00"]):
+        timed = tmp_path / "timed.csv"
+        timed.write_text("date,ticker,close\n" + "\n".join(f"{d},A,{i + 1}"
+                                                          for i, d in enumerate(rows)))
+        assert list(load_raw_panel(timed)["date"]) == expected, rows
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("date,ticker,close\n2020-12-30,A,1\n31-12-2020,A,2\n")
+    with pytest.raises(DataValidationError, match="some dates put the year first"):
+        load_raw_panel(mixed)
 
 
 def test_columns_differing_only_by_case_are_refused_by_name(tmp_path):

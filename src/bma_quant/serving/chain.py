@@ -108,7 +108,8 @@ class PanelCleaner:
                 matrices.extra_columns, getattr(self, "factor_ffill_limit", None)))
         return filled
 
-    def _split_repair(self, matrices: panel_lib.PanelMatrices) -> cleaning.SplitRepair:
+    def _split_repair(self, matrices: panel_lib.PanelMatrices,
+                      observed: pd.DataFrame | None = None) -> cleaning.SplitRepair:
         splits = self.split_detection
         if not (splits.get("enabled", True) and "max_abs_return" in splits):
             return cleaning.SplitRepair(matrices, [], 0)
@@ -118,6 +119,7 @@ class PanelCleaner:
             # chains pickled before confirm_days existed repair on the one-day move alone
             int(splits.get("confirm_days", 0)), splits.get("unit_tolerance"),
             splits.get("max_gap_days"),  # None in chains pickled before it existed
+            observed=observed,
         )
 
     def split_findings(self, raw: pd.DataFrame) -> tuple[list[cleaning.SplitEvent], list[dict]]:
@@ -133,7 +135,7 @@ class PanelCleaner:
             matrices = matrices.select(
                 dates=matrices.dates[universe_lib.strict_date_mask(observed, self._rule())])
         filled = self._filled(matrices)
-        events = self._split_repair(filled).events
+        events = self._split_repair(filled, matrices.close).events
         splits = self.split_detection
         near = []
         if (splits.get("enabled", True) and "max_abs_return" in splits
@@ -174,7 +176,8 @@ class PanelCleaner:
             )
         unfilled = matrices.close
         matrices = self._filled(matrices)
-        matrices = self._split_repair(matrices).panel
+        repair = self._split_repair(matrices, unfilled)
+        matrices = repair.panel
         unmasked = matrices.close
         matrices, _ = cleaning.handle_stale_prices(
             matrices, int(self.stale.get("min_streak", 5)), self.stale.get("mask_after"),
@@ -188,7 +191,7 @@ class PanelCleaner:
                        if c != "close" and c not in cleaning.PRICE_FIELDS]
         if self.impute and impute_cols:
             matrices, _ = cleaning.impute_cross_sectional_median(matrices, impute_cols)
-        returns = cleaning.daily_returns(matrices.close)
+        returns = cleaning.daily_returns(matrices.close, repair.withheld)
         return panel_lib.to_long(matrices, extra={"ret_1d": returns})
 
 

@@ -136,6 +136,13 @@ def test_processing_is_prefix_invariant(tmp_path, market):
         fl = full["labels"][full["labels"]["date"] <= label_cut].reset_index(drop=True)
         cl = cut["labels"][cut["labels"]["date"] <= label_cut].reset_index(drop=True)
         pd.testing.assert_frame_equal(fl, cl)
+    # T0004's real crash and rebound: withheld while undecided, but its daily returns still
+    # compound to the real move over the window (the backtest earns it)
+    t4 = primary[primary["ticker"] == "T0004"].set_index("date")
+    window = t4.loc[raw_days[399]:raw_days[404]]
+    assert window["close"].isna().any()
+    grown = float((1 + window["ret_1d"].iloc[1:].fillna(0.0)).prod())
+    assert grown == pytest.approx(window["close"].iloc[-1] / window["close"].iloc[0])
     # the hovering names really move in and out of the universe on coverage, not only on gaps
     eligible = primary.pivot(index="date", columns="ticker", values="eligible")
     eligible = eligible.fillna(False).astype(bool)  # no row before a name lists
@@ -313,6 +320,26 @@ def test_a_code_back_after_a_long_absence_is_reported(tmp_path, market, caplog):
         "T0002", str(pd.Timestamp(day[333]).date()), 33)
     assert 2.0 < absence["price_ratio"] < 5.0  # x3 and 33 dates of drift
     assert "1 name(s) are back after more than processing.long_absence_days" in caplog.text
+
+
+def test_a_move_on_the_files_last_dates_is_pending_and_said_once(tmp_path, market, caplog):
+    """Halved on the last two dates: undecided (split or crash), reported under
+    unconfirmed_splits with one warning, not also as a held move left unrepaired."""
+    panel = market.panel.copy()
+    day = np.sort(panel["date"].unique())
+    t1 = panel["ticker"] == "T0001"
+    level = float(panel.loc[t1 & (panel["date"] == day[-3]), "close"].iloc[0])
+    panel.loc[t1 & panel["date"].isin(day[-2:]), ["open", "high", "low", "close"]] = level / 2
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    report = out["data_quality_report"]
+    assert [(e["ticker"], e["status"]) for e in report["unconfirmed_splits"]] == [
+        ("T0001", "pending")]
+    assert report["split_like_moves"] == [] and report["split_withheld_cells"] == 2
+    assert "moved near a split ratio within the data's last" in caplog.text
+    assert "were not repaired" not in caplog.text
 
 
 def test_a_hole_in_the_calendar_is_refused_unless_the_data_start_after_it(tmp_path, market):

@@ -60,11 +60,13 @@ class SplitRepair:
     panel: PanelMatrices
     events: list[SplitEvent]  # repaired and pending suspected splits
     withheld_cells: int  # prices withheld while a near-ratio move awaited its confirmation
+    withheld: pd.DataFrame | None = None  # those cells (date x ticker bool); None = none
 
 
 def repair_unadjusted_splits(
     panel: PanelMatrices, max_abs_return: float, ratios: list[float], tolerance: float,
     confirm_days: int, unit_tolerance: float | None = None, max_gap_days: int | None = None,
+    observed: pd.DataFrame | None = None,
 ) -> tuple[PanelMatrices, list[SplitEvent]]:
     """Detect and forward-adjust suspected unadjusted splits (and reverse splits), causally.
 
@@ -90,17 +92,21 @@ def repair_unadjusted_splits(
     Moves beyond `max_abs_return` are checked, and also smaller ones near a configured ratio
     whose split moves the price less (1.5: a 3:2 split is -33 %)."""
     result = split_repair(panel, max_abs_return, ratios, tolerance, confirm_days,
-                          unit_tolerance, max_gap_days)
+                          unit_tolerance, max_gap_days, observed)
     return result.panel, result.events
 
 
 def split_repair(
     panel: PanelMatrices, max_abs_return: float, ratios: list[float], tolerance: float,
     confirm_days: int, unit_tolerance: float | None = None, max_gap_days: int | None = None,
+    observed: pd.DataFrame | None = None,
 ) -> SplitRepair:
-    """`repair_unadjusted_splits` with the count of withheld cells (the data-quality report)."""
+    """`repair_unadjusted_splits` with the withheld cells (the data-quality report, and the
+    daily returns that span them). `observed`: the closes the file gave, before the forward
+    fill: only they confirm or break a new level (a carried copy of the last close is no
+    evidence that a price held); None = the panel's closes."""
     close = panel.close
-    closes = close.to_numpy(dtype=float)
+    closes = (close if observed is None else observed.reindex_like(close)).to_numpy(dtype=float)
     factor = np.ones(close.shape)
     withheld = np.zeros(close.shape, dtype=bool)
     events: list[SplitEvent] = []
@@ -118,7 +124,8 @@ def split_repair(
         if back is not None and back[0] == i and np.isclose(back[1] * move.nearest, 1.0):
             continue  # the way back from a move that did not hold (a few bad prints): no split
         decided = _confirmation_row(closes[:, j], i, int(confirm_days),
-                                    left=closes[i, j] / (1.0 + move.change))
+                                    left=close.iat[i, j] / (1.0 + move.change),
+                                    level=close.iat[i, j])
         if not (decided.held or decided.pending):
             undoing[j] = (decided.row, move.nearest)
         withheld[i:decided.row, j] = True
@@ -137,7 +144,8 @@ def split_repair(
     if "volume" in values:
         values["volume"] = (values["volume"] / factor).mask(withheld)
     return SplitRepair(PanelMatrices(values, panel.sector, panel.extra_columns), events,
-                       int(withheld.sum()))
+                       int(withheld.sum()),
+                       pd.DataFrame(withheld, index=close.index, columns=close.columns))
 
 
 @dataclass(frozen=True)
@@ -156,20 +164,26 @@ class Confirmation:
     pending: bool  # the panel ended first: undecided
 
 
-def _confirmation_row(closes: np.ndarray, row: int, confirm_days: int, left: float
-                      ) -> Confirmation:
+def _confirmation_row(closes: np.ndarray, row: int, confirm_days: int, left: float,
+                      level: float | None = None) -> Confirmation:
     """Walk the `confirm_days` dates after a candidate move at `row` away from the level `left`:
     the first close that does not hold the new level decides "no split" on its date; holding
     through all of them decides "split" on the last one. Missing closes neither confirm nor
-    break."""
+    break; with none at all there is no evidence of a split. `level`: the move's new close
+    (default: `closes[row]`)."""
+    level = closes[row] if level is None else level
     end = row + confirm_days
+    seen = 0
     for k in range(row + 1, min(end, len(closes) - 1) + 1):
-        if np.isfinite(closes[k]) and not _holds_new_level(left, closes[row],
-                                                           closes[k:k + 1]):
+        if not np.isfinite(closes[k]):
+            continue
+        seen += 1
+        if not _holds_new_level(left, level, closes[k:k + 1]):
             return Confirmation(k, held=False, pending=False)
-    if end <= len(closes) - 1:
-        return Confirmation(end, held=True, pending=False)
-    return Confirmation(len(closes), held=False, pending=True)
+    if end > len(closes) - 1:
+        return Confirmation(len(closes), held=False, pending=True)
+    # no close at all after the move (a name that stopped trading): no evidence of a split
+    return Confirmation(end, held=seen > 0 or confirm_days == 0, pending=False)
 
 
 def _candidate_bound(max_abs_return: float, ratios: list[float], tolerance: float) -> float:
@@ -428,6 +442,15 @@ def impute_cross_sectional_median(
     return replace(panel, values=values), filled
 
 
-def daily_returns(close: pd.DataFrame) -> pd.DataFrame:
-    """Close-to-close returns within a ticker (NaN where either close is missing)."""
-    return close / close.shift(1) - 1.0
+def daily_returns(close: pd.DataFrame, withheld: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Close-to-close returns within a ticker (NaN where either close is missing). After a run
+    of `withheld` cells (a suspected split awaiting confirmation) the first close is measured from
+    the last close before the run: the real move of a crash that rebounded, or the split-adjusted
+    one, is earned on the day it is known (a backtest holding the name loses nothing of it)."""
+    previous = close.shift(1)
+    if withheld is not None and withheld.to_numpy().any():
+        held = withheld.reindex_like(close).fillna(False).astype(bool)
+        after_run = held.shift(1, fill_value=False) & ~held
+        before_run = close.mask(held).ffill().shift(1)  # the last close before the run
+        previous = previous.mask(after_run, before_run)
+    return close / previous - 1.0

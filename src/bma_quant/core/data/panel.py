@@ -500,6 +500,9 @@ class PanelMatrices:
     extra_columns: list[str] = field(default_factory=list)
     # date x ticker bool: in the point-in-time cross-section (core.data.universe); None = not decided
     eligible: pd.DataFrame | None = None
+    # date x ticker bool: prices withheld while a suspected split awaited its confirmation
+    # (core.data.cleaning.split_repair); the next daily return spans them. None = none.
+    withheld: pd.DataFrame | None = None
 
     @property
     def close(self) -> pd.DataFrame:
@@ -521,6 +524,7 @@ class PanelMatrices:
             None if self.sector is None else self.sector.loc[rows, cols],
             list(self.extra_columns),
             None if self.eligible is None else self.eligible.loc[rows, cols],
+            None if self.withheld is None else self.withheld.loc[rows, cols],
         )
 
 

@@ -226,7 +226,8 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
 # the local wall time. Offsets that change with daylight saving would otherwise not parse.
 UTC_OFFSET = r"^(.*\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|[+-]\d{2}:?\d{2})$"
 # 2020-01-02, 02.01.2020, 01/02/2020, 02-01-20: three numeric fields and one separator
-NUMERIC_DATE = r"^(?P<a>\d{1,4})(?P<sep>[/.\-])(?P<b>\d{1,2})(?P=sep)(?P<c>\d{1,4})$"
+NUMERIC_DATE = (r"^(?P<a>\d{1,4})(?P<sep>[/.\-])(?P<b>\d{1,2})(?P=sep)(?P<c>\d{1,4})"
+                r"(?P<time>[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
 
 
 def local_wall_time(text: pd.Series) -> pd.Series:
@@ -250,7 +251,8 @@ def _parse_date_text(text: pd.Series) -> pd.Series:
     codes, distinct = pd.factorize(text)
     values = pd.Series(distinct, dtype="string")
     fields = values.str.extract(NUMERIC_DATE)
-    if len(values) and fields.notna().all(axis=None) and fields["sep"].nunique() == 1:
+    if (len(values) and fields[["a", "sep", "b", "c"]].notna().all(axis=None)
+            and fields["sep"].nunique() == 1):
         parsed = _parse_numeric_dates(values, fields)
     else:
         parsed = pd.to_datetime(values, errors="coerce")
@@ -262,21 +264,35 @@ def _parse_date_text(text: pd.Series) -> pd.Series:
 
 def _parse_numeric_dates(text: pd.Series, fields: pd.DataFrame) -> pd.Series:
     sep = fields["sep"].iloc[0]
-    if fields["a"].str.len().eq(4).all():
-        return pd.to_datetime(text, errors="coerce", format=f"%Y{sep}%m{sep}%d")
-    if not fields["c"].str.len().eq(4).all():
-        example = text.iloc[int(np.argmax(~fields["c"].str.len().eq(4).to_numpy()))]
-        raise AmbiguousDates(f"two-digit years are ambiguous (e.g. {example!r}: which century, and "
-                             "which field is the year?): write every date as YYYY-MM-DD")
-    day_first = fields["a"].astype(int).gt(12).any()
-    month_first = fields["b"].astype(int).gt(12).any()
-    if day_first and month_first:
-        raise AmbiguousDates("some dates read only day first and others only month first: write "
-                             "every date as YYYY-MM-DD")
-    if not (day_first or month_first):
-        day_first = sep != "/"
-    order = f"%d{sep}%m{sep}%Y" if day_first else f"%m{sep}%d{sep}%Y"
-    return pd.to_datetime(text, errors="coerce", format=order)
+    year_first, year_last = fields["a"].str.len().eq(4), fields["c"].str.len().eq(4)
+    if year_first.all():
+        order = f"%Y{sep}%m{sep}%d"
+    elif year_last.all():
+        day_first = fields["a"].astype(int).gt(12).any()
+        month_first = fields["b"].astype(int).gt(12).any()
+        if day_first and month_first:
+            raise AmbiguousDates("some dates read only day first and others only month first: "
+                                 "write every date as YYYY-MM-DD")
+        if not (day_first or month_first):
+            day_first = sep != "/"
+        order = f"%d{sep}%m{sep}%Y" if day_first else f"%m{sep}%d{sep}%Y"
+    elif (year_first | year_last).all():
+        raise AmbiguousDates(
+            f"some dates put the year first ({text[year_first].iloc[0]!r}) and others last "
+            f"({text[year_last].iloc[0]!r}): mixed formats are ambiguous: write every date as "
+            "YYYY-MM-DD")
+    else:
+        example = text[~(year_first | year_last)].iloc[0]
+        raise AmbiguousDates(f"dates without a four-digit year are ambiguous (e.g. {example!r}: "
+                             "which century, and which field is the year?): write every date as "
+                             "YYYY-MM-DD")
+    dates = pd.to_datetime(fields["a"] + sep + fields["b"] + sep + fields["c"], errors="coerce",
+                           format=order)
+    times = fields["time"].fillna("").str.lstrip(" T")
+    if times.ne("").any():  # a time of day rides along (trading_days keeps the day)
+        clock = times.where(times.str.count(":") != 1, times + ":00").replace("", "00:00:00")
+        dates = dates + pd.to_timedelta(clock, errors="coerce")
+    return pd.Series(dates.to_numpy(), index=text.index)
 
 
 def local_clock(stamps: pd.Series) -> pd.Series:

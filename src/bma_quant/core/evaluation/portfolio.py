@@ -7,10 +7,11 @@ side. Constraints:
 
 - ``gross_exposure``: sum of |weights|. ``long_short`` puts half on each side (net zero);
   ``long_only`` puts all of it on the long side.
-- ``max_weight``: cap on |weight| per name. When the quantile is too small to hold its side's
-  budget under the cap, the side widens to the next-best names (equal weight over the
-  ceil(budget / max_weight) best), never past the middle quantile; if even the whole half cannot
-  hold it, every name of the half sits at the cap and the shortfall is reported.
+- ``max_weight``: cap on |weight| per name (None: none below the gross exposure). When the
+  quantile is too small to hold its side's budget under the cap, the side widens to the
+  next-best names (equal weight over the ceil(budget / max_weight) best), never past the middle
+  quantile; if even the whole half cannot hold it, every name of the half sits at the cap and
+  the shortfall is reported.
 - ``sector_neutral`` (when a ``sector`` column is given): quantiles and budgets per sector, each
   sector's budget proportional to its number of names, so every sector's net weight is zero
   (``long_short``) or its weight equals its share of the equal-weighted universe (``long_only``).
@@ -35,10 +36,12 @@ class PortfolioRule:
     style: str = "long_short"
     n_quantiles: int = 5
     gross_exposure: float = 1.0
-    max_weight: float = 0.1
+    max_weight: float | None = None  # None: no cap below the gross exposure
     sector_neutral: bool = True
 
     def __post_init__(self) -> None:
+        if self.max_weight is None:
+            object.__setattr__(self, "max_weight", float(self.gross_exposure))
         if self.style not in STYLES:
             raise ValueError(f"portfolio.style must be one of {STYLES}, got {self.style!r}")
         if int(self.n_quantiles) < 2:
@@ -55,7 +58,8 @@ class PortfolioRule:
                    n_quantiles=int(params.get("n_quantiles", 5)),
                    gross_exposure=float(params.get("gross_exposure", 1.0)),
                    # null: no cap below the gross exposure (the evaluation backtest's book)
-                   max_weight=float(params.get("max_weight") or params.get("gross_exposure", 1.0)),
+                   max_weight=(None if params.get("max_weight") is None
+                               else float(params["max_weight"])),
                    sector_neutral=bool(params.get("sector_neutral", True)))
 
 

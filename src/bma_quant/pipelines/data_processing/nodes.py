@@ -95,6 +95,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
             filled_panel, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
             float(splits_cfg["tolerance"]), int(splits_cfg["confirm_days"]),
             splits_cfg.get("unit_tolerance"), splits_cfg.get("max_gap_days"),
+            observed=kept.close,
         )
         if splits_cfg.get("enabled", True) else cleaning.SplitRepair(filled_panel, [], 0)
     )
@@ -103,7 +104,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     near_splits = (
         cleaning.split_like_moves(
             filled_panel, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
-            float(splits_cfg["report_tolerance"]), int(splits_cfg["confirm_days"]), events,
+            float(splits_cfg["report_tolerance"]), int(splits_cfg["confirm_days"]),
+            split_repair.events,
             splits_cfg.get("max_gap_days"))
         if splits_cfg.get("enabled", True) and splits_cfg.get("report_tolerance") is not None
         else [])
@@ -116,7 +118,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     # a frozen price that was masked is no more a trade than a missing one.
     trailing = universe.trailing_eligibility(
         universe.traded_cells(observed, repaired.close, cleaned.close), rule)
-    cleaned = replace(cleaned, eligible=universe.eligible_cells(trailing, cleaned.close))
+    cleaned = replace(cleaned, eligible=universe.eligible_cells(trailing, cleaned.close),
+                      withheld=split_repair.withheld)
     flat = cleaning.flat_dates(kept.close)
     log = {
         "rows_in": int(len(raw)),
@@ -296,7 +299,7 @@ def finalise_panel(
             "inference see no value)" if gap["missing_from"] else "")
     if processing.get("impute_medians", True) and impute_cols:
         clean, imputed = cleaning.impute_cross_sectional_median(clean, impute_cols)
-    returns = cleaning.daily_returns(clean.close)
+    returns = cleaning.daily_returns(clean.close, clean.withheld)
     cells = panel.cells_with_values(clean, listed.loc[clean.dates].to_numpy())
     long = panel.to_long(clean, extra={"ret_1d": returns}, cells=cells)
     summary = universe.universe_summary(clean.eligible)

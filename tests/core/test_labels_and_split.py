@@ -325,7 +325,11 @@ def test_split_repair_reads_no_close_after_the_date_it_changes():
     args = (0.4, [2, 3, 100], 0.05, 5, 0.15)
     full = cleaning.split_repair(panel.PanelMatrices({"close": close}), *args)
     assert {(e.ticker, e.status) for e in full.events} == {
-        ("A", "repaired"), ("C", "repaired"), ("D", "pending")}
+        ("A", "repaired"), ("C", "repaired"), ("D", "pending"), ("B", "way back"),
+        ("E", "way back")}
+    # the way back is no near-split move to report either
+    assert cleaning.split_like_moves(panel.PanelMatrices({"close": close}), 0.4, [2, 3, 100], 0.1,
+                                     5, full.events) == []
     # the way back from a move that did not hold is no split: B and E keep their prices after it
     for name, back in (("B", 33), ("E", 28)):
         assert full.panel.close[name].iloc[back:].equals(close[name].iloc[back:])
@@ -368,3 +372,14 @@ def test_no_close_after_a_move_is_no_evidence_of_a_split():
     # the copies alone, read as closes, would have confirmed it
     copies = cleaning.split_repair(panel.PanelMatrices({"close": filled}), 0.4, [2, 3], 0.02, 5)
     assert [e.status for e in copies.events] == ["repaired"]
+
+
+def test_one_and_a_half_is_a_three_for_two_split_only():
+    """With 1.5 configured a held -33 % day is a 3:2 split, but a held +50 % day (AMD's earnings
+    day on 2016-04-22) is no 2:3 reverse split; 2 keeps both directions (1:2 reverse splits)."""
+    dates = pd.bdate_range("2021-01-04", periods=15)
+    close = pd.DataFrame({"UP": [10.0] * 3 + [15.0] * 12, "DOUBLE": [10.0] * 3 + [20.0] * 12},
+                         index=dates)
+    _, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": close}), 0.4,
+                                                  [1.5, 2], 0.02, 5)
+    assert [(e.ticker, e.ratio) for e in events] == [("DOUBLE", 0.5)]

@@ -195,6 +195,21 @@ def test_too_few_dates_for_the_cv_layout_is_refused():
         preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=80), PARAMS)
 
 
+def test_period_dates_outside_the_data_are_named_not_called_too_few_dates():
+    dates = pd.bdate_range("2020-01-01", periods=600)  # ..2022-04-19
+    for periods, said in (
+            ({"dev_start": "2025-01-02"}, r"periods.dev_start \(2025-01-02\) is after the "
+                                          r"panel's last date \(2022-04-19\)"),
+            ({"test_start": "2030-01-02"}, r"periods.test_start \(2030-01-02\) is after"),
+            ({"test_start": "2019-06-03"}, r"periods.test_start \(2019-06-03\) leaves no date"),
+            ({"dev_start": "2021-01-04", "test_start": "2020-06-01"},
+             r"periods.test_start \(2020-06-01\) is not after periods.dev_start \(2021-01-04\)")):
+        params = copy.deepcopy(PARAMS)
+        params["periods"] = {**params["periods"], **periods}
+        with pytest.raises(PreflightError, match=said):
+            preflight.check_cv_layout(dates, params)
+
+
 def _gated(threshold, op=">="):
     params = copy.deepcopy(PARAMS)
     params["evaluation"]["gates"] = {"checks": {

@@ -154,7 +154,8 @@ def test_two_digit_years_are_refused_and_one_numeric_format_is_read_whole(tmp_pa
     A file in one dashed day-first format (31-12-2020) is read, not called mixed."""
     from bma_quant.core.data.panel import load_index_series
 
-    for name, dates in (("dmy", ["01/02/21", "13/02/21"]), ("ymd", ["21-01-13", "21-01-14"])):
+    for name, dates in (("dmy", ["01/02/21", "13/02/21"]), ("ymd", ["21-01-13", "21-01-14"]),
+                        ("timed", ["02/01/08 4:00:00 PM", "13/01/08 4:00:00 PM"])):
         path = tmp_path / f"{name}.csv"
         path.write_text("date,ticker,close\n" + "\n".join(f"{d},A,{i + 1}"
                                                           for i, d in enumerate(dates)))
@@ -171,7 +172,8 @@ def test_two_digit_years_are_refused_and_one_numeric_format_is_read_whole(tmp_pa
     # the same rule with a time of day (the day is kept), and one that only reads day first
     for rows in (["30-12-2020 16:00", "31-12-2020 16:00", "04-01-2021 16:00"],
                  ["30.12.2020 16:00:00", "31.12.2020 16:00:00", "04.01.2021 16:00:00"],
-                 ["12/30/2020 16:00", "12/31/2020 16:00", "01/04/2021 16:00"]):
+                 ["12/30/2020 16:00", "12/31/2020 16:00", "01/04/2021 16:00"],
+                 ["30/12/2020 4:00:00 PM", "31/12/2020 4:00:00 PM", "04/01/2021 4:00:00 PM"]):
         timed = tmp_path / "timed.csv"
         timed.write_text("date,ticker,close\n" + "\n".join(f"{d},A,{i + 1}"
                                                           for i, d in enumerate(rows)))

@@ -257,7 +257,7 @@ def test_split_moves_in_the_scored_slice_are_said_as_in_training(trained, tmp_pa
     dates = np.sort(raw["date"].unique())
     names = sorted(raw["ticker"].unique())
     prices = [c for c in ("open", "high", "low", "close") if c in raw]
-    late, near, split = names[:3]
+    late, near, split, early = names[:4]
 
     def scale(ticker, start, factor, end=None):
         rows = (raw["ticker"] == ticker) & (raw["date"] >= dates[start])
@@ -272,6 +272,7 @@ def test_split_moves_in_the_scored_slice_are_said_as_in_training(trained, tmp_pa
     scale(late, len(dates) - 2, 0.5)
     scale(near, len(dates) - 40, 0.1)
     scale(split, len(dates) - 60, 0.5)
+    scale(early, len(dates) - chain.warmup_days - 5, 0.5)  # before the last date's history
     raw.to_parquet(tmp_path / "moves.parquet")
     with caplog.at_level("WARNING"):
         _inference(path, data={"raw_path": str(tmp_path / "moves.parquet")})
@@ -283,3 +284,4 @@ def test_split_moves_in_the_scored_slice_are_said_as_in_training(trained, tmp_pa
     assert "moved near a split ratio within the data's last" in said and f"{late}@" in said
     assert f"{near}@" in said and "were not repaired" in said
     assert f"repaired 1 suspected unadjusted split(s): {split}@" in said
+    assert f"{early}@" not in said  # a split the scored date's features do not read

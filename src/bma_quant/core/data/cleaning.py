@@ -51,7 +51,8 @@ class SplitEvent:
     ticker: str
     ratio: float  # pre-split price / post-split price, e.g. 2.0 for a 2:1 split
     # "repaired": held through confirm_days closes, prices rescaled from the confirming date on;
-    # "pending": the panel ends before confirm_days closes could confirm it (nothing rescaled)
+    # "pending": the panel ends before confirm_days closes could confirm it (nothing rescaled);
+    # "way back": the move back from an earlier one that did not hold (nothing rescaled)
     status: str = "repaired"
 
 
@@ -93,7 +94,7 @@ def repair_unadjusted_splits(
     whose split moves the price less (1.5: a 3:2 split is -33 %)."""
     result = split_repair(panel, max_abs_return, ratios, tolerance, confirm_days,
                           unit_tolerance, max_gap_days, observed)
-    return result.panel, result.events
+    return result.panel, [e for e in result.events if e.status != "way back"]
 
 
 def split_repair(
@@ -122,7 +123,11 @@ def split_repair(
         i, j = move.row, move.column
         back = undoing.get(j)
         if back is not None and back[0] == i and np.isclose(back[1] * move.nearest, 1.0):
-            continue  # the way back from a move that did not hold (a few bad prints): no split
+            # the way back from a move that did not hold (a few bad prints): no split, and no
+            # near-split move to report either
+            events.append(SplitEvent(str(close.index[i].date()), str(close.columns[j]),
+                                     float(move.nearest), "way back"))
+            continue
         decided = _confirmation_row(closes[:, j], i, int(confirm_days),
                                     left=close.iat[i, j] / (1.0 + move.change),
                                     level=close.iat[i, j])
@@ -135,7 +140,7 @@ def split_repair(
             events.append(SplitEvent(str(close.index[i].date()), str(close.columns[j]),
                                      float(move.nearest),
                                      "pending" if decided.pending else "repaired"))
-    if not events and not withheld.any():
+    if not withheld.any() and not any(e.status == "repaired" for e in events):
         return SplitRepair(panel, events, 0)
     values = dict(panel.values)
     for name in PRICE_FIELDS:
@@ -189,7 +194,8 @@ def _confirmation_row(closes: np.ndarray, row: int, confirm_days: int, left: flo
 def _candidate_bound(max_abs_return: float, ratios: list[float], tolerance: float) -> float:
     """The size beyond which one-day moves are checked: `max_abs_return`, lowered to the smallest
     move a configured ratio makes within `tolerance` (1.5, a 3:2 split: about -0.33)."""
-    smallest = min((min(1.0 - 1.0 / (r * (1.0 - tolerance)), r * (1.0 - tolerance) - 1.0)
+    smallest = min((min(1.0 - 1.0 / (r * (1.0 - tolerance)),
+                        r * (1.0 - tolerance) - 1.0 if r >= 2.0 else np.inf)
                     for r in map(float, ratios) if r > 1.0), default=max_abs_return)
     return float(min(max_abs_return, smallest))
 
@@ -203,12 +209,20 @@ def _last_close_within(close: pd.DataFrame, max_gap_days: int | None) -> pd.Data
     return (close.ffill(limit=gap - 1) if gap > 1 else close).shift(1)
 
 
+def split_ratios(ratios: list[float]) -> np.ndarray:
+    """Pre / post price ratios a split can make: each configured ratio (2: a 2:1 split halves
+    the price) and, for ratios of 2 and more, its reverse split (1:2 doubles it). 1.5 stays one
+    way: a 3:2 split is common, a 2:3 reverse split is not, and a +50 % day is usually news."""
+    return np.asarray(sorted({float(r) for r in ratios}
+                             | {1.0 / float(r) for r in ratios if float(r) >= 2.0}))
+
+
 def _large_moves(close: pd.DataFrame, bound: float, ratios: list[float],
                  max_gap_days: int | None = None) -> list[LargeMove]:
     """One-day moves beyond `bound`, with the split ratio nearest to each; a move is measured
     from the last close at most `max_gap_days` dates earlier (None: any)."""
     move = close / _last_close_within(close, max_gap_days)
-    candidates = np.asarray(sorted({float(r) for r in ratios} | {1.0 / float(r) for r in ratios}))
+    candidates = split_ratios(ratios)
     big = (np.abs(move - 1.0) > bound).to_numpy() & move.notna().to_numpy()
     out = []
     for i, j in zip(*np.nonzero(big), strict=True):

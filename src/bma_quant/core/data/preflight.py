@@ -445,6 +445,27 @@ def check_universe(n_tickers: int, params: Mapping[str, Any]) -> None:
         )
 
 
+def _check_period_dates(calendar: pd.DatetimeIndex, periods: Mapping[str, Any]) -> None:
+    """periods.dev_start / test_start inside the panel's dates and in order, each named when
+    not (the split would otherwise report "not enough dates" for a date set past the data)."""
+    if not len(calendar):
+        return
+    first, last = calendar.min(), calendar.max()
+    named = {key: pd.Timestamp(periods[key]) for key in ("dev_start", "test_start")
+             if periods.get(key) is not None}
+    problems = [f"periods.{key} ({day.date()}) is after the panel's last date ({last.date()})"
+                for key, day in named.items() if day > last]
+    if "test_start" in named and named["test_start"] <= first:
+        problems.append(f"periods.test_start ({named['test_start'].date()}) leaves no date "
+                        f"before it (the panel starts {first.date()})")
+    if len(named) == 2 and named["test_start"] <= named["dev_start"]:
+        problems.append(f"periods.test_start ({named['test_start'].date()}) is not after "
+                        f"periods.dev_start ({named['dev_start'].date()})")
+    if problems:
+        raise PreflightError(f"The panel's dates run {first.date()}..{last.date()}: "
+                             + "; ".join(problems) + ". Set the dates inside the data.")
+
+
 def check_cv_layout(dates, params: Mapping[str, Any]) -> None:
     """The dates split into development | gap | test and the development dates hold the purged
     folds, with the same functions data_processing uses (core.data.split, core.data.cv): a short panel
@@ -452,6 +473,7 @@ def check_cv_layout(dates, params: Mapping[str, Any]) -> None:
     temporal = TemporalConfig.from_params(params["temporal"])
     periods, cv_params = params["periods"], params["cv"]
     calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
+    _check_period_dates(calendar, periods)
     try:
         dates_split = split.split_dates(
             calendar, gap_days=temporal.cv_gap_days,
@@ -492,6 +514,7 @@ def unreachable_test_date_gates(dates, params: Mapping[str, Any]) -> list[str]:
     temporal = TemporalConfig.from_params(params["temporal"])
     periods = params["periods"]
     calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
+    _check_period_dates(calendar, periods)
     try:
         dates_split = split.split_dates(
             calendar, gap_days=temporal.cv_gap_days,

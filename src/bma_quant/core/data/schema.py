@@ -227,7 +227,7 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
 UTC_OFFSET = r"^(.*\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|[+-]\d{2}:?\d{2})$"
 # 2020-01-02, 02.01.2020, 01/02/2020, 02-01-20: three numeric fields and one separator
 NUMERIC_DATE = (r"^(?P<a>\d{1,4})(?P<sep>[/.\-])(?P<b>\d{1,2})(?P=sep)(?P<c>\d{1,4})"
-                r"(?P<time>[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
+                r"(?P<time>[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s?[AaPp][Mm])?)?$")
 
 
 def local_wall_time(text: pd.Series) -> pd.Series:
@@ -290,9 +290,20 @@ def _parse_numeric_dates(text: pd.Series, fields: pd.DataFrame) -> pd.Series:
                            format=order)
     times = fields["time"].fillna("").str.lstrip(" T")
     if times.ne("").any():  # a time of day rides along (trading_days keeps the day)
-        clock = times.where(times.str.count(":") != 1, times + ":00").replace("", "00:00:00")
-        dates = dates + pd.to_timedelta(clock, errors="coerce")
+        dates = dates + _time_of_day(times)
     return pd.Series(dates.to_numpy(), index=text.index)
+
+
+def _time_of_day(times: pd.Series) -> pd.Series:
+    """'16:00', '16:00:00.5', '4:00:00 PM' -> time since midnight ('' -> 0)."""
+    meridiem = times.str.extract(r"([AaPp])[Mm]$")[0].str.upper()
+    clock = times.str.replace(r"\s?[AaPp][Mm]$", "", regex=True)
+    clock = clock.where(clock.str.count(":") != 1, clock + ":00").replace("", "00:00:00")
+    since = pd.to_timedelta(clock, errors="coerce")
+    hours = since.dt.components["hours"] if len(since) else since
+    twelve = pd.Timedelta(hours=12)
+    since = since.mask((meridiem == "P") & (hours < 12), since + twelve)
+    return since.mask((meridiem == "A") & (hours == 12), since - twelve)
 
 
 def local_clock(stamps: pd.Series) -> pd.Series:

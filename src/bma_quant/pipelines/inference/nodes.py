@@ -160,13 +160,22 @@ def _warn_widened(book: pd.DataFrame, rule: PortfolioRule) -> None:
         beyond_long + beyond_short, rule.gross_exposure / sides / per_quantile)
 
 
-def _warn_splits(raw: pd.DataFrame, cleaner) -> None:
-    """The scoring slice's suspected splits and near-split moves, said as data_processing says
-    them on the training file (the chain repairs the same ones, with the training settings)."""
+def _warn_splits(raw: pd.DataFrame, cleaner, warmup_days: int | None = None) -> None:
+    """The scoring slice's suspected splits and near-split moves within the history the last
+    date's features read (the chain's warm-up), said as data_processing says them on the
+    training file (the chain repairs the same ones, with the training settings)."""
     if cleaner is None or not hasattr(cleaner, "split_findings"):
         return
     events, near = cleaner.split_findings(raw)
-    as_dicts = [asdict(e) for e in events]
+    dates = np.sort(raw["date"].unique())
+    since = pd.Timestamp(dates[max(0, len(dates) - 1 - int(warmup_days))]) if (
+        warmup_days is not None and len(dates)) else None
+
+    def read(found: list[dict]) -> list[dict]:
+        return [f for f in found if since is None or pd.Timestamp(f["date"]) >= since]
+
+    near = read(near)
+    as_dicts = read([asdict(e) for e in events])
     for text in cleaning.split_warnings([e for e in as_dicts if e["status"] == "repaired"],
                                         [e for e in as_dicts if e["status"] == "pending"], near):
         logger.warning("inference panel: %s", text)
@@ -177,7 +186,8 @@ def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
     """Per name on the last date: score, rank (1 = best), quantile (n_quantiles = best), target
     weight under ``inference.portfolio``, sector (when the panel has one), model name and
     version."""
-    _warn_splits(raw, getattr(model.chain, "cleaner", None))
+    _warn_splits(raw, getattr(model.chain, "cleaner", None),
+                 getattr(model.chain, "warmup_days", None))
     scores = model.predict_last_date(raw)[["date", "ticker", "prediction"]]
     scores = scores.rename(columns={"prediction": "score"})
     scores["ticker"] = scores["ticker"].astype(str)

@@ -383,3 +383,15 @@ def test_one_and_a_half_is_a_three_for_two_split_only():
     _, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": close}), 0.4,
                                                   [1.5, 2], 0.02, 5)
     assert [(e.ticker, e.ratio) for e in events] == [("DOUBLE", 0.5)]
+
+
+def test_two_bad_prints_at_different_levels_and_the_way_back_are_no_split():
+    """100, then 50, then 25, then back to 100: each move broke when the price came back, and
+    the way back (x4, no inverse of either move alone) returns to the level they left."""
+    dates = pd.bdate_range("2021-01-04", periods=14)
+    close = pd.DataFrame({"A": [100, 100, 100, 50, 25, 100, 101, 100, 99, 100, 101, 100, 100,
+                                100.0]}, index=dates)
+    out, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": close}), 0.4,
+                                                    [2, 3, 4], 0.02, 5)
+    assert events == []
+    assert out.close["A"].iloc[5:].equals(close["A"].iloc[5:])

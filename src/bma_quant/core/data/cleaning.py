@@ -112,7 +112,9 @@ def split_repair(
     withheld = np.zeros(close.shape, dtype=bool)
     events: list[SplitEvent] = []
     bound = _candidate_bound(max_abs_return, ratios, tolerance)
-    undoing: dict[int, tuple[int, float]] = {}  # column -> (row, ratio) that undoes a broken move
+    # column -> (row where moves broke, [(their ratio, the level they left)]): a move on that
+    # row back to one of those levels undoes them
+    undoing: dict[int, tuple[int, list[tuple[float, float]]]] = {}
     for move in _large_moves(close, bound, ratios, max_gap_days):  # in date order
         # prices x100 (a +9,900 % day is never real); /100 keeps the tight tolerance, since a
         # -99 % crash that stays down is a real (bankruptcy) move
@@ -122,17 +124,20 @@ def split_repair(
             continue
         i, j = move.row, move.column
         back = undoing.get(j)
-        if back is not None and back[0] == i and np.isclose(back[1] * move.nearest, 1.0):
+        if back is not None and back[0] == i and any(
+                np.isclose(ratio * move.nearest, 1.0) or abs(close.iat[i, j] / left - 1) <= allowed
+                for ratio, left in back[1]):
             # the way back from a move that did not hold (a few bad prints): no split, and no
             # near-split move to report either
             events.append(SplitEvent(str(close.index[i].date()), str(close.columns[j]),
                                      float(move.nearest), "way back"))
             continue
-        decided = _confirmation_row(closes[:, j], i, int(confirm_days),
-                                    left=close.iat[i, j] / (1.0 + move.change),
+        left = close.iat[i, j] / (1.0 + move.change)
+        decided = _confirmation_row(closes[:, j], i, int(confirm_days), left=left,
                                     level=close.iat[i, j])
         if not (decided.held or decided.pending):
-            undoing[j] = (decided.row, move.nearest)
+            earlier = undoing[j][1] if j in undoing and undoing[j][0] == decided.row else []
+            undoing[j] = (decided.row, [*earlier, (move.nearest, left)])
         withheld[i:decided.row, j] = True
         if decided.held:
             factor[decided.row:, j] *= move.nearest

@@ -372,6 +372,11 @@ def test_no_close_after_a_move_is_no_evidence_of_a_split():
     # the copies alone, read as closes, would have confirmed it
     copies = cleaning.split_repair(panel.PanelMatrices({"close": filled}), 0.4, [2, 3], 0.02, 5)
     assert [e.status for e in copies.events] == ["repaired"]
+    # nor is it a near-split move that "held" (no close followed it)
+    report = dict(max_abs_return=0.4, ratios=[2, 3], report_tolerance=0.1, confirm_days=5)
+    assert cleaning.split_like_moves(panel.PanelMatrices({"close": filled}), **report,
+                                     observed=observed) == []
+    assert len(cleaning.split_like_moves(panel.PanelMatrices({"close": filled}), **report)) == 1
 
 
 def test_one_and_a_half_is_a_three_for_two_split_only():

@@ -143,7 +143,7 @@ class PanelCleaner:
             near = cleaning.split_like_moves(
                 filled, float(splits["max_abs_return"]), list(splits["ratios"]),
                 float(splits["report_tolerance"]), int(splits.get("confirm_days", 0)),
-                events, splits.get("max_gap_days"))
+                events, splits.get("max_gap_days"), observed=matrices.close)
         return events, near
 
     def kept_dates(self, raw: pd.DataFrame) -> pd.DatetimeIndex:

@@ -240,25 +240,29 @@ def _large_moves(close: pd.DataFrame, bound: float, ratios: list[float],
 
 
 def _held_large_moves(close: pd.DataFrame, bound: float, ratios: list[float],
-                      confirm_days: int, max_gap_days: int | None = None) -> list[LargeMove]:
+                      confirm_days: int, max_gap_days: int | None = None,
+                      observed: pd.DataFrame | None = None) -> list[LargeMove]:
     """One-day moves beyond `bound` that the next `confirm_days` closes hold (a crash
-    that rebounds is no candidate), with the split ratio nearest to each (the report of
-    near-split moves; it reads the file's closes, after the fact)."""
+    that rebounds is no candidate; with no close after the move, nothing held), with the split
+    ratio nearest to each (the report of near-split moves; it reads the file's closes, after the
+    fact). `observed`: the closes the file gave (the fill's copies confirm nothing)."""
     closes = close.to_numpy(dtype=float)
+    given = closes if observed is None else observed.reindex_like(close).to_numpy(dtype=float)
     held = []
     for move in _large_moves(close, bound, ratios, max_gap_days):
         i, j = move.row, move.column
-        after = closes[i + 1 : i + 1 + int(confirm_days), j]
-        if _holds_new_level(closes[i, j] / (1.0 + move.change), closes[i, j],
-                            after[np.isfinite(after)]):
+        after = given[i + 1 : i + 1 + int(confirm_days), j]
+        after = after[np.isfinite(after)]
+        if (len(after) or not confirm_days) and _holds_new_level(
+                closes[i, j] / (1.0 + move.change), closes[i, j], after):
             held.append(move)
     return held
 
 
 def split_like_moves(panel: PanelMatrices, max_abs_return: float, ratios: list[float],
                      report_tolerance: float, confirm_days: int,
-                     repaired: list[SplitEvent] = (), max_gap_days: int | None = None
-                     ) -> list[dict]:
+                     repaired: list[SplitEvent] = (), max_gap_days: int | None = None,
+                     observed: pd.DataFrame | None = None) -> list[dict]:
     """Held one-day moves within `report_tolerance` of a split ratio that the repair left (they
     were outside its `tolerance`): an unadjusted split on a day the stock also moved looks like
     this (x10 on a +3 % day is x9.7), and so does a real crash that stays down. Reported, not
@@ -273,7 +277,7 @@ def split_like_moves(panel: PanelMatrices, max_abs_return: float, ratios: list[f
               "nearest_ratio": round(m.nearest, 6)}
              for m in _held_large_moves(panel.close,
                                         _candidate_bound(max_abs_return, ratios, report_tolerance),
-                                        ratios, confirm_days, max_gap_days)
+                                        ratios, confirm_days, max_gap_days, observed)
              if m.off_ratio <= report_tolerance
              and not abs(back[m.row, m.column] - 1.0) <= max_abs_return]
     return [m for m in moves if (m["date"], m["ticker"]) not in done]

@@ -106,7 +106,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
             filled_panel, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
             float(splits_cfg["report_tolerance"]), int(splits_cfg["confirm_days"]),
             split_repair.events,
-            splits_cfg.get("max_gap_days"))
+            splits_cfg.get("max_gap_days"), observed=kept.close)
         if splits_cfg.get("enabled", True) and splits_cfg.get("report_tolerance") is not None
         else [])
     stale_cfg = processing["stale"]

@@ -195,6 +195,16 @@ def test_too_few_dates_for_the_cv_layout_is_refused():
         preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=80), PARAMS)
 
 
+def test_too_few_dates_after_dev_start_names_dev_start_not_only_the_panel():
+    """600 dates are enough; a dev_start 520 dates in leaves 80: the error says dev_start did it."""
+    dates = pd.bdate_range("2020-01-01", periods=600)
+    params = copy.deepcopy(PARAMS)
+    params["periods"] = {**params["periods"], "dev_start": str(dates[520].date())}
+    with pytest.raises(PreflightError, match=rf"periods.dev_start \({dates[520].date()}\) leaves "
+                                             r"out the panel's first 520 dates: an earlier one"):
+        preflight.check_cv_layout(dates, params)
+
+
 def test_period_dates_outside_the_data_are_named_not_called_too_few_dates():
     dates = pd.bdate_range("2020-01-01", periods=600)  # ..2022-04-19
     for periods, said in (

@@ -37,8 +37,9 @@ def split_dates(
         first_test = int(round(n * (1.0 - test_fraction)))
     dev_last = first_test - gap_days - 1
     if dev_last < 1 or first_test >= n:
+        counted = f"the {n} dates from periods.dev_start ({dev_start})" if dev_start else f"{n} dates"
         raise ValueError(
-            f"Cannot split {n} dates into development | {gap_days}-day gap | test with "
+            f"Cannot split {counted} into development | {gap_days}-day gap | test with "
             f"test_start={test_start} test_fraction={test_fraction}"
         )
     return {

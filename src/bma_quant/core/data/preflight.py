@@ -492,20 +492,18 @@ def check_cv_layout(dates, params: Mapping[str, Any]) -> None:
         raise PreflightError(
             f"The panel's {len(calendar)} dates ({calendar.min().date()}..{calendar.max().date()}) "
             f"are not enough for the split and CV layout (periods.*, cv.n_splits="
-            f"{cv_params['n_splits']}, cv.min_train_days={cv_params['min_train_days']}): {exc}"
-            + _dev_start_hint(calendar, periods.get("dev_start"))
+            f"{cv_params['n_splits']}, cv.min_train_days={cv_params['min_train_days']}): "
+            + _with_dev_start_hint(str(exc), calendar, periods.get("dev_start"))
         ) from exc
 
 
-def _dev_start_hint(calendar: pd.DatetimeIndex, dev_start) -> str:
+def _with_dev_start_hint(message: str, calendar: pd.DatetimeIndex, dev_start) -> str:
     """When periods.dev_start leaves dates out, the count the folds see is not the panel's: say so
     (the default dev_start suits the shipped sample, not every file)."""
-    if not dev_start:
-        return ""
-    before = int((calendar < pd.Timestamp(dev_start)).sum())
+    before = int((calendar < pd.Timestamp(dev_start)).sum()) if dev_start else 0
     if not before:
-        return ""
-    return (f". periods.dev_start ({dev_start}) leaves out the panel's first {before} dates: "
+        return message
+    return (message.rstrip(". ") + f". periods.dev_start ({dev_start}) leaves out the panel's first {before} dates: "
             "an earlier one (or null) gives the split and the folds more")
 
 

@@ -200,6 +200,35 @@ def test_tuning_folds_come_first_and_leave_out_of_fold_folds():
         assign_stages(folds, -1)
 
 
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_no_tuning_label_window_reaches_the_first_out_of_fold_test_window(setting):
+    """The choice scored on the tuning folds must not read labels that overlap the honest
+    out-of-fold labels: every tuning test date t has idx(t) + gap < idx(first out-of-fold test
+    date), the purge rule between training and test (DESIGN §3)."""
+    gap = setting[4]
+    raw = _splitter(*setting).date_folds(CALENDAR)
+    folds = assign_stages(raw, 2)
+    tuning, first_oof = folds_of_stage(folds, TUNING), folds_of_stage(folds, OOF)[0]
+    start = CALENDAR.get_loc(first_oof.test_dates.min())
+    for fold in tuning:
+        assert all(CALENDAR.get_loc(t) + gap < start for t in fold.test_dates)
+    # only the last gap dates of the last tuning window go; the rest is untouched
+    assert len(raw[1].test_dates) - len(tuning[1].test_dates) == gap
+    pd.testing.assert_index_equal(tuning[0].test_dates, raw[0].test_dates)
+    assert all(f.test_dates.equals(r.test_dates) and f.train_dates.equals(r.train_dates)
+               for f, r in zip(folds[2:], raw[2:], strict=True))
+
+
+def test_a_tuning_window_no_longer_than_the_gap_is_refused_by_name():
+    folds = PurgedWalkForwardSplit(
+        n_splits=4, temporal=TemporalConfig(horizon_days=10, execution_delay_days=1,
+                                            cv_gap_days=11, cv_embargo_days=0),
+        min_train_days=60).date_folds(pd.bdate_range("2020-01-01", periods=110))
+    assert len(folds[0].test_dates) <= 11
+    with pytest.raises(cv.CVLayoutError, match="temporal.cv_gap_days"):
+        assign_stages(folds, 1)
+
+
 # --- short panels: the layout scales down to its floor (cv.short_panel) ---------------------
 
 DEFAULT_LAYOUT = cv.CVLayout(n_splits=5, min_train_days=756, n_tuning_folds=2)
@@ -228,7 +257,9 @@ def test_short_panel_scales_the_layout_down_to_the_floor(n_dates, expected):
         .date_folds(pd.bdate_range("2020-01-01", periods=n_dates)), layout.n_tuning_folds)
     assert [f.stage for f in folds].count(cv.OOF) >= 2
     assert [f.stage for f in folds].count(cv.TUNING) >= 1
-    assert all(len(f.test_dates) >= 21 for f in folds)
+    # the floor's test dates per window; the last tuning window scores cv_gap_days fewer (its
+    # last labels reach the first out-of-fold window: purged)
+    assert all(len(f.test_dates) >= 21 - (11 if f.stage == cv.TUNING else 0) for f in folds)
 
 
 @pytest.mark.parametrize("n_dates", [805, 840, 870])

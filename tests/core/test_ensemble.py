@@ -359,6 +359,22 @@ def test_nested_final_score_uses_only_earlier_folds_for_the_choice():
     assert value < daily[daily["method"] == "b"]["rank_ic"].mean() + 1e-12
 
 
+def test_nested_choice_reads_no_date_whose_label_reaches_the_scored_fold():
+    """Fold 1's last dates (label windows overlapping fold 2's) favour "a"; the rest favour "b".
+    The choice for fold 2 may read fold 1 only up to fold 2's last purged training date."""
+    daily = _daily_scores([("a", 1, 0.0), ("b", 1, 0.02), ("a", 2, 0.0), ("b", 2, 0.05)],
+                          dates_per_fold=8)
+    fold1 = daily["fold"] == 1
+    last_dates = daily.loc[fold1, "date"].sort_values().unique()[-3:]
+    late = fold1 & daily["date"].isin(last_dates)
+    daily.loc[late & (daily["method"] == "a"), "rank_ic"] = 0.5   # "a" by its overlap alone
+    leaky, _ = combiners.nested_final_score(daily, [1, 2], n_validation=1)
+    assert leaky == pytest.approx(0.0)                            # picks "a"
+    purged, _ = combiners.nested_final_score(daily, [1, 2], n_validation=1,
+                                             choice_end={2: last_dates[0] - pd.Timedelta(days=1)})
+    assert purged == pytest.approx(0.05)                          # picks "b"
+
+
 def test_selection_rule_keeps_the_default_unless_the_evidence_is_strong():
     # b tops a by 0.002 on dates whose daily scores swing by 0.05: noise, the default stays
     noisy = _daily_scores([("a", 1, 0.030), ("b", 1, 0.032), ("a", 2, 0.030), ("b", 2, 0.032)],

@@ -111,7 +111,12 @@ class PurgedWalkForwardSplit:
 
 def assign_stages(folds: list[DateFold], n_tuning_folds: int) -> list[DateFold]:
     """The first `n_tuning_folds` folds (earliest test windows) become tuning folds, the rest
-    out-of-fold folds. At least one out-of-fold fold must remain."""
+    out-of-fold folds. At least one out-of-fold fold must remain.
+
+    A tuning fold's test window keeps only the dates the first out-of-fold fold may train on
+    (purged: their label windows end before its test window starts). The last tuning dates'
+    labels would otherwise overlap the first out-of-fold labels, and the choice scored on them
+    would leak into the honest out-of-fold score (DESIGN §3, nested selection)."""
     n_tuning = int(n_tuning_folds)
     if n_tuning < 0 or n_tuning >= len(folds):
         raise ValueError(
@@ -119,7 +124,18 @@ def assign_stages(folds: list[DateFold], n_tuning_folds: int) -> list[DateFold]:
             f"one out-of-fold fold must remain for the later layers), got {n_tuning}"
         )
     ordered = sorted(folds, key=lambda f: f.fold)
-    return [replace(f, stage=TUNING if i < n_tuning else OOF) for i, f in enumerate(ordered)]
+    if not n_tuning:
+        return [replace(f, stage=OOF) for f in ordered]
+    purge_end = ordered[n_tuning].train_dates.max()
+    staged = [replace(f, stage=TUNING, test_dates=f.test_dates[f.test_dates <= purge_end])
+              for f in ordered[:n_tuning]]
+    empty = [f.fold for f in staged if not len(f.test_dates)]
+    if empty:
+        raise CVLayoutError(
+            f"tuning fold(s) {empty} keep no test date once the dates whose labels reach the "
+            f"first out-of-fold test window are purged: each test window needs more dates than "
+            f"temporal.cv_gap_days. Lower cv.n_splits or cv.min_train_days, or give more dates.")
+    return staged + [replace(f, stage=OOF) for f in ordered[n_tuning:]]
 
 
 def folds_of_stage(folds: list[DateFold], stage: str) -> list[DateFold]:

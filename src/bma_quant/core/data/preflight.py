@@ -484,10 +484,10 @@ def check_cv_layout(dates, params: Mapping[str, Any]) -> None:
                        & (calendar <= pd.Timestamp(dates_split["dev_end"]))]
         requested, floor, adapt = cv.layout_params(cv_params)
         layout, _ = cv.fit_cv_layout(len(dev), requested, temporal.cv_gap_days, floor, adapt)
-        cv.PurgedWalkForwardSplit(
+        cv.assign_stages(cv.PurgedWalkForwardSplit(
             n_splits=layout.n_splits, temporal=temporal, min_train_days=layout.min_train_days,
             window=cv_params["window"], max_train_days=cv_params.get("max_train_days"),
-        ).date_folds(dev)
+        ).date_folds(dev), layout.n_tuning_folds)
     except ValueError as exc:
         raise PreflightError(
             f"The panel's {len(calendar)} dates ({calendar.min().date()}..{calendar.max().date()}) "

@@ -628,8 +628,9 @@ def walk_forward_ensembles(
     daily_scores = pd.concat(daily, ignore_index=True) if daily else pd.DataFrame(
         columns=["method", FOLD, DATE, "rank_ic"])
     chosen, choice = rule.choose(daily_scores, validation, methods)
-    final_score, final_folds = nested_final_score(daily_scores, fitted_folds, n_validation, rule,
-                                                  methods)
+    final_score, final_folds = nested_final_score(
+        daily_scores, fitted_folds, n_validation, rule, methods,
+        choice_end={f.fold: f.train_dates.max() for f in folds if len(f.train_dates)})
     if not final_folds:
         notes.append("fewer than two fitted folds: no nested score for the chosen method")
     return WalkForwardResult(predictions, score_table, validation, oos, notes, final_score,

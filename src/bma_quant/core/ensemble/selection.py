@@ -12,6 +12,7 @@ place (benchmarks/results.md, "ensemble selection").
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,17 +96,24 @@ class SelectionRule:
 
 
 def nested_final_score(daily: pd.DataFrame, fitted_folds: list[int], n_validation: int,
-                       rule: SelectionRule | None = None, methods: list[str] | None = None
+                       rule: SelectionRule | None = None, methods: list[str] | None = None,
+                       choice_end: Mapping[int, pd.Timestamp] | None = None,
                        ) -> tuple[float, list[int]]:
     """Walk-forward replay of the choice: at each fitted fold after the first, the method `rule`
     picks on the (at most `n_validation`) earlier fitted folds, scored on that fold. Returns the
     mean of those scores (a fold where the pick has no valid date counts as NaN and is left out
-    of the mean) and the folds they come from."""
+    of the mean) and the folds they come from.
+
+    ``choice_end`` ({fold: last date}): the choice for a fold reads daily RankICs up to that
+    date only, its last purged training date. The earlier fold's last dates have labels that
+    overlap the scored fold's first ones: a pick scored on them would leak into its score."""
     rule = rule or SelectionRule()
     folds = sorted(int(f) for f in fitted_folds)
     picked = []
     for j, fold in enumerate(folds[1:], start=1):
-        chosen, _ = rule.choose(daily, folds[max(0, j - max(n_validation, 1)):j], methods)
+        seen = daily if choice_end is None or fold not in choice_end else \
+            daily[pd.to_datetime(daily[DATE]) <= pd.Timestamp(choice_end[fold])]
+        chosen, _ = rule.choose(seen, folds[max(0, j - max(n_validation, 1)):j], methods)
         picked.append((fold, fold_mean_scores(daily, [fold], [chosen])[chosen]))
     values = [v for _, v in picked if math.isfinite(v)]
     return (float(np.mean(values)) if values else math.nan), [f for f, _ in picked]

@@ -249,6 +249,46 @@ def test_weekly_bars_are_named_with_what_they_change(tmp_path, caplog):
     assert "dates a year" not in caplog.text
 
 
+def test_a_six_day_week_is_not_annualised_as_252_without_a_word(tmp_path, caplog):
+    """306-313 dates a year (a file forward-filled onto another exchange's Saturdays) is more
+    than a tenth off 252: the default periods_per_year is not taken as set for it."""
+    panel = generate_synthetic_market(n_tickers=8, n_days=800, seed=4).panel
+    six_day = pd.date_range("2010-01-04", periods=panel["date"].nunique() * 7 // 6 + 7)
+    six_day = six_day[six_day.dayofweek < 6][: panel["date"].nunique()]
+    panel["date"] = panel["date"].map(dict(zip(sorted(panel["date"].unique()), six_day,
+                                               strict=True)))
+    path = tmp_path / "six_day.parquet"
+    panel.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    assert out["data_quality_report"]["dates_per_year"] > 300
+    assert "dates a year, not the ~252 of daily exchange bars (weekends included?)" in caplog.text
+
+
+def test_holidays_of_a_second_exchange_dropped_by_the_strict_filter_are_named(tmp_path, market,
+                                                                            caplog):
+    """Half the names miss 10 dates, the other half 10 others (two exchanges' holidays): each
+    date has 50% < coverage_threshold of the names, so strict mode drops all 20 and says so,
+    with the dates in the report."""
+    panel = market.panel.copy()
+    dates = np.sort(panel["date"].unique())
+    rng = np.random.default_rng(0)
+    holidays = rng.choice(dates[300:500], size=20, replace=False)
+    tickers = sorted(panel["ticker"].unique())
+    first, second = set(tickers[:6]), set(tickers[6:])
+    closed = ((panel["ticker"].isin(first) & panel["date"].isin(holidays[:10]))
+              | (panel["ticker"].isin(second) & panel["date"].isin(holidays[10:])))
+    path = tmp_path / "two_exchanges.parquet"
+    panel[~closed].to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        report = run_pipeline("data_processing", {}, _overrides(path))["data_quality_report"]
+    assert report["dropped_dates"] == 20
+    assert sorted(d[:10] for d in report["strict_dropped_dates"]) == sorted(
+        str(pd.Timestamp(d).date()) for d in holidays)
+    assert "processing.strict_mode dropped 20 of the file's 600 dates (3.3%; by weekday:" \
+        in caplog.text and "processing.strict_mode: false" in caplog.text
+
+
 def test_names_without_a_sector_are_named(tmp_path, market, caplog):
     panel = market.panel.copy()
     panel.loc[panel["ticker"].isin(["T0001", "T0002"]), "sector"] = None

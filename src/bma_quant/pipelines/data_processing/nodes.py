@@ -129,6 +129,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "missing_days": missing_after_strict,
         "forward_filled_days": filled,
         "dropped_dates": int((~keep).sum()),
+        "strict_dropped_dates": [f"{d.date()} ({d.day_name()[:3]})"
+                                 for d in matrices.dates[~keep]],
         "coverage": float(kept.close.notna().to_numpy().mean()),
         **universe.listing_events(observed, int(processing["ffill_limit"])),
         "long_absences": (universe.long_absences(kept.close, int(processing["long_absence_days"]))
@@ -153,6 +155,21 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     return cleaned, log
 
 
+def _warn_strict_drops(dropped: list[str], dates_in: int) -> None:
+    """Dates the strict filter dropped, with the weekdays they fall on: a file mixing exchanges
+    (other holidays, or a Sunday-Thursday week beside Monday-Friday) loses each one's holidays."""
+    weekdays = pd.Series([d[-4:-1] for d in dropped]).value_counts()
+    logger.warning(
+        "processing.strict_mode dropped %d of the file's %d dates (%.1f%%; by weekday: %s; e.g. "
+        "%s; all in the data-quality report, strict_dropped_dates): on each, fewer than "
+        "processing.coverage_threshold of the names trading lately had a close. Partial days of "
+        "the file are meant to go; if it mixes exchanges whose holidays or weekdays differ, each "
+        "one's holidays go: set processing.strict_mode: false (the names closed that day carry "
+        "their last price) or lower processing.coverage_threshold",
+        len(dropped), dates_in, 100 * len(dropped) / max(dates_in, 1),
+        ", ".join(f"{day} {n}" for day, n in weekdays.items()), ", ".join(dropped[:3]))
+
+
 def _names_without_sector(matrices: panel.PanelMatrices) -> list[str]:
     """Names with no sector on any date while others have one (sector-neutral steps then group
     them together as one sector of their own)."""
@@ -169,8 +186,9 @@ def _dates_per_year(dates: pd.DatetimeIndex) -> float | None:
 
 
 def _annualised_as_configured(per_year: float, periods_per_year: float | None) -> bool:
-    """evaluation.backtest.periods_per_year already set near the file's rate (within a fifth)."""
-    return periods_per_year is not None and abs(float(periods_per_year) / per_year - 1) <= 0.2
+    """evaluation.backtest.periods_per_year already set near the file's rate (within a tenth: a
+    six-day week, 306 dates a year, is not annualised as 252)."""
+    return periods_per_year is not None and abs(float(periods_per_year) / per_year - 1) <= 0.1
 
 
 def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
@@ -187,6 +205,8 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
             "and annualised figures assume evaluation.backtest.periods_per_year (252 by default) rows a "
             "year; set it to %.0f (and scale the windows) for these bars", per_year,
             "weekly or monthly bars?" if per_year < 200 else "weekends included?", per_year)
+    if log.get("dropped_dates"):
+        _warn_strict_drops(log["strict_dropped_dates"], int(log["dates_in"]))
     if log.get("duplicate_series"):
         groups = log["duplicate_series"]
         logger.warning(

@@ -42,9 +42,11 @@ def test_good_panel_passes_and_coerces_types():
          "column 'close': must be numeric"),
         (lambda f: f.assign(high=[11.0, 18.0, 11.0, 20.5]), "high must be >= low"),
         (lambda f: f.assign(volume=[1000, -5, 1500, 2500]), "column 'volume': volume must be >= 0"),
+        (lambda f: f.assign(pe_ratio=[12.0, -np.inf, np.nan, 8.0]),
+         "column 'pe_ratio': value must be finite"),
     ],
     ids=["no-close", "no-ticker", "bad-date", "duplicate", "negative", "zero", "inf", "text",
-         "high<low", "neg-volume"],
+         "high<low", "neg-volume", "inf-factor"],
 )
 def test_each_rule_rejects_with_a_named_message(mutate, expected):
     with pytest.raises(DataValidationError) as err:

@@ -81,7 +81,12 @@ def long_panel_schema(extra_numeric: list[str]) -> pa.DataFrameSchema:
         "sector": pa.Column(str, coerce=True, nullable=True, required=False, name="sector"),
     }
     for name in extra_numeric:
-        columns[name] = pa.Column("float64", coerce=True, nullable=True, name=name)
+        # a user factor's +/-inf (a ratio over a zero) is as broken as a price's: named, not
+        # turned into a missing value somewhere downstream
+        columns[name] = pa.Column(
+            "float64", coerce=True, nullable=True, name=name,
+            checks=pa.Check(_finite_or_missing,
+                            error="value must be finite (leave a missing value empty)"))
     return pa.DataFrameSchema(
         columns,
         checks=[pa.Check(_high_not_below_low, error="high must be >= low")],

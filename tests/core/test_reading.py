@@ -40,6 +40,18 @@ def test_a_windows_excel_export_is_read_with_a_warning(tmp_path, caplog):
     assert set(panel["sector"]) == {"Télécom"} and "not UTF-8" in caplog.text
 
 
+def test_excels_unicode_text_export_reads_like_the_utf8_file(tmp_path):
+    """Excel's "Unicode Text" (UTF-16 with a byte-order mark, tab-separated) was read as
+    Windows-1252 and refused for a missing 'date' column."""
+    lines = ["date\tticker\tclose\tsector",
+             *[f"{line.replace(',', chr(9))}\tTélécom" for line in _long_lines(["0700", "B"])]]
+    utf16, utf8 = tmp_path / "unicode.txt", tmp_path / "utf8.txt"
+    utf16.write_bytes("\r\n".join(lines).encode("utf-16"))
+    utf8.write_bytes("\r\n".join(lines).encode("utf-8"))
+    pd.testing.assert_frame_equal(load_raw_panel(utf16), load_raw_panel(utf8))
+    assert set(load_raw_panel(utf16)["ticker"]) == {"0700", "B"}
+
+
 def test_a_header_cell_without_a_name_keeps_missing_markers(tmp_path):
     """'date,ticker,close,' (a delimiter closing the header too): the unnamed column is empty and
     a gap in close is still a gap; an Excel '#N/A' ticker is missing, not a name."""

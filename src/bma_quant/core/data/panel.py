@@ -47,8 +47,16 @@ def _header_line(path: Path) -> str:
 
 def _first_lines(path: Path, n: int) -> list[str]:
     opener = _OPENERS.get(path.suffix.lower(), open)
-    with opener(path, "rt", errors="replace") as handle:
+    with opener(path, "rt", encoding=_utf16_encoding(path), errors="replace") as handle:
         return [line for _, line in zip(range(n), handle, strict=False)]
+
+
+def _utf16_encoding(path: Path) -> str | None:
+    """"utf-16" for a file that starts with a UTF-16 byte-order mark (Excel's "Unicode Text"
+    export, tab-separated), else None (UTF-8, or Windows-1252, found later)."""
+    with _OPENERS.get(path.suffix.lower(), open)(path, "rb") as handle:
+        start = handle.read(2)
+    return "utf-16" if start in (b"\xff\xfe", b"\xfe\xff") else None
 
 
 # pandas' default missing-value markers, applied to every column but the ticker: "NA" and "NULL"
@@ -126,8 +134,8 @@ def _first_non_utf8_byte(path: Path, chunk: int = 1 << 24) -> tuple[int, int] | 
 def _read_csv(path: Path, sep: str, decimal: str) -> pd.DataFrame:
     """The CSV as pandas reads it, with the ticker column kept as written (text, no missing
     markers), UTF-8 or else Windows-1252 (an Excel export), and its shape problems named."""
-    encoding = "utf-8-sig"
-    offending = _first_non_utf8_byte(path)
+    encoding = _utf16_encoding(path) or "utf-8-sig"
+    offending = None if encoding == "utf-16" else _first_non_utf8_byte(path)
     if offending is not None:
         encoding = "cp1252"
         logger.warning("%s is not UTF-8 (byte 0x%02x at position %d): read as Windows-1252, as "

@@ -97,6 +97,23 @@ def test_momentum_and_vwap_hand_computed():
     )
 
 
+def test_an_illiquid_name_keeps_its_illiquidity():
+    """B trades (volume > 0) on 3 of every 8 days: with the window's observed share the rule,
+    its amihud was missing and later got the date's median, so the most illiquid name looked
+    average. Its traded days give the value; no traded day gives none."""
+    panel, market = _tiny_panel()
+    b = panel["ticker"] == "B"
+    panel.loc[b & ~panel.index.isin(panel[b].index[[1, 4, 7]]), "volume"] = 0.0
+    v = _raw(panel, market, amihud_windows=(8,), amihud_min_traded_share=0.25)
+    r1, r4, r7 = 19 / 20 - 1, 20 / 22 - 1, 22 / 24 - 1  # B's returns into its traded days
+    assert v["amihud_8"][7, 1] == pytest.approx(
+        (abs(r1) / (19 * 200) + abs(r4) / (20 * 500) + abs(r7) / (22 * 800)) / 3)
+    panel.loc[b, "volume"] = 0.0
+    assert np.isnan(_raw(panel, market, amihud_windows=(8,))["amihud_8"][7, 1])
+    with pytest.raises(ValueError, match="amihud_min_traded_share must be in"):
+        F.FactorConfig.from_params({"amihud_min_traded_share": 0})
+
+
 def test_beta_recovers_a_planted_beta():
     rng = np.random.default_rng(0)
     dates = pd.bdate_range("2020-01-01", periods=300)

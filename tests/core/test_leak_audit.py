@@ -87,7 +87,8 @@ def test_future_ic_profile_known_answers(synthetic):
     features = {"past": returns, "peek_1": _shift_up(returns, 1), "peek_2": _shift_up(returns, 2)}
     rows = np.arange(50, 800)
     profile = LA.future_ic_profile(features, close, rows, max_offset=11, config=CONFIG)
-    assert list(profile.columns) == [*(f"ic_{j}" for j in range(12)), "n_dates"]
+    assert list(profile.columns) == [*(f"ic_{j}" for j in range(12)), "n_dates",
+                                     "edge_ic_inside", "edge_ic_after", "edge_tstat"]
     assert profile.loc["past", "ic_0"] == pytest.approx(1.0)
     assert profile.loc["peek_1", "ic_1"] == pytest.approx(1.0)
     assert profile.loc["peek_2", "ic_2"] == pytest.approx(1.0)
@@ -97,6 +98,34 @@ def test_future_ic_profile_known_answers(synthetic):
         features, close, rows, 11, LA.LeakAuditConfig(date_stride=3)
     )
     assert strided.loc["past", "n_dates"] == len(rows[::3])
+
+
+def _window_sum(returns: np.ndarray, first: int, last: int) -> np.ndarray:
+    """sum of r(t+first .. t+last) at t (NaN where the window leaves the data)."""
+    return sum(_shift_up(returns, j) for j in range(first, last + 1))
+
+
+def test_label_edge_flags_noisy_label_copies_not_persistent_signals(synthetic):
+    """A vendor column that is the 10-day forward return plus much noise has a RankIC with the
+    label of about 0.2: below the |RankIC| guard, and spread too thin for the one-day spike rule.
+    Its IC with each day's return stops dead after the label's last day. A persistent signal's
+    fades smoothly: the planted signal (IC with one day ~0.1), and the label window shifted one
+    day on (it knows r(t+12), so it is a leak too, but not of this edge: the spike rule's)."""
+    market, grid, close = synthetic
+    returns = LA.daily_returns(close)
+    rng = np.random.default_rng(0)
+    label = _window_sum(returns, 2, 11)
+    noise = rng.standard_normal(label.shape) * np.nanstd(label)
+    features = {"noisy_label": label + 3.0 * noise, "exact_label": label,
+                "signal": grid.to_wide(market.panel["signal_1"].to_numpy()),
+                "noise": noise}
+    profile = LA.future_ic_profile(features, close, np.arange(300, 820), 11, CONFIG)
+    reasons = LA.label_edge_reasons(profile, CONFIG, label_end=11)
+    assert set(reasons) == {"noisy_label", "exact_label"}
+    assert "label-window edge" in reasons["noisy_label"]
+    assert profile.loc["noisy_label", "edge_ic_inside"] < 0.1  # the spike rule's bar
+    assert not LA.future_peek_reasons(profile.loc[["noisy_label"]], CONFIG)
+    assert profile.loc["signal", "edge_ic_inside"] > CONFIG.max_edge_ic  # strong, but smooth
 
 
 def _profile(**rows) -> pd.DataFrame:

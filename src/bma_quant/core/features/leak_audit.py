@@ -15,6 +15,11 @@
   on one future day, far above the factor's IC on its other days and with the past return r(t).
   This catches a one-day peek into the label window that the |RankIC with the label| guard misses
   (its RankIC with a 10-day label is only about 1 / sqrt(10) = 0.3).
+- Label-window edge (same profile, j up to d + h + `edge_days`): a column made from the forward
+  return itself (a target, or a vendor series stamped at the window's end) plus noise has a
+  RankIC with the label well below the guard's 0.3 and an IC spread thinly over every day of the
+  window, so neither check above sees it. But its IC with r(t+j) holds up to the label's last
+  day and stops the day after, where anything known at t fades smoothly.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bma_quant.core.evaluation.metrics import newey_west_tstat
 from bma_quant.core.features.factors import (
     FactorConfig,
     Grid,
@@ -51,6 +57,11 @@ class LeakAuditConfig:
     date_stride: int = 1
     max_future_ic: float = 0.1
     spike_ratio: float = 3.0
+    # (c) label edge: mean IC over the label window's last `edge_days` days against the
+    # `edge_days` days after it
+    edge_days: int = 3
+    max_edge_ic: float = 0.02
+    min_edge_tstat: float = 5.0
 
     @classmethod
     def from_params(cls, params: Mapping) -> LeakAuditConfig:
@@ -60,11 +71,12 @@ class LeakAuditConfig:
         if unknown:
             raise ValueError(f"feature_engineering.leak_audit: unknown key(s) {unknown}")
         config = cls(**{k: type(getattr(cls, k))(v) for k, v in p.items()})
-        if config.prefix_cuts < 0 or config.compare_days < 1 or config.date_stride < 1:
+        if (config.prefix_cuts < 0 or config.compare_days < 1 or config.date_stride < 1
+                or config.edge_days < 1):
             raise ValueError(
-                "feature_engineering.leak_audit: need prefix_cuts >= 0, compare_days >= 1 and "
-                f"date_stride >= 1, got {config.prefix_cuts}, {config.compare_days}, "
-                f"{config.date_stride}"
+                "feature_engineering.leak_audit: need prefix_cuts >= 0, compare_days >= 1, "
+                f"date_stride >= 1 and edge_days >= 1, got {config.prefix_cuts}, "
+                f"{config.compare_days}, {config.date_stride}, {config.edge_days}"
             )
         return config
 
@@ -216,12 +228,14 @@ def future_ic_profile(
     config: LeakAuditConfig,
     values_are_ranks: bool = False,
 ) -> pd.DataFrame:
-    """Mean daily Spearman IC of each factor at t with r(t+j), j = 0 .. max_offset.
+    """Mean daily Spearman IC of each factor at t with r(t+j), j = 0 .. max_offset, and the
+    label-edge step (see `label_edge_reasons`) at max_offset.
 
     rows: the date rows t to score (development dates); every `date_stride`-th one is used, and
     only those whose r(t + max_offset) exists. `values_are_ranks`: the factors are already
-    per-date ranks (not ranked again). Columns `ic_0` .. `ic_<max_offset>` and `n_dates`; a
-    factor without cross-sectional spread (market context) gets NaN."""
+    per-date ranks (not ranked again). Columns `ic_0` .. `ic_<max_offset>`, `n_dates`,
+    `edge_ic_inside`, `edge_ic_after` and `edge_tstat`; a factor without cross-sectional spread
+    (market context) gets NaN."""
     returns = row_ranks(daily_returns(close))
     rows = np.asarray(rows, dtype=np.int64)[:: config.date_stride]
     rows = rows[rows + max_offset < len(returns)]
@@ -229,17 +243,41 @@ def future_ic_profile(
     for name, values in features.items():
         values = np.asarray(values)[rows]
         ranks = values.astype(np.float64) if values_are_ranks else row_ranks(values)
-        entry, counts = {}, []
+        entry, counts, daily = {}, [], {}
         for j in range(max_offset + 1):
-            ic = rowwise_corr(ranks, returns[rows + j], config.min_names)
+            daily[j] = ic = rowwise_corr(ranks, returns[rows + j], config.min_names)
             finite = np.isfinite(ic)
             entry[f"ic_{j}"] = float(ic[finite].mean()) if finite.any() else math.nan
             counts.append(int(finite.sum()))
         entry["n_dates"] = min(counts) if counts else 0
+        entry.update(_label_edge(ranks, returns, rows, daily, max_offset, config))
         out[name] = entry
     table = pd.DataFrame.from_dict(out, orient="index")
     table.index.name = "factor"
     return table
+
+
+def _label_edge(ranks: np.ndarray, returns: np.ndarray, rows: np.ndarray,
+                daily: Mapping[int, np.ndarray], label_end: int, config: LeakAuditConfig
+                ) -> dict[str, float]:
+    """Mean IC over the label window's last `edge_days` days (j <= label_end) and over the
+    `edge_days` days after it, and the Newey-West t-stat of their per-date difference."""
+    inside = [j for j in range(label_end - config.edge_days + 1, label_end + 1) if j >= 1]
+    after = range(label_end + 1, label_end + 1 + config.edge_days)
+    stacked = np.full((len(rows), len(after)), np.nan)
+    for k, j in enumerate(after):
+        valid = rows + j < len(returns)
+        stacked[valid, k] = rowwise_corr(ranks[valid], returns[rows[valid] + j], config.min_names)
+    with np.errstate(invalid="ignore"):
+        inside_ic = np.mean([daily[j] for j in inside], axis=0) if inside else \
+            np.full(len(rows), np.nan)
+        after_ic = stacked.mean(axis=1)
+    step = inside_ic - after_ic
+    lag = math.ceil((label_end + config.edge_days) / config.date_stride)
+    both = np.isfinite(step)
+    return {"edge_ic_inside": float(inside_ic[both].mean()) if both.any() else math.nan,
+            "edge_ic_after": float(after_ic[both].mean()) if both.any() else math.nan,
+            "edge_tstat": newey_west_tstat(step, lag)}
 
 
 def _baseline(ics: np.ndarray, peak: int) -> float:
@@ -274,6 +312,33 @@ def future_peek_reasons(profile: pd.DataFrame, config: LeakAuditConfig) -> dict[
                 f"future-day IC spike: |IC with r(t+{peak + 1})| = {value:.3f} > "
                 f"{config.max_future_ic:g} and > {config.spike_ratio:g} x baseline "
                 f"{baseline:.3f}; IC with the past return r(t) = {ics[0]:.3f}"
+            )
+    return reasons
+
+
+def label_edge_reasons(profile: pd.DataFrame, config: LeakAuditConfig,
+                       label_end: int) -> dict[str, str]:
+    """Factors that know the label window: their IC with each day's return holds up to the
+    window's last day and stops the day after. Information known at t fades smoothly with j (a
+    persistent signal reaches day label_end + 1 about as well as day label_end); a column made
+    from the forward return (a target, or a vendor's series stamped at the window's end) falls
+    off that edge. Flagged when the mean |IC| over the window's last `edge_days` days is above
+    `max_edge_ic`, above `spike_ratio` times the days after (in its own direction), and the
+    step's Newey-West t-stat is above `min_edge_tstat`."""
+    reasons: dict[str, str] = {}
+    for name, row in profile.iterrows():
+        inside, after, t = row["edge_ic_inside"], row["edge_ic_after"], row["edge_tstat"]
+        if not all(math.isfinite(v) for v in (inside, after, t)):
+            continue
+        # signed: where moves revert, a copy of the label has the opposite IC after its window
+        if (abs(inside) > config.max_edge_ic
+                and abs(inside) > config.spike_ratio * np.sign(inside) * after
+                and abs(t) > config.min_edge_tstat):
+            reasons[name] = (
+                f"label-window edge: mean IC with r(t+{label_end - config.edge_days + 1}.."
+                f"t+{label_end}) = {inside:.3f}, with r(t+{label_end + 1}..t+"
+                f"{label_end + config.edge_days}) = {after:.3f} (t-stat of the step {t:.1f}): "
+                "it knows returns up to the label's last day and none after"
             )
     return reasons
 
@@ -322,6 +387,8 @@ def audit_factor_table(
                 f"{row['max_abs_diff']:.3g}): it reads data after t"
             )
     for name, reason in future_peek_reasons(profile, config).items():
+        suspects.setdefault(name, []).append(reason)
+    for name, reason in label_edge_reasons(profile, config, max_offset).items():
         suspects.setdefault(name, []).append(reason)
     table = prefix.join(profile, how="outer")
     table["suspect"] = table.index.isin(list(suspects))

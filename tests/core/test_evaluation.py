@@ -8,7 +8,7 @@ from bma_quant.core.data.labels import forward_return_labels
 from bma_quant.core.data.synthetic import generate_synthetic_market
 from bma_quant.core.evaluation import test_period as ev
 from bma_quant.core.evaluation.backtest import long_short_backtest
-from bma_quant.core.evaluation.metrics import prediction_scores
+from bma_quant.core.evaluation.metrics import newey_west_tstat, prediction_scores
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,10 @@ def test_regime_scopes_partition_the_days(market):
     for regime, row in regimes.iterrows():
         expected = ic[labels_by_date.reindex(ic.index).to_numpy() == regime].mean()
         assert row["rank_ic"] == pytest.approx(expected)
+        # its t-stat counts lags in dates: the other regimes' dates are gaps, not squeezed out
+        in_regime = ic.where(labels_by_date.reindex(ic.index).to_numpy() == regime)
+        assert row["rank_ic_tstat"] == pytest.approx(
+            newey_west_tstat(in_regime, 10, gaps_in_time=True))
 
 
 def test_book_attribution_uses_signal_date_regime(market):

@@ -164,6 +164,22 @@ def test_newey_west_default_is_statsmodels_default():
     assert newey_west_tstat(series, 10) == pytest.approx(fit.tvalues[0], rel=1e-10)
 
 
+def test_newey_west_with_gaps_counts_lags_in_dates():
+    """One regime's dates are runs scattered in time: with gaps_in_time two values k dates apart
+    are k lags apart (a brute-force double sum over date positions), not neighbours."""
+    rng = np.random.default_rng(4)
+    x = np.convolve(rng.standard_normal(400), np.ones(8) / 8, mode="same") + 0.05
+    assert newey_west_tstat(x, 10, gaps_in_time=True) == pytest.approx(newey_west_tstat(x, 10))
+    kept = np.repeat(rng.random(40) < 0.5, 10)          # runs of 10 dates in or out
+    gapped = np.where(kept, x, np.nan)
+    z = np.where(kept, gapped - np.nanmean(gapped), 0.0)
+    lags = np.abs(np.subtract.outer(np.arange(400), np.arange(400)))
+    weights = np.clip(1.0 - lags / 11.0, 0.0, None)
+    expected = np.nanmean(gapped) / math.sqrt(z @ weights @ z / kept.sum() ** 2)
+    assert newey_west_tstat(gapped, 10, gaps_in_time=True) == pytest.approx(expected, rel=1e-10)
+    assert newey_west_tstat(gapped, 10) != pytest.approx(expected, rel=1e-3)  # concatenated
+
+
 def test_newey_west_degenerate_inputs():
     assert math.isnan(newey_west_tstat(pd.Series([], dtype=float), 10))
     assert math.isnan(newey_west_tstat(pd.Series([0.1]), 10))

@@ -272,7 +272,8 @@ def daily_rank_ic_columns(
 
 
 def newey_west_tstat(
-    series: pd.Series | np.ndarray, lag: int, use_correction: bool = False
+    series: pd.Series | np.ndarray, lag: int, use_correction: bool = False,
+    gaps_in_time: bool = False,
 ) -> float:
     """t-statistic of the mean with Newey-West (Bartlett kernel) standard errors.
 
@@ -281,14 +282,21 @@ def newey_west_tstat(
     to scale the variance by n / (n - 1) as statsmodels does with that flag. Non-finite values are
     dropped. ``lag`` is capped at n - 1 (higher lags have no pairs). Returns NaN for fewer than two
     observations or a zero long-run variance (constant series).
+
+    ``gaps_in_time``: a non-finite value is a date left out, not dropped, so lags count dates
+    (a subset of dates such as one regime's: two values 3 dates apart are 3 lags apart, not 1).
+    Equal to the default on a series without gaps.
     """
     values = np.asarray(series, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    n = values.size
+    finite = np.isfinite(values)
+    if not gaps_in_time:
+        values, finite = values[finite], np.ones(int(finite.sum()), dtype=bool)
+    n = int(finite.sum())
     if n < 2:
         return math.nan
-    lag = int(min(max(lag, 0), n - 1))
-    resid = values - values.mean()
+    lag = int(min(max(lag, 0), values.size - 1))
+    resid = np.where(finite, values - values[finite].mean(), 0.0)
+    values = values[finite]
     long_run = resid @ resid
     for j in range(1, lag + 1):  # loop over lags (~h), not dates
         long_run += 2.0 * (1.0 - j / (lag + 1.0)) * (resid[j:] @ resid[:-j])
@@ -301,13 +309,15 @@ def newey_west_tstat(
     return float(values.mean() / math.sqrt(variance))
 
 
-def ic_summary(ic: pd.Series, nw_lag: int) -> dict[str, float]:
+def ic_summary(ic: pd.Series, nw_lag: int, gaps_in_time: bool = False) -> dict[str, float]:
     """Mean, std, ICIR, Newey-West t-stat, hit rate and date count of a daily IC series.
 
     ``std`` is the sample std (ddof=1); ``icir`` = mean / std; ``hit_rate`` = share of dates with
-    IC > 0. Non-finite entries are ignored. Never raises: an empty series gives NaN values with
+    IC > 0. Non-finite entries are ignored (``gaps_in_time``: kept as gaps for the t-stat's lags,
+    see ``newey_west_tstat``). Never raises: an empty series gives NaN values with
     ``n_dates`` 0, a single date gives its mean and hit rate with NaN std, ICIR and t-stat.
     """
+    tstat = newey_west_tstat(ic, nw_lag, gaps_in_time=gaps_in_time)
     values = np.asarray(ic, dtype=np.float64)
     values = values[np.isfinite(values)]
     n = values.size
@@ -319,7 +329,7 @@ def ic_summary(ic: pd.Series, nw_lag: int) -> dict[str, float]:
         "mean": mean,
         "std": std,
         "icir": mean / std if spread else math.nan,
-        "tstat": newey_west_tstat(values, nw_lag),
+        "tstat": tstat,
         "hit_rate": float((values > 0).mean()) if n else math.nan,
         "n_dates": int(n),
     }

@@ -143,9 +143,10 @@ def regime_by_date(regimes: pd.DataFrame | None) -> pd.Series:
     return series.sort_index()
 
 
-def _ic_rows(ic: pd.Series, rank_ic: pd.Series, nw_lag: int) -> dict[str, float]:
-    pearson = ic_summary(ic, nw_lag)
-    spearman = ic_summary(rank_ic, nw_lag)
+def _ic_rows(ic: pd.Series, rank_ic: pd.Series, nw_lag: int,
+             gaps_in_time: bool = False) -> dict[str, float]:
+    pearson = ic_summary(ic, nw_lag, gaps_in_time)
+    spearman = ic_summary(rank_ic, nw_lag, gaps_in_time)
     return {
         "ic": pearson["mean"],
         "rank_ic": spearman["mean"],
@@ -239,8 +240,10 @@ def evaluate_model(
         rows.append(
             {
                 SCOPE: regime,
-                **_ic_rows(ic[ic.index.isin(dates)], rank_ic[rank_ic.index.isin(dates)],
-                           config.nw_lag),
+                # the other regimes' dates stay as gaps: the t-stat's lags count dates
+                **_ic_rows(ic.where(ic.index.isin(dates)),
+                           rank_ic.where(rank_ic.index.isin(dates)), config.nw_lag,
+                           gaps_in_time=True),
                 **portfolio_summary(daily.loc[held], first_day[held], config.periods_per_year,
                                     initial_day=initial_day),
             }

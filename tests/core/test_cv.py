@@ -172,7 +172,7 @@ def test_scikit_learn_interface_splits_rows_by_their_dates():
 
 
 def test_folds_table_round_trip():
-    folds = assign_stages(_splitter(*SETTINGS[4]).date_folds(CALENDAR), 2)
+    folds = assign_stages(_splitter(*SETTINGS[4]).date_folds(CALENDAR), 2, gap=SETTINGS[4][4])
     table = folds_table(folds)
     assert set(table.columns) == {"fold", "date", "role", "stage"}
     assert set(table["role"]) == {"train", "test"}
@@ -187,7 +187,7 @@ def test_folds_table_round_trip():
 
 
 def test_tuning_folds_come_first_and_leave_out_of_fold_folds():
-    folds = assign_stages(_splitter(*SETTINGS[4]).date_folds(CALENDAR), 2)
+    folds = assign_stages(_splitter(*SETTINGS[4]).date_folds(CALENDAR), 2, gap=SETTINGS[4][4])
     tuning, oof = folds_of_stage(folds, TUNING), folds_of_stage(folds, OOF)
     assert [f.fold for f in tuning] == [0, 1]
     assert [f.fold for f in oof] == list(range(2, len(folds)))
@@ -195,9 +195,9 @@ def test_tuning_folds_come_first_and_leave_out_of_fold_folds():
     assert max(f.test_dates.max() for f in tuning) < min(f.test_dates.min() for f in oof)
     assert [f.fold for f in folds_from_table(folds_table(folds), stage=OOF)] == [f.fold for f in oof]
     with pytest.raises(ValueError, match="n_tuning_folds"):
-        assign_stages(folds, len(folds))
+        assign_stages(folds, len(folds), gap=11)
     with pytest.raises(ValueError, match="n_tuning_folds"):
-        assign_stages(folds, -1)
+        assign_stages(folds, -1, gap=11)
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
@@ -207,7 +207,7 @@ def test_no_tuning_label_window_reaches_the_first_out_of_fold_test_window(settin
     date), the purge rule between training and test (DESIGN §3)."""
     gap = setting[4]
     raw = _splitter(*setting).date_folds(CALENDAR)
-    folds = assign_stages(raw, 2)
+    folds = assign_stages(raw, 2, gap=gap)
     tuning, first_oof = folds_of_stage(folds, TUNING), folds_of_stage(folds, OOF)[0]
     start = CALENDAR.get_loc(first_oof.test_dates.min())
     for fold in tuning:
@@ -226,7 +226,7 @@ def test_a_tuning_window_no_longer_than_the_gap_is_refused_by_name():
         min_train_days=60).date_folds(pd.bdate_range("2020-01-01", periods=110))
     assert len(folds[0].test_dates) <= 11
     with pytest.raises(cv.CVLayoutError, match="temporal.cv_gap_days"):
-        assign_stages(folds, 1)
+        assign_stages(folds, 1, gap=11)
 
 
 # --- short panels: the layout scales down to its floor (cv.short_panel) ---------------------
@@ -240,26 +240,48 @@ def test_a_layout_that_fits_is_kept_as_requested():
 
 
 @pytest.mark.parametrize("n_dates, expected", [
+    # Each window needs the floor's 21 dates after the last tuning window's purge of 11: 32.
     # 300-day panel, test_fraction 0.2: 229 development dates. Train on half of 229 - 11 = 218
-    # dates (109), then 5 folds of (229 - 109 - 11) // 5 = 21 test dates: the floor's 21.
-    (229, cv.CVLayout(5, 109, 2)),
-    # 150 dates: train 69; 5 folds get 14 dates, 4 (one tuning fold) 17, 3 (1 + 2 out-of-fold) 23
-    (150, cv.CVLayout(3, 69, 1)),
-    # the floor exactly: 63 + 11 + 3 x 21 = 137 dates
-    (137, cv.CVLayout(3, 63, 1)),
+    # dates (109); 5 folds get (229 - 109 - 11) // 5 = 21 dates, 4 (one tuning fold) 27, 3
+    # (1 + 2 out-of-fold) 36.
+    (229, cv.CVLayout(3, 109, 1)),
+    # 200 dates: train 94 leaves 3 folds of 31; the floor's 63 training dates leave 3 of 42
+    (200, cv.CVLayout(3, 63, 1)),
+    # the floor exactly: 63 + 11 + 3 x (21 + 11) = 170 dates
+    (170, cv.CVLayout(3, 63, 1)),
 ])
 def test_short_panel_scales_the_layout_down_to_the_floor(n_dates, expected):
     layout, adapted = cv.fit_cv_layout(n_dates, DEFAULT_LAYOUT, gap=11, floor=cv.CVFloor())
     assert adapted and layout == expected
-    assert layout.test_days(n_dates, 11) >= cv.CVFloor().min_test_days
+    assert layout.test_days(n_dates, 11) - 11 >= cv.CVFloor().min_test_days
     folds = cv.assign_stages(
         cv.PurgedWalkForwardSplit(layout.n_splits, min_train_days=layout.min_train_days)
-        .date_folds(pd.bdate_range("2020-01-01", periods=n_dates)), layout.n_tuning_folds)
+        .date_folds(pd.bdate_range("2020-01-01", periods=n_dates)), layout.n_tuning_folds,
+        gap=11)
     assert [f.stage for f in folds].count(cv.OOF) >= 2
     assert [f.stage for f in folds].count(cv.TUNING) >= 1
-    # the floor's test dates per window; the last tuning window scores cv_gap_days fewer (its
-    # last labels reach the first out-of-fold window: purged)
-    assert all(len(f.test_dates) >= 21 - (11 if f.stage == cv.TUNING else 0) for f in folds)
+    # every window, the purged tuning one included, scores the floor's test dates
+    assert all(len(f.test_dates) >= 21 for f in folds)
+
+
+@pytest.mark.parametrize("horizon", [10, 20])
+def test_scaled_layouts_keep_the_floor_after_the_purge_and_refuse_only_below_it(horizon):
+    """A longer horizon purges more of the last tuning window: the floor's dates rise with it,
+    and every panel from there on gets a layout whose windows all keep 21 scored dates (no
+    panel refused between two that run)."""
+    gap = horizon + 1
+    need = cv.CVFloor().min_dates(True, gap)
+    temporal = TemporalConfig(horizon_days=horizon, execution_delay_days=1, cv_gap_days=gap)
+    with pytest.raises(cv.CVLayoutError, match=f"at least {need} development dates"):
+        cv.fit_cv_layout(need - 1, DEFAULT_LAYOUT, gap=gap, floor=cv.CVFloor())
+    for n_dates in range(need, need + 60, 7):
+        layout, _ = cv.fit_cv_layout(n_dates, DEFAULT_LAYOUT, gap=gap, floor=cv.CVFloor())
+        folds = cv.assign_stages(
+            cv.PurgedWalkForwardSplit(layout.n_splits, temporal,
+                                      min_train_days=layout.min_train_days)
+            .date_folds(pd.bdate_range("2020-01-01", periods=n_dates)), layout.n_tuning_folds,
+            gap=gap)
+        assert min(len(f.test_dates) for f in folds) >= 21
 
 
 @pytest.mark.parametrize("n_dates", [805, 840, 870])
@@ -268,7 +290,7 @@ def test_a_panel_just_short_of_the_layout_is_scaled_down_not_kept_with_tiny_fold
     (nested scores on a week of dates, or none); it is scaled down like a short panel."""
     assert 1 <= DEFAULT_LAYOUT.test_days(n_dates, 11) < cv.CVFloor().min_test_days
     layout, adapted = cv.fit_cv_layout(n_dates, DEFAULT_LAYOUT, gap=11, floor=cv.CVFloor())
-    assert adapted and layout.test_days(n_dates, 11) >= cv.CVFloor().min_test_days
+    assert adapted and layout.test_days(n_dates, 11) - 11 >= cv.CVFloor().min_test_days
     assert layout.min_train_days == (n_dates - 11) // 2 and layout.n_splits == 5
     # with adaptation off the requested layout is kept while every fold has a test date
     assert cv.fit_cv_layout(n_dates, DEFAULT_LAYOUT, gap=11, floor=cv.CVFloor(),
@@ -277,7 +299,7 @@ def test_a_panel_just_short_of_the_layout_is_scaled_down_not_kept_with_tiny_fold
 
 def test_a_small_layout_of_the_users_own_on_fewer_dates_than_the_floor_is_kept():
     small = cv.CVLayout(n_splits=2, min_train_days=40, n_tuning_folds=1)
-    assert small.test_days(86, 11) == 17  # under the floor's 21, on under its 137 dates
+    assert small.test_days(86, 11) == 17  # under the floor's 21, on under its 170 dates
     assert cv.fit_cv_layout(86, small, gap=11, floor=cv.CVFloor()) == (small, False)
 
 
@@ -290,9 +312,9 @@ def test_without_tuning_folds_the_floor_has_two_out_of_fold_folds():
 
 def test_below_the_floor_the_error_names_the_dates_needed_and_the_parameters():
     with pytest.raises(cv.CVLayoutError) as err:
-        cv.fit_cv_layout(136, DEFAULT_LAYOUT, gap=11, floor=cv.CVFloor())
+        cv.fit_cv_layout(169, DEFAULT_LAYOUT, gap=11, floor=cv.CVFloor())
     message = str(err.value)
-    assert "136 development dates" in message and "at least 137 development dates" in message
+    assert "169 development dates" in message and "at least 170 development dates" in message
     for parameter in ("periods.test_fraction", "cv.short_panel.floor", "temporal.cv_gap_days"):
         assert parameter in message
 

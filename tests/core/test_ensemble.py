@@ -282,6 +282,28 @@ def test_walk_forward_trains_only_on_earlier_purged_folds(design, inputs, monkey
     assert result.validation_folds == [folds[-2].fold, folds[-1].fold]
 
 
+def test_the_walk_forward_choice_reads_each_folds_purged_dates_only(design, inputs,
+                                                                     monkeypatch):
+    """The replay of the ensemble choice for fold k sees the daily scores up to fold k's last
+    purged training date, never the earlier fold's last dates whose labels reach fold k."""
+    seen = []
+    original = combiners.SelectionRule.choose
+
+    def spy(self, daily, folds, methods=None):
+        seen.append((list(folds), pd.to_datetime(daily["date"]).max()))
+        return original(self, daily, folds, methods)
+
+    monkeypatch.setattr(combiners.SelectionRule, "choose", spy)
+    result = combiners.walk_forward_ensembles(design, inputs["folds"], inputs["fold_regimes"],
+                                             ["stacking", "bma"], inputs["models"], PARAMS,
+                                             inputs["date_split"]["test_start"])
+    by_fold = {f.fold: f for f in inputs["folds"]}
+    replays = seen[1:]  # seen[0]: the choice of `final` on the validation folds
+    assert result.final_nested_folds and len(replays) == len(result.final_nested_folds)
+    for scored, (_, last_read) in zip(result.final_nested_folds, replays, strict=True):
+        assert last_read <= by_fold[scored].train_dates.max()
+
+
 def test_more_validation_folds_than_fitted_ones_is_said(design, inputs, caplog):
     params = {**PARAMS, "selection": {**PARAMS["selection"], "n_validation_folds": 10}}
     with caplog.at_level("WARNING"):

@@ -108,8 +108,11 @@ def test_an_illiquid_name_keeps_its_illiquidity():
     r1, r4, r7 = 19 / 20 - 1, 20 / 22 - 1, 22 / 24 - 1  # B's returns into its traded days
     assert v["amihud_8"][7, 1] == pytest.approx(
         (abs(r1) / (19 * 200) + abs(r4) / (20 * 500) + abs(r7) / (22 * 800)) / 3)
-    panel.loc[b, "volume"] = 0.0
+    # unset (a model pickled before the key): the window's observed share, as it was trained
     assert np.isnan(_raw(panel, market, amihud_windows=(8,))["amihud_8"][7, 1])
+    panel.loc[b, "volume"] = 0.0
+    assert np.isnan(_raw(panel, market, amihud_windows=(8,),
+                         amihud_min_traded_share=0.25)["amihud_8"][7, 1])
     with pytest.raises(ValueError, match="amihud_min_traded_share must be in"):
         F.FactorConfig.from_params({"amihud_min_traded_share": 0})
 

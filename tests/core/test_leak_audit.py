@@ -88,7 +88,8 @@ def test_future_ic_profile_known_answers(synthetic):
     rows = np.arange(50, 800)
     profile = LA.future_ic_profile(features, close, rows, max_offset=11, config=CONFIG)
     assert list(profile.columns) == [*(f"ic_{j}" for j in range(12)), "n_dates",
-                                     "edge_ic_inside", "edge_ic_after", "edge_tstat"]
+                                     "edge_ic_before", "edge_ic_inside", "edge_ic_after",
+                                     "edge_tstat"]
     assert profile.loc["past", "ic_0"] == pytest.approx(1.0)
     assert profile.loc["peek_1", "ic_1"] == pytest.approx(1.0)
     assert profile.loc["peek_2", "ic_2"] == pytest.approx(1.0)
@@ -126,6 +127,37 @@ def test_label_edge_flags_noisy_label_copies_not_persistent_signals(synthetic):
     assert profile.loc["noisy_label", "edge_ic_inside"] < 0.1  # the spike rule's bar
     assert not LA.future_peek_reasons(profile.loc[["noisy_label"]], CONFIG)
     assert profile.loc["signal", "edge_ic_inside"] > CONFIG.max_edge_ic  # strong, but smooth
+
+
+def test_label_edge_keeps_a_reversal_that_ends_near_the_label_edge():
+    """A market whose reversal of a move lasts exactly 15 days: a past 5-day return's IC ramps
+    down over days 11-16, close to the label's end (11). Three-day windows around the edge read
+    that ramp as a break (t -8); the one-day bend of the default does not."""
+    market = generate_synthetic_market(n_tickers=100, n_days=3000, seed=4,
+                                       reversal_strength=0.5, reversal_window=15)
+    close = F.Grid.from_long(market.panel).to_wide(market.panel["close"].to_numpy())
+    past_5 = np.full(close.shape, np.nan)
+    past_5[5:] = close[5:] / close[:-5] - 1
+    rows = np.arange(300, 2400)
+    for edge_days, flagged in ((3, {"ret_5"}), (LA.LeakAuditConfig().edge_days, set())):
+        config = LA.LeakAuditConfig(date_stride=2, edge_days=edge_days)
+        profile = LA.future_ic_profile({"ret_5": past_5}, close, rows, 11, config)
+        assert set(LA.label_edge_reasons(profile, config, 11)) == flagged
+
+
+def test_label_edge_reads_no_return_past_the_scopes_label_reach(synthetic):
+    """The edge check reads r(t+12): for the scope's last dates that is a return the scope's
+    labels do not reach (a later CV window's, or the test period's). Those dates are left out,
+    so changing every return after the scope's reach changes nothing."""
+    _, _, close = synthetic
+    returns = LA.daily_returns(close)
+    factor = _window_sum(returns, 2, 11)
+    rows = np.arange(300, 600)
+    profile = LA.future_ic_profile({"f": factor}, close, rows, 11, CONFIG)
+    moved = close.copy()
+    moved[600 + 11 + 1:] *= np.random.default_rng(1).uniform(0.5, 1.5, moved[612:].shape)
+    again = LA.future_ic_profile({"f": factor}, moved, rows, 11, CONFIG)
+    pd.testing.assert_frame_equal(profile, again)
 
 
 def _profile(**rows) -> pd.DataFrame:

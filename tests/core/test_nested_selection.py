@@ -29,7 +29,7 @@ def _nested_scores(seed: int) -> dict[str, float]:
     frame, _ = synthetic_dev(0.0, n_tickers=40, n_days=800, seed=seed)
     folds = PurgedWalkForwardSplit(5, TemporalConfig(), min_train_days=150).date_folds(
         frame["date"].unique())
-    folds = assign_stages(folds, 2)
+    folds = assign_stages(folds, 2, gap=TemporalConfig().cv_gap_days)
     data = training.LearningSet.from_arrays(frame[FEATURES], frame["label"], None, frame["date"],
                                             tickers=frame["ticker"])
     result = tuning.tune_learner(

@@ -254,7 +254,7 @@ def test_preflight_agrees_with_the_short_panel_adaptation():
                                                                "n_oof_folds": 2}})
     params["cv"].update(n_splits=5, min_train_days=756, n_tuning_folds=2)
     preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=300), params)  # adapts
-    with pytest.raises(PreflightError, match="at least 137 development dates"):
+    with pytest.raises(PreflightError, match="at least 170 development dates"):
         preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=150), params)
     params["cv"]["short_panel"]["adapt"] = False
     with pytest.raises(PreflightError, match="cv.short_panel.adapt: true"):

@@ -2,8 +2,9 @@
 
 300 synthetic dates in the smoke environment (requested layout: 4 folds, 200 training dates, one
 tuning fold): 300 dates x (1 - 0.25 test) - 11 gap = 214 development dates do not hold it, so
-make_cv_folds trains the first fold on (214 - 11) // 2 = 101 dates and keeps the 4 folds of
-(214 - 101 - 11) // 4 = 25 test dates each (floor: 21)."""
+make_cv_folds trains the first fold on (214 - 11) // 2 = 101 dates; 4 folds of
+(214 - 101 - 11) // 4 = 25 test dates would leave the tuning window 25 - 11 = 14 once purged, so it
+keeps 3 (1 tuning + 2 out-of-fold) of 34, the tuning one scoring 23 (floor: 21)."""
 
 import json
 
@@ -28,14 +29,14 @@ def project(tmp_path_factory):
 
 def test_short_panel_runs_the_chain_with_the_scaled_layout_logged(project):
     layout = json.loads((project / "data/08_reporting/cv_layout.json").read_text())
-    assert layout == {"n_splits": 4, "min_train_days": 101, "n_tuning_folds": 1, "adapted": 1}
+    assert layout == {"n_splits": 3, "min_train_days": 101, "n_tuning_folds": 1, "adapted": 1}
     assert "short panel: 214 development dates" in (project / "last_run.log").read_text()
     runs = mlflow_runs(project)
     run = runs[runs["tags.pipelines"] == "__default__"].iloc[0]  # not a nested trial run
     assert run["status"] == "FINISHED"
     assert run["metrics.data_processing.cv_layout_adapted"] == 1
     assert run["params.cv_layout.min_train_days"] == "101"
-    assert run["params.cv_layout.n_splits"] == "4"
+    assert run["params.cv_layout.n_splits"] == "3"
     # evaluation ran on the held-out dates and still finds the planted signal (measured 0.089)
     table = pd.read_csv(project / "data/08_reporting/evaluation_table.csv")
     final = table[(table["model"] == "final") & (table["scope"] == "all")].iloc[0]

@@ -109,14 +109,15 @@ class PurgedWalkForwardSplit:
             )
 
 
-def assign_stages(folds: list[DateFold], n_tuning_folds: int) -> list[DateFold]:
+def assign_stages(folds: list[DateFold], n_tuning_folds: int, *, gap: int) -> list[DateFold]:
     """The first `n_tuning_folds` folds (earliest test windows) become tuning folds, the rest
     out-of-fold folds. At least one out-of-fold fold must remain.
 
-    A tuning fold's test window keeps only the dates the first out-of-fold fold may train on
-    (purged: their label windows end before its test window starts). The last tuning dates'
-    labels would otherwise overlap the first out-of-fold labels, and the choice scored on them
-    would leak into the honest out-of-fold score (DESIGN §3, nested selection)."""
+    The tuning test dates within `gap` (cv_gap_days) dates of the first out-of-fold test date are
+    purged, as a training date would be: their labels would overlap the first out-of-fold labels,
+    and the choice scored on them would leak into the honest out-of-fold score (DESIGN §3,
+    nested selection). The splitter's test windows are contiguous, so these are the last `gap`
+    tuning test dates."""
     n_tuning = int(n_tuning_folds)
     if n_tuning < 0 or n_tuning >= len(folds):
         raise ValueError(
@@ -126,15 +127,17 @@ def assign_stages(folds: list[DateFold], n_tuning_folds: int) -> list[DateFold]:
     ordered = sorted(folds, key=lambda f: f.fold)
     if not n_tuning:
         return [replace(f, stage=OOF) for f in ordered]
-    purge_end = ordered[n_tuning].train_dates.max()
-    staged = [replace(f, stage=TUNING, test_dates=f.test_dates[f.test_dates <= purge_end])
+    tuning_dates = ordered[0].test_dates.append([f.test_dates for f in ordered[1:n_tuning]])
+    purged = tuning_dates.sort_values()[max(len(tuning_dates) - int(gap), 0):]
+    staged = [replace(f, stage=TUNING, test_dates=f.test_dates[~f.test_dates.isin(purged)])
               for f in ordered[:n_tuning]]
     empty = [f.fold for f in staged if not len(f.test_dates)]
     if empty:
         raise CVLayoutError(
-            f"tuning fold(s) {empty} keep no test date once the dates whose labels reach the "
-            f"first out-of-fold test window are purged: each test window needs more dates than "
-            f"temporal.cv_gap_days. Lower cv.n_splits or cv.min_train_days, or give more dates.")
+            f"tuning fold(s) {empty} keep no test date once the {gap} dates whose labels reach "
+            f"the first out-of-fold test window are purged (temporal.cv_gap_days): give each "
+            f"test window more dates (fewer cv.n_splits, a lower cv.min_train_days, a longer "
+            f"panel) or fewer tuning folds (cv.n_tuning_folds).")
     return staged + [replace(f, stage=OOF) for f in ordered[n_tuning:]]
 
 
@@ -225,8 +228,10 @@ class CVFloor:
         return int(tuning) + self.n_oof_folds
 
     def min_dates(self, tuning: bool, gap: int) -> int:
-        """Development dates the floor layout needs."""
-        return self.min_train_days + gap + self.n_splits(tuning) * self.min_test_days
+        """Development dates the floor layout needs. With tuning every (equal) test window holds
+        `gap` dates more: the last tuning window's last `gap` are purged (`assign_stages`)."""
+        window = self.min_test_days + (gap if tuning else 0)
+        return self.min_train_days + gap + self.n_splits(tuning) * window
 
 
 def layout_params(cv_params: dict) -> tuple[CVLayout, CVFloor, bool]:
@@ -253,9 +258,12 @@ def fit_cv_layout(n_dates: int, requested: CVLayout, gap: int, floor: CVFloor,
     CVLayoutError naming the dates needed and the parameters to change."""
     tuning = requested.n_tuning_folds > 0
     need = floor.min_dates(tuning, gap)
+    # the last tuning window scores `gap` dates fewer (purged before the first out-of-fold one)
+    purge = gap if tuning else 0
     test_days = requested.test_days(n_dates, gap)
     # below the floor's dates a layout that fits at all is the user's own small layout: kept
-    if test_days >= floor.min_test_days or (test_days >= 1 and (not adapt or n_dates < need)):
+    if test_days - purge >= floor.min_test_days or (
+            test_days >= 1 and (not adapt or n_dates < need)):
         return requested, False
     hint = (f"{n_dates} development dates, cv.n_splits={requested.n_splits}, "
             f"cv.min_train_days={requested.min_train_days}, cv.n_tuning_folds="
@@ -268,7 +276,8 @@ def fit_cv_layout(n_dates: int, requested: CVLayout, gap: int, floor: CVFloor,
         raise CVLayoutError(
             f"Not enough dates even for the smallest CV layout: {hint}; the floor "
             f"(cv.short_panel.floor: min_train_days={floor.min_train_days}, "
-            f"{floor.n_splits(tuning)} folds of at least {floor.min_test_days} test dates) needs "
+            f"{floor.n_splits(tuning)} folds of at least {floor.min_test_days} test dates"
+            f"{f' scored after the tuning window purge of {gap}' if tuning else ''}) needs "
             f"at least {need} development dates. Give a longer panel, or lower "
             "periods.test_fraction, cv.short_panel.floor.* or temporal.cv_gap_days.")
     train = max(floor.min_train_days, min(requested.min_train_days, (n_dates - gap) // 2))
@@ -276,7 +285,7 @@ def fit_cv_layout(n_dates: int, requested: CVLayout, gap: int, floor: CVFloor,
     n_tuning = requested.n_tuning_folds
     while True:
         layout = CVLayout(n_tuning + n_oof, train, n_tuning)
-        if layout.test_days(n_dates, gap) >= floor.min_test_days:
+        if layout.test_days(n_dates, gap) - purge >= floor.min_test_days:
             return layout, True
         if n_tuning > 1:
             n_tuning -= 1

@@ -487,7 +487,7 @@ def check_cv_layout(dates, params: Mapping[str, Any]) -> None:
         cv.assign_stages(cv.PurgedWalkForwardSplit(
             n_splits=layout.n_splits, temporal=temporal, min_train_days=layout.min_train_days,
             window=cv_params["window"], max_train_days=cv_params.get("max_train_days"),
-        ).date_folds(dev), layout.n_tuning_folds)
+        ).date_folds(dev), layout.n_tuning_folds, gap=temporal.cv_gap_days)
     except ValueError as exc:
         raise PreflightError(
             f"The panel's {len(calendar)} dates ({calendar.min().date()}..{calendar.max().date()}) "

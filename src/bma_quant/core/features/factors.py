@@ -160,8 +160,10 @@ class FactorConfig:
     factor_performance_params: tuple[tuple[str, int], ...] = ()
     min_periods_share: float = 0.8  # of a window that must be present for a value
     # amihud: share of its window that must have traded (volume > 0); an illiquid name trading on
-    # a third of its days would otherwise get no value and the date's median (looking average)
-    amihud_min_traded_share: float = 0.25
+    # a third of its days would otherwise get no value and the date's median (looking average).
+    # None = min_periods_share, the rule of models trained before this key (a pickled config
+    # without it reads None, so a served model computes what it was trained on)
+    amihud_min_traded_share: float | None = None
     user_columns: bool = True
     exclude_columns: tuple[str, ...] = ("ret_1d", "label", "expected_return")
 
@@ -186,7 +188,7 @@ class FactorConfig:
         values["factor_performance_params"] = tuple(sorted(dict(performance or {}).items()))
         config = cls(**values)
         for key in ("min_periods_share", "amihud_min_traded_share"):
-            if not 0 < float(getattr(config, key)) <= 1:
+            if getattr(config, key) is not None and not 0 < float(getattr(config, key)) <= 1:
                 raise ValueError(f"feature_engineering.factors.{key} must be in (0, 1], got "
                                  f"{getattr(config, key)}")
         config.performance_params()  # unknown keys or too-small windows: one clear error now
@@ -607,7 +609,8 @@ def _volume_family(inp: FactorInputs, c: FactorConfig) -> dict[str, tuple[str, F
         def amihud(w=w):
             dollar_volume = close * vol
             impact = _ratio(np.abs(r), np.where(dollar_volume > 0, dollar_volume, np.nan))
-            return rolling_mean(impact, w, max(1, int(np.ceil(w * c.amihud_min_traded_share))))
+            share = c.amihud_min_traded_share
+            return rolling_mean(impact, w, mp(w) if share is None else max(1, int(np.ceil(w * share))))
 
         out[f"amihud_{w}"] = ("volume", amihud)
     return out

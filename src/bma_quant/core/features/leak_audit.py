@@ -59,8 +59,8 @@ class LeakAuditConfig:
     spike_ratio: float = 3.0
     # (c) label edge: mean IC over the label window's last `edge_days` days against the
     # `edge_days` days after it
-    edge_days: int = 3
-    max_edge_ic: float = 0.02
+    edge_days: int = 1
+    max_edge_ic: float | None = 0.02  # None: check (c) off
     min_edge_tstat: float = 5.0
 
     @classmethod
@@ -70,7 +70,8 @@ class LeakAuditConfig:
         unknown = sorted(set(p) - known)
         if unknown:
             raise ValueError(f"feature_engineering.leak_audit: unknown key(s) {unknown}")
-        config = cls(**{k: type(getattr(cls, k))(v) for k, v in p.items()})
+        config = cls(**{k: None if v is None and k == "max_edge_ic" else type(getattr(cls, k))(v)
+                        for k, v in p.items()})
         if (config.prefix_cuts < 0 or config.compare_days < 1 or config.date_stride < 1
                 or config.edge_days < 1):
             raise ValueError(
@@ -234,10 +235,12 @@ def future_ic_profile(
     rows: the date rows t to score (development dates); every `date_stride`-th one is used, and
     only those whose r(t + max_offset) exists. `values_are_ranks`: the factors are already
     per-date ranks (not ranked again). Columns `ic_0` .. `ic_<max_offset>`, `n_dates`,
-    `edge_ic_inside`, `edge_ic_after` and `edge_tstat`; a factor without cross-sectional spread
-    (market context) gets NaN."""
+    `edge_ic_before`, `edge_ic_inside`, `edge_ic_after` and `edge_tstat`; a factor without
+    cross-sectional spread (market context) gets NaN."""
     returns = row_ranks(daily_returns(close))
-    rows = np.asarray(rows, dtype=np.int64)[:: config.date_stride]
+    rows = np.asarray(rows, dtype=np.int64)
+    scope_end = int(rows.max()) if len(rows) else -1
+    rows = rows[:: config.date_stride]
     rows = rows[rows + max_offset < len(returns)]
     out = {}
     for name, values in features.items():
@@ -250,7 +253,7 @@ def future_ic_profile(
             entry[f"ic_{j}"] = float(ic[finite].mean()) if finite.any() else math.nan
             counts.append(int(finite.sum()))
         entry["n_dates"] = min(counts) if counts else 0
-        entry.update(_label_edge(ranks, returns, rows, daily, max_offset, config))
+        entry.update(_label_edge(ranks, returns, rows, daily, max_offset, scope_end, config))
         out[name] = entry
     table = pd.DataFrame.from_dict(out, orient="index")
     table.index.name = "factor"
@@ -258,26 +261,36 @@ def future_ic_profile(
 
 
 def _label_edge(ranks: np.ndarray, returns: np.ndarray, rows: np.ndarray,
-                daily: Mapping[int, np.ndarray], label_end: int, config: LeakAuditConfig
-                ) -> dict[str, float]:
-    """Mean IC over the label window's last `edge_days` days (j <= label_end) and over the
-    `edge_days` days after it, and the Newey-West t-stat of their per-date difference."""
-    inside = [j for j in range(label_end - config.edge_days + 1, label_end + 1) if j >= 1]
-    after = range(label_end + 1, label_end + 1 + config.edge_days)
-    stacked = np.full((len(rows), len(after)), np.nan)
-    for k, j in enumerate(after):
-        valid = rows + j < len(returns)
-        stacked[valid, k] = rowwise_corr(ranks[valid], returns[rows[valid] + j], config.min_names)
-    with np.errstate(invalid="ignore"):
-        inside_ic = np.mean([daily[j] for j in inside], axis=0) if inside else \
-            np.full(len(rows), np.nan)
-        after_ic = stacked.mean(axis=1)
-    step = inside_ic - after_ic
-    lag = math.ceil((label_end + config.edge_days) / config.date_stride)
-    both = np.isfinite(step)
-    return {"edge_ic_inside": float(inside_ic[both].mean()) if both.any() else math.nan,
-            "edge_ic_after": float(after_ic[both].mean()) if both.any() else math.nan,
-            "edge_tstat": newey_west_tstat(step, lag)}
+                daily: Mapping[int, np.ndarray], label_end: int, scope_end: int,
+                config: LeakAuditConfig) -> dict[str, float]:
+    """Mean IC over three runs of `edge_days` future days: before the label window's last days,
+    those last days (j <= label_end) and the days after it; and the Newey-West t-stat of the
+    per-date bend at the edge, 2 inside - before - after. Only dates t whose r(t + label_end +
+    edge_days) lies within the scope's own label reach (`scope_end` + label_end) are used: the
+    check may not read the returns of a later window."""
+    e = config.edge_days
+    before = [j for j in range(label_end - 2 * e + 1, label_end - e + 1) if j >= 1]
+    inside = [j for j in range(label_end - e + 1, label_end + 1) if j >= 1]
+    after = range(label_end + 1, label_end + 1 + e)
+    empty = {"edge_ic_before": math.nan, "edge_ic_inside": math.nan, "edge_ic_after": math.nan,
+             "edge_tstat": math.nan}
+    keep = rows + e <= scope_end
+    if not (before and inside and keep.any()):
+        return empty
+    kept = rows[keep]
+    after_ic = np.mean([rowwise_corr(ranks[keep], returns[kept + j], config.min_names)
+                        for j in after], axis=0)
+    before_ic = np.mean([daily[j][keep] for j in before], axis=0)
+    inside_ic = np.mean([daily[j][keep] for j in inside], axis=0)
+    bend = 2.0 * inside_ic - before_ic - after_ic
+    finite = np.isfinite(bend)
+    if not finite.any():
+        return empty
+    lag = math.ceil((label_end + e) / config.date_stride)
+    return {"edge_ic_before": float(before_ic[finite].mean()),
+            "edge_ic_inside": float(inside_ic[finite].mean()),
+            "edge_ic_after": float(after_ic[finite].mean()),
+            "edge_tstat": newey_west_tstat(bend, lag)}
 
 
 def _baseline(ics: np.ndarray, peak: int) -> float:
@@ -319,26 +332,39 @@ def future_peek_reasons(profile: pd.DataFrame, config: LeakAuditConfig) -> dict[
 def label_edge_reasons(profile: pd.DataFrame, config: LeakAuditConfig,
                        label_end: int) -> dict[str, str]:
     """Factors that know the label window: their IC with each day's return holds up to the
-    window's last day and stops the day after. Information known at t fades smoothly with j (a
-    persistent signal reaches day label_end + 1 about as well as day label_end); a column made
-    from the forward return (a target, or a vendor's series stamped at the window's end) falls
-    off that edge. Flagged when the mean |IC| over the window's last `edge_days` days is above
-    `max_edge_ic`, above `spike_ratio` times the days after (in its own direction), and the
-    step's Newey-West t-stat is above `min_edge_tstat`."""
+    window's last day and breaks off the day after. Information known at t changes at the same
+    pace on both sides of that day (a persistent signal fades slowly, a reversal turns over
+    gradually); a column made from the forward return (a target, or a vendor's series stamped at
+    the window's end) falls off that edge. Flagged when the mean |IC| over the window's last
+    `edge_days` days is above `max_edge_ic` (None: check off), the `edge_days` before have the
+    same sign and at least 1 / `spike_ratio` of it, its drop to the days after is more than
+    `spike_ratio` times the drop into those days from the `edge_days` before (each in the
+    IC's own direction), and the Newey-West t-stat of the bend is above `min_edge_tstat`."""
     reasons: dict[str, str] = {}
+    if config.max_edge_ic is None:
+        return reasons
     for name, row in profile.iterrows():
-        inside, after, t = row["edge_ic_inside"], row["edge_ic_after"], row["edge_tstat"]
-        if not all(math.isfinite(v) for v in (inside, after, t)):
+        values = [row.get(k, math.nan) for k in
+                  ("edge_ic_before", "edge_ic_inside", "edge_ic_after", "edge_tstat")]
+        if not all(math.isfinite(v) for v in values):
             continue
-        # signed: where moves revert, a copy of the label has the opposite IC after its window
-        if (abs(inside) > config.max_edge_ic
-                and abs(inside) > config.spike_ratio * np.sign(inside) * after
-                and abs(t) > config.min_edge_tstat):
+        before, inside, after, t = values
+        direction = np.sign(inside)
+        drop_at_edge = direction * (inside - after)
+        drop_before = max(direction * (before - inside), 0.0)
+        # the window's last days sit on a plateau of the label's sign (not the trough of an
+        # oscillation, as a strong reversal draws), then the IC breaks off
+        plateau = direction * before >= abs(inside) / config.spike_ratio
+        if (abs(inside) > config.max_edge_ic and plateau
+                and drop_at_edge > config.spike_ratio * drop_before
+                and direction * t > config.min_edge_tstat):
+            first = label_end - config.edge_days + 1
             reasons[name] = (
-                f"label-window edge: mean IC with r(t+{label_end - config.edge_days + 1}.."
-                f"t+{label_end}) = {inside:.3f}, with r(t+{label_end + 1}..t+"
-                f"{label_end + config.edge_days}) = {after:.3f} (t-stat of the step {t:.1f}): "
-                "it knows returns up to the label's last day and none after"
+                f"label-window edge: mean IC with r(t+{first - config.edge_days}.."
+                f"t+{first - 1}) = {before:.3f}, r(t+{first}..t+{label_end}) = {inside:.3f}, "
+                f"r(t+{label_end + 1}..t+{label_end + config.edge_days}) = {after:.3f} (t-stat "
+                f"of the break {t:.1f}): it knows returns up to the label's last day and none "
+                "after"
             )
     return reasons
 

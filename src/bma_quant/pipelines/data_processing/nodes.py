@@ -373,7 +373,8 @@ def make_cv_folds(date_split: dict, primary_panel: pd.DataFrame, temporal: dict,
         n_splits=layout.n_splits, temporal=config, min_train_days=layout.min_train_days,
         window=cv_params["window"], max_train_days=cv_params.get("max_train_days"),
     )
-    folds = cv.assign_stages(splitter.date_folds(dev), layout.n_tuning_folds)
+    folds = cv.assign_stages(splitter.date_folds(dev), layout.n_tuning_folds,
+                             gap=config.cv_gap_days)
     for f in folds:
         logger.info("fold %d (%s): train %d dates (..%s), test %s..%s", f.fold, f.stage,
                     len(f.train_dates), f.train_dates.max().date(), f.test_dates.min().date(),

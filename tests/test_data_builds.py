@@ -106,6 +106,19 @@ def test_stored_data_outputs_of_another_file_content_or_parameters_are_refused(p
         hooks_for(project).check(READS_FOLDS, catalog(project))
 
 
+def test_folds_made_before_the_tuning_purge_are_refused(project):
+    """Stored cv_folds whose last tuning window reaches the first out-of-fold one (made by an
+    older version) would tune on labels the honest scores read: a layer run alone refuses them."""
+    report = write_report(project, PARAMS)
+    layout = {"n_splits": 5, "min_train_days": 756, "n_tuning_folds": 2, "adapted": 0}
+    (project / "data_quality_report.json").write_text(json.dumps({**report, "cv_layout": layout}))
+    with pytest.raises(PreflightError, match="cv_folds: made by an older version"):
+        hooks_for(project).check(READS_FOLDS, catalog(project))
+    layout["tuning_purge_days"] = 11
+    (project / "data_quality_report.json").write_text(json.dumps({**report, "cv_layout": layout}))
+    hooks_for(project).check(READS_FOLDS, catalog(project))
+
+
 def test_a_run_that_rebuilds_the_data_is_not_held_to_the_stored_report(project):
     """Also when a later node of the run reads the new report (`--pipelines
     data_processing,evaluation`: the report is then no output of the whole run)."""

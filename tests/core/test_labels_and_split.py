@@ -379,6 +379,34 @@ def test_no_close_after_a_move_is_no_evidence_of_a_split():
     assert len(cleaning.split_like_moves(panel.PanelMatrices({"close": filled}), **report)) == 1
 
 
+@pytest.mark.parametrize("closes_after", [1, 2, 4])
+def test_a_crash_with_a_few_closes_before_the_name_stops_is_no_split(closes_after):
+    """-50 %, then one to four closes at the new level, then no close any more (a delisting):
+    fewer than confirm_days closes held it, so it is no split and the loss stays in the prices
+    (it was rescaled x2 once one close had held). Five closes would confirm it (tested above)."""
+    dates = pd.bdate_range("2021-01-04", periods=20)
+    observed = pd.DataFrame({"A": [100, 101, 100] + [50.0 + 0.1 * k for k in range(
+        1 + closes_after)] + [np.nan] * (16 - closes_after)}, index=dates)
+    filled = observed.ffill(limit=5)
+    repair = cleaning.split_repair(panel.PanelMatrices({"close": filled}), 0.4, [2, 3], 0.02, 5,
+                                   observed=observed)
+    assert [e.status for e in repair.events if e.status == "repaired"] == []
+    returns = cleaning.daily_returns(repair.panel.close, repair.withheld)
+    assert (1 + returns["A"].fillna(0.0)).prod() == pytest.approx(filled["A"].dropna().iloc[-1] / 100)
+
+
+def test_missing_closes_in_a_window_wait_for_confirm_days_closes_the_file_gave():
+    """A split whose next closes come with gaps (the name's own holidays) is confirmed by five
+    closes, however many dates they take; five missing dates in a row are a stop instead."""
+    dates = pd.bdate_range("2021-01-04", periods=20)
+    gapped = [100, 101, 100, 50, np.nan, 51, np.nan, 50.5, 51, np.nan, 50, 50.2] + [50.0] * 8
+    observed = pd.DataFrame({"A": gapped}, index=dates)
+    repair = cleaning.split_repair(panel.PanelMatrices({"close": observed.ffill(limit=5)}), 0.4,
+                                   [2, 3], 0.02, 5, observed=observed)
+    assert [(e.date, e.status) for e in repair.events] == [(str(dates[3].date()), "repaired")]
+    assert repair.panel.close["A"].iloc[-1] == pytest.approx(100)  # forward-adjusted x2
+
+
 def test_one_and_a_half_is_a_three_for_two_split_only():
     """With 1.5 configured a held -33 % day is a 3:2 split, but a held +50 % day (AMD's earnings
     day on 2016-04-22) is no 2:3 reverse split; 2 keeps both directions (1:2 reverse splits)."""

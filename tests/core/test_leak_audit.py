@@ -88,8 +88,8 @@ def test_future_ic_profile_known_answers(synthetic):
     rows = np.arange(50, 800)
     profile = LA.future_ic_profile(features, close, rows, max_offset=11, config=CONFIG)
     assert list(profile.columns) == [*(f"ic_{j}" for j in range(12)), "n_dates",
-                                     "edge_ic_before", "edge_ic_inside", "edge_ic_after",
-                                     "edge_tstat"]
+                                     *(f"t_{j}" for j in range(12)), "edge_ic_before",
+                                     "edge_ic_inside", "edge_ic_after", "edge_tstat"]
     assert profile.loc["past", "ic_0"] == pytest.approx(1.0)
     assert profile.loc["peek_1", "ic_1"] == pytest.approx(1.0)
     assert profile.loc["peek_2", "ic_2"] == pytest.approx(1.0)
@@ -127,6 +127,16 @@ def test_label_edge_flags_noisy_label_copies_not_persistent_signals(synthetic):
     assert profile.loc["noisy_label", "edge_ic_inside"] < 0.1  # the spike rule's bar
     assert not LA.future_peek_reasons(profile.loc[["noisy_label"]], CONFIG)
     assert profile.loc["signal", "edge_ic_inside"] > CONFIG.max_edge_ic  # strong, but smooth
+
+
+def test_a_spike_within_the_noise_of_a_few_names_is_no_peek():
+    """Six names over four years: a causal 10-day return's IC with r(t+4) reached 0.11 (three
+    times its other days) by chance, and three factors were dropped as peeks (a researcher's
+    panel). The peak must also stand out of its own noise: a Newey-West t above 5."""
+    row = [0.30, 0.02, 0.03, 0.02, 0.11, 0.03, 0.02, 0.03, 0.02, 0.03, 0.02, 0.03]
+    profile = _profile(noisy=row, sure=row)
+    profile.loc["noisy", "t_4"], profile.loc["sure", "t_4"] = 4.1, 9.0
+    assert set(LA.future_peek_reasons(profile, CONFIG)) == {"sure"}
 
 
 def test_label_edge_keeps_a_reversal_that_ends_near_the_label_edge():

@@ -29,7 +29,8 @@ def project(tmp_path_factory):
 
 def test_short_panel_runs_the_chain_with_the_scaled_layout_logged(project):
     layout = json.loads((project / "data/08_reporting/cv_layout.json").read_text())
-    assert layout == {"n_splits": 3, "min_train_days": 101, "n_tuning_folds": 1, "adapted": 1}
+    assert layout == {"n_splits": 3, "min_train_days": 101, "n_tuning_folds": 1, "adapted": 1,
+                      "tuning_purge_days": 11}
     assert "short panel: 214 development dates" in (project / "last_run.log").read_text()
     runs = mlflow_runs(project)
     run = runs[runs["tags.pipelines"] == "__default__"].iloc[0]  # not a nested trial run

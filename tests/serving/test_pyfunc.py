@@ -136,3 +136,33 @@ def test_a_partial_last_day_is_named_when_served(model_and_raw, caplog):
         out = model.predict(None, pd.concat([request, extra]), params={"last_date_only": True})
     assert (pd.to_datetime(out["date"]) == last).all()
     assert f"last date {(last + pd.Timedelta(days=1)).date()} is not scored" in caplog.text
+
+
+
+def test_a_selected_user_factor_sent_empty_is_named_not_scored_as_a_constant(caplog):
+    """The column is there but has no value on the scored date: the chain would impute the
+    date's median for every name and rank on the other features alone, without a word (an
+    absent column is refused). Refused when the last date alone is scored (inference, serving);
+    warned over a range of dates; a factor with some values, or not selected, passes."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from bma_quant.serving.chain import ChainInputError, PredictionChain
+
+    dates = pd.bdate_range("2022-01-03", periods=3)
+    clean = pd.DataFrame({"date": dates.repeat(2), "ticker": ["A", "B"] * 3, "eligible": True,
+                          "vendor": [1.0, 2.0, None, 3.0, None, None],
+                          "unused": [None] * 6})
+    spec = SimpleNamespace(selected=["ret_5", "user_vendor", "unused"],
+                           families={"ret_5": "return", "user_vendor": "user", "unused": "user"})
+    chain = SimpleNamespace(feature_spec=spec)
+    spec.selected.remove("unused")
+    PredictionChain._check_user_factors(chain, clean, dates[:2], refuse=True)  # B has a value
+    with pytest.raises(ChainInputError, match=r"selected user factor\(s\) without a value for "
+                                              r"any name: user_vendor on 1 of 1 scored date\(s\) "
+                                              r"\(e.g. 2022-01-05\)"):
+        PredictionChain._check_user_factors(chain, clean, dates[2:], refuse=True)
+    with caplog.at_level("WARNING"):
+        PredictionChain._check_user_factors(chain, clean, dates, refuse=False)
+    assert "user_vendor on 1 of 3 scored date(s)" in caplog.text

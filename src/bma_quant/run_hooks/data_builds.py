@@ -174,6 +174,11 @@ class DataBuildHooks(StoredRecordHooks):
         source = report.get("source") or {}
         problems = [p for p in (self._file_problem(source, key)
                                 for key in provenance.BUILD_FILES) if p]
+        layout = report.get("cv_layout")
+        if (isinstance(layout, dict) and layout.get("n_tuning_folds")
+                and "tuning_purge_days" not in layout):
+            problems.append("cv_folds: made by an older version, whose last tuning window was "
+                            "not purged before the first out-of-fold one")
         if isinstance(report.get("settings"), dict):
             defined = self._defined()
             problems += provenance.changed_settings(

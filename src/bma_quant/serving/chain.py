@@ -40,7 +40,7 @@ from bma_quant.core.data import calendar_holes, cleaning, market
 from bma_quant.core.data import panel as panel_lib
 from bma_quant.core.data import universe as universe_lib
 from bma_quant.core.data.schema import local_clock, validate_long_panel
-from bma_quant.core.features.factors import PRICE_COLUMNS
+from bma_quant.core.features.factors import PRICE_COLUMNS, USER_FAMILY
 from bma_quant.core.models import learners
 
 logger = logging.getLogger(__name__)
@@ -350,6 +350,38 @@ class PredictionChain:
                 f"the hole. Score dates after it with {self.warmup_days} dates of history after "
                 f"it, or fill the missing dates")
 
+    def _check_user_factors(self, clean: pd.DataFrame, scored: pd.DatetimeIndex,
+                            refuse: bool) -> None:
+        """A selected user factor with no value for any name on a scored date would score as
+        that date's median for every name (a constant), silently: named (refused when the last
+        date alone is scored, as inference and serving do; warned over a range of dates). An
+        absent column is refused earlier, in the same words."""
+        spec = self.feature_spec
+        families = getattr(spec, "families", None) or {}
+        rows = clean.loc[clean["date"].isin(scored) & clean["eligible"].astype(bool)]
+        if rows.empty:
+            return
+        empty = {}
+        for name in getattr(spec, "selected", None) or []:
+            if families.get(name) != USER_FAMILY:
+                continue
+            column = name if name in rows else name.removeprefix("user_")
+            if column not in rows:
+                continue
+            valued = rows[column].notna().groupby(rows["date"]).any()
+            if not valued.all():
+                empty[name] = valued.index[~valued]
+        if not empty:
+            return
+        said = "; ".join(f"{name} on {len(days)} of {len(scored)} scored date(s) (e.g. "
+                         f"{days[-1].date()})" for name, days in empty.items())
+        message = (f"selected user factor(s) without a value for any name: {said}. The model "
+                   "would see the date's median for every name, a constant, and rank on the "
+                   "other features alone: send the factor's values for those dates")
+        if refuse:
+            raise ChainInputError(message)
+        logger.warning("%s", message)
+
     def _warn_thin_cross_section(self, clean: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
         typical = getattr(self, "typical_names", None)
         rows = clean.loc[clean["date"].isin(scored) & clean["eligible"].astype(bool)]
@@ -506,6 +538,7 @@ class PredictionChain:
         if last_date_only:
             scored = scored[-1:]
         self._check_calendar_holes(dates, scored)
+        self._check_user_factors(clean, scored, refuse=last_date_only)
         features = self.features(clean, market_frame)
         # The warm-up only feeds the rolling features (and the regime filter, from `clean`):
         # every later step is per row or per date, so the warm-up rows are not predicted.

@@ -176,24 +176,29 @@ class Confirmation:
 
 def _confirmation_row(closes: np.ndarray, row: int, confirm_days: int, left: float,
                       level: float | None = None) -> Confirmation:
-    """Walk the `confirm_days` dates after a candidate move at `row` away from the level `left`:
-    the first close that does not hold the new level decides "no split" on its date; holding
-    through all of them decides "split" on the last one. Missing closes neither confirm nor
-    break; with none at all there is no evidence of a split. `level`: the move's new close
-    (default: `closes[row]`)."""
+    """Walk the closes after a candidate move at `row` away from the level `left`: the first
+    close that does not hold the new level decides "no split" on its date; `confirm_days` closes
+    holding it decide "split" on the last one. Missing closes neither confirm nor break, but
+    `confirm_days` of them in a row decide "no split" on the last: the name stopped trading
+    (a crash before a delisting, not a split: a day or two at the new level before it stops is
+    no evidence). The panel's end first: pending. `level`: the move's new close (default:
+    `closes[row]`)."""
     level = closes[row] if level is None else level
-    end = row + confirm_days
-    seen = 0
-    for k in range(row + 1, min(end, len(closes) - 1) + 1):
+    if confirm_days <= 0:
+        return Confirmation(row, held=True, pending=False)
+    seen = silent = 0
+    for k in range(row + 1, len(closes)):
         if not np.isfinite(closes[k]):
+            silent += 1
+            if silent >= confirm_days:
+                return Confirmation(k, held=False, pending=False)
             continue
-        seen += 1
+        seen, silent = seen + 1, 0
         if not _holds_new_level(left, level, closes[k:k + 1]):
             return Confirmation(k, held=False, pending=False)
-    if end > len(closes) - 1:
-        return Confirmation(len(closes), held=False, pending=True)
-    # no close at all after the move (a name that stopped trading): no evidence of a split
-    return Confirmation(end, held=seen > 0 or confirm_days == 0, pending=False)
+        if seen >= confirm_days:
+            return Confirmation(k, held=True, pending=False)
+    return Confirmation(len(closes), held=False, pending=True)
 
 
 def _candidate_bound(max_abs_return: float, ratios: list[float], tolerance: float) -> float:

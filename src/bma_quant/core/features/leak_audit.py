@@ -57,6 +57,7 @@ class LeakAuditConfig:
     date_stride: int = 1
     max_future_ic: float = 0.1
     spike_ratio: float = 3.0
+    min_spike_tstat: float = 5.0  # the peak's Newey-West t: a few names' noise is no peek
     # (c) label edge: mean IC over the label window's last `edge_days` days against the
     # `edge_days` days after it
     edge_days: int = 1
@@ -253,6 +254,8 @@ def future_ic_profile(
             entry[f"ic_{j}"] = float(ic[finite].mean()) if finite.any() else math.nan
             counts.append(int(finite.sum()))
         entry["n_dates"] = min(counts) if counts else 0
+        lag = math.ceil(max_offset / config.date_stride)
+        entry.update({f"t_{j}": newey_west_tstat(daily[j], lag) for j in daily})
         entry.update(_label_edge(ranks, returns, rows, daily, max_offset, scope_end, config))
         out[name] = entry
     table = pd.DataFrame.from_dict(out, orient="index")
@@ -320,11 +323,13 @@ def future_peek_reasons(profile: pd.DataFrame, config: LeakAuditConfig) -> dict[
             continue  # no cross-sectional spread (market context): the prefix audit covers it
         peak = int(np.nanargmax(future))
         baseline, value = _baseline(ics, peak), float(future[peak])
-        if value > config.max_future_ic and value > config.spike_ratio * baseline:
+        t = abs(float(row.get(f"t_{peak + 1}", math.inf)))  # a profile without t: by size alone
+        if value > config.max_future_ic and value > config.spike_ratio * baseline and (
+                not math.isfinite(t) or t > config.min_spike_tstat):
             reasons[name] = (
                 f"future-day IC spike: |IC with r(t+{peak + 1})| = {value:.3f} > "
                 f"{config.max_future_ic:g} and > {config.spike_ratio:g} x baseline "
-                f"{baseline:.3f}; IC with the past return r(t) = {ics[0]:.3f}"
+                f"{baseline:.3f} (t-stat {t:.1f}); IC with the past return r(t) = {ics[0]:.3f}"
             )
     return reasons
 

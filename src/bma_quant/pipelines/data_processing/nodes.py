@@ -379,7 +379,10 @@ def make_cv_folds(date_split: dict, primary_panel: pd.DataFrame, temporal: dict,
         logger.info("fold %d (%s): train %d dates (..%s), test %s..%s", f.fold, f.stage,
                     len(f.train_dates), f.train_dates.max().date(), f.test_dates.min().date(),
                     f.test_dates.max().date())
-    return cv.folds_table(folds), {**asdict(layout), "adapted": int(adapted)}
+    # tuning_purge_days also marks folds made with the purge (older stored ones are refused)
+    purge = int(config.cv_gap_days) if layout.n_tuning_folds else 0
+    return cv.folds_table(folds), {**asdict(layout), "adapted": int(adapted),
+                                   "tuning_purge_days": purge}
 
 
 def data_quality_report(

@@ -211,3 +211,16 @@ def test_columns_differing_only_by_case_are_refused_by_name(tmp_path):
                   "CLOSE ": [2.0]}).to_parquet(parquet)
     with pytest.raises(DataValidationError, match="'close' and 'CLOSE ' are both 'close'"):
         load_raw_panel(parquet)
+
+
+def test_columns_with_the_projects_own_names_are_named_and_left_out(tmp_path, caplog):
+    """A user's `eligible` (an index-membership flag) was replaced by the computed universe and
+    `ret_1d` / `label` left out of the factors, each without a word."""
+    path = tmp_path / "named.csv"
+    lines = ["date,ticker,close,eligible,label,vendor",
+             *[f"{line},1,0.01,0.5" for line in _long_lines(["A", "B"])]]
+    path.write_text("\n".join(lines))
+    with caplog.at_level(logging.WARNING):
+        panel = load_raw_panel(path)
+    assert "eligible" not in panel and "label" not in panel and "vendor" in panel
+    assert "column(s) eligible, label carry names the project computes" in caplog.text

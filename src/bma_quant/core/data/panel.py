@@ -355,7 +355,19 @@ def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None
     position = "line" if is_csv(Path(path)) else "row"
     long = validate_long_panel(frame, source=str(path), position=position).drop(columns=LINE)
     long["ticker"] = long["ticker"].astype(str)
+    computed = [c for c in COMPUTED_COLUMNS if c in long.columns]
+    if computed:
+        # the project writes these itself (eligible) or never learns from them (ret_1d, label):
+        # the file's values would be replaced or left out without a word
+        logger.warning("%s: column(s) %s carry names the project computes; the file's values "
+                       "are not used (not as factors either): rename them to use them as "
+                       "factors", Path(path).name, ", ".join(computed))
+        long = long.drop(columns=computed)
     return long.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
+
+
+# columns data_processing computes (the point-in-time universe, the daily return, the label)
+COMPUTED_COLUMNS = ("eligible", "ret_1d", "label")
 
 
 # The `data` parameters that say how a panel file is read: stored with a trained chain, so that

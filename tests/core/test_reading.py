@@ -138,6 +138,9 @@ def test_index_files_from_fred_and_their_bad_values(tmp_path):
     path.write_text("date,level\n2021-01-04,\"3,700.65\"\n2021-01-05,\"3,726.86\"\n")
     with pytest.raises(DataValidationError, match="thousands separators"):
         load_index_series(path)
+    path.write_text("date,level\n2021-01-04,3700.65\n2021-01-05,0\n")  # read as numbers
+    with pytest.raises(DataValidationError, match=r"1 bad value\(s\), e.g. line 3: 0.0$"):
+        load_index_series(path)
 
 
 def test_numeric_sector_codes_stay_codes(tmp_path):

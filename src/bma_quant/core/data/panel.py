@@ -426,7 +426,9 @@ def load_index_series(path: str | Path | None, decimal: str = ".") -> pd.DataFra
     )
     bad = out["date"].isna() | ~(out["level"] > 0)
     if bad.any():
-        shown = "; ".join(f"{position} {frame.at[i, LINE]}: {raw_level.at[i]!r}"
+        # text as written ('3,700.65'), numbers as numbers (0.0, not np.float64(0.0))
+        shown = "; ".join(f"{position} {frame.at[i, LINE]}: "
+                          + (repr(v) if isinstance(v := raw_level.at[i], str) else str(v))
                           for i in out.index[bad][:3])
         hint = (" (thousands separators? save the file without them)"
                 if looks_like_thousands_groups(raw_level[bad]) else "")
@@ -486,6 +488,18 @@ def _check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, path: str | Path |
             "index file %s has no level on %d of the panel's %d trading days, %d in a row from "
             "%s: its last level is carried forward there (a market return of 0 on those days)",
             path, int(missing.sum()), len(trading), longest, trading[start_at].date())
+    elif share >= SCATTERED_INDEX_GAPS:
+        logger.warning(
+            "index file %s has no level on %d of the panel's %d trading days (%.1f%%, e.g. %s): "
+            "another exchange's holidays? Its last level is carried forward there (a market "
+            "return of 0 on those days, two days' move the day after)", path,
+            int(missing.sum()), len(trading), 100 * share,
+            ", ".join(str(d.date()) for d in trading[missing][:3]))
+
+
+# share of the panel's trading days an index may lack, scattered, before it is warned about (a
+# stray day or two a year; 2 % is five a year, another exchange's holidays are about 3-4 %)
+SCATTERED_INDEX_GAPS = 0.02
 
 
 def load_true_regimes(path: str | Path | None, regimes: tuple[str, ...]) -> pd.DataFrame:

@@ -8,9 +8,10 @@ METRIC = "stacking.final.oos_rank_ic"
 
 
 def _candidate(value, passed=True, dev=("2010-01-04", "2019-12-31"), metric=METRIC,
-               test=("2020-01-02", "2021-12-31"), folds="f1"):
+               test=("2020-01-02", "2021-12-31"), folds="f1", data="c53d48144df45993",
+               honest=True):
     return Candidate(passed, () if passed else ("sharpe",), test[0], test[1], metric, value,
-                     dev[0], dev[1], folds)
+                     dev[0], dev[1], folds, data_fingerprint=data, oof_honest=honest)
 
 
 def _champion(value, **kwargs):
@@ -49,6 +50,28 @@ def test_a_champion_chosen_on_the_test_period_is_replaced_by_the_first_passing_v
     # development tags without the fold layout (registered between the two changes)
     without_folds = {k: v for k, v in _champion(0.5).items() if k != "compare_folds"}
     assert decide(_candidate(0.01), without_folds, "8").promote
+
+
+def test_a_score_from_another_version_of_the_data_file_is_not_comparable():
+    """Same file name, same periods and folds, other contents (a column re-drawn, prices
+    revised): the scores were measured on other data."""
+    decision = decide(_candidate(0.5, data="2fc7618738c3ce29"), _champion(0.05), "3")
+    assert not decision.promote
+    assert "another version of the data file" in decision.reason
+    assert "2fc7618738c3ce29" in decision.reason and "c53d48144df45993" in decision.reason
+
+
+def test_a_score_that_selection_read_is_never_compared_or_promoted():
+    """`ic_scope: dev` or `fold_train` score factors on the CV test windows: the out-of-fold
+    score is optimistic (in the reviewer's smoke run 0.153 against 0.146 honest, with a worse
+    test RankIC), so it must neither beat an honest champion nor become the first one."""
+    for champion in (_champion(0.05), None):
+        decision = decide(_candidate(0.5, honest=False), champion, "1")
+        assert not decision.promote and "not out of fold" in decision.reason
+    assert _candidate(0.5, honest=False).tags()["oof_scores_honest"] == "false"
+    # a champion registered before the flag existed is replaced by the first passing version
+    unflagged = {k: v for k, v in _champion(0.5).items() if k != "oof_scores_honest"}
+    assert decide(_candidate(0.01), unflagged, "9").promote
 
 
 def test_the_test_period_decides_nothing_between_runs():

@@ -238,3 +238,18 @@ def test_no_filter_reads_factor_values_after_the_first_folds_training_dates(synt
     second = select_features(scrambled, families, label, dates, dev, folds, CONFIG, True)
     assert first.selected == second.selected and first.lags == second.lags
     pd.testing.assert_frame_equal(first.table, second.table)
+
+
+def test_report_says_whether_the_cv_test_windows_were_left_unread(synthetic):
+    """Only the default scope (the first fold's training dates) leaves every CV test window
+    unread; the registry trusts out-of-fold scores only then (core.evaluation.promotion)."""
+    features, families, label, dates, dev, folds = synthetic
+    unseen = {}
+    for scope in ("pre_cv", "fold_train", "dev"):
+        config = SelectionConfig(nw_lag=10, ic_scope=scope)
+        report = select_features(features, families, label, dates, dev, folds, config, True).report
+        unseen[scope] = report["cv_test_dates_unseen"]
+    assert unseen == {"pre_cv": True, "fold_train": False, "dev": False}
+    # without folds the pre_cv scope falls back to every development date
+    report = select_features(features, families, label, dates, dev, [], CONFIG, True).report
+    assert report["cv_test_dates_unseen"] is False

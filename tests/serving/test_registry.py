@@ -49,7 +49,7 @@ def _name(overrides):
 
 
 def _register(datasets, overrides, chain, passed, oos_rank_ic=0.05, dev_start=None,
-              test_rank_ic=0.05):
+              test_rank_ic=0.05, selection_read_cv=False, data_fingerprint=None):
     split = dict(datasets["date_split"])
     if dev_start:
         split["dev_start"] = dev_start
@@ -58,9 +58,11 @@ def _register(datasets, overrides, chain, passed, oos_rank_ic=0.05, dev_start=No
               "test_period": {k: split[k] for k in ("test_start", "test_end")},
               "headline": {"rank_ic": test_rank_ic, "sharpe": 1.5}}
     development = nodes.development_score(
-        {"selection": {"final_nested_rank_ic": oos_rank_ic}}, {}, {}, datasets["cv_folds"], split,
-        {"gates": {"model": "final"}})
+        {"selection": {"final_nested_rank_ic": oos_rank_ic}}, {}, {}, datasets["cv_folds"],
+        {"cv_test_dates_unseen": not selection_read_cv}, split, {"gates": {"model": "final"}})
     with mlflow.start_run():
+        if data_fingerprint:  # the run hook's tag (the data file's sha256 prefix)
+            mlflow.set_tag("data_fingerprint", data_fingerprint)
         return nodes.register_model(chain, report, datasets["ensemble_test_predictions"],
                                     development, split, overrides["data"], REGISTRY)
 
@@ -92,6 +94,18 @@ def test_champion_moves_only_for_a_better_development_score_never_on_test(setup)
     other = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.2,
                       dev_start="1999-01-04")
     assert other["alias"] == "challenger" and "development period" in other["promotion_reason"]
+    # selection that scored the CV test windows (ic_scope dev / fold_train): never champion
+    optimistic = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.3,
+                           selection_read_cv=True)
+    assert optimistic["alias"] == "challenger"
+    assert "not out of fold" in optimistic["promotion_reason"]
+    assert client.get_model_version(name, optimistic["version"]).tags[
+        "oof_scores_honest"] == "false"
+    # the same file name with other contents: other data, not comparable
+    redrawn = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.3,
+                        data_fingerprint="2fc7618738c3ce29")
+    assert redrawn["alias"] == "challenger"
+    assert "another version of the data file" in redrawn["promotion_reason"]
     better = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.06,
                        test_rank_ic=0.01)
     champion = client.get_model_version_by_alias(name, "champion")
@@ -112,7 +126,8 @@ def test_an_explicit_model_name_overrides_the_per_data_set_default(setup):
               "headline": {"rank_ic": 0.1},
               "test_period": {k: split[k] for k in ("test_start", "test_end")}}
     with mlflow.start_run():
-        out = nodes.register_model(chain, report, datasets["ensemble_test_predictions"], {},
+        out = nodes.register_model(chain, report, datasets["ensemble_test_predictions"],
+                                   {"oof_honest": True},
                                    split, overrides["data"], {**REGISTRY, "model_name": "team_model"})
     assert out["model_name"] == "team_model" and out["alias"] == "champion"
 

@@ -102,6 +102,8 @@ def build_upstream(tmp_path: Path, *, signal_strength: float = 0.06, n_tickers: 
         "cv_folds": dp["cv_folds"],
         # regime_models' report as it writes it (the part the champion comparison reads)
         "regime_models_report": {"training": {"cv": {"regime_linear": {"oof_rank_ic_mean": 0.02}}}},
+        # the part of feature_engineering's selection report the champion comparison reads
+        "feature_selection_report": {"cv_test_dates_unseen": True},
         "data_quality_report": dp["data_quality_report"], "regimes": regimes,
         "base_test_predictions": base, "regime_test_predictions": regime_preds,
         "ensemble_test_predictions": ensemble,

@@ -78,6 +78,7 @@ def test_selection_finds_planted_signal_and_reports(ohlcv_run):
     assert "signal_1" in report["selected"]
     assert not {"noise_1", "noise_2", "noise_3"} & set(report["selected"])
     assert report["mode"] == "full" and report["leak_suspects"] == {}
+    assert report["cv_test_dates_unseen"] is True  # the default scope: out-of-fold stays honest
     assert set(report["lags"]) == set(report["selected"])
     assert {"factor", "family", "lag", "rank_ic_mean", "rank_icir", "status"} <= set(table.columns)
     assert len(table) == report["factors_per_ticker"]

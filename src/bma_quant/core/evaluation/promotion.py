@@ -5,8 +5,11 @@ beats the current champion's on the same development period and folds. The compa
 the test period: a champion picked as the best of several runs on test rows would make its test
 figures a maximum over runs, no longer out-of-sample. Scores of other development periods or fold
 layouts (other data, another split or CV) or of another gated model are not comparable: the
-champion stays and the reason says so. A champion registered before this rule (chosen on the test
-period, without development tags) is replaced by the first version that passes its gates.
+champion stays and the reason says so; so are scores on another version of the data file. A score
+is trusted only when no choice upstream read the CV test windows it is measured on (feature
+selection's default `pre_cv` scope): a run whose selection scored them (`fold_train`, `dev`) is
+never champion. A champion registered before these rules (chosen on the test period, or without
+the tags that record them) is replaced by the first version that passes its gates.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 TEST_START, TEST_END = "test_start", "test_end"
 DEV_START, DEV_END, FOLDS = "dev_start", "dev_end", "compare_folds"
 COMPARE_METRIC, COMPARE_VALUE = "compare_metric", "compare_value"
+DATA, OOF_HONEST = "data_fingerprint", "oof_scores_honest"
 # characters MLflow model names keep readable in URIs (models:/<name>@champion)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
 
@@ -39,11 +43,16 @@ class Candidate:
     dev_start: str | None = None
     dev_end: str | None = None
     folds: str | None = None  # fingerprint of the CV fold layout the score was measured on
+    data_fingerprint: str | None = None  # sha256 prefix of the data file the run trained on
+    # no choice upstream read the CV test windows the score is measured on (feature selection's
+    # scope): only then is the score out of fold
+    oof_honest: bool = False
 
     def tags(self) -> dict[str, str]:
         return {TEST_START: str(self.test_start), TEST_END: str(self.test_end),
                 DEV_START: str(self.dev_start), DEV_END: str(self.dev_end),
-                FOLDS: str(self.folds),
+                FOLDS: str(self.folds), DATA: str(self.data_fingerprint),
+                OOF_HONEST: "true" if self.oof_honest else "false",
                 COMPARE_METRIC: self.metric,
                 COMPARE_VALUE: "nan" if self.value is None else repr(float(self.value))}
 
@@ -111,13 +120,19 @@ def decide(candidate: Candidate, champion: Mapping[str, str] | None,
     is no champion)?"""
     if not candidate.gates_passed:
         return Decision(False, "gates failed: " + (", ".join(candidate.failed_gates) or "?"))
+    if not candidate.oof_honest:
+        return Decision(False, f"gates passed but {candidate.metric} is not out of fold: feature "
+                               "selection scored dates of the CV test windows "
+                               "(feature_engineering.selection.ic_scope other than pre_cv), so "
+                               "the score is optimistic and this version is never champion")
     if champion is None:
         return Decision(True, "gates passed and there is no champion yet")
     label = f"champion version {champion_version}" if champion_version else "the champion"
-    if champion.get(DEV_START) is None or champion.get(FOLDS) is None:
+    if any(champion.get(tag) is None for tag in (DEV_START, FOLDS, OOF_HONEST)):
         return Decision(True, f"gates passed; {label} was registered by an earlier version of "
                               "the project (chosen on the test period, or without its fold "
-                              "layout), so the first version that passes its gates replaces it")
+                              "layout or the record of whether its score was out of fold), so "
+                              "the first version that passes its gates replaces it")
     value = _finite(candidate.value)
     if value is None:
         return Decision(False, f"no development out-of-fold score ({candidate.metric}) to "
@@ -127,6 +142,10 @@ def decide(candidate: Candidate, champion: Mapping[str, str] | None,
     if period != theirs:
         return Decision(False, f"not comparable with {label}: development period "
                                f"{period[0]}..{period[1]} differs from its {theirs[0]}..{theirs[1]}")
+    if champion.get(DATA) != str(candidate.data_fingerprint):
+        return Decision(False, f"not comparable with {label}: its score was measured on another "
+                               f"version of the data file (sha256 prefix {champion.get(DATA)}, "
+                               f"this run's {candidate.data_fingerprint})")
     if champion.get(FOLDS) != str(candidate.folds):
         return Decision(False, f"not comparable with {label}: its score was measured on another "
                                "CV fold layout (cv.* parameters), so on other dates")
@@ -159,7 +178,11 @@ def version_description(*, data_path: str | None, data_fingerprint: str | None,
     return "\n".join([
         f"- data: `{data_path}` (sha256 prefix {data_fingerprint or 'unknown'})",
         f"- development period: {candidate.dev_start} .. {candidate.dev_end} "
-        f"({candidate.metric} {_shown(candidate.value)}, the champion comparison)",
+        f"({candidate.metric} {_shown(candidate.value)}, the champion comparison"
+        + ("; a champion's score is the best of the versions compared on these folds, a "
+           "maximum over runs" if decision.promote else "")
+        + ("" if candidate.oof_honest else "; optimistic: selection read the CV test windows")
+        + ")",
         f"- test period: {candidate.test_start} .. {candidate.test_end}",
         f"- gates on `{model}`: {gates}",
         f"- test metrics of `{model}`: {metrics or 'none'}",

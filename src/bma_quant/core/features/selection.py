@@ -322,6 +322,9 @@ class _IcScope:
     rows: np.ndarray
     fold_rows: list[np.ndarray]
     name: str
+    # True when no CV test window is among the scored dates: out-of-fold scores downstream are
+    # then honest (the champion comparison needs it)
+    before_cv: bool = False
 
 
 def _ic_scope(dates: pd.DatetimeIndex, dev_dates: Sequence, folds: Sequence[DateFold],
@@ -333,7 +336,8 @@ def _ic_scope(dates: pd.DatetimeIndex, dev_dates: Sequence, folds: Sequence[Date
         first = pd.DatetimeIndex(folds[0].train_dates).intersection(pd.DatetimeIndex(dev_dates))
         rows = _positions(dates, first)
         return _IcScope(rows, [rows],
-                        "training dates of the first purged fold (before any CV test window)")
+                        "training dates of the first purged fold (before any CV test window)",
+                        before_cv=True)
     if ic_scope == "fold_train" and folds:
         train_union = pd.DatetimeIndex(np.unique(np.concatenate([f.train_dates for f in folds])))
         rows = _positions(dates, train_union.intersection(pd.DatetimeIndex(dev_dates)))
@@ -652,7 +656,7 @@ def select_features(
         ]
         table["selected"] = table["factor"].isin(selected)
     report = _selection_report(features, scored, selected, filled, market_names, leak_suspects,
-                               scope.name, n_ic_dates, reason, config)
+                               scope, n_ic_dates, reason, config)
     return SelectionResult(
         selected=list(selected),
         lags={n: int(scored.lags[n]) for n in selected},
@@ -665,13 +669,16 @@ def select_features(
 
 
 def _selection_report(features, scored: _Scored, selected, filled, market_names, leak_suspects,
-                      scope_name: str, n_ic_dates: int, reason: str | None,
+                      scope: _IcScope, n_ic_dates: int, reason: str | None,
                       config: SelectionConfig) -> dict:
     degraded = reason is not None
     return {
         "mode": "degraded" if degraded else "full",
         "degraded_reason": reason,
-        "ic_scope": scope_name,
+        "ic_scope": scope.name,
+        # no choice here read a CV test window (the champion comparison trusts out-of-fold
+        # scores only then)
+        "cv_test_dates_unseen": bool(scope.before_cv and len(scope.rows)),
         "ic_dates": n_ic_dates,
         "min_names": config.min_names,
         "factors_built": len(features),

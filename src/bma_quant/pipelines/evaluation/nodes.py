@@ -487,12 +487,13 @@ def development_score(
     base_model_status: dict,
     regime_models_report: dict,
     cv_folds: pd.DataFrame,
+    feature_selection_report: dict,
     date_split: dict,
     params: dict,
 ) -> dict[str, Any]:
-    """The gated model's honest development out-of-fold RankIC and what it was measured on (the
-    development period and the fold layout): the champion comparison's score
-    (core.evaluation.promotion)."""
+    """The gated model's development out-of-fold RankIC and what it was measured on (the
+    development period, the fold layout, and whether feature selection left the CV test windows
+    unread, which makes it honest): the champion comparison's score (core.evaluation.promotion)."""
     from bma_quant.core.evaluation import promotion
 
     model = str((params.get("gates") or {}).get("model", "final"))
@@ -501,7 +502,16 @@ def development_score(
         ((regime_models_report or {}).get("training") or {}).get("cv"))
     return {"model": model, "metric": metric, "value": value,
             "dev_start": str(date_split.get("dev_start")), "dev_end": str(date_split.get("dev_end")),
-            "folds": promotion.folds_fingerprint(cv_folds)}
+            "folds": promotion.folds_fingerprint(cv_folds),
+            "oof_honest": _selection_left_cv_unread(feature_selection_report or {})}
+
+
+def _selection_left_cv_unread(report: dict) -> bool:
+    """Did feature selection leave every CV test window unread (its default `pre_cv` scope)?"""
+    if "cv_test_dates_unseen" in report:
+        return bool(report["cv_test_dates_unseen"])
+    # a report written before the flag existed: the default scope's name says it
+    return str(report.get("ic_scope", "")).startswith("training dates of the first purged fold")
 
 
 def _reproduction_mismatch(stats: dict, tolerance: float) -> str | None:
@@ -514,9 +524,11 @@ def _reproduction_mismatch(stats: dict, tolerance: float) -> str | None:
     return f"max |diff| {stats['max_abs_diff']:.3g} > {tolerance:g}"
 
 
-def _registry_candidate(gate_report: dict, development: dict, date_split: dict):
+def _registry_candidate(gate_report: dict, development: dict, date_split: dict,
+                        data_fingerprint: str | None = None):
     """The promotion candidate: the gates on the test period, and the development out-of-fold
-    score (with its period and fold layout) that alone decides against the champion."""
+    score (with its period, fold layout, data and honesty) that alone decides against the
+    champion."""
     from bma_quant.core.evaluation import promotion
 
     period = gate_report.get("test_period") or date_split
@@ -525,7 +537,8 @@ def _registry_candidate(gate_report: dict, development: dict, date_split: dict):
         test_start=str(period.get("test_start")), test_end=str(period.get("test_end")),
         metric=str(development.get("metric", "stacking.final.oos_rank_ic")),
         value=development.get("value"), dev_start=str(date_split.get("dev_start")),
-        dev_end=str(date_split.get("dev_end")), folds=development.get("folds"))
+        dev_end=str(date_split.get("dev_end")), folds=development.get("folds"),
+        data_fingerprint=data_fingerprint, oof_honest=bool(development.get("oof_honest")))
 
 
 def register_model(
@@ -585,8 +598,9 @@ def register_model(
     from bma_quant.serving.registry import log_and_register
 
     n = int(registry.get("signature_rows", 200))
-    candidate = _registry_candidate(gate_report, development or {}, date_split)
     run_tags = mlflow.MlflowClient().get_run(mlflow.active_run().info.run_id).data.tags
+    candidate = _registry_candidate(gate_report, development or {}, date_split,
+                                    run_tags.get("data_fingerprint"))
     result = log_and_register(
         prediction_chain, gate_report, raw_slice.head(n), predicted.head(n),
         model_name=model_name, candidate=candidate, data_path=str(data["raw_path"]),

@@ -56,7 +56,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  "prediction_chain", name="build_prediction_chain"),
             Node(nodes.development_score,
                  ["ensemble_report", "base_model_status", "regime_models_report", "cv_folds",
-                  "date_split", "params:evaluation"],
+                  "feature_selection_report", "date_split", "params:evaluation"],
                  "development_score", name="development_score"),
             Node(nodes.register_model,
                  ["prediction_chain", "gate_report", "ensemble_test_predictions",

@@ -251,6 +251,7 @@ def select(
         },
         "warmup_days": spec.warmup_days,
     }
+    _say_whether_oof_scores_are_honest(report)
     logger.info(
         "selected %d of %d factors (%s mode): %s",
         len(result.selected),
@@ -259,6 +260,21 @@ def select(
         ", ".join(result.selected),
     )
     return spec, report, result.table
+
+
+def _say_whether_oof_scores_are_honest(report: dict) -> None:
+    """Tag the run `oof_scores_honest` and warn when selection read the CV test windows: every
+    out-of-fold score downstream (base, regime and ensemble) is then optimistic."""
+    honest = bool(report["cv_test_dates_unseen"])
+    if not honest:
+        logger.warning("feature selection scored dates of the CV test windows (%s): the "
+                       "out-of-fold scores of every later layer are optimistic, and the run "
+                       "cannot become the registry's champion (selection.ic_scope pre_cv keeps "
+                       "them honest)", report["ic_scope"])
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.set_tag("oof_scores_honest", "true" if honest else "false")
 
 
 # `features` column marking cells in the point-in-time cross-section at t (1.0) or not (0.0);

@@ -318,12 +318,16 @@ def test_more_validation_folds_than_fitted_ones_is_said(design, inputs, caplog):
 
 def test_walk_forward_predictions_match_a_refit_on_earlier_folds(design, inputs):
     result = combiners.walk_forward_ensembles(design, inputs["folds"], inputs["fold_regimes"],
-                                             ["stacking", "bma"], inputs["models"], PARAMS,
+                                             ["stacking", "bma", "equal_weight"],
+                                             inputs["models"], PARAMS,
                                              inputs["date_split"]["test_start"])
     folds = sorted(inputs["folds"], key=lambda f: f.fold)
+    # first fold: nothing earlier to fit on, every method is the equal-weight stand-in, which
+    # is stored once, as equal_weight (no method's series holds copies of another's)
     first = result.predictions[result.predictions["fold"] == folds[0].fold]
-    equal = first.groupby("model")["prediction"].apply(np.asarray)
-    assert np.allclose(equal["stacking"], equal["bma"])  # first fold: equal weights for all
+    assert set(first["model"]) == {"equal_weight"}
+    first_scores = result.scores[result.scores["fold"] == folds[0].fold]
+    assert not first_scores["fitted"].any() and len(first_scores) == 3
     last = folds[-1]
     train = design[(design["fold"] < last.fold) & design["date"].isin(last.train_dates)]
     refit = _fit("stacking", train, inputs).combiner
@@ -510,7 +514,15 @@ def test_identical_member_finds_an_ensemble_that_is_one_of_its_members():
     scale = np.repeat(rng.uniform(0.5, 2.0, 20), 8)  # a different positive scale per date
     all_on_b = (scale * wide["b"] + 0.3).astype(np.float32)  # stored as float32
     assert combiners.identical_member(wide, all_on_b, ["a", "b"]) == "b"
-    mix = 0.99 * wide["b"] + 0.01 * wide["a"]
+    mix = 0.6 * wide["b"] + 0.4 * wide["a"]
     assert combiners.identical_member(wide, mix, ["a", "b"]) is None
+    # nearly all the weight on b: the same order of names on every date, so the same books and
+    # RankIC (the reviewer's bma with 0.9974 on elastic_net, whose flag said 0)
+    spaced = wide.assign(b=np.concatenate([rng.permutation(8) / 3.0 for _ in range(20)]))
+    nearly_all_on_b = 0.9974 * spaced["b"] + 0.0026 * spaced["a"]
+    assert combiners.identical_member(spaced, nearly_all_on_b, ["a", "b"]) == "b"
+    # b missing on a few rows: compared on the rows where both exist
+    gappy = wide.assign(b=wide["b"].where(np.arange(160) % 17 != 0))
+    assert combiners.identical_member(gappy, all_on_b, ["a", "b"]) == "b"
     assert combiners.identical_member(wide, -wide["a"], ["a", "b"]) is None  # reversed: not a copy
     assert combiners.identical_member(wide, np.zeros(160), ["a", "b"]) is None

@@ -64,16 +64,33 @@ def test_outputs_follow_the_contract(outputs, data):
     assert (oof["date"] < test_start).all() and (test["date"] >= test_start).all()
     assert oof[["date", "ticker", "model"]].equals(
         oof[["date", "ticker", "model"]].sort_values(["date", "ticker", "model"]))
-    # Every out-of-fold (date, ticker) gets one prediction per method.
-    n_pairs = data["oof"][["date", "ticker"]].drop_duplicates().shape[0]
-    assert (oof.groupby("model").size() == n_pairs).all()
-
+    # Every out-of-fold (date, ticker) gets one equal-weight prediction; every other method one
+    # on the folds it was fitted on (the first fold's stand-in is equal_weight, stored once).
     report = outputs["ensemble_report"]
+    n_pairs = data["oof"][["date", "ticker"]].drop_duplicates().shape[0]
+    assert (oof["model"] == "equal_weight").sum() == n_pairs
+    fitted = {(r["method"], r["fold"]) for r in report["selection"]["fold_scores"] if r["fitted"]}
+    unfitted_folds = {r["fold"] for r in report["selection"]["fold_scores"] if not r["fitted"]}
+    assert unfitted_folds  # the first out-of-fold fold has nothing earlier to fit on
+    for method in set(METHODS) - {"equal_weight"}:
+        rows = oof[oof["model"] == method]
+        assert set(zip(rows["model"], rows["fold"], strict=True)) <= fitted
+        assert not set(rows["fold"]) & unfitted_folds
+
     chosen = report["chosen"]
     assert chosen in METHODS and report["fallback"] is None
-    for frame in (oof, test):
-        final = frame[frame["model"] == "final"]["prediction"].to_numpy()
-        assert np.array_equal(final, frame[frame["model"] == chosen]["prediction"].to_numpy())
+    final = test[test["model"] == "final"]["prediction"].to_numpy()
+    assert np.array_equal(final, test[test["model"] == chosen]["prediction"].to_numpy())
+    # out of fold, `final` is each fold's walk-forward pick (made on earlier folds only): the
+    # series stacking.final.oos_rank_ic scores, not the pick made on these same folds
+    nested = oof[oof["model"] == "final"]
+    picks = report["selection"]["final_nested_picks"]
+    assert sorted(nested["fold"].unique()) == report["selection"]["final_nested_folds"]
+    assert sorted(int(k) for k in picks) == report["selection"]["final_nested_folds"]
+    for fold, method in picks.items():
+        picked = oof[(oof["model"] == method) & (oof["fold"] == int(fold))]["prediction"]
+        assert np.array_equal(nested[nested["fold"] == int(fold)]["prediction"].to_numpy(),
+                              picked.to_numpy())
 
     metrics = outputs["stacking_metrics"]
     assert ({f"{m}.oos_rank_ic" for m in METHODS}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +42,8 @@ from bma_quant.core.ensemble.selection import (  # noqa: F401  (re-exported)
     SelectionRule,
     choose_method,
     nested_final_score,
+    nested_picks,
+    picks_score,
 )
 from bma_quant.core.evaluation import metrics
 
@@ -536,7 +539,9 @@ def fit_ensemble(
 
 @dataclass
 class WalkForwardResult:
-    predictions: pd.DataFrame  # date, ticker, model, fold, prediction (every method)
+    # date, ticker, model, fold, prediction: each method on the folds where it was fitted (the
+    # equal-weight stand-in of unfitted folds is `equal_weight` itself)
+    predictions: pd.DataFrame
     scores: pd.DataFrame  # method, fold, rank_ic, fitted (False = equal-weight stand-in)
     validation_folds: list[int]
     oos_rank_ic: dict[str, float]  # per method: its own out-of-sample score (no choice in it)
@@ -549,6 +554,7 @@ class WalkForwardResult:
     chosen: str = FALLBACK_METHOD  # the rule's pick on the validation folds
     choice: dict = field(default_factory=dict)  # why: top method, t-stat against the default
     daily_scores: pd.DataFrame = field(default_factory=pd.DataFrame)  # method, fold, date, rank_ic
+    final_picks: dict[int, str] = field(default_factory=dict)  # {fold: walk-forward pick}
 
 
 def _fold_regimes(fold_regimes: pd.DataFrame | None, fold: int) -> pd.DataFrame | None:
@@ -605,7 +611,11 @@ def walk_forward_ensembles(
             score, rank_ic, part = _score_fold_method(rows, prediction, method, fold.fold, fitted,
                                                       min_names)
             scores.append(score)
-            parts.append(part)
+            # an unfitted fold's methods are all the equal-weight stand-in: stored once, as
+            # what it is, so no method's out-of-fold series (nor the luck statistics' count of
+            # configurations) holds copies of another's
+            if fitted or method == EqualWeight.name:
+                parts.append(part)
             if fitted:
                 daily.append(rank_ic)
         logger.info("stacking fold %d: %s", fold.fold, ", ".join(
@@ -628,13 +638,14 @@ def walk_forward_ensembles(
     daily_scores = pd.concat(daily, ignore_index=True) if daily else pd.DataFrame(
         columns=["method", FOLD, DATE, "rank_ic"])
     chosen, choice = rule.choose(daily_scores, validation, methods)
-    final_score, final_folds = nested_final_score(
-        daily_scores, fitted_folds, n_validation, rule, methods,
-        choice_end={f.fold: f.train_dates.max() for f in folds if len(f.train_dates)})
+    picks = nested_picks(daily_scores, fitted_folds, n_validation, rule, methods,
+                         choice_end={f.fold: f.train_dates.max() for f in folds
+                                     if len(f.train_dates)})
+    final_score, final_folds = picks_score(daily_scores, picks)
     if not final_folds:
         notes.append("fewer than two fitted folds: no nested score for the chosen method")
     return WalkForwardResult(predictions, score_table, validation, oos, notes, final_score,
-                             final_folds, chosen, choice, daily_scores)
+                             final_folds, chosen, choice, daily_scores, picks)
 
 
 def _fold_training(design: pd.DataFrame, fold: DateFold, has_earlier: bool,
@@ -670,6 +681,17 @@ def _score_fold_method(rows: pd.DataFrame, prediction: np.ndarray, method: str, 
         FOLD: rows[FOLD].to_numpy().astype(np.int32),
         PREDICTION: prediction.astype(np.float32)})
     return score, daily, part
+
+
+def with_nested_final(predictions: pd.DataFrame, picks: Mapping[int, str]) -> pd.DataFrame:
+    """Append, as model ``final``, each fold's rows of the method picked for it walk-forward
+    (``picks``: {fold: method}, chosen on earlier folds only), so the out-of-fold `final` is the
+    series `stacking.final.oos_rank_ic` scores; folds without a pick have no `final` rows."""
+    fold_method = pd.Series(picks, dtype=object)
+    wanted = predictions[FOLD].map(fold_method)
+    final = predictions[predictions[MODEL].eq(wanted)].assign(**{MODEL: FINAL})
+    out = pd.concat([predictions, final], ignore_index=True)
+    return out.sort_values([DATE, TICKER, MODEL], kind="stable").reset_index(drop=True)
 
 
 def with_final(predictions: pd.DataFrame, chosen: str) -> pd.DataFrame:
@@ -711,35 +733,35 @@ def seed_regime_rule_check(weights: pd.DataFrame) -> dict:
     return out
 
 
-# A combination "is" one member when, on every date, its cross-sectional correlation with that
-# member's standardised predictions is 1 up to float32 rounding of the stored predictions.
-IDENTICAL_CORRELATION = 1.0 - 1e-6
-_NO_SPREAD = 1e-12  # sum of squared deviations below this: the date has no cross-section
+# A combination "is" one member when it ranks every date's names exactly as that member does: the
+# books, the RankIC and every quantile return are then the member's (a weight of 0.997 on one
+# member does this as surely as 1.0). Ranks are compared to this tolerance (average ranks of ties).
+_SAME_RANK = 1e-9
+
+
+def _date_ranks(dates: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Average ranks of ``values`` within each date over its finite rows (NaN elsewhere)."""
+    return pd.Series(values).groupby(dates).rank(method="average").to_numpy(np.float64)
 
 
 def identical_member(wide: pd.DataFrame, prediction, members: list[str]) -> str | None:
     """The member that ``prediction`` (rows aligned with ``wide`` from ``standardise``) merely
-    reproduces, or None. Reproduces = on every date where either varies, both vary and their
-    cross-sectional correlation is 1: all the weight went to that member (a per-date positive
-    affine map of its standardised predictions), so the ensemble adds nothing to it."""
+    reproduces, or None. Reproduces = on every row where both are finite, the two rank the date's
+    names in the same order (ties included), and ``prediction`` varies on some date: its weight
+    sits on that member, so the ensemble adds nothing to it."""
     combined = np.asarray(prediction, dtype=np.float64)
     dates = wide[DATE].to_numpy()
+    combined_ranks = _date_ranks(dates, combined)
     for member in members:
         x = wide[member].to_numpy(np.float64)
         ok = np.isfinite(x) & np.isfinite(combined)
         if not ok.any():
             continue
-        frame = pd.DataFrame({"date": dates[ok], "x": x[ok], "y": combined[ok]})
-        groups = frame.groupby("date")
-        xc = frame["x"] - groups["x"].transform("mean")
-        yc = frame["y"] - groups["y"].transform("mean")
-        sums = pd.DataFrame({"date": frame["date"], "xy": xc * yc, "xx": xc * xc,
-                             "yy": yc * yc}).groupby("date").sum()
-        x_varies, y_varies = sums["xx"] > _NO_SPREAD, sums["yy"] > _NO_SPREAD
-        if not y_varies.any() or (x_varies != y_varies).any():
-            continue
-        both = sums[x_varies]
-        correlation = both["xy"] / np.sqrt(both["xx"] * both["yy"])
-        if (correlation >= IDENTICAL_CORRELATION).all():
+        if np.array_equal(ok, np.isfinite(combined)) and np.array_equal(ok, np.isfinite(x)):
+            theirs, ours = _date_ranks(dates, x)[ok], combined_ranks[ok]
+        else:  # rank both on the rows where both exist
+            theirs, ours = _date_ranks(dates[ok], x[ok]), _date_ranks(dates[ok], combined[ok])
+        spread = pd.Series(combined[ok]).groupby(dates[ok]).agg(np.ptp).to_numpy()
+        if (spread > 0).any() and np.all(np.abs(theirs - ours) <= _SAME_RANK):
             return member
     return None

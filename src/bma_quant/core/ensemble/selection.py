@@ -107,13 +107,29 @@ def nested_final_score(daily: pd.DataFrame, fitted_folds: list[int], n_validatio
     ``choice_end`` ({fold: last date}): the choice for a fold reads daily RankICs up to that
     date only, its last purged training date. The earlier fold's last dates have labels that
     overlap the scored fold's first ones: a pick scored on them would leak into its score."""
+    return picks_score(daily, nested_picks(daily, fitted_folds, n_validation, rule, methods,
+                                           choice_end))
+
+
+def picks_score(daily: pd.DataFrame, picks: Mapping[int, str]) -> tuple[float, list[int]]:
+    """Mean over the folds of each fold's pick's score there ({fold: method}; NaN scores left
+    out), and the folds."""
+    picked = [(fold, fold_mean_scores(daily, [fold], [chosen])[chosen])
+              for fold, chosen in picks.items()]
+    values = [v for _, v in picked if math.isfinite(v)]
+    return (float(np.mean(values)) if values else math.nan), [f for f, _ in picked]
+
+
+def nested_picks(daily: pd.DataFrame, fitted_folds: list[int], n_validation: int,
+                 rule: SelectionRule | None = None, methods: list[str] | None = None,
+                 choice_end: Mapping[int, pd.Timestamp] | None = None) -> dict[int, str]:
+    """{fold: the method `rule` picks for it on the earlier fitted folds} for every fitted fold
+    after the first (``nested_final_score``'s choices: the `final` rows out of fold)."""
     rule = rule or SelectionRule()
     folds = sorted(int(f) for f in fitted_folds)
-    picked = []
+    picks = {}
     for j, fold in enumerate(folds[1:], start=1):
         seen = daily if choice_end is None or fold not in choice_end else \
             daily[pd.to_datetime(daily[DATE]) <= pd.Timestamp(choice_end[fold])]
-        chosen, _ = rule.choose(seen, folds[max(0, j - max(n_validation, 1)):j], methods)
-        picked.append((fold, fold_mean_scores(daily, [fold], [chosen])[chosen]))
-    values = [v for _, v in picked if math.isfinite(v)]
-    return (float(np.mean(values)) if values else math.nan), [f for f, _ in picked]
+        picks[fold], _ = rule.choose(seen, folds[max(0, j - max(n_validation, 1)):j], methods)
+    return picks

@@ -341,7 +341,10 @@ def _prediction_frame(frame: pd.DataFrame, model_name: str, with_fold: bool) -> 
 def regime_timeline(regime_table: pd.DataFrame, market: pd.DataFrame, date_split: dict,
                     params: dict):
     """The timeline as an interactive plotly figure (kedro-viz) and as a PNG drawing (MLflow)."""
-    title = f"Market regimes ({params['detector']} detector, causal)"
+    # forward-filtered; the detector is fitted on development dates, so only test dates are
+    # out of sample (the out-of-fold layers use per-fold detectors)
+    title = (f"Market regimes ({params['detector']} detector, filtered; fitted on development "
+             "dates)")
     figure = regime_timeline_figure(regime_table, market, date_split, title=title)
     return figure, static_plots.to_matplotlib(figure)
 

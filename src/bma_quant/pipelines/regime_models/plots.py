@@ -22,7 +22,8 @@ def regime_timeline_figure(
                         row_heights=[0.6, 0.2, 0.2],
                         subplot_titles=("market level by regime",
                                         "filtered regime probabilities p_bull / p_neutral / "
-                                        "p_bear (causal: data up to each date)",
+                                        "p_bear (forward filter: data up to each date; "
+                                        "parameters fitted on development dates)",
                                         "fear-greed index"))
     previous = frame["regime"].shift(1)
     for regime in REGIMES:

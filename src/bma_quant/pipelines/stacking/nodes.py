@@ -107,11 +107,13 @@ def select_ensemble(
         "oos_rank_ic": result.oos_rank_ic,
         "final_nested_rank_ic": result.final_nested_rank_ic,
         "final_nested_folds": result.final_nested_folds,
+        # which method each of those folds' walk-forward choice took (the `final` rows out of fold)
+        "final_nested_picks": {str(k): v for k, v in result.final_picks.items()},
         "validation_folds": result.validation_folds,
         "fold_scores": result.scores.to_dict(orient="records"),
         "notes": result.notes,
     }
-    return combiners.with_final(result.predictions, chosen), selection
+    return combiners.with_nested_final(result.predictions, result.final_picks), selection
 
 
 def fit_ensembles(

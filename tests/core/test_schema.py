@@ -135,6 +135,22 @@ def test_a_csv_with_decimal_commas_reads_with_data_decimal(tmp_path):
         load_raw_panel(path)
 
 
+def test_a_dot_decimal_file_read_with_a_decimal_comma_is_refused(tmp_path):
+    """data.decimal ',' left in conf/local for a file with decimal dots: "0.264" would read as
+    264 (a dot groups thousands there) and "4.0" as 4.0, a thousandfold error on some prices."""
+    from bma_quant.core.data.panel import load_raw_panel
+
+    path = tmp_path / "prices.csv"
+    path.write_text("date,ticker,close,volume\n"
+                    "2020-01-02,AAA,0.264,1000\n2020-01-02,BBB,4.0,300\n"
+                    "2020-01-03,AAA,0.266,1200\n2020-01-03,BBB,4.1,400\n")
+    with pytest.raises(DataValidationError) as err:
+        load_raw_panel(path, decimal=",")
+    message = str(err.value)
+    assert "decimal dot (close '4.0')" in message and "data.decimal: '.'" in message
+    assert load_raw_panel(path)["close"].tolist() == [0.264, 4.0, 0.266, 4.1]
+
+
 def test_thousands_separators_get_no_decimal_comma_hint():
     frame = good_panel().assign(volume=["1,000,000", "2,000", "1,500.5", "2,500"])
     with pytest.raises(DataValidationError) as err:

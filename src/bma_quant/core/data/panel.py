@@ -207,13 +207,25 @@ def decimal_comma_numbers(frame: pd.DataFrame, decimal: str) -> pd.DataFrame:
     1234.5 (dots removed only where they group thousands). The date, ticker and sector columns
     stay text; a value that still does not parse is refused by the schema as usual."""
     out = frame.copy()
+    dotted = {}  # column -> first value whose dot cannot group thousands: a decimal dot
     for column in out.columns:
-        if str(column).strip().lower() in ("date", "ticker", "sector"):
+        if str(column).strip().lower() in ("date", "ticker", "sector", LINE):
             continue
         text = out[column]
         grouped = text.str.match(_GROUPED).fillna(False)
+        decimal_dot = text.str.contains(".", regex=False).fillna(False) & ~grouped
+        if decimal != "." and decimal_dot.any():
+            dotted[str(column)] = text[decimal_dot].iloc[0]
         text = text.where(~grouped, text.str.replace(".", "", regex=False))
         out[column] = text.str.replace(decimal, ".", regex=False)
+    if dotted:
+        # with a decimal comma a dot only groups thousands (1.234,5): "4.0" or "0.5" is a decimal
+        # dot, and reading "0.264" as 264 would scale prices a thousandfold without a word
+        examples = ", ".join(f"{c} {v!r}" for c, v in list(dotted.items())[:5])
+        raise DataValidationError(
+            f"data.decimal is {decimal!r} but {len(dotted)} column(s) hold numbers with a decimal "
+            f"dot ({examples}): this file's decimal mark is '.', so set data.decimal: '.' (the "
+            "default) for it")
     return out
 
 

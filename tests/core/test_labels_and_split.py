@@ -228,6 +228,32 @@ def test_a_split_on_a_day_the_stock_also_moved_is_named_not_repaired():
                       "nearest_ratio": 10.0}]
 
 
+def test_held_moves_near_no_configured_ratio_are_reported_with_the_whole_ratio_they_fit():
+    """A 7:1 or 20:1 split left unadjusted (ratios not configured) is a held -86 % / -95 % day,
+    near no configured ratio: it used to pass silently as a loss. It is reported (with the
+    ratio to add); so is a held -55 % crash (no whole ratio); a move that rebounds, one near a
+    configured ratio (split_like_moves' business) and a repaired one are not."""
+    dates = pd.bdate_range("2021-01-04", periods=12)
+    level = [50.0, 51, 52]
+    close = pd.DataFrame({
+        "SEVEN": level + [52 * 1.01 / 7] + [7.5] * 8,       # 7:1 on a +1 % day
+        "TWENTY": level + [52 / 20] + [2.6] * 8,            # 20:1
+        "CRASH": level + [52 * 0.45] * 9,                    # -55 %, held
+        "BOUNCE": level + [52 * 0.3, 51, 52, 51, 52, 51, 52, 51, 52],
+        "NEAR10": level + [52 * 1.03 / 10] + [5.4] * 8,     # near 10: the other report's
+        "TWO": level + [26.0] * 9,                           # 2:1, repaired
+    }, index=dates)
+    matrices = panel.PanelMatrices({"close": close})
+    _, events = cleaning.repair_unadjusted_splits(matrices, 0.4, [2, 10, 100], 0.02, 5)
+    assert [e.ticker for e in events] == ["TWO"]
+    moves = cleaning.unexplained_large_moves(matrices, 0.4, [2, 10, 100], 0.1, 5, events)
+    assert {m["ticker"]: m["integer_ratio"] for m in moves} == {
+        "SEVEN": 7, "TWENTY": 20, "CRASH": None}
+    text = cleaning.split_warnings([], [], [], moves)[0]
+    assert "3 one-day move(s)" in text and "SEVEN@2021-01-07 -85.6% (x7?)" in text
+    assert "add 7, 20 to processing.split_detection.ratios" in text
+
+
 def test_no_split_is_inferred_across_a_long_absence_and_reports_show_the_files_moves():
     """A code back after a year at half its old price is another company, not a 2:1 split; within
     `max_gap_days` the same move is repaired. The report of near-split moves reads the panel the

@@ -288,7 +288,36 @@ def split_like_moves(panel: PanelMatrices, max_abs_return: float, ratios: list[f
     return [m for m in moves if (m["date"], m["ticker"]) not in done]
 
 
-def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict]) -> list[str]:
+def unexplained_large_moves(panel: PanelMatrices, max_abs_return: float, ratios: list[float],
+                            near_tolerance: float, confirm_days: int,
+                            repaired: list[SplitEvent] = (), max_gap_days: int | None = None,
+                            observed: pd.DataFrame | None = None) -> list[dict]:
+    """Held one-day moves beyond `max_abs_return` that are near no configured split ratio (not
+    within `near_tolerance`), were not repaired and were not undone the next day: a real crash
+    that stays down, or an unadjusted split at a ratio the configuration does not list (7:1,
+    20:1). Reported with the whole ratio they are near, if any (`integer_ratio`, e.g. 7 for a
+    -86 % day); only the user can tell."""
+    back = (panel.close / _last_close_within(panel.close, max_gap_days).shift(1)
+            ).to_numpy(dtype=float)
+    done = {(e.date, e.ticker) for e in repaired}
+    out = []
+    for m in _held_large_moves(panel.close, max_abs_return, ratios, confirm_days, max_gap_days,
+                               observed):
+        date, ticker = str(panel.close.index[m.row].date()), str(panel.close.columns[m.column])
+        if (m.off_ratio <= near_tolerance or abs(back[m.row, m.column] - 1.0) <= max_abs_return
+                or (date, ticker) in done):
+            continue
+        ratio = 1.0 / (1.0 + m.change)
+        ratio = max(ratio, 1.0 / ratio)  # a reverse split multiplies the price
+        whole = round(ratio)
+        out.append({"date": date, "ticker": ticker, "change": round(m.change, 4),
+                    "integer_ratio": int(whole) if whole >= 2
+                    and abs(ratio / whole - 1.0) <= near_tolerance else None})
+    return out
+
+
+def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
+                   unexplained: list[dict] = ()) -> list[str]:
     """The warnings a run gives about splits (data_processing on the training file, inference
     on the scoring slice): repaired suspected splits, moves still awaiting confirmation at the
     data's end (no score for those names yet), and held near-ratio moves left alone."""
@@ -311,6 +340,18 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict]) 
                         f"(x{m['nearest_ratio']:g}?)" for m in near[:5])
             + ". An unadjusted split on a day the stock also moved, or a real crash? Adjust the "
             "file, or widen processing.split_detection.tolerance")
+    if unexplained:
+        shown = [f"{m['ticker']}@{m['date']} {100 * m['change']:+.1f}%"
+                 + (f" (x{m['integer_ratio']}?)" if m.get("integer_ratio") else "")
+                 for m in unexplained[:5]]
+        whole = sorted({m["integer_ratio"] for m in unexplained if m.get("integer_ratio")})
+        out.append(
+            f"{len(unexplained)} one-day move(s) beyond processing.split_detection."
+            "max_abs_return held for confirm_days and match no configured split ratio: "
+            + ", ".join(shown) + ". A real crash or jump is kept as it is; "
+            + (f"if these are unadjusted splits, add {', '.join(map(str, whole))} to "
+               "processing.split_detection.ratios or adjust the file"
+               if whole else "check the file if one is an unadjusted split or a bad print"))
     return out
 
 

@@ -109,6 +109,13 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
             splits_cfg.get("max_gap_days"), observed=kept.close)
         if splits_cfg.get("enabled", True) and splits_cfg.get("report_tolerance") is not None
         else [])
+    unexplained = (
+        cleaning.unexplained_large_moves(
+            filled_panel, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
+            float(splits_cfg.get("report_tolerance") or splits_cfg["tolerance"]),
+            int(splits_cfg["confirm_days"]), split_repair.events,
+            splits_cfg.get("max_gap_days"), observed=kept.close)
+        if splits_cfg.get("enabled", True) else [])
     stale_cfg = processing["stale"]
     cleaned, stale = cleaning.handle_stale_prices(
         repaired, int(stale_cfg["min_streak"]), stale_cfg.get("mask_after"),
@@ -140,6 +147,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "unconfirmed_splits": [asdict(e) for e in split_repair.events if e.status == "pending"],
         "split_withheld_cells": split_repair.withheld_cells,
         "split_like_moves": near_splits,
+        # held moves beyond max_abs_return near no configured ratio (crash, or a 7:1 split?)
+        "unexplained_large_moves": unexplained,
         "stale": asdict(stale),
         "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in flat],
         "no_volume": cleaning.names_without_volume(kept),
@@ -259,7 +268,8 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
 
     for text in cleaning.split_warnings(used(log["suspected_splits"]),
                                         log.get("unconfirmed_splits") or [],
-                                        used(log.get("split_like_moves") or [])):
+                                        used(log.get("split_like_moves") or []),
+                                        used(log.get("unexplained_large_moves") or [])):
         logger.warning(text)
 
 

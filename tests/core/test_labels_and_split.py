@@ -459,3 +459,23 @@ def test_two_bad_prints_at_different_levels_and_the_way_back_are_no_split():
                                                     [2, 3, 4], 0.02, 5)
     assert events == []
     assert out.close["A"].iloc[5:].equals(close["A"].iloc[5:])
+
+
+def test_columns_starting_later_than_the_prices_are_named():
+    """Volume (or a user factor) with no value on any name for the first dates: the factors
+    built from it start later than the prices, which the run names (a vendor's volume history
+    often starts years after its prices)."""
+    dates = pd.bdate_range("2021-01-04", periods=60)
+    close = pd.DataFrame({"A": np.linspace(10, 12, 60), "B": np.linspace(20, 18, 60)},
+                         index=dates)
+    volume = pd.DataFrame(1000.0, index=dates, columns=["A", "B"])
+    volume.iloc[:30] = np.nan
+    factor = pd.DataFrame(1.0, index=dates, columns=["A", "B"])
+    factor.iloc[:5, 0] = np.nan  # one name late: not the column
+    never = pd.DataFrame(np.nan, index=dates, columns=["A", "B"])
+    matrices = panel.PanelMatrices({"close": close, "volume": volume, "score": factor,
+                                    "empty": never})
+    late = cleaning.late_columns(matrices, ["volume", "score", "empty"], min_dates=21)
+    assert late == {"volume": {"first_date": str(dates[30].date()), "dates_without": 30},
+                    "empty": {"first_date": None, "dates_without": 60}}
+    assert cleaning.late_columns(matrices, ["volume"], min_dates=31) == {}

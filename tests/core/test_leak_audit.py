@@ -273,3 +273,23 @@ def test_a_name_listing_inside_a_compared_window_is_no_false_alarm(synthetic):
     assert (table["prefix_mismatches"] == 0).all(), table[table["prefix_mismatches"] > 0]
     unmasked = LA.prefix_audit(full, compute, grid.dates, [cut], config.lookback_days(), CONFIG)
     assert unmasked.loc["fear_greed", "prefix_mismatches"] > 0  # the false alarm it was
+
+
+def test_volume_and_candles_starting_later_than_close_are_no_false_alarm(synthetic):
+    """Volume (or open / high / low) missing for the panel's first dates: a panel cut there has
+    none at all, so the volume and candle factors cannot be built (or VWAP falls back to the
+    close) while the full table has no value there either. Which factors exist is the panel's
+    layout, not a value read after the cut: no factor may be dropped for it."""
+    market, _, _ = synthetic
+    config, transform = F.FactorConfig(), F.TransformConfig()
+    panel = market.panel.copy()
+    dates = F.Grid.from_long(panel).dates
+    early = panel["date"] < dates[config.lookback_days() + 120]
+    panel.loc[early, ["volume", "open", "high", "low"]] = np.nan
+    grid = F.Grid.from_long(panel)
+    full, _ = F.engineer_factors(F.prepare_inputs(panel, None, config), config, transform)
+    compute = LA.factor_slice_computation(panel, None, grid, config, transform)
+    cuts = [config.lookback_days() + 60, config.lookback_days() + 130, 880]
+    table = LA.prefix_audit(full, compute, grid.dates, cuts, config.lookback_days(), CONFIG)
+    assert {"vwap_5", "kmid", "amihud_20"} <= set(table.index)
+    assert (table["prefix_mismatches"] == 0).all(), table[table["prefix_mismatches"] > 0]

@@ -488,6 +488,23 @@ def sparse_columns(panel: PanelMatrices, columns: list[str], max_missing: float 
     return out
 
 
+def late_columns(panel: PanelMatrices, columns: list[str], min_dates: int) -> dict[str, dict]:
+    """Columns (volume, open / high / low, a user factor) with no value on any name over the
+    panel's first `min_dates` or more dates that have a close: what is built from them starts
+    later than the prices. {column: {"first_date": its first date with a value (None: never),
+    "dates_without": dates with a close before it}}."""
+    priced = panel.close.notna().any(axis=1).to_numpy()
+    out = {}
+    for name in columns:
+        has = panel.values[name].notna().any(axis=1).to_numpy()
+        first = int(np.argmax(has)) if has.any() else len(has)
+        before = int(priced[:first].sum())
+        if before >= min_dates:
+            out[str(name)] = {"first_date": str(panel.close.index[first].date())
+                              if first < len(has) else None, "dates_without": before}
+    return out
+
+
 def impute_cross_sectional_median(
     panel: PanelMatrices, columns: list[str]
 ) -> tuple[PanelMatrices, int]:

@@ -28,7 +28,7 @@ as they are.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -270,16 +270,21 @@ def _numeric(panel: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def prepare_inputs(
-    panel: pd.DataFrame, market: pd.DataFrame | None, config: FactorConfig
+    panel: pd.DataFrame, market: pd.DataFrame | None, config: FactorConfig,
+    columns: Collection[str] | None = None,
 ) -> FactorInputs:
     """Long panel (+ market frame) -> wide inputs. Rows may be any subset of a date x ticker grid.
 
     The market series comes from `market` (`market_return` and/or `market_level`); without it
-    the equal-weighted mean return of the panel is used, as data_processing does."""
+    the equal-weighted mean return of the panel is used, as data_processing does. A column with
+    no value is taken as absent (volume factors are not built, VWAP falls back to the close),
+    unless `columns` names it: then it is present with missing values, as it is over a slice of
+    a panel that has it later (the leak audit's cut panels)."""
     grid = Grid.from_long(panel)
 
     def wide(column: str) -> np.ndarray | None:
-        if column not in panel.columns or panel[column].isna().all():
+        if column not in panel.columns or (
+                panel[column].isna().all() and (columns is None or column not in columns)):
             return None
         values = grid.to_wide(_numeric(panel, column))
         values[~np.isfinite(values)] = np.nan

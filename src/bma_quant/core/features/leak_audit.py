@@ -148,7 +148,7 @@ def prefix_audit(
             compared = (np.ones(reference.shape, dtype=bool) if present is None
                         else present[first : cut + 1])
             if recomputed is None:  # the cut panel cannot build this factor at all
-                bad = compared.copy()
+                bad = compared & np.isfinite(reference)  # nor has the full panel a value there
                 diff = math.inf
             else:
                 recomputed = np.asarray(recomputed)
@@ -181,6 +181,10 @@ def factor_slice_computation(
     date rows, aligned to `grid`'s tickers: the panel as it stood at the span's last date."""
     panel_dates = pd.DatetimeIndex(panel["date"])
     market_dates = pd.DatetimeIndex(market["date"]) if market is not None else None
+    # a column the panel has (volume, open/high/low starting later than close) is there in every
+    # cut panel, with missing values before it starts: which factors exist is the panel's
+    # layout, not a value read after the cut
+    columns = [c for c in panel.columns if panel[c].notna().any()]
 
     def compute(start: int, first: int, stop: int) -> dict[str, np.ndarray]:
         begin, end = grid.dates[start], grid.dates[stop - 1]
@@ -188,7 +192,7 @@ def factor_slice_computation(
         market_part = None
         if market is not None:
             market_part = market[(market_dates >= begin) & (market_dates <= end)]
-        inputs = prepare_inputs(part, market_part, factor_config)
+        inputs = prepare_inputs(part, market_part, factor_config, columns)
         wanted = grid.dates[first:stop]
         first_row = int(inputs.grid.dates.searchsorted(wanted[0]))
         values, _ = engineer_factors(

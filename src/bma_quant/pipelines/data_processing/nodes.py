@@ -327,6 +327,16 @@ def finalise_panel(
             and processing.get("factor_ffill_limit") is not None else processing["ffill_limit"],
             f", and on every name from {gap['missing_from']} to the end (the test period and "
             "inference see no value)" if gap["missing_from"] else "")
+    late = (cleaning.late_columns(clean, [c for c in clean.values if c != "close"],
+                                 int(processing["late_column_days"]))
+            if processing.get("late_column_days") is not None else {})
+    if late:
+        logger.warning(
+            "column(s) with no value on any name for the panel's first dates: %s; what is built "
+            "from them (volume, candle or user factors) has no value before, and the models see "
+            "imputed values there", "; ".join(
+                f"{n} from {v['first_date'] or 'never'} ({v['dates_without']} priced dates "
+                "without)" for n, v in late.items()))
     if processing.get("impute_medians", True) and impute_cols:
         clean, imputed = cleaning.impute_cross_sectional_median(clean, impute_cols)
     returns = cleaning.daily_returns(clean.close, clean.withheld)
@@ -342,7 +352,8 @@ def finalise_panel(
             "processing.eligibility): %s%s", len(never), start.date(),
             eligibility["min_history_days"], 100 * float(processing["coverage_threshold"]),
             ", ".join(never[:10]), " ..." if len(never) > 10 else "")
-    return long, {"imputed_values": imputed, "sparse_columns": sparse, **summary}
+    return long, {"imputed_values": imputed, "sparse_columns": sparse, "late_columns": late,
+                  **summary}
 
 
 def make_labels(primary_panel: pd.DataFrame, temporal: dict) -> pd.DataFrame:

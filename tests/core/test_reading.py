@@ -105,6 +105,25 @@ def test_wide_exports_without_a_date_header_and_tab_files(tmp_path):
     assert len(load_raw_panel(tmp_path / "tabbed.tsv")) == 4
 
 
+def test_wide_tickers_named_like_fields_keep_their_names(tmp_path):
+    """LOW (Lowe's), OPEN (Opendoor) and a ticker Close are tickers in a wide file, not the
+    fields low, open and close: they keep their names as written (and Close no longer crashes
+    the reshaping)."""
+    wide = pd.DataFrame({"LOW": [1.0, 2, 3, 4], "OPEN": [5.0, 6, 7, 8], "Close": [2.0, 3, 4, 5],
+                         "Volume": [9.0, 8, 7, 6]}, index=pd.Index(DATES, name="Date"))
+    wide.to_csv(tmp_path / "wide.csv")
+    wide.to_parquet(tmp_path / "wide.parquet")
+    for name in ("wide.csv", "wide.parquet"):
+        panel = load_raw_panel(tmp_path / name)
+        assert sorted(panel["ticker"].unique()) == ["Close", "LOW", "OPEN", "Volume"]
+        np.testing.assert_allclose(panel.loc[panel["ticker"] == "LOW", "close"], [1, 2, 3, 4])
+    # a long file still reads its fields without case
+    (tmp_path / "long.csv").write_text("Date,Ticker,Close,Volume\n" + "\n".join(
+        f"{d},LOW,{10 + i},100" for i, d in enumerate(DATES)))
+    long = load_raw_panel(tmp_path / "long.csv")
+    assert list(long["ticker"].unique()) == ["LOW"] and long["volume"].tolist() == [100] * 4
+
+
 def test_slashed_dates_are_read_day_first_when_the_file_says_so(tmp_path):
     """04/01/2021 is 4 January in a file that also holds 13/01/2021, and 1 April in a US file
     that also holds 01/13/2021; a file holding both readings is refused."""

@@ -229,14 +229,16 @@ def decimal_comma_numbers(frame: pd.DataFrame, decimal: str) -> pd.DataFrame:
     return out
 
 
-def read_table(path: str | Path, delimiter: str | None = None, decimal: str = "."
-               ) -> pd.DataFrame:
+def read_table(path: str | Path, delimiter: str | None = None, decimal: str = ".",
+               tickers_as_written: bool = False) -> pd.DataFrame:
     """Read a CSV (optionally compressed) or Parquet file.
 
     Names of the contract's columns are matched case-insensitively (`Date` -> `date`); every other
     column (a ticker in the wide layout, a user factor) keeps its name. Every row carries its
     position in the file in column LINE. `delimiter` None = detected from the header line;
-    `decimal`: a CSV's decimal mark ("," in many European exports)."""
+    `decimal`: a CSV's decimal mark ("," in many European exports). `tickers_as_written`: a
+    price file without a ticker column is the wide layout, whose other columns keep their names
+    (a ticker LOW is not the field low)."""
     path = Path(path)
     if not path.is_file():
         raise DataValidationError(f"Input file not found: {path}")
@@ -266,7 +268,13 @@ def read_table(path: str | Path, delimiter: str | None = None, decimal: str = ".
         str(c).strip().lower() if str(c).strip().lower() in known else str(c).strip()
         for c in frame.columns
     ]
-    if frame.columns.duplicated().any():  # "Close" and "close": which one is the price?
+    # a wide file's tickers are its column names: LOW (Lowe's) or OPEN (Opendoor) must keep
+    # them as written once the layout is known (wide_to_long)
+    if tickers_as_written and "ticker" not in frame.columns:  # wide: the others are tickers
+        frame.columns = [c if c in ("date", LINE) else o.strip()
+                         for c, o in zip(frame.columns, original, strict=True)]
+    if frame.columns.duplicated().any():
+        # "Close" and "close" in a long file: which one is the price?
         twins = {name: [o for o, n in zip(original, frame.columns, strict=True) if n == name]
                  for name in frame.columns[frame.columns.duplicated()].unique()}
         raise DataValidationError(
@@ -310,7 +318,10 @@ def wide_to_long(frame: pd.DataFrame) -> pd.DataFrame:
         raise DataValidationError("Input data rejected: wide layout with no ticker columns")
     _refuse_text_columns(frame, tickers)
     id_vars = ["date", *([LINE] if LINE in frame.columns else [])]
-    long = frame.melt(id_vars=id_vars, value_vars=tickers, var_name="ticker", value_name="close")
+    # a ticker named "close" or "ticker" must not clash with the melted columns' names
+    long = frame.melt(id_vars=id_vars, value_vars=tickers, var_name="\0ticker",
+                      value_name="\0close").rename(columns={"\0ticker": "ticker",
+                                                            "\0close": "close"})
     present = long["close"].notna() & (long["close"].astype(str).str.strip() != "")
     empty = [t for t in tickers if not present[long["ticker"] == t].any()]
     if empty:
@@ -353,7 +364,7 @@ def _refuse_text_columns(frame: pd.DataFrame, tickers: list[str]) -> None:
 def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None = None,
                    decimal: str = ".") -> pd.DataFrame:
     """Read, reshape and validate a raw panel into the long layout, sorted by (date, ticker)."""
-    frame = read_table(path, delimiter, decimal)
+    frame = read_table(path, delimiter, decimal, tickers_as_written=layout != "long")
     columns = [str(c) for c in frame.columns if c != LINE]
     if len(columns) == 1 and any(d in columns[0] for d in DELIMITERS):
         raise DataValidationError(

@@ -246,3 +246,32 @@ def test_columns_with_the_projects_own_names_are_named_and_left_out(tmp_path, ca
         panel = load_raw_panel(path)
     assert "eligible" not in panel and "label" not in panel and "vendor" in panel
     assert "column(s) eligible, label carry names the project computes" in caplog.text
+
+
+def test_zip_files_read_and_misnamed_compression_is_named(tmp_path, caplog):
+    """`to_csv("x.csv.zip")` (and many downloads) read like .gz, with the ticker kept as written
+    (NA is National Bank of Canada) and no false encoding warning; a gzip file named .csv, a
+    zstd file or a zip of several files are refused, naming what the file is."""
+    import gzip
+
+    frame = pd.DataFrame({"date": list(DATES) * 2, "ticker": ["NA"] * 4 + ["0700"] * 4,
+                          "close": np.arange(8) + 1.0})
+    frame.to_csv(tmp_path / "prices.csv.zip", index=False)
+    with caplog.at_level(logging.WARNING):
+        panel = load_raw_panel(tmp_path / "prices.csv.zip")
+    assert "not UTF-8" not in caplog.text
+    assert sorted(panel["ticker"].unique()) == ["0700", "NA"] and len(panel) == 8
+    text = frame.to_csv(index=False).encode()
+    (tmp_path / "packed.csv").write_bytes(gzip.compress(text))
+    with pytest.raises(DataValidationError, match=r"compressed as gz .*name it packed.csv.gz"):
+        load_raw_panel(tmp_path / "packed.csv")
+    (tmp_path / "prices.csv.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 20)
+    with pytest.raises(DataValidationError, match="compressed as zst .*decompress it"):
+        load_raw_panel(tmp_path / "prices.csv.zst")
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "two.csv.zip", "w") as archive:
+        archive.writestr("a.csv", text)
+        archive.writestr("b.csv", text)
+    with pytest.raises(DataValidationError, match="exactly one file .* holds 2"):
+        load_raw_panel(tmp_path / "two.csv.zip")

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import logging
 import lzma
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +39,42 @@ NUMERIC_OPTIONAL = ("open", "high", "low", "volume")
 # Each raw row's position in its file (CSV: the line number, header = line 1; Parquet: the row
 # number from 1) travels in column LINE through reshaping, so error messages name the line to fix.
 DELIMITERS = (",", ";", "\t", "|")
-_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+def _zip_open(path, mode: str = "rb", encoding: str | None = None, errors: str | None = None,
+              newline: str | None = None):
+    """The one file of a zip archive (`to_csv("x.csv.zip")`, a download), opened like gzip.open."""
+    archive = zipfile.ZipFile(path)
+    members = [m for m in archive.infolist() if not m.is_dir()]
+    if len(members) != 1:
+        archive.close()
+        raise DataValidationError(
+            f"{Path(path).name}: a zip archive must hold exactly one file (the panel), it holds "
+            f"{len(members)}: {', '.join(m.filename for m in members[:5])}")
+    raw = archive.open(members[0])
+    if "b" in mode:
+        return raw
+    return io.TextIOWrapper(raw, encoding=encoding or "utf-8", errors=errors, newline=newline)
+
+
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zip": _zip_open}
+# the first bytes of each compression (a file's name may not say it)
+_MAGIC = {b"\x1f\x8b": ".gz", b"BZh": ".bz2", b"\xfd7zXZ\x00": ".xz", b"PK\x03\x04": ".zip",
+          b"\x28\xb5\x2f\xfd": ".zst", b"PAR1": ".parquet"}
+
+
+def _check_compression(path: Path) -> None:
+    """Refuse a file whose first bytes are a compression (or Parquet) its name does not say: a
+    gzip file named .csv would otherwise fail deep in the reader with a decoding error."""
+    with open(path, "rb") as handle:
+        start = handle.read(6)
+    found = next((kind for magic, kind in _MAGIC.items() if start.startswith(magic)), None)
+    suffix = path.suffix.lower()
+    if found is not None and (found != suffix or found not in _OPENERS):
+        readable = found != suffix and (found in _OPENERS or found == ".parquet")
+        raise DataValidationError(
+            f"{path.name} is {'Parquet' if found == '.parquet' else 'compressed as ' + found[1:]}"
+            f" (its first bytes; its name ends {suffix or 'without a suffix'}): "
+            + (f"name it {path.stem}{'' if found == '.parquet' else suffix}{found}" if readable
+               else "decompress it (gz, bz2, xz and zip are read)"))
 
 
 def _header_line(path: Path) -> str:
@@ -247,6 +284,7 @@ def read_table(path: str | Path, delimiter: str | None = None, decimal: str = ".
         frame = keys_from_index(pd.read_parquet(path), path)
         frame[LINE] = frame.index + 1
     elif is_csv(path):
+        _check_compression(path)
         sep = delimiter or sniff_delimiter(path)
         if sep != ",":
             logger.info("%s: reading with delimiter %r", path.name, sep)

@@ -49,7 +49,7 @@ def _name(overrides):
 
 
 def _register(datasets, overrides, chain, passed, oos_rank_ic=0.05, dev_start=None,
-              test_rank_ic=0.05, selection_read_cv=False, data_fingerprint=None):
+              test_rank_ic=0.05, selection_read_cv=False, data_fingerprint=None, data=None):
     split = dict(datasets["date_split"])
     if dev_start:
         split["dev_start"] = dev_start
@@ -64,7 +64,7 @@ def _register(datasets, overrides, chain, passed, oos_rank_ic=0.05, dev_start=No
         if data_fingerprint:  # the run hook's tag (the data file's sha256 prefix)
             mlflow.set_tag("data_fingerprint", data_fingerprint)
         return nodes.register_model(chain, report, datasets["ensemble_test_predictions"],
-                                    development, split, overrides["data"], REGISTRY)
+                                    development, split, data or overrides["data"], REGISTRY)
 
 
 def test_champion_moves_only_for_a_better_development_score_never_on_test(setup):
@@ -117,6 +117,31 @@ def test_champion_moves_only_for_a_better_development_score_never_on_test(setup)
     description = champion.description
     assert "test period" in description and "stacking.final.oos_rank_ic 0.06" in description
     assert "beats champion version 1" in description and overrides["data"]["raw_path"] in description
+
+
+def test_a_file_of_the_same_name_in_another_folder_never_moves_the_champion(setup, caplog):
+    """prices.csv in two folders: one registered model (named from the file name), but the other
+    file's score is never compared with the champion's, and the run says so."""
+    import shutil
+
+    datasets, overrides, chain, uri, tmp = setup
+    mlflow.set_tracking_uri(f"sqlite:///{tmp / 'same_name.db'}")  # a registry of its own
+    mlflow.set_experiment("same_name")
+    name = _name(overrides)
+    client = MlflowClient()
+    _register(datasets, overrides, chain, passed=True)  # the champion
+    champion = client.get_model_version_by_alias(name, "champion").version
+    source = Path(overrides["data"]["raw_path"])
+    (tmp / "elsewhere").mkdir()
+    moved = shutil.copy(source, tmp / "elsewhere" / source.name)
+    with caplog.at_level("WARNING"):
+        out = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.9,
+                        data_fingerprint="0123456789abcdef",
+                        data={**overrides["data"], "raw_path": str(moved)})
+    assert out["model_name"] == name and out["alias"] == "challenger"
+    assert "another version of the data file" in out["promotion_reason"]
+    assert client.get_model_version_by_alias(name, "champion").version == champion
+    assert "both files have the same name" in caplog.text and "registry.model_name" in caplog.text
 
 
 def test_an_explicit_model_name_overrides_the_per_data_set_default(setup):

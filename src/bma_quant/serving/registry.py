@@ -82,6 +82,13 @@ def log_and_register(
     champion_tags = (client.get_model_version(model_name, previous).tags
                      if previous is not None else None)
     decision = promotion.decide(candidate, champion_tags, previous)
+    theirs = (champion_tags or {}).get("data_path")
+    if theirs not in (None, "None", str(data_path)):
+        # one registered model per file *name*: prices.csv in two folders share it
+        logger.warning("registered model %s: its champion (version %s) was trained on %s, this "
+                       "run on %s; both files have the same name, so they share this model "
+                       "(scores on other data are never compared): set registry.model_name to "
+                       "keep their versions apart", model_name, previous, theirs, data_path)
     with mlflow_notices_to_info_log(capture_stderr=True):  # only MLflow's prints here
         version = mlflow.register_model(info.model_uri, model_name)
     alias = champion_alias if decision.promote else challenger_alias

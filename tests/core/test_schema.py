@@ -1,5 +1,7 @@
 """Every schema rule of DESIGN §2 rejects with a message naming the column and the rule."""
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -78,6 +80,26 @@ def test_dates_with_a_time_zone_keep_their_local_calendar_day():
     frame = good_panel().assign(date=lambda f: pd.to_datetime(f["date"]).dt.tz_localize("Asia/Tokyo"))
     out = validate_long_panel(frame)
     assert list(out["date"].dt.strftime("%Y-%m-%d")) == list(good_panel()["date"])
+
+
+def test_local_midnights_converted_to_utc_are_said_to_look_shifted(caplog):
+    """Tokyo's bars stamped at its midnight, saved in UTC: 15:00 the day before, so Monday's bar
+    reads as Sunday's. The days are kept (the file says so), but the run says they look
+    shifted; bars stamped at a New York close (same day in UTC) raise nothing."""
+    days = pd.bdate_range("2021-01-04", periods=20)
+    frame = pd.DataFrame({"date": np.repeat(days, 2), "ticker": ["AAA", "BBB"] * 20,
+                          "close": 10.0})
+    tokyo = frame.assign(date=frame["date"].dt.tz_localize("Asia/Tokyo").dt.tz_convert("UTC"))
+    with caplog.at_level(logging.WARNING):
+        out = validate_long_panel(tokyo)
+    assert (out["date"].dt.dayofweek == 6).sum() == 8  # the four Mondays, two names each
+    assert "fall on a Saturday or Sunday" in caplog.text and "15:00 UTC" in caplog.text
+    caplog.clear()
+    new_york = frame.assign(date=(frame["date"] + pd.Timedelta(hours=16)).dt.tz_localize(
+        "America/New_York").dt.tz_convert("UTC"))
+    with caplog.at_level(logging.WARNING):
+        validate_long_panel(new_york)
+    assert "Saturday or Sunday" not in caplog.text
 
 
 def test_closes_stamped_at_different_times_line_up_on_their_day():
@@ -263,3 +285,24 @@ def test_a_long_file_saved_with_its_row_index_leaves_the_index_out(tmp_path, cap
         out = load_raw_panel(path)
     assert list(out.columns) == ["date", "ticker", "close"]
     assert "1 column(s) without a header left out (Unnamed: 0)" in caplog.text
+
+
+def test_excel_serial_dates_are_refused_with_a_hint(recwarn):
+    """A date column saved as numbers (Excel's serial days: 44199 is 2021-01-04) is refused
+    naming what the numbers are, without pandas' own format warning on the console."""
+    frame = pd.DataFrame({"date": ["44199", "44199", "44200", "44200"],
+                          "ticker": ["AAA", "BBB"] * 2, "close": [10.0, 20.0, 10.5, 20.5]})
+    with pytest.raises(DataValidationError, match="Excel's serial day numbers"):
+        validate_long_panel(frame)
+    assert not [w for w in recwarn if "infer format" in str(w.message)]
+
+
+def test_whole_number_sector_codes_stored_as_floats_read_as_the_codes():
+    """GICS codes in a float Parquet column (one missing value makes it float64) are the same
+    sectors as the CSV's integers: '45102010', not '45102010.0'."""
+    frame = pd.DataFrame({"date": ["2021-01-04"] * 3, "ticker": ["AAA", "BBB", "CCC"],
+                          "close": [10.0, 20.0, 30.0], "sector": [45102010.0, 20101010.0, np.nan]})
+    out = validate_long_panel(frame)
+    assert out["sector"].tolist()[:2] == ["45102010", "20101010"] and pd.isna(out["sector"][2])
+    text = frame.assign(sector=["Tech", "Energy", None])
+    assert validate_long_panel(text)["sector"].tolist()[:2] == ["Tech", "Energy"]

@@ -7,6 +7,7 @@ message names the column, the rule and a few offending rows, so a user can fix t
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -199,6 +200,10 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
     return "\n".join(lines)
 
 
+# Excel's serial day numbers for 1927-2118 (1 = 1900-01-01): a date column saved as numbers
+EXCEL_SERIAL_DAYS = (10_000, 80_000)
+
+
 def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.DataFrame:
     """Parse the date column in one format: the format of the first date (ISO, or what pandas
     infers from it). A date in another format (2020-01-02 next to 01/03/2020, where day and month
@@ -216,11 +221,18 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
     if not bad.any():
         return frame.assign(date=parsed)
     first = int(text.notna().idxmax())
-    any_format = pd.to_datetime(text[bad], errors="coerce", format="mixed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        any_format = pd.to_datetime(text[bad], errors="coerce", format="mixed")
     mixed = any_format.notna().any()
+    numbers = pd.to_numeric(text[bad], errors="coerce")
+    serial = bool(numbers.notna().all() and numbers.between(*EXCEL_SERIAL_DAYS).all())
     rule = (f"must be a date in one format (the first date, {_where(frame, first, position)}, "
             f"is {text[first]!r}; mixed formats are ambiguous: write every date as YYYY-MM-DD)"
-            if mixed else "must be a date (could not parse)")
+            if mixed and not serial else
+            "must be a date; these look like Excel's serial day numbers (44197 is 2021-01-01): "
+            "format the column as dates (YYYY-MM-DD) before saving" if serial
+            else "must be a date (could not parse)")
     shown = "; ".join(f"{_where(frame, i, position)}: {text[i]!r}" for i in frame.index[bad][:3])
     raise DataValidationError(
         f"Input data rejected ({source}): it breaks the data contract (README, \"Data\").\n"
@@ -260,7 +272,9 @@ def _parse_date_text(text: pd.Series) -> pd.Series:
             and fields["sep"].nunique() == 1):
         parsed = _parse_numeric_dates(values, fields)
     else:
-        parsed = pd.to_datetime(values, errors="coerce")
+        with warnings.catch_warnings():  # "could not infer format": the refusal says more
+            warnings.simplefilter("ignore", UserWarning)
+            parsed = pd.to_datetime(values, errors="coerce")
     if not len(values):
         return pd.to_datetime(text, errors="coerce")
     out = pd.Series(parsed).iloc[np.where(codes < 0, 0, codes)].set_axis(text.index)
@@ -352,7 +366,26 @@ def trading_days(frame: pd.DataFrame, source: str, position: str = "line") -> pd
         logger.info("%s: %d rows carry a time of day (e.g. %s at %s); each is taken as its day's "
                     "bar", source, int(timed.sum()), _where(frame, first, position),
                     stamps.iloc[first].time())
+        _warn_shifted_days(days[timed], stamps.iloc[first], source)
     return frame.assign(date=days)
+
+
+# Share of timed rows on a Saturday or Sunday beyond which the stamps look shifted by a time zone
+# (a market trading on weekends has its own calendar; a shifted one has a fifth of its days there).
+SHIFTED_WEEKEND_SHARE = 0.1
+
+
+def _warn_shifted_days(days: pd.Series, example, source: str) -> None:
+    """Tokyo's midnights converted to UTC are 15:00 the day before: every Monday's bar lands on
+    a Sunday. The days are kept as the file gives them, but said to look shifted."""
+    weekend = days.dt.dayofweek >= 5
+    if weekend.mean() > SHIFTED_WEEKEND_SHARE:
+        logger.warning(
+            "%s: %.0f%% of the timed rows fall on a Saturday or Sunday (e.g. %s): stamps like "
+            "%s may be another time zone's local days converted (Tokyo's midnight is 15:00 UTC "
+            "the day before), so every bar would sit a day early; give the dates in the "
+            "exchange's time zone (or without one) if so", source, 100 * weekend.mean(),
+            days[weekend].iloc[0].date(), example)
 
 
 DECIMAL_COMMA = r"^\s*[-+]?\d{1,3}(\.\d{3})*,\d+\s*$|^\s*[-+]?\d+,\d+\s*$"
@@ -449,6 +482,19 @@ def back_adjusted_columns(columns: list[str]) -> list[str]:
     return [c for c in columns if _is_back_adjusted(c)]
 
 
+def whole_number_sectors(frame: pd.DataFrame) -> pd.DataFrame:
+    """Sector codes stored as floats (a Parquet column of GICS codes with a missing value is
+    float64): 45102010.0 is the code 45102010, as a CSV gives it, not the label '45102010.0'."""
+    if "sector" not in frame or not pd.api.types.is_float_dtype(frame["sector"]):
+        return frame
+    codes = frame["sector"]
+    finite = codes.dropna()
+    if not (np.isfinite(finite).all() and (finite == np.round(finite)).all()):
+        return frame
+    return frame.assign(sector=codes.astype("Int64").astype("string").astype(object)
+                        .where(codes.notna(), None))
+
+
 def validate_long_panel(frame: pd.DataFrame, source: str = "input",
                         position: str = "line") -> pd.DataFrame:
     """Validate and coerce a long panel; raise one DataValidationError listing every broken rule.
@@ -457,6 +503,7 @@ def validate_long_panel(frame: pd.DataFrame, source: str = "input",
     frame = trading_days(parse_dates(frame.reset_index(drop=True), source, position), source,
                          position)
     frame = trimmed_tickers(frame, source)
+    frame = whole_number_sectors(frame)
     extra = [c for c in frame.columns if c not in RESERVED | {LINE}]
     adjusted = back_adjusted_columns(extra)
     if adjusted:

@@ -450,6 +450,26 @@ def test_calibrated_loglik_is_the_gaussian_density_of_the_heldout_rows():
     assert got[:, 0].sum() > got[:, 1].sum()  # the informative model has the higher elpd
 
 
+def test_calibration_leaves_out_the_dates_whose_labels_reach_the_held_block():
+    """Blocks are CV folds, adjacent in time: the first dates after a held block (and the last
+    ones before it) have labels overlapping its rows'. With a purge they take no part in its
+    calibration: the same as calibrating without those rows at all."""
+    rng = np.random.default_rng(5)
+    dates = np.repeat(pd.bdate_range("2020-01-01", periods=60).to_numpy(), 10)
+    blocks = np.repeat([0, 1, 2], 200)  # 20 dates each
+    z = rng.standard_normal((600, 2))
+    y = 0.4 * z[:, 0] + rng.standard_normal(600)
+    z[200:230, 0] += 5.0  # block 1's first 3 dates: far from the rest
+    purged = model_averaging.calibrated_gaussian_loglik(z, y, blocks, dates, purge_dates=3)
+    held = blocks == 0
+    keep = np.ones(600, dtype=bool)
+    keep[200:230] = False  # within 3 dates after block 0's last date
+    alone = model_averaging.calibrated_gaussian_loglik(z[keep], y[keep], blocks[keep])
+    assert np.allclose(purged[held], alone[held[keep]])
+    assert not np.allclose(model_averaging.calibrated_gaussian_loglik(z, y, blocks)[held],
+                           purged[held])
+
+
 def test_pseudo_bma_weights():
     loglik = np.array([[0.0, -1.0], [0.0, -1.0]])
     weights, elpd = model_averaging.pseudo_bma_weights(loglik, bootstrap_draws=0)

@@ -79,6 +79,8 @@ def test_outputs_follow_the_contract(outputs, data):
 
     chosen = report["chosen"]
     assert chosen in METHODS and report["fallback"] is None
+    # the ensembles are fitted with the CV purge between blocks of dates (bma's calibration)
+    assert outputs["ensemble"].combiner.params["purge_dates"] == 11  # temporal.cv_gap_days
     final = test[test["model"] == "final"]["prediction"].to_numpy()
     assert np.array_equal(final, test[test["model"] == chosen]["prediction"].to_numpy())
     # out of fold, `final` is each fold's walk-forward pick (made on earlier folds only): the

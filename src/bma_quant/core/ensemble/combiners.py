@@ -50,6 +50,8 @@ from bma_quant.core.evaluation import metrics
 logger = logging.getLogger(__name__)
 
 METHODS = ("stacking", "regime_stacking", "bma", "equal_weight", "ic_weight")
+# set by the stacking nodes from `temporal.cv_gap_days`: dates a held block's labels reach
+PURGE_DATES_KEY = "purge_dates"
 FINAL = "final"
 ALL_REGIMES = "all"
 DATE, TICKER, MODEL, FOLD, PREDICTION = "date", "ticker", "model", "fold", "prediction"
@@ -456,7 +458,10 @@ class PseudoBMA(Combiner):
         dates = rows[DATE].to_numpy()
         folds = rows[FOLD].to_numpy() if FOLD in rows else np.zeros(len(rows), dtype=np.int64)
         blocks = model_averaging.heldout_blocks(folds, dates)
-        pointwise = model_averaging.calibrated_gaussian_loglik(z, rows[TARGET].to_numpy(), blocks)
+        # the dates whose labels overlap a held block's are left out of its calibration
+        pointwise = model_averaging.calibrated_gaussian_loglik(
+            z, rows[TARGET].to_numpy(), blocks, dates,
+            int(self.params.get(PURGE_DATES_KEY) or 0))
         by_date = model_averaging.loglik_by_date(pointwise, dates)
         self.weights_, self.elpd_ = model_averaging.pseudo_bma_weights(
             by_date, int(config.get("bootstrap_draws", 1000)), int(config.get("seed", 0)))

@@ -46,23 +46,32 @@ def heldout_blocks(folds: np.ndarray, dates: np.ndarray) -> np.ndarray:
     return (np.asarray(dates) >= cut).astype(np.int64)
 
 
-def calibrated_gaussian_loglik(z: np.ndarray, y: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+def calibrated_gaussian_loglik(z: np.ndarray, y: np.ndarray, blocks: np.ndarray,
+                               dates: np.ndarray | None = None, purge_dates: int = 0
+                               ) -> np.ndarray:
     """Held-out Gaussian log predictive density of every row under every model, shape (n, M).
 
     ``z`` (n, M): standardised predictions; ``y`` (n,): standardised labels; ``blocks`` (n,): the
-    cross-fitting block of each row. Inputs must be finite.
+    cross-fitting block of each row. Inputs must be finite. With ``dates`` (n,) and
+    ``purge_dates``, a block is calibrated without the rows within that many dates of its first
+    and last date: their labels overlap the held rows' (the CV purge, DESIGN section 3).
     """
     z = np.asarray(z, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     blocks = np.asarray(blocks)
+    codes = None if dates is None or purge_dates <= 0 else _factorize(np.asarray(dates))[0]
     out = np.empty_like(z)
     for block in np.unique(blocks):
         held = blocks == block
         fit = ~held
+        if codes is not None:
+            first, last = codes[held].min(), codes[held].max()
+            fit &= (codes < first - purge_dates) | (codes > last + purge_dates)
         n_fit = int(fit.sum())
         if n_fit < 3:
             raise ValueError(
-                f"calibration needs at least 3 rows outside block {block}, got {n_fit}")
+                f"calibration needs at least 3 rows outside block {block} (and its purge), got "
+                f"{n_fit}")
         zf, yf = z[fit], y[fit]
         z_mean, y_mean = zf.mean(axis=0), yf.mean()
         dz = zf - z_mean

@@ -86,6 +86,7 @@ def select_ensemble(
     """Walk-forward out-of-sample predictions of every method (regimes from each fold's own
     detector), nested validation scores, the chosen method (stacking.selection's rule on the last
     `n_validation_folds` folds) and the walk-forward score of that choice."""
+    params = _with_purge(params, temporal)
     rule = SelectionRule.from_params(params.get("selection", {}),
                                      nw_lag=int(temporal["prediction_horizon_days"]),
                                      fallback=params["fallback_method"],
@@ -116,6 +117,12 @@ def select_ensemble(
     return combiners.with_nested_final(result.predictions, result.final_picks), selection
 
 
+def _with_purge(params: dict, temporal: dict) -> dict:
+    """The stacking parameters with the purge the ensemble fits apply between blocks of dates
+    (`temporal.cv_gap_days`, as between CV folds)."""
+    return {**params, combiners.PURGE_DATES_KEY: int(temporal["cv_gap_days"])}
+
+
 def fit_ensembles(
     design: pd.DataFrame,
     test_predictions: pd.DataFrame,
@@ -124,9 +131,11 @@ def fit_ensembles(
     model_info: dict,
     selection: dict,
     params: dict,
+    temporal: dict,
 ):
     """Refit every method on all out-of-fold rows, predict the test period, and return the test
     predictions, the weights table, the chosen ensemble, the meta-learner and fit details."""
+    params = _with_purge(params, temporal)
     fitted = {
         method: combiners.fit_ensemble(method, design, regimes, params, date_split["test_start"],
                                       model_info["models"])

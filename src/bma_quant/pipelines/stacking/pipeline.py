@@ -26,7 +26,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.fit_ensembles,
                 ["stacking_design", "stacking_test_inputs", "regimes", "date_split",
-                 "stacking_model_info", "stacking_selection", "params:stacking"],
+                 "stacking_model_info", "stacking_selection", "params:stacking",
+                 "params:temporal"],
                 ["ensemble_test_predictions", "ensemble_weights", "ensemble",
                  "ensemble_meta_learner", "stacking_fit_info"],
                 name="fit_ensembles",

@@ -59,7 +59,8 @@ def main() -> None:
           data["base_feature_importance"], ev)
     development = timed("development_score", nodes.development_score, data["ensemble_report"],
                         data["base_model_status"], data["regime_models_report"],
-                        data["cv_folds"], data["date_split"], ev)
+                        data["cv_folds"], data["feature_selection_report"],
+                        data["date_split"], ev)
     chain = timed("build_prediction_chain", nodes.build_prediction_chain,
                   data["feature_spec"], data["base_models"], data["regime_model"],
                   data["ensemble"], data["primary_panel"], data["regimes"],

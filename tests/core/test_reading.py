@@ -275,3 +275,11 @@ def test_zip_files_read_and_misnamed_compression_is_named(tmp_path, caplog):
         archive.writestr("b.csv", text)
     with pytest.raises(DataValidationError, match="exactly one file .* holds 2"):
         load_raw_panel(tmp_path / "two.csv.zip")
+    # a Finder zip (with its __MACOSX resource fork), named without .csv: the one CSV in it
+    with zipfile.ZipFile(tmp_path / "prices.zip", "w") as archive:
+        archive.writestr("prices.csv", text)
+        archive.writestr("__MACOSX/._prices.csv", b"\x00\x05\x16\x07")
+    assert len(load_raw_panel(tmp_path / "prices.zip")) == 8
+    (tmp_path / "empty.csv.zip").write_bytes(b"")
+    with pytest.raises(DataValidationError, match="not a readable zip archive"):
+        load_raw_panel(tmp_path / "empty.csv.zip")

@@ -173,6 +173,22 @@ def test_a_dot_decimal_file_read_with_a_decimal_comma_is_refused(tmp_path):
     assert load_raw_panel(path)["close"].tolist() == [0.264, 4.0, 0.266, 4.1]
 
 
+def test_a_decimal_comma_file_beside_text_columns_and_a_dot_decimal_index_reads(tmp_path):
+    """Only numbers count as decimal dots: a company name "ASML Holding N.V." is a text column
+    (left out with a warning), and a US or FRED index file (3257.85, "." for a missing day)
+    keeps its own decimal dot next to a European price file."""
+    from bma_quant.core.data.panel import load_configured_index, load_raw_panel
+
+    path = tmp_path / "prices.csv"
+    path.write_text("date;ticker;close;name\n"
+                    "02.01.2020;ASML;271,5;ASML Holding N.V.\n03.01.2020;ASML;270,1;ASML Holding N.V.\n")
+    assert load_raw_panel(path, decimal=",")["close"].tolist() == [271.5, 270.1]
+    index = tmp_path / "fred.csv"
+    index.write_text("DATE,SP500\n2020-01-02,3257.85\n2020-01-03,.\n2020-01-06,3246.28\n")
+    level = load_configured_index({"index_path": str(index), "decimal": ","})
+    assert level["level"].tolist()[:1] == [3257.85] and 3246.28 in level["level"].tolist()
+
+
 def test_thousands_separators_get_no_decimal_comma_hint():
     frame = good_panel().assign(volume=["1,000,000", "2,000", "1,500.5", "2,500"])
     with pytest.raises(DataValidationError) as err:
@@ -306,3 +322,10 @@ def test_whole_number_sector_codes_stored_as_floats_read_as_the_codes():
     assert out["sector"].tolist()[:2] == ["45102010", "20101010"] and pd.isna(out["sector"][2])
     text = frame.assign(sector=["Tech", "Energy", None])
     assert validate_long_panel(text)["sector"].tolist()[:2] == ["Tech", "Energy"]
+    # the CSV written from the float column reads the same codes; huge floats stay as they read
+    csv = frame.assign(sector=["45102010.0", "20101010.0", None])
+    assert validate_long_panel(csv)["sector"].tolist()[:2] == ["45102010", "20101010"]
+    huge = validate_long_panel(frame.assign(sector=[1e19, 2.0, np.nan]))["sector"]
+    assert huge.tolist()[:2] == ["1e+19", "2.0"]
+    mixed = frame.assign(sector=["45102010.0", "Tech", None])
+    assert validate_long_panel(mixed)["sector"].tolist()[:2] == ["45102010.0", "Tech"]

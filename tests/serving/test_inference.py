@@ -257,7 +257,7 @@ def test_split_moves_in_the_scored_slice_are_said_as_in_training(trained, tmp_pa
     dates = np.sort(raw["date"].unique())
     names = sorted(raw["ticker"].unique())
     prices = [c for c in ("open", "high", "low", "close") if c in raw]
-    late, near, split, early = names[:4]
+    late, near, split, early, seven = names[:5]
 
     def scale(ticker, start, factor, end=None):
         rows = (raw["ticker"] == ticker) & (raw["date"] >= dates[start])
@@ -273,6 +273,7 @@ def test_split_moves_in_the_scored_slice_are_said_as_in_training(trained, tmp_pa
     scale(near, len(dates) - 40, 0.1)
     scale(split, len(dates) - 60, 0.5)
     scale(early, len(dates) - chain.warmup_days - 5, 0.5)  # before the last date's history
+    scale(seven, len(dates) - 30, 1 / 7)  # a 7:1 split, a ratio the config does not list
     raw.to_parquet(tmp_path / "moves.parquet")
     with caplog.at_level("WARNING"):
         _inference(path, data={"raw_path": str(tmp_path / "moves.parquet")})
@@ -285,3 +286,4 @@ def test_split_moves_in_the_scored_slice_are_said_as_in_training(trained, tmp_pa
     assert f"{near}@" in said and "were not repaired" in said
     assert f"repaired 1 suspected unadjusted split(s): {split}@" in said
     assert f"{early}@" not in said  # a split the scored date's features do not read
+    assert "match no configured split ratio" in said and f"{seven}@" in said and "(x7?)" in said

@@ -141,7 +141,27 @@ def test_a_file_of_the_same_name_in_another_folder_never_moves_the_champion(setu
     assert out["model_name"] == name and out["alias"] == "challenger"
     assert "another version of the data file" in out["promotion_reason"]
     assert client.get_model_version_by_alias(name, "champion").version == champion
-    assert "both files have the same name" in caplog.text and "registry.model_name" in caplog.text
+    assert "a file of the same name with other contents" in caplog.text
+    assert "registry.model_name" in caplog.text
+
+
+def test_the_same_file_or_the_same_contents_is_no_other_file(tmp_path, caplog, monkeypatch):
+    """The warning is for another file: the same file named relatively and absolutely, or a copy
+    with the same contents (compared like any other version), says nothing."""
+    from bma_quant.core.evaluation.promotion import Candidate
+    from bma_quant.serving.registry import _warn_other_file_same_name
+
+    monkeypatch.chdir(tmp_path)
+    candidate = Candidate(True, (), None, None, "m", 0.1, data_fingerprint="aaaa", oof_honest=True)
+    champion = {"data_path": "data/prices.csv", "data_fingerprint": "bbbb"}
+    with caplog.at_level("WARNING"):
+        _warn_other_file_same_name(champion, candidate, "x", "1", tmp_path / "data/prices.csv")
+        _warn_other_file_same_name({**champion, "data_fingerprint": "aaaa"}, candidate, "x", "1",
+                                   "elsewhere/prices.csv")
+    assert caplog.text == ""
+    with caplog.at_level("WARNING"):
+        _warn_other_file_same_name(champion, candidate, "x", "1", "elsewhere/prices.csv")
+    assert "other contents" in caplog.text
 
 
 def test_an_explicit_model_name_overrides_the_per_data_set_default(setup):

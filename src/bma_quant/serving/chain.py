@@ -122,13 +122,15 @@ class PanelCleaner:
             observed=observed,
         )
 
-    def split_findings(self, raw: pd.DataFrame) -> tuple[list[cleaning.SplitEvent], list[dict]]:
+    def split_findings(self, raw: pd.DataFrame
+                       ) -> tuple[list[cleaning.SplitEvent], list[dict], list[dict]]:
         """What `clean` finds on `raw` about splits, for the scoring run to say as training does:
         the suspected splits (repaired, or pending at the slice's end: those names get no
-        score yet) and the held near-ratio moves left as they are (split or crash?)."""
+        score yet), the held near-ratio moves left as they are (split or crash?) and the held
+        large moves near no configured ratio (a 7:1 split?)."""
         frame = raw.loc[raw["ticker"].astype(str).isin(self.universe)]
         if frame.empty:
-            return [], []
+            return [], [], []
         matrices = _reindex_matrix(panel_lib.to_matrices(frame), pd.Index(self.universe))
         if self.strict_mode:
             observed = matrices.close.notna()
@@ -137,14 +139,15 @@ class PanelCleaner:
         filled = self._filled(matrices)
         events = self._split_repair(filled, matrices.close).events
         splits = self.split_detection
-        near = []
+        near, unexplained = [], []
         if (splits.get("enabled", True) and "max_abs_return" in splits
                 and splits.get("report_tolerance") is not None):
-            near = cleaning.split_like_moves(
-                filled, float(splits["max_abs_return"]), list(splits["ratios"]),
-                float(splits["report_tolerance"]), int(splits.get("confirm_days", 0)),
-                events, splits.get("max_gap_days"), observed=matrices.close)
-        return events, near
+            args = (filled, float(splits["max_abs_return"]), list(splits["ratios"]),
+                    float(splits["report_tolerance"]), int(splits.get("confirm_days", 0)),
+                    events, splits.get("max_gap_days"))
+            near = cleaning.split_like_moves(*args, observed=matrices.close)
+            unexplained = cleaning.unexplained_large_moves(*args, observed=matrices.close)
+        return events, near, unexplained
 
     def kept_dates(self, raw: pd.DataFrame) -> pd.DatetimeIndex:
         """The dates `clean` keeps on `raw` (the strict filter's; every date without it): the

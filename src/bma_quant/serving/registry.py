@@ -67,6 +67,7 @@ def log_and_register(
     champion_alias: str = "champion",
     challenger_alias: str = "challenger",
     code_paths: list[str] | None = None,
+    name_from_file: bool = False,
 ) -> dict[str, Any]:
     """Log ``chain`` to the active MLflow run, register it as a new version of ``model_name`` and
     alias it: champion when ``candidate`` passes its gates and beats the current champion on the
@@ -82,13 +83,8 @@ def log_and_register(
     champion_tags = (client.get_model_version(model_name, previous).tags
                      if previous is not None else None)
     decision = promotion.decide(candidate, champion_tags, previous)
-    theirs = (champion_tags or {}).get("data_path")
-    if theirs not in (None, "None", str(data_path)):
-        # one registered model per file *name*: prices.csv in two folders share it
-        logger.warning("registered model %s: its champion (version %s) was trained on %s, this "
-                       "run on %s; both files have the same name, so they share this model "
-                       "(scores on other data are never compared): set registry.model_name to "
-                       "keep their versions apart", model_name, previous, theirs, data_path)
+    if name_from_file:
+        _warn_other_file_same_name(champion_tags, candidate, model_name, previous, data_path)
     with mlflow_notices_to_info_log(capture_stderr=True):  # only MLflow's prints here
         version = mlflow.register_model(info.model_uri, model_name)
     alias = champion_alias if decision.promote else challenger_alias
@@ -117,6 +113,22 @@ def log_and_register(
         "champion_version": None if champion is None else str(champion),
         "previous_champion_version": previous,
     }
+
+
+def _warn_other_file_same_name(champion_tags: dict | None, candidate: promotion.Candidate,
+                               model_name: str, champion: str | None, data_path) -> None:
+    """One registered model per file *name* (``name_from_file``): prices.csv in two folders
+    share it. Said when the champion came from another path with other contents."""
+    theirs = (champion_tags or {}).get("data_path")
+    if theirs in (None, "None") or data_path is None:
+        return
+    same_path = Path(theirs).resolve() == Path(str(data_path)).resolve()
+    same_data = (champion_tags or {}).get(promotion.DATA) == str(candidate.data_fingerprint)
+    if not (same_path or same_data):
+        logger.warning("registered model %s: its champion (version %s) was trained on %s, this "
+                       "run on %s, a file of the same name with other contents; they share this "
+                       "model, but their scores are never compared: set registry.model_name to "
+                       "keep their versions apart", model_name, champion, theirs, data_path)
 
 
 # MLflow's own output while a model is logged and registered. A progress bar as it reads the

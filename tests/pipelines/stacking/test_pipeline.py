@@ -203,7 +203,7 @@ def test_one_model_left_runs_the_equal_weight_fallback_and_says_so(data, caplog)
     # an "ensemble" of one model is that model, and the report, log and metrics say so
     assert report["final_identical_to"] == "elastic_net"
     assert out["stacking_metrics"]["final.identical_to_member"]["value"] == 1.0
-    assert any("reproduces elastic_net" in r.message for r in caplog.records)
+    assert any("ranks the names exactly as elastic_net" in r.message for r in caplog.records)
 
 
 def test_a_real_mix_is_not_reported_as_one_member(outputs):
@@ -328,3 +328,17 @@ def test_catalog_logs_the_meta_learner_weights_and_metrics_to_mlflow(outputs, da
             assert [c.name for c in info.signature.inputs.inputs] == list(example.columns)
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+def test_one_out_of_fold_fold_and_no_equal_weight_method_falls_back_and_fits_it(data):
+    """With a single out-of-fold fold nothing is fitted walk-forward, so the choice falls back
+    to equal_weight, which is not among `stacking.methods` here: it is fitted all the same
+    (fit_ensembles failed with a KeyError), and `final` is it on the test period."""
+    folds = data["cv_folds"][data["cv_folds"]["fold"] == 0]
+    catalog = {**_catalog({**data, "cv_folds": folds})}
+    out = run_pipeline("stacking", catalog, {"stacking": {"methods": ["bma"]}})
+    assert out["ensemble_report"]["chosen"] == "equal_weight"
+    test = out["ensemble_test_predictions"]
+    final = test[test["model"] == "final"]["prediction"].to_numpy()
+    assert len(final) and np.array_equal(
+        final, test[test["model"] == "equal_weight"]["prediction"].to_numpy())

@@ -42,8 +42,15 @@ DELIMITERS = (",", ";", "\t", "|")
 def _zip_open(path, mode: str = "rb", encoding: str | None = None, errors: str | None = None,
               newline: str | None = None):
     """The one file of a zip archive (`to_csv("x.csv.zip")`, a download), opened like gzip.open."""
-    archive = zipfile.ZipFile(path)
-    members = [m for m in archive.infolist() if not m.is_dir()]
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as error:
+        raise DataValidationError(f"{Path(path).name}: not a readable zip archive ({error})"
+                                  ) from None
+    # macOS Finder adds __MACOSX/._<name> resource forks beside the file
+    members = [m for m in archive.infolist() if not m.is_dir()
+               and not m.filename.startswith("__MACOSX/")
+               and not Path(m.filename).name.startswith("._")]
     if len(members) != 1:
         archive.close()
         raise DataValidationError(
@@ -114,8 +121,9 @@ def sniff_delimiter(path: Path) -> str:
 
 def is_csv(path: Path) -> bool:
     suffixes = "".join(path.suffixes).lower()
-    return not suffixes.endswith((".parquet", ".pq")) and any(
-        s in suffixes for s in (".csv", ".txt", ".tsv"))
+    return not suffixes.endswith((".parquet", ".pq")) and (
+        any(s in suffixes for s in (".csv", ".txt", ".tsv"))
+        or path.suffix.lower() == ".zip")  # prices.zip: a download holding one CSV
 
 
 def _header_names(path: Path, sep: str, encoding: str) -> list[str]:
@@ -168,6 +176,12 @@ def _first_non_utf8_byte(path: Path, chunk: int = 1 << 24) -> tuple[int, int] | 
             offset += len(block)
 
 
+def _csv_source(path: Path):
+    """What pandas reads: the path, or a zip's one file (pandas refuses a Finder zip, whose
+    resource fork is a second member)."""
+    return _zip_open(path) if path.suffix.lower() == ".zip" else path
+
+
 def _read_csv(path: Path, sep: str, decimal: str) -> pd.DataFrame:
     """The CSV as pandas reads it, with the ticker column kept as written (text, no missing
     markers), UTF-8 or else Windows-1252 (an Excel export), and its shape problems named."""
@@ -190,14 +204,14 @@ def _read_csv(path: Path, sep: str, decimal: str) -> pd.DataFrame:
         options["dtype"] = {name: str for name in (ticker, sector) if name is not None}
     if ticker is not None:
         # keyed by the names pandas gives the columns (an empty header cell is 'Unnamed: 3')
-        pandas_names = pd.read_csv(path, sep=sep, nrows=0, encoding=encoding,
+        pandas_names = pd.read_csv(_csv_source(path), sep=sep, nrows=0, encoding=encoding,
                                    index_col=False).columns
         options.update(keep_default_na=False, na_values={
             n: _TICKER_MISSING if n == ticker else _MISSING_MARKERS for n in pandas_names})
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
-            frame = pd.read_csv(path, **options)
+            frame = pd.read_csv(_csv_source(path), **options)
     except pd.errors.ParserError as error:
         reason = str(error).replace("Error tokenizing data. C error: ", "").strip()
         raise DataValidationError(
@@ -237,6 +251,13 @@ def keys_from_index(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 # In a decimal-comma file a dot can only group thousands, and only as 1.234 or 1.234.567(,8).
 _GROUPED = r"^\s*[-+]?\d{1,3}(\.\d{3})+(,\d+)?\s*$"
+# a number written with a decimal dot (4.0, .5, 1e-3 aside): impossible with a decimal comma
+# unless it is such a thousands group
+_DOT_NUMBER = r"^\s*[-+]?\d*\.\d+\s*$"
+
+
+class DecimalDotError(DataValidationError):
+    """A file read with a decimal comma holds numbers written with a decimal dot."""
 
 
 def decimal_comma_numbers(frame: pd.DataFrame, decimal: str) -> pd.DataFrame:
@@ -246,11 +267,13 @@ def decimal_comma_numbers(frame: pd.DataFrame, decimal: str) -> pd.DataFrame:
     out = frame.copy()
     dotted = {}  # column -> first value whose dot cannot group thousands: a decimal dot
     for column in out.columns:
-        if str(column).strip().lower() in ("date", "ticker", "sector", LINE):
+        if (str(column).strip().lower() in ("date", "ticker", "sector", LINE)
+                or str(column).startswith("Unnamed: 0")):  # a wide export's unnamed dates
             continue
         text = out[column]
         grouped = text.str.match(_GROUPED).fillna(False)
-        decimal_dot = text.str.contains(".", regex=False).fillna(False) & ~grouped
+        # numbers only: text ("ASML Holding N.V."), dates and FRED's "." are not numbers
+        decimal_dot = text.str.match(_DOT_NUMBER).fillna(False) & ~grouped
         if decimal != "." and decimal_dot.any():
             dotted[str(column)] = text[decimal_dot].iloc[0]
         text = text.where(~grouped, text.str.replace(".", "", regex=False))
@@ -259,7 +282,7 @@ def decimal_comma_numbers(frame: pd.DataFrame, decimal: str) -> pd.DataFrame:
         # with a decimal comma a dot only groups thousands (1.234,5): "4.0" or "0.5" is a decimal
         # dot, and reading "0.264" as 264 would scale prices a thousandfold without a word
         examples = ", ".join(f"{c} {v!r}" for c, v in list(dotted.items())[:5])
-        raise DataValidationError(
+        raise DecimalDotError(
             f"data.decimal is {decimal!r} but {len(dotted)} column(s) hold numbers with a decimal "
             f"dot ({examples}): this file's decimal mark is '.', so set data.decimal: '.' (the "
             "default) for it")
@@ -444,7 +467,14 @@ def load_configured_panel(data: dict) -> pd.DataFrame:
 
 def load_configured_index(data: dict) -> pd.DataFrame:
     """`load_index_series` of a `data` parameter block's index_path (empty without one)."""
-    return load_index_series(data.get("index_path"), decimal=data.get("decimal") or ".")
+    decimal = data.get("decimal") or "."
+    try:
+        return load_index_series(data.get("index_path"), decimal=decimal)
+    except DecimalDotError:
+        # a European price file beside a US or FRED index (3257.85): the index has its own mark
+        logger.info("index file %s: read with a decimal dot (its numbers have one; data.decimal "
+                    "%r is the price file's)", data.get("index_path"), decimal)
+        return load_index_series(data.get("index_path"), decimal=".")
 
 
 # The level of an index file with several value columns (a vendor's OHLCV download), first match.

@@ -381,11 +381,11 @@ def _warn_shifted_days(days: pd.Series, example, source: str) -> None:
     weekend = days.dt.dayofweek >= 5
     if weekend.mean() > SHIFTED_WEEKEND_SHARE:
         logger.warning(
-            "%s: %.0f%% of the timed rows fall on a Saturday or Sunday (e.g. %s): stamps like "
-            "%s may be another time zone's local days converted (Tokyo's midnight is 15:00 UTC "
-            "the day before), so every bar would sit a day early; give the dates in the "
-            "exchange's time zone (or without one) if so", source, 100 * weekend.mean(),
-            days[weekend].iloc[0].date(), example)
+            "%s: %.0f%% of the timed rows fall on a Saturday or Sunday (e.g. %s). If the "
+            "exchange trades Monday to Friday, stamps like %s are its local days converted to "
+            "another time zone (Tokyo's midnight is 15:00 UTC the day before) and every bar "
+            "sits a day early: give the dates in the exchange's time zone (or without one)",
+            source, 100 * weekend.mean(), days[weekend].iloc[0].date(), example)
 
 
 DECIMAL_COMMA = r"^\s*[-+]?\d{1,3}(\.\d{3})*,\d+\s*$|^\s*[-+]?\d+,\d+\s*$"
@@ -482,17 +482,30 @@ def back_adjusted_columns(columns: list[str]) -> list[str]:
     return [c for c in columns if _is_back_adjusted(c)]
 
 
+# whole numbers a float holds exactly: larger codes are left as they read
+_EXACT_FLOAT_INTEGERS = 2.0 ** 53
+
+
 def whole_number_sectors(frame: pd.DataFrame) -> pd.DataFrame:
     """Sector codes stored as floats (a Parquet column of GICS codes with a missing value is
-    float64): 45102010.0 is the code 45102010, as a CSV gives it, not the label '45102010.0'."""
-    if "sector" not in frame or not pd.api.types.is_float_dtype(frame["sector"]):
+    float64, and a CSV written from it says 45102010.0): the code 45102010, not the label
+    '45102010.0'. Other labels are left as they are."""
+    if "sector" not in frame:
         return frame
     codes = frame["sector"]
-    finite = codes.dropna()
-    if not (np.isfinite(finite).all() and (finite == np.round(finite)).all()):
-        return frame
-    return frame.assign(sector=codes.astype("Int64").astype("string").astype(object)
-                        .where(codes.notna(), None))
+    if pd.api.types.is_float_dtype(codes):
+        finite = codes.dropna()
+        if not (np.isfinite(finite).all() and (finite == np.round(finite)).all()
+                and (finite.abs() < _EXACT_FLOAT_INTEGERS).all()):
+            return frame
+        return frame.assign(sector=codes.astype("Int64").astype("string").astype(object)
+                            .where(codes.notna(), None))
+    text = codes.dropna().astype(str).str.strip()
+    if len(text) and text.str.fullmatch(r"[-+]?\d+\.0+").all():  # the CSV of such a column
+        return frame.assign(sector=codes.astype("string").str.strip()
+                            .str.replace(r"\.0+$", "", regex=True).astype(object)
+                            .where(codes.notna(), None))
+    return frame
 
 
 def validate_long_panel(frame: pd.DataFrame, source: str = "input",

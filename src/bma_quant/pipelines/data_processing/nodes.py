@@ -109,13 +109,13 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
             splits_cfg.get("max_gap_days"), observed=kept.close)
         if splits_cfg.get("enabled", True) and splits_cfg.get("report_tolerance") is not None
         else [])
-    unexplained = (
+    unexplained = (  # held moves near no ratio: with report_tolerance null, unreported too
         cleaning.unexplained_large_moves(
             filled_panel, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
-            float(splits_cfg.get("report_tolerance") or splits_cfg["tolerance"]),
-            int(splits_cfg["confirm_days"]), split_repair.events,
-            splits_cfg.get("max_gap_days"), observed=kept.close)
-        if splits_cfg.get("enabled", True) else [])
+            float(splits_cfg["report_tolerance"]), int(splits_cfg["confirm_days"]),
+            split_repair.events, splits_cfg.get("max_gap_days"), observed=kept.close)
+        if splits_cfg.get("enabled", True) and splits_cfg.get("report_tolerance") is not None
+        else [])
     stale_cfg = processing["stale"]
     cleaned, stale = cleaning.handle_stale_prices(
         repaired, int(stale_cfg["min_streak"]), stale_cfg.get("mask_after"),

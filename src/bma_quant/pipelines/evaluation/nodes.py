@@ -609,6 +609,7 @@ def register_model(
         champion_alias=registry.get("champion_alias", "champion"),
         challenger_alias=registry.get("challenger_alias", "challenger"),
         code_paths=[registry["code_path"]] if registry.get("code_path") else None,
+        name_from_file=not registry.get("model_name"),
     )
     mlflow.log_metrics({f"test_period.registry.reproduction_{k}": float(v)
                         for k, v in stats.items() if math.isfinite(float(v))})

@@ -166,7 +166,7 @@ def _warn_splits(raw: pd.DataFrame, cleaner, warmup_days: int | None = None) -> 
     training file (the chain repairs the same ones, with the training settings)."""
     if cleaner is None or not hasattr(cleaner, "split_findings"):
         return
-    events, near = cleaner.split_findings(raw)
+    events, near, unexplained = cleaner.split_findings(raw)
     dates = np.sort(raw["date"].unique())
     since = pd.Timestamp(dates[max(0, len(dates) - 1 - int(warmup_days))]) if (
         warmup_days is not None and len(dates)) else None
@@ -174,10 +174,11 @@ def _warn_splits(raw: pd.DataFrame, cleaner, warmup_days: int | None = None) -> 
     def read(found: list[dict]) -> list[dict]:
         return [f for f in found if since is None or pd.Timestamp(f["date"]) >= since]
 
-    near = read(near)
+    near, unexplained = read(near), read(unexplained)
     as_dicts = read([asdict(e) for e in events])
     for text in cleaning.split_warnings([e for e in as_dicts if e["status"] == "repaired"],
-                                        [e for e in as_dicts if e["status"] == "pending"], near):
+                                        [e for e in as_dicts if e["status"] == "pending"], near,
+                                        unexplained):
         logger.warning("inference panel: %s", text)
 
 

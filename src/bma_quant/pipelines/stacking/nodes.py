@@ -136,10 +136,13 @@ def fit_ensembles(
     """Refit every method on all out-of-fold rows, predict the test period, and return the test
     predictions, the weights table, the chosen ensemble, the meta-learner and fit details."""
     params = _with_purge(params, temporal)
+    # the chosen method is the fallback (equal_weight) when no fold could score the enabled
+    # ones: it is fitted too, enabled or not
+    methods = list(dict.fromkeys([*model_info["methods"], selection["chosen"]]))
     fitted = {
         method: combiners.fit_ensemble(method, design, regimes, params, date_split["test_start"],
                                       model_info["models"])
-        for method in model_info["methods"]
+        for method in methods
     }
     # Every method shares the models and the standardisation: standardise the test rows once.
     standardised = next(iter(fitted.values())).standardise(test_predictions)
@@ -167,9 +170,9 @@ def report_stacking(
     chosen = selection["chosen"]
     identical_to = (fit_info.get(chosen) or {}).get("identical_to")
     if identical_to:
-        logger.warning("stacking: the chosen ensemble %s reproduces %s on every test date (all "
-                       "its weight is on that member): final adds nothing to %s", chosen,
-                       identical_to, identical_to)
+        logger.warning("stacking: the chosen ensemble %s ranks the names exactly as %s does on "
+                       "every test date (its weight sits on that member): final adds nothing to "
+                       "%s", chosen, identical_to, identical_to)
     report = {
         "chosen": chosen,
         "final_identical_to": identical_to,

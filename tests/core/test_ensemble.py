@@ -468,6 +468,21 @@ def test_calibration_leaves_out_the_dates_whose_labels_reach_the_held_block():
     assert np.allclose(purged[held], alone[held[keep]])
     assert not np.allclose(model_averaging.calibrated_gaussian_loglik(z, y, blocks)[held],
                            purged[held])
+    with pytest.raises(model_averaging.TooFewCalibrationRows):  # a purge longer than a block
+        model_averaging.calibrated_gaussian_loglik(z, y, blocks, dates, purge_dates=25)
+
+
+def test_bma_on_too_short_a_history_for_its_purge_calibrates_without_it_and_says_so(design):
+    """Two adjacent blocks of a few dates (a first walk-forward fold, a short panel): the purge
+    would leave a block nothing; the fit goes on without it and notes why."""
+    dates = sorted(design["date"].unique())[:16]
+    rows = design[design["date"].isin(dates)].copy()
+    rows["fold"] = np.where(rows["date"] < dates[8], 0, 1)
+    models = [c for c in ("elastic_net", "lightgbm") if c in rows]
+    combiner = combiners.make_combiner("bma", models, {**PARAMS, "purge_dates": 11})
+    combiner.fit(rows, None, pd.Timestamp("2100-01-01"))
+    assert any("without the purge" in note for note in combiner.notes)
+    assert np.isclose(sum(combiner.weights_), 1.0)
 
 
 def test_pseudo_bma_weights():

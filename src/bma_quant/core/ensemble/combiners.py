@@ -459,9 +459,19 @@ class PseudoBMA(Combiner):
         folds = rows[FOLD].to_numpy() if FOLD in rows else np.zeros(len(rows), dtype=np.int64)
         blocks = model_averaging.heldout_blocks(folds, dates)
         # the dates whose labels overlap a held block's are left out of its calibration
-        pointwise = model_averaging.calibrated_gaussian_loglik(
-            z, rows[TARGET].to_numpy(), blocks, dates,
-            int(self.params.get(PURGE_DATES_KEY) or 0))
+        purge = int(self.params.get(PURGE_DATES_KEY) or 0)
+        try:
+            pointwise = model_averaging.calibrated_gaussian_loglik(
+                z, rows[TARGET].to_numpy(), blocks, dates, purge)
+        except model_averaging.TooFewCalibrationRows:
+            if not purge:
+                raise
+            # a short history (a first walk-forward fold, a short panel): the purge would leave
+            # a block nothing to be calibrated on
+            self.notes.append(f"too few dates to leave {purge} purge dates around each block: "
+                              "calibrated without the purge")
+            pointwise = model_averaging.calibrated_gaussian_loglik(
+                z, rows[TARGET].to_numpy(), blocks)
         by_date = model_averaging.loglik_by_date(pointwise, dates)
         self.weights_, self.elpd_ = model_averaging.pseudo_bma_weights(
             by_date, int(config.get("bootstrap_draws", 1000)), int(config.get("seed", 0)))

@@ -46,6 +46,10 @@ def heldout_blocks(folds: np.ndarray, dates: np.ndarray) -> np.ndarray:
     return (np.asarray(dates) >= cut).astype(np.int64)
 
 
+class TooFewCalibrationRows(ValueError):
+    """A block has fewer than 3 rows to be calibrated on (outside it and its purge)."""
+
+
 def calibrated_gaussian_loglik(z: np.ndarray, y: np.ndarray, blocks: np.ndarray,
                                dates: np.ndarray | None = None, purge_dates: int = 0
                                ) -> np.ndarray:
@@ -69,7 +73,7 @@ def calibrated_gaussian_loglik(z: np.ndarray, y: np.ndarray, blocks: np.ndarray,
             fit &= (codes < first - purge_dates) | (codes > last + purge_dates)
         n_fit = int(fit.sum())
         if n_fit < 3:
-            raise ValueError(
+            raise TooFewCalibrationRows(
                 f"calibration needs at least 3 rows outside block {block} (and its purge), got "
                 f"{n_fit}")
         zf, yf = z[fit], y[fit]

@@ -60,7 +60,7 @@ def main() -> None:
     development = timed("development_score", nodes.development_score, data["ensemble_report"],
                         data["base_model_status"], data["regime_models_report"],
                         data["cv_folds"], data["feature_selection_report"],
-                        data["date_split"], ev)
+                        data["date_split"], ev, temporal)
     chain = timed("build_prediction_chain", nodes.build_prediction_chain,
                   data["feature_spec"], data["base_models"], data["regime_model"],
                   data["ensemble"], data["primary_panel"], data["regimes"],

@@ -9,9 +9,10 @@ METRIC = "stacking.final.oos_rank_ic"
 
 def _candidate(value, passed=True, dev=("2010-01-04", "2019-12-31"), metric=METRIC,
                test=("2020-01-02", "2021-12-31"), folds="f1", data="c53d48144df45993",
-               honest=True):
+               honest=True, target="10d return after 1d delay"):
     return Candidate(passed, () if passed else ("sharpe",), test[0], test[1], metric, value,
-                     dev[0], dev[1], folds, data_fingerprint=data, oof_honest=honest)
+                     dev[0], dev[1], folds, data_fingerprint=data, oof_honest=honest,
+                     target=target)
 
 
 def _champion(value, **kwargs):
@@ -59,6 +60,13 @@ def test_a_score_from_another_version_of_the_data_file_is_not_comparable():
     assert not decision.promote
     assert "another version of the data file" in decision.reason
     assert "2fc7618738c3ce29" in decision.reason and "c53d48144df45993" in decision.reason
+
+
+def test_a_score_against_another_label_is_not_comparable():
+    """A RankIC against 5-day returns is not one against 10-day returns: the same folds and
+    data, but another target (temporal.prediction_horizon_days), so no comparison."""
+    decision = decide(_candidate(0.5, target="5d return after 1d delay"), _champion(0.05), "2")
+    assert not decision.promote and "ranks another label" in decision.reason
 
 
 def test_a_score_that_selection_read_is_never_compared_or_promoted():

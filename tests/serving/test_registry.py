@@ -49,7 +49,8 @@ def _name(overrides):
 
 
 def _register(datasets, overrides, chain, passed, oos_rank_ic=0.05, dev_start=None,
-              test_rank_ic=0.05, selection_read_cv=False, data_fingerprint=None, data=None):
+              test_rank_ic=0.05, selection_read_cv=False, data_fingerprint=None, data=None,
+              horizon=10):
     split = dict(datasets["date_split"])
     if dev_start:
         split["dev_start"] = dev_start
@@ -59,7 +60,8 @@ def _register(datasets, overrides, chain, passed, oos_rank_ic=0.05, dev_start=No
               "headline": {"rank_ic": test_rank_ic, "sharpe": 1.5}}
     development = nodes.development_score(
         {"selection": {"final_nested_rank_ic": oos_rank_ic}}, {}, {}, datasets["cv_folds"],
-        {"cv_test_dates_unseen": not selection_read_cv}, split, {"gates": {"model": "final"}})
+        {"cv_test_dates_unseen": not selection_read_cv}, split, {"gates": {"model": "final"}},
+        {**project_params()["temporal"], "prediction_horizon_days": horizon})
     with mlflow.start_run():
         if data_fingerprint:  # the run hook's tag (the data file's sha256 prefix)
             mlflow.set_tag("data_fingerprint", data_fingerprint)
@@ -101,6 +103,10 @@ def test_champion_moves_only_for_a_better_development_score_never_on_test(setup)
     assert "not out of fold" in optimistic["promotion_reason"]
     assert client.get_model_version(name, optimistic["version"]).tags[
         "oof_scores_honest"] == "false"
+    # another label (5-day returns): its RankIC measures something else
+    other_label = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.3, horizon=5)
+    assert other_label["alias"] == "challenger"
+    assert "ranks another label (10d return" in other_label["promotion_reason"]
     # the same file name with other contents: other data, not comparable
     redrawn = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.3,
                         data_fingerprint="2fc7618738c3ce29")
@@ -172,7 +178,7 @@ def test_an_explicit_model_name_overrides_the_per_data_set_default(setup):
               "test_period": {k: split[k] for k in ("test_start", "test_end")}}
     with mlflow.start_run():
         out = nodes.register_model(chain, report, datasets["ensemble_test_predictions"],
-                                   {"oof_honest": True},
+                                   {"oof_honest": True, "target": "10d return after 1d delay"},
                                    split, overrides["data"], {**REGISTRY, "model_name": "team_model"})
     assert out["model_name"] == "team_model" and out["alias"] == "champion"
 

@@ -25,6 +25,7 @@ TEST_START, TEST_END = "test_start", "test_end"
 DEV_START, DEV_END, FOLDS = "dev_start", "dev_end", "compare_folds"
 COMPARE_METRIC, COMPARE_VALUE = "compare_metric", "compare_value"
 DATA, OOF_HONEST = "data_fingerprint", "oof_scores_honest"
+TARGET = "label_target"  # the label the score ranks: horizon and execution delay
 # characters MLflow model names keep readable in URIs (models:/<name>@champion)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
 
@@ -47,11 +48,13 @@ class Candidate:
     # no choice upstream read the CV test windows the score is measured on (feature selection's
     # scope): only then is the score out of fold
     oof_honest: bool = False
+    target: str | None = None  # e.g. "10d return after 1d delay": scores of other labels differ
 
     def tags(self) -> dict[str, str]:
         return {TEST_START: str(self.test_start), TEST_END: str(self.test_end),
                 DEV_START: str(self.dev_start), DEV_END: str(self.dev_end),
                 FOLDS: str(self.folds), DATA: str(self.data_fingerprint),
+                TARGET: str(self.target),
                 OOF_HONEST: "true" if self.oof_honest else "false",
                 COMPARE_METRIC: self.metric,
                 COMPARE_VALUE: "nan" if self.value is None else repr(float(self.value))}
@@ -128,7 +131,7 @@ def decide(candidate: Candidate, champion: Mapping[str, str] | None,
     if champion is None:
         return Decision(True, "gates passed and there is no champion yet")
     label = f"champion version {champion_version}" if champion_version else "the champion"
-    if any(champion.get(tag) is None for tag in (DEV_START, FOLDS, OOF_HONEST)):
+    if any(champion.get(tag) is None for tag in (DEV_START, FOLDS, OOF_HONEST, TARGET)):
         return Decision(True, f"gates passed; {label} was registered by an earlier version of "
                               "the project (chosen on the test period, or without its fold "
                               "layout or the record of whether its score was out of fold), so "
@@ -142,6 +145,10 @@ def decide(candidate: Candidate, champion: Mapping[str, str] | None,
     if period != theirs:
         return Decision(False, f"not comparable with {label}: development period "
                                f"{period[0]}..{period[1]} differs from its {theirs[0]}..{theirs[1]}")
+    if champion.get(TARGET) != str(candidate.target):
+        return Decision(False, f"not comparable with {label}: it ranks another label "
+                               f"({champion.get(TARGET)}; this run: {candidate.target}, "
+                               "temporal.*), so its RankIC measures something else")
     if champion.get(DATA) != str(candidate.data_fingerprint):
         return Decision(False, f"not comparable with {label}: its score was measured on another "
                                f"version of the data file (sha256 prefix {champion.get(DATA)}, "

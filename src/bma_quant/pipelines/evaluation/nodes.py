@@ -490,6 +490,7 @@ def development_score(
     feature_selection_report: dict,
     date_split: dict,
     params: dict,
+    temporal: dict,
 ) -> dict[str, Any]:
     """The gated model's development out-of-fold RankIC and what it was measured on (the
     development period, the fold layout, and whether feature selection left the CV test windows
@@ -503,7 +504,15 @@ def development_score(
     return {"model": model, "metric": metric, "value": value,
             "dev_start": str(date_split.get("dev_start")), "dev_end": str(date_split.get("dev_end")),
             "folds": promotion.folds_fingerprint(cv_folds),
-            "oof_honest": _selection_left_cv_unread(feature_selection_report or {})}
+            "oof_honest": _selection_left_cv_unread(feature_selection_report or {}),
+            "target": label_target(temporal)}
+
+
+def label_target(temporal: dict) -> str:
+    """The label a score ranks, in words: a RankIC against 5-day returns is not one against
+    10-day returns (the champion comparison needs the same)."""
+    return (f"{int(temporal['prediction_horizon_days'])}d return after "
+            f"{int(temporal['execution_delay_days'])}d delay")
 
 
 def _selection_left_cv_unread(report: dict) -> bool:
@@ -538,7 +547,8 @@ def _registry_candidate(gate_report: dict, development: dict, date_split: dict,
         metric=str(development.get("metric", "stacking.final.oos_rank_ic")),
         value=development.get("value"), dev_start=str(date_split.get("dev_start")),
         dev_end=str(date_split.get("dev_end")), folds=development.get("folds"),
-        data_fingerprint=data_fingerprint, oof_honest=bool(development.get("oof_honest")))
+        data_fingerprint=data_fingerprint, oof_honest=bool(development.get("oof_honest")),
+        target=development.get("target"))
 
 
 def register_model(

@@ -137,7 +137,7 @@ def test_valid_edge_values_pass(path, value):
     for section in ("sample_weights", "selection", "ewm"):
         params["feature_engineering"].setdefault(section, {})
     params["regime_models"].setdefault("context_features", {})
-    params["cv"].setdefault("n_tuning_folds", 2)
+    params["cv"].setdefault("n_tuning_folds", 1)
     params["inference"].setdefault("history_days", None)
     preflight.check_parameters(_with_new(params, path, value))
 
@@ -149,6 +149,23 @@ def _with_new(params, path, value):
         node = node.setdefault(part, {})
     node[leaf] = value
     return params
+
+
+def test_too_few_folds_for_the_tuning_or_the_ensemble_choice_are_refused_up_front():
+    """n_splits 2 with 1 tuning fold leaves one out-of-fold fold: no walk-forward ensemble
+    choice, no honest score, a first champion no later version could be compared with; tuning
+    with no tuning fold failed after feature engineering with a traceback."""
+    params = _with("cv.n_splits", 2)
+    params["cv"]["n_tuning_folds"] = 1
+    with pytest.raises(PreflightError, match=r"leaves 1 out-of-fold fold\(s\).*n_splits >= 3"):
+        preflight.check_parameters(params)
+    params = _with("cv.n_tuning_folds", 0)
+    params["base_models"]["tuning"].update(enabled=True, learners=["elastic_net"])
+    with pytest.raises(PreflightError, match="tuning is enabled for elastic_net but "
+                                             "cv.n_tuning_folds is 0"):
+        preflight.check_parameters(params)
+    params["base_models"]["tuning"]["enabled"] = False
+    preflight.check_parameters(params)
 
 
 def test_a_half_set_or_misspelt_selection_prior_is_refused():

@@ -21,7 +21,8 @@ def _champion(value, **kwargs):
 
 def test_first_passing_version_becomes_champion_a_failing_one_never():
     assert decide(_candidate(0.01), None).promote
-    assert decide(_candidate(None), None).promote  # nothing to compare with
+    # no score: no champion (no later version could be compared with it)
+    assert not decide(_candidate(None), None).promote
     failing = decide(_candidate(0.5, passed=False), None)
     assert not failing.promote and failing.reason == "gates failed: sharpe"
 

@@ -178,7 +178,8 @@ def test_an_explicit_model_name_overrides_the_per_data_set_default(setup):
               "test_period": {k: split[k] for k in ("test_start", "test_end")}}
     with mlflow.start_run():
         out = nodes.register_model(chain, report, datasets["ensemble_test_predictions"],
-                                   {"oof_honest": True, "target": "10d return after 1d delay"},
+                                   {"oof_honest": True, "target": "10d return after 1d delay",
+                                    "value": 0.05},
                                    split, overrides["data"], {**REGISTRY, "model_name": "team_model"})
     assert out["model_name"] == "team_model" and out["alias"] == "champion"
 

@@ -297,6 +297,7 @@ def _shape_problems(params: Mapping[str, Any]) -> list[str]:
         problem = _iso_date_problem(lookup(params, key))
         if problem:
             problems.append(f"{key} must be a date written YYYY-MM-DD (or null), got {problem}")
+    problems += _fold_count_problems(params)
     blocks = lookup(params, "evaluation.overfitting.n_blocks")
     if blocks is not None and not (_whole(blocks, 2) and blocks % 2 == 0):
         problems.append("evaluation.overfitting.n_blocks must be an even whole number >= 2 (CSCV "
@@ -309,6 +310,28 @@ def _shape_problems(params: Mapping[str, Any]) -> list[str]:
                 if isinstance(low, int | float) and isinstance(high, int | float) and low > high:
                     problems.append(f"base_models.tuning.search_space.{learner}.{name}: low "
                                     f"({low}) must not exceed high ({high})")
+    return problems
+
+
+def _fold_count_problems(params: Mapping[str, Any]) -> list[str]:
+    """Enough folds for what the run does: tuning needs a tuning fold, and the walk-forward
+    ensemble choice two out-of-fold folds (one to fit on, one to score: else no honest
+    `stacking.final.oos_rank_ic`, and no score for the registry to compare)."""
+    splits, tuning = lookup(params, "cv.n_splits"), lookup(params, "cv.n_tuning_folds")
+    if not (_whole(splits, 1) and _whole(tuning, 0)):
+        return []  # the bounds say what is wrong
+    problems = []
+    spaces = lookup(params, "base_models.tuning.search_space") or {}
+    tuned = [n for n in lookup(params, "base_models.tuning.learners") or [] if spaces.get(n)]
+    if lookup(params, "base_models.tuning.enabled") and tuned and tuning == 0:
+        problems.append(f"base_models.tuning is enabled for {', '.join(tuned)} but "
+                        "cv.n_tuning_folds is 0: the trials need a tuning fold of their own "
+                        "(set cv.n_tuning_folds >= 1, or base_models.tuning.enabled: false)")
+    if splits - tuning < 2:
+        problems.append(f"cv.n_splits ({splits}) minus cv.n_tuning_folds ({tuning}) leaves "
+                        f"{splits - tuning} out-of-fold fold(s): the ensemble choice needs 2 "
+                        "(one to fit on, one to score), else no honest out-of-fold score "
+                        f"exists; set cv.n_splits >= {tuning + 2}")
     return problems
 
 

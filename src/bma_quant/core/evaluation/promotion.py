@@ -128,6 +128,10 @@ def decide(candidate: Candidate, champion: Mapping[str, str] | None,
                                "selection scored dates of the CV test windows "
                                "(feature_engineering.selection.ic_scope other than pre_cv), so "
                                "the score is optimistic and this version is never champion")
+    if _finite(candidate.value) is None:
+        # a champion without a score could never be compared with a later version
+        return Decision(False, f"no development out-of-fold score ({candidate.metric}) to "
+                               "compare versions with: a champion needs one")
     if champion is None:
         return Decision(True, "gates passed and there is no champion yet")
     label = f"champion version {champion_version}" if champion_version else "the champion"
@@ -137,9 +141,6 @@ def decide(candidate: Candidate, champion: Mapping[str, str] | None,
                               "layout or the record of whether its score was out of fold), so "
                               "the first version that passes its gates replaces it")
     value = _finite(candidate.value)
-    if value is None:
-        return Decision(False, f"no development out-of-fold score ({candidate.metric}) to "
-                               f"compare with {label}")
     period = (str(candidate.dev_start), str(candidate.dev_end))
     theirs = (champion.get(DEV_START), champion.get(DEV_END))
     if period != theirs:

@@ -133,6 +133,13 @@ def test_registry_inference_says_when_the_last_run_is_not_the_champion(tmp_path,
     report.write_text(json.dumps({"model_name": "m", "registered": True, "version": "3",
                                   "alias": "champion"}))
     assert not warn_if_last_run_not_champion(report)
+    # registry off, or the chain failed its reproduction check: the champion is an older run's
+    report.write_text(json.dumps({"model_name": "m", "registered": False,
+                                  "reason": "registry.enabled is false"}))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert warn_if_last_run_not_champion(report)
+    assert "registered no chain (registry.enabled is false)" in caplog.text
 
 
 def test_names_priced_on_the_scored_date_without_a_score_are_named(caplog):
@@ -287,3 +294,20 @@ def test_split_moves_in_the_scored_slice_are_said_as_in_training(trained, tmp_pa
     assert f"repaired 1 suspected unadjusted split(s): {split}@" in said
     assert f"{early}@" not in said  # a split the scored date's features do not read
     assert "match no configured split ratio" in said and f"{seven}@" in said and "(x7?)" in said
+
+
+def test_a_holiday_row_copied_from_the_day_before_is_named_when_scored(caplog):
+    """Every close of the scored date equals the day before's: a closed market's copied row.
+    Training warns about such dates; scoring one is said too. A real trading day is not."""
+    from bma_quant.pipelines.inference.nodes import _warn_flat_scored_date
+
+    days = pd.to_datetime(["2019-10-31", "2019-11-01", "2019-11-04"])
+    raw = pd.DataFrame({"date": np.repeat(days, 3), "ticker": ["A", "B", "C"] * 3,
+                        "close": [10.0, 20, 30, 10.5, 19.5, 30.2, 10.5, 19.5, 30.2]})
+    with caplog.at_level("WARNING"):
+        _warn_flat_scored_date(raw, days[-1])
+    assert "no name's price moved on the scored date 2019-11-04" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _warn_flat_scored_date(raw, days[1])
+    assert caplog.text == ""

@@ -179,7 +179,14 @@ def warn_if_last_run_not_champion(registration_path: str | Path) -> bool:
     gates failed, it did not beat the champion, or it was developed on another period: the same
     file name with other data). True if warned."""
     report = json.loads(Path(registration_path).read_text())
-    if not report.get("registered") or report.get("alias") == "champion":
+    if not report.get("registered"):
+        # registry off, or the chain failed its reproduction check: the champion is older
+        logger.warning(
+            "the last training run registered no chain (%s): inference uses the champion of an "
+            "earlier run, not the last run's model (inference.model_source: local scores with "
+            "that one)", report.get("reason", "see model_registration.json"))
+        return True
+    if report.get("alias") == "champion":
         return False
     name, version = report.get("model_name"), report.get("version")
     logger.warning(

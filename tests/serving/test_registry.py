@@ -496,3 +496,29 @@ def test_part_of_the_universe_and_an_index_training_lacked_are_named(setup, capl
         with_level = chain.predict(sliced.assign(market_level=1.0 + sliced["close"] * 0.3))
     assert "'market_level' column is ignored" in caplog.text
     pd.testing.assert_frame_equal(with_level, chain.predict(sliced))
+
+
+def test_a_run_that_fails_after_registering_takes_its_version_back(setup):
+    """Ctrl-C (or a failing node) after register_model: the run's outputs are discarded, and so
+    is its registry version, with the alias it moved given back; a successful run keeps it."""
+    from bma_quant.run_hooks import registrations
+
+    datasets, overrides, chain, uri, tmp = setup
+    mlflow.set_tracking_uri(f"sqlite:///{tmp / 'undo.db'}")  # a registry of its own
+    mlflow.set_experiment("undo")
+    name, client = _name(overrides), MlflowClient()
+    registrations.forget()
+    first = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.05)
+    registrations.undo_all()  # the first run fails: nothing of it stays
+    assert client.search_registered_models(f"name = '{name}'") == []
+    kept = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.05)
+    registrations.forget()  # this run succeeds
+    better = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.09)
+    challenger = _register(datasets, overrides, chain, passed=False)
+    assert better["alias"] == "champion" and challenger["alias"] == "challenger"
+    undone = registrations.undo_all()  # the second run fails
+    assert undone == [f"{name} version 3 (@challenger)",
+                      f"{name} version 2 (@champion back on version 1)"]
+    versions = {str(v.version) for v in client.search_model_versions(f"name = '{name}'")}
+    assert versions == {kept["version"]} and first["version"] == kept["version"] == "1"
+    assert str(client.get_model_version_by_alias(name, "champion").version) == kept["version"]

@@ -26,6 +26,8 @@ import psutil
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractDataset
 
+from bma_quant.run_hooks import registrations as pending
+
 logger = logging.getLogger(__name__)
 
 STAGING_DIR = Path("data") / ".staging"
@@ -232,6 +234,7 @@ class StagingHooks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         run_id = str(run_params.get("run_id") or os.getpid()).replace(":", "-")
+        pending.forget()  # a previous run's in this process
         self.current = RunStaging(self._project_path, run_id)
         self.current.stage(catalog, outputs_written_by(pipeline))
         self._checked = False
@@ -252,6 +255,7 @@ class StagingHooks:
             return
         written = self.current.promote()
         logger.info("promoted %d staged file(s) to their real paths", len(written))
+        pending.forget()  # the run succeeded: its versions stay
         self.current = None
 
     @hook_impl(trylast=True)
@@ -259,6 +263,7 @@ class StagingHooks:
         self.discard_current("run failed")
 
     def discard_current(self, why: str) -> None:
+        pending.undo_all()  # nothing of a failed run stays in the registry
         if self.current is None:
             return
         self.current.discard()

@@ -10,6 +10,7 @@ is or is not the champion) and tags for the next comparison.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -27,6 +28,7 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import ColSpec, DataType, Schema
 
 from bma_quant.core.evaluation import promotion
+from bma_quant.run_hooks import registrations as pending
 from bma_quant.serving.chain import MARKET_LEVEL, PredictionChain
 from bma_quant.serving.pyfunc import CHAIN_ARTIFACT, BmaQuantChain, to_model_input
 from bma_quant.serving.requirements import chain_pip_requirements
@@ -85,9 +87,14 @@ def log_and_register(
     decision = promotion.decide(candidate, champion_tags, previous)
     if name_from_file:
         _warn_other_file_same_name(champion_tags, candidate, model_name, previous, data_path)
+    alias = champion_alias if decision.promote else challenger_alias
+    replaced = previous if decision.promote else current_alias_version(client, model_name,
+                                                                       challenger_alias)
     with mlflow_notices_to_info_log(capture_stderr=True):  # only MLflow's prints here
         version = mlflow.register_model(info.model_uri, model_name)
-    alias = champion_alias if decision.promote else challenger_alias
+    # a run that fails or is stopped later takes its version (and the alias it moved) back
+    pending.add(functools.partial(_unregister, client, model_name, str(version.version), alias,
+                                  replaced))
     client.set_registered_model_alias(model_name, alias, version.version)
     _describe_version(client, model_name, version.version, gate_report, candidate, decision,
                       data_path=data_path, data_fingerprint=data_fingerprint)
@@ -113,6 +120,19 @@ def log_and_register(
         "champion_version": None if champion is None else str(champion),
         "previous_champion_version": previous,
     }
+
+
+def _unregister(client: MlflowClient, name: str, version: str, alias: str,
+                replaced: str | None) -> str:
+    """Delete ``version`` of ``name`` and give ``alias`` back to the version it replaced (or
+    drop the registered model when that version was its only one)."""
+    client.delete_model_version(name, version)
+    if replaced is not None:
+        client.set_registered_model_alias(name, alias, replaced)
+    if not client.search_model_versions(f"name = '{name}'"):
+        client.delete_registered_model(name)
+    return f"{name} version {version} (@{alias}" + (f" back on version {replaced})"
+                                                    if replaced else ")")
 
 
 def _warn_other_file_same_name(champion_tags: dict | None, candidate: promotion.Candidate,

@@ -139,6 +139,10 @@ def test_an_index_that_does_not_span_the_panel_is_refused_naming_both_ranges():
     with pytest.raises(DataValidationError, match=r"covers 2020-01-06..2020-01-31.* 3 panel "
                                                   r"date\(s\) before .* and 7 after"):
         panel.check_index_coverage(raw, index.iloc[3:23], "index.csv")
+    # the way out is the run's own: at inference data.index_path: null changes nothing
+    with pytest.raises(DataValidationError, match="or give inference.data.index_path an index"):
+        panel.check_index_coverage(raw, index.iloc[:23], "index.csv",
+                                   fix="give inference.data.index_path an index")
 
 
 def test_an_index_file_reads_dates_like_the_panel(tmp_path):

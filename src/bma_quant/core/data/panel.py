@@ -535,10 +535,17 @@ def load_index_series(path: str | Path | None, decimal: str = ".") -> pd.DataFra
     return out.sort_values("date").reset_index(drop=True)
 
 
-def check_index_coverage(raw: pd.DataFrame, index: pd.DataFrame, path: str | Path | None) -> None:
+# What to do about an index that does not fit the panel, in training (data.*)
+TRAINING_INDEX_FIX = ("set data.index_path: null for the equal-weighted market of the panel's own "
+                      "names")
+
+
+def check_index_coverage(raw: pd.DataFrame, index: pd.DataFrame, path: str | Path | None,
+                         fix: str = TRAINING_INDEX_FIX) -> None:
     """Refuse a market index that does not span the panel's dates: before its first level the
     market series would be missing (market-context factors unusable), after its last one flat
-    (a zero market return on every later date, the test period's included)."""
+    (a zero market return on every later date, the test period's included). ``fix``: the way
+    out that the run's parameters offer (inference's differ from training's)."""
     if index is None or not len(index) or not len(raw):
         return
     dates = pd.DatetimeIndex(raw["date"].unique())
@@ -549,12 +556,12 @@ def check_index_coverage(raw: pd.DataFrame, index: pd.DataFrame, path: str | Pat
             f"Index file {path} covers {first.date()}..{last.date()}, but the panel's dates run "
             f"{dates.min().date()}..{dates.max().date()}: {before} panel date(s) before its first "
             f"level and {after} after its last one would get no market return. Give an index "
-            "that spans the panel, cut the panel to the index's dates, or set data.index_path: "
-            "null for the equal-weighted market of the panel's own names.")
-    _check_index_gaps(raw, index, path)
+            f"that spans the panel, cut the panel to the index's dates, or {fix}.")
+    _check_index_gaps(raw, index, path, fix)
 
 
-def _check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, path: str | Path | None) -> None:
+def _check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, path: str | Path | None,
+                      fix: str = TRAINING_INDEX_FIX) -> None:
     """Inside its span the index's level is carried forward over the panel's trading days it
     lacks (a market return of 0 there): refused when it lacks most of them (a weekly or monthly
     index for a daily panel), warned about when it lacks a run of a week or more."""
@@ -568,8 +575,7 @@ def _check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, path: str | Path |
         raise DataValidationError(
             f"Index file {path} has a level on only {1 - share:.0%} of the panel's "
             f"{len(trading)} trading days (a weekly or monthly series?): the market return would "
-            "be 0 on the other days. Give a daily index, or set data.index_path: null for the "
-            "equal-weighted market of the panel's own names.")
+            f"be 0 on the other days. Give a daily index, or {fix}.")
     runs = pd.Series(missing).groupby((~pd.Series(missing)).cumsum()).sum()
     longest = int(runs.max()) if len(runs) else 0
     if longest >= 5:

@@ -759,13 +759,24 @@ def _date_ranks(dates: np.ndarray, values: np.ndarray) -> np.ndarray:
     return pd.Series(values).groupby(dates).rank(method="average").to_numpy(np.float64)
 
 
-def identical_member(wide: pd.DataFrame, prediction, members: list[str]) -> str | None:
+def member_ranks(wide: pd.DataFrame, members: list[str]) -> dict[str, np.ndarray]:
+    """Every member's per-date ranks (``identical_member`` compares each method with them)."""
+    dates = wide[DATE].to_numpy()
+    return {m: _date_ranks(dates, wide[m].to_numpy(np.float64)) for m in members}
+
+
+def identical_member(wide: pd.DataFrame, prediction, members: list[str],
+                     ranks: Mapping[str, np.ndarray] | None = None) -> str | None:
     """The member that ``prediction`` (rows aligned with ``wide`` from ``standardise``) merely
     reproduces, or None. Reproduces = on every row where both are finite, the two rank the date's
     names in the same order (ties included), and ``prediction`` varies on some date: its weight
-    sits on that member, so the ensemble adds nothing to it."""
+    sits on that member, so the ensemble adds nothing to it. ``ranks``: ``member_ranks`` of
+    ``wide``, computed once for several predictions."""
     combined = np.asarray(prediction, dtype=np.float64)
     dates = wide[DATE].to_numpy()
+    by_date = pd.Series(combined).groupby(dates)
+    if not (by_date.max() > by_date.min()).any():
+        return None  # ranks nothing
     combined_ranks = _date_ranks(dates, combined)
     for member in members:
         x = wide[member].to_numpy(np.float64)
@@ -773,10 +784,10 @@ def identical_member(wide: pd.DataFrame, prediction, members: list[str]) -> str 
         if not ok.any():
             continue
         if np.array_equal(ok, np.isfinite(combined)) and np.array_equal(ok, np.isfinite(x)):
-            theirs, ours = _date_ranks(dates, x)[ok], combined_ranks[ok]
+            theirs = (ranks[member] if ranks is not None else _date_ranks(dates, x))[ok]
+            ours = combined_ranks[ok]
         else:  # rank both on the rows where both exist
             theirs, ours = _date_ranks(dates[ok], x[ok]), _date_ranks(dates[ok], combined[ok])
-        spread = pd.Series(combined[ok]).groupby(dates[ok]).agg(np.ptp).to_numpy()
-        if (spread > 0).any() and np.all(np.abs(theirs - ours) <= _SAME_RANK):
+        if np.all(np.abs(theirs - ours) <= _SAME_RANK):
             return member
     return None

@@ -52,7 +52,10 @@ def load_latest_panel(model: InferenceModel, data: dict, inference: dict) -> pd.
         raw = raw.loc[raw["date"] >= dates[max(0, len(dates) - int(history))]]
     index = panel_lib.load_configured_index(source)
     # as in training: an index that stops before the panel would give later dates no market move
-    panel_lib.check_index_coverage(raw, index, source.get("index_path"))
+    panel_lib.check_index_coverage(
+        raw, index, source.get("index_path"),
+        fix="give inference.data.index_path an index that reaches the scored date (the chain "
+            "reads the market series it was trained with)")
     if len(index):
         levels = index.set_index("date")["level"]
         calendar = pd.DatetimeIndex(np.sort(raw["date"].unique()))

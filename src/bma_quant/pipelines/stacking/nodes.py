@@ -152,10 +152,11 @@ def fit_ensembles(
     test = combiners.with_final(test, selection["chosen"])
     weights = combiners.weights_table(fitted)
     fit_info = {name: f.combiner.info() for name, f in fitted.items()}
+    ranks = combiners.member_ranks(standardised, model_info["models"])
     for name, part in zip(fitted, parts, strict=True):
-        # an ensemble that puts all its weight on one member is that member: say so
+        # an ensemble that ranks names as one member does is that member: say so
         fit_info[name]["identical_to"] = combiners.identical_member(
-            standardised, part["prediction"], model_info["models"])
+            standardised, part["prediction"], model_info["models"], ranks)
     # The meta-learner's inputs are the per-date standardised predictions, one column per model.
     example = design[model_info["models"]].head(5).fillna(0.0)
     meta_learner = LoggedLearner("ensemble_meta_learner", combiners.meta_learner_estimator(fitted),

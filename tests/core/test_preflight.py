@@ -166,6 +166,12 @@ def test_too_few_folds_for_the_tuning_or_the_ensemble_choice_are_refused_up_fron
         preflight.check_parameters(params)
     params["base_models"]["tuning"]["enabled"] = False
     preflight.check_parameters(params)
+    # a sliding window without its length was reported as "not enough dates for the split"
+    with pytest.raises(PreflightError, match="sliding but cv.max_train_days is not set"):
+        preflight.check_parameters(_with("cv.window", "sliding"))
+    sliding = _with("cv.window", "sliding")
+    sliding["cv"]["max_train_days"] = 500
+    preflight.check_parameters(sliding)
 
 
 def test_a_half_set_or_misspelt_selection_prior_is_refused():

@@ -200,6 +200,28 @@ def test_a_short_book_names_the_sectors_too_small_for_quantiles(caplog):
     assert "2 sector(s) with fewer than n_quantiles (5) names hold nothing (Y, Z)" in caplog.text
 
 
+def test_a_book_on_too_few_names_says_why(caplog):
+    """Four names and quintiles: a book of one name a side, which evaluation never traded; one
+    name: no book at all, and the reason is the names, not a max_weight that is not set."""
+    from bma_quant.core.evaluation.portfolio import PortfolioRule
+    from bma_quant.pipelines.inference.nodes import _warn_shortfall, _warn_thin_book
+
+    rule = PortfolioRule.from_params({"style": "long_short", "n_quantiles": 5,
+                                      "gross_exposure": 1.0, "max_weight": None})
+    four = pd.DataFrame({"date": pd.Timestamp("2024-01-05"), "ticker": list("ABCD"),
+                         "score": range(4)})
+    with caplog.at_level("WARNING"):
+        _warn_thin_book(four, rule)
+        _warn_thin_book(pd.concat([four, four.assign(ticker=list("EFGH"))]), rule)
+    assert caplog.text.count("fewer than n_quantiles") == 1
+    assert "only 4 name(s) are scored on 2024-01-05" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _warn_shortfall(four.head(1), rule, {"gross": 0.0})
+    assert "1 scored name(s) cannot fill its side(s)" in caplog.text and "max_weight" not in \
+        caplog.text
+
+
 def test_a_cap_that_widens_the_book_beyond_its_quantiles_is_said(caplog):
     """20 names in quintiles: 4 per side hold 0.125 each, over a 0.1 cap, so each side takes a
     fifth name: not the book the evaluation backtest scored."""

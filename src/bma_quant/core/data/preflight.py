@@ -317,10 +317,13 @@ def _fold_count_problems(params: Mapping[str, Any]) -> list[str]:
     """Enough folds for what the run does: tuning needs a tuning fold, and the walk-forward
     ensemble choice two out-of-fold folds (one to fit on, one to score: else no honest
     `stacking.final.oos_rank_ic`, and no score for the registry to compare)."""
+    problems = []
+    if lookup(params, "cv.window") == "sliding" and not lookup(params, "cv.max_train_days"):
+        problems.append("cv.window is sliding but cv.max_train_days is not set: a sliding "
+                        "window needs its length (training dates per fold)")
     splits, tuning = lookup(params, "cv.n_splits"), lookup(params, "cv.n_tuning_folds")
     if not (_whole(splits, 1) and _whole(tuning, 0)):
-        return []  # the bounds say what is wrong
-    problems = []
+        return problems  # the bounds say what else is wrong
     spaces = lookup(params, "base_models.tuning.search_space") or {}
     tuned = [n for n in lookup(params, "base_models.tuning.learners") or [] if spaces.get(n)]
     if lookup(params, "base_models.tuning.enabled") and tuned and tuning == 0:

@@ -123,6 +123,17 @@ def _warn_stale(scored: pd.Timestamp, data_end: str | None, stale_after_days) ->
                        pd.Timestamp(scored).date(), gap, data_end, stale_after_days)
 
 
+def _warn_thin_book(scores: pd.DataFrame, rule: PortfolioRule) -> None:
+    """Fewer scored names than quantiles: each side is one name or none, a book the evaluation
+    backtest (which leaves dates this thin out) never traded."""
+    names = scores["ticker"].nunique()
+    if names < rule.n_quantiles:
+        logger.warning("only %d name(s) are scored on %s, fewer than n_quantiles (%d): each side "
+                       "of the book is one name or none, a book the evaluation backtest never "
+                       "traded", names, pd.Timestamp(scores["date"].max()).date(),
+                       rule.n_quantiles)
+
+
 def _warn_shortfall(scores: pd.DataFrame, rule: PortfolioRule, book: dict) -> None:
     """Say why the book holds less than its gross target: sectors too small for per-sector
     quantiles (sector_neutral), or the per-name cap."""
@@ -137,6 +148,10 @@ def _warn_shortfall(scores: pd.DataFrame, rule: PortfolioRule, book: dict) -> No
             "hold nothing (%s); set inference.portfolio.sector_neutral: false or fewer quantiles",
             book["gross"], rule.gross_exposure, len(small), rule.n_quantiles,
             ", ".join(small[:5]))
+    elif rule.max_weight is None or rule.max_weight >= rule.gross_exposure:  # no cap binds
+        logger.warning("the portfolio holds gross %.3f of the %.3f target: %d scored name(s) "
+                       "cannot fill its side(s)", book["gross"], rule.gross_exposure,
+                       scores["ticker"].nunique())
     else:
         logger.warning("the portfolio holds gross %.3f of the %.3f target: max_weight %.3f binds "
                        "on too few names", book["gross"], rule.gross_exposure, rule.max_weight)
@@ -221,6 +236,7 @@ def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
     if sectors is not None:
         scores[SECTOR] = scores["ticker"].map(sectors)
     rule = PortfolioRule.from_params(inference["portfolio"])
+    _warn_thin_book(scores, rule)
     out, book = target_weights(scores, rule)
     if book["shortfall"] > 1e-9:
         _warn_shortfall(scores, rule, book)

@@ -151,3 +151,76 @@ def test_an_interrupt_in_an_after_run_hook_discards_staging_instead_of_leaving_i
                                         catalog=catalog)
     assert not folder.exists() and hooks.current is None
     assert (project / "data/03_primary/table.parquet").read_bytes() == before
+
+
+def test_a_folder_another_host_owns_is_never_an_orphan_here(project):
+    root = project / staging.STAGING_DIR
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / ".pid").write_text(f"{2**22 + 12345} another-host.example")
+    staging.remove_orphans(root)
+    assert elsewhere.exists()  # its pid says nothing about this machine
+
+
+_KILLED_RUN = """
+import functools, os, signal, sys
+from pathlib import Path
+import mlflow
+from mlflow import MlflowClient
+from bma_quant.run_hooks import registrations as pending
+from bma_quant.run_hooks.staging import RunStaging
+
+project, name = Path(sys.argv[1]), sys.argv[2]
+mlflow.set_tracking_uri(sys.argv[3])
+run = mlflow.start_run()
+staged = RunStaging(project, "killed-run")
+staged.folder.mkdir(parents=True)
+(staged.folder / ".pid").write_text(f"{os.getpid()} {__import__('socket').gethostname()}")
+staged.record_mlflow_run(run.info.run_id, mlflow.get_tracking_uri())
+pending.journal_to(staged.folder)
+client = MlflowClient()
+mlflow.log_text("chain", "model/chain.txt")
+version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id)
+pending.add(functools.partial(pending.unregister, client, name, version.version, "champion", "1"),
+            record={"name": name, "version": version.version, "alias": "champion",
+                    "replaced": "1", "tracking_uri": mlflow.get_tracking_uri(),
+                    "registry_uri": mlflow.get_registry_uri()})
+client.set_registered_model_alias(name, "champion", version.version)
+os.kill(os.getpid(), signal.SIGKILL)  # no hook, no atexit: the run stays RUNNING
+"""
+
+
+def test_a_run_killed_with_sigkill_is_cleaned_up_by_the_next_run(project):
+    """SIGKILL after registering: the next run's clean-up deletes the version, gives @champion
+    back, marks the MLflow run KILLED and removes the staging folder."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri, name = f"sqlite:///{project / 'killed.db'}", "bma_quant-killed"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    client.create_registered_model(name)
+    with mlflow.start_run():
+        mlflow.log_text("chain", "model/chain.txt")
+        kept = client.create_model_version(name, f"{mlflow.get_artifact_uri()}/model")
+    client.set_registered_model_alias(name, "champion", kept.version)
+    src = str(Path(staging.__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    script = project / "killed_run.py"
+    script.write_text(_KILLED_RUN)
+    done = subprocess.run([sys.executable, str(script), str(project), name, uri], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr[-2000:]
+    (killed,) = client.search_runs(["0"], "attributes.status = 'RUNNING'")
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "2"
+
+    staging.remove_orphans(project / staging.STAGING_DIR)  # what the next run's staging does
+
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{name}'")] == ["1"]
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    assert client.get_run(killed.info.run_id).info.status == "KILLED"
+    assert not (project / staging.STAGING_DIR / "killed-run").exists()

@@ -1,20 +1,46 @@
 """Registrations of the running `kedro run`: taken back when it fails or is stopped, kept when it
 succeeds (the staging hooks call `undo_all` and `forget`). A killed run's chain must not stay in
-the registry as its champion. No heavy import: the hooks load this module on every run."""
+the registry as its champion. Each registration is also written to a journal in the run's staging
+folder, so one killed with SIGKILL (no hook runs) is taken back by the next run's clean-up
+(`undo_journal`). No heavy import: the hooks load this module on every run."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
+JOURNAL_FILE = ".registrations.jsonl"
+
 _PENDING: list[Callable[[], str]] = []
+_journal: Path | None = None
 
 
-def add(undo: Callable[[], str]) -> None:
-    """Remember how to take back one registration (``undo`` says what it took back)."""
+def journal_to(folder: Path | None) -> None:
+    """Write this run's registrations to ``folder``'s journal (None: keep them in memory only)."""
+    global _journal
+    _journal = None if folder is None else Path(folder) / JOURNAL_FILE
+
+
+def add(undo: Callable[[], str], record: dict[str, Any] | None = None) -> None:
+    """Remember how to take back one registration (``undo`` says what it took back); ``record``
+    (what `undo_journal` needs: name, version, alias, replaced, tracking and registry URI) goes
+    to the journal, flushed to disk before the run goes on."""
     _PENDING.append(undo)
+    if record is None or _journal is None:
+        return
+    try:
+        with _journal.open("a", encoding="utf-8") as journal:
+            journal.write(json.dumps(record) + "\n")
+            journal.flush()
+            os.fsync(journal.fileno())
+    except OSError as error:  # the in-memory undo still covers failures and interrupts
+        logger.warning("could not journal a registration to %s: %s", _journal, error)
 
 
 def undo_all() -> list[str]:
@@ -34,3 +60,52 @@ def undo_all() -> list[str]:
 def forget() -> None:
     """The run succeeded (or a new one starts): its registrations stay."""
     _PENDING.clear()
+
+
+def unregister(client, name: str, version: str, alias: str, replaced: str | None) -> str:
+    """Delete ``version`` of ``name``; give ``alias`` back to the version it replaced when the
+    alias is still on the deleted version (another run may have moved it since); drop the
+    registered model when that version was its only one."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        holder = str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:  # the alias was never set (stopped right after registering)
+        holder = None
+    client.delete_model_version(name, version)
+    restored = replaced is not None and holder == str(version)
+    if restored:
+        client.set_registered_model_alias(name, alias, replaced)
+    if not client.search_model_versions(f"name = '{name}'"):
+        client.delete_registered_model(name)
+    return f"{name} version {version} (@{alias}" + (f" back on version {replaced})"
+                                                    if restored else ")")
+
+
+def undo_journal(path: Path) -> list[str]:
+    """Take back the registrations a killed run journaled, newest first; what was taken back."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # a line cut short by the kill: its version is found by no one
+            logger.warning("skipped an unreadable line of %s", path)
+    if not records:
+        return []
+    from mlflow import MlflowClient
+
+    undone = []
+    for record in reversed(records):
+        try:
+            client = MlflowClient(tracking_uri=record["tracking_uri"],
+                                  registry_uri=record["registry_uri"])
+            undone.append(unregister(client, record["name"], str(record["version"]),
+                                     record["alias"], record.get("replaced")))
+        except Exception as error:  # already deleted by hand, or the store is gone
+            logger.error("could not take back %s version %s of a killed run: %s",
+                         record.get("name"), record.get("version"), error)
+    return undone

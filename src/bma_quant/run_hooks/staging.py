@@ -6,17 +6,21 @@ run only reads keep their real paths, and a later node of the same run that load
 reads the staged file. MLflow artifact wrappers (kedro-mlflow's `Mlflow*Dataset`) keep working:
 their inner dataset is redirected and they log the staged file. On success the staged files are
 moved over the real ones (one `os.replace` per file, after every node succeeded); on failure or
-interruption the staging folder is deleted and no real output has been touched.
+interruption the staging folder is deleted and no real output has been touched. A run killed with
+SIGKILL (no hook runs) leaves its folder; the next run finds its process gone and takes back what
+it registered, marks its MLflow run KILLED and deletes the folder (`remove_orphans`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +36,8 @@ logger = logging.getLogger(__name__)
 
 STAGING_DIR = Path("data") / ".staging"
 EXTERNAL_DIR = "_external"  # staged copies of outputs that live outside the project folder
-_OWNER_FILE = ".pid"
+_OWNER_FILE = ".pid"  # "<pid> <host>" of the process that owns a staging folder
+_MLFLOW_RUN_FILE = ".mlflow_run.json"  # the owner's MLflow run, marked KILLED if it was killed
 
 
 def _is_local(filepath: str) -> bool:
@@ -112,18 +117,55 @@ def unwritable_folders(pairs: list[tuple[Path, Path]]) -> list[Path]:
             if not writable(folder)]
 
 
+def _owner(folder: Path) -> tuple[int | None, str | None]:
+    """(pid, host) written by the run that owns ``folder``; host None in an older folder."""
+    try:
+        fields = (folder / _OWNER_FILE).read_text().split()
+        return int(fields[0]), (fields[1] if len(fields) > 1 else None)
+    except (OSError, ValueError, IndexError):
+        return None, None
+
+
+def _is_orphan(folder: Path) -> bool:
+    """Its process is gone. A folder written on another host (a project on a shared disk) is
+    never an orphan here: its pid says nothing about this machine's processes."""
+    pid, host = _owner(folder)
+    if host is not None and host != socket.gethostname():
+        return False
+    return pid is None or not psutil.pid_exists(pid)
+
+
+def _mark_killed(folder: Path) -> None:
+    """The MLflow run of a run killed with SIGKILL (no hook ran) still says RUNNING: KILLED."""
+    try:
+        record = json.loads((folder / _MLFLOW_RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    try:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=record["tracking_uri"])
+        if client.get_run(record["run_id"]).info.status == "RUNNING":
+            client.set_terminated(record["run_id"], "KILLED")
+            logger.warning("MLflow run %s of a run that was killed (its process is gone) "
+                           "marked KILLED", record["run_id"])
+    except Exception as error:  # the store moved or is gone: the clean-up goes on
+        logger.warning("could not mark the MLflow run of a killed run KILLED: %s", error)
+
+
 def remove_orphans(staging_root: Path) -> None:
-    """Delete staging folders of runs whose process is gone (killed with SIGKILL, power loss)."""
+    """Clean up after runs whose process is gone (killed with SIGKILL, power loss): take back the
+    model versions they registered, mark their MLflow run KILLED, delete their staging folder."""
     if not staging_root.is_dir():
         return
     for folder in staging_root.iterdir():
-        owner = folder / _OWNER_FILE
-        try:
-            pid = int(owner.read_text())
-        except (OSError, ValueError):
-            pid = None
-        if pid is None or not psutil.pid_exists(pid):
-            shutil.rmtree(folder, ignore_errors=True)
+        if not folder.is_dir() or not _is_orphan(folder):
+            continue
+        undone = pending.undo_journal(folder / pending.JOURNAL_FILE)
+        if undone:
+            logger.warning("a run that was killed registered %s: taken back", "; ".join(undone))
+        _mark_killed(folder)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -173,7 +215,7 @@ class RunStaging:
         """Rebuild each named file-backed dataset from its config with a staged filepath."""
         remove_orphans(self.project_path / STAGING_DIR)
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / _OWNER_FILE).write_text(str(os.getpid()))
+        (self.folder / _OWNER_FILE).write_text(f"{os.getpid()} {socket.gethostname()}")
         with _quiet_catalog_replacements():
             for name in sorted(names):
                 if name not in catalog:
@@ -199,6 +241,11 @@ class RunStaging:
                 f"Output folder(s) not writable: {', '.join(map(str, blocked[:5]))}; the run "
                 "would fail when promoting its outputs. Make them writable or point the catalog "
                 "elsewhere (conf/local/catalog.yml).")
+
+    def record_mlflow_run(self, run_id: str, tracking_uri: str) -> None:
+        """Name the run's MLflow run, for the clean-up should this process be killed."""
+        (self.folder / _MLFLOW_RUN_FILE).write_text(
+            json.dumps({"run_id": run_id, "tracking_uri": tracking_uri}), encoding="utf-8")
 
     def path_for(self, real: Path) -> Path:
         """Where to write a file that must be promoted with the outputs (e.g. run_summary.json)."""
@@ -237,6 +284,12 @@ class StagingHooks:
         pending.forget()  # a previous run's in this process
         self.current = RunStaging(self._project_path, run_id)
         self.current.stage(catalog, outputs_written_by(pipeline))
+        pending.journal_to(self.current.folder)
+        import mlflow  # loaded by kedro-mlflow already
+
+        run = mlflow.active_run()  # kedro-mlflow's before_pipeline_run is called first
+        if run is not None:
+            self.current.record_mlflow_run(run.info.run_id, mlflow.get_tracking_uri())
         self._checked = False
 
     # Checked at the first node, not in before_pipeline_run: an error there reaches the
@@ -256,6 +309,7 @@ class StagingHooks:
         written = self.current.promote()
         logger.info("promoted %d staged file(s) to their real paths", len(written))
         pending.forget()  # the run succeeded: its versions stay
+        pending.journal_to(None)
         self.current = None
 
     @hook_impl(trylast=True)
@@ -264,6 +318,7 @@ class StagingHooks:
 
     def discard_current(self, why: str) -> None:
         pending.undo_all()  # nothing of a failed run stays in the registry
+        pending.journal_to(None)
         if self.current is None:
             return
         self.current.discard()

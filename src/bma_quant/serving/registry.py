@@ -93,8 +93,11 @@ def log_and_register(
     with mlflow_notices_to_info_log(capture_stderr=True):  # only MLflow's prints here
         version = mlflow.register_model(info.model_uri, model_name)
     # a run that fails or is stopped later takes its version (and the alias it moved) back
-    pending.add(functools.partial(_unregister, client, model_name, str(version.version), alias,
-                                  replaced))
+    pending.add(functools.partial(pending.unregister, client, model_name, str(version.version),
+                                  alias, replaced),
+                record={"name": model_name, "version": str(version.version), "alias": alias,
+                        "replaced": replaced, "tracking_uri": mlflow.get_tracking_uri(),
+                        "registry_uri": mlflow.get_registry_uri()})
     client.set_registered_model_alias(model_name, alias, version.version)
     _describe_version(client, model_name, version.version, gate_report, candidate, decision,
                       data_path=data_path, data_fingerprint=data_fingerprint)
@@ -120,19 +123,6 @@ def log_and_register(
         "champion_version": None if champion is None else str(champion),
         "previous_champion_version": previous,
     }
-
-
-def _unregister(client: MlflowClient, name: str, version: str, alias: str,
-                replaced: str | None) -> str:
-    """Delete ``version`` of ``name`` and give ``alias`` back to the version it replaced (or
-    drop the registered model when that version was its only one)."""
-    client.delete_model_version(name, version)
-    if replaced is not None:
-        client.set_registered_model_alias(name, alias, replaced)
-    if not client.search_model_versions(f"name = '{name}'"):
-        client.delete_registered_model(name)
-    return f"{name} version {version} (@{alias}" + (f" back on version {replaced})"
-                                                    if replaced else ")")
 
 
 def _warn_other_file_same_name(champion_tags: dict | None, candidate: promotion.Candidate,

@@ -64,11 +64,15 @@ def test_memory_above_target_warns_but_runs(health, monkeypatch, caplog):
     assert "above memory.target_usage" in caplog.text
 
 
-def test_failed_node_is_counted(health, tmp_path):
+def test_failed_node_is_counted(health, tmp_path, caplog):
     node = SimpleNamespace(name="train_xgboost")
     health.before_node_run(node)
     health.on_node_error(RuntimeError("boom"), node)
-    health.on_pipeline_error(RuntimeError("boom"), _Catalog({}))
+    with caplog.at_level("INFO"):
+        health.on_pipeline_error(RuntimeError("boom\nsecond line"), _Catalog({}))
+    # the console line names the error's type; its message is printed once, by the error itself
+    (line,) = [r.getMessage() for r in caplog.records if "run summary" in r.getMessage()]
+    assert line.startswith("run summary: failed (RuntimeError),") and "boom" not in line
     assert not (tmp_path / "data/08_reporting/run_summary.json").exists()  # the last good one stays
     summary = json.loads((tmp_path / "data/08_reporting/run_summary.failed.json").read_text())
     assert summary["node_failures"] == {"train_xgboost": "RuntimeError: boom"}

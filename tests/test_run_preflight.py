@@ -107,11 +107,37 @@ def test_the_hook_refuses_a_section_set_to_one_value_and_names_misspelt_keys(tmp
     hooks._params = {"cv": {"n_split": 3, "window": "expanding"}}
     with caplog.at_level("WARNING"):
         hooks.before_pipeline_run({"pipeline_names": ["x"]})
-    assert "parameter cv.n_split is not defined" in caplog.text and "n_splits" in caplog.text
+    assert "parameter cv.n_split (did you mean n_splits?) is not defined" in caplog.text
     hooks._params = {"cv": 5}
     with pytest.raises(PreflightError, match="cv must be a mapping of n_splits, window"):
         hooks.before_pipeline_run({"pipeline_names": ["x"]})
     assert (tmp_path / "data" / "08_reporting" / "run_summary.failed.json").is_file()
+
+
+def test_a_misspelt_key_that_picks_the_data_or_typed_on_the_command_line_is_refused(tmp_path,
+                                                                                    caplog):
+    """data.raw_pth trained on the default file, overwriting outputs, after one warning line: a
+    key that decides which file is read, or one the user typed with --params, is refused."""
+    base = tmp_path / "conf" / "base"
+    base.mkdir(parents=True)
+    (base / "parameters_x.yml").write_text(
+        "data:\n  raw_path: a.csv\ncv:\n  n_splits: 5\ninference:\n  data: {}\n")
+    hooks = PreflightHooks()
+    hooks._project_path = tmp_path
+    for params, typed, refused in (
+            ({"data": {"raw_path": "a.csv", "raw_pth": "mine.csv"}}, {}, "data.raw_pth"),
+            ({"inference": {"data": {"raw_pth": "x.csv"}}}, {}, "inference.data.raw_pth"),
+            ({"cv": {"n_splits": 5, "n_split": 3}}, {"cv": {"n_split": 3}}, "cv.n_split")):
+        hooks._params, hooks._typed = params, typed
+        with pytest.raises(PreflightError, match=rf"Unknown parameter\(s\).*{refused} \(did "
+                                                 r"you mean (raw_path|n_splits)"):
+            hooks.before_pipeline_run({"pipeline_names": ["x"]})
+    hooks._params, hooks._typed = {"cv": {"n_splits": 5, "n_split": 3}}, {}  # conf/local: warned
+    with caplog.at_level("WARNING"):
+        hooks.before_pipeline_run({"pipeline_names": ["x"]})
+    assert "parameter cv.n_split (did you mean n_splits?) is not defined" in caplog.text
+    hooks._params = {"inference": {"data": {"raw_path": "b.csv", "decimal": ","}}}
+    hooks.before_pipeline_run({"pipeline_names": ["x"]})  # read options are known keys
 
 
 def test_a_layer_run_alone_checks_the_stored_panel_against_the_name_counts():

@@ -29,6 +29,13 @@ def test_run_name_from_pipelines_data_and_config_unless_overridden():
     assert run_identity.run_name(["__default__"], "x.csv", "ab", override="my idea") == "my idea"
 
 
+def test_pipelines_are_named_in_the_order_data_flows_through_them():
+    typed = {"evaluation", "regime_models", "stacking"}  # Kedro passes a set
+    assert run_identity.in_flow_order(typed) == ["regime_models", "stacking", "evaluation"]
+    assert run_identity.in_flow_order(["inference", "synthetic_data", "mine", "base_models"]) == [
+        "synthetic_data", "base_models", "inference", "mine"]
+
+
 def test_runner_name_is_the_class_name_whatever_kedro_passes():
     class SequentialRunner:
         pass

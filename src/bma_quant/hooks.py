@@ -185,7 +185,8 @@ class RunHealthHooks:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline=None) -> None:
-        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
+        names = run_identity.in_flow_order(
+            run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"])
         self._tags["pipelines"] = ",".join(n for n in names if n) or "__default__"
         runner = run_identity.runner_name(run_params.get("runner"))
         if runner:
@@ -340,11 +341,14 @@ class RunHealthHooks:
     def on_pipeline_error(self, error: Exception, catalog) -> None:
         self._stop_system_metrics()
         error = interruption_in(error) or error  # a signal during a save arrives as DatasetError
+        # the console line names the error's type only: its message is printed once, by the error
         self._write_summary(catalog, f"failed: {type(error).__name__}: {error}",
                             self._project_path / FAILED_SUMMARY_PATH,
-                            self._project_path / FAILED_HEALTH_TABLE_PATH)
+                            self._project_path / FAILED_HEALTH_TABLE_PATH,
+                            headline=f"failed ({type(error).__name__})")
 
-    def _write_summary(self, catalog, status: str, path: Path, health_path: Path) -> None:
+    def _write_summary(self, catalog, status: str, path: Path, health_path: Path,
+                       headline: str | None = None) -> None:
         summary = {
             "status": status,
             "pipelines": self._tags.get("pipelines"),
@@ -360,7 +364,7 @@ class RunHealthHooks:
         write_health_table(health_path, self.node_stats, self._node_layer, self.failures,
                            self._run_id)
         write_summary(path, summary, self._run_id)
-        progress.info("run summary: %s, %.1f s, %d nodes, %d failed -> %s", status,
+        progress.info("run summary: %s, %.1f s, %d nodes, %d failed -> %s", headline or status,
                     summary["wall_seconds"], len(self.node_stats), len(self.failures),
                     self._project_path / (SUMMARY_PATH if status == "success"
                                           else FAILED_SUMMARY_PATH))

@@ -34,6 +34,7 @@ def summary_lines(root: Path) -> list[str]:
     run = _load_json(reporting / "run_summary.json")
     if run:
         lines.append(f"  status: {run.get('status')}, {run.get('wall_seconds', 0):.0f} s wall time, "
+                     f"pipelines {run.get('pipelines') or '__default__'}, "
                      f"MLflow run {run.get('mlflow_run_id')}")
         layers = run.get("layers") or {}
         # data-flow order (a sequential run interleaves layers' nodes, so completion order varies)
@@ -44,6 +45,12 @@ def summary_lines(root: Path) -> list[str]:
         for layer, models in (run.get("models") or {}).items():
             if "failed" in models and models["failed"]:
                 lines.append(f"    {layer}: failed learners {', '.join(models['failed'])}")
+    pipelines = str((run or {}).get("pipelines") or "__default__").split(",")
+    if run and not {"__default__", "evaluation"} & set(pipelines):
+        # e.g. after `--pipelines inference`: the files below are an earlier run's
+        trained = (_load_json(reporting / "model_registration.json") or {}).get("run_id")
+        lines.append("  the results below are the last evaluation run's, not this run's"
+                     + (f" (MLflow run {trained})" if trained else ""))
     gates = _load_json(reporting / "gate_report.json")
     if gates:
         verdict = "PASS" if gates.get("passed") else "FAIL"

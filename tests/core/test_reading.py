@@ -105,6 +105,14 @@ def test_wide_exports_without_a_date_header_and_tab_files(tmp_path):
     assert len(load_raw_panel(tmp_path / "tabbed.tsv")) == 4
 
 
+def test_a_wide_file_refused_for_its_layout_is_named(tmp_path):
+    path = tmp_path / "closes.csv"
+    path.write_text("when,A,B\n2021-01-04,1,2\n2021-01-05,1.1,2.1\n")
+    with pytest.raises(DataValidationError, match=r"rejected \(.*closes\.csv\): missing "
+                                                    r"required column 'date'"):
+        load_raw_panel(path, layout="wide")
+
+
 def test_wide_tickers_named_like_fields_keep_their_names(tmp_path):
     """LOW (Lowe's), OPEN (Opendoor) and a ticker Close are tickers in a wide file, not the
     fields low, open and close: they keep their names as written (and Close no longer crashes

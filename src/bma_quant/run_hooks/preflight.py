@@ -98,12 +98,14 @@ class PreflightHooks:
         self._params: dict[str, Any] = {}
         self._project_path = Path.cwd()
         self._warned: set[str] = set()  # each warning once per run (raw, then cleaned panel)
+        self._typed: dict[str, Any] = {}
         self._primary_checked = False
 
     @hook_impl
     def after_context_created(self, context) -> None:
         self._params = dict(context.params)
         self._project_path = Path(context.project_path)
+        self._typed = dict(getattr(context, "_runtime_params", None) or {})  # --params
 
     def _refuse(self, error: preflight.PreflightError, pipelines: str | None) -> None:
         write_refusal(self._project_path, error, pipelines)
@@ -118,10 +120,24 @@ class PreflightHooks:
         problems = preflight.mapping_problems(self._params, known)
         if problems:
             raise preflight.PreflightError("Invalid parameter(s): " + "; ".join(problems))
-        for path, close in preflight.unknown_parameters(self._params, known).items():
-            logger.warning("parameter %s is not defined in %s/parameters_*.yml%s; the layers do "
-                           "not read it (misspelt?)", path, BASE_CONF,
-                           f" (did you mean {' / '.join(close)}?)" if close else "")
+        from bma_quant.core.data.panel import READ_KEYS  # pandera: loaded when a run starts
+
+        unknown = {**preflight.unknown_parameters(self._params, known),
+                   **preflight.unknown_read_keys(self._params, READ_KEYS)}
+        refused = preflight.refused_unknown(
+            unknown, set(preflight.unknown_parameters(self._typed, known))
+            | set(preflight.unknown_read_keys(self._typed, READ_KEYS)))
+        if refused:
+            raise preflight.PreflightError(
+                "Unknown parameter(s), not defined in "
+                f"{BASE_CONF}/parameters_*.yml: "
+                + "; ".join(preflight.describe_unknown(p, c) for p, c in refused.items())
+                + ". No layer reads a misspelt key: the run would go on with the default (for a "
+                "data.* or inference.data.* key, on another file). Correct the name.")
+        for path, close in unknown.items():
+            logger.warning("parameter %s is not defined in %s/parameters_*.yml; the layers do "
+                           "not read it (misspelt?)", preflight.describe_unknown(path, close),
+                           BASE_CONF)
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline=None,

@@ -32,6 +32,16 @@ def data_stem(path: str | PurePath | None) -> str | None:
     return name.split(".", 1)[0] or name
 
 
+def in_flow_order(pipelines: Sequence[str]) -> list[str]:
+    """Pipeline names in the order data flows through them (Kedro passes `--pipelines` as a set):
+    synthetic_data, the training chain's layers, inference; any other name after them."""
+    from bma_quant.pipeline_registry import TRAINING_CHAIN
+
+    flow = ("synthetic_data", *TRAINING_CHAIN, "inference")
+    named = [p for p in dict.fromkeys(pipelines) if p]
+    return sorted(named, key=lambda p: flow.index(p) if p in flow else len(flow))
+
+
 def run_name(pipelines: Sequence[str], data_path: str | PurePath | None,
              config_hash: str | None, override: str | None = None,
              data_label: str | None = None) -> str:

@@ -433,7 +433,12 @@ def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None
             f"delimiter {delimiter!r} is not the file's: set data.delimiter to it, or to null to "
             "detect it")
     if detect_layout(frame, layout) == "wide":
-        frame = wide_to_long(frame)
+        try:
+            frame = wide_to_long(frame)
+        except DataValidationError as error:  # name the file, as the long layout's errors do
+            raise DataValidationError(
+                str(error).replace("Input data rejected:", f"Input data rejected ({path}):", 1)
+            ) from None
     else:
         frame = _drop_unnamed_columns(frame)
     position = "line" if is_csv(Path(path)) else "row"

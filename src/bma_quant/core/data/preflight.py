@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -417,6 +417,34 @@ def unknown_parameters(params: Mapping[str, Any], known: Mapping[str, Any]) -> d
 
     walk(params, known, "")
     return found
+
+
+# Sections where a misspelt key changes which data a run reads (the run would train on or score
+# the default file without a word): such a key is refused, not warned about.
+DATA_SECTIONS = ("data", "inference.data")
+
+
+def unknown_read_keys(params: Mapping[str, Any], read_keys: Sequence[str]) -> dict[str, list[str]]:
+    """Keys of `inference.data` (an open section of per-run read options) that are not read
+    options, each with the close read keys."""
+    import difflib
+
+    given = lookup(params, "inference.data")
+    if not isinstance(given, Mapping):
+        return {}
+    return {f"inference.data.{key}": difflib.get_close_matches(str(key), list(read_keys), 3)
+            for key in given if key not in read_keys}
+
+
+def refused_unknown(unknown: Mapping[str, list[str]], typed: set[str]) -> dict[str, list[str]]:
+    """The unknown parameters a run is refused for: those typed on the command line (`--params`:
+    this run's intent, never meant to be ignored) and those in DATA_SECTIONS."""
+    return {path: close for path, close in unknown.items()
+            if path in typed or any(path.startswith(f"{s}.") for s in DATA_SECTIONS)}
+
+
+def describe_unknown(path: str, close: list[str]) -> str:
+    return path + (f" (did you mean {' / '.join(close)}?)" if close else "")
 
 
 def mapping_problems(params: Mapping[str, Any], known: Mapping[str, Any]) -> list[str]:

@@ -256,6 +256,10 @@ def test_held_moves_near_no_configured_ratio_are_reported_with_the_whole_ratio_t
     text = cleaning.split_warnings([], [], [], moves)[0]
     assert "3 one-day move(s)" in text and "SEVEN@2021-01-07 -85.6% (x7?)" in text
     assert "add 7, 20 to processing.split_detection.ratios" in text
+    repaired = cleaning.split_warnings([{"ticker": "TWO", "date": "2021-01-07", "ratio": 2.0}],
+                                       [], [], [])[0]
+    # a crypto coin's real -50 % day is rescaled too: the way out is named, not a wider tolerance
+    assert "set processing.split_detection.enabled: false" in repaired
 
 
 def test_no_split_is_inferred_across_a_long_absence_and_reports_show_the_files_moves():
@@ -483,3 +487,27 @@ def test_columns_starting_later_than_the_prices_are_named():
     assert late == {"volume": {"first_date": str(dates[30].date()), "dates_without": 30},
                     "empty": {"first_date": None, "dates_without": 60}}
     assert cleaning.late_columns(matrices, ["volume"], min_dates=31) == {}
+
+
+def test_untraded_rows_need_a_copied_close_earlier_volume_and_a_day_with_volume():
+    """Volume 0 with the close of the day before is a stated suspension; zeros of a name that
+    never reported volume, on a day no name has volume, or beside a moved close are not. Each
+    cell reads that day and earlier (the same on any prefix)."""
+    dates = pd.bdate_range("2021-01-04", periods=6)
+    close = pd.DataFrame({"HALT": [10, 11, 11, 11, 12, 12], "NOVOL": [5, 5, 5, 6, 6, 6],
+                          "QUOTE": [7, 7, 8, 8, 8, 8], "LIQ": [3, 4, 3, 4, 3, 4]},
+                         index=dates, dtype=float)
+    volume = pd.DataFrame({"HALT": [100, 100, 0, 0, 100, 0], "NOVOL": [0, 0, 0, 0, 0, 0],
+                           "QUOTE": [50, 50, 0, 50, 0, 0], "LIQ": [9, 9, 9, 9, 9, 0]},
+                          index=dates, dtype=float)  # no name has volume on the last day
+    matrices = panel.PanelMatrices({"close": close, "volume": volume})
+    untraded = cleaning.untraded_cells(matrices)
+    assert untraded["HALT"].tolist() == [False, False, True, True, False, False]
+    assert not untraded["NOVOL"].any()  # a price-only export's zeros
+    # volume 0 beside a moved close (day 3) is a quote, not a copy
+    assert untraded["QUOTE"].tolist() == [False, False, False, False, True, False]
+    assert not untraded["LIQ"].any()
+    cut = cleaning.untraded_cells(panel.PanelMatrices({"close": close.iloc[:4],
+                                                       "volume": volume.iloc[:4]}))
+    pd.testing.assert_frame_equal(cut, untraded.iloc[:4])
+    assert cleaning.untraded_cells(panel.PanelMatrices({"close": close})) is None

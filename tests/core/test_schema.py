@@ -38,7 +38,9 @@ def test_good_panel_passes_and_coerces_types():
          "column 'date': must be a date"),
         (lambda f: pd.concat([f, f.iloc[[0]]], ignore_index=True), "duplicate (date, ticker)"),
         (lambda f: f.assign(close=[10.2, -1.0, 10.8, 19.9]), "column 'close': price must be > 0"),
-        (lambda f: f.assign(close=[10.2, 0.0, 10.8, 19.9]), "column 'close': price must be > 0"),
+        (lambda f: f.assign(close=[10.2, 0.0, 10.8, 19.9]),
+         "\n  a close of 0 is no price (a name that stopped trading, or a day without one): "
+         "leave the cell empty or drop the row"),
         (lambda f: f.assign(close=[10.2, np.inf, 10.8, 19.9]), "column 'close': price must be finite"),
         (lambda f: f.assign(close=["10.2", "abc", "10.8", "19.9"]),
          "column 'close': must be numeric"),
@@ -329,3 +331,16 @@ def test_whole_number_sector_codes_stored_as_floats_read_as_the_codes():
     assert huge.tolist()[:2] == ["1e+19", "2.0"]
     mixed = frame.assign(sector=["45102010.0", "Tech", None])
     assert validate_long_panel(mixed)["sector"].tolist()[:2] == ["45102010.0", "Tech"]
+
+
+def test_midnight_stamps_of_a_seven_day_market_are_not_taken_for_noon(caplog):
+    """A crypto file stamped '2019-01-05 00:00:00' (text): no AM / PM used to read as 12:00, so
+    its weekend bars were said to look shifted by a time zone."""
+    days = pd.date_range("2019-01-01", periods=28)  # weekends trade
+    frame = pd.DataFrame({"date": np.repeat(days.strftime("%Y-%m-%d 00:00:00"), 2),
+                          "ticker": ["AAA", "BBB"] * 28, "close": 10.0})
+    frame["date"] = frame["date"].astype("string")
+    with caplog.at_level(logging.WARNING):
+        out = validate_long_panel(frame)
+    assert out["date"].nunique() == 28
+    assert "Saturday or Sunday" not in caplog.text and "12:00" not in caplog.text

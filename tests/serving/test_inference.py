@@ -165,6 +165,15 @@ def test_names_priced_on_the_scored_date_without_a_score_are_named(caplog):
         _warn_unscored(raw, scored, ["AAA", "BBB", "SEASONING", "OLD"])
     assert "1 name(s) have no close on 2023-02-22 and are scored from their last close" \
         in caplog.text and "OLD" in caplog.text
+    caplog.clear()
+    halted = pd.concat([raw.assign(volume=100.0), pd.DataFrame(
+        {"date": [day - pd.Timedelta(days=1), day], "ticker": ["HALT", "HALT"],
+         "close": [5.0, 5.0], "volume": [100.0, 0.0]})], ignore_index=True)
+    with caplog.at_level("WARNING"):  # a suspension is named as one, not as unseasoned
+        _warn_unscored(halted, scores, ["AAA", "BBB", "SEASONING", "OLD", "HALT"])
+    assert "1 name(s) have volume 0 and the close of the day before on 2023-02-22: not traded " \
+        "(a suspension), so not scored" in caplog.text and "HALT" in caplog.text
+    assert "SEASONING" in caplog.text and "HALT" not in caplog.text.split("(not in the cross")[1]
 
 
 def test_a_partial_last_day_is_named_when_an_earlier_date_is_scored(trained, tmp_path, caplog):

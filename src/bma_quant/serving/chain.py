@@ -76,6 +76,8 @@ class PanelCleaner:
     # forward-filled closes neither lengthen nor end a stale streak (False in older chains,
     # which were trained counting them)
     stale_ignores_fill: bool = False
+    # rows with volume 0 and a copied close are out of the cross-section (False in older chains)
+    untraded_zero_volume: bool = False
 
     @classmethod
     def from_params(
@@ -95,6 +97,7 @@ class PanelCleaner:
             max_calendar_gap_days=processing.get("max_calendar_gap_days"),
             factor_ffill_limit=processing.get("factor_ffill_limit"),
             stale_ignores_fill=True,
+            untraded_zero_volume=bool(processing.get("untraded_zero_volume", True)),
         )
 
     def _rule(self) -> universe_lib.EligibilityRule:
@@ -177,6 +180,8 @@ class PanelCleaner:
             matrices = matrices.select(
                 dates=matrices.dates[universe_lib.strict_date_mask(observed, rule)]
             )
+        untraded = (cleaning.untraded_cells(matrices)
+                    if getattr(self, "untraded_zero_volume", False) else None)
         unfilled = matrices.close
         matrices = self._filled(matrices)
         repair = self._split_repair(matrices, unfilled)
@@ -188,8 +193,10 @@ class PanelCleaner:
                      if getattr(self, "stale_ignores_fill", False) else None),
         )
         trailing = universe_lib.trailing_eligibility(
-            universe_lib.traded_cells(observed, unmasked, matrices.close), rule, first_seen)
-        matrices = replace(matrices, eligible=universe_lib.eligible_cells(trailing, matrices.close))
+            universe_lib.traded_cells(observed, unmasked, matrices.close, untraded), rule,
+            first_seen)
+        matrices = replace(matrices, eligible=universe_lib.eligible_cells(
+            trailing, matrices.close, untraded))
         impute_cols = [c for c in matrices.values
                        if c != "close" and c not in cleaning.PRICE_FIELDS]
         if self.impute and impute_cols:

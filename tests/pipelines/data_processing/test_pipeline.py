@@ -232,6 +232,49 @@ def test_a_frozen_price_does_not_count_as_coverage(tmp_path, market):
                                    check_names=False)
 
 
+def test_suspended_rows_are_out_of_the_cross_section_in_training_and_serving(tmp_path, market,
+                                                                            caplog):
+    """An A-share style suspension: T0005's rows from date 300 to 311 carry the close of date
+    299 and volume 0. The name is out of the cross-section on those dates (no training row, no
+    score), back on its first traded day, and the serving chain's cleaner decides the same. A
+    zero-volume day whose close moved (a quote) stays in."""
+    from bma_quant.serving.chain import PanelCleaner
+    from tests.support import project_params
+
+    panel = market.panel.copy()
+    dates = np.sort(panel["date"].unique())
+    t5 = panel["ticker"] == "T0005"
+    level = panel.loc[t5 & (panel["date"] == dates[299]), "close"].item()
+    halted = t5 & panel["date"].between(dates[300], dates[311])
+    panel.loc[halted, ["open", "high", "low", "close"]] = level
+    panel.loc[halted, "volume"] = 0.0
+    panel.loc[(panel["ticker"] == "T0006") & (panel["date"] == dates[350]), "volume"] = 0.0
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    eligible = out["primary_panel"].pivot(index="date", columns="ticker", values="eligible")
+    assert eligible["T0005"].loc[dates[290]:dates[299]].all()
+    assert not eligible["T0005"].loc[dates[300]:dates[311]].any()
+    assert eligible["T0005"].loc[dates[312]:dates[330]].all()
+    assert eligible["T0006"].loc[dates[350]]  # volume 0 but the close moved
+    untraded = out["data_quality_report"]["untraded"]
+    assert (untraded["rows"], untraded["names"]) == (12, 1)
+    assert untraded["examples"] == [f"T0005 from {pd.Timestamp(dates[300]).date()} (12 date(s))"]
+    assert "12 row(s) of 1 name(s) have volume 0 and the close of the day before" in caplog.text
+    params = project_params()["processing"]
+    cleaner = PanelCleaner.from_params(panel["ticker"].unique(), params,
+                                       out["data_quality_report"]["first_close"])
+    sliced = cleaner.clean(panel[panel["date"] >= dates[100]].reset_index(drop=True))
+    chain_eligible = sliced.pivot(index="date", columns="ticker", values="eligible")
+    pd.testing.assert_frame_equal(chain_eligible.loc[dates[250]:], eligible.loc[dates[250]:],
+                                  check_names=False)
+    off = run_pipeline("data_processing", {}, {**_overrides(path),
+                                               "processing": {"untraded_zero_volume": False}})
+    assert off["primary_panel"].pivot(index="date", columns="ticker",
+                                      values="eligible")["T0005"].loc[dates[300]:dates[311]].all()
+
+
 def test_weekly_bars_are_named_with_what_they_change(tmp_path, caplog):
     weekly = generate_synthetic_market(n_tickers=8, n_days=1500, seed=4).panel
     weekly = weekly[weekly["date"].dt.dayofweek == 4]
@@ -351,15 +394,18 @@ def test_a_code_back_after_a_long_absence_is_reported(tmp_path, market, caplog):
     t2 = panel["ticker"] == "T0002"
     panel.loc[t2 & (panel["date"] >= day[333]), ["open", "high", "low", "close"]] *= 3.0
     panel = panel[~((panel["ticker"] == "T0004") & panel["date"].isin(day[100:110]))]
+    panel = panel[~((panel["ticker"] == "T0002") & panel["date"].isin(day[400:433]))]  # again
     path = tmp_path / "p.parquet"
     panel.to_parquet(path)
     with caplog.at_level(logging.WARNING):
         out = run_pipeline("data_processing", {}, _overrides(path))
-    (absence,) = out["data_quality_report"]["long_absences"]
+    absence, again = out["data_quality_report"]["long_absences"]
+    assert again["ticker"] == "T0002" and again["back_on"] == str(pd.Timestamp(day[433]).date())
     assert (absence["ticker"], absence["back_on"], absence["dates_missed"]) == (
         "T0002", str(pd.Timestamp(day[333]).date()), 33)
     assert 2.0 < absence["price_ratio"] < 5.0  # x3 and 33 dates of drift
-    assert "1 name(s) are back after more than processing.long_absence_days" in caplog.text
+    assert "1 name(s) are back after more than processing.long_absence_days dates without a " \
+           "close (2 time(s)" in caplog.text  # one name, counted once
 
 
 def test_a_move_on_the_files_last_dates_is_pending_and_said_once(tmp_path, market, caplog):

@@ -322,9 +322,14 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
     on the scoring slice): repaired suspected splits, moves still awaiting confirmation at the
     data's end (no score for those names yet), and held near-ratio moves left alone."""
     out = []
+    # a market without splits (crypto, a file of adjusted prices) should not have its real crashes
+    # near a ratio rescaled, nor widen the tolerance for them
+    no_splits = ("; on a market without splits (crypto, or adjusted prices) set "
+                 "processing.split_detection.enabled: false")
     if repaired:
         out.append(f"repaired {len(repaired)} suspected unadjusted split(s): "
-                   + ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}" for e in repaired[:5]))
+                   + ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}" for e in repaired[:5])
+                   + ": a real crash or jump that held near a ratio is rescaled too" + no_splits)
     if pending:
         out.append(
             f"{len(pending)} name(s) moved near a split ratio within the data's last "
@@ -339,7 +344,7 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
             + ", ".join(f"{m['ticker']}@{m['date']} {100 * m['change']:+.1f}% "
                         f"(x{m['nearest_ratio']:g}?)" for m in near[:5])
             + ". An unadjusted split on a day the stock also moved, or a real crash? Adjust the "
-            "file, or widen processing.split_detection.tolerance")
+            "file, or widen processing.split_detection.tolerance" + no_splits)
     if unexplained:
         shown = [f"{m['ticker']}@{m['date']} {100 * m['change']:+.1f}%"
                  + (f" (x{m['integer_ratio']}?)" if m.get("integer_ratio") else "")
@@ -428,6 +433,39 @@ def names_without_volume(panel: PanelMatrices) -> list[str]:
     traded = (volume.reindex_like(panel.close).fillna(0) != 0) & priced
     silent = priced.any(axis=0) & ~traded.any(axis=0)
     return sorted(map(str, panel.close.columns[silent.to_numpy()]))
+
+
+def untraded_cells(panel: PanelMatrices) -> pd.DataFrame | None:
+    """Rows the file itself marks as not traded (a suspension, a halt): volume 0 and the close
+    unchanged from the name's previous close (a vendor's copy). Only on names that have reported
+    a positive volume before (a price-only export's zeros say nothing) and on dates some name has
+    volume (a day the vendor sent no volume at all). Causal: each cell reads that day and
+    earlier. None without a volume column."""
+    volume = panel.values.get("volume")
+    if volume is None:
+        return None
+    volume = volume.reindex_like(panel.close)
+    close = panel.close
+    unchanged = close.eq(close.ffill().shift(1)) & close.notna()
+    reported = (volume > 0).cummax()  # a positive volume on an earlier date (0 on this one)
+    market_has_volume = (volume > 0).any(axis=1)
+    return (volume.eq(0) & unchanged & reported).mul(market_has_volume, axis=0).astype(bool)
+
+
+def untraded_summary(untraded: pd.DataFrame | None, examples: int = 3) -> dict:
+    """{"rows": n, "names": n, "examples": ["TICKER from DATE (k dates)", ...]} of the longest
+    not-traded runs (for the data-quality report)."""
+    if untraded is None or not untraded.to_numpy().any():
+        return {"rows": 0, "names": 0, "examples": []}
+    per_name = untraded.sum(axis=0)
+    shown = []
+    for ticker in per_name.sort_values(ascending=False, kind="stable").index[:examples]:
+        column = untraded[ticker]
+        if not column.any():
+            break
+        first = column.index[column.to_numpy()][0]
+        shown.append(f"{ticker} from {first.date()} ({int(per_name[ticker])} date(s))")
+    return {"rows": int(per_name.sum()), "names": int((per_name > 0).sum()), "examples": shown}
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,11 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
             shown.append(f"{where}: {value!r}")
         label = "rows" if column is None or pd.isna(column) else f"column '{column}'"
         lines.append(f"- {label}: {rule}; {len(part)} failing value(s), e.g. " + "; ".join(shown))
+        if rule == "price must be > 0" and (part["failure_case"] == 0).any():
+            # a vendor's 0 for a dead or untraded name: the row, not the price, is what to drop
+            lines.append(f"  a {column} of 0 is no price (a name that stopped trading, or a "
+                         "day without one): leave the cell empty or drop the row; a name's last "
+                         "positive close then stands as its last price")
     if decimal_commas:
         lines.append(f"- the values of {', '.join(decimal_commas)} look like decimal commas "
                      "(12,48): set data.decimal: ',' (and data.delimiter if it is not ';'; in "
@@ -321,8 +326,10 @@ def _time_of_day(times: pd.Series) -> pd.Series:
     since = pd.to_timedelta(clock, errors="coerce")
     hours = since.dt.components["hours"] if len(since) else since
     twelve = pd.Timedelta(hours=12)
-    since = since.mask((meridiem == "P") & (hours < 12), since + twelve)
-    return since.mask((meridiem == "A") & (hours == 12), since - twelve)
+    # no AM / PM is NA in a `string` column: NA & ... stays NA, which `mask` takes as True
+    pm = ((meridiem == "P") & (hours < 12)).fillna(False).astype(bool)
+    am = ((meridiem == "A") & (hours == 12)).fillna(False).astype(bool)
+    return since.mask(pm, since + twelve).mask(am, since - twelve)
 
 
 def local_clock(stamps: pd.Series) -> pd.Series:

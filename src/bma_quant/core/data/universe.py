@@ -1,7 +1,8 @@
 """The point-in-time universe: which names are in the cross-section at each date (DESIGN §3).
 
 A name is eligible at date t, judged from data up to t only, when
-- it has a (cleaned) close at t;
+- it has a (cleaned) close at t, and the file does not mark it as not traded at t (volume 0 with
+  the close copied from the day before: a suspension);
 - at least `min_history_days` trading dates have passed since its first observed close;
 - it had an observed close on at least `coverage_threshold` of the trailing `window_days` dates
   (a stale price that cleaning masked does not count: `traded_cells`), counted from its first
@@ -108,11 +109,16 @@ def trailing_eligibility(
 
 
 def traded_cells(observed: pd.DataFrame, before_masking: pd.DataFrame,
-                 after_masking: pd.DataFrame) -> pd.DataFrame:
+                 after_masking: pd.DataFrame, untraded: pd.DataFrame | None = None
+                 ) -> pd.DataFrame:
     """Raw closes present (`observed`, raw calendar) less the stale prices that cleaning masked
-    (present in `before_masking`, gone in `after_masking`, both on the cleaned calendar): what
-    trailing coverage counts. A name frozen for months is not covered on its first day back."""
+    (present in `before_masking`, gone in `after_masking`, both on the cleaned calendar) and the
+    rows the file marks as not traded (`untraded`): what trailing coverage counts. A name frozen
+    or suspended for months is not covered on its first day back."""
     masked = before_masking.notna() & after_masking.isna()
+    if untraded is not None:
+        masked |= untraded.reindex(index=masked.index, columns=masked.columns,
+                                   fill_value=False).astype(bool)
     masked = masked.reindex(index=observed.index, columns=observed.columns, fill_value=False)
     return observed & ~masked.astype(bool)
 
@@ -128,10 +134,16 @@ def strict_date_mask(observed: pd.DataFrame, rule: EligibilityRule) -> np.ndarra
     return present.sum(axis=1) >= rule.coverage_threshold * np.maximum(active, 1)
 
 
-def eligible_cells(trailing: pd.DataFrame, close: pd.DataFrame) -> pd.DataFrame:
-    """Eligible at t: the trailing rule holds and the cleaned close exists at t."""
+def eligible_cells(trailing: pd.DataFrame, close: pd.DataFrame,
+                   untraded: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Eligible at t: the trailing rule holds, the cleaned close exists at t and the file does
+    not mark the name as not traded at t (`cleaning.untraded_cells`: volume 0, close copied)."""
     rule_ok = trailing.reindex(index=close.index, columns=close.columns, fill_value=False)
-    return rule_ok.astype(bool) & close.notna()
+    eligible = rule_ok.astype(bool) & close.notna()
+    if untraded is not None:
+        eligible &= ~untraded.reindex(index=close.index, columns=close.columns,
+                                      fill_value=False).astype(bool)
+    return eligible
 
 
 def listing_events(observed: pd.DataFrame, ffill_limit: int = 0) -> dict:

@@ -123,9 +123,13 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     )
     # Decided on the raw calendar with trailing windows (the same on any prefix of the panel);
     # a frozen price that was masked is no more a trade than a missing one.
+    # a suspension the file states (volume 0, close copied) is no trade: out of that date's
+    # cross-section (nothing scored or traded, no training row), judged from that day alone
+    untraded = (cleaning.untraded_cells(kept) if processing.get("untraded_zero_volume", True)
+                else None)
     trailing = universe.trailing_eligibility(
-        universe.traded_cells(observed, repaired.close, cleaned.close), rule)
-    cleaned = replace(cleaned, eligible=universe.eligible_cells(trailing, cleaned.close),
+        universe.traded_cells(observed, repaired.close, cleaned.close, untraded), rule)
+    cleaned = replace(cleaned, eligible=universe.eligible_cells(trailing, cleaned.close, untraded),
                       withheld=split_repair.withheld)
     flat = cleaning.flat_dates(kept.close)
     log = {
@@ -152,6 +156,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "stale": asdict(stale),
         "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in flat],
         "no_volume": cleaning.names_without_volume(kept),
+        "untraded": cleaning.untraded_summary(untraded),
         "dates_per_year": _dates_per_year(matrices.dates),
         "no_sector": _names_without_sector(kept),
         "bars_outside_range": cleaning.bars_outside_range(kept),
@@ -240,6 +245,13 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
             "features are constant and carry nothing (drop the column, or send real volumes)",
             "all names" if every else f"{len(log['no_volume'])} name(s)",
             "" if every else f" (e.g. {', '.join(log['no_volume'][:3])})")
+    untraded = log.get("untraded") or {}
+    if untraded.get("rows"):
+        logger.warning(
+            "%d row(s) of %d name(s) have volume 0 and the close of the day before (e.g. %s): "
+            "not traded (a suspension), so the name is out of the cross-section on those dates "
+            "(no score, no trade, no training row; processing.untraded_zero_volume)",
+            untraded["rows"], untraded["names"], "; ".join(untraded["examples"]))
     if log["flat_dates"]:
         logger.warning("%d date(s) on which no name's price moved, e.g. %s: holiday or weekend "
                        "rows copied from the day before? They stay in the calendar (a 0 return "
@@ -256,11 +268,12 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
         shown = "; ".join(f"{a['ticker']}: last close {a['last_close']}, back on {a['back_on']} "
                           f"after {a['dates_missed']} dates, price x{a['price_ratio']:g}"
                           for a in log["long_absences"][:3])
+        names = {a["ticker"] for a in log["long_absences"]}  # a name may be back more than once
         logger.warning(
             "%d name(s) are back after more than processing.long_absence_days dates without a "
-            "close (%s): if a code was reused by another company, its momentum and other "
-            "windows across the gap compare two companies: give it another ticker in the file",
-            len(log["long_absences"]), shown)
+            "close (%d time(s): %s): if a code was reused by another company, its momentum and "
+            "other windows across the gap compare two companies: give it another ticker in the "
+            "file", len(names), len(log["long_absences"]), shown)
 
     def used(events: list[dict]) -> list[dict]:
         start = pd.Timestamp(used_from) if used_from else None
@@ -461,6 +474,7 @@ def data_quality_report(
         "long_absences": len(report.get("long_absences", [])),
         "missing_at_end": len(report.get("missing_at_end", {})),
         "no_volume_tickers": len(report.get("no_volume", [])),
+        "untraded_rows": (report.get("untraded") or {}).get("rows", 0),
         "bars_outside_range": report.get("bars_outside_range", 0),
         **{f"eligible_names_{k}": v for k, v in report["eligible_names_per_date"].items()},
         "imputed_values": report["imputed_values"],

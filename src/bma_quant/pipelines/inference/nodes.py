@@ -76,6 +76,19 @@ def _latest_sectors(raw: pd.DataFrame) -> pd.Series | None:
     return known.groupby(known["ticker"].astype(str))[SECTOR].last()
 
 
+def _untraded_on(raw: pd.DataFrame, day: pd.Timestamp) -> set[str]:
+    """Names whose row on ``day`` has volume 0 and the close of their previous row: not traded
+    (a suspension), out of the cross-section (processing.untraded_zero_volume)."""
+    if "volume" not in raw:
+        return set()
+    rows = raw.loc[pd.to_datetime(raw["date"]) <= day, ["date", "ticker", "close", "volume"]]
+    rows = rows.dropna(subset=["close"]).sort_values(["ticker", "date"], kind="stable")
+    previous = rows.groupby(rows["ticker"].astype(str))["close"].shift(1)
+    on_day = (pd.to_datetime(rows["date"]) == day) & rows["volume"].eq(0) \
+        & rows["close"].eq(previous)
+    return set(rows.loc[on_day, "ticker"].astype(str))
+
+
 def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] | None = None
                    ) -> None:
     """Name the tickers with a close on the scored date that got no score: names the chain was
@@ -87,7 +100,9 @@ def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] 
     priced = raw.loc[(pd.to_datetime(raw["date"]) == last) & raw["close"].notna(), "ticker"]
     missing = sorted(set(priced.astype(str)) - set(scores["ticker"]))
     unknown = [t for t in missing if universe is not None and t not in set(universe)]
-    unseasoned = [t for t in missing if t not in unknown]
+    untraded = _untraded_on(raw, last)
+    suspended = [t for t in missing if t not in unknown and t in untraded]
+    unseasoned = [t for t in missing if t not in unknown and t not in untraded]
 
     def shown(names: list[str]) -> str:
         return ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
@@ -96,6 +111,10 @@ def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] 
         logger.warning("%d name(s) with a close on %s are not in the chain's training universe "
                        "and get no score (retrain on a panel with them): %s", len(unknown),
                        last.date(), shown(unknown))
+    if suspended:
+        logger.warning("%d name(s) have volume 0 and the close of the day before on %s: not "
+                       "traded (a suspension), so not scored (processing.untraded_zero_volume): "
+                       "%s", len(suspended), last.date(), shown(suspended))
     if unseasoned:
         logger.warning("%d name(s) with a close on %s get no score (not in the cross-section: a "
                        "name enters once it has processing.eligibility.min_history_days of "

@@ -138,6 +138,11 @@ def test_a_misspelt_key_that_picks_the_data_or_typed_on_the_command_line_is_refu
     assert "parameter cv.n_split (did you mean n_splits?) is not defined" in caplog.text
     hooks._params = {"inference": {"data": {"raw_path": "b.csv", "decimal": ","}}}
     hooks.before_pipeline_run({"pipeline_names": ["x"]})  # read options are known keys
+    (tmp_path / "conf" / "local").mkdir()
+    (tmp_path / "conf" / "local" / "catalog.yml").write_text(
+        "x:\n  filepath: ${runtime_params:bucket, data}/x.csv\n")
+    hooks._params = hooks._typed = {"bucket": "s3"}  # Kedro's own resolver reads it: warned only
+    hooks.before_pipeline_run({"pipeline_names": ["x"]})
 
 
 def test_a_layer_run_alone_checks_the_stored_panel_against_the_name_counts():

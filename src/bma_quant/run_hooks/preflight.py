@@ -70,6 +70,21 @@ def base_parameters(project_path: Path) -> dict[str, Any]:
     return known
 
 
+_RUNTIME_PARAM = re.compile(r"\$\{\s*runtime_params\s*:\s*([^,}\s]+)")
+
+
+def runtime_params_in_conf(project_path: Path) -> set[str]:
+    """Keys the project's conf files read with Kedro's ``${runtime_params:key}`` resolver: typed
+    with ``--params`` for them, not for a layer (so not refused as unknown)."""
+    found: set[str] = set()
+    for path in (Path(project_path) / "conf").rglob("*.yml"):
+        try:
+            found.update(_RUNTIME_PARAM.findall(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError):
+            continue
+    return found
+
+
 def check_runner(runner: str, catalog) -> None:
     """Refuse ParallelRunner in one sentence (Kedro's own refusal is a traceback listing every
     dataset): kedro-mlflow's datasets cannot be pickled into its worker processes, and it runs
@@ -124,9 +139,10 @@ class PreflightHooks:
 
         unknown = {**preflight.unknown_parameters(self._params, known),
                    **preflight.unknown_read_keys(self._params, READ_KEYS)}
-        refused = preflight.refused_unknown(
-            unknown, set(preflight.unknown_parameters(self._typed, known))
-            | set(preflight.unknown_read_keys(self._typed, READ_KEYS)))
+        typed = (set(preflight.unknown_parameters(self._typed, known))
+                 | set(preflight.unknown_read_keys(self._typed, READ_KEYS)))
+        typed -= runtime_params_in_conf(self._project_path)  # read by the conf, not a layer
+        refused = preflight.refused_unknown(unknown, typed)
         if refused:
             raise preflight.PreflightError(
                 "Unknown parameter(s), not defined in "

@@ -140,9 +140,10 @@ def test_a_misspelt_key_that_picks_the_data_or_typed_on_the_command_line_is_refu
     hooks.before_pipeline_run({"pipeline_names": ["x"]})  # read options are known keys
     (tmp_path / "conf" / "local").mkdir()
     (tmp_path / "conf" / "local" / "catalog.yml").write_text(
-        "x:\n  filepath: ${runtime_params:bucket, data}/x.csv\n")
-    hooks._params = hooks._typed = {"bucket": "s3"}  # Kedro's own resolver reads it: warned only
-    hooks.before_pipeline_run({"pipeline_names": ["x"]})
+        "x:\n  filepath: ${runtime_params:bucket, data}/${runtime_params:store.root}/x.csv\n")
+    for typed in ({"bucket": "s3"}, {"store": {"root": "b"}}):  # read by Kedro's resolver
+        hooks._params = hooks._typed = typed
+        hooks.before_pipeline_run({"pipeline_names": ["x"]})  # warned only
 
 
 def test_a_layer_run_alone_checks_the_stored_panel_against_the_name_counts():

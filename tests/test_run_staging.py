@@ -93,13 +93,22 @@ def test_failed_run_discards_staging_and_leaves_real_outputs(project):
 
 
 def test_orphaned_staging_of_a_dead_process_is_removed(project):
+    """A folder is an orphan when nobody holds its owner lock: a live run (even one whose pid
+    is reused or in another pid namespace) holds it until it ends, however it ends."""
     root = project / staging.STAGING_DIR
-    dead, alive = root / "dead", root / "alive"
-    for folder, pid in ((dead, 2**22 + 12345), (alive, os.getpid())):
+    dead, alive, reused = root / "dead", root / "alive", root / "reused"
+    for folder, pid in ((dead, 2**22 + 12345), (alive, 2**22 + 12346), (reused, os.getpid())):
         folder.mkdir(parents=True)
         (folder / ".pid").write_text(str(pid))
+    lock = staging.hold_owner_lock(alive / ".pid")  # a live run in another pid namespace
+    starting = root / "starting"
+    starting.mkdir()  # a run between creating its folder and its owner file
     staging.remove_orphans(root)
-    assert not dead.exists() and alive.exists()
+    assert not dead.exists() and alive.exists() and starting.exists()
+    assert not reused.exists()  # its pid is alive (this process), but no run holds the lock
+    lock.close()
+    staging.remove_orphans(root)
+    assert not alive.exists()
 
 
 def test_read_only_output_folder_is_refused_at_the_first_node(project, monkeypatch):
@@ -163,28 +172,28 @@ def test_a_folder_another_host_owns_is_never_an_orphan_here(project):
 
 
 _KILLED_RUN = """
-import functools, os, signal, sys
+import os, signal, sys
 from pathlib import Path
 import mlflow
+from kedro.io import DataCatalog
+from kedro.pipeline import Pipeline
 from mlflow import MlflowClient
-from bma_quant.run_hooks import registrations as pending
-from bma_quant.run_hooks.staging import RunStaging
+from bma_quant.run_hooks.staging import StagingHooks
+from bma_quant.serving import registry
 
 project, name = Path(sys.argv[1]), sys.argv[2]
 mlflow.set_tracking_uri(sys.argv[3])
-run = mlflow.start_run()
-staged = RunStaging(project, "killed-run")
-staged.folder.mkdir(parents=True)
-(staged.folder / ".pid").write_text(f"{os.getpid()} {__import__('socket').gethostname()}")
-staged.record_mlflow_run(run.info.run_id, mlflow.get_tracking_uri())
-pending.journal_to(staged.folder)
+run = mlflow.start_run()  # kedro-mlflow's before_pipeline_run, called before the staging hook
+hooks = StagingHooks()
+hooks._project_path = project
+hooks.before_pipeline_run({"run_id": "killed-run"}, Pipeline([]), DataCatalog())
 client = MlflowClient()
 mlflow.log_text("chain", "model/chain.txt")
 version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id)
-pending.add(functools.partial(pending.unregister, client, name, version.version, "champion", "1"),
-            record={"name": name, "version": version.version, "alias": "champion",
-                    "replaced": "1", "tracking_uri": mlflow.get_tracking_uri(),
-                    "registry_uri": mlflow.get_registry_uri()})
+registry.pending.add(lambda: "in memory only", record={
+    "name": name, "version": version.version, "alias": "champion", "replaced": "1",
+    "run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri(),
+    "registry_uri": mlflow.get_registry_uri()})
 client.set_registered_model_alias(name, "champion", version.version)
 os.kill(os.getpid(), signal.SIGKILL)  # no hook, no atexit: the run stays RUNNING
 """
@@ -224,3 +233,39 @@ def test_a_run_killed_with_sigkill_is_cleaned_up_by_the_next_run(project):
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     assert client.get_run(killed.info.run_id).info.status == "KILLED"
     assert not (project / staging.STAGING_DIR / "killed-run").exists()
+
+
+def test_a_run_killed_while_promoting_keeps_its_version_and_an_unanswered_undo_is_retried(
+        project, monkeypatch):
+    """Killed after every node ran (kedro-mlflow ended its run FINISHED): its registration is
+    a successful run's and stays. A journal whose store does not answer keeps its folder, so
+    the next run tries again."""
+    import json
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri, name = f"sqlite:///{project / 'finished.db'}", "bma_quant-finished"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    client.create_registered_model(name)
+    with mlflow.start_run() as run:
+        mlflow.log_text("chain", "model/chain.txt")
+        version = client.create_model_version(name, f"{mlflow.get_artifact_uri()}/model",
+                                              run.info.run_id)
+    root = project / staging.STAGING_DIR
+    record = {"name": name, "version": str(version.version), "alias": "champion",
+              "replaced": None, "run_id": run.info.run_id, "registry_uri": uri}
+    for folder, tracking in ((root / "promoting", uri), (root / "unanswered", "http://127.0.0.1:9")):
+        folder.mkdir(parents=True)
+        (folder / ".pid").write_text(f"{2**22 + 12345}")
+        (folder / ".mlflow_run.json").write_text(json.dumps(
+            {"run_id": run.info.run_id, "tracking_uri": tracking}))
+        (folder / ".registrations.jsonl").write_text(json.dumps(
+            {**record, "tracking_uri": tracking, "registry_uri": tracking}) + "\n")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    staging.remove_orphans(root)
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{name}'")] == ["1"]
+    assert not (root / "promoting").exists()
+    assert (root / "unanswered" / ".registrations.jsonl").exists()  # tried again next run

@@ -77,7 +77,8 @@ def runtime_params_in_conf(project_path: Path) -> set[str]:
     """Keys the project's conf files read with Kedro's ``${runtime_params:key}`` resolver: typed
     with ``--params`` for them, not for a layer (so not refused as unknown)."""
     found: set[str] = set()
-    for path in (Path(project_path) / "conf").rglob("*.yml"):
+    conf = Path(project_path) / "conf"
+    for path in (f for pattern in ("*.yml", "*.yaml", "*.json") for f in conf.rglob(pattern)):
         try:
             found.update(_RUNTIME_PARAM.findall(path.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError):
@@ -141,7 +142,10 @@ class PreflightHooks:
                    **preflight.unknown_read_keys(self._params, READ_KEYS)}
         typed = (set(preflight.unknown_parameters(self._typed, known))
                  | set(preflight.unknown_read_keys(self._typed, READ_KEYS)))
-        typed -= runtime_params_in_conf(self._project_path)  # read by the conf, not a layer
+        read_by_conf = runtime_params_in_conf(self._project_path)  # not for a layer
+        typed = {path for path in typed if not any(
+            path == key or key.startswith(f"{path}.") or path.startswith(f"{key}.")
+            for key in read_by_conf)}
         refused = preflight.refused_unknown(unknown, typed)
         if refused:
             raise preflight.PreflightError(

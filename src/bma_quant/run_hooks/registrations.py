@@ -62,12 +62,20 @@ def forget() -> None:
     _PENDING.clear()
 
 
-def unregister(client, name: str, version: str, alias: str, replaced: str | None) -> str:
-    """Delete ``version`` of ``name``; give ``alias`` back to the version it replaced when the
-    alias is still on the deleted version (another run may have moved it since); drop the
-    registered model when that version was its only one."""
+class NotThisRunsVersion(Exception):  # noqa: N818 - reads as what was found
+    """The journaled version number now belongs to another run (the model was re-created)."""
+
+
+def unregister(client, name: str, version: str, alias: str, replaced: str | None,
+               run_id: str | None = None) -> str:
+    """Delete ``version`` of ``name`` (only if it was made by ``run_id``, when given); give
+    ``alias`` back to the version it replaced when the alias is still on the deleted version
+    (another run may have moved it since); drop the registered model when that version was its
+    only one."""
     from mlflow.exceptions import MlflowException
 
+    if run_id is not None and client.get_model_version(name, version).run_id != run_id:
+        raise NotThisRunsVersion(f"{name} version {version} is another run's now: left alone")
     try:
         holder = str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:  # the alias was never set (stopped right after registering)
@@ -82,12 +90,13 @@ def unregister(client, name: str, version: str, alias: str, replaced: str | None
                                                     if restored else ")")
 
 
-def undo_journal(path: Path) -> list[str]:
-    """Take back the registrations a killed run journaled, newest first; what was taken back."""
+def undo_journal(path: Path) -> tuple[list[str], int]:
+    """Take back the registrations a killed run journaled, newest first: (what was taken back,
+    how many could not be: the store did not answer)."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError:
-        return []
+        return [], 0
     records = []
     for line in lines:
         try:
@@ -95,17 +104,28 @@ def undo_journal(path: Path) -> list[str]:
         except ValueError:  # a line cut short by the kill: its version is found by no one
             logger.warning("skipped an unreadable line of %s", path)
     if not records:
-        return []
+        return [], 0
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
-    undone = []
+    undone, failed = [], 0
     for record in reversed(records):
         try:
             client = MlflowClient(tracking_uri=record["tracking_uri"],
                                   registry_uri=record["registry_uri"])
             undone.append(unregister(client, record["name"], str(record["version"]),
-                                     record["alias"], record.get("replaced")))
-        except Exception as error:  # already deleted by hand, or the store is gone
+                                     record["alias"], record.get("replaced"),
+                                     record.get("run_id")))
+        except (NotThisRunsVersion, MlflowException) as error:
+            gone = isinstance(error, NotThisRunsVersion) or \
+                getattr(error, "error_code", None) == "RESOURCE_DOES_NOT_EXIST"
+            if not gone:  # the store did not answer: try again next time
+                failed += 1
+            (logger.warning if gone else logger.error)(
+                "did not take back %s version %s of a killed run: %s", record.get("name"),
+                record.get("version"), error)
+        except Exception as error:  # the store does not answer: try again next time
+            failed += 1
             logger.error("could not take back %s version %s of a killed run: %s",
                          record.get("name"), record.get("version"), error)
-    return undone
+    return undone, failed

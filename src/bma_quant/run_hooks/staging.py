@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,11 @@ def unwritable_folders(pairs: list[tuple[Path, Path]]) -> list[Path]:
             if not writable(folder)]
 
 
+# A folder without an owner file this old is a run that died while creating it; a younger one
+# may be a run starting right now.
+_UNOWNED_GRACE_SECONDS = 600
+
+
 def _owner(folder: Path) -> tuple[int | None, str | None]:
     """(pid, host) written by the run that owns ``folder``; host None in an older folder."""
     try:
@@ -126,31 +132,94 @@ def _owner(folder: Path) -> tuple[int | None, str | None]:
         return None, None
 
 
+def hold_owner_lock(owner: Path):
+    """Open ``owner`` and hold an exclusive lock on it for as long as the handle stays open (the
+    kernel drops it when the process dies, however it dies); None where there is no flock."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the pid check decides
+        return None
+    handle = owner.open("a+", encoding="utf-8")
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return handle
+
+
+def _owner_lock_free(owner: Path) -> bool | None:
+    """True when nobody holds the owner's lock (its run is gone), False when a live run does,
+    None where flock is unavailable."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        with owner.open("a+", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True  # released when the handle closes
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+
+
 def _is_orphan(folder: Path) -> bool:
-    """Its process is gone. A folder written on another host (a project on a shared disk) is
-    never an orphan here: its pid says nothing about this machine's processes."""
+    """The run that owns ``folder`` is gone: nobody holds its owner lock (a reused pid, another
+    container's pid namespace or a run still starting cannot fool it). A folder written on
+    another host (a project on a shared disk, where locks may not reach) is never an orphan here;
+    without flock, the owner's pid decides."""
+    owner = folder / _OWNER_FILE
+    if not owner.exists():
+        try:
+            age = time.time() - folder.stat().st_mtime
+        except OSError:
+            return False
+        return age > _UNOWNED_GRACE_SECONDS
     pid, host = _owner(folder)
     if host is not None and host != socket.gethostname():
         return False
+    free = _owner_lock_free(owner)
+    if free is not None:
+        return free
     return pid is None or not psutil.pid_exists(pid)
 
 
-def _mark_killed(folder: Path) -> None:
-    """The MLflow run of a run killed with SIGKILL (no hook ran) still says RUNNING: KILLED."""
+def _recorded_run(folder: Path) -> tuple[Any, str, str] | None:
+    """(client, run id, status) of the MLflow run a staging folder names; None when unknown."""
     try:
         record = json.loads((folder / _MLFLOW_RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    try:
         from mlflow import MlflowClient
 
         client = MlflowClient(tracking_uri=record["tracking_uri"])
-        if client.get_run(record["run_id"]).info.status == "RUNNING":
-            client.set_terminated(record["run_id"], "KILLED")
+        return client, record["run_id"], client.get_run(record["run_id"]).info.status
+    except Exception as error:  # no record, or the store moved or is gone
+        logger.debug("no MLflow run for %s: %s", folder, error)
+        return None
+
+
+def _reclaim(folder: Path) -> bool:
+    """Take back what the killed run of ``folder`` registered and mark its MLflow run KILLED;
+    False when a registration could not be taken back (the folder is kept to try again)."""
+    recorded = _recorded_run(folder)
+    if recorded is not None and recorded[2] == "FINISHED":
+        # every node had run and kedro-mlflow had ended the run: killed while promoting its files
+        logger.warning("a run that finished its nodes was killed while promoting its outputs "
+                       "(MLflow run %s): its registration stays; rerun to rewrite its files",
+                       recorded[1])
+        return True
+    undone, failed = pending.undo_journal(folder / pending.JOURNAL_FILE)
+    if undone:
+        logger.warning("a run that was killed registered %s: taken back", "; ".join(undone))
+    if recorded is not None and recorded[2] == "RUNNING":
+        try:
+            recorded[0].set_terminated(recorded[1], "KILLED")
             logger.warning("MLflow run %s of a run that was killed (its process is gone) "
-                           "marked KILLED", record["run_id"])
-    except Exception as error:  # the store moved or is gone: the clean-up goes on
-        logger.warning("could not mark the MLflow run of a killed run KILLED: %s", error)
+                           "marked KILLED", recorded[1])
+        except Exception as error:
+            logger.warning("could not mark the MLflow run of a killed run KILLED: %s", error)
+    if failed:
+        logger.error("%d registration(s) of a killed run could not be taken back; its staging "
+                     "folder %s is kept so that the next run tries again (delete it to give up)",
+                     failed, folder)
+    return not failed
 
 
 def remove_orphans(staging_root: Path) -> None:
@@ -161,11 +230,8 @@ def remove_orphans(staging_root: Path) -> None:
     for folder in staging_root.iterdir():
         if not folder.is_dir() or not _is_orphan(folder):
             continue
-        undone = pending.undo_journal(folder / pending.JOURNAL_FILE)
-        if undone:
-            logger.warning("a run that was killed registered %s: taken back", "; ".join(undone))
-        _mark_killed(folder)
-        shutil.rmtree(folder, ignore_errors=True)
+        if _reclaim(folder):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -206,6 +272,7 @@ class RunStaging:
     run_id: str
     pairs: list[tuple[Path, Path]] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
+    _lock: Any = field(default=None, repr=False)  # the owner file's handle, locked for the run
 
     @property
     def folder(self) -> Path:
@@ -215,6 +282,7 @@ class RunStaging:
         """Rebuild each named file-backed dataset from its config with a staged filepath."""
         remove_orphans(self.project_path / STAGING_DIR)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = hold_owner_lock(self.folder / _OWNER_FILE)
         (self.folder / _OWNER_FILE).write_text(f"{os.getpid()} {socket.gethostname()}")
         with _quiet_catalog_replacements():
             for name in sorted(names):
@@ -257,6 +325,8 @@ class RunStaging:
         """Move the staged files over the real ones; the run summary (if staged) goes last."""
         summary_last = sorted(self.pairs, key=lambda pair: pair[1].name.startswith("run_summary"))
         with _signals_blocked():  # an interrupt now would leave a half-promoted run
+            # every node succeeded: its registrations stay even if promoting is cut short
+            (self.folder / pending.JOURNAL_FILE).unlink(missing_ok=True)
             written = promote_files(summary_last)
         self.discard()
         return written
@@ -264,6 +334,9 @@ class RunStaging:
     def discard(self) -> None:
         with _signals_blocked():  # a second Ctrl-C must not leave a half-deleted folder
             shutil.rmtree(self.folder, ignore_errors=True)
+            lock, self._lock = self._lock, None
+            if lock is not None:
+                lock.close()
 
 
 class StagingHooks:

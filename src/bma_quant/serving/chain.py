@@ -78,10 +78,12 @@ class PanelCleaner:
     stale_ignores_fill: bool = False
     # rows with volume 0 and a copied close are out of the cross-section (False in older chains)
     untraded_zero_volume: bool = False
+    first_volume: dict[str, str] = field(default_factory=dict)  # ticker -> first positive volume
 
     @classmethod
     def from_params(
-        cls, universe, processing: dict, first_close: dict | None = None
+        cls, universe, processing: dict, first_close: dict | None = None,
+        first_volume: dict | None = None,
     ) -> PanelCleaner:
         return cls(
             universe=sorted(map(str, universe)),
@@ -98,6 +100,7 @@ class PanelCleaner:
             factor_ffill_limit=processing.get("factor_ffill_limit"),
             stale_ignores_fill=True,
             untraded_zero_volume=bool(processing.get("untraded_zero_volume", True)),
+            first_volume=dict(first_volume or {}),
         )
 
     def _rule(self) -> universe_lib.EligibilityRule:
@@ -180,7 +183,7 @@ class PanelCleaner:
             matrices = matrices.select(
                 dates=matrices.dates[universe_lib.strict_date_mask(observed, rule)]
             )
-        untraded = (cleaning.untraded_cells(matrices)
+        untraded = (cleaning.untraded_cells(matrices, getattr(self, "first_volume", None))
                     if getattr(self, "untraded_zero_volume", False) else None)
         unfilled = matrices.close
         matrices = self._filled(matrices)

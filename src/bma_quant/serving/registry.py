@@ -96,7 +96,8 @@ def log_and_register(
     pending.add(functools.partial(pending.unregister, client, model_name, str(version.version),
                                   alias, replaced),
                 record={"name": model_name, "version": str(version.version), "alias": alias,
-                        "replaced": replaced, "tracking_uri": mlflow.get_tracking_uri(),
+                        "replaced": replaced, "run_id": run.info.run_id,
+                        "tracking_uri": mlflow.get_tracking_uri(),
                         "registry_uri": mlflow.get_registry_uri()})
     client.set_registered_model_alias(model_name, alias, version.version)
     _describe_version(client, model_name, version.version, gate_report, candidate, decision,

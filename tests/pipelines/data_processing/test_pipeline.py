@@ -235,9 +235,11 @@ def test_a_frozen_price_does_not_count_as_coverage(tmp_path, market):
 def test_suspended_rows_are_out_of_the_cross_section_in_training_and_serving(tmp_path, market,
                                                                             caplog):
     """An A-share style suspension: T0005's rows from date 300 to 311 carry the close of date
-    299 and volume 0. The name is out of the cross-section on those dates (no training row, no
-    score), back on its first traded day, and the serving chain's cleaner decides the same. A
-    zero-volume day whose close moved (a quote) stays in."""
+    299 and volume 0, and its rows of dates 312-313 are missing (the fill's copies: still
+    suspended). The name is out of the cross-section on those dates (no training row, no score),
+    back on its first traded day, and the serving chain's cleaner decides the same on a slice in
+    which T0005 never shows a positive volume (its volume is 0 from date 100 on, with moving
+    closes: quotes). A zero-volume day whose close moved (a quote) stays in."""
     from bma_quant.serving.chain import PanelCleaner
     from tests.support import project_params
 
@@ -247,25 +249,29 @@ def test_suspended_rows_are_out_of_the_cross_section_in_training_and_serving(tmp
     level = panel.loc[t5 & (panel["date"] == dates[299]), "close"].item()
     halted = t5 & panel["date"].between(dates[300], dates[311])
     panel.loc[halted, ["open", "high", "low", "close"]] = level
-    panel.loc[halted, "volume"] = 0.0
+    panel.loc[t5 & panel["date"].between(dates[100], dates[311]), "volume"] = 0.0
     panel.loc[(panel["ticker"] == "T0006") & (panel["date"] == dates[350]), "volume"] = 0.0
+    panel = panel[~(t5 & panel["date"].isin(dates[312:314]))].reset_index(drop=True)
     path = tmp_path / "p.parquet"
     panel.to_parquet(path)
     with caplog.at_level(logging.WARNING):
         out = run_pipeline("data_processing", {}, _overrides(path))
     eligible = out["primary_panel"].pivot(index="date", columns="ticker", values="eligible")
     assert eligible["T0005"].loc[dates[290]:dates[299]].all()
-    assert not eligible["T0005"].loc[dates[300]:dates[311]].any()
-    assert eligible["T0005"].loc[dates[312]:dates[330]].all()
+    assert not eligible["T0005"].loc[dates[300]:dates[313]].any()
+    assert eligible["T0005"].loc[dates[314]:dates[330]].all()
     assert eligible["T0006"].loc[dates[350]]  # volume 0 but the close moved
     untraded = out["data_quality_report"]["untraded"]
-    assert (untraded["rows"], untraded["names"]) == (12, 1)
-    assert untraded["examples"] == [f"T0005 from {pd.Timestamp(dates[300]).date()} (12 date(s))"]
-    assert "12 row(s) of 1 name(s) have volume 0 and the close of the day before" in caplog.text
+    assert (untraded["rows"], untraded["names"]) == (14, 1)
+    assert untraded["examples"] == [f"T0005 from {pd.Timestamp(dates[300]).date()} (14 date(s))"]
+    assert "14 date(s) of 1 name(s) are not traded: volume 0 and the close of the day before" \
+        in caplog.text
     params = project_params()["processing"]
-    cleaner = PanelCleaner.from_params(panel["ticker"].unique(), params,
-                                       out["data_quality_report"]["first_close"])
-    sliced = cleaner.clean(panel[panel["date"] >= dates[100]].reset_index(drop=True))
+    report = out["data_quality_report"]
+    cleaner = PanelCleaner.from_params(panel["ticker"].unique(), params, report["first_close"],
+                                       report["first_volume"])
+    # T0005's positive volumes all lie before the slice: first_volume says it reported volume
+    sliced = cleaner.clean(panel[panel["date"] >= dates[150]].reset_index(drop=True))
     chain_eligible = sliced.pivot(index="date", columns="ticker", values="eligible")
     pd.testing.assert_frame_equal(chain_eligible.loc[dates[250]:], eligible.loc[dates[250]:],
                                   check_names=False)

@@ -435,12 +435,26 @@ def names_without_volume(panel: PanelMatrices) -> list[str]:
     return sorted(map(str, panel.close.columns[silent.to_numpy()]))
 
 
-def untraded_cells(panel: PanelMatrices) -> pd.DataFrame | None:
+def first_positive_volume(panel: PanelMatrices) -> dict[str, str]:
+    """ticker -> first date with a positive volume (ISO), for names that ever reported one: the
+    serving chain's slice needs it to tell a suspension from a price-only name's zeros."""
+    volume = panel.values.get("volume")
+    if volume is None:
+        return {}
+    positive = volume.reindex_like(panel.close) > 0
+    first = positive.idxmax(axis=0)[positive.any(axis=0)]
+    return {str(t): str(pd.Timestamp(d).date()) for t, d in first.items()}
+
+
+def untraded_cells(panel: PanelMatrices, first_volume: dict[str, str] | None = None
+                   ) -> pd.DataFrame | None:
     """Rows the file itself marks as not traded (a suspension, a halt): volume 0 and the close
-    unchanged from the name's previous close (a vendor's copy). Only on names that have reported
-    a positive volume before (a price-only export's zeros say nothing) and on dates some name has
-    volume (a day the vendor sent no volume at all). Causal: each cell reads that day and
-    earlier. None without a volume column."""
+    unchanged from the name's previous close (a vendor's copy), and the dates after such a row
+    without a close (the forward fill's copies: still suspended). Only on names that have
+    reported a positive volume before (a price-only export's zeros say nothing; `first_volume`,
+    from `first_positive_volume` on the full history, covers dates before a slice) and on dates
+    some name has volume (a day the vendor sent no volume at all). Causal: each cell reads that
+    day and earlier. None without a volume column."""
     volume = panel.values.get("volume")
     if volume is None:
         return None
@@ -448,8 +462,15 @@ def untraded_cells(panel: PanelMatrices) -> pd.DataFrame | None:
     close = panel.close
     unchanged = close.eq(close.ffill().shift(1)) & close.notna()
     reported = (volume > 0).cummax()  # a positive volume on an earlier date (0 on this one)
+    if first_volume:
+        since = pd.to_datetime(pd.Series(first_volume).reindex(close.columns.astype(str)))
+        reported |= pd.DataFrame(close.index.to_numpy()[:, None] >= since.to_numpy()[None, :],
+                                 index=close.index, columns=close.columns)
     market_has_volume = (volume > 0).any(axis=1)
-    return (volume.eq(0) & unchanged & reported).mul(market_has_volume, axis=0).astype(bool)
+    flagged = (volume.eq(0) & unchanged & reported).mul(market_has_volume, axis=0).astype(bool)
+    # a missing row after a suspended one: still suspended until a traded row says otherwise
+    carried = flagged.astype(float).where(close.notna()).ffill().fillna(0.0)
+    return carried.astype(bool)
 
 
 def untraded_summary(untraded: pd.DataFrame | None, examples: int = 3) -> dict:

@@ -433,7 +433,7 @@ def unknown_read_keys(params: Mapping[str, Any], read_keys: Sequence[str]) -> di
     if not isinstance(given, Mapping):
         return {}
     return {f"inference.data.{key}": difflib.get_close_matches(str(key), list(read_keys), 3)
-            for key in given if key not in read_keys}
+            for key in given if key not in read_keys and not str(key).startswith("_")}
 
 
 def refused_unknown(unknown: Mapping[str, list[str]], typed: set[str]) -> dict[str, list[str]]:

@@ -157,6 +157,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in flat],
         "no_volume": cleaning.names_without_volume(kept),
         "untraded": cleaning.untraded_summary(untraded),
+        "first_volume": cleaning.first_positive_volume(kept),
         "dates_per_year": _dates_per_year(matrices.dates),
         "no_sector": _names_without_sector(kept),
         "bars_outside_range": cleaning.bars_outside_range(kept),
@@ -248,9 +249,10 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
     untraded = log.get("untraded") or {}
     if untraded.get("rows"):
         logger.warning(
-            "%d row(s) of %d name(s) have volume 0 and the close of the day before (e.g. %s): "
-            "not traded (a suspension), so the name is out of the cross-section on those dates "
-            "(no score, no trade, no training row; processing.untraded_zero_volume)",
+            "%d date(s) of %d name(s) are not traded: volume 0 and the close of the day before, "
+            "or no row right after such a day (a suspension; e.g. %s), so the name is out of the "
+            "cross-section on those dates (no score, no trade, no training row; "
+            "processing.untraded_zero_volume)",
             untraded["rows"], untraded["names"], "; ".join(untraded["examples"]))
     if log["flat_dates"]:
         logger.warning("%d date(s) on which no name's price moved, e.g. %s: holiday or weekend "

@@ -352,6 +352,7 @@ def build_prediction_chain(
     cleaner = PanelCleaner.from_params(
         primary_panel["ticker"].unique(), processing,
         (data_quality_report or {}).get("first_close"),
+        (data_quality_report or {}).get("first_volume"),
     )
     index = panel_lib.load_configured_index(data)
     return PredictionChain(

@@ -77,16 +77,20 @@ def _latest_sectors(raw: pd.DataFrame) -> pd.Series | None:
 
 
 def _untraded_on(raw: pd.DataFrame, day: pd.Timestamp) -> set[str]:
-    """Names whose row on ``day`` has volume 0 and the close of their previous row: not traded
-    (a suspension), out of the cross-section (processing.untraded_zero_volume)."""
+    """Names not traded on ``day`` by the rule the chain's cleaner applies (volume 0 and the
+    close of the day before, on a name that reported volume, on a day with volume;
+    `cleaning.untraded_cells`)."""
     if "volume" not in raw:
         return set()
-    rows = raw.loc[pd.to_datetime(raw["date"]) <= day, ["date", "ticker", "close", "volume"]]
-    rows = rows.dropna(subset=["close"]).sort_values(["ticker", "date"], kind="stable")
-    previous = rows.groupby(rows["ticker"].astype(str))["close"].shift(1)
-    on_day = (pd.to_datetime(rows["date"]) == day) & rows["volume"].eq(0) \
-        & rows["close"].eq(previous)
-    return set(rows.loc[on_day, "ticker"].astype(str))
+    rows = raw.loc[pd.to_datetime(raw["date"]) <= day]
+    wide = {field: rows.pivot_table(index="date", columns="ticker", values=field,
+                                    aggfunc="last", dropna=False)
+            for field in ("close", "volume")}
+    untraded = cleaning.untraded_cells(panel_lib.PanelMatrices(wide))
+    if untraded is None or day not in untraded.index:
+        return set()
+    flagged = untraded.loc[day]
+    return set(flagged.index[flagged.to_numpy()].astype(str))
 
 
 def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] | None = None

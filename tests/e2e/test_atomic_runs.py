@@ -52,8 +52,14 @@ def _assert_unchanged(project, before):
 
 def test_failing_node_in_a_later_layer_changes_nothing(project):
     before = _outputs(project)
-    result = kedro_run(project, *SMOKE, *TWO_LAYERS, "--params",
-                       f"{OTHER_DATA},feature_engineering.factors.not_a_factor=1")
+    # set in a conf file, an unknown key is only warned about by the preflight (typed with
+    # --params it is refused up front), so feature_engineering's node fails on it
+    failing = project / "conf" / "smoke" / "parameters_failing.yml"
+    failing.write_text("feature_engineering:\n  factors:\n    not_a_factor: 1\n")
+    try:
+        result = kedro_run(project, *SMOKE, *TWO_LAYERS, "--params", OTHER_DATA)
+    finally:
+        failing.unlink()
     assert result.returncode != 0
     assert "unknown key(s)" in result.stdout + result.stderr
     _assert_unchanged(project, before)

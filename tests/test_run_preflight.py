@@ -144,6 +144,11 @@ def test_a_misspelt_key_that_picks_the_data_or_typed_on_the_command_line_is_refu
     for typed in ({"bucket": "s3"}, {"store": {"root": "b"}}):  # read by Kedro's resolver
         hooks._params = hooks._typed = typed
         hooks.before_pipeline_run({"pipeline_names": ["x"]})  # warned only
+    hooks._params = hooks._typed = {"store": {"rot": "b"}}  # beside the key read: a typo
+    with pytest.raises(PreflightError, match=r"Unknown parameter\(s\).*store"):
+        hooks.before_pipeline_run({"pipeline_names": ["x"]})
+    hooks._params = hooks._typed = {"inference": {"data": {"_root": "/mnt"}}}  # a helper key
+    hooks.before_pipeline_run({"pipeline_names": ["x"]})
 
 
 def test_a_layer_run_alone_checks_the_stored_panel_against_the_name_counts():

@@ -100,7 +100,7 @@ def test_orphaned_staging_of_a_dead_process_is_removed(project):
     for folder, pid in ((dead, 2**22 + 12345), (alive, 2**22 + 12346), (reused, os.getpid())):
         folder.mkdir(parents=True)
         (folder / ".pid").write_text(str(pid))
-    lock = staging.hold_owner_lock(alive / ".pid")  # a live run in another pid namespace
+    lock = staging.hold_owner_lock(alive / ".pid", f"{2**22 + 12346}")  # pid of another namespace
     starting = root / "starting"
     starting.mkdir()  # a run between creating its folder and its owner file
     staging.remove_orphans(root)
@@ -263,9 +263,86 @@ def test_a_run_killed_while_promoting_keeps_its_version_and_an_unanswered_undo_i
             {"run_id": run.info.run_id, "tracking_uri": tracking}))
         (folder / ".registrations.jsonl").write_text(json.dumps(
             {**record, "tracking_uri": tracking, "registry_uri": tracking}) + "\n")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     staging.remove_orphans(root)
     assert [str(v.version) for v in client.search_model_versions(f"name = '{name}'")] == ["1"]
     assert not (root / "promoting").exists()
     assert (root / "unanswered" / ".registrations.jsonl").exists()  # tried again next run
+    staging.remove_orphans(root)
+    assert (root / "unanswered").exists()
+    staging.remove_orphans(root)  # the third run gives up (named in an error)
+    assert not (root / "unanswered").exists()
+
+
+def test_a_run_stopped_while_promoting_keeps_its_registrations(project, monkeypatch):
+    """Every node succeeded; the run is stopped while moving its files into place: the journal
+    is dropped and the in-memory undo forgotten before the first file moves."""
+    from bma_quant.run_hooks import registrations
+
+    run = RunStaging(project, "promoting")
+    run.stage(_catalog(project), staging.outputs_written_by(_pipeline()))
+    registrations.journal_to(run.folder)
+    registrations.add(lambda: "undone", record={"name": "m", "version": "1"})
+    assert (run.folder / registrations.JOURNAL_FILE).exists()
+
+    def stopped(pairs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(staging, "promote_files", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run.promote()
+    assert not (run.folder / registrations.JOURNAL_FILE).exists()
+    assert registrations.undo_all() == []
+    run.discard()
+
+
+def test_a_journaled_version_another_run_made_is_left_alone(tmp_path):
+    import json
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from bma_quant.run_hooks import registrations
+
+    uri, name = f"sqlite:///{tmp_path / 'other.db'}", "bma_quant-other"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    client.create_registered_model(name)
+    with mlflow.start_run() as run:
+        mlflow.log_text("chain", "model/chain.txt")
+        client.create_model_version(name, f"{mlflow.get_artifact_uri()}/model", run.info.run_id)
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(json.dumps({"name": name, "version": "1", "alias": "champion",
+                                   "replaced": None, "run_id": "a-run-that-was-killed",
+                                   "tracking_uri": uri, "registry_uri": uri}) + "\n")
+    assert registrations.undo_journal(journal) == ([], 0)  # the model was re-created since
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{name}'")] == ["1"]
+
+
+def test_a_folder_whose_owner_is_not_written_yet_is_not_reclaimed(project):
+    root = project / staging.STAGING_DIR
+    starting = root / "starting"
+    starting.mkdir(parents=True)
+    (starting / ".pid").write_text("")  # opened, not yet locked and written
+    staging.remove_orphans(root)
+    assert starting.exists()
+
+
+def test_a_signal_during_a_held_section_is_delivered_after_it():
+    """Promotion and discarding hold SIGINT / SIGTERM by swapping their handlers (a signal mask
+    covers one thread, and the kernel may pick another, e.g. one of OpenBLAS's)."""
+    import signal
+    import threading
+
+    seen, during = [], []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        with staging._signals_blocked():
+            # sent from another thread, as a signal the kernel hands to any thread
+            sender = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGTERM))
+            sender.start()
+            sender.join()
+            for _ in range(1000):  # Python runs handlers between bytecodes of the main thread
+                during.extend(seen)
+        assert during == [] and seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

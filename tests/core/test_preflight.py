@@ -91,6 +91,8 @@ def test_valid_parameters_pass():
     ("feature_engineering.lags.candidates", [0, -1], "lags.candidates must list whole numbers >= 0"),
     ("feature_engineering.factors.min_periods_share", 1.5,
      "feature_engineering.factors.min_periods_share must be in (0, 1], got 1.5"),
+    ("feature_engineering.factors.amihud_min_traded_share", 0.0,
+     "feature_engineering.factors.amihud_min_traded_share must be in (0, 1], got 0.0"),
     ("feature_engineering.transforms.winsorise", [0.99, 0.01], "winsorise must be [low, high]"),
     ("evaluation.overfitting.n_blocks", 7, "n_blocks must be an even whole number >= 2"),
     ("evaluation.gates.model", "foo", "evaluation.gates.model must be one of the run's models"),

@@ -174,6 +174,12 @@ def test_names_priced_on_the_scored_date_without_a_score_are_named(caplog):
     assert "1 name(s) have volume 0 and the close of the day before on 2023-02-22: not traded " \
         "(a suspension), so not scored" in caplog.text and "HALT" in caplog.text
     assert "SEASONING" in caplog.text and "HALT" not in caplog.text.split("(not in the cross")[1]
+    caplog.clear()
+    halted.loc[halted["ticker"] == "HALT", "volume"] = 0.0  # its positive volumes: before the file
+    with caplog.at_level("WARNING"):
+        _warn_unscored(halted, scores, ["AAA", "BBB", "SEASONING", "OLD", "HALT"],
+                       first_volume={"HALT": "2020-01-02"})  # from training
+    assert "not traded (a suspension), so not scored" in caplog.text and "HALT" in caplog.text
 
 
 def test_a_partial_last_day_is_named_when_an_earlier_date_is_scored(trained, tmp_path, caplog):

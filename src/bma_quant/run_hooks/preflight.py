@@ -143,9 +143,13 @@ class PreflightHooks:
         typed = (set(preflight.unknown_parameters(self._typed, known))
                  | set(preflight.unknown_read_keys(self._typed, READ_KEYS)))
         read_by_conf = runtime_params_in_conf(self._project_path)  # not for a layer
-        typed = {path for path in typed if not any(
-            path == key or key.startswith(f"{path}.") or path.startswith(f"{key}.")
-            for key in read_by_conf)}
+
+        def read(leaf: str) -> bool:  # the key itself, or a mapping above it, is read
+            return any(leaf == key or leaf.startswith(f"{key}.") for key in read_by_conf)
+
+        leaves = list(preflight.find_leaves(self._typed))
+        typed = {path for path in typed if not all(
+            read(leaf) for leaf in leaves if leaf == path or leaf.startswith(f"{path}."))}
         refused = preflight.refused_unknown(unknown, typed)
         if refused:
             raise preflight.PreflightError(

@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,11 @@ def unwritable_folders(pairs: list[tuple[Path, Path]]) -> list[Path]:
 # A folder without an owner file this old is a run that died while creating it; a younger one
 # may be a run starting right now.
 _UNOWNED_GRACE_SECONDS = 600
+# Clean-up of a killed run whose registry does not answer: tried at this many runs' starts, each
+# request once, with a short timeout.
+_RECLAIM_ATTEMPTS = 3
+_ATTEMPTS_FILE = ".reclaim_attempts"
+_CLEANUP_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
 def _owner(folder: Path) -> tuple[int | None, str | None]:
@@ -132,54 +138,66 @@ def _owner(folder: Path) -> tuple[int | None, str | None]:
         return None, None
 
 
-def hold_owner_lock(owner: Path):
-    """Open ``owner`` and hold an exclusive lock on it for as long as the handle stays open (the
-    kernel drops it when the process dies, however it dies); None where there is no flock."""
+def _lock_nowait(handle) -> bool | None:
+    """Take an exclusive flock on ``handle`` without waiting: True taken, False held by another
+    process, None where flock is unavailable or the file system refuses it."""
     try:
         import fcntl
-    except ImportError:  # not POSIX: the pid check decides
+    except ImportError:  # not POSIX
         return None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:  # a file system without flock (some network or FUSE mounts)
+        return None
+
+
+def hold_owner_lock(owner: Path, text: str = ""):
+    """Open ``owner``, lock it and write ``text`` (pid and host) through the locked handle; the
+    lock lasts as long as the handle stays open (the kernel drops it when the process dies,
+    however it dies). The owning process must never open the file again: on a network file
+    system closing any handle of it drops the lock. None where flock cannot be had (the pid
+    check decides; the text is still written)."""
     handle = owner.open("a+", encoding="utf-8")
-    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    if not _lock_nowait(handle):
+        handle.close()
+        owner.write_text(text, encoding="utf-8")
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(text)
+    handle.flush()
     return handle
 
 
-def _owner_lock_free(owner: Path) -> bool | None:
-    """True when nobody holds the owner's lock (its run is gone), False when a live run does,
-    None where flock is unavailable."""
-    try:
-        import fcntl
-    except ImportError:
-        return None
-    try:
-        with owner.open("a+", encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True  # released when the handle closes
-    except BlockingIOError:
-        return False
-    except OSError:
-        return None
-
-
-def _is_orphan(folder: Path) -> bool:
-    """The run that owns ``folder`` is gone: nobody holds its owner lock (a reused pid, another
-    container's pid namespace or a run still starting cannot fool it). A folder written on
-    another host (a project on a shared disk, where locks may not reach) is never an orphan here;
-    without flock, the owner's pid decides."""
+def _claim_orphan(folder: Path):
+    """An open handle holding the owner lock of ``folder`` when its run is gone (nobody holds
+    the lock; kept through the clean-up so that two runs never reclaim it at once), True when
+    the run is gone and flock is unavailable, None while the run lives or may be starting. A
+    folder written on another host (a shared disk, where locks may not reach) is never an
+    orphan here."""
     owner = folder / _OWNER_FILE
-    if not owner.exists():
+    pid, host = _owner(folder)
+    if pid is None:  # no owner file yet, or not yet written: a run may be starting
         try:
             age = time.time() - folder.stat().st_mtime
         except OSError:
-            return False
-        return age > _UNOWNED_GRACE_SECONDS
-    pid, host = _owner(folder)
+            return None
+        if age <= _UNOWNED_GRACE_SECONDS:
+            return None
     if host is not None and host != socket.gethostname():
-        return False
-    free = _owner_lock_free(owner)
-    if free is not None:
-        return free
-    return pid is None or not psutil.pid_exists(pid)
+        return None
+    if owner.exists():
+        handle = owner.open("a+", encoding="utf-8")
+        taken = _lock_nowait(handle)
+        if taken:
+            return handle
+        handle.close()
+        if taken is False:
+            return None
+    return True if pid is None or not psutil.pid_exists(pid) else None
 
 
 def _recorded_run(folder: Path) -> tuple[Any, str, str] | None:
@@ -195,9 +213,45 @@ def _recorded_run(folder: Path) -> tuple[Any, str, str] | None:
         return None
 
 
+@contextlib.contextmanager
+def _impatient_mlflow():
+    """One try with a short timeout for each clean-up request: a tracking server that is down
+    must not hold every later run for minutes (MLflow retries for about 4 minutes by default)."""
+    saved = {k: os.environ.get(k) for k in _CLEANUP_HTTP}
+    os.environ.update(_CLEANUP_HTTP)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _reclaim(folder: Path) -> bool:
     """Take back what the killed run of ``folder`` registered and mark its MLflow run KILLED;
-    False when a registration could not be taken back (the folder is kept to try again)."""
+    False when a registration could not be taken back (the folder is kept to try again, up to
+    _RECLAIM_ATTEMPTS runs)."""
+    with _impatient_mlflow():
+        done = _reclaim_now(folder)
+    if done:
+        return True
+    attempts_file = folder / _ATTEMPTS_FILE
+    try:
+        attempts = int(attempts_file.read_text()) + 1
+    except (OSError, ValueError):
+        attempts = 1
+    if attempts >= _RECLAIM_ATTEMPTS:
+        logger.error("gave up taking back the registrations of a killed run after %d runs; see "
+                     "%s for the versions to delete by hand", attempts,
+                     folder / pending.JOURNAL_FILE)
+        return True
+    attempts_file.write_text(str(attempts))
+    return False
+
+
+def _reclaim_now(folder: Path) -> bool:
     recorded = _recorded_run(folder)
     if recorded is not None and recorded[2] == "FINISHED":
         # every node had run and kedro-mlflow had ended the run: killed while promoting its files
@@ -217,8 +271,7 @@ def _reclaim(folder: Path) -> bool:
             logger.warning("could not mark the MLflow run of a killed run KILLED: %s", error)
     if failed:
         logger.error("%d registration(s) of a killed run could not be taken back; its staging "
-                     "folder %s is kept so that the next run tries again (delete it to give up)",
-                     failed, folder)
+                     "folder %s is kept so that the next run tries again", failed, folder)
     return not failed
 
 
@@ -228,23 +281,38 @@ def remove_orphans(staging_root: Path) -> None:
     if not staging_root.is_dir():
         return
     for folder in staging_root.iterdir():
-        if not folder.is_dir() or not _is_orphan(folder):
+        if not folder.is_dir():
             continue
-        if _reclaim(folder):
-            shutil.rmtree(folder, ignore_errors=True)
+        claim = _claim_orphan(folder)
+        if claim is None:
+            continue
+        try:
+            if _reclaim(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            if claim is not True:
+                claim.close()
 
 
 @contextlib.contextmanager
 def _signals_blocked():
-    """Hold SIGINT / SIGTERM until the block ends (POSIX); they are delivered afterwards."""
-    blockable = hasattr(signal, "pthread_sigmask")
-    if blockable:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    """Hold SIGINT / SIGTERM until the block ends; the first one is delivered afterwards.
+    Done by swapping the handlers, not by pthread_sigmask: the mask covers this thread only,
+    and the kernel may deliver the signal to another one (numpy's OpenBLAS threads), whose
+    Python handler then runs here anyway."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers can only be swapped from the main thread
+        return
+    caught: list[int] = []
+    previous = {signum: signal.signal(signum, lambda received, frame: caught.append(received))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        if blockable:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 @contextlib.contextmanager
@@ -282,8 +350,8 @@ class RunStaging:
         """Rebuild each named file-backed dataset from its config with a staged filepath."""
         remove_orphans(self.project_path / STAGING_DIR)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._lock = hold_owner_lock(self.folder / _OWNER_FILE)
-        (self.folder / _OWNER_FILE).write_text(f"{os.getpid()} {socket.gethostname()}")
+        self._lock = hold_owner_lock(self.folder / _OWNER_FILE,
+                                     f"{os.getpid()} {socket.gethostname()}")
         with _quiet_catalog_replacements():
             for name in sorted(names):
                 if name not in catalog:
@@ -327,6 +395,8 @@ class RunStaging:
         with _signals_blocked():  # an interrupt now would leave a half-promoted run
             # every node succeeded: its registrations stay even if promoting is cut short
             (self.folder / pending.JOURNAL_FILE).unlink(missing_ok=True)
+            pending.forget()
+            pending.journal_to(None)
             written = promote_files(summary_last)
         self.discard()
         return written

@@ -186,6 +186,16 @@ def find_keys(params: Mapping[str, Any], keys: Iterable[str], prefix: str = "") 
     return found
 
 
+def find_leaves(params: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
+    """The dotted path of every leaf (a value that is not a non-empty mapping)."""
+    for key, value in params.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            yield from find_leaves(value, f"{path}.")
+        else:
+            yield path
+
+
 def check_parameters(params: Mapping[str, Any]) -> None:
     """Numeric parameters in range, temporal config leak-free, min_names large enough."""
     problems = [

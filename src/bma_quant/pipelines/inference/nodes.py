@@ -76,25 +76,34 @@ def _latest_sectors(raw: pd.DataFrame) -> pd.Series | None:
     return known.groupby(known["ticker"].astype(str))[SECTOR].last()
 
 
-def _untraded_on(raw: pd.DataFrame, day: pd.Timestamp) -> set[str]:
-    """Names not traded on ``day`` by the rule the chain's cleaner applies (volume 0 and the
-    close of the day before, on a name that reported volume, on a day with volume;
-    `cleaning.untraded_cells`)."""
-    if "volume" not in raw:
+def _untraded_on(raw: pd.DataFrame, day: pd.Timestamp, names: list[str],
+                 first_volume: dict[str, str] | None = None) -> set[str]:
+    """Which of ``names`` (priced on ``day``) are not traded that day by the chain cleaner's rule
+    (`cleaning.untraded_cells`): volume 0 and the close of the name's previous row, on a name
+    that reported volume before (here or, from training, ``first_volume``) and on a day some
+    name has volume."""
+    if "volume" not in raw or not names:
         return set()
-    rows = raw.loc[pd.to_datetime(raw["date"]) <= day]
-    wide = {field: rows.pivot_table(index="date", columns="ticker", values=field,
-                                    aggfunc="last", dropna=False)
-            for field in ("close", "volume")}
-    untraded = cleaning.untraded_cells(panel_lib.PanelMatrices(wide))
-    if untraded is None or day not in untraded.index:
-        return set()
-    flagged = untraded.loc[day]
-    return set(flagged.index[flagged.to_numpy()].astype(str))
+    dates = pd.to_datetime(raw["date"])
+    if not raw.loc[dates == day, "volume"].gt(0).any():
+        return set()  # the vendor sent no volume that day
+    tickers = raw["ticker"].astype(str)
+    rows = raw.loc[tickers.isin(names) & (dates <= day) & raw["close"].notna(),
+                   ["date", "ticker", "close", "volume"]].assign(ticker=lambda f: f["ticker"].astype(str))
+    rows = rows.sort_values(["ticker", "date"], kind="stable")
+    by_name = rows.groupby("ticker", sort=False)
+    rows = rows.assign(previous=by_name["close"].shift(1),
+                       reported=by_name["volume"].transform(lambda v: v.gt(0).cummax()))
+    if first_volume:
+        since = pd.to_datetime(rows["ticker"].map(first_volume))
+        rows["reported"] |= (pd.to_datetime(rows["date"]) >= since).to_numpy()
+    today = rows[pd.to_datetime(rows["date"]) == day]
+    flagged = today["volume"].eq(0) & today["close"].eq(today["previous"]) & today["reported"]
+    return set(today.loc[flagged, "ticker"])
 
 
-def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] | None = None
-                   ) -> None:
+def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] | None = None,
+                   first_volume: dict[str, str] | None = None) -> None:
     """Name the tickers with a close on the scored date that got no score: names the chain was
     not trained on (retrain to include them), and names not in the cross-section that day (a
     new listing not yet seasoned, too little trailing coverage)."""
@@ -104,7 +113,7 @@ def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] 
     priced = raw.loc[(pd.to_datetime(raw["date"]) == last) & raw["close"].notna(), "ticker"]
     missing = sorted(set(priced.astype(str)) - set(scores["ticker"]))
     unknown = [t for t in missing if universe is not None and t not in set(universe)]
-    untraded = _untraded_on(raw, last)
+    untraded = _untraded_on(raw, last, [t for t in missing if t not in unknown], first_volume)
     suspended = [t for t in missing if t not in unknown and t in untraded]
     unseasoned = [t for t in missing if t not in unknown and t not in untraded]
 
@@ -251,7 +260,9 @@ def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
     scores = model.predict_last_date(raw)[["date", "ticker", "prediction"]]
     scores = scores.rename(columns={"prediction": "score"})
     scores["ticker"] = scores["ticker"].astype(str)
-    _warn_unscored(raw, scores, getattr(model.chain.cleaner, "universe", None))
+    cleaner = getattr(model.chain, "cleaner", None)
+    _warn_unscored(raw, scores, getattr(cleaner, "universe", None),
+                   getattr(cleaner, "first_volume", None))
     _warn_flat_scored_date(raw, scores["date"].max())
     _warn_stale(scores["date"].max(), getattr(model.chain, "data_end", None),
                 inference.get("stale_after_days"))

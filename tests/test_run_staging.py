@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -42,6 +43,23 @@ def project(tmp_path, monkeypatch):
     old.parent.mkdir(parents=True)
     pd.DataFrame({"old": [0]}).to_parquet(old)
     return tmp_path
+
+
+def _store_with_one_version(db: Path, name: str):
+    """A fresh SQLite MLflow store (made current) holding model ``name`` with version 1, logged
+    by a finished run: (tracking URI, client, version, that run's id)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{db}"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    client.create_registered_model(name)
+    with mlflow.start_run() as run:
+        mlflow.log_text("chain", "model/chain.txt")
+        version = client.create_model_version(name, f"{mlflow.get_artifact_uri()}/model",
+                                              run.info.run_id)
+    return uri, client, version, run.info.run_id
 
 
 def test_config_redirect_moves_plain_and_wrapped_filepaths(tmp_path):
@@ -204,18 +222,9 @@ def test_a_run_killed_with_sigkill_is_cleaned_up_by_the_next_run(project):
     back, marks the MLflow run KILLED and removes the staging folder."""
     import subprocess
     import sys
-    from pathlib import Path
 
-    import mlflow
-    from mlflow import MlflowClient
-
-    uri, name = f"sqlite:///{project / 'killed.db'}", "bma_quant-killed"
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient()
-    client.create_registered_model(name)
-    with mlflow.start_run():
-        mlflow.log_text("chain", "model/chain.txt")
-        kept = client.create_model_version(name, f"{mlflow.get_artifact_uri()}/model")
+    name = "bma_quant-killed"
+    uri, client, kept, _ = _store_with_one_version(project / "killed.db", name)
     client.set_registered_model_alias(name, "champion", kept.version)
     src = str(Path(staging.__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
@@ -242,25 +251,16 @@ def test_a_run_killed_while_promoting_keeps_its_version_and_an_unanswered_undo_i
     the next run tries again."""
     import json
 
-    import mlflow
-    from mlflow import MlflowClient
-
-    uri, name = f"sqlite:///{project / 'finished.db'}", "bma_quant-finished"
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient()
-    client.create_registered_model(name)
-    with mlflow.start_run() as run:
-        mlflow.log_text("chain", "model/chain.txt")
-        version = client.create_model_version(name, f"{mlflow.get_artifact_uri()}/model",
-                                              run.info.run_id)
+    name = "bma_quant-finished"
+    uri, client, version, run_id = _store_with_one_version(project / "finished.db", name)
     root = project / staging.STAGING_DIR
     record = {"name": name, "version": str(version.version), "alias": "champion",
-              "replaced": None, "run_id": run.info.run_id, "registry_uri": uri}
+              "replaced": None, "run_id": run_id, "registry_uri": uri}
     for folder, tracking in ((root / "promoting", uri), (root / "unanswered", "http://127.0.0.1:9")):
         folder.mkdir(parents=True)
         (folder / ".pid").write_text(f"{2**22 + 12345}")
         (folder / ".mlflow_run.json").write_text(json.dumps(
-            {"run_id": run.info.run_id, "tracking_uri": tracking}))
+            {"run_id": run_id, "tracking_uri": tracking}))
         (folder / ".registrations.jsonl").write_text(json.dumps(
             {**record, "tracking_uri": tracking, "registry_uri": tracking}) + "\n")
     staging.remove_orphans(root)
@@ -298,18 +298,10 @@ def test_a_run_stopped_while_promoting_keeps_its_registrations(project, monkeypa
 def test_a_journaled_version_another_run_made_is_left_alone(tmp_path):
     import json
 
-    import mlflow
-    from mlflow import MlflowClient
-
     from bma_quant.run_hooks import registrations
 
-    uri, name = f"sqlite:///{tmp_path / 'other.db'}", "bma_quant-other"
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient()
-    client.create_registered_model(name)
-    with mlflow.start_run() as run:
-        mlflow.log_text("chain", "model/chain.txt")
-        client.create_model_version(name, f"{mlflow.get_artifact_uri()}/model", run.info.run_id)
+    name = "bma_quant-other"
+    uri, client, _, _ = _store_with_one_version(tmp_path / "other.db", name)
     journal = tmp_path / "journal.jsonl"
     journal.write_text(json.dumps({"name": name, "version": "1", "alias": "champion",
                                    "replaced": None, "run_id": "a-run-that-was-killed",

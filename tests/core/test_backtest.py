@@ -11,6 +11,7 @@ from bma_quant.core.evaluation.backtest import (
     SUMMARY_KEYS,
     annualised_sharpe,
     execution_positions,
+    frozen_cells,
     long_short_backtest,
     max_drawdown,
     rebalance_weights,
@@ -358,3 +359,91 @@ def test_cagr_compounds_where_annual_return_averages():
     assert compounded_annual_return(np.array([0.01] * 252)) == pytest.approx(1.01 ** 252 - 1)
     assert compounded_annual_return(np.array([-1.0, 0.1])) == -1.0
     assert math.isnan(compounded_annual_return(np.array([])))
+
+
+# --- untradable closes: frozen positions ----------------------------------------------------
+
+
+def _suspension_case(tradable_a: list[bool], flip: bool = True):
+    """Ten names, signals at 0, 3, 6 (traded at closes 1, 4, 7). The first book is long A, B and
+    short I, J; the second signal ranks them the other way round (if ``flip``). Every return is 0
+    but A's +50 % on day 6."""
+    dates = pd.bdate_range("2024-01-01", periods=10)
+    returns = pd.DataFrame(0.0, index=dates, columns=NAMES)
+    returns.loc[dates[6], "A"] = 0.5
+    first = list(range(10, 0, -1))
+    second = first[::-1] if flip else first
+    preds = pd.DataFrame([first, first, first, second, second, second, first, first, first,
+                          first], index=dates, columns=NAMES)
+    tradable = pd.DataFrame(True, index=dates, columns=NAMES)
+    tradable["A"] = tradable_a
+    return _long(preds, "prediction"), returns, tradable
+
+
+def _run(preds, returns, tradable=None, **kwargs):
+    return long_short_backtest(preds, _long(returns, "ret_1d"), rebalance_days=3,
+                               n_quantiles=5, cost_bps=0.0, execution_delay=1,
+                               tradable=tradable, **kwargs)
+
+
+def test_a_suspended_position_is_frozen_through_the_trade_and_earns_the_reopening():
+    """A is suspended on the second trade's close (days 4-5) and trades again on day 6. It cannot
+    be sold or shorted: it stays long 0.5 and earns its +50 % at reopening. The long leg's capital
+    left for the new longs I, J is 0.5 (0.25 each); B is shorted in full (-0.5).
+    Turnover: A 0, B |-.5 - .5| = 1, I and J |.25 + .5| = .75 each -> .5 x 2.5 = 1.25."""
+    preds, returns, tradable = _suspension_case([True] * 4 + [False, False] + [True] * 4)
+    frozen = _run(preds, returns, tradable)
+    free = _run(preds, returns)
+    day6 = returns.index[6]
+    assert frozen.daily.loc[day6, "long_short_gross"] == pytest.approx(0.5 * 0.5)
+    assert free.daily.loc[day6, "long_short_gross"] == pytest.approx(-0.5 * 0.5)  # sold, shorted
+    assert frozen.daily.loc[returns.index[5], "turnover"] == pytest.approx(1.25)
+    assert free.daily.loc[returns.index[5], "turnover"] == pytest.approx(2.0)
+    # long-only: A frozen at .5, I and J bought with the other half
+    assert frozen.daily.loc[day6, "long_only"] == pytest.approx(0.25)
+    assert free.daily.loc[day6, "long_only"] == pytest.approx(0.0)
+
+
+def test_a_name_that_never_trades_again_is_closed_at_its_last_price_and_not_bought():
+    """A stops trading before the second trade (a delisting): its position is closed there, and
+    the second book, which ranks A top again, holds only B in the long leg (the rest is cash)."""
+    preds, returns, tradable = _suspension_case([True] * 4 + [False] * 6, flip=False)
+    returns.loc[returns.index[6], ["A", "B"]] = [0.0, 0.2]
+    closed = _run(preds, returns, tradable)
+    free = _run(preds, returns)
+    day6 = returns.index[6]
+    assert closed.daily.loc[day6, "long_only"] == pytest.approx(0.5 * 0.2)
+    assert free.daily.loc[day6, "long_only"] == pytest.approx(0.5 * 0.2)
+    assert closed.daily.loc[returns.index[5], "turnover"] == pytest.approx(0.25)  # A sold
+    assert free.daily.loc[returns.index[5], "turnover"] == pytest.approx(0.0)
+
+
+def test_every_close_tradable_gives_the_backtest_without_tradable():
+    returns = _random_returns(60, NAMES, seed=9)
+    preds = _long(_random_returns(60, NAMES, seed=10), "prediction")
+    plain = long_short_backtest(preds, _long(returns, "ret_1d"), rebalance_days=5)
+    everywhere = long_short_backtest(preds, _long(returns, "ret_1d"), rebalance_days=5,
+                                     tradable=pd.DataFrame(True, returns.index, NAMES))
+    pd.testing.assert_frame_equal(plain.daily, everywhere.daily)
+    assert plain.summary == everywhere.summary
+
+
+def test_tradable_column_of_long_returns_equals_the_wide_argument():
+    returns = _random_returns(60, NAMES, seed=11)
+    preds = _long(_random_returns(60, NAMES, seed=12), "prediction")
+    rng = np.random.default_rng(13)
+    tradable = pd.DataFrame(rng.random(returns.shape) > 0.2, returns.index, NAMES)
+    long = _long(returns, "ret_1d").merge(_long(tradable, "tradable"), on=["date", "ticker"])
+    from_column = long_short_backtest(preds, long, rebalance_days=5)
+    from_argument = long_short_backtest(preds, returns, rebalance_days=5, tradable=tradable)
+    pd.testing.assert_frame_equal(from_column.daily, from_argument.daily, check_freq=False)
+    plain = long_short_backtest(preds, returns, rebalance_days=5)
+    assert not np.allclose(plain.daily["turnover"], from_column.daily["turnover"])
+    # no leg is ever larger than its target: frozen capital displaces new positions
+    assert (from_column.daily["turnover"] <= 2.0 + 1e-12).all()
+
+
+def test_frozen_cells_need_a_later_trade():
+    tradable = np.array([[True, True], [False, False], [True, False], [False, False]])
+    np.testing.assert_array_equal(frozen_cells(tradable),
+                                  [[False, False], [True, False], [False, False], [False, False]])

@@ -67,6 +67,19 @@ def test_overall_scope_equals_core_metrics_and_backtest(market):
         assert row[key] == pytest.approx(bt.summary[key])
 
 
+def test_the_backtest_freezes_positions_where_the_panel_says_a_close_is_no_trade(market):
+    m, labels, panel, preds, test_start = market
+    tradable = panel.assign(tradable=np.random.default_rng(3).random(len(panel)) > 0.1)
+    config = ev.EvaluationConfig()
+    frozen = ev.evaluate_predictions(preds, labels, tradable, None, config, test_start=test_start)
+    free = ev.evaluate_predictions(preds, labels, panel, None, config, test_start=test_start)
+    final = preds[(preds["model"] == "final") & (preds["date"] >= test_start)]
+    bt = long_short_backtest(final, tradable[tradable["date"] >= test_start])
+    assert frozen.metrics_of("final")["sharpe"] == pytest.approx(bt.summary["sharpe"])
+    assert frozen.metrics_of("final")["turnover"] < free.metrics_of("final")["turnover"]
+    assert frozen.metrics_of("final")["rank_ic"] == free.metrics_of("final")["rank_ic"]
+
+
 def test_regime_scopes_partition_the_days(market):
     m, labels, panel, preds, test_start = market
     result = ev.evaluate_predictions(preds, labels, panel, m.regimes, ev.EvaluationConfig(),

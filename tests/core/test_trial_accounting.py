@@ -50,14 +50,18 @@ def test_bad_inputs_are_refused():
         configuration_predictions(None, pd.concat([_frame(["x"])] * 2), None, None)
 
 
-def test_returns_are_the_projects_backtest():
+@pytest.mark.parametrize("with_tradable", [False, True])
+def test_returns_are_the_projects_backtest(with_tradable):
     """Each configuration's column is the backtest of its own rows (its own rebalance dates),
-    with missing predictions, configurations on different dates and one with no valid row."""
+    with missing predictions, configurations on different dates and one with no valid row; with
+    a `tradable` column, the backtest that freezes positions at closes that are not trades."""
     rng = np.random.default_rng(0)
     dates = pd.bdate_range("2020-01-01", periods=60)
     keys = pd.MultiIndex.from_product([dates, [f"T{i}" for i in range(10)]],
                                       names=["date", "ticker"]).to_frame(index=False)
     returns = keys.assign(ret_1d=rng.normal(0, 0.01, len(keys)))
+    if with_tradable:
+        returns["tradable"] = np.random.default_rng(5).random(len(keys)) > 0.15
     parts = {
         "a": keys.assign(prediction=rng.normal(size=len(keys))),
         "b": keys[keys["date"] >= dates[7]].assign(prediction=rng.normal(size=len(keys))[:-70]),
@@ -80,6 +84,8 @@ def test_returns_are_the_projects_backtest():
                                        check_index_type=False,
                                        check_freq=False)
     assert wide["d"].isna().all()
+    plain = configuration_returns(preds, returns[["date", "ticker", "ret_1d"]], config)
+    assert plain["a"].equals(wide["a"]) is not with_tradable
 
 
 def test_common_window_prefers_the_most_configurations():

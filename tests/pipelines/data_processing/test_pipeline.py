@@ -261,6 +261,11 @@ def test_suspended_rows_are_out_of_the_cross_section_in_training_and_serving(tmp
     assert not eligible["T0005"].loc[dates[300]:dates[313]].any()
     assert eligible["T0005"].loc[dates[314]:dates[330]].all()
     assert eligible["T0006"].loc[dates[350]]  # volume 0 but the close moved
+    # nor can a backtest trade T0005 there: a held position is frozen until date 314
+    tradable = out["primary_panel"].pivot(index="date", columns="ticker", values="tradable")
+    assert tradable["T0005"].loc[dates[290]:dates[299]].all()
+    assert not tradable["T0005"].loc[dates[300]:dates[313]].any()
+    assert tradable["T0005"].loc[dates[314]] and tradable["T0006"].loc[dates[350]]
     untraded = out["data_quality_report"]["untraded"]
     assert (untraded["rows"], untraded["names"]) == (14, 1)
     assert untraded["examples"] == [f"T0005 from {pd.Timestamp(dates[300]).date()} (14 date(s))"]
@@ -279,6 +284,26 @@ def test_suspended_rows_are_out_of_the_cross_section_in_training_and_serving(tmp
                                                "processing": {"untraded_zero_volume": False}})
     assert off["primary_panel"].pivot(index="date", columns="ticker",
                                       values="eligible")["T0005"].loc[dates[300]:dates[311]].all()
+
+
+def test_a_gap_past_the_forward_fill_is_not_tradable_and_its_move_is_earned_on_return(
+        tmp_path, market):
+    """T0007 has no rows for 10 dates (the fill covers 5): the filled and the empty dates are not
+    tradable, and its first close back earns the whole move since its last close."""
+    panel = market.panel.copy()
+    dates = np.sort(panel["date"].unique())
+    t7 = panel["ticker"] == "T0007"
+    panel = panel[~(t7 & panel["date"].isin(dates[400:410]))].reset_index(drop=True)
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    out = run_pipeline("data_processing", {}, _overrides(path))["primary_panel"]
+    tradable = out.pivot(index="date", columns="ticker", values="tradable")["T0007"]
+    assert tradable.loc[dates[390]:dates[399]].all() and tradable.loc[dates[410]]
+    assert not tradable.loc[dates[400]:dates[409]].fillna(False).astype(bool).any()
+    close = panel[panel["ticker"] == "T0007"].set_index("date")["close"]
+    ret = out[out["ticker"] == "T0007"].set_index("date")["ret_1d"]
+    assert ret.loc[dates[410]] == pytest.approx(close.loc[dates[410]] / close.loc[dates[399]] - 1)
+    assert tradable.loc[dates[:390]].dropna().astype(bool).mean() > 0.99
 
 
 def test_weekly_bars_are_named_with_what_they_change(tmp_path, caplog):

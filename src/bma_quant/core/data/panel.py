@@ -29,7 +29,7 @@ from bma_quant.core.data.schema import (
     parse_dates,
     validate_long_panel,
 )
-from bma_quant.core.data.universe import ELIGIBLE
+from bma_quant.core.data.universe import ELIGIBLE, TRADABLE
 
 logger = logging.getLogger(__name__)
 
@@ -455,8 +455,9 @@ def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None
     return long.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
 
 
-# columns data_processing computes (the point-in-time universe, the daily return, the label)
-COMPUTED_COLUMNS = ("eligible", "ret_1d", "label")
+# columns data_processing computes (the point-in-time universe, whether a close is a trade,
+# the daily return, the label)
+COMPUTED_COLUMNS = ("eligible", "tradable", "ret_1d", "label")
 
 
 # The `data` parameters that say how a panel file is read: stored with a trained chain, so that
@@ -639,6 +640,9 @@ class PanelMatrices:
     # date x ticker bool: prices withheld while a suspected split awaited its confirmation
     # (core.data.cleaning.split_repair); the next daily return spans them. None = none.
     withheld: pd.DataFrame | None = None
+    # date x ticker bool: the close is a trade (given by the file, not forward-filled, masked,
+    # withheld or marked untraded); a backtest cannot trade at the others. None = not decided.
+    tradable: pd.DataFrame | None = None
 
     @property
     def close(self) -> pd.DataFrame:
@@ -661,6 +665,7 @@ class PanelMatrices:
             list(self.extra_columns),
             None if self.eligible is None else self.eligible.loc[rows, cols],
             None if self.withheld is None else self.withheld.loc[rows, cols],
+            None if self.tradable is None else self.tradable.loc[rows, cols],
         )
 
 
@@ -724,5 +729,9 @@ def to_long(panel: PanelMatrices, extra: dict[str, pd.DataFrame] | None = None,
     if panel.eligible is not None:
         eligible = panel.eligible.reindex(index=panel.dates, columns=panel.tickers, fill_value=False)
         out[ELIGIBLE] = flat(eligible.to_numpy(dtype=bool))
+    if panel.tradable is not None:
+        tradable = panel.tradable.reindex(index=panel.dates, columns=panel.tickers,
+                                          fill_value=False)
+        out[TRADABLE] = flat(tradable.to_numpy(dtype=bool))
     out["ticker"] = out["ticker"].astype(str)
     return out

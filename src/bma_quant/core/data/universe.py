@@ -26,6 +26,7 @@ import pandas as pd
 from bma_quant.core.data.schema import DataValidationError
 
 ELIGIBLE = "eligible"  # long-panel column: the (date, ticker) row is in the cross-section
+TRADABLE = "tradable"  # long-panel column: the row's close is a trade (a backtest can trade at it)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,19 @@ def traded_cells(observed: pd.DataFrame, before_masking: pd.DataFrame,
                                    fill_value=False).astype(bool)
     masked = masked.reindex(index=observed.index, columns=observed.columns, fill_value=False)
     return observed & ~masked.astype(bool)
+
+
+def tradable_cells(traded: pd.DataFrame, close: pd.DataFrame,
+                   withheld: pd.DataFrame | None = None) -> pd.DataFrame:
+    """On the cleaned calendar: the close at t is a trade. `traded` (`traded_cells`, raw
+    calendar) less the cells without a cleaned close and the `withheld` ones (a price awaiting a
+    split's confirmation is not known); a forward-filled close is none either."""
+    out = traded.reindex(index=close.index, columns=close.columns, fill_value=False).astype(bool)
+    out &= close.notna()
+    if withheld is not None:
+        out &= ~withheld.reindex(index=close.index, columns=close.columns,
+                                 fill_value=False).astype(bool)
+    return out
 
 
 def strict_date_mask(observed: pd.DataFrame, rule: EligibilityRule) -> np.ndarray:

@@ -36,6 +36,17 @@ of one unit (sold out of one name, bought into another) costs ``cost_bps`` and a
 Alongside: the long-only top-quantile book and the equal-weighted universe (every name with a
 prediction on the signal date), both held the same way and gross of costs; excess = long-only -
 universe, which the IR measures.
+
+Untradable closes (``tradable``: False where the close is not a trade: a suspension, a
+forward-filled or withheld price). A position in a name that cannot be traded at the trade close
+but trades again later is frozen: it keeps its drifted weight in every book, is neither sold nor
+bought (no turnover), and earns the name's returns until a later trade can close it, the gap at
+reopening included (``ret_1d`` spans the untraded dates). The capital it holds is no longer
+free: each leg's tradable targets are scaled down so that the leg's size (frozen plus tradable)
+is no larger than its target (a long leg of 1 with 0.05 frozen buys 0.95 of its targets). A name
+in the targets that cannot be bought at the trade close is not bought. A name that never trades
+again (a delisting) is closed at its last price, as without ``tradable``: the file has no
+delisting return.
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bma_quant.core.data.universe import TRADABLE
 from bma_quant.core.evaluation.metrics import CONSTANT_RTOL, DATE, TICKER, quantile_labels
 
 BOOKS = ("long_short", "long_only", "universe")
@@ -225,9 +237,9 @@ def _hold(targets: np.ndarray, daily_returns: np.ndarray) -> tuple[np.ndarray, n
     """Buy-and-hold of target books over one holding period (module docstring's convention).
 
     ``targets``: (ticker x book) weights set at the trade; ``daily_returns``: (day x ticker) of the
-    held days, NaN already zeroed. Returns the (day x book) daily returns and the long-short
-    book's weights drifted to the last held close, as fractions of its NAV then (all zero if the
-    book was wiped out).
+    held days, NaN already zeroed. Returns the (day x book) daily returns and the (ticker x book)
+    weights drifted to the last held close, as fractions of each book's NAV then (all zero for a
+    book that was wiped out).
     """
     growth = np.cumprod(1.0 + daily_returns, axis=0)  # value at close t of 1 bought at the trade
     before = np.vstack([np.ones((1, growth.shape[1])), growth[:-1]])  # ... at close t-1
@@ -237,9 +249,10 @@ def _hold(targets: np.ndarray, daily_returns: np.ndarray) -> tuple[np.ndarray, n
     # A wiped-out book (NAV <= 0 at some close) has no capital left to earn a return on.
     alive = np.minimum.accumulate(nav_before, axis=0) > 0
     returns = np.divide(pnl, nav_before, out=np.zeros_like(pnl), where=alive)
-    if not (alive[-1, 0] and nav[-1, 0] > 0):
-        return returns, np.zeros(targets.shape[0])
-    return returns, targets[:, 0] * growth[-1] / nav[-1, 0]
+    solvent = alive[-1] & (nav[-1] > 0)
+    drifted = np.divide(targets * growth[-1][:, None], nav[-1], out=np.zeros_like(targets),
+                        where=solvent[None, :])
+    return returns, drifted
 
 
 def _is_wide(returns: pd.DataFrame, return_col: str) -> bool:
@@ -283,23 +296,62 @@ def _book_matrices(weights: pd.DataFrame, signal_dates: pd.DatetimeIndex,
     )
 
 
-def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray,
-                end: int) -> tuple[np.ndarray, np.ndarray]:
+def _with_frozen(targets: np.ndarray, drifted: np.ndarray, tradable: np.ndarray,
+                 frozen: np.ndarray) -> np.ndarray:
+    """The (ticker x book) weights traded to at a close where only the ``tradable`` names can be
+    traded: ``frozen`` positions keep their drifted weights, other untradable names are not bought
+    (a held one is closed at its last price), and each leg's tradable targets are scaled down so
+    that the leg is no larger than its target (the frozen positions hold part of its capital)."""
+    out = np.where(frozen[:, None], drifted, np.where(tradable[:, None], targets, 0.0))
+    for sign in (1.0, -1.0):
+        leg = np.maximum(sign * targets, 0.0)
+        free = leg * tradable[:, None]
+        stuck = (np.maximum(sign * drifted, 0.0) * frozen[:, None]).sum(axis=0)
+        wanted = free.sum(axis=0)
+        room = np.maximum(leg.sum(axis=0) - stuck, 0.0)
+        scale = np.divide(room, wanted, out=np.ones_like(room), where=wanted > room)
+        out = np.where(free > 0, targets * scale[None, :], out)
+    return out
+
+
+def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray, end: int,
+                tradable: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(day x book) returns and the long-short book's turnover per day, from the first book's
-    first held day to ``end``: each book held untraded until the next one starts."""
+    first held day to ``end``: each book held untraded until the next one starts. ``tradable``:
+    (day x ticker) False where a close is not a trade (module docstring); None = every close."""
     first = start[0]
     stops = np.append(start[1:], end)
+    frozen = None if tradable is None else frozen_cells(tradable)
     book_returns = np.zeros((end - first, len(BOOKS)))
     turnover = np.zeros(end - first)
-    drifted = np.zeros(books.shape[1])  # long-short weights just before the trade (empty at first)
+    drifted = np.zeros(books.shape[1:])  # weights just before the trade (empty at first)
     for k, (begin, stop) in enumerate(zip(start, stops, strict=True)):
         targets = books[k]
-        turnover[begin - first] = 0.5 * np.abs(targets[:, 0] - drifted).sum()
+        if tradable is not None and not tradable[begin - 1].all():  # the trade's close
+            targets = _with_frozen(targets, drifted, tradable[begin - 1], frozen[begin - 1])
+        turnover[begin - first] = 0.5 * np.abs(targets[:, 0] - drifted[:, 0]).sum()
         # Held untraded to the close of the next trade, where the weights have drifted.
         book_returns[begin - first : stop - first], drifted = _hold(
             targets, daily_returns[begin:stop]
         )
     return book_returns, turnover
+
+
+def frozen_cells(tradable: np.ndarray) -> np.ndarray:
+    """(day x ticker) True where a close is not a trade but the name trades again later: a
+    position there is frozen. A name that never trades again is not (it is closed at its last
+    price: a delisting)."""
+    tradable = np.asarray(tradable, dtype=bool)
+    later = np.flip(np.logical_or.accumulate(np.flip(tradable, axis=0), axis=0), axis=0)
+    trades_later = np.vstack([later[1:], np.zeros((1, tradable.shape[1]), dtype=bool)])
+    return ~tradable & trades_later
+
+
+def tradable_matrix(tradable: pd.DataFrame, dates: pd.DatetimeIndex, tickers: pd.Index
+                    ) -> np.ndarray:
+    """(date x ticker) bool on the backtest's axes; a cell without a value is not tradable."""
+    wide = tradable.reindex(index=dates, columns=tickers)
+    return wide.to_numpy(dtype=np.float64, na_value=0.0) > 0
 
 
 def _daily_frame(book_returns: np.ndarray, net: np.ndarray, turnover: np.ndarray,
@@ -351,6 +403,8 @@ def long_short_backtest(
     pred_col: str = "prediction",
     return_col: str = "ret_1d",
     signal_dates: pd.DatetimeIndex | None = None,
+    tradable: pd.DataFrame | None = None,
+    tradable_col: str = TRADABLE,
 ) -> BacktestResult:
     """Quantile long-short, long-only and universe backtest with delayed execution and costs.
 
@@ -362,6 +416,9 @@ def long_short_backtest(
     ``signal_dates``: the rebalance dates when the caller has already taken them with
     ``rebalance_dates`` from the valid predictions' dates (``predictions`` then needs only the rows
     of those dates: callers backtesting many configurations pass fewer rows); None = taken here.
+    ``tradable``: (date x ticker) bool, False where a close is not a trade (module docstring);
+    with long ``returns`` it may instead be their ``tradable_col`` column. A (date, ticker) without
+    a value is not tradable. None and no such column: every close is a trade.
     """
     if rebalance_days < 1 or execution_delay < 0:
         raise ValueError(
@@ -379,6 +436,8 @@ def long_short_backtest(
     # configurations on the same returns pivot them once
     wide_returns = (returns.sort_index() if _is_wide(returns, return_col)
                     else returns.pivot(index=DATE, columns=TICKER, values=return_col).sort_index())
+    if tradable is None and not _is_wide(returns, return_col) and tradable_col in returns:
+        tradable = returns.pivot(index=DATE, columns=TICKER, values=tradable_col)
     trading_dates = pd.DatetimeIndex(wide_returns.index, name=DATE)
     signal_dates, start = _trade_schedule(signal_dates, trading_dates, execution_delay)
     trade_dates = trading_dates[start - 1]
@@ -395,8 +454,11 @@ def long_short_backtest(
     )
     daily_returns = np.nan_to_num(daily_returns, nan=0.0)
     first, end = start[0], min(start[-1] + rebalance_days, len(trading_dates))
-    book_returns, turnover = _hold_books(_book_matrices(weights, signal_dates, tickers), start,
-                                         daily_returns, end)
+    can_trade = None if tradable is None else tradable_matrix(tradable, trading_dates, tickers)
+    if can_trade is not None and can_trade.all():
+        can_trade = None  # every close a trade: nothing to freeze
+    book_returns, turnover = _hold_books(
+        _book_matrices(weights, signal_dates, tickers), start, daily_returns, end, can_trade)
     net = book_returns[:, 0] - cost_bps / 1e4 * turnover
     daily = _daily_frame(book_returns, net, turnover, trading_dates[first:end])
     summary = _summary(net, daily["excess"].to_numpy(), turnover[start[1:] - first],

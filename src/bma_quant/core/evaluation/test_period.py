@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bma_quant.core.data.universe import TRADABLE
 from bma_quant.core.evaluation.backtest import (
     BacktestResult,
     annualised_sharpe,
@@ -291,8 +292,8 @@ def evaluate_predictions(
 ) -> EvaluationResult:
     """Score every model of ``predictions`` (date, ticker, model, prediction) on the test period.
 
-    ``labels``: (date, ticker, label); ``panel``: (date, ticker, close, ret_1d) for the backtest
-    and IC decay; ``regimes``: (date, regime) or None for the overall scope only. Rows outside
+    ``labels``: (date, ticker, label); ``panel``: (date, ticker, close, ret_1d and optionally
+    tradable) for the backtest and IC decay; ``regimes``: (date, regime) or None for the overall scope only. Rows outside
     ``test_start..test_end`` are ignored, so out-of-fold rows can never be scored by mistake.
     """
     preds = restrict_to_period(predictions, test_start, test_end)
@@ -301,7 +302,7 @@ def evaluate_predictions(
         labels[[DATE, TICKER, "label"]], on=[DATE, TICKER], how="left"
     )
     test_panel = restrict_to_period(panel, test_start, None)
-    returns = test_panel[[DATE, TICKER, "ret_1d"]]
+    returns = test_panel[[c for c in (DATE, TICKER, "ret_1d", TRADABLE) if c in test_panel]]
     regime_series = regime_by_date(regimes)
 
     rows, ic_frames, daily_frames, quantile_frames, decay_frames = [], [], [], [], []

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
-from bma_quant.core.data.universe import ELIGIBLE
+from bma_quant.core.data.universe import ELIGIBLE, TRADABLE
 from bma_quant.core.features import transforms
 from bma_quant.core.features.fear_greed import FearGreedParams, fear_greed_index
 from bma_quant.core.features.flat_windows import snap_flat_means, snap_flat_stds
@@ -43,7 +43,7 @@ from bma_quant.core.regimes.regime_evidence import FACTORS as PERFORMANCE_FACTOR
 from bma_quant.core.regimes.regime_evidence import EvidenceParams, factor_performance
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
-RESERVED = {"date", "ticker", "sector", ELIGIBLE, *PRICE_COLUMNS}
+RESERVED = {"date", "ticker", "sector", ELIGIBLE, TRADABLE, *PRICE_COLUMNS}
 MARKET_FAMILY = "market"
 USER_FAMILY = "user"
 # the input columns a family needs beyond close (factor_registry builds it only when present)

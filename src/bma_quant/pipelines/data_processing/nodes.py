@@ -127,10 +127,12 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     # cross-section (nothing scored or traded, no training row), judged from that day alone
     untraded = (cleaning.untraded_cells(kept) if processing.get("untraded_zero_volume", True)
                 else None)
-    trailing = universe.trailing_eligibility(
-        universe.traded_cells(observed, repaired.close, cleaned.close, untraded), rule)
+    traded = universe.traded_cells(observed, repaired.close, cleaned.close, untraded)
+    trailing = universe.trailing_eligibility(traded, rule)
     cleaned = replace(cleaned, eligible=universe.eligible_cells(trailing, cleaned.close, untraded),
-                      withheld=split_repair.withheld)
+                      withheld=split_repair.withheld,
+                      tradable=universe.tradable_cells(traded, cleaned.close,
+                                                       split_repair.withheld))
     flat = cleaning.flat_dates(kept.close)
     log = {
         "rows_in": int(len(raw)),

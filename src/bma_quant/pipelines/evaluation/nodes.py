@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bma_quant.core.data import panel as panel_lib
+from bma_quant.core.data import universe
 from bma_quant.core.data.temporal import TemporalConfig
 from bma_quant.core.evaluation import (
     cpcv,
@@ -56,6 +57,13 @@ def collect_test_predictions(
     return out
 
 
+def _backtest_columns(primary_panel: pd.DataFrame, *more: str) -> list[str]:
+    """What a backtest reads of the panel: the daily return and, where data_processing wrote it,
+    whether each close is a trade (positions in untradable names are frozen)."""
+    tradable = [universe.TRADABLE] if universe.TRADABLE in primary_panel else []
+    return ["date", "ticker", *more, "ret_1d", *tradable]
+
+
 def evaluate_test_period(
     test_predictions: pd.DataFrame,
     labels: pd.DataFrame,
@@ -68,7 +76,8 @@ def evaluate_test_period(
     """The comparison table (model x scope) and the series behind the plots."""
     config = test_period.EvaluationConfig.from_params(params, temporal)
     result = test_period.evaluate_predictions(
-        test_predictions, labels, primary_panel[["date", "ticker", "close", "ret_1d"]], regimes,
+        test_predictions, labels, primary_panel[_backtest_columns(primary_panel, "close")],
+        regimes,
         config, test_start=date_split["test_start"], test_end=date_split["test_end"],
     )
     overall = result.table[result.table["scope"] == test_period.ALL_SCOPE]
@@ -209,7 +218,7 @@ def assess_overfitting(
     predictions = test_period.restrict_to_period(predictions, date_split["dev_start"],
                                                 date_split["dev_end"])
     # books formed near the end of development are held only until dev_end (never into the test)
-    returns = test_period.restrict_to_period(primary_panel[["date", "ticker", "ret_1d"]], None,
+    returns = test_period.restrict_to_period(primary_panel[_backtest_columns(primary_panel)], None,
                                             date_split["dev_end"])
     config_returns = trial_accounting.configuration_returns(predictions, returns, config)
     assessment = overfitting.assess_overfitting(
@@ -294,7 +303,7 @@ def combinatorial_paths(
         target_transform=base_params.get("target_transform", "rank"))
     splits = splitter.split_dates(inputs.data.dates)
     config = test_period.EvaluationConfig.from_params(params, temporal)
-    returns = test_period.restrict_to_period(primary_panel[["date", "ticker", "ret_1d"]], None,
+    returns = test_period.restrict_to_period(primary_panel[_backtest_columns(primary_panel)], None,
                                             dev[1])
     options = params.get("cpcv") or {}
     wanted = options.get("learners")

@@ -12,6 +12,7 @@ from bma_quant.core.evaluation.backtest import (
     annualised_sharpe,
     execution_positions,
     frozen_cells,
+    holding_returns,
     long_short_backtest,
     max_drawdown,
     rebalance_weights,
@@ -404,18 +405,38 @@ def test_a_suspended_position_is_frozen_through_the_trade_and_earns_the_reopenin
     assert free.daily.loc[day6, "long_only"] == pytest.approx(0.0)
 
 
-def test_a_name_that_never_trades_again_is_closed_at_its_last_price_and_not_bought():
-    """A stops trading before the second trade (a delisting): its position is closed there, and
-    the second book, which ranks A top again, holds only B in the long leg (the rest is cash)."""
-    preds, returns, tradable = _suspension_case([True] * 4 + [False] * 6, flip=False)
+def test_a_name_without_a_trade_for_longer_than_the_bound_is_closed_and_not_bought():
+    """A stops trading after day 1 (a delisting, as far as anyone can tell): at the second trade
+    (close 4) it has been without a trade for 3 dates. With max_frozen_days 2 the position is
+    closed at its last price and not bought again, though the second book ranks A top: the long
+    leg holds B only (0.5, the rest cash). With 5 it is still frozen: A kept, B bought with what is
+    left (0.5 x 0.5 / 1)."""
+    preds, returns, tradable = _suspension_case([True] * 2 + [False] * 8, flip=False)
     returns.loc[returns.index[6], ["A", "B"]] = [0.0, 0.2]
-    closed = _run(preds, returns, tradable)
+    day5, day6 = returns.index[5], returns.index[6]
+    closed = _run(preds, returns, tradable, max_frozen_days=2)
+    frozen = _run(preds, returns, tradable, max_frozen_days=5)
     free = _run(preds, returns)
-    day6 = returns.index[6]
+    assert closed.daily.loc[day5, "turnover"] == pytest.approx(0.25)  # A sold
     assert closed.daily.loc[day6, "long_only"] == pytest.approx(0.5 * 0.2)
-    assert free.daily.loc[day6, "long_only"] == pytest.approx(0.5 * 0.2)
-    assert closed.daily.loc[returns.index[5], "turnover"] == pytest.approx(0.25)  # A sold
-    assert free.daily.loc[returns.index[5], "turnover"] == pytest.approx(0.0)
+    assert frozen.daily.loc[day5, "turnover"] == pytest.approx(0.0)
+    assert frozen.daily.loc[day6, "long_only"] == pytest.approx(0.5 * 0.2)
+    assert free.daily.loc[day5, "turnover"] == pytest.approx(0.0)
+
+
+
+def test_a_frozen_short_keeps_its_capital_out_of_the_new_short_leg():
+    """I was shorted (-0.5) and cannot be traded at the second trade, whose book is long J, I and
+    short A, B. I stays short -0.5 and loses its +50 % at reopening; the new short leg has 0.5 of
+    its 1 left (A, B -0.25 each); J is bought in full (0.5), I not at all.
+    Day 6: I -0.5 x 0.5, B -0.25 x 0.2 -> -0.30."""
+    preds, returns, tradable = _suspension_case([True] * 10)
+    tradable["I"] = [True] * 4 + [False] * 2 + [True] * 4
+    returns.loc[returns.index[6], ["A", "B", "I"]] = [0.0, 0.2, 0.5]
+    held = _run(preds, returns, tradable)
+    assert held.daily.loc[returns.index[6], "long_short_gross"] == pytest.approx(-0.30)
+    # turnover: A .5 -> -.25 (.75), B .5 -> -.25 (.75), J -.5 -> .5 (1), I 0: .5 x 2.5
+    assert held.daily.loc[returns.index[5], "turnover"] == pytest.approx(1.25)
 
 
 def test_every_close_tradable_gives_the_backtest_without_tradable():
@@ -428,14 +449,29 @@ def test_every_close_tradable_gives_the_backtest_without_tradable():
     assert plain.summary == everywhere.summary
 
 
+def test_a_name_in_no_leg_that_cannot_be_traded_changes_only_the_universe_book():
+    """E sits in the middle quantile on every date, so only the universe book would buy it; with
+    E never tradable the long-short and long-only books are unchanged and the universe differs."""
+    returns = _random_returns(40, NAMES, seed=14)
+    preds = _long(pd.DataFrame([list(range(10, 0, -1))] * 40, returns.index, NAMES), "prediction")
+    tradable = pd.DataFrame(True, returns.index, NAMES)
+    tradable["E"] = False
+    plain = long_short_backtest(preds, returns, rebalance_days=5)
+    without_e = long_short_backtest(preds, returns, rebalance_days=5, tradable=tradable)
+    for book in ("long_short", "long_only", "turnover"):
+        pd.testing.assert_series_equal(plain.daily[book], without_e.daily[book])
+    assert not np.allclose(plain.daily["universe"], without_e.daily["universe"])
+
+
 def test_tradable_column_of_long_returns_equals_the_wide_argument():
     returns = _random_returns(60, NAMES, seed=11)
     preds = _long(_random_returns(60, NAMES, seed=12), "prediction")
     rng = np.random.default_rng(13)
     tradable = pd.DataFrame(rng.random(returns.shape) > 0.2, returns.index, NAMES)
     long = _long(returns, "ret_1d").merge(_long(tradable, "tradable"), on=["date", "ticker"])
-    from_column = long_short_backtest(preds, long, rebalance_days=5)
-    from_argument = long_short_backtest(preds, returns, rebalance_days=5, tradable=tradable)
+    from_column = long_short_backtest(preds, long, rebalance_days=5, max_frozen_days=3)
+    from_argument = long_short_backtest(preds, returns, rebalance_days=5, tradable=tradable,
+                                        max_frozen_days=3)
     pd.testing.assert_frame_equal(from_column.daily, from_argument.daily, check_freq=False)
     plain = long_short_backtest(preds, returns, rebalance_days=5)
     assert not np.allclose(plain.daily["turnover"], from_column.daily["turnover"])
@@ -443,7 +479,54 @@ def test_tradable_column_of_long_returns_equals_the_wide_argument():
     assert (from_column.daily["turnover"] <= 2.0 + 1e-12).all()
 
 
-def test_frozen_cells_need_a_later_trade():
-    tradable = np.array([[True, True], [False, False], [True, False], [False, False]])
-    np.testing.assert_array_equal(frozen_cells(tradable),
-                                  [[False, False], [True, False], [False, False], [False, False]])
+def test_freezing_reads_no_later_date():
+    """Two tradable matrices that differ from day 30 on give the same books before day 30."""
+    returns = _random_returns(60, NAMES, seed=15)
+    preds = _long(_random_returns(60, NAMES, seed=16), "prediction")
+    tradable = pd.DataFrame(np.random.default_rng(17).random(returns.shape) > 0.3,
+                            returns.index, NAMES)
+    other = tradable.copy()
+    other.iloc[30:] = ~other.iloc[30:]
+    for bound in (None, 4):
+        one = long_short_backtest(preds, returns, rebalance_days=5, tradable=tradable,
+                                  max_frozen_days=bound).daily
+        two = long_short_backtest(preds, returns, rebalance_days=5, tradable=other,
+                                  max_frozen_days=bound).daily
+        pd.testing.assert_frame_equal(one.iloc[:28], two.iloc[:28])
+        assert not one.equals(two)
+
+
+def test_frozen_cells_count_the_dates_since_the_last_trade():
+    tradable = np.array([[False, True], [True, False], [False, False], [False, False],
+                         [True, False]])
+    np.testing.assert_array_equal(frozen_cells(tradable), [[False, False], [False, True],
+                                                           [True, True], [True, True],
+                                                           [False, True]])
+    np.testing.assert_array_equal(frozen_cells(tradable, 2), [[False, False], [False, True],
+                                                              [True, True], [True, False],
+                                                              [False, False]])
+
+
+def test_holding_returns_span_a_gap_up_to_the_bound():
+    """A: no trade on dates 3-5 (a forward-filled row, then no rows), back 30 % above its last
+    traded close; B: a gap of 5 dates, longer than the bound of 3: no return across it. Closes
+    that are no trade earn nothing; without a tradable column, ret_1d is returned as it is."""
+    dates = pd.bdate_range("2024-01-01", periods=12)
+    panel = pd.DataFrame({
+        "date": list(dates) * 2, "ticker": ["A"] * 12 + ["B"] * 12,
+        "close": [10, 11, 10, 10, np.nan, np.nan, 13, 13, 13, 13, 13, 13.0]
+        + [5, 5, 5, 5, 5, np.nan, np.nan, np.nan, np.nan, np.nan, 6, 6.0],
+        "tradable": [True] * 3 + [False] * 3 + [True] * 6
+        + [True] * 5 + [False] * 5 + [True] * 2,
+    })
+    panel["ret_1d"] = panel.groupby("ticker")["close"].pct_change(fill_method=None)
+    panel = panel[panel["close"].notna() | (panel["date"] == dates[4])]  # absent rows
+    held = holding_returns(panel, 3).set_index(["ticker", "date"])["ret_1d"]
+    assert held.loc[("A", dates[6])] == pytest.approx(0.3)
+    assert np.isnan(held.loc[("A", dates[3])]) and np.isnan(held.loc[("A", dates[0])])
+    assert held.loc[("A", dates[1])] == pytest.approx(0.1)
+    assert np.isnan(held.loc[("B", dates[10])])  # 5 dates without a trade > 3
+    assert holding_returns(panel, 5).set_index(["ticker", "date"])["ret_1d"].loc[
+        ("B", dates[10])] == pytest.approx(0.2)
+    plain = holding_returns(panel.drop(columns="tradable"), 3)
+    pd.testing.assert_series_equal(plain["ret_1d"], panel["ret_1d"])

@@ -7,7 +7,7 @@ import pytest
 from bma_quant.core.data.labels import forward_return_labels
 from bma_quant.core.data.synthetic import generate_synthetic_market
 from bma_quant.core.evaluation import test_period as ev
-from bma_quant.core.evaluation.backtest import long_short_backtest
+from bma_quant.core.evaluation.backtest import holding_returns, long_short_backtest
 from bma_quant.core.evaluation.metrics import newey_west_tstat, prediction_scores
 
 
@@ -74,7 +74,9 @@ def test_the_backtest_freezes_positions_where_the_panel_says_a_close_is_no_trade
     frozen = ev.evaluate_predictions(preds, labels, tradable, None, config, test_start=test_start)
     free = ev.evaluate_predictions(preds, labels, panel, None, config, test_start=test_start)
     final = preds[(preds["model"] == "final") & (preds["date"] >= test_start)]
-    bt = long_short_backtest(final, tradable[tradable["date"] >= test_start])
+    held = holding_returns(tradable, config.max_frozen_days)
+    bt = long_short_backtest(final, held[held["date"] >= test_start],
+                             max_frozen_days=config.max_frozen_days)
     assert frozen.metrics_of("final")["sharpe"] == pytest.approx(bt.summary["sharpe"])
     assert frozen.metrics_of("final")["turnover"] < free.metrics_of("final")["turnover"]
     assert frozen.metrics_of("final")["rank_ic"] == free.metrics_of("final")["rank_ic"]

@@ -79,7 +79,9 @@ def test_returns_are_the_projects_backtest(with_tradable):
     assert list(wide.columns) == list("dcba")
     for name, frame in parts.items():
         expected = long_short_backtest(frame[["date", "ticker", "prediction"]], returns,
-                                       rebalance_days=5, cost_bps=10.0).daily["long_short"]
+                                       rebalance_days=5, cost_bps=10.0,
+                                       max_frozen_days=config.max_frozen_days
+                                       ).daily["long_short"]
         pd.testing.assert_series_equal(wide[name].dropna(), expected, check_names=False,
                                        check_index_type=False,
                                        check_freq=False)

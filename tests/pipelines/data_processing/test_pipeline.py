@@ -8,6 +8,7 @@ import pytest
 
 from bma_quant.core.data.cv import folds_from_table
 from bma_quant.core.data.synthetic import generate_synthetic_market, to_wide_close
+from bma_quant.core.evaluation.backtest import holding_returns
 from tests.support import run_pipeline
 
 logging.getLogger("kedro").setLevel(logging.WARNING)
@@ -286,10 +287,11 @@ def test_suspended_rows_are_out_of_the_cross_section_in_training_and_serving(tmp
                                       values="eligible")["T0005"].loc[dates[300]:dates[311]].all()
 
 
-def test_a_gap_past_the_forward_fill_is_not_tradable_and_its_move_is_earned_on_return(
+def test_a_gap_past_the_forward_fill_is_not_tradable_and_its_move_is_held_on_return(
         tmp_path, market):
     """T0007 has no rows for 10 dates (the fill covers 5): the filled and the empty dates are not
-    tradable, and its first close back earns the whole move since its last close."""
+    tradable; ret_1d has no return on its first close back (as the market and serving read it),
+    and a holder's return (the backtest's) is the whole move since its last close."""
     panel = market.panel.copy()
     dates = np.sort(panel["date"].unique())
     t7 = panel["ticker"] == "T0007"
@@ -301,8 +303,12 @@ def test_a_gap_past_the_forward_fill_is_not_tradable_and_its_move_is_earned_on_r
     assert tradable.loc[dates[390]:dates[399]].all() and tradable.loc[dates[410]]
     assert not tradable.loc[dates[400]:dates[409]].fillna(False).astype(bool).any()
     close = panel[panel["ticker"] == "T0007"].set_index("date")["close"]
-    ret = out[out["ticker"] == "T0007"].set_index("date")["ret_1d"]
+    assert np.isnan(out[out["ticker"] == "T0007"].set_index("date")["ret_1d"].loc[dates[410]])
+    held = holding_returns(out, 21)
+    ret = held[held["ticker"] == "T0007"].set_index("date")["ret_1d"]
     assert ret.loc[dates[410]] == pytest.approx(close.loc[dates[410]] / close.loc[dates[399]] - 1)
+    assert np.isnan(holding_returns(out, 9).set_index(["ticker", "date"])["ret_1d"].loc[
+        ("T0007", dates[410])])
     assert tradable.loc[dates[:390]].dropna().astype(bool).mean() > 0.99
 
 

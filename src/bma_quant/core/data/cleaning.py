@@ -588,18 +588,14 @@ def impute_cross_sectional_median(
 
 
 def daily_returns(close: pd.DataFrame, withheld: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Close-to-close returns within a ticker. After a run of dates without a close (a gap longer
-    than the forward fill, a masked stale price) or of `withheld` cells (a suspected split
-    awaiting confirmation), the first close is measured from the last close before the run: the
-    move over a suspension, or the real move of a crash that rebounded, or the split-adjusted one,
-    is earned on the day it is known (a backtest holding the name through it loses nothing of it).
-    NaN where the close is missing, and on a name's first close."""
+    """Close-to-close returns within a ticker (NaN where either close is missing). After a run
+    of `withheld` cells (a suspected split awaiting confirmation) the first close is measured from
+    the last close before the run: the real move of a crash that rebounded, or the split-adjusted
+    one, is earned on the day it is known (a backtest holding the name loses nothing of it)."""
     previous = close.shift(1)
-    held = close.isna()
     if withheld is not None and withheld.to_numpy().any():
-        held |= withheld.reindex_like(close).fillna(False).astype(bool)
-    after_run = held.shift(1, fill_value=False) & ~held
-    if after_run.to_numpy().any():
+        held = withheld.reindex_like(close).fillna(False).astype(bool)
+        after_run = held.shift(1, fill_value=False) & ~held
         before_run = close.mask(held).ffill().shift(1)  # the last close before the run
         previous = previous.mask(after_run, before_run)
-    return close.mask(held) / previous - 1.0
+    return close / previous - 1.0

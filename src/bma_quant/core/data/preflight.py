@@ -75,6 +75,7 @@ BOUNDS = (
     Bound("evaluation.backtest.cost_bps", 0.0),
     Bound("evaluation.backtest.periods_per_year", 0.0, low_open=True),
     Bound("evaluation.backtest.rebalance_days", 0),  # 0 / null: the horizon
+    Bound("evaluation.backtest.max_frozen_days", 0),  # null: frozen however long
     Bound("base_models.max_train_rows", 1),
     Bound("base_models.tuning.max_train_rows", 1),
     Bound("base_models.seed", 0),

@@ -38,15 +38,18 @@ prediction on the signal date), both held the same way and gross of costs; exces
 universe, which the IR measures.
 
 Untradable closes (``tradable``: False where the close is not a trade: a suspension, a
-forward-filled or withheld price). A position in a name that cannot be traded at the trade close
-but trades again later is frozen: it keeps its drifted weight in every book, is neither sold nor
-bought (no turnover), and earns the name's returns until a later trade can close it, the gap at
-reopening included (``ret_1d`` spans the untraded dates). The capital it holds is no longer
-free: each leg's tradable targets are scaled down so that the leg's size (frozen plus tradable)
-is no larger than its target (a long leg of 1 with 0.05 frozen buys 0.95 of its targets). A name
-in the targets that cannot be bought at the trade close is not bought. A name that never trades
-again (a delisting) is closed at its last price, as without ``tradable``: the file has no
-delisting return.
+forward-filled, masked or withheld price, a date without a row). A position in a name that cannot
+be traded at the trade close is frozen while the name has been without a trade for at most
+``max_frozen_days`` dates: it keeps its drifted weight in every book, is neither sold nor bought
+(no turnover), and earns the name's returns, the move at reopening included (``holding_returns``
+measures it from the last traded close). The capital it holds is no longer free: each leg's
+tradable targets are scaled down so that the leg's size (frozen plus tradable) is no larger than
+its target (a long leg of 1 with 0.05 frozen buys 0.95 of its targets). A name in the targets
+that cannot be bought at the trade close is not bought. After more than ``max_frozen_days``
+dates without a trade the name is taken as delisted: closed at its last price at the next trade
+(the file has no delisting return), and a close after such a gap earns no return across it (a
+code back after a long absence is often another company). The rule reads each date and earlier
+only.
 """
 
 from __future__ import annotations
@@ -315,13 +318,14 @@ def _with_frozen(targets: np.ndarray, drifted: np.ndarray, tradable: np.ndarray,
 
 
 def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray, end: int,
-                tradable: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                tradable: np.ndarray | None = None, max_frozen_days: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """(day x book) returns and the long-short book's turnover per day, from the first book's
     first held day to ``end``: each book held untraded until the next one starts. ``tradable``:
     (day x ticker) False where a close is not a trade (module docstring); None = every close."""
     first = start[0]
     stops = np.append(start[1:], end)
-    frozen = None if tradable is None else frozen_cells(tradable)
+    frozen = None if tradable is None else frozen_cells(tradable, max_frozen_days)
     book_returns = np.zeros((end - first, len(BOOKS)))
     turnover = np.zeros(end - first)
     drifted = np.zeros(books.shape[1:])  # weights just before the trade (empty at first)
@@ -337,14 +341,56 @@ def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray,
     return book_returns, turnover
 
 
-def frozen_cells(tradable: np.ndarray) -> np.ndarray:
-    """(day x ticker) True where a close is not a trade but the name trades again later: a
-    position there is frozen. A name that never trades again is not (it is closed at its last
-    price: a delisting)."""
+def _dates_since_trade(tradable: np.ndarray) -> np.ndarray:
+    """(day x ticker) dates since the name's last traded close, that day included (0 on a traded
+    day); a large number before its first one."""
+    rows = np.arange(tradable.shape[0])[:, None]
+    last = np.maximum.accumulate(np.where(tradable, rows, -1), axis=0)
+    return np.where(last >= 0, rows - last, np.iinfo(np.int64).max // 2)
+
+
+def frozen_cells(tradable: np.ndarray, max_frozen_days: int | None = None) -> np.ndarray:
+    """(day x ticker) True where a close is not a trade and the name traded at most
+    ``max_frozen_days`` dates earlier (None: any earlier trade): a position there is frozen.
+    After a longer gap it is closed at its last price (a delisting). Causal."""
     tradable = np.asarray(tradable, dtype=bool)
-    later = np.flip(np.logical_or.accumulate(np.flip(tradable, axis=0), axis=0), axis=0)
-    trades_later = np.vstack([later[1:], np.zeros((1, tradable.shape[1]), dtype=bool)])
-    return ~tradable & trades_later
+    since = _dates_since_trade(tradable)
+    limit = np.iinfo(np.int64).max // 4 if max_frozen_days is None else int(max_frozen_days)
+    return ~tradable & (since <= limit)
+
+
+def holding_returns(panel: pd.DataFrame, max_frozen_days: int | None = None) -> pd.DataFrame:
+    """What a holder earns per row of a long (date, ticker, close, ret_1d, tradable) panel: on a
+    traded close, the return from the name's last traded close (the move over a suspension, a
+    forward-filled or masked run, a withheld split window), if that was at most
+    ``max_frozen_days`` + 1 dates earlier, else NaN (taken as relisted); NaN on a close that is no
+    trade (a held position keeps its value). Without a `tradable` column: ``ret_1d`` as it is.
+    Returns (date, ticker, ret_1d, tradable) in the panel's row order."""
+    if TRADABLE not in panel:
+        return panel[[DATE, TICKER, "ret_1d"]]
+    dates, date_codes = np.unique(panel[DATE].to_numpy(), return_inverse=True)
+    tickers, ticker_codes = np.unique(panel[TICKER].to_numpy(dtype=str), return_inverse=True)
+    close = np.full((len(dates), len(tickers)), np.nan)
+    close[date_codes, ticker_codes] = panel["close"].to_numpy(dtype=np.float64, na_value=np.nan)
+    tradable = np.zeros(close.shape, dtype=bool)
+    tradable[date_codes, ticker_codes] = panel[TRADABLE].to_numpy(dtype=bool)
+    tradable &= np.isfinite(close)
+    since = _dates_since_trade(tradable)
+    last_close = pd.DataFrame(np.where(tradable, close, np.nan)).ffill().to_numpy()
+    previous = np.vstack([np.full((1, close.shape[1]), np.nan), last_close[:-1]])
+    gap = np.vstack([np.full((1, close.shape[1]), np.iinfo(np.int64).max // 2), since[:-1]])
+    limit = np.iinfo(np.int64).max // 4 if max_frozen_days is None else int(max_frozen_days)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        held = np.where(tradable & (gap <= limit), close / previous - 1.0, np.nan)
+    return pd.DataFrame({DATE: panel[DATE].to_numpy(), TICKER: panel[TICKER].to_numpy(),
+                         "ret_1d": held[date_codes, ticker_codes],
+                         TRADABLE: tradable[date_codes, ticker_codes]}, index=panel.index)
+
+
+def tradable_pivot(returns: pd.DataFrame, tradable_col: str = TRADABLE) -> pd.DataFrame:
+    """Long (date, ticker, tradable) -> (date x ticker) bool; a cell without a row is False."""
+    wide = returns.pivot(index=DATE, columns=TICKER, values=tradable_col)
+    return wide.astype(np.float64) > 0  # NaN (no row) -> False; cheap to realign per call
 
 
 def tradable_matrix(tradable: pd.DataFrame, dates: pd.DatetimeIndex, tickers: pd.Index
@@ -405,6 +451,7 @@ def long_short_backtest(
     signal_dates: pd.DatetimeIndex | None = None,
     tradable: pd.DataFrame | None = None,
     tradable_col: str = TRADABLE,
+    max_frozen_days: int | None = None,
 ) -> BacktestResult:
     """Quantile long-short, long-only and universe backtest with delayed execution and costs.
 
@@ -418,7 +465,9 @@ def long_short_backtest(
     of those dates: callers backtesting many configurations pass fewer rows); None = taken here.
     ``tradable``: (date x ticker) bool, False where a close is not a trade (module docstring);
     with long ``returns`` it may instead be their ``tradable_col`` column. A (date, ticker) without
-    a value is not tradable. None and no such column: every close is a trade.
+    a value is not tradable. None and no such column: every close is a trade. ``returns`` should
+    then be ``holding_returns`` (the move over a frozen gap is earned at reopening), and
+    ``max_frozen_days`` the same as theirs (None: frozen however long).
     """
     if rebalance_days < 1 or execution_delay < 0:
         raise ValueError(
@@ -437,7 +486,7 @@ def long_short_backtest(
     wide_returns = (returns.sort_index() if _is_wide(returns, return_col)
                     else returns.pivot(index=DATE, columns=TICKER, values=return_col).sort_index())
     if tradable is None and not _is_wide(returns, return_col) and tradable_col in returns:
-        tradable = returns.pivot(index=DATE, columns=TICKER, values=tradable_col)
+        tradable = tradable_pivot(returns, tradable_col)
     trading_dates = pd.DatetimeIndex(wide_returns.index, name=DATE)
     signal_dates, start = _trade_schedule(signal_dates, trading_dates, execution_delay)
     trade_dates = trading_dates[start - 1]
@@ -458,7 +507,8 @@ def long_short_backtest(
     if can_trade is not None and can_trade.all():
         can_trade = None  # every close a trade: nothing to freeze
     book_returns, turnover = _hold_books(
-        _book_matrices(weights, signal_dates, tickers), start, daily_returns, end, can_trade)
+        _book_matrices(weights, signal_dates, tickers), start, daily_returns, end, can_trade,
+        max_frozen_days)
     net = book_returns[:, 0] - cost_bps / 1e4 * turnover
     daily = _daily_frame(book_returns, net, turnover, trading_dates[first:end])
     summary = _summary(net, daily["excess"].to_numpy(), turnover[start[1:] - first],

@@ -144,7 +144,8 @@ PATH_SCORES = ("rank_ic", "sharpe")
 def score_paths(paths: pd.DataFrame, returns: pd.DataFrame, config: EvaluationConfig
                 ) -> pd.DataFrame:
     """Per path: mean daily RankIC against the label and the long-short Sharpe of the same
-    backtest as evaluation (``returns``: long date, ticker, ret_1d of the development period)."""
+    backtest as evaluation (``returns``: long date, ticker, ret_1d and optionally tradable of the
+    development period, as `backtest.holding_returns` gives them)."""
     rows = []
     for path, frame in paths.groupby(PATH, sort=True):
         rank_ic = daily_ic(frame, method="spearman", min_names=config.min_names)
@@ -152,7 +153,7 @@ def score_paths(paths: pd.DataFrame, returns: pd.DataFrame, config: EvaluationCo
             frame[["date", "ticker", "prediction"]], returns,
             rebalance_days=config.rebalance_days, n_quantiles=config.n_quantiles,
             cost_bps=config.cost_bps, execution_delay=config.execution_delay,
-            periods_per_year=config.periods_per_year)
+            periods_per_year=config.periods_per_year, max_frozen_days=config.max_frozen_days)
         rows.append({PATH: int(path), "rank_ic": float(rank_ic.mean()),
                      "sharpe": book.summary["sharpe"], "n_dates": int(rank_ic.size)})
     return pd.DataFrame(rows, columns=[PATH, *PATH_SCORES, "n_dates"])

@@ -28,6 +28,7 @@ from bma_quant.core.evaluation.backtest import (
     BacktestResult,
     annualised_sharpe,
     compounded_annual_return,
+    holding_returns,
     long_short_backtest,
     max_drawdown,
 )
@@ -74,6 +75,7 @@ class EvaluationConfig:
     execution_delay: int = 1
     periods_per_year: int = 252
     decay_horizons: tuple[int, ...] = tuple(range(1, 11))
+    max_frozen_days: int | None = 21  # a position without a trade is frozen this long at most
 
     @classmethod
     def from_params(cls, params: dict, temporal: dict | None = None) -> EvaluationConfig:
@@ -95,6 +97,8 @@ class EvaluationConfig:
             execution_delay=int(temporal.get("execution_delay_days", 1)),
             periods_per_year=int(book.get("periods_per_year", 252)),
             decay_horizons=tuple(range(1, int(max_decay) + 1)),
+            max_frozen_days=(None if book.get("max_frozen_days", 21) is None
+                             else int(book.get("max_frozen_days", 21))),
         )
 
 
@@ -226,6 +230,7 @@ def evaluate_model(
         cost_bps=config.cost_bps,
         execution_delay=config.execution_delay,
         periods_per_year=config.periods_per_year,
+        max_frozen_days=config.max_frozen_days,
     )
     rows = [{SCOPE: ALL_SCOPE, **_ic_rows(ic, rank_ic, config.nw_lag), **result.summary}]
 
@@ -293,7 +298,8 @@ def evaluate_predictions(
     """Score every model of ``predictions`` (date, ticker, model, prediction) on the test period.
 
     ``labels``: (date, ticker, label); ``panel``: (date, ticker, close, ret_1d and optionally
-    tradable) for the backtest and IC decay; ``regimes``: (date, regime) or None for the overall scope only. Rows outside
+    tradable: the backtest then holds ``holding_returns`` and freezes positions) for the backtest
+    and IC decay; ``regimes``: (date, regime) or None for the overall scope only. Rows outside
     ``test_start..test_end`` are ignored, so out-of-fold rows can never be scored by mistake.
     """
     preds = restrict_to_period(predictions, test_start, test_end)
@@ -301,8 +307,12 @@ def evaluate_predictions(
     merged = preds[[DATE, TICKER, MODEL, "prediction"]].merge(
         labels[[DATE, TICKER, "label"]], on=[DATE, TICKER], how="left"
     )
+    # what a holder earns is measured on the whole panel: a gap may start before the test period
+    held = (holding_returns(panel, config.max_frozen_days)
+            if TRADABLE in panel and "close" in panel else panel)
+    returns = restrict_to_period(held[[c for c in (DATE, TICKER, "ret_1d", TRADABLE)
+                                       if c in held]], test_start, None)
     test_panel = restrict_to_period(panel, test_start, None)
-    returns = test_panel[[c for c in (DATE, TICKER, "ret_1d", TRADABLE) if c in test_panel]]
     regime_series = regime_by_date(regimes)
 
     rows, ic_frames, daily_frames, quantile_frames, decay_frames = [], [], [], [], []

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bma_quant.core.data.universe import TRADABLE
-from bma_quant.core.evaluation.backtest import long_short_backtest
+from bma_quant.core.evaluation.backtest import long_short_backtest, tradable_pivot
 from bma_quant.core.evaluation.test_period import EvaluationConfig
 
 CONFIGURATION = "configuration"
@@ -139,11 +139,11 @@ def configuration_returns(
 ) -> pd.DataFrame:
     """Daily net long-short returns of every configuration (rows = dates, columns =
     configurations; NaN where a configuration holds no book). ``returns``: long (date, ticker,
-    ret_1d and optionally tradable), already cut to the period the books may be held in."""
+    ret_1d and optionally tradable: then `backtest.holding_returns`), already cut to the period the
+    books may be held in."""
     series = {}
     wide = returns.pivot(index="date", columns="ticker", values="ret_1d")  # once, not per config
-    tradable = (returns.pivot(index="date", columns="ticker", values=TRADABLE)
-                if TRADABLE in returns else None)
+    tradable = tradable_pivot(returns) if TRADABLE in returns else None
     names = predictions.groupby(CONFIGURATION, sort=True, observed=True).size().index
     rows, signal_dates = _rebalance_rows(predictions, config.rebalance_days)
     parts = dict(iter(rows.groupby(CONFIGURATION, sort=False, observed=True)))
@@ -153,7 +153,7 @@ def configuration_returns(
             rebalance_days=config.rebalance_days, n_quantiles=config.n_quantiles,
             cost_bps=config.cost_bps, execution_delay=config.execution_delay,
             periods_per_year=config.periods_per_year, signal_dates=signal_dates.get(name),
-            tradable=tradable,
+            tradable=tradable, max_frozen_days=config.max_frozen_days,
         )
         series[name] = result.daily["long_short"]
     if not series:

@@ -14,6 +14,7 @@ from bma_quant.core.data import panel as panel_lib
 from bma_quant.core.data import universe
 from bma_quant.core.data.temporal import TemporalConfig
 from bma_quant.core.evaluation import (
+    backtest,
     cpcv,
     gates,
     overfitting,
@@ -57,11 +58,20 @@ def collect_test_predictions(
     return out
 
 
-def _backtest_columns(primary_panel: pd.DataFrame, *more: str) -> list[str]:
-    """What a backtest reads of the panel: the daily return and, where data_processing wrote it,
-    whether each close is a trade (positions in untradable names are frozen)."""
+def _backtest_columns(primary_panel: pd.DataFrame) -> list[str]:
+    """What the test-period evaluation reads of the panel: the closes (IC decay, and what a holder
+    earns) and, where data_processing wrote it, whether each close is a trade."""
     tradable = [universe.TRADABLE] if universe.TRADABLE in primary_panel else []
-    return ["date", "ticker", *more, "ret_1d", *tradable]
+    return ["date", "ticker", "close", "ret_1d", *tradable]
+
+
+def _development_returns(primary_panel: pd.DataFrame, date_split: dict,
+                         config: test_period.EvaluationConfig) -> pd.DataFrame:
+    """What a holder earns per row up to dev_end (books formed near the end of development are
+    held only until then, never into the test), with positions frozen where a close is no trade."""
+    held = backtest.holding_returns(primary_panel[_backtest_columns(primary_panel)],
+                                    config.max_frozen_days)
+    return test_period.restrict_to_period(held, None, date_split["dev_end"])
 
 
 def evaluate_test_period(
@@ -76,8 +86,7 @@ def evaluate_test_period(
     """The comparison table (model x scope) and the series behind the plots."""
     config = test_period.EvaluationConfig.from_params(params, temporal)
     result = test_period.evaluate_predictions(
-        test_predictions, labels, primary_panel[_backtest_columns(primary_panel, "close")],
-        regimes,
+        test_predictions, labels, primary_panel[_backtest_columns(primary_panel)], regimes,
         config, test_start=date_split["test_start"], test_end=date_split["test_end"],
     )
     overall = result.table[result.table["scope"] == test_period.ALL_SCOPE]
@@ -217,9 +226,7 @@ def assess_overfitting(
         ensemble_oof_predictions, tuple(spec.get("exclude_models") or ("final",)))
     predictions = test_period.restrict_to_period(predictions, date_split["dev_start"],
                                                 date_split["dev_end"])
-    # books formed near the end of development are held only until dev_end (never into the test)
-    returns = test_period.restrict_to_period(primary_panel[_backtest_columns(primary_panel)], None,
-                                            date_split["dev_end"])
+    returns = _development_returns(primary_panel, date_split, config)
     config_returns = trial_accounting.configuration_returns(predictions, returns, config)
     assessment = overfitting.assess_overfitting(
         config_returns, _daily_returns_by_model(evaluation_daily_returns),
@@ -303,8 +310,7 @@ def combinatorial_paths(
         target_transform=base_params.get("target_transform", "rank"))
     splits = splitter.split_dates(inputs.data.dates)
     config = test_period.EvaluationConfig.from_params(params, temporal)
-    returns = test_period.restrict_to_period(primary_panel[_backtest_columns(primary_panel)], None,
-                                            dev[1])
+    returns = _development_returns(primary_panel, date_split, config)
     options = params.get("cpcv") or {}
     wanted = options.get("learners")
     tables, metrics = [], {}

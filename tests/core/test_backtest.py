@@ -9,6 +9,7 @@ import pytest
 from bma_quant.core.evaluation.backtest import (
     DAILY_COLUMNS,
     SUMMARY_KEYS,
+    Tradability,
     annualised_sharpe,
     execution_positions,
     frozen_cells,
@@ -530,3 +531,62 @@ def test_holding_returns_span_a_gap_up_to_the_bound():
         ("B", dates[10])] == pytest.approx(0.2)
     plain = holding_returns(panel.drop(columns="tradable"), 3)
     pd.testing.assert_series_equal(plain["ret_1d"], panel["ret_1d"])
+
+
+def test_a_position_past_the_bound_earns_nothing_more_until_the_next_trade_sells_it():
+    """A (long, top of every book) has no trade on dates 8-15; trades at closes 1, 11, 21. With
+    max_frozen_days 5 it is frozen at close 11 (4 dates without a trade) but passes the bound on
+    date 13: taken as delisted at its last price, it earns neither the +50 % of date 16 nor the
+    +10 % of date 17. With 10 it stays frozen and earns both."""
+    dates = pd.bdate_range("2024-01-01", periods=30)
+    returns = pd.DataFrame(0.0, index=dates, columns=NAMES)
+    returns.loc[dates[16], "A"], returns.loc[dates[17], "A"] = 0.5, 0.1
+    preds = _long(pd.DataFrame([list(range(10, 0, -1))] * 30, dates, NAMES), "prediction")
+    tradable = pd.DataFrame(True, index=dates, columns=NAMES)
+    tradable.loc[dates[8]:dates[15], "A"] = False
+    run = {bound: long_short_backtest(preds, returns, rebalance_days=10, cost_bps=0.0,
+                                      tradable=tradable, max_frozen_days=bound).daily
+           for bound in (5, 10)}
+    assert run[5].loc[dates[16]:dates[17], "long_only"].abs().max() == 0.0
+    assert run[10].loc[dates[16], "long_only"] == pytest.approx(0.5 * 0.5)
+    assert run[10].loc[dates[17], "long_only"] > 0
+
+
+def test_a_shared_tradability_gives_the_backtest_of_the_frame():
+    returns = _random_returns(60, NAMES, seed=18)
+    preds = _long(_random_returns(60, NAMES, seed=19), "prediction")
+    tradable = pd.DataFrame(np.random.default_rng(20).random(returns.shape) > 0.25,
+                            returns.index, NAMES)
+    shared = Tradability.from_frame(tradable, 3)
+    one = long_short_backtest(preds, returns, rebalance_days=5, tradable=tradable,
+                              max_frozen_days=3)
+    two = long_short_backtest(preds, returns, rebalance_days=5, tradable=shared,
+                              max_frozen_days=3)
+    pd.testing.assert_frame_equal(one.daily, two.daily)
+    # built on fewer names and more dates: realigned, not misread
+    wider = Tradability.from_frame(tradable.drop(columns="J").reindex(
+        pd.bdate_range(returns.index[0], periods=70), fill_value=True), 3)
+    three = long_short_backtest(preds, returns, rebalance_days=5, tradable=wider,
+                                max_frozen_days=3)
+    expected = tradable.copy()
+    expected["J"] = False
+    four = long_short_backtest(preds, returns, rebalance_days=5, tradable=expected,
+                               max_frozen_days=3)
+    pd.testing.assert_frame_equal(three.daily, four.daily)
+    with pytest.raises(ValueError, match="max_frozen_days"):
+        long_short_backtest(preds, returns, tradable=shared, max_frozen_days=4)
+
+
+def test_holding_returns_refuse_duplicates_and_read_a_missing_flag_as_no_trade():
+    dates = pd.bdate_range("2024-01-01", periods=4)
+    panel = pd.DataFrame({"date": list(dates) * 2, "ticker": [1] * 4 + ["1"] * 4,
+                          "close": [10, 11, 12, 13, 100, 100, 90, 99.0],
+                          "tradable": [True, True, np.nan, True] + [True] * 4})
+    panel["ret_1d"] = np.nan
+    held = holding_returns(panel, 5)
+    assert held["ret_1d"].iloc[1] == pytest.approx(0.1)
+    assert np.isnan(held["ret_1d"].iloc[2]) and not held["tradable"].iloc[2]
+    assert held["ret_1d"].iloc[3] == pytest.approx(13 / 11 - 1)
+    assert held["ret_1d"].iloc[6] == pytest.approx(-0.1)  # int 1 and "1" stay two names
+    with pytest.raises(ValueError, match="duplicate"):
+        holding_returns(pd.concat([panel, panel.iloc[:1]]), 5)

@@ -46,10 +46,10 @@ measures it from the last traded close). The capital it holds is no longer free:
 tradable targets are scaled down so that the leg's size (frozen plus tradable) is no larger than
 its target (a long leg of 1 with 0.05 frozen buys 0.95 of its targets). A name in the targets
 that cannot be bought at the trade close is not bought. After more than ``max_frozen_days``
-dates without a trade the name is taken as delisted: closed at its last price at the next trade
-(the file has no delisting return), and a close after such a gap earns no return across it (a
-code back after a long absence is often another company). The rule reads each date and earlier
-only.
+dates without a trade the name is taken as delisted: the position earns nothing more and is
+sold at its last price at the next trade, even if the name trades again before it (the file has
+no delisting return), and a close after such a gap earns no return across it (a code back after
+a long absence is often another company). The rule reads each date and earlier only.
 """
 
 from __future__ import annotations
@@ -318,26 +318,31 @@ def _with_frozen(targets: np.ndarray, drifted: np.ndarray, tradable: np.ndarray,
 
 
 def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray, end: int,
-                tradable: np.ndarray | None = None, max_frozen_days: int | None = None
+                cells: tuple[np.ndarray, np.ndarray] | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(day x book) returns and the long-short book's turnover per day, from the first book's
-    first held day to ``end``: each book held untraded until the next one starts. ``tradable``:
-    (day x ticker) False where a close is not a trade (module docstring); None = every close."""
+    first held day to ``end``: each book held untraded until the next one starts. ``cells``:
+    (tradable, frozen), both (day x ticker) (module docstring); None = every close a trade."""
     first = start[0]
     stops = np.append(start[1:], end)
-    frozen = None if tradable is None else frozen_cells(tradable, max_frozen_days)
     book_returns = np.zeros((end - first, len(BOOKS)))
     turnover = np.zeros(end - first)
     drifted = np.zeros(books.shape[1:])  # weights just before the trade (empty at first)
     for k, (begin, stop) in enumerate(zip(start, stops, strict=True)):
         targets = books[k]
-        if tradable is not None and not tradable[begin - 1].all():  # the trade's close
-            targets = _with_frozen(targets, drifted, tradable[begin - 1], frozen[begin - 1])
+        held = daily_returns[begin:stop]
+        if cells is not None:
+            tradable, frozen = cells
+            if not tradable[begin - 1].all():  # the trade's close
+                targets = _with_frozen(targets, drifted, tradable[begin - 1], frozen[begin - 1])
+            # past the bound without a trade: taken as delisted at its last price, the position
+            # earns nothing more until the next trade sells it
+            gone = ~tradable[begin:stop] & ~frozen[begin:stop]
+            if gone.any():
+                held = np.where(np.logical_or.accumulate(gone, axis=0), 0.0, held)
         turnover[begin - first] = 0.5 * np.abs(targets[:, 0] - drifted[:, 0]).sum()
         # Held untraded to the close of the next trade, where the weights have drifted.
-        book_returns[begin - first : stop - first], drifted = _hold(
-            targets, daily_returns[begin:stop]
-        )
+        book_returns[begin - first : stop - first], drifted = _hold(targets, held)
     return book_returns, turnover
 
 
@@ -368,12 +373,16 @@ def holding_returns(panel: pd.DataFrame, max_frozen_days: int | None = None) -> 
     Returns (date, ticker, ret_1d, tradable) in the panel's row order."""
     if TRADABLE not in panel:
         return panel[[DATE, TICKER, "ret_1d"]]
-    dates, date_codes = np.unique(panel[DATE].to_numpy(), return_inverse=True)
-    tickers, ticker_codes = np.unique(panel[TICKER].to_numpy(dtype=str), return_inverse=True)
+    if panel.duplicated([DATE, TICKER]).any():
+        raise ValueError("holding_returns: duplicate (date, ticker) rows")
+    date_codes, dates = pd.factorize(panel[DATE], sort=True)
+    ticker_codes, tickers = pd.factorize(panel[TICKER])  # any order: mapped back to the rows
     close = np.full((len(dates), len(tickers)), np.nan)
     close[date_codes, ticker_codes] = panel["close"].to_numpy(dtype=np.float64, na_value=np.nan)
     tradable = np.zeros(close.shape, dtype=bool)
-    tradable[date_codes, ticker_codes] = panel[TRADABLE].to_numpy(dtype=bool)
+    # a missing flag is no trade, as in `tradable_pivot`
+    tradable[date_codes, ticker_codes] = panel[TRADABLE].to_numpy(dtype=np.float64,
+                                                                   na_value=0.0) > 0
     tradable &= np.isfinite(close)
     since = _dates_since_trade(tradable)
     last_close = pd.DataFrame(np.where(tradable, close, np.nan)).ffill().to_numpy()
@@ -390,14 +399,40 @@ def holding_returns(panel: pd.DataFrame, max_frozen_days: int | None = None) -> 
 def tradable_pivot(returns: pd.DataFrame, tradable_col: str = TRADABLE) -> pd.DataFrame:
     """Long (date, ticker, tradable) -> (date x ticker) bool; a cell without a row is False."""
     wide = returns.pivot(index=DATE, columns=TICKER, values=tradable_col)
-    return wide.astype(np.float64) > 0  # NaN (no row) -> False; cheap to realign per call
+    return wide.astype(np.float64) > 0  # NaN (no row) -> False
 
 
-def tradable_matrix(tradable: pd.DataFrame, dates: pd.DatetimeIndex, tickers: pd.Index
-                    ) -> np.ndarray:
-    """(date x ticker) bool on the backtest's axes; a cell without a value is not tradable."""
-    wide = tradable.reindex(index=dates, columns=tickers)
-    return wide.to_numpy(dtype=np.float64, na_value=0.0) > 0
+@dataclass(frozen=True)
+class Tradability:
+    """A (date x ticker) `tradable` matrix with the frozen cells derived from it once, so that
+    the backtests of many configurations on the same returns share them. Build it with
+    ``from_frame``; a cell without a value is not tradable."""
+
+    dates: pd.DatetimeIndex
+    tickers: pd.Index
+    tradable: np.ndarray
+    frozen: np.ndarray
+    max_frozen_days: int | None
+
+    @classmethod
+    def from_frame(cls, tradable: pd.DataFrame, max_frozen_days: int | None) -> Tradability:
+        values = tradable.sort_index()
+        matrix = values.to_numpy(dtype=np.float64, na_value=0.0) > 0
+        return cls(pd.DatetimeIndex(values.index), values.columns, matrix,
+                   frozen_cells(matrix, max_frozen_days), max_frozen_days)
+
+    def on(self, dates: pd.DatetimeIndex, tickers: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+        """(tradable, frozen) on a backtest's axes; another calendar derives them again."""
+        if not self.dates.equals(dates):
+            frame = pd.DataFrame(self.tradable, self.dates, self.tickers)
+            return Tradability.from_frame(frame.reindex(index=dates, fill_value=False),
+                                          self.max_frozen_days).on(dates, tickers)
+        if self.tickers.equals(tickers):
+            return self.tradable, self.frozen
+        columns = self.tickers.get_indexer(tickers)
+        known = columns >= 0
+        take = np.where(known, columns, 0)
+        return (self.tradable[:, take] & known[None, :], self.frozen[:, take] & known[None, :])
 
 
 def _daily_frame(book_returns: np.ndarray, net: np.ndarray, turnover: np.ndarray,
@@ -449,7 +484,7 @@ def long_short_backtest(
     pred_col: str = "prediction",
     return_col: str = "ret_1d",
     signal_dates: pd.DatetimeIndex | None = None,
-    tradable: pd.DataFrame | None = None,
+    tradable: pd.DataFrame | Tradability | None = None,
     tradable_col: str = TRADABLE,
     max_frozen_days: int | None = None,
 ) -> BacktestResult:
@@ -463,8 +498,9 @@ def long_short_backtest(
     ``signal_dates``: the rebalance dates when the caller has already taken them with
     ``rebalance_dates`` from the valid predictions' dates (``predictions`` then needs only the rows
     of those dates: callers backtesting many configurations pass fewer rows); None = taken here.
-    ``tradable``: (date x ticker) bool, False where a close is not a trade (module docstring);
-    with long ``returns`` it may instead be their ``tradable_col`` column. A (date, ticker) without
+    ``tradable``: (date x ticker) bool, False where a close is not a trade (module docstring), or
+    a ``Tradability`` built with the same ``max_frozen_days`` (many backtests on the same
+    returns); with long ``returns`` it may instead be their ``tradable_col`` column. A (date, ticker) without
     a value is not tradable. None and no such column: every close is a trade. ``returns`` should
     then be ``holding_returns`` (the move over a frozen gap is earned at reopening), and
     ``max_frozen_days`` the same as theirs (None: frozen however long).
@@ -503,12 +539,18 @@ def long_short_backtest(
     )
     daily_returns = np.nan_to_num(daily_returns, nan=0.0)
     first, end = start[0], min(start[-1] + rebalance_days, len(trading_dates))
-    can_trade = None if tradable is None else tradable_matrix(tradable, trading_dates, tickers)
-    if can_trade is not None and can_trade.all():
-        can_trade = None  # every close a trade: nothing to freeze
+    cells = None
+    if tradable is not None:
+        if not isinstance(tradable, Tradability):
+            tradable = Tradability.from_frame(tradable, max_frozen_days)
+        elif tradable.max_frozen_days != max_frozen_days:
+            raise ValueError(f"tradable was built with max_frozen_days "
+                             f"{tradable.max_frozen_days}, the backtest has {max_frozen_days}")
+        cells = tradable.on(trading_dates, tickers)
+        if cells[0].all():
+            cells = None  # every close a trade: nothing to freeze
     book_returns, turnover = _hold_books(
-        _book_matrices(weights, signal_dates, tickers), start, daily_returns, end, can_trade,
-        max_frozen_days)
+        _book_matrices(weights, signal_dates, tickers), start, daily_returns, end, cells)
     net = book_returns[:, 0] - cost_bps / 1e4 * turnover
     daily = _daily_frame(book_returns, net, turnover, trading_dates[first:end])
     summary = _summary(net, daily["excess"].to_numpy(), turnover[start[1:] - first],

@@ -16,7 +16,11 @@ import numpy as np
 import pandas as pd
 
 from bma_quant.core.data.universe import TRADABLE
-from bma_quant.core.evaluation.backtest import long_short_backtest, tradable_pivot
+from bma_quant.core.evaluation.backtest import (
+    Tradability,
+    long_short_backtest,
+    tradable_pivot,
+)
 from bma_quant.core.evaluation.test_period import EvaluationConfig
 
 CONFIGURATION = "configuration"
@@ -143,7 +147,9 @@ def configuration_returns(
     books may be held in."""
     series = {}
     wide = returns.pivot(index="date", columns="ticker", values="ret_1d")  # once, not per config
-    tradable = tradable_pivot(returns) if TRADABLE in returns else None
+    # the frozen cells are derived once for every configuration
+    tradable = (Tradability.from_frame(tradable_pivot(returns), config.max_frozen_days)
+                if TRADABLE in returns else None)
     names = predictions.groupby(CONFIGURATION, sort=True, observed=True).size().index
     rows, signal_dates = _rebalance_rows(predictions, config.rebalance_days)
     parts = dict(iter(rows.groupby(CONFIGURATION, sort=False, observed=True)))

@@ -435,6 +435,21 @@ class Tradability:
         return (self.tradable[:, take] & known[None, :], self.frozen[:, take] & known[None, :])
 
 
+def _tradable_cells(tradable: pd.DataFrame | Tradability | None, max_frozen_days: int | None,
+                    dates: pd.DatetimeIndex, tickers: pd.Index
+                    ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(tradable, frozen) on the backtest's axes; None when every close is a trade."""
+    if tradable is None:
+        return None
+    if not isinstance(tradable, Tradability):
+        tradable = Tradability.from_frame(tradable, max_frozen_days)
+    elif tradable.max_frozen_days != max_frozen_days:
+        raise ValueError(f"tradable was built with max_frozen_days {tradable.max_frozen_days}, "
+                         f"the backtest has {max_frozen_days}")
+    cells = tradable.on(dates, tickers)
+    return None if cells[0].all() else cells  # every close a trade: nothing to freeze
+
+
 def _daily_frame(book_returns: np.ndarray, net: np.ndarray, turnover: np.ndarray,
                  dates: pd.DatetimeIndex) -> pd.DataFrame:
     equity, drawdown = drawdown_path(net)
@@ -539,16 +554,7 @@ def long_short_backtest(
     )
     daily_returns = np.nan_to_num(daily_returns, nan=0.0)
     first, end = start[0], min(start[-1] + rebalance_days, len(trading_dates))
-    cells = None
-    if tradable is not None:
-        if not isinstance(tradable, Tradability):
-            tradable = Tradability.from_frame(tradable, max_frozen_days)
-        elif tradable.max_frozen_days != max_frozen_days:
-            raise ValueError(f"tradable was built with max_frozen_days "
-                             f"{tradable.max_frozen_days}, the backtest has {max_frozen_days}")
-        cells = tradable.on(trading_dates, tickers)
-        if cells[0].all():
-            cells = None  # every close a trade: nothing to freeze
+    cells = _tradable_cells(tradable, max_frozen_days, trading_dates, tickers)
     book_returns, turnover = _hold_books(
         _book_matrices(weights, signal_dates, tickers), start, daily_returns, end, cells)
     net = book_returns[:, 0] - cost_bps / 1e4 * turnover

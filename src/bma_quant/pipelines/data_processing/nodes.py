@@ -74,6 +74,28 @@ def _refuse_calendar_holes(file_dates: pd.DatetimeIndex, kept_dates: pd.Datetime
         f"processing.max_calendar_gap_days if the market was really closed that long")
 
 
+def _repair_splits(filled: panel.PanelMatrices, observed: pd.DataFrame, splits_cfg: dict
+                   ) -> tuple[cleaning.SplitRepair, list, list]:
+    """The causal split repair of the forward-filled panel (`observed`: the closes the file
+    gave), with the near-ratio moves it left alone and the held moves near no ratio (both empty
+    when `report_tolerance` is null or the repair is off)."""
+    if not splits_cfg.get("enabled", True):
+        return cleaning.SplitRepair(filled, [], 0), [], []
+    ratios, confirm = list(splits_cfg["ratios"]), int(splits_cfg["confirm_days"])
+    max_abs, max_gap = float(splits_cfg["max_abs_return"]), splits_cfg.get("max_gap_days")
+    repair = cleaning.split_repair(filled, max_abs, ratios, float(splits_cfg["tolerance"]),
+                                   confirm, splits_cfg.get("unit_tolerance"), max_gap,
+                                   observed=observed)
+    if splits_cfg.get("report_tolerance") is None:
+        return repair, [], []
+    report = float(splits_cfg["report_tolerance"])
+    near = cleaning.split_like_moves(filled, max_abs, ratios, report, confirm, repair.events,
+                                     max_gap, observed=observed)
+    unexplained = cleaning.unexplained_large_moves(filled, max_abs, ratios, report, confirm,
+                                                   repair.events, max_gap, observed=observed)
+    return repair, near, unexplained
+
+
 def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = None,
                     periods_per_year: float | None = None) -> tuple[panel.PanelMatrices, dict]:
     """Calendar alignment, strict date filter, limited forward fill, split repair, stale prices and
@@ -89,33 +111,10 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     filled_panel, filled = cleaning.forward_fill_limited(
         kept, int(processing["ffill_limit"]),
         cleaning.factor_fill_limits(kept.extra_columns, processing.get("factor_ffill_limit")))
-    splits_cfg = processing["split_detection"]
-    split_repair = (
-        cleaning.split_repair(
-            filled_panel, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
-            float(splits_cfg["tolerance"]), int(splits_cfg["confirm_days"]),
-            splits_cfg.get("unit_tolerance"), splits_cfg.get("max_gap_days"),
-            observed=kept.close,
-        )
-        if splits_cfg.get("enabled", True) else cleaning.SplitRepair(filled_panel, [], 0)
-    )
+    split_repair, near_splits, unexplained = _repair_splits(filled_panel, kept.close,
+                                                            processing["split_detection"])
     repaired = split_repair.panel
     events = [e for e in split_repair.events if e.status == "repaired"]
-    near_splits = (
-        cleaning.split_like_moves(
-            filled_panel, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
-            float(splits_cfg["report_tolerance"]), int(splits_cfg["confirm_days"]),
-            split_repair.events,
-            splits_cfg.get("max_gap_days"), observed=kept.close)
-        if splits_cfg.get("enabled", True) and splits_cfg.get("report_tolerance") is not None
-        else [])
-    unexplained = (  # held moves near no ratio: with report_tolerance null, unreported too
-        cleaning.unexplained_large_moves(
-            filled_panel, float(splits_cfg["max_abs_return"]), list(splits_cfg["ratios"]),
-            float(splits_cfg["report_tolerance"]), int(splits_cfg["confirm_days"]),
-            split_repair.events, splits_cfg.get("max_gap_days"), observed=kept.close)
-        if splits_cfg.get("enabled", True) and splits_cfg.get("report_tolerance") is not None
-        else [])
     stale_cfg = processing["stale"]
     cleaned, stale = cleaning.handle_stale_prices(
         repaired, int(stale_cfg["min_streak"]), stale_cfg.get("mask_after"),

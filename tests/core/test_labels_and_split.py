@@ -1,5 +1,7 @@
 """Labels on a hand-built panel, the dev | gap | test split, cleaning repairs."""
 
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -511,3 +513,56 @@ def test_untraded_rows_need_a_copied_close_earlier_volume_and_a_day_with_volume(
                                                        "volume": volume.iloc[:4]}))
     pd.testing.assert_frame_equal(cut, untraded.iloc[:4])
     assert cleaning.untraded_cells(panel.PanelMatrices({"close": close})) is None
+
+
+def test_split_warnings_name_the_largest_moves_first_and_say_when_more_exist():
+    """Eight held moves: the warning shows five, the +937 % one among them though it is not
+    among the first five by date, and ends with "..."."""
+    moves = [{"date": f"2021-0{k + 1}-01", "ticker": f"T{k}", "change": c, "nearest_ratio": 2.0,
+              "integer_ratio": None}
+             for k, c in enumerate([-0.45, -0.46, 0.8, -0.47, -0.44, -0.48, 9.37, -1.0])]
+    lines = cleaning.split_warnings([], [], moves, moves)
+    assert len(lines) == 2
+    for line in lines:
+        assert "T6@2021-07-01 +937.0%" in line and "T7@2021-08-01 -100.0%" in line
+        assert line.count("@2021") == 5 and ", ..." in line
+        assert "T4@" not in line  # the smallest moves are the ones left out
+
+
+def _ohlc(closes: dict, opens: dict) -> panel.PanelMatrices:
+    dates = pd.bdate_range("2021-01-04", periods=len(next(iter(closes.values()))))
+    close = pd.DataFrame(closes, index=dates, dtype=float)
+    open_ = pd.DataFrame(opens, index=dates, dtype=float)
+    return panel.PanelMatrices({"close": close, "open": open_})
+
+
+def test_the_open_tells_a_split_overnight_from_a_crash_in_the_session():
+    """C: -50 % that holds, but it opened at the old level (99): a crash in the session, not
+    repaired (old rule: rescaled x2). S: a 4:1 split on a +2.4 % day (close 25.6, 2.4 % off the
+    ratio, outside the 2 % tolerance) that opened at 25.03: a split, repaired (old rule: left as
+    a -74 % return). F: the open is a vendor's fill (equal to the last close): the close alone
+    decides, as before."""
+    crash = [100, 100, 100, 50, 50.5, 50, 51, 50.5, 50, 51, 50.5, 51.0]
+    split = [100, 100, 100, 25.6, 25.5, 25.7, 25.4, 25.6, 25.5, 25.6, 25.7, 25.6]
+    filled = [100, 100, 100, 50, 50.5, 50, 51, 50.5, 50, 51, 50.5, 51.0]
+    opens = {"C": [100, 100, 100, 99] + crash[4:], "S": [100, 100, 100, 25.03] + split[4:],
+             "F": [100, 100, 100, 100] + filled[4:]}
+    matrices = _ohlc({"C": crash, "S": split, "F": filled}, opens)
+    args = (0.4, [2, 3, 4, 5, 10], 0.02, 5)
+    with_open = cleaning.split_repair(matrices, *args, open_evidence=True)
+    statuses = {e.ticker: e.status for e in with_open.events}
+    assert statuses == {"C": "in session", "S": "repaired", "F": "repaired"}
+    close = with_open.panel.close
+    assert close["C"].iloc[-1] == 51.0  # kept: the loss is real
+    assert close["S"].iloc[-1] == pytest.approx(25.6 * 4)  # on the pre-split scale
+    assert with_open.panel.values["open"]["S"].iloc[-1] == pytest.approx(25.6 * 4)
+    closes_only = cleaning.split_repair(matrices, *args)
+    assert {e.ticker: e.status for e in closes_only.events} == {"C": "repaired", "F": "repaired"}
+    # causal: the panel cut at any date is repaired as the full one up to there
+    for end in range(4, 12):
+        cut = cleaning.split_repair(matrices.select(dates=matrices.dates[:end + 1]), *args,
+                                    open_evidence=True)
+        pd.testing.assert_frame_equal(cut.panel.close.iloc[:4], close.iloc[:4])
+    warning = cleaning.split_warnings([], [], [], [], [asdict(e) for e in with_open.events
+                                                       if e.status == "in session"])
+    assert len(warning) == 1 and "C@2021-01-07 x2?" in warning[0] and "open_evidence" in warning[0]

@@ -126,6 +126,8 @@ class PanelCleaner:
             int(splits.get("confirm_days", 0)), splits.get("unit_tolerance"),
             splits.get("max_gap_days"),  # None in chains pickled before it existed
             observed=observed,
+            # chains pickled before it existed repaired on the closes alone
+            open_evidence=bool(splits.get("open_evidence", False)),
         )
 
     def split_findings(self, raw: pd.DataFrame

@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -100,14 +101,20 @@ def repair_unadjusted_splits(
 def split_repair(
     panel: PanelMatrices, max_abs_return: float, ratios: list[float], tolerance: float,
     confirm_days: int, unit_tolerance: float | None = None, max_gap_days: int | None = None,
-    observed: pd.DataFrame | None = None,
+    observed: pd.DataFrame | None = None, open_evidence: bool = False,
 ) -> SplitRepair:
     """`repair_unadjusted_splits` with the withheld cells (the data-quality report, and the
     daily returns that span them). `observed`: the closes the file gave, before the forward
     fill: only they confirm or break a new level (a carried copy of the last close is no
-    evidence that a price held); None = the panel's closes."""
+    evidence that a price held); None = the panel's closes. `open_evidence`: read the move
+    day's open too (`_open_evidence`): a split happens overnight, so the open is already at the
+    new level; a move whose open sat at the old level happened in the session (a crash or a
+    jump, not repaired), and a close outside `tolerance` with an open inside it is a split on a
+    day the stock also moved."""
     close = panel.close
     closes = (close if observed is None else observed.reindex_like(close)).to_numpy(dtype=float)
+    opens = (panel.values["open"].reindex_like(close).to_numpy(dtype=float)
+             if open_evidence and "open" in panel.values else None)
     factor = np.ones(close.shape)
     withheld = np.zeros(close.shape, dtype=bool)
     events: list[SplitEvent] = []
@@ -120,9 +127,17 @@ def split_repair(
         # -99 % crash that stays down is a real (bankruptcy) move
         allowed = (unit_tolerance if unit_tolerance is not None and 1.0 / move.nearest >= 100
                    else tolerance)
-        if move.off_ratio > allowed:
-            continue
         i, j = move.row, move.column
+        left = close.iat[i, j] / (1.0 + move.change)
+        opened = (None if opens is None else
+                  _open_evidence(opens[i, j], left, close.iat[i, j], move.nearest, allowed))
+        if opened == "old" and move.off_ratio <= allowed:
+            # near a ratio, but the open was at the old level: it moved in the session
+            events.append(SplitEvent(str(close.index[i].date()), str(close.columns[j]),
+                                     float(move.nearest), "in session"))
+            continue
+        if opened == "old" or (move.off_ratio > allowed and opened != "new"):
+            continue
         back = undoing.get(j)
         if back is not None and back[0] == i and any(
                 np.isclose(ratio * move.nearest, 1.0) or abs(close.iat[i, j] / left - 1) <= allowed
@@ -132,7 +147,6 @@ def split_repair(
             events.append(SplitEvent(str(close.index[i].date()), str(close.columns[j]),
                                      float(move.nearest), "way back"))
             continue
-        left = close.iat[i, j] / (1.0 + move.change)
         decided = _confirmation_row(closes[:, j], i, int(confirm_days), left=left,
                                     level=close.iat[i, j])
         if not (decided.held or decided.pending):
@@ -165,6 +179,21 @@ class LargeMove:
     change: float  # close(t) / close(t-1) - 1
     nearest: float  # the split ratio (pre / post) nearest to the move
     off_ratio: float  # relative distance of the move's implied ratio from it
+
+
+def _open_evidence(open_: float, left: float, close: float, ratio: float, tolerance: float
+                   ) -> str | None:
+    """What the move day's open says of a candidate split from `left` (the last close) by
+    `ratio` (pre / post): "old" when it sits nearer the old level than the new one (in log
+    terms: the price moved during the session), "new" when it is within `tolerance` of the
+    split level, None when it is missing or says nothing (equal to the last close or to the
+    day's close: a vendor's fill for a missing open)."""
+    if not (np.isfinite(open_) and open_ > 0) or open_ == left or open_ == close:
+        return None
+    split_level = left / ratio
+    if abs(np.log(open_ / left)) < abs(np.log(open_ / split_level)):
+        return "old"
+    return "new" if abs(split_level / open_ - 1.0) <= tolerance else None
 
 
 @dataclass(frozen=True)
@@ -317,7 +346,7 @@ def unexplained_large_moves(panel: PanelMatrices, max_abs_return: float, ratios:
 
 
 def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
-                   unexplained: list[dict] = ()) -> list[str]:
+                   unexplained: list[dict] = (), in_session: list[dict] = ()) -> list[str]:
     """The warnings a run gives about splits (data_processing on the training file, inference
     on the scoring slice): repaired suspected splits, moves still awaiting confirmation at the
     data's end (no score for those names yet), and held near-ratio moves left alone."""
@@ -330,6 +359,15 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
         out.append(f"repaired {len(repaired)} suspected unadjusted split(s): "
                    + ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}" for e in repaired[:5])
                    + ": a real crash or jump that held near a ratio is rescaled too" + no_splits)
+    if in_session:
+        out.append(
+            f"{len(in_session)} one-day move(s) near a split ratio were not repaired: the day's "
+            "open was still at the old level, so the price moved during the session (a crash or "
+            "a jump; a split happens overnight): "
+            + ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}?" for e in in_session[:5])
+            + (", ..." if len(in_session) > 5 else "")
+            + "; if the file's opens are not the day's first trade, set "
+            "processing.split_detection.open_evidence: false")
     if pending:
         out.append(
             f"{len(pending)} name(s) moved near a split ratio within the data's last "
@@ -340,24 +378,32 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
     if near:
         out.append(
             f"{len(near)} one-day move(s) near a split ratio that held for processing."
-            "split_detection.confirm_days were not repaired (further than its tolerance): "
-            + ", ".join(f"{m['ticker']}@{m['date']} {100 * m['change']:+.1f}% "
-                        f"(x{m['nearest_ratio']:g}?)" for m in near[:5])
+            "split_detection.confirm_days were not repaired (further than its tolerance; the "
+            "largest first): "
+            + _largest(near, lambda m: f"{m['ticker']}@{m['date']} {100 * m['change']:+.1f}% "
+                                       f"(x{m['nearest_ratio']:g}?)")
             + ". An unadjusted split on a day the stock also moved, or a real crash? Adjust the "
             "file, or widen processing.split_detection.tolerance" + no_splits)
     if unexplained:
-        shown = [f"{m['ticker']}@{m['date']} {100 * m['change']:+.1f}%"
-                 + (f" (x{m['integer_ratio']}?)" if m.get("integer_ratio") else "")
-                 for m in unexplained[:5]]
+        shown = _largest(unexplained, lambda m: f"{m['ticker']}@{m['date']} "
+                         f"{100 * m['change']:+.1f}%"
+                         + (f" (x{m['integer_ratio']}?)" if m.get("integer_ratio") else ""))
         whole = sorted({m["integer_ratio"] for m in unexplained if m.get("integer_ratio")})
         out.append(
             f"{len(unexplained)} one-day move(s) beyond processing.split_detection."
-            "max_abs_return held for confirm_days and match no configured split ratio: "
-            + ", ".join(shown) + ". A real crash or jump is kept as it is; "
+            "max_abs_return held for confirm_days and match no configured split ratio (the "
+            "largest first): " + shown + ". A real crash or jump is kept as it is; "
             + (f"if these are unadjusted splits, add {', '.join(map(str, whole))} to "
                "processing.split_detection.ratios or adjust the file"
                if whole else "check the file if one is an unadjusted split or a bad print"))
     return out
+
+
+def _largest(moves: list[dict], shown: Callable[[dict], str], count: int = 5) -> str:
+    """The `count` largest moves (in log terms), named, and "..." when there are more: the one
+    that matters most is never the one left out."""
+    ordered = sorted(moves, key=lambda m: -abs(math.log(max(1.0 + float(m["change"]), 1e-12))))
+    return ", ".join(shown(m) for m in ordered[:count]) + (", ..." if len(moves) > count else "")
 
 
 def _holds_new_level(before: float, level: float, after: np.ndarray) -> bool:

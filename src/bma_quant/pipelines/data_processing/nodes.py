@@ -85,7 +85,8 @@ def _repair_splits(filled: panel.PanelMatrices, observed: pd.DataFrame, splits_c
     max_abs, max_gap = float(splits_cfg["max_abs_return"]), splits_cfg.get("max_gap_days")
     repair = cleaning.split_repair(filled, max_abs, ratios, float(splits_cfg["tolerance"]),
                                    confirm, splits_cfg.get("unit_tolerance"), max_gap,
-                                   observed=observed)
+                                   observed=observed,
+                                   open_evidence=bool(splits_cfg.get("open_evidence", False)))
     if splits_cfg.get("report_tolerance") is None:
         return repair, [], []
     report = float(splits_cfg["report_tolerance"])
@@ -150,6 +151,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "suspected_splits": [asdict(e) for e in events],
         # near-ratio moves at the file's end that confirm_days closes have not yet confirmed
         "unconfirmed_splits": [asdict(e) for e in split_repair.events if e.status == "pending"],
+        # near-ratio moves whose open was at the old level: in the session, not overnight
+        "session_moves": [asdict(e) for e in split_repair.events if e.status == "in session"],
         "split_withheld_cells": split_repair.withheld_cells,
         "split_like_moves": near_splits,
         # held moves beyond max_abs_return near no configured ratio (crash, or a 7:1 split?)
@@ -285,7 +288,8 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
     for text in cleaning.split_warnings(used(log["suspected_splits"]),
                                         log.get("unconfirmed_splits") or [],
                                         used(log.get("split_like_moves") or []),
-                                        used(log.get("unexplained_large_moves") or [])):
+                                        used(log.get("unexplained_large_moves") or []),
+                                        used(log.get("session_moves") or [])):
         logger.warning(text)
 
 

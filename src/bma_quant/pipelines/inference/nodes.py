@@ -228,7 +228,8 @@ def _warn_splits(raw: pd.DataFrame, cleaner, warmup_days: int | None = None) -> 
     as_dicts = read([asdict(e) for e in events])
     for text in cleaning.split_warnings([e for e in as_dicts if e["status"] == "repaired"],
                                         [e for e in as_dicts if e["status"] == "pending"], near,
-                                        unexplained):
+                                        unexplained,
+                                        [e for e in as_dicts if e["status"] == "in session"]):
         logger.warning("inference panel: %s", text)
 
 

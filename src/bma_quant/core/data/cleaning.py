@@ -365,7 +365,7 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
             "open was still at the old level, so the price moved during the session (a crash or "
             "a jump; a split happens overnight): "
             + ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}?" for e in in_session[:5])
-            + (", ..." if len(in_session) > 5 else "")
+            + (f" and {len(in_session) - 5} more" if len(in_session) > 5 else "")
             + "; if the file's opens are not the day's first trade, set "
             "processing.split_detection.open_evidence: false")
     if pending:
@@ -400,10 +400,11 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
 
 
 def _largest(moves: list[dict], shown: Callable[[dict], str], count: int = 5) -> str:
-    """The `count` largest moves (in log terms), named, and "..." when there are more: the one
+    """The `count` largest moves (in log terms), named, and how many more there are: the one
     that matters most is never the one left out."""
     ordered = sorted(moves, key=lambda m: -abs(math.log(max(1.0 + float(m["change"]), 1e-12))))
-    return ", ".join(shown(m) for m in ordered[:count]) + (", ..." if len(moves) > count else "")
+    more = len(moves) - count
+    return ", ".join(shown(m) for m in ordered[:count]) + (f" and {more} more" if more > 0 else "")
 
 
 def _holds_new_level(before: float, level: float, after: np.ndarray) -> bool:

@@ -566,3 +566,19 @@ def test_the_open_tells_a_split_overnight_from_a_crash_in_the_session():
     warning = cleaning.split_warnings([], [], [], [], [asdict(e) for e in with_open.events
                                                        if e.status == "in session"])
     assert len(warning) == 1 and "C@2021-01-07 x2?" in warning[0] and "open_evidence" in warning[0]
+
+
+def test_untraded_summary_names_the_longest_runs_not_a_names_total():
+    """A has two halts (5 dates, then 2): the report's examples are runs, so A's 7 dates are not
+    shown as one halt from its first date."""
+    dates = pd.bdate_range("2021-01-01", periods=12)
+    untraded = pd.DataFrame(False, index=dates, columns=["A", "B", "C"])
+    untraded.loc[dates[1]:dates[5], "A"] = True
+    untraded.loc[dates[8]:dates[9], "A"] = True
+    untraded.loc[dates[0]:dates[2], "B"] = True
+    untraded.loc[dates[11], "C"] = True
+    summary = cleaning.untraded_summary(untraded)
+    assert (summary["rows"], summary["names"], summary["runs"]) == (11, 3, 4)
+    assert summary["examples"] == ["A from 2021-01-04 (5 date(s))", "B from 2021-01-01 (3 date(s))",
+                                   "A from 2021-01-13 (2 date(s))"]
+    assert cleaning.untraded_summary(None) == {"rows": 0, "names": 0, "runs": 0, "examples": []}

@@ -521,19 +521,26 @@ def untraded_cells(panel: PanelMatrices, first_volume: dict[str, str] | None = N
 
 
 def untraded_summary(untraded: pd.DataFrame | None, examples: int = 3) -> dict:
-    """{"rows": n, "names": n, "examples": ["TICKER from DATE (k dates)", ...]} of the longest
-    not-traded runs (for the data-quality report)."""
+    """{"rows": n, "names": n, "runs": n, "examples": ["TICKER from DATE (k date(s))", ...]}: the
+    longest runs of consecutive not-traded dates (two halts of one name are two runs), for the
+    data-quality report."""
     if untraded is None or not untraded.to_numpy().any():
-        return {"rows": 0, "names": 0, "examples": []}
-    per_name = untraded.sum(axis=0)
-    shown = []
-    for ticker in per_name.sort_values(ascending=False, kind="stable").index[:examples]:
-        column = untraded[ticker]
-        if not column.any():
-            break
-        first = column.index[column.to_numpy()][0]
-        shown.append(f"{ticker} from {first.date()} ({int(per_name[ticker])} date(s))")
-    return {"rows": int(per_name.sum()), "names": int((per_name > 0).sum()), "examples": shown}
+        return {"rows": 0, "names": 0, "runs": 0, "examples": []}
+    flags = untraded.to_numpy(dtype=bool)
+    padded = np.vstack([np.zeros((1, flags.shape[1]), bool), flags,
+                        np.zeros((1, flags.shape[1]), bool)]).astype(np.int8)
+    edges = np.diff(padded, axis=0)
+    starts, start_cols = np.nonzero(edges == 1)
+    ends, end_cols = np.nonzero(edges == -1)
+    # both in (column, row) order after sorting: the k-th start pairs with the k-th end
+    start_order, end_order = np.lexsort((starts, start_cols)), np.lexsort((ends, end_cols))
+    starts, cols = starts[start_order], start_cols[start_order]
+    lengths = ends[end_order] - starts
+    longest = np.lexsort((starts, cols, -lengths))[:examples]
+    shown = [f"{untraded.columns[cols[k]]} from {untraded.index[starts[k]].date()} "
+             f"({int(lengths[k])} date(s))" for k in longest]
+    return {"rows": int(flags.sum()), "names": int(flags.any(axis=0).sum()),
+            "runs": int(len(lengths)), "examples": shown}
 
 
 @dataclass(frozen=True)

@@ -401,6 +401,11 @@ def test_a_suspended_position_is_frozen_through_the_trade_and_earns_the_reopenin
     assert free.daily.loc[day6, "long_short_gross"] == pytest.approx(-0.5 * 0.5)  # sold, shorted
     assert frozen.daily.loc[returns.index[5], "turnover"] == pytest.approx(1.25)
     assert free.daily.loc[returns.index[5], "turnover"] == pytest.approx(2.0)
+    # reported on the book's first held day: A's 0.5 kept frozen, nothing closed
+    assert frozen.daily.loc[returns.index[5], "frozen_weight"] == pytest.approx(0.5)
+    assert frozen.daily["frozen_weight"].sum() == pytest.approx(0.5)
+    assert (frozen.daily["closed_untraded_weight"] == 0).all()
+    assert (free.daily["frozen_weight"] == 0).all()
     # long-only: A frozen at .5, I and J bought with the other half
     assert frozen.daily.loc[day6, "long_only"] == pytest.approx(0.25)
     assert free.daily.loc[day6, "long_only"] == pytest.approx(0.0)
@@ -419,6 +424,8 @@ def test_a_name_without_a_trade_for_longer_than_the_bound_is_closed_and_not_boug
     frozen = _run(preds, returns, tradable, max_frozen_days=5)
     free = _run(preds, returns)
     assert closed.daily.loc[day5, "turnover"] == pytest.approx(0.25)  # A sold
+    assert closed.daily.loc[day5, "closed_untraded_weight"] == pytest.approx(0.5)
+    assert frozen.daily.loc[day5, "frozen_weight"] == pytest.approx(0.5)
     assert closed.daily.loc[day6, "long_only"] == pytest.approx(0.5 * 0.2)
     assert frozen.daily.loc[day5, "turnover"] == pytest.approx(0.0)
     assert frozen.daily.loc[day6, "long_only"] == pytest.approx(0.5 * 0.2)

@@ -73,6 +73,10 @@ DAILY_COLUMNS = (
     "turnover",
     "equity",
     "drawdown",
+    # on a book's first held day: gross long-short weight kept frozen at its trade (closes that
+    # are not trades) and sold at a last price past max_frozen_days (taken as delisted)
+    "frozen_weight",
+    "closed_untraded_weight",
 )
 SUMMARY_KEYS = (
     "sharpe",
@@ -319,14 +323,16 @@ def _with_frozen(targets: np.ndarray, drifted: np.ndarray, tradable: np.ndarray,
 
 def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray, end: int,
                 cells: tuple[np.ndarray, np.ndarray] | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(day x book) returns and the long-short book's turnover per day, from the first book's
-    first held day to ``end``: each book held untraded until the next one starts. ``cells``:
-    (tradable, frozen), both (day x ticker) (module docstring); None = every close a trade."""
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(day x book) returns, the long-short book's turnover per day and (day x 2) its gross
+    weight frozen / closed at a last price at each trade, from the first book's first held day
+    to ``end``: each book held untraded until the next one starts. ``cells``: (tradable, frozen),
+    both (day x ticker) (module docstring); None = every close a trade."""
     first = start[0]
     stops = np.append(start[1:], end)
     book_returns = np.zeros((end - first, len(BOOKS)))
     turnover = np.zeros(end - first)
+    untraded = np.zeros((end - first, 2))
     drifted = np.zeros(books.shape[1:])  # weights just before the trade (empty at first)
     for k, (begin, stop) in enumerate(zip(start, stops, strict=True)):
         targets = books[k]
@@ -334,6 +340,9 @@ def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray,
         if cells is not None:
             tradable, frozen = cells
             if not tradable[begin - 1].all():  # the trade's close
+                stuck, gone = frozen[begin - 1], ~tradable[begin - 1] & ~frozen[begin - 1]
+                untraded[begin - first] = (np.abs(drifted[stuck, 0]).sum(),
+                                           np.abs(drifted[gone, 0]).sum())
                 targets = _with_frozen(targets, drifted, tradable[begin - 1], frozen[begin - 1])
             # past the bound without a trade: taken as delisted at its last price, the position
             # earns nothing more until the next trade sells it
@@ -343,7 +352,7 @@ def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray,
         turnover[begin - first] = 0.5 * np.abs(targets[:, 0] - drifted[:, 0]).sum()
         # Held untraded to the close of the next trade, where the weights have drifted.
         book_returns[begin - first : stop - first], drifted = _hold(targets, held)
-    return book_returns, turnover
+    return book_returns, turnover, untraded
 
 
 def _dates_since_trade(tradable: np.ndarray) -> np.ndarray:
@@ -451,7 +460,7 @@ def _tradable_cells(tradable: pd.DataFrame | Tradability | None, max_frozen_days
 
 
 def _daily_frame(book_returns: np.ndarray, net: np.ndarray, turnover: np.ndarray,
-                 dates: pd.DatetimeIndex) -> pd.DataFrame:
+                 dates: pd.DatetimeIndex, untraded: np.ndarray) -> pd.DataFrame:
     equity, drawdown = drawdown_path(net)
     return pd.DataFrame(
         {
@@ -463,6 +472,8 @@ def _daily_frame(book_returns: np.ndarray, net: np.ndarray, turnover: np.ndarray
             "turnover": turnover,
             "equity": equity,
             "drawdown": drawdown,
+            "frozen_weight": untraded[:, 0],
+            "closed_untraded_weight": untraded[:, 1],
         },
         index=dates,
     )
@@ -555,10 +566,10 @@ def long_short_backtest(
     daily_returns = np.nan_to_num(daily_returns, nan=0.0)
     first, end = start[0], min(start[-1] + rebalance_days, len(trading_dates))
     cells = _tradable_cells(tradable, max_frozen_days, trading_dates, tickers)
-    book_returns, turnover = _hold_books(
+    book_returns, turnover, untraded = _hold_books(
         _book_matrices(weights, signal_dates, tickers), start, daily_returns, end, cells)
     net = book_returns[:, 0] - cost_bps / 1e4 * turnover
-    daily = _daily_frame(book_returns, net, turnover, trading_dates[first:end])
+    daily = _daily_frame(book_returns, net, turnover, trading_dates[first:end], untraded)
     summary = _summary(net, daily["excess"].to_numpy(), turnover[start[1:] - first],
                        turnover[0], len(start), periods_per_year)
     return BacktestResult(daily, summary, weights)

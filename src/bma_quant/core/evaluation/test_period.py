@@ -25,6 +25,7 @@ import pandas as pd
 
 from bma_quant.core.data.universe import TRADABLE
 from bma_quant.core.evaluation.backtest import (
+    DAILY_COLUMNS,
     BacktestResult,
     annualised_sharpe,
     compounded_annual_return,
@@ -345,8 +346,7 @@ def evaluate_predictions(
         daily_ic=_concat(ic_frames, [DATE, MODEL, "ic", "rank_ic"]),
         daily_returns=_concat(
             daily_frames,
-            [DATE, MODEL, "regime", "long_short", "long_short_gross", "long_only", "universe",
-             "excess", "turnover", "equity", "drawdown"],
+            [DATE, MODEL, "regime", *DAILY_COLUMNS],
         ),
         quantile_returns=_concat(quantile_frames, [MODEL, "quantile", "mean_label"]),
         ic_decay=_concat(decay_frames, [MODEL, "horizon", "ic", "rank_ic", "n_dates"]),

@@ -93,8 +93,25 @@ def evaluate_test_period(
     for row in overall.itertuples():
         logger.info("test %-18s rank_ic %+.4f  ic %+.4f  sharpe %+.2f  ir %+.2f  max_dd %.1f%%",
                     row.model, row.rank_ic, row.ic, row.sharpe, row.ir, 100 * row.max_drawdown)
+    _log_untraded_positions(result.daily_returns)
     return (result.table, result.daily_ic, result.daily_returns, result.quantile_returns,
             result.ic_decay)
+
+
+def _log_untraded_positions(daily: pd.DataFrame, model: str = "final") -> None:
+    """How often `model`'s book held a name whose close was no trade at a rebalance: kept frozen,
+    or sold at its last price past evaluation.backtest.max_frozen_days."""
+    if daily.empty or "frozen_weight" not in daily:
+        return
+    book = daily[daily["model"] == model]
+    frozen, closed = book["frozen_weight"], book["closed_untraded_weight"]
+    if (frozen > 0).any() or (closed > 0).any():
+        logger.info("test %s: at %d rebalance(s) held names could not be traded and were kept "
+                    "frozen (largest gross weight %.1f%%); at %d, names without a trade for more "
+                    "than evaluation.backtest.max_frozen_days dates were sold at their last price "
+                    "(largest %.1f%%): evaluation_daily_returns, frozen_weight and "
+                    "closed_untraded_weight", model, int((frozen > 0).sum()), 100 * frozen.max(),
+                    int((closed > 0).sum()), 100 * closed.max())
 
 
 def apply_gates(

@@ -173,3 +173,15 @@ def test_names_that_stopped_trading_soon_stop_counting_in_the_strict_filter():
     # prefix invariant: a cut panel decides every date the same
     for cut in (22, 41, 55):
         assert (universe.strict_date_mask(observed.iloc[:cut], rule) == kept[:cut]).all()
+
+
+def test_below_min_price_reads_the_files_last_close_causally():
+    """A forward-filled day keeps the last close the file gave (a penny stock stays out while its
+    price is missing); no minimum, no mask."""
+    dates = pd.bdate_range("2021-01-04", periods=5)
+    observed = pd.DataFrame({"P": [1.5, 0.8, np.nan, np.nan, 1.2], "Q": [5.0] * 5}, index=dates)
+    below = universe.below_min_price(observed, 1.0)
+    assert below["P"].tolist() == [False, True, True, True, False] and not below["Q"].any()
+    assert universe.below_min_price(observed, None) is None
+    cut = universe.below_min_price(observed.iloc[:3], 1.0)
+    pd.testing.assert_frame_equal(cut, below.iloc[:3])

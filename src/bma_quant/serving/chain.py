@@ -200,8 +200,9 @@ class PanelCleaner:
         trailing = universe_lib.trailing_eligibility(
             universe_lib.traded_cells(observed, unmasked, matrices.close, untraded), rule,
             first_seen)
+        below = universe_lib.below_min_price(unfilled, self.eligibility.get("min_price"))
         matrices = replace(matrices, eligible=universe_lib.eligible_cells(
-            trailing, matrices.close, untraded))
+            trailing, matrices.close, untraded, below))
         impute_cols = [c for c in matrices.values
                        if c != "close" and c not in cleaning.PRICE_FIELDS]
         if self.impute and impute_cols:

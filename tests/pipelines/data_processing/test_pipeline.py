@@ -233,6 +233,24 @@ def test_a_frozen_price_does_not_count_as_coverage(tmp_path, market):
                                    check_names=False)
 
 
+def _assert_serving_decides_the_same(panel: pd.DataFrame, overrides: dict, out: dict,
+                                     slice_from, compare_from) -> None:
+    """The serving chain's cleaner, built as a trained chain builds it, gives the training
+    cross-section on a slice of the file from `slice_from` (compared after its warm-up)."""
+    from bma_quant.serving.chain import PanelCleaner
+    from tests.support import deep_update, project_params
+
+    params = deep_update(project_params(), overrides)["processing"]
+    report = out["data_quality_report"]
+    cleaner = PanelCleaner.from_params(panel["ticker"].unique(), params, report["first_close"],
+                                       report["first_volume"])
+    sliced = cleaner.clean(panel[panel["date"] >= slice_from].reset_index(drop=True))
+    eligible = out["primary_panel"].pivot(index="date", columns="ticker", values="eligible")
+    served = sliced.pivot(index="date", columns="ticker", values="eligible")
+    pd.testing.assert_frame_equal(served.loc[compare_from:], eligible.loc[compare_from:],
+                                  check_names=False)
+
+
 def test_suspended_rows_are_out_of_the_cross_section_in_training_and_serving(tmp_path, market,
                                                                             caplog):
     """An A-share style suspension: T0005's rows from date 300 to 311 carry the close of date
@@ -241,8 +259,6 @@ def test_suspended_rows_are_out_of_the_cross_section_in_training_and_serving(tmp
     back on its first traded day, and the serving chain's cleaner decides the same on a slice in
     which T0005 never shows a positive volume (its volume is 0 from date 100 on, with moving
     closes: quotes). A zero-volume day whose close moved (a quote) stays in."""
-    from bma_quant.serving.chain import PanelCleaner
-    from tests.support import project_params
 
     panel = market.panel.copy()
     dates = np.sort(panel["date"].unique())
@@ -272,15 +288,8 @@ def test_suspended_rows_are_out_of_the_cross_section_in_training_and_serving(tmp
     assert untraded["examples"] == [f"T0005 from {pd.Timestamp(dates[300]).date()} (14 date(s))"]
     assert "14 date(s) of 1 name(s) are not traded: volume 0 and the close of the day before" \
         in caplog.text
-    params = project_params()["processing"]
-    report = out["data_quality_report"]
-    cleaner = PanelCleaner.from_params(panel["ticker"].unique(), params, report["first_close"],
-                                       report["first_volume"])
     # T0005's positive volumes all lie before the slice: first_volume says it reported volume
-    sliced = cleaner.clean(panel[panel["date"] >= dates[150]].reset_index(drop=True))
-    chain_eligible = sliced.pivot(index="date", columns="ticker", values="eligible")
-    pd.testing.assert_frame_equal(chain_eligible.loc[dates[250]:], eligible.loc[dates[250]:],
-                                  check_names=False)
+    _assert_serving_decides_the_same(panel, {}, out, dates[150], dates[250])
     off = run_pipeline("data_processing", {}, {**_overrides(path),
                                                "processing": {"untraded_zero_volume": False}})
     assert off["primary_panel"].pivot(index="date", columns="ticker",
@@ -524,3 +533,34 @@ def test_a_split_before_the_used_dates_is_reported_not_warned(caplog):
                                {"data": data, "periods": {"dev_start": dev_start}})
         assert any(e["ticker"] == "RRC" for e in out["data_quality_report"]["suspected_splits"])
         assert ("RRC@1990-04-10" in caplog.text) is warned
+
+
+def test_a_minimum_price_keeps_penny_rows_out_in_training_and_serving(tmp_path, market):
+    """T0003 trades at a hundredth of its price from date 300 to 450 (its file's closes under
+    1.0): with processing.eligibility.min_price 1.0 those rows are out of the cross-section, the
+    report counts them, the name is back once its price is, and the serving chain's cleaner
+    decides the same on a slice. Without a minimum nothing changes."""
+    from tests.support import deep_update
+
+    panel = market.panel.copy()
+    dates = np.sort(panel["date"].unique())
+    penny = (panel["ticker"] == "T0003") & panel["date"].between(dates[300], dates[450])
+    panel.loc[penny, ["open", "high", "low", "close"]] /= 100.0
+    assert panel.loc[penny, "close"].max() < 1.0 < panel.loc[~penny, "close"].min()
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    overrides = deep_update(_overrides(path), {
+        "processing": {"eligibility": {"min_price": 1.0},
+                       "split_detection": {"enabled": False}}})
+    out = run_pipeline("data_processing", {}, overrides)
+    eligible = out["primary_panel"].pivot(index="date", columns="ticker", values="eligible")
+    assert not eligible["T0003"].loc[dates[300]:dates[450]].any()
+    assert eligible["T0003"].loc[dates[280]:dates[299]].all()
+    assert eligible["T0003"].loc[dates[451]:dates[470]].all()
+    assert out["data_quality_report"]["below_min_price_rows"] == 151
+    _assert_serving_decides_the_same(panel, overrides, out, dates[100], dates[360])
+    free = run_pipeline("data_processing", {}, deep_update(
+        _overrides(path), {"processing": {"split_detection": {"enabled": False}}}))
+    assert free["primary_panel"].pivot(index="date", columns="ticker", values="eligible")[
+        "T0003"].loc[dates[300]:dates[450]].all()
+    assert free["data_quality_report"]["below_min_price_rows"] == 0

@@ -59,6 +59,7 @@ BOUNDS = (
     Bound("processing.factor_ffill_limit", 0),
     Bound("processing.max_calendar_gap_days", 1),
     Bound("processing.long_absence_days", 1),
+    Bound("processing.eligibility.min_price", 0.0),
     Bound("processing.late_column_days", 1),
     Bound("processing.split_detection.max_abs_return", 0.0, low_open=True),
     Bound("processing.split_detection.tolerance", 0.0, 1.0, high_open=True),

@@ -149,15 +149,28 @@ def strict_date_mask(observed: pd.DataFrame, rule: EligibilityRule) -> np.ndarra
 
 
 def eligible_cells(trailing: pd.DataFrame, close: pd.DataFrame,
-                   untraded: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Eligible at t: the trailing rule holds, the cleaned close exists at t and the file does
-    not mark the name as not traded at t (`cleaning.untraded_cells`: volume 0, close copied)."""
+                   untraded: pd.DataFrame | None = None,
+                   below_price: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Eligible at t: the trailing rule holds, the cleaned close exists at t, the file does not
+    mark the name as not traded at t (`cleaning.untraded_cells`: volume 0, close copied) and its
+    price is not below the minimum (`below_min_price`)."""
     rule_ok = trailing.reindex(index=close.index, columns=close.columns, fill_value=False)
     eligible = rule_ok.astype(bool) & close.notna()
-    if untraded is not None:
-        eligible &= ~untraded.reindex(index=close.index, columns=close.columns,
-                                      fill_value=False).astype(bool)
+    for excluded in (untraded, below_price):
+        if excluded is not None:
+            eligible &= ~excluded.reindex(index=close.index, columns=close.columns,
+                                          fill_value=False).astype(bool)
     return eligible
+
+
+def below_min_price(observed: pd.DataFrame, min_price: float | None) -> pd.DataFrame | None:
+    """True where the name's last close the file gave (`observed`: before the forward fill and
+    the split repair, which rescales later prices to the pre-split level) is below `min_price`:
+    a penny stock, whose tick is a large part of its price and whose trades cost more than the
+    backtest charges. Causal; None without a minimum."""
+    if min_price is None:
+        return None
+    return observed.ffill() < float(min_price)
 
 
 def listing_events(observed: pd.DataFrame, ffill_limit: int = 0) -> dict:

@@ -129,7 +129,9 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
                 else None)
     traded = universe.traded_cells(observed, repaired.close, cleaned.close, untraded)
     trailing = universe.trailing_eligibility(traded, rule)
-    cleaned = replace(cleaned, eligible=universe.eligible_cells(trailing, cleaned.close, untraded),
+    below = universe.below_min_price(kept.close, processing["eligibility"].get("min_price"))
+    cleaned = replace(cleaned, eligible=universe.eligible_cells(trailing, cleaned.close, untraded,
+                                                                below),
                       withheld=split_repair.withheld,
                       tradable=universe.tradable_cells(traded, cleaned.close,
                                                        split_repair.withheld))
@@ -161,6 +163,9 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in flat],
         "no_volume": cleaning.names_without_volume(kept),
         "untraded": cleaning.untraded_summary(untraded),
+        # priced rows kept out of the cross-section by processing.eligibility.min_price
+        "below_min_price_rows": (0 if below is None else
+                                 int((below & cleaned.close.notna()).to_numpy().sum())),
         "first_volume": cleaning.first_positive_volume(kept),
         "dates_per_year": _dates_per_year(matrices.dates),
         "no_sector": _names_without_sector(kept),

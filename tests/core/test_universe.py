@@ -185,3 +185,23 @@ def test_below_min_price_reads_the_files_last_close_causally():
     assert universe.below_min_price(observed, None) is None
     cut = universe.below_min_price(observed.iloc[:3], 1.0)
     pd.testing.assert_frame_equal(cut, below.iloc[:3])
+
+
+def test_a_forward_filled_close_keeps_the_name_out_only_when_an_own_close_is_required():
+    """P misses dates 2-3 (filled from date 1) and stops after date 5 (filled to date 7): with
+    require_own_close those dates are out of the cross-section, as a volume-0 suspension is;
+    without it the copies stay in. Each cell reads its own date (a cut panel agrees)."""
+    dates = pd.bdate_range("2021-01-04", periods=8)
+    unfilled = pd.DataFrame({"P": [1.0, 1.1, np.nan, np.nan, 1.2, 1.3, np.nan, np.nan],
+                             "Q": [5.0] * 8}, index=dates)
+    close = unfilled.ffill(limit=2)
+    carried = universe.carried_cells(unfilled, close, require_own_close=True)
+    assert carried["P"].tolist() == [False, False, True, True, False, False, True, True]
+    assert not carried["Q"].any()
+    assert universe.carried_cells(unfilled, close, require_own_close=False) is None
+    trailing = pd.DataFrame(True, index=dates, columns=close.columns)
+    eligible = universe.eligible_cells(trailing, close, carried=carried)
+    assert eligible["P"].tolist() == [True, True, False, False, True, True, False, False]
+    assert universe.eligible_cells(trailing, close)["P"].all()
+    cut = universe.carried_cells(unfilled.iloc[:3], close.iloc[:3], True)
+    pd.testing.assert_frame_equal(cut, carried.iloc[:3])

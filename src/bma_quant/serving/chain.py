@@ -201,8 +201,11 @@ class PanelCleaner:
             universe_lib.traded_cells(observed, unmasked, matrices.close, untraded), rule,
             first_seen)
         below = universe_lib.below_min_price(unfilled, self.eligibility.get("min_price"))
+        # chains pickled before require_own_close scored forward-filled closes
+        carried = universe_lib.carried_cells(unfilled, matrices.close,
+                                             bool(self.eligibility.get("require_own_close")))
         matrices = replace(matrices, eligible=universe_lib.eligible_cells(
-            trailing, matrices.close, untraded, below))
+            trailing, matrices.close, untraded, below, carried))
         impute_cols = [c for c in matrices.values
                        if c != "close" and c not in cleaning.PRICE_FIELDS]
         if self.impute and impute_cols:

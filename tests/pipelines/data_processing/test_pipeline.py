@@ -169,7 +169,7 @@ def test_index_file_feeds_the_market_series(tmp_path, market):
 def test_a_missing_last_print_and_a_zero_volume_column_are_reported_not_misread(
         tmp_path, market, caplog):
     """A name without a row on the file's last date is still forward filled: it is reported as
-    missing at the end, not as a delisting. A name whose volume is zero on every date (a price-only
+    missing at the end, not as a delisting, and is out of that date's cross-section. A name whose volume is zero on every date (a price-only
     export that filled the column) is warned about: its volume features carry nothing."""
     panel = market.panel.copy()
     last = panel["date"].max()
@@ -184,9 +184,11 @@ def test_a_missing_last_print_and_a_zero_volume_column_are_reported_not_misread(
     assert report["no_volume"] == ["T0002"]
     primary = out["primary_panel"]
     row = primary[(primary["ticker"] == "T0001") & (primary["date"] == last)]
-    assert row["eligible"].item()  # the last price carried forward keeps it in the cross-section
+    # its last price is carried forward (features, labels), but no close of its own: not scored
+    assert row["close"].notna().item() and not row["eligible"].item()
     text = caplog.text
     assert "1 name(s) have no close on the file's last date (e.g. T0001 (last close" in text
+    assert "out of those dates' cross-section and get no score" in text
     assert "1 name(s) report zero or no volume on every date they have a close (e.g. T0002)" in text
     # a file whose whole volume column is zeros says so once, for all names
     panel["volume"] = 0
@@ -319,6 +321,39 @@ def test_a_gap_past_the_forward_fill_is_not_tradable_and_its_move_is_held_on_ret
     assert np.isnan(holding_returns(out, 9).set_index(["ticker", "date"])["ret_1d"].loc[
         ("T0007", dates[410])])
     assert tradable.loc[dates[:390]].dropna().astype(bool).mean() > 0.99
+
+
+def test_a_forward_filled_close_is_out_of_the_cross_section_in_training_and_serving(
+        tmp_path, market):
+    """T0004 misses three dates (a missing print or a halt exported without rows) and T0008
+    stops 4 dates before the end: the forward fill carries their closes, but those dates are out
+    of the cross-section, as a volume-0 suspension is (no training row, no score), counted as
+    carried_rows_out; the name is back on its first close. The serving chain's cleaner decides
+    the same. With eligibility.require_own_close false the copies stay in (as before)."""
+    from tests.support import deep_update
+
+    panel = market.panel.copy()
+    dates = np.sort(panel["date"].unique())
+    gap = (panel["ticker"] == "T0004") & panel["date"].isin(dates[400:403])
+    stop = (panel["ticker"] == "T0008") & (panel["date"] >= dates[-4])
+    panel = panel[~(gap | stop)].reset_index(drop=True)
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    out = run_pipeline("data_processing", {}, _overrides(path))
+    eligible = out["primary_panel"].pivot(index="date", columns="ticker", values="eligible")
+    assert eligible["T0004"].loc[dates[380]:dates[399]].all()
+    assert not eligible["T0004"].loc[dates[400]:dates[402]].any()
+    assert eligible["T0004"].loc[dates[403]:dates[420]].all()
+    assert not eligible["T0008"].loc[dates[-4]:].fillna(False).astype(bool).any()
+    assert eligible["T0008"].loc[dates[-20]:dates[-5]].all()
+    assert out["data_quality_report"]["carried_rows_out"] == 3 + 4
+    _assert_serving_decides_the_same(panel, {}, out, dates[150], dates[380])
+    kept = run_pipeline("data_processing", {}, deep_update(
+        _overrides(path), {"processing": {"eligibility": {"require_own_close": False}}}))
+    kept_eligible = kept["primary_panel"].pivot(index="date", columns="ticker", values="eligible")
+    assert kept_eligible["T0004"].loc[dates[400]:dates[402]].all()
+    assert kept_eligible["T0008"].loc[dates[-4]:].all()
+    assert kept["data_quality_report"]["carried_rows_out"] == 0
 
 
 def test_weekly_bars_are_named_with_what_they_change(tmp_path, caplog):

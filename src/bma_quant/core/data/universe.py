@@ -1,8 +1,8 @@
 """The point-in-time universe: which names are in the cross-section at each date (DESIGN §3).
 
 A name is eligible at date t, judged from data up to t only, when
-- it has a (cleaned) close at t, and the file does not mark it as not traded at t (volume 0 with
-  the close copied from the day before: a suspension);
+- it has a (cleaned) close of its own at t (not forward-filled), and the file does not mark it as
+  not traded at t (volume 0 with the close copied from the day before: a suspension);
 - at least `min_history_days` trading dates have passed since its first observed close;
 - it had an observed close on at least `coverage_threshold` of the trailing `window_days` dates
   (a stale price that cleaning masked does not count: `traded_cells`), counted from its first
@@ -12,8 +12,10 @@ A name is eligible at date t, judged from data up to t only, when
 Strict mode drops date t when fewer than `coverage_threshold` of the names seen in the trailing
 window have a close that day (a partial or broken day of the file). Both rules work on the raw
 calendar with trailing windows, so a panel cut at any date gives the same answers up to that date;
-a name that lists late enters once it is seasoned, a name that stops trading leaves when its
-forward-filled close runs out (`processing.ffill_limit` dates: until then a stop looks like a gap).
+a name that lists late enters once it is seasoned; a date on which a name has no close of its own
+(a forward-filled copy: a gap, a halt, a stop) keeps it out of that date's cross-section
+(`processing.eligibility.require_own_close`; without it, a name that stops trading leaves when its
+forward-filled close runs out, `processing.ffill_limit` dates later).
 """
 
 from __future__ import annotations
@@ -150,17 +152,30 @@ def strict_date_mask(observed: pd.DataFrame, rule: EligibilityRule) -> np.ndarra
 
 def eligible_cells(trailing: pd.DataFrame, close: pd.DataFrame,
                    untraded: pd.DataFrame | None = None,
-                   below_price: pd.DataFrame | None = None) -> pd.DataFrame:
+                   below_price: pd.DataFrame | None = None,
+                   carried: pd.DataFrame | None = None) -> pd.DataFrame:
     """Eligible at t: the trailing rule holds, the cleaned close exists at t, the file does not
-    mark the name as not traded at t (`cleaning.untraded_cells`: volume 0, close copied) and its
-    price is not below the minimum (`below_min_price`)."""
+    mark the name as not traded at t (`cleaning.untraded_cells`: volume 0, close copied), its
+    price is not below the minimum (`below_min_price`) and, with `carried` (`carried_cells`),
+    the close is the name's own that day, not one forward-filled from an earlier date."""
     rule_ok = trailing.reindex(index=close.index, columns=close.columns, fill_value=False)
     eligible = rule_ok.astype(bool) & close.notna()
-    for excluded in (untraded, below_price):
+    for excluded in (untraded, below_price, carried):
         if excluded is not None:
             eligible &= ~excluded.reindex(index=close.index, columns=close.columns,
                                           fill_value=False).astype(bool)
     return eligible
+
+
+def carried_cells(unfilled: pd.DataFrame, close: pd.DataFrame, require_own_close: bool
+                  ) -> pd.DataFrame | None:
+    """Where `close` (the cleaned prices) holds a close the file did not give that day
+    (`unfilled`: the same calendar before the forward fill): a missing print, a halt exported as
+    missing rows, the dates after a delisting. With `require_own_close` such a row is out of the
+    cross-section, as a halt exported as volume-0 rows is (`untraded_cells`); None without it."""
+    if not require_own_close:
+        return None
+    return unfilled.reindex_like(close).isna() & close.notna()
 
 
 def below_min_price(observed: pd.DataFrame, min_price: float | None) -> pd.DataFrame | None:

@@ -130,8 +130,10 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     traded = universe.traded_cells(observed, repaired.close, cleaned.close, untraded)
     trailing = universe.trailing_eligibility(traded, rule)
     below = universe.below_min_price(kept.close, processing["eligibility"].get("min_price"))
+    carried = universe.carried_cells(kept.close, cleaned.close,
+                                     bool(processing["eligibility"].get("require_own_close")))
     cleaned = replace(cleaned, eligible=universe.eligible_cells(trailing, cleaned.close, untraded,
-                                                                below),
+                                                                below, carried),
                       withheld=split_repair.withheld,
                       tradable=universe.tradable_cells(traded, cleaned.close,
                                                        split_repair.withheld))
@@ -166,6 +168,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         # priced rows kept out of the cross-section by processing.eligibility.min_price
         "below_min_price_rows": (0 if below is None else
                                  int((below & cleaned.close.notna()).to_numpy().sum())),
+        # forward-filled closes kept out of the cross-section (eligibility.require_own_close)
+        "carried_rows_out": 0 if carried is None else int(carried.to_numpy().sum()),
         "first_volume": cleaning.first_positive_volume(kept),
         "dates_per_year": _dates_per_year(matrices.dates),
         "no_sector": _names_without_sector(kept),
@@ -271,10 +275,13 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
     if log["missing_at_end"]:
         logger.warning(
             "%d name(s) have no close on the file's last date (e.g. %s): their last price is "
-            "carried forward for up to processing.ffill_limit (%s) dates; a name that stopped "
-            "trading leaves the cross-section after that", len(log["missing_at_end"]),
+            "carried forward for up to processing.ffill_limit (%s) dates; %s",
+            len(log["missing_at_end"]),
             ", ".join(f"{t} (last close {d})" for t, d in list(log["missing_at_end"].items())[:3]),
-            ffill_limit)
+            ffill_limit,
+            "without a close of their own they are out of those dates' cross-section and get no "
+            "score (processing.eligibility.require_own_close)" if log.get("carried_rows_out")
+            else "a name that stopped trading leaves the cross-section after that")
     if log.get("long_absences"):
         shown = "; ".join(f"{a['ticker']}: last close {a['last_close']}, back on {a['back_on']} "
                           f"after {a['dates_missed']} dates, price x{a['price_ratio']:g}"
@@ -487,6 +494,7 @@ def data_quality_report(
         "missing_at_end": len(report.get("missing_at_end", {})),
         "no_volume_tickers": len(report.get("no_volume", [])),
         "untraded_rows": (report.get("untraded") or {}).get("rows", 0),
+        "carried_rows_out": report.get("carried_rows_out", 0),
         "bars_outside_range": report.get("bars_outside_range", 0),
         **{f"eligible_names_{k}": v for k, v in report["eligible_names_per_date"].items()},
         "imputed_values": report["imputed_values"],

@@ -138,7 +138,9 @@ def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] 
     carried = sorted(set(scores["ticker"]) - set(priced.astype(str)))
     if carried:
         logger.warning("%d name(s) have no close on %s and are scored from their last close "
-                       "(carried forward up to processing.ffill_limit dates, as in training): %s",
+                       "(carried forward up to processing.ffill_limit dates: a chain trained "
+                       "with processing.eligibility.require_own_close false, or before it; "
+                       "retrain to leave them out): %s",
                        len(carried), last.date(), shown(carried))
 
 

@@ -180,6 +180,18 @@ def test_names_priced_on_the_scored_date_without_a_score_are_named(caplog):
         _warn_unscored(halted, scores, ["AAA", "BBB", "SEASONING", "OLD", "HALT"],
                        first_volume={"HALT": "2020-01-02"})  # from training
     assert "not traded (a suspension), so not scored" in caplog.text and "HALT" in caplog.text
+    caplog.clear()
+    halted.loc[halted["ticker"] == "HALT", "close"] = [5.0, 5.1]  # a quote: the close moved
+    with caplog.at_level("WARNING"):
+        _warn_unscored(halted, scores, ["AAA", "BBB", "SEASONING", "OLD", "HALT"],
+                       first_volume={"HALT": "2020-01-02"})
+    assert "HALT" in caplog.text.split("(not in the cross")[1]  # traded by default: unseasoned
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _warn_unscored(halted, scores, ["AAA", "BBB", "SEASONING", "OLD", "HALT"],
+                       first_volume={"HALT": "2020-01-02"}, moves=True)
+    assert "1 name(s) have volume 0 on 2023-02-22: not traded (a suspension, or a quote" \
+        in caplog.text and "HALT" not in caplog.text.split("(not in the cross")[1]
 
 
 def test_a_partial_last_day_is_named_when_an_earlier_date_is_scored(trained, tmp_path, caplog):

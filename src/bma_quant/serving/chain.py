@@ -78,6 +78,8 @@ class PanelCleaner:
     stale_ignores_fill: bool = False
     # rows with volume 0 and a copied close are out of the cross-section (False in older chains)
     untraded_zero_volume: bool = False
+    # ... and so are volume-0 rows whose close moved (a quote), when training said so
+    untraded_zero_volume_moves: bool = False
     first_volume: dict[str, str] = field(default_factory=dict)  # ticker -> first positive volume
 
     @classmethod
@@ -100,6 +102,7 @@ class PanelCleaner:
             factor_ffill_limit=processing.get("factor_ffill_limit"),
             stale_ignores_fill=True,
             untraded_zero_volume=bool(processing.get("untraded_zero_volume", True)),
+            untraded_zero_volume_moves=bool(processing.get("untraded_zero_volume_moves")),
             first_volume=dict(first_volume or {}),
         )
 
@@ -185,7 +188,9 @@ class PanelCleaner:
             matrices = matrices.select(
                 dates=matrices.dates[universe_lib.strict_date_mask(observed, rule)]
             )
-        untraded = (cleaning.untraded_cells(matrices, getattr(self, "first_volume", None))
+        untraded = (cleaning.untraded_cells(
+                        matrices, getattr(self, "first_volume", None),
+                        moves=getattr(self, "untraded_zero_volume_moves", False))
                     if getattr(self, "untraded_zero_volume", False) else None)
         unfilled = matrices.close
         matrices = self._filled(matrices)

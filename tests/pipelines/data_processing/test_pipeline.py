@@ -298,6 +298,44 @@ def test_suspended_rows_are_out_of_the_cross_section_in_training_and_serving(tmp
                                       values="eligible")["T0005"].loc[dates[300]:dates[311]].all()
 
 
+def test_zero_volume_rows_whose_close_moved_are_reported_and_can_be_taken_as_untraded(
+        tmp_path, market, caplog):
+    """T0006 prints volume 0 with a moving close on dates 350-352 (a quote: the bid / ask
+    midpoint on a day nothing traded). By default the rows are reported and warned about but
+    stay traded; with processing.untraded_zero_volume_moves they are out of the cross-section
+    and not tradable, and the serving chain's cleaner decides the same."""
+    from tests.support import deep_update
+
+    panel = market.panel.copy()
+    dates = np.sort(panel["date"].unique())
+    quoted = (panel["ticker"] == "T0006") & panel["date"].isin(dates[350:353])
+    panel.loc[quoted, "volume"] = 0.0
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    moves = out["data_quality_report"]["zero_volume_moves"]
+    assert (moves["rows"], moves["names"]) == (3, 1)
+    assert moves["examples"] == [f"T0006 from {pd.Timestamp(dates[350]).date()} (3 date(s))"]
+    assert "3 row(s) of 1 name(s) have volume 0 but a close that moved" in caplog.text
+    assert "taken as traded" in caplog.text
+    primary = out["primary_panel"].set_index(["date", "ticker"])
+    assert primary.loc[(dates[350], "T0006"), "eligible"]
+    assert primary.loc[(dates[350], "T0006"), "tradable"]
+    overrides = deep_update(_overrides(path), {"processing": {"untraded_zero_volume_moves": True}})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        strict = run_pipeline("data_processing", {}, overrides)
+    assert "not traded: out of the cross-section" in caplog.text
+    eligible = strict["primary_panel"].pivot(index="date", columns="ticker", values="eligible")
+    tradable = strict["primary_panel"].pivot(index="date", columns="ticker", values="tradable")
+    assert not eligible["T0006"].loc[dates[350]:dates[352]].any()
+    assert not tradable["T0006"].loc[dates[350]:dates[352]].any()
+    assert eligible["T0006"].loc[dates[340]:dates[349]].all() and eligible["T0006"].loc[dates[353]]
+    assert strict["data_quality_report"]["untraded"]["rows"] == 3
+    _assert_serving_decides_the_same(panel, overrides, strict, dates[150], dates[300])
+
+
 def test_a_gap_past_the_forward_fill_is_not_tradable_and_its_move_is_held_on_return(
         tmp_path, market):
     """T0007 has no rows for 10 dates (the fill covers 5): the filled and the empty dates are not

@@ -493,15 +493,11 @@ def first_positive_volume(panel: PanelMatrices) -> dict[str, str]:
     return {str(t): str(pd.Timestamp(d).date()) for t, d in first.items()}
 
 
-def untraded_cells(panel: PanelMatrices, first_volume: dict[str, str] | None = None
-                   ) -> pd.DataFrame | None:
-    """Rows the file itself marks as not traded (a suspension, a halt): volume 0 and the close
-    unchanged from the name's previous close (a vendor's copy), and the dates after such a row
-    without a close (the forward fill's copies: still suspended). Only on names that have
-    reported a positive volume before (a price-only export's zeros say nothing; `first_volume`,
-    from `first_positive_volume` on the full history, covers dates before a slice) and on dates
-    some name has volume (a day the vendor sent no volume at all). Causal: each cell reads that
-    day and earlier. None without a volume column."""
+def _zero_volume_rows(panel: PanelMatrices, first_volume: dict[str, str] | None
+                      ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Rows with volume 0 that say something (a name that reported a positive volume before,
+    here or in `first_volume`, on a date some name has volume), and whether the close is
+    unchanged from the name's previous close. None without a volume column."""
     volume = panel.values.get("volume")
     if volume is None:
         return None
@@ -514,10 +510,41 @@ def untraded_cells(panel: PanelMatrices, first_volume: dict[str, str] | None = N
         reported |= pd.DataFrame(close.index.to_numpy()[:, None] >= since.to_numpy()[None, :],
                                  index=close.index, columns=close.columns)
     market_has_volume = (volume > 0).any(axis=1)
-    flagged = (volume.eq(0) & unchanged & reported).mul(market_has_volume, axis=0).astype(bool)
+    zero = (volume.eq(0) & close.notna() & reported).mul(market_has_volume, axis=0).astype(bool)
+    return zero, unchanged
+
+
+def untraded_cells(panel: PanelMatrices, first_volume: dict[str, str] | None = None,
+                   moves: bool = False) -> pd.DataFrame | None:
+    """Rows the file itself marks as not traded (a suspension, a halt): volume 0 and the close
+    unchanged from the name's previous close (a vendor's copy), and the dates after such a row
+    without a close (the forward fill's copies: still suspended). With `moves`, also volume-0 rows
+    whose close moved (`zero_volume_moves`: a quote). Only on names that have reported a positive
+    volume before (a price-only export's zeros say nothing; `first_volume`, from
+    `first_positive_volume` on the full history, covers dates before a slice) and on dates some
+    name has volume (a day the vendor sent no volume at all). Causal: each cell reads that day
+    and earlier. None without a volume column."""
+    rows = _zero_volume_rows(panel, first_volume)
+    if rows is None:
+        return None
+    zero, unchanged = rows
+    flagged = zero if moves else zero & unchanged
     # a missing row after a suspended one: still suspended until a traded row says otherwise
-    carried = flagged.astype(float).where(close.notna()).ffill().fillna(0.0)
+    carried = flagged.astype(float).where(panel.close.notna()).ffill().fillna(0.0)
     return carried.astype(bool)
+
+
+def zero_volume_moves(panel: PanelMatrices, first_volume: dict[str, str] | None = None
+                      ) -> pd.DataFrame | None:
+    """Rows with volume 0 whose close moved from the name's previous close: not a copy, so not a
+    suspension, yet nothing traded by the file's own count. Many vendors print the bid / ask
+    midpoint on such a day (a quote, no trade); others lose the volume of a day that did trade.
+    Same conditions as `untraded_cells`; None without a volume column."""
+    rows = _zero_volume_rows(panel, first_volume)
+    if rows is None:
+        return None
+    zero, unchanged = rows
+    return zero & ~unchanged
 
 
 def untraded_summary(untraded: pd.DataFrame | None, examples: int = 3) -> dict:

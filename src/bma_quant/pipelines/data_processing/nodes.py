@@ -125,8 +125,9 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     # a frozen price that was masked is no more a trade than a missing one.
     # a suspension the file states (volume 0, close copied) is no trade: out of that date's
     # cross-section (nothing scored or traded, no training row), judged from that day alone
-    untraded = (cleaning.untraded_cells(kept) if processing.get("untraded_zero_volume", True)
-                else None)
+    untraded = (cleaning.untraded_cells(kept, moves=bool(
+                    processing.get("untraded_zero_volume_moves")))
+                if processing.get("untraded_zero_volume", True) else None)
     traded = universe.traded_cells(observed, repaired.close, cleaned.close, untraded)
     trailing = universe.trailing_eligibility(traded, rule)
     below = universe.below_min_price(kept.close, processing["eligibility"].get("min_price"))
@@ -165,6 +166,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in flat],
         "no_volume": cleaning.names_without_volume(kept),
         "untraded": cleaning.untraded_summary(untraded),
+        # volume 0 with a close that moved (a quote, or a lost volume): reported either way
+        "zero_volume_moves": cleaning.untraded_summary(cleaning.zero_volume_moves(kept)),
         # priced rows kept out of the cross-section by processing.eligibility.min_price
         "below_min_price_rows": (0 if below is None else
                                  int((below & cleaned.close.notna()).to_numpy().sum())),
@@ -179,7 +182,9 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     }
     _warn_about_defects(log, n_priced=int(kept.close.notna().any(axis=0).sum()),
                         ffill_limit=processing["ffill_limit"], periods_per_year=periods_per_year,
-                        used_from=(periods or {}).get("dev_start"))
+                        used_from=(periods or {}).get("dev_start"),
+                        untraded_moves=bool(processing.get("untraded_zero_volume_moves"))
+                        and processing.get("untraded_zero_volume", True))
     return cleaned, log
 
 
@@ -220,7 +225,8 @@ def _annualised_as_configured(per_year: float, periods_per_year: float | None) -
 
 
 def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
-                        periods_per_year: float | None = None, used_from=None) -> None:
+                        periods_per_year: float | None = None, used_from=None,
+                        untraded_moves: bool = False) -> None:
     """One warning per kind of defect that cleaning kept or repaired (details in the report).
     Split events before `used_from` (periods.dev_start) are left to the report: no return the
     run uses crosses them (a repair there only rescales every later price alike)."""
@@ -267,6 +273,15 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
             "cross-section on those dates (no score, no trade, no training row; "
             "processing.untraded_zero_volume)",
             untraded["rows"], untraded["names"], "; ".join(untraded["examples"]))
+    moves = log.get("zero_volume_moves") or {}
+    if moves.get("rows"):
+        logger.warning(
+            "%d row(s) of %d name(s) have volume 0 but a close that moved (e.g. %s): a quote if "
+            "the vendor prints the bid / ask midpoint when nothing traded, or a volume the file "
+            "lost; %s (processing.untraded_zero_volume_moves)", moves["rows"], moves["names"],
+            "; ".join(moves["examples"]),
+            "not traded: out of the cross-section, frozen in the backtest" if untraded_moves
+            else "taken as traded: in the cross-section, and the backtest trades at them")
     if log["flat_dates"]:
         logger.warning("%d date(s) on which no name's price moved, e.g. %s: holiday or weekend "
                        "rows copied from the day before? They stay in the calendar (a 0 return "
@@ -494,6 +509,7 @@ def data_quality_report(
         "missing_at_end": len(report.get("missing_at_end", {})),
         "no_volume_tickers": len(report.get("no_volume", [])),
         "untraded_rows": (report.get("untraded") or {}).get("rows", 0),
+        "zero_volume_move_rows": (report.get("zero_volume_moves") or {}).get("rows", 0),
         "carried_rows_out": report.get("carried_rows_out", 0),
         "bars_outside_range": report.get("bars_outside_range", 0),
         **{f"eligible_names_{k}": v for k, v in report["eligible_names_per_date"].items()},

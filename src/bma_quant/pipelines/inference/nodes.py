@@ -77,11 +77,11 @@ def _latest_sectors(raw: pd.DataFrame) -> pd.Series | None:
 
 
 def _untraded_on(raw: pd.DataFrame, day: pd.Timestamp, names: list[str],
-                 first_volume: dict[str, str] | None = None) -> set[str]:
+                 first_volume: dict[str, str] | None = None, moves: bool = False) -> set[str]:
     """Which of ``names`` (priced on ``day``) are not traded that day by the chain cleaner's rule
-    (`cleaning.untraded_cells`): volume 0 and the close of the name's previous row, on a name
-    that reported volume before (here or, from training, ``first_volume``) and on a day some
-    name has volume."""
+    (`cleaning.untraded_cells`): volume 0 and the close of the name's previous row (any close
+    with ``moves``), on a name that reported volume before (here or, from training,
+    ``first_volume``) and on a day some name has volume."""
     if "volume" not in raw or not names:
         return set()
     dates = pd.to_datetime(raw["date"])
@@ -98,12 +98,13 @@ def _untraded_on(raw: pd.DataFrame, day: pd.Timestamp, names: list[str],
         since = pd.to_datetime(rows["ticker"].map(first_volume))
         rows["reported"] |= (pd.to_datetime(rows["date"]) >= since).to_numpy()
     today = rows[pd.to_datetime(rows["date"]) == day]
-    flagged = today["volume"].eq(0) & today["close"].eq(today["previous"]) & today["reported"]
+    flagged = (today["volume"].eq(0) & (moves | today["close"].eq(today["previous"]))
+               & today["reported"])
     return set(today.loc[flagged, "ticker"])
 
 
 def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] | None = None,
-                   first_volume: dict[str, str] | None = None) -> None:
+                   first_volume: dict[str, str] | None = None, moves: bool = False) -> None:
     """Name the tickers with a close on the scored date that got no score: names the chain was
     not trained on (retrain to include them), and names not in the cross-section that day (a
     new listing not yet seasoned, too little trailing coverage)."""
@@ -113,7 +114,8 @@ def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] 
     priced = raw.loc[(pd.to_datetime(raw["date"]) == last) & raw["close"].notna(), "ticker"]
     missing = sorted(set(priced.astype(str)) - set(scores["ticker"]))
     unknown = [t for t in missing if universe is not None and t not in set(universe)]
-    untraded = _untraded_on(raw, last, [t for t in missing if t not in unknown], first_volume)
+    untraded = _untraded_on(raw, last, [t for t in missing if t not in unknown], first_volume,
+                            moves)
     suspended = [t for t in missing if t not in unknown and t in untraded]
     unseasoned = [t for t in missing if t not in unknown and t not in untraded]
 
@@ -124,7 +126,12 @@ def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] 
         logger.warning("%d name(s) with a close on %s are not in the chain's training universe "
                        "and get no score (retrain on a panel with them): %s", len(unknown),
                        last.date(), shown(unknown))
-    if suspended:
+    if suspended and moves:
+        logger.warning("%d name(s) have volume 0 on %s: not traded (a suspension, or a quote "
+                       "if the close moved), so not scored (processing.untraded_zero_volume, "
+                       "untraded_zero_volume_moves): %s", len(suspended), last.date(),
+                       shown(suspended))
+    elif suspended:
         logger.warning("%d name(s) have volume 0 and the close of the day before on %s: not "
                        "traded (a suspension), so not scored (processing.untraded_zero_volume): "
                        "%s", len(suspended), last.date(), shown(suspended))
@@ -265,7 +272,8 @@ def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
     scores["ticker"] = scores["ticker"].astype(str)
     cleaner = getattr(model.chain, "cleaner", None)
     _warn_unscored(raw, scores, getattr(cleaner, "universe", None),
-                   getattr(cleaner, "first_volume", None))
+                   getattr(cleaner, "first_volume", None),
+                   getattr(cleaner, "untraded_zero_volume_moves", False))
     _warn_flat_scored_date(raw, scores["date"].max())
     _warn_stale(scores["date"].max(), getattr(model.chain, "data_end", None),
                 inference.get("stale_after_days"))

@@ -141,3 +141,39 @@ def test_description_names_data_period_gates_and_metrics():
     assert f"2010-01-04 .. 2019-12-31 ({METRIC} 0.0312" in text
     assert "gates on `final`: pass" in text and "rank_ic 0.0312, n_dates 480" in text
     assert "champion: yes" in text
+
+
+def _version(value, gates, settings="s1", **kwargs):
+    return {**_candidate(value, **kwargs).tags(), "gates": gates, "gate_settings": settings}
+
+
+def test_a_model_that_failed_its_gates_is_not_champion_after_the_evaluation_changed():
+    """Version 1 failed its gates; the same model (data, folds, development score) rerun with a
+    lower cost or a looser threshold passes: not champion, whoever holds the alias. Another
+    model, or an earlier pass of the same one, changes nothing."""
+    retry = Candidate(True, (), "2020-01-02", "2021-12-31", METRIC, 0.05, "2010-01-04",
+                      "2019-12-31", "f1", data_fingerprint="c53d48144df45993", oof_honest=True,
+                      target="10d return after 1d delay", gate_settings="s2")
+    versions = {"1": _version(0.05, "fail", "s1"), "2": _version(0.04, "pass")}
+    for champion in (None, _champion(0.01)):
+        decision = decide(retry, champion, "2", versions)
+        assert not decision.promote
+        assert "version 1 holds the same model" in decision.reason
+        assert "under other evaluation settings" in decision.reason
+    assert "under the same settings" in decide(
+        retry, None, None, {"1": _version(0.05, "fail", "s2")}).reason
+    assert "before the evaluation settings were recorded" in decide(
+        retry, None, None, {"1": {**_version(0.05, "fail"), "gate_settings": "None"}}).reason
+    # a different model (another score, other data) or a pass before: decided as usual
+    assert decide(retry, None, None, {"1": _version(0.0501, "fail")}).promote
+    assert decide(retry, None, None, {"1": _version(0.05, "fail", data="other")}).promote
+    assert decide(retry, None, None, {"1": _version(0.05, "pass")}).promote
+    assert decide(retry, _champion(0.01), "1", {"1": _version(0.01, "pass")}).promote
+    # the settings are recorded with the version, and readable in its description
+    assert retry.tags()["gate_settings"] == "s2"
+    settings = {"backtest": {"cost_bps": 10.0, "max_frozen_days": 21}, "metrics": {"min_names": 5}}
+    assert promotion.settings_text(settings) == (
+        "backtest cost_bps 10.0, max_frozen_days 21; metrics min_names 5")
+    assert promotion.gate_settings_fingerprint(settings) != promotion.gate_settings_fingerprint(
+        {**settings, "backtest": {"cost_bps": 5.0, "max_frozen_days": 21}})
+    assert promotion.gate_settings_fingerprint(None) is None

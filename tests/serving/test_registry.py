@@ -50,7 +50,7 @@ def _name(overrides):
 
 def _register(datasets, overrides, chain, passed, oos_rank_ic=0.05, dev_start=None,
               test_rank_ic=0.05, selection_read_cv=False, data_fingerprint=None, data=None,
-              horizon=10):
+              horizon=10, settings=None):
     split = dict(datasets["date_split"])
     if dev_start:
         split["dev_start"] = dev_start
@@ -58,6 +58,8 @@ def _register(datasets, overrides, chain, passed, oos_rank_ic=0.05, dev_start=No
               "failed": [] if passed else ["sharpe"],
               "test_period": {k: split[k] for k in ("test_start", "test_end")},
               "headline": {"rank_ic": test_rank_ic, "sharpe": 1.5}}
+    if settings is not None:
+        report["settings"] = settings
     development = nodes.development_score(
         {"selection": {"final_nested_rank_ic": oos_rank_ic}}, {}, {}, datasets["cv_folds"],
         {"cv_test_dates_unseen": not selection_read_cv}, split, {"gates": {"model": "final"}},
@@ -123,6 +125,38 @@ def test_champion_moves_only_for_a_better_development_score_never_on_test(setup)
     description = champion.description
     assert "test period" in description and "stacking.final.oos_rank_ic 0.06" in description
     assert "beats champion version 1" in description and overrides["data"]["raw_path"] in description
+
+
+def test_a_model_that_failed_its_gates_is_not_champion_after_a_cheaper_backtest(setup):
+    """The run's model fails the Sharpe gate at 10 bps; rerun with only evaluation.backtest
+    cost_bps 0 it passes: registered as challenger, with the reason and both versions' settings
+    recorded. A better model on the same folds still becomes champion."""
+    datasets, overrides, chain, uri, tmp = setup
+    mlflow.set_tracking_uri(f"sqlite:///{tmp / 'regated.db'}")  # a registry of its own
+    mlflow.set_experiment("regated")
+    try:
+        name = _name(overrides)
+        costly = {"backtest": {"cost_bps": 10.0, "n_quantiles": 5}, "metrics": {"min_names": 5}}
+        free = {**costly, "backtest": {"cost_bps": 0.0, "n_quantiles": 5}}
+        failed = _register(datasets, overrides, chain, passed=False, oos_rank_ic=0.05,
+                           settings=costly)
+        retry = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.05,
+                          settings=free)
+        assert retry["alias"] == "challenger" and not retry["promoted"]
+        assert (f"version {failed['version']} holds the same model"
+                in retry["promotion_reason"])
+        assert "under other evaluation settings" in retry["promotion_reason"]
+        client = MlflowClient()
+        tags = [client.get_model_version(name, v["version"]).tags for v in (failed, retry)]
+        assert tags[0]["gate_settings"] != tags[1]["gate_settings"] != "None"
+        assert "backtest cost_bps 0.0, n_quantiles 5" in client.get_model_version(
+            name, retry["version"]).description
+        better = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.06,
+                           settings=free)
+        assert better["alias"] == "champion"
+    finally:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment("registry_test")
 
 
 def test_a_file_of_the_same_name_in_another_folder_never_moves_the_champion(setup, caplog):

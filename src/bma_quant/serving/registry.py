@@ -84,7 +84,9 @@ def log_and_register(
     previous = current_alias_version(client, model_name, champion_alias)
     champion_tags = (client.get_model_version(model_name, previous).tags
                      if previous is not None else None)
-    decision = promotion.decide(candidate, champion_tags, previous)
+    decision = promotion.decide(candidate, champion_tags, previous,
+                                _version_tags(client, model_name) if candidate.gates_passed
+                                else None)
     if name_from_file:
         _warn_other_file_same_name(champion_tags, candidate, model_name, previous, data_path)
     alias = champion_alias if decision.promote else challenger_alias
@@ -124,6 +126,16 @@ def log_and_register(
         "champion_version": None if champion is None else str(champion),
         "previous_champion_version": previous,
     }
+
+
+def _version_tags(client: MlflowClient, model_name: str) -> dict[str, dict[str, str]]:
+    """Every registered version of ``model_name`` -> its tags ({} for a new model)."""
+    quoted = model_name.replace("'", "\\'")
+    try:
+        found = client.search_model_versions(f"name='{quoted}'")
+    except MlflowException:
+        return {}
+    return {str(v.version): dict(v.tags or {}) for v in found}
 
 
 def _warn_other_file_same_name(champion_tags: dict | None, candidate: promotion.Candidate,
@@ -208,4 +220,4 @@ def _describe_version(client: MlflowClient, model_name: str, version: str, gate_
         promotion.version_description(
             data_path=data_path, data_fingerprint=data_fingerprint, candidate=candidate,
             headline=gate_report.get("headline") or {}, model=gate_report.get("model", "final"),
-            decision=decision)))
+            decision=decision, settings=gate_report.get("settings"))))

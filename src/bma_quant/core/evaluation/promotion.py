@@ -26,6 +26,7 @@ DEV_START, DEV_END, FOLDS = "dev_start", "dev_end", "compare_folds"
 COMPARE_METRIC, COMPARE_VALUE = "compare_metric", "compare_value"
 DATA, OOF_HONEST = "data_fingerprint", "oof_scores_honest"
 TARGET = "label_target"  # the label the score ranks: horizon and execution delay
+GATES, GATE_SETTINGS = "gates", "gate_settings"  # "pass" / "fail"; what the gates ran under
 # characters MLflow model names keep readable in URIs (models:/<name>@champion)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
 
@@ -49,9 +50,13 @@ class Candidate:
     # scope): only then is the score out of fold
     oof_honest: bool = False
     target: str | None = None  # e.g. "10d return after 1d delay": scores of other labels differ
+    # fingerprint of the evaluation settings the test metrics and gates ran under (backtest,
+    # metrics, gate thresholds: `gate_settings_fingerprint`)
+    gate_settings: str | None = None
 
     def tags(self) -> dict[str, str]:
         return {TEST_START: str(self.test_start), TEST_END: str(self.test_end),
+                GATE_SETTINGS: str(self.gate_settings),
                 DEV_START: str(self.dev_start), DEV_END: str(self.dev_end),
                 FOLDS: str(self.folds), DATA: str(self.data_fingerprint),
                 TARGET: str(self.target),
@@ -88,6 +93,36 @@ def development_score(model: str, ensemble_selection: Mapping[str, Any] | None,
     return f"base_models.{model}.oof_rank_ic_mean", _finite(metrics.get("oof_rank_ic_mean"))
 
 
+def gate_settings_fingerprint(settings: Mapping[str, Any] | None) -> str | None:
+    """A short fingerprint of the evaluation settings (backtest, metrics, gates) that the test
+    metrics and the gates depend on. None without settings."""
+    if not settings:
+        return None
+    import hashlib
+    import json
+
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# the tags that say two versions hold the same model: same data, label, folds, development
+# period and development score (to the last digit; the chain is deterministic)
+_SAME_MODEL = (DATA, TARGET, FOLDS, DEV_START, DEV_END, COMPARE_METRIC, COMPARE_VALUE)
+
+
+def same_model_failed_before(candidate: Candidate, versions: Mapping[str, Mapping[str, str]]
+                             ) -> str | None:
+    """The earliest registered version (``versions``: version -> tags) that holds the
+    candidate's model and failed its gates, or None. Only the evaluation can have changed in
+    between (its settings, or its code), and it was changed after the test figures were seen."""
+    mine = candidate.tags()
+    for version in sorted(versions, key=lambda v: (len(str(v)), str(v))):
+        tags = versions[version] or {}
+        if tags.get(GATES) == "fail" and all(tags.get(k) == mine[k] for k in _SAME_MODEL):
+            return str(version)
+    return None
+
+
 def folds_fingerprint(cv_folds) -> str | None:
     """A short fingerprint of the fold layout (date, fold, role rows): two scores are measured on
     the same dates only when it is the same. None without folds."""
@@ -118,9 +153,12 @@ def _finite(value: Any) -> float | None:
 
 
 def decide(candidate: Candidate, champion: Mapping[str, str] | None,
-           champion_version: str | None = None) -> Decision:
+           champion_version: str | None = None,
+           versions: Mapping[str, Mapping[str, str]] | None = None) -> Decision:
     """Promote ``candidate`` over the champion whose version tags are ``champion`` (None: there
-    is no champion)?"""
+    is no champion)? ``versions`` (version -> tags, every registered version): a model that
+    failed its gates before and passes them now only because the evaluation changed is not
+    promoted (`same_model_failed_before`)."""
     if not candidate.gates_passed:
         return Decision(False, "gates failed: " + (", ".join(candidate.failed_gates) or "?"))
     if not candidate.oof_honest:
@@ -132,6 +170,10 @@ def decide(candidate: Candidate, champion: Mapping[str, str] | None,
         # a champion without a score could never be compared with a later version
         return Decision(False, f"no development out-of-fold score ({candidate.metric}) to "
                                "compare versions with: a champion needs one")
+    failed_before = same_model_failed_before(candidate, versions or {})
+    if failed_before is not None:
+        return Decision(False, _regated_reason(candidate, failed_before,
+                                               (versions or {})[failed_before]))
     if champion is None:
         return Decision(True, "gates passed and there is no champion yet")
     label = f"champion version {champion_version}" if champion_version else "the champion"
@@ -169,16 +211,42 @@ def decide(candidate: Candidate, champion: Mapping[str, str] | None,
                           f"of fold) beats {label}'s {shown} on the same development folds")
 
 
+def _regated_reason(candidate: Candidate, version: str, tags: Mapping[str, str]) -> str:
+    theirs = tags.get(GATE_SETTINGS)
+    if theirs in (None, "None"):
+        changed = "(before the evaluation settings were recorded)"
+    elif theirs != str(candidate.gate_settings):
+        changed = "under other evaluation settings (evaluation.backtest, .metrics or .gates)"
+    else:
+        changed = "under the same settings (the evaluation code changed)"
+    return (f"gates passed, but version {version} holds the same model (same data, folds and "
+            f"{candidate.metric}) and failed its gates {changed}: a pass that comes from "
+            "changing the evaluation after its test figures were seen is chosen on the test "
+            "period, so this version is not champion (move the alias by hand in MLflow if the "
+            "new settings are policy, not a retry)")
+
+
 def _shown(value: Any) -> str:
     number = _finite(value)
     return "n/a" if number is None else f"{number:.4g}"
 
 
+def settings_text(settings: Mapping[str, Any] | None) -> str:
+    """The evaluation settings the gates ran under, in one line (e.g. "backtest cost_bps 10,
+    n_quantiles 5, ...; metrics min_names 5")."""
+    parts = []
+    for section in ("backtest", "metrics"):
+        values = (settings or {}).get(section) or {}
+        if values:
+            parts.append(section + " " + ", ".join(f"{k} {v}" for k, v in sorted(values.items())))
+    return "; ".join(parts) or "not recorded"
+
+
 def version_description(*, data_path: str | None, data_fingerprint: str | None,
                         candidate: Candidate, headline: Mapping[str, Any], model: str,
-                        decision: Decision) -> str:
-    """The registry entry's description (Markdown): data, test period, gates, headline metrics,
-    and why it is or is not the champion."""
+                        decision: Decision, settings: Mapping[str, Any] | None = None) -> str:
+    """The registry entry's description (Markdown): data, test period, gates and the evaluation
+    settings they ran under, headline metrics, and why it is or is not the champion."""
     metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, int | float) else f"{k} {v}"
                         for k, v in headline.items() if v is not None)
     gates = "pass" if candidate.gates_passed else (
@@ -193,6 +261,7 @@ def version_description(*, data_path: str | None, data_fingerprint: str | None,
         + ")",
         f"- test period: {candidate.test_start} .. {candidate.test_end}",
         f"- gates on `{model}`: {gates}",
+        f"- evaluation settings (evaluation.*): {settings_text(settings)}",
         f"- test metrics of `{model}`: {metrics or 'none'}",
         f"- champion: {'yes' if decision.promote else 'no'}, {decision.reason}",
     ])

@@ -142,6 +142,12 @@ def apply_gates(
                              if (s or {}).get("status") == "degenerate"),
     }
     report["test_period"] = {k: date_split.get(k) for k in ("test_start", "test_end")}
+    # what the test metrics and the gates ran under: the registry records it, and a model that
+    # failed its gates is not made champion by a rerun under other settings
+    report["settings"] = {"backtest": dict(params.get("backtest") or {}),
+                          "metrics": dict(params.get("metrics") or {}),
+                          "gates": {**{k: v for k, v in spec.items() if k != "headline_metrics"},
+                                    "checks": checks}}
     # what the registry description shows and the champion comparison reads
     report["headline"] = {m: _plain(metrics.get(m)) for m in spec.get("headline_metrics") or ()}
     logger.info("%s", gates.format_gate_report(report))
@@ -581,7 +587,8 @@ def _registry_candidate(gate_report: dict, development: dict, date_split: dict,
         value=development.get("value"), dev_start=str(date_split.get("dev_start")),
         dev_end=str(date_split.get("dev_end")), folds=development.get("folds"),
         data_fingerprint=data_fingerprint, oof_honest=bool(development.get("oof_honest")),
-        target=development.get("target"))
+        target=development.get("target"),
+        gate_settings=promotion.gate_settings_fingerprint(gate_report.get("settings")))
 
 
 def register_model(

@@ -205,3 +205,41 @@ def test_a_forward_filled_close_keeps_the_name_out_only_when_an_own_close_is_req
     assert universe.eligible_cells(trailing, close)["P"].all()
     cut = universe.carried_cells(unfilled.iloc[:3], close.iloc[:3], True)
     pd.testing.assert_frame_equal(cut, carried.iloc[:3])
+
+
+def test_a_name_back_after_a_long_absence_of_rows_is_seasoned_afresh():
+    """R (relist after 3 dates) has rows on 0-9, none on 10-14 (5 dates), rows again from 15: a
+    new listing, so 3 dates of history are needed again and coverage counts from date 15 (the
+    old closes do not season it). S misses 3 dates only (10-12): the same listing. T's dates
+    10-14 are rows with a suspended close (rows, not traded): no relisting, its coverage drops.
+    Each date reads the past only (a cut panel agrees); without the rule R is back at once."""
+    rule = universe.EligibilityRule(0.7, window_days=10, min_history_days=3,
+                                    relist_after_days=3)
+    rows = _observed({"R": [1] * 10 + [0] * 5 + [1] * 10,
+                      "S": [1] * 10 + [0] * 3 + [1] * 12,
+                      "T": [1] * 25})
+    traded = rows.copy()
+    traded.loc[traded.index[10:15], "T"] = False  # suspended: rows without a trade
+    relisted = universe.relisting_rows(rows, 3)
+    assert relisted[:, 0].tolist() == [-1] * 15 + [15] * 10
+    assert (relisted[:, 1:] == -1).all()
+    trailing = universe.trailing_eligibility(traded, rule, rows=rows)
+    close = rows.where(rows, np.nan).astype(float)
+    eligible = universe.eligible_cells(trailing, close)
+    # R: three dates of history again from date 15 (its old closes do not count)
+    assert eligible["R"].tolist() == [False] * 3 + [True] * 7 + [False] * 8 + [True] * 7
+    # S: back on 13 with 7 of its last 10 dates covered (0.7)
+    assert eligible["S"].iloc[13:].all()
+    # T: the suspension costs coverage (5 of 10 dates until date 19), no reseasoning
+    assert not trailing["T"].iloc[14:21].any() and trailing["T"].iloc[21:].all()
+    # without the rule R's old closes count: it waits for coverage (7 of 10 on date 21)
+    old = universe.eligible_cells(universe.trailing_eligibility(
+        traded, universe.EligibilityRule(0.7, 10, 3), rows=rows), close)
+    assert old["R"].iloc[15:].tolist() == [False] * 6 + [True] * 4
+    for cut in (12, 16, 19):
+        pd.testing.assert_frame_equal(
+            universe.trailing_eligibility(traded.iloc[:cut], rule, rows=rows.iloc[:cut]),
+            trailing.iloc[:cut])
+    assert rule.lookback_days == 13
+    with pytest.raises(DataValidationError, match="relist_after_days"):
+        universe.EligibilityRule(0.7, 10, 3, relist_after_days=0)

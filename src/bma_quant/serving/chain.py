@@ -204,7 +204,7 @@ class PanelCleaner:
         )
         trailing = universe_lib.trailing_eligibility(
             universe_lib.traded_cells(observed, unmasked, matrices.close, untraded), rule,
-            first_seen)
+            first_seen, rows=observed)
         below = universe_lib.below_min_price(unfilled, self.eligibility.get("min_price"))
         # chains pickled before require_own_close scored forward-filled closes
         carried = universe_lib.carried_cells(unfilled, matrices.close,

@@ -247,9 +247,11 @@ def _assert_serving_decides_the_same(panel: pd.DataFrame, overrides: dict, out: 
     cleaner = PanelCleaner.from_params(panel["ticker"].unique(), params, report["first_close"],
                                        report["first_volume"])
     sliced = cleaner.clean(panel[panel["date"] >= slice_from].reset_index(drop=True))
+    # a date without a row (training does not store a name's dates without any value) is out
     eligible = out["primary_panel"].pivot(index="date", columns="ticker", values="eligible")
     served = sliced.pivot(index="date", columns="ticker", values="eligible")
-    pd.testing.assert_frame_equal(served.loc[compare_from:], eligible.loc[compare_from:],
+    pd.testing.assert_frame_equal(served.loc[compare_from:].fillna(False).astype(bool),
+                                  eligible.loc[compare_from:].fillna(False).astype(bool),
                                   check_names=False)
 
 
@@ -392,6 +394,40 @@ def test_a_forward_filled_close_is_out_of_the_cross_section_in_training_and_serv
     assert kept_eligible["T0004"].loc[dates[400]:dates[402]].all()
     assert kept_eligible["T0008"].loc[dates[-4]:].all()
     assert kept["data_quality_report"]["carried_rows_out"] == 0
+
+
+def test_a_code_back_after_a_long_absence_is_seasoned_as_a_new_listing(tmp_path, market,
+                                                                      caplog):
+    """T0009 has no rows for 70 dates and comes back at three times its price (a code reused by
+    another company): it is seasoned afresh, out of the cross-section for min_history_days (63)
+    dates from its first close back, and the warning says so; the serving chain's cleaner decides
+    the same. Without processing.eligibility.relist_after_days the old company's closes season it
+    (72 % trailing coverage) and it is in on its first day back. A 40-date gap (T0010) is the
+    same listing: back once covered."""
+    from tests.support import deep_update
+
+    panel = market.panel.copy()
+    dates = np.sort(panel["date"].unique())
+    t9 = panel["ticker"] == "T0009"
+    panel.loc[t9 & (panel["date"] >= dates[370]), ["open", "high", "low", "close"]] *= 3.0
+    t10 = panel["ticker"] == "T0010"
+    panel = panel[~(t9 & panel["date"].isin(dates[300:370]))
+                  & ~(t10 & panel["date"].isin(dates[300:340]))].reset_index(drop=True)
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    assert "after more than 63 dates without a row it is seasoned afresh" in caplog.text
+    eligible = out["primary_panel"].pivot(index="date", columns="ticker", values="eligible")
+    assert eligible["T0009"].loc[dates[280]:dates[299]].all()
+    assert not eligible["T0009"].loc[dates[300]:dates[432]].fillna(False).astype(bool).any()
+    assert eligible["T0009"].loc[dates[433]:dates[480]].all()
+    assert eligible["T0010"].loc[dates[340]:dates[400]].all()
+    _assert_serving_decides_the_same(panel, {}, out, dates[60], dates[380])
+    old = run_pipeline("data_processing", {}, deep_update(
+        _overrides(path), {"processing": {"eligibility": {"relist_after_days": None}}}))
+    assert old["primary_panel"].pivot(index="date", columns="ticker", values="eligible")[
+        "T0009"].loc[dates[370]:dates[480]].all()
 
 
 def test_weekly_bars_are_named_with_what_they_change(tmp_path, caplog):

@@ -40,6 +40,10 @@ class EligibilityRule:
     # dates (None: in the whole coverage window, as before; a name that stopped trading then
     # kept counting for a year and, after a wave of delistings, every date was dropped)
     active_days: int | None = None
+    # a name back after more than this many dates without a row in the file is a new listing:
+    # history and coverage count from its first close back (None: never; a reused code's new
+    # company was seasoned by the old one's closes)
+    relist_after_days: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.coverage_threshold <= 1.0:
@@ -53,6 +57,9 @@ class EligibilityRule:
         if self.active_days is not None and self.active_days < 1:
             raise DataValidationError(
                 f"processing.strict_active_days must be >= 1, got {self.active_days}")
+        if self.relist_after_days is not None and self.relist_after_days < 1:
+            raise DataValidationError("processing.eligibility.relist_after_days must be >= 1 or "
+                                      f"null, got {self.relist_after_days}")
         if self.min_history_days < 0:
             raise DataValidationError(
                 "processing.eligibility.min_history_days must be >= 0, got "
@@ -63,12 +70,20 @@ class EligibilityRule:
     def from_params(cls, processing: dict) -> EligibilityRule:
         eligibility = processing["eligibility"]
         active = processing.get("strict_active_days")
+        relist = eligibility.get("relist_after_days")
         return cls(
             float(processing["coverage_threshold"]),
             int(eligibility["window_days"]),
             int(eligibility["min_history_days"]),
             None if active is None else int(active),
+            None if relist is None else int(relist),
         )
+
+    @property
+    def lookback_days(self) -> int:
+        """Dates of history before a date that decide its eligibility: the coverage window, and
+        a relisting's gap before it (a serving slice must see both)."""
+        return self.window_days + (self.relist_after_days or 0)
 
 
 def _trailing_sum(counts: np.ndarray, window: int) -> np.ndarray:
@@ -93,18 +108,50 @@ def _listed(
     return listed, earlier
 
 
+def relisting_rows(rows: pd.DataFrame, relist_after_days: int | None) -> np.ndarray:
+    """Per date and name, the row of the name's latest relisting at or before it (-1: none): its
+    first row in the file (`rows`: a close present) after more than `relist_after_days` dates
+    without one. A gap decided on the gap alone: causal."""
+    present = rows.to_numpy(dtype=bool)
+    out = np.full(present.shape, -1, dtype=np.int64)
+    if relist_after_days is None or not present.any():
+        return out
+    index = np.arange(len(present))[:, None]
+    last_row = np.maximum.accumulate(np.where(present, index, -1), axis=0)
+    before = np.vstack([np.full((1, present.shape[1]), -1), last_row[:-1]])  # last row before t
+    restart = present & (before >= 0) & (index - before - 1 > int(relist_after_days))
+    return np.maximum.accumulate(np.where(restart, index, -1), axis=0)
+
+
 def trailing_eligibility(
-    observed: pd.DataFrame, rule: EligibilityRule, first_seen: pd.Series | None = None
+    observed: pd.DataFrame, rule: EligibilityRule, first_seen: pd.Series | None = None,
+    rows: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The history and trailing-coverage parts of the rule (date x ticker bool) on the calendar of
-    `observed` (raw closes present). Whether a name also has a close at t is checked later, on the
-    cleaned prices (`eligible_cells`)."""
+    `observed` (raw closes present, less those that were no trade). Whether a name also has a
+    close at t is checked later, on the cleaned prices (`eligible_cells`). `rows` (the file's
+    closes, suspended ones included; None = `observed`) decides relistings
+    (`rule.relist_after_days`): a name back after a longer absence of rows starts afresh, its
+    history and coverage counted from its first close back, as a new listing's are."""
     present = observed.to_numpy(dtype=bool)
     listed, earlier = _listed(observed, first_seen)
     history = np.cumsum(listed, axis=0) - 1  # dates since the first close (0 on that day)
     seasoned = (history >= rule.min_history_days) | earlier[None, :]
     seen = _trailing_sum(present.astype(np.int64), rule.window_days)
     alive = _trailing_sum(listed.astype(np.int64), rule.window_days)
+    relisted = relisting_rows(observed if rows is None else rows.reindex_like(observed)
+                              .fillna(False).astype(bool), rule.relist_after_days)
+    again = relisted >= 0
+    if again.any():
+        index = np.arange(len(present))[:, None]
+        seasoned = np.where(again, index - relisted >= rule.min_history_days, seasoned)
+        since = np.maximum(index - rule.window_days + 1, relisted)  # window from the relisting
+        total = np.vstack([np.zeros((1, present.shape[1]), np.int64),
+                           np.cumsum(present, axis=0, dtype=np.int64)])
+        within = (np.take_along_axis(total, index + 1 + 0 * relisted, axis=0)
+                  - np.take_along_axis(total, np.maximum(since, 0), axis=0))
+        seen = np.where(again, within, seen)
+        alive = np.where(again, index - since + 1, alive)
     with np.errstate(invalid="ignore", divide="ignore"):
         coverage = np.where(alive > 0, seen / np.maximum(alive, 1), 0.0)
     ok = listed & seasoned & (coverage >= rule.coverage_threshold)

@@ -129,7 +129,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
                     processing.get("untraded_zero_volume_moves")))
                 if processing.get("untraded_zero_volume", True) else None)
     traded = universe.traded_cells(observed, repaired.close, cleaned.close, untraded)
-    trailing = universe.trailing_eligibility(traded, rule)
+    trailing = universe.trailing_eligibility(traded, rule, rows=observed)
     below = universe.below_min_price(kept.close, processing["eligibility"].get("min_price"))
     carried = universe.carried_cells(kept.close, cleaned.close,
                                      bool(processing["eligibility"].get("require_own_close")))
@@ -184,7 +184,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
                         ffill_limit=processing["ffill_limit"], periods_per_year=periods_per_year,
                         used_from=(periods or {}).get("dev_start"),
                         untraded_moves=bool(processing.get("untraded_zero_volume_moves"))
-                        and processing.get("untraded_zero_volume", True))
+                        and processing.get("untraded_zero_volume", True),
+                        relist_after=rule.relist_after_days)
     return cleaned, log
 
 
@@ -226,7 +227,7 @@ def _annualised_as_configured(per_year: float, periods_per_year: float | None) -
 
 def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
                         periods_per_year: float | None = None, used_from=None,
-                        untraded_moves: bool = False) -> None:
+                        untraded_moves: bool = False, relist_after: int | None = None) -> None:
     """One warning per kind of defect that cleaning kept or repaired (details in the report).
     Split events before `used_from` (periods.dev_start) are left to the report: no return the
     run uses crosses them (a repair there only rescales every later price alike)."""
@@ -306,7 +307,10 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
             "%d name(s) are back after more than processing.long_absence_days dates without a "
             "close (%d time(s): %s): if a code was reused by another company, its momentum and "
             "other windows across the gap compare two companies: give it another ticker in the "
-            "file", len(names), len(log["long_absences"]), shown)
+            "file%s", len(names), len(log["long_absences"]), shown,
+            "" if relist_after is None else
+            f" (after more than {relist_after} dates without a row it is seasoned afresh, as a "
+            "new listing: processing.eligibility.relist_after_days)")
 
     def used(events: list[dict]) -> list[dict]:
         start = pd.Timestamp(used_from) if used_from else None

@@ -24,7 +24,7 @@ def trained(tmp_path_factory):
 
 def _inference(chain_path, registration=None, **inference):
     # no `data` override: params:data still names the shipped S&P file, the chain knows better
-    params = {"inference": {"chain_path": str(chain_path), "history_days": 120,
+    params = {"inference": {"chain_path": str(chain_path), "history_days": 200,
                             "registration_path": str(registration) if registration else None,
                             **inference}}
     out = run_pipeline("inference", {}, params)

@@ -266,3 +266,45 @@ def test_flat_names_tie_whatever_the_units_and_the_first_date(ohlcv_market):
                          market[market["date"] >= dates[40]])
     for name in (n for n in names if n.startswith(("ma_", "vwap_", "vratio_", "vstd_"))):
         np.testing.assert_array_equal(dollars[name][-90:], later[name][-90:], err_msg=name)
+
+
+def test_a_relisted_names_factors_read_its_current_listing_only():
+    """T0002's code is reused after a 70-date gap (listed_from names the new listing's first
+    date): its per-ticker factors from then on equal those of a panel without the old company's
+    rows, and every other name's factors, and the market context, are those of the panel
+    without listed_from. A cut panel agrees (prefix invariance)."""
+    panel = generate_synthetic_market(n_tickers=6, n_days=400, seed=5).panel
+    dates = np.sort(panel["date"].unique())
+    t2 = panel["ticker"] == "T0002"
+    reused = panel[~(t2 & panel["date"].between(dates[200], dates[269]))].reset_index(drop=True)
+    back = reused["date"] >= dates[270]
+    relisted = reused.assign(listed_from=pd.Series(
+        np.where((reused["ticker"] == "T0002") & back, dates[270], np.datetime64("NaT")),
+        dtype="datetime64[ns]"))
+    fresh = reused[~((reused["ticker"] == "T0002") & ~back)].reset_index(drop=True)
+    cfg = F.FactorConfig()
+    inputs = F.prepare_inputs(relisted, None, cfg)
+    values, families = F.build_raw_factors(inputs, cfg)
+    plain, _ = F.build_raw_factors(F.prepare_inputs(reused, None, cfg), cfg)
+    new, _ = F.build_raw_factors(F.prepare_inputs(fresh, None, cfg), cfg)
+    col = list(inputs.grid.tickers).index("T0002")
+    later = inputs.grid.dates >= dates[270]
+    others = [j for j in range(len(inputs.grid.tickers)) if j != col]
+    changed = set()
+    for name, family in families.items():
+        if family == F.MARKET_FAMILY:
+            np.testing.assert_array_equal(values[name], plain[name])
+            continue
+        np.testing.assert_allclose(values[name][later, col], new[name][later, col], rtol=1e-12,
+                                   atol=1e-12, equal_nan=True)
+        np.testing.assert_array_equal(values[name][:, others], plain[name][:, others])
+        np.testing.assert_array_equal(values[name][~later, col], plain[name][~later, col])
+        if not np.allclose(values[name][later, col], plain[name][later, col], equal_nan=True):
+            changed.add(name)
+    # 12-1 momentum no longer divides by the old company's price (windows with a minimum share
+    # of observations were already empty across the gap)
+    assert "mom_12_1" in changed
+    cut = relisted[relisted["date"] <= dates[300]]
+    cut_values, _ = F.build_raw_factors(F.prepare_inputs(cut, None, cfg), cfg)
+    for name in ("mom_12_1", "dd_252", "ret_20"):
+        np.testing.assert_array_equal(cut_values[name], values[name][: len(cut_values[name])])

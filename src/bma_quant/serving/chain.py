@@ -209,8 +209,11 @@ class PanelCleaner:
         # chains pickled before require_own_close scored forward-filled closes
         carried = universe_lib.carried_cells(unfilled, matrices.close,
                                              bool(self.eligibility.get("require_own_close")))
+        listed_from = universe_lib.listed_from_dates(observed, rule.relist_after_days)
         matrices = replace(matrices, eligible=universe_lib.eligible_cells(
-            trailing, matrices.close, untraded, below, carried))
+            trailing, matrices.close, untraded, below, carried),
+            listed_from=None if listed_from is None else listed_from.reindex(
+                index=matrices.dates, columns=matrices.tickers))
         impute_cols = [c for c in matrices.values
                        if c != "close" and c not in cleaning.PRICE_FIELDS]
         if self.impute and impute_cols:

@@ -424,10 +424,28 @@ def test_a_code_back_after_a_long_absence_is_seasoned_as_a_new_listing(tmp_path,
     assert eligible["T0009"].loc[dates[433]:dates[480]].all()
     assert eligible["T0010"].loc[dates[340]:dates[400]].all()
     _assert_serving_decides_the_same(panel, {}, out, dates[60], dates[380])
+    # the new listing's first date, for its features (only the relisted listing has one)
+    primary = out["primary_panel"]
+    listed_from = primary.pivot(index="date", columns="ticker", values="listed_from")
+    assert (listed_from["T0009"].loc[dates[370]:] == dates[370]).all()
+    assert listed_from.drop(columns="T0009").isna().all().all()
+    assert listed_from["T0009"].loc[:dates[369]].isna().all()
+    assert out["data_quality_report"]["relistings"] == [
+        {"ticker": "T0009", "listed_from": str(pd.Timestamp(dates[370]).date())}]
+    from bma_quant.serving.chain import PanelCleaner
+    from tests.support import project_params
+
+    cleaner = PanelCleaner.from_params(panel["ticker"].unique(), project_params()["processing"],
+                                       out["data_quality_report"]["first_close"])
+    served = cleaner.clean(panel[panel["date"] >= dates[60]].reset_index(drop=True))
+    served = served.pivot(index="date", columns="ticker", values="listed_from")
+    pd.testing.assert_series_equal(served["T0009"].loc[dates[380]:],
+                                   listed_from["T0009"].loc[dates[380]:], check_names=False)
     old = run_pipeline("data_processing", {}, deep_update(
         _overrides(path), {"processing": {"eligibility": {"relist_after_days": None}}}))
     assert old["primary_panel"].pivot(index="date", columns="ticker", values="eligible")[
         "T0009"].loc[dates[370]:dates[480]].all()
+    assert "listed_from" not in old["primary_panel"]
 
 
 def test_weekly_bars_are_named_with_what_they_change(tmp_path, caplog):

@@ -29,7 +29,7 @@ from bma_quant.core.data.schema import (
     parse_dates,
     validate_long_panel,
 )
-from bma_quant.core.data.universe import ELIGIBLE, TRADABLE
+from bma_quant.core.data.universe import ELIGIBLE, LISTED_FROM, TRADABLE
 
 logger = logging.getLogger(__name__)
 
@@ -457,7 +457,7 @@ def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None
 
 # columns data_processing computes (the point-in-time universe, whether a close is a trade,
 # the daily return, the label)
-COMPUTED_COLUMNS = ("eligible", "tradable", "ret_1d", "label")
+COMPUTED_COLUMNS = ("eligible", "tradable", "ret_1d", "label", "listed_from")
 
 
 # The `data` parameters that say how a panel file is read: stored with a trained chain, so that
@@ -643,6 +643,9 @@ class PanelMatrices:
     # date x ticker bool: the close is a trade (given by the file, not forward-filled, masked,
     # withheld or marked untraded); a backtest cannot trade at the others. None = not decided.
     tradable: pd.DataFrame | None = None
+    # date x ticker datetime: the first date of a relisted name's current listing (NaT on its
+    # first one; core.data.universe.listed_from_dates). None = no name was relisted.
+    listed_from: pd.DataFrame | None = None
 
     @property
     def close(self) -> pd.DataFrame:
@@ -666,6 +669,7 @@ class PanelMatrices:
             None if self.eligible is None else self.eligible.loc[rows, cols],
             None if self.withheld is None else self.withheld.loc[rows, cols],
             None if self.tradable is None else self.tradable.loc[rows, cols],
+            None if self.listed_from is None else self.listed_from.loc[rows, cols],
         )
 
 
@@ -733,5 +737,8 @@ def to_long(panel: PanelMatrices, extra: dict[str, pd.DataFrame] | None = None,
         tradable = panel.tradable.reindex(index=panel.dates, columns=panel.tickers,
                                           fill_value=False)
         out[TRADABLE] = flat(tradable.to_numpy(dtype=bool))
+    if panel.listed_from is not None:
+        listed_from = panel.listed_from.reindex(index=panel.dates, columns=panel.tickers)
+        out[LISTED_FROM] = flat(listed_from.to_numpy(dtype="datetime64[ns]"))
     out["ticker"] = out["ticker"].astype(str)
     return out

@@ -29,6 +29,10 @@ from bma_quant.core.data.schema import DataValidationError
 
 ELIGIBLE = "eligible"  # long-panel column: the (date, ticker) row is in the cross-section
 TRADABLE = "tradable"  # long-panel column: the row's close is a trade (a backtest can trade at it)
+# long-panel column: the first date of the name's current listing when it was relisted (back
+# after more than `relist_after_days` dates without a row: another company, for its features);
+# NaT on a name's first listing; only in panels with a relisting
+LISTED_FROM = "listed_from"
 
 
 @dataclass(frozen=True)
@@ -79,11 +83,6 @@ class EligibilityRule:
             None if relist is None else int(relist),
         )
 
-    @property
-    def lookback_days(self) -> int:
-        """Dates of history before a date that decide its eligibility: the coverage window, and
-        a relisting's gap before it (a serving slice must see both)."""
-        return self.window_days + (self.relist_after_days or 0)
 
 
 def _trailing_sum(counts: np.ndarray, window: int) -> np.ndarray:
@@ -121,6 +120,17 @@ def relisting_rows(rows: pd.DataFrame, relist_after_days: int | None) -> np.ndar
     before = np.vstack([np.full((1, present.shape[1]), -1), last_row[:-1]])  # last row before t
     restart = present & (before >= 0) & (index - before - 1 > int(relist_after_days))
     return np.maximum.accumulate(np.where(restart, index, -1), axis=0)
+
+
+def listed_from_dates(rows: pd.DataFrame, relist_after_days: int | None) -> pd.DataFrame | None:
+    """Per date and name, the date of the name's latest relisting at or before it
+    (`relisting_rows`), NaT on its first listing; None when no name was relisted."""
+    relisted = relisting_rows(rows, relist_after_days)
+    if not (relisted >= 0).any():
+        return None
+    dates = rows.index.to_numpy()
+    values = np.where(relisted >= 0, dates[np.maximum(relisted, 0)], np.datetime64("NaT"))
+    return pd.DataFrame(values.astype("datetime64[ns]"), index=rows.index, columns=rows.columns)
 
 
 def trailing_eligibility(

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
-from bma_quant.core.data.universe import ELIGIBLE, TRADABLE
+from bma_quant.core.data.universe import ELIGIBLE, LISTED_FROM, TRADABLE
 from bma_quant.core.features import transforms
 from bma_quant.core.features.fear_greed import FearGreedParams, fear_greed_index
 from bma_quant.core.features.flat_windows import snap_flat_means, snap_flat_stds
@@ -43,7 +43,7 @@ from bma_quant.core.regimes.regime_evidence import FACTORS as PERFORMANCE_FACTOR
 from bma_quant.core.regimes.regime_evidence import EvidenceParams, factor_performance
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
-RESERVED = {"date", "ticker", "sector", ELIGIBLE, TRADABLE, *PRICE_COLUMNS}
+RESERVED = {"date", "ticker", "sector", ELIGIBLE, TRADABLE, LISTED_FROM, *PRICE_COLUMNS}
 MARKET_FAMILY = "market"
 USER_FAMILY = "user"
 # the input columns a family needs beyond close (factor_registry builds it only when present)
@@ -237,6 +237,9 @@ class FactorInputs:
     user: dict[str, np.ndarray] = field(default_factory=dict)
     # date x ticker bool: in the cross-section at t (the panel's `eligible` column, else a close)
     eligible: np.ndarray | None = None
+    # date x ticker int: the row of a relisted name's current listing (-1: its first listing);
+    # None = no relisting. Its per-ticker factors read that listing's rows only.
+    relisted: np.ndarray | None = None
     cache: dict = field(default_factory=dict)
 
     @property
@@ -297,6 +300,13 @@ def prepare_inputs(
     if ELIGIBLE in panel.columns:  # price history outside the universe still feeds the windows
         flags = panel[ELIGIBLE].to_numpy(dtype=np.float64, na_value=0.0)
         eligible = (grid.to_wide(flags) > 0.5) & np.isfinite(close)
+    relisted = None
+    if LISTED_FROM in panel.columns and panel[LISTED_FROM].notna().any():
+        starts = pd.DatetimeIndex(panel[LISTED_FROM])
+        rows = np.full(len(starts), -1.0)
+        known = np.asarray(starts.notna())
+        rows[known] = grid.dates.searchsorted(starts[known])  # before a cut panel: row 0
+        relisted = np.nan_to_num(grid.to_wide(rows), nan=-1.0).astype(np.int64)
     codes = None
     if "sector" in panel.columns and panel["sector"].notna().any():
         sector = panel["sector"].astype(object).where(panel["sector"].notna(), None).to_numpy()
@@ -332,6 +342,7 @@ def prepare_inputs(
         sector_codes=codes,
         user={c: grid.to_wide(_numeric(panel, c)) for c in user_columns(panel, config)},
         eligible=eligible,
+        relisted=relisted,
     )
 
 
@@ -690,6 +701,68 @@ def factor_registry(inp: FactorInputs, config: FactorConfig) -> dict[str, tuple[
     return registry
 
 
+@dataclass(frozen=True)
+class _Relisting:
+    """One pass over relisted names: their inputs with the rows before the k-th relisting hidden
+    (`inputs`, their columns `cols` of the full inputs), and the cells whose per-ticker factors
+    come from it (that listing's rows)."""
+
+    inputs: FactorInputs
+    cols: np.ndarray
+    cells: np.ndarray
+
+
+def _relisting_passes(inp: FactorInputs) -> list[_Relisting]:
+    """A code reused by another company: its windows must not reach the old company's prices.
+    One pass per relisting depth (a name relisted twice needs two), on the relisted columns only
+    (per-ticker factors read their own column and the market series)."""
+    if inp.relisted is None or not (inp.relisted >= 0).any():
+        return []
+    columns = np.flatnonzero((inp.relisted >= 0).any(axis=0))
+    starts = {j: np.unique(inp.relisted[:, j][inp.relisted[:, j] >= 0]) for j in columns}
+    index = np.arange(len(inp.grid.dates))[:, None]
+    passes = []
+    for depth in range(max(len(v) for v in starts.values())):
+        cols = np.array([j for j in columns if len(starts[j]) > depth])
+        start = np.array([starts[j][depth] for j in cols])
+        hidden = index < start[None, :]
+        grid = Grid(inp.grid.dates, inp.grid.tickers[cols], np.empty(0, np.int64),
+                    np.empty(0, np.int64))
+        inputs = FactorInputs(
+            grid=grid, close=_hidden(inp.close, cols, hidden), market_return=inp.market_return,
+            market_level=inp.market_level, open=_hidden(inp.open, cols, hidden),
+            high=_hidden(inp.high, cols, hidden), low=_hidden(inp.low, cols, hidden),
+            volume=_hidden(inp.volume, cols, hidden),
+            user={k: _hidden(v, cols, hidden) for k, v in inp.user.items()})
+        passes.append(_Relisting(inputs, cols, inp.relisted[:, cols] == start[None, :]))
+    return passes
+
+
+def _hidden(matrix: np.ndarray | None, cols: np.ndarray, hidden: np.ndarray
+            ) -> np.ndarray | None:
+    """`matrix`'s columns `cols`, NaN where `hidden`."""
+    return None if matrix is None else np.where(hidden, np.nan, matrix[:, cols])
+
+
+def _raw_factor(name: str, registry: dict, relistings: list[tuple[dict, _Relisting]]
+                ) -> np.ndarray:
+    """Factor `name` (float64, NaN for missing / non-finite), each relisted name's listing cells
+    computed from that listing's rows alone (market-context factors as they are)."""
+    family, compute = registry[name]
+    raw = _as_array(compute())
+    if family == MARKET_FAMILY:
+        return raw
+    for relisted_registry, relisting in relistings:
+        part = _as_array(relisted_registry[name][1]())
+        raw[:, relisting.cols] = np.where(relisting.cells, part, raw[:, relisting.cols])
+    return raw
+
+
+def _relisted_registries(inp: FactorInputs, config: FactorConfig
+                         ) -> list[tuple[dict, _Relisting]]:
+    return [(factor_registry(r.inputs, config), r) for r in _relisting_passes(inp)]
+
+
 def _as_array(value) -> np.ndarray:
     array = np.asarray(value, dtype=np.float64)
     return np.where(np.isfinite(array), array, np.nan)
@@ -700,8 +773,9 @@ def build_raw_factors(
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Raw factor matrices (float64, NaN for missing / non-finite) and each factor's family."""
     registry = factor_registry(inp, config)
+    relistings = _relisted_registries(inp, config)
     wanted = list(registry) if names is None else [n for n in registry if n in set(names)]
-    values = {name: _as_array(registry[name][1]()) for name in wanted}
+    values = {name: _raw_factor(name, registry, relistings) for name in wanted}
     return values, {name: registry[name][0] for name in wanted}
 
 
@@ -739,14 +813,15 @@ def iter_engineered_factors(
     from `first_row` on are returned (and transformed): earlier rows then only feed the trailing
     windows, which saves the per-date transforms when only the last dates are wanted."""
     registry = factor_registry(inp, config)
+    relistings = _relisted_registries(inp, config)
     wanted = list(registry) if names is None else [n for n in registry if n in set(names)]
     codes = inp.sector_codes if transform.sector_neutralise else None
     if codes is not None:
         codes = codes[first_row:]
     absent = ~inp.in_universe[first_row:]  # a name outside that day's cross-section is not ranked
     for name in wanted:
-        family, compute = registry[name]
-        raw = _as_array(compute())[first_row:]
+        family = registry[name][0]
+        raw = _raw_factor(name, registry, relistings)[first_row:]
         if family != MARKET_FAMILY:
             raw[absent] = np.nan
             raw = transforms.cross_sectional_transform(

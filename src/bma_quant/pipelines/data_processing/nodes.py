@@ -137,7 +137,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
                                                                 below, carried),
                       withheld=split_repair.withheld,
                       tradable=universe.tradable_cells(traded, cleaned.close,
-                                                       split_repair.withheld))
+                                                       split_repair.withheld),
+                      listed_from=_listed_from(observed, rule, cleaned.close))
     flat = cleaning.flat_dates(kept.close)
     log = {
         "rows_in": int(len(raw)),
@@ -153,6 +154,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         **universe.listing_events(observed, int(processing["ffill_limit"])),
         "long_absences": (universe.long_absences(kept.close, int(processing["long_absence_days"]))
                           if processing.get("long_absence_days") is not None else []),
+        # codes back after more than eligibility.relist_after_days: new listings (features too)
+        "relistings": _relistings(cleaned.listed_from),
         "suspected_splits": [asdict(e) for e in events],
         # near-ratio moves at the file's end that confirm_days closes have not yet confirmed
         "unconfirmed_splits": [asdict(e) for e in split_repair.events if e.status == "pending"],
@@ -187,6 +190,25 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
                         and processing.get("untraded_zero_volume", True),
                         relist_after=rule.relist_after_days)
     return cleaned, log
+
+
+def _listed_from(observed: pd.DataFrame, rule: universe.EligibilityRule,
+                 close: pd.DataFrame) -> pd.DataFrame | None:
+    """`universe.listed_from_dates` on the file's rows (raw calendar), on the cleaned calendar:
+    the features of a relisted name read its current listing only. None without a relisting."""
+    listed_from = universe.listed_from_dates(observed, rule.relist_after_days)
+    return None if listed_from is None else listed_from.reindex(index=close.index,
+                                                                columns=close.columns)
+
+
+def _relistings(listed_from: pd.DataFrame | None) -> list[dict]:
+    """[{"ticker", "listed_from"}] of every relisting, in date order."""
+    if listed_from is None:
+        return []
+    events = [{"ticker": str(ticker), "listed_from": str(pd.Timestamp(first).date())}
+              for ticker in listed_from.columns
+              for first in listed_from[ticker].dropna().unique()]
+    return sorted(events, key=lambda e: (e["listed_from"], e["ticker"]))
 
 
 def _warn_strict_drops(dropped: list[str], dates_in: int) -> None:
@@ -510,6 +532,7 @@ def data_quality_report(
         "late_listings": len(report["late_listings"]),
         "delistings": len(report["delistings"]),
         "long_absences": len(report.get("long_absences", [])),
+        "relistings": len(report.get("relistings", [])),
         "missing_at_end": len(report.get("missing_at_end", {})),
         "no_volume_tickers": len(report.get("no_volume", [])),
         "untraded_rows": (report.get("untraded") or {}).get("rows", 0),

@@ -402,9 +402,11 @@ def build_prediction_chain(
         market_index=index if len(index) else None,
         warmup_days=max(int(temporal.get("max_lookback_days", 252)),
                         int(getattr(feature_spec, "warmup_days", 0) or 0),
-                        # a relisting's gap before the coverage window must be seen too
-                        universe.EligibilityRule.from_params(processing).lookback_days)
-        + int((registry or {}).get("warmup_extra_days", 0)),
+                        int(processing["eligibility"]["window_days"]))
+        # the rows before the oldest date read must show a relisting's gap (its features and
+        # coverage start there): at least relist_after_days more
+        + max(int((registry or {}).get("warmup_extra_days", 0)),
+              universe.EligibilityRule.from_params(processing).relist_after_days or 0),
         known_regimes=regimes.reset_index(drop=True) if regimes is not None else None,
         training_data={key: data.get(key) for key in panel_lib.READ_KEYS},
         data_start=_complete_history_start(primary_panel, data_quality_report),

@@ -242,3 +242,21 @@ def test_a_name_back_after_a_long_absence_of_rows_is_seasoned_afresh():
             trailing.iloc[:cut])
     with pytest.raises(DataValidationError, match="relist_after_days"):
         universe.EligibilityRule(0.7, 10, 3, relist_after_days=0)
+
+
+def test_the_dollar_volume_minimum_reads_traded_days_causally():
+    """Median close x volume over the traded days of the trailing window: a suspension's zero
+    volumes do not make a name thin, a thin run does once it is most of the window; no
+    minimum or no volume, no mask; a cut panel agrees."""
+    dates = pd.bdate_range("2021-01-04", periods=8)
+    close = pd.DataFrame({"A": [10.0] * 8, "B": [10.0] * 8}, index=dates)
+    volume = pd.DataFrame({"A": [1e6, 1e6, 0, 0, 0, 1e6, 1e6, 1e6],
+                           "B": [1e6, 1e6, 1e3, 1e3, 1e3, 1e3, 1e6, 1e6]}, index=dates)
+    thin = universe.below_min_dollar_volume(close, volume, 1e6, days=4)
+    assert not thin["A"].any()  # 10^7 on every traded day; the suspension is not counted
+    # B: medians of the last 4 dates 10^7, 10^7, 10^7, 5x10^6, 10^4, 10^4, 10^4, 5x10^6
+    assert thin["B"].tolist() == [False] * 4 + [True, True, True, False]
+    assert universe.below_min_dollar_volume(close, volume, None, 4) is None
+    assert universe.below_min_dollar_volume(close, None, 1e6, 4) is None
+    cut = universe.below_min_dollar_volume(close.iloc[:5], volume.iloc[:5], 1e6, days=4)
+    pd.testing.assert_frame_equal(cut, thin.iloc[:5])

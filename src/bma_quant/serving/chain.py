@@ -193,6 +193,7 @@ class PanelCleaner:
                         moves=getattr(self, "untraded_zero_volume_moves", False))
                     if getattr(self, "untraded_zero_volume", False) else None)
         unfilled = matrices.close
+        unfilled_volume = matrices.values.get("volume")
         matrices = self._filled(matrices)
         repair = self._split_repair(matrices, unfilled)
         matrices = repair.panel
@@ -206,12 +207,15 @@ class PanelCleaner:
             universe_lib.traded_cells(observed, unmasked, matrices.close, untraded), rule,
             first_seen, rows=observed)
         below = universe_lib.below_min_price(unfilled, self.eligibility.get("min_price"))
+        illiquid = universe_lib.below_min_dollar_volume(
+            unfilled, unfilled_volume, self.eligibility.get("min_dollar_volume"),
+            int(self.eligibility.get("dollar_volume_days") or 21))
         # chains pickled before require_own_close scored forward-filled closes
         carried = universe_lib.carried_cells(unfilled, matrices.close,
                                              bool(self.eligibility.get("require_own_close")))
         listed_from = universe_lib.listed_from_dates(observed, rule.relist_after_days)
         matrices = replace(matrices, eligible=universe_lib.eligible_cells(
-            trailing, matrices.close, untraded, below, carried),
+            trailing, matrices.close, untraded, below, carried, illiquid),
             listed_from=None if listed_from is None else listed_from.reindex(
                 index=matrices.dates, columns=matrices.tickers))
         impute_cols = [c for c in matrices.values

@@ -363,6 +363,37 @@ def test_a_gap_past_the_forward_fill_is_not_tradable_and_its_move_is_held_on_ret
     assert tradable.loc[dates[:390]].dropna().astype(bool).mean() > 0.99
 
 
+def test_a_minimum_dollar_volume_keeps_thin_names_out_in_training_and_serving(tmp_path, market):
+    """T0003 trades a thousandth of its volume from date 300 to 450 (a median dollar volume of
+    some 10^4 against >= 2.6 x 10^7 for every name otherwise): with
+    processing.eligibility.min_dollar_volume 10^6 it is out of the cross-section once the
+    trailing 21-date median falls below (date 311: the median of 21 dates) until it recovers,
+    counted in the report; the serving chain's cleaner decides the same. Without a minimum
+    nothing changes."""
+    from tests.support import deep_update
+
+    panel = market.panel.copy()
+    dates = np.sort(panel["date"].unique())
+    thin = (panel["ticker"] == "T0003") & panel["date"].between(dates[300], dates[450])
+    panel.loc[thin, "volume"] /= 1000.0
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    overrides = deep_update(_overrides(path), {
+        "processing": {"eligibility": {"min_dollar_volume": 1.0e6}}})
+    out = run_pipeline("data_processing", {}, overrides)
+    eligible = out["primary_panel"].pivot(index="date", columns="ticker", values="eligible")
+    assert eligible["T0003"].loc[dates[280]:dates[309]].all()
+    assert not eligible["T0003"].loc[dates[311]:dates[460]].any()
+    assert eligible["T0003"].loc[dates[462]:dates[480]].all()
+    assert eligible.drop(columns="T0003").loc[dates[200]:].all().all()
+    assert 150 <= out["data_quality_report"]["below_min_dollar_volume_rows"] <= 152
+    _assert_serving_decides_the_same(panel, overrides, out, dates[100], dates[360])
+    free = run_pipeline("data_processing", {}, _overrides(path))
+    assert free["primary_panel"].pivot(index="date", columns="ticker", values="eligible")[
+        "T0003"].loc[dates[300]:dates[450]].all()
+    assert free["data_quality_report"]["below_min_dollar_volume_rows"] == 0
+
+
 def test_a_forward_filled_close_is_out_of_the_cross_section_in_training_and_serving(
         tmp_path, market):
     """T0004 misses three dates (a missing print or a halt exported without rows) and T0008

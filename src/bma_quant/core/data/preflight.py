@@ -60,6 +60,8 @@ BOUNDS = (
     Bound("processing.max_calendar_gap_days", 1),
     Bound("processing.long_absence_days", 1),
     Bound("processing.eligibility.min_price", 0.0),
+    Bound("processing.eligibility.min_dollar_volume", 0.0),
+    Bound("processing.eligibility.dollar_volume_days", 1),
     Bound("processing.late_column_days", 1),
     Bound("processing.split_detection.max_abs_return", 0.0, low_open=True),
     Bound("processing.split_detection.tolerance", 0.0, 1.0, high_open=True),

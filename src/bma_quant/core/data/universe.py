@@ -210,18 +210,35 @@ def strict_date_mask(observed: pd.DataFrame, rule: EligibilityRule) -> np.ndarra
 def eligible_cells(trailing: pd.DataFrame, close: pd.DataFrame,
                    untraded: pd.DataFrame | None = None,
                    below_price: pd.DataFrame | None = None,
-                   carried: pd.DataFrame | None = None) -> pd.DataFrame:
+                   carried: pd.DataFrame | None = None,
+                   illiquid: pd.DataFrame | None = None) -> pd.DataFrame:
     """Eligible at t: the trailing rule holds, the cleaned close exists at t, the file does not
     mark the name as not traded at t (`cleaning.untraded_cells`: volume 0, close copied), its
-    price is not below the minimum (`below_min_price`) and, with `carried` (`carried_cells`),
-    the close is the name's own that day, not one forward-filled from an earlier date."""
+    price is not below the minimum (`below_min_price`), nor its trading below the minimum dollar
+    volume (`below_min_dollar_volume`), and, with `carried` (`carried_cells`), the close is the
+    name's own that day, not one forward-filled from an earlier date."""
     rule_ok = trailing.reindex(index=close.index, columns=close.columns, fill_value=False)
     eligible = rule_ok.astype(bool) & close.notna()
-    for excluded in (untraded, below_price, carried):
+    for excluded in (untraded, below_price, carried, illiquid):
         if excluded is not None:
             eligible &= ~excluded.reindex(index=close.index, columns=close.columns,
                                           fill_value=False).astype(bool)
     return eligible
+
+
+def below_min_dollar_volume(close: pd.DataFrame, volume: pd.DataFrame | None,
+                            minimum: float | None, days: int) -> pd.DataFrame | None:
+    """True where the median dollar volume (close x volume, in the file's units) of the name's
+    traded days among the trailing `days` dates is below `minimum`: too thin to trade at the
+    flat cost the backtest charges. Read from the file's rows (`close`, `volume` before the
+    forward fill; a split leaves close x volume as it is); days without a positive volume do not
+    count (a suspension is not illiquidity), and a name without any in the window is not judged.
+    Causal; None without a minimum or a volume column."""
+    if minimum is None or volume is None:
+        return None
+    traded = (close * volume.reindex_like(close)).where(volume.reindex_like(close) > 0)
+    median = traded.rolling(int(days), min_periods=1).median()
+    return median < float(minimum)
 
 
 def carried_cells(unfilled: pd.DataFrame, close: pd.DataFrame, require_own_close: bool

@@ -131,10 +131,17 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     traded = universe.traded_cells(observed, repaired.close, cleaned.close, untraded)
     trailing = universe.trailing_eligibility(traded, rule, rows=observed)
     below = universe.below_min_price(kept.close, processing["eligibility"].get("min_price"))
+    if (processing["eligibility"].get("min_dollar_volume") is not None
+            and "volume" not in kept.values):
+        logger.warning("processing.eligibility.min_dollar_volume is set, but the file has no "
+                       "volume column: no name is judged by its dollar volume")
+    illiquid = universe.below_min_dollar_volume(
+        kept.close, kept.values.get("volume"), processing["eligibility"].get("min_dollar_volume"),
+        int(processing["eligibility"].get("dollar_volume_days") or 21))
     carried = universe.carried_cells(kept.close, cleaned.close,
                                      bool(processing["eligibility"].get("require_own_close")))
     cleaned = replace(cleaned, eligible=universe.eligible_cells(trailing, cleaned.close, untraded,
-                                                                below, carried),
+                                                                below, carried, illiquid),
                       withheld=split_repair.withheld,
                       tradable=universe.tradable_cells(traded, cleaned.close,
                                                        split_repair.withheld),
@@ -174,6 +181,10 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         # priced rows kept out of the cross-section by processing.eligibility.min_price
         "below_min_price_rows": (0 if below is None else
                                  int((below & cleaned.close.notna()).to_numpy().sum())),
+        # priced rows kept out by processing.eligibility.min_dollar_volume
+        "below_min_dollar_volume_rows": (0 if illiquid is None else int(
+            (illiquid.reindex_like(cleaned.close).fillna(False).astype(bool)
+             & cleaned.close.notna()).to_numpy().sum())),
         # forward-filled closes kept out of the cross-section (eligibility.require_own_close)
         "carried_rows_out": 0 if carried is None else int(carried.to_numpy().sum()),
         "first_volume": cleaning.first_positive_volume(kept),
@@ -537,6 +548,7 @@ def data_quality_report(
         "no_volume_tickers": len(report.get("no_volume", [])),
         "untraded_rows": (report.get("untraded") or {}).get("rows", 0),
         "zero_volume_move_rows": (report.get("zero_volume_moves") or {}).get("rows", 0),
+        "below_min_dollar_volume_rows": report.get("below_min_dollar_volume_rows", 0),
         "carried_rows_out": report.get("carried_rows_out", 0),
         "bars_outside_range": report.get("bars_outside_range", 0),
         **{f"eligible_names_{k}": v for k, v in report["eligible_names_per_date"].items()},

@@ -81,6 +81,8 @@ class PanelCleaner:
     # ... and so are volume-0 rows whose close moved (a quote), when training said so
     untraded_zero_volume_moves: bool = False
     first_volume: dict[str, str] = field(default_factory=dict)  # ticker -> first positive volume
+    # a carried close carries volume 0 (False in older chains, which copied the last volume)
+    zero_carried_volume: bool = False
 
     @classmethod
     def from_params(
@@ -104,6 +106,7 @@ class PanelCleaner:
             untraded_zero_volume=bool(processing.get("untraded_zero_volume", True)),
             untraded_zero_volume_moves=bool(processing.get("untraded_zero_volume_moves")),
             first_volume=dict(first_volume or {}),
+            zero_carried_volume=bool(processing.get("zero_carried_volume")),
         )
 
     def _rule(self) -> universe_lib.EligibilityRule:
@@ -114,7 +117,8 @@ class PanelCleaner:
     def _filled(self, matrices: panel_lib.PanelMatrices) -> panel_lib.PanelMatrices:
         filled, _ = cleaning.forward_fill_limited(
             matrices, self.ffill_limit, cleaning.factor_fill_limits(
-                matrices.extra_columns, getattr(self, "factor_ffill_limit", None)))
+                matrices.extra_columns, getattr(self, "factor_ffill_limit", None)),
+            zero_carried_volume=getattr(self, "zero_carried_volume", False))
         return filled
 
     def _split_repair(self, matrices: panel_lib.PanelMatrices,

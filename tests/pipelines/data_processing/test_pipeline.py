@@ -418,13 +418,29 @@ def test_a_forward_filled_close_is_out_of_the_cross_section_in_training_and_serv
     assert not eligible["T0008"].loc[dates[-4]:].fillna(False).astype(bool).any()
     assert eligible["T0008"].loc[dates[-20]:dates[-5]].all()
     assert out["data_quality_report"]["carried_rows_out"] == 3 + 4
+    # nothing traded there that the file knows of: volume 0, as in a volume-0 export of a halt
+    volume = out["primary_panel"].pivot(index="date", columns="ticker", values="volume")
+    assert (volume["T0004"].loc[dates[400]:dates[402]] == 0).all()
+    assert (volume["T0004"].loc[dates[390]:dates[399]] > 0).all()
     _assert_serving_decides_the_same(panel, {}, out, dates[150], dates[380])
+    from bma_quant.serving.chain import PanelCleaner
+    from tests.support import project_params
+
+    cleaner = PanelCleaner.from_params(panel["ticker"].unique(), project_params()["processing"],
+                                       out["data_quality_report"]["first_close"])
+    served = cleaner.clean(panel[panel["date"] >= dates[150]].reset_index(drop=True))
+    served = served.pivot(index="date", columns="ticker", values="volume")
+    assert (served["T0004"].loc[dates[400]:dates[402]] == 0).all()
     kept = run_pipeline("data_processing", {}, deep_update(
         _overrides(path), {"processing": {"eligibility": {"require_own_close": False}}}))
     kept_eligible = kept["primary_panel"].pivot(index="date", columns="ticker", values="eligible")
     assert kept_eligible["T0004"].loc[dates[400]:dates[402]].all()
     assert kept_eligible["T0008"].loc[dates[-4]:].all()
     assert kept["data_quality_report"]["carried_rows_out"] == 0
+    copied = run_pipeline("data_processing", {}, deep_update(
+        _overrides(path), {"processing": {"zero_carried_volume": False}}))["primary_panel"]
+    copied = copied.pivot(index="date", columns="ticker", values="volume")["T0004"]
+    assert (copied.loc[dates[400]:dates[402]] == copied.loc[dates[399]]).all()
 
 
 def test_a_code_back_after_a_long_absence_is_seasoned_as_a_new_listing(tmp_path, market,

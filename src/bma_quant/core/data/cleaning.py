@@ -24,16 +24,21 @@ PRICE_FIELDS = ("open", "high", "low", "close")
 
 
 def forward_fill_limited(panel: PanelMatrices, limit: int,
-                         column_limits: Mapping[str, int] | None = None
-                         ) -> tuple[PanelMatrices, int]:
+                         column_limits: Mapping[str, int] | None = None,
+                         zero_carried_volume: bool = False) -> tuple[PanelMatrices, int]:
     """Forward fill every column within each ticker for at most `limit` consecutive missing days
     (`column_limits` overrides it per column: a monthly user factor keeps its last published
     value for the month). Cells before a ticker's first observation stay missing (no backward
-    fill). Returns the panel and the number of closes filled."""
+    fill). With `zero_carried_volume`, a day whose close is carried has volume 0, not the last
+    day's: nothing traded that the file knows of, as in a halt exported as volume-0 rows (volume
+    windows then read the same either way). Returns the panel and the number of closes filled."""
     before = int(panel.close.isna().to_numpy().sum())
     limits = {name: int((column_limits or {}).get(name, limit)) for name in panel.values}
     values = {name: m.ffill(limit=limits[name]) if limits[name] > 0 else m
               for name, m in panel.values.items()}
+    if zero_carried_volume and "volume" in values:
+        carried = panel.close.isna() & values["close"].notna()
+        values["volume"] = values["volume"].mask(carried, 0.0)
     out = PanelMatrices(values, panel.sector, panel.extra_columns)
     filled = before - int(out.close.isna().to_numpy().sum())
     return out, filled

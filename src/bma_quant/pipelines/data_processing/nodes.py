@@ -111,7 +111,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     missing_after_strict = int(kept.close.isna().to_numpy().sum())
     filled_panel, filled = cleaning.forward_fill_limited(
         kept, int(processing["ffill_limit"]),
-        cleaning.factor_fill_limits(kept.extra_columns, processing.get("factor_ffill_limit")))
+        cleaning.factor_fill_limits(kept.extra_columns, processing.get("factor_ffill_limit")),
+        zero_carried_volume=bool(processing.get("zero_carried_volume")))
     split_repair, near_splits, unexplained = _repair_splits(filled_panel, kept.close,
                                                             processing["split_detection"])
     repaired = split_repair.panel

@@ -472,17 +472,19 @@ def test_calibration_leaves_out_the_dates_whose_labels_reach_the_held_block():
         model_averaging.calibrated_gaussian_loglik(z, y, blocks, dates, purge_dates=25)
 
 
-def test_bma_on_too_short_a_history_for_its_purge_calibrates_without_it_and_says_so(design):
+def test_bma_on_too_short_a_history_for_its_purge_weighs_equally_and_says_so(design):
     """Two adjacent blocks of a few dates (a first walk-forward fold, a short panel): the purge
-    would leave a block nothing; the fit goes on without it and notes why."""
+    would leave a block nothing, and a calibration without it would read labels overlapping the
+    held rows': equal weights, and a note why."""
     dates = sorted(design["date"].unique())[:16]
     rows = design[design["date"].isin(dates)].copy()
     rows["fold"] = np.where(rows["date"] < dates[8], 0, 1)
     models = [c for c in ("elastic_net", "lightgbm") if c in rows]
     combiner = combiners.make_combiner("bma", models, {**PARAMS, "purge_dates": 11})
     combiner.fit(rows, None, pd.Timestamp("2100-01-01"))
-    assert any("without the purge" in note for note in combiner.notes)
-    assert np.isclose(sum(combiner.weights_), 1.0)
+    assert any("equal weights" in note for note in combiner.notes)
+    assert np.allclose(combiner.weights_, 1.0 / len(models))
+    assert set(combiner.info()["elpd"].values()) == {None}
 
 
 def test_pseudo_bma_weights():

@@ -467,18 +467,25 @@ class PseudoBMA(Combiner):
             if not purge:
                 raise
             # a short history (a first walk-forward fold, a short panel): the purge would leave
-            # a block nothing to be calibrated on
+            # a block nothing to be calibrated on, and calibrating without it would score each
+            # block on rows whose labels overlap its own; no honest evidence, equal weights
             self.notes.append(f"too few dates to leave {purge} purge dates around each block: "
-                              "calibrated without the purge")
-            pointwise = model_averaging.calibrated_gaussian_loglik(
-                z, rows[TARGET].to_numpy(), blocks)
+                              "equal weights (a calibration without the purge would read "
+                              "labels overlapping the held rows')")
+            n_models = len(self.models)
+            self.weights_ = np.full(n_models, 1.0 / n_models)
+            self.elpd_ = np.full(n_models, np.nan)
+            self.n_rows_, self.n_dates_ = int(len(rows)), int(rows[DATE].nunique())
+            return
         by_date = model_averaging.loglik_by_date(pointwise, dates)
         self.weights_, self.elpd_ = model_averaging.pseudo_bma_weights(
             by_date, int(config.get("bootstrap_draws", 1000)), int(config.get("seed", 0)))
         self.n_rows_, self.n_dates_ = int(len(rows)), int(by_date.shape[0])
 
     def info(self) -> dict:
-        elpd = dict(zip(self.models, map(float, self.elpd_), strict=True))
+        # None: not calibrated (equal weights on too short a history)
+        elpd = {m: float(v) if np.isfinite(v) else None
+                for m, v in zip(self.models, self.elpd_, strict=True)}
         return {**super().info(), "elpd": elpd, "n_rows": self.n_rows_, "n_dates": self.n_dates_}
 
 

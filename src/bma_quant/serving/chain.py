@@ -217,7 +217,8 @@ class PanelCleaner:
         # chains pickled before require_own_close scored forward-filled closes
         carried = universe_lib.carried_cells(unfilled, matrices.close,
                                              bool(self.eligibility.get("require_own_close")))
-        listed_from = universe_lib.listed_from_dates(observed, rule.relist_after_days)
+        listed_from = universe_lib.listed_from_dates(observed, rule.relist_after_days,
+                                                     first_seen)
         matrices = replace(matrices, eligible=universe_lib.eligible_cells(
             trailing, matrices.close, untraded, below, carried, illiquid),
             listed_from=None if listed_from is None else listed_from.reindex(

@@ -495,6 +495,33 @@ def test_a_code_back_after_a_long_absence_is_seasoned_as_a_new_listing(tmp_path,
     assert "listed_from" not in old["primary_panel"]
 
 
+def test_a_serving_slice_that_starts_in_a_relisted_codes_gap_sees_the_relisting(tmp_path):
+    """T0009 has no rows from date 100 to 499: a slice from date 420 never sees the old
+    company's rows, only 80 dates of the gap (more than relist_after_days, as the warm-up
+    guarantees). Its cleaner still takes date 500 as a relisting (the name was seen before the
+    slice), so it decides the cross-section and listed_from as training does: without that,
+    the trailing coverage would count the gap's dates in the slice as missed."""
+    panel = generate_synthetic_market(n_tickers=12, n_days=800, seed=3).panel
+    dates = np.sort(panel["date"].unique())
+    t9 = panel["ticker"] == "T0009"
+    panel.loc[t9 & (panel["date"] >= dates[500]), ["open", "high", "low", "close"]] *= 3.0
+    panel = panel[~(t9 & panel["date"].isin(dates[100:500]))].reset_index(drop=True)
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    out = run_pipeline("data_processing", {}, _overrides(path))
+    assert out["data_quality_report"]["relistings"] == [
+        {"ticker": "T0009", "listed_from": str(pd.Timestamp(dates[500]).date())}]
+    _assert_serving_decides_the_same(panel, {}, out, dates[420], dates[672])
+    from bma_quant.serving.chain import PanelCleaner
+    from tests.support import project_params
+
+    cleaner = PanelCleaner.from_params(panel["ticker"].unique(), project_params()["processing"],
+                                       out["data_quality_report"]["first_close"])
+    served = cleaner.clean(panel[panel["date"] >= dates[420]].reset_index(drop=True))
+    t9 = served[served["ticker"] == "T0009"].set_index("date")["listed_from"]
+    assert (t9.loc[dates[500]:] == dates[500]).all() and t9.loc[:dates[499]].isna().all()
+
+
 def test_weekly_bars_are_named_with_what_they_change(tmp_path, caplog):
     weekly = generate_synthetic_market(n_tickers=8, n_days=1500, seed=4).panel
     weekly = weekly[weekly["date"].dt.dayofweek == 4]

@@ -107,10 +107,14 @@ def _listed(
     return listed, earlier
 
 
-def relisting_rows(rows: pd.DataFrame, relist_after_days: int | None) -> np.ndarray:
+def relisting_rows(rows: pd.DataFrame, relist_after_days: int | None,
+                   first_seen: pd.Series | None = None) -> np.ndarray:
     """Per date and name, the row of the name's latest relisting at or before it (-1: none): its
     first row in the file (`rows`: a close present) after more than `relist_after_days` dates
-    without one. A gap decided on the gap alone: causal."""
+    without one. A gap decided on the gap alone: causal. A name first seen before the frame
+    (`first_seen`, ticker -> date: a serving slice) whose first row in the frame comes after more
+    than `relist_after_days` dates of it was away at least that long: a relisting too, as the
+    whole history says."""
     present = rows.to_numpy(dtype=bool)
     out = np.full(present.shape, -1, dtype=np.int64)
     if relist_after_days is None or not present.any():
@@ -118,14 +122,16 @@ def relisting_rows(rows: pd.DataFrame, relist_after_days: int | None) -> np.ndar
     index = np.arange(len(present))[:, None]
     last_row = np.maximum.accumulate(np.where(present, index, -1), axis=0)
     before = np.vstack([np.full((1, present.shape[1]), -1), last_row[:-1]])  # last row before t
-    restart = present & (before >= 0) & (index - before - 1 > int(relist_after_days))
+    known = (before >= 0) | _listed(rows, first_seen)[1][None, :]  # -1: a row before the frame
+    restart = present & known & (index - before - 1 > int(relist_after_days))
     return np.maximum.accumulate(np.where(restart, index, -1), axis=0)
 
 
-def listed_from_dates(rows: pd.DataFrame, relist_after_days: int | None) -> pd.DataFrame | None:
+def listed_from_dates(rows: pd.DataFrame, relist_after_days: int | None,
+                      first_seen: pd.Series | None = None) -> pd.DataFrame | None:
     """Per date and name, the date of the name's latest relisting at or before it
     (`relisting_rows`), NaT on its first listing; None when no name was relisted."""
-    relisted = relisting_rows(rows, relist_after_days)
+    relisted = relisting_rows(rows, relist_after_days, first_seen)
     if not (relisted >= 0).any():
         return None
     dates = rows.index.to_numpy()
@@ -150,7 +156,7 @@ def trailing_eligibility(
     seen = _trailing_sum(present.astype(np.int64), rule.window_days)
     alive = _trailing_sum(listed.astype(np.int64), rule.window_days)
     relisted = relisting_rows(observed if rows is None else rows.reindex_like(observed)
-                              .fillna(False).astype(bool), rule.relist_after_days)
+                              .fillna(False).astype(bool), rule.relist_after_days, first_seen)
     again = relisted >= 0
     if again.any():
         index = np.arange(len(present))[:, None]

@@ -131,18 +131,10 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
                 if processing.get("untraded_zero_volume", True) else None)
     traded = universe.traded_cells(observed, repaired.close, cleaned.close, untraded)
     trailing = universe.trailing_eligibility(traded, rule, rows=observed)
-    below = universe.below_min_price(kept.close, processing["eligibility"].get("min_price"))
-    if (processing["eligibility"].get("min_dollar_volume") is not None
-            and "volume" not in kept.values):
-        logger.warning("processing.eligibility.min_dollar_volume is set, but the file has no "
-                       "volume column: no name is judged by its dollar volume")
-    illiquid = universe.below_min_dollar_volume(
-        kept.close, kept.values.get("volume"), processing["eligibility"].get("min_dollar_volume"),
-        int(processing["eligibility"].get("dollar_volume_days") or 21))
-    carried = universe.carried_cells(kept.close, cleaned.close,
-                                     bool(processing["eligibility"].get("require_own_close")))
-    cleaned = replace(cleaned, eligible=universe.eligible_cells(trailing, cleaned.close, untraded,
-                                                                below, carried, illiquid),
+    exclusions = _exclusions(kept, cleaned.close, processing["eligibility"])
+    eligible, kept_out = _eligible_and_kept_out(trailing, cleaned.close,
+                                                {"untraded": untraded, **exclusions})
+    cleaned = replace(cleaned, eligible=eligible,
                       withheld=split_repair.withheld,
                       tradable=universe.tradable_cells(traded, cleaned.close,
                                                        split_repair.withheld),
@@ -179,15 +171,12 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "untraded": cleaning.untraded_summary(untraded),
         # volume 0 with a close that moved (a quote, or a lost volume): reported either way
         "zero_volume_moves": cleaning.untraded_summary(cleaning.zero_volume_moves(kept)),
-        # priced rows kept out of the cross-section by processing.eligibility.min_price
-        "below_min_price_rows": (0 if below is None else
-                                 int((below & cleaned.close.notna()).to_numpy().sum())),
-        # priced rows kept out by processing.eligibility.min_dollar_volume
-        "below_min_dollar_volume_rows": (0 if illiquid is None else int(
-            (illiquid.reindex_like(cleaned.close).fillna(False).astype(bool)
-             & cleaned.close.notna()).to_numpy().sum())),
-        # forward-filled closes kept out of the cross-section (eligibility.require_own_close)
-        "carried_rows_out": 0 if carried is None else int(carried.to_numpy().sum()),
+        # rows that only processing.eligibility.min_price keeps out of the cross-section
+        "below_min_price_rows": kept_out["below_price"],
+        # ... only min_dollar_volume
+        "below_min_dollar_volume_rows": kept_out["illiquid"],
+        # ... only require_own_close (forward-filled closes)
+        "carried_rows_out": kept_out["carried"],
         "first_volume": cleaning.first_positive_volume(kept),
         "dates_per_year": _dates_per_year(matrices.dates),
         "no_sector": _names_without_sector(kept),
@@ -202,6 +191,42 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
                         and processing.get("untraded_zero_volume", True),
                         relist_after=rule.relist_after_days)
     return cleaned, log
+
+
+def _exclusions(kept: panel.PanelMatrices, close: pd.DataFrame, eligibility: dict
+                ) -> dict[str, pd.DataFrame | None]:
+    """The optional rules that keep a priced row out of the cross-section (None: off): a price
+    below `min_price`, a dollar volume below `min_dollar_volume`, a forward-filled close
+    (`require_own_close`). `kept`: the file's rows (strict dates, before the fill); `close`: the
+    cleaned prices."""
+    if eligibility.get("min_dollar_volume") is not None and "volume" not in kept.values:
+        logger.warning("processing.eligibility.min_dollar_volume is set, but the file has no "
+                       "volume column: no name is judged by its dollar volume")
+    return {
+        "below_price": universe.below_min_price(kept.close, eligibility.get("min_price")),
+        "illiquid": universe.below_min_dollar_volume(
+            kept.close, kept.values.get("volume"), eligibility.get("min_dollar_volume"),
+            int(eligibility.get("dollar_volume_days") or 21)),
+        "carried": universe.carried_cells(kept.close, close,
+                                          bool(eligibility.get("require_own_close"))),
+    }
+
+
+def _eligible_and_kept_out(trailing: pd.DataFrame, close: pd.DataFrame,
+                           exclusions: dict[str, pd.DataFrame | None]
+                           ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The cross-section (`universe.eligible_cells`), and per rule the rows it alone keeps out
+    (in the cross-section without that rule: a row two rules exclude is counted by neither)."""
+
+    def eligible(**off) -> pd.DataFrame:
+        rules = {**exclusions, **off}
+        return universe.eligible_cells(trailing, close, rules["untraded"], rules["below_price"],
+                                       rules["carried"], rules["illiquid"])
+
+    out = eligible()
+    counts = {name: 0 if mask is None else int((eligible(**{name: None}) & ~out).to_numpy().sum())
+              for name, mask in exclusions.items()}
+    return out, counts
 
 
 def _listed_from(observed: pd.DataFrame, rule: universe.EligibilityRule,

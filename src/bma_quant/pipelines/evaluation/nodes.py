@@ -402,7 +402,8 @@ def build_prediction_chain(
         market_index=index if len(index) else None,
         warmup_days=max(int(temporal.get("max_lookback_days", 252)),
                         int(getattr(feature_spec, "warmup_days", 0) or 0),
-                        int(processing["eligibility"]["window_days"]))
+                        int(processing["eligibility"]["window_days"]),
+                        int(processing["eligibility"].get("dollar_volume_days") or 0))
         # the rows before the oldest date read must show a relisting's gap (its features and
         # coverage start there): at least relist_after_days more
         + max(int((registry or {}).get("warmup_extra_days", 0)),

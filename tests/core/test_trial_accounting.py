@@ -155,3 +155,31 @@ def test_assessment_deflates_the_test_sharpe_and_reports():
     assert empty.deflated["final"].deflated_sharpe == pytest.approx(
         empty.deflated["final"].probabilistic_sharpe)
 
+
+
+def test_the_sharpe_variance_compares_configurations_on_the_same_dates_only():
+    """Ten trials on the tuning folds' dates and ten models on later dates, whose market paid
+    more: V[SR] is the spread within each window, pooled, not the gap between the windows (a
+    difference between two periods is not the luck of a search)."""
+    from bma_quant.core.evaluation.overfitting import per_period_sharpes, pooled_sharpe_variance
+
+    rng = np.random.default_rng(3)
+    dates = pd.bdate_range("2015-01-01", periods=400)
+    frame = pd.DataFrame(np.nan, index=dates, columns=[f"c{k}" for k in range(20)])
+    frame.iloc[:200, :10] = rng.normal(0.000, 0.01, (200, 10))
+    frame.iloc[200:, 10:] = rng.normal(0.004, 0.01, (200, 10))
+    sharpes = per_period_sharpes(frame)
+    pooled, groups = pooled_sharpe_variance(frame, sharpes)
+    within = (sharpes.iloc[:10].var(ddof=1) + sharpes.iloc[10:].var(ddof=1)) / 2
+    assert groups == 2 and pooled == pytest.approx(within)
+    assert sharpes.var(ddof=1) > 3 * pooled  # the mixed variance counted the windows' gap
+    result = assess_overfitting(frame, {}, n_blocks=4, min_block_dates=20)
+    assert result.trial_sharpe_variance == pytest.approx(within)
+    assert any("pooled over 2 windows" in note for note in result.notes)
+    one = pooled_sharpe_variance(frame.iloc[:, :10], sharpes.iloc[:10])
+    assert one == (pytest.approx(sharpes.iloc[:10].var(ddof=1)), 1)
+    assert pooled_sharpe_variance(frame.iloc[:, [0, 15]], sharpes.iloc[[0, 15]]) == (0.0, 0)
+    # no two on the same dates: the spread across windows, as before (an upper bound), noted
+    apart = assess_overfitting(frame.iloc[:, [0, 15]], {}, n_blocks=4, min_block_dates=20)
+    assert apart.trial_sharpe_variance == pytest.approx(sharpes.iloc[[0, 15]].var(ddof=1))
+    assert any("no two share" in note for note in apart.notes)

@@ -5,8 +5,11 @@ evaluated model's test-period daily returns:
 
 - the deflated Sharpe ratio of each model on the test period, with N = the number of
   configurations tried (pruned Optuna trials included: they were tried, their returns are not
-  known) and V[SR] = the variance of their development-period Sharpe ratios
-  (``core.evaluation.deflated_sharpe``; per-period units throughout, as in the paper);
+  known) and V[SR] = the variance of their development-period Sharpe ratios among
+  configurations measured on the same dates (pooled over the windows: Optuna trials on the
+  tuning folds, out-of-fold models on later ones; a difference between two periods is not the
+  luck of a search) (``core.evaluation.deflated_sharpe``; per-period units throughout, as in
+  the paper);
 - the probability of backtest overfitting by CSCV over the configurations that share a window of
   development dates (``core.evaluation.pbo``).
 """
@@ -32,6 +35,23 @@ def per_period_sharpes(returns: pd.DataFrame) -> pd.Series:
     """Per-period Sharpe of every column over its own finite values (NaN when undefined)."""
     mean, std = returns.mean(), returns.std(ddof=1)
     return (mean / std.where(std > 0)).rename("sharpe")
+
+
+def pooled_sharpe_variance(returns: pd.DataFrame, sharpes: pd.Series) -> tuple[float, int]:
+    """The variance of the configurations' Sharpe ratios (`sharpes`, by column of `returns`)
+    within groups measured on the same dates, pooled over the groups by their degrees of
+    freedom, and the number of groups it came from. 0 when no group has two members."""
+    dates = returns.notna().to_numpy()
+    keys = pd.Series([dates[:, j].tobytes() for j in range(dates.shape[1])],
+                     index=returns.columns)
+    squares, dof, groups = 0.0, 0, 0
+    for _, members in keys.groupby(keys, sort=False):
+        values = sharpes.reindex(members.index).dropna()
+        if len(values) > 1:
+            squares += float(values.var(ddof=1)) * (len(values) - 1)
+            dof += len(values) - 1
+            groups += 1
+    return (squares / dof if dof else 0.0), groups
 
 
 @dataclass
@@ -136,7 +156,16 @@ def assess_overfitting(
         notes.append("no configuration's out-of-fold returns were available: the deflated "
                      "Sharpe ratio assumes a single trial (it equals the probabilistic one)")
     n_trials = max(n_configurations + n_pruned_trials, 1)  # V[SR] = 0 with < 2 makes SR0 = 0
-    variance = float(sharpes.var(ddof=1)) if len(sharpes) > 1 else 0.0
+    variance, groups = pooled_sharpe_variance(configuration_returns, sharpes)
+    if groups > 1:
+        notes.append(f"V[SR] pooled over {groups} windows of development dates (configurations "
+                     "compared on the same dates only)")
+    elif groups == 0 and len(sharpes) > 1:
+        # no two configurations share their dates: the spread across windows is all there is
+        # (an upper bound: it also holds the windows' differences)
+        variance = float(sharpes.var(ddof=1))
+        notes.append("V[SR] across configurations measured on different dates: no two share "
+                     "their development dates")
     deflated = {model: deflated_sharpe_ratio(values, n_trials, variance)
                 for model, values in test_returns.items()}
     pbo, members, window = _pbo(configuration_returns, n_blocks, min_block_dates, notes)

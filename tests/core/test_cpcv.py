@@ -101,3 +101,17 @@ def test_refit_paths_find_a_planted_signal_on_every_path():
     assert set(quantiles) == {"rank_ic_q05", "rank_ic_q50", "rank_ic_q95", "sharpe_q05",
                               "sharpe_q50", "sharpe_q95"}
     assert quantiles["rank_ic_q05"] <= quantiles["rank_ic_q50"] <= quantiles["rank_ic_q95"]
+
+
+def test_only_dates_from_test_from_are_grouped_and_tested():
+    """The chain's out-of-fold dates only: earlier dates train every split (less the purge
+    before the first group), are in no group and in no path."""
+    first = DATES[240]
+    splits = CombinatorialPurgedSplit(4, 2, TEMPORAL).split_dates(DATES, test_from=first)
+    grouped = splits.group_of_dates().index
+    assert grouped.min() == first and len(grouped) == len(DATES) - 240
+    for fold in splits.folds:
+        assert fold.test_dates.min() >= first
+        assert DATES[: 240 - TEMPORAL.cv_gap_days].isin(fold.train_dates).all()
+    with pytest.raises(ValueError, match="first out-of-fold date"):
+        CombinatorialPurgedSplit(6, 2, TEMPORAL).split_dates(DATES, test_from=DATES[560])

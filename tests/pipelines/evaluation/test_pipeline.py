@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
 from matplotlib.figure import Figure
@@ -125,6 +126,12 @@ def test_missing_trials_luck_gates_and_combinatorial_paths(tmp_path):
         report["deflated_sharpe"]["final"]["deflated_sharpe"])
     paths = out["evaluation_cpcv_paths"]
     assert set(paths["model"]) == {"elastic_net"} and len(paths) == 3  # C(3, 1) paths
+    # only the out-of-fold dates are tested: the parameters were chosen on the tuning folds'
+    folds = datasets["cv_folds"]
+    oof_test = folds[(folds["stage"] == "oof") & (folds["role"] == "test")]["date"]
+    dev = pd.DatetimeIndex(datasets["model_input"]["date"].unique())
+    dev = dev[dev <= pd.Timestamp(datasets["date_split"]["dev_end"])]
+    assert (paths["n_dates"] <= (dev >= oof_test.min()).sum()).all()
     metrics = out["evaluation_cpcv_metrics"]
     assert metrics["cpcv.elastic_net.rank_ic_q05"]["value"] > 0.05  # planted signal, every path
     assert {f"cpcv.elastic_net.{s}_q{q}" for s in ("rank_ic", "sharpe") for q in ("05", "50", "95")

@@ -10,6 +10,11 @@ past the group) and the ``cv_embargo_days`` after that.
 Each group is tested in C(N-1, k-1) splits, so the out-of-sample predictions assemble into
 phi = C(N-1, k-1) complete backtest paths over the development period: path p takes, for every
 group, the predictions of the p-th split (in split order) that tested that group.
+
+With ``test_from`` only the dates from it on are cut into groups and tested; earlier dates train
+every split (less the purge before a first group). The chain passes the first out-of-fold date:
+the parameters the refits use were chosen by scores on the tuning folds' dates, so a path
+through them would test the choice on the rows it was made on.
 """
 
 from __future__ import annotations
@@ -79,17 +84,22 @@ class CombinatorialPurgedSplit:
         self.n_test_groups = int(n_test_groups)
         self.temporal = validate_temporal_config(temporal or TemporalConfig())
 
-    def split_dates(self, dates) -> CombinatorialFolds:
-        """The splits of the unique sorted ``dates``."""
+    def split_dates(self, dates, test_from=None) -> CombinatorialFolds:
+        """The splits of the unique sorted ``dates``; groups (test dates) from ``test_from`` on
+        (None: every date)."""
         calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
         n = len(calendar)
+        start = 0 if test_from is None else int(calendar.searchsorted(pd.Timestamp(test_from)))
         gap, embargo = self.temporal.cv_gap_days, self.temporal.cv_embargo_days
         # every group must keep test dates, and a split must keep training dates
-        if n < self.n_groups * (2 * gap + embargo + 1):
+        if n - start < self.n_groups * (2 * gap + embargo + 1):
             raise ValueError(
-                f"Not enough dates for {self.n_groups} combinatorial groups: {n} dates, each "
-                f"group needs more than 2 x cv_gap_days ({gap}) + cv_embargo_days ({embargo})")
-        bounds = np.linspace(0, n, self.n_groups + 1).round().astype(int)
+                f"Not enough dates for {self.n_groups} combinatorial groups: {n - start} dates"
+                + (f" from {pd.Timestamp(test_from).date()} (the first out-of-fold date)"
+                   if test_from is not None else "")
+                + f", each group needs more than 2 x cv_gap_days ({gap}) + cv_embargo_days "
+                f"({embargo}): fewer cv.combinatorial.n_groups")
+        bounds = start + np.linspace(0, n - start, self.n_groups + 1).round().astype(int)
         groups = [calendar[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         folds, tested = [], []
         for split, chosen in enumerate(

@@ -12,6 +12,7 @@ import pandas as pd
 
 from bma_quant.core.data import panel as panel_lib
 from bma_quant.core.data import universe
+from bma_quant.core.data.cv import OOF, folds_from_table
 from bma_quant.core.data.temporal import TemporalConfig
 from bma_quant.core.evaluation import (
     backtest,
@@ -305,6 +306,7 @@ def combinatorial_paths(
     sample_weights: pd.DataFrame,
     primary_panel: pd.DataFrame,
     date_split: dict,
+    cv_folds: pd.DataFrame,
     base_model_status: dict,
     cv_params: dict,
     temporal: dict,
@@ -313,8 +315,9 @@ def combinatorial_paths(
 ) -> tuple[pd.DataFrame, dict]:
     """With ``cv.scheme: combinatorial``: refit every base learner that succeeded, with its chosen
     parameters, on each combinatorial purged split of the development period, and score the
-    assembled out-of-sample paths (RankIC, long-short Sharpe). Off (empty table, no metrics) with
-    ``walk_forward``, the default."""
+    assembled out-of-sample paths (RankIC, long-short Sharpe). Only the out-of-fold dates are
+    tested (the parameters were chosen by scores on the tuning folds' dates; earlier dates train
+    every split). Off (empty table, no metrics) with ``walk_forward``, the default."""
     scheme = str(cv_params.get("scheme", "walk_forward"))
     if scheme not in CV_SCHEMES:
         raise ValueError(f"cv.scheme must be one of {CV_SCHEMES}, got {scheme!r}")
@@ -331,7 +334,9 @@ def combinatorial_paths(
                                                     date_split["test_end"]),
         folds=[], features=base_params.get("features"),
         target_transform=base_params.get("target_transform", "rank"))
-    splits = splitter.split_dates(inputs.data.dates)
+    oof = folds_from_table(cv_folds, stage=OOF) if cv_folds is not None and len(cv_folds) else []
+    test_from = min(f.test_dates.min() for f in oof) if oof else None
+    splits = splitter.split_dates(inputs.data.dates, test_from=test_from)
     config = test_period.EvaluationConfig.from_params(params, temporal)
     returns = _development_returns(primary_panel, date_split, config)
     options = params.get("cpcv") or {}

@@ -33,7 +33,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                   "evaluation_overfitting_metrics"],
                  name="assess_overfitting"),
             Node(nodes.combinatorial_paths,
-                 ["model_input", "sample_weights", "primary_panel", "date_split",
+                 ["model_input", "sample_weights", "primary_panel", "date_split", "cv_folds",
                   "base_model_status", "params:cv", "params:temporal", "params:base_models",
                   "params:evaluation"],
                  ["evaluation_cpcv_paths", "evaluation_cpcv_metrics"],

@@ -108,76 +108,27 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
             else np.ones(len(matrices.dates), dtype=bool))
     _refuse_calendar_holes(matrices.dates, matrices.dates[keep], processing, periods)
     kept = matrices.select(dates=matrices.dates[keep])
-    missing_after_strict = int(kept.close.isna().to_numpy().sum())
     filled_panel, filled = cleaning.forward_fill_limited(
         kept, int(processing["ffill_limit"]),
         cleaning.factor_fill_limits(kept.extra_columns, processing.get("factor_ffill_limit")),
         zero_carried_volume=bool(processing.get("zero_carried_volume")))
     split_repair, near_splits, unexplained = _repair_splits(filled_panel, kept.close,
                                                             processing["split_detection"])
-    repaired = split_repair.panel
-    events = [e for e in split_repair.events if e.status == "repaired"]
     stale_cfg = processing["stale"]
     cleaned, stale = cleaning.handle_stale_prices(
-        repaired, int(stale_cfg["min_streak"]), stale_cfg.get("mask_after"),
+        split_repair.panel, int(stale_cfg["min_streak"]), stale_cfg.get("mask_after"),
         carried=kept.close.isna() & filled_panel.close.notna(),
     )
-    # Decided on the raw calendar with trailing windows (the same on any prefix of the panel);
-    # a frozen price that was masked is no more a trade than a missing one.
-    # a suspension the file states (volume 0, close copied) is no trade: out of that date's
-    # cross-section (nothing scored or traded, no training row), judged from that day alone
-    untraded = (cleaning.untraded_cells(kept, moves=bool(
-                    processing.get("untraded_zero_volume_moves")))
-                if processing.get("untraded_zero_volume", True) else None)
-    traded = universe.traded_cells(observed, repaired.close, cleaned.close, untraded)
-    trailing = universe.trailing_eligibility(traded, rule, rows=observed)
-    exclusions = _exclusions(kept, cleaned.close, processing["eligibility"])
-    eligible, kept_out = _eligible_and_kept_out(trailing, cleaned.close,
-                                                {"untraded": untraded, **exclusions})
-    cleaned = replace(cleaned, eligible=eligible,
-                      withheld=split_repair.withheld,
-                      tradable=universe.tradable_cells(traded, cleaned.close,
-                                                       split_repair.withheld),
-                      listed_from=_listed_from(observed, rule, cleaned.close))
-    flat = cleaning.flat_dates(kept.close)
+    cleaned, untraded, kept_out = _point_in_time_universe(
+        kept, observed, split_repair, cleaned, rule, processing)
     log = {
-        "rows_in": int(len(raw)),
-        "tickers_in": int(raw["ticker"].nunique()),
-        "dates_in": int(raw["date"].nunique()),
-        "missing_days_in_calendar": int((~observed).to_numpy().sum()),
-        "missing_days": missing_after_strict,
-        "forward_filled_days": filled,
-        "dropped_dates": int((~keep).sum()),
-        "strict_dropped_dates": [f"{d.date()} ({d.day_name()[:3]})"
-                                 for d in matrices.dates[~keep]],
-        "coverage": float(kept.close.notna().to_numpy().mean()),
-        **universe.listing_events(observed, int(processing["ffill_limit"])),
-        "long_absences": (universe.long_absences(kept.close, int(processing["long_absence_days"]))
-                          if processing.get("long_absence_days") is not None else []),
+        **_calendar_findings(raw, matrices, keep, kept, filled, processing),
         # codes back after more than eligibility.relist_after_days: new listings (features too)
         "relistings": _relistings(cleaned.listed_from),
-        "suspected_splits": [asdict(e) for e in events],
-        # near-ratio moves at the file's end that confirm_days closes have not yet confirmed
-        "unconfirmed_splits": [asdict(e) for e in split_repair.events if e.status == "pending"],
-        # near-ratio moves whose open was at the old level: in the session, not overnight
-        "session_moves": [asdict(e) for e in split_repair.events if e.status == "in session"],
-        "split_withheld_cells": split_repair.withheld_cells,
-        "split_like_moves": near_splits,
-        # held moves beyond max_abs_return near no configured ratio (crash, or a 7:1 split?)
-        "unexplained_large_moves": unexplained,
+        **_split_findings(split_repair, near_splits, unexplained),
         "stale": asdict(stale),
-        "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in flat],
-        "no_volume": cleaning.names_without_volume(kept),
-        "untraded": cleaning.untraded_summary(untraded),
-        # volume 0 with a close that moved (a quote, or a lost volume): reported either way
-        "zero_volume_moves": cleaning.untraded_summary(cleaning.zero_volume_moves(kept)),
-        # rows that only processing.eligibility.min_price keeps out of the cross-section
-        "below_min_price_rows": kept_out["below_price"],
-        # ... only min_dollar_volume
-        "below_min_dollar_volume_rows": kept_out["illiquid"],
-        # ... only require_own_close (forward-filled closes)
-        "carried_rows_out": kept_out["carried"],
-        "first_volume": cleaning.first_positive_volume(kept),
+        "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in cleaning.flat_dates(kept.close)],
+        **_trading_findings(kept, untraded, kept_out),
         "dates_per_year": _dates_per_year(matrices.dates),
         "no_sector": _names_without_sector(kept),
         "bars_outside_range": cleaning.bars_outside_range(kept),
@@ -191,6 +142,88 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
                         and processing.get("untraded_zero_volume", True),
                         relist_after=rule.relist_after_days)
     return cleaned, log
+
+
+def _point_in_time_universe(kept: panel.PanelMatrices, observed: pd.DataFrame,
+                            split_repair: cleaning.SplitRepair, cleaned: panel.PanelMatrices,
+                            rule: universe.EligibilityRule, processing: dict
+                            ) -> tuple[panel.PanelMatrices, pd.DataFrame | None, dict[str, int]]:
+    """`cleaned` with `eligible`, `withheld`, `tradable` and `listed_from`; the rows the file
+    marks as not traded; the rows each optional rule alone keeps out. Decided on the raw
+    calendar (`observed`) with trailing windows: the same on any prefix of the panel."""
+    # a suspension the file states (volume 0, close copied) is no trade: out of that date's
+    # cross-section (nothing scored or traded, no training row), judged from that day alone
+    untraded = (cleaning.untraded_cells(kept, moves=bool(
+                    processing.get("untraded_zero_volume_moves")))
+                if processing.get("untraded_zero_volume", True) else None)
+    # a frozen price that was masked is no more a trade than a missing one
+    traded = universe.traded_cells(observed, split_repair.panel.close, cleaned.close, untraded)
+    trailing = universe.trailing_eligibility(traded, rule, rows=observed)
+    exclusions = _exclusions(kept, cleaned.close, processing["eligibility"])
+    eligible, kept_out = _eligible_and_kept_out(trailing, cleaned.close,
+                                                {"untraded": untraded, **exclusions})
+    cleaned = replace(cleaned, eligible=eligible, withheld=split_repair.withheld,
+                      tradable=universe.tradable_cells(traded, cleaned.close,
+                                                       split_repair.withheld),
+                      listed_from=_listed_from(observed, rule, cleaned.close))
+    return cleaned, untraded, kept_out
+
+
+def _calendar_findings(raw: pd.DataFrame, matrices: panel.PanelMatrices, keep: np.ndarray,
+                       kept: panel.PanelMatrices, filled: int, processing: dict) -> dict:
+    """The file's size, its calendar (missing, filled and dropped dates), listings, delistings
+    and long absences, for the data-quality report."""
+    observed = matrices.close.notna()
+    return {
+        "rows_in": int(len(raw)),
+        "tickers_in": int(raw["ticker"].nunique()),
+        "dates_in": int(raw["date"].nunique()),
+        "missing_days_in_calendar": int((~observed).to_numpy().sum()),
+        "missing_days": int(kept.close.isna().to_numpy().sum()),
+        "forward_filled_days": filled,
+        "dropped_dates": int((~keep).sum()),
+        "strict_dropped_dates": [f"{d.date()} ({d.day_name()[:3]})"
+                                 for d in matrices.dates[~keep]],
+        "coverage": float(kept.close.notna().to_numpy().mean()),
+        **universe.listing_events(observed, int(processing["ffill_limit"])),
+        "long_absences": (universe.long_absences(kept.close, int(processing["long_absence_days"]))
+                          if processing.get("long_absence_days") is not None else []),
+    }
+
+
+def _split_findings(split_repair: cleaning.SplitRepair, near_splits: list[dict],
+                    unexplained: list[dict]) -> dict:
+    """Repaired, pending and in-session split candidates and the large moves left as they are."""
+    events = split_repair.events
+    return {
+        "suspected_splits": [asdict(e) for e in events if e.status == "repaired"],
+        # near-ratio moves at the file's end that confirm_days closes have not yet confirmed
+        "unconfirmed_splits": [asdict(e) for e in events if e.status == "pending"],
+        # near-ratio moves whose open was at the old level: in the session, not overnight
+        "session_moves": [asdict(e) for e in events if e.status == "in session"],
+        "split_withheld_cells": split_repair.withheld_cells,
+        "split_like_moves": near_splits,
+        # held moves beyond max_abs_return near no configured ratio (crash, or a 7:1 split?)
+        "unexplained_large_moves": unexplained,
+    }
+
+
+def _trading_findings(kept: panel.PanelMatrices, untraded: pd.DataFrame | None,
+                      kept_out: dict[str, int]) -> dict:
+    """Volume defects, not-traded rows and the rows the optional rules keep out."""
+    return {
+        "no_volume": cleaning.names_without_volume(kept),
+        "untraded": cleaning.untraded_summary(untraded),
+        # volume 0 with a close that moved (a quote, or a lost volume): reported either way
+        "zero_volume_moves": cleaning.untraded_summary(cleaning.zero_volume_moves(kept)),
+        # rows that only processing.eligibility.min_price keeps out of the cross-section
+        "below_min_price_rows": kept_out["below_price"],
+        # ... only min_dollar_volume
+        "below_min_dollar_volume_rows": kept_out["illiquid"],
+        # ... only require_own_close (forward-filled closes)
+        "carried_rows_out": kept_out["carried"],
+        "first_volume": cleaning.first_positive_volume(kept),
+    }
 
 
 def _exclusions(kept: panel.PanelMatrices, close: pd.DataFrame, eligibility: dict
@@ -290,6 +323,14 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
     """One warning per kind of defect that cleaning kept or repaired (details in the report).
     Split events before `used_from` (periods.dev_start) are left to the report: no return the
     run uses crosses them (a repair there only rescales every later price alike)."""
+    _warn_calendar(log, periods_per_year)
+    _warn_bars_and_volume(log, n_priced, untraded_moves)
+    _warn_listings(log, ffill_limit, relist_after)
+    _warn_splits(log, used_from)
+
+
+def _warn_calendar(log: dict, periods_per_year: float | None) -> None:
+    """Bars that are not daily, and dates the strict filter dropped."""
     per_year = log.get("dates_per_year")
     if per_year is not None and not 200 <= per_year <= 300 and not _annualised_as_configured(
             per_year, periods_per_year):
@@ -301,6 +342,11 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
             "weekly or monthly bars?" if per_year < 200 else "weekends included?", per_year)
     if log.get("dropped_dates"):
         _warn_strict_drops(log["strict_dropped_dates"], int(log["dates_in"]))
+
+
+def _warn_bars_and_volume(log: dict, n_priced: int, untraded_moves: bool) -> None:
+    """Copies of one series, bars outside their range, names without sector or volume, rows
+    not traded or with a zero volume."""
     if log.get("duplicate_series"):
         groups = log["duplicate_series"]
         logger.warning(
@@ -342,6 +388,10 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
             "; ".join(moves["examples"]),
             "not traded: out of the cross-section, frozen in the backtest" if untraded_moves
             else "taken as traded: in the cross-section, and the backtest trades at them")
+
+
+def _warn_listings(log: dict, ffill_limit: int, relist_after: int | None) -> None:
+    """Flat dates, names missing at the end, codes back after a long absence."""
     if log["flat_dates"]:
         logger.warning("%d date(s) on which no name's price moved, e.g. %s: holiday or weekend "
                        "rows copied from the day before? They stay in the calendar (a 0 return "
@@ -370,6 +420,12 @@ def _warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
             "" if relist_after is None else
             f" (after more than {relist_after} dates without a row it is seasoned afresh, as a "
             "new listing: processing.eligibility.relist_after_days)")
+
+
+
+def _warn_splits(log: dict, used_from) -> None:
+    """Repaired, pending and suspected splits and large moves left as they are (those before
+    `used_from` only in the report)."""
 
     def used(events: list[dict]) -> list[dict]:
         start = pd.Timestamp(used_from) if used_from else None

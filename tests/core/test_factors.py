@@ -308,3 +308,20 @@ def test_a_relisted_names_factors_read_its_current_listing_only():
     cut_values, _ = F.build_raw_factors(F.prepare_inputs(cut, None, cfg), cfg)
     for name in ("mom_12_1", "dd_252", "ret_20"):
         np.testing.assert_array_equal(cut_values[name], values[name][: len(cut_values[name])])
+
+
+def test_factors_do_not_depend_on_a_names_units():
+    """A name quoted in pence instead of pounds (prices x100, volume / 100, as a unit switch's
+    repair leaves it depending on the window it sits in): every factor is the same, so a
+    serving slice that starts after the switch scores as training did."""
+    panel = generate_synthetic_market(n_tickers=6, n_days=300, seed=7, ohlcv=True).panel
+    pence = panel.copy()
+    t = pence["ticker"] == "T0002"
+    pence.loc[t, ["open", "high", "low", "close"]] *= 100.0
+    pence.loc[t, "volume"] /= 100.0
+    cfg = F.FactorConfig()
+    base, families = F.build_raw_factors(F.prepare_inputs(panel, None, cfg), cfg)
+    scaled, _ = F.build_raw_factors(F.prepare_inputs(pence, None, cfg), cfg)
+    for name in families:
+        np.testing.assert_allclose(scaled[name], base[name], rtol=1e-7, atol=1e-10,
+                                   equal_nan=True, err_msg=name)

@@ -9,8 +9,10 @@ def test_a_reproducing_chain_passes_and_each_kind_of_mismatch_is_named():
     assert _reproduction_mismatch(same, 1e-4) is None
     missing = {**same, "rows_matched": 90}
     assert _reproduction_mismatch(missing, 1e-4) == "it predicts 90 of the pipeline's 100 test rows"
-    off = {**same, "max_abs_diff": 0.02}
-    assert _reproduction_mismatch(off, 1e-4) == "max |diff| 0.02 > 0.0001"
+    off = {**same, "max_abs_diff": 0.02, "largest_diffs": ["C142@2023-11-30 0.02"]}
+    reason = _reproduction_mismatch(off, 1e-4)
+    assert reason.startswith("max |diff| 0.02 > 0.0001 (largest: C142@2023-11-30 0.02)")
+    assert "warm-up" in reason
     nothing = {"rows_matched": 0, "rows_pipeline": 0, "max_abs_diff": 0.0}
     assert _reproduction_mismatch(nothing, 1e-4) is not None  # no rows is no reproduction
 

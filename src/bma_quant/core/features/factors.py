@@ -607,8 +607,13 @@ def _volume_family(inp: FactorInputs, c: FactorConfig) -> dict[str, tuple[str, F
     for w in c.pv_corr_windows:
 
         def pv_corr(w=w):
+            # log(v_t / v_t-1), not log1p: the change must not depend on the volume's units (a
+            # split or a pence -> pounds repair rescales a name's volume by the window it sits
+            # in, so a serving slice and training would disagree); a day without volume has no
+            # change
+            positive = np.where(vol > 0, vol, np.nan)
             with np.errstate(invalid="ignore", divide="ignore"):
-                change = np.log1p(vol) - np.log1p(shift(vol, 1))
+                change = np.log(positive) - np.log(shift(positive, 1))
             both = np.isfinite(r) & np.isfinite(change)
             x, y = np.where(both, r, np.nan), np.where(both, change, np.nan)
             mx, my = rolling_mean(x, w, mp(w)), rolling_mean(y, w, mp(w))

@@ -527,6 +527,10 @@ def reproduction_check(
         "correlation": (float(np.corrcoef(a[matched], b[matched])[0, 1]) if diff.size > 1
                         else math.nan),
     }
+    if diff.size:  # the rows that differ most, to find what the chain computes differently
+        worst = both.loc[matched].assign(diff=diff).nlargest(3, "diff")
+        stats["largest_diffs"] = [f"{r.ticker}@{pd.Timestamp(r.date).date()} {r.diff:.3g}"
+                                  for r in worst.itertuples() if r.diff > 0]
     return predicted, stats
 
 
@@ -578,7 +582,11 @@ def _reproduction_mismatch(stats: dict, tolerance: float) -> str | None:
         return None
     if stats["rows_matched"] < stats["rows_pipeline"]:
         return f"it predicts {stats['rows_matched']} of the pipeline's {stats['rows_pipeline']} test rows"
-    return f"max |diff| {stats['max_abs_diff']:.3g} > {tolerance:g}"
+    return (f"max |diff| {stats['max_abs_diff']:.3g} > {tolerance:g} (largest: "
+            f"{', '.join(stats.get('largest_diffs') or [])}); the chain sees only the warm-up "
+            "before the checked dates, so a feature or cleaning step that reads further back "
+            "than the warm-up (or depends on where the slice starts) is the likely cause; the "
+            "scores are ranks, so a tiny feature difference can swap two names")
 
 
 def _registry_candidate(gate_report: dict, development: dict, date_split: dict,

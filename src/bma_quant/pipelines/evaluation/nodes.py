@@ -679,5 +679,6 @@ def register_model(
         name_from_file=not registry.get("model_name"),
     )
     mlflow.log_metrics({f"test_period.registry.reproduction_{k}": float(v)
-                        for k, v in stats.items() if math.isfinite(float(v))})
+                        for k, v in stats.items()
+                        if isinstance(v, int | float) and math.isfinite(float(v))})
     return {**out, **result}

@@ -360,3 +360,26 @@ def test_a_holiday_row_copied_from_the_day_before_is_named_when_scored(caplog):
     with caplog.at_level("WARNING"):
         _warn_flat_scored_date(raw, days[1])
     assert caplog.text == ""
+
+
+def test_a_local_chain_that_failed_its_reproduction_check_is_warned_about(trained, tmp_path,
+                                                                          caplog):
+    """The training run refused to register the chain (it did not reproduce the pipeline's test
+    predictions): scoring with it locally says so; a chain left unregistered for another reason
+    (registry off) does not."""
+    import json
+
+    from bma_quant.serving.model_source import load_local
+
+    *_, path, _ = trained
+    report = tmp_path / "registration.json"
+    report.write_text(json.dumps({"registered": False, "reason": "chain does not reproduce the "
+                                  "test predictions: max |diff| 0.02 > 0.0001"}))
+    with caplog.at_level("WARNING"):
+        load_local(path, report)
+    assert "failed its reproduction check" in caplog.text and "max |diff| 0.02" in caplog.text
+    caplog.clear()
+    report.write_text(json.dumps({"registered": False, "reason": "registry.enabled is false"}))
+    with caplog.at_level("WARNING"):
+        load_local(path, report)
+    assert caplog.text == ""

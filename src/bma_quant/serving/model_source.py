@@ -77,6 +77,11 @@ def load_local(chain_path: str | Path, registration_path: str | Path | None) -> 
     if registration_path and Path(registration_path).is_file():
         registration = json.loads(Path(registration_path).read_text())
     registered = bool(registration.get("registered"))
+    if not registered and str(registration.get("reason", "")).startswith("chain "):
+        # the same run's check found that this chain does not score as the pipeline did
+        logger.warning("the local chain failed its reproduction check when it was trained (%s): "
+                       "its scores may differ from the pipeline's test predictions; fix the "
+                       "cause and retrain before relying on them", registration.get("reason"))
     card = {
         "model_source": "local",
         "model_name": registration.get("model_name", "bma_quant") if registered

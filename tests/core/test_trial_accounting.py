@@ -175,7 +175,8 @@ def test_the_sharpe_variance_compares_configurations_on_the_same_dates_only():
     assert sharpes.var(ddof=1) > 3 * pooled  # the mixed variance counted the windows' gap
     result = assess_overfitting(frame, {}, n_blocks=4, min_block_dates=20)
     assert result.trial_sharpe_variance == pytest.approx(within)
-    assert any("pooled over 2 windows" in note for note in result.notes)
+    assert result.sharpe_windows == 2 and not any("V[SR]" in n for n in result.notes)
+    assert result.report(252)["trial_sharpe_windows"] == 2
     one = pooled_sharpe_variance(frame.iloc[:, :10], sharpes.iloc[:10])
     assert one == (pytest.approx(sharpes.iloc[:10].var(ddof=1)), 1)
     assert pooled_sharpe_variance(frame.iloc[:, [0, 15]], sharpes.iloc[[0, 15]]) == (0.0, 0)

@@ -66,6 +66,9 @@ class OverfittingAssessment:
     pbo_window: tuple[str, str] | None = None
     notes: list[str] = field(default_factory=list)
     n_pruned_trials: int = 0  # tried without returns (pruned): counted in N only
+    # windows of development dates V[SR] was pooled over (0: across windows, no two
+    # configurations sharing their dates)
+    sharpe_windows: int = 1
 
     @property
     def n_trials(self) -> int:
@@ -99,6 +102,7 @@ class OverfittingAssessment:
             "n_pruned_trials": self.n_pruned_trials,
             "n_trials": self.n_trials,
             "trial_sharpe_variance_per_period": self.trial_sharpe_variance,
+            "trial_sharpe_windows": self.sharpe_windows,
             "deflated_sharpe": {m: d.as_dict() for m, d in self.deflated.items()},
             "pbo": None if self.pbo is None else {
                 "pbo": self.pbo.pbo,
@@ -157,10 +161,7 @@ def assess_overfitting(
                      "Sharpe ratio assumes a single trial (it equals the probabilistic one)")
     n_trials = max(n_configurations + n_pruned_trials, 1)  # V[SR] = 0 with < 2 makes SR0 = 0
     variance, groups = pooled_sharpe_variance(configuration_returns, sharpes)
-    if groups > 1:
-        notes.append(f"V[SR] pooled over {groups} windows of development dates (configurations "
-                     "compared on the same dates only)")
-    elif groups == 0 and len(sharpes) > 1:
+    if groups == 0 and len(sharpes) > 1:
         # no two configurations share their dates: the spread across windows is all there is
         # (an upper bound: it also holds the windows' differences)
         variance = float(sharpes.var(ddof=1))
@@ -170,4 +171,5 @@ def assess_overfitting(
                 for model, values in test_returns.items()}
     pbo, members, window = _pbo(configuration_returns, n_blocks, min_block_dates, notes)
     return OverfittingAssessment(n_configurations, variance, deflated, pbo, members, window,
-                                 notes, n_pruned_trials=n_pruned_trials)
+                                 notes, n_pruned_trials=n_pruned_trials,
+                                 sharpe_windows=groups)

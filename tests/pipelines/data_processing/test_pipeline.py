@@ -522,6 +522,43 @@ def test_a_serving_slice_that_starts_in_a_relisted_codes_gap_sees_the_relisting(
     assert (t9.loc[dates[500]:] == dates[500]).all() and t9.loc[:dates[499]].isna().all()
 
 
+def test_a_held_move_at_an_unconfigured_split_ratio_is_reported(tmp_path, market, caplog):
+    """An unadjusted 3:2 split (T0002's prices / 1.5 from a quiet day on: a -33 % day, inside
+    max_abs_return) is not repaired with the default ratios, but reported
+    (unconfigured_ratio_moves) and warned about with the ratio to add; with 1.5 in the ratios it
+    is repaired and no longer reported as unconfigured. A drop whose open was at the old level
+    (in the session, a crash) is not reported."""
+    from tests.support import deep_update
+
+    panel = market.panel.copy()
+    dates = np.sort(panel["date"].unique())
+    closes = panel[panel["ticker"] == "T0002"].set_index("date")["close"]
+    # a day on which the stock itself moved < 1 %: the split's -33.3 % within tolerance (2 %)
+    day = next(k for k in range(300, 400) if abs(closes.iloc[k] / closes.iloc[k - 1] - 1) < 0.01)
+    split = (panel["ticker"] == "T0002") & (panel["date"] >= dates[day])
+    panel.loc[split, ["open", "high", "low", "close"]] /= 1.5
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    moves = out["data_quality_report"]["unconfigured_ratio_moves"]
+    assert [(m["ticker"], m["date"], m["nearest_ratio"]) for m in moves] == [
+        ("T0002", str(pd.Timestamp(dates[day]).date()), 1.5)]
+    assert "match a split ratio not in processing.split_detection.ratios" in caplog.text
+    assert "add 1.5 to processing.split_detection.ratios" in caplog.text
+    repaired = run_pipeline("data_processing", {}, deep_update(_overrides(path), {
+        "processing": {"split_detection": {"ratios": [1.5, 2, 3, 4, 5, 10, 100]}}}))
+    report = repaired["data_quality_report"]
+    assert [e["ticker"] for e in report["suspected_splits"]] == ["T0002"]
+    assert report["unconfigured_ratio_moves"] == []
+    # the same drop with the day's open at the old level happened in the session: a crash
+    first = (panel["ticker"] == "T0002") & (panel["date"] == dates[day])
+    panel.loc[first, ["open", "high"]] = closes.iloc[day - 1]
+    panel.to_parquet(path)
+    crash = run_pipeline("data_processing", {}, _overrides(path))
+    assert crash["data_quality_report"]["unconfigured_ratio_moves"] == []
+
+
 def test_weekly_bars_are_named_with_what_they_change(tmp_path, caplog):
     weekly = generate_synthetic_market(n_tickers=8, n_days=1500, seed=4).panel
     weekly = weekly[weekly["date"].dt.dayofweek == 4]

@@ -350,8 +350,41 @@ def unexplained_large_moves(panel: PanelMatrices, max_abs_return: float, ratios:
     return out
 
 
+def unconfigured_ratio_moves(panel: PanelMatrices, max_abs_return: float, ratios: list[float],
+                             tolerance: float, confirm_days: int, configured: list[float],
+                             repaired: list[SplitEvent] = (), max_gap_days: int | None = None,
+                             observed: pd.DataFrame | None = None,
+                             open_evidence: bool = False) -> list[dict]:
+    """Held one-day moves within `tolerance` of a common split ratio the configuration does not
+    list (`ratios` less `configured`; 1.5: a 3:2 split is a -33.3 % day, inside the usual
+    `max_abs_return`, so nothing else looks at it). Reported, not repaired: the user adds the
+    ratio if they are splits. With `open_evidence` and opens, a move whose open sat at the old
+    level happened in the session (a crash): not reported."""
+    extra = [float(r) for r in ratios
+             if float(r) > 1.0 and float(r) not in {float(c) for c in configured}]
+    if not extra:
+        return []
+    # a move back to within half such a move of the close two days before undoes a bad print
+    # (split_like_moves' `max_abs_return` test, which is wider than a 3:2 split's move)
+    undone = min(float(max_abs_return), (1.0 - 1.0 / min(extra)) / 2.0)
+    moves = split_like_moves(panel, undone, extra, tolerance, confirm_days, repaired,
+                             max_gap_days, observed)
+    opens = panel.values.get("open") if open_evidence else None
+    if opens is None:
+        return moves
+
+    def in_session(m: dict) -> bool:
+        close = float(panel.close.at[pd.Timestamp(m["date"]), m["ticker"]])
+        open_ = float(opens.at[pd.Timestamp(m["date"]), m["ticker"]])
+        return _open_evidence(open_, close / (1.0 + m["change"]), close, m["nearest_ratio"],
+                              tolerance) == "old"
+
+    return [m for m in moves if not in_session(m)]
+
+
 def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
-                   unexplained: list[dict] = (), in_session: list[dict] = ()) -> list[str]:
+                   unexplained: list[dict] = (), in_session: list[dict] = (),
+                   unconfigured: list[dict] = ()) -> list[str]:
     """The warnings a run gives about splits (data_processing on the training file, inference
     on the scoring slice): repaired suspected splits, moves still awaiting confirmation at the
     data's end (no score for those names yet), and held near-ratio moves left alone."""
@@ -389,6 +422,16 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
                                        f"(x{m['nearest_ratio']:g}?)")
             + ". An unadjusted split on a day the stock also moved, or a real crash? Adjust the "
             "file, or widen processing.split_detection.tolerance" + no_splits)
+    if unconfigured:
+        ratios = sorted({m["nearest_ratio"] for m in unconfigured})
+        out.append(
+            f"{len(unconfigured)} one-day move(s) that held match a split ratio not in "
+            "processing.split_detection.ratios (the largest first): "
+            + _largest(unconfigured, lambda m: f"{m['ticker']}@{m['date']} "
+                                               f"{100 * m['change']:+.1f}% (x{m['nearest_ratio']:g}?)")
+            + f". If they are unadjusted splits, add {', '.join(f'{r:g}' for r in ratios)} to "
+            "processing.split_detection.ratios (they are then repaired); a real drop is kept "
+            "as it is")
     if unexplained:
         shown = _largest(unexplained, lambda m: f"{m['ticker']}@{m['date']} "
                          f"{100 * m['change']:+.1f}%"

@@ -75,26 +75,31 @@ def _refuse_calendar_holes(file_dates: pd.DatetimeIndex, kept_dates: pd.Datetime
 
 
 def _repair_splits(filled: panel.PanelMatrices, observed: pd.DataFrame, splits_cfg: dict
-                   ) -> tuple[cleaning.SplitRepair, list, list]:
+                   ) -> tuple[cleaning.SplitRepair, list, list, list]:
     """The causal split repair of the forward-filled panel (`observed`: the closes the file
-    gave), with the near-ratio moves it left alone and the held moves near no ratio (both empty
-    when `report_tolerance` is null or the repair is off)."""
+    gave), with the near-ratio moves it left alone, the held moves near no ratio (both empty
+    when `report_tolerance` is null or the repair is off) and the held moves at a common split
+    ratio the configuration does not list (`report_ratios`)."""
     if not splits_cfg.get("enabled", True):
-        return cleaning.SplitRepair(filled, [], 0), [], []
+        return cleaning.SplitRepair(filled, [], 0), [], [], []
     ratios, confirm = list(splits_cfg["ratios"]), int(splits_cfg["confirm_days"])
     max_abs, max_gap = float(splits_cfg["max_abs_return"]), splits_cfg.get("max_gap_days")
     repair = cleaning.split_repair(filled, max_abs, ratios, float(splits_cfg["tolerance"]),
                                    confirm, splits_cfg.get("unit_tolerance"), max_gap,
                                    observed=observed,
                                    open_evidence=bool(splits_cfg.get("open_evidence", False)))
+    unconfigured = cleaning.unconfigured_ratio_moves(
+        filled, max_abs, list(splits_cfg.get("report_ratios") or []),
+        float(splits_cfg["tolerance"]), confirm, ratios, repair.events, max_gap,
+        observed=observed, open_evidence=bool(splits_cfg.get("open_evidence", False)))
     if splits_cfg.get("report_tolerance") is None:
-        return repair, [], []
+        return repair, [], [], unconfigured
     report = float(splits_cfg["report_tolerance"])
     near = cleaning.split_like_moves(filled, max_abs, ratios, report, confirm, repair.events,
                                      max_gap, observed=observed)
     unexplained = cleaning.unexplained_large_moves(filled, max_abs, ratios, report, confirm,
                                                    repair.events, max_gap, observed=observed)
-    return repair, near, unexplained
+    return repair, near, unexplained, unconfigured
 
 
 def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = None,
@@ -112,8 +117,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         kept, int(processing["ffill_limit"]),
         cleaning.factor_fill_limits(kept.extra_columns, processing.get("factor_ffill_limit")),
         zero_carried_volume=bool(processing.get("zero_carried_volume")))
-    split_repair, near_splits, unexplained = _repair_splits(filled_panel, kept.close,
-                                                            processing["split_detection"])
+    split_repair, near_splits, unexplained, unconfigured = _repair_splits(
+        filled_panel, kept.close, processing["split_detection"])
     stale_cfg = processing["stale"]
     cleaned, stale = cleaning.handle_stale_prices(
         split_repair.panel, int(stale_cfg["min_streak"]), stale_cfg.get("mask_after"),
@@ -126,6 +131,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         # codes back after more than eligibility.relist_after_days: new listings (features too)
         "relistings": _relistings(cleaned.listed_from),
         **_split_findings(split_repair, near_splits, unexplained),
+        # held moves at a common split ratio not configured (a 3:2 split's -33 %)
+        "unconfigured_ratio_moves": unconfigured,
         "stale": asdict(stale),
         "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in cleaning.flat_dates(kept.close)],
         **_trading_findings(kept, untraded, kept_out),
@@ -435,7 +442,8 @@ def _warn_splits(log: dict, used_from) -> None:
                                         log.get("unconfirmed_splits") or [],
                                         used(log.get("split_like_moves") or []),
                                         used(log.get("unexplained_large_moves") or []),
-                                        used(log.get("session_moves") or [])):
+                                        used(log.get("session_moves") or []),
+                                        used(log.get("unconfigured_ratio_moves") or [])):
         logger.warning(text)
 
 

@@ -262,6 +262,13 @@ def test_a_back_adjusted_close_is_not_taken_as_a_factor(caplog):
         out = validate_long_panel(frame)
     assert "Adj Close" not in out and "factor" in out
     assert "'Adj Close': back-adjusted" in caplog.text
+    # a file whose only close is the adjusted one: one error saying to rename it
+    only = good_panel().rename(columns={"close": "Adj Close"})
+    caplog.clear()
+    with caplog.at_level("WARNING"), pytest.raises(DataValidationError,
+                                                   match="Rename the adjusted close to 'close'"):
+        validate_long_panel(only)
+    assert "back-adjusted (its level" not in caplog.text
 
 
 def test_spaces_around_tickers_are_trimmed_and_case_clashes_named(caplog):

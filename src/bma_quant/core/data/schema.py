@@ -526,6 +526,13 @@ def validate_long_panel(frame: pd.DataFrame, source: str = "input",
     frame = whole_number_sectors(frame)
     extra = [c for c in frame.columns if c not in RESERVED | {LINE}]
     adjusted = back_adjusted_columns(extra)
+    if adjusted and "close" not in frame.columns:
+        # the file's only close is the adjusted one: one error saying how to use it
+        raise DataValidationError(
+            f"Input data rejected ({source}): there is no 'close' column, only back-adjusted "
+            f"prices ({', '.join(repr(c) for c in adjusted)}). Rename the adjusted close to "
+            "'close' (and give open/high/low adjusted alike, or leave them out) to learn total "
+            "returns from it")
     if adjusted:
         logger.warning("%s: %s: back-adjusted (its level at t is scaled by dividends "
                        "and splits after t), not used as a factor; returns come from "

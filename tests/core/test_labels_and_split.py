@@ -299,6 +299,10 @@ def test_a_user_factor_can_keep_its_last_value_longer_than_prices():
     assert out.close["A"].notna().sum() == 15 and filled == 5  # prices: 5 days only
     short, _ = cleaning.forward_fill_limited(matrices, 5)
     assert short.values["fundamental"]["A"].notna().sum() == 6 + 6
+    # one limit per column: a quarterly and a monthly factor; a column not named keeps 5
+    assert cleaning.factor_fill_limits(["quarterly", "monthly", "other"],
+                                       {"quarterly": 70, "monthly": 23, "absent": 1}) == {
+        "quarterly": 70, "monthly": 23}
 
 
 def test_an_index_download_with_several_columns_takes_its_close_or_level(tmp_path):

@@ -42,7 +42,7 @@ def _with(path, value):
     node = params
     *parents, leaf = path.split(".")
     for part in parents:
-        node = node[part]
+        node = node.setdefault(part, {})
     node[leaf] = value
     return params
 
@@ -112,6 +112,8 @@ def test_valid_parameters_pass():
      "search_space.elastic_net.alpha: low (1.0) must not exceed high (0.1)"),
     ("temporal.cv_gap_days", 5, "temporal:"),
     ("cv.n_splits", "three", "cv.n_splits must be a number"),
+    ("processing.factor_ffill_limit", {"eps": -1},
+     "processing.factor_ffill_limit.eps must be >= 0, got -1"),
 ])
 def test_out_of_range_parameter_is_named(path, value, message):
     with pytest.raises(PreflightError, match=re.escape(message)):
@@ -135,6 +137,7 @@ def test_out_of_range_parameter_is_named(path, value, message):
     ("stacking.methods", ["bma"]),
     ("evaluation.gates.checks.cagr", {"metric": "cagr", "op": ">", "threshold": 0.0}),
     ("evaluation.gates.checks.ic", None),  # dropped
+    ("processing.factor_ffill_limit", {"book_to_market": 70, "revision": None}),
 ])
 def test_valid_edge_values_pass(path, value):
     params = copy.deepcopy(PARAMS)

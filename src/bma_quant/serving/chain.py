@@ -72,7 +72,8 @@ class PanelCleaner:
     first_close: dict[str, str] = field(default_factory=dict)  # ticker -> first close in training
     strict_active_days: int | None = None  # None in chains pickled before it existed
     max_calendar_gap_days: int | None = None  # holes in the calendar (None: not checked)
-    factor_ffill_limit: int | None = None  # user factor columns' fill limit (None: ffill_limit)
+    # user factor columns' fill limit, one or {column: limit} (None: ffill_limit)
+    factor_ffill_limit: int | dict | None = None
     # forward-filled closes neither lengthen nor end a stale streak (False in older chains,
     # which were trained counting them)
     stale_ignores_fill: bool = False

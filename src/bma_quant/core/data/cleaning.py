@@ -44,10 +44,15 @@ def forward_fill_limited(panel: PanelMatrices, limit: int,
     return out, filled
 
 
-def factor_fill_limits(user_columns, factor_ffill_limit: int | None) -> dict[str, int] | None:
-    """Per-column forward-fill limits of the user factor columns (None: the panel's limit)."""
+def factor_fill_limits(user_columns, factor_ffill_limit) -> dict[str, int] | None:
+    """Per-column forward-fill limits of the user factor columns: one limit for all, or a
+    mapping {column: limit} (a monthly and a quarterly factor each keep their value for their
+    period; columns it does not name keep the panel's limit). None: the panel's limit."""
     if factor_ffill_limit is None:
         return None
+    if isinstance(factor_ffill_limit, Mapping):
+        return {name: int(factor_ffill_limit[name]) for name in user_columns
+                if factor_ffill_limit.get(name) is not None}
     return {name: int(factor_ffill_limit) for name in user_columns}
 
 

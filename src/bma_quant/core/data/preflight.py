@@ -204,9 +204,13 @@ def check_parameters(params: Mapping[str, Any]) -> None:
     """Numeric parameters in range, temporal config leak-free, min_names large enough."""
     problems = [
         problem for bound in BOUNDS
-        if (value := lookup(params, bound.path)) is not None
+        if (value := lookup(params, bound.path)) is not None and not isinstance(value, dict)
         and (problem := bound.violation(value)) is not None
     ]
+    limits = lookup(params, "processing.factor_ffill_limit")
+    if isinstance(limits, dict):  # one limit per user column
+        problems += [problem for name, value in limits.items() if value is not None and (
+            problem := Bound(f"processing.factor_ffill_limit.{name}", 0).violation(value))]
     problems += [
         problem for path, value in find_keys(params, ("min_names",)).items()
         if (problem := Bound(path, MIN_NAMES_FLOOR).violation(value)) is not None

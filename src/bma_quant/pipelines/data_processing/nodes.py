@@ -497,8 +497,9 @@ def finalise_panel(
             "(that date's cross-sectional median, else the training median); a factor published "
             "monthly or quarterly wants processing.factor_ffill_limit as long as its period",
             name, 100 * gap["missing_share"],
-            processing.get("factor_ffill_limit") if name in clean.extra_columns
-            and processing.get("factor_ffill_limit") is not None else processing["ffill_limit"],
+            (cleaning.factor_fill_limits(clean.extra_columns,
+                                         processing.get("factor_ffill_limit")) or {}
+             ).get(name, processing["ffill_limit"]),
             f", and on every name from {gap['missing_from']} to the end (the test period and "
             "inference see no value)" if gap["missing_from"] else "")
     late = (cleaning.late_columns(clean, [c for c in clean.values if c != "close"],

@@ -151,8 +151,12 @@ def test_names_priced_on_the_scored_date_without_a_score_are_named(caplog):
     scores = pd.DataFrame({"date": [day, day], "ticker": ["AAA", "BBB"], "score": [0.1, -0.1]})
     with caplog.at_level("WARNING"):
         _warn_unscored(raw, scores, ["AAA", "BBB", "SEASONING", "OLD"])
-    assert "1 name(s) with a close on 2023-02-22 are not in the chain's training universe" \
-        in caplog.text and "NEWCO" in caplog.text and "OLD" not in caplog.text
+    unknown = next(r.getMessage() for r in caplog.records if "training universe" in r.getMessage())
+    assert unknown.startswith("1 name(s) with a close on 2023-02-22 are not in the chain's "
+                              "training universe") and "NEWCO" in unknown and "OLD" not in unknown
+    # OLD traded the day before and has no close on the scored date: named, not scored
+    assert "1 name(s) that traded lately have no close on 2023-02-22 and get no score" \
+        in caplog.text
     caplog.clear()
     raw.loc[1, "ticker"] = "SEASONING"
     with caplog.at_level("WARNING"):
@@ -165,6 +169,7 @@ def test_names_priced_on_the_scored_date_without_a_score_are_named(caplog):
         _warn_unscored(raw, scored, ["AAA", "BBB", "SEASONING", "OLD"])
     assert "1 name(s) have no close on 2023-02-22 and are scored from their last close" \
         in caplog.text and "OLD" in caplog.text
+
     caplog.clear()
     halted = pd.concat([raw.assign(volume=100.0), pd.DataFrame(
         {"date": [day - pd.Timedelta(days=1), day], "ticker": ["HALT", "HALT"],

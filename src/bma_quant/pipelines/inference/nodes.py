@@ -149,6 +149,17 @@ def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] 
                        "with processing.eligibility.require_own_close false, or before it; "
                        "retrain to leave them out): %s",
                        len(carried), last.date(), shown(carried))
+    # a name that traded lately but has no close on the scored date: no score (a missing print
+    # or a stop; training keeps such a day out of the cross-section too)
+    dates = pd.to_datetime(raw["date"])
+    recent = np.sort(dates.unique())[-6:-1]  # the five dates before the scored one
+    lately = set(raw.loc[dates.isin(recent) & raw["close"].notna(), "ticker"].astype(str))
+    absent = sorted((lately & set(universe or lately)) - set(priced.astype(str))
+                    - set(scores["ticker"]))
+    if absent:
+        logger.warning("%d name(s) that traded lately have no close on %s and get no score (a "
+                       "missing print, a halt or a delisting; processing.eligibility."
+                       "require_own_close): %s", len(absent), last.date(), shown(absent))
 
 
 def _warn_stale(scored: pd.Timestamp, data_end: str | None, stale_after_days) -> None:

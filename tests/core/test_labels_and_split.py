@@ -586,3 +586,17 @@ def test_untraded_summary_names_the_longest_runs_not_a_names_total():
     assert summary["examples"] == ["A from 2021-01-04 (5 date(s))", "B from 2021-01-01 (3 date(s))",
                                    "A from 2021-01-13 (2 date(s))"]
     assert cleaning.untraded_summary(None) == {"rows": 0, "names": 0, "runs": 0, "examples": []}
+
+
+def test_a_per_column_fill_limit_naming_no_user_column_is_warned_about(caplog):
+    """A misspelt column in processing.factor_ffill_limit would silently keep ffill_limit."""
+    from bma_quant.pipelines.data_processing.nodes import _warn_unknown_factor_limits
+
+    with caplog.at_level("WARNING"):
+        _warn_unknown_factor_limits(["analyst_revision"], {"analyst_revison": 23})
+    assert "names analyst_revison, not among the file's user factor columns" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _warn_unknown_factor_limits(["analyst_revision"], {"analyst_revision": 23})
+        _warn_unknown_factor_limits(["analyst_revision"], 23)
+    assert caplog.text == ""

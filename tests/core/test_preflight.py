@@ -114,6 +114,7 @@ def test_valid_parameters_pass():
     ("cv.n_splits", "three", "cv.n_splits must be a number"),
     ("processing.factor_ffill_limit", {"eps": -1},
      "processing.factor_ffill_limit.eps must be >= 0, got -1"),
+    ("processing.ffill_limit", {"x": 1}, "processing.ffill_limit must be a number"),
 ])
 def test_out_of_range_parameter_is_named(path, value, message):
     with pytest.raises(PreflightError, match=re.escape(message)):

@@ -551,9 +551,15 @@ def test_a_held_move_at_an_unconfigured_split_ratio_is_reported(tmp_path, market
     report = repaired["data_quality_report"]
     assert [e["ticker"] for e in report["suspected_splits"]] == ["T0002"]
     assert report["unconfigured_ratio_moves"] == []
-    # the same drop with the day's open at the old level happened in the session: a crash
+    # an open copied from the last close (a vendor's fill) says nothing: still reported
     first = (panel["ticker"] == "T0002") & (panel["date"] == dates[day])
-    panel.loc[first, ["open", "high"]] = closes.iloc[day - 1]
+    panel.loc[first, "open"] = closes.iloc[day - 1]
+    panel.loc[first, "high"] = panel.loc[first, ["open", "high"]].max(axis=1)
+    panel.to_parquet(path)
+    filled = run_pipeline("data_processing", {}, _overrides(path))
+    assert len(filled["data_quality_report"]["unconfigured_ratio_moves"]) == 1
+    # the same drop with the day's open at the old level happened in the session: a crash
+    panel.loc[first, ["open", "high"]] = closes.iloc[day - 1] * 1.01
     panel.to_parquet(path)
     crash = run_pipeline("data_processing", {}, _overrides(path))
     assert crash["data_quality_report"]["unconfigured_ratio_moves"] == []

@@ -378,10 +378,15 @@ def unconfigured_ratio_moves(panel: PanelMatrices, max_abs_return: float, ratios
     if opens is None:
         return moves
 
+    last = _last_close_within(panel.close, max_gap_days)  # the close the move is measured from
+
     def in_session(m: dict) -> bool:
-        close = float(panel.close.at[pd.Timestamp(m["date"]), m["ticker"]])
-        open_ = float(opens.at[pd.Timestamp(m["date"]), m["ticker"]])
-        return _open_evidence(open_, close / (1.0 + m["change"]), close, m["nearest_ratio"],
+        day, ticker = pd.Timestamp(m["date"]), m["ticker"]
+        close = float(panel.close.at[day, ticker])
+        open_ = float(opens.at[day, ticker])
+        # the exact last close (the report's change is rounded): an open copied from it is a
+        # vendor's fill and says nothing
+        return _open_evidence(open_, float(last.at[day, ticker]), close, m["nearest_ratio"],
                               tolerance) == "old"
 
     return [m for m in moves if not in_session(m)]

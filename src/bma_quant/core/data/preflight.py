@@ -48,6 +48,9 @@ class Bound:
         return f"{self.path} must be {domain}, got {value!r}"
 
 
+# parameters that may also be a mapping {user column: value}, each value checked by its bound
+PER_COLUMN = {"processing.factor_ffill_limit"}
+
 # The domains of the parameters whose out-of-range values would otherwise fail deep in a layer.
 # A missing parameter is not checked here (the layer that needs it says so).
 BOUNDS = (
@@ -204,11 +207,12 @@ def check_parameters(params: Mapping[str, Any]) -> None:
     """Numeric parameters in range, temporal config leak-free, min_names large enough."""
     problems = [
         problem for bound in BOUNDS
-        if (value := lookup(params, bound.path)) is not None and not isinstance(value, dict)
+        if (value := lookup(params, bound.path)) is not None
+        and not (bound.path in PER_COLUMN and isinstance(value, Mapping))
         and (problem := bound.violation(value)) is not None
     ]
     limits = lookup(params, "processing.factor_ffill_limit")
-    if isinstance(limits, dict):  # one limit per user column
+    if isinstance(limits, Mapping):  # one limit per user column
         problems += [problem for name, value in limits.items() if value is not None and (
             problem := Bound(f"processing.factor_ffill_limit.{name}", 0).violation(value))]
     problems += [

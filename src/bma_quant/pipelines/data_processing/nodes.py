@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -113,6 +114,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
             else np.ones(len(matrices.dates), dtype=bool))
     _refuse_calendar_holes(matrices.dates, matrices.dates[keep], processing, periods)
     kept = matrices.select(dates=matrices.dates[keep])
+    _warn_unknown_factor_limits(kept.extra_columns, processing.get("factor_ffill_limit"))
     filled_panel, filled = cleaning.forward_fill_limited(
         kept, int(processing["ffill_limit"]),
         cleaning.factor_fill_limits(kept.extra_columns, processing.get("factor_ffill_limit")),
@@ -149,6 +151,16 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
                         and processing.get("untraded_zero_volume", True),
                         relist_after=rule.relist_after_days)
     return cleaned, log
+
+
+def _warn_unknown_factor_limits(user_columns: list[str], limits) -> None:
+    """A per-column factor_ffill_limit naming no user column (a typo) would be ignored."""
+    if isinstance(limits, Mapping):
+        unknown = sorted(set(map(str, limits)) - set(map(str, user_columns)))
+        if unknown:
+            logger.warning("processing.factor_ffill_limit names %s, not among the file's user "
+                           "factor columns (%s): ignored, a misspelt name?", ", ".join(unknown),
+                           ", ".join(map(str, user_columns)) or "none")
 
 
 def _point_in_time_universe(kept: panel.PanelMatrices, observed: pd.DataFrame,

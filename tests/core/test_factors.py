@@ -271,8 +271,9 @@ def test_flat_names_tie_whatever_the_units_and_the_first_date(ohlcv_market):
 def test_a_relisted_names_factors_read_its_current_listing_only():
     """T0002's code is reused after a 70-date gap (listed_from names the new listing's first
     date): its per-ticker factors from then on equal those of a panel without the old company's
-    rows, and every other name's factors, and the market context, are those of the panel
-    without listed_from. A cut panel agrees (prefix invariance)."""
+    rows, and every other name's factors are those of the panel without listed_from. The market
+    context (market return, breadth, fear-greed, factor performance) is that of a panel in which
+    the new listing is another ticker. A cut panel agrees (prefix invariance)."""
     panel = generate_synthetic_market(n_tickers=6, n_days=400, seed=5).panel
     dates = np.sort(panel["date"].unique())
     t2 = panel["ticker"] == "T0002"
@@ -282,6 +283,8 @@ def test_a_relisted_names_factors_read_its_current_listing_only():
         np.where((reused["ticker"] == "T0002") & back, dates[270], np.datetime64("NaT")),
         dtype="datetime64[ns]"))
     fresh = reused[~((reused["ticker"] == "T0002") & ~back)].reset_index(drop=True)
+    renamed = reused.assign(ticker=reused["ticker"].where(
+        ~((reused["ticker"] == "T0002") & back), "T0002-new"))
     cfg = F.FactorConfig()
     inputs = F.prepare_inputs(relisted, None, cfg)
     values, families = F.build_raw_factors(inputs, cfg)
@@ -290,10 +293,15 @@ def test_a_relisted_names_factors_read_its_current_listing_only():
     col = list(inputs.grid.tickers).index("T0002")
     later = inputs.grid.dates >= dates[270]
     others = [j for j in range(len(inputs.grid.tickers)) if j != col]
-    changed = set()
+    apart, _ = F.build_raw_factors(F.prepare_inputs(renamed, None, cfg), cfg)
+    changed, market_changed = set(), set()
     for name, family in families.items():
         if family == F.MARKET_FAMILY:
-            np.testing.assert_array_equal(values[name], plain[name])
+            np.testing.assert_allclose(values[name][:, 0], apart[name][:, 0], rtol=1e-10,
+                                       atol=1e-12, equal_nan=True, err_msg=name)
+            np.testing.assert_array_equal(values[name][:, col], values[name][:, 0])
+            if not np.allclose(values[name][:, 0], plain[name][:, 0], equal_nan=True):
+                market_changed.add(name)
             continue
         np.testing.assert_allclose(values[name][later, col], new[name][later, col], rtol=1e-12,
                                    atol=1e-12, equal_nan=True)
@@ -304,6 +312,9 @@ def test_a_relisted_names_factors_read_its_current_listing_only():
     # 12-1 momentum no longer divides by the old company's price (windows with a minimum share
     # of observations were already empty across the gap)
     assert "mom_12_1" in changed
+    # windows longer than the gap (fear-greed's 252-date highs and lows) no longer compare the
+    # new company's closes with the old one's
+    assert "fear_greed" in market_changed, market_changed
     cut = relisted[relisted["date"] <= dates[300]]
     cut_values, _ = F.build_raw_factors(F.prepare_inputs(cut, None, cfg), cfg)
     for name in ("mom_12_1", "dd_252", "ret_20"):

@@ -27,6 +27,88 @@ def test_label_is_nan_when_an_end_of_the_window_is_missing():
     assert out["A"].iloc[2] == pytest.approx(5 / 4 - 1)
 
 
+def test_a_name_without_a_trade_at_the_exit_is_valued_at_its_last_trade_in_the_window():
+    """A delisting after row 5: the rows whose exit falls after it are labelled with the
+    return to the last trade (a holder's mark), not left out; a window with no trade at all
+    has no label; without `traded` the stored close decides, as before."""
+    dates = pd.bdate_range("2021-01-04", periods=9)
+    close = pd.DataFrame({"A": [100, 101, 102, 104, 108, 90.0, np.nan, np.nan, np.nan],
+                          "B": np.arange(9, dtype=float) + 50}, index=dates)
+    traded = close.notna()
+    out = labels.forward_return_labels(close, horizon=3, execution_delay=1, traded=traded)
+    assert out["A"].iloc[1] == pytest.approx(90 / 102 - 1)  # entry row 2, exit row 5 (a trade)
+    assert out["A"].iloc[2] == pytest.approx(90 / 104 - 1)  # exit row 6: no trade; last is row 5
+    assert out["A"].iloc[4] == pytest.approx(90 / 90 - 1)   # entry row 5 is the last trade
+    assert out["A"].iloc[5:].isna().all()  # no entry (and the window runs past the end)
+    pd.testing.assert_series_equal(out["B"], labels.forward_return_labels(close, 3, 1)["B"])
+    before = labels.forward_return_labels(close, horizon=3, execution_delay=1)
+    assert np.isnan(before["A"].iloc[2])
+    # stored closes carried forward (processing.ffill_limit) at the exit: the stored close, as
+    # before (it is the last trade's price)
+    carried = close.ffill()
+    out = labels.forward_return_labels(carried, 3, 1, traded=traded)
+    assert out["A"].iloc[2] == pytest.approx(90 / 104 - 1)
+    # a window holding only carried closes: no trade, no mark (the stored close decides)
+    gap = close.copy()
+    gap.iloc[1:6, 0] = np.nan
+    out = labels.forward_return_labels(gap, 3, 1, traded=gap.notna())
+    assert out["A"].iloc[1:5].isna().all()
+
+
+def test_no_mark_over_a_close_that_cleaning_withheld():
+    """A suspected split withheld at rows 4-5 (the row is there, its close is not known yet),
+    then no more rows: the move may be a crash of unknown size, so the last trade before it is
+    no mark; a window that ends before the withheld rows is labelled as usual."""
+    dates = pd.bdate_range("2021-01-04", periods=9)
+    close = pd.DataFrame({"A": [100, 101, 102, 104, np.nan, np.nan, np.nan, np.nan, np.nan]},
+                         index=dates)
+    unknown = pd.DataFrame({"A": [False] * 4 + [True, True] + [False] * 3}, index=dates)
+    traded = close.notna()
+    out = labels.forward_return_labels(close, 3, 1, traded=traded, unknown=unknown)
+    assert out["A"].iloc[:3].isna().all()  # exits at rows 4-6: at or after the withheld rows
+    early = labels.forward_return_labels(close, 2, 1, traded=traded, unknown=unknown)
+    assert early["A"].iloc[0] == pytest.approx(104 / 101 - 1)  # exit row 3, a trade
+    plain = labels.forward_return_labels(close, 3, 1, traded=traded)
+    assert plain["A"].iloc[1] == pytest.approx(104 / 102 - 1)
+
+
+def test_no_exit_is_another_listings_close():
+    dates = pd.bdate_range("2021-01-04", periods=8)
+    nat = np.datetime64("NaT")
+    listed_from = pd.DataFrame({"A": [nat, nat, nat, *[dates[3]] * 5]}, index=dates,
+                               dtype="datetime64[ns]")
+    close = pd.DataFrame({"A": [10.0, 11.0, 12.0, 50.0, np.nan, 52.0, 53.0, 54.0]}, index=dates)
+    # entry row 2 (old company), stored exit row 3 (the new one's first close): no label
+    out = labels.forward_return_labels(close, 1, 1, listed_from=listed_from)
+    assert np.isnan(out["A"].iloc[1])
+    assert out["A"].iloc[2] == pytest.approx(np.nan, nan_ok=True)  # exit row 4: no close
+    assert labels.forward_return_labels(close, 1, 1)["A"].iloc[1] == pytest.approx(50 / 12 - 1)
+    # entry row 2, exit row 4 without a trade: the last trade (row 3) is the new company's
+    out = labels.forward_return_labels(close, 2, 1, traded=close.notna(),
+                                       listed_from=listed_from)
+    assert np.isnan(out["A"].iloc[1])
+    assert out["A"].iloc[2] == pytest.approx(52 / 50 - 1)  # within the new listing
+
+
+def test_last_trade_labels_are_causal():
+    """The label at t reads nothing after t+d+h: the frame cut there gives the same label."""
+    rng = np.random.default_rng(3)
+    dates = pd.bdate_range("2020-01-01", periods=80)
+    close = pd.DataFrame(np.exp(rng.normal(0, 0.02, (80, 6)).cumsum(axis=0)), index=dates)
+    gaps = rng.random((80, 6)) < 0.3
+    gaps[:, 2] = False
+    close = close.mask(gaps)
+    close.iloc[50:, 2] = np.nan  # a delisting
+    traded = close.notna()
+    full = labels.forward_return_labels(close, 10, 1, traded=traded)
+    for t in (20, 38, 45, 60):
+        end = t + 11
+        cut = labels.forward_return_labels(close.iloc[: end + 1], 10, 1,
+                                           traded=traded.iloc[: end + 1])
+        pd.testing.assert_series_equal(cut.iloc[t], full.iloc[t])
+    assert full.iloc[39:49, 2].notna().all()  # the delisted name's last rows are labelled
+
+
 def test_split_leaves_a_gap_of_at_least_d_plus_h():
     calendar = pd.bdate_range("2020-01-01", periods=500)
     s = split.split_dates(calendar, gap_days=11, test_fraction=0.2)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.data import calendar_holes, cleaning, market
+from bma_quant.core.data import calendar_holes, cleaning, listings, market
 from bma_quant.core.data import panel as panel_lib
 from bma_quant.core.data import universe as universe_lib
 from bma_quant.core.data.schema import local_clock, validate_long_panel
@@ -228,7 +228,7 @@ class PanelCleaner:
                        if c != "close" and c not in cleaning.PRICE_FIELDS]
         if self.impute and impute_cols:
             matrices, _ = cleaning.impute_cross_sectional_median(matrices, impute_cols)
-        returns = cleaning.daily_returns(matrices.close, repair.withheld)
+        returns = cleaning.daily_returns(matrices.close, repair.withheld, matrices.listed_from)
         return panel_lib.to_long(matrices, extra={"ret_1d": returns})
 
 
@@ -512,7 +512,7 @@ class PredictionChain:
         )
         if detector_model is None:
             return stored
-        close = clean.pivot(index="date", columns="ticker", values="close").sort_index()
+        close = listings.close_by_listing(clean)  # a reused code: two companies, as in training
         detected = detector_model.regimes_for(close, market_frame)
         if stored is None or not len(stored):
             return detected

@@ -117,6 +117,12 @@ def test_processing_is_prefix_invariant(tmp_path, market):
         panel.loc[panel["ticker"] == "T0006", "date"].max())))
     assert gone["date"].max() == dates[last_close + 5]  # processing.ffill_limit
     assert gone["close"].notna().all()
+    # its last rows are labelled with the return to its last trade (temporal.
+    # label_exit_at_last_trade): up to the day before it (entry at t + 1, execution_delay_days)
+    labelled = full["labels"].merge(gone[["date", "ticker"]])
+    labelled = labelled.set_index("date")["label"]
+    assert labelled.loc[:dates[last_close - 1]].iloc[-20:].notna().all()
+    assert labelled.loc[dates[last_close + 1]:].isna().all()
     # cuts inside the split's and the crash's confirmation windows (processing.split_detection
     # .confirm_days): the repair must not read the closes after the cut
     raw_days = np.sort(panel["date"].unique())  # the file's calendar (strict mode drops some)

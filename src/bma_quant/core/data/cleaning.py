@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from bma_quant.core.data import listings
 from bma_quant.core.data.panel import PanelMatrices
 
 PRICE_FIELDS = ("open", "high", "low", "close")
@@ -726,15 +727,21 @@ def impute_cross_sectional_median(
     return replace(panel, values=values), filled
 
 
-def daily_returns(close: pd.DataFrame, withheld: pd.DataFrame | None = None) -> pd.DataFrame:
+def daily_returns(close: pd.DataFrame, withheld: pd.DataFrame | None = None,
+                  listed_from: pd.DataFrame | None = None) -> pd.DataFrame:
     """Close-to-close returns within a ticker (NaN where either close is missing). After a run
     of `withheld` cells (a suspected split awaiting confirmation) the first close is measured from
     the last close before the run: the real move of a crash that rebounded, or the split-adjusted
-    one, is earned on the day it is known (a backtest holding the name loses nothing of it)."""
+    one, is earned on the day it is known (a backtest holding the name loses nothing of it).
+    A relisted code's first close (`listed_from`, core.data.listings) has no return: the close
+    before it was another company's."""
     previous = close.shift(1)
     if withheld is not None and withheld.to_numpy().any():
         held = withheld.reindex_like(close).fillna(False).astype(bool)
         after_run = held.shift(1, fill_value=False) & ~held
         before_run = close.mask(held).ffill().shift(1)  # the last close before the run
         previous = previous.mask(after_run, before_run)
+    starts = listings.listing_starts(listed_from)
+    if starts is not None:
+        previous = previous.mask(starts.reindex_like(close).fillna(False).astype(bool))
     return close / previous - 1.0

@@ -2,13 +2,66 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
+from bma_quant.core.data import listings
 
-def forward_return_labels(close: pd.DataFrame, horizon: int, execution_delay: int) -> pd.DataFrame:
+
+def forward_return_labels(close: pd.DataFrame, horizon: int, execution_delay: int,
+                          traded: pd.DataFrame | None = None,
+                          listed_from: pd.DataFrame | None = None,
+                          unknown: pd.DataFrame | None = None) -> pd.DataFrame:
     """Date x ticker matrix of forward returns; NaN where either end of the window is missing.
 
-    The trade is placed at close(t+d), d trading days after the signal, and held h days."""
+    The trade is placed at close(t+d), d trading days after the signal, and held h days.
+    With `traded` (date x ticker bool: the close is a trade of that day), a name without a close
+    at t+d+h is valued at its last trade within the window, as a holder's book marks it: a
+    delisting's last price, a halt's last trade (the stored close is forward-filled only
+    `processing.ffill_limit` dates, and the last days before a delisting had no label). No trade
+    in [t+d, t+d+h], or a close after the last trade that cleaning withheld or masked (`unknown`:
+    a suspected split awaiting confirmation may be a crash of unknown size), leaves no label. No
+    exit, stored or marked, is another listing's close (`listed_from`, core.data.listings: a
+    reused code's other company)."""
     entry = close.shift(-execution_delay)
     exit_ = close.shift(-(execution_delay + horizon))
+    relisted = listings.listing_rows(
+        None if listed_from is None else listed_from.reindex_like(close), close.index)
+    if relisted is not None:  # a stored close of another listing is no exit
+        listing = pd.DataFrame(relisted, index=close.index, columns=close.columns)
+        exit_ = exit_.where(listing.shift(-(execution_delay + horizon))
+                            == listing.shift(-execution_delay))
+    if traded is not None:
+        marks = _last_trade_marks(close, traded, relisted, unknown, execution_delay, horizon)
+        exit_ = exit_.where(exit_.notna(), marks)
     return exit_ / entry - 1.0
+
+
+def _bool_matrix(frame: pd.DataFrame | None, like: pd.DataFrame) -> np.ndarray:
+    if frame is None:
+        return np.zeros(like.shape, dtype=bool)
+    return frame.reindex_like(like).fillna(False).to_numpy(dtype=bool)
+
+
+def _last_trade_marks(close: pd.DataFrame, traded: pd.DataFrame, relisted: np.ndarray | None,
+                      unknown: pd.DataFrame | None, delay: int, horizon: int) -> pd.DataFrame:
+    """At row t: the last traded close in [t+d, t+d+h] of the listing at t+d (`relisted`,
+    core.data.listings.listing_rows), NaN if none or if an `unknown` close follows it there."""
+    values = np.where(_bool_matrix(traded, close), close.to_numpy(np.float64), np.nan)
+    listing = np.full(values.shape, -1, np.int64) if relisted is None else relisted
+    n = len(values)
+    index = np.arange(n)[:, None]
+    last_row = np.maximum.accumulate(np.where(np.isfinite(values), index, -1), axis=0)
+    # unknown closes seen up to each row: any between the last trade and the exit voids the mark
+    seen_unknown = np.cumsum(_bool_matrix(unknown, close), axis=0)
+    cols = np.arange(values.shape[1])[None, :]
+    marks = np.full(values.shape, np.nan)
+    rows = np.arange(n)
+    valid = rows + delay + horizon < n
+    start, end = rows[valid] + delay, rows[valid] + delay + horizon
+    last = last_row[end]  # the last trade at or before t+d+h
+    at = np.maximum(last, 0)
+    inside = ((last >= start[:, None]) & (listing[at, cols] == listing[start])
+              & (seen_unknown[end] == seen_unknown[at, cols]))
+    marks[valid] = np.where(inside, values[at, cols], np.nan)
+    return pd.DataFrame(marks, index=close.index, columns=close.columns)

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
+from bma_quant.core.data import listings
 from bma_quant.core.data.universe import ELIGIBLE, LISTED_FROM, TRADABLE
 from bma_quant.core.features import transforms
 from bma_quant.core.features.fear_greed import FearGreedParams, fear_greed_index
@@ -247,6 +248,14 @@ class FactorInputs:
         return np.isfinite(self.close) if self.eligible is None else self.eligible
 
     @property
+    def close_by_listing(self) -> np.ndarray:
+        """`close` with each later listing of a relisted code in a column of its own: what the
+        market-wide series aggregate (core.data.listings)."""
+        if "close_by_listing" not in self.cache:
+            self.cache["close_by_listing"] = listings.split_by_listing(self.close, self.relisted)
+        return self.cache["close_by_listing"]
+
+    @property
     def returns(self) -> np.ndarray:
         if "returns" not in self.cache:
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -322,8 +331,9 @@ def prepare_inputs(
         level = frame["market_level"].to_numpy(np.float64, na_value=np.nan)
         market_return = level / shift(level, 1) - 1.0
     else:
+        by_listing = listings.split_by_listing(close, relisted)
         with np.errstate(invalid="ignore", divide="ignore"):
-            returns = close / shift(close, 1) - 1.0
+            returns = by_listing / shift(by_listing, 1) - 1.0
         market_return = pd.DataFrame(returns).mean(axis=1, skipna=True).to_numpy(np.float64)
     if has_level:
         market_level = frame["market_level"].to_numpy(np.float64, na_value=np.nan)
@@ -653,12 +663,13 @@ def _market_family(inp: FactorInputs, c: FactorConfig) -> dict[str, tuple[str, F
     for w in c.breadth_windows:
 
         def breadth(w=w):
-            ma = snap_flat_means(rolling_mean(_cumulative(inp, "close", inp.close), w, mp(w)),
-                                 inp.close)
-            valid = np.isfinite(inp.close) & np.isfinite(ma)
+            close = inp.close_by_listing
+            key = "close" if close is inp.close else "close_by_listing"
+            ma = snap_flat_means(rolling_mean(_cumulative(inp, key, close), w, mp(w)), close)
+            valid = np.isfinite(close) & np.isfinite(ma)
             counts = valid.sum(axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):
-                above = ((inp.close > ma) & valid).sum(axis=1)
+                above = ((close > ma) & valid).sum(axis=1)
                 share = np.where(counts > 0, above / counts, np.nan)
             return _broadcast(share, grid)
 
@@ -669,7 +680,7 @@ def _market_family(inp: FactorInputs, c: FactorConfig) -> dict[str, tuple[str, F
             market = pd.DataFrame(
                 {"date": grid.dates, "market_return": mret, "market_level": level}
             )
-            close = grid.frame(inp.close)
+            close = pd.DataFrame(inp.close_by_listing, index=grid.dates)
             index = fear_greed_index(close, market, dict(c.fear_greed_params))
             return _broadcast(index.to_numpy(np.float64), grid)
 
@@ -678,7 +689,7 @@ def _market_family(inp: FactorInputs, c: FactorConfig) -> dict[str, tuple[str, F
 
         def performance(name: str) -> np.ndarray:
             if "factor_performance" not in inp.cache:  # the three columns share one pass
-                close = grid.frame(inp.close)
+                close = pd.DataFrame(inp.close_by_listing, index=grid.dates)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     log_returns = np.log(close / close.shift(1))
                 inp.cache["factor_performance"] = factor_performance(

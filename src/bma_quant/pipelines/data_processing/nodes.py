@@ -526,7 +526,7 @@ def finalise_panel(
                 "without)" for n, v in late.items()))
     if processing.get("impute_medians", True) and impute_cols:
         clean, imputed = cleaning.impute_cross_sectional_median(clean, impute_cols)
-    returns = cleaning.daily_returns(clean.close, clean.withheld)
+    returns = cleaning.daily_returns(clean.close, clean.withheld, clean.listed_from)
     cells = panel.cells_with_values(clean, listed.loc[clean.dates].to_numpy())
     long = panel.to_long(clean, extra={"ret_1d": returns}, cells=cells)
     summary = universe.universe_summary(clean.eligible)
@@ -544,9 +544,21 @@ def finalise_panel(
 
 
 def make_labels(primary_panel: pd.DataFrame, temporal: dict) -> pd.DataFrame:
+    """Forward returns of every primary_panel row; with `temporal.label_exit_at_last_trade` a
+    name without a trade at the window's end is valued at its last trade in the window
+    (core.data.labels.forward_return_labels)."""
     config = TemporalConfig.from_params(temporal)
     close = primary_panel.pivot(index="date", columns="ticker", values="close")
-    label = labels.forward_return_labels(close, config.horizon_days, config.execution_delay_days)
+    traded = listed_from = unknown = None
+    wide = primary_panel.pivot  # date x ticker matrices of the panel's columns
+    if temporal.get("label_exit_at_last_trade") and universe.TRADABLE in primary_panel.columns:
+        traded = wide(index="date", columns="ticker", values=universe.TRADABLE)
+        # a stored row without its close: withheld (a suspected split) or masked (stale)
+        unknown = traded.notna() & close.isna()
+    if universe.LISTED_FROM in primary_panel.columns:
+        listed_from = wide(index="date", columns="ticker", values=universe.LISTED_FROM)
+    label = labels.forward_return_labels(close, config.horizon_days, config.execution_delay_days,
+                                         traded, listed_from, unknown)
     out = label.stack(future_stack=True).rename("label").reset_index()
     out = primary_panel[["date", "ticker"]].merge(out, on=["date", "ticker"], how="left")
     return out.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)

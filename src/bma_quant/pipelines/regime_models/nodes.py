@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from bma_quant.core.data import listings
 from bma_quant.core.data.cv import OOF, DateFold, folds_from_table
 from bma_quant.core.data.split import dates_in
 from bma_quant.core.evaluation import static_plots
@@ -37,7 +38,7 @@ def build_detector_inputs(
     parameters, so the detector and the learners see the same index) and the market-wide regime
     evidence (`core.regimes.regime_evidence`: trend, volatility, dispersion, breadth, trailing factor
     performance), by date."""
-    close_wide = primary_panel.pivot(index="date", columns="ticker", values="close").sort_index()
+    close_wide = listings.close_by_listing(primary_panel)  # a reused code: two companies
     fear_greed = fear_greed_index(close_wide, market, fear_greed_params or {})
     evidence = regime_evidence(close_wide, market, (params or {}).get("evidence"))
     return detection.detector_inputs(market, fear_greed, evidence)

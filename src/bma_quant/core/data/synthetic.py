@@ -136,23 +136,13 @@ def generate_synthetic_market(
         reversal factor uses reversal_window).
     """
     _validate_arguments(
-        n_tickers=n_tickers,
-        n_days=n_days,
-        n_sectors=n_sectors,
-        signal_persistence=signal_persistence,
-        reversal_strength=reversal_strength,
-        reversal_window=reversal_window,
-        n_noise_factors=n_noise_factors,
-        horizon=horizon,
-        execution_delay=execution_delay,
-        regime_stay_probability=regime_stay_probability,
-        factor_payoffs=factor_payoffs,
-        factor_windows=(momentum_window, volatility_window),
-        per_regime={
-            "regime_signal_multipliers": regime_signal_multipliers,
-            "market_drift": market_drift,
-            "market_vol": market_vol,
-        },
+        n_tickers=n_tickers, n_days=n_days, n_sectors=n_sectors,
+        signal_persistence=signal_persistence, reversal_strength=reversal_strength,
+        reversal_window=reversal_window, n_noise_factors=n_noise_factors, horizon=horizon,
+        execution_delay=execution_delay, regime_stay_probability=regime_stay_probability,
+        factor_payoffs=factor_payoffs, factor_windows=(momentum_window, volatility_window),
+        per_regime={"regime_signal_multipliers": regime_signal_multipliers,
+                    "market_drift": market_drift, "market_vol": market_vol},
     )
     rng = np.random.default_rng(seed)
     dates = pd.bdate_range(start=start, periods=n_days).astype("datetime64[ns]")
@@ -178,11 +168,30 @@ def generate_synthetic_market(
     returns = exogenous_drift + names.shocks(market_returns - mu)
     returns[0] = 0.0  # day 0 is the base date of every price series
     expected = _window_sums(exogenous_drift, execution_delay, horizon)
+    windows = {"momentum": momentum_window, "reversal": reversal_window,
+               "low_volatility": volatility_window}
+    _add_price_patterns(returns, expected, exogenous_drift, regime_codes, factor_payoffs,
+                        windows, reversal_strength, execution_delay, horizon)
+
+    start_prices = rng.lognormal(np.log(50.0), 0.8, n_tickers)
+    close = start_prices[None, :] * np.exp(np.cumsum(returns, axis=0))
+    columns = _price_columns(rng, close, returns, names.ticker_vol, ohlcv)
+    return _market_frames(dates, names.sector_of_ticker, regime_codes, market_returns, columns,
+                          factors, expected)
+
+
+def _add_price_patterns(returns: np.ndarray, expected: np.ndarray, exogenous_drift: np.ndarray,
+                        regime_codes: np.ndarray,
+                        factor_payoffs: Mapping[str, Mapping[str, float]] | None,
+                        windows: Mapping[str, int], reversal_strength: float,
+                        execution_delay: int, horizon: int) -> None:
+    """Drifts that react to realised prices (regime factor payoffs, short-term reversal), added
+    to `returns` day by day, and their forecast at each window's start added to `expected`
+    (both in place)."""
+    reversal_window = windows["reversal"]
     if factor_payoffs:
         payoffs = _payoff_matrix(factor_payoffs)[:, regime_codes]  # (factor, day)
-        windows = {"momentum": momentum_window, "reversal": reversal_window,
-                   "low_volatility": volatility_window}
-        scores = _add_factor_payoffs(returns, payoffs, windows, lag, horizon,
+        scores = _add_factor_payoffs(returns, payoffs, windows, execution_delay + 1, horizon,
                                      reversal_strength, reversal_window)
         expected += _expected_factor_sums(scores, payoffs, execution_delay, horizon)
     elif reversal_strength > 0:
@@ -191,12 +200,6 @@ def generate_synthetic_market(
         expected += _expected_reversal_sums(
             returns, exogenous_drift, reversal_strength, reversal_window, execution_delay, horizon
         )
-
-    start_prices = rng.lognormal(np.log(50.0), 0.8, n_tickers)
-    close = start_prices[None, :] * np.exp(np.cumsum(returns, axis=0))
-    columns = _price_columns(rng, close, returns, names.ticker_vol, ohlcv)
-    return _market_frames(dates, names.sector_of_ticker, regime_codes, market_returns, columns,
-                          factors, expected)
 
 
 @dataclass(frozen=True, eq=False)

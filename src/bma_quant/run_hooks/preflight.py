@@ -190,11 +190,14 @@ class PreflightHooks:
             return
         self._primary_checked = True
         preflight.check_universe(int(data["ticker"].nunique()), self._params)
+        preflight.check_spread_cost_columns(data.columns, self._params)
 
     @hook_impl
     def after_node_run(self, outputs: dict[str, Any]) -> None:
         if not all(key in self._params for key in ("temporal", "periods", "cv")):
             return
+        if RAW_PANEL in outputs:
+            preflight.check_spread_cost_columns(outputs[RAW_PANEL].columns, self._params)
         for name in (RAW_PANEL, CLEAN_PANEL):
             if name in outputs:
                 n_tickers, dates = panel_shape(name, outputs[name])

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
@@ -149,3 +150,37 @@ def test_a_gate_set_to_null_is_dropped():
     report = apply_gates(table, {}, {}, {"test_start": "2020-01-02", "test_end": "2020-12-31"},
                          spec)
     assert [c["name"] for c in report["checks"]] == ["ic"] and report["passed"]
+
+
+def test_spread_costs_charge_illiquid_names_more(planted, tmp_path):
+    """evaluation.backtest.spread_cost: the same books (same turnover) cost more where the
+    bars say spreads are wide, in the test backtest and in the luck statistics' backtests; a
+    panel without high and low is refused by the pre-flight check, naming the setting."""
+    from bma_quant.core.data import preflight
+
+    datasets, flat = planted
+    panel = datasets["primary_panel"].copy()
+    rng = np.random.default_rng(0)
+    names = panel["ticker"].unique()
+    width = dict(zip(names, rng.uniform(0.0, 0.04, len(names)), strict=True))  # bar ranges
+    bounce = rng.choice([-1.0, 1.0], len(panel)) * panel["ticker"].map(width) / 4
+    panel["high"] = panel["close"] * (1 + panel["ticker"].map(width) / 2 - bounce)
+    panel["low"] = panel["close"] * (1 - panel["ticker"].map(width) / 2 - bounce)
+    settings = {"enabled": True, "window": 21, "min_dates": 10, "cap_bps": 200.0}
+    params = {**GATES, "evaluation": {**GATES["evaluation"],
+                                      "backtest": {"spread_cost": settings}}}
+    _, overrides = build_upstream(tmp_path)
+    out = run_pipeline("evaluation", {**datasets, "primary_panel": panel},
+                       {**overrides, **params})
+    key = ["model", "scope"]
+    a = flat["evaluation_table"].set_index(key).sort_index()
+    b = out["evaluation_table"].set_index(key).sort_index()
+    pd.testing.assert_series_equal(a["rank_ic"], b["rank_ic"])
+    pd.testing.assert_series_equal(a["turnover"], b["turnover"])
+    overall = (slice(None), "all")
+    assert (b.loc[overall, "sharpe"] < a.loc[overall, "sharpe"]).all()
+    flat_configs = flat["overfitting_report"]["configurations_by_source"]
+    assert out["overfitting_report"]["configurations_by_source"] == flat_configs
+    with pytest.raises(preflight.PreflightError, match="spread_cost.enabled"):
+        preflight.check_spread_cost_columns(["date", "ticker", "close"], params)
+    preflight.check_spread_cost_columns(["date", "ticker", "close", "high", "low"], params)

@@ -82,6 +82,9 @@ BOUNDS = (
     Bound("evaluation.backtest.periods_per_year", 0.0, low_open=True),
     Bound("evaluation.backtest.rebalance_days", 0),  # 0 / null: the horizon
     Bound("evaluation.backtest.max_frozen_days", 0),  # null: frozen however long
+    Bound("evaluation.backtest.spread_cost.window", 2),
+    Bound("evaluation.backtest.spread_cost.min_dates", 1),
+    Bound("evaluation.backtest.spread_cost.cap_bps", 0.0),
     Bound("base_models.max_train_rows", 1),
     Bound("base_models.tuning.max_train_rows", 1),
     Bound("base_models.seed", 0),
@@ -505,6 +508,19 @@ def check_learners(requested: Mapping[str, Any], known: Iterable[str]) -> None:
             raise PreflightError(
                 f"{path}: unknown learner(s) {', '.join(map(repr, unknown))}; registered: {known}"
             )
+
+
+def check_spread_cost_columns(columns: Iterable[str], params: Mapping[str, Any]) -> None:
+    """`evaluation.backtest.spread_cost` estimates spreads from high and low: refuse a panel
+    without them before anything is trained (the backtest would stop at the very end)."""
+    if not lookup(params, "evaluation.backtest.spread_cost.enabled"):
+        return
+    missing = [c for c in ("high", "low") if c not in set(columns)]
+    if missing:
+        raise PreflightError(
+            "evaluation.backtest.spread_cost.enabled estimates each name's bid-ask spread from "
+            f"its high and low prices, but the panel has no {' or '.join(missing)} column: give "
+            "a file with them or set evaluation.backtest.spread_cost.enabled: false")
 
 
 def check_universe(n_tickers: int, params: Mapping[str, Any]) -> None:

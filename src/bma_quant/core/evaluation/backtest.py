@@ -61,6 +61,7 @@ import numpy as np
 import pandas as pd
 
 from bma_quant.core.data.universe import TRADABLE
+from bma_quant.core.evaluation.costs import COST_RATE
 from bma_quant.core.evaluation.metrics import CONSTANT_RTOL, DATE, TICKER, quantile_labels
 
 BOOKS = ("long_short", "long_only", "universe")
@@ -322,16 +323,20 @@ def _with_frozen(targets: np.ndarray, drifted: np.ndarray, tradable: np.ndarray,
 
 
 def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray, end: int,
-                cells: tuple[np.ndarray, np.ndarray] | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(day x book) returns, the long-short book's turnover per day and (day x 2) its gross
+                cells: tuple[np.ndarray, np.ndarray] | None = None,
+                rates: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(day x book) returns, the long-short book's turnover per day, (day x 2) its gross
     weight frozen / closed at a last price at each trade, from the first book's first held day
-    to ``end``: each book held untraded until the next one starts. ``cells``: (tradable, frozen),
-    both (day x ticker) (module docstring); None = every close a trade."""
+    to ``end``: each book held untraded until the next one starts; and with ``rates`` (day x
+    ticker one-way cost per unit traded, core.evaluation.costs) each trade's cost, else None.
+    ``cells``: (tradable, frozen), both (day x ticker) (module docstring); None = every close a
+    trade."""
     first = start[0]
     stops = np.append(start[1:], end)
     book_returns = np.zeros((end - first, len(BOOKS)))
     turnover = np.zeros(end - first)
+    costs = None if rates is None else np.zeros(end - first)
     untraded = np.zeros((end - first, 2))
     drifted = np.zeros(books.shape[1:])  # weights just before the trade (empty at first)
     for k, (begin, stop) in enumerate(zip(start, stops, strict=True)):
@@ -349,10 +354,13 @@ def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray,
             gone = ~tradable[begin:stop] & ~frozen[begin:stop]
             if gone.any():
                 held = np.where(np.logical_or.accumulate(gone, axis=0), 0.0, held)
-        turnover[begin - first] = 0.5 * np.abs(targets[:, 0] - drifted[:, 0]).sum()
+        traded = np.abs(targets[:, 0] - drifted[:, 0])
+        turnover[begin - first] = 0.5 * traded.sum()
+        if costs is not None:
+            costs[begin - first] = (rates[begin - 1] * traded).sum()  # the trade's close
         # Held untraded to the close of the next trade, where the weights have drifted.
         book_returns[begin - first : stop - first], drifted = _hold(targets, held)
-    return book_returns, turnover, untraded
+    return book_returns, turnover, untraded, costs
 
 
 def _dates_since_trade(tradable: np.ndarray) -> np.ndarray:
@@ -379,9 +387,10 @@ def holding_returns(panel: pd.DataFrame, max_frozen_days: int | None = None) -> 
     forward-filled or masked run, a withheld split window), if that was at most
     ``max_frozen_days`` + 1 dates earlier, else NaN (taken as relisted); NaN on a close that is no
     trade (a held position keeps its value). Without a `tradable` column: ``ret_1d`` as it is.
-    Returns (date, ticker, ret_1d, tradable) in the panel's row order."""
+    Returns (date, ticker, ret_1d, tradable[, cost_rate]) in the panel's row order."""
+    costs = [COST_RATE] if COST_RATE in panel else []  # passed through (long_short_backtest)
     if TRADABLE not in panel:
-        return panel[[DATE, TICKER, "ret_1d"]]
+        return panel[[DATE, TICKER, "ret_1d", *costs]]
     if panel.duplicated([DATE, TICKER]).any():
         raise ValueError("holding_returns: duplicate (date, ticker) rows")
     date_codes, dates = pd.factorize(panel[DATE], sort=True)
@@ -402,7 +411,8 @@ def holding_returns(panel: pd.DataFrame, max_frozen_days: int | None = None) -> 
         held = np.where(tradable & (gap <= limit), close / previous - 1.0, np.nan)
     return pd.DataFrame({DATE: panel[DATE].to_numpy(), TICKER: panel[TICKER].to_numpy(),
                          "ret_1d": held[date_codes, ticker_codes],
-                         TRADABLE: tradable[date_codes, ticker_codes]}, index=panel.index)
+                         TRADABLE: tradable[date_codes, ticker_codes],
+                         **{c: panel[c].to_numpy() for c in costs}}, index=panel.index)
 
 
 def tradable_pivot(returns: pd.DataFrame, tradable_col: str = TRADABLE) -> pd.DataFrame:
@@ -513,6 +523,8 @@ def long_short_backtest(
     tradable: pd.DataFrame | Tradability | None = None,
     tradable_col: str = TRADABLE,
     max_frozen_days: int | None = None,
+    cost_rates: pd.DataFrame | None = None,
+    cost_col: str = COST_RATE,
 ) -> BacktestResult:
     """Quantile long-short, long-only and universe backtest with delayed execution and costs.
 
@@ -530,6 +542,10 @@ def long_short_backtest(
     a value is not tradable. None and no such column: every close is a trade. ``returns`` should
     then be ``holding_returns`` (the move over a frozen gap is earned at reopening), and
     ``max_frozen_days`` the same as theirs (None: frozen however long).
+    ``cost_rates``: (date x ticker) one-way cost per unit traded of each name
+    (core.evaluation.costs, `evaluation.backtest.spread_cost`), or with long ``returns`` their
+    ``cost_col`` column: each trade then costs the sum of its names' rates times their traded
+    weights, instead of ``cost_bps`` x turnover (a name without a rate pays cost_bps / 2).
     """
     if rebalance_days < 1 or execution_delay < 0:
         raise ValueError(
@@ -549,6 +565,8 @@ def long_short_backtest(
                     else returns.pivot(index=DATE, columns=TICKER, values=return_col).sort_index())
     if tradable is None and not _is_wide(returns, return_col) and tradable_col in returns:
         tradable = tradable_pivot(returns, tradable_col)
+    if cost_rates is None and not _is_wide(returns, return_col) and cost_col in returns:
+        cost_rates = returns.pivot(index=DATE, columns=TICKER, values=cost_col)
     trading_dates = pd.DatetimeIndex(wide_returns.index, name=DATE)
     signal_dates, start = _trade_schedule(signal_dates, trading_dates, execution_delay)
     trade_dates = trading_dates[start - 1]
@@ -566,9 +584,14 @@ def long_short_backtest(
     daily_returns = np.nan_to_num(daily_returns, nan=0.0)
     first, end = start[0], min(start[-1] + rebalance_days, len(trading_dates))
     cells = _tradable_cells(tradable, max_frozen_days, trading_dates, tickers)
-    book_returns, turnover, untraded = _hold_books(
-        _book_matrices(weights, signal_dates, tickers), start, daily_returns, end, cells)
-    net = book_returns[:, 0] - cost_bps / 1e4 * turnover
+    rates = None
+    if cost_rates is not None:
+        rates = cost_rates.reindex(index=trading_dates, columns=tickers).to_numpy(
+            dtype=np.float64, na_value=np.nan)
+        rates = np.where(np.isfinite(rates), rates, cost_bps / 2.0 / 1e4)
+    book_returns, turnover, untraded, costs = _hold_books(
+        _book_matrices(weights, signal_dates, tickers), start, daily_returns, end, cells, rates)
+    net = book_returns[:, 0] - (cost_bps / 1e4 * turnover if costs is None else costs)
     daily = _daily_frame(book_returns, net, turnover, trading_dates[first:end], untraded)
     summary = _summary(net, daily["excess"].to_numpy(), turnover[start[1:] - first],
                        turnover[0], len(start), periods_per_year)

@@ -33,6 +33,7 @@ from bma_quant.core.evaluation.backtest import (
     long_short_backtest,
     max_drawdown,
 )
+from bma_quant.core.evaluation.costs import COST_RATE, SpreadCost
 from bma_quant.core.evaluation.metrics import (
     DATE,
     TICKER,
@@ -77,6 +78,8 @@ class EvaluationConfig:
     periods_per_year: int = 252
     decay_horizons: tuple[int, ...] = tuple(range(1, 11))
     max_frozen_days: int | None = 21  # a position without a trade is frozen this long at most
+    # per-name costs from estimated bid-ask spreads (core.evaluation.costs); off: cost_bps only
+    spread_cost: SpreadCost = field(default_factory=SpreadCost)
 
     @classmethod
     def from_params(cls, params: dict, temporal: dict | None = None) -> EvaluationConfig:
@@ -100,6 +103,7 @@ class EvaluationConfig:
             decay_horizons=tuple(range(1, int(max_decay) + 1)),
             max_frozen_days=(None if book.get("max_frozen_days", 21) is None
                              else int(book.get("max_frozen_days", 21))),
+            spread_cost=SpreadCost.from_params(book.get("spread_cost")),
         )
 
 
@@ -311,7 +315,7 @@ def evaluate_predictions(
     # what a holder earns is measured on the whole panel: a gap may start before the test period
     held = (holding_returns(panel, config.max_frozen_days)
             if TRADABLE in panel and "close" in panel else panel)
-    returns = restrict_to_period(held[[c for c in (DATE, TICKER, "ret_1d", TRADABLE)
+    returns = restrict_to_period(held[[c for c in (DATE, TICKER, "ret_1d", TRADABLE, COST_RATE)
                                        if c in held]], test_start, None)
     test_panel = restrict_to_period(panel, test_start, None)
     regime_series = regime_by_date(regimes)

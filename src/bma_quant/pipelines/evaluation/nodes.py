@@ -16,6 +16,7 @@ from bma_quant.core.data.cv import OOF, folds_from_table
 from bma_quant.core.data.temporal import TemporalConfig
 from bma_quant.core.evaluation import (
     backtest,
+    costs,
     cpcv,
     gates,
     overfitting,
@@ -66,11 +67,36 @@ def _backtest_columns(primary_panel: pd.DataFrame) -> list[str]:
     return ["date", "ticker", "close", "ret_1d", *tradable]
 
 
+def _backtest_panel(primary_panel: pd.DataFrame,
+                    config: test_period.EvaluationConfig) -> pd.DataFrame:
+    """The panel's backtest columns and, with `evaluation.backtest.spread_cost`, each row's
+    one-way cost rate from the name's estimated bid-ask spread (core.evaluation.costs)."""
+    panel = primary_panel[_backtest_columns(primary_panel)]
+    spread = config.spread_cost
+    if not spread.enabled:
+        return panel
+    missing = [c for c in ("high", "low") if c not in primary_panel]
+    if missing:
+        raise ValueError(f"evaluation.backtest.spread_cost.enabled needs high and low prices; "
+                         f"the panel has no {' or '.join(missing)} column (set it to false)")
+    wide = {c: primary_panel.pivot(index="date", columns="ticker", values=c)
+            for c in ("close", "high", "low")}
+    if universe.TRADABLE in primary_panel:  # a close that is no trade is no estimate
+        traded = backtest.tradable_pivot(primary_panel).reindex_like(wide["close"])
+        wide["close"] = wide["close"].where(traded.fillna(False).astype(bool))
+    rates = costs.one_way_cost_rates(
+        costs.close_high_low_spread(wide["close"], wide["high"], wide["low"], spread.window,
+                                    spread.min_dates), config.cost_bps, spread.cap_bps)
+    long = rates.stack(future_stack=True).rename(costs.COST_RATE).reset_index()
+    long.columns = ["date", "ticker", costs.COST_RATE]
+    return panel.merge(long, on=["date", "ticker"], how="left")
+
+
 def _development_returns(primary_panel: pd.DataFrame, date_split: dict,
                          config: test_period.EvaluationConfig) -> pd.DataFrame:
     """What a holder earns per row up to dev_end (books formed near the end of development are
     held only until then, never into the test), with positions frozen where a close is no trade."""
-    held = backtest.holding_returns(primary_panel[_backtest_columns(primary_panel)],
+    held = backtest.holding_returns(_backtest_panel(primary_panel, config),
                                     config.max_frozen_days)
     return test_period.restrict_to_period(held, None, date_split["dev_end"])
 
@@ -87,7 +113,7 @@ def evaluate_test_period(
     """The comparison table (model x scope) and the series behind the plots."""
     config = test_period.EvaluationConfig.from_params(params, temporal)
     result = test_period.evaluate_predictions(
-        test_predictions, labels, primary_panel[_backtest_columns(primary_panel)], regimes,
+        test_predictions, labels, _backtest_panel(primary_panel, config), regimes,
         config, test_start=date_split["test_start"], test_end=date_split["test_end"],
     )
     overall = result.table[result.table["scope"] == test_period.ALL_SCOPE]

@@ -316,6 +316,23 @@ def test_a_split_on_a_day_the_stock_also_moved_is_named_not_repaired():
                       "nearest_ratio": 10.0}]
 
 
+def test_a_whole_ratio_is_only_suggested_when_the_move_fits_it_as_the_repair_measures():
+    """A held +81.6 % day is 10 % from a 1:2 reverse split by the repair's measure (pre / post
+    ratios): not repaired with tolerance 0.1, so it must not be called a 1:2 split and "add 2"
+    suggested (2 is configured); a +400 % day is a 1:5 reverse split, named as one."""
+    dates = pd.bdate_range("2021-01-04", periods=12)
+    level = [50.0, 51, 52]
+    close = pd.DataFrame({"JUMP": level + [52 * 1.816] * 9, "FIVE": level + [52 * 5.0] * 9},
+                         index=dates)
+    matrices = panel.PanelMatrices({"close": close})
+    moves = cleaning.unexplained_large_moves(matrices, 0.4, [2, 3], 0.1, 5)
+    assert {m["ticker"]: m["integer_ratio"] for m in moves} == {"JUMP": None, "FIVE": 5}
+    text = cleaning.split_warnings([], [], [], moves)[0]
+    assert "FIVE@2021-01-07 +400.0% (1:5 reverse split?)" in text and "add 5 to" in text
+    assert "JUMP@2021-01-07 +81.6%," in text or text.count("JUMP@2021-01-07 +81.6%") == 1
+    assert "1:2" not in text
+
+
 def test_held_moves_near_no_configured_ratio_are_reported_with_the_whole_ratio_they_fit():
     """A 7:1 or 20:1 split left unadjusted (ratios not configured) is a held -86 % / -95 % day,
     near no configured ratio: it used to pass silently as a loss. It is reported (with the
@@ -338,7 +355,7 @@ def test_held_moves_near_no_configured_ratio_are_reported_with_the_whole_ratio_t
     assert {m["ticker"]: m["integer_ratio"] for m in moves} == {
         "SEVEN": 7, "TWENTY": 20, "CRASH": None}
     text = cleaning.split_warnings([], [], [], moves)[0]
-    assert "3 one-day move(s)" in text and "SEVEN@2021-01-07 -85.6% (x7?)" in text
+    assert "3 one-day move(s)" in text and "SEVEN@2021-01-07 -85.6% (7:1 split?)" in text
     assert "add 7, 20 to processing.split_detection.ratios" in text
     repaired = cleaning.split_warnings([{"ticker": "TWO", "date": "2021-01-07", "ratio": 2.0}],
                                        [], [], [])[0]
@@ -651,7 +668,7 @@ def test_the_open_tells_a_split_overnight_from_a_crash_in_the_session():
         pd.testing.assert_frame_equal(cut.panel.close.iloc[:4], close.iloc[:4])
     warning = cleaning.split_warnings([], [], [], [], [asdict(e) for e in with_open.events
                                                        if e.status == "in session"])
-    assert len(warning) == 1 and "C@2021-01-07 x2?" in warning[0] and "open_evidence" in warning[0]
+    assert len(warning) == 1 and "C@2021-01-07 2:1 split?" in warning[0] and "open_evidence" in warning[0]
 
 
 def test_untraded_summary_names_the_longest_runs_not_a_names_total():

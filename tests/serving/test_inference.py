@@ -347,7 +347,7 @@ def test_split_moves_in_the_scored_slice_are_said_as_in_training(trained, tmp_pa
     assert f"{near}@" in said and "were not repaired" in said
     assert f"repaired 1 suspected unadjusted split(s): {split}@" in said
     assert f"{early}@" not in said  # a split the scored date's features do not read
-    assert "match no configured split ratio" in said and f"{seven}@" in said and "(x7?)" in said
+    assert "match no configured split ratio" in said and f"{seven}@" in said and "(7:1 split?)" in said
 
 
 def test_a_holiday_row_copied_from_the_day_before_is_named_when_scored(caplog):

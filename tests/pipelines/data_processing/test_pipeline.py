@@ -604,6 +604,24 @@ def test_a_six_day_week_is_not_annualised_as_252_without_a_word(tmp_path, caplog
     assert "dates a year, not the ~252 of daily exchange bars (weekends included?)" in caplog.text
 
 
+def test_a_seven_day_calendar_is_named_with_its_rate_and_what_to_scale(tmp_path, caplog):
+    """Every calendar day a date (crypto): 365 dates a year (the steps per year of the span,
+    not 366), the row-count windows named, and split detection named (no splits there; real
+    +-50 % days that hold look like them)."""
+    panel = generate_synthetic_market(n_tickers=8, n_days=800, seed=4).panel
+    days = pd.date_range("2019-01-01", periods=panel["date"].nunique())
+    panel["date"] = panel["date"].map(dict(zip(sorted(panel["date"].unique()), days,
+                                               strict=True)))
+    path = tmp_path / "seven_day.parquet"
+    panel.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    assert out["data_quality_report"]["dates_per_year"] == 365.2
+    assert "(a seven-day calendar: crypto?)" in caplog.text
+    assert "set it to 365, and scale the windows by 1.45" in caplog.text
+    assert "cv.min_train_days" in caplog.text and "split_detection.enabled: false" in caplog.text
+
+
 def test_holidays_of_a_second_exchange_dropped_by_the_strict_filter_are_named(tmp_path, market,
                                                                             caplog):
     """Half the names miss 10 dates, the other half 10 others (two exchanges' holidays): each

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -347,12 +348,12 @@ def unexplained_large_moves(panel: PanelMatrices, max_abs_return: float, ratios:
         if (m.off_ratio <= near_tolerance or abs(back[m.row, m.column] - 1.0) <= max_abs_return
                 or (date, ticker) in done):
             continue
-        ratio = 1.0 / (1.0 + m.change)
-        ratio = max(ratio, 1.0 / ratio)  # a reverse split multiplies the price
-        whole = round(ratio)
+        implied = 1.0 / (1.0 + m.change)  # pre / post, as off_ratio measures it
+        whole = round(max(implied, 1.0 / implied))  # a reverse split multiplies the price
+        candidate = whole if implied >= 1.0 else 1.0 / max(whole, 1)
         out.append({"date": date, "ticker": ticker, "change": round(m.change, 4),
                     "integer_ratio": int(whole) if whole >= 2
-                    and abs(ratio / whole - 1.0) <= near_tolerance else None})
+                    and abs(implied / candidate - 1.0) <= near_tolerance else None})
     return out
 
 
@@ -406,14 +407,16 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
                  "processing.split_detection.enabled: false")
     if repaired:
         out.append(f"repaired {len(repaired)} suspected unadjusted split(s): "
-                   + ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}" for e in repaired[:5])
+                   + ", ".join(f"{e['ticker']}@{e['date']} ({split_label(e['ratio'])})"
+                               for e in repaired[:5])
                    + ": a real crash or jump that held near a ratio is rescaled too" + no_splits)
     if in_session:
         out.append(
             f"{len(in_session)} one-day move(s) near a split ratio were not repaired: the day's "
             "open was still at the old level, so the price moved during the session (a crash or "
             "a jump; a split happens overnight): "
-            + ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}?" for e in in_session[:5])
+            + ", ".join(f"{e['ticker']}@{e['date']} {split_label(e['ratio'])}?"
+                        for e in in_session[:5])
             + (f" and {len(in_session) - 5} more" if len(in_session) > 5 else "")
             + "; if the file's opens are not the day's first trade, set "
             "processing.split_detection.open_evidence: false")
@@ -421,7 +424,8 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
         out.append(
             f"{len(pending)} name(s) moved near a split ratio within the data's last "
             "processing.split_detection.confirm_days dates ("
-            + ", ".join(f"{e['ticker']}@{e['date']} x{e['ratio']:g}?" for e in pending[:5])
+            + ", ".join(f"{e['ticker']}@{e['date']} {split_label(e['ratio'])}?"
+                        for e in pending[:5])
             + "): split or crash cannot be told yet, so their prices from that date on are left "
             "out (no features, no score) until enough closes follow")
     if near:
@@ -430,7 +434,7 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
             "split_detection.confirm_days were not repaired (further than its tolerance; the "
             "largest first): "
             + _largest(near, lambda m: f"{m['ticker']}@{m['date']} {100 * m['change']:+.1f}% "
-                                       f"(x{m['nearest_ratio']:g}?)")
+                                       f"({split_label(m['nearest_ratio'])}?)")
             + ". An unadjusted split on a day the stock also moved, or a real crash? Adjust the "
             "file, or widen processing.split_detection.tolerance" + no_splits)
     if unconfigured:
@@ -439,14 +443,15 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
             f"{len(unconfigured)} one-day move(s) that held match a split ratio not in "
             "processing.split_detection.ratios (the largest first): "
             + _largest(unconfigured, lambda m: f"{m['ticker']}@{m['date']} "
-                                               f"{100 * m['change']:+.1f}% (x{m['nearest_ratio']:g}?)")
+                                               f"{100 * m['change']:+.1f}% "
+                                               f"({split_label(m['nearest_ratio'])}?)")
             + f". If they are unadjusted splits, add {', '.join(f'{r:g}' for r in ratios)} to "
             "processing.split_detection.ratios (they are then repaired); a real drop is kept "
             "as it is")
     if unexplained:
         shown = _largest(unexplained, lambda m: f"{m['ticker']}@{m['date']} "
                          f"{100 * m['change']:+.1f}%"
-                         + (f" (x{m['integer_ratio']}?)" if m.get("integer_ratio") else ""))
+                         + (f" ({_integer_split_label(m)}?)" if m.get("integer_ratio") else ""))
         whole = sorted({m["integer_ratio"] for m in unexplained if m.get("integer_ratio")})
         out.append(
             f"{len(unexplained)} one-day move(s) beyond processing.split_detection."
@@ -456,6 +461,21 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
                "processing.split_detection.ratios or adjust the file"
                if whole else "check the file if one is an unadjusted split or a bad print"))
     return out
+
+
+def split_label(ratio: float) -> str:
+    """A pre / post price ratio as a split's name: 2 -> "2:1 split", 1.5 -> "3:2 split", 0.2 ->
+    "1:5 reverse split" (the price x5)."""
+    fraction = Fraction(float(ratio)).limit_denominator(20)
+    if fraction >= 1:
+        return f"{fraction.numerator}:{fraction.denominator} split"
+    return f"{fraction.numerator}:{fraction.denominator} reverse split"
+
+
+def _integer_split_label(move: dict) -> str:
+    """The whole ratio an unexplained move fits, named in its direction (a rise: reverse)."""
+    whole = float(move["integer_ratio"])
+    return split_label(whole if move["change"] < 0 else 1.0 / whole)
 
 
 def _largest(moves: list[dict], shown: Callable[[dict], str], count: int = 5) -> str:

@@ -325,9 +325,10 @@ def _names_without_sector(matrices: panel.PanelMatrices) -> list[str]:
 
 
 def _dates_per_year(dates: pd.DatetimeIndex) -> float | None:
-    """Dates a year in the file (about 252 for daily exchange bars); None under a quarter."""
+    """Dates a year in the file (about 252 for daily exchange bars, 365 on a seven-day calendar):
+    the steps between its first and last date per year of that span; None under a quarter."""
     span = (dates.max() - dates.min()).days if len(dates) else 0
-    return round(len(dates) / (span / 365.25), 1) if span >= 91 else None
+    return round((len(dates) - 1) / (span / 365.25), 1) if span >= 91 else None
 
 
 def _annualised_as_configured(per_year: float, periods_per_year: float | None) -> bool:
@@ -353,12 +354,21 @@ def _warn_calendar(log: dict, periods_per_year: float | None) -> None:
     per_year = log.get("dates_per_year")
     if per_year is not None and not 200 <= per_year <= 300 and not _annualised_as_configured(
             per_year, periods_per_year):
+        seven_days = per_year > 340
         logger.warning(
             "the file has about %.0f dates a year, not the ~252 of daily exchange bars (%s): every "
             "window counts rows, so the label horizon is temporal.prediction_horizon_days rows "
-            "and annualised figures assume evaluation.backtest.periods_per_year (252 by default) rows a "
-            "year; set it to %.0f (and scale the windows) for these bars", per_year,
-            "weekly or monthly bars?" if per_year < 200 else "weekends included?", per_year)
+            "and annualised figures assume evaluation.backtest.periods_per_year (252 by default) "
+            "rows a year; set it to %.0f, and scale the windows by %.2f for these bars (in rows: "
+            "temporal.*_days, cv.min_train_days, processing.eligibility.window_days, "
+            "min_history_days and relist_after_days, feature_engineering.factors.momentum_long "
+            "and the *_windows lists, registry.warmup_extra_days)%s", per_year,
+            "weekly or monthly bars?" if per_year < 200 else
+            "a seven-day calendar: crypto?" if seven_days else "weekends included?", per_year,
+            per_year / 252.0,
+            "; a market without share splits (crypto) wants processing.split_detection.enabled: "
+            "false, or its real +-50 %% days that hold may be taken for splits and rescaled"
+            if seven_days else "")
     if log.get("dropped_dates"):
         _warn_strict_drops(log["strict_dropped_dates"], int(log["dates_in"]))
 

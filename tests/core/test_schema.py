@@ -102,6 +102,17 @@ def test_local_midnights_converted_to_utc_are_said_to_look_shifted(caplog):
     with caplog.at_level(logging.WARNING):
         validate_long_panel(new_york)
     assert "Saturday or Sunday" not in caplog.text
+    # a market open every day (crypto, stamped 23:59:59.999Z): 2 / 7 of its bars are on a
+    # weekend, every weekday alike; nothing looks shifted
+    every_day = pd.date_range("2021-01-01", periods=28)
+    crypto = pd.DataFrame({"date": np.repeat(every_day, 2), "ticker": ["AAA", "BBB"] * 28,
+                           "close": 10.0})
+    crypto["date"] = (crypto["date"] + pd.Timedelta(hours=23, minutes=59, seconds=59.999)
+                      ).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        out = validate_long_panel(crypto)
+    assert "Saturday or Sunday" not in caplog.text and out["date"].dt.dayofweek.nunique() == 7
 
 
 def test_closes_stamped_at_different_times_line_up_on_their_day():
@@ -129,6 +140,21 @@ def test_descriptive_text_and_date_columns_are_left_out_not_refused(caplog):
     # a factor with some text among its numbers is broken data, still refused
     with pytest.raises(DataValidationError, match="column 'factor': must be numeric"):
         validate_long_panel(frame.assign(factor=["0.1", "n/a", "0.3", "0.4"]))
+
+
+def test_a_text_column_that_groups_names_is_suggested_as_the_sector(caplog):
+    """A crypto file's `category` (layer-1, defi, ...) is text: left out as before, but the
+    warning says that named 'sector' it would group the names; an ISIN (one per name) is no
+    grouping and gets no such hint."""
+    days = ["2020-01-02", "2020-01-03"]
+    names = [f"C{i:02d}" for i in range(30)]
+    frame = pd.DataFrame({"date": np.repeat(days, 30), "ticker": names * 2, "close": 10.0,
+                          "category": [("l1", "defi", "meme")[i % 3] for i in range(30)] * 2,
+                          "isin": [f"XX{i}" for i in range(30)] * 2})
+    with caplog.at_level("WARNING"):
+        validate_long_panel(frame)
+    assert "'category' sort(s) the names into a few groups" in caplog.text
+    assert "named 'sector'" in caplog.text and "'isin' sort" not in caplog.text
 
 
 def test_decimal_commas_get_a_hint_and_no_false_high_below_low():

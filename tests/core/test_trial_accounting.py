@@ -129,6 +129,25 @@ def test_planted_signal_is_not_overfit_and_noise_is():
     assert np.mean(noise) >= 0.35
 
 
+def test_pbo_over_few_or_alike_configurations_is_flagged():
+    """Three near copies of one profitable model: PBO is a coin toss among them (the crypto
+    trial read 0.71 on three such), and the notes say so with the probability of loss; thirteen
+    different configurations get no such note."""
+    rng = np.random.default_rng(5)
+    dates = pd.bdate_range("2015-01-01", periods=800)
+    common = rng.normal(0.001, 0.01, 800)
+    copies = pd.DataFrame({f"c{k}": common + rng.normal(0, 0.0005, 800) for k in range(3)},
+                          index=dates)
+    result = assess_overfitting(copies, {}, n_blocks=8)
+    report = result.report(252)
+    assert report["pbo"]["median_correlation"] > 0.99
+    assert any("close to a coin toss" in n and "probability_of_loss (0." in n
+               for n in result.notes), result.notes
+    varied = assess_overfitting(_synthetic_configurations(0.08, seed=1), {}, n_blocks=10)
+    assert not any("coin toss" in n for n in varied.notes)
+    assert varied.report(252)["pbo"]["median_correlation"] < 0.95
+
+
 def test_assessment_deflates_the_test_sharpe_and_reports():
     rng = np.random.default_rng(3)
     dates = pd.bdate_range("2015-01-01", periods=800)

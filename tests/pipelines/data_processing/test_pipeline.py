@@ -604,6 +604,25 @@ def test_a_six_day_week_is_not_annualised_as_252_without_a_word(tmp_path, caplog
     assert "dates a year, not the ~252 of daily exchange bars (weekends included?)" in caplog.text
 
 
+def test_missing_days_count_gaps_in_a_names_life_not_before_it_lists_or_after_it_stops(
+        tmp_path):
+    """A name listing at date 100, one stopping after date 200 and two gaps of one date in a
+    third: 2 missing days (the dates before a listing and after a stop are no gaps; they were
+    counted, 301 of them here), and coverage over the names' lives."""
+    panel = generate_synthetic_market(n_tickers=6, n_days=400, seed=2).panel
+    dates = np.sort(panel["date"].unique())
+    panel = panel[~((panel["ticker"] == "T0001") & (panel["date"] < dates[100]))]
+    panel = panel[~((panel["ticker"] == "T0002") & (panel["date"] > dates[200]))]
+    panel = panel[~((panel["ticker"] == "T0003") & panel["date"].isin(dates[[50, 300]]))]
+    path = tmp_path / "lives.parquet"
+    panel.to_parquet(path)
+    report = run_pipeline("data_processing", {}, _overrides(path))["data_quality_report"]
+    assert report["missing_days_in_calendar"] == 2 and report["missing_days"] == 2
+    assert report["forward_filled_days"] == 2 + 5  # and the stopped name's ffill_limit dates
+    lives = 300 + 201 + 4 * 400
+    assert report["coverage"] == pytest.approx((lives - 2) / lives)
+
+
 def test_a_seven_day_calendar_is_named_with_its_rate_and_what_to_scale(tmp_path, caplog):
     """Every calendar day a date (crypto): 365 dates a year (the steps per year of the span,
     not 366), the row-count windows named, and split detection named (no splits there; real

@@ -384,9 +384,13 @@ SHIFTED_WEEKEND_SHARE = 0.1
 
 def _warn_shifted_days(days: pd.Series, example, source: str) -> None:
     """Tokyo's midnights converted to UTC are 15:00 the day before: every Monday's bar lands on
-    a Sunday. The days are kept as the file gives them, but said to look shifted."""
-    weekend = days.dt.dayofweek >= 5
-    if weekend.mean() > SHIFTED_WEEKEND_SHARE:
+    a Sunday. The days are kept as the file gives them, but said to look shifted. A market open
+    every day (crypto) has each weekday about as often as the others: a five-day week shifted
+    leaves one weekday (nearly) empty."""
+    weekday = days.dt.dayofweek
+    weekend = weekday >= 5
+    share = weekday.value_counts(normalize=True).reindex(range(7), fill_value=0.0)
+    if weekend.mean() > SHIFTED_WEEKEND_SHARE and share.min() < 0.25 / 7:
         logger.warning(
             "%s: %.0f%% of the timed rows fall on a Saturday or Sunday (e.g. %s). If the "
             "exchange trades Monday to Friday, stamps like %s are its local days converted to "
@@ -418,6 +422,19 @@ def _looks_like_decimal_commas(values: pd.Series) -> bool:
     text = values.dropna().astype(str).head(1000)
     return (len(text) > 0 and bool(text.str.match(DECIMAL_COMMA).mean() > 0.5)
             and not bool(text.str.match(THOUSANDS_COMMA).all()))
+
+
+def _groups_names(frame: pd.DataFrame, column: str) -> bool:
+    """A text column that sorts the names into a few groups (an industry, a category): at most a
+    tenth as many values as names, and one value per name on nearly every name."""
+    if "ticker" not in frame.columns:
+        return False
+    values = frame[[column, "ticker"]].dropna()
+    names = values["ticker"].nunique()
+    if names < 10:
+        return False
+    per_name = values.groupby("ticker", sort=False)[column].nunique()
+    return bool(values[column].nunique() <= names / 10 and (per_name <= 1).mean() >= 0.9)
 
 
 def non_numeric_columns(frame: pd.DataFrame, columns: list[str]) -> dict[str, str]:
@@ -543,10 +560,15 @@ def validate_long_panel(frame: pd.DataFrame, source: str = "input",
         extra = [c for c in extra if c not in adjusted]
     descriptive = non_numeric_columns(frame, extra)
     if descriptive:
+        groups = [c for c in descriptive if _groups_names(frame, c)]
         logger.warning("%s: column(s) %s hold no numbers (e.g. %s) and are not used: extra "
-                       "columns are factors and must be numeric", source,
+                       "columns are factors and must be numeric%s", source,
                        ", ".join(descriptive), "; ".join(f"{c}={v!r}"
-                                                         for c, v in descriptive.items()))
+                                                         for c, v in descriptive.items()),
+                       f"; {' and '.join(repr(c) for c in groups)} sort(s) the names into a "
+                       "few groups (one per name): named 'sector', a column like that is used "
+                       "to demean the factors within each group"
+                       if groups and "sector" not in frame.columns else "")
         frame = frame.drop(columns=list(descriptive))
         extra = [c for c in extra if c not in descriptive]
     try:

@@ -69,6 +69,8 @@ class OverfittingAssessment:
     # windows of development dates V[SR] was pooled over (0: across windows, no two
     # configurations sharing their dates)
     sharpe_windows: int = 1
+    # median pairwise correlation of the PBO window's configurations (near 1: copies of one)
+    pbo_median_correlation: float = math.nan
 
     @property
     def n_trials(self) -> int:
@@ -114,6 +116,8 @@ class OverfittingAssessment:
                 "window": list(self.pbo_window) if self.pbo_window else None,
                 "configurations": self.pbo_configurations,
                 "median_logit": float(np.median(self.pbo.logits)),
+                "median_correlation": (None if math.isnan(self.pbo_median_correlation)
+                                       else self.pbo_median_correlation),
             },
             "metrics": self.metrics(periods_per_year),
             "notes": list(self.notes),
@@ -121,19 +125,45 @@ class OverfittingAssessment:
 
 
 def _pbo(configuration_returns: pd.DataFrame, n_blocks: int, min_block_dates: int,
-         notes: list[str]) -> tuple[PBOResult | None, list[str], tuple[str, str] | None]:
+         notes: list[str]
+         ) -> tuple[PBOResult | None, list[str], tuple[str, str] | None, float]:
     window = common_window(configuration_returns, n_blocks * min_block_dates)
     if window.shape[1] < 2:
         notes.append(f"PBO not computed: fewer than 2 configurations share a window of at least "
                      f"{n_blocks} x {min_block_dates} development dates "
                      "(evaluation.overfitting.n_blocks x min_block_dates; fewer blocks or shorter "
                      "ones fit a shorter development period, with a coarser estimate)")
-        return None, [], None
+        return None, [], None, math.nan
     if window.shape[1] < configuration_returns.shape[1]:
         notes.append(f"PBO over the {window.shape[1]} of {configuration_returns.shape[1]} "
                      "configurations that share the most common window of development dates")
     span = (str(window.index.min().date()), str(window.index.max().date()))
-    return cscv_pbo(window, n_blocks), [str(c) for c in window.columns], span
+    result = cscv_pbo(window, n_blocks)
+    alike = _median_correlation(window)
+    if window.shape[1] < MIN_PBO_CONFIGURATIONS or alike > ALIKE_CORRELATION:
+        notes.append(
+            f"PBO {result.pbo:.2f} is over {window.shape[1]} configuration(s) whose daily returns "
+            f"have a median correlation of {alike:.2f}: with so few, or so alike, which one wins "
+            "in sample is close to a coin toss and costs little; read it with probability_of_"
+            f"loss ({result.probability_of_loss:.2f}: the in-sample winner losing out of "
+            "sample), not alone")
+    return result, [str(c) for c in window.columns], span, alike
+
+
+# PBO ranks the in-sample winner among the configurations out of sample: among a handful, or
+# among near copies of one model, its rank is noise whatever the edge (a note says so)
+MIN_PBO_CONFIGURATIONS = 5
+ALIKE_CORRELATION = 0.95
+
+
+def _median_correlation(returns: pd.DataFrame) -> float:
+    """Median pairwise correlation of the configurations' daily returns (NaN under two)."""
+    if returns.shape[1] < 2:
+        return math.nan
+    corr = np.corrcoef(returns.to_numpy(np.float64), rowvar=False)
+    upper = corr[np.triu_indices_from(corr, k=1)]
+    upper = upper[np.isfinite(upper)]
+    return float(np.median(upper)) if upper.size else math.nan
 
 
 def assess_overfitting(
@@ -169,7 +199,7 @@ def assess_overfitting(
                      "their development dates")
     deflated = {model: deflated_sharpe_ratio(values, n_trials, variance)
                 for model, values in test_returns.items()}
-    pbo, members, window = _pbo(configuration_returns, n_blocks, min_block_dates, notes)
+    pbo, members, window, alike = _pbo(configuration_returns, n_blocks, min_block_dates, notes)
     return OverfittingAssessment(n_configurations, variance, deflated, pbo, members, window,
                                  notes, n_pruned_trials=n_pruned_trials,
-                                 sharpe_windows=groups)
+                                 sharpe_windows=groups, pbo_median_correlation=alike)

@@ -193,21 +193,32 @@ def _calendar_findings(raw: pd.DataFrame, matrices: panel.PanelMatrices, keep: n
     """The file's size, its calendar (missing, filled and dropped dates), listings, delistings
     and long absences, for the data-quality report."""
     observed = matrices.close.notna()
+    # a name's cells from its first to its last close in the file: the dates before it listed
+    # and after it stopped are no gaps (on a survivorship-free panel they were most of the grid)
+    alive = _from_first_to_last(observed.to_numpy())
+    alive_kept = alive[keep]
+    kept_values = kept.close.notna().to_numpy()
     return {
         "rows_in": int(len(raw)),
         "tickers_in": int(raw["ticker"].nunique()),
         "dates_in": int(raw["date"].nunique()),
-        "missing_days_in_calendar": int((~observed).to_numpy().sum()),
-        "missing_days": int(kept.close.isna().to_numpy().sum()),
+        "missing_days_in_calendar": int((~observed.to_numpy() & alive).sum()),
+        "missing_days": int((~kept_values & alive_kept).sum()),
         "forward_filled_days": filled,
         "dropped_dates": int((~keep).sum()),
         "strict_dropped_dates": [f"{d.date()} ({d.day_name()[:3]})"
                                  for d in matrices.dates[~keep]],
-        "coverage": float(kept.close.notna().to_numpy().mean()),
+        "coverage": float(kept_values[alive_kept].mean()) if alive_kept.any() else 0.0,
         **universe.listing_events(observed, int(processing["ffill_limit"])),
         "long_absences": (universe.long_absences(kept.close, int(processing["long_absence_days"]))
                           if processing.get("long_absence_days") is not None else []),
     }
+
+
+def _from_first_to_last(present: np.ndarray) -> np.ndarray:
+    """Date x ticker bool: on or after the name's first True and on or before its last."""
+    started = np.logical_or.accumulate(present, axis=0)
+    return started & np.logical_or.accumulate(present[::-1], axis=0)[::-1]
 
 
 def _split_findings(split_repair: cleaning.SplitRepair, near_splits: list[dict],
@@ -316,8 +327,8 @@ def _warn_strict_drops(dropped: list[str], dates_in: int) -> None:
 
 
 def _names_without_sector(matrices: panel.PanelMatrices) -> list[str]:
-    """Names with no sector on any date while others have one (sector-neutral steps then group
-    them together as one sector of their own)."""
+    """Names with no sector on any date while others have one (sector-neutral steps leave
+    their values as they are: core.features.transforms.sector_neutralise)."""
     if matrices.sector is None:
         return []
     known = matrices.sector.notna().any(axis=0)

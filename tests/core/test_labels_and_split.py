@@ -70,6 +70,14 @@ def test_no_mark_over_a_close_that_cleaning_withheld():
     assert early["A"].iloc[0] == pytest.approx(104 / 101 - 1)  # exit row 3, a trade
     plain = labels.forward_return_labels(close, 3, 1, traded=traded)
     assert plain["A"].iloc[1] == pytest.approx(104 / 102 - 1)
+    # the cleaned panel carries the last close forward over the gap: a stored copy after the
+    # withheld day is no exit either (it is the pre-crash price)
+    carried = close.copy()
+    carried.iloc[6:8, 0] = 104.0
+    out = labels.forward_return_labels(carried, 3, 1, traded=traded, unknown=unknown)
+    assert out["A"].iloc[2:5].isna().all()  # exits at rows 6-7 (copies) and 8 (none)
+    stored = labels.forward_return_labels(carried, 3, 1)
+    assert stored["A"].iloc[2] == pytest.approx(104 / 104 - 1)  # what the stored copy said
 
 
 def test_no_exit_is_another_listings_close():
@@ -331,6 +339,9 @@ def test_a_whole_ratio_is_only_suggested_when_the_move_fits_it_as_the_repair_mea
     assert "FIVE@2021-01-07 +400.0% (1:5 reverse split?)" in text and "add 5 to" in text
     assert "JUMP@2021-01-07 +81.6%," in text or text.count("JUMP@2021-01-07 +81.6%") == 1
     assert "1:2" not in text
+    assert cleaning.split_label(1 / 40) == "1:40 reverse split"
+    assert cleaning.split_label(1 / 1.5) == "2:3 reverse split"
+    assert cleaning.split_label(1.5) == "3:2 split" and cleaning.split_label(7) == "7:1 split"
 
 
 def test_held_moves_near_no_configured_ratio_are_reported_with_the_whole_ratio_they_fit():

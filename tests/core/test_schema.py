@@ -151,9 +151,11 @@ def test_a_text_column_that_groups_names_is_suggested_as_the_sector(caplog):
     frame = pd.DataFrame({"date": np.repeat(days, 30), "ticker": names * 2, "close": 10.0,
                           "category": [("l1", "defi", "meme")[i % 3] for i in range(30)] * 2,
                           "isin": [f"XX{i}" for i in range(30)] * 2})
+    frame["currency"] = "USD"  # one value: groups nothing
     with caplog.at_level("WARNING"):
         validate_long_panel(frame)
     assert "'category' sort(s) the names into a few groups" in caplog.text
+    assert "'currency' sort" not in caplog.text
     assert "named 'sector'" in caplog.text and "'isin' sort" not in caplog.text
 
 

@@ -604,23 +604,50 @@ def test_a_six_day_week_is_not_annualised_as_252_without_a_word(tmp_path, caplog
     assert "dates a year, not the ~252 of daily exchange bars (weekends included?)" in caplog.text
 
 
+def test_no_label_is_marked_over_a_crash_withheld_before_a_delisting(tmp_path):
+    """Close-only file: T0006 falls -50 % on its last day (near 2:1: withheld while a split is
+    possible) and stops. A label whose window reaches that day is not valued at the close
+    before the crash (the crash is unknown, not absent); earlier windows are labelled as
+    usual, and so is a plain delisting's last week."""
+    panel = generate_synthetic_market(n_tickers=8, n_days=400, seed=3, ohlcv=False).panel
+    panel = panel[["date", "ticker", "close"]]
+    dates = np.sort(panel["date"].unique())
+    t6, t7 = panel["ticker"] == "T0006", panel["ticker"] == "T0007"
+    before = float(panel.loc[t6 & (panel["date"] == dates[349]), "close"].iloc[0])
+    panel.loc[t6 & (panel["date"] == dates[350]), "close"] = before / 2.0
+    panel = panel[~(t6 & (panel["date"] > dates[350])) & ~(t7 & (panel["date"] > dates[350]))]
+    path = tmp_path / "crash.parquet"
+    panel.to_parquet(path)
+    out = run_pipeline("data_processing", {}, _overrides(path))
+    labels = out["labels"].pivot(index="date", columns="ticker", values="label")
+    crash, plain = labels["T0006"], labels["T0007"]
+    assert crash.loc[dates[339]:dates[348]].isna().all()  # windows reaching the withheld day
+    assert crash.loc[dates[330]:dates[338]].notna().all()
+    assert plain.loc[dates[339]:dates[349]].notna().all()  # valued at its last trade
+
+
 def test_missing_days_count_gaps_in_a_names_life_not_before_it_lists_or_after_it_stops(
         tmp_path):
-    """A name listing at date 100, one stopping after date 200 and two gaps of one date in a
-    third: 2 missing days (the dates before a listing and after a stop are no gaps; they were
-    counted, 301 of them here), and coverage over the names' lives."""
+    """A name listing at date 100, one stopping after date 200, a code reused by another
+    company after 70 dates and two gaps of one date in a fourth name: 2 missing days (the dates
+    before a listing, after a stop and between two listings are no gaps; they were counted,
+    371 of them here), and coverage over the listings' lives, as the logged metric."""
     panel = generate_synthetic_market(n_tickers=6, n_days=400, seed=2).panel
     dates = np.sort(panel["date"].unique())
     panel = panel[~((panel["ticker"] == "T0001") & (panel["date"] < dates[100]))]
     panel = panel[~((panel["ticker"] == "T0002") & (panel["date"] > dates[200]))]
     panel = panel[~((panel["ticker"] == "T0003") & panel["date"].isin(dates[[50, 300]]))]
+    # a code reused after 70 dates without a row (processing.eligibility.relist_after_days 63)
+    panel = panel[~((panel["ticker"] == "T0004") & panel["date"].isin(dates[150:220]))]
     path = tmp_path / "lives.parquet"
     panel.to_parquet(path)
-    report = run_pipeline("data_processing", {}, _overrides(path))["data_quality_report"]
+    out = run_pipeline("data_processing", {}, _overrides(path))
+    report = out["data_quality_report"]
     assert report["missing_days_in_calendar"] == 2 and report["missing_days"] == 2
-    assert report["forward_filled_days"] == 2 + 5  # and the stopped name's ffill_limit dates
-    lives = 300 + 201 + 4 * 400
+    assert report["forward_filled_days"] == 2 + 5 + 5  # and ffill_limit dates after each stop
+    lives = 300 + 201 + 3 * 400 + (150 + 180)
     assert report["coverage"] == pytest.approx((lives - 2) / lives)
+    assert out["data_processing_metrics"]["coverage"]["value"] == report["coverage"]
 
 
 def test_a_seven_day_calendar_is_named_with_its_rate_and_what_to_scale(tmp_path, caplog):

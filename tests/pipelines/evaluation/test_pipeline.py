@@ -181,6 +181,12 @@ def test_spread_costs_charge_illiquid_names_more(planted, tmp_path):
     assert (b.loc[overall, "sharpe"] < a.loc[overall, "sharpe"]).all()
     flat_configs = flat["overfitting_report"]["configurations_by_source"]
     assert out["overfitting_report"]["configurations_by_source"] == flat_configs
+    # the luck statistics' backtests are charged alike: every configuration's development
+    # Sharpe is lower
+    before = flat["evaluation_configurations"].set_index("configuration")["dev_sharpe"]
+    after = out["evaluation_configurations"].set_index("configuration")["dev_sharpe"]
+    known = before.notna()
+    assert known.any() and (after[known] < before[known]).all()
     with pytest.raises(preflight.PreflightError, match="spread_cost.enabled"):
         preflight.check_spread_cost_columns(["date", "ticker", "close"], params)
     preflight.check_spread_cost_columns(["date", "ticker", "close", "high", "low"], params)

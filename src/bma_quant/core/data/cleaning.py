@@ -466,10 +466,11 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
 def split_label(ratio: float) -> str:
     """A pre / post price ratio as a split's name: 2 -> "2:1 split", 1.5 -> "3:2 split", 0.2 ->
     "1:5 reverse split" (the price x5)."""
-    fraction = Fraction(float(ratio)).limit_denominator(20)
-    if fraction >= 1:
+    if float(ratio) >= 1.0:
+        fraction = Fraction(float(ratio)).limit_denominator(20)
         return f"{fraction.numerator}:{fraction.denominator} split"
-    return f"{fraction.numerator}:{fraction.denominator} reverse split"
+    inverse = Fraction(1.0 / float(ratio)).limit_denominator(20)  # 1:40 stays 1:40
+    return f"{inverse.denominator}:{inverse.numerator} reverse split"
 
 
 def _integer_split_label(move: dict) -> str:

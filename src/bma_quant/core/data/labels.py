@@ -19,8 +19,9 @@ def forward_return_labels(close: pd.DataFrame, horizon: int, execution_delay: in
     at t+d+h is valued at its last trade within the window, as a holder's book marks it: a
     delisting's last price, a halt's last trade (the stored close is forward-filled only
     `processing.ffill_limit` dates, and the last days before a delisting had no label). No trade
-    in [t+d, t+d+h], or a close after the last trade that cleaning withheld or masked (`unknown`:
-    a suspected split awaiting confirmation may be a crash of unknown size), leaves no label. No
+    in [t+d, t+d+h], or a close after the last trade that is not known yet (`unknown`: withheld
+    while a suspected split awaits confirmation, perhaps a crash of unknown size), leaves no
+    label. A stale close the cleaning masked is the last trade's price: it is marked. No
     exit, stored or marked, is another listing's close (`listed_from`, core.data.listings: a
     reused code's other company)."""
     entry = close.shift(-execution_delay)
@@ -32,9 +33,23 @@ def forward_return_labels(close: pd.DataFrame, horizon: int, execution_delay: in
         exit_ = exit_.where(listing.shift(-(execution_delay + horizon))
                             == listing.shift(-execution_delay))
     if traded is not None:
+        if unknown is not None:  # a close carried forward over an unknown one is no exit either
+            pending = _unknown_since_last_trade(traded.reindex_like(close), unknown, close)
+            exit_ = exit_.mask(pending.shift(-(execution_delay + horizon), fill_value=False))
         marks = _last_trade_marks(close, traded, relisted, unknown, execution_delay, horizon)
         exit_ = exit_.where(exit_.notna(), marks)
     return exit_ / entry - 1.0
+
+
+def _unknown_since_last_trade(traded: pd.DataFrame, unknown: pd.DataFrame,
+                              like: pd.DataFrame) -> pd.DataFrame:
+    """Date x ticker: an `unknown` close lies after the name's last trade, up to this date."""
+    trade = _bool_matrix(traded, like)
+    seen = np.cumsum(_bool_matrix(unknown, like), axis=0)
+    index = np.arange(len(trade))[:, None]
+    last = np.maximum.accumulate(np.where(trade, index, -1), axis=0)
+    at_last = np.where(last >= 0, np.take_along_axis(seen, np.maximum(last, 0), axis=0), 0)
+    return pd.DataFrame(seen > at_last, index=like.index, columns=like.columns)
 
 
 def _bool_matrix(frame: pd.DataFrame | None, like: pd.DataFrame) -> np.ndarray:

@@ -425,8 +425,9 @@ def _looks_like_decimal_commas(values: pd.Series) -> bool:
 
 
 def _groups_names(frame: pd.DataFrame, column: str) -> bool:
-    """A text column that sorts the names into a few groups (an industry, a category): at most a
-    tenth as many values as names, and one value per name on nearly every name."""
+    """A text column that sorts the names into a few groups (an industry, a category): two or
+    more values, at most a tenth as many as names, and one per name on nearly every name (a
+    constant such as a currency groups nothing)."""
     if "ticker" not in frame.columns:
         return False
     values = frame[[column, "ticker"]].dropna()
@@ -434,7 +435,8 @@ def _groups_names(frame: pd.DataFrame, column: str) -> bool:
     if names < 10:
         return False
     per_name = values.groupby("ticker", sort=False)[column].nunique()
-    return bool(values[column].nunique() <= names / 10 and (per_name <= 1).mean() >= 0.9)
+    groups = values[column].nunique()
+    return bool(2 <= groups <= names / 10 and (per_name <= 1).mean() >= 0.9)
 
 
 def non_numeric_columns(frame: pd.DataFrame, columns: list[str]) -> dict[str, str]:

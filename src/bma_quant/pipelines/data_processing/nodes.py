@@ -193,9 +193,12 @@ def _calendar_findings(raw: pd.DataFrame, matrices: panel.PanelMatrices, keep: n
     """The file's size, its calendar (missing, filled and dropped dates), listings, delistings
     and long absences, for the data-quality report."""
     observed = matrices.close.notna()
-    # a name's cells from its first to its last close in the file: the dates before it listed
-    # and after it stopped are no gaps (on a survivorship-free panel they were most of the grid)
-    alive = _from_first_to_last(observed.to_numpy())
+    # a listing's cells from its first to its last close in the file: the dates before it
+    # listed, after it stopped and between a reused code's two companies are no gaps (on a
+    # survivorship-free panel they were most of the grid)
+    relist_after = (processing.get("eligibility") or {}).get("relist_after_days")
+    alive = _from_first_to_last(observed.to_numpy(),
+                                universe.relisting_rows(observed, relist_after))
     alive_kept = alive[keep]
     kept_values = kept.close.notna().to_numpy()
     return {
@@ -215,10 +218,19 @@ def _calendar_findings(raw: pd.DataFrame, matrices: panel.PanelMatrices, keep: n
     }
 
 
-def _from_first_to_last(present: np.ndarray) -> np.ndarray:
-    """Date x ticker bool: on or after the name's first True and on or before its last."""
-    started = np.logical_or.accumulate(present, axis=0)
-    return started & np.logical_or.accumulate(present[::-1], axis=0)[::-1]
+def _from_first_to_last(present: np.ndarray, relisted: np.ndarray | None = None) -> np.ndarray:
+    """Date x ticker bool: on or after a listing's first True and on or before its last, each
+    later listing of a code (`relisted`, core.data.universe.relisting_rows) apart."""
+    def span(values: np.ndarray) -> np.ndarray:
+        started = np.logical_or.accumulate(values, axis=0)
+        return started & np.logical_or.accumulate(values[::-1], axis=0)[::-1]
+
+    if relisted is None or not (relisted >= 0).any():
+        return span(present)
+    out = np.zeros(present.shape, dtype=bool)
+    for start in np.unique(relisted):  # -1: every code's first listing
+        out |= span(present & (relisted == start))
+    return out
 
 
 def _split_findings(split_repair: cleaning.SplitRepair, near_splits: list[dict],
@@ -378,7 +390,7 @@ def _warn_calendar(log: dict, periods_per_year: float | None) -> None:
             "a seven-day calendar: crypto?" if seven_days else "weekends included?", per_year,
             per_year / 252.0,
             "; a market without share splits (crypto) wants processing.split_detection.enabled: "
-            "false, or its real +-50 %% days that hold may be taken for splits and rescaled"
+            "false, or its real +-50 % days that hold may be taken for splits and rescaled"
             if seven_days else "")
     if log.get("dropped_dates"):
         _warn_strict_drops(log["strict_dropped_dates"], int(log["dates_in"]))
@@ -564,18 +576,23 @@ def finalise_panel(
                   **summary}
 
 
-def make_labels(primary_panel: pd.DataFrame, temporal: dict) -> pd.DataFrame:
-    """Forward returns of every primary_panel row; with `temporal.label_exit_at_last_trade` a
-    name without a trade at the window's end is valued at its last trade in the window
-    (core.data.labels.forward_return_labels)."""
+def make_labels(primary_panel: pd.DataFrame, temporal: dict,
+                clean_panel: panel.PanelMatrices | None = None) -> pd.DataFrame:
+    """Forward returns of every primary_panel row; with `temporal.label_exit_at_last_trade`
+    (default true) a name without a close at the window's end is valued at its last trade in
+    the window (core.data.labels.forward_return_labels), unless a close withheld by the split
+    repair (`clean_panel.withheld`: a move near a split ratio awaiting confirmation, perhaps a
+    crash) lies after that trade."""
     config = TemporalConfig.from_params(temporal)
     close = primary_panel.pivot(index="date", columns="ticker", values="close")
     traded = listed_from = unknown = None
     wide = primary_panel.pivot  # date x ticker matrices of the panel's columns
-    if temporal.get("label_exit_at_last_trade") and universe.TRADABLE in primary_panel.columns:
+    if (temporal.get("label_exit_at_last_trade", True)
+            and universe.TRADABLE in primary_panel.columns):
         traded = wide(index="date", columns="ticker", values=universe.TRADABLE)
-        # a stored row without its close: withheld (a suspected split) or masked (stale)
-        unknown = traded.notna() & close.isna()
+        if clean_panel is not None and clean_panel.withheld is not None:
+            unknown = clean_panel.withheld.reindex(index=close.index, columns=close.columns,
+                                                   fill_value=False)
     if universe.LISTED_FROM in primary_panel.columns:
         listed_from = wide(index="date", columns="ticker", values=universe.LISTED_FROM)
     label = labels.forward_return_labels(close, config.horizon_days, config.execution_delay_days,
@@ -635,7 +652,6 @@ def data_quality_report(
     """The data-quality report (JSON artifact) and the `data_processing.*` metrics. `source`
     names the files the stored panel came from (path, size, content hash) and `settings` the
     parameter values it was built with: a later layer run alone checks both."""
-    present = primary_panel["close"].notna()
     data = data or {}
     report = {
         "source": {
@@ -665,7 +681,7 @@ def data_quality_report(
         "rows_out": report["rows_out"],
         "tickers": report["tickers"],
         "dates": report["dates"],
-        "coverage": float(present.mean()),
+        "coverage": report["coverage"],  # over each listing's life (_calendar_findings)
         "missing_days": report["missing_days"],
         "forward_filled_days": report["forward_filled_days"],
         "suspected_splits": len(report["suspected_splits"]),

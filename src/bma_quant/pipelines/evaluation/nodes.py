@@ -84,9 +84,13 @@ def _backtest_panel(primary_panel: pd.DataFrame,
     if universe.TRADABLE in primary_panel:  # a close that is no trade is no estimate
         traded = backtest.tradable_pivot(primary_panel).reindex_like(wide["close"])
         wide["close"] = wide["close"].where(traded.fillna(False).astype(bool))
-    rates = costs.one_way_cost_rates(
-        costs.close_high_low_spread(wide["close"], wide["high"], wide["low"], spread.window,
-                                    spread.min_dates), config.cost_bps, spread.cap_bps)
+    estimate = costs.close_high_low_spread(wide["close"], wide["high"], wide["low"],
+                                           spread.window, spread.min_dates)
+    if not estimate.notna().to_numpy().any():
+        logger.warning("evaluation.backtest.spread_cost: no name has a spread estimate (high and "
+                       "low missing, or fewer than min_dates traded dates in any window): every "
+                       "trade pays the flat cost_bps only")
+    rates = costs.one_way_cost_rates(estimate, config.cost_bps, spread.cap_bps)
     long = rates.stack(future_stack=True).rename(costs.COST_RATE).reset_index()
     long.columns = ["date", "ticker", costs.COST_RATE]
     return panel.merge(long, on=["date", "ticker"], how="left")

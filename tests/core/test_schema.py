@@ -113,6 +113,23 @@ def test_local_midnights_converted_to_utc_are_said_to_look_shifted(caplog):
     with caplog.at_level(logging.WARNING):
         out = validate_long_panel(crypto)
     assert "Saturday or Sunday" not in caplog.text and out["date"].dt.dayofweek.nunique() == 7
+    # a Sunday-Thursday exchange (Riyadh) stamped on its own clock (+03:00): its Sundays are
+    # its trading days, not a shift; the same stamps in UTC still raise the question
+    sun_thu = pd.date_range("2021-01-03", periods=35)
+    sun_thu = sun_thu[sun_thu.dayofweek.isin([6, 0, 1, 2, 3])]
+    riyadh = pd.DataFrame({"date": np.repeat(sun_thu, 2), "ticker": ["AAA", "BBB"] * len(sun_thu),
+                           "close": 10.0})
+    local = riyadh.assign(date=riyadh["date"].dt.strftime("%Y-%m-%d 15:00:00+03:00"))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        out = validate_long_panel(local)
+    assert "Saturday or Sunday" not in caplog.text
+    assert (out["date"].dt.dayofweek == 6).any()  # Sundays kept as the file gives them
+    utc = riyadh.assign(date=riyadh["date"].dt.strftime("%Y-%m-%dT12:00:00Z"))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        validate_long_panel(utc)
+    assert "If the exchange trades Monday to Friday" in caplog.text
 
 
 def test_closes_stamped_at_different_times_line_up_on_their_day():

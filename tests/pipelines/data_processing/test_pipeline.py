@@ -666,6 +666,7 @@ def test_a_seven_day_calendar_is_named_with_its_rate_and_what_to_scale(tmp_path,
     assert "(a seven-day calendar: crypto?)" in caplog.text
     assert "set it to 365, and scale the windows by 1.45" in caplog.text
     assert "cv.min_train_days" in caplog.text and "split_detection.enabled: false" in caplog.text
+    assert "keep temporal.execution_delay_days at 1 or more" in caplog.text
 
 
 def test_holidays_of_a_second_exchange_dropped_by_the_strict_filter_are_named(tmp_path, market,

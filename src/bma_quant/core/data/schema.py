@@ -340,7 +340,21 @@ def local_clock(stamps: pd.Series) -> pd.Series:
     return stamps
 
 
-def trading_days(frame: pd.DataFrame, source: str, position: str = "line") -> pd.DataFrame:
+def _states_local_offset(dates: pd.Series) -> bool:
+    """The stamps carry a UTC offset other than zero ("... 15:00+03:00", or a time zone east or
+    west of UTC): the file gives the exchange's own clock, so its days are not shifted."""
+    if isinstance(dates.dtype, pd.DatetimeTZDtype):
+        first = dates.dropna()
+        return bool(len(first)) and first.iloc[0].utcoffset() != pd.Timedelta(0)
+    if not (pd.api.types.is_object_dtype(dates) or pd.api.types.is_string_dtype(dates)):
+        return False
+    offsets = dates.dropna().astype("string").head(1000).str.extract(
+        r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*([+-]\d{2}:?\d{2})$")[0].dropna()
+    return bool(len(offsets)) and bool((~offsets.str.fullmatch(r"[+-]00:?00")).all())
+
+
+def trading_days(frame: pd.DataFrame, source: str, position: str = "line",
+                 stated_local: bool = False) -> pd.DataFrame:
     """One calendar day per bar from a parsed date column.
 
     A time zone is dropped keeping the local calendar (a Tokyo close stamped 2020-01-06
@@ -373,7 +387,8 @@ def trading_days(frame: pd.DataFrame, source: str, position: str = "line") -> pd
         logger.info("%s: %d rows carry a time of day (e.g. %s at %s); each is taken as its day's "
                     "bar", source, int(timed.sum()), _where(frame, first, position),
                     stamps.iloc[first].time())
-        _warn_shifted_days(days[timed], stamps.iloc[first], source)
+        if not stated_local:  # an offset of the exchange's own clock: nothing to suspect
+            _warn_shifted_days(days[timed], stamps.iloc[first], source)
     return frame.assign(date=days)
 
 
@@ -539,8 +554,9 @@ def validate_long_panel(frame: pd.DataFrame, source: str = "input",
     """Validate and coerce a long panel; raise one DataValidationError listing every broken rule.
     Offending rows are named by `position` ("line" in a CSV, "row" in Parquet) when the frame
     carries each row's position in column LINE, else by their row index."""
+    local = "date" in frame and _states_local_offset(frame["date"])
     frame = trading_days(parse_dates(frame.reset_index(drop=True), source, position), source,
-                         position)
+                         position, stated_local=local)
     frame = trimmed_tickers(frame, source)
     frame = whole_number_sectors(frame)
     extra = [c for c in frame.columns if c not in RESERVED | {LINE}]

@@ -382,10 +382,13 @@ def _warn_calendar(log: dict, periods_per_year: float | None) -> None:
             "the file has about %.0f dates a year, not the ~252 of daily exchange bars (%s): every "
             "window counts rows, so the label horizon is temporal.prediction_horizon_days rows "
             "and annualised figures assume evaluation.backtest.periods_per_year (252 by default) "
-            "rows a year; set it to %.0f, and scale the windows by %.2f for these bars (in rows: "
-            "temporal.*_days, cv.min_train_days, processing.eligibility.window_days, "
-            "min_history_days and relist_after_days, feature_engineering.factors.momentum_long "
-            "and the *_windows lists, registry.warmup_extra_days)%s", per_year,
+            "rows a year; set it to %.0f, and scale the windows by %.2f for these bars: every "
+            "*_days, *_window(s) and momentum_long key of conf/base/parameters_*.yml counts rows "
+            "(temporal.*, cv.min_train_days, processing.eligibility.*, the factor, fear_greed, "
+            "selection and decay windows of feature_engineering, regime_models' windows, "
+            "evaluation.backtest.max_frozen_days, gates.checks.min_test_dates, registry."
+            "warmup_extra_days, inference.history_days), but keep temporal.execution_delay_days "
+            "at 1 or more (a trade one bar after the signal)%s", per_year,
             "weekly or monthly bars?" if per_year < 200 else
             "a seven-day calendar: crypto?" if seven_days else "weekends included?", per_year,
             per_year / 252.0,

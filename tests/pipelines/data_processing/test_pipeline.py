@@ -588,18 +588,23 @@ def test_weekly_bars_are_named_with_what_they_change(tmp_path, caplog):
     assert "dates a year" not in caplog.text
 
 
+def _processed_on_calendar(tmp_path, caplog, calendar: pd.DatetimeIndex) -> dict:
+    """data_processing (warnings captured) on an 8-name, 800-date synthetic panel moved onto
+    `calendar` (800 dates)."""
+    panel = generate_synthetic_market(n_tickers=8, n_days=800, seed=4).panel
+    panel["date"] = panel["date"].map(dict(zip(sorted(panel["date"].unique()), calendar,
+                                               strict=True)))
+    path = tmp_path / "calendar.parquet"
+    panel.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        return run_pipeline("data_processing", {}, _overrides(path))
+
+
 def test_a_six_day_week_is_not_annualised_as_252_without_a_word(tmp_path, caplog):
     """306-313 dates a year (a file forward-filled onto another exchange's Saturdays) is more
     than a tenth off 252: the default periods_per_year is not taken as set for it."""
-    panel = generate_synthetic_market(n_tickers=8, n_days=800, seed=4).panel
-    six_day = pd.date_range("2010-01-04", periods=panel["date"].nunique() * 7 // 6 + 7)
-    six_day = six_day[six_day.dayofweek < 6][: panel["date"].nunique()]
-    panel["date"] = panel["date"].map(dict(zip(sorted(panel["date"].unique()), six_day,
-                                               strict=True)))
-    path = tmp_path / "six_day.parquet"
-    panel.to_parquet(path)
-    with caplog.at_level(logging.WARNING):
-        out = run_pipeline("data_processing", {}, _overrides(path))
+    six_day = pd.date_range("2010-01-04", periods=800 * 7 // 6 + 7)
+    out = _processed_on_calendar(tmp_path, caplog, six_day[six_day.dayofweek < 6][:800])
     assert out["data_quality_report"]["dates_per_year"] > 300
     assert "dates a year, not the ~252 of daily exchange bars (weekends included?)" in caplog.text
 
@@ -654,14 +659,7 @@ def test_a_seven_day_calendar_is_named_with_its_rate_and_what_to_scale(tmp_path,
     """Every calendar day a date (crypto): 365 dates a year (the steps per year of the span,
     not 366), the row-count windows named, and split detection named (no splits there; real
     +-50 % days that hold look like them)."""
-    panel = generate_synthetic_market(n_tickers=8, n_days=800, seed=4).panel
-    days = pd.date_range("2019-01-01", periods=panel["date"].nunique())
-    panel["date"] = panel["date"].map(dict(zip(sorted(panel["date"].unique()), days,
-                                               strict=True)))
-    path = tmp_path / "seven_day.parquet"
-    panel.to_parquet(path)
-    with caplog.at_level(logging.WARNING):
-        out = run_pipeline("data_processing", {}, _overrides(path))
+    out = _processed_on_calendar(tmp_path, caplog, pd.date_range("2019-01-01", periods=800))
     assert out["data_quality_report"]["dates_per_year"] == 365.2
     assert "(a seven-day calendar: crypto?)" in caplog.text
     assert "set it to 365, and scale the windows by 1.45" in caplog.text

@@ -25,3 +25,23 @@ def _isolate_mlflow_state():
     mlflow.set_tracking_uri(SCRATCH_TRACKING_URI)
     fluent._active_experiment_id = None
     os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+
+
+# The smoke market is built once per session and copied into every e2e project that starts from
+# it (a `kedro run` costs several seconds of start-up alone); the trained smoke project likewise
+# serves every module that only reads it or reruns a layer in a copy of it.
+@pytest.fixture(scope="session")
+def smoke_market(tmp_path_factory):
+    from tests.e2e.project_copy import copy_project
+    from tests.e2e.smoke_chain import make_smoke_market
+
+    return make_smoke_market(copy_project(tmp_path_factory.mktemp("smoke_market")))
+
+
+@pytest.fixture(scope="session")
+def smoke_project(smoke_market, tmp_path_factory):
+    from tests.e2e.project_copy import copy_trained_project
+    from tests.e2e.smoke_chain import train_smoke_chain
+
+    return train_smoke_chain(copy_trained_project(smoke_market,
+                                                  tmp_path_factory.mktemp("smoke_chain")))

@@ -28,6 +28,16 @@ def copy_project(dest: Path) -> Path:
     return target
 
 
+def copy_trained_project(source: Path, dest: Path) -> Path:
+    """Copy a project copy with its data (raw files and every stored output) to dest, but not its
+    MLflow store: the copy logs to its own (an experiment's artifact folder is an absolute path
+    into the source)."""
+    target = dest / "project"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(
+        "mlruns", "mlflow.db", "__pycache__", ".staging", "*.log"))
+    return target
+
+
 def kedro_env(project: Path, extra: dict | None = None) -> dict[str, str]:
     """Environment of a `kedro run` in the copy: its own MLflow store, no telemetry prompt."""
     return {

@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from tests.e2e.project_copy import KEDRO, copy_project, kedro_env, kedro_run, mlflow_runs
+from tests.e2e.project_copy import KEDRO, copy_trained_project, kedro_env, kedro_run, mlflow_runs
 
 pytestmark = pytest.mark.e2e
 
@@ -32,11 +32,10 @@ def _outputs(project):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    project = copy_project(tmp_path_factory.mktemp("atomic"))
-    for args in ((*SMOKE, "--pipelines", "synthetic_data"), (*SMOKE, *TWO_LAYERS)):
-        result = kedro_run(project, *args)
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+def project(smoke_market, tmp_path_factory):
+    project = copy_trained_project(smoke_market, tmp_path_factory.mktemp("atomic"))
+    result = kedro_run(project, *SMOKE, *TWO_LAYERS)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     prices = pd.read_parquet(project / "data/01_raw/synthetic_prices.parquet")
     last = prices["date"].drop_duplicates().sort_values().iloc[-40]
     prices[prices["date"] < last].to_parquet(project / "data/01_raw/shorter.parquet")

@@ -13,7 +13,7 @@ import mlflow
 import optuna
 import pytest
 
-from tests.e2e.project_copy import KEDRO, copy_project, kedro_env, kedro_run
+from tests.e2e.project_copy import KEDRO, copy_trained_project, kedro_env, kedro_run
 from tests.scale_out.postgres import PostgresServer, free_port
 
 pytestmark = [pytest.mark.scale_out, pytest.mark.e2e]
@@ -30,44 +30,54 @@ def postgres():
     server.stop()
 
 
+class _MlflowServer:
+    """An MLflow tracking server process, started but perhaps not yet answering."""
+
+    def __init__(self, process: subprocess.Popen, uri: str, log_path) -> None:
+        self.process, self.uri, self.log_path = process, uri, log_path
+
+    def ready(self, timeout: float = 180) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self.uri
+            except OSError:
+                assert self.process.poll() is None, self.log_path.read_text()
+                assert time.monotonic() < deadline, "mlflow server did not start"
+                time.sleep(1)
+
+
 @pytest.fixture(scope="module")
 def mlflow_server(postgres, tmp_path_factory):
+    """Started here, waited for by `scaled` after its local runs: its start-up (imports, the
+    schema migration) overlaps them."""
     port = free_port()
     artifacts = tmp_path_factory.mktemp("mlflow_artifacts")
+    log_path = artifacts.parent / "mlflow_server.log"
     # the server's log goes to a file: an unread pipe fills up and blocks the server
-    log = open(artifacts.parent / "mlflow_server.log", "w")  # noqa: SIM115 - closed below
+    log = open(log_path, "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [str(KEDRO.parent / "mlflow"), "server", "--backend-store-uri",
          postgres.create_database("mlflow"), "--artifacts-destination", str(artifacts),
          "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
         stdout=log, stderr=subprocess.STDOUT, text=True)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            assert process.poll() is None, (artifacts.parent / "mlflow_server.log").read_text()
-            assert time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(1)
-    yield uri
+    yield _MlflowServer(process, f"http://127.0.0.1:{port}", log_path)
     process.terminate()
     process.wait(timeout=30)
     log.close()
 
 
 @pytest.fixture(scope="module")
-def scaled(postgres, mlflow_server, tmp_path_factory):
-    project = copy_project(tmp_path_factory.mktemp("scale_out"))
+def scaled(postgres, mlflow_server, smoke_market, tmp_path_factory):
+    project = copy_trained_project(smoke_market, tmp_path_factory.mktemp("scale_out"))
     storage = postgres.create_database("optuna")
     params = (f"base_models.tuning.storage={storage},base_models.tuning.study_name={STUDY},"
               f"base_models.tuning.n_trials={BUDGET}")
-    for args in ((*SMOKE, "--pipelines", "synthetic_data"),
-                 (*SMOKE, "--pipelines", "data_processing,feature_engineering", "--params", params)):
-        result = kedro_run(project, *args)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = kedro_run(project, *SMOKE, "--pipelines", "data_processing,feature_engineering",
+                       "--params", params)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     env = kedro_env(project, {"PYTHONPATH": str(project / "src")})
     workers = subprocess.run(
         [sys.executable, "-m", "bma_quant.tune_worker", "--workers", "2", *SMOKE,
@@ -78,7 +88,7 @@ def scaled(postgres, mlflow_server, tmp_path_factory):
     after_workers = study.trials
     # a server on a busy 2-core machine may answer slowly: MLflow's own patient defaults here
     # (the bounded retries of mlflow_connection are tested in tests/test_mlflow_connection.py)
-    env.update(MLFLOW_TRACKING_URI=mlflow_server, MLFLOW_HTTP_REQUEST_TIMEOUT="120",
+    env.update(MLFLOW_TRACKING_URI=mlflow_server.ready(), MLFLOW_HTTP_REQUEST_TIMEOUT="120",
                MLFLOW_HTTP_REQUEST_MAX_RETRIES="5")
     run = subprocess.run([str(KEDRO), "run", *SMOKE, "--params", params], cwd=project, env=env,
                          capture_output=True, text=True, timeout=900)
@@ -116,7 +126,7 @@ def test_the_training_run_uses_the_best_trial_of_the_shared_study(scaled):
 def test_the_run_logs_to_an_mlflow_server_backed_by_postgresql(scaled, mlflow_server, postgres):
     import psycopg
 
-    mlflow.set_tracking_uri(mlflow_server)
+    mlflow.set_tracking_uri(mlflow_server.ready())
     runs = mlflow.search_runs(experiment_names=["bma_quant"],
                               filter_string="tags.pipelines = '__default__'")
     assert len(runs) == 1

@@ -163,3 +163,23 @@ def synthetic_upstream(n_tickers: int, n_days: int, seed: int, **market_options)
         upstream = run_pipeline("data_processing", {}, {
             "data": {"raw_path": str(path), "index_path": None}, **overrides})
     return market, upstream
+
+
+def processed_panel(panel, folder: Path):
+    """`primary_panel` of the real data_processing pipeline (in memory, default parameters, no
+    index file) on a long OHLCV `panel`, written to a parquet file in `folder` first."""
+    path = folder / f"prices_{len(panel)}.parquet"
+    panel.to_parquet(path, index=False)
+    overrides = {"data": {"raw_path": str(path), "index_path": None, "true_regimes_path": None},
+                 "periods": {"dev_start": None}}
+    return run_pipeline("data_processing", {}, overrides)["primary_panel"]
+
+
+OHLCV_COLUMNS = ["date", "ticker", "open", "high", "low", "close", "volume", "sector"]
+
+
+def ohlcv_market(n_tickers: int, n_days: int, seed: int, signal_strength: float):
+    """(SyntheticMarket, its panel's OHLCV columns as a user's file has them, a fresh folder)."""
+    market = generate_synthetic_market(n_tickers, n_days, seed=seed, ohlcv=True,
+                                       signal_strength=signal_strength)
+    return market, market.panel[OHLCV_COLUMNS], Path(tempfile.mkdtemp(prefix="bench_"))

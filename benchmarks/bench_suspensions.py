@@ -25,12 +25,11 @@ import logging
 
 import numpy as np
 import pandas as pd
-from _common import SMALL, machine_line, publish
+from _common import SMALL, machine_line, ohlcv_market, processed_panel, publish
 
-from bma_quant.core.data.synthetic import generate_synthetic_market
 from bma_quant.core.evaluation.backtest import holding_returns, long_short_backtest
 from bma_quant.core.evaluation.test_period import EvaluationConfig
-from tests.support import project_params, run_pipeline
+from tests.support import project_params
 
 SECTION = "suspensions"
 N_TICKERS, N_DAYS = (60, 800) if SMALL else (300, 2000)
@@ -67,14 +66,6 @@ def suspend(panel: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame
     return out, windows, days
 
 
-def primary_panel(panel: pd.DataFrame, folder) -> pd.DataFrame:
-    path = folder / f"prices_{len(panel)}.parquet"
-    panel.to_parquet(path, index=False)
-    overrides = {"data": {"raw_path": str(path), "index_path": None, "true_regimes_path": None},
-                 "periods": {"dev_start": None}}
-    return run_pipeline("data_processing", {}, overrides)["primary_panel"]
-
-
 def signal_predictions(primary: pd.DataFrame, signal: pd.DataFrame) -> pd.DataFrame:
     """The planted signal on the eligible rows, from date WARM_UP on."""
     rows = primary.loc[primary["eligible"], ["date", "ticker"]]
@@ -97,20 +88,14 @@ def held_names_untradable(result, tradable: pd.DataFrame) -> tuple[int, int]:
 
 
 def main() -> None:
-    import tempfile
-    from pathlib import Path
-
     logging.basicConfig(level=logging.ERROR)
-    folder = Path(tempfile.mkdtemp(prefix="bench_suspensions_"))
-    market = generate_synthetic_market(N_TICKERS, N_DAYS, seed=SEED, ohlcv=True,
-                                       signal_strength=SIGNAL_STRENGTH)
-    base = market.panel[["date", "ticker", "open", "high", "low", "close", "volume", "sector"]]
+    market, base, folder = ohlcv_market(N_TICKERS, N_DAYS, SEED, SIGNAL_STRENGTH)
     signal = market.panel[["date", "ticker", "signal_1"]]
     suspended, windows, days = suspend(base, np.random.default_rng(SEED))
     config = EvaluationConfig.from_params(project_params()["evaluation"],
                                           project_params()["temporal"])
-    clean = primary_panel(base, folder)
-    primary = primary_panel(suspended, folder)
+    clean = processed_panel(base, folder)
+    primary = processed_panel(suspended, folder)
     kwargs = dict(rebalance_days=config.rebalance_days, n_quantiles=config.n_quantiles,
                   cost_bps=config.cost_bps, execution_delay=config.execution_delay,
                   periods_per_year=config.periods_per_year)

@@ -190,3 +190,49 @@ def test_spread_costs_charge_illiquid_names_more(planted, tmp_path):
     with pytest.raises(preflight.PreflightError, match="spread_cost.enabled"):
         preflight.check_spread_cost_columns(["date", "ticker", "close"], params)
     preflight.check_spread_cost_columns(["date", "ticker", "close", "high", "low"], params)
+
+
+def _one_price_bars(panel: pd.DataFrame, min_move: float) -> tuple[pd.DataFrame, int]:
+    """The panel with a 2 % bar range around every close, except one-price bars (open = high =
+    low = close) on the closes at least `min_move` from the previous one: what a market with
+    daily price limits shows on its locked days."""
+    panel = panel.sort_values(["ticker", "date"]).copy()
+    move = panel.groupby("ticker")["close"].pct_change().abs()
+    locked = (move >= min_move).to_numpy()
+    panel["open"] = panel["close"]
+    panel["high"] = np.where(locked, panel["close"], panel["close"] * 1.01)
+    panel["low"] = np.where(locked, panel["close"], panel["close"] * 0.99)
+    return panel.sort_values(["date", "ticker"]).reset_index(drop=True), int(locked.sum())
+
+
+def test_limit_locked_closes_change_the_backtests_not_the_scores(planted, tmp_path):
+    """evaluation.backtest.limit_locks (on by default): on a panel whose large moves are
+    one-price bars, the books trade differently (no buy at a limit-up close, no sale at a
+    limit-down one) in the test backtest and the luck statistics' backtests; the RankICs do not
+    move. Off, or on a panel without such bars, every figure is as before."""
+    datasets, flat = planted
+    panel, n_locked = _one_price_bars(datasets["primary_panel"], 0.045)
+    assert n_locked > 100
+    _, overrides = build_upstream(tmp_path)
+    key = ["model", "scope"]
+    before = flat["evaluation_table"].set_index(key).sort_index()
+
+    def table(frame, locks):
+        params = {**GATES, "evaluation": {**GATES["evaluation"],
+                                          "backtest": {"limit_locks": locks}}}
+        out = run_pipeline("evaluation", {**datasets, "primary_panel": frame},
+                           {**overrides, **params})
+        return out, out["evaluation_table"].set_index(key).sort_index()
+
+    out, locked = table(panel, {"enabled": True, "min_move": 0.045})
+    pd.testing.assert_series_equal(before["rank_ic"], locked["rank_ic"])
+    overall = (slice(None), "all")
+    assert (locked.loc[overall, "turnover"] != before.loc[overall, "turnover"]).all()
+    dev_before = flat["evaluation_configurations"].set_index("configuration")["dev_sharpe"]
+    dev_after = out["evaluation_configurations"].set_index("configuration")["dev_sharpe"]
+    assert (dev_after != dev_before).any()
+    # off, or no one-price bar past the move: nothing changes
+    _, off = table(panel, {"enabled": False, "min_move": 0.045})
+    pd.testing.assert_frame_equal(before, off)
+    _, untouched = table(panel, {"enabled": True, "min_move": 0.9})
+    pd.testing.assert_frame_equal(before, untouched)

@@ -50,6 +50,12 @@ dates without a trade the name is taken as delisted: the position earns nothing 
 sold at its last price at the next trade, even if the name trades again before it (the file has
 no delisting return), and a close after such a gap earns no return across it (a code back after
 a long absence is often another company). The rule reads each date and earlier only.
+
+Closes locked at a daily price limit (``limit_lock``, core.evaluation.limit_locks: +1 limit-up,
+nothing can be bought; -1 limit-down, nothing can be sold): at such a trade close a position the
+book would buy into (or a short it would cover) at +1, or sell out of (or short) at -1, keeps its
+drifted weight, as a frozen one does, and each leg's other targets are scaled down so the leg is
+no larger than its target. The kept weight is counted in ``frozen_weight``.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ import pandas as pd
 
 from bma_quant.core.data.universe import TRADABLE
 from bma_quant.core.evaluation.costs import COST_RATE
+from bma_quant.core.evaluation.limit_locks import LIMIT_LOCK, with_locks
 from bma_quant.core.evaluation.metrics import CONSTANT_RTOL, DATE, TICKER, quantile_labels
 
 BOOKS = ("long_short", "long_only", "universe")
@@ -75,7 +82,8 @@ DAILY_COLUMNS = (
     "equity",
     "drawdown",
     # on a book's first held day: gross long-short weight kept frozen at its trade (closes that
-    # are not trades) and sold at a last price past max_frozen_days (taken as delisted)
+    # are not trades, and trades a price-limit lock forbids) and sold at a last price past
+    # max_frozen_days (taken as delisted)
     "frozen_weight",
     "closed_untraded_weight",
 )
@@ -324,14 +332,14 @@ def _with_frozen(targets: np.ndarray, drifted: np.ndarray, tradable: np.ndarray,
 
 def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray, end: int,
                 cells: tuple[np.ndarray, np.ndarray] | None = None,
-                rates: np.ndarray | None = None
+                rates: np.ndarray | None = None, locks: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """(day x book) returns, the long-short book's turnover per day, (day x 2) its gross
     weight frozen / closed at a last price at each trade, from the first book's first held day
     to ``end``: each book held untraded until the next one starts; and with ``rates`` (day x
     ticker one-way cost per unit traded, core.evaluation.costs) each trade's cost, else None.
     ``cells``: (tradable, frozen), both (day x ticker) (module docstring); None = every close a
-    trade."""
+    trade. ``locks``: (day x ticker) price-limit locks (module docstring); None = none."""
     first = start[0]
     stops = np.append(start[1:], end)
     book_returns = np.zeros((end - first, len(BOOKS)))
@@ -354,6 +362,9 @@ def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray,
             gone = ~tradable[begin:stop] & ~frozen[begin:stop]
             if gone.any():
                 held = np.where(np.logical_or.accumulate(gone, axis=0), 0.0, held)
+        if locks is not None and locks[begin - 1].any():  # the trade's close
+            targets, blocked = with_locks(targets, drifted, locks[begin - 1])
+            untraded[begin - first, 0] += np.abs(drifted[blocked[:, 0], 0]).sum()
         traded = np.abs(targets[:, 0] - drifted[:, 0])
         turnover[begin - first] = 0.5 * traded.sum()
         if costs is not None:
@@ -387,8 +398,10 @@ def holding_returns(panel: pd.DataFrame, max_frozen_days: int | None = None) -> 
     forward-filled or masked run, a withheld split window), if that was at most
     ``max_frozen_days`` + 1 dates earlier, else NaN (taken as relisted); NaN on a close that is no
     trade (a held position keeps its value). Without a `tradable` column: ``ret_1d`` as it is.
-    Returns (date, ticker, ret_1d, tradable[, cost_rate]) in the panel's row order."""
-    costs = [COST_RATE] if COST_RATE in panel else []  # passed through (long_short_backtest)
+    Returns (date, ticker, ret_1d, tradable[, cost_rate][, limit_lock]) in the panel's row
+    order."""
+    # passed through (long_short_backtest reads them)
+    costs = [c for c in (COST_RATE, LIMIT_LOCK) if c in panel]
     if TRADABLE not in panel:
         return panel[[DATE, TICKER, "ret_1d", *costs]]
     if panel.duplicated([DATE, TICKER]).any():
@@ -525,6 +538,8 @@ def long_short_backtest(
     max_frozen_days: int | None = None,
     cost_rates: pd.DataFrame | None = None,
     cost_col: str = COST_RATE,
+    locks: pd.DataFrame | None = None,
+    lock_col: str = LIMIT_LOCK,
 ) -> BacktestResult:
     """Quantile long-short, long-only and universe backtest with delayed execution and costs.
 
@@ -546,6 +561,9 @@ def long_short_backtest(
     (core.evaluation.costs, `evaluation.backtest.spread_cost`), or with long ``returns`` their
     ``cost_col`` column: each trade then costs the sum of its names' rates times their traded
     weights, instead of ``cost_bps`` x turnover (a name without a rate pays cost_bps / 2).
+    ``locks``: (date x ticker) price-limit locks (+1 up, -1 down, 0 or missing none; module
+    docstring), or with long ``returns`` their ``lock_col`` column; None and no such column:
+    no close is locked.
     """
     if rebalance_days < 1 or execution_delay < 0:
         raise ValueError(
@@ -567,6 +585,8 @@ def long_short_backtest(
         tradable = tradable_pivot(returns, tradable_col)
     if cost_rates is None and not _is_wide(returns, return_col) and cost_col in returns:
         cost_rates = returns.pivot(index=DATE, columns=TICKER, values=cost_col)
+    if locks is None and not _is_wide(returns, return_col) and lock_col in returns:
+        locks = returns.pivot(index=DATE, columns=TICKER, values=lock_col)
     trading_dates = pd.DatetimeIndex(wide_returns.index, name=DATE)
     signal_dates, start = _trade_schedule(signal_dates, trading_dates, execution_delay)
     trade_dates = trading_dates[start - 1]
@@ -589,8 +609,14 @@ def long_short_backtest(
         rates = cost_rates.reindex(index=trading_dates, columns=tickers).to_numpy(
             dtype=np.float64, na_value=np.nan)
         rates = np.where(np.isfinite(rates), rates, cost_bps / 2.0 / 1e4)
+    lock_cells = None
+    if locks is not None:
+        lock_cells = locks.reindex(index=trading_dates, columns=tickers).to_numpy(
+            dtype=np.float64, na_value=0.0)
+        lock_cells = None if not lock_cells.any() else np.sign(np.nan_to_num(lock_cells))
     book_returns, turnover, untraded, costs = _hold_books(
-        _book_matrices(weights, signal_dates, tickers), start, daily_returns, end, cells, rates)
+        _book_matrices(weights, signal_dates, tickers), start, daily_returns, end, cells, rates,
+        lock_cells)
     net = book_returns[:, 0] - (cost_bps / 1e4 * turnover if costs is None else costs)
     daily = _daily_frame(book_returns, net, turnover, trading_dates[first:end], untraded)
     summary = _summary(net, daily["excess"].to_numpy(), turnover[start[1:] - first],

@@ -34,6 +34,7 @@ from bma_quant.core.evaluation.backtest import (
     max_drawdown,
 )
 from bma_quant.core.evaluation.costs import COST_RATE, SpreadCost
+from bma_quant.core.evaluation.limit_locks import LIMIT_LOCK, LimitLocks
 from bma_quant.core.evaluation.metrics import (
     DATE,
     TICKER,
@@ -80,6 +81,8 @@ class EvaluationConfig:
     max_frozen_days: int | None = 21  # a position without a trade is frozen this long at most
     # per-name costs from estimated bid-ask spreads (core.evaluation.costs); off: cost_bps only
     spread_cost: SpreadCost = field(default_factory=SpreadCost)
+    # no trade across a close locked at a daily price limit (core.evaluation.limit_locks)
+    limit_locks: LimitLocks = field(default_factory=LimitLocks)
 
     @classmethod
     def from_params(cls, params: dict, temporal: dict | None = None) -> EvaluationConfig:
@@ -104,6 +107,7 @@ class EvaluationConfig:
             max_frozen_days=(None if book.get("max_frozen_days", 21) is None
                              else int(book.get("max_frozen_days", 21))),
             spread_cost=SpreadCost.from_params(book.get("spread_cost")),
+            limit_locks=LimitLocks.from_params(book.get("limit_locks")),
         )
 
 
@@ -315,8 +319,8 @@ def evaluate_predictions(
     # what a holder earns is measured on the whole panel: a gap may start before the test period
     held = (holding_returns(panel, config.max_frozen_days)
             if TRADABLE in panel and "close" in panel else panel)
-    returns = restrict_to_period(held[[c for c in (DATE, TICKER, "ret_1d", TRADABLE, COST_RATE)
-                                       if c in held]], test_start, None)
+    returns = restrict_to_period(held[[c for c in (DATE, TICKER, "ret_1d", TRADABLE, COST_RATE,
+                                                   LIMIT_LOCK) if c in held]], test_start, None)
     test_panel = restrict_to_period(panel, test_start, None)
     regime_series = regime_by_date(regimes)
 

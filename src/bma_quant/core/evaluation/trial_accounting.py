@@ -22,6 +22,7 @@ from bma_quant.core.evaluation.backtest import (
     tradable_pivot,
 )
 from bma_quant.core.evaluation.costs import COST_RATE
+from bma_quant.core.evaluation.limit_locks import LIMIT_LOCK
 from bma_quant.core.evaluation.test_period import EvaluationConfig
 
 CONFIGURATION = "configuration"
@@ -144,8 +145,8 @@ def configuration_returns(
 ) -> pd.DataFrame:
     """Daily net long-short returns of every configuration (rows = dates, columns =
     configurations; NaN where a configuration holds no book). ``returns``: long (date, ticker,
-    ret_1d and optionally tradable: then `backtest.holding_returns`, and cost_rate), already cut
-    to the period the books may be held in."""
+    ret_1d and optionally tradable: then `backtest.holding_returns`, cost_rate and limit_lock),
+    already cut to the period the books may be held in."""
     series = {}
     wide = returns.pivot(index="date", columns="ticker", values="ret_1d")  # once, not per config
     # the frozen cells are derived once for every configuration
@@ -153,6 +154,8 @@ def configuration_returns(
                 if TRADABLE in returns else None)
     rates = (returns.pivot(index="date", columns="ticker", values=COST_RATE)
              if COST_RATE in returns else None)
+    locks = (returns.pivot(index="date", columns="ticker", values=LIMIT_LOCK)
+             if LIMIT_LOCK in returns else None)
     names = predictions.groupby(CONFIGURATION, sort=True, observed=True).size().index
     rows, signal_dates = _rebalance_rows(predictions, config.rebalance_days)
     parts = dict(iter(rows.groupby(CONFIGURATION, sort=False, observed=True)))
@@ -163,6 +166,7 @@ def configuration_returns(
             cost_bps=config.cost_bps, execution_delay=config.execution_delay,
             periods_per_year=config.periods_per_year, signal_dates=signal_dates.get(name),
             tradable=tradable, max_frozen_days=config.max_frozen_days, cost_rates=rates,
+            locks=locks,
         )
         series[name] = result.daily["long_short"]
     if not series:

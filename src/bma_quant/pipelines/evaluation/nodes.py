@@ -19,6 +19,7 @@ from bma_quant.core.evaluation import (
     costs,
     cpcv,
     gates,
+    limit_locks,
     overfitting,
     plots,
     static_plots,
@@ -70,8 +71,11 @@ def _backtest_columns(primary_panel: pd.DataFrame) -> list[str]:
 def _backtest_panel(primary_panel: pd.DataFrame,
                     config: test_period.EvaluationConfig) -> pd.DataFrame:
     """The panel's backtest columns and, with `evaluation.backtest.spread_cost`, each row's
-    one-way cost rate from the name's estimated bid-ask spread (core.evaluation.costs)."""
-    panel = primary_panel[_backtest_columns(primary_panel)]
+    one-way cost rate from the name's estimated bid-ask spread (core.evaluation.costs); with
+    `evaluation.backtest.limit_locks` and high and low prices, each close locked at a daily
+    price limit (core.evaluation.limit_locks), where there is one."""
+    panel = _with_limit_locks(primary_panel[_backtest_columns(primary_panel)], primary_panel,
+                              config.limit_locks)
     spread = config.spread_cost
     if not spread.enabled:
         return panel
@@ -79,11 +83,7 @@ def _backtest_panel(primary_panel: pd.DataFrame,
     if missing:
         raise ValueError(f"evaluation.backtest.spread_cost.enabled needs high and low prices; "
                          f"the panel has no {' or '.join(missing)} column (set it to false)")
-    wide = {c: primary_panel.pivot(index="date", columns="ticker", values=c)
-            for c in ("close", "high", "low")}
-    if universe.TRADABLE in primary_panel:  # a close that is no trade is no estimate
-        traded = backtest.tradable_pivot(primary_panel).reindex_like(wide["close"])
-        wide["close"] = wide["close"].where(traded.fillna(False).astype(bool))
+    wide = _traded_ohlc(primary_panel, ("close", "high", "low"))
     estimate = costs.close_high_low_spread(wide["close"], wide["high"], wide["low"],
                                            spread.window, spread.min_dates)
     if not estimate.notna().to_numpy().any():
@@ -93,6 +93,44 @@ def _backtest_panel(primary_panel: pd.DataFrame,
     rates = costs.one_way_cost_rates(estimate, config.cost_bps, spread.cap_bps)
     long = rates.stack(future_stack=True).rename(costs.COST_RATE).reset_index()
     long.columns = ["date", "ticker", costs.COST_RATE]
+    return panel.merge(long, on=["date", "ticker"], how="left")
+
+
+def _traded_ohlc(primary_panel: pd.DataFrame, fields) -> dict[str, pd.DataFrame]:
+    """(date x ticker) prices of `fields`, the close NaN where it is no trade."""
+    wide = {c: primary_panel.pivot(index="date", columns="ticker", values=c) for c in fields}
+    if universe.TRADABLE in primary_panel:
+        traded = backtest.tradable_pivot(primary_panel).reindex_like(wide["close"])
+        wide["close"] = wide["close"].where(traded.fillna(False).astype(bool))
+    return wide
+
+
+def _with_limit_locks(panel: pd.DataFrame, primary_panel: pd.DataFrame,
+                      rule: limit_locks.LimitLocks) -> pd.DataFrame:
+    """`panel` with a `limit_lock` column when the rule is on, the panel has high and low, and
+    some close is locked (none: the panel as it was, so a market without limits costs nothing)."""
+    if not rule.enabled or not {"high", "low"} <= set(primary_panel.columns):
+        return panel
+    # most panels have no one-price bar at all: looked for on the long rows, before any pivot
+    # (a superset of limit_locks' test: high and low each within 1e-6 of the close)
+    high, low, close = (primary_panel[c].to_numpy(dtype=np.float64, na_value=np.nan)
+                        for c in ("high", "low", "close"))
+    with np.errstate(invalid="ignore"):
+        if not (np.abs(high - low) <= 2.5e-6 * np.abs(close)).any():
+            return panel
+    fields = ("close", "high", "low", *(["open"] if "open" in primary_panel else []))
+    wide = _traded_ohlc(primary_panel, fields)
+    locks = limit_locks.limit_locks(wide["close"], wide["high"], wide["low"], wide.get("open"),
+                                    min_move=rule.min_move)
+    values = locks.to_numpy()
+    if not values.any():
+        return panel
+    logger.info("limit locks: %d closes traded at one price %.1f%% or more above their previous "
+                "close, %d as far below (evaluation.backtest.limit_locks): every backtest makes "
+                "no buy at the first and no sale at the second", int((values > 0).sum()),
+                100 * rule.min_move, int((values < 0).sum()))
+    long = locks.stack(future_stack=True).rename(limit_locks.LIMIT_LOCK).reset_index()
+    long.columns = ["date", "ticker", limit_locks.LIMIT_LOCK]
     return panel.merge(long, on=["date", "ticker"], how="left")
 
 

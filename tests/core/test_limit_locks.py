@@ -1,0 +1,140 @@
+"""Closes locked at a daily price limit (core.evaluation.limit_locks) and what the backtest does
+at them: a locked buy is not made, a locked sale not done."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bma_quant.core.evaluation.backtest import long_short_backtest
+from bma_quant.core.evaluation.limit_locks import LIMIT_LOCK, limit_locks, with_locks
+
+NAMES = list("ABCDEFGHIJ")
+
+
+def _bars():
+    """Five dates of two names. A: a one-price bar +10 % (date 1), a one-price bar +1 % (2), a
+    range bar -10 % (3), a one-price bar -10 % (4). B: no close on date 1, then a one-price bar
+    +10 % against its date-0 close (2), an open away from the close (3)."""
+    dates = pd.bdate_range("2024-01-01", periods=5)
+    close = pd.DataFrame({"A": [10.0, 11.0, 11.11, 9.999, 8.9991],
+                          "B": [20.0, np.nan, 22.0, 24.2, 24.2]}, index=dates)
+    high = close.copy()
+    low = close.copy()
+    high.loc[dates[3], "A"], low.loc[dates[3], "A"] = 10.5, 9.9
+    open_ = close.copy()
+    open_.loc[dates[3], "B"] = 22.5
+    open_.loc[dates[4], "B"] = np.nan  # a missing open says nothing
+    return close, high, low, open_
+
+
+def test_one_price_bars_past_the_move_are_locked_in_its_direction():
+    close, high, low, open_ = _bars()
+    locks = limit_locks(close, high, low, open_, min_move=0.045)
+    assert locks["A"].tolist() == [0, 1, 0, 0, -1]
+    # B: the previous traded close is date 0's; an open away from the close is no lock; date 4
+    # is one price but 0 % from date 3
+    assert locks["B"].tolist() == [0, 0, 1, 0, 0]
+    assert locks.dtypes.eq(np.int8).all()
+
+
+def test_a_close_that_is_no_trade_is_neither_locked_nor_the_previous_close():
+    close, high, low, open_ = _bars()
+    traded = pd.DataFrame(True, close.index, close.columns)
+    traded.loc[close.index[1], "A"] = False  # date 1's +10 % was a copied close
+    locks = limit_locks(close, high, low, open_, traded=traded, min_move=0.045)
+    # date 1 not locked; date 2 is +11.1 % from date 0 in one price: locked
+    assert locks["A"].tolist() == [0, 0, 1, 0, -1]
+
+
+def test_flags_are_causal():
+    close, high, low, open_ = _bars()
+    full = limit_locks(close, high, low, open_)
+    for cut in range(1, len(close) + 1):
+        part = limit_locks(close.iloc[:cut], high.iloc[:cut], low.iloc[:cut], open_.iloc[:cut])
+        pd.testing.assert_frame_equal(part, full.iloc[:cut])
+
+
+def test_min_move_must_be_positive():
+    close, high, low, open_ = _bars()
+    with pytest.raises(ValueError, match="min_move"):
+        limit_locks(close, high, low, open_, min_move=0.0)
+
+
+def test_with_locks_keeps_blocked_weights_and_scales_the_leg():
+    """Long leg A .5, B .5 held; the new targets are long C, D .5 each. B is locked limit-down
+    (cannot be sold): it keeps .5, so C and D are scaled to .25 each (the leg is no larger than
+    its target). With C locked limit-up as well (cannot be bought) C stays at 0 and D keeps its
+    .5: the leg is B .5 + D .5. Only the long-short book (one column) here."""
+    drifted = np.array([[0.5], [0.5], [0.0], [0.0]])
+    targets = np.array([[0.0], [0.0], [0.5], [0.5]])
+    out, blocked = with_locks(targets, drifted, np.array([0, -1, 0, 0], dtype=np.int8))
+    assert out[:, 0].tolist() == pytest.approx([0.0, 0.5, 0.25, 0.25])
+    assert blocked[:, 0].tolist() == [False, True, False, False]
+    out, blocked = with_locks(targets, drifted, np.array([0, -1, 1, 0], dtype=np.int8))
+    assert out[:, 0].tolist() == pytest.approx([0.0, 0.5, 0.0, 0.5])
+    assert blocked[:, 0].tolist() == [False, True, True, False]
+    # a lock the trade does not cross (A locked up, but A is sold) blocks nothing
+    same, none = with_locks(targets, drifted, np.array([1, 0, -1, 0], dtype=np.int8))
+    assert not none.any() and np.array_equal(same, targets)
+
+
+def _case():
+    """Ten names, signals at 0, 3, 6 (traded at closes 1, 4, 7). The first book is long A, B and
+    short I, J; the second ranks them the other way round. Every return is 0 except on day 5."""
+    dates = pd.bdate_range("2024-01-01", periods=10)
+    returns = pd.DataFrame(0.0, index=dates, columns=NAMES)
+    first = list(range(10, 0, -1))
+    preds = pd.DataFrame([first] * 3 + [first[::-1]] * 3 + [first] * 4, index=dates,
+                         columns=NAMES)
+    return preds.rename_axis(index="date", columns="ticker").stack().rename(
+        "prediction").reset_index(), returns
+
+
+def _long(wide, name):
+    return wide.rename_axis(index="date", columns="ticker").stack().rename(name).reset_index()
+
+
+def _run(preds, returns, locks=None):
+    frame = _long(returns, "ret_1d")
+    if locks is not None:
+        frame = frame.merge(_long(locks, LIMIT_LOCK), on=["date", "ticker"])
+    return long_short_backtest(preds, frame, rebalance_days=3, n_quantiles=5, cost_bps=0.0,
+                               execution_delay=1)
+
+
+def test_a_name_locked_limit_up_at_the_trade_is_not_bought_and_a_locked_down_one_not_sold():
+    """At the second trade (close 4) the book flips from long A, B / short I, J to long I, J /
+    short A, B. I is locked limit-up (no sellers): the short in I cannot be covered, and I is
+    not bought. A is locked limit-down (no buyers): the long in A cannot be sold, and A is not
+    shorted. The kept .5 in each leg leaves room for .5 of new positions: J long .5, B short .5.
+    Day 5: A -10 %, I +10 %, J +2 %. Locked: .5 x -.1 (A) - .5 x .1 (I) + .5 x .02 (J) = -.09;
+    without locks: -.5 x -.1 (A) + .5 x .1 (I) + .5 x .02 (J) = .11."""
+    preds, returns = _case()
+    day4, day5 = returns.index[4], returns.index[5]
+    returns.loc[day5, ["A", "I", "J"]] = [-0.1, 0.1, 0.02]
+    locks = pd.DataFrame(0, returns.index, NAMES, dtype=np.int8)
+    locks.loc[day4, ["I", "A"]] = [1, -1]
+    locked, free = _run(preds, returns, locks), _run(preds, returns)
+    assert free.daily.loc[day5, "long_short_gross"] == pytest.approx(0.11)
+    assert locked.daily.loc[day5, "long_short_gross"] == pytest.approx(-0.09)
+    # turnover of the trade at close 4 (on the book's first day): A 0, B .5 -> -.5, I 0,
+    # J -.5 -> .5: .5 x 2
+    assert locked.daily.loc[day5, "turnover"] == pytest.approx(1.0)
+    assert free.daily.loc[day5, "turnover"] == pytest.approx(2.0)
+    # the kept A and I are reported as kept, as frozen positions are
+    assert locked.daily.loc[day5, "frozen_weight"] == pytest.approx(1.0)
+    assert (free.daily["frozen_weight"] == 0).all()
+
+
+def test_no_lock_gives_the_backtest_without_locks():
+    rng = np.random.default_rng(3)
+    dates = pd.bdate_range("2024-01-01", periods=60)
+    returns = pd.DataFrame(rng.normal(0, 0.02, (60, 10)), dates, NAMES)
+    preds = _long(pd.DataFrame(rng.normal(size=(60, 10)), dates, NAMES), "prediction")
+    zero = pd.DataFrame(0, dates, NAMES, dtype=np.int8)
+    plain = long_short_backtest(preds, _long(returns, "ret_1d"), rebalance_days=5)
+    with_zero = long_short_backtest(
+        preds, _long(returns, "ret_1d").merge(_long(zero, LIMIT_LOCK), on=["date", "ticker"]),
+        rebalance_days=5)
+    pd.testing.assert_frame_equal(plain.daily, with_zero.daily)
+    assert plain.summary == with_zero.summary

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bma_quant.core.evaluation.backtest import long_short_backtest
+from bma_quant.core.evaluation.backtest import holding_returns, long_short_backtest
 from bma_quant.core.evaluation.limit_locks import LIMIT_LOCK, limit_locks, with_locks
 
 NAMES = list("ABCDEFGHIJ")
@@ -138,3 +138,99 @@ def test_no_lock_gives_the_backtest_without_locks():
         rebalance_days=5)
     pd.testing.assert_frame_equal(plain.daily, with_zero.daily)
     assert plain.summary == with_zero.summary
+
+
+def test_a_frozen_position_is_not_scaled_by_a_lock_elsewhere():
+    """F is frozen (its close is no trade) at .3, L locked limit-down at .2 (cannot be sold):
+    both keep their weights and the new longs A, B share the .5 left of the leg."""
+    drifted = np.array([[0.3], [0.2], [0.0], [0.0]])
+    after_frozen = np.array([[0.3], [0.0], [0.35], [0.35]])  # what _with_frozen gives
+    out, blocked = with_locks(after_frozen, drifted, np.array([0, -1, 0, 0], dtype=np.int8),
+                              fixed=np.array([True, False, False, False]))
+    assert out[:, 0].tolist() == pytest.approx([0.3, 0.2, 0.25, 0.25])
+    assert blocked[:, 0].tolist() == [False, True, False, False]
+
+
+def test_the_scaling_never_moves_a_name_across_its_own_lock():
+    """X .4 -> .5 is a buy, allowed at limit-down; Y .6 -> 0 is a sale, blocked. Scaling the leg
+    for Y's .6 would cut X to .2, a sale at limit-down: X is kept at .4 and Z gets nothing.
+    The mirror case on the short side: a short cut back would be a cover at limit-up."""
+    drifted = np.array([[0.4], [0.6], [0.0]])
+    targets = np.array([[0.5], [0.0], [0.5]])
+    out, blocked = with_locks(targets, drifted, np.array([-1, -1, 0], dtype=np.int8))
+    assert out[:, 0].tolist() == pytest.approx([0.4, 0.6, 0.0])
+    assert blocked[:, 0].tolist() == [True, True, False]
+    out, _ = with_locks(-targets, -drifted, np.array([1, 1, 0], dtype=np.int8))
+    assert out[:, 0].tolist() == pytest.approx([-0.4, -0.6, 0.0])
+
+
+def test_a_suspended_position_stays_frozen_when_another_name_is_locked():
+    """Long A, B / short I, J, then long C, D / short I, J. At trade close 4 A's close is no trade
+    (frozen at .5) and B is locked limit-down (its .5 cannot be sold): the long leg is full, C
+    and D are not bought, nothing trades, and A earns its +10 % on day 5."""
+    dates = pd.bdate_range("2024-01-01", periods=10)
+    first = list(range(10, 0, -1))
+    second = [6, 5, 10, 9, 8, 7, 4, 3, 2, 1]
+    preds = _long(pd.DataFrame([first] * 3 + [second] * 7, dates, NAMES), "prediction")
+    returns = pd.DataFrame(0.0, dates, NAMES)
+    returns.loc[dates[5], "A"] = 0.10
+    tradable = pd.DataFrame(True, dates, NAMES)
+    tradable.loc[dates[4], "A"] = False
+    locks = pd.DataFrame(0, dates, NAMES, dtype=np.int8)
+    locks.loc[dates[4], "B"] = -1
+    frame = _long(returns, "ret_1d").merge(_long(tradable, "tradable"), on=["date", "ticker"])
+    result = long_short_backtest(
+        preds, frame.merge(_long(locks, LIMIT_LOCK), on=["date", "ticker"]), rebalance_days=3,
+        n_quantiles=5, cost_bps=0.0, execution_delay=1, max_frozen_days=21)
+    day5 = result.daily.loc[dates[5]]
+    assert day5["long_short_gross"] == pytest.approx(0.05)
+    assert day5["turnover"] == pytest.approx(0.0)
+    assert day5["frozen_weight"] == pytest.approx(1.0)
+
+
+def test_a_name_taken_as_delisted_is_sold_even_at_a_limit_down_close():
+    """A has no trade on dates 2-3, past max_frozen_days 0: taken as delisted, it is sold at its
+    last price at the next trade (close 4), though that close is locked limit-down; the backtest
+    is the one without the lock."""
+    dates = pd.bdate_range("2024-01-01", periods=10)
+    first = list(range(10, 0, -1))
+    second = [6, 5, 10, 9, 8, 7, 4, 3, 2, 1]
+    preds = _long(pd.DataFrame([first] * 3 + [second] * 7, dates, NAMES), "prediction")
+    close = pd.DataFrame(10.0, dates, NAMES)
+    close.loc[dates[4]:, "A"] = [9.0, 8.1, 8.1, 8.1, 8.1, 8.1]
+    tradable = pd.DataFrame(True, dates, NAMES)
+    tradable.loc[dates[2]:dates[3], "A"] = False
+    panel = _long(close, "close").merge(_long(tradable, "tradable"), on=["date", "ticker"])
+    locks = pd.DataFrame(0, dates, NAMES, dtype=np.int8)
+    locks.loc[dates[4]:dates[5], "A"] = -1
+    panel = panel.merge(_long(locks, LIMIT_LOCK), on=["date", "ticker"]).assign(ret_1d=0.0)
+    held = holding_returns(panel, 0)
+    kwargs = dict(rebalance_days=3, n_quantiles=5, cost_bps=0.0, execution_delay=1,
+                  max_frozen_days=0)
+    locked = long_short_backtest(preds, held, **kwargs).daily
+    plain = long_short_backtest(preds, held.drop(columns=LIMIT_LOCK), **kwargs).daily
+    pd.testing.assert_frame_equal(locked, plain)
+    assert locked.loc[dates[5], "turnover"] == pytest.approx(1.0)  # A sold, C bought
+
+
+def test_a_relisted_codes_first_close_is_not_measured_against_the_old_company():
+    """The code's old company closed at 20; the new one's first bar is 5.0 at one price: no
+    lock (-75 % against another company's close). Its next one-price bar +10 % is one."""
+    dates = pd.bdate_range("2024-01-01", periods=4)
+    close = pd.DataFrame({"A": [20.0, np.nan, 5.0, 5.5]}, index=dates)
+    listing = pd.DataFrame({"A": [pd.NaT, pd.NaT, dates[2], dates[2]]}, index=dates)
+    locks = limit_locks(close, close, close, listing=listing)
+    assert locks["A"].tolist() == [0, 0, 0, 1]
+    assert limit_locks(close, close, close)["A"].tolist() == [0, 0, -1, 1]  # without: -75 %
+
+
+def test_an_exact_limit_move_is_locked_and_a_close_at_the_high_only_when_asked():
+    """+4.5 % exactly reaches min_move 0.045 despite float rounding. A day that traded lower and
+    closed at its high +10 % is locked only with close_at_extreme."""
+    dates = pd.bdate_range("2024-01-01", periods=3)
+    close = pd.DataFrame({"A": [100.0, 104.5, 114.95]}, index=dates)
+    high = close.copy()
+    low = close.copy()
+    low.loc[dates[2], "A"] = 105.0
+    assert limit_locks(close, high, low)["A"].tolist() == [0, 1, 0]
+    assert limit_locks(close, high, low, close_at_extreme=True)["A"].tolist() == [0, 1, 1]

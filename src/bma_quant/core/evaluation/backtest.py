@@ -54,8 +54,11 @@ a long absence is often another company). The rule reads each date and earlier o
 Closes locked at a daily price limit (``limit_lock``, core.evaluation.limit_locks: +1 limit-up,
 nothing can be bought; -1 limit-down, nothing can be sold): at such a trade close a position the
 book would buy into (or a short it would cover) at +1, or sell out of (or short) at -1, keeps its
-drifted weight, as a frozen one does, and each leg's other targets are scaled down so the leg is
-no larger than its target. The kept weight is counted in ``frozen_weight``.
+drifted weight, as a frozen one does, and each leg's free targets are scaled down so the leg is
+no larger than its target (frozen positions are not scaled, and a name the scaling would move
+across its own lock keeps its weight too). A name taken as delisted while the last book was held
+is sold at its last price whatever its close shows. The kept weight is counted in
+``frozen_weight``.
 """
 
 from __future__ import annotations
@@ -347,6 +350,9 @@ def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray,
     costs = None if rates is None else np.zeros(end - first)
     untraded = np.zeros((end - first, 2))
     drifted = np.zeros(books.shape[1:])  # weights just before the trade (empty at first)
+    # names taken as delisted while the last book was held: sold at their last price at the
+    # next trade, whatever that close shows
+    delisted = np.zeros(books.shape[1], dtype=bool)
     for k, (begin, stop) in enumerate(zip(start, stops, strict=True)):
         targets = books[k]
         held = daily_returns[begin:stop]
@@ -357,14 +363,18 @@ def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray,
                 untraded[begin - first] = (np.abs(drifted[stuck, 0]).sum(),
                                            np.abs(drifted[gone, 0]).sum())
                 targets = _with_frozen(targets, drifted, tradable[begin - 1], frozen[begin - 1])
+        if locks is not None and locks[begin - 1].any():  # the trade's close
+            lock = np.where(delisted & (locks[begin - 1] < 0), 0, locks[begin - 1])
+            targets, blocked = with_locks(targets, drifted, lock,
+                                          None if cells is None else cells[1][begin - 1])
+            untraded[begin - first, 0] += np.abs(drifted[blocked[:, 0], 0]).sum()
+        if cells is not None:
             # past the bound without a trade: taken as delisted at its last price, the position
             # earns nothing more until the next trade sells it
             gone = ~tradable[begin:stop] & ~frozen[begin:stop]
-            if gone.any():
+            delisted = gone.any(axis=0)
+            if delisted.any():
                 held = np.where(np.logical_or.accumulate(gone, axis=0), 0.0, held)
-        if locks is not None and locks[begin - 1].any():  # the trade's close
-            targets, blocked = with_locks(targets, drifted, locks[begin - 1])
-            untraded[begin - first, 0] += np.abs(drifted[blocked[:, 0], 0]).sum()
         traded = np.abs(targets[:, 0] - drifted[:, 0])
         turnover[begin - first] = 0.5 * traded.sum()
         if costs is not None:

@@ -31,11 +31,16 @@ class LimitLocks:
 
     enabled: bool = True
     min_move: float = 0.045
+    # also a close at the day's high (low) after such a rise (fall): a name that traded and then
+    # sat at its limit into the close. Off: in markets without limits a strong day often closes
+    # at its high, and that close could be traded.
+    close_at_extreme: bool = False
 
     @classmethod
     def from_params(cls, params: dict | None) -> LimitLocks:
         p = params or {}
-        out = cls(enabled=bool(p.get("enabled", True)), min_move=float(p.get("min_move", 0.045)))
+        out = cls(enabled=bool(p.get("enabled", True)), min_move=float(p.get("min_move", 0.045)),
+                  close_at_extreme=bool(p.get("close_at_extreme", False)))
         if not 0 < out.min_move < 1:
             raise ValueError("evaluation.backtest.limit_locks.min_move must be in (0, 1), got "
                              f"{out.min_move}")
@@ -49,12 +54,16 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def limit_locks(close: pd.DataFrame, high: pd.DataFrame, low: pd.DataFrame,
                 open_: pd.DataFrame | None = None, traded: pd.DataFrame | None = None,
-                min_move: float = 0.045) -> pd.DataFrame:
+                min_move: float = 0.045, listing: pd.DataFrame | None = None,
+                close_at_extreme: bool = False) -> pd.DataFrame:
     """(date x ticker) int8: +1 where the bar is one price all day (high = low = close, and the
     open too when given) at least ``min_move`` above the name's previous traded close, -1 at
-    least ``min_move`` below it, 0 elsewhere. ``traded``: (date x ticker) bool, False where a
-    close is not a trade (such a bar is not locked and is no previous close); None: every close
-    is. Causal: a date's flag reads that date and earlier ones."""
+    least ``min_move`` below it, 0 elsewhere. ``close_at_extreme``: also a close at the day's
+    high after such a rise (+1) or at its low after such a fall (-1). ``traded``: (date x
+    ticker) bool, False where a close is not a trade (such a bar is not locked and is no
+    previous close); None: every close is. ``listing``: (date x ticker) label of the listing a
+    row belongs to (a relisted code's `listed_from`): a close of another listing is no previous
+    close. Causal: a date's flag reads that date and earlier ones."""
     if not min_move > 0:
         raise ValueError(f"limit_locks: min_move must be > 0, got {min_move}")
     close = close.sort_index()
@@ -62,20 +71,35 @@ def limit_locks(close: pd.DataFrame, high: pd.DataFrame, low: pd.DataFrame,
     shape_like = dict(index=close.index, columns=close.columns)
     hi = high.reindex(**shape_like).to_numpy(dtype=np.float64, na_value=np.nan)
     lo = low.reindex(**shape_like).to_numpy(dtype=np.float64, na_value=np.nan)
-    is_trade = np.isfinite(values)
+    with np.errstate(invalid="ignore"):
+        is_trade = np.isfinite(values) & (values > 0)
     if traded is not None:
         is_trade &= traded.reindex(**shape_like).fillna(False).to_numpy(dtype=bool)
-    one_price = is_trade & _same(hi, values) & _same(lo, values)
+    at_high, at_low = is_trade & _same(hi, values), is_trade & _same(lo, values)
+    one_price = at_high & at_low
     if open_ is not None:
         op = open_.reindex(**shape_like).to_numpy(dtype=np.float64, na_value=np.nan)
         one_price &= ~np.isfinite(op) | _same(op, values)  # a missing open says nothing
-    last_trade = pd.DataFrame(np.where(is_trade, values, np.nan)).ffill().to_numpy()
-    previous = np.vstack([np.full((1, values.shape[1]), np.nan), last_trade[:-1]])
+    rows = pd.DataFrame(np.where(is_trade, np.arange(len(values))[:, None], np.nan))
+    last = rows.ffill().shift(1).to_numpy()  # the previous traded row, per name
+    known = np.isfinite(last)
+    take = np.where(known, last, 0).astype(np.int64)
+    columns = np.arange(values.shape[1])[None, :]
+    previous = np.where(known, values[take, columns], np.nan)
+    if listing is not None:
+        labels = listing.reindex(**shape_like).to_numpy()
+        codes = pd.factorize(pd.Series(labels.ravel()))[0].reshape(labels.shape)  # missing: -1
+        previous = np.where(codes == codes[take, columns], previous, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         move = values / previous - 1.0
+    tolerance = 1e-9  # 104.5 / 100 - 1 is 0.04499999999999993
+    up, down = move >= min_move - tolerance, move <= -min_move + tolerance
     locks = np.zeros(values.shape, dtype=np.int8)
-    locks[one_price & (move >= min_move)] = 1
-    locks[one_price & (move <= -min_move)] = -1
+    if close_at_extreme:
+        locks[at_high & up] = 1
+        locks[at_low & down] = -1
+    locks[one_price & up] = 1
+    locks[one_price & down] = -1
     return pd.DataFrame(locks, **shape_like)
 
 
@@ -88,23 +112,33 @@ def blocked_trades(targets: np.ndarray, drifted: np.ndarray, locks: np.ndarray) 
     return up | down
 
 
-def with_locks(targets: np.ndarray, drifted: np.ndarray, locks: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
+def with_locks(targets: np.ndarray, drifted: np.ndarray, locks: np.ndarray,
+               fixed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The (ticker x book) weights traded to at a close where the ``locks`` (ticker,) hold: a
     blocked name keeps its drifted weight (a locked buy is not made, a locked sale not done),
-    and each leg's other targets are scaled down so that the leg is no larger than its target
-    (an unsold position holds part of its capital), as for frozen positions. Returns the weights
-    and the (ticker x book) blocked mask."""
-    blocked = blocked_trades(targets, drifted, locks)
+    and each leg's free targets are scaled down so that the leg is no larger than its target
+    (an unsold position holds part of its capital), as for frozen positions. ``fixed``
+    (ticker,): names already held at their drifted weight (frozen: the close is no trade), never
+    scaled. A name the scaling would move across its own lock (a sale at -1: a buy that became a
+    smaller one; a cover at +1) is blocked too, and the legs scaled again, until none is.
+    Returns the weights and the (ticker x book) blocked mask (``fixed`` not included)."""
+    held = np.zeros(targets.shape, dtype=bool) if fixed is None else np.broadcast_to(
+        np.asarray(fixed, dtype=bool)[:, None], targets.shape)
+    blocked = blocked_trades(targets, drifted, locks) & ~held
     if not blocked.any():
         return targets, blocked
-    out = np.where(blocked, drifted, targets)
-    for sign in (1.0, -1.0):
-        leg = np.maximum(sign * targets, 0.0).sum(axis=0)
-        free = np.maximum(sign * out, 0.0) * ~blocked
-        stuck = (np.maximum(sign * out, 0.0) * blocked).sum(axis=0)
-        wanted = free.sum(axis=0)
-        room = np.maximum(leg - stuck, 0.0)
-        scale = np.divide(room, wanted, out=np.ones_like(room), where=wanted > room)
-        out = np.where(free > 0, out * scale[None, :], out)
-    return out, blocked
+    while True:
+        kept = blocked | held
+        out = np.where(kept, drifted, targets)
+        for sign in (1.0, -1.0):
+            leg = np.maximum(sign * targets, 0.0).sum(axis=0)
+            free = np.maximum(sign * out, 0.0) * ~kept
+            stuck = (np.maximum(sign * out, 0.0) * kept).sum(axis=0)
+            wanted = free.sum(axis=0)
+            room = np.maximum(leg - stuck, 0.0)
+            scale = np.divide(room, wanted, out=np.ones_like(room), where=wanted > room)
+            out = np.where(free > 0, out * scale[None, :], out)
+        crossed = blocked_trades(out, drifted, locks) & ~kept
+        if not crossed.any():  # each pass blocks at least one more cell: at most n passes
+            return out, blocked
+        blocked |= crossed

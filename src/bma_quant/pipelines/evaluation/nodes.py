@@ -111,23 +111,28 @@ def _with_limit_locks(panel: pd.DataFrame, primary_panel: pd.DataFrame,
     some close is locked (none: the panel as it was, so a market without limits costs nothing)."""
     if not rule.enabled or not {"high", "low"} <= set(primary_panel.columns):
         return panel
-    # most panels have no one-price bar at all: looked for on the long rows, before any pivot
-    # (a superset of limit_locks' test: high and low each within 1e-6 of the close)
-    high, low, close = (primary_panel[c].to_numpy(dtype=np.float64, na_value=np.nan)
-                        for c in ("high", "low", "close"))
-    with np.errstate(invalid="ignore"):
-        if not (np.abs(high - low) <= 2.5e-6 * np.abs(close)).any():
-            return panel
+    if not rule.close_at_extreme:
+        # most panels have no one-price bar at all: looked for on the long rows, before any
+        # pivot (a superset of limit_locks' test: high and low each within 1e-6 of the close)
+        high, low, close = (primary_panel[c].to_numpy(dtype=np.float64, na_value=np.nan)
+                            for c in ("high", "low", "close"))
+        with np.errstate(invalid="ignore"):
+            if not (np.abs(high - low) <= 2.5e-6 * np.abs(close)).any():
+                return panel
     fields = ("close", "high", "low", *(["open"] if "open" in primary_panel else []))
     wide = _traded_ohlc(primary_panel, fields)
+    listing = (primary_panel.pivot(index="date", columns="ticker", values=universe.LISTED_FROM)
+               if universe.LISTED_FROM in primary_panel else None)
     locks = limit_locks.limit_locks(wide["close"], wide["high"], wide["low"], wide.get("open"),
-                                    min_move=rule.min_move)
+                                    min_move=rule.min_move, listing=listing,
+                                    close_at_extreme=rule.close_at_extreme)
     values = locks.to_numpy()
     if not values.any():
         return panel
-    logger.info("limit locks: %d closes traded at one price %.1f%% or more above their previous "
-                "close, %d as far below (evaluation.backtest.limit_locks): every backtest makes "
-                "no buy at the first and no sale at the second", int((values > 0).sum()),
+    logger.info("limit locks: %d closes %s %.1f%% or more above the previous traded close, %d "
+                "as far below (evaluation.backtest.limit_locks): every backtest makes no buy at "
+                "the first and no sale at the second", int((values > 0).sum()),
+                "at the day's high" if rule.close_at_extreme else "traded at one price",
                 100 * rule.min_move, int((values < 0).sum()))
     long = locks.stack(future_stack=True).rename(limit_locks.LIMIT_LOCK).reset_index()
     long.columns = ["date", "ticker", limit_locks.LIMIT_LOCK]
@@ -168,15 +173,17 @@ def evaluate_test_period(
 
 
 def _log_untraded_positions(daily: pd.DataFrame, model: str = "final") -> None:
-    """How often `model`'s book held a name whose close was no trade at a rebalance: kept frozen,
-    or sold at its last price past evaluation.backtest.max_frozen_days."""
+    """How often `model`'s book held a name it could not trade at a rebalance (a close that is no
+    trade, or a trade a price-limit lock forbids): kept as it was, or sold at its last price past
+    evaluation.backtest.max_frozen_days."""
     if daily.empty or "frozen_weight" not in daily:
         return
     book = daily[daily["model"] == model]
     frozen, closed = book["frozen_weight"], book["closed_untraded_weight"]
     if (frozen > 0).any() or (closed > 0).any():
-        logger.info("test %s: at %d rebalance(s) held names could not be traded and were kept "
-                    "frozen (largest gross weight %.1f%%); at %d, names without a trade for more "
+        logger.info("test %s: at %d rebalance(s) held names could not be traded (no trade, or "
+                    "locked at a price limit) and were kept (largest gross weight %.1f%%); at %d, "
+                    "names without a trade for more "
                     "than evaluation.backtest.max_frozen_days dates were sold at their last price "
                     "(largest %.1f%%): evaluation_daily_returns, frozen_weight and "
                     "closed_untraded_weight", model, int((frozen > 0).sum()), 100 * frozen.max(),

@@ -125,7 +125,7 @@ def main() -> None:
         f"on the eligible rows, from date {WARM_UP} on, evaluation defaults (rebalance every "
         f"{config.rebalance_days} dates, quintiles, {config.cost_bps:g} bps).",
         "",
-        "| prediction | backtest | Sharpe | annual return | turnover | max drawdown | kept at a lock (mean gross weight per rebalance) |",
+        "| prediction | backtest | Sharpe | annual return | turnover | max drawdown | trades a lock stopped (mean gross weight per rebalance) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for name, values in predictions.items():
@@ -135,7 +135,7 @@ def main() -> None:
             result = long_short_backtest(preds, returns, **kwargs)
             s = result.summary
             first_days = result.daily["turnover"] > 0
-            kept = result.daily.loc[first_days, "frozen_weight"].mean()
+            kept = result.daily.loc[first_days, "locked_weight"].mean()
             lines.append(f"| {name} | {label} | {s['sharpe']:.3f} | {s['annual_return']:.4f} | "
                          f"{s['turnover']:.4f} | {s['max_drawdown']:.4f} | {kept:.4f} |")
     publish(SECTION, "\n".join(lines))

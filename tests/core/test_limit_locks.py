@@ -6,7 +6,12 @@ import pandas as pd
 import pytest
 
 from bma_quant.core.evaluation.backtest import holding_returns, long_short_backtest
-from bma_quant.core.evaluation.limit_locks import LIMIT_LOCK, limit_locks, with_locks
+from bma_quant.core.evaluation.limit_locks import (
+    LIMIT_LOCK,
+    limit_locks,
+    price_step,
+    with_locks,
+)
 
 NAMES = list("ABCDEFGHIJ")
 
@@ -121,9 +126,11 @@ def test_a_name_locked_limit_up_at_the_trade_is_not_bought_and_a_locked_down_one
     # J -.5 -> .5: .5 x 2
     assert locked.daily.loc[day5, "turnover"] == pytest.approx(1.0)
     assert free.daily.loc[day5, "turnover"] == pytest.approx(2.0)
-    # the kept A and I are reported as kept, as frozen positions are
-    assert locked.daily.loc[day5, "frozen_weight"] == pytest.approx(1.0)
-    assert (free.daily["frozen_weight"] == 0).all()
+    # the trades the locks stopped: A .5 -> -.5 and I -.5 -> .5, reported apart from frozen
+    # positions (closes that are no trade)
+    assert locked.daily.loc[day5, "locked_weight"] == pytest.approx(2.0)
+    assert (locked.daily["frozen_weight"] == 0).all()
+    assert (free.daily["locked_weight"] == 0).all()
 
 
 def test_no_lock_gives_the_backtest_without_locks():
@@ -185,7 +192,8 @@ def test_a_suspended_position_stays_frozen_when_another_name_is_locked():
     day5 = result.daily.loc[dates[5]]
     assert day5["long_short_gross"] == pytest.approx(0.05)
     assert day5["turnover"] == pytest.approx(0.0)
-    assert day5["frozen_weight"] == pytest.approx(1.0)
+    assert day5["frozen_weight"] == pytest.approx(0.5)  # A
+    assert day5["locked_weight"] == pytest.approx(0.5)  # B's sale
 
 
 def test_a_name_taken_as_delisted_is_sold_even_at_a_limit_down_close():
@@ -234,3 +242,22 @@ def test_an_exact_limit_move_is_locked_and_a_close_at_the_high_only_when_asked()
     low.loc[dates[2], "A"] = 105.0
     assert limit_locks(close, high, low)["A"].tolist() == [0, 1, 0]
     assert limit_locks(close, high, low, close_at_extreme=True)["A"].tolist() == [0, 1, 1]
+
+
+def test_the_price_grid_is_read_from_the_closes():
+    assert price_step(np.array([0.69, 0.66, 12.34, 100.0])) == 0.01
+    assert price_step(np.array([1520.0, 1498.0, 2301.0])) == 1.0  # yen
+    assert price_step(np.random.default_rng(0).lognormal(3, 1, 500)) == 0.0  # computed prices
+    assert price_step(np.array([np.nan, -1.0])) == 0.0
+
+
+def test_a_limit_rounded_to_the_price_grid_counts_and_a_flat_day_never_does():
+    """A 5 % limit down from 0.69 is 0.66 on a 0.01 grid (-4.35 %): locked with the grid's step,
+    not without it. A one-price day without a move is no lock, even where one step is 10 %."""
+    dates = pd.bdate_range("2024-01-01", periods=4)
+    close = pd.DataFrame({"ST": [0.69, 0.66, 0.66, 0.64], "P": [0.10, 0.10, 0.11, 0.11]},
+                         index=dates)
+    assert limit_locks(close, close, close)["ST"].tolist() == [0, 0, 0, 0]
+    stepped = limit_locks(close, close, close, step=0.01)
+    assert stepped["ST"].tolist() == [0, -1, 0, 0]  # 0.64 is 3 %, not the limit 0.63
+    assert stepped["P"].tolist() == [0, 0, 1, 0]

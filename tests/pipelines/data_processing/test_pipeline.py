@@ -767,6 +767,20 @@ def test_a_code_back_after_a_long_absence_is_reported(tmp_path, market, caplog):
            "close (2 time(s)" in caplog.text  # one name, counted once
 
 
+def test_a_long_list_of_absences_says_how_many_it_does_not_show(tmp_path, market, caplog):
+    """Four returns after long absences: the warning shows three and says where the fourth is."""
+    panel = market.panel.copy()
+    day = np.sort(panel["date"].unique())
+    for start in (100, 200, 300, 400):
+        panel = panel[~((panel["ticker"] == "T0002") & panel["date"].isin(day[start:start + 33]))]
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    assert len(out["data_quality_report"]["long_absences"]) == 4
+    assert "(4 time(s):" in caplog.text and "; 1 more in data_quality_report.json)" in caplog.text
+
+
 def test_a_move_on_the_files_last_dates_is_pending_and_said_once(tmp_path, market, caplog):
     """Halved on the last two dates: undecided (split or crash), reported under
     unconfirmed_splits with one warning, not also as a held move left unrepaired."""

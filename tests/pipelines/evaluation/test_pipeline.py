@@ -228,6 +228,9 @@ def test_limit_locked_closes_change_the_backtests_not_the_scores(planted, tmp_pa
     pd.testing.assert_series_equal(before["rank_ic"], locked["rank_ic"])
     overall = (slice(None), "all")
     assert (locked.loc[overall, "turnover"] != before.loc[overall, "turnover"]).all()
+    stopped = out["evaluation_daily_returns"]
+    assert (stopped["locked_weight"] > 0).any()
+    assert (flat["evaluation_daily_returns"]["locked_weight"] == 0).all()
     dev_before = flat["evaluation_configurations"].set_index("configuration")["dev_sharpe"]
     dev_after = out["evaluation_configurations"].set_index("configuration")["dev_sharpe"]
     assert (dev_after != dev_before).any()

@@ -57,8 +57,8 @@ book would buy into (or a short it would cover) at +1, or sell out of (or short)
 drifted weight, as a frozen one does, and each leg's free targets are scaled down so the leg is
 no larger than its target (frozen positions are not scaled, and a name the scaling would move
 across its own lock keeps its weight too). A name taken as delisted while the last book was held
-is sold at its last price whatever its close shows. The kept weight is counted in
-``frozen_weight``.
+is sold at its last price whatever its close shows. ``locked_weight`` is the gross weight of the
+trades a lock stopped (a held name kept, a target not bought).
 """
 
 from __future__ import annotations
@@ -85,10 +85,11 @@ DAILY_COLUMNS = (
     "equity",
     "drawdown",
     # on a book's first held day: gross long-short weight kept frozen at its trade (closes that
-    # are not trades, and trades a price-limit lock forbids) and sold at a last price past
-    # max_frozen_days (taken as delisted)
+    # are not trades), sold at a last price past max_frozen_days (taken as delisted), and the
+    # trades a price-limit lock stopped (|target - drifted| of each blocked name)
     "frozen_weight",
     "closed_untraded_weight",
+    "locked_weight",
 )
 SUMMARY_KEYS = (
     "sharpe",
@@ -337,8 +338,8 @@ def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray,
                 cells: tuple[np.ndarray, np.ndarray] | None = None,
                 rates: np.ndarray | None = None, locks: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """(day x book) returns, the long-short book's turnover per day, (day x 2) its gross
-    weight frozen / closed at a last price at each trade, from the first book's first held day
+    """(day x book) returns, the long-short book's turnover per day, (day x 3) its gross
+    weight frozen / closed at a last price / stopped by a lock at each trade, from the first book's first held day
     to ``end``: each book held untraded until the next one starts; and with ``rates`` (day x
     ticker one-way cost per unit traded, core.evaluation.costs) each trade's cost, else None.
     ``cells``: (tradable, frozen), both (day x ticker) (module docstring); None = every close a
@@ -348,7 +349,7 @@ def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray,
     book_returns = np.zeros((end - first, len(BOOKS)))
     turnover = np.zeros(end - first)
     costs = None if rates is None else np.zeros(end - first)
-    untraded = np.zeros((end - first, 2))
+    untraded = np.zeros((end - first, 3))
     drifted = np.zeros(books.shape[1:])  # weights just before the trade (empty at first)
     # names taken as delisted while the last book was held: sold at their last price at the
     # next trade, whatever that close shows
@@ -360,14 +361,16 @@ def _hold_books(books: np.ndarray, start: np.ndarray, daily_returns: np.ndarray,
             tradable, frozen = cells
             if not tradable[begin - 1].all():  # the trade's close
                 stuck, gone = frozen[begin - 1], ~tradable[begin - 1] & ~frozen[begin - 1]
-                untraded[begin - first] = (np.abs(drifted[stuck, 0]).sum(),
-                                           np.abs(drifted[gone, 0]).sum())
+                untraded[begin - first, :2] = (np.abs(drifted[stuck, 0]).sum(),
+                                               np.abs(drifted[gone, 0]).sum())
                 targets = _with_frozen(targets, drifted, tradable[begin - 1], frozen[begin - 1])
         if locks is not None and locks[begin - 1].any():  # the trade's close
             lock = np.where(delisted & (locks[begin - 1] < 0), 0, locks[begin - 1])
+            wanted = targets[:, 0]
             targets, blocked = with_locks(targets, drifted, lock,
                                           None if cells is None else cells[1][begin - 1])
-            untraded[begin - first, 0] += np.abs(drifted[blocked[:, 0], 0]).sum()
+            stopped = blocked[:, 0]
+            untraded[begin - first, 2] = np.abs(wanted[stopped] - drifted[stopped, 0]).sum()
         if cells is not None:
             # past the bound without a trade: taken as delisted at its last price, the position
             # earns nothing more until the next trade sells it
@@ -507,6 +510,7 @@ def _daily_frame(book_returns: np.ndarray, net: np.ndarray, turnover: np.ndarray
             "drawdown": drawdown,
             "frozen_weight": untraded[:, 0],
             "closed_untraded_weight": untraded[:, 1],
+            "locked_weight": untraded[:, 2],
         },
         index=dates,
     )

@@ -35,16 +35,45 @@ class LimitLocks:
     # sat at its limit into the close. Off: in markets without limits a strong day often closes
     # at its high, and that close could be traded.
     close_at_extreme: bool = False
+    # the price grid (tick): a limit price is rounded to it, so a 5 % limit at 0.69 is 0.66
+    # (-4.3 %). None: inferred from the closes (price_step)
+    price_step: float | None = None
 
     @classmethod
     def from_params(cls, params: dict | None) -> LimitLocks:
         p = params or {}
+        step = p.get("price_step")
         out = cls(enabled=bool(p.get("enabled", True)), min_move=float(p.get("min_move", 0.045)),
-                  close_at_extreme=bool(p.get("close_at_extreme", False)))
+                  close_at_extreme=bool(p.get("close_at_extreme", False)),
+                  price_step=None if step is None else float(step))
         if not 0 < out.min_move < 1:
             raise ValueError("evaluation.backtest.limit_locks.min_move must be in (0, 1), got "
                              f"{out.min_move}")
+        if out.price_step is not None and not out.price_step >= 0:
+            raise ValueError("evaluation.backtest.limit_locks.price_step must be >= 0 or null, "
+                             f"got {out.price_step}")
         return out
+
+
+# candidate ticks, largest first: a file whose prices sit on one of these grids states its tick
+PRICE_STEPS = (1.0, 0.5, 0.1, 0.05, 0.01, 0.005, 0.001, 0.0005, 0.0001)
+_ON_GRID_SHARE = 0.95  # a few adjusted or odd prints do not hide the grid
+
+
+def price_step(close: np.ndarray) -> float:
+    """The largest of PRICE_STEPS that nearly every positive close is a multiple of (0: none,
+    as with computed or back-adjusted prices)."""
+    values = np.asarray(close, dtype=np.float64).ravel()
+    with np.errstate(invalid="ignore"):
+        values = values[np.isfinite(values) & (values > 0)]
+    if not values.size:
+        return 0.0
+    for step in PRICE_STEPS:
+        units = values / step
+        on_grid = np.abs(units - np.round(units)) <= 1e-6 * np.maximum(units, 1.0)
+        if on_grid.mean() >= _ON_GRID_SHARE:
+            return step
+    return 0.0
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -55,7 +84,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def limit_locks(close: pd.DataFrame, high: pd.DataFrame, low: pd.DataFrame,
                 open_: pd.DataFrame | None = None, traded: pd.DataFrame | None = None,
                 min_move: float = 0.045, listing: pd.DataFrame | None = None,
-                close_at_extreme: bool = False) -> pd.DataFrame:
+                close_at_extreme: bool = False, step: float = 0.0) -> pd.DataFrame:
     """(date x ticker) int8: +1 where the bar is one price all day (high = low = close, and the
     open too when given) at least ``min_move`` above the name's previous traded close, -1 at
     least ``min_move`` below it, 0 elsewhere. ``close_at_extreme``: also a close at the day's
@@ -63,7 +92,9 @@ def limit_locks(close: pd.DataFrame, high: pd.DataFrame, low: pd.DataFrame,
     ticker) bool, False where a close is not a trade (such a bar is not locked and is no
     previous close); None: every close is. ``listing``: (date x ticker) label of the listing a
     row belongs to (a relisted code's `listed_from`): a close of another listing is no previous
-    close. Causal: a date's flag reads that date and earlier ones."""
+    close. ``step``: the price grid; a limit price rounded to it may fall short of ``min_move``
+    by up to half a step (5 % of 0.69 is 0.0345, the limit 0.66), so a move within half a step
+    of ``min_move`` counts. Causal: a date's flag reads that date and earlier ones."""
     if not min_move > 0:
         raise ValueError(f"limit_locks: min_move must be > 0, got {min_move}")
     close = close.sort_index()
@@ -92,8 +123,12 @@ def limit_locks(close: pd.DataFrame, high: pd.DataFrame, low: pd.DataFrame,
         previous = np.where(codes == codes[take, columns], previous, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         move = values / previous - 1.0
-    tolerance = 1e-9  # 104.5 / 100 - 1 is 0.04499999999999993
-    up, down = move >= min_move - tolerance, move <= -min_move + tolerance
+        # 104.5 / 100 - 1 is 0.04499999999999993; a limit rounded to the nearest price step is
+        # up to half a step short of the move, and a move is at least one step (a flat day is
+        # no lock)
+        reach = np.maximum(min_move - 1e-9 - 0.5 * step / previous,
+                           0.5 * step / previous + 1e-12)
+    up, down = move >= reach, move <= -reach
     locks = np.zeros(values.shape, dtype=np.int8)
     if close_at_extreme:
         locks[at_high & up] = 1

@@ -466,6 +466,8 @@ def _warn_listings(log: dict, ffill_limit: int, relist_after: int | None) -> Non
         shown = "; ".join(f"{a['ticker']}: last close {a['last_close']}, back on {a['back_on']} "
                           f"after {a['dates_missed']} dates, price x{a['price_ratio']:g}"
                           for a in log["long_absences"][:3])
+        if len(log["long_absences"]) > 3:
+            shown += f"; {len(log['long_absences']) - 3} more in data_quality_report.json"
         names = {a["ticker"] for a in log["long_absences"]}  # a name may be back more than once
         logger.warning(
             "%d name(s) are back after more than processing.long_absence_days dates without a "

@@ -68,14 +68,14 @@ def _backtest_columns(primary_panel: pd.DataFrame) -> list[str]:
     return ["date", "ticker", "close", "ret_1d", *tradable]
 
 
-def _backtest_panel(primary_panel: pd.DataFrame,
-                    config: test_period.EvaluationConfig) -> pd.DataFrame:
+def _backtest_panel(primary_panel: pd.DataFrame, config: test_period.EvaluationConfig,
+                    report: bool = False) -> pd.DataFrame:
     """The panel's backtest columns and, with `evaluation.backtest.spread_cost`, each row's
     one-way cost rate from the name's estimated bid-ask spread (core.evaluation.costs); with
     `evaluation.backtest.limit_locks` and high and low prices, each close locked at a daily
-    price limit (core.evaluation.limit_locks), where there is one."""
+    price limit (core.evaluation.limit_locks), where there is one (`report`: say how many)."""
     panel = _with_limit_locks(primary_panel[_backtest_columns(primary_panel)], primary_panel,
-                              config.limit_locks)
+                              config.limit_locks, report)
     spread = config.spread_cost
     if not spread.enabled:
         return panel
@@ -106,7 +106,7 @@ def _traded_ohlc(primary_panel: pd.DataFrame, fields) -> dict[str, pd.DataFrame]
 
 
 def _with_limit_locks(panel: pd.DataFrame, primary_panel: pd.DataFrame,
-                      rule: limit_locks.LimitLocks) -> pd.DataFrame:
+                      rule: limit_locks.LimitLocks, report: bool = False) -> pd.DataFrame:
     """`panel` with a `limit_lock` column when the rule is on, the panel has high and low, and
     some close is locked (none: the panel as it was, so a market without limits costs nothing)."""
     if not rule.enabled or not {"high", "low"} <= set(primary_panel.columns):
@@ -123,17 +123,23 @@ def _with_limit_locks(panel: pd.DataFrame, primary_panel: pd.DataFrame,
     wide = _traded_ohlc(primary_panel, fields)
     listing = (primary_panel.pivot(index="date", columns="ticker", values=universe.LISTED_FROM)
                if universe.LISTED_FROM in primary_panel else None)
+    step = (limit_locks.price_step(primary_panel["close"].to_numpy(dtype=np.float64,
+                                                                   na_value=np.nan))
+            if rule.price_step is None else rule.price_step)
     locks = limit_locks.limit_locks(wide["close"], wide["high"], wide["low"], wide.get("open"),
                                     min_move=rule.min_move, listing=listing,
-                                    close_at_extreme=rule.close_at_extreme)
+                                    close_at_extreme=rule.close_at_extreme, step=step)
     values = locks.to_numpy()
     if not values.any():
         return panel
-    logger.info("limit locks: %d closes %s %.1f%% or more above the previous traded close, %d "
-                "as far below (evaluation.backtest.limit_locks): every backtest makes no buy at "
-                "the first and no sale at the second", int((values > 0).sum()),
-                "at the day's high" if rule.close_at_extreme else "traded at one price",
-                100 * rule.min_move, int((values < 0).sum()))
+    if report:
+        logger.info("limit locks: %d closes of the panel (development and test dates) %s "
+                    "%.1f%% or more (less half the price step %g) above the previous traded "
+                    "close, %d as far below (evaluation.backtest.limit_locks): every backtest "
+                    "makes no buy at the first and no sale at the second",
+                    int((values > 0).sum()),
+                    "at the day's high" if rule.close_at_extreme else "traded at one price",
+                    100 * rule.min_move, step, int((values < 0).sum()))
     long = locks.stack(future_stack=True).rename(limit_locks.LIMIT_LOCK).reset_index()
     long.columns = ["date", "ticker", limit_locks.LIMIT_LOCK]
     return panel.merge(long, on=["date", "ticker"], how="left")
@@ -160,7 +166,7 @@ def evaluate_test_period(
     """The comparison table (model x scope) and the series behind the plots."""
     config = test_period.EvaluationConfig.from_params(params, temporal)
     result = test_period.evaluate_predictions(
-        test_predictions, labels, _backtest_panel(primary_panel, config), regimes,
+        test_predictions, labels, _backtest_panel(primary_panel, config, report=True), regimes,
         config, test_start=date_split["test_start"], test_end=date_split["test_end"],
     )
     overall = result.table[result.table["scope"] == test_period.ALL_SCOPE]
@@ -173,21 +179,27 @@ def evaluate_test_period(
 
 
 def _log_untraded_positions(daily: pd.DataFrame, model: str = "final") -> None:
-    """How often `model`'s book held a name it could not trade at a rebalance (a close that is no
-    trade, or a trade a price-limit lock forbids): kept as it was, or sold at its last price past
-    evaluation.backtest.max_frozen_days."""
+    """How often `model`'s book could not trade as it wanted at a rebalance: a held name whose
+    close was no trade (kept frozen, or sold at its last price past
+    evaluation.backtest.max_frozen_days), and trades a price-limit lock stopped."""
     if daily.empty or "frozen_weight" not in daily:
         return
     book = daily[daily["model"] == model]
     frozen, closed = book["frozen_weight"], book["closed_untraded_weight"]
     if (frozen > 0).any() or (closed > 0).any():
-        logger.info("test %s: at %d rebalance(s) held names could not be traded (no trade, or "
-                    "locked at a price limit) and were kept (largest gross weight %.1f%%); at %d, "
-                    "names without a trade for more "
+        logger.info("test %s: at %d rebalance(s) held names whose close was no trade were kept "
+                    "frozen (largest gross weight %.1f%%); at %d, names without a trade for more "
                     "than evaluation.backtest.max_frozen_days dates were sold at their last price "
                     "(largest %.1f%%): evaluation_daily_returns, frozen_weight and "
                     "closed_untraded_weight", model, int((frozen > 0).sum()), 100 * frozen.max(),
                     int((closed > 0).sum()), 100 * closed.max())
+    locked = book["locked_weight"] if "locked_weight" in book else pd.Series(dtype=float)
+    if (locked > 0).any():
+        logger.info("test %s: at %d of %d rebalance(s) a price-limit lock stopped trades (a buy "
+                    "at a limit-up close, a sale at a limit-down one) of %.1f%% gross weight in "
+                    "all (largest %.1f%%): evaluation_daily_returns, locked_weight", model,
+                    int((locked > 0).sum()), int((book["turnover"] > 0).sum()),
+                    100 * locked.sum(), 100 * locked.max())
 
 
 def apply_gates(

@@ -13,6 +13,7 @@ from bma_quant.core.evaluation.trial_accounting import (
     configuration_predictions,
     configuration_returns,
     configuration_table,
+    longest_shared_window,
 )
 
 DATES = pd.bdate_range("2020-01-01", periods=4)
@@ -99,6 +100,11 @@ def test_common_window_prefers_the_most_configurations():
     assert list(window.columns) == ["t0", "t1", "t2"] and len(window) == 4
     assert common_window(wide, min_dates=5).columns.tolist() == ["a", "b"]
     assert common_window(wide, min_dates=50).empty
+    assert longest_shared_window(wide) == 6  # a and b; t0-t2 share 4
+    assert longest_shared_window(wide[["t0", "a"]]) == 0
+    note = assess_overfitting(wide, {}, n_blocks=4, min_block_dates=5).notes
+    assert any("PBO not computed" in n and "the longest window 2 or more of the 5 "
+               "configurations share has 6 dates" in n for n in note), note
 
 
 def _synthetic_configurations(signal_strength: float, seed: int):

@@ -28,7 +28,7 @@ from bma_quant.core.evaluation.deflated_sharpe import (
     deflated_sharpe_ratio,
 )
 from bma_quant.core.evaluation.pbo import PBOResult, cscv_pbo
-from bma_quant.core.evaluation.trial_accounting import common_window
+from bma_quant.core.evaluation.trial_accounting import common_window, longest_shared_window
 
 
 def per_period_sharpes(returns: pd.DataFrame) -> pd.Series:
@@ -129,10 +129,13 @@ def _pbo(configuration_returns: pd.DataFrame, n_blocks: int, min_block_dates: in
          ) -> tuple[PBOResult | None, list[str], tuple[str, str] | None, float]:
     window = common_window(configuration_returns, n_blocks * min_block_dates)
     if window.shape[1] < 2:
+        longest = longest_shared_window(configuration_returns)
         notes.append(f"PBO not computed: fewer than 2 configurations share a window of at least "
                      f"{n_blocks} x {min_block_dates} development dates "
                      "(evaluation.overfitting.n_blocks x min_block_dates; fewer blocks or shorter "
-                     "ones fit a shorter development period, with a coarser estimate)")
+                     "ones fit a shorter development period, with a coarser estimate); the longest "
+                     f"window 2 or more of the {configuration_returns.shape[1]} configurations "
+                     f"share has {longest} dates")
         return None, [], None, math.nan
     if window.shape[1] < configuration_returns.shape[1]:
         notes.append(f"PBO over the {window.shape[1]} of {configuration_returns.shape[1]} "

@@ -174,6 +174,18 @@ def configuration_returns(
     return pd.DataFrame(series).sort_index().rename_axis("date")
 
 
+def longest_shared_window(returns: pd.DataFrame) -> int:
+    """The most dates any window of a configuration's own dates that another configuration also
+    covers holds (0 when no two configurations share a date): what `min_dates` could be."""
+    covered = returns.notna().to_numpy()
+    longest = 0
+    for j in range(covered.shape[1]):
+        window = covered[:, j]
+        if window.sum() > longest and covered[window].all(axis=0).sum() >= 2:
+            longest = int(window.sum())
+    return longest
+
+
 def common_window(returns: pd.DataFrame, min_dates: int) -> pd.DataFrame:
     """The largest set of configurations that share a window of dates, on those dates.
 

@@ -8,8 +8,10 @@ import pytest
 from bma_quant.core.evaluation.backtest import holding_returns, long_short_backtest
 from bma_quant.core.evaluation.limit_locks import (
     LIMIT_LOCK,
+    LimitLocks,
     limit_locks,
     price_step,
+    price_steps,
     with_locks,
 )
 
@@ -233,31 +235,53 @@ def test_a_relisted_codes_first_close_is_not_measured_against_the_old_company():
 
 
 def test_an_exact_limit_move_is_locked_and_a_close_at_the_high_only_when_asked():
-    """+4.5 % exactly reaches min_move 0.045 despite float rounding. A day that traded lower and
+    """+4.5 % exactly reaches min_move 0.045 despite float rounding, as +-5 % reach 0.05. A day that traded lower and
     closed at its high +10 % is locked only with close_at_extreme."""
     dates = pd.bdate_range("2024-01-01", periods=3)
     close = pd.DataFrame({"A": [100.0, 104.5, 114.95]}, index=dates)
     high = close.copy()
     low = close.copy()
     low.loc[dates[2], "A"] = 105.0
-    assert limit_locks(close, high, low)["A"].tolist() == [0, 1, 0]
-    assert limit_locks(close, high, low, close_at_extreme=True)["A"].tolist() == [0, 1, 1]
+    assert limit_locks(close, high, low, min_move=0.045)["A"].tolist() == [0, 1, 0]
+    assert limit_locks(close, high, low, min_move=0.045,
+                       close_at_extreme=True)["A"].tolist() == [0, 1, 1]
+    exact = pd.DataFrame({"A": [5.0, 5.25, 4.9875]}, index=dates)  # +5 %, -5 %: no grid
+    assert limit_locks(exact, exact, exact)["A"].tolist() == [0, 1, -1]
 
 
 def test_the_price_grid_is_read_from_the_closes():
     assert price_step(np.array([0.69, 0.66, 12.34, 100.0])) == 0.01
     assert price_step(np.array([1520.0, 1498.0, 2301.0])) == 1.0  # yen
     assert price_step(np.random.default_rng(0).lognormal(3, 1, 500)) == 0.0  # computed prices
+    assert price_step(np.random.default_rng(1).uniform(4e5, 3e6, 500)) == 0.0  # large, too
     assert price_step(np.array([np.nan, -1.0])) == 0.0
+    # one grid per name: a penny stock on 0.0001 beside names on 0.01 and a computed series
+    rng = np.random.default_rng(2)
+    closes = np.column_stack([np.round(rng.uniform(0.1, 0.9, 300), 4),
+                              np.round(rng.uniform(5, 50, 300), 2), rng.uniform(5, 50, 300)])
+    assert price_steps(closes).tolist() == [0.0001, 0.01, 0.0]
 
 
-def test_a_limit_rounded_to_the_price_grid_counts_and_a_flat_day_never_does():
+def test_a_limit_rounded_to_the_price_grid_counts_and_nothing_short_of_it():
     """A 5 % limit down from 0.69 is 0.66 on a 0.01 grid (-4.35 %): locked with the grid's step,
-    not without it. A one-price day without a move is no lock, even where one step is 10 %."""
+    not without it. 0.30 -> 0.31 (+3.3 %) is short of the 5 % limit (0.32): no lock. A one-price
+    day without a move is no lock, even where one step is 10 %."""
     dates = pd.bdate_range("2024-01-01", periods=4)
-    close = pd.DataFrame({"ST": [0.69, 0.66, 0.66, 0.64], "P": [0.10, 0.10, 0.11, 0.11]},
-                         index=dates)
+    close = pd.DataFrame({"ST": [0.69, 0.66, 0.66, 0.64], "P": [0.10, 0.10, 0.11, 0.11],
+                          "Q": [0.30, 0.31, 0.31, 0.33]}, index=dates)
     assert limit_locks(close, close, close)["ST"].tolist() == [0, 0, 0, 0]
     stepped = limit_locks(close, close, close, step=0.01)
     assert stepped["ST"].tolist() == [0, -1, 0, 0]  # 0.64 is 3 %, not the limit 0.63
     assert stepped["P"].tolist() == [0, 0, 1, 0]
+    assert stepped["Q"].tolist() == [0, 0, 0, 1]  # 0.31 -> 0.33 is the limit (0.3255 -> 0.33)
+    per_name = limit_locks(close, close, close, step=np.array([0.01, 0.0, 0.01]))
+    assert per_name["P"].tolist() == [0, 0, 1, 0]  # +10 % without a grid
+    with pytest.raises(ValueError, match="price steps"):
+        limit_locks(close, close, close, step=-0.01)
+
+
+def test_the_settings_are_checked():
+    assert LimitLocks.from_params(None) == LimitLocks(True, 0.05, False, None)
+    for bad in ({"min_move": 0.0}, {"price_step": -0.01}, {"price_step": float("inf")}):
+        with pytest.raises(ValueError, match="limit_locks"):
+            LimitLocks.from_params(bad)

@@ -103,8 +103,11 @@ def test_common_window_prefers_the_most_configurations():
     assert longest_shared_window(wide) == 6  # a and b; t0-t2 share 4
     assert longest_shared_window(wide[["t0", "a"]]) == 0
     note = assess_overfitting(wide, {}, n_blocks=4, min_block_dates=5).notes
-    assert any("PBO not computed" in n and "the longest window 2 or more of the 5 "
-               "configurations share has 6 dates" in n for n in note), note
+    assert any("PBO not computed" in n and "the longest window this check can use (one "
+               "configuration's dates, all covered by another) has 6 dates" in n
+               for n in note), note
+    one = assess_overfitting(wide[["a"]], {}, n_blocks=4, min_block_dates=1).notes
+    assert any("1 configuration(s); PBO compares several" in n for n in one), one
 
 
 def _synthetic_configurations(signal_strength: float, seed: int):

@@ -8,10 +8,12 @@ return no one could have had, and limit-up names are what a momentum or news sig
 first.
 
 The rule reads only the bar and the name's previous traded close, so it needs no table of each
-market's limits: ``min_move`` is a floor below the common ones (5 % for a Chinese ST name, 7 %
-in Vietnam, 10 % on the main boards). It also catches a thin name's single print after a large
-move, where no size could have been traded either. A bar without a high and a low is never
-taken as locked (a close-only file says nothing about the day's range).
+board's limits: ``min_move`` is the smallest limit of the market (5 %: a Chinese ST name; 7 % in
+Vietnam, 10 % on the main boards), and a limit price is rounded to the name's price grid, so a
+move within half a grid step of it counts (5 % down from 0.69 is 0.66, -4.35 %). It also catches
+a thin name's single print after a large move, where no size could have been traded either. A
+bar without a high and a low is never taken as locked (a close-only file says nothing about the
+day's range).
 """
 
 from __future__ import annotations
@@ -30,50 +32,70 @@ class LimitLocks:
     """``evaluation.backtest.limit_locks``: on (the default) where the panel has high and low."""
 
     enabled: bool = True
-    min_move: float = 0.045
+    min_move: float = 0.05  # the market's smallest daily limit
     # also a close at the day's high (low) after such a rise (fall): a name that traded and then
     # sat at its limit into the close. Off: in markets without limits a strong day often closes
     # at its high, and that close could be traded.
     close_at_extreme: bool = False
     # the price grid (tick): a limit price is rounded to it, so a 5 % limit at 0.69 is 0.66
-    # (-4.3 %). None: inferred from the closes (price_step)
+    # (-4.3 %). None: each name's, inferred from its closes (price_steps)
     price_step: float | None = None
 
     @classmethod
     def from_params(cls, params: dict | None) -> LimitLocks:
         p = params or {}
         step = p.get("price_step")
-        out = cls(enabled=bool(p.get("enabled", True)), min_move=float(p.get("min_move", 0.045)),
+        out = cls(enabled=bool(p.get("enabled", True)), min_move=float(p.get("min_move", 0.05)),
                   close_at_extreme=bool(p.get("close_at_extreme", False)),
                   price_step=None if step is None else float(step))
         if not 0 < out.min_move < 1:
             raise ValueError("evaluation.backtest.limit_locks.min_move must be in (0, 1), got "
                              f"{out.min_move}")
-        if out.price_step is not None and not out.price_step >= 0:
-            raise ValueError("evaluation.backtest.limit_locks.price_step must be >= 0 or null, "
-                             f"got {out.price_step}")
+        if out.price_step is not None and not (np.isfinite(out.price_step)
+                                               and out.price_step >= 0):
+            raise ValueError("evaluation.backtest.limit_locks.price_step must be a number >= 0 "
+                             f"or null, got {out.price_step}")
         return out
 
 
-# candidate ticks, largest first: a file whose prices sit on one of these grids states its tick
+# candidate ticks, largest first: a name whose prices sit on one of these grids states its tick
 PRICE_STEPS = (1.0, 0.5, 0.1, 0.05, 0.01, 0.005, 0.001, 0.0005, 0.0001)
 _ON_GRID_SHARE = 0.95  # a few adjusted or odd prints do not hide the grid
+_GRID_SAMPLE = 250  # closes per name read to find its grid
+
+
+def _on_grid_share(values: np.ndarray, step: float) -> np.ndarray:
+    """Per column, the share of the finite positive values that are multiples of `step` (to
+    1e-6 of a step: float decimals are exact far below that)."""
+    units = values / step
+    with np.errstate(invalid="ignore"):
+        on = np.abs(units - np.round(units)) <= 1e-6
+        valid = np.isfinite(values) & (values > 0)
+    counts = valid.sum(axis=0)
+    return np.divide((on & valid).sum(axis=0), counts, out=np.zeros(values.shape[1]),
+                     where=counts > 0)
+
+
+def price_steps(close: np.ndarray) -> np.ndarray:
+    """Per column (name) of a (date x name) close matrix, the largest of PRICE_STEPS that nearly
+    every one of its positive closes is a multiple of (0: none, as with computed prices). Reads
+    up to _GRID_SAMPLE dates spread over the matrix. Names on different grids (a penny stock's
+    0.0001, a board's 0.001) each get their own."""
+    values = np.asarray(close, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[:, None]
+    if len(values) > _GRID_SAMPLE:
+        values = values[np.linspace(0, len(values) - 1, _GRID_SAMPLE).astype(np.int64)]
+    steps = np.zeros(values.shape[1])
+    for step in reversed(PRICE_STEPS):  # finest first: a coarser grid that fits overrides it
+        steps = np.where(_on_grid_share(values, step) >= _ON_GRID_SHARE, step, steps)
+    return steps
 
 
 def price_step(close: np.ndarray) -> float:
-    """The largest of PRICE_STEPS that nearly every positive close is a multiple of (0: none,
-    as with computed or back-adjusted prices)."""
-    values = np.asarray(close, dtype=np.float64).ravel()
-    with np.errstate(invalid="ignore"):
-        values = values[np.isfinite(values) & (values > 0)]
-    if not values.size:
-        return 0.0
-    for step in PRICE_STEPS:
-        units = values / step
-        on_grid = np.abs(units - np.round(units)) <= 1e-6 * np.maximum(units, 1.0)
-        if on_grid.mean() >= _ON_GRID_SHARE:
-            return step
-    return 0.0
+    """The largest of PRICE_STEPS that nearly every positive close of ``close`` (any shape,
+    taken as one name) is a multiple of (0: none)."""
+    return float(price_steps(np.asarray(close, dtype=np.float64).ravel())[0])
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -83,20 +105,25 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def limit_locks(close: pd.DataFrame, high: pd.DataFrame, low: pd.DataFrame,
                 open_: pd.DataFrame | None = None, traded: pd.DataFrame | None = None,
-                min_move: float = 0.045, listing: pd.DataFrame | None = None,
-                close_at_extreme: bool = False, step: float = 0.0) -> pd.DataFrame:
+                min_move: float = 0.05, listing: pd.DataFrame | None = None,
+                close_at_extreme: bool = False, step: float | np.ndarray = 0.0) -> pd.DataFrame:
     """(date x ticker) int8: +1 where the bar is one price all day (high = low = close, and the
-    open too when given) at least ``min_move`` above the name's previous traded close, -1 at
-    least ``min_move`` below it, 0 elsewhere. ``close_at_extreme``: also a close at the day's
-    high after such a rise (+1) or at its low after such a fall (-1). ``traded``: (date x
-    ticker) bool, False where a close is not a trade (such a bar is not locked and is no
-    previous close); None: every close is. ``listing``: (date x ticker) label of the listing a
-    row belongs to (a relisted code's `listed_from`): a close of another listing is no previous
-    close. ``step``: the price grid; a limit price rounded to it may fall short of ``min_move``
-    by up to half a step (5 % of 0.69 is 0.0345, the limit 0.66), so a move within half a step
-    of ``min_move`` counts. Causal: a date's flag reads that date and earlier ones."""
+    open too when given) at least ``min_move`` (the market's smallest limit) above the name's
+    previous traded close, -1 at least ``min_move`` below it, 0 elsewhere.
+    ``close_at_extreme``: also a close at the day's high after such a rise (+1) or at its low
+    after such a fall (-1). ``traded``: (date x ticker) bool, False where a close is not a trade
+    (such a bar is not locked and is no previous close); None: every close is. ``listing``:
+    (date x ticker) label of the listing a row belongs to (a relisted code's `listed_from`): a
+    close of another listing is no previous close. ``step``: the price grid, one for every name
+    or one per column; a limit price rounded to it may fall short of ``min_move`` by up to half
+    a step (5 % of 0.69 is 0.0345, the limit 0.66), so a move within half a step of ``min_move``
+    counts (a tie as half-up rounding settles it), and a move is at least one step. Causal: a
+    date's flag reads that date and earlier ones."""
     if not min_move > 0:
         raise ValueError(f"limit_locks: min_move must be > 0, got {min_move}")
+    step = np.asarray(step, dtype=np.float64)
+    if not (np.isfinite(step).all() and (step >= 0).all()):
+        raise ValueError("limit_locks: price steps must be finite and >= 0")
     close = close.sort_index()
     values = close.to_numpy(dtype=np.float64, na_value=np.nan)
     shape_like = dict(index=close.index, columns=close.columns)
@@ -123,12 +150,15 @@ def limit_locks(close: pd.DataFrame, high: pd.DataFrame, low: pd.DataFrame,
         previous = np.where(codes == codes[take, columns], previous, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         move = values / previous - 1.0
-        # 104.5 / 100 - 1 is 0.04499999999999993; a limit rounded to the nearest price step is
-        # up to half a step short of the move, and a move is at least one step (a flat day is
-        # no lock)
-        reach = np.maximum(min_move - 1e-9 - 0.5 * step / previous,
-                           0.5 * step / previous + 1e-12)
-    up, down = move >= reach, move <= -reach
+        # A limit price rounded half up to the price grid (as mainland China's are) is the
+        # first grid price at or above limit - half a step going up (a tie rounds up, past it),
+        # the first at or below limit + half a step going down (a tie rounds up, to it); 104.5 /
+        # 100 - 1 is 0.04499999999999993, hence the 1e-9. A move is at least one step.
+        half = 0.5 * step / previous
+        floor = half + 1e-12
+        tie = np.where(step > 0, 1e-9, -1e-9)
+        up = move >= np.maximum(min_move - half + tie, floor)
+        down = -move >= np.maximum(min_move - half - 1e-9, floor)
     locks = np.zeros(values.shape, dtype=np.int8)
     if close_at_extreme:
         locks[at_high & up] = 1

@@ -128,14 +128,18 @@ def _pbo(configuration_returns: pd.DataFrame, n_blocks: int, min_block_dates: in
          notes: list[str]
          ) -> tuple[PBOResult | None, list[str], tuple[str, str] | None, float]:
     window = common_window(configuration_returns, n_blocks * min_block_dates)
+    if configuration_returns.shape[1] < 2:
+        notes.append(f"PBO not computed: {configuration_returns.shape[1]} configuration(s); PBO "
+                     "compares several")
+        return None, [], None, math.nan
     if window.shape[1] < 2:
         longest = longest_shared_window(configuration_returns)
         notes.append(f"PBO not computed: fewer than 2 configurations share a window of at least "
                      f"{n_blocks} x {min_block_dates} development dates "
                      "(evaluation.overfitting.n_blocks x min_block_dates; fewer blocks or shorter "
-                     "ones fit a shorter development period, with a coarser estimate); the longest "
-                     f"window 2 or more of the {configuration_returns.shape[1]} configurations "
-                     f"share has {longest} dates")
+                     "ones fit a shorter development period, with a coarser estimate); the "
+                     f"longest window this check can use (one configuration's dates, all covered "
+                     f"by another) has {longest} dates")
         return None, [], None, math.nan
     if window.shape[1] < configuration_returns.shape[1]:
         notes.append(f"PBO over the {window.shape[1]} of {configuration_returns.shape[1]} "

@@ -123,8 +123,8 @@ def _with_limit_locks(panel: pd.DataFrame, primary_panel: pd.DataFrame,
     wide = _traded_ohlc(primary_panel, fields)
     listing = (primary_panel.pivot(index="date", columns="ticker", values=universe.LISTED_FROM)
                if universe.LISTED_FROM in primary_panel else None)
-    step = (limit_locks.price_step(primary_panel["close"].to_numpy(dtype=np.float64,
-                                                                   na_value=np.nan))
+    # each name's grid, from its traded closes (a split-rescaled past is off it: no allowance)
+    step = (limit_locks.price_steps(wide["close"].to_numpy(dtype=np.float64, na_value=np.nan))
             if rule.price_step is None else rule.price_step)
     locks = limit_locks.limit_locks(wide["close"], wide["high"], wide["low"], wide.get("open"),
                                     min_move=rule.min_move, listing=listing,
@@ -133,13 +133,15 @@ def _with_limit_locks(panel: pd.DataFrame, primary_panel: pd.DataFrame,
     if not values.any():
         return panel
     if report:
+        steps = np.unique(np.atleast_1d(step))
         logger.info("limit locks: %d closes of the panel (development and test dates) %s "
-                    "%.1f%% or more (less half the price step %g) above the previous traded "
-                    "close, %d as far below (evaluation.backtest.limit_locks): every backtest "
-                    "makes no buy at the first and no sale at the second",
+                    "%.1f%% or more (less half the name's price step: %s) above the previous "
+                    "traded close, %d as far below (evaluation.backtest.limit_locks): every "
+                    "backtest makes no buy at the first and no sale at the second",
                     int((values > 0).sum()),
                     "at the day's high" if rule.close_at_extreme else "traded at one price",
-                    100 * rule.min_move, step, int((values < 0).sum()))
+                    100 * rule.min_move, ", ".join(f"{x:g}" for x in steps[:4])
+                    + (" ..." if len(steps) > 4 else ""), int((values < 0).sum()))
     long = locks.stack(future_stack=True).rename(limit_locks.LIMIT_LOCK).reset_index()
     long.columns = ["date", "ticker", limit_locks.LIMIT_LOCK]
     return panel.merge(long, on=["date", "ticker"], how="left")
@@ -195,11 +197,10 @@ def _log_untraded_positions(daily: pd.DataFrame, model: str = "final") -> None:
                     int((closed > 0).sum()), 100 * closed.max())
     locked = book["locked_weight"] if "locked_weight" in book else pd.Series(dtype=float)
     if (locked > 0).any():
-        logger.info("test %s: at %d of %d rebalance(s) a price-limit lock stopped trades (a buy "
-                    "at a limit-up close, a sale at a limit-down one) of %.1f%% gross weight in "
-                    "all (largest %.1f%%): evaluation_daily_returns, locked_weight", model,
-                    int((locked > 0).sum()), int((book["turnover"] > 0).sum()),
-                    100 * locked.sum(), 100 * locked.max())
+        logger.info("test %s: at %d rebalance(s) a price-limit lock stopped trades (a buy at a "
+                    "limit-up close, a sale at a limit-down one; largest %.1f%% gross weight): "
+                    "evaluation_daily_returns, locked_weight", model, int((locked > 0).sum()),
+                    100 * locked.max())
 
 
 def apply_gates(

@@ -239,3 +239,28 @@ def test_limit_locked_closes_change_the_backtests_not_the_scores(planted, tmp_pa
     pd.testing.assert_frame_equal(before, off)
     _, untouched = table(panel, {"enabled": True, "min_move": 0.9})
     pd.testing.assert_frame_equal(before, untouched)
+
+
+def test_closes_sealed_at_the_high_are_named_as_a_hint_when_locks_are_found(planted, caplog):
+    """A panel with one-price locks (a market with limits) and also closes at the day's high
+    after a large rise that traded lower first: the log counts the locks and says how many such
+    closes close_at_extreme would add; with it on they are locks too."""
+    import logging
+
+    from bma_quant.core.evaluation.limit_locks import LIMIT_LOCK, LimitLocks
+    from bma_quant.pipelines.evaluation.nodes import _with_limit_locks
+
+    datasets, _ = planted
+    panel, _ = _one_price_bars(datasets["primary_panel"], 0.05)
+    big_rise = (panel.sort_values(["ticker", "date"]).groupby("ticker")["close"].pct_change()
+                .reindex(panel.index) >= 0.05) & (panel["high"] == panel["low"])
+    sealed_rows = panel.index[big_rise.to_numpy()][::2]  # every other lock traded lower first
+    for column in ("open", "low"):
+        panel.loc[sealed_rows, column] = panel.loc[sealed_rows, "close"] * 0.97
+    columns = panel[["date", "ticker", "close"]]
+    with caplog.at_level(logging.INFO, logger="bma_quant.pipelines.evaluation.nodes"):
+        plain = _with_limit_locks(columns, panel, LimitLocks(), report=True)
+    assert (f"limit locks: {len(sealed_rows)} more closes sat at the day's high (low) at least "
+            "min_move above") in caplog.text
+    wider = _with_limit_locks(columns, panel, LimitLocks(close_at_extreme=True))
+    assert (wider[LIMIT_LOCK] > 0).sum() == (plain[LIMIT_LOCK] > 0).sum() + len(sealed_rows)

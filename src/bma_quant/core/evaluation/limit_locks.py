@@ -34,8 +34,9 @@ class LimitLocks:
     enabled: bool = True
     min_move: float = 0.05  # the market's smallest daily limit
     # also a close at the day's high (low) after such a rise (fall): a name that traded and then
-    # sat at its limit into the close. Off: in markets without limits a strong day often closes
-    # at its high, and that close could be traded.
+    # sat at its limit into the close. Off: right only where min_move is every name's limit (a
+    # close at the high short of the name's own limit, or in a market without limits, could be
+    # traded).
     close_at_extreme: bool = False
     # the price grid (tick): a limit price is rounded to it, so a 5 % limit at 0.69 is 0.66
     # (-4.3 %). None: each name's, inferred from its closes (price_steps)

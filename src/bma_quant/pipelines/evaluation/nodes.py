@@ -126,25 +126,43 @@ def _with_limit_locks(panel: pd.DataFrame, primary_panel: pd.DataFrame,
     # each name's grid, from its traded closes (a split-rescaled past is off it: no allowance)
     step = (limit_locks.price_steps(wide["close"].to_numpy(dtype=np.float64, na_value=np.nan))
             if rule.price_step is None else rule.price_step)
+    options = dict(min_move=rule.min_move, listing=listing, step=step)
     locks = limit_locks.limit_locks(wide["close"], wide["high"], wide["low"], wide.get("open"),
-                                    min_move=rule.min_move, listing=listing,
-                                    close_at_extreme=rule.close_at_extreme, step=step)
+                                    close_at_extreme=rule.close_at_extreme, **options)
     values = locks.to_numpy()
     if not values.any():
         return panel
     if report:
-        steps = np.unique(np.atleast_1d(step))
-        logger.info("limit locks: %d closes of the panel (development and test dates) %s "
-                    "%.1f%% or more (less half the name's price step: %s) above the previous "
-                    "traded close, %d as far below (evaluation.backtest.limit_locks): every "
-                    "backtest makes no buy at the first and no sale at the second",
-                    int((values > 0).sum()),
-                    "at the day's high" if rule.close_at_extreme else "traded at one price",
-                    100 * rule.min_move, ", ".join(f"{x:g}" for x in steps[:4])
-                    + (" ..." if len(steps) > 4 else ""), int((values < 0).sum()))
+        sealed = 0
+        if not rule.close_at_extreme:  # what the wider rule would add: a hint, not a default
+            wider = limit_locks.limit_locks(wide["close"], wide["high"], wide["low"],
+                                            wide.get("open"), close_at_extreme=True, **options)
+            sealed = int(((wider.to_numpy() != 0) & (values == 0)).sum())
+        _report_limit_locks(values, step, rule, sealed)
     long = locks.stack(future_stack=True).rename(limit_locks.LIMIT_LOCK).reset_index()
     long.columns = ["date", "ticker", limit_locks.LIMIT_LOCK]
     return panel.merge(long, on=["date", "ticker"], how="left")
+
+
+def _report_limit_locks(values: np.ndarray, step, rule: limit_locks.LimitLocks,
+                        sealed: int) -> None:
+    """The run's log line on the locks found, and a hint when closes at the day's high or low
+    after such moves were left out (`close_at_extreme` off)."""
+    steps = np.unique(np.atleast_1d(step))
+    logger.info("limit locks: %d closes of the panel (development and test dates) %s %.1f%% or "
+                "more (less half the name's price step: %s) above the previous traded close, %d "
+                "as far below (evaluation.backtest.limit_locks): every backtest makes no buy at "
+                "the first and no sale at the second", int((values > 0).sum()),
+                "at the day's high" if rule.close_at_extreme else "traded at one price",
+                100 * rule.min_move, ", ".join(f"{x:g}" for x in steps[:4])
+                + (" ..." if len(steps) > 4 else ""), int((values < 0).sum()))
+    if sealed:
+        logger.info("limit locks: %d more closes sat at the day's high (low) at least min_move "
+                    "above (below) the previous traded close without trading at one price all "
+                    "day. Where min_move is every name's daily limit they are sealed at it: "
+                    "evaluation.backtest.limit_locks.close_at_extreme: true takes them as locked. "
+                    "Not where boards have larger limits (a close at the high short of the "
+                    "name's limit can be traded) or where there are none", sealed)
 
 
 def _development_returns(primary_panel: pd.DataFrame, date_split: dict,

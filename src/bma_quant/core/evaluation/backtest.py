@@ -591,16 +591,14 @@ def long_short_backtest(
         signal_dates = rebalance_dates(preds[DATE], rebalance_days)
     weights = rebalance_weights(preds[preds[DATE].isin(signal_dates)], pred_col, n_quantiles)
 
-    # a (date x ticker) frame is taken as already pivoted: callers backtesting many
-    # configurations on the same returns pivot them once
-    wide_returns = (returns.sort_index() if _is_wide(returns, return_col)
-                    else returns.pivot(index=DATE, columns=TICKER, values=return_col).sort_index())
-    if tradable is None and not _is_wide(returns, return_col) and tradable_col in returns:
-        tradable = tradable_pivot(returns, tradable_col)
-    if cost_rates is None and not _is_wide(returns, return_col) and cost_col in returns:
-        cost_rates = returns.pivot(index=DATE, columns=TICKER, values=cost_col)
-    if locks is None and not _is_wide(returns, return_col) and lock_col in returns:
-        locks = returns.pivot(index=DATE, columns=TICKER, values=lock_col)
+    wide_returns = _wide_returns(returns, return_col)
+    if not _is_wide(returns, return_col):  # long returns may carry the other inputs as columns
+        if tradable is None and tradable_col in returns:
+            tradable = tradable_pivot(returns, tradable_col)
+        if cost_rates is None and cost_col in returns:
+            cost_rates = returns.pivot(index=DATE, columns=TICKER, values=cost_col)
+        if locks is None and lock_col in returns:
+            locks = returns.pivot(index=DATE, columns=TICKER, values=lock_col)
     trading_dates = pd.DatetimeIndex(wide_returns.index, name=DATE)
     signal_dates, start = _trade_schedule(signal_dates, trading_dates, execution_delay)
     trade_dates = trading_dates[start - 1]
@@ -618,21 +616,40 @@ def long_short_backtest(
     daily_returns = np.nan_to_num(daily_returns, nan=0.0)
     first, end = start[0], min(start[-1] + rebalance_days, len(trading_dates))
     cells = _tradable_cells(tradable, max_frozen_days, trading_dates, tickers)
-    rates = None
-    if cost_rates is not None:
-        rates = cost_rates.reindex(index=trading_dates, columns=tickers).to_numpy(
-            dtype=np.float64, na_value=np.nan)
-        rates = np.where(np.isfinite(rates), rates, cost_bps / 2.0 / 1e4)
-    lock_cells = None
-    if locks is not None:
-        lock_cells = locks.reindex(index=trading_dates, columns=tickers).to_numpy(
-            dtype=np.float64, na_value=0.0)
-        lock_cells = None if not lock_cells.any() else np.sign(np.nan_to_num(lock_cells))
     book_returns, turnover, untraded, costs = _hold_books(
-        _book_matrices(weights, signal_dates, tickers), start, daily_returns, end, cells, rates,
-        lock_cells)
+        _book_matrices(weights, signal_dates, tickers), start, daily_returns, end, cells,
+        _cost_rate_cells(cost_rates, cost_bps, trading_dates, tickers),
+        _lock_cells(locks, trading_dates, tickers))
     net = book_returns[:, 0] - (cost_bps / 1e4 * turnover if costs is None else costs)
     daily = _daily_frame(book_returns, net, turnover, trading_dates[first:end], untraded)
     summary = _summary(net, daily["excess"].to_numpy(), turnover[start[1:] - first],
                        turnover[0], len(start), periods_per_year)
     return BacktestResult(daily, summary, weights)
+
+
+def _wide_returns(returns: pd.DataFrame, return_col: str) -> pd.DataFrame:
+    """(date x ticker) daily returns; a frame already wide is taken as pivoted (callers
+    backtesting many configurations on the same returns pivot them once)."""
+    if _is_wide(returns, return_col):
+        return returns.sort_index()
+    return returns.pivot(index=DATE, columns=TICKER, values=return_col).sort_index()
+
+
+def _cost_rate_cells(cost_rates: pd.DataFrame | None, cost_bps: float,
+                     trading_dates: pd.DatetimeIndex, tickers: pd.Index) -> np.ndarray | None:
+    """One-way cost rate per (trading date, ticker); a name without a rate pays cost_bps / 2."""
+    if cost_rates is None:
+        return None
+    rates = cost_rates.reindex(index=trading_dates, columns=tickers).to_numpy(
+        dtype=np.float64, na_value=np.nan)
+    return np.where(np.isfinite(rates), rates, cost_bps / 2.0 / 1e4)
+
+
+def _lock_cells(locks: pd.DataFrame | None, trading_dates: pd.DatetimeIndex,
+                tickers: pd.Index) -> np.ndarray | None:
+    """+1 / -1 / 0 per (trading date, ticker); None when no close is locked (the fast path)."""
+    if locks is None:
+        return None
+    cells = locks.reindex(index=trading_dates, columns=tickers).to_numpy(
+        dtype=np.float64, na_value=0.0)
+    return np.sign(np.nan_to_num(cells)) if cells.any() else None

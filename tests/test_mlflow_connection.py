@@ -50,7 +50,15 @@ def test_closed_port_fails_within_the_bound_with_a_clear_error(clean_env):
     assert "mlflow_connection.*" in message and "MLFLOW_TRACKING_URI" in message
 
 
-def test_a_local_store_is_not_probed(clean_env):
+def test_a_local_store_is_not_probed(clean_env, monkeypatch):
+    import mlflow.tracking
+
+    asked = []
+    monkeypatch.setattr(mlflow.tracking, "MlflowClient",
+                        lambda **kwargs: asked.append(kwargs) or pytest.fail("probed"))
     context = SimpleNamespace(params={}, config_loader=FakeConfigLoader(
         mlflow={"server": {"mlflow_tracking_uri": "sqlite:///nowhere/mlflow.db"}}))
-    mc.MlflowConnectionHooks().after_context_created(context)
+    mc.MlflowConnectionHooks().after_context_created(context)  # no client made, no error
+    assert asked == []
+    with pytest.raises(pytest.fail.Exception, match="probed"):  # the same hook probes http
+        mc.probe_tracking_server("http://127.0.0.1:1")

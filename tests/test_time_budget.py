@@ -46,8 +46,12 @@ def test_budget_stops_before_the_next_node_naming_what_finished():
 def test_no_budget_never_stops():
     clock = Clock()
     hooks = _hooks(None, clock)
-    clock.now = 1e9
-    hooks.before_node_run(_node("any"))
+    assert hooks.budget is None
+    for name, at in (("load", 1.0), ("train", 1e9)):
+        clock.now = at
+        hooks.before_node_run(_node(name))  # no RunTimeBudgetExceeded however late
+        hooks.after_node_run(_node(name))
+    assert hooks.finished == ["load", "train"]
 
 
 def test_a_stopped_run_is_tagged_in_mlflow():

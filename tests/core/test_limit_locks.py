@@ -262,6 +262,20 @@ def test_the_price_grid_is_read_from_the_closes():
     assert price_steps(closes).tolist() == [0.0001, 0.01, 0.0]
 
 
+def test_the_grid_is_the_one_a_name_trades_on_now():
+    """A 3:1 split repair puts the earlier closes at thirds of ticks: the grid is read from the
+    name's last closes, where it trades now; a name that stopped early keeps its own last ones,
+    and missing dates are skipped, not counted."""
+    rng = np.random.default_rng(3)
+    ticks = np.round(rng.uniform(5, 50, 1300), 2)
+    rescaled = np.concatenate([ticks[:1000] / 3.0, ticks[1000:]])  # 300 closes since the split
+    early = np.concatenate([ticks[:400], np.full(900, np.nan)])  # delisted after 400 dates
+    gappy = ticks.copy()
+    gappy[-600::2] = np.nan  # every other date missing at the end: 300 closes still read
+    assert price_step(rescaled[:1000]) == 0.0  # the rescaled past alone is on no grid
+    assert price_steps(np.column_stack([rescaled, early, gappy])).tolist() == [0.01, 0.01, 0.01]
+
+
 def test_a_limit_rounded_to_the_price_grid_counts_and_nothing_short_of_it():
     """A 5 % limit down from 0.69 is 0.66 on a 0.01 grid (-4.35 %): locked with the grid's step,
     not without it. 0.30 -> 0.31 (+3.3 %) is short of the 5 % limit (0.32): no lock. A one-price

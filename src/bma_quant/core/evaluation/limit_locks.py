@@ -80,13 +80,17 @@ def _on_grid_share(values: np.ndarray, step: float) -> np.ndarray:
 def price_steps(close: np.ndarray) -> np.ndarray:
     """Per column (name) of a (date x name) close matrix, the largest of PRICE_STEPS that nearly
     every one of its positive closes is a multiple of (0: none, as with computed prices). Reads
-    up to _GRID_SAMPLE dates spread over the matrix. Names on different grids (a penny stock's
-    0.0001, a board's 0.001) each get their own."""
+    each name's last _GRID_SAMPLE positive closes: the grid it trades on now, after any past a
+    split repair rescaled off it (a 3:1 split's earlier closes are thirds of ticks) or a tick
+    size that changed. Names on different grids (a penny stock's 0.0001, a board's 0.001) each
+    get their own."""
     values = np.asarray(close, dtype=np.float64)
     if values.ndim == 1:
         values = values[:, None]
-    if len(values) > _GRID_SAMPLE:
-        values = values[np.linspace(0, len(values) - 1, _GRID_SAMPLE).astype(np.int64)]
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(values) & (values > 0)
+    from_end = np.cumsum(valid[::-1], axis=0)[::-1]  # 1 = the name's last positive close
+    values = np.where(valid & (from_end <= _GRID_SAMPLE), values, np.nan)
     steps = np.zeros(values.shape[1])
     for step in reversed(PRICE_STEPS):  # finest first: a coarser grid that fits overrides it
         steps = np.where(_on_grid_share(values, step) >= _ON_GRID_SHARE, step, steps)

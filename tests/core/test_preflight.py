@@ -85,6 +85,8 @@ def test_valid_parameters_pass():
     ("regime_models.hmm.columns", ["perf_momentum", "perf_revrsal"],
      "regime_models.hmm.columns must list one or more of 'market_return'"),
     ("cv.scheme", "foo", "cv.scheme must be one of 'walk_forward', 'combinatorial', got 'foo'"),
+    ("stacking.elastic_net.positive", False,
+     "stacking.elastic_net.positive must be true, got False: the stacking weights"),
     ("feature_engineering.factors.ma_windows", [-5], "factors.ma_windows must list whole numbers "
                                                      ">= 1, got [-5]"),
     ("feature_engineering.factors.return_windows", [0, 5], "return_windows must list whole"),

@@ -111,7 +111,18 @@ def test_min_features_refills_from_insignificant_factors_and_reports_them(signal
     significant = table.loc[result.report["significant"]]
     assert ((significant["rank_ic_tstat"].abs() >= 3.0)
             | (significant["timed_ic_tstat"] >= 3.0)).all()
-    assert any("below the significance gate" in r.getMessage() for r in caplog.records)
+    assert any("below the significance gate" in r.getMessage()
+               and "reach selection.min_features = 10:" in r.getMessage()
+               for r in caplog.records)
+    # a smaller limit caps the refill, and the message says so (not min_features = 5)
+    caplog.clear()
+    capped = SelectionConfig(nw_lag=10, min_features=10, max_features=5,
+                             include_market_context=False)
+    with caplog.at_level(logging.WARNING):
+        result = select_features(features, families, label, dates, dev, folds, capped, True)
+    assert len(result.selected) == 5
+    assert any("to reach 5 (selection.min_features = 10, capped by selection.max_features)"
+               in r.getMessage() for r in caplog.records)
 
 
 def test_planted_leak_is_caught_and_logged(synthetic, caplog):

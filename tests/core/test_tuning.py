@@ -291,3 +291,34 @@ def test_a_shared_study_shows_no_progress_bar(frame_and_folds, tmp_path, capsys)
                    wait_seconds=0.0)
     assert result.n_trials == 2 and result.shared
     assert "trial/s" not in capsys.readouterr().err
+
+
+def test_a_trial_whose_predictions_rank_nothing_is_never_the_best():
+    """Where every real trial scores below 0 (the signal flips after the training dates), an
+    ElasticNet shrunk to its intercept would win with a RankIC of 0 and leave the learner
+    constant. Such a trial is stopped as pruned, marked with the fold, and the best is the
+    best trial that ranks the names."""
+    frame, folds = synthetic_dev(0.05, n_tickers=40, n_days=600, seed=21)
+    folds = folds[:2]
+    frame = frame.copy()
+    flipped = frame["date"] >= folds[0].test_dates[0]
+    frame.loc[flipped, "label"] = -frame.loc[flipped, "label"]
+    cache = _cache((frame, folds))
+    space = {"alpha": {"type": "float", "low": 1e-5, "high": 1.0, "log": True}}
+    result = tuning.tune_learner(cache, "elastic_net",
+                                 {"alpha": 1e-4, "l1_ratio": 0.5, "max_iter": 5000}, space,
+                                 n_trials=12, timeout=None, seed=42, n_jobs=1)
+    trials = result.trials
+    constant = trials["user_attrs_" + tuning.CONSTANT_ATTR].notna()
+    assert constant.any() and (trials.loc[constant, "params_alpha"] > 0.1).all()
+    assert (trials.loc[constant, "state"] == "PRUNED").all()
+    assert result.n_constant == constant.sum() and result.n_pruned >= result.n_constant
+    assert result.best_value < 0  # a real trial, below 0, not a constant's 0
+    assert result.best_value == trials.loc[trials["state"] == "COMPLETE", "value"].max()
+    assert result.best_params["alpha"] < 0.1
+    assert not (set(result.trial_predictions) & set(trials.loc[constant, "number"]))
+
+    everything_constant = {"alpha": {"type": "float", "low": 0.5, "high": 1.0}}
+    with pytest.raises(RuntimeError, match="constant on a tuning fold"):
+        tuning.tune_learner(cache, "elastic_net", {"alpha": 0.7, "l1_ratio": 0.5},
+                            everything_constant, n_trials=3, timeout=None, seed=42, n_jobs=1)

@@ -268,3 +268,25 @@ def test_a_learner_with_constant_predictions_is_degenerate_not_ok(inputs):
     assert logged["n_degenerate"]["value"] == 1.0 and logged["n_failed"]["value"] == 0.0
     assert set(result["base_models"]) == {"lightgbm"}  # later layers leave it out
     assert "elastic_net" not in set(result["base_oof_predictions"]["model"])
+
+
+def test_a_degenerate_learners_trials_are_still_reported_and_counted(inputs, monkeypatch):
+    """Its final model is left out, but its trials were tried: they stay in the trials table and
+    the trial predictions, which the luck statistics count as configurations."""
+    train = nodes.train_learner
+
+    def degenerate_elastic_net(name, *args):
+        result, logged = train(name, *args)
+        if name == "elastic_net":  # as train_learner marks a constant final model
+            result = {**result, "status": "degenerate", "error": "constant predictions"}
+            logged = LoggedLearner(name, None)
+        return result, logged
+
+    monkeypatch.setattr(nodes, "train_learner", degenerate_elastic_net)
+    result = _run(inputs)
+    assert result["base_model_status"]["elastic_net"]["status"] == "degenerate"
+    assert "elastic_net" not in result["base_models"]
+    assert "elastic_net" not in set(result["base_oof_predictions"]["model"])
+    trials = result["base_optuna_trials"]
+    assert (trials["model"] == "elastic_net").sum() == FAST["base_models"]["tuning"]["n_trials"]
+    assert "elastic_net" in set(result["base_trial_oof_predictions"]["model"])

@@ -9,6 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from bma_quant.core.evaluation.test_period import LOGGED_METRICS
+from bma_quant.pipelines.evaluation import nodes
 from tests.serving.upstream import build_upstream
 from tests.support import run_pipeline
 
@@ -105,7 +106,7 @@ def test_luck_is_accounted_for(planted):
         c["name"] for c in out["gate_report"]["checks"])
 
 
-def test_missing_trials_luck_gates_and_combinatorial_paths(tmp_path):
+def test_missing_trials_luck_gates_and_combinatorial_paths(tmp_path, caplog):
     datasets, overrides = build_upstream(tmp_path, n_days=600, seed=5)
     datasets["base_trial_oof_predictions"] = datasets["base_trial_oof_predictions"].iloc[:0]
     luck = {"evaluation": {"gates": {"max_pbo": 0.5, "min_deflated_sharpe": 0.99},
@@ -117,7 +118,13 @@ def test_missing_trials_luck_gates_and_combinatorial_paths(tmp_path):
               "evaluation": {**GATES["evaluation"], **luck["evaluation"],
                              "gates": {**GATES["evaluation"]["gates"],
                                        **luck["evaluation"]["gates"]}}}
-    out = run_pipeline("evaluation", datasets, params)
+    with caplog.at_level("INFO", logger="bma_quant.pipelines.evaluation.nodes"):
+        out = run_pipeline("evaluation", datasets, params)
+    # no learner was tuned (its status ran no trial): said, not warned about
+    said = [r for r in caplog.records if "no Optuna trial out-of-fold" in r.getMessage()]
+    assert [r.levelname for r in said] == ["INFO"] and "no learner was tuned" in said[0].message
+    assert nodes._ran_trials(datasets["base_model_status"]) == 0
+    assert nodes._ran_trials({"a": {"metrics": {"n_trials": 10}}, "b": {"metrics": {}}}) == 10
     report = out["overfitting_report"]
     # without the trials each learner counts once: elastic_net, lightgbm, regime, ensemble
     assert report["n_configurations"] == 4 and "trial" not in report["configurations_by_source"]

@@ -252,6 +252,11 @@ def _choice_problems(params: Mapping[str, Any]) -> list[str]:
         for path, choices in CHOICES.items()
         if (value := lookup(params, path)) is not None and value not in choices
     ]
+    positive = lookup(params, "stacking.elastic_net.positive")
+    if positive is not None and positive is not True:
+        problems.append(f"stacking.elastic_net.positive must be true, got {positive!r}: the "
+                        "stacking weights are its coefficients, non-negative and normalised to "
+                        "sum to one (a negative weight would bet against a model)")
     problems += [f"{path} must be a list (e.g. [{value}]), got {value!r}" for path in LISTS
                  if (value := lookup(params, path)) is not None
                  and not isinstance(value, list | tuple)]

@@ -492,10 +492,13 @@ def _refill_below_significance(selected: list[str], per_ticker: list[str], drop:
     candidates, _ = _redundancy_order(selected + refill, visible, fit_rows, config)
     filled = [n for n in candidates if n not in selected][: wanted - len(selected)]
     if filled:
+        target = (f"selection.min_features = {wanted}" if wanted == config.min_features else
+                  f"{wanted} (selection.min_features = {config.min_features}, capped by "
+                  "selection.max_features)")
         logger.warning(
-            "only %d factor(s) pass |t| >= %g (mean or timed RankIC); kept %d more below the significance gate to "
-            "reach selection.min_features = %d: %s",
-            len(selected), config.min_abs_tstat, len(filled), wanted, ", ".join(filled),
+            "only %d factor(s) pass |t| >= %g (mean or timed RankIC); kept %d more below the "
+            "significance gate to reach %s: %s",
+            len(selected), config.min_abs_tstat, len(filled), target, ", ".join(filled),
         )
     return filled
 

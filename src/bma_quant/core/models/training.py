@@ -194,11 +194,25 @@ class FoldCache:
 
     def fold_rank_ic(self, k: int, prediction: np.ndarray, min_names: int) -> float:
         """Mean daily RankIC of a fold's test predictions; 0 when undefined (e.g. constant)."""
+        value = self._fold_rank_ic(k, prediction, min_names)
+        return 0.0 if not math.isfinite(value) else value
+
+    def _fold_rank_ic(self, k: int, prediction: np.ndarray, min_names: int) -> float:
         test = self.rows[k][1]
         frame = pd.DataFrame({"date": self.data.dates[test], "prediction": prediction,
                               "label": self.data.label[test]})
-        value = metrics.mean_rank_ic(frame, "prediction", "label", min_names)
-        return 0.0 if not math.isfinite(value) else value
+        return metrics.mean_rank_ic(frame, "prediction", "label", min_names)
+
+    def fold_score(self, k: int, prediction: np.ndarray, min_names: int) -> tuple[float, bool]:
+        """(RankIC, constant): the fold's mean daily RankIC (0 when undefined) and whether its
+        predictions rank nothing, all equal on every date (an ElasticNet shrunk to its
+        intercept, a model of date-level features only): no model, not one that scored 0. A
+        fold too thin to score (fewer than `min_names` names a date) is not constant."""
+        value = self._fold_rank_ic(k, prediction, min_names)
+        if math.isfinite(value):
+            return value, False
+        constant = metrics.constant_cross_sections(prediction, self.data.dates[self.rows[k][1]])
+        return 0.0, constant
 
     def free(self, kind: str | None = None) -> None:
         """Drop the binned matrices of one kind (all kinds when None)."""
@@ -220,7 +234,8 @@ def cross_validate(
 ) -> CVResult:
     """Fit on every fold's training rows, predict its test rows, score them.
 
-    `on_fold(k, rank_ic)` is called after each fold (Optuna reporting; it may raise to prune).
+    `on_fold(k, rank_ic, constant)` is called after each fold (Optuna reporting; it may raise
+    to prune); `constant`: the fold's predictions rank nothing (``FoldCache.fold_score``).
     With full_scores=False only the RankIC is computed per fold (the tuning objective); the rest
     can be added later with `add_full_scores`."""
     parts, folds_of, scores = [], [], []
@@ -229,13 +244,13 @@ def cross_validate(
         prediction = cache.fit_predict_fold(name, params, k, seed, n_jobs)
         seconds = time.perf_counter() - start
         train, test = cache.rows[k]
+        rank_ic, constant = cache.fold_score(k, prediction, min_names)
         scores.append({"model": name, "fold": fold.fold, "n_train": len(train),
-                       "n_test": len(test), "rank_ic": cache.fold_rank_ic(k, prediction, min_names),
-                       "fit_seconds": seconds})
+                       "n_test": len(test), "rank_ic": rank_ic, "fit_seconds": seconds})
         parts.append(prediction)
         folds_of.append(np.full(len(test), fold.fold, dtype=np.int32))
         if on_fold is not None:
-            on_fold(k, scores[-1]["rank_ic"])
+            on_fold(k, rank_ic, constant)
     result = CVResult(
         fold_of_row=np.concatenate(folds_of) if folds_of else np.empty(0, np.int32),
         rows=np.concatenate([test for _, test in cache.rows]) if cache.rows else np.empty(0, int),

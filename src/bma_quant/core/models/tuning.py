@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 # The objective's name: in the study (optuna-dashboard's axis) and as the trials' MLflow metric.
 OBJECTIVE_NAME = "tuning_rank_ic_mean"
+# user attribute of a trial stopped because its predictions ranked nothing: the fold it was on
+CONSTANT_ATTR = "constant_on_fold"
 
 
 def suggest_params(trial: optuna.Trial, space: dict[str, dict]) -> dict[str, Any]:
@@ -206,6 +208,7 @@ class TuningResult:
     # every configuration tried can be scored again (trial accounting, overfitting statistics).
     trial_predictions: dict[int, CVResult]
     shared: bool = False  # trials came from several processes (scale-out): not reproducible
+    n_constant: int = 0  # of the pruned: stopped because their predictions ranked nothing
 
     @property
     def objective_median(self) -> float:
@@ -244,13 +247,19 @@ def _fold_objective(cache: FoldCache, name: str, defaults: dict, space: dict,
                     predictions: dict[int, CVResult], *, seed: int, n_jobs: int,
                     min_names: int) -> Callable[[optuna.Trial], float]:
     """Mean tuning-fold RankIC of a trial's parameters; each fold's RankIC goes to the pruner as
-    it comes, and the trial's predictions are kept in `predictions` (trial number -> CVResult)."""
+    it comes, and the trial's predictions are kept in `predictions` (trial number -> CVResult).
+    A trial whose predictions rank nothing on a fold (all equal on every date: the RankIC is
+    undefined, not 0) is stopped as pruned, so it is never the best: where every real trial
+    scores below 0 it would otherwise win with its 0 and leave the learner constant."""
 
     def objective(trial: optuna.Trial) -> float:
         params = {**defaults, **suggest_params(trial, space)}
 
-        def report(k: int, rank_ic: float) -> None:
+        def report(k: int, rank_ic: float, constant: bool) -> None:
             trial.report(rank_ic, step=k)
+            if constant:
+                trial.set_user_attr(CONSTANT_ATTR, k)
+                raise optuna.TrialPruned(f"fold {k}: constant predictions rank nothing")
             if trial.should_prune():
                 raise optuna.TrialPruned(f"fold {k}: RankIC {rank_ic:.4f} below the median")
 
@@ -273,10 +282,16 @@ def _study_result(study: optuna.Study, name: str, defaults: dict, *, n_trials: i
     trials = trials.rename(columns={f"value_{OBJECTIVE_NAME}": "value"})
     if shared and "user_attrs_" + OVER_BUDGET in trials:
         trials = trials[trials["user_attrs_" + OVER_BUDGET].isna()].reset_index(drop=True)
-    states = [t.state for t in budget_trials(study)]
+    counted = budget_trials(study)
+    states = [t.state for t in counted]
     complete = states.count(optuna.trial.TrialState.COMPLETE)
+    constant = sum(CONSTANT_ATTR in t.user_attrs for t in counted)
     if complete == 0:
-        raise RuntimeError(f"{name}: no Optuna trial completed ({len(states)} started)")
+        raise RuntimeError(
+            f"{name}: no Optuna trial completed ({len(states)} started"
+            + (f"; {constant} stopped because their predictions were constant on a tuning fold: "
+               "the search space's regularisation shrinks the model to its intercept on these "
+               "data" if constant else "") + ")")
     best_trial = study.best_trial
     truncated = len(states) < int(n_trials)
     if truncated and timeout is not None:
@@ -288,8 +303,9 @@ def _study_result(study: optuna.Study, name: str, defaults: dict, *, n_trials: i
                        "were taken by trials over an earlier, smaller budget)", name,
                        len(states), int(n_trials))
     n_pruned = states.count(optuna.trial.TrialState.PRUNED)
-    logger.info("%s: best mean tuning-fold RankIC %.4f at trial %d of %d (%d pruned)", name,
-                best_trial.value, best_trial.number, len(states), n_pruned)
+    logger.info("%s: best mean tuning-fold RankIC %.4f at trial %d of %d (%d pruned%s)", name,
+                best_trial.value, best_trial.number, len(states), n_pruned,
+                f", {constant} of them for constant predictions" if constant else "")
     return TuningResult(
         best_params={**defaults, **best_trial.params},
         best_value=float(best_trial.value),
@@ -301,6 +317,7 @@ def _study_result(study: optuna.Study, name: str, defaults: dict, *, n_trials: i
         truncated=truncated,
         trial_predictions=predictions,
         shared=shared,
+        n_constant=constant,
     )
 
 

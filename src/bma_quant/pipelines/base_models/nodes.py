@@ -199,6 +199,7 @@ def _tune_or_defaults(name: str, inputs: training.TrainingInputs, params: dict):
     tuning_metrics = {
         "n_trials": result.n_trials,
         "n_trials_pruned": result.n_pruned,
+        "n_trials_constant": result.n_constant,
         "tuning_objective": result.best_value,
         "tuning_objective_median": result.objective_median,
         "tuning_truncated": float(result.truncated),
@@ -369,8 +370,11 @@ def collect_base_models(*results: dict):
     scores = _concat([r["scores"] for r in ok], ["model", "fold"])
     importance = _concat([r["importance"] for r in ok], ["model", "feature"])
     importance = importance[["model", "feature", "importance", "share", "kind"]]
-    trials = _concat([r["trials"] for r in ok], ["model", "number"])
-    trial_oof = _concat([r["trial_oof"] for r in ok], TRIAL_COLUMNS)[TRIAL_COLUMNS]
+    # a degenerate learner's trials were tried all the same: reported, and counted in the luck
+    # statistics' number of configurations (its final model is what later layers leave out)
+    tried = [r for r in active if r["status"] in ("ok", "degenerate")]
+    trials = _concat([r["trials"] for r in tried], ["model", "number"])
+    trial_oof = _concat([r["trial_oof"] for r in tried], TRIAL_COLUMNS)[TRIAL_COLUMNS]
     trial_oof = trial_oof.sort_values(["model", "trial", "date", "ticker"], kind="stable")
 
     status = {

@@ -348,9 +348,12 @@ def assess_overfitting(
     config = test_period.EvaluationConfig.from_params(params, temporal)
     spec = params.get("overfitting") or {}
     if base_trial_oof_predictions is None or base_trial_oof_predictions.empty:
-        logger.warning("overfitting: no Optuna trial out-of-fold predictions "
-                       "(base_trial_oof_predictions is empty): only the learners, regime "
-                       "variants and ensemble methods are counted")
+        # expected when no learner was tuned (tuning off, or no tuned learner listed)
+        tuned = _ran_trials(base_model_status)
+        (logger.warning if tuned else logger.info)(
+            "overfitting: no Optuna trial out-of-fold predictions (base_trial_oof_predictions "
+            "is empty%s): only the learners, regime variants and ensemble methods are counted",
+            f", though {tuned} trial(s) ran" if tuned else ": no learner was tuned")
     predictions = trial_accounting.configuration_predictions(
         base_trial_oof_predictions, base_oof_predictions, regime_oof_predictions,
         ensemble_oof_predictions, tuple(spec.get("exclude_models") or ("final",)))
@@ -383,6 +386,12 @@ def assess_overfitting(
                                      assessment.pbo.pbo if assessment.pbo else None)
     metrics = as_mlflow_metrics(assessment.metrics(config.periods_per_year))
     return report, table, static_plots.to_matplotlib(figure), figure, metrics
+
+
+def _ran_trials(base_model_status: dict | None) -> int:
+    """Optuna trials the learners' studies ran (0: no learner was tuned)."""
+    return sum(int(((entry or {}).get("metrics") or {}).get("n_trials") or 0)
+               for entry in (base_model_status or {}).values())
 
 
 def _pruned_trials(base_model_status: dict | None) -> int:

@@ -148,6 +148,14 @@ def test_chain_is_registered_and_inference_uses_it(project):
     run = runs[runs["tags.pipelines"] == "inference"].iloc[0]
     assert run["tags.mlflow.runName"].startswith("inference · synthetic_prices · ")
     assert run["tags.data_path"] == "data/01_raw/synthetic_prices.parquet"
+    # its params name the chain it served, not the conf's data (which names another file)
+    assert run.get("params.data.raw_path") is None or pd.isna(run.get("params.data.raw_path"))
+    assert run["params.served.data_path"] == "data/01_raw/synthetic_prices.parquet"
+    assert run["params.served.model_version"] == registration["version"]
+    assert run["params.served.training_run_id"] == registration["run_id"]
+    assert run["params.served.label_target"] == "10d return after 1d delay"
+    served = json.loads((project / "data/08_reporting/inference_served.json").read_text())
+    assert served["model_name"] == registration["model_name"]
 
 
 def test_one_layer_reruns_alone_from_disk(project):

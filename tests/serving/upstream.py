@@ -127,5 +127,5 @@ def build_chain(datasets: dict, overrides: dict):
         datasets["ensemble"], datasets["primary_panel"], datasets["regimes"],
         datasets["data_quality_report"], overrides["data"],
         deep_update(project_params(), overrides)["processing"],
-        overrides["temporal"],
+        deep_update(project_params(), overrides)["temporal"],
     )

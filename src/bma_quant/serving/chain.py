@@ -283,6 +283,9 @@ class PredictionChain:
     data_end: str | None = None  # last date of the training panel (None: chains pickled before)
     typical_names: int | None = None  # names in the training panel's cross-section (median
     # over its last dates): scores are ranks within a date, so a much thinner one is warned about
+    label_target: str | None = None  # what the scores rank ("10d return after 1d delay")
+    training_run_id: str | None = None  # the MLflow run that trained it (None: no active run,
+    # or chains pickled before these existed)
 
     # ------------------------------------------------------------------ steps
     def prepare(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -534,7 +534,17 @@ def build_prediction_chain(
         training_sectors=_neutralised_sectors(feature_spec, primary_panel),
         data_end=str(pd.Timestamp(primary_panel["date"].max()).date()),
         typical_names=_typical_names(primary_panel),
+        label_target=label_target(temporal),
+        training_run_id=_active_run_id(),
     )
+
+
+def _active_run_id() -> str | None:
+    """The MLflow run training this chain (None outside one): inference runs name it."""
+    import mlflow
+
+    run = mlflow.active_run()
+    return run.info.run_id if run is not None else None
 
 
 def _neutralised_sectors(feature_spec: Any, primary_panel: pd.DataFrame) -> list[str] | None:

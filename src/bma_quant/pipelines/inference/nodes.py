@@ -30,20 +30,46 @@ def load_model(inference: dict) -> InferenceModel:
     return model
 
 
-def inference_data_source(model: InferenceModel, data: dict, inference: dict) -> dict:
-    """raw_path / index_path / layout: the trained chain's own (``params:data`` for chains
-    pickled before they stored it), each overridden by ``inference.data`` when set there."""
-    trained = getattr(model.chain, "training_data", None) or {k: data.get(k) for k in DATA_KEYS}
-    return {**trained, **{k: v for k, v in (inference.get("data") or {}).items() if k in DATA_KEYS}}
+def inference_data_source(model: InferenceModel, inference: dict) -> dict:
+    """raw_path / index_path / layout: the trained chain's own, each overridden by
+    ``inference.data`` when set there (``params:data`` names the shipped sample, not what the
+    chain was trained on, so it is never read here)."""
+    trained = getattr(model.chain, "training_data", None) or {}
+    source = {**trained,
+              **{k: v for k, v in (inference.get("data") or {}).items() if k in DATA_KEYS}}
+    if not source.get("raw_path"):
+        raise ValueError(
+            f"{model.card['model_name']} version {model.card['model_version']} does not record "
+            "the panel it was trained on (a chain pickled by an older version): set "
+            "inference.data.raw_path (and inference.data.index_path) to the panel to score")
+    return source
+
+
+def describe_served(model: InferenceModel, inference: dict) -> dict:
+    """What an inference run scores with, for its MLflow params (``served.*``) and
+    data/08_reporting/inference_served.json: the model and version, the run that trained it,
+    the label its scores rank and the panel read (the conf's ``data`` keys name the shipped
+    sample, not this)."""
+    chain = model.chain
+    source = inference_data_source(model, inference)
+    return {
+        **{key: model.card.get(key) for key in ("model_source", "model_name", "model_version",
+                                                "model_uri")},
+        "training_run_id": getattr(chain, "training_run_id", None),
+        "label_target": getattr(chain, "label_target", None),
+        "training_data_end": getattr(chain, "data_end", None),
+        "data_path": source.get("raw_path"),
+        "index_path": source.get("index_path"),
+    }
 
 
 SOURCE_PATH = "source_path"  # the inference panel's attrs key naming the file it was read from
 
 
-def load_latest_panel(model: InferenceModel, data: dict, inference: dict) -> pd.DataFrame:
+def load_latest_panel(model: InferenceModel, inference: dict) -> pd.DataFrame:
     """The raw panel (validated like data_processing's input), its last ``history_days`` dates
     (null = all), with the index level as a ``market_level`` column when an index is given."""
-    source = inference_data_source(model, data, inference)
+    source = inference_data_source(model, inference)
     logger.info("inference data: %s (index: %s)", source["raw_path"], source.get("index_path"))
     raw = panel_lib.load_configured_panel(source)
     history = inference.get("history_days")

@@ -11,7 +11,9 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(nodes.load_model, "params:inference", "inference_model", name="load_model"),
-            Node(nodes.load_latest_panel, ["inference_model", "params:data", "params:inference"],
+            Node(nodes.describe_served, ["inference_model", "params:inference"],
+                 "inference_served", name="describe_served"),
+            Node(nodes.load_latest_panel, ["inference_model", "params:inference"],
                  "inference_panel", name="load_latest_panel"),
             Node(nodes.predict_latest, ["inference_panel", "inference_model", "params:inference"],
                  ["latest_predictions", "inference_metrics"], name="predict_latest"),

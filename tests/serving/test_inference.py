@@ -388,3 +388,30 @@ def test_a_local_chain_that_failed_its_reproduction_check_is_warned_about(traine
     with caplog.at_level("WARNING"):
         load_local(path, report)
     assert caplog.text == ""
+
+
+def test_the_data_source_is_the_chains_own_or_inference_data_never_params_data():
+    from types import SimpleNamespace
+
+    from bma_quant.pipelines.inference.nodes import describe_served, inference_data_source
+    from bma_quant.serving.model_source import InferenceModel
+
+    card = {"model_source": "local", "model_name": "bma_quant-x", "model_version": "3",
+            "model_uri": "models:/bma_quant-x/3"}
+    chain = SimpleNamespace(training_data={"raw_path": "trained.csv", "index_path": "idx.csv"},
+                            label_target="5d return after 1d delay", training_run_id="abc",
+                            data_end="2022-12-28")
+    model = InferenceModel(chain, card)
+    assert inference_data_source(model, {})["raw_path"] == "trained.csv"
+    newer = {"data": {"raw_path": "newer.csv"}}
+    assert inference_data_source(model, newer) == {"raw_path": "newer.csv",
+                                                   "index_path": "idx.csv"}
+    served = describe_served(model, newer)
+    assert served == {**card, "training_run_id": "abc", "label_target": "5d return after 1d delay",
+                      "training_data_end": "2022-12-28", "data_path": "newer.csv",
+                      "index_path": "idx.csv"}
+    # a chain that does not record its data (pickled by an older version) asks for the file
+    old = InferenceModel(SimpleNamespace(), card)
+    with pytest.raises(ValueError, match="set inference.data.raw_path"):
+        inference_data_source(old, {})
+    assert describe_served(old, newer)["label_target"] is None

@@ -259,21 +259,46 @@ def test_the_price_grid_is_read_from_the_closes():
     rng = np.random.default_rng(2)
     closes = np.column_stack([np.round(rng.uniform(0.1, 0.9, 300), 4),
                               np.round(rng.uniform(5, 50, 300), 2), rng.uniform(5, 50, 300)])
-    assert price_steps(closes).tolist() == [0.0001, 0.01, 0.0]
+    assert price_steps(closes)[-1].tolist() == [0.0001, 0.01, 0.0]
 
 
-def test_the_grid_is_the_one_a_name_trades_on_now():
-    """A 3:1 split repair puts the earlier closes at thirds of ticks: the grid is read from the
-    name's last closes, where it trades now; a name that stopped early keeps its own last ones,
-    and missing dates are skipped, not counted."""
+def test_the_grid_is_the_one_a_name_traded_on_at_each_date():
+    """A 3:1 split repair puts the earlier closes at thirds of ticks: no grid there (no
+    allowance), the tick once the trailing window holds the closes since the split. A 2:1
+    split's past is on half ticks, the grid a limit had there in adjusted prices. A name that
+    stopped early keeps its grid up to its last close; missing dates are skipped; too few
+    closes give no grid."""
     rng = np.random.default_rng(3)
     ticks = np.round(rng.uniform(5, 50, 1300), 2)
     rescaled = np.concatenate([ticks[:1000] / 3.0, ticks[1000:]])  # 300 closes since the split
+    halved = np.concatenate([ticks[:1000] / 2.0, ticks[1000:]])
     early = np.concatenate([ticks[:400], np.full(900, np.nan)])  # delisted after 400 dates
     gappy = ticks.copy()
-    gappy[-600::2] = np.nan  # every other date missing at the end: 300 closes still read
+    gappy[-600::2] = np.nan  # every other date missing at the end
+    steps = price_steps(np.column_stack([rescaled, halved, early, gappy]))
+    assert (steps[20:1000, 0] == 0.0).all() and steps[-1, 0] == 0.01
+    assert (steps[1000:1200, 0] == 0.0).all()  # the window still holds thirds
+    assert (steps[20:1000, 1] == 0.005).all() and steps[-1, 1] == 0.01
+    assert (steps[20:400, 2] == 0.01).all() and (steps[:19, 2] == 0.0).all()  # 19 closes: none
+    assert (steps[20:, 3] == 0.01).all()
     assert price_step(rescaled[:1000]) == 0.0  # the rescaled past alone is on no grid
-    assert price_steps(np.column_stack([rescaled, early, gappy])).tolist() == [0.01, 0.01, 0.01]
+
+
+def test_a_rescaled_past_on_the_grid_by_chance_gets_no_allowance():
+    """0.87 -> 0.90 (+3.45 %) is short of a 5 % limit (0.91). After a 3:1 split repair it is
+    0.29 -> 0.30 in adjusted prices, two closes on the 0.01 grid by chance: the name's trailing
+    closes there are thirds of ticks, so no half-step allowance and no lock."""
+    rng = np.random.default_rng(4)
+    raw = np.round(rng.uniform(0.5, 1.5, 600), 2)
+    raw[298:300] = [0.87, 0.90]
+    adjusted = np.concatenate([raw[:500] / 3.0, raw[500:]])
+    dates = pd.bdate_range("2020-01-01", periods=600)
+    close = pd.DataFrame({"X": adjusted}, index=dates)
+    steps = price_steps(close.to_numpy())
+    assert steps[299, 0] == 0.0
+    locks = limit_locks(close, close, close, step=steps)  # every bar one price
+    assert locks["X"].iloc[299] == 0
+    assert limit_locks(close, close, close, step=0.01)["X"].iloc[299] == 1  # today's tick
 
 
 def test_a_limit_rounded_to_the_price_grid_counts_and_nothing_short_of_it():

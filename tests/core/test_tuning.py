@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 
 from bma_quant.core.models import training, tuning
@@ -318,7 +319,28 @@ def test_a_trial_whose_predictions_rank_nothing_is_never_the_best():
     assert result.best_params["alpha"] < 0.1
     assert not (set(result.trial_predictions) & set(trials.loc[constant, "number"]))
 
+    # every trial constant: no best trial, the defaults are returned (the layer then reports
+    # the learner degenerate if they are constant too), the trials and counts kept
     everything_constant = {"alpha": {"type": "float", "low": 0.5, "high": 1.0}}
-    with pytest.raises(RuntimeError, match="constant on a tuning fold"):
-        tuning.tune_learner(cache, "elastic_net", {"alpha": 0.7, "l1_ratio": 0.5},
-                            everything_constant, n_trials=3, timeout=None, seed=42, n_jobs=1)
+    shrunk = tuning.tune_learner(cache, "elastic_net", {"alpha": 0.7, "l1_ratio": 0.5},
+                                 everything_constant, n_trials=3, timeout=None, seed=42,
+                                 n_jobs=1)
+    assert shrunk.best_params == {"alpha": 0.7, "l1_ratio": 0.5}
+    assert np.isnan(shrunk.best_value) and shrunk.n_complete == 0
+    assert shrunk.n_constant == shrunk.n_pruned == shrunk.n_trials == len(shrunk.trials) == 3
+    assert shrunk.trial_predictions == {}
+
+
+def test_one_name_a_date_is_not_taken_for_constant_predictions():
+    """A fold whose dates hold one name each ranks nothing whatever the model: scored 0, not a
+    constant model; two or more names with equal predictions are."""
+    dates = pd.DatetimeIndex(["2020-01-01", "2020-01-02", "2020-01-02"])
+    data = training.LearningSet.from_arrays(
+        pd.DataFrame({"x": [1.0, 2.0, 3.0]}), pd.Series([0.1, 0.2, 0.3]), None,
+        pd.Series(dates), tickers=pd.Series(["A", "A", "B"]))
+    fold = training.FoldCache(data, [])
+    fold.rows = [(np.array([], dtype=int), np.array([0]))]  # one date, one name
+    assert fold.fold_score(0, np.array([0.5]), 5) == (0.0, False)
+    fold.rows = [(np.array([], dtype=int), np.array([1, 2]))]  # one date, two equal scores
+    assert fold.fold_score(0, np.array([0.5, 0.5]), 2) == (0.0, True)
+    assert fold.fold_score(0, np.array([0.4, 0.5]), 2)[1] is False

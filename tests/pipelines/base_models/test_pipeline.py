@@ -290,3 +290,24 @@ def test_a_degenerate_learners_trials_are_still_reported_and_counted(inputs, mon
     trials = result["base_optuna_trials"]
     assert (trials["model"] == "elastic_net").sum() == FAST["base_models"]["tuning"]["n_trials"]
     assert "elastic_net" in set(result["base_trial_oof_predictions"]["model"])
+
+
+def test_a_learner_whose_every_trial_is_constant_is_degenerate_with_its_trials_kept(inputs):
+    """Every trial stopped for constant predictions: the defaults are trained (constant too),
+    the learner is degenerate (not failed), its trials and counts are reported."""
+    base = project_params()["base_models"]
+    shrunk = {"base_models": {
+        **FAST["base_models"], "learners": ["elastic_net", "lightgbm"],
+        "defaults": {**base["defaults"], "elastic_net": {"alpha": 1.0e6, "l1_ratio": 0.5}},
+        "tuning": {**FAST["base_models"]["tuning"], "learners": ["elastic_net"],
+                   "search_space": {**base["tuning"]["search_space"], "elastic_net": {
+                       "alpha": {"type": "float", "low": 1.0e5, "high": 1.0e6, "log": True}}}}}}
+    result = _run(inputs, shrunk)
+    status = result["base_model_status"]["elastic_net"]
+    assert status["status"] == "degenerate"
+    n_trials = FAST["base_models"]["tuning"]["n_trials"]
+    assert status["metrics"]["n_trials"] == status["metrics"]["n_trials_constant"] == n_trials
+    assert result["base_models_metrics"]["n_failed"]["value"] == 0.0
+    trials = result["base_optuna_trials"]
+    assert (trials["model"] == "elastic_net").sum() == n_trials
+    assert set(result["base_models"]) == {"lightgbm"}

@@ -39,7 +39,7 @@ class LimitLocks:
     # traded).
     close_at_extreme: bool = False
     # the price grid (tick): a limit price is rounded to it, so a 5 % limit at 0.69 is 0.66
-    # (-4.3 %). None: each name's, inferred from its closes (price_steps)
+    # (-4.3 %). None: each name's at each date, read from its trailing closes (price_steps)
     price_step: float | None = None
 
     @classmethod
@@ -62,45 +62,49 @@ class LimitLocks:
 # candidate ticks, largest first: a name whose prices sit on one of these grids states its tick
 PRICE_STEPS = (1.0, 0.5, 0.1, 0.05, 0.01, 0.005, 0.001, 0.0005, 0.0001)
 _ON_GRID_SHARE = 0.95  # a few adjusted or odd prints do not hide the grid
-_GRID_SAMPLE = 250  # closes per name read to find its grid
+_GRID_WINDOW = 250  # trailing dates whose closes show a name's grid at a date
+_GRID_MIN_CLOSES = 20  # fewer closes in that window: no grid (no allowance), as for a new name
 
 
-def _on_grid_share(values: np.ndarray, step: float) -> np.ndarray:
-    """Per column, the share of the finite positive values that are multiples of `step` (to
-    1e-6 of a step: float decimals are exact far below that)."""
-    units = values / step
-    with np.errstate(invalid="ignore"):
-        on = np.abs(units - np.round(units)) <= 1e-6
-        valid = np.isfinite(values) & (values > 0)
-    counts = valid.sum(axis=0)
-    return np.divide((on & valid).sum(axis=0), counts, out=np.zeros(values.shape[1]),
-                     where=counts > 0)
+def _window_sums(flags: np.ndarray, window: int) -> np.ndarray:
+    """Per column, the sum of `flags` over each row's trailing `window` rows (itself included)."""
+    total = np.cumsum(flags, axis=0, dtype=np.int64)
+    out = total.copy()
+    out[window:] -= total[:-window]
+    return out
 
 
-def price_steps(close: np.ndarray) -> np.ndarray:
-    """Per column (name) of a (date x name) close matrix, the largest of PRICE_STEPS that nearly
-    every one of its positive closes is a multiple of (0: none, as with computed prices). Reads
-    each name's last _GRID_SAMPLE positive closes: the grid it trades on now, after any past a
-    split repair rescaled off it (a 3:1 split's earlier closes are thirds of ticks) or a tick
-    size that changed. Names on different grids (a penny stock's 0.0001, a board's 0.001) each
-    get their own."""
+def price_steps(close: np.ndarray, window: int = _GRID_WINDOW,
+                min_closes: int = _GRID_MIN_CLOSES) -> np.ndarray:
+    """(date x name) the price grid each name trades on at each date: the largest of
+    PRICE_STEPS that nearly every positive close of its trailing `window` dates (at least
+    `min_closes` of them) is a multiple of; 0 where none is (computed prices, too few closes).
+    Causal, and local in time: a past the split repair rescaled is on its own grid (a 2:1
+    split's earlier closes on half ticks) or on none (a 3:1 split's thirds), not on today's,
+    and a tick size that changed is read where it held. Names on different grids (a penny
+    stock's 0.0001, a board's 0.001) each get their own."""
     values = np.asarray(close, dtype=np.float64)
     if values.ndim == 1:
         values = values[:, None]
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(values) & (values > 0)
-    from_end = np.cumsum(valid[::-1], axis=0)[::-1]  # 1 = the name's last positive close
-    values = np.where(valid & (from_end <= _GRID_SAMPLE), values, np.nan)
-    steps = np.zeros(values.shape[1])
+    counted = _window_sums(valid, window)
+    enough = counted >= max(int(min_closes), 1)
+    steps = np.zeros(values.shape)
     for step in reversed(PRICE_STEPS):  # finest first: a coarser grid that fits overrides it
-        steps = np.where(_on_grid_share(values, step) >= _ON_GRID_SHARE, step, steps)
+        with np.errstate(invalid="ignore"):
+            units = values / step
+            on = valid & (np.abs(units - np.round(units)) <= 1e-6)
+        share = _window_sums(on, window) >= _ON_GRID_SHARE * counted
+        steps = np.where(enough & share, step, steps)
     return steps
 
 
 def price_step(close: np.ndarray) -> float:
     """The largest of PRICE_STEPS that nearly every positive close of ``close`` (any shape,
-    taken as one name) is a multiple of (0: none)."""
-    return float(price_steps(np.asarray(close, dtype=np.float64).ravel())[0])
+    taken as one name, in order) is a multiple of (0: none)."""
+    values = np.asarray(close, dtype=np.float64).ravel()
+    return float(price_steps(values, window=max(len(values), 1), min_closes=1)[-1, 0])
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -119,11 +123,12 @@ def limit_locks(close: pd.DataFrame, high: pd.DataFrame, low: pd.DataFrame,
     after such a fall (-1). ``traded``: (date x ticker) bool, False where a close is not a trade
     (such a bar is not locked and is no previous close); None: every close is. ``listing``:
     (date x ticker) label of the listing a row belongs to (a relisted code's `listed_from`): a
-    close of another listing is no previous close. ``step``: the price grid, one for every name
-    or one per column; a limit price rounded to it may fall short of ``min_move`` by up to half
-    a step (5 % of 0.69 is 0.0345, the limit 0.66), so a move within half a step of ``min_move``
-    counts (a tie as half-up rounding settles it), and a move is at least one step. Causal: a
-    date's flag reads that date and earlier ones."""
+    close of another listing is no previous close. ``step``: the price grid, one for every name,
+    one per column, or one per cell (``price_steps``: each name's at each date); a limit price
+    rounded to it may fall short of ``min_move`` by up to half a step (5 % of 0.69 is 0.0345,
+    the limit 0.66), so a move within half a step of ``min_move`` counts (a tie as half-up
+    rounding settles it), and a move is at least one step. Causal: a date's flag reads that
+    date and earlier ones (with ``price_steps``' grid, too)."""
     if not min_move > 0:
         raise ValueError(f"limit_locks: min_move must be > 0, got {min_move}")
     step = np.asarray(step, dtype=np.float64)

@@ -211,8 +211,11 @@ class FoldCache:
         value = self._fold_rank_ic(k, prediction, min_names)
         if math.isfinite(value):
             return value, False
-        constant = metrics.constant_cross_sections(prediction, self.data.dates[self.rows[k][1]])
-        return 0.0, constant
+        dates = self.data.dates[self.rows[k][1]]
+        finite = np.isfinite(np.asarray(prediction, dtype=np.float64))
+        # one name a date has nothing to rank whatever the model: not taken for constant
+        ranked = pd.Series(dates[finite]).value_counts().max() >= 2 if finite.any() else False
+        return 0.0, bool(ranked and metrics.constant_cross_sections(prediction, dates))
 
     def free(self, kind: str | None = None) -> None:
         """Drop the binned matrices of one kind (all kinds when None)."""
@@ -229,7 +232,7 @@ def cross_validate(
     n_jobs: int = 1,
     min_names: int = 5,
     nw_lag: int = 10,
-    on_fold: Callable[[int, float], None] | None = None,
+    on_fold: Callable[[int, float, bool], None] | None = None,
     full_scores: bool = True,
 ) -> CVResult:
     """Fit on every fold's training rows, predict its test rows, score them.

@@ -256,10 +256,10 @@ def _fold_objective(cache: FoldCache, name: str, defaults: dict, space: dict,
         params = {**defaults, **suggest_params(trial, space)}
 
         def report(k: int, rank_ic: float, constant: bool) -> None:
-            trial.report(rank_ic, step=k)
-            if constant:
+            if constant:  # no value reported: TPE ranks such a trial below every scored one
                 trial.set_user_attr(CONSTANT_ATTR, k)
                 raise optuna.TrialPruned(f"fold {k}: constant predictions rank nothing")
+            trial.report(rank_ic, step=k)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"fold {k}: RankIC {rank_ic:.4f} below the median")
 
@@ -286,12 +286,21 @@ def _study_result(study: optuna.Study, name: str, defaults: dict, *, n_trials: i
     states = [t.state for t in counted]
     complete = states.count(optuna.trial.TrialState.COMPLETE)
     constant = sum(CONSTANT_ATTR in t.user_attrs for t in counted)
+    n_pruned = states.count(optuna.trial.TrialState.PRUNED)
     if complete == 0:
-        raise RuntimeError(
-            f"{name}: no Optuna trial completed ({len(states)} started"
-            + (f"; {constant} stopped because their predictions were constant on a tuning fold: "
-               "the search space's regularisation shrinks the model to its intercept on these "
-               "data" if constant else "") + ")")
+        if not constant:
+            raise RuntimeError(f"{name}: no Optuna trial completed ({len(states)} started)")
+        # every trial ranked nothing (or was pruned beside those that did not): the learner
+        # trains its defaults, which the layer then reports degenerate if they are constant too
+        logger.warning("%s: no Optuna trial completed: %d of %d stopped because their "
+                       "predictions were constant on a tuning fold (the search space's penalties "
+                       "shrink the model to its intercept on these data); the defaults are used",
+                       name, constant, len(states))
+        return TuningResult(best_params=dict(defaults), best_value=math.nan,
+                            n_trials=len(states), n_complete=0, n_pruned=n_pruned,
+                            trials=trials, study_name=study_name,
+                            truncated=len(states) < int(n_trials),
+                            trial_predictions=predictions, shared=shared, n_constant=constant)
     best_trial = study.best_trial
     truncated = len(states) < int(n_trials)
     if truncated and timeout is not None:
@@ -302,7 +311,6 @@ def _study_result(study: optuna.Study, name: str, defaults: dict, *, n_trials: i
         logger.warning("%s: %d of %d trials ran within the shared study's budget (trial numbers "
                        "were taken by trials over an earlier, smaller budget)", name,
                        len(states), int(n_trials))
-    n_pruned = states.count(optuna.trial.TrialState.PRUNED)
     logger.info("%s: best mean tuning-fold RankIC %.4f at trial %d of %d (%d pruned%s)", name,
                 best_trial.value, best_trial.number, len(states), n_pruned,
                 f", {constant} of them for constant predictions" if constant else "")

@@ -123,7 +123,8 @@ def _with_limit_locks(panel: pd.DataFrame, primary_panel: pd.DataFrame,
     wide = _traded_ohlc(primary_panel, fields)
     listing = (primary_panel.pivot(index="date", columns="ticker", values=universe.LISTED_FROM)
                if universe.LISTED_FROM in primary_panel else None)
-    # each name's grid, from its traded closes (a split-rescaled past is off it: no allowance)
+    # each name's grid at each date, from its trailing traded closes (a split-rescaled past
+    # is on its own grid, or on none: no allowance)
     step = (limit_locks.price_steps(wide["close"].to_numpy(dtype=np.float64, na_value=np.nan))
             if rule.price_step is None else rule.price_step)
     options = dict(min_move=rule.min_move, listing=listing, step=step)
@@ -353,7 +354,8 @@ def assess_overfitting(
         (logger.warning if tuned else logger.info)(
             "overfitting: no Optuna trial out-of-fold predictions (base_trial_oof_predictions "
             "is empty%s): only the learners, regime variants and ensemble methods are counted",
-            f", though {tuned} trial(s) ran" if tuned else ": no learner was tuned")
+            f", though {tuned} trial(s) ran" if tuned
+            else ": no tuned learner succeeded, or none is tuned")
     predictions = trial_accounting.configuration_predictions(
         base_trial_oof_predictions, base_oof_predictions, regime_oof_predictions,
         ensemble_oof_predictions, tuple(spec.get("exclude_models") or ("final",)))

@@ -41,7 +41,8 @@ def inference_data_source(model: InferenceModel, inference: dict) -> dict:
         raise ValueError(
             f"{model.card['model_name']} version {model.card['model_version']} does not record "
             "the panel it was trained on (a chain pickled by an older version): set "
-            "inference.data.raw_path (and inference.data.index_path) to the panel to score")
+            "inference.data.raw_path (and inference.data.index_path, and layout, delimiter or "
+            "decimal where the file needs them) to the panel to score")
     return source
 
 

@@ -60,7 +60,7 @@ def test_a_header_cell_without_a_name_keeps_missing_markers(tmp_path):
     panel = load_raw_panel(path)
     assert panel["close"].isna().sum() == 1 and len(panel) == 3
     path.write_text("date,ticker,close\n2021-01-04,A,10\n2021-01-04,#N/A,11\n")
-    with pytest.raises(DataValidationError, match="column 'ticker': not_nullable"):
+    with pytest.raises(DataValidationError, match="column 'ticker': no ticker"):
         load_raw_panel(path)
 
 

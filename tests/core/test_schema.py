@@ -396,3 +396,52 @@ def test_midnight_stamps_of_a_seven_day_market_are_not_taken_for_noon(caplog):
         out = validate_long_panel(frame)
     assert out["date"].nunique() == 28
     assert "Saturday or Sunday" not in caplog.text and "12:00" not in caplog.text
+
+
+def test_missing_tickers_get_one_bullet_not_a_duplicate_one(tmp_path):
+    """A CSV's NaN / None ticker cells are missing tickers: they were also reported as 'duplicate
+    (date, ticker) rows ... e.g. ' with no example, since two missing tickers on a date collide."""
+    from bma_quant.core.data.panel import load_raw_panel
+
+    path = tmp_path / "prices.csv"
+    path.write_text("date,ticker,close\n2020-01-02,AAA,1\n2020-01-02,NaN,2\n2020-01-02,None,3\n"
+                    "2020-01-03,AAA,1\n2020-01-03,NaN,2\n2020-01-03,NA,3\n")
+    with pytest.raises(DataValidationError) as err:
+        load_raw_panel(path)
+    message = str(err.value)
+    assert "duplicate" not in message
+    assert "column 'ticker': no ticker (an empty cell, or a missing-value marker" in message
+    # lines 3, 4 and 6 (NaN, None, NaN); line 7's NA is a ticker
+    assert "3 failing value(s), e.g. line 3 (2020-01-02, " in message
+    assert "line 4 (2020-01-02, " in message and "line 6 (2020-01-03, " in message
+
+
+def test_a_real_duplicate_is_named_beside_missing_tickers(tmp_path):
+    from bma_quant.core.data.panel import load_raw_panel
+
+    path = tmp_path / "prices.csv"
+    path.write_text("date,ticker,close\n2020-01-02,AAA,1\n2020-01-02,AAA,1\n2020-01-02,,2\n"
+                    "2020-01-02,,3\n")
+    with pytest.raises(DataValidationError) as err:
+        load_raw_panel(path)
+    message = str(err.value)
+    assert ("duplicate (date, ticker) rows: 2 rows in 1 pair(s), e.g. (2020-01-02, AAA) on lines "
+            "2, 3") in message
+    assert "no ticker" in message
+
+
+def test_a_bar_without_its_close_is_said_once_with_its_lines(tmp_path, caplog):
+    """An empty close beside an open / volume is a missing day, not refused: it was reported only
+    as missing_days in the data quality report."""
+    from bma_quant.core.data.panel import load_raw_panel
+
+    path = tmp_path / "prices.csv"
+    path.write_text("date,ticker,open,close,volume\n2020-01-02,AAA,1,1,100\n2020-01-02,BBB,2,,50\n"
+                    "2020-01-03,AAA,1,1.1,100\n2020-01-03,BBB,,,\n")
+    with caplog.at_level("WARNING"):
+        panel = load_raw_panel(path)
+    assert len(panel) == 4
+    warned = [r.getMessage() for r in caplog.records if "but no close" in r.getMessage()]
+    assert len(warned) == 1
+    assert "1 row(s) have a bar (open/volume) but no close, e.g. line 3 (2020-01-02, BBB)" in (
+        warned[0])

@@ -112,10 +112,15 @@ def _where(frame: pd.DataFrame, i: int, position: str) -> str:
     return at
 
 
-def _describe_duplicates(frame: pd.DataFrame, rows: list[int], position: str) -> str:
+def _describe_duplicates(frame: pd.DataFrame, rows: list[int], position: str) -> str | None:
     """'40 rows in 20 (date, ticker) pairs, e.g. (1990-03-14, AAPL) on lines 52, 53; ...': a
-    repeated line of a wide file repeats every ticker, so lines are named per pair."""
-    keys = frame.loc[rows, ["date", "ticker"]]
+    repeated line of a wide file repeats every ticker, so lines are named per pair. Rows without
+    a date or ticker are left out (their own bullet names them; two missing tickers on one date
+    are not a repeated name): None when no pair is left."""
+    keys = frame.loc[rows, ["date", "ticker"]].dropna()
+    if keys.empty:
+        return None
+    rows = list(keys.index)
     examples = []
     for (date, ticker), part in keys.groupby(["date", "ticker"], sort=False):
         if isinstance(date, pd.Timestamp) and date == date.normalize():
@@ -162,7 +167,9 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
             rows = sorted({int(i) for i in part["index"].dropna()})
             if not {"date", "ticker"} <= set(frame.columns):
                 continue
-            lines.append(_describe_duplicates(frame, rows, position))
+            duplicates = _describe_duplicates(frame, rows, position)
+            if duplicates is not None:
+                lines.append(duplicates)
             continue
         if check == "column_in_dataframe":
             missing = ", ".join(str(c) for c in part["failure_case"])
@@ -176,6 +183,10 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
                 either.append(str(column))
             elif column in frame and looks_like_thousands_groups(part["failure_case"]):
                 thousands.append(str(column))
+        elif check == "not_nullable" and column == "ticker":
+            # a CSV's NaN, None, null, N/A, <NA> cells are read as missing (README "Data")
+            rule = ("no ticker (an empty cell, or a missing-value marker such as NaN, None or "
+                    "#N/A; NA and NULL are read as tickers)")
         else:
             rule = check
         shown = []
@@ -186,7 +197,8 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
         lines.append(f"- {label}: {rule}; {len(part)} failing value(s), e.g. " + "; ".join(shown))
         if rule == "price must be > 0" and (part["failure_case"] == 0).any():
             # a vendor's 0 for a dead or untraded name: the row, not the price, is what to drop
-            lines.append(f"  a {column} of 0 is no price (a name that stopped trading, or a "
+            article = "an" if str(column)[:1].lower() in "aeiou" else "a"
+            lines.append(f"  {article} {column} of 0 is no price (a name that stopped trading, or a "
                          "day without one): leave the cell empty or drop the row; a name's last "
                          "positive close then stands as its last price")
     if decimal_commas:
@@ -590,6 +602,25 @@ def validate_long_panel(frame: pd.DataFrame, source: str = "input",
         frame = frame.drop(columns=list(descriptive))
         extra = [c for c in extra if c not in descriptive]
     try:
-        return long_panel_schema(extra).validate(frame, lazy=True)
+        validated = long_panel_schema(extra).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:
         raise DataValidationError(_describe_failures(errors, frame, source, position)) from None
+    _warn_bars_without_close(validated, source, position)
+    return validated
+
+
+def _warn_bars_without_close(frame: pd.DataFrame, source: str, position: str) -> None:
+    """Rows with an open, high, low or volume but no close are missing days (forward-filled up
+    to processing.ffill_limit, README "Data"): said once with a count, since a close lost in an
+    export otherwise shows only as missing_days in the data quality report."""
+    bar = [c for c in ("open", "high", "low", "volume") if c in frame]
+    if "close" not in frame or not bar:
+        return
+    rows = np.flatnonzero(frame["close"].isna().to_numpy() & frame[bar].notna().any(axis=1)
+                          .to_numpy())
+    if len(rows):
+        shown = "; ".join(_where(frame, frame.index[i], position) for i in rows[:3])
+        logger.warning("%s: %d row(s) have a bar (%s) but no close, e.g. %s: each is read as a "
+                       "missing day of that name (its last close carried forward up to "
+                       "processing.ffill_limit dates), not as a price", source, len(rows),
+                       "/".join(bar), shown)

@@ -9,6 +9,17 @@ import pytest
 from bma_quant.core.data.schema import DataValidationError, validate_long_panel
 
 
+def _csv_refusal(tmp_path, text: str, name: str = "prices.csv", **read_args) -> str:
+    """The message load_raw_panel refuses a CSV holding `text` with."""
+    from bma_quant.core.data.panel import load_raw_panel
+
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DataValidationError) as err:
+        load_raw_panel(path, **read_args)
+    return str(err.value)
+
+
 def good_panel() -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -209,15 +220,11 @@ def test_a_dot_decimal_file_read_with_a_decimal_comma_is_refused(tmp_path):
     264 (a dot groups thousands there) and "4.0" as 4.0, a thousandfold error on some prices."""
     from bma_quant.core.data.panel import load_raw_panel
 
-    path = tmp_path / "prices.csv"
-    path.write_text("date,ticker,close,volume\n"
-                    "2020-01-02,AAA,0.264,1000\n2020-01-02,BBB,4.0,300\n"
-                    "2020-01-03,AAA,0.266,1200\n2020-01-03,BBB,4.1,400\n")
-    with pytest.raises(DataValidationError) as err:
-        load_raw_panel(path, decimal=",")
-    message = str(err.value)
+    text = ("date,ticker,close,volume\n2020-01-02,AAA,0.264,1000\n2020-01-02,BBB,4.0,300\n"
+            "2020-01-03,AAA,0.266,1200\n2020-01-03,BBB,4.1,400\n")
+    message = _csv_refusal(tmp_path, text, decimal=",")
     assert "decimal dot (close '4.0')" in message and "data.decimal: '.'" in message
-    assert load_raw_panel(path)["close"].tolist() == [0.264, 4.0, 0.266, 4.1]
+    assert load_raw_panel(tmp_path / "prices.csv")["close"].tolist() == [0.264, 4.0, 0.266, 4.1]
 
 
 def test_a_decimal_comma_file_beside_text_columns_and_a_dot_decimal_index_reads(tmp_path):
@@ -330,14 +337,8 @@ def test_spaces_around_tickers_are_trimmed_and_case_clashes_named(caplog):
 def test_a_repeated_line_of_a_wide_file_names_each_pair_with_its_lines(tmp_path):
     """A date repeated in a wide file repeats every ticker: the message named the lines once per
     ticker ("lines 3, 4, 3, 4, 3, 4"); now each pair with its own lines, dates without a time."""
-    from bma_quant.core.data.panel import load_raw_panel
-
-    path = tmp_path / "wide.csv"
-    path.write_text("date,AAA,BBB,CCC\n2020-01-02,1,2,3\n2020-01-03,1,2,3\n"
-                    "2020-01-03,1,2,3\n2020-01-06,1,2,3\n")
-    with pytest.raises(DataValidationError) as err:
-        load_raw_panel(path)
-    message = str(err.value)
+    message = _csv_refusal(tmp_path, "date,AAA,BBB,CCC\n2020-01-02,1,2,3\n2020-01-03,1,2,3\n"
+                                     "2020-01-03,1,2,3\n2020-01-06,1,2,3\n", name="wide.csv")
     assert ("duplicate (date, ticker) rows: 6 rows in 3 pair(s), e.g. (2020-01-03, AAA) on lines "
             "3, 4; (2020-01-03, BBB) on lines 3, 4; (2020-01-03, CCC) on lines 3, 4") in message
 
@@ -401,14 +402,9 @@ def test_midnight_stamps_of_a_seven_day_market_are_not_taken_for_noon(caplog):
 def test_missing_tickers_get_one_bullet_not_a_duplicate_one(tmp_path):
     """A CSV's NaN / None ticker cells are missing tickers: they were also reported as 'duplicate
     (date, ticker) rows ... e.g. ' with no example, since two missing tickers on a date collide."""
-    from bma_quant.core.data.panel import load_raw_panel
-
-    path = tmp_path / "prices.csv"
-    path.write_text("date,ticker,close\n2020-01-02,AAA,1\n2020-01-02,NaN,2\n2020-01-02,None,3\n"
-                    "2020-01-03,AAA,1\n2020-01-03,NaN,2\n2020-01-03,NA,3\n")
-    with pytest.raises(DataValidationError) as err:
-        load_raw_panel(path)
-    message = str(err.value)
+    message = _csv_refusal(tmp_path, "date,ticker,close\n2020-01-02,AAA,1\n2020-01-02,NaN,2\n"
+                                     "2020-01-02,None,3\n2020-01-03,AAA,1\n2020-01-03,NaN,2\n"
+                                     "2020-01-03,NA,3\n")
     assert "duplicate" not in message
     assert "column 'ticker': no ticker (an empty cell, or a missing-value marker" in message
     # lines 3, 4 and 6 (NaN, None, NaN); line 7's NA is a ticker
@@ -417,14 +413,8 @@ def test_missing_tickers_get_one_bullet_not_a_duplicate_one(tmp_path):
 
 
 def test_a_real_duplicate_is_named_beside_missing_tickers(tmp_path):
-    from bma_quant.core.data.panel import load_raw_panel
-
-    path = tmp_path / "prices.csv"
-    path.write_text("date,ticker,close\n2020-01-02,AAA,1\n2020-01-02,AAA,1\n2020-01-02,,2\n"
-                    "2020-01-02,,3\n")
-    with pytest.raises(DataValidationError) as err:
-        load_raw_panel(path)
-    message = str(err.value)
+    message = _csv_refusal(tmp_path, "date,ticker,close\n2020-01-02,AAA,1\n2020-01-02,AAA,1\n"
+                                     "2020-01-02,,2\n2020-01-02,,3\n")
     assert ("duplicate (date, ticker) rows: 2 rows in 1 pair(s), e.g. (2020-01-02, AAA) on lines "
             "2, 3") in message
     assert "no ticker" in message

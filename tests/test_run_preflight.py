@@ -29,9 +29,10 @@ def test_a_layer_whose_inputs_were_never_written_is_refused(tmp_path):
     with pytest.raises(PreflightError, match=r"reads 2 dataset\(s\) no earlier run wrote: "
                                              r"base_oof_predictions \(base_models\), labels "
                                              r"\(data_processing\) \(written by data_processing, "
-                                             r"base_models\)\. Run those layers first \(`kedro "
-                                             r"run --pipelines data_processing,base_models`\) or "
-                                             r"the whole chain once"):
+                                             r"base_models\)\. Run data_processing, "
+                                             r"feature_engineering, base_models first \(`kedro "
+                                             r"run --pipelines data_processing,feature_engineering,"
+                                             r"base_models`\) or the whole chain once"):
         check_inputs_exist(pipeline, catalog, owners)
     import pandas as pd
     for name in ("missing", "labels"):

@@ -55,6 +55,11 @@ def test_valid_parameters_pass():
 @pytest.mark.parametrize("path, value, message", [
     ("periods.test_fraction", 1.5, "periods.test_fraction must be in (0, 1), got 1.5"),
     ("cv.n_splits", 0, "cv.n_splits must be >= 1, got 0"),
+    ("evaluation.backtest.rebalance_days", 0, "rebalance_days must be >= 1, got 0"),  # null: h
+    ("stacking.selection.n_validation_folds", 0, "n_validation_folds must be >= 1, got 0"),
+    ("regime_models.rules.net_vote_share", 1.5, "net_vote_share must be in [0, 1], got 1.5"),
+    ("cv.combinatorial", {"n_groups": 6, "n_test_groups": 6},
+     "cv.combinatorial.n_test_groups (6) must be below cv.combinatorial.n_groups (6)"),
     ("evaluation.backtest.cost_bps", -1.0, "evaluation.backtest.cost_bps must be >= 0"),
     ("base_models.min_names", 1, "base_models.min_names must be >= 2, got 1"),
     ("memory.target_usage", 0.9, "memory.target_usage (0.9) must not exceed memory.max_threshold"),
@@ -129,7 +134,6 @@ def test_out_of_range_parameter_is_named(path, value, message):
     ("feature_engineering.ewm.halflife_candidates", [0, 2.5, 5]),
     ("feature_engineering.selection.min_features", 0),  # no refill below the gate
     ("regime_models.context_features.columns", []),  # probabilities only
-    ("evaluation.backtest.rebalance_days", 0),  # 0 / null: the horizon
     ("evaluation.backtest.rebalance_days", None),
     ("inference.history_days", 0),
     ("cv.n_tuning_folds", 0),
@@ -246,11 +250,14 @@ def test_period_dates_outside_the_data_are_named_not_called_too_few_dates():
             ({"test_start": "2030-01-02"}, r"periods.test_start \(2030-01-02\) is after"),
             ({"test_start": "2019-06-03"}, r"periods.test_start \(2019-06-03\) leaves no date"),
             ({"dev_start": "2021-01-04", "test_start": "2020-06-01"},
-             r"periods.test_start \(2020-06-01\) is not after periods.dev_start \(2021-01-04\)")):
+             r"periods.test_start \(2020-06-01\) is not after periods.dev_start \(2021-01-04\)"
+             r"\. The test period follows development: set periods.test_start after")):
         params = copy.deepcopy(PARAMS)
         params["periods"] = {**params["periods"], **periods}
-        with pytest.raises(PreflightError, match=said):
+        with pytest.raises(PreflightError, match=said) as refused:
             preflight.check_cv_layout(dates, params)
+        # the advice fits the problem: dates in the data are not told to go inside it
+        assert ("inside the data" in str(refused.value)) == ("is not after" not in said)
 
 
 def _gated(threshold, op=">="):
@@ -343,8 +350,39 @@ def test_misspelt_keys_are_found_with_the_names_they_were_meant_to_be():
 def test_a_section_set_to_one_value_is_refused_by_name():
     known = {"cv": {"n_splits": 5, "window": "expanding"}, "run_name": None}
     assert preflight.mapping_problems({"cv": 5, "run_name": "x"}, known) == [
-        "cv must be a mapping of n_splits, window, ..., got 5"]
+        "cv must be a mapping of n_splits, window, got 5"]
     assert preflight.mapping_problems({"cv": {"n_splits": 3}}, known) == []
+
+
+def test_a_value_of_the_wrong_kind_or_an_unmeant_null_is_refused_by_name():
+    """Each of these ran (or failed deep in a layer with a traceback naming no parameter):
+    `enabled: maybe` read as true, 5.5 folds as 5, a null section crashed the stacking layer."""
+    from tests.support import deep_update, project_params
+
+    known = project_params()
+    assert preflight.value_kind_problems(known, known) == []
+    bad = deep_update(known, {
+        "base_models": {"tuning": {"enabled": "maybe", "n_trials": 3}},
+        "cv": {"n_splits": 5.5},
+        "regime_models": {"smoothing": None, "min_samples_per_regime": "abc"},
+        "stacking": {"bma": None, "methods": "bma"},
+        "evaluation": {"backtest": {"cost_bps": 2}, "gates": {"checks": {"ic": None}}},
+        "periods": {"dev_start": None, "test_start": "2020-01-02"},
+        "run": {"timeout_seconds": 90.5},
+        "processing": {"stale": {"mask_after": None}, "ffill_limit": None},
+    })
+    assert preflight.value_kind_problems(bad, known) == [
+        "base_models.tuning.enabled must be true or false, got 'maybe'",
+        "cv.n_splits must be a whole number, got 5.5",
+        "processing.ffill_limit must not be null (conf/base: 5)",
+        "regime_models.smoothing must be a mapping of enabled, min_duration_days, got null (to "
+        "turn it off, set its `enabled: false`)",
+        "regime_models.min_samples_per_regime must be a whole number, got 'abc'",
+        "stacking.methods must be a list, got 'bma'",
+        "stacking.bma must be a mapping of bootstrap_draws, seed, got null",
+    ]  # a whole cost, fractional seconds, a dropped gate and documented nulls pass
+    for path in preflight.NULLABLE:  # each names a parameter conf/base has, not null there
+        assert preflight.lookup(known, path) is not None, path
 
 
 def test_a_test_start_needs_no_test_fraction():

@@ -136,6 +136,21 @@ def test_min_duration_smoothing_is_causal():
     for end in range(1, raw.size + 1):  # prefix invariance
         np.testing.assert_array_equal(R.smooth_min_duration(raw[:end], 3), smoothed[:end])
     np.testing.assert_array_equal(R.smooth_min_duration(raw, 1), raw)
+    # a first raw run too short to confirm holds the starting state, not the raw flicker
+    np.testing.assert_array_equal(R.smooth_min_duration(np.array([2, 0, 0, 0, 1]), 3),
+                                  [2, 2, 2, 0, 0])
+
+
+def test_longer_min_duration_never_adds_switches():
+    """Sweeping the minimum must not jump back to the raw labels once it exceeds every raw run
+    (it did: 534 switches at 252 days against 5 at 63)."""
+    raw = np.random.default_rng(0).choice(3, size=2000, p=[0.6, 0.25, 0.15])
+    raw = np.repeat(raw, np.random.default_rng(1).integers(1, 40, size=raw.size))[:5000]
+    runs = np.diff(np.flatnonzero(np.r_[True, raw[1:] != raw[:-1], True]))
+    switches = [int((np.diff(R.smooth_min_duration(raw, d)) != 0).sum())
+                for d in (1, 2, 5, 21, 40, 63, runs.max(), runs.max() + 1, 10_000)]
+    assert switches == sorted(switches, reverse=True) and switches[0] > switches[3] > 0
+    assert switches[-3] > 0 and switches[-2] == switches[-1] == 0  # beyond every run: no switch
 
 
 def test_regime_stats():

@@ -133,7 +133,8 @@ class PreflightHooks:
         known = base_parameters(self._project_path)
         if not known:
             return
-        problems = preflight.mapping_problems(self._params, known)
+        problems = (preflight.mapping_problems(self._params, known)
+                    + preflight.value_kind_problems(self._params, known))
         if problems:
             raise preflight.PreflightError("Invalid parameter(s): " + "; ".join(problems))
         from bma_quant.core.data.panel import READ_KEYS  # pandera: loaded when a run starts
@@ -278,13 +279,17 @@ def check_inputs_exist(pipeline, catalog, owners: dict[str, str]) -> None:
             "start the run at the node that produces them"
             + (f" (--from-nodes {','.join(makers)})" if makers else " (--from-nodes)"))
     order = [name for name in TRAINING_CHAIN if name in {owners.get(m) for m in missing}]
+    # every layer between the first and the last owner too: each reads the one before it
+    # (stacking in a fresh checkout needs feature_engineering, which it does not read itself)
+    needed = (list(TRAINING_CHAIN[TRAINING_CHAIN.index(order[0]):TRAINING_CHAIN.index(order[-1]) + 1])
+              if order else [])
     shown = ", ".join(f"{m} ({owners[m]})" if m in owners else m for m in missing[:8])
     raise preflight.PreflightError(
         f"this run reads {len(missing)} dataset(s) no earlier run wrote: {shown}"
         f"{' ...' if len(missing) > 8 else ''}"
         + (f" (written by {', '.join(order)})" if order else "")
-        + ". Run those layers first"
-        + (f" (`kedro run --pipelines {','.join(order)}`)" if order else "")
+        + (f". Run {', '.join(needed)} first (`kedro run --pipelines {','.join(needed)}`)"
+           if needed else ". Run the layers that write them first")
         + " or the whole chain once (`kedro run`); after that any layer can be rerun alone")
 
 

@@ -253,3 +253,27 @@ def test_global_comparison_reuses_base_models_out_of_fold_predictions(upstream):
     a = refit["regime_models_metrics"]["global_lightgbm.oof_rank_ic_mean"]["value"]
     b = reused["regime_models_metrics"]["global_lightgbm.oof_rank_ic_mean"]["value"]
     assert b == pytest.approx(a, abs=2e-3)
+
+
+def test_a_detector_with_one_label_on_every_development_date_is_warned_about(upstream, caplog):
+    """A minimum duration longer than every raw spell leaves the first state all along (it used
+    to fall back to the raw labels): the run says the layer sees one regime."""
+    from bma_quant.pipelines.regime_models.nodes import build_detector_inputs, detect_regimes
+    from tests.support import project_params
+
+    _, data, inputs = upstream
+    params = project_params()
+    detector_inputs = build_detector_inputs(inputs["primary_panel"], inputs["market"],
+                                            params["feature_engineering"]["fear_greed"],
+                                            params["regime_models"])
+    smoothing = {"enabled": True, "min_duration_days": 100_000}
+    regime_params = {**params["regime_models"], "detector": "rules", "smoothing": smoothing}
+    with caplog.at_level("WARNING"):
+        table, _, summary = detect_regimes(detector_inputs, data["date_split"], regime_params)
+    assert table["regime"].nunique() == 1 and summary["all_dates"]["switches"] == 0
+    assert "labels every development date" in caplog.text and "100000" in caplog.text
+    caplog.clear()
+    short = {**regime_params, "smoothing": {"enabled": True, "min_duration_days": 5}}
+    with caplog.at_level("WARNING"):
+        detect_regimes(detector_inputs, data["date_split"], short)
+    assert "labels every development date" not in caplog.text

@@ -80,7 +80,7 @@ BOUNDS = (
     Bound("evaluation.backtest.n_quantiles", 2),
     Bound("evaluation.backtest.cost_bps", 0.0),
     Bound("evaluation.backtest.periods_per_year", 0.0, low_open=True),
-    Bound("evaluation.backtest.rebalance_days", 0),  # 0 / null: the horizon
+    Bound("evaluation.backtest.rebalance_days", 1),  # null: the horizon
     Bound("evaluation.backtest.max_frozen_days", 0),  # null: frozen however long
     Bound("evaluation.backtest.spread_cost.window", 2),
     Bound("evaluation.backtest.spread_cost.min_dates", 1),
@@ -92,8 +92,12 @@ BOUNDS = (
     Bound("regime_models.seed", 0),
     Bound("regime_models.hmm.stay_prior", 0.0, 1.0, low_open=True, high_open=True),
     Bound("regime_models.smoothing.min_duration_days", 0),
+    Bound("regime_models.rules.net_vote_share", 0.0, 1.0),  # > 1: a vote no date reaches
     Bound("registry.max_reproduction_diff", 0.0),
     Bound("stacking.bma.bootstrap_draws", 0),
+    Bound("stacking.selection.n_validation_folds", 1),  # 0 would leave no out-of-fold score
+    Bound("cv.combinatorial.n_groups", 2),
+    Bound("cv.combinatorial.n_test_groups", 1),
     Bound("stacking.regime.shrinkage_dates", 0),
     Bound("cv.n_tuning_folds", 0),
     Bound("feature_engineering.selection.max_features", 1),
@@ -330,6 +334,11 @@ def _shape_problems(params: Mapping[str, Any]) -> list[str]:
         if problem:
             problems.append(f"{key} must be a date written YYYY-MM-DD (or null), got {problem}")
     problems += _fold_count_problems(params)
+    groups, tested = (lookup(params, f"cv.combinatorial.{k}") for k in ("n_groups", "n_test_groups"))
+    if _whole(groups, 2) and _whole(tested, 1) and tested >= groups:
+        problems.append(f"cv.combinatorial.n_test_groups ({tested}) must be below "
+                        f"cv.combinatorial.n_groups ({groups}): every split trains on the groups "
+                        "it does not test")
     blocks = lookup(params, "evaluation.overfitting.n_blocks")
     if blocks is not None and not (_whole(blocks, 2) and blocks % 2 == 0):
         problems.append("evaluation.overfitting.n_blocks must be an even whole number >= 2 (CSCV "
@@ -479,6 +488,11 @@ def describe_unknown(path: str, close: list[str]) -> str:
     return path + (f" (did you mean {' / '.join(close)}?)" if close else "")
 
 
+def _some_keys(section: Mapping[str, Any], shown: int = 4) -> str:
+    keys = list(map(str, section))
+    return ", ".join(keys[:shown]) + (", ..." if len(keys) > shown else "")
+
+
 def mapping_problems(params: Mapping[str, Any], known: Mapping[str, Any]) -> list[str]:
     """Sections the project's parameter files define as mappings but `params` sets to a single
     value (`cv: 5` in conf/local): every layer reading one of its keys would fail deep inside."""
@@ -492,8 +506,83 @@ def mapping_problems(params: Mapping[str, Any], known: Mapping[str, Any]) -> lis
             if isinstance(value, Mapping):
                 walk(value, expected, f"{prefix}{key}.")
             elif value is not None:
-                problems.append(f"{prefix}{key} must be a mapping of "
-                                f"{', '.join(map(str, list(expected)[:4]))}, ..., got {value!r}")
+                problems.append(f"{prefix}{key} must be a mapping of {_some_keys(expected)}, "
+                                f"got {value!r}")
+
+    walk(params, known, "")
+    return problems
+
+
+# Parameters whose conf/base value is not null but that take null, with the meaning their
+# comment in conf/base gives ("null = off", "null = never", ...). Any other parameter set to null
+# is refused: the layers would read None as a number or a section and fail far from the cause.
+NULLABLE = (
+    "data.index_path", "periods.dev_start", "periods.test_fraction",
+    "processing.eligibility.relist_after_days", "processing.strict_active_days",
+    "processing.max_calendar_gap_days", "processing.late_column_days",
+    "processing.long_absence_days", "processing.split_detection.report_tolerance",
+    "processing.split_detection.max_gap_days", "processing.stale.mask_after",
+    "evaluation.backtest.max_frozen_days", "registry.reproduction_dates",
+    "feature_engineering.transforms.winsorise", "feature_engineering.leak_audit.max_edge_ic",
+    "inference.stale_after_days", "run.timeout_seconds",
+)
+# Whole-number conf/base values that also take fractions (durations, rates, thresholds).
+FRACTIONAL_SUFFIXES = ("_seconds", "_factor", ".threshold", ".periods_per_year")
+
+
+def _below_open_section(path: str) -> bool:
+    """Inside an open section (a library argument, one user-named gate): null has a meaning
+    there (the library's default, a dropped gate)."""
+    return any(path.startswith(f"{s}.") for s in OPEN_SECTIONS)
+
+
+def _kind_problem(path: str, value: Any, default: Any) -> str | None:
+    """Why `value` is not of the kind conf/base gives `path` (`default`), None if it is."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"{path} must be true or false, got {value!r}"
+    if isinstance(default, int) and not path.endswith(FRACTIONAL_SUFFIXES):
+        return None if number and isinstance(value, int) else (
+            f"{path} must be a whole number, got {value!r}")
+    if isinstance(default, int | float):
+        return None if number else f"{path} must be a number, got {value!r}"
+    if isinstance(default, str):  # an unquoted YAML date is a date
+        return None if isinstance(value, str | datetime.date) else (
+            f"{path} must be text, got {value!r}")
+    if isinstance(default, list):
+        return None if isinstance(value, list | tuple) else f"{path} must be a list, got {value!r}"
+    return None
+
+
+def value_kind_problems(params: Mapping[str, Any], known: Mapping[str, Any]) -> list[str]:
+    """Parameters whose value is not of the kind the project's own parameter files (`known`)
+    give them: true / false, a whole number, a number, text or a list, and null only where
+    conf/base says what null means (NULLABLE, a null default, inside an open section). Without
+    this, `enabled: maybe` reads as true, 5.5 folds as 5, and `stacking.bma: null` or an
+    `abc` count fails deep in a layer with a traceback that names no parameter."""
+    problems: list[str] = []
+
+    def walk(given: Mapping[str, Any], reference: Mapping[str, Any], prefix: str) -> None:
+        for key, value in given.items():
+            if key not in reference:
+                continue  # unknown keys are named by unknown_parameters
+            path, default = f"{prefix}{key}", reference[key]
+            if isinstance(default, Mapping) and default:
+                if isinstance(value, Mapping):
+                    walk(value, default, f"{path}.")
+                elif value is None and not _below_open_section(path):
+                    off = " (to turn it off, set its `enabled: false`)" if "enabled" in default \
+                        else ""
+                    problems.append(f"{path} must be a mapping of {_some_keys(default)}, "
+                                    f"got null{off}")
+                continue  # a single value for a mapping: mapping_problems says so
+            if value is None:
+                if default is not None and path not in NULLABLE \
+                        and not _below_open_section(path):
+                    problems.append(f"{path} must not be null (conf/base: {default!r})")
+                continue
+            if default is not None and (problem := _kind_problem(path, value, default)):
+                problems.append(problem)
 
     walk(params, known, "")
     return problems
@@ -558,12 +647,15 @@ def _check_period_dates(calendar: pd.DatetimeIndex, periods: Mapping[str, Any]) 
     if "test_start" in named and named["test_start"] <= first:
         problems.append(f"periods.test_start ({named['test_start'].date()}) leaves no date "
                         f"before it (the panel starts {first.date()})")
+    advice = "Set the dates inside the data." if problems else ""
     if len(named) == 2 and named["test_start"] <= named["dev_start"]:
         problems.append(f"periods.test_start ({named['test_start'].date()}) is not after "
                         f"periods.dev_start ({named['dev_start'].date()})")
+        advice = " ".join([advice, "The test period follows development: set periods.test_start "
+                           "after periods.dev_start (or periods.dev_start earlier, or null)."])
     if problems:
         raise PreflightError(f"The panel's dates run {first.date()}..{last.date()}: "
-                             + "; ".join(problems) + ". Set the dates inside the data.")
+                             + "; ".join(problems) + ". " + advice.strip())
 
 
 def check_cv_layout(dates, params: Mapping[str, Any]) -> None:

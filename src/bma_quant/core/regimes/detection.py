@@ -77,9 +77,11 @@ def detector_inputs(
 def smooth_min_duration(states: np.ndarray, min_duration: int) -> np.ndarray:
     """Causal minimum-duration filter of integer states.
 
-    The output switches to a new state on the day the raw state has been that state for
-    `min_duration` consecutive days, and holds the previous output otherwise. Before any raw run
-    reaches that length the raw state itself is used. Only past and current values are read.
+    The output starts in the first raw state and switches to a new state on the day the raw
+    state has been that state for `min_duration` consecutive days; otherwise it holds. So a longer
+    minimum never adds switches, and one longer than every raw run leaves the first state all
+    along (the detector then says nothing: `detect_regimes` warns). Only past and current values
+    are read.
     """
     states = np.asarray(states)
     if min_duration <= 1 or states.size == 0:
@@ -88,9 +90,9 @@ def smooth_min_duration(states: np.ndarray, min_duration: int) -> np.ndarray:
     run_id = np.cumsum(run_start) - 1
     run_first = np.flatnonzero(run_start)
     run_length = np.arange(states.size) - run_first[run_id] + 1
-    confirmed = pd.Series(np.where(run_length >= min_duration, states, np.nan))
-    held = confirmed.ffill().to_numpy()
-    return np.where(np.isnan(held), states, held).astype(states.dtype)
+    confirmed = np.where(run_length >= min_duration, states, np.nan)
+    confirmed[0] = states[0]  # the starting state needs no confirmation
+    return pd.Series(confirmed).ffill().to_numpy().astype(states.dtype)
 
 
 @dataclass

@@ -65,11 +65,26 @@ def detect_regimes(
         "detector_state": _detector_state(fit.detector),
         "leak_audit": audit,
     }
+    _warn_single_regime(summary)
     stats = summary["all_dates"]
     logger.info("regimes (%s): bull %.0f%%, neutral %.0f%%, bear %.0f%%, %d switches",
                 fit.detector.name, 100 * stats["share_bull"], 100 * stats["share_neutral"],
                 100 * stats["share_bear"], stats["switches"])
     return table, fit, summary
+
+
+def _warn_single_regime(summary: dict) -> None:
+    """A detector that gives every development date one label tells the learners nothing (a
+    minimum duration longer than every raw spell, thresholds no date reaches): say so, since the
+    run goes on with one regime."""
+    shares = {r: summary["development"][f"share_{r}"] for r in detection.REGIMES}
+    only = [r for r, share in shares.items() if share == 1.0]
+    if only:
+        logger.warning(
+            "regime detector %r labels every development date %r (regime_models.smoothing."
+            "min_duration_days %d): the regime-aware models and stacking see one regime; check "
+            "the detector's parameters (a shorter minimum duration, its thresholds)",
+            summary["detector"], only[0], summary["min_duration_days"])
 
 
 class RegimeLeakError(RuntimeError):

@@ -139,6 +139,29 @@ def test_a_spike_within_the_noise_of_a_few_names_is_no_peek():
     assert set(LA.future_peek_reasons(profile, CONFIG)) == {"sure"}
 
 
+def test_the_default_profile_does_not_alias_a_slow_factor_into_a_spike():
+    """A slow factor that predicts the returns of even dates more than those of odd ones (the
+    noise of a short scope did this): sampled every 2nd date, day j's IC reads one parity only,
+    so the profile zigzags and the factor reads as a peek; the shipped stride reads every date."""
+    from tests.support import project_params
+
+    rng = np.random.default_rng(5)
+    n_days, n_names = 220, 40
+    factor = np.cumsum(rng.standard_normal((n_days, n_names)) * 0.1, axis=0)
+    factor += rng.standard_normal((1, n_names))
+    payoff = np.where(np.arange(n_days) % 2 == 0, 0.02, 0.0)[:, None]
+    returns = np.zeros((n_days, n_names))
+    returns[1:] = payoff[1:] * factor[:-1] + 0.01 * rng.standard_normal((n_days - 1, n_names))
+    close = 50 * np.exp(np.cumsum(returns, axis=0))
+    rows = np.arange(0, 200)
+    shipped = LA.LeakAuditConfig.from_params(project_params()["feature_engineering"]["leak_audit"])
+    strided = LA.LeakAuditConfig(**{**shipped.__dict__, "date_stride": 2})
+    zigzag = LA.future_ic_profile({"slow": factor}, close, rows, 6, strided)
+    assert "slow" in LA.future_peek_reasons(zigzag, strided)
+    profile = LA.future_ic_profile({"slow": factor}, close, rows, 6, shipped)
+    assert shipped.date_stride == 1 and LA.future_peek_reasons(profile, shipped) == {}
+
+
 def test_label_edge_keeps_a_reversal_that_ends_near_the_label_edge():
     """A market whose reversal of a move lasts exactly 15 days: a past 5-day return's IC ramps
     down over days 11-16, close to the label's end (11). Three-day windows around the edge read

@@ -366,7 +366,8 @@ def test_a_value_of_the_wrong_kind_or_an_unmeant_null_is_refused_by_name():
         "cv": {"n_splits": 5.5},
         "regime_models": {"smoothing": None, "min_samples_per_regime": "abc"},
         "stacking": {"bma": None, "methods": "bma"},
-        "evaluation": {"backtest": {"cost_bps": 2}, "gates": {"checks": {"ic": None}}},
+        "evaluation": {"backtest": {"cost_bps": 2, "rebalance_days": 2.5},
+                       "gates": {"checks": {"ic": None}}},
         "periods": {"dev_start": None, "test_start": "2020-01-02"},
         "run": {"timeout_seconds": 90.5},
         "processing": {"stale": {"mask_after": None}, "ffill_limit": None},
@@ -375,6 +376,7 @@ def test_a_value_of_the_wrong_kind_or_an_unmeant_null_is_refused_by_name():
         "base_models.tuning.enabled must be true or false, got 'maybe'",
         "cv.n_splits must be a whole number, got 5.5",
         "processing.ffill_limit must not be null (conf/base: 5)",
+        "evaluation.backtest.rebalance_days must be a whole number, got 2.5",
         "regime_models.smoothing must be a mapping of enabled, min_duration_days, got null (to "
         "turn it off, set its `enabled: false`)",
         "regime_models.min_samples_per_regime must be a whole number, got 'abc'",
@@ -383,6 +385,9 @@ def test_a_value_of_the_wrong_kind_or_an_unmeant_null_is_refused_by_name():
     ]  # a whole cost, fractional seconds, a dropped gate and documented nulls pass
     for path in preflight.NULLABLE:  # each names a parameter conf/base has, not null there
         assert preflight.lookup(known, path) is not None, path
+    for path in preflight.WHOLE_WHEN_SET:  # each a parameter conf/base leaves null
+        parent, _, key = path.rpartition(".")
+        assert key in preflight.lookup(known, parent) and preflight.lookup(known, path) is None
 
 
 def test_a_test_start_needs_no_test_fraction():
@@ -393,3 +398,16 @@ def test_a_test_start_needs_no_test_fraction():
     from bma_quant.core.data.split import configured_test_fraction, split_dates
     assert configured_test_fraction(params["periods"]) is None
     assert split_dates(dates, 11, None, "2019-01-02")["test_start"] == "2019-01-02"
+
+
+def test_a_synthetic_market_planted_for_another_horizon_is_named():
+    from tests.support import deep_update, project_params
+
+    params = project_params()
+    assert preflight.synthetic_timing_warnings(params) == []  # shipped: both 10, both 1
+    warnings = preflight.synthetic_timing_warnings(
+        deep_update(params, {"synthetic": {"horizon": 5}}))
+    assert warnings == [
+        "synthetic.horizon (5) differs from temporal.prediction_horizon_days (10): the planted "
+        "signal pays over other days than the label window measures; set both to one value "
+        "unless the mismatch is the experiment"]

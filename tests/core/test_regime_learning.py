@@ -105,6 +105,19 @@ def test_small_and_empty_regimes_fall_back_to_stability_weighted_global_model(fl
     assert not np.allclose(fallback, bull)
 
 
+@pytest.mark.parametrize("training", ["hard", "soft"])
+def test_no_regime_with_enough_rows_is_warned_about(flipped, caplog, training):
+    """A minimum above every regime's rows leaves the fallback alone: said at WARNING, not only
+    in the report."""
+    _, dev, _, regimes = flipped
+    config = _config(min_samples_per_regime=10**7, training=training)
+    with caplog.at_level("WARNING"):
+        model = L.fit_regime_models(dev[FEATURES], dev["label"], np.ones(len(dev)), dev["date"],
+                                    regimes, config)
+    assert model.estimators == {} and model.fallback is not None
+    assert "no regime has min_samples_per_regime (10000000) rows" in caplog.text
+
+
 def test_stability_weights_are_the_floored_probability_of_the_own_regime():
     labels = np.array(["bull", "bear", "neutral", "bull"])
     probabilities = np.array([[0.9, 0.1, 0.0], [0.2, 0.3, 0.5], [0.0, 0.01, 0.99],

@@ -33,7 +33,8 @@ QUALITY_REPORT = "data_quality_report"  # records the files and parameters of th
 
 logger = logging.getLogger(__name__)
 
-BASE_CONF = "conf/base"  # the parameter files that define every key a layer reads
+BASE_CONF = "conf/base"
+SYNTHETIC_NODES = "synthetic_data."  # the generator's node names  # the parameter files that define every key a layer reads
 
 
 def panel_shape(name: str, data) -> tuple[int, Any]:
@@ -179,6 +180,9 @@ class PreflightHooks:
             check_runner(str(run_params.get("runner") or ""), catalog)
             if pipeline is not None:
                 check_data_files(pipeline, self._params)
+                if any(node.name.startswith(SYNTHETIC_NODES) for node in pipeline.nodes):
+                    for message in preflight.synthetic_timing_warnings(self._params):
+                        logger.warning("pre-flight: %s", message)
             if pipeline is not None and catalog is not None:
                 check_inputs_exist(pipeline, catalog, catalog_owners(self._project_path))
         except preflight.PreflightError as error:
@@ -239,7 +243,7 @@ def check_data_files(pipeline, params: dict[str, Any]) -> None:
     """Refuse a run whose nodes read a file a `*_path` parameter names that is not there,
     naming the parameter, before an MLflow run starts (relative paths are read from the folder
     the run starts in, the project's)."""
-    if any(node.name.startswith("synthetic_data.") for node in pipeline.nodes):
+    if any(node.name.startswith(SYNTHETIC_NODES) for node in pipeline.nodes):
         return  # the run writes the synthetic files it may then read
     keys = list(dict.fromkeys(key for node in pipeline.nodes
                               for key in DATA_FILE_READERS.get(node.name.rsplit(".", 1)[-1], ())))

@@ -891,3 +891,24 @@ def test_a_minimum_price_keeps_penny_rows_out_in_training_and_serving(tmp_path, 
     assert free["primary_panel"].pivot(index="date", columns="ticker", values="eligible")[
         "T0003"].loc[dates[300]:dates[450]].all()
     assert free["data_quality_report"]["below_min_price_rows"] == 0
+
+
+def test_a_first_fold_longer_than_development_is_named_in_the_short_panel_warning(caplog):
+    """cv.min_train_days beyond every development date scales the layout down like a short panel
+    would; the warning names the parameter too."""
+    from bma_quant.pipelines.data_processing.nodes import make_cv_folds
+    from tests.support import project_params
+
+    params = project_params()
+    dates = pd.bdate_range("2015-01-01", periods=900)
+    panel = pd.DataFrame({"date": dates})
+    split = {"dev_start": str(dates[0].date()), "dev_end": str(dates[699].date())}
+    with caplog.at_level(logging.WARNING):
+        make_cv_folds(split, panel, params["temporal"], {**params["cv"], "min_train_days": 100_000})
+    assert ("short panel: 700 development dates do not hold the requested CV layout "
+            "(cv.min_train_days, 100000, alone asks for more training dates than that)"
+            ) in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        make_cv_folds(split, panel, params["temporal"], {**params["cv"], "min_train_days": 690})
+    assert "short panel: 700 development dates" in caplog.text and "alone" not in caplog.text

@@ -526,6 +526,11 @@ NULLABLE = (
     "feature_engineering.transforms.winsorise", "feature_engineering.leak_audit.max_edge_ic",
     "inference.stale_after_days", "run.timeout_seconds",
 )
+# Counts of dates whose conf/base value is null (so they have no kind to compare with): whole
+# numbers when set (a 2.5-day rebalance was read as 2).
+WHOLE_WHEN_SET = ("evaluation.backtest.rebalance_days", "cv.max_train_days",
+                  "inference.history_days", "evaluation.metrics.nw_lag",
+                  "evaluation.metrics.decay_max_horizon")
 # Whole-number conf/base values that also take fractions (durations, rates, thresholds).
 FRACTIONAL_SUFFIXES = ("_seconds", "_factor", ".threshold", ".periods_per_year")
 
@@ -581,7 +586,8 @@ def value_kind_problems(params: Mapping[str, Any], known: Mapping[str, Any]) -> 
                         and not _below_open_section(path):
                     problems.append(f"{path} must not be null (conf/base: {default!r})")
                 continue
-            if default is not None and (problem := _kind_problem(path, value, default)):
+            kind = 0 if path in WHOLE_WHEN_SET and default is None else default
+            if kind is not None and (problem := _kind_problem(path, value, kind)):
                 problems.append(problem)
 
     walk(params, known, "")
@@ -697,6 +703,25 @@ def _with_dev_start_hint(message: str, calendar: pd.DatetimeIndex, dev_start) ->
         return message
     return (message.rstrip(". ") + f". periods.dev_start ({dev_start}) leaves out the panel's first {before} dates: "
             "an earlier one (or null) gives the split and the folds more")
+
+
+# generator argument -> the temporal parameter it must equal for the planted signal to fit the label
+SYNTHETIC_TIMING = {"synthetic.horizon": "temporal.prediction_horizon_days",
+                    "synthetic.execution_delay": "temporal.execution_delay_days"}
+
+
+def synthetic_timing_warnings(params: Mapping[str, Any]) -> list[str]:
+    """A synthetic market planted for another horizon or delay than the labels measure: not an
+    error (a mismatch can be the experiment), but said when the market is generated, since the
+    planted signal then pays over other days than the label's window."""
+    warnings = []
+    for generator, temporal in SYNTHETIC_TIMING.items():
+        planted, labelled = lookup(params, generator), lookup(params, temporal)
+        if planted is not None and labelled is not None and planted != labelled:
+            warnings.append(f"{generator} ({planted}) differs from {temporal} ({labelled}): the "
+                            "planted signal pays over other days than the label window measures; "
+                            f"set both to one value unless the mismatch is the experiment")
+    return warnings
 
 
 # metric of the evaluation table that counts scored test dates (the `min_test_dates` gate's)

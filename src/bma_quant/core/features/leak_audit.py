@@ -238,7 +238,9 @@ def future_ic_profile(
     label-edge step (see `label_edge_reasons`) at max_offset.
 
     rows: the date rows t to score (development dates); every `date_stride`-th one is used, and
-    only those whose r(t + max_offset) exists. `values_are_ranks`: the factors are already
+    only those whose r(t + max_offset) exists. A stride above 1 aliases: day j's IC then reads
+    the returns of one residue class of dates (t + j mod stride), so on a short scope the
+    classes' noise alternates along j and can look like a spike (the default is 1). `values_are_ranks`: the factors are already
     per-date ranks (not ranked again). Columns `ic_0` .. `ic_<max_offset>`, `n_dates`,
     `edge_ic_before`, `edge_ic_inside`, `edge_ic_after` and `edge_tstat`; a factor without
     cross-sectional spread (market context) gets NaN."""

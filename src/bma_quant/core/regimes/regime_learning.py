@@ -308,7 +308,17 @@ def _fit_hard(X, y, weights, row_dates, labelled, labels, config: RegimeLearning
         rows = np.flatnonzero(labelled & (labels == regime))
         estimators[regime] = fit_learner(config, X.iloc[rows], y[rows], weights[rows],
                                          row_dates[rows])
+    if not estimators:
+        _warn_no_regime_model(counts, config)
     return estimators, counts
+
+
+def _warn_no_regime_model(counts: dict[str, int], config: RegimeLearningConfig) -> None:
+    """Every regime below the row minimum: the regime-aware model is the fallback alone."""
+    logger.warning("no regime has min_samples_per_regime (%d) rows (%s): every prediction comes "
+                   "from the fallback model, so the regime-aware model adds nothing; lower "
+                   "regime_models.min_samples_per_regime", config.min_samples_per_regime,
+                   ", ".join(f"{r} {n}" for r, n in counts.items()))
 
 
 def _fit_soft(X, y, weights, row_dates, labelled, probabilities, config: RegimeLearningConfig):
@@ -325,6 +335,7 @@ def _fit_soft(X, y, weights, row_dates, labelled, probabilities, config: RegimeL
             continue
         regime_weights[regime] = weights[rows] * np.maximum(share, config.min_stability_weight)
     if not regime_weights:
+        _warn_no_regime_model(counts, config)
         return {}, counts
     fitted = fit_learner_weightings(config, X.iloc[rows], y[rows], list(regime_weights.values()),
                                     row_dates[rows])

@@ -625,12 +625,17 @@ def make_cv_folds(date_split: dict, primary_panel: pd.DataFrame, temporal: dict,
     requested, floor, adapt = cv.layout_params(cv_params)
     layout, adapted = cv.fit_cv_layout(len(dev), requested, config.cv_gap_days, floor, adapt)
     if adapted:
+        # a first fold asking for more dates than development has: name the parameter too
+        cause = f"short panel: {len(dev)} development dates do not hold the requested CV layout"
+        if requested.min_train_days >= len(dev):
+            cause += (f" (cv.min_train_days, {requested.min_train_days}, alone asks for more "
+                      "training dates than that)")
         logger.warning(
-            "short panel: %d development dates do not hold the requested CV layout (n_splits=%d, "
-            "min_train_days=%d, n_tuning_folds=%d); using n_splits=%d, min_train_days=%d, "
-            "n_tuning_folds=%d (%d test dates per fold; floor in cv.short_panel.floor)",
-            len(dev), requested.n_splits, requested.min_train_days, requested.n_tuning_folds,
-            layout.n_splits, layout.min_train_days, layout.n_tuning_folds,
+            "%s (n_splits=%d, min_train_days=%d, n_tuning_folds=%d); using n_splits=%d, "
+            "min_train_days=%d, n_tuning_folds=%d (%d test dates per fold; floor in "
+            "cv.short_panel.floor)", cause, requested.n_splits,
+            requested.min_train_days, requested.n_tuning_folds, layout.n_splits,
+            layout.min_train_days, layout.n_tuning_folds,
             layout.test_days(len(dev), config.cv_gap_days))
     splitter = cv.PurgedWalkForwardSplit(
         n_splits=layout.n_splits, temporal=config, min_train_days=layout.min_train_days,

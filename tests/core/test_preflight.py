@@ -411,3 +411,24 @@ def test_a_synthetic_market_planted_for_another_horizon_is_named():
         "synthetic.horizon (5) differs from temporal.prediction_horizon_days (10): the planted "
         "signal pays over other days than the label window measures; set both to one value "
         "unless the mismatch is the experiment"]
+
+
+def test_a_dev_start_leaving_less_history_than_the_chain_warm_up_is_named():
+    """The pipeline's features start at dev_start, the registered chain's read the full warm-up:
+    with fewer dates between them and the checked test dates the reproduction check fails at
+    the very end of the run, so it is said at the start."""
+    from tests.support import project_params
+
+    params = project_params()
+    dates = pd.bdate_range("2015-01-01", "2022-12-30")
+    late = copy.deepcopy(params)
+    late["periods"].update(dev_start="2021-06-01", test_fraction=0.2)
+    warnings = preflight.cut_history_warnings(dates, late)
+    assert len(warnings) == 1 and warnings[0].startswith("periods.dev_start (2021-06-01) leaves")
+    assert "may need up to 672" in warnings[0]
+    for periods in ({"dev_start": "2016-01-04"}, {"dev_start": None}):  # history enough / all
+        early = copy.deepcopy(params)
+        early["periods"].update(test_fraction=0.2, **periods)
+        assert preflight.cut_history_warnings(dates, early) == []
+    late["registry"]["enabled"] = False  # nothing is registered: nothing to fail
+    assert preflight.cut_history_warnings(dates, late) == []

@@ -208,7 +208,9 @@ class PreflightHooks:
                 n_tickers, dates = panel_shape(name, outputs[name])
                 preflight.check_universe(n_tickers, self._params)
                 preflight.check_cv_layout(dates, self._params)
-                for message in preflight.unreachable_test_date_gates(dates, self._params):
+                cut = preflight.cut_history_warnings(dates, self._params) \
+                    if name == RAW_PANEL else []  # the cleaned panel starts at dev_start
+                for message in preflight.unreachable_test_date_gates(dates, self._params) + cut:
                     if message not in self._warned:
                         self._warned.add(message)
                         logger.warning("pre-flight: %s", message)

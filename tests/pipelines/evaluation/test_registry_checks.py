@@ -17,6 +17,27 @@ def test_a_reproducing_chain_passes_and_each_kind_of_mismatch_is_named():
     assert _reproduction_mismatch(nothing, 1e-4) is not None  # no rows is no reproduction
 
 
+def test_a_dev_start_that_cut_the_history_is_named_as_the_cause():
+    """The pipeline's features started at dev_start, the chain's warm-up read the file from
+    before it: the reason says so instead of listing the usual suspects."""
+    import pandas as pd
+
+    from bma_quant.pipelines.evaluation.nodes import _cut_history_cause
+
+    class Chain:
+        data_start, warmup_days = None, 672
+
+    raw = pd.DataFrame({"date": pd.bdate_range("2020-01-30", periods=5)})
+    cause = _cut_history_cause(Chain(), raw, {"dev_start": "2021-06-01"})
+    assert cause.startswith("periods.dev_start (2021-06-01) is the likely cause: the chain's "
+                            "warm-up of 672 dates reads the file from 2020-01-30")
+    off = {"rows_matched": 100, "rows_pipeline": 100, "max_abs_diff": 0.2, "largest_diffs": []}
+    assert _reproduction_mismatch(off, 1e-4, cause).endswith("set it earlier (or null)")
+    assert _cut_history_cause(Chain(), raw, {"dev_start": "2019-01-02"}) is None  # inside
+    Chain.data_start = "2020-01-30"  # the pipeline had the file's whole history
+    assert _cut_history_cause(Chain(), raw, {"dev_start": "2021-06-01"}) is None
+
+
 def test_the_candidate_carries_gates_test_period_and_development_score():
     gates = {"passed": False, "failed": ["rank_ic"],
              "test_period": {"test_start": "2021-01-04", "test_end": "2022-12-30"}}

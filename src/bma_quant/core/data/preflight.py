@@ -724,6 +724,49 @@ def synthetic_timing_warnings(params: Mapping[str, Any]) -> list[str]:
     return warnings
 
 
+def cut_history_warnings(dates, params: Mapping[str, Any]) -> list[str]:
+    """periods.dev_start cuts the file's earlier dates off the pipeline (no feature history
+    before it), and the dates from it to the registry's checked test dates are fewer than the
+    chain's warm-up can be: the pipeline's features there started at dev_start, the chain's read
+    the full warm-up, so the reproduction check fails and the model is not registered (said at
+    the end of a whole run, so said before it)."""
+    from bma_quant.core.features.warmup import largest_chain_warmup_days
+
+    periods, registry = lookup(params, "periods"), lookup(params, "registry") or {}
+    if not isinstance(periods, Mapping) or not periods.get("dev_start") \
+            or not registry.get("enabled", True) or lookup(params, "temporal") is None:
+        return []
+    calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
+    dev_start = pd.Timestamp(periods["dev_start"])
+    if not (calendar < dev_start).any():
+        return []  # nothing before it: the pipeline had the file's whole history
+    temporal = TemporalConfig.from_params(params["temporal"])
+    try:
+        dates_split = split.split_dates(
+            calendar, gap_days=temporal.cv_gap_days,
+            test_fraction=split.configured_test_fraction(periods),
+            test_start=periods.get("test_start"), dev_start=periods.get("dev_start"))
+    except ValueError:
+        return []  # check_cv_layout refuses this split with its own message
+    test = calendar[(calendar >= pd.Timestamp(dates_split["test_start"]))
+                    & (calendar <= pd.Timestamp(dates_split["test_end"]))]
+    last = registry.get("reproduction_dates")
+    checked_start = test[-int(last)] if last and len(test) > int(last) else test[0]
+    history = int(((calendar >= dev_start) & (calendar < checked_start)).sum())
+    try:
+        warmup = largest_chain_warmup_days(params)
+    except (KeyError, TypeError, ValueError):
+        return []  # a feature or processing setting the layers will refuse by name
+    if history >= warmup:
+        return []
+    return [f"periods.dev_start ({dev_start.date()}) leaves {history} dates of history before "
+            f"the test dates the registry checks (from {checked_start.date()}), and the chain "
+            f"may need up to {warmup} (its warm-up: longest feature window, lags, smoothing, "
+            "registry.warmup_extra_days): the pipeline's features there start at dev_start, the "
+            "chain's read the file's earlier dates, so the reproduction check is likely to fail "
+            "and the model not to be registered. Set periods.dev_start earlier (or null)."]
+
+
 # metric of the evaluation table that counts scored test dates (the `min_test_dates` gate's)
 TEST_DATES_METRIC = "n_dates"
 

@@ -26,8 +26,8 @@ from bma_quant.core.features.factors import (
     engineer_factors,
     prepare_inputs,
 )
-from bma_quant.core.features.fear_greed import FearGreedParams
 from bma_quant.core.features.selection import apply_lag, smoothed_values
+from bma_quant.core.features.warmup import feature_history_days
 
 
 @dataclass
@@ -45,33 +45,13 @@ class FeatureSpec:
     def warmup_days(self) -> int:
         """Trading days of history a slice needs before its first date with full-history values
         (longest window + largest lag; EWM smoothing converges over a few half-lives more)."""
-        c = self.factor_config
-        windows = [
-            *c.return_windows,
-            *c.ma_windows,
-            *c.extreme_windows,
-            *c.rank_windows,
-            *c.drawdown_windows,
-            *c.volatility_windows,
-            *c.beta_windows,
-            c.momentum_long,
-            *c.up_windows,
-            *c.vwap_windows,
-            *c.volume_windows,
-            *c.pv_corr_windows,
-            *c.amihud_windows,
-        ]
-        if "fear_greed" in self.selected:
-            fg = FearGreedParams.from_params(dict(c.fear_greed_params))
-            windows.append(
-                max(fg.momentum_window, fg.high_low_window, fg.volatility_baseline_window)
-                + fg.normalisation_window
-            )
-        if any(n.startswith("perf_") and self.families.get(n) == MARKET_FAMILY
-               for n in self.selected):
-            windows.append(c.performance_params().performance_lookback_days())
-        smoothing = max(self.halflives.values(), default=0.0)
-        return int(max(windows, default=0) + max(self.lags.values(), default=0) + 10 * smoothing)
+        return feature_history_days(
+            self.factor_config,
+            fear_greed="fear_greed" in self.selected,
+            factor_performance=any(n.startswith("perf_") and self.families.get(n) == MARKET_FAMILY
+                                   for n in self.selected),
+            max_lag=max(self.lags.values(), default=0),
+            max_halflife=max(self.halflives.values(), default=0.0))
 
     def missing_columns(self, features: list[str]) -> str:
         """The input columns that `features` (selected ones the panel could not produce) read,

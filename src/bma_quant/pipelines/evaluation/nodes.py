@@ -26,6 +26,7 @@ from bma_quant.core.evaluation import (
     test_period,
     trial_accounting,
 )
+from bma_quant.core.features.warmup import chain_warmup_days
 from bma_quant.core.models import training
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 from bma_quant.run_hooks.interrupts import interruption_in
@@ -522,14 +523,8 @@ def build_prediction_chain(
         regime_model=regime_model,
         ensemble=ensemble,
         market_index=index if len(index) else None,
-        warmup_days=max(int(temporal.get("max_lookback_days", 252)),
-                        int(getattr(feature_spec, "warmup_days", 0) or 0),
-                        int(processing["eligibility"]["window_days"]),
-                        int(processing["eligibility"].get("dollar_volume_days") or 0))
-        # the rows before the oldest date read must show a relisting's gap (its features and
-        # coverage start there): at least relist_after_days more
-        + max(int((registry or {}).get("warmup_extra_days", 0)),
-              universe.EligibilityRule.from_params(processing).relist_after_days or 0),
+        warmup_days=chain_warmup_days(int(getattr(feature_spec, "warmup_days", 0) or 0),
+                                      temporal, processing, registry),
         known_regimes=regimes.reset_index(drop=True) if regimes is not None else None,
         training_data={key: data.get(key) for key in panel_lib.READ_KEYS},
         data_start=_complete_history_start(primary_panel, data_quality_report),
@@ -702,18 +697,34 @@ def _selection_left_cv_unread(report: dict) -> bool:
     return str(report.get("ic_scope", "")).startswith("training dates of the first purged fold")
 
 
-def _reproduction_mismatch(stats: dict, tolerance: float) -> str | None:
+def _cut_history_cause(chain: PredictionChain, raw_slice: pd.DataFrame, date_split: dict
+                       ) -> str | None:
+    """periods.dev_start cut the file's earlier dates off the pipeline while the chain's warm-up
+    reads them: then the two computed the first test dates' features from different histories."""
+    dev_start = date_split.get("dev_start")
+    if chain.data_start is not None or not len(raw_slice) or not dev_start \
+            or raw_slice["date"].min() >= pd.Timestamp(dev_start):
+        return None
+    return (f"periods.dev_start ({dev_start}) is the likely cause: the chain's warm-up of "
+            f"{chain.warmup_days} dates reads the file from "
+            f"{pd.Timestamp(raw_slice['date'].min()).date()}, while the pipeline's features had "
+            "no history before dev_start; set it earlier (or null)")
+
+
+def _reproduction_mismatch(stats: dict, tolerance: float, cause: str | None = None) -> str | None:
     """Why the chain's predictions on the raw test slice do not reproduce the pipeline's test
-    predictions (a row missing, or a difference above ``tolerance``); None when they do."""
+    predictions (a row missing, or a difference above ``tolerance``); None when they do.
+    ``cause``: what is known to differ between the two (else the usual suspects are named)."""
     if stats["rows_matched"] == stats["rows_pipeline"] > 0 and stats["max_abs_diff"] <= tolerance:
         return None
     if stats["rows_matched"] < stats["rows_pipeline"]:
         return f"it predicts {stats['rows_matched']} of the pipeline's {stats['rows_pipeline']} test rows"
     return (f"max |diff| {stats['max_abs_diff']:.3g} > {tolerance:g} (largest: "
-            f"{', '.join(stats.get('largest_diffs') or [])}); the chain sees only the warm-up "
-            "before the checked dates, so a feature or cleaning step that reads further back "
-            "than the warm-up (or depends on where the slice starts) is the likely cause; the "
-            "scores are ranks, so a tiny feature difference can swap two names")
+            f"{', '.join(stats.get('largest_diffs') or [])}); " + (cause or (
+                "the chain sees only the warm-up before the checked dates, so a feature or "
+                "cleaning step that reads further back than the warm-up (or depends on where the "
+                "slice starts) is the likely cause; the scores are ranks, so a tiny feature "
+                "difference can swap two names")))
 
 
 def _registry_candidate(gate_report: dict, development: dict, date_split: dict,
@@ -768,7 +779,8 @@ def register_model(
                 "reason": f"chain failed on the test slice: {type(error).__name__}: {error}"}
     logger.info("chain on the raw test slice vs pipeline test predictions: %s", stats)
     out["reproduction"] = stats
-    mismatch = _reproduction_mismatch(stats, float(registry.get("max_reproduction_diff", 1e-4)))
+    mismatch = _reproduction_mismatch(stats, float(registry.get("max_reproduction_diff", 1e-4)),
+                                      _cut_history_cause(prediction_chain, raw_slice, date_split))
     if mismatch:
         logger.error("the chain does not reproduce the test predictions: %s (%s): not registered",
                      mismatch, stats)

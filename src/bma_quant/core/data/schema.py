@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -139,15 +140,6 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
                        position: str = "line") -> str:
     cases = errors.failure_cases.copy()
     lines = [f"Input data rejected ({source}): it breaks the data contract (README, \"Data\")."]
-    # After a failed dtype coercion pandera also reports the value checks it could not run; those
-    # follow from the first problem, so keep only the coercion failure for that column.
-    coerce_failed = set(
-        cases.loc[cases["check"].astype(str).str.startswith("coerce_dtype"), "column"]
-    )
-    seen = set()
-    decimal_commas: list[str] = []
-    thousands: list[str] = []
-    either: list[str] = []  # every value 12,345: the file's convention decides
     frame_level = cases["schema_context"].eq("DataFrameSchema") & ~cases["check"].astype(str).isin(
         ["multiple_fields_uniqueness", "column_in_dataframe"]
     )
@@ -155,66 +147,102 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
         rows = sorted({int(i) for i in part["index"].dropna()})
         shown = "; ".join(_where(frame, i, position) for i in rows[:3])
         lines.append(f"- rows: {check}; {len(rows)} failing row(s), e.g. {shown}")
-    cases = cases[~frame_level]
+    formats = _NumberFormats()
+    lines += _column_failures(cases[~frame_level], frame, position, formats)
+    return "\n".join(lines + formats.hints())
+
+
+@dataclass
+class _NumberFormats:
+    """Columns whose unparsable values look like another number format than the file's."""
+
+    decimal_commas: list[str] = field(default_factory=list)
+    thousands: list[str] = field(default_factory=list)
+    either: list[str] = field(default_factory=list)  # every value 12,345: the file decides
+
+    def note(self, column, values: pd.Series, frame: pd.DataFrame) -> None:
+        if column not in frame:
+            return
+        if _looks_like_decimal_commas(values):
+            self.decimal_commas.append(str(column))
+        elif _either_comma_reading(values):
+            self.either.append(str(column))
+        elif looks_like_thousands_groups(values):
+            self.thousands.append(str(column))
+
+    def hints(self) -> list[str]:
+        lines = []
+        if self.decimal_commas:
+            lines.append(f"- the values of {', '.join(self.decimal_commas)} look like decimal "
+                         "commas (12,48): set data.decimal: ',' (and data.delimiter if it is not "
+                         "';'; in conf/local/parameters.yml: `--params` splits at commas)")
+        if self.either:
+            lines.append(f"- the values of {', '.join(self.either)} read as thousands separators "
+                         "or as decimal commas (12,345 or 12.345): for decimal commas set "
+                         "data.decimal: ',' (in conf/local/parameters.yml: `--params` splits at "
+                         "commas); else save the file without thousands separators")
+        if self.thousands:
+            lines.append(f"- the values of {', '.join(self.thousands)} look like numbers with "
+                         "thousands separators (1,234.5): save the file without them (a number "
+                         "format with no grouping)")
+        return lines
+
+
+def _column_failures(cases: pd.DataFrame, frame: pd.DataFrame, position: str,
+                     formats: _NumberFormats) -> list[str]:
+    """One line per (column, check) that failed, with up to three of its values."""
+    # After a failed dtype coercion pandera also reports the value checks it could not run; those
+    # follow from the first problem, so keep only the coercion failure for that column.
+    coerce_failed = set(
+        cases.loc[cases["check"].astype(str).str.startswith("coerce_dtype"), "column"]
+    )
+    lines: list[str] = []
+    duplicates_said = False
     for (column, check), part in cases.groupby(["column", "check"], sort=False, dropna=False):
         check = str(check)
         if column in coerce_failed and not check.startswith("coerce_dtype"):
             continue
         if check == "multiple_fields_uniqueness":
-            if "dup" in seen:
-                continue
-            seen.add("dup")
-            rows = sorted({int(i) for i in part["index"].dropna()})
-            if not {"date", "ticker"} <= set(frame.columns):
-                continue
-            duplicates = _describe_duplicates(frame, rows, position)
-            if duplicates is not None:
-                lines.append(duplicates)
+            if not duplicates_said and {"date", "ticker"} <= set(frame.columns):
+                rows = sorted({int(i) for i in part["index"].dropna()})
+                duplicates = _describe_duplicates(frame, rows, position)
+                lines += [duplicates] if duplicates is not None else []
+            duplicates_said = True
             continue
         if check == "column_in_dataframe":
             missing = ", ".join(str(c) for c in part["failure_case"])
             lines.append(f"- missing required column(s): {missing} (required: date, ticker, close)")
             continue
         if check.startswith("coerce_dtype"):
-            rule = f"must be {'a date' if column == 'date' else 'numeric'} (could not parse)"
-            if column in frame and _looks_like_decimal_commas(part["failure_case"]):
-                decimal_commas.append(str(column))
-            elif column in frame and _either_comma_reading(part["failure_case"]):
-                either.append(str(column))
-            elif column in frame and looks_like_thousands_groups(part["failure_case"]):
-                thousands.append(str(column))
-        elif check == "not_nullable" and column == "ticker":
-            # a CSV's NaN, None, null, N/A, <NA> cells are read as missing (README "Data")
-            rule = ("no ticker (an empty cell, or a missing-value marker such as NaN, None or "
-                    "#N/A; NA and NULL are read as tickers)")
-        else:
-            rule = check
-        shown = []
-        for idx, value in part[["index", "failure_case"]].head(3).itertuples(index=False):
-            where = _where(frame, int(idx), position) if pd.notna(idx) else "a row"
-            shown.append(f"{where}: {value!r}")
-        label = "rows" if column is None or pd.isna(column) else f"column '{column}'"
-        lines.append(f"- {label}: {rule}; {len(part)} failing value(s), e.g. " + "; ".join(shown))
-        if rule == "price must be > 0" and (part["failure_case"] == 0).any():
-            # a vendor's 0 for a dead or untraded name: the row, not the price, is what to drop
-            article = "an" if str(column)[:1].lower() in "aeiou" else "a"
-            lines.append(f"  {article} {column} of 0 is no price (a name that stopped trading, or a "
-                         "day without one): leave the cell empty or drop the row; a name's last "
-                         "positive close then stands as its last price")
-    if decimal_commas:
-        lines.append(f"- the values of {', '.join(decimal_commas)} look like decimal commas "
-                     "(12,48): set data.decimal: ',' (and data.delimiter if it is not ';'; in "
-                     "conf/local/parameters.yml: `--params` splits at commas)")
-    if either:
-        lines.append(f"- the values of {', '.join(either)} read as thousands separators or as "
-                     "decimal commas (12,345 or 12.345): for decimal commas set data.decimal: ',' "
-                     "(in conf/local/parameters.yml: `--params` splits at commas); else save the "
-                     "file without thousands separators")
-    if thousands:
-        lines.append(f"- the values of {', '.join(thousands)} look like numbers with thousands "
-                     "separators (1,234.5): save the file without them (a number format with no "
-                     "grouping)")
-    return "\n".join(lines)
+            formats.note(column, part["failure_case"], frame)
+        lines += _value_failure(column, check, part, frame, position)
+    return lines
+
+
+def _value_failure(column, check: str, part: pd.DataFrame, frame: pd.DataFrame,
+                   position: str) -> list[str]:
+    """The line for one column's failing values (and a note on a price of 0)."""
+    if check.startswith("coerce_dtype"):
+        rule = f"must be {'a date' if column == 'date' else 'numeric'} (could not parse)"
+    elif check == "not_nullable" and column == "ticker":
+        # a CSV's NaN, None, null, N/A, <NA> cells are read as missing (README "Data")
+        rule = ("no ticker (an empty cell, or a missing-value marker such as NaN, None or "
+                "#N/A; NA and NULL are read as tickers)")
+    else:
+        rule = check
+    shown = []
+    for idx, value in part[["index", "failure_case"]].head(3).itertuples(index=False):
+        where = _where(frame, int(idx), position) if pd.notna(idx) else "a row"
+        shown.append(f"{where}: {value!r}")
+    label = "rows" if column is None or pd.isna(column) else f"column '{column}'"
+    lines = [f"- {label}: {rule}; {len(part)} failing value(s), e.g. " + "; ".join(shown)]
+    if rule == "price must be > 0" and (part["failure_case"] == 0).any():
+        # a vendor's 0 for a dead or untraded name: the row, not the price, is what to drop
+        article = "an" if str(column)[:1].lower() in "aeiou" else "a"
+        lines.append(f"  {article} {column} of 0 is no price (a name that stopped trading, or a "
+                     "day without one): leave the cell empty or drop the row; a name's last "
+                     "positive close then stands as its last price")
+    return lines
 
 
 # Excel's serial day numbers for 1927-2118 (1 = 1900-01-01): a date column saved as numbers

@@ -196,3 +196,32 @@ def test_parallel_runner_is_refused_in_one_sentence():
         check_runner("ParallelRunner", DataCatalog())  # no dataset list to name
     check_runner("<kedro.runner.thread_runner.ThreadRunner object at 0x7f>", Unpicklable())
     check_runner("", None)  # the default runner
+
+
+def test_a_run_on_a_generated_file_is_told_its_planted_horizon(tmp_path):
+    """The generator records its horizon and delay in the Parquet file; a run reading it with
+    another label horizon is warned, a run that generates compares its own parameters."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from bma_quant.pipelines.synthetic_data.nodes import generate_synthetic_panel
+    from bma_quant.run_hooks.preflight import synthetic_timing_messages
+    from tests.support import project_params
+
+    params = project_params()
+    panel, *_ = generate_synthetic_panel({**params["synthetic"], "n_tickers": 5, "n_days": 80})
+    path = tmp_path / "synthetic_prices.parquet"
+    panel.to_parquet(path)
+    params["data"]["raw_path"] = str(path)
+    training = SimpleNamespace(nodes=[SimpleNamespace(name="data_processing.load_raw_data")])
+    generating = SimpleNamespace(nodes=[
+        SimpleNamespace(name="synthetic_data.generate_synthetic_panel")])
+    assert synthetic_timing_messages(training, params) == []
+    params["temporal"]["prediction_horizon_days"] = 5
+    [message] = synthetic_timing_messages(training, params)
+    assert message.startswith("the data file was generated with synthetic.horizon = 10")
+    assert synthetic_timing_messages(generating, params)[0].startswith(
+        "synthetic.horizon (10) differs")
+    pd.DataFrame({"a": [1]}).to_parquet(path)  # a user's file: nothing recorded, nothing said
+    assert synthetic_timing_messages(training, params) == []

@@ -332,3 +332,19 @@ def test_refit_weightings_equal_one_refit_per_weighting(learner):
                 np.testing.assert_array_equal(model.named_steps["model"].coef_,
                                               alone.named_steps["model"].coef_)
                 assert list(model.feature_names_in_) == list("abcd")
+
+
+def test_base_models_features_naming_an_absent_column_is_refused_by_name():
+    import pandas as pd
+
+    from bma_quant.core.data.preflight import PreflightError
+    from bma_quant.core.models.training import training_inputs
+
+    frame = pd.DataFrame({"date": pd.bdate_range("2020-01-01", periods=4), "ticker": "A",
+                          "f1": 1.0, "label": 0.0})
+    with pytest.raises(PreflightError, match=r"base_models.features names 'nosuchcol', 'label', "
+                                             r"which model_input does not offer as a feature "
+                                             r"\(it has: f1\)"):
+        training_inputs(frame, None, dev=("2020-01-01", "2020-01-06"),
+                        test=("2020-01-06", "2020-01-06"), folds=[],
+                        features=["f1", "nosuchcol", "label"])

@@ -385,9 +385,23 @@ def test_a_value_of_the_wrong_kind_or_an_unmeant_null_is_refused_by_name():
     ]  # a whole cost, fractional seconds, a dropped gate and documented nulls pass
     for path in preflight.NULLABLE:  # each names a parameter conf/base has, not null there
         assert preflight.lookup(known, path) is not None, path
-    for path in preflight.WHOLE_WHEN_SET:  # each a parameter conf/base leaves null
+    for path in preflight.KIND_WHEN_SET:  # each a parameter conf/base leaves null
         parent, _, key = path.rpartition(".")
-        assert key in preflight.lookup(known, parent) and preflight.lookup(known, path) is None
+        assert key in (preflight.lookup(known, parent) if parent else known), path
+        assert preflight.lookup(known, path) is None, path
+    nulls = deep_update(known, {
+        "base_models": {"tuning": {"timeout": "abc", "study_name": 5}, "features": 5},
+        "evaluation": {"gates": {"max_pbo": "abc"}, "plots": {"models": 5}},
+        "run_name": 5, "synthetic": {"n_tickers": None, "factor_payoffs": None}})
+    assert preflight.value_kind_problems(nulls, known) == [
+        "base_models.features must be a list, got 5",
+        "base_models.tuning.timeout must be a number, got 'abc'",
+        "base_models.tuning.study_name must be text, got 5",
+        "evaluation.gates.max_pbo must be a number, got 'abc'",
+        "evaluation.plots.models must be a list, got 5",
+        "run_name must be text, got 5",
+        "synthetic.n_tickers must not be null (conf/base: 200)",
+    ]  # synthetic.factor_payoffs is null in conf/base: null is its "off"
 
 
 def test_a_test_start_needs_no_test_fraction():
@@ -432,3 +446,62 @@ def test_a_dev_start_leaving_less_history_than_the_chain_warm_up_is_named():
         assert preflight.cut_history_warnings(dates, early) == []
     late["registry"]["enabled"] = False  # nothing is registered: nothing to fail
     assert preflight.cut_history_warnings(dates, late) == []
+
+
+def _documented_nulls(text: str) -> set[str]:
+    """Dotted paths of the keys whose comment says what null means ("null = ...", "(null: off)",
+    "off = null"): the key line's own comment, the comment lines aligned under it (a deep '#'),
+    and the comment block just above it."""
+    import re
+
+    said = re.compile(r"null\s*[=:)]|=\s*null|\(null")
+    comments: dict[str, list[str]] = {}
+    stack: list[tuple[int, str]] = []
+    block: list[str] = []
+    last: str | None = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            block, last = [], None
+        elif stripped.startswith("#"):
+            if last is not None and line.index("#") >= 20:  # aligned under a key's comment
+                comments[last].append(stripped)
+            else:
+                block.append(stripped)
+        elif match := re.match(r"(\s*)([A-Za-z_]\w*):", line):
+            indent = len(match.group(1))
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            stack.append((indent, match.group(2)))
+            last = ".".join(k for _, k in stack)
+            comments[last] = [line.partition("#")[2], *block]
+            block = []
+    return {path for path, text in comments.items() if said.search(" ".join(text))}
+
+
+def test_every_null_conf_base_documents_is_accepted():
+    """A documented `null = ...` that pre-flight refused would be a regression (it refused
+    base_models.max_train_rows: null = every row): each such key is NULLABLE or null by default."""
+    from tests.support import CONF, project_params
+
+    known = project_params()
+    documented = set().union(*(_documented_nulls(path.read_text())
+                               for path in sorted(CONF.glob("parameters*.yml"))))
+    assert {"base_models.max_train_rows", "processing.stale.mask_after",
+            "run.timeout_seconds"} <= documented  # the parser finds the three comment styles
+    refused = sorted(p for p in documented
+                     if preflight.lookup(known, p) is not None and p not in preflight.NULLABLE)
+    assert refused == []
+
+
+def test_a_file_generated_for_another_horizon_is_named_by_what_it_records():
+    from tests.support import project_params
+
+    params = project_params()
+    planted = {"synthetic.horizon": 10, "synthetic.execution_delay": 1}
+    assert preflight.synthetic_timing_warnings(params, planted) == []
+    params["temporal"]["prediction_horizon_days"] = 5
+    assert preflight.synthetic_timing_warnings(params, planted) == [
+        "the data file was generated with synthetic.horizon = 10, but "
+        "temporal.prediction_horizon_days is 5: the planted signal pays over other days than the "
+        "label window measures; set both to one value unless the mismatch is the experiment"]

@@ -81,7 +81,9 @@ def test_registered_version_is_named(trained):
 
 def test_too_short_history_names_the_missing_lookback(trained):
     *_, chain, path, _ = trained
-    with pytest.raises(Exception, match=rf"lookback of {chain.warmup_days} trading dates"):
+    with pytest.raises(Exception, match=rf"inference.history_days \({chain.warmup_days - 10}\) "
+                                        rf"keeps too few dates: the chain needs "
+                                        rf"{chain.warmup_days} trading dates of warm-up"):
         _inference(path, history_days=chain.warmup_days - 10)
 
 

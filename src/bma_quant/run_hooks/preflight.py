@@ -180,9 +180,8 @@ class PreflightHooks:
             check_runner(str(run_params.get("runner") or ""), catalog)
             if pipeline is not None:
                 check_data_files(pipeline, self._params)
-                if any(node.name.startswith(SYNTHETIC_NODES) for node in pipeline.nodes):
-                    for message in preflight.synthetic_timing_warnings(self._params):
-                        logger.warning("pre-flight: %s", message)
+                for message in synthetic_timing_messages(pipeline, self._params):
+                    logger.warning("pre-flight: %s", message)
             if pipeline is not None and catalog is not None:
                 check_inputs_exist(pipeline, catalog, catalog_owners(self._project_path))
         except preflight.PreflightError as error:
@@ -262,6 +261,36 @@ def check_data_files(pipeline, params: dict[str, Any]) -> None:
         raise preflight.PreflightError(
             "; ".join(text for _, text in problems) + " (set it in conf/local/parameters.yml or "
             f"with --params \"{problems[0][0]}=...\")")
+
+
+def parquet_attrs(path: str | Path) -> dict[str, Any]:
+    """The DataFrame.attrs a Parquet file keeps in its metadata ({} for another file or none);
+    reads the footer only."""
+    import json
+
+    try:
+        import pyarrow.parquet as pq
+
+        metadata = pq.read_schema(str(path)).metadata or {}
+        return dict(json.loads(metadata.get(b"PANDAS_ATTRS", b"{}")))
+    except Exception:  # not Parquet, unreadable: the loader says what is wrong
+        return {}
+
+
+def synthetic_timing_messages(pipeline, params: dict[str, Any]) -> list[str]:
+    """A run that generates a synthetic market compares `synthetic.*` with `temporal.*`; a run
+    that reads a generated file compares what the file records."""
+    from bma_quant.core.data.synthetic import TIMING_ATTR
+
+    names = {node.name.rsplit(".", 1)[-1] for node in pipeline.nodes}
+    if any(node.name.startswith(SYNTHETIC_NODES) for node in pipeline.nodes):
+        return preflight.synthetic_timing_warnings(params)
+    raw_path = preflight.lookup(params, "data.raw_path")
+    if "load_raw_data" not in names or not raw_path or not str(raw_path).endswith(".parquet") \
+            or not Path(raw_path).is_file():
+        return []
+    timing = parquet_attrs(raw_path).get(TIMING_ATTR)
+    return preflight.synthetic_timing_warnings(params, timing) if timing else []
 
 
 def check_inputs_exist(pipeline, catalog, owners: dict[str, str]) -> None:

@@ -277,3 +277,15 @@ def test_a_detector_with_one_label_on_every_development_date_is_warned_about(ups
     with caplog.at_level("WARNING"):
         detect_regimes(detector_inputs, data["date_split"], short)
     assert "labels every development date" not in caplog.text
+
+
+def test_no_regime_model_is_warned_once_per_run(upstream, caplog):
+    """Folds and the refit each fall back; the run says it once, at the refit."""
+    _, _, inputs = upstream
+    with caplog.at_level("WARNING"):
+        run_pipeline("regime_models", inputs, {"regime_models": {
+            **FAST, "detector": "rules", "compare_global": False,
+            "min_samples_per_regime": 10**7}})
+    warned = [r for r in caplog.records if r.levelname == "WARNING"
+              and "no regime has min_samples_per_regime" in r.getMessage()]
+    assert len(warned) == 1 and "(labelled rows: bull " in warned[0].getMessage()

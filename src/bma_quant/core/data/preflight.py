@@ -76,6 +76,7 @@ BOUNDS = (
     Bound("memory.target_usage", 0.0, 1.0, low_open=True),
     Bound("memory.max_threshold", 0.0, 1.0, low_open=True),
     Bound("run.timeout_seconds", 0.0, low_open=True),
+    Bound("base_models.tuning.timeout", 0.0, low_open=True),  # null: no cap
     Bound("base_models.tuning.n_trials", 1),
     Bound("evaluation.backtest.n_quantiles", 2),
     Bound("evaluation.backtest.cost_bps", 0.0),
@@ -525,12 +526,28 @@ NULLABLE = (
     "evaluation.backtest.max_frozen_days", "registry.reproduction_dates",
     "feature_engineering.transforms.winsorise", "feature_engineering.leak_audit.max_edge_ic",
     "inference.stale_after_days", "run.timeout_seconds",
+    "base_models.max_train_rows", "base_models.tuning.max_train_rows",  # null = every row
+    "regime_models.max_train_rows", "base_models.tuning.storage",  # storage null = in memory
 )
-# Counts of dates whose conf/base value is null (so they have no kind to compare with): whole
-# numbers when set (a 2.5-day rebalance was read as 2).
-WHOLE_WHEN_SET = ("evaluation.backtest.rebalance_days", "cv.max_train_days",
-                  "inference.history_days", "evaluation.metrics.nw_lag",
-                  "evaluation.metrics.decay_max_horizon")
+# Parameters whose conf/base value is null, so it shows no kind: the kind they take when set, as
+# an example value (0 a whole number, 0.0 a number, "" text, [] a list). A wrong kind failed deep
+# (`tuning.timeout: abc` failed every tuned learner inside Optuna, and the run still succeeded).
+KIND_WHEN_SET = {
+    "evaluation.backtest.rebalance_days": 0, "cv.max_train_days": 0,
+    "inference.history_days": 0, "evaluation.metrics.nw_lag": 0,
+    "evaluation.metrics.decay_max_horizon": 0,
+    "base_models.tuning.timeout": 0.0, "evaluation.backtest.limit_locks.price_step": 0.0,
+    "evaluation.gates.max_pbo": 0.0, "evaluation.gates.min_deflated_sharpe": 0.0,
+    "stacking.selection.min_t_stat": 0.0, "processing.eligibility.min_price": 0.0,
+    "processing.eligibility.min_dollar_volume": 0.0, "inference.portfolio.max_weight": 0.0,
+    "base_models.features": [], "evaluation.plots.models": [], "evaluation.cpcv.learners": [],
+    "base_models.tuning.study_name": "", "data.delimiter": "", "data.true_regimes_path": "",
+    "registry.model_name": "", "inference.model_uri": "", "run_name": "",
+    "stacking.selection.default_method": "",
+}
+# Open sections whose keys, when conf/base has them, must not be null either (the generator's
+# arguments: each has a value and none means "off").
+NULL_REFUSED_SECTIONS = ("synthetic",)
 # Whole-number conf/base values that also take fractions (durations, rates, thresholds).
 FRACTIONAL_SUFFIXES = ("_seconds", "_factor", ".threshold", ".periods_per_year")
 
@@ -538,7 +555,8 @@ FRACTIONAL_SUFFIXES = ("_seconds", "_factor", ".threshold", ".periods_per_year")
 def _below_open_section(path: str) -> bool:
     """Inside an open section (a library argument, one user-named gate): null has a meaning
     there (the library's default, a dropped gate)."""
-    return any(path.startswith(f"{s}.") for s in OPEN_SECTIONS)
+    return any(path.startswith(f"{s}.") for s in OPEN_SECTIONS
+               if s not in NULL_REFUSED_SECTIONS)
 
 
 def _kind_problem(path: str, value: Any, default: Any) -> str | None:
@@ -576,8 +594,9 @@ def value_kind_problems(params: Mapping[str, Any], known: Mapping[str, Any]) -> 
                 if isinstance(value, Mapping):
                     walk(value, default, f"{path}.")
                 elif value is None and not _below_open_section(path):
-                    off = " (to turn it off, set its `enabled: false`)" if "enabled" in default \
-                        else ""
+                    off = (" (to turn it off, set its `enabled: false`)" if "enabled" in default
+                           else " (to drop one gate, set it to null)"
+                           if path == "evaluation.gates.checks" else "")
                     problems.append(f"{path} must be a mapping of {_some_keys(default)}, "
                                     f"got null{off}")
                 continue  # a single value for a mapping: mapping_problems says so
@@ -586,7 +605,7 @@ def value_kind_problems(params: Mapping[str, Any], known: Mapping[str, Any]) -> 
                         and not _below_open_section(path):
                     problems.append(f"{path} must not be null (conf/base: {default!r})")
                 continue
-            kind = 0 if path in WHOLE_WHEN_SET and default is None else default
+            kind = KIND_WHEN_SET.get(path) if default is None else default
             if kind is not None and (problem := _kind_problem(path, value, kind)):
                 problems.append(problem)
 
@@ -710,17 +729,24 @@ SYNTHETIC_TIMING = {"synthetic.horizon": "temporal.prediction_horizon_days",
                     "synthetic.execution_delay": "temporal.execution_delay_days"}
 
 
-def synthetic_timing_warnings(params: Mapping[str, Any]) -> list[str]:
+def synthetic_timing_warnings(params: Mapping[str, Any],
+                              file_timing: Mapping[str, Any] | None = None) -> list[str]:
     """A synthetic market planted for another horizon or delay than the labels measure: not an
-    error (a mismatch can be the experiment), but said when the market is generated, since the
-    planted signal then pays over other days than the label's window."""
+    error (a mismatch can be the experiment), but said, since the planted signal then pays over
+    other days than the label's window. `file_timing`: the values a generated file records
+    (a run on the file; else this run's `synthetic.*`, for a run that generates it)."""
     warnings = []
     for generator, temporal in SYNTHETIC_TIMING.items():
-        planted, labelled = lookup(params, generator), lookup(params, temporal)
+        planted = (file_timing or {}).get(generator) if file_timing is not None \
+            else lookup(params, generator)
+        labelled = lookup(params, temporal)
         if planted is not None and labelled is not None and planted != labelled:
-            warnings.append(f"{generator} ({planted}) differs from {temporal} ({labelled}): the "
-                            "planted signal pays over other days than the label window measures; "
-                            f"set both to one value unless the mismatch is the experiment")
+            what = (f"the data file was generated with {generator} = {planted}, but {temporal} "
+                    f"is {labelled}" if file_timing is not None else
+                    f"{generator} ({planted}) differs from {temporal} ({labelled})")
+            warnings.append(f"{what}: the planted signal pays over other days than the label "
+                            "window measures; set both to one value unless the mismatch is the "
+                            "experiment")
     return warnings
 
 

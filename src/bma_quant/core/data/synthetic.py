@@ -72,6 +72,11 @@ REGIME_FACTOR_MARKET = MappingProxyType({
     "market_vol": {"bull": 0.009, "neutral": 0.010, "bear": 0.012},
 })
 
+# DataFrame.attrs key (kept in a Parquet file's metadata) of the horizon and delay a generated
+# panel's signal was planted for, by generator parameter name
+TIMING_ATTR = "bma_quant_synthetic_timing"
+
+
 
 @dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no boolean equality
 class SyntheticMarket:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from bma_quant.core.data.cv import OOF, TUNING, DateFold, folds_of_stage
+from bma_quant.core.data.preflight import PreflightError
 from bma_quant.core.evaluation import metrics
 from bma_quant.core.models.learners import (
     build_native_matrix,
@@ -491,6 +492,13 @@ def training_inputs(
     A development date without a sample weight gets weight 0 (not trained on) and is counted."""
     names = list(features) if features else [c for c in model_input.columns
                                              if c not in KEY_COLUMNS]
+    absent = [n for n in names if n not in model_input.columns or n in KEY_COLUMNS]
+    if absent:
+        offered = [c for c in model_input.columns if c not in KEY_COLUMNS]
+        raise PreflightError(f"base_models.features names {', '.join(map(repr, absent))}, which "
+                         f"model_input does not offer as a feature (it has: "
+                         f"{', '.join(offered[:12])}{' ...' if len(offered) > 12 else ''}); "
+                         "null uses every selected feature")
     frame = model_input.sort_values(["date", "ticker"], kind="stable")
     dates = pd.DatetimeIndex(frame["date"])
     in_dev = (dates >= pd.Timestamp(dev[0])) & (dates <= pd.Timestamp(dev[1]))

@@ -313,12 +313,19 @@ def _fit_hard(X, y, weights, row_dates, labelled, labels, config: RegimeLearning
     return estimators, counts
 
 
-def _warn_no_regime_model(counts: dict[str, int], config: RegimeLearningConfig) -> None:
+def no_regime_model_message(counts: Mapping[str, int], min_samples: int, soft: bool) -> str:
     """Every regime below the row minimum: the regime-aware model is the fallback alone."""
-    logger.warning("no regime has min_samples_per_regime (%d) rows (%s): every prediction comes "
-                   "from the fallback model, so the regime-aware model adds nothing; lower "
-                   "regime_models.min_samples_per_regime", config.min_samples_per_regime,
-                   ", ".join(f"{r} {n}" for r, n in counts.items()))
+    what = "probability mass in rows" if soft else "labelled rows"
+    return (f"no regime has min_samples_per_regime ({min_samples}) rows ({what}: "
+            + ", ".join(f"{r} {n}" for r, n in counts.items())
+            + "): every prediction comes from the fallback model, so the regime-aware model adds "
+              "nothing; lower regime_models.min_samples_per_regime")
+
+
+def _warn_no_regime_model(counts: dict[str, int], config: RegimeLearningConfig) -> None:
+    # INFO here (once per fold); regime_models' node warns once, on the refit
+    logger.info(no_regime_model_message(counts, config.min_samples_per_regime,
+                                        config.training == "soft"))
 
 
 def _fit_soft(X, y, weights, row_dates, labelled, probabilities, config: RegimeLearningConfig):

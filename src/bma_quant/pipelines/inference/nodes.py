@@ -13,7 +13,7 @@ from bma_quant.core.data import cleaning
 from bma_quant.core.data import panel as panel_lib
 from bma_quant.core.evaluation.portfolio import SECTOR, PortfolioRule, target_weights
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
-from bma_quant.serving.chain import MARKET_LEVEL
+from bma_quant.serving.chain import MARKET_LEVEL, ChainInputError
 from bma_quant.serving.model_source import InferenceModel, load_inference_model
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,12 @@ def load_latest_panel(model: InferenceModel, inference: dict) -> pd.DataFrame:
     logger.info("inference data: %s (index: %s)", source["raw_path"], source.get("index_path"))
     raw = panel_lib.load_configured_panel(source)
     history = inference.get("history_days")
+    warmup = int(getattr(getattr(model, "chain", None), "warmup_days", 0) or 0)
+    if history and int(history) <= warmup:  # the chain would refuse it without naming why
+        raise ChainInputError(
+            f"inference.history_days ({history}) keeps too few dates: the chain needs "
+            f"{warmup} trading dates of warm-up before the date it scores (its warmup_days), so "
+            f"set at least {warmup + 1}, or null for every date of the file")
     if history:
         dates = np.sort(raw["date"].unique())
         raw = raw.loc[raw["date"] >= dates[max(0, len(dates) - int(history))]]

@@ -82,8 +82,10 @@ def _warn_single_regime(summary: dict) -> None:
     if only:
         logger.warning(
             "regime detector %r labels every development date %r (regime_models.smoothing."
-            "min_duration_days %d): the regime-aware models and stacking see one regime; check "
-            "the detector's parameters (a shorter minimum duration, its thresholds)",
+            "min_duration_days %d): whatever reads the labels (routed regime models, "
+            "regime_stacking's per-regime weights, per-regime scores) sees one regime, though "
+            "soft training and blending still read the filtered probabilities; check the "
+            "detector's parameters (a shorter minimum duration, its thresholds)",
             summary["detector"], only[0], summary["min_duration_days"])
 
 
@@ -234,6 +236,9 @@ def train_regime_models(
 
     model = regime_learning.fit_regime_models(dev[features], dev["label"], weights, dev["date"],
                                               regime_table, config)
+    if not model.estimators:
+        logger.warning("regime_models: %s", regime_learning.no_regime_model_message(
+            model.training_rows, config.min_samples_per_regime, config.training == "soft"))
     model.detector = detector_fit.detector
     model.fear_greed_params = dict(fear_greed_params or {})
     model.evidence_params = dict(params.get("evidence") or {})

@@ -6,7 +6,7 @@ import logging
 
 import pandas as pd
 
-from bma_quant.core.data.synthetic import generate_synthetic_market
+from bma_quant.core.data.synthetic import TIMING_ATTR, generate_synthetic_market
 
 logger = logging.getLogger(__name__)
 
@@ -25,4 +25,9 @@ def generate_synthetic_panel(
         "generated a synthetic market of %d tickers x %d days (seed %s)",
         market.panel["ticker"].nunique(), market.market.shape[0], params.get("seed"),
     )  # fmt: skip
-    return market.panel, market.market, market.regimes, market.expected_return
+    panel = market.panel
+    # stored in the Parquet file's metadata: a later run on it is told when its label horizon or
+    # delay differs from the one the signal was planted for (run_hooks/preflight.py)
+    panel.attrs[TIMING_ATTR] = {"synthetic.horizon": int(params.get("horizon", 10)),
+                                "synthetic.execution_delay": int(params.get("execution_delay", 1))}
+    return panel, market.market, market.regimes, market.expected_return

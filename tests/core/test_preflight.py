@@ -363,7 +363,7 @@ def test_a_value_of_the_wrong_kind_or_an_unmeant_null_is_refused_by_name():
     assert preflight.value_kind_problems(known, known) == []
     bad = deep_update(known, {
         "base_models": {"tuning": {"enabled": "maybe", "n_trials": 3}},
-        "cv": {"n_splits": 5.5},
+        "cv": {"n_splits": 5.5, "min_train_days": 1e3},
         "regime_models": {"smoothing": None, "min_samples_per_regime": "abc"},
         "stacking": {"bma": None, "methods": "bma"},
         "evaluation": {"backtest": {"cost_bps": 2, "rebalance_days": 2.5},
@@ -375,6 +375,8 @@ def test_a_value_of_the_wrong_kind_or_an_unmeant_null_is_refused_by_name():
     assert preflight.value_kind_problems(bad, known) == [
         "base_models.tuning.enabled must be true or false, got 'maybe'",
         "cv.n_splits must be a whole number, got 5.5",
+        "cv.min_train_days must be a whole number, got 1000.0 (write 1000: 1e3 or 1000.0 reads "
+        "as a fraction)",
         "processing.ffill_limit must not be null (conf/base: 5)",
         "evaluation.backtest.rebalance_days must be a whole number, got 2.5",
         "regime_models.smoothing must be a mapping of enabled, min_duration_days, got null (to "

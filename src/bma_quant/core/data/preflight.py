@@ -565,8 +565,10 @@ def _kind_problem(path: str, value: Any, default: Any) -> str | None:
     if isinstance(default, bool):
         return None if isinstance(value, bool) else f"{path} must be true or false, got {value!r}"
     if isinstance(default, int) and not path.endswith(FRACTIONAL_SUFFIXES):
+        hint = (f" (write {int(value)}: 1e3 or {int(value)}.0 reads as a fraction)"
+                if isinstance(value, float) and value.is_integer() else "")
         return None if number and isinstance(value, int) else (
-            f"{path} must be a whole number, got {value!r}")
+            f"{path} must be a whole number, got {value!r}{hint}")
     if isinstance(default, int | float):
         return None if number else f"{path} must be a number, got {value!r}"
     if isinstance(default, str):  # an unquoted YAML date is a date

@@ -752,6 +752,18 @@ def synthetic_timing_warnings(params: Mapping[str, Any],
     return warnings
 
 
+def _split_or_none(calendar: pd.DatetimeIndex, periods: Mapping[str, Any],
+                   temporal: TemporalConfig) -> dict | None:
+    """The development | gap | test split data_processing makes, None when it cannot be made."""
+    try:
+        return split.split_dates(
+            calendar, gap_days=temporal.cv_gap_days,
+            test_fraction=split.configured_test_fraction(periods),
+            test_start=periods.get("test_start"), dev_start=periods.get("dev_start"))
+    except ValueError:
+        return None
+
+
 def cut_history_warnings(dates, params: Mapping[str, Any]) -> list[str]:
     """periods.dev_start cuts the file's earlier dates off the pipeline (no feature history
     before it), and the dates from it to the registry's checked test dates are fewer than the
@@ -769,12 +781,8 @@ def cut_history_warnings(dates, params: Mapping[str, Any]) -> list[str]:
     if not (calendar < dev_start).any():
         return []  # nothing before it: the pipeline had the file's whole history
     temporal = TemporalConfig.from_params(params["temporal"])
-    try:
-        dates_split = split.split_dates(
-            calendar, gap_days=temporal.cv_gap_days,
-            test_fraction=split.configured_test_fraction(periods),
-            test_start=periods.get("test_start"), dev_start=periods.get("dev_start"))
-    except ValueError:
+    dates_split = _split_or_none(calendar, periods, temporal)
+    if dates_split is None:
         return []  # check_cv_layout refuses this split with its own message
     test = calendar[(calendar >= pd.Timestamp(dates_split["test_start"]))
                     & (calendar <= pd.Timestamp(dates_split["test_end"]))]
@@ -814,12 +822,8 @@ def unreachable_test_date_gates(dates, params: Mapping[str, Any]) -> list[str]:
     periods = params["periods"]
     calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
     _check_period_dates(calendar, periods)
-    try:
-        dates_split = split.split_dates(
-            calendar, gap_days=temporal.cv_gap_days,
-            test_fraction=split.configured_test_fraction(periods),
-            test_start=periods.get("test_start"), dev_start=periods.get("dev_start"))
-    except ValueError:
+    dates_split = _split_or_none(calendar, periods, temporal)
+    if dates_split is None:
         return []  # check_cv_layout refuses this split with its own message
     scorable = max(0, int(dates_split["test_dates"]) - temporal.label_span)
     warnings = []

@@ -79,6 +79,19 @@ def test_failed_node_is_counted(health, tmp_path, caplog):
     assert summary["status"].startswith("failed")
 
 
+def test_a_successful_run_removes_an_earlier_failed_runs_summary(health, tmp_path, caplog):
+    reporting = tmp_path / "data/08_reporting"
+    reporting.mkdir(parents=True)
+    (reporting / "run_summary.failed.json").write_text(json.dumps({"mlflow_run_id": "abc123"}))
+    (reporting / "run_health.failed.csv").write_text("node\n")
+    with caplog.at_level("INFO"):
+        health.after_pipeline_run(_Catalog({}))
+    assert (reporting / "run_summary.json").is_file()
+    assert not (reporting / "run_summary.failed.json").exists()
+    assert not (reporting / "run_health.failed.csv").exists()
+    assert "kept in MLflow run abc123" in caplog.text
+
+
 def test_a_signal_during_a_save_is_summarised_as_the_interruption(health, tmp_path):
     from kedro.io import DatasetError
 

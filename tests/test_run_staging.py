@@ -96,6 +96,23 @@ def test_outputs_are_staged_read_back_within_the_run_and_promoted(project):
     assert not run.folder.exists()
 
 
+def test_a_retired_file_goes_only_when_the_outputs_are_promoted(project):
+    """An earlier failed run's summary is stale once a run's outputs land, not before."""
+    stale = project / "data/08_reporting/run_summary.failed.json"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("{}")
+    failing = RunStaging(project, "r1")
+    failing.stage(_catalog(project), staging.outputs_written_by(_pipeline()))
+    failing.retire_after_promotion(stale)
+    failing.discard()  # the run failed after all: the earlier failure's record stays
+    assert stale.is_file()
+    run = RunStaging(project, "r2")
+    run.stage(_catalog(project), staging.outputs_written_by(_pipeline()))
+    run.retire_after_promotion(Path("data/08_reporting/run_summary.failed.json"))
+    run.promote()
+    assert not stale.exists()
+
+
 def test_failed_run_discards_staging_and_leaves_real_outputs(project):
     hooks = StagingHooks()
     hooks._project_path = project

@@ -32,6 +32,7 @@ from bma_quant.run_hooks.summary import (
     SUMMARY_PATH,
     layer_totals,
     model_counts,
+    stale_failure_run,
     write_health_table,
     write_summary,
 )
@@ -332,10 +333,22 @@ class RunHealthHooks:
         # written into the staging folder: promoted with the run's outputs, last
         staged = self._staging.current if self._staging is not None else None
         path, health = (self._project_path / SUMMARY_PATH, self._project_path / HEALTH_TABLE_PATH)
+        stale = [self._project_path / FAILED_SUMMARY_PATH,
+                 self._project_path / FAILED_HEALTH_TABLE_PATH]
         if staged:
             path, health = staged.path_for(path), staged.path_for(health)
         self._stop_system_metrics()
         self._write_summary(catalog, "success", path, health)
+        # an earlier failed run's summary would read as this run's outcome; MLflow keeps it
+        if stale[0].is_file():
+            earlier = stale_failure_run(stale[0])
+            logger.info("removing the earlier failed run's %s (kept in MLflow run %s)",
+                        stale[0].name, earlier or "unknown")
+        if staged:
+            staged.retire_after_promotion(*stale)
+        else:
+            for file in stale:
+                file.unlink(missing_ok=True)
 
     @hook_impl
     def on_pipeline_error(self, error: Exception, catalog) -> None:

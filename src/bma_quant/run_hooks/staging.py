@@ -340,6 +340,8 @@ class RunStaging:
     run_id: str
     pairs: list[tuple[Path, Path]] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
+    # files the promoted outputs make stale (an earlier failed run's summary): removed after them
+    retired: list[Path] = field(default_factory=list)
     _lock: Any = field(default=None, repr=False)  # the owner file's handle, locked for the run
 
     @property
@@ -389,6 +391,10 @@ class RunStaging:
         self.pairs.append((staged, real if real.is_absolute() else self.project_path / real))
         return staged
 
+    def retire_after_promotion(self, *real: Path) -> None:
+        """Delete these real files once the outputs are promoted (not if the run fails later)."""
+        self.retired.extend(p if p.is_absolute() else self.project_path / p for p in real)
+
     def promote(self) -> list[Path]:
         """Move the staged files over the real ones; the run summary (if staged) goes last."""
         summary_last = sorted(self.pairs, key=lambda pair: pair[1].name.startswith("run_summary"))
@@ -398,6 +404,8 @@ class RunStaging:
             pending.forget()
             pending.journal_to(None)
             written = promote_files(summary_last)
+            for stale in self.retired:
+                stale.unlink(missing_ok=True)
         self.discard()
         return written
 

@@ -2,7 +2,8 @@
 
 A successful run's summary is promoted with its outputs to `data/08_reporting/run_summary.json`; a
 failed or interrupted run writes `run_summary.failed.json` beside it and leaves the last good
-summary as it was.
+summary as it was; the next successful run removes that file with its promotion (the failed run's
+MLflow artifacts keep it).
 """
 
 from __future__ import annotations
@@ -102,3 +103,11 @@ def write_summary(path: Path, summary: dict[str, Any], mlflow_run_id: str | None
             MlflowClient().log_artifact(mlflow_run_id, str(path))
     except Exception as exc:  # the summary must never fail a run
         logger.warning("could not write %s: %s", path.name, exc)
+
+
+def stale_failure_run(path: Path) -> str | None:
+    """The MLflow run id an earlier failed run's summary names (None if unreadable)."""
+    try:
+        return json.loads(path.read_text()).get("mlflow_run_id")
+    except (OSError, ValueError, AttributeError):
+        return None

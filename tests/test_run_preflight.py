@@ -225,3 +225,25 @@ def test_a_run_on_a_generated_file_is_told_its_planted_horizon(tmp_path):
         "synthetic.horizon (10) differs")
     pd.DataFrame({"a": [1]}).to_parquet(path)  # a user's file: nothing recorded, nothing said
     assert synthetic_timing_messages(training, params) == []
+
+
+def test_a_cleaned_panel_too_short_for_the_split_names_the_strict_date_filter():
+    """Names trading on disjoint dates: the strict filter kept almost no date and the refusal
+    blamed periods.dev_start; it now says the file had the dates and the filter dropped them."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from bma_quant.run_hooks.preflight import base_parameters
+
+    hooks = PreflightHooks()
+    hooks._params = base_parameters(Path(__file__).resolve().parents[1])
+    hooks._params["periods"] = {**hooks._params["periods"], "dev_start": None, "test_start": None}
+    dates = pd.bdate_range("2000-01-03", periods=3000)
+    raw = pd.DataFrame({"date": dates.repeat(20), "ticker": [f"T{i}" for i in range(20)] * 3000})
+    hooks.after_node_run({"raw_panel": raw})  # the file's dates pass
+    kept = pd.DataFrame(1.0, index=dates[:40], columns=[f"T{i}" for i in range(20)])
+    with pytest.raises(PreflightError, match=r"The file has 3000 dates; data_processing kept 40: "
+                                             r"processing.strict_mode"):
+        hooks.after_node_run({"clean_panel": SimpleNamespace(close=kept)})

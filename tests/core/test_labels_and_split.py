@@ -585,6 +585,28 @@ def test_two_bad_prints_at_different_levels_and_the_way_back_are_no_split():
     assert out.close["A"].iloc[5:].equals(close["A"].iloc[5:])
 
 
+def test_a_one_day_bad_print_far_from_a_ratio_is_reported_and_its_way_back_is_no_split():
+    """x9.6 for one day (near no ratio: left alone), then back to the old level: the move back
+    is x0.1004, within tolerance of a 10:1 split, and it held, so it was repaired as one and
+    every later price multiplied by 10. Found at the move back (causal), on any prefix."""
+    dates = pd.bdate_range("2021-01-04", periods=14)
+    prices = [5.99, 5.84, 5.96, 57.22, 5.747, 5.73, 5.79, 5.80, 5.81, 5.78, 5.80, 5.82, 5.83, 5.8]
+    close = pd.DataFrame({"A": prices, "B": np.linspace(10, 11, 14)}, index=dates)
+    out, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": close}), 0.4,
+                                                    [2, 3, 4, 5, 10, 100], 0.02, 5)
+    assert events == []
+    pd.testing.assert_frame_equal(out.close, close)
+    report = cleaning.reverted_move_report(close, 0.4, 5)
+    assert report == [{"date": "2021-01-07", "ticker": "A", "change": 8.6007,
+                       "back": "2021-01-08"}]
+    assert cleaning.reverted_move_report(close.iloc[:4], 0.4, 5) == []  # not known before
+    # a jump that holds is no bad print; one taken back after confirm_days rows is not either
+    held = close.assign(A=[5.99, 5.84, 5.96] + [57.0] * 11)
+    assert cleaning.reverted_move_report(held, 0.4, 5) == []
+    late = close.assign(A=[5.99, 5.84, 5.96] + [57.0] * 6 + [5.8] * 5)
+    assert cleaning.reverted_move_report(late, 0.4, 5) == []
+
+
 def test_columns_starting_later_than_the_prices_are_named():
     """Volume (or a user factor) with no value on any name for the first dates: the factors
     built from it start later than the prices, which the run names (a vendor's volume history

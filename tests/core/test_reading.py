@@ -291,3 +291,32 @@ def test_zip_files_read_and_misnamed_compression_is_named(tmp_path, caplog):
     (tmp_path / "empty.csv.zip").write_bytes(b"")
     with pytest.raises(DataValidationError, match="not a readable zip archive"):
         load_raw_panel(tmp_path / "empty.csv.zip")
+
+
+def test_damaged_or_misnamed_files_are_refused_naming_the_file(tmp_path):
+    """A plain CSV named .gz, a CSV named .parquet, a truncated gzip download, UTF-16 without a
+    byte-order mark and a byte no text encoding read: one message each, naming the file."""
+    import gzip
+
+    text = "\n".join(["date,ticker,close", *_long_lines(["A", "B"] * 400)]).encode()
+    cases = {
+        "plain.csv.gz": (text, r"plain.csv.gz is named .gz but is not gz-compressed.*plain.csv"),
+        "text.parquet": (text, r"text.parquet is not Parquet \(a text file"),
+        "cut.csv.gz": (gzip.compress(text)[:200], r"cut.csv.gz could not be read: it ends early"),
+        "wide16.csv": (text.decode().encode("utf-16-le"), r"UTF-16 text without a byte-order"),
+        "dos.csv": (text.replace(b",A,", b",Z\x81rich,"),
+                    r"dos.csv could not be read: byte 0x81 is neither UTF-8 nor Windows-1252"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(DataValidationError, match=message):
+            load_raw_panel(tmp_path / name)
+
+
+def test_a_long_file_without_its_ticker_column_is_named_as_such(tmp_path):
+    """(date, close) rows of many names: read as wide, 'close' looked like a ticker and the
+    refusal spoke of duplicate (date, close) pairs."""
+    path = tmp_path / "no_ticker.csv"
+    path.write_text("\n".join(["date,close", *[f"{d},{10 + i}" for i, d in enumerate(DATES)] * 2]))
+    with pytest.raises(DataValidationError, match="no 'ticker' column.*4 date.*close look like"):
+        load_raw_panel(path)

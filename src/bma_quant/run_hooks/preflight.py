@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 from kedro.framework.hooks import hook_impl
 
@@ -117,6 +118,7 @@ class PreflightHooks:
         self._warned: set[str] = set()  # each warning once per run (raw, then cleaned panel)
         self._typed: dict[str, Any] = {}
         self._primary_checked = False
+        self._raw_dates: int | None = None  # the file's dates, before cleaning drops any
 
     @hook_impl
     def after_context_created(self, context) -> None:
@@ -171,6 +173,7 @@ class PreflightHooks:
         names = run_params.get("pipeline_names") or ["__default__"]
         self._warned.clear()
         self._primary_checked = False
+        self._raw_dates = None
         try:
             self._check_against_base_conf()
             preflight.check_parameters(self._params)
@@ -206,13 +209,33 @@ class PreflightHooks:
             if name in outputs:
                 n_tickers, dates = panel_shape(name, outputs[name])
                 preflight.check_universe(n_tickers, self._params)
-                preflight.check_cv_layout(dates, self._params)
+                try:
+                    preflight.check_cv_layout(dates, self._params)
+                except preflight.PreflightError as error:
+                    raise self._with_cleaning_cause(error, name, dates) from None
+                if name == RAW_PANEL:
+                    self._raw_dates = len(pd.unique(pd.DatetimeIndex(dates)))
                 cut = preflight.cut_history_warnings(dates, self._params) \
                     if name == RAW_PANEL else []  # the cleaned panel starts at dev_start
                 for message in preflight.unreachable_test_date_gates(dates, self._params) + cut:
                     if message not in self._warned:
                         self._warned.add(message)
                         logger.warning("pre-flight: %s", message)
+
+
+    def _with_cleaning_cause(self, error: preflight.PreflightError, name: str,
+                             dates) -> preflight.PreflightError:
+        """The file's dates passed; the cleaned ones do not: the strict date filter is the cause
+        (a file whose names trade on disjoint dates keeps almost none), not the periods."""
+        kept = len(pd.unique(pd.DatetimeIndex(dates)))
+        if name != CLEAN_PANEL or self._raw_dates is None or kept >= self._raw_dates:
+            return error
+        return preflight.PreflightError(
+            f"{error} (The file has {self._raw_dates} dates; data_processing kept {kept}: "
+            "processing.strict_mode drops a date on which fewer than "
+            "processing.coverage_threshold of the names trading lately have a close, so a file "
+            "whose names trade on different dates loses most of them. Set "
+            "processing.strict_mode: false or lower processing.coverage_threshold.)")
 
 
 def _never_written(catalog, name: str) -> bool:

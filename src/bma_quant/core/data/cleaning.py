@@ -134,6 +134,9 @@ def split_repair(
     # column -> (row where moves broke, [(their ratio, the level they left)]): a move on that
     # row back to one of those levels undoes them
     undoing: dict[int, tuple[int, list[tuple[float, float]]]] = {}
+    # the way back from a jump that did not hold (a bad print): never a split, near a ratio or not
+    way_back = {(m.back_row, m.column) for m in reverted_large_moves(
+        close, max_abs_return, confirm_days, max_gap_days)}
     for move in _large_moves(close, bound, ratios, max_gap_days):  # in date order
         # prices x100 (a +9,900 % day is never real); /100 keeps the tight tolerance, since a
         # -99 % crash that stays down is a real (bankruptcy) move
@@ -151,7 +154,7 @@ def split_repair(
         if opened == "old" or (move.off_ratio > allowed and opened != "new"):
             continue
         back = undoing.get(j)
-        if back is not None and back[0] == i and any(
+        if (i, j) in way_back or back is not None and back[0] == i and any(
                 np.isclose(ratio * move.nearest, 1.0) or abs(close.iat[i, j] / left - 1) <= allowed
                 for ratio, left in back[1]):
             # the way back from a move that did not hold (a few bad prints): no split, and no
@@ -182,6 +185,41 @@ def split_repair(
     return SplitRepair(PanelMatrices(values, panel.sector, panel.extra_columns), events,
                        int(withheld.sum()),
                        pd.DataFrame(withheld, index=close.index, columns=close.columns))
+
+
+@dataclass(frozen=True)
+class RevertedMove:
+    row: int  # the jump
+    back_row: int  # the move back
+    column: int
+    change: float  # the jump: close(row) / close before it - 1
+
+
+def reverted_large_moves(close: pd.DataFrame, max_abs_return: float, confirm_days: int,
+                         max_gap_days: int | None = None) -> list[RevertedMove]:
+    """One-day moves beyond `max_abs_return` that a later move, within `confirm_days` rows,
+    takes back to within `max_abs_return` of the close before them (a bad print such as a
+    price x1000 for a day). Found at the move back, from closes up to it: causal."""
+    out, last = [], {}  # column -> (row, close before) of its latest large move
+    for move in _large_moves(close, max_abs_return, [2.0], max_gap_days):  # in date order
+        i, j = move.row, move.column
+        before = close.iat[i, j] / (1.0 + move.change)
+        earlier = last.pop(j, None)
+        if (earlier is not None and i - earlier[0] <= confirm_days
+                and abs(close.iat[i, j] / earlier[1] - 1.0) <= max_abs_return):
+            out.append(RevertedMove(earlier[0], i, j, earlier[2]))
+            continue
+        last[j] = (i, before, move.change)
+    return sorted(out, key=lambda m: (m.row, m.column))
+
+
+def reverted_move_report(close: pd.DataFrame, max_abs_return: float, confirm_days: int,
+                         max_gap_days: int | None = None) -> list[dict]:
+    """`reverted_large_moves` for the data-quality report: ticker, the jump's date and size,
+    the date of the move back."""
+    return [{"date": str(close.index[m.row].date()), "ticker": str(close.columns[m.column]),
+             "change": round(m.change, 4), "back": str(close.index[m.back_row].date())}
+            for m in reverted_large_moves(close, max_abs_return, confirm_days, max_gap_days)]
 
 
 @dataclass(frozen=True)

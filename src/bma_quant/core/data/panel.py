@@ -14,11 +14,13 @@ import logging
 import lzma
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from bma_quant.core.data.schema import (
     LINE,
@@ -75,6 +77,10 @@ def _check_compression(path: Path) -> None:
         start = handle.read(6)
     found = next((kind for magic, kind in _MAGIC.items() if start.startswith(magic)), None)
     suffix = path.suffix.lower()
+    if start and found is None and suffix in _OPENERS:  # a plain CSV named .gz fails in gzip
+        raise DataValidationError(
+            f"{path.name} is named {suffix} but is not {suffix[1:]}-compressed (its first bytes): "
+            f"name it {path.stem} if it is a plain CSV, or compress it")
     if found is not None and (found != suffix or found not in _OPENERS):
         readable = found != suffix and (found in _OPENERS or found == ".parquet")
         raise DataValidationError(
@@ -82,6 +88,43 @@ def _check_compression(path: Path) -> None:
             f" (its first bytes; its name ends {suffix or 'without a suffix'}): "
             + (f"name it {path.stem}{'' if found == '.parquet' else suffix}{found}" if readable
                else "decompress it (gz, bz2, xz and zip are read)"))
+
+
+def _check_parquet(path: Path) -> None:
+    """Refuse a file named .parquet that is not one (a CSV or a compressed file renamed)."""
+    with open(path, "rb") as handle:
+        start = handle.read(6)
+    if start.startswith(b"PAR1"):
+        return
+    found = next((kind for magic, kind in _MAGIC.items() if start.startswith(magic)), None)
+    what = f"compressed as {found[1:]}" if found else "not Parquet (a text file: a CSV?)"
+    raise DataValidationError(
+        f"{path.name} is {what} (its first bytes; Parquet files start with PAR1): name it for "
+        "what it is (.csv, .csv.gz, ...) or save it as Parquet")
+
+
+def _check_utf16_without_mark(path: Path) -> None:
+    """Text with a NUL byte in its first line is UTF-16 without a byte-order mark (pandas would
+    read it as one garbled column and report a missing 'date')."""
+    with _OPENERS.get(path.suffix.lower(), open)(path, "rb") as handle:
+        start = handle.read(256)
+    if b"\x00" in start.split(b"\n")[0] and not start.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataValidationError(
+            f"{path.name} holds NUL bytes in its first line: UTF-16 text without a byte-order "
+            "mark? Save it as UTF-8 (or UTF-16 with a byte-order mark)")
+
+
+# a damaged file fails in a decompressor, a decoder or the Parquet reader: name the file instead
+def _unreadable(path: Path, error: Exception) -> DataValidationError:
+    """One message naming the file and why it could not be read, instead of a reader's trace."""
+    if isinstance(error, EOFError):
+        why = "it ends early (a truncated download or copy?)"
+    elif isinstance(error, UnicodeDecodeError):
+        why = (f"byte 0x{error.object[error.start]:02x} is neither UTF-8 nor Windows-1252 text; "
+               "save it as UTF-8")
+    else:
+        why = f"{type(error).__name__}: {error}"
+    return DataValidationError(f"Input file {path} could not be read: {why}")
 
 
 def _header_line(path: Path) -> str:
@@ -302,27 +345,12 @@ def read_table(path: str | Path, delimiter: str | None = None, decimal: str = ".
     path = Path(path)
     if not path.is_file():
         raise DataValidationError(f"Input file not found: {path}")
-    suffixes = "".join(path.suffixes).lower()
-    if suffixes.endswith((".parquet", ".pq")):
-        frame = keys_from_index(pd.read_parquet(path), path)
-        frame[LINE] = frame.index + 1
-    elif is_csv(path):
-        _check_compression(path)
-        sep = delimiter or sniff_delimiter(path)
-        if sep != ",":
-            logger.info("%s: reading with delimiter %r", path.name, sep)
-        try:
-            # blank lines are kept while reading so that the line numbers stay the file's own
-            frame = _read_csv(path, sep, decimal)
-        except pd.errors.EmptyDataError:
-            raise DataValidationError(
-                f"Input file {path} is empty: expected a header line (date, ticker, close, ... or "
-                "date plus one column per ticker) and data rows") from None
-        frame[LINE] = frame.index + 2
-        blank = frame.drop(columns=LINE).isna().all(axis=1)
-        frame = frame.loc[~blank].reset_index(drop=True)
-    else:
-        raise DataValidationError(f"Unsupported input format {path.name}: use CSV or Parquet")
+    try:
+        frame = _read_rows(path, delimiter, decimal)
+    except DataValidationError:
+        raise
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, pa.ArrowException) as error:
+        raise _unreadable(path, error) from None
     known = RESERVED | {"level", LINE}
     original = [str(c) for c in frame.columns]
     frame.columns = [
@@ -348,6 +376,33 @@ def read_table(path: str | Path, delimiter: str | None = None, decimal: str = ".
             f"Input file {path} has a header ({', '.join(c for c in frame.columns if c != LINE)}) "
             "but no data rows")
     return frame
+
+
+def _read_rows(path: Path, delimiter: str | None, decimal: str) -> pd.DataFrame:
+    """The file's rows as read, each with its position in the file in column LINE."""
+    suffixes = "".join(path.suffixes).lower()
+    if suffixes.endswith((".parquet", ".pq")):
+        _check_parquet(path)
+        frame = keys_from_index(pd.read_parquet(path), path)
+        frame[LINE] = frame.index + 1
+        return frame
+    if not is_csv(path):
+        raise DataValidationError(f"Unsupported input format {path.name}: use CSV or Parquet")
+    _check_compression(path)
+    _check_utf16_without_mark(path)
+    sep = delimiter or sniff_delimiter(path)
+    if sep != ",":
+        logger.info("%s: reading with delimiter %r", path.name, sep)
+    try:
+        # blank lines are kept while reading so that the line numbers stay the file's own
+        frame = _read_csv(path, sep, decimal)
+    except pd.errors.EmptyDataError:
+        raise DataValidationError(
+            f"Input file {path} is empty: expected a header line (date, ticker, close, ... or "
+            "date plus one column per ticker) and data rows") from None
+    frame[LINE] = frame.index + 2
+    blank = frame.drop(columns=LINE).isna().all(axis=1)
+    return frame.loc[~blank].reset_index(drop=True)
 
 
 def detect_layout(frame: pd.DataFrame, layout: str = "auto") -> str:
@@ -378,6 +433,7 @@ def wide_to_long(frame: pd.DataFrame) -> pd.DataFrame:
     if not tickers:
         raise DataValidationError("Input data rejected: wide layout with no ticker columns")
     _refuse_text_columns(frame, tickers)
+    _refuse_long_rows_without_ticker(frame, tickers)
     id_vars = ["date", *([LINE] if LINE in frame.columns else [])]
     # a ticker named "close" or "ticker" must not clash with the melted columns' names
     long = frame.melt(id_vars=id_vars, value_vars=tickers, var_name="\0ticker",
@@ -401,6 +457,19 @@ def _drop_unnamed_columns(frame: pd.DataFrame) -> pd.DataFrame:
                        "index (`to_csv()` writes one unless index=False)? Give a column a name "
                        "to use it as a factor", len(unnamed), ", ".join(map(str, unnamed)))
     return frame.drop(columns=unnamed)
+
+
+def _refuse_long_rows_without_ticker(frame: pd.DataFrame, tickers: list[str]) -> None:
+    """A wide file has one row per date; dates repeated under a column named like a price field
+    (date, close, volume ...) are a long file that lacks its ticker column."""
+    fields = [str(c) for c in tickers if str(c).strip().lower() in NUMERIC_OPTIONAL + ("close",)]
+    repeated = frame["date"].astype(str).duplicated().sum()
+    if fields and repeated:
+        raise DataValidationError(
+            f"Input data rejected: no 'ticker' column, so the file was read as the wide layout "
+            f"(one close column per ticker, one row per date), but {repeated} date(s) repeat and "
+            f"column(s) {', '.join(fields)} look like price fields: a long file needs a ticker "
+            "column (date, ticker, close, ...)")
 
 
 def _refuse_text_columns(frame: pd.DataFrame, tickers: list[str]) -> None:

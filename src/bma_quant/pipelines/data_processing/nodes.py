@@ -133,6 +133,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         # codes back after more than eligibility.relist_after_days: new listings (features too)
         "relistings": _relistings(cleaned.listed_from),
         **_split_findings(split_repair, near_splits, unexplained),
+        # one-day jumps a later move took back within confirm_days (bad prints, kept as given)
+        "reverted_large_moves": _reverted_moves(filled_panel.close, processing["split_detection"]),
         # held moves at a common split ratio not configured (a 3:2 split's -33 %)
         "unconfigured_ratio_moves": unconfigured,
         "stale": asdict(stale),
@@ -480,6 +482,30 @@ def _warn_listings(log: dict, ffill_limit: int, relist_after: int | None) -> Non
 
 
 
+def _reverted_moves(close: pd.DataFrame, splits_cfg: dict) -> list[dict]:
+    if not splits_cfg.get("enabled", True):
+        return []
+    return cleaning.reverted_move_report(close, float(splits_cfg["max_abs_return"]),
+                                         int(splits_cfg["confirm_days"]),
+                                         splits_cfg.get("max_gap_days"))
+
+
+def _warn_reverted_moves(moves: list[dict]) -> None:
+    """Jumps taken back within days are bad prints more often than real: say so, not repair."""
+    if not moves:
+        return
+    ranked = sorted(moves, key=lambda m: -abs(m["change"]))
+    shown = ", ".join(f"{m['ticker']}@{m['date']} {100 * m['change']:+.0f}% (back {m['back']})"
+                      for m in ranked[:3])
+    logger.warning(
+        "%d one-day move(s) beyond processing.split_detection.max_abs_return were taken back "
+        "within confirm_days closes (the largest first): %s%s. Bad prints? They are kept as the "
+        "file gives them (features and labels that read those closes carry them) and are never "
+        "taken for splits: correct the file if they are errors", len(moves), shown,
+        f"; all {len(moves)} in data_quality_report.json (reverted_large_moves)"
+        if len(moves) > 3 else "")
+
+
 def _warn_splits(log: dict, used_from) -> None:
     """Repaired, pending and suspected splits and large moves left as they are (those before
     `used_from` only in the report)."""
@@ -495,6 +521,7 @@ def _warn_splits(log: dict, used_from) -> None:
                                         used(log.get("session_moves") or []),
                                         used(log.get("unconfigured_ratio_moves") or [])):
         logger.warning(text)
+    _warn_reverted_moves(used(log.get("reverted_large_moves") or []))
 
 
 def _warn_dates_before_dev_start(dates: pd.DatetimeIndex, dev_start) -> None:

@@ -14,7 +14,7 @@ from bma_quant.core.data import panel as panel_lib
 from bma_quant.core.evaluation.portfolio import SECTOR, PortfolioRule, target_weights
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 from bma_quant.serving.chain import MARKET_LEVEL, ChainInputError
-from bma_quant.serving.model_source import InferenceModel, load_inference_model
+from bma_quant.serving.model_source import InferenceModel, ModelSourceError, load_inference_model
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +35,12 @@ def inference_data_source(model: InferenceModel, inference: dict) -> dict:
     ``inference.data`` when set there (``params:data`` names the shipped sample, not what the
     chain was trained on, so it is never read here)."""
     trained = getattr(model.chain, "training_data", None) or {}
+    # an empty value (`--params "inference.data.raw_path="`) is unset, as null is
     source = {**trained,
-              **{k: v for k, v in (inference.get("data") or {}).items() if k in DATA_KEYS}}
+              **{k: v for k, v in (inference.get("data") or {}).items()
+                 if k in DATA_KEYS and v not in (None, "")}}
     if not source.get("raw_path"):
-        raise ValueError(
+        raise ModelSourceError(
             f"{model.card['model_name']} version {model.card['model_version']} does not record "
             "the panel it was trained on (a chain pickled by an older version): set "
             "inference.data.raw_path (and inference.data.index_path, and layout, delimiter or "

@@ -405,6 +405,8 @@ def test_the_data_source_is_the_chains_own_or_inference_data_never_params_data()
                             data_end="2022-12-28")
     model = InferenceModel(chain, card)
     assert inference_data_source(model, {})["raw_path"] == "trained.csv"
+    # `--params "inference.data.raw_path="`: empty, as null, is the chain's own file
+    assert inference_data_source(model, {"data": {"raw_path": ""}})["raw_path"] == "trained.csv"
     newer = {"data": {"raw_path": "newer.csv"}}
     assert inference_data_source(model, newer) == {"raw_path": "newer.csv",
                                                    "index_path": "idx.csv"}

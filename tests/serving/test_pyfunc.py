@@ -166,3 +166,103 @@ def test_a_selected_user_factor_sent_empty_is_named_not_scored_as_a_constant(cap
     with caplog.at_level("WARNING"):
         PredictionChain._check_user_factors(chain, clean, dates, refuse=False)
     assert "user_vendor on 1 of 3 scored date(s)" in caplog.text
+
+
+def _with_index(model_and_raw):
+    """The fixture's model as if trained with a market index (the mean close), and the last
+    warm-up + 1 dates with that level as their `market_level` column."""
+    from dataclasses import replace
+
+    model, raw = model_and_raw
+    levels = raw.groupby("date", as_index=False)["close"].mean().rename(columns={"close": "level"})
+    indexed = BmaQuantChain()
+    indexed.chain = replace(model.chain, market_index=levels,
+                            data_end=str(raw["date"].max().date()))
+    dates = sorted(raw["date"].unique())[-(model.chain.warmup_days + 1):]
+    request = raw.loc[raw["date"].isin(dates)].merge(
+        levels.rename(columns={"level": "market_level"}), on="date", how="left")
+    return indexed, request.reset_index(drop=True), dates
+
+
+def test_a_scored_date_without_its_market_level_is_a_400(model_and_raw):
+    """A NaN level on the scored date was carried forward from the day before and scored: the
+    market return read 0 and every score moved. Refused, like later dates without the column."""
+    model, request, dates = _with_index(model_and_raw)
+    model.predict(None, to_model_input(request), params={"last_date_only": True})
+    blank = request.assign(market_level=request["market_level"].mask(request["date"] == dates[-1]))
+    with pytest.raises(MlflowException, match=rf"'market_level' column has no level on 1 "
+                                              rf"date\(s\) .*: {dates[-1].date()}\.") as info:
+        model.predict(None, to_model_input(blank), params={"last_date_only": True})
+    assert info.value.get_http_status_code() == 400
+    weeks = request.assign(market_level=request["market_level"].mask(
+        request["date"] >= dates[-19]))  # the last 19 dates without a level
+    with pytest.raises(MlflowException, match=r"no level on 19 date\(s\)"):
+        model.predict(None, to_model_input(weeks), params={"last_date_only": True})
+
+
+def test_missing_market_levels_inside_the_request_are_checked_like_an_index_files(
+        model_and_raw, caplog):
+    """Inside the request's levels a missing one is carried forward, as training carries an
+    index file's: 19 in a row are warned about (they were scored with no word), most dates
+    without a level are a 400 (a weekly series?)."""
+    import pandas as pd
+
+    model, request, dates = _with_index(model_and_raw)
+    gap = request["date"].isin(dates[-60:-41])
+    holed = request.assign(market_level=request["market_level"].mask(gap))
+    with caplog.at_level("WARNING"):
+        out = model.predict(None, to_model_input(holed), params={"last_date_only": True})
+    assert (f"has no level on 19 of the panel's {len(dates)} trading days, 19 in a row from "
+            f"{dates[-60].date()}") in caplog.text
+    carried = holed.assign(market_level=holed["date"].map(
+        holed.groupby("date")["market_level"].first().ffill()))
+    pd.testing.assert_frame_equal(
+        out, model.predict(None, to_model_input(carried), params={"last_date_only": True}))
+    weekly = request.assign(market_level=request["market_level"].where(
+        request["date"].isin(dates[::5] + [dates[-1]])))
+    with pytest.raises(MlflowException, match=r"'market_level' column\) has a level on only "
+                                              r"\d+% of the panel's") as info:
+        model.predict(None, to_model_input(weekly), params={"last_date_only": True})
+    assert info.value.get_http_status_code() == 400
+
+
+def test_a_market_level_column_without_values_is_not_called_absent(model_and_raw):
+    """Every level empty, a date after the training data and its stored index: refused, saying
+    the column holds no level (the message said the panel had no such column, though it had one)."""
+    from dataclasses import replace
+
+    model, request, dates = _with_index(model_and_raw)
+    stored = model.chain.market_index
+    model.chain = replace(model.chain, market_index=stored[stored["date"] < dates[-1]],
+                          data_end=str(dates[-2].date()))
+    empty = request.assign(market_level=float("nan"))
+    with pytest.raises(MlflowException, match=r"'market_level' column holds no level") as info:
+        model.predict(None, to_model_input(empty), params={"last_date_only": True})
+    assert "has no 'market_level' column" not in info.value.message
+
+
+def test_a_scored_name_without_a_sector_is_named(model_and_raw, caplog):
+    """Features demeaned within sectors in training: a name sent without a sector is left out
+    of the demeaning (as training leaves a name without one) and its score moves. Named in a
+    warning with how it is treated, not refused; a sector missing only on the last date is
+    carried forward (point in time) and needs no word."""
+    from dataclasses import replace
+
+    model, raw = model_and_raw
+    sectored = BmaQuantChain()
+    sectored.chain = replace(model.chain,
+                             training_sectors=sorted(raw["sector"].astype(str).unique()))
+    request = _last_dates(raw, model.chain.warmup_days + 1)
+    first = sorted(request["ticker"].unique())[0]
+    without = request.assign(sector=request["sector"].where(request["ticker"] != first))
+    with caplog.at_level("WARNING"):
+        out = sectored.predict(None, without, params={"last_date_only": True})
+    assert f"1 scored name(s) have no sector: {first}. Their features are not demeaned" \
+        in caplog.text
+    assert first in set(out["ticker"])
+    caplog.clear()
+    last_only = request.assign(sector=request["sector"].where(
+        (request["ticker"] != first) | (request["date"] != request["date"].max())))
+    with caplog.at_level("WARNING"):
+        sectored.predict(None, last_only, params={"last_date_only": True})
+    assert "have no sector" not in caplog.text

@@ -7,7 +7,8 @@ training pipelines did to the test period:
    limited forward fill, split repair, stale-price masking, the point-in-time universe (eligible
    names per date, with each name's first close in training so history before the slice counts),
    cross-sectional median imputation, daily returns;
-2. the market series: the index level when the slice carries a ``market_level`` column, else the
+2. the market series: the index level when the slice carries a ``market_level`` column (every
+   cleaned date within its levels' span, gaps inside checked as an index file's), else the
    index history stored at training time (when training used an index), else the equal-weighted
    average of the slice;
 3. ``feature_spec.transform(panel, market)`` -> selected features;
@@ -300,6 +301,8 @@ class PredictionChain:
             raw = raw.drop(columns="sector")
         self._check_sectors(raw)
         index = self._index_from_slice(raw)
+        # a column sent without a single level is no index: the stored one is used, as without it
+        levels_sent_empty = MARKET_LEVEL in raw and index is None
         if index is not None and self.market_index is None:
             # training built its market from the panel's own names: an index level now would
             # feed the market features a series the models never saw
@@ -313,11 +316,13 @@ class PredictionChain:
         clean = self.cleaner.clean(raw.sort_values(["date", "ticker"], kind="stable"))
         _warn_dropped_last_day(raw, clean)
         returns = clean.pivot(index="date", columns="ticker", values="ret_1d").sort_index()
-        if index is None and self.market_index is not None and len(self.market_index):
+        if index is not None:
+            self._check_slice_levels(raw, index, returns.index)
+        elif self.market_index is not None and len(self.market_index):
             # chains pickled before index dates were days may hold timestamps
             index = self.market_index.assign(
                 date=local_clock(pd.to_datetime(self.market_index["date"])).dt.normalize())
-            self._check_stored_index_covers(index, returns.index)
+            self._check_stored_index_covers(index, returns.index, levels_sent_empty)
             if index["date"].max() < returns.index.max():
                 logger.warning(
                     "the stored market index ends on %s, before the slice's last date %s: its "
@@ -326,11 +331,13 @@ class PredictionChain:
                 )
         return clean, market.market_series(returns, index)
 
-    def _check_stored_index_covers(self, index: pd.DataFrame, dates: pd.DatetimeIndex) -> None:
+    def _check_stored_index_covers(self, index: pd.DataFrame, dates: pd.DatetimeIndex,
+                                   sent_empty: bool = False) -> None:
         """Refuse dates after the training data without their index level: the market features
         (trend, volatility, regimes) would read a level carried forward for days, and every
         score would move. Up to the training panel's last date the chain repeats what training
-        did, carried-forward days included."""
+        did, carried-forward days included. ``sent_empty``: the panel has the column, but no
+        level in it (said so, not called absent)."""
         if len(dates) == 0:  # nothing left after cleaning: the history check says so
             return
         known_until = index["date"].max()
@@ -340,16 +347,39 @@ class PredictionChain:
         if dates.max() <= known_until:
             return
         later = int((dates > known_until).sum())
+        lacking = (f"the panel's '{MARKET_LEVEL}' column holds no level (every value is empty)"
+                   if sent_empty else f"the panel has no '{MARKET_LEVEL}' column")
         raise ChainInputError(
-            f"the panel has no '{MARKET_LEVEL}' column and the chain's stored market index "
+            f"{lacking} and the chain's stored market index "
             f"ends on {index['date'].max().date()}, but the panel runs to {dates.max().date()} "
             f"({later} date(s) later): the chain was trained with a market index, so later "
             f"dates need their level. Send it as a '{MARKET_LEVEL}' column (inference pipeline: "
             f"inference.data.index_path)")
 
+    def _check_slice_levels(self, raw: pd.DataFrame, index: pd.DataFrame,
+                            dates: pd.DatetimeIndex) -> None:
+        """The panel's own levels, held to what the stored index and an index file are held to:
+        a cleaned date before the first level or after the last one is refused (its level
+        would be missing, or carried forward onto the scored date, and every score would move);
+        inside their span a missing level is carried forward as training carries an index
+        file's, warned about when a week or more is missing in a row, refused when most are."""
+        outside = dates[(dates < index["date"].min()) | (dates > index["date"].max())]
+        if len(outside):
+            shown = ", ".join(str(d.date()) for d in outside[-5:])
+            raise ChainInputError(
+                f"the panel's '{MARKET_LEVEL}' column has no level on {len(outside)} date(s) "
+                f"before its first level or after its last ({index['date'].min().date()}.."
+                f"{index['date'].max().date()}): {'..., ' if len(outside) > 5 else ''}{shown}. "
+                "The chain was trained with a market index, and a level carried forward onto "
+                "those dates (or none) would move every score: send each date's level")
+        panel_lib.check_index_gaps(  # the same check an index file gets at inference
+            raw, index, f"(the panel's '{MARKET_LEVEL}' column)",
+            fix=f"send the level of every trading date in the '{MARKET_LEVEL}' column")
+
     def _check_sectors(self, raw: pd.DataFrame) -> None:
         """Refuse a panel without sectors when training demeaned features within sectors (every
-        score would change); name sector labels training never saw."""
+        score would change); name sector labels training never saw (names without a sector are
+        named once the scored dates are known: ``_warn_names_without_sector``)."""
         trained = getattr(self, "training_sectors", None)
         if not trained:
             return
@@ -421,6 +451,24 @@ class PredictionChain:
         if refuse:
             raise ChainInputError(message)
         logger.warning("%s", message)
+
+    def _warn_names_without_sector(self, clean: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
+        """Name scored names without a sector (none sent, none earlier in the slice to carry
+        forward) when training demeaned features within sectors: as in training (``no_sector``)
+        their features are left as they are, not demeaned, so a name trained within its sector
+        ranks against the whole cross-section instead and its score moves. Warned, not refused:
+        every other name scores as usual."""
+        if not getattr(self, "training_sectors", None) or "sector" not in clean:
+            return
+        rows = clean.loc[clean["date"].isin(scored) & clean["eligible"].astype(bool)]
+        names = sorted(rows.loc[rows["sector"].isna(), "ticker"].astype(str).unique())
+        if names:
+            logger.warning(
+                "%d scored name(s) have no sector: %s%s. Their features are not demeaned within "
+                "a sector (left as they are, as training leaves a name without one): they rank "
+                "against the whole cross-section, not within their sector, and their scores can "
+                "move a lot; send each name's sector", len(names), ", ".join(names[:5]),
+                " ..." if len(names) > 5 else "")
 
     def _warn_thin_cross_section(self, clean: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
         typical = getattr(self, "typical_names", None)
@@ -584,6 +632,7 @@ class PredictionChain:
         # every later step is per row or per date, so the warm-up rows are not predicted.
         features = features.loc[features["date"].isin(scored)].reset_index(drop=True)
         self._warn_thin_cross_section(clean, scored)
+        self._warn_names_without_sector(clean, scored)
         base = self.base_predictions(features)
         regimes = self.regimes(clean, market_frame)
         layers = [base]

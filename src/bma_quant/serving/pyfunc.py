@@ -6,7 +6,8 @@ dates (``YYYY-MM-DD``, day-first or other formats, UTC offsets; a frame with dat
 ``to_model_input(frame)`` writes them as ISO strings) and at least ``max_lookback_days`` trading days of history before the
 first date to score. Output: ``date, ticker, prediction`` for every date after that warm-up, or
 only for the slice's last date with ``params={"last_date_only": True}``. A request the chain
-cannot score (too little history, no training ticker, a malformed panel) raises an
+cannot score (too little history, no training ticker, a malformed panel, a scored date without
+its ``market_level``) raises an
 ``MlflowException`` with ``INVALID_PARAMETER_VALUE``: `mlflow models serve` answers 400 with the
 message.
 """

@@ -600,6 +600,20 @@ def _processed_on_calendar(tmp_path, caplog, calendar: pd.DatetimeIndex) -> dict
         return run_pipeline("data_processing", {}, _overrides(path))
 
 
+def test_one_mistyped_date_decades_away_is_no_sparse_calendar(tmp_path, caplog):
+    """A business-day file whose last date reads 2099 (a typo): 252 dates a year, not the
+    ~10 its first-to-last span gave, with the advice to rescale every window."""
+    panel = generate_synthetic_market(n_tickers=8, n_days=800, seed=4).panel
+    typo = panel.index[(panel["ticker"] == "T0003")][400]
+    panel.loc[typo, "date"] = pd.Timestamp("2099-10-30")  # one name's row: strict mode drops it
+    path = tmp_path / "typo.parquet"
+    panel.to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    assert 255 <= out["data_quality_report"]["dates_per_year"] <= 262
+    assert "scale the windows" not in caplog.text
+
+
 def test_a_six_day_week_is_not_annualised_as_252_without_a_word(tmp_path, caplog):
     """306-313 dates a year (a file forward-filled onto another exchange's Saturdays) is more
     than a tenth off 252: the default periods_per_year is not taken as set for it."""

@@ -632,11 +632,11 @@ def check_index_coverage(raw: pd.DataFrame, index: pd.DataFrame, path: str | Pat
             f"{dates.min().date()}..{dates.max().date()}: {before} panel date(s) before its first "
             f"level and {after} after its last one would get no market return. Give an index "
             f"that spans the panel, cut the panel to the index's dates, or {fix}.")
-    _check_index_gaps(raw, index, path, fix)
+    check_index_gaps(raw, index, path, fix)
 
 
-def _check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, path: str | Path | None,
-                      fix: str = TRAINING_INDEX_FIX) -> None:
+def check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, path: str | Path | None,
+                     fix: str = TRAINING_INDEX_FIX) -> None:
     """Inside its span the index's level is carried forward over the panel's trading days it
     lacks (a market return of 0 there): refused when it lacks most of them (a weekly or monthly
     index for a daily panel), warned about when it lacks a run of a week or more."""

@@ -351,9 +351,14 @@ def _names_without_sector(matrices: panel.PanelMatrices) -> list[str]:
 
 def _dates_per_year(dates: pd.DatetimeIndex) -> float | None:
     """Dates a year in the file (about 252 for daily exchange bars, 365 on a seven-day calendar):
-    the steps between its first and last date per year of that span; None under a quarter."""
-    span = (dates.max() - dates.min()).days if len(dates) else 0
-    return round((len(dates) - 1) / (span / 365.25), 1) if span >= 91 else None
+    the steps between its first and last date per year of that span, read without the first and
+    last hundredth of its dates (one mistyped date decades away must not read as a sparse
+    calendar); None under a quarter."""
+    ordered = dates.sort_values()
+    trim = len(ordered) // 100
+    core = ordered[trim:len(ordered) - trim]
+    span = (core.max() - core.min()).days if len(core) else 0
+    return round((len(core) - 1) / (span / 365.25), 1) if span >= 91 else None
 
 
 def _annualised_as_configured(per_year: float, periods_per_year: float | None) -> bool:

@@ -266,3 +266,23 @@ def test_a_scored_name_without_a_sector_is_named(model_and_raw, caplog):
     with caplog.at_level("WARNING"):
         sectored.predict(None, last_only, params={"last_date_only": True})
     assert "have no sector" not in caplog.text
+
+
+def test_a_jump_on_the_scored_date_is_named(model_and_raw, caplog):
+    """A close x1000 on the last date (a bad print no later close can show yet) is scored as
+    given, and named; the other dates' ordinary moves are not."""
+    import pandas as pd
+
+    model, raw = model_and_raw
+    request = _last_dates(raw, model.chain.warmup_days + 1)
+    name, last = sorted(request["ticker"].unique())[0], request["date"].max()
+    with caplog.at_level("WARNING"):
+        model.predict(None, request, params={"last_date_only": True})
+    assert "moved beyond processing.split_detection.max_abs_return" not in caplog.text
+    spiked = request.copy()
+    at = (spiked["ticker"] == name) & (spiked["date"] == last)
+    spiked.loc[at, "close"] = spiked.loc[at, "close"] * 1000
+    with caplog.at_level("WARNING"):
+        model.predict(None, spiked, params={"last_date_only": True})
+    assert (f"1 scored name(s) moved beyond processing.split_detection.max_abs_return on the "
+            f"scored date: {name}@{pd.Timestamp(last).date()} +") in caplog.text

@@ -470,6 +470,26 @@ class PredictionChain:
                 "move a lot; send each name's sector", len(names), ", ".join(names[:5]),
                 " ..." if len(names) > 5 else "")
 
+    def _warn_large_moves_on_scored_dates(self, clean: pd.DataFrame,
+                                          scored: pd.DatetimeIndex) -> None:
+        """Name scored names whose close moved beyond split_detection.max_abs_return that day:
+        on the last date nothing after it can show a bad print (x1000 for a day) for what it
+        is, and its score reads it."""
+        splits = self.cleaner.split_detection
+        if not (splits.get("enabled", True) and "max_abs_return" in splits) \
+                or "ret_1d" not in clean:
+            return
+        rows = clean.loc[clean["date"].isin(scored)
+                         & (clean["ret_1d"].abs() > float(splits["max_abs_return"]))]
+        if len(rows):
+            shown = ", ".join(f"{r.ticker}@{pd.Timestamp(r.date).date()} {100 * r.ret_1d:+.0f}%"
+                              for r in rows.head(5).itertuples())
+            logger.warning(
+                "%d scored name(s) moved beyond processing.split_detection.max_abs_return on the "
+                "scored date: %s%s. A bad print in the file is scored as given (no later close "
+                "can show it for one yet): check those closes", len(rows), shown,
+                " ..." if len(rows) > 5 else "")
+
     def _warn_thin_cross_section(self, clean: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
         typical = getattr(self, "typical_names", None)
         rows = clean.loc[clean["date"].isin(scored) & clean["eligible"].astype(bool)]
@@ -633,6 +653,7 @@ class PredictionChain:
         features = features.loc[features["date"].isin(scored)].reset_index(drop=True)
         self._warn_thin_cross_section(clean, scored)
         self._warn_names_without_sector(clean, scored)
+        self._warn_large_moves_on_scored_dates(clean, scored)
         base = self.base_predictions(features)
         regimes = self.regimes(clean, market_frame)
         layers = [base]

@@ -220,7 +220,7 @@ def test_missing_market_levels_inside_the_request_are_checked_like_an_index_file
         out, model.predict(None, to_model_input(carried), params={"last_date_only": True}))
     weekly = request.assign(market_level=request["market_level"].where(
         request["date"].isin(dates[::5] + [dates[-1]])))
-    with pytest.raises(MlflowException, match=r"'market_level' column\) has a level on only "
+    with pytest.raises(MlflowException, match=r"'market_level' column has a level on only "
                                               r"\d+% of the panel's") as info:
         model.predict(None, to_model_input(weekly), params={"last_date_only": True})
     assert info.value.get_http_status_code() == 400

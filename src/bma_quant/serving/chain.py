@@ -373,7 +373,7 @@ class PredictionChain:
                 "The chain was trained with a market index, and a level carried forward onto "
                 "those dates (or none) would move every score: send each date's level")
         panel_lib.check_index_gaps(  # the same check an index file gets at inference
-            raw, index, f"(the panel's '{MARKET_LEVEL}' column)",
+            raw, index, f"the panel's '{MARKET_LEVEL}' column",
             fix=f"send the level of every trading date in the '{MARKET_LEVEL}' column")
 
     def _check_sectors(self, raw: pd.DataFrame) -> None:

@@ -632,14 +632,15 @@ def check_index_coverage(raw: pd.DataFrame, index: pd.DataFrame, path: str | Pat
             f"{dates.min().date()}..{dates.max().date()}: {before} panel date(s) before its first "
             f"level and {after} after its last one would get no market return. Give an index "
             f"that spans the panel, cut the panel to the index's dates, or {fix}.")
-    check_index_gaps(raw, index, path, fix)
+    check_index_gaps(raw, index, f"index file {path}", fix)
 
 
-def check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, path: str | Path | None,
+def check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, source: str,
                      fix: str = TRAINING_INDEX_FIX) -> None:
     """Inside its span the index's level is carried forward over the panel's trading days it
     lacks (a market return of 0 there): refused when it lacks most of them (a weekly or monthly
-    index for a daily panel), warned about when it lacks a run of a week or more."""
+    index for a daily panel), warned about when it lacks a run of a week or more. `source`
+    names where the levels came from ("index file x.csv", "the panel's 'market_level' column")."""
     names = raw.loc[raw["close"].notna()].groupby("date")["ticker"].nunique()
     trading = pd.DatetimeIndex(names.index[names >= 0.5 * names.max()]).sort_values()
     if not len(trading):
@@ -648,7 +649,7 @@ def check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, path: str | Path | 
     share = float(missing.mean())
     if share > 0.5:
         raise DataValidationError(
-            f"Index file {path} has a level on only {1 - share:.0%} of the panel's "
+            f"{source[0].upper()}{source[1:]} has a level on only {1 - share:.0%} of the panel's "
             f"{len(trading)} trading days (a weekly or monthly series?): the market return would "
             f"be 0 on the other days. Give a daily index, or {fix}.")
     runs = pd.Series(missing).groupby((~pd.Series(missing)).cumsum()).sum()
@@ -657,14 +658,14 @@ def check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, path: str | Path | 
         end = int(runs.idxmax())  # the group key counts the present days before the run
         start_at = int(np.flatnonzero(~missing)[end - 1]) + 1 if end else 0
         logger.warning(
-            "index file %s has no level on %d of the panel's %d trading days, %d in a row from "
+            "%s has no level on %d of the panel's %d trading days, %d in a row from "
             "%s: its last level is carried forward there (a market return of 0 on those days)",
-            path, int(missing.sum()), len(trading), longest, trading[start_at].date())
+            source, int(missing.sum()), len(trading), longest, trading[start_at].date())
     elif share >= SCATTERED_INDEX_GAPS:
         logger.warning(
-            "index file %s has no level on %d of the panel's %d trading days (%.1f%%, e.g. %s): "
+            "%s has no level on %d of the panel's %d trading days (%.1f%%, e.g. %s): "
             "another exchange's holidays? Its last level is carried forward there (a market "
-            "return of 0 on those days, two days' move the day after)", path,
+            "return of 0 on those days, two days' move the day after)", source,
             int(missing.sum()), len(trading), 100 * share,
             ", ".join(str(d.date()) for d in trading[missing][:3]))
 

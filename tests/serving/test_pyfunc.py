@@ -266,6 +266,11 @@ def test_a_scored_name_without_a_sector_is_named(model_and_raw, caplog):
     with caplog.at_level("WARNING"):
         sectored.predict(None, last_only, params={"last_date_only": True})
     assert "have no sector" not in caplog.text
+    # a name training had without a sector too was named there: not again at every request
+    sectored.chain = replace(sectored.chain, unsectored_names=[first])
+    with caplog.at_level("WARNING"):
+        sectored.predict(None, without, params={"last_date_only": True})
+    assert "have no sector" not in caplog.text
 
 
 def test_a_jump_on_the_scored_date_is_named(model_and_raw, caplog):

@@ -502,6 +502,9 @@ def test_sectors_a_chain_trained_without_them_would_demean_by_are_ignored(setup,
     assert _neutralised_sectors(neutralising, panel.drop(columns="sector")) == []
     off = SimpleNamespace(transform_config=SimpleNamespace(sector_neutralise=False))
     assert _neutralised_sectors(off, panel) is None
+    from bma_quant.pipelines.evaluation.nodes import _unsectored_names
+
+    assert _unsectored_names(panel) == ["B"] and _unsectored_names(panel.drop(columns="sector")) == []
 
     datasets, overrides, chain, uri, tmp = setup
     raw = pd.read_parquet(overrides["data"]["raw_path"])

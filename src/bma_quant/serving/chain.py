@@ -282,6 +282,8 @@ class PredictionChain:
     # [] when sector neutralisation was on but the training panel had no sectors (a panel with
     # them now must not be demeaned); None: neutralisation off, or a chain pickled before it
     data_end: str | None = None  # last date of the training panel (None: chains pickled before)
+    unsectored_names: list[str] | None = None  # names without a sector in training (warned
+    # about there, not again at every inference; None: chains pickled before it existed)
     typical_names: int | None = None  # names in the training panel's cross-section (median
     # over its last dates): scores are ranks within a date, so a much thinner one is warned about
     label_target: str | None = None  # what the scores rank ("10d return after 1d delay")
@@ -461,7 +463,8 @@ class PredictionChain:
         if not getattr(self, "training_sectors", None) or "sector" not in clean:
             return
         rows = clean.loc[clean["date"].isin(scored) & clean["eligible"].astype(bool)]
-        names = sorted(rows.loc[rows["sector"].isna(), "ticker"].astype(str).unique())
+        known = set(getattr(self, "unsectored_names", None) or [])  # training named them
+        names = sorted(set(rows.loc[rows["sector"].isna(), "ticker"].astype(str)) - known)
         if names:
             logger.warning(
                 "%d scored name(s) have no sector: %s%s. Their features are not demeaned within "

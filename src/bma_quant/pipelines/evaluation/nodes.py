@@ -529,6 +529,7 @@ def build_prediction_chain(
         training_data={key: data.get(key) for key in panel_lib.READ_KEYS},
         data_start=_complete_history_start(primary_panel, data_quality_report),
         training_sectors=_neutralised_sectors(feature_spec, primary_panel),
+        unsectored_names=_unsectored_names(primary_panel),
         data_end=str(pd.Timestamp(primary_panel["date"].max()).date()),
         typical_names=_typical_names(primary_panel),
         label_target=label_target(temporal),
@@ -553,6 +554,14 @@ def _neutralised_sectors(feature_spec: Any, primary_panel: pd.DataFrame) -> list
     if "sector" not in primary_panel:
         return []
     return sorted(primary_panel["sector"].dropna().astype(str).unique())
+
+
+def _unsectored_names(primary_panel: pd.DataFrame) -> list[str]:
+    """Names without a sector on any date of the training panel (its no_sector warning)."""
+    if "sector" not in primary_panel:
+        return []
+    has = primary_panel["sector"].notna().groupby(primary_panel["ticker"]).any()
+    return sorted(map(str, has.index[~has]))
 
 
 def _typical_names(primary_panel: pd.DataFrame, last_dates: int = TYPICAL_NAMES_DATES) -> int | None:

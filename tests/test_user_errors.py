@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from bma_quant.core.data.schema import DataValidationError
+from bma_quant.hooks import MemoryLimitExceeded
 from bma_quant.run_hooks import user_errors
 from bma_quant.serving.model_source import ModelSourceError
 
@@ -19,7 +20,9 @@ def hook(monkeypatch):
 
 
 @pytest.mark.parametrize("error", [DataValidationError("column 'close': must be numeric"),
-                                   ModelSourceError("no registered model 'x'")])
+                                   ModelSourceError("no registered model 'x'"),
+                                   MemoryLimitExceeded("System memory use 91% passed "
+                                                       "memory.max_threshold 80%")])
 def test_a_users_error_prints_one_block(hook, capsys, monkeypatch, error):
     monkeypatch.delenv(user_errors.TRACEBACK_ENV, raising=False)
     excepthook, calls = hook

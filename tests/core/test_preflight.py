@@ -57,6 +57,7 @@ def test_valid_parameters_pass():
     ("cv.n_splits", 0, "cv.n_splits must be >= 1, got 0"),
     ("evaluation.backtest.rebalance_days", 0, "rebalance_days must be >= 1, got 0"),  # null: h
     ("stacking.selection.n_validation_folds", 0, "n_validation_folds must be >= 1, got 0"),
+    ("registry.reproduction_dates", 0, "reproduction_dates must be >= 1, got 0"),  # null: all
     ("regime_models.rules.net_vote_share", 1.5, "net_vote_share must be in [0, 1], got 1.5"),
     ("cv.combinatorial", {"n_groups": 6, "n_test_groups": 6},
      "cv.combinatorial.n_test_groups (6) must be below cv.combinatorial.n_groups (6)"),

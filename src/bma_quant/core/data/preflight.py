@@ -95,6 +95,7 @@ BOUNDS = (
     Bound("regime_models.smoothing.min_duration_days", 0),
     Bound("regime_models.rules.net_vote_share", 0.0, 1.0),  # > 1: a vote no date reaches
     Bound("registry.max_reproduction_diff", 0.0),
+    Bound("registry.reproduction_dates", 1),  # null: every test date (0 read as null silently)
     Bound("stacking.bma.bootstrap_draws", 0),
     Bound("stacking.selection.n_validation_folds", 1),  # 0 would leave no out-of-fold score
     Bound("cv.combinatorial.n_groups", 2),

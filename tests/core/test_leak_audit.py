@@ -316,3 +316,21 @@ def test_volume_and_candles_starting_later_than_close_are_no_false_alarm(synthet
     table = LA.prefix_audit(full, compute, grid.dates, cuts, config.lookback_days(), CONFIG)
     assert {"vwap_5", "kmid", "amihud_20"} <= set(table.index)
     assert (table["prefix_mismatches"] == 0).all(), table[table["prefix_mismatches"] > 0]
+
+
+def test_a_profile_on_a_few_dates_is_not_judged(caplog):
+    """A price floor that leaves 1-5 names a date: two IC dates gave |IC| 0.75 and t 30 and the
+    audit dropped ordinary factors as one-day peeks. Profiles on fewer than min_dates dates are
+    named and left unjudged; the others are judged as before."""
+    import logging
+
+    columns = {f"ic_{j}": [0.0, 0.0] for j in range(12)}
+    profile = pd.DataFrame({**columns, "n_dates": [2, 500], "t_2": [30.0, 30.0]},
+                           index=pd.Index(["thin", "wide"], name="factor"))
+    profile.loc[:, "ic_2"] = 0.75
+    assert set(LA.future_peek_reasons(profile, CONFIG)) == {"thin", "wide"}
+    with caplog.at_level(logging.WARNING):
+        judged = LA.judged_profiles(profile, CONFIG)
+    assert list(judged.index) == ["wide"]
+    assert "1 factor(s) have an IC on fewer than feature_engineering.leak_audit.min_dates" \
+        in caplog.text

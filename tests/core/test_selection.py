@@ -196,6 +196,23 @@ def test_selection_ignores_labels_outside_development_dates(synthetic):
     pd.testing.assert_frame_equal(first.table, second.table)
 
 
+def test_labels_of_names_out_of_the_cross_section_do_not_count_for_the_ic(caplog):
+    """A price floor keeps most names out (their factors are empty) while their labels exist:
+    the check counted labelled names, ran in full mode and scored every factor on two dates
+    (t-stats of 39); names count only where a factor has a value too."""
+    features, families, label, dates, dev, folds = _setup(n_tickers=30, n_days=500, seed=2)
+    thin = {name: np.where(np.arange(values.shape[1]) < 3, values, np.nan)
+            for name, values in features.items()}
+    config = SelectionConfig(nw_lag=10, include_market_context=False)
+    assert not select_features(features, families, label, dates, dev, folds, config,
+                               True).degraded
+    with caplog.at_level(logging.WARNING):
+        result = select_features(thin, families, label, dates, dev, folds, config, True)
+    assert result.degraded
+    assert "labelled names in the cross-section" in result.report["degraded_reason"]
+    assert "at most 3 names on a date" in result.report["degraded_reason"]
+
+
 def test_degraded_mode_with_too_few_names(caplog):
     features, families, label, dates, dev, folds = _setup(
         n_tickers=4, n_days=500, seed=2, n_sectors=2

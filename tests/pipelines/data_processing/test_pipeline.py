@@ -753,7 +753,15 @@ def test_one_name_under_two_tickers_is_warned_about(tmp_path, market, caplog):
     with caplog.at_level(logging.WARNING):
         out = run_pipeline("data_processing", {}, _overrides(path))
     assert out["data_quality_report"]["duplicate_series"] == [["T0003", "T0003B"]]
-    assert "1 group(s) of tickers have identical close series (e.g. T0003 = T0003B)" in caplog.text
+    assert "1 group(s) of tickers have identical closes on every date both trade (e.g. T0003 = " \
+           "T0003B)" in caplog.text
+    # a copy of part of a name's life (a renamed code over 200 of its dates) is the same name
+    dates = np.sort(panel["date"].unique())
+    part = panel[(panel["ticker"] == "T0005") & panel["date"].between(dates[100], dates[299])]
+    path = tmp_path / "part.parquet"
+    pd.concat([panel, part.assign(ticker="T0005_2")], ignore_index=True).to_parquet(path)
+    out = run_pipeline("data_processing", {}, _overrides(path))
+    assert out["data_quality_report"]["duplicate_series"] == [["T0005", "T0005_2"]]
 
 
 def test_a_code_back_after_a_long_absence_is_reported(tmp_path, market, caplog):

@@ -574,16 +574,48 @@ def bars_outside_range(panel: PanelMatrices, tolerance: float = 1e-6) -> int:
 
 
 def duplicate_series(close: pd.DataFrame, min_dates: int = 20) -> list[list[str]]:
-    """Groups of tickers whose close series are identical (same dates, same prices, at least
-    `min_dates` closes): one name exported twice (a share class, an old and a new code), which
-    counts double in every cross-section."""
+    """Groups of tickers whose closes are identical on every date both have a close, on at least
+    `min_dates` such dates with more than one price: one name exported twice (a share class, an
+    old and a new code, a copy covering part of the other's life), which counts double in every
+    cross-section while both trade."""
+    values = close.to_numpy(dtype=np.float64)
+    n = values.shape[1]
+    # candidates: pairs next to each other in a date's sorted closes with the same close (a
+    # third name at that price can sit between a copy and its original: half the dates suffice)
+    keys = []
+    for row in values:
+        present = np.flatnonzero(np.isfinite(row))
+        order = present[np.argsort(row[present], kind="stable")]
+        same = np.flatnonzero(row[order][1:] == row[order][:-1])
+        low, high = np.minimum(order[same], order[same + 1]), np.maximum(order[same], order[same + 1])
+        keys.append(low.astype(np.int64) * n + high)
+    candidates, counts = np.unique(np.concatenate(keys) if keys else np.array([], np.int64),
+                                   return_counts=True)
+    finite = np.isfinite(values)
+    linked = []
+    for key in candidates[counts >= max(min_dates // 2, 1)]:
+        a, b = divmod(int(key), n)
+        both = finite[:, a] & finite[:, b]
+        if (both.sum() >= min_dates and np.array_equal(values[both, a], values[both, b])
+                and len(np.unique(values[both, a])) > 1):
+            linked.append((a, b))
+    return _connected_groups(linked, [str(c) for c in close.columns])
+
+
+def _connected_groups(pairs: list[tuple[int, int]], names: list[str]) -> list[list[str]]:
+    """The names linked by `pairs`, as sorted groups (a copy of a copy is one group)."""
+    parent: dict[int, int] = {}
+
+    def root(k: int) -> int:
+        while parent.setdefault(k, k) != k:
+            k = parent[k]
+        return k
+
+    for a, b in pairs:
+        parent[root(a)] = root(b)
     groups: dict[int, list[str]] = {}
-    for ticker in close.columns:
-        series = close[ticker]
-        if series.notna().sum() < min_dates:
-            continue
-        key = int(pd.util.hash_pandas_object(series, index=True).sum())
-        groups.setdefault(key, []).append(str(ticker))
+    for k in parent:
+        groups.setdefault(root(k), []).append(names[k])
     return sorted(sorted(g) for g in groups.values() if len(g) > 1)
 
 

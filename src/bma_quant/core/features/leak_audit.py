@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from bma_quant.core.features.factors import (
 )
 from bma_quant.core.features.selection import rowwise_corr
 from bma_quant.core.features.transforms import row_ranks
+
+logger = logging.getLogger(__name__)
 
 # (start, first, stop) -> the factor table computed from the panel's date rows start .. stop - 1
 # only, returned on rows first .. stop - 1 (the full table's columns)
@@ -63,6 +66,9 @@ class LeakAuditConfig:
     edge_days: int = 1
     max_edge_ic: float | None = 0.02  # None: check (c) off
     min_edge_tstat: float = 5.0
+    # a profile on fewer IC dates is not judged: a thin cross-section (a few names a date) gives
+    # ICs of +-0.8 and t-stats of 30 from noise
+    min_dates: int = 60
 
     @classmethod
     def from_params(cls, params: Mapping) -> LeakAuditConfig:
@@ -392,6 +398,22 @@ class LeakAudit:
     cut_dates: list[str]
 
 
+def judged_profiles(profile: pd.DataFrame, config: LeakAuditConfig) -> pd.DataFrame:
+    """The profiles with at least `min_dates` IC dates; the others are named, not judged."""
+    if "n_dates" not in profile or profile.empty:
+        return profile
+    few = profile["n_dates"] < config.min_dates
+    if few.any():
+        logger.warning(
+            "leak audit: %d factor(s) have an IC on fewer than "
+            "feature_engineering.leak_audit.min_dates (%d) development dates (at most %d): "
+            "their future-day profiles are not judged (a cross-section of a few names gives "
+            "large ICs from noise); a rule that thins the cross-section (e.g. "
+            "processing.eligibility.min_price) or a short history?", int(few.sum()),
+            config.min_dates, int(profile.loc[few, "n_dates"].max()))
+    return profile.loc[~few]
+
+
 def audit_factor_table(
     full: Mapping[str, np.ndarray],
     compute: SliceComputation,
@@ -423,9 +445,10 @@ def audit_factor_table(
                 f"{row['lookahead_days']} date(s) before a cut (max |diff| "
                 f"{row['max_abs_diff']:.3g}): it reads data after t"
             )
-    for name, reason in future_peek_reasons(profile, config).items():
+    judged = judged_profiles(profile, config)
+    for name, reason in future_peek_reasons(judged, config).items():
         suspects.setdefault(name, []).append(reason)
-    for name, reason in label_edge_reasons(profile, config, max_offset).items():
+    for name, reason in label_edge_reasons(judged, config, max_offset).items():
         suspects.setdefault(name, []).append(reason)
     table = prefix.join(profile, how="outer")
     table["suspect"] = table.index.isin(list(suspects))

@@ -515,17 +515,26 @@ class _Scored:
     drop: dict[str, str] = field(default_factory=dict)
 
 
-def _degraded_reason(label: np.ndarray, scope, per_ticker: list[str],
-                     config: SelectionConfig) -> tuple[str | None, int]:
-    """Why ICs cannot be estimated on the scope (None when they can), and the IC date count."""
-    label_valid = np.isfinite(label[scope.rows]).sum(axis=1)
+def _degraded_reason(label: np.ndarray, scope, features: Mapping[str, np.ndarray],
+                     per_ticker: list[str], config: SelectionConfig) -> tuple[str | None, int]:
+    """Why ICs cannot be estimated on the scope (None when they can), and the IC date count.
+    A name counts on a date when it has a label and a factor value there: labels exist for names
+    out of the cross-section too (a price floor, a short history), whose factors are empty."""
+    scored = np.isfinite(label[scope.rows])
+    if per_ticker:
+        valued = np.zeros_like(scored)
+        for name in per_ticker:
+            valued |= np.isfinite(np.asarray(features[name])[scope.rows])
+        scored &= valued
+    label_valid = scored.sum(axis=1)
     n_ic_dates = int((label_valid >= config.min_names).sum())
     max_names = int(label_valid.max()) if label_valid.size else 0
     if n_ic_dates >= config.min_ic_dates and per_ticker:
         return None, n_ic_dates
     return (f"IC cannot be estimated: {n_ic_dates} development date(s) with >= {config.min_names} "
-            f"labelled names (need {config.min_ic_dates}; at most {max_names} names on a date)",
-            n_ic_dates)
+            f"labelled names in the cross-section (need {config.min_ic_dates}; at most "
+            f"{max_names} names on a date: a short history, or a rule that keeps names out such "
+            "as processing.eligibility.min_price?)", n_ic_dates)
 
 
 def _warn_leak_suspects(suspects: list[str], rows: list[dict], families: Mapping[str, str],
@@ -628,7 +637,7 @@ def select_features(
     label = np.asarray(label, dtype=np.float64)
     per_ticker = [n for n in features if families[n] != MARKET_FAMILY]
     market_names = [n for n in features if families[n] == MARKET_FAMILY]
-    reason, n_ic_dates = _degraded_reason(label, scope, per_ticker, config)
+    reason, n_ic_dates = _degraded_reason(label, scope, features, per_ticker, config)
     degraded = reason is not None
     if degraded:
         logger.warning("feature selection in degraded mode: %s", reason)

@@ -412,8 +412,9 @@ def _warn_bars_and_volume(log: dict, n_priced: int, untraded_moves: bool) -> Non
     if log.get("duplicate_series"):
         groups = log["duplicate_series"]
         logger.warning(
-            "%d group(s) of tickers have identical close series (e.g. %s): one name exported "
-            "under two codes counts twice in every cross-section; drop the copies",
+            "%d group(s) of tickers have identical closes on every date both trade (e.g. %s): "
+            "one name exported under two codes counts twice in every cross-section while both "
+            "trade; drop the copies",
             len(groups), "; ".join(" = ".join(g) for g in groups[:3]))
     if log.get("bars_outside_range"):
         logger.warning(

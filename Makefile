@@ -23,8 +23,12 @@ run: $(STAMP)
 	$(BIN)/kedro run
 	@$(BIN)/python -m bma_quant.summary
 
+# Two pytest-xdist workers, a test module per worker (tests/conftest.py); TEST_WORKERS=0 runs the
+# suite in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -7,6 +7,10 @@ import pytest
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Two test workers share two cores: OpenMP threads of a fit that wait for work sleep instead of
+# spinning on the core the other worker needs (benchmarks/results.md "thread contention"; results
+# do not depend on it). Set here, before any test process loads LightGBM or XGBoost.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # No test may write into the project's own mlflow.db: default every MLflow call to a scratch store.
 _SCRATCH = tempfile.mkdtemp(prefix="bma_quant_mlflow_")
 atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)  # one per pytest process, not left in /tmp
@@ -45,3 +49,42 @@ def smoke_project(smoke_market, tmp_path_factory):
 
     return train_smoke_chain(copy_trained_project(smoke_market,
                                                   tmp_path_factory.mktemp("smoke_chain")))
+
+
+
+# `make test` runs on two workers (pytest-xdist, `-n 2 --dist loadfile`). A module's tests stay on
+# one worker, so its module-scoped fixtures (a project copy, a `kedro run`) are built once, and the
+# modules that read the trained smoke project share one worker, which trains it once. The
+# end-to-end and scale-out modules (a minute or more each) are handed out first so that no long
+# one is left for the end. (xdist's own `xdist_group` marks are not read under pytest 9.2.)
+SHARES_SMOKE_PROJECT = ("tests/e2e/test_full_chain_run.py", "tests/e2e/test_serving.py")
+_LONG_FIRST = ("tests/scale_out/", "tests/e2e/")
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModuleScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = _module(nodeid)
+            return "smoke_project" if module in SHARES_SMOKE_PROJECT else module
+
+    config.option.loadscopereorder = False  # keep the long-first order below
+    return ModuleScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items):
+    strays = sorted({_module(item.nodeid) for item in items
+                     if "smoke_project" in item.fixturenames
+                     and _module(item.nodeid) not in SHARES_SMOKE_PROJECT})
+    if strays:
+        raise pytest.UsageError(f"{', '.join(strays)} read(s) smoke_project: add to "
+                                "SHARES_SMOKE_PROJECT in tests/conftest.py (trained once per worker)")
+    items.sort(key=lambda item: not item.nodeid.startswith(_LONG_FIRST))

@@ -7,10 +7,12 @@ import pytest
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
-# Two test workers share two cores: OpenMP threads of a fit that wait for work sleep instead of
-# spinning on the core the other worker needs (benchmarks/results.md "thread contention"; results
-# do not depend on it). Set here, before any test process loads LightGBM or XGBoost.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Test workers share the cores: OpenMP threads of a fit that wait for work sleep instead of
+# spinning on a core another worker needs (benchmarks/results.md "thread contention": x4 for a
+# LightGBM fit beside a busy neighbour; alone, spinning is faster). Results do not depend on it.
+# Set in each worker before it, or a `kedro run` it starts, loads LightGBM or XGBoost.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # No test may write into the project's own mlflow.db: default every MLflow call to a scratch store.
 _SCRATCH = tempfile.mkdtemp(prefix="bma_quant_mlflow_")
 atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)  # one per pytest process, not left in /tmp

@@ -110,6 +110,8 @@ def test_an_interrupted_trial_shows_no_traceback_on_the_console_but_keeps_it_in_
     import io
     import logging
 
+    import optuna
+
     from bma_quant import logging_filters
     from bma_quant.run_hooks.interrupts import RunInterrupted
 
@@ -122,6 +124,7 @@ def test_an_interrupted_trial_shows_no_traceback_on_the_console_but_keeps_it_in_
     root.addHandler(info_file)
     try:
         logging_filters.install()
+        logging_filters.route_optuna_records()  # as a run sets it up (not left to other tests)
         child = logging.getLogger("optuna.study._optimize")
         for error in (RunInterrupted("run interrupted by SIGINT"), ValueError("bad input")):
             try:
@@ -129,9 +132,11 @@ def test_an_interrupted_trial_shows_no_traceback_on_the_console_but_keeps_it_in_
             except Exception:
                 child.warning("Trial 8 failed because of the following error: %r", error,
                               exc_info=True)
-    finally:
+    finally:  # leave Optuna as other tests expect it
         root.removeHandler(console)
         root.removeHandler(info_file)
+        optuna.logging.disable_propagation()
+        optuna.logging.enable_default_handler()
     shown, logged = console_text.getvalue(), file_text.getvalue()
     assert "WARNING Trial 8 failed because of the following error: RunInterrupted" in shown
     assert shown.count("Traceback") == 1 and "ValueError: bad input" in shown

@@ -260,3 +260,23 @@ def test_the_dollar_volume_minimum_reads_traded_days_causally():
     assert universe.below_min_dollar_volume(close, None, 1e6, 4) is None
     cut = universe.below_min_dollar_volume(close.iloc[:5], volume.iloc[:5], 1e6, days=4)
     pd.testing.assert_frame_equal(cut, thin.iloc[:5])
+
+
+def test_a_name_a_price_floor_keeps_out_is_not_said_to_lack_history():
+    """Names in no cross-section are told apart by cause: one whose history never admits it (too
+    short / too gappy), one a rule (here a price floor) keeps out whenever its history would
+    admit it; a name the floor excluded only part of the time is eligible, named by neither."""
+    observed = _observed({"FULL": [1] * 25, "PENNY": [1] * 25, "DIPS": [1] * 25,
+                          "SHORT": [0] * 23 + [1] * 2})
+    close = observed.where(observed, np.nan).astype(float) * 10.0
+    close["PENNY"] = 0.5
+    close.iloc[:10, close.columns.get_loc("DIPS")] = 0.5
+    trailing = universe.trailing_eligibility(observed, RULE)
+    below = universe.below_min_price(close, 1.0)
+    rules = {"below_price": below, "carried": None}
+    eligible = universe.eligible_cells(trailing, close, below_price=below)
+    too_little, kept_out = universe.never_eligible_causes(trailing, close, eligible, rules)
+    assert too_little == ["SHORT"] and kept_out == {"PENNY": ["below_price"]}
+    # from a later date on, only what happens from then counts
+    later = universe.never_eligible_causes(trailing, close, eligible, rules, close.index[20])
+    assert later == (["SHORT"], {"PENNY": ["below_price"]})

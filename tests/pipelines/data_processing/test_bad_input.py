@@ -156,6 +156,32 @@ def _processed(path):
         "cv": {"n_splits": 3, "min_train_days": 100, "n_tuning_folds": 1}})
 
 
+def test_a_name_a_price_floor_keeps_out_is_named_with_the_floor_not_its_history(tmp_path, caplog):
+    frame = long_frame()
+    penny = frame["ticker"] == "T1"
+    frame.loc[penny, "close"] = (frame.loc[penny, "close"] / 100).round(4)  # a full history
+    path = write_csv(tmp_path, frame)
+    with caplog.at_level("WARNING"):
+        out = run_pipeline("data_processing", {}, {
+            "data": {"raw_path": str(path), "index_path": None}, "periods": {"dev_start": None},
+            "processing": {"eligibility": {"min_price": 1.0}},
+            "cv": {"n_splits": 3, "min_train_days": 100, "n_tuning_folds": 1}})
+    assert out["data_quality_report"]["never_eligible"] == ["T1"]
+    assert ("1 name(s) are never in the cross-section although their history admits them: kept "
+            "out by processing.eligibility.min_price (1.0): T1") in caplog.text
+    assert "too little history" not in caplog.text
+
+
+def test_settings_that_leave_no_name_in_the_cross_section_are_refused_by_name(tmp_path):
+    path = write_csv(tmp_path, long_frame())
+    with pytest.raises(DataValidationError, match=r"no name is in the cross-section on any date"
+                       r".*min_price 1000.0"):
+        run_pipeline("data_processing", {}, {
+            "data": {"raw_path": str(path), "index_path": None}, "periods": {"dev_start": None},
+            "processing": {"eligibility": {"min_price": 1000.0}},
+            "cv": {"n_splits": 3, "min_train_days": 100, "n_tuning_folds": 1}})
+
+
 def test_wide_file_with_an_empty_ticker_column_is_reported(tmp_path, caplog):
     wide = long_frame().pivot(index="date", columns="ticker", values="close").reset_index()
     wide["EMPTY"] = np.nan

@@ -316,6 +316,31 @@ def long_absences(close: pd.DataFrame, min_dates: int) -> list[dict]:
     return out
 
 
+def never_eligible_causes(trailing: pd.DataFrame, close: pd.DataFrame, eligible: pd.DataFrame,
+                          exclusions: dict[str, pd.DataFrame | None],
+                          since: pd.Timestamp | None = None) -> tuple[list[str], dict[str, list[str]]]:
+    """Why each name is in no date's cross-section (from ``since`` on): ``(too_little_history,
+    kept_out)``. A name whose trailing history rule never holds on a priced date is in the
+    first list; one that rule admits on some date is kept out by the optional rules
+    (``exclusions``, as for ``eligible_cells``): ``kept_out`` maps it to the rules that excluded
+    it on a date its history admitted it."""
+    dates = close.index if since is None else close.index[close.index >= since]
+    admitted = (trailing.reindex(index=dates, columns=close.columns, fill_value=False)
+                .astype(bool) & close.loc[dates].notna())
+    never = ~eligible.loc[dates].any(axis=0)
+    history = admitted.any(axis=0)
+    too_little = sorted(map(str, close.columns[never & ~history]))
+    kept_out: dict[str, list[str]] = {}
+    for name, mask in exclusions.items():
+        if mask is None:
+            continue
+        hit = (admitted & mask.reindex(index=dates, columns=close.columns, fill_value=False)
+               .astype(bool)).any(axis=0)
+        for ticker in close.columns[never & history & hit]:
+            kept_out.setdefault(str(ticker), []).append(name)
+    return too_little, dict(sorted(kept_out.items()))
+
+
 def universe_summary(eligible: pd.DataFrame) -> dict:
     """Eligible names per date (min / median / max), eligible rows, never-eligible names."""
     per_date = eligible.sum(axis=1)

@@ -127,7 +127,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         carried=kept.close.isna() & filled_panel.close.notna(),
     )
     cleaned, untraded, kept_out = _point_in_time_universe(
-        kept, observed, split_repair, cleaned, rule, processing)
+        kept, observed, split_repair, cleaned, rule, processing, (periods or {}).get("dev_start"))
     log = {
         **_calendar_findings(raw, matrices, keep, kept, filled, processing),
         # codes back after more than eligibility.relist_after_days: new listings (features too)
@@ -167,11 +167,13 @@ def _warn_unknown_factor_limits(user_columns: list[str], limits) -> None:
 
 def _point_in_time_universe(kept: panel.PanelMatrices, observed: pd.DataFrame,
                             split_repair: cleaning.SplitRepair, cleaned: panel.PanelMatrices,
-                            rule: universe.EligibilityRule, processing: dict
+                            rule: universe.EligibilityRule, processing: dict,
+                            dev_start: str | None = None
                             ) -> tuple[panel.PanelMatrices, pd.DataFrame | None, dict[str, int]]:
     """`cleaned` with `eligible`, `withheld`, `tradable` and `listed_from`; the rows the file
     marks as not traded; the rows each optional rule alone keeps out. Decided on the raw
-    calendar (`observed`) with trailing windows: the same on any prefix of the panel."""
+    calendar (`observed`) with trailing windows: the same on any prefix of the panel. Names in
+    no cross-section from `dev_start` on are warned about with their cause."""
     # a suspension the file states (volume 0, close copied) is no trade: out of that date's
     # cross-section (nothing scored or traded, no training row), judged from that day alone
     untraded = (cleaning.untraded_cells(kept, moves=bool(
@@ -181,8 +183,11 @@ def _point_in_time_universe(kept: panel.PanelMatrices, observed: pd.DataFrame,
     traded = universe.traded_cells(observed, split_repair.panel.close, cleaned.close, untraded)
     trailing = universe.trailing_eligibility(traded, rule, rows=observed)
     exclusions = _exclusions(kept, cleaned.close, processing["eligibility"])
-    eligible, kept_out = _eligible_and_kept_out(trailing, cleaned.close,
-                                                {"untraded": untraded, **exclusions})
+    rules = {"untraded": untraded, **exclusions}
+    eligible, kept_out = _eligible_and_kept_out(trailing, cleaned.close, rules)
+    _warn_never_eligible(*universe.never_eligible_causes(
+        trailing, cleaned.close, eligible, rules, None if dev_start is None
+        else pd.Timestamp(dev_start)), processing, dev_start)
     cleaned = replace(cleaned, eligible=eligible, withheld=split_repair.withheld,
                       tradable=universe.tradable_cells(traded, cleaned.close,
                                                        split_repair.withheld),
@@ -287,6 +292,40 @@ def _exclusions(kept: panel.PanelMatrices, close: pd.DataFrame, eligibility: dic
         "carried": universe.carried_cells(kept.close, close,
                                           bool(eligibility.get("require_own_close"))),
     }
+
+
+def _rule_setting(rule: str, processing: dict) -> str:
+    eligibility = processing["eligibility"]
+    return {"untraded": "processing.untraded_zero_volume (a volume-0 row is no trade)",
+            "below_price": f"processing.eligibility.min_price ({eligibility.get('min_price')})",
+            "illiquid": "processing.eligibility.min_dollar_volume "
+                        f"({eligibility.get('min_dollar_volume')})",
+            "carried": "processing.eligibility.require_own_close"}[rule]
+
+
+def _warn_never_eligible(too_little_history: list[str], kept_out: dict[str, list[str]],
+                         processing: dict, dev_start: str | None) -> None:
+    """Names in no date's cross-section, with the cause: too little history, or the optional
+    eligibility rules (a price floor is no history problem)."""
+    since = f" from {dev_start} on" if dev_start else ""
+    if too_little_history:
+        eligibility = processing["eligibility"]
+        logger.warning(
+            "%d name(s) are never in the cross-section%s (too little history: a name enters "
+            "after %s dates of closes with %.0f%% trailing coverage, processing.eligibility): "
+            "%s%s", len(too_little_history), since, eligibility["min_history_days"],
+            100 * float(processing["coverage_threshold"]), ", ".join(too_little_history[:10]),
+            " ..." if len(too_little_history) > 10 else "")
+    if kept_out:
+        by_rules: dict[tuple[str, ...], list[str]] = {}
+        for ticker, rules in kept_out.items():
+            by_rules.setdefault(tuple(rules), []).append(ticker)
+        logger.warning(
+            "%d name(s) are never in the cross-section%s although their history admits them: "
+            "kept out by %s", len(kept_out), since, "; ".join(
+                f"{' and '.join(_rule_setting(r, processing) for r in rules)}: "
+                f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''}"
+                for rules, names in by_rules.items()))
 
 
 def _eligible_and_kept_out(trailing: pd.DataFrame, close: pd.DataFrame,
@@ -600,16 +639,17 @@ def finalise_panel(
     returns = cleaning.daily_returns(clean.close, clean.withheld, clean.listed_from)
     cells = panel.cells_with_values(clean, listed.loc[clean.dates].to_numpy())
     long = panel.to_long(clean, extra={"ret_1d": returns}, cells=cells)
-    summary = universe.universe_summary(clean.eligible)
-    never = summary["never_eligible"]
-    if never:
+    summary = universe.universe_summary(clean.eligible)  # never_eligible: warned in align_and_clean
+    if summary["eligible_rows"] == 0:
         eligibility = processing["eligibility"]
-        logger.warning(
-            "%d name(s) are never in the cross-section from %s on (too little history: a name "
-            "enters after %s dates of closes with %.0f%% trailing coverage, "
-            "processing.eligibility): %s%s", len(never), start.date(),
-            eligibility["min_history_days"], 100 * float(processing["coverage_threshold"]),
-            ", ".join(never[:10]), " ..." if len(never) > 10 else "")
+        raise DataValidationError(
+            f"no name is in the cross-section on any date from {start.date()} on: nothing to "
+            "train or score. The point-in-time universe's settings leave it empty "
+            f"(processing.eligibility: min_history_days {eligibility['min_history_days']}, "
+            f"min_price {eligibility.get('min_price')}, min_dollar_volume "
+            f"{eligibility.get('min_dollar_volume')}, require_own_close "
+            f"{bool(eligibility.get('require_own_close'))}; processing.coverage_threshold "
+            f"{processing['coverage_threshold']}): see the warnings above for each name's cause")
     return long, {"imputed_values": imputed, "sparse_columns": sparse, "late_columns": late,
                   **summary}
 

@@ -324,13 +324,18 @@ def test_a_profile_on_a_few_dates_is_not_judged(caplog):
     named and left unjudged; the others are judged as before."""
     import logging
 
-    columns = {f"ic_{j}": [0.0, 0.0] for j in range(12)}
-    profile = pd.DataFrame({**columns, "n_dates": [2, 500], "t_2": [30.0, 30.0]},
-                           index=pd.Index(["thin", "wide"], name="factor"))
-    profile.loc[:, "ic_2"] = 0.75
+    columns = {f"ic_{j}": [0.0, 0.0, np.nan] for j in range(12)}
+    profile = pd.DataFrame({**columns, "n_dates": [2, 500, 0], "t_2": [30.0, 30.0, np.nan]},
+                           index=pd.Index(["thin", "wide", "mkt_ret_5"], name="factor"))
+    profile.loc[["thin", "wide"], "ic_2"] = 0.75
     assert set(LA.future_peek_reasons(profile, CONFIG)) == {"thin", "wide"}
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         judged = LA.judged_profiles(profile, CONFIG)
     assert list(judged.index) == ["wide"]
-    assert "1 factor(s) have an IC on fewer than feature_engineering.leak_audit.min_dates" \
-        in caplog.text
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and warned[0].startswith(
+        "leak audit: 1 factor(s) have an IC on fewer than feature_engineering.leak_audit.min_dates")
+    # a market-wide factor has no cross-sectional IC at all: named at INFO, not blamed on a
+    # thin cross-section or a short history in a warning on every run
+    assert warned[0].endswith("thin") and "mkt_ret_5" not in warned[0]
+    assert "no cross-sectional IC on any development date" in caplog.text

@@ -97,6 +97,18 @@ def test_significance_gate_alone_drops_noise(signal_only):
     assert ((table["rank_ic_tstat"].abs() >= 3.0) | (table["timed_ic_tstat"] >= 3.0)).all()
 
 
+def test_no_per_ticker_factor_kept_and_no_refill_is_refused_naming_the_settings(signal_only):
+    """Market-wide factors alone cannot rank names: every learner would be degenerate, so the
+    selection stops with the thresholds that did it (it ended in NoBaseModelSucceeded)."""
+    from bma_quant.core.data.preflight import PreflightError
+
+    features, families, label, dates, dev, folds = signal_only
+    config = SelectionConfig(nw_lag=10, min_features=0, min_abs_tstat=1000.0)
+    with pytest.raises(PreflightError, match=r"kept none of the \d+ per-ticker factors.*"
+                       r"min_features is 0.*min_abs_tstat"):
+        select_features(features, families, label, dates, dev, folds, config, True)
+
+
 def test_min_features_refills_from_insignificant_factors_and_reports_them(signal_only, caplog):
     features, families, label, dates, dev, folds = signal_only
     config = SelectionConfig(nw_lag=10, min_features=10, include_market_context=False)

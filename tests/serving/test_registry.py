@@ -3,12 +3,14 @@ pass and the candidate beats the champion on the same test period, a description
 and a fresh-process reload that reproduces the pipeline's final test predictions."""
 
 import copy
+import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -559,3 +561,43 @@ def test_a_run_that_fails_after_registering_takes_its_version_back(setup):
     versions = {str(v.version) for v in client.search_model_versions(f"name = '{name}'")}
     assert versions == {kept["version"]} and first["version"] == kept["version"] == "1"
     assert str(client.get_model_version_by_alias(name, "champion").version) == kept["version"]
+
+
+def test_base_learners_trained_on_a_feature_subset_are_served_on_it(setup):
+    """`base_models.features` trains the base learners on a subset of the selected features: the
+    chain feeds them that subset (it fed every selected feature and refused as a stale chain)."""
+    from bma_quant.serving.chain import StaleChainError
+
+    chain = setup[2]
+    selected = list(chain.feature_spec.selected)
+    subset = selected[:2]
+
+    class OnSubset:
+        feature_names_in_ = subset
+
+        def predict(self, X):
+            assert list(X.columns) == subset
+            return X.sum(axis=1).to_numpy()
+
+    rng = np.random.default_rng(0)
+    features = pd.DataFrame(rng.normal(size=(6, len(selected))), columns=selected).assign(
+        date=pd.Timestamp("2021-01-04"), ticker=[f"T{i}" for i in range(6)])
+    served = dataclasses.replace(chain, base_models={"elastic_net": OnSubset()},
+                                 base_features=subset)
+    out = served.base_predictions(features)
+    np.testing.assert_allclose(out["prediction"], features[subset].sum(axis=1), rtol=1e-6)
+    stale = dataclasses.replace(served, base_features=None)
+    with pytest.raises(StaleChainError, match="the feature spec selects"):
+        stale.base_predictions(features)
+
+
+def test_a_gated_model_the_chain_does_not_serve_is_not_registered(setup):
+    """Gates (and the champion's score) judged `evaluation.gates.model`; a chain serving `final`
+    registered on a base learner's figures could become champion on another model's merits."""
+    datasets, overrides, chain, uri, tmp = setup
+    with mlflow.start_run():
+        out = nodes.register_model(chain, {"passed": True, "model": "xgboost"},
+                                   datasets["ensemble_test_predictions"], {},
+                                   datasets["date_split"], overrides["data"], REGISTRY)
+    assert out["registered"] is False
+    assert "evaluation.gates.model is 'xgboost'" in out["reason"] and "'final'" in out["reason"]

@@ -289,6 +289,8 @@ class PredictionChain:
     label_target: str | None = None  # what the scores rank ("10d return after 1d delay")
     training_run_id: str | None = None  # the MLflow run that trained it (None: no active run,
     # or chains pickled before these existed)
+    base_features: list[str] | None = None  # base_models.features: the base learners' inputs
+    # when set (a subset of the selected features); None: every selected feature
 
     # ------------------------------------------------------------------ steps
     def prepare(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -541,16 +543,19 @@ class PredictionChain:
 
     def base_predictions(self, features: pd.DataFrame) -> pd.DataFrame:
         """Long (date, ticker, model, prediction) of every base model."""
-        names = self.feature_names(features)
+        selected = self.feature_names(features)
+        names = list(getattr(self, "base_features", None) or selected)
         X = features[names]
         frames = []
         for name, estimator in self.base_models.items():
             fitted_on = getattr(estimator, "feature_names_in_", None)
             if fitted_on is not None and list(fitted_on) != names:
+                chosen = (f"base_models.features gives {names}" if names != selected
+                          else f"the feature spec selects {names}")
                 raise StaleChainError(
-                    f"base model {name!r} was fitted on features {list(fitted_on)} but the "
-                    f"feature spec selects {names}: the upstream artifacts come from different "
-                    "runs (feature_engineering rerun after base_models?). Rerun the pipelines "
+                    f"base model {name!r} was fitted on features {list(fitted_on)} but "
+                    f"{chosen}: the upstream artifacts come from different runs "
+                    "(feature_engineering rerun after base_models?). Rerun the pipelines "
                     "from feature_engineering on."
                 )
             frames.append(

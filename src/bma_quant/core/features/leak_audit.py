@@ -403,14 +403,22 @@ def judged_profiles(profile: pd.DataFrame, config: LeakAuditConfig) -> pd.DataFr
     if "n_dates" not in profile or profile.empty:
         return profile
     few = profile["n_dates"] < config.min_dates
-    if few.any():
+    # no IC on any date: constant across names (market context), nothing to judge or warn about
+    unranked = profile["n_dates"] == 0
+    if unranked.any():
+        logger.info("leak audit: %d factor(s) have no cross-sectional IC on any development date "
+                    "(constant across names, e.g. market context): not judged: %s",
+                    int(unranked.sum()), ", ".join(map(str, profile.index[unranked])))
+    if (few & ~unranked).any():
+        few_ranked = few & ~unranked
         logger.warning(
             "leak audit: %d factor(s) have an IC on fewer than "
             "feature_engineering.leak_audit.min_dates (%d) development dates (at most %d): "
             "their future-day profiles are not judged (a cross-section of a few names gives "
             "large ICs from noise); a rule that thins the cross-section (e.g. "
-            "processing.eligibility.min_price) or a short history?", int(few.sum()),
-            config.min_dates, int(profile.loc[few, "n_dates"].max()))
+            "processing.eligibility.min_price) or a short history? %s", int(few_ranked.sum()),
+            config.min_dates, int(profile.loc[few_ranked, "n_dates"].max()),
+            ", ".join(map(str, profile.index[few_ranked])))
     return profile.loc[~few]
 
 

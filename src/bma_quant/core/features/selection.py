@@ -652,6 +652,8 @@ def select_features(
                      if scored.drop.get(n, "").startswith("suspected look-ahead")]
     # scored.visible holds the fit rows only: the filters read them in that order
     selected, filled = _choose(scored, per_ticker, np.arange(len(fit_rows)), degraded, config)
+    if per_ticker and not selected:
+        raise _nothing_selected(scored.drop, per_ticker, config)
     for name in market_names:
         scored.lags[name], scored.halflives[name] = 0, 0.0
         if config.include_market_context:
@@ -678,6 +680,21 @@ def select_features(
         table=table,
         report=report,
     )
+
+
+def _nothing_selected(drop: dict[str, str], per_ticker: list[str], config: SelectionConfig):
+    """No per-ticker factor kept: the market-context factors (one value per date) cannot rank
+    names, so every learner would be degenerate. Said here, with the settings that did it."""
+    from bma_quant.core.data.preflight import PreflightError
+
+    examples = "; ".join(f"{n}: {drop.get(n, 'not selected')}" for n in per_ticker[:3])
+    return PreflightError(
+        f"feature selection kept none of the {len(per_ticker)} per-ticker factors (e.g. "
+        f"{examples}{' ...' if len(per_ticker) > 3 else ''}) and "
+        f"feature_engineering.selection.min_features is {config.min_features}, so nothing is "
+        "refilled: the models would see only market-wide factors, which cannot rank names on a "
+        "date. Lower selection.min_abs_tstat (or the other thresholds named) or set "
+        "min_features >= 1")
 
 
 def _selection_report(features, scored: _Scored, selected, filled, market_names, leak_suspects,

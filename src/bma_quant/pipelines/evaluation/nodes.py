@@ -504,6 +504,7 @@ def build_prediction_chain(
     processing: dict,
     temporal: dict,
     registry: dict | None = None,
+    base_model_params: dict | None = None,
 ) -> PredictionChain:
     """Every fitted object plus the cleaning settings: raw panel slice -> final predictions.
 
@@ -534,6 +535,7 @@ def build_prediction_chain(
         typical_names=_typical_names(primary_panel),
         label_target=label_target(temporal),
         training_run_id=_active_run_id(),
+        base_features=list((base_model_params or {}).get("features") or []) or None,
     )
 
 
@@ -805,6 +807,13 @@ def register_model(
         str(registry.get("model_name_prefix", "bma_quant")), data_stem(data.get("raw_path")),
         registry.get("model_name"))
     out["model_name"] = model_name
+    gated = str(gate_report.get("model") or prediction_chain.model_name)
+    if gated != prediction_chain.model_name:  # the champion must be judged on what it serves
+        reason = (f"evaluation.gates.model is {gated!r}: the gates and the champion comparison "
+                  f"judged it, but the chain serves {prediction_chain.model_name!r}; set "
+                  f"evaluation.gates.model: {prediction_chain.model_name} to register the chain")
+        logger.warning("not registered: %s", reason)
+        return {**out, "registered": False, "reason": reason}
     if not registry.get("enabled", True):
         return {**out, "registered": False, "reason": "registry.enabled is false"}
     if mlflow.active_run() is None:

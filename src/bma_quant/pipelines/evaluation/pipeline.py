@@ -52,7 +52,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(nodes.build_prediction_chain,
                  ["feature_spec", "base_models", "regime_model", "ensemble", "primary_panel",
                   "regimes", "data_quality_report", "params:data", "params:processing",
-                  "params:temporal", "params:registry"],
+                  "params:temporal", "params:registry", "params:base_models"],
                  "prediction_chain", name="build_prediction_chain"),
             Node(nodes.development_score,
                  ["ensemble_report", "base_model_status", "regime_models_report", "cv_folds",

@@ -115,3 +115,18 @@ def test_only_dates_from_test_from_are_grouped_and_tested():
         assert DATES[: 240 - TEMPORAL.cv_gap_days].isin(fold.train_dates).all()
     with pytest.raises(ValueError, match="first out-of-fold date"):
         CombinatorialPurgedSplit(6, 2, TEMPORAL).split_dates(DATES, test_from=DATES[560])
+
+
+def test_paths_train_on_the_rows_the_run_trains_on():
+    """base_models.max_train_rows thins every out-of-fold fit's training dates; the CPCV refits
+    are thinned alike (they trained on every row), so the paths score the run's models."""
+    panel = _planted_panel()
+    data = training.LearningSet.from_arrays(panel[["signal", "noise"]], panel["label"], None,
+                                            panel["date"], tickers=panel["ticker"].to_numpy())
+    splits = CombinatorialPurgedSplit(5, 2, TEMPORAL).split_dates(panel["date"])
+    params = {"alpha": 0.001, "l1_ratio": 0.5}
+    full = learner_paths(data, splits, "elastic_net", params)
+    thinned = learner_paths(data, splits, "elastic_net", params, max_train_rows=2000)
+    uncapped = learner_paths(data, splits, "elastic_net", params, max_train_rows=len(panel))
+    pd.testing.assert_frame_equal(uncapped, full)
+    assert not np.allclose(thinned["prediction"], full["prediction"])

@@ -289,3 +289,20 @@ def test_no_regime_model_is_warned_once_per_run(upstream, caplog):
     warned = [r for r in caplog.records if r.levelname == "WARNING"
               and "no regime has min_samples_per_regime" in r.getMessage()]
     assert len(warned) == 1 and "(labelled rows: bull " in warned[0].getMessage()
+
+
+def test_the_global_comparison_refits_when_base_models_trained_on_other_rows(caplog):
+    """Reusing base_models' out-of-fold predictions is like for like only with the same row cap
+    and every feature; otherwise the regime layer refits its global learner (and says why)."""
+    import logging
+
+    from bma_quant.pipelines.regime_models.nodes import _same_training_rows
+
+    regime = {"max_train_rows": 300000}
+    assert _same_training_rows(regime, {"max_train_rows": 300000, "features": None})
+    assert _same_training_rows(regime, None)
+    with caplog.at_level(logging.INFO):
+        assert not _same_training_rows(regime, {"max_train_rows": 1000, "features": None})
+        assert not _same_training_rows(regime, {"max_train_rows": 300000, "features": ["ret_5"]})
+    assert "base_models.max_train_rows differs" in caplog.text
+    assert "base_models.features differs" in caplog.text

@@ -134,11 +134,13 @@ def assemble_paths(predictions: pd.DataFrame, splits: CombinatorialFolds) -> pd.
 
 def learner_paths(
     data: training.LearningSet, splits: CombinatorialFolds, name: str, params: dict, *,
-    seed: int = 0, n_jobs: int = 1, min_names: int = 5,
+    seed: int = 0, n_jobs: int = 1, min_names: int = 5, max_train_rows: int | None = None,
 ) -> pd.DataFrame:
     """Fit one learner with fixed ``params`` on every split's training rows, predict its test
-    rows and assemble the paths: date, ticker, path, prediction, label."""
-    cache = training.FoldCache(data, splits.folds)
+    rows and assemble the paths: date, ticker, path, prediction, label. ``max_train_rows`` thins
+    each split's training dates as the out-of-fold fits' (base_models.max_train_rows), so the
+    paths score the models the run trains."""
+    cache = training.FoldCache(data, splits.folds, max_train_rows)
     try:
         result = training.cross_validate(cache, name, params, seed=seed, n_jobs=n_jobs,
                                          min_names=min_names, full_scores=False)

@@ -467,7 +467,8 @@ def combinatorial_paths(
         outcome = training.run_guarded(
             name, cpcv.learner_paths, inputs.data, splits, name, dict(chosen),
             seed=int(base_params["seed"]), n_jobs=int(base_params["n_jobs"]),
-            min_names=int(base_params.get("min_names", 5)))
+            min_names=int(base_params.get("min_names", 5)),
+            max_train_rows=base_params.get("max_train_rows"))
         if interruption_in(outcome.exception) is not None:
             raise outcome.exception  # a stop, not a failed learner
         if not outcome.ok:  # one learner failing leaves the others' paths (DESIGN §5)

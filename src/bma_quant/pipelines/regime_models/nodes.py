@@ -206,6 +206,7 @@ def train_regime_models(
     base_oof_predictions: pd.DataFrame | None,
     params: dict,
     fear_greed_params: dict | None = None,
+    base_model_params: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, regime_learning.RegimeAwareModel, dict, pd.DataFrame]:
     """Out-of-fold predictions on the shared out-of-fold folds (each fold with its own detector),
     the model refit on all development rows, test predictions routed (or blended) by each test
@@ -224,7 +225,7 @@ def train_regime_models(
     fold_regimes = _FoldRegimes(params, detector_inputs)
     compare_global = bool(params.get("compare_global", True))
     reused = _base_global_predictions(dev, base_oof_predictions, config.learner, params_source) \
-        if compare_global else None
+        if compare_global and _same_training_rows(params, base_model_params) else None
     cv = regime_learning.cross_validate_regime_models(
         dev[features], dev["label"], weights, dev["date"], folds, fold_regimes, config,
         compare_global=compare_global, global_predictions=reused,
@@ -300,6 +301,22 @@ def _regime_summary(config: regime_learning.RegimeLearningConfig, params_source:
         "test_regime_shares": test_regime_shares,
         "cv": cv_scores,
     }
+
+
+def _same_training_rows(params: dict, base_model_params: dict | None) -> bool:
+    """base_models' out-of-fold fits trained on the rows and features the comparison would
+    (same max_train_rows, every feature): only then are their predictions the global model the
+    regime layer is compared with; otherwise the comparison refits it (logged)."""
+    if base_model_params is None:
+        return True
+    differs = [key for key, same in (
+        ("max_train_rows", base_model_params.get("max_train_rows") == params.get("max_train_rows")),
+        ("features", not base_model_params.get("features"))) if not same]
+    if differs:
+        logger.info("regime_models: base_models.%s differs from the regime layer's: the global "
+                    "comparison refits its learner instead of reusing base_models' out-of-fold "
+                    "predictions", " and ".join(differs))
+    return not differs
 
 
 def _base_global_predictions(dev: pd.DataFrame, base_oof: pd.DataFrame | None, learner: str,

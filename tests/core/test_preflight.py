@@ -123,6 +123,7 @@ def test_valid_parameters_pass():
     ("processing.factor_ffill_limit", {"eps": -1},
      "processing.factor_ffill_limit.eps must be >= 0, got -1"),
     ("processing.ffill_limit", {"x": 1}, "processing.ffill_limit must be a number"),
+    ("evaluation.plots.top_features", -1, "evaluation.plots.top_features must be >= 1, got -1"),
 ])
 def test_out_of_range_parameter_is_named(path, value, message):
     with pytest.raises(PreflightError, match=re.escape(message)):
@@ -508,3 +509,21 @@ def test_a_file_generated_for_another_horizon_is_named_by_what_it_records():
         "the data file was generated with synthetic.horizon = 10, but "
         "temporal.prediction_horizon_days is 5: the planted signal pays over other days than the "
         "label window measures; set both to one value unless the mismatch is the experiment"]
+
+
+def test_settings_of_which_one_silently_wins_are_said():
+    from tests.support import deep_update, project_params
+
+    shipped = project_params()
+    assert preflight.contradictory_settings(shipped) == []
+    both = deep_update(shipped, {"feature_engineering": {"selection": {"min_features": 30,
+                                                                        "max_features": 5}}})
+    assert preflight.contradictory_settings(both) == [
+        "feature_engineering.selection.min_features (30) is above max_features (5): at most 5 "
+        "factors are kept"]
+    fewer = deep_update(shipped, {"base_models": {"learners": ["elastic_net", "lightgbm"]}})
+    assert preflight.contradictory_settings(fewer) == [
+        "base_models.tuning.learners names xgboost, which base_models.learners does not train: "
+        "not tuned"]
+    untuned = deep_update(fewer, {"base_models": {"tuning": {"enabled": False}}})
+    assert preflight.contradictory_settings(untuned) == []

@@ -181,6 +181,8 @@ class PreflightHooks:
                 {path: preflight.lookup(self._params, path) for path in LEARNER_PARAMS}, LEARNERS
             )
             check_runner(str(run_params.get("runner") or ""), catalog)
+            for message in preflight.contradictory_settings(self._params):
+                logger.warning("pre-flight: %s", message)
             if pipeline is not None:
                 check_data_files(pipeline, self._params)
                 for message in synthetic_timing_messages(pipeline, self._params):

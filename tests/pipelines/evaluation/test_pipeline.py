@@ -271,3 +271,17 @@ def test_closes_sealed_at_the_high_are_named_as_a_hint_when_locks_are_found(plan
             "min_move above") in caplog.text
     wider = _with_limit_locks(columns, panel, LimitLocks(close_at_extreme=True))
     assert (wider[LIMIT_LOCK] > 0).sum() == (plain[LIMIT_LOCK] > 0).sum() + len(sealed_rows)
+
+
+def test_a_book_that_loses_more_than_its_capital_is_warned_about(caplog):
+    """cost_bps 1e6 gave annual_return -2306 and max_drawdown 110.7 without a word."""
+    import logging
+
+    from bma_quant.core.evaluation import test_period
+    from bma_quant.pipelines.evaluation.nodes import _warn_wiped_out
+
+    overall = pd.DataFrame({"model": ["final", "lightgbm"], "max_drawdown": [110.7, 0.2]})
+    with caplog.at_level(logging.WARNING):
+        _warn_wiped_out(overall, test_period.EvaluationConfig(cost_bps=1e6))
+    assert "long-short book of final loses more than its capital" in caplog.text
+    assert "lightgbm" not in caplog.text and "cost_bps 1e+06" in caplog.text

@@ -118,6 +118,7 @@ BOUNDS = (
     Bound("inference.portfolio.n_quantiles", 2),
     Bound("inference.portfolio.gross_exposure", 0.0, low_open=True),
     Bound("inference.portfolio.max_weight", 0.0, low_open=True),
+    Bound("evaluation.plots.top_features", 1),
 )
 # Parameters that take one of a few words (dotted path -> allowed values). Literals, so that this
 # module imports no learner library; a test checks them against the constants the layers use.
@@ -806,6 +807,25 @@ def cut_history_warnings(dates, params: Mapping[str, Any]) -> list[str]:
 
 # metric of the evaluation table that counts scored test dates (the `min_test_dates` gate's)
 TEST_DATES_METRIC = "n_dates"
+
+
+def contradictory_settings(params: Mapping[str, Any]) -> list[str]:
+    """Pairs of settings of which one silently wins, as messages: not errors (each value is
+    valid alone), but said before anything is trained."""
+    warnings = []
+    most, least = (lookup(params, f"feature_engineering.selection.{k}_features")
+                   for k in ("max", "min"))
+    if isinstance(most, int) and isinstance(least, int) and least > most:
+        warnings.append(f"feature_engineering.selection.min_features ({least}) is above "
+                        f"max_features ({most}): at most {most} factors are kept")
+    learners, tuned = lookup(params, "base_models.learners"), lookup(params, "base_models.tuning.learners")
+    if lookup(params, "base_models.tuning.enabled") and isinstance(learners, list) \
+            and isinstance(tuned, list):
+        untrained = [str(n) for n in tuned if n not in learners]
+        if untrained:
+            warnings.append(f"base_models.tuning.learners names {', '.join(untrained)}, which "
+                            "base_models.learners does not train: not tuned")
+    return warnings
 
 
 def unreachable_test_date_gates(dates, params: Mapping[str, Any]) -> list[str]:

@@ -195,9 +195,21 @@ def evaluate_test_period(
     for row in overall.itertuples():
         logger.info("test %-18s rank_ic %+.4f  ic %+.4f  sharpe %+.2f  ir %+.2f  max_dd %.1f%%",
                     row.model, row.rank_ic, row.ic, row.sharpe, row.ir, 100 * row.max_drawdown)
+    _warn_wiped_out(overall, config)
     _log_untraded_positions(result.daily_returns)
     return (result.table, result.daily_ic, result.daily_returns, result.quantile_returns,
             result.ic_decay)
+
+
+def _warn_wiped_out(overall: pd.DataFrame, config: test_period.EvaluationConfig) -> None:
+    """A drawdown beyond 100 % means the compounded book went below zero wealth (costs or
+    losses above the capital): its return, Sharpe and drawdown describe no real portfolio."""
+    gone = overall.loc[overall["max_drawdown"] > 1.0, "model"].astype(str).tolist()
+    if gone:
+        logger.warning("test period: the long-short book of %s loses more than its capital "
+                       "(max drawdown above 100 %%; evaluation.backtest.cost_bps %g): its "
+                       "returns, Sharpe and drawdown describe no real portfolio", ", ".join(gone),
+                       config.cost_bps)
 
 
 def _log_untraded_positions(daily: pd.DataFrame, model: str = "final") -> None:

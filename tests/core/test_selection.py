@@ -1,6 +1,7 @@
 """Feature selection: batch RankIC, lag and half-life choice, filters, leak guard, degraded mode."""
 
 import logging
+import re
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from bma_quant.core.features.selection import (
     SelectionConfig,
     apply_lag,
     daily_rank_ic,
+    nothing_selected,
     rowwise_corr,
     select_features,
 )
@@ -104,9 +106,13 @@ def test_no_per_ticker_factor_kept_and_no_refill_is_refused_naming_the_settings(
 
     features, families, label, dates, dev, folds = signal_only
     config = SelectionConfig(nw_lag=10, min_features=0, min_abs_tstat=1000.0)
-    with pytest.raises(PreflightError, match=r"kept none of the \d+ per-ticker factors.*"
-                       r"min_features is 0.*min_abs_tstat"):
-        select_features(features, families, label, dates, dev, folds, config, True)
+    result = select_features(features, families, label, dates, dev, folds, config, True)
+    error = nothing_selected(result, families, config)
+    assert isinstance(error, PreflightError)
+    assert re.search(r"kept none of the \d+ per-ticker factors \(e\.g\. \w+: insignificant.*"
+                     r"min_features is 0.*min_abs_tstat", str(error))
+    kept = select_features(features, families, label, dates, dev, folds, CONFIG, True)
+    assert nothing_selected(kept, families, CONFIG) is None
 
 
 def test_min_features_refills_from_insignificant_factors_and_reports_them(signal_only, caplog):

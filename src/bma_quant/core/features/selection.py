@@ -652,8 +652,6 @@ def select_features(
                      if scored.drop.get(n, "").startswith("suspected look-ahead")]
     # scored.visible holds the fit rows only: the filters read them in that order
     selected, filled = _choose(scored, per_ticker, np.arange(len(fit_rows)), degraded, config)
-    if per_ticker and not selected:
-        raise _nothing_selected(scored.drop, per_ticker, config)
     for name in market_names:
         scored.lags[name], scored.halflives[name] = 0, 0.0
         if config.include_market_context:
@@ -682,12 +680,20 @@ def select_features(
     )
 
 
-def _nothing_selected(drop: dict[str, str], per_ticker: list[str], config: SelectionConfig):
-    """No per-ticker factor kept: the market-context factors (one value per date) cannot rank
-    names, so every learner would be degenerate. Said here, with the settings that did it."""
+def nothing_selected(result: SelectionResult, families: Mapping[str, str],
+                     config: SelectionConfig):
+    """A PreflightError when the selection kept no per-ticker factor (None otherwise): the
+    market-context factors (one value per date) cannot rank names, so every learner would be
+    degenerate. The feature_engineering node raises it; a study of the gates may not."""
     from bma_quant.core.data.preflight import PreflightError
 
-    examples = "; ".join(f"{n}: {drop.get(n, 'not selected')}" for n in per_ticker[:3])
+    per_ticker = [n for n in families if families[n] != MARKET_FAMILY]
+    if not per_ticker or any(families.get(n) != MARKET_FAMILY for n in result.selected):
+        return None
+    table = result.table
+    status = dict(zip(table["factor"], table["status"], strict=True)) if len(table) else {}
+    examples = "; ".join(f"{n}: {status.get(n, 'not selected').removeprefix('dropped: ')}"
+                         for n in per_ticker[:3])
     return PreflightError(
         f"feature selection kept none of the {len(per_ticker)} per-ticker factors (e.g. "
         f"{examples}{' ...' if len(per_ticker) > 3 else ''}) and "

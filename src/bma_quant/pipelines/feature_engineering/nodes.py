@@ -27,7 +27,12 @@ from bma_quant.core.features.leak_audit import (
     audit_factor_table,
     factor_slice_computation,
 )
-from bma_quant.core.features.selection import SelectionConfig, scope_rows, select_features
+from bma_quant.core.features.selection import (
+    SelectionConfig,
+    nothing_selected,
+    scope_rows,
+    select_features,
+)
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
@@ -225,6 +230,9 @@ def select(
         config,
         values_are_ranks=values_are_ranks(transform_config),
     )
+    nothing = nothing_selected(result, families, config)
+    if nothing is not None:
+        raise nothing
     spec = FeatureSpec(
         factor_config=factor_config,
         transform_config=transform_config,

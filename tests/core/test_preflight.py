@@ -527,3 +527,15 @@ def test_settings_of_which_one_silently_wins_are_said():
         "not tuned"]
     untuned = deep_update(fewer, {"base_models": {"tuning": {"enabled": False}}})
     assert preflight.contradictory_settings(untuned) == []
+
+
+def test_a_test_period_shorter_than_two_rebalances_is_warned_about():
+    dates = pd.bdate_range("2018-01-01", periods=800)  # test: 200 dates, 189 scored
+    assert preflight.few_rebalance_warnings(dates, PARAMS) == []  # every 10 days (the horizon)
+    params = copy.deepcopy(PARAMS)
+    params["evaluation"]["backtest"]["rebalance_days"] = 100
+    (message,) = preflight.few_rebalance_warnings(dates, params)
+    assert "rebalance_days (100) leaves the test period" in message
+    assert "189 scored dates) fewer than two rebalances" in message
+    params["evaluation"]["backtest"]["rebalance_days"] = 94
+    assert preflight.few_rebalance_warnings(dates, params) == []

@@ -828,6 +828,26 @@ def contradictory_settings(params: Mapping[str, Any]) -> list[str]:
     return warnings
 
 
+def few_rebalance_warnings(dates, params: Mapping[str, Any]) -> list[str]:
+    """A test period too short for two rebalances at evaluation.backtest.rebalance_days: the
+    backtest holds one book, and its Sharpe (which the gates may judge) says little."""
+    if lookup(params, "periods") is None or lookup(params, "temporal") is None:
+        return []
+    temporal = TemporalConfig.from_params(params["temporal"])
+    every = lookup(params, "evaluation.backtest.rebalance_days") or temporal.horizon_days
+    calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
+    dates_split = _split_or_none(calendar, params["periods"], temporal)
+    if dates_split is None or not isinstance(every, int | float):
+        return []
+    scored = max(0, int(dates_split["test_dates"]) - temporal.label_span)
+    if scored >= 2 * every:
+        return []
+    return [f"evaluation.backtest.rebalance_days ({every:g}) leaves the test period "
+            f"({dates_split['test_start']}..{dates_split['test_end']}, {scored} scored dates) "
+            "fewer than two rebalances: the backtest holds one book, and its Sharpe, turnover "
+            "and the gates that read them say little"]
+
+
 def unreachable_test_date_gates(dates, params: Mapping[str, Any]) -> list[str]:
     """Gates on the number of scored test dates that this split can never pass, as messages.
 

@@ -16,6 +16,7 @@ from bma_quant.run_hooks.data_builds import DataBuildHooks
 from bma_quant.run_hooks.interrupts import InterruptHooks
 from bma_quant.run_hooks.layer_lineage import LayerLineageHooks
 from bma_quant.run_hooks.mlflow_connection import MlflowConnectionHooks
+from bma_quant.run_hooks.oof_honesty import OofHonestyHooks
 from bma_quant.run_hooks.preflight import PreflightHooks
 from bma_quant.run_hooks.staging import StagingGuardHooks, StagingHooks
 from bma_quant.run_hooks.time_budget import TimeBudgetHooks
@@ -33,7 +34,7 @@ _STAGING = StagingHooks()
 HOOKS = (LayerLineageHooks(staging=_STAGING), DataBuildHooks(staging=_STAGING), PreflightHooks(),
          RunHealthHooks(staging=_STAGING),
          _STAGING, StagingGuardHooks(_STAGING), InterruptHooks(), MlflowConnectionHooks(),
-         TimeBudgetHooks(), BatchedParamsMlflowHook())
+         TimeBudgetHooks(), OofHonestyHooks(), BatchedParamsMlflowHook())
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # the distribution name as installed
 
 # A refused input (bad data or parameters, too little history, ...) ends `kedro run` with its

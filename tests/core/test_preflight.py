@@ -527,6 +527,14 @@ def test_settings_of_which_one_silently_wins_are_said():
         "not tuned"]
     untuned = deep_update(fewer, {"base_models": {"tuning": {"enabled": False}}})
     assert preflight.contradictory_settings(untuned) == []
+    composite = deep_update(shipped, {"base_models": {"learners": ["alpha_composite"],
+                                                      "tuning": {"enabled": False}}})
+    assert preflight.contradictory_settings(composite) == [
+        "regime_models.learner (elastic_net) is not among base_models.learners: the regime layer "
+        "trains it on its regime_models.learner_params (use_tuned_params finds no tuned ones) and "
+        "fits its global comparison itself"]
+    own = deep_update(composite, {"regime_models": {"use_tuned_params": False}})
+    assert preflight.contradictory_settings(own) == []  # its own parameters, asked for
 
 
 def test_a_test_period_shorter_than_two_rebalances_is_warned_about():
@@ -539,3 +547,19 @@ def test_a_test_period_shorter_than_two_rebalances_is_warned_about():
     assert "189 scored dates) fewer than two rebalances" in message
     params["evaluation"]["backtest"]["rebalance_days"] = 94
     assert preflight.few_rebalance_warnings(dates, params) == []
+
+
+def test_an_embargo_that_drops_whole_test_windows_from_later_training_is_warned_about():
+    # 800 dates: 589 development dates, folds' test windows of 126 dates after 200 + 11
+    dates = pd.bdate_range("2018-01-01", periods=800)
+    assert preflight.stale_fold_warnings(dates, PARAMS) == []  # embargo 3: newest history kept
+    # up to test window - gap (115) the third fold still trains on the date before its purge
+    assert preflight.stale_fold_warnings(dates, _with("temporal.cv_embargo_days", 114)) == []
+    (message,) = preflight.stale_fold_warnings(dates, _with("temporal.cv_embargo_days", 115))
+    assert message.startswith("temporal.cv_embargo_days (115) drops whole earlier test windows")
+    assert "1 of 3 folds train on nothing newer than 127 dates before their test window " \
+           "(fold 2; the purge alone leaves 12)" in message
+    (message,) = preflight.stale_fold_warnings(dates, _with("temporal.cv_embargo_days", 500))
+    assert "1 of 3 folds train on nothing newer than 127 dates" in message  # fold 1's window gone
+    # dates that cannot hold the folds: check_cv_layout's own error, not a second message
+    assert preflight.stale_fold_warnings(dates[:150], PARAMS) == []

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bma_quant.core.data import cv, split
@@ -691,10 +692,16 @@ def check_cv_layout(dates, params: Mapping[str, Any]) -> None:
     """The dates split into development | gap | test and the development dates hold the purged
     folds, with the same functions data_processing uses (core.data.split, core.data.cv): a short panel
     passes when its layout scales down to the floor (`cv.short_panel`)."""
+    calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
+    _check_period_dates(calendar, params["periods"])
+    _walk_forward_folds(calendar, params)
+
+
+def _walk_forward_folds(calendar: pd.DatetimeIndex, params: Mapping[str, Any]) -> tuple[list, pd.DatetimeIndex]:
+    """The chain's folds (cv_folds) on these dates and the development dates they cover; a
+    PreflightError naming the settings when the dates cannot hold them."""
     temporal = TemporalConfig.from_params(params["temporal"])
     periods, cv_params = params["periods"], params["cv"]
-    calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
-    _check_period_dates(calendar, periods)
     try:
         dates_split = split.split_dates(
             calendar, gap_days=temporal.cv_gap_days,
@@ -705,7 +712,7 @@ def check_cv_layout(dates, params: Mapping[str, Any]) -> None:
                        & (calendar <= pd.Timestamp(dates_split["dev_end"]))]
         requested, floor, adapt = cv.layout_params(cv_params)
         layout, _ = cv.fit_cv_layout(len(dev), requested, temporal.cv_gap_days, floor, adapt)
-        cv.assign_stages(cv.PurgedWalkForwardSplit(
+        folds = cv.assign_stages(cv.PurgedWalkForwardSplit(
             n_splits=layout.n_splits, temporal=temporal, min_train_days=layout.min_train_days,
             window=cv_params["window"], max_train_days=cv_params.get("max_train_days"),
         ).date_folds(dev), layout.n_tuning_folds, gap=temporal.cv_gap_days)
@@ -716,6 +723,39 @@ def check_cv_layout(dates, params: Mapping[str, Any]) -> None:
             f"{cv_params['n_splits']}, cv.min_train_days={cv_params['min_train_days']}): "
             + _with_dev_start_hint(str(exc), calendar, periods.get("dev_start"))
         ) from exc
+    return folds, dev
+
+
+def stale_fold_warnings(dates, params: Mapping[str, Any]) -> list[str]:
+    """An embargo (temporal.cv_embargo_days) long enough to drop a whole earlier test window
+    from later folds' training: those folds learn from dates at least a test window older than
+    their test dates (the purge alone leaves cv_gap_days), so the out-of-fold predictions the later
+    layers learn from come from stale models. Valid (a choice), but said: it reads like a
+    safety margin and costs the folds their newest history."""
+    if any(lookup(params, key) is None for key in ("periods", "temporal", "cv")):
+        return []
+    calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
+    try:
+        folds, dev = _walk_forward_folds(calendar, params)
+    except PreflightError:
+        return []  # check_cv_layout refuses these dates with its own message
+    position = pd.Series(np.arange(len(dev)), index=dev)
+    gap = TemporalConfig.from_params(params["temporal"]).cv_gap_days
+    stale = {}
+    for fold in folds:
+        if len(fold.train_dates) and len(fold.test_dates):
+            lag = int(position[fold.test_dates[0]] - position[fold.train_dates[-1]])
+            if lag > max(len(fold.test_dates), gap + 1):
+                stale[fold.fold] = lag
+    if not stale:
+        return []
+    worst = max(stale, key=stale.get)
+    return [f"temporal.cv_embargo_days ({lookup(params, 'temporal.cv_embargo_days')}) drops whole "
+            f"earlier test windows from later folds' training: {len(stale)} of {len(folds)} folds "
+            f"train on nothing newer than {stale[worst]} dates before their test window (fold "
+            f"{worst}; the purge alone leaves {gap + 1}), so the out-of-fold predictions the later "
+            "layers learn from come from stale models. An embargo shorter than the folds' test "
+            "windows keeps their newest history."]
 
 
 def _with_dev_start_hint(message: str, calendar: pd.DatetimeIndex, dev_start) -> str:
@@ -825,6 +865,13 @@ def contradictory_settings(params: Mapping[str, Any]) -> list[str]:
         if untrained:
             warnings.append(f"base_models.tuning.learners names {', '.join(untrained)}, which "
                             "base_models.learners does not train: not tuned")
+    regime_learner = lookup(params, "regime_models.learner")
+    if isinstance(learners, list) and isinstance(regime_learner, str) \
+            and regime_learner not in learners and lookup(params, "regime_models.use_tuned_params"):
+        warnings.append(f"regime_models.learner ({regime_learner}) is not among "
+                        "base_models.learners: the regime layer trains it on its "
+                        "regime_models.learner_params (use_tuned_params finds no tuned ones) and "
+                        "fits its global comparison itself")
     return warnings
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from bma_quant.core.data.cv import folds_from_table
 from bma_quant.core.data.temporal import TemporalConfig
+from bma_quant.core.evaluation import promotion
 from bma_quant.core.features.decay import time_decay_weights
 from bma_quant.core.features.factors import (
     MARKET_FAMILY,
@@ -282,7 +283,7 @@ def _say_whether_oof_scores_are_honest(report: dict) -> None:
     import mlflow
 
     if mlflow.active_run() is not None:
-        mlflow.set_tag("oof_scores_honest", "true" if honest else "false")
+        mlflow.set_tag(promotion.OOF_HONEST, "true" if honest else "false")
 
 
 # `features` column marking cells in the point-in-time cross-section at t (1.0) or not (0.0);

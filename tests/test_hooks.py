@@ -1,12 +1,13 @@
 """Run-level hooks: per-node time and memory, the memory guard, the run summary."""
 
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
 
 from bma_quant import hooks
-from bma_quant.hooks import MemoryLimitExceeded, RunHealthHooks, config_hash, file_fingerprint
+from bma_quant.hooks import MemoryLimitExceeded, RunHealthHooks, config_hash, short_fingerprint
 
 
 class _Catalog:
@@ -111,7 +112,12 @@ def test_a_signal_during_a_save_is_summarised_as_the_interruption(health, tmp_pa
 def test_fingerprint_and_config_hash_are_stable(tmp_path):
     path = tmp_path / "x.csv"
     path.write_text("date,close\n")
-    assert file_fingerprint(path) == file_fingerprint(path)
+    first = short_fingerprint(path)
+    assert re.fullmatch(r"[0-9a-f]{16}", first)  # the sha256 prefix the tags and registry show
+    path.write_text("date,close\n")  # rewritten, same bytes: same fingerprint
+    assert short_fingerprint(path) == first
+    path.write_text("date,close\n2024-01-02,1\n")
+    assert short_fingerprint(path) != first
     assert config_hash({"a": 1, "b": {"c": 2}}) == config_hash({"b": {"c": 2}, "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
 

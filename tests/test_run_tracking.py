@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from bma_quant.hooks import RunHealthHooks, file_fingerprint
+from bma_quant.hooks import RunHealthHooks, short_fingerprint
 from bma_quant.run_hooks import run_identity
 from tests.support import sqlite_tracking
 
@@ -100,7 +100,7 @@ def test_run_is_named_tagged_and_logs_its_input_and_health_table(tmp_path, track
     inputs = run.inputs.dataset_inputs
     assert len(inputs) == 1
     dataset = inputs[0].dataset
-    assert dataset.name == "my_prices" and dataset.digest == file_fingerprint(raw_path)
+    assert dataset.name == "my_prices" and dataset.digest == short_fingerprint(raw_path)
     assert str(raw_path) in dataset.source and '"num_rows": 2' in dataset.profile
     metrics = run.data.metrics
     assert not [k for k in metrics if k.startswith("run_health.")]
@@ -118,7 +118,7 @@ def test_run_name_parameter_overrides_and_a_run_without_the_loader_logs_the_file
     run = _run(hooks, tracking, RAW, reads_raw_panel=False)
     assert run.info.run_name == "lower costs"
     (dataset_input,) = run.inputs.dataset_inputs
-    assert dataset_input.dataset.digest == file_fingerprint(raw_path)
+    assert dataset_input.dataset.digest == short_fingerprint(raw_path)
     assert dataset_input.dataset.source_type == "local"
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 from kedro.framework.hooks import hook_impl
 
+from bma_quant.core.data import provenance
 from bma_quant.run_hooks import run_identity, tracking
 from bma_quant.run_hooks.interrupts import interruption_in
 from bma_quant.run_hooks.staging import StagingHooks
@@ -102,13 +103,10 @@ def _git_dirty(project_path: Path) -> str:
     return "true" if out.stdout.strip() else "false"
 
 
-def file_fingerprint(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes (first 16 hex digits): identifies the input data of a run."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+def short_fingerprint(path: Path) -> str:
+    """The first 16 hex digits of a file's sha256 (core.data.provenance.file_fingerprint): the
+    run's data_fingerprint tag, the MLflow dataset digest and the registry's data identity."""
+    return provenance.file_fingerprint(path)["sha256"][:16]
 
 
 def config_hash(params: dict[str, Any]) -> str:
@@ -163,7 +161,7 @@ class RunHealthHooks:
         self._data_path = None
         if raw_path:
             path = Path(raw_path) if Path(raw_path).is_absolute() else self._project_path / raw_path
-            self._tags["data_fingerprint"] = file_fingerprint(path) if path.is_file() else "missing"
+            self._tags["data_fingerprint"] = short_fingerprint(path) if path.is_file() else "missing"
             self._tags["data_path"] = str(raw_path)
             self._data_path = path if path.is_file() else None
 

@@ -192,6 +192,7 @@ def test_stale_streaks_are_counted_and_masked_beyond_the_limit():
     out, summary = cleaning.handle_stale_prices(panel.PanelMatrices({"close": close}),
                                                 min_streak=3, mask_after=5)
     assert summary.streaks == 1 and summary.worst == {"A": 8}
+    assert summary.stale_days == 8  # every unchanged close of the streak, not those past min_streak
     assert summary.masked_days == 3
     assert out.close["A"].isna().sum() == 3
 
@@ -449,6 +450,7 @@ def test_the_forward_fill_after_a_delisting_is_no_stale_streak():
     _, own = cleaning.handle_stale_prices(filled, 5, None, carried=carried)
     assert with_fill.worst == {"FROZEN": 7, "GONE": 5}  # the old count: the fill is a streak
     assert own.worst == {"FROZEN": 6} and own.streaks == 1  # 5 -> 5 x3, a gap, 5 x3 is one
+    assert own.stale_days == 6
 
 
 def test_a_three_for_two_split_is_found_when_its_ratio_is_configured():

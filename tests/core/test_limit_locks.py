@@ -10,6 +10,7 @@ from bma_quant.core.evaluation.limit_locks import (
     LIMIT_LOCK,
     LimitLocks,
     limit_locks,
+    may_have_one_price_bars,
     price_step,
     price_steps,
     with_locks,
@@ -42,6 +43,19 @@ def test_one_price_bars_past_the_move_are_locked_in_its_direction():
     # is one price but 0 % from date 3
     assert locks["B"].tolist() == [0, 0, 1, 0, 0]
     assert locks.dtypes.eq(np.int8).all()
+
+
+def test_the_pre_check_finds_every_bar_the_lock_test_would_call_one_price():
+    close, high, low, open_ = _bars()
+    assert may_have_one_price_bars(high.to_numpy(), low.to_numpy(), close.to_numpy())
+    # high and low each just within the lock test's rounding of the close, on opposite sides
+    close = np.array([100.0, 3.37, 12345.6])
+    high, low = close * (1 + 0.99e-6), close * (1 - 0.99e-6)
+    locks = limit_locks(*(pd.DataFrame({"A": v}) for v in (close, high, low)))
+    assert locks["A"].tolist() == [0, -1, 1]  # one-price bars, moved: locked
+    assert may_have_one_price_bars(high, low, close)
+    assert not may_have_one_price_bars(close * 1.01, close * 0.99, close)
+    assert not may_have_one_price_bars(np.array([np.nan]), np.array([1.0]), np.array([1.0]))
 
 
 def test_a_close_that_is_no_trade_is_neither_locked_nor_the_previous_close():

@@ -344,3 +344,51 @@ def test_one_name_a_date_is_not_taken_for_constant_predictions():
     fold.rows = [(np.array([], dtype=int), np.array([1, 2]))]  # one date, two equal scores
     assert fold.fold_score(0, np.array([0.5, 0.5]), 2) == (0.0, True)
     assert fold.fold_score(0, np.array([0.4, 0.5]), 2)[1] is False
+
+
+def test_a_shared_study_tuned_on_other_rows_is_refused_and_its_own_is_joined(frame_and_folds,
+                                                                            tmp_path):
+    """A named study is joined only by a process scoring on the same folds, data and settings:
+    a later run with another fold layout would otherwise choose by values scored on other rows
+    (and run no trial: the budget is spent)."""
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    options = {"n_trials": 3, "shared": True, "storage": storage, "study_name": "s-lightgbm",
+               "wait_seconds": 0.0}
+    first = _tune(frame_and_folds, **options)
+    again = _tune(frame_and_folds, **options)  # the same rows: joined, nothing left to run
+    assert again.best_params == first.best_params and again.best_value == first.best_value
+    frame, folds = frame_and_folds
+    with pytest.raises(tuning.StudyMismatch, match="holds trials scored on other data, tuning "
+                                                   "folds or settings") as refused:
+        _tune((frame, folds[1:]), **options)  # another fold layout
+    assert "Set another base_models.tuning.study_name" in str(refused.value)
+    with pytest.raises(tuning.StudyMismatch):
+        _tune(frame_and_folds, **options, seed=7)  # models fitted with another seed
+    with pytest.raises(tuning.StudyMismatch):
+        _tune(frame_and_folds, **options, space={**LGBM_SPACE, "num_leaves": {
+            "type": "int", "low": 4, "high": 16}})
+    # another sampler seed (a tuning worker) scores on the same rows with the same models
+    assert _tune(frame_and_folds, **options, sampler_seed=43).best_value == first.best_value
+
+
+def test_a_study_filled_before_identities_were_recorded_is_refused(frame_and_folds, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'old.db'}"
+    old = tuning.open_shared_study("s-lightgbm", seed=1, storage=storage)
+    old.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    with pytest.raises(tuning.StudyMismatch, match="its identity none recorded"):
+        _tune(frame_and_folds, n_trials=3, shared=True, storage=storage,
+              study_name="s-lightgbm", wait_seconds=0.0)
+
+
+def test_the_fold_cache_fingerprint_follows_rows_target_and_layout(frame_and_folds):
+    frame, folds = frame_and_folds
+    data = training.LearningSet.from_arrays(frame[FEATURES], frame["label"], None, frame["date"],
+                                            tickers=frame["ticker"])
+    base = training.FoldCache(data, folds).fingerprint
+    assert training.FoldCache(data, folds).fingerprint == base
+    assert training.FoldCache(data, folds[:-1]).fingerprint != base
+    assert training.FoldCache(data, folds, max_train_rows=2000).fingerprint != base
+    zscored = training.LearningSet.from_arrays(frame[FEATURES], frame["label"], None,
+                                               frame["date"], tickers=frame["ticker"],
+                                               target_transform="zscore")
+    assert training.FoldCache(zscored, folds).fingerprint != base

@@ -16,9 +16,9 @@ training pipelines did to the test period:
 5. ``ensemble.combine(predictions_long, regimes)``.
 
 Output: ``date, ticker, prediction`` for every date of the slice after the first
-``warmup_days`` (default ``max_lookback_days``) dates, the warm-up the longest feature window
-needs. Feed ``max_lookback_days`` trading days of history before the first date you want scored
-(at least ``processing.eligibility.window_days``, so trailing coverage sees its whole window).
+``warmup_days`` dates (core.features.warmup.chain_warmup_days: the longest feature, lookback or
+eligibility window, plus ``registry.warmup_extra_days`` or ``relist_after_days``). Feed that many
+trading days of history before the first date you want scored.
 A slice with no date past the warm-up raises ``ChainInputError`` naming the missing history,
 unless it starts where the training panel started (``data_start``): then it has every date of
 history the pipeline's features had, and is scored from its start.
@@ -270,7 +270,7 @@ class PredictionChain:
     regime_model: Any | None
     ensemble: Any
     market_index: pd.DataFrame | None = None  # (date, level) the training run used, if any
-    warmup_days: int = 252
+    warmup_days: int = 252  # set by build_prediction_chain (chain_warmup_days); 252 = max_lookback_days
     model_name: str = "final"
     known_regimes: pd.DataFrame | None = None  # the training run's causal regimes (all dates)
     training_data: dict | None = None  # the training run's params:data (raw_path, index_path,

@@ -3,9 +3,12 @@
 Input: a pandas DataFrame, the long raw panel slice (``date, ticker, close`` [, ``open, high, low,
 volume, sector``, user factors, ``market_level``]) with ``date`` as strings, read like a file's
 dates (``YYYY-MM-DD``, day-first or other formats, UTC offsets; a frame with datetime columns:
-``to_model_input(frame)`` writes them as ISO strings) and at least ``max_lookback_days`` trading days of history before the
-first date to score. Output: ``date, ticker, prediction`` for every date after that warm-up, or
-only for the slice's last date with ``params={"last_date_only": True}``. A request the chain
+``to_model_input(frame)`` writes them as ISO strings) and at least the chain's ``warmup_days``
+trading days of history before the first date to score (core.features.warmup.chain_warmup_days:
+the longest feature, lookback or eligibility window plus the registry's extra days; 672 on the
+shipped sample, written to data/08_reporting/model_registration.json). Output: ``date, ticker,
+prediction`` for every date after that warm-up, or only for the slice's last date with
+``params={"last_date_only": True}``. A request the chain
 cannot score (too little history, no training ticker, a malformed panel, a scored date without
 its ``market_level``) raises an
 ``MlflowException`` with ``INVALID_PARAMETER_VALUE``: `mlflow models serve` answers 400 with the

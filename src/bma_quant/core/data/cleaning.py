@@ -532,7 +532,7 @@ def _holds_new_level(before: float, level: float, after: np.ndarray) -> bool:
     return bool(np.all(after < midpoint)) if level < before else bool(np.all(after > midpoint))
 
 
-def zero_return_streaks(close: pd.DataFrame, min_streak: int,
+def zero_return_streaks(close: pd.DataFrame,
                         carried: pd.DataFrame | None = None) -> pd.DataFrame:
     """Running length of the current zero-return streak at each cell (0 when the price moved).
     `carried`: cells whose close the forward fill supplied; they neither lengthen nor end a
@@ -723,7 +723,7 @@ def untraded_summary(untraded: pd.DataFrame | None, examples: int = 3) -> dict:
 @dataclass(frozen=True)
 class StaleSummary:
     streaks: int  # number of zero-return streaks of at least min_streak days
-    stale_days: int  # days inside those streaks
+    stale_days: int  # zero-return days inside those streaks (a streak of 8 counts 8)
     masked_days: int
     worst: dict[str, int]  # ticker -> longest streak
 
@@ -734,7 +734,7 @@ def handle_stale_prices(
 ) -> tuple[PanelMatrices, StaleSummary]:
     """Count zero-return streaks of >= min_streak days; mask prices after `mask_after` days of one.
     `carried`: cells the forward fill supplied (see `zero_return_streaks`)."""
-    run = zero_return_streaks(panel.close, min_streak, carried)
+    run = zero_return_streaks(panel.close, carried)
     arr = run.to_numpy()
     ends = (arr >= min_streak) & np.vstack([arr[1:] == 0, np.ones((1, arr.shape[1]), bool)])
     longest = run.max(axis=0)
@@ -750,7 +750,8 @@ def handle_stale_prices(
             values = {
                 name: m.mask(mask) if name in PRICE_FIELDS else m for name, m in values.items()
             }
-    summary = StaleSummary(int(ends.sum()), int((arr >= min_streak).sum()), masked, worst)
+    # a streak's count where it ends is its length (carried cells neither lengthen nor end it)
+    summary = StaleSummary(int(ends.sum()), int(arr[ends].sum()), masked, worst)
     return PanelMatrices(values, panel.sector, panel.extra_columns), summary
 
 

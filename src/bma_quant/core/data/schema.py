@@ -14,8 +14,6 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-REQUIRED_LONG = ("date", "ticker", "close")
-PRICE_COLUMNS = ("open", "high", "low", "close")
 RESERVED = {"date", "ticker", "close", "open", "high", "low", "volume", "sector"}
 
 logger = logging.getLogger(__name__)

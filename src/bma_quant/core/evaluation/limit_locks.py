@@ -107,6 +107,15 @@ def price_step(close: np.ndarray) -> float:
     return float(price_steps(values, window=max(len(values), 1), min_closes=1)[-1, 0])
 
 
+def may_have_one_price_bars(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> bool:
+    """Whether some bar could be one price: a cheap test on the long rows before any pivot (most
+    panels have no such bar). A superset of ``limit_locks``' test: high and low each within
+    rounding of the close puts them within twice that of each other (the margin absorbs the
+    float error of the difference)."""
+    with np.errstate(invalid="ignore"):
+        return bool((np.abs(high - low) <= 2.5 * _SAME_PRICE_RTOL * np.abs(close)).any())
+
+
 def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return np.abs(a - b) <= _SAME_PRICE_RTOL * np.abs(b)

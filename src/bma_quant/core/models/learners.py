@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -114,7 +114,6 @@ class Learner:
     importance: Callable[[Any, list[str]], np.ndarray]
     native: str | None = None
     importance_kind: str = "gain"
-    description: str = field(default="", compare=False)
     fit_weightings: Callable[[list, Any, np.ndarray, list, Any], list] | None = None
 
     def fit_each_weighting(self, estimators: list, X, y, sample_weights: list, dates) -> list:
@@ -262,18 +261,18 @@ def _alpha_composite_importance(estimator, names):
     return np.abs(estimator.coef_).astype(float)
 
 
+# ElasticNet on median-imputed, standardised features
 register_learner(Learner("elastic_net", _build_elastic_net, _fit_elastic_net,
                          _elastic_net_importance, native="scaled", importance_kind="abs_coef",
-                         description="ElasticNet on median-imputed, standardised features",
                          fit_weightings=_fit_elastic_net_weightings))
+# XGBoost and LightGBM, histogram trees on matrices binned once per fold (below)
 register_learner(Learner("xgboost", _build_xgboost, _fit_plain, _xgboost_importance,
-                         native="xgboost", importance_kind="total_gain",
-                         description="XGBoost, hist tree method"))
+                         native="xgboost", importance_kind="total_gain"))
 register_learner(Learner("lightgbm", _build_lightgbm, _fit_plain, _lightgbm_importance,
-                         native="lightgbm", importance_kind="gain", description="LightGBM"))
+                         native="lightgbm", importance_kind="gain"))
+# the factors weighted by their development IC-IR
 register_learner(Learner("alpha_composite", _build_alpha_composite, _fit_alpha_composite,
-                         _alpha_composite_importance, importance_kind="abs_icir_weight",
-                         description="factors weighted by development IC-IR"))
+                         _alpha_composite_importance, importance_kind="abs_icir_weight"))
 
 
 # ---------------------------------------------------------------------------------------------

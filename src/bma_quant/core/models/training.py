@@ -162,6 +162,18 @@ class FoldCache:
         self._weights: dict[int, np.ndarray] = {}
         self._native: dict[tuple, Any] = {}
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 (16 hex digits) of the data (``LearningSet.fingerprint``), the training target
+        (its transform) and every fold's training and test rows (layout, purge, thinning): two
+        caches with the same fingerprint score a configuration alike."""
+        digest = hashlib.sha256(self.data.fingerprint.encode())
+        digest.update(np.ascontiguousarray(self.data.target).tobytes())
+        for train, test in self.rows:
+            digest.update(np.int64(len(train)).tobytes() + np.asarray(train, np.int64).tobytes())
+            digest.update(np.int64(len(test)).tobytes() + np.asarray(test, np.int64).tobytes())
+        return digest.hexdigest()[:16]
+
     def train_weight(self, k: int) -> np.ndarray:
         if k not in self._weights:
             self._weights[k] = normalised_weights(self.data.weight[self.rows[k][0]])

@@ -19,12 +19,16 @@ run) fill one named study in an RDB storage such as PostgreSQL. The trial budget
 them by trial number (unique and ordered in the storage): a process asks for a trial and runs it
 only if its number is below the budget; a trial asked past the budget is closed at once as FAIL
 (user attribute `over_budget`) and the process stops, so COMPLETE + PRUNED trials never exceed the
-budget. Each process samples with its own seed (otherwise they would propose the same values).
-The trial order then depends on timing: results are not reproducible in that mode.
+budget. Each process samples with its own sampler seed (otherwise they would propose the same
+values) and fits with the same model seed. The trial order then depends on timing: results are not
+reproducible in that mode. A shared study records what its trials were scored on (data, folds,
+settings: `study_identity`) and a process scoring on anything else is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import threading
@@ -217,11 +221,54 @@ class TuningResult:
         return float(values.median()) if len(values) else math.nan
 
 
+# user attribute of a study: what its trials were scored on (study_identity)
+IDENTITY_ATTR = "tuning_identity"
+
+
+class StudyMismatch(ValueError):
+    """A named study holds trials scored on other data, folds or settings than this run's."""
+
+
+def study_identity(cache: FoldCache, defaults: dict, space: dict, *, seed: int,
+                   min_names: int) -> str:
+    """What a trial's value depends on besides its sampled parameters: the tuning folds' rows and
+    target (``FoldCache.fingerprint``), the learner's defaults, the search space, the model seed
+    and the RankIC's minimum names (16 hex digits). A shared study's trials are comparable only
+    between processes with the same identity."""
+    blob = json.dumps({"folds": cache.fingerprint, "defaults": defaults, "space": space,
+                       "seed": int(seed), "min_names": int(min_names)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def check_study_identity(study: optuna.Study, identity: str, name: str) -> None:
+    """Record `identity` on a study that has none yet, refuse one recorded by another setting:
+    joining it would choose parameters by values scored on other rows (the out-of-fold scores
+    after them would read folds the choice was made on). A study without an identity whose
+    trials already ran was filled by a version that did not record one: refused as well."""
+    recorded = study.user_attrs.get(IDENTITY_ATTR)
+    if recorded is None:
+        waiting = optuna.trial.TrialState.WAITING
+        if any(t.state != waiting and not t.user_attrs.get(OVER_BUDGET) for t in study.trials):
+            recorded = "none recorded"
+        else:
+            study.set_user_attr(IDENTITY_ATTR, identity)
+            recorded = study.user_attrs.get(IDENTITY_ATTR)  # a process that set it first wins
+    if recorded != identity:
+        raise StudyMismatch(
+            f"{name}: the Optuna study {study.study_name!r} holds trials scored on other data, "
+            f"tuning folds or settings (its identity {recorded}, this run's {identity}: the "
+            "features, labels, weights, cv / periods layout, target transform, max_train_rows, "
+            "defaults, search space or seed differ). Joining it would choose parameters by "
+            "values scored on other rows. Set another base_models.tuning.study_name, or delete "
+            f"the study (optuna delete-study --study-name {study.study_name} --storage ...).")
+
+
 def _open_study(cache: FoldCache, name: str, first: dict | None, *, shared: bool, seed: int,
                 storage: str | None, study_name: str | None, sampler: dict | None,
-                pruner: dict | None) -> optuna.Study:
+                pruner: dict | None, identity: str) -> optuna.Study:
     """The learner's study: its own (the defaults enqueued first) or the one shared with tuning
-    workers, labelled with what it was about (readable in optuna-dashboard next to its trials)."""
+    workers, labelled with what it was about (readable in optuna-dashboard next to its trials).
+    `seed`: the sampler's."""
     if shared:
         if not (storage and study_name):
             raise ValueError(f"{name}: a shared study needs base_models.tuning.storage and "
@@ -236,6 +283,7 @@ def _open_study(cache: FoldCache, name: str, first: dict | None, *, shared: bool
     with warnings.catch_warnings():  # "experimental" since Optuna 3.2, stable in use
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([OBJECTIVE_NAME])
+    check_study_identity(study, identity, name)
     study.set_user_attr("learner", name)
     study.set_user_attr("data_fingerprint", cache.data.fingerprint)
     study.set_user_attr("n_rows", int(len(cache.data.label)))
@@ -338,6 +386,7 @@ def tune_learner(
     n_trials: int,
     timeout: float | None,
     seed: int,
+    sampler_seed: int | None = None,
     n_jobs: int = 1,
     min_names: int = 5,
     storage: str | None = None,
@@ -357,12 +406,19 @@ def tune_learner(
     `shared`: join the named study in `storage` and run trials until the budget is reached across
     every process (tuning workers); complete trials run elsewhere are scored again on the same
     tuning folds, so every configuration tried has its predictions (trial accounting; a worker
-    passes `rescore=False` and `wait_seconds=0`)."""
+    passes `rescore=False` and `wait_seconds=0`).
+    `seed`: the models'; `sampler_seed` (None: `seed`): the TPE sampler's, which each worker of a
+    shared study sets apart so they do not propose the same values, while every process scores a
+    configuration with the same model seed (a stored value is then the score of the model trained
+    with it). A shared study records what its trials were scored on and refuses a process that
+    scores on something else (`check_study_identity`)."""
     if int(n_trials) < 1:
         raise ValueError(f"{name}: base_models.tuning.n_trials must be >= 1, got {n_trials}")
     first = default_trial(defaults, space) if enqueue_defaults else None
-    study = _open_study(cache, name, first, shared=shared, seed=seed, storage=storage,
-                        study_name=study_name, sampler=sampler, pruner=pruner)
+    identity = study_identity(cache, defaults, space, seed=seed, min_names=min_names)
+    study = _open_study(cache, name, first, shared=shared,
+                        seed=seed if sampler_seed is None else sampler_seed, storage=storage,
+                        study_name=study_name, sampler=sampler, pruner=pruner, identity=identity)
     predictions: dict[int, CVResult] = {}
     objective = _fold_objective(cache, name, defaults, space, predictions, seed=seed,
                                 n_jobs=n_jobs, min_names=min_names)

@@ -138,8 +138,8 @@ def tune(name: str, inputs: training.TrainingInputs, params: dict, defaults: dic
          worker: bool = False) -> tuning.TuningResult:
     """The Optuna study of one learner, scored on the tuning folds only. With
     tuning.study_name set it joins the study shared with tuning workers (each worker samples
-    with seed + its `seed_offset`; a `worker` neither waits for the others nor rescores their
-    trials: the training run does)."""
+    with seed + its `seed_offset` and fits with `seed`; a `worker` neither waits for the others
+    nor rescores their trials: the training run does)."""
     tuning_cfg = params["tuning"]
     shared_name = shared_study_name(name, tuning_cfg)
     try:
@@ -155,7 +155,8 @@ def _tune_study(name: str, inputs: training.TrainingInputs, params: dict, defaul
     return tuning.tune_learner(
         inputs.tuning_cache, name, defaults, space,
         n_trials=int(tuning_cfg["n_trials"]), timeout=tuning_cfg.get("timeout"),
-        seed=int(params["seed"]) + int(seed_offset), n_jobs=int(params["n_jobs"]),
+        seed=int(params["seed"]), sampler_seed=int(params["seed"]) + int(seed_offset),
+        n_jobs=int(params["n_jobs"]),
         min_names=int(params.get("min_names", 5)),
         storage=_storage(tuning_cfg.get("storage")),
         study_name=shared_name or _study_name(name),
@@ -283,8 +284,11 @@ def train_learner(name: str, inputs: training.TrainingInputs, params: dict, temp
                 LoggedLearner(name, None, skipped=True))
     nw_lag = TemporalConfig.from_params(temporal).horizon_days
     outcome = training.run_guarded(name, _train, name, inputs, params, nw_lag)
-    if interruption_in(outcome.exception) is not None:
-        raise outcome.exception  # Ctrl-C / SIGTERM stops the run; it is no learner failure
+    if interruption_in(outcome.exception) is not None \
+            or isinstance(outcome.exception, tuning.StudyMismatch):
+        # Ctrl-C / SIGTERM, or a shared study tuned on other rows: the run stops (no learner
+        # failure to train around)
+        raise outcome.exception
     if not outcome.ok:
         logger.error("base_models: %s failed after %.1fs: %s\n%s", name, outcome.seconds,
                      outcome.error, outcome.traceback)

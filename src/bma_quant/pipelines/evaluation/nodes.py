@@ -112,14 +112,10 @@ def _with_limit_locks(panel: pd.DataFrame, primary_panel: pd.DataFrame,
     some close is locked (none: the panel as it was, so a market without limits costs nothing)."""
     if not rule.enabled or not {"high", "low"} <= set(primary_panel.columns):
         return panel
-    if not rule.close_at_extreme:
-        # most panels have no one-price bar at all: looked for on the long rows, before any
-        # pivot (a superset of limit_locks' test: high and low each within 1e-6 of the close)
-        high, low, close = (primary_panel[c].to_numpy(dtype=np.float64, na_value=np.nan)
-                            for c in ("high", "low", "close"))
-        with np.errstate(invalid="ignore"):
-            if not (np.abs(high - low) <= 2.5e-6 * np.abs(close)).any():
-                return panel
+    if not rule.close_at_extreme and not limit_locks.may_have_one_price_bars(
+            *(primary_panel[c].to_numpy(dtype=np.float64, na_value=np.nan)
+              for c in ("high", "low", "close"))):
+        return panel
     fields = ("close", "high", "low", *(["open"] if "open" in primary_panel else []))
     wide = _traded_ohlc(primary_panel, fields)
     listing = (primary_panel.pivot(index="date", columns="ticker", values=universe.LISTED_FROM)
@@ -521,9 +517,11 @@ def build_prediction_chain(
 ) -> PredictionChain:
     """Every fitted object plus the cleaning settings: raw panel slice -> final predictions.
 
-    Warm-up: the longest feature window (``max_lookback_days`` or the spec's own ``warmup_days``,
-    whichever is larger) plus ``registry.warmup_extra_days``, so EWM-smoothed features have
-    converged to float precision and a slice reproduces the full-history values exactly."""
+    Warm-up (core.features.warmup.chain_warmup_days): the longest of the spec's own
+    ``warmup_days``, ``max_lookback_days`` and the eligibility windows, plus
+    ``registry.warmup_extra_days`` (or ``relist_after_days`` when longer), so EWM-smoothed
+    features have converged to float precision and a slice reproduces the full-history values
+    exactly."""
     cleaner = PanelCleaner.from_params(
         primary_panel["ticker"].unique(), processing,
         (data_quality_report or {}).get("first_close"),

@@ -51,8 +51,10 @@ def agreements(seed: int, n_tickers: int, n_days: int, params: dict) -> dict:
                                              "order_column": "trend"},
                                      int(params["smoothing"]["min_duration_days"]))
             detected = detector.fit(evidence.loc[:fit_end].dropna()).detect(evidence.fillna(0.0))
+            # the label permutation is chosen on the fit dates (in-sample: scored there too)
+            fitted = detected[detected["date"].isin(in_sample)]
             scores = [detection_agreement(detected[detected["date"].isin(part)],
-                                          market.regimes)["best_match_accuracy"]
+                                          market.regimes, matched_on=fitted)["best_match_accuracy"]
                       for part in (test, in_sample)]
             out[(name, window)] = scores
     return out

@@ -136,8 +136,10 @@ def measure(args, seed: int, market_options: dict, overrides: dict, params: dict
                 for learner in learners}
     scores = test_scores(out, ceilings, int(params["regime_models"]["min_names"]))
     regimes = out["regimes"]
+    # the label permutation is chosen on development dates, scored on the test dates
     agreement = detection_agreement(
-        regimes[dates_in(out["date_split"], "test", regimes["date"])], market.regimes)
+        regimes[dates_in(out["date_split"], "test", regimes["date"])], market.regimes,
+        matched_on=regimes[dates_in(out["date_split"], "dev", regimes["date"])])
     return {"seed": seed, "scores": scores, "agreement": agreement, "timings": timings,
             "chosen": out["ensemble_report"]["chosen"],
             "selection": out["ensemble_report"]["selection"]["oos_rank_ic"],

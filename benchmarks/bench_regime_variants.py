@@ -107,7 +107,9 @@ def main() -> None:
                                  f"regime_{learner}")
             regimes = result["regimes"]
             test = regimes[dates_in(out["date_split"], "test", regimes["date"])]
-            agreement = detection_agreement(test, out["generator_regimes"])["best_match_accuracy"]
+            dev = regimes[dates_in(out["date_split"], "dev", regimes["date"])]
+            agreement = detection_agreement(test, out["generator_regimes"],
+                                            matched_on=dev)["best_match_accuracy"]
             cells.append(f"{score:.4f} (agreement {agreement:.2f}, "
                          f"{time.perf_counter() - start:.0f} s)")
         print(f"| {seed} | " + " | ".join(cells) + " |", flush=True)

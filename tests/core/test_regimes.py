@@ -230,6 +230,31 @@ def test_detection_agreement_known_answers():
         R.detection_agreement(detected.assign(date=dates + pd.Timedelta(days=100)), truth)
 
 
+def test_the_label_match_is_chosen_on_other_dates_than_those_it_scores():
+    dates = pd.bdate_range("2020-01-01", periods=6)
+    truth = pd.DataFrame({"date": dates, "regime": ["bull", "neutral", "bear"] * 2})
+    # development dates name bull "bear" and bear "bull"; the scored dates use the true names
+    earlier = truth.iloc[:3].assign(regime=["bear", "neutral", "bull"])
+    scored = truth.iloc[3:]
+    assert R.best_label_match(earlier, truth) == {"bull": "bear", "neutral": "neutral",
+                                                  "bear": "bull"}
+    held_out = R.detection_agreement(scored, truth, matched_on=earlier)
+    assert held_out["accuracy"] == 1.0 and held_out["best_match_accuracy"] == pytest.approx(1 / 3)
+    assert R.detection_agreement(scored, truth)["best_match_accuracy"] == 1.0  # in-sample pick
+    # a detector that knows nothing: the in-sample maximum over six permutations beats chance,
+    # the permutation chosen on earlier dates does not (on average)
+    rng = np.random.default_rng(0)
+    held, picked = [], []
+    for _ in range(40):
+        days = pd.bdate_range("2020-01-01", periods=400)
+        true = pd.DataFrame({"date": days, "regime": rng.choice(R.REGIMES, 400)})
+        noise = true.assign(regime=rng.choice(R.REGIMES, 400))
+        first, second = noise.iloc[:200], noise.iloc[200:]
+        held.append(R.detection_agreement(second, true, matched_on=first)["best_match_accuracy"])
+        picked.append(R.detection_agreement(second, true)["best_match_accuracy"])
+    assert abs(np.mean(held) - 1 / 3) < 0.02 < np.mean(picked) - 1 / 3
+
+
 def test_hmm_states_can_be_named_by_a_column_it_does_not_model():
     # Detected from one evidence column, named by another: the state whose dates have the
     # highest mean of `trend` is bull, the lowest bear, whatever the HMM's internal numbering.

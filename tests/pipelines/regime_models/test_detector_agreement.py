@@ -82,6 +82,22 @@ def test_agreement_is_scored_on_test_dates_only(market):
     assert detector_agreement(detected, truth, split)["detector_agreement"]["value"] == 1.0
 
 
+def test_the_best_label_match_is_chosen_on_development_dates(market):
+    """Names that agree with the truth on the test dates only after a swap the development
+    dates do not show are not credited: the permutation is chosen where it is not scored."""
+    truth = market.regimes
+    split = _split(truth["date"])
+    detected = _detected(truth)
+    dev = (detected["date"] <= pd.Timestamp(split["dev_end"])).to_numpy()
+    swapped = _detected(truth, {"bull": "bear", "bear": "bull"})
+    detected.loc[dev, "regime"] = swapped.loc[dev, "regime"]  # named the other way before
+    test = truth[truth["date"] >= pd.Timestamp(split["test_start"])]
+    metrics = detector_agreement(detected, truth, split)
+    assert metrics["detector_agreement"]["value"] == 1.0
+    assert metrics["detector_agreement_best_match"]["value"] == pytest.approx(
+        test["regime"].eq("neutral").mean())
+
+
 def test_no_truth_logs_nothing_and_foreign_truth_is_refused(market):
     truth = market.regimes
     split = _split(truth["date"])

@@ -461,22 +461,39 @@ def detection_accuracy(detected: pd.DataFrame, truth: pd.DataFrame) -> float:
     return float((merged["regime_x"] == merged["regime_y"]).mean())
 
 
-def detection_agreement(detected: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
-    """Agreement of detected with true regimes on the dates both have (synthetic markets):
-    `accuracy` (same label), `best_match_accuracy` (labels matched to the truth's by the best
-    permutation, since an unsupervised detector's names are a convention) and `probability`
-    (mean probability the detector gives the true regime, when it has p_* columns)."""
+def best_label_match(detected: pd.DataFrame, truth: pd.DataFrame) -> dict[str, str]:
+    """detected name -> true name: the permutation of the regime names under which `detected`
+    agrees with `truth` on the most of their shared dates (an unsupervised detector's names are
+    a convention). Choose it on other dates than those it is scored on: the maximum over the six
+    permutations of a detector that knows nothing is well above chance on the dates it was
+    picked on (about 0.47 against 0.35 on 500 dates of a sticky 3-state chain)."""
     from itertools import permutations
 
+    merged = detected[["date", "regime"]].merge(
+        truth[["date", "regime"]].rename(columns={"regime": "truth"}), on="date")
+    if merged.empty:
+        raise ValueError("best_label_match: the detected and true regimes share no date")
+    found, true = merged["regime"].to_numpy(str), merged["truth"].to_numpy(str)
+    mappings = [dict(zip(REGIMES, p, strict=True)) for p in permutations(REGIMES)]
+    scores = [float(np.mean(np.array([m[r] for r in found]) == true)) for m in mappings]
+    return mappings[int(np.argmax(scores))]  # ties: the first, the identity
+
+
+def detection_agreement(detected: pd.DataFrame, truth: pd.DataFrame,
+                        matched_on: pd.DataFrame | None = None) -> dict[str, float]:
+    """Agreement of detected with true regimes on the dates both have (synthetic markets):
+    `accuracy` (same label), `best_match_accuracy` (detected labels renamed by the permutation
+    `best_label_match` chose on `matched_on`: other detected dates, e.g. development dates, so
+    that the figure is held out; None = chosen on the scored dates themselves, which is optimistic)
+    and `probability` (mean probability the detector gives the true regime, when it has p_*
+    columns)."""
     merged = detected.merge(truth[["date", "regime"]].rename(columns={"regime": "truth"}),
                             on="date")
     if merged.empty:
         raise ValueError("detection_agreement: the detected and true regimes share no date")
     found, true = merged["regime"].to_numpy(str), merged["truth"].to_numpy(str)
-    best = max(
-        float(np.mean(np.array([dict(zip(REGIMES, p, strict=True))[r] for r in found]) == true))
-        for p in permutations(REGIMES)
-    )
+    mapping = best_label_match(detected if matched_on is None else matched_on, truth)
+    best = float(np.mean(np.array([mapping[r] for r in found]) == true))
     out = {"accuracy": float(np.mean(found == true)), "best_match_accuracy": best}
     if set(PROBABILITY_COLUMNS) <= set(merged.columns):
         column = {r: k for k, r in enumerate(REGIMES)}

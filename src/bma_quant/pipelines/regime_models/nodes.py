@@ -390,18 +390,23 @@ def regime_timeline(regime_table: pd.DataFrame, market: pd.DataFrame, date_split
 def detector_agreement(regime_table: pd.DataFrame, true_regimes: pd.DataFrame,
                        date_split: dict) -> dict:
     """`regime_models.detector_agreement*` on the test dates when the panel's true regimes are
-    known (synthetic markets): same label, best label permutation, mean probability of the true
-    regime. No truth: no metric (never a made-up number)."""
+    known (synthetic markets): same label, label permutation chosen on the development dates
+    (held out: the maximum over permutations on the test dates themselves is above chance for a
+    detector that knows nothing), mean probability of the true regime. No truth: no metric
+    (never a made-up number)."""
     if true_regimes is None or true_regimes.empty:
         return {}
     test = regime_table[dates_in(date_split, "test", regime_table["date"])]
+    dev = regime_table[dates_in(date_split, "dev", regime_table["date"])]
     truth = true_regimes.assign(date=pd.DatetimeIndex(true_regimes["date"]))
     if not pd.DatetimeIndex(test["date"]).isin(truth["date"]).any():
         raise ValueError("true_regimes (data.true_regimes_path) share no test date with the "
                          "panel: is it the truth of another market?")
-    agreement = detection.detection_agreement(test, truth)
-    logger.info("detector agreement with the true regimes on %d test dates: %.2f (best label "
-                "match %.2f)", len(test), agreement["accuracy"], agreement["best_match_accuracy"])
+    dev_known = pd.DatetimeIndex(dev["date"]).isin(truth["date"]).any()
+    agreement = detection.detection_agreement(test, truth, matched_on=dev if dev_known else test)
+    logger.info("detector agreement with the true regimes on %d test dates: %.2f (labels "
+                "matched on %s dates: %.2f)", len(test), agreement["accuracy"],
+                "development" if dev_known else "the test", agreement["best_match_accuracy"])
     return as_mlflow_metrics({
         "detector_agreement": agreement["accuracy"],
         "detector_agreement_best_match": agreement["best_match_accuracy"],

@@ -95,8 +95,9 @@ def select_ensemble(
         design, folds_from_table(cv_folds, stage=OOF), fold_regimes, model_info["methods"],
         model_info["models"], params, date_split["test_start"], rule)
     chosen = result.chosen
-    logger.info("stacking: chosen %s (top score %s; default %s, t-stat against it %s); nested "
-                "OOS RankIC %s", chosen, result.choice.get("top_method"), rule.default_method,
+    logger.info("stacking: chosen %s (top score %s; default %s, t-stat against it %s); "
+                "RankIC of each method on the validation folds (the chosen one's: the choice's "
+                "own, optimistic) %s", chosen, result.choice.get("top_method"), rule.default_method,
                 _finite_or_none(result.choice.get("t_stat_vs_default")),
                 {m: round(s, 5) for m, s in result.oos_rank_ic.items()})
     selection = {

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from bma_quant import hooks
-from bma_quant.hooks import MemoryLimitExceeded, RunHealthHooks, config_hash, short_fingerprint
+from bma_quant.hooks import MemoryLimitExceeded, RunHealthHooks
+from bma_quant.run_hooks.run_tags import config_hash, short_fingerprint
 
 
 class _Catalog:
@@ -30,7 +31,7 @@ def health(tmp_path):
     h = RunHealthHooks()
     h._project_path = tmp_path
     h._memory.update({"target_usage": 0.70, "max_threshold": 0.80, "sample_seconds": 0.01})
-    h.before_pipeline_run({"pipeline_names": ["data_processing"]})
+    h.before_pipeline_run()
     return h
 
 

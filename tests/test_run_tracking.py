@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from bma_quant.hooks import RunHealthHooks, short_fingerprint
+from bma_quant.hooks import RunHealthHooks
 from bma_quant.run_hooks import run_identity
+from bma_quant.run_hooks.run_tags import RunTagsHooks, short_fingerprint
 from tests.support import sqlite_tracking
 
 
@@ -53,10 +54,49 @@ def tracking(tmp_path):
         yield mlflow.create_experiment("tracking_test")
 
 
+class _RunHooks:
+    """The run's tags hook and its health hook, called as Kedro calls them."""
+
+    def __init__(self):
+        self.tags = RunTagsHooks()
+        self.health = RunHealthHooks(run_tags=self.tags)
+
+    @property
+    def _tags(self):
+        return self.tags.tags
+
+    def after_context_created(self, context):
+        self.tags.after_context_created(context)
+        self.health.after_context_created(context)
+
+    def before_pipeline_run(self, run_params, pipeline=None):
+        self.tags.before_pipeline_run(run_params, pipeline)
+        self.health.before_pipeline_run(pipeline)
+
+    def before_node_run(self, node):
+        self.tags.before_node_run()
+        self.health.before_node_run(node)
+
+    def after_node_run(self, node, outputs=None):
+        self.health.after_node_run(node)
+        self.tags.after_node_run(outputs)
+
+    def on_node_error(self, error, node):
+        self.health.on_node_error(error, node)
+
+    def after_pipeline_run(self, catalog):
+        self.tags.after_pipeline_run()
+        self.health.after_pipeline_run(catalog)
+
+    def on_pipeline_error(self, error, catalog):
+        self.tags.on_pipeline_error()
+        self.health.on_pipeline_error(error, catalog)
+
+
 def _hooks(tmp_path, raw, params):
     raw_path = tmp_path / "my_prices.csv"
     raw.to_csv(raw_path, index=False)
-    hooks = RunHealthHooks()
+    hooks = _RunHooks()
     context = SimpleNamespace(project_path=tmp_path, params={
         "data": {"raw_path": str(raw_path)},
         "memory": {"sample_seconds": 0.01},
@@ -203,7 +243,7 @@ def test_a_run_on_edited_code_is_tagged_dirty(tmp_path):
     """git_commit alone named the commit of a run whose src/ had been edited."""
     import subprocess
 
-    from bma_quant.hooks import _git_dirty
+    from bma_quant.run_hooks.run_tags import _git_dirty
 
     assert _git_dirty(tmp_path) == "unknown"  # not a repository
     run = {"cwd": tmp_path, "check": True, "capture_output": True}

@@ -1,30 +1,23 @@
-"""Run-level concerns (DESIGN §7): per-node time and memory, a memory guard, run tags and name,
-the input data set and system metrics in MLflow, failures.
+"""Run-level health (DESIGN §7): per-node time and memory, a memory guard, failures and the run
+summary; the console's progress lines.
 
-Staging of outputs, pre-flight checks, interrupts and the summary file live in `bma_quant.run_hooks`.
-
-Kept out of the nodes so that every pipeline gets them for free. MLflow is only touched when a run is
-active (kedro-mlflow starts it), so the hooks also work with MLflow disabled.
+The run's MLflow tags, name, input data set and system metrics are `run_hooks.run_tags`; staging of
+outputs, pre-flight checks, interrupts and the summary file live in `bma_quant.run_hooks` too.
+Kept out of the nodes so that every pipeline gets them for free.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 from kedro.framework.hooks import hook_impl
 
-from bma_quant.core.data import provenance
-from bma_quant.run_hooks import run_identity, tracking
 from bma_quant.run_hooks.interrupts import interruption_in
+from bma_quant.run_hooks.run_tags import RunTagsHooks
 from bma_quant.run_hooks.staging import StagingHooks
 from bma_quant.run_hooks.summary import (
     FAILED_HEALTH_TABLE_PATH,
@@ -44,9 +37,6 @@ logger = logging.getLogger(__name__)
 progress = logging.getLogger("bma_quant.progress")
 
 DEFAULT_MEMORY = {"target_usage": 0.70, "max_threshold": 0.80, "sample_seconds": 0.2}
-DEFAULT_SYSTEM_METRICS = {"enabled": True, "sampling_seconds": 10.0}
-RAW_PANEL = "raw_panel"  # the in-memory panel data_processing reads: logged as the run's input
-INFERENCE_PANEL = "inference_panel"  # the panel an inference run scores (its file in attrs)
 
 
 class MemoryLimitExceeded(RuntimeError):
@@ -79,61 +69,17 @@ class _RssSampler:
         self.peak = max(self.peak, self._process.memory_info().rss)
 
 
-def _git_commit(project_path: Path) -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=project_path, capture_output=True, text=True, timeout=5
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def _git_dirty(project_path: Path) -> str:
-    """"true" when tracked files of src/ or conf/ differ from the commit (the run's code or
-    parameters are not the commit's), "false" when not, "unknown" outside git."""
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                              "src", "conf"], cwd=project_path, capture_output=True, text=True,
-                             timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if out.returncode != 0:
-        return "unknown"
-    return "true" if out.stdout.strip() else "false"
-
-
-def short_fingerprint(path: Path) -> str:
-    """The first 16 hex digits of a file's sha256 (core.data.provenance.file_fingerprint): the
-    run's data_fingerprint tag, the MLflow dataset digest and the registry's data identity."""
-    return provenance.file_fingerprint(path)["sha256"][:16]
-
-
-def config_hash(params: dict[str, Any]) -> str:
-    """Stable hash of the resolved parameters: two runs with the same hash had the same config
-    (labels such as ``run_name`` left out)."""
-    params = {k: v for k, v in params.items() if k not in run_identity.LABEL_PARAMS}
-    blob = json.dumps(params, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
 class RunHealthHooks:
-    """Timing, memory and failure accounting for every node of a run."""
+    """Timing, memory and failure accounting for every node of a run, and its summary (with the
+    run's tags and MLflow run id from `run_tags`)."""
 
-    def __init__(self, staging: StagingHooks | None = None) -> None:
+    def __init__(self, staging: StagingHooks | None = None,
+                 run_tags: RunTagsHooks | None = None) -> None:
         self._staging = staging  # where a successful run's summary is staged
+        self._run_tags = run_tags  # the run's tags and MLflow run (None: no MLflow bookkeeping)
         self._samplers: dict[str, _RssSampler] = {}
         self._starts: dict[str, float] = {}
         self._memory = dict(DEFAULT_MEMORY)
-        self._tags: dict[str, str] = {}
-        self._tags_logged = False
-        self._run_name_override: str | None = None
-        self._data_path: Path | None = None
-        self._params: dict[str, Any] = {}
-        self._reads_raw_panel = False  # the pipeline has the node that loads the raw panel
-        self._system_cfg = dict(DEFAULT_SYSTEM_METRICS)
-        self._system_metrics: tracking.SystemMetrics | None = None
-        self._run_id: str | None = None
         self._project_path = Path.cwd()
         self._node_layer: dict[str, str] = {}
         self._n_nodes = 0
@@ -144,75 +90,13 @@ class RunHealthHooks:
 
     @hook_impl
     def after_context_created(self, context) -> None:
-        route_library_logs()
-        params = context.params
-        self._memory.update(params.get("memory", {}) or {})
-        self._system_cfg.update(params.get("system_metrics", {}) or {})
-        self._run_name_override = params.get("run_name") or None
-        project_path = Path(context.project_path)
-        self._project_path = project_path
-        self._params = params
-        self._tags = {"git_commit": _git_commit(project_path),
-                      "git_dirty": _git_dirty(project_path), "config_hash": config_hash(params)}
-        self._set_data_tags((params.get("data", {}) or {}).get("raw_path"))
-
-    def _set_data_tags(self, raw_path: str | None) -> None:
-        """data_path and data_fingerprint tags of the panel the run reads."""
-        self._data_path = None
-        if raw_path:
-            path = Path(raw_path) if Path(raw_path).is_absolute() else self._project_path / raw_path
-            self._tags["data_fingerprint"] = short_fingerprint(path) if path.is_file() else "missing"
-            self._tags["data_path"] = str(raw_path)
-            self._data_path = path if path.is_file() else None
-
-    def _tag_scored_data(self, source: str | None) -> None:
-        """A registry model's inference run knows its data once the model is loaded: tag it
-        then (the run's tags were set before its first node)."""
-        if not source:
-            return
-        self._set_data_tags(source)
-        import mlflow
-
-        if mlflow.active_run() is not None:
-            mlflow.set_tags({k: self._tags[k] for k in ("data_path", "data_fingerprint")
-                             if k in self._tags})
-
-    def _drop_data_tags(self) -> None:
-        for key in ("data_path", "data_fingerprint"):
-            self._tags.pop(key, None)
-        self._data_path = None
+        route_library_logs()  # once Kedro has configured logging
+        self._memory.update(context.params.get("memory", {}) or {})
+        self._project_path = Path(context.project_path)
 
     @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline=None) -> None:
-        names = run_identity.in_flow_order(
-            run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"])
-        self._tags["pipelines"] = ",".join(n for n in names if n) or "__default__"
-        runner = run_identity.runner_name(run_params.get("runner"))
-        if runner:
-            self._tags["runner"] = runner  # kedro-mlflow tags the object's repr
-        command = run_identity.cli_command(sys.argv)
-        if command:  # kedro-mlflow's tag leaves out --env, --params and --runner
-            self._tags["kedro_command"] = command
-        ran = [n for n in names if n]
-        data_label = None
-        if ran == ["inference"]:  # scores the chain's data, not params:data
-            scored = run_identity.inference_data_path(self._params, self._project_path)
-            if scored:
-                self._set_data_tags(scored)
-            else:  # a registry model: params:data says nothing about what it scores
-                self._drop_data_tags()
-                data_label = run_identity.registry_model_label(self._params, self._project_path)
-        elif ran == ["synthetic_data"]:  # writes a market; reads no data file
-            self._drop_data_tags()
-        self._tags["mlflow.runName"] = run_identity.run_name(
-            names, self._tags.get("data_path"), self._tags.get("config_hash"),
-            self._run_name_override, data_label=data_label)
+    def before_pipeline_run(self, pipeline=None) -> None:
         self._n_nodes = len(pipeline.nodes) if pipeline is not None else 0
-        progress.info("run %s: %d nodes", self._tags["mlflow.runName"], self._n_nodes)
-        self._reads_raw_panel = pipeline is not None and any(
-            _last_part(name) == RAW_PANEL for name in pipeline.all_outputs())
-        self._tags_logged = False
-        self._run_id = None
         self._started = time.perf_counter()
         self.node_stats.clear()
         self.failures.clear()
@@ -238,28 +122,6 @@ class RunHealthHooks:
             logger.debug("could not map nodes to layers: %s", exc)
         return layers
 
-    def _log_tags_once(self) -> None:
-        if self._tags_logged:
-            return
-        import mlflow
-
-        if mlflow.active_run() is not None:
-            mlflow.set_tags(self._tags)
-            self._run_id = mlflow.active_run().info.run_id
-            self._tags_logged = True
-            if self._system_cfg.get("enabled"):
-                self._system_metrics = tracking.SystemMetrics(
-                    float(self._system_cfg["sampling_seconds"]))
-                self._system_metrics.start(self._run_id)
-            if self._data_path is not None and not self._reads_raw_panel:
-                # no node of this run loads the panel into memory: log the file alone
-                tracking.log_input_panel(None, self._data_path, self._tags.get("data_fingerprint"))
-
-    def _stop_system_metrics(self) -> None:
-        if self._system_metrics is not None:
-            self._system_metrics.stop()
-            self._system_metrics = None
-
     def _check_memory(self, where: str) -> None:
         share = psutil.virtual_memory().percent / 100.0
         if share > float(self._memory["max_threshold"]):
@@ -276,7 +138,6 @@ class RunHealthHooks:
 
     @hook_impl
     def before_node_run(self, node) -> None:
-        self._log_tags_once()
         self._check_memory(f"before node '{node.name}'")
         self._starts[node.name] = time.perf_counter()
         self._samplers[node.name] = _RssSampler(float(self._memory["sample_seconds"])).start()
@@ -293,14 +154,9 @@ class RunHealthHooks:
         return stats
 
     @hook_impl
-    def after_node_run(self, node, outputs: dict[str, Any] | None = None) -> None:
+    def after_node_run(self, node) -> None:
         stats = self._finish(node)
         self._report_progress(node.name, stats)
-        for name, value in (outputs or {}).items():
-            if _last_part(name) == RAW_PANEL and self._data_path is not None:
-                tracking.log_input_panel(value, self._data_path, self._tags.get("data_fingerprint"))
-            if _last_part(name) == INFERENCE_PANEL and "data_path" not in self._tags:
-                self._tag_scored_data(getattr(value, "attrs", {}).get("source_path"))
         if stats.get("max_system_memory_share", 0) > float(self._memory["target_usage"]):
             logger.warning(
                 "node %s pushed system memory to %.0f%% (target %.0f%%)", node.name,
@@ -335,7 +191,6 @@ class RunHealthHooks:
                  self._project_path / FAILED_HEALTH_TABLE_PATH]
         if staged:
             path, health = staged.path_for(path), staged.path_for(health)
-        self._stop_system_metrics()
         self._write_summary(catalog, "success", path, health)
         # an earlier failed run's summary would read as this run's outcome; MLflow keeps it
         if stale[0].is_file():
@@ -350,7 +205,6 @@ class RunHealthHooks:
 
     @hook_impl
     def on_pipeline_error(self, error: Exception, catalog) -> None:
-        self._stop_system_metrics()
         error = interruption_in(error) or error  # a signal during a save arrives as DatasetError
         # the console line names the error's type only: its message is printed once, by the error
         self._write_summary(catalog, f"failed: {type(error).__name__}: {error}",
@@ -360,21 +214,22 @@ class RunHealthHooks:
 
     def _write_summary(self, catalog, status: str, path: Path, health_path: Path,
                        headline: str | None = None) -> None:
+        tags = self._run_tags.tags if self._run_tags is not None else {}
+        run_id = self._run_tags.run_id if self._run_tags is not None else None
         summary = {
             "status": status,
-            "pipelines": self._tags.get("pipelines"),
+            "pipelines": tags.get("pipelines"),
             "wall_seconds": time.perf_counter() - self._started,
             "layers": layer_totals(self.node_stats, self._node_layer),
             "nodes": self.node_stats,
             "node_failures": self.failures,
             "models": model_counts(catalog),
-            "tags": self._tags,
-            "mlflow_run_id": self._run_id,
+            "tags": tags,
+            "mlflow_run_id": run_id,
         }
         # per-node time and memory: a table artifact, not ~100 metrics of the run
-        write_health_table(health_path, self.node_stats, self._node_layer, self.failures,
-                           self._run_id)
-        write_summary(path, summary, self._run_id)
+        write_health_table(health_path, self.node_stats, self._node_layer, self.failures, run_id)
+        write_summary(path, summary, run_id)
         progress.info("run summary: %s, %.1f s, %d nodes, %d failed -> %s", headline or status,
                     summary["wall_seconds"], len(self.node_stats), len(self.failures),
                     self._project_path / (SUMMARY_PATH if status == "success"
@@ -393,8 +248,3 @@ def route_library_logs() -> None:
     for handler in list(mlflow_logger.handlers):
         mlflow_logger.removeHandler(handler)
     mlflow_logger.propagate = True
-
-
-def _last_part(dataset_name: str) -> str:
-    """``raw_panel`` of ``raw_panel`` or of a namespaced ``data_processing.raw_panel``."""
-    return dataset_name.rsplit(".", 1)[-1]

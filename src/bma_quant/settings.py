@@ -18,6 +18,7 @@ from bma_quant.run_hooks.layer_lineage import LayerLineageHooks
 from bma_quant.run_hooks.mlflow_connection import MlflowConnectionHooks
 from bma_quant.run_hooks.oof_honesty import OofHonestyHooks
 from bma_quant.run_hooks.preflight import PreflightHooks
+from bma_quant.run_hooks.run_tags import RunTagsHooks
 from bma_quant.run_hooks.staging import StagingGuardHooks, StagingHooks
 from bma_quant.run_hooks.time_budget import TimeBudgetHooks
 
@@ -26,13 +27,14 @@ from bma_quant.run_hooks.time_budget import TimeBudgetHooks
 # fail the run cleanly and mark its MLflow run KILLED (interrupts); an unreachable tracking server
 # fails fast (mlflow_connection); a run past run.timeout_seconds stops between nodes (time_budget).
 _STAGING = StagingHooks()
+_RUN_TAGS = RunTagsHooks()  # the run's MLflow tags and name; the health summary reports them
 # kedro-mlflow's hook is replaced by a subclass that logs each node's parameters in one batch
 # (run_hooks/batched_params.py). Registered last, it is called first, where the plugin's own hook
 # (loaded from its entry point after these) was.
 # Pluggy calls the last registered first: the parameter pre-flight, the data-build check, then
 # the parameters the stored datasets were made with (run_hooks/layer_lineage.py).
 HOOKS = (LayerLineageHooks(staging=_STAGING), DataBuildHooks(staging=_STAGING), PreflightHooks(),
-         RunHealthHooks(staging=_STAGING),
+         RunHealthHooks(staging=_STAGING, run_tags=_RUN_TAGS), _RUN_TAGS,
          _STAGING, StagingGuardHooks(_STAGING), InterruptHooks(), MlflowConnectionHooks(),
          TimeBudgetHooks(), OofHonestyHooks(), BatchedParamsMlflowHook())
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # the distribution name as installed

@@ -31,7 +31,9 @@ def _tag_after_run(hooks: OofHonestyHooks, pipeline: Pipeline, catalog) -> str |
 def test_stored_report_says_whether_selection_read_the_cv_test_windows():
     assert stored_selection_honesty({"cv_test_dates_unseen": True}) is True
     assert stored_selection_honesty({"cv_test_dates_unseen": False, "ic_scope": "dev"}) is False
-    assert stored_selection_honesty({"ic_scope": "pre_cv"}) is None  # an older report
+    # an older report without the flag: its scope's name says it, as for the registry
+    assert stored_selection_honesty({"ic_scope": "training dates of the first purged fold"})
+    assert stored_selection_honesty({"ic_scope": "development dates"}) is False
     assert stored_selection_honesty(None) is None
 
 

@@ -137,6 +137,7 @@ def test_run_is_named_tagged_and_logs_its_input_and_health_table(tmp_path, track
     config = run.data.tags["config_hash"][:8]
     assert run.info.run_name == f"data_processing · my_prices · {config}"
     assert run.data.tags["runner"] == "SequentialRunner"
+    assert run.data.tags["pipeline_names"] == "['data_processing']"
     inputs = run.inputs.dataset_inputs
     assert len(inputs) == 1
     dataset = inputs[0].dataset

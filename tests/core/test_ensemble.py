@@ -563,3 +563,25 @@ def test_identical_member_finds_an_ensemble_that_is_one_of_its_members():
     assert combiners.identical_member(gappy, all_on_b, ["a", "b"]) == "b"
     assert combiners.identical_member(wide, -wide["a"], ["a", "b"]) is None  # reversed: not a copy
     assert combiners.identical_member(wide, np.zeros(160), ["a", "b"]) is None
+
+
+def test_pseudo_bma_weights_do_not_depend_on_the_blas_thread_count():
+    """A threaded BLAS product sums in a thread-dependent order (the S&P run's weights moved in
+    the 14th digit with one thread): the bootstrap product is a fixed-order einsum."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json, numpy as np\n"
+              "from bma_quant.core.ensemble.model_averaging import pseudo_bma_weights\n"
+              "ll = np.random.default_rng(1).normal(-1, 0.3, size=(1800, 5))\n"
+              "print(json.dumps(pseudo_bma_weights(ll, 1000, 0)[0].tolist()))")
+    weights = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads,
+               "MKL_NUM_THREADS": threads}
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                             text=True, check=True)
+        weights.append(json.loads(out.stdout))
+    assert weights[0] == weights[1]

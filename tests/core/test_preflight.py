@@ -531,8 +531,8 @@ def test_settings_of_which_one_silently_wins_are_said():
                                                       "tuning": {"enabled": False}}})
     assert preflight.contradictory_settings(composite) == [
         "regime_models.learner (elastic_net) is not among base_models.learners: the regime layer "
-        "trains it on its regime_models.learner_params (use_tuned_params finds no tuned ones) and "
-        "fits its global comparison itself"]
+        "trains it on its regime_models.learner_params (use_tuned_params finds no tuned ones) and, "
+        "with compare_global, fits its global comparison itself"]
     own = deep_update(composite, {"regime_models": {"use_tuned_params": False}})
     assert preflight.contradictory_settings(own) == []  # its own parameters, asked for
 
@@ -561,5 +561,11 @@ def test_an_embargo_that_drops_whole_test_windows_from_later_training_is_warned_
            "(fold 2; the purge alone leaves 12)" in message
     (message,) = preflight.stale_fold_warnings(dates, _with("temporal.cv_embargo_days", 500))
     assert "1 of 3 folds train on nothing newer than 127 dates" in message  # fold 1's window gone
+    # windows of unequal length (the last ones get the spare dates): a fold whose previous
+    # window was shorter than its own is stale too
+    for n in (801, 802, 803, 805):
+        uneven = pd.bdate_range("2018-01-01", periods=n)
+        (message,) = preflight.stale_fold_warnings(uneven, _with("temporal.cv_embargo_days", 400))
+        assert "1 of 3 folds train on nothing newer than 12" in message, n  # 127 or 128
     # dates that cannot hold the folds: check_cv_layout's own error, not a second message
     assert preflight.stale_fold_warnings(dates[:150], PARAMS) == []

@@ -392,3 +392,23 @@ def test_the_fold_cache_fingerprint_follows_rows_target_and_layout(frame_and_fol
                                                frame["date"], tickers=frame["ticker"],
                                                target_transform="zscore")
     assert training.FoldCache(zscored, folds).fingerprint != base
+
+
+def test_a_joiner_waits_for_the_creator_to_record_the_identity(tmp_path):
+    """Creation is atomic, recording the identity the creator's next step: a process joining in
+    between waits for it (instead of recording its own or refusing a study still empty)."""
+    import threading
+
+    storage = f"sqlite:///{tmp_path / 'race.db'}"
+    created = tuning.create_study("s-x", seed=0, storage=storage)  # identity not recorded yet
+    joined = tuning.create_study("s-x", seed=1, storage=storage, load_if_exists=True)
+    timer = threading.Timer(0.5, created.set_user_attr, (tuning.IDENTITY_ATTR, "abc"))
+    timer.start()
+    tuning.check_study_identity(joined, "abc", "x", wait_seconds=10)
+    timer.join()
+    with pytest.raises(tuning.StudyMismatch, match="its identity abc, this run's other"):
+        tuning.check_study_identity(joined, "other", "x", wait_seconds=10)
+    # a creator that died before recording: refused once the wait is over
+    empty = tuning.create_study("s-y", seed=0, storage=storage)
+    with pytest.raises(tuning.StudyMismatch, match="none recorded"):
+        tuning.check_study_identity(empty, "abc", "y", wait_seconds=0.3)

@@ -15,6 +15,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from bma_quant.core.evaluation.promotion import OOF_HONEST
+from bma_quant.core.features.selection import selection_left_cv_unread
 from bma_quant.run_hooks.data_builds import _layer
 
 logger = logging.getLogger(__name__)
@@ -25,11 +26,11 @@ SCORING_LAYERS = frozenset({"base_models", "regime_models", "stacking", "evaluat
 
 
 def stored_selection_honesty(report: dict[str, Any] | None) -> bool | None:
-    """True / False: the stored selection left the CV test windows unread / read them; None: no
-    report, or one from a version that did not record it."""
-    if not isinstance(report, dict) or "cv_test_dates_unseen" not in report:
+    """True / False: the stored selection left the CV test windows unread / read them (as the
+    registry's champion comparison reads it); None: no report."""
+    if not isinstance(report, dict):
         return None
-    return bool(report["cv_test_dates_unseen"])
+    return selection_left_cv_unread(report)
 
 
 class OofHonestyHooks:

@@ -130,6 +130,10 @@ class RunTagsHooks:
         names = run_identity.in_flow_order(
             run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"])
         self.tags["pipelines"] = ",".join(n for n in names if n) or "__default__"
+        if run_params.get("pipeline_names"):
+            # kedro-mlflow's tag of Kedro's run_params, in the order of a Python set (it moved
+            # with PYTHONHASHSEED): rewritten in flow order
+            self.tags["pipeline_names"] = str([n for n in names if n])
         runner = run_identity.runner_name(run_params.get("runner"))
         if runner:
             self.tags["runner"] = runner  # kedro-mlflow tags the object's repr

@@ -311,3 +311,19 @@ def test_a_learner_whose_every_trial_is_constant_is_degenerate_with_its_trials_k
     trials = result["base_optuna_trials"]
     assert (trials["model"] == "elastic_net").sum() == n_trials
     assert set(result["base_models"]) == {"lightgbm"}
+
+
+def test_tuning_workers_sample_with_their_own_seed_and_fit_with_the_runs(monkeypatch):
+    """A worker's stored trial value must be the score of the model the run trains: only the
+    sampler's seed moves with the worker number."""
+    from bma_quant.core.models import tuning as tuning_lib
+    from bma_quant.pipelines.base_models import nodes as base_nodes
+
+    seen = {}
+    monkeypatch.setattr(tuning_lib, "tune_learner",
+                        lambda *args, **kwargs: seen.update(kwargs) or "result")
+    params = {"seed": 42, "n_jobs": 1, "tuning": {"n_trials": 3, "study_name": None}}
+    inputs = type("Inputs", (), {"tuning_cache": None})()
+    base_nodes._tune_study("lightgbm", inputs, params, {}, {}, 3, [], True, params["tuning"],
+                           "nightly-lightgbm")
+    assert seen["seed"] == 42 and seen["sampler_seed"] == 45

@@ -745,7 +745,9 @@ def stale_fold_warnings(dates, params: Mapping[str, Any]) -> list[str]:
     for fold in folds:
         if len(fold.train_dates) and len(fold.test_dates):
             lag = int(position[fold.test_dates[0]] - position[fold.train_dates[-1]])
-            if lag > max(len(fold.test_dates), gap + 1):
+            # an embargo shorter than the previous window less the purge never moves the last
+            # training date; one at least that long drops the rest of that window
+            if lag > gap + 1:
                 stale[fold.fold] = lag
     if not stale:
         return []
@@ -754,8 +756,8 @@ def stale_fold_warnings(dates, params: Mapping[str, Any]) -> list[str]:
             f"earlier test windows from later folds' training: {len(stale)} of {len(folds)} folds "
             f"train on nothing newer than {stale[worst]} dates before their test window (fold "
             f"{worst}; the purge alone leaves {gap + 1}), so the out-of-fold predictions the later "
-            "layers learn from come from stale models. An embargo shorter than the folds' test "
-            "windows keeps their newest history."]
+            "layers learn from come from stale models. An embargo shorter than a test window "
+            "less cv_gap_days keeps their newest history."]
 
 
 def _with_dev_start_hint(message: str, calendar: pd.DatetimeIndex, dev_start) -> str:
@@ -870,8 +872,8 @@ def contradictory_settings(params: Mapping[str, Any]) -> list[str]:
             and regime_learner not in learners and lookup(params, "regime_models.use_tuned_params"):
         warnings.append(f"regime_models.learner ({regime_learner}) is not among "
                         "base_models.learners: the regime layer trains it on its "
-                        "regime_models.learner_params (use_tuned_params finds no tuned ones) and "
-                        "fits its global comparison itself")
+                        "regime_models.learner_params (use_tuned_params finds no tuned ones) and, "
+                        "with compare_global, fits its global comparison itself")
     return warnings
 
 

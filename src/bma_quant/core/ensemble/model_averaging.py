@@ -80,7 +80,9 @@ def calibrated_gaussian_loglik(z: np.ndarray, y: np.ndarray, blocks: np.ndarray,
         z_mean, y_mean = zf.mean(axis=0), yf.mean()
         dz = zf - z_mean
         var_z = (dz * dz).sum(axis=0)
-        slope = np.divide(dz.T @ (yf - y_mean), var_z, out=np.zeros_like(var_z), where=var_z > 0)
+        # einsum, not BLAS: a threaded BLAS sums in an order that depends on the thread count
+        slope = np.divide(np.einsum("ij,i->j", dz, yf - y_mean), var_z, out=np.zeros_like(var_z),
+                          where=var_z > 0)
         intercept = y_mean - slope * z_mean
         resid = yf[:, None] - intercept - zf * slope
         # Unbiased residual variance of a two-parameter fit; floored so a perfect fit stays finite.
@@ -118,7 +120,9 @@ def pseudo_bma_weights(
         return softmax(elpd), elpd
     rng = np.random.default_rng(seed)
     alpha = rng.dirichlet(np.ones(n_dates), size=int(bootstrap_draws))
-    resampled = n_dates * (alpha @ date_loglik)
+    # einsum, not BLAS (`@`): OpenBLAS splits a large product across threads and the weights'
+    # last digits then depend on the machine's thread count; einsum's loop order is fixed
+    resampled = n_dates * np.einsum("dt,tm->dm", alpha, date_loglik)
     return softmax(resampled, axis=1).mean(axis=0), elpd
 
 

@@ -703,6 +703,15 @@ def nothing_selected(result: SelectionResult, families: Mapping[str, str],
         "min_features >= 1")
 
 
+def selection_left_cv_unread(report: dict) -> bool:
+    """Did the selection of `report` (its selection report) leave every CV test window unread
+    (the default `pre_cv` scope)? Then the out-of-fold scores after it are honest."""
+    if "cv_test_dates_unseen" in report:
+        return bool(report["cv_test_dates_unseen"])
+    # a report written before the flag existed: the default scope's name says it
+    return str(report.get("ic_scope", "")).startswith("training dates of the first purged fold")
+
+
 def _selection_report(features, scored: _Scored, selected, filled, market_names, leak_suspects,
                       scope: _IcScope, n_ic_dates: int, reason: str | None,
                       config: SelectionConfig) -> dict:

@@ -50,6 +50,10 @@ logger = logging.getLogger(__name__)
 OBJECTIVE_NAME = "tuning_rank_ic_mean"
 # user attribute of a trial stopped because its predictions ranked nothing: the fold it was on
 CONSTANT_ATTR = "constant_on_fold"
+# user attribute of a study: what its trials were scored on (study_identity)
+IDENTITY_ATTR = "tuning_identity"
+# how long a process joining a shared study waits for its creator to record the identity
+IDENTITY_WAIT_SECONDS = 10.0
 
 
 def suggest_params(trial: optuna.Trial, space: dict[str, dict]) -> dict[str, Any]:
@@ -141,15 +145,19 @@ OVER_BUDGET = "over_budget"
 
 
 def open_shared_study(study_name: str, *, seed: int, storage: str, sampler: dict | None = None,
-                      pruner: dict | None = None, first_trial: dict | None = None
-                      ) -> optuna.Study:
+                      pruner: dict | None = None, first_trial: dict | None = None,
+                      identity: str | None = None) -> optuna.Study:
     """Create the named study, or join it when another process already did. Only its creator
-    enqueues `first_trial` (the defaults), so it is tried once however many processes join."""
+    records `identity` (what its trials are scored on: `study_identity`) and then enqueues
+    `first_trial` (the defaults), so both happen once however many processes join; creation is
+    the storage's atomic step, so no two processes both record theirs."""
     kwargs = {"seed": seed, "storage": storage, "sampler": sampler, "pruner": pruner}
     try:
         study = create_study(study_name, **kwargs)
     except optuna.exceptions.DuplicatedStudyError:
         return create_study(study_name, **kwargs, load_if_exists=True)
+    if identity is not None:
+        study.set_user_attr(IDENTITY_ATTR, identity)
     if first_trial:
         study.enqueue_trial(first_trial)
     return study
@@ -221,8 +229,6 @@ class TuningResult:
         return float(values.median()) if len(values) else math.nan
 
 
-# user attribute of a study: what its trials were scored on (study_identity)
-IDENTITY_ATTR = "tuning_identity"
 
 
 class StudyMismatch(ValueError):
@@ -240,19 +246,21 @@ def study_identity(cache: FoldCache, defaults: dict, space: dict, *, seed: int,
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def check_study_identity(study: optuna.Study, identity: str, name: str) -> None:
-    """Record `identity` on a study that has none yet, refuse one recorded by another setting:
-    joining it would choose parameters by values scored on other rows (the out-of-fold scores
-    after them would read folds the choice was made on). A study without an identity whose
-    trials already ran was filled by a version that did not record one: refused as well."""
+def check_study_identity(study: optuna.Study, identity: str, name: str,
+                         wait_seconds: float = IDENTITY_WAIT_SECONDS) -> None:
+    """Refuse a shared study whose recorded identity is not `identity`: joining it would choose
+    parameters by values scored on other rows (the out-of-fold scores after them would read folds
+    the choice was made on). Its creator records the identity before any trial exists; a study
+    without one is either being created this instant (no trial yet: waited for, at most
+    `wait_seconds`) or was filled by a version that did not record one (refused)."""
+    deadline = time.monotonic() + float(wait_seconds)
     recorded = study.user_attrs.get(IDENTITY_ATTR)
-    if recorded is None:
-        waiting = optuna.trial.TrialState.WAITING
-        if any(t.state != waiting and not t.user_attrs.get(OVER_BUDGET) for t in study.trials):
+    while recorded is None:
+        if study.trials or time.monotonic() > deadline:
             recorded = "none recorded"
-        else:
-            study.set_user_attr(IDENTITY_ATTR, identity)
-            recorded = study.user_attrs.get(IDENTITY_ATTR)  # a process that set it first wins
+            break
+        time.sleep(0.2)
+        recorded = study.user_attrs.get(IDENTITY_ATTR)
     if recorded != identity:
         raise StudyMismatch(
             f"{name}: the Optuna study {study.study_name!r} holds trials scored on other data, "
@@ -274,7 +282,8 @@ def _open_study(cache: FoldCache, name: str, first: dict | None, *, shared: bool
             raise ValueError(f"{name}: a shared study needs base_models.tuning.storage and "
                              "base_models.tuning.study_name")
         study = open_shared_study(study_name, seed=seed, storage=storage, sampler=sampler,
-                                  pruner=pruner, first_trial=first)
+                                  pruner=pruner, first_trial=first, identity=identity)
+        check_study_identity(study, identity, name)
     else:
         study = create_study(study_name, seed=seed, storage=storage, sampler=sampler,
                              pruner=pruner)
@@ -283,7 +292,8 @@ def _open_study(cache: FoldCache, name: str, first: dict | None, *, shared: bool
     with warnings.catch_warnings():  # "experimental" since Optuna 3.2, stable in use
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([OBJECTIVE_NAME])
-    check_study_identity(study, identity, name)
+    if not shared:  # this run's own study: it holds nothing else
+        study.set_user_attr(IDENTITY_ATTR, identity)
     study.set_user_attr("learner", name)
     study.set_user_attr("data_fingerprint", cache.data.fingerprint)
     study.set_user_attr("n_rows", int(len(cache.data.label)))

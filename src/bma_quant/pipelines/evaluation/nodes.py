@@ -26,6 +26,7 @@ from bma_quant.core.evaluation import (
     test_period,
     trial_accounting,
 )
+from bma_quant.core.features.selection import selection_left_cv_unread
 from bma_quant.core.features.warmup import chain_warmup_days
 from bma_quant.core.models import training
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
@@ -700,7 +701,7 @@ def development_score(
     return {"model": model, "metric": metric, "value": value,
             "dev_start": str(date_split.get("dev_start")), "dev_end": str(date_split.get("dev_end")),
             "folds": promotion.folds_fingerprint(cv_folds),
-            "oof_honest": _selection_left_cv_unread(feature_selection_report or {}),
+            "oof_honest": selection_left_cv_unread(feature_selection_report or {}),
             "target": label_target(temporal)}
 
 
@@ -709,14 +710,6 @@ def label_target(temporal: dict) -> str:
     10-day returns (the champion comparison needs the same)."""
     return (f"{int(temporal['prediction_horizon_days'])}d return after "
             f"{int(temporal['execution_delay_days'])}d delay")
-
-
-def _selection_left_cv_unread(report: dict) -> bool:
-    """Did feature selection leave every CV test window unread (its default `pre_cv` scope)?"""
-    if "cv_test_dates_unseen" in report:
-        return bool(report["cv_test_dates_unseen"])
-    # a report written before the flag existed: the default scope's name says it
-    return str(report.get("ic_scope", "")).startswith("training dates of the first purged fold")
 
 
 def _cut_history_cause(chain: PredictionChain, raw_slice: pd.DataFrame, date_split: dict

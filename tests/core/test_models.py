@@ -192,6 +192,13 @@ def test_training_target_is_a_per_date_transform_of_the_label():
     np.testing.assert_allclose(rank[3:], [-1 / 3, 0.0, 1 / 3], atol=1e-7)
     z = training.cross_sectional_target(label, dates, "zscore")
     np.testing.assert_allclose(z[3:].mean(), 0.0, atol=1e-6)
+    # the clip is a parameter (target_zscore_clip): 1.0 caps the low outlier's z of -1.05
+    clipped = training.cross_sectional_target(
+        label, dates, training.TargetTransform.from_params({"target_transform": "zscore",
+                                                            "target_zscore_clip": 1.0}))
+    np.testing.assert_allclose(clipped[3], -1.0)
+    np.testing.assert_allclose(clipped[4:], z[4:])
+    assert z[3] < -1.0
     np.testing.assert_allclose(training.cross_sectional_target(label, dates, "raw"), label,
                                rtol=1e-6)
     with pytest.raises(ValueError, match="target_transform"):

@@ -55,6 +55,7 @@ def test_valid_parameters_pass():
 @pytest.mark.parametrize("path, value, message", [
     ("periods.test_fraction", 1.5, "periods.test_fraction must be in (0, 1), got 1.5"),
     ("cv.n_splits", 0, "cv.n_splits must be >= 1, got 0"),
+    ("base_models.target_zscore_clip", 0, "target_zscore_clip must be > 0, got 0"),
     ("evaluation.backtest.rebalance_days", 0, "rebalance_days must be >= 1, got 0"),  # null: h
     ("stacking.selection.n_validation_folds", 0, "n_validation_folds must be >= 1, got 0"),
     ("registry.reproduction_dates", 0, "reproduction_dates must be >= 1, got 0"),  # null: all

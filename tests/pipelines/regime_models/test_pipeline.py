@@ -292,8 +292,9 @@ def test_no_regime_model_is_warned_once_per_run(upstream, caplog):
 
 
 def test_the_global_comparison_refits_when_base_models_trained_on_other_rows(caplog):
-    """Reusing base_models' out-of-fold predictions is like for like only with the same row cap
-    and every feature; otherwise the regime layer refits its global learner (and says why)."""
+    """Reusing base_models' out-of-fold predictions is like for like only with the same row cap,
+    every feature, the same target and seed; otherwise the regime layer refits its global learner
+    (and says why)."""
     import logging
 
     from bma_quant.pipelines.regime_models.nodes import _same_training_rows
@@ -304,5 +305,11 @@ def test_the_global_comparison_refits_when_base_models_trained_on_other_rows(cap
     with caplog.at_level(logging.INFO):
         assert not _same_training_rows(regime, {"max_train_rows": 1000, "features": None})
         assert not _same_training_rows(regime, {"max_train_rows": 300000, "features": ["ret_5"]})
+        assert not _same_training_rows(regime, {"max_train_rows": 300000,
+                                                "target_transform": "zscore"})
+        assert not _same_training_rows({**regime, "seed": 42}, {"max_train_rows": 300000,
+                                                                "seed": 7})
     assert "base_models.max_train_rows differs" in caplog.text
     assert "base_models.features differs" in caplog.text
+    assert "base_models.target_transform differs" in caplog.text
+    assert "base_models.seed differs" in caplog.text

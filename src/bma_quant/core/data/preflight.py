@@ -113,6 +113,8 @@ BOUNDS = (
     Bound("temporal.execution_delay_days", 0),
     Bound("temporal.cv_gap_days", 0),
     Bound("temporal.cv_embargo_days", 0),
+    Bound("base_models.target_zscore_clip", 0.0, low_open=True),
+    Bound("regime_models.target_zscore_clip", 0.0, low_open=True),
     Bound("temporal.max_lookback_days", 1),
     Bound("inference.history_days", 0),  # 0 / null: every date of the file
     Bound("inference.stale_after_days", 0),

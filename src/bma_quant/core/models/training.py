@@ -39,23 +39,45 @@ from bma_quant.core.models.learners import (
 )
 
 TARGET_TRANSFORMS = ("rank", "zscore", "raw")
-ZSCORE_CLIP = 5.0
 
 
-def cross_sectional_target(label, dates, method: str = "rank") -> np.ndarray:
+@dataclass(frozen=True)
+class TargetTransform:
+    """The per-date label transform a learner is fitted on: `method` (one of TARGET_TRANSFORMS)
+    and, for "zscore", the |z| at which the scores are clipped (`target_zscore_clip`)."""
+
+    method: str = "rank"
+    zscore_clip: float = 5.0
+
+    @classmethod
+    def of(cls, value: str | TargetTransform) -> TargetTransform:
+        """A transform from its method name (the default clip) or itself."""
+        return value if isinstance(value, TargetTransform) else cls(str(value))
+
+    @classmethod
+    def from_params(cls, params: dict) -> TargetTransform:
+        """From a layer's parameters (`target_transform`, `target_zscore_clip`)."""
+        return cls(str(params.get("target_transform", "rank")),
+                   float(params.get("target_zscore_clip", 5.0)))
+
+
+def cross_sectional_target(label, dates, method: str | TargetTransform = "rank") -> np.ndarray:
     """Per-date transform of the label, NaN kept: centred percentile ranks in (-0.5, 0.5)
-    ("rank"), z-scores clipped at +-5 ("zscore") or the label itself ("raw")."""
+    ("rank"), z-scores clipped at +-zscore_clip ("zscore") or the label itself ("raw")."""
+    transform = TargetTransform.of(method)
     values = pd.Series(np.asarray(label, dtype=np.float64))
-    if method == "raw":
+    if transform.method == "raw":
         return values.to_numpy(np.float32)
     groups = values.groupby(np.asarray(dates))
-    if method == "rank":
+    if transform.method == "rank":
         out = (groups.rank(method="average") - 0.5) / groups.transform("count") - 0.5
-    elif method == "zscore":
+    elif transform.method == "zscore":
         std = groups.transform("std").replace(0.0, np.nan)
-        out = ((values - groups.transform("mean")) / std).clip(-ZSCORE_CLIP, ZSCORE_CLIP)
+        clip = transform.zscore_clip
+        out = ((values - groups.transform("mean")) / std).clip(-clip, clip)
     else:
-        raise ValueError(f"target_transform must be one of {TARGET_TRANSFORMS}, got {method!r}")
+        raise ValueError(f"target_transform must be one of {TARGET_TRANSFORMS}, got "
+                         f"{transform.method!r}")
     return out.to_numpy(np.float32)
 
 
@@ -79,7 +101,7 @@ class LearningSet:
     feature_names: list[str]
 
     @classmethod
-    def from_arrays(cls, X, y, weights, dates, *, tickers=None, target_transform: str = "rank"
+    def from_arrays(cls, X, y, weights, dates, *, tickers=None, target_transform: str | TargetTransform = "rank"
                     ) -> LearningSet:
         names = list(X.columns) if isinstance(X, pd.DataFrame) else [f"f{i}" for i in range(
             np.shape(X)[1])]
@@ -320,7 +342,7 @@ def fit_predict_folds(
     tickers=None,
     seed: int = 0,
     n_jobs: int = 1,
-    target_transform: str = "rank",
+    target_transform: str | TargetTransform = "rank",
     min_names: int = 5,
     nw_lag: int = 10,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -346,7 +368,7 @@ def refit(
     dates=None,
     seed: int = 0,
     n_jobs: int = 1,
-    target_transform: str = "rank",
+    target_transform: str | TargetTransform = "rank",
     max_train_rows: int | None = None,
 ):
     """The learner fitted on all development rows (finite target, positive weight), or on every
@@ -369,14 +391,14 @@ def refit_weightings(
     dates=None,
     seed: int = 0,
     n_jobs: int = 1,
-    target_transform: str = "rank",
+    target_transform: str | TargetTransform = "rank",
     max_train_rows: int | None = None,
 ) -> list:
     """`refit` once per weight vector in `weight_sets` (None = equal weights), each result the
     same as its own `refit` call. The target transform, and when every vector keeps the same rows
     the row selection and the learner's weight-free preprocessing (`Learner.fit_weightings`),
     are computed once: regime soft training fits one model per regime on the same rows."""
-    if dates is None and target_transform != "raw":
+    if dates is None and TargetTransform.of(target_transform).method != "raw":
         raise ValueError(f"refit with target_transform={target_transform!r} needs dates")
     label = np.asarray(y_dev, dtype=np.float64)
     row_dates = pd.DatetimeIndex(dates).to_numpy() if dates is not None else None
@@ -492,7 +514,7 @@ def training_inputs(
     folds: list[DateFold],
     *,
     features: list[str] | None = None,
-    target_transform: str = "rank",
+    target_transform: str | TargetTransform = "rank",
     tuning_max_train_rows: int | None = None,
     max_train_rows: int | None = None,
 ) -> TrainingInputs:

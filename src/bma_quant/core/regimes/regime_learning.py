@@ -59,7 +59,7 @@ class RegimeLearningConfig:
     min_stability_weight: float = 0.05
     seed: int = 0
     n_jobs: int = 1
-    target_transform: str = "rank"  # per-date label transform the learner is fitted on
+    target_transform: str | training.TargetTransform = "rank"  # per-date label transform fitted on
     context_columns: tuple[str, ...] = ()  # regimes-table columns added to every model's features
     max_train_rows: int | None = None  # every k-th training date beyond this many rows
     # hard: regime r's model trains on the rows labelled r; soft: on every row, weighted by the

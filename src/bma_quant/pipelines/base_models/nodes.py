@@ -50,7 +50,7 @@ def prepare_training_inputs(
         test=(date_split["test_start"], date_split["test_end"]),
         folds=cv.folds_from_table(cv_folds),
         features=params.get("features"),
-        target_transform=params.get("target_transform", "rank"),
+        target_transform=training.TargetTransform.from_params(params),
         tuning_max_train_rows=(params.get("tuning") or {}).get("max_train_rows"),
         max_train_rows=params.get("max_train_rows"),
     )
@@ -237,7 +237,7 @@ def _train(name: str, inputs: training.TrainingInputs, params: dict, nw_lag: int
     data = inputs.data
     estimator = training.refit(name, best_params, inputs.dev_frame(), data.label, data.weight,
                                dates=data.dates, seed=seed, n_jobs=n_jobs,
-                               target_transform=params.get("target_transform", "rank"),
+                               target_transform=training.TargetTransform.from_params(params),
                                max_train_rows=inputs.max_train_rows)
     timings["refit_seconds"] = time.perf_counter() - refit_start
     test_frame = inputs.test_frame()

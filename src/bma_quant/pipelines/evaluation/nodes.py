@@ -460,7 +460,7 @@ def combinatorial_paths(
         model_input, sample_weights, dev=dev, test=(date_split["test_start"],
                                                     date_split["test_end"]),
         folds=[], features=base_params.get("features"),
-        target_transform=base_params.get("target_transform", "rank"))
+        target_transform=training.TargetTransform.from_params(base_params))
     oof = folds_from_table(cv_folds, stage=OOF) if cv_folds is not None and len(cv_folds) else []
     test_from = min(f.test_dates.min() for f in oof) if oof else None
     splits = splitter.split_dates(inputs.data.dates, test_from=test_from)

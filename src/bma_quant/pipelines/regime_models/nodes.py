@@ -14,6 +14,7 @@ from bma_quant.core.evaluation import static_plots
 from bma_quant.core.evaluation.metrics import prediction_scores
 from bma_quant.core.features import leak_audit
 from bma_quant.core.features.fear_greed import fear_greed_index
+from bma_quant.core.models.training import TargetTransform
 from bma_quant.core.regimes import detection, regime_learning
 from bma_quant.core.regimes.regime_evidence import regime_evidence
 from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
@@ -166,7 +167,7 @@ def _learning_config(params: dict, base_model_status: dict | None) -> tuple[
         min_stability_weight=float(params["min_stability_weight"]),
         seed=int(params["seed"]),
         n_jobs=int(params["n_jobs"]),
-        target_transform=params["target_transform"],
+        target_transform=TargetTransform.from_params(params),
         context_columns=_context_columns(params),
         max_train_rows=params.get("max_train_rows"),
         training=params.get("training", "hard"),
@@ -304,14 +305,18 @@ def _regime_summary(config: regime_learning.RegimeLearningConfig, params_source:
 
 
 def _same_training_rows(params: dict, base_model_params: dict | None) -> bool:
-    """base_models' out-of-fold fits trained on the rows and features the comparison would
-    (same max_train_rows, every feature): only then are their predictions the global model the
-    regime layer is compared with; otherwise the comparison refits it (logged)."""
+    """base_models' out-of-fold fits trained on the rows, features, target and seed the
+    comparison would (same max_train_rows, every feature, same target transform and seed): only
+    then are their predictions the global model the regime layer is compared with; otherwise the
+    comparison refits it (logged)."""
     if base_model_params is None:
         return True
     differs = [key for key, same in (
         ("max_train_rows", base_model_params.get("max_train_rows") == params.get("max_train_rows")),
-        ("features", not base_model_params.get("features"))) if not same]
+        ("features", not base_model_params.get("features")),
+        ("target_transform", TargetTransform.from_params(base_model_params)
+         == TargetTransform.from_params(params)),
+        ("seed", base_model_params.get("seed") == params.get("seed"))) if not same]
     if differs:
         logger.info("regime_models: base_models.%s differs from the regime layer's: the global "
                     "comparison refits its learner instead of reusing base_models' out-of-fold "

@@ -109,7 +109,8 @@ def test_default_run_logs_every_layer_to_one_mlflow_run(project):
                    "base_models.elastic_net.oof_rank_ic_mean",
                    "regime_models.regime_elastic_net.oof_rank_ic_mean",
                    "stacking.final.oos_rank_ic", "evaluation.final.test_rank_ic",
-                   "evaluation.final.test_sharpe", "evaluation.lightgbm.test_ic"):
+                   "evaluation.final.test_sharpe", "evaluation.lightgbm.test_ic",
+                   "evaluation.registry.reproduction_max_abs_diff"):
         assert pd.notna(run.get(f"metrics.{metric}")), metric
     # the smoke market's true regimes are known (data.true_regimes_path): agreement is logged
     assert 0.0 <= run["metrics.regime_models.detector_agreement_best_match"] <= 1.0

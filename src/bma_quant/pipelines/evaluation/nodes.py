@@ -839,7 +839,7 @@ def register_model(
         code_paths=[registry["code_path"]] if registry.get("code_path") else None,
         name_from_file=not registry.get("model_name"),
     )
-    mlflow.log_metrics({f"test_period.registry.reproduction_{k}": float(v)
+    mlflow.log_metrics({f"evaluation.registry.reproduction_{k}": float(v)
                         for k, v in stats.items()
                         if isinstance(v, int | float) and math.isfinite(float(v))})
     return {**out, **result}

@@ -212,17 +212,14 @@ class PanelCleaner:
         trailing = universe_lib.trailing_eligibility(
             universe_lib.traded_cells(observed, unmasked, matrices.close, untraded), rule,
             first_seen, rows=observed)
-        below = universe_lib.below_min_price(unfilled, self.eligibility.get("min_price"))
-        illiquid = universe_lib.below_min_dollar_volume(
-            unfilled, unfilled_volume, self.eligibility.get("min_dollar_volume"),
-            int(self.eligibility.get("dollar_volume_days") or 21))
-        # chains pickled before require_own_close scored forward-filled closes
-        carried = universe_lib.carried_cells(unfilled, matrices.close,
-                                             bool(self.eligibility.get("require_own_close")))
+        # the pipeline's rules (chains pickled before require_own_close: none, as then)
+        rules = universe_lib.exclusion_cells(unfilled, unfilled_volume, matrices.close,
+                                             self.eligibility)
         listed_from = universe_lib.listed_from_dates(observed, rule.relist_after_days,
                                                      first_seen)
         matrices = replace(matrices, eligible=universe_lib.eligible_cells(
-            trailing, matrices.close, untraded, below, carried, illiquid),
+            trailing, matrices.close, untraded, rules["below_price"], rules["carried"],
+            rules["illiquid"]),
             listed_from=None if listed_from is None else listed_from.reindex(
                 index=matrices.dates, columns=matrices.tickers))
         impute_cols = [c for c in matrices.values

@@ -268,6 +268,22 @@ def below_min_price(observed: pd.DataFrame, min_price: float | None) -> pd.DataF
     return observed.ffill() < float(min_price)
 
 
+def exclusion_cells(unfilled: pd.DataFrame, volume: pd.DataFrame | None, close: pd.DataFrame,
+                    eligibility: dict) -> dict[str, pd.DataFrame | None]:
+    """The optional rules of `processing.eligibility` that keep a priced row out of the
+    cross-section (None: off), as `eligible_cells` takes them: `below_price` (`min_price`),
+    `illiquid` (`min_dollar_volume` over `dollar_volume_days`), `carried` (`require_own_close`).
+    `unfilled`, `volume`: the file's rows before the forward fill; `close`: the cleaned prices.
+    One rule for the pipeline and the serving chain."""
+    return {
+        "below_price": below_min_price(unfilled, eligibility.get("min_price")),
+        "illiquid": below_min_dollar_volume(
+            unfilled, volume, eligibility.get("min_dollar_volume"),
+            int(eligibility.get("dollar_volume_days") or 21)),
+        "carried": carried_cells(unfilled, close, bool(eligibility.get("require_own_close"))),
+    }
+
+
 def listing_events(observed: pd.DataFrame, ffill_limit: int = 0) -> dict:
     """First and last observed close of every name, the names that list after the calendar
     starts, and those that stop before it ends (for the data-quality report).

@@ -284,14 +284,7 @@ def _exclusions(kept: panel.PanelMatrices, close: pd.DataFrame, eligibility: dic
     if eligibility.get("min_dollar_volume") is not None and "volume" not in kept.values:
         logger.warning("processing.eligibility.min_dollar_volume is set, but the file has no "
                        "volume column: no name is judged by its dollar volume")
-    return {
-        "below_price": universe.below_min_price(kept.close, eligibility.get("min_price")),
-        "illiquid": universe.below_min_dollar_volume(
-            kept.close, kept.values.get("volume"), eligibility.get("min_dollar_volume"),
-            int(eligibility.get("dollar_volume_days") or 21)),
-        "carried": universe.carried_cells(kept.close, close,
-                                          bool(eligibility.get("require_own_close"))),
-    }
+    return universe.exclusion_cells(kept.close, kept.values.get("volume"), close, eligibility)
 
 
 def _rule_setting(rule: str, processing: dict) -> str:

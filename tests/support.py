@@ -91,3 +91,35 @@ def sqlite_tracking(folder: Path):
         while mlflow.active_run():
             mlflow.end_run()
         mlflow.set_tracking_uri(previous)
+
+
+# The start of a `kedro run` that registered a model version, for a script run in a subprocess (the
+# test then kills or interrupts it): an MLflow run, a staging folder named argv[4], a version of
+# model argv[2] registered (journaled for clean-up) and, when argv[5] is not "-", moved to that
+# alias (replacing version 1). argv[1] is the project folder, argv[3] the tracking URI.
+REGISTERING_RUN_SCRIPT = """
+import os, signal, sys, threading, time
+from pathlib import Path
+import mlflow
+from kedro.io import DataCatalog
+from kedro.pipeline import Pipeline
+from mlflow import MlflowClient
+from bma_quant.run_hooks.staging import StagingHooks
+from bma_quant.serving import registry
+
+project, name, alias = Path(sys.argv[1]), sys.argv[2], sys.argv[5]
+mlflow.set_tracking_uri(sys.argv[3])
+run = mlflow.start_run()  # kedro-mlflow's before_pipeline_run, called before the staging hook
+staging = StagingHooks()
+staging._project_path = project
+staging.before_pipeline_run({"run_id": sys.argv[4]}, Pipeline([]), DataCatalog())
+client = MlflowClient()
+mlflow.log_text("chain", "model/chain.txt")
+version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id)
+registry.pending.add(lambda: "in memory only", record={
+    "name": name, "version": version.version, "alias": None if alias == "-" else alias,
+    "replaced": None if alias == "-" else "1", "run_id": run.info.run_id,
+    "tracking_uri": mlflow.get_tracking_uri(), "registry_uri": mlflow.get_registry_uri()})
+if alias != "-":
+    client.set_registered_model_alias(name, alias, version.version)
+"""

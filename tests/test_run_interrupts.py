@@ -1,12 +1,19 @@
-"""SIGINT / SIGTERM during a run: an Exception the error hooks see, and the MLflow run KILLED."""
+"""SIGINT / SIGTERM during a run: an Exception the error hooks see, and the MLflow run KILLED;
+raised at once in a node's code, at the next node boundary elsewhere; a run that does not end in
+time is ended by force with a killed run's clean-up."""
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from bma_quant.run_hooks.interrupts import InterruptHooks, RunInterrupted
+from tests.support import REGISTERING_RUN_SCRIPT
 
 
 class _Client:
@@ -27,19 +34,49 @@ def hooks(monkeypatch):
     h._restore()
 
 
+def _error_hooks(hooks, error):
+    """Kedro's on_pipeline_error call: InterruptHooks' is a wrapper around the others."""
+    wrapper = hooks.on_pipeline_error(error)
+    next(wrapper)  # the other hooks (kedro-mlflow, staging, summary) run here
+    with pytest.raises(StopIteration):
+        wrapper.send(None)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_signal_raises_run_interrupted_and_marks_the_run_killed(hooks, signum):
+def test_signal_in_a_node_raises_run_interrupted_and_marks_the_run_killed(hooks, signum):
+    hooks.before_node_run()  # the node's own code runs now
     with pytest.raises(RunInterrupted, match=signal.Signals(signum).name):
         os.kill(os.getpid(), signum)
         time.sleep(5)  # the handler raises as soon as the signal is delivered
-    hooks.on_pipeline_error(RunInterrupted("x"))
+    hooks.on_node_error()
+    _error_hooks(hooks, RunInterrupted("x"))
     assert _Client.calls == [("run-1", "KILLED")]
     assert signal.getsignal(signum) is not hooks._handle  # handlers restored after the run
 
 
+def test_signal_outside_a_node_is_raised_at_the_next_node_boundary(hooks):
+    """In hooks, loads and saves an exception at an arbitrary bytecode could leave a library's
+    lock taken (and the clean-up hanging on it): the signal waits for the boundary."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)  # delivered, and nothing raised
+    assert hooks.interrupted == "SIGTERM"
+    with pytest.raises(RunInterrupted, match="SIGTERM"):
+        hooks.before_node_run()
+
+
+def test_signal_after_the_last_node_fails_the_run_before_promotion(hooks):
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.2)
+    with pytest.raises(RunInterrupted):
+        hooks.stop_before_promotion()
+    assert _Client.calls == [("run-1", "KILLED")]
+
+
 def test_interrupt_swallowed_by_a_node_stops_the_run_at_the_next_node(hooks):
+    hooks.before_node_run()
     try:
         os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
     except RunInterrupted:
         pass  # a learner guard records the failure and goes on
     with pytest.raises(RunInterrupted):
@@ -47,7 +84,7 @@ def test_interrupt_swallowed_by_a_node_stops_the_run_at_the_next_node(hooks):
 
 
 def test_ordinary_failure_is_left_to_kedro_mlflow(hooks):
-    hooks.on_pipeline_error(ValueError("bad data"))
+    _error_hooks(hooks, ValueError("bad data"))
     assert _Client.calls == []  # kedro-mlflow has marked it FAILED
 
 
@@ -66,7 +103,7 @@ def test_a_signal_during_a_dataset_save_is_still_an_interruption(hooks):
             raise DatasetError("cv_layout: Failed while saving data to dataset") from error
     except DatasetError as wrapped:
         assert interruption_in(wrapped) is interrupted
-        hooks.on_pipeline_error(wrapped)
+        _error_hooks(hooks, wrapped)
     assert _Client.calls == [("run-1", "KILLED")]
     assert interruption_in(ValueError("bad data")) is None
 
@@ -85,3 +122,59 @@ def test_a_learner_stopped_by_a_signal_stops_the_node_instead_of_failing_alone(m
     with pytest.raises(RunInterrupted):
         nodes.train_learner("lightgbm", None, {"learners": ["lightgbm"]},
                             project_params()["temporal"])
+
+
+# A run whose clean-up hangs after a signal (a lock an interrupted library left taken); argv as
+# REGISTERING_RUN_SCRIPT's, then grace seconds, signals to send, and whether kedro-mlflow ended the
+# run FAILED before the hang.
+_STUCK_RUN = REGISTERING_RUN_SCRIPT + """
+from bma_quant.run_hooks.interrupts import InterruptHooks
+hooks = InterruptHooks(staging=staging)
+hooks._grace_seconds, hooks._project_path = float(sys.argv[6]), project
+hooks.before_pipeline_run()
+for _ in range(int(sys.argv[7])):
+    os.kill(os.getpid(), signal.SIGTERM)  # outside a node: nothing raised
+    time.sleep(0.5)
+if sys.argv[8] == "failed":
+    mlflow.end_run("FAILED")  # kedro-mlflow's on_pipeline_error got this far
+print("clean-up hangs", flush=True)
+lock = threading.Lock()
+lock.acquire()
+lock.acquire()  # never returns
+"""
+
+
+@pytest.mark.parametrize("signals, grace, ended", [(1, 1.0, "running"), (2, 600.0, "failed")],
+                         ids=["past-the-grace-period", "second-signal"])
+def test_a_run_stuck_after_a_signal_is_ended_by_force_with_a_killed_runs_clean_up(
+        tmp_path, signals, grace, ended):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from bma_quant.run_hooks import staging
+
+    name = "bma_quant-stuck"
+    uri = f"sqlite:///{tmp_path / 'stuck.db'}"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    client.create_registered_model(name)
+    script = tmp_path / "stuck_run.py"
+    script.write_text(_STUCK_RUN)
+    src = str(Path(staging.__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(script), str(tmp_path), name, uri, "stuck-run", "-",
+                           str(grace), str(signals), ended], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 128 + signal.SIGTERM, done.stdout[-2000:] + done.stderr[-3000:]
+    assert time.monotonic() - started < 120  # not the 600 s grace: the second signal ends it
+    assert "clean-up hangs" in done.stdout
+    assert "ending it by force" in done.stderr
+    assert "Thread 0x" in done.stderr  # every thread's stack, for the bug report
+    assert not (tmp_path / staging.STAGING_DIR / "stuck-run").exists(), done.stderr[-3000:]
+    assert client.search_model_versions(f"name = '{name}'") == []  # registration taken back
+    (run,) = client.search_runs(["0"])
+    assert run.info.status == "KILLED"  # also when kedro-mlflow had ended it FAILED
+    summary = json.loads((tmp_path / "data/08_reporting/run_summary.failed.json").read_text())
+    assert "interrupted by SIGTERM (ended by force" in summary["status"]
+    assert summary["mlflow_run_id"] == run.info.run_id

@@ -11,6 +11,7 @@ from kedro.pipeline import Node, Pipeline
 
 from bma_quant.run_hooks import staging
 from bma_quant.run_hooks.staging import RunStaging, StagingHooks, redirect_config
+from tests.support import REGISTERING_RUN_SCRIPT
 
 
 def _catalog(project):
@@ -206,30 +207,7 @@ def test_a_folder_another_host_owns_is_never_an_orphan_here(project):
     assert elsewhere.exists()  # its pid says nothing about this machine
 
 
-_KILLED_RUN = """
-import os, signal, sys
-from pathlib import Path
-import mlflow
-from kedro.io import DataCatalog
-from kedro.pipeline import Pipeline
-from mlflow import MlflowClient
-from bma_quant.run_hooks.staging import StagingHooks
-from bma_quant.serving import registry
-
-project, name = Path(sys.argv[1]), sys.argv[2]
-mlflow.set_tracking_uri(sys.argv[3])
-run = mlflow.start_run()  # kedro-mlflow's before_pipeline_run, called before the staging hook
-hooks = StagingHooks()
-hooks._project_path = project
-hooks.before_pipeline_run({"run_id": "killed-run"}, Pipeline([]), DataCatalog())
-client = MlflowClient()
-mlflow.log_text("chain", "model/chain.txt")
-version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id)
-registry.pending.add(lambda: "in memory only", record={
-    "name": name, "version": version.version, "alias": "champion", "replaced": "1",
-    "run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri(),
-    "registry_uri": mlflow.get_registry_uri()})
-client.set_registered_model_alias(name, "champion", version.version)
+_KILLED_RUN = REGISTERING_RUN_SCRIPT + """
 os.kill(os.getpid(), signal.SIGKILL)  # no hook, no atexit: the run stays RUNNING
 """
 
@@ -247,7 +225,8 @@ def test_a_run_killed_with_sigkill_is_cleaned_up_by_the_next_run(project):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     script = project / "killed_run.py"
     script.write_text(_KILLED_RUN)
-    done = subprocess.run([sys.executable, str(script), str(project), name, uri], env=env,
+    done = subprocess.run([sys.executable, str(script), str(project), name, uri, "killed-run",
+                           "champion"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == -9, done.stderr[-2000:]
     (killed,) = client.search_runs(["0"], "attributes.status = 'RUNNING'")

@@ -35,7 +35,8 @@ _RUN_TAGS = RunTagsHooks()  # the run's MLflow tags and name; the health summary
 # the parameters the stored datasets were made with (run_hooks/layer_lineage.py).
 HOOKS = (LayerLineageHooks(staging=_STAGING), DataBuildHooks(staging=_STAGING), PreflightHooks(),
          RunHealthHooks(staging=_STAGING, run_tags=_RUN_TAGS), _RUN_TAGS,
-         _STAGING, StagingGuardHooks(_STAGING), InterruptHooks(), MlflowConnectionHooks(),
+         _STAGING, StagingGuardHooks(_STAGING), InterruptHooks(staging=_STAGING),
+         MlflowConnectionHooks(),
          TimeBudgetHooks(), OofHonestyHooks(), BatchedParamsMlflowHook())
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # the distribution name as installed
 

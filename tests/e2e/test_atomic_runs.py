@@ -85,7 +85,11 @@ def test_interrupted_run_changes_nothing_and_is_killed_in_mlflow(project, signum
         assert time.monotonic() < deadline
         time.sleep(0.2)
     process.send_signal(signum)
-    output, _ = process.communicate(timeout=300)
+    try:
+        output, _ = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:  # not left running into the next test
+        process.kill()
+        pytest.fail("the interrupted run did not end: " + process.communicate()[0][-6000:])
     assert process.returncode != 0, output[-3000:]
     _assert_unchanged(project, before)
     runs = mlflow_runs(project)

@@ -3,9 +3,16 @@
 Python's default SIGINT raises KeyboardInterrupt, which Kedro's session does not pass to the
 `on_pipeline_error` hooks (it catches Exception only): outputs were not cleaned up and MLflow's exit
 handler marked the run FINISHED. SIGTERM killed the process outright and left the run RUNNING.
-During a run both signals raise `RunInterrupted` (an Exception), so every error hook runs; a node
-that swallows it (a learner guard records failures and goes on) is stopped at the next node
-boundary. kedro-mlflow marks an errored run FAILED; this hook then marks an interrupted one KILLED.
+During a run both signals raise `RunInterrupted` (an Exception), so every error hook runs:
+- inside a node's own code at once (a long fit stops), in the main thread;
+- anywhere else (hooks, dataset loads and saves, the runner) at the next node boundary: an
+  exception at an arbitrary bytecode of library code can leave a lock it held taken for good
+  (logging's, a threading.Condition's, a connection pool's), and the clean-up then hangs on it.
+A node that swallows it (a learner guard records failures and goes on) is stopped at the next node
+boundary too. kedro-mlflow marks an errored run FAILED; this hook then marks an interrupted one
+KILLED. Should the run still not end within `run.interrupt_grace_seconds` of the signal, or should a
+second signal come, it is ended by force with a killed run's clean-up (run_hooks/forced_exit.py).
+A signal that comes once the last node has run (while the outputs are promoted) lets the run finish.
 """
 
 from __future__ import annotations
@@ -13,9 +20,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+
+from bma_quant.run_hooks.forced_exit import ForcedExit
 
 logger = logging.getLogger(__name__)
 
@@ -41,31 +51,57 @@ def interruption_in(error: BaseException | None) -> RunInterrupted | None:
 class InterruptHooks:
     """Turns SIGINT / SIGTERM into a clean run failure and marks the MLflow run KILLED."""
 
-    def __init__(self) -> None:
+    def __init__(self, staging=None) -> None:
         self.interrupted: str | None = None
         self._previous: dict[int, Any] = {}
         self._mlflow_run_id: str | None = None
+        self._staging = staging  # StagingHooks: its folder is handed over if the run is forced
+        self._in_node = False  # the main thread is running a node's own code
+        self._grace_seconds: float | None = None  # run.interrupt_grace_seconds
+        self._project_path = Path.cwd()
+        self.forced_exit: ForcedExit | None = None
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._project_path = Path(context.project_path)
+        self._grace_seconds = (context.params.get("run") or {}).get("interrupt_grace_seconds")
 
     def _handle(self, signum: int, frame) -> None:
+        first = self.interrupted is None
         self.interrupted = signal.Signals(signum).name
-        raise RunInterrupted(f"run interrupted by {self.interrupted}")
+        if self.forced_exit is not None:
+            self.forced_exit.arm(signum, at_once=not first)
+        if first and self._in_node:
+            raise RunInterrupted(f"run interrupted by {self.interrupted}")
 
     def _install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
+        if self._grace_seconds is not None:
+            self.forced_exit = ForcedExit(self._grace_seconds, self._project_path,
+                                          self._hand_over, lambda: self._mlflow_run_id)
+            self.forced_exit.start()
         for signum in HANDLED:
             self._previous[signum] = signal.signal(signum, self._handle)
+
+    def _hand_over(self) -> Path | None:
+        current = self._staging.current if self._staging is not None else None
+        return current.hand_over(self.interrupted or "signal") if current is not None else None
 
     def _restore(self) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+        if self.forced_exit is not None:
+            self.forced_exit.disarm()
+            self.forced_exit = None
 
     @hook_impl
     def before_pipeline_run(self) -> None:
         import mlflow
 
         self.interrupted = None
+        self._in_node = False
         run = mlflow.active_run()  # started by kedro-mlflow's before_pipeline_run (called first)
         self._mlflow_run_id = run.info.run_id if run is not None else None
         self._install()
@@ -74,25 +110,64 @@ class InterruptHooks:
         if self.interrupted:
             raise RunInterrupted(f"run interrupted by {self.interrupted}")
 
-    @hook_impl
+    @staticmethod
+    def _in_main_thread() -> bool:
+        # under ThreadRunner nodes run in worker threads, and the main thread is in the runner
+        return threading.current_thread() is threading.main_thread()
+
+    # trylast / tryfirst: the node's own code lies between the last before_node_run hook and the
+    # first after_node_run (or on_node_error) hook
+    @hook_impl(trylast=True)
     def before_node_run(self) -> None:
         self._raise_if_interrupted()
+        self._in_node = self._in_main_thread()
 
-    @hook_impl
+    @hook_impl(tryfirst=True)
     def after_node_run(self) -> None:
+        self._in_node = False
         self._raise_if_interrupted()
+
+    @hook_impl(tryfirst=True)
+    def on_node_error(self) -> None:
+        self._in_node = False
+
+    # tryfirst: a signal between the last node's boundary and the promotion fails the run (the
+    # staging guard discards its folder); once these hooks run on, the run finishes
+    @hook_impl(tryfirst=True, specname="after_pipeline_run")
+    def stop_before_promotion(self) -> None:
+        self._in_node = False
+        if self.interrupted:
+            self._end_mlflow_run_killed()
+            self._restore()  # no error hook follows, nor this class's after_pipeline_run
+            raise RunInterrupted(f"run interrupted by {self.interrupted}")
 
     @hook_impl
     def after_pipeline_run(self) -> None:
         self._restore()
 
-    # trylast: after kedro-mlflow's on_pipeline_error has ended the run as FAILED
-    @hook_impl(trylast=True)
-    def on_pipeline_error(self, error: Exception) -> None:
-        self._restore()
-        if interruption_in(error) is not None:
-            self.interrupted = self.interrupted or "signal"
-        if not self.interrupted or not self._mlflow_run_id:
+    # a wrapper: what follows the yield runs after every on_pipeline_error hook, including
+    # kedro-mlflow's (which ends the run FAILED) and the staging clean-up
+    @hook_impl(wrapper=True)
+    def on_pipeline_error(self, error: Exception):
+        self._in_node = False
+        try:
+            return (yield)
+        finally:
+            if interruption_in(error) is not None:
+                self.interrupted = self.interrupted or "signal"
+            if self.interrupted and self._mlflow_run_id:
+                self._mark_killed()
+            self._restore()
+
+    def _end_mlflow_run_killed(self) -> None:
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            mlflow.end_run("KILLED")  # else MLflow's exit handler ends it FINISHED
+        self._mark_killed()
+
+    def _mark_killed(self) -> None:
+        if not self._mlflow_run_id:
             return
         try:
             from mlflow.tracking import MlflowClient

@@ -40,6 +40,9 @@ STAGING_DIR = Path("data") / ".staging"
 EXTERNAL_DIR = "_external"  # staged copies of outputs that live outside the project folder
 _OWNER_FILE = ".pid"  # "<pid> <host>" of the process that owns a staging folder
 _MLFLOW_RUN_FILE = ".mlflow_run.json"  # the owner's MLflow run, marked KILLED if it was killed
+# written by a run that hands its folder over after a signal: its MLflow run is marked KILLED even
+# if kedro-mlflow had ended it FAILED already (run_hooks/forced_exit.py)
+_INTERRUPTED_FILE = ".interrupted"
 
 
 def _is_local(filepath: str) -> bool:
@@ -262,7 +265,8 @@ def _reclaim_now(folder: Path) -> bool:
     undone, failed = pending.undo_journal(folder / pending.JOURNAL_FILE)
     if undone:
         logger.warning("a run that was killed registered %s: taken back", "; ".join(undone))
-    if recorded is not None and recorded[2] == "RUNNING":
+    if recorded is not None and (recorded[2] == "RUNNING" or (
+            recorded[2] == "FAILED" and (folder / _INTERRUPTED_FILE).is_file())):
         try:
             recorded[0].set_terminated(recorded[1], "KILLED")
             logger.warning("MLflow run %s of a run that was killed (its process is gone) "
@@ -409,6 +413,15 @@ class RunStaging:
         self.discard()
         return written
 
+    def hand_over(self, signal_name: str) -> Path:
+        """Give up this run's claim on its folder (the owner lock) so that another process cleans
+        it up as a killed run's; for a run ended by force after ``signal_name``."""
+        (self.folder / _INTERRUPTED_FILE).write_text(signal_name, encoding="utf-8")
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.close()
+        return self.folder
+
     def discard(self) -> None:
         with _signals_blocked():  # a second Ctrl-C must not leave a half-deleted folder
             shutil.rmtree(self.folder, ignore_errors=True)
@@ -492,3 +505,17 @@ class StagingGuardHooks:
         except BaseException as error:
             self._staging.discard_current(f"an after-run hook failed ({type(error).__name__})")
             raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bma_quant.run_hooks.staging <staging folder>``: clean up after the runs in it
+    whose process is gone or handed its folder over (run_hooks/forced_exit.py)."""
+    import sys
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    remove_orphans(Path((argv if argv is not None else sys.argv[1:])[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -77,6 +77,7 @@ BOUNDS = (
     Bound("memory.target_usage", 0.0, 1.0, low_open=True),
     Bound("memory.max_threshold", 0.0, 1.0, low_open=True),
     Bound("run.timeout_seconds", 0.0, low_open=True),
+    Bound("run.interrupt_grace_seconds", 0.0, low_open=True),
     Bound("base_models.tuning.timeout", 0.0, low_open=True),  # null: no cap
     Bound("base_models.tuning.n_trials", 1),
     Bound("evaluation.backtest.n_quantiles", 2),
@@ -530,7 +531,7 @@ NULLABLE = (
     "processing.split_detection.max_gap_days", "processing.stale.mask_after",
     "evaluation.backtest.max_frozen_days", "registry.reproduction_dates",
     "feature_engineering.transforms.winsorise", "feature_engineering.leak_audit.max_edge_ic",
-    "inference.stale_after_days", "run.timeout_seconds",
+    "inference.stale_after_days", "run.timeout_seconds", "run.interrupt_grace_seconds",
     "base_models.max_train_rows", "base_models.tuning.max_train_rows",  # null = every row
     "regime_models.max_train_rows", "base_models.tuning.storage",  # storage null = in memory
 )

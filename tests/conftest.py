@@ -13,10 +13,17 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # Set in each worker before it, or a `kedro run` it starts, loads LightGBM or XGBoost.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# No test may write into the project's own mlflow.db: default every MLflow call to a scratch store.
+# No test may write into the project's own mlflow.db: default every MLflow call to a scratch store,
+# one per pytest process. xdist workers inherit the controller's environment, so a store the
+# controller made is replaced, not shared: two workers creating one SQLite store's tables at once
+# fail ("table already exists"); a tracking URI the user set is kept.
 _SCRATCH = tempfile.mkdtemp(prefix="bma_quant_mlflow_")
-atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)  # one per pytest process, not left in /tmp
-SCRATCH_TRACKING_URI = os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{_SCRATCH}/mlflow.db")
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)  # not left in /tmp
+_INHERITED_SCRATCH = os.environ.get("BMA_QUANT_TEST_SCRATCH_URI")
+if os.environ.get("MLFLOW_TRACKING_URI") in (None, _INHERITED_SCRATCH):
+    os.environ["MLFLOW_TRACKING_URI"] = os.environ["BMA_QUANT_TEST_SCRATCH_URI"] = (
+        f"sqlite:///{_SCRATCH}/mlflow.db")
+SCRATCH_TRACKING_URI = os.environ["MLFLOW_TRACKING_URI"]
 
 
 @pytest.fixture(autouse=True)

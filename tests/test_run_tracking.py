@@ -106,6 +106,16 @@ def _hooks(tmp_path, raw, params):
     return hooks, raw_path
 
 
+def _wait_for_a_system_metric_sample(hooks, timeout=60.0):
+    """MLflow's monitor logs a sample only if the run is still RUNNING when it looks: polled, not
+    slept for (a fixed sleep raced the monitor thread on a loaded machine)."""
+    system = hooks.tags._system_metrics
+    monitor = system._monitor if system is not None else None
+    deadline = time.monotonic() + timeout
+    while monitor is not None and monitor._logging_step == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def _run(hooks, experiment, raw, reads_raw_panel=True):
     pipeline = SimpleNamespace(nodes=[SimpleNamespace(name="load_raw_data")], all_outputs=lambda: (
         {"data_processing.raw_panel", "clean_panel"} if reads_raw_panel else {"labels"}))
@@ -115,7 +125,7 @@ def _run(hooks, experiment, raw, reads_raw_panel=True):
     mlflow.set_tag("runner", runner)  # what kedro-mlflow logs from run_params
     node = SimpleNamespace(name="load_raw_data")
     hooks.before_node_run(node)
-    time.sleep(0.3)  # a few system-metric samples
+    _wait_for_a_system_metric_sample(hooks)
     hooks.after_node_run(node, {"data_processing.raw_panel": raw} if reads_raw_panel else {})
     mlflow.end_run()
     hooks.after_pipeline_run(SimpleNamespace(exists=lambda name: False))

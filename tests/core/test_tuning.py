@@ -412,3 +412,22 @@ def test_a_joiner_waits_for_the_creator_to_record_the_identity(tmp_path):
     empty = tuning.create_study("s-y", seed=0, storage=storage)
     with pytest.raises(tuning.StudyMismatch, match="none recorded"):
         tuning.check_study_identity(empty, "abc", "y", wait_seconds=0.3)
+
+
+def test_a_joiner_that_sees_the_first_trial_reads_the_identity_again():
+    """The creator records the identity, then enqueues a trial: both can land between a joiner's
+    two reads (identity, then trials); the joiner then reads the identity again, not refuses."""
+    from types import SimpleNamespace
+
+    class _Study:
+        study_name = "s-z"
+        reads = 0
+
+        @property
+        def user_attrs(self):
+            self.reads += 1
+            return {} if self.reads == 1 else {tuning.IDENTITY_ATTR: "abc"}
+
+        trials = [SimpleNamespace(number=0)]  # already enqueued by the creator
+
+    tuning.check_study_identity(_Study(), "abc", "x", wait_seconds=10)

@@ -257,7 +257,9 @@ def check_study_identity(study: optuna.Study, identity: str, name: str,
     recorded = study.user_attrs.get(IDENTITY_ATTR)
     while recorded is None:
         if study.trials or time.monotonic() > deadline:
-            recorded = "none recorded"
+            # read again: the creator may have recorded it, then enqueued a trial, since the
+            # read above (it records before any trial exists, so this read is final)
+            recorded = study.user_attrs.get(IDENTITY_ATTR) or "none recorded"
             break
         time.sleep(0.2)
         recorded = study.user_attrs.get(IDENTITY_ATTR)

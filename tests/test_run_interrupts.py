@@ -23,12 +23,22 @@ class _Client:
         self.calls.append((run_id, status))
 
 
+def _wrapped(wrapper, inner_error=None):
+    """Drive a wrapper hook as pluggy does: the other hooks run at its yield (and may raise)."""
+    next(wrapper)
+    with pytest.raises(StopIteration):
+        if inner_error is None:
+            wrapper.send(None)
+        else:
+            wrapper.throw(inner_error)
+
+
 @pytest.fixture
 def hooks(monkeypatch):
     monkeypatch.setattr("mlflow.tracking.MlflowClient", _Client)
     _Client.calls = []
     h = InterruptHooks()
-    h.before_pipeline_run()
+    _wrapped(h.before_pipeline_run())
     h._mlflow_run_id = "run-1"
     yield h
     h._restore()
@@ -36,10 +46,7 @@ def hooks(monkeypatch):
 
 def _error_hooks(hooks, error):
     """Kedro's on_pipeline_error call: InterruptHooks' is a wrapper around the others."""
-    wrapper = hooks.on_pipeline_error(error)
-    next(wrapper)  # the other hooks (kedro-mlflow, staging, summary) run here
-    with pytest.raises(StopIteration):
-        wrapper.send(None)
+    _wrapped(hooks.on_pipeline_error(error))
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -51,7 +58,7 @@ def test_signal_in_a_node_raises_run_interrupted_and_marks_the_run_killed(hooks,
     hooks.on_node_error()
     _error_hooks(hooks, RunInterrupted("x"))
     assert _Client.calls == [("run-1", "KILLED")]
-    assert signal.getsignal(signum) is not hooks._handle  # handlers restored after the run
+    assert signal.getsignal(signum) != hooks._handle  # handlers restored after the run
 
 
 def test_signal_outside_a_node_is_raised_at_the_next_node_boundary(hooks):
@@ -74,13 +81,76 @@ def test_signal_after_the_last_node_fails_the_run_before_promotion(hooks):
 
 def test_interrupt_swallowed_by_a_node_stops_the_run_at_the_next_node(hooks):
     hooks.before_node_run()
+    swallowed = []
     try:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(5)
-    except RunInterrupted:
-        pass  # a learner guard records the failure and goes on
+    except RunInterrupted as error:
+        swallowed.append(error)  # a learner guard records the failure and goes on
+    assert swallowed  # raised inside the node
     with pytest.raises(RunInterrupted):
         hooks.after_node_run()
+
+
+def test_a_signal_once_every_node_succeeded_lets_the_run_finish(hooks):
+    hooks.stop_before_promotion()  # every node succeeded: the promotion follows
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)  # nothing raised, and no forced end armed
+    assert hooks.forced_exit is None or hooks.forced_exit._deadline is None
+    _wrapped(hooks.after_pipeline_run())
+    assert signal.getsignal(signal.SIGTERM) != hooks._handle
+    assert _Client.calls == []
+
+
+def test_a_failing_before_pipeline_run_hook_takes_the_handlers_back(monkeypatch):
+    """Kedro calls no other hook of a run whose before_pipeline_run hook failed: handlers left
+    installed would swallow a notebook's later Ctrl-C."""
+    previous = signal.getsignal(signal.SIGINT)
+    h = InterruptHooks()
+    with pytest.raises(PermissionError):  # the run fails with the hook's error, as before
+        _wrapped(h.before_pipeline_run(), PermissionError("staging folder not writable"))
+    assert signal.getsignal(signal.SIGINT) == previous
+    assert h.forced_exit is None
+
+
+def test_in_a_kedro_run_the_signal_stops_the_node_at_once(monkeypatch):
+    """Through Kedro's hook manager and runner: the hooks' order (trylast before_node_run,
+    tryfirst after_node_run) puts the node's own code in between, where the signal is raised."""
+    from kedro.framework.hooks.manager import _create_hook_manager
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import Node, Pipeline
+    from kedro.runner import SequentialRunner
+
+    monkeypatch.setattr("mlflow.tracking.MlflowClient", _Client)
+
+    def long_fit(x):
+        os.kill(os.getpid(), signal.SIGTERM)
+        started = time.monotonic()
+        while time.monotonic() - started < 20:  # stopped at once, or the node runs 20 s
+            time.sleep(0.05)
+        return x
+
+    class _Probe:  # another before_node_run hook, registered after: called before the trylast one
+        from kedro.framework.hooks import hook_impl
+
+        @hook_impl
+        def before_node_run(self):
+            pass
+
+    manager = _create_hook_manager()
+    h = InterruptHooks()
+    manager.register(h)
+    manager.register(_Probe())
+    pipeline = Pipeline([Node(long_fit, "x", "y", name="long_fit")])
+    catalog = DataCatalog({"x": MemoryDataset(1)})
+    manager.hook.before_pipeline_run(run_params={}, pipeline=pipeline, catalog=catalog)
+    started = time.monotonic()
+    with pytest.raises(RunInterrupted, match="SIGTERM"):
+        SequentialRunner().run(pipeline, catalog, manager)
+    assert time.monotonic() - started < 10
+    manager.hook.on_pipeline_error(error=RunInterrupted("x"), run_params={}, pipeline=pipeline,
+                                   catalog=catalog)
+    assert signal.getsignal(signal.SIGTERM) != h._handle
 
 
 def test_ordinary_failure_is_left_to_kedro_mlflow(hooks):
@@ -131,12 +201,14 @@ _STUCK_RUN = REGISTERING_RUN_SCRIPT + """
 from bma_quant.run_hooks.interrupts import InterruptHooks
 hooks = InterruptHooks(staging=staging)
 hooks._grace_seconds, hooks._project_path = float(sys.argv[6]), project
-hooks.before_pipeline_run()
+start = hooks.before_pipeline_run()  # a wrapper hook: the others run at its yield
+next(start)
+next(start, None)
+if sys.argv[8] == "failed":
+    mlflow.end_run("FAILED")  # kedro-mlflow's on_pipeline_error got this far
 for _ in range(int(sys.argv[7])):
     os.kill(os.getpid(), signal.SIGTERM)  # outside a node: nothing raised
     time.sleep(0.5)
-if sys.argv[8] == "failed":
-    mlflow.end_run("FAILED")  # kedro-mlflow's on_pipeline_error got this far
 print("clean-up hangs", flush=True)
 lock = threading.Lock()
 lock.acquire()

@@ -89,10 +89,11 @@ class ForcedExit:
     `hand_over` gives up the run's staging folder and returns it (None when the run has none);
     `mlflow_run_id` names the run's MLflow run for the summary."""
 
-    def __init__(self, grace_seconds: float, project_path: Path,
+    def __init__(self, grace_seconds: float | None, project_path: Path,
                  hand_over: Callable[[], Path | None],
                  mlflow_run_id: Callable[[], str | None]) -> None:
-        self.grace_seconds = float(grace_seconds)
+        # None: one signal waits for the run however long it takes; a second still ends it
+        self.grace_seconds = None if grace_seconds is None else float(grace_seconds)
         self._project_path = project_path
         self._hand_over = hand_over
         self._mlflow_run_id = mlflow_run_id
@@ -100,6 +101,9 @@ class ForcedExit:
         self._deadline: float | None = None
         self._signum = 0
         self._stopped = False
+        # held by the forced end from its start to the process's end: `disarm` waits on it, so
+        # a main thread that was not stuck after all never promotes, discards or undoes beside it
+        self._ending = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -115,39 +119,52 @@ class ForcedExit:
         now = time.monotonic()
         if at_once:
             self._deadline = now
-        elif self._deadline is None:
+        elif self._deadline is None and self.grace_seconds is not None:
             self._deadline = now + self.grace_seconds
 
     def disarm(self) -> None:
-        """The run ended (or cleaned up after its error) by itself: the thread stops."""
-        self._deadline = None
-        self._stopped = True
+        """The run ended (or cleaned up after its error) by itself: the thread stops. Once the
+        forced end has started, this waits for the process to end."""
+        with self._ending:
+            self._deadline = None
+            self._stopped = True
 
     def _watch(self) -> None:
         while not self._stopped:
             deadline = self._deadline
             if deadline is not None and time.monotonic() >= deadline:
-                self.end_run()
+                if self._ending.acquire(blocking=False):  # never released: the process ends
+                    if not self._stopped:
+                        self.end_run()
                 return
             time.sleep(POLL_SECONDS)
 
     def end_run(self) -> None:
+        """Stacks, the staging folder's clean-up in a fresh process, the summary, the exit; each
+        step guarded, so that no error stops the exit."""
         import signal
 
         name = signal.Signals(self._signum).name if self._signum else "a signal"
-        _say(f"\nThe run interrupted by {name} did not end within {self.grace_seconds:g} s "
-             "(run.interrupt_grace_seconds) or was interrupted again: ending it by force. "
-             "Every thread's stack follows, for a bug report.\n")
-        faulthandler.dump_traceback(file=_STDERR, all_threads=True)
-        folder = self._hand_over()
-        if folder is not None:
-            _say(f"cleaning up {folder} in a new process\n")
-            if not reclaim_in_fresh_process(folder.parent, self._project_path,
-                                            CLEANUP_TIMEOUT_SECONDS):
-                _say("the clean-up did not finish: the next run cleans up the staging folder\n")
-        write_forced_summary(
-            self._project_path,
-            f"failed: RunInterrupted: run interrupted by {name} (ended by force: it did not end "
-            f"within run.interrupt_grace_seconds = {self.grace_seconds:g} s)",
-            self._mlflow_run_id())
-        os._exit(128 + (self._signum or 1))
+        grace = ("" if self.grace_seconds is None
+                 else f"did not end within {self.grace_seconds:g} s (run.interrupt_grace_seconds) or ")
+        try:
+            _say(f"\nThe run interrupted by {name} {grace}was interrupted again: ending it by "
+                 "force. Every thread's stack follows, for a bug report.\n")
+            faulthandler.dump_traceback(file=_STDERR, all_threads=True)
+            folder = self._hand_over()
+            if folder is not None:
+                _say(f"cleaning up {folder} in a new process\n")
+                if not reclaim_in_fresh_process(folder.parent, self._project_path,
+                                                CLEANUP_TIMEOUT_SECONDS):
+                    _say("the clean-up did not finish: the next run cleans up the staging folder\n")
+            write_forced_summary(
+                self._project_path,
+                f"failed: RunInterrupted: run interrupted by {name} (ended by force: "
+                + ("interrupted again)" if self.grace_seconds is None else
+                   f"it did not end within run.interrupt_grace_seconds = {self.grace_seconds:g} s "
+                   "or was interrupted again)"),
+                self._mlflow_run_id())
+        except BaseException as error:  # noqa: BLE001 - the exit below must happen
+            _say(f"the forced end failed part-way ({type(error).__name__}: {error})\n")
+        finally:
+            os._exit(128 + (self._signum or 1))

@@ -12,7 +12,8 @@ A node that swallows it (a learner guard records failures and goes on) is stoppe
 boundary too. kedro-mlflow marks an errored run FAILED; this hook then marks an interrupted one
 KILLED. Should the run still not end within `run.interrupt_grace_seconds` of the signal, or should a
 second signal come, it is ended by force with a killed run's clean-up (run_hooks/forced_exit.py).
-A signal that comes once the last node has run (while the outputs are promoted) lets the run finish.
+A signal that comes once every node has succeeded and the after-run hooks (the promotion) have
+begun lets the run finish.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class InterruptHooks:
         self._mlflow_run_id: str | None = None
         self._staging = staging  # StagingHooks: its folder is handed over if the run is forced
         self._in_node = False  # the main thread is running a node's own code
+        self._finishing = False  # every node succeeded: a signal no longer stops the run
         self._grace_seconds: float | None = None  # run.interrupt_grace_seconds
         self._project_path = Path.cwd()
         self.forced_exit: ForcedExit | None = None
@@ -69,6 +71,8 @@ class InterruptHooks:
     def _handle(self, signum: int, frame) -> None:
         first = self.interrupted is None
         self.interrupted = signal.Signals(signum).name
+        if self._finishing:
+            return  # every node succeeded and the promotion is under way: the run finishes
         if self.forced_exit is not None:
             self.forced_exit.arm(signum, at_once=not first)
         if first and self._in_node:
@@ -77,10 +81,10 @@ class InterruptHooks:
     def _install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
-        if self._grace_seconds is not None:
-            self.forced_exit = ForcedExit(self._grace_seconds, self._project_path,
-                                          self._hand_over, lambda: self._mlflow_run_id)
-            self.forced_exit.start()
+        self._restore()  # a run that ended without its hooks (a BaseException) left them set
+        self.forced_exit = ForcedExit(self._grace_seconds, self._project_path,
+                                      self._hand_over, lambda: self._mlflow_run_id)
+        self.forced_exit.start()
         for signum in HANDLED:
             self._previous[signum] = signal.signal(signum, self._handle)
 
@@ -93,18 +97,26 @@ class InterruptHooks:
             signal.signal(signum, handler)
         self._previous.clear()
         if self.forced_exit is not None:
-            self.forced_exit.disarm()
+            self.forced_exit.disarm()  # waits, should the forced end have started
             self.forced_exit = None
 
-    @hook_impl
-    def before_pipeline_run(self) -> None:
+    # a wrapper: the handlers are installed before every other before_pipeline_run hook and
+    # taken back if one of them fails (Kedro then calls no other hook of the run)
+    @hook_impl(wrapper=True)
+    def before_pipeline_run(self):
         import mlflow
 
         self.interrupted = None
-        self._in_node = False
-        run = mlflow.active_run()  # started by kedro-mlflow's before_pipeline_run (called first)
-        self._mlflow_run_id = run.info.run_id if run is not None else None
+        self._in_node = self._finishing = False
         self._install()
+        try:
+            result = yield
+        except BaseException:
+            self._restore()
+            raise
+        run = mlflow.active_run()  # started by kedro-mlflow's before_pipeline_run
+        self._mlflow_run_id = run.info.run_id if run is not None else None
+        return result
 
     def _raise_if_interrupted(self) -> None:
         if self.interrupted:
@@ -119,8 +131,8 @@ class InterruptHooks:
     # first after_node_run (or on_node_error) hook
     @hook_impl(trylast=True)
     def before_node_run(self) -> None:
+        self._in_node = self._in_main_thread()  # first: a signal in between is raised, not lost
         self._raise_if_interrupted()
-        self._in_node = self._in_main_thread()
 
     @hook_impl(tryfirst=True)
     def after_node_run(self) -> None:
@@ -132,18 +144,26 @@ class InterruptHooks:
         self._in_node = False
 
     # tryfirst: a signal between the last node's boundary and the promotion fails the run (the
-    # staging guard discards its folder); once these hooks run on, the run finishes
+    # staging guard discards its folder); past this point the run finishes
     @hook_impl(tryfirst=True, specname="after_pipeline_run")
     def stop_before_promotion(self) -> None:
         self._in_node = False
         if self.interrupted:
             self._end_mlflow_run_killed()
-            self._restore()  # no error hook follows, nor this class's after_pipeline_run
             raise RunInterrupted(f"run interrupted by {self.interrupted}")
+        self._finishing = True
+        if self.forced_exit is not None:
+            self.forced_exit.disarm()
 
-    @hook_impl
-    def after_pipeline_run(self) -> None:
-        self._restore()
+    # a wrapper: the handlers are taken back after every after_pipeline_run hook, the promotion
+    # included (a SIGTERM with Python's default handler would kill the process mid-way)
+    @hook_impl(wrapper=True)
+    def after_pipeline_run(self):
+        try:
+            return (yield)
+        finally:
+            self._restore()
+            self._finishing = False
 
     # a wrapper: what follows the yield runs after every on_pipeline_error hook, including
     # kedro-mlflow's (which ends the run FAILED) and the staging clean-up

@@ -200,7 +200,10 @@ def _claim_orphan(folder: Path):
         handle.close()
         if taken is False:
             return None
-    return True if pid is None or not psutil.pid_exists(pid) else None
+    if pid is None or not psutil.pid_exists(pid):
+        return True
+    # handed over by the process that starts this clean-up (where flock is unavailable)
+    return True if pid == os.getppid() and (folder / _INTERRUPTED_FILE).is_file() else None
 
 
 def _recorded_run(folder: Path) -> tuple[Any, str, str] | None:
@@ -347,6 +350,7 @@ class RunStaging:
     # files the promoted outputs make stale (an earlier failed run's summary): removed after them
     retired: list[Path] = field(default_factory=list)
     _lock: Any = field(default=None, repr=False)  # the owner file's handle, locked for the run
+    handed_over: bool = False  # to a forced end's clean-up process (run_hooks/forced_exit.py)
 
     @property
     def folder(self) -> Path:
@@ -401,6 +405,8 @@ class RunStaging:
 
     def promote(self) -> list[Path]:
         """Move the staged files over the real ones; the run summary (if staged) goes last."""
+        if self.handed_over:
+            return []
         summary_last = sorted(self.pairs, key=lambda pair: pair[1].name.startswith("run_summary"))
         with _signals_blocked():  # an interrupt now would leave a half-promoted run
             # every node succeeded: its registrations stay even if promoting is cut short
@@ -415,14 +421,19 @@ class RunStaging:
 
     def hand_over(self, signal_name: str) -> Path:
         """Give up this run's claim on its folder (the owner lock) so that another process cleans
-        it up as a killed run's; for a run ended by force after ``signal_name``."""
-        (self.folder / _INTERRUPTED_FILE).write_text(signal_name, encoding="utf-8")
+        it up as a killed run's; for a run ended by force after ``signal_name``. The folder is
+        then neither promoted nor discarded by this process."""
+        self.handed_over = True
+        with contextlib.suppress(OSError):  # a folder discarded a moment ago
+            (self.folder / _INTERRUPTED_FILE).write_text(signal_name, encoding="utf-8")
         lock, self._lock = self._lock, None
         if lock is not None:
             lock.close()
         return self.folder
 
     def discard(self) -> None:
+        if self.handed_over:
+            return
         with _signals_blocked():  # a second Ctrl-C must not leave a half-deleted folder
             shutil.rmtree(self.folder, ignore_errors=True)
             lock, self._lock = self._lock, None
@@ -481,6 +492,8 @@ class StagingHooks:
         self.discard_current("run failed")
 
     def discard_current(self, why: str) -> None:
+        if self.current is not None and self.current.handed_over:
+            return  # a forced end's clean-up process takes it back
         pending.undo_all()  # nothing of a failed run stays in the registry
         pending.journal_to(None)
         if self.current is None:
@@ -513,8 +526,11 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    remove_orphans(Path((argv if argv is not None else sys.argv[1:])[0]))
-    return 0
+    root = Path((argv if argv is not None else sys.argv[1:])[0])
+    remove_orphans(root)
+    left = [f for f in root.iterdir() if (f / _INTERRUPTED_FILE).is_file()
+            and _owner(f)[0] == os.getppid()] if root.is_dir() else []
+    return 1 if left else 0  # the handed-over folder could not be cleaned up
 
 
 if __name__ == "__main__":

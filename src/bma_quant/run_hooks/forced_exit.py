@@ -133,9 +133,11 @@ class ForcedExit:
         while not self._stopped:
             deadline = self._deadline
             if deadline is not None and time.monotonic() >= deadline:
-                if self._ending.acquire(blocking=False):  # never released: the process ends
-                    if not self._stopped:
-                        self.end_run()
+                if self._ending.acquire(blocking=False):  # kept to the end of the process
+                    if self._stopped:  # disarmed since the deadline was read: nothing to end
+                        self._ending.release()
+                        return
+                    self.end_run()
                 return
             time.sleep(POLL_SECONDS)
 

@@ -10,10 +10,13 @@ from bma_quant.run_hooks import mlflow_connection as mc
 from tests.support import project_params
 
 
-def closed_port() -> int:
+@pytest.fixture
+def closed_port():
+    """A port bound but not listening for the whole test: connections are refused, and no other
+    process (a test worker's server) can take it meanwhile."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        yield sock.getsockname()[1]
 
 
 class FakeConfigLoader(dict):
@@ -35,9 +38,9 @@ def test_settings_become_mlflow_environment_variables_unless_already_set():
         mc.apply_connection_settings({"retries": 2}, {})
 
 
-def test_closed_port_fails_within_the_bound_with_a_clear_error(clean_env):
+def test_closed_port_fails_within_the_bound_with_a_clear_error(clean_env, closed_port):
     params = {"mlflow_connection": project_params()["mlflow_connection"]}
-    uri = f"http://127.0.0.1:{closed_port()}"
+    uri = f"http://127.0.0.1:{closed_port}"
     context = SimpleNamespace(params=params, config_loader=FakeConfigLoader(
         mlflow={"server": {"mlflow_tracking_uri": uri}}))
     start = time.monotonic()

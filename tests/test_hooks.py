@@ -8,6 +8,7 @@ import pytest
 
 from bma_quant import hooks
 from bma_quant.hooks import MemoryLimitExceeded, RunHealthHooks
+from bma_quant.run_hooks.memory_use import MemoryGauge
 from bma_quant.run_hooks.run_tags import config_hash, short_fingerprint
 
 
@@ -30,6 +31,7 @@ def _memory(percent):
 def health(tmp_path):
     h = RunHealthHooks()
     h._project_path = tmp_path
+    h._gauge = MemoryGauge(cgroups=[])  # the machine's share only: the tests patch it
     h._memory.update({"target_usage": 0.70, "max_threshold": 0.80, "sample_seconds": 0.01})
     h.before_pipeline_run()
     return h
@@ -55,6 +57,26 @@ def test_node_time_and_peak_memory_are_recorded_and_summarised(health, tmp_path)
 def test_memory_above_max_threshold_stops_the_run_cleanly(health, monkeypatch):
     monkeypatch.setattr(hooks.psutil, "virtual_memory", lambda: _memory(91.0))
     with pytest.raises(MemoryLimitExceeded, match="91% passed memory.max_threshold 80%"):
+        health.before_node_run(SimpleNamespace(name="train_lightgbm"))
+
+
+def test_memory_guard_reads_a_containers_limit(health, monkeypatch, tmp_path):
+    """A container limited below the machine's memory is killed at its limit: the guard stops the
+    run on the container's share even while the machine shows little used."""
+    folder = tmp_path / "cgroup"
+    folder.mkdir()
+    (folder / "memory.max").write_text(f"{4 * 2**30}\n")
+    (folder / "memory.current").write_text(f"{int(3.8 * 2**30)}\n")
+    (folder / "memory.stat").write_text(f"anon 1\ninactive_file {int(0.2 * 2**30)}\n")
+    from bma_quant.run_hooks.memory_use import limited_cgroups
+    proc = tmp_path / "proc_cgroup"
+    proc.write_text("0::/\n")
+    (folder / "cgroup.controllers").write_text("memory\n")
+    cgroups = limited_cgroups(folder, proc, machine_total=64 * 2**30)
+    health._gauge = MemoryGauge(cgroups)
+    monkeypatch.setattr(hooks.psutil, "virtual_memory", lambda: _memory(10.0))
+    with pytest.raises(MemoryLimitExceeded,
+                       match=r"container's limit \(4.0 GiB\) 90% passed memory.max_threshold"):
         health.before_node_run(SimpleNamespace(name="train_lightgbm"))
 
 

@@ -17,6 +17,7 @@ import psutil
 from kedro.framework.hooks import hook_impl
 
 from bma_quant.run_hooks.interrupts import interruption_in
+from bma_quant.run_hooks.memory_use import MemoryGauge
 from bma_quant.run_hooks.run_tags import RunTagsHooks
 from bma_quant.run_hooks.staging import StagingHooks
 from bma_quant.run_hooks.summary import (
@@ -40,24 +41,27 @@ DEFAULT_MEMORY = {"target_usage": 0.70, "max_threshold": 0.80, "sample_seconds":
 
 
 class MemoryLimitExceeded(RuntimeError):
-    """Raised between nodes when system memory use passes `memory.max_threshold`."""
+    """Raised between nodes when memory use (the machine's, or the container's against its limit)
+    passes `memory.max_threshold`."""
 
 
 class _RssSampler:
-    """Samples this process's resident memory in a thread while a node runs (its peak, not its end)."""
+    """Samples this process's resident memory in a thread while a node runs (its peak, not its end),
+    and the memory share the guard reads."""
 
-    def __init__(self, interval: float):
+    def __init__(self, interval: float, gauge: MemoryGauge):
         self._interval = interval
+        self._gauge = gauge
         self._process = psutil.Process()
         self._stop = threading.Event()
         self.peak = self._process.memory_info().rss
-        self.max_system_share = psutil.virtual_memory().percent / 100.0
+        self.max_system_share = gauge.read().share
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             self.peak = max(self.peak, self._process.memory_info().rss)
-            self.max_system_share = max(self.max_system_share, psutil.virtual_memory().percent / 100.0)
+            self.max_system_share = max(self.max_system_share, self._gauge.read().share)
 
     def start(self) -> _RssSampler:
         self._thread.start()
@@ -80,6 +84,7 @@ class RunHealthHooks:
         self._samplers: dict[str, _RssSampler] = {}
         self._starts: dict[str, float] = {}
         self._memory = dict(DEFAULT_MEMORY)
+        self._gauge: MemoryGauge | None = None  # built at the first check (reads the cgroups once)
         self._project_path = Path.cwd()
         self._node_layer: dict[str, str] = {}
         self._n_nodes = 0
@@ -122,25 +127,30 @@ class RunHealthHooks:
             logger.debug("could not map nodes to layers: %s", exc)
         return layers
 
+    @property
+    def gauge(self) -> MemoryGauge:
+        if self._gauge is None:
+            self._gauge = MemoryGauge()
+        return self._gauge
+
     def _check_memory(self, where: str) -> None:
-        share = psutil.virtual_memory().percent / 100.0
-        if share > float(self._memory["max_threshold"]):
+        use = self.gauge.read()
+        if use.share > float(self._memory["max_threshold"]):
             raise MemoryLimitExceeded(
-                f"System memory use {share:.0%} passed memory.max_threshold "
+                f"{use.label} {use.share:.0%} passed memory.max_threshold "
                 f"{float(self._memory['max_threshold']):.0%} {where}; stopping the run cleanly. "
                 "Reduce the panel (tickers, dates) or the number of features, or raise the threshold."
             )
-        if share > float(self._memory["target_usage"]):
-            logger.warning(
-                "System memory use %.0f%% is above memory.target_usage %.0f%% %s",
-                share * 100, float(self._memory["target_usage"]) * 100, where,
-            )
+        if use.share > float(self._memory["target_usage"]):
+            logger.warning("%s %.0f%% is above memory.target_usage %.0f%% %s", use.label,
+                           use.share * 100, float(self._memory["target_usage"]) * 100, where)
 
     @hook_impl
     def before_node_run(self, node) -> None:
         self._check_memory(f"before node '{node.name}'")
         self._starts[node.name] = time.perf_counter()
-        self._samplers[node.name] = _RssSampler(float(self._memory["sample_seconds"])).start()
+        self._samplers[node.name] = _RssSampler(float(self._memory["sample_seconds"]),
+                                                  self.gauge).start()
 
     def _finish(self, node) -> dict[str, float]:
         sampler = self._samplers.pop(node.name, None)
@@ -159,7 +169,7 @@ class RunHealthHooks:
         self._report_progress(node.name, stats)
         if stats.get("max_system_memory_share", 0) > float(self._memory["target_usage"]):
             logger.warning(
-                "node %s pushed system memory to %.0f%% (target %.0f%%)", node.name,
+                "node %s pushed memory use to %.0f%% (target %.0f%%)", node.name,
                 stats["max_system_memory_share"] * 100, float(self._memory["target_usage"]) * 100,
             )
         self._check_memory(f"after node '{node.name}'")

@@ -1,0 +1,144 @@
+"""How full the memory this run can use is: the machine's, or its container's when a cgroup
+limit is tighter (Docker's `--memory`, a Kubernetes pod's limit, a CI runner's slice).
+
+psutil reports the whole machine: in a container limited to 4 GiB on a 64 GiB host the run is
+killed by the kernel at 4 GiB while the machine still shows 10 % used, so the memory guard
+(`memory.max_threshold`) would never stop it cleanly. The share reported here is the larger of the
+machine's and every limited cgroup's on the way from this process's cgroup to the root.
+
+A cgroup's use counts its page cache; the inactive file cache is what the kernel drops before it
+kills anything, so it is left out (as `docker stats` does).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+logger = logging.getLogger(__name__)
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
+_V1_FILES = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+_V2_FILES = ("memory.max", "memory.current", "inactive_file")
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    share: float  # used / what this run may use, 0..1
+    label: str  # "System memory use" or "Memory use against the container's limit (4.0 GiB)"
+
+
+@dataclass(frozen=True)
+class _LimitedCgroup:
+    folder: Path
+    files: tuple[str, str, str]  # limit file, usage file, inactive-file key in memory.stat
+    limit: int
+
+    def share(self) -> float | None:
+        limit_file, usage_file, inactive_key = self.files
+        try:
+            used = int((self.folder / usage_file).read_text())
+            inactive = _stat_value(self.folder / "memory.stat", inactive_key)
+        except (OSError, ValueError):  # the cgroup went away or changed: the machine's share stays
+            return None
+        return max(used - inactive, 0) / self.limit
+
+
+def _stat_value(path: Path, key: str) -> int:
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return 0
+
+
+def _read_limit(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    if text in ("", "max"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _own_cgroup_paths(proc_cgroup: Path) -> dict[str, str]:
+    """hierarchy -> this process's cgroup path: "v2" for the unified one, "memory" for v1's."""
+    paths = {}
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return paths
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":
+            paths["v2"] = path
+        elif "memory" in controllers.split(","):
+            paths["memory"] = path
+    return paths
+
+
+def _folders_up(mount: Path, path: str) -> list[Path]:
+    """The process's cgroup folder and its ancestors under `mount`. Without a cgroup namespace a
+    container sees the host's path in /proc/self/cgroup but its own cgroup at the mount's root:
+    folders that do not exist are skipped, so the root is still read."""
+    parts = [part for part in path.strip("/").split("/") if part]
+    folders = [mount.joinpath(*parts[:depth]) for depth in range(len(parts), 0, -1)] + [mount]
+    return [folder for folder in folders if folder.is_dir()]
+
+
+def limited_cgroups(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP,
+                    machine_total: int | None = None) -> list[_LimitedCgroup]:
+    """Every cgroup above this process (its own first) whose memory limit is below the machine's."""
+    machine_total = machine_total or psutil.virtual_memory().total
+    own = _own_cgroup_paths(proc_cgroup)
+    candidates = []
+    if "memory" in own:  # cgroup v1 (alone or beside a v2 hierarchy that has no controllers)
+        candidates += [(folder, _V1_FILES) for folder in
+                       _folders_up(cgroup_root / "memory", own["memory"])]
+    if "v2" in own:
+        # a unified-only machine mounts v2 at the root; a hybrid one under "unified"
+        for mount in (cgroup_root, cgroup_root / "unified"):
+            if (mount / "cgroup.controllers").is_file():
+                candidates += [(folder, _V2_FILES) for folder in _folders_up(mount, own["v2"])]
+                break
+    limited = []
+    for folder, files in candidates:
+        limit = _read_limit(folder / files[0])
+        # v1 writes "no limit" as a page-rounded 2**63 - 1; a limit at or above the machine's
+        # memory limits nothing the machine does not
+        if limit is not None and 0 < limit < machine_total:
+            limited.append(_LimitedCgroup(folder, files, limit))
+    return limited
+
+
+class MemoryGauge:
+    """Reads the memory share a run is judged by; the cgroups are looked up once, when built."""
+
+    def __init__(self, cgroups: list[_LimitedCgroup] | None = None) -> None:
+        if cgroups is None:
+            try:
+                cgroups = limited_cgroups()
+            except Exception as exc:  # an odd cgroup layout must not stop a run: the machine's share
+                logger.debug("could not read cgroup memory limits: %s", exc)
+                cgroups = []
+        self._cgroups = cgroups
+
+    def read(self) -> MemoryUse:
+        use = MemoryUse(psutil.virtual_memory().percent / 100.0, "System memory use")
+        for cgroup in self._cgroups:
+            share = cgroup.share()
+            if share is not None and share > use.share:
+                use = MemoryUse(share, "Memory use against the container's limit "
+                                       f"({cgroup.limit / 2**30:.1f} GiB)")
+        return use

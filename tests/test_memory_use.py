@@ -1,0 +1,93 @@
+"""The memory share the run's memory guard reads: the machine's, or a limited cgroup's."""
+
+from types import SimpleNamespace
+
+from bma_quant.run_hooks import memory_use
+from bma_quant.run_hooks.memory_use import MemoryGauge, limited_cgroups
+
+GIB = 2**30
+MACHINE = 64 * GIB
+
+
+def _cgroup(folder, files: dict[str, str]):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text + "\n")
+    return folder
+
+
+def _proc(tmp_path, text: str):
+    path = tmp_path / "proc_self_cgroup"
+    path.write_text(text)
+    return path
+
+
+def test_v2_limit_counts_use_without_inactive_file_cache(tmp_path):
+    root = tmp_path / "fs"
+    _cgroup(root, {"cgroup.controllers": "cpu memory", "memory.max": "max"})
+    _cgroup(root / "pod" / "job", {"memory.max": str(8 * GIB), "memory.current": str(6 * GIB),
+                                   "memory.stat": f"anon {4 * GIB}\ninactive_file {2 * GIB}"})
+    cgroups = limited_cgroups(root, _proc(tmp_path, "0::/pod/job\n"), machine_total=MACHINE)
+    assert [c.folder for c in cgroups] == [root / "pod" / "job"]  # "max" at the root: no limit
+    assert cgroups[0].share() == 0.5  # (6 - 2) / 8: the dropped cache is not use
+
+
+def test_tightest_ancestor_counts_and_unlimited_or_larger_than_machine_do_not(tmp_path):
+    root = tmp_path / "fs"
+    _cgroup(root, {"cgroup.controllers": "memory"})
+    _cgroup(root / "a", {"memory.max": str(2 * GIB), "memory.current": str(int(1.8 * GIB)),
+                         "memory.stat": "inactive_file 0"})
+    _cgroup(root / "a" / "b", {"memory.max": str(128 * GIB), "memory.current": str(GIB),
+                               "memory.stat": "inactive_file 0"})
+    cgroups = limited_cgroups(root, _proc(tmp_path, "0::/a/b\n"), machine_total=MACHINE)
+    assert [c.folder for c in cgroups] == [root / "a"]
+    gauge = MemoryGauge(cgroups)
+    use = gauge.read()
+    assert abs(use.share - 0.9) < 1e-9 and "2.0 GiB" in use.label
+
+
+def test_v1_hybrid_machine_and_unlimited_sentinel(tmp_path):
+    """A hybrid host (this project's CI kind): v1 memory controller, an empty v2 hierarchy."""
+    root = tmp_path / "fs"
+    own = "/process_api/3d2c"
+    unlimited = "9223372036854771712"
+    _cgroup(root / "memory", {"memory.limit_in_bytes": unlimited})
+    _cgroup(root / "memory" / "process_api", {"memory.limit_in_bytes": unlimited})
+    leaf = _cgroup(root / "memory" / "process_api" / "3d2c",
+                   {"memory.limit_in_bytes": unlimited, "memory.usage_in_bytes": str(GIB),
+                    "memory.stat": "total_inactive_file 0"})
+    _cgroup(root / "unified", {})  # no cgroup.controllers: not read
+    proc = _proc(tmp_path, f"9:name=systemd:/\n4:memory:{own}\n0::/\n")
+    assert limited_cgroups(root, proc, machine_total=MACHINE) == []
+    (leaf / "memory.limit_in_bytes").write_text(str(4 * GIB))
+    (leaf / "memory.stat").write_text(f"cache 5\ntotal_inactive_file {GIB // 2}\n")
+    cgroups = limited_cgroups(root, proc, machine_total=MACHINE)
+    assert [c.folder for c in cgroups] == [leaf] and cgroups[0].share() == 0.125
+
+
+def test_container_without_cgroup_namespace_reads_its_mount_root(tmp_path):
+    """Docker on cgroup v1 without a cgroup namespace: /proc/self/cgroup names the host's path,
+    the container sees its own cgroup at the mount's root."""
+    root = tmp_path / "fs"
+    _cgroup(root / "memory", {"memory.limit_in_bytes": str(GIB), "memory.usage_in_bytes": "0",
+                              "memory.stat": "total_inactive_file 0"})
+    cgroups = limited_cgroups(root, _proc(tmp_path, "4:memory:/docker/abc\n"), machine_total=MACHINE)
+    assert [c.folder for c in cgroups] == [root / "memory"]
+
+
+def test_no_cgroups_or_unreadable_files_fall_back_to_the_machine(tmp_path, monkeypatch):
+    assert limited_cgroups(tmp_path / "none", tmp_path / "missing", machine_total=MACHINE) == []
+    root = tmp_path / "fs"
+    _cgroup(root, {"cgroup.controllers": "memory", "memory.max": str(GIB),
+                   "memory.current": str(GIB // 4), "memory.stat": "inactive_file 0"})
+    cgroups = limited_cgroups(root, _proc(tmp_path, "0::/\n"), machine_total=MACHINE)
+    monkeypatch.setattr(memory_use.psutil, "virtual_memory", lambda: SimpleNamespace(percent=40.0))
+    assert MemoryGauge(cgroups).read().share == 0.4  # the machine's 40 % is the larger
+    (root / "memory.current").unlink()  # the cgroup went away mid-run
+    use = MemoryGauge(cgroups).read()
+    assert use.share == 0.4 and use.label == "System memory use"
+
+
+def test_gauge_on_this_machine_reads_a_share():
+    use = MemoryGauge().read()
+    assert 0.0 < use.share < 1.0

@@ -14,6 +14,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+PORT_ATTEMPTS = 3
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -51,9 +53,18 @@ class PostgresServer:
             shutil.chown(self.root, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
                   "--no-sync")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w",
-                  "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                  "-c fsync=off", "start")
+        # the port is free when picked but another process may bind it before the server does:
+        # a start that fails is retried on a fresh port
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
+                          "-w", "-o", f"-p {self.port} -k {self.root} "
+                          "-c listen_addresses=127.0.0.1 -c fsync=off", "start")
+                return self
+            except subprocess.CalledProcessError:
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+                self.port = free_port()
         return self
 
     def url(self, database: str = "postgres") -> str:

@@ -21,11 +21,14 @@ from bma_quant.run_hooks.preflight import PreflightHooks
 from bma_quant.run_hooks.run_tags import RunTagsHooks
 from bma_quant.run_hooks.staging import StagingGuardHooks, StagingHooks
 from bma_quant.run_hooks.time_budget import TimeBudgetHooks
+from bma_quant.run_hooks.unfinished_run import UnfinishedRunHooks
 
 # A run completes or changes nothing: outputs are staged and promoted only on success (staging),
 # bad parameters or data are refused before anything is written (pre-flight), SIGINT / SIGTERM
 # fail the run cleanly and mark its MLflow run KILLED (interrupts); an unreachable tracking server
-# fails fast (mlflow_connection); a run past run.timeout_seconds stops between nodes (time_budget).
+# fails fast (mlflow_connection); a run past run.timeout_seconds stops between nodes (time_budget);
+# a process that ends mid-run by SystemExit still fails the run through the error hooks
+# (unfinished_run).
 _STAGING = StagingHooks()
 _RUN_TAGS = RunTagsHooks()  # the run's MLflow tags and name; the health summary reports them
 # kedro-mlflow's hook is replaced by a subclass that logs each node's parameters in one batch
@@ -36,6 +39,7 @@ _RUN_TAGS = RunTagsHooks()  # the run's MLflow tags and name; the health summary
 HOOKS = (LayerLineageHooks(staging=_STAGING), DataBuildHooks(staging=_STAGING), PreflightHooks(),
          RunHealthHooks(staging=_STAGING, run_tags=_RUN_TAGS), _RUN_TAGS,
          _STAGING, StagingGuardHooks(_STAGING), InterruptHooks(staging=_STAGING),
+         UnfinishedRunHooks(),
          MlflowConnectionHooks(),
          TimeBudgetHooks(), OofHonestyHooks(), BatchedParamsMlflowHook())
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # the distribution name as installed

@@ -98,6 +98,30 @@ def test_interrupted_run_changes_nothing_and_is_killed_in_mlflow(project, signum
     assert "interrupted by " + signal.Signals(signum).name in (project / FAILED_SUMMARY).read_text()
 
 
+def test_a_node_that_exits_the_process_fails_the_run_and_changes_nothing(project):
+    """SystemExit from a node passes Kedro's error hooks by: the run is still failed through them
+    at exit (MLflow's own exit handler would have ended it FINISHED)."""
+    before = _outputs(project)
+    nodes = project / "src/bma_quant/pipelines/feature_engineering/nodes.py"
+    source = nodes.read_text()
+    # the selection node, after build_features has staged its outputs
+    nodes.write_text(source + "\n\ndef select(*args, **kwargs):\n    raise SystemExit(3)\n")
+    try:
+        result = kedro_run(project, *SMOKE, *TWO_LAYERS, "--params", OTHER_DATA)
+    finally:
+        nodes.write_text(source)
+    output = result.stdout + result.stderr
+    assert result.returncode == 3, output[-3000:]
+    assert "The process ended in node 'feature_engineering.select_features' before the run finished" in output, \
+        output[-3000:]
+    _assert_unchanged(project, before)
+    failed = json.loads((project / FAILED_SUMMARY).read_text())
+    assert failed["status"].startswith("failed: RunEndedWithoutHooks")
+    runs = mlflow_runs(project)
+    assert runs.iloc[0]["status"] == "FAILED"
+    assert failed["mlflow_run_id"] == runs.iloc[0]["run_id"]
+
+
 @pytest.mark.parametrize("params, message", [
     ("data.raw_path=data/01_raw/one_ticker.parquet", "1 ticker(s) but"),
     ("regime_models.learner=svm", "regime_models.learner: unknown learner(s) 'svm'"),

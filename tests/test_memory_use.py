@@ -41,8 +41,7 @@ def test_tightest_ancestor_counts_and_unlimited_or_larger_than_machine_do_not(tm
                                "memory.stat": "inactive_file 0"})
     cgroups = limited_cgroups(root, _proc(tmp_path, "0::/a/b\n"), machine_total=MACHINE)
     assert [c.folder for c in cgroups] == [root / "a"]
-    gauge = MemoryGauge(cgroups)
-    use = gauge.read()
+    use = MemoryGauge(cgroups, own_footprint=False).read()
     assert abs(use.share - 0.9) < 1e-9 and "2.0 GiB" in use.label
 
 
@@ -75,19 +74,33 @@ def test_container_without_cgroup_namespace_reads_its_mount_root(tmp_path):
     assert [c.folder for c in cgroups] == [root / "memory"]
 
 
-def test_no_cgroups_or_unreadable_files_fall_back_to_the_machine(tmp_path, monkeypatch):
+def test_a_limited_container_is_judged_by_its_limit_not_the_hosts_memory(tmp_path, monkeypatch):
+    """Without LXCFS the machine's figure is the host's, other tenants included: in a limited
+    container only the container's share counts; once its files are gone, the machine's."""
     assert limited_cgroups(tmp_path / "none", tmp_path / "missing", machine_total=MACHINE) == []
     root = tmp_path / "fs"
     _cgroup(root, {"cgroup.controllers": "memory", "memory.max": str(GIB),
                    "memory.current": str(GIB // 4), "memory.stat": "inactive_file 0"})
     cgroups = limited_cgroups(root, _proc(tmp_path, "0::/\n"), machine_total=MACHINE)
-    monkeypatch.setattr(memory_use.psutil, "virtual_memory", lambda: SimpleNamespace(percent=40.0))
-    assert MemoryGauge(cgroups).read().share == 0.4  # the machine's 40 % is the larger
+    monkeypatch.setattr(memory_use.psutil, "virtual_memory",
+                        lambda: SimpleNamespace(percent=90.0, total=MACHINE))
+    assert MemoryGauge(cgroups, own_footprint=False).read().share == 0.25  # not the host's 90 %
     (root / "memory.current").unlink()  # the cgroup went away mid-run
-    use = MemoryGauge(cgroups).read()
-    assert use.share == 0.4 and use.label == "System memory use"
+    use = MemoryGauge(cgroups, own_footprint=False).read()
+    assert use.share == 0.9 and use.label == "System memory use"
+
+
+def test_on_macos_the_run_is_judged_by_its_own_footprint(monkeypatch):
+    """macOS counts active file cache and compressed pages as used: the machine's share would stop
+    runs that use little."""
+    monkeypatch.setattr(memory_use.psutil, "virtual_memory",
+                        lambda: SimpleNamespace(percent=85.0, total=MACHINE))
+    monkeypatch.setattr(memory_use, "_resident_bytes_of_this_run", lambda: 16 * GIB)
+    use = MemoryGauge(cgroups=[], own_footprint=True).read()
+    assert use.share == 0.25 and use.label == "This run's memory use"
+    assert MemoryGauge(cgroups=[], own_footprint=False).read().share == 0.85
 
 
 def test_gauge_on_this_machine_reads_a_share():
-    use = MemoryGauge().read()
-    assert 0.0 < use.share < 1.0
+    assert 0.0 < MemoryGauge().read().share < 1.0
+    assert 0.0 < MemoryGauge(cgroups=[], own_footprint=True).read().share < 1.0

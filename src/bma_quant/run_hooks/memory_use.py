@@ -3,8 +3,7 @@ limit is tighter (Docker's `--memory`, a Kubernetes pod's limit, a CI runner's s
 
 psutil reports the whole machine: in a container limited to 4 GiB on a 64 GiB host the run is
 killed by the kernel at 4 GiB while the machine still shows 10 % used, so the memory guard
-(`memory.max_threshold`) would never stop it cleanly. The share reported here is the larger of the
-machine's and every limited cgroup's on the way from this process's cgroup to the root.
+(`memory.max_threshold`) would never stop it cleanly. Which share is read: `MemoryGauge`.
 
 A cgroup's use counts its page cache; the inactive file cache is what the kernel drops before it
 kills anything, so it is left out (as `docker stats` does).
@@ -13,6 +12,7 @@ kills anything, so it is left out (as `docker stats` does).
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,9 +123,18 @@ def limited_cgroups(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CG
 
 
 class MemoryGauge:
-    """Reads the memory share a run is judged by; the cgroups are looked up once, when built."""
+    """Reads the memory share a run is judged by; the cgroups are looked up once, when built.
 
-    def __init__(self, cgroups: list[_LimitedCgroup] | None = None) -> None:
+    - In a container with a memory limit below the machine's: the fullest limited cgroup's share.
+      The machine's is not read there: without LXCFS it is the host's, other tenants' memory
+      included, and the kernel kills this run at its container's limit, not the host's.
+    - On macOS: this run's own resident memory (its process and children) against the machine's.
+      macOS counts its active file cache and compressed pages as used (a laptop at rest reads
+      75-85 %, psutil issue 1277), so the machine's share would stop runs that use little.
+    - Elsewhere: the machine's share (psutil)."""
+
+    def __init__(self, cgroups: list[_LimitedCgroup] | None = None,
+                 own_footprint: bool | None = None) -> None:
         if cgroups is None:
             try:
                 cgroups = limited_cgroups()
@@ -133,12 +142,27 @@ class MemoryGauge:
                 logger.debug("could not read cgroup memory limits: %s", exc)
                 cgroups = []
         self._cgroups = cgroups
+        self._own_footprint = sys.platform == "darwin" if own_footprint is None else own_footprint
 
     def read(self) -> MemoryUse:
-        use = MemoryUse(psutil.virtual_memory().percent / 100.0, "System memory use")
-        for cgroup in self._cgroups:
-            share = cgroup.share()
-            if share is not None and share > use.share:
-                use = MemoryUse(share, "Memory use against the container's limit "
-                                       f"({cgroup.limit / 2**30:.1f} GiB)")
-        return use
+        shares = [(share, cgroup) for cgroup in self._cgroups
+                  if (share := cgroup.share()) is not None]
+        if shares:
+            share, cgroup = max(shares, key=lambda pair: pair[0])
+            return MemoryUse(share, "Memory use against the container's limit "
+                                    f"({cgroup.limit / 2**30:.1f} GiB)")
+        if self._own_footprint:
+            return MemoryUse(_resident_bytes_of_this_run() / psutil.virtual_memory().total,
+                             "This run's memory use")
+        return MemoryUse(psutil.virtual_memory().percent / 100.0, "System memory use")
+
+
+def _resident_bytes_of_this_run() -> int:
+    process = psutil.Process()
+    total = process.memory_info().rss
+    for child in process.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:  # ended meanwhile
+            pass
+    return total

@@ -1,6 +1,7 @@
 # The README's commands. Every target sets up .venv first (created when missing, reinstalled when
 # pyproject.toml is newer than the last install), so a fresh clone needs nothing else.
-PYTHON ?= python3
+# Python 3.11 (pyproject's requires-python): python3.11 when on PATH, else python3 (checked below)
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -13,8 +14,16 @@ OPTUNA_DB := data/06_models/optuna_base_models.db
 
 setup: $(STAMP)
 
+IS_PY311 := -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'
+
+# A venv of another Python, or one left without pip (a failed first setup, a missing python3-venv
+# package), is rebuilt rather than reused.
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/python $(IS_PY311) && $(BIN)/python -m pip --version; } >/dev/null 2>&1 || { \
+	  $(PYTHON) $(IS_PY311) 2>/dev/null || { echo "BMA Quant needs Python 3.11 and '$(PYTHON)' is" \
+	    "$$(command -v $(PYTHON) >/dev/null && $(PYTHON) --version 2>&1 || echo not found): run 'make $(MAKECMDGOALS)" \
+	    "PYTHON=/path/to/python3.11'"; exit 1; }; \
+	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
@@ -39,8 +48,10 @@ viz: $(STAMP)
 viz-build: $(STAMP)
 	$(BIN)/kedro viz build --include-previews
 
+# macOS 12+ gives port 5000 to AirPlay Receiver: make ui UI_PORT=5050
+UI_PORT ?= 5000
 ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlruns --host 127.0.0.1 --port 5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlruns --host 127.0.0.1 --port $(UI_PORT)
 
 # optuna-dashboard is not a project dependency (a web UI only some users want): install it once.
 dashboard: $(STAMP)
@@ -69,7 +80,7 @@ tune-workers: $(STAMP)
 #   make mlflow-server MLFLOW_BACKEND=postgresql://mlflow@db-host/mlflow
 MLFLOW_BACKEND ?= postgresql://postgres@127.0.0.1:5432/mlflow
 mlflow-server: $(STAMP)
-	$(BIN)/mlflow server --backend-store-uri $(MLFLOW_BACKEND) --artifacts-destination ./mlartifacts --host 127.0.0.1 --port 5000
+	$(BIN)/mlflow server --backend-store-uri $(MLFLOW_BACKEND) --artifacts-destination ./mlartifacts --host 127.0.0.1 --port $(UI_PORT)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_benchmarks.py

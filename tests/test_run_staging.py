@@ -334,3 +334,66 @@ def test_a_signal_during_a_held_section_is_delivered_after_it():
         assert during == [] and seen == [signal.SIGTERM]
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _other_file_system(tmp_path) -> Path:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system (/dev/shm) here")
+    return shm
+
+
+def test_outputs_on_another_file_system_are_promoted(tmp_path):
+    """An output folder that is a symlink to another file system: os.replace alone fails there
+    (EXDEV) after every node succeeded."""
+    import tempfile
+
+    other = Path(tempfile.mkdtemp(dir=_other_file_system(tmp_path)))
+    try:
+        (tmp_path / "models").symlink_to(other)
+        (other / "model.pkl").write_text("old")
+        staged = tmp_path / ".staging" / "run" / "models"
+        staged.mkdir(parents=True)
+        (staged / "model.pkl").write_text("new")
+        (staged / "part").mkdir()
+        (staged / "part" / "a.csv").write_text("a")
+        local = tmp_path / ".staging" / "run" / "report.json"
+        local.write_text("{}")
+        written = staging.promote_files([(staged, tmp_path / "models"),
+                                         (local, tmp_path / "report.json")])
+        assert (other / "model.pkl").read_text() == "new"
+        assert (other / "part" / "a.csv").read_text() == "a"
+        assert (tmp_path / "report.json").read_text() == "{}"
+        assert len(written) == 3
+        assert not list(other.glob(".*promoting*")) and not list(other.glob("*/.*promoting*"))
+    finally:
+        import shutil
+
+        shutil.rmtree(other, ignore_errors=True)
+
+
+def test_a_copy_that_fails_leaves_every_real_file_as_it_was(tmp_path, monkeypatch):
+    real = tmp_path / "out"
+    real.mkdir()
+    for name in ("a.txt", "b.txt"):
+        (real / name).write_text("old " + name)
+    staged = tmp_path / ".staging" / "run" / "out"
+    staged.mkdir(parents=True)
+    for name in ("a.txt", "b.txt"):
+        (staged / name).write_text("new " + name)
+    # the staged files look as if on another device than their targets
+    monkeypatch.setattr(staging, "_device", lambda path: 1 if ".staging" in str(path) else 0)
+    copied = []
+
+    def copy_then_fail(source, target):
+        copied.append(Path(target))
+        if len(copied) == 2:
+            raise OSError(28, "No space left on device")
+        Path(target).write_bytes(Path(source).read_bytes())
+
+    monkeypatch.setattr(staging.shutil, "copy2", copy_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        staging.promote_files([(staged, real)])
+    assert not list(real.glob(".*promoting*"))  # the copy made before the failure is gone
+    assert {p.name: p.read_text() for p in real.iterdir()} == {"a.txt": "old a.txt",
+                                                               "b.txt": "old b.txt"}

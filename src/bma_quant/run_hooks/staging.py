@@ -5,7 +5,8 @@ config with its `filepath` moved under `data/.staging/<run id>/` (same relative 
 run only reads keep their real paths, and a later node of the same run that loads a staged dataset
 reads the staged file. MLflow artifact wrappers (kedro-mlflow's `Mlflow*Dataset`) keep working:
 their inner dataset is redirected and they log the staged file. On success the staged files are
-moved over the real ones (one `os.replace` per file, after every node succeeded); on failure or
+moved over the real ones (one `os.replace` per file, after every node succeeded; a file whose
+output folder is on another file system is copied next to its target first); on failure or
 interruption the staging folder is deleted and no real output has been touched. A run killed with
 SIGKILL (no hook runs) leaves its folder; the next run finds its process gone and takes back what
 it registered, marks its MLflow run KILLED and deletes the folder (`remove_orphans`).
@@ -84,20 +85,46 @@ def redirect_config(
 
 def promote_files(pairs: list[tuple[Path, Path]]) -> list[Path]:
     """Move every staged file that exists over its real path; a staged folder (versioned or
-    partitioned data) is promoted file by file. Returns the real paths written."""
-    written = []
+    partitioned data) is promoted file by file. Returns the real paths written.
+
+    A target on another file system than the staging folder (an output folder that is a mount or
+    a symlink to one) cannot take an `os.replace` (EXDEV): such files are first copied next to
+    their targets, all of them before any real file is replaced, so that a copy that fails (a
+    full disk) leaves every real file as it was; the replacements are then renames."""
+    moves: list[tuple[Path, Path]] = []
+    copies: list[Path] = []
+    try:
+        for source, target in _staged_files(pairs):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if _device(source) != _device(target.parent):
+                copy = target.parent / f".{target.name}.promoting-{os.getpid()}"
+                copies.append(copy)
+                shutil.copy2(source, copy)
+                source = copy
+            moves.append((source, target))
+    except BaseException:
+        for copy in copies:
+            copy.unlink(missing_ok=True)
+        raise
+    for source, target in moves:
+        os.replace(source, target)
+    return [target for _, target in moves]
+
+
+def _device(path: Path) -> int:
+    return os.stat(path).st_dev  # follows symlinks: a linked output folder's own file system
+
+
+def _staged_files(pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    files = []
     for staged, real in pairs:
         if staged.is_dir():
-            files = [(f, real / f.relative_to(staged)) for f in sorted(staged.rglob("*")) if f.is_file()]
+            files += [(f, real / f.relative_to(staged)) for f in sorted(staged.rglob("*"))
+                      if f.is_file()]
         elif staged.is_file():
-            files = [(staged, real)]
-        else:  # the dataset was not written (its node did not run)
-            continue
-        for source, target in files:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
-            written.append(target)
-    return written
+            files.append((staged, real))
+        # else: the dataset was not written (its node did not run)
+    return files
 
 
 class OutputFolderNotWritable(PermissionError):

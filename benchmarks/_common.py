@@ -11,6 +11,7 @@ and only prints the section, so results.md keeps the full-size numbers.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import sys
 import tempfile
@@ -116,9 +117,28 @@ class NodeTimer:
         ]
 
 
+def usable_cpus() -> int:
+    """The cores this process may use, as `nproc` counts them: its CPU affinity (a container's
+    cpuset), capped by a cgroup CPU quota (Docker's --cpus, a pod's limit); os.cpu_count() is the
+    host's. macOS has neither: all cores."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    for quota_file, period_file in (("/sys/fs/cgroup/cpu.max", None),
+                                    ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+                                     "/sys/fs/cgroup/cpu/cpu.cfs_period_us")):
+        try:
+            fields = Path(quota_file).read_text().split()
+            quota, period = fields[0], (fields[1] if period_file is None
+                                        else Path(period_file).read_text().strip())
+        except (OSError, IndexError):
+            continue
+        if quota not in ("max", "-1"):
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    return cpus
+
+
 def machine_line(when: str) -> str:
     """'Date: ...; machine: N cores (nproc), M GiB; 1-minute load average <when> L', measured now."""
-    return (f"Date: {dt.date.today().isoformat()}; machine: {os.cpu_count()} cores (nproc), "
+    return (f"Date: {dt.date.today().isoformat()}; machine: {usable_cpus()} cores (nproc), "
             f"{psutil.virtual_memory().total / 2**30:.0f} GiB; 1-minute load average {when} "
             f"{os.getloadavg()[0]:.1f}")
 

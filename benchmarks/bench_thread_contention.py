@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from _common import machine_line, write_section
+from _common import machine_line, usable_cpus, write_section
 
 # One case: fit each learner `repeats` times in this fresh process, print median seconds as JSON.
 CASE = r"""
@@ -64,7 +64,7 @@ def run_case(rows: int, repeats: int, n_jobs: int, policy: str | None, busy: boo
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.path.join(root, "src"),
                                                       env.get("PYTHONPATH")]))
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in
-                range(os.cpu_count() or 1)] if busy else []
+                range(usable_cpus())] if busy else []
     try:
         time.sleep(0.5 if busy else 0.0)
         done = subprocess.run([sys.executable, "-c", CASE, str(rows), str(repeats), str(n_jobs)],

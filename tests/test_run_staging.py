@@ -198,13 +198,51 @@ def test_an_interrupt_in_an_after_run_hook_discards_staging_instead_of_leaving_i
     assert (project / "data/03_primary/table.parquet").read_bytes() == before
 
 
-def test_a_folder_another_host_owns_is_never_an_orphan_here(project):
+def test_a_folder_from_another_host_on_a_shared_file_system_is_left_alone(project, monkeypatch):
+    monkeypatch.setattr(staging, "is_local_file_system", lambda path: False)
     root = project / staging.STAGING_DIR
     elsewhere = root / "elsewhere"
     elsewhere.mkdir(parents=True)
     (elsewhere / ".pid").write_text(f"{2**22 + 12345} another-host.example")
     staging.remove_orphans(root)
-    assert elsewhere.exists()  # its pid says nothing about this machine
+    assert elsewhere.exists()  # its lock may not reach here, its pid says nothing
+
+
+def test_a_folder_from_another_host_name_on_a_local_disk_is_cleaned_up_once_unlocked(project):
+    """A container's host name changes with each start; its bind-mounted project does not: the
+    lock a killed run held is gone whatever name it ran under."""
+    assert staging.is_local_file_system(project)
+    root = project / staging.STAGING_DIR
+    killed = root / "killed-in-another-container"
+    killed.mkdir(parents=True)
+    (killed / ".pid").write_text(f"{2**22 + 12345} old-container-id")
+    live = root / "live-in-another-container"
+    live.mkdir(parents=True)
+    held = staging.hold_owner_lock(live / ".pid", f"{os.getpid()} other-container-id")
+    try:
+        staging.remove_orphans(root)
+        assert not killed.exists()
+        assert live.exists()  # its lock is held
+    finally:
+        if held is not None:
+            held.close()
+
+
+def test_file_system_kind_is_the_innermost_mounts(monkeypatch):
+    from types import SimpleNamespace
+
+    mounts = [SimpleNamespace(mountpoint="/", fstype="ext4"),
+              SimpleNamespace(mountpoint="/mnt/share", fstype="nfs4"),
+              SimpleNamespace(mountpoint="/mnt/share/scratch", fstype="xfs"),
+              SimpleNamespace(mountpoint="/home/me/remote", fstype="fuse.sshfs"),
+              SimpleNamespace(mountpoint="/Users", fstype="apfs")]
+    monkeypatch.setattr(staging.psutil, "disk_partitions", lambda all=False: mounts)
+    assert staging.is_local_file_system(Path("/srv/project"))
+    assert not staging.is_local_file_system(Path("/mnt/share/project"))
+    assert staging.is_local_file_system(Path("/mnt/share/scratch/project"))
+    assert staging.is_local_file_system(Path("/mnt/share-d/project"))  # not under /mnt/share
+    assert not staging.is_local_file_system(Path("/home/me/remote/p"))
+    assert staging.is_local_file_system(Path("/Users/me/p"))
 
 
 _KILLED_RUN = REGISTERING_RUN_SCRIPT + """

@@ -206,8 +206,9 @@ def _claim_orphan(folder: Path):
     """An open handle holding the owner lock of ``folder`` when its run is gone (nobody holds
     the lock; kept through the clean-up so that two runs never reclaim it at once), True when
     the run is gone and flock is unavailable, None while the run lives or may be starting. A
-    folder written on another host (a shared disk, where locks may not reach) is never an
-    orphan here."""
+    folder written under another host name is an orphan only on a local file system where its
+    lock can be taken (a container's host name changes with each start, its bind-mounted
+    project stays); on a network file system, where locks may not reach, it is left alone."""
     owner = folder / _OWNER_FILE
     pid, host = _owner(folder)
     if pid is None:  # no owner file yet, or not yet written: a run may be starting
@@ -217,7 +218,8 @@ def _claim_orphan(folder: Path):
             return None
         if age <= _UNOWNED_GRACE_SECONDS:
             return None
-    if host is not None and host != socket.gethostname():
+    other_host = host is not None and host != socket.gethostname()
+    if other_host and not is_local_file_system(folder):
         return None
     if owner.exists():
         handle = owner.open("a+", encoding="utf-8")
@@ -227,10 +229,34 @@ def _claim_orphan(folder: Path):
         handle.close()
         if taken is False:
             return None
+    if other_host:  # no lock to read: its pid says nothing about this machine
+        return None
     if pid is None or not psutil.pid_exists(pid):
         return True
     # handed over by the process that starts this clean-up (where flock is unavailable)
     return True if pid == os.getppid() and (folder / _INTERRUPTED_FILE).is_file() else None
+
+
+# File systems whose locks may not reach every host that mounts them (or, for FUSE and a VM's
+# shared folders, whose lock semantics are the bridge's): a lock taken there proves nothing.
+_SHARED_FILE_SYSTEMS = ("nfs", "cifs", "smb", "afs", "ceph", "gluster", "lustre", "gpfs", "beegfs",
+                        "9p", "virtiofs", "fuse", "davfs", "vboxsf", "prl_fs", "vmhgfs")
+
+
+def is_local_file_system(path: Path) -> bool:
+    """Whether `path` is on a file system only this machine's kernel mounts (ext4, xfs, apfs,
+    overlay, tmpfs, ...); False when that cannot be told."""
+    try:
+        real = str(path.resolve())
+        mounts = [(m.mountpoint, m.fstype.lower()) for m in psutil.disk_partitions(all=True)]
+    except (OSError, RuntimeError):
+        return False
+    inside = [(mountpoint, fstype) for mountpoint, fstype in mounts
+              if real == mountpoint or real.startswith(mountpoint.rstrip(os.sep) + os.sep)]
+    if not inside:
+        return False
+    _, fstype = max(inside, key=lambda pair: len(pair[0]))
+    return bool(fstype) and not any(name in fstype for name in _SHARED_FILE_SYSTEMS)
 
 
 def _recorded_run(folder: Path) -> tuple[Any, str, str] | None:

@@ -64,10 +64,12 @@ dashboard: $(STAMP)
 REGISTRATION := data/08_reporting/model_registration.json
 MODEL_URI ?= $(shell $(BIN)/python -c "import json; print(json.load(open('$(REGISTRATION)')).get('model_uri', ''))" 2>/dev/null)
 SERVE_PORT ?= 5001
+# seconds one scoring request may take (MLflow's default, 60, is short for a wide panel's history)
+SERVE_TIMEOUT ?= 300
 serve: $(STAMP)
 	@test -n "$(MODEL_URI)" || { echo "no registered model: run 'make run' first (or pass MODEL_URI=models:/<name>@champion)"; exit 1; }
 	PATH="$(abspath $(BIN)):$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" \
-	MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true \
+	MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT=$(SERVE_TIMEOUT) \
 	$(BIN)/mlflow models serve -m "$(MODEL_URI)" --env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
 
 # Scale-out (README): N extra Optuna workers on the shared study named by

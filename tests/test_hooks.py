@@ -67,7 +67,7 @@ def test_memory_guard_reads_a_containers_limit(health, monkeypatch, tmp_path):
     folder.mkdir()
     (folder / "memory.max").write_text(f"{4 * 2**30}\n")
     (folder / "memory.current").write_text(f"{int(3.8 * 2**30)}\n")
-    (folder / "memory.stat").write_text(f"anon 1\ninactive_file {int(0.2 * 2**30)}\n")
+    (folder / "memory.stat").write_text(f"anon 1\nfile {int(0.2 * 2**30)}\n")
     from bma_quant.run_hooks.memory_use import limited_cgroups
     proc = tmp_path / "proc_cgroup"
     proc.write_text("0::/\n")

@@ -22,23 +22,25 @@ def _proc(tmp_path, text: str):
     return path
 
 
-def test_v2_limit_counts_use_without_inactive_file_cache(tmp_path):
+def test_v2_limit_counts_use_without_the_file_cache_but_with_shared_memory(tmp_path):
     root = tmp_path / "fs"
     _cgroup(root, {"cgroup.controllers": "cpu memory", "memory.max": "max"})
     _cgroup(root / "pod" / "job", {"memory.max": str(8 * GIB), "memory.current": str(6 * GIB),
-                                   "memory.stat": f"anon {4 * GIB}\ninactive_file {2 * GIB}"})
+                                   "memory.stat": f"anon {3 * GIB}\nfile {3 * GIB}\n"
+                                                  f"active_file {2 * GIB}\nshmem {GIB}"})
     cgroups = limited_cgroups(root, _proc(tmp_path, "0::/pod/job\n"), machine_total=MACHINE)
     assert [c.folder for c in cgroups] == [root / "pod" / "job"]  # "max" at the root: no limit
-    assert cgroups[0].share() == 0.5  # (6 - 2) / 8: the dropped cache is not use
+    # (6 - (3 - 1)) / 8: file cache, active or not, is reclaimed first; shared memory is not
+    assert cgroups[0].share() == 0.5
 
 
 def test_tightest_ancestor_counts_and_unlimited_or_larger_than_machine_do_not(tmp_path):
     root = tmp_path / "fs"
     _cgroup(root, {"cgroup.controllers": "memory"})
     _cgroup(root / "a", {"memory.max": str(2 * GIB), "memory.current": str(int(1.8 * GIB)),
-                         "memory.stat": "inactive_file 0"})
+                         "memory.stat": "file 0"})
     _cgroup(root / "a" / "b", {"memory.max": str(128 * GIB), "memory.current": str(GIB),
-                               "memory.stat": "inactive_file 0"})
+                               "memory.stat": "file 0"})
     cgroups = limited_cgroups(root, _proc(tmp_path, "0::/a/b\n"), machine_total=MACHINE)
     assert [c.folder for c in cgroups] == [root / "a"]
     use = MemoryGauge(cgroups, own_footprint=False).read()
@@ -54,12 +56,12 @@ def test_v1_hybrid_machine_and_unlimited_sentinel(tmp_path):
     _cgroup(root / "memory" / "process_api", {"memory.limit_in_bytes": unlimited})
     leaf = _cgroup(root / "memory" / "process_api" / "3d2c",
                    {"memory.limit_in_bytes": unlimited, "memory.usage_in_bytes": str(GIB),
-                    "memory.stat": "total_inactive_file 0"})
+                    "memory.stat": "total_cache 0"})
     _cgroup(root / "unified", {})  # no cgroup.controllers: not read
     proc = _proc(tmp_path, f"9:name=systemd:/\n4:memory:{own}\n0::/\n")
     assert limited_cgroups(root, proc, machine_total=MACHINE) == []
     (leaf / "memory.limit_in_bytes").write_text(str(4 * GIB))
-    (leaf / "memory.stat").write_text(f"cache 5\ntotal_inactive_file {GIB // 2}\n")
+    (leaf / "memory.stat").write_text(f"cache 5\ntotal_cache {GIB // 2}\ntotal_shmem 0\n")
     cgroups = limited_cgroups(root, proc, machine_total=MACHINE)
     assert [c.folder for c in cgroups] == [leaf] and cgroups[0].share() == 0.125
 
@@ -69,7 +71,7 @@ def test_container_without_cgroup_namespace_reads_its_mount_root(tmp_path):
     the container sees its own cgroup at the mount's root."""
     root = tmp_path / "fs"
     _cgroup(root / "memory", {"memory.limit_in_bytes": str(GIB), "memory.usage_in_bytes": "0",
-                              "memory.stat": "total_inactive_file 0"})
+                              "memory.stat": "total_cache 0"})
     cgroups = limited_cgroups(root, _proc(tmp_path, "4:memory:/docker/abc\n"), machine_total=MACHINE)
     assert [c.folder for c in cgroups] == [root / "memory"]
 
@@ -80,7 +82,7 @@ def test_a_limited_container_is_judged_by_its_limit_not_the_hosts_memory(tmp_pat
     assert limited_cgroups(tmp_path / "none", tmp_path / "missing", machine_total=MACHINE) == []
     root = tmp_path / "fs"
     _cgroup(root, {"cgroup.controllers": "memory", "memory.max": str(GIB),
-                   "memory.current": str(GIB // 4), "memory.stat": "inactive_file 0"})
+                   "memory.current": str(GIB // 4), "memory.stat": "file 0"})
     cgroups = limited_cgroups(root, _proc(tmp_path, "0::/\n"), machine_total=MACHINE)
     monkeypatch.setattr(memory_use.psutil, "virtual_memory",
                         lambda: SimpleNamespace(percent=90.0, total=MACHINE))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -213,19 +214,43 @@ def test_a_folder_from_another_host_name_on_a_local_disk_is_cleaned_up_once_unlo
     lock a killed run held is gone whatever name it ran under."""
     assert staging.is_local_file_system(project)
     root = project / staging.STAGING_DIR
-    killed = root / "killed-in-another-container"
-    killed.mkdir(parents=True)
-    (killed / ".pid").write_text(f"{2**22 + 12345} old-container-id")
-    live = root / "live-in-another-container"
-    live.mkdir(parents=True)
-    held = staging.hold_owner_lock(live / ".pid", f"{os.getpid()} other-container-id")
+    stale = time.time() - staging.OTHER_HOST_STALE_SECONDS - 60
+
+    def folder(name: str, beat_at: float | None) -> Path:
+        path = root / name
+        path.mkdir(parents=True)
+        (path / ".pid").write_text(f"{2**22 + 12345} {name}-host")
+        if beat_at is not None:
+            os.utime(path / ".pid", (beat_at, beat_at))
+        return path
+
+    killed = folder("killed", stale)
+    just_beating = folder("beating", None)  # lock free but a heartbeat just now: left alone
+    live = folder("live", stale)
+    held = staging.hold_owner_lock(live / ".pid", f"{os.getpid()} live-host")
+    os.utime(live / ".pid", (stale, stale))
     try:
         staging.remove_orphans(root)
         assert not killed.exists()
+        assert just_beating.exists()
         assert live.exists()  # its lock is held
     finally:
         if held is not None:
             held.close()
+
+
+def test_a_live_runs_owner_file_keeps_beating(project, monkeypatch):
+    monkeypatch.setattr(staging, "HEARTBEAT_SECONDS", 0.05)
+    run = RunStaging(project, "beating")
+    run.stage(_catalog(project), staging.outputs_written_by(_pipeline()))
+    owner = run.folder / ".pid"
+    os.utime(owner, (0, 0))
+    deadline = time.monotonic() + 10
+    while owner.stat().st_mtime == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert owner.stat().st_mtime > 0
+    run.discard()
+    assert run._heartbeat is None and not run.folder.exists()
 
 
 def test_file_system_kind_is_the_innermost_mounts(monkeypatch):

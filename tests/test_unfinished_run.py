@@ -6,10 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bma_quant.run_hooks import unfinished_run
 
 # A session's hook manager, these hooks and a recorder of on_pipeline_error; argv[1] = "exit"
-# makes the second node call sys.exit(3), "ok" lets the run finish and then the process exit.
+# makes the second node call sys.exit(3), "exit0" sys.exit(), "ok" lets the run finish and then
+# the process exit.
 _SCRIPT = """
 import sys
 from types import SimpleNamespace
@@ -32,6 +35,8 @@ def first(x):
 def second(y):
     if sys.argv[1] == "exit":
         sys.exit(3)
+    if sys.argv[1] == "exit0":
+        sys.exit()
     return y
 
 manager = _create_hook_manager()
@@ -59,9 +64,10 @@ def _run(tmp_path, mode: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
-def test_sys_exit_in_a_node_calls_the_error_hooks_at_exit_naming_the_node(tmp_path):
-    done = _run(tmp_path, "exit")
-    assert done.returncode == 3, done.stderr[-3000:]
+@pytest.mark.parametrize("mode", ["exit", "exit0"])
+def test_sys_exit_in_a_node_calls_the_error_hooks_at_exit_naming_the_node(tmp_path, mode):
+    done = _run(tmp_path, mode)
+    assert done.returncode == 1, done.stderr[-3000:]  # failed, also after sys.exit()
     assert ("on_pipeline_error: RunEndedWithoutHooks: The process ended in node 'second' "
             "before the run finished") in done.stdout, done.stdout + done.stderr[-3000:]
     assert "| r1 | 2 nodes" in done.stdout  # the run's own hook arguments
@@ -74,20 +80,42 @@ def test_a_finished_run_calls_no_error_hook_at_exit(tmp_path):
     assert "finished" in done.stdout and "on_pipeline_error" not in done.stdout
 
 
+def _start(guard, fail: bool = False):
+    """The wrapper hook around the other before-run hooks; `fail`: one of them refuses the run."""
+    wrapper = guard.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
+    next(wrapper)
+    if fail:
+        with pytest.raises(ValueError):
+            wrapper.throw(ValueError("refused by the pre-flight"))
+    else:
+        with pytest.raises(StopIteration):
+            wrapper.send(None)
+
+
+def test_a_run_refused_before_it_started_is_not_failed_again_at_exit():
+    calls = []
+    guard = unfinished_run.UnfinishedRunHooks()
+    guard._hook_manager = type("M", (), {"hook": type("H", (), {
+        "on_pipeline_error": staticmethod(lambda **kw: calls.append(kw))})()})()
+    _start(guard, fail=True)
+    guard.fail_unfinished_run(exit_process=False)
+    assert calls == []
+
+
 def test_after_the_error_hooks_ran_the_exit_handler_does_nothing():
     calls = []
     guard = unfinished_run.UnfinishedRunHooks()
     guard._hook_manager = type("M", (), {"hook": type("H", (), {
         "on_pipeline_error": staticmethod(lambda **kw: calls.append(kw))})()})()
-    guard.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
+    _start(guard)
     guard.on_pipeline_error()
-    guard.fail_unfinished_run()
+    guard.fail_unfinished_run(exit_process=False)
     assert calls == []
-    guard.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
+    _start(guard)
     guard.before_node_run(type("N", (), {"name": "fit"})())
-    guard.fail_unfinished_run()
+    guard.fail_unfinished_run(exit_process=False)
     assert len(calls) == 1 and "in node 'fit'" in str(calls[0]["error"])
-    guard.fail_unfinished_run()  # once only
+    guard.fail_unfinished_run(exit_process=False)  # once only
     assert len(calls) == 1
     atexit.unregister(guard.fail_unfinished_run)  # registered by the run above
 

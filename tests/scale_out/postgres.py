@@ -62,8 +62,11 @@ class PostgresServer:
                           "-c listen_addresses=127.0.0.1 -c fsync=off", "start")
                 return self
             except subprocess.CalledProcessError:
-                if attempt == PORT_ATTEMPTS - 1:
-                    raise
+                log = self.root / "server.log"
+                taken = log.is_file() and "could not bind" in log.read_text(errors="replace")
+                if not taken or attempt == PORT_ATTEMPTS - 1:
+                    raise  # not the port (a server still starting would hold the data folder)
+                log.unlink()
                 self.port = free_port()
         return self
 

@@ -5,8 +5,10 @@ psutil reports the whole machine: in a container limited to 4 GiB on a 64 GiB ho
 killed by the kernel at 4 GiB while the machine still shows 10 % used, so the memory guard
 (`memory.max_threshold`) would never stop it cleanly. Which share is read: `MemoryGauge`.
 
-A cgroup's use counts its page cache; the inactive file cache is what the kernel drops before it
-kills anything, so it is left out (as `docker stats` does).
+A cgroup's use counts its page cache, which the kernel reclaims before it kills anything: the
+file cache is left out, except shared memory (tmpfs, /dev/shm), which counts as file cache but
+cannot be dropped. Re-reading a data set makes its pages active, so leaving out only the inactive
+file cache (as `docker stats` does) would count a run's reads as its memory.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ logger = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_CGROUP = Path("/proc/self/cgroup")
-_V1_FILES = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
-_V2_FILES = ("memory.max", "memory.current", "inactive_file")
+# limit file, usage file, memory.stat's file-cache and shared-memory keys
+_V1_FILES = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_cache", "total_shmem")
+_V2_FILES = ("memory.max", "memory.current", "file", "shmem")
 
 
 @dataclass(frozen=True)
@@ -35,25 +38,27 @@ class MemoryUse:
 @dataclass(frozen=True)
 class _LimitedCgroup:
     folder: Path
-    files: tuple[str, str, str]  # limit file, usage file, inactive-file key in memory.stat
+    files: tuple[str, str, str, str]  # _V1_FILES or _V2_FILES
     limit: int
 
     def share(self) -> float | None:
-        limit_file, usage_file, inactive_key = self.files
+        _, usage_file, cache_key, shmem_key = self.files
         try:
             used = int((self.folder / usage_file).read_text())
-            inactive = _stat_value(self.folder / "memory.stat", inactive_key)
+            stat = _stat_values(self.folder / "memory.stat")
         except (OSError, ValueError):  # the cgroup went away or changed: the machine's share stays
             return None
-        return max(used - inactive, 0) / self.limit
+        reclaimable = max(stat.get(cache_key, 0) - stat.get(shmem_key, 0), 0)
+        return max(used - reclaimable, 0) / self.limit
 
 
-def _stat_value(path: Path, key: str) -> int:
+def _stat_values(path: Path) -> dict[str, int]:
+    values = {}
     for line in path.read_text().splitlines():
         name, _, value = line.partition(" ")
-        if name == key:
-            return int(value)
-    return 0
+        if value.strip().isdigit():
+            values[name] = int(value)
+    return values
 
 
 def _read_limit(path: Path) -> int | None:

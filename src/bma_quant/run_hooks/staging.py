@@ -106,8 +106,12 @@ def promote_files(pairs: list[tuple[Path, Path]]) -> list[Path]:
         for copy in copies:
             copy.unlink(missing_ok=True)
         raise
-    for source, target in moves:
-        os.replace(source, target)
+    try:
+        for source, target in moves:
+            os.replace(source, target)
+    finally:  # a replacement that failed leaves no copy behind in a real output folder
+        for copy in copies:
+            copy.unlink(missing_ok=True)
     return [target for _, target in moves]
 
 
@@ -207,8 +211,9 @@ def _claim_orphan(folder: Path):
     the lock; kept through the clean-up so that two runs never reclaim it at once), True when
     the run is gone and flock is unavailable, None while the run lives or may be starting. A
     folder written under another host name is an orphan only on a local file system where its
-    lock can be taken (a container's host name changes with each start, its bind-mounted
-    project stays); on a network file system, where locks may not reach, it is left alone."""
+    lock can be taken and its owner file has missed its heartbeats for a while (a container's
+    host name changes with each start, its bind-mounted project stays); on a network file
+    system, where locks may not reach, it is left alone."""
     owner = folder / _OWNER_FILE
     pid, host = _owner(folder)
     if pid is None:  # no owner file yet, or not yet written: a run may be starting
@@ -219,7 +224,7 @@ def _claim_orphan(folder: Path):
         if age <= _UNOWNED_GRACE_SECONDS:
             return None
     other_host = host is not None and host != socket.gethostname()
-    if other_host and not is_local_file_system(folder):
+    if other_host and not (is_local_file_system(folder) and _heartbeat_stopped(owner)):
         return None
     if owner.exists():
         handle = owner.open("a+", encoding="utf-8")
@@ -239,8 +244,42 @@ def _claim_orphan(folder: Path):
 
 # File systems whose locks may not reach every host that mounts them (or, for FUSE and a VM's
 # shared folders, whose lock semantics are the bridge's): a lock taken there proves nothing.
+# Docker Desktop shows a macOS host's folders as "fakeowner", WSL2 Windows drives as "drvfs".
 _SHARED_FILE_SYSTEMS = ("nfs", "cifs", "smb", "afs", "ceph", "gluster", "lustre", "gpfs", "beegfs",
-                        "9p", "virtiofs", "fuse", "davfs", "vboxsf", "prl_fs", "vmhgfs")
+                        "gfs2", "ocfs2", "9p", "virtiofs", "fuse", "fakeowner", "drvfs", "davfs",
+                        "vboxsf", "prl_fs", "vmhgfs")
+# A live run touches its owner file this often (no open: on a network file system closing a handle
+# drops the lock); another host's folder whose owner file is older than the stale age, far above
+# any clock skew between hosts, belongs to a run that is gone.
+HEARTBEAT_SECONDS = 60
+OTHER_HOST_STALE_SECONDS = 900
+
+
+class _Heartbeat:
+    """Touches a live run's owner file every HEARTBEAT_SECONDS, in a thread, until stopped."""
+
+    def __init__(self, owner: Path) -> None:
+        self._owner = owner
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="StagingHeartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                os.utime(self._owner)
+            except OSError:  # the folder is gone (discarded, or promoted)
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _heartbeat_stopped(owner: Path) -> bool:
+    try:
+        return time.time() - owner.stat().st_mtime > OTHER_HOST_STALE_SECONDS
+    except OSError:
+        return False
 
 
 def is_local_file_system(path: Path) -> bool:
@@ -403,6 +442,7 @@ class RunStaging:
     # files the promoted outputs make stale (an earlier failed run's summary): removed after them
     retired: list[Path] = field(default_factory=list)
     _lock: Any = field(default=None, repr=False)  # the owner file's handle, locked for the run
+    _heartbeat: Any = field(default=None, repr=False)  # keeps the owner file's time fresh
     handed_over: bool = False  # to a forced end's clean-up process (run_hooks/forced_exit.py)
 
     @property
@@ -415,6 +455,7 @@ class RunStaging:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = hold_owner_lock(self.folder / _OWNER_FILE,
                                      f"{os.getpid()} {socket.gethostname()}")
+        self._heartbeat = _Heartbeat(self.folder / _OWNER_FILE)
         with _quiet_catalog_replacements():
             for name in sorted(names):
                 if name not in catalog:
@@ -476,7 +517,7 @@ class RunStaging:
         """Give up this run's claim on its folder (the owner lock) so that another process cleans
         it up as a killed run's; for a run ended by force after ``signal_name``. The folder is
         then neither promoted nor discarded by this process."""
-        self.handed_over = True
+        self.handed_over = True  # the heartbeat goes on: it takes no lock, and stops with the folder
         with contextlib.suppress(OSError):  # a folder discarded a moment ago
             (self.folder / _INTERRUPTED_FILE).write_text(signal_name, encoding="utf-8")
         lock, self._lock = self._lock, None
@@ -484,9 +525,15 @@ class RunStaging:
             lock.close()
         return self.folder
 
+    def _stop_heartbeat(self) -> None:
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.stop()
+
     def discard(self) -> None:
         if self.handed_over:
             return
+        self._stop_heartbeat()
         with _signals_blocked():  # a second Ctrl-C must not leave a half-deleted folder
             shutil.rmtree(self.folder, ignore_errors=True)
             lock, self._lock = self._lock, None

@@ -9,15 +9,18 @@ run FINISHED, so a half-run reads as a finished one.
 At the process's exit, a run that neither began its after-run hooks nor failed through its error
 hooks is failed through every `on_pipeline_error` hook, as a failing node's is: MLflow run FAILED,
 staging discarded, registrations taken back, run_summary.failed.json naming the node that was
-running. atexit calls the last registered handler first, so this one (registered when the run
-starts) runs before MLflow's. Signals are not this module's: they raise an Exception
+running; the process then exits with status 1, as a failed run does. atexit calls the last
+registered handler first, so this one (registered when the run starts) runs before MLflow's. Signals are not this module's: they raise an Exception
 (run_hooks/interrupts.py), and a forced end leaves by `os._exit`, past every atexit handler.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
+import os
+import sys
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -41,12 +44,16 @@ class UnfinishedRunHooks:
     def after_context_created(self, context) -> None:
         self._hook_manager = getattr(context, "_hook_manager", None)
 
-    @hook_impl(tryfirst=True)
-    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+    # a wrapper: armed once every other before-run hook has passed (a run the pre-flight refuses
+    # never started, and Kedro calls no error hook for it)
+    @hook_impl(wrapper=True)
+    def before_pipeline_run(self, run_params, pipeline, catalog):
+        result = yield
         self._run_call = {"run_params": run_params, "pipeline": pipeline, "catalog": catalog}
         self._node = None
         atexit.unregister(self.fail_unfinished_run)  # one handler however many runs a process has
         atexit.register(self.fail_unfinished_run)
+        return result
 
     @hook_impl
     def before_node_run(self, node) -> None:
@@ -74,8 +81,11 @@ class UnfinishedRunHooks:
         self._run_call = None
         atexit.unregister(self.fail_unfinished_run)
 
-    def fail_unfinished_run(self) -> None:
-        """The atexit handler: a no-op unless the run is still going."""
+    def fail_unfinished_run(self, exit_process: bool = True) -> None:
+        """The atexit handler: a no-op unless the run is still going. Then the error hooks, and
+        the process ends with status 1, as a failed run's does: `sys.exit()` or `sys.exit(0)` in
+        a node would otherwise tell a scheduler the run succeeded (the status SystemExit carried
+        cannot be read at exit)."""
         call, self._run_call = self._run_call, None
         if call is None or self._hook_manager is None:
             return
@@ -90,3 +100,15 @@ class UnfinishedRunHooks:
         except BaseException as exc:  # noqa: BLE001 - at exit: report, never raise
             logger.error("The failed run's clean-up did not finish (%s: %s): the next run cleans "
                          "up its staging folder and registrations.", type(exc).__name__, exc)
+        if exit_process:
+            _exit_failed()
+
+
+def _exit_failed() -> None:
+    """End the process with status 1 now, its output flushed (os._exit skips the flushes and the
+    later atexit handlers: MLflow's has nothing left to end, the run ended FAILED above)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(1)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from _common import N_DAYS, N_TICKERS, ROOT, NodeTimer, machine_line, publish
 
-from bma_quant.pipelines.evaluation import nodes
+from bma_quant.pipelines.evaluation import nodes, registry_nodes
 from tests.serving.upstream import build_upstream
 from tests.support import deep_update, project_params
 
@@ -57,17 +57,17 @@ def main() -> None:
     timed("evaluation_metrics", nodes.evaluation_metrics, table, report, ev)
     timed("make_plots", nodes.make_plots, table, daily_ic, daily_returns, quantiles,
           data["base_feature_importance"], ev)
-    development = timed("development_score", nodes.development_score, data["ensemble_report"],
+    development = timed("development_score", registry_nodes.development_score, data["ensemble_report"],
                         data["base_model_status"], data["regime_models_report"],
                         data["cv_folds"], data["feature_selection_report"],
                         data["date_split"], ev, temporal)
-    chain = timed("build_prediction_chain", nodes.build_prediction_chain,
+    chain = timed("build_prediction_chain", registry_nodes.build_prediction_chain,
                   data["feature_spec"], data["base_models"], data["regime_model"],
                   data["ensemble"], data["primary_panel"], data["regimes"],
                   data["data_quality_report"], params["data"], params["processing"], temporal,
                   registry)
     registration = timed("register_model (reproduction check, no MLflow run)",
-                         nodes.register_model, chain, report, data["ensemble_test_predictions"],
+                         registry_nodes.register_model, chain, report, data["ensemble_test_predictions"],
                          development, data["date_split"], params["data"], registry)
 
     import mlflow
@@ -77,7 +77,7 @@ def main() -> None:
 
     def register_with_run():
         with mlflow.start_run():
-            return nodes.register_model(chain, report, data["ensemble_test_predictions"],
+            return registry_nodes.register_model(chain, report, data["ensemble_test_predictions"],
                                         development, data["date_split"], params["data"],
                                         {**registry, "code_path": str(ROOT / "src" / "bma_quant")})
 

@@ -6,7 +6,7 @@ from importlib.metadata import version
 import pytest
 from mlflow.exceptions import MlflowException
 
-from bma_quant.pipelines.evaluation import nodes
+from bma_quant.pipelines.evaluation import registry_nodes
 from bma_quant.serving.pyfunc import BmaQuantChain, to_model_input
 from bma_quant.serving.requirements import chain_pip_requirements
 from tests.serving.upstream import build_chain, build_upstream
@@ -66,7 +66,7 @@ def test_reproduction_slice_still_scores(model_and_raw):
     model, raw = model_and_raw
     dates = sorted(raw["date"].unique())
     split = {"test_start": dates[-50], "test_end": dates[-1]}
-    out = model.chain.predict(nodes.test_slice(raw, split, model.chain.warmup_days))
+    out = model.chain.predict(registry_nodes.test_slice(raw, split, model.chain.warmup_days))
     assert out["date"].nunique() == 50
 
 

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from mlflow.tracking import fluent
 
 from bma_quant.core.evaluation.promotion import registered_model_name
-from bma_quant.pipelines.evaluation import nodes
+from bma_quant.pipelines.evaluation import registry_nodes
 from bma_quant.run_hooks.run_identity import data_stem
 from tests.serving.upstream import build_chain, build_upstream
 from tests.support import PROJECT_ROOT, project_params
@@ -62,14 +62,14 @@ def _register(datasets, overrides, chain, passed, oos_rank_ic=0.05, dev_start=No
               "headline": {"rank_ic": test_rank_ic, "sharpe": 1.5}}
     if settings is not None:
         report["settings"] = settings
-    development = nodes.development_score(
+    development = registry_nodes.development_score(
         {"selection": {"final_nested_rank_ic": oos_rank_ic}}, {}, {}, datasets["cv_folds"],
         {"cv_test_dates_unseen": not selection_read_cv}, split, {"gates": {"model": "final"}},
         {**project_params()["temporal"], "prediction_horizon_days": horizon})
     with mlflow.start_run():
         if data_fingerprint:  # the run hook's tag (the data file's sha256 prefix)
             mlflow.set_tag("data_fingerprint", data_fingerprint)
-        return nodes.register_model(chain, report, datasets["ensemble_test_predictions"],
+        return registry_nodes.register_model(chain, report, datasets["ensemble_test_predictions"],
                                     development, split, data or overrides["data"], REGISTRY)
 
 
@@ -213,7 +213,7 @@ def test_an_explicit_model_name_overrides_the_per_data_set_default(setup):
               "headline": {"rank_ic": 0.1},
               "test_period": {k: split[k] for k in ("test_start", "test_end")}}
     with mlflow.start_run():
-        out = nodes.register_model(chain, report, datasets["ensemble_test_predictions"],
+        out = registry_nodes.register_model(chain, report, datasets["ensemble_test_predictions"],
                                    {"oof_honest": True, "target": "10d return after 1d delay",
                                     "value": 0.05},
                                    split, overrides["data"], {**REGISTRY, "model_name": "team_model"})
@@ -225,11 +225,11 @@ def test_reproduction_covers_the_last_test_dates_after_a_full_warmup(setup):
     raw = pd.read_parquet(overrides["data"]["raw_path"])
     dates = pd.DatetimeIndex(sorted(raw["date"].unique()))
     test_dates = dates[(dates >= split["test_start"]) & (dates <= split["test_end"])]
-    start, end = nodes.checked_period(raw, split, 20)
+    start, end = registry_nodes.checked_period(raw, split, 20)
     assert (start, end) == (test_dates[-20], test_dates[-1])
-    assert nodes.checked_period(raw, split, None)[0] == test_dates[0]
-    assert nodes.checked_period(raw, split, 10**6)[0] == test_dates[0]
-    sliced = nodes.test_slice(raw, split, chain.warmup_days, 20)
+    assert registry_nodes.checked_period(raw, split, None)[0] == test_dates[0]
+    assert registry_nodes.checked_period(raw, split, 10**6)[0] == test_dates[0]
+    sliced = registry_nodes.test_slice(raw, split, chain.warmup_days, 20)
     first = dates[dates.searchsorted(start) - chain.warmup_days]
     assert sliced["date"].min() == first and sliced["date"].max() == end
 
@@ -247,11 +247,11 @@ def test_the_warmup_is_counted_on_the_dates_the_cleaner_keeps(setup):
     raw = raw[~(raw["ticker"].isin(tickers[: len(tickers) // 2]) & raw["date"].isin(holidays))]
     kept = chain.cleaner.kept_dates(raw)
     assert not kept.isin(holidays).any() and len(kept) == len(dates) - len(holidays)
-    start, end = nodes.checked_period(raw, split, 20)
+    start, end = registry_nodes.checked_period(raw, split, 20)
     checked = set(kept[(kept >= start) & (kept <= end)])
-    sliced = nodes.test_slice(raw, split, chain.warmup_days, 20, calendar=kept)
+    sliced = registry_nodes.test_slice(raw, split, chain.warmup_days, 20, calendar=kept)
     assert checked <= set(chain.predict(sliced)["date"])
-    on_raw_dates = nodes.test_slice(raw, split, chain.warmup_days, 20)
+    on_raw_dates = registry_nodes.test_slice(raw, split, chain.warmup_days, 20)
     assert not checked <= set(chain.predict(on_raw_dates)["date"])
 
 
@@ -264,7 +264,7 @@ def test_a_market_level_column_lines_up_with_the_prices_at_any_time_of_day(setup
     raw = pd.read_parquet(overrides["data"]["raw_path"])
     levels = raw.groupby("date", as_index=False)["close"].mean().rename(columns={"close": "level"})
     chain = replace(setup[2], market_index=levels)  # trained with an index
-    sliced = nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 20)
+    sliced = registry_nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 20)
     sliced = sliced.assign(market_level=sliced.groupby("date")["close"].transform("mean") * 1.01)
     plain = chain.prepare(sliced)[1]
     stamped = chain.prepare(sliced.assign(date=sliced["date"] + pd.Timedelta(hours=16)))[1]
@@ -288,7 +288,7 @@ def test_dates_after_training_without_their_index_level_are_refused(setup):
     levels = raw.groupby("date", as_index=False)["close"].mean().rename(columns={"close": "level"})
     end = raw["date"].max()
     chain = replace(setup[2], market_index=levels, data_end=str(end.date()))
-    sliced = nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 20)
+    sliced = registry_nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 20)
     assert len(chain.predict(sliced, last_date_only=True))  # within training's dates: scored
     later = sliced.loc[sliced["date"] == end].assign(date=end + pd.offsets.BDay(1))
     extended = pd.concat([sliced, later], ignore_index=True)
@@ -323,7 +323,7 @@ def test_champion_loads_in_a_fresh_process_and_reproduces(setup):
     datasets, overrides, chain, uri, tmp = setup
     split = datasets["date_split"]
     raw = pd.read_parquet(overrides["data"]["raw_path"])
-    raw_slice = nodes.test_slice(raw, split, chain.warmup_days)
+    raw_slice = registry_nodes.test_slice(raw, split, chain.warmup_days)
     raw_slice.assign(date=raw_slice["date"].dt.strftime("%Y-%m-%d")).to_parquet(tmp / "in.parquet")
     script = (
         "import mlflow, pandas as pd\n"
@@ -373,7 +373,7 @@ def test_registry_inference_on_too_little_history_ends_in_the_chains_own_error(s
 def test_no_active_run_registers_nothing(setup):
     datasets, overrides, chain, uri, tmp = setup
     assert mlflow.active_run() is None
-    out = nodes.register_model(chain, {"passed": True}, datasets["ensemble_test_predictions"], {},
+    out = registry_nodes.register_model(chain, {"passed": True}, datasets["ensemble_test_predictions"], {},
                                datasets["date_split"], overrides["data"], REGISTRY)
     assert out["registered"] is False and "no active MLflow run" in out["reason"]
     assert Path(tmp / "mlflow.db").exists()
@@ -391,7 +391,7 @@ def test_a_chain_that_cannot_predict_is_not_registered(setup):
     broken = copy.copy(chain)
     broken.base_models = {"elastic_net": FittedOnOtherFeatures()}
     with mlflow.start_run():
-        out = nodes.register_model(broken, {"passed": True}, datasets["ensemble_test_predictions"],
+        out = registry_nodes.register_model(broken, {"passed": True}, datasets["ensemble_test_predictions"],
                                    {}, datasets["date_split"], overrides["data"], REGISTRY)
     assert out["registered"] is False
     assert "StaleChainError" in out["reason"] and "something_else" in out["reason"]
@@ -433,7 +433,7 @@ def test_a_slice_from_the_training_start_is_scored_without_a_warmup(setup):
 def test_complete_history_needs_the_raw_files_first_date():
     """periods.dev_start after the file's first close: the features started later than the
     cleaning, so no slice can skip the warm-up (data_start None)."""
-    from bma_quant.pipelines.evaluation.nodes import _complete_history_start
+    from bma_quant.pipelines.evaluation.registry_nodes import _complete_history_start
 
     primary = pd.DataFrame({"date": pd.to_datetime(["2020-01-06", "2020-01-07"])})
     report = {"first_close": {"A": "2020-01-06", "B": "2020-01-07"}}
@@ -477,7 +477,7 @@ def test_a_panel_without_the_sectors_training_demeaned_within_is_refused(setup, 
 
     datasets, overrides, chain, uri, tmp = setup
     raw = pd.read_parquet(overrides["data"]["raw_path"])
-    sliced = nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 3)
+    sliced = registry_nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 3)
     assert chain.training_sectors is None  # the fake feature spec demeans nothing
     chain.predict(sliced.drop(columns="sector"))  # so it needs no sectors
     sectored = replace(chain, training_sectors=sorted(sliced["sector"].astype(str).unique()))
@@ -496,7 +496,7 @@ def test_sectors_a_chain_trained_without_them_would_demean_by_are_ignored(setup,
     from dataclasses import replace
     from types import SimpleNamespace
 
-    from bma_quant.pipelines.evaluation.nodes import _neutralised_sectors
+    from bma_quant.pipelines.evaluation.registry_nodes import _neutralised_sectors
 
     neutralising = SimpleNamespace(transform_config=SimpleNamespace(sector_neutralise=True))
     panel = pd.DataFrame({"date": [1, 1], "ticker": ["A", "B"], "sector": ["X", None]})
@@ -504,13 +504,13 @@ def test_sectors_a_chain_trained_without_them_would_demean_by_are_ignored(setup,
     assert _neutralised_sectors(neutralising, panel.drop(columns="sector")) == []
     off = SimpleNamespace(transform_config=SimpleNamespace(sector_neutralise=False))
     assert _neutralised_sectors(off, panel) is None
-    from bma_quant.pipelines.evaluation.nodes import _unsectored_names
+    from bma_quant.pipelines.evaluation.registry_nodes import _unsectored_names
 
     assert _unsectored_names(panel) == ["B"] and _unsectored_names(panel.drop(columns="sector")) == []
 
     datasets, overrides, chain, uri, tmp = setup
     raw = pd.read_parquet(overrides["data"]["raw_path"])
-    sliced = nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 3)
+    sliced = registry_nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 3)
     without = replace(chain, training_sectors=[])
     assert "sector" in without.unused_columns(list(sliced.columns))
     with caplog.at_level("WARNING"):
@@ -524,7 +524,7 @@ def test_part_of_the_universe_and_an_index_training_lacked_are_named(setup, capl
     market features the models never saw."""
     datasets, overrides, chain, uri, tmp = setup
     raw = pd.read_parquet(overrides["data"]["raw_path"])
-    sliced = nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 3)
+    sliced = registry_nodes.test_slice(raw, datasets["date_split"], chain.warmup_days, 3)
     assert chain.market_index is None and chain.typical_names == raw["ticker"].nunique()
     few = sliced[sliced["ticker"].isin(sorted(sliced["ticker"].unique())[:5])]
     with caplog.at_level("WARNING"):
@@ -596,7 +596,7 @@ def test_a_gated_model_the_chain_does_not_serve_is_not_registered(setup):
     registered on a base learner's figures could become champion on another model's merits."""
     datasets, overrides, chain, uri, tmp = setup
     with mlflow.start_run():
-        out = nodes.register_model(chain, {"passed": True, "model": "xgboost"},
+        out = registry_nodes.register_model(chain, {"passed": True, "model": "xgboost"},
                                    datasets["ensemble_test_predictions"], {},
                                    datasets["date_split"], overrides["data"], REGISTRY)
     assert out["registered"] is False

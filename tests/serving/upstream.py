@@ -120,9 +120,9 @@ def build_upstream(tmp_path: Path, *, signal_strength: float = 0.06, n_tickers: 
 
 def build_chain(datasets: dict, overrides: dict):
     """The evaluation pipeline's prediction chain built from `build_upstream` outputs."""
-    from bma_quant.pipelines.evaluation import nodes
+    from bma_quant.pipelines.evaluation import registry_nodes
 
-    return nodes.build_prediction_chain(
+    return registry_nodes.build_prediction_chain(
         datasets["feature_spec"], datasets["base_models"], datasets["regime_model"],
         datasets["ensemble"], datasets["primary_panel"], datasets["regimes"],
         datasets["data_quality_report"], overrides["data"],

@@ -1,7 +1,10 @@
 """The registry step refuses a chain that does not reproduce the pipeline's test predictions,
 and names why; the promotion candidate carries the development score that decides it."""
 
-from bma_quant.pipelines.evaluation.nodes import _registry_candidate, _reproduction_mismatch
+from bma_quant.pipelines.evaluation.registry_nodes import (
+    _registry_candidate,
+    _reproduction_mismatch,
+)
 
 
 def test_a_reproducing_chain_passes_and_each_kind_of_mismatch_is_named():
@@ -22,7 +25,7 @@ def test_a_dev_start_that_cut_the_history_is_named_as_the_cause():
     before it: the reason says so instead of listing the usual suspects."""
     import pandas as pd
 
-    from bma_quant.pipelines.evaluation.nodes import _cut_history_cause
+    from bma_quant.pipelines.evaluation.registry_nodes import _cut_history_cause
 
     class Chain:
         data_start, warmup_days = None, 672

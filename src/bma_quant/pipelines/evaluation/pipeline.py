@@ -3,7 +3,7 @@ optional CPCV paths), gates, plots, and the registered pyfunc chain."""
 
 from kedro.pipeline import Node, Pipeline
 
-from bma_quant.pipelines.evaluation import nodes
+from bma_quant.pipelines.evaluation import nodes, registry_nodes
 
 PLOTS = ("cumulative_ic", "equity_curve", "quantile_returns", "ic_by_regime",
          "feature_importance")
@@ -49,17 +49,17 @@ def create_pipeline(**kwargs) -> Pipeline:
                  ["evaluation_table", "evaluation_daily_ic", "evaluation_daily_returns",
                   "evaluation_quantile_returns", "base_feature_importance", "params:evaluation"],
                  plot_outputs, name="make_plots"),
-            Node(nodes.build_prediction_chain,
+            Node(registry_nodes.build_prediction_chain,
                  ["feature_spec", "base_models", "regime_model", "ensemble", "primary_panel",
                   "regimes", "data_quality_report", "params:data", "params:processing",
                   "params:temporal", "params:registry", "params:base_models"],
                  "prediction_chain", name="build_prediction_chain"),
-            Node(nodes.development_score,
+            Node(registry_nodes.development_score,
                  ["ensemble_report", "base_model_status", "regime_models_report", "cv_folds",
                   "feature_selection_report", "date_split", "params:evaluation",
                   "params:temporal"],
                  "development_score", name="development_score"),
-            Node(nodes.register_model,
+            Node(registry_nodes.register_model,
                  ["prediction_chain", "gate_report", "ensemble_test_predictions",
                   "development_score", "date_split", "params:data", "params:registry"],
                  "model_registration", name="register_model"),

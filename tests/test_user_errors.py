@@ -141,3 +141,26 @@ def test_an_interrupted_trial_shows_no_traceback_on_the_console_but_keeps_it_in_
     assert "WARNING Trial 8 failed because of the following error: RunInterrupted" in shown
     assert shown.count("Traceback") == 1 and "ValueError: bad input" in shown
     assert logged.count("Traceback") == 2 and "RunInterrupted: run interrupted" in logged
+
+
+def test_a_params_value_yaml_cannot_read_says_to_quote_it(hook, capsys, monkeypatch):
+    """Kedro reads each --params value as YAML before the project runs: `op=>=` is a YAML block
+    scalar's start, and the user saw an 18-frame traceback."""
+    import click
+    from kedro.framework.cli.utils import _split_params
+
+    monkeypatch.delenv(user_errors.TRACEBACK_ENV, raising=False)
+    excepthook, calls = hook
+    context = click.Context(click.Command("run"))
+    option = click.Option(["--params"])
+    with pytest.raises(Exception) as raised:
+        _split_params(context, option, "evaluation.gates.checks.sharpe.op=>=")
+    excepthook(raised.type, raised.value, raised.tb)
+    err = capsys.readouterr().err
+    assert calls == [] and "A --params value could not be read" in err
+    assert "op='>='" in err and "Traceback" not in err
+    assert _split_params(context, option, "evaluation.gates.checks.sharpe.op='>='") == {
+        "evaluation": {"gates": {"checks": {"sharpe": {"op": ">="}}}}}
+    other = ValueError("not from --params")  # a YAML error elsewhere is not this one
+    excepthook(ValueError, other, raised.tb)
+    assert calls[-1][1] is other

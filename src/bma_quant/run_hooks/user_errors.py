@@ -62,6 +62,26 @@ def short_report(error: BaseException) -> str:
             f"{TRACEBACK_ENV}=1 for the full traceback)\n")
 
 
+def _raised_reading_params(error: BaseException, tb: TracebackType | None) -> bool:
+    """A YAML error from Kedro's reading of `--params` (it parses each value as YAML: `op=>=`
+    starts a YAML block scalar), before any of the project's code ran."""
+    if type(error).__module__.split(".")[0] != "yaml":
+        return False
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "_split_params":
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def params_report(error: BaseException) -> str:
+    detail = " ".join(str(error).split())
+    return ("\nA --params value could not be read: Kedro reads each value as YAML, and a value "
+            "that starts with a YAML sign (>, |, *, &, !, %, @, `, a quote or a bracket) must be "
+            "quoted inside the argument, e.g. --params \"evaluation.gates.checks.sharpe.op='>='\" "
+            f"(YAML said: {detail}).\n\n(set {TRACEBACK_ENV}=1 for the full traceback)\n")
+
+
 def _traceback_wanted() -> bool:
     return os.environ.get(TRACEBACK_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -69,10 +89,14 @@ def _traceback_wanted() -> bool:
 def _make_hook(previous):
     def hook(kind: type[BaseException], error: BaseException,
              tb: TracebackType | None) -> None:
-        if _traceback_wanted() or not is_user_error(error):
+        if _traceback_wanted():
             previous(kind, error, tb)
-            return
-        sys.stderr.write(short_report(error))
+        elif _raised_reading_params(error, tb):
+            sys.stderr.write(params_report(error))
+        elif is_user_error(error):
+            sys.stderr.write(short_report(error))
+        else:
+            previous(kind, error, tb)
 
     hook.bma_quant_user_errors = True  # installed once, however often settings is imported
     return hook

@@ -570,3 +570,18 @@ def test_an_embargo_that_drops_whole_test_windows_from_later_training_is_warned_
         assert "1 of 3 folds train on nothing newer than 12" in message, n  # 127 or 128
     # dates that cannot hold the folds: check_cv_layout's own error, not a second message
     assert preflight.stale_fold_warnings(dates[:150], PARAMS) == []
+
+
+def test_a_key_set_in_the_wrong_section_is_named_with_its_section():
+    from bma_quant.core.data.preflight import describe_unknown, unknown_parameters
+
+    known = {"temporal": {"cv_gap_days": 10, "horizon": 10},
+             "cv": {"n_splits": 5}, "periods": {"dev_start": None}, "evaluation": {"cost_bps": 5}}
+    found = unknown_parameters({"periods": {"cv_gap_days": 5}, "cv": {"n_split": 3},
+                                "evaluation": {"cv_gap_dayz": 1}, "temporal": {"zzqq": 1}},
+                               known)
+    assert describe_unknown("periods.cv_gap_days", found["periods.cv_gap_days"]) == \
+        "periods.cv_gap_days (did you mean temporal.cv_gap_days?)"
+    assert found["cv.n_split"] == ["n_splits"]  # its own section first
+    assert found["evaluation.cv_gap_dayz"] == ["temporal.cv_gap_days"]
+    assert found["temporal.zzqq"] == []

@@ -458,13 +458,36 @@ def unknown_parameters(params: Mapping[str, Any], known: Mapping[str, Any]) -> d
                     or str(key).startswith("_"):  # OmegaConf's private keys (`_trials: 3`)
                 continue
             if key not in reference:
-                found[path] = difflib.get_close_matches(str(key), list(map(str, reference)), 3)
+                found[path] = (difflib.get_close_matches(str(key), list(map(str, reference)), 3)
+                               or _same_key_elsewhere(str(key), known))
             elif isinstance(value, Mapping) and isinstance(reference[key], Mapping) \
                     and reference[key]:
                 walk(value, reference[key], f"{path}.")
 
     walk(params, known, "")
     return found
+
+
+def _same_key_elsewhere(key: str, known: Mapping[str, Any], shown: int = 3) -> list[str]:
+    """Full paths of the key (or a close one) in other sections: a key set under the wrong
+    section (`periods.cv_gap_days` for `temporal.cv_gap_days`)."""
+    import difflib
+
+    paths: list[str] = []
+
+    def walk(section: Mapping[str, Any], prefix: str) -> None:
+        for name, value in section.items():
+            paths.append(f"{prefix}{name}")
+            if isinstance(value, Mapping):
+                walk(value, f"{prefix}{name}.")
+
+    walk(known, "")
+    exact = [path for path in paths if path.rsplit(".", 1)[-1] == key]
+    if exact:
+        return exact[:shown]
+    last = {path.rsplit(".", 1)[-1] for path in paths}
+    close = difflib.get_close_matches(key, sorted(last), 1)
+    return [path for path in paths if close and path.rsplit(".", 1)[-1] == close[0]][:shown]
 
 
 # Sections where a misspelt key changes which data a run reads (the run would train on or score

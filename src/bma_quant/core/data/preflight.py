@@ -346,6 +346,13 @@ def _shape_problems(params: Mapping[str, Any]) -> list[str]:
         problems.append(f"cv.combinatorial.n_test_groups ({tested}) must be below "
                         f"cv.combinatorial.n_groups ({groups}): every split trains on the groups "
                         "it does not test")
+    long, skip = (lookup(params, f"feature_engineering.factors.momentum_{k}")
+                  for k in ("long", "skip"))
+    if _whole(long, 1) and _whole(skip, 0) and skip >= long:
+        problems.append(f"feature_engineering.factors.momentum_skip ({skip}) must be below "
+                        f"momentum_long ({long}): the momentum factor is the return from "
+                        "momentum_long rows back to momentum_skip rows back (12-1 months: 252 "
+                        "and 21 daily rows)")
     blocks = lookup(params, "evaluation.overfitting.n_blocks")
     if blocks is not None and not (_whole(blocks, 2) and blocks % 2 == 0):
         problems.append("evaluation.overfitting.n_blocks must be an even whole number >= 2 (CSCV "

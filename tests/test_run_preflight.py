@@ -1,5 +1,6 @@
 """A layer run alone before anything wrote its inputs is refused up front, naming them."""
 
+import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Node, Pipeline
@@ -247,3 +248,50 @@ def test_a_cleaned_panel_too_short_for_the_split_names_the_strict_date_filter():
     with pytest.raises(PreflightError, match=r"The file has 3000 dates; data_processing kept 40: "
                                              r"processing.strict_mode"):
         hooks.after_node_run({"clean_panel": SimpleNamespace(close=kept)})
+
+
+def test_a_generated_markets_index_or_regimes_beside_other_prices_is_stopped(tmp_path):
+    """`--env smoke` with a file of one's own: the smoke index and regimes are the synthetic
+    market's. Refused when the prices record another generated market, warned about when they
+    record none; the same market's files pass, also cut shorter."""
+    from types import SimpleNamespace
+
+    from bma_quant.pipelines.synthetic_data.nodes import generate_synthetic_panel
+    from bma_quant.run_hooks.preflight import companion_file_messages
+    from tests.support import project_params
+
+    params = project_params()
+    small = {**params["synthetic"], "n_tickers": 5, "n_days": 80}
+
+    def generated(folder: str, seed: int) -> dict[str, str]:
+        panel, index, regimes, _ = generate_synthetic_panel({**small, "seed": seed})
+        (tmp_path / folder).mkdir()
+        paths = {"raw_path": tmp_path / folder / "prices.parquet",
+                 "index_path": tmp_path / folder / "index.parquet",
+                 "true_regimes_path": tmp_path / folder / "regimes.parquet"}
+        for frame, key in ((panel, "raw_path"), (index, "index_path"),
+                           (regimes, "true_regimes_path")):
+            frame.to_parquet(paths[key])
+        return {key: str(path) for key, path in paths.items()}
+
+    one, other = generated("one", 1), generated("other", 2)
+    training = SimpleNamespace(nodes=[SimpleNamespace(name="data_processing.load_raw_data")])
+    params["data"].update(one)
+    assert companion_file_messages(training, params) == []
+    shorter = tmp_path / "one" / "shorter.parquet"  # the same market, fewer dates
+    prices = pd.read_parquet(one["raw_path"])
+    prices[prices["date"] < prices["date"].max()].to_parquet(shorter)
+    params["data"]["raw_path"] = str(shorter)
+    assert companion_file_messages(training, params) == []
+    params["data"]["raw_path"] = other["raw_path"]
+    with pytest.raises(PreflightError, match=r"data.index_path .* is generated market \w+'s, but "
+                                             r"data.raw_path .* is generated market \w+'s"):
+        companion_file_messages(training, params)
+    own = tmp_path / "own.csv"  # a file of one's own: no record of a market
+    prices.to_csv(own, index=False)
+    params["data"]["raw_path"] = str(own)
+    messages = companion_file_messages(training, params)
+    assert len(messages) == 2 and "records no generated market" in messages[0]
+    assert "detector would be scored against another market's regimes" in messages[1]
+    params["data"].update(index_path=None, true_regimes_path=None)
+    assert companion_file_messages(training, params) == []

@@ -187,6 +187,8 @@ class PreflightHooks:
                 check_data_files(pipeline, self._params)
                 for message in synthetic_timing_messages(pipeline, self._params):
                     logger.warning("pre-flight: %s", message)
+                for message in companion_file_messages(pipeline, self._params):
+                    logger.warning("pre-flight: %s", message)
             if pipeline is not None and catalog is not None:
                 check_inputs_exist(pipeline, catalog, catalog_owners(self._project_path))
         except preflight.PreflightError as error:
@@ -318,6 +320,43 @@ def synthetic_timing_messages(pipeline, params: dict[str, Any]) -> list[str]:
         return []
     timing = parquet_attrs(raw_path).get(TIMING_ATTR)
     return preflight.synthetic_timing_warnings(params, timing) if timing else []
+
+
+# The files read beside data.raw_path, and what reading another market's would do
+COMPANION_FILES = {
+    "data.index_path": "the market-context features and the market return would follow another "
+                       "market's index",
+    "data.true_regimes_path": "the detector would be scored against another market's regimes",
+}
+
+
+def companion_file_messages(pipeline, params: dict[str, Any]) -> list[str]:
+    """A generated market's index or regimes file beside a prices file of another market (a
+    user's own file given with `--env smoke`, whose index and regimes are the synthetic
+    market's): refused when the prices file records another generated market, warned about
+    when it records none (a file of your own, or a generated one saved as CSV)."""
+    from bma_quant.core.data.synthetic import MARKET_ATTR
+
+    names = {node.name.rsplit(".", 1)[-1] for node in pipeline.nodes}
+    if any(node.name.startswith(SYNTHETIC_NODES) for node in pipeline.nodes) \
+            or not names & {"load_raw_data", "load_true_regimes"}:
+        return []  # the run writes the market it reads, or reads no file
+    raw_path = preflight.lookup(params, "data.raw_path")
+    raw_market = parquet_attrs(raw_path).get(MARKET_ATTR) if raw_path else None
+    messages, refused = [], []
+    for key, harm in COMPANION_FILES.items():
+        path = preflight.lookup(params, key)
+        market = parquet_attrs(path).get(MARKET_ATTR) if path else None
+        if market is None or market == raw_market:
+            continue
+        text = (f"{key} ({path}) is generated market {market}'s, but data.raw_path ({raw_path}) "
+                + (f"is generated market {raw_market}'s" if raw_market else
+                   "records no generated market (a file of your own?)")
+                + f": {harm}. Set {key} to this market's file, or null")
+        (refused if raw_market else messages).append(text)
+    if refused:
+        raise preflight.PreflightError("; ".join(refused))
+    return messages
 
 
 def check_inputs_exist(pipeline, catalog, owners: dict[str, str]) -> None:

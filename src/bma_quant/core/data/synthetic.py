@@ -75,6 +75,20 @@ REGIME_FACTOR_MARKET = MappingProxyType({
 # DataFrame.attrs key (kept in a Parquet file's metadata) of the horizon and delay a generated
 # panel's signal was planted for, by generator parameter name
 TIMING_ATTR = "bma_quant_synthetic_timing"
+# DataFrame.attrs key of the generated market a file belongs to (its prices, index, regimes and
+# expected returns share it): a run told to read one market's prices with another's index or
+# regimes is stopped (run_hooks/preflight.py)
+MARKET_ATTR = "bma_quant_synthetic_market"
+
+
+def market_id(params: dict) -> str:
+    """The generated market's identity: a digest of the generator's parameters (the same
+    parameters generate the same market)."""
+    import hashlib
+    import json
+
+    text = json.dumps(params, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 

@@ -6,7 +6,12 @@ import logging
 
 import pandas as pd
 
-from bma_quant.core.data.synthetic import TIMING_ATTR, generate_synthetic_market
+from bma_quant.core.data.synthetic import (
+    MARKET_ATTR,
+    TIMING_ATTR,
+    generate_synthetic_market,
+    market_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,4 +35,9 @@ def generate_synthetic_panel(
     # delay differs from the one the signal was planted for (run_hooks/preflight.py)
     panel.attrs[TIMING_ATTR] = {"synthetic.horizon": int(params.get("horizon", 10)),
                                 "synthetic.execution_delay": int(params.get("execution_delay", 1))}
+    # every file of the market names it, so that no run mixes one market's prices with another's
+    # index or regimes (run_hooks/preflight.py)
+    identity = market_id(params)
+    for frame in (panel, market.market, market.regimes, market.expected_return):
+        frame.attrs[MARKET_ATTR] = identity
     return panel, market.market, market.regimes, market.expected_return

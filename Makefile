@@ -42,11 +42,14 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
+# kedro-viz imports a response class FastAPI has deprecated: a notice no user can act on
+VIZ_ENV := PYTHONWARNINGS="ignore:ORJSONResponse is deprecated"
+
 viz: $(STAMP)
-	$(BIN)/kedro viz run --no-browser
+	$(VIZ_ENV) $(BIN)/kedro viz run --no-browser
 
 viz-build: $(STAMP)
-	$(BIN)/kedro viz build --include-previews
+	$(VIZ_ENV) $(BIN)/kedro viz build --include-previews
 
 # macOS 12+ gives port 5000 to AirPlay Receiver: make ui UI_PORT=5050
 UI_PORT ?= 5000

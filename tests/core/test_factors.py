@@ -336,14 +336,3 @@ def test_factors_do_not_depend_on_a_names_units():
     for name in families:
         np.testing.assert_allclose(scaled[name], base[name], rtol=1e-7, atol=1e-10,
                                    equal_nan=True, err_msg=name)
-
-
-def test_momentum_is_named_in_months_of_daily_rows_or_else_in_rows():
-    """Weekly bars' 52-week momentum skipping 4 weeks read as `mom_2_0` when named in months."""
-    panel = generate_synthetic_market(n_tickers=4, n_days=120, seed=3).panel
-    daily = _raw(panel, None, momentum_long=63, momentum_skip=21)
-    weekly = _raw(panel, None, momentum_long=52, momentum_skip=4)
-    assert "mom_3_1" in daily and "mom_52r_4r" in weekly and "mom_2_0" not in weekly
-    close = panel.pivot(index="date", columns="ticker", values="close").to_numpy()
-    expected = close[-1 - 4] / close[-1 - 52] - 1.0
-    np.testing.assert_allclose(weekly["mom_52r_4r"][-1], expected, rtol=1e-12)

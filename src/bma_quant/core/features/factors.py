@@ -551,7 +551,7 @@ def _close_families(inp: FactorInputs, c: FactorConfig) -> dict[str, tuple[str, 
     for w in c.beta_windows:
         out[f"beta_{w}"] = ("volatility", lambda w=w: _moments_beta(inp, w, c)[0])
         out[f"resvol_{w}"] = ("volatility", lambda w=w: np.sqrt(_moments_beta(inp, w, c)[1]))
-    out[_momentum_name(c.momentum_long, c.momentum_skip)] = (
+    out[f"mom_{c.momentum_long // 21}_{c.momentum_skip // 21}"] = (
         "momentum",
         lambda: _ratio(shift(close, c.momentum_skip), shift(close, c.momentum_long)) - 1.0,
     )
@@ -865,12 +865,3 @@ def engineer_factors(
 def values_are_ranks(transform: TransformConfig) -> bool:
     """Whether transformed per-ticker values are already per-date ranks (affine in them)."""
     return transform.method == "rank"
-
-
-def _momentum_name(long: int, skip: int, rows_a_month: int = 21) -> str:
-    """`mom_12_1` (months) for windows in whole months of daily rows; `mom_52r_4r` (rows) for
-    any other, weekly bars' 52 and 4 say (month names would read 2 and 0 there)."""
-    if long % rows_a_month == 0 and skip % rows_a_month == 0:
-        return f"mom_{long // rows_a_month}_{skip // rows_a_month}"
-    return f"mom_{long}r_{skip}r"
-

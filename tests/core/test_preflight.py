@@ -587,3 +587,6 @@ def test_a_key_set_in_the_wrong_section_is_named_with_its_section():
     assert found["cv.n_split"] == ["n_splits"]  # its own section first
     assert found["evaluation.cv_gap_dayz"] == ["temporal.cv_gap_days"]
     assert found["temporal.zzqq"] == []
+    # a name in several sections suggests none of them (any pick could be the wrong setting)
+    known["cv"]["horizon"] = 5
+    assert unknown_parameters({"periods": {"horizon": 1}}, known)["periods.horizon"] == []

@@ -475,26 +475,27 @@ def unknown_parameters(params: Mapping[str, Any], known: Mapping[str, Any]) -> d
     return found
 
 
-def _same_key_elsewhere(key: str, known: Mapping[str, Any], shown: int = 3) -> list[str]:
-    """Full paths of the key (or a close one) in other sections: a key set under the wrong
-    section (`periods.cv_gap_days` for `temporal.cv_gap_days`)."""
+def _same_key_elsewhere(key: str, known: Mapping[str, Any]) -> list[str]:
+    """The full path of the key (or of a near-identical one) in another section, when the
+    project has it in one place only: a key set under the wrong section (`periods.cv_gap_days`
+    for `temporal.cv_gap_days`). A name used in several sections (`enabled`, `alpha`) suggests
+    nothing: any pick could send the user to the wrong setting."""
     import difflib
 
-    paths: list[str] = []
+    places: dict[str, list[str]] = {}
 
     def walk(section: Mapping[str, Any], prefix: str) -> None:
         for name, value in section.items():
-            paths.append(f"{prefix}{name}")
+            path = f"{prefix}{name}"
+            if any(path == s or path.startswith(f"{s}.") for s in OPEN_SECTIONS):
+                continue
+            places.setdefault(str(name), []).append(path)
             if isinstance(value, Mapping):
-                walk(value, f"{prefix}{name}.")
+                walk(value, f"{path}.")
 
     walk(known, "")
-    exact = [path for path in paths if path.rsplit(".", 1)[-1] == key]
-    if exact:
-        return exact[:shown]
-    last = {path.rsplit(".", 1)[-1] for path in paths}
-    close = difflib.get_close_matches(key, sorted(last), 1)
-    return [path for path in paths if close and path.rsplit(".", 1)[-1] == close[0]][:shown]
+    names = [key] if key in places else difflib.get_close_matches(key, sorted(places), 1, 0.85)
+    return places[names[0]] if names and len(places[names[0]]) == 1 else []
 
 
 # Sections where a misspelt key changes which data a run reads (the run would train on or score

@@ -292,6 +292,13 @@ def test_a_generated_markets_index_or_regimes_beside_other_prices_is_stopped(tmp
     params["data"]["raw_path"] = str(own)
     messages = companion_file_messages(training, params)
     assert len(messages) == 2 and "records no generated market" in messages[0]
-    assert "detector would be scored against another market's regimes" in messages[1]
+    assert "the detector will be scored against another market's regimes" in messages[1]
     params["data"].update(index_path=None, true_regimes_path=None)
     assert companion_file_messages(training, params) == []
+    # generated prices given alone, beside the default env's index of another market
+    own_index = tmp_path / "index.csv"
+    pd.read_parquet(one["index_path"]).to_csv(own_index, index=False)
+    params["data"].update(raw_path=one["raw_path"], index_path=str(own_index))
+    [message] = companion_file_messages(training, params)
+    assert message.startswith(f"data.raw_path ({one['raw_path']}) is generated market ")
+    assert "data.index_path" in message and "records no generated market" in message

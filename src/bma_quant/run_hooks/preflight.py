@@ -334,7 +334,8 @@ def companion_file_messages(pipeline, params: dict[str, Any]) -> list[str]:
     """A generated market's index or regimes file beside a prices file of another market (a
     user's own file given with `--env smoke`, whose index and regimes are the synthetic
     market's): refused when the prices file records another generated market, warned about
-    when it records none (a file of your own, or a generated one saved as CSV)."""
+    when one of the two records none (a file of your own, a generated one saved as CSV, or
+    generated prices given alone, beside the default S&P 500 index)."""
     from bma_quant.core.data.synthetic import MARKET_ATTR
 
     names = {node.name.rsplit(".", 1)[-1] for node in pipeline.nodes}
@@ -347,13 +348,22 @@ def companion_file_messages(pipeline, params: dict[str, Any]) -> list[str]:
     for key, harm in COMPANION_FILES.items():
         path = preflight.lookup(params, key)
         market = parquet_attrs(path).get(MARKET_ATTR) if path else None
-        if market is None or market == raw_market:
+        if not path or market == raw_market:
             continue
-        text = (f"{key} ({path}) is generated market {market}'s, but data.raw_path ({raw_path}) "
-                + (f"is generated market {raw_market}'s" if raw_market else
-                   "records no generated market (a file of your own?)")
-                + f": {harm}. Set {key} to this market's file, or null")
-        (refused if raw_market else messages).append(text)
+        if market is not None and raw_market is not None:
+            refused.append(f"{key} ({path}) is generated market {market}'s, but data.raw_path "
+                           f"({raw_path}) is generated market {raw_market}'s: {harm}. Set {key} "
+                           "to this market's file, or null")
+        elif market is not None:
+            messages.append(f"{key} ({path}) is generated market {market}'s, but data.raw_path "
+                            f"({raw_path}) records no generated market (a file of your own, or a "
+                            f"generated one reshaped or saved as CSV?): if it is another market, "
+                            f"{harm.replace('would', 'will')}. Set {key} to its own file, or null")
+        else:
+            messages.append(f"data.raw_path ({raw_path}) is generated market {raw_market}'s, but "
+                            f"{key} ({path}) records no generated market: if it is another "
+                            f"market's, {harm.replace('would', 'will')}. Set {key} to the file "
+                            "generated with these prices, or null")
     if refused:
         raise preflight.PreflightError("; ".join(refused))
     return messages

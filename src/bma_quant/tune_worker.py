@@ -39,7 +39,13 @@ def parse_params(text: str | None) -> dict[str, Any]:
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError as error:  # `op=>=`: a YAML block scalar's start
+            raise ValueError(
+                f"--params value {value!r} of {key.strip()} could not be read as YAML: quote a "
+                f"value that starts with a YAML sign ({key.strip()}='{value}'); YAML said: "
+                f"{' '.join(str(error).split())}") from error
     return params
 
 
@@ -122,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be >= 1")
-    runtime_params = parse_params(args.params)
+    try:
+        runtime_params = parse_params(args.params)
+    except ValueError as error:
+        parser.error(str(error))  # one line and the usage, exit status 2
     project = str(Path(args.project).resolve())
     from bma_quant.core.models import tuning
     from bma_quant.pipelines.base_models import nodes

@@ -1,5 +1,6 @@
-"""How full the memory this run can use is: the machine's, or its container's when a cgroup
-limit is tighter (Docker's `--memory`, a Kubernetes pod's limit, a CI runner's slice).
+"""How full the memory this run can use is: the machine's; its container's when a cgroup limit
+is below the machine's memory (Docker's `--memory`, a Kubernetes pod's limit, a CI runner's
+slice); on macOS the run's own footprint.
 
 psutil reports the whole machine: in a container limited to 4 GiB on a 64 GiB host the run is
 killed by the kernel at 4 GiB while the machine still shows 10 % used, so the memory guard

@@ -1,0 +1,216 @@
+"""What a prediction chain checks in a raw slice before scoring it: refusals where a score would
+silently differ from training's (a missing index level or sector, a calendar hole in the warm-up,
+an empty user factor, too little history) and warnings where it may (new sector labels, names
+without a sector, large moves on the scored date, a thin cross-section).
+
+A mixin of ``PredictionChain`` (``serving.chain``): the methods read the chain's fitted
+attributes. Kept apart from the scoring steps so each module holds one concern; pickled chains
+are unaffected (a pickle names the class, whose methods come from its module at load time).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from bma_quant.core.data import calendar_holes
+from bma_quant.core.data import panel as panel_lib
+from bma_quant.core.features.factors import USER_FAMILY
+from bma_quant.serving.errors import ChainInputError
+
+logger = logging.getLogger(__name__)
+
+MARKET_LEVEL = "market_level"  # optional input column: the index level on that date
+THIN_CROSS_SECTION = 0.5  # a scored date with fewer names than this share of training's is warned
+
+
+class SliceChecks:
+    """Input checks of ``PredictionChain`` (attributes: cleaner, feature_spec, warmup_days,
+    market_index, data_end, training_sectors, unsectored_names, typical_names)."""
+
+    def _check_stored_index_covers(self, index: pd.DataFrame, dates: pd.DatetimeIndex,
+                                   sent_empty: bool = False) -> None:
+        """Refuse dates after the training data without their index level: the market features
+        (trend, volatility, regimes) would read a level carried forward for days, and every
+        score would move. Up to the training panel's last date the chain repeats what training
+        did, carried-forward days included. ``sent_empty``: the panel has the column, but no
+        level in it (said so, not called absent)."""
+        if len(dates) == 0:  # nothing left after cleaning: the history check says so
+            return
+        known_until = index["date"].max()
+        data_end = getattr(self, "data_end", None)
+        if data_end is not None:
+            known_until = max(known_until, pd.Timestamp(data_end))
+        if dates.max() <= known_until:
+            return
+        later = int((dates > known_until).sum())
+        lacking = (f"the panel's '{MARKET_LEVEL}' column holds no level (every value is empty)"
+                   if sent_empty else f"the panel has no '{MARKET_LEVEL}' column")
+        raise ChainInputError(
+            f"{lacking} and the chain's stored market index "
+            f"ends on {index['date'].max().date()}, but the panel runs to {dates.max().date()} "
+            f"({later} date(s) later): the chain was trained with a market index, so later "
+            f"dates need their level. Send it as a '{MARKET_LEVEL}' column (inference pipeline: "
+            f"inference.data.index_path)")
+
+    def _check_slice_levels(self, raw: pd.DataFrame, index: pd.DataFrame,
+                            dates: pd.DatetimeIndex) -> None:
+        """The panel's own levels, held to what the stored index and an index file are held to:
+        a cleaned date before the first level or after the last one is refused (its level
+        would be missing, or carried forward onto the scored date, and every score would move);
+        inside their span a missing level is carried forward as training carries an index
+        file's, warned about when a week or more is missing in a row, refused when most are."""
+        outside = dates[(dates < index["date"].min()) | (dates > index["date"].max())]
+        if len(outside):
+            shown = ", ".join(str(d.date()) for d in outside[-5:])
+            raise ChainInputError(
+                f"the panel's '{MARKET_LEVEL}' column has no level on {len(outside)} date(s) "
+                f"before its first level or after its last ({index['date'].min().date()}.."
+                f"{index['date'].max().date()}): {'..., ' if len(outside) > 5 else ''}{shown}. "
+                "The chain was trained with a market index, and a level carried forward onto "
+                "those dates (or none) would move every score: send each date's level")
+        panel_lib.check_index_gaps(  # the same check an index file gets at inference
+            raw, index, f"the panel's '{MARKET_LEVEL}' column",
+            fix=f"send the level of every trading date in the '{MARKET_LEVEL}' column")
+
+    def _check_sectors(self, raw: pd.DataFrame) -> None:
+        """Refuse a panel without sectors when training demeaned features within sectors (every
+        score would change); name sector labels training never saw (names without a sector are
+        named once the scored dates are known: ``_warn_names_without_sector``)."""
+        trained = getattr(self, "training_sectors", None)
+        if not trained:
+            return
+        labels = raw["sector"] if "sector" in raw else pd.Series(dtype=object)
+        if labels.notna().sum() == 0:
+            raise ChainInputError(
+                f"the panel has no 'sector' column, but the chain was trained on features "
+                f"demeaned within {len(trained)} sectors ({', '.join(trained[:5])}"
+                f"{', ...' if len(trained) > 5 else ''}): without it every score changes. Send "
+                "each name's sector, or retrain with feature_engineering.transforms."
+                "sector_neutralise: false")
+        known = raw.loc[labels.notna(), ["ticker", "sector"]].astype(str)
+        unseen = known.loc[~known["sector"].isin(set(trained))]
+        if len(unseen):
+            new_labels = sorted(unseen["sector"].unique())
+            names = sorted(unseen["ticker"].unique())
+            logger.warning(
+                "sector label(s) not seen in training: %s (%d name(s): %s%s): features are "
+                "demeaned within the sectors as given, so these names and their new sector "
+                "neighbours score differently than under training's labels",
+                ", ".join(new_labels[:5]), len(names), ", ".join(names[:5]),
+                " ..." if len(names) > 5 else "")
+
+    def _check_calendar_holes(self, dates: pd.DatetimeIndex, scored: pd.DatetimeIndex) -> None:
+        """Refuse a slice whose calendar has a hole (as training does, processing.
+        max_calendar_gap_days) where the scored dates' features read: from the warm-up before
+        the first scored date on. Earlier holes are harmless."""
+        limit = getattr(self.cleaner, "max_calendar_gap_days", None)
+        if limit is None or scored.empty:
+            return
+        start = max(int(dates.searchsorted(scored[0])) - self.warmup_days, 0)
+        holes = calendar_holes.calendar_holes(dates[start:], limit)
+        if holes:
+            raise ChainInputError(
+                f"the cleaned panel has no date in {calendar_holes.describe_holes(holes)}"
+                f", among the dates scored or their {self.warmup_days}-date warm-up (longer than "
+                f"processing.max_calendar_gap_days, {limit}): their rolling features would span "
+                f"the hole. Score dates after it with {self.warmup_days} dates of history after "
+                f"it, or fill the missing dates")
+
+    def _check_user_factors(self, clean: pd.DataFrame, scored: pd.DatetimeIndex,
+                            refuse: bool) -> None:
+        """A selected user factor with no value for any name on a scored date would score as
+        that date's median for every name (a constant), silently: named (refused when the last
+        date alone is scored, as inference and serving do; warned over a range of dates). An
+        absent column is refused earlier, in the same words."""
+        spec = self.feature_spec
+        families = getattr(spec, "families", None) or {}
+        rows = clean.loc[clean["date"].isin(scored) & clean["eligible"].astype(bool)]
+        if rows.empty:
+            return
+        empty = {}
+        for name in getattr(spec, "selected", None) or []:
+            if families.get(name) != USER_FAMILY:
+                continue
+            column = name if name in rows else name.removeprefix("user_")
+            if column not in rows:
+                continue
+            valued = rows[column].notna().groupby(rows["date"]).any()
+            if not valued.all():
+                empty[name] = valued.index[~valued]
+        if not empty:
+            return
+        said = "; ".join(f"{name} on {len(days)} of {len(scored)} scored date(s) (e.g. "
+                         f"{days[-1].date()})" for name, days in empty.items())
+        message = (f"selected user factor(s) without a value for any name: {said}. The model "
+                   "would see the date's median for every name, a constant, and rank on the "
+                   "other features alone: send the factor's values for those dates")
+        if refuse:
+            raise ChainInputError(message)
+        logger.warning("%s", message)
+
+    def _warn_names_without_sector(self, clean: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
+        """Name scored names without a sector (none sent, none earlier in the slice to carry
+        forward) when training demeaned features within sectors: as in training (``no_sector``)
+        their features are left as they are, not demeaned, so a name trained within its sector
+        ranks against the whole cross-section instead and its score moves. Warned, not refused:
+        every other name scores as usual."""
+        if not getattr(self, "training_sectors", None) or "sector" not in clean:
+            return
+        rows = clean.loc[clean["date"].isin(scored) & clean["eligible"].astype(bool)]
+        known = set(getattr(self, "unsectored_names", None) or [])  # training named them
+        names = sorted(set(rows.loc[rows["sector"].isna(), "ticker"].astype(str)) - known)
+        if names:
+            logger.warning(
+                "%d scored name(s) have no sector: %s%s. Their features are not demeaned within "
+                "a sector (left as they are, as training leaves a name without one): they rank "
+                "against the whole cross-section, not within their sector, and their scores can "
+                "move a lot; send each name's sector", len(names), ", ".join(names[:5]),
+                " ..." if len(names) > 5 else "")
+
+    def _warn_large_moves_on_scored_dates(self, clean: pd.DataFrame,
+                                          scored: pd.DatetimeIndex) -> None:
+        """Name scored names whose close moved beyond split_detection.max_abs_return that day:
+        on the last date nothing after it can show a bad print (x1000 for a day) for what it
+        is, and its score reads it."""
+        splits = self.cleaner.split_detection
+        if not (splits.get("enabled", True) and "max_abs_return" in splits) \
+                or "ret_1d" not in clean:
+            return
+        rows = clean.loc[clean["date"].isin(scored)
+                         & (clean["ret_1d"].abs() > float(splits["max_abs_return"]))]
+        if len(rows):
+            shown = ", ".join(f"{r.ticker}@{pd.Timestamp(r.date).date()} {100 * r.ret_1d:+.0f}%"
+                              for r in rows.head(5).itertuples())
+            logger.warning(
+                "%d scored name(s) moved beyond processing.split_detection.max_abs_return on the "
+                "scored date: %s%s. A bad print in the file is scored as given (no later close "
+                "can show it for one yet): check those closes", len(rows), shown,
+                " ..." if len(rows) > 5 else "")
+
+    def _warn_thin_cross_section(self, clean: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
+        typical = getattr(self, "typical_names", None)
+        rows = clean.loc[clean["date"].isin(scored) & clean["eligible"].astype(bool)]
+        if not typical or rows.empty:
+            return
+        counts = rows.groupby("date")["ticker"].nunique()
+        thinnest = counts.idxmin()
+        if counts[thinnest] < THIN_CROSS_SECTION * typical:
+            logger.warning(
+                "%s has %d name(s) in the cross-section against about %d in training: the "
+                "features and scores are ranks within each date, so scoring part of the "
+                "universe changes every name's score; send the whole panel", thinnest.date(),
+                counts[thinnest], typical)
+
+    def check_history(self, n_dates: int) -> None:
+        """Refuse a slice whose dates all fall inside the warm-up (nothing could be scored)."""
+        if n_dates > self.warmup_days:
+            return
+        raise ChainInputError(
+            f"too little history: the slice has {n_dates} trading date(s) after cleaning, the "
+            f"chain needs a lookback of {self.warmup_days} trading dates (its feature warm-up: "
+            "the longest feature window or eligibility window plus registry.warmup_extra_days) "
+            f"before the first date it scores; add at least {self.warmup_days + 1 - n_dates} "
+            "earlier date(s)"
+        )

@@ -164,6 +164,29 @@ def test_planted_leak_is_caught_and_logged(synthetic, caplog):
     assert "the project computes" not in said[0]
 
 
+def test_leak_guard_drops_above_the_threshold_and_keeps_below(synthetic):
+    """The guard's line is leak_threshold (0.3 by default), not a near-perfect peek: a factor
+    that reads the label through noise at |RankIC| about 0.37 is dropped, one at about 0.2 is
+    kept; a threshold raised above 0.37 keeps both."""
+    features, families, label, dates, dev, folds = synthetic
+    from bma_quant.core.features.transforms import centred_rank
+
+    rng = np.random.default_rng(5)
+    scale = np.nanstd(label)
+    peeks = {name: centred_rank(label + noise * scale * rng.standard_normal(label.shape))
+             .astype(np.float32) for name, noise in (("strong_peek", 2.5), ("weak_peek", 6.0))}
+    user = {**families, **dict.fromkeys(peeks, "user")}
+    result = select_features({**features, **peeks}, user, label, dates, dev, folds, CONFIG, True)
+    measured = result.table.set_index("factor")["max_abs_rank_ic"]
+    assert 0.33 < measured["strong_peek"] < 0.42 and measured["weak_peek"] < 0.27
+    assert result.leak_suspects == ["strong_peek"]
+    assert "strong_peek" not in result.selected
+    assert "suspected look-ahead" not in result.report["dropped"].get("weak_peek", "")
+    raised = SelectionConfig(nw_lag=10, leak_threshold=0.45)
+    kept = select_features({**features, **peeks}, user, label, dates, dev, folds, raised, True)
+    assert kept.leak_suspects == []
+
+
 def test_lag_choice_finds_a_late_signal():
     rng = np.random.default_rng(3)
     n_dates, n_names = 400, 40

@@ -153,6 +153,13 @@ def test_the_trial_budget_is_a_count_whatever_the_machine_speed(frame_and_folds,
     assert slow.best_params == fast.best_params and slow.best_value == fast.best_value
 
 
+def test_a_timeout_that_leaves_no_completed_trial_says_so(frame_and_folds):
+    """A timeout reached before the first trial (0 s: the check precedes every trial) leaves the
+    learner without tuned parameters because of the clock: the error names the setting."""
+    with pytest.raises(tuning.TuningTimedOut, match=r"base_models\.tuning\.timeout.*0 of 3"):
+        _tune(frame_and_folds, n_trials=3, timeout=0.0)
+
+
 def test_a_zero_trial_budget_is_refused(frame_and_folds):
     with pytest.raises(ValueError, match="n_trials"):
         _tune(frame_and_folds, n_trials=0)

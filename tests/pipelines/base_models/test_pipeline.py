@@ -252,6 +252,42 @@ def test_trials_are_nested_mlflow_runs_and_models_load_back_with_a_signature(inp
     assert child.data.tags["mlflow.runName"].split("-trial-")[0] in flavours
 
 
+def test_a_run_whose_tuning_the_timeout_cut_is_tagged_not_reproducible(inputs, mlflow_run):
+    """DESIGN §3: a wall-clock cap that cut work (a study stopped short, or a learner left with
+    no completed trial) tags the run reproducible: false with the reason; a run the cap did not
+    touch is tagged true."""
+    params = {**project_params()["base_models"], **FAST["base_models"],
+              "learners": ["elastic_net", "lightgbm"]}
+    params["tuning"] = {**project_params()["base_models"]["tuning"],
+                        **FAST["base_models"]["tuning"]}
+    temporal = project_params()["temporal"]
+    training_inputs = nodes.prepare_training_inputs(*(inputs[k] for k in INPUTS), params)
+
+    def train(name, timeout):
+        tuned = {**params, "tuning": {**params["tuning"], "n_trials": 2, "timeout": timeout}}
+        return nodes.train_learner(name, training_inputs, tuned, temporal)[0]
+
+    untouched = train("elastic_net", None)
+    assert untouched["metrics"]["n_trials"] == 2 and not untouched["metrics"]["tuning_truncated"]
+    nodes._tag_run([untouched])
+    assert mlflow.get_run(mlflow_run.info.run_id).data.tags["reproducible"] == "true"
+
+    timed_out = train("lightgbm", 0.0)  # 0 s: stopped before its first trial
+    assert timed_out["status"] == "failed" and "tuning.timeout" in timed_out["error"]
+    nodes._tag_run([untouched, timed_out])
+    tags = mlflow.get_run(mlflow_run.info.run_id).data.tags
+    assert tags["reproducible"] == "false"
+    assert tags["reproducible.reason"] == "tuning timeout cut the study of lightgbm"
+    assert nodes.collect_base_models(untouched, timed_out)[-1][
+        "lightgbm.tuning_truncated"]["value"] == 1.0
+
+    cut_short = {**untouched, "metrics": {**untouched["metrics"], "tuning_truncated": 1.0}}
+    nodes._tag_run([cut_short])  # a study stopped after some trials: the same tag
+    tags = mlflow.get_run(mlflow_run.info.run_id).data.tags
+    assert tags["reproducible"] == "false"
+    assert tags["reproducible.reason"] == "tuning timeout cut the study of elastic_net"
+
+
 def test_a_learner_with_constant_predictions_is_degenerate_not_ok(inputs):
     # a penalty this large shrinks every ElasticNet coefficient to zero: one value per date
     shrunk = {"base_models": {**FAST["base_models"], "learners": ["elastic_net", "lightgbm"],

@@ -235,6 +235,11 @@ class StudyMismatch(ValueError):
     """A named study holds trials scored on other data, folds or settings than this run's."""
 
 
+class TuningTimedOut(RuntimeError):
+    """The tuning timeout stopped a study before any trial completed: the learner has no tuned
+    parameters, and whether it would have depends on the machine's speed."""
+
+
 def study_identity(cache: FoldCache, defaults: dict, space: dict, *, seed: int,
                    min_names: int) -> str:
     """What a trial's value depends on besides its sampled parameters: the tuning folds' rows and
@@ -347,9 +352,16 @@ def _study_result(study: optuna.Study, name: str, defaults: dict, *, n_trials: i
     complete = states.count(optuna.trial.TrialState.COMPLETE)
     constant = sum(CONSTANT_ATTR in t.user_attrs for t in counted)
     n_pruned = states.count(optuna.trial.TrialState.PRUNED)
+    finished = sum(state.is_finished() for state in states)  # an enqueued trial waits unrun
     if complete == 0:
+        if timeout is not None and finished < int(n_trials) and not constant:
+            raise TuningTimedOut(
+                f"{name}: the {float(timeout):g} s tuning timeout (base_models.tuning.timeout) "
+                f"stopped the study after {finished} of {int(n_trials)} trial(s), before any "
+                "completed: raise it or set it to null (the trial budget, n_trials, is the "
+                "reproducible limit)")
         if not constant:
-            raise RuntimeError(f"{name}: no Optuna trial completed ({len(states)} started)")
+            raise RuntimeError(f"{name}: no Optuna trial completed ({finished} ran)")
         # every trial ranked nothing (or was pruned beside those that did not): the learner
         # trains its defaults, which the layer then reports degenerate if they are constant too
         logger.warning("%s: no Optuna trial completed: %d of %d stopped because their "

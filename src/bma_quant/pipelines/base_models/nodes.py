@@ -292,8 +292,12 @@ def train_learner(name: str, inputs: training.TrainingInputs, params: dict, temp
     if not outcome.ok:
         logger.error("base_models: %s failed after %.1fs: %s\n%s", name, outcome.seconds,
                      outcome.error, outcome.traceback)
+        # a learner the timeout left without a completed trial failed because of the clock: the
+        # run is then not reproducible (_tag_run)
+        timed_out = isinstance(outcome.exception, tuning.TuningTimedOut)
         return ({"name": name, "status": "failed", "error": outcome.error,
-                 "traceback": outcome.traceback, "timings": {"fit_seconds": outcome.seconds}},
+                 "traceback": outcome.traceback, "timings": {"fit_seconds": outcome.seconds},
+                 **({"metrics": {"tuning_truncated": 1}} if timed_out else {})},
                 LoggedLearner(name, None))
     result = {"name": name, "status": "ok", "error": None, **outcome.value}
     result["timings"]["fit_seconds"] = outcome.seconds
@@ -402,6 +406,8 @@ def collect_base_models(*results: dict):
         metrics[f"{r['name']}.failed"] = float(r["status"] == "failed")
         if r["status"] in ("ok", "degenerate"):
             metrics.update({f"{r['name']}.{k}": v for k, v in r["metrics"].items()})
+        elif (r.get("metrics") or {}).get("tuning_truncated"):  # failed: the timeout cut it
+            metrics[f"{r['name']}.tuning_truncated"] = 1.0
     best_params = {f"{r['name']}.{k}": v for r in ok for k, v in r["best_params"].items()}
     base_models = {r["name"]: r["model"] for r in ok}
     logger.info("base_models: %d of %d learners succeeded: %s", len(ok), len(active),

@@ -313,3 +313,51 @@ def test_the_global_comparison_refits_when_base_models_trained_on_other_rows(cap
     assert "base_models.features differs" in caplog.text
     assert "base_models.target_transform differs" in caplog.text
     assert "base_models.seed differs" in caplog.text
+
+
+@pytest.mark.parametrize("detector", ["hmm", "rules"])
+def test_detectors_are_fitted_on_training_dates_only(upstream, detector):
+    """DESIGN §3 at the layer's level: the run's detector is fitted on development dates and each
+    out-of-fold fold's on that fold's training dates. Evidence after those dates scrambled, the
+    labels and probabilities up to them are unchanged (the filter is causal, so only a fit that
+    read the later dates could move them)."""
+    from bma_quant.core.data.cv import OOF, folds_from_table
+    from bma_quant.pipelines.regime_models import nodes
+    from tests.support import project_params
+
+    _, data, inputs = upstream
+    params = {**project_params()["regime_models"], **FAST, "detector": detector}
+    fear_greed = project_params()["feature_engineering"].get("fear_greed")
+    evidence = nodes.build_detector_inputs(inputs["primary_panel"], inputs["market"],
+                                           fear_greed, params)
+
+    def scrambled_after(cut) -> pd.DataFrame:
+        later = evidence.index > pd.Timestamp(cut)
+        assert later.any() and (~later).any()
+        rng = np.random.default_rng(0)
+        out = evidence.copy()
+        numeric = out.select_dtypes("number").columns
+        out.loc[later, numeric] = out.loc[later, numeric].to_numpy() * rng.uniform(
+            -3.0, 3.0, (int(later.sum()), len(numeric)))
+        return out
+
+    def check_same_until(fitted, refitted, cut) -> None:
+        columns = ["regime", *PROBABILITY_COLUMNS]
+        before, again = (t.loc[t["date"] <= pd.Timestamp(cut)].reset_index(drop=True)[columns]
+                         for t in (fitted, refitted))
+        pd.testing.assert_frame_equal(before, again)
+
+    dev_end = data["date_split"]["dev_end"]
+    table, _, _ = nodes.detect_regimes(evidence, data["date_split"], params)
+    moved, _, _ = nodes.detect_regimes(scrambled_after(dev_end), data["date_split"], params)
+    check_same_until(table, moved, dev_end)
+    assert not table[["regime", *PROBABILITY_COLUMNS]].equals(
+        moved[["regime", *PROBABILITY_COLUMNS]])  # the scrambled dates did move their own labels
+
+    folds = folds_from_table(inputs["cv_folds"], stage=OOF)
+    assert len(folds) >= 2
+    for fold in folds:
+        train_end = fold.train_dates.max()
+        fitted = nodes._FoldRegimes(params, evidence)(fold)
+        refitted = nodes._FoldRegimes(params, scrambled_after(train_end))(fold)
+        check_same_until(fitted, refitted, train_end)

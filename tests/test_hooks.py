@@ -2,6 +2,7 @@
 
 import json
 import re
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -38,14 +39,26 @@ def health(tmp_path):
 
 
 def test_node_time_and_peak_memory_are_recorded_and_summarised(health, tmp_path):
+    """The peak is sampled while the node runs: 200 MB written and freed before the node ends
+    shows in its peak, not only what is resident at its start or end."""
+    import numpy as np
+    import psutil
+
     node = SimpleNamespace(name="align_and_clean")
     health._node_layer = {"align_and_clean": "data_processing"}
+    before_mb = psutil.Process().memory_info().rss / 2**20
     health.before_node_run(node)
-    blob = bytearray(50 * 2**20)  # 50 MB held while the node "runs"
-    health.after_node_run(node)
+    started = time.perf_counter()
+    blob = np.ones(200 * 2**20 // 8)  # written, so resident (a large array: freed to the system)
+    time.sleep(0.3)  # many 0.01 s samples
     del blob
+    after_mb = psutil.Process().memory_info().rss / 2**20
+    health.after_node_run(node)
+    elapsed = time.perf_counter() - started
     stats = health.node_stats["align_and_clean"]
-    assert stats["seconds"] >= 0 and stats["peak_rss_mb"] > 50
+    assert after_mb < before_mb + 100  # the blob is gone at the node's end
+    assert stats["peak_rss_mb"] > before_mb + 150
+    assert 0.3 <= stats["seconds"] <= elapsed + 1.0
     health.after_pipeline_run(_Catalog({"base_model_status": {
         "lightgbm": {"status": "ok"}, "xgboost": {"status": "failed"}}}))
     summary = json.loads((tmp_path / "data/08_reporting/run_summary.json").read_text())

@@ -84,7 +84,7 @@ def test_small_and_empty_regimes_fall_back_to_stability_weighted_global_model(fl
     # bear: 5 dates x 40 names = 200 rows < 300; neutral: no dates at all in development.
     labels = np.where(np.arange(len(dates)) < 5, "bear", "bull")
     probabilities = _one_hot(dates, labels)
-    probabilities.loc[10:20, ["p_bull", "p_bear"]] = [0.6, 0.4]  # unsettled dates
+    probabilities.loc[10:210, ["p_bull", "p_bear"]] = [0.3, 0.7]  # unsettled dates
     test_dates = pd.DatetimeIndex(held_out["date"].unique())
     test_regimes = _one_hot(test_dates, np.resize(["bull", "neutral", "bear"], len(test_dates)))
     regimes = pd.concat([probabilities, test_regimes], ignore_index=True)
@@ -103,6 +103,18 @@ def test_small_and_empty_regimes_fall_back_to_stability_weighted_global_model(fl
     np.testing.assert_allclose(prediction[routed_to_fallback], fallback[routed_to_fallback])
     np.testing.assert_allclose(prediction[~routed_to_fallback], bull[~routed_to_fallback])
     assert not np.allclose(fallback, bull)
+
+    # The fallback is the global learner with stability weights: each row weighted by the
+    # probability of its own regime (0.3 on the unsettled dates), not every row alike.
+    row_labels, row_probabilities = L.regimes_of_rows(dev["date"], regimes)
+    stability = L.stability_weights(row_labels, row_probabilities, _config().min_stability_weight)
+    assert np.isclose(stability, 0.3).sum() == 201 * 40
+    X = L.with_context(dev[FEATURES], pd.DatetimeIndex(dev["date"]), regimes,
+                       _config().context_columns)
+    weighted = L.fit_learner(_config(), X, dev["label"], stability, dev["date"])
+    unweighted = L.fit_learner(_config(), X, dev["label"], np.ones(len(dev)), dev["date"])
+    np.testing.assert_allclose(fallback, weighted.predict(held_out[FEATURES]), rtol=1e-6)
+    assert np.abs(fallback - unweighted.predict(held_out[FEATURES])).max() > 1e-4
 
 
 @pytest.mark.parametrize("training", ["hard", "soft"])

@@ -22,16 +22,20 @@ def test_all_checks_pass_on_good_metrics():
     json.dumps(report)  # JSON-serialisable as written to gate_report.json
 
 
-@pytest.mark.parametrize(
-    "metric, value, failed",
-    [("ic", 0.02, "ic"), ("ir", 0.3, "ir"), ("sharpe", 0.99, "sharpe"),
-     ("max_drawdown", 0.2, "max_drawdown"), ("n_dates", 249, "min_test_dates")],
-)
-def test_each_threshold_fails_at_the_boundary(metric, value, failed):
+# (metric, value on the seed's threshold, a value just on the passing side, check name): the
+# strict checks fail on the threshold itself, min_test_dates one date below it
+BOUNDARIES = [("ic", 0.02, 0.0201, "ic"), ("ir", 0.5, 0.501, "ir"),
+              ("sharpe", 1.0, 1.001, "sharpe"), ("max_drawdown", 0.2, 0.199, "max_drawdown"),
+              ("n_dates", 249, 250, "min_test_dates")]
+
+
+@pytest.mark.parametrize("metric, value, inside, failed", BOUNDARIES)
+def test_each_threshold_fails_at_the_boundary(metric, value, inside, failed):
     report = evaluate_gates({**GOOD, metric: value})
     assert not report["passed"] and report["failed"] == [failed]
     check = next(c for c in report["checks"] if c["name"] == failed)
     assert check["value"] == pytest.approx(value) and not check["passed"]
+    assert evaluate_gates({**GOOD, metric: inside})["passed"]  # just past the line passes
 
 
 def test_missing_or_nan_metric_fails():

@@ -134,6 +134,11 @@ def test_markov_run_records_detector_and_fold_refits(upstream):
     if not detection["detector_fallback"]:
         probabilities = out["regimes"][list(PROBABILITY_COLUMNS)]
         assert ((probabilities > 0.01) & (probabilities < 0.99)).any().any()  # filtered, soft
+    # the timeline plots the run's own (causal, filtered) probabilities on every date
+    traces = {trace.name: trace for trace in out["regime_timeline"].data}
+    for column in PROBABILITY_COLUMNS:
+        np.testing.assert_allclose(np.asarray(traces[column].y, dtype=float),
+                                   out["regimes"][column].to_numpy(dtype=float))
 
 
 def _price_factors(panel: pd.DataFrame) -> pd.DataFrame:

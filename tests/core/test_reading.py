@@ -132,6 +132,80 @@ def test_wide_tickers_named_like_fields_keep_their_names(tmp_path):
     assert list(long["ticker"].unique()) == ["LOW"] and long["volume"].tolist() == [100] * 4
 
 
+@pytest.mark.parametrize("first_row", [0, 5043])
+def test_a_wide_files_saved_row_index_is_left_out_not_a_ticker(tmp_path, caplog, first_row):
+    """`to_csv()` of a wide frame with a Date column writes its row index beside it: no header,
+    so no ticker (as 'Unnamed: 0' it was a name whose closes were row numbers, or a 0 close)."""
+    wide = pd.DataFrame({"Date": DATES, "A": [1.0, 2, 3, 4], "B": [5.0, 6, 7, 8]},
+                        index=range(first_row, first_row + 4))
+    wide.to_csv(tmp_path / "saved.csv")
+    with caplog.at_level(logging.WARNING):
+        panel = load_raw_panel(tmp_path / "saved.csv")
+    assert sorted(panel["ticker"].unique()) == ["A", "B"]
+    assert "column(s) without a header left out (Unnamed: 0)" in caplog.text
+
+
+def test_a_wide_file_without_ticker_headers_is_refused(tmp_path):
+    """yfinance's CSV of one name has three header lines; with the upper two removed, the
+    price columns have no header at all: no column names a ticker."""
+    path = tmp_path / "headerless.csv"
+    path.write_text("Date,,,\n" + "\n".join(f"{d},1,2,3" for d in DATES))
+    with pytest.raises(DataValidationError, match=r"none of the 3 price column\(s\) has a header"):
+        load_raw_panel(path)
+
+
+def test_a_single_ticker_download_is_refused_not_read_as_six_tickers(tmp_path):
+    """Date, Open, High, Low, Close, Adj Close, Volume without a ticker column is one name's bars
+    (high >= low on every row), not six tickers."""
+    close = np.array([10.0, 10.5, 10.2, 10.8])
+    bars = pd.DataFrame({"Date": DATES, "Open": close - 0.1, "High": close + 0.3,
+                         "Low": close - 0.3, "Close": close, "Adj Close": close * 0.98,
+                         "Volume": [1e6, 2e6, 1.5e6, 1e6]})
+    bars.to_csv(tmp_path / "AAPL.csv", index=False)
+    with pytest.raises(DataValidationError, match=r"Open, High, Low, Close, Adj Close, Volume "
+                                                    r"are one name's price fields"):
+        load_raw_panel(tmp_path / "AAPL.csv")
+    # tickers HIGH, LOW and CLOSE whose prices are not bars (HIGH below LOW) stay tickers
+    names = pd.DataFrame({"Date": DATES, "HIGH": [1.0, 2, 3, 4], "LOW": [5.0, 6, 7, 8],
+                          "CLOSE": [2.0, 3, 4, 5]})
+    names.to_csv(tmp_path / "names.csv", index=False)
+    assert sorted(load_raw_panel(tmp_path / "names.csv")["ticker"].unique()) == [
+        "CLOSE", "HIGH", "LOW"]
+
+
+@pytest.mark.parametrize("sep, cells, hint", [
+    (";", ("12,48", "12,50"), r"decimal comma: set data\.decimal: ','"),
+    (",", ('"1,234.56"', '"1,235.00"'), "thousands separators"),
+    (",", ("#N/A Invalid Security", "#N/A Invalid Security"), "must be empty"),
+    (",", ("-", "-"), "must be empty"),
+])
+def test_text_in_a_wide_files_prices_is_shown_with_what_it_likely_is(tmp_path, sep, cells, hint):
+    path = tmp_path / "wide.csv"
+    path.write_text(f"Date{sep}A{sep}B\n{DATES[0]}{sep}{cells[0]}{sep}2\n"
+                    f"{DATES[1]}{sep}{cells[1]}{sep}3\n")
+    with pytest.raises(DataValidationError, match=hint) as refused:
+        load_raw_panel(path)
+    assert cells[0].strip('"') in str(refused.value)  # the text itself is shown
+
+
+def test_a_decimal_comma_setting_on_a_file_without_commas_is_warned_about(tmp_path, caplog):
+    """Prices under 1000 written with three decimals (6.496) read as thousands groups under
+    data.decimal ',': the file cannot tell, so the reading is named in a warning."""
+    path = tmp_path / "dots.csv"
+    path.write_text("date;ticker;close\n" + "\n".join(
+        f"{d};A;6.{496 + i}" for i, d in enumerate(DATES)))
+    with caplog.at_level(logging.WARNING):
+        panel = load_raw_panel(path, decimal=",")
+    assert panel["close"].iloc[0] == 6496.0
+    assert "no number in the file has it" in caplog.text and "'6.496'" in caplog.text
+    caplog.clear()
+    path.write_text("date;ticker;close\n" + "\n".join(
+        f"{d};A;1.234,{i}" for i, d in enumerate(DATES)))  # a real decimal-comma file
+    with caplog.at_level(logging.WARNING):
+        assert load_raw_panel(path, decimal=",")["close"].iloc[0] == 1234.0
+    assert "no number in the file has it" not in caplog.text
+
+
 def test_slashed_dates_are_read_day_first_when_the_file_says_so(tmp_path):
     """04/01/2021 is 4 January in a file that also holds 13/01/2021, and 1 April in a US file
     that also holds 01/13/2021; a file holding both readings is refused."""

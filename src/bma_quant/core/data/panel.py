@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from bma_quant.core.data.schema import (
+    DECIMAL_COMMA,
     LINE,
     RESERVED,
     DataValidationError,
@@ -309,6 +310,8 @@ def decimal_comma_numbers(frame: pd.DataFrame, decimal: str) -> pd.DataFrame:
     stay text; a value that still does not parse is refused by the schema as usual."""
     out = frame.copy()
     dotted = {}  # column -> first value whose dot cannot group thousands: a decimal dot
+    grouped_example: tuple[str, str] | None = None  # a value read as a thousands group
+    has_decimal_mark = False
     for column in out.columns:
         if (str(column).strip().lower() in ("date", "ticker", "sector", LINE)
                 or str(column).startswith("Unnamed: 0")):  # a wide export's unnamed dates
@@ -319,6 +322,10 @@ def decimal_comma_numbers(frame: pd.DataFrame, decimal: str) -> pd.DataFrame:
         decimal_dot = text.str.match(_DOT_NUMBER).fillna(False) & ~grouped
         if decimal != "." and decimal_dot.any():
             dotted[str(column)] = text[decimal_dot].iloc[0]
+        if grouped_example is None and grouped.any():
+            grouped_example = (str(column), text[grouped].iloc[0])
+        has_decimal_mark = has_decimal_mark or bool(
+            text.str.contains(decimal, regex=False).fillna(False).any())
         text = text.where(~grouped, text.str.replace(".", "", regex=False))
         out[column] = text.str.replace(decimal, ".", regex=False)
     if dotted:
@@ -329,6 +336,15 @@ def decimal_comma_numbers(frame: pd.DataFrame, decimal: str) -> pd.DataFrame:
             f"data.decimal is {decimal!r} but {len(dotted)} column(s) hold numbers with a decimal "
             f"dot ({examples}): this file's decimal mark is '.', so set data.decimal: '.' (the "
             "default) for it")
+    if grouped_example is not None and not has_decimal_mark and decimal != ".":
+        # every dot could group thousands (a file of prices under 1000 written with three
+        # decimals, 6.496) and no number has the decimal mark: the file gives no proof either way
+        column, value = grouped_example
+        logger.warning(
+            "data.decimal is %r but no number in the file has it, and numbers such as %s %r are "
+            "read with the dot grouping thousands (%s): if the dot is this file's decimal mark, "
+            "set data.decimal: '.' (the default), or every price is a thousandfold too large",
+            decimal, column, value, value.replace(".", "").strip())
     return out
 
 
@@ -429,9 +445,11 @@ def wide_to_long(frame: pd.DataFrame) -> pd.DataFrame:
             "Input data rejected: missing required column 'date' (wide layout: a date column plus "
             "one close-price column per ticker)"
         )
+    frame = _drop_wide_columns_without_header(frame)
     tickers = [c for c in frame.columns if c not in {"date", LINE}]
     if not tickers:
         raise DataValidationError("Input data rejected: wide layout with no ticker columns")
+    _refuse_price_fields_as_tickers(frame, tickers)
     _refuse_text_columns(frame, tickers)
     _refuse_long_rows_without_ticker(frame, tickers)
     id_vars = ["date", *([LINE] if LINE in frame.columns else [])]
@@ -445,6 +463,60 @@ def wide_to_long(frame: pd.DataFrame) -> pd.DataFrame:
         logger.warning("wide layout: ticker column(s) %s hold no price on any line; the name(s) "
                        "are kept without prices and reported as never eligible", ", ".join(empty))
     return long.loc[present | long["ticker"].isin(empty)]
+
+
+def _without_header(column) -> bool:
+    return not str(column).strip() or str(column).startswith("Unnamed: ")
+
+
+def _drop_wide_columns_without_header(frame: pd.DataFrame) -> pd.DataFrame:
+    """In the wide layout a column's header is its ticker: a column without one (a saved row
+    index beside the dates, `to_csv()`'s default) would become a name called 'Unnamed: 0'. Left
+    out with a warning; a file whose every price column lacks a header (ticker names on another
+    line, as yfinance writes them) is refused."""
+    unnamed = [c for c in frame.columns if c not in {"date", LINE} and _without_header(c)]
+    if not unnamed:
+        return frame
+    if len(unnamed) == len([c for c in frame.columns if c not in {"date", LINE}]):
+        raise DataValidationError(
+            f"Input data rejected: wide layout (a date column plus one close column per ticker), "
+            f"but none of the {len(unnamed)} price column(s) has a header, so no column names a "
+            "ticker: put the ticker names on the header line (a download with several header "
+            "lines, field and ticker, needs them merged into one), or give the long layout "
+            "(date, ticker, close, ...)")
+    logger.warning("wide layout: %d column(s) without a header left out (%s): a saved row index "
+                   "(`to_csv()` writes one unless index=False)? A wide file's headers are its "
+                   "tickers: name the column to use it", len(unnamed), ", ".join(map(str, unnamed)))
+    return frame.drop(columns=unnamed)
+
+
+# Column names of one name's price fields (a vendor download of a single ticker): in the wide
+# layout each would become a ticker.
+CLOSE_FIELD_NAMES = frozenset({"close", "adj close", "adj_close", "adjclose", "adjusted close"})
+
+
+def _field_name(column) -> str:
+    return " ".join(str(column).strip().lower().replace(".", " ").split())
+
+
+def _refuse_price_fields_as_tickers(frame: pd.DataFrame, tickers: list) -> None:
+    """High, low and a close among a wide file's columns, high at or above low on its rows, are
+    one name's bars (a single-ticker download without a ticker column), not three tickers.
+    Tickers that happen to be field names (LOW, OPEN) without that whole set stay tickers."""
+    by_field = {_field_name(c): c for c in tickers}
+    if not ({"high", "low"} <= set(by_field) and CLOSE_FIELD_NAMES & set(by_field)):
+        return
+    high, low = (pd.to_numeric(frame[by_field[f]], errors="coerce") for f in ("high", "low"))
+    both = high.notna() & low.notna()
+    if not both.any() or (high[both] >= low[both]).mean() < 0.99:
+        return
+    fields = [str(c) for c in tickers if _field_name(c) in {*CLOSE_FIELD_NAMES, *NUMERIC_OPTIONAL}]
+    raise DataValidationError(
+        f"Input data rejected: there is no 'ticker' column, so the file reads as the wide layout "
+        f"(one close column per ticker), but column(s) {', '.join(fields)} are one name's price "
+        "fields, not tickers (a single-ticker download?): add a 'ticker' column holding the "
+        "name (date, ticker, open, high, low, close, volume), or give one close column per "
+        "ticker")
 
 
 def _drop_unnamed_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -475,19 +547,35 @@ def _refuse_long_rows_without_ticker(frame: pd.DataFrame, tickers: list[str]) ->
 def _refuse_text_columns(frame: pd.DataFrame, tickers: list[str]) -> None:
     """A file without a 'ticker' column is read as wide (one close column per ticker); a column of
     mostly text there is a long file whose columns have other names (Symbol, Close Price, ...)."""
-    text = []
+    text, samples = [], []
     for column in tickers:
         values = frame[column].dropna()
         if len(values) and values.dtype == object or pd.api.types.is_string_dtype(values):
-            parsed = pd.to_numeric(values.astype(str).str.strip(), errors="coerce")
+            stripped = values.astype(str).str.strip()
+            parsed = pd.to_numeric(stripped, errors="coerce")
             if parsed.notna().mean() < 0.5:
                 text.append(str(column))
+                samples.extend(stripped[parsed.isna() & (stripped != "")].head(2).tolist())
     if text:
+        shown = ", ".join(repr(v) for v in dict.fromkeys(samples[:6]))
         raise DataValidationError(
             "Input data rejected: there is no 'ticker' column, so the file reads as the wide layout "
             f"(a date column plus one close column per ticker), but column(s) {', '.join(text[:5])} "
-            "hold text, not prices. A long file needs columns named date, ticker and close (and "
-            "optionally open, high, low, volume, sector): rename yours (e.g. Symbol -> ticker, "
+            f"hold text, not prices (e.g. {shown}). " + _wide_text_hint(samples))
+
+
+def _wide_text_hint(samples: list[str]) -> str:
+    """What the text in a wide file's price columns most likely is, and what to do about it."""
+    values = pd.Series(samples, dtype=object).astype(str)
+    if len(values) and values.str.match(DECIMAL_COMMA).mean() > 0.5:
+        return ("They read as numbers with a decimal comma: set data.decimal: ',' (in "
+                "conf/local/parameters.yml; `--params` splits its value at commas)")
+    if len(values) and values.str.match(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d+)?\s*$").mean() > 0.5:
+        return ("They read as numbers with thousands separators (1,234.56): write the numbers "
+                "without them")
+    return ("A cell without a price must be empty (a placeholder such as those is text, not a "
+            "missing price); a long file needs columns named date, ticker and close (and optionally "
+            "open, high, low, volume, sector): rename yours (e.g. Symbol -> ticker, "
             "'Close Price' -> close), or set data.layout")
 
 

@@ -394,3 +394,20 @@ def test_a_long_file_without_its_ticker_column_is_named_as_such(tmp_path):
     path.write_text("\n".join(["date,close", *[f"{d},{10 + i}" for i, d in enumerate(DATES)] * 2]))
     with pytest.raises(DataValidationError, match="no 'ticker' column.*4 date.*close look like"):
         load_raw_panel(path)
+
+
+def test_a_factor_name_the_tree_learners_refuse_is_refused_at_load(tmp_path):
+    """LightGBM refuses " , : [ ] { } and XGBoost [ ] < in a feature's name: such a factor
+    column failed both mid-run while the run reported success on the other learners."""
+    lines = [f"{d},{t},{10 + i},{0.1 * i}" for i, d in enumerate(DATES) for t in ("A", "B")]
+    path = tmp_path / "factors.csv"
+    path.write_text('date,ticker,close,"EPS Rev. (3M, %)"\n' + "\n".join(
+        f'{line.rsplit(",", 1)[0]},"{line.rsplit(",", 1)[1]}"' for line in lines))
+    with pytest.raises(DataValidationError, match=r"'EPS Rev\. \(3M, %\)' \(,\)"):
+        load_raw_panel(path)
+    path.write_text("date,ticker,close,Signal [FY1],Sector note\n" + "\n".join(
+        f"{line},x" for line in lines))
+    with pytest.raises(DataValidationError, match=r"'Signal \[FY1\]' \(\[ \]\)"):
+        load_raw_panel(path)
+    path.write_text("date,ticker,close,Signal (FY1)\n" + "\n".join(lines))
+    assert "Signal (FY1)" in load_raw_panel(path).columns  # parentheses are fine

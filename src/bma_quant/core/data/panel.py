@@ -601,6 +601,7 @@ def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None
     position = "line" if is_csv(Path(path)) else "row"
     long = validate_long_panel(frame, source=str(path), position=position).drop(columns=LINE)
     long["ticker"] = long["ticker"].astype(str)
+    _refuse_factor_names_learners_refuse(long, path)
     computed = [c for c in COMPUTED_COLUMNS if c in long.columns]
     if computed:
         # the project writes these itself (eligible) or never learns from them (ret_1d, label):
@@ -610,6 +611,28 @@ def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None
                        "factors", Path(path).name, ", ".join(computed))
         long = long.drop(columns=computed)
     return long.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
+
+
+# Characters LightGBM (JSON: " , : [ ] { }) and XGBoost ([ ] <) refuse in a feature's name: a
+# user factor named with one fails those learners mid-run (the others train on without them).
+LEARNER_REFUSED_CHARACTERS = '",:[]{}<'
+
+
+def _refuse_factor_names_learners_refuse(long: pd.DataFrame, path) -> None:
+    """A numeric column of the file is a user factor under its own name: one whose name the tree
+    learners cannot take is refused at load, naming it, rather than failing them mid-run."""
+    named = {str(c): "".join(dict.fromkeys(ch for ch in str(c) if ch in LEARNER_REFUSED_CHARACTERS))
+             for c in long.columns
+             if c not in RESERVED and pd.api.types.is_numeric_dtype(long[c])
+             and not pd.api.types.is_bool_dtype(long[c])}
+    named = {c: chars for c, chars in named.items() if chars}
+    if named:
+        shown = "; ".join(f"{c!r} ({' '.join(chars)})" for c, chars in list(named.items())[:5])
+        raise DataValidationError(
+            f"Input data rejected ({path}): {len(named)} factor column name(s) hold characters "
+            f"LightGBM and XGBoost refuse in a feature's name ({' '.join(LEARNER_REFUSED_CHARACTERS)}"
+            f"): {shown}. Rename the column(s), e.g. 'Signal [FY1]' -> 'Signal (FY1)', or leave "
+            "them out of the file")
 
 
 # columns data_processing computes (the point-in-time universe, whether a close is a trade,

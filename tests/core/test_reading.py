@@ -411,3 +411,28 @@ def test_a_factor_name_the_tree_learners_refuse_is_refused_at_load(tmp_path):
         load_raw_panel(path)
     path.write_text("date,ticker,close,Signal (FY1)\n" + "\n".join(lines))
     assert "Signal (FY1)" in load_raw_panel(path).columns  # parentheses are fine
+
+
+@pytest.mark.parametrize("tz", ["America/New_York", "Asia/Tokyo", None])
+def test_arrow_backed_timestamps_are_read_as_calendar_days(tmp_path, tz):
+    """A Parquet file written with pyarrow timestamp dtypes (with a time zone or not) gives its
+    local calendar days, as pandas' own time-zone dtype does (not UTC instants: 05:00)."""
+    dates = pd.to_datetime(list(DATES) * 2)
+    stamps = pd.Series(dates.tz_localize(tz) if tz else dates)
+    arrow = f"timestamp[us{', tz=' + tz if tz else ''}][pyarrow]"
+    long = pd.DataFrame({"date": stamps.astype(arrow), "ticker": ["A"] * 4 + ["B"] * 4,
+                         "close": np.arange(10.0, 18.0)})
+    long.to_parquet(tmp_path / "arrow.parquet")
+    panel = load_raw_panel(tmp_path / "arrow.parquet")
+    assert panel["date"].dtype == "datetime64[ns]"
+    assert sorted(panel["date"].unique()) == list(pd.to_datetime(DATES))
+
+
+def test_two_digit_years_with_month_names_are_refused_as_numeric_ones_are(tmp_path):
+    """'04-Jan-65' was read as 2065 without a word (numeric '01/02/21' was already refused)."""
+    path = tmp_path / "named.csv"
+    path.write_text("date,ticker,close\n04-Jan-65,A,10\n05-Jan-65,A,11\n")
+    with pytest.raises(DataValidationError, match=r"two-digit year .*'04-Jan-65'"):
+        load_raw_panel(path)
+    path.write_text("date,ticker,close\n04-Jan-1965,A,10\n05-Jan-1965,A,11\n")
+    assert load_raw_panel(path)["date"].dt.year.tolist() == [1965, 1965]

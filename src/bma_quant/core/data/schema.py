@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
 
 RESERVED = {"date", "ticker", "close", "open", "high", "low", "volume", "sector"}
 
@@ -251,6 +252,8 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
     """Parse the date column in one format: the format of the first date (ISO, or what pandas
     infers from it). A date in another format (2020-01-02 next to 01/03/2020, where day and month
     are ambiguous) or no date at all is refused with its line, instead of guessing."""
+    if "date" in frame and isinstance(frame["date"].dtype, pd.ArrowDtype):
+        frame = frame.assign(date=numpy_timestamps(frame["date"]))
     if "date" not in frame or pd.api.types.is_datetime64_any_dtype(frame["date"]):
         return frame
     text = frame["date"].astype("string").str.strip()
@@ -318,10 +321,27 @@ def _parse_date_text(text: pd.Series) -> pd.Series:
         with warnings.catch_warnings():  # "could not infer format": the refusal says more
             warnings.simplefilter("ignore", UserWarning)
             parsed = pd.to_datetime(values, errors="coerce")
+        _refuse_two_digit_years(values, pd.Series(parsed))
     if not len(values):
         return pd.to_datetime(text, errors="coerce")
     out = pd.Series(parsed).iloc[np.where(codes < 0, 0, codes)].set_axis(text.index)
     return out.mask(codes < 0)
+
+
+def _refuse_two_digit_years(text: pd.Series, parsed: pd.Series) -> None:
+    """A date read by inference whose text lacks its year's four digits ('04-Jan-65', read as
+    2065) has a two-digit year: which century is a guess, as for numeric dates."""
+    read = parsed.notna().to_numpy()
+    if not read.any():
+        return
+    years = pd.Series(pd.DatetimeIndex(parsed[read]).year.astype(str), dtype="string")
+    shown = pd.Series(text[read].to_numpy(), dtype="string")
+    lacking = ~pd.Series([y in t for y, t in zip(years, shown, strict=True)])
+    if lacking.any():
+        example = shown[lacking.to_numpy()].iloc[0]
+        raise AmbiguousDates(f"dates with a two-digit year are ambiguous (e.g. {example!r}: "
+                             "which century?): write every date with a four-digit year, as "
+                             "YYYY-MM-DD")
 
 
 def _parse_numeric_dates(text: pd.Series, fields: pd.DataFrame) -> pd.Series:
@@ -370,9 +390,20 @@ def _time_of_day(times: pd.Series) -> pd.Series:
     return since.mask(pm, since + twelve).mask(am, since - twelve)
 
 
+def numpy_timestamps(stamps: pd.Series) -> pd.Series:
+    """Arrow-backed timestamps (a Parquet file written with pyarrow dtypes) as pandas' own,
+    keeping their time zone, so every date rule below sees one kind; other series unchanged."""
+    dtype = stamps.dtype
+    if not (isinstance(dtype, pd.ArrowDtype) and pyarrow.types.is_timestamp(dtype.pyarrow_dtype)):
+        return stamps
+    tz = dtype.pyarrow_dtype.tz
+    return stamps.astype(pd.DatetimeTZDtype("ns", tz) if tz else "datetime64[ns]")
+
+
 def local_clock(stamps: pd.Series) -> pd.Series:
     """Timestamps on their local clock: a time zone is dropped keeping the wall time (so the
     calendar day of a Tokyo close stays its Tokyo day); naive timestamps are unchanged."""
+    stamps = numpy_timestamps(stamps)
     if isinstance(stamps.dtype, pd.DatetimeTZDtype):
         return stamps.dt.tz_localize(None)
     return stamps

@@ -436,3 +436,19 @@ def test_two_digit_years_with_month_names_are_refused_as_numeric_ones_are(tmp_pa
         load_raw_panel(path)
     path.write_text("date,ticker,close\n04-Jan-1965,A,10\n05-Jan-1965,A,11\n")
     assert load_raw_panel(path)["date"].dt.year.tolist() == [1965, 1965]
+
+
+def test_a_parquet_file_with_two_header_levels_is_refused_naming_them(tmp_path):
+    """yfinance's multi-ticker download (field over ticker) saved as Parquet: two header levels,
+    named as the problem (it was 'missing required column date')."""
+    dates = pd.to_datetime(DATES)
+    frame = pd.DataFrame({(field, ticker): np.arange(4.0) + 10
+                          for field in ("Close", "Volume") for ticker in ("AAPL", "MSFT")},
+                         index=pd.Index(dates, name="Date"))
+    frame.to_parquet(tmp_path / "download.parquet")
+    with pytest.raises(DataValidationError, match=r"2 header levels \(e\.g\. \('Close', 'AAPL'\)"):
+        load_raw_panel(tmp_path / "download.parquet")
+    # the advice works
+    advised = frame.stack(level=1, future_stack=True).rename_axis(["date", "ticker"]).reset_index()
+    advised.to_parquet(tmp_path / "long.parquet")
+    assert sorted(load_raw_panel(tmp_path / "long.parquet")["ticker"].unique()) == ["AAPL", "MSFT"]

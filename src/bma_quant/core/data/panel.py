@@ -276,7 +276,16 @@ def _read_csv(path: Path, sep: str, decimal: str) -> pd.DataFrame:
 
 def keys_from_index(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     """A panel saved with (date, ticker) or date as its index keeps them as columns; other index
-    levels (a row id) are dropped, never taken for factors."""
+    levels (a row id) are dropped, never taken for factors. Columns with several header levels
+    (a yfinance download: field over ticker) are refused, naming the levels."""
+    if frame.columns.nlevels > 1:
+        example = ", ".join(repr(c) for c in list(frame.columns)[:3])
+        raise DataValidationError(
+            f"Input data rejected ({path}): its columns have {frame.columns.nlevels} header "
+            f"levels (e.g. {example}), a table needs one. A download of fields over tickers "
+            "(Close / AAPL, ...) becomes the long layout with "
+            "`frame.stack(level=1).rename_axis(['date', 'ticker']).reset_index()`, or the wide "
+            "layout of closes with `frame['Close']`")
     if (frame.index.nlevels == 1 and frame.index.name is None
             and isinstance(frame.index, pd.DatetimeIndex)
             and not any(str(c).strip().lower() == "date" for c in frame.columns)):

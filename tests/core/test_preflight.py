@@ -390,6 +390,11 @@ def test_a_value_of_the_wrong_kind_or_an_unmeant_null_is_refused_by_name():
         "stacking.methods must be a list, got 'bma'",
         "stacking.bma must be a mapping of bootstrap_draws, seed, got null",
     ]  # a whole cost, fractional seconds, a dropped gate and documented nulls pass
+    decimal = preflight.value_kind_problems(
+        deep_update(known, {"data": {"decimal": None}}), known)
+    assert decimal == ["data.decimal must not be null (conf/base: '.') (`--params` splits its "
+                       "values at commas, so `data.decimal=,` gives none: set it in "
+                       "conf/local/parameters.yml)"]
     for path in preflight.NULLABLE:  # each names a parameter conf/base has, not null there
         assert preflight.lookup(known, path) is not None, path
     for path in preflight.KIND_WHEN_SET:  # each a parameter conf/base leaves null

@@ -642,7 +642,10 @@ def value_kind_problems(params: Mapping[str, Any], known: Mapping[str, Any]) -> 
             if value is None:
                 if default is not None and path not in NULLABLE \
                         and not _below_open_section(path):
-                    problems.append(f"{path} must not be null (conf/base: {default!r})")
+                    comma = (" (`--params` splits its values at commas, so `data.decimal=,` "
+                             "gives none: set it in conf/local/parameters.yml)"
+                             if path == "data.decimal" else "")
+                    problems.append(f"{path} must not be null (conf/base: {default!r}){comma}")
                 continue
             kind = KIND_WHEN_SET.get(path) if default is None else default
             if kind is not None and (problem := _kind_problem(path, value, kind)):

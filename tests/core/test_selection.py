@@ -322,3 +322,27 @@ def test_report_says_whether_the_cv_test_windows_were_left_unread(synthetic):
     # without folds the pre_cv scope falls back to every development date
     report = select_features(features, families, label, dates, dev, [], CONFIG, True).report
     assert report["cv_test_dates_unseen"] is False
+
+
+def test_names_listed_after_the_scored_dates_change_no_choice(synthetic):
+    """DESIGN §3: the selection is fitted on training dates only. The grid holds every name of the
+    file, those that list later too; counted on the scored dates (zeros in the variance, missing
+    in the coverage, the redundancy sample's width) they moved the choice made there."""
+    features, families, label, dates, dev, folds = synthetic
+    config = SelectionConfig(nw_lag=10, redundancy_sample_rows=2000, redundancy_threshold=0.5)
+    before = select_features(features, families, label, dates, dev, folds, config, True)
+    rng = np.random.default_rng(11)
+    late = len(dates) - 60  # 30 new names with values only on the last 60 dates (test period)
+    assert dates[late] > pd.DatetimeIndex(dev)[-1]
+
+    def widened(matrix):
+        extra = np.full((matrix.shape[0], 30), np.nan, dtype=matrix.dtype)
+        extra[late:] = rng.standard_normal((len(dates) - late, 30))
+        return np.hstack([matrix, extra])
+
+    after = select_features({n: widened(m) for n, m in features.items()}, families,
+                            widened(label), dates, dev, folds, config, True)
+    assert after.selected == before.selected
+    assert after.report["dropped"] == before.report["dropped"]
+    pd.testing.assert_frame_equal(after.table, before.table)
+    assert any("redundant" in reason for reason in before.report["dropped"].values())

@@ -561,11 +561,25 @@ def _warn_leak_suspects(suspects: list[str], rows: list[dict], families: Mapping
         ", ".join(f"{n} ({ic_of[n]:.2f})" for n in suspects), "; ".join(advice))
 
 
+def names_present(features: Mapping[str, np.ndarray], names: Sequence[str],
+                  rows: np.ndarray) -> np.ndarray:
+    """Columns (names) with a value of any of `names`' factors on `rows`. The grid holds every
+    name of the file, those listed only later too: counted on the fit rows (as zeros in the
+    variance, as missing in the coverage, in the redundancy sample's width) they would make the
+    development-period choice depend on names that appear after it."""
+    present = np.zeros(next(iter(features.values())).shape[1], dtype=bool)
+    for name in names:
+        present |= np.isfinite(features[name][rows]).any(axis=0)
+    return present
+
+
 def _score_factors(features, families, per_ticker, scorer, fit_rows, degraded,
                    config: SelectionConfig) -> _Scored:
-    """Lag and half-life per factor (when ICs exist), its variance and coverage on `fit_rows`,
-    and the significance / leak / variance gate."""
+    """Lag and half-life per factor (when ICs exist), its variance and coverage on `fit_rows`
+    over the names present there (`names_present`), and the significance / leak / variance
+    gate."""
     out = _Scored()
+    present = names_present(features, per_ticker, fit_rows) if per_ticker else None
     for name in per_ticker:
         values = features[name]
         if scorer is None:
@@ -573,13 +587,14 @@ def _score_factors(features, families, per_ticker, scorer, fit_rows, degraded,
         else:
             row, effective, lag, halflife = scorer.score(values)
         lagged = apply_lag(effective, lag)
-        dev_values = lagged[fit_rows].astype(np.float64)
+        dev_values = lagged[fit_rows][:, present].astype(np.float64)
         row = {"factor": name, "family": families[name], **row, "lag": lag, "halflife": halflife,
                "variance": float(np.var(np.nan_to_num(dev_values, nan=0.0)))
                if dev_values.size else 0.0,
                "coverage": float(np.isfinite(dev_values).mean()) if dev_values.size else 0.0}
         out.lags[name], out.halflives[name] = lag, halflife
-        out.visible[name] = lagged[fit_rows]  # only the rows the filters read: less memory
+        # only the rows (and names) the filters read: less memory
+        out.visible[name] = lagged[fit_rows][:, present]
         gate = _gate_reason(row, degraded, config)
         if gate:
             out.drop[name] = gate

@@ -55,6 +55,18 @@ def test_a_name_without_a_trade_at_the_exit_is_valued_at_its_last_trade_in_the_w
     assert out["A"].iloc[1:5].isna().all()
 
 
+def test_a_name_halted_before_its_entry_has_no_label():
+    """Last trade at row 4, closes carried forward at rows 5-6 (not trades), nothing after: a
+    window from row 5 holds no trade, so no label (a mark at the trade before the entry would
+    give 0.0); the window from row 4 starts on the last trade and is marked there."""
+    dates = pd.bdate_range("2021-01-04", periods=9)
+    close = pd.DataFrame({"A": [100, 101, 102, 104, 108, 108, 108, np.nan, np.nan]}, index=dates)
+    traded = pd.DataFrame({"A": [True] * 5 + [False] * 4}, index=dates)
+    out = labels.forward_return_labels(close, horizon=3, execution_delay=1, traded=traded)
+    assert out["A"].iloc[3] == pytest.approx(108 / 108 - 1)  # entry row 4, the last trade
+    assert np.isnan(out["A"].iloc[4])  # entry row 5 (carried), exit row 8: no trade inside
+
+
 def test_no_mark_over_a_close_that_cleaning_withheld():
     """A suspected split withheld at rows 4-5 (the row is there, its close is not known yet),
     then no more rows: the move may be a crash of unknown size, so the last trade before it is

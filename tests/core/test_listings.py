@@ -59,6 +59,20 @@ def test_no_daily_return_spans_two_listings():
     assert starts.to_numpy().sum() == 1 and starts["A"].iloc[4]
 
 
+def test_a_code_reused_twice_has_no_return_across_either_change_of_company():
+    """Three companies under one code: the second relisting (a listed_from date changing to
+    another date, not from none) starts a listing too, so its first close has no return."""
+    dates = pd.bdate_range("2021-01-04", periods=8)
+    close = pd.DataFrame({"A": [10.0, 11.0, 50.0, 55.0, 56.0, 8.0, 8.8, 9.0]}, index=dates)
+    listed_from = pd.DataFrame({"A": [NAT, NAT, *[dates[2]] * 3, *[dates[5]] * 3]},
+                               index=dates, dtype="datetime64[ns]")
+    starts = listings.listing_starts(listed_from)
+    assert starts["A"].tolist() == [False, False, True, False, False, True, False, False]
+    returns = cleaning.daily_returns(close, None, listed_from)
+    assert np.isnan(returns["A"].iloc[2]) and np.isnan(returns["A"].iloc[5])
+    assert returns["A"].iloc[6] == 8.8 / 8.0 - 1.0
+
+
 def test_the_regime_evidence_sees_a_reused_code_as_two_companies():
     """The detector's inputs (fear-greed, breadth, dispersion, factor performance) on a panel
     whose reused code carries listed_from equal those on the panel in which the new listing is

@@ -540,6 +540,19 @@ def test_holding_returns_span_a_gap_up_to_the_bound():
     pd.testing.assert_series_equal(plain["ret_1d"], panel["ret_1d"])
 
 
+def test_a_gap_of_exactly_the_bound_keeps_the_reopening_move():
+    """No trade on dates 3, 4 and 5 (rows present): at the reopening the last trade is 3 dates
+    back, within a bound of 3 (the position was frozen, `frozen_cells`), past a bound of 2."""
+    dates = pd.bdate_range("2024-01-01", periods=8)
+    tradable = [True] * 3 + [False] * 3 + [True] * 2
+    panel = pd.DataFrame({"date": dates, "ticker": "A",
+                          "close": [10, 11, 10, 10, 10, 10, 13, 13.0], "tradable": tradable})
+    panel["ret_1d"] = panel["close"].pct_change()
+    assert frozen_cells(np.array(tradable)[:, None], 3)[5, 0]
+    assert holding_returns(panel, 3)["ret_1d"].iloc[6] == pytest.approx(0.3)
+    assert np.isnan(holding_returns(panel, 2)["ret_1d"].iloc[6])
+
+
 def test_a_position_past_the_bound_earns_nothing_more_until_the_next_trade_sells_it():
     """A (long, top of every book) has no trade on dates 8-15; trades at closes 1, 11, 21. With
     max_frozen_days 5 it is frozen at close 11 (4 dates without a trade) but passes the bound on

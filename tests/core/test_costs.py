@@ -96,3 +96,21 @@ def test_the_backtest_charges_each_names_rate_on_what_is_traded():
     # its extra rate
     assert (flat.daily.loc[charged, "turnover"] > 0).all()
     assert gap.max() <= (0.01 - 5e-4) * 0.55
+
+
+def test_the_rate_charged_is_the_trade_closes_not_a_later_days():
+    """Rates that change every day: a trade pays its own close's rate. Rates 100x higher on
+    every other date change nothing; the same on the trade dates alone changes the costs."""
+    frame, dates, tickers = _book_inputs()
+    preds, returns = frame[["date", "ticker", "prediction"]], frame[["date", "ticker", "ret_1d"]]
+    base = pd.DataFrame(5e-4, index=dates, columns=tickers)
+    plain = long_short_backtest(preds, returns, cost_rates=base)
+    trade_dates = pd.DatetimeIndex(plain.weights["trade_date"].unique())
+    assert 0 < len(trade_dates) < len(dates)
+    on_trades = pd.DataFrame(np.repeat(base.index.isin(trade_dates)[:, None], len(tickers), 1),
+                             index=dates, columns=tickers)
+    elsewhere = base.mask(~on_trades, 0.05)
+    pd.testing.assert_frame_equal(
+        long_short_backtest(preds, returns, cost_rates=elsewhere).daily, plain.daily)
+    dearer = long_short_backtest(preds, returns, cost_rates=base.mask(on_trades, 0.05)).daily
+    assert (dearer["long_short"] < plain.daily["long_short"] - 1e-6).any()

@@ -97,6 +97,34 @@ def test_momentum_and_vwap_hand_computed():
     )
 
 
+def test_reversal_up_days_breadth_and_market_volatility_hand_computed():
+    """rev_w is minus the beta-adjusted w-day return; a flat day is not an up day; a flat name
+    is not above its moving average; mkt_vol_w is the daily (not annualised) std of the market's
+    returns."""
+    panel, market = _tiny_panel()
+    flat = panel[panel["ticker"] == "A"].assign(ticker="C", close=5.0, open=4.0, high=7.0,
+                                                low=2.0)
+    panel = pd.concat([panel, flat], ignore_index=True)
+    a_close = np.array([10.0, 11.0, 11.0, 12.0, 11.0, 13.0, 13.0, 14.0])
+    panel.loc[panel["ticker"] == "A", "close"] = a_close
+    v = _raw(panel, market, reversal_windows=(2,), beta_windows=(4,), up_windows=(4,),
+             breadth_windows=(3,), market_volatility_windows=(3,))
+    r = a_close[1:] / a_close[:-1] - 1.0  # A's returns into dates 1..7
+    m = market["market_return"].to_numpy()[4:8]
+    ra = r[-4:]
+    beta = ((ra * m).mean() - ra.mean() * m.mean()) / ((m * m).mean() - m.mean() ** 2)
+    level = market["market_level"].to_numpy()
+    expected = -((14.0 / 13.0 - 1.0) - beta * (level[7] / level[5] - 1.0))
+    assert v["beta_4"][7, 0] == pytest.approx(beta)
+    assert v["rev_2"][7, 0] == pytest.approx(expected)
+    assert v["up_4"][7, 0] == pytest.approx(0.5)  # +, -, +, flat (13 -> 13): 2 of 4
+    closes = {"A": a_close[-3:], "B": np.array([23.0, 24.0, 22.0]), "C": np.full(3, 5.0)}
+    above = [c[-1] > c.mean() for c in closes.values()]  # A yes, B no, C flat: no
+    assert v["breadth_3"][7, 0] == pytest.approx(np.mean(above)) == pytest.approx(1 / 3)
+    assert v["mkt_vol_3"][7, 0] == pytest.approx(
+        np.std(market["market_return"].to_numpy()[5:8], ddof=1))
+
+
 def test_an_illiquid_name_keeps_its_illiquidity():
     """B trades (volume > 0) on 3 of every 8 days: with the window's observed share the rule,
     its amihud was missing and later got the date's median, so the most illiquid name looked

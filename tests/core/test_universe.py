@@ -136,6 +136,16 @@ def test_imputation_uses_that_dates_cross_section_only():
     assert filled == 2
 
 
+def test_imputation_takes_the_median_not_the_mean():
+    """One outlier in a date's cross-section moves a mean, not the median the rule names."""
+    dates = pd.bdate_range("2021-01-04", periods=1)
+    close = pd.DataFrame({t: [1.0] for t in "ABCD"}, index=dates)
+    factor = pd.DataFrame({"A": [1.0], "B": [2.0], "C": [300.0], "D": [np.nan]}, index=dates)
+    p = panel.PanelMatrices({"close": close, "f": factor}, eligible=close.notna())
+    out, filled = cleaning.impute_cross_sectional_median(p, ["f"])
+    assert out.values["f"].loc[dates[0], "D"] == 2.0 and filled == 1
+
+
 def test_a_close_missing_only_at_the_end_is_not_a_delisting():
     """A missing last print (or two) is within the forward fill: the name is still in the
     cross-section and nothing yet tells a stop from a gap. Only a stop longer than ffill_limit

@@ -81,3 +81,28 @@ def test_a_panel_without_a_family_s_columns_is_told_which_columns():
     with pytest.raises(KeyError, match=r"open, high, low \(kmid, klow\); volume \(pvcorr_20\); "
                                        r"noise_1 \(a user factor\)"):
         spec.visible_matrices({"ret_5": None})
+
+
+def test_a_slice_of_warmup_days_gives_the_full_historys_features(market):
+    """The warm-up holds the longest window, the largest lag and enough half-lives for the EWM
+    to converge to float32 precision: a slice starting that many dates before t gives the
+    full history's features at t (10 half-lives left them 0.1 % off)."""
+    panel, level = market
+    short = dict.fromkeys(("ma_windows", "extreme_windows", "rank_windows", "drawdown_windows",
+                           "volatility_windows", "beta_windows", "reversal_windows",
+                           "up_windows", "vwap_windows", "volume_windows", "pv_corr_windows",
+                           "amihud_windows", "market_return_windows",
+                           "market_volatility_windows", "breadth_windows"), ())
+    config = F.FactorConfig(return_windows=(5,), momentum_long=10, momentum_skip=2,
+                            fear_greed=False, factor_performance=False, **short)
+    spec = _spec(factor_config=config, selected=["ret_5", "signal_1"],
+                 lags={"ret_5": 2, "signal_1": 1}, halflives={"ret_5": 3.0, "signal_1": 5.0},
+                 families={"ret_5": "return", "signal_1": "user"})
+    assert spec.warmup_days == 10 + 2 + 24 * 5
+    dates = pd.DatetimeIndex(sorted(panel["date"].unique()))
+    full = spec.transform(panel, level)
+    sliced = spec.transform(panel[panel["date"] >= dates[-1 - spec.warmup_days]], level)
+    last = dates[-1]
+    expected = full.loc[full["date"] == last, spec.selected].to_numpy()
+    got = sliced.loc[sliced["date"] == last, spec.selected].to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=2e-6, atol=2e-7)

@@ -8,6 +8,7 @@ feature selection has chosen which factors, lags and half-lives the chain keeps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,12 +16,17 @@ from bma_quant.core.data.universe import EligibilityRule
 from bma_quant.core.features.factors import FactorConfig
 from bma_quant.core.features.fear_greed import FearGreedParams
 
+# An EWM's weight on data older than k half-lives is 2**-k of the total: below float32's
+# relative precision (2**-24) after 24, so a slice that long gives the full history's values.
+EWM_CONVERGED_HALFLIVES = 24
+
 
 def feature_history_days(config: FactorConfig, fear_greed: bool, factor_performance: bool,
                          max_lag: int, max_halflife: float) -> int:
     """Trading days of history the factor library's longest window, plus a lag and EWM
-    smoothing (10 half-lives to converge to float precision), reads before a date; with the
-    fear-greed composite and the factor-performance columns when they are among the features."""
+    smoothing (EWM_CONVERGED_HALFLIVES half-lives to converge to float32 precision), reads
+    before a date; with the fear-greed composite and the factor-performance columns when they
+    are among the features."""
     windows = [
         *config.return_windows, *config.ma_windows, *config.extreme_windows,
         *config.rank_windows, *config.drawdown_windows, *config.volatility_windows,
@@ -33,7 +39,8 @@ def feature_history_days(config: FactorConfig, fear_greed: bool, factor_performa
                        + fg.normalisation_window)
     if factor_performance:
         windows.append(config.performance_params().performance_lookback_days())
-    return int(max(windows, default=0) + max_lag + 10 * max_halflife)
+    return int(max(windows, default=0) + max_lag
+               + math.ceil(EWM_CONVERGED_HALFLIVES * max_halflife))
 
 
 def chain_warmup_days(feature_days: int, temporal: Mapping[str, Any],

@@ -43,7 +43,7 @@ def build_prediction_chain(
     Warm-up (core.features.warmup.chain_warmup_days): the longest of the spec's own
     ``warmup_days``, ``max_lookback_days`` and the eligibility windows, plus
     ``registry.warmup_extra_days`` (or ``relist_after_days`` when longer), so EWM-smoothed
-    features have converged to float precision and a slice reproduces the full-history values
+    features have converged to float32 precision and a slice reproduces the full-history values
     exactly."""
     cleaner = PanelCleaner.from_params(
         primary_panel["ticker"].unique(), processing,

@@ -1,5 +1,7 @@
 """Trial accounting and the overfitting assessment on the synthetic market's known answers."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -171,6 +173,13 @@ def test_assessment_deflates_the_test_sharpe_and_reports():
     assert {"n_configurations", "pbo", "final.deflated_sharpe",
             "final.probabilistic_sharpe"} <= set(metrics)
     assert 0 <= metrics["pbo"] <= 1 and 0 <= metrics["final.deflated_sharpe"] <= 1
+    # the logged spread and bar are annualised Sharpe ratios, like the Sharpe beside them: the
+    # standard deviation of the trials' per-period Sharpes and SR0, times sqrt(252)
+    assert metrics["trial_sharpe_std"] == pytest.approx(
+        math.sqrt(result.trial_sharpe_variance) * math.sqrt(252))
+    assert metrics["final.expected_max_sharpe"] == pytest.approx(
+        final.expected_max_sharpe * math.sqrt(252))
+    assert 0 < final.expected_max_sharpe < 1  # per period: annualising made a difference
     # pruned trials were tried too: they raise N (a harder bar) but not V[SR] or PBO
     pruned = assess_overfitting(configs, test, n_blocks=8, n_pruned_trials=30)
     assert pruned.deflated["final"].n_trials == 80 and pruned.metrics(252)["n_trials"] == 80

@@ -197,6 +197,8 @@ def test_ic_summary_values():
     assert summary["tstat"] == pytest.approx(newey_west_tstat(values, 2))
     assert summary["hit_rate"] == pytest.approx(0.75)
     assert summary["n_dates"] == 4
+    # a date with IC exactly 0 is no hit (DESIGN §4: the share of dates with IC > 0)
+    assert ic_summary(pd.Series([0.1, 0.0, -0.1, 0.0]), nw_lag=2)["hit_rate"] == 0.25
 
 
 def test_ic_summary_empty_and_single_date():

@@ -94,3 +94,28 @@ def test_small_sectors_are_not_demeaned():
     varying[1, 2] = 1  # time-varying sectors take the general path
     out2 = T.sector_neutralise(np.tile(values, (2, 1)), varying, min_size=2)
     np.testing.assert_allclose(out2[1, :4], [-0.5, 0.5, -3.5, 3.5])
+
+
+@pytest.mark.parametrize("time_varying", [False, True])
+def test_a_sector_of_exactly_min_size_names_is_demeaned(time_varying):
+    values = np.array([[1.0, 2.0, 3.0, 10.0, 12.0]] * 2)
+    codes = np.array([[0, 0, 0, 1, 1]] * 2)
+    if time_varying:
+        codes[1] = [1, 1, 0, 0, 0]  # the general path, same sizes
+    out = T.sector_neutralise(values, codes, min_size=3)
+    np.testing.assert_allclose(out[0], [-1.0, 0.0, 1.0, 10.0, 12.0])  # 3 names: demeaned; 2: not
+
+
+def test_winsorising_comes_before_sector_neutralising():
+    """DESIGN: per date winsorise -> sector-neutralise -> rank / z-score. Two sectors far apart:
+    the whole cross-section's quantiles clip the high sector's top, then each is demeaned."""
+    rng = np.random.default_rng(4)
+    values = np.concatenate([rng.normal(0, 1, (3, 30)), rng.normal(100, 1, (3, 30))], axis=1)
+    values[:, -1] += 50.0  # an outlier in the high sector
+    codes = np.tile(np.repeat([0, 1], 30), (3, 1))
+    winsor = (0.05, 0.95)
+    out = T.cross_sectional_transform(values, "zscore", winsor, codes)
+    in_order = T.zscore(T.sector_neutralise(T.winsorise(values, *winsor), codes, 1))
+    swapped = T.zscore(T.winsorise(T.sector_neutralise(values, codes, 1), *winsor))
+    np.testing.assert_allclose(out, in_order)
+    assert not np.allclose(out, swapped)

@@ -451,7 +451,10 @@ def test_a_dev_start_leaving_less_history_than_the_chain_warm_up_is_named():
     late["periods"].update(dev_start="2021-06-01", test_fraction=0.2)
     warnings = preflight.cut_history_warnings(dates, late)
     assert len(warnings) == 1 and warnings[0].startswith("periods.dev_start (2021-06-01) leaves")
-    assert "may need up to 672" in warnings[0]
+    from bma_quant.core.features.warmup import largest_chain_warmup_days
+
+    assert f"may need up to {largest_chain_warmup_days(late)}" in warnings[0]
+    assert largest_chain_warmup_days(late) == 812  # fear-greed 504 + lag 5 + 24 half-lives of 10 + 63
     for periods in ({"dev_start": "2016-01-04"}, {"dev_start": None}):  # history enough / all
         early = copy.deepcopy(params)
         early["periods"].update(test_fraction=0.2, **periods)

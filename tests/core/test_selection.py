@@ -346,3 +346,26 @@ def test_names_listed_after_the_scored_dates_change_no_choice(synthetic):
     assert after.report["dropped"] == before.report["dropped"]
     pd.testing.assert_frame_equal(after.table, before.table)
     assert any("redundant" in reason for reason in before.report["dropped"].values())
+
+
+def test_scores_equal_but_for_rounding_tie_and_go_by_name():
+    """Degraded mode ranks by variance, the same for every full-coverage rank factor up to its
+    last bits, which vary with the summation order (CPU, array layout): such ties go by name,
+    so every machine keeps the same factors."""
+    from bma_quant.core.features.transforms import centred_rank
+
+    rng = np.random.default_rng(2)
+    n_dates, n_names = 120, 30
+    dates = pd.bdate_range("2020-01-01", periods=n_dates)
+    features = {f"f{k:02d}": centred_rank(rng.standard_normal((n_dates, n_names)))
+                for k in range(14)}
+    features["f13"] = features["f13"] * (1 + 4e-16)  # a last-bit difference only
+    label = np.full((n_dates, n_names), np.nan)
+    label[:20] = rng.standard_normal((20, n_names))  # too few IC dates: degraded mode
+    config = SelectionConfig(nw_lag=10, fallback_features=12, redundancy_threshold=0.99)
+    result = select_features(features, dict.fromkeys(features, "user"), label, dates,
+                             dates[:100], [], config, True)
+    assert result.degraded
+    variances = result.table.set_index("factor")["variance"]
+    assert variances["f13"] != variances["f00"] and np.isclose(variances["f13"], variances["f00"])
+    assert result.selected == [f"f{k:02d}" for k in range(12)]

@@ -8,6 +8,7 @@ keeps 3 (1 tuning + 2 out-of-fold) of 34, the tuning one scoring 23 (floor: 21).
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -38,10 +39,19 @@ def test_short_panel_runs_the_chain_with_the_scaled_layout_logged(project):
     assert run["metrics.data_processing.cv_layout_adapted"] == 1
     assert run["params.cv_layout.min_train_days"] == "101"
     assert run["params.cv_layout.n_splits"] == "3"
-    # evaluation ran on the held-out dates and still finds the planted signal (measured 0.089)
+    # 38 development dates with labels cannot estimate an IC: feature selection runs in its
+    # degraded mode (the fallback count of per-name factors, then the market context), and
+    # evaluation still scores the held-out dates. (Which factors the fallback keeps is no test
+    # of skill: the planted signal need not be among them, so no RankIC bound is claimed here;
+    # the full smoke chain's test checks that.)
+    selection = json.loads(
+        (project / "data/08_reporting/feature_selection_report.json").read_text())
+    assert selection["degraded_reason"].startswith("IC cannot be estimated: 38 development")
+    per_name = [n for n in selection["selected"] if selection["families"][n] != "market"]
+    assert len(per_name) == 12  # feature_engineering.selection.fallback_features
     table = pd.read_csv(project / "data/08_reporting/evaluation_table.csv")
     final = table[(table["model"] == "final") & (table["scope"] == "all")].iloc[0]
-    assert final["n_dates"] > 50 and final["rank_ic"] > 0.03
+    assert final["n_dates"] > 50 and np.isfinite(final["rank_ic"])
     assert run["metrics.evaluation.final.test_rank_ic"] == pytest.approx(final["rank_ic"])
 
 

@@ -475,6 +475,11 @@ def _timed_only(row: dict, config: SelectionConfig) -> bool:
             and row.get("timed_ic_tstat", math.nan) >= config.min_abs_tstat)
 
 
+def _rounded(value: float, digits: int = 10) -> float:
+    """`value` to `digits` significant digits (non-finite values unchanged)."""
+    return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+
+
 def _ranking_score(row: dict) -> float:
     """Order of the significant factors: |IC-IR|, or the timed IC-IR when larger."""
     timed = row.get("timed_icir", math.nan)
@@ -613,6 +618,10 @@ def _choose(scored: _Scored, per_ticker: list[str], fit_rows, degraded,
     else:
         score = {r["factor"]: _ranking_score(r) for r in scored.rows}
         limit = config.max_features
+    # Scores equal but for rounding (the variance of full-coverage ranks, the same for every such
+    # factor, differs in its last bits with the summation order, which varies with the CPU and the
+    # array's layout) tie, and ties go by name: the same choice on every machine.
+    score = {n: _rounded(v) for n, v in score.items()}
     order = sorted(eligible, key=lambda n: (-score[n], n))
     kept, redundant = _redundancy_order(order, scored.visible, fit_rows, config)
     scored.drop.update(redundant)

@@ -3,6 +3,7 @@ message), and the logged requirements pin every distribution the chain imports."
 
 from importlib.metadata import version
 
+import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
@@ -291,3 +292,57 @@ def test_a_jump_on_the_scored_date_is_named(model_and_raw, caplog):
         model.predict(None, spiked, params={"last_date_only": True})
     assert (f"1 scored name(s) moved beyond processing.split_detection.max_abs_return on the "
             f"scored date: {name}@{pd.Timestamp(last).date()} +") in caplog.text
+
+
+def test_malformed_requests_are_a_400_naming_the_problem(model_and_raw):
+    """An empty frame (was: 'no sector column'), one date with two index levels (the first row's
+    won: a score set by row order), and dates to score on which no name is in the cross-section
+    (a first slice of the file, or every close x100 on the last date: was sklearn's traceback on
+    0 rows)."""
+    from bma_quant.serving.chain import ChainInputError, PredictionChain
+
+    model, raw = model_and_raw
+    request = _last_dates(raw, model.chain.warmup_days + 1)
+    with pytest.raises(MlflowException, match="the panel has no rows") as info:
+        model.predict(None, request.iloc[:0])
+    assert info.value.get_http_status_code() == 400
+    levels = request.assign(market_level=100.0)
+    levels.loc[levels.index[-1], "market_level"] = 200.0
+    levels["date"] = pd.to_datetime(levels["date"])
+    with pytest.raises(ChainInputError, match="different levels on one date"):
+        PredictionChain._index_from_slice(levels)  # a chain trained with an index reads it
+    # a chain trained without one ignores the column (said in a warning), conflicts and all
+    assert model.chain.market_index is None
+    assert PredictionChain._index_from_slice(levels, check=False)["level"].iloc[-1] == 100.0
+    scored = pd.DatetimeIndex([raw["date"].max()])
+    none = pd.DataFrame(columns=["date", "ticker", *model.chain.feature_spec.selected])
+    with pytest.raises(ChainInputError, match=r"no name is in the cross-section on the date\(s\) "
+                                              r"to score .*min_history_days"):
+        PredictionChain._check_names_to_score(model.chain, none, scored)
+    PredictionChain._check_names_to_score(model.chain, request.head(1), scored)  # one is enough
+
+
+def test_names_outside_training_and_trained_names_absent_are_named(model_and_raw, caplog):
+    """A served request has only the log to say so: a new ticker and one written in another
+    case get no score, and a trained name absent from the request moves every other score."""
+    model, raw = model_and_raw
+    request = _last_dates(raw, model.chain.warmup_days + 1)
+    tickers = sorted(request["ticker"].unique())
+    renamed = request.assign(ticker=request["ticker"].replace({tickers[0]: tickers[0].lower()}))
+    newco = request[request["ticker"] == tickers[1]].assign(ticker="NEWCO")
+    with caplog.at_level("WARNING"):
+        out = model.predict(None, pd.concat([renamed, newco]), params={"last_date_only": True})
+    assert not {"NEWCO", tickers[0].lower()} & set(out["ticker"])
+    text = caplog.text
+    assert "2 ticker(s) of the request are not in the chain's training universe" in text
+    assert f"{tickers[0].lower()} ({tickers[0]}?)" in text
+    assert ("1 name(s) of the training panel's last cross-section are absent from the request: "
+            f"{tickers[0]}.") in text
+
+
+def test_integer_columns_are_sent_as_the_signatures_double():
+    rows = pd.DataFrame({"date": ["2024-01-02"], "ticker": ["A"], "close": [10],
+                         "volume": pd.array([1000], dtype="int64"), "sector": ["x"]})
+    sent = to_model_input(rows)
+    assert sent["volume"].dtype == "float64" and sent["close"].dtype == "float64"
+    assert sent["sector"].tolist() == ["x"] and sent["date"].tolist() == ["2024-01-02"]

@@ -282,20 +282,26 @@ class PredictionChain(SliceChecks):
     # or chains pickled before these existed)
     base_features: list[str] | None = None  # base_models.features: the base learners' inputs
     # when set (a subset of the selected features); None: every selected feature
+    last_names: list[str] | None = None  # names in the training panel's cross-section on its
+    # last date (None: chains pickled before it existed)
 
     # ------------------------------------------------------------------ steps
     def prepare(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Raw slice -> (clean long panel with ret_1d, market frame)."""
         # validated first: dates become the local calendar days training used, for the
         # optional market_level column as well as the prices
+        if raw.empty:  # said before the column checks, which would name a column it has
+            raise ChainInputError("the panel has no rows: send at least the warm-up's dates of "
+                                  f"every name ({self.warmup_days + 1} trading dates)")
         raw = validate_long_panel(raw.copy(), source="model input")
+        self._warn_names_outside_training(raw)
         if getattr(self, "training_sectors", None) == [] and "sector" in raw \
                 and raw["sector"].notna().any():
             logger.warning("the panel's 'sector' column is ignored: the chain was trained on a "
                            "panel without sectors, so its features were not demeaned within them")
             raw = raw.drop(columns="sector")
         self._check_sectors(raw)
-        index = self._index_from_slice(raw)
+        index = self._index_from_slice(raw, check=self.market_index is not None)
         # a column sent without a single level is no index: the stored one is used, as without it
         levels_sent_empty = MARKET_LEVEL in raw and index is None
         if index is not None and self.market_index is None:
@@ -336,10 +342,20 @@ class PredictionChain(SliceChecks):
         return [c for c in columns if c not in needed]
 
     @staticmethod
-    def _index_from_slice(raw: pd.DataFrame) -> pd.DataFrame | None:
+    def _index_from_slice(raw: pd.DataFrame, check: bool = True) -> pd.DataFrame | None:
+        """The slice's (date, level) from its market_level column; ``check``: refuse different
+        levels on one date (a chain trained without an index ignores the column)."""
         if MARKET_LEVEL not in raw or raw[MARKET_LEVEL].notna().sum() == 0:
             return None
-        levels = raw.dropna(subset=[MARKET_LEVEL]).groupby("date")[MARKET_LEVEL].first()
+        given = raw.dropna(subset=[MARKET_LEVEL]).groupby("date")[MARKET_LEVEL]
+        conflicting = given.nunique()
+        conflicting = conflicting[conflicting > 1]
+        if check and len(conflicting):  # the first row's level would win: row order would decide
+            raise ChainInputError(
+                f"the panel's '{MARKET_LEVEL}' column holds different levels on one date "
+                f"({len(conflicting)} date(s), e.g. {conflicting.index[0].date()}): it is the "
+                "index level of the date, the same on every name's row")
+        levels = given.first()
         return pd.DataFrame({"date": levels.index, "level": levels.to_numpy(dtype=np.float64)})
 
     def features(self, clean: pd.DataFrame, market_frame: pd.DataFrame) -> pd.DataFrame:
@@ -464,6 +480,7 @@ class PredictionChain(SliceChecks):
         # The warm-up only feeds the rolling features (and the regime filter, from `clean`):
         # every later step is per row or per date, so the warm-up rows are not predicted.
         features = features.loc[features["date"].isin(scored)].reset_index(drop=True)
+        self._check_names_to_score(features, scored)
         self._warn_thin_cross_section(clean, scored)
         self._warn_names_without_sector(clean, scored)
         self._warn_large_moves_on_scored_dates(clean, scored)

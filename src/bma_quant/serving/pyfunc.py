@@ -32,10 +32,16 @@ CHAIN_ARTIFACT = "chain"
 
 
 def to_model_input(raw: pd.DataFrame) -> pd.DataFrame:
-    """A raw panel slice in the form the signature declares: ISO date strings, str tickers."""
+    """A raw panel slice in the form the signature declares: ISO date strings, str tickers,
+    numbers as float64 (MLflow refuses an int64 column where the signature says double, such
+    as a volume read as integers)."""
     out = raw.copy()
     out["date"] = pd.to_datetime(out["date"]).dt.strftime("%Y-%m-%d")
     out["ticker"] = out["ticker"].astype(str)
+    for column in out.columns:
+        if column not in ("date", "ticker") and pd.api.types.is_numeric_dtype(out[column]) \
+                and not pd.api.types.is_bool_dtype(out[column]):
+            out[column] = out[column].astype("float64")
     return out
 
 

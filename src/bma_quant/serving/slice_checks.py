@@ -214,3 +214,44 @@ class SliceChecks:
             f"before the first date it scores; add at least {self.warmup_days + 1 - n_dates} "
             "earlier date(s)"
         )
+
+    def _warn_names_outside_training(self, raw: pd.DataFrame) -> None:
+        """Name the request's tickers the chain was not trained on (left out, no score: a
+        served request has no other way to learn it), with a hint when only their case
+        differs; and the names of training's last cross-section absent from the whole request
+        (scores are ranks within a date: every other name's score moves without them)."""
+        universe = set(map(str, self.cleaner.universe))
+        sent = set(raw["ticker"].astype(str))
+        unknown = sorted(sent - universe)
+        if unknown:
+            by_case = {t.upper(): t for t in universe}
+            cased = [f"{t} ({by_case[t.upper()]}?)" for t in unknown if t.upper() in by_case]
+            logger.warning(
+                "%d ticker(s) of the request are not in the chain's training universe and get "
+                "no score (retrain on a panel with them): %s%s", len(unknown),
+                ", ".join(unknown[:10]), " ..." if len(unknown) > 10 else "")
+            if cased:
+                logger.warning("ticker(s) that differ from a trained one only in case (tickers "
+                               "are read as written): %s", ", ".join(cased[:10]))
+        absent = sorted(set(getattr(self, "last_names", None) or []) - sent)
+        if absent:
+            logger.warning(
+                "%d name(s) of the training panel's last cross-section are absent from the "
+                "request: %s%s. Scores are ranks within a date, so every other name's score "
+                "moves without them; send them (unless they stopped trading)", len(absent),
+                ", ".join(absent[:10]), " ..." if len(absent) > 10 else "")
+
+    def _check_names_to_score(self, features: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
+        """Refuse a request in which no name is in the cross-section on any date to score (none
+        has a close, enough history or coverage there): nothing could be scored."""
+        if len(features) or scored.empty:
+            return
+        rule = getattr(self.cleaner, "eligibility", None) or {}
+        raise ChainInputError(
+            f"no name is in the cross-section on the date(s) to score ({scored[0].date()}"
+            f"{'' if len(scored) == 1 else f'..{scored[-1].date()}'}): a name enters once it "
+            "has a close that day, processing.eligibility.min_history_days "
+            f"({rule.get('min_history_days', '?')}) of closes and enough trailing coverage "
+            f"(window_days {rule.get('window_days', '?')}), and a close far from the day "
+            "before's (a move near a split ratio waits for confirmation): send more history, "
+            "or check the last date's closes")

@@ -67,6 +67,7 @@ def build_prediction_chain(
         unsectored_names=_unsectored_names(primary_panel),
         data_end=str(pd.Timestamp(primary_panel["date"].max()).date()),
         typical_names=_typical_names(primary_panel),
+        last_names=_last_names(primary_panel),
         label_target=label_target(temporal),
         training_run_id=_active_run_id(),
         base_features=list((base_model_params or {}).get("features") or []) or None,
@@ -106,6 +107,16 @@ def _typical_names(primary_panel: pd.DataFrame, last_dates: int = TYPICAL_NAMES_
         return None
     counts = primary_panel.groupby("date")["eligible"].sum().sort_index().tail(last_dates)
     return int(counts.median()) if len(counts) else None
+
+
+def _last_names(primary_panel: pd.DataFrame) -> list[str] | None:
+    """The names in the cross-section (eligible) on the training panel's last date."""
+    if primary_panel.empty:
+        return None
+    last = primary_panel.loc[primary_panel["date"] == primary_panel["date"].max()]
+    if "eligible" in last:
+        last = last.loc[last["eligible"].astype(bool)]
+    return sorted(last["ticker"].astype(str).unique())
 
 
 def _complete_history_start(primary_panel: pd.DataFrame, data_quality_report: dict | None

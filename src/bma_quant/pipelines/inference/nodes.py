@@ -157,10 +157,8 @@ def _warn_unscored(raw: pd.DataFrame, scores: pd.DataFrame, universe: list[str] 
     def shown(names: list[str]) -> str:
         return ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
 
-    if unknown:
-        logger.warning("%d name(s) with a close on %s are not in the chain's training universe "
-                       "and get no score (retrain on a panel with them): %s", len(unknown),
-                       last.date(), shown(unknown))
+    # names outside the training universe: the chain itself names them (as it does when
+    # served), so they are not named again here
     if suspended and moves:
         logger.warning("%d name(s) have volume 0 on %s: not traded (a suspension, or a quote "
                        "if the close moved), so not scored (processing.untraded_zero_volume, "

@@ -89,11 +89,20 @@ def test_names_without_a_score_get_no_weight():
     ({"style": "market_neutral"}, "portfolio.style"),
     ({"n_quantiles": 1}, "portfolio.n_quantiles"),
     ({"gross_exposure": 0.0}, "portfolio.gross_exposure"),
-    ({"max_weight": 2.0}, "portfolio.max_weight"),
+    ({"max_weight": 0.0}, "portfolio.max_weight"),
 ])
 def test_bad_rules_are_refused_by_name(rule, name):
     with pytest.raises(ValueError, match=name):
         PortfolioRule(**rule)
+
+
+def test_a_cap_above_the_gross_exposure_binds_nothing():
+    """max_weight 2 with gross 1 (was a traceback at inference): no weight can reach it, so
+    the book is the uncapped one."""
+    assert PortfolioRule(max_weight=2.0).max_weight == 1.0
+    capped, _, _ = _weights(_scores(), max_weight=2.0)
+    uncapped, _, _ = _weights(_scores())
+    pd.testing.assert_series_equal(capped, uncapped)
 
 
 def test_uneven_sides_are_trimmed_to_stay_net_zero():

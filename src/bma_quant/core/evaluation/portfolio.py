@@ -48,9 +48,11 @@ class PortfolioRule:
             raise ValueError(f"portfolio.n_quantiles must be >= 2, got {self.n_quantiles}")
         if not (self.gross_exposure > 0 and math.isfinite(self.gross_exposure)):
             raise ValueError(f"portfolio.gross_exposure must be > 0, got {self.gross_exposure}")
-        if not 0 < self.max_weight <= self.gross_exposure:
-            raise ValueError("portfolio.max_weight must be in (0, gross_exposure], got "
-                             f"{self.max_weight}")
+        if not (self.max_weight > 0 and math.isfinite(self.max_weight)):
+            raise ValueError(f"portfolio.max_weight must be > 0, got {self.max_weight}")
+        # no weight exceeds the gross exposure: a cap above it binds nothing
+        object.__setattr__(self, "max_weight", min(float(self.max_weight),
+                                                   float(self.gross_exposure)))
 
     @classmethod
     def from_params(cls, params: dict) -> PortfolioRule:

@@ -419,3 +419,24 @@ def test_the_data_source_is_the_chains_own_or_inference_data_never_params_data()
     with pytest.raises(ValueError, match="set inference.data.raw_path"):
         inference_data_source(old, {})
     assert describe_served(old, newer)["label_target"] is None
+
+
+def test_a_uri_not_found_suggests_only_versions_and_aliases_that_exist():
+    """Versions 1 (@champion) and 2 without an alias: the suggestion names those (it named
+    @challenger, which no version had)."""
+    from types import SimpleNamespace
+
+    from mlflow.exceptions import MlflowException
+
+    from bma_quant.serving.model_source import _registered_versions
+
+    class Client:
+        def search_model_versions(self, query):
+            return [SimpleNamespace(version="1"), SimpleNamespace(version="2")]
+
+        def get_registered_model(self, name):
+            return SimpleNamespace(aliases={"champion": "1"})
+
+    said = _registered_versions(Client(), "m", MlflowException("no alias prod"))
+    assert "has version(s) 1 @champion, 2." in said
+    assert "e.g. models:/m@champion or models:/m/2," in said and "challenger" not in said

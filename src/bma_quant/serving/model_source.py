@@ -145,10 +145,12 @@ def _registered_versions(client, name: str, error: Exception) -> str:
     listed = ", ".join(
         f"{v.version}" + "".join(f" @{a}" for a in sorted(by_version.get(str(v.version), [])))
         for v in sorted(versions, key=lambda v: int(v.version)))
+    newest = max(versions, key=lambda v: int(v.version)).version
+    example = " or ".join([*(f"models:/{name}@{a}" for a in sorted(aliases)[:2]),
+                           f"models:/{name}/{newest}"])
     return (f"not found; {name!r} has version(s) {listed}. A version becomes @champion only when "
-            "its gates pass (model_registration.json says why not): use one of these, e.g. "
-            f"models:/{name}@challenger or models:/{name}/<version>, or "
-            "inference.model_source: local")
+            f"its gates pass (model_registration.json says why not): use one of these, e.g. "
+            f"{example}, or inference.model_source: local")
 
 
 def load_registered(model_uri: str) -> InferenceModel:

@@ -452,3 +452,13 @@ def test_a_parquet_file_with_two_header_levels_is_refused_naming_them(tmp_path):
     advised = frame.stack(level=1, future_stack=True).rename_axis(["date", "ticker"]).reset_index()
     advised.to_parquet(tmp_path / "long.parquet")
     assert sorted(load_raw_panel(tmp_path / "long.parquet")["ticker"].unique()) == ["AAPL", "MSFT"]
+
+
+def test_a_long_file_read_as_wide_by_setting_says_so(tmp_path):
+    """data.layout wide on a file with a ticker column: said as such (the message was 'there is
+    no ticker column')."""
+    path = tmp_path / "long.csv"
+    path.write_text("date,ticker,close\n" + "\n".join(_long_lines(["A", "B"])))
+    with pytest.raises(DataValidationError, match="layout is set to wide .* has a 'ticker' column"):
+        load_raw_panel(path, layout="wide")
+    assert len(load_raw_panel(path, layout="long")) == 8

@@ -598,6 +598,11 @@ def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None
             f"Input data rejected ({path}): the header reads as one column {columns[0]!r}, so the "
             f"delimiter {delimiter!r} is not the file's: set data.delimiter to it, or to null to "
             "detect it")
+    if layout == "wide" and "ticker" in frame.columns:
+        raise DataValidationError(
+            f"Input data rejected ({path}): the layout is set to wide (data.layout, or "
+            "inference.data.layout), but the file has a 'ticker' column: it is a long file "
+            "(one row per date and ticker); set the layout to auto or long")
     if detect_layout(frame, layout) == "wide":
         try:
             frame = wide_to_long(frame)

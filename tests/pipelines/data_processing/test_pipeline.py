@@ -259,6 +259,19 @@ def _assert_serving_decides_the_same(panel: pd.DataFrame, overrides: dict, out: 
     pd.testing.assert_frame_equal(served.loc[compare_from:].fillna(False).astype(bool),
                                   eligible.loc[compare_from:].fillna(False).astype(bool),
                                   check_names=False)
+    # and the same values where training has the name in the cross-section: the cleaned close,
+    # the daily return (after split repairs and withheld windows) and the imputed user factors
+    primary = out["primary_panel"]
+    values = ["close", "ret_1d", *[c for c in primary.columns if c in sliced.columns
+                                   and c.startswith(("signal_", "noise_"))]]
+    kept = primary.loc[primary["eligible"].astype(bool) & (primary["date"] >= compare_from)]
+    both = kept[["date", "ticker", *values]].merge(sliced[["date", "ticker", *values]],
+                                                    on=["date", "ticker"], how="left",
+                                                    suffixes=("", "_served"))
+    for column in values:
+        np.testing.assert_allclose(both[f"{column}_served"].to_numpy(dtype=float),
+                                   both[column].to_numpy(dtype=float), rtol=1e-12,
+                                   equal_nan=True, err_msg=column)
 
 
 def test_suspended_rows_are_out_of_the_cross_section_in_training_and_serving(tmp_path, market,
@@ -934,3 +947,29 @@ def test_a_first_fold_longer_than_development_is_named_in_the_short_panel_warnin
     with caplog.at_level(logging.WARNING):
         make_cv_folds(split, panel, params["temporal"], {**params["cv"], "min_train_days": 690})
     assert "short panel: 700 development dates" in caplog.text and "alone" not in caplog.text
+
+
+def test_serving_cleans_splits_stale_fills_and_factor_gaps_as_training_does(tmp_path, market):
+    """Parity beyond the cross-section: a 2:1 split (repaired, its window withheld), a stale
+    streak interrupted by missing rows the forward fill copies, and user-factor gaps the
+    cross-sectional median fills. The serving cleaner gives training's close, ret_1d and
+    factor values on a slice (was checked on `eligible` only)."""
+    panel = market.panel.copy()
+    dates = np.sort(panel["date"].unique())
+    split = (panel["ticker"] == "T0002") & (panel["date"] >= dates[400])
+    panel.loc[split, ["open", "high", "low", "close"]] /= 2.0
+    flat = (panel["ticker"] == "T0006") & panel["date"].between(dates[420], dates[460])
+    panel.loc[flat, ["open", "high", "low", "close"]] = 30.0
+    gaps = (panel["ticker"] == "T0006") & panel["date"].isin(dates[[430, 431, 445]])
+    panel = panel.loc[~gaps]
+    holes = panel["ticker"].isin(["T0001", "T0008"]) & panel["date"].isin(dates[470:480])
+    panel.loc[holes, "signal_1"] = np.nan
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    out = run_pipeline("data_processing", {}, _overrides(path))
+    primary = out["primary_panel"]
+    repaired = primary.loc[primary["ticker"] == "T0002"].set_index("date")["ret_1d"]
+    assert repaired.loc[dates[395]:dates[430]].abs().max() < 0.3  # no -50 % day: repaired
+    imputed = primary.loc[primary["ticker"].eq("T0001") & primary["date"].eq(dates[475])]
+    assert np.isfinite(imputed["signal_1"]).all()
+    _assert_serving_decides_the_same(panel, {}, out, dates[100], dates[380])

@@ -178,6 +178,19 @@ def test_soft_training_weights_every_row_by_its_regime_probability(flipped):
     soft = L.fit_regime_models(dev[FEATURES], dev["label"], weights, dev["date"], regimes,
                                _config(min_stability_weight=0.0, training="soft"))
     np.testing.assert_allclose(soft.predict(held_out, regimes), hard.predict(held_out, regimes))
+    # with time-decay sample weights too: soft training multiplies them, as hard training uses them
+    from bma_quant.core.features.decay import time_decay_weights
+
+    decay = time_decay_weights(dev["date"], 120.0).set_index("date")["weight"]
+    aged = dev["date"].map(decay).to_numpy()
+    hard = L.fit_regime_models(dev[FEATURES], dev["label"], aged, dev["date"], regimes,
+                               _config(min_stability_weight=0.0))
+    soft = L.fit_regime_models(dev[FEATURES], dev["label"], aged, dev["date"], regimes,
+                               _config(min_stability_weight=0.0, training="soft"))
+    np.testing.assert_allclose(soft.predict(held_out, regimes), hard.predict(held_out, regimes))
+    assert not np.allclose(hard.predict(held_out, regimes), L.fit_regime_models(
+        dev[FEATURES], dev["label"], weights, dev["date"], regimes,
+        _config(min_stability_weight=0.0)).predict(held_out, regimes))  # the weights matter
     floored = L.fit_regime_models(dev[FEATURES], dev["label"], weights, dev["date"], regimes,
                                   _config(training="soft", combine="blend"))
     assert set(floored.estimators) == set(REGIMES) and floored.fallback is None

@@ -112,6 +112,21 @@ def test_median_pruner_stops_bad_trials_fold_by_fold(frame_and_folds):
     assert result.best_value > 0.1 and result.best_params["alpha"] < 1.0
 
 
+def test_the_pruner_sees_each_folds_rank_ic_as_it_is(frame_and_folds):
+    """What a trial reports per fold is that fold's RankIC (higher is better, as the study's
+    direction): a sign slip would prune the good trials and keep the bad."""
+    seen = []
+    _tune(frame_and_folds, n_trials=4, callbacks=[lambda study, trial: seen.append(trial)])
+    complete = [t for t in seen if t.state == optuna.trial.TrialState.COMPLETE]
+    assert complete
+    for trial in complete:
+        folds = trial.user_attrs["fold_rank_ic"]
+        reported = [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)]
+        assert reported == pytest.approx(folds, abs=1e-6)  # the attribute is rounded to 6 digits
+        assert trial.value == pytest.approx(np.mean(reported))
+        assert trial.value > 0.05  # the planted signal: positive RankIC, not its negative
+
+
 def test_sqlite_storage_keeps_a_fresh_named_study_per_run(frame_and_folds, tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     result = _tune(frame_and_folds, n_trials=3, storage=storage, study_name="lightgbm-run1")

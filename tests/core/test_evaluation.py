@@ -166,3 +166,19 @@ def test_a_model_thin_on_its_own_dates_is_named(market, caplog):
     assert f"1 of {len(test_dates)} test date(s) have fewer than 5 predicted names " \
            f"(model xgboost)" in caplog.text
 
+
+
+def test_a_regimes_turnover_leaves_out_the_build_from_an_empty_book():
+    """Turnover is the mean over rebalances of a held book; the first day's build from cash
+    (turnover 1) is reported apart, in a regime's slice as in the whole period's."""
+    from bma_quant.core.evaluation.test_period import portfolio_summary
+
+    days = pd.bdate_range("2024-01-01", periods=6)
+    daily = pd.DataFrame({"long_short": [0.01, -0.01, 0.02, 0.0, 0.01, 0.0],
+                          "excess": [0.0] * 6,
+                          "turnover": [1.0, 0.0, 0.3, 0.0, 0.5, 0.0]}, index=days)
+    first = np.array([True, False, True, False, True, False])
+    summary = portfolio_summary(daily, first, 252, initial_day=days[0])
+    assert summary["turnover"] == pytest.approx(0.4) and summary["n_rebalances"] == 3
+    later = portfolio_summary(daily.iloc[2:], first[2:], 252, initial_day=days[0])
+    assert later["turnover"] == pytest.approx(0.4)  # a slice without the build: all of its own

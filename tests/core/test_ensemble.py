@@ -585,3 +585,15 @@ def test_pseudo_bma_weights_do_not_depend_on_the_blas_thread_count():
                              text=True, check=True)
         weights.append(json.loads(out.stdout))
     assert weights[0] == weights[1]
+
+
+def test_fold_mean_scores_average_the_folds_not_the_pooled_dates():
+    """Fold 1 has 4 dates at RankIC 0.1, fold 2 has 8 at 0.0: the score is the mean of the two
+    fold means, 0.05 (pooling the 12 dates would give 0.033); a fold outside `folds` and a
+    method without rows in a fold do not count."""
+    from bma_quant.core.ensemble.selection import FOLD, METHOD, RANK_IC
+
+    rows = [(1, "a", 0.1)] * 4 + [(2, "a", 0.0)] * 8 + [(3, "a", 1.0)] * 5 + [(2, "b", 0.2)] * 3
+    daily = pd.DataFrame(rows, columns=[FOLD, METHOD, RANK_IC])
+    scores = fold_mean_scores(daily, [1, 2])
+    assert scores == {"a": pytest.approx(0.05), "b": pytest.approx(0.2)}

@@ -355,3 +355,22 @@ def test_base_models_features_naming_an_absent_column_is_refused_by_name():
         training_inputs(frame, None, dev=("2020-01-01", "2020-01-06"),
                         test=("2020-01-06", "2020-01-06"), folds=[],
                         features=["f1", "nosuchcol", "label"])
+
+
+@pytest.mark.parametrize("with_weights", [False, True])
+def test_development_rows_end_on_dev_end_and_test_rows_start_on_test_start(with_weights):
+    """The purge gap between development and test is in neither (its labels reach into the test
+    period): with sample weights or without them, whose zeros would otherwise hide it."""
+    import pandas as pd
+
+    from bma_quant.core.models.training import training_inputs
+
+    dates = pd.bdate_range("2020-01-01", periods=30)
+    frame = pd.DataFrame({"date": np.repeat(dates, 2), "ticker": ["A", "B"] * 30,
+                          "f1": np.arange(60.0), "label": np.tile([0.01, -0.01], 30)})
+    weights = pd.DataFrame({"date": dates, "weight": 1.0}) if with_weights else None
+    inputs = training_inputs(frame, weights, dev=(str(dates[0].date()), str(dates[17].date())),
+                             test=(str(dates[24].date()), str(dates[29].date())), folds=[])
+    assert pd.DatetimeIndex(inputs.data.dates).max() == dates[17]
+    assert len(inputs.data.dates) == 36 and inputs.data.weight.min() == 1.0
+    assert pd.DatetimeIndex(inputs.test_dates).min() == dates[24] and len(inputs.test_dates) == 12

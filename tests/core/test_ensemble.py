@@ -597,3 +597,19 @@ def test_fold_mean_scores_average_the_folds_not_the_pooled_dates():
     daily = pd.DataFrame(rows, columns=[FOLD, METHOD, RANK_IC])
     scores = fold_mean_scores(daily, [1, 2])
     assert scores == {"a": pytest.approx(0.05), "b": pytest.approx(0.2)}
+
+
+def test_bma_weights_read_the_per_date_target_not_the_raw_label(inputs):
+    """Each date's labels scaled and shifted (a volatile day, a market move) leave the target,
+    the per-date standardised label, and so the BMA weights and elpd, unchanged; calibrated on
+    the raw label they would move."""
+    base = combiners.build_design(inputs["oof"], inputs["labels"], inputs["folds"],
+                                  inputs["models"])
+    labels = inputs["labels"].copy()
+    codes = pd.factorize(labels["date"])[0]
+    labels["label"] = labels["label"] * (1.0 + (codes % 7)) + 0.01 * (codes % 5)
+    moved = combiners.build_design(inputs["oof"], labels, inputs["folds"], inputs["models"])
+    np.testing.assert_allclose(moved["target"], base["target"], atol=1e-12)
+    first, second = (_fit("bma", d, inputs).combiner for d in (base, moved))
+    np.testing.assert_allclose(first.weights_, second.weights_, atol=1e-12)
+    np.testing.assert_allclose(first.elpd_, second.elpd_, rtol=1e-9)

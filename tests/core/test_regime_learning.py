@@ -232,3 +232,21 @@ def test_the_regime_models_pyfunc_input_carries_each_rows_regime_state(flipped, 
                              signature=signature)
     loaded = mlflow.pyfunc.load_model(str(tmp_path / "regime"))
     np.testing.assert_allclose(np.asarray(loaded.predict(frame)).ravel(), expected, rtol=1e-6)
+
+
+def test_each_folds_rows_carry_that_folds_own_regimes(flipped):
+    """The out-of-fold `regime` column (per-regime scores in the report) is read from the fold's
+    own detector, fitted on its training dates, never a later fold's."""
+    _, dev, _, regimes = flipped
+    folds = PurgedWalkForwardSplit(3, TemporalConfig(), min_train_days=250).date_folds(dev["date"])
+
+    def fold_regimes(fold):  # a different labelling per fold, to tell them apart
+        label = REGIMES[fold.fold % 3]
+        return _one_hot(regimes["date"], [label] * len(regimes))
+
+    cv = L.cross_validate_regime_models(dev[FEATURES], dev["label"], np.ones(len(dev)),
+                                        dev["date"], folds, fold_regimes,
+                                        _config(min_samples_per_regime=10))
+    for fold, part in cv.oof.groupby("fold"):
+        assert set(part["regime"]) == {REGIMES[int(fold) % 3]}
+    assert cv.oof["fold"].nunique() == len(folds) >= 2

@@ -271,3 +271,28 @@ def test_hmm_states_can_be_named_by_a_column_it_does_not_model():
     assert np.mean(detected["regime"].to_numpy() == truth) > 0.95
     with pytest.raises(ValueError, match="order_column 'nothing'"):
         R.make_detector("hmm", {**params, "order_column": "nothing"}, 1).fit(inputs)
+
+
+def test_factor_performance_by_hand():
+    """perf_momentum at t: the sum over the last `performance_window` dates s of the mean over
+    names of (momentum score at s - factor_lag_days) x (log return at s): a factor portfolio
+    formed on scores known factor_lag_days before the return it earns."""
+    from bma_quant.core.regimes.regime_evidence import EvidenceParams, factor_performance
+
+    rng = np.random.default_rng(8)
+    r = pd.DataFrame(rng.normal(0, 0.02, (14, 3)), columns=list("ABC"),
+                     index=pd.bdate_range("2021-01-04", periods=14))
+    params = EvidenceParams(momentum_window=2, reversal_window=2, low_volatility_window=2,
+                            factor_lag_days=2, performance_window=3)
+    out = factor_performance(r, params)
+    values = r.to_numpy()
+
+    def score(s):  # 2-day momentum standardised across the names at date s
+        m = values[s - 1] + values[s]
+        return (m - m.mean()) / m.std(ddof=1)
+
+    t = 13
+    expected = sum(np.mean(score(s - 2) * values[s]) for s in (t - 2, t - 1, t))
+    assert out["perf_momentum"].iloc[t] == pytest.approx(expected)
+    # a score from row 1 (2 returns), lagged 2 -> a daily return from row 3, 3 of them: row 5
+    assert np.isnan(out["perf_momentum"].iloc[4]) and np.isfinite(out["perf_momentum"].iloc[5])

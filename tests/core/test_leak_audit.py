@@ -7,6 +7,7 @@ import pytest
 from bma_quant.core.data.synthetic import generate_synthetic_market
 from bma_quant.core.features import factors as F
 from bma_quant.core.features import leak_audit as LA
+from bma_quant.core.features.transforms import centred_rank
 
 CONFIG = LA.LeakAuditConfig(date_stride=1)
 
@@ -339,3 +340,28 @@ def test_a_profile_on_a_few_dates_is_not_judged(caplog):
     # thin cross-section or a short history in a warning on every run
     assert warned[0].endswith("thin") and "mkt_ret_5" not in warned[0]
     assert "no cross-sectional IC on any development date" in caplog.text
+
+
+def test_the_future_ic_profile_is_scored_on_the_selection_scope_only():
+    """The profile drops factors, a choice: scored on `profile_rows` (the selection's scope,
+    before the CV test windows), not on every development date. A user column that peeks at
+    r(t+1) only on later dates is no suspect on the scope; on all development dates it is."""
+    rng = np.random.default_rng(12)
+    n_dates, n_names = 500, 60
+    dates = pd.bdate_range("2015-01-01", periods=n_dates)
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, (n_dates, n_names)), axis=0))
+    peek = _shift_up(LA.daily_returns(close), 1)
+    peek[:300] = rng.standard_normal((300, n_names))  # honest noise on the scope's dates
+    full = {"late_peek": centred_rank(peek)}
+
+    def compute(start, first, stop):  # a precomputed table: prefix-invariant by construction
+        return {name: values[first:stop] for name, values in full.items()}
+
+    dev_rows = np.arange(n_dates - 12)
+    scoped = LA.audit_factor_table(full, compute, close, dates, dev_rows, 0, max_offset=11,
+                                   config=CONFIG, values_are_ranks=True,
+                                   profile_rows=np.arange(250))
+    everything = LA.audit_factor_table(full, compute, close, dates, dev_rows, 0, max_offset=11,
+                                       config=CONFIG, values_are_ranks=True)
+    assert "late_peek" not in scoped.suspects
+    assert "r(t+1)" in everything.suspects["late_peek"]

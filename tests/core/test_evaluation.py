@@ -182,3 +182,13 @@ def test_a_regimes_turnover_leaves_out_the_build_from_an_empty_book():
     assert summary["turnover"] == pytest.approx(0.4) and summary["n_rebalances"] == 3
     later = portfolio_summary(daily.iloc[2:], first[2:], 252, initial_day=days[0])
     assert later["turnover"] == pytest.approx(0.4)  # a slice without the build: all of its own
+
+
+def test_a_date_with_fewer_names_than_quantiles_or_an_ic_needs_is_thin():
+    """min_names 5 and 10 quantiles: a date of 7 names can score an IC but fill no 10-bucket
+    book, so it is thin; 10 names are enough; with 3 quantiles 5 names are."""
+    rows = pd.DataFrame({"date": ["d7"] * 7 + ["d10"] * 10 + ["d5"] * 5, "prediction": 1.0})
+    wide = ev.EvaluationConfig(min_names=5, n_quantiles=10)
+    assert list(ev.thin_cross_sections(rows, wide)) == ["d7", "d5"]
+    narrow = ev.EvaluationConfig(min_names=5, n_quantiles=3)
+    assert list(ev.thin_cross_sections(rows, narrow)) == []

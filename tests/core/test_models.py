@@ -374,3 +374,18 @@ def test_development_rows_end_on_dev_end_and_test_rows_start_on_test_start(with_
     assert pd.DatetimeIndex(inputs.data.dates).max() == dates[17]
     assert len(inputs.data.dates) == 36 and inputs.data.weight.min() == 1.0
     assert pd.DatetimeIndex(inputs.test_dates).min() == dates[24] and len(inputs.test_dates) == 12
+
+
+def test_rows_without_weight_or_target_are_not_trained_on():
+    """A date of weight 0 (no sample weight: a purge gap, a date the decay left out) and a row
+    without a label take no part in a fit (nor in min_child_samples' counts)."""
+    import pandas as pd
+
+    from bma_quant.core.models.training import LearningSet
+
+    X = pd.DataFrame({"f1": np.arange(6.0)})
+    data = LearningSet.from_arrays(X, [0.1, np.nan, 0.3, 0.4, 0.5, 0.6],
+                                   [1.0, 1.0, 0.0, 1.0, 2.0, 1.0],
+                                   pd.bdate_range("2020-01-01", periods=6).repeat(1),
+                                   target_transform="raw")
+    np.testing.assert_array_equal(data.trainable(np.arange(6)), [0, 3, 4, 5])

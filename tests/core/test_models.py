@@ -389,3 +389,23 @@ def test_rows_without_weight_or_target_are_not_trained_on():
                                    pd.bdate_range("2020-01-01", periods=6).repeat(1),
                                    target_transform="raw")
     np.testing.assert_array_equal(data.trainable(np.arange(6)), [0, 3, 4, 5])
+
+
+def test_float32_predictions_come_from_float64_features():
+    """A linear model on float32 features: predict_float32 is predict on float64 features,
+    rounded once (float32 dot products vary with the batch), so a row scores the same alone as
+    in a batch."""
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    from bma_quant.core.models.learners import predict_float32
+
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.standard_normal((2000, 40)).astype(np.float32),
+                     columns=[f"f{i}" for i in range(40)])
+    model = LinearRegression().fit(X.astype(np.float64), rng.standard_normal(2000))
+    batch = predict_float32(model, X)
+    assert batch.dtype == np.float32
+    np.testing.assert_array_equal(batch, model.predict(X.astype(np.float64)).astype(np.float32))
+    alone = np.concatenate([predict_float32(model, X.iloc[[i]]) for i in range(0, 2000, 97)])
+    np.testing.assert_array_equal(alone, batch[::97])

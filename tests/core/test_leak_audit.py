@@ -365,3 +365,18 @@ def test_the_future_ic_profile_is_scored_on_the_selection_scope_only():
                                        config=CONFIG, values_are_ranks=True)
     assert "late_peek" not in scoped.suspects
     assert "r(t+1)" in everything.suspects["late_peek"]
+
+
+def test_the_label_edge_check_reads_no_return_past_the_scopes_label_reach():
+    """Scored on rows 0..299 with a label window ending at t+11, the profile (edge check
+    included) reads returns up to row 310 only: closes from row 311 on changed, it is the same."""
+    rng = np.random.default_rng(13)
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, (400, 40)), axis=0))
+    factor = {"f": centred_rank(rng.standard_normal((400, 40)))}
+    rows = np.arange(300)
+    before = LA.future_ic_profile(factor, close, rows, 11, CONFIG, values_are_ranks=True)
+    moved = close.copy()
+    moved[311:] *= np.exp(rng.normal(0, 0.05, (89, 40)))
+    after = LA.future_ic_profile(factor, moved, rows, 11, CONFIG, values_are_ranks=True)
+    pd.testing.assert_frame_equal(before, after)
+    assert np.isfinite(before.loc["f", "edge_tstat"])

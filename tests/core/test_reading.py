@@ -165,6 +165,12 @@ def test_a_single_ticker_download_is_refused_not_read_as_six_tickers(tmp_path):
     with pytest.raises(DataValidationError, match=r"Open, High, Low, Close, Adj Close, Volume "
                                                     r"are one name's price fields"):
         load_raw_panel(tmp_path / "AAPL.csv")
+    # tickers HIGH, LOW and CLOSE beside another ticker stay tickers, bars or not
+    beside = pd.DataFrame({"Date": DATES, "HIGH": 50.0, "LOW": 20.0, "CLOSE": 30.0,
+                           "AAPL": 100.0})
+    beside.to_csv(tmp_path / "beside.csv", index=False)
+    assert sorted(load_raw_panel(tmp_path / "beside.csv")["ticker"].unique()) == [
+        "AAPL", "CLOSE", "HIGH", "LOW"]
     # tickers HIGH, LOW and CLOSE whose prices are not bars (HIGH below LOW) stay tickers
     names = pd.DataFrame({"Date": DATES, "HIGH": [1.0, 2, 3, 4], "LOW": [5.0, 6, 7, 8],
                           "CLOSE": [2.0, 3, 4, 5]})
@@ -411,6 +417,10 @@ def test_a_factor_name_the_tree_learners_refuse_is_refused_at_load(tmp_path):
         load_raw_panel(path)
     path.write_text("date,ticker,close,Signal (FY1)\n" + "\n".join(lines))
     assert "Signal (FY1)" in load_raw_panel(path).columns  # parentheses are fine
+    # an empty column is no factor (left out): its name does not matter
+    prices = [line.rsplit(",", 1)[0] for line in lines]
+    path.write_text("date,ticker,close,Notes: misc\n" + "\n".join(f"{x}," for x in prices))
+    assert len(load_raw_panel(path)) == len(lines)
 
 
 @pytest.mark.parametrize("tz", ["America/New_York", "Asia/Tokyo", None])

@@ -222,7 +222,10 @@ class SliceChecks:
         (scores are ranks within a date: every other name's score moves without them)."""
         universe = set(map(str, self.cleaner.universe))
         sent = set(raw["ticker"].astype(str))
-        unknown = sorted(sent - universe)
+        # named when priced on the request's last date: a name that stopped trading earlier
+        # (one training left out before its dev_start, a delisting) wants no score
+        last = raw.loc[(raw["date"] == raw["date"].max()) & raw["close"].notna(), "ticker"]
+        unknown = sorted(set(last.astype(str)) - universe)
         if unknown:
             by_case = {t.upper(): t for t in universe}
             cased = [f"{t} ({by_case[t.upper()]}?)" for t in unknown if t.upper() in by_case]

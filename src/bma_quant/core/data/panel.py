@@ -509,17 +509,20 @@ def _field_name(column) -> str:
 
 
 def _refuse_price_fields_as_tickers(frame: pd.DataFrame, tickers: list) -> None:
-    """High, low and a close among a wide file's columns, high at or above low on its rows, are
-    one name's bars (a single-ticker download without a ticker column), not three tickers.
-    Tickers that happen to be field names (LOW, OPEN) without that whole set stay tickers."""
+    """Columns that are all price fields, among them high, low and a close, with high at or
+    above low on its rows, are one name's bars (a single-ticker download without a ticker
+    column), not tickers. Tickers that happen to be field names (LOW, OPEN, HIGH) beside other
+    tickers stay tickers."""
     by_field = {_field_name(c): c for c in tickers}
-    if not ({"high", "low"} <= set(by_field) and CLOSE_FIELD_NAMES & set(by_field)):
+    fields = {*CLOSE_FIELD_NAMES, *NUMERIC_OPTIONAL}
+    if not ({"high", "low"} <= set(by_field) and CLOSE_FIELD_NAMES & set(by_field)
+            and set(by_field) <= fields):
         return
     high, low = (pd.to_numeric(frame[by_field[f]], errors="coerce") for f in ("high", "low"))
     both = high.notna() & low.notna()
     if not both.any() or (high[both] >= low[both]).mean() < 0.99:
         return
-    fields = [str(c) for c in tickers if _field_name(c) in {*CLOSE_FIELD_NAMES, *NUMERIC_OPTIONAL}]
+    fields = [str(c) for c in tickers]
     raise DataValidationError(
         f"Input data rejected: there is no 'ticker' column, so the file reads as the wide layout "
         f"(one close column per ticker), but column(s) {', '.join(fields)} are one name's price "
@@ -633,12 +636,13 @@ LEARNER_REFUSED_CHARACTERS = '",:[]{}<'
 
 
 def _refuse_factor_names_learners_refuse(long: pd.DataFrame, path) -> None:
-    """A numeric column of the file is a user factor under its own name: one whose name the tree
-    learners cannot take is refused at load, naming it, rather than failing them mid-run."""
+    """A numeric column of the file with a value is a user factor under its own name (an empty
+    one is left out): one whose name the tree learners cannot take is refused at load, naming
+    it, rather than failing them mid-run."""
     named = {str(c): "".join(dict.fromkeys(ch for ch in str(c) if ch in LEARNER_REFUSED_CHARACTERS))
              for c in long.columns
              if c not in RESERVED and pd.api.types.is_numeric_dtype(long[c])
-             and not pd.api.types.is_bool_dtype(long[c])}
+             and not pd.api.types.is_bool_dtype(long[c]) and long[c].notna().any()}
     named = {c: chars for c, chars in named.items() if chars}
     if named:
         shown = "; ".join(f"{c!r} ({' '.join(chars)})" for c, chars in list(named.items())[:5])

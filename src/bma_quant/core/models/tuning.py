@@ -354,7 +354,9 @@ def _study_result(study: optuna.Study, name: str, defaults: dict, *, n_trials: i
     n_pruned = states.count(optuna.trial.TrialState.PRUNED)
     finished = sum(state.is_finished() for state in states)  # an enqueued trial waits unrun
     if complete == 0:
-        if timeout is not None and finished < int(n_trials) and not constant:
+        # a shared study runs to its budget without the timeout (a dead worker's trial can be
+        # left RUNNING): only this process's own study can have been cut by the clock
+        if timeout is not None and not shared and finished < int(n_trials) and not constant:
             raise TuningTimedOut(
                 f"{name}: the {float(timeout):g} s tuning timeout (base_models.tuning.timeout) "
                 f"stopped the study after {finished} of {int(n_trials)} trial(s), before any "

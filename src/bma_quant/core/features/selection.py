@@ -607,22 +607,42 @@ def _score_factors(features, families, per_ticker, scorer, fit_rows, degraded,
     return out
 
 
+def family_round_robin(eligible: Sequence[str], rows: Sequence[dict]) -> list[str]:
+    """Degraded mode's order (no IC to rank by): one factor of each family in turn (families in
+    the order they were built), within a family the best-covered first, then in build order.
+    Without evidence of what pays, a spread over families (trend, volatility, volume, ...) is
+    the least arbitrary choice; the variance of rank-transformed factors, the former order, is
+    the same for all but their coverage. Coverage is compared at 10 significant digits, so the
+    order does not depend on float sums' last bits."""
+    position = {name: k for k, name in enumerate(eligible)}
+    by_family: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["factor"] in position:
+            by_family.setdefault(row["family"], []).append(row)
+    queues = [sorted(members, key=lambda r: (-_rounded(r["coverage"]), position[r["factor"]]))
+              for members in by_family.values()]
+    order: list[str] = []
+    for depth in range(max((len(q) for q in queues), default=0)):
+        order += [q[depth]["factor"] for q in queues if depth < len(q)]
+    return order
+
+
 def _choose(scored: _Scored, per_ticker: list[str], fit_rows, degraded,
             config: SelectionConfig) -> tuple[list[str], list[str]]:
     """Per-ticker factors ranked, de-duplicated, cut to the limit and refilled to min_features;
     returns (selected, filled below significance) and records every drop in scored.drop."""
     eligible = [n for n in per_ticker if n not in scored.drop]
     if degraded:
-        score = {r["factor"]: r["variance"] for r in scored.rows}
+        order = family_round_robin(eligible, scored.rows)
+        score: dict[str, float] = {}
         limit = config.fallback_features
     else:
-        score = {r["factor"]: _ranking_score(r) for r in scored.rows}
+        # Scores equal but for rounding (float sums differ in their last bits with the summation
+        # order, which varies with the CPU and the array's layout) tie, and ties go by name: the
+        # same choice on every machine.
+        score = {r["factor"]: _rounded(_ranking_score(r)) for r in scored.rows}
+        order = sorted(eligible, key=lambda n: (-score[n], n))
         limit = config.max_features
-    # Scores equal but for rounding (the variance of full-coverage ranks, the same for every such
-    # factor, differs in its last bits with the summation order, which varies with the CPU and the
-    # array's layout) tie, and ties go by name: the same choice on every machine.
-    score = {n: _rounded(v) for n, v in score.items()}
-    order = sorted(eligible, key=lambda n: (-score[n], n))
     kept, redundant = _redundancy_order(order, scored.visible, fit_rows, config)
     scored.drop.update(redundant)
     selected = kept[:limit]

@@ -284,6 +284,27 @@ def test_a_detector_with_one_label_on_every_development_date_is_warned_about(ups
     assert "labels every development date" not in caplog.text
 
 
+def test_one_label_on_every_test_date_is_warned_about(caplog):
+    """The detector's states can describe an early stretch only (evidence on a thin universe):
+    every test date then gets one label while development holds several. Said in the log."""
+    from bma_quant.pipelines.regime_models.nodes import _warn_single_regime
+
+    def summary(test_shares):
+        stats = lambda shares: {**{f"share_{r}": s for r, s in zip(  # noqa: E731
+            ("bull", "neutral", "bear"), shares, strict=True)}, "spells": 3}
+        return {"detector": "hmm", "min_duration_days": 5,
+                "development": stats((0.3, 0.4, 0.3)), "test": stats(test_shares)}
+
+    with caplog.at_level("WARNING"):
+        _warn_single_regime(summary((0.0, 1.0, 0.0)))
+    assert "labels every test date 'neutral'" in caplog.text
+    assert "bull 30%, neutral 40%, bear 30%" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _warn_single_regime(summary((0.1, 0.9, 0.0)))
+    assert "labels every" not in caplog.text
+
+
 def test_no_regime_model_is_warned_once_per_run(upstream, caplog):
     """Folds and the refit each fall back; the run says it once, at the refit."""
     _, _, inputs = upstream

@@ -16,6 +16,12 @@ no fitted quantity), so the table is prefix-invariant:
   (`momentum_window`-day log return), reversal (minus the `reversal_window`-day log return) and
   low_volatility (minus the `low_volatility_window`-day volatility of daily log returns).
 
+The cross-sectional columns (dispersion, breadth, perf_*) are missing on dates with fewer than
+`min_names` names (a universe that starts with a few listings): a factor portfolio of two names
+is noise several times the full universe's, and a regime model fitted on such dates spends its
+states on that noise (seen: bull and bear only in a year of 1-30 names, every later date
+neutral). The HMM marginalises a missing column and fits on complete rows only.
+
 The fear-greed composite is added next to these by `core.regimes.detection.detector_inputs`. The factor
 library (`core.features.factors`) offers the same `perf_<factor>` columns to every learner as market
 context (`factor_performance`), computed by `factor_performance` below.
@@ -45,6 +51,7 @@ class EvidenceParams:
     low_volatility_window: int = 20
     factor_lag_days: int = 2
     performance_window: int = 20
+    min_names: int = 10
 
     @classmethod
     def from_params(cls, params: Mapping | None) -> EvidenceParams:
@@ -95,8 +102,9 @@ def factor_performance(log_returns: pd.DataFrame, params: EvidenceParams) -> pd.
     out = pd.DataFrame(index=log_returns.index)
     for name, scores in factor_scores(log_returns, params).items():
         lagged = scores.shift(params.factor_lag_days)
-        daily = (lagged * log_returns).mean(axis=1, skipna=True)
-        daily[lagged.notna().sum(axis=1) < 2] = np.nan
+        earned = lagged * log_returns
+        daily = earned.mean(axis=1, skipna=True)
+        daily[earned.notna().sum(axis=1) < params.min_names] = np.nan
         out[f"perf_{name}"] = _rolling(daily, params.performance_window).sum()
     return out
 
@@ -119,12 +127,14 @@ def regime_evidence(
     out = pd.DataFrame(index=pd.DatetimeIndex(calendar, name="date"))
     out["trend"] = _rolling(market_log, params.trend_window).sum()
     out["volatility"] = np.log(_rolling(market_log, params.volatility_window).std())
-    daily_dispersion = log_returns.std(axis=1)
+    daily_dispersion = log_returns.std(axis=1).where(
+        log_returns.notna().sum(axis=1) >= params.min_names)
     out["dispersion"] = np.log(_rolling(daily_dispersion, params.dispersion_window).mean())
     average = _rolling(close, params.breadth_window).mean()
     valid = close.notna() & average.notna()
     counts = valid.sum(axis=1)
     above = ((close > average) & valid).sum(axis=1)
-    out["breadth"] = (above / counts.where(counts > 0)).astype(np.float64)
+    out["breadth"] = (above / counts.where(counts >= max(params.min_names, 1))
+                      ).astype(np.float64)
     out = out.join(factor_performance(log_returns, params))
     return out.replace([np.inf, -np.inf], np.nan)

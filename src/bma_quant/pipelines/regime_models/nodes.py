@@ -63,6 +63,7 @@ def detect_regimes(
         "min_duration_days": _min_duration(params),
         "all_dates": detection.regime_stats(table),
         "development": detection.regime_stats(table[dev]),
+        "test": detection.regime_stats(table[dates_in(date_split, "test", table["date"])]),
         "detector_state": _detector_state(fit.detector),
         "leak_audit": audit,
     }
@@ -88,6 +89,17 @@ def _warn_single_regime(summary: dict) -> None:
             "soft training and blending still read the filtered probabilities; check the "
             "detector's parameters (a shorter minimum duration, its thresholds)",
             summary["detector"], only[0], summary["min_duration_days"])
+        return
+    test = {r: summary["test"][f"share_{r}"] for r in detection.REGIMES}
+    if summary["test"]["spells"] and (only := [r for r, share in test.items() if share == 1.0]):
+        logger.warning(
+            "regime detector %r labels every test date %r, though its development dates hold "
+            "several regimes (%s): the regime-aware models route and weight the whole test "
+            "period as one state. The evidence may have moved to values the fit never saw "
+            "(a universe that grew or changed, a calmer market), or the states describe an "
+            "early stretch of the history only; see regime_report.json",
+            summary["detector"], only[0],
+            ", ".join(f"{r} {100 * share:.0f}%" for r, share in shares.items()))
 
 
 class RegimeLeakError(RuntimeError):
@@ -427,7 +439,8 @@ def regime_report(detection_summary: dict, training_summary: dict) -> tuple[dict
         **{f"share_{r}": stats[f"share_{r}"] for r in detection.REGIMES},
         "switches": stats["switches"],
         "mean_duration_days": stats["mean_duration_days"],
-        **{f"dev.share_{r}": detection_summary["development"][f"share_{r}"]
+        **{f"{period}.share_{r}": detection_summary[key][f"share_{r}"]
+           for period, key in (("dev", "development"), ("test", "test"))
            for r in detection.REGIMES},
         "detector_markov": float(detection_summary["detector"] == "markov"),
         "leak_suspects": float(len((detection_summary.get("leak_audit") or {}).get("suspects", []))),

@@ -283,7 +283,7 @@ def test_factor_performance_by_hand():
     r = pd.DataFrame(rng.normal(0, 0.02, (14, 3)), columns=list("ABC"),
                      index=pd.bdate_range("2021-01-04", periods=14))
     params = EvidenceParams(momentum_window=2, reversal_window=2, low_volatility_window=2,
-                            factor_lag_days=2, performance_window=3, min_names=2)
+                            factor_lag_days=2, performance_window=3, min_cross_section=2)
     out = factor_performance(r, params)
     values = r.to_numpy()
 
@@ -302,7 +302,7 @@ def test_cross_sectional_evidence_needs_min_names():
     """A universe that starts with a few listings: a factor portfolio of two names is noise
     several times the full universe's, and an HMM fitted on such dates spent its states on it
     (every later date one regime). Dispersion, breadth and perf_* are missing on dates with
-    fewer than `min_names` names with a return; the index's trend and volatility stay."""
+    fewer than `min_cross_section` names with a return; the index's trend and volatility stay."""
     from bma_quant.core.regimes.regime_evidence import regime_evidence
 
     rng = np.random.default_rng(3)
@@ -315,11 +315,11 @@ def test_cross_sectional_evidence_needs_min_names():
     params = {"trend_window": 5, "volatility_window": 5, "dispersion_window": 5,
               "breadth_window": 5, "momentum_window": 5, "reversal_window": 2,
               "low_volatility_window": 5, "factor_lag_days": 1, "performance_window": 5}
-    thin = regime_evidence(close, market, {**params, "min_names": 10})
+    thin = regime_evidence(close, market, {**params, "min_cross_section": 10})
     cross = ["dispersion", "breadth", "perf_momentum", "perf_reversal", "perf_low_volatility"]
     assert thin.iloc[:100][cross].isna().all().all()
     assert thin.iloc[20:100][["trend", "volatility"]].notna().all().all()
     assert thin.iloc[130:][cross].notna().all().all()
-    loose = regime_evidence(close, market, {**params, "min_names": 2})
+    loose = regime_evidence(close, market, {**params, "min_cross_section": 2})
     assert loose.iloc[20:100][cross].notna().all().all()
     pd.testing.assert_frame_equal(thin.iloc[130:], loose.iloc[130:])

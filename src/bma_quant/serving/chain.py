@@ -182,6 +182,7 @@ class PanelCleaner:
         matrices = panel_lib.to_matrices(frame)
         matrices = _reindex_matrix(matrices, pd.Index(self.universe))  # full training grid
         observed = matrices.close.notna()
+        rows = universe_lib.file_rows(matrices)  # relistings: stated suspensions are rows
         rule = self._rule()
         first_seen = pd.Series(self.first_close, dtype=object) if self.first_close else None
         if self.strict_mode:  # a date's count depends on that date and its trailing window
@@ -205,11 +206,11 @@ class PanelCleaner:
         )
         trailing = universe_lib.trailing_eligibility(
             universe_lib.traded_cells(observed, unmasked, matrices.close, untraded), rule,
-            first_seen, rows=observed)
+            first_seen, rows=rows)
         # the pipeline's rules (chains pickled before require_own_close: none, as then)
         rules = universe_lib.exclusion_cells(unfilled, unfilled_volume, matrices.close,
                                              self.eligibility)
-        listed_from = universe_lib.listed_from_dates(observed, rule.relist_after_days,
+        listed_from = universe_lib.listed_from_dates(rows, rule.relist_after_days,
                                                      first_seen)
         matrices = replace(matrices, eligible=universe_lib.eligible_cells(
             trailing, matrices.close, untraded, rules["below_price"], rules["carried"],

@@ -541,6 +541,42 @@ def test_a_serving_slice_that_starts_in_a_relisted_codes_gap_sees_the_relisting(
     assert (t9.loc[dates[500]:] == dates[500]).all() and t9.loc[:dates[499]].isna().all()
 
 
+def test_a_suspension_exported_with_zero_volume_and_no_close_is_no_relisting(tmp_path):
+    """Some vendors (Wind-style exports) write a suspended day as a row with volume 0 and an
+    empty close. Such rows say the company is still listed: a 100-date suspension so written is
+    not a new listing (it was, read as 100 missing days), while the same gap without rows is,
+    in training and in the serving cleaner alike."""
+    panel = generate_synthetic_market(n_tickers=12, n_days=700, seed=3).panel
+    dates = np.sort(panel["date"].unique())
+    halted = (panel["ticker"] == "T0009") & panel["date"].isin(dates[300:400])
+    stated = panel.copy()
+    stated.loc[halted, ["open", "high", "low", "close"]] = np.nan
+    stated.loc[halted, "volume"] = 0.0
+    outs = {}
+    for name, frame in (("stated", stated), ("absent", panel[~halted])):
+        path = tmp_path / f"{name}.parquet"
+        frame.reset_index(drop=True).to_parquet(path)
+        outs[name] = run_pipeline("data_processing", {}, _overrides(path))
+    assert outs["stated"]["data_quality_report"]["relistings"] == []
+    assert "listed_from" not in outs["stated"]["primary_panel"]
+    assert outs["absent"]["data_quality_report"]["relistings"] == [
+        {"ticker": "T0009", "listed_from": str(pd.Timestamp(dates[400]).date())}]
+    from bma_quant.serving.chain import PanelCleaner
+    from tests.support import project_params
+
+    report = outs["stated"]["data_quality_report"]
+    cleaner = PanelCleaner.from_params(stated["ticker"].unique(), project_params()["processing"],
+                                       report["first_close"])
+    served = cleaner.clean(stated[stated["date"] >= dates[200]].reset_index(drop=True))
+    assert "listed_from" not in served or served["listed_from"].isna().all()
+    trained = outs["stated"]["primary_panel"].pivot(index="date", columns="ticker",
+                                                    values="eligible")
+    mine = served.pivot(index="date", columns="ticker", values="eligible")
+    pd.testing.assert_series_equal(mine["T0009"].loc[dates[420]:].astype(bool),
+                                   trained["T0009"].loc[dates[420]:].astype(bool),
+                                   check_names=False)
+
+
 def test_a_held_move_at_an_unconfigured_split_ratio_is_reported(tmp_path, market, caplog):
     """An unadjusted 3:2 split (T0002's prices / 1.5 from a quiet day on: a -33 % day, inside
     max_abs_return) is not repaired with the default ratios, but reported

@@ -107,6 +107,19 @@ def _listed(
     return listed, earlier
 
 
+def file_rows(matrices) -> pd.DataFrame:
+    """Date x ticker: the file has a row for the name there, as far as relistings are concerned:
+    a close, or after its first close a volume of 0 with the close left empty (a suspension
+    some vendors export without a price). Such a row says the company is still listed: read as
+    a missing day, a suspension longer than `relist_after_days` made the name a new listing."""
+    rows = matrices.close.notna()
+    volume = matrices.values.get("volume")
+    if volume is None:
+        return rows
+    listed = rows.cummax()  # zero volumes before a name's first close (a grid export) are none
+    return rows | (volume.eq(0).fillna(False).astype(bool) & listed)
+
+
 def relisting_rows(rows: pd.DataFrame, relist_after_days: int | None,
                    first_seen: pd.Series | None = None) -> np.ndarray:
     """Per date and name, the row of the name's latest relisting at or before it (-1: none): its

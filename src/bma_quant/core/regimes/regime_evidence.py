@@ -17,8 +17,8 @@ no fitted quantity), so the table is prefix-invariant:
   low_volatility (minus the `low_volatility_window`-day volatility of daily log returns).
 
 The cross-sectional columns (dispersion, breadth, perf_*) are missing on dates with fewer than
-`min_names` names (a universe that starts with a few listings): a factor portfolio of two names
-is noise several times the full universe's, and a regime model fitted on such dates spends its
+`min_cross_section` names (a universe that starts with a few listings): a factor portfolio of two
+names is noise several times the full universe's, and a regime model fitted on such dates spends its
 states on that noise (seen: bull and bear only in a year of 1-30 names, every later date
 neutral). The HMM marginalises a missing column and fits on complete rows only.
 
@@ -51,7 +51,7 @@ class EvidenceParams:
     low_volatility_window: int = 20
     factor_lag_days: int = 2
     performance_window: int = 20
-    min_names: int = 10
+    min_cross_section: int = 10
 
     @classmethod
     def from_params(cls, params: Mapping | None) -> EvidenceParams:
@@ -64,7 +64,8 @@ class EvidenceParams:
         too_small = {f.name: getattr(out, f.name) for f in fields(cls)
                      if getattr(out, f.name) < (1 if f.name == "factor_lag_days" else 2)}
         if too_small:
-            raise ValueError(f"evidence: windows must be >= 2 and factor_lag_days >= 1, got "
+            raise ValueError(f"evidence: windows and min_cross_section must be >= 2 and "
+                             f"factor_lag_days >= 1, got "
                              f"{too_small}")
         return out
 
@@ -104,7 +105,7 @@ def factor_performance(log_returns: pd.DataFrame, params: EvidenceParams) -> pd.
         lagged = scores.shift(params.factor_lag_days)
         earned = lagged * log_returns
         daily = earned.mean(axis=1, skipna=True)
-        daily[earned.notna().sum(axis=1) < params.min_names] = np.nan
+        daily[earned.notna().sum(axis=1) < params.min_cross_section] = np.nan
         out[f"perf_{name}"] = _rolling(daily, params.performance_window).sum()
     return out
 
@@ -128,13 +129,13 @@ def regime_evidence(
     out["trend"] = _rolling(market_log, params.trend_window).sum()
     out["volatility"] = np.log(_rolling(market_log, params.volatility_window).std())
     daily_dispersion = log_returns.std(axis=1).where(
-        log_returns.notna().sum(axis=1) >= params.min_names)
+        log_returns.notna().sum(axis=1) >= params.min_cross_section)
     out["dispersion"] = np.log(_rolling(daily_dispersion, params.dispersion_window).mean())
     average = _rolling(close, params.breadth_window).mean()
     valid = close.notna() & average.notna()
     counts = valid.sum(axis=1)
     above = ((close > average) & valid).sum(axis=1)
-    out["breadth"] = (above / counts.where(counts >= max(params.min_names, 1))
+    out["breadth"] = (above / counts.where(counts >= max(params.min_cross_section, 1))
                       ).astype(np.float64)
     out = out.join(factor_performance(log_returns, params))
     return out.replace([np.inf, -np.inf], np.nan)

@@ -128,7 +128,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         carried=kept.close.isna() & filled_panel.close.notna(),
     )
     cleaned, untraded, kept_out = _point_in_time_universe(
-        kept, observed, split_repair, cleaned, rule, processing, (periods or {}).get("dev_start"))
+        kept, observed, split_repair, cleaned, rule, processing, (periods or {}).get("dev_start"),
+        rows=universe.file_rows(matrices))
     log = {
         **_calendar_findings(raw, matrices, keep, kept, filled, processing),
         # codes back after more than eligibility.relist_after_days: new listings (features too)
@@ -170,12 +171,14 @@ def _warn_unknown_factor_limits(user_columns: list[str], limits) -> None:
 def _point_in_time_universe(kept: panel.PanelMatrices, observed: pd.DataFrame,
                             split_repair: cleaning.SplitRepair, cleaned: panel.PanelMatrices,
                             rule: universe.EligibilityRule, processing: dict,
-                            dev_start: str | None = None
+                            dev_start: str | None = None, rows: pd.DataFrame | None = None
                             ) -> tuple[panel.PanelMatrices, pd.DataFrame | None, dict[str, int]]:
     """`cleaned` with `eligible`, `withheld`, `tradable` and `listed_from`; the rows the file
     marks as not traded; the rows each optional rule alone keeps out. Decided on the raw
     calendar (`observed`) with trailing windows: the same on any prefix of the panel. Names in
-    no cross-section from `dev_start` on are warned about with their cause."""
+    no cross-section from `dev_start` on are warned about with their cause. `rows`
+    (`universe.file_rows`, None = `observed`) decides relistings."""
+    rows = observed if rows is None else rows
     # a suspension the file states (volume 0, close copied) is no trade: out of that date's
     # cross-section (nothing scored or traded, no training row), judged from that day alone
     untraded = (cleaning.untraded_cells(kept, moves=bool(
@@ -183,7 +186,7 @@ def _point_in_time_universe(kept: panel.PanelMatrices, observed: pd.DataFrame,
                 if processing.get("untraded_zero_volume", True) else None)
     # a frozen price that was masked is no more a trade than a missing one
     traded = universe.traded_cells(observed, split_repair.panel.close, cleaned.close, untraded)
-    trailing = universe.trailing_eligibility(traded, rule, rows=observed)
+    trailing = universe.trailing_eligibility(traded, rule, rows=rows)
     exclusions = _exclusions(kept, cleaned.close, processing["eligibility"])
     rules = {"untraded": untraded, **exclusions}
     eligible, kept_out = _eligible_and_kept_out(trailing, cleaned.close, rules)
@@ -193,7 +196,7 @@ def _point_in_time_universe(kept: panel.PanelMatrices, observed: pd.DataFrame,
     cleaned = replace(cleaned, eligible=eligible, withheld=split_repair.withheld,
                       tradable=universe.tradable_cells(traded, cleaned.close,
                                                        split_repair.withheld),
-                      listed_from=_listed_from(observed, rule, cleaned.close))
+                      listed_from=_listed_from(rows, rule, cleaned.close))
     return cleaned, untraded, kept_out
 
 
@@ -207,7 +210,8 @@ def _calendar_findings(raw: pd.DataFrame, matrices: panel.PanelMatrices, keep: n
     # survivorship-free panel they were most of the grid)
     relist_after = (processing.get("eligibility") or {}).get("relist_after_days")
     alive = _from_first_to_last(observed.to_numpy(),
-                                universe.relisting_rows(observed, relist_after))
+                                universe.relisting_rows(universe.file_rows(matrices),
+                                                        relist_after))
     alive_kept = alive[keep]
     kept_values = kept.close.notna().to_numpy()
     return {

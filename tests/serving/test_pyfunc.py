@@ -291,7 +291,18 @@ def test_a_jump_on_the_scored_date_is_named(model_and_raw, caplog):
     with caplog.at_level("WARNING"):
         model.predict(None, spiked, params={"last_date_only": True})
     assert (f"1 scored name(s) moved beyond processing.split_detection.max_abs_return on the "
-            f"scored date: {name}@{pd.Timestamp(last).date()} +") in caplog.text
+            f"slice's last date: {name}@{pd.Timestamp(last).date()} +") in caplog.text
+    # a check over many dates (the registry's reproduction): an earlier date's jump has later
+    # closes the split repair reads, so it is not named
+    earlier = _last_dates(raw, model.chain.warmup_days + 5)
+    before = sorted(earlier["date"].unique())[-3]  # the request's dates are ISO text
+    at = (earlier["ticker"] == name) & (earlier["date"] >= before)
+    earlier.loc[at, "close"] *= 1.7  # a held +70 % move, no split
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        scored = model.chain.predict(earlier, first_date=pd.Timestamp(before))
+    assert scored["date"].min() == pd.Timestamp(before) and name in set(scored["ticker"])
+    assert "moved beyond processing.split_detection.max_abs_return" not in caplog.text
 
 
 def test_malformed_requests_are_a_400_naming_the_problem(model_and_raw):

@@ -171,21 +171,25 @@ class SliceChecks:
 
     def _warn_large_moves_on_scored_dates(self, clean: pd.DataFrame,
                                           scored: pd.DatetimeIndex) -> None:
-        """Name scored names whose close moved beyond split_detection.max_abs_return that day:
-        on the last date nothing after it can show a bad print (x1000 for a day) for what it
-        is, and its score reads it."""
+        """Name scored names whose close moved beyond split_detection.max_abs_return on the
+        slice's last date, if scored: nothing after it can show a bad print (x1000 for a day)
+        for what it is, and its score reads it. Earlier dates have later closes, which the split
+        repair reads (a check over many dates, such as the registry's, is not warned about)."""
         splits = self.cleaner.split_detection
         if not (splits.get("enabled", True) and "max_abs_return" in splits) \
-                or "ret_1d" not in clean:
+                or "ret_1d" not in clean or clean.empty:
             return
-        rows = clean.loc[clean["date"].isin(scored)
+        last = clean["date"].max()
+        if last not in scored:
+            return
+        rows = clean.loc[(clean["date"] == last)
                          & (clean["ret_1d"].abs() > float(splits["max_abs_return"]))]
         if len(rows):
             shown = ", ".join(f"{r.ticker}@{pd.Timestamp(r.date).date()} {100 * r.ret_1d:+.0f}%"
                               for r in rows.head(5).itertuples())
             logger.warning(
                 "%d scored name(s) moved beyond processing.split_detection.max_abs_return on the "
-                "scored date: %s%s. A bad print in the file is scored as given (no later close "
+                "slice's last date: %s%s. A bad print in the file is scored as given (no later close "
                 "can show it for one yet): check those closes", len(rows), shown,
                 " ..." if len(rows) > 5 else "")
 

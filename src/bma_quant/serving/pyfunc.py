@@ -5,7 +5,7 @@ volume, sector``, user factors, ``market_level``]) with ``date`` as strings, rea
 dates (``YYYY-MM-DD``, day-first or other formats, UTC offsets; a frame with datetime columns:
 ``to_model_input(frame)`` writes them as ISO strings) and at least the chain's ``warmup_days``
 trading days of history before the first date to score (core.features.warmup.chain_warmup_days:
-the longest feature, lookback or eligibility window plus the registry's extra days; 672 on the
+the longest feature, lookback or eligibility window plus the registry's extra days; 812 on the
 shipped sample, written to data/08_reporting/model_registration.json). Output: ``date, ticker,
 prediction`` for every date after that warm-up, or only for the slice's last date with
 ``params={"last_date_only": True}``. A request the chain

@@ -435,3 +435,17 @@ def test_a_bar_without_its_close_is_said_once_with_its_lines(tmp_path, caplog):
     assert len(warned) == 1
     assert "1 row(s) have a bar (open/volume) but no close, e.g. line 3 (2020-01-02, BBB)" in (
         warned[0])
+
+
+def test_tickers_stored_as_numbers_of_several_widths_are_warned_about(caplog):
+    """A Parquet export of A-share codes as integers: 000001 reads as 1. Still one name each,
+    but a later file with text codes names other tickers: said once at load."""
+    frame = good_panel().assign(ticker=[1, 600519, 1, 600519])
+    with caplog.at_level("WARNING"):
+        out = validate_long_panel(frame)
+    assert sorted(out["ticker"].unique()) == ["1", "600519"]
+    assert "tickers are stored as numbers (1 to 6 digits, e.g. 1)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        validate_long_panel(good_panel().assign(ticker=[600000, 600519, 600000, 600519]))
+    assert "stored as numbers" not in caplog.text

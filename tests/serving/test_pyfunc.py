@@ -357,3 +357,21 @@ def test_integer_columns_are_sent_as_the_signatures_double():
     sent = to_model_input(rows)
     assert sent["volume"].dtype == "float64" and sent["close"].dtype == "float64"
     assert sent["sector"].tolist() == ["x"] and sent["date"].tolist() == ["2024-01-02"]
+
+
+def test_codes_that_lost_their_leading_zeros_are_hinted(caplog):
+    """A request built from a file that stores A-share codes as numbers sends 1 for 000001:
+    no score for it, and the log says which trained code it likely is."""
+    from types import SimpleNamespace
+
+    from bma_quant.serving.slice_checks import SliceChecks
+
+    chain = SimpleNamespace(cleaner=SimpleNamespace(universe=["000001", "600519", "AAPL"]),
+                            last_names=["000001", "600519"])
+    request = pd.DataFrame({"date": ["2024-01-02"] * 3, "ticker": ["1", "600519", "aapl"],
+                            "close": [10.0, 1500.0, 190.0]})
+    with caplog.at_level("WARNING"):
+        SliceChecks._warn_names_outside_training(chain, request)
+    assert "only in leading zeros (codes stored as numbers lose them" in caplog.text
+    assert "1 (000001?)" in caplog.text and "aapl (AAPL?)" in caplog.text
+    assert "600519 (" not in caplog.text

@@ -240,6 +240,13 @@ class SliceChecks:
             if cased:
                 logger.warning("ticker(s) that differ from a trained one only in case (tickers "
                                "are read as written): %s", ", ".join(cased[:10]))
+            by_digits = {t.lstrip("0"): t for t in universe if t.isdigit()}
+            padded = [f"{t} ({by_digits[t.lstrip('0')]}?)" for t in unknown
+                      if t.isdigit() and t.lstrip("0") in by_digits]
+            if padded:
+                logger.warning("ticker(s) that differ from a trained one only in leading zeros "
+                               "(codes stored as numbers lose them: send tickers as text): %s",
+                               ", ".join(padded[:10]))
         absent = sorted(set(getattr(self, "last_names", None) or []) - sent)
         if absent:
             logger.warning(

@@ -546,12 +546,27 @@ def non_numeric_columns(frame: pd.DataFrame, columns: list[str]) -> dict[str, st
     return found
 
 
+def _warn_numeric_tickers(tickers: pd.Series, source: str) -> None:
+    """Codes stored as numbers (a Parquet or Excel export of A-share / Tokyo codes) lost their
+    leading zeros: 000001 reads as 1. They are still one name each, but a later file storing
+    them as text ('000001') names other tickers. Said when the numbers have several widths."""
+    if not (pd.api.types.is_integer_dtype(tickers) or pd.api.types.is_float_dtype(tickers)):
+        return
+    widths = tickers.dropna().abs().astype("int64").astype(str).str.len()
+    if widths.nunique() > 1:
+        logger.warning("%s: tickers are stored as numbers (%d to %d digits, e.g. %s): codes with "
+                       "leading zeros such as 000001 read as 1; store the ticker column as text "
+                       "to keep them as the exchange writes them", source, widths.min(),
+                       widths.max(), tickers.dropna().iloc[0])
+
+
 def trimmed_tickers(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Tickers without surrounding spaces (' AAPL ' and 'AAPL' are one name: two rows of it on a
     date are then duplicates, refused by the schema); tickers that differ only by case are kept
     apart but named in a warning."""
     if "ticker" not in frame:
         return frame
+    _warn_numeric_tickers(frame["ticker"], source)
     text = frame["ticker"].astype("string")
     trimmed = text.str.strip()
     changed = (trimmed != text).fillna(False)

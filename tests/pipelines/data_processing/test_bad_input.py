@@ -170,6 +170,17 @@ def test_a_name_a_price_floor_keeps_out_is_named_with_the_floor_not_its_history(
     assert ("1 name(s) are never in the cross-section although their history admits them: kept "
             "out by processing.eligibility.min_price (1.0): T1") in caplog.text
     assert "too little history" not in caplog.text
+    # a dev_start before the file's first date (the default's 1995 on a recent file) is not
+    # named as when the name was looked for: the whole file was
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        run_pipeline("data_processing", {}, {
+            "data": {"raw_path": str(path), "index_path": None},
+            "periods": {"dev_start": "1990-01-02"},
+            "processing": {"eligibility": {"min_price": 1.0}},
+            "cv": {"n_splits": 3, "min_train_days": 100, "n_tuning_folds": 1}})
+    assert "never in the cross-section although their history admits them" in caplog.text
+    assert "1990-01-02" not in caplog.text
 
 
 def test_settings_that_leave_no_name_in_the_cross_section_are_refused_by_name(tmp_path):

@@ -192,7 +192,10 @@ def _point_in_time_universe(kept: panel.PanelMatrices, observed: pd.DataFrame,
     eligible, kept_out = _eligible_and_kept_out(trailing, cleaned.close, rules)
     _warn_never_eligible(*universe.never_eligible_causes(
         trailing, cleaned.close, eligible, rules, None if dev_start is None
-        else pd.Timestamp(dev_start)), processing, dev_start)
+        else pd.Timestamp(dev_start)), processing,
+        # a dev_start before the file's first date says nothing: the whole file
+        dev_start if dev_start is not None and len(cleaned.close.index)
+        and pd.Timestamp(dev_start) > cleaned.close.index[0] else None)
     cleaned = replace(cleaned, eligible=eligible, withheld=split_repair.withheld,
                       tradable=universe.tradable_cells(traded, cleaned.close,
                                                        split_repair.withheld),
@@ -299,7 +302,9 @@ def _rule_setting(rule: str, processing: dict) -> str:
             "below_price": f"processing.eligibility.min_price ({eligibility.get('min_price')})",
             "illiquid": "processing.eligibility.min_dollar_volume "
                         f"({eligibility.get('min_dollar_volume')})",
-            "carried": "processing.eligibility.require_own_close"}[rule]
+            "carried": "processing.eligibility.require_own_close (its dates with enough history "
+                       "after its first close have only closes carried forward: it stopped "
+                       "trading first)"}[rule]
 
 
 def _warn_never_eligible(too_little_history: list[str], kept_out: dict[str, list[str]],

@@ -9,7 +9,7 @@ import pytest
 from bma_quant.core.data.cv import folds_from_table
 from bma_quant.core.data.synthetic import generate_synthetic_market, to_wide_close
 from bma_quant.core.evaluation.backtest import holding_returns
-from tests.support import run_pipeline
+from tests.support import deep_update, run_pipeline
 
 logging.getLogger("kedro").setLevel(logging.WARNING)
 
@@ -728,6 +728,19 @@ def test_a_seven_day_calendar_is_named_with_its_rate_and_what_to_scale(tmp_path,
     assert "set it to 365, and scale the windows by 1.45" in caplog.text
     assert "cv.min_train_days" in caplog.text and "split_detection.enabled: false" in caplog.text
     assert "keep temporal.execution_delay_days at 1 or more" in caplog.text
+    # periods_per_year set to 365 does not silence the split hint while detection is on (the
+    # window reminder goes to the info log); with detection off nothing is left to say
+    path = tmp_path / "calendar.parquet"
+    for enabled, warned in ((True, True), (False, False)):
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            run_pipeline("data_processing", {}, deep_update(_overrides(path), {
+                "evaluation": {"backtest": {"periods_per_year": 365}},
+                "processing": {"split_detection": {"enabled": enabled}}}))
+        warnings = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+        assert ("split_detection.enabled: false" in warnings) is warned
+        assert "not the ~252 of daily exchange bars" not in caplog.text
+        assert "every window still counts rows (scale the *_days" in caplog.text
 
 
 def test_holidays_of_a_second_exchange_dropped_by_the_strict_filter_are_named(tmp_path, market,

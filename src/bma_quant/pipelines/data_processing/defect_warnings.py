@@ -36,21 +36,38 @@ def _annualised_as_configured(per_year: float, periods_per_year: float | None) -
 
 def warn_about_defects(log: dict, n_priced: int, ffill_limit: int,
                         periods_per_year: float | None = None, used_from=None,
-                        untraded_moves: bool = False, relist_after: int | None = None) -> None:
+                        untraded_moves: bool = False, relist_after: int | None = None,
+                        split_detection: bool = True) -> None:
     """One warning per kind of defect that cleaning kept or repaired (details in the report).
     Split events before `used_from` (periods.dev_start) are left to the report: no return the
     run uses crosses them (a repair there only rescales every later price alike)."""
-    _warn_calendar(log, periods_per_year)
+    _warn_calendar(log, periods_per_year, split_detection)
     _warn_bars_and_volume(log, n_priced, untraded_moves)
     _warn_listings(log, ffill_limit, relist_after)
     _warn_splits(log, used_from)
 
 
-def _warn_calendar(log: dict, periods_per_year: float | None) -> None:
-    """Bars that are not daily, and dates the strict filter dropped."""
+SPLITS_ON_A_SEVEN_DAY_CALENDAR = (
+    "a market without share splits (crypto) wants processing.split_detection.enabled: false, or "
+    "its real +-50 % days that hold may be taken for splits and rescaled")
+
+
+def _warn_calendar(log: dict, periods_per_year: float | None, split_detection: bool = True
+                   ) -> None:
+    """Bars that are not daily, and dates the strict filter dropped. With periods_per_year set
+    to the file's rate the windows may be scaled too (not seen from here): a reminder in the
+    info log, and the split hint stays a warning while split detection is on."""
     per_year = log.get("dates_per_year")
-    if per_year is not None and not 200 <= per_year <= 300 and not _annualised_as_configured(
+    if per_year is not None and not 200 <= per_year <= 300 and _annualised_as_configured(
             per_year, periods_per_year):
+        logger.info("the file has about %.0f dates a year and evaluation.backtest."
+                    "periods_per_year is %s: every window still counts rows (scale the *_days "
+                    "and *_window(s) keys by %.2f if not done)", per_year, periods_per_year,
+                    per_year / 252.0)
+        if per_year > 340 and split_detection:
+            logger.warning("the file has about %.0f dates a year (a seven-day calendar): %s",
+                           per_year, SPLITS_ON_A_SEVEN_DAY_CALENDAR)
+    elif per_year is not None and not 200 <= per_year <= 300:
         seven_days = per_year > 340
         logger.warning(
             "the file has about %.0f dates a year, not the ~252 of daily exchange bars (%s): every "
@@ -67,9 +84,7 @@ def _warn_calendar(log: dict, periods_per_year: float | None) -> None:
             "weekly or monthly bars?" if per_year < 200 else
             "a seven-day calendar: crypto?" if seven_days else "weekends included?", per_year,
             per_year / 252.0,
-            "; a market without share splits (crypto) wants processing.split_detection.enabled: "
-            "false, or its real +-50 % days that hold may be taken for splits and rescaled"
-            if seven_days else "")
+            f"; {SPLITS_ON_A_SEVEN_DAY_CALENDAR}" if seven_days and split_detection else "")
     if log.get("dropped_dates"):
         _warn_strict_drops(log["strict_dropped_dates"], int(log["dates_in"]))
 

@@ -154,7 +154,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         used_from=(periods or {}).get("dev_start"),
         untraded_moves=bool(processing.get("untraded_zero_volume_moves"))
         and processing.get("untraded_zero_volume", True),
-        relist_after=rule.relist_after_days)
+        relist_after=rule.relist_after_days,
+        split_detection=bool(processing["split_detection"].get("enabled", True)))
     return cleaned, log
 
 

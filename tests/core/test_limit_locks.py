@@ -338,3 +338,28 @@ def test_the_settings_are_checked():
     for bad in ({"min_move": 0.0}, {"price_step": -0.01}, {"price_step": float("inf")}):
         with pytest.raises(ValueError, match="limit_locks"):
             LimitLocks.from_params(bad)
+
+
+def test_daily_moves_capped_at_a_limit_are_found_in_a_close_only_panel(caplog):
+    """A close-only file of a market with daily limits: its moves pile up below +-10 % and stop
+    there (closes at the limit, on a 0.01 price grid); a market without limits (fat-tailed
+    returns, the shipped S&P sample) thins out smoothly and gives no hint."""
+    from bma_quant.core.evaluation.limit_locks import LimitLocks, capped_moves
+    from bma_quant.pipelines.evaluation.nodes import _hint_capped_moves
+
+    rng = np.random.default_rng(4)
+    free = rng.standard_t(3, 200_000) * 0.02
+    assert capped_moves(free, 0.05) is None
+    limited = np.clip(free * 2.0, -0.10, 0.10) + rng.uniform(-0.0005, 0.0005, free.size)
+    level, count = capped_moves(limited, 0.05)
+    assert abs(level) == pytest.approx(0.1025, abs=0.0026) and count > 1000
+    assert capped_moves(limited, 0.15) is None  # a level below min_move is not looked for
+    from pathlib import Path
+
+    sample = pd.read_csv(Path(__file__).parents[2] / "data/01_raw/sp500_prices.csv.gz",
+                         index_col=0)
+    assert capped_moves((sample / sample.shift(1) - 1).to_numpy().ravel(), 0.05) is None
+    with caplog.at_level("WARNING"):
+        _hint_capped_moves(limited, LimitLocks())
+    assert "daily moves of the panel pile up just" in caplog.text
+    assert "give the file high and low" in caplog.text

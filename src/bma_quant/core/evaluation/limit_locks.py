@@ -187,6 +187,35 @@ def limit_locks(close: pd.DataFrame, high: pd.DataFrame, low: pd.DataFrame,
     return pd.DataFrame(locks, **shape_like)
 
 
+# A close-only panel's hint (`capped_moves`): daily moves that pile up below a level and stop
+# there, as closes at a daily limit do; a market without limits thins out smoothly (none found
+# on the S&P sample, a crypto-style panel or the synthetic generator's markets).
+_CAP_WINDOW = 0.01  # moves within this much below a candidate level, against as much above it
+_CAP_RATIO = 5.0  # at least this many times as many below as above (+1)
+_CAP_MIN_MOVES = 50  # and at least this many below
+_CAP_LEVELS = np.arange(0.05, 0.35, 0.0025)  # candidate levels of |daily move|
+
+
+def capped_moves(returns: np.ndarray, min_move: float) -> tuple[float, int] | None:
+    """(signed level, moves just below it) of the sharpest pile-up of daily returns at a level
+    of at least `min_move` they do not pass, or None: a panel without high and low cannot show
+    a locked close, but a market whose moves stop at a daily limit shows in its returns."""
+    values = np.asarray(returns, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    best: tuple[float, int, float] | None = None
+    levels = _CAP_LEVELS[_CAP_LEVELS >= min_move]
+    for sign in (1.0, -1.0):
+        moves = np.sort(sign * values)
+        below = np.searchsorted(moves, levels) - np.searchsorted(moves, levels - _CAP_WINDOW)
+        above = np.searchsorted(moves, levels + _CAP_WINDOW) - np.searchsorted(moves, levels)
+        sharp = (below >= _CAP_MIN_MOVES) & (below >= _CAP_RATIO * (above + 1))
+        for k in np.flatnonzero(sharp):
+            ratio = below[k] / (above[k] + 1)
+            if best is None or ratio > best[2]:
+                best = (sign * float(levels[k]), int(below[k]), float(ratio))
+    return None if best is None else (round(best[0], 4), best[1])
+
+
 def blocked_trades(targets: np.ndarray, drifted: np.ndarray, locks: np.ndarray) -> np.ndarray:
     """(ticker x book) True where the trade from ``drifted`` to ``targets`` goes the way the
     name's lock at the trade close forbids: a buy (a larger weight: opening or adding to a long,

@@ -106,7 +106,12 @@ def _with_limit_locks(panel: pd.DataFrame, primary_panel: pd.DataFrame,
                       rule: limit_locks.LimitLocks, report: bool = False) -> pd.DataFrame:
     """`panel` with a `limit_lock` column when the rule is on, the panel has high and low, and
     some close is locked (none: the panel as it was, so a market without limits costs nothing)."""
-    if not rule.enabled or not {"high", "low"} <= set(primary_panel.columns):
+    if not rule.enabled:
+        return panel
+    if not {"high", "low"} <= set(primary_panel.columns):
+        if report and "ret_1d" in primary_panel:
+            _hint_capped_moves(primary_panel["ret_1d"].to_numpy(np.float64, na_value=np.nan),
+                               rule)
         return panel
     if not rule.close_at_extreme and not limit_locks.may_have_one_price_bars(
             *(primary_panel[c].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -136,6 +141,20 @@ def _with_limit_locks(panel: pd.DataFrame, primary_panel: pd.DataFrame,
     long = locks.stack(future_stack=True).rename(limit_locks.LIMIT_LOCK).reset_index()
     long.columns = ["date", "ticker", limit_locks.LIMIT_LOCK]
     return panel.merge(long, on=["date", "ticker"], how="left")
+
+
+def _hint_capped_moves(returns: np.ndarray, rule: limit_locks.LimitLocks) -> None:
+    """A close-only panel whose daily moves pile up at a level and stop (a daily price limit):
+    its locked closes cannot be told, so every backtest may buy at a limit-up close."""
+    capped = limit_locks.capped_moves(returns, rule.min_move)
+    if capped is not None:
+        level, count = capped
+        logger.warning(
+            "%d daily moves of the panel pile up just %s %+.1f%% and few pass it: a market "
+            "with daily price limits? Without high and low prices no close can be taken as "
+            "locked at its limit (evaluation.backtest.limit_locks), so every backtest may buy at "
+            "a limit-up close no one could buy at; give the file high and low (and open)", count,
+            "below" if level > 0 else "above", 100 * level)
 
 
 def _report_limit_locks(values: np.ndarray, step, rule: limit_locks.LimitLocks,

@@ -805,6 +805,9 @@ def test_a_factor_that_stops_before_the_end_is_warned_about(tmp_path, market, ca
     # forward filled for processing.ffill_limit (5) dates first, like any gap
     assert gap["missing_from"] == str(pd.Timestamp(dates[505]).date())
     assert f"on every name from {gap['missing_from']} to the end" in caplog.text
+    # each name's 5 carried dates are counted (forward_filled_days counts closes only)
+    names_then = panel.loc[panel["date"].isin(dates[500:505]), "ticker"].nunique()
+    assert out["data_quality_report"]["factor_cells_carried"]["signal_1"] == 5 * names_then
 
 
 def test_one_name_under_two_tickers_is_warned_about(tmp_path, market, caplog):

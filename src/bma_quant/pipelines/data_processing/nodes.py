@@ -147,6 +147,11 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "bars_outside_range": cleaning.bars_outside_range(kept),
         "duplicate_series": cleaning.duplicate_series(kept.close),
         "bars": int(kept.close.notna().to_numpy().sum()),
+        # per user factor, cells holding a value carried from an earlier date (forward_filled_days
+        # counts closes only): a factor given on few dates is mostly its last value
+        "factor_cells_carried": {
+            str(name): int((kept.values[name].isna() & filled_panel.values[name].notna())
+                           .to_numpy().sum()) for name in kept.extra_columns},
     }
     defect_warnings.warn_about_defects(
         log, n_priced=int(kept.close.notna().any(axis=0).sum()),

@@ -342,24 +342,38 @@ def test_the_settings_are_checked():
 
 def test_daily_moves_capped_at_a_limit_are_found_in_a_close_only_panel(caplog):
     """A close-only file of a market with daily limits: its moves pile up below +-10 % and stop
-    there (closes at the limit, on a 0.01 price grid); a market without limits (fat-tailed
-    returns, the shipped S&P sample) thins out smoothly and gives no hint."""
-    from bma_quant.core.evaluation.limit_locks import LimitLocks, capped_moves
-    from bma_quant.pipelines.evaluation.nodes import _hint_capped_moves
+    there (closes at the limit); markets without limits thin out, however thin or fat their
+    tails (normal and Student-t returns of several scales, the shipped S&P sample): no hint.
+    Said once by the evaluation's backtest panel of a close-only primary panel."""
+    from pathlib import Path
+
+    from bma_quant.core.evaluation.limit_locks import capped_moves
+    from bma_quant.core.evaluation.test_period import EvaluationConfig
+    from bma_quant.pipelines.evaluation.nodes import _backtest_panel
 
     rng = np.random.default_rng(4)
+    for scale in (0.01, 0.02, 0.03, 0.05):
+        assert capped_moves(rng.normal(0, scale, 500_000), 0.05) is None
+        assert capped_moves(rng.standard_t(4, 500_000) * scale, 0.05) is None
     free = rng.standard_t(3, 200_000) * 0.02
-    assert capped_moves(free, 0.05) is None
     limited = np.clip(free * 2.0, -0.10, 0.10) + rng.uniform(-0.0005, 0.0005, free.size)
     level, count = capped_moves(limited, 0.05)
     assert abs(level) == pytest.approx(0.1025, abs=0.0026) and count > 1000
     assert capped_moves(limited, 0.15) is None  # a level below min_move is not looked for
-    from pathlib import Path
-
     sample = pd.read_csv(Path(__file__).parents[2] / "data/01_raw/sp500_prices.csv.gz",
                          index_col=0)
     assert capped_moves((sample / sample.shift(1) - 1).to_numpy().ravel(), 0.05) is None
+    dates = pd.bdate_range("2020-01-01", periods=2000)
+    panel = pd.DataFrame({"date": np.repeat(dates, 100), "ticker": np.tile(
+        [f"N{k}" for k in range(100)], 2000), "ret_1d": limited[:200_000]})
+    panel["close"] = 10.0
+    config = EvaluationConfig.from_params({})
     with caplog.at_level("WARNING"):
-        _hint_capped_moves(limited, LimitLocks())
+        _backtest_panel(panel, config, report=True)
     assert "daily moves of the panel pile up just" in caplog.text
     assert "give the file high and low" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _backtest_panel(panel.assign(ret_1d=free), config, report=True)
+        _backtest_panel(panel, config, report=False)  # the report's call only
+    assert "pile up" not in caplog.text

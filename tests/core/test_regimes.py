@@ -323,3 +323,27 @@ def test_cross_sectional_evidence_needs_min_names():
     loose = regime_evidence(close, market, {**params, "min_cross_section": 2})
     assert loose.iloc[20:100][cross].notna().all().all()
     pd.testing.assert_frame_equal(thin.iloc[130:], loose.iloc[130:])
+    # without the key (a chain pickled before it): the former floors, the thin dates kept
+    former = regime_evidence(close, market, params)
+    assert former.iloc[20:100][cross].notna().all().all()
+    pd.testing.assert_frame_equal(former, loose)
+
+
+def test_a_universe_below_the_evidence_floor_is_warned_about(caplog):
+    from bma_quant.core.regimes.regime_evidence import regime_evidence
+
+    rng = np.random.default_rng(3)
+    dates = pd.bdate_range("2020-01-01", periods=120)
+    close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.02, (120, 6)), axis=0)),
+                         index=dates, columns=[f"N{k}" for k in range(6)])
+    market = pd.DataFrame({"date": dates, "market_return": rng.normal(0, 0.01, 120)})
+    market["market_level"] = np.cumprod(1 + market["market_return"])
+    with caplog.at_level("WARNING"):
+        out = regime_evidence(close, market, {"min_cross_section": 10})
+    assert out["perf_momentum"].isna().all() and out["dispersion"].isna().all()
+    assert "at most 6 name(s) have a return on any date, fewer than min_cross_section (10)" \
+        in caplog.text and "regime_models.evidence.min_cross_section" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        regime_evidence(close, market, {"min_cross_section": 6})
+    assert "min_cross_section" not in caplog.text

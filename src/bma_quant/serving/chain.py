@@ -79,11 +79,13 @@ class PanelCleaner:
     first_volume: dict[str, str] = field(default_factory=dict)  # ticker -> first positive volume
     # a carried close carries volume 0 (False in older chains, which copied the last volume)
     zero_carried_volume: bool = False
+    # volume-0 rows with an empty close are suspensions, not gaps (False in older chains)
+    empty_close_suspensions: bool = False
 
     @classmethod
     def from_params(
         cls, universe, processing: dict, first_close: dict | None = None,
-        first_volume: dict | None = None,
+        first_volume: dict | None = None, empty_close_suspensions: bool = False,
     ) -> PanelCleaner:
         return cls(
             universe=sorted(map(str, universe)),
@@ -103,6 +105,7 @@ class PanelCleaner:
             untraded_zero_volume_moves=bool(processing.get("untraded_zero_volume_moves")),
             first_volume=dict(first_volume or {}),
             zero_carried_volume=bool(processing.get("zero_carried_volume")),
+            empty_close_suspensions=bool(empty_close_suspensions),
         )
 
     def _rule(self) -> universe_lib.EligibilityRule:
@@ -182,9 +185,10 @@ class PanelCleaner:
         matrices = panel_lib.to_matrices(frame)
         matrices = _reindex_matrix(matrices, pd.Index(self.universe))  # full training grid
         observed = matrices.close.notna()
-        rows = universe_lib.file_rows(matrices)  # relistings: stated suspensions are rows
         rule = self._rule()
         first_seen = pd.Series(self.first_close, dtype=object) if self.first_close else None
+        rows = universe_lib.file_rows(  # relistings: stated suspensions are rows
+            matrices, getattr(self, "empty_close_suspensions", False), first_seen)
         if self.strict_mode:  # a date's count depends on that date and its trailing window
             matrices = matrices.select(
                 dates=matrices.dates[universe_lib.strict_date_mask(observed, rule)]

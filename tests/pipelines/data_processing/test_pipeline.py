@@ -565,16 +565,33 @@ def test_a_suspension_exported_with_zero_volume_and_no_close_is_no_relisting(tmp
     from tests.support import project_params
 
     report = outs["stated"]["data_quality_report"]
+    assert report["empty_close_suspensions"] is True
     cleaner = PanelCleaner.from_params(stated["ticker"].unique(), project_params()["processing"],
-                                       report["first_close"])
-    served = cleaner.clean(stated[stated["date"] >= dates[200]].reset_index(drop=True))
-    assert "listed_from" not in served or served["listed_from"].isna().all()
+                                       report["first_close"], report["first_volume"],
+                                       report["empty_close_suspensions"])
     trained = outs["stated"]["primary_panel"].pivot(index="date", columns="ticker",
                                                     values="eligible")
-    mine = served.pivot(index="date", columns="ticker", values="eligible")
-    pd.testing.assert_series_equal(mine["T0009"].loc[dates[420]:].astype(bool),
-                                   trained["T0009"].loc[dates[420]:].astype(bool),
-                                   check_names=False)
+    # a slice from before the suspension, and one that starts inside it (the name's first
+    # close in the slice comes after its empty rows: known from training's first_close)
+    for start in (200, 320):
+        served = cleaner.clean(stated[stated["date"] >= dates[start]].reset_index(drop=True))
+        assert "listed_from" not in served or served["listed_from"].isna().all()
+        mine = served.pivot(index="date", columns="ticker", values="eligible")
+        pd.testing.assert_series_equal(mine["T0009"].loc[dates[400]:].astype(bool),
+                                       trained["T0009"].loc[dates[400]:].astype(bool),
+                                       check_names=False)
+    # a grid export (volume-0 empty rows before a name's first close too) pads every cell
+    # alike, between a delisted company and its code's next one as well: its empty rows say
+    # nothing, and the gap is a relisting as without them
+    late = (stated["ticker"] == "T0002") & (stated["date"] < dates[50])
+    grid = stated.copy()
+    grid.loc[late, ["open", "high", "low", "close"]] = np.nan
+    grid.loc[late, "volume"] = 0.0
+    path = tmp_path / "grid.parquet"
+    grid.to_parquet(path)
+    padded = run_pipeline("data_processing", {}, _overrides(path))["data_quality_report"]
+    assert padded["empty_close_suspensions"] is False
+    assert padded["relistings"] == outs["absent"]["data_quality_report"]["relistings"]
 
 
 def test_a_held_move_at_an_unconfigured_split_ratio_is_reported(tmp_path, market, caplog):

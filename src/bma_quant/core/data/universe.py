@@ -107,17 +107,39 @@ def _listed(
     return listed, earlier
 
 
-def file_rows(matrices) -> pd.DataFrame:
-    """Date x ticker: the file has a row for the name there, as far as relistings are concerned:
-    a close, or after its first close a volume of 0 with the close left empty (a suspension
-    some vendors export without a price). Such a row says the company is still listed: read as
-    a missing day, a suspension longer than `relist_after_days` made the name a new listing."""
-    rows = matrices.close.notna()
+def _empty_close_zero_volume(matrices) -> pd.DataFrame | None:
     volume = matrices.values.get("volume")
     if volume is None:
+        return None
+    return volume.eq(0).fillna(False).astype(bool) & matrices.close.isna()
+
+
+def states_empty_close_suspensions(matrices) -> bool:
+    """The file writes suspended days as volume-0 rows with an empty close (Wind-style exports),
+    and is no grid export: a file with such rows before names' first closes pads every
+    (date, name) alike, also between a delisted company and the next one under its code, so its
+    empty rows say nothing about a listing. Decided on the training file; the serving chain
+    keeps the decision."""
+    empty = _empty_close_zero_volume(matrices)
+    if empty is None or not empty.to_numpy().any():
+        return False
+    listed = matrices.close.notna().cummax()
+    return not bool((empty & ~listed).to_numpy().any())
+
+
+def file_rows(matrices, empty_close_suspensions: bool = False,
+              first_seen: pd.Series | None = None) -> pd.DataFrame:
+    """Date x ticker: the file has a row for the name there, as far as relistings are concerned:
+    a close, and with `empty_close_suspensions` (`states_empty_close_suspensions`) also, once
+    the name has listed (`first_seen`: a serving slice's names seen before it), a volume-0 row
+    with an empty close. Such a row says the company is still listed: read as a missing day, a
+    suspension longer than `relist_after_days` made the name a new listing."""
+    rows = matrices.close.notna()
+    empty = _empty_close_zero_volume(matrices) if empty_close_suspensions else None
+    if empty is None:
         return rows
-    listed = rows.cummax()  # zero volumes before a name's first close (a grid export) are none
-    return rows | (volume.eq(0).fillna(False).astype(bool) & listed)
+    listed = pd.DataFrame(_listed(rows, first_seen)[0], index=rows.index, columns=rows.columns)
+    return rows | (empty & listed)
 
 
 def relisting_rows(rows: pd.DataFrame, relist_after_days: int | None,

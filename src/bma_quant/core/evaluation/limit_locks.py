@@ -192,13 +192,17 @@ def limit_locks(close: pd.DataFrame, high: pd.DataFrame, low: pd.DataFrame,
 # on the S&P sample, a crypto-style panel or the synthetic generator's markets).
 _CAP_WINDOW = 0.01  # moves within this much below a candidate level, against as much above it
 _CAP_RATIO = 5.0  # at least this many times as many below as above (+1)
-_CAP_MIN_MOVES = 50  # and at least this many below
+# ... and more than in the window before (a pile-up, not a tail that thins out: a thin-tailed
+# market's far tail has any below / above ratio, but fewer moves nearer the level than further)
+_CAP_RISE = 1.2
+_CAP_MIN_MOVES = 100  # and at least this many below
 _CAP_LEVELS = np.arange(0.05, 0.35, 0.0025)  # candidate levels of |daily move|
 
 
 def capped_moves(returns: np.ndarray, min_move: float) -> tuple[float, int] | None:
     """(signed level, moves just below it) of the sharpest pile-up of daily returns at a level
-    of at least `min_move` they do not pass, or None: a panel without high and low cannot show
+    of at least `min_move` few pass (more moves just below it than further below, and five
+    times as many as just above), or None: a panel without high and low cannot show
     a locked close, but a market whose moves stop at a daily limit shows in its returns."""
     values = np.asarray(returns, dtype=np.float64)
     values = values[np.isfinite(values)]
@@ -208,7 +212,10 @@ def capped_moves(returns: np.ndarray, min_move: float) -> tuple[float, int] | No
         moves = np.sort(sign * values)
         below = np.searchsorted(moves, levels) - np.searchsorted(moves, levels - _CAP_WINDOW)
         above = np.searchsorted(moves, levels + _CAP_WINDOW) - np.searchsorted(moves, levels)
-        sharp = (below >= _CAP_MIN_MOVES) & (below >= _CAP_RATIO * (above + 1))
+        before = (np.searchsorted(moves, levels - _CAP_WINDOW)
+                  - np.searchsorted(moves, levels - 2 * _CAP_WINDOW))
+        sharp = ((below >= _CAP_MIN_MOVES) & (below >= _CAP_RATIO * (above + 1))
+                 & (below >= _CAP_RISE * (before + 1)))
         for k in np.flatnonzero(sharp):
             ratio = below[k] / (above[k] + 1)
             if best is None or ratio > best[2]:

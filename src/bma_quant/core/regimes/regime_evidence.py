@@ -29,11 +29,14 @@ context (`factor_performance`), computed by `factor_performance` below.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 FACTORS = ("momentum", "reversal", "low_volatility")
 EVIDENCE_COLUMNS = ("trend", "volatility", "dispersion", "breadth",
@@ -51,7 +54,9 @@ class EvidenceParams:
     low_volatility_window: int = 20
     factor_lag_days: int = 2
     performance_window: int = 20
-    min_cross_section: int = 10
+    # None (what chains pickled before it read): the former floors, 2 scored names for perf_*,
+    # none for dispersion and breadth; the parameter files set 10
+    min_cross_section: int | None = None
 
     @classmethod
     def from_params(cls, params: Mapping | None) -> EvidenceParams:
@@ -60,9 +65,11 @@ class EvidenceParams:
         unknown = sorted(set(params) - known)
         if unknown:
             raise ValueError(f"evidence: unknown parameter(s) {unknown}; known: {sorted(known)}")
-        out = cls(**{k: int(v) for k, v in params.items()})
+        out = cls(**{k: None if v is None and k == "min_cross_section" else int(v)
+                     for k, v in params.items()})
         too_small = {f.name: getattr(out, f.name) for f in fields(cls)
-                     if getattr(out, f.name) < (1 if f.name == "factor_lag_days" else 2)}
+                     if getattr(out, f.name) is not None
+                     and getattr(out, f.name) < (1 if f.name == "factor_lag_days" else 2)}
         if too_small:
             raise ValueError(f"evidence: windows and min_cross_section must be >= 2 and "
                              f"factor_lag_days >= 1, got "
@@ -105,9 +112,27 @@ def factor_performance(log_returns: pd.DataFrame, params: EvidenceParams) -> pd.
         lagged = scores.shift(params.factor_lag_days)
         earned = lagged * log_returns
         daily = earned.mean(axis=1, skipna=True)
-        daily[earned.notna().sum(axis=1) < params.min_cross_section] = np.nan
+        if params.min_cross_section is None:
+            daily[lagged.notna().sum(axis=1) < 2] = np.nan
+        else:
+            daily[earned.notna().sum(axis=1) < params.min_cross_section] = np.nan
         out[f"perf_{name}"] = _rolling(daily, params.performance_window).sum()
+    _warn_below_floor(log_returns.notna().sum(axis=1), params.min_cross_section)
     return out
+
+
+def _warn_below_floor(names_per_date: pd.Series, floor: int | None) -> None:
+    """A universe that never reaches the floor has no cross-sectional evidence at all: the
+    regime detector then reads the index alone (or falls back) and the perf_* features are
+    empty. Said, with the keys to lower."""
+    most = int(names_per_date.max()) if len(names_per_date) else 0
+    if floor is not None and most < floor:
+        logger.warning(
+            "at most %d name(s) have a return on any date, fewer than min_cross_section (%d): "
+            "the factor portfolios' performance (perf_*), dispersion and breadth are missing on "
+            "every date; lower regime_models.evidence.min_cross_section and feature_engineering."
+            "factors.factor_performance_params.min_cross_section to use them on so few names "
+            "(their evidence is then mostly noise)", most, floor)
 
 
 def regime_evidence(
@@ -128,14 +153,13 @@ def regime_evidence(
     out = pd.DataFrame(index=pd.DatetimeIndex(calendar, name="date"))
     out["trend"] = _rolling(market_log, params.trend_window).sum()
     out["volatility"] = np.log(_rolling(market_log, params.volatility_window).std())
-    daily_dispersion = log_returns.std(axis=1).where(
-        log_returns.notna().sum(axis=1) >= params.min_cross_section)
+    floor = params.min_cross_section or 0
+    daily_dispersion = log_returns.std(axis=1).where(log_returns.notna().sum(axis=1) >= floor)
     out["dispersion"] = np.log(_rolling(daily_dispersion, params.dispersion_window).mean())
     average = _rolling(close, params.breadth_window).mean()
     valid = close.notna() & average.notna()
     counts = valid.sum(axis=1)
     above = ((close > average) & valid).sum(axis=1)
-    out["breadth"] = (above / counts.where(counts >= max(params.min_cross_section, 1))
-                      ).astype(np.float64)
+    out["breadth"] = (above / counts.where(counts >= max(floor, 1))).astype(np.float64)
     out = out.join(factor_performance(log_returns, params))
     return out.replace([np.inf, -np.inf], np.nan)

@@ -110,6 +110,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     the point-in-time universe (`eligible` per date and ticker, from data up to that date)."""
     matrices = panel.to_matrices(raw)
     observed = matrices.close.notna()
+    empty_close_suspensions = universe.states_empty_close_suspensions(matrices)
     rule = universe.EligibilityRule.from_params(processing)
     keep = (universe.strict_date_mask(observed, rule) if bool(processing["strict_mode"])
             else np.ones(len(matrices.dates), dtype=bool))
@@ -129,9 +130,12 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     )
     cleaned, untraded, kept_out = _point_in_time_universe(
         kept, observed, split_repair, cleaned, rule, processing, (periods or {}).get("dev_start"),
-        rows=universe.file_rows(matrices))
+        rows=universe.file_rows(matrices, empty_close_suspensions))
     log = {
-        **_calendar_findings(raw, matrices, keep, kept, filled, processing),
+        **_calendar_findings(raw, matrices, keep, kept, filled, processing,
+                             empty_close_suspensions),
+        # volume-0 rows with an empty close are suspensions, not gaps (a relisting's test)
+        "empty_close_suspensions": empty_close_suspensions,
         # codes back after more than eligibility.relist_after_days: new listings (features too)
         "relistings": _relistings(cleaned.listed_from),
         **_split_findings(split_repair, near_splits, unexplained),
@@ -210,7 +214,8 @@ def _point_in_time_universe(kept: panel.PanelMatrices, observed: pd.DataFrame,
 
 
 def _calendar_findings(raw: pd.DataFrame, matrices: panel.PanelMatrices, keep: np.ndarray,
-                       kept: panel.PanelMatrices, filled: int, processing: dict) -> dict:
+                       kept: panel.PanelMatrices, filled: int, processing: dict,
+                       empty_close_suspensions: bool = False) -> dict:
     """The file's size, its calendar (missing, filled and dropped dates), listings, delistings
     and long absences, for the data-quality report."""
     observed = matrices.close.notna()
@@ -219,8 +224,8 @@ def _calendar_findings(raw: pd.DataFrame, matrices: panel.PanelMatrices, keep: n
     # survivorship-free panel they were most of the grid)
     relist_after = (processing.get("eligibility") or {}).get("relist_after_days")
     alive = _from_first_to_last(observed.to_numpy(),
-                                universe.relisting_rows(universe.file_rows(matrices),
-                                                        relist_after))
+                                universe.relisting_rows(universe.file_rows(
+                                    matrices, empty_close_suspensions), relist_after))
     alive_kept = alive[keep]
     kept_values = kept.close.notna().to_numpy()
     return {

@@ -49,6 +49,7 @@ def build_prediction_chain(
         primary_panel["ticker"].unique(), processing,
         (data_quality_report or {}).get("first_close"),
         (data_quality_report or {}).get("first_volume"),
+        bool((data_quality_report or {}).get("empty_close_suspensions")),
     )
     index = panel_lib.load_configured_index(data)
     return PredictionChain(

@@ -107,9 +107,13 @@ def test_the_hook_refuses_a_section_set_to_one_value_and_names_misspelt_keys(tmp
     hooks = PreflightHooks()
     hooks._project_path = tmp_path
     hooks._params = {"cv": {"n_split": 3, "window": "expanding"}}
-    with caplog.at_level("WARNING"):
+    with pytest.raises(PreflightError, match=r"cv.n_split \(did you mean n_splits\?\)"):
         hooks.before_pipeline_run({"pipeline_names": ["x"]})
-    assert "parameter cv.n_split (did you mean n_splits?) is not defined" in caplog.text
+    # every problem of the settings in one message: a misspelt key beside a wrong kind
+    hooks._params = {"cv": {"n_split": 3, "n_splits": "ten", "window": "expanding"}}
+    with pytest.raises(PreflightError, match=r"(?s)Invalid parameter.*n_splits.*\n"
+                                             r"Unknown parameter.*cv.n_split "):
+        hooks.before_pipeline_run({"pipeline_names": ["x"]})
     hooks._params = {"cv": 5}
     with pytest.raises(PreflightError, match="cv must be a mapping of n_splits, window"):
         hooks.before_pipeline_run({"pipeline_names": ["x"]})
@@ -134,10 +138,14 @@ def test_a_misspelt_key_that_picks_the_data_or_typed_on_the_command_line_is_refu
         with pytest.raises(PreflightError, match=rf"Unknown parameter\(s\).*{refused} \(did "
                                                  r"you mean (raw_path|n_splits)"):
             hooks.before_pipeline_run({"pipeline_names": ["x"]})
-    hooks._params, hooks._typed = {"cv": {"n_splits": 5, "n_split": 3}}, {}  # conf/local: warned
-    with caplog.at_level("WARNING"):
+    # set in conf/local (not typed): refused as well (it was only warned about, and the run
+    # went on with the default and overwrote the outputs)
+    hooks._params, hooks._typed = {"cv": {"n_splits": 5, "n_split": 3}}, {}
+    with pytest.raises(PreflightError, match=r"Unknown parameter\(s\).*cv.n_split \(did you "
+                                             r"mean n_splits\?\)"):
         hooks.before_pipeline_run({"pipeline_names": ["x"]})
-    assert "parameter cv.n_split (did you mean n_splits?) is not defined" in caplog.text
+    hooks._params = {"cv": {"n_splits": 5, "_n": 3}}  # a helper key for interpolation
+    hooks.before_pipeline_run({"pipeline_names": ["x"]})
     hooks._params = {"inference": {"data": {"raw_path": "b.csv", "decimal": ","}}}
     hooks.before_pipeline_run({"pipeline_names": ["x"]})  # read options are known keys
     (tmp_path / "conf" / "local").mkdir()
@@ -145,7 +153,7 @@ def test_a_misspelt_key_that_picks_the_data_or_typed_on_the_command_line_is_refu
         "x:\n  filepath: ${runtime_params:bucket, data}/${runtime_params:store.root}/x.csv\n")
     for typed in ({"bucket": "s3"}, {"store": {"root": "b"}}):  # read by Kedro's resolver
         hooks._params = hooks._typed = typed
-        hooks.before_pipeline_run({"pipeline_names": ["x"]})  # warned only
+        hooks.before_pipeline_run({"pipeline_names": ["x"]})  # not refused
     hooks._params = hooks._typed = {"store": {"rot": "b"}}  # beside the key read: a typo
     with pytest.raises(PreflightError, match=r"Unknown parameter\(s\).*store"):
         hooks.before_pipeline_run({"pipeline_names": ["x"]})

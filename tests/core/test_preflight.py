@@ -127,6 +127,25 @@ def test_valid_parameters_pass():
      "processing.factor_ffill_limit.eps must be >= 0, got -1"),
     ("processing.ffill_limit", {"x": 1}, "processing.ffill_limit must be a number"),
     ("evaluation.plots.top_features", -1, "evaluation.plots.top_features must be >= 1, got -1"),
+    # found by a probe: each failed mid-run with a traceback, or ran with a silent result
+    ("evaluation.gates.scope", "allx", "evaluation.gates.scope must be one of 'all', 'bull'"),
+    ("base_models.tuning.search_space.xgboost.max_depth.type", "intx",
+     "search_space.xgboost.max_depth.type must be one of float, int, categorical, got 'intx'"),
+    ("base_models.tuning.search_space.elastic_net.alpha",
+     {"type": "float", "low": -1.0, "high": 0.1, "log": True},
+     "search_space.elastic_net.alpha: low (-1.0) must be > 0 with log: true"),
+    ("regime_models.hmm.n_iter", 0, "regime_models.hmm.n_iter must be >= 1, got 0"),
+    ("regime_models.evidence.trend_window", -5,
+     "regime_models.evidence: evidence: windows and min_cross_section must be >= 2"),
+    ("feature_engineering.factors.factor_performance_params.min_cross_section", 1,
+     "feature_engineering.factors.factor_performance_params: evidence: windows"),
+    ("stacking.elastic_net.alpha", -5, "stacking.elastic_net.alpha must be >= 0, got -5"),
+    ("feature_engineering.selection.fallback_features", 0,
+     "feature_engineering.selection.fallback_features must be >= 1, got 0"),
+    ("feature_engineering.selection.redundancy_threshold", -5,
+     "feature_engineering.selection.redundancy_threshold must be in (0, 1], got -5"),
+    ("processing.eligibility.window_days", -5,
+     "processing.eligibility.window_days must be >= 1, got -5"),
 ])
 def test_out_of_range_parameter_is_named(path, value, message):
     with pytest.raises(PreflightError, match=re.escape(message)):
@@ -209,6 +228,9 @@ def test_a_half_set_or_misspelt_selection_prior_is_refused():
     typo["selection"]["default_method"] = "bmaa"
     with pytest.raises(PreflightError, match=r"default_method 'bmaa' is not one of "
                                              r"stacking.methods \['stacking', 'bma'\]"):
+        preflight.check_parameters({**PARAMS, "stacking": typo})
+    typo["selection"]["min_t_stat"] = None  # the typo is named first, not the half-set prior
+    with pytest.raises(PreflightError, match=r"default_method 'bmaa' is not one of"):
         preflight.check_parameters({**PARAMS, "stacking": typo})
 
 
@@ -598,3 +620,12 @@ def test_a_key_set_in_the_wrong_section_is_named_with_its_section():
     # a name in several sections suggests none of them (any pick could be the wrong setting)
     known["cv"]["horizon"] = 5
     assert unknown_parameters({"periods": {"horizon": 1}}, known)["periods.horizon"] == []
+
+
+def test_a_sliding_window_shorter_than_the_first_folds_is_refused():
+    params = _with_new(_with("cv.window", "sliding"), "cv.max_train_days", 5)
+    with pytest.raises(PreflightError, match=re.escape(
+            "cv.max_train_days (5) must be >= cv.min_train_days")):
+        preflight.check_parameters(params)
+    preflight.check_parameters(_with_new(_with("cv.window", "sliding"), "cv.max_train_days",
+                                         10_000))

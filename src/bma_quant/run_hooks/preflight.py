@@ -138,8 +138,16 @@ class PreflightHooks:
             return
         problems = (preflight.mapping_problems(self._params, known)
                     + preflight.value_kind_problems(self._params, known))
-        if problems:
-            raise preflight.PreflightError("Invalid parameter(s): " + "; ".join(problems))
+        refused = self._unknown_refused(known)
+        if problems or refused:  # every problem of the settings in one message, not in turns
+            raise preflight.PreflightError("\n".join(
+                (["Invalid parameter(s): " + "; ".join(problems)] if problems else [])
+                + ([refused] if refused else [])))
+
+    def _unknown_refused(self, known: dict) -> str | None:
+        """Parameters conf/base does not define, wherever they are set (--params or a conf
+        file such as conf/local: a misspelt key is read by no layer, which would go on with
+        the default and overwrite the outputs); the message refusing them, or None."""
         from bma_quant.core.data.panel import READ_KEYS  # pandera: loaded when a run starts
 
         unknown = {**preflight.unknown_parameters(self._params, known),
@@ -152,20 +160,37 @@ class PreflightHooks:
             return any(leaf == key or leaf.startswith(f"{key}.") for key in read_by_conf)
 
         leaves = list(preflight.find_leaves(self._typed))
-        typed = {path for path in typed if not all(
+        for_conf = {path for path in typed if all(
             read(leaf) for leaf in leaves if leaf == path or leaf.startswith(f"{path}."))}
-        refused = preflight.refused_unknown(unknown, typed)
-        if refused:
-            raise preflight.PreflightError(
-                "Unknown parameter(s), not defined in "
+        refused = preflight.refused_unknown(unknown, for_conf)
+        if not refused:
+            return None
+        return ("Unknown parameter(s), not defined in "
                 f"{BASE_CONF}/parameters_*.yml: "
                 + "; ".join(preflight.describe_unknown(p, c) for p, c in refused.items())
                 + ". No layer reads a misspelt key: the run would go on with the default (for a "
-                "data.* or inference.data.* key, on another file). Correct the name.")
-        for path, close in unknown.items():
-            logger.warning("parameter %s is not defined in %s/parameters_*.yml; the layers do "
-                           "not read it (misspelt?)", preflight.describe_unknown(path, close),
-                           BASE_CONF)
+                "data.* or inference.data.* key, on another file). Correct the name (a helper "
+                "key for interpolation in a conf file goes under a name starting with `_`).")
+
+    def _check_settings(self) -> None:
+        """Names, kinds, ranges and choices of the parameters, every problem in one error: a
+        range check after a kind error may not apply (a word where a number goes), so it is
+        reported only when it can run."""
+        messages: list[str] = []
+        for check in (self._check_against_base_conf,
+                      lambda: preflight.check_parameters(self._params),
+                      lambda: preflight.check_learners(
+                          {path: preflight.lookup(self._params, path) for path in LEARNER_PARAMS},
+                          LEARNERS)):
+            try:
+                check()
+            except preflight.PreflightError as error:
+                messages.append(str(error))
+            except (TypeError, ValueError):
+                if not messages:
+                    raise
+        if messages:
+            raise preflight.PreflightError("\n".join(messages))
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline=None,
@@ -175,11 +200,7 @@ class PreflightHooks:
         self._primary_checked = False
         self._raw_dates = None
         try:
-            self._check_against_base_conf()
-            preflight.check_parameters(self._params)
-            preflight.check_learners(
-                {path: preflight.lookup(self._params, path) for path in LEARNER_PARAMS}, LEARNERS
-            )
+            self._check_settings()
             check_runner(str(run_params.get("runner") or ""), catalog)
             for message in preflight.contradictory_settings(self._params):
                 logger.warning("pre-flight: %s", message)

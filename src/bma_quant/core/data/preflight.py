@@ -123,6 +123,25 @@ BOUNDS = (
     Bound("inference.portfolio.gross_exposure", 0.0, low_open=True),
     Bound("inference.portfolio.max_weight", 0.0, low_open=True),
     Bound("evaluation.plots.top_features", 1),
+    Bound("processing.eligibility.window_days", 1),
+    Bound("processing.eligibility.min_history_days", 0),
+    Bound("processing.eligibility.relist_after_days", 1),  # null: no relisting
+    Bound("cv.max_train_days", 1),  # null: expanding
+    Bound("regime_models.hmm.n_iter", 1),
+    Bound("regime_models.hmm.covariance_floor", 0.0),
+    Bound("regime_models.hmm.min_state_share", 0.0, 1.0, high_open=True),
+    Bound("stacking.elastic_net.alpha", 0.0),
+    Bound("stacking.elastic_net.l1_ratio", 0.0, 1.0),
+    Bound("stacking.elastic_net.max_iter", 1),
+    Bound("feature_engineering.selection.fallback_features", 1),
+    Bound("feature_engineering.selection.redundancy_threshold", 0.0, 1.0, low_open=True),
+    Bound("feature_engineering.selection.leak_threshold", 0.0, 1.0, low_open=True),
+    Bound("feature_engineering.selection.min_abs_tstat", 0.0),
+    Bound("feature_engineering.selection.min_ic_dates", 1),
+    Bound("feature_engineering.selection.min_variance", 0.0),
+    Bound("feature_engineering.selection.rolling_window", 2),
+    Bound("feature_engineering.selection.timed_ic_window", 1),
+    Bound("feature_engineering.selection.redundancy_sample_rows", 1),
 )
 # Parameters that take one of a few words (dotted path -> allowed values). Literals, so that this
 # module imports no learner library; a test checks them against the constants the layers use.
@@ -152,6 +171,8 @@ CHOICES = {
     "stacking.fallback_method": ENSEMBLE_METHODS,
     "inference.model_source": ("local", "registry"),
     "inference.portfolio.style": ("long_short", "long_only"),
+    # the evaluation table's scopes: every test date, or one regime's
+    "evaluation.gates.scope": ("all", *REGIME_LABELS),
 }
 # What a gate or the champion comparison can read: the evaluation table's metric columns and the
 # overfitting assessment's (a test checks the table's columns against this list).
@@ -237,7 +258,8 @@ def check_parameters(params: Mapping[str, Any]) -> None:
     if not problems and target is not None and cap is not None and target > cap:
         problems.append(f"memory.target_usage ({target}) must not exceed memory.max_threshold ({cap})")
     problems += (_choice_problems(params) + _list_problems(params) + _shape_problems(params)
-                 + _gate_problems(params))
+                 + _gate_problems(params) + _search_space_problems(params)
+                 + _evidence_problems(params) + _window_problems(params))
     if problems:
         raise PreflightError("Invalid parameter(s): " + "; ".join(problems))
     if lookup(params, "temporal") is not None:
@@ -252,6 +274,71 @@ def check_parameters(params: Mapping[str, Any]) -> None:
                                       methods=lookup(params, "stacking.methods"))
         except ValueError as exc:
             raise PreflightError(f"Invalid parameter(s): {exc}") from exc
+
+
+SEARCH_TYPES = ("float", "int", "categorical")  # core.models.tuning.suggest_params
+
+
+def _search_space_problems(params: Mapping[str, Any]) -> list[str]:
+    """Each Optuna search-space entry: a known type with its bounds (a typo failed that learner
+    mid-run, and the run went on without it)."""
+    spaces = lookup(params, "base_models.tuning.search_space")
+    problems: list[str] = []
+    for learner, space in (spaces or {}).items() if isinstance(spaces, Mapping) else ():
+        for name, spec in (space or {}).items() if isinstance(space, Mapping) else ():
+            path = f"base_models.tuning.search_space.{learner}.{name}"
+            if not isinstance(spec, Mapping):
+                problems.append(f"{path} must be a mapping with a type, got {spec!r}")
+                continue
+            kind = spec.get("type", "float")
+            if kind not in SEARCH_TYPES:
+                problems.append(f"{path}.type must be one of {', '.join(SEARCH_TYPES)}, "
+                                f"got {kind!r}")
+            elif kind == "categorical":
+                if not isinstance(spec.get("choices"), list | tuple) or not spec["choices"]:
+                    problems.append(f"{path}.choices must be a non-empty list")
+            else:
+                low, high = spec.get("low"), spec.get("high")
+                if not all(isinstance(v, int | float) and not isinstance(v, bool)
+                           for v in (low, high)):
+                    problems.append(f"{path} needs numbers low and high, got {low!r}, {high!r}")
+                elif low > high:
+                    problems.append(f"{path}: low ({low}) must not exceed high ({high})")
+                elif spec.get("log") and low <= 0:
+                    problems.append(f"{path}: low ({low}) must be > 0 with log: true")
+    return problems
+
+
+EVIDENCE_SECTIONS = ("regime_models.evidence",
+                     "feature_engineering.factors.factor_performance_params")
+
+
+def _evidence_problems(params: Mapping[str, Any]) -> list[str]:
+    """The regime evidence's windows (core.regimes.regime_evidence.EvidenceParams), named with
+    their section (they failed at the node that builds the evidence)."""
+    from bma_quant.core.regimes.regime_evidence import EvidenceParams
+
+    problems = []
+    for path in EVIDENCE_SECTIONS:
+        section = lookup(params, path)
+        if isinstance(section, Mapping):
+            try:
+                EvidenceParams.from_params(section)
+            except (ValueError, TypeError) as error:
+                problems.append(f"{path}: {error}")
+    return problems
+
+
+def _window_problems(params: Mapping[str, Any]) -> list[str]:
+    """A sliding training window shorter than the first fold's (cv.min_train_days) trains on
+    fewer dates than the layout promises (5 dates ran and registered a model)."""
+    window, longest = lookup(params, "cv.window"), lookup(params, "cv.max_train_days")
+    shortest = lookup(params, "cv.min_train_days")
+    if window == "sliding" and isinstance(longest, int | float) and isinstance(
+            shortest, int | float) and longest < shortest:
+        return [f"cv.max_train_days ({longest}) must be >= cv.min_train_days ({shortest}) with "
+                "cv.window: sliding"]
+    return []
 
 
 def _choice_problems(params: Mapping[str, Any]) -> list[str]:
@@ -357,14 +444,6 @@ def _shape_problems(params: Mapping[str, Any]) -> list[str]:
     if blocks is not None and not (_whole(blocks, 2) and blocks % 2 == 0):
         problems.append("evaluation.overfitting.n_blocks must be an even whole number >= 2 (CSCV "
                         f"splits the blocks in halves), got {blocks!r}")
-    spaces = lookup(params, "base_models.tuning.search_space") or {}
-    for learner, space in spaces.items():
-        for name, spec in (space or {}).items():
-            if isinstance(spec, Mapping) and spec.get("type", "float") in ("int", "float"):
-                low, high = spec.get("low"), spec.get("high")
-                if isinstance(low, int | float) and isinstance(high, int | float) and low > high:
-                    problems.append(f"base_models.tuning.search_space.{learner}.{name}: low "
-                                    f"({low}) must not exceed high ({high})")
     return problems
 
 
@@ -498,11 +577,6 @@ def _same_key_elsewhere(key: str, known: Mapping[str, Any]) -> list[str]:
     return places[names[0]] if names and len(places[names[0]]) == 1 else []
 
 
-# Sections where a misspelt key changes which data a run reads (the run would train on or score
-# the default file without a word): such a key is refused, not warned about.
-DATA_SECTIONS = ("data", "inference.data")
-
-
 def unknown_read_keys(params: Mapping[str, Any], read_keys: Sequence[str]) -> dict[str, list[str]]:
     """Keys of `inference.data` (an open section of per-run read options) that are not read
     options, each with the close read keys."""
@@ -515,11 +589,12 @@ def unknown_read_keys(params: Mapping[str, Any], read_keys: Sequence[str]) -> di
             for key in given if key not in read_keys and not str(key).startswith("_")}
 
 
-def refused_unknown(unknown: Mapping[str, list[str]], typed: set[str]) -> dict[str, list[str]]:
-    """The unknown parameters a run is refused for: those typed on the command line (`--params`:
-    this run's intent, never meant to be ignored) and those in DATA_SECTIONS."""
-    return {path: close for path, close in unknown.items()
-            if path in typed or any(path.startswith(f"{s}.") for s in DATA_SECTIONS)}
+def refused_unknown(unknown: Mapping[str, list[str]], read_by_conf: set[str]
+                    ) -> dict[str, list[str]]:
+    """The unknown parameters a run is refused for: all of them, typed on the command line
+    (`--params`) or set in a conf file (conf/local), except keys typed for a conf file's
+    `${runtime_params:...}` (`read_by_conf`): no layer reads a misspelt key."""
+    return {path: close for path, close in unknown.items() if path not in read_by_conf}
 
 
 def describe_unknown(path: str, close: list[str]) -> str:

@@ -66,14 +66,14 @@ class SelectionRule:
         """From `stacking.selection`; refuses a half-set prior or a default that is not one of
         `methods` (the configured ensemble methods), which would otherwise be ignored."""
         default, t = selection.get("default_method"), selection.get("min_t_stat")
+        if default is not None and methods is not None and default not in methods:
+            raise ValueError(f"stacking.selection.default_method {default!r} is not one of "
+                             f"stacking.methods {list(methods)}")
         if (default is None) != (t is None):
             raise ValueError(
                 "stacking.selection: default_method and min_t_stat are set together (a prior) "
                 f"or both null (the top score alone); got default_method={default!r}, "
                 f"min_t_stat={t!r}")
-        if default is not None and methods is not None and default not in methods:
-            raise ValueError(f"stacking.selection.default_method {default!r} is not one of "
-                             f"stacking.methods {list(methods)}")
         return cls(default, None if t is None else float(t), int(nw_lag), fallback)
 
     def choose(self, daily: pd.DataFrame, folds: list[int], methods: list[str] | None = None

@@ -4,9 +4,8 @@ import os
 import warnings
 from pathlib import Path
 
-from kedro.config import OmegaConfigLoader
-
 from bma_quant import logging_filters
+from bma_quant.config_loader import ProjectConfigLoader
 
 logging_filters.import_without_untyped_predict_notice()  # before the hooks import kedro-mlflow
 from bma_quant.hooks import RunHealthHooks
@@ -74,7 +73,7 @@ def sqlite_at_project_root(relative: str) -> str:
     return f"sqlite:///{(project_root() / relative).as_posix()}"
 
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_CLASS = ProjectConfigLoader  # YAML errors said with the file and line
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

@@ -21,6 +21,7 @@ TRACEBACK_ENV = "BMA_QUANT_TRACEBACK"
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     # imported here: the hook must not make `settings` import pandas-heavy modules eagerly
+    from bma_quant.config_loader import ConfigFileError
     from bma_quant.core.data.cv import CVLayoutError
     from bma_quant.core.data.preflight import PreflightError
     from bma_quant.core.data.schema import DataValidationError
@@ -37,7 +38,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     return (DataValidationError, PreflightError, TemporalConfigError, CVLayoutError,
             ChainInputError, StaleChainError, ModelSourceError, MlflowServerUnreachable,
             OutputFolderNotWritable, RunTimeBudgetExceeded, UnknownPipelineError,
-            MemoryLimitExceeded, StudyMismatch)
+            MemoryLimitExceeded, StudyMismatch, ConfigFileError)
 
 
 def is_user_error(error: BaseException) -> bool:

@@ -50,12 +50,21 @@ def test_suggest_params_reads_the_search_space_from_parameters():
         tuning.suggest_params(study.ask(), {"x": {"type": "uniform", "low": 0, "high": 1}})
 
 
-def test_default_trial_keeps_only_defaults_inside_the_space():
+def test_default_trial_keeps_only_defaults_inside_the_space(caplog):
+    """A default outside its range is left to the sampler in trial 0, and said (the run went on
+    without trying the configuration written)."""
     space = {"a": {"type": "float", "low": 0.1, "high": 1.0},
              "b": {"type": "int", "low": 1, "high": 3},
              "c": {"type": "categorical", "choices": ["x", "y"]}}
-    assert tuning.default_trial({"a": 0.5, "b": 7, "c": "y", "d": 1}, space) == {"a": 0.5,
-                                                                               "c": "y"}
+    with caplog.at_level("WARNING"):
+        kept = tuning.default_trial({"a": 0.5, "b": 7, "c": "y", "d": 1}, space, "lightgbm")
+    assert kept == {"a": 0.5, "c": "y"}
+    assert ("base_models.defaults.lightgbm: b = 7 outside the search range (base_models.tuning."
+            "search_space): trial 0 samples it instead") in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        tuning.default_trial({"a": 0.5, "d": 1}, space, "lightgbm")
+    assert "outside the search range" not in caplog.text
 
 
 def test_same_seed_gives_the_same_best_params_and_predictions(frame_and_folds):

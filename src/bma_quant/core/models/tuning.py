@@ -88,11 +88,20 @@ def _in_space(value: Any, spec: dict) -> bool:
         return False
 
 
-def default_trial(defaults: dict, space: dict) -> dict:
+def default_trial(defaults: dict, space: dict, learner: str = "") -> dict:
     """The defaults restricted to the search space (enqueued as trial 0 so tuning never ends
-    below the seed's configuration on the same folds)."""
+    below the seed's configuration on the same folds). A default outside its search range is
+    left to the sampler in trial 0, and said: the configuration the user wrote is not tried."""
+    outside = {k: v for k, v in defaults.items()
+               if k in (space or {}) and not _in_space(v, space[k])}
+    if outside:
+        logger.warning(
+            "base_models.defaults%s: %s outside the search range (base_models.tuning."
+            "search_space): trial 0 samples %s instead of trying the default", f".{learner}"
+            if learner else "", ", ".join(f"{k} = {v!r}" for k, v in outside.items()),
+            "them" if len(outside) > 1 else "it")
     return {k: defaults[k] for k, spec in (space or {}).items()
-            if k in defaults and _in_space(defaults[k], spec)}
+            if k in defaults and k not in outside}
 
 
 # Optuna creates its tables when a storage is first opened: two studies opened at once on a new
@@ -440,7 +449,7 @@ def tune_learner(
     scores on something else (`check_study_identity`)."""
     if int(n_trials) < 1:
         raise ValueError(f"{name}: base_models.tuning.n_trials must be >= 1, got {n_trials}")
-    first = default_trial(defaults, space) if enqueue_defaults else None
+    first = default_trial(defaults, space, name) if enqueue_defaults else None
     identity = study_identity(cache, defaults, space, seed=seed, min_names=min_names)
     study = _open_study(cache, name, first, shared=shared,
                         seed=seed if sampler_seed is None else sampler_seed, storage=storage,

@@ -146,6 +146,8 @@ def test_valid_parameters_pass():
      "feature_engineering.selection.redundancy_threshold must be in (0, 1], got -5"),
     ("processing.eligibility.window_days", -5,
      "processing.eligibility.window_days must be >= 1, got -5"),
+    ("feature_engineering.fear_greed.momentum_window", 0,
+     "feature_engineering.fear_greed.momentum_window must be >= 2, got 0"),
 ])
 def test_out_of_range_parameter_is_named(path, value, message):
     with pytest.raises(PreflightError, match=re.escape(message)):

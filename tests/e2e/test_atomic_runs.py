@@ -51,19 +51,21 @@ def _assert_unchanged(project, before):
 
 def test_failing_node_in_a_later_layer_changes_nothing(project):
     before = _outputs(project)
-    # set in a conf file, an unknown key is only warned about by the preflight (typed with
-    # --params it is refused up front), so feature_engineering's node fails on it
+    # settings the pre-flight cannot judge (they depend on the data): no factor reaches a
+    # t-stat of 1000 and nothing is refilled, so feature_engineering's node fails after
+    # data_processing has run
     failing = project / "conf" / "smoke" / "parameters_failing.yml"
-    failing.write_text("feature_engineering:\n  factors:\n    not_a_factor: 1\n")
+    failing.write_text("feature_engineering:\n  selection:\n    min_abs_tstat: 1000\n"
+                       "    min_features: 0\n")
     try:
         result = kedro_run(project, *SMOKE, *TWO_LAYERS, "--params", OTHER_DATA)
     finally:
         failing.unlink()
     assert result.returncode != 0
-    assert "unknown key(s)" in result.stdout + result.stderr
+    assert "feature selection kept none of the" in result.stdout + result.stderr
     _assert_unchanged(project, before)
     failed = json.loads((project / FAILED_SUMMARY).read_text())
-    assert failed["status"].startswith("failed: ValueError")
+    assert failed["status"].startswith("failed: PreflightError")
     assert failed["node_failures"]  # the failing feature_engineering node, with its error
     assert mlflow_runs(project).iloc[0]["status"] == "FAILED"
 

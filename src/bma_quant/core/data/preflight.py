@@ -142,6 +142,10 @@ BOUNDS = (
     Bound("feature_engineering.selection.rolling_window", 2),
     Bound("feature_engineering.selection.timed_ic_window", 1),
     Bound("feature_engineering.selection.redundancy_sample_rows", 1),
+    *(Bound(f"feature_engineering.fear_greed.{w}", 2) for w in (
+        "momentum_window", "breadth_window", "high_low_window", "volatility_window",
+        "volatility_baseline_window", "normalisation_window")),
+    Bound("feature_engineering.fear_greed.min_periods_share", 0.0, 1.0, low_open=True),
 )
 # Parameters that take one of a few words (dotted path -> allowed values). Literals, so that this
 # module imports no learner library; a test checks them against the constants the layers use.

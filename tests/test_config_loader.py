@@ -15,20 +15,17 @@ def _loader(tmp_path, local_text: str) -> ProjectConfigLoader:
                                default_run_env="local")
 
 
-def test_a_syntax_error_is_named_with_its_file_line_and_column(tmp_path):
-    loader = _loader(tmp_path, "cv:\n  n_splits: 3\n  window: [expanding\n  max: 2\n")
-    with pytest.raises(ConfigFileError, match=r"local/parameters.yml, line 4, column 6: "
-                                              r"did not find expected ',' or '\]' \(while "
-                                              r"parsing a flow sequence from line 3, column 11\)"):
-        loader["parameters"]
-
-
-def test_a_key_twice_in_one_file_is_named_with_the_file(tmp_path):
-    loader = _loader(tmp_path, "cv:\n  n_splits: 3\n  n_splits: 4\n")
-    with pytest.raises(ConfigFileError, match=r"local/parameters.yml, line 3, column 3: "
-                                              r"found duplicate key n_splits \(while constructing "
-                                              r"a mapping from line 2, column 3\)"):
-        loader["parameters"]
+@pytest.mark.parametrize("text, message", [
+    ("cv:\n  n_splits: 3\n  window: [expanding\n  max: 2\n",  # an unclosed bracket
+     r"local/parameters.yml, line 4, column 6: did not find expected ',' or '\]' \(while "
+     r"parsing a flow sequence from line 3, column 11\)"),
+    ("cv:\n  n_splits: 3\n  n_splits: 4\n",  # a key twice in one file: Kedro named no file
+     r"local/parameters.yml, line 3, column 3: found duplicate key n_splits \(while "
+     r"constructing a mapping from line 2, column 3\)"),
+], ids=["syntax", "duplicate_key"])
+def test_an_invalid_file_is_named_with_its_line_and_column(tmp_path, text, message):
+    with pytest.raises(ConfigFileError, match=message):
+        _loader(tmp_path, text)["parameters"]
 
 
 def test_valid_files_load_as_before(tmp_path):

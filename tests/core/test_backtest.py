@@ -75,6 +75,35 @@ def test_rebalance_weights_legs_sum_to_plus_and_minus_one():
         rebalance_weights(preds, n_quantiles=1)
 
 
+def test_ties_that_empty_an_end_quantile_hold_no_long_short_book():
+    """Tied names share a bucket, so 8 tied lowest predictions of 20 left quintile 1 empty and
+    the 'long-short' book was long the top quintile alone: a bet on the market (Sharpe of
+    beta). Such a date holds nothing, as the served book does; ties inside keep both legs."""
+    date = pd.Timestamp("2024-01-01")
+    names = [f"T{i:02d}" for i in range(20)]
+    tied_bottom = pd.DataFrame({"date": date, "ticker": names,
+                                "prediction": [0.1] * 8 + [0.2] * 7 + [0.3] * 5})
+    weights = rebalance_weights(tied_bottom, n_quantiles=5)
+    assert (weights["quantile"] == 1).sum() == 0
+    assert (weights["long_short"] == 0).all()
+    np.testing.assert_allclose(weights["long_only"].sum(), 1.0)  # one leg by design
+    tied_middle = tied_bottom.assign(prediction=np.r_[np.arange(4), [5.0] * 12, np.arange(6, 10)])
+    inner = rebalance_weights(tied_middle, n_quantiles=5)
+    assert inner["long_short"].sum() == pytest.approx(0.0)
+    assert (inner["long_short"] > 0).sum() == 4 and (inner["long_short"] < 0).sum() == 4
+
+    # in the backtest: the flat date earns nothing, is counted, and the next date trades
+    returns = _random_returns(30, names, seed=3)
+    later = tied_middle.assign(date=returns.index[10])
+    preds = pd.concat([tied_bottom.assign(date=returns.index[0]), later], ignore_index=True)
+    result = long_short_backtest(preds, returns, rebalance_days=10, cost_bps=0.0,
+                                 signal_dates=pd.DatetimeIndex(preds["date"].unique()))
+    assert result.summary["flat_rebalances"] == 1 and result.summary["n_rebalances"] == 2
+    np.testing.assert_allclose(result.daily["long_short"].iloc[:10], 0.0)
+    assert (result.daily["long_short"].iloc[10:] != 0).any()
+    assert long_short_backtest(later, returns).summary["flat_rebalances"] == 0
+
+
 def test_execution_positions_on_and_off_the_trading_axis():
     trading = pd.bdate_range("2024-01-01", periods=10)  # Mon 1 Jan .. Fri 12 Jan
     on_axis = pd.DatetimeIndex([trading[0], trading[4]])
@@ -310,7 +339,8 @@ def test_prediction_of_the_traded_window_is_earned():
 def _assert_empty(result):
     assert result.daily.empty and list(result.daily.columns) == list(DAILY_COLUMNS)
     assert result.summary["n_days"] == 0 and result.summary["n_rebalances"] == 0
-    for key in set(SUMMARY_KEYS) - {"n_days", "n_rebalances"}:
+    assert result.summary["flat_rebalances"] == 0
+    for key in set(SUMMARY_KEYS) - {"n_days", "n_rebalances", "flat_rebalances"}:
         assert math.isnan(result.summary[key])
 
 

@@ -153,6 +153,24 @@ def test_dates_too_thin_for_an_ic_are_not_traded_either(market, caplog):
     assert full.metrics_of("final")["n_rebalances"] > 0
 
 
+def test_a_model_whose_ties_empty_an_end_quantile_is_named(market, caplog):
+    """A model with few distinct prediction values (coarse trees) can leave the bottom quintile
+    empty: its book is flat on those rebalances and the warning says so, naming the model."""
+    m, labels, panel, preds, test_start = market
+    coarse = preds["model"] == "xgboost"
+    rank = preds.loc[coarse].groupby("date")["prediction"].rank(pct=True)
+    preds = preds.copy()
+    preds.loc[coarse, "prediction"] = np.where(rank <= 0.5, 0.0, rank)  # bottom half tied
+    with caplog.at_level("WARNING"):
+        result = ev.evaluate_predictions(preds, labels, panel, None, ev.EvaluationConfig(),
+                                         test_start=test_start)
+    coarse_daily = result.daily_returns[result.daily_returns["model"] == "xgboost"]
+    n = result.metrics_of("xgboost")["n_rebalances"]
+    assert n > 0 and (coarse_daily["long_short"] == 0).all()
+    assert f"the long-short book of xgboost ({n:.0f} of {n:.0f}) held nothing" in caplog.text
+    assert "final (" not in caplog.text  # models with distinct values are not named
+
+
 def test_a_model_thin_on_its_own_dates_is_named(market, caplog):
     """Each model's thin dates are left out of its own metrics; the warning names the model with
     the most (here not `final`, which has every name)."""

@@ -102,6 +102,7 @@ SUMMARY_KEYS = (
     "initial_turnover",
     "n_rebalances",
     "n_days",
+    "flat_rebalances",
 )
 
 
@@ -208,12 +209,13 @@ def rebalance_weights(
     with np.errstate(invalid="ignore", divide="ignore"):
         long_leg = np.where(top > 0, 1.0 / n_top, 0.0)
         short_leg = np.where(bottom > 0, 1.0 / n_bottom, 0.0)
+    both_legs = (n_top > 0) & (n_bottom > 0)
     return pd.DataFrame(
         {
             DATE: valid[DATE].to_numpy(),
             TICKER: valid[TICKER].to_numpy(),
             "quantile": quantile.astype(np.int64),
-            "long_short": long_leg - short_leg,
+            "long_short": np.where(both_legs, long_leg - short_leg, 0.0),
             "long_only": long_leg,
             "universe": 1.0 / n_names,
         }
@@ -249,7 +251,7 @@ def _empty_result(weights: pd.DataFrame | None = None) -> BacktestResult:
         index=pd.DatetimeIndex([], name=DATE),
     )
     summary = {key: math.nan for key in SUMMARY_KEYS}
-    summary.update(n_rebalances=0, n_days=0)
+    summary.update(n_rebalances=0, n_days=0, flat_rebalances=0)
     return BacktestResult(daily, summary, weights if weights is not None else pd.DataFrame())
 
 
@@ -624,7 +626,17 @@ def long_short_backtest(
     daily = _daily_frame(book_returns, net, turnover, trading_dates[first:end], untraded)
     summary = _summary(net, daily["excess"].to_numpy(), turnover[start[1:] - first],
                        turnover[0], len(start), periods_per_year)
+    summary["flat_rebalances"] = flat_rebalances(weights)
     return BacktestResult(daily, summary, weights)
+
+
+def flat_rebalances(weights: pd.DataFrame) -> int:
+    """Rebalance dates of ``weights`` (rebalance_weights) whose long-short book holds nothing:
+    the top or bottom quantile is empty (tied predictions at either end, or too few names)."""
+    if weights.empty:
+        return 0
+    held = weights["long_short"].ne(0.0).groupby(weights[DATE].to_numpy()).any()
+    return int((~held).sum())
 
 
 def _wide_returns(returns: pd.DataFrame, return_col: str) -> pd.DataFrame:

@@ -293,6 +293,22 @@ def _warn_thin_test_dates(thin: dict[str, int], n_dates: dict[str, int],
         if thin[model] == n_dates[model] else "the metrics cover the other dates")
 
 
+def _warn_flat_books(flat: dict[str, tuple[int, int]], config: EvaluationConfig) -> None:
+    """One warning naming the models whose long-short book held nothing on some rebalances
+    (tied predictions left the top or the bottom quantile empty): their Sharpe counts those
+    periods as flat, not as the ranking's."""
+    hit = {model: counts for model, counts in flat.items() if counts[0]}
+    if not hit:
+        return
+    logger.warning(
+        "the long-short book of %s held nothing on some test rebalances: tied predictions left "
+        "the top or bottom of evaluation.backtest.n_quantiles (%d) empty, and one leg alone "
+        "would be a bet on the market (a model with few distinct prediction values, such as "
+        "shallow trees on a small universe); those periods are flat in the backtest",
+        ", ".join(f"{model} ({n} of {total})" for model, (n, total) in list(hit.items())[:6])
+        + (", ..." if len(hit) > 6 else ""), int(config.n_quantiles))
+
+
 def evaluate_predictions(
     predictions: pd.DataFrame,
     labels: pd.DataFrame,
@@ -328,7 +344,7 @@ def evaluate_predictions(
     forward = (forward_return_grids(test_panel[[DATE, TICKER, "close"]],
                                     list(config.decay_horizons), config.execution_delay)
                if with_decay and "close" in test_panel else None)
-    thin, n_dates = {}, {}
+    thin, n_dates, flat = {}, {}, {}
     for model in ordered_models(merged[MODEL].unique()):
         frame = merged.loc[merged[MODEL] == model].drop(columns=MODEL)
         thin[model] = len(thin_cross_sections(frame, config))
@@ -337,6 +353,8 @@ def evaluate_predictions(
             frame, returns, regime_series, config
         )
         rows += [{MODEL: model, **row} for row in model_rows]
+        flat[model] = (int(model_rows[0].get("flat_rebalances", 0)),
+                       int(model_rows[0]["n_rebalances"]))
         ic_frames.append(ic_frame.assign(model=model))
         daily_frames.append(daily.assign(model=model))
         quantile_frames.append(
@@ -348,6 +366,7 @@ def evaluate_predictions(
             decay_frames.append(decay.reset_index().assign(model=model))
 
     _warn_thin_test_dates(thin, n_dates, config)
+    _warn_flat_books(flat, config)
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     return EvaluationResult(
         table=table,

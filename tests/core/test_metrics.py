@@ -184,7 +184,12 @@ def test_newey_west_degenerate_inputs():
     assert math.isnan(newey_west_tstat(pd.Series([], dtype=float), 10))
     assert math.isnan(newey_west_tstat(pd.Series([0.1]), 10))
     assert math.isnan(newey_west_tstat(pd.Series([0.1, 0.1, 0.1]), 1))  # zero variance
-    assert math.isfinite(newey_west_tstat(pd.Series([0.1, 0.3, np.nan, 0.2]), 10))
+    assert math.isfinite(newey_west_tstat(pd.Series([0.1, 0.3, np.nan, 0.2]), 2))
+    # no more values than the lag: the window spans the sample (two dates gave a t of 4.0)
+    assert math.isnan(newey_west_tstat(pd.Series([0.1, 0.3, np.nan, 0.2]), 3))
+    assert math.isnan(newey_west_tstat([0.1, 0.3], 10))
+    gapped = np.r_[0.1, np.full(20, np.nan), 0.3, 0.2]  # 23 dates, 3 values
+    assert math.isnan(newey_west_tstat(gapped, 10, gaps_in_time=True))
 
 
 def test_ic_summary_values():

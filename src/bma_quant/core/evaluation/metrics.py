@@ -280,8 +280,9 @@ def newey_west_tstat(
     Equals ``OLS(y, ones).fit(cov_type="HAC", cov_kwds={"maxlags": lag})`` in statsmodels, whose
     default is no small-sample correction (``use_correction=False``); pass ``use_correction=True``
     to scale the variance by n / (n - 1) as statsmodels does with that flag. Non-finite values are
-    dropped. ``lag`` is capped at n - 1 (higher lags have no pairs). Returns NaN for fewer than two
-    observations or a zero long-run variance (constant series).
+    dropped. Returns NaN for no more observations than ``lag`` (statsmodels caps the lag at n - 1
+    and reports a t-stat from, say, two dates; a window that spans the sample estimates no
+    long-run variance) or a zero long-run variance (constant series).
 
     ``gaps_in_time``: a non-finite value is a date left out, not dropped, so lags count dates
     (a subset of dates such as one regime's: two values 3 dates apart are 3 lags apart, not 1).
@@ -292,9 +293,10 @@ def newey_west_tstat(
     if not gaps_in_time:
         values, finite = values[finite], np.ones(int(finite.sum()), dtype=bool)
     n = int(finite.sum())
-    if n < 2:
+    lag = max(int(lag), 0)
+    if n < 2 or n <= lag:
         return math.nan
-    lag = int(min(max(lag, 0), values.size - 1))
+    lag = min(lag, values.size - 1)
     resid = np.where(finite, values - values[finite].mean(), 0.0)
     values = values[finite]
     long_run = resid @ resid

@@ -103,6 +103,25 @@ def test_refit_paths_find_a_planted_signal_on_every_path():
     assert quantiles["rank_ic_q05"] <= quantiles["rank_ic_q50"] <= quantiles["rank_ic_q95"]
 
 
+def test_path_books_skip_the_dates_the_test_period_skips():
+    """A path date with fewer names than the quantile book needs is not traded, as in the test
+    period's backtest: its Sharpe is the backtest of the other dates."""
+    from bma_quant.core.evaluation.backtest import long_short_backtest
+
+    panel = _planted_panel()
+    paths = panel[["date", "ticker", "label"]].assign(path=0, prediction=panel["signal"])
+    thin_date = panel["date"].unique()[40]
+    kept = sorted(panel["ticker"].unique())[:3]
+    paths = paths[(paths["date"] != thin_date) | paths["ticker"].isin(kept)]
+    returns = panel[["date", "ticker", "ret_1d"]]
+    config = EvaluationConfig(rebalance_days=1)
+    sharpe = score_paths(paths, returns, config).loc[0, "sharpe"]
+    wide = paths[paths["date"] != thin_date]
+    expected = long_short_backtest(wide[["date", "ticker", "prediction"]], returns,
+                                   rebalance_days=1, max_frozen_days=config.max_frozen_days)
+    assert sharpe == pytest.approx(expected.summary["sharpe"], rel=1e-12)
+
+
 def test_only_dates_from_test_from_are_grouped_and_tested():
     """The chain's out-of-fold dates only: earlier dates train every split (less the purge
     before the first group), are in no group and in no path."""

@@ -9,7 +9,7 @@ import pytest
 from bma_quant.core.data.synthetic import generate_synthetic_market
 from bma_quant.core.evaluation.backtest import long_short_backtest
 from bma_quant.core.evaluation.overfitting import assess_overfitting
-from bma_quant.core.evaluation.test_period import EvaluationConfig
+from bma_quant.core.evaluation.test_period import EvaluationConfig, thin_cross_sections
 from bma_quant.core.evaluation.trial_accounting import (
     common_window,
     configuration_predictions,
@@ -74,6 +74,9 @@ def test_returns_are_the_projects_backtest(with_tradable):
     }
     # whole dates of c are missing: its rebalance dates are not a's
     parts["c"].loc[parts["c"]["date"].isin(dates[[0, 3, 4]]), "prediction"] = np.nan
+    # a date with fewer than 5 names of c is not traded, as in the test period's backtest
+    parts["c"].loc[parts["c"]["date"].eq(dates[9]) & ~parts["c"]["ticker"].isin(["T0", "T1"]),
+                   "prediction"] = np.nan
     preds = pd.concat([f.assign(model=n) for n, f in parts.items()], ignore_index=True)
     preds = preds.assign(configuration=pd.Categorical(preds["model"], categories=list("dcba")),
                          source="base").sample(frac=1.0, random_state=1)
@@ -81,7 +84,10 @@ def test_returns_are_the_projects_backtest(with_tradable):
     wide = configuration_returns(preds, returns, config)
     assert list(wide.columns) == list("dcba")
     for name, frame in parts.items():
-        expected = long_short_backtest(frame[["date", "ticker", "prediction"]], returns,
+        valid = frame.dropna(subset=["prediction"])
+        traded = valid[~valid["date"].isin(thin_cross_sections(valid, config))]
+        assert (name != "c") or dates[9] not in set(traded["date"])
+        expected = long_short_backtest(traded[["date", "ticker", "prediction"]], returns,
                                        rebalance_days=5, cost_bps=10.0,
                                        max_frozen_days=config.max_frozen_days
                                        ).daily["long_short"]

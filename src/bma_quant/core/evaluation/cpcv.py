@@ -30,7 +30,7 @@ from bma_quant.core.data.cv import DateFold
 from bma_quant.core.data.temporal import TemporalConfig, validate_temporal_config
 from bma_quant.core.evaluation.backtest import long_short_backtest
 from bma_quant.core.evaluation.metrics import daily_ic
-from bma_quant.core.evaluation.test_period import EvaluationConfig
+from bma_quant.core.evaluation.test_period import EvaluationConfig, thin_cross_sections
 from bma_quant.core.models import training
 
 SPLIT, GROUP, PATH = "split", "group", "path"
@@ -161,8 +161,9 @@ def score_paths(paths: pd.DataFrame, returns: pd.DataFrame, config: EvaluationCo
     rows = []
     for path, frame in paths.groupby(PATH, sort=True):
         rank_ic = daily_ic(frame, method="spearman", min_names=config.min_names)
+        traded = frame.loc[~frame["date"].isin(thin_cross_sections(frame, config))]
         book = long_short_backtest(
-            frame[["date", "ticker", "prediction"]], returns,
+            traded[["date", "ticker", "prediction"]], returns,
             rebalance_days=config.rebalance_days, n_quantiles=config.n_quantiles,
             cost_bps=config.cost_bps, execution_delay=config.execution_delay,
             periods_per_year=config.periods_per_year, max_frozen_days=config.max_frozen_days)

@@ -119,11 +119,13 @@ def configuration_table(predictions: pd.DataFrame) -> pd.DataFrame:
     }).rename_axis(CONFIGURATION).reset_index()
 
 
-def _rebalance_rows(predictions: pd.DataFrame, rebalance_days: int
+def _rebalance_rows(predictions: pd.DataFrame, rebalance_days: int, min_names: int = 0
                     ) -> tuple[pd.DataFrame, dict[str, pd.DatetimeIndex]]:
     """Each configuration's valid rows on its own rebalance dates (``backtest.rebalance_dates``
     of its valid dates), and those dates: the only rows its backtest trades on, about one in
-    ``rebalance_days``, taken for all configurations at once instead of inside each backtest."""
+    ``rebalance_days``, taken for all configurations at once instead of inside each backtest.
+    A configuration's date with fewer than ``min_names`` valid names is not traded, as in the
+    test period's backtest (``test_period.thin_cross_sections``)."""
     prediction = predictions["prediction"].to_numpy(dtype=np.float64)
     rows = predictions.loc[np.isfinite(prediction) & predictions["date"].notna().to_numpy(),
                            ["date", "ticker", "prediction", CONFIGURATION]]
@@ -131,7 +133,11 @@ def _rebalance_rows(predictions: pd.DataFrame, rebalance_days: int
     date_codes, dates = pd.factorize(rows["date"], sort=True)
     n_dates = max(len(dates), 1)
     keys = config_codes.astype(np.int64) * n_dates + date_codes
-    pairs = np.unique(keys)  # ascending: by configuration, then by date
+    pairs, names = np.unique(keys, return_counts=True)  # by configuration, then by date
+    if (names < min_names).any():
+        pairs = pairs[names >= min_names]
+        wide_enough = np.isin(keys, pairs)
+        rows, keys = rows[wide_enough], keys[wide_enough]
     first_of_config = np.searchsorted(pairs // n_dates, pairs // n_dates, side="left")
     signal = pairs[(np.arange(len(pairs)) - first_of_config) % rebalance_days == 0]
     bounds = np.searchsorted(signal // n_dates, np.arange(len(configs) + 1))
@@ -157,7 +163,8 @@ def configuration_returns(
     locks = (returns.pivot(index="date", columns="ticker", values=LIMIT_LOCK)
              if LIMIT_LOCK in returns else None)
     names = predictions.groupby(CONFIGURATION, sort=True, observed=True).size().index
-    rows, signal_dates = _rebalance_rows(predictions, config.rebalance_days)
+    rows, signal_dates = _rebalance_rows(predictions, config.rebalance_days,
+                                         max(int(config.min_names), int(config.n_quantiles)))
     parts = dict(iter(rows.groupby(CONFIGURATION, sort=False, observed=True)))
     for name in names:
         result = long_short_backtest(

@@ -11,6 +11,7 @@ import pytest
 from bma_quant.core.data.synthetic import generate_synthetic_market
 from bma_quant.core.ensemble import combiners
 from bma_quant.core.evaluation.metrics import mean_rank_ic
+from bma_quant.pipelines.stacking import nodes
 from tests.core.test_ensemble import make_inputs
 from tests.support import run_pipeline
 
@@ -313,6 +314,15 @@ def test_catalog_logs_the_meta_learner_weights_and_metrics_to_mlflow(outputs, da
         logged = client.get_run(run.info.run_id)
         assert logged.data.metrics["stacking.final.oos_rank_ic"] == pytest.approx(
             outputs["stacking_metrics"]["final.oos_rank_ic"]["value"])
+        # the served method is a run tag, so runs can be filtered on it
+        report = outputs["ensemble_report"]
+        with mlflow.start_run() as tagged:
+            nodes.report_stacking({k: report[k] for k in ("methods", "models",
+                                                          "stacking_enabled")},
+                                  report["selection"], report["fit"], outputs["ensemble_weights"])
+        found = mlflow.search_runs(filter_string=f"tags.`{nodes.FINAL_METHOD_TAG}` = "
+                                                 f"'{report['chosen']}'", output_format="list")
+        assert [r.info.run_id for r in found] == [tagged.info.run_id]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"ensemble_weights.csv", "ensemble_report.json"} <= artifacts
 

@@ -16,6 +16,8 @@ from bma_quant.pipelines.mlflow_format import as_mlflow_metrics
 logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["date", "ticker", "model", "prediction"]
+# the run tag naming the ensemble method `final` serves (filterable in the MLflow UI)
+FINAL_METHOD_TAG = "stacking.final.method"
 
 
 def _enabled_methods(n_models: int, params: dict) -> tuple[list[str], bool]:
@@ -199,4 +201,14 @@ def report_stacking(
     values["n_models"] = len(model_info["models"])
     values["stacking_enabled"] = float(model_info["stacking_enabled"])
     values["n_validation_folds"] = len(selection["validation_folds"])
+    _tag_chosen_method(chosen)
     return report, as_mlflow_metrics(values)
+
+
+def _tag_chosen_method(chosen: str) -> None:
+    """The method `final` serves, as a run tag: runs can be filtered and compared on it in the
+    MLflow UI (a metric cannot hold a name; the ensemble report artifact is not searchable)."""
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.set_tag(FINAL_METHOD_TAG, chosen)

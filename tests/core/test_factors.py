@@ -182,6 +182,40 @@ def test_rolling_primitives_match_pandas(window):
     np.testing.assert_allclose(F.rolling_percentile(x, window, mp), expected_rank, atol=1e-12)
 
 
+def test_a_huge_value_long_gone_does_not_blur_later_windows():
+    """Trailing sums from cumulative ones kept a bad print's +1e6 return (1e12 squared) in every
+    later difference: two hundred days on, a 20-day std came out 0 and a 60-day beta NaN. The
+    windows after it now equal those of the series without it, and an ordinary series' sums are
+    the cumulative ones, bit for bit."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(0.0, 0.02, (300, 3))
+    x[rng.random(x.shape) < 0.05] = 0.0  # unchanged closes
+    x[40:45, 2] = 0.0
+    ordinary = {w: (F.rolling_std(x, w, 2), F.rolling_mean(x, w, 1)) for w in (5, 20)}
+    spiked = x.copy()
+    spiked[50, 0], spiked[51, 0] = -0.999999, 999999.0  # a close at 1e-6 of the price for a day
+    spiked[60, 1] = 1e9  # and one beyond any price
+    for window in (5, 20, 60):
+        after = slice(52 + window, None)
+        for got, expected in (
+                (F.rolling_std(spiked, window, 2), F.rolling_std(x, window, 2)),
+                (F.rolling_mean(spiked, window, 1), F.rolling_mean(x, window, 1)),
+                (F.rolling_mean(spiked * spiked, window, 1), F.rolling_mean(x * x, window, 1))):
+            np.testing.assert_allclose(got[after, 0], expected[after, 0], rtol=1e-9)
+            np.testing.assert_allclose(got[60 + window:, 1], expected[60 + window:, 1],
+                                       rtol=1e-9)
+            np.testing.assert_array_equal(got[:, 2], expected[:, 2])  # untouched column
+    for w, (std, mean) in ordinary.items():
+        cum = F.Cumulative.of(x, squares=True)
+        assert cum.unresolved_total is None and cum.unresolved_squares is None
+        total, count = F._trailing(cum.total, w), F._trailing(cum.count, w)
+        squares = F._trailing(cum.squares, w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.testing.assert_array_equal(mean, np.where(count >= 1, total / count, np.nan))
+            variance = np.maximum((squares - total * total / count) / (count - 1), 0.0)
+        np.testing.assert_array_equal(std, np.where(count >= 2, np.sqrt(variance), np.nan))
+
+
 def test_shift_refuses_to_look_forward():
     with pytest.raises(ValueError, match="backwards"):
         F.shift(np.zeros((3, 2)), -1)

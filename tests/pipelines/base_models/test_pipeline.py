@@ -252,6 +252,37 @@ def test_trials_are_nested_mlflow_runs_and_models_load_back_with_a_signature(inp
     assert child.data.tags["mlflow.runName"].split("-trial-")[0] in flavours
 
 
+def test_a_pruned_trial_run_logs_its_folds_but_no_mean_objective(tmp_path):
+    """Optuna gives a pruned trial its last fold's RankIC as its value: logged as
+    `tuning_rank_ic_mean`, it sorted a pruned trial above the chosen one in the MLflow UI."""
+    import optuna
+
+    from tests.support import sqlite_tracking
+
+    def objective(trial):
+        trial.suggest_float("alpha", 0.0, 1.0)
+        trial.report(0.05, 0)
+        if trial.number == 1:
+            raise optuna.TrialPruned()
+        trial.report(0.01, 1)
+        return 0.03
+
+    with sqlite_tracking(tmp_path), mlflow.start_run() as parent:
+        callbacks = nodes._trial_callbacks("lightgbm")
+        study = optuna.create_study(direction="maximize")
+        study.optimize(objective, n_trials=2, callbacks=callbacks)
+        client = mlflow.tracking.MlflowClient()
+        children = {c.data.tags["mlflow.runName"]: c for c in client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")}
+        complete, pruned = children["lightgbm-trial-0"], children["lightgbm-trial-1"]
+        assert complete.data.metrics["tuning_rank_ic_mean"] == pytest.approx(0.03)
+        assert "tuning_rank_ic_mean" not in pruned.data.metrics
+        assert [m.value for m in client.get_metric_history(pruned.info.run_id,
+                                                           "fold_rank_ic")] == [0.05]
+        assert "alpha" in pruned.data.params
+
+
 def test_a_run_whose_tuning_the_timeout_cut_is_tagged_not_reproducible(inputs, mlflow_run):
     """DESIGN §3: a wall-clock cap that cut work (a study stopped short, or a learner left with
     no completed trial) tags the run reproducible: false with the reason; a run the cap did not

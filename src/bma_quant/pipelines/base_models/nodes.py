@@ -87,11 +87,22 @@ def _trial_callbacks(name: str) -> list:
     # when two learners' nodes ask for it at once (ThreadRunner: "cannot import name
     # 'MLflowCallback'").
     with _CALLBACK_IMPORT:
+        import optuna
         from optuna_integration.mlflow import MLflowCallback
 
     class TrialRunCallback(MLflowCallback):
         """optuna-integration's callback (params, objective, state) plus each fold's RankIC as
-        the metric history `fold_rank_ic` (step = fold) and a readable run name."""
+        the metric history `fold_rank_ic` (step = fold) and a readable run name. A trial stopped
+        before its last fold logs no objective: Optuna gives it its last fold's RankIC as its
+        value, which under the mean's name sorted a pruned trial above the chosen one."""
+
+        def __call__(self, study, trial):
+            self._complete = trial.state == optuna.trial.TrialState.COMPLETE
+            super().__call__(study, trial)
+
+        def _log_metrics(self, values):
+            if self._complete:
+                super()._log_metrics(values)
 
         def _set_tags(self, trial, study):
             super()._set_tags(trial, study)

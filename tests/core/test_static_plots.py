@@ -32,6 +32,28 @@ def test_line_subplots_carry_the_cumulative_values():
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 500_000
 
 
+def test_every_model_has_its_own_colour_and_final_is_drawn_over_its_member():
+    """Eleven models on a 10-colour cycle gave `final` the first model's colour, and `final`,
+    a copy of the chosen method, hid it. Every model now has its own colour and `final` is
+    black and dashed; percent ticks keep the figure's decimals (".2%" read as "0% 0% 1%")."""
+    models = [f"model_{k}" for k in range(12)] + ["final"]
+    daily = pd.DataFrame({"date": np.tile(DATES, len(models)), "model": np.repeat(models, 30),
+                          "equity": 1.0, "drawdown": 0.0})
+    fig = static_plots.to_matplotlib(plots.equity_curve_figure(daily))
+    top = max(fig.axes, key=lambda ax: ax.get_position().y0)
+    colours = {line.get_label(): line.get_color() for line in top.get_lines()}
+    assert len(set(colours.values())) == len(models)
+    final = next(line for line in top.get_lines() if line.get_label() == "final")
+    assert final.get_color() == "#000000" and final.get_linestyle() == "--"
+
+    quantiles = pd.DataFrame({"model": ["a"] * 2 + ["final"] * 2, "quantile": [1, 2] * 2,
+                              "mean_label": [0.0012, 0.0034, 0.0012, 0.0034]})
+    bars = static_plots.to_matplotlib(plots.quantile_returns_figure(quantiles))
+    (ax,) = bars.axes
+    assert len({tuple(p.get_facecolor()) for p in ax.patches}) == 2
+    assert ax.yaxis.get_major_formatter()(0.0034, 0) == "0.34%"
+
+
 def test_grouped_bars_have_the_figure_heights():
     quantiles = pd.DataFrame({"model": ["a"] * 3 + ["b"] * 3, "quantile": [1, 2, 3] * 2,
                               "mean_label": [-0.01, 0.0, 0.02, 0.005, 0.0, -0.005]})

@@ -16,6 +16,26 @@ from plotly.subplots import make_subplots
 from bma_quant.core.evaluation.test_period import ALL_SCOPE, MODEL, SCOPE, ordered_models
 
 TEMPLATE = "plotly_white"
+# One colour per model, more than the evaluation draws (13 upstream names): plotly's and
+# matplotlib's cycles of 10 gave `final` the first model's colour. `final` itself is drawn
+# black and dashed, so the member it copies (the chosen method) still shows beneath it.
+MODEL_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                 "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
+                 "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363")
+HIGHLIGHT = "final"
+HIGHLIGHT_COLOUR = "#000000"
+
+
+def model_colours(models: Sequence[str], highlight: str = HIGHLIGHT) -> dict[str, str]:
+    """A distinct colour per model in `models` order (cycling past 20), `highlight` black."""
+    others = [m for m in models if m != highlight]
+    colours = {m: MODEL_COLOURS[k % len(MODEL_COLOURS)] for k, m in enumerate(others)}
+    return {**colours, highlight: HIGHLIGHT_COLOUR}
+
+
+def _line(model: str, colours: dict[str, str], highlight: str = HIGHLIGHT) -> dict:
+    return ({"color": colours[model], "width": 2.5, "dash": "dash"} if model == highlight
+            else {"color": colours[model], "width": 1.5})
 
 
 def _empty(title: str, message: str) -> go.Figure:
@@ -32,12 +52,14 @@ def cumulative_ic_figure(daily_ic: pd.DataFrame, models: Sequence[str] | None = 
         return _empty(title, "no IC dates")
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         subplot_titles=("cumulative IC", "cumulative RankIC"))
-    for model in models or ordered_models(daily_ic[MODEL].unique()):
+    names = models or ordered_models(daily_ic[MODEL].unique())
+    colours = model_colours(names)
+    for model in names:
         part = daily_ic.loc[daily_ic[MODEL] == model].sort_values("date")
         for row, column in ((1, "ic"), (2, "rank_ic")):
             fig.add_trace(
                 go.Scatter(x=part["date"], y=part[column].cumsum(), mode="lines", name=model,
-                           legendgroup=model, showlegend=row == 1),
+                           legendgroup=model, showlegend=row == 1, line=_line(model, colours)),
                 row=row, col=1,
             )
     fig.update_layout(title=title, template=TEMPLATE, height=650, hovermode="x unified")
@@ -54,11 +76,12 @@ def equity_curve_figure(
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         row_heights=[0.7, 0.3], subplot_titles=("equity", f"drawdown: {highlight}"))
     names = models or ordered_models(daily_returns[MODEL].unique())
+    colours = model_colours(names, highlight)
     for model in names:
         part = daily_returns.loc[daily_returns[MODEL] == model].sort_values("date")
         fig.add_trace(
             go.Scatter(x=part["date"], y=part["equity"], mode="lines", name=model,
-                       line={"width": 3 if model == highlight else 1.5}),
+                       line=_line(model, colours, highlight)),
             row=1, col=1,
         )
     focus = daily_returns.loc[daily_returns[MODEL] == highlight].sort_values("date")
@@ -80,9 +103,12 @@ def quantile_returns_figure(quantile_returns: pd.DataFrame,
     if quantile_returns.empty:
         return _empty(title, "no quantiles")
     fig = go.Figure()
-    for model in models or ordered_models(quantile_returns[MODEL].unique()):
+    names = models or ordered_models(quantile_returns[MODEL].unique())
+    colours = model_colours(names)
+    for model in names:
         part = quantile_returns.loc[quantile_returns[MODEL] == model].sort_values("quantile")
-        fig.add_trace(go.Bar(x=part["quantile"].astype(str), y=part["mean_label"], name=model))
+        fig.add_trace(go.Bar(x=part["quantile"].astype(str), y=part["mean_label"], name=model,
+                             marker_color=colours[model]))
     fig.update_layout(title=title, template=TEMPLATE, barmode="group",
                       xaxis_title="prediction quantile", yaxis_title="mean label",
                       yaxis_tickformat=".2%")

@@ -57,7 +57,7 @@ def _style_axis(ax, x_axis, y_axis) -> None:
         if axis.type == "log":
             setter("log")
         if axis.tickformat and axis.tickformat.endswith("%"):
-            formatter.set_major_formatter(PercentFormatter(1.0, decimals=0))
+            formatter.set_major_formatter(PercentFormatter(1.0, decimals=_decimals(axis)))
     if y_axis is not None and y_axis.range is not None:
         ax.set_ylim(*y_axis.range)
     if x_axis is not None and x_axis.title and x_axis.title.text:
@@ -65,6 +65,17 @@ def _style_axis(ax, x_axis, y_axis) -> None:
     if y_axis is not None and y_axis.title and y_axis.title.text:
         ax.set_ylabel(y_axis.title.text)
     ax.grid(True, linewidth=0.3, alpha=0.5)
+
+
+def _decimals(axis) -> int | None:
+    """The decimals of a plotly percent tick format (".2%" -> 2; "%" -> None: matplotlib's
+    choice, as plotly's own)."""
+    precision = axis.tickformat[:-1].rsplit(".", 1)
+    return int(precision[1]) if len(precision) == 2 and precision[1].isdigit() else None
+
+
+# plotly dash names -> matplotlib line styles
+LINE_STYLES = {"dash": "--", "dot": ":", "dashdot": "-.", "longdash": "--", "solid": "-"}
 
 
 def _values(values) -> np.ndarray:
@@ -84,7 +95,8 @@ def _scatter(ax, trace: go.Scatter, stacks: dict) -> None:
     x, y = _x_values(trace.x), _values(trace.y).astype(float)
     style = {"label": trace.name if trace.showlegend is not False else None,
              "color": trace.line.color if trace.line else None,
-             "linewidth": (trace.line.width if trace.line and trace.line.width else 1.5)}
+             "linewidth": (trace.line.width if trace.line and trace.line.width else 1.5),
+             "linestyle": LINE_STYLES.get(trace.line.dash if trace.line else None, "-")}
     if trace.stackgroup:  # cumulative areas, as plotly stacks them
         base = stacks.get((id(ax), trace.stackgroup), np.zeros(len(y)))
         top = base + np.nan_to_num(y)
@@ -113,7 +125,9 @@ def _bars(ax, traces: list[go.Bar]) -> None:
         at = np.array([position[c] for c in cats], dtype=float) - BAR_GROUP_WIDTH / 2 \
             + (k + 0.5) * width
         draw = ax.barh if horizontal else ax.bar
-        draw(at, vals, width, label=trace.name)
+        colour = trace.marker.color if trace.marker and isinstance(trace.marker.color,
+                                                                     str) else None
+        draw(at, vals, width, label=trace.name, color=colour)
     ticks = np.arange(len(categories))
     labels = [str(c) for c in categories]
     if horizontal:

@@ -138,6 +138,25 @@ def test_split_leaves_a_gap_of_at_least_d_plus_h():
     assert s["dev_dates"] + 11 + s["test_dates"] == 500
 
 
+def test_split_counts_dates_once_and_refuses_a_negative_gap():
+    """Row dates (one per ticker) counted each date once per name: the 11-date gap between
+    development and test was 5 dates with two tickers; a negative gap put dev_end after
+    test_start."""
+    calendar = pd.bdate_range("2020-01-01", periods=100)
+    assert split.split_dates(calendar.repeat(2)[::-1], 11) == split.split_dates(calendar, 11)
+    with pytest.raises(ValueError, match="must be >= 0 dates, got -5"):
+        split.split_dates(calendar, gap_days=-5)
+
+
+def test_labels_refuse_rows_out_of_date_order():
+    """A label counts rows forward: on a reversed matrix it was a backward return."""
+    close = pd.DataFrame({"A": np.arange(1.0, 31.0)}, index=pd.bdate_range("2020-01-01",
+                                                                           periods=30))
+    for bad in (close.iloc[::-1], pd.concat([close, close.iloc[-1:]])):
+        with pytest.raises(ValueError, match="one row per date in increasing order"):
+            labels.forward_return_labels(bad, 10, 1)
+
+
 def test_forward_fill_is_limited_and_never_backward():
     dates = pd.bdate_range("2021-01-04", periods=7)
     close = pd.DataFrame({"A": [np.nan, 1.0, np.nan, np.nan, np.nan, 2.0, np.nan]}, index=dates)

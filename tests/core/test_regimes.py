@@ -49,6 +49,12 @@ def full_inputs(synthetic):
     return _inputs_on_prefix(synthetic, None)
 
 
+def test_a_detector_is_not_fitted_on_inputs_out_of_date_order(full_inputs):
+    """A label slice of unsorted rows is positional: it fitted on test dates."""
+    with pytest.raises(ValueError, match="in date order"):
+        R.fit_detector("rules", PARAMS, full_inputs.iloc[::-1], full_inputs.index[99], 5)
+
+
 @pytest.mark.parametrize("kind", ["rules", "markov"])
 def test_regimes_and_fear_greed_are_prefix_invariant(synthetic, full_inputs, kind):
     fit_end = full_inputs.index[999]

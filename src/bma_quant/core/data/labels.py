@@ -23,7 +23,11 @@ def forward_return_labels(close: pd.DataFrame, horizon: int, execution_delay: in
     while a suspected split awaits confirmation, perhaps a crash of unknown size), leaves no
     label. A stale close the cleaning masked is the last trade's price: it is marked. No
     exit, stored or marked, is another listing's close (`listed_from`, core.data.listings: a
-    reused code's other company)."""
+    reused code's other company). The rows must be dates in increasing order: a label counts
+    rows forward."""
+    if not close.index.is_monotonic_increasing or close.index.has_duplicates:
+        raise ValueError("forward_return_labels needs one row per date in increasing order (it "
+                         "counts rows forward); sort the close matrix by date first")
     entry = close.shift(-execution_delay)
     exit_ = close.shift(-(execution_delay + horizon))
     relisted = listings.listing_rows(

@@ -22,7 +22,11 @@ def split_dates(
 
     With gap_days >= d + h every development label window ends before the first test date, so the
     test period is never seen by anything fitted on development rows."""
-    calendar = pd.DatetimeIndex(calendar).sort_values()
+    if gap_days < 0:
+        raise ValueError(f"the gap between development and test must be >= 0 dates, got "
+                         f"{gap_days}")
+    # one entry per date: row dates (one per ticker) would count a date once per name
+    calendar = pd.DatetimeIndex(calendar).unique().sort_values()
     if dev_start:
         calendar = calendar[calendar >= pd.Timestamp(dev_start)]
     n = len(calendar)

@@ -417,7 +417,10 @@ def fit_detector(
     kind: str, params: dict, inputs: pd.DataFrame, fit_end, min_duration: int
 ) -> DetectorFit:
     """Fit the `kind` detector on dates <= fit_end; a Markov or HMM failure falls back to the
-    rules."""
+    rules. `inputs` must be in date order (a label slice of unsorted rows is positional)."""
+    if not inputs.index.is_monotonic_increasing:
+        raise ValueError("fit_detector needs detector inputs in date order "
+                         "(regimes.detector_inputs sorts them)")
     fit_rows = inputs.loc[: pd.Timestamp(fit_end)]
     detector = make_detector(kind, params[kind], min_duration)
     try:

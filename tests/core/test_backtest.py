@@ -344,6 +344,19 @@ def _assert_empty(result):
         assert math.isnan(result.summary[key])
 
 
+def test_keys_of_another_type_are_refused_not_matched_to_nothing():
+    """Dates as text or tickers as numbers on one side matched nothing: a Sharpe of costs."""
+    returns = _random_returns(30, NAMES, seed=2)
+    preds = _long(returns, "prediction")
+    rets = _long(returns, "ret_1d")
+    with pytest.raises(ValueError, match="predictions' dates are (object|str)"):
+        long_short_backtest(preds.assign(date=preds["date"].astype(str)), rets)
+    numbered = preds.assign(ticker=preds["ticker"].map({n: k for k, n in enumerate(NAMES)}))
+    with pytest.raises(ValueError, match="no ticker of the predictions .e.g. 0. is among"):
+        long_short_backtest(numbered, rets)
+    assert long_short_backtest(preds, rets).summary["n_rebalances"] == 3
+
+
 def test_empty_and_untradable_inputs_give_nan_without_raising():
     returns = _random_returns(10, NAMES, seed=7)
     preds = _long(returns, "prediction")

@@ -291,6 +291,26 @@ def _valid_predictions(predictions: pd.DataFrame, pred_col: str) -> pd.DataFrame
     return predictions.loc[valid & predictions[DATE].notna().to_numpy(), [DATE, TICKER, pred_col]]
 
 
+def _shown(key) -> str:
+    """A key as a user wrote it, with its kind: 'A' (text) or 7 (a number)."""
+    return repr(key.item() if isinstance(key, np.generic) else key)
+
+
+def _check_keys(preds: pd.DataFrame, wide_returns: pd.DataFrame) -> None:
+    """Predictions and returns name dates and tickers alike: dates as text, or tickers as
+    numbers on one side only, matched nothing and gave a backtest of costs alone."""
+    problems = []
+    for side, values in (("predictions", preds[DATE]), ("returns", wide_returns.index)):
+        if not pd.api.types.is_datetime64_any_dtype(values):
+            problems.append(f"the {side}' dates are {values.dtype}, not datetimes")
+    if not problems and not pd.Index(preds[TICKER].unique()).isin(wide_returns.columns).any():
+        problems.append(
+            f"no ticker of the predictions (e.g. {_shown(preds[TICKER].iloc[0])}) is among the "
+            f"returns' (e.g. {_shown(wide_returns.columns[0])})")
+    if problems:
+        raise ValueError("long_short_backtest: " + "; ".join(problems))
+
+
 def _trade_schedule(signal_dates: pd.DatetimeIndex, trading_dates: pd.DatetimeIndex,
                     execution_delay: int) -> tuple[pd.DatetimeIndex, np.ndarray]:
     """The tradable signal dates and the position of each book's first held day."""
@@ -594,6 +614,7 @@ def long_short_backtest(
     weights = rebalance_weights(preds[preds[DATE].isin(signal_dates)], pred_col, n_quantiles)
 
     wide_returns = _wide_returns(returns, return_col)
+    _check_keys(preds, wide_returns)
     if not _is_wide(returns, return_col):  # long returns may carry the other inputs as columns
         if tradable is None and tradable_col in returns:
             tradable = tradable_pivot(returns, tradable_col)

@@ -563,6 +563,84 @@ def test_a_run_that_fails_after_registering_takes_its_version_back(setup):
     assert str(client.get_model_version_by_alias(name, "champion").version) == kept["version"]
 
 
+def test_a_run_stopped_inside_register_model_takes_back_the_version_it_never_heard_of(
+        setup, monkeypatch):
+    """The version row is made inside register_model; a Ctrl-C before it returned left a
+    version of a killed run in the registry (served as 'latest'). The undo is recorded first
+    and finds the run's versions by its id, in memory and from the journal alike."""
+    import json
+
+    from bma_quant.run_hooks import registrations
+    from bma_quant.run_hooks.interrupts import RunInterrupted
+    from bma_quant.serving import registry
+
+    datasets, overrides, chain, uri, tmp = setup
+    mlflow.set_tracking_uri(f"sqlite:///{tmp / 'stopped.db'}")
+    mlflow.set_experiment("stopped")
+    name, client = _name(overrides), MlflowClient()
+    registrations.forget()
+    kept = _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.05)
+    registrations.forget()
+    real = registry.mlflow.register_model
+
+    def stopped_after_the_row(*args, **kwargs):
+        real(*args, **kwargs)
+        raise RunInterrupted("SIGINT")
+
+    monkeypatch.setattr(registry.mlflow, "register_model", stopped_after_the_row)
+    journal = tmp / "stopped_journal"
+    journal.mkdir(exist_ok=True)
+    registrations.journal_to(journal)
+    for undo in ("memory", "journal"):
+        with pytest.raises(RunInterrupted):
+            _register(datasets, overrides, chain, passed=True, oos_rank_ic=0.09)
+        assert len(client.search_model_versions(f"name = '{name}'")) == 2
+        if undo == "memory":
+            (said,) = registrations.undo_all()
+            assert said.startswith(f"{name} version 2 (@champion")
+        else:  # killed: the next run reads the journal
+            registrations.forget()
+            record = json.loads((journal / registrations.JOURNAL_FILE).read_text()
+                                .splitlines()[-1])
+            assert record["version"] is None
+            undone, failed = registrations.undo_journal(journal / registrations.JOURNAL_FILE)
+            assert failed == 0 and any("version 3" in u for u in undone)
+        versions = {str(v.version) for v in client.search_model_versions(f"name = '{name}'")}
+        assert versions == {kept["version"]}
+        assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    registrations.journal_to(None)
+
+
+def test_an_alias_lookup_that_fails_is_not_read_as_no_alias():
+    """A Ctrl-C inside the lookup reached us as an MlflowException: read as "no champion", the
+    run promoted itself and its undo then deleted the champion's alias."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import (
+        INTERNAL_ERROR,
+        INVALID_PARAMETER_VALUE,
+        RESOURCE_DOES_NOT_EXIST,
+    )
+
+    from bma_quant.serving.registry import current_alias_version
+
+    class Registry:
+        def __init__(self, error):
+            self.error = error
+
+        def get_model_version_by_alias(self, name, alias):
+            raise self.error
+
+    missing = [MlflowException("Registered Model with name=m not found",
+                               error_code=RESOURCE_DOES_NOT_EXIST),
+               MlflowException("Registered model alias champion not found.",
+                               error_code=INVALID_PARAMETER_VALUE)]
+    for error in missing:
+        assert current_alias_version(Registry(error), "m", "champion") is None
+    broken = MlflowException("(sqlite3.OperationalError) interrupted", error_code=INTERNAL_ERROR)
+    with pytest.raises(MlflowException, match="interrupted"):
+        current_alias_version(Registry(broken), "m", "champion")
+
+
 def test_base_learners_trained_on_a_feature_subset_are_served_on_it(setup):
     """`base_models.features` trains the base learners on a subset of the selected features: the
     chain feeds them that subset (it fed every selected feature and refused as a stale chain)."""

@@ -66,20 +66,51 @@ class NotThisRunsVersion(Exception):  # noqa: N818 - reads as what was found
     """The journaled version number now belongs to another run (the model was re-created)."""
 
 
+def not_found(error: Exception) -> bool:
+    """The registry answered that a model, version or alias does not exist (MLflow says so with
+    RESOURCE_DOES_NOT_EXIST, or for an alias INVALID_PARAMETER_VALUE '... alias ... not found').
+    Any other failure, a Ctrl-C inside the store's call included, is not an answer."""
+    code = getattr(error, "error_code", None)
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "alias" in str(error) and "not found" in str(error))
+
+
+def alias_version(client, name: str, alias: str) -> str | None:
+    """The version holding ``alias`` of ``name``; None when the registry says there is none.
+    Any other error is raised: taken as "no alias", a Ctrl-C inside the lookup let a run
+    promote itself over the champion and its undo then delete the champion's alias."""
+    from mlflow.exceptions import MlflowException
+
+    if not alias:  # a registration that set none
+        return None
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as error:
+        if not_found(error):
+            return None
+        raise
+
+
+def unregister_run(client, name: str, alias: str, replaced: str | None, run_id: str) -> str:
+    """`unregister` every version of ``name`` registered from ``run_id``: a run stopped inside
+    `register_model` may have made a version whose number it never received."""
+    quoted = name.replace("'", "\\'")
+    versions = client.search_model_versions(f"name = '{quoted}' and run_id = '{run_id}'")
+    if not versions:
+        return f"{name}: no version of the run (stopped before one was made)"
+    return "; ".join(unregister(client, name, str(v.version), alias, replaced, run_id)
+                     for v in sorted(versions, key=lambda v: -int(v.version)))
+
+
 def unregister(client, name: str, version: str, alias: str, replaced: str | None,
                run_id: str | None = None) -> str:
     """Delete ``version`` of ``name`` (only if it was made by ``run_id``, when given); give
     ``alias`` back to the version it replaced when the alias is still on the deleted version
     (another run may have moved it since); drop the registered model when that version was its
     only one."""
-    from mlflow.exceptions import MlflowException
-
     if run_id is not None and client.get_model_version(name, version).run_id != run_id:
         raise NotThisRunsVersion(f"{name} version {version} is another run's now: left alone")
-    try:
-        holder = str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:  # the alias was never set (stopped right after registering)
-        holder = None
+    holder = alias_version(client, name, alias)  # None: stopped right after registering
     client.delete_model_version(name, version)
     restored = replaced is not None and holder == str(version)
     if restored:
@@ -113,9 +144,13 @@ def undo_journal(path: Path) -> tuple[list[str], int]:
         try:
             client = MlflowClient(tracking_uri=record["tracking_uri"],
                                   registry_uri=record["registry_uri"])
-            undone.append(unregister(client, record["name"], str(record["version"]),
-                                     record["alias"], record.get("replaced"),
-                                     record.get("run_id")))
+            if record.get("version") is None:  # journaled before the version was made
+                undone.append(unregister_run(client, record["name"], record["alias"],
+                                             record.get("replaced"), record["run_id"]))
+            else:
+                undone.append(unregister(client, record["name"], str(record["version"]),
+                                         record["alias"], record.get("replaced"),
+                                         record.get("run_id")))
         except (NotThisRunsVersion, MlflowException) as error:
             gone = isinstance(error, NotThisRunsVersion) or \
                 getattr(error, "error_code", None) == "RESOURCE_DOES_NOT_EXIST"

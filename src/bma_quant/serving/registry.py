@@ -37,11 +37,9 @@ logger = logging.getLogger(__name__)
 
 
 def current_alias_version(client: MlflowClient, model_name: str, alias: str) -> str | None:
-    """Version number holding ``alias``, or None (no such model or alias)."""
-    try:
-        return str(client.get_model_version_by_alias(model_name, alias).version)
-    except MlflowException:
-        return None
+    """Version number holding ``alias``, or None (no such model or alias); any other registry
+    error is raised (`registrations.alias_version`)."""
+    return pending.alias_version(client, model_name, alias)
 
 
 def with_optional_columns(signature: ModelSignature, optional: list[str]) -> ModelSignature:
@@ -92,15 +90,17 @@ def log_and_register(
     alias = champion_alias if decision.promote else challenger_alias
     replaced = previous if decision.promote else current_alias_version(client, model_name,
                                                                        challenger_alias)
-    with mlflow_notices_to_info_log(capture_stderr=True):  # only MLflow's prints here
-        version = mlflow.register_model(info.model_uri, model_name)
-    # a run that fails or is stopped later takes its version (and the alias it moved) back
-    pending.add(functools.partial(pending.unregister, client, model_name, str(version.version),
-                                  alias, replaced),
-                record={"name": model_name, "version": str(version.version), "alias": alias,
+    # a run that fails or is stopped later takes its version (and the alias it moved) back;
+    # recorded before the version is made, found then by the run's id: a run stopped inside
+    # register_model had made a version it never heard of, and nothing took it back
+    pending.add(functools.partial(pending.unregister_run, client, model_name, alias, replaced,
+                                  run.info.run_id),
+                record={"name": model_name, "version": None, "alias": alias,
                         "replaced": replaced, "run_id": run.info.run_id,
                         "tracking_uri": mlflow.get_tracking_uri(),
                         "registry_uri": mlflow.get_registry_uri()})
+    with mlflow_notices_to_info_log(capture_stderr=True):  # only MLflow's prints here
+        version = mlflow.register_model(info.model_uri, model_name)
     client.set_registered_model_alias(model_name, alias, version.version)
     _describe_version(client, model_name, version.version, gate_report, candidate, decision,
                       data_path=data_path, data_fingerprint=data_fingerprint)
@@ -133,8 +133,10 @@ def _version_tags(client: MlflowClient, model_name: str) -> dict[str, dict[str, 
     quoted = model_name.replace("'", "\\'")
     try:
         found = client.search_model_versions(f"name='{quoted}'")
-    except MlflowException:
-        return {}
+    except MlflowException as error:  # only "no such model" is an answer (alias_version)
+        if pending.not_found(error):
+            return {}
+        raise
     return {str(v.version): dict(v.tags or {}) for v in found}
 
 

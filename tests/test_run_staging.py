@@ -129,6 +129,78 @@ def test_failed_run_discards_staging_and_leaves_real_outputs(project):
     assert not (project / "data/08_reporting/report.json").exists()
 
 
+def test_a_second_run_in_the_same_project_is_refused_before_it_writes(project):
+    """Two runs promoting their files one by one left each file to whichever moved it last (a
+    date split of one run beside the data build of the other). A run finds the project's run
+    lock held, by another process, and stops at its first node with the holder named."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from bma_quant.run_hooks import staging; "
+         "lock, _ = staging.hold_run_lock(Path(sys.argv[1]), 'pid 4242, run first'); "
+         "print('held', flush=True); time.sleep(120)", str(project / staging.STAGING_DIR)],
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(staging.__file__).resolve().parents[2])})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        hooks = StagingHooks()
+        hooks._project_path = project
+        before = (project / "data/03_primary/table.parquet").read_bytes()
+        hooks.before_pipeline_run({"run_id": "second"}, _pipeline(), _catalog(project))
+        assert hooks.current is None and not (project / staging.STAGING_DIR / "second").exists()
+        with pytest.raises(staging.AnotherRunInProgress, match=r"pid 4242, run first"):
+            hooks.before_node_run()
+        hooks.on_pipeline_error()
+        assert (project / "data/03_primary/table.parquet").read_bytes() == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone, however it ended: the next run goes on, and lets go when it ends
+    for _ in range(2):
+        hooks.before_pipeline_run({"run_id": "third"}, _pipeline(), _catalog(project))
+        hooks.before_node_run()
+        hooks.after_pipeline_run()
+
+
+def test_a_run_killed_while_promoting_is_finished_by_the_next(project):
+    """SIGKILL half-way through the moves left the new run's models beside the old run's
+    features; every node had succeeded, so the next run moves the rest into place."""
+    hooks = StagingHooks()
+    hooks._project_path = project
+    catalog = _catalog(project)
+    hooks.before_pipeline_run({"run_id": "killed-promoting"}, _pipeline(), catalog)
+    run = hooks.current
+    stale = project / "data/08_reporting/run_summary.failed.json"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("{}")
+    run.retire_after_promotion(stale)
+    catalog.save("table", pd.DataFrame({"new": [1]}))
+    catalog.save("plot_ic", {"x": 1})
+    moved = []
+    real_promote = staging.promote_files
+
+    def killed_after_one(pairs):
+        moved.extend(real_promote(staging._staged_files(pairs)[:1]))
+        raise SystemExit("SIGKILL")  # no hook runs after this
+
+    staging.promote_files = killed_after_one
+    try:
+        with pytest.raises(SystemExit):
+            run.promote()
+    finally:
+        staging.promote_files = real_promote
+    run._stop_heartbeat()
+    run._lock.close()  # the process is gone: the kernel drops its locks
+    hooks._release_run_lock()
+    assert len(moved) == 1 and run.folder.exists()
+    staging.remove_orphans(project / staging.STAGING_DIR)  # the next run's staging
+    assert not run.folder.exists() and not stale.exists()
+    assert pd.read_parquet(project / "data/03_primary/table.parquet").columns.tolist() == ["new"]
+    assert json.loads((project / "data/08_reporting/ic.json").read_text()) == {"x": 1}
+
+
 def test_orphaned_staging_of_a_dead_process_is_removed(project):
     """A folder is an orphan when nobody holds its owner lock: a live run (even one whose pid
     is reused or in another pid namespace) holds it until it ends, however it ends."""

@@ -44,6 +44,11 @@ _MLFLOW_RUN_FILE = ".mlflow_run.json"  # the owner's MLflow run, marked KILLED i
 # written by a run that hands its folder over after a signal: its MLflow run is marked KILLED even
 # if kedro-mlflow had ended it FAILED already (run_hooks/forced_exit.py)
 _INTERRUPTED_FILE = ".interrupted"
+# written just before a successful run moves its files into place: a run killed during the
+# moves is finished by the next one (every node had succeeded), not left half promoted
+_PROMOTING_FILE = ".promoting"
+# under STAGING_DIR, locked by the `kedro run` in progress in the project folder
+RUN_LOCK_FILE = ".run.lock"
 
 
 def _is_local(filepath: str) -> bool:
@@ -134,6 +139,32 @@ def _staged_files(pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
 class OutputFolderNotWritable(PermissionError):
     """An output folder cannot be written: refused before the first node, not half-way through
     the promotion of a finished run."""
+
+
+class AnotherRunInProgress(RuntimeError):
+    """Another `kedro run` is running in the same project folder: two runs promoting their
+    files one by one would leave each file to whichever moved it last."""
+
+
+def hold_run_lock(staging_root: Path, text: str):
+    """(open handle holding the project's run lock, None), or (None, what the holder wrote)
+    when another process holds it, or (None, None) where flock is unavailable (not refused:
+    nothing can tell). The kernel drops the lock when the process ends, however it ends."""
+    staging_root.mkdir(parents=True, exist_ok=True)
+    handle = (staging_root / RUN_LOCK_FILE).open("a+", encoding="utf-8")
+    taken = _lock_nowait(handle)
+    if not taken:
+        holder = None
+        if taken is False:
+            handle.seek(0)
+            holder = handle.read().strip() or "a process that wrote nothing yet"
+        handle.close()
+        return None, holder
+    handle.seek(0)
+    handle.truncate()
+    handle.write(text)
+    handle.flush()
+    return handle, None
 
 
 def writable(folder: Path) -> bool:
@@ -349,7 +380,38 @@ def _reclaim(folder: Path) -> bool:
     return False
 
 
+def finish_promotion(folder: Path) -> list[Path]:
+    """Move what a run killed while promoting left in its staging folder to the real paths
+    (every node of it had succeeded: its outputs are one consistent set, half of which is in
+    place already) and delete the files its promotion retires. Returns the paths written."""
+    project = folder.parent.parent.parent  # <project>/data/.staging/<run id>
+    pairs = []
+    for staged in sorted(folder.rglob("*")):
+        relative = staged.relative_to(folder)
+        if not staged.is_file() or (len(relative.parts) == 1 and relative.name.startswith(".")):
+            continue  # the folder's own records (owner, journal, this marker)
+        # staged_path in reverse: an output outside the project sits under _external/
+        real = (Path(os.sep, *relative.parts[1:]) if relative.parts[0] == EXTERNAL_DIR
+                else project / relative)
+        pairs.append((staged, real))
+    pairs.sort(key=lambda pair: pair[1].name.startswith("run_summary"))  # the summary last
+    written = promote_files(pairs)
+    try:
+        retired = json.loads((folder / _PROMOTING_FILE).read_text(encoding="utf-8"))["retired"]
+    except (OSError, ValueError, KeyError):
+        retired = []
+    for stale in retired:
+        Path(stale).unlink(missing_ok=True)
+    return written
+
+
 def _reclaim_now(folder: Path) -> bool:
+    if (folder / _PROMOTING_FILE).is_file():
+        written = finish_promotion(folder)
+        logger.warning("a run whose nodes had all succeeded was killed while moving its outputs "
+                       "into place: moved the %d file(s) it had left (%s), so its outputs are "
+                       "one run's again", len(written), folder.name)
+        return True
     recorded = _recorded_run(folder)
     if recorded is not None and recorded[2] == "FINISHED":
         # every node had run and kedro-mlflow had ended the run: killed while promoting its files
@@ -507,6 +569,12 @@ class RunStaging:
             (self.folder / pending.JOURNAL_FILE).unlink(missing_ok=True)
             pending.forget()
             pending.journal_to(None)
+            # a SIGKILL from here on: the next run finishes the moves (finish_promotion)
+            marker = self.folder / _PROMOTING_FILE
+            marker.write_text(json.dumps({"retired": [str(p) for p in self.retired]}),
+                              encoding="utf-8")
+            with open(marker, encoding="utf-8") as written_marker:
+                os.fsync(written_marker.fileno())
             written = promote_files(summary_last)
             for stale in self.retired:
                 stale.unlink(missing_ok=True)
@@ -548,6 +616,8 @@ class StagingHooks:
         self.current: RunStaging | None = None
         self._project_path = Path.cwd()
         self._checked = False
+        self._run_lock: Any = None  # the project's run lock, held for the run
+        self._refused: AnotherRunInProgress | None = None
 
     @hook_impl
     def after_context_created(self, context) -> None:
@@ -557,6 +627,19 @@ class StagingHooks:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         run_id = str(run_params.get("run_id") or os.getpid()).replace(":", "-")
         pending.forget()  # a previous run's in this process
+        self._refused = None
+        self._release_run_lock()  # an earlier run in this process that no end hook reached
+        self._run_lock, holder = hold_run_lock(
+            self._project_path / STAGING_DIR,
+            f"pid {os.getpid()} on {socket.gethostname()}, run {run_id}, started "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+        if holder is not None:  # refused at the first node, before anything is written
+            self._refused = AnotherRunInProgress(
+                f"Another kedro run is running in this project folder ({holder}): two runs "
+                "promoting their outputs at once would leave a mix of both. Wait for it to end, "
+                "or run in a copy of the project.")
+            self._checked = False
+            return
         self.current = RunStaging(self._project_path, run_id)
         self.current.stage(catalog, outputs_written_by(pipeline))
         pending.journal_to(self.current.folder)
@@ -571,6 +654,8 @@ class StagingHooks:
     # on_pipeline_error hooks (MLflow run FAILED, staging discarded, failed summary written).
     @hook_impl
     def before_node_run(self) -> None:
+        if self._refused is not None:
+            raise self._refused
         if self.current is not None and not self._checked:
             self._checked = True
             self.current.check_writable()
@@ -586,6 +671,12 @@ class StagingHooks:
         pending.forget()  # the run succeeded: its versions stay
         pending.journal_to(None)
         self.current = None
+        self._release_run_lock()
+
+    def _release_run_lock(self) -> None:
+        lock, self._run_lock = self._run_lock, None
+        if lock is not None:
+            lock.close()
 
     @hook_impl(trylast=True)
     def on_pipeline_error(self) -> None:
@@ -597,10 +688,12 @@ class StagingHooks:
         pending.undo_all()  # nothing of a failed run stays in the registry
         pending.journal_to(None)
         if self.current is None:
+            self._release_run_lock()
             return
         self.current.discard()
         logger.warning("%s: staged outputs discarded, earlier outputs left as they were", why)
         self.current = None
+        self._release_run_lock()
 
 
 class StagingGuardHooks:

@@ -30,7 +30,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from bma_quant.hooks import MemoryLimitExceeded
     from bma_quant.pipeline_registry import UnknownPipelineError
     from bma_quant.run_hooks.mlflow_connection import MlflowServerUnreachable
-    from bma_quant.run_hooks.staging import OutputFolderNotWritable
+    from bma_quant.run_hooks.staging import AnotherRunInProgress, OutputFolderNotWritable
     from bma_quant.run_hooks.time_budget import RunTimeBudgetExceeded
     from bma_quant.serving.chain import ChainInputError, StaleChainError
     from bma_quant.serving.model_source import ModelSourceError
@@ -38,7 +38,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     return (DataValidationError, PreflightError, TemporalConfigError, CVLayoutError,
             ChainInputError, StaleChainError, ModelSourceError, MlflowServerUnreachable,
             OutputFolderNotWritable, RunTimeBudgetExceeded, UnknownPipelineError,
-            MemoryLimitExceeded, StudyMismatch, ConfigFileError)
+            MemoryLimitExceeded, StudyMismatch, ConfigFileError, AnotherRunInProgress)
 
 
 def is_user_error(error: BaseException) -> bool:

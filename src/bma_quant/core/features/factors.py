@@ -376,87 +376,73 @@ def shift(values: np.ndarray, periods: int) -> np.ndarray:
 # A cumulative sum keeps its rounding error relative to everything summed so far: once a value
 # far larger than a window's own (a bad print's +1e6 return, 1e12 squared) has entered it, the
 # difference of two cumulative sums no longer resolves a later window's sum (a 20-day std came
-# out 0 two hundred days after such a print). Those cells are summed again directly. A column
-# whose whole mass is resolved at its typical value's scale (every column of ordinary prices,
-# returns and volumes) is not checked cell by cell, and its sums are unchanged.
+# out 0 two hundred days after such a print). A cell whose cumulative mass up to t is too large
+# for its window's sum is summed again directly: a rule on rows <= t, so prefix-invariant, that
+# leaves ordinary data's sums as they were (no cell of the S&P sample or of the synthetic
+# markets is summed again).
 _CUMSUM_ERROR = 128 * np.finfo(np.float64).eps  # a cumulative sum's rounding, per unit of mass
-_WINDOW_RTOL = 1e-8  # the relative error accepted in a window's sum
-_SCREEN_STRIDE = 4
-
-
-@dataclass(frozen=True)
-class Unresolved:
-    """What the columns a cumulative sum may not resolve need to be summed directly: their
-    positions, finite values (0 elsewhere) to `power`, cumulative |values| and cumulative count
-    of values that are not 0 (a window of zeros is exactly resolved)."""
-
-    columns: np.ndarray
-    values: np.ndarray
-    mass: np.ndarray
-    nonzero: np.ndarray
-
-    @classmethod
-    def of(cls, clean: np.ndarray, mass_total: np.ndarray, power: int) -> Unresolved | None:
-        # a column's typical magnitude: the upper quartile of every 4th row's (a scale for a
-        # screen with a wide margin, not a statistic; mostly-zero columns are checked in full)
-        sample = np.abs(clean[::_SCREEN_STRIDE]) ** power
-        typical = np.partition(sample, (3 * (len(sample) - 1)) // 4, axis=0)[
-            (3 * (len(sample) - 1)) // 4]
-        columns = np.flatnonzero(_CUMSUM_ERROR * mass_total > _WINDOW_RTOL * typical)
-        if columns.size == 0:
-            return None
-        values = clean[:, columns] ** power
-        return cls(columns, values, np.cumsum(np.abs(values), axis=0),
-                   np.cumsum(values != 0, axis=0, dtype=np.int32))
-
-    def resolve(self, sums: np.ndarray, window: int) -> np.ndarray:
-        """`sums` (2-D trailing window sums from cumulative ones) with each cell of these
-        columns whose cumulative mass is too large for its window's own summed again directly.
-        Only rows <= t are read, so this keeps the prefix invariance."""
-        lost = ((_trailing(self.nonzero, window) > 0)
-                & (_CUMSUM_ERROR * self.mass > _WINDOW_RTOL * _trailing(self.mass, window)))
-        if not lost.any():
-            return sums
-        rows, positions = np.nonzero(lost)
-        exact = np.zeros(rows.size)
-        for lag in range(min(window, len(self.values))):  # window offsets, not cells
-            ok = rows >= lag
-            exact[ok] += self.values[rows[ok] - lag, positions[ok]]
-        out = sums.copy()
-        out[rows, self.columns[positions]] = exact
-        return out
+_WINDOW_RTOL = 1e-6  # the relative error accepted in a window's sum
+_MASS_LIMIT = _CUMSUM_ERROR / _WINDOW_RTOL  # a window's mass below this x the cumulative mass
 
 
 @dataclass(frozen=True)
 class Cumulative:
     """Cumulative sums along time of a matrix's finite values (and optionally their squares) and
-    their counts, so several trailing windows over the same input share one pass; with what the
-    windows they cannot resolve need (`Unresolved`, None when every column is resolved)."""
+    their counts, so several trailing windows over the same input share one pass; with the
+    finite values (0 elsewhere) that a cell the sums cannot resolve is summed again from."""
 
     total: np.ndarray
     count: np.ndarray
     squares: np.ndarray | None = None
-    unresolved_total: Unresolved | None = None
-    unresolved_squares: Unresolved | None = None
+    clean: np.ndarray | None = None
+    # built on first use: cumulative |values| (the total itself when none is < 0), the count
+    # of values that are not 0 (a window of zeros is resolved exactly)
+    _lazy: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, values: np.ndarray, squares: bool = False) -> Cumulative:
         valid = np.isfinite(values)
         clean = np.where(valid, values, 0.0)
-        total = np.cumsum(clean, axis=0)
-        squared = np.cumsum(clean * clean, axis=0) if squares else None
-        wide = clean.reshape(len(clean), -1)  # a single series as one column
-        signed = (wide < 0).any(axis=0)
-        mass = np.where(signed, np.abs(wide).sum(axis=0), total.reshape(wide.shape)[-1]
-                        if len(wide) else 0.0)
         return cls(
-            total=total,
+            total=np.cumsum(clean, axis=0),
             count=np.cumsum(valid, axis=0, dtype=np.int32),
-            squares=squared,
-            unresolved_total=Unresolved.of(wide, mass, 1) if len(wide) else None,
-            unresolved_squares=(Unresolved.of(wide, squared.reshape(wide.shape)[-1], 2)
-                                if squares and len(wide) else None),
+            squares=np.cumsum(clean * clean, axis=0) if squares else None,
+            clean=clean,
         )
+
+    def mass(self) -> np.ndarray:
+        if "mass" not in self._lazy:
+            self._lazy["mass"] = (np.cumsum(np.abs(self.clean), axis=0)
+                                  if (self.clean < 0).any() else self.total)
+        return self._lazy["mass"]
+
+    def nonzero(self) -> np.ndarray:
+        if "nonzero" not in self._lazy:
+            self._lazy["nonzero"] = np.cumsum(self.clean != 0, axis=0, dtype=np.int32)
+        return self._lazy["nonzero"]
+
+    def resolved(self, sums: np.ndarray, mass: np.ndarray, window: int,
+                 power: int) -> np.ndarray:
+        """`sums` (trailing window sums of the values to `power`, from the cumulative `mass` of
+        their magnitudes when that is their own cumulative sum) with each cell whose
+        cumulative mass up to t is too large for its window's summed again directly."""
+        window_mass = sums if mass is self.squares or mass is self.total else _trailing(
+            mass, window)
+        lost = _MASS_LIMIT * mass > window_mass
+        if not lost.any():
+            return sums
+        lost &= _trailing(self.nonzero(), window) > 0
+        if not lost.any():
+            return sums
+        cells = np.nonzero(lost)
+        rows, rest = cells[0], cells[1:]
+        exact = np.zeros(rows.size)
+        for lag in range(min(window, len(self.clean))):  # window offsets, not cells
+            ok = rows >= lag
+            exact[ok] += self.clean[(rows[ok] - lag, *(c[ok] for c in rest))] ** power
+        out = sums.copy()
+        out[cells] = exact
+        return out
 
 
 def _as_cumulative(values, squares: bool = False) -> Cumulative:
@@ -475,20 +461,11 @@ def _trailing(cumulative: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def _resolved_trailing(cumulative: np.ndarray, unresolved: Unresolved | None,
-                       window: int) -> np.ndarray:
-    """`_trailing`, with the cells the cumulative sum cannot resolve summed directly."""
-    sums = _trailing(cumulative, window)
-    if unresolved is None:
-        return sums
-    return unresolved.resolve(sums.reshape(len(sums), -1), window).reshape(sums.shape)
-
-
 def _window_sums(values, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Trailing sums of the finite values and their counts over `window` rows."""
     cum = _as_cumulative(values)
-    return (_resolved_trailing(cum.total, cum.unresolved_total, window),
-            _trailing(cum.count, window))
+    total = cum.resolved(_trailing(cum.total, window), cum.mass(), window, 1)
+    return total, _trailing(cum.count, window)
 
 
 def rolling_sum(values, window: int, min_periods: int) -> np.ndarray:
@@ -507,7 +484,7 @@ def rolling_std(values, window: int, min_periods: int) -> np.ndarray:
     """Sample standard deviation (ddof 1) over the trailing window."""
     cum = _as_cumulative(values, squares=True)
     total, count = _window_sums(cum, window)
-    squares = _resolved_trailing(cum.squares, cum.unresolved_squares, window)
+    squares = cum.resolved(_trailing(cum.squares, window), cum.squares, window, 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         variance = (squares - total * total / count) / (count - 1)
     variance = np.maximum(variance, 0.0)  # rounding can leave -0.0-ish dust

@@ -123,7 +123,7 @@ def test_failed_run_discards_staging_and_leaves_real_outputs(project):
     hooks.before_pipeline_run({"run_id": "2024-01-01T00.00.00"}, _pipeline(), catalog)
     folder = hooks.current.folder
     catalog.save("table", pd.DataFrame({"new": [1]}))
-    hooks.on_pipeline_error()
+    hooks.on_pipeline_error({"run_id": "2024-01-01T00.00.00"})
     assert (project / "data/03_primary/table.parquet").read_bytes() == before
     assert not folder.exists()
     assert not (project / "data/08_reporting/report.json").exists()
@@ -151,8 +151,8 @@ def test_a_second_run_in_the_same_project_is_refused_before_it_writes(project):
         hooks.before_pipeline_run({"run_id": "second"}, _pipeline(), _catalog(project))
         assert hooks.current is None and not (project / staging.STAGING_DIR / "second").exists()
         with pytest.raises(staging.AnotherRunInProgress, match=r"pid 4242, run first"):
-            hooks.before_node_run()
-        hooks.on_pipeline_error()
+            hooks.before_node_run("second")
+        hooks.on_pipeline_error({"run_id": "second"})
         assert (project / "data/03_primary/table.parquet").read_bytes() == before
     finally:
         holder.kill()
@@ -160,13 +160,65 @@ def test_a_second_run_in_the_same_project_is_refused_before_it_writes(project):
     # the holder is gone, however it ended: the next run goes on, and lets go when it ends
     for _ in range(2):
         hooks.before_pipeline_run({"run_id": "third"}, _pipeline(), _catalog(project))
-        hooks.before_node_run()
+        hooks.before_node_run("third")
         hooks.after_pipeline_run()
 
 
-def test_a_run_killed_while_promoting_is_finished_by_the_next(project):
+def test_a_run_that_never_started_and_a_run_in_another_thread_hold_nothing(project):
+    """Kedro calls no end hook when a before_pipeline_run hook raises: the guard lets the lock
+    and the staging folder go (a notebook's next run was refused as if one were running). A
+    run started in another thread of the process while one runs is refused and leaves the
+    running one's staging alone."""
+    import threading
+
+    from kedro.framework.hooks import _create_hook_manager
+    from kedro.framework.hooks.markers import hook_impl
+
+    class FailingBeforeRun:
+        @hook_impl
+        def before_pipeline_run(self):
+            raise PermissionError("a later before-run hook failed")
+
+    hooks = StagingHooks()
+    hooks._project_path = project
+    manager = _create_hook_manager()
+    manager.register(hooks)
+    manager.register(staging.StagingGuardHooks(hooks))
+    manager.register(FailingBeforeRun())
+    with pytest.raises(PermissionError):
+        manager.hook.before_pipeline_run(run_params={"run_id": "never"}, pipeline=_pipeline(),
+                                         catalog=_catalog(project))
+    assert hooks.current is None and hooks._run_lock is None
+    assert not (project / staging.STAGING_DIR / "never").exists()
+
+    hooks.before_pipeline_run({"run_id": "running"}, _pipeline(), _catalog(project))
+    running = hooks.current
+    errors = []
+
+    def second_run():
+        hooks.before_pipeline_run({"run_id": "other-thread"}, _pipeline(), _catalog(project))
+        try:
+            hooks.before_node_run("other-thread")
+        except staging.AnotherRunInProgress as error:
+            errors.append(error)
+            hooks.on_pipeline_error({"run_id": "other-thread"})
+
+    worker = threading.Thread(target=second_run)
+    worker.start()
+    worker.join()
+    assert "(running) is running in this process" in str(errors[0])
+    assert hooks.current is running and running.folder.exists()
+    hooks.before_node_run("running")
+    hooks.after_pipeline_run()
+    assert hooks._run_lock is None and not running.folder.exists()
+
+
+@pytest.mark.parametrize("later_run", [False, True], ids=["finished", "a-later-run-promoted"])
+def test_a_run_killed_while_promoting_is_finished_by_the_next(project, later_run):
     """SIGKILL half-way through the moves left the new run's models beside the old run's
-    features; every node had succeeded, so the next run moves the rest into place."""
+    features; every node had succeeded, so the next run moves the rest into place, unless a
+    later run (from another host, its folder reclaimed only 15 minutes on) has promoted over
+    them since."""
     hooks = StagingHooks()
     hooks._project_path = project
     catalog = _catalog(project)
@@ -195,10 +247,21 @@ def test_a_run_killed_while_promoting_is_finished_by_the_next(project):
     run._lock.close()  # the process is gone: the kernel drops its locks
     hooks._release_run_lock()
     assert len(moved) == 1 and run.folder.exists()
+    table, plot = project / "data/03_primary/table.parquet", project / "data/08_reporting/ic.json"
+    if later_run:
+        later = time.time() + 5
+        for real in (table, plot):
+            real.parent.mkdir(parents=True, exist_ok=True)
+            real.write_text("later")
+            os.utime(real, (later, later))
     staging.remove_orphans(project / staging.STAGING_DIR)  # the next run's staging
-    assert not run.folder.exists() and not stale.exists()
-    assert pd.read_parquet(project / "data/03_primary/table.parquet").columns.tolist() == ["new"]
-    assert json.loads((project / "data/08_reporting/ic.json").read_text()) == {"x": 1}
+    assert not run.folder.exists()
+    if later_run:
+        assert table.read_text() == plot.read_text() == "later"
+        return
+    assert not stale.exists()
+    assert pd.read_parquet(table).columns.tolist() == ["new"]
+    assert json.loads(plot.read_text()) == {"x": 1}
 
 
 def test_orphaned_staging_of_a_dead_process_is_removed(project):
@@ -230,8 +293,8 @@ def test_read_only_output_folder_is_refused_at_the_first_node(project, monkeypat
     hooks._project_path = project
     hooks.before_pipeline_run({"run_id": "ro"}, _pipeline(), _catalog(project))
     with pytest.raises(staging.OutputFolderNotWritable, match="08_reporting"):
-        hooks.before_node_run()
-    hooks.on_pipeline_error()  # what kedro calls next: nothing was promoted
+        hooks.before_node_run("ro")
+    hooks.on_pipeline_error({"run_id": "ro"})  # what kedro calls next: nothing was promoted
     assert not (project / "data/08_reporting/report.json").exists()
 
 

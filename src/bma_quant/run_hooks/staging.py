@@ -380,11 +380,16 @@ def _reclaim(folder: Path) -> bool:
     return False
 
 
+class LaterRunPromoted(RuntimeError):  # noqa: N818 - reads as what happened
+    """A run killed while promoting is not finished: a later run has written its outputs."""
+
+
 def finish_promotion(folder: Path) -> list[Path]:
     """Move what a run killed while promoting left in its staging folder to the real paths
     (every node of it had succeeded: its outputs are one consistent set, half of which is in
     place already) and delete the files its promotion retires. Returns the paths written."""
     project = folder.parent.parent.parent  # <project>/data/.staging/<run id>
+    marked = (folder / _PROMOTING_FILE).stat().st_mtime
     pairs = []
     for staged in sorted(folder.rglob("*")):
         relative = staged.relative_to(folder)
@@ -394,6 +399,10 @@ def finish_promotion(folder: Path) -> list[Path]:
         real = (Path(os.sep, *relative.parts[1:]) if relative.parts[0] == EXTERNAL_DIR
                 else project / relative)
         pairs.append((staged, real))
+    newer = [real for _, real in pairs if real.exists() and real.stat().st_mtime > marked]
+    if newer:  # a later run promoted over them: this run's outputs are not the last ones
+        raise LaterRunPromoted(f"{len(newer)} of its outputs were written after it was killed "
+                               f"(e.g. {newer[0]}): its other files are not moved")
     pairs.sort(key=lambda pair: pair[1].name.startswith("run_summary"))  # the summary last
     written = promote_files(pairs)
     try:
@@ -407,7 +416,16 @@ def finish_promotion(folder: Path) -> list[Path]:
 
 def _reclaim_now(folder: Path) -> bool:
     if (folder / _PROMOTING_FILE).is_file():
-        written = finish_promotion(folder)
+        try:
+            written = finish_promotion(folder)
+        except LaterRunPromoted as error:
+            logger.warning("a run killed while moving its outputs into place (%s) is not "
+                           "finished: %s", folder.name, error)
+            return True
+        except OSError as error:  # a full disk, a target that is now a folder: try again
+            logger.error("could not finish moving the outputs of a run killed while moving "
+                         "them into place (%s): %s", folder.name, error)
+            return False
         logger.warning("a run whose nodes had all succeeded was killed while moving its outputs "
                        "into place: moved the %d file(s) it had left (%s), so its outputs are "
                        "one run's again", len(written), folder.name)
@@ -617,7 +635,10 @@ class StagingHooks:
         self._project_path = Path.cwd()
         self._checked = False
         self._run_lock: Any = None  # the project's run lock, held for the run
-        self._refused: AnotherRunInProgress | None = None
+        # runs refused because another is running, by their run id: they stop at their first
+        # node (in whichever thread the runner starts it) and touch nothing of the running one
+        self._refused: dict[str, AnotherRunInProgress] = {}
+        self._owner_thread: threading.Thread | None = None  # the thread that started the run
 
     @hook_impl
     def after_context_created(self, context) -> None:
@@ -627,18 +648,27 @@ class StagingHooks:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         run_id = str(run_params.get("run_id") or os.getpid()).replace(":", "-")
         pending.forget()  # a previous run's in this process
-        self._refused = None
-        self._release_run_lock()  # an earlier run in this process that no end hook reached
+        here = threading.current_thread()
+        session = str(run_params.get("run_id"))
+        self._refused.pop(session, None)
+        if self.current is not None:  # a run of this process that no end hook has reached
+            if self._owner_thread is not here and self._owner_thread.is_alive():
+                self._refused[session] = AnotherRunInProgress(
+                    f"Another kedro run ({self.current.run_id}) is running in this process: "
+                    "two runs in one project folder would leave a mix of both outputs. Wait for "
+                    "it to end, or run in a copy of the project.")
+                return
+            self.discard_current("an earlier run of this process ended without its hooks")
+        self._owner_thread = here
         self._run_lock, holder = hold_run_lock(
             self._project_path / STAGING_DIR,
             f"pid {os.getpid()} on {socket.gethostname()}, run {run_id}, started "
             f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
-        if holder is not None:  # refused at the first node, before anything is written
-            self._refused = AnotherRunInProgress(
+        if holder is not None:  # refused at the first node, before any output is touched
+            self._refused[session] = AnotherRunInProgress(
                 f"Another kedro run is running in this project folder ({holder}): two runs "
                 "promoting their outputs at once would leave a mix of both. Wait for it to end, "
                 "or run in a copy of the project.")
-            self._checked = False
             return
         self.current = RunStaging(self._project_path, run_id)
         self.current.stage(catalog, outputs_written_by(pipeline))
@@ -653,9 +683,10 @@ class StagingHooks:
     # Checked at the first node, not in before_pipeline_run: an error there reaches the
     # on_pipeline_error hooks (MLflow run FAILED, staging discarded, failed summary written).
     @hook_impl
-    def before_node_run(self) -> None:
-        if self._refused is not None:
-            raise self._refused
+    def before_node_run(self, run_id: str) -> None:
+        refused = self._refused.get(str(run_id))
+        if refused is not None:
+            raise refused
         if self.current is not None and not self._checked:
             self._checked = True
             self.current.check_writable()
@@ -679,10 +710,12 @@ class StagingHooks:
             lock.close()
 
     @hook_impl(trylast=True)
-    def on_pipeline_error(self) -> None:
-        self.discard_current("run failed")
+    def on_pipeline_error(self, run_params: dict[str, Any]) -> None:
+        self.discard_current("run failed", run_params.get("run_id"))
 
-    def discard_current(self, why: str) -> None:
+    def discard_current(self, why: str, run_id: str | None = None) -> None:
+        if run_id is not None and self._refused.pop(str(run_id), None) is not None:
+            return  # a refused run: the running one's staging and lock are not its own
         if self.current is not None and self.current.handed_over:
             return  # a forced end's clean-up process takes it back
         pending.undo_all()  # nothing of a failed run stays in the registry
@@ -705,11 +738,24 @@ class StagingGuardHooks:
         self._staging = staging
 
     @hook_impl(wrapper=True)
-    def after_pipeline_run(self):
+    def after_pipeline_run(self, run_params: dict[str, Any]):
         try:
             return (yield)
         except BaseException as error:
-            self._staging.discard_current(f"an after-run hook failed ({type(error).__name__})")
+            self._staging.discard_current(f"an after-run hook failed ({type(error).__name__})",
+                                          run_params.get("run_id"))
+            raise
+
+    # Nor does Kedro call one when a before_pipeline_run hook raises: the staging folder and the
+    # project's run lock would be held by a run that never started (a notebook's next run, or a
+    # terminal's, would be refused as if it were running).
+    @hook_impl(wrapper=True)
+    def before_pipeline_run(self, run_params: dict[str, Any]):
+        try:
+            return (yield)
+        except BaseException as error:
+            self._staging.discard_current(f"a before-run hook failed ({type(error).__name__})",
+                                          run_params.get("run_id"))
             raise
 
 

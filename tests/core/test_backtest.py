@@ -354,7 +354,11 @@ def test_keys_of_another_type_are_refused_not_matched_to_nothing():
     numbered = preds.assign(ticker=preds["ticker"].map({n: k for k, n in enumerate(NAMES)}))
     with pytest.raises(ValueError, match="no ticker of the predictions .e.g. 0. is among"):
         long_short_backtest(numbered, rets)
+    with pytest.raises(ValueError, match="time zone UTC and the returns' in None"):
+        long_short_backtest(preds.assign(date=preds["date"].dt.tz_localize("UTC")), rets)
     assert long_short_backtest(preds, rets).summary["n_rebalances"] == 3
+    as_objects = preds.assign(date=pd.Series(list(preds["date"]), dtype=object))
+    assert long_short_backtest(as_objects, rets).summary["n_rebalances"] == 3  # Timestamps
 
 
 def test_empty_and_untradable_inputs_give_nan_without_raising():

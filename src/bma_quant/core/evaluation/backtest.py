@@ -299,10 +299,15 @@ def _shown(key) -> str:
 def _check_keys(preds: pd.DataFrame, wide_returns: pd.DataFrame) -> None:
     """Predictions and returns name dates and tickers alike: dates as text, or tickers as
     numbers on one side only, matched nothing and gave a backtest of costs alone."""
-    problems = []
+    problems, zones = [], {}
     for side, values in (("predictions", preds[DATE]), ("returns", wide_returns.index)):
-        if not pd.api.types.is_datetime64_any_dtype(values):
+        if pd.api.types.is_datetime64_any_dtype(values):
+            zones[side] = getattr(values.dtype, "tz", None)
+        elif pd.api.types.infer_dtype(values, skipna=True) != "datetime":  # Timestamps kept
             problems.append(f"the {side}' dates are {values.dtype}, not datetimes")
+    if len(zones) == 2 and (zones["predictions"] is None) != (zones["returns"] is None):
+        problems.append(f"the predictions' dates are in time zone {zones['predictions']} and "
+                        f"the returns' in {zones['returns']}")
     if not problems and not pd.Index(preds[TICKER].unique()).isin(wide_returns.columns).any():
         problems.append(
             f"no ticker of the predictions (e.g. {_shown(preds[TICKER].iloc[0])}) is among the "

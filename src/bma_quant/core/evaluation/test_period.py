@@ -304,7 +304,8 @@ def _warn_flat_books(flat: dict[str, tuple[int, int]], config: EvaluationConfig)
         "the long-short book of %s held nothing on some test rebalances: tied predictions left "
         "the top or bottom of evaluation.backtest.n_quantiles (%d) empty, and one leg alone "
         "would be a bet on the market (a model with few distinct prediction values, such as "
-        "shallow trees on a small universe); those periods are flat in the backtest",
+        "shallow trees on a small universe); its long-short book is flat until the next "
+        "rebalance (the long-only book holds its leg)",
         ", ".join(f"{model} ({n} of {total})" for model, (n, total) in list(hit.items())[:6])
         + (", ..." if len(hit) > 6 else ""), int(config.n_quantiles))
 

@@ -6,6 +6,7 @@ import pytest
 
 from bma_quant.core.data.synthetic import generate_synthetic_market
 from bma_quant.core.features import factors as F
+from bma_quant.core.features import rolling
 
 
 def _tiny_panel() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -208,8 +209,8 @@ def test_a_huge_value_long_gone_does_not_blur_later_windows():
             np.testing.assert_array_equal(got[:, 2], expected[:, 2])  # untouched column
     for w, (std, mean) in ordinary.items():
         cum = F.Cumulative.of(x, squares=True)
-        total, count = F._trailing(cum.total, w), F._trailing(cum.count, w)
-        squares = F._trailing(cum.squares, w)
+        total, count = rolling._trailing(cum.total, w), rolling._trailing(cum.count, w)
+        squares = rolling._trailing(cum.squares, w)
         with np.errstate(invalid="ignore", divide="ignore"):
             np.testing.assert_array_equal(mean, np.where(count >= 1, total / count, np.nan))
             variance = np.maximum((squares - total * total / count) / (count - 1), 0.0)

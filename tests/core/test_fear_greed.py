@@ -42,6 +42,20 @@ def test_index_is_prefix_invariant():
         pd.testing.assert_series_equal(part, full.iloc[:cut])
 
 
+def test_a_bad_print_in_the_market_does_not_blur_its_later_volatility():
+    """pandas' rolling std keeps a huge value in its running sums: a market move of +5e4 (one
+    name of 20 printed at 1e-6 of its price) left the volatility component up to 1.5e-4 off a
+    year on; the project's rolling std resolves it to 1e-6 at most."""
+    close, market = _market()
+    spiked = market.copy()
+    spiked.loc[100, "market_return"], spiked.loc[101, "market_return"] = 5e4, -0.99998
+    window = FearGreedParams().volatility_baseline_window + FearGreedParams().volatility_window
+    later = slice(102 + window, None)
+    got = fear_greed_components(close, spiked)["volatility"].to_numpy()[later]
+    expected = fear_greed_components(close, market)["volatility"].to_numpy()[later]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
 def test_crash_drives_the_index_towards_fear():
     close, market = _market(crash_at=500)
     fg = fear_greed_index(close, market)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bma_quant.core.features.flat_windows import snap_flat_means
+from bma_quant.core.features.rolling import rolling_std
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,10 @@ def fear_greed_components(
     high_low = _share(values >= rolling_high, hl_valid) - _share(values <= rolling_low, hl_valid)
 
     returns = _market_returns(market, calendar)
-    vol = returns.rolling(p.volatility_window, min_periods=p.min_periods(p.volatility_window)).std()
+    # the project's rolling std (core.features.rolling): pandas' keeps a bad print's market
+    # move in its running sums (1.5e-4 off a year on, measured)
+    vol = pd.Series(rolling_std(returns.to_numpy(dtype=np.float64), p.volatility_window,
+                                p.min_periods(p.volatility_window)), index=returns.index)
     vol_baseline = vol.rolling(
         p.volatility_baseline_window, min_periods=p.min_periods(p.volatility_baseline_window)
     ).mean()

@@ -41,14 +41,14 @@ _MASS_LIMIT = _CUMSUM_ERROR / _WINDOW_RTOL  # a window's mass below this x the c
 class Cumulative:
     """Cumulative sums along time of a matrix's finite values (and optionally their squares) and
     their counts, so several trailing windows over the same input share one pass; with the
-    finite values (0 elsewhere) that a cell the sums cannot resolve is summed again from."""
+    values themselves, which a cell the sums cannot resolve is summed again from."""
 
     total: np.ndarray
     count: np.ndarray
     squares: np.ndarray | None = None
-    clean: np.ndarray | None = None
+    values: np.ndarray | None = None  # the input (not a copy: it is alive anyway)
     # built on first use: cumulative |values| (the total itself when none is < 0), the count
-    # of values that are not 0 (a window of zeros is resolved exactly)
+    # of finite values that are not 0 (a window of zeros is resolved exactly)
     _lazy: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -59,18 +59,22 @@ class Cumulative:
             total=np.cumsum(clean, axis=0),
             count=np.cumsum(valid, axis=0, dtype=np.int32),
             squares=np.cumsum(clean * clean, axis=0) if squares else None,
-            clean=clean,
+            values=values,
         )
+
+    def _clean(self) -> np.ndarray:
+        return np.where(np.isfinite(self.values), self.values, 0.0)
 
     def mass(self) -> np.ndarray:
         if "mass" not in self._lazy:
-            self._lazy["mass"] = (np.cumsum(np.abs(self.clean), axis=0)
-                                  if (self.clean < 0).any() else self.total)
+            negative = self.values < 0  # NaN is not
+            self._lazy["mass"] = (np.cumsum(np.abs(self._clean()), axis=0) if negative.any()
+                                  else self.total)
         return self._lazy["mass"]
 
     def nonzero(self) -> np.ndarray:
         if "nonzero" not in self._lazy:
-            self._lazy["nonzero"] = np.cumsum(self.clean != 0, axis=0, dtype=np.int32)
+            self._lazy["nonzero"] = np.cumsum(self._clean() != 0, axis=0, dtype=np.int32)
         return self._lazy["nonzero"]
 
     def resolved(self, sums: np.ndarray, mass: np.ndarray, window: int,
@@ -80,7 +84,7 @@ class Cumulative:
         cumulative mass up to t is too large for its window's summed again directly."""
         window_mass = sums if mass is self.squares or mass is self.total else _trailing(
             mass, window)
-        lost = _MASS_LIMIT * mass > window_mass
+        lost = mass > window_mass / _MASS_LIMIT
         if not lost.any():
             return sums
         lost &= _trailing(self.nonzero(), window) > 0
@@ -89,9 +93,10 @@ class Cumulative:
         cells = np.nonzero(lost)
         rows, rest = cells[0], cells[1:]
         exact = np.zeros(rows.size)
-        for lag in range(min(window, len(self.clean))):  # window offsets, not cells
+        for lag in range(min(window, len(self.values))):  # window offsets, not cells
             ok = rows >= lag
-            exact[ok] += self.clean[(rows[ok] - lag, *(c[ok] for c in rest))] ** power
+            cell = self.values[(rows[ok] - lag, *(c[ok] for c in rest))]
+            exact[ok] += np.where(np.isfinite(cell), cell, 0.0) ** power
         out = sums.copy()
         out[cells] = exact
         return out

@@ -148,11 +148,10 @@ def test_a_second_run_in_the_same_project_is_refused_before_it_writes(project):
         hooks = StagingHooks()
         hooks._project_path = project
         before = (project / "data/03_primary/table.parquet").read_bytes()
-        hooks.before_pipeline_run({"run_id": "second"}, _pipeline(), _catalog(project))
-        assert hooks.current is None and not (project / staging.STAGING_DIR / "second").exists()
         with pytest.raises(staging.AnotherRunInProgress, match=r"pid 4242, run first"):
-            hooks.before_node_run("second")
-        hooks.on_pipeline_error({"run_id": "second"})
+            hooks.before_pipeline_run({"run_id": "second"}, _pipeline(), _catalog(project))
+        assert hooks.current is None and not (project / staging.STAGING_DIR / "second").exists()
+        hooks.discard_current("refused", "second")  # the guard's call: nothing of the holder's
         assert (project / "data/03_primary/table.parquet").read_bytes() == before
     finally:
         holder.kill()
@@ -160,7 +159,7 @@ def test_a_second_run_in_the_same_project_is_refused_before_it_writes(project):
     # the holder is gone, however it ended: the next run goes on, and lets go when it ends
     for _ in range(2):
         hooks.before_pipeline_run({"run_id": "third"}, _pipeline(), _catalog(project))
-        hooks.before_node_run("third")
+        hooks.before_node_run()
         hooks.after_pipeline_run()
 
 
@@ -196,19 +195,19 @@ def test_a_run_that_never_started_and_a_run_in_another_thread_hold_nothing(proje
     errors = []
 
     def second_run():
-        hooks.before_pipeline_run({"run_id": "other-thread"}, _pipeline(), _catalog(project))
         try:
-            hooks.before_node_run("other-thread")
+            hooks.before_pipeline_run({"run_id": "other-thread"}, _pipeline(),
+                                      _catalog(project))
         except staging.AnotherRunInProgress as error:
             errors.append(error)
-            hooks.on_pipeline_error({"run_id": "other-thread"})
+            hooks.discard_current("refused", "other-thread")
 
     worker = threading.Thread(target=second_run)
     worker.start()
     worker.join()
     assert "(running) is running in this process" in str(errors[0])
     assert hooks.current is running and running.folder.exists()
-    hooks.before_node_run("running")
+    hooks.before_node_run()
     hooks.after_pipeline_run()
     assert hooks._run_lock is None and not running.folder.exists()
 
@@ -293,7 +292,7 @@ def test_read_only_output_folder_is_refused_at_the_first_node(project, monkeypat
     hooks._project_path = project
     hooks.before_pipeline_run({"run_id": "ro"}, _pipeline(), _catalog(project))
     with pytest.raises(staging.OutputFolderNotWritable, match="08_reporting"):
-        hooks.before_node_run("ro")
+        hooks.before_node_run()
     hooks.on_pipeline_error({"run_id": "ro"})  # what kedro calls next: nothing was promoted
     assert not (project / "data/08_reporting/report.json").exists()
 
@@ -603,3 +602,25 @@ def test_a_copy_that_fails_leaves_every_real_file_as_it_was(tmp_path, monkeypatc
     assert not list(real.glob(".*promoting*"))  # the copy made before the failure is gone
     assert {p.name: p.read_text() for p in real.iterdir()} == {"a.txt": "old a.txt",
                                                                "b.txt": "old b.txt"}
+
+
+def test_the_project_is_claimed_before_stored_outputs_are_read_and_mlflow_starts():
+    """A killed run's promotion is completed by the claim: the stored-output checks read the
+    state before it and the lineage written at the end merged the stale record over the
+    completed one (a stacking run was accepted on base models of other parameters). The claim
+    now comes after the parameter pre-flight, before those checks and before kedro-mlflow."""
+    from kedro.framework.hooks import _create_hook_manager
+
+    from bma_quant import settings
+
+    manager = _create_hook_manager()
+    for hook in settings.HOOKS:
+        manager.register(hook)
+    called = [type(impl.plugin).__name__ for impl in
+              manager.hook.before_pipeline_run.get_hookimpls()[::-1]
+              if not (impl.wrapper or impl.hookwrapper)]
+    claim = called.index("ProjectClaimHooks")
+    assert called.index("PreflightHooks") < claim
+    for later in ("DataBuildHooks", "LayerLineageHooks", "BatchedParamsMlflowHook",
+                  "StagingHooks"):
+        assert claim < called.index(later), later

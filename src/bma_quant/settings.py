@@ -18,7 +18,7 @@ from bma_quant.run_hooks.mlflow_connection import MlflowConnectionHooks
 from bma_quant.run_hooks.oof_honesty import OofHonestyHooks
 from bma_quant.run_hooks.preflight import PreflightHooks
 from bma_quant.run_hooks.run_tags import RunTagsHooks
-from bma_quant.run_hooks.staging import StagingGuardHooks, StagingHooks
+from bma_quant.run_hooks.staging import ProjectClaimHooks, StagingGuardHooks, StagingHooks
 from bma_quant.run_hooks.time_budget import TimeBudgetHooks
 from bma_quant.run_hooks.unfinished_run import UnfinishedRunHooks
 
@@ -35,7 +35,10 @@ _RUN_TAGS = RunTagsHooks()  # the run's MLflow tags and name; the health summary
 # (loaded from its entry point after these) was.
 # Pluggy calls the last registered first: the parameter pre-flight, the data-build check, then
 # the parameters the stored datasets were made with (run_hooks/layer_lineage.py).
-HOOKS = (LayerLineageHooks(staging=_STAGING), DataBuildHooks(staging=_STAGING), PreflightHooks(),
+# The project claim (run lock, a killed run's clean-up) is tryfirst like the stored-output checks
+# and registered after them: called before them, after the pre-flight.
+HOOKS = (LayerLineageHooks(staging=_STAGING), DataBuildHooks(staging=_STAGING),
+         ProjectClaimHooks(_STAGING), PreflightHooks(),
          RunHealthHooks(staging=_STAGING, run_tags=_RUN_TAGS), _RUN_TAGS,
          _STAGING, StagingGuardHooks(_STAGING), InterruptHooks(staging=_STAGING),
          UnfinishedRunHooks(),

@@ -639,17 +639,22 @@ class StagingHooks:
         # node (in whichever thread the runner starts it) and touch nothing of the running one
         self._refused: dict[str, AnotherRunInProgress] = {}
         self._owner_thread: threading.Thread | None = None  # the thread that started the run
+        self._claimed: str | None = None  # the session claim_project let in, until it stages
 
     @hook_impl
     def after_context_created(self, context) -> None:
         self._project_path = Path(context.project_path)
 
-    @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+    def claim_project(self, run_params: dict[str, Any]) -> None:
+        """Take the project's run lock, then finish or take back what runs killed before left
+        (`remove_orphans`: a killed promotion is completed here). Called before any hook reads
+        the stored outputs (ProjectClaimHooks), so their checks see the state this run will
+        build on; and before kedro-mlflow starts a run, so a refused run leaves none. Raises
+        AnotherRunInProgress (nothing of the running run is touched)."""
+        session = str(run_params.get("run_id"))
         run_id = str(run_params.get("run_id") or os.getpid()).replace(":", "-")
         pending.forget()  # a previous run's in this process
         here = threading.current_thread()
-        session = str(run_params.get("run_id"))
         self._refused.pop(session, None)
         if self.current is not None:  # a run of this process that no end hook has reached
             if self._owner_thread is not here and self._owner_thread.is_alive():
@@ -657,19 +662,29 @@ class StagingHooks:
                     f"Another kedro run ({self.current.run_id}) is running in this process: "
                     "two runs in one project folder would leave a mix of both outputs. Wait for "
                     "it to end, or run in a copy of the project.")
-                return
+                raise self._refused[session]
             self.discard_current("an earlier run of this process ended without its hooks")
+        self._release_run_lock()  # one this process took for a run that never started
         self._owner_thread = here
         self._run_lock, holder = hold_run_lock(
             self._project_path / STAGING_DIR,
-            f"pid {os.getpid()} on {socket.gethostname()}, run {run_id}, started "
+            f"pid {os.getpid()} on {socket.gethostname()}, kedro session {run_id}, started "
             f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
-        if holder is not None:  # refused at the first node, before any output is touched
+        if holder is not None:
             self._refused[session] = AnotherRunInProgress(
                 f"Another kedro run is running in this project folder ({holder}): two runs "
                 "promoting their outputs at once would leave a mix of both. Wait for it to end, "
                 "or run in a copy of the project.")
-            return
+            raise self._refused[session]
+        self._claimed = session
+        remove_orphans(self._project_path / STAGING_DIR)
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        run_id = str(run_params.get("run_id") or os.getpid()).replace(":", "-")
+        if self._claimed != str(run_params.get("run_id")):  # without ProjectClaimHooks
+            self.claim_project(run_params)
+        self._claimed = None
         self.current = RunStaging(self._project_path, run_id)
         self.current.stage(catalog, outputs_written_by(pipeline))
         pending.journal_to(self.current.folder)
@@ -683,10 +698,7 @@ class StagingHooks:
     # Checked at the first node, not in before_pipeline_run: an error there reaches the
     # on_pipeline_error hooks (MLflow run FAILED, staging discarded, failed summary written).
     @hook_impl
-    def before_node_run(self, run_id: str) -> None:
-        refused = self._refused.get(str(run_id))
-        if refused is not None:
-            raise refused
+    def before_node_run(self) -> None:
         if self.current is not None and not self._checked:
             self._checked = True
             self.current.check_writable()
@@ -757,6 +769,20 @@ class StagingGuardHooks:
             self._staging.discard_current(f"a before-run hook failed ({type(error).__name__})",
                                           run_params.get("run_id"))
             raise
+
+
+class ProjectClaimHooks:
+    """Claims the project for a run (`StagingHooks.claim_project`) before any other
+    before_pipeline_run hook but the parameter pre-flight: the stored-output checks
+    (run_hooks/stored_records.py) then read what a killed run's promotion completed, not the
+    half-promoted state, and a run refused because another runs starts no MLflow run."""
+
+    def __init__(self, staging: StagingHooks) -> None:
+        self._staging = staging
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        self._staging.claim_project(run_params)
 
 
 def main(argv: list[str] | None = None) -> int:

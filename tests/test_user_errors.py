@@ -32,6 +32,17 @@ def test_a_users_error_prints_one_block(hook, capsys, monkeypatch, error):
     assert user_errors.TRACEBACK_ENV in err and "Traceback" not in err
 
 
+def test_a_run_refused_for_another_says_nothing_was_run(hook, capsys, monkeypatch):
+    from bma_quant.run_hooks.staging import AnotherRunInProgress
+
+    monkeypatch.delenv(user_errors.TRACEBACK_ENV, raising=False)
+    excepthook, _ = hook
+    error = AnotherRunInProgress("Another kedro run is running in this project folder")
+    excepthook(type(error), error, None)
+    err = capsys.readouterr().err
+    assert "(no node ran, no output was touched;" in err and "stopped on this input" not in err
+
+
 def test_a_bug_or_the_traceback_switch_keeps_the_full_traceback(hook, capsys, monkeypatch):
     excepthook, calls = hook
     bug = KeyError("close")

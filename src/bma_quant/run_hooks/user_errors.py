@@ -59,7 +59,11 @@ def short_report(error: BaseException) -> str:
     if stop is not None:
         return (f"\n{type(stop).__name__}: {stop}\n\n(nothing of this run was promoted; set "
                 f"{TRACEBACK_ENV}=1 for the full traceback)\n")
-    return (f"\n{type(error).__name__}: {error}\n\n(the run stopped on this input; set "
+    from bma_quant.run_hooks.staging import AnotherRunInProgress
+
+    why = ("no node ran, no output was touched" if isinstance(error, AnotherRunInProgress)
+           else "the run stopped on this input")
+    return (f"\n{type(error).__name__}: {error}\n\n({why}; set "
             f"{TRACEBACK_ENV}=1 for the full traceback)\n")
 
 

@@ -35,6 +35,18 @@ def _pipeline():
     ])
 
 
+def _guarded_hooks(project, failing):
+    """The staging hooks, their guard and a `failing` hook in one Kedro hook manager."""
+    from kedro.framework.hooks import _create_hook_manager
+
+    hooks = StagingHooks()
+    hooks._project_path = project
+    manager = _create_hook_manager()
+    for plugin in (hooks, staging.StagingGuardHooks(hooks), failing):
+        manager.register(plugin)
+    return hooks, manager
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative filepaths resolve against the working directory
@@ -170,7 +182,6 @@ def test_a_run_that_never_started_and_a_run_in_another_thread_hold_nothing(proje
     running one's staging alone."""
     import threading
 
-    from kedro.framework.hooks import _create_hook_manager
     from kedro.framework.hooks.markers import hook_impl
 
     class FailingBeforeRun:
@@ -178,12 +189,7 @@ def test_a_run_that_never_started_and_a_run_in_another_thread_hold_nothing(proje
         def before_pipeline_run(self):
             raise PermissionError("a later before-run hook failed")
 
-    hooks = StagingHooks()
-    hooks._project_path = project
-    manager = _create_hook_manager()
-    manager.register(hooks)
-    manager.register(staging.StagingGuardHooks(hooks))
-    manager.register(FailingBeforeRun())
+    hooks, manager = _guarded_hooks(project, FailingBeforeRun())
     with pytest.raises(PermissionError):
         manager.hook.before_pipeline_run(run_params={"run_id": "never"}, pipeline=_pipeline(),
                                          catalog=_catalog(project))
@@ -306,7 +312,6 @@ def test_writable_checks_by_creating_a_file(tmp_path):
 def test_an_interrupt_in_an_after_run_hook_discards_staging_instead_of_leaving_it(project):
     """Kedro calls no error hook when an after_pipeline_run hook raises (e.g. a SIGINT landing
     after the last node): the guard discards the staged outputs, nothing is promoted."""
-    from kedro.framework.hooks import _create_hook_manager
     from kedro.framework.hooks.markers import hook_impl
 
     from bma_quant.run_hooks.interrupts import RunInterrupted
@@ -316,11 +321,7 @@ def test_an_interrupt_in_an_after_run_hook_discards_staging_instead_of_leaving_i
         def after_pipeline_run(self):
             raise RunInterrupted("run interrupted by SIGINT")
 
-    hooks = StagingHooks()
-    hooks._project_path = project
-    manager = _create_hook_manager()
-    for plugin in (hooks, staging.StagingGuardHooks(hooks), InterruptedAfterRun()):
-        manager.register(plugin)
+    hooks, manager = _guarded_hooks(project, InterruptedAfterRun())
     catalog = _catalog(project)
     before = (project / "data/03_primary/table.parquet").read_bytes()
     hooks.before_pipeline_run({"run_id": "late-signal"}, _pipeline(), catalog)

@@ -749,26 +749,26 @@ class StagingGuardHooks:
     def __init__(self, staging: StagingHooks) -> None:
         self._staging = staging
 
-    @hook_impl(wrapper=True)
-    def after_pipeline_run(self, run_params: dict[str, Any]):
+    def _discarding_on_error(self, hook: str, run_params: dict[str, Any]):
+        """The wrapped hooks' result; when one of them raises, the run's staging (and run lock)
+        is let go first."""
         try:
             return (yield)
         except BaseException as error:
-            self._staging.discard_current(f"an after-run hook failed ({type(error).__name__})",
+            self._staging.discard_current(f"{hook} hook failed ({type(error).__name__})",
                                           run_params.get("run_id"))
             raise
+
+    @hook_impl(wrapper=True)
+    def after_pipeline_run(self, run_params: dict[str, Any]):
+        return (yield from self._discarding_on_error("an after-run", run_params))
 
     # Nor does Kedro call one when a before_pipeline_run hook raises: the staging folder and the
     # project's run lock would be held by a run that never started (a notebook's next run, or a
     # terminal's, would be refused as if it were running).
     @hook_impl(wrapper=True)
     def before_pipeline_run(self, run_params: dict[str, Any]):
-        try:
-            return (yield)
-        except BaseException as error:
-            self._staging.discard_current(f"a before-run hook failed ({type(error).__name__})",
-                                          run_params.get("run_id"))
-            raise
+        return (yield from self._discarding_on_error("a before-run", run_params))
 
 
 class ProjectClaimHooks:

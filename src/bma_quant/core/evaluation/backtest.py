@@ -620,13 +620,9 @@ def long_short_backtest(
 
     wide_returns = _wide_returns(returns, return_col)
     _check_keys(preds, wide_returns)
-    if not _is_wide(returns, return_col):  # long returns may carry the other inputs as columns
-        if tradable is None and tradable_col in returns:
-            tradable = tradable_pivot(returns, tradable_col)
-        if cost_rates is None and cost_col in returns:
-            cost_rates = returns.pivot(index=DATE, columns=TICKER, values=cost_col)
-        if locks is None and lock_col in returns:
-            locks = returns.pivot(index=DATE, columns=TICKER, values=lock_col)
+    if not _is_wide(returns, return_col):
+        tradable, cost_rates, locks = _inputs_from_columns(
+            returns, tradable, tradable_col, cost_rates, cost_col, locks, lock_col)
     trading_dates = pd.DatetimeIndex(wide_returns.index, name=DATE)
     signal_dates, start = _trade_schedule(signal_dates, trading_dates, execution_delay)
     trade_dates = trading_dates[start - 1]
@@ -654,6 +650,23 @@ def long_short_backtest(
                        turnover[0], len(start), periods_per_year)
     summary["flat_rebalances"] = flat_rebalances(weights)
     return BacktestResult(daily, summary, weights)
+
+
+def _inputs_from_columns(
+    returns: pd.DataFrame,
+    tradable: pd.DataFrame | Tradability | None, tradable_col: str,
+    cost_rates: pd.DataFrame | None, cost_col: str,
+    locks: pd.DataFrame | None, lock_col: str,
+) -> tuple[pd.DataFrame | Tradability | None, pd.DataFrame | None, pd.DataFrame | None]:
+    """Long ``returns`` may carry tradability, cost rates and locks as columns: an input not
+    given is taken from its column when there is one, as a (date x ticker) frame."""
+    if tradable is None and tradable_col in returns:
+        tradable = tradable_pivot(returns, tradable_col)
+    if cost_rates is None and cost_col in returns:
+        cost_rates = returns.pivot(index=DATE, columns=TICKER, values=cost_col)
+    if locks is None and lock_col in returns:
+        locks = returns.pivot(index=DATE, columns=TICKER, values=lock_col)
+    return tradable, cost_rates, locks
 
 
 def flat_rebalances(weights: pd.DataFrame) -> int:

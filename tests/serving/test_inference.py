@@ -69,6 +69,38 @@ def test_weights_follow_the_portfolio_rule(trained):
     assert sorted(capped.loc[capped["weight"] > 0, "rank"]) == list(range(1, 14))
 
 
+def test_the_book_defaults_to_the_quantiles_the_chains_backtest_traded(trained, tmp_path,
+                                                                         caplog):
+    """A chain scored on terciles serves terciles unless told otherwise; told otherwise, it says
+    the evaluation run's Sharpe describes another book. sector_neutral without sectors is said."""
+    import dataclasses
+
+    *_, chain, _, _ = trained
+    assert chain.backtest_quantiles == 5  # the evaluation default, stored by the chain
+    tercile = tmp_path / "tercile.pkl"
+    tercile.write_bytes(pickle.dumps(dataclasses.replace(chain, backtest_quantiles=3)))
+    latest = _inference(tercile, portfolio={"sector_neutral": False})
+    assert latest["quantile"].max() == 3
+    assert len(latest.loc[latest["weight"] > 0]) == (latest["quantile"] == 3).sum()
+    assert "backtested" not in caplog.text
+    _inference(tercile, portfolio={"n_quantiles": 5, "sector_neutral": False})
+    assert ("inference.portfolio.n_quantiles is 5 but the chain's test period was backtested "
+            "with evaluation.backtest.n_quantiles 3") in caplog.text
+
+
+def test_sector_neutral_without_sectors_is_said(caplog):
+    from bma_quant.core.evaluation.portfolio import PortfolioRule
+    from bma_quant.pipelines.inference.nodes import _warn_unsectored_neutral
+
+    scores = pd.DataFrame({"ticker": list("ABCDEF"), "score": np.arange(6.0)})
+    _warn_unsectored_neutral(scores, PortfolioRule(sector_neutral=True))
+    assert "sector_neutral is true but the panel has no sector column" in caplog.text
+    caplog.clear()
+    _warn_unsectored_neutral(scores.assign(sector="X"), PortfolioRule(sector_neutral=True))
+    _warn_unsectored_neutral(scores, PortfolioRule(sector_neutral=False))
+    assert "sector_neutral" not in caplog.text
+
+
 def test_registered_version_is_named(trained):
     *_, path, tmp = trained
     registration = tmp / "model_registration.json"

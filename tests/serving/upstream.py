@@ -122,10 +122,10 @@ def build_chain(datasets: dict, overrides: dict):
     """The evaluation pipeline's prediction chain built from `build_upstream` outputs."""
     from bma_quant.pipelines.evaluation import registry_nodes
 
+    params = deep_update(project_params(), overrides)
     return registry_nodes.build_prediction_chain(
         datasets["feature_spec"], datasets["base_models"], datasets["regime_model"],
         datasets["ensemble"], datasets["primary_panel"], datasets["regimes"],
-        datasets["data_quality_report"], overrides["data"],
-        deep_update(project_params(), overrides)["processing"],
-        deep_update(project_params(), overrides)["temporal"],
+        datasets["data_quality_report"], overrides["data"], params["processing"],
+        params["temporal"], params["registry"], params["base_models"], params["evaluation"],
     )

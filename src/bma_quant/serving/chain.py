@@ -289,6 +289,8 @@ class PredictionChain(SliceChecks):
     # when set (a subset of the selected features); None: every selected feature
     last_names: list[str] | None = None  # names in the training panel's cross-section on its
     # last date (None: chains pickled before it existed)
+    backtest_quantiles: int | None = None  # evaluation.backtest.n_quantiles its test period was
+    # scored with: inference's default book (None: chains pickled before it existed)
 
     # ------------------------------------------------------------------ steps
     def prepare(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

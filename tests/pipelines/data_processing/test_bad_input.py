@@ -130,8 +130,7 @@ def test_three_tickers_are_refused(tmp_path):
     assert re.search(r"The panel has 3 ticker\(s\) but \d+ parameter\(s\) need more names per "
                      r"date: ", message)
     # every parameter at once (one per run took nine runs to get through)
-    for key in ("evaluation.backtest.n_quantiles (5)", "base_models.min_names (5)",
-                "inference.portfolio.n_quantiles (5)"):
+    for key in ("evaluation.backtest.n_quantiles (5)", "base_models.min_names (5)"):
         assert key in message
 
 

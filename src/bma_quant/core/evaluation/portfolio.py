@@ -55,9 +55,12 @@ class PortfolioRule:
                                                    float(self.gross_exposure)))
 
     @classmethod
-    def from_params(cls, params: dict) -> PortfolioRule:
+    def from_params(cls, params: dict, default_quantiles: int = 5) -> PortfolioRule:
+        """``n_quantiles`` null (or absent) takes ``default_quantiles``: inference passes the
+        quantiles the chain's evaluation backtest was scored with."""
+        quantiles = params.get("n_quantiles")
         return cls(style=str(params.get("style", "long_short")),
-                   n_quantiles=int(params.get("n_quantiles", 5)),
+                   n_quantiles=int(default_quantiles if quantiles is None else quantiles),
                    gross_exposure=float(params.get("gross_exposure", 1.0)),
                    # null: no cap below the gross exposure (the evaluation backtest's book)
                    max_weight=(None if params.get("max_weight") is None

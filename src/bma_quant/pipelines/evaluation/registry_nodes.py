@@ -37,6 +37,7 @@ def build_prediction_chain(
     temporal: dict,
     registry: dict | None = None,
     base_model_params: dict | None = None,
+    evaluation: dict | None = None,
 ) -> PredictionChain:
     """Every fitted object plus the cleaning settings: raw panel slice -> final predictions.
 
@@ -72,7 +73,14 @@ def build_prediction_chain(
         label_target=label_target(temporal),
         training_run_id=_active_run_id(),
         base_features=list((base_model_params or {}).get("features") or []) or None,
+        backtest_quantiles=_backtest_quantiles(evaluation),
     )
+
+
+def _backtest_quantiles(evaluation: dict | None) -> int | None:
+    """The quantiles the test-period backtest traded: inference serves that book by default."""
+    value = ((evaluation or {}).get("backtest") or {}).get("n_quantiles")
+    return None if value is None else int(value)
 
 
 def _active_run_id() -> str | None:

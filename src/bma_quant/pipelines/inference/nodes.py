@@ -208,6 +208,33 @@ def _warn_stale(scored: pd.Timestamp, data_end: str | None, stale_after_days) ->
                        pd.Timestamp(scored).date(), gap, data_end, stale_after_days)
 
 
+def portfolio_rule(inference: dict, chain) -> PortfolioRule:
+    """``inference.portfolio`` with ``n_quantiles`` null taking the quantiles the chain's
+    evaluation backtest traded (5 for chains pickled before they were stored); a different
+    value set there is served as asked, with a warning that the backtest's figures describe
+    another book."""
+    params = inference["portfolio"]
+    scored = getattr(chain, "backtest_quantiles", None)
+    rule = PortfolioRule.from_params(params, default_quantiles=scored or 5)
+    if scored is not None and params.get("n_quantiles") is not None \
+            and rule.n_quantiles != scored:
+        logger.warning(
+            "inference.portfolio.n_quantiles is %d but the chain's test period was backtested "
+            "with evaluation.backtest.n_quantiles %d: the served book holds other names than the "
+            "one whose Sharpe and returns the evaluation run reported; null serves that book",
+            rule.n_quantiles, scored)
+    return rule
+
+
+def _warn_unsectored_neutral(scores: pd.DataFrame, rule: PortfolioRule) -> None:
+    """sector_neutral asks for quantiles within sectors; without a sector column the book is
+    the universe-wide one, which should be said, not silently served."""
+    if rule.sector_neutral and not (SECTOR in scores and scores[SECTOR].notna().any()):
+        logger.warning("inference.portfolio.sector_neutral is true but the panel has no sector "
+                       "column (or no sector on the scored date): the book takes quantiles over "
+                       "the whole universe and is not sector-neutral")
+
+
 def _warn_thin_book(scores: pd.DataFrame, rule: PortfolioRule) -> None:
     """Fewer scored names than quantiles: each side is one name or none, a book the evaluation
     backtest (which leaves dates this thin out) never traded."""
@@ -324,7 +351,8 @@ def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
     sectors = _latest_sectors(raw)
     if sectors is not None:
         scores[SECTOR] = scores["ticker"].map(sectors)
-    rule = PortfolioRule.from_params(inference["portfolio"])
+    rule = portfolio_rule(inference, model.chain)
+    _warn_unsectored_neutral(scores, rule)
     _warn_thin_book(scores, rule)
     out, book = target_weights(scores, rule)
     if book["shortfall"] > 1e-9:

@@ -380,3 +380,22 @@ def test_the_label_edge_check_reads_no_return_past_the_scopes_label_reach():
     after = LA.future_ic_profile(factor, moved, rows, 11, CONFIG, values_are_ranks=True)
     pd.testing.assert_frame_equal(before, after)
     assert np.isfinite(before.loc["f", "edge_tstat"])
+
+
+def test_label_edge_keeps_an_ic_that_rises_into_the_labels_last_day():
+    """A market whose signal flips sign in bear regimes, with a reversal: a 10-day moving-average
+    gap's IC rises from r(t+5) to r(t+6), the last day of a 5-day label after a 1-day delay, and
+    eases a little after it. That is a smooth hump, not a break: it was flagged (and dropped,
+    though the prefix audit found nothing) because any drop beat a rise clamped to zero."""
+    market = generate_synthetic_market(
+        n_tickers=60, n_days=1500, seed=7, horizon=5, signal_strength=0.03,
+        regime_signal_multipliers={"bull": 1.0, "neutral": 1.0, "bear": -1.0},
+        reversal_strength=0.3)
+    close = F.Grid.from_long(market.panel).to_wide(market.panel["close"].to_numpy())
+    ma_10 = close / pd.DataFrame(close).rolling(10).mean().to_numpy() - 1
+    profile = LA.future_ic_profile({"ma_10": ma_10}, close, np.arange(300, 1100), 6, CONFIG)
+    before, inside, after = profile.loc["ma_10", ["edge_ic_before", "edge_ic_inside",
+                                                   "edge_ic_after"]]
+    assert before < inside and 0 < inside - after < inside - before  # the hump
+    assert profile.loc["ma_10", "edge_tstat"] > CONFIG.min_edge_tstat  # the bend is "significant"
+    assert LA.label_edge_reasons(profile, CONFIG, 6) == {}

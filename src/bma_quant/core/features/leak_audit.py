@@ -354,9 +354,10 @@ def label_edge_reasons(profile: pd.DataFrame, config: LeakAuditConfig,
     gradually); a column made from the forward return (a target, or a vendor's series stamped at
     the window's end) falls off that edge. Flagged when the mean |IC| over the window's last
     `edge_days` days is above `max_edge_ic` (None: check off), the `edge_days` before have the
-    same sign and at least 1 / `spike_ratio` of it, its drop to the days after is more than
-    `spike_ratio` times the drop into those days from the `edge_days` before (each in the
-    IC's own direction), and the Newey-West t-stat of the bend is above `min_edge_tstat`."""
+    same sign and at least 1 / `spike_ratio` of it, its drop to the days after (in the IC's own
+    direction) is more than `spike_ratio` times its change into those days from the `edge_days`
+    before (a rise or a drop), and the Newey-West t-stat of the bend is above
+    `min_edge_tstat`."""
     reasons: dict[str, str] = {}
     if config.max_edge_ic is None:
         return reasons
@@ -368,7 +369,9 @@ def label_edge_reasons(profile: pd.DataFrame, config: LeakAuditConfig,
         before, inside, after, t = values
         direction = np.sign(inside)
         drop_at_edge = direction * (inside - after)
-        drop_before = max(direction * (before - inside), 0.0)
+        # the change into the edge day either way: an IC rising into the label's last day and
+        # easing after it is a smooth hump, not a break (clamped at 0 any drop beat a rise)
+        drop_before = abs(before - inside)
         # the window's last days sit on a plateau of the label's sign (not the trough of an
         # oscillation, as a strong reversal draws), then the IC breaks off
         plateau = direction * before >= abs(inside) / config.spike_ratio

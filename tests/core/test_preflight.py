@@ -197,7 +197,7 @@ def test_too_few_folds_for_the_tuning_or_the_ensemble_choice_are_refused_up_fron
     with no tuning fold failed after feature engineering with a traceback."""
     params = _with("cv.n_splits", 2)
     params["cv"]["n_tuning_folds"] = 1
-    with pytest.raises(PreflightError, match=r"leaves 1 out-of-fold fold\(s\).*n_splits >= 3"):
+    with pytest.raises(PreflightError, match=r"leaves 1 out-of-fold fold\(s\).*n_splits >= 4"):
         preflight.check_parameters(params)
     params = _with("cv.n_tuning_folds", 0)
     params["base_models"]["tuning"].update(enabled=True, learners=["elastic_net"])
@@ -631,3 +631,28 @@ def test_a_sliding_window_shorter_than_the_first_folds_is_refused():
         preflight.check_parameters(params)
     preflight.check_parameters(_with_new(_with("cv.window", "sliding"), "cv.max_train_days",
                                          10_000))
+
+
+def test_a_layout_whose_ensemble_choice_cannot_be_scored_is_warned_about():
+    """Two out-of-fold folds run (the first gets equal weights, the second the first
+    walk-forward choice) but nothing scores that choice: no development score, so the model can
+    never be champion. Said before training, on the layout the dates actually get."""
+    dates = pd.bdate_range("2018-01-01", periods=800)
+    one_tuning = _with_new(copy.deepcopy(PARAMS), "cv.n_tuning_folds", 1)
+    (message,) = preflight.few_oof_fold_warnings(dates, one_tuning)  # 3 folds: 1 + 2
+    assert message.startswith("the CV layout on these dates has 2 out-of-fold fold(s) (3 "
+                              "folds, 1 for tuning)")
+    assert "the registry cannot make its model champion" in message
+    assert message.endswith("set cv.n_splits >= 4")
+    assert preflight.few_oof_fold_warnings(dates, _with_new(
+        _with("cv.n_splits", 4), "cv.n_tuning_folds", 1)) == []
+    # a requested layout with three, scaled down on a short panel: the panel is the cause
+    short = _with_new(_with("cv.n_splits", 5), "cv.n_tuning_folds", 1)
+    short["cv"]["short_panel"] = {"adapt": True}
+    (message,) = preflight.few_oof_fold_warnings(pd.bdate_range("2018-01-01", periods=250),
+                                                 short)
+    assert "has 2 out-of-fold fold(s)" in message and "give a longer panel" in message
+    # 400 dates: 289 development dates keep 3 (a scaled layout does from 266)
+    assert preflight.few_oof_fold_warnings(pd.bdate_range("2018-01-01", periods=400),
+                                           short) == []
+    assert preflight.few_oof_fold_warnings(dates[:150], one_tuning) == []  # refused elsewhere

@@ -65,3 +65,14 @@ def test_a_panel_shorter_than_the_serving_warmup_is_reproduced_and_registered(pr
     assert reproduction["max_abs_diff"] <= 1e-6
     assert registration["registered"] is True
     assert "the prediction chain failed" not in (project / "last_run.log").read_text()
+
+
+def test_a_layout_that_can_never_give_a_champion_is_said_before_training(project):
+    """Two out-of-fold folds: the walk-forward ensemble choice is never scored, so the version
+    has no development score and can never be champion; the pre-flight said so up front."""
+    log = (project / "last_run.log").read_text()
+    warning = log.index("the CV layout on these dates has 2 out-of-fold fold(s)")
+    assert warning < log.index("feature_engineering.build_features")
+    assert "give a longer panel" in log
+    registration = json.loads((project / "data/08_reporting/model_registration.json").read_text())
+    assert registration["compare_value"] is None and registration["promoted"] is False

@@ -244,7 +244,8 @@ class PreflightHooks:
                     if name == RAW_PANEL else []  # the cleaned panel starts at dev_start
                 for message in (preflight.unreachable_test_date_gates(dates, self._params) + cut
                                 + preflight.few_rebalance_warnings(dates, self._params)
-                                + preflight.stale_fold_warnings(dates, self._params)):
+                                + preflight.stale_fold_warnings(dates, self._params)
+                                + preflight.few_oof_fold_warnings(dates, self._params)):
                     if message not in self._warned:
                         self._warned.add(message)
                         logger.warning("pre-flight: %s", message)

@@ -197,6 +197,12 @@ def fold_row_indices(row_dates, folds: list[DateFold]) -> list[tuple[np.ndarray,
 # ---------------------------------------------------------------------------------------------
 
 
+# out-of-fold folds a champion needs: the first is scored with equal weights (no earlier
+# out-of-fold rows to fit an ensemble on), the second makes the first walk-forward choice, the
+# third is the first to score a choice made on earlier folds (stacking.final.oos_rank_ic)
+CHAMPION_OOF_FOLDS = 3
+
+
 class CVLayoutError(ValueError):
     """The development period is shorter than the smallest CV layout allowed (the floor)."""
 
@@ -218,7 +224,8 @@ class CVLayout:
 class CVFloor:
     """The smallest layout a short panel may scale down to (`cv.short_panel.floor`). With tuning
     on, at least one tuning fold stays, and `n_oof_folds` out-of-fold folds (stacking fits on
-    earlier ones and scores on later ones, so two is its minimum)."""
+    earlier ones and scores on later ones, so two is its minimum; a champion needs
+    CHAMPION_OOF_FOLDS, and the pre-flight warns about a layout with fewer)."""
 
     min_train_days: int = 63
     min_test_days: int = 21

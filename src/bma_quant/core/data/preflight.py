@@ -452,9 +452,9 @@ def _shape_problems(params: Mapping[str, Any]) -> list[str]:
 
 
 def _fold_count_problems(params: Mapping[str, Any]) -> list[str]:
-    """Enough folds for what the run does: tuning needs a tuning fold, and the walk-forward
-    ensemble choice two out-of-fold folds (one to fit on, one to score: else no honest
-    `stacking.final.oos_rank_ic`, and no score for the registry to compare)."""
+    """Enough folds for what the run does: tuning needs a tuning fold, and the later layers two
+    out-of-fold folds (one to fit the ensembles on, one to score them). A champion needs
+    cv.CHAMPION_OOF_FOLDS (`few_oof_fold_warnings` says so on the layout the dates get)."""
     problems = []
     if lookup(params, "cv.window") == "sliding" and not lookup(params, "cv.max_train_days"):
         problems.append("cv.window is sliding but cv.max_train_days is not set: a sliding "
@@ -470,9 +470,9 @@ def _fold_count_problems(params: Mapping[str, Any]) -> list[str]:
                         "(set cv.n_tuning_folds >= 1, or base_models.tuning.enabled: false)")
     if splits - tuning < 2:
         problems.append(f"cv.n_splits ({splits}) minus cv.n_tuning_folds ({tuning}) leaves "
-                        f"{splits - tuning} out-of-fold fold(s): the ensemble choice needs 2 "
-                        "(one to fit on, one to score), else no honest out-of-fold score "
-                        f"exists; set cv.n_splits >= {tuning + 2}")
+                        f"{splits - tuning} out-of-fold fold(s): the ensembles need 2 (one to "
+                        "fit on, one to score; a champion needs 3), else no out-of-fold score "
+                        f"exists; set cv.n_splits >= {tuning + cv.CHAMPION_OOF_FOLDS}")
     return problems
 
 
@@ -874,6 +874,34 @@ def stale_fold_warnings(dates, params: Mapping[str, Any]) -> list[str]:
             f"{worst}; the purge alone leaves {gap + 1}), so the out-of-fold predictions the later "
             "layers learn from come from stale models. An embargo shorter than a test window "
             "less cv_gap_days keeps their newest history."]
+
+
+def few_oof_fold_warnings(dates, params: Mapping[str, Any]) -> list[str]:
+    """The layout these dates get (short panels scale it down) with fewer out-of-fold folds than
+    the walk-forward ensemble choice needs to be scored: the run trains and tests, but has no
+    honest development score, so the registry can never make its model champion."""
+    if any(lookup(params, key) is None for key in ("periods", "temporal", "cv")):
+        return []
+    calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
+    try:
+        folds, _ = _walk_forward_folds(calendar, params)
+    except (PreflightError, ValueError):
+        return []  # check_cv_layout refuses these dates with its own message
+    n_oof = sum(fold.stage == cv.OOF for fold in folds)
+    if n_oof >= cv.CHAMPION_OOF_FOLDS:
+        return []
+    n_tuning = len(folds) - n_oof
+    requested = lookup(params, "cv.n_splits") - (lookup(params, "cv.n_tuning_folds") or 0)
+    advice = (f"set cv.n_splits >= {n_tuning + cv.CHAMPION_OOF_FOLDS}"
+              if requested < cv.CHAMPION_OOF_FOLDS else
+              "the panel is too short for more once the layout is scaled down to "
+              "cv.short_panel.floor: give a longer panel or lower floor.min_test_days")
+    return [f"the CV layout on these dates has {n_oof} out-of-fold fold(s) ({len(folds)} folds, "
+            f"{n_tuning} for tuning): the first is scored with equal weights (no earlier "
+            "out-of-fold rows to fit an ensemble on), so the walk-forward ensemble choice needs "
+            f"{cv.CHAMPION_OOF_FOLDS} (a stand-in, one to choose on, one to score). This run "
+            "will have no stacking.final.oos_rank_ic and the registry cannot make its model "
+            f"champion (inference.model_source: registry serves the champion); {advice}"]
 
 
 def _with_dev_start_hint(message: str, calendar: pd.DatetimeIndex, dev_start) -> str:

@@ -159,6 +159,33 @@ def test_a_gate_set_to_null_is_dropped():
     assert [c["name"] for c in report["checks"]] == ["ic"] and report["passed"]
 
 
+def test_the_gate_settings_record_what_a_null_stands_for():
+    """rebalance_days / nw_lag / decay_max_horizon null mean the horizon: the registry's
+    description and fingerprint record that value, so null and 5 on a 5-day label are the
+    same settings (and null on a 10-day label is not the 5-day one's)."""
+    import pandas as pd
+
+    from bma_quant.core.evaluation.promotion import gate_settings_fingerprint, settings_text
+    from bma_quant.pipelines.evaluation.nodes import apply_gates
+
+    table = pd.DataFrame([{"model": "final", "scope": "all", "ic": 0.05}])
+    split = {"test_start": "2020-01-02", "test_end": "2020-12-31"}
+
+    def settings(backtest, metrics, horizon):
+        spec = {"gates": {"checks": {"ic": {"metric": "ic", "op": ">", "threshold": 0.02}}},
+                "backtest": {"n_quantiles": 5, **backtest}, "metrics": metrics}
+        return apply_gates(table, {}, {}, split, spec,
+                           {"prediction_horizon_days": horizon})["settings"]
+
+    nulls = settings({"rebalance_days": None}, {"nw_lag": None, "decay_max_horizon": None}, 5)
+    fives = settings({"rebalance_days": 5}, {"nw_lag": 5, "decay_max_horizon": 5}, 5)
+    assert nulls == fives
+    assert gate_settings_fingerprint(nulls) == gate_settings_fingerprint(fives)
+    assert "rebalance_days 5" in settings_text(nulls) and "None" not in settings_text(nulls)
+    tens = settings({"rebalance_days": None}, {"nw_lag": None, "decay_max_horizon": None}, 10)
+    assert gate_settings_fingerprint(tens) != gate_settings_fingerprint(nulls)
+
+
 def test_spread_costs_charge_illiquid_names_more(planted, tmp_path):
     """evaluation.backtest.spread_cost: the same books (same turnover) cost more where the
     bars say spreads are wide, in the test backtest and in the luck statistics' backtests; a

@@ -111,6 +111,18 @@ class EvaluationConfig:
         )
 
 
+def resolved_settings(params: dict, temporal: dict | None = None) -> dict:
+    """``params:evaluation``'s ``backtest`` and ``metrics`` with the values a null stands for
+    written out (``rebalance_days``, ``nw_lag``, ``decay_max_horizon``: the horizon h), as
+    ``EvaluationConfig.from_params`` reads them: what the registry records and fingerprints, so
+    a null and the value it means are the same settings."""
+    config = EvaluationConfig.from_params(params, temporal)
+    backtest = {**(params.get("backtest") or {}), "rebalance_days": config.rebalance_days}
+    metrics = {**(params.get("metrics") or {}), "nw_lag": config.nw_lag,
+               "decay_max_horizon": max(config.decay_horizons)}
+    return {"backtest": backtest, "metrics": metrics}
+
+
 @dataclass
 class EvaluationResult:
     """The comparison table plus the series the plots need (all long frames)."""

@@ -248,7 +248,7 @@ def _log_untraded_positions(daily: pd.DataFrame, model: str = "final") -> None:
 
 def apply_gates(
     evaluation_table: pd.DataFrame, overfitting_report: dict, base_model_status: dict,
-    date_split: dict, params: dict
+    date_split: dict, params: dict, temporal: dict | None = None
 ) -> dict[str, Any]:
     """Production-readiness gate report of the gated model (default ``final``), with the
     optional overfitting gates (``max_pbo``, ``min_deflated_sharpe``) when set."""
@@ -276,8 +276,8 @@ def apply_gates(
     report["test_period"] = {k: date_split.get(k) for k in ("test_start", "test_end")}
     # what the test metrics and the gates ran under: the registry records it, and a model that
     # failed its gates is not made champion by a rerun under other settings
-    report["settings"] = {"backtest": dict(params.get("backtest") or {}),
-                          "metrics": dict(params.get("metrics") or {}),
+    # (a null written out as the value it stands for: the same settings either way)
+    report["settings"] = {**test_period.resolved_settings(params, temporal),
                           "gates": {**{k: v for k, v in spec.items() if k != "headline_metrics"},
                                     "checks": checks}}
     # what the registry description shows and the champion comparison reads

@@ -40,7 +40,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  name="combinatorial_paths"),
             Node(nodes.apply_gates,
                  ["evaluation_table", "overfitting_report", "base_model_status", "date_split",
-                  "params:evaluation"],
+                  "params:evaluation", "params:temporal"],
                  "gate_report", name="apply_gates"),
             Node(nodes.evaluation_metrics,
                  ["evaluation_table", "gate_report", "params:evaluation"], "evaluation_metrics",

@@ -115,6 +115,19 @@ def test_no_per_ticker_factor_kept_and_no_refill_is_refused_naming_the_settings(
     assert nothing_selected(kept, families, CONFIG) is None
 
 
+def test_a_drop_reason_names_the_timed_rank_ic_only_when_it_was_computed(signal_only):
+    features, families, label, dates, dev, folds = signal_only
+    for timed_ic in (True, False):
+        config = SelectionConfig(nw_lag=10, min_features=0, min_abs_tstat=1000.0,
+                                 timed_ic=timed_ic)
+        result = select_features(features, families, label, dates, dev, folds, config, True)
+        reasons = pd.Series(result.report["dropped"], dtype=object)
+        insignificant = reasons[reasons.str.startswith("insignificant")]
+        assert len(insignificant)
+        assert insignificant.str.contains("timed RankIC t-stat = ").all() == timed_ic
+        assert not insignificant.str.contains("nan").any()
+
+
 def test_min_features_refills_from_insignificant_factors_and_reports_them(signal_only, caplog):
     features, families, label, dates, dev, folds = signal_only
     config = SelectionConfig(nw_lag=10, min_features=10, include_market_context=False)

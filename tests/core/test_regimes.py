@@ -353,3 +353,20 @@ def test_a_universe_below_the_evidence_floor_is_warned_about(caplog):
     with caplog.at_level("WARNING"):
         regime_evidence(close, market, {"min_cross_section": 6})
     assert "min_cross_section" not in caplog.text
+
+
+def test_regimes_whose_market_moved_against_their_names_are_named():
+    from bma_quant.core.regimes.detection import misnamed_regimes, regime_market_returns
+
+    dates = pd.bdate_range("2020-01-01", periods=6)
+    regimes = pd.DataFrame({"date": dates, "regime": ["bull", "bull", "neutral", "bear", "bear",
+                                                      "bear"]})
+    inputs = pd.DataFrame({"market_return": [0.01, 0.03, 0.0, -0.02, 0.01, 0.04]},
+                          index=dates)
+    means = regime_market_returns(regimes, inputs)
+    assert means == pytest.approx({"bull": 0.02, "neutral": 0.0, "bear": 0.01})
+    assert misnamed_regimes(means) == ["bear"]
+    assert misnamed_regimes({"bull": -0.001, "neutral": 0.0, "bear": 0.002}) == ["bull", "bear"]
+    assert misnamed_regimes({"bull": 0.001, "neutral": float("nan"), "bear": -0.001}) == []
+    no_bear = regime_market_returns(regimes[regimes["regime"] != "bear"], inputs)
+    assert np.isnan(no_bear["bear"]) and misnamed_regimes(no_bear) == []

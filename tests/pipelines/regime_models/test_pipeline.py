@@ -284,6 +284,32 @@ def test_a_detector_with_one_label_on_every_development_date_is_warned_about(ups
     assert "labels every development date" not in caplog.text
 
 
+def test_regimes_whose_market_moved_against_their_names_are_warned_about(upstream, caplog):
+    """The names rank states (here by trend quantiles); in a market that only rose, the dates
+    called bear rose too, and per-regime scores must be read as states. The mean market return
+    per regime on development dates is reported, and a bear that rose is said."""
+    from bma_quant.pipelines.regime_models.nodes import build_detector_inputs, detect_regimes
+    from tests.support import project_params
+
+    _, data, inputs = upstream
+    params = project_params()
+    detector_inputs = build_detector_inputs(inputs["primary_panel"], inputs["market"],
+                                            params["feature_engineering"]["fear_greed"],
+                                            params["regime_models"])
+    regime_params = {**params["regime_models"], "detector": "rules"}
+    with caplog.at_level("WARNING"):
+        _, _, summary = detect_regimes(detector_inputs, data["date_split"], regime_params)
+    means = summary["development_market_return"]
+    assert means["bear"] < 0 < means["bull"]  # the planted market's bear regime falls
+    assert "moved against" not in caplog.text
+    rising = detector_inputs.assign(market_return=detector_inputs["market_return"] + 0.05)
+    with caplog.at_level("WARNING"):
+        _, _, summary = detect_regimes(rising, data["date_split"], regime_params)
+    assert summary["development_market_return"]["bear"] > 0
+    assert "'bear' moved against its name (the names rank the states by " \
+           "regime_models.rules.trend_quantiles" in caplog.text
+
+
 def test_one_label_on_every_test_date_is_warned_about(caplog):
     """The detector's states can describe an early stretch only (evidence on a thin universe):
     every test date then gets one label while development holds several. Said in the log."""

@@ -458,6 +458,23 @@ def regime_stats(regimes: pd.DataFrame) -> dict[str, float]:
     return stats
 
 
+def regime_market_returns(regimes: pd.DataFrame, inputs: pd.DataFrame) -> dict[str, float]:
+    """Mean daily market return (the detector inputs' ``market_return``) on the dates of each
+    regime in ``regimes`` (NaN for a regime without dates): what its name promises."""
+    returns = inputs["market_return"].reindex(pd.DatetimeIndex(regimes["date"])).to_numpy()
+    labels = regimes["regime"].to_numpy()
+    return {r: float(np.nanmean(returns[labels == r])) if (labels == r).any() else math.nan
+            for r in REGIMES}
+
+
+def misnamed_regimes(mean_returns: dict[str, float]) -> list[str]:
+    """Regimes whose market moved against their name: `bear` dates on which the market rose on
+    average, `bull` dates on which it fell. The names are ranks (of a trend, a mean or a
+    volatility), so in a market that only rose (or fell) they describe no direction."""
+    return [r for r, wrong in (("bull", mean_returns.get("bull", math.nan) < 0),
+                               ("bear", mean_returns.get("bear", math.nan) > 0)) if wrong]
+
+
 def detection_accuracy(detected: pd.DataFrame, truth: pd.DataFrame) -> float:
     """Share of dates whose detected regime equals the true one (synthetic markets)."""
     merged = detected[["date", "regime"]].merge(truth[["date", "regime"]], on="date")

@@ -65,9 +65,12 @@ def detect_regimes(
         "development": detection.regime_stats(table[dev]),
         "test": detection.regime_stats(table[dates_in(date_split, "test", table["date"])]),
         "detector_state": _detector_state(fit.detector),
+        "development_market_return": detection.regime_market_returns(table[dev],
+                                                                     detector_inputs),
         "leak_audit": audit,
     }
     _warn_single_regime(summary)
+    _warn_misnamed_regimes(summary)
     stats = summary["all_dates"]
     logger.info("regimes (%s): bull %.0f%%, neutral %.0f%%, bear %.0f%%, %d switches",
                 fit.detector.name, 100 * stats["share_bull"], 100 * stats["share_neutral"],
@@ -100,6 +103,31 @@ def _warn_single_regime(summary: dict) -> None:
             "early stretch of the history only; see regime_report.json",
             summary["detector"], only[0],
             ", ".join(f"{r} {100 * share:.0f}%" for r, share in shares.items()))
+
+
+def _warn_misnamed_regimes(summary: dict) -> None:
+    """Regime names read as market direction; when the development dates called `bear` saw the
+    market rise on average (or `bull` fall), the states differ in something else (volatility,
+    which factors paid) and per-regime scores must be read as states, not as up and down
+    markets."""
+    means = summary["development_market_return"]
+    wrong = detection.misnamed_regimes(means)
+    if wrong:
+        logger.warning(
+            "regime detector %r: on development dates the market's mean daily return was %s: "
+            "%s moved against %s name (the names rank the states by regime_models.%s, not by "
+            "direction), so read bull / neutral / bear in per-regime scores and weights as "
+            "states, not as up and down markets (development_market_return in "
+            "regime_report.json)", summary["detector"],
+            ", ".join(f"{r} {100 * v:+.3f}%" for r, v in means.items() if np.isfinite(v)),
+            " and ".join(repr(r) for r in wrong), "their" if len(wrong) > 1 else "its",
+            _ordering_parameter(summary["detector"]))
+
+
+def _ordering_parameter(detector: str) -> str:
+    """The parameter that orders a detector's states into bull / neutral / bear."""
+    return {"hmm": "hmm.order_column", "markov": "markov.state_order_by"}.get(
+        detector, "rules.trend_quantiles")
 
 
 class RegimeLeakError(RuntimeError):

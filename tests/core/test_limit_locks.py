@@ -5,14 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bma_quant.core.data.price_grid import price_step, price_steps
 from bma_quant.core.evaluation.backtest import holding_returns, long_short_backtest
 from bma_quant.core.evaluation.limit_locks import (
     LIMIT_LOCK,
     LimitLocks,
     limit_locks,
     may_have_one_price_bars,
-    price_step,
-    price_steps,
     with_locks,
 )
 

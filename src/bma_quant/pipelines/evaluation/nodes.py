@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.data import universe
+from bma_quant.core.data import price_grid, universe
 from bma_quant.core.data.cv import OOF, folds_from_table
 from bma_quant.core.data.temporal import TemporalConfig
 from bma_quant.core.evaluation import (
@@ -123,7 +123,7 @@ def _with_limit_locks(panel: pd.DataFrame, primary_panel: pd.DataFrame,
                if universe.LISTED_FROM in primary_panel else None)
     # each name's grid at each date, from its trailing traded closes (a split-rescaled past
     # is on its own grid, or on none: no allowance)
-    step = (limit_locks.price_steps(wide["close"].to_numpy(dtype=np.float64, na_value=np.nan))
+    step = (price_grid.price_steps(wide["close"].to_numpy(dtype=np.float64, na_value=np.nan))
             if rule.price_step is None else rule.price_step)
     options = dict(min_move=rule.min_move, listing=listing, step=step)
     locks = limit_locks.limit_locks(wide["close"], wide["high"], wide["low"], wide.get("open"),

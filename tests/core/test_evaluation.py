@@ -210,3 +210,20 @@ def test_a_date_with_fewer_names_than_quantiles_or_an_ic_needs_is_thin():
     assert list(ev.thin_cross_sections(rows, wide)) == ["d7", "d5"]
     narrow = ev.EvaluationConfig(min_names=5, n_quantiles=3)
     assert list(ev.thin_cross_sections(rows, narrow)) == []
+
+
+def test_annualisation_follows_the_files_calendar_unless_set():
+    """periods_per_year null: 252 on daily exchange bars, the file's own rate on a seven-day
+    calendar or weekly bars (a crypto Sharpe annualised with 252 understated it by sqrt(365 /
+    252)); a value set by hand is kept."""
+    from bma_quant.core.evaluation.test_period import EvaluationConfig, annualisation_periods
+
+    assert annualisation_periods(None, 251.7) == 252
+    assert annualisation_periods(None, 365.2) == 365
+    assert annualisation_periods(None, 52.1) == 52
+    assert annualisation_periods(None, None) == 252
+    assert annualisation_periods(252, 365.2) == 252
+    null = {"backtest": {"periods_per_year": None}}
+    assert EvaluationConfig.from_params(null, {}, 365.2).periods_per_year == 365
+    assert EvaluationConfig.from_params({}, {}, 365.2).periods_per_year == 365  # absent = null
+    assert EvaluationConfig.from_params({}, {}).periods_per_year == 252

@@ -742,7 +742,10 @@ def test_a_seven_day_calendar_is_named_with_its_rate_and_what_to_scale(tmp_path,
     out = _processed_on_calendar(tmp_path, caplog, pd.date_range("2019-01-01", periods=800))
     assert out["data_quality_report"]["dates_per_year"] == 365.2
     assert "(a seven-day calendar: crypto?)" in caplog.text
-    assert "set it to 365, and scale the windows by 1.45" in caplog.text
+    # null periods_per_year annualises at the file's rate: said, with the windows to scale
+    assert ("annualised figures use the file's rate, 365 rows a year (evaluation.backtest."
+            "periods_per_year null); scale the windows by 1.45") in caplog.text
+    assert out["date_split"]["dates_per_year"] == 365.2
     assert "cv.min_train_days" in caplog.text and "split_detection.enabled: false" in caplog.text
     assert "keep temporal.execution_delay_days at 1 or more" in caplog.text
     # periods_per_year set to 365 does not silence the split hint while detection is on (the

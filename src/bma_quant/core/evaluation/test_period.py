@@ -66,6 +66,29 @@ MODEL_ORDER = ("elastic_net", "xgboost", "lightgbm", "alpha_composite", "regime_
 logger = logging.getLogger(__name__)
 
 
+# dates a year of daily exchange bars (about 252); a file outside this range is weekly,
+# monthly, a seven-day calendar or has weekends in it
+DAILY_EXCHANGE_DATES_PER_YEAR = (200.0, 300.0)
+EXCHANGE_PERIODS_PER_YEAR = 252
+
+
+def annualisation_periods(configured: float | None, dates_per_year: float | None) -> int:
+    """Rows a year that annualised figures (Sharpe, returns, volatility) assume:
+    ``evaluation.backtest.periods_per_year`` when set; null = 252 on daily exchange bars, the
+    file's own dates a year otherwise (365 on a seven-day calendar, 52 on weekly bars)."""
+    if configured is not None:
+        return int(configured)
+    if dates_per_year is None or daily_exchange_bars(dates_per_year):
+        return EXCHANGE_PERIODS_PER_YEAR
+    return max(1, int(round(dates_per_year)))
+
+
+def daily_exchange_bars(dates_per_year: float) -> bool:
+    """A file's rate of dates is that of daily exchange bars (about 252 a year)."""
+    low, high = DAILY_EXCHANGE_DATES_PER_YEAR
+    return low <= dates_per_year <= high
+
+
 @dataclass(frozen=True)
 class EvaluationConfig:
     """Metric and backtest settings (DESIGN section 4 defaults, h = 10)."""
@@ -85,11 +108,13 @@ class EvaluationConfig:
     limit_locks: LimitLocks = field(default_factory=LimitLocks)
 
     @classmethod
-    def from_params(cls, params: dict, temporal: dict | None = None) -> EvaluationConfig:
+    def from_params(cls, params: dict, temporal: dict | None = None,
+                    dates_per_year: float | None = None) -> EvaluationConfig:
         """From ``params:evaluation`` (keys ``metrics`` and ``backtest``) and ``params:temporal``.
 
         ``nw_lag``, ``rebalance_days`` and ``decay_horizons`` default to the label horizon h, the
-        execution delay to ``temporal.execution_delay_days``."""
+        execution delay to ``temporal.execution_delay_days``, ``periods_per_year`` to
+        ``annualisation_periods`` of the file's ``dates_per_year`` (date_split)."""
         temporal = temporal or {}
         horizon = int(temporal.get("prediction_horizon_days", 10))
         metrics = params.get("metrics", {}) or {}
@@ -102,7 +127,8 @@ class EvaluationConfig:
             n_quantiles=int(book.get("n_quantiles", 5)),
             cost_bps=float(book.get("cost_bps", 10.0)),
             execution_delay=int(temporal.get("execution_delay_days", 1)),
-            periods_per_year=int(book.get("periods_per_year", 252)),
+            periods_per_year=annualisation_periods(book.get("periods_per_year"),
+                                                   dates_per_year),
             decay_horizons=tuple(range(1, int(max_decay) + 1)),
             max_frozen_days=(None if book.get("max_frozen_days", 21) is None
                              else int(book.get("max_frozen_days", 21))),
@@ -111,13 +137,16 @@ class EvaluationConfig:
         )
 
 
-def resolved_settings(params: dict, temporal: dict | None = None) -> dict:
+def resolved_settings(params: dict, temporal: dict | None = None,
+                      dates_per_year: float | None = None) -> dict:
     """``params:evaluation``'s ``backtest`` and ``metrics`` with the values a null stands for
-    written out (``rebalance_days``, ``nw_lag``, ``decay_max_horizon``: the horizon h), as
-    ``EvaluationConfig.from_params`` reads them: what the registry records and fingerprints, so
-    a null and the value it means are the same settings."""
-    config = EvaluationConfig.from_params(params, temporal)
-    backtest = {**(params.get("backtest") or {}), "rebalance_days": config.rebalance_days}
+    written out (``rebalance_days``, ``nw_lag``, ``decay_max_horizon``: the horizon h;
+    ``periods_per_year``: see ``annualisation_periods``), as ``EvaluationConfig.from_params``
+    reads them: what the registry records and fingerprints, so a null and the value it means
+    are the same settings."""
+    config = EvaluationConfig.from_params(params, temporal, dates_per_year)
+    backtest = {**(params.get("backtest") or {}), "rebalance_days": config.rebalance_days,
+                "periods_per_year": config.periods_per_year}
     metrics = {**(params.get("metrics") or {}), "nw_lag": config.nw_lag,
                "decay_max_horizon": max(config.decay_horizons)}
     return {"backtest": backtest, "metrics": metrics}

@@ -9,6 +9,7 @@ import logging
 import pandas as pd
 
 from bma_quant.core.data import cleaning
+from bma_quant.core.evaluation.test_period import daily_exchange_bars
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,9 @@ def _warn_strict_drops(dropped: list[str], dates_in: int) -> None:
 
 
 def _annualised_as_configured(per_year: float, periods_per_year: float | None) -> bool:
-    """evaluation.backtest.periods_per_year already set near the file's rate (within a tenth: a
-    six-day week, 306 dates a year, is not annualised as 252)."""
+    """evaluation.backtest.periods_per_year set by hand near the file's rate (within a tenth: a
+    six-day week, 306 dates a year, is not annualised as 252). Null (the file's own rate) is
+    not: the windows were then not looked at either."""
     return periods_per_year is not None and abs(float(periods_per_year) / per_year - 1) <= 0.1
 
 
@@ -58,7 +60,7 @@ def _warn_calendar(log: dict, periods_per_year: float | None, split_detection: b
     to the file's rate the windows may be scaled too (not seen from here): a reminder in the
     info log, and the split hint stays a warning while split detection is on."""
     per_year = log.get("dates_per_year")
-    if per_year is not None and not 200 <= per_year <= 300 and _annualised_as_configured(
+    if per_year is not None and not daily_exchange_bars(per_year) and _annualised_as_configured(
             per_year, periods_per_year):
         logger.info("the file has about %.0f dates a year and evaluation.backtest."
                     "periods_per_year is %s: every window still counts rows (scale the *_days "
@@ -67,13 +69,20 @@ def _warn_calendar(log: dict, periods_per_year: float | None, split_detection: b
         if per_year > 340 and split_detection:
             logger.warning("the file has about %.0f dates a year (a seven-day calendar): %s",
                            per_year, SPLITS_ON_A_SEVEN_DAY_CALENDAR)
-    elif per_year is not None and not 200 <= per_year <= 300:
+    elif per_year is not None and not daily_exchange_bars(per_year):
         seven_days = per_year > 340
+        scale = per_year / 252.0
+        annualised = (
+            f"annualised figures use the file's rate, {per_year:.0f} rows a year (evaluation."
+            f"backtest.periods_per_year null); scale the windows by {scale:.2f}"
+            if periods_per_year is None else
+            f"annualised figures assume evaluation.backtest.periods_per_year ({periods_per_year})"
+            f" rows a year; set it to {per_year:.0f} (or null: the file's rate), and scale the "
+            f"windows by {scale:.2f}")
         logger.warning(
             "the file has about %.0f dates a year, not the ~252 of daily exchange bars (%s): every "
-            "window counts rows, so the label horizon is temporal.prediction_horizon_days rows "
-            "and annualised figures assume evaluation.backtest.periods_per_year (252 by default) "
-            "rows a year; set it to %.0f, and scale the windows by %.2f for these bars: every "
+            "window counts rows, so the label horizon is temporal.prediction_horizon_days rows; "
+            "%s for these bars: every "
             "*_days, *_window(s), momentum_long and momentum_skip key of conf/base/parameters_*.yml "
             "counts rows "
             "(temporal.*, cv.min_train_days, processing.eligibility.*, the factor, fear_greed, "
@@ -82,8 +91,7 @@ def _warn_calendar(log: dict, periods_per_year: float | None, split_detection: b
             "warmup_extra_days, inference.history_days), but keep temporal.execution_delay_days "
             "at 1 or more (a trade one bar after the signal)%s", per_year,
             "weekly or monthly bars?" if per_year < 200 else
-            "a seven-day calendar: crypto?" if seven_days else "weekends included?", per_year,
-            per_year / 252.0,
+            "a seven-day calendar: crypto?" if seven_days else "weekends included?", annualised,
             f"; {SPLITS_ON_A_SEVEN_DAY_CALENDAR}" if seven_days and split_detection else "")
     if log.get("dropped_dates"):
         _warn_strict_drops(log["strict_dropped_dates"], int(log["dates_in"]))

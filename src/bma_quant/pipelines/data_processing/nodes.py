@@ -430,6 +430,8 @@ def make_date_split(clean: panel.PanelMatrices, temporal: dict, split_params: di
         test_fraction=split.configured_test_fraction(split_params),
         test_start=split_params.get("test_start"), dev_start=split_params.get("dev_start"),
     )
+    # the calendar's rate: what annualised figures assume when periods_per_year is null
+    dates["dates_per_year"] = _dates_per_year(clean.dates)
     _warn_dates_before_dev_start(clean.dates, split_params.get("dev_start"))
     logger.info("split: dev %s..%s | gap %d | test %s..%s", dates["dev_start"], dates["dev_end"],
                 dates["gap_days"], dates["test_start"], dates["test_end"])

@@ -197,7 +197,8 @@ def evaluate_test_period(
     temporal: dict,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The comparison table (model x scope) and the series behind the plots."""
-    config = test_period.EvaluationConfig.from_params(params, temporal)
+    config = test_period.EvaluationConfig.from_params(params, temporal,
+                                                      date_split.get("dates_per_year"))
     result = test_period.evaluate_predictions(
         test_predictions, labels, _backtest_panel(primary_panel, config, report=True), regimes,
         config, test_start=date_split["test_start"], test_end=date_split["test_end"],
@@ -277,7 +278,8 @@ def apply_gates(
     # what the test metrics and the gates ran under: the registry records it, and a model that
     # failed its gates is not made champion by a rerun under other settings
     # (a null written out as the value it stands for: the same settings either way)
-    report["settings"] = {**test_period.resolved_settings(params, temporal),
+    report["settings"] = {**test_period.resolved_settings(params, temporal,
+                                                          date_split.get("dates_per_year")),
                           "gates": {**{k: v for k, v in spec.items() if k != "headline_metrics"},
                                     "checks": checks}}
     # what the registry description shows and the champion comparison reads
@@ -370,7 +372,8 @@ def assess_overfitting(
     """Count the configurations tried, backtest each on its development-period out-of-fold
     predictions, and report the deflated Sharpe ratio of every model on the test period and the
     probability of backtest overfitting (report, configurations table, logits plot, metrics)."""
-    config = test_period.EvaluationConfig.from_params(params, temporal)
+    config = test_period.EvaluationConfig.from_params(params, temporal,
+                                                      date_split.get("dates_per_year"))
     spec = params.get("overfitting") or {}
     if base_trial_oof_predictions is None or base_trial_oof_predictions.empty:
         # expected when no learner was tuned (tuning off, or no tuned learner listed)
@@ -478,7 +481,8 @@ def combinatorial_paths(
     oof = folds_from_table(cv_folds, stage=OOF) if cv_folds is not None and len(cv_folds) else []
     test_from = min(f.test_dates.min() for f in oof) if oof else None
     splits = splitter.split_dates(inputs.data.dates, test_from=test_from)
-    config = test_period.EvaluationConfig.from_params(params, temporal)
+    config = test_period.EvaluationConfig.from_params(params, temporal,
+                                                      date_split.get("dates_per_year"))
     returns = _development_returns(primary_panel, date_split, config)
     options = params.get("cpcv") or {}
     wanted = options.get("learners")

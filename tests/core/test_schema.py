@@ -368,6 +368,22 @@ def test_excel_serial_dates_are_refused_with_a_hint(recwarn):
     assert not [w for w in recwarn if "infer format" in str(w.message)]
 
 
+@pytest.mark.parametrize("unit, scale", [("seconds", 1), ("milliseconds", 10**3),
+                                         ("nanoseconds", 10**9)])
+def test_unix_timestamp_dates_are_refused_naming_their_unit(unit, scale):
+    """Epoch seconds or milliseconds (a vendor API's export) were "could not parse": the error
+    names the unit and the local-date pitfall, as for Excel serials."""
+    days = [1_609_718_400, 1_609_804_800]  # 2021-01-04, 2021-01-05 00:00 UTC
+    frame = pd.DataFrame({"date": [str(d * scale) for d in days for _ in range(2)],
+                          "ticker": ["AAA", "BBB"] * 2, "close": [10.0, 20.0, 10.5, 20.5]})
+    with pytest.raises(DataValidationError, match=f"look like Unix timestamps in {unit} "
+                                                  rf"\({1_609_459_200 * scale} is 2021-01-01"):
+        validate_long_panel(frame)
+    as_numbers = frame.assign(date=frame["date"].astype("int64"))
+    with pytest.raises(DataValidationError, match=f"Unix timestamps in {unit}"):
+        validate_long_panel(as_numbers)
+
+
 def test_whole_number_sector_codes_stored_as_floats_read_as_the_codes():
     """GICS codes in a float Parquet column (one missing value makes it float64) are the same
     sectors as the CSV's integers: '45102010', not '45102010.0'."""

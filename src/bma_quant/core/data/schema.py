@@ -246,6 +246,33 @@ def _value_failure(column, check: str, part: pd.DataFrame, frame: pd.DataFrame,
 
 # Excel's serial day numbers for 1927-2118 (1 = 1900-01-01): a date column saved as numbers
 EXCEL_SERIAL_DAYS = (10_000, 80_000)
+# Unix timestamps of 1980-2100 by unit (seconds since 1970-01-01 UTC, and x1e3, 1e6, 1e9)
+EPOCH_SECONDS = (315_532_800, 4_102_444_800)
+EPOCH_UNITS = {"seconds": 1, "milliseconds": 10**3, "microseconds": 10**6, "nanoseconds": 10**9}
+
+
+def _epoch_unit(numbers: pd.Series) -> str | None:
+    """The unit in which every number is a Unix timestamp of 1980-2100, or None."""
+    if not (len(numbers) and numbers.notna().all()):
+        return None
+    for unit, scale in EPOCH_UNITS.items():
+        if numbers.between(EPOCH_SECONDS[0] * scale, EPOCH_SECONDS[1] * scale).all():
+            return unit
+    return None
+
+
+def _numeric_date_rule(numbers: pd.Series) -> str | None:
+    """What a date column of numbers is, when it is one we know (Excel serials, Unix time)."""
+    if numbers.notna().all() and numbers.between(*EXCEL_SERIAL_DAYS).all():
+        return ("must be a date; these look like Excel's serial day numbers (44197 is "
+                "2021-01-01): format the column as dates (YYYY-MM-DD) before saving")
+    unit = _epoch_unit(numbers)
+    if unit is None:
+        return None
+    example = 1_609_459_200 * EPOCH_UNITS[unit]
+    return (f"must be a date; these look like Unix timestamps in {unit} ({example} is "
+            "2021-01-01 00:00 UTC): write the dates as YYYY-MM-DD in the exchange's local "
+            "time (a UTC instant can fall on the day before or after the trading day)")
 
 
 def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.DataFrame:
@@ -271,14 +298,11 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
         warnings.simplefilter("ignore", UserWarning)
         any_format = pd.to_datetime(text[bad], errors="coerce", format="mixed")
     mixed = any_format.notna().any()
-    numbers = pd.to_numeric(text[bad], errors="coerce")
-    serial = bool(numbers.notna().all() and numbers.between(*EXCEL_SERIAL_DAYS).all())
-    rule = (f"must be a date in one format (the first date, {_where(frame, first, position)}, "
+    numeric = _numeric_date_rule(pd.to_numeric(text[bad], errors="coerce"))
+    rule = (numeric if numeric is not None else
+            f"must be a date in one format (the first date, {_where(frame, first, position)}, "
             f"is {text[first]!r}; mixed formats are ambiguous: write every date as YYYY-MM-DD)"
-            if mixed and not serial else
-            "must be a date; these look like Excel's serial day numbers (44197 is 2021-01-01): "
-            "format the column as dates (YYYY-MM-DD) before saving" if serial
-            else "must be a date (could not parse)")
+            if mixed else "must be a date (could not parse)")
     shown = "; ".join(f"{_where(frame, i, position)}: {text[i]!r}" for i in frame.index[bad][:3])
     raise DataValidationError(
         f"Input data rejected ({source}): it breaks the data contract (README, \"Data\").\n"

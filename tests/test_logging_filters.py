@@ -20,7 +20,7 @@ def test_the_console_handler_drops_only_mlflows_format_notices():
     try:
         logging_filters.install()
         logging_filters.install()  # once per handler, however often settings are imported
-        assert len(console.filters) == 1 and other.filters == []
+        assert len(console.filters) == 2 and other.filters == []
         notice = ("Saving scikit-learn models in the pickle or cloudpickle format requires "
                   "exercising caution because these formats rely on ...")
         assert not console.filter(_record("mlflow.sklearn", notice))
@@ -33,6 +33,24 @@ def test_the_console_handler_drops_only_mlflows_format_notices():
     finally:
         root.removeHandler(console)
         root.removeHandler(other)
+
+
+def test_a_warning_the_console_showed_in_the_run_is_not_shown_again():
+    """A check that runs per fold or per recomputation said the same thing six times; the
+    console says it once a run (info.log keeps every record)."""
+    repeats = logging_filters.RepeatedWarnings()
+    floor = "at most 8 name(s) have a return on any date, fewer than min_cross_section (10)"
+    assert repeats.filter(_record("bma_quant.core.regimes.regime_evidence", floor))
+    assert not repeats.filter(_record("bma_quant.core.regimes.regime_evidence", floor))
+    assert repeats.filter(_record("bma_quant.core.regimes.regime_evidence", floor + "!"))
+    assert repeats.filter(_record("bma_quant.other", floor))  # another logger's own say
+    errors = [_record("bma_quant.x", "failed", logging.ERROR) for _ in range(2)]
+    assert all(repeats.filter(r) for r in errors)  # errors are never held back
+    shared = logging_filters._REPEATS
+    assert shared.filter(_record("bma_quant.y", "once a run"))
+    assert not shared.filter(_record("bma_quant.y", "once a run"))
+    logging_filters.new_run()
+    assert shared.filter(_record("bma_quant.y", "once a run"))
 
 
 def test_optuna_trial_lines_reach_info_log_not_the_console(capsys):

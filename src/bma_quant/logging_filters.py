@@ -7,7 +7,8 @@ choices (skops refuses the custom estimators; the serving chain is a Python obje
 ones that matter. After a failed run Kedro suggests resuming with `--from-nodes`, but a failed
 run's outputs are discarded (run_hooks/staging.py): resuming would start from older stored
 outputs, not from this run's. A refused input or a Ctrl-C is said once, at the end of the
-run, not also in Kedro's node-failure line.
+run, not also in Kedro's node-failure line. A warning the console already showed in the run is
+not shown again (info.log keeps it).
 """
 
 from __future__ import annotations
@@ -56,6 +57,34 @@ class InfoLogOnlyNotices(logging.Filter):
         return not any(text in message for text in notices)
 
 
+class RepeatedWarnings(logging.Filter):
+    """Drops a warning whose text (and logger) the console already showed in this run: a check
+    that runs once per fold, per prefix-audit cut or per recomputation (the factor portfolios'
+    cross-section floor, a detector's fallback) says the same thing each time. info.log keeps
+    every record; `new_run` forgets what was shown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        key = (record.name, record.getMessage())
+        if key in self.shown:
+            return False
+        self.shown.add(key)
+        return True
+
+
+_REPEATS = RepeatedWarnings()
+
+
+def new_run() -> None:
+    """A new run: its warnings are shown again, even those the last run in this process gave."""
+    _REPEATS.shown.clear()
+
+
 class WithoutInterruptionTracebacks(logging.Formatter):
     """The console's formatter, without the traceback of a record about a run stopped by Ctrl-C /
     SIGTERM (an Optuna trial "failed ... RunInterrupted", the runner's node failure): an
@@ -91,6 +120,8 @@ def install(handler_name: str = CONSOLE_HANDLER) -> None:
             continue
         if not any(isinstance(f, InfoLogOnlyNotices) for f in handler.filters):
             handler.addFilter(InfoLogOnlyNotices())
+        if _REPEATS not in handler.filters:
+            handler.addFilter(_REPEATS)
         if not isinstance(handler.formatter, WithoutInterruptionTracebacks):
             handler.setFormatter(WithoutInterruptionTracebacks(handler.formatter))
     import mlflow  # noqa: F401  (configures MLflow's own stderr handler, filtered here too)

@@ -358,15 +358,20 @@ def test_a_universe_below_the_evidence_floor_is_warned_about(caplog):
 def test_regimes_whose_market_moved_against_their_names_are_named():
     from bma_quant.core.regimes.detection import misnamed_regimes, regime_market_returns
 
-    dates = pd.bdate_range("2020-01-01", periods=6)
-    regimes = pd.DataFrame({"date": dates, "regime": ["bull", "bull", "neutral", "bear", "bear",
-                                                      "bear"]})
-    inputs = pd.DataFrame({"market_return": [0.01, 0.03, 0.0, -0.02, 0.01, 0.04]},
+    rng = np.random.default_rng(0)
+    dates = pd.bdate_range("2020-01-01", periods=600)
+    regimes = pd.DataFrame({"date": dates, "regime": np.repeat(["bull", "neutral", "bear"], 200)})
+    drift = np.repeat([0.001, 0.0, 0.003], 200)  # the "bear" dates rose most
+    inputs = pd.DataFrame({"market_return": drift + 0.01 * rng.standard_normal(600)},
                           index=dates)
-    means = regime_market_returns(regimes, inputs)
-    assert means == pytest.approx({"bull": 0.02, "neutral": 0.0, "bear": 0.01})
-    assert misnamed_regimes(means) == ["bear"]
-    assert misnamed_regimes({"bull": -0.001, "neutral": 0.0, "bear": 0.002}) == ["bull", "bear"]
-    assert misnamed_regimes({"bull": 0.001, "neutral": float("nan"), "bear": -0.001}) == []
+    returns = regime_market_returns(regimes, inputs)
+    assert returns["bear"]["n_dates"] == 200
+    assert returns["bear"]["mean"] == pytest.approx(
+        inputs["market_return"].iloc[400:].mean())
+    assert returns["bear"]["tstat"] > 3
+    assert misnamed_regimes(returns, 2.0) == ["bear"]
+    assert misnamed_regimes(returns, 10.0) == []  # within what the bar calls noise
+    falling = {"bull": {"mean": -0.002, "tstat": -2.5}, "bear": {"mean": 0.001, "tstat": 2.1}}
+    assert misnamed_regimes(falling, 2.0) == ["bull", "bear"]
     no_bear = regime_market_returns(regimes[regimes["regime"] != "bear"], inputs)
-    assert np.isnan(no_bear["bear"]) and misnamed_regimes(no_bear) == []
+    assert np.isnan(no_bear["bear"]["mean"]) and misnamed_regimes(no_bear, 2.0) == []

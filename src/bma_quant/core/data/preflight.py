@@ -128,6 +128,7 @@ BOUNDS = (
     Bound("processing.eligibility.relist_after_days", 1),  # null: no relisting
     Bound("cv.max_train_days", 1),  # null: expanding
     Bound("regime_models.hmm.n_iter", 1),
+    Bound("regime_models.misnamed_min_tstat", 0.0),  # null: no check
     Bound("regime_models.hmm.covariance_floor", 0.0),
     Bound("regime_models.hmm.min_state_share", 0.0, 1.0, high_open=True),
     Bound("stacking.elastic_net.alpha", 0.0),

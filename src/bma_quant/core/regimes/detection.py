@@ -458,21 +458,33 @@ def regime_stats(regimes: pd.DataFrame) -> dict[str, float]:
     return stats
 
 
-def regime_market_returns(regimes: pd.DataFrame, inputs: pd.DataFrame) -> dict[str, float]:
-    """Mean daily market return (the detector inputs' ``market_return``) on the dates of each
-    regime in ``regimes`` (NaN for a regime without dates): what its name promises."""
+def regime_market_returns(regimes: pd.DataFrame, inputs: pd.DataFrame) -> dict[str, dict]:
+    """Per regime, the mean daily market return (the detector inputs' ``market_return``) on
+    its dates in ``regimes``, its t-stat (daily returns taken as independent) and the number
+    of dates (mean and t NaN without two): what its name promises."""
     returns = inputs["market_return"].reindex(pd.DatetimeIndex(regimes["date"])).to_numpy()
     labels = regimes["regime"].to_numpy()
-    return {r: float(np.nanmean(returns[labels == r])) if (labels == r).any() else math.nan
-            for r in REGIMES}
+    out = {}
+    for regime in REGIMES:
+        values = returns[(labels == regime) & np.isfinite(returns)]
+        mean = float(values.mean()) if len(values) > 1 else math.nan
+        spread = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+        tstat = mean / (spread / math.sqrt(len(values))) if spread > 0 else math.nan
+        out[regime] = {"mean": mean, "tstat": tstat, "n_dates": int(len(values))}
+    return out
 
 
-def misnamed_regimes(mean_returns: dict[str, float]) -> list[str]:
-    """Regimes whose market moved against their name: `bear` dates on which the market rose on
-    average, `bull` dates on which it fell. The names are ranks (of a trend, a mean or a
-    volatility), so in a market that only rose (or fell) they describe no direction."""
-    return [r for r, wrong in (("bull", mean_returns.get("bull", math.nan) < 0),
-                               ("bear", mean_returns.get("bear", math.nan) > 0)) if wrong]
+def misnamed_regimes(market_returns: dict[str, dict], min_tstat: float) -> list[str]:
+    """Regimes whose market moved against their name beyond noise: `bear` dates on which the
+    market rose on average (t-stat above `min_tstat`), `bull` dates on which it fell. The names
+    are ranks (of a trend, a mean or a volatility), so in a market that only rose (or fell), or
+    whose states differ in something else, they describe no direction."""
+    def tstat(regime: str) -> float:
+        value = (market_returns.get(regime) or {}).get("tstat", math.nan)
+        return value if math.isfinite(value) else 0.0
+
+    return [r for r, wrong in (("bull", -tstat("bull") > min_tstat),
+                               ("bear", tstat("bear") > min_tstat)) if wrong]
 
 
 def detection_accuracy(detected: pd.DataFrame, truth: pd.DataFrame) -> float:

@@ -70,7 +70,8 @@ def detect_regimes(
         "leak_audit": audit,
     }
     _warn_single_regime(summary)
-    _warn_misnamed_regimes(summary)
+    if params.get("misnamed_min_tstat") is not None:
+        _warn_misnamed_regimes(summary, float(params["misnamed_min_tstat"]))
     stats = summary["all_dates"]
     logger.info("regimes (%s): bull %.0f%%, neutral %.0f%%, bear %.0f%%, %d switches",
                 fit.detector.name, 100 * stats["share_bull"], 100 * stats["share_neutral"],
@@ -105,21 +106,22 @@ def _warn_single_regime(summary: dict) -> None:
             ", ".join(f"{r} {100 * share:.0f}%" for r, share in shares.items()))
 
 
-def _warn_misnamed_regimes(summary: dict) -> None:
+def _warn_misnamed_regimes(summary: dict, min_tstat: float) -> None:
     """Regime names read as market direction; when the development dates called `bear` saw the
-    market rise on average (or `bull` fall), the states differ in something else (volatility,
-    which factors paid) and per-regime scores must be read as states, not as up and down
-    markets."""
-    means = summary["development_market_return"]
-    wrong = detection.misnamed_regimes(means)
+    market rise on average (or `bull` fall), beyond noise, the states differ in something else
+    (volatility, which factors paid) and per-regime scores must be read as states, not as up
+    and down markets."""
+    returns = summary["development_market_return"]
+    wrong = detection.misnamed_regimes(returns, min_tstat)
     if wrong:
         logger.warning(
             "regime detector %r: on development dates the market's mean daily return was %s: "
             "%s moved against %s name (the names rank the states by regime_models.%s, not by "
             "direction), so read bull / neutral / bear in per-regime scores and weights as "
             "states, not as up and down markets (development_market_return in "
-            "regime_report.json)", summary["detector"],
-            ", ".join(f"{r} {100 * v:+.3f}%" for r, v in means.items() if np.isfinite(v)),
+            "regime_report.json; regime_models.misnamed_min_tstat)", summary["detector"],
+            ", ".join(f"{r} {100 * v['mean']:+.3f}% (t {v['tstat']:+.1f})"
+                      for r, v in returns.items() if np.isfinite(v["mean"])),
             " and ".join(repr(r) for r in wrong), "their" if len(wrong) > 1 else "its",
             _ordering_parameter(summary["detector"]))
 

@@ -645,6 +645,7 @@ NULLABLE = (
     "inference.stale_after_days", "run.timeout_seconds", "run.interrupt_grace_seconds",
     "base_models.max_train_rows", "base_models.tuning.max_train_rows",  # null = every row
     "regime_models.max_train_rows", "base_models.tuning.storage",  # storage null = in memory
+    "regime_models.misnamed_min_tstat",  # null = no naming check
 )
 # Parameters whose conf/base value is null, so it shows no kind: the kind they take when set, as
 # an example value (0 a whole number, 0.0 a number, "" text, [] a list). A wrong kind failed deep

@@ -215,6 +215,48 @@ def test_a_csv_with_decimal_commas_reads_with_data_decimal(tmp_path):
         load_raw_panel(path)
 
 
+def test_a_csv_with_thousands_separators_reads_with_data_thousands(tmp_path):
+    """A US export with grouped numbers (quoted "1,234.5"), a French one (1 234,5) and a
+    Swiss one (1'234.5): data.thousands removes the separator where it groups digits in threes;
+    without it the refusal names the setting; a stray one (1,23) is still refused."""
+    from bma_quant.core.data.panel import (
+        load_configured_index,
+        load_configured_panel,
+        load_raw_panel,
+    )
+
+    us = tmp_path / "us.csv"
+    us.write_text('date,ticker,close,volume\n2020-01-02,AAA,"1,234.5","1,234,567"\n'
+                  '2020-01-02,BBB,20.1,300\n2020-01-03,AAA,"1,240.25","12,345"\n'
+                  '2020-01-03,BBB,19.9,400\n')
+    out = load_configured_panel({"raw_path": str(us), "thousands": ","})  # params:data
+    assert out["close"].tolist() == [1234.5, 20.1, 1240.25, 19.9]
+    assert out["volume"].tolist() == [1234567.0, 300.0, 12345.0, 400.0]
+    with pytest.raises(DataValidationError, match=r"set data.thousands: ','"):
+        load_raw_panel(us)
+    french = tmp_path / "fr.csv"
+    french.write_text("date;ticker;close\n02/01/2020;AAA;1 234,5\n02/01/2020;BBB;20,1\n"
+                      "03/01/2020;AAA;1 240,25\n03/01/2020;BBB;19,9\n")
+    assert load_raw_panel(french, decimal=",", thousands=" ")["close"].tolist() == [
+        1234.5, 20.1, 1240.25, 19.9]
+    swiss = tmp_path / "ch.csv"
+    swiss.write_text("date,ticker,close\n2020-01-02,AAA,1'234.5\n2020-01-02,BBB,20.1\n"
+                     "2020-01-03,AAA,1'240.25\n2020-01-03,BBB,19.9\n")
+    assert load_raw_panel(swiss, thousands="'")["close"].tolist() == [1234.5, 20.1, 1240.25,
+                                                                       19.9]
+    index = tmp_path / "index.csv"
+    index.write_text('date,level\n2020-01-02,"3,257.85"\n2020-01-03,"3,234.85"\n')
+    assert load_configured_index({"index_path": str(index), "thousands": ","})[
+        "level"].tolist() == [3257.85, 3234.85]
+    stray = tmp_path / "stray.csv"
+    stray.write_text(us.read_text().replace('"1,234.5"', '"1,23"'))
+    with pytest.raises(DataValidationError, match="close"):
+        load_raw_panel(stray, thousands=",")
+    for bad, match in ((",", "both ','"), ("ab", "one character"), ("1", "one character")):
+        with pytest.raises(DataValidationError, match=match):
+            load_raw_panel(french, decimal=",", thousands=bad)
+
+
 def test_a_dot_decimal_file_read_with_a_decimal_comma_is_refused(tmp_path):
     """data.decimal ',' left in conf/local for a file with decimal dots: "0.264" would read as
     264 (a dot groups thousands there) and "4.0" as 4.0, a thousandfold error on some prices."""

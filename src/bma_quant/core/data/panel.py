@@ -12,6 +12,7 @@ import gzip
 import io
 import logging
 import lzma
+import re
 import warnings
 import zipfile
 import zlib
@@ -226,7 +227,8 @@ def _csv_source(path: Path):
     return _zip_open(path) if path.suffix.lower() == ".zip" else path
 
 
-def _read_csv(path: Path, sep: str, decimal: str) -> pd.DataFrame:
+def _read_csv(path: Path, sep: str, decimal: str, thousands: str | None = None
+              ) -> pd.DataFrame:
     """The CSV as pandas reads it, with the ticker column kept as written (text, no missing
     markers), UTF-8 or else Windows-1252 (an Excel export), and its shape problems named."""
     encoding = _utf16_encoding(path) or "utf-8-sig"
@@ -242,7 +244,7 @@ def _read_csv(path: Path, sep: str, decimal: str) -> pd.DataFrame:
     sector = next((n for n in names if n.strip().lower() == "sector"), None)
     options = dict(sep=sep, skip_blank_lines=False, encoding=encoding,
                    index_col=False)  # a delimiter at the end of every line is not an index
-    if decimal != ".":
+    if decimal != "." or thousands is not None:
         options["dtype"] = str  # numbers converted cell by cell (dates stay text)
     elif ticker is not None:  # codes as written: ticker 0700, GICS sector 45102010 (not 4.5e7)
         options["dtype"] = {name: str for name in (ticker, sector) if name is not None}
@@ -271,7 +273,46 @@ def _read_csv(path: Path, sep: str, decimal: str) -> pd.DataFrame:
                                    warning.lineno)
     if ticker is not None and ticker in frame:
         frame[ticker] = frame[ticker].where(frame[ticker].str.strip() != "")  # blank: missing
+    if thousands is not None:
+        frame = without_thousands_separators(frame, thousands, decimal)
     return decimal_comma_numbers(frame, decimal) if decimal != "." else frame
+
+
+def _is_key_column(column) -> bool:
+    """Columns read as text and left so: the keys, the sector and a wide export's dates."""
+    return (str(column).strip().lower() in ("date", "ticker", "sector", LINE)
+            or str(column).startswith("Unnamed: 0"))
+
+
+def without_thousands_separators(frame: pd.DataFrame, thousands: str,
+                                 decimal: str = ".") -> pd.DataFrame:
+    """Columns read as text, with `thousands` removed where it groups digits in threes
+    (1,234,567.8 -> 1234567.8 with thousands ","; 1 234,5 with " " and a decimal comma). A
+    separator anywhere else (1,23) is left, and the schema refuses the value as usual."""
+    sep, mark = re.escape(thousands), re.escape(decimal)
+    grouped = rf"^\s*[-+]?\d{{1,3}}({sep}\d{{3}})+({mark}\d+)?\s*$"
+    out = frame.copy()
+    for column in out.columns:
+        if _is_key_column(column):
+            continue
+        text = out[column]
+        match = text.str.match(grouped).fillna(False)
+        out[column] = text.where(~match, text.str.replace(thousands, "", regex=False))
+    return out
+
+
+def check_thousands(thousands: str | None, decimal: str, delimiter: str | None = None) -> None:
+    """data.thousands is one character that is neither a digit nor the decimal mark."""
+    if thousands is None:
+        return
+    if not (isinstance(thousands, str) and len(thousands) == 1 and not thousands.isdigit()):
+        raise DataValidationError(
+            f"data.thousands must be one character (',' for 1,234.5, '.' or ' ' with a decimal "
+            f"comma, \"'\" for 1'234.5) or null, got {thousands!r}")
+    if thousands == decimal:
+        raise DataValidationError(
+            f"data.thousands and data.decimal are both {decimal!r}: a number's mark cannot be "
+            "both; set the one the file uses for thousands and the one for decimals")
 
 
 def keys_from_index(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -322,8 +363,7 @@ def decimal_comma_numbers(frame: pd.DataFrame, decimal: str) -> pd.DataFrame:
     grouped_example: tuple[str, str] | None = None  # a value read as a thousands group
     has_decimal_mark = False
     for column in out.columns:
-        if (str(column).strip().lower() in ("date", "ticker", "sector", LINE)
-                or str(column).startswith("Unnamed: 0")):  # a wide export's unnamed dates
+        if _is_key_column(column):
             continue
         text = out[column]
         grouped = text.str.match(_GROUPED).fillna(False)
@@ -358,20 +398,21 @@ def decimal_comma_numbers(frame: pd.DataFrame, decimal: str) -> pd.DataFrame:
 
 
 def read_table(path: str | Path, delimiter: str | None = None, decimal: str = ".",
-               tickers_as_written: bool = False) -> pd.DataFrame:
+               tickers_as_written: bool = False, thousands: str | None = None) -> pd.DataFrame:
     """Read a CSV (optionally compressed) or Parquet file.
 
     Names of the contract's columns are matched case-insensitively (`Date` -> `date`); every other
     column (a ticker in the wide layout, a user factor) keeps its name. Every row carries its
     position in the file in column LINE. `delimiter` None = detected from the header line;
-    `decimal`: a CSV's decimal mark ("," in many European exports). `tickers_as_written`: a
+    `decimal`: a CSV's decimal mark ("," in many European exports); `thousands`: its thousands
+    separator (None: none, or the dot beside a decimal comma). `tickers_as_written`: a
     price file without a ticker column is the wide layout, whose other columns keep their names
     (a ticker LOW is not the field low)."""
     path = Path(path)
     if not path.is_file():
         raise DataValidationError(f"Input file not found: {path}")
     try:
-        frame = _read_rows(path, delimiter, decimal)
+        frame = _read_rows(path, delimiter, decimal, thousands)
     except DataValidationError:
         raise
     except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, pa.ArrowException) as error:
@@ -403,7 +444,8 @@ def read_table(path: str | Path, delimiter: str | None = None, decimal: str = ".
     return frame
 
 
-def _read_rows(path: Path, delimiter: str | None, decimal: str) -> pd.DataFrame:
+def _read_rows(path: Path, delimiter: str | None, decimal: str,
+               thousands: str | None = None) -> pd.DataFrame:
     """The file's rows as read, each with its position in the file in column LINE."""
     suffixes = "".join(path.suffixes).lower()
     if suffixes.endswith((".parquet", ".pq")):
@@ -420,7 +462,7 @@ def _read_rows(path: Path, delimiter: str | None, decimal: str) -> pd.DataFrame:
         logger.info("%s: reading with delimiter %r", path.name, sep)
     try:
         # blank lines are kept while reading so that the line numbers stay the file's own
-        frame = _read_csv(path, sep, decimal)
+        frame = _read_csv(path, sep, decimal, thousands)
     except pd.errors.EmptyDataError:
         raise DataValidationError(
             f"Input file {path} is empty: expected a header line (date, ticker, close, ... or "
@@ -583,8 +625,9 @@ def _wide_text_hint(samples: list[str]) -> str:
         return ("They read as numbers with a decimal comma: set data.decimal: ',' (in "
                 "conf/local/parameters.yml; `--params` splits its value at commas)")
     if len(values) and values.str.match(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d+)?\s*$").mean() > 0.5:
-        return ("They read as numbers with thousands separators (1,234.56): write the numbers "
-                "without them")
+        return ("They read as numbers with thousands separators (1,234.56): set "
+                "data.thousands: ',' (in conf/local/parameters.yml: `--params` splits at commas), "
+                "or write the numbers without them")
     return ("A cell without a price must be empty (a placeholder such as those is text, not a "
             "missing price); a long file needs columns named date, ticker and close (and optionally "
             "open, high, low, volume, sector): rename yours (e.g. Symbol -> ticker, "
@@ -592,9 +635,11 @@ def _wide_text_hint(samples: list[str]) -> str:
 
 
 def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None = None,
-                   decimal: str = ".") -> pd.DataFrame:
+                   decimal: str = ".", thousands: str | None = None) -> pd.DataFrame:
     """Read, reshape and validate a raw panel into the long layout, sorted by (date, ticker)."""
-    frame = read_table(path, delimiter, decimal, tickers_as_written=layout != "long")
+    check_thousands(thousands, decimal)
+    frame = read_table(path, delimiter, decimal, tickers_as_written=layout != "long",
+                       thousands=thousands)
     columns = [str(c) for c in frame.columns if c != LINE]
     if len(columns) == 1 and any(d in columns[0] for d in DELIMITERS):
         raise DataValidationError(
@@ -660,39 +705,42 @@ COMPUTED_COLUMNS = ("eligible", "tradable", "ret_1d", "label", "listed_from")
 
 # The `data` parameters that say how a panel file is read: stored with a trained chain, so that
 # inference and the registry's reproduction check read the file as training did.
-READ_KEYS = ("raw_path", "index_path", "layout", "delimiter", "decimal")
+READ_KEYS = ("raw_path", "index_path", "layout", "delimiter", "decimal", "thousands")
 
 
 def load_configured_panel(data: dict) -> pd.DataFrame:
     """`load_raw_panel` with the reading options of a `data` parameter block (READ_KEYS)."""
     return load_raw_panel(Path(data["raw_path"]), layout=data.get("layout") or "auto",
-                          delimiter=data.get("delimiter"), decimal=data.get("decimal") or ".")
+                          delimiter=data.get("delimiter"), decimal=data.get("decimal") or ".",
+                          thousands=data.get("thousands") or None)
 
 
 def load_configured_index(data: dict) -> pd.DataFrame:
     """`load_index_series` of a `data` parameter block's index_path (empty without one)."""
-    decimal = data.get("decimal") or "."
+    decimal, thousands = data.get("decimal") or ".", data.get("thousands") or None
     try:
-        return load_index_series(data.get("index_path"), decimal=decimal)
+        return load_index_series(data.get("index_path"), decimal=decimal, thousands=thousands)
     except DecimalDotError:
         # a European price file beside a US or FRED index (3257.85): the index has its own mark
         logger.info("index file %s: read with a decimal dot (its numbers have one; data.decimal "
                     "%r is the price file's)", data.get("index_path"), decimal)
-        return load_index_series(data.get("index_path"), decimal=".")
+        return load_index_series(data.get("index_path"), decimal=".",
+                                 thousands=None if thousands == "." else thousands)
 
 
 # The level of an index file with several value columns (a vendor's OHLCV download), first match.
 INDEX_LEVEL_COLUMNS = ("level", "close", "adj close", "adj_close", "adjclose", "price", "value")
 
 
-def load_index_series(path: str | Path | None, decimal: str = ".") -> pd.DataFrame:
+def load_index_series(path: str | Path | None, decimal: str = ".",
+                      thousands: str | None = None) -> pd.DataFrame:
     """Optional market index file (date + one level column, or several with one named as in
     INDEX_LEVEL_COLUMNS) -> (date, level); empty when no file. Dates are read like the panel's
     (one format, local calendar days)."""
     if not path:
         return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"),
                              "level": pd.Series(dtype="float64")})
-    frame = read_table(path, decimal=decimal)
+    frame = read_table(path, decimal=decimal, thousands=thousands)
     position = "line" if is_csv(Path(path)) else "row"
     if "date" in frame.columns:
         frame = parse_dates(frame, f"index file {path}", position)

@@ -659,7 +659,8 @@ KIND_WHEN_SET = {
     "stacking.selection.min_t_stat": 0.0, "processing.eligibility.min_price": 0.0,
     "processing.eligibility.min_dollar_volume": 0.0, "inference.portfolio.max_weight": 0.0,
     "base_models.features": [], "evaluation.plots.models": [], "evaluation.cpcv.learners": [],
-    "base_models.tuning.study_name": "", "data.delimiter": "", "data.true_regimes_path": "",
+    "base_models.tuning.study_name": "", "data.delimiter": "", "data.thousands": "",
+    "data.true_regimes_path": "",
     "registry.model_name": "", "inference.model_uri": "", "run_name": "",
     "stacking.selection.default_method": "",
 }

@@ -179,11 +179,13 @@ class _NumberFormats:
             lines.append(f"- the values of {', '.join(self.either)} read as thousands separators "
                          "or as decimal commas (12,345 or 12.345): for decimal commas set "
                          "data.decimal: ',' (in conf/local/parameters.yml: `--params` splits at "
-                         "commas); else save the file without thousands separators")
+                         "commas); for thousands separators set data.thousands: ',', or save "
+                         "the file without them")
         if self.thousands:
             lines.append(f"- the values of {', '.join(self.thousands)} look like numbers with "
-                         "thousands separators (1,234.5): save the file without them (a number "
-                         "format with no grouping)")
+                         "thousands separators (1,234.5): set data.thousands: ',' (in "
+                         "conf/local/parameters.yml: `--params` splits at commas), or save the "
+                         "file without them (a number format with no grouping)")
         return lines
 
 

@@ -46,11 +46,12 @@ def test_a_warning_the_console_showed_in_the_run_is_not_shown_again():
     assert repeats.filter(_record("bma_quant.other", floor))  # another logger's own say
     errors = [_record("bma_quant.x", "failed", logging.ERROR) for _ in range(2)]
     assert all(repeats.filter(r) for r in errors)  # errors are never held back
-    shared = logging_filters._REPEATS
-    assert shared.filter(_record("bma_quant.y", "once a run"))
-    assert not shared.filter(_record("bma_quant.y", "once a run"))
+    logging_filters._REPEATS.add(repeats)  # as install() registers a console's own
+    assert repeats.filter(_record("bma_quant.y", "once a run"))
+    assert not repeats.filter(_record("bma_quant.y", "once a run"))
     logging_filters.new_run()
-    assert shared.filter(_record("bma_quant.y", "once a run"))
+    assert repeats.filter(_record("bma_quant.y", "once a run"))
+    assert repeats.filter(_record("bma_quant.core.regimes.regime_evidence", floor))
 
 
 def test_optuna_trial_lines_reach_info_log_not_the_console(capsys):

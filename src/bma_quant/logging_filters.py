@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import weakref
 
 # (logger name prefix, text in the message): shown in info.log only
 INFO_LOG_ONLY = (
@@ -77,12 +78,13 @@ class RepeatedWarnings(logging.Filter):
         return True
 
 
-_REPEATS = RepeatedWarnings()
+_REPEATS: weakref.WeakSet[RepeatedWarnings] = weakref.WeakSet()  # one per console handler
 
 
 def new_run() -> None:
     """A new run: its warnings are shown again, even those the last run in this process gave."""
-    _REPEATS.shown.clear()
+    for repeats in _REPEATS:
+        repeats.shown.clear()
 
 
 class WithoutInterruptionTracebacks(logging.Formatter):
@@ -120,8 +122,10 @@ def install(handler_name: str = CONSOLE_HANDLER) -> None:
             continue
         if not any(isinstance(f, InfoLogOnlyNotices) for f in handler.filters):
             handler.addFilter(InfoLogOnlyNotices())
-        if _REPEATS not in handler.filters:
-            handler.addFilter(_REPEATS)
+        if not any(isinstance(f, RepeatedWarnings) for f in handler.filters):
+            repeats = RepeatedWarnings()  # its own: a record shown on one console is new to another
+            _REPEATS.add(repeats)
+            handler.addFilter(repeats)
         if not isinstance(handler.formatter, WithoutInterruptionTracebacks):
             handler.setFormatter(WithoutInterruptionTracebacks(handler.formatter))
     import mlflow  # noqa: F401  (configures MLflow's own stderr handler, filtered here too)

@@ -182,25 +182,6 @@ def test_unadjusted_split_is_detected_and_forward_adjusted():
     assert out.close["B"].equals(close["B"])
 
 
-def test_a_one_tick_move_of_a_sub_penny_name_is_no_split():
-    """A name quoted in 0.0001 ticks at one or two ticks: 0.0002 -> 0.0001 is "2:1" and holds,
-    but it is the smallest move the price can make, not a split. A real 1:10 reverse split of
-    such a name (0.0003 -> 0.003, 27 ticks) is still one, as is a split on a cent grid."""
-    dates = pd.bdate_range("2021-01-04", periods=40)
-    # the grid is read once 20 closes show it (price_grid), as for any new name
-    ticks = [0.0002] * 20 + [0.0002, 0.0001] * 5 + [0.0002] * 5
-    close = pd.DataFrame({
-        "PENNY": [*ticks, 0.0001, 0.0001, 0.0001, 0.0001, 0.0001],
-        "REVERSE": [0.0003] * 30 + [0.003] * 10,
-        "CENTS": [0.50, 0.51, 0.49, 0.52, 0.50] * 6 + [0.25, 0.26, 0.25, 0.24, 0.25] * 2},
-        index=dates)
-    out, events = cleaning.repair_unadjusted_splits(panel.PanelMatrices({"close": close}),
-                                                    max_abs_return=0.4, ratios=[2, 10],
-                                                    tolerance=0.02, confirm_days=3)
-    assert sorted((e.ticker, e.ratio) for e in events) == [("CENTS", 2.0), ("REVERSE", 0.1)]
-    assert out.close["PENNY"].equals(close["PENNY"])
-
-
 def test_real_crash_that_is_not_a_split_ratio_is_left_alone():
     dates = pd.bdate_range("2021-01-04", periods=4)
     close = pd.DataFrame({"A": [100, 101, 58.0, 57]}, index=dates)

@@ -19,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.data import listings, price_grid
+from bma_quant.core.data import listings
 from bma_quant.core.data.panel import PanelMatrices
 
 PRICE_FIELDS = ("open", "high", "low", "close")
@@ -314,7 +314,6 @@ def _large_moves(close: pd.DataFrame, bound: float, ratios: list[float],
     move = close / previous
     candidates = split_ratios(ratios)
     big = (np.abs(move - 1.0) > bound).to_numpy() & move.notna().to_numpy()
-    big &= ~_one_tick_moves(close.to_numpy(dtype=float), previous.to_numpy(dtype=float), big)
     out = []
     for i, j in zip(*np.nonzero(big), strict=True):
         observed = float(move.iat[i, j])
@@ -322,22 +321,6 @@ def _large_moves(close: pd.DataFrame, bound: float, ratios: list[float],
         nearest = float(candidates[np.argmin(np.abs(np.log(candidates / implied)))])
         out.append(LargeMove(int(i), int(j), observed - 1.0, nearest,
                              abs(implied / nearest - 1.0)))
-    return out
-
-
-def _one_tick_moves(close: np.ndarray, previous: np.ndarray, flagged: np.ndarray) -> np.ndarray:
-    """Among the `flagged` cells, moves of one price tick of the name's grid (``price_grid``,
-    from its trailing closes): at a price of a few ticks the smallest possible move makes any
-    ratio (0.0002 -> 0.0001 is "2:1"), so it tells nothing of a split."""
-    out = np.zeros(flagged.shape, dtype=bool)
-    columns = np.flatnonzero(flagged.any(axis=0))
-    if not len(columns):
-        return out
-    steps = price_grid.price_steps(close[:, columns])
-    with np.errstate(invalid="ignore"):
-        tick = (steps > 0) & (np.abs(close[:, columns] - previous[:, columns])
-                              <= steps * (1 + 1e-6))
-    out[:, columns] = tick & flagged[:, columns]
     return out
 
 

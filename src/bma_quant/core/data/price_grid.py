@@ -1,8 +1,7 @@
 """The price grid (tick) a name trades on, read from its closes (framework-free).
 
 Used where a price's smallest move matters: a limit price is rounded to the grid
-(``core.evaluation.limit_locks``), and a one-day move of one tick is no split, whatever ratio
-its two levels make (``core.data.cleaning``: 0.0002 -> 0.0001 is a tick, not a 2:1 split).
+(``core.evaluation.limit_locks``).
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ def test_a_warning_the_console_showed_in_the_run_is_not_shown_again():
     assert repeats.filter(_record("bma_quant.other", floor))  # another logger's own say
     errors = [_record("bma_quant.x", "failed", logging.ERROR) for _ in range(2)]
     assert all(repeats.filter(r) for r in errors)  # errors are never held back
+    bad = logging.LogRecord("bma_quant.z", logging.WARNING, __file__, 1, "%d", (None,), None)
+    assert repeats.filter(bad)  # a bad format is the handler's to report, not a crash here
     logging_filters._REPEATS.add(repeats)  # as install() registers a console's own
     assert repeats.filter(_record("bma_quant.y", "once a run"))
     assert not repeats.filter(_record("bma_quant.y", "once a run"))

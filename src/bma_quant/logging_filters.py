@@ -71,7 +71,10 @@ class RepeatedWarnings(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno != logging.WARNING:
             return True
-        key = (record.name, record.getMessage())
+        try:
+            key = (record.name, record.getMessage())
+        except Exception:  # a bad format: the handler says so, as it would without this filter
+            return True
         if key in self.shown:
             return False
         self.shown.add(key)

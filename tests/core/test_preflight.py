@@ -656,3 +656,22 @@ def test_a_layout_whose_ensemble_choice_cannot_be_scored_is_warned_about():
     assert preflight.few_oof_fold_warnings(pd.bdate_range("2018-01-01", periods=400),
                                            short) == []
     assert preflight.few_oof_fold_warnings(dates[:150], one_tuning) == []  # refused elsewhere
+    # a gated base learner or ensemble method is scored on its own folds: it can be champion
+    lightgbm = _with_new(copy.deepcopy(one_tuning), "evaluation.gates.model", "lightgbm")
+    assert preflight.few_oof_fold_warnings(dates, lightgbm) == []
+
+
+def test_evaluation_lags_and_quantiles_are_range_and_kind_checked():
+    """nw_lag -3 was taken as 0 (a t-stat 2.3x too high), decay_max_horizon -2 ended in a
+    traceback, and inference n_quantiles 2.5 was served as 2."""
+    from tests.support import project_params
+
+    for path, value, message in (
+            ("evaluation.metrics.nw_lag", -3, "nw_lag must be >= 0"),
+            ("evaluation.metrics.decay_max_horizon", -2, "decay_max_horizon must be >= 1")):
+        with pytest.raises(PreflightError, match=re.escape(message)):
+            preflight.check_parameters(_with_new(copy.deepcopy(PARAMS), path, value))
+    preflight.check_parameters(_with_new(copy.deepcopy(PARAMS), "evaluation.metrics.nw_lag", 0))
+    (problem,) = preflight.value_kind_problems(
+        {"inference": {"portfolio": {"n_quantiles": 2.5}}}, project_params())
+    assert problem.startswith("inference.portfolio.n_quantiles")

@@ -81,6 +81,8 @@ BOUNDS = (
     Bound("base_models.tuning.timeout", 0.0, low_open=True),  # null: no cap
     Bound("base_models.tuning.n_trials", 1),
     Bound("evaluation.backtest.n_quantiles", 2),
+    Bound("evaluation.metrics.nw_lag", 0),  # null: the horizon; 0: no overlap correction
+    Bound("evaluation.metrics.decay_max_horizon", 1),  # null: the horizon
     Bound("evaluation.backtest.cost_bps", 0.0),
     Bound("evaluation.backtest.periods_per_year", 0.0, low_open=True),
     Bound("evaluation.backtest.rebalance_days", 1),  # null: the horizon
@@ -653,7 +655,8 @@ NULLABLE = (
 KIND_WHEN_SET = {
     "evaluation.backtest.rebalance_days": 0, "cv.max_train_days": 0,
     "inference.history_days": 0, "evaluation.metrics.nw_lag": 0,
-    "evaluation.metrics.decay_max_horizon": 0,
+    "evaluation.metrics.decay_max_horizon": 0, "inference.portfolio.n_quantiles": 0,
+    "evaluation.backtest.periods_per_year": 0.0,
     "base_models.tuning.timeout": 0.0, "evaluation.backtest.limit_locks.price_step": 0.0,
     "evaluation.gates.max_pbo": 0.0, "evaluation.gates.min_deflated_sharpe": 0.0,
     "stacking.selection.min_t_stat": 0.0, "processing.eligibility.min_price": 0.0,
@@ -881,10 +884,13 @@ def stale_fold_warnings(dates, params: Mapping[str, Any]) -> list[str]:
 
 def few_oof_fold_warnings(dates, params: Mapping[str, Any]) -> list[str]:
     """The layout these dates get (short panels scale it down) with fewer out-of-fold folds than
-    the walk-forward ensemble choice needs to be scored: the run trains and tests, but has no
-    honest development score, so the registry can never make its model champion."""
+    the walk-forward ensemble choice needs to be scored: the run trains and tests, but `final`
+    (the default gated model) has no honest development score, so the registry can never make
+    it champion."""
     if any(lookup(params, key) is None for key in ("periods", "temporal", "cv")):
         return []
+    if (lookup(params, "evaluation.gates.model") or "final") != "final":
+        return []  # another gated model is scored on its own out-of-fold folds
     calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
     try:
         folds, _ = _walk_forward_folds(calendar, params)
@@ -898,7 +904,7 @@ def few_oof_fold_warnings(dates, params: Mapping[str, Any]) -> list[str]:
     advice = (f"set cv.n_splits >= {n_tuning + cv.CHAMPION_OOF_FOLDS}"
               if requested < cv.CHAMPION_OOF_FOLDS else
               "the panel is too short for more once the layout is scaled down to "
-              "cv.short_panel.floor: give a longer panel or lower floor.min_test_days")
+              "cv.short_panel.floor: give a longer panel or lower cv.short_panel.floor.min_test_days")
     return [f"the CV layout on these dates has {n_oof} out-of-fold fold(s) ({len(folds)} folds, "
             f"{n_tuning} for tuning): the first is scored with equal weights (no earlier "
             "out-of-fold rows to fit an ensemble on), so the walk-forward ensemble choice needs "

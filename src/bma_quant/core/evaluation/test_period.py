@@ -122,7 +122,7 @@ class EvaluationConfig:
         max_decay = metrics.get("decay_max_horizon") or horizon
         return cls(
             min_names=int(metrics.get("min_names", 5)),
-            nw_lag=int(metrics.get("nw_lag") or horizon),
+            nw_lag=int(horizon if metrics.get("nw_lag") is None else metrics["nw_lag"]),
             rebalance_days=int(book.get("rebalance_days") or horizon),
             n_quantiles=int(book.get("n_quantiles", 5)),
             cost_bps=float(book.get("cost_bps", 10.0)),

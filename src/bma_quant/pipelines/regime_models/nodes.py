@@ -101,7 +101,7 @@ def _warn_single_regime(summary: dict) -> None:
             "several regimes (%s): the regime-aware models route and weight the whole test "
             "period as one state. The evidence may have moved to values the fit never saw "
             "(a universe that grew or changed, a calmer market), or the states describe an "
-            "early stretch of the history only; see regime_report.json",
+            "early stretch of the history only; see regime_models_report.json",
             summary["detector"], only[0],
             ", ".join(f"{r} {100 * share:.0f}%" for r, share in shares.items()))
 
@@ -118,8 +118,8 @@ def _warn_misnamed_regimes(summary: dict, min_tstat: float) -> None:
             "regime detector %r: on development dates the market's mean daily return was %s: "
             "%s moved against %s name (the names rank the states by regime_models.%s, not by "
             "direction), so read bull / neutral / bear in per-regime scores and weights as "
-            "states, not as up and down markets (development_market_return in "
-            "regime_report.json; regime_models.misnamed_min_tstat)", summary["detector"],
+            "states, not as up and down markets (detection.development_market_return in "
+            "regime_models_report.json; regime_models.misnamed_min_tstat)", summary["detector"],
             ", ".join(f"{r} {100 * v['mean']:+.3f}% (t {v['tstat']:+.1f})"
                       for r, v in returns.items() if np.isfinite(v["mean"])),
             " and ".join(repr(r) for r in wrong), "their" if len(wrong) > 1 else "its",

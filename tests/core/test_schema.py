@@ -248,6 +248,10 @@ def test_a_csv_with_thousands_separators_reads_with_data_thousands(tmp_path):
     index.write_text('date,level\n2020-01-02,"3,257.85"\n2020-01-03,"3,234.85"\n')
     assert load_configured_index({"index_path": str(index), "thousands": ","})[
         "level"].tolist() == [3257.85, 3234.85]
+    unquoted = tmp_path / "unquoted.csv"  # every line's grouped numbers unquoted: shifted fields
+    unquoted.write_text(us.read_text().replace('"', ""))
+    with pytest.raises(DataValidationError, match="a grouped number must be quoted"):
+        load_raw_panel(unquoted, thousands=",")
     stray = tmp_path / "stray.csv"
     stray.write_text(us.read_text().replace('"1,234.5"', '"1,23"'))
     with pytest.raises(DataValidationError, match="close"):

@@ -264,6 +264,12 @@ def _read_csv(path: Path, sep: str, decimal: str, thousands: str | None = None
             f"Input data rejected ({path}): {reason} (a stray delimiter, or an unquoted text "
             "with one in it?)") from None
     for warning in caught:
+        if issubclass(warning.category, pd.errors.ParserWarning) and thousands == sep:
+            raise DataValidationError(
+                f"Input data rejected ({path}): data lines have more fields than the header: "
+                f"with data.thousands {thousands!r} equal to the delimiter, a grouped number must "
+                'be quoted ("1,234.5"); quote such numbers, or save the file without thousands '
+                "separators")
         if issubclass(warning.category, pd.errors.ParserWarning):
             logger.warning("%s: the data lines have more fields than the header (a delimiter at "
                            "the end of every line?): the fields past the header's are ignored",

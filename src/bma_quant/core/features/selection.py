@@ -465,7 +465,8 @@ def _gate_reason(row: dict, degraded: bool, config: SelectionConfig) -> str | No
     timed = row.get("timed_ic_tstat", math.nan)
     if not degraded and not (tstat >= config.min_abs_tstat or timed >= config.min_abs_tstat):
         # the timed RankIC is named only when it was computed (selection.timed_ic)
-        timed_text = (f" and timed RankIC t-stat = {timed:.2f}" if config.timed_ic else "")
+        timed_text = (f" and timed RankIC t-stat = {timed:.2f}"
+                      if config.timed_ic and math.isfinite(timed) else "")
         return (f"insignificant: |RankIC t-stat| = {tstat:.2f}{timed_text} < "
                 f"{config.min_abs_tstat}")
     return None

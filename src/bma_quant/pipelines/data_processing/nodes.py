@@ -146,7 +146,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "stale": asdict(stale),
         "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in cleaning.flat_dates(kept.close)],
         **_trading_findings(kept, untraded, kept_out),
-        "dates_per_year": _dates_per_year(matrices.dates),
+        # the kept dates (after the strict filter), as date_split and evaluation read them
+        "dates_per_year": _dates_per_year(kept.dates),
         "no_sector": _names_without_sector(kept),
         "bars_outside_range": cleaning.bars_outside_range(kept),
         "duplicate_series": cleaning.duplicate_series(kept.close),

@@ -239,6 +239,11 @@ def test_a_csv_with_thousands_separators_reads_with_data_thousands(tmp_path):
                       "03/01/2020;AAA;1 240,25\n03/01/2020;BBB;19,9\n")
     assert load_raw_panel(french, decimal=",", thousands=" ")["close"].tolist() == [
         1234.5, 20.1, 1240.25, 19.9]
+    no_break = tmp_path / "fr_nbsp.csv"  # Excel's French number format: a no-break space
+    no_break.write_text(french.read_text().replace("1 2", "1\u00a02").replace("1\u00a024",
+                                                                                "1\u202f24"))
+    assert load_raw_panel(no_break, decimal=",", thousands=" ")["close"].tolist() == [
+        1234.5, 20.1, 1240.25, 19.9]
     swiss = tmp_path / "ch.csv"
     swiss.write_text("date,ticker,close\n2020-01-02,AAA,1'234.5\n2020-01-02,BBB,20.1\n"
                      "2020-01-03,AAA,1'240.25\n2020-01-03,BBB,19.9\n")

@@ -302,6 +302,9 @@ def without_thousands_separators(frame: pd.DataFrame, thousands: str,
         if _is_key_column(column):
             continue
         text = out[column]
+        if thousands == " ":  # French exports group with a (narrow) no-break space
+            text = text.str.replace("\u00a0", " ", regex=False).str.replace(
+                "\u202f", " ", regex=False)
         match = text.str.match(grouped).fillna(False)
         out[column] = text.where(~match, text.str.replace(thousands, "", regex=False))
     return out

@@ -668,7 +668,8 @@ def test_evaluation_lags_and_quantiles_are_range_and_kind_checked():
 
     for path, value, message in (
             ("evaluation.metrics.nw_lag", -3, "nw_lag must be >= 0"),
-            ("evaluation.metrics.decay_max_horizon", -2, "decay_max_horizon must be >= 1")):
+            ("evaluation.metrics.decay_max_horizon", -2, "decay_max_horizon must be >= 1"),
+            ("processing.stale.mask_after", 0, "mask_after must be >= 1")):
         with pytest.raises(PreflightError, match=re.escape(message)):
             preflight.check_parameters(_with_new(copy.deepcopy(PARAMS), path, value))
     preflight.check_parameters(_with_new(copy.deepcopy(PARAMS), "evaluation.metrics.nw_lag", 0))

@@ -71,6 +71,7 @@ BOUNDS = (
     Bound("processing.split_detection.tolerance", 0.0, 1.0, high_open=True),
     Bound("processing.split_detection.confirm_days", 0),
     Bound("processing.strict_active_days", 1),
+    Bound("processing.stale.mask_after", 1),  # null: never; 0 read as off, so refused
     Bound("processing.split_detection.unit_tolerance", 0.0, 1.0, high_open=True),
     Bound("processing.split_detection.report_tolerance", 0.0, 1.0, high_open=True),
     Bound("processing.split_detection.max_gap_days", 1),

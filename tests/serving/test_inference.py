@@ -130,6 +130,27 @@ def test_other_data_can_be_named_in_inference_params(trained, tmp_path):
     assert (latest["date"] == cut["date"].max()).all()
 
 
+def test_a_file_appended_without_volume_is_warned_about(caplog):
+    """Closes-only rows appended to a vendor file: the volume factors read missing values on
+    the scored date and the scores move (by up to 0.38 in a helper's trial); the run said
+    nothing."""
+    from bma_quant.serving.slice_checks import SliceChecks
+
+    dates = pd.bdate_range("2021-01-04", periods=30)
+    clean = pd.DataFrame({"date": np.repeat(dates, 3), "ticker": list("ABC") * 30,
+                          "close": 10.0, "volume": 1000.0, "open": 10.0})
+    clean.loc[clean["date"] >= dates[-5], "volume"] = np.nan  # closes only from here on
+    with caplog.at_level("WARNING"):
+        SliceChecks._warn_missing_bar_columns(None, clean, dates[-1:])
+    assert ("the panel has volume on earlier dates but for no name on 1 scored date(s) (e.g. "
+            f"{dates[-1].date()})") in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        SliceChecks._warn_missing_bar_columns(None, clean.fillna(1.0), dates[-1:])
+        SliceChecks._warn_missing_bar_columns(None, clean.drop(columns="volume"), dates[-1:])
+    assert "for no name on" not in caplog.text
+
+
 def test_missing_chain_says_what_to_run(tmp_path):
     with pytest.raises(Exception, match="kedro run"):
         _inference(tmp_path / "none.pkl")

@@ -483,6 +483,7 @@ class PredictionChain(SliceChecks):
             scored = scored[-1:]
         self._check_calendar_holes(dates, scored)
         self._check_user_factors(clean, scored, refuse=last_date_only)
+        self._warn_missing_bar_columns(clean, scored)
         features = self.features(clean, market_frame)
         # The warm-up only feeds the rolling features (and the regime filter, from `clean`):
         # every later step is per row or per date, so the warm-up rows are not predicted.

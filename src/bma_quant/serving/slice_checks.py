@@ -19,6 +19,7 @@ from bma_quant.core.data import panel as panel_lib
 from bma_quant.core.features.factors import USER_FAMILY
 from bma_quant.serving.errors import ChainInputError
 
+BAR_COLUMNS = ("volume", "open", "high", "low")  # read by volume, candle and range factors
 logger = logging.getLogger(__name__)
 
 MARKET_LEVEL = "market_level"  # optional input column: the index level on that date
@@ -149,6 +150,30 @@ class SliceChecks:
         if refuse:
             raise ChainInputError(message)
         logger.warning("%s", message)
+
+    def _warn_missing_bar_columns(self, clean: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
+        """A bar column (volume, open, high, low) the slice has on earlier dates but for no name
+        on a scored date (a vendor's file appended with closes only): the volume and candle
+        features then read missing or carried values and the scores move, silently. Warned."""
+        rows = clean.loc[clean["date"].isin(scored)]
+        earlier = clean.loc[clean["date"] < scored.min()] if len(scored) else clean.iloc[:0]
+        if rows.empty or earlier.empty:
+            return
+        gone = {}
+        for column in BAR_COLUMNS:
+            if column not in clean or not earlier[column].notna().any():
+                continue
+            valued = rows[column].notna().groupby(rows["date"]).any()
+            if not valued.all():
+                gone[column] = valued.index[~valued]
+        if gone:
+            logger.warning(
+                "the panel has %s on earlier dates but for no name on %s scored date(s) (e.g. "
+                "%s): the features read from them (volume, candle and range factors) see "
+                "missing or carried values there and the scores move; send the full bars for "
+                "the dates scored", " and ".join(gone),
+                max(len(days) for days in gone.values()),
+                max(days[-1] for days in gone.values()).date())
 
     def _warn_names_without_sector(self, clean: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
         """Name scored names without a sector (none sent, none earlier in the slice to carry

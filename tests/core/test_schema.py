@@ -516,3 +516,23 @@ def test_tickers_stored_as_numbers_of_several_widths_are_warned_about(caplog):
     with caplog.at_level("WARNING"):
         validate_long_panel(good_panel().assign(ticker=[600000, 600519, 600000, 600519]))
     assert "stored as numbers" not in caplog.text
+
+
+def test_bar_end_midnight_dates_that_move_a_week_by_a_day_are_warned_about(caplog):
+    """Closes stamped at the midnight after the close (a bar-end convention): every date a day
+    late, 200 Saturdays and no Monday, and nothing said. A five-day or seven-day calendar as
+    given is not warned about."""
+    days = pd.bdate_range("2021-01-04", periods=60)
+    def frame(dates):
+        return pd.DataFrame({"date": [d.strftime("%Y-%m-%d 00:00:00") for d in dates
+                                      for _ in range(2)],
+                             "ticker": ["AAA", "BBB"] * len(dates), "close": 10.0})
+    with caplog.at_level("WARNING"):
+        validate_long_panel(frame(days + pd.Timedelta(days=1)))
+    assert "20% of the dates fall on a Saturday or Sunday and almost none on a Monday" \
+        in caplog.text and "stamped a day late" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        validate_long_panel(frame(days))
+        validate_long_panel(frame(pd.date_range("2021-01-04", periods=60)))  # crypto
+    assert "Saturday or Sunday" not in caplog.text

@@ -484,12 +484,36 @@ def trading_days(frame: pd.DataFrame, source: str, position: str = "line",
                     stamps.iloc[first].time())
         if not stated_local:  # an offset of the exchange's own clock: nothing to suspect
             _warn_shifted_days(days[timed], stamps.iloc[first], source)
+    else:
+        _warn_shifted_calendar(days, source)
     return frame.assign(date=days)
 
 
 # Share of timed rows on a Saturday or Sunday beyond which the stamps look shifted by a time zone
 # (a market trading on weekends has its own calendar; a shifted one has a fifth of its days there).
 SHIFTED_WEEKEND_SHARE = 0.1
+
+
+def _warn_shifted_calendar(days: pd.Series, source: str) -> None:
+    """Dates without a time on a five-day week moved by a day: bars stamped with the midnight
+    after the close (a bar-end convention) land every Friday's bar on a Saturday and leave
+    Mondays empty. Kept as given (a market may trade on Saturdays), but said."""
+    weekday = pd.Series(pd.DatetimeIndex(days.dropna().unique()).dayofweek)
+    if weekday.empty:
+        return
+    share = weekday.value_counts(normalize=True).reindex(range(7), fill_value=0.0)
+    weekend = float(share[5] + share[6])
+    if weekend > SHIFTED_WEEKEND_SHARE and share.min() < 0.25 / 7:
+        empty = pd.Timestamp("2024-01-01") + pd.Timedelta(days=int(share.idxmin()))  # a Monday
+        later = share[5] > share[6]
+        logger.warning(
+            "%s: %.0f%% of the dates fall on a Saturday or Sunday and almost none on a %s. If "
+            "the exchange trades Monday to Friday, every bar is stamped a day %s (%s) and "
+            "every feature and label sits a day off its trading day: give each bar its trading "
+            "day's date", source, 100 * weekend, empty.day_name(),
+            "late" if later else "early",
+            "the midnight after the close, a bar-end convention" if later
+            else "a local day converted to another time zone")
 
 
 def _warn_shifted_days(days: pd.Series, example, source: str) -> None:

@@ -409,3 +409,18 @@ def test_float32_predictions_come_from_float64_features():
     np.testing.assert_array_equal(batch, model.predict(X.astype(np.float64)).astype(np.float32))
     alone = np.concatenate([predict_float32(model, X.iloc[[i]]) for i in range(0, 2000, 97)])
     np.testing.assert_array_equal(alone, batch[::97])
+
+def test_no_base_model_succeeded_says_what_to_change():
+    from bma_quant.run_hooks.user_errors import is_user_error
+
+    error = training.NoBaseModelSucceeded.from_statuses([
+        {"name": "elastic_net", "status": "degenerate", "error": "constant predictions"},
+        {"name": "xgboost", "status": "failed", "error": "ValueError: bad"}])
+    message = str(error)
+    assert "elastic_net degenerate: constant predictions" in message
+    assert "xgboost failed: ValueError: bad" in message
+    assert "base_models.defaults.elastic_net" in message and "info.log" in message
+    assert "base_models.defaults.xgboost" not in message  # a failure is no penalty to loosen
+    # a summary of failures each logged with its traceback: shown as one block, not a stack
+    assert is_user_error(error)
+    assert "enables none" in str(training.NoBaseModelSucceeded.from_statuses([]))

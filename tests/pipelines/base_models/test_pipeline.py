@@ -160,7 +160,8 @@ def test_the_pipeline_fails_clearly_when_no_learner_succeeds(inputs):
     bad = {"base_models": {**FAST["base_models"], "learners": ["elastic_net"],
                            "defaults": {"elastic_net": {"alpha": -1.0}}}}
     bad["base_models"]["tuning"] = {**FAST["base_models"]["tuning"], "enabled": False}
-    with pytest.raises(Exception, match="No base learner succeeded.*elastic_net"):
+    with pytest.raises(Exception, match=r"No base learner succeeded \(elastic_net failed: "
+                                        r".*base_models.learners"):
         _run(inputs, bad)
 
 

@@ -459,6 +459,28 @@ class Outcome:
         return self.error is None
 
 
+class NoBaseModelSucceeded(RuntimeError):
+    """Every enabled base learner failed or predicted a constant (DESIGN §5: the run fails only
+    then). Each learner's own traceback was logged when it failed; this error says what to change."""
+
+    @classmethod
+    def from_statuses(cls, statuses: list[dict]) -> NoBaseModelSucceeded:
+        """statuses: {"name", "status" ("failed" | "degenerate"), "error"} per enabled learner."""
+        if not statuses:
+            return cls("No base learner succeeded: base_models.learners enables none; list at "
+                       "least one of the registered learners.")
+        detail = "; ".join(f"{s['name']} {s['status']}: {s['error']}" for s in statuses)
+        advice = []
+        if any(s["status"] == "failed" for s in statuses):
+            advice.append("each failed learner's traceback is in the log above and in info.log")
+        for s in statuses:
+            if s["status"] == "degenerate":
+                advice.append(f"loosen the penalty in base_models.defaults.{s['name']} (or tune "
+                              "it: base_models.tuning)")
+        advice.append("add another learner to base_models.learners")
+        return cls(f"No base learner succeeded ({detail}). To fix: {'; '.join(advice)}.")
+
+
 def run_guarded(name: str, fn: Callable[..., Any], *args, **kwargs) -> Outcome:
     """Run fn; an exception becomes a failed Outcome (type, message, traceback) instead of
     propagating. KeyboardInterrupt and SystemExit still propagate."""

@@ -29,10 +29,6 @@ from bma_quant.run_hooks.interrupts import interruption_in
 logger = logging.getLogger(__name__)
 
 
-class NoBaseModelSucceeded(RuntimeError):
-    """Raised when every enabled base learner failed (DESIGN §5: the run fails only then)."""
-
-
 def prepare_training_inputs(
     model_input: pd.DataFrame,
     sample_weights: pd.DataFrame,
@@ -379,8 +375,7 @@ def collect_base_models(*results: dict):
     ok = [r for r in active if r["status"] == "ok"]
     _tag_run(active)
     if not ok:
-        detail = "; ".join(f"{r['name']}: {r['error']}" for r in active) or "none enabled"
-        raise NoBaseModelSucceeded(f"No base learner succeeded ({detail}).")
+        raise training.NoBaseModelSucceeded.from_statuses(active)
 
     oof = _concat([r["oof"] for r in ok], OOF_COLUMNS)
     oof = oof.sort_values(["date", "ticker", "model"], kind="stable").reset_index(drop=True)

@@ -11,6 +11,7 @@ from bma_quant.run_hooks.preflight import (
     PreflightHooks,
     catalog_owners,
     check_data_files,
+    check_inference_data_params,
     check_inputs_exist,
     check_runner,
 )
@@ -63,6 +64,23 @@ def test_a_data_file_that_is_not_there_is_refused_naming_its_parameter(tmp_path,
         check_data_files(scores, {"inference": {"data": {"raw_path": "parts"}}})
     other = Pipeline([Node(_identity, ["labels", "params:x"], "out", name="stacking.x")])
     check_data_files(other, {"data": {"raw_path": "nope.parquet"}})
+
+
+def test_a_data_file_given_to_an_inference_run_as_data_star_is_refused_with_its_key():
+    """`kedro run --pipelines inference --params data.raw_path=today.csv` would score the
+    chain's training file without a word: refused, naming inference.data.raw_path."""
+    scores = Pipeline([Node(_identity, ["model", "params:inference"], "panel",
+                            name="inference.load_latest_panel")])
+    with pytest.raises(PreflightError, match=r'--params data\.raw_path, data\.layout: an '
+                       r'inference run does not read data\.\*.*--params "inference\.data\.'
+                       r'raw_path=today\.csv,inference\.data\.layout=wide"'):
+        check_inference_data_params(scores, {"data": {"raw_path": "today.csv", "layout": "wide"}})
+    check_inference_data_params(scores, {})  # the chain's own file
+    check_inference_data_params(scores, {"inference": {"data": {"raw_path": "today.csv"}}})
+    check_inference_data_params(scores, {"data": {"min_history_days": 5}})  # not a file key
+    trains_too = Pipeline([*scores.nodes, Node(_identity, ["params:data", "params:temporal"],
+                                               "raw", name="data_processing.load_raw_data")])
+    check_inference_data_params(trains_too, {"data": {"raw_path": "today.csv"}})  # read there
 
 
 def test_catalog_files_name_the_layer_that_writes_each_dataset():

@@ -205,6 +205,7 @@ class PreflightHooks:
             for message in preflight.contradictory_settings(self._params):
                 logger.warning("pre-flight: %s", message)
             if pipeline is not None:
+                check_inference_data_params(pipeline, self._typed)
                 check_data_files(pipeline, self._params)
                 for message in synthetic_timing_messages(pipeline, self._params):
                     logger.warning("pre-flight: %s", message)
@@ -312,6 +313,26 @@ def check_data_files(pipeline, params: dict[str, Any]) -> None:
         raise preflight.PreflightError(
             "; ".join(text for _, text in problems) + " (set it in conf/local/parameters.yml or "
             f"with --params \"{problems[0][0]}=...\")")
+
+
+def check_inference_data_params(pipeline, typed: dict[str, Any]) -> None:
+    """Refuse `--params data.raw_path=...` (or another file key of `data`) in a run that scores
+    with inference but trains nothing: inference reads the file the chain was trained on, or
+    `inference.data.*`, never `data.*` (which names the shipped sample in conf), so the file
+    given would be ignored without a word and the old panel scored."""
+    from bma_quant.core.data.panel import READ_KEYS  # pandera: loaded when a run starts
+
+    names = {node.name.rsplit(".", 1)[-1] for node in pipeline.nodes}
+    given = typed.get("data") if isinstance(typed.get("data"), dict) else {}
+    ignored = [key for key in READ_KEYS if given.get(key) not in (None, "")]
+    if "load_latest_panel" not in names or "load_raw_data" in names or not ignored:
+        return
+    settings = ",".join(f"inference.data.{key}={given[key]}" for key in ignored)
+    raise preflight.PreflightError(
+        f"--params {', '.join(f'data.{key}' for key in ignored)}: an inference run does not "
+        f"read data.* (it names the training panel; inference scores the file its chain was "
+        f"trained on unless inference.data.* says otherwise). To score that file: --params "
+        f"\"{settings}\"")
 
 
 def parquet_attrs(path: str | Path) -> dict[str, Any]:

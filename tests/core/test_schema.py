@@ -259,8 +259,10 @@ def test_a_csv_with_thousands_separators_reads_with_data_thousands(tmp_path):
         load_raw_panel(unquoted, thousands=",")
     stray = tmp_path / "stray.csv"
     stray.write_text(us.read_text().replace('"1,234.5"', '"1,23"'))
-    with pytest.raises(DataValidationError, match="close"):
+    with pytest.raises(DataValidationError, match="close") as refused:
         load_raw_panel(stray, thousands=",")
+    # the hint knows the file was read with thousands ',' (not "set data.decimal ','" alone)
+    assert "group no thousands (12,48) though data.thousands is ','" in str(refused.value)
     for bad, match in ((",", "both ','"), ("ab", "one character"), ("1", "one character")):
         with pytest.raises(DataValidationError, match=match):
             load_raw_panel(french, decimal=",", thousands=bad)

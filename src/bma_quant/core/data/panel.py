@@ -670,7 +670,8 @@ def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None
     else:
         frame = _drop_unnamed_columns(frame)
     position = "line" if is_csv(Path(path)) else "row"
-    long = validate_long_panel(frame, source=str(path), position=position).drop(columns=LINE)
+    long = validate_long_panel(frame, source=str(path), position=position,
+                               thousands=thousands).drop(columns=LINE)
     long["ticker"] = long["ticker"].astype(str)
     _refuse_factor_names_learners_refuse(long, path)
     computed = [c for c in COMPUTED_COLUMNS if c in long.columns]

@@ -136,7 +136,7 @@ def _describe_duplicates(frame: pd.DataFrame, rows: list[int], position: str) ->
 
 
 def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, source: str,
-                       position: str = "line") -> str:
+                       position: str = "line", thousands: str | None = None) -> str:
     cases = errors.failure_cases.copy()
     lines = [f"Input data rejected ({source}): it breaks the data contract (README, \"Data\")."]
     frame_level = cases["schema_context"].eq("DataFrameSchema") & ~cases["check"].astype(str).isin(
@@ -146,7 +146,7 @@ def _describe_failures(errors: pa.errors.SchemaErrors, frame: pd.DataFrame, sour
         rows = sorted({int(i) for i in part["index"].dropna()})
         shown = "; ".join(_where(frame, i, position) for i in rows[:3])
         lines.append(f"- rows: {check}; {len(rows)} failing row(s), e.g. {shown}")
-    formats = _NumberFormats()
+    formats = _NumberFormats(read_thousands=thousands)
     lines += _column_failures(cases[~frame_level], frame, position, formats)
     return "\n".join(lines + formats.hints())
 
@@ -158,6 +158,7 @@ class _NumberFormats:
     decimal_commas: list[str] = field(default_factory=list)
     thousands: list[str] = field(default_factory=list)
     either: list[str] = field(default_factory=list)  # every value 12,345: the file decides
+    read_thousands: str | None = None  # data.thousands the file was read with
 
     def note(self, column, values: pd.Series, frame: pd.DataFrame) -> None:
         if column not in frame:
@@ -171,7 +172,14 @@ class _NumberFormats:
 
     def hints(self) -> list[str]:
         lines = []
-        if self.decimal_commas:
+        if self.decimal_commas and self.read_thousands == ",":
+            # the separators were removed where they group digits in threes: these do not
+            lines.append(f"- the values of {', '.join(self.decimal_commas)} hold commas that "
+                         "group no thousands (12,48) though data.thousands is ',': if the "
+                         "file's decimal mark is the comma, set data.decimal: ',' and "
+                         "data.thousands to its grouping mark ('.', ' ' or null); otherwise "
+                         "correct these values")
+        elif self.decimal_commas:
             lines.append(f"- the values of {', '.join(self.decimal_commas)} look like decimal "
                          "commas (12,48): set data.decimal: ',' (and data.delimiter if it is not "
                          "';'; in conf/local/parameters.yml: `--params` splits at commas)")
@@ -684,7 +692,7 @@ def whole_number_sectors(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def validate_long_panel(frame: pd.DataFrame, source: str = "input",
-                        position: str = "line") -> pd.DataFrame:
+                        position: str = "line", thousands: str | None = None) -> pd.DataFrame:
     """Validate and coerce a long panel; raise one DataValidationError listing every broken rule.
     Offending rows are named by `position` ("line" in a CSV, "row" in Parquet) when the frame
     carries each row's position in column LINE, else by their row index."""
@@ -726,7 +734,8 @@ def validate_long_panel(frame: pd.DataFrame, source: str = "input",
     try:
         validated = long_panel_schema(extra).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:
-        raise DataValidationError(_describe_failures(errors, frame, source, position)) from None
+        raise DataValidationError(_describe_failures(errors, frame, source, position,
+                                                     thousands)) from None
     _warn_bars_without_close(validated, source, position)
     return validated
 

@@ -538,3 +538,19 @@ def test_bar_end_midnight_dates_that_move_a_week_by_a_day_are_warned_about(caplo
         validate_long_panel(frame(days))
         validate_long_panel(frame(pd.date_range("2021-01-04", periods=60)))  # crypto
     assert "Saturday or Sunday" not in caplog.text
+
+
+def test_a_factor_column_without_a_value_is_left_out_with_a_warning(tmp_path, caplog):
+    """README: columns without a single number are left out with a warning (an empty one too,
+    not kept as an all-missing factor)."""
+    from bma_quant.core.data.panel import load_raw_panel
+
+    path = tmp_path / "prices.csv"
+    path.write_text("date,ticker,close,volume,unused,value\n"
+                    "2020-01-02,AAA,10,,,1.5\n2020-01-02,BBB,20,,,2.5\n"
+                    "2020-01-03,AAA,11,,,1.0\n2020-01-03,BBB,21,,,3.0\n")
+    with caplog.at_level("WARNING"):
+        out = load_raw_panel(path)
+    assert "unused" not in out and out["value"].tolist() == [1.5, 2.5, 1.0, 3.0]
+    assert "volume" in out  # a bar column stays (the schema's own rules read it)
+    assert "column(s) unused hold no value on any row and are not used" in caplog.text

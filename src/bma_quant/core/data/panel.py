@@ -673,6 +673,7 @@ def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None
     long = validate_long_panel(frame, source=str(path), position=position,
                                thousands=thousands).drop(columns=LINE)
     long["ticker"] = long["ticker"].astype(str)
+    long = _without_empty_columns(long, path)
     _refuse_factor_names_learners_refuse(long, path)
     computed = [c for c in COMPUTED_COLUMNS if c in long.columns]
     if computed:
@@ -683,6 +684,17 @@ def load_raw_panel(path: str | Path, layout: str = "auto", delimiter: str | None
                        "factors", Path(path).name, ", ".join(computed))
         long = long.drop(columns=computed)
     return long.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
+
+
+def _without_empty_columns(long: pd.DataFrame, path) -> pd.DataFrame:
+    """A file's extra column without a value on any row (a header an export fills for other
+    securities) is no factor: left out with a warning, like a column of text. (A request to the
+    serving chain keeps such a column: a factor missing on the one date scored is named there.)"""
+    empty = [c for c in long.columns if c not in RESERVED and not long[c].notna().any()]
+    if empty:
+        logger.warning("%s: column(s) %s hold no value on any row and are not used",
+                       Path(path).name, ", ".join(map(str, empty)))
+    return long.drop(columns=empty)
 
 
 # Characters LightGBM (JSON: " , : [ ] { }) and XGBoost ([ ] <) refuse in a feature's name: a

@@ -765,3 +765,43 @@ def test_a_per_column_fill_limit_naming_no_user_column_is_warned_about(caplog):
         _warn_unknown_factor_limits(["analyst_revision"], {"analyst_revision": 23})
         _warn_unknown_factor_limits(["analyst_revision"], 23)
     assert caplog.text == ""
+
+
+def test_a_market_wide_crash_near_a_split_ratio_is_no_split_but_one_names_split_is():
+    """A war or a devaluation takes a whole market -30..-55 % in one session: some names land
+    within 2 % of 2:1 by chance. Relative to the day's median name their move is no split; the
+    same check leaves a split on a quiet day, or on a day the market fell 3 % (the name flat
+    against it: 2 % off the ratio relative to the market, but the market moved far less than half
+    the split's way), repaired."""
+    rng = np.random.default_rng(0)
+    dates = pd.bdate_range("2021-01-01", periods=120)
+    returns = rng.normal(0, 0.01, (len(dates), 40))
+    returns[60] = rng.uniform(-0.56, -0.30, 40)  # the crash
+    returns[90] = rng.normal(-0.03, 0.005, 40)  # a -3 % market day ...
+    returns[90, 7] = -0.5  # ... on which name 7 splits 2:1, flat against the market
+    returns[30, 3] = -0.5  # a split on a quiet day
+    close = pd.DataFrame(50 * np.cumprod(1 + returns, axis=0), index=dates,
+                         columns=[f"T{k}" for k in range(40)])
+    opens = close.shift(1) * (1 + 0.5 * returns)  # half the day's move overnight
+    opens.iloc[90, 7] = close.iloc[89, 7] * 0.5  # a split happens overnight
+    opens.iloc[30, 3] = close.iloc[30, 3]
+    opens.iloc[60] = close.iloc[60] * 1.01  # the war began overnight: the market opened down
+    matrices = panel.PanelMatrices({"close": close, "open": opens})
+    near_half = [f"T{k}" for k in np.flatnonzero(np.abs(returns[60] + 0.5) <= 0.01)]
+    assert near_half  # the crash put names within tolerance of 2:1
+
+    def events(market_min_names):
+        out = cleaning.split_repair(matrices, 0.4, [2, 3, 4, 5, 10, 100], 0.02, 5, 0.15, 21,
+                                    open_evidence=True, market_min_names=market_min_names)
+        return {(e.ticker, e.date): e.status for e in out.events}
+
+    crash, split_days = str(dates[60].date()), (str(dates[30].date()), str(dates[90].date()))
+    off = events(None)
+    assert all(off[(t, crash)] == "repaired" for t in near_half)  # what it did before
+    on = events(5)
+    assert all(on[(t, crash)] == "market move" for t in near_half)
+    assert on[("T3", split_days[0])] == on[("T7", split_days[1])] == "repaired"
+    warning = cleaning.split_warnings([], [], [], market=[
+        {"ticker": t, "date": crash, "ratio": 2.0} for t in near_half])[0]
+    assert f"{len(near_half)} one-day move(s) near a split ratio were not repaired: the day's " \
+           f"median name moved with them" in warning and crash in warning

@@ -134,6 +134,9 @@ class PanelCleaner:
             observed=observed,
             # chains pickled before it existed repaired on the closes alone
             open_evidence=bool(splits.get("open_evidence", False)),
+            # chains pickled before it existed took a market-wide move near a ratio for a split
+            market_min_names=splits.get("market_min_names"),
+            market_min_share=float(splits.get("market_min_share", 0.5)),
         )
 
     def split_findings(self, raw: pd.DataFrame

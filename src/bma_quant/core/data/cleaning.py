@@ -65,7 +65,8 @@ class SplitEvent:
     ratio: float  # pre-split price / post-split price, e.g. 2.0 for a 2:1 split
     # "repaired": held through confirm_days closes, prices rescaled from the confirming date on;
     # "pending": the panel ends before confirm_days closes could confirm it (nothing rescaled);
-    # "way back": the move back from an earlier one that did not hold (nothing rescaled)
+    # "way back": the move back from an earlier one that did not hold (nothing rescaled);
+    # "market move": the day's median name moved with it (nothing rescaled)
     status: str = "repaired"
 
 
@@ -114,6 +115,7 @@ def split_repair(
     panel: PanelMatrices, max_abs_return: float, ratios: list[float], tolerance: float,
     confirm_days: int, unit_tolerance: float | None = None, max_gap_days: int | None = None,
     observed: pd.DataFrame | None = None, open_evidence: bool = False,
+    market_min_names: int | None = None, market_min_share: float = 0.5,
 ) -> SplitRepair:
     """`repair_unadjusted_splits` with the withheld cells (the data-quality report, and the
     daily returns that span them). `observed`: the closes the file gave, before the forward
@@ -122,7 +124,8 @@ def split_repair(
     day's open too (`_open_evidence`): a split happens overnight, so the open is already at the
     new level; a move whose open sat at the old level happened in the session (a crash or a
     jump, not repaired), and a close outside `tolerance` with an open inside it is a split on a
-    day the stock also moved."""
+    day the stock also moved. `market_min_names`, `market_min_share`: see `market_moves` and
+    `_market_explains` (None: off)."""
     close = panel.close
     closes = (close if observed is None else observed.reindex_like(close)).to_numpy(dtype=float)
     opens = (panel.values["open"].reindex_like(close).to_numpy(dtype=float)
@@ -137,7 +140,9 @@ def split_repair(
     # the way back from a jump that did not hold (a bad print): never a split, near a ratio or not
     way_back = {(m.back_row, m.column) for m in reverted_large_moves(
         close, max_abs_return, confirm_days, max_gap_days)}
-    for move in _large_moves(close, bound, ratios, max_gap_days):  # in date order
+    moves = _large_moves(close, bound, ratios, max_gap_days)
+    market = market_moves(close, moves, max_gap_days, market_min_names)
+    for move in moves:  # in date order
         # prices x100 (a +9,900 % day is never real); /100 keeps the tight tolerance, since a
         # -99 % crash that stays down is a real (bankruptcy) move
         allowed = (unit_tolerance if unit_tolerance is not None and 1.0 / move.nearest >= 100
@@ -152,6 +157,10 @@ def split_repair(
                                      float(move.nearest), "in session"))
             continue
         if opened == "old" or (move.off_ratio > allowed and opened != "new"):
+            continue
+        if _market_explains(move, market.get((i, j)), allowed, market_min_share):
+            events.append(SplitEvent(str(close.index[i].date()), str(close.columns[j]),
+                                     float(move.nearest), "market move"))
             continue
         back = undoing.get(j)
         if (i, j) in way_back or back is not None and back[0] == i and any(
@@ -229,6 +238,41 @@ class LargeMove:
     change: float  # close(t) / close(t-1) - 1
     nearest: float  # the split ratio (pre / post) nearest to the move
     off_ratio: float  # relative distance of the move's implied ratio from it
+
+
+def market_moves(close: pd.DataFrame, moves: list[LargeMove], max_gap_days: int | None,
+                 min_names: int | None) -> dict[tuple[int, int], float]:
+    """For each candidate move, the median one-day move of the other names that day (measured
+    as the candidate is), when at least `min_names` of them moved (None: off). A split is one
+    company's event: a market-wide crash (a war, a devaluation: many names -30 to -55 % in one
+    session) puts some names within a split ratio's tolerance by chance."""
+    if not min_names or not moves:
+        return {}
+    one_day = (close / _last_close_within(close, max_gap_days)).to_numpy(dtype=float)
+    out = {}
+    for move in moves:
+        row = np.delete(one_day[move.row], move.column)
+        row = row[np.isfinite(row)]
+        if len(row) >= int(min_names):
+            out[(move.row, move.column)] = float(np.median(row)) - 1.0
+    return out
+
+
+def _market_explains(move: LargeMove, market: float | None, tolerance: float,
+                     min_share: float) -> bool:
+    """The day's median name moved the same way as the candidate, at least `min_share` of the
+    split's move (in logs: a 2:1 split is -69 %, so half is a -29 % market day, which no
+    ordinary split day has), and the name's move relative to it is off the nearest split ratio
+    by more than `tolerance`: the market's move, not a split. A split on a -3 % market day is
+    never questioned (its idiosyncratic move can put it 2 % off relative to the market). Units
+    switching (x100, /100) are never a market's move."""
+    if market is None or not 0.01 < move.nearest < 100.0 or market <= -1.0:
+        return False
+    split_log, market_log = -np.log(move.nearest), np.log1p(market)
+    if market_log * split_log <= 0 or abs(market_log) < min_share * abs(split_log):
+        return False
+    relative = (1.0 + move.change) / (1.0 + market)
+    return abs(1.0 / relative / move.nearest - 1.0) > tolerance
 
 
 def _open_evidence(open_: float, left: float, close: float, ratio: float, tolerance: float
@@ -435,7 +479,7 @@ def unconfigured_ratio_moves(panel: PanelMatrices, max_abs_return: float, ratios
 
 def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
                    unexplained: list[dict] = (), in_session: list[dict] = (),
-                   unconfigured: list[dict] = ()) -> list[str]:
+                   unconfigured: list[dict] = (), market: list[dict] = ()) -> list[str]:
     """The warnings a run gives about splits (data_processing on the training file, inference
     on the scoring slice): repaired suspected splits, moves still awaiting confirmation at the
     data's end (no score for those names yet), and held near-ratio moves left alone."""
@@ -459,6 +503,17 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
             + (f" and {len(in_session) - 5} more" if len(in_session) > 5 else "")
             + "; if the file's opens are not the day's first trade, set "
             "processing.split_detection.open_evidence: false")
+    if market:
+        dates = sorted({e["date"] for e in market})
+        out.append(
+            f"{len(market)} one-day move(s) near a split ratio were not repaired: the day's "
+            "median name moved with them (a market-wide move; a split is one company's), on "
+            + ", ".join(dates[:5]) + (f" and {len(dates) - 5} more date(s)" if len(dates) > 5
+                                      else "")
+            + ": " + ", ".join(f"{e['ticker']}@{e['date']} {split_label(e['ratio'])}?"
+                               for e in market[:5])
+            + (f" and {len(market) - 5} more" if len(market) > 5 else "")
+            + "; processing.split_detection.market_min_names: null turns this check off")
     if pending:
         out.append(
             f"{len(pending)} name(s) moved near a split ratio within the data's last "

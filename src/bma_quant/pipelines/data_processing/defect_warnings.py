@@ -207,6 +207,7 @@ def _warn_splits(log: dict, used_from) -> None:
                                         used(log.get("split_like_moves") or []),
                                         used(log.get("unexplained_large_moves") or []),
                                         used(log.get("session_moves") or []),
-                                        used(log.get("unconfigured_ratio_moves") or [])):
+                                        used(log.get("unconfigured_ratio_moves") or []),
+                                        used(log.get("market_moves") or [])):
         logger.warning(text)
     _warn_reverted_moves(used(log.get("reverted_large_moves") or []))

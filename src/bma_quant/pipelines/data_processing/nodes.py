@@ -89,7 +89,9 @@ def _repair_splits(filled: panel.PanelMatrices, observed: pd.DataFrame, splits_c
     repair = cleaning.split_repair(filled, max_abs, ratios, float(splits_cfg["tolerance"]),
                                    confirm, splits_cfg.get("unit_tolerance"), max_gap,
                                    observed=observed,
-                                   open_evidence=bool(splits_cfg.get("open_evidence", False)))
+                                   open_evidence=bool(splits_cfg.get("open_evidence", False)),
+                                   market_min_names=splits_cfg.get("market_min_names"),
+                                   market_min_share=float(splits_cfg.get("market_min_share", 0.5)))
     unconfigured = cleaning.unconfigured_ratio_moves(
         filled, max_abs, list(splits_cfg.get("report_ratios") or []),
         float(splits_cfg["tolerance"]), confirm, ratios, repair.events, max_gap,
@@ -271,6 +273,8 @@ def _split_findings(split_repair: cleaning.SplitRepair, near_splits: list[dict],
         "unconfirmed_splits": [asdict(e) for e in events if e.status == "pending"],
         # near-ratio moves whose open was at the old level: in the session, not overnight
         "session_moves": [asdict(e) for e in events if e.status == "in session"],
+        # near-ratio moves on a day the market moved with them (split_detection.market_min_names)
+        "market_moves": [asdict(e) for e in events if e.status == "market move"],
         "split_withheld_cells": split_repair.withheld_cells,
         "split_like_moves": near_splits,
         # held moves beyond max_abs_return near no configured ratio (crash, or a 7:1 split?)

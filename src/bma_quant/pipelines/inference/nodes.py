@@ -309,7 +309,9 @@ def _warn_splits(raw: pd.DataFrame, cleaner, warmup_days: int | None = None) -> 
     for text in cleaning.split_warnings([e for e in as_dicts if e["status"] == "repaired"],
                                         [e for e in as_dicts if e["status"] == "pending"], near,
                                         unexplained,
-                                        [e for e in as_dicts if e["status"] == "in session"]):
+                                        [e for e in as_dicts if e["status"] == "in session"],
+                                        market=[e for e in as_dicts
+                                                if e["status"] == "market move"]):
         logger.warning("inference panel: %s", text)
 
 

@@ -299,6 +299,24 @@ def test_an_index_with_holes_is_warned_about_and_a_weekly_one_refused(caplog):
         panel.check_index_coverage(raw, index.drop(index.index[[5, 30, 44]]), "index.csv")
     assert (f"no level on 3 of the panel's 60 trading days (5.0%, e.g. {dates[5].date()}"
             in caplog.text and "another exchange's holidays?" in caplog.text)
+    # a daily index that turned weekly for its last year: 4 days in a row at most, and 8 % of
+    # the days, not another exchange's holidays
+    long_dates = pd.bdate_range("2015-01-01", periods=2520)
+    long_raw = pd.DataFrame({"date": np.repeat(long_dates, 2), "ticker": ["A", "B"] * 2520,
+                             "close": 1.0})
+    daily = pd.DataFrame({"date": long_dates, "level": 100.0})
+    turned = daily[(daily.index < 2268) | (daily["date"].dt.day_of_week == 4)
+                   | (daily.index == 2519)]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        panel.check_index_coverage(long_raw, turned, "index.csv")
+    assert (f"a level on only 50 of the panel's 251 trading days from {long_dates[2268].date()} "
+            f"to {long_dates[2518].date()} (a weekly or monthly series there?)") in caplog.text
+    assert "holidays" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # a month without a level is a run, said as one
+        panel.check_index_coverage(long_raw, daily.drop(daily.index[100:122]), "index.csv")
+    assert "22 in a row" in caplog.text and "weekly" not in caplog.text
     weekly = index[index["date"].dt.dayofweek == 4]
     with pytest.raises(DataValidationError, match="a level on only 23% of the panel's 60 trading"):
         panel.check_index_coverage(raw, pd.concat([index.iloc[:1], weekly, index.iloc[-1:]]),

@@ -853,7 +853,16 @@ def check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, source: str,
             f"be 0 on the other days. Give a daily index, or {fix}.")
     runs = pd.Series(missing).groupby((~pd.Series(missing)).cumsum()).sum()
     longest = int(runs.max()) if len(runs) else 0
-    if longest >= 5:
+    sparse = _sparse_index_span(missing, trading)
+    if sparse is not None and sparse[2]:  # turned weekly: no 5 days in a row, no holidays
+        first, last, kept = sparse
+        logger.warning(
+            "%s has a level on only %d of the panel's %d trading days from %s to %s (a weekly "
+            "or monthly series there?): its last level is carried forward over the others (a "
+            "market return of 0 on those days, the week's move on one). Give a daily index, "
+            "or %s", source, kept, int(((trading >= first) & (trading <= last)).sum()),
+            first.date(), last.date(), fix)
+    elif longest >= 5:
         end = int(runs.idxmax())  # the group key counts the present days before the run
         start_at = int(np.flatnonzero(~missing)[end - 1]) + 1 if end else 0
         logger.warning(
@@ -867,6 +876,28 @@ def check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, source: str,
             "return of 0 on those days, two days' move the day after)", source,
             int(missing.sum()), len(trading), 100 * share,
             ", ".join(str(d.date()) for d in trading[missing][:3]))
+
+
+# a month of trading days: a stretch this long in which the index lacks most days is a weekly or
+# monthly series there (a vendor's history switched frequency), not holidays
+SPARSE_INDEX_WINDOW = 21
+
+
+def _sparse_index_span(missing: np.ndarray, trading: pd.DatetimeIndex
+                       ) -> tuple[pd.Timestamp, pd.Timestamp, int] | None:
+    """The first and last day without a level of the windows of SPARSE_INDEX_WINDOW trading
+    days in which the index lacks more than half, and the days with a level between them; None
+    when there is no such window."""
+    if len(trading) < SPARSE_INDEX_WINDOW:
+        return None
+    share = pd.Series(missing, dtype=float).rolling(SPARSE_INDEX_WINDOW).mean().to_numpy()
+    ends = np.flatnonzero(share > 0.5)
+    if not len(ends):
+        return None
+    start, stop = ends[0] - SPARSE_INDEX_WINDOW + 1, ends[-1]
+    lacking = np.flatnonzero(missing[start:stop + 1]) + start
+    start, stop = int(lacking[0]), int(lacking[-1])
+    return trading[start], trading[stop], int((~missing[start:stop + 1]).sum())
 
 
 # share of the panel's trading days an index may lack, scattered, before it is warned about (a

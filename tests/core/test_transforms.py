@@ -53,7 +53,7 @@ def test_zscore_has_zero_mean_unit_std_per_row(matrix):
 @pytest.mark.parametrize("time_varying", [False, True])
 def test_sector_neutralise_demeans_within_sector_and_date(matrix, time_varying):
     codes = np.tile(np.arange(25) % 3, (40, 1))
-    codes[:, 0] = -1  # unknown sector: left unchanged
+    codes[:, 0] = -1  # unknown sector: demeaned against the whole date
     if time_varying:
         codes[20:, 1] = 2
     out = T.sector_neutralise(matrix, codes)
@@ -64,7 +64,9 @@ def test_sector_neutralise_demeans_within_sector_and_date(matrix, time_varying):
             np.testing.assert_allclose(
                 out[t, members], matrix[t, members] - matrix[t, members].mean(), atol=1e-12
             )
-    np.testing.assert_array_equal(out[:, 0], matrix[:, 0])
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):  # an all-missing date
+        whole = np.nanmean(matrix, axis=1)
+    np.testing.assert_allclose(out[:, 0], matrix[:, 0] - whole)
 
 
 def test_sector_codes_marks_unknown_as_minus_one():
@@ -84,16 +86,27 @@ def test_transform_is_per_date(matrix):
         T.cross_sectional_transform(matrix, "minmax")
 
 
-def test_small_sectors_are_not_demeaned():
+def test_small_sectors_are_demeaned_against_the_whole_date():
+    """A lone name of its sector is not erased (0) nor left raw: raw, a positive factor such as
+    a volatility put every small sector's name above the demeaned ones (around 0), at the top of
+    every date's ranking, whatever its value."""
     values = np.array([[1.0, 2.0, 3.0, 10.0, np.nan]])
     codes = np.array([[0, 0, 0, 1, 1]])
     out = T.sector_neutralise(values, codes, min_size=2)
     np.testing.assert_allclose(out[0, :3], [-1.0, 0.0, 1.0])
-    assert out[0, 3] == 10.0  # the only valid name of its sector on this date
+    assert out[0, 3] == 10.0 - 4.0  # the only valid name of its sector: the date's mean is 4
     varying = np.tile(codes, (2, 1))
     varying[1, 2] = 1  # time-varying sectors take the general path
     out2 = T.sector_neutralise(np.tile(values, (2, 1)), varying, min_size=2)
     np.testing.assert_allclose(out2[1, :4], [-0.5, 0.5, -3.5, 3.5])
+    np.testing.assert_allclose(out2[0, :4], out[0, :4])
+    # the lowest volatility, alone in its sector, ranks lowest (it ranked highest)
+    vol = np.array([[.020, .021, .022, .023, .024, .025, .026, .027, .028, .030, .010]] * 2)
+    lone = np.array([[0] * 10 + [1]] * 2)
+    for sectors in (lone, np.vstack([lone[0], lone[0][::-1]])):
+        ranked = T.cross_sectional_transform(vol, "rank", (0.01, 0.99), sectors,
+                                             min_sector_size=3)
+        assert ranked[0, -1] == ranked[0].min()
 
 
 @pytest.mark.parametrize("time_varying", [False, True])
@@ -103,7 +116,8 @@ def test_a_sector_of_exactly_min_size_names_is_demeaned(time_varying):
     if time_varying:
         codes[1] = [1, 1, 0, 0, 0]  # the general path, same sizes
     out = T.sector_neutralise(values, codes, min_size=3)
-    np.testing.assert_allclose(out[0], [-1.0, 0.0, 1.0, 10.0, 12.0])  # 3 names: demeaned; 2: not
+    # 3 names: demeaned within; 2: against the date's mean (5.6)
+    np.testing.assert_allclose(out[0], [-1.0, 0.0, 1.0, 10.0 - 5.6, 12.0 - 5.6])
 
 
 def test_winsorising_comes_before_sector_neutralising():

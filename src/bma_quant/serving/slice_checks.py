@@ -178,8 +178,9 @@ class SliceChecks:
     def _warn_names_without_sector(self, clean: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
         """Name scored names without a sector (none sent, none earlier in the slice to carry
         forward) when training demeaned features within sectors: as in training (``no_sector``)
-        their features are left as they are, not demeaned, so a name trained within its sector
-        ranks against the whole cross-section instead and its score moves. Warned, not refused:
+        their features are demeaned against the whole date, not within a sector, so a name
+        trained within its sector ranks against the whole cross-section instead and its score
+        moves. Warned, not refused:
         every other name scores as usual."""
         if not getattr(self, "training_sectors", None) or "sector" not in clean:
             return
@@ -189,7 +190,8 @@ class SliceChecks:
         if names:
             logger.warning(
                 "%d scored name(s) have no sector: %s%s. Their features are not demeaned within "
-                "a sector (left as they are, as training leaves a name without one): they rank "
+                "a sector (against the whole date, as training does for a name without one): "
+                "they rank "
                 "against the whole cross-section, not within their sector, and their scores can "
                 "move a lot; send each name's sector", len(names), ", ".join(names[:5]),
                 " ..." if len(names) > 5 else "")

@@ -10,6 +10,8 @@ it needs no second ranking.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -123,33 +125,56 @@ def sector_neutralise(values: np.ndarray, codes: np.ndarray, min_size: int = 1) 
     """Subtract each (date, sector) mean over the sector's valid names on that date.
 
     Names with an unknown sector (-1), and sectors with fewer than `min_size` valid names on a
-    date (demeaning a lone name would erase it), are left unchanged."""
+    date (demeaning a lone name would erase it), have the date's mean over every valid name
+    subtracted instead: left raw, a positive factor (a volatility) would put them all above
+    the demeaned names, which sit around 0, at the top of every date's ranking."""
     values = np.asarray(values, dtype=np.float64)
     n_rows, _ = values.shape
     n_sectors = int(codes.max()) + 1 if codes.size else 0
     if n_sectors <= 0:
         return values.copy()
     if n_rows and (codes == codes[:1]).all():
-        return _neutralise_static(values, codes[0], n_sectors, min_size)
+        out, within = _neutralise_static(values, codes[0], n_sectors, min_size)
+    else:
+        out, within = _neutralise_varying(values, codes, n_sectors, min_size)
+    rest = np.isfinite(values) & ~within
+    if rest.any():
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a date without a valid value
+            whole = np.nanmean(values, axis=1, keepdims=True)
+        out = np.where(rest, values - whole, out)
+    return out
+
+
+def _neutralise_varying(
+    values: np.ndarray, codes: np.ndarray, n_sectors: int, min_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sector demeaning with sectors that change over time; also the cells demeaned (True)."""
+    n_rows = values.shape[0]
     usable = np.isfinite(values) & (codes >= 0)
     group = (np.arange(n_rows)[:, None] * n_sectors + codes)[usable]
     size = n_rows * n_sectors
     sums = np.bincount(group, weights=values[usable], minlength=size)
     counts = np.bincount(group, minlength=size)
+    large = counts >= max(min_size, 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(counts >= max(min_size, 1), sums / counts, 0.0)
+        means = np.where(large, sums / counts, 0.0)
     out = values.copy()
     out[usable] = values[usable] - means[group]
-    return out
+    within = np.zeros(values.shape, dtype=bool)
+    within[usable] = large[group]
+    return out, within
 
 
 def _neutralise_static(
     values: np.ndarray, codes: np.ndarray, n_sectors: int, min_size: int
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Sector demeaning when every ticker keeps its sector on all dates: one vectorised pass
-    per sector (a handful), each over that sector's columns for all dates at once."""
+    per sector (a handful), each over that sector's columns for all dates at once; also the
+    cells demeaned (True)."""
     out = values.copy()
     valid = np.isfinite(values)
+    within = np.zeros(values.shape, dtype=bool)
     for sector in range(n_sectors):
         cols = np.flatnonzero(codes == sector)
         if cols.size == 0:
@@ -158,8 +183,10 @@ def _neutralise_static(
         counts = valid[:, cols].sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             means = np.where(valid[:, cols], block, 0.0).sum(axis=1, keepdims=True) / counts
-        out[:, cols] = block - np.where(counts >= max(min_size, 1), means, 0.0)
-    return out
+        large = counts >= max(min_size, 1)
+        out[:, cols] = block - np.where(large, means, 0.0)
+        within[:, cols] = valid[:, cols] & large
+    return out, within
 
 
 def cross_sectional_transform(

@@ -141,7 +141,7 @@ def test_a_file_appended_without_volume_is_warned_about(caplog):
                           "close": 10.0, "volume": 1000.0, "open": 10.0})
     clean.loc[clean["date"] >= dates[-5], "volume"] = np.nan  # closes only from here on
     with caplog.at_level("WARNING"):
-        SliceChecks._warn_missing_bar_columns(None, clean, dates[-1:])
+        SliceChecks._warn_missing_bar_columns(None, clean, dates[-1:])  # the slice as given
     assert ("the panel has volume on earlier dates but for no name on 1 scored date(s) (e.g. "
             f"{dates[-1].date()})") in caplog.text
     caplog.clear()
@@ -149,6 +149,57 @@ def test_a_file_appended_without_volume_is_warned_about(caplog):
         SliceChecks._warn_missing_bar_columns(None, clean.fillna(1.0), dates[-1:])
         SliceChecks._warn_missing_bar_columns(None, clean.drop(columns="volume"), dates[-1:])
     assert "for no name on" not in caplog.text
+
+
+def test_the_appended_day_checks_read_the_slice_as_given_not_the_filled_one(
+        trained, tmp_path, monkeypatch):
+    """The carry-forward fills a day (up to its fill limit) of appended closes-only rows from
+    the day before: the checks read the filled panel and said nothing for the commonest case,
+    today's row appended with its close alone."""
+    from bma_quant.serving.chain import PredictionChain
+
+    _, overrides, _, path, _ = trained
+    raw = pd.read_parquet(overrides["data"]["raw_path"])
+    last = raw.loc[raw["date"] == raw["date"].max()].copy()
+    last["date"] = last["date"] + pd.offsets.BDay(1)
+    last[["signal_1", "noise_1"]] = np.nan
+    pd.concat([raw, last], ignore_index=True).to_parquet(tmp_path / "appended.parquet")
+    seen = {}
+    for check in ("_warn_missing_bar_columns", "_warn_carried_user_factors"):
+        monkeypatch.setattr(PredictionChain, check,
+                            lambda self, given, scored, check=check: seen.update(
+                                {check: given.loc[given["date"].isin(scored)]}))
+    latest = _inference(path, data={"raw_path": str(tmp_path / "appended.parquet")})
+    assert (latest["date"] == last["date"].iloc[0]).all()  # scored on yesterday's factors
+    for rows in seen.values():
+        assert len(rows) == len(last) and rows["signal_1"].isna().all()  # not carried
+    assert set(seen) == {"_warn_missing_bar_columns", "_warn_carried_user_factors"}
+
+
+def test_a_daily_user_factor_missing_on_the_scored_date_is_warned_about(caplog):
+    """...but a factor updated monthly or quarterly, carried by design, is not named."""
+    from types import SimpleNamespace
+
+    from bma_quant.serving.slice_checks import SliceChecks
+
+    dates = pd.bdate_range("2021-01-04", periods=30)
+    given = pd.DataFrame({"date": np.repeat(dates, 2), "ticker": ["A", "B"] * 30,
+                          "close": 10.0, "vendor": 1.0, "quarterly": np.nan})
+    given.loc[given["date"] == dates[-1], "vendor"] = np.nan  # appended with closes only
+    given.loc[given["date"] == dates[3], "quarterly"] = 2.0
+    spec = SimpleNamespace(selected=["ret_5", "user_vendor", "quarterly"],
+                           families={"ret_5": "return", "user_vendor": "user",
+                                     "quarterly": "user"})
+    checks = SimpleNamespace(feature_spec=spec)
+    with caplog.at_level("WARNING"):
+        SliceChecks._warn_carried_user_factors(checks, given, dates[-1:])
+    assert ("the panel gives user_vendor for some name on every earlier date but for none on 1 "
+            f"scored date(s) (e.g. {dates[-1].date()})") in caplog.text
+    assert "quarterly" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        SliceChecks._warn_carried_user_factors(checks, given, dates[-2:-1])
+    assert caplog.text == ""
 
 
 def test_missing_chain_says_what_to_run(tmp_path):

@@ -298,6 +298,12 @@ class PredictionChain(SliceChecks):
     # ------------------------------------------------------------------ steps
     def prepare(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Raw slice -> (clean long panel with ret_1d, market frame)."""
+        return self._prepared(raw)[1:]
+
+    def _prepared(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """Raw slice -> (the slice as given, validated: its dates local days; the clean long
+        panel with ret_1d; the market frame). The first says what the file holds on a date,
+        before the carry-forward fills it from the day before."""
         # validated first: dates become the local calendar days training used, for the
         # optional market_level column as well as the prices
         if raw.empty:  # said before the column checks, which would name a column it has
@@ -340,7 +346,7 @@ class PredictionChain(SliceChecks):
                     "last level is carried forward, as training did (a '%s' column overrides it)",
                     index["date"].max().date(), returns.index.max().date(), MARKET_LEVEL,
                 )
-        return clean, market.market_series(returns, index)
+        return raw, clean, market.market_series(returns, index)
 
     def unused_columns(self, columns) -> list[str]:
         """Input columns the chain can do without: user columns no selected feature reads, and
@@ -479,14 +485,15 @@ class PredictionChain(SliceChecks):
         """Every layer's predictions, long (date, ticker, model, prediction), incl. ``final``;
         ``first_date``: score only from that date on (the warm-up still counts before it);
         ``last_date_only``: score only the last date (what inference and serving return)."""
-        clean, market_frame = self.prepare(raw)
+        given, clean, market_frame = self._prepared(raw)
         dates = pd.DatetimeIndex(np.sort(clean["date"].unique()))
         scored = self.scored_dates(dates, first_date)
         if last_date_only:
             scored = scored[-1:]
         self._check_calendar_holes(dates, scored)
         self._check_user_factors(clean, scored, refuse=last_date_only)
-        self._warn_missing_bar_columns(clean, scored)
+        self._warn_missing_bar_columns(given, scored)
+        self._warn_carried_user_factors(given, scored)
         features = self.features(clean, market_frame)
         # The warm-up only feeds the rolling features (and the regime filter, from `clean`):
         # every later step is per row or per date, so the warm-up rows are not predicted.

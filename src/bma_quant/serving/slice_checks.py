@@ -151,17 +151,19 @@ class SliceChecks:
             raise ChainInputError(message)
         logger.warning("%s", message)
 
-    def _warn_missing_bar_columns(self, clean: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
+    def _warn_missing_bar_columns(self, given: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
         """A bar column (volume, open, high, low) the slice has on earlier dates but for no name
         on a scored date (a vendor's file appended with closes only): the volume and candle
-        features then read missing or carried values and the scores move, silently. Warned."""
-        rows = clean.loc[clean["date"].isin(scored)]
-        earlier = clean.loc[clean["date"] < scored.min()] if len(scored) else clean.iloc[:0]
+        features then read missing or carried values and the scores move, silently. Warned.
+        `given`: the slice as sent, before the carry-forward (which fills a day or five of
+        appended closes from the day before and would hide them)."""
+        rows = given.loc[given["date"].isin(scored)]
+        earlier = given.loc[given["date"] < scored.min()] if len(scored) else given.iloc[:0]
         if rows.empty or earlier.empty:
             return
         gone = {}
         for column in BAR_COLUMNS:
-            if column not in clean or not earlier[column].notna().any():
+            if column not in given or not earlier[column].notna().any():
                 continue
             valued = rows[column].notna().groupby(rows["date"]).any()
             if not valued.all():
@@ -174,6 +176,36 @@ class SliceChecks:
                 "the dates scored", " and ".join(gone),
                 max(len(days) for days in gone.values()),
                 max(days[-1] for days in gone.values()).date())
+
+    def _warn_carried_user_factors(self, given: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
+        """A selected user factor the slice gives for some name on every earlier date (a daily
+        series) but for no name on a scored date (rows appended with closes only): its value is
+        carried from the last date that had one, within the factor's fill limit, and the
+        scores read yesterday's factor without a word. Warned; a factor updated less often
+        (monthly, quarterly) is carried by design and not named."""
+        spec = self.feature_spec
+        families = getattr(spec, "families", None) or {}
+        rows = given.loc[given["date"].isin(scored)]
+        earlier = given.loc[given["date"] < scored.min()] if len(scored) else given.iloc[:0]
+        if rows.empty or earlier.empty:
+            return
+        carried = {}
+        for name in getattr(spec, "selected", None) or []:
+            column = name if name in given else name.removeprefix("user_")
+            if families.get(name) != USER_FAMILY or column not in given:
+                continue
+            if not earlier[column].notna().groupby(earlier["date"]).any().all():
+                continue  # not a daily series
+            valued = rows[column].notna().groupby(rows["date"]).any()
+            if not valued.all():
+                carried[name] = valued.index[~valued]
+        if carried:
+            logger.warning(
+                "the panel gives %s for some name on every earlier date but for none on %s "
+                "scored date(s) (e.g. %s): the value of the last date that had one is carried "
+                "forward and the scores read it; send the factor's values for the dates scored",
+                ", ".join(carried), max(len(days) for days in carried.values()),
+                max(days[-1] for days in carried.values()).date())
 
     def _warn_names_without_sector(self, clean: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
         """Name scored names without a sector (none sent, none earlier in the slice to carry

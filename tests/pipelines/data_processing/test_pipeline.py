@@ -787,6 +787,23 @@ def test_holidays_of_a_second_exchange_dropped_by_the_strict_filter_are_named(tm
         in caplog.text and "processing.strict_mode: false" in caplog.text
 
 
+def test_thin_last_dates_the_strict_filter_drops_leave_no_name_missing_at_the_end(
+        tmp_path, market, caplog):
+    """Only 2 of 12 names report on the file's last 3 dates: strict mode drops those dates, so
+    the panel ends where every name has a close. Nothing is missing at its end (the report
+    named 10 names and warned that their prices were carried)."""
+    panel = market.panel.copy()
+    dates = np.sort(panel["date"].unique())
+    thin = panel["date"].isin(dates[-3:]) & ~panel["ticker"].isin(["T0000", "T0001"])
+    path = tmp_path / "thin_end.parquet"
+    panel[~thin].to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        report = run_pipeline("data_processing", {}, _overrides(path))["data_quality_report"]
+    assert report["dropped_dates"] == 3
+    assert report["missing_at_end"] == {} and report["delistings"] == {}
+    assert "no close on the file's last date" not in caplog.text
+
+
 def test_names_without_a_sector_are_named(tmp_path, market, caplog):
     panel = market.panel.copy()
     panel.loc[panel["ticker"].isin(["T0001", "T0002"]), "sector"] = None

@@ -242,7 +242,9 @@ def _calendar_findings(raw: pd.DataFrame, matrices: panel.PanelMatrices, keep: n
         "strict_dropped_dates": [f"{d.date()} ({d.day_name()[:3]})"
                                  for d in matrices.dates[~keep]],
         "coverage": float(kept_values[alive_kept].mean()) if alive_kept.any() else 0.0,
-        **universe.listing_events(observed, int(processing["ffill_limit"])),
+        # on the dates kept: a name without a close on the file's thin last dates, which the
+        # strict filter dropped, is not missing at the panel's end
+        **universe.listing_events(observed.loc[keep], int(processing["ffill_limit"])),
         "long_absences": (universe.long_absences(kept.close, int(processing["long_absence_days"]))
                           if processing.get("long_absence_days") is not None else []),
     }

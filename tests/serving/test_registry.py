@@ -529,7 +529,11 @@ def test_part_of_the_universe_and_an_index_training_lacked_are_named(setup, capl
     few = sliced[sliced["ticker"].isin(sorted(sliced["ticker"].unique())[:5])]
     with caplog.at_level("WARNING"):
         chain.predict(few)
-    assert "has 5 name(s) in the cross-section against about 40 in training" in caplog.text
+    # every thin date is counted, not only the first
+    dates = np.sort(few["date"].unique())[chain.warmup_days:]
+    assert (f"has 5 name(s) in the cross-section against about 40 in training (and "
+            f"{len(dates) - 1} more scored date(s) with fewer than half, "
+            f"{pd.Timestamp(dates[0]).date()}..{pd.Timestamp(dates[-1]).date()})") in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
         with_level = chain.predict(sliced.assign(market_level=1.0 + sliced["close"] * 0.3))

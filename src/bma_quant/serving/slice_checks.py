@@ -258,13 +258,17 @@ class SliceChecks:
         if not typical or rows.empty:
             return
         counts = rows.groupby("date")["ticker"].nunique()
-        thinnest = counts.idxmin()
-        if counts[thinnest] < THIN_CROSS_SECTION * typical:
+        thin = counts[counts < THIN_CROSS_SECTION * typical]
+        if len(thin):
+            thinnest = thin.idxmin()
+            more = (f" (and {len(thin) - 1} more scored date(s) with fewer than half, "
+                    f"{thin.index.min().date()}..{thin.index.max().date()})" if len(thin) > 1
+                    else "")
             logger.warning(
-                "%s has %d name(s) in the cross-section against about %d in training: the "
+                "%s has %d name(s) in the cross-section against about %d in training%s: the "
                 "features and scores are ranks within each date, so scoring part of the "
-                "universe changes every name's score; send the whole panel", thinnest.date(),
-                counts[thinnest], typical)
+                "universe changes every name's score; give every name's rows for the dates "
+                "scored", thinnest.date(), thin[thinnest], typical, more)
 
     def check_history(self, n_dates: int) -> None:
         """Refuse a slice whose dates all fall inside the warm-up (nothing could be scored)."""

@@ -66,21 +66,24 @@ def test_a_data_file_that_is_not_there_is_refused_naming_its_parameter(tmp_path,
     check_data_files(other, {"data": {"raw_path": "nope.parquet"}})
 
 
-def test_a_data_file_given_to_an_inference_run_as_data_star_is_refused_with_its_key():
-    """`kedro run --pipelines inference --params data.raw_path=today.csv` would score the
-    chain's training file without a word: refused, naming inference.data.raw_path."""
-    scores = Pipeline([Node(_identity, ["model", "params:inference"], "panel",
-                            name="inference.load_latest_panel")])
-    with pytest.raises(PreflightError, match=r'--params data\.raw_path, data\.layout: an '
-                       r'inference run does not read data\.\*.*--params "inference\.data\.'
-                       r'raw_path=today\.csv,inference\.data\.layout=wide"'):
-        check_inference_data_params(scores, {"data": {"raw_path": "today.csv", "layout": "wide"}})
-    check_inference_data_params(scores, {})  # the chain's own file
-    check_inference_data_params(scores, {"inference": {"data": {"raw_path": "today.csv"}}})
-    check_inference_data_params(scores, {"data": {"min_history_days": 5}})  # not a file key
-    trains_too = Pipeline([*scores.nodes, Node(_identity, ["params:data", "params:temporal"],
-                                               "raw", name="data_processing.load_raw_data")])
-    check_inference_data_params(trains_too, {"data": {"raw_path": "today.csv"}})  # read there
+def test_a_data_file_given_to_an_inference_run_as_data_star_is_refused_with_its_key(
+        tmp_path, monkeypatch):
+    """`kedro run --pipelines inference --params data.raw_path=today.csv` scored the chain's
+    training file without a word: refused, naming inference.data.raw_path. The chain's own file
+    (the same --params given to every layer) passes."""
+    monkeypatch.chdir(tmp_path)
+    chain = {"raw_path": "data/prices.csv", "layout": "auto"}  # what the chain reads
+    with pytest.raises(PreflightError, match=r'--params data\.raw_path, data\.layout: inference '
+                       r'does not read data\.\*.*trained on \(data/prices\.csv\).*To score '
+                       r'today\.csv: --params "inference\.data\.raw_path=today\.csv,inference\.'
+                       r'data\.layout=wide"'):
+        check_inference_data_params({"data": {"raw_path": "today.csv", "layout": "wide"}}, chain)
+    check_inference_data_params({}, chain)
+    check_inference_data_params({"inference": {"data": {"raw_path": "today.csv"}}}, chain)
+    check_inference_data_params({"data": {"min_history_days": 5}}, chain)  # not a read key
+    check_inference_data_params({"data": {"raw_path": "./data/../data/prices.csv"}}, chain)
+    check_inference_data_params({"data": {"raw_path": str(tmp_path / "data/prices.csv")}},
+                                chain)
 
 
 def test_catalog_files_name_the_layer_that_writes_each_dataset():

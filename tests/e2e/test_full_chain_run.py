@@ -135,9 +135,16 @@ def test_chain_is_registered_and_inference_uses_it(project):
     assert registration["registered"]
     assert registration["alias"] in {"champion", "challenger"}
     assert registration["reproduction"]["max_abs_diff"] < 1e-4
-    # params:data naming another file does not matter: the chain knows what it was trained on
+    # --params data.raw_path naming another file than the chain's is refused (it was ignored:
+    # the chain's file scored), naming the setting that scores it; the chain's own passes
     result = kedro_run(project, "--env", "smoke", "--pipelines", "inference", "--params",
                        "data.raw_path=data/01_raw/sp500_prices.csv.gz")
+    assert result.returncode == 1
+    assert ('To score data/01_raw/sp500_prices.csv.gz: --params "inference.data.raw_path='
+            'data/01_raw/sp500_prices.csv.gz"') in result.stderr
+    assert "Traceback" not in result.stderr
+    result = kedro_run(project, "--env", "smoke", "--pipelines", "inference", "--params",
+                       "data.raw_path=data/01_raw/synthetic_prices.parquet")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     latest = pd.read_parquet(project / "data/07_model_output/latest_predictions.parquet")
     prices = pd.read_parquet(project / "data/01_raw/synthetic_prices.parquet")

@@ -205,7 +205,6 @@ class PreflightHooks:
             for message in preflight.contradictory_settings(self._params):
                 logger.warning("pre-flight: %s", message)
             if pipeline is not None:
-                check_inference_data_params(pipeline, self._typed)
                 check_data_files(pipeline, self._params)
                 for message in synthetic_timing_messages(pipeline, self._params):
                     logger.warning("pre-flight: %s", message)
@@ -224,6 +223,17 @@ class PreflightHooks:
         self._primary_checked = True
         preflight.check_universe(int(data["ticker"].nunique()), self._params)
         preflight.check_spread_cost_columns(data.columns, self._params)
+
+    @hook_impl
+    def before_node_run(self, node, inputs: dict[str, Any]) -> None:
+        """Before inference reads its panel: a file named in `--params data.*` that is not the
+        one it would score is refused (check_inference_data_params)."""
+        if node.name.rsplit(".", 1)[-1] != "load_latest_panel" or not self._typed.get("data"):
+            return
+        from bma_quant.pipelines.inference.nodes import inference_data_source
+
+        source = inference_data_source(inputs["inference_model"], inputs["params:inference"])
+        check_inference_data_params(self._typed, source)
 
     @hook_impl
     def after_node_run(self, outputs: dict[str, Any]) -> None:
@@ -315,24 +325,31 @@ def check_data_files(pipeline, params: dict[str, Any]) -> None:
             f"with --params \"{problems[0][0]}=...\")")
 
 
-def check_inference_data_params(pipeline, typed: dict[str, Any]) -> None:
-    """Refuse `--params data.raw_path=...` (or another file key of `data`) in a run that scores
-    with inference but trains nothing: inference reads the file the chain was trained on, or
-    `inference.data.*`, never `data.*` (which names the shipped sample in conf), so the file
-    given would be ignored without a word and the old panel scored."""
+def _same_setting(key: str, given: Any, used: Any) -> bool:
+    if key in ("raw_path", "index_path") and given and used:
+        return Path(str(given)).resolve() == Path(str(used)).resolve()
+    return given == used
+
+
+def check_inference_data_params(typed: dict[str, Any], source: dict[str, Any]) -> None:
+    """Refuse `--params data.raw_path=...` (or another read key of `data`) when the inference
+    run would read something else: inference scores the file its chain was trained on
+    (`source`: that, with `inference.data.*` over it), never `data.*`, so the file given would
+    be ignored without a word and the old panel scored. The same file as the chain's (the same
+    `--params` given to every layer of a run) passes."""
     from bma_quant.core.data.panel import READ_KEYS  # pandera: loaded when a run starts
 
-    names = {node.name.rsplit(".", 1)[-1] for node in pipeline.nodes}
     given = typed.get("data") if isinstance(typed.get("data"), dict) else {}
-    ignored = [key for key in READ_KEYS if given.get(key) not in (None, "")]
-    if "load_latest_panel" not in names or "load_raw_data" in names or not ignored:
+    ignored = [key for key in READ_KEYS if key in given and given[key] not in (None, "")
+               and not _same_setting(key, given[key], source.get(key))]
+    if not ignored:
         return
     settings = ",".join(f"inference.data.{key}={given[key]}" for key in ignored)
     raise preflight.PreflightError(
-        f"--params {', '.join(f'data.{key}' for key in ignored)}: an inference run does not "
-        f"read data.* (it names the training panel; inference scores the file its chain was "
-        f"trained on unless inference.data.* says otherwise). To score that file: --params "
-        f"\"{settings}\"")
+        f"--params {', '.join(f'data.{key}' for key in ignored)}: inference does not read "
+        f"data.* (it names the training panel); it scores the file its chain was trained on "
+        f"({source.get('raw_path')}) unless inference.data.* says otherwise. To score "
+        f"{given.get('raw_path') or 'that file'}: --params \"{settings}\"")
 
 
 def parquet_attrs(path: str | Path) -> dict[str, Any]:

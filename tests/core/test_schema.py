@@ -533,6 +533,12 @@ def test_bar_end_midnight_dates_that_move_a_week_by_a_day_are_warned_about(caplo
         validate_long_panel(frame(days + pd.Timedelta(days=1)))
     assert "20% of the dates fall on a Saturday or Sunday and almost none on a Monday" \
         in caplog.text and "stamped a day late" in caplog.text
+    assert "Sunday-to-Thursday" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # a day early: a Gulf exchange's week looks the same
+        validate_long_panel(frame(days - pd.Timedelta(days=1)))
+    assert "stamped a day early" in caplog.text and ("a Sunday-to-Thursday exchange, as in "
+                                                     "Saudi Arabia") in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
         validate_long_panel(frame(days))

@@ -518,10 +518,13 @@ def _warn_shifted_calendar(days: pd.Series, source: str) -> None:
             "%s: %.0f%% of the dates fall on a Saturday or Sunday and almost none on a %s. If "
             "the exchange trades Monday to Friday, every bar is stamped a day %s (%s) and "
             "every feature and label sits a day off its trading day: give each bar its trading "
-            "day's date", source, 100 * weekend, empty.day_name(),
+            "day's date%s", source, 100 * weekend, empty.day_name(),
             "late" if later else "early",
             "the midnight after the close, a bar-end convention" if later
-            else "a local day converted to another time zone")
+            else "a local day converted to another time zone",
+            "" if later else
+            " (a Sunday-to-Thursday exchange, as in Saudi Arabia, Kuwait or Qatar, is read "
+            "right as it is)")
 
 
 def _warn_shifted_days(days: pd.Series, example, source: str) -> None:

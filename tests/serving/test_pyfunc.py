@@ -322,6 +322,12 @@ def test_malformed_requests_are_a_400_naming_the_problem(model_and_raw):
     levels["date"] = pd.to_datetime(levels["date"])
     with pytest.raises(ChainInputError, match="different levels on one date"):
         PredictionChain._index_from_slice(levels)  # a chain trained with an index reads it
+    # a level of 0 or below moved every score without a word (an index file refuses it)
+    zero = levels.assign(market_level=100.0)
+    zero.loc[zero["date"] == zero["date"].max(), "market_level"] = 0.0
+    with pytest.raises(ChainInputError, match=r"'market_level' column must hold positive index "
+                                              r"levels: \d+ row\(s\) on 1 date\(s\) hold 0 or less"):
+        PredictionChain._index_from_slice(zero)
     # a chain trained without one ignores the column (said in a warning), conflicts and all
     assert model.chain.market_index is None
     assert PredictionChain._index_from_slice(levels, check=False)["level"].iloc[-1] == 100.0

@@ -363,7 +363,16 @@ class PredictionChain(SliceChecks):
         levels on one date (a chain trained without an index ignores the column)."""
         if MARKET_LEVEL not in raw or raw[MARKET_LEVEL].notna().sum() == 0:
             return None
-        given = raw.dropna(subset=[MARKET_LEVEL]).groupby("date")[MARKET_LEVEL]
+        levels_sent = raw.dropna(subset=[MARKET_LEVEL])
+        bad = levels_sent.loc[levels_sent[MARKET_LEVEL] <= 0]
+        if check and len(bad):  # an index file's level 0 or below is refused the same way
+            dates = sorted(pd.DatetimeIndex(bad["date"].unique()))
+            raise ChainInputError(
+                f"the panel's '{MARKET_LEVEL}' column must hold positive index levels: "
+                f"{len(bad)} row(s) on {len(dates)} date(s) hold 0 or less (e.g. "
+                f"{dates[0].date()}: {bad[MARKET_LEVEL].iloc[0]!r}); every market return and "
+                "score would move: send the index level of each date")
+        given = levels_sent.groupby("date")[MARKET_LEVEL]
         conflicting = given.nunique()
         conflicting = conflicting[conflicting > 1]
         if check and len(conflicting):  # the first row's level would win: row order would decide

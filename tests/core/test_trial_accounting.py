@@ -186,6 +186,15 @@ def test_assessment_deflates_the_test_sharpe_and_reports():
     assert metrics["final.expected_max_sharpe"] == pytest.approx(
         final.expected_max_sharpe * math.sqrt(252))
     assert 0 < final.expected_max_sharpe < 1  # per period: annualising made a difference
+    # the report names each Sharpe's unit (its expected_max_sharpe was the per-period value
+    # under the name of the annualised metric)
+    reported = result.report(252)["deflated_sharpe"]["final"]
+    assert "expected_max_sharpe" not in reported and "sharpe" not in reported
+    assert reported["expected_max_sharpe_annualised"] == pytest.approx(
+        metrics["final.expected_max_sharpe"])
+    assert reported["expected_max_sharpe_per_period"] == final.expected_max_sharpe
+    assert reported["sharpe_annualised"] == pytest.approx(final.sharpe * math.sqrt(252))
+    assert reported["trial_sharpe_variance_per_period"] == final.trial_sharpe_variance
     # pruned trials were tried too: they raise N (a harder bar) but not V[SR] or PBO
     pruned = assess_overfitting(configs, test, n_blocks=8, n_pruned_trials=30)
     assert pruned.deflated["final"].n_trials == 80 and pruned.metrics(252)["n_trials"] == 80

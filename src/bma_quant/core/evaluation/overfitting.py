@@ -105,7 +105,8 @@ class OverfittingAssessment:
             "n_trials": self.n_trials,
             "trial_sharpe_variance_per_period": self.trial_sharpe_variance,
             "trial_sharpe_windows": self.sharpe_windows,
-            "deflated_sharpe": {m: d.as_dict() for m, d in self.deflated.items()},
+            "deflated_sharpe": {m: _labelled_units(d.as_dict(), periods_per_year)
+                                for m, d in self.deflated.items()},
             "pbo": None if self.pbo is None else {
                 "pbo": self.pbo.pbo,
                 "probability_of_loss": self.pbo.probability_of_loss,
@@ -210,3 +211,24 @@ def assess_overfitting(
     return OverfittingAssessment(n_configurations, variance, deflated, pbo, members, window,
                                  notes, n_pruned_trials=n_pruned_trials,
                                  sharpe_windows=groups, pbo_median_correlation=alike)
+
+
+# Fields of a deflated Sharpe that are Sharpe ratios (or their variance) per period: the report
+# names their unit, beside the annualised value the MLflow metrics carry under the plain name.
+_PER_PERIOD_SHARPES = ("sharpe", "expected_max_sharpe")
+
+
+def _labelled_units(fields: dict, periods_per_year: int) -> dict:
+    """A deflated Sharpe's fields with the unit of each Sharpe named: `<name>_per_period` and
+    `<name>_annualised` (the MLflow metric `<model>.expected_max_sharpe` is annualised, the
+    per-period value had the same name in the report)."""
+    out = {}
+    for key, value in fields.items():
+        if key in _PER_PERIOD_SHARPES:
+            out[f"{key}_per_period"] = value
+            out[f"{key}_annualised"] = annualise(value, periods_per_year)
+        elif key == "trial_sharpe_variance":
+            out["trial_sharpe_variance_per_period"] = value
+        else:
+            out[key] = value
+    return out

@@ -249,7 +249,7 @@ def test_registry_inference_says_when_the_last_run_is_not_the_champion(tmp_path,
 
 
 def test_names_priced_on_the_scored_date_without_a_score_are_named(caplog):
-    from bma_quant.pipelines.inference.nodes import _warn_unscored
+    from bma_quant.serving.unscored import warn_unscored as _warn_unscored
 
     day = pd.Timestamp("2023-02-22")
     raw = pd.DataFrame({"date": [day] * 3 + [day - pd.Timedelta(days=1)],

@@ -36,6 +36,26 @@ def test_enough_history_scores_the_last_date(model_and_raw):
     assert (out["date"] == raw["date"].max()).all()
 
 
+def test_a_served_answer_names_who_it_leaves_out(model_and_raw, monkeypatch):
+    """A name with a close on the scored date but no score (unseasoned, a possible split held
+    back: S&P's AAPL x100 on the last date) dropped out of a served answer without a word; the
+    inference pipeline alone named it (serving.unscored, unit-tested in test_inference). The
+    chain now says it for every answer of the last date: the request as sent, its scores."""
+    from bma_quant.serving import unscored
+
+    model, raw = model_and_raw
+    request = _last_dates(raw, model.chain.warmup_days + 1)
+    calls = []
+    monkeypatch.setattr(unscored, "warn_unscored",
+                        lambda given, scores, *rest: calls.append((given, scores, rest)))
+    out = model.predict(None, request, params={"last_date_only": True})
+    (given, scores, (universe, _, _)), = calls
+    assert scores[["date", "ticker"]].equals(out[["date", "ticker"]])
+    assert len(given) == len(request) and universe == model.chain.cleaner.universe
+    model.chain.predict(raw.loc[raw["date"].isin(sorted(raw["date"].unique())[-200:])])
+    assert len(calls) == 1  # a range of dates (the registry's check) is not an answer
+
+
 def test_too_little_history_is_a_400_naming_the_lookback(model_and_raw):
     model, raw = model_and_raw
     warmup = model.chain.warmup_days

@@ -43,6 +43,7 @@ from bma_quant.core.data import universe as universe_lib
 from bma_quant.core.data.schema import local_clock, validate_long_panel
 from bma_quant.core.features.factors import PRICE_COLUMNS
 from bma_quant.core.models import learners
+from bma_quant.serving import unscored
 from bma_quant.serving.errors import ChainInputError, StaleChainError
 from bma_quant.serving.slice_checks import MARKET_LEVEL, SliceChecks
 
@@ -520,6 +521,11 @@ class PredictionChain(SliceChecks):
         components = pd.concat(layers, ignore_index=True)
         combined = self.ensemble.combine(components, regimes)
         final = combined[["date", "ticker", "prediction"]].assign(model=self.model_name)
+        if last_date_only:  # what inference and a served request answer: say who is left out
+            cleaner = self.cleaner
+            unscored.warn_unscored(given, final, getattr(cleaner, "universe", None),
+                                   getattr(cleaner, "first_volume", None),
+                                   getattr(cleaner, "untraded_zero_volume_moves", False))
         out = pd.concat([components, final], ignore_index=True)
         return out.sort_values(["model", "date", "ticker"], kind="stable").reset_index(drop=True)
 

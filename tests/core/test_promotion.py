@@ -9,10 +9,10 @@ METRIC = "stacking.final.oos_rank_ic"
 
 def _candidate(value, passed=True, dev=("2010-01-04", "2019-12-31"), metric=METRIC,
                test=("2020-01-02", "2021-12-31"), folds="f1", data="c53d48144df45993",
-               honest=True, target="10d return after 1d delay"):
+               honest=True, target="10d return after 1d delay", served="p1"):
     return Candidate(passed, () if passed else ("sharpe",), test[0], test[1], metric, value,
                      dev[0], dev[1], folds, data_fingerprint=data, oof_honest=honest,
-                     target=target)
+                     target=target, served=served)
 
 
 def _champion(value, **kwargs):
@@ -153,7 +153,7 @@ def test_a_model_that_failed_its_gates_is_not_champion_after_the_evaluation_chan
     model, or an earlier pass of the same one, changes nothing."""
     retry = Candidate(True, (), "2020-01-02", "2021-12-31", METRIC, 0.05, "2010-01-04",
                       "2019-12-31", "f1", data_fingerprint="c53d48144df45993", oof_honest=True,
-                      target="10d return after 1d delay", gate_settings="s2")
+                      target="10d return after 1d delay", gate_settings="s2", served="p1")
     versions = {"1": _version(0.05, "fail", "s1"), "2": _version(0.04, "pass")}
     for champion in (None, _champion(0.01)):
         decision = decide(retry, champion, "2", versions)
@@ -168,6 +168,12 @@ def test_a_model_that_failed_its_gates_is_not_champion_after_the_evaluation_chan
     assert decide(retry, None, None, {"1": _version(0.0501, "fail")}).promote
     assert decide(retry, None, None, {"1": _version(0.05, "fail", data="other")}).promote
     assert decide(retry, None, None, {"1": _version(0.05, "pass")}).promote
+    # another served model with the same development score (another stacking method: the
+    # walk-forward pick scored is the same) is another model; a version registered before the
+    # served predictions were tagged is judged on the rest
+    assert decide(retry, None, None, {"1": _version(0.05, "fail", served="p2")}).promote
+    assert not decide(retry, None, None, {"1": {**_version(0.05, "fail"),
+                                                "served_predictions": "None"}}).promote
     assert decide(retry, _champion(0.01), "1", {"1": _version(0.01, "pass")}).promote
     # the settings are recorded with the version, and readable in its description
     assert retry.tags()["gate_settings"] == "s2"
@@ -177,3 +183,15 @@ def test_a_model_that_failed_its_gates_is_not_champion_after_the_evaluation_chan
     assert promotion.gate_settings_fingerprint(settings) != promotion.gate_settings_fingerprint(
         {**settings, "backtest": {"cost_bps": 5.0, "max_frozen_days": 21}})
     assert promotion.gate_settings_fingerprint(None) is None
+
+
+def test_the_served_predictions_fingerprint_reads_the_predictions_not_their_order():
+    import pandas as pd
+
+    frame = pd.DataFrame({"date": pd.to_datetime(["2021-01-04"] * 2 + ["2021-01-05"] * 2),
+                          "ticker": ["A", "B"] * 2, "model": "final",
+                          "prediction": [0.1, -0.2, 0.3, 0.0]})
+    same = promotion.predictions_fingerprint(frame)
+    assert same == promotion.predictions_fingerprint(frame.iloc[::-1])
+    assert same != promotion.predictions_fingerprint(frame.assign(prediction=[0.1, -0.2, 0.3, 1e-3]))
+    assert promotion.predictions_fingerprint(frame.iloc[:0]) is None

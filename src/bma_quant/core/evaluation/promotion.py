@@ -27,6 +27,7 @@ COMPARE_METRIC, COMPARE_VALUE = "compare_metric", "compare_value"
 DATA, OOF_HONEST = "data_fingerprint", "oof_scores_honest"
 TARGET = "label_target"  # the label the score ranks: horizon and execution delay
 GATES, GATE_SETTINGS = "gates", "gate_settings"  # "pass" / "fail"; what the gates ran under
+SERVED = "served_predictions"  # fingerprint of the served model's test predictions
 # characters MLflow model names keep readable in URIs (models:/<name>@champion)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
 
@@ -53,9 +54,13 @@ class Candidate:
     # fingerprint of the evaluation settings the test metrics and gates ran under (backtest,
     # metrics, gate thresholds: `gate_settings_fingerprint`)
     gate_settings: str | None = None
+    # fingerprint of the served model's test predictions (`predictions_fingerprint`): another
+    # served model (another stacking method, say) with the same development score differs here
+    served: str | None = None
 
     def tags(self) -> dict[str, str]:
         return {TEST_START: str(self.test_start), TEST_END: str(self.test_end),
+                SERVED: str(self.served),
                 GATE_SETTINGS: str(self.gate_settings),
                 DEV_START: str(self.dev_start), DEV_END: str(self.dev_end),
                 FOLDS: str(self.folds), DATA: str(self.data_fingerprint),
@@ -118,9 +123,27 @@ def same_model_failed_before(candidate: Candidate, versions: Mapping[str, Mappin
     mine = candidate.tags()
     for version in sorted(versions, key=lambda v: (len(str(v)), str(v))):
         tags = versions[version] or {}
-        if tags.get(GATES) == "fail" and all(tags.get(k) == mine[k] for k in _SAME_MODEL):
+        # a version registered before the served predictions were tagged: the rest decides
+        served = tags.get(SERVED) in (None, "None") or tags.get(SERVED) == mine[SERVED]
+        if tags.get(GATES) == "fail" and served and all(tags.get(k) == mine[k]
+                                                        for k in _SAME_MODEL):
             return str(version)
     return None
+
+
+def predictions_fingerprint(predictions) -> str | None:
+    """A short fingerprint of (date, ticker, prediction) rows, predictions to 6 decimals: two
+    versions serve the same model only when their test predictions are the same. None without
+    rows."""
+    if predictions is None or not len(predictions):
+        return None
+    import hashlib
+
+    rows = predictions[["date", "ticker", "prediction"]].assign(
+        date=lambda f: f["date"].astype(str), ticker=lambda f: f["ticker"].astype(str),
+        prediction=lambda f: f["prediction"].astype(float).round(6))
+    table = rows.sort_values(["date", "ticker"]).to_csv(index=False)
+    return hashlib.sha256(table.encode()).hexdigest()[:16]
 
 
 def folds_fingerprint(cv_folds) -> str | None:
@@ -219,8 +242,8 @@ def _regated_reason(candidate: Candidate, version: str, tags: Mapping[str, str])
         changed = "under other evaluation settings (evaluation.backtest, .metrics or .gates)"
     else:
         changed = "under the same settings (the evaluation code changed)"
-    return (f"gates passed, but version {version} holds the same model (same data, folds and "
-            f"{candidate.metric}) and failed its gates {changed}: a pass that comes from "
+    return (f"gates passed, but version {version} holds the same model (same data, folds, "
+            f"{candidate.metric} and test predictions) and failed its gates {changed}: a pass that comes from "
             "changing the evaluation after its test figures were seen is chosen on the test "
             "period, so this version is not champion (move the alias by hand in MLflow if the "
             "new settings are policy, not a retry)")

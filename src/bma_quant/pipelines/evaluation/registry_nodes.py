@@ -285,7 +285,7 @@ def _reproduction_mismatch(stats: dict, tolerance: float, cause: str | None = No
 
 
 def _registry_candidate(gate_report: dict, development: dict, date_split: dict,
-                        data_fingerprint: str | None = None):
+                        data_fingerprint: str | None = None, served: str | None = None):
     """The promotion candidate: the gates on the test period, and the development out-of-fold
     score (with its period, fold layout, data and honesty) that alone decides against the
     champion."""
@@ -300,7 +300,8 @@ def _registry_candidate(gate_report: dict, development: dict, date_split: dict,
         dev_end=str(date_split.get("dev_end")), folds=development.get("folds"),
         data_fingerprint=data_fingerprint, oof_honest=bool(development.get("oof_honest")),
         target=development.get("target"),
-        gate_settings=promotion.gate_settings_fingerprint(gate_report.get("settings")))
+        gate_settings=promotion.gate_settings_fingerprint(gate_report.get("settings")),
+        served=served)
 
 
 def register_model(
@@ -336,8 +337,11 @@ def register_model(
     refusal = _registration_refusal(prediction_chain, gate_report, registry)
     if refusal:
         return {**out, "registered": False, "reason": refusal}
+    served = ensemble_test_predictions.loc[
+        ensemble_test_predictions["model"] == prediction_chain.model_name]
     result = _log_and_register(prediction_chain, gate_report, development, date_split, data,
-                               registry, raw_slice, predicted, out["model_name"])
+                               registry, raw_slice, predicted, out["model_name"],
+                               promotion.predictions_fingerprint(served))
     import mlflow
 
     mlflow.log_metrics({f"evaluation.registry.reproduction_{k}": float(v)
@@ -402,7 +406,8 @@ def _registration_refusal(chain: PredictionChain, gate_report: dict, registry: d
 
 def _log_and_register(chain: PredictionChain, gate_report: dict, development: dict | None,
                       date_split: dict, data: dict, registry: dict, raw_slice: pd.DataFrame,
-                      predicted: pd.DataFrame, model_name: str) -> dict[str, Any]:
+                      predicted: pd.DataFrame, model_name: str,
+                      served: str | None = None) -> dict[str, Any]:
     """Log the chain as a pyfunc model of the active run and register it (serving.registry)."""
     import mlflow
 
@@ -411,7 +416,7 @@ def _log_and_register(chain: PredictionChain, gate_report: dict, development: di
     n = int(registry.get("signature_rows", 200))
     run_tags = mlflow.MlflowClient().get_run(mlflow.active_run().info.run_id).data.tags
     candidate = _registry_candidate(gate_report, development or {}, date_split,
-                                    run_tags.get("data_fingerprint"))
+                                    run_tags.get("data_fingerprint"), served)
     return log_and_register(
         chain, gate_report, raw_slice.head(n), predicted.head(n),
         model_name=model_name, candidate=candidate, data_path=str(data["raw_path"]),

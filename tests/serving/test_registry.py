@@ -127,6 +127,17 @@ def test_champion_moves_only_for_a_better_development_score_never_on_test(setup)
     description = champion.description
     assert "test period" in description and "stacking.final.oos_rank_ic 0.06" in description
     assert "beats champion version 1" in description and overrides["data"]["raw_path"] in description
+    # the replaced champion says so (its description read "champion: yes" beside the new one)
+    old = client.get_model_version(name, "1")
+    assert old.tags["replaced_by"] == better["version"]
+    assert old.description.endswith(f"Replaced as champion by version {better['version']}.")
+    # a run that fails later takes its version back: the old champion is itself again
+    from bma_quant.run_hooks import registrations
+
+    registrations.unregister(client, name, better["version"], "champion", "1")
+    old = client.get_model_version(name, "1")
+    assert "replaced_by" not in old.tags and "Replaced as champion" not in old.description
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
 
 
 def test_a_model_that_failed_its_gates_is_not_champion_after_a_cheaper_backtest(setup):

@@ -102,6 +102,35 @@ def unregister_run(client, name: str, alias: str, replaced: str | None, run_id: 
                      for v in sorted(versions, key=lambda v: -int(v.version)))
 
 
+REPLACED_BY = "replaced_by"  # tag of a champion another version replaced: that version
+
+
+def _replaced_note(version: str) -> str:
+    return f"\n\nReplaced as champion by version {version}."
+
+
+def mark_replaced(client, name: str, old: str, new: str) -> None:
+    """Say on a champion that ``new`` replaced it (a tag, and its description, which still read
+    "champion: yes" in the registry's list)."""
+    client.set_model_version_tag(name, old, REPLACED_BY, str(new))
+    description = client.get_model_version(name, old).description or ""
+    client.update_model_version(name, old, description=description + _replaced_note(new))
+
+
+def unmark_replaced(client, name: str, old: str, new: str) -> None:
+    """Take `mark_replaced` back: ``new`` was unregistered and ``old`` is champion again."""
+    try:
+        if client.get_model_version(name, old).tags.get(REPLACED_BY) == str(new):
+            client.delete_model_version_tag(name, old, REPLACED_BY)
+        description = client.get_model_version(name, old).description or ""
+        if description.endswith(_replaced_note(new)):
+            client.update_model_version(name, old,
+                                        description=description[:-len(_replaced_note(new))])
+    except Exception as error:  # the alias is back: a stale note is said, not fatal
+        logger.warning("%s version %s is champion again but still says it was replaced by "
+                       "version %s (%s)", name, old, new, error)
+
+
 def unregister(client, name: str, version: str, alias: str, replaced: str | None,
                run_id: str | None = None) -> str:
     """Delete ``version`` of ``name`` (only if it was made by ``run_id``, when given); give
@@ -115,6 +144,7 @@ def unregister(client, name: str, version: str, alias: str, replaced: str | None
     restored = replaced is not None and holder == str(version)
     if restored:
         client.set_registered_model_alias(name, alias, replaced)
+        unmark_replaced(client, name, replaced, str(version))
     if not client.search_model_versions(f"name = '{name}'"):
         client.delete_registered_model(name)
     return f"{name} version {version} (@{alias}" + (f" back on version {replaced})"

@@ -104,6 +104,8 @@ def log_and_register(
     client.set_registered_model_alias(model_name, alias, version.version)
     _describe_version(client, model_name, version.version, gate_report, candidate, decision,
                       data_path=data_path, data_fingerprint=data_fingerprint)
+    if decision.promote and previous is not None:
+        pending.mark_replaced(client, model_name, str(previous), str(version.version))
     champion = version.version if decision.promote else previous
     logger.info(
         "registered %s version %s as %s (champion: %s): %s", model_name, version.version, alias,

@@ -65,12 +65,15 @@ dashboard: $(STAMP)
 # The model the last `kedro run` registered (or MODEL_URI=models:/<name>@champion), served by the
 # venv's mlflow with the venv's uvicorn on PATH, in this environment (no conda / virtualenv build).
 REGISTRATION := data/08_reporting/model_registration.json
-MODEL_URI ?= $(shell $(BIN)/python -c "import json; print(json.load(open('$(REGISTRATION)')).get('model_uri', ''))" 2>/dev/null)
+# A run that registered nothing (gates on another model, registry off) serves its data set's
+# champion, when it has a registered model name.
+MODEL_URI ?= $(shell $(BIN)/python -c "import json; r = json.load(open('$(REGISTRATION)')); print(r.get('model_uri') or (f\"models:/{r['model_name']}@champion\" if r.get('model_name') else ''))" 2>/dev/null)
+NOT_REGISTERED := $(shell $(BIN)/python -c "import json, re; print(re.sub('[^\\w .,:;=()/@-]', '', json.load(open('$(REGISTRATION)')).get('reason') or ''))" 2>/dev/null)
 SERVE_PORT ?= 5001
 # seconds one scoring request may take (MLflow's default, 60, is short for a wide panel's history)
 SERVE_TIMEOUT ?= 300
 serve: $(STAMP)
-	@test -n "$(MODEL_URI)" || { echo "no registered model: run 'make run' first (or pass MODEL_URI=models:/<name>@champion)"; exit 1; }
+	@test -n "$(MODEL_URI)" || { if [ -f "$(REGISTRATION)" ]; then echo "the last run registered no model ($(NOT_REGISTERED)): pass MODEL_URI=models:/<name>@champion"; else echo "no registered model: run 'make run' first (or pass MODEL_URI=models:/<name>@champion)"; fi; exit 1; }
 	PATH="$(abspath $(BIN)):$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" \
 	MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT=$(SERVE_TIMEOUT) \
 	$(BIN)/mlflow models serve -m "$(MODEL_URI)" --env-manager local --host 127.0.0.1 --port $(SERVE_PORT)

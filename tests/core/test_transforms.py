@@ -133,3 +133,30 @@ def test_winsorising_comes_before_sector_neutralising():
     swapped = T.zscore(T.winsorise(T.sector_neutralise(values, codes, 1), *winsor))
     np.testing.assert_allclose(out, in_order)
     assert not np.allclose(out, swapped)
+
+
+def test_the_small_sector_fallback_is_per_date_and_old_chains_keep_theirs():
+    """A date without any sector big enough is left as it is (as without sectors), whatever
+    later dates hold: the cut panel reads the same (prefix invariance). "raw" is what chains
+    pickled before the setting existed did, and their TransformConfig reads it back."""
+    import pickle
+
+    from bma_quant.core.features.factors import TransformConfig
+
+    values = np.array([[1.0, 2.0, 3.0, 10.0], [1.0, 2.0, 3.0, 10.0]])
+    codes = np.array([[-1, -1, -1, -1], [0, 0, 0, -1]])  # sectors known from the 2nd date
+    full = T.sector_neutralise(values, codes, min_size=3)
+    np.testing.assert_array_equal(full[0], values[0])  # nothing demeaned that date
+    np.testing.assert_array_equal(T.sector_neutralise(values[:1], codes[:1], min_size=3),
+                                  full[:1])
+    np.testing.assert_allclose(full[1], [-1.0, 0.0, 1.0, 10.0 - 4.0])
+    np.testing.assert_allclose(T.sector_neutralise(values, codes, 3, "raw")[1],
+                               [-1.0, 0.0, 1.0, 10.0])
+    assert TransformConfig.from_params({}).small_sector_fallback == "whole_date"
+    old = TransformConfig.from_params({})
+    state = dict(old.__dict__)
+    del state["small_sector_fallback"]  # as pickled before the field existed
+    revived = pickle.loads(pickle.dumps(old))
+    revived.__dict__.clear()
+    revived.__dict__.update(state)
+    assert revived.small_sector_fallback == "raw"

@@ -168,6 +168,7 @@ CHOICES = {
     "cv.scheme": ("walk_forward", "combinatorial"),
     "cv.window": ("expanding", "sliding"),
     "feature_engineering.transforms.method": ("rank", "zscore", "none"),
+    "feature_engineering.transforms.small_sector_fallback": ("whole_date", "raw"),
     "feature_engineering.selection.ic_scope": ("pre_cv", "fold_train", "dev"),
     "base_models.target_transform": TARGET_TRANSFORMS,
     "regime_models.target_transform": TARGET_TRANSFORMS,

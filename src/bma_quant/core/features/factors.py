@@ -693,7 +693,10 @@ class TransformConfig:
     method: str = "rank"
     winsorise: tuple[float, float] | None = (0.01, 0.99)
     sector_neutralise: bool = True
-    min_sector_size: int = 3  # sectors with fewer valid names on a date are not demeaned
+    min_sector_size: int = 3  # sectors with fewer valid names on a date are not demeaned within
+    # what their names (and those without a sector) get: transforms.SMALL_SECTOR_FALLBACKS. The
+    # class default is what chains pickled before the choice existed did; from_params' is new.
+    small_sector_fallback: str = "raw"
 
     @classmethod
     def from_params(cls, params: Mapping | None) -> TransformConfig:
@@ -704,6 +707,7 @@ class TransformConfig:
             winsorise=None if winsor is None else (float(winsor[0]), float(winsor[1])),
             sector_neutralise=bool(params.get("sector_neutralise", cls.sector_neutralise)),
             min_sector_size=int(params.get("min_sector_size", cls.min_sector_size)),
+            small_sector_fallback=str(params.get("small_sector_fallback", "whole_date")),
         )
 
 
@@ -734,8 +738,8 @@ def iter_engineered_factors(
         if family != MARKET_FAMILY:
             raw[absent] = np.nan
             raw = transforms.cross_sectional_transform(
-                raw, transform.method, transform.winsorise, codes, transform.min_sector_size
-            )
+                raw, transform.method, transform.winsorise, codes, transform.min_sector_size,
+                transform.small_sector_fallback)
         yield name, family, raw.astype(np.float32)
 
 

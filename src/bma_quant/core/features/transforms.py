@@ -121,13 +121,22 @@ def sector_codes(sector_wide: np.ndarray) -> np.ndarray:
     return codes.reshape(np.shape(sector_wide)).astype(np.int64)
 
 
-def sector_neutralise(values: np.ndarray, codes: np.ndarray, min_size: int = 1) -> np.ndarray:
+# What names outside a sector big enough to demean within get (SMALL_SECTOR_FALLBACKS):
+# "whole_date": the date's mean over every valid name is subtracted; "raw": left as they are
+# (what chains pickled before the choice existed did: their TransformConfig reads "raw")
+SMALL_SECTOR_FALLBACKS = ("whole_date", "raw")
+
+
+def sector_neutralise(values: np.ndarray, codes: np.ndarray, min_size: int = 1,
+                      fallback: str = "whole_date") -> np.ndarray:
     """Subtract each (date, sector) mean over the sector's valid names on that date.
 
     Names with an unknown sector (-1), and sectors with fewer than `min_size` valid names on a
     date (demeaning a lone name would erase it), have the date's mean over every valid name
-    subtracted instead: left raw, a positive factor (a volatility) would put them all above
-    the demeaned names, which sit around 0, at the top of every date's ranking."""
+    subtracted instead (`fallback` "whole_date"), on dates where some sector was demeaned: left
+    raw, a positive factor (a volatility) would put them all above the demeaned names, which
+    sit around 0, at the top of every date's ranking. A date without a sector big enough (or a
+    panel without any) is left as it is, as without sectors."""
     values = np.asarray(values, dtype=np.float64)
     n_rows, _ = values.shape
     n_sectors = int(codes.max()) + 1 if codes.size else 0
@@ -137,8 +146,9 @@ def sector_neutralise(values: np.ndarray, codes: np.ndarray, min_size: int = 1) 
         out, within = _neutralise_static(values, codes[0], n_sectors, min_size)
     else:
         out, within = _neutralise_varying(values, codes, n_sectors, min_size)
-    rest = np.isfinite(values) & ~within
-    if rest.any():
+    # per date, so a date reads the same whatever later dates hold (prefix invariance)
+    rest = np.isfinite(values) & ~within & within.any(axis=1, keepdims=True)
+    if fallback == "whole_date" and rest.any():
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a date without a valid value
             whole = np.nanmean(values, axis=1, keepdims=True)
@@ -195,6 +205,7 @@ def cross_sectional_transform(
     winsor: tuple[float, float] | None = (0.01, 0.99),
     codes: np.ndarray | None = None,
     min_sector_size: int = 1,
+    small_sector_fallback: str = "whole_date",
 ) -> np.ndarray:
     """Winsorise, sector-neutralise (when `codes` is given), then rank or z-score, per date.
 
@@ -207,7 +218,7 @@ def cross_sectional_transform(
     if winsor is not None and method != "none":
         values = winsorise(values, float(winsor[0]), float(winsor[1]))
     if codes is not None:
-        values = sector_neutralise(values, codes, min_sector_size)
+        values = sector_neutralise(values, codes, min_sector_size, small_sector_fallback)
     if method == "rank":
         values = centred_rank(values)
     elif method == "zscore":

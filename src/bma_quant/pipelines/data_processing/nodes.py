@@ -387,8 +387,8 @@ def _relistings(listed_from: pd.DataFrame | None) -> list[dict]:
 
 
 def _names_without_sector(matrices: panel.PanelMatrices) -> list[str]:
-    """Names with no sector on any date while others have one (sector-neutral steps leave
-    their values as they are: core.features.transforms.sector_neutralise)."""
+    """Names with no sector on any date while others have one (sector-neutral steps demean
+    them against the whole date, not within a sector: core.features.transforms.sector_neutralise)."""
     if matrices.sector is None:
         return []
     known = matrices.sector.notna().any(axis=0)

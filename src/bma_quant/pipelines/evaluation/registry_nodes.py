@@ -366,9 +366,11 @@ def _reproduce(chain: PredictionChain, raw_slice: pd.DataFrame,
     """(the chain's predictions, the comparison's figures, why it may not be registered or None).
     A chain that fails or does not reproduce the test predictions is never registered."""
     try:
-        predicted, stats = reproduction_check(chain, raw_slice, ensemble_test_predictions,
-                                              date_split, chain.model_name,
-                                              registry.get("reproduction_dates"))
+        # the slice's rows are the file's: data_processing said what reading them says
+        with _warnings_said_before(DATA_LOGGERS):
+            predicted, stats = reproduction_check(chain, raw_slice, ensemble_test_predictions,
+                                                  date_split, chain.model_name,
+                                                  registry.get("reproduction_dates"))
     except Exception as error:  # a broken chain must not be registered, but the report stays
         if interruption_in(error) is not None:
             raise

@@ -84,6 +84,13 @@ def test_a_data_file_given_to_an_inference_run_as_data_star_is_refused_with_its_
     check_inference_data_params({"data": {"raw_path": "./data/../data/prices.csv"}}, chain)
     check_inference_data_params({"data": {"raw_path": str(tmp_path / "data/prices.csv")}},
                                 chain)
+    # the same --params for every layer, and inference.data naming the file to score: passes
+    # (it was compared with inference.data's file, and the advice undid the user's choice)
+    check_inference_data_params({"data": {"raw_path": "data/prices.csv"}}, chain,
+                                {"raw_path": "today.csv"})
+    check_inference_data_params({"data": {"raw_path": "other.csv"}}, chain,
+                                {"raw_path": "today.csv"})  # inference.data said what to read
+    check_inference_data_params({"data": {"raw_path": "today.csv"}}, {})  # an old chain
 
 
 def test_catalog_files_name_the_layer_that_writes_each_dataset():

@@ -230,10 +230,9 @@ class PreflightHooks:
         one it would score is refused (check_inference_data_params)."""
         if node.name.rsplit(".", 1)[-1] != "load_latest_panel" or not self._typed.get("data"):
             return
-        from bma_quant.pipelines.inference.nodes import inference_data_source
-
-        source = inference_data_source(inputs["inference_model"], inputs["params:inference"])
-        check_inference_data_params(self._typed, source)
+        model, inference = inputs.get("inference_model"), inputs.get("params:inference") or {}
+        trained = getattr(getattr(model, "chain", None), "training_data", None) or {}
+        check_inference_data_params(self._typed, trained, inference.get("data") or {})
 
     @hook_impl
     def after_node_run(self, outputs: dict[str, Any]) -> None:
@@ -331,24 +330,29 @@ def _same_setting(key: str, given: Any, used: Any) -> bool:
     return given == used
 
 
-def check_inference_data_params(typed: dict[str, Any], source: dict[str, Any]) -> None:
-    """Refuse `--params data.raw_path=...` (or another read key of `data`) when the inference
-    run would read something else: inference scores the file its chain was trained on
-    (`source`: that, with `inference.data.*` over it), never `data.*`, so the file given would
-    be ignored without a word and the old panel scored. The same file as the chain's (the same
-    `--params` given to every layer of a run) passes."""
+def check_inference_data_params(typed: dict[str, Any], trained: dict[str, Any],
+                                overridden: dict[str, Any] | None = None) -> None:
+    """Refuse `--params data.raw_path=...` (or another read key of `data`) naming another file
+    or reading than the chain's own (`trained`: the `data` settings of its training run):
+    inference reads those, or `inference.data.*`, never `data.*`, so the file given would be
+    ignored without a word and the old panel scored. The chain's own (the same `--params` given
+    to every layer of a run) passes, and so does a key `inference.data` sets (`overridden`):
+    the user said what inference reads. A chain that records no data is not checked."""
     from bma_quant.core.data.panel import READ_KEYS  # pandera: loaded when a run starts
 
     given = typed.get("data") if isinstance(typed.get("data"), dict) else {}
+    chosen = {k for k, v in (overridden or {}).items() if v not in (None, "")}
+    if not trained.get("raw_path"):
+        return
     ignored = [key for key in READ_KEYS if key in given and given[key] not in (None, "")
-               and not _same_setting(key, given[key], source.get(key))]
+               and key not in chosen and not _same_setting(key, given[key], trained.get(key))]
     if not ignored:
         return
     settings = ",".join(f"inference.data.{key}={given[key]}" for key in ignored)
     raise preflight.PreflightError(
         f"--params {', '.join(f'data.{key}' for key in ignored)}: inference does not read "
         f"data.* (it names the training panel); it scores the file its chain was trained on "
-        f"({source.get('raw_path')}) unless inference.data.* says otherwise. To score "
+        f"({trained.get('raw_path')}) unless inference.data.* says otherwise. To score "
         f"{given.get('raw_path') or 'that file'}: --params \"{settings}\"")
 
 

@@ -694,3 +694,24 @@ def test_a_gated_model_the_chain_does_not_serve_is_not_registered(setup):
                                    datasets["date_split"], overrides["data"], REGISTRY)
     assert out["registered"] is False
     assert "evaluation.gates.model is 'xgboost'" in out["reason"] and "'final'" in out["reason"]
+
+
+def test_a_store_refusing_the_replaced_note_does_not_fail_the_registration(caplog):
+    """The note on a replaced champion is cosmetic: an error writing it is warned about (it
+    escaped log_and_register, failed the run and took the new version back)."""
+    from types import SimpleNamespace
+
+    from bma_quant.run_hooks import registrations
+
+    class Refusing:
+        def get_model_version(self, name, version):
+            return SimpleNamespace(description="champion: yes", tags={})
+
+        def update_model_version(self, *args, **kwargs):
+            raise RuntimeError("store is read-only")
+
+        set_model_version_tag = update_model_version
+
+    with caplog.at_level("WARNING"):
+        registrations.mark_replaced(Refusing(), "m", "5", "6")
+    assert "m version 5 was replaced as champion by version 6, but the note" in caplog.text

@@ -111,10 +111,15 @@ def _replaced_note(version: str) -> str:
 
 def mark_replaced(client, name: str, old: str, new: str) -> None:
     """Say on a champion that ``new`` replaced it (a tag, and its description, which still read
-    "champion: yes" in the registry's list)."""
-    client.set_model_version_tag(name, old, REPLACED_BY, str(new))
-    description = client.get_model_version(name, old).description or ""
-    client.update_model_version(name, old, description=description + _replaced_note(new))
+    "champion: yes" in the registry's list). A note: a store that refuses it is warned about,
+    never fails the run (whose registration is done)."""
+    try:
+        description = client.get_model_version(name, old).description or ""
+        client.update_model_version(name, old, description=description + _replaced_note(new))
+        client.set_model_version_tag(name, old, REPLACED_BY, str(new))
+    except Exception as error:  # noqa: BLE001 - the alias moved; this is its note
+        logger.warning("%s version %s was replaced as champion by version %s, but the note "
+                       "saying so could not be written (%s)", name, old, new, error)
 
 
 def unmark_replaced(client, name: str, old: str, new: str) -> None:

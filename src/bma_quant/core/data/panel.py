@@ -854,7 +854,7 @@ def check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, source: str,
     runs = pd.Series(missing).groupby((~pd.Series(missing)).cumsum()).sum()
     longest = int(runs.max()) if len(runs) else 0
     sparse = _sparse_index_span(missing, trading)
-    if sparse is not None and sparse[2]:  # turned weekly: no 5 days in a row, no holidays
+    if sparse is not None:  # turned weekly: no 5 days in a row, and no holidays
         first, last, kept = sparse
         logger.warning(
             "%s has a level on only %d of the panel's %d trading days from %s to %s (a weekly "
@@ -885,19 +885,26 @@ SPARSE_INDEX_WINDOW = 21
 
 def _sparse_index_span(missing: np.ndarray, trading: pd.DatetimeIndex
                        ) -> tuple[pd.Timestamp, pd.Timestamp, int] | None:
-    """The first and last day without a level of the windows of SPARSE_INDEX_WINDOW trading
-    days in which the index lacks more than half, and the days with a level between them; None
-    when there is no such window."""
+    """The stretch where the index turned weekly or monthly: consecutive windows of
+    SPARSE_INDEX_WINDOW trading days each lacking more than half, whose missing days fall in
+    three or more separate runs (one outage is one run, said as a run); its first and last day
+    without a level and the days with a level between them, for the stretch lacking the most
+    days. None when there is none."""
     if len(trading) < SPARSE_INDEX_WINDOW:
         return None
     share = pd.Series(missing, dtype=float).rolling(SPARSE_INDEX_WINDOW).mean().to_numpy()
     ends = np.flatnonzero(share > 0.5)
-    if not len(ends):
+    best = None
+    for segment in np.split(ends, np.flatnonzero(np.diff(ends) > 1) + 1) if len(ends) else []:
+        start, stop = segment[0] - SPARSE_INDEX_WINDOW + 1, segment[-1]
+        lacking = np.flatnonzero(missing[start:stop + 1]) + start
+        start, stop = int(lacking[0]), int(lacking[-1])
+        runs = int((np.diff(lacking) > 1).sum()) + 1
+        if runs >= 3 and (best is None or len(lacking) > best[3]):
+            best = (start, stop, int((~missing[start:stop + 1]).sum()), len(lacking))
+    if best is None:
         return None
-    start, stop = ends[0] - SPARSE_INDEX_WINDOW + 1, ends[-1]
-    lacking = np.flatnonzero(missing[start:stop + 1]) + start
-    start, stop = int(lacking[0]), int(lacking[-1])
-    return trading[start], trading[stop], int((~missing[start:stop + 1]).sum())
+    return trading[best[0]], trading[best[1]], best[2]
 
 
 # share of the panel's trading days an index may lack, scattered, before it is warned about (a

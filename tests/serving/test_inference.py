@@ -167,7 +167,7 @@ def test_the_appended_day_checks_read_the_slice_as_given_not_the_filled_one(
     seen = {}
     for check in ("_warn_missing_bar_columns", "_warn_carried_user_factors"):
         monkeypatch.setattr(PredictionChain, check,
-                            lambda self, given, scored, check=check: seen.update(
+                            lambda self, given, scored, *_, check=check: seen.update(
                                 {check: given.loc[given["date"].isin(scored)]}))
     latest = _inference(path, data={"raw_path": str(tmp_path / "appended.parquet")})
     assert (latest["date"] == last["date"].iloc[0]).all()  # scored on yesterday's factors
@@ -200,6 +200,13 @@ def test_a_daily_user_factor_missing_on_the_scored_date_is_warned_about(caplog):
     with caplog.at_level("WARNING"):
         SliceChecks._warn_carried_user_factors(checks, given, dates[-2:-1])
     assert caplog.text == ""
+    # over a range: a date the fill did not reach is the median check's, not called carried
+    given.loc[given["date"] >= dates[-8], "vendor"] = np.nan
+    clean = given.copy()
+    clean.loc[clean["date"].isin(dates[-8:-3]), "vendor"] = 1.0  # filled 5 dates
+    with caplog.at_level("WARNING"):
+        SliceChecks._warn_carried_user_factors(checks, given, dates[-10:], clean)
+    assert "for none on 5 scored date(s)" in caplog.text
 
 
 def test_missing_chain_says_what_to_run(tmp_path):

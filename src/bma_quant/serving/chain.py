@@ -503,7 +503,7 @@ class PredictionChain(SliceChecks):
         self._check_calendar_holes(dates, scored)
         self._check_user_factors(clean, scored, refuse=last_date_only)
         self._warn_missing_bar_columns(given, scored)
-        self._warn_carried_user_factors(given, scored)
+        self._warn_carried_user_factors(given, scored, clean)
         features = self.features(clean, market_frame)
         # The warm-up only feeds the rolling features (and the regime filter, from `clean`):
         # every later step is per row or per date, so the warm-up rows are not predicted.

@@ -177,12 +177,14 @@ class SliceChecks:
                 max(len(days) for days in gone.values()),
                 max(days[-1] for days in gone.values()).date())
 
-    def _warn_carried_user_factors(self, given: pd.DataFrame, scored: pd.DatetimeIndex) -> None:
+    def _warn_carried_user_factors(self, given: pd.DataFrame, scored: pd.DatetimeIndex,
+                                   clean: pd.DataFrame | None = None) -> None:
         """A selected user factor the slice gives for some name on every earlier date (a daily
         series) but for no name on a scored date (rows appended with closes only): its value is
         carried from the last date that had one, within the factor's fill limit, and the
         scores read yesterday's factor without a word. Warned; a factor updated less often
-        (monthly, quarterly) is carried by design and not named."""
+        (monthly, quarterly) is carried by design and not named. `clean`: the filled panel; a
+        date it has no value on either is `_check_user_factors`' (the date's median), not this."""
         spec = self.feature_spec
         families = getattr(spec, "families", None) or {}
         rows = given.loc[given["date"].isin(scored)]
@@ -197,8 +199,12 @@ class SliceChecks:
             if not earlier[column].notna().groupby(earlier["date"]).any().all():
                 continue  # not a daily series
             valued = rows[column].notna().groupby(rows["date"]).any()
-            if not valued.all():
-                carried[name] = valued.index[~valued]
+            days = valued.index[~valued]
+            if clean is not None and column in clean:
+                filled = clean.loc[clean["date"].isin(days)]
+                days = days[days.isin(filled.loc[filled[column].notna(), "date"].unique())]
+            if len(days):
+                carried[name] = days
         if carried:
             logger.warning(
                 "the panel gives %s for some name on every earlier date but for none on %s "

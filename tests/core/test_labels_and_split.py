@@ -322,7 +322,7 @@ def test_an_index_with_holes_is_warned_about_and_a_weekly_one_refused(caplog):
         panel.check_index_coverage(long_raw, daily.drop(daily.index[
             list(range(100, 112)) + list(range(1300, 1311)) + [1314]]), "index.csv")
     assert "12 in a row" in caplog.text and "weekly" not in caplog.text
-    weekly = index[index["date"].dt.dayofweek == 4]
+    weekly = index[index["date"].dt.day_of_week == 4]
     with pytest.raises(DataValidationError, match="a level on only 23% of the panel's 60 trading"):
         panel.check_index_coverage(raw, pd.concat([index.iloc[:1], weekly, index.iloc[-1:]]),
                                    "index.csv")

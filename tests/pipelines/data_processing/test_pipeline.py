@@ -639,7 +639,7 @@ def test_a_held_move_at_an_unconfigured_split_ratio_is_reported(tmp_path, market
 
 def test_weekly_bars_are_named_with_what_they_change(tmp_path, caplog):
     weekly = generate_synthetic_market(n_tickers=8, n_days=1500, seed=4).panel
-    weekly = weekly[weekly["date"].dt.dayofweek == 4]
+    weekly = weekly[weekly["date"].dt.day_of_week == 4]
     path = tmp_path / "weekly.parquet"
     weekly.to_parquet(path)
     with caplog.at_level(logging.WARNING):

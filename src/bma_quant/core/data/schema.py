@@ -506,7 +506,7 @@ def _warn_shifted_calendar(days: pd.Series, source: str) -> None:
     """Dates without a time on a five-day week moved by a day: bars stamped with the midnight
     after the close (a bar-end convention) land every Friday's bar on a Saturday and leave
     Mondays empty. Kept as given (a market may trade on Saturdays), but said."""
-    weekday = pd.Series(pd.DatetimeIndex(days.dropna().unique()).dayofweek)
+    weekday = pd.Series(pd.DatetimeIndex(days.dropna().unique()).day_of_week)
     if weekday.empty:
         return
     share = weekday.value_counts(normalize=True).reindex(range(7), fill_value=0.0)
@@ -532,7 +532,7 @@ def _warn_shifted_days(days: pd.Series, example, source: str) -> None:
     a Sunday. The days are kept as the file gives them, but said to look shifted. A market open
     every day (crypto) has each weekday about as often as the others: a five-day week shifted
     leaves one weekday (nearly) empty."""
-    weekday = days.dt.dayofweek
+    weekday = days.dt.day_of_week
     weekend = weekday >= 5
     share = weekday.value_counts(normalize=True).reindex(range(7), fill_value=0.0)
     if weekend.mean() > SHIFTED_WEEKEND_SHARE and share.min() < 0.25 / 7:

@@ -1,5 +1,7 @@
 """Run-time leak audit: prefix invariance at cut dates and the future-day IC profile."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +18,15 @@ def _shift_up(values: np.ndarray, days: int) -> np.ndarray:
     """values[t + days] at t: what a factor peeking `days` ahead would read."""
     out = np.full(values.shape, np.nan)
     out[:-days] = values[days:]
+    return out
+
+
+def _shift_down(values: np.ndarray, days: int) -> np.ndarray:
+    """values[t - days] at t (days >= 0): a past value."""
+    if days == 0:
+        return values.copy()
+    out = np.full(values.shape, np.nan)
+    out[days:] = values[:-days]
     return out
 
 
@@ -90,7 +101,8 @@ def test_future_ic_profile_known_answers(synthetic):
     profile = LA.future_ic_profile(features, close, rows, max_offset=11, config=CONFIG)
     assert list(profile.columns) == [*(f"ic_{j}" for j in range(12)), "n_dates",
                                      *(f"t_{j}" for j in range(12)), "edge_ic_before",
-                                     "edge_ic_inside", "edge_ic_after", "edge_tstat"]
+                                     "edge_ic_inside", "edge_ic_after", "edge_tstat",
+                                     *LA.FAR_EDGE_KEYS]
     assert profile.loc["past", "ic_0"] == pytest.approx(1.0)
     assert profile.loc["peek_1", "ic_1"] == pytest.approx(1.0)
     assert profile.loc["peek_2", "ic_2"] == pytest.approx(1.0)
@@ -399,3 +411,37 @@ def test_label_edge_keeps_an_ic_that_rises_into_the_labels_last_day():
     assert before < inside and 0 < inside - after < inside - before  # the hump
     assert profile.loc["ma_10", "edge_tstat"] > CONFIG.min_edge_tstat  # the bend is "significant"
     assert LA.label_edge_reasons(profile, CONFIG, 6) == {}
+
+
+def test_copies_of_future_returns_over_other_days_than_the_label_are_caught():
+    """A probe's pure-noise market: noisy copies of close(t) -> close(t+10) (a forward return
+    without the execution delay) and close(t+1) -> close(t+14) (a longer window) hold an IC of
+    ~0.04 a day (t 7-10) but stop a day before, or three days after, the label's last day: the
+    label-edge check missed both, they were selected and made a champion (test Sharpe 10.6). A
+    fixed-window reversal that swings over at its window's end is no copy."""
+    rng = np.random.default_rng(7)
+    n_days, n_names = 2268, 60  # nine years: a copy this noisy needs them
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.015, (n_days, n_names))
+                                  + rng.normal(0, 0.01, (n_days, 1)), axis=0))
+
+    def noisy(forward: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():  # the last dates have no forward return
+            warnings.simplefilter("ignore", RuntimeWarning)
+            z = (forward - np.nanmean(forward, axis=1, keepdims=True)) / np.nanstd(
+                forward, axis=1, keepdims=True)
+        noise = rng.normal(size=forward.shape)
+        return np.where(np.isfinite(z), 0.15 * z + noise, noise)
+
+    early = noisy(_shift_up(close, 10) / close - 1)  # r(t+1..t+10): the label is r(t+2..t+11)
+    late = noisy(_shift_up(close, 14) / _shift_up(close, 1) - 1)  # r(t+2..t+14)
+    returns = LA.daily_returns(close)
+    reversal = -sum(_shift_down(returns, k) for k in range(5))  # causal: 5 past days
+    features = {"early": early, "late": late, "reversal": reversal,
+                "noise": rng.normal(size=close.shape)}
+    profile = LA.future_ic_profile(features, close, np.arange(30, 2200), max_offset=11,
+                                   config=CONFIG)
+    reasons = LA.label_edge_reasons(LA.judged_profiles(profile, CONFIG), CONFIG, 11)
+    assert set(reasons) == {"early", "late"}
+    assert "knows returns up to r(t+10) and none after" in reasons["early"]
+    assert "knows returns up to r(t+14) and none after" in reasons["late"]
+

@@ -19,7 +19,10 @@
   return itself (a target, or a vendor series stamped at the window's end) plus noise has a
   RankIC with the label well below the guard's 0.3 and an IC spread thinly over every day of the
   window, so neither check above sees it. But its IC with r(t+j) holds up to the label's last
-  day and stops the day after, where anything known at t fades smoothly.
+  day and stops the day after, where anything known at t fades smoothly. The same break at any
+  other future day up to `edge_scan_factor` x (d + h) is scanned for too: a forward return
+  computed without the execution delay (close(t) -> close(t+h)) breaks off a day early, one over
+  a longer window a few days late, and neither reaches the label's own edge.
 """
 
 from __future__ import annotations
@@ -66,6 +69,11 @@ class LeakAuditConfig:
     edge_days: int = 1
     max_edge_ic: float | None = 0.02  # None: check (c) off
     min_edge_tstat: float = 5.0
+    # the same break scanned for at every future day up to this multiple of d + h, on the mean
+    # IC of `edge_scan_days` days each side (a copy's plateau is many days long: averaging them
+    # is what makes a noisy one's break stand out)
+    edge_scan_factor: float = 2.0
+    edge_scan_days: int = 3
     # a profile on fewer IC dates is not judged: a thin cross-section (a few names a date) gives
     # ICs of +-0.8 and t-stats of 30 from noise
     min_dates: int = 60
@@ -80,11 +88,12 @@ class LeakAuditConfig:
         config = cls(**{k: None if v is None and k == "max_edge_ic" else type(getattr(cls, k))(v)
                         for k, v in p.items()})
         if (config.prefix_cuts < 0 or config.compare_days < 1 or config.date_stride < 1
-                or config.edge_days < 1):
+                or config.edge_days < 1 or config.edge_scan_days < 1):
             raise ValueError(
                 "feature_engineering.leak_audit: need prefix_cuts >= 0, compare_days >= 1, "
-                f"date_stride >= 1 and edge_days >= 1, got {config.prefix_cuts}, "
-                f"{config.compare_days}, {config.date_stride}, {config.edge_days}"
+                f"date_stride >= 1, edge_days >= 1 and edge_scan_days >= 1, got "
+                f"{config.prefix_cuts}, {config.compare_days}, {config.date_stride}, "
+                f"{config.edge_days}, {config.edge_scan_days}"
             )
         return config
 
@@ -269,6 +278,7 @@ def future_ic_profile(
         lag = math.ceil(max_offset / config.date_stride)
         entry.update({f"t_{j}": newey_west_tstat(daily[j], lag) for j in daily})
         entry.update(_label_edge(ranks, returns, rows, daily, max_offset, scope_end, config))
+        entry.update(_far_edge(ranks, returns, rows, daily, max_offset, scope_end, config))
         out[name] = entry
     table = pd.DataFrame.from_dict(out, orient="index")
     table.index.name = "factor"
@@ -306,6 +316,85 @@ def _label_edge(ranks: np.ndarray, returns: np.ndarray, rows: np.ndarray,
             "edge_ic_inside": float(inside_ic[finite].mean()),
             "edge_ic_after": float(after_ic[finite].mean()),
             "edge_tstat": newey_west_tstat(bend, lag)}
+
+
+FAR_EDGE_KEYS = ("far_edge_day", "far_edge_ic_before", "far_edge_ic_inside", "far_edge_ic_after",
+                 "far_edge_tstat")
+
+
+def _far_edge(ranks: np.ndarray, returns: np.ndarray, rows: np.ndarray,
+              daily: dict[int, np.ndarray], label_end: int, scope_end: int,
+              config: LeakAuditConfig) -> dict[str, float]:
+    """The strongest break (`edge_breaks`) at a future day k other than the label's last, k up
+    to `edge_scan_factor` x `label_end`: the bend's figures and k, NaN when none. Reads only
+    returns within the scope's own label reach, as `_label_edge` does. `daily` (IC per date
+    with r(t+j) on `rows`) is extended in place to the days the scan reads."""
+    e = config.edge_scan_days
+    reach = max(label_end, math.ceil(config.edge_scan_factor * label_end))
+    best = dict.fromkeys(FAR_EDGE_KEYS, math.nan)
+    usable = rows + reach + e < len(returns)
+    for j in range(label_end + 1, reach + e + 1):
+        ic = np.full(len(rows), np.nan)
+        ic[usable] = rowwise_corr(ranks[usable], returns[rows[usable] + j], config.min_names)
+        daily[j] = ic
+    for k in range(2 * e, reach + 1):
+        if k == label_end:
+            continue  # the label's own edge: `_label_edge`
+        keep = usable & (rows + k + e <= scope_end + label_end)
+        if not keep.any():
+            continue
+        before = np.mean([daily[j][keep] for j in range(k - 2 * e + 1, k - e + 1)], axis=0)
+        inside = np.mean([daily[j][keep] for j in range(k - e + 1, k + 1)], axis=0)
+        after = np.mean([daily[j][keep] for j in range(k + 1, k + 1 + e)], axis=0)
+        bend = 2.0 * inside - before - after
+        finite = np.isfinite(bend)
+        if finite.sum() < 2:
+            continue
+        figures = (float(before[finite].mean()), float(inside[finite].mean()),
+                   float(after[finite].mean()),
+                   newey_west_tstat(bend, math.ceil((k + e) / config.date_stride)))
+        if edge_breaks(*figures, config, settles=True) and _sharpest_drop_at(
+                daily, keep, k, e, np.sign(figures[1])) and (
+                math.isnan(best["far_edge_tstat"])
+                or abs(figures[3]) > abs(best["far_edge_tstat"])):
+            best = dict(zip(FAR_EDGE_KEYS, (float(k), *figures), strict=True))
+    return best
+
+
+def _sharpest_drop_at(daily: Mapping[int, np.ndarray], keep: np.ndarray, k: int, e: int,
+                      direction: float) -> bool:
+    """The day-to-day drop of the mean IC (in the IC's direction) from r(t+k) to r(t+k+1) is
+    the largest between r(t+k-e+1) and r(t+k+e): a copy of future returns stops in one day; a
+    causal effect that fades over a few days (a reversal ending near there) spreads its drop,
+    which `e`-day means alone read as a break."""
+    means = [float(np.nanmean(daily[j][keep])) if np.isfinite(daily[j][keep]).any()
+             else math.nan for j in range(max(k - e + 1, 0), k + e + 1)]
+    drops = direction * (np.asarray(means[:-1]) - np.asarray(means[1:]))
+    return bool(np.isfinite(drops).all() and int(np.argmax(drops)) == min(e, k + 1) - 1)
+
+
+def edge_breaks(before: float, inside: float, after: float, t: float,
+                config: LeakAuditConfig, settles: bool = False) -> bool:
+    """The IC holds up to a day and breaks off the day after (see `label_edge_reasons`).
+    `settles`: and the IC after the break is near 0, not past it with the other sign: a causal
+    rule over a fixed window (a 5-day reversal) swings over at its window's end, a copy of
+    future returns just stops (asked away from the label's own edge, where causal structure
+    has no reason to break)."""
+    if config.max_edge_ic is None or not all(map(math.isfinite, (before, inside, after, t))):
+        return False
+    if settles and np.sign(inside) * after < -abs(inside) / config.spike_ratio:
+        return False
+    direction = np.sign(inside)
+    drop_at_edge = direction * (inside - after)
+    # the change into the edge day either way: an IC rising into that day and easing after it
+    # is a smooth hump, not a break (clamped at 0 any drop beat a rise)
+    drop_before = abs(before - inside)
+    # the days before sit on a plateau of the same sign (not the trough of an oscillation, as
+    # a strong reversal draws), then the IC breaks off
+    plateau = direction * before >= abs(inside) / config.spike_ratio
+    return bool(abs(inside) > config.max_edge_ic and plateau
+                and drop_at_edge > config.spike_ratio * drop_before
+                and direction * t > config.min_edge_tstat)
 
 
 def _baseline(ics: np.ndarray, peak: int) -> float:
@@ -367,17 +456,7 @@ def label_edge_reasons(profile: pd.DataFrame, config: LeakAuditConfig,
         if not all(math.isfinite(v) for v in values):
             continue
         before, inside, after, t = values
-        direction = np.sign(inside)
-        drop_at_edge = direction * (inside - after)
-        # the change into the edge day either way: an IC rising into the label's last day and
-        # easing after it is a smooth hump, not a break (clamped at 0 any drop beat a rise)
-        drop_before = abs(before - inside)
-        # the window's last days sit on a plateau of the label's sign (not the trough of an
-        # oscillation, as a strong reversal draws), then the IC breaks off
-        plateau = direction * before >= abs(inside) / config.spike_ratio
-        if (abs(inside) > config.max_edge_ic and plateau
-                and drop_at_edge > config.spike_ratio * drop_before
-                and direction * t > config.min_edge_tstat):
+        if edge_breaks(before, inside, after, t, config):
             first = label_end - config.edge_days + 1
             reasons[name] = (
                 f"label-window edge: mean IC with r(t+{first - config.edge_days}.."
@@ -385,6 +464,17 @@ def label_edge_reasons(profile: pd.DataFrame, config: LeakAuditConfig,
                 f"r(t+{label_end + 1}..t+{label_end + config.edge_days}) = {after:.3f} (t-stat "
                 f"of the break {t:.1f}): it knows returns up to the label's last day and none "
                 "after"
+            )
+        far = [row.get(k, math.nan) for k in FAR_EDGE_KEYS]
+        if name not in reasons and all(math.isfinite(v) for v in far):
+            day, before, inside, after, t = far
+            k, e = int(day), config.edge_scan_days
+            reasons[name] = (
+                f"future-day edge: mean IC with r(t+{k - 2 * e + 1}..t+{k - e}) = {before:.3f}, "
+                f"r(t+{k - e + 1}..t+{k}) = {inside:.3f}, r(t+{k + 1}..t+{k + e}) = {after:.3f} "
+                f"(t-stat of the break {t:.1f}): it knows returns up to r(t+{k}) and none after "
+                f"(the label's window ends at r(t+{label_end})): a forward return over other "
+                "days than the label's?"
             )
     return reasons
 

@@ -442,6 +442,30 @@ def test_copies_of_future_returns_over_other_days_than_the_label_are_caught():
                                    config=CONFIG)
     reasons = LA.label_edge_reasons(LA.judged_profiles(profile, CONFIG), CONFIG, 11)
     assert set(reasons) == {"early", "late"}
+    # the scan reads the columns it is asked to (the pipeline: user columns only)
+    only = LA.future_ic_profile(features, close, np.arange(30, 2200), max_offset=11,
+                                config=CONFIG, scanned={"late"})
+    assert set(LA.label_edge_reasons(LA.judged_profiles(only, CONFIG), CONFIG, 11)) == {"late"}
     assert "knows returns up to r(t+10) and none after" in reasons["early"]
     assert "knows returns up to r(t+14) and none after" in reasons["late"]
+
+
+def test_the_projects_factors_under_a_fixed_window_reversal_are_not_scanned():
+    """A market whose moves reverse over exactly 10 days gives a 5-day return a flat IC with
+    r(t+1..t+6) that stops by t+9: a copy's profile. The project's factors are proven causal by
+    the prefix audit and are not scanned; the same values handed in as a user column would be
+    (nothing could tell them from a copy)."""
+    market = generate_synthetic_market(n_tickers=100, n_days=1500, seed=11,
+                                       reversal_strength=0.5, reversal_window=10)
+    panel = market.panel.copy()
+    grid = F.Grid.from_long(panel)
+    close = grid.to_wide(panel["close"].to_numpy())
+    config, transform = F.FactorConfig(), F.TransformConfig()
+    full, families = F.engineer_factors(F.prepare_inputs(panel, None, config), config, transform)
+    user = {name for name, family in families.items() if family == F.USER_FAMILY}
+    profile = LA.future_ic_profile(full, close, np.arange(300, 1400), 11, CONFIG, True, user)
+    assert not LA.label_edge_reasons(LA.judged_profiles(profile, CONFIG), CONFIG, 11)
+    scanned_all = LA.future_ic_profile({"ret_5": full["ret_5"]}, close, np.arange(300, 1400), 11,
+                                       CONFIG, True)
+    assert "future-day edge" in LA.label_edge_reasons(scanned_all, CONFIG, 11)["ret_5"]
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -248,9 +248,14 @@ def future_ic_profile(
     max_offset: int,
     config: LeakAuditConfig,
     values_are_ranks: bool = False,
+    scanned: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """Mean daily Spearman IC of each factor at t with r(t+j), j = 0 .. max_offset, and the
-    label-edge step (see `label_edge_reasons`) at max_offset.
+    label-edge step (see `label_edge_reasons`) at max_offset; for the factors in `scanned` (None:
+    all) the strongest such break at another future day (`_far_edge`). The project's own
+    factors are computed from prices up to t (the prefix audit proves it) and a fixed-window
+    reversal gives them the same flat-then-stop profile a copy of future returns has: only the
+    columns the project cannot recompute, a file's user factors, need the scan.
 
     rows: the date rows t to score (development dates); every `date_stride`-th one is used, and
     only those whose r(t + max_offset) exists. A stride above 1 aliases: day j's IC then reads
@@ -278,7 +283,9 @@ def future_ic_profile(
         lag = math.ceil(max_offset / config.date_stride)
         entry.update({f"t_{j}": newey_west_tstat(daily[j], lag) for j in daily})
         entry.update(_label_edge(ranks, returns, rows, daily, max_offset, scope_end, config))
-        entry.update(_far_edge(ranks, returns, rows, daily, max_offset, scope_end, config))
+        entry.update(_far_edge(ranks, returns, rows, daily, max_offset, scope_end, config)
+                     if scanned is None or name in scanned
+                     else dict.fromkeys(FAR_EDGE_KEYS, math.nan))
         out[name] = entry
     table = pd.DataFrame.from_dict(out, orient="index")
     table.index.name = "factor"
@@ -527,6 +534,7 @@ def audit_factor_table(
     values_are_ranks: bool = False,
     present: np.ndarray | None = None,
     profile_rows: np.ndarray | None = None,
+    scanned: Collection[str] | None = None,
 ) -> LeakAudit:
     """Prefix-invariance audit at `config.prefix_cuts` development cut dates and future-day IC
     profile (j = 0 .. max_offset, normally d + h) of every factor in `full` (date x ticker
@@ -536,7 +544,8 @@ def audit_factor_table(
     cuts = cut_rows(dev_rows, config.prefix_cuts, config.compare_days)
     prefix = prefix_audit(full, compute, dates, cuts, lookback, config, present)
     rows = dev_rows if profile_rows is None or not len(profile_rows) else profile_rows
-    profile = future_ic_profile(full, close, rows, max_offset, config, values_are_ranks)
+    profile = future_ic_profile(full, close, rows, max_offset, config, values_are_ranks,
+                                scanned)
     suspects: dict[str, list[str]] = {}
     for name, row in prefix.iterrows():
         if row["prefix_mismatches"]:

@@ -15,6 +15,7 @@ from bma_quant.core.evaluation import promotion
 from bma_quant.core.features.decay import time_decay_weights
 from bma_quant.core.features.factors import (
     MARKET_FAMILY,
+    USER_FAMILY,
     FactorConfig,
     Grid,
     TransformConfig,
@@ -168,6 +169,8 @@ def audit_leaks(
         values_are_ranks=values_are_ranks(transform_config),
         present=np.isfinite(grid.to_wide(np.ones(len(features)))),  # cells with a features row
         profile_rows=profile_rows,
+        # user columns pass through: only their IC profile can show a copy of future returns
+        scanned={n for n, family in factor_catalog["families"].items() if family == USER_FAMILY},
     )
     if audit.suspects:
         logger.warning(

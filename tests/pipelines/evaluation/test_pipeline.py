@@ -312,3 +312,22 @@ def test_a_book_that_loses_more_than_its_capital_is_warned_about(caplog):
         _warn_wiped_out(overall, test_period.EvaluationConfig(cost_bps=1e6))
     assert "long-short book of final loses more than its capital" in caplog.text
     assert "lightgbm" not in caplog.text and "cost_bps 1e+06" in caplog.text
+
+
+def test_a_test_rank_ic_no_real_market_gives_is_warned_about(caplog):
+    """A noisy copy of future returns in a user column the leak audit could not tell made a
+    pure-noise market's champion with a test RankIC of 0.32, without a word."""
+    import logging
+
+    from bma_quant.pipelines.evaluation.nodes import _warn_implausible
+
+    overall = pd.DataFrame({"model": ["final", "lightgbm"], "rank_ic": [0.3195, 0.04]})
+    with caplog.at_level(logging.WARNING):
+        _warn_implausible(overall, 0.3)
+    assert "RankIC final +0.320 above evaluation.metrics.implausible_rank_ic (0.3)" in caplog.text
+    assert "lightgbm" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        _warn_implausible(overall, None)
+        _warn_implausible(overall.assign(rank_ic=[0.17, 0.1]), 0.3)  # the planted smoke market
+    assert caplog.text == ""

@@ -86,6 +86,7 @@ BOUNDS = (
     Bound("evaluation.backtest.n_quantiles", 2),
     Bound("evaluation.metrics.nw_lag", 0),  # null: the horizon; 0: no overlap correction
     Bound("evaluation.metrics.decay_max_horizon", 1),  # null: the horizon
+    Bound("evaluation.metrics.implausible_rank_ic", 0.0, 1.0, low_open=True),
     Bound("evaluation.backtest.cost_bps", 0.0),
     Bound("evaluation.backtest.periods_per_year", 0.0, low_open=True),
     Bound("evaluation.backtest.rebalance_days", 1),  # null: the horizon
@@ -653,6 +654,7 @@ NULLABLE = (
     "base_models.max_train_rows", "base_models.tuning.max_train_rows",  # null = every row
     "regime_models.max_train_rows", "base_models.tuning.storage",  # storage null = in memory
     "regime_models.misnamed_min_tstat",  # null = no naming check
+    "evaluation.metrics.implausible_rank_ic",  # null = no warning
 )
 # Parameters whose conf/base value is null, so it shows no kind: the kind they take when set, as
 # an example value (0 a whole number, 0.0 a number, "" text, [] a list). A wrong kind failed deep

@@ -208,9 +208,28 @@ def evaluate_test_period(
         logger.info("test %-18s rank_ic %+.4f  ic %+.4f  sharpe %+.2f  ir %+.2f  max_dd %.1f%%",
                     row.model, row.rank_ic, row.ic, row.sharpe, row.ir, 100 * row.max_drawdown)
     _warn_wiped_out(overall, config)
+    _warn_implausible(overall, (params.get("metrics") or {}).get("implausible_rank_ic"))
     _log_untraded_positions(result.daily_returns)
     return (result.table, result.daily_ic, result.daily_returns, result.quantile_returns,
             result.ic_decay)
+
+
+def _warn_implausible(overall: pd.DataFrame, bound: float | None) -> None:
+    """Test RankICs no real market gives (a noisy copy of future returns in a user column
+    made a pure-noise market's champion with 0.32): the leak audit drops the copies it can tell,
+    this says when something it could not got through."""
+    if bound is None:
+        return
+    high = overall.loc[overall["rank_ic"].abs() > float(bound)]
+    if len(high):
+        logger.warning(
+            "test period: RankIC %s above evaluation.metrics.implausible_rank_ic (%g): no real "
+            "market's cross-section is that predictable; look for look-ahead in the file (a "
+            "user column made from future returns, dates stamped after the close they describe) "
+            "before trusting these figures (feature_engineering's leak_report.json names what "
+            "the audit could tell)", ", ".join(f"{m} {v:+.3f}" for m, v in
+                                              zip(high["model"], high["rank_ic"], strict=True)),
+            float(bound))
 
 
 def _warn_wiped_out(overall: pd.DataFrame, config: test_period.EvaluationConfig) -> None:

@@ -391,7 +391,8 @@ class PredictionChain(SliceChecks):
             raise ChainInputError(
                 f"{error.args[0] if error.args else error}. The request lacks a column the chain "
                 "was trained on, or the input rules now leave it out (columns without numbers, "
-                "back-adjusted fields such as 'Adj Close'): send it, or retrain the chain"
+                "a file's column without a value on any row, back-adjusted fields such as "
+                "'Adj Close'): send it with its values, or retrain the chain"
             ) from None
 
     def feature_names(self, features: pd.DataFrame) -> list[str]:

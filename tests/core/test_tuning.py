@@ -462,3 +462,18 @@ def test_a_joiner_that_sees_the_first_trial_reads_the_identity_again():
         trials = [SimpleNamespace(number=0)]  # already enqueued by the creator
 
     tuning.check_study_identity(_Study(), "abc", "x", wait_seconds=10)
+
+
+def test_the_trial_bar_is_drawn_on_a_terminal_only(monkeypatch):
+    """Redirected to a file (`make run > log`), every redraw of the bar was a carriage return
+    inside one endless line."""
+    import io
+
+    from bma_quant.core.models.progress import TrialProgressBar
+
+    stream = io.StringIO()  # not a terminal
+    monkeypatch.setattr("sys.stderr", stream)
+    bar = TrialProgressBar("lightgbm", 3)
+    bar.bar.update(1)
+    bar.close()
+    assert bar.bar.disable and stream.getvalue() == ""

@@ -16,7 +16,9 @@ class TrialProgressBar:
     """`callback(study, trial)` after every finished trial (complete, pruned or failed)."""
 
     def __init__(self, name: str, total: int) -> None:
-        self.bar = tqdm(total=int(total), desc=name, unit="trial")
+        # disable=None: drawn on a terminal only; redirected to a file, each redraw was a
+        # carriage return inside one endless line of the log
+        self.bar = tqdm(total=int(total), desc=name, unit="trial", disable=None)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.bar.update(1)

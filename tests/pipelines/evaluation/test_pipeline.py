@@ -324,7 +324,8 @@ def test_a_test_rank_ic_no_real_market_gives_is_warned_about(caplog):
     overall = pd.DataFrame({"model": ["final", "lightgbm"], "rank_ic": [0.3195, 0.04]})
     with caplog.at_level(logging.WARNING):
         _warn_implausible(overall, 0.3)
-    assert "RankIC final +0.320 above evaluation.metrics.implausible_rank_ic (0.3)" in caplog.text
+    assert ("RankIC final +0.320 beyond +-evaluation.metrics.implausible_rank_ic (0.3)"
+            in caplog.text)
     assert "lightgbm" not in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING):

@@ -223,7 +223,7 @@ def _warn_implausible(overall: pd.DataFrame, bound: float | None) -> None:
     high = overall.loc[overall["rank_ic"].abs() > float(bound)]
     if len(high):
         logger.warning(
-            "test period: RankIC %s above evaluation.metrics.implausible_rank_ic (%g): no real "
+            "test period: RankIC %s beyond +-evaluation.metrics.implausible_rank_ic (%g): no real "
             "market's cross-section is that predictable; look for look-ahead in the file (a "
             "user column made from future returns, dates stamped after the close they describe) "
             "before trusting these figures (feature_engineering's leak_report.json names what "

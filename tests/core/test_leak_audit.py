@@ -256,6 +256,15 @@ def test_audit_drops_user_peeks_and_keeps_momentum_and_the_planted_signal():
     )
     assert set(audit.suspects) == {"peek_next_day", "peek_label_day", "momentum_through_t2"}
     assert "r(t+1)" in audit.suspects["peek_next_day"]
+    # a user column the user vouches for (leak_audit.causal_columns) is not judged by its profile
+    import dataclasses
+
+    trusting = dataclasses.replace(CONFIG, causal_columns=("momentum_through_t2",))
+    vouched = LA.audit_factor_table(
+        full, compute, close, grid.dates, np.arange(len(grid.dates) - 12), config.lookback_days(),
+        max_offset=11, config=trusting, values_are_ranks=True,
+    )
+    assert set(vouched.suspects) == {"peek_next_day", "peek_label_day"}
     assert "r(t+2)" in audit.suspects["peek_label_day"]
     table = audit.table.set_index("factor")
     assert not table.loc[["mom_12_1", "rev_5", "signal_1"], "suspect"].any()

@@ -74,6 +74,10 @@ class LeakAuditConfig:
     # is what makes a noisy one's break stand out)
     edge_scan_factor: float = 2.0
     edge_scan_days: int = 3
+    # user columns the user knows are made from data up to t: the IC-profile checks (b), (c) and
+    # the scan do not judge them (a pre-earnings estimate's IC is flat up to the announcement
+    # and stops, as a copy's does)
+    causal_columns: tuple = ()
     # a profile on fewer IC dates is not judged: a thin cross-section (a few names a date) gives
     # ICs of +-0.8 and t-stats of 30 from noise
     min_dates: int = 60
@@ -325,8 +329,8 @@ def _label_edge(ranks: np.ndarray, returns: np.ndarray, rows: np.ndarray,
             "edge_tstat": newey_west_tstat(bend, lag)}
 
 
-FAR_EDGE_KEYS = ("far_edge_day", "far_edge_ic_before", "far_edge_ic_inside", "far_edge_ic_after",
-                 "far_edge_tstat")
+FAR_EDGE_KEYS = ("far_edge_day", "far_edge_width", "far_edge_ic_before", "far_edge_ic_inside",
+                 "far_edge_ic_after", "far_edge_tstat")
 
 
 def _far_edge(ranks: np.ndarray, returns: np.ndarray, rows: np.ndarray,
@@ -344,27 +348,29 @@ def _far_edge(ranks: np.ndarray, returns: np.ndarray, rows: np.ndarray,
         ic = np.full(len(rows), np.nan)
         ic[usable] = rowwise_corr(ranks[usable], returns[rows[usable] + j], config.min_names)
         daily[j] = ic
-    for k in range(2 * e, reach + 1):
+    for k in range(2, reach + 1):
         if k == label_end:
             continue  # the label's own edge: `_label_edge`
-        keep = usable & (rows + k + e <= scope_end + label_end)
+        # near the start the windows narrow (a copy ending at r(t+5) has 5 days, not 6)
+        w = max(1, min(e, k // 2))
+        keep = usable & (rows + k + w <= scope_end + label_end)
         if not keep.any():
             continue
-        before = np.mean([daily[j][keep] for j in range(k - 2 * e + 1, k - e + 1)], axis=0)
-        inside = np.mean([daily[j][keep] for j in range(k - e + 1, k + 1)], axis=0)
-        after = np.mean([daily[j][keep] for j in range(k + 1, k + 1 + e)], axis=0)
+        before = np.mean([daily[j][keep] for j in range(k - 2 * w + 1, k - w + 1)], axis=0)
+        inside = np.mean([daily[j][keep] for j in range(k - w + 1, k + 1)], axis=0)
+        after = np.mean([daily[j][keep] for j in range(k + 1, k + 1 + w)], axis=0)
         bend = 2.0 * inside - before - after
         finite = np.isfinite(bend)
         if finite.sum() < 2:
             continue
         figures = (float(before[finite].mean()), float(inside[finite].mean()),
                    float(after[finite].mean()),
-                   newey_west_tstat(bend, math.ceil((k + e) / config.date_stride)))
+                   newey_west_tstat(bend, math.ceil((k + w) / config.date_stride)))
         if edge_breaks(*figures, config, settles=True) and _sharpest_drop_at(
-                daily, keep, k, e, np.sign(figures[1])) and (
+                daily, keep, k, w, np.sign(figures[1])) and (
                 math.isnan(best["far_edge_tstat"])
                 or abs(figures[3]) > abs(best["far_edge_tstat"])):
-            best = dict(zip(FAR_EDGE_KEYS, (float(k), *figures), strict=True))
+            best = dict(zip(FAR_EDGE_KEYS, (float(k), float(w), *figures), strict=True))
     return best
 
 
@@ -474,8 +480,8 @@ def label_edge_reasons(profile: pd.DataFrame, config: LeakAuditConfig,
             )
         far = [row.get(k, math.nan) for k in FAR_EDGE_KEYS]
         if name not in reasons and all(math.isfinite(v) for v in far):
-            day, before, inside, after, t = far
-            k, e = int(day), config.edge_scan_days
+            day, width, before, inside, after, t = far
+            k, e = int(day), int(width)
             reasons[name] = (
                 f"future-day edge: mean IC with r(t+{k - 2 * e + 1}..t+{k - e}) = {before:.3f}, "
                 f"r(t+{k - e + 1}..t+{k}) = {inside:.3f}, r(t+{k + 1}..t+{k + e}) = {after:.3f} "
@@ -556,6 +562,12 @@ def audit_factor_table(
                 f"{row['max_abs_diff']:.3g}): it reads data after t"
             )
     judged = judged_profiles(profile, config)
+    trusted = [n for n in judged.index
+               if n in config.causal_columns or str(n).removeprefix("user_") in config.causal_columns]
+    if trusted:
+        logger.info("leak audit: %s not judged by their future-day IC profile "
+                    "(feature_engineering.leak_audit.causal_columns)", ", ".join(map(str, trusted)))
+        judged = judged.drop(index=trusted)
     for name, reason in future_peek_reasons(judged, config).items():
         suspects.setdefault(name, []).append(reason)
     for name, reason in label_edge_reasons(judged, config, max_offset).items():

@@ -173,10 +173,14 @@ def audit_leaks(
         scanned={n for n, family in factor_catalog["families"].items() if family == USER_FAMILY},
     )
     if audit.suspects:
+        user = [n for n in audit.suspects if factor_catalog["families"].get(n) == USER_FAMILY]
         logger.warning(
-            "leak audit: dropped %d factor(s) that read data after t: %s",
+            "leak audit: dropped %d factor(s) that read data after t: %s%s",
             len(audit.suspects),
             "; ".join(f"{n} ({r})" for n, r in audit.suspects.items()),
+            f". If {', '.join(user)} holds data up to t only, list it in "
+            "feature_engineering.leak_audit.causal_columns (in conf/local/parameters.yml)"
+            if user else "",
         )
     report = {
         "suspects": audit.suspects,

@@ -300,11 +300,19 @@ def test_studies_opened_at_once_on_a_new_sqlite_file_all_succeed(tmp_path):
         assert sorted(stored) == sorted(names)
 
 
-def test_the_progress_bar_counts_trials_and_attaches_no_log_handler(frame_and_folds, capsys):
+def test_the_progress_bar_counts_trials_and_attaches_no_log_handler(frame_and_folds, capsys,
+                                                                     monkeypatch):
     """Optuna's own bar added a handler to Optuna's logger during the study and put Optuna's
     stderr handler back after it: its warnings printed twice, one with a trial's whole traceback.
     The project's bar is a trial callback and leaves Optuna's logging as it was."""
     import logging
+
+    from tqdm.auto import tqdm
+
+    from bma_quant.core.models import progress
+
+    # drawn as on a terminal (the captured stderr is not one)
+    monkeypatch.setattr(progress, "tqdm", lambda *a, **k: tqdm(*a, **{**k, "disable": False}))
 
     optuna_logger = logging.getLogger("optuna")
     before = list(optuna_logger.handlers)

@@ -478,3 +478,13 @@ def test_the_projects_factors_under_a_fixed_window_reversal_are_not_scanned():
                                        CONFIG, True)
     assert "future-day edge" in LA.label_edge_reasons(scanned_all, CONFIG, 11)["ret_5"]
 
+
+
+def test_a_profile_scope_running_to_the_panels_end_does_not_crash():
+    """Rows whose r(t + d + h + 1) lies past the panel's last date have no edge to read: they
+    are left out (the edge check indexed past the end)."""
+    rng = np.random.default_rng(2)
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, (300, 30)), axis=0))
+    profile = LA.future_ic_profile({"f": rng.normal(size=close.shape)}, close,
+                                   np.arange(250, 299), 11, CONFIG)
+    assert profile.loc["f", "n_dates"] > 0

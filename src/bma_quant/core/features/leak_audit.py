@@ -310,7 +310,8 @@ def _label_edge(ranks: np.ndarray, returns: np.ndarray, rows: np.ndarray,
     after = range(label_end + 1, label_end + 1 + e)
     empty = {"edge_ic_before": math.nan, "edge_ic_inside": math.nan, "edge_ic_after": math.nan,
              "edge_tstat": math.nan}
-    keep = rows + e <= scope_end
+    # within the scope's label reach, and within the panel (a scope may run to its end)
+    keep = (rows + e <= scope_end) & (rows + label_end + e < len(returns))
     if not (before and inside and keep.any()):
         return empty
     kept = rows[keep]

@@ -161,6 +161,8 @@ def test_chain_is_registered_and_inference_uses_it(project):
     assert run["params.served.data_path"] == "data/01_raw/synthetic_prices.parquet"
     assert run["params.served.model_version"] == registration["version"]
     assert run["params.served.training_run_id"] == registration["run_id"]
+    # the whole chain ran in one run: it also fitted the base learners
+    assert run["params.served.models_run_id"] == registration["run_id"]
     assert run["params.served.label_target"] == "10d return after 1d delay"
     served = json.loads((project / "data/08_reporting/inference_served.json").read_text())
     assert served["model_name"] == registration["model_name"]

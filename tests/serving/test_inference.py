@@ -522,7 +522,8 @@ def test_the_data_source_is_the_chains_own_or_inference_data_never_params_data()
     assert inference_data_source(model, newer) == {"raw_path": "newer.csv",
                                                    "index_path": "idx.csv"}
     served = describe_served(model, newer)
-    assert served == {**card, "training_run_id": "abc", "label_target": "5d return after 1d delay",
+    assert served == {**card, "training_run_id": "abc", "models_run_id": None,
+                      "label_target": "5d return after 1d delay",
                       "training_data_end": "2022-12-28", "data_path": "newer.csv",
                       "index_path": "idx.csv"}
     # a chain that does not record its data (pickled by an older version) asks for the file

@@ -287,8 +287,10 @@ class PredictionChain(SliceChecks):
     typical_names: int | None = None  # names in the training panel's cross-section (median
     # over its last dates): scores are ranks within a date, so a much thinner one is warned about
     label_target: str | None = None  # what the scores rank ("10d return after 1d delay")
-    training_run_id: str | None = None  # the MLflow run that trained it (None: no active run,
+    training_run_id: str | None = None  # the MLflow run that built it (None: no active run,
     # or chains pickled before these existed)
+    models_run_id: str | None = None  # the run that fitted its base learners (the same one in
+    # a whole-chain run; an earlier one when layers ran alone; None: unknown)
     base_features: list[str] | None = None  # base_models.features: the base learners' inputs
     # when set (a subset of the selected features); None: every selected feature
     last_names: list[str] | None = None  # names in the training panel's cross-section on its

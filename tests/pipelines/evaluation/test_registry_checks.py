@@ -52,3 +52,26 @@ def test_the_candidate_carries_gates_test_period_and_development_score():
     assert (candidate.metric, candidate.value) == ("stacking.final.oos_rank_ic", 0.031)
     assert (candidate.dev_start, candidate.dev_end, candidate.folds) == (
         "2010-01-04", "2020-12-31", "abc")
+
+
+def test_the_chain_names_the_run_that_fitted_its_base_learners(monkeypatch):
+    """After layers run alone, the run that built the chain (evaluation) is not the one that
+    fitted the models: each learner carries its fitting run's id, and the chain records it."""
+    from types import SimpleNamespace
+
+    import mlflow
+
+    from bma_quant.pipelines.base_models.nodes import FITTED_IN_RUN, _stamp_fitting_run
+    from bma_quant.pipelines.evaluation.registry_nodes import _fitting_run
+
+    models = {"a": SimpleNamespace(), "b": SimpleNamespace(), "c": object()}
+    monkeypatch.setattr(mlflow, "active_run", lambda: None)
+    _stamp_fitting_run(models)  # no active run: nothing said
+    assert _fitting_run(models) is None
+    monkeypatch.setattr(mlflow, "active_run",
+                        lambda: SimpleNamespace(info=SimpleNamespace(run_id="run-1")))
+    _stamp_fitting_run(models)  # an object that takes no attribute is left unnamed
+    assert _fitting_run(models) == "run-1"
+    setattr(models["b"], FITTED_IN_RUN, "run-2")
+    assert _fitting_run(models) is None  # two runs: not one answer
+    assert _fitting_run({"c": object()}) is None

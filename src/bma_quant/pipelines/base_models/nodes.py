@@ -368,6 +368,24 @@ def _tag_run(results: list[dict]) -> None:
         mlflow.set_tag("reproducible.reason", "; ".join(reasons))
 
 
+FITTED_IN_RUN = "fitted_in_run"  # attribute of a fitted base learner: its MLflow run's id
+
+
+def _stamp_fitting_run(models: dict) -> None:
+    """Each fitted learner carries the id of the MLflow run that fitted it (a chain built by a
+    later evaluation-only run still names it: `PredictionChain.models_run_id`)."""
+    import mlflow
+
+    run = mlflow.active_run()
+    if run is None:
+        return
+    for model in models.values():
+        try:
+            setattr(model, FITTED_IN_RUN, run.info.run_id)
+        except (AttributeError, TypeError):  # an object without a __dict__: not named
+            pass
+
+
 def collect_base_models(*results: dict):
     """Gather the learners' results into the base_models datasets, metrics and best params."""
     results = list(results)
@@ -416,6 +434,7 @@ def collect_base_models(*results: dict):
             metrics[f"{r['name']}.tuning_truncated"] = 1.0
     best_params = {f"{r['name']}.{k}": v for r in ok for k, v in r["best_params"].items()}
     base_models = {r["name"]: r["model"] for r in ok}
+    _stamp_fitting_run(base_models)
     logger.info("base_models: %d of %d learners succeeded: %s", len(ok), len(active),
                 ", ".join(f"{r['name']} {r['metrics']['oof_rank_ic_mean']:.4f}" for r in ok))
     return (oof, test, base_models, status, scores, importance, trials,

@@ -72,6 +72,7 @@ def build_prediction_chain(
         last_names=_last_names(primary_panel),
         label_target=label_target(temporal),
         training_run_id=_active_run_id(),
+        models_run_id=_fitting_run(base_models),
         base_features=list((base_model_params or {}).get("features") or []) or None,
         backtest_quantiles=_backtest_quantiles(evaluation),
     )
@@ -81,6 +82,15 @@ def _backtest_quantiles(evaluation: dict | None) -> int | None:
     """The quantiles the test-period backtest traded: inference serves that book by default."""
     value = ((evaluation or {}).get("backtest") or {}).get("n_quantiles")
     return None if value is None else int(value)
+
+
+def _fitting_run(base_models: dict) -> str | None:
+    """The run that fitted the base learners (they carry its id), or None when unknown."""
+    from bma_quant.pipelines.base_models.nodes import FITTED_IN_RUN
+
+    runs = sorted({str(getattr(m, FITTED_IN_RUN)) for m in (base_models or {}).values()
+                   if getattr(m, FITTED_IN_RUN, None)})
+    return runs[0] if len(runs) == 1 else None
 
 
 def _active_run_id() -> str | None:

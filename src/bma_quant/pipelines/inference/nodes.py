@@ -59,6 +59,7 @@ def describe_served(model: InferenceModel, inference: dict) -> dict:
         **{key: model.card.get(key) for key in ("model_source", "model_name", "model_version",
                                                 "model_uri")},
         "training_run_id": getattr(chain, "training_run_id", None),
+        "models_run_id": getattr(chain, "models_run_id", None),
         "label_target": getattr(chain, "label_target", None),
         "training_data_end": getattr(chain, "data_end", None),
         "data_path": source.get("raw_path"),

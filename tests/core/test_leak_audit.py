@@ -488,3 +488,69 @@ def test_a_profile_scope_running_to_the_panels_end_does_not_crash():
     profile = LA.future_ic_profile({"f": rng.normal(size=close.shape)}, close,
                                    np.arange(250, 299), 11, CONFIG)
     assert profile.loc["f", "n_dates"] > 0
+
+
+def _user_columns_audit(market, columns):
+    """The audit of a market's factor table with `columns` (name -> function of the date x name
+    log-close matrix) added as user columns, scanned as the pipeline scans them."""
+    panel = market.panel.copy()
+    grid = F.Grid.from_long(panel)
+    close = grid.to_wide(panel["close"].to_numpy())
+    for name, make in columns.items():
+        panel[name] = grid.to_long(make(np.log(close)))
+    config, transform = F.FactorConfig(), F.TransformConfig()
+    full, families = F.engineer_factors(F.prepare_inputs(panel, None, config), config, transform)
+    compute = LA.factor_slice_computation(panel, None, grid, config, transform)
+    user = {name for name, family in families.items() if family == F.USER_FAMILY}
+    return LA.audit_factor_table(
+        full, compute, close, grid.dates, np.arange(300, len(grid.dates) - 12),
+        config.lookback_days(), max_offset=11, config=CONFIG, values_are_ranks=True,
+        scanned=user,
+    )
+
+
+def test_a_deviation_from_a_two_sided_smoother_is_caught_and_its_causal_form_is_not():
+    """A price's deviation from a filtfilt trend or a centred 21-day mean reads prices after t:
+    its IC with r(t+1) mirrors its IC with r(t) (-0.46 / 0.46 on a random walk) and fades
+    smoothly, so neither the spike rule (the opposite-signed r(t) IC excused it as a reversal)
+    nor an edge saw it; it was the market's top selected factor. The same filters run forward
+    only (lfilter, a trailing mean) reach r(t+1) with an IC near 0."""
+    from scipy.signal import butter, filtfilt, lfilter
+
+    b, a = butter(2, 0.1)
+
+    def centred_mean(log_close: np.ndarray) -> np.ndarray:
+        frame = pd.DataFrame(log_close)
+        return (frame - frame.rolling(21, center=True).mean()).to_numpy()
+
+    def trailing_mean(log_close: np.ndarray) -> np.ndarray:
+        frame = pd.DataFrame(log_close)
+        return (frame - frame.rolling(21).mean()).to_numpy()
+
+    market = generate_synthetic_market(n_tickers=80, n_days=1200, seed=21)
+    audit = _user_columns_audit(market, {
+        "filtfilt_gap": lambda lp: lp - filtfilt(b, a, lp, axis=0),
+        "centred_gap": centred_mean,
+        "lfilter_gap": lambda lp: lp - lp[0] - lfilter(b, a, lp - lp[0], axis=0),
+        "trailing_gap": trailing_mean,
+    })
+    assert {"filtfilt_gap", "centred_gap"} <= set(audit.suspects)
+    assert not {"lfilter_gap", "trailing_gap", "signal_1"} & set(audit.suspects)
+    assert "two-sided smoother" in audit.suspects["filtfilt_gap"]
+
+
+def test_a_causal_return_in_a_market_whose_moves_reverse_is_no_two_sided_smoother():
+    """When most of each move reverses within days, a causal 5-day return mirrors too (IC -0.29
+    with r(t+1) against 0.30 with r(t)); the project's own return factors show that reversal as
+    strongly, so a user's copy of one is kept. Judged without that reference it would go."""
+    market = generate_synthetic_market(n_tickers=100, n_days=1200, seed=4,
+                                       reversal_strength=0.99, reversal_window=5)
+
+    def five_day_return(log_close: np.ndarray) -> np.ndarray:
+        return log_close - _shift_down(log_close, 5)
+
+    audit = _user_columns_audit(market, {"vendor_ret_5": five_day_return})
+    assert "vendor_ret_5" not in audit.suspects
+    profile = audit.table.set_index("factor")
+    alone = LA.two_sided_filter_reasons(profile.loc[["vendor_ret_5"]], CONFIG, None)
+    assert "vendor_ret_5" in alone

@@ -15,6 +15,12 @@
   on one future day, far above the factor's IC on its other days and with the past return r(t).
   This catches a one-day peek into the label window that the |RankIC with the label| guard misses
   (its RankIC with a 10-day label is only about 1 / sqrt(10) = 0.3).
+- Two-sided smoother (user columns): a price's deviation from a centred moving average, a
+  filtfilt / Hodrick-Prescott / Gaussian trend reads prices on both sides of t. On a random walk
+  its IC with r(t+1) is exactly minus its IC with r(t) (the smoother's weights after t are half
+  of those off t), then fades over the smoother's width: no spike and no edge, so (b) and (c)
+  keep it. Information known at t reaches r(t+1) with the opposite sign only through a reversal,
+  which takes back a fraction of the move (at most about half, a pure bid-ask bounce's).
 - Label-window edge (same profile, j up to d + h + `edge_days`): a column made from the forward
   return itself (a target, or a vendor series stamped at the window's end) plus noise has a
   RankIC with the label well below the guard's 0.3 and an IC spread thinly over every day of the
@@ -64,6 +70,10 @@ class LeakAuditConfig:
     max_future_ic: float = 0.1
     spike_ratio: float = 3.0
     min_spike_tstat: float = 5.0  # the peak's Newey-West t: a few names' noise is no peek
+    # (b') a user column whose IC with r(t+1) is opposite to, and at least this share of, its IC
+    # with r(t) is the deviation from a two-sided smoother (a random walk gives exactly 1; a
+    # causal reversal at most about 0.5, a pure bid-ask bounce's)
+    mirror_share: float = 0.75
     # (c) label edge: mean IC over the label window's last `edge_days` days against the
     # `edge_days` days after it
     edge_days: int = 1
@@ -74,7 +84,7 @@ class LeakAuditConfig:
     # is what makes a noisy one's break stand out)
     edge_scan_factor: float = 2.0
     edge_scan_days: int = 3
-    # user columns the user knows are made from data up to t: the IC-profile checks (b), (c) and
+    # user columns the user knows are made from data up to t: the IC-profile checks (b), (b'), (c) and
     # the scan do not judge them (a pre-earnings estimate's IC is flat up to the announcement
     # and stops, as a copy's does)
     causal_columns: tuple = ()
@@ -449,6 +459,41 @@ def future_peek_reasons(profile: pd.DataFrame, config: LeakAuditConfig) -> dict[
     return reasons
 
 
+def two_sided_filter_reasons(profile: pd.DataFrame, config: LeakAuditConfig,
+                             scanned: Collection[str] | None = None) -> dict[str, str]:
+    """Factors in `scanned` (None: all) whose IC with r(t+1) mirrors their IC with r(t): the
+    opposite sign, at least `mirror_share` of its size, above `max_future_ic`, with a Newey-West
+    t above `min_spike_tstat`, and above `spike_ratio` times the largest |IC with r(t+1)| of the
+    profile's other (causal, prefix-audited) factors: in a market whose moves mostly reverse
+    (prices near a fixed value plus noise) a causal k-day return mirrors too, and the project's
+    own return factors then show that reversal as strongly (see the module's note)."""
+    reasons: dict[str, str] = {}
+    if "ic_1" not in profile:
+        return reasons
+    own = profile["ic_1"].abs() if scanned is None else profile.loc[
+        ~profile.index.isin(list(scanned)), "ic_1"].abs()
+    reference = float(own.max()) if scanned is not None and own.notna().any() else 0.0
+    for name, row in profile.iterrows():
+        if scanned is not None and name not in scanned:
+            continue
+        past, next_day = float(row.get("ic_0", math.nan)), float(row["ic_1"])
+        t = abs(float(row.get("t_1", math.inf)))
+        if not (math.isfinite(past) and math.isfinite(next_day)) or past * next_day >= 0:
+            continue
+        size = abs(next_day)
+        if (size > config.max_future_ic and size >= config.mirror_share * abs(past)
+                and size > config.spike_ratio * reference
+                and (not math.isfinite(t) or t > config.min_spike_tstat)):
+            reasons[name] = (
+                f"two-sided smoother: IC with r(t+1) = {next_day:.3f} mirrors IC with r(t) = "
+                f"{past:.3f} (t-stat {t:.1f}; the project's own price factors reach r(t+1) with "
+                f"|IC| <= {reference:.3f}): a deviation from a centred moving average or a "
+                "filtfilt / Hodrick-Prescott / Gaussian trend reads prices after t; the "
+                "one-sided (causal) form of the filter has no such IC"
+            )
+    return reasons
+
+
 def label_edge_reasons(profile: pd.DataFrame, config: LeakAuditConfig,
                        label_end: int) -> dict[str, str]:
     """Factors that know the label window: their IC with each day's return holds up to the
@@ -570,6 +615,8 @@ def audit_factor_table(
                     "(feature_engineering.leak_audit.causal_columns)", ", ".join(map(str, trusted)))
         judged = judged.drop(index=trusted)
     for name, reason in future_peek_reasons(judged, config).items():
+        suspects.setdefault(name, []).append(reason)
+    for name, reason in two_sided_filter_reasons(judged, config, scanned).items():
         suspects.setdefault(name, []).append(reason)
     for name, reason in label_edge_reasons(judged, config, max_offset).items():
         suspects.setdefault(name, []).append(reason)

@@ -332,17 +332,28 @@ def test_a_partial_last_day_is_named_when_an_earlier_date_is_scored(trained, tmp
 
 
 def test_a_short_book_names_the_sectors_too_small_for_quantiles(caplog):
-    from bma_quant.core.evaluation.portfolio import PortfolioRule
+    """Sectors of 28, 4, 3, 2, 2 and 1 names in quintiles: the 4- and 3-name sectors hold a
+    long and a short name each (half as many names as quantiles or fewer hold nothing, README);
+    the warning named them among the sectors that hold nothing (fewer names than quantiles)."""
+    from bma_quant.core.evaluation.portfolio import PortfolioRule, target_weights
     from bma_quant.pipelines.inference.nodes import _warn_shortfall
 
-    scores = pd.DataFrame({"ticker": list("ABCDEFG"), "score": range(7),
-                           "sector": ["X"] * 5 + ["Y", "Z"]})
+    sizes = {"Tech": 28, "Financials": 4, "Health": 3, "Energy": 2, "Materials": 2,
+             "Utilities": 1}
+    sectors = [name for name, n in sizes.items() for _ in range(n)]
+    scores = pd.DataFrame({"date": pd.Timestamp("2024-01-05"),
+                           "ticker": [f"T{i:02d}" for i in range(len(sectors))],
+                           "score": np.linspace(-1, 1, len(sectors)), "sector": sectors})
     rule = PortfolioRule.from_params({"style": "long_short", "n_quantiles": 5,
-                                      "gross_exposure": 1.0, "max_weight": 0.1,
+                                      "gross_exposure": 1.0, "max_weight": None,
                                       "sector_neutral": True})
+    book, summary = target_weights(scores, rule)
+    held = book.groupby("sector")["weight"].apply(lambda w: w.abs().sum())
+    assert held["Financials"] > 0 and held["Health"] > 0
     with caplog.at_level("WARNING"):
-        _warn_shortfall(scores, rule, {"gross": 0.4})
-    assert "2 sector(s) with fewer than n_quantiles (5) names hold nothing (Y, Z)" in caplog.text
+        _warn_shortfall(book, rule, summary)
+    assert "3 sector(s) too small for 5 quantiles hold nothing (Energy, Materials, Utilities)" \
+        in caplog.text
 
 
 def test_a_book_on_too_few_names_says_why(caplog):

@@ -163,27 +163,28 @@ def _warn_thin_book(scores: pd.DataFrame, rule: PortfolioRule) -> None:
                        rule.n_quantiles)
 
 
-def _warn_shortfall(scores: pd.DataFrame, rule: PortfolioRule, book: dict) -> None:
+def _warn_shortfall(book: pd.DataFrame, rule: PortfolioRule, summary: dict) -> None:
     """Say why the book holds less than its gross target: sectors too small for per-sector
-    quantiles (sector_neutral), or the per-name cap."""
+    quantiles (sector_neutral: those whose names all hold nothing in `book`), or the per-name
+    cap."""
     small = []
-    if rule.sector_neutral and SECTOR in scores and scores[SECTOR].notna().any():
-        counts = scores.groupby(SECTOR)["ticker"].nunique()
-        small = sorted(map(str, counts.index[counts < rule.n_quantiles]))
+    if rule.sector_neutral and SECTOR in book and book[SECTOR].notna().any():
+        held = book["weight"].abs().gt(0).groupby(book[SECTOR]).any()
+        small = sorted(map(str, held.index[~held]))
     if small:
         logger.warning(
             "the portfolio holds gross %.3f of the %.3f target: with sector_neutral, quantiles are "
-            "taken within each sector, and %d sector(s) with fewer than n_quantiles (%d) names "
-            "hold nothing (%s); set inference.portfolio.sector_neutral: false or fewer quantiles",
-            book["gross"], rule.gross_exposure, len(small), rule.n_quantiles,
+            "taken within each sector, and %d sector(s) too small for %d quantiles hold nothing "
+            "(%s); set inference.portfolio.sector_neutral: false or fewer quantiles",
+            summary["gross"], rule.gross_exposure, len(small), rule.n_quantiles,
             ", ".join(small[:5]))
     elif rule.max_weight is None or rule.max_weight >= rule.gross_exposure:  # no cap binds
         logger.warning("the portfolio holds gross %.3f of the %.3f target: %d scored name(s) "
-                       "cannot fill its side(s)", book["gross"], rule.gross_exposure,
-                       scores["ticker"].nunique())
+                       "cannot fill its side(s)", summary["gross"], rule.gross_exposure,
+                       book["ticker"].nunique())
     else:
         logger.warning("the portfolio holds gross %.3f of the %.3f target: max_weight %.3f binds "
-                       "on too few names", book["gross"], rule.gross_exposure, rule.max_weight)
+                       "on too few names", summary["gross"], rule.gross_exposure, rule.max_weight)
 
 
 def _warn_widened(book: pd.DataFrame, rule: PortfolioRule) -> None:
@@ -273,7 +274,7 @@ def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
     _warn_thin_book(scores, rule)
     out, book = target_weights(scores, rule)
     if book["shortfall"] > 1e-9:
-        _warn_shortfall(scores, rule, book)
+        _warn_shortfall(out, rule, book)
     _warn_widened(out, rule)
     out["score"] = out["score"].astype(np.float32)
     out["rank"] = out["score"].rank(ascending=False, method="first").astype("int32")

@@ -746,6 +746,8 @@ def test_a_seven_day_calendar_is_named_with_its_rate_and_what_to_scale(tmp_path,
     assert ("annualised figures use the file's rate, 365 rows a year (evaluation.backtest."
             "periods_per_year null); scale the windows by 1.45") in caplog.text
     assert out["date_split"]["dates_per_year"] == 365.2
+    # logged as split.dates_per_year: a 365-date run's Sharpe beside 252-date runs in the UI
+    assert out["date_split_params"]["dates_per_year"] == 365.2
     assert "cv.min_train_days" in caplog.text and "split_detection.enabled: false" in caplog.text
     assert "keep temporal.execution_delay_days at 1 or more" in caplog.text
     # periods_per_year set to 365 does not silence the split hint while detection is on (the

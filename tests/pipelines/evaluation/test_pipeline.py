@@ -37,6 +37,10 @@ def test_table_covers_every_model_and_scope(planted):
             assert f"{model}.test_{name}" in metrics
     assert all(set(v) == {"value", "step"} for v in metrics.values())
     assert metrics["final.gates_passed"]["value"] == 1.0
+    # the rate the annualised figures used: 252 on daily exchange bars (the synthetic
+    # business-day calendar's 261 dates a year), not logged before
+    assert 255 < datasets["date_split"]["dates_per_year"] < 262
+    assert metrics["periods_per_year"]["value"] == 252.0
     # every metric column can be gated on (preflight refuses names outside this list)
     from bma_quant.core.data.preflight import GATE_METRICS
     assert set(table.columns) - {"model", "scope"} <= set(GATE_METRICS)

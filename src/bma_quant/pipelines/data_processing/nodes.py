@@ -442,7 +442,9 @@ def make_date_split(clean: panel.PanelMatrices, temporal: dict, split_params: di
     _warn_dates_before_dev_start(clean.dates, split_params.get("dev_start"))
     logger.info("split: dev %s..%s | gap %d | test %s..%s", dates["dev_start"], dates["dev_end"],
                 dates["gap_days"], dates["test_start"], dates["test_end"])
-    as_params = {k: dates[k] for k in ("dev_start", "dev_end", "test_start", "test_end", "gap_days")}
+    # dates_per_year too: a 365-date (crypto) run's Sharpe sits beside 252-date runs in the UI
+    as_params = {k: dates[k] for k in ("dev_start", "dev_end", "test_start", "test_end", "gap_days",
+                                       "dates_per_year")}
     return dates, as_params
 
 

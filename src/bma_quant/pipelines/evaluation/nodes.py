@@ -325,11 +325,15 @@ def _overfitting_gate_metrics(report: dict, model: str) -> dict[str, float | Non
     return {"pbo": pbo, "deflated_sharpe": deflated.get("deflated_sharpe")}
 
 
-def evaluation_metrics(evaluation_table: pd.DataFrame, gate_report: dict, params: dict) -> dict:
-    """``evaluation.<model>.test_<metric>`` (+ per-regime ones and the gate verdicts)."""
+def evaluation_metrics(evaluation_table: pd.DataFrame, gate_report: dict, params: dict,
+                       temporal: dict, date_split: dict) -> dict:
+    """``evaluation.<model>.test_<metric>`` (+ per-regime ones and the gate verdicts) and
+    ``evaluation.periods_per_year``, the rate the annualised figures used."""
     values = test_period.metric_values(
         evaluation_table, test_period.LOGGED_METRICS, params.get("log_regime_metrics") or ()
     )
+    values["periods_per_year"] = float(test_period.EvaluationConfig.from_params(
+        params, temporal, date_split.get("dates_per_year")).periods_per_year)
     model = gate_report["model"]
     values[f"{model}.gates_passed"] = float(gate_report["passed"])
     for check in gate_report["checks"]:

@@ -141,6 +141,13 @@ def test_local_midnights_converted_to_utc_are_said_to_look_shifted(caplog):
     with caplog.at_level(logging.WARNING):
         validate_long_panel(utc)
     assert "If the exchange trades Monday to Friday" in caplog.text
+    # ... and says, as for dates without a time, that a Sunday-to-Thursday week is read right
+    # (it told such a file, stamped at its 15:00 close, to fix its dates)
+    assert "a Sunday-to-Thursday exchange, as in Saudi Arabia" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        validate_long_panel(riyadh.assign(date=riyadh["date"].dt.strftime("%Y-%m-%d 15:00")))
+    assert "a Sunday-to-Thursday exchange" in caplog.text
 
 
 def test_closes_stamped_at_different_times_line_up_on_their_day():

@@ -536,12 +536,16 @@ def _warn_shifted_days(days: pd.Series, example, source: str) -> None:
     weekend = weekday >= 5
     share = weekday.value_counts(normalize=True).reindex(range(7), fill_value=0.0)
     if weekend.mean() > SHIFTED_WEEKEND_SHARE and share.min() < 0.25 / 7:
+        # Sunday to Thursday is a week of its own (Friday empty), as in the dates-only check
+        own_week = int(share.idxmin()) == 4
         logger.warning(
             "%s: %.0f%% of the timed rows fall on a Saturday or Sunday (e.g. %s). If the "
             "exchange trades Monday to Friday, stamps like %s are its local days converted to "
             "another time zone (Tokyo's midnight is 15:00 UTC the day before) and every bar "
-            "sits a day early: give the dates in the exchange's time zone (or without one)",
-            source, 100 * weekend.mean(), days[weekend].iloc[0].date(), example)
+            "sits a day early: give the dates in the exchange's time zone (or without one)%s",
+            source, 100 * weekend.mean(), days[weekend].iloc[0].date(), example,
+            " (a Sunday-to-Thursday exchange, as in Saudi Arabia, Kuwait or Qatar, is read "
+            "right as it is)" if own_week else "")
 
 
 DECIMAL_COMMA = r"^\s*[-+]?\d{1,3}(\.\d{3})*,\d+\s*$|^\s*[-+]?\d+,\d+\s*$"

@@ -828,3 +828,34 @@ def test_a_market_wide_crash_near_a_split_ratio_is_no_split_but_one_names_split_
         {"ticker": t, "date": crash, "ratio": 2.0} for t in near_half])[0]
     assert f"{len(near_half)} one-day move(s) near a split ratio were not repaired: the day's " \
            f"median name moved with them" in warning and crash in warning
+
+
+def test_a_penny_names_one_tick_moves_are_no_splits_and_its_real_splits_are():
+    """A name at 0.001-0.003 on a 0.001 grid moves a whole tick at a time: 0.002 -> 0.001 is a
+    2:1 ratio and 0.003 -> 0.002 a 3:2 one. Its tick noise was rescaled as 13 splits (a price
+    doubled for months) and reported as 3:2 splits, +50 % jumps and bad prints. A one-tick move
+    says nothing; a 10:1 reverse split of the same name (0.002 -> 0.02) and a 2:1 split of a
+    name on the same grid far above its tick still are splits."""
+    rng = np.random.default_rng(5)
+    dates = pd.bdate_range("2021-01-01", periods=300)
+    ticks = [2]
+    for step in rng.choice([-1, 0, 0, 1], size=299):  # a walk between one and three ticks
+        ticks.append(ticks[-1] + step if 1 <= ticks[-1] + step <= 3 else ticks[-1] - step)
+    penny = np.array(ticks) * 0.001
+    assert (np.abs(np.diff(penny)) > 0).sum() > 20  # plenty of one-tick moves
+    # a 10:1 reverse split: 0.02 and on, a tick at a time
+    penny[195:200] = 0.002
+    walk = np.cumsum(rng.choice([-1, 0, 1], size=100))
+    penny[200:] = np.round(0.02 + 0.001 * (walk - walk[0]), 3)
+    dollar = np.round(0.5 * np.exp(np.cumsum(rng.normal(0, 0.01, 300))), 3)
+    dollar[150:] = np.round(dollar[150:] / 2, 3)  # a 2:1 split
+    close = pd.DataFrame({"P": penny, "D": dollar}, index=dates)
+    matrices = panel.PanelMatrices({"close": close})
+    ratios = [2, 3, 4, 5, 10, 100]
+    out = cleaning.split_repair(matrices, 0.4, ratios, 0.02, 5, 0.15, 21)
+    assert {(e.ticker, e.date, e.ratio) for e in out.events} == {
+        ("P", str(dates[200].date()), 0.1), ("D", str(dates[150].date()), 2.0)}
+    assert not cleaning.reverted_move_report(close, 0.4, 5, 21)
+    assert not cleaning.unexplained_large_moves(matrices, 0.4, ratios, 0.1, 5, out.events, 21)
+    assert not cleaning.unconfigured_ratio_moves(matrices, 0.4, [*ratios, 1.5], 0.02, 5, ratios,
+                                                 out.events, 21)

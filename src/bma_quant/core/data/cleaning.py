@@ -19,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.data import listings
+from bma_quant.core.data import listings, price_grid
 from bma_quant.core.data.panel import PanelMatrices
 
 PRICE_FIELDS = ("open", "high", "low", "close")
@@ -358,6 +358,10 @@ def _large_moves(close: pd.DataFrame, bound: float, ratios: list[float],
     move = close / previous
     candidates = split_ratios(ratios)
     big = (np.abs(move - 1.0) > bound).to_numpy() & move.notna().to_numpy()
+    moved = np.flatnonzero(big.any(axis=0))  # the grid of the names with such moves only
+    if moved.size:
+        big[:, moved] &= ~_one_tick(close.to_numpy(dtype=float)[:, moved],
+                                    previous.to_numpy(dtype=float)[:, moved])
     out = []
     for i, j in zip(*np.nonzero(big), strict=True):
         observed = float(move.iat[i, j])
@@ -366,6 +370,18 @@ def _large_moves(close: pd.DataFrame, bound: float, ratios: list[float],
         out.append(LargeMove(int(i), int(j), observed - 1.0, nearest,
                              abs(implied / nearest - 1.0)))
     return out
+
+
+def _one_tick(close: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """(date x name) a move of at most one tick of the name's price grid (`price_grid`): a
+    price of a few ticks (0.001 -> 0.002 on a 0.001 grid) makes ratios like 2:1 or 3:2 in one
+    tick, the smallest move it can make, so a one-tick move says nothing of a split (a penny
+    stock's tick noise was rescaled as 2:1 splits and reported as 3:2 ones). Names without a
+    grid (computed prices) have no such moves. The grid is read from the closes seen so far,
+    however few (a new name's first weeks move by ticks too)."""
+    step = price_grid.price_steps(close, min_closes=1)
+    with np.errstate(invalid="ignore"):
+        return (step > 0) & (np.abs(close - previous) <= step * (1.0 + 1e-6))
 
 
 def _held_large_moves(close: pd.DataFrame, bound: float, ratios: list[float],

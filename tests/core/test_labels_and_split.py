@@ -226,6 +226,15 @@ def test_stale_streaks_are_counted_and_masked_beyond_the_limit():
     assert summary.stale_days == 8  # every unchanged close of the streak, not those past min_streak
     assert summary.masked_days == 3
     assert out.close["A"].isna().sum() == 3
+    # with volume: an unchanged close with a fresh volume is a trade (it ends the streak); a
+    # copied or zero volume is not
+    volume = pd.DataFrame({"A": [5.0, 6, 7, 0, 0, 0, 0, 0, 0, 9, 9, 9]}, index=dates)
+    traded = panel.PanelMatrices({"close": close, "volume": volume})
+    _, summary = cleaning.handle_stale_prices(traded, min_streak=3, mask_after=5,
+                                              volume_trades=True)
+    assert summary.worst == {"A": 6} and summary.masked_days == 1
+    _, summary = cleaning.handle_stale_prices(traded, min_streak=3, mask_after=5)
+    assert summary.worst == {"A": 8}
 
 
 def test_sector_is_point_in_time():

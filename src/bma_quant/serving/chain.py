@@ -211,6 +211,8 @@ class PanelCleaner:
             matrices, int(self.stale.get("min_streak", 5)), self.stale.get("mask_after"),
             carried=(unfilled.isna() & matrices.close.notna()
                      if getattr(self, "stale_ignores_fill", False) else None),
+            # chains trained before it have no such key: streaks as they were trained
+            volume_trades=bool(self.stale.get("volume_trades", False)),
         )
         trailing = universe_lib.trailing_eligibility(
             universe_lib.traded_cells(observed, unmasked, matrices.close, untraded), rule,

@@ -216,8 +216,9 @@ def test_a_frozen_price_does_not_count_as_coverage(tmp_path, market):
     panel = market.panel.copy()
     dates = np.sort(panel["date"].unique())
     frozen = (panel["ticker"] == "T0004") & panel["date"].between(dates[300], dates[399])
-    level = panel.loc[(panel["ticker"] == "T0004") & (panel["date"] == dates[300]), "close"]
-    panel.loc[frozen, "close"] = level.item()
+    first = (panel["ticker"] == "T0004") & (panel["date"] == dates[300])
+    # a frozen feed copies the volume too (a fresh volume would show trades at that price)
+    panel.loc[frozen, ["close", "volume"]] = panel.loc[first, ["close", "volume"]].to_numpy()
     path = tmp_path / "p.parquet"
     panel.to_parquet(path)
     processing = {"eligibility": {"window_days": 60, "min_history_days": 20},
@@ -239,6 +240,38 @@ def test_a_frozen_price_does_not_count_as_coverage(tmp_path, market):
     chain_eligible = sliced.pivot(index="date", columns="ticker", values="eligible")["T0004"]
     pd.testing.assert_series_equal(chain_eligible.loc[dates[300]:], eligible.loc[dates[300]:],
                                    check_names=False)
+
+
+def test_an_unchanged_close_that_traded_is_no_stale_price(tmp_path, market, caplog):
+    """A penny name a tick above zero trades at one close for weeks, with a fresh volume each
+    day: its closes were masked as stale (two names left most cross-sections, and nothing was
+    said). A fresh volume is a trade; a copied or zero volume is not, and the closes masked on
+    the dates the run uses are warned about with the names."""
+    panel = market.panel.copy()
+    dates = np.sort(panel["date"].unique())
+    window = panel["date"].between(dates[300], dates[399])
+    for name in ("T0003", "T0004"):
+        rows = window & (panel["ticker"] == name)
+        panel.loc[rows, ["open", "high", "low", "close"]] = 0.002
+    copied = window & (panel["ticker"] == "T0004")
+    panel.loc[copied, "volume"] = panel.loc[copied, "volume"].iloc[0]
+    path = tmp_path / "p.parquet"
+    panel.to_parquet(path)
+    processing = {"stale": {"min_streak": 5, "mask_after": 20}}
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, {**_overrides(path), "processing": processing})
+    close = out["primary_panel"].pivot(index="date", columns="ticker", values="close")
+    assert close.loc[dates[300]:dates[399], "T0003"].notna().all()  # traded: kept
+    assert close.loc[dates[321]:dates[399], "T0004"].isna().all()  # a frozen feed: masked
+    masked = out["data_quality_report"]["stale"]["masked_in_use"]
+    assert masked == {"closes": 79, "names": 1, "most": {"T0004": 79}}
+    assert "79 close(s) of 1 name(s) from periods.dev_start on were masked as stale" in caplog.text
+    assert "(most: T0004 79)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # the closes alone, as before
+        out = run_pipeline("data_processing", {}, {**_overrides(path), "processing": {
+            "stale": {**processing["stale"], "volume_trades": False}}})
+    assert out["data_quality_report"]["stale"]["masked_in_use"]["names"] == 2
 
 
 def _assert_serving_decides_the_same(panel: pd.DataFrame, overrides: dict, out: dict,

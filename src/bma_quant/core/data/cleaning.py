@@ -605,11 +605,16 @@ def _holds_new_level(before: float, level: float, after: np.ndarray) -> bool:
 
 
 def zero_return_streaks(close: pd.DataFrame,
-                        carried: pd.DataFrame | None = None) -> pd.DataFrame:
+                        carried: pd.DataFrame | None = None,
+                        traded: pd.DataFrame | None = None) -> pd.DataFrame:
     """Running length of the current zero-return streak at each cell (0 when the price moved).
     `carried`: cells whose close the forward fill supplied; they neither lengthen nor end a
-    streak (the project's own fill after a delisting or a gap is no stale print)."""
+    streak (the project's own fill after a delisting or a gap is no stale print). `traded`:
+    cells that were trades (see `traded_at_close`): an unchanged close that traded is a price,
+    and ends the streak as a move does."""
     unchanged = (close == close.shift(1)) & close.notna()
+    if traded is not None:
+        unchanged &= ~traded.reindex_like(close).fillna(False).astype(bool)
     arr = unchanged.to_numpy()
     held = (np.zeros(arr.shape, dtype=bool) if carried is None
             else carried.reindex_like(close).fillna(False).to_numpy(dtype=bool))
@@ -800,13 +805,26 @@ class StaleSummary:
     worst: dict[str, int]  # ticker -> longest streak
 
 
+def traded_at_close(panel: PanelMatrices) -> pd.DataFrame | None:
+    """(date x name) rows with a volume above 0 that differs from the day before's: a trade.
+    A frozen feed copies the volume too, or sends none or 0; a name on a coarse price grid (a
+    penny stock a tick or two above zero) trades at an unchanged close for weeks. None without a
+    volume column."""
+    volume = panel.values.get("volume")
+    if volume is None:
+        return None
+    return (volume > 0) & volume.ne(volume.shift(1)) & volume.notna()
+
+
 def handle_stale_prices(
     panel: PanelMatrices, min_streak: int, mask_after: int | None,
-    carried: pd.DataFrame | None = None,
+    carried: pd.DataFrame | None = None, volume_trades: bool = False,
 ) -> tuple[PanelMatrices, StaleSummary]:
     """Count zero-return streaks of >= min_streak days; mask prices after `mask_after` days of one.
-    `carried`: cells the forward fill supplied (see `zero_return_streaks`)."""
-    run = zero_return_streaks(panel.close, carried)
+    `carried`: cells the forward fill supplied (see `zero_return_streaks`). `volume_trades`: an
+    unchanged close with a fresh volume (`traded_at_close`) ends a streak."""
+    run = zero_return_streaks(panel.close, carried,
+                              traded_at_close(panel) if volume_trades else None)
     arr = run.to_numpy()
     ends = (arr >= min_streak) & np.vstack([arr[1:] == 0, np.ones((1, arr.shape[1]), bool)])
     longest = run.max(axis=0)

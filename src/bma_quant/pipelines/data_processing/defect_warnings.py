@@ -133,6 +133,17 @@ def _warn_bars_and_volume(log: dict, n_priced: int, untraded_moves: bool) -> Non
             "cross-section on those dates (no score, no trade, no training row; "
             "processing.untraded_zero_volume)",
             untraded["rows"], untraded["names"], "; ".join(untraded["examples"]))
+    masked = (log.get("stale") or {}).get("masked_in_use") or {}
+    if masked.get("closes"):
+        logger.warning(
+            "%d close(s) of %d name(s) from periods.dev_start on were masked as stale: deeper "
+            "than processing.stale.mask_after dates into a run of unchanged closes without a "
+            "trade (most: %s), so the name is out of the cross-section there (no score, no "
+            "trade, no training row). A name whose price rarely moves (a few ticks above zero, "
+            "an illiquid share) is masked too unless a volume column shows its trades "
+            "(processing.stale.volume_trades); processing.stale.mask_after: null keeps every "
+            "close", masked["closes"], masked["names"],
+            ", ".join(f"{name} {n}" for name, n in masked["most"].items()))
     moves = log.get("zero_volume_moves") or {}
     if moves.get("rows"):
         logger.warning(

@@ -129,6 +129,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     cleaned, stale = cleaning.handle_stale_prices(
         split_repair.panel, int(stale_cfg["min_streak"]), stale_cfg.get("mask_after"),
         carried=kept.close.isna() & filled_panel.close.notna(),
+        volume_trades=bool(stale_cfg.get("volume_trades", False)),
     )
     cleaned, untraded, kept_out = _point_in_time_universe(
         kept, observed, split_repair, cleaned, rule, processing, (periods or {}).get("dev_start"),
@@ -145,7 +146,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "reverted_large_moves": _reverted_moves(filled_panel.close, processing["split_detection"]),
         # held moves at a common split ratio not configured (a 3:2 split's -33 %)
         "unconfigured_ratio_moves": unconfigured,
-        "stale": asdict(stale),
+        "stale": {**asdict(stale), "masked_in_use": _masked_in_use(
+            split_repair.panel.close, cleaned.close, (periods or {}).get("dev_start"))},
         "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in cleaning.flat_dates(kept.close)],
         **_trading_findings(kept, untraded, kept_out),
         # the kept dates (after the strict filter), as date_split and evaluation read them
@@ -169,6 +171,19 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         relist_after=rule.relist_after_days,
         split_detection=bool(processing["split_detection"].get("enabled", True)))
     return cleaned, log
+
+
+def _masked_in_use(before: pd.DataFrame, after: pd.DataFrame, used_from) -> dict:
+    """Closes the stale rule masked on the dates the run uses (from periods.dev_start): their
+    count, names and the names with the most (a masked stretch before dev_start changes
+    nothing the run reads)."""
+    masked = before.notna() & after.isna()
+    if used_from is not None:
+        masked = masked.loc[masked.index >= pd.Timestamp(used_from)]
+    per_name = masked.sum(axis=0)
+    per_name = per_name[per_name > 0].sort_values(ascending=False, kind="stable")
+    return {"closes": int(per_name.sum()), "names": len(per_name),
+            "most": {str(name): int(n) for name, n in per_name.head(5).items()}}
 
 
 def _warn_unknown_factor_limits(user_columns: list[str], limits) -> None:

@@ -118,3 +118,48 @@ def test_stale_lineage_reaches_through_layers_and_spares_what_does_not_matter(pr
 
 def test_parameters_flatten_to_dotted_json_leaves():
     assert flat_parameters("a", {"b": {"c": (1, 2)}, "d": None}) == {"a.b.c": [1, 2], "a.d": None}
+
+
+def test_a_section_set_to_null_or_reshaped_is_a_change():
+    """`search_space.lightgbm=null` turns LightGBM's tuning off: one side had leaf keys, the
+    other one value at the section, and nothing was compared, so stacking ran on untuned
+    predictions with the tuned config's hash. A section emptied, a value made a section, and a
+    tuned dimension or learner argument added or removed (the user's own keys) count too; a
+    key an upgrade adds elsewhere does not."""
+    from bma_quant.run_hooks.layer_lineage import lineage_differences
+
+    space = {"num_leaves": {"type": "int", "low": 4, "high": 64}}
+    params = {"base_models": {"n_trials": 10, "tuning": {"search_space": {"lightgbm": space}},
+                              "defaults": {"lightgbm": {"num_leaves": 31}}}}
+    made = flat_parameters("base_models", params["base_models"])
+
+    def differences(**changes):
+        new = copy.deepcopy(params)
+        for path, value in changes.items():
+            *keys, last = path.split("__")
+            node = new["base_models"]
+            for key in keys:
+                node = node[key]
+            if value is KeyError:
+                del node[last]
+            else:
+                node[last] = value
+        return lineage_differences(made, new)
+
+    assert differences() == []
+    (null,) = differences(tuning__search_space__lightgbm=None)
+    assert null.startswith("base_models.tuning.search_space.lightgbm was {") and "num_leaves" \
+        in null and null.endswith(", is null")
+    assert len(differences(tuning__search_space__lightgbm={})) == 1
+    assert len(differences(defaults=None)) == 1
+    assert differences(defaults__lightgbm__max_depth=3) == [
+        "base_models.defaults.lightgbm.max_depth was not set, is 3"]
+    (emptied,) = differences(defaults__lightgbm__num_leaves=KeyError)
+    assert emptied.startswith("base_models.defaults.lightgbm was {") and emptied.endswith(
+        "is {}")
+    # the other way round: stored tuned with null, now tuned
+    untuned = copy.deepcopy(params)
+    untuned["base_models"]["tuning"]["search_space"]["lightgbm"] = None
+    assert len(lineage_differences(flat_parameters("base_models", untuned["base_models"]),
+                                   params)) == 1
+    assert differences(added_by_an_upgrade=1) == []

@@ -36,8 +36,9 @@ IGNORED_LAST_KEYS = frozenset({"show_progress_bar"})
 
 
 def flat_parameters(prefix: str, value: Any) -> dict[str, Any]:
-    """Dotted key -> JSON value of every leaf under `prefix` (lists are leaves)."""
-    if isinstance(value, dict):
+    """Dotted key -> JSON value of every leaf under `prefix` (lists and empty mappings are
+    leaves: a section emptied is a value, as one set to null is)."""
+    if isinstance(value, dict) and value:
         out: dict[str, Any] = {}
         for key, inner in value.items():
             out.update(flat_parameters(f"{prefix}.{key}", inner))
@@ -56,17 +57,67 @@ def node_parameters(node, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def lineage_differences(made_with: dict[str, Any], params: dict[str, Any]) -> list[str]:
-    """`key was X, is Y` for every recorded key whose value this run's parameters change (keys
-    only one side has are not compared: a parameter added or removed by an upgrade)."""
+    """`key was X, is Y` for every recorded key whose value this run's parameters change. Keys
+    only one side has are not compared (a parameter added or removed by an upgrade), except
+    where the other side has a value at a section above them (a section set to null or replaced
+    by a value, or a value replaced by a section: `search_space.lightgbm: null` turns tuning off)
+    and inside the sections whose keys are the user's own (`preflight.OPEN_SECTIONS`: a learner
+    argument or a tuned dimension added or removed)."""
     current: dict[str, Any] = {}
     for key in made_with:
         top = key.split(".", 1)[0]
         if top not in current:
             current.update(flat_parameters(top, params.get(top)) if top in params else {})
-    return [f"{key} was {shown(value)}, is {shown(current[key])}"
-            for key, value in sorted(made_with.items())
-            if key in current and key.rsplit(".", 1)[-1] not in IGNORED_LAST_KEYS
-            and current[key] != value]
+    changes = {key: f"{key} was {shown(value)}, is {shown(current[key])}"
+               for key, value in made_with.items()
+               if key in current and current[key] != value}
+    changes.update(_reshaped(made_with, current))
+    return [text for key, text in sorted(changes.items())
+            if key.rsplit(".", 1)[-1] not in IGNORED_LAST_KEYS]
+
+
+def _value_above(key: str, flat: dict[str, Any]) -> str | None:
+    """The longest proper prefix of `key` that is a leaf of `flat`, if any."""
+    parts = key.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        prefix = ".".join(parts[:end])
+        if prefix in flat:
+            return prefix
+    return None
+
+
+def _under(flat: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix) + 1:]: v for k, v in flat.items() if k.startswith(f"{prefix}.")}
+
+
+def _open_entry(key: str) -> str | None:
+    """The open section `key` lies in (`preflight.OPEN_SECTIONS`), if any."""
+    return next((s for s in preflight.OPEN_SECTIONS if key.startswith(f"{s}.")), None)
+
+
+def _reshaped(made_with: dict[str, Any], current: dict[str, Any]) -> dict[str, str]:
+    """The changes `lineage_differences` finds among keys only one side has."""
+    out: dict[str, str] = {}
+    for key, value in made_with.items():
+        if key in current:
+            continue
+        above = _value_above(key, current)
+        if above is not None:
+            out[above] = (f"{above} was {shown(_under(made_with, above))}, "
+                          f"is {shown(current[above])}")
+        elif _open_entry(key):
+            out[key] = f"{key} was {shown(value)}, is not set"
+    read_open = {s for k in made_with if (s := _open_entry(k))}
+    for key, value in current.items():
+        if key in made_with or key in out:  # a section whose keys the loop above compared
+            continue
+        above = _value_above(key, made_with)
+        if above is not None:
+            out[above] = (f"{above} was {shown(made_with[above])}, "
+                          f"is {shown(_under(current, above))}")
+        elif _open_entry(key) in read_open and value != {}:  # {}: as unset (older records)
+            out[key] = f"{key} was not set, is {shown(value)}"
+    return out
 
 
 class LayerLineageHooks(StoredRecordHooks):

@@ -271,7 +271,8 @@ def check_parameters(params: Mapping[str, Any]) -> None:
         problems.append(f"memory.target_usage ({target}) must not exceed memory.max_threshold ({cap})")
     problems += (_choice_problems(params) + _list_problems(params) + _shape_problems(params)
                  + _gate_problems(params) + _search_space_problems(params)
-                 + _evidence_problems(params) + _window_problems(params))
+                 + _evidence_problems(params) + _window_problems(params)
+                 + _learner_argument_problems(params))
     if problems:
         raise PreflightError("Invalid parameter(s): " + "; ".join(problems))
     if lookup(params, "temporal") is not None:
@@ -318,6 +319,49 @@ def _search_space_problems(params: Mapping[str, Any]) -> list[str]:
                     problems.append(f"{path}: low ({low}) must not exceed high ({high})")
                 elif spec.get("log") and low <= 0:
                     problems.append(f"{path}: low ({low}) must be > 0 with log: true")
+    return problems
+
+
+# sections of learner arguments: (path, learner) where learner None = one section per learner
+LEARNER_ARGUMENT_SECTIONS = (("base_models.defaults", None),
+                             ("base_models.tuning.search_space", None),
+                             ("regime_models.learner_params", None),
+                             ("stacking.elastic_net", "elastic_net"),
+                             ("stacking.lightgbm", "lightgbm"))
+
+
+def _sample_value(spec: Any) -> Any:
+    """A value a search-space entry can take (its low, or first choice), or None."""
+    if not isinstance(spec, Mapping):
+        return None
+    choices = spec.get("choices")
+    return choices[0] if isinstance(choices, list | tuple) and choices else spec.get("low")
+
+
+def _learner_argument_problems(params: Mapping[str, Any]) -> list[str]:
+    """Learner arguments the library behind the learner does not read (a misspelt `max_dept`
+    was dropped with a warning per fit, `num_leavs` without a word, a tuned `num_leavs`
+    searched a dimension that changes nothing; `alpah` failed ElasticNet inside its node)."""
+    import difflib
+
+    from bma_quant.core.models.learner_arguments import known_arguments, unknown_arguments
+
+    problems: list[str] = []
+    for path, fixed in LEARNER_ARGUMENT_SECTIONS:
+        section = lookup(params, path)
+        if not isinstance(section, Mapping):
+            continue
+        groups = {fixed: section} if fixed else section
+        for learner, arguments in groups.items():
+            if not isinstance(arguments, Mapping):
+                continue
+            where = path if fixed else f"{path}.{learner}"
+            values = ({k: _sample_value(v) for k, v in arguments.items()}
+                      if path.endswith("search_space") else dict(arguments))
+            for name in unknown_arguments(str(learner), values):
+                close = difflib.get_close_matches(name, known_arguments(str(learner)), 2)
+                problems.append(f"{where}.{name} is not an argument {learner} reads"
+                                + (f" (did you mean {' or '.join(close)}?)" if close else ""))
     return problems
 
 

@@ -1,0 +1,120 @@
+"""Which configured learner arguments the library behind a learner reads (framework-free).
+
+A misspelt argument is not refused by the libraries at a learner's construction: ElasticNet
+fails inside its node and the learner is dropped, XGBoost warns "not used" on every fit, and
+LightGBM says nothing at the verbosity the project trains with. The pre-flight asks each library
+before a run: the wrapper's own arguments (`get_params`) are read; any other name is passed to a
+one-tree fit on a few rows, and the library's own "unknown" / "not used" message names it (native
+names and aliases such as LightGBM's `min_data_in_leaf` or XGBoost's `eta` pass).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+_PROBE_ROWS = 40  # rows of the one-tree fit that makes a library name what it does not read
+
+
+def unknown_arguments(kind: str, arguments: Mapping[str, Any]) -> list[str]:
+    """Names in `arguments` (name -> a value it may take) that the estimator behind learner
+    `kind` does not read; [] for a kind this module does not know (its name is checked
+    elsewhere)."""
+    check = _CHECKS.get(kind)
+    return sorted(check(dict(arguments))) if check and arguments else []
+
+
+def known_arguments(kind: str) -> list[str]:
+    """The wrapper's own argument names for learner `kind` (close matches for a message)."""
+    build = _WRAPPERS.get(kind)
+    return sorted(_wrapper_arguments(build())) if build else []
+
+
+def _wrapper_arguments(estimator) -> set[str]:
+    return set(estimator.get_params(deep=False))
+
+
+def _probe_data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(_PROBE_ROWS, 3)), rng.normal(size=_PROBE_ROWS)
+
+
+def _elastic_net(arguments: dict) -> set[str]:
+    return set(arguments) - _wrapper_arguments(_elastic_net_wrapper())
+
+
+def _alpha_composite(arguments: dict) -> set[str]:
+    return set(arguments) - _wrapper_arguments(_alpha_composite_wrapper())
+
+
+def _xgboost(arguments: dict) -> set[str]:
+    import xgboost as xgb
+
+    others = {k: v for k, v in arguments.items() if k not in _wrapper_arguments(_xgboost_wrapper())}
+    if not others:
+        return set()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            xgb.XGBRegressor(n_estimators=1, n_jobs=1, **others).fit(*_probe_data())
+        except Exception:  # noqa: BLE001 - a value the library refuses: the run says so itself
+            return set()
+    named = set()
+    for warning in caught:
+        found = re.search(r"Parameters: \{(.*?)\} are not used", str(warning.message), re.S)
+        if found:
+            named |= set(re.findall(r'"([^"]+)"', found.group(1)))
+    return named & set(others)
+
+
+def _lightgbm(arguments: dict) -> set[str]:
+    import lightgbm as lgb
+
+    others = {k: v for k, v in arguments.items()
+              if k not in _wrapper_arguments(_lightgbm_wrapper())}
+    if not others:
+        return set()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # LightGBM's own log goes to print()
+        try:
+            lgb.LGBMRegressor(n_estimators=1, n_jobs=1, min_child_samples=1,
+                              **{**others, "verbose": 1}).fit(*_probe_data())
+        except Exception:  # noqa: BLE001 - a value the library refuses: the run says so itself
+            return set()
+    return set(re.findall(r"Unknown parameter: (\S+)", printed.getvalue())) & set(others)
+
+
+def _elastic_net_wrapper():
+    from sklearn.linear_model import ElasticNet
+
+    return ElasticNet()
+
+
+def _xgboost_wrapper():
+    import xgboost as xgb
+
+    return xgb.XGBRegressor()
+
+
+def _lightgbm_wrapper():
+    import lightgbm as lgb
+
+    return lgb.LGBMRegressor()
+
+
+def _alpha_composite_wrapper():
+    from bma_quant.core.models.learners import AlphaComposite
+
+    return AlphaComposite()
+
+
+_WRAPPERS = {"elastic_net": _elastic_net_wrapper, "xgboost": _xgboost_wrapper,
+             "lightgbm": _lightgbm_wrapper, "alpha_composite": _alpha_composite_wrapper}
+_CHECKS = {"elastic_net": _elastic_net, "xgboost": _xgboost, "lightgbm": _lightgbm,
+           "alpha_composite": _alpha_composite}

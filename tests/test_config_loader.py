@@ -37,3 +37,25 @@ def test_the_error_ends_the_run_in_one_block():
     from bma_quant.run_hooks.user_errors import is_user_error
 
     assert is_user_error(ConfigFileError("conf/local/parameters.yml, line 4: ..."))
+
+
+@pytest.mark.parametrize("local_text, runtime, message", [
+    ("cv: [5]\n", None, r"cv is a mapping in the project's conf, and conf/local sets it to a "
+                        r"list \(\[5\]\)"),
+    ("cv:\n  n_splits: 3\n", {"cv": [5]}, r"cv is a mapping in the project's conf, and "
+                                          r"--params sets it to a list"),
+    ("", {"cv": {"n_splits": [1, 2]}, "lags": {"a": 1}},
+     r"lags is a list in the project's conf, and --params sets it to a mapping"),
+], ids=["conf_local", "params", "list_made_a_mapping"])
+def test_a_mapping_set_to_a_list_is_named(tmp_path, local_text, runtime, message):
+    """`cv: [5]` in conf/local or `--params "cv=[5]"` failed in OmegaConf's merge with a
+    traceback naming neither the key nor the file."""
+    (tmp_path / "base").mkdir()
+    (tmp_path / "local").mkdir()
+    (tmp_path / "base" / "parameters.yml").write_text("cv:\n  n_splits: 5\nlags: [0, 1]\n")
+    (tmp_path / "local" / "parameters.yml").write_text(local_text)
+    loader = ProjectConfigLoader(conf_source=str(tmp_path), base_env="base",
+                                 default_run_env="local", runtime_params=runtime,
+                                 merge_strategy={"parameters": "soft"})  # as settings.py
+    with pytest.raises(ConfigFileError, match=message):
+        loader["parameters"]

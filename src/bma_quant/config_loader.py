@@ -1,10 +1,12 @@
 """Kedro's config loader, with a YAML error in a conf file said in one line: the file, the
 line and column as an editor counts them (from 1), and what is wrong. Kedro's own message gives
-0-based positions, and a duplicate key inside one file names no file at all."""
+0-based positions, and a duplicate key inside one file names no file at all. A section that
+conf/base gives as a mapping set to a list in another environment or `--params` (or the other
+way round) is said the same way: OmegaConf's merge failed with a traceback naming no key."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +44,77 @@ def first_invalid_file(conf_path: str | Path, patterns: Iterable[str]) -> str | 
     return None
 
 
+def _plain_merge(base: dict, other: Mapping) -> dict:
+    """`other` over `base`, key by key, without OmegaConf's container checks."""
+    out = dict(base)
+    for key, value in other.items():
+        out[key] = (_plain_merge(out[key], value)
+                    if isinstance(out.get(key), dict) and isinstance(value, Mapping) else value)
+    return out
+
+
+def _loaded(folder: Path, patterns: Iterable[str]) -> dict:
+    """The files of `folder` matching `patterns`, merged as plain containers ({} on none)."""
+    out: dict = {}
+    for pattern in patterns:
+        for path in sorted(folder.glob(pattern)):
+            if path.is_file() and not path.name.startswith("."):
+                loaded = OmegaConf.to_container(OmegaConf.load(path))
+                out = _plain_merge(out, loaded if isinstance(loaded, dict) else {})
+    return out
+
+
+def container_clash(base: Mapping, given: Mapping, prefix: str = "") -> tuple[str, Any] | None:
+    """The first dotted key that is a mapping on one side and a list on the other, with the
+    value `given` sets."""
+    for key, value in given.items():
+        if key not in base:
+            continue
+        path, known = f"{prefix}{key}", base[key]
+        if isinstance(known, Mapping) and isinstance(value, Mapping):
+            if (found := container_clash(known, value, f"{path}.")) is not None:
+                return found
+        elif (isinstance(known, Mapping) and isinstance(value, list | tuple)) or (
+                isinstance(known, list | tuple) and isinstance(value, Mapping)):
+            return path, value
+    return None
+
+
+def _kind(value: Any) -> str:
+    return "mapping" if isinstance(value, Mapping) else "list"
+
+
 class ProjectConfigLoader(OmegaConfigLoader):
+    def _clash_described(self, key: str) -> str | None:
+        """Which setting makes the merge of `key`'s files fail, described, or None."""
+        patterns = list(self.config_patterns.get(key, ()))
+        root = Path(str(self.conf_source))
+        base = _loaded(root / str(self.base_env), patterns)
+        env = str(self.env or self.default_run_env)
+        sources = [(f"conf/{env}", _loaded(root / env, patterns))] if env != self.base_env else []
+        merged = _plain_merge(base, sources[0][1]) if sources else base
+        for where, given, against in (*((w, g, base) for w, g in sources),
+                                      ("--params", self.runtime_params or {}, merged)):
+            found = container_clash(against, given)
+            if found is not None:
+                path, value = found
+                known = against
+                for part in path.split("."):
+                    known = known[part]
+                return (f"{path} is a {_kind(known)} in the project's conf, and {where} sets it "
+                        f"to a {_kind(value)} ({value!r}): give it as a {_kind(known)} (set its "
+                        f"keys one by one, e.g. --params \"{path}.<key>=...\"); nothing was run")
+        return None
+
     def __getitem__(self, key: str) -> dict[str, Any]:
         try:
             return super().__getitem__(key)
+        except TypeError as error:
+            described = ("incompatible container types" in str(error)
+                         and self._clash_described(key))
+            if described:
+                raise ConfigFileError(described) from error
+            raise
         except yaml.YAMLError as error:
             patterns = list(self.config_patterns.get(key, ()))
             for env in (self.base_env, self.env or self.default_run_env):

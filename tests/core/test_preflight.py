@@ -705,3 +705,23 @@ def test_a_learner_argument_the_library_does_not_read_is_refused_with_the_close_
         assert f"{path} is not an argument" in text
     assert "(did you mean alpha?)" in text and "xgboost.eta" not in text
     assert "min_data_in_leaf" not in text
+
+
+@pytest.mark.parametrize("path, value", [
+    ("feature_engineering.leak_audit.prefix_cuts", -1),
+    ("feature_engineering.leak_audit.mirror_share", 0.0),
+    ("regime_models.min_samples_per_regime", -5),
+])
+def test_leak_audit_and_regime_counts_out_of_range_are_refused_before_the_run(path, value):
+    """prefix_cuts -1 failed at the audit's node with a traceback (after data_processing ran);
+    min_samples_per_regime -5 ran to success and fitted every regime on any number of rows."""
+    from tests.support import project_params
+
+    params = project_params()
+    section = params
+    *keys, last = path.split(".")
+    for key in keys:
+        section = section[key]
+    section[last] = value
+    with pytest.raises(PreflightError, match=re.escape(path)):
+        preflight.check_parameters(params)

@@ -99,6 +99,23 @@ BOUNDS = (
     Bound("base_models.seed", 0),
     Bound("regime_models.max_train_rows", 1),
     Bound("regime_models.seed", 0),
+    Bound("regime_models.min_samples_per_regime", 1),  # <= 0: every regime fitted on any rows
+    # the leak audit's counts and thresholds (refused inside its node, after earlier layers ran)
+    Bound("feature_engineering.leak_audit.prefix_cuts", 0),
+    Bound("feature_engineering.leak_audit.compare_days", 1),
+    Bound("feature_engineering.leak_audit.date_stride", 1),
+    Bound("feature_engineering.leak_audit.atol", 0.0),
+    Bound("feature_engineering.leak_audit.rtol", 0.0),
+    Bound("feature_engineering.leak_audit.edge_days", 1),
+    Bound("feature_engineering.leak_audit.edge_scan_days", 1),
+    Bound("feature_engineering.leak_audit.edge_scan_factor", 1.0),
+    Bound("feature_engineering.leak_audit.min_dates", 1),
+    Bound("feature_engineering.leak_audit.max_future_ic", 0.0, 1.0, low_open=True),
+    Bound("feature_engineering.leak_audit.spike_ratio", 1.0),
+    Bound("feature_engineering.leak_audit.mirror_share", 0.0, 1.0, low_open=True),
+    Bound("feature_engineering.leak_audit.max_edge_ic", 0.0, 1.0, low_open=True),  # null: off
+    Bound("feature_engineering.leak_audit.min_spike_tstat", 0.0),
+    Bound("feature_engineering.leak_audit.min_edge_tstat", 0.0),
     Bound("regime_models.hmm.stay_prior", 0.0, 1.0, low_open=True, high_open=True),
     Bound("regime_models.smoothing.min_duration_days", 0),
     Bound("regime_models.rules.net_vote_share", 0.0, 1.0),  # > 1: a vote no date reaches

@@ -311,20 +311,27 @@ def test_a_rescaled_past_on_the_grid_by_chance_gets_no_allowance():
     assert steps[299, 0] == 0.0
     locks = limit_locks(close, close, close, step=steps)  # every bar one price
     assert locks["X"].iloc[299] == 0
-    assert limit_locks(close, close, close, step=0.01)["X"].iloc[299] == 1  # today's tick
+    # on today's tick the 5 % limit is one tick (0.0145 rounds to 0.01), and a one-price bar one
+    # tick away is what a thin name's quiet day looks like in any market: no lock either
+    assert limit_locks(close, close, close, step=0.01)["X"].iloc[299] == 0
+    assert limit_locks(close * 10, close * 10, close * 10, step=0.01)["X"].iloc[299] == 0
 
 
 def test_a_limit_rounded_to_the_price_grid_counts_and_nothing_short_of_it():
     """A 5 % limit down from 0.69 is 0.66 on a 0.01 grid (-4.35 %): locked with the grid's step,
     not without it. 0.30 -> 0.31 (+3.3 %) is short of the 5 % limit (0.32): no lock. A one-price
-    day without a move is no lock, even where one step is 10 %."""
+    day without a move is no lock, and nor is a move of one step where that step is 10 % (0.10
+    -> 0.11): a name a few ticks above zero moves so on a quiet day, limits or not (a penny
+    panel on a 0.001 grid had trades stopped at 20 of 37 rebalances in a market without
+    limits)."""
     dates = pd.bdate_range("2024-01-01", periods=4)
     close = pd.DataFrame({"ST": [0.69, 0.66, 0.66, 0.64], "P": [0.10, 0.10, 0.11, 0.11],
                           "Q": [0.30, 0.31, 0.31, 0.33]}, index=dates)
     assert limit_locks(close, close, close)["ST"].tolist() == [0, 0, 0, 0]
     stepped = limit_locks(close, close, close, step=0.01)
     assert stepped["ST"].tolist() == [0, -1, 0, 0]  # 0.64 is 3 %, not the limit 0.63
-    assert stepped["P"].tolist() == [0, 0, 1, 0]
+    assert stepped["P"].tolist() == [0, 0, 0, 0]
+    assert limit_locks(close * 2, close * 2, close * 2, step=0.01)["P"].tolist() == [0, 0, 1, 0]
     assert stepped["Q"].tolist() == [0, 0, 0, 1]  # 0.31 -> 0.33 is the limit (0.3255 -> 0.33)
     per_name = limit_locks(close, close, close, step=np.array([0.01, 0.0, 0.01]))
     assert per_name["P"].tolist() == [0, 0, 1, 0]  # +10 % without a grid

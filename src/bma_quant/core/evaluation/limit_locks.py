@@ -88,7 +88,7 @@ def limit_locks(close: pd.DataFrame, high: pd.DataFrame, low: pd.DataFrame,
     one per column, or one per cell (``price_steps``: each name's at each date); a limit price
     rounded to it may fall short of ``min_move`` by up to half a step (5 % of 0.69 is 0.0345,
     the limit 0.66), so a move within half a step of ``min_move`` counts (a tie as half-up
-    rounding settles it), and a move is at least one step. Causal: a date's flag reads that
+    rounding settles it), and a move is at least two steps (one tick is a thin print). Causal: a date's flag reads that
     date and earlier ones (with ``price_steps``' grid, too)."""
     if not min_move > 0:
         raise ValueError(f"limit_locks: min_move must be > 0, got {min_move}")
@@ -124,9 +124,12 @@ def limit_locks(close: pd.DataFrame, high: pd.DataFrame, low: pd.DataFrame,
         # A limit price rounded half up to the price grid (as mainland China's are) is the
         # first grid price at or above limit - half a step going up (a tie rounds up, past it),
         # the first at or below limit + half a step going down (a tie rounds up, to it); 104.5 /
-        # 100 - 1 is 0.04499999999999993, hence the 1e-9. A move is at least one step.
+        # 100 - 1 is 0.04499999999999993, hence the 1e-9. A move is at least two steps: a
+        # price a few ticks above zero moves min_move or more with its smallest move, and a
+        # one-price bar one tick away is a thin print, not a limit (a penny panel on a 0.001
+        # grid had trades stopped at 20 of 37 rebalances, in a market without limits).
         half = 0.5 * step / previous
-        floor = half + 1e-12
+        floor = 3 * half + 1e-12
         tie = np.where(step > 0, 1e-9, -1e-9)
         up = move >= np.maximum(min_move - half + tie, floor)
         down = -move >= np.maximum(min_move - half - 1e-9, floor)

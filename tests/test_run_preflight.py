@@ -142,6 +142,14 @@ def test_the_hook_refuses_a_section_set_to_one_value_and_names_misspelt_keys(tmp
     with pytest.raises(PreflightError, match=r"(?s)Invalid parameter.*n_splits.*\n"
                                              r"Unknown parameter.*cv.n_split "):
         hooks.before_pipeline_run({"pipeline_names": ["x"]})
+    # a value of the wrong kind is named once (its range check said "a number" beside "a whole
+    # number"); a bool for a count is refused as a PreflightError too
+    for value, said in (("abc", "'abc'"), (True, "True")):
+        hooks._params = {"cv": {"n_splits": value, "window": "expanding"}}
+        with pytest.raises(PreflightError) as refused:
+            hooks.before_pipeline_run({"pipeline_names": ["x"]})
+        assert str(refused.value).count("cv.n_splits must be") == 1, str(refused.value)
+        assert f"cv.n_splits must be a whole number, got {said}" in str(refused.value)
     hooks._params = {"cv": 5}
     with pytest.raises(PreflightError, match="cv must be a mapping of n_splits, window"):
         hooks.before_pipeline_run({"pipeline_names": ["x"]})

@@ -136,8 +136,9 @@ class PreflightHooks:
         known = base_parameters(self._project_path)
         if not known:
             return
-        problems = (preflight.mapping_problems(self._params, known)
-                    + preflight.value_kind_problems(self._params, known))
+        kinds = preflight.value_kind_problems(self._params, known)
+        self._wrong_kind = {problem.split(" ", 1)[0] for problem in kinds}
+        problems = preflight.mapping_problems(self._params, known) + kinds
         refused = self._unknown_refused(known)
         if problems or refused:  # every problem of the settings in one message, not in turns
             raise preflight.PreflightError("\n".join(
@@ -177,8 +178,9 @@ class PreflightHooks:
         range check after a kind error may not apply (a word where a number goes), so it is
         reported only when it can run."""
         messages: list[str] = []
+        self._wrong_kind: set[str] = set()  # paths of the wrong kind: their range is not checked
         for check in (self._check_against_base_conf,
-                      lambda: preflight.check_parameters(self._params),
+                      lambda: preflight.check_parameters(self._params, self._wrong_kind),
                       lambda: preflight.check_learners(
                           {path: preflight.lookup(self._params, path) for path in LEARNER_PARAMS},
                           LEARNERS)):

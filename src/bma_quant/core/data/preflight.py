@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,11 +267,12 @@ def find_leaves(params: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
             yield path
 
 
-def check_parameters(params: Mapping[str, Any]) -> None:
-    """Numeric parameters in range, temporal config leak-free, min_names large enough."""
+def check_parameters(params: Mapping[str, Any], said: Collection[str] = ()) -> None:
+    """Numeric parameters in range, temporal config leak-free, min_names large enough. `said`:
+    paths whose value another check already refused (of the wrong kind): not named twice."""
     problems = [
         problem for bound in BOUNDS
-        if (value := lookup(params, bound.path)) is not None
+        if bound.path not in said and (value := lookup(params, bound.path)) is not None
         and not (bound.path in PER_COLUMN and isinstance(value, Mapping))
         and (problem := bound.violation(value)) is not None
     ]

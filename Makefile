@@ -64,19 +64,21 @@ dashboard: $(STAMP)
 
 # The model the last `kedro run` registered (or MODEL_URI=models:/<name>@champion), served by the
 # venv's mlflow with the venv's uvicorn on PATH, in this environment (no conda / virtualenv build).
-REGISTRATION := data/08_reporting/model_registration.json
 # A run that registered nothing (gates on another model, registry off) serves its data set's
-# champion, when it has a registered model name.
-MODEL_URI ?= $(shell $(BIN)/python -c "import json; r = json.load(open('$(REGISTRATION)')); print(r.get('model_uri') or (f\"models:/{r['model_name']}@champion\" if r.get('model_name') else ''))" 2>/dev/null)
-NOT_REGISTERED := $(shell $(BIN)/python -c "import json, re; print(re.sub('[^\\w .,:;=()/@-]', '', json.load(open('$(REGISTRATION)')).get('reason') or ''))" 2>/dev/null)
+# champion when there is one; otherwise bma_quant.serving.serve_uri says why and what to pass.
+REGISTRATION := data/08_reporting/model_registration.json
+MODEL_URI ?=
 SERVE_PORT ?= 5001
 # seconds one scoring request may take (MLflow's default, 60, is short for a wide panel's history)
 SERVE_TIMEOUT ?= 300
+TRACKING := MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}"
 serve: $(STAMP)
-	@test -n "$(MODEL_URI)" || { if [ -f "$(REGISTRATION)" ]; then echo "the last run registered no model ($(NOT_REGISTERED)): pass MODEL_URI=models:/<name>@champion"; else echo "no registered model: run 'make run' first (or pass MODEL_URI=models:/<name>@champion)"; fi; exit 1; }
-	PATH="$(abspath $(BIN)):$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" \
+	@uri="$(MODEL_URI)"; \
+	if [ -z "$$uri" ]; then uri=$$($(TRACKING) $(BIN)/python -m bma_quant.serving.serve_uri $(REGISTRATION)) || exit 1; fi; \
+	echo "serving $$uri on http://127.0.0.1:$(SERVE_PORT)"; \
+	PATH="$(abspath $(BIN)):$$PATH" $(TRACKING) \
 	MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT=$(SERVE_TIMEOUT) \
-	$(BIN)/mlflow models serve -m "$(MODEL_URI)" --env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
+	$(BIN)/mlflow models serve -m "$$uri" --env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
 
 # Scale-out (README): N extra Optuna workers on the shared study named by
 # base_models.tuning.study_name in base_models.tuning.storage (set both in conf/local or PARAMS).

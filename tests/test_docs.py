@@ -22,3 +22,17 @@ def test_every_catalog_entry_is_described_in_the_architecture_page():
             if not any(fnmatch.fnmatchcase(concrete, p) for p in patterns):
                 missing.append(f"{name} ({path.name})")
     assert not missing, f"not in docs/architecture.md: {', '.join(missing)}"
+
+
+def test_every_section_the_readme_points_to_exists():
+    """README's `see "..."` names a heading of README (or its start: "Scale-out"), or a
+    bullet's label ("- Nested selection: ..."); one named a section that does not exist."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    headings = [line.lstrip("#").strip() for line in lines if line.startswith("#")]
+    labels = {m.group(1) for line in lines if (m := re.match(r"- ([^:`]+):", line))}
+    pointed = set(re.findall(r'see "([^"]+)"', text))
+    missing = sorted(name for name in pointed
+                     if name not in labels and not any(h == name or h.startswith(f"{name}:")
+                                                       for h in headings))
+    assert pointed and not missing, missing

@@ -208,13 +208,21 @@ def test_the_same_file_or_the_same_contents_is_no_other_file(tmp_path, caplog, m
     candidate = Candidate(True, (), None, None, "m", 0.1, data_fingerprint="aaaa", oof_honest=True)
     champion = {"data_path": "data/prices.csv", "data_fingerprint": "bbbb"}
     with caplog.at_level("WARNING"):
-        _warn_other_file_same_name(champion, candidate, "x", "1", tmp_path / "data/prices.csv")
-        _warn_other_file_same_name({**champion, "data_fingerprint": "aaaa"}, candidate, "x", "1",
-                                   "elsewhere/prices.csv")
+        _warn_other_file_same_name({"1": champion}, candidate, "x", "1",
+                                   tmp_path / "data/prices.csv")
+        _warn_other_file_same_name({"1": {**champion, "data_fingerprint": "aaaa"}}, candidate,
+                                   "x", "1", "elsewhere/prices.csv")
     assert caplog.text == ""
     with caplog.at_level("WARNING"):
-        _warn_other_file_same_name(champion, candidate, "x", "1", "elsewhere/prices.csv")
-    assert "other contents" in caplog.text
+        _warn_other_file_same_name({"1": champion}, candidate, "x", "1", "elsewhere/prices.csv")
+    assert "its champion (version 1) was trained on data/prices.csv" in caplog.text
+    # no champion yet (the first file's version failed its gates): said of the versions (it
+    # was said only of a champion, and the second file silently shared the model)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _warn_other_file_same_name({"1": champion, "2": {**champion, "data_fingerprint": "aaaa"}},
+                                   candidate, "x", None, "elsewhere/prices.csv")
+    assert "registered model x: version(s) 1 were trained on data/prices.csv" in caplog.text
 
 
 def test_an_explicit_model_name_overrides_the_per_data_set_default(setup):

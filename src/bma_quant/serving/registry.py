@@ -86,7 +86,8 @@ def log_and_register(
                                 _version_tags(client, model_name) if candidate.gates_passed
                                 else None)
     if name_from_file:
-        _warn_other_file_same_name(champion_tags, candidate, model_name, previous, data_path)
+        _warn_other_file_same_name(_version_tags(client, model_name), candidate, model_name,
+                                   previous, data_path)
     alias = champion_alias if decision.promote else challenger_alias
     replaced = previous if decision.promote else current_alias_version(client, model_name,
                                                                        challenger_alias)
@@ -142,20 +143,41 @@ def _version_tags(client: MlflowClient, model_name: str) -> dict[str, dict[str, 
     return {str(v.version): dict(v.tags or {}) for v in found}
 
 
-def _warn_other_file_same_name(champion_tags: dict | None, candidate: promotion.Candidate,
+def _from_another_file(tags: dict, candidate: promotion.Candidate, data_path) -> str | None:
+    """The path a version was trained on when it is another file with other contents (the same
+    file named otherwise, or a copy with the same contents, is not); else None."""
+    theirs = tags.get("data_path")
+    if theirs in (None, "None"):
+        return None
+    same_path = Path(theirs).resolve() == Path(str(data_path)).resolve()
+    same_data = tags.get(promotion.DATA) == str(candidate.data_fingerprint)
+    return None if same_path or same_data else theirs
+
+
+def _warn_other_file_same_name(versions: dict[str, dict], candidate: promotion.Candidate,
                                model_name: str, champion: str | None, data_path) -> None:
     """One registered model per file *name* (``name_from_file``): prices.csv in two folders
-    share it. Said when the champion came from another path with other contents."""
-    theirs = (champion_tags or {}).get("data_path")
-    if theirs in (None, "None") or data_path is None:
+    share it. Said when its champion, or else any version, came from another path with other
+    contents (`versions`: version -> tags)."""
+    if data_path is None:
         return
-    same_path = Path(theirs).resolve() == Path(str(data_path)).resolve()
-    same_data = (champion_tags or {}).get(promotion.DATA) == str(candidate.data_fingerprint)
-    if not (same_path or same_data):
+    others = {version: path for version, tags in versions.items()
+              if (path := _from_another_file(tags, candidate, data_path)) is not None}
+    if not others:
+        return
+    if champion is not None and str(champion) in others:
         logger.warning("registered model %s: its champion (version %s) was trained on %s, this "
                        "run on %s, a file of the same name with other contents; they share this "
                        "model, but their scores are never compared: set registry.model_name to "
-                       "keep their versions apart", model_name, champion, theirs, data_path)
+                       "keep their versions apart", model_name, champion, others[str(champion)],
+                       data_path)
+        return
+    listed = sorted(others, key=int)
+    logger.warning("registered model %s: version(s) %s were trained on %s, this run on %s, a "
+                   "file of the same name with other contents; they share this model (and its "
+                   "champion, once one is chosen), but their scores are never compared: set "
+                   "registry.model_name to keep their versions apart", model_name,
+                   ", ".join(listed), ", ".join(sorted(set(others.values()))), data_path)
 
 
 # MLflow's own output while a model is logged and registered. A progress bar as it reads the

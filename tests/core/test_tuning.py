@@ -246,6 +246,22 @@ def test_shared_study_budget_is_counted_across_processes(tmp_path):
     assert len(tuning_lib.budget_trials(opened[1])) == 3 and len(ran_values) == 3
 
 
+def test_a_worker_that_waits_for_nobody_says_nothing(tmp_path, caplog):
+    """A tuning worker (wait 0) chooses nothing: it warned "trials still running after 0 s;
+    choosing among the complete ones". The process that chooses still says so after its wait."""
+    from bma_quant.core.models import tuning as tuning_lib
+
+    study = tuning_lib.open_shared_study("w-lgbm", seed=1, storage=f"sqlite:///{tmp_path / 'w.db'}",
+                                         first_trial=None)
+    study.ask()  # another process's trial, still running
+    with caplog.at_level("WARNING"):
+        tuning_lib.wait_for_other_trials(study, 0)
+    assert "still running" not in caplog.text
+    with caplog.at_level("WARNING"):
+        tuning_lib.wait_for_other_trials(study, 0.05, poll=0.01)
+    assert "w-lgbm: trials still running after 0 s" in caplog.text
+
+
 def test_default_pruner_saves_the_second_tuning_fold_of_a_bad_trial(frame_and_folds, monkeypatch):
     """With the project's pruner settings and 2 tuning folds, a pruned trial stops after its
     first fold: pruning saves fits instead of only discarding finished trials."""

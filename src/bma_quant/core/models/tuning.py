@@ -199,7 +199,11 @@ def run_trials_to_budget(study: optuna.Study, objective: Callable[[optuna.Trial]
 
 def wait_for_other_trials(study: optuna.Study, wait_seconds: float, poll: float = 1.0) -> None:
     """Let trials still running in other processes finish (at most `wait_seconds`: a worker
-    that died leaves its trial RUNNING for ever); the best is chosen among the complete ones."""
+    that died leaves its trial RUNNING for ever); the best is chosen among the complete ones.
+    0: no wait and nothing said (a tuning worker chooses nothing: it warned of "choosing among
+    the complete ones" after 0 s)."""
+    if float(wait_seconds) <= 0:
+        return
     deadline = time.monotonic() + float(wait_seconds)
     running = optuna.trial.TrialState.RUNNING
     while any(t.state == running for t in budget_trials(study)):

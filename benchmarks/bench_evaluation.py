@@ -54,7 +54,8 @@ def main() -> None:
                         data["base_model_status"], ev, temporal)[0]
     report = timed("apply_gates", nodes.apply_gates, table, overfitting,
                    data["base_model_status"], data["date_split"], ev)
-    timed("evaluation_metrics", nodes.evaluation_metrics, table, report, ev)
+    timed("evaluation_metrics", nodes.evaluation_metrics, table, report, ev, temporal,
+          data["date_split"])
     timed("make_plots", nodes.make_plots, table, daily_ic, daily_returns, quantiles,
           data["base_feature_importance"], ev)
     development = timed("development_score", registry_nodes.development_score, data["ensemble_report"],

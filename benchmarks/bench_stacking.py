@@ -88,7 +88,7 @@ def run_nodes(data: dict, params: dict, temporal: dict) -> tuple[NodeTimer, dict
         data["date_split"], info, params, temporal)
     test, weights, _, _, fit_info = timed(
         "fit_ensembles", nodes.fit_ensembles, design, test_inputs, data["regimes"],
-        data["date_split"], info, selection, params)
+        data["date_split"], info, selection, params, temporal)
     report, _ = timed("report_stacking", nodes.report_stacking, info, selection, fit_info,
                       weights)
     return timed, {"report": report, "weights": weights, "oof_rows": len(oof_predictions),

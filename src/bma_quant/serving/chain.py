@@ -262,6 +262,42 @@ def _reindex_matrix(matrices: panel_lib.PanelMatrices, tickers) -> panel_lib.Pan
     )
 
 
+# regime-table columns computed from prices over short trailing windows: a slice of other prices
+# shows in them (fear-greed's year-long windows need more history than a slice has)
+EVIDENCE_COMPARED = ("trend", "volatility", "dispersion", "breadth", "perf_momentum",
+                     "perf_reversal", "perf_low_volatility")
+
+
+def evidence_settle_rows(evidence_params: dict | None) -> int:
+    """Rows of a slice before its trailing evidence windows equal a full history's: the longest
+    window, plus the factor portfolios' lag and performance window."""
+    params = dict(evidence_params or {})
+    windows = [int(v) for k, v in params.items() if k.endswith("_window") and v is not None]
+    return (max(windows, default=0) + int(params.get("factor_lag_days") or 0)
+            + int(params.get("performance_window") or 0))
+
+
+def regime_evidence_difference(stored: pd.DataFrame, detected: pd.DataFrame, settle: int
+                               ) -> tuple[pd.Timestamp, str, float, float] | None:
+    """The first (date, column, training value, slice value) where the slice's detector evidence
+    differs from the training run's, on dates both have after each one's first `settle` rows
+    (their trailing windows' warm-ups: training's table starts at its development start) and
+    where both have a value; None when they agree (or nothing can be compared)."""
+    columns = [c for c in EVIDENCE_COMPARED if c in stored and c in detected]
+    later = detected.sort_values("date").iloc[settle:]
+    both = later.merge(stored.sort_values("date").iloc[settle:], on="date",
+                       suffixes=("_given", "_trained"))
+    for column in columns:
+        given = both[f"{column}_given"].to_numpy(np.float64)
+        trained = both[f"{column}_trained"].to_numpy(np.float64)
+        same = (~np.isfinite(given) | ~np.isfinite(trained)
+                | np.isclose(given, trained, rtol=1e-6, atol=1e-9))
+        if not same.all():
+            at = int(np.flatnonzero(~same)[0])
+            return pd.Timestamp(both["date"].iloc[at]), column, float(trained[at]), float(given[at])
+    return None
+
+
 @dataclass
 class PredictionChain(SliceChecks):
     """Cleaning, features, base models, regime layer and ensemble: raw panel -> predictions."""
@@ -445,20 +481,33 @@ class PredictionChain(SliceChecks):
     def regimes(self, clean: pd.DataFrame, market_frame: pd.DataFrame) -> pd.DataFrame | None:
         """Regimes for the slice's dates: the stored training regimes where they exist (causal
         labels, identical to re-detecting on the full history), the fitted detector on the slice
-        for later dates (give it >= 2 years of history: fear-greed and filter burn-in)."""
+        for later dates (give it >= 2 years of history: fear-greed and filter burn-in). When the
+        slice's own detector evidence differs from training's on dates both have (other or
+        corrected prices, another set of names), every date is detected from the slice: the
+        stored table described another market (its regimes were served unchanged)."""
         dates = pd.DatetimeIndex(np.sort(clean["date"].unique()), name="date")
         stored = self.known_regimes
-        if stored is not None and len(stored) and dates.isin(stored["date"]).all():
-            return stored.loc[stored["date"].isin(dates)].reset_index(drop=True)
         detector_model = next(
             (m for m in self.regime_models().values() if getattr(m, "detector", None)), None
         )
         if detector_model is None:
+            if stored is not None and len(stored) and dates.isin(stored["date"]).all():
+                return stored.loc[stored["date"].isin(dates)].reset_index(drop=True)
             return stored
         close = listings.close_by_listing(clean)  # a reused code: two companies, as in training
         detected = detector_model.regimes_for(close, market_frame)
         if stored is None or not len(stored):
             return detected
+        differs = regime_evidence_difference(stored, detected,
+                                             evidence_settle_rows(detector_model.evidence_params))
+        if differs is not None:
+            day, column, trained, given = differs
+            logger.warning(
+                "the slice's regime evidence differs from the training run's on a date both have "
+                "(%s: %s %.6g in training, %.6g here): other or corrected prices, or another set "
+                "of names. Its regimes are detected from the slice on every date, not taken from "
+                "training (which described another market)", day.date(), column, trained, given)
+            return detected.loc[detected["date"].isin(dates)].reset_index(drop=True)
         new = detected.loc[~detected["date"].isin(stored["date"])]
         old = stored.loc[stored["date"].isin(dates)]
         return pd.concat([old, new], ignore_index=True).sort_values("date").reset_index(drop=True)

@@ -554,3 +554,42 @@ def test_a_causal_return_in_a_market_whose_moves_reverse_is_no_two_sided_smoothe
     profile = audit.table.set_index("factor")
     alone = LA.two_sided_filter_reasons(profile.loc[["vendor_ret_5"]], CONFIG, None)
     assert "vendor_ret_5" in alone
+
+
+def test_values_made_with_months_of_later_prices_are_caught_and_known_at_t_ones_kept():
+    """A probe's columns passed every check and the 0.3 label guard and lifted `final`'s test
+    RankIC (S&P sample 0.002 -> 0.24..0.29): a 6-month forward return and a price's deviation
+    from an EWMA run backwards in time fade slowly over every future day (no spike, no edge).
+    They rank the next months almost perfectly; a trailing EWMA deviation, a 60-day momentum and
+    the generator's planted signal do not. Nothing past the profile's label reach is read."""
+    market = generate_synthetic_market(n_tickers=80, n_days=1000, seed=12)
+
+    def back_ewm(log_close: np.ndarray) -> np.ndarray:
+        close = pd.DataFrame(np.exp(log_close))
+        return (close / close.iloc[::-1].ewm(halflife=120).mean().iloc[::-1] - 1).to_numpy()
+
+    def trailing_ewm(log_close: np.ndarray) -> np.ndarray:
+        close = pd.DataFrame(np.exp(log_close))
+        return (close / close.ewm(halflife=120).mean() - 1).to_numpy()
+
+    audit = _user_columns_audit(market, {
+        "forward_126": lambda lp: _shift_up(lp, 126) - _shift_up(lp, 1),
+        "backward_ewm": back_ewm,
+        "trailing_ewm": trailing_ewm,
+        "momentum_60": lambda lp: lp - _shift_down(lp, 60),
+    })
+    assert {"forward_126", "backward_ewm"} <= set(audit.suspects)
+    assert "long-horizon IC" in audit.suspects["backward_ewm"]
+    assert not {"trailing_ewm", "momentum_60", "signal_1"} & set(audit.suspects)
+    table = audit.table.set_index("factor")
+    assert table.loc["signal_1", "long_ic_126"] < 0.3
+    # the windows end within the profile's label reach: a close past it changes nothing
+    close = np.exp(np.log(market.panel.pivot(index="date", columns="ticker",
+                                             values="close").to_numpy()))
+    values = {"f": np.random.default_rng(0).normal(size=close.shape)}
+    rows = np.arange(100, 600)
+    base = LA.long_horizon_ics(values, close, rows, 611, CONFIG)
+    later = close.copy()
+    later[612:] *= 3.0
+    assert LA.long_horizon_ics(values, later, rows, 611, CONFIG).equals(base)
+    assert base.loc["f", "long_n_126"] == 611 - 126 - 100 + 1

@@ -114,6 +114,8 @@ BOUNDS = (
     Bound("feature_engineering.leak_audit.spike_ratio", 1.0),
     Bound("feature_engineering.leak_audit.mirror_share", 0.0, 1.0, low_open=True),
     Bound("feature_engineering.leak_audit.max_edge_ic", 0.0, 1.0, low_open=True),  # null: off
+    Bound("feature_engineering.leak_audit.max_long_ic", 0.0, 1.0, low_open=True),  # null: off
+    Bound("feature_engineering.leak_audit.long_min_windows", 1),
     Bound("feature_engineering.leak_audit.min_spike_tstat", 0.0),
     Bound("feature_engineering.leak_audit.min_edge_tstat", 0.0),
     Bound("regime_models.hmm.stay_prior", 0.0, 1.0, low_open=True, high_open=True),
@@ -712,6 +714,7 @@ NULLABLE = (
     "processing.stale.mask_after",
     "evaluation.backtest.max_frozen_days", "registry.reproduction_dates",
     "feature_engineering.transforms.winsorise", "feature_engineering.leak_audit.max_edge_ic",
+    "feature_engineering.leak_audit.max_long_ic",
     "inference.stale_after_days", "run.timeout_seconds", "run.interrupt_grace_seconds",
     "base_models.max_train_rows", "base_models.tuning.max_train_rows",  # null = every row
     "regime_models.max_train_rows", "base_models.tuning.storage",  # storage null = in memory

@@ -15,6 +15,13 @@
   on one future day, far above the factor's IC on its other days and with the past return r(t).
   This catches a one-day peek into the label window that the |RankIC with the label| guard misses
   (its RankIC with a 10-day label is only about 1 / sqrt(10) = 0.3).
+- Long horizon (user columns): the mean RankIC with the forward return over months (63, 126
+  days). A forward return over a longer window than the label's, a price's deviation from a
+  smoother run backwards in time, or a fundamental restated with later prices fades slowly over
+  every future day, with neither spike nor edge, and stays under the 0.3 label guard, yet ranks
+  the months after t almost perfectly (0.59-0.99); a known-at-t factor does not (S&P factors below
+  0.07, the generator's planted signal 0.21-0.26). Overlapping windows make few dates one
+  observation: judged on at least `long_min_windows` windows' worth of dates.
 - Two-sided smoother (user columns): a price's deviation from a centred moving average, a
   filtfilt / Hodrick-Prescott / Gaussian trend reads prices on both sides of t. On a random walk
   its IC with r(t+1) is exactly minus its IC with r(t) (the smoother's weights after t are half
@@ -84,6 +91,18 @@ class LeakAuditConfig:
     # is what makes a noisy one's break stand out)
     edge_scan_factor: float = 2.0
     edge_scan_days: int = 3
+    # (d) user columns: |mean RankIC| with the forward return close(t) -> close(t+k), each k here,
+    # above this is a value made with later prices (a forward return over months, a smoother run
+    # backwards in time): known-at-t factors stay below 0.07 on the S&P sample and the
+    # generator's (unrealistically strong) planted signal at 0.21-0.26; such columns reach
+    # 0.59-0.99. Scored on the profile's rows whose window ends within their label reach (None:
+    # check off).
+    long_horizons: tuple = (63, 126)
+    max_long_ic: float | None = 0.4
+    # ... judged on at least this many windows' worth of dates (k x this): adjacent dates' windows
+    # overlap, so 85 dates of a 63-day return are about one observation (a noise column reached
+    # |IC| 0.3 and the planted signal 0.32 on a small market's 85 dates)
+    long_min_windows: int = 4
     # user columns the user knows are made from data up to t: the IC-profile checks (b), (b'), (c) and
     # the scan do not judge them (a pre-earnings estimate's IC is flat up to the announcement
     # and stops, as a copy's does)
@@ -99,8 +118,11 @@ class LeakAuditConfig:
         unknown = sorted(set(p) - known)
         if unknown:
             raise ValueError(f"feature_engineering.leak_audit: unknown key(s) {unknown}")
-        config = cls(**{k: None if v is None and k == "max_edge_ic" else type(getattr(cls, k))(v)
-                        for k, v in p.items()})
+        config = cls(**{k: None if v is None and k in ("max_edge_ic", "max_long_ic")
+                        else type(getattr(cls, k))(v) for k, v in p.items()})
+        if any(int(k) < 1 for k in config.long_horizons):
+            raise ValueError("feature_engineering.leak_audit.long_horizons must be whole numbers "
+                             f">= 1, got {list(config.long_horizons)}")
         if (config.prefix_cuts < 0 or config.compare_days < 1 or config.date_stride < 1
                 or config.edge_days < 1 or config.edge_scan_days < 1):
             raise ValueError(
@@ -494,6 +516,60 @@ def two_sided_filter_reasons(profile: pd.DataFrame, config: LeakAuditConfig,
     return reasons
 
 
+def long_horizon_ics(features: Mapping[str, np.ndarray], close: np.ndarray, rows: np.ndarray,
+                     reach_end: int, config: LeakAuditConfig, values_are_ranks: bool = False,
+                     scanned: Collection[str] | None = None) -> pd.DataFrame:
+    """Per factor in `scanned` (None: all): `long_ic_<k>`, its mean daily RankIC with the
+    forward return close(t) -> close(t+k) for each k in `config.long_horizons`, and
+    `long_n_<k>`, its number of dates: `rows` whose window ends by `reach_end` (the profile's
+    label reach, so no return past it is read)."""
+    close = np.asarray(close, dtype=np.float64)
+    rows = np.asarray(rows, dtype=np.int64)
+    out: dict[str, dict[str, float]] = {}
+    forward = {}
+    for k in map(int, config.long_horizons):
+        use = rows[rows + k <= min(int(reach_end), len(close) - 1)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            forward[k] = (use, row_ranks(close[use + k] / close[use] - 1.0))
+    for name, values in features.items():
+        if scanned is not None and name not in scanned:
+            continue
+        entry: dict[str, float] = {}
+        for k, (use, ranked) in forward.items():
+            part = np.asarray(values)[use].astype(np.float64)
+            ic = rowwise_corr(part if values_are_ranks else row_ranks(part), ranked,
+                              config.min_names) if len(use) else np.array([])
+            finite = np.isfinite(ic)
+            entry[f"long_ic_{k}"] = float(ic[finite].mean()) if finite.any() else math.nan
+            entry[f"long_n_{k}"] = int(finite.sum())
+        out[name] = entry
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.index.name = "factor"
+    return table
+
+
+def long_horizon_reasons(profile: pd.DataFrame, config: LeakAuditConfig) -> dict[str, str]:
+    """Factors whose |mean RankIC| with a forward return over months is above `max_long_ic`,
+    on at least `min_dates` dates and `long_min_windows` windows' worth (see
+    `long_horizon_ics`)."""
+    reasons: dict[str, str] = {}
+    if config.max_long_ic is None:
+        return reasons
+    for name, row in profile.iterrows():
+        for k in map(int, config.long_horizons):
+            ic, n = row.get(f"long_ic_{k}", math.nan), row.get(f"long_n_{k}", 0)
+            if (math.isfinite(ic) and abs(ic) > config.max_long_ic and math.isfinite(n)
+                    and n >= max(config.min_dates, config.long_min_windows * k)):
+                reasons[name] = (
+                    f"long-horizon IC: mean RankIC with the {k}-day forward return close(t) -> "
+                    f"close(t+{k}) = {ic:.3f} (> {config.max_long_ic:g}, on {int(n)} dates): "
+                    "nothing known at t ranks months of returns this well; a value made with "
+                    "later prices (a forward return, a smoother run backwards in time, a "
+                    "restated fundamental)?")
+                break
+    return reasons
+
+
 def label_edge_reasons(profile: pd.DataFrame, config: LeakAuditConfig,
                        label_end: int) -> dict[str, str]:
     """Factors that know the label window: their IC with each day's return holds up to the
@@ -598,6 +674,9 @@ def audit_factor_table(
     rows = dev_rows if profile_rows is None or not len(profile_rows) else profile_rows
     profile = future_ic_profile(full, close, rows, max_offset, config, values_are_ranks,
                                 scanned)
+    if config.max_long_ic is not None and config.long_horizons and len(rows):
+        profile = profile.join(long_horizon_ics(full, close, rows, int(np.max(rows)) + max_offset,
+                                                config, values_are_ranks, scanned), how="left")
     suspects: dict[str, list[str]] = {}
     for name, row in prefix.iterrows():
         if row["prefix_mismatches"]:
@@ -619,6 +698,9 @@ def audit_factor_table(
     for name, reason in two_sided_filter_reasons(judged, config, scanned).items():
         suspects.setdefault(name, []).append(reason)
     for name, reason in label_edge_reasons(judged, config, max_offset).items():
+        suspects.setdefault(name, []).append(reason)
+    untrusted = profile.drop(index=[n for n in trusted if n in profile.index])
+    for name, reason in long_horizon_reasons(untrusted, config).items():
         suspects.setdefault(name, []).append(reason)
     table = prefix.join(profile, how="outer")
     table["suspect"] = table.index.isin(list(suspects))

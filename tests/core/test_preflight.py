@@ -725,3 +725,23 @@ def test_leak_audit_and_regime_counts_out_of_range_are_refused_before_the_run(pa
     section[last] = value
     with pytest.raises(PreflightError, match=re.escape(path)):
         preflight.check_parameters(params)
+
+
+@pytest.mark.parametrize("path, value", [
+    ("stacking.methods", ["bma", "bma", "equal_weight"]),
+    ("stacking.regime.regimes", ["bull", "bull", "bear"]),
+])
+def test_a_choice_listed_twice_is_refused_naming_it(path, value):
+    """`stacking.methods: [bma, bma, ...]` ran 37 nodes and failed in the overfitting assessment
+    on duplicate rows; `regimes: [bull, bull, bear]` failed in the stacking report with a
+    TypeError naming no setting."""
+    from tests.support import project_params
+
+    params = project_params()
+    section = params
+    *keys, last = path.split(".")
+    for key in keys:
+        section = section[key]
+    section[last] = value
+    with pytest.raises(PreflightError, match=re.escape(f"{path} lists {value[0]} more than once")):
+        preflight.check_parameters(params)

@@ -185,14 +185,26 @@ def test_out_of_fold_input_with_a_test_period_row_is_refused(data):
         run_pipeline("stacking", _catalog(data, oof=leaked))
 
 
+def test_the_fallback_named_is_the_one_configured(data, caplog):
+    """stacking.fallback_method: bma below min_base_models ran bma, but the log and the report
+    said "equal-weight fallback"."""
+    with caplog.at_level(logging.WARNING, logger="bma_quant.pipelines.stacking.nodes"):
+        out = run_pipeline("stacking", _catalog(data), {"stacking": {
+            "min_base_models": 10, "fallback_method": "bma"}})
+    assert any("bma fallback (stacking.fallback_method)" in r.getMessage()
+               for r in caplog.records)
+    assert out["ensemble_report"]["chosen"] == "bma"
+    assert "bma fallback" in out["ensemble_report"]["fallback"]
+
+
 def test_one_model_left_runs_the_equal_weight_fallback_and_says_so(data, caplog):
     status = {**data["status"], "lightgbm": {"status": "failed", "error": "boom"},
               "noise": {"status": "failed", "error": "boom"}}
     with caplog.at_level(logging.WARNING, logger="bma_quant.pipelines.stacking.nodes"):
         out = run_pipeline("stacking", _catalog(data, status=status))
-    assert any("equal-weight fallback" in r.message for r in caplog.records)
+    assert any("equal_weight fallback" in r.getMessage() for r in caplog.records)
     report = out["ensemble_report"]
-    assert report["chosen"] == "equal_weight" and "equal-weight fallback" in report["fallback"]
+    assert report["chosen"] == "equal_weight" and "equal_weight fallback" in report["fallback"]
     assert report["models"] == ["elastic_net"] and set(report["skipped"]) == {"lightgbm", "noise"}
     assert set(out["ensemble_test_predictions"]["model"]) == {"equal_weight", "final"}
     assert out["stacking_metrics"]["stacking_enabled"]["value"] == 0.0

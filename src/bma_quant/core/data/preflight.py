@@ -442,6 +442,10 @@ def _choice_problems(params: Mapping[str, Any]) -> list[str]:
         if unknown or (not value and not may_be_empty):
             problems.append(f"{path} must list {'' if may_be_empty else 'one or more '}of "
                             f"{listed(choices)}, got {list(value)!r}")
+        elif len(set(map(str, value))) < len(value):  # a method twice: duplicate rows, late
+            twice = sorted({str(v) for v in value if list(map(str, value)).count(str(v)) > 1})
+            problems.append(f"{path} lists {', '.join(twice)} more than once: each once, got "
+                            f"{list(value)!r}")
     return problems
 
 

@@ -64,7 +64,8 @@ def prepare_ensemble_inputs(
     methods, enabled = _enabled_methods(len(models), params)
     if not enabled:
         logger.warning("stacking: only %d model(s) succeeded (%s) < min_base_models %d: "
-                       "equal-weight fallback", len(models), models, params["min_base_models"])
+                       "%s fallback (stacking.fallback_method)", len(models), models,
+                       params["min_base_models"], methods[0])
     for name, reason in skipped.items():
         logger.warning("stacking: model %s left out: %s", name, reason)
     model_info = {"models": models, "skipped": skipped, "stacking_enabled": enabled,
@@ -181,7 +182,8 @@ def report_stacking(
         "chosen": chosen,
         "final_identical_to": identical_to,
         "fallback": None if model_info["stacking_enabled"] else (
-            f"only {len(model_info['models'])} model(s) succeeded: equal-weight fallback"),
+            f"only {len(model_info['models'])} model(s) succeeded: "
+            f"{model_info['methods'][0]} fallback"),
         **model_info,
         "selection": selection,
         "fit": fit_info,

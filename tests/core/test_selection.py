@@ -113,6 +113,15 @@ def test_no_per_ticker_factor_kept_and_no_refill_is_refused_naming_the_settings(
                      r"min_features is 0.*min_abs_tstat", str(error))
     kept = select_features(features, families, label, dates, dev, folds, CONFIG, True)
     assert nothing_selected(kept, families, CONFIG) is None
+    # no IC date in the scope at all (a 250-day panel: the first fold's training dates all came
+    # before any name had min_history_days of history): the thresholds it named could not help
+    blank = np.full(np.shape(label), np.nan)
+    unlisted = {n: np.full(np.shape(v), np.nan) if families[n] != "market" else v
+                for n, v in features.items()}
+    empty = select_features(unlisted, families, blank, dates, dev, folds, config, True)
+    error = nothing_selected(empty, families, config)
+    assert error is not None and "processing.eligibility.min_history_days" in str(error)
+    assert "min_abs_tstat" not in str(error)
 
 
 def test_a_drop_reason_names_the_timed_rank_ic_only_when_it_was_computed(signal_only):

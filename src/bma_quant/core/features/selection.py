@@ -737,6 +737,16 @@ def nothing_selected(result: SelectionResult, families: Mapping[str, str],
     per_ticker = [n for n in families if families[n] != MARKET_FAMILY]
     if not per_ticker or any(families.get(n) != MARKET_FAMILY for n in result.selected):
         return None
+    if not (result.report or {}).get("ic_dates"):
+        # no date of the scope has min_names names with a label: no threshold can help
+        return PreflightError(
+            f"feature selection kept none of the {len(per_ticker)} per-ticker factors: no date of "
+            f"its scope ({(result.report or {}).get('ic_scope')}) has "
+            f"feature_engineering.selection.min_names ({config.min_names}) names with a value "
+            "and a label, so every factor scored nothing. On a short panel the first fold's "
+            "training dates may all fall before any name has processing.eligibility."
+            "min_history_days of history: lower that (or cv.min_train_days' floor, "
+            "cv.short_panel.floor.min_train_days, above it), or give the panel more history")
     table = result.table
     status = dict(zip(table["factor"], table["status"], strict=True)) if len(table) else {}
     examples = "; ".join(f"{n}: {status.get(n, 'not selected').removeprefix('dropped: ')}"

@@ -232,6 +232,15 @@ def test_detection_agreement_known_answers():
     assert out["accuracy"] == pytest.approx(1 / 6)  # only the neutral day has the same name
     assert out["best_match_accuracy"] == 1.0
     assert out["probability"] == pytest.approx(0.5 + 0.5 / 3)
+    # probabilities that follow the detector's own names (as a detector's do): under them the
+    # true regime gets little, under the matched names what the detector gives its state (a
+    # Markov detector's 0.17 raw was 0.91 matched, and only the raw figure was logged)
+    own = detected.copy()
+    for column, regime in zip(R.PROBABILITY_COLUMNS, R.REGIMES, strict=True):
+        own[column] = (detected["regime"] == regime).astype(float) * 0.5 + 0.5 / 3
+    matched = R.detection_agreement(own, truth)
+    assert matched["probability"] == pytest.approx((0.5 + 0.5 / 3 + 5 * 0.5 / 3) / 6)
+    assert matched["best_match_probability"] == pytest.approx(0.5 + 0.5 / 3)
     with pytest.raises(ValueError, match="share no date"):
         R.detection_agreement(detected.assign(date=dates + pd.Timedelta(days=100)), truth)
 

@@ -64,7 +64,8 @@ def test_agreement_metrics_known_answers(market):
     perfect = detector_agreement(_detected(truth), truth, split)
     assert {k: v["value"] for k, v in perfect.items()} == {
         "detector_agreement": 1.0, "detector_agreement_best_match": 1.0,
-        "detector_agreement_probability": 1.0}
+        "detector_agreement_probability": 1.0,
+        "detector_agreement_best_match_probability": 1.0}
     # an unsupervised detector's names are a convention: bull and bear swapped still match best
     swapped = detector_agreement(_detected(truth, {"bull": "bear", "bear": "bull"}), truth, split)
     test = truth[truth["date"] >= pd.Timestamp(split["test_start"])]

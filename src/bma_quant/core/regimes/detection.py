@@ -517,8 +517,9 @@ def detection_agreement(detected: pd.DataFrame, truth: pd.DataFrame,
     `accuracy` (same label), `best_match_accuracy` (detected labels renamed by the permutation
     `best_label_match` chose on `matched_on`: other detected dates, e.g. development dates, so
     that the figure is held out; None = chosen on the scored dates themselves, which is optimistic)
-    and `probability` (mean probability the detector gives the true regime, when it has p_*
-    columns)."""
+    and `probability` (mean probability the detector gives the true regime under its own
+    names, when it has p_* columns), and `best_match_probability` (the same under the matched
+    names: the mass of the detected states renamed to the true regime)."""
     merged = detected.merge(truth[["date", "regime"]].rename(columns={"regime": "truth"}),
                             on="date")
     if merged.empty:
@@ -532,4 +533,10 @@ def detection_agreement(detected: pd.DataFrame, truth: pd.DataFrame,
         probabilities = merged[list(PROBABILITY_COLUMNS)].to_numpy(np.float64)
         out["probability"] = float(np.mean(
             probabilities[np.arange(len(true)), [column[r] for r in true]]))
+        renamed = np.zeros_like(probabilities)  # p of each true regime: its detected states' sum
+        for state, k in column.items():
+            if mapping.get(state) in column:
+                renamed[:, column[mapping[state]]] += np.nan_to_num(probabilities[:, k])
+        out["best_match_probability"] = float(np.mean(
+            renamed[np.arange(len(true)), [column[r] for r in true]]))
     return out

@@ -458,6 +458,7 @@ def detector_agreement(regime_table: pd.DataFrame, true_regimes: pd.DataFrame,
         "detector_agreement": agreement["accuracy"],
         "detector_agreement_best_match": agreement["best_match_accuracy"],
         "detector_agreement_probability": agreement.get("probability"),
+        "detector_agreement_best_match_probability": agreement.get("best_match_probability"),
     })
 
 

@@ -113,6 +113,13 @@ def test_rules_run_outputs_contracts_and_beats_global_model(upstream):
     assert report["training"]["learner_params"]["num_leaves"] == 7
     assert isinstance(out["regime_timeline"], go.Figure) and len(out["regime_timeline"].data) == 7
     assert len(out["regime_timeline_png"].axes) == 3  # level, probabilities, fear-greed
+    # titled with the detector that labelled the dates (after a fallback, the configured one was
+    # named)
+    from bma_quant.pipelines.regime_models.nodes import regime_timeline
+
+    figure, _ = regime_timeline(out["regimes"], inputs["market"], inputs["date_split"], {
+        "detector": "rules", "requested_detector": "hmm", "detector_fallback": True})
+    assert "(rules detector, in place of hmm, filtered" in figure.layout.title.text
 
 
 def test_markov_run_records_detector_and_fold_refits(upstream):

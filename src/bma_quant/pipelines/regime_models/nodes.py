@@ -424,12 +424,15 @@ def _prediction_frame(frame: pd.DataFrame, model_name: str, with_fold: bool) -> 
 
 
 def regime_timeline(regime_table: pd.DataFrame, market: pd.DataFrame, date_split: dict,
-                    params: dict):
-    """The timeline as an interactive plotly figure (kedro-viz) and as a PNG drawing (MLflow)."""
+                    detection_summary: dict):
+    """The timeline as an interactive plotly figure (kedro-viz) and as a PNG drawing (MLflow),
+    titled with the detector that labelled the dates (after a fallback, not the one asked for)."""
     # forward-filtered; the detector is fitted on development dates, so only test dates are
     # out of sample (the out-of-fold layers use per-fold detectors)
-    title = (f"Market regimes ({params['detector']} detector, filtered; fitted on development "
-             "dates)")
+    fallback = (f", in place of {detection_summary['requested_detector']}"
+                if detection_summary.get("detector_fallback") else "")
+    title = (f"Market regimes ({detection_summary['detector']} detector{fallback}, filtered; "
+             "fitted on development dates)")
     figure = regime_timeline_figure(regime_table, market, date_split, title=title)
     return figure, static_plots.to_matplotlib(figure)
 

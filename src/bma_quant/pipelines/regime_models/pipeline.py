@@ -29,7 +29,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  ["regime_model", "model_input", "regimes", "params:regime_models"],
                  "regime_logged_model", name="log_regime_model"),
             Node(nodes.regime_timeline,
-                 ["regimes", "market", "date_split", "params:regime_models"],
+                 ["regimes", "market", "date_split", "regime_detection_summary"],
                  ["regime_timeline", "regime_timeline_png"],
                  name="regime_timeline"),
             Node(nodes.detector_agreement, ["regimes", "true_regimes", "date_split"],

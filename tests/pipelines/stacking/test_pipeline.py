@@ -241,6 +241,16 @@ def test_regime_model_predictions_are_combined(data):
                                                   regime_test=regime["test"]),
                              {"stacking": {"include_regime_models": False}})
     assert "regime_lightgbm" not in no_regime["ensemble_report"]["models"]
+    # min_base_models counts base models (DESIGN 5.3): one base learner beside the regime model
+    # is the fallback (it ran every method over the pair)
+    one = {**data["status"], "lightgbm": {"status": "failed", "error": "boom"},
+           "noise": {"status": "failed", "error": "boom"}}
+    single = run_pipeline("stacking", _catalog(data, regime_oof=regime["oof"],
+                                               regime_test=regime["test"], status=one))
+    report = single["ensemble_report"]
+    assert report["models"] == ["elastic_net", "regime_lightgbm"]
+    assert not report["stacking_enabled"] and report["n_base_models"] == 1
+    assert report["chosen"] == "equal_weight" and "only 1 base model(s)" in report["fallback"]
 
 
 def test_known_answer_on_a_synthetic_market(tmp_path):

@@ -42,6 +42,7 @@ def prepare_ensemble_inputs(
     with the labels and folds (standardised per date), and their test predictions."""
     models, skipped = combiners.usable_models(base_oof_predictions, base_test_predictions,
                                              base_model_status)
+    n_base = len(models)  # min_base_models counts these (DESIGN 5.3), not the regime models
     oof_parts, test_parts = [base_oof_predictions], [base_test_predictions]
     if params["include_regime_models"]:
         regime_models, regime_skipped = combiners.usable_models(regime_oof_predictions,
@@ -61,14 +62,15 @@ def prepare_ensemble_inputs(
     test = test[test["model"].isin(models)].reset_index(drop=True)
     design = combiners.build_design(oof, labels, folds_from_table(cv_folds, stage=OOF), models,
                                    params["standardisation"], float(params["zscore_clip"]))
-    methods, enabled = _enabled_methods(len(models), params)
+    methods, enabled = _enabled_methods(n_base, params)
     if not enabled:
-        logger.warning("stacking: only %d model(s) succeeded (%s) < min_base_models %d: "
-                       "%s fallback (stacking.fallback_method)", len(models), models,
-                       params["min_base_models"], methods[0])
+        logger.warning("stacking: only %d base model(s) succeeded (%s) < min_base_models %d: "
+                       "%s fallback (stacking.fallback_method) over %s", n_base,
+                       models[:n_base], params["min_base_models"], methods[0], models)
     for name, reason in skipped.items():
         logger.warning("stacking: model %s left out: %s", name, reason)
-    model_info = {"models": models, "skipped": skipped, "stacking_enabled": enabled,
+    model_info = {"models": models, "n_base_models": n_base, "skipped": skipped,
+                  "stacking_enabled": enabled,
                   "methods": methods, "oof_rows": int(len(design)), "test_rows": int(len(test))}
     return design, test, model_info
 
@@ -182,7 +184,8 @@ def report_stacking(
         "chosen": chosen,
         "final_identical_to": identical_to,
         "fallback": None if model_info["stacking_enabled"] else (
-            f"only {len(model_info['models'])} model(s) succeeded: "
+            f"only {model_info.get('n_base_models', len(model_info['models']))} base model(s) "
+            "succeeded: "
             f"{model_info['methods'][0]} fallback"),
         **model_info,
         "selection": selection,

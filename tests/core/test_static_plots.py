@@ -91,3 +91,9 @@ def test_regime_timeline_stacks_probabilities_on_a_log_axis():
     assert top.max() == pytest.approx(1.0)  # the three probabilities stack to one
     assert len(level.get_lines()) == 3 + 2  # three regime segments + two split lines
     assert len(_png_bytes(fig)) > 1000
+    # the panels share their date axis: a fear-greed index that starts later is drawn on the
+    # same range (it had its own, and its split lines sat elsewhere than the others')
+    late = regimes.assign(fear_greed=np.where(np.arange(n) < 12, np.nan, regimes["fear_greed"]))
+    fig = static_plots.to_matplotlib(regime_timeline_figure(late, market, split))
+    ranges = {tuple(np.round(ax.get_xlim(), 6)) for ax in fig.axes}
+    assert len(ranges) == 1

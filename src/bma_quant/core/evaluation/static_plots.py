@@ -34,6 +34,7 @@ def _axes(fig: Figure, layout: go.Layout, traces: list) -> dict[str, object]:
     """One matplotlib Axes per plotly y axis, placed at its x / y domain on the plot area."""
     left, bottom, width, height = PLOT_AREA
     axes: dict[str, object] = {}
+    matches: dict[str, str | None] = {}
     refs = sorted({getattr(t, "yaxis", None) or "y" for t in traces} | {"y"},
                   key=lambda r: int(r[1:] or 1))
     for ref in refs:
@@ -46,6 +47,13 @@ def _axes(fig: Figure, layout: go.Layout, traces: list) -> dict[str, object]:
         axes[ref] = fig.add_axes((left + x0 * width, bottom + y0 * height,
                                   (x1 - x0) * width, (y1 - y0) * height))
         _style_axis(axes[ref], x_axis, y_axis)
+        matches[ref] = getattr(x_axis, "matches", None) if x_axis is not None else None
+    # shared x axes (make_subplots(shared_xaxes=True)): one range for all, so lines drawn at a
+    # date line up across panels (a panel whose data started later had its own range)
+    for ref, target in matches.items():
+        other = ("y" + target[1:]) if target else None
+        if other in axes and other != ref:
+            axes[ref].sharex(axes[other])
     return axes
 
 

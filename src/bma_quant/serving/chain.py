@@ -82,11 +82,14 @@ class PanelCleaner:
     zero_carried_volume: bool = False
     # volume-0 rows with an empty close are suspensions, not gaps (False in older chains)
     empty_close_suspensions: bool = False
+    # ... up to the training file's first padded row of a name not yet listed (None: none)
+    empty_close_padding_from: str | None = None
 
     @classmethod
     def from_params(
         cls, universe, processing: dict, first_close: dict | None = None,
         first_volume: dict | None = None, empty_close_suspensions: bool = False,
+        empty_close_padding_from: str | None = None,
     ) -> PanelCleaner:
         return cls(
             universe=sorted(map(str, universe)),
@@ -107,6 +110,7 @@ class PanelCleaner:
             first_volume=dict(first_volume or {}),
             zero_carried_volume=bool(processing.get("zero_carried_volume")),
             empty_close_suspensions=bool(empty_close_suspensions),
+            empty_close_padding_from=empty_close_padding_from,
         )
 
     def _rule(self) -> universe_lib.EligibilityRule:
@@ -192,7 +196,8 @@ class PanelCleaner:
         rule = self._rule()
         first_seen = pd.Series(self.first_close, dtype=object) if self.first_close else None
         rows = universe_lib.file_rows(  # relistings: stated suspensions are rows
-            matrices, getattr(self, "empty_close_suspensions", False), first_seen)
+            matrices, getattr(self, "empty_close_suspensions", False), first_seen,
+            _day(getattr(self, "empty_close_padding_from", None)))
         if self.strict_mode:  # a date's count depends on that date and its trailing window
             matrices = matrices.select(
                 dates=matrices.dates[universe_lib.strict_date_mask(observed, rule)]
@@ -590,3 +595,7 @@ class PredictionChain(SliceChecks):
         out = self.predict_all(raw, first_date, last_date_only)
         final = out.loc[out["model"] == self.model_name, ["date", "ticker", "prediction"]]
         return final.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
+
+
+def _day(text: str | None) -> pd.Timestamp | None:
+    return None if text is None else pd.Timestamp(text)

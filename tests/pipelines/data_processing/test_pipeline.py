@@ -627,6 +627,58 @@ def test_a_suspension_exported_with_zero_volume_and_no_close_is_no_relisting(tmp
     assert padded["relistings"] == outs["absent"]["data_quality_report"]["relistings"]
 
 
+def test_a_later_padded_listing_leaves_earlier_stated_suspensions_alone(tmp_path):
+    """Whether volume-0 rows with an empty close are stated suspensions or a grid export's
+    padding is decided per date: a name padded with such rows only from date 600, before it
+    lists at 640, made the whole file a grid export, so T0009's stated suspension at 300-400
+    became a relisting and its eligibility before 600 changed with rows after it. A file cut at
+    500 and the whole file now agree up to the cut, in training and in the serving cleaner,
+    which keeps training's first padded date for slices that start after it: T0005's empty
+    rows at 650-720, after the padding began, are a gap there as in training."""
+    panel = generate_synthetic_market(n_tickers=12, n_days=800, seed=3).panel
+    dates = np.sort(panel["date"].unique())
+    stated = panel.copy()
+    halted = (((stated["ticker"] == "T0009") & stated["date"].isin(dates[300:400]))
+              | ((stated["ticker"] == "T0005") & stated["date"].isin(dates[650:720])))
+    stated.loc[halted, ["open", "high", "low", "close"]] = np.nan
+    stated.loc[halted, "volume"] = 0.0
+    late = stated["ticker"] == "T0002"
+    stated = stated[~late | (stated["date"] >= dates[600])].reset_index(drop=True)
+    padding = (stated["ticker"] == "T0002") & (stated["date"] < dates[640])
+    stated.loc[padding, ["open", "high", "low", "close"]] = np.nan
+    stated.loc[padding, "volume"] = 0.0
+    outs = {}
+    for name, frame in (("whole", stated), ("cut", stated[stated["date"] <= dates[500]])):
+        path = tmp_path / f"{name}.parquet"
+        frame.reset_index(drop=True).to_parquet(path)
+        outs[name] = run_pipeline("data_processing", {}, _overrides(path))
+    report = outs["whole"]["data_quality_report"]
+    assert outs["cut"]["data_quality_report"]["relistings"] == []
+    assert report["relistings"] == [
+        {"ticker": "T0005", "listed_from": str(pd.Timestamp(dates[720]).date())}]
+    assert report["empty_close_padding_from"] == str(pd.Timestamp(dates[600]).date())
+    assert outs["cut"]["data_quality_report"]["empty_close_padding_from"] is None
+
+    def eligible(frame):
+        return frame.pivot(index="date", columns="ticker", values="eligible").astype(bool)
+
+    whole, cut = eligible(outs["whole"]["primary_panel"]), eligible(outs["cut"]["primary_panel"])
+    pd.testing.assert_frame_equal(whole.loc[: dates[500], cut.columns], cut)
+    from bma_quant.serving.chain import PanelCleaner
+    from tests.support import project_params
+
+    cleaner = PanelCleaner.from_params(
+        stated["ticker"].unique(), project_params()["processing"], report["first_close"],
+        report["first_volume"], report["empty_close_suspensions"],
+        report["empty_close_padding_from"])
+    for start in (200, 620, 645):  # before the padding, in it, and after its last row
+        served = eligible(cleaner.clean(stated[stated["date"] >= dates[start]]
+                                        .reset_index(drop=True)))
+        suspended = ["T0005", "T0009"]
+        pd.testing.assert_frame_equal(served.loc[dates[700]:, suspended],
+                                      whole.loc[dates[700]:, suspended])
+
+
 def test_a_held_move_at_an_unconfigured_split_ratio_is_reported(tmp_path, market, caplog):
     """An unadjusted 3:2 split (T0002's prices / 1.5 from a quiet day on: a -33 % day, inside
     max_abs_return) is not repaired with the default ratios, but reported

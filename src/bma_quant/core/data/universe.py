@@ -114,32 +114,48 @@ def _empty_close_zero_volume(matrices) -> pd.DataFrame | None:
     return volume.eq(0).fillna(False).astype(bool) & matrices.close.isna()
 
 
-def states_empty_close_suspensions(matrices) -> bool:
-    """The file writes suspended days as volume-0 rows with an empty close (Wind-style exports),
-    and is no grid export: a file with such rows before names' first closes pads every
-    (date, name) alike, also between a delisted company and the next one under its code, so its
-    empty rows say nothing about a listing. Decided on the training file; the serving chain
-    keeps the decision."""
+def empty_close_padding_start(matrices, first_seen: pd.Series | None = None) -> pd.Timestamp | None:
+    """The first date with a volume-0 row with an empty close for a name not yet listed (its
+    first close, or `first_seen` for a serving slice, still to come): a grid export's padding,
+    which pads every (date, name) alike, also between a delisted company and the next one under
+    its code, so from then on such rows say nothing about a listing. None: no such row."""
     empty = _empty_close_zero_volume(matrices)
-    if empty is None or not empty.to_numpy().any():
-        return False
-    listed = matrices.close.notna().cummax()
-    return not bool((empty & ~listed).to_numpy().any())
+    if empty is None:
+        return None
+    listed, _ = _listed(matrices.close.notna(), first_seen)
+    padded = (empty.to_numpy(dtype=bool) & ~listed).any(axis=1)
+    return pd.Timestamp(matrices.close.index[int(padded.argmax())]) if padded.any() else None
+
+
+def states_empty_close_suspensions(matrices) -> bool:
+    """The file writes suspended days as volume-0 rows with an empty close (Wind-style exports)
+    before any padding (`empty_close_padding_start`): `file_rows` counts some of them."""
+    empty = _empty_close_zero_volume(matrices)
+    return empty is not None and bool(
+        file_rows(matrices, True).to_numpy().sum() > matrices.close.notna().to_numpy().sum())
 
 
 def file_rows(matrices, empty_close_suspensions: bool = False,
-              first_seen: pd.Series | None = None) -> pd.DataFrame:
+              first_seen: pd.Series | None = None,
+              padded_from: pd.Timestamp | None = None) -> pd.DataFrame:
     """Date x ticker: the file has a row for the name there, as far as relistings are concerned:
     a close, and with `empty_close_suspensions` (`states_empty_close_suspensions`) also, once
     the name has listed (`first_seen`: a serving slice's names seen before it), a volume-0 row
     with an empty close. Such a row says the company is still listed: read as a missing day, a
-    suspension longer than `relist_after_days` made the name a new listing."""
+    suspension longer than `relist_after_days` made the name a new listing. Counted up to the
+    first padding date only (`empty_close_padding_start` of these rows, or `padded_from`, the
+    training file's, when earlier), decided per date: a name padded after date t leaves every
+    answer up to t as a file cut at t gives it."""
     rows = matrices.close.notna()
     empty = _empty_close_zero_volume(matrices) if empty_close_suspensions else None
     if empty is None:
         return rows
-    listed = pd.DataFrame(_listed(rows, first_seen)[0], index=rows.index, columns=rows.columns)
-    return rows | (empty & listed)
+    listed, _ = _listed(rows, first_seen)
+    stops = [d for d in (empty_close_padding_start(matrices, first_seen), padded_from)
+             if d is not None]
+    before = (rows.index < min(stops)) if stops else np.ones(len(rows), dtype=bool)
+    counted = empty.to_numpy(dtype=bool) & listed & before[:, None]
+    return rows | pd.DataFrame(counted, index=rows.index, columns=rows.columns)
 
 
 def relisting_rows(rows: pd.DataFrame, relist_after_days: int | None,

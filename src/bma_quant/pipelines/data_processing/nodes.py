@@ -137,8 +137,10 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
     log = {
         **_calendar_findings(raw, matrices, keep, kept, filled, processing,
                              empty_close_suspensions),
-        # volume-0 rows with an empty close are suspensions, not gaps (a relisting's test)
+        # volume-0 rows with an empty close are suspensions, not gaps (a relisting's test),
+        # before the first date the file pads a name not yet listed with such rows
         "empty_close_suspensions": empty_close_suspensions,
+        "empty_close_padding_from": _day_or_none(universe.empty_close_padding_start(matrices)),
         # codes back after more than eligibility.relist_after_days: new listings (features too)
         "relistings": _relistings(cleaned.listed_from),
         **_split_findings(split_repair, near_splits, unexplained),
@@ -229,6 +231,10 @@ def _point_in_time_universe(kept: panel.PanelMatrices, observed: pd.DataFrame,
                                                        split_repair.withheld),
                       listed_from=_listed_from(rows, rule, cleaned.close))
     return cleaned, untraded, kept_out
+
+
+def _day_or_none(date: pd.Timestamp | None) -> str | None:
+    return None if date is None else str(date.date())
 
 
 def _calendar_findings(raw: pd.DataFrame, matrices: panel.PanelMatrices, keep: np.ndarray,

@@ -51,6 +51,7 @@ def build_prediction_chain(
         (data_quality_report or {}).get("first_close"),
         (data_quality_report or {}).get("first_volume"),
         bool((data_quality_report or {}).get("empty_close_suspensions")),
+        (data_quality_report or {}).get("empty_close_padding_from"),
     )
     index = panel_lib.load_configured_index(data)
     return PredictionChain(

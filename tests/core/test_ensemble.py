@@ -450,6 +450,31 @@ def test_calibrated_loglik_is_the_gaussian_density_of_the_heldout_rows():
     assert got[:, 0].sum() > got[:, 1].sum()  # the informative model has the higher elpd
 
 
+def test_a_model_ranking_the_wrong_way_round_earns_no_bma_weight():
+    """The weights multiply the predictions as served: a model whose predictions run against the
+    label (IC -0.3 here, beside one at +0.1) was scored by the size of its calibrated slope, not
+    its sign, took nearly all the weight and made the ensemble rank upside down. Its slope is
+    floored at 0: it scores as a model that knows nothing, and the right-way model wins."""
+    rng = np.random.default_rng(7)
+    n = 2000
+    signal = rng.standard_normal(n)
+    y = signal + rng.standard_normal(n)
+    z = np.column_stack([-signal + 0.5 * rng.standard_normal(n),
+                         0.15 * signal + rng.standard_normal(n)])
+    assert np.corrcoef(z[:, 0], y)[0, 1] < -0.3 < 0 < np.corrcoef(z[:, 1], y)[0, 1]
+    blocks = np.repeat([0, 1], n // 2)
+    pointwise = model_averaging.calibrated_gaussian_loglik(z, y, blocks)
+    dates = np.repeat(np.arange(100), n // 100)
+    weights, elpd = model_averaging.pseudo_bma_weights(
+        model_averaging.loglik_by_date(pointwise, dates), bootstrap_draws=500, seed=0)
+    assert weights[1] > 0.5 and elpd[1] > elpd[0]  # was: weight 1.0 on the wrong-way model
+    # the wrong-way model's density is the label's own (intercept and variance only)
+    for block in (0, 1):
+        fit = blocks != block
+        sd = np.sqrt(((y[fit] - y[fit].mean()) ** 2).sum() / (fit.sum() - 2))
+        assert np.allclose(pointwise[~fit, 0], norm.logpdf(y[~fit], y[fit].mean(), sd))
+
+
 def test_calibration_leaves_out_the_dates_whose_labels_reach_the_held_block():
     """Blocks are CV folds, adjacent in time: the first dates after a held block (and the last
     ones before it) have labels overlapping its rows'. With a purge they take no part in its

@@ -9,7 +9,7 @@ predictive distribution first, on per-date standardised values:
 where ``z_mti`` is model m's per-date standardised prediction for name i at date t and ``y_ti``
 the per-date standardised label. (a_m, b_m, s_m^2) are fitted by least squares on the *other*
 blocks of the out-of-fold data (blocks = CV folds, or two halves by date when only one fold is
-given), and the held-out rows of each block are scored:
+given), with b_m >= 0, and the held-out rows of each block are scored:
 
     log p(y_ti | m) = -0.5 * log(2 * pi * s_m^2) - (y_ti - a_m - b_m z_mti)^2 / (2 s_m^2)
 
@@ -23,6 +23,10 @@ weights alpha over the T dates give elpd_m^b = T * sum_t alpha_t L_mt, and
 w_m = mean_b softmax(elpd^b)_m, i.e. close to the share of resamples in which model m wins.
 
 Rows enter only where every model has a prediction, so all models are scored on the same points.
+The slope is floored at 0 because the weights multiply the predictions as they are, like every
+other combiner's non-negative weights: a model that ranks names the wrong way round would
+otherwise be scored by the size of its error, not its sign, win nearly all the weight and be
+served upside down. At b_m = 0 it scores as a model that knows nothing.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ def calibrated_gaussian_loglik(z: np.ndarray, y: np.ndarray, blocks: np.ndarray,
         # einsum, not BLAS: a threaded BLAS sums in an order that depends on the thread count
         slope = np.divide(np.einsum("ij,i->j", dz, yf - y_mean), var_z, out=np.zeros_like(var_z),
                           where=var_z > 0)
+        slope = np.maximum(slope, 0.0)  # read the model as it is served (module docstring)
         intercept = y_mean - slope * z_mean
         resid = yf[:, None] - intercept - zf * slope
         # Unbiased residual variance of a two-parameter fit; floored so a perfect fit stays finite.

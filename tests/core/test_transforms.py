@@ -120,6 +120,32 @@ def test_a_sector_of_exactly_min_size_names_is_demeaned(time_varying):
     np.testing.assert_allclose(out[0], [-1.0, 0.0, 1.0, 10.0 - 5.6, 12.0 - 5.6])
 
 
+@pytest.mark.parametrize("time_varying", [False, True])
+def test_the_same_names_under_other_tickers_get_the_same_ranks(time_varying):
+    """Tickers order the columns. A sector's mean was summed in that order, so two names at
+    their sectors' means differed by the last bit (0.55 - 0.55000000000000004 against 0.5 -
+    0.5), the rank split the tie, and renaming a panel's tickers moved discrete factors' ranks
+    (up-day counts), the tuned parameters and the chosen ensemble. Now the sums do not depend
+    on the columns' order and a difference within rounding is a tie."""
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 20, size=(200, 60)) / 20.0  # an up-day share: many ties
+    values[rng.random(values.shape) < 0.05] = np.nan
+    codes = np.tile(np.arange(60) % 7, (200, 1))
+    codes[:, :3] = -1  # unknown sectors, demeaned against the whole date
+    if time_varying:
+        codes[100:, 10] = 2
+    first = T.cross_sectional_transform(values, "rank", None, codes, min_sector_size=9)
+    for seed in range(5):
+        order = np.random.default_rng(seed).permutation(60)
+        again = T.cross_sectional_transform(values[:, order], "rank", None, codes[:, order],
+                                            min_sector_size=9)
+        np.testing.assert_array_equal(again, first[:, order])
+    # the helper's case: 0.55 at its sector's mean and 0.5 at its own share their rank
+    row = np.array([[0.60, 0.55, 0.50, 0.55, 0.50, 0.45]])
+    demeaned = T.sector_neutralise(row, np.array([[0, 0, 0, 1, 1, 1]]))
+    assert demeaned[0, 1] == demeaned[0, 4] == 0.0
+
+
 def test_winsorising_comes_before_sector_neutralising():
     """DESIGN: per date winsorise -> sector-neutralise -> rank / z-score. Two sectors far apart:
     the whole cross-section's quantiles clip the high sector's top, then each is demeaned."""

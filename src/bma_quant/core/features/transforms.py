@@ -10,8 +10,6 @@ it needs no second ranking.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
@@ -149,10 +147,9 @@ def sector_neutralise(values: np.ndarray, codes: np.ndarray, min_size: int = 1,
     # per date, so a date reads the same whatever later dates hold (prefix invariance)
     rest = np.isfinite(values) & ~within & within.any(axis=1, keepdims=True)
     if fallback == "whole_date" and rest.any():
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a date without a valid value
-            whole = np.nanmean(values, axis=1, keepdims=True)
-        out = np.where(rest, values - whole, out)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a date without a valid value
+            whole = _order_free_sums(values) / np.isfinite(values).sum(axis=1, keepdims=True)
+        out = np.where(rest, _demeaned(values, whole), out)
     return out
 
 
@@ -164,16 +161,38 @@ def _neutralise_varying(
     usable = np.isfinite(values) & (codes >= 0)
     group = (np.arange(n_rows)[:, None] * n_sectors + codes)[usable]
     size = n_rows * n_sectors
-    sums = np.bincount(group, weights=values[usable], minlength=size)
+    # each row's values added in ascending order, whatever the columns' (tickers') order
+    order = np.argsort(np.where(usable, values, np.inf), axis=1, kind="stable")
+    in_order = np.take_along_axis(usable, order, axis=1)
+    sums = np.bincount(
+        (np.arange(n_rows)[:, None] * n_sectors + np.take_along_axis(codes, order, axis=1))[
+            in_order],
+        weights=np.take_along_axis(values, order, axis=1)[in_order], minlength=size)
     counts = np.bincount(group, minlength=size)
     large = counts >= max(min_size, 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(large, sums / counts, 0.0)
     out = values.copy()
-    out[usable] = values[usable] - means[group]
+    out[usable] = _demeaned(values[usable], means[group])
     within = np.zeros(values.shape, dtype=bool)
     within[usable] = large[group]
     return out, within
+
+
+def _order_free_sums(values: np.ndarray) -> np.ndarray:
+    """Row sums of the finite values (a column per row): added in ascending order, so the same
+    names under other tickers (the columns in another order) give the same bits, and a tie
+    between names stays one whatever they are called."""
+    return np.sort(np.where(np.isfinite(values), values, 0.0), axis=1).sum(axis=1, keepdims=True)
+
+
+def _demeaned(values: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """values - means, with a difference within rounding of its operands set to 0: a name at
+    its sector's mean is a tie with every other such name (0.55 - 0.55000000000000004 is one),
+    not ranked by the last bit of a sum."""
+    out = values - means
+    tolerance = 4 * np.finfo(np.float64).eps * np.maximum(np.abs(values), np.abs(means))
+    return np.where(np.abs(out) <= tolerance, 0.0, out)
 
 
 def _neutralise_static(
@@ -192,9 +211,9 @@ def _neutralise_static(
         block = values[:, cols]
         counts = valid[:, cols].sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
-            means = np.where(valid[:, cols], block, 0.0).sum(axis=1, keepdims=True) / counts
+            means = _order_free_sums(block) / counts
         large = counts >= max(min_size, 1)
-        out[:, cols] = block - np.where(large, means, 0.0)
+        out[:, cols] = _demeaned(block, np.where(large, means, 0.0))
         within[:, cols] = valid[:, cols] & large
     return out, within
 

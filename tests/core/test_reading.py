@@ -248,6 +248,11 @@ def test_index_files_from_fred_and_their_bad_values(tmp_path):
     path.write_text("date,level\n2021-01-04,3700.65\n2021-01-05,0\n")  # read as numbers
     with pytest.raises(DataValidationError, match=r"1 bad value\(s\), e.g. line 3: 0.0$"):
         load_index_series(path)
+    # an infinite level passed as positive: the market return was inf, then -100 %, in every
+    # market feature and the regime detector, and a model was registered on it
+    path.write_text("date,level\n2021-01-04,3700.65\n2021-01-05,inf\n")
+    with pytest.raises(DataValidationError, match=r"finite positive numbers .* line 3: inf$"):
+        load_index_series(path)
 
 
 def test_numeric_sector_codes_stay_codes(tmp_path):

@@ -247,6 +247,19 @@ def test_missing_market_levels_inside_the_request_are_checked_like_an_index_file
     assert info.value.get_http_status_code() == 400
 
 
+def test_a_market_level_no_market_moves_to_is_warned_about(model_and_raw, caplog):
+    """A level x100 on the scored date was scored with no word but a generic regime-evidence
+    warning: the request's index gets the training file's check, naming the date."""
+    model, request, dates = _with_index(model_and_raw)
+    spiked = request.assign(market_level=request["market_level"].where(
+        request["date"] != dates[-1], request["market_level"] * 100))
+    with caplog.at_level("WARNING"):
+        model.predict(None, to_model_input(spiked), params={"last_date_only": True})
+    assert (f"the slice's market index moves more than processing.split_detection."
+            f"max_abs_return (40%) in a day 1 time(s), the largest: {dates[-1].date()} x100"
+            in caplog.text)
+
+
 def test_a_market_level_column_without_values_is_not_called_absent(model_and_raw):
     """Every level empty, a date after the training data and its stored index: refused, saying
     the column holds no level (the message said the panel had no such column, though it had one)."""

@@ -381,6 +381,8 @@ class PredictionChain(SliceChecks):
         returns = clean.pivot(index="date", columns="ticker", values="ret_1d").sort_index()
         if index is not None:
             self._check_slice_levels(raw, index, returns.index)
+            panel_lib.warn_index_jumps(index, "the slice's market index",
+                                       self.cleaner.split_detection.get("max_abs_return"))
         elif self.market_index is not None and len(self.market_index):
             # chains pickled before index dates were days may hold timestamps
             index = self.market_index.assign(

@@ -172,6 +172,33 @@ def test_index_file_feeds_the_market_series(tmp_path, market):
     np.testing.assert_allclose(m["market_return"].iloc[1:], (level / level.shift(1) - 1).iloc[1:])
 
 
+def test_an_index_level_no_market_moves_to_is_warned_about_with_its_date(tmp_path, market,
+                                                                         caplog):
+    """A bad print (one level x100) and a change of units (/1000 from a date on) passed without a
+    word into every market feature and the regime detector; warned about now, naming the dates,
+    as a price's unexplained move is. A real index's moves are not."""
+    path, index_path = tmp_path / "p.parquet", tmp_path / "index.csv"
+    market.panel.to_parquet(path)
+    index = market.market[["date", "level"]].copy()
+    dates = index["date"]
+    index.loc[dates == dates.iloc[300], "level"] *= 100
+    index.loc[dates >= dates.iloc[500], "level"] /= 1000
+    index.to_csv(index_path, index=False)
+    overrides = _overrides(path)
+    overrides["data"]["index_path"] = str(index_path)
+    with caplog.at_level(logging.WARNING):
+        run_pipeline("data_processing", {}, overrides)
+    day = lambda i: str(pd.Timestamp(dates.iloc[i]).date())  # noqa: E731
+    assert "the market index (data.index_path) moves more than" in caplog.text
+    assert (f"3 time(s), the largest: {day(300)} x100.9, {day(500)} /1000, {day(301)} /100"
+            in caplog.text)
+    caplog.clear()
+    market.market.to_csv(index_path, index=False)
+    with caplog.at_level(logging.WARNING):
+        run_pipeline("data_processing", {}, overrides)
+    assert "moves more than" not in caplog.text
+
+
 def test_a_missing_last_print_and_a_zero_volume_column_are_reported_not_misread(
         tmp_path, market, caplog):
     """A name without a row on the file's last date is still forward filled: it is reported as

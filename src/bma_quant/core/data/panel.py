@@ -789,7 +789,7 @@ def load_index_series(path: str | Path | None, decimal: str = ".",
             "level": pd.to_numeric(raw_level, errors="coerce"),
         }
     )
-    bad = out["date"].isna() | ~(out["level"] > 0)
+    bad = out["date"].isna() | ~(out["level"] > 0) | ~np.isfinite(out["level"])
     if bad.any():
         # text as written ('3,700.65'), numbers as numbers (0.0, not np.float64(0.0))
         shown = "; ".join(f"{position} {frame.at[i, LINE]}: "
@@ -798,7 +798,8 @@ def load_index_series(path: str | Path | None, decimal: str = ".",
         hint = (" (thousands separators? save the file without them)"
                 if looks_like_thousands_groups(raw_level[bad]) else "")
         raise DataValidationError(
-            f"Index file {path}: column '{values[0]}' must hold positive numbers with parseable "
+            f"Index file {path}: column '{values[0]}' must hold finite positive numbers with "
+            f"parseable "
             f"dates; {int(bad.sum())} bad value(s), e.g. {shown}{hint}"
         )
     if out["date"].duplicated().any():
@@ -876,6 +877,37 @@ def check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, source: str,
             "return of 0 on those days, two days' move the day after)", source,
             int(missing.sum()), len(trading), 100 * share,
             ", ".join(str(d.date()) for d in trading[missing][:3]))
+
+
+def warn_index_jumps(index: pd.DataFrame, source: str, max_abs_return: float | None) -> None:
+    """Warn about the index's one-day moves (level to next level) beyond `max_abs_return`
+    (processing.split_detection's bound for a name's price): a bad print (x100 and back) or a
+    unit change (/1000 from a date on) would feed every market-context feature and the regime
+    detector a move no market makes. Kept as given, as a price's unexplained move is."""
+    if max_abs_return is None or index is None or len(index) < 2:
+        return
+    levels = index.dropna(subset=["level"]).sort_values("date")
+    moves = levels["level"].pct_change().to_numpy()
+    far = np.flatnonzero(np.abs(moves) > float(max_abs_return))
+    if not len(far):
+        return
+    largest = far[np.argsort(-np.abs(moves[far]), kind="stable")][:3]
+    logger.warning(
+        "%s moves more than processing.split_detection.max_abs_return (%.0f%%) in a day %d "
+        "time(s), the largest: %s. A market index does not: a bad print or a change of units? "
+        "Every market feature and the regime detector read it as given: fix the level(s)",
+        source, 100 * float(max_abs_return), len(far),
+        ", ".join(f"{levels['date'].iloc[i].date()} {_signed_percent(moves[i])}"
+                  for i in largest))
+
+
+def _signed_percent(move: float) -> str:
+    """+45%, or the factor for a jump (x101) or fall (/1000) of a bad print or unit change."""
+    if move >= 9:
+        return f"x{1 + move:.4g}"
+    if move <= -0.9:
+        return f"/{1 / (1 + move):.4g}"
+    return f"{100 * move:+.0f}%"
 
 
 # a month of trading days: a stretch this long in which the index lacks most days is a weekly or

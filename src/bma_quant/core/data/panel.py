@@ -201,6 +201,33 @@ def _check_header(path: Path, names: list[str], sep: str) -> None:
                 "title or note above it?): remove the lines above the header")
 
 
+def _refuse_short_lines(path: Path, sep: str, n_fields: int, encoding: str) -> None:
+    """Refuse data lines with fewer fields than the header: pandas fills the last columns of
+    such a line with nothing, so a value left out without its delimiter shifts every later one
+    into its neighbour's column (a volume read as the close, a name's price as the next
+    ticker's). A line with a quote is not judged (a quoted field may hold the delimiter), nor
+    a blank one; a UTF-16 file is not read here."""
+    if encoding == "utf-16" or n_fields < 2:
+        return
+    mark, quote = sep.encode(), b'"'
+    short: list[tuple[int, int]] = []
+    count = 0
+    with _OPENERS.get(path.suffix.lower(), open)(path, "rb") as handle:
+        next(handle, None)  # the header
+        for number, line in enumerate(handle, start=2):
+            if line.count(mark) < n_fields - 1 and quote not in line and line.strip():
+                count += 1
+                if len(short) < 3:
+                    short.append((number, line.count(mark) + 1))
+    if count:
+        shown = "; ".join(f"line {number}: {fields}" for number, fields in short)
+        raise DataValidationError(
+            f"Input data rejected ({path}): {count} line(s) have fewer fields than the header's "
+            f"{n_fields} (e.g. {shown}): a value left out without its delimiter would shift the "
+            f"later ones into the wrong columns. Write an empty field for a missing value "
+            f"(two delimiters in a row, '{sep}{sep}')")
+
+
 def _first_non_utf8_byte(path: Path, chunk: int = 1 << 24) -> tuple[int, int] | None:
     """(byte, position) of the first byte that is not UTF-8, or None; read in chunks, so a large
     file is never held twice in memory."""
@@ -240,6 +267,7 @@ def _read_csv(path: Path, sep: str, decimal: str, thousands: str | None = None
                        *offending)
     names = _header_names(path, sep, encoding)
     _check_header(path, names, sep)
+    _refuse_short_lines(path, sep, len(names), encoding)
     ticker = next((n for n in names if n.strip().lower() == "ticker"), None)
     sector = next((n for n in names if n.strip().lower() == "sector"), None)
     options = dict(sep=sep, skip_blank_lines=False, encoding=encoding,

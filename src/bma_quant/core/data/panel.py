@@ -225,7 +225,8 @@ def _refuse_short_lines(path: Path, sep: str, n_fields: int, encoding: str) -> N
             f"Input data rejected ({path}): {count} line(s) have fewer fields than the header's "
             f"{n_fields} (e.g. {shown}): a value left out without its delimiter would shift the "
             f"later ones into the wrong columns. Write an empty field for a missing value "
-            f"(two delimiters in a row, '{sep}{sep}')")
+            f"(two delimiters in a row, '{sep}{sep}'), also for the last ones of a line (an "
+            f"exporter that drops a line's trailing empty fields: save it with them)")
 
 
 def _first_non_utf8_byte(path: Path, chunk: int = 1 << 24) -> tuple[int, int] | None:

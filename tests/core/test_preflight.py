@@ -707,6 +707,42 @@ def test_a_learner_argument_the_library_does_not_read_is_refused_with_the_close_
     assert "min_data_in_leaf" not in text
 
 
+def test_a_learner_value_the_library_refuses_is_refused_before_the_run():
+    """`max_depth: -5`, `num_leaves: 1` and `l1_ratio: 7` among the defaults failed each learner
+    inside its node; the run went on with the others (or the equal-weight fallback) and
+    registered the chain. With tuning on, a bad search bound failed trials. Each library's probe
+    fit names the value now, for the defaults, the regime learner, the stacking learners and a
+    search space's lows and highs; the shipped settings pass."""
+    from tests.support import project_params
+
+    bad = project_params()
+    bad["base_models"]["defaults"]["xgboost"]["max_depth"] = -5
+    bad["base_models"]["defaults"]["lightgbm"]["num_leaves"] = 1
+    bad["base_models"]["defaults"]["elastic_net"]["l1_ratio"] = 7
+    bad["base_models"]["tuning"]["search_space"]["lightgbm"]["learning_rate"] = {
+        "type": "float", "low": 0.01, "high": 2.0, "log": True}
+    bad["base_models"]["tuning"]["search_space"]["xgboost"]["subsample"] = {
+        "type": "float", "low": 0.5, "high": 1.5}
+    bad["stacking"]["lightgbm"]["num_leaves"] = 0
+    bad["regime_models"]["learner_params"]["elastic_net"] = {"alpha": -1.0}
+    with pytest.raises(PreflightError) as refused:
+        preflight.check_parameters(bad)
+    text = str(refused.value)
+    for expected in (
+            "base_models.defaults.xgboost: xgboost refuses a value: value -5 for Parameter "
+            "max_depth should be greater equal to 0",
+            "base_models.defaults.lightgbm: lightgbm refuses a value: Check failed: "
+            "(num_leaves) > (1)",
+            "base_models.defaults.elastic_net: elastic_net refuses a value: The 'l1_ratio' "
+            "parameter of ElasticNet must be a float in the range [0.0, 1.0]. Got 7 instead.",
+            "base_models.tuning.search_space.xgboost (its highs): xgboost refuses a value: "
+            "value 1.5 for Parameter subsample exceed bound [0,1]",
+            "stacking.lightgbm: lightgbm refuses a value: Check failed: (num_leaves) > (1)",
+            "regime_models.learner_params.elastic_net: elastic_net refuses a value: The 'alpha'"):
+        assert expected in text
+    assert "search_space.lightgbm" not in text  # a learning rate of 2 is allowed
+
+
 @pytest.mark.parametrize("path, value", [
     ("feature_engineering.leak_audit.prefix_cuts", -1),
     ("feature_engineering.leak_audit.mirror_share", 0.0),

@@ -358,13 +358,27 @@ def _sample_value(spec: Any) -> Any:
     return choices[0] if isinstance(choices, list | tuple) and choices else spec.get("low")
 
 
+def _search_bound(spec: Any, last: bool) -> Any:
+    """A search-space entry's high (or last choice) when `last`, else `_sample_value`."""
+    if not last or not isinstance(spec, Mapping):
+        return _sample_value(spec)
+    choices = spec.get("choices")
+    return choices[-1] if isinstance(choices, list | tuple) and choices else spec.get("high")
+
+
 def _learner_argument_problems(params: Mapping[str, Any]) -> list[str]:
     """Learner arguments the library behind the learner does not read (a misspelt `max_dept`
     was dropped with a warning per fit, `num_leavs` without a word, a tuned `num_leavs`
-    searched a dimension that changes nothing; `alpah` failed ElasticNet inside its node)."""
+    searched a dimension that changes nothing; `alpah` failed ElasticNet inside its node), and
+    values it refuses (`max_depth: -5` failed XGBoost inside its node and the run registered
+    a chain without it); a search space's lows and highs are both tried."""
     import difflib
 
-    from bma_quant.core.models.learner_arguments import known_arguments, unknown_arguments
+    from bma_quant.core.models.learner_arguments import (
+        known_arguments,
+        refused_values,
+        unknown_arguments,
+    )
 
     problems: list[str] = []
     for path, fixed in LEARNER_ARGUMENT_SECTIONS:
@@ -376,12 +390,25 @@ def _learner_argument_problems(params: Mapping[str, Any]) -> list[str]:
             if not isinstance(arguments, Mapping):
                 continue
             where = path if fixed else f"{path}.{learner}"
+            searched = path.endswith("search_space")
             values = ({k: _sample_value(v) for k, v in arguments.items()}
-                      if path.endswith("search_space") else dict(arguments))
-            for name in unknown_arguments(str(learner), values):
+                      if searched else dict(arguments))
+            unknown = unknown_arguments(str(learner), values)
+            for name in unknown:
                 close = difflib.get_close_matches(name, known_arguments(str(learner)), 2)
                 problems.append(f"{where}.{name} is not an argument {learner} reads"
                                 + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+            if unknown:
+                continue
+            for bound in (False, True) if searched else (False,):
+                tried = ({k: _search_bound(v, bound) for k, v in arguments.items()}
+                         if searched else values)
+                refused = refused_values(str(learner), {k: v for k, v in tried.items()
+                                                        if v is not None})
+                if refused:
+                    side = (" (its " + ("highs" if bound else "lows") + ")") if searched else ""
+                    problems.append(f"{where}{side}: {learner} refuses a value: {refused}")
+                    break
     return problems
 
 

@@ -5,7 +5,10 @@ fails inside its node and the learner is dropped, XGBoost warns "not used" on ev
 LightGBM says nothing at the verbosity the project trains with. The pre-flight asks each library
 before a run: the wrapper's own arguments (`get_params`) are read; any other name is passed to a
 one-tree fit on a few rows, and the library's own "unknown" / "not used" message names it (native
-names and aliases such as LightGBM's `min_data_in_leaf` or XGBoost's `eta` pass).
+names and aliases such as LightGBM's `min_data_in_leaf` or XGBoost's `eta` pass). The same
+kind of fit, with every argument, tells a value the library refuses (`max_depth: -5`,
+`num_leaves: 1`, `l1_ratio: 7`), which failed the learner inside its node, and the run went on
+without it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,76 @@ def unknown_arguments(kind: str, arguments: Mapping[str, Any]) -> list[str]:
     elsewhere)."""
     check = _CHECKS.get(kind)
     return sorted(check(dict(arguments))) if check and arguments else []
+
+
+def refused_values(kind: str, arguments: Mapping[str, Any]) -> str | None:
+    """The library's own message when it refuses one of these argument values in a probe fit
+    (one tree, or one ElasticNet, on a few rows), or None: every value taken, a kind this module
+    does not probe, or a name it does not read (`unknown_arguments` says that)."""
+    build = _PROBES.get(kind)
+    if build is None or not arguments or unknown_arguments(kind, arguments):
+        return None
+    rounds = arguments.get("n_estimators")
+    probe = {**arguments, "n_jobs": 1}
+    if isinstance(rounds, int) and not isinstance(rounds, bool) and rounds > 1:
+        probe["n_estimators"] = 1  # a valid count: one tree tells the rest
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), _native_stderr_silenced(), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            build(probe).fit(*_probe_data())
+        except Exception as error:  # noqa: BLE001 - the library's message is the answer
+            return _first_sentence(str(error)) or type(error).__name__
+    return None
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """LightGBM writes a refused value's "[Fatal]" line to the process's stderr itself, beside
+    the exception that carries the same message."""
+    import os
+    import tempfile
+
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def _first_sentence(message: str) -> str:
+    """XGBoost's first line, LightGBM's check without its source location."""
+    line = message.strip().splitlines()[0] if message.strip() else ""
+    return re.sub(r"\s+at \S+, line \d+\s*\.?$", "", line).strip()
+
+
+def _elastic_net_probe(arguments: dict):
+    from sklearn.linear_model import ElasticNet
+
+    return ElasticNet(**{k: v for k, v in arguments.items() if k != "n_jobs"})
+
+
+def _xgboost_probe(arguments: dict):
+    import xgboost as xgb
+
+    return xgb.XGBRegressor(**{"n_estimators": 1, **arguments})
+
+
+def _lightgbm_probe(arguments: dict):
+    import lightgbm as lgb
+
+    return lgb.LGBMRegressor(**{"n_estimators": 1, "min_child_samples": 1, "verbose": -1,
+                                **arguments})
+
+
+_PROBES = {"elastic_net": _elastic_net_probe, "xgboost": _xgboost_probe,
+           "lightgbm": _lightgbm_probe}
 
 
 def known_arguments(kind: str) -> list[str]:

@@ -226,6 +226,18 @@ def test_the_registry_source_defaults_to_the_champion_of_the_last_run_data_set(t
         champion_uri(tmp_path / "missing.json")
 
 
+def test_a_model_uri_beside_the_local_source_is_said_to_be_unused(tmp_path, caplog):
+    """`inference.model_uri=models:/x@champion` under the default `model_source: local` served
+    the local chain without a word (a uri naming no model as well)."""
+    from bma_quant.serving.model_source import load_inference_model
+
+    with caplog.at_level("WARNING"), pytest.raises(Exception, match="kedro run"):
+        load_inference_model({"model_source": "local", "chain_path": str(tmp_path / "none.pkl"),
+                              "model_uri": "models:/nonexistent@champion"})
+    assert ("inference.model_uri (models:/nonexistent@champion) is not served: "
+            "inference.model_source is 'local'") in caplog.text
+
+
 def test_registry_inference_says_when_the_last_run_is_not_the_champion(tmp_path, caplog):
     """The smoke and the full synthetic market share a file name, so one registered model: the
     full run, tested on another period, stays @challenger and the champion is the smoke chain.

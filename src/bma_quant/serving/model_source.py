@@ -216,4 +216,9 @@ def load_inference_model(inference: dict) -> InferenceModel:
     if source != "local":
         raise ModelSourceError(
             f"inference.model_source must be 'local' or 'registry', got {source!r}")
+    if inference.get("model_uri"):  # it was ignored without a word
+        logger.warning(
+            "inference.model_uri (%s) is not served: inference.model_source is 'local', which "
+            "serves %s; set inference.model_source=registry to serve the registered model",
+            inference["model_uri"], inference["chain_path"])
     return load_local(inference["chain_path"], inference.get("registration_path"))

@@ -261,6 +261,26 @@ def test_too_few_dates_for_the_cv_layout_is_refused():
         preflight.check_cv_layout(pd.bdate_range("2020-01-01", periods=80), PARAMS)
 
 
+@pytest.mark.parametrize("periods", [{"test_fraction": 0.001}, {"test_start": -11}])
+def test_a_test_period_without_a_labelled_date_is_refused(periods):
+    """`periods.test_fraction=0.001` (one test date) was warned about only when a gate counted
+    test dates; the run replaced the evaluation and registered a chain checked on one date.
+    The last d + h = 11 test dates have no label: a test period of at most 11 is refused; 12
+    passes."""
+    dates = pd.bdate_range("2020-01-01", periods=600)
+    params = copy.deepcopy(PARAMS)
+    given = dict(periods)
+    if "test_start" in given:
+        given = {"test_fraction": None, "test_start": str(dates[given["test_start"]].date())}
+    params["periods"] = {**params["periods"], **given}
+    with pytest.raises(PreflightError, match=r"the last 11 \(d \+ h\) have no label yet: no test "
+                                             r"date can be scored"):
+        preflight.check_cv_layout(dates, params)
+    params["periods"] = {**params["periods"], "test_fraction": None,
+                         "test_start": str(dates[-12].date())}
+    preflight.check_cv_layout(dates, params)
+
+
 def test_too_few_dates_after_dev_start_names_dev_start_not_only_the_panel():
     """600 dates are enough; a dev_start 520 dates in leaves 80: the error says dev_start did it."""
     dates = pd.bdate_range("2020-01-01", periods=600)

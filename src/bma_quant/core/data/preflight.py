@@ -920,6 +920,22 @@ def check_cv_layout(dates, params: Mapping[str, Any]) -> None:
     calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
     _check_period_dates(calendar, params["periods"])
     _walk_forward_folds(calendar, params)
+    _check_scorable_test_dates(calendar, params)
+
+
+def _check_scorable_test_dates(calendar: pd.DatetimeIndex, params: Mapping[str, Any]) -> None:
+    """A test period no longer than the label span has no labelled date: every test figure
+    would be NaN, and the run replaced the last one's evaluation and registered a chain on a
+    reproduction check of one date."""
+    temporal = TemporalConfig.from_params(params["temporal"])
+    dates_split = _split_or_none(calendar, params["periods"], temporal)
+    if dates_split is None or int(dates_split["test_dates"]) > temporal.label_span:
+        return
+    raise PreflightError(
+        f"The test period ({dates_split['test_start']}..{dates_split['test_end']}) has "
+        f"{dates_split['test_dates']} date(s), and the last {temporal.label_span} (d + h) have no "
+        "label yet: no test date can be scored. Lengthen it (periods.test_fraction / "
+        "periods.test_start) to more than that")
 
 
 def _walk_forward_folds(calendar: pd.DatetimeIndex, params: Mapping[str, Any]) -> tuple[list, pd.DatetimeIndex]:

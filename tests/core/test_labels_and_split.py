@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from bma_quant.core.data import cleaning, labels, panel, split
+from bma_quant.core.data.move_labels import move_label
 
 
 def test_label_is_return_from_t_plus_d_to_t_plus_d_plus_h():
@@ -408,6 +409,24 @@ def test_a_whole_ratio_is_only_suggested_when_the_move_fits_it_as_the_repair_mea
     assert cleaning.split_label(1.5) == "3:2 split" and cleaning.split_label(7) == "7:1 split"
 
 
+def test_a_vendors_absurd_close_is_reported_as_a_factor_not_a_traceback():
+    """A held close of 1e-300 failed the run with ZeroDivisionError (its move's implied ratio);
+    one of 1e308 was warned about as a 300-digit percentage. Both are reported, near no whole
+    ratio, their moves as factors."""
+    dates = pd.bdate_range("2021-01-04", periods=12)
+    level = [50.0, 51, 52]
+    close = pd.DataFrame({"TINY": level + [1e-300] * 9, "HUGE": level + [1e300] * 9},
+                         index=dates)
+    moves = cleaning.unexplained_large_moves(panel.PanelMatrices({"close": close}), 0.4, [2, 3],
+                                             0.1, 5)
+    assert {m["ticker"]: m["integer_ratio"] for m in moves} == {"TINY": None, "HUGE": None}
+    text = cleaning.split_warnings([], [], [], moves)[0]
+    assert "HUGE@2021-01-07 x1.923e+298" in text and "TINY@2021-01-07 -100.0%" in text
+    assert len(text) < 600
+    assert [move_label(c) for c in (-0.333, 4.0, 99.0, -0.999, -0.5)] == [
+        "-33.3%", "+400.0%", "x100", "/1000", "-50.0%"]
+
+
 def test_held_moves_near_no_configured_ratio_are_reported_with_the_whole_ratio_they_fit():
     """A 7:1 or 20:1 split left unadjusted (ratios not configured) is a held -86 % / -95 % day,
     near no configured ratio: it used to pass silently as a loss. It is reported (with the
@@ -725,7 +744,7 @@ def test_split_warnings_name_the_largest_moves_first_and_say_when_more_exist():
     lines = cleaning.split_warnings([], [], moves, moves)
     assert len(lines) == 2
     for line in lines:
-        assert "T6@2021-07-01 +937.0%" in line and "T7@2021-08-01 -100.0%" in line
+        assert "T6@2021-07-01 x10.37" in line and "T7@2021-08-01 -100.0%" in line
         assert line.count("@2021") == 5 and " and 3 more" in line
         assert "T4@" not in line  # the smallest moves are the ones left out
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bma_quant.core.data import listings, price_grid
+from bma_quant.core.data.move_labels import move_label
 from bma_quant.core.data.panel import PanelMatrices
 
 PRICE_FIELDS = ("open", "high", "low", "close")
@@ -447,13 +448,21 @@ def unexplained_large_moves(panel: PanelMatrices, max_abs_return: float, ratios:
         if (m.off_ratio <= near_tolerance or abs(back[m.row, m.column] - 1.0) <= max_abs_return
                 or (date, ticker) in done):
             continue
-        implied = 1.0 / (1.0 + m.change)  # pre / post, as off_ratio measures it
-        whole = round(max(implied, 1.0 / implied))  # a reverse split multiplies the price
-        candidate = whole if implied >= 1.0 else 1.0 / max(whole, 1)
         out.append({"date": date, "ticker": ticker, "change": round(m.change, 4),
-                    "integer_ratio": int(whole) if whole >= 2
-                    and abs(implied / candidate - 1.0) <= near_tolerance else None})
+                    "integer_ratio": _near_whole_ratio(m.change, near_tolerance)})
     return out
+
+
+def _near_whole_ratio(change: float, near_tolerance: float) -> int | None:
+    """The whole split ratio (2 or more) a held move is within `near_tolerance` of, or None; a
+    move to a price thousands of times smaller or larger (a vendor's 1e-300) is near none."""
+    post = 1.0 + change
+    if not 1e-6 < post < 1e6:
+        return None
+    implied = 1.0 / post  # pre / post, as off_ratio measures it
+    whole = round(max(implied, 1.0 / implied))  # a reverse split multiplies the price
+    candidate = whole if implied >= 1.0 else 1.0 / max(whole, 1)
+    return int(whole) if whole >= 2 and abs(implied / candidate - 1.0) <= near_tolerance else None
 
 
 def unconfigured_ratio_moves(panel: PanelMatrices, max_abs_return: float, ratios: list[float],
@@ -543,7 +552,7 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
             f"{len(near)} one-day move(s) near a split ratio that held for processing."
             "split_detection.confirm_days were not repaired (further than its tolerance; the "
             "largest first): "
-            + _largest(near, lambda m: f"{m['ticker']}@{m['date']} {100 * m['change']:+.1f}% "
+            + _largest(near, lambda m: f"{m['ticker']}@{m['date']} {move_label(m['change'])} "
                                        f"({split_label(m['nearest_ratio'])}?)")
             + ". An unadjusted split on a day the stock also moved, or a real crash? Adjust the "
             "file, or widen processing.split_detection.tolerance" + no_splits)
@@ -553,14 +562,14 @@ def split_warnings(repaired: list[dict], pending: list[dict], near: list[dict],
             f"{len(unconfigured)} one-day move(s) that held match a split ratio not in "
             "processing.split_detection.ratios (the largest first): "
             + _largest(unconfigured, lambda m: f"{m['ticker']}@{m['date']} "
-                                               f"{100 * m['change']:+.1f}% "
+                                               f"{move_label(m['change'])} "
                                                f"({split_label(m['nearest_ratio'])}?)")
             + f". If they are unadjusted splits, add {', '.join(f'{r:g}' for r in ratios)} to "
             "processing.split_detection.ratios (they are then repaired); a real drop is kept "
             "as it is")
     if unexplained:
         shown = _largest(unexplained, lambda m: f"{m['ticker']}@{m['date']} "
-                         f"{100 * m['change']:+.1f}%"
+                         f"{move_label(m['change'])}"
                          + (f" ({_integer_split_label(m)}?)" if m.get("integer_ratio") else ""))
         whole = sorted({m["integer_ratio"] for m in unexplained if m.get("integer_ratio")})
         out.append(

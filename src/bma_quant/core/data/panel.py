@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from bma_quant.core.data.move_labels import move_label
 from bma_quant.core.data.schema import (
     DECIMAL_COMMA,
     LINE,
@@ -926,17 +927,8 @@ def warn_index_jumps(index: pd.DataFrame, source: str, max_abs_return: float | N
         "time(s), the largest: %s. A market index does not: a bad print or a change of units? "
         "Every market feature and the regime detector read it as given: fix the level(s)",
         source, 100 * float(max_abs_return), len(far),
-        ", ".join(f"{levels['date'].iloc[i].date()} {_signed_percent(moves[i])}"
+        ", ".join(f"{levels['date'].iloc[i].date()} {move_label(moves[i])}"
                   for i in largest))
-
-
-def _signed_percent(move: float) -> str:
-    """+45%, or the factor for a jump (x101) or fall (/1000) of a bad print or unit change."""
-    if move >= 9:
-        return f"x{1 + move:.4g}"
-    if move <= -0.9:
-        return f"/{1 / (1 + move):.4g}"
-    return f"{100 * move:+.0f}%"
 
 
 # a month of trading days: a stretch this long in which the index lacks most days is a weekly or

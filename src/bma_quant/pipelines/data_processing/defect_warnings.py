@@ -9,6 +9,7 @@ import logging
 import pandas as pd
 
 from bma_quant.core.data import cleaning
+from bma_quant.core.data.move_labels import move_label
 from bma_quant.core.evaluation.test_period import daily_exchange_bars
 
 logger = logging.getLogger(__name__)
@@ -194,7 +195,8 @@ def _warn_reverted_moves(moves: list[dict]) -> None:
     if not moves:
         return
     ranked = sorted(moves, key=lambda m: -abs(m["change"]))
-    shown = ", ".join(f"{m['ticker']}@{m['date']} {100 * m['change']:+.0f}% (back {m['back']})"
+    shown = ", ".join(f"{m['ticker']}@{m['date']} {move_label(m['change'])} "
+                      f"(back {m['back']})"
                       for m in ranked[:3])
     logger.warning(
         "%d one-day move(s) beyond processing.split_detection.max_abs_return were taken back "

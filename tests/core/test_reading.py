@@ -501,3 +501,20 @@ def test_a_line_with_fewer_fields_than_the_header_is_refused_naming_it(tmp_path)
                                '2021-01-08,A,"14",10000,Tech']))
     panel = load_raw_panel(path)
     assert panel["sector"].isna().sum() == 1 and panel["close"].max() == 14
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_a_date_no_timestamp_can_hold_is_refused_naming_its_line(tmp_path, suffix):
+    """1600-01-01 or 2300-01-01 (a typo in the year) parsed, then failed the schema as "could
+    not parse; e.g. a row: None", naming neither the line nor the value."""
+    path = tmp_path / f"years.{suffix}"
+    frame = pd.DataFrame({"date": ["2021-01-04", "1600-01-05", "2021-01-05"],
+                          "ticker": ["A", "A", "B"], "close": [10.0, 11.0, 12.0]})
+    if suffix == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.assign(date=pd.to_datetime(frame["date"]).astype("datetime64[us]")).to_parquet(path)
+    with pytest.raises(DataValidationError, match=r"must be a date from 1678 to "
+                                                  r"2261 \(a typo in the year\?\); 1 failing "
+                                                  r"value\(s\), e.g. (line 3|row 2) "):
+        load_raw_panel(path)

@@ -291,7 +291,11 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
     are ambiguous) or no date at all is refused with its line, instead of guessing."""
     if "date" in frame and isinstance(frame["date"].dtype, pd.ArrowDtype):
         frame = frame.assign(date=numpy_timestamps(frame["date"]))
-    if "date" not in frame or pd.api.types.is_datetime64_any_dtype(frame["date"]):
+    if "date" not in frame:
+        return frame
+    if pd.api.types.is_datetime64_any_dtype(frame["date"]):  # a Parquet file's own dates
+        _refuse_dates_out_of_range(frame, frame["date"], frame["date"].astype(str), source,
+                                   position)
         return frame
     text = frame["date"].astype("string").str.strip()
     try:
@@ -302,6 +306,7 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
             f"- column 'date': {error}") from None
     bad = parsed.isna() & text.notna() & (text != "")
     if not bad.any():
+        _refuse_dates_out_of_range(frame, parsed, text, source, position)
         return frame.assign(date=parsed)
     first = int(text.notna().idxmax())
     with warnings.catch_warnings():
@@ -317,6 +322,24 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
     raise DataValidationError(
         f"Input data rejected ({source}): it breaks the data contract (README, \"Data\").\n"
         f"- column 'date': {rule}; {int(bad.sum())} failing value(s), e.g. {shown}")
+
+
+def _refuse_dates_out_of_range(frame: pd.DataFrame, parsed: pd.Series, text: pd.Series,
+                               source: str, position: str) -> None:
+    """A date that parses but that the panel's nanosecond timestamps cannot hold (before
+    1677-09-22 or after 2262-04-11: a typo in the year, 1600 or 2300) was refused later as
+    "could not parse ... e.g. a row: None", naming neither the line nor the value."""
+    year = parsed.dt.year  # any unit or time zone; the years nanoseconds hold whole
+    outside = parsed.notna() & ((year <= pd.Timestamp.min.year) | (year >= pd.Timestamp.max.year))
+    if not outside.any():
+        return
+    shown = "; ".join(f"{_where(frame, i, position)}: {text[i]!r}"
+                      for i in frame.index[outside][:3])
+    raise DataValidationError(
+        f"Input data rejected ({source}): it breaks the data contract (README, \"Data\").\n"
+        f"- column 'date': must be a date from {pd.Timestamp.min.year + 1} to "
+        f"{pd.Timestamp.max.year - 1} (a typo in the year?); {int(outside.sum())} failing "
+        f"value(s), e.g. {shown}")
 
 
 # A UTC offset after a time of day ("2020-03-06 16:00-05:00", "...T16:00:00Z"): dropped, keeping

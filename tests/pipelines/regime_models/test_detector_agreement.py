@@ -51,7 +51,14 @@ def test_bad_true_regimes_file_gives_one_clear_error(market, tmp_path):
     bad.loc[3, "regime"] = "sideways"
     path = tmp_path / "bad.csv"
     bad.to_csv(path, index=False)
-    with pytest.raises(DataValidationError, match=r"bad\.csv.*regimes in \['bull'"):
+    with pytest.raises(DataValidationError, match=r"bad\.csv.*regimes in \['bull'.*; 1 bad "
+                                                  r"row\(s\), e.g. line 5: .*'sideways'$"):
+        load_true_regimes({"true_regimes_path": str(path)})
+    # a repeated date is named with its lines (it said "duplicate dates" only)
+    pd.concat([market.regimes, market.regimes.iloc[[7]]]).to_csv(path, index=False)
+    day = pd.Timestamp(market.regimes["date"].iloc[7]).date()
+    with pytest.raises(DataValidationError, match=rf"1 date\(s\) more than once, e.g. {day} "
+                                                  rf"\(lines 9, {len(market.regimes) + 2}\)"):
         load_true_regimes({"true_regimes_path": str(path)})
     market.regimes.rename(columns={"regime": "state"}).to_csv(path, index=False)
     with pytest.raises(DataValidationError, match=r"missing required column\(s\) \['regime'\]"):

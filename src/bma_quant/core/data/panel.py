@@ -971,20 +971,27 @@ def load_true_regimes(path: str | Path | None, regimes: tuple[str, ...]) -> pd.D
     if not path:
         return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"),
                              "regime": pd.Series(dtype=str)})
-    frame = read_table(path).drop(columns=LINE)
+    frame = read_table(path)
     missing = [c for c in ("date", "regime") if c not in frame.columns]
     if missing:
         raise DataValidationError(f"True regimes file {path}: missing required column(s) {missing}")
+    position = "line" if is_csv(Path(path)) else "row"
     out = pd.DataFrame({"date": pd.to_datetime(frame["date"], errors="coerce"),
                         "regime": frame["regime"].astype(str)})
     bad = out["date"].isna() | ~out["regime"].isin(regimes)
     if bad.any():
-        rows = ", ".join(str(i) for i in out.index[bad][:3])
+        shown = "; ".join(f"{position} {frame.at[i, LINE]}: {frame.at[i, 'date']!s}, "
+                          f"{frame.at[i, 'regime']!r}" for i in out.index[bad][:3])
         raise DataValidationError(
             f"True regimes file {path}: need parseable dates and regimes in {list(regimes)}; "
-            f"{int(bad.sum())} bad row(s), e.g. rows {rows}")
-    if out["date"].duplicated().any():
-        raise DataValidationError(f"True regimes file {path}: duplicate dates")
+            f"{int(bad.sum())} bad row(s), e.g. {shown}")
+    repeated = out["date"].duplicated(keep=False)
+    if repeated.any():
+        first = out.loc[repeated, "date"].iloc[0]
+        lines = ", ".join(str(v) for v in frame.loc[repeated & (out["date"] == first), LINE])
+        raise DataValidationError(
+            f"True regimes file {path}: {int(out.loc[repeated, 'date'].nunique())} date(s) "
+            f"more than once, e.g. {first.date()} ({position}s {lines}): one regime per date")
     return out.sort_values("date").reset_index(drop=True)
 
 

@@ -214,6 +214,19 @@ def test_missing_chain_says_what_to_run(tmp_path):
         _inference(tmp_path / "none.pkl")
 
 
+@pytest.mark.parametrize("content", [b"garbage\n", b"\x80\x05\x95"])
+def test_a_damaged_chain_file_says_so(tmp_path, content):
+    """An overwritten or truncated chain failed with pickle's own words ("invalid literal for
+    int() with base 10: 'arbage'") in a traceback."""
+    from bma_quant.serving.model_source import ModelSourceError, load_local
+
+    path = tmp_path / "prediction_chain.pkl"
+    path.write_bytes(content)
+    with pytest.raises(ModelSourceError, match=r"cannot be read as a fitted chain .* damaged or "
+                                               r"holds something else. Run `kedro run`"):
+        load_local(path, None)
+
+
 def test_the_registry_source_defaults_to_the_champion_of_the_last_run_data_set(tmp_path):
     import json
 
@@ -526,7 +539,8 @@ def test_a_local_chain_that_failed_its_reproduction_check_is_warned_about(traine
     assert caplog.text == ""
 
 
-def test_the_data_source_is_the_chains_own_or_inference_data_never_params_data():
+def test_the_data_source_is_the_chains_own_or_inference_data_never_params_data(tmp_path,
+                                                                               monkeypatch):
     from types import SimpleNamespace
 
     from bma_quant.pipelines.inference.nodes import describe_served, inference_data_source
@@ -538,6 +552,14 @@ def test_the_data_source_is_the_chains_own_or_inference_data_never_params_data()
                             label_target="5d return after 1d delay", training_run_id="abc",
                             data_end="2022-12-28")
     model = InferenceModel(chain, card)
+    monkeypatch.chdir(tmp_path)
+    # the chain's own file gone: named as the chain's, with the setting to give another
+    with pytest.raises(ValueError, match=r"the file the chain was trained on, raw_path "
+                                         r"trained.csv \(recorded in bma_quant-x version 3\), is "
+                                         r"not there any more: set inference.data.raw_path"):
+        inference_data_source(model, {})
+    (tmp_path / "trained.csv").write_text("date,ticker,close\n")
+    (tmp_path / "idx.csv").write_text("date,level\n")
     assert inference_data_source(model, {})["raw_path"] == "trained.csv"
     # `--params "inference.data.raw_path="`: empty, as null, is the chain's own file
     assert inference_data_source(model, {"data": {"raw_path": ""}})["raw_path"] == "trained.csv"

@@ -71,8 +71,16 @@ def load_local(chain_path: str | Path, registration_path: str | Path | None) -> 
             f"no fitted chain at {path}: run `kedro run` (the evaluation pipeline writes it) or "
             "set inference.model_source: registry"
         )
-    with open(path, "rb") as handle:
-        chain = pickle.load(handle)
+    try:
+        with open(path, "rb") as handle:
+            chain = pickle.load(handle)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing
+        # a truncated or overwritten file failed with pickle's own words ("invalid literal
+        # for int() with base 10")
+        raise ModelSourceError(
+            f"{path} cannot be read as a fitted chain ({type(error).__name__}: "
+            f"{str(error).strip()[:200]}): the file is damaged or holds something else. Run "
+            "`kedro run` to write it again, or set inference.model_source: registry") from None
     registration = {}
     if registration_path and Path(registration_path).is_file():
         registration = json.loads(Path(registration_path).read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,14 @@ def inference_data_source(model: InferenceModel, inference: dict) -> dict:
             "the panel it was trained on (a chain pickled by an older version): set "
             "inference.data.raw_path (and inference.data.index_path, and layout, delimiter or "
             "decimal where the file needs them) to the panel to score")
+    given = {k for k, v in (inference.get("data") or {}).items() if v not in (None, "")}
+    for key in ("raw_path", "index_path"):
+        if source.get(key) and key not in given and not Path(str(source[key])).exists():
+            # "Input file not found" named a path the user never gave
+            raise ModelSourceError(
+                f"the file the chain was trained on, {key} {source[key]} (recorded in "
+                f"{model.card['model_name']} version {model.card['model_version']}), is not "
+                f"there any more: set inference.data.{key} to the file to score")
     return source
 
 

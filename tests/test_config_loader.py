@@ -59,3 +59,26 @@ def test_a_mapping_set_to_a_list_is_named(tmp_path, local_text, runtime, message
                                  merge_strategy={"parameters": "soft"})  # as settings.py
     with pytest.raises(ConfigFileError, match=message):
         loader["parameters"]
+
+
+def test_a_conf_file_no_pattern_reads_is_warned_about_once(tmp_path, caplog):
+    """`conf/local/params.yml` (not `parameters*`) holding `periods.test_start` was ignored
+    without a word; the run used the default split and replaced the outputs. The project's own
+    conf (mlflow.yml, the per-pipeline files, the smoke environment) warns about nothing."""
+    from pathlib import Path
+
+    loader = _loader(tmp_path, "cv:\n  n_splits: 3\n")
+    (tmp_path / "local" / "params.yml").write_text("periods:\n  test_start: 2020-01-01\n")
+    (tmp_path / "local" / "notes.txt").write_text("not a conf file")
+    with caplog.at_level("WARNING"):
+        loader["parameters"]
+        loader["parameters"]
+    assert caplog.text.count("conf/local/params.yml is read by no one") == 1
+    assert "notes.txt" not in caplog.text
+    caplog.clear()
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    for env in ("local", "smoke"):
+        with caplog.at_level("WARNING"):
+            ProjectConfigLoader(conf_source=str(conf), base_env="base", default_run_env=env,
+                                merge_strategy={"parameters": "soft"})["parameters"]
+    assert "read by no one" not in caplog.text

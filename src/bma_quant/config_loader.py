@@ -2,10 +2,13 @@
 line and column as an editor counts them (from 1), and what is wrong. Kedro's own message gives
 0-based positions, and a duplicate key inside one file names no file at all. A section that
 conf/base gives as a mapping set to a list in another environment or `--params` (or the other
-way round) is said the same way: OmegaConf's merge failed with a traceback naming no key."""
+way round) is said the same way: OmegaConf's merge failed with a traceback naming no key. A
+config file that no pattern reads (`conf/local/params.yml`) is warned about once.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,11 @@ from typing import Any
 import yaml
 from kedro.config import OmegaConfigLoader
 from omegaconf import OmegaConf
+
+logger = logging.getLogger(__name__)
+
+CONFIG_SUFFIXES = (".yml", ".yaml", ".json")  # what Kedro's loader reads
+PLUGIN_PATTERNS = ("mlflow*", "mlflow*/**", "**/mlflow*")  # kedro-mlflow's mlflow.yml
 
 
 class ConfigFileError(ValueError):
@@ -42,6 +50,18 @@ def first_invalid_file(conf_path: str | Path, patterns: Iterable[str]) -> str | 
             except yaml.YAMLError as error:
                 return describe_yaml_error(path, error)
     return None
+
+
+def unread_files(folder: Path, patterns: Iterable[str]) -> list[Path]:
+    """Config files under `folder` that none of `patterns` (every kind's) matches: Kedro loads
+    them for nothing, so their settings are silently ignored (`params.yml` beside the
+    `parameters*` pattern)."""
+    if not folder.is_dir():
+        return []
+    read = {path for pattern in patterns for path in folder.glob(pattern)}
+    return sorted(path for path in folder.rglob("*")
+                  if path.is_file() and path.suffix.lower() in CONFIG_SUFFIXES
+                  and not path.name.startswith(".") and path not in read)
 
 
 def _plain_merge(base: dict, other: Mapping) -> dict:
@@ -85,6 +105,27 @@ def _kind(value: Any) -> str:
 
 
 class ProjectConfigLoader(OmegaConfigLoader):
+    _unread_said = False
+
+    def _warn_unread_files(self) -> None:
+        """Once per loader: each environment's config files that no kind's pattern reads."""
+        if self._unread_said:
+            return
+        self._unread_said = True
+        # kedro-mlflow adds its pattern after the context is made, maybe after this first read
+        patterns = [*(p for kind in self.config_patterns.values() for p in kind),
+                    *PLUGIN_PATTERNS]
+        names = sorted({p.split("*")[0] + "*" if "*" in p else p for p in patterns
+                        if not p.startswith("**")})
+        root = Path(str(self.conf_source))
+        for env in dict.fromkeys((str(self.base_env), str(self.env or self.default_run_env))):
+            for path in unread_files(root / env, patterns):
+                logger.warning(
+                    "conf/%s is read by no one: Kedro reads the conf files named %s, so its "
+                    "settings are ignored (rename it: parameters*.yml for parameters, "
+                    "catalog*.yml for datasets)", path.relative_to(root).as_posix(),
+                    ", ".join(names))
+
     def _clash_described(self, key: str) -> str | None:
         """Which setting makes the merge of `key`'s files fail, described, or None."""
         patterns = list(self.config_patterns.get(key, ()))
@@ -107,6 +148,8 @@ class ProjectConfigLoader(OmegaConfigLoader):
         return None
 
     def __getitem__(self, key: str) -> dict[str, Any]:
+        if key == "parameters":
+            self._warn_unread_files()
         try:
             return super().__getitem__(key)
         except TypeError as error:

@@ -761,6 +761,20 @@ def test_a_learner_value_the_library_refuses_is_refused_before_the_run():
             "regime_models.learner_params.elastic_net: elastic_net refuses a value: The 'alpha'"):
         assert expected in text
     assert "search_space.lightgbm" not in text  # a learning rate of 2 is allowed
+    # as the project builds the learner: its own seed and histogram layout clash with a user's
+    clash = project_params()
+    clash["base_models"]["defaults"]["lightgbm"]["force_col_wise"] = True
+    clash["base_models"]["defaults"]["xgboost"]["random_state"] = 7
+    with pytest.raises(PreflightError) as refused:
+        preflight.check_parameters(clash)
+    assert "`force_col_wise` and `force_row_wise`" in str(refused.value)
+    assert "multiple values for keyword argument 'random_state'" in str(refused.value)
+    # one value per feature cannot be judged on the probe's three: not refused
+    per_feature = project_params()
+    per_feature["base_models"]["defaults"]["lightgbm"]["monotone_constraints"] = [1] + [0] * 19
+    per_feature["base_models"]["defaults"]["xgboost"]["monotone_constraints"] = (
+        "(" + ",".join(["1"] + ["0"] * 19) + ")")
+    preflight.check_parameters(per_feature)
 
 
 @pytest.mark.parametrize("path, value", [

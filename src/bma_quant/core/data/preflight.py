@@ -404,7 +404,8 @@ def _learner_argument_problems(params: Mapping[str, Any]) -> list[str]:
                 tried = ({k: _search_bound(v, bound) for k, v in arguments.items()}
                          if searched else values)
                 refused = refused_values(str(learner), {k: v for k, v in tried.items()
-                                                        if v is not None})
+                                                        if v is not None},
+                                         stacking=path.startswith("stacking."))
                 if refused:
                     side = (" (its " + ("highs" if bound else "lows") + ")") if searched else ""
                     problems.append(f"{where}{side}: {learner} refuses a value: {refused}")

@@ -226,15 +226,29 @@ def _equal(n: int) -> np.ndarray:
     return np.full(n, 1.0 / n)
 
 
+def meta_elastic_net(elastic_net: dict) -> ElasticNet:
+    """The stacking ElasticNet of `stacking.elastic_net`: non-negative, and on a precomputed
+    Gram matrix (coordinate descent on M x M instead of n x M, n >> M)."""
+    return ElasticNet(**{"positive": True, "precompute": True, **elastic_net})
+
+
+def meta_lightgbm(lightgbm: dict):
+    """The stacking LightGBM of `stacking.lightgbm`, with the base learners' fixed settings:
+    deterministic, histogram layout not chosen by timing (a machine-dependent choice)."""
+    from lightgbm import LGBMRegressor
+
+    from bma_quant.core.models.learners import LIGHTGBM_FIXED
+
+    return LGBMRegressor(**{**lightgbm, **LIGHTGBM_FIXED})
+
+
 def _nonnegative_weights(
     data: pd.DataFrame, models: list[str], elastic_net: dict
 ) -> tuple[np.ndarray, ElasticNet | None]:
     """Non-negative ElasticNet of the target on the standardised predictions, coefficients
     normalised to sum to one; (weights, estimator) or (NaN weights, None) if all are zero."""
     z = pd.DataFrame(_filled(data, models)[0], columns=models)  # named inputs for the signature
-    # A precomputed Gram matrix: coordinate descent on M x M instead of n x M (n >> M).
-    settings = {"positive": True, "precompute": True, **elastic_net}
-    estimator = ElasticNet(**settings).fit(z, data[TARGET].to_numpy())
+    estimator = meta_elastic_net(elastic_net).fit(z, data[TARGET].to_numpy())
     coef = np.clip(estimator.coef_, 0.0, None)
     if not coef.sum() > 0:
         return np.full(len(models), np.nan), None
@@ -327,14 +341,8 @@ class Stacking(Combiner):
                 estimator = FixedWeightRegressor(weights).fit(rows[self.models])
             self.weights_, self.estimator = weights, estimator
         elif kind == "lightgbm":
-            from lightgbm import LGBMRegressor
-
             z, _ = _filled(rows, self.models)
-            from bma_quant.core.models.learners import LIGHTGBM_FIXED
-
-            # the base learners' fixed settings: deterministic, histogram layout not chosen by
-            # timing (a machine-dependent choice)
-            estimator = LGBMRegressor(**{**self.params.get("lightgbm", {}), **LIGHTGBM_FIXED})
+            estimator = meta_lightgbm(self.params.get("lightgbm", {}))
             estimator.fit(pd.DataFrame(z, columns=self.models), rows[TARGET].to_numpy())
             gain = estimator.booster_.feature_importance(importance_type="gain")
             self.weights_ = gain / gain.sum() if gain.sum() > 0 else _equal(len(self.models))

@@ -33,74 +33,97 @@ def unknown_arguments(kind: str, arguments: Mapping[str, Any]) -> list[str]:
     return sorted(check(dict(arguments))) if check and arguments else []
 
 
-def refused_values(kind: str, arguments: Mapping[str, Any]) -> str | None:
+def refused_values(kind: str, arguments: Mapping[str, Any], stacking: bool = False
+                   ) -> str | None:
     """The library's own message when it refuses one of these argument values in a probe fit
-    (one tree, or one ElasticNet, on a few rows), or None: every value taken, a kind this module
-    does not probe, or a name it does not read (`unknown_arguments` says that)."""
-    build = _PROBES.get(kind)
-    if build is None or not arguments or unknown_arguments(kind, arguments):
+    of the learner as the project builds it (its fixed arguments and seed included: a
+    `random_state` or `force_col_wise` of the user's clashes with them), one tree on a few rows;
+    None when every value is taken, for a kind this module does not probe, or a name it does not
+    read (`unknown_arguments` says that). A list-like value (`monotone_constraints`, one per
+    feature) cannot be judged on the probe's three features: when the fit fails only with
+    such values, nothing is said. `stacking`: the meta-learner of `stacking.<kind>`, as
+    core.ensemble.combiners builds it."""
+    if kind not in _PROBED or not arguments or unknown_arguments(kind, arguments):
         return None
-    rounds = arguments.get("n_estimators")
-    probe = {**arguments, "n_jobs": 1}
+    probe = dict(arguments)
+    rounds = probe.get("n_estimators")
     if isinstance(rounds, int) and not isinstance(rounds, bool) and rounds > 1:
         probe["n_estimators"] = 1  # a valid count: one tree tells the rest
+    failure = _probe_failure(kind, probe, stacking)
+    if failure is None:
+        return None
+    scalars = {k: v for k, v in probe.items() if not _list_like(v)}
+    if len(scalars) < len(probe):
+        return _probe_failure(kind, scalars, stacking)
+    return failure
+
+
+_PROBED = ("elastic_net", "xgboost", "lightgbm")  # built by core.models.learners
+
+
+def _list_like(value: Any) -> bool:
+    return isinstance(value, list | tuple | dict | np.ndarray) or (
+        isinstance(value, str) and value.strip()[:1] in ("(", "[", "{"))
+
+
+def _probe_failure(kind: str, arguments: dict, stacking: bool = False) -> str | None:
+    from bma_quant.core.ensemble.combiners import meta_elastic_net, meta_lightgbm
+    from bma_quant.core.models.learners import build_estimator
+
+    if stacking and kind not in ("elastic_net", "lightgbm"):
+        return None
+    build = ({"elastic_net": meta_elastic_net, "lightgbm": meta_lightgbm}[kind] if stacking
+             else lambda given: build_estimator(kind, given))
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed), _native_stderr_silenced(), \
+    with contextlib.redirect_stdout(printed), _native_output_silenced(), \
             warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            build(probe).fit(*_probe_data())
+            build(arguments).fit(*_probe_data())
         except Exception as error:  # noqa: BLE001 - the library's message is the answer
             return _first_sentence(str(error)) or type(error).__name__
     return None
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced():
-    """LightGBM writes a refused value's "[Fatal]" line to the process's stderr itself, beside
+def _native_output_silenced():
+    """LightGBM writes a refused value's "[Fatal]" line to the process's own output, beside
     the exception that carries the same message."""
     import os
+    import sys
     import tempfile
 
-    saved = os.dup(2)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
     try:
         with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 1)
             os.dup2(sink.fileno(), 2)
             try:
                 yield
             finally:
-                os.dup2(saved, 2)
+                _flush_c_streams()  # what the library's C stdio still buffers goes to the sink
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
     finally:
-        os.close(saved)
+        for fd in saved:
+            os.close(fd)
+
+
+def _flush_c_streams() -> None:
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).fflush(None)
 
 
 def _first_sentence(message: str) -> str:
-    """XGBoost's first line, LightGBM's check without its source location."""
+    """The first line, without XGBoost's time and source or LightGBM's source location."""
     line = message.strip().splitlines()[0] if message.strip() else ""
+    line = re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", line)
     return re.sub(r"\s+at \S+, line \d+\s*\.?$", "", line).strip()
-
-
-def _elastic_net_probe(arguments: dict):
-    from sklearn.linear_model import ElasticNet
-
-    return ElasticNet(**{k: v for k, v in arguments.items() if k != "n_jobs"})
-
-
-def _xgboost_probe(arguments: dict):
-    import xgboost as xgb
-
-    return xgb.XGBRegressor(**{"n_estimators": 1, **arguments})
-
-
-def _lightgbm_probe(arguments: dict):
-    import lightgbm as lgb
-
-    return lgb.LGBMRegressor(**{"n_estimators": 1, "min_child_samples": 1, "verbose": -1,
-                                **arguments})
-
-
-_PROBES = {"elastic_net": _elastic_net_probe, "xgboost": _xgboost_probe,
-           "lightgbm": _lightgbm_probe}
 
 
 def known_arguments(kind: str) -> list[str]:

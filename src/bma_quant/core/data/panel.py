@@ -202,32 +202,41 @@ def _check_header(path: Path, names: list[str], sep: str) -> None:
                 "title or note above it?): remove the lines above the header")
 
 
-def _refuse_short_lines(path: Path, sep: str, n_fields: int, encoding: str) -> None:
-    """Refuse data lines with fewer fields than the header: pandas fills the last columns of
-    such a line with nothing, so a value left out without its delimiter shifts every later one
-    into its neighbour's column (a volume read as the close, a name's price as the next
-    ticker's). A line with a quote is not judged (a quoted field may hold the delimiter), nor
-    a blank one; a UTF-16 file is not read here."""
+def _warn_short_lines(path: Path, sep: str, names: list[str], encoding: str) -> None:
+    """Data lines with fewer fields than the header: pandas reads their last columns as empty.
+    Right when an exporter dropped a line's trailing empty fields (a name listed later than the
+    others, last in a wide file); wrong when a value in the middle was left out without its
+    delimiter, which shifts every later one into its neighbour's column (a volume read as the
+    close, a name's price as the next ticker's). The two cannot be told apart, so such lines
+    are warned about by number, not refused. A quoted line is split as CSV (a quoted field may
+    hold the delimiter); blank lines, and the empty names a header's trailing delimiter adds,
+    do not count; a UTF-16 file is not read here."""
+    n_fields = max((i + 1 for i, name in enumerate(names) if name.strip()), default=0)
     if encoding == "utf-16" or n_fields < 2:
         return
+    import csv
+
     mark, quote = sep.encode(), b'"'
     short: list[tuple[int, int]] = []
     count = 0
     with _OPENERS.get(path.suffix.lower(), open)(path, "rb") as handle:
         next(handle, None)  # the header
         for number, line in enumerate(handle, start=2):
-            if line.count(mark) < n_fields - 1 and quote not in line and line.strip():
+            if line.count(mark) >= n_fields - 1 or not line.strip():
+                continue
+            fields = (len(next(csv.reader([line.decode(encoding, "replace")], delimiter=sep)))
+                      if quote in line else line.count(mark) + 1)
+            if fields < n_fields:
                 count += 1
                 if len(short) < 3:
-                    short.append((number, line.count(mark) + 1))
+                    short.append((number, fields))
     if count:
-        shown = "; ".join(f"line {number}: {fields}" for number, fields in short)
-        raise DataValidationError(
-            f"Input data rejected ({path}): {count} line(s) have fewer fields than the header's "
-            f"{n_fields} (e.g. {shown}): a value left out without its delimiter would shift the "
-            f"later ones into the wrong columns. Write an empty field for a missing value "
-            f"(two delimiters in a row, '{sep}{sep}'), also for the last ones of a line (an "
-            f"exporter that drops a line's trailing empty fields: save it with them)")
+        logger.warning(
+            "%s: %d line(s) have fewer fields than the header's %d (e.g. %s): their last "
+            "columns are read as empty. If a value was left out without its delimiter, every "
+            "later value of the line sits in the wrong column: write an empty field for a "
+            "missing value (two delimiters in a row, '%s%s')", path.name, count, n_fields,
+            "; ".join(f"line {number}: {fields}" for number, fields in short), sep, sep)
 
 
 def _first_non_utf8_byte(path: Path, chunk: int = 1 << 24) -> tuple[int, int] | None:
@@ -269,7 +278,7 @@ def _read_csv(path: Path, sep: str, decimal: str, thousands: str | None = None
                        *offending)
     names = _header_names(path, sep, encoding)
     _check_header(path, names, sep)
-    _refuse_short_lines(path, sep, len(names), encoding)
+    _warn_short_lines(path, sep, names, encoding)
     ticker = next((n for n in names if n.strip().lower() == "ticker"), None)
     sector = next((n for n in names if n.strip().lower() == "sector"), None)
     options = dict(sep=sep, skip_blank_lines=False, encoding=encoding,

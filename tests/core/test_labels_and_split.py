@@ -425,6 +425,16 @@ def test_a_vendors_absurd_close_is_reported_as_a_factor_not_a_traceback():
     assert len(text) < 600
     assert [move_label(c) for c in (-0.333, 4.0, 99.0, -0.999, -0.5)] == [
         "-33.3%", "+400.0%", "x100", "/1000", "-50.0%"]
+    # the smallest positive close (its ratio underflows to 0) held, and a 1e-300 print taken
+    # back the next day: reported, and the print as taken back (it was "held": -100 % divided
+    # by zero to an infinite close before it)
+    close = pd.DataFrame({"DENORMAL": level + [5e-324] * 9,
+                          "PRINT": level + [1e-300] + [52.5] * 8}, index=dates)
+    moves = cleaning.unexplained_large_moves(panel.PanelMatrices({"close": close}), 0.4, [2, 3],
+                                             0.1, 5)
+    assert [m["ticker"] for m in moves] == ["DENORMAL"]
+    reverted = cleaning.reverted_move_report(close, 0.4, 5)
+    assert [(m["ticker"], m["back"]) for m in reverted] == [("PRINT", "2021-01-08")]
 
 
 def test_held_moves_near_no_configured_ratio_are_reported_with_the_whole_ratio_they_fit():

@@ -149,7 +149,7 @@ def split_repair(
         allowed = (unit_tolerance if unit_tolerance is not None and 1.0 / move.nearest >= 100
                    else tolerance)
         i, j = move.row, move.column
-        left = close.iat[i, j] / (1.0 + move.change)
+        left = move.previous
         opened = (None if opens is None else
                   _open_evidence(opens[i, j], left, close.iat[i, j], move.nearest, allowed))
         if opened == "old" and move.off_ratio <= allowed:
@@ -213,7 +213,7 @@ def reverted_large_moves(close: pd.DataFrame, max_abs_return: float, confirm_day
     out, last = [], {}  # column -> (row, close before) of its latest large move
     for move in _large_moves(close, max_abs_return, [2.0], max_gap_days):  # in date order
         i, j = move.row, move.column
-        before = close.iat[i, j] / (1.0 + move.change)
+        before = move.previous  # the close it moved from (a -100 % move divides by 0)
         earlier = last.pop(j, None)
         if (earlier is not None and i - earlier[0] <= confirm_days
                 and abs(close.iat[i, j] / earlier[1] - 1.0) <= max_abs_return):
@@ -239,6 +239,7 @@ class LargeMove:
     change: float  # close(t) / close(t-1) - 1
     nearest: float  # the split ratio (pre / post) nearest to the move
     off_ratio: float  # relative distance of the move's implied ratio from it
+    previous: float = np.nan  # the close it moved from
 
 
 def market_moves(close: pd.DataFrame, moves: list[LargeMove], max_gap_days: int | None,
@@ -273,7 +274,7 @@ def _market_explains(move: LargeMove, market: float | None, tolerance: float,
     if market_log * split_log <= 0 or abs(market_log) < min_share * abs(split_log):
         return False
     relative = (1.0 + move.change) / (1.0 + market)
-    return abs(1.0 / relative / move.nearest - 1.0) > tolerance
+    return relative > 0 and abs(1.0 / relative / move.nearest - 1.0) > tolerance
 
 
 def _open_evidence(open_: float, left: float, close: float, ratio: float, tolerance: float
@@ -366,10 +367,14 @@ def _large_moves(close: pd.DataFrame, bound: float, ratios: list[float],
     out = []
     for i, j in zip(*np.nonzero(big), strict=True):
         observed = float(move.iat[i, j])
+        before = float(previous.iat[i, j])
+        if not observed > 0:  # a close so small the ratio underflows (a vendor's 5e-324)
+            out.append(LargeMove(int(i), int(j), -1.0, float(candidates.max()), np.inf, before))
+            continue
         implied = 1.0 / observed  # pre/post ratio
         nearest = float(candidates[np.argmin(np.abs(np.log(candidates / implied)))])
         out.append(LargeMove(int(i), int(j), observed - 1.0, nearest,
-                             abs(implied / nearest - 1.0)))
+                             abs(implied / nearest - 1.0), before))
     return out
 
 
@@ -400,7 +405,7 @@ def _held_large_moves(close: pd.DataFrame, bound: float, ratios: list[float],
         after = given[i + 1 : i + 1 + int(confirm_days), j]
         after = after[np.isfinite(after)]
         if (len(after) or not confirm_days) and _holds_new_level(
-                closes[i, j] / (1.0 + move.change), closes[i, j], after):
+                move.previous, closes[i, j], after):
             held.append(move)
     return held
 

@@ -140,6 +140,18 @@ def test_the_same_names_under_other_tickers_get_the_same_ranks(time_varying):
         again = T.cross_sectional_transform(values[:, order], "rank", None, codes[:, order],
                                             min_sector_size=9)
         np.testing.assert_array_equal(again, first[:, order])
+    # sectors that change on a few dates are demeaned stretch by stretch, the same bits as the
+    # per-date path takes when they change too often (and as a serving slice of the rows)
+    codes[50:, 20] = 3
+    per_date = T.MAX_SECTOR_RUNS
+    try:
+        T.MAX_SECTOR_RUNS = 0
+        one_by_one = T.sector_neutralise(values, codes, 9)
+    finally:
+        T.MAX_SECTOR_RUNS = per_date
+    np.testing.assert_array_equal(T.sector_neutralise(values, codes, 9), one_by_one)
+    np.testing.assert_array_equal(T.sector_neutralise(values[120:], codes[120:], 9),
+                                  one_by_one[120:])
     # the helper's case: 0.55 at its sector's mean and 0.5 at its own share their rank
     row = np.array([[0.60, 0.55, 0.50, 0.55, 0.50, 0.45]])
     demeaned = T.sector_neutralise(row, np.array([[0, 0, 0, 1, 1, 1]]))

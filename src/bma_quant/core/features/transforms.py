@@ -123,6 +123,9 @@ def sector_codes(sector_wide: np.ndarray) -> np.ndarray:
 # "whole_date": the date's mean over every valid name is subtracted; "raw": left as they are
 # (what chains pickled before the choice existed did: their TransformConfig reads "raw")
 SMALL_SECTOR_FALLBACKS = ("whole_date", "raw")
+# Stretches of dates with one sector assignment up to which each is demeaned at once; more (an
+# assignment that changes every few dates) go through the per-date path
+MAX_SECTOR_RUNS = 64
 
 
 def sector_neutralise(values: np.ndarray, codes: np.ndarray, min_size: int = 1,
@@ -140,8 +143,16 @@ def sector_neutralise(values: np.ndarray, codes: np.ndarray, min_size: int = 1,
     n_sectors = int(codes.max()) + 1 if codes.size else 0
     if n_sectors <= 0:
         return values.copy()
-    if n_rows and (codes == codes[:1]).all():
-        out, within = _neutralise_static(values, codes[0], n_sectors, min_size)
+    starts = np.flatnonzero(np.r_[True, (codes[1:] != codes[:-1]).any(axis=1)]) \
+        if n_rows else np.zeros(0, dtype=np.int64)
+    if len(starts) <= MAX_SECTOR_RUNS:
+        # sectors change on a few dates (reclassifications): each stretch of dates with one
+        # assignment is demeaned at once; the same bits as per date (sums added one by one)
+        parts = [_neutralise_static(values[a:b], codes[a], n_sectors, min_size)
+                 for a, b in zip(starts, [*starts[1:], n_rows], strict=True)]
+        out = np.concatenate([o for o, _ in parts]) if parts else values.copy()
+        within = (np.concatenate([w for _, w in parts]) if parts
+                  else np.zeros(values.shape, dtype=bool))
     else:
         out, within = _neutralise_varying(values, codes, n_sectors, min_size)
     # per date, so a date reads the same whatever later dates hold (prefix invariance)
@@ -180,10 +191,14 @@ def _neutralise_varying(
 
 
 def _order_free_sums(values: np.ndarray) -> np.ndarray:
-    """Row sums of the finite values (a column per row): added in ascending order, so the same
-    names under other tickers (the columns in another order) give the same bits, and a tie
-    between names stays one whatever they are called."""
-    return np.sort(np.where(np.isfinite(values), values, 0.0), axis=1).sum(axis=1, keepdims=True)
+    """Row sums of the finite values (a column per row): added one by one in ascending order
+    (a missing value adds an exact 0), so the same names under other tickers (the columns in
+    another order) give the same bits, a tie between names stays one whatever they are called,
+    and the sums are `_neutralise_varying`'s (bincount adds its sorted values the same way)."""
+    if values.shape[1] == 0:
+        return np.zeros((values.shape[0], 1))
+    ordered = np.sort(np.where(np.isfinite(values), values, 0.0), axis=1)
+    return np.cumsum(ordered, axis=1)[:, -1:]
 
 
 def _demeaned(values: np.ndarray, means: np.ndarray) -> np.ndarray:

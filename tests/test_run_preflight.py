@@ -1,5 +1,7 @@
 """A layer run alone before anything wrote its inputs is refused up front, naming them."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
@@ -346,3 +348,23 @@ def test_a_generated_markets_index_or_regimes_beside_other_prices_is_stopped(tmp
     [message] = companion_file_messages(training, params)
     assert message.startswith(f"data.raw_path ({one['raw_path']}) is generated market ")
     assert "data.index_path" in message and "records no generated market" in message
+
+
+def test_a_catalog_entry_no_pipeline_uses_is_named_with_the_close_dataset(caplog):
+    """`primary_panl:` in conf/local/catalog.yml was ignored without a word (the dataset it meant
+    kept its base settings). The project's own catalog names only datasets its pipelines use."""
+    from bma_quant.config_loader import ProjectConfigLoader
+    from bma_quant.run_hooks.preflight import PreflightHooks, unused_catalog_entries
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    catalog = ProjectConfigLoader(conf_source=str(conf), base_env="base",
+                                  default_run_env="local")["catalog"]
+    assert unused_catalog_entries(catalog) == []
+    typo = {**catalog, "primary_panl": {"type": "pandas.ParquetDataset", "filepath": "x.pq"},
+            "{name}_metric": {"type": "kedro_mlflow.io.metrics.MlflowMetricDataset"},
+            "_csv": {"type": "pandas.CSVDataset"}}
+    assert unused_catalog_entries(typo) == [("primary_panl", "primary_panel")]
+    with caplog.at_level("WARNING"):
+        PreflightHooks().after_catalog_created(typo)
+    assert ("the catalog defines 'primary_panl', which no pipeline reads or writes: its settings "
+            "are ignored (did you mean 'primary_panel'?)") in caplog.text

@@ -111,6 +111,29 @@ def check_runner(runner: str, catalog) -> None:
         f"workers (README, Scale-out)")
 
 
+def unused_catalog_entries(conf_catalog: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """Catalog entries (not dataset factories, not `_` anchors) that no pipeline of the project
+    reads or writes, each with the closest dataset name or None: a misspelt entry in
+    conf/local/catalog.yml (`primary_panl`) was ignored without a word, and the dataset it
+    meant kept its base settings."""
+    import difflib
+    import importlib
+
+    from bma_quant.pipeline_registry import known_pipelines
+
+    used: set[str] = set()
+    for name in known_pipelines():
+        module = importlib.import_module(f"bma_quant.pipelines.{name}.pipeline")
+        used |= set(module.create_pipeline().datasets())
+    out = []
+    for entry in conf_catalog or {}:
+        if "{" in entry or entry.startswith("_") or entry in used:
+            continue
+        close = difflib.get_close_matches(entry, sorted(used), 1)
+        out.append((entry, close[0] if close else None))
+    return out
+
+
 class PreflightHooks:
     def __init__(self) -> None:
         self._params: dict[str, Any] = {}
@@ -125,6 +148,14 @@ class PreflightHooks:
         self._params = dict(context.params)
         self._project_path = Path(context.project_path)
         self._typed = dict(getattr(context, "_runtime_params", None) or {})  # --params
+
+    @hook_impl
+    def after_catalog_created(self, conf_catalog: dict[str, Any]) -> None:
+        for name, close in unused_catalog_entries(conf_catalog):
+            logger.warning(
+                "the catalog defines %r, which no pipeline reads or writes: its settings are "
+                "ignored%s", name, f" (did you mean {close!r}?)" if close else
+                " (a misspelt dataset name? docs/architecture.md lists them)")
 
     def _refuse(self, error: preflight.PreflightError, pipelines: str | None) -> None:
         write_refusal(self._project_path, error, pipelines)

@@ -524,3 +524,27 @@ def test_a_date_no_timestamp_can_hold_is_refused_naming_its_line(tmp_path, suffi
                                                   r"2261 \(a typo in the year\?\); 1 failing "
                                                   r"value\(s\), e.g. (line 3|row 2) "):
         load_raw_panel(path)
+
+
+def test_a_transposed_table_and_a_zipped_parquet_file_are_named_as_such(tmp_path):
+    """A table with dates across its header (one row per ticker) was refused as "missing
+    required column(s): date, close"; a Parquet file inside a zip as "UTF-16 text without a
+    byte-order mark?". A wide file of numeric codes (0700, 0005) is no transposed table."""
+    import zipfile
+
+    path = tmp_path / "transposed.csv"
+    path.write_text("ticker,2021-01-04,2021-01-05,2021-01-06\nA,10,11,12\nB,20,21,22\n")
+    with pytest.raises(DataValidationError, match=r"the header holds dates \(2021-01-04, "
+                                                  r"2021-01-05, ...\): the table is transposed"):
+        load_raw_panel(path)
+    frame = pd.DataFrame({"date": pd.to_datetime(list(DATES)), "ticker": "A",
+                          "close": [10.0, 11, 12, 13]})
+    frame.to_parquet(tmp_path / "p.parquet")
+    with zipfile.ZipFile(tmp_path / "p.zip", "w") as archive:
+        archive.write(tmp_path / "p.parquet", "p.parquet")
+    with pytest.raises(DataValidationError, match=r"p.zip holds a Parquet file"):
+        load_raw_panel(tmp_path / "p.zip")
+    codes = tmp_path / "hk.csv"
+    codes.write_text("date,0700,0005,9988\n" + "\n".join(
+        f"{d},{300 + i},{50 + i},{80 + i}" for i, d in enumerate(DATES)))
+    assert sorted(load_raw_panel(codes)["ticker"].unique()) == ["0005", "0700", "9988"]

@@ -111,6 +111,11 @@ def _check_utf16_without_mark(path: Path) -> None:
     read it as one garbled column and report a missing 'date')."""
     with _OPENERS.get(path.suffix.lower(), open)(path, "rb") as handle:
         start = handle.read(256)
+    if start.startswith(b"PAR1"):  # compressed Parquet: the name says a compressed CSV
+        raise DataValidationError(
+            f"{path.name} holds a Parquet file (its first bytes once decompressed): give the "
+            ".parquet file itself (Parquet compresses its own columns; gz, bz2, xz and zip are "
+            "read for CSV files)")
     if b"\x00" in start.split(b"\n")[0] and not start.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DataValidationError(
             f"{path.name} holds NUL bytes in its first line: UTF-16 text without a byte-order "
@@ -195,6 +200,15 @@ def _check_header(path: Path, names: list[str], sep: str) -> None:
             "each ticker (wide layout) or field (long layout) must appear once")
     if any(n.strip().lower() == "date" for n in names):
         return
+    # 2010-01-04, 04/01/2010, 20100104: a date's shape (a code such as 0700 is no date)
+    dated = pd.Series(names[1:], dtype=object).astype(str).str.strip().str.match(
+        r"^(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|(19|20)\d{6})"
+        r"([ T].*)?$")
+    if len(names) > 3 and dated.mean() > 0.5:
+        raise DataValidationError(
+            f"Input data rejected ({path}): the header holds dates ({names[1]}, {names[2]}, "
+            f"...): the table is transposed, one row per {names[0] or 'ticker'}. Give one row "
+            "per date (a 'date' column and a column per ticker) or per (date, ticker)")
     for number, line in enumerate(_first_lines(path, 20)[1:], start=2):
         if any(token.strip().strip('"').lower() == "date" for token in line.split(sep)):
             raise DataValidationError(

@@ -281,6 +281,22 @@ def test_a_test_period_without_a_labelled_date_is_refused(periods):
     preflight.check_cv_layout(dates, params)
 
 
+def test_combinatorial_groups_the_out_of_fold_dates_cannot_hold_are_refused_up_front():
+    """`cv.scheme: combinatorial` with 14 groups (or a 20-day horizon's wider purge) on a short
+    panel failed at the evaluation's path split, node 26 of 42, after every learner was
+    trained; refused before the run now, naming the setting. The default 6 groups pass."""
+    dates = pd.bdate_range("2020-01-01", periods=900)
+    params = copy.deepcopy(PARAMS)
+    params["cv"] = {**params["cv"], "scheme": "combinatorial",
+                    "combinatorial": {"n_groups": 6, "n_test_groups": 2}}
+    preflight.check_cv_layout(dates, params)
+    params["cv"]["combinatorial"]["n_groups"] = 40
+    with pytest.raises(PreflightError, match=r"cv.scheme combinatorial: Not enough dates for 40 "
+                                             r"combinatorial groups: \d+ dates from .* fewer "
+                                             r"cv.combinatorial.n_groups"):
+        preflight.check_cv_layout(dates, params)
+
+
 def test_too_few_dates_after_dev_start_names_dev_start_not_only_the_panel():
     """600 dates are enough; a dev_start 520 dates in leaves 80: the error says dev_start did it."""
     dates = pd.bdate_range("2020-01-01", periods=600)

@@ -920,8 +920,30 @@ def check_cv_layout(dates, params: Mapping[str, Any]) -> None:
     passes when its layout scales down to the floor (`cv.short_panel`)."""
     calendar = pd.DatetimeIndex(pd.unique(pd.DatetimeIndex(dates))).sort_values()
     _check_period_dates(calendar, params["periods"])
-    _walk_forward_folds(calendar, params)
+    folds, dev = _walk_forward_folds(calendar, params)
     _check_scorable_test_dates(calendar, params)
+    _check_combinatorial_groups(folds, dev, params)
+
+
+def _check_combinatorial_groups(folds: list, dev: pd.DatetimeIndex,
+                                params: Mapping[str, Any]) -> None:
+    """With `cv.scheme: combinatorial`, the out-of-fold dates hold `cv.combinatorial.n_groups`
+    groups wider than the purge: the evaluation's path split, refused here instead of at its
+    node after every learner was trained (core.evaluation.cpcv)."""
+    cv_params = params["cv"]
+    if str(cv_params.get("scheme", "walk_forward")) != "combinatorial":
+        return
+    from bma_quant.core.data.cv import OOF
+    from bma_quant.core.evaluation.cpcv import CombinatorialPurgedSplit
+
+    spec = cv_params.get("combinatorial") or {}
+    oof = [f for f in folds if getattr(f, "stage", None) == OOF and len(f.test_dates)]
+    try:
+        CombinatorialPurgedSplit(int(spec.get("n_groups", 6)), int(spec.get("n_test_groups", 2)),
+                                 TemporalConfig.from_params(params["temporal"])).split_dates(
+            dev, test_from=min(f.test_dates.min() for f in oof) if oof else None)
+    except ValueError as exc:
+        raise PreflightError(f"cv.scheme combinatorial: {exc}") from None
 
 
 def _check_scorable_test_dates(calendar: pd.DatetimeIndex, params: Mapping[str, Any]) -> None:

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from bma_quant.core.evaluation.test_period import LOGGED_METRICS
 from bma_quant.pipelines.evaluation import nodes
 from tests.serving.upstream import build_upstream
-from tests.support import run_pipeline
+from tests.support import project_params, run_pipeline
 
 GATES = {"evaluation": {"gates": {"checks": {"min_test_dates": {"threshold": 100}}}}}
 
@@ -41,6 +41,10 @@ def test_table_covers_every_model_and_scope(planted):
     # business-day calendar's 261 dates a year), not logged before
     assert 255 < datasets["date_split"]["dates_per_year"] < 262
     assert metrics["periods_per_year"]["value"] == 252.0
+    # settings null in the conf ("the label horizon") as resolved: MLflow's params said None
+    horizon = float(project_params()["temporal"]["prediction_horizon_days"])
+    assert [metrics[k]["value"] for k in ("rebalance_days", "nw_lag", "decay_max_horizon")] == [
+        horizon] * 3
     # every metric column can be gated on (preflight refuses names outside this list)
     from bma_quant.core.data.preflight import GATE_METRICS
     assert set(table.columns) - {"model", "scope"} <= set(GATE_METRICS)

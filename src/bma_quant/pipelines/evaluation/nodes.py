@@ -327,13 +327,19 @@ def _overfitting_gate_metrics(report: dict, model: str) -> dict[str, float | Non
 
 def evaluation_metrics(evaluation_table: pd.DataFrame, gate_report: dict, params: dict,
                        temporal: dict, date_split: dict) -> dict:
-    """``evaluation.<model>.test_<metric>`` (+ per-regime ones and the gate verdicts) and
-    ``evaluation.periods_per_year``, the rate the annualised figures used."""
+    """``evaluation.<model>.test_<metric>`` (+ per-regime ones and the gate verdicts) and the
+    settings the figures were computed with once resolved (``evaluation.periods_per_year``,
+    ``rebalance_days``, ``nw_lag``, ``decay_max_horizon``: null in the conf means "the label
+    horizon", which the run's MLflow params show as None)."""
     values = test_period.metric_values(
         evaluation_table, test_period.LOGGED_METRICS, params.get("log_regime_metrics") or ()
     )
-    values["periods_per_year"] = float(test_period.EvaluationConfig.from_params(
-        params, temporal, date_split.get("dates_per_year")).periods_per_year)
+    config = test_period.EvaluationConfig.from_params(params, temporal,
+                                                      date_split.get("dates_per_year"))
+    values.update({"periods_per_year": float(config.periods_per_year),
+                   "rebalance_days": float(config.rebalance_days),
+                   "nw_lag": float(config.nw_lag),
+                   "decay_max_horizon": float(max(config.decay_horizons))})
     model = gate_report["model"]
     values[f"{model}.gates_passed"] = float(gate_report["passed"])
     for check in gate_report["checks"]:

@@ -528,6 +528,25 @@ def test_pseudo_bma_weights():
     assert np.array_equal(weights, same_seed)
 
 
+def test_bma_resamples_blocks_of_dates_whose_labels_overlap():
+    """Dates closer than the label horizon share returns: one Dirichlet weight per date made
+    the elpd look surer than it is and collapsed the weights onto one model. Blocks of
+    `block_dates` spread them (1 = the dates, bit for bit the old weights), and the stacking
+    layer's default block is the purge."""
+    rng = np.random.default_rng(4)
+    shocks = rng.normal(0, 1, (400 + 9, 2))
+    # 10-date moving sums: each date's score overlaps its 9 neighbours', as h = 10 labels do
+    loglik = np.stack([np.convolve(shocks[:, m], np.ones(10), "valid") for m in (0, 1)], axis=1)
+    loglik[:, 0] += 0.15  # model 0 slightly better per date
+    dates, _ = model_averaging.pseudo_bma_weights(loglik, 2000, seed=3)
+    blocks, elpd = model_averaging.pseudo_bma_weights(loglik, 2000, seed=3, block_dates=10)
+    assert dates[0] > blocks[0] > 0.5 and np.allclose(elpd, loglik.sum(axis=0))
+    same, _ = model_averaging.pseudo_bma_weights(loglik, 2000, seed=3, block_dates=1)
+    assert np.array_equal(same, dates)
+    assert combiners._bootstrap_block({}, 11) == 11
+    assert combiners._bootstrap_block({"block_dates": 1}, 11) == 1
+
+
 # ---------------------------------------------------------------------------------- fitted ensemble
 
 

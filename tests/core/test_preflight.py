@@ -448,7 +448,7 @@ def test_a_value_of_the_wrong_kind_or_an_unmeant_null_is_refused_by_name():
         "turn it off, set its `enabled: false`)",
         "regime_models.min_samples_per_regime must be a whole number, got 'abc'",
         "stacking.methods must be a list, got 'bma'",
-        "stacking.bma must be a mapping of bootstrap_draws, seed, got null",
+        "stacking.bma must be a mapping of bootstrap_draws, block_dates, seed, got null",
     ]  # a whole cost, fractional seconds, a dropped gate and documented nulls pass
     decimal = preflight.value_kind_problems(
         deep_update(known, {"data": {"decimal": None}}), known)

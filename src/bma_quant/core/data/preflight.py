@@ -124,6 +124,7 @@ BOUNDS = (
     Bound("registry.max_reproduction_diff", 0.0),
     Bound("registry.reproduction_dates", 1),  # null: every test date (0 read as null silently)
     Bound("stacking.bma.bootstrap_draws", 0),
+    Bound("stacking.bma.block_dates", 1),
     Bound("stacking.selection.n_validation_folds", 1),  # 0 would leave no out-of-fold score
     Bound("cv.combinatorial.n_groups", 2),
     Bound("cv.combinatorial.n_test_groups", 1),

@@ -451,6 +451,13 @@ class RegimeStacking(Combiner):
         }
 
 
+def _bootstrap_block(config: dict, purge: int) -> int:
+    """`stacking.bma.block_dates`, or (null) the purge: dates within cv_gap_days of each other
+    have overlapping labels."""
+    given = config.get("block_dates")
+    return max(1, int(purge if given is None else given))
+
+
 class PseudoBMA(Combiner):
     """Pseudo-BMA(+) weights from held-out calibrated Gaussian log-likelihoods (model_averaging)."""
 
@@ -487,7 +494,8 @@ class PseudoBMA(Combiner):
             return
         by_date = model_averaging.loglik_by_date(pointwise, dates)
         self.weights_, self.elpd_ = model_averaging.pseudo_bma_weights(
-            by_date, int(config.get("bootstrap_draws", 1000)), int(config.get("seed", 0)))
+            by_date, int(config.get("bootstrap_draws", 1000)), int(config.get("seed", 0)),
+            _bootstrap_block(config, purge))
         self.n_rows_, self.n_dates_ = int(len(rows)), int(by_date.shape[0])
 
     def info(self) -> dict:

@@ -109,12 +109,16 @@ def loglik_by_date(pointwise: np.ndarray, dates: np.ndarray) -> np.ndarray:
 
 
 def pseudo_bma_weights(
-    date_loglik: np.ndarray, bootstrap_draws: int = 1000, seed: int = 0
+    date_loglik: np.ndarray, bootstrap_draws: int = 1000, seed: int = 0, block_dates: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """(weights, elpd) from per-date log-likelihoods (T, M).
 
     ``bootstrap_draws`` = 0 gives plain pseudo-BMA (softmax of elpd); otherwise pseudo-BMA+ with
-    Bayesian-bootstrap weights over dates (seeded, reproducible).
+    Bayesian-bootstrap weights (seeded, reproducible) over blocks of ``block_dates`` consecutive
+    dates: the labels of dates closer than the horizon share returns, so single dates are not
+    exchangeable units, and resampling them one by one understates the elpd's spread (the
+    weights of h-day labels collapsed onto one model: 0.998 at h = 10 against 0.92 with blocks
+    of h dates). 1 = dates.
     """
     date_loglik = np.asarray(date_loglik, dtype=np.float64)
     n_dates = date_loglik.shape[0]
@@ -123,11 +127,14 @@ def pseudo_bma_weights(
     elpd = date_loglik.sum(axis=0)
     if bootstrap_draws <= 0:
         return softmax(elpd), elpd
+    size = max(1, min(int(block_dates), n_dates))
+    blocks = (np.add.reduceat(date_loglik, np.arange(0, n_dates, size), axis=0) if size > 1
+              else date_loglik)
     rng = np.random.default_rng(seed)
-    alpha = rng.dirichlet(np.ones(n_dates), size=int(bootstrap_draws))
+    alpha = rng.dirichlet(np.ones(len(blocks)), size=int(bootstrap_draws))
     # einsum, not BLAS (`@`): OpenBLAS splits a large product across threads and the weights'
     # last digits then depend on the machine's thread count; einsum's loop order is fixed
-    resampled = n_dates * np.einsum("dt,tm->dm", alpha, date_loglik)
+    resampled = len(blocks) * np.einsum("dt,tm->dm", alpha, blocks)
     return softmax(resampled, axis=1).mean(axis=0), elpd
 
 

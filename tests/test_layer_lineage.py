@@ -112,8 +112,15 @@ def test_stale_lineage_reaches_through_layers_and_spares_what_does_not_matter(pr
     run(project, stacking, new)  # every input made with the new value now
     shown = _changed(feature_engineering__selection__min_features=3,
                      base_models__tuning__show_progress_bar=False, evaluation__cost_bps=5)
-    shown["feature_engineering"]["added_by_an_upgrade"] = 1
+    shown["feature_engineering"]["added_off"] = None  # a setting added switched off
+    shown["base_models"]["n_jobs"] = 1  # threads: the same predictions
     run(project, stacking, shown)
+    # a factor family's windows added to the conf: base_models' inputs were made without them
+    added = copy.deepcopy(shown)
+    added["feature_engineering"]["factors"] = {"sharpe_windows": [20, 60]}
+    with pytest.raises(PreflightError, match=r"feature_engineering.factors.sharpe_windows was "
+                                             r"not set, is \[20, 60\]"):
+        run(project, stacking, added)
 
 
 def test_parameters_flatten_to_dotted_json_leaves():
@@ -124,8 +131,8 @@ def test_a_section_set_to_null_or_reshaped_is_a_change():
     """`search_space.lightgbm=null` turns LightGBM's tuning off: one side had leaf keys, the
     other one value at the section, and nothing was compared, so stacking ran on untuned
     predictions with the tuned config's hash. A section emptied, a value made a section, and a
-    tuned dimension or learner argument added or removed (the user's own keys) count too; a
-    key an upgrade adds elsewhere does not."""
+    tuned dimension or learner argument added or removed count too, as does any key added or
+    removed with a value (a factor family's windows); one added null does not."""
     from bma_quant.run_hooks.layer_lineage import lineage_differences
 
     space = {"num_leaves": {"type": "int", "low": 4, "high": 64}}
@@ -162,4 +169,7 @@ def test_a_section_set_to_null_or_reshaped_is_a_change():
     untuned["base_models"]["tuning"]["search_space"]["lightgbm"] = None
     assert len(lineage_differences(flat_parameters("base_models", untuned["base_models"]),
                                    params)) == 1
-    assert differences(added_by_an_upgrade=1) == []
+    assert differences(added_off=None) == []
+    assert differences(added_on=1) == ["base_models.added_on was not set, is 1"]
+    (removed,) = lineage_differences({**made, "base_models.dropped": [20]}, params)
+    assert removed == "base_models.dropped was [20], is not set"

@@ -31,8 +31,9 @@ from bma_quant.run_hooks.stored_records import StoredRecordHooks
 logger = logging.getLogger(__name__)
 
 LINEAGE_PATH = Path("data") / "08_reporting" / "layer_lineage.json"
-# Keys that change how a run shows or stores its work, not what it computes.
-IGNORED_LAST_KEYS = frozenset({"show_progress_bar"})
+# Keys that change how a run shows its work or how fast, not what it computes (the threads:
+# README "Reproducibility", the same metrics on 1 and 2).
+IGNORED_LAST_KEYS = frozenset({"show_progress_bar", "n_jobs"})
 
 
 def flat_parameters(prefix: str, value: Any) -> dict[str, Any]:
@@ -57,12 +58,12 @@ def node_parameters(node, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def lineage_differences(made_with: dict[str, Any], params: dict[str, Any]) -> list[str]:
-    """`key was X, is Y` for every recorded key whose value this run's parameters change. Keys
-    only one side has are not compared (a parameter added or removed by an upgrade), except
-    where the other side has a value at a section above them (a section set to null or replaced
-    by a value, or a value replaced by a section: `search_space.lightgbm: null` turns tuning off)
-    and inside the sections whose keys are the user's own (`preflight.OPEN_SECTIONS`: a learner
-    argument or a tuned dimension added or removed)."""
+    """`key was X, is Y` for every recorded key whose value this run's parameters change. A key
+    only one side has counts too (a factor family's windows added to conf, or removed: the
+    later layers would read features made without them), unless its value there is null or
+    empty, as unset; where the other side has a value at a section above it, the section is
+    what changed (set to null or replaced by a value, or a value replaced by a section:
+    `search_space.lightgbm: null` turns tuning off)."""
     current: dict[str, Any] = {}
     for key in made_with:
         top = key.split(".", 1)[0]
@@ -90,11 +91,6 @@ def _under(flat: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {k[len(prefix) + 1:]: v for k, v in flat.items() if k.startswith(f"{prefix}.")}
 
 
-def _open_entry(key: str) -> str | None:
-    """The open section `key` lies in (`preflight.OPEN_SECTIONS`), if any."""
-    return next((s for s in preflight.OPEN_SECTIONS if key.startswith(f"{s}.")), None)
-
-
 def _reshaped(made_with: dict[str, Any], current: dict[str, Any]) -> dict[str, str]:
     """The changes `lineage_differences` finds among keys only one side has."""
     out: dict[str, str] = {}
@@ -105,9 +101,8 @@ def _reshaped(made_with: dict[str, Any], current: dict[str, Any]) -> dict[str, s
         if above is not None:
             out[above] = (f"{above} was {shown(_under(made_with, above))}, "
                           f"is {shown(current[above])}")
-        elif _open_entry(key):
+        elif not _as_unset(value):
             out[key] = f"{key} was {shown(value)}, is not set"
-    read_open = {s for k in made_with if (s := _open_entry(k))}
     for key, value in current.items():
         if key in made_with or key in out:  # a section whose keys the loop above compared
             continue
@@ -115,9 +110,13 @@ def _reshaped(made_with: dict[str, Any], current: dict[str, Any]) -> dict[str, s
         if above is not None:
             out[above] = (f"{above} was {shown(made_with[above])}, "
                           f"is {shown(_under(current, above))}")
-        elif _open_entry(key) in read_open and value != {}:  # {}: as unset (older records)
+        elif not _as_unset(value):  # null or {}: as unset (a setting added off, older records)
             out[key] = f"{key} was not set, is {shown(value)}"
     return out
+
+
+def _as_unset(value: Any) -> bool:
+    return value is None or value == {} or value == []
 
 
 class LayerLineageHooks(StoredRecordHooks):

@@ -793,6 +793,29 @@ def test_a_learner_value_the_library_refuses_is_refused_before_the_run():
     preflight.check_parameters(per_feature)
 
 
+def test_a_registered_learners_misspelt_argument_is_refused_before_the_run():
+    """A learner added with `register_learner` (the documented way) was not asked: `alpah`
+    failed it inside its node, and the run ended in success without it."""
+    from sklearn.linear_model import Ridge
+
+    from bma_quant.core.models import learners
+    from tests.support import project_params
+
+    learners.register_learner(learners.Learner(
+        "ridge", lambda params, seed, n_jobs: Ridge(**params), learners._fit_plain,
+        lambda fitted, names: abs(fitted.coef_)))
+    try:
+        params = project_params()
+        params["base_models"]["defaults"]["ridge"] = {"alpha": 2.0}
+        preflight.check_parameters(params)
+        params["base_models"]["defaults"]["ridge"] = {"alpah": 2.0}
+        with pytest.raises(PreflightError, match=r"base_models.defaults.ridge: ridge refuses a "
+                                                 r"value: .*unexpected keyword argument 'alpah'"):
+            preflight.check_parameters(params)
+    finally:
+        learners.LEARNERS.pop("ridge", None)
+
+
 @pytest.mark.parametrize("path, value", [
     ("feature_engineering.leak_audit.prefix_cuts", -1),
     ("feature_engineering.leak_audit.mirror_share", 0.0),

@@ -43,7 +43,7 @@ def refused_values(kind: str, arguments: Mapping[str, Any], stacking: bool = Fal
     feature) cannot be judged on the probe's three features: when the fit fails only with
     such values, nothing is said. `stacking`: the meta-learner of `stacking.<kind>`, as
     core.ensemble.combiners builds it."""
-    if kind not in _PROBED or not arguments or unknown_arguments(kind, arguments):
+    if not _probed(kind, stacking) or not arguments or unknown_arguments(kind, arguments):
         return None
     probe = dict(arguments)
     rounds = probe.get("n_estimators")
@@ -58,7 +58,12 @@ def refused_values(kind: str, arguments: Mapping[str, Any], stacking: bool = Fal
     return failure
 
 
-_PROBED = ("elastic_net", "xgboost", "lightgbm")  # built by core.models.learners
+def _probed(kind: str, stacking: bool) -> bool:
+    """Stacking's two meta-learners; every learner of the registry, a researcher's own
+    (`register_learner`) included: a misspelt argument of theirs fails their constructor."""
+    from bma_quant.core.models.learners import LEARNERS
+
+    return kind in (("elastic_net", "lightgbm") if stacking else LEARNERS)
 
 
 def _list_like(value: Any) -> bool:
@@ -70,8 +75,6 @@ def _probe_failure(kind: str, arguments: dict, stacking: bool = False) -> str | 
     from bma_quant.core.ensemble.combiners import meta_elastic_net, meta_lightgbm
     from bma_quant.core.models.learners import build_estimator
 
-    if stacking and kind not in ("elastic_net", "lightgbm"):
-        return None
     build = ({"elastic_net": meta_elastic_net, "lightgbm": meta_lightgbm}[kind] if stacking
              else lambda given: build_estimator(kind, given))
     printed = io.StringIO()

@@ -9,7 +9,9 @@ same model (a test checks they predict identically). ElasticNet's fold path like
 fold's imputed and standardised training matrix (kind "scaled").
 
 Adding a learner is one `register_learner(Learner(...))` call plus its defaults and search space in
-`conf/base/parameters_base_models.yml`.
+`conf/base/parameters_base_models.yml`; the pre-flight then probes its arguments with its own
+`build` (core.models.learner_arguments), and it is listed after the built-in models in the
+evaluation table.
 """
 
 from __future__ import annotations

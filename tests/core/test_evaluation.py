@@ -125,8 +125,12 @@ def test_metric_names():
 
 
 def test_ordered_models_and_config_defaults():
-    assert ev.ordered_models(["zzz", "final", "elastic_net", "bma"]) == [
-        "elastic_net", "bma", "final", "zzz"]
+    # a learner of the user's with the base learners, its regime model with the regime ones,
+    # both before the ensemble methods and final (they came after final)
+    assert ev.ordered_models(["zzz", "final", "elastic_net", "bma", "regime_zzz",
+                              "regime_elastic_net"]) == [
+        "elastic_net", "zzz", "regime_elastic_net", "regime_zzz", "bma", "final"]
+    assert ev.ordered_models(["neutral", "bull"], ev.REGIME_ORDER) == ["bull", "neutral"]
     config = ev.EvaluationConfig.from_params({}, {"prediction_horizon_days": 5,
                                                   "execution_delay_days": 2})
     assert (config.nw_lag, config.rebalance_days, config.execution_delay) == (5, 5, 2)

@@ -174,10 +174,22 @@ class EvaluationResult:
 
 
 def ordered_models(names: Iterable[str], order: Sequence[str] = MODEL_ORDER) -> list[str]:
-    """Known upstream names in pipeline order, then the others alphabetically."""
+    """Known upstream names in pipeline order, then the others alphabetically. In MODEL_ORDER
+    a learner the order does not know (a `register_learner` of the user's) sits with the base
+    learners, its `regime_` model with the regime ones, both before the ensemble methods and
+    `final` (it came after `final`)."""
     names = set(names)
     known = [n for n in order if n in names]
-    return known + sorted(names - set(known))
+    others = sorted(names - set(known))
+    if order is not MODEL_ORDER:
+        return known + others
+    ensembles = MODEL_ORDER[MODEL_ORDER.index("stacking"):]
+    singles = [n for n in known if n not in ensembles]
+    return ([n for n in singles if not n.startswith("regime_")]
+            + [n for n in others if not n.startswith("regime_")]
+            + [n for n in singles if n.startswith("regime_")]
+            + [n for n in others if n.startswith("regime_")]
+            + [n for n in known if n in ensembles])
 
 
 def restrict_to_period(frame: pd.DataFrame, start, end) -> pd.DataFrame:

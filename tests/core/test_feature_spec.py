@@ -106,3 +106,22 @@ def test_a_slice_of_warmup_days_gives_the_full_historys_features(market):
     expected = full.loc[full["date"] == last, spec.selected].to_numpy()
     got = sliced.loc[sliced["date"] == last, spec.selected].to_numpy()
     np.testing.assert_allclose(got, expected, rtol=2e-6, atol=2e-7)
+
+
+def test_the_warm_up_reads_every_factor_familys_windows():
+    """`feature_history_days` listed the window fields by hand: a family added later (a
+    researcher's `sharpe_windows: [600]`) warmed the serving chain up for 504 days, not 601."""
+    from dataclasses import dataclass, field
+
+    from bma_quant.core.features.factors import FactorConfig
+    from bma_quant.core.features.warmup import feature_history_days
+
+    @dataclass(frozen=True)
+    class WithSharpe(FactorConfig):
+        sharpe_windows: tuple = field(default=(600,))
+
+    config = WithSharpe()
+    assert config.lookback_days() == 601
+    assert feature_history_days(config, False, False, 0, 0) == 600
+    base = FactorConfig()
+    assert feature_history_days(base, False, False, 0, 0) == base.longest_window()

@@ -210,14 +210,19 @@ class FactorConfig:
     def min_periods(self, window: int) -> int:
         return max(1, int(np.ceil(window * self.min_periods_share)))
 
-    def lookback_days(self) -> int:
-        """Trailing dates (t included) the longest factor window reads: a panel cut keeping that
-        many dates before t gives the same values at t as the whole history (+1 for returns)."""
+    def longest_window(self) -> int:
+        """The longest window of any factor family (every `*_windows` field, a family added
+        later included, and the long momentum)."""
         windows = [self.momentum_long]
         for name in self.__dataclass_fields__:
             if name.endswith("windows"):
                 windows.extend(getattr(self, name))
-        longest = max(windows) + 1
+        return int(max(windows))
+
+    def lookback_days(self) -> int:
+        """Trailing dates (t included) the longest factor window reads: a panel cut keeping that
+        many dates before t gives the same values at t as the whole history (+1 for returns)."""
+        longest = self.longest_window() + 1
         if self.fear_greed:
             fear_greed = FearGreedParams.from_params(dict(self.fear_greed_params))
             longest = max(longest, fear_greed.lookback_days() + 1)

@@ -27,12 +27,9 @@ def feature_history_days(config: FactorConfig, fear_greed: bool, factor_performa
     smoothing (EWM_CONVERGED_HALFLIVES half-lives to converge to float32 precision), reads
     before a date; with the fear-greed composite and the factor-performance columns when they
     are among the features."""
-    windows = [
-        *config.return_windows, *config.ma_windows, *config.extreme_windows,
-        *config.rank_windows, *config.drawdown_windows, *config.volatility_windows,
-        *config.beta_windows, config.momentum_long, *config.up_windows, *config.vwap_windows,
-        *config.volume_windows, *config.pv_corr_windows, *config.amihud_windows,
-    ]
+    # every family's windows, as FactorConfig.lookback_days reads them (a list kept here by
+    # hand missed a family added later: its chain warmed up too short)
+    windows = [config.longest_window()]
     if fear_greed:
         fg = FearGreedParams.from_params(dict(config.fear_greed_params))
         windows.append(max(fg.momentum_window, fg.high_low_window, fg.volatility_baseline_window)

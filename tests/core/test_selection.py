@@ -392,3 +392,17 @@ def test_degraded_mode_takes_one_factor_of_each_family_in_turn():
     features["b2"] = features["b2"] * (1 - 4e-16)
     again = select_features(features, families, label, dates, dates[:100], [], config, True)
     assert again.selected == result.selected
+
+
+def test_a_column_without_values_in_the_scope_is_dropped_saying_so(signal_only):
+    """A user column that starts after the first fold's training dates has no RankIC in the
+    selection's scope: it was dropped as "insignificant: |RankIC t-stat| = nan"."""
+    features, families, label, dates, dev, folds = signal_only
+    late = np.array(next(v for n, v in features.items() if families[n] != "market"), dtype=float)
+    late[: len(late) * 6 // 10] = np.nan  # values from late in development only
+    config = SelectionConfig(nw_lag=10, min_features=0)
+    result = select_features({**features, "late_user": late}, {**families, "late_user": "user"},
+                             label, dates, dev, folds, config, True)
+    reason = result.report["dropped"]["late_user"]
+    assert reason.startswith("no RankIC on any date of the selection's scope (feature_engineering"
+                             ".selection.ic_scope: pre_cv)") and "nan" not in reason

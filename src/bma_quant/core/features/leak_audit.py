@@ -641,10 +641,12 @@ def judged_profiles(profile: pd.DataFrame, config: LeakAuditConfig) -> pd.DataFr
         few_ranked = few & ~unranked
         logger.warning(
             "leak audit: %d factor(s) have an IC on fewer than "
-            "feature_engineering.leak_audit.min_dates (%d) development dates (at most %d): "
+            "feature_engineering.leak_audit.min_dates (%d) of the profile's development dates "
+            "(the selection's scope, feature_engineering.selection.ic_scope) (at most %d): "
             "their future-day profiles are not judged (a cross-section of a few names gives "
-            "large ICs from noise); a rule that thins the cross-section (e.g. "
-            "processing.eligibility.min_price) or a short history? %s", int(few_ranked.sum()),
+            "large ICs from noise); a column that starts after that scope, a rule that thins "
+            "the cross-section (e.g. processing.eligibility.min_price) or a short history? %s",
+            int(few_ranked.sum()),
             config.min_dates, int(profile.loc[few_ranked, "n_dates"].max()),
             ", ".join(map(str, profile.index[few_ranked])))
     return profile.loc[~few]

@@ -459,6 +459,11 @@ def _gate_reason(row: dict, degraded: bool, config: SelectionConfig) -> str | No
     if not degraded and row["max_abs_rank_ic"] > config.leak_threshold:
         return (f"suspected look-ahead: |development RankIC| = {row['max_abs_rank_ic']:.3f} > "
                 f"{config.leak_threshold}")
+    if not degraded and row.get("n_dates", 1) == 0:
+        # a column that starts after the scope (it was "insignificant: t-stat = nan")
+        return ("no RankIC on any date of the selection's scope (feature_engineering."
+                f"selection.ic_scope: {config.ic_scope}): no values there, fewer than "
+                f"{config.min_names} names with one on each date, or no spread across them")
     if not row["variance"] > config.min_variance:
         return f"variance {row['variance']:.3g} <= min_variance {config.min_variance:g}"
     tstat = abs(row.get("rank_ic_tstat", math.nan))

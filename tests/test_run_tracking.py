@@ -270,6 +270,22 @@ def test_a_run_on_edited_code_is_tagged_dirty(tmp_path):
     assert _git_dirty(tmp_path) == "true"
 
 
+def test_runs_on_differently_edited_code_carry_different_code_hashes(tmp_path):
+    """Two experiments on edited code had the same git_commit, git_dirty=true and config hash:
+    nothing in MLflow told them apart. code_hash reads the package's Python files."""
+    from bma_quant.run_hooks.run_tags import code_hash
+
+    (tmp_path / "core").mkdir()
+    (tmp_path / "core" / "factors.py").write_text("SHIFT = 5\n")
+    first = code_hash(tmp_path)
+    assert len(first) == 16 and code_hash(tmp_path) == first
+    (tmp_path / "core" / "factors.py").write_text("SHIFT = 4\n")
+    assert code_hash(tmp_path) != first
+    (tmp_path / "core" / "notes.txt").write_text("not code")
+    assert code_hash(tmp_path) == code_hash(tmp_path)
+    assert len(code_hash()) == 16  # the project's own package
+
+
 def test_the_command_tag_is_the_command_line_that_ran():
     """kedro-mlflow's kedro_command tag left out --env and --params."""
     assert run_identity.cli_command(["/x/.venv/bin/kedro", "run", "--env", "smoke", "--params",

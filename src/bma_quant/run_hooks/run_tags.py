@@ -53,6 +53,19 @@ def _git_dirty(project_path: Path) -> str:
     return "true" if out.stdout.strip() else "false"
 
 
+def code_hash(package: Path | None = None) -> str:
+    """First 16 hex digits of a sha256 over the project package's Python files (paths and
+    contents): two runs with the same tag ran the same code, committed or not (`git_dirty`
+    says only that some file differs from the commit, so two experiments on edited code looked
+    alike in MLflow)."""
+    root = package or Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def short_fingerprint(path: Path) -> str:
     """The first 16 hex digits of a file's sha256 (core.data.provenance.file_fingerprint): the
     run's data_fingerprint tag, the MLflow dataset digest and the registry's data identity."""
@@ -96,6 +109,7 @@ class RunTagsHooks:
         self._params = params
         self.tags = {"git_commit": _git_commit(self._project_path),
                      "git_dirty": _git_dirty(self._project_path),
+                     "code_hash": code_hash(),
                      "config_hash": config_hash(params)}
         self._set_data_tags((params.get("data", {}) or {}).get("raw_path"))
 

@@ -85,7 +85,8 @@ def test_a_later_layer_does_not_train_on_features_made_with_other_values(project
     recorded = json.loads((project / LINEAGE_PATH).read_text())
     model_input = recorded["lineages"][recorded["datasets"]["model_input"]]
     assert model_input == {"feature_engineering.selection.min_features": 10,
-                           "feature_engineering.lags": [0, 1]}  # no data_processing keys
+                           "feature_engineering.lags": [0, 1],  # no data_processing keys
+                           "~read:feature_engineering": True}  # the section the node read
     base_only = CHAIN.only_nodes_with_namespaces(["base_models"])
     run(project, base_only, PARAMS)
     with pytest.raises(PreflightError, match=r"made with other parameter values \(model_input "
@@ -138,7 +139,7 @@ def test_a_section_set_to_null_or_reshaped_is_a_change():
     space = {"num_leaves": {"type": "int", "low": 4, "high": 64}}
     params = {"base_models": {"n_trials": 10, "tuning": {"search_space": {"lightgbm": space}},
                               "defaults": {"lightgbm": {"num_leaves": 31}}}}
-    made = flat_parameters("base_models", params["base_models"])
+    made = {**flat_parameters("base_models", params["base_models"]), "~read:base_models": True}
 
     def differences(**changes):
         new = copy.deepcopy(params)
@@ -171,5 +172,17 @@ def test_a_section_set_to_null_or_reshaped_is_a_change():
                                    params)) == 1
     assert differences(added_off=None) == []
     assert differences(added_on=1) == ["base_models.added_on was not set, is 1"]
+    # a key added outside the sections the record's nodes read is none of its business, and a
+    # record written before the read sections were kept compares added keys in open ones only
+    narrow = {k: v for k, v in made.items() if k.startswith("base_models.defaults")}
+    narrow["~read:base_models.defaults"] = True
+    new = copy.deepcopy(params)
+    new["base_models"]["added_on"] = 1
+    assert lineage_differences(narrow, new) == []
+    old_record = flat_parameters("base_models", params["base_models"])
+    assert lineage_differences(old_record, new) == []
+    new["base_models"]["defaults"]["lightgbm"]["max_depth"] = 3
+    assert lineage_differences(old_record, new) == [
+        "base_models.defaults.lightgbm.max_depth was not set, is 3"]
     (removed,) = lineage_differences({**made, "base_models.dropped": [20]}, params)
     assert removed == "base_models.dropped was [20], is not set"

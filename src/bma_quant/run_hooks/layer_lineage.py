@@ -47,13 +47,20 @@ def flat_parameters(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: json.loads(json.dumps(value, default=str))}
 
 
+# A lineage key naming a parameter section a node read (its value: true), so a key added to
+# that section later is known to be one the dataset would have read
+READ_PREFIX = "~read:"
+
+
 def node_parameters(node, params: dict[str, Any]) -> dict[str, Any]:
-    """The flattened values of the `params:` inputs a node reads."""
+    """The flattened values of the `params:` inputs a node reads, and the sections themselves
+    (READ_PREFIX keys)."""
     out: dict[str, Any] = {}
     for name in node.inputs:
         if name.startswith("params:"):
             path = name[len("params:"):]
             out.update(flat_parameters(path, preflight.lookup(params, path)))
+            out[f"{READ_PREFIX}{path}"] = True
     return out
 
 
@@ -64,15 +71,21 @@ def lineage_differences(made_with: dict[str, Any], params: dict[str, Any]) -> li
     empty, as unset; where the other side has a value at a section above it, the section is
     what changed (set to null or replaced by a value, or a value replaced by a section:
     `search_space.lightgbm: null` turns tuning off)."""
+    read = tuple(k[len(READ_PREFIX):] for k in made_with if k.startswith(READ_PREFIX))
+    made_with = {k: v for k, v in made_with.items() if not k.startswith(READ_PREFIX)}
     current: dict[str, Any] = {}
     for key in made_with:
         top = key.split(".", 1)[0]
         if top not in current:
             current.update(flat_parameters(top, params.get(top)) if top in params else {})
+    for section in read:  # a section whose keys were all removed is still read
+        top = section.split(".", 1)[0]
+        if not any(k.startswith(f"{top}.") or k == top for k in current):
+            current.update(flat_parameters(top, params.get(top)) if top in params else {})
     changes = {key: f"{key} was {shown(value)}, is {shown(current[key])}"
                for key, value in made_with.items()
                if key in current and current[key] != value}
-    changes.update(_reshaped(made_with, current))
+    changes.update(_reshaped(made_with, current, read))
     return [text for key, text in sorted(changes.items())
             if key.rsplit(".", 1)[-1] not in IGNORED_LAST_KEYS]
 
@@ -91,8 +104,12 @@ def _under(flat: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {k[len(prefix) + 1:]: v for k, v in flat.items() if k.startswith(f"{prefix}.")}
 
 
-def _reshaped(made_with: dict[str, Any], current: dict[str, Any]) -> dict[str, str]:
-    """The changes `lineage_differences` finds among keys only one side has."""
+def _reshaped(made_with: dict[str, Any], current: dict[str, Any],
+              read: tuple[str, ...] = ()) -> dict[str, str]:
+    """The changes `lineage_differences` finds among keys only one side has: a key this run
+    adds counts only inside a section the record's nodes read (`read`; records written before
+    those were kept: inside the open sections, preflight.OPEN_SECTIONS), not the rest of its
+    top-level section."""
     out: dict[str, str] = {}
     for key, value in made_with.items():
         if key in current:
@@ -110,9 +127,14 @@ def _reshaped(made_with: dict[str, Any], current: dict[str, Any]) -> dict[str, s
         if above is not None:
             out[above] = (f"{above} was {shown(made_with[above])}, "
                           f"is {shown(_under(current, above))}")
-        elif not _as_unset(value):  # null or {}: as unset (a setting added off, older records)
+        elif not _as_unset(value) and _was_read(key, read):  # null or {}: as unset
             out[key] = f"{key} was not set, is {shown(value)}"
     return out
+
+
+def _was_read(key: str, read: tuple[str, ...]) -> bool:
+    sections = read or preflight.OPEN_SECTIONS
+    return any(key == s or key.startswith(f"{s}.") for s in sections)
 
 
 def _as_unset(value: Any) -> bool:

@@ -198,3 +198,28 @@ def test_the_small_sector_fallback_is_per_date_and_old_chains_keep_theirs():
     revived.__dict__.clear()
     revived.__dict__.update(state)
     assert revived.small_sector_fallback == "raw"
+
+
+def test_chains_pickled_before_the_order_free_sums_keep_their_column_order_sums():
+    """A chain pickled before the sums became order-free was trained on sums in the tickers'
+    order: its TransformConfig (no `order_free_sums`: the class default) still computes them,
+    so serving gives the features it was trained on; a config from params is order-free."""
+    import pickle
+
+    from bma_quant.core.features.factors import TransformConfig
+
+    old = TransformConfig()
+    state = dict(old.__dict__)
+    state.pop("order_free_sums")
+    unpickled = pickle.loads(pickle.dumps(old))
+    unpickled.__dict__.clear()
+    unpickled.__dict__.update(state)  # as a pickle of the class before the field existed
+    assert unpickled.order_free_sums is False
+    assert TransformConfig.from_params({}).order_free_sums is True
+    row = np.array([[0.60, 0.55, 0.50, 0.55, 0.50, 0.45]])
+    codes = np.array([[0, 0, 0, 1, 1, 1]])
+    old_sums = T.sector_neutralise(row, codes, order_free=False)
+    new_sums = T.sector_neutralise(row, codes)
+    assert new_sums[0, 1] == new_sums[0, 4] == 0.0  # the tie kept
+    assert old_sums[0, 1] != old_sums[0, 4]  # the tie split by the last bit, as trained
+    np.testing.assert_allclose(old_sums, new_sums, atol=1e-15)

@@ -702,6 +702,9 @@ class TransformConfig:
     # what their names (and those without a sector) get: transforms.SMALL_SECTOR_FALLBACKS. The
     # class default is what chains pickled before the choice existed did; from_params' is new.
     small_sector_fallback: str = "raw"
+    # sector sums added in value order (transforms._order_free_sums); False: in the tickers'
+    # order, as chains pickled before it were trained (the class default), True from params
+    order_free_sums: bool = False
 
     @classmethod
     def from_params(cls, params: Mapping | None) -> TransformConfig:
@@ -713,6 +716,7 @@ class TransformConfig:
             sector_neutralise=bool(params.get("sector_neutralise", cls.sector_neutralise)),
             min_sector_size=int(params.get("min_sector_size", cls.min_sector_size)),
             small_sector_fallback=str(params.get("small_sector_fallback", "whole_date")),
+            order_free_sums=True,
         )
 
 
@@ -744,7 +748,7 @@ def iter_engineered_factors(
             raw[absent] = np.nan
             raw = transforms.cross_sectional_transform(
                 raw, transform.method, transform.winsorise, codes, transform.min_sector_size,
-                transform.small_sector_fallback)
+                transform.small_sector_fallback, getattr(transform, "order_free_sums", False))
         yield name, family, raw.astype(np.float32)
 
 

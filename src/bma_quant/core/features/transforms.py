@@ -129,7 +129,7 @@ MAX_SECTOR_RUNS = 64
 
 
 def sector_neutralise(values: np.ndarray, codes: np.ndarray, min_size: int = 1,
-                      fallback: str = "whole_date") -> np.ndarray:
+                      fallback: str = "whole_date", order_free: bool = True) -> np.ndarray:
     """Subtract each (date, sector) mean over the sector's valid names on that date.
 
     Names with an unknown sector (-1), and sectors with fewer than `min_size` valid names on a
@@ -137,12 +137,16 @@ def sector_neutralise(values: np.ndarray, codes: np.ndarray, min_size: int = 1,
     subtracted instead (`fallback` "whole_date"), on dates where some sector was demeaned: left
     raw, a positive factor (a volatility) would put them all above the demeaned names, which
     sit around 0, at the top of every date's ranking. A date without a sector big enough (or a
-    panel without any) is left as it is, as without sectors."""
+    panel without any) is left as it is, as without sectors. `order_free` False: the sums in
+    the columns' order, as chains pickled before the order-free sums were trained
+    (`_column_order_neutralise`)."""
     values = np.asarray(values, dtype=np.float64)
     n_rows, _ = values.shape
     n_sectors = int(codes.max()) + 1 if codes.size else 0
     if n_sectors <= 0:
         return values.copy()
+    if not order_free:
+        return _column_order_neutralise(values, codes, n_sectors, min_size, fallback)
     starts = np.flatnonzero(np.r_[True, (codes[1:] != codes[:-1]).any(axis=1)]) \
         if n_rows else np.zeros(0, dtype=np.int64)
     if len(starts) <= MAX_SECTOR_RUNS:
@@ -161,6 +165,42 @@ def sector_neutralise(values: np.ndarray, codes: np.ndarray, min_size: int = 1,
         with np.errstate(invalid="ignore", divide="ignore"):  # a date without a valid value
             whole = _order_free_sums(values) / np.isfinite(values).sum(axis=1, keepdims=True)
         out = np.where(rest, _demeaned(values, whole), out)
+    return out
+
+
+def _column_order_neutralise(values: np.ndarray, codes: np.ndarray, n_sectors: int,
+                             min_size: int, fallback: str) -> np.ndarray:
+    """Sector demeaning as it was before the sums became order-free: each sum in the columns'
+    (tickers') order, no tie snapping. Kept for chains pickled then, so serving computes their
+    features with the bits they were trained on."""
+    valid = np.isfinite(values)
+    usable = valid & (codes >= 0)
+    n_rows = values.shape[0]
+    group = (np.arange(n_rows)[:, None] * n_sectors + codes)[usable]
+    size = n_rows * n_sectors
+    if n_rows and (codes == codes[:1]).all():
+        sums = np.zeros(size)
+        for sector in range(n_sectors):
+            cols = np.flatnonzero(codes[0] == sector)
+            if cols.size:
+                sums[np.arange(n_rows) * n_sectors + sector] = np.where(
+                    valid[:, cols], values[:, cols], 0.0).sum(axis=1)
+    else:
+        sums = np.bincount(group, weights=values[usable], minlength=size)
+    counts = np.bincount(group, minlength=size)
+    large = counts >= max(min_size, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(large, sums / counts, 0.0)
+    out = values.copy()
+    out[usable] = values[usable] - means[group]
+    within = np.zeros(values.shape, dtype=bool)
+    within[usable] = large[group]
+    rest = valid & ~within & within.any(axis=1, keepdims=True)
+    if fallback == "whole_date" and rest.any():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            whole = (np.where(valid, values, 0.0).sum(axis=1, keepdims=True)
+                     / valid.sum(axis=1, keepdims=True))
+        out = np.where(rest, values - whole, out)
     return out
 
 
@@ -240,6 +280,7 @@ def cross_sectional_transform(
     codes: np.ndarray | None = None,
     min_sector_size: int = 1,
     small_sector_fallback: str = "whole_date",
+    order_free: bool = True,
 ) -> np.ndarray:
     """Winsorise, sector-neutralise (when `codes` is given), then rank or z-score, per date.
 
@@ -252,7 +293,8 @@ def cross_sectional_transform(
     if winsor is not None and method != "none":
         values = winsorise(values, float(winsor[0]), float(winsor[1]))
     if codes is not None:
-        values = sector_neutralise(values, codes, min_sector_size, small_sector_fallback)
+        values = sector_neutralise(values, codes, min_sector_size, small_sector_fallback,
+                                   order_free)
     if method == "rank":
         values = centred_rank(values)
     elif method == "zscore":

@@ -816,6 +816,38 @@ def test_a_registered_learners_misspelt_argument_is_refused_before_the_run():
         learners.LEARNERS.pop("ridge", None)
 
 
+def test_valid_settings_the_name_probe_read_without_their_context_pass():
+    """The name probe left the wrapper's own arguments out: `quantile_alpha` under
+    `objective: reg:quantileerror` (read as a misspelt reg_alpha) and `rate_drop` under
+    `booster: dart` were refused; a learner of the user's that needs dates to fit (its own
+    `fit` routes them) was refused as a "value". All pass now."""
+    from sklearn.linear_model import Ridge
+
+    from bma_quant.core.models import learners
+    from tests.support import project_params
+
+    def needs_dates(estimator, X, y, sample_weight, dates):
+        if dates is None:
+            raise ValueError("dates are required")
+        return estimator.fit(X, y)
+
+    learners.register_learner(learners.Learner(
+        "dated_ridge", lambda params, seed, n_jobs: Ridge(**params), needs_dates,
+        lambda fitted, names: abs(fitted.coef_)))
+    try:
+        params = project_params()
+        params["base_models"]["defaults"]["xgboost"].update(objective="reg:quantileerror",
+                                                            quantile_alpha=0.5)
+        params["base_models"]["defaults"]["dated_ridge"] = {"alpha": 2.0}
+        preflight.check_parameters(params)
+        del params["base_models"]["defaults"]["xgboost"]["quantile_alpha"]
+        params["base_models"]["defaults"]["xgboost"].update(booster="dart", rate_drop=0.1,
+                                                            objective="reg:squarederror")
+        preflight.check_parameters(params)
+    finally:
+        learners.LEARNERS.pop("dated_ridge", None)
+
+
 @pytest.mark.parametrize("path, value", [
     ("feature_engineering.leak_audit.prefix_cuts", -1),
     ("feature_engineering.leak_audit.mirror_share", 0.0),

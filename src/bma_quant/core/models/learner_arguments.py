@@ -54,7 +54,11 @@ def refused_values(kind: str, arguments: Mapping[str, Any], stacking: bool = Fal
         return None
     scalars = {k: v for k, v in probe.items() if not _list_like(v)}
     if len(scalars) < len(probe):
-        return _probe_failure(kind, scalars, stacking)
+        failure = _probe_failure(kind, scalars, stacking)
+    # a learner that cannot fit the probe's few rows at all (it needs more features, named
+    # columns ...) says nothing of the values
+    if failure is not None and _probe_failure(kind, {}, stacking) is not None:
+        return None
     return failure
 
 
@@ -72,17 +76,24 @@ def _list_like(value: Any) -> bool:
 
 
 def _probe_failure(kind: str, arguments: dict, stacking: bool = False) -> str | None:
+    """The message of a probe fit that fails: the learner as the project builds and fits it
+    (its own `fit`, with weights and dates), or stacking's meta-learner."""
     from bma_quant.core.ensemble.combiners import meta_elastic_net, meta_lightgbm
-    from bma_quant.core.models.learners import build_estimator
+    from bma_quant.core.models.learners import build_estimator, get_learner
 
-    build = ({"elastic_net": meta_elastic_net, "lightgbm": meta_lightgbm}[kind] if stacking
-             else lambda given: build_estimator(kind, given))
+    X, y = _probe_data()
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed), _native_output_silenced(), \
             warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            build(arguments).fit(*_probe_data())
+            if stacking:
+                {"elastic_net": meta_elastic_net, "lightgbm": meta_lightgbm}[kind](
+                    arguments).fit(X, y)
+            else:
+                dates = np.repeat(np.datetime64("2020-01-01") + np.arange(len(y) // 5), 5)
+                get_learner(kind).fit(build_estimator(kind, arguments), X, y, np.ones(len(y)),
+                                      dates)
         except Exception as error:  # noqa: BLE001 - the library's message is the answer
             return _first_sentence(str(error)) or type(error).__name__
     return None
@@ -158,10 +169,13 @@ def _xgboost(arguments: dict) -> set[str]:
     others = {k: v for k, v in arguments.items() if k not in _wrapper_arguments(_xgboost_wrapper())}
     if not others:
         return set()
-    with warnings.catch_warnings(record=True) as caught:
+    # with the wrapper's own arguments too: `quantile_alpha` is read under
+    # `objective: reg:quantileerror`, `rate_drop` under `booster: dart`
+    with warnings.catch_warnings(record=True) as caught, _native_output_silenced():
         warnings.simplefilter("always")
         try:
-            xgb.XGBRegressor(n_estimators=1, n_jobs=1, **others).fit(*_probe_data())
+            xgb.XGBRegressor(**{**arguments, "n_estimators": 1, "n_jobs": 1}).fit(
+                *_probe_data())
         except Exception:  # noqa: BLE001 - a value the library refuses: the run says so itself
             return set()
     named = set()
@@ -180,10 +194,11 @@ def _lightgbm(arguments: dict) -> set[str]:
     if not others:
         return set()
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):  # LightGBM's own log goes to print()
+    # LightGBM's own log goes to print(); a refused value's [Fatal] line to the process output
+    with contextlib.redirect_stdout(printed), _native_output_silenced():
         try:
-            lgb.LGBMRegressor(n_estimators=1, n_jobs=1, min_child_samples=1,
-                              **{**others, "verbose": 1}).fit(*_probe_data())
+            lgb.LGBMRegressor(**{"min_child_samples": 1, **arguments, "n_estimators": 1,
+                                 "n_jobs": 1, "verbose": 1}).fit(*_probe_data())
         except Exception:  # noqa: BLE001 - a value the library refuses: the run says so itself
             return set()
     return set(re.findall(r"Unknown parameter: (\S+)", printed.getvalue())) & set(others)

@@ -70,11 +70,15 @@ def test_a_conf_file_no_pattern_reads_is_warned_about_once(tmp_path, caplog):
     loader = _loader(tmp_path, "cv:\n  n_splits: 3\n")
     (tmp_path / "local" / "params.yml").write_text("periods:\n  test_start: 2020-01-01\n")
     (tmp_path / "local" / "notes.txt").write_text("not a conf file")
+    (tmp_path / "local" / "parameters").mkdir()  # read by Kedro: parameters*/**
+    (tmp_path / "local" / "parameters" / "extra.yml").write_text("extra_nested: 1\n")
+    (tmp_path / "local" / "logging.yml").write_text("version: 1\n")
     with caplog.at_level("WARNING"):
         loader["parameters"]
         loader["parameters"]
     assert caplog.text.count("conf/local/params.yml is read by no one") == 1
-    assert "notes.txt" not in caplog.text
+    assert "notes.txt" not in caplog.text and "extra.yml" not in caplog.text
+    assert "logging.yml" not in caplog.text
     caplog.clear()
     conf = Path(__file__).resolve().parents[1] / "conf"
     for env in ("local", "smoke"):

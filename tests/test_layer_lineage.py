@@ -171,6 +171,7 @@ def test_a_section_set_to_null_or_reshaped_is_a_change():
     assert len(lineage_differences(flat_parameters("base_models", untuned["base_models"]),
                                    params)) == 1
     assert differences(added_off=None) == []
+    assert differences(added_windows=[]) == ["base_models.added_windows was not set, is []"]
     assert differences(added_on=1) == ["base_models.added_on was not set, is 1"]
     # a key added outside the sections the record's nodes read is none of its business, and a
     # record written before the read sections were kept compares added keys in open ones only

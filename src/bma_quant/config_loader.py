@@ -20,7 +20,8 @@ from omegaconf import OmegaConf
 logger = logging.getLogger(__name__)
 
 CONFIG_SUFFIXES = (".yml", ".yaml", ".json")  # what Kedro's loader reads
-PLUGIN_PATTERNS = ("mlflow*", "mlflow*/**", "**/mlflow*")  # kedro-mlflow's mlflow.yml
+# kedro-mlflow's mlflow.yml; a logging.yml that KEDRO_LOGGING_CONFIG may point at
+PLUGIN_PATTERNS = ("mlflow*", "mlflow*/**", "**/mlflow*", "logging*")
 
 
 class ConfigFileError(ValueError):
@@ -58,7 +59,10 @@ def unread_files(folder: Path, patterns: Iterable[str]) -> list[Path]:
     `parameters*` pattern)."""
     if not folder.is_dir():
         return []
-    read = {path for pattern in patterns for path in folder.glob(pattern)}
+    matched = {path for pattern in patterns for path in folder.glob(pattern)}
+    # `parameters*/**` matches the folder (Python 3.11's glob gives no files for a trailing
+    # `**`): Kedro reads every file under it
+    read = matched | {inner for path in matched if path.is_dir() for inner in path.rglob("*")}
     return sorted(path for path in folder.rglob("*")
                   if path.is_file() and path.suffix.lower() in CONFIG_SUFFIXES
                   and not path.name.startswith(".") and path not in read)

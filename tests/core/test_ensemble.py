@@ -543,6 +543,18 @@ def test_bma_resamples_blocks_of_dates_whose_labels_overlap():
     assert dates[0] > blocks[0] > 0.5 and np.allclose(elpd, loglik.sum(axis=0))
     same, _ = model_averaging.pseudo_bma_weights(loglik, 2000, seed=3, block_dates=1)
     assert np.array_equal(same, dates)
+    # a short history: fewer than two blocks are resampled date by date (one block was plain
+    # softmax, the most collapsed weights); the leftover dates join the last whole block
+    short = loglik[:15]
+    np.testing.assert_array_equal(
+        model_averaging.pseudo_bma_weights(short, 500, seed=3, block_dates=10)[0],
+        model_averaging.pseudo_bma_weights(short, 500, seed=3)[0])
+    merged, _ = model_averaging.pseudo_bma_weights(loglik[:25], 500, seed=3, block_dates=10)
+    two = np.stack([loglik[:10].sum(axis=0), loglik[10:25].sum(axis=0)])
+    alpha = np.random.default_rng(3).dirichlet(np.ones(2), size=500)
+    from scipy.special import softmax
+    np.testing.assert_allclose(merged, softmax(2 * np.einsum("dt,tm->dm", alpha, two),
+                                               axis=1).mean(axis=0))
     assert combiners._bootstrap_block({}, 11) == 11
     assert combiners._bootstrap_block({"block_dates": 1}, 11) == 1
 

@@ -225,6 +225,20 @@ def test_a_damaged_chain_file_says_so(tmp_path, content):
     with pytest.raises(ModelSourceError, match=r"cannot be read as a fitted chain .* damaged or "
                                                r"holds something else. Run `kedro run`"):
         load_local(path, None)
+    # a chain of other code (a module this version lacks) is not called damaged
+    import pickle
+    import sys
+    import types
+
+    gone = types.ModuleType("a_module_this_version_lacks")
+    exec("class Chain:\n    pass\n", gone.__dict__)
+    sys.modules[gone.__name__] = gone
+    try:
+        path.write_bytes(pickle.dumps(gone.Chain()))
+    finally:
+        del sys.modules[gone.__name__]
+    with pytest.raises(ModelSourceError, match=r"was pickled by other code \(ModuleNotFoundError"):
+        load_local(path, None)
 
 
 def test_the_registry_source_defaults_to_the_champion_of_the_last_run_data_set(tmp_path):

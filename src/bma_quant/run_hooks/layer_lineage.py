@@ -138,7 +138,8 @@ def _was_read(key: str, read: tuple[str, ...]) -> bool:
 
 
 def _as_unset(value: Any) -> bool:
-    return value is None or value == {} or value == []
+    # [] is a value: `x_windows: []` turns a factor family off (its default is on)
+    return value is None or value == {}
 
 
 class LayerLineageHooks(StoredRecordHooks):

@@ -74,7 +74,12 @@ def load_local(chain_path: str | Path, registration_path: str | Path | None) -> 
     try:
         with open(path, "rb") as handle:
             chain = pickle.load(handle)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing
+    except (ModuleNotFoundError, AttributeError) as error:  # a class this code lacks
+        raise ModelSourceError(
+            f"{path} was pickled by other code ({type(error).__name__}: "
+            f"{str(error).strip()[:200]}): score it with the version of the project that "
+            "trained it, or run `kedro run` to train a chain with this one") from None
+    except Exception as error:  # noqa: BLE001 - any other unpickling failure: a bad file
         # a truncated or overwritten file failed with pickle's own words ("invalid literal
         # for int() with base 10")
         raise ModelSourceError(

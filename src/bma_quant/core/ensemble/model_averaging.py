@@ -118,7 +118,7 @@ def pseudo_bma_weights(
     dates: the labels of dates closer than the horizon share returns, so single dates are not
     exchangeable units, and resampling them one by one understates the elpd's spread (the
     weights of h-day labels collapsed onto one model: 0.998 at h = 10 against 0.92 with blocks
-    of h dates). 1 = dates.
+    of h dates). 1 = dates; fewer than two blocks' worth of dates are resampled one by one.
     """
     date_loglik = np.asarray(date_loglik, dtype=np.float64)
     n_dates = date_loglik.shape[0]
@@ -127,9 +127,13 @@ def pseudo_bma_weights(
     elpd = date_loglik.sum(axis=0)
     if bootstrap_draws <= 0:
         return softmax(elpd), elpd
-    size = max(1, min(int(block_dates), n_dates))
-    blocks = (np.add.reduceat(date_loglik, np.arange(0, n_dates, size), axis=0) if size > 1
-              else date_loglik)
+    size = max(1, int(block_dates))
+    if n_dates < 2 * size:  # one block would be plain softmax: the most collapsed weights
+        size = 1
+    # whole blocks, the last one taking the leftover dates (a stub block weighed as a full one
+    # would give its few dates outsized influence)
+    blocks = (np.add.reduceat(date_loglik, np.arange(n_dates // size) * size, axis=0)
+              if size > 1 else date_loglik)
     rng = np.random.default_rng(seed)
     alpha = rng.dirichlet(np.ones(len(blocks)), size=int(bootstrap_draws))
     # einsum, not BLAS (`@`): OpenBLAS splits a large product across threads and the weights'

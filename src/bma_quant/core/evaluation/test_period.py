@@ -181,7 +181,7 @@ def ordered_models(names: Iterable[str], order: Sequence[str] = MODEL_ORDER) -> 
     names = set(names)
     known = [n for n in order if n in names]
     others = sorted(names - set(known))
-    if order is not MODEL_ORDER:
+    if tuple(order) != MODEL_ORDER:
         return known + others
     ensembles = MODEL_ORDER[MODEL_ORDER.index("stacking"):]
     singles = [n for n in known if n not in ensembles]

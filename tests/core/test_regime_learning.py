@@ -250,3 +250,27 @@ def test_each_folds_rows_carry_that_folds_own_regimes(flipped):
     for fold, part in cv.oof.groupby("fold"):
         assert set(part["regime"]) == {REGIMES[int(fold) % 3]}
     assert cv.oof["fold"].nunique() == len(folds) >= 2
+
+
+def test_the_refitted_global_comparison_trains_on_the_regime_models_thinned_rows(flipped):
+    """With `max_train_rows` the regime models see every k-th training date; the global model
+    they are compared with (refitted here, no base_models predictions) sees the same dates, not
+    every row: otherwise `oof_rank_ic_gain` compares a thinned model with a whole one."""
+    from bma_quant.core.models import training
+
+    _, dev, _, regimes = flipped
+    folds = PurgedWalkForwardSplit(3, TemporalConfig(), min_train_days=250).date_folds(dev["date"])
+    config = _config(max_train_rows=3_000, min_samples_per_regime=10)
+    cv = L.cross_validate_regime_models(dev[FEATURES], dev["label"], np.ones(len(dev)),
+                                        dev["date"], folds, lambda fold: regimes, config)
+
+    def global_oof(max_train_rows):
+        oof, _ = training.fit_predict_folds(
+            "lightgbm", PARAMS, dev[FEATURES], dev["label"], np.ones(len(dev)), dev["date"],
+            folds, tickers=np.arange(len(dev)), seed=config.seed, n_jobs=1,
+            max_train_rows=max_train_rows)
+        return pd.Series(oof["prediction"].to_numpy(np.float64),
+                         index=oof["ticker"].to_numpy()).reindex(cv.oof["row"]).to_numpy()
+
+    np.testing.assert_array_equal(cv.oof["global_prediction"].to_numpy(), global_oof(3_000))
+    assert not np.allclose(cv.oof["global_prediction"].to_numpy(), global_oof(None))

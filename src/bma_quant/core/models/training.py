@@ -345,14 +345,16 @@ def fit_predict_folds(
     target_transform: str | TargetTransform = "rank",
     min_names: int = 5,
     nw_lag: int = 10,
+    max_train_rows: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Out-of-fold predictions and per-fold scores of one learner with fixed parameters.
 
     X: features (DataFrame or array, rows aligned with y, weights, dates[, tickers]).
+    `max_train_rows`: each fold's training dates thinned as `FoldCache` does (None: every row).
     Returns (oof: date, [ticker], model, fold, prediction; scores: one row per fold)."""
     data = LearningSet.from_arrays(X, y, weights, dates, tickers=tickers,
                                    target_transform=target_transform)
-    cache = FoldCache(data, folds)
+    cache = FoldCache(data, folds, max_train_rows)
     result = cross_validate(cache, learner_name, params, seed=seed, n_jobs=n_jobs,
                             min_names=min_names, nw_lag=nw_lag)
     return oof_frame(data, result, learner_name), result.scores

@@ -377,7 +377,8 @@ def cross_validate_regime_models(
 
     `fold_regimes(fold)` returns the regimes for all dates as seen by a detector fitted on that
     fold's training dates only; fold k's models see fold k's training rows only. The global model
-    is base_models' own fold loop (`core.models.training.fit_predict_folds`) with the same parameters;
+    is base_models' own fold loop (`core.models.training.fit_predict_folds`) with the same parameters
+    and training rows (each fold thinned to `config.max_train_rows` as the regime models are);
     `global_predictions` (one per row of X, e.g. base_models' own out-of-fold predictions of the
     same learner and parameters) is used instead of refitting it when given."""
     y = np.asarray(y, dtype=np.float64)
@@ -424,7 +425,7 @@ def cross_validate_regime_models(
         global_oof, _ = training.fit_predict_folds(
             config.learner, dict(config.params), X, y, weights, row_dates, folds,
             tickers=row_ids, seed=config.seed, n_jobs=config.n_jobs,
-            target_transform=config.target_transform,
+            target_transform=config.target_transform, max_train_rows=config.max_train_rows,
         )
         by_row = pd.Series(global_oof["prediction"].to_numpy(np.float64),
                            index=global_oof["ticker"].to_numpy(np.int64))

@@ -411,3 +411,18 @@ def test_factors_do_not_depend_on_a_names_units():
     for name in families:
         np.testing.assert_allclose(scaled[name], base[name], rtol=1e-7, atol=1e-10,
                                    equal_nan=True, err_msg=name)
+
+
+def test_the_reversals_beta_window_is_its_own_parameter():
+    """rev_w removes the market's move with a beta over `reversal_beta_window` dates, whatever
+    the beta factors' windows are; unset (a config pickled before the key) it is the first beta
+    window, as those models computed; its window counts in the warm-up."""
+    panel, market = _tiny_panel()
+    own = _raw(panel, market, reversal_windows=(2,), beta_windows=(), reversal_beta_window=4)
+    legacy = _raw(panel, market, reversal_windows=(2,), beta_windows=(4,))
+    np.testing.assert_array_equal(own["rev_2"], legacy["rev_2"])
+    other = _raw(panel, market, reversal_windows=(2,), beta_windows=(4,), reversal_beta_window=6)
+    assert not np.allclose(other["rev_2"][7], legacy["rev_2"][7])
+    assert F.FactorConfig(beta_windows=(), reversal_beta_window=400).longest_window() == 400
+    assert F.FactorConfig(reversal_windows=(), reversal_beta_window=400).longest_window() == 252
+    assert F.FactorConfig(beta_windows=()).reversal_beta() == F.LEGACY_REVERSAL_BETA_WINDOW

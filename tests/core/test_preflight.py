@@ -64,6 +64,8 @@ def test_valid_parameters_pass():
      "cv.combinatorial.n_test_groups (6) must be below cv.combinatorial.n_groups (6)"),
     ("feature_engineering.factors", {"momentum_long": 13, "momentum_skip": 21},
      "feature_engineering.factors.momentum_skip (21) must be below momentum_long (13)"),
+    ("feature_engineering.factors.reversal_beta_window", 1,
+     "feature_engineering.factors.reversal_beta_window must be >= 2, got 1"),
     ("evaluation.backtest.cost_bps", -1.0, "evaluation.backtest.cost_bps must be >= 0"),
     ("base_models.min_names", 1, "base_models.min_names must be >= 2, got 1"),
     ("memory.target_usage", 0.9, "memory.target_usage (0.9) must not exceed memory.max_threshold"),

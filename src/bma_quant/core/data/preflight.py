@@ -134,6 +134,7 @@ BOUNDS = (
     Bound("feature_engineering.selection.min_features", 0),  # 0: no refill below the gate
     Bound("feature_engineering.factors.momentum_long", 1),
     Bound("feature_engineering.factors.momentum_skip", 0),
+    Bound("feature_engineering.factors.reversal_beta_window", 2),  # a beta needs two returns
     Bound("feature_engineering.factors.min_periods_share", 0.0, 1.0, low_open=True),
     Bound("feature_engineering.factors.amihud_min_traded_share", 0.0, 1.0, low_open=True),
     Bound("temporal.prediction_horizon_days", 1),

@@ -141,6 +141,10 @@ class Grid:
 # --------------------------------------------------------------------------------------------
 
 
+# rev_{w}'s beta window in configs without `reversal_beta_window` and without beta windows
+LEGACY_REVERSAL_BETA_WINDOW = 60
+
+
 @dataclass(frozen=True)
 class FactorConfig:
     """Window lengths of every family (trading days) and which columns are not user factors."""
@@ -152,6 +156,9 @@ class FactorConfig:
     drawdown_windows: tuple[int, ...] = (252,)
     volatility_windows: tuple[int, ...] = (5, 20, 60)
     beta_windows: tuple[int, ...] = (60,)
+    # the beta rev_{w} removes the market's move with; None (configs pickled before this key) =
+    # the first beta window, else LEGACY_REVERSAL_BETA_WINDOW: what those models computed
+    reversal_beta_window: int | None = None
     momentum_long: int = 252
     momentum_skip: int = 21
     reversal_windows: tuple[int, ...] = (5,)
@@ -207,13 +214,19 @@ class FactorConfig:
     def performance_params(self) -> EvidenceParams:
         return EvidenceParams.from_params(dict(self.factor_performance_params))
 
+    def reversal_beta(self) -> int:
+        """Window of the beta the reversal factors remove the market's move with."""
+        if self.reversal_beta_window is not None:
+            return int(self.reversal_beta_window)
+        return self.beta_windows[0] if self.beta_windows else LEGACY_REVERSAL_BETA_WINDOW
+
     def min_periods(self, window: int) -> int:
         return max(1, int(np.ceil(window * self.min_periods_share)))
 
     def longest_window(self) -> int:
         """The longest window of any factor family (every `*_windows` field, a family added
-        later included, and the long momentum)."""
-        windows = [self.momentum_long]
+        later included, the long momentum and the reversals' beta)."""
+        windows = [self.momentum_long, *([self.reversal_beta()] if self.reversal_windows else [])]
         for name in self.__dataclass_fields__:
             if name.endswith("windows"):
                 windows.extend(getattr(self, name))
@@ -453,7 +466,7 @@ def _close_families(inp: FactorInputs, c: FactorConfig) -> dict[str, tuple[str, 
         "momentum",
         lambda: _ratio(shift(close, c.momentum_skip), shift(close, c.momentum_long)) - 1.0,
     )
-    beta_window = c.beta_windows[0] if c.beta_windows else 60
+    beta_window = c.reversal_beta()
     for w in c.reversal_windows:
 
         def reversal(w=w):

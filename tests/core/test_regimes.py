@@ -384,3 +384,28 @@ def test_regimes_whose_market_moved_against_their_names_are_named():
     assert misnamed_regimes(falling, 2.0) == ["bull", "bear"]
     no_bear = regime_market_returns(regimes[regimes["regime"] != "bear"], inputs)
     assert np.isnan(no_bear["bear"]["mean"]) and misnamed_regimes(no_bear, 2.0) == []
+
+
+def test_the_hmms_convergence_and_restarts_are_its_parameters(synthetic):
+    """regime_models.hmm.tol and kmeans_inits reach the EM fit (they were literals): a loose
+    tolerance stops EM after its second iteration, and the restarts change the initial states
+    the EM climbs from."""
+    from bma_quant.core.regimes import gaussian_hmm
+
+    inputs = _evidence_inputs(synthetic, None).iloc[:700]
+    default = R.make_detector("hmm", HMM, 5).fit(inputs)
+    loose = R.make_detector("hmm", {**HMM, "tol": 1.0}, 5).fit(inputs)
+    assert loose.model.n_iter == 2 < default.model.n_iter
+    seen = []
+    real = gaussian_hmm.KMeans
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["n_init"])
+        return real(*args, **kwargs)
+
+    gaussian_hmm.KMeans = spy
+    try:
+        R.make_detector("hmm", {**HMM, "kmeans_inits": 9}, 5).fit(inputs)
+    finally:
+        gaussian_hmm.KMeans = real
+    assert seen == [9]

@@ -292,10 +292,12 @@ class HmmDetector(RegimeDetector):
     columns: tuple[str, ...] = ("trend", "volatility", "fear_greed")
     order_column: str = "trend"
     n_iter: int = 30
+    tol: float = 1e-4  # EM stops when the log-likelihood gains less than this share
     covariance_floor: float = 0.05
     stay_prior: float = 0.95
     min_state_share: float = 0.02
     seed: int = 0
+    kmeans_inits: int = 4  # k-means restarts of the initial states (the best is kept)
     center: np.ndarray | None = field(default=None, init=False)
     scale: np.ndarray | None = field(default=None, init=False)
     model: object | None = field(default=None, init=False)
@@ -333,9 +335,10 @@ class HmmDetector(RegimeDetector):
             self.center, self.scale = self.center[~unusable], self.scale[~unusable]
         x = self._matrix(inputs)
         try:
-            self.model = fit_gaussian_hmm(x, len(REGIMES), n_iter=self.n_iter,
+            self.model = fit_gaussian_hmm(x, len(REGIMES), n_iter=self.n_iter, tol=self.tol,
                                           covariance_floor=self.covariance_floor,
-                                          stay_prior=self.stay_prior, seed=self.seed)
+                                          stay_prior=self.stay_prior, seed=self.seed,
+                                          kmeans_inits=self.kmeans_inits)
         except (ValueError, np.linalg.LinAlgError) as error:
             raise DetectorFitError(f"hmm detector: fit failed: {error}") from error
         probabilities = filter_probabilities(self.model, x)
@@ -397,10 +400,12 @@ def make_detector(kind: str, params: dict, min_duration: int) -> RegimeDetector:
             columns=tuple(params["columns"]),
             order_column=str(params["order_column"]),
             n_iter=int(params["n_iter"]),
+            tol=float(params.get("tol", HmmDetector.tol)),
             covariance_floor=float(params["covariance_floor"]),
             stay_prior=float(params["stay_prior"]),
             min_state_share=float(params["min_state_share"]),
             seed=int(params["seed"]),
+            kmeans_inits=int(params.get("kmeans_inits", HmmDetector.kmeans_inits)),
         )
     raise ValueError(f"regime detector must be 'rules', 'markov' or 'hmm', got {kind!r}")
 

@@ -78,10 +78,11 @@ def fit_gaussian_hmm(
     covariance_floor: float = 1e-3,
     stay_prior: float = 0.95,
     seed: int = 0,
+    kmeans_inits: int = 4,
 ) -> GaussianHMM:
     """EM on complete rows of `x` (rows with a missing value are dropped from the fit).
 
-    Initialised by k-means (seeded) with a sticky transition matrix (`stay_prior` on the
+    Initialised by k-means (seeded, the best of `kmeans_inits` starts) with a sticky transition matrix (`stay_prior` on the
     diagonal); `covariance_floor` is added to every covariance's diagonal (x is expected to be
     standardised) so a state cannot collapse onto a few rows."""
     x = np.asarray(x, dtype=np.float64)
@@ -90,7 +91,7 @@ def fit_gaussian_hmm(
     if n < n_states * (dims + 2):
         raise ValueError(f"gaussian HMM: {n} complete rows are too few for {n_states} states in "
                          f"{dims} dimensions")
-    labels = KMeans(n_states, n_init=4, random_state=seed).fit_predict(x)
+    labels = KMeans(n_states, n_init=kmeans_inits, random_state=seed).fit_predict(x)
     ridge = covariance_floor * np.eye(dims)
     means = np.array([x[labels == j].mean(axis=0) for j in range(n_states)])
     covariances = np.array([np.cov(x[labels == j].T) + ridge if (labels == j).sum() > dims

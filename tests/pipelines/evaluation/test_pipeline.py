@@ -77,6 +77,12 @@ def test_plots_and_registration_without_mlflow(planted):
     repro = registration["reproduction"]
     assert repro["rows_matched"] == repro["rows_pipeline"] > 0
     assert repro["max_abs_diff"] < 1e-5
+    # logged through the catalog whether or not the chain is registered (it was logged only
+    # after a registration, so a refused chain's reproduction figures never reached MLflow)
+    metrics = out["registry_metrics"]
+    assert metrics["reproduction_rows_matched"] == {"value": float(repro["rows_matched"]),
+                                                    "step": 0}
+    assert metrics["reproduction_max_abs_diff"]["value"] == repro["max_abs_diff"]
 
 
 def test_noise_fails_the_gates(tmp_path):

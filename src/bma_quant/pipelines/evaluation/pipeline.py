@@ -65,6 +65,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                  ["prediction_chain", "gate_report", "ensemble_test_predictions",
                   "development_score", "date_split", "params:data", "params:registry"],
                  "model_registration", name="register_model"),
+            Node(registry_nodes.reproduction_metrics, "model_registration", "registry_metrics",
+                 name="reproduction_metrics"),
         ],
         tags=["evaluation"],
     )

@@ -353,12 +353,16 @@ def register_model(
     result = _log_and_register(prediction_chain, gate_report, development, date_split, data,
                                registry, raw_slice, predicted, out["model_name"],
                                promotion.predictions_fingerprint(served))
-    import mlflow
-
-    mlflow.log_metrics({f"evaluation.registry.reproduction_{k}": float(v)
-                        for k, v in stats.items()
-                        if isinstance(v, int | float) and math.isfinite(float(v))})
     return {**out, **result}
+
+
+def reproduction_metrics(model_registration: dict) -> dict[str, dict[str, float]]:
+    """The reproduction check's figures as MLflow metrics (evaluation.registry.reproduction_*),
+    whenever the check ran: a chain that did not reproduce its test predictions shows by how
+    much. None when the chain failed before comparing."""
+    stats = model_registration.get("reproduction") or {}
+    return {f"reproduction_{k}": {"value": float(v), "step": 0} for k, v in stats.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))}
 
 
 def _raw_test_slice(chain: PredictionChain, date_split: dict, data: dict, registry: dict

@@ -5,8 +5,8 @@ nested selection: the out-of-fold predictions that later layers learn from come 
 folds, which no trial was scored on). Each trial reports its fold RankICs one by one to a
 MedianPruner, so a clearly worse trial stops early. The TPE sampler is seeded; with n_jobs=1 the
 same seed, data and trial budget give the same trials on any machine. The budget is a trial count;
-`timeout` is only an optional safety cap: when it cuts the study short the result says so
-(`truncated`), because the number of trials then depends on the machine's speed.
+`timeout` is only an optional guard: when it stops a study before its budget the learner's tuning
+fails (`TuningTimedOut`) rather than choosing from however many trials this machine ran.
 
 Framework-free: callbacks (e.g. the MLflow nested-run callback) are passed in by the caller.
 Storage is whatever Optuna accepts (None = in memory, or an RDB URL such as
@@ -228,7 +228,7 @@ class TuningResult:
     n_pruned: int
     trials: pd.DataFrame
     study_name: str | None
-    truncated: bool  # the timeout stopped the study before n_trials: machine-dependent result
+    truncated: bool  # fewer than n_trials in the budget (a shared study's numbers taken earlier)
     # Each complete trial's predictions on the tuning folds (trial number -> CVResult), kept so
     # every configuration tried can be scored again (trial accounting, overfitting statistics).
     trial_predictions: dict[int, CVResult]
@@ -249,8 +249,8 @@ class StudyMismatch(ValueError):
 
 
 class TuningTimedOut(RuntimeError):
-    """The tuning timeout stopped a study before any trial completed: the learner has no tuned
-    parameters, and whether it would have depends on the machine's speed."""
+    """The tuning timeout stopped a study before its trial budget: the parameters chosen would
+    depend on how many trials this machine ran, so none are chosen (the run stops)."""
 
 
 def study_identity(cache: FoldCache, defaults: dict, space: dict, *, seed: int,
@@ -366,15 +366,15 @@ def _study_result(study: optuna.Study, name: str, defaults: dict, *, n_trials: i
     constant = sum(CONSTANT_ATTR in t.user_attrs for t in counted)
     n_pruned = states.count(optuna.trial.TrialState.PRUNED)
     finished = sum(state.is_finished() for state in states)  # an enqueued trial waits unrun
+    # a shared study runs to its budget without the timeout (a dead worker's trial can be left
+    # RUNNING): only this process's own study can have been cut by the clock
+    if timeout is not None and not shared and finished < int(n_trials):
+        raise TuningTimedOut(
+            f"{name}: the {float(timeout):g} s tuning timeout (base_models.tuning.timeout) "
+            f"stopped the study after {finished} of {int(n_trials)} trial(s): parameters chosen "
+            "from the trials a machine finishes in time would differ between machines, so none "
+            "are. Raise it, lower n_trials (the budget, a count) or set it to null")
     if complete == 0:
-        # a shared study runs to its budget without the timeout (a dead worker's trial can be
-        # left RUNNING): only this process's own study can have been cut by the clock
-        if timeout is not None and not shared and finished < int(n_trials) and not constant:
-            raise TuningTimedOut(
-                f"{name}: the {float(timeout):g} s tuning timeout (base_models.tuning.timeout) "
-                f"stopped the study after {finished} of {int(n_trials)} trial(s), before any "
-                "completed: raise it or set it to null (the trial budget, n_trials, is the "
-                "reproducible limit)")
         if not constant:
             raise RuntimeError(f"{name}: no Optuna trial completed ({finished} ran)")
         # every trial ranked nothing (or was pruned beside those that did not): the learner
@@ -390,11 +390,7 @@ def _study_result(study: optuna.Study, name: str, defaults: dict, *, n_trials: i
                             trial_predictions=predictions, shared=shared, n_constant=constant)
     best_trial = study.best_trial
     truncated = len(states) < int(n_trials)
-    if truncated and timeout is not None:
-        logger.warning("%s: the %.0f s tuning timeout stopped the study after %d of %d trials; "
-                       "results now depend on this machine's speed", name, float(timeout),
-                       len(states), int(n_trials))
-    elif truncated:  # a shared study whose budget grew after trials over the old one ran
+    if truncated:  # a shared study whose budget grew after trials over the old one ran
         logger.warning("%s: %d of %d trials ran within the shared study's budget (trial numbers "
                        "were taken by trials over an earlier, smaller budget)", name,
                        len(states), int(n_trials))
@@ -441,7 +437,8 @@ def tune_learner(
 ) -> TuningResult:
     """Tune `name` on the cached (tuning) folds; maximise the mean fold RankIC.
 
-    `timeout` (seconds, None = off) is a safety cap only; `truncated` reports when it bit.
+    `timeout` (seconds, None = off) is a guard only: a study it stops before `n_trials` raises
+    `TuningTimedOut`.
     `shared`: join the named study in `storage` and run trials until the budget is reached across
     every process (tuning workers); complete trials run elsewhere are scored again on the same
     tuning folds, so every configuration tried has its predictions (trial accounting; a worker

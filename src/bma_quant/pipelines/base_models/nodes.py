@@ -292,19 +292,16 @@ def train_learner(name: str, inputs: training.TrainingInputs, params: dict, temp
     nw_lag = TemporalConfig.from_params(temporal).horizon_days
     outcome = training.run_guarded(name, _train, name, inputs, params, nw_lag)
     if interruption_in(outcome.exception) is not None \
-            or isinstance(outcome.exception, tuning.StudyMismatch):
-        # Ctrl-C / SIGTERM, or a shared study tuned on other rows: the run stops (no learner
-        # failure to train around)
+            or isinstance(outcome.exception, tuning.StudyMismatch | tuning.TuningTimedOut):
+        # Ctrl-C / SIGTERM, a shared study tuned on other rows, or the tuning timeout (which
+        # learners the run keeps would depend on the machine's speed): the run stops (no
+        # learner failure to train around)
         raise outcome.exception
     if not outcome.ok:
         logger.error("base_models: %s failed after %.1fs: %s\n%s", name, outcome.seconds,
                      outcome.error, outcome.traceback)
-        # a learner the timeout left without a completed trial failed because of the clock: the
-        # run is then not reproducible (_tag_run)
-        timed_out = isinstance(outcome.exception, tuning.TuningTimedOut)
         return ({"name": name, "status": "failed", "error": outcome.error,
-                 "traceback": outcome.traceback, "timings": {"fit_seconds": outcome.seconds},
-                 **({"metrics": {"tuning_truncated": 1}} if timed_out else {})},
+                 "traceback": outcome.traceback, "timings": {"fit_seconds": outcome.seconds}},
                 LoggedLearner(name, None))
     result = {"name": name, "status": "ok", "error": None, **outcome.value}
     result["timings"]["fit_seconds"] = outcome.seconds
@@ -349,8 +346,9 @@ def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
 
 
 def _tag_run(results: list[dict]) -> None:
-    """Per-learner status tags, and `reproducible: false` when a tuning timeout cut a study
-    (the trials run then depend on the machine's speed; DESIGN §3 reproducibility)."""
+    """Per-learner status tags, and `reproducible: false` when a study's trials came from a
+    shared study (their order depends on timing; DESIGN §3 reproducibility) or it ran fewer
+    than its budget."""
     import mlflow
 
     if mlflow.active_run() is None:
@@ -361,7 +359,8 @@ def _tag_run(results: list[dict]) -> None:
               if (r.get("metrics") or {}).get("tuning_shared_study")]
     mlflow.set_tags({f"base_models.{r['name']}.status": r["status"] for r in results})
     mlflow.set_tag("reproducible", "false" if truncated or shared else "true")
-    reasons = ([f"tuning timeout cut the study of {', '.join(truncated)}"] if truncated else []) \
+    reasons = ([f"the study of {', '.join(truncated)} ran fewer trials than "
+                "base_models.tuning.n_trials"] if truncated else []) \
         + ([f"trials of {', '.join(shared)} came from a shared study (tuning workers): their "
             "order depends on timing"] if shared else [])
     if reasons:
@@ -430,8 +429,6 @@ def collect_base_models(*results: dict):
         metrics[f"{r['name']}.failed"] = float(r["status"] == "failed")
         if r["status"] in ("ok", "degenerate"):
             metrics.update({f"{r['name']}.{k}": v for k, v in r["metrics"].items()})
-        elif (r.get("metrics") or {}).get("tuning_truncated"):  # failed: the timeout cut it
-            metrics[f"{r['name']}.tuning_truncated"] = 1.0
     best_params = {f"{r['name']}.{k}": v for r in ok for k, v in r["best_params"].items()}
     base_models = {r["name"]: r["model"] for r in ok}
     _stamp_fitting_run(base_models)

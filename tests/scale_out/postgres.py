@@ -23,14 +23,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_bindir() -> Path:
+MISSING = ("PostgreSQL server binaries (initdb, pg_ctl) not found: the scale-out tests start their "
+           "own server from them (Debian / Ubuntu: apt-get install postgresql; .ci/run installs "
+           "the package)")
+
+
+def find_server_bindir() -> Path | None:
+    """The newest Debian package's binaries, else `pg_config --bindir`'s, else initdb on PATH."""
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
-    if not candidates:
-        found = shutil.which("initdb")
-        if not found:
-            raise RuntimeError("PostgreSQL server binaries not found: apt-get install -y postgresql")
-        return Path(found).parent
-    return Path(candidates[0]).parent
+    if candidates:
+        return Path(candidates[0]).parent
+    if shutil.which("pg_config"):
+        found = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                               check=False).stdout.strip()
+        if found and (Path(found) / "initdb").exists():
+            return Path(found)
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+def server_bindir() -> Path:
+    found = find_server_bindir()
+    if found is None:
+        raise RuntimeError(MISSING)
+    return found
 
 
 class PostgresServer:

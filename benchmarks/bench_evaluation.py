@@ -74,6 +74,8 @@ def main() -> None:
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
+    # artifacts beside the throw-away store: the default root is ./mlruns of the project
+    mlflow.create_experiment("bench_evaluation", artifact_location=(tmp / "artifacts").as_uri())
     mlflow.set_experiment("bench_evaluation")
 
     def register_with_run():

@@ -65,3 +65,30 @@ def test_a_local_store_is_not_probed(clean_env, monkeypatch):
     assert asked == []
     with pytest.raises(pytest.fail.Exception, match="probed"):  # the same hook probes http
         mc.probe_tracking_server("http://127.0.0.1:1")
+
+
+def test_a_server_that_answers_but_is_no_mlflow_server_is_not_called_silent(clean_env):
+    """A web server answering 404 at the URI was reported as one that 'did not answer'."""
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the http.server API)
+            self.send_error(404)
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(mc.MlflowServerUnreachable) as err:
+            mc.probe_tracking_server(uri)
+    finally:
+        server.shutdown()
+    message = str(err.value)
+    assert f"MLflow tracking server {uri} answered HTTP 404 to an MLflow API request" in message
+    assert "did not answer" not in message

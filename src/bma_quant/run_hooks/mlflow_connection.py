@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -54,10 +55,16 @@ def probe_tracking_server(uri: str) -> None:
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     except Exception as exc:
         detail = str(exc).splitlines()[0][:300]
+        status = re.search(r"error code (\d{3})", str(exc))
+        if status:  # something listens there, but it is not an MLflow server (or not this path)
+            what = (f"answered HTTP {status.group(1)} to an MLflow API request: is an MLflow "
+                    "tracking server at this address and path?")
+        else:
+            what = (f"did not answer ({os.environ.get(ENV_VARS['max_retries'], '?')} retries, "
+                    f"{time.monotonic() - start:.0f} s; bounded by mlflow_connection.* in "
+                    "conf/base/parameters_run.yml)")
         raise MlflowServerUnreachable(
-            f"MLflow tracking server {uri} did not answer ({os.environ.get(ENV_VARS['max_retries'], '?')} "
-            f"retries, {time.monotonic() - start:.0f} s; bounded by mlflow_connection.* in "
-            f"conf/base/parameters_run.yml): {detail}. Start the server, or point "
+            f"MLflow tracking server {uri} {what}: {detail}. Start the server, or point "
             "MLFLOW_TRACKING_URI at a reachable one (unset it for the local sqlite:///mlflow.db)."
         ) from None
 

@@ -359,7 +359,8 @@ def test_malformed_requests_are_a_400_naming_the_problem(model_and_raw):
     zero = levels.assign(market_level=100.0)
     zero.loc[zero["date"] == zero["date"].max(), "market_level"] = 0.0
     with pytest.raises(ChainInputError, match=r"'market_level' column must hold positive index "
-                                              r"levels: \d+ row\(s\) on 1 date\(s\) hold 0 or less"):
+                                              r"levels: \d+ row\(s\) on 1 date\(s\) hold 0 or less "
+                                              r"\(e\.g\. \d{4}-\d\d-\d\d: 0\)"):  # not np.float64(0.0)
         PredictionChain._index_from_slice(zero)
     # a chain trained without one ignores the column (said in a warning), conflicts and all
     assert model.chain.market_index is None

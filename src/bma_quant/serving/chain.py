@@ -415,10 +415,11 @@ class PredictionChain(SliceChecks):
         bad = levels_sent.loc[levels_sent[MARKET_LEVEL] <= 0]
         if check and len(bad):  # an index file's level 0 or below is refused the same way
             dates = sorted(pd.DatetimeIndex(bad["date"].unique()))
+            first = bad.loc[pd.DatetimeIndex(bad["date"]) == dates[0], MARKET_LEVEL].iloc[0]
             raise ChainInputError(
                 f"the panel's '{MARKET_LEVEL}' column must hold positive index levels: "
                 f"{len(bad)} row(s) on {len(dates)} date(s) hold 0 or less (e.g. "
-                f"{dates[0].date()}: {bad[MARKET_LEVEL].iloc[0]!r}); every market return and "
+                f"{dates[0].date()}: {float(first):g}); every market return and "
                 "score would move: send the index level of each date")
         given = levels_sent.groupby("date")[MARKET_LEVEL]
         conflicting = given.nunique()

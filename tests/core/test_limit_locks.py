@@ -353,9 +353,9 @@ def test_daily_moves_capped_at_a_limit_are_found_in_a_close_only_panel(caplog):
     Said once by the evaluation's backtest panel of a close-only primary panel."""
     from pathlib import Path
 
+    from bma_quant.core.evaluation.backtest_panel import backtest_panel as _backtest_panel
     from bma_quant.core.evaluation.limit_locks import capped_moves
     from bma_quant.core.evaluation.test_period import EvaluationConfig
-    from bma_quant.pipelines.evaluation.nodes import _backtest_panel
 
     rng = np.random.default_rng(4)
     for scale in (0.01, 0.02, 0.03, 0.05):

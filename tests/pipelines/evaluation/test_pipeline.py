@@ -295,8 +295,8 @@ def test_closes_sealed_at_the_high_are_named_as_a_hint_when_locks_are_found(plan
     closes close_at_extreme would add; with it on they are locks too."""
     import logging
 
+    from bma_quant.core.evaluation.backtest_panel import with_limit_locks as _with_limit_locks
     from bma_quant.core.evaluation.limit_locks import LIMIT_LOCK, LimitLocks
-    from bma_quant.pipelines.evaluation.nodes import _with_limit_locks
 
     datasets, _ = planted
     panel, _ = _one_price_bars(datasets["primary_panel"], 0.05)
@@ -306,7 +306,7 @@ def test_closes_sealed_at_the_high_are_named_as_a_hint_when_locks_are_found(plan
     for column in ("open", "low"):
         panel.loc[sealed_rows, column] = panel.loc[sealed_rows, "close"] * 0.97
     columns = panel[["date", "ticker", "close"]]
-    with caplog.at_level(logging.INFO, logger="bma_quant.pipelines.evaluation.nodes"):
+    with caplog.at_level(logging.INFO, logger="bma_quant.core.evaluation.backtest_panel"):
         plain = _with_limit_locks(columns, panel, LimitLocks(), report=True)
     assert (f"limit locks: {len(sealed_rows)} more closes sat at the day's high (low) at least "
             "min_move above") in caplog.text

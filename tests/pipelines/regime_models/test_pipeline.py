@@ -420,3 +420,30 @@ def test_detectors_are_fitted_on_training_dates_only(upstream, detector):
         fitted = nodes._FoldRegimes(params, evidence)(fold)
         refitted = nodes._FoldRegimes(params, scrambled_after(train_end))(fold)
         check_same_until(fitted, refitted, train_end)
+
+
+def test_development_dates_without_a_sample_weight_are_not_trained_on(upstream, caplog):
+    """As in base_models: a date without a time-decay weight is left out of training (the regime
+    layer gave it the median weight, so the two layers trained on different rows)."""
+    from bma_quant.core.models.training import date_weights
+
+    _, data, inputs = upstream
+    weights = inputs["sample_weights"]
+    dropped = weights["date"].iloc[-120:]
+    overrides = {"regime_models": {**FAST, "detector": "rules", "compare_global": False,
+                                   "context_features": {"enabled": False}}}
+    whole = run_pipeline("regime_models", inputs, overrides)
+    with caplog.at_level("WARNING"):
+        part = run_pipeline("regime_models", {**inputs, "sample_weights": weights.iloc[:-120]},
+                            overrides)
+    assert "regime_models: 120 development dates have no sample weight and are not trained on" \
+        in caplog.text
+    rows = inputs["model_input"]
+    labelled = rows["date"].isin(dropped) & rows["label"].notna()
+    before = sum(whole["regime_models_report"]["training"]["final_train_rows"].values())
+    after = sum(part["regime_models_report"]["training"]["final_train_rows"].values())
+    assert before - after == int(labelled.sum()) > 0
+    # out-of-fold predictions are still made (and scored) on those dates
+    assert part["regime_oof_predictions"]["date"].isin(dropped).any()
+    w, missing = date_weights(pd.Series(dropped.to_numpy()), weights.iloc[:-120])
+    assert missing == 120 and (w == 0).all()

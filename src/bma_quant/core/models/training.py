@@ -330,6 +330,18 @@ def oof_frame(data: LearningSet, result: CVResult, name: str, trial: int | None 
     return frame
 
 
+def date_weights(dates, sample_weights: pd.DataFrame | None) -> tuple[np.ndarray, int]:
+    """(each row's time-decay weight from its date, how many dates have none). A date without a
+    weight gets 0: its rows are not trained on (every layer alike). None: every weight 1."""
+    dates = pd.DatetimeIndex(dates)
+    if sample_weights is None:
+        return np.ones(len(dates)), 0
+    by_date = sample_weights.groupby("date")["weight"].mean()
+    weight = by_date.reindex(dates).to_numpy(np.float64)
+    missing_rows = ~np.isfinite(weight)
+    return np.where(missing_rows, 0.0, weight), int(dates[missing_rows].nunique())
+
+
 def fit_predict_folds(
     learner_name: str,
     params: dict,
@@ -562,15 +574,7 @@ def training_inputs(
     in_dev = (dates >= pd.Timestamp(dev[0])) & (dates <= pd.Timestamp(dev[1]))
     in_test = (dates >= pd.Timestamp(test[0])) & (dates <= pd.Timestamp(test[1]))
     dev_rows = frame.loc[in_dev]
-    if sample_weights is None:
-        weight = np.ones(len(dev_rows))
-        missing = 0
-    else:
-        by_date = sample_weights.groupby("date")["weight"].mean()
-        weight = by_date.reindex(pd.DatetimeIndex(dev_rows["date"])).to_numpy(np.float64)
-        missing_rows = ~np.isfinite(weight)
-        missing = int(dev_rows.loc[missing_rows, "date"].nunique())
-        weight = np.where(missing_rows, 0.0, weight)
+    weight, missing = date_weights(dev_rows["date"], sample_weights)
     data = LearningSet.from_arrays(dev_rows[names], dev_rows["label"], weight, dev_rows["date"],
                                    tickers=dev_rows["ticker"].to_numpy(object),
                                    target_transform=target_transform)

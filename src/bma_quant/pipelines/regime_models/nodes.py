@@ -14,6 +14,7 @@ from bma_quant.core.evaluation import static_plots
 from bma_quant.core.evaluation.metrics import prediction_scores
 from bma_quant.core.features import leak_audit
 from bma_quant.core.features.fear_greed import fear_greed_index
+from bma_quant.core.models import training
 from bma_quant.core.models.training import TargetTransform
 from bma_quant.core.regimes import detection, regime_learning
 from bma_quant.core.regimes.regime_evidence import regime_evidence
@@ -226,17 +227,6 @@ def _context_columns(params: dict) -> tuple[str, ...]:
     return (*probabilities, *context.get("columns", ()))
 
 
-def _row_weights(dates: pd.Series, sample_weights: pd.DataFrame) -> np.ndarray:
-    """Time-decay weight of each row's date; a date without one gets the median weight."""
-    by_date = sample_weights.set_index("date")["weight"].astype(np.float64)
-    weights = by_date.reindex(pd.DatetimeIndex(dates)).to_numpy()
-    missing = ~np.isfinite(weights)
-    if missing.any():
-        logger.warning("%d rows without a sample weight get the median weight", missing.sum())
-        weights[missing] = float(by_date.median()) if len(by_date) else 1.0
-    return weights
-
-
 def train_regime_models(
     model_input: pd.DataFrame,
     sample_weights: pd.DataFrame,
@@ -259,7 +249,11 @@ def train_regime_models(
     dev = model_input.loc[dates_in(date_split, "dev", model_input["date"])].reset_index(drop=True)
     test = model_input.loc[dates_in(date_split, "test", model_input["date"])]
     test = test.reset_index(drop=True)
-    weights = _row_weights(dev["date"], sample_weights)
+    weights, missing = training.date_weights(dev["date"], sample_weights)
+    if missing:  # as base_models: such rows are not trained on (they were given the median)
+        logger.warning("regime_models: %d development dates have no sample weight and are not "
+                       "trained on", missing)
+    trained_label = dev["label"].where(weights > 0)  # scored out of fold all the same
     # Out-of-fold folds only: the tuned parameters were chosen on the tuning folds.
     folds = folds_from_table(cv_folds, stage=OOF)
     logger.info("%s: %d development rows, %d test rows, %d features, %d folds, params from %s",
@@ -270,7 +264,7 @@ def train_regime_models(
     reused = _base_global_predictions(dev, base_oof_predictions, config.learner, params_source) \
         if compare_global and _same_training_rows(params, base_model_params) else None
     cv = regime_learning.cross_validate_regime_models(
-        dev[features], dev["label"], weights, dev["date"], folds, fold_regimes, config,
+        dev[features], trained_label, weights, dev["date"], folds, fold_regimes, config,
         compare_global=compare_global, global_predictions=reused,
     )
     oof = cv.oof
@@ -278,8 +272,8 @@ def train_regime_models(
     oof["ticker"] = dev["ticker"].to_numpy()[oof["row"]]
     oof["label"] = dev["label"].to_numpy()[oof["row"]]
 
-    model = regime_learning.fit_regime_models(dev[features], dev["label"], weights, dev["date"],
-                                              regime_table, config)
+    model = regime_learning.fit_regime_models(dev[features], trained_label, weights,
+                                              dev["date"], regime_table, config)
     if not model.estimators:
         logger.warning("regime_models: %s", regime_learning.no_regime_model_message(
             model.training_rows, config.min_samples_per_regime, config.training == "soft"))

@@ -897,3 +897,30 @@ def test_a_penny_names_one_tick_moves_are_no_splits_and_its_real_splits_are():
     assert not cleaning.unexplained_large_moves(matrices, 0.4, ratios, 0.1, 5, out.events, 21)
     assert not cleaning.unconfigured_ratio_moves(matrices, 0.4, [*ratios, 1.5], 0.02, 5, ratios,
                                                  out.events, 21)
+
+
+def _tick_closes(units: float, seed: int = 5) -> pd.DataFrame:
+    """Closes on a 0.01 grid (in `units` of the price), many windows sharing a return exactly."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2020-01-01", periods=300)
+    ticks = np.cumsum(rng.integers(-3, 4, (300, 40)), axis=0) + rng.integers(500, 3000, 40)
+    return pd.DataFrame(ticks * units, index=dates, columns=[f"T{i:02d}" for i in range(40)])
+
+
+def test_labels_rank_alike_in_any_price_units():
+    """A return two windows share exactly (10.00 -> 10.10, 20.00 -> 20.20) divided to ratios one
+    bit apart, and other bits in cents: the per-date ranks (rank target, RankIC) ordered those
+    names by the last bit, so the same market priced in cents trained another model."""
+    from bma_quant.core.data.labels import snap_rounding_ties
+
+    dollars = labels.forward_return_labels(_tick_closes(0.01), 10, 1)
+    cents = labels.forward_return_labels(_tick_closes(1.0), 10, 1)
+    ranks = [x.rank(axis=1, method="average") for x in (dollars, cents)]
+    pd.testing.assert_frame_equal(ranks[0], ranks[1])
+    np.testing.assert_allclose(dollars.to_numpy(), cents.to_numpy(), rtol=0, atol=1e-15)
+    exact = dollars.to_numpy()
+    ties = sum(len(row[np.isfinite(row)]) - len(np.unique(row[np.isfinite(row)])) for row in exact)
+    assert ties > 100  # the panel does share returns, and they stay exact ties
+    np.testing.assert_array_equal(snap_rounding_ties(np.array([[1.01, 1.01 + 2e-16, np.nan,
+                                                                 1.02]])),
+                                  [[1.01, 1.01, np.nan, 1.02]])

@@ -409,3 +409,25 @@ def test_the_hmms_convergence_and_restarts_are_its_parameters(synthetic):
     finally:
         gaussian_hmm.KMeans = real
     assert seen == [9]
+
+
+def test_breadth_counts_a_close_at_its_mean_alike_in_any_units_and_history():
+    """On tick prices a close can equal its 50-day mean exactly; `close > mean` then read the
+    rolling sum's last bits, which move with the units and the history's first date (serving's
+    slice reported its own training file's breadth as "other or corrected prices")."""
+    from bma_quant.core.regimes.regime_evidence import regime_evidence
+
+    rng = np.random.default_rng(2)
+    dates = pd.bdate_range("2020-01-01", periods=400)
+    ticks = np.cumsum(rng.integers(-1, 2, (400, 30)), axis=0) + rng.integers(200, 400, 30)
+    market = pd.DataFrame({"date": dates, "market_return": rng.normal(0, 0.01, 400)})
+
+    def breadth(units, start=0):
+        close = pd.DataFrame(ticks[start:] * units, index=dates[start:])
+        return regime_evidence(close, market.iloc[start:], {})["breadth"]
+
+    cents, dollars = breadth(1.0), breadth(0.0001)
+    pd.testing.assert_series_equal(cents, dollars)
+    later = breadth(0.0001, start=137).iloc[60:]  # past the slice's own 50-day warm-up
+    assert later.notna().all()
+    pd.testing.assert_series_equal(later, dollars.iloc[197:])

@@ -42,7 +42,34 @@ def forward_return_labels(close: pd.DataFrame, horizon: int, execution_delay: in
             exit_ = exit_.mask(pending.shift(-(execution_delay + horizon), fill_value=False))
         marks = _last_trade_marks(close, traded, relisted, unknown, execution_delay, horizon)
         exit_ = exit_.where(exit_.notna(), marks)
-    return exit_ / entry - 1.0
+    ratio = (exit_ / entry).to_numpy(np.float64, na_value=np.nan)
+    return pd.DataFrame(snap_rounding_ties(ratio) - 1.0, index=close.index, columns=close.columns)
+
+
+# Two windows with the same return on tick prices (10.00 -> 10.10, 20.00 -> 20.20) divide to
+# ratios that may differ in the last bit, and by another bit in other units (cents): the per-date
+# ranks of the labels (the rank target, RankIC) then ordered them by that bit. A few ulps of the
+# ratio (about 1) are far below any real difference between two names' returns.
+RATIO_TIE_ULPS = 4
+
+
+def snap_rounding_ties(ratio: np.ndarray) -> np.ndarray:
+    """Per row (date), values within RATIO_TIE_ULPS ulps of their neighbour in sorted order set
+    to the smallest of their run: a tie in exact arithmetic stays one. NaN kept."""
+    ratio = np.asarray(ratio, dtype=np.float64)
+    if ratio.ndim != 2 or ratio.shape[1] < 2:
+        return ratio.copy()
+    order = np.argsort(np.where(np.isnan(ratio), np.inf, ratio), axis=1, kind="stable")
+    ordered = np.take_along_axis(ratio, order, axis=1)
+    tolerance = RATIO_TIE_ULPS * np.finfo(np.float64).eps * np.maximum(
+        np.abs(ordered[:, 1:]), np.abs(ordered[:, :-1]))
+    with np.errstate(invalid="ignore"):
+        near = np.diff(ordered, axis=1) <= tolerance  # NaN: False (its own run)
+    starts = np.concatenate([np.ones((len(ratio), 1), dtype=bool), ~near], axis=1)
+    first = np.maximum.accumulate(np.where(starts, np.arange(ratio.shape[1]), 0), axis=1)
+    out = np.empty_like(ratio)
+    np.put_along_axis(out, order, np.take_along_axis(ordered, first, axis=1), axis=1)
+    return out
 
 
 def _unknown_since_last_trade(traded: pd.DataFrame, unknown: pd.DataFrame,

@@ -36,6 +36,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
+from bma_quant.core.features.flat_windows import snap_flat_means
+
 logger = logging.getLogger(__name__)
 
 FACTORS = ("momentum", "reversal", "low_volatility")
@@ -156,7 +158,10 @@ def regime_evidence(
     floor = params.min_cross_section or 0
     daily_dispersion = log_returns.std(axis=1).where(log_returns.notna().sum(axis=1) >= floor)
     out["dispersion"] = np.log(_rolling(daily_dispersion, params.dispersion_window).mean())
-    average = _rolling(close, params.breadth_window).mean()
+    # a close at its window's mean is not above it, whatever the rolling sum's last bits (they
+    # move with the history's first date and the price units: serving's slice said "other prices")
+    average = pd.DataFrame(snap_flat_means(_rolling(close, params.breadth_window).mean(), close),
+                           index=close.index, columns=close.columns)
     valid = close.notna() & average.notna()
     counts = valid.sum(axis=1)
     above = ((close > average) & valid).sum(axis=1)

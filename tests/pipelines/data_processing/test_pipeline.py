@@ -1176,3 +1176,20 @@ def test_serving_cleans_splits_stale_fills_and_factor_gaps_as_training_does(tmp_
     imputed = primary.loc[primary["ticker"].eq("T0001") & primary["date"].eq(dates[475])]
     assert np.isfinite(imputed["signal_1"]).all()
     _assert_serving_decides_the_same(panel, {}, out, dates[100], dates[380])
+
+
+def test_daily_bars_the_strict_filter_thinned_are_not_called_weekly(tmp_path, caplog):
+    """Names each missing 30 % of the days at random: the strict filter dropped about half the
+    dates, and the warning took the kept rate for the bars' frequency ("weekly or monthly
+    bars?"). The file's own rate is daily; the filter is named, with the way out."""
+    panel = generate_synthetic_market(n_tickers=30, n_days=800, seed=4).panel
+    holes = np.random.default_rng(0).random(len(panel)) < 0.3
+    path = tmp_path / "holes.parquet"
+    panel.loc[~holes].to_parquet(path)
+    with caplog.at_level(logging.WARNING):
+        out = run_pipeline("data_processing", {}, _overrides(path))
+    report = out["data_quality_report"]
+    assert report["dates_per_year"] < 200 and 255 <= report["file_dates_per_year"] <= 262
+    assert "weekly or monthly bars?" not in caplog.text
+    assert "the file has daily bars (about 26" in caplog.text
+    assert "set processing.strict_mode: false" in caplog.text

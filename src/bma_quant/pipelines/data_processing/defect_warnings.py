@@ -30,6 +30,19 @@ def _warn_strict_drops(dropped: list[str], dates_in: int) -> None:
         ", ".join(f"{day} {n}" for day, n in weekdays.items()), ", ".join(dropped[:3]))
 
 
+def _warn_rate_lowered_by_strict_filter(per_year: float, file_per_year: float) -> None:
+    """The file's bars are daily, but the strict filter kept too few of its dates (names with
+    many missing days each): every window counts the kept rows, which are not days."""
+    logger.warning(
+        "the file has daily bars (about %.0f dates a year) but processing.strict_mode kept about "
+        "%.0f a year (the dates on which too few names had a close): every window counts rows, "
+        "so the label's temporal.prediction_horizon_days rows span about %.1fx as many trading "
+        "days and annualised figures use %.0f rows a year. Names missing many days each drop "
+        "dates for all: set processing.strict_mode: false (a name without a close carries its "
+        "last price, processing.ffill_limit) or lower processing.coverage_threshold",
+        file_per_year, per_year, file_per_year / per_year, per_year)
+
+
 def _annualised_as_configured(per_year: float, periods_per_year: float | None) -> bool:
     """evaluation.backtest.periods_per_year set by hand near the file's rate (within a tenth: a
     six-day week, 306 dates a year, is not annualised as 252). Null (the file's own rate) is
@@ -70,6 +83,9 @@ def _warn_calendar(log: dict, periods_per_year: float | None, split_detection: b
         if per_year > 340 and split_detection:
             logger.warning("the file has about %.0f dates a year (a seven-day calendar): %s",
                            per_year, SPLITS_ON_A_SEVEN_DAY_CALENDAR)
+    elif per_year is not None and not daily_exchange_bars(per_year) \
+            and daily_exchange_bars(log.get("file_dates_per_year") or 0.0):
+        _warn_rate_lowered_by_strict_filter(per_year, float(log["file_dates_per_year"]))
     elif per_year is not None and not daily_exchange_bars(per_year):
         seven_days = per_year > 340
         scale = per_year / 252.0

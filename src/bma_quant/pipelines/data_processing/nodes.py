@@ -154,6 +154,8 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         **_trading_findings(kept, untraded, kept_out),
         # the kept dates (after the strict filter), as date_split and evaluation read them
         "dates_per_year": _dates_per_year(kept.dates),
+        # the file's own dates: a rate the strict filter lowered is not a bar frequency
+        "file_dates_per_year": _dates_per_year(matrices.dates),
         "no_sector": _names_without_sector(kept),
         "bars_outside_range": cleaning.bars_outside_range(kept),
         "duplicate_series": cleaning.duplicate_series(kept.close),

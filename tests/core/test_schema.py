@@ -124,6 +124,13 @@ def test_local_midnights_converted_to_utc_are_said_to_look_shifted(caplog):
     with caplog.at_level(logging.WARNING):
         out = validate_long_panel(crypto)
     assert "Saturday or Sunday" not in caplog.text and out["date"].dt.dayofweek.nunique() == 7
+    # a Monday-to-Saturday market stamped at its close in UTC: only Sunday is empty, no shift
+    six = every_day[every_day.dayofweek < 6]
+    six_days = pd.DataFrame({"date": np.repeat(six, 2) + pd.Timedelta(hours=7),
+                             "ticker": ["AAA", "BBB"] * len(six), "close": 10.0})
+    with caplog.at_level(logging.WARNING):
+        validate_long_panel(six_days.assign(date=six_days["date"].dt.tz_localize("UTC")))
+    assert "Saturday or Sunday" not in caplog.text
     # a Sunday-Thursday exchange (Riyadh) stamped on its own clock (+03:00): its Sundays are
     # its trading days, not a shift; the same stamps in UTC still raise the question
     sun_thu = pd.date_range("2021-01-03", periods=35)
@@ -550,7 +557,9 @@ def test_bar_end_midnight_dates_that_move_a_week_by_a_day_are_warned_about(caplo
     with caplog.at_level("WARNING"):
         validate_long_panel(frame(days))
         validate_long_panel(frame(pd.date_range("2021-01-04", periods=60)))  # crypto
-    assert "Saturday or Sunday" not in caplog.text
+        every_day = pd.date_range("2021-01-04", periods=70)
+        validate_long_panel(frame(every_day[every_day.dayofweek < 6]))  # Monday to Saturday
+    assert "Saturday or Sunday" not in caplog.text  # a six-day week was called a day late
 
 
 def test_a_factor_column_without_a_value_is_left_out_with_a_warning(tmp_path, caplog):

@@ -534,9 +534,12 @@ def _warn_shifted_calendar(days: pd.Series, source: str) -> None:
         return
     share = weekday.value_counts(normalize=True).reindex(range(7), fill_value=0.0)
     weekend = float(share[5] + share[6])
-    if weekend > SHIFTED_WEEKEND_SHARE and share.min() < 0.25 / 7:
-        empty = pd.Timestamp("2024-01-01") + pd.Timedelta(days=int(share.idxmin()))  # a Monday
-        later = share[5] > share[6]
+    # a five-day week a day late is Tuesday to Saturday (Sunday and Monday empty), a day early
+    # Sunday to Thursday (Friday and Saturday empty); Monday to Saturday is a six-day week
+    empty_days = set(share.index[share < 0.25 / 7])
+    if weekend > SHIFTED_WEEKEND_SHARE and empty_days in ({6, 0}, {4, 5}):
+        later = empty_days == {6, 0}
+        empty = pd.Timestamp("2024-01-01") + pd.Timedelta(days=0 if later else 4)  # Mon / Fri
         logger.warning(
             "%s: %.0f%% of the dates fall on a Saturday or Sunday and almost none on a %s. If "
             "the exchange trades Monday to Friday, every bar is stamped a day %s (%s) and "
@@ -558,9 +561,10 @@ def _warn_shifted_days(days: pd.Series, example, source: str) -> None:
     weekday = days.dt.day_of_week
     weekend = weekday >= 5
     share = weekday.value_counts(normalize=True).reindex(range(7), fill_value=0.0)
-    if weekend.mean() > SHIFTED_WEEKEND_SHARE and share.min() < 0.25 / 7:
+    empty_days = set(share.index[share < 0.25 / 7])  # Monday to Saturday: Sunday only, no shift
+    if weekend.mean() > SHIFTED_WEEKEND_SHARE and empty_days in ({6, 0}, {4, 5}):
         # Sunday to Thursday is a week of its own (Friday empty), as in the dates-only check
-        own_week = int(share.idxmin()) == 4
+        own_week = empty_days == {4, 5}
         logger.warning(
             "%s: %.0f%% of the timed rows fall on a Saturday or Sunday (e.g. %s). If the "
             "exchange trades Monday to Friday, stamps like %s are its local days converted to "

@@ -431,3 +431,22 @@ def test_breadth_counts_a_close_at_its_mean_alike_in_any_units_and_history():
     later = breadth(0.0001, start=137).iloc[60:]  # past the slice's own 50-day warm-up
     assert later.notna().all()
     pd.testing.assert_series_equal(later, dollars.iloc[197:])
+
+
+def test_an_evidence_column_without_values_is_dropped_in_the_runs_words_only(caplog):
+    """A small universe leaves perf_* without a value on every fit date: the column is dropped
+    with the detector's warning, and numpy's RuntimeWarnings ("Degrees of freedom <= 0 for
+    slice", "Mean of empty slice") no longer reach the console once per fold."""
+    import warnings
+
+    rng = np.random.default_rng(3)
+    states = np.repeat([2, 0, 1, 0, 2, 1], 120)
+    dates = pd.bdate_range("2015-01-01", periods=states.size, name="date")
+    inputs = pd.DataFrame({"trend": rng.normal(np.array([1.0, 0.0, -1.0])[states], 0.3),
+                           "perf_momentum": np.nan}, index=dates)
+    params = {**HMM, "columns": ["trend", "perf_momentum"], "order_column": "trend"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with caplog.at_level("WARNING"):
+            R.make_detector("hmm", params, 1).fit(inputs)
+    assert "evidence ['perf_momentum'] has no spread on the fit dates; dropped" in caplog.text

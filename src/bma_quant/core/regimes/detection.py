@@ -322,9 +322,12 @@ class HmmDetector(RegimeDetector):
                              f"its columns {list(self.columns)} nor a detector input")
         self.center, self.scale = np.zeros(len(self.columns)), np.ones(len(self.columns))
         raw = self._matrix(inputs)
-        # Fit-date moments; a column without values on the fit dates is left out (all NaN).
-        self.center = np.nanmean(raw, axis=0) if np.isfinite(raw).any() else self.center
-        self.scale = np.nanstd(raw, axis=0)
+        # Fit-date moments; a column without values on the fit dates is left out (all NaN), said
+        # below in the run's words, not numpy's "Degrees of freedom <= 0" per fold
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.center = np.nanmean(raw, axis=0) if np.isfinite(raw).any() else self.center
+            self.scale = np.nanstd(raw, axis=0)
         unusable = ~np.isfinite(self.center) | ~(self.scale > 0)
         if unusable.all():
             raise DetectorFitError("hmm detector: no evidence values on the fit dates")

@@ -209,6 +209,22 @@ def test_leak_guard_drops_above_the_threshold_and_keeps_below(synthetic):
     assert kept.leak_suspects == []
 
 
+def test_a_factor_with_a_rankic_on_a_few_dates_is_not_judged(synthetic):
+    """A column with values on two development dates only: a mean of two daily RankICs read as
+    a look-ahead (the leak guard's advice to raise the threshold), and two close values could
+    pass the t-stat gate. Too few dates to judge it either way: dropped, saying so."""
+    features, families, label, dates, dev, folds = synthetic
+    sparse = np.full(label.shape, np.nan, dtype=np.float32)
+    rows = [100, 150]  # dates of the selection's scope (before the first fold's test)
+    sparse[rows] = label[rows]  # a perfect peek, on two dates
+    result = select_features({**features, "sparse": sparse}, {**families, "sparse": "user"},
+                             label, dates, dev, folds, CONFIG, True)
+    assert result.leak_suspects == [] and "sparse" not in result.selected
+    assert re.match(r"a RankIC on [12] development date\(s\) only, fewer than "
+                    r"feature_engineering\.selection\.min_ic_dates \(60\)",
+                    result.report["dropped"]["sparse"])
+
+
 def test_lag_choice_finds_a_late_signal():
     rng = np.random.default_rng(3)
     n_dates, n_names = 400, 40

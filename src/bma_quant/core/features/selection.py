@@ -455,7 +455,14 @@ class _Scorer:
 
 
 def _gate_reason(row: dict, degraded: bool, config: SelectionConfig) -> str | None:
-    """Why a scored factor is dropped before ranking (leak guard, flat, insignificant), or None."""
+    """Why a scored factor is dropped before ranking (too few IC dates, leak guard, flat,
+    insignificant), or None."""
+    n_dates = row.get("n_dates", config.min_ic_dates)
+    if not degraded and 0 < n_dates < config.min_ic_dates:
+        # a mean of one or two daily RankICs is no evidence either way: it read as a look-ahead
+        # (0.82 on 2 dates), or passed the t-stat gate on two close values
+        return (f"a RankIC on {n_dates} development date(s) only, fewer than feature_engineering."
+                f"selection.min_ic_dates ({config.min_ic_dates}): too few to judge it")
     if not degraded and row["max_abs_rank_ic"] > config.leak_threshold:
         return (f"suspected look-ahead: |development RankIC| = {row['max_abs_rank_ic']:.3f} > "
                 f"{config.leak_threshold}")

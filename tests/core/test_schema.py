@@ -399,6 +399,14 @@ def test_spaces_around_tickers_are_trimmed_and_case_clashes_named(caplog):
     assert "differ only by case are kept as different names: BBB, bbb" in caplog.text
     with pytest.raises(DataValidationError, match="duplicate"):  # ' AAA ' and 'AAA' on one date
         validate_long_panel(good_panel().assign(ticker=[" AAA", "AAA", "AAA", "BBB"]))
+    caplog.clear()
+    composed, decomposed = "A\u00e9", "Ae\u0301"  # both read as 'Aé'
+    frame = good_panel().assign(ticker=[composed, "BBB", decomposed, "BBB"])
+    with caplog.at_level("WARNING"):
+        out = validate_long_panel(frame)
+    assert set(out["ticker"]) == {composed, decomposed, "BBB"}  # kept apart, but said
+    assert ("look alike but are written with different Unicode forms (composed / decomposed "
+            "accents) are kept as different names: 'A\\xe9', 'Ae\\u0301'") in caplog.text
 
 
 def test_a_repeated_line_of_a_wide_file_names_each_pair_with_its_lines(tmp_path):

@@ -7,6 +7,7 @@ message names the column, the rule and a few offending rows, so a user can fix t
 from __future__ import annotations
 
 import logging
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 
@@ -674,6 +675,13 @@ def trimmed_tickers(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     if len(clashes):
         logger.warning("%s: tickers that differ only by case are kept as different names: %s",
                        source, ", ".join(clashes.head(6)))
+    # 'é' as one code point or as 'e' + a combining accent: the same name to a reader
+    forms = names.map(lambda n: unicodedata.normalize("NFC", n))
+    unicode_twins = names[forms.duplicated(keep=False) & ~folded.duplicated(keep=False)]
+    if len(unicode_twins):
+        logger.warning("%s: tickers that look alike but are written with different Unicode "
+                       "forms (composed / decomposed accents) are kept as different names: %s",
+                       source, ", ".join(map(ascii, unicode_twins.head(6))))
     return frame
 
 

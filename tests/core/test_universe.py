@@ -290,3 +290,43 @@ def test_a_name_a_price_floor_keeps_out_is_not_said_to_lack_history():
     # from a later date on, only what happens from then counts
     later = universe.never_eligible_causes(trailing, close, eligible, rules, close.index[20])
     assert later == (["SHORT"], {"PENNY": ["below_price"]})
+
+
+def test_listed_spans_relisting_events_and_names_without_sector_by_hand():
+    from bma_quant.core.data import universe as U
+    from bma_quant.core.data.bar_rate import dates_per_year
+
+    present = np.array([[0, 1], [1, 0], [0, 0], [1, 0], [0, 1]], dtype=bool)
+    np.testing.assert_array_equal(U.listed_spans(present), [[0, 1], [1, 1], [1, 1], [1, 1],
+                                                            [0, 1]])
+    # A's second listing starts on row 3: the gap between its listings is in neither span
+    relisted = np.array([[-1, -1], [-1, -1], [-1, -1], [3, -1], [3, -1]])
+    np.testing.assert_array_equal(U.listed_spans(present, relisted)[:, 0], [0, 1, 0, 1, 0])
+    dates = pd.bdate_range("2020-01-01", periods=3)
+    listed_from = pd.DataFrame({"B": [pd.NaT, dates[1], dates[1]], "A": [dates[0]] * 3},
+                               index=dates)
+    assert U.relisting_events(listed_from) == [
+        {"ticker": "A", "listed_from": "2020-01-01"}, {"ticker": "B", "listed_from": "2020-01-02"}]
+    assert U.relisting_events(None) == []
+    sector = pd.DataFrame({"A": ["tech"] * 3, "B": [None] * 3}, index=dates)
+    assert U.names_without_sector(sector) == ["B"]
+    assert U.names_without_sector(sector.assign(A=None)) == []  # no sectors at all: none named
+    assert 250 < dates_per_year(pd.bdate_range("2015-01-01", "2020-12-31")) < 263
+    assert 364 < dates_per_year(pd.date_range("2015-01-01", "2020-12-31")) < 366
+    assert dates_per_year(pd.bdate_range("2020-01-01", periods=40)) is None  # under a quarter
+
+
+def test_eligible_and_kept_out_counts_what_each_rule_alone_keeps_out():
+    from bma_quant.core.data import universe as U
+
+    dates = pd.bdate_range("2020-01-01", periods=4)
+    trailing = pd.DataFrame(True, index=dates, columns=["A", "B"])
+    close = pd.DataFrame(10.0, index=dates, columns=["A", "B"])
+    cheap = pd.DataFrame([[True, False]] * 4, index=dates, columns=["A", "B"])
+    carried = pd.DataFrame([[True, True], [False, False], [False, False], [False, False]],
+                           index=dates, columns=["A", "B"])
+    rules = {"untraded": None, "below_price": cheap, "carried": carried, "illiquid": None}
+    eligible, counts = U.eligible_and_kept_out(trailing, close, rules)
+    assert eligible.to_numpy().sum() == 3  # B on its three own closes
+    # A's first row is kept out by both rules: counted by neither
+    assert counts == {"untraded": 0, "below_price": 3, "carried": 1, "illiquid": 0}

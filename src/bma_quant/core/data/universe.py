@@ -421,3 +421,55 @@ def universe_summary(eligible: pd.DataFrame) -> dict:
         },
         "never_eligible": sorted(map(str, ever.index[~ever])),
     }
+
+
+def listed_spans(present: np.ndarray, relisted: np.ndarray | None = None) -> np.ndarray:
+    """Date x ticker bool: on or after a listing's first True and on or before its last, each
+    later listing of a code (`relisted`, `relisting_rows`) apart."""
+    def span(values: np.ndarray) -> np.ndarray:
+        started = np.logical_or.accumulate(values, axis=0)
+        return started & np.logical_or.accumulate(values[::-1], axis=0)[::-1]
+
+    if relisted is None or not (relisted >= 0).any():
+        return span(present)
+    out = np.zeros(present.shape, dtype=bool)
+    for start in np.unique(relisted):  # -1: every code's first listing
+        out |= span(present & (relisted == start))
+    return out
+
+
+def eligible_and_kept_out(trailing: pd.DataFrame, close: pd.DataFrame,
+                          exclusions: dict[str, pd.DataFrame | None]
+                          ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The cross-section (`eligible_cells`), and per rule the rows it alone keeps out
+    (in the cross-section without that rule: a row two rules exclude is counted by neither)."""
+
+    def eligible(**off) -> pd.DataFrame:
+        rules = {**exclusions, **off}
+        return eligible_cells(trailing, close, rules["untraded"], rules["below_price"],
+                              rules["carried"], rules["illiquid"])
+
+    out = eligible()
+    counts = {name: 0 if mask is None else int((eligible(**{name: None}) & ~out).to_numpy().sum())
+              for name, mask in exclusions.items()}
+    return out, counts
+
+
+def relisting_events(listed_from: pd.DataFrame | None) -> list[dict]:
+    """[{"ticker", "listed_from"}] of every relisting, in date order."""
+    if listed_from is None:
+        return []
+    events = [{"ticker": str(ticker), "listed_from": str(pd.Timestamp(first).date())}
+              for ticker in listed_from.columns
+              for first in listed_from[ticker].dropna().unique()]
+    return sorted(events, key=lambda e: (e["listed_from"], e["ticker"]))
+
+
+def names_without_sector(sector: pd.DataFrame | None) -> list[str]:
+    """Names (columns of the date x ticker `sector` matrix) with no sector on any date while
+    others have one (sector-neutral steps demean them against the whole date, not within a
+    sector: core.features.transforms.sector_neutralise)."""
+    if sector is None:
+        return []
+    known = sector.notna().any(axis=0)
+    return sorted(map(str, known.index[~known])) if known.any() else []

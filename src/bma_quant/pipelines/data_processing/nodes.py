@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bma_quant.core.data import (
+    bar_rate,
     calendar_holes,
     cleaning,
     cv,
@@ -142,7 +143,7 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "empty_close_suspensions": empty_close_suspensions,
         "empty_close_padding_from": _day_or_none(universe.empty_close_padding_start(matrices)),
         # codes back after more than eligibility.relist_after_days: new listings (features too)
-        "relistings": _relistings(cleaned.listed_from),
+        "relistings": universe.relisting_events(cleaned.listed_from),
         **_split_findings(split_repair, near_splits, unexplained),
         # one-day jumps a later move took back within confirm_days (bad prints, kept as given)
         "reverted_large_moves": _reverted_moves(filled_panel.close, processing["split_detection"]),
@@ -153,10 +154,10 @@ def align_and_clean(raw: pd.DataFrame, processing: dict, periods: dict | None = 
         "flat_dates": [f"{d.date()} ({d.day_name()[:3]})" for d in cleaning.flat_dates(kept.close)],
         **_trading_findings(kept, untraded, kept_out),
         # the kept dates (after the strict filter), as date_split and evaluation read them
-        "dates_per_year": _dates_per_year(kept.dates),
+        "dates_per_year": bar_rate.dates_per_year(kept.dates),
         # the file's own dates: a rate the strict filter lowered is not a bar frequency
-        "file_dates_per_year": _dates_per_year(matrices.dates),
-        "no_sector": _names_without_sector(kept),
+        "file_dates_per_year": bar_rate.dates_per_year(matrices.dates),
+        "no_sector": universe.names_without_sector(kept.sector),
         "bars_outside_range": cleaning.bars_outside_range(kept),
         "duplicate_series": cleaning.duplicate_series(kept.close),
         "bars": int(kept.close.notna().to_numpy().sum()),
@@ -221,7 +222,7 @@ def _point_in_time_universe(kept: panel.PanelMatrices, observed: pd.DataFrame,
     trailing = universe.trailing_eligibility(traded, rule, rows=rows)
     exclusions = _exclusions(kept, cleaned.close, processing["eligibility"])
     rules = {"untraded": untraded, **exclusions}
-    eligible, kept_out = _eligible_and_kept_out(trailing, cleaned.close, rules)
+    eligible, kept_out = universe.eligible_and_kept_out(trailing, cleaned.close, rules)
     _warn_never_eligible(*universe.never_eligible_causes(
         trailing, cleaned.close, eligible, rules, None if dev_start is None
         else pd.Timestamp(dev_start)), processing,
@@ -249,7 +250,7 @@ def _calendar_findings(raw: pd.DataFrame, matrices: panel.PanelMatrices, keep: n
     # listed, after it stopped and between a reused code's two companies are no gaps (on a
     # survivorship-free panel they were most of the grid)
     relist_after = (processing.get("eligibility") or {}).get("relist_after_days")
-    alive = _from_first_to_last(observed.to_numpy(),
+    alive = universe.listed_spans(observed.to_numpy(),
                                 universe.relisting_rows(universe.file_rows(
                                     matrices, empty_close_suspensions), relist_after))
     alive_kept = alive[keep]
@@ -271,21 +272,6 @@ def _calendar_findings(raw: pd.DataFrame, matrices: panel.PanelMatrices, keep: n
         "long_absences": (universe.long_absences(kept.close, int(processing["long_absence_days"]))
                           if processing.get("long_absence_days") is not None else []),
     }
-
-
-def _from_first_to_last(present: np.ndarray, relisted: np.ndarray | None = None) -> np.ndarray:
-    """Date x ticker bool: on or after a listing's first True and on or before its last, each
-    later listing of a code (`relisted`, core.data.universe.relisting_rows) apart."""
-    def span(values: np.ndarray) -> np.ndarray:
-        started = np.logical_or.accumulate(values, axis=0)
-        return started & np.logical_or.accumulate(values[::-1], axis=0)[::-1]
-
-    if relisted is None or not (relisted >= 0).any():
-        return span(present)
-    out = np.zeros(present.shape, dtype=bool)
-    for start in np.unique(relisted):  # -1: every code's first listing
-        out |= span(present & (relisted == start))
-    return out
 
 
 def _split_findings(split_repair: cleaning.SplitRepair, near_splits: list[dict],
@@ -373,23 +359,6 @@ def _warn_never_eligible(too_little_history: list[str], kept_out: dict[str, list
                 for rules, names in by_rules.items()))
 
 
-def _eligible_and_kept_out(trailing: pd.DataFrame, close: pd.DataFrame,
-                           exclusions: dict[str, pd.DataFrame | None]
-                           ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The cross-section (`universe.eligible_cells`), and per rule the rows it alone keeps out
-    (in the cross-section without that rule: a row two rules exclude is counted by neither)."""
-
-    def eligible(**off) -> pd.DataFrame:
-        rules = {**exclusions, **off}
-        return universe.eligible_cells(trailing, close, rules["untraded"], rules["below_price"],
-                                       rules["carried"], rules["illiquid"])
-
-    out = eligible()
-    counts = {name: 0 if mask is None else int((eligible(**{name: None}) & ~out).to_numpy().sum())
-              for name, mask in exclusions.items()}
-    return out, counts
-
-
 def _listed_from(observed: pd.DataFrame, rule: universe.EligibilityRule,
                  close: pd.DataFrame) -> pd.DataFrame | None:
     """`universe.listed_from_dates` on the file's rows (raw calendar), on the cleaned calendar:
@@ -397,37 +366,6 @@ def _listed_from(observed: pd.DataFrame, rule: universe.EligibilityRule,
     listed_from = universe.listed_from_dates(observed, rule.relist_after_days)
     return None if listed_from is None else listed_from.reindex(index=close.index,
                                                                 columns=close.columns)
-
-
-def _relistings(listed_from: pd.DataFrame | None) -> list[dict]:
-    """[{"ticker", "listed_from"}] of every relisting, in date order."""
-    if listed_from is None:
-        return []
-    events = [{"ticker": str(ticker), "listed_from": str(pd.Timestamp(first).date())}
-              for ticker in listed_from.columns
-              for first in listed_from[ticker].dropna().unique()]
-    return sorted(events, key=lambda e: (e["listed_from"], e["ticker"]))
-
-
-def _names_without_sector(matrices: panel.PanelMatrices) -> list[str]:
-    """Names with no sector on any date while others have one (sector-neutral steps demean
-    them against the whole date, not within a sector: core.features.transforms.sector_neutralise)."""
-    if matrices.sector is None:
-        return []
-    known = matrices.sector.notna().any(axis=0)
-    return sorted(map(str, known.index[~known])) if known.any() else []
-
-
-def _dates_per_year(dates: pd.DatetimeIndex) -> float | None:
-    """Dates a year in the file (about 252 for daily exchange bars, 365 on a seven-day calendar):
-    the steps between its first and last date per year of that span, read without the first and
-    last hundredth of its dates (one mistyped date decades away must not read as a sparse
-    calendar); None under a quarter."""
-    ordered = dates.sort_values()
-    trim = len(ordered) // 100
-    core = ordered[trim:len(ordered) - trim]
-    span = (core.max() - core.min()).days if len(core) else 0
-    return round((len(core) - 1) / (span / 365.25), 1) if span >= 91 else None
 
 
 def _reverted_moves(close: pd.DataFrame, splits_cfg: dict) -> list[dict]:
@@ -461,7 +399,7 @@ def make_date_split(clean: panel.PanelMatrices, temporal: dict, split_params: di
         test_start=split_params.get("test_start"), dev_start=split_params.get("dev_start"),
     )
     # the calendar's rate: what annualised figures assume when periods_per_year is null
-    dates["dates_per_year"] = _dates_per_year(clean.dates)
+    dates["dates_per_year"] = bar_rate.dates_per_year(clean.dates)
     _warn_dates_before_dev_start(clean.dates, split_params.get("dev_start"))
     logger.info("split: dev %s..%s | gap %d | test %s..%s", dates["dev_start"], dates["dev_end"],
                 dates["gap_days"], dates["test_start"], dates["test_end"])

@@ -551,8 +551,16 @@ def test_part_of_the_universe_and_an_index_training_lacked_are_named(setup, capl
     # every thin date is counted, not only the first
     dates = np.sort(few["date"].unique())[chain.warmup_days:]
     assert (f"has 5 name(s) in the cross-section against about 40 in training (and "
-            f"{len(dates) - 1} more scored date(s) with fewer than half, "
+            f"{len(dates) - 1} more scored date(s) with fewer than 50%, "
             f"{pd.Timestamp(dates[0]).date()}..{pd.Timestamp(dates[-1]).date()})") in caplog.text
+    # the share is the chain's, from registry.thin_cross_section_share (5 of 40 is above 10 %)
+    assert chain.thin_cross_section_share == 0.5
+    caplog.clear()
+    import dataclasses
+
+    with caplog.at_level("WARNING"):
+        dataclasses.replace(chain, thin_cross_section_share=0.1).predict(few)
+    assert "in the cross-section against about" not in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
         with_level = chain.predict(sliced.assign(market_level=1.0 + sliced["close"] * 0.3))

@@ -329,6 +329,9 @@ class PredictionChain(SliceChecks):
     # about there, not again at every inference; None: chains pickled before it existed)
     typical_names: int | None = None  # names in the training panel's cross-section (median
     # over its last dates): scores are ranks within a date, so a much thinner one is warned about
+    # a scored date with fewer names than this share of typical_names is warned about
+    # (registry.thin_cross_section_share; chains pickled before it: the rule they were built with)
+    thin_cross_section_share: float = 0.5
     label_target: str | None = None  # what the scores rank ("10d return after 1d delay")
     training_run_id: str | None = None  # the MLflow run that built it (None: no active run,
     # or chains pickled before these existed)

@@ -23,12 +23,12 @@ BAR_COLUMNS = ("volume", "open", "high", "low")  # read by volume, candle and ra
 logger = logging.getLogger(__name__)
 
 MARKET_LEVEL = "market_level"  # optional input column: the index level on that date
-THIN_CROSS_SECTION = 0.5  # a scored date with fewer names than this share of training's is warned
 
 
 class SliceChecks:
     """Input checks of ``PredictionChain`` (attributes: cleaner, feature_spec, warmup_days,
-    market_index, data_end, training_sectors, unsectored_names, typical_names)."""
+    market_index, data_end, training_sectors, unsectored_names, typical_names,
+    thin_cross_section_share)."""
 
     def _check_stored_index_covers(self, index: pd.DataFrame, dates: pd.DatetimeIndex,
                                    sent_empty: bool = False) -> None:
@@ -264,10 +264,11 @@ class SliceChecks:
         if not typical or rows.empty:
             return
         counts = rows.groupby("date")["ticker"].nunique()
-        thin = counts[counts < THIN_CROSS_SECTION * typical]
+        share = float(self.thin_cross_section_share)
+        thin = counts[counts < share * typical]
         if len(thin):
             thinnest = thin.idxmin()
-            more = (f" (and {len(thin) - 1} more scored date(s) with fewer than half, "
+            more = (f" (and {len(thin) - 1} more scored date(s) with fewer than {share:.0%}, "
                     f"{thin.index.min().date()}..{thin.index.max().date()})" if len(thin) > 1
                     else "")
             logger.warning(

@@ -21,8 +21,6 @@ from bma_quant.serving.chain import PanelCleaner, PredictionChain
 
 logger = logging.getLogger(__name__)
 
-TYPICAL_NAMES_DATES = 63  # the training panel's last dates whose cross-section counts as typical
-
 
 def build_prediction_chain(
     feature_spec: Any,
@@ -35,7 +33,7 @@ def build_prediction_chain(
     data: dict,
     processing: dict,
     temporal: dict,
-    registry: dict | None = None,
+    registry: dict,
     base_model_params: dict | None = None,
     evaluation: dict | None = None,
 ) -> PredictionChain:
@@ -69,7 +67,8 @@ def build_prediction_chain(
         training_sectors=_neutralised_sectors(feature_spec, primary_panel),
         unsectored_names=_unsectored_names(primary_panel),
         data_end=str(pd.Timestamp(primary_panel["date"].max()).date()),
-        typical_names=_typical_names(primary_panel),
+        typical_names=_typical_names(primary_panel, int(registry["typical_names_dates"])),
+        thin_cross_section_share=float(registry["thin_cross_section_share"]),
         last_names=_last_names(primary_panel),
         label_target=label_target(temporal),
         training_run_id=_active_run_id(),
@@ -121,7 +120,7 @@ def _unsectored_names(primary_panel: pd.DataFrame) -> list[str]:
     return sorted(map(str, has.index[~has]))
 
 
-def _typical_names(primary_panel: pd.DataFrame, last_dates: int = TYPICAL_NAMES_DATES) -> int | None:
+def _typical_names(primary_panel: pd.DataFrame, last_dates: int) -> int | None:
     """Median number of eligible names over the training panel's last `last_dates` dates."""
     if "eligible" not in primary_panel or primary_panel.empty:
         return None

@@ -383,3 +383,23 @@ def test_daily_moves_capped_at_a_limit_are_found_in_a_close_only_panel(caplog):
         _backtest_panel(panel.assign(ret_1d=free), config, report=True)
         _backtest_panel(panel, config, report=False)  # the report's call only
     assert "pile up" not in caplog.text
+
+
+def test_how_each_names_tick_is_read_is_a_parameter():
+    """evaluation.backtest.limit_locks.grid (literals before): the window, the closes it needs
+    and the share on the grid decide each name's tick, and with it each limit price's rounding."""
+    from bma_quant.core.data import price_grid
+    from bma_quant.core.evaluation.limit_locks import LimitLocks
+
+    rng = np.random.default_rng(1)
+    close = np.round(rng.uniform(5, 20, 300), 2)
+    close[::4] += 0.00371234  # a quarter of the prints off the 0.01 grid (adjusted, or odd)
+    assert price_grid.price_steps(close)[-1, 0] == 0.0
+    assert price_grid.price_steps(close, on_grid_share=0.7)[-1, 0] == 0.01
+    assert price_grid.price_steps(close[:15], min_closes=10, on_grid_share=0.7)[-1, 0] == 0.01
+    assert price_grid.price_steps(close[:15], on_grid_share=0.7)[-1, 0] == 0.0  # < 20 closes
+    rule = LimitLocks.from_params({"grid": {"window": 60, "min_closes": 5, "on_share": 0.7}})
+    assert (rule.grid_window, rule.grid_min_closes, rule.grid_on_share) == (60, 5, 0.7)
+    assert LimitLocks.from_params({}).grid_on_share == price_grid.ON_GRID_SHARE
+    with pytest.raises(ValueError, match=r"limit_locks.grid needs window >= 1"):
+        LimitLocks.from_params({"grid": {"on_share": 0}})

@@ -82,7 +82,8 @@ def with_limit_locks(panel: pd.DataFrame, primary_panel: pd.DataFrame,
                if universe.LISTED_FROM in primary_panel else None)
     # each name's grid at each date, from its trailing traded closes (a split-rescaled past
     # is on its own grid, or on none: no allowance)
-    step = (price_grid.price_steps(wide["close"].to_numpy(dtype=np.float64, na_value=np.nan))
+    step = (price_grid.price_steps(wide["close"].to_numpy(dtype=np.float64, na_value=np.nan),
+                                   rule.grid_window, rule.grid_min_closes, rule.grid_on_share)
             if rule.price_step is None else rule.price_step)
     options = dict(min_move=rule.min_move, listing=listing, step=step)
     locks = limit_locks.limit_locks(wide["close"], wide["high"], wide["low"], wide.get("open"),

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bma_quant.core.data import price_grid
+
 LIMIT_LOCK = "limit_lock"  # +1 locked at the limit up (cannot buy), -1 down (cannot sell), 0 free
 _SAME_PRICE_RTOL = 1e-6  # prices stored as floats of decimal ticks: equal to within rounding
 
@@ -41,14 +43,25 @@ class LimitLocks:
     # the price grid (tick): a limit price is rounded to it, so a 5 % limit at 0.69 is 0.66
     # (-4.3 %). None: each name's at each date, read from its trailing closes (price_steps)
     price_step: float | None = None
+    # how each name's grid is read when price_step is None (core.data.price_grid.price_steps)
+    grid_window: int = price_grid.GRID_WINDOW
+    grid_min_closes: int = price_grid.GRID_MIN_CLOSES
+    grid_on_share: float = price_grid.ON_GRID_SHARE
 
     @classmethod
     def from_params(cls, params: dict | None) -> LimitLocks:
         p = params or {}
         step = p.get("price_step")
+        grid = p.get("grid") or {}
         out = cls(enabled=bool(p.get("enabled", True)), min_move=float(p.get("min_move", 0.05)),
                   close_at_extreme=bool(p.get("close_at_extreme", False)),
-                  price_step=None if step is None else float(step))
+                  price_step=None if step is None else float(step),
+                  grid_window=int(grid.get("window", cls.grid_window)),
+                  grid_min_closes=int(grid.get("min_closes", cls.grid_min_closes)),
+                  grid_on_share=float(grid.get("on_share", cls.grid_on_share)))
+        if not (out.grid_window >= 1 and out.grid_min_closes >= 1 and 0 < out.grid_on_share <= 1):
+            raise ValueError("evaluation.backtest.limit_locks.grid needs window >= 1, min_closes "
+                             f">= 1 and on_share in (0, 1], got {grid}")
         if not 0 < out.min_move < 1:
             raise ValueError("evaluation.backtest.limit_locks.min_move must be in (0, 1), got "
                              f"{out.min_move}")

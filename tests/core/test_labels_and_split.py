@@ -924,3 +924,18 @@ def test_labels_rank_alike_in_any_price_units():
     np.testing.assert_array_equal(snap_rounding_ties(np.array([[1.01, 1.01 + 2e-16, np.nan,
                                                                  1.02]])),
                                   [[1.01, 1.01, np.nan, 1.02]])
+
+
+def test_the_ic_decays_forward_returns_rank_like_the_labels_in_any_units():
+    """evaluation's IC decay computes its own forward returns: at the label horizon they rank
+    as the labels do, in dollars and in cents alike; an infinite ratio stays infinite."""
+    from bma_quant.core.data.labels import snap_rounding_ties
+    from bma_quant.core.evaluation.metrics import _forward_from_close
+
+    dollars, cents = _tick_closes(0.01), _tick_closes(1.0)
+    ranks = [_forward_from_close(c, 10, 1).rank(axis=1) for c in (dollars, cents)]
+    pd.testing.assert_frame_equal(ranks[0], ranks[1])
+    pd.testing.assert_frame_equal(
+        ranks[0], labels.forward_return_labels(dollars, 10, 1).rank(axis=1))
+    np.testing.assert_array_equal(snap_rounding_ties(np.array([[np.inf, np.nan, np.inf, 1.0]])),
+                                  [[np.inf, np.nan, np.inf, 1.0]])

@@ -55,7 +55,7 @@ RATIO_TIE_ULPS = 4
 
 def snap_rounding_ties(ratio: np.ndarray) -> np.ndarray:
     """Per row (date), values within RATIO_TIE_ULPS ulps of their neighbour in sorted order set
-    to the smallest of their run: a tie in exact arithmetic stays one. NaN kept."""
+    to the smallest of their run: a tie in exact arithmetic stays one. NaN and +-inf kept."""
     ratio = np.asarray(ratio, dtype=np.float64)
     if ratio.ndim != 2 or ratio.shape[1] < 2:
         return ratio.copy()
@@ -65,6 +65,8 @@ def snap_rounding_ties(ratio: np.ndarray) -> np.ndarray:
         np.abs(ordered[:, 1:]), np.abs(ordered[:, :-1]))
     with np.errstate(invalid="ignore"):
         near = np.diff(ordered, axis=1) <= tolerance  # NaN: False (its own run)
+    finite = np.isfinite(ordered)
+    near &= finite[:, 1:] & finite[:, :-1]  # an infinite neighbour's tolerance is infinite
     starts = np.concatenate([np.ones((len(ratio), 1), dtype=bool), ~near], axis=1)
     first = np.maximum.accumulate(np.where(starts, np.arange(ratio.shape[1]), 0), axis=1)
     out = np.empty_like(ratio)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bma_quant.core.data.labels import snap_rounding_ties
+
 DATE = "date"
 TICKER = "ticker"
 
@@ -420,8 +422,12 @@ def quantile_mean_returns(
 
 
 def _forward_from_close(close: pd.DataFrame, horizon: int, execution_delay: int) -> pd.DataFrame:
-    """Wide (date x ticker) close(t+d) -> close(t+d+k) from a wide, date-sorted close panel."""
-    return close.shift(-(execution_delay + horizon)) / close.shift(-execution_delay) - 1.0
+    """Wide (date x ticker) close(t+d) -> close(t+d+k) from a wide, date-sorted close panel; a
+    return two names share exactly is one tie in any price units, as in the labels
+    (core.data.labels.snap_rounding_ties)."""
+    ratio = close.shift(-(execution_delay + horizon)) / close.shift(-execution_delay)
+    snapped = snap_rounding_ties(ratio.to_numpy(np.float64, na_value=np.nan))
+    return pd.DataFrame(snapped - 1.0, index=close.index, columns=close.columns)
 
 
 def forward_returns(prices: pd.DataFrame, horizon: int, execution_delay: int = 1) -> pd.DataFrame:

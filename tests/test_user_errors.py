@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from bma_quant.core.data.schema import DataValidationError
+from bma_quant.core.models.tuning import TuningTimedOut
 from bma_quant.hooks import MemoryLimitExceeded
 from bma_quant.run_hooks import user_errors
 from bma_quant.serving.model_source import ModelSourceError
@@ -22,7 +23,10 @@ def hook(monkeypatch):
 @pytest.mark.parametrize("error", [DataValidationError("column 'close': must be numeric"),
                                    ModelSourceError("no registered model 'x'"),
                                    MemoryLimitExceeded("System memory use 91% passed "
-                                                       "memory.max_threshold 80%")])
+                                                       "memory.max_threshold 80%"),
+                                   # a guard that stops the run, as run.timeout_seconds does
+                                   TuningTimedOut("lightgbm: the 60 s tuning timeout stopped "
+                                                  "the study after 4 of 10 trial(s)")])
 def test_a_users_error_prints_one_block(hook, capsys, monkeypatch, error):
     monkeypatch.delenv(user_errors.TRACEBACK_ENV, raising=False)
     excepthook, calls = hook

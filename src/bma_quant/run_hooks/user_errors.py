@@ -27,7 +27,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from bma_quant.core.data.schema import DataValidationError
     from bma_quant.core.data.temporal import TemporalConfigError
     from bma_quant.core.models.training import NoBaseModelSucceeded
-    from bma_quant.core.models.tuning import StudyMismatch
+    from bma_quant.core.models.tuning import StudyMismatch, TuningTimedOut
     from bma_quant.hooks import MemoryLimitExceeded
     from bma_quant.pipeline_registry import UnknownPipelineError
     from bma_quant.run_hooks.mlflow_connection import MlflowServerUnreachable
@@ -39,8 +39,8 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     return (DataValidationError, PreflightError, TemporalConfigError, CVLayoutError,
             ChainInputError, StaleChainError, ModelSourceError, MlflowServerUnreachable,
             OutputFolderNotWritable, RunTimeBudgetExceeded, UnknownPipelineError,
-            MemoryLimitExceeded, StudyMismatch, ConfigFileError, AnotherRunInProgress,
-            NoBaseModelSucceeded)
+            MemoryLimitExceeded, StudyMismatch, TuningTimedOut, ConfigFileError,
+            AnotherRunInProgress, NoBaseModelSucceeded)
 
 
 def is_user_error(error: BaseException) -> bool:

@@ -221,8 +221,14 @@ def test_a_factor_with_a_rankic_on_a_few_dates_is_not_judged(synthetic):
                              label, dates, dev, folds, CONFIG, True)
     assert result.leak_suspects == [] and "sparse" not in result.selected
     assert re.match(r"a RankIC on [12] development date\(s\) only, fewer than "
-                    r"feature_engineering\.selection\.min_ic_dates \(60\)",
+                    r"feature_engineering\.selection\.min_factor_ic_dates \(20\)",
                     result.report["dropped"]["sparse"])
+    # on 45 dates the same peek is judged, and caught by the leak guard
+    judged = np.full(label.shape, np.nan, dtype=np.float32)
+    judged[100:145] = label[100:145]
+    result = select_features({**features, "judged": judged}, {**families, "judged": "user"},
+                             label, dates, dev, folds, CONFIG, True)
+    assert result.leak_suspects == ["judged"]
 
 
 def test_lag_choice_finds_a_late_signal():

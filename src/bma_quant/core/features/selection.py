@@ -44,6 +44,7 @@ class SelectionConfig:
     ic_scope: str = "pre_cv"  # pre_cv | fold_train | dev
     min_names: int = 5
     min_ic_dates: int = 60
+    min_factor_ic_dates: int = 20  # a factor with a RankIC on fewer dates is not judged
     rolling_window: int = 252
     nw_lag: int = 10
     min_variance: float = 1e-6
@@ -84,6 +85,7 @@ class SelectionConfig:
             ic_scope=str(s.get("ic_scope", cls.ic_scope)),
             min_names=int(s.get("min_names", cls.min_names)),
             min_ic_dates=int(s.get("min_ic_dates", cls.min_ic_dates)),
+            min_factor_ic_dates=int(s.get("min_factor_ic_dates", cls.min_factor_ic_dates)),
             rolling_window=int(s.get("rolling_window", cls.rolling_window)),
             nw_lag=int(nw_lag),
             min_variance=float(s.get("min_variance", cls.min_variance)),
@@ -457,12 +459,13 @@ class _Scorer:
 def _gate_reason(row: dict, degraded: bool, config: SelectionConfig) -> str | None:
     """Why a scored factor is dropped before ranking (too few IC dates, leak guard, flat,
     insignificant), or None."""
-    n_dates = row.get("n_dates", config.min_ic_dates)
-    if not degraded and 0 < n_dates < config.min_ic_dates:
+    n_dates = row.get("n_dates", config.min_factor_ic_dates)
+    if not degraded and 0 < n_dates < config.min_factor_ic_dates:
         # a mean of one or two daily RankICs is no evidence either way: it read as a look-ahead
         # (0.82 on 2 dates), or passed the t-stat gate on two close values
         return (f"a RankIC on {n_dates} development date(s) only, fewer than feature_engineering."
-                f"selection.min_ic_dates ({config.min_ic_dates}): too few to judge it")
+                f"selection.min_factor_ic_dates ({config.min_factor_ic_dates}): too few to "
+                "judge it")
     if not degraded and row["max_abs_rank_ic"] > config.leak_threshold:
         return (f"suspected look-ahead: |development RankIC| = {row['max_abs_rank_ic']:.3f} > "
                 f"{config.leak_threshold}")

@@ -124,6 +124,14 @@ def test_local_midnights_converted_to_utc_are_said_to_look_shifted(caplog):
     with caplog.at_level(logging.WARNING):
         out = validate_long_panel(crypto)
     assert "Saturday or Sunday" not in caplog.text and out["date"].dt.dayofweek.nunique() == 7
+    # New York's closes converted to Tokyo time: Tuesday to Saturday, a day late (not early)
+    ny = frame.assign(date=(frame["date"] + pd.Timedelta(hours=16)).dt.tz_localize(
+        "America/New_York").dt.tz_convert("Asia/Tokyo").dt.strftime("%Y-%m-%d %H:%M"))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        validate_long_panel(ny)
+    assert "every bar sits a day late" in caplog.text and "06:00 the next day" in caplog.text
+    caplog.clear()
     # a Monday-to-Saturday market stamped at its close in UTC: only Sunday is empty, no shift
     six = every_day[every_day.dayofweek < 6]
     six_days = pd.DataFrame({"date": np.repeat(six, 2) + pd.Timedelta(hours=7),
@@ -407,6 +415,12 @@ def test_spaces_around_tickers_are_trimmed_and_case_clashes_named(caplog):
     assert set(out["ticker"]) == {composed, decomposed, "BBB"}  # kept apart, but said
     assert ("look alike but are written with different Unicode forms (composed / decomposed "
             "accents) are kept as different names: 'A\\xe9', 'Ae\\u0301'") in caplog.text
+    caplog.clear()  # case and form both differ: one name to a reader too, named together
+    frame = good_panel().assign(ticker=["A\u00c9", "BBB", "ae\u0301", "BBB"])
+    with caplog.at_level("WARNING"):
+        validate_long_panel(frame)
+    assert "different Unicode forms (composed / decomposed accents) are kept as different " \
+        "names: 'A\\xc9', 'ae\\u0301'" in caplog.text
 
 
 def test_a_repeated_line_of_a_wide_file_names_each_pair_with_its_lines(tmp_path):

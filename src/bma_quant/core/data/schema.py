@@ -564,16 +564,20 @@ def _warn_shifted_days(days: pd.Series, example, source: str) -> None:
     share = weekday.value_counts(normalize=True).reindex(range(7), fill_value=0.0)
     empty_days = set(share.index[share < 0.25 / 7])  # Monday to Saturday: Sunday only, no shift
     if weekend.mean() > SHIFTED_WEEKEND_SHARE and empty_days in ({6, 0}, {4, 5}):
-        # Sunday to Thursday is a week of its own (Friday empty), as in the dates-only check
-        own_week = empty_days == {4, 5}
+        # Sunday to Thursday is a week of its own (Friday empty), as in the dates-only check;
+        # Tuesday to Saturday is a week a day late (a close converted to a zone ahead of it)
+        early = empty_days == {4, 5}
         logger.warning(
             "%s: %.0f%% of the timed rows fall on a Saturday or Sunday (e.g. %s). If the "
             "exchange trades Monday to Friday, stamps like %s are its local days converted to "
-            "another time zone (Tokyo's midnight is 15:00 UTC the day before) and every bar "
-            "sits a day early: give the dates in the exchange's time zone (or without one)%s",
+            "another time zone (%s) and every bar sits a day %s: give the dates in the "
+            "exchange's time zone (or without one)%s",
             source, 100 * weekend.mean(), days[weekend].iloc[0].date(), example,
+            "Tokyo's midnight is 15:00 UTC the day before" if early
+            else "New York's 16:00 close is 06:00 the next day in Tokyo",
+            "early" if early else "late",
             " (a Sunday-to-Thursday exchange, as in Saudi Arabia, Kuwait or Qatar, is read "
-            "right as it is)" if own_week else "")
+            "right as it is)" if early else "")
 
 
 DECIMAL_COMMA = r"^\s*[-+]?\d{1,3}(\.\d{3})*,\d+\s*$|^\s*[-+]?\d+,\d+\s*$"
@@ -675,9 +679,14 @@ def trimmed_tickers(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     if len(clashes):
         logger.warning("%s: tickers that differ only by case are kept as different names: %s",
                        source, ", ".join(clashes.head(6)))
-    # 'é' as one code point or as 'e' + a combining accent: the same name to a reader
-    forms = names.map(lambda n: unicodedata.normalize("NFC", n))
-    unicode_twins = names[forms.duplicated(keep=False) & ~folded.duplicated(keep=False)]
+    # 'é' as one code point or as 'e' + a combining accent: the same name to a reader (whatever
+    # the case); a group is named whole when its names are not all one form
+    keys = names.map(lambda n: unicodedata.normalize("NFC", n).casefold())
+    groups = pd.DataFrame({"name": names, "key": keys})
+    mixed = groups.groupby("key")["name"].transform(
+        lambda g: g.map(lambda n: unicodedata.normalize("NFC", n)).ne(g).any()
+        and len(g) > 1).astype(bool)
+    unicode_twins = groups.loc[mixed].sort_values("key")["name"]
     if len(unicode_twins):
         logger.warning("%s: tickers that look alike but are written with different Unicode "
                        "forms (composed / decomposed accents) are kept as different names: %s",

@@ -77,8 +77,9 @@ def evaluate_test_period(
     """The comparison table (model x scope) and the series behind the plots."""
     config = test_period.EvaluationConfig.from_params(params, temporal,
                                                       date_split.get("dates_per_year"))
+    panel = backtest_panel.backtest_panel(primary_panel, config, report=True)
     result = test_period.evaluate_predictions(
-        test_predictions, labels, backtest_panel.backtest_panel(primary_panel, config, report=True), regimes,
+        test_predictions, labels, panel, regimes,
         config, test_start=date_split["test_start"], test_end=date_split["test_end"],
     )
     overall = result.table[result.table["scope"] == test_period.ALL_SCOPE]

@@ -255,9 +255,21 @@ def test_a_market_level_no_market_moves_to_is_warned_about(model_and_raw, caplog
         request["date"] != dates[-1], request["market_level"] * 100))
     with caplog.at_level("WARNING"):
         model.predict(None, to_model_input(spiked), params={"last_date_only": True})
-    assert (f"the slice's market index moves more than processing.split_detection."
-            f"max_abs_return (40%) in a day 1 time(s), the largest: {dates[-1].date()} x100"
-            in caplog.text)
+    assert (f"the slice's market index moves more than processing.index_jump_warning (40%) in a "
+            f"day 1 time(s), the largest: {dates[-1].date()} x100" in caplog.text)
+    # the chain keeps the bound it was trained with; a chain pickled before it existed reads
+    # split_detection's (the rule it was built with); null turns it off
+    from dataclasses import replace
+
+    cleaner = model.chain.cleaner
+    assert cleaner.index_jump_set and cleaner.index_jump_bound() == 0.4
+    old = replace(cleaner, index_jump_set=False, index_jump_warning=None)
+    assert old.index_jump_bound() == cleaner.split_detection["max_abs_return"]
+    caplog.clear()
+    model.chain = replace(model.chain, cleaner=replace(cleaner, index_jump_warning=None))
+    with caplog.at_level("WARNING"):
+        model.predict(None, to_model_input(spiked), params={"last_date_only": True})
+    assert "moves more than" not in caplog.text
 
 
 def test_a_market_level_column_without_values_is_not_called_absent(model_and_raw):

@@ -84,6 +84,15 @@ class PanelCleaner:
     empty_close_suspensions: bool = False
     # ... up to the training file's first padded row of a name not yet listed (None: none)
     empty_close_padding_from: str | None = None
+    # a one-day market-index move beyond this is warned about (processing.index_jump_warning;
+    # None: off); chains pickled before it (index_jump_set False) use split_detection's bound
+    index_jump_warning: float | None = None
+    index_jump_set: bool = False
+
+    def index_jump_bound(self) -> float | None:
+        if getattr(self, "index_jump_set", False):
+            return self.index_jump_warning
+        return self.split_detection.get("max_abs_return")
 
     @classmethod
     def from_params(
@@ -111,6 +120,8 @@ class PanelCleaner:
             zero_carried_volume=bool(processing.get("zero_carried_volume")),
             empty_close_suspensions=bool(empty_close_suspensions),
             empty_close_padding_from=empty_close_padding_from,
+            index_jump_warning=processing.get("index_jump_warning"),
+            index_jump_set=True,
         )
 
     def _rule(self) -> universe_lib.EligibilityRule:
@@ -385,7 +396,7 @@ class PredictionChain(SliceChecks):
         if index is not None:
             self._check_slice_levels(raw, index, returns.index)
             panel_lib.warn_index_jumps(index, "the slice's market index",
-                                       self.cleaner.split_detection.get("max_abs_return"))
+                                       self.cleaner.index_jump_bound())
         elif self.market_index is not None and len(self.market_index):
             # chains pickled before index dates were days may hold timestamps
             index = self.market_index.assign(

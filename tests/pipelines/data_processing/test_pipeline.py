@@ -197,6 +197,11 @@ def test_an_index_level_no_market_moves_to_is_warned_about_with_its_date(tmp_pat
     with caplog.at_level(logging.WARNING):
         run_pipeline("data_processing", {}, overrides)
     assert "moves more than" not in caplog.text
+    caplog.clear()  # its own bound (a crypto index moves more than a stock's split bound)
+    index.to_csv(index_path, index=False)
+    with caplog.at_level(logging.WARNING):
+        run_pipeline("data_processing", {}, {**overrides, "processing": {"index_jump_warning": None}})
+    assert "moves more than" not in caplog.text
 
 
 def test_a_missing_last_print_and_a_zero_volume_column_are_reported_not_misread(

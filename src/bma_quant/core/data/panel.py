@@ -934,7 +934,7 @@ def check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, source: str,
 
 def warn_index_jumps(index: pd.DataFrame, source: str, max_abs_return: float | None) -> None:
     """Warn about the index's one-day moves (level to next level) beyond `max_abs_return`
-    (processing.split_detection's bound for a name's price): a bad print (x100 and back) or a
+    (processing.index_jump_warning; None: off): a bad print (x100 and back) or a
     unit change (/1000 from a date on) would feed every market-context feature and the regime
     detector a move no market makes. Kept as given, as a price's unexplained move is."""
     if max_abs_return is None or index is None or len(index) < 2:
@@ -946,7 +946,7 @@ def warn_index_jumps(index: pd.DataFrame, source: str, max_abs_return: float | N
         return
     largest = far[np.argsort(-np.abs(moves[far]), kind="stable")][:3]
     logger.warning(
-        "%s moves more than processing.split_detection.max_abs_return (%.0f%%) in a day %d "
+        "%s moves more than processing.index_jump_warning (%.0f%%) in a day %d "
         "time(s), the largest: %s. A market index does not: a bad print or a change of units? "
         "Every market feature and the regime detector read it as given: fix the level(s)",
         source, 100 * float(max_abs_return), len(far),

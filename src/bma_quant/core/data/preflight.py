@@ -167,6 +167,7 @@ BOUNDS = (
     Bound("feature_engineering.selection.min_abs_tstat", 0.0),
     Bound("feature_engineering.selection.min_ic_dates", 1),
     Bound("feature_engineering.selection.min_factor_ic_dates", 1),
+    Bound("processing.index_jump_warning", 0.0, low_open=True),  # null: off
     Bound("regime_models.hmm.tol", 0.0, low_open=True),
     Bound("regime_models.hmm.kmeans_inits", 1),
     Bound("regime_models.leak_audit.atol", 0.0),
@@ -755,7 +756,7 @@ NULLABLE = (
     "processing.max_calendar_gap_days", "processing.late_column_days",
     "processing.long_absence_days", "processing.split_detection.report_tolerance",
     "processing.split_detection.max_gap_days", "processing.split_detection.market_min_names",
-    "processing.stale.mask_after",
+    "processing.stale.mask_after", "processing.index_jump_warning",
     "evaluation.backtest.max_frozen_days", "registry.reproduction_dates",
     "feature_engineering.transforms.winsorise", "feature_engineering.leak_audit.max_edge_ic",
     "feature_engineering.leak_audit.max_long_ic",

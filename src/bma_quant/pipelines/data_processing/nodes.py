@@ -494,7 +494,7 @@ def make_labels(primary_panel: pd.DataFrame, temporal: dict,
 def make_market(primary_panel: pd.DataFrame, market_index: pd.DataFrame,
                 processing: dict) -> pd.DataFrame:
     panel.warn_index_jumps(market_index, "the market index (data.index_path)",
-                           (processing.get("split_detection") or {}).get("max_abs_return"))
+                           processing.get("index_jump_warning"))
     returns = primary_panel.pivot(index="date", columns="ticker", values="ret_1d")
     return market.market_series(returns, market_index)
 

@@ -179,3 +179,25 @@ def test_a_params_value_yaml_cannot_read_says_to_quote_it(hook, capsys, monkeypa
     other = ValueError("not from --params")  # a YAML error elsewhere is not this one
     excepthook(ValueError, other, raised.tb)
     assert calls[-1][1] is other
+
+
+def test_an_environment_that_is_not_a_folder_is_named_with_the_ones_there(hook, capsys,
+                                                                           monkeypatch, tmp_path):
+    """`kedro run --env smok` ended in Kedro's 30-line traceback of MissingConfigException."""
+    from kedro.config import MissingConfigException
+
+    monkeypatch.delenv(user_errors.TRACEBACK_ENV, raising=False)
+    for name in ("base", "local", "smoke"):
+        (tmp_path / "conf" / name).mkdir(parents=True)
+    missing = tmp_path / "conf" / "smok"
+    error = MissingConfigException("Given configuration path either does not exist or is not a "
+                                   f"valid directory: {missing}")
+    excepthook, calls = hook
+    excepthook(type(error), error, None)
+    err = capsys.readouterr().err
+    assert calls == [] and "Traceback" not in err
+    assert (f"No configuration environment 'smok': {missing} is not a folder. --env names a "
+            f"folder of {tmp_path / 'conf'} (base, local, smoke)") in err
+    other = MissingConfigException("No files of YAML or JSON format found in x")
+    excepthook(type(other), other, None)
+    assert calls  # another config error keeps its traceback

@@ -89,6 +89,26 @@ def params_report(error: BaseException) -> str:
             f"(YAML said: {detail}).\n\n(set {TRACEBACK_ENV}=1 for the full traceback)\n")
 
 
+def _missing_environment(error: BaseException) -> str | None:
+    """The folder `--env X` names does not exist (Kedro's MissingConfigException for conf/X):
+    the folder's path, else None."""
+    if type(error).__name__ != "MissingConfigException":
+        return None
+    text = str(error)
+    marker = "does not exist or is not a valid directory: "
+    return text.split(marker, 1)[1].strip() if marker in text else None
+
+
+def environment_report(folder: str) -> str:
+    from pathlib import Path
+
+    conf = Path(folder).parent
+    known = sorted(p.name for p in conf.iterdir() if p.is_dir()) if conf.is_dir() else []
+    return (f"\nNo configuration environment {Path(folder).name!r}: {folder} is not a folder. "
+            f"--env names a folder of {conf} ({', '.join(known) or 'none found'}).\n\n"
+            f"(nothing ran; set {TRACEBACK_ENV}=1 for the full traceback)\n")
+
+
 def _traceback_wanted() -> bool:
     return os.environ.get(TRACEBACK_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -100,6 +120,8 @@ def _make_hook(previous):
             previous(kind, error, tb)
         elif _raised_reading_params(error, tb):
             sys.stderr.write(params_report(error))
+        elif (folder := _missing_environment(error)) is not None:
+            sys.stderr.write(environment_report(folder))
         elif is_user_error(error):
             sys.stderr.write(short_report(error))
         else:

@@ -513,21 +513,19 @@ def test_split_moves_in_the_scored_slice_are_said_as_in_training(trained, tmp_pa
     assert "match no configured split ratio" in said and f"{seven}@" in said and "(7:1 split?)" in said
 
 
-def test_a_holiday_row_copied_from_the_day_before_is_named_when_scored(caplog):
-    """Every close of the scored date equals the day before's: a closed market's copied row.
-    Training warns about such dates; scoring one is said too. A real trading day is not."""
-    from bma_quant.pipelines.inference.nodes import _warn_flat_scored_date
+def test_a_holiday_row_copied_from_the_day_before_is_named():
+    """Every close of a date equals the day before's: a closed market's copied row. Training
+    warns about such dates; a slice's such date the training data does not have is named (the
+    chain's calendar check, in inference and in a served request alike). A real day is not."""
+    from bma_quant.serving.slice_checks import flat_dates_warning
 
     days = pd.to_datetime(["2019-10-31", "2019-11-01", "2019-11-04"])
     raw = pd.DataFrame({"date": np.repeat(days, 3), "ticker": ["A", "B", "C"] * 3,
                         "close": [10.0, 20, 30, 10.5, 19.5, 30.2, 10.5, 19.5, 30.2]})
-    with caplog.at_level("WARNING"):
-        _warn_flat_scored_date(raw, days[-1])
-    assert "no name's price moved on the scored date 2019-11-04" in caplog.text
-    caplog.clear()
-    with caplog.at_level("WARNING"):
-        _warn_flat_scored_date(raw, days[1])
-    assert caplog.text == ""
+    close = raw.pivot(index="date", columns="ticker", values="close")
+    assert "no name's price moved on 1 date(s) the chain's training data does not have " \
+        "(2019-11-04" in flat_dates_warning(close, days[1:], "the panel")
+    assert flat_dates_warning(close, days[:2], "the panel") is None
 
 
 def test_a_local_chain_that_failed_its_reproduction_check_is_warned_about(trained, tmp_path,

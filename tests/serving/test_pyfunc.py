@@ -272,6 +272,23 @@ def test_a_market_level_no_market_moves_to_is_warned_about(model_and_raw, caplog
     assert "moves more than" not in caplog.text
 
 
+def test_a_market_level_other_than_the_stored_index_is_named(model_and_raw, caplog):
+    """Levels 3 % off the trained index on the scored date moved scores by up to 0.4 with only
+    the regime evidence's "other prices" warning: the dates that differ are named."""
+    model, request, dates = _with_index(model_and_raw)
+    with caplog.at_level("WARNING"):
+        model.predict(None, to_model_input(request), params={"last_date_only": True})
+    assert "differs from the market index the chain was trained with" not in caplog.text
+    moved = request.assign(market_level=request["market_level"].where(
+        request["date"] != dates[-1], request["market_level"] * 1.03))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        model.predict(None, to_model_input(moved), params={"last_date_only": True})
+    assert (f"'market_level' differs from the market index the chain was trained with on 1 of "
+            f"the {len(dates)} dates both have (e.g. {pd.Timestamp(dates[-1]).date()}:"
+            in caplog.text)
+
+
 def test_a_market_level_column_without_values_is_not_called_absent(model_and_raw):
     """Every level empty, a date after the training data and its stored index: refused, saying
     the column holds no level (the message said the panel had no such column, though it had one)."""

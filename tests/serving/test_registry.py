@@ -731,3 +731,39 @@ def test_a_store_refusing_the_replaced_note_does_not_fail_the_registration(caplo
     with caplog.at_level("WARNING"):
         registrations.mark_replaced(Refusing(), "m", "5", "6")
     assert "m version 5 was replaced as champion by version 6, but the note" in caplog.text
+
+
+def test_a_slice_whose_calendar_or_period_is_not_trainings_is_said(setup, caplog):
+    """Served requests scored silently differently (helper's probe): a trading date left out of
+    the slice shifted every window (19 of 20 scores moved), a copied holiday row after the
+    training data was scored without a word, and development dates were scored as if they were
+    forecasts. Each is said now; the plain test slice is not."""
+    datasets, overrides, chain, uri, tmp = setup
+    split = datasets["date_split"]
+    assert chain.development_end == split["dev_end"]
+    raw = pd.read_parquet(overrides["data"]["raw_path"])
+    sliced = registry_nodes.test_slice(raw, split, chain.warmup_days, 3)
+    with caplog.at_level("WARNING"):
+        chain.predict(sliced, last_date_only=True)
+    assert "not the training data's" not in caplog.text and "in-sample" not in caplog.text
+    days = np.sort(sliced["date"].unique())
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        chain.predict(sliced[sliced["date"] != days[-20]], last_date_only=True)
+    assert (f"the cleaned panel's trading dates are not the training data's: 1 missing "
+            f"({pd.Timestamp(days[-20]).date()})") in caplog.text
+    # a copy of the last day's rows, dated the next business day (after the training data)
+    copied = sliced[sliced["date"] == days[-1]].assign(date=days[-1] + pd.offsets.BDay(1))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        chain.predict(pd.concat([sliced, copied], ignore_index=True), last_date_only=True)
+    assert ("no name's price moved on 1 date(s) the chain's training data does not have "
+            f"({(days[-1] + pd.offsets.BDay(1)).date()}") in caplog.text
+    # development dates: in-sample scores
+    dev_end = pd.Timestamp(split["dev_end"])
+    early = raw[raw["date"] <= dev_end]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        chain.predict(early, last_date_only=True)
+    assert (f"1 scored date(s) ({dev_end.date()}..{dev_end.date()}) fall in the chain's "
+            f"development period (to {dev_end.date()})") in caplog.text

@@ -128,4 +128,5 @@ def build_chain(datasets: dict, overrides: dict):
         datasets["ensemble"], datasets["primary_panel"], datasets["regimes"],
         datasets["data_quality_report"], overrides["data"], params["processing"],
         params["temporal"], params["registry"], params["base_models"], params["evaluation"],
+        datasets["date_split"],
     )

@@ -354,6 +354,8 @@ class PredictionChain(SliceChecks):
     # last date (None: chains pickled before it existed)
     backtest_quantiles: int | None = None  # evaluation.backtest.n_quantiles its test period was
     # scored with: inference's default book (None: chains pickled before it existed)
+    development_end: str | None = None  # last development date: scores up to it are in-sample
+    # (None: chains pickled before it existed)
 
     # ------------------------------------------------------------------ steps
     def prepare(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -395,6 +397,7 @@ class PredictionChain(SliceChecks):
         returns = clean.pivot(index="date", columns="ticker", values="ret_1d").sort_index()
         if index is not None:
             self._check_slice_levels(raw, index, returns.index)
+            self._warn_levels_against_stored(index)
             panel_lib.warn_index_jumps(index, "the slice's market index",
                                        self.cleaner.index_jump_bound())
         elif self.market_index is not None and len(self.market_index):
@@ -577,6 +580,8 @@ class PredictionChain(SliceChecks):
         if last_date_only:
             scored = scored[-1:]
         self._check_calendar_holes(dates, scored)
+        self._warn_calendar_against_training(given, dates, scored)
+        self._warn_scored_in_sample(scored)
         self._check_user_factors(clean, scored, refuse=last_date_only)
         self._warn_missing_bar_columns(given, scored)
         self._warn_carried_user_factors(given, scored, clean)

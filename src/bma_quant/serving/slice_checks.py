@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
-from bma_quant.core.data import calendar_holes
+from bma_quant.core.data import calendar_holes, cleaning
 from bma_quant.core.data import panel as panel_lib
 from bma_quant.core.features.factors import USER_FAMILY
 from bma_quant.serving.errors import ChainInputError
@@ -23,6 +24,24 @@ BAR_COLUMNS = ("volume", "open", "high", "low")  # read by volume, candle and ra
 logger = logging.getLogger(__name__)
 
 MARKET_LEVEL = "market_level"  # optional input column: the index level on that date
+# a sent level this far from the stored index's on the same date is another series (float32
+# copies of the same levels differ by about 1e-7)
+INDEX_LEVEL_RTOL = 1e-6
+
+
+def flat_dates_warning(close: pd.DataFrame, dates, source: str) -> str | None:
+    """The warning for `dates` (of the date x ticker `close`) on which no name's price moved
+    (every close equals the date before's): a holiday or weekend row copied from the day before,
+    or None. Its scores, and every window after it, read a day no market traded."""
+    flat = [d for d in cleaning.flat_dates(close) if d in set(pd.DatetimeIndex(dates))]
+    if not flat:
+        return None
+    shown = ", ".join(str(pd.Timestamp(d).date()) for d in flat[:5])
+    return (f"{source}: no name's price moved on {len(flat)} date(s) the chain's training data "
+            f"does not have ({shown}{' ...' if len(flat) > 5 else ''}; every close equals the "
+            "day before's): a holiday or weekend row copied from the day before? Its scores "
+            "repeat the day before's prices and every rolling window after it counts a day no "
+            "market traded: leave such rows out")
 
 
 class SliceChecks:
@@ -118,6 +137,90 @@ class SliceChecks:
                 f"processing.max_calendar_gap_days, {limit}): their rolling features would span "
                 f"the hole. Score dates after it with {self.warmup_days} dates of history after "
                 f"it, or fill the missing dates")
+
+    def _training_calendar(self) -> pd.DatetimeIndex | None:
+        """The training panel's dates (its stored regimes cover every one); None in chains
+        pickled without them."""
+        known = getattr(self, "known_regimes", None)
+        if known is None or not len(known):
+            return None
+        return pd.DatetimeIndex(pd.to_datetime(known["date"])).normalize().sort_values()
+
+    def _warn_calendar_against_training(self, given: pd.DataFrame, dates: pd.DatetimeIndex,
+                                        scored: pd.DatetimeIndex) -> None:
+        """Inside the training data's span the slice's cleaned dates are training's: a trading
+        date left out (or added) shifts every rolling window after it by a row, so the scores
+        differ from what the same prices gave in training, with no other word (a day dropped
+        from a request moved 19 of 20 scores). Flat dates (a copied holiday row) the training
+        data does not have are named wherever they fall in the slice."""
+        trained = self._training_calendar()
+        if trained is None or dates.empty:
+            return
+        lo, hi = max(dates[0], trained[0]), min(dates[-1], trained[-1])
+        if lo <= hi:
+            inside = dates[(dates >= lo) & (dates <= hi)]
+            want = trained[(trained >= lo) & (trained <= hi)]
+            missing, extra = want.difference(inside), inside.difference(want)
+            if len(missing) or len(extra):
+                def shown(days):
+                    return ", ".join(str(d.date()) for d in days[:5]) + (
+                        " ..." if len(days) > 5 else "")
+                logger.warning(
+                    "between %s and %s the cleaned panel's trading dates are not the training "
+                    "data's: %s%s. Every rolling window counts rows, so the scores after it "
+                    "differ from what the same prices gave in training: send every trading date "
+                    "(a date with too few names' closes is dropped as training drops it, "
+                    "processing.strict_mode)", lo.date(), hi.date(),
+                    f"{len(missing)} missing ({shown(missing)})" if len(missing) else "",
+                    ("; " if len(missing) else "")
+                    + (f"{len(extra)} it does not have ({shown(extra)})" if len(extra) else ""))
+        close = given.pivot_table(index="date", columns="ticker", values="close", aggfunc="last")
+        new = dates.difference(trained)
+        warning = flat_dates_warning(close, new, "the panel")
+        if warning:
+            logger.warning(warning)
+
+    def _warn_scored_in_sample(self, scored: pd.DatetimeIndex) -> None:
+        """Scored dates the models were fitted or chosen on (the development period), or before
+        the training data: their scores are not forecasts (a replayed history would read them
+        as out-of-sample)."""
+        trained = self._training_calendar()
+        end = getattr(self, "development_end", None)
+        if scored.empty:
+            return
+        if trained is not None and scored[0] < trained[0]:
+            logger.warning(
+                "%d scored date(s) fall before the data the chain was trained on (its first "
+                "date %s): the chain never saw such a market (%s..)",
+                int((scored < trained[0]).sum()), trained[0].date(), scored[0].date())
+        if end is not None and scored[0] <= pd.Timestamp(end):
+            inside = scored[scored <= pd.Timestamp(end)]
+            logger.warning(
+                "%d scored date(s) (%s..%s) fall in the chain's development period (to %s): its "
+                "models, features and ensemble were fitted and chosen on these dates' labels, so "
+                "these scores are in-sample, not forecasts", len(inside), inside[0].date(),
+                inside[-1].date(), pd.Timestamp(end).date())
+
+    def _warn_levels_against_stored(self, index: pd.DataFrame) -> None:
+        """Sent market levels on dates the stored index has must be its levels: another series
+        (or a corrected print) moves every market feature and the regimes, and the only word was
+        the regime evidence's "other prices"."""
+        stored = getattr(self, "market_index", None)
+        if stored is None or not len(stored) or index is None:
+            return
+        both = index.merge(stored.assign(date=pd.to_datetime(stored["date"]).dt.normalize()),
+                           on="date", suffixes=("", "_stored")).dropna()
+        off = both[~np.isclose(both["level"], both["level_stored"], rtol=INDEX_LEVEL_RTOL,
+                               atol=0.0)]
+        if len(off):
+            first = off.iloc[0]
+            logger.warning(
+                "the panel's '%s' differs from the market index the chain was trained with on "
+                "%d of the %d dates both have (e.g. %s: %g sent, %g in training): every market "
+                "feature and the regimes read the sent levels; send the index the chain was "
+                "trained on (or none: the stored one is used up to its last date)", MARKET_LEVEL,
+                len(off), len(both), pd.Timestamp(first["date"]).date(), first["level"],
+                first["level_stored"])
 
     def _check_user_factors(self, clean: pd.DataFrame, scored: pd.DatetimeIndex,
                             refuse: bool) -> None:

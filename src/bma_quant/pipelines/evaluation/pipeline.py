@@ -54,7 +54,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  ["feature_spec", "base_models", "regime_model", "ensemble", "primary_panel",
                   "regimes", "data_quality_report", "params:data", "params:processing",
                   "params:temporal", "params:registry", "params:base_models",
-                  "params:evaluation"],
+                  "params:evaluation", "date_split"],
                  "prediction_chain", name="build_prediction_chain"),
             Node(registry_nodes.development_score,
                  ["ensemble_report", "base_model_status", "regime_models_report", "cv_folds",

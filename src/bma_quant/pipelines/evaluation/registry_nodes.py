@@ -36,6 +36,7 @@ def build_prediction_chain(
     registry: dict,
     base_model_params: dict | None = None,
     evaluation: dict | None = None,
+    date_split: dict | None = None,
 ) -> PredictionChain:
     """Every fitted object plus the cleaning settings: raw panel slice -> final predictions.
 
@@ -75,6 +76,7 @@ def build_prediction_chain(
         models_run_id=_fitting_run(base_models),
         base_features=list((base_model_params or {}).get("features") or []) or None,
         backtest_quantiles=_backtest_quantiles(evaluation),
+        development_end=(date_split or {}).get("dev_end"),
     )
 
 

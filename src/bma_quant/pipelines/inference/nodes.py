@@ -242,24 +242,6 @@ def _warn_splits(raw: pd.DataFrame, cleaner, warmup_days: int | None = None) -> 
         logger.warning("inference panel: %s", text)
 
 
-def _warn_flat_scored_date(raw: pd.DataFrame, scored) -> None:
-    """A scored date on which no name's price moved is usually a holiday row copied from the
-    day before (training warns about such dates; the book would carry a closed day's label)."""
-    if pd.isna(scored):
-        return
-    days = np.sort(raw["date"].unique())
-    at = int(np.searchsorted(days, np.datetime64(pd.Timestamp(scored))))
-    if at == 0:
-        return
-    pair = raw[raw["date"].isin(days[at - 1:at + 1])]
-    close = pair.pivot_table(index="date", columns="ticker", values="close", aggfunc="last")
-    if len(cleaning.flat_dates(close)):
-        logger.warning("inference panel: no name's price moved on the scored date %s (every close "
-                       "equals %s's): a holiday or weekend row copied from the day before? Its "
-                       "scores repeat the day before's prices; score the last real trading day",
-                       pd.Timestamp(scored).date(), pd.Timestamp(days[at - 1]).date())
-
-
 def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
                    ) -> tuple[pd.DataFrame, dict]:
     """Per name on the last date: score, rank (1 = best), quantile (n_quantiles = best), target
@@ -272,7 +254,6 @@ def predict_latest(raw: pd.DataFrame, model: InferenceModel, inference: dict
     scores["ticker"] = scores["ticker"].astype(str)
     # names with a close but no score are named by the chain itself (serving.unscored), as for
     # a served request
-    _warn_flat_scored_date(raw, scores["date"].max())
     _warn_stale(scores["date"].max(), getattr(model.chain, "data_end", None),
                 inference.get("stale_after_days"))
     sectors = _latest_sectors(raw)

@@ -67,3 +67,23 @@ def test_stored_regimes_are_served_only_for_the_prices_they_were_detected_on(cap
     assert not (fresh["regime"] == "neutral").any()  # detected from the slice, every date
     assert len(fresh) == sliced["date"].nunique()
     assert evidence_settle_rows(PARAMS) == 62
+
+
+def test_closes_rounded_to_float32_are_the_same_prices(caplog):
+    """A slice read from a float32 store (parquet written as float32, a database REAL column)
+    carries the training prices to 7 digits: its evidence moves by ~1e-7, below any real price
+    correction, and the stored regimes are still served."""
+    panel = generate_synthetic_market(n_tickers=40, n_days=500, seed=8).panel[
+        ["date", "ticker", "close"]]
+    model = EvidenceOnlyDetector()
+    trained = model.regimes_for(panel.pivot(index="date", columns="ticker", values="close"),
+                                _market(panel))
+    trained["regime"] = "neutral"
+    chain = SimpleNamespace(known_regimes=trained, regime_models=lambda: {"regime_x": model})
+    dates = np.sort(panel["date"].unique())
+    rounded = panel[panel["date"] >= dates[300]].copy()
+    rounded["close"] = rounded["close"].astype(np.float32).astype(np.float64)
+    with caplog.at_level(logging.WARNING):
+        served = _regimes(chain, rounded)
+    assert "differs" not in caplog.text
+    assert (served["regime"] == "neutral").all()

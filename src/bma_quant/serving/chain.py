@@ -282,6 +282,10 @@ def _reindex_matrix(matrices: panel_lib.PanelMatrices, tickers) -> panel_lib.Pan
 # shows in them (fear-greed's year-long windows need more history than a slice has)
 EVIDENCE_COMPARED = ("trend", "volatility", "dispersion", "breadth", "perf_momentum",
                      "perf_reversal", "perf_low_volatility")
+# Evidence columns are returns, their spreads and shares: closes rounded to float32 (a float32
+# store, a REAL column) move them by ~1e-7, a corrected price by far more (1 % on one of 40 names
+# moves a 20-day trend by ~1e-5). Below this they are the same prices.
+EVIDENCE_ATOL = 1e-6
 
 
 def evidence_settle_rows(evidence_params: dict | None) -> int:
@@ -307,7 +311,7 @@ def regime_evidence_difference(stored: pd.DataFrame, detected: pd.DataFrame, set
         given = both[f"{column}_given"].to_numpy(np.float64)
         trained = both[f"{column}_trained"].to_numpy(np.float64)
         same = (~np.isfinite(given) | ~np.isfinite(trained)
-                | np.isclose(given, trained, rtol=1e-6, atol=1e-9))
+                | np.isclose(given, trained, rtol=1e-6, atol=EVIDENCE_ATOL))
         if not same.all():
             at = int(np.flatnonzero(~same)[0])
             return pd.Timestamp(both["date"].iloc[at]), column, float(trained[at]), float(given[at])

@@ -119,6 +119,8 @@ def test_too_short_history_is_a_400_with_the_lookback(project, server):
     status, answer = _post(server, _slice(project, warmup - 5))
     assert status == 400
     assert f"lookback of {warmup} trading dates" in answer["message"]
+    # MLflow's scoring server puts the frame first; the README tells users where the reason is
+    assert "Error: cannot score this panel: too little history" in answer["message"]
 
 
 def test_logged_requirements_cover_what_the_chain_imports(project):

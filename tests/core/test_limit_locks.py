@@ -403,3 +403,5 @@ def test_how_each_names_tick_is_read_is_a_parameter():
     assert LimitLocks.from_params({}).grid_on_share == price_grid.ON_GRID_SHARE
     with pytest.raises(ValueError, match=r"limit_locks.grid needs window >= 1"):
         LimitLocks.from_params({"grid": {"on_share": 0}})
+    with pytest.raises(ValueError, match=r"min_closes in \[1, window\]"):  # no name read
+        LimitLocks.from_params({"grid": {"window": 10}})

@@ -679,6 +679,17 @@ def test_a_sliding_window_shorter_than_the_first_folds_is_refused():
                                          10_000))
 
 
+def test_a_price_grid_needing_more_closes_than_its_window_is_refused():
+    """min_closes 20 (the default) over a 10-close window: no name ever got a grid, so no limit
+    price was rounded to its tick, and nothing said so."""
+    params = _with("evaluation.backtest.limit_locks.grid.window", 10)
+    with pytest.raises(PreflightError, match=re.escape(
+            "evaluation.backtest.limit_locks.grid.min_closes (20) must not exceed "
+            "evaluation.backtest.limit_locks.grid.window (10)")):
+        preflight.check_parameters(params)
+    preflight.check_parameters(_with("evaluation.backtest.limit_locks.grid.window", 20))
+
+
 def test_a_layout_whose_ensemble_choice_cannot_be_scored_is_warned_about():
     """Two out-of-fold folds run (the first gets equal weights, the second the first
     walk-forward choice) but nothing scores that choice: no development score, so the model can

@@ -421,6 +421,12 @@ def test_spaces_around_tickers_are_trimmed_and_case_clashes_named(caplog):
         validate_long_panel(frame)
     assert "different Unicode forms (composed / decomposed accents) are kept as different " \
         "names: 'A\\xc9', 'ae\\u0301'" in caplog.text
+    caplog.clear()  # one form (both decomposed), only the case differs: the case warning alone
+    frame = good_panel().assign(ticker=["AE\u0301", "BBB", "ae\u0301", "BBB"])
+    with caplog.at_level("WARNING"):
+        validate_long_panel(frame)
+    assert "differ only by case are kept as different names: AE\u0301, ae\u0301" in caplog.text
+    assert "Unicode forms" not in caplog.text
 
 
 def test_a_repeated_line_of_a_wide_file_names_each_pair_with_its_lines(tmp_path):

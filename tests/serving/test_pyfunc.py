@@ -266,6 +266,11 @@ def test_a_market_level_no_market_moves_to_is_warned_about(model_and_raw, caplog
     old = replace(cleaner, index_jump_set=False, index_jump_warning=None)
     assert old.index_jump_bound() == cleaner.split_detection["max_abs_return"]
     caplog.clear()
+    model.chain = replace(model.chain, cleaner=old)
+    with caplog.at_level("WARNING"):  # and names that setting, not one the chain never had
+        model.predict(None, to_model_input(spiked), params={"last_date_only": True})
+    assert "moves more than processing.split_detection.max_abs_return (" in caplog.text
+    caplog.clear()
     model.chain = replace(model.chain, cleaner=replace(cleaner, index_jump_warning=None))
     with caplog.at_level("WARNING"):
         model.predict(None, to_model_input(spiked), params={"last_date_only": True})
@@ -287,6 +292,33 @@ def test_a_market_level_other_than_the_stored_index_is_named(model_and_raw, capl
     assert (f"'market_level' differs from the market index the chain was trained with on 1 of "
             f"the {len(dates)} dates both have (e.g. {pd.Timestamp(dates[-1]).date()}:"
             in caplog.text)
+
+
+def test_a_chain_storing_zoned_index_and_regime_timestamps_reads_them_as_days(model_and_raw,
+                                                                             caplog):
+    """Chains pickled before stored dates were days may hold zoned timestamps: a request with
+    levels was a pandas merge error (a 500) instead of being compared day by day; a level off by
+    less than the default print's 6 digits is shown to the digit that differs."""
+    from dataclasses import replace
+
+    model, request, dates = _with_index(model_and_raw)
+    chain = model.chain
+    zoned = chain.market_index.assign(
+        date=pd.to_datetime(chain.market_index["date"]).dt.tz_localize("America/New_York"))
+    known = chain.known_regimes.assign(
+        date=pd.to_datetime(chain.known_regimes["date"]).dt.tz_localize("America/New_York"))
+    model.chain = replace(chain, market_index=zoned, known_regimes=known)
+    with caplog.at_level("WARNING"):
+        model.predict(None, to_model_input(request), params={"last_date_only": True})
+    assert "differs from the market index" not in caplog.text
+    assert "trading dates are not the training" not in caplog.text
+    level = float(request.loc[request["date"] == request["date"].max(), "market_level"].iloc[0])
+    nudged = request.assign(market_level=request["market_level"].where(
+        request["date"] != dates[-1], level * (1 + 1e-5)))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        model.predict(None, to_model_input(nudged), params={"last_date_only": True})
+    assert f"{level * (1 + 1e-5):.10g} sent, {level:.10g} in training" in caplog.text
 
 
 def test_a_market_level_column_without_values_is_not_called_absent(model_and_raw):

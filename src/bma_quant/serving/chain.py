@@ -94,6 +94,12 @@ class PanelCleaner:
             return self.index_jump_warning
         return self.split_detection.get("max_abs_return")
 
+    def index_jump_setting(self) -> str:
+        """The parameter index_jump_bound reads, as a warning names it."""
+        if getattr(self, "index_jump_set", False):
+            return "processing.index_jump_warning"
+        return "processing.split_detection.max_abs_return"
+
     @classmethod
     def from_params(
         cls, universe, processing: dict, first_close: dict | None = None,
@@ -403,7 +409,8 @@ class PredictionChain(SliceChecks):
             self._check_slice_levels(raw, index, returns.index)
             self._warn_levels_against_stored(index)
             panel_lib.warn_index_jumps(index, "the slice's market index",
-                                       self.cleaner.index_jump_bound())
+                                       self.cleaner.index_jump_bound(),
+                                       self.cleaner.index_jump_setting())
         elif self.market_index is not None and len(self.market_index):
             # chains pickled before index dates were days may hold timestamps
             index = self.market_index.assign(

@@ -17,6 +17,7 @@ import pandas as pd
 
 from bma_quant.core.data import calendar_holes, cleaning
 from bma_quant.core.data import panel as panel_lib
+from bma_quant.core.data.schema import local_clock
 from bma_quant.core.features.factors import USER_FAMILY
 from bma_quant.serving.errors import ChainInputError
 
@@ -144,7 +145,9 @@ class SliceChecks:
         known = getattr(self, "known_regimes", None)
         if known is None or not len(known):
             return None
-        return pd.DatetimeIndex(pd.to_datetime(known["date"])).normalize().sort_values()
+        # chains pickled before stored dates were days may hold zoned timestamps
+        return pd.DatetimeIndex(local_clock(pd.to_datetime(known["date"]))).normalize(
+        ).sort_values()
 
     def _warn_calendar_against_training(self, given: pd.DataFrame, dates: pd.DatetimeIndex,
                                         scored: pd.DatetimeIndex) -> None:
@@ -208,16 +211,17 @@ class SliceChecks:
         stored = getattr(self, "market_index", None)
         if stored is None or not len(stored) or index is None:
             return
-        both = index.merge(stored.assign(date=pd.to_datetime(stored["date"]).dt.normalize()),
-                           on="date", suffixes=("", "_stored")).dropna()
+        days = local_clock(pd.to_datetime(stored["date"])).dt.normalize()  # as in chain.predict
+        both = index.merge(stored.assign(date=days), on="date",
+                           suffixes=("", "_stored")).dropna()
         off = both[~np.isclose(both["level"], both["level_stored"], rtol=INDEX_LEVEL_RTOL,
                                atol=0.0)]
         if len(off):
             first = off.iloc[0]
             logger.warning(
                 "the panel's '%s' differs from the market index the chain was trained with on "
-                "%d of the %d dates both have (e.g. %s: %g sent, %g in training): every market "
-                "feature and the regimes read the sent levels; send the index the chain was "
+                "%d of the %d dates both have (e.g. %s: %.10g sent, %.10g in training): every "
+                "market feature and the regimes read the sent levels; send the index the chain was "
                 "trained on (or none: the stored one is used up to its last date)", MARKET_LEVEL,
                 len(off), len(both), pd.Timestamp(first["date"]).date(), first["level"],
                 first["level_stored"])

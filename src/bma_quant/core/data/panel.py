@@ -932,9 +932,10 @@ def check_index_gaps(raw: pd.DataFrame, index: pd.DataFrame, source: str,
             ", ".join(str(d.date()) for d in trading[missing][:3]))
 
 
-def warn_index_jumps(index: pd.DataFrame, source: str, max_abs_return: float | None) -> None:
+def warn_index_jumps(index: pd.DataFrame, source: str, max_abs_return: float | None,
+                     setting: str = "processing.index_jump_warning") -> None:
     """Warn about the index's one-day moves (level to next level) beyond `max_abs_return`
-    (processing.index_jump_warning; None: off): a bad print (x100 and back) or a
+    (the parameter named `setting`; None: off): a bad print (x100 and back) or a
     unit change (/1000 from a date on) would feed every market-context feature and the regime
     detector a move no market makes. Kept as given, as a price's unexplained move is."""
     if max_abs_return is None or index is None or len(index) < 2:
@@ -946,10 +947,10 @@ def warn_index_jumps(index: pd.DataFrame, source: str, max_abs_return: float | N
         return
     largest = far[np.argsort(-np.abs(moves[far]), kind="stable")][:3]
     logger.warning(
-        "%s moves more than processing.index_jump_warning (%.0f%%) in a day %d "
+        "%s moves more than %s (%.0f%%) in a day %d "
         "time(s), the largest: %s. A market index does not: a bad print or a change of units? "
         "Every market feature and the regime detector read it as given: fix the level(s)",
-        source, 100 * float(max_abs_return), len(far),
+        source, setting, 100 * float(max_abs_return), len(far),
         ", ".join(f"{levels['date'].iloc[i].date()} {move_label(moves[i])}"
                   for i in largest))
 

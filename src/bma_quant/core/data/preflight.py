@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bma_quant.core.data import cv, split
+from bma_quant.core.data import cv, price_grid, split
 from bma_quant.core.data.temporal import TemporalConfig
 from bma_quant.core.ensemble.selection import SelectionRule
 
@@ -448,14 +448,25 @@ def _evidence_problems(params: Mapping[str, Any]) -> list[str]:
 
 def _window_problems(params: Mapping[str, Any]) -> list[str]:
     """A sliding training window shorter than the first fold's (cv.min_train_days) trains on
-    fewer dates than the layout promises (5 dates ran and registered a model)."""
+    fewer dates than the layout promises (5 dates ran and registered a model); a price grid
+    needing more closes than its window holds is read for no name (no limit price rounded to
+    its tick, unsaid)."""
+    problems = []
     window, longest = lookup(params, "cv.window"), lookup(params, "cv.max_train_days")
     shortest = lookup(params, "cv.min_train_days")
     if window == "sliding" and isinstance(longest, int | float) and isinstance(
             shortest, int | float) and longest < shortest:
-        return [f"cv.max_train_days ({longest}) must be >= cv.min_train_days ({shortest}) with "
-                "cv.window: sliding"]
-    return []
+        problems.append(f"cv.max_train_days ({longest}) must be >= cv.min_train_days "
+                        f"({shortest}) with cv.window: sliding")
+    grid = "evaluation.backtest.limit_locks.grid"
+    closes, needed = lookup(params, f"{grid}.window"), lookup(params, f"{grid}.min_closes")
+    closes = price_grid.GRID_WINDOW if closes is None else closes  # LimitLocks' defaults
+    needed = price_grid.GRID_MIN_CLOSES if needed is None else needed
+    if isinstance(closes, int | float) and isinstance(needed, int | float) and needed > closes:
+        problems.append(f"{grid}.min_closes ({needed}) must not exceed {grid}.window ({closes}): "
+                        "no name could have that many closes in the window, so none would get a "
+                        "price grid")
+    return problems
 
 
 def _choice_problems(params: Mapping[str, Any]) -> list[str]:

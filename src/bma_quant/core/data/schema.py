@@ -680,12 +680,12 @@ def trimmed_tickers(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         logger.warning("%s: tickers that differ only by case are kept as different names: %s",
                        source, ", ".join(clashes.head(6)))
     # 'é' as one code point or as 'e' + a combining accent: the same name to a reader (whatever
-    # the case); a group is named whole when its names are not all one form
+    # the case); a group is named whole when its names differ by more than case (names of one
+    # form that differ only by case have the warning above)
     keys = names.map(lambda n: unicodedata.normalize("NFC", n).casefold())
     groups = pd.DataFrame({"name": names, "key": keys})
     mixed = groups.groupby("key")["name"].transform(
-        lambda g: g.map(lambda n: unicodedata.normalize("NFC", n)).ne(g).any()
-        and len(g) > 1).astype(bool)
+        lambda g: len(g) > 1 and g.str.casefold().nunique() > 1).astype(bool)
     unicode_twins = groups.loc[mixed].sort_values("key")["name"]
     if len(unicode_twins):
         logger.warning("%s: tickers that look alike but are written with different Unicode "

@@ -59,9 +59,10 @@ class LimitLocks:
                   grid_window=int(grid.get("window", cls.grid_window)),
                   grid_min_closes=int(grid.get("min_closes", cls.grid_min_closes)),
                   grid_on_share=float(grid.get("on_share", cls.grid_on_share)))
-        if not (out.grid_window >= 1 and out.grid_min_closes >= 1 and 0 < out.grid_on_share <= 1):
+        if not (out.grid_window >= 1 and 1 <= out.grid_min_closes <= out.grid_window
+                and 0 < out.grid_on_share <= 1):
             raise ValueError("evaluation.backtest.limit_locks.grid needs window >= 1, min_closes "
-                             f">= 1 and on_share in (0, 1], got {grid}")
+                             f"in [1, window] and on_share in (0, 1], got {grid}")
         if not 0 < out.min_move < 1:
             raise ValueError("evaluation.backtest.limit_locks.min_move must be in (0, 1), got "
                              f"{out.min_move}")

@@ -11,6 +11,7 @@ logging_filters.import_without_untyped_predict_notice()  # before the hooks impo
 from bma_quant.hooks import RunHealthHooks
 from bma_quant.run_hooks import user_errors
 from bma_quant.run_hooks.batched_params import BatchedParamsMlflowHook
+from bma_quant.run_hooks.busy_machine import BusyMachineHooks
 from bma_quant.run_hooks.console_repeats import ConsoleRepeatsHooks
 from bma_quant.run_hooks.data_builds import DataBuildHooks
 from bma_quant.run_hooks.interrupts import InterruptHooks
@@ -44,7 +45,8 @@ HOOKS = (LayerLineageHooks(staging=_STAGING), DataBuildHooks(staging=_STAGING),
          _STAGING, StagingGuardHooks(_STAGING), InterruptHooks(staging=_STAGING),
          UnfinishedRunHooks(),
          MlflowConnectionHooks(),
-         TimeBudgetHooks(), OofHonestyHooks(), ConsoleRepeatsHooks(), BatchedParamsMlflowHook())
+         TimeBudgetHooks(), BusyMachineHooks(), OofHonestyHooks(), ConsoleRepeatsHooks(),
+         BatchedParamsMlflowHook())
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # the distribution name as installed
 
 # A refused input (bad data or parameters, too little history, ...) ends `kedro run` with its

@@ -81,6 +81,8 @@ BOUNDS = (
     Bound("memory.max_threshold", 0.0, 1.0, low_open=True),
     Bound("run.timeout_seconds", 0.0, low_open=True),
     Bound("run.interrupt_grace_seconds", 0.0, low_open=True),
+    Bound("run.busy_machine.sample_seconds", 0.0, 5.0, low_open=True),  # null: off
+    Bound("run.busy_machine.busy_cores", 0.0),
     Bound("base_models.tuning.timeout", 0.0, low_open=True),  # null: no cap
     Bound("base_models.tuning.n_trials", 1),
     Bound("evaluation.backtest.n_quantiles", 2),
@@ -772,6 +774,7 @@ NULLABLE = (
     "feature_engineering.transforms.winsorise", "feature_engineering.leak_audit.max_edge_ic",
     "feature_engineering.leak_audit.max_long_ic",
     "inference.stale_after_days", "run.timeout_seconds", "run.interrupt_grace_seconds",
+    "run.busy_machine.sample_seconds", "run.busy_machine.busy_cores",
     "base_models.max_train_rows", "base_models.tuning.max_train_rows",  # null = every row
     "regime_models.max_train_rows", "base_models.tuning.storage",  # storage null = in memory
     "regime_models.misnamed_min_tstat",  # null = no naming check

@@ -1,0 +1,70 @@
+"""The busy-machine hint: a training run beside another busy process says that its spinning
+learner threads lose their cores there, and which settings to change; it samples nothing where
+no layer trains threaded learners or where it is turned off."""
+
+import logging
+from types import SimpleNamespace
+
+from bma_quant.run_hooks.busy_machine import (
+    BusyMachineHooks,
+    busy_machine_hint,
+    threaded_settings,
+)
+
+PARAMS = {"base_models": {"n_jobs": 2}, "regime_models": {"n_jobs": 2},
+          "run": {"busy_machine": {"sample_seconds": 0.3, "busy_cores": 0.5}}}
+
+
+def _pipeline(*names):
+    return SimpleNamespace(nodes=[SimpleNamespace(name=n) for n in names])
+
+
+def _run(params, pipeline, share, caplog):
+    samples = []
+
+    def cpu_share(seconds):
+        samples.append(seconds)
+        return share
+
+    hooks = BusyMachineHooks(cpu_share=cpu_share, cpu_count=lambda: 2)
+    hooks.after_context_created(SimpleNamespace(params=params))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="bma_quant.progress"):
+        hooks.before_pipeline_run(pipeline)
+    return samples, caplog.text
+
+
+def test_the_threaded_layers_of_the_run_are_named_with_their_settings():
+    nodes = ["data_processing.clean_panel", "base_models.train_lightgbm"]
+    assert threaded_settings(PARAMS, nodes) == {"base_models.n_jobs": 2}
+    assert threaded_settings(PARAMS, [*nodes, "regime_models.train_regime_models"]) == {
+        "base_models.n_jobs": 2, "regime_models.n_jobs": 2}
+    assert threaded_settings({**PARAMS, "base_models": {"n_jobs": 1}}, nodes) == {}
+    assert threaded_settings(PARAMS, ["evaluation.evaluate_test_period"]) == {}
+
+
+def test_the_hint_names_the_busy_cores_and_the_overrides():
+    threads = {"base_models.n_jobs": 2, "regime_models.n_jobs": 2}
+    hint = busy_machine_hint(0.8, 2, 0.5, threads)
+    assert "other processes keep 1.6 of its 2 cores busy" in hint
+    assert "(base_models.n_jobs 2, regime_models.n_jobs 2)" in hint
+    assert '--params "base_models.n_jobs=1,regime_models.n_jobs=1"' in hint
+    assert busy_machine_hint(0.2, 2, 0.5, threads) is None  # 0.4 cores: an idle machine's noise
+    assert busy_machine_hint(0.9, 2, 0.5, {}) is None
+
+
+def test_a_training_run_on_a_busy_machine_is_told_once_before_its_first_node(caplog):
+    training = _pipeline("data_processing.clean_panel", "base_models.train_lightgbm")
+    samples, text = _run(PARAMS, training, 0.85, caplog)
+    assert samples == [0.3]
+    assert "the machine is busy before this run starts: other processes keep 1.7 of its 2" in text
+    samples, text = _run(PARAMS, training, 0.1, caplog)  # idle: a sample, no word
+    assert samples == [0.3] and "busy" not in text
+
+
+def test_nothing_is_sampled_without_threaded_learners_or_when_off(caplog):
+    assert _run(PARAMS, _pipeline("evaluation.evaluate_test_period"), 1.0, caplog) == ([], "")
+    single = {**PARAMS, "base_models": {"n_jobs": 1}, "regime_models": {"n_jobs": 1}}
+    assert _run(single, _pipeline("base_models.train_lightgbm"), 1.0, caplog) == ([], "")
+    off = {**PARAMS, "run": {"busy_machine": {"sample_seconds": None, "busy_cores": 0.5}}}
+    assert _run(off, _pipeline("base_models.train_lightgbm"), 1.0, caplog) == ([], "")

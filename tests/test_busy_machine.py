@@ -51,6 +51,11 @@ def test_the_hint_names_the_busy_cores_and_the_overrides():
     assert '--params "base_models.n_jobs=1,regime_models.n_jobs=1"' in hint
     assert busy_machine_hint(0.2, 2, 0.5, threads) is None  # 0.4 cores: an idle machine's noise
     assert busy_machine_hint(0.9, 2, 0.5, {}) is None
+    # a large machine: 30 busy cores of 64 leave the two threads plenty
+    assert busy_machine_hint(30 / 64, 64, 0.5, threads) is None
+    assert "keep 63.0 of its 64 cores busy" in busy_machine_hint(63 / 64, 64, 0.5, threads)
+    assert busy_machine_hint(2.4 / 4, 4, 0.5, threads) is None  # 1.6 idle of the 2 needed
+    assert busy_machine_hint(2.6 / 4, 4, 0.5, threads) is not None
 
 
 def test_a_training_run_on_a_busy_machine_is_told_once_before_its_first_node(caplog):

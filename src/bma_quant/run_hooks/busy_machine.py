@@ -5,8 +5,8 @@ for each other: the fastest setting alone, but beside another busy process each 
 loses its core at every synchronisation (README "Speed"; the shipped run spent 141 s in `kedro
 run` beside another worker, 54 s there with `n_jobs` 1, with the same metrics). Nothing in the run
 said so. Before the first node, the machine's CPU use is sampled for a moment; when other
-processes keep more than `busy_cores` cores busy, the run says so once, with the setting to
-change. Only a hint: thread counts change no result (the fits give identical predictions with 1
+processes leave fewer idle cores than the threads need (by more than `busy_cores`), the run says
+so once, with the setting to change. Only a hint: thread counts change no result (the fits give identical predictions with 1
 and 2 threads), so the run goes on as configured.
 """
 
@@ -40,11 +40,14 @@ def threaded_settings(params: Mapping[str, Any], node_names: Iterable[str]) -> d
 
 def busy_machine_hint(busy_share: float, n_cpus: int, busy_cores: float,
                       threads: Mapping[str, int]) -> str | None:
-    """The hint when other processes keep more than `busy_cores` of the machine's `n_cpus`
-    cores busy (`busy_share`: the machine's CPU use, 0..1, while this run waited) and some
-    layer runs learners on more than one thread; None otherwise."""
+    """The hint when other processes leave fewer idle cores than the learners' threads need,
+    by more than `busy_cores` (`busy_share`: the machine's CPU use, 0..1, while this run
+    waited; on 2 cores with 2 threads, more than half a core busy); None otherwise, or when no
+    layer runs learners on more than one thread."""
+    if not threads:
+        return None
     used = busy_share * n_cpus
-    if not threads or used <= busy_cores:
+    if n_cpus - used >= max(threads.values()) - busy_cores:
         return None
     settings = ", ".join(f"{k} {v}" for k, v in threads.items())
     overrides = ",".join(f"{k}=1" for k in threads)

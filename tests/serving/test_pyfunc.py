@@ -205,10 +205,39 @@ def _with_index(model_and_raw):
     return indexed, request.reset_index(drop=True), dates
 
 
-def test_a_scored_date_without_its_market_level_is_a_400(model_and_raw):
-    """A NaN level on the scored date was carried forward from the day before and scored: the
-    market return read 0 and every score moved. Refused, like later dates without the column."""
+def _stored_until(model, dates, k):
+    """The model as if its training data (and stored index) ended before ``dates[k]``."""
+    from dataclasses import replace
+
+    stored = model.chain.market_index
+    model.chain = replace(model.chain, market_index=stored[stored["date"] < dates[k]],
+                          data_end=str(dates[k - 1].date()))
+    return model
+
+
+def test_an_empty_market_level_inside_the_stored_index_gets_the_stored_level(model_and_raw,
+                                                                             caplog):
+    """Levels left empty on dates the chain's stored index has were carried forward from the
+    date before (scores moved by up to 0.2 on the shipped sample, with only the regime
+    evidence's "other prices" warning): they are the levels training used."""
     model, request, dates = _with_index(model_and_raw)
+    full = model.predict(None, to_model_input(request), params={"last_date_only": True})
+    for blank_dates in (dates[-3:-1], dates[-1:], dates[-19:]):
+        blank = request.assign(market_level=request["market_level"].mask(
+            request["date"].isin(blank_dates)))
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            out = model.predict(None, to_model_input(blank), params={"last_date_only": True})
+        pd.testing.assert_frame_equal(out, full)
+        assert "market_level" not in caplog.text and "regime evidence" not in caplog.text
+
+
+def test_a_scored_date_without_its_market_level_is_a_400(model_and_raw):
+    """After the stored index, a NaN level on the scored date was carried forward from the day
+    before and scored: the market return read 0 and every score moved. Refused, like later
+    dates without the column."""
+    model, request, dates = _with_index(model_and_raw)
+    model = _stored_until(model, dates, -19)
     model.predict(None, to_model_input(request), params={"last_date_only": True})
     blank = request.assign(market_level=request["market_level"].mask(request["date"] == dates[-1]))
     with pytest.raises(MlflowException, match=rf"'market_level' column has no level on 1 "
@@ -223,22 +252,31 @@ def test_a_scored_date_without_its_market_level_is_a_400(model_and_raw):
 
 def test_missing_market_levels_inside_the_request_are_checked_like_an_index_files(
         model_and_raw, caplog):
-    """Inside the request's levels a missing one is carried forward, as training carries an
-    index file's: 19 in a row are warned about (they were scored with no word), most dates
-    without a level are a 400 (a weekly series?)."""
-    import pandas as pd
-
+    """After the stored index, inside the request's levels a missing one is carried forward, as
+    training carries an index file's, and named (one such date moved later scores by up to
+    0.94); 19 in a row are also warned about as an index file's run, most dates without a level
+    are a 400 (a weekly series?)."""
     model, request, dates = _with_index(model_and_raw)
+    model = _stored_until(model, dates, -61)
     gap = request["date"].isin(dates[-60:-41])
     holed = request.assign(market_level=request["market_level"].mask(gap))
     with caplog.at_level("WARNING"):
         out = model.predict(None, to_model_input(holed), params={"last_date_only": True})
     assert (f"has no level on 19 of the panel's {len(dates)} trading days, 19 in a row from "
             f"{dates[-60].date()}") in caplog.text
+    assert (f"'market_level' column has no level on 19 date(s) after the stored market index "
+            f"ends ({dates[-60].date()}, ") in caplog.text
     carried = holed.assign(market_level=holed["date"].map(
         holed.groupby("date")["market_level"].first().ffill()))
     pd.testing.assert_frame_equal(
         out, model.predict(None, to_model_input(carried), params={"last_date_only": True}))
+    caplog.clear()
+    one = request.assign(market_level=request["market_level"].mask(request["date"] == dates[-5]))
+    with caplog.at_level("WARNING"):
+        model.predict(None, to_model_input(one), params={"last_date_only": True})
+    assert (f"no level on 1 date(s) after the stored market index ends ({dates[-5].date()})"
+            in caplog.text)
+    model = _stored_until(model, dates, 1)  # a weekly series over the whole request
     weekly = request.assign(market_level=request["market_level"].where(
         request["date"].isin(dates[::5] + [dates[-1]])))
     with pytest.raises(MlflowException, match=r"'market_level' column has a level on only "

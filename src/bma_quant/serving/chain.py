@@ -406,6 +406,7 @@ class PredictionChain(SliceChecks):
         _warn_dropped_last_day(raw, clean)
         returns = clean.pivot(index="date", columns="ticker", values="ret_1d").sort_index()
         if index is not None:
+            index = self._levels_filled_from_stored(index, returns.index)
             self._check_slice_levels(raw, index, returns.index)
             self._warn_levels_against_stored(index)
             panel_lib.warn_index_jumps(index, "the slice's market index",

@@ -10,7 +10,7 @@ shipped sample, written to data/08_reporting/model_registration.json). Output: `
 prediction`` for every date after that warm-up, or only for the slice's last date with
 ``params={"last_date_only": True}``. A request the chain
 cannot score (too little history, no training ticker, a malformed panel, a scored date without
-its ``market_level``) raises an
+its ``market_level`` after the stored index) raises an
 ``MlflowException`` with ``INVALID_PARAMETER_VALUE``: `mlflow models serve` answers 400 with the
 message.
 """

@@ -95,6 +95,36 @@ class SliceChecks:
             raw, index, f"the panel's '{MARKET_LEVEL}' column",
             fix=f"send the level of every trading date in the '{MARKET_LEVEL}' column")
 
+    def _levels_filled_from_stored(self, index: pd.DataFrame,
+                                   dates: pd.DatetimeIndex) -> pd.DataFrame:
+        """The sent levels, completed on the slice's dates that have none with the stored
+        index's levels (those training used): a level left empty was carried forward from the
+        date before, moving that date's and later scores (by up to 0.2 on the shipped sample)
+        with only the regime evidence's "other prices" warning. Dates after the stored index
+        without a level are still carried forward, as training carries an index file's, and
+        named: nothing else knows their level."""
+        stored = getattr(self, "market_index", None)
+        if stored is None or not len(stored):
+            return index
+        stored = stored.assign(date=local_clock(pd.to_datetime(stored["date"])).dt.normalize()
+                               ).dropna(subset=["level"])
+        fill = stored.loc[stored["date"].isin(dates) & ~stored["date"].isin(index["date"]),
+                          ["date", "level"]]
+        if len(fill):
+            index = pd.concat([index, fill], ignore_index=True).sort_values(
+                "date", ignore_index=True)
+        sent = pd.DatetimeIndex(index["date"])
+        later = dates[(dates > stored["date"].max()) & ~dates.isin(sent)
+                      & (dates > sent.min()) & (dates < sent.max())]
+        if len(later):
+            logger.warning(
+                "the panel's '%s' column has no level on %d date(s) after the stored market "
+                "index ends (%s): the level before each is carried forward (a market return of "
+                "0 there, two days' move the day after), which moves their scores and every "
+                "later one; send each date's level", MARKET_LEVEL, len(later),
+                ", ".join(str(d.date()) for d in later[:5]) + (", ..." if len(later) > 5 else ""))
+        return index
+
     def _check_sectors(self, raw: pd.DataFrame) -> None:
         """Refuse a panel without sectors when training demeaned features within sectors (every
         score would change); name sector labels training never saw (names without a sector are

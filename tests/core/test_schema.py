@@ -298,8 +298,18 @@ def test_a_dot_decimal_file_read_with_a_decimal_comma_is_refused(tmp_path):
     text = ("date,ticker,close,volume\n2020-01-02,AAA,0.264,1000\n2020-01-02,BBB,4.0,300\n"
             "2020-01-03,AAA,0.266,1200\n2020-01-03,BBB,4.1,400\n")
     message = _csv_refusal(tmp_path, text, decimal=",")
-    assert "decimal dot (close '4.0')" in message and "data.decimal: '.'" in message
+    assert (f"Input data rejected ({tmp_path / 'prices.csv'}): data.decimal is ','" in message
+            and "decimal dot (close '0.264' on line 2)" in message
+            and "data.decimal: '.'" in message)
     assert load_raw_panel(tmp_path / "prices.csv")["close"].tolist() == [0.264, 4.0, 0.266, 4.1]
+    # every price below 1 with three decimals: a leading 0 groups no thousands (it read 264)
+    (tmp_path / "pennies.csv").write_text(
+        "date,ticker,close\n2020-01-02,AAA,0.264\n2020-01-03,AAA,0.266\n")
+    with pytest.raises(DataValidationError, match=r"decimal dot \(close '0.264' on line 2\)"):
+        load_raw_panel(tmp_path / "pennies.csv", decimal=",")
+    (tmp_path / "grouped.csv").write_text(  # 1.234 can group thousands: read as 1234, warned
+        "date,ticker,close\n2020-01-02,AAA,1.234\n2020-01-03,AAA,1.236\n")
+    assert load_raw_panel(tmp_path / "grouped.csv", decimal=",")["close"].tolist() == [1234, 1236]
 
 
 def test_a_decimal_comma_file_beside_text_columns_and_a_dot_decimal_index_reads(tmp_path):

@@ -334,7 +334,7 @@ def _read_csv(path: Path, sep: str, decimal: str, thousands: str | None = None
         frame[ticker] = frame[ticker].where(frame[ticker].str.strip() != "")  # blank: missing
     if thousands is not None:
         frame = without_thousands_separators(frame, thousands, decimal)
-    return decimal_comma_numbers(frame, decimal) if decimal != "." else frame
+    return decimal_comma_numbers(frame, decimal, str(path)) if decimal != "." else frame
 
 
 def _is_key_column(column) -> bool:
@@ -405,8 +405,9 @@ def keys_from_index(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     return frame.reset_index(level=drop, drop=True).reset_index() if drop else frame.reset_index()
 
 
-# In a decimal-comma file a dot can only group thousands, and only as 1.234 or 1.234.567(,8).
-_GROUPED = r"^\s*[-+]?\d{1,3}(\.\d{3})+(,\d+)?\s*$"
+# In a decimal-comma file a dot can only group thousands, and only as 1.234 or 1.234.567(,8):
+# never after a leading 0 (0.264 is a decimal dot, not 0264)
+_GROUPED = r"^\s*[-+]?[1-9]\d{0,2}(\.\d{3})+(,\d+)?\s*$"
 # a number written with a decimal dot (4.0, .5, 1e-3 aside): impossible with a decimal comma
 # unless it is such a thousands group
 _DOT_NUMBER = r"^\s*[-+]?\d*\.\d+\s*$"
@@ -416,12 +417,15 @@ class DecimalDotError(DataValidationError):
     """A file read with a decimal comma holds numbers written with a decimal dot."""
 
 
-def decimal_comma_numbers(frame: pd.DataFrame, decimal: str) -> pd.DataFrame:
+def decimal_comma_numbers(frame: pd.DataFrame, decimal: str,
+                          source: str = "input") -> pd.DataFrame:
     """Columns read as text, with `decimal` as the decimal mark: 12,48 -> 12.48 and 1.234,5 ->
     1234.5 (dots removed only where they group thousands). The date, ticker and sector columns
-    stay text; a value that still does not parse is refused by the schema as usual."""
+    stay text; a value that still does not parse is refused by the schema as usual. `source`
+    names the file in a refusal; rows are the file's lines from 2 (read with the header on
+    line 1 and blank lines kept)."""
     out = frame.copy()
-    dotted = {}  # column -> first value whose dot cannot group thousands: a decimal dot
+    dotted = {}  # column -> (line, first value whose dot cannot group thousands: a decimal dot)
     grouped_example: tuple[str, str] | None = None  # a value read as a thousands group
     has_decimal_mark = False
     for column in out.columns:
@@ -432,7 +436,8 @@ def decimal_comma_numbers(frame: pd.DataFrame, decimal: str) -> pd.DataFrame:
         # numbers only: text ("ASML Holding N.V."), dates and FRED's "." are not numbers
         decimal_dot = text.str.match(_DOT_NUMBER).fillna(False) & ~grouped
         if decimal != "." and decimal_dot.any():
-            dotted[str(column)] = text[decimal_dot].iloc[0]
+            first = text[decimal_dot]
+            dotted[str(column)] = (int(first.index[0]) + 2, first.iloc[0])
         if grouped_example is None and grouped.any():
             grouped_example = (str(column), text[grouped].iloc[0])
         has_decimal_mark = has_decimal_mark or bool(
@@ -442,11 +447,12 @@ def decimal_comma_numbers(frame: pd.DataFrame, decimal: str) -> pd.DataFrame:
     if dotted:
         # with a decimal comma a dot only groups thousands (1.234,5): "4.0" or "0.5" is a decimal
         # dot, and reading "0.264" as 264 would scale prices a thousandfold without a word
-        examples = ", ".join(f"{c} {v!r}" for c, v in list(dotted.items())[:5])
+        examples = ", ".join(f"{c} {v!r} on line {line}"
+                             for c, (line, v) in list(dotted.items())[:5])
         raise DecimalDotError(
-            f"data.decimal is {decimal!r} but {len(dotted)} column(s) hold numbers with a decimal "
-            f"dot ({examples}): this file's decimal mark is '.', so set data.decimal: '.' (the "
-            "default) for it")
+            f"Input data rejected ({source}): data.decimal is {decimal!r} but {len(dotted)} "
+            f"column(s) hold numbers with a decimal dot ({examples}): this file's decimal mark "
+            "is '.', so set data.decimal: '.' (the default) for it")
     if grouped_example is not None and not has_decimal_mark and decimal != ".":
         # every dot could group thousands (a file of prices under 1000 written with three
         # decimals, 6.496) and no number has the decimal mark: the file gives no proof either way

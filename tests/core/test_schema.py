@@ -614,3 +614,23 @@ def test_a_factor_column_without_a_value_is_left_out_with_a_warning(tmp_path, ca
     assert "unused" not in out and out["value"].tolist() == [1.5, 2.5, 1.0, 3.0]
     assert "volume" in out  # a bar column stays (the schema's own rules read it)
     assert "column(s) unused hold no value on any row and are not used" in caplog.text
+
+
+def test_lines_without_a_date_and_dashes_say_what_they_likely_are(tmp_path):
+    """A probe's exports: a total line at the end, two files joined with their headers, and '-'
+    for a missing price were refused with where, not with what to do."""
+    days = pd.bdate_range("2020-01-02", periods=8).strftime("%Y-%m-%d")
+    base = "date,ticker,close\n" + "".join(f"{d},AAA,1.{k}\n" for k, d in enumerate(days))
+    footer = _csv_refusal(tmp_path, base + "Total,,4\n", name="footer.csv")
+    assert "line 10 (Total, nan): 'Total'\n  a line at the end of the file with no date" in footer
+    joined = _csv_refusal(tmp_path, base + base.replace("2020-01", "2020-02"), name="joined.csv")
+    assert ("'date'\n  a header line again inside the data (files joined with their headers?): "
+            "keep the first file's header line only") in joined
+    dash = _csv_refusal(tmp_path, base.replace("1.1\n", "-\n"), name="dash.csv")
+    assert ("line 3 (2020-01-03, AAA): '-'\n  '-' is no number: for a missing value leave the "
+            "cell empty or write NA") in dash
+    unparsed = _csv_refusal(tmp_path, base.replace("2020-01-03", "soon"), name="other.csv")
+    assert "'soon'" in unparsed  # a bad date mid-file: no guess
+    assert "header line" not in unparsed and "end of the file" not in unparsed
+    assert "is no number" not in _csv_refusal(tmp_path, base.replace("1.1\n", "abc\n"),
+                                              name="a.csv")

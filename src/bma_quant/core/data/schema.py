@@ -229,6 +229,10 @@ def _column_failures(cases: pd.DataFrame, frame: pd.DataFrame, position: str,
     return lines
 
 
+# cells some exports write for "no value" that the reader does not take as missing
+PLACEHOLDER_MARKS = ("-", "--", "---", "\u2013", "\u2014", ".", "?", "x", "n.a.", "k.A.")
+
+
 def _value_failure(column, check: str, part: pd.DataFrame, frame: pd.DataFrame,
                    position: str) -> list[str]:
     """The line for one column's failing values (and a note on a price of 0)."""
@@ -246,6 +250,13 @@ def _value_failure(column, check: str, part: pd.DataFrame, frame: pd.DataFrame,
         shown.append(f"{where}: {value!r}")
     label = "rows" if column is None or pd.isna(column) else f"column '{column}'"
     lines = [f"- {label}: {rule}; {len(part)} failing value(s), e.g. " + "; ".join(shown)]
+    placeholders = part["failure_case"].astype(str).str.strip()
+    if check.startswith("coerce_dtype") and column != "date" and placeholders.isin(
+            PLACEHOLDER_MARKS).all():
+        # a dash for "no value" (many exports and sites): read as missing only when said so
+        marks = ", ".join(repr(m) for m in sorted(set(placeholders)))
+        lines.append(f"  {marks} is no number: for a missing value leave the cell empty or "
+                     "write NA")
     if rule == "price must be > 0" and (part["failure_case"] == 0).any():
         # a vendor's 0 for a dead or untraded name: the row, not the price, is what to drop
         article = "an" if str(column)[:1].lower() in "aeiou" else "a"
@@ -321,7 +332,22 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
     shown = "; ".join(f"{_where(frame, i, position)}: {text[i]!r}" for i in frame.index[bad][:3])
     raise DataValidationError(
         f"Input data rejected ({source}): it breaks the data contract (README, \"Data\").\n"
-        f"- column 'date': {rule}; {int(bad.sum())} failing value(s), e.g. {shown}")
+        f"- column 'date': {rule}; {int(bad.sum())} failing value(s), e.g. {shown}"
+        f"{_undated_lines_hint(text, bad)}")
+
+
+def _undated_lines_hint(text: pd.Series, bad: pd.Series) -> str:
+    """What the lines without a date most likely are, and what to do: the header again (files
+    joined with their headers) or a footer (a total or a note at the end of an export)."""
+    values = text[bad].str.casefold()
+    if values.isin(["date", "datum", "fecha", "data", "timestamp", "time"]).any():
+        return ("\n  a header line again inside the data (files joined with their headers?): "
+                "keep the first file's header line only")
+    positions = np.flatnonzero(bad.to_numpy())
+    if positions.min() >= len(text) - 3:
+        return ("\n  a line at the end of the file with no date (a total or a note an export "
+                "adds?): delete it")
+    return ""
 
 
 def _refuse_dates_out_of_range(frame: pd.DataFrame, parsed: pd.Series, text: pd.Series | None,

@@ -634,3 +634,25 @@ def test_lines_without_a_date_and_dashes_say_what_they_likely_are(tmp_path):
     assert "header line" not in unparsed and "end of the file" not in unparsed
     assert "is no number" not in _csv_refusal(tmp_path, base.replace("1.1\n", "abc\n"),
                                               name="a.csv")
+
+
+def test_a_two_line_header_download_is_named_with_its_conversion(tmp_path, monkeypatch):
+    """yfinance's multi-ticker CSV (fields over tickers, then a Date line) was refused as a
+    header repeating Close, High, ...: named as a two-line header, with a conversion that works."""
+    from bma_quant.core.data.panel import load_raw_panel
+
+    text = ("Price,Close,Close,High,High,Low,Low,Open,Open,Volume,Volume\n"
+            "Ticker,AAPL,MSFT,AAPL,MSFT,AAPL,MSFT,AAPL,MSFT,AAPL,MSFT\n"
+            "Date,,,,,,,,,,\n"
+            "2020-01-02,72.7,153.9,72.8,154.0,71.5,151.8,71.8,152.1,135480400,22622100\n"
+            "2020-01-03,72.0,152.0,72.9,153.3,71.9,151.4,72.0,151.8,146322800,21116200\n")
+    message = _csv_refusal(tmp_path, text, name="yf.csv")
+    assert "it has two header lines (fields over tickers" in message
+    assert "repeats column" not in message
+    monkeypatch.chdir(tmp_path)
+    exec(message.split("long layout once: ")[1], {"pd": pd})  # the message's own recipe
+    panel = load_raw_panel(tmp_path / "prices_long.csv")
+    assert sorted(panel["ticker"].unique()) == ["AAPL", "MSFT"] and len(panel) == 4
+    assert panel.loc[panel["ticker"] == "MSFT", "close"].tolist() == [153.9, 152.0]
+    assert "repeats column(s) close" in _csv_refusal(  # a plain repeated field: as before
+        tmp_path, "date,ticker,close,close\n2020-01-02,A,1,1\n", name="rep.csv").lower()

@@ -195,6 +195,7 @@ def _check_header(path: Path, names: list[str], sep: str) -> None:
             repeated.append(name)
         seen.add(name)
     if repeated:
+        _refuse_two_line_header(path, names, sep)
         raise DataValidationError(
             f"Input data rejected ({path}): the header repeats column(s) {', '.join(repeated)}: "
             "each ticker (wide layout) or field (long layout) must appear once")
@@ -214,6 +215,22 @@ def _check_header(path: Path, names: list[str], sep: str) -> None:
             raise DataValidationError(
                 f"Input data rejected ({path}): the header is on line {number}, not line 1 (a "
                 "title or note above it?): remove the lines above the header")
+
+
+def _refuse_two_line_header(path: Path, names: list[str], sep: str) -> None:
+    """A multi-ticker download saved with its two header lines (yfinance's `download(...)
+    .to_csv()`: `Price,Close,Close,...` over `Ticker,AAPL,MSFT,...`, then a `Date` line) was
+    refused as a header repeating its fields: named as what it is, with the conversion."""
+    second = next(iter(_first_lines(path, 2)[1:]), "")
+    if not (names and names[0].strip().lower() == "price"
+            and second.split(sep)[0].strip().strip('"').lower() == "ticker"):
+        return
+    raise DataValidationError(
+        f"Input data rejected ({path}): it has two header lines (fields over tickers, as a "
+        "yfinance multi-ticker download saves them): the pipeline reads one. Convert it to the "
+        f"long layout once: w = pd.read_csv({str(path)!r}, header=[0, 1], index_col=0, "
+        "skiprows=[2]); w.stack(level=1).rename_axis(['date', 'ticker']).reset_index()"
+        ".to_csv('prices_long.csv', index=False)")
 
 
 def _warn_short_lines(path: Path, sep: str, names: list[str], encoding: str) -> None:

@@ -461,6 +461,33 @@ def test_a_long_file_saved_with_its_row_index_leaves_the_index_out(tmp_path, cap
         out = load_raw_panel(path)
     assert list(out.columns) == ["date", "ticker", "close"]
     assert "1 column(s) without a header left out (Unnamed: 0)" in caplog.text
+    assert "a saved row index" in caplog.text
+
+
+def test_blank_trailing_columns_of_an_export_are_no_row_index(tmp_path, caplog):
+    """An Excel export with ',,' on every line, header included: two empty columns at the end
+    were warned about as "a saved row index"; left out, said in info.log only."""
+    from bma_quant.core.data.panel import load_raw_panel
+
+    long = ("date,ticker,close,,\n2020-01-02,A,1.0,,\n2020-01-02,B,2.0,,\n"
+            "2020-01-03,A,1.1,,\n2020-01-03,B,2.1,,\n")
+    wide = "date,A,B,,\n2020-01-02,1.0,2.0,,\n2020-01-03,1.1,2.1,,\n"
+    for name, text in (("long.csv", long), ("wide.csv", wide)):
+        (tmp_path / name).write_text(text)
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            out = load_raw_panel(tmp_path / name)
+        assert sorted(out["ticker"].unique()) == ["A", "B"]
+        assert "2 empty column(s) without a header left out (Unnamed: 3, Unnamed: 4)" in \
+            caplog.text
+        assert not [r for r in caplog.records if r.levelname == "WARNING"
+                    and "without a header" in r.getMessage()]
+    (tmp_path / "filled.csv").write_text(long.replace("1.0,,", "1.0,,7"))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        load_raw_panel(tmp_path / "filled.csv")
+    assert ("1 column(s) without a header left out (Unnamed: 4): values under an empty header "
+            "cell?") in caplog.text
 
 
 def test_excel_serial_dates_are_refused_with_a_hint(recwarn):

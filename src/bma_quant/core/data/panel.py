@@ -620,10 +620,30 @@ def _drop_wide_columns_without_header(frame: pd.DataFrame) -> pd.DataFrame:
             "ticker: put the ticker names on the header line (a download with several header "
             "lines, field and ticker, needs them merged into one), or give the long layout "
             "(date, ticker, close, ...)")
-    logger.warning("wide layout: %d column(s) without a header left out (%s): a saved row index "
-                   "(`to_csv()` writes one unless index=False)? A wide file's headers are its "
-                   "tickers: name the column to use it", len(unnamed), ", ".join(map(str, unnamed)))
+    _say_unnamed_left_out(frame, unnamed, "wide",
+                          "A wide file's headers are its tickers: name the column to use it")
     return frame.drop(columns=unnamed)
+
+
+def _say_unnamed_left_out(frame: pd.DataFrame, unnamed: list, layout: str, use: str) -> None:
+    """Columns without a header, left out: empty ones (an export's blank trailing columns, a
+    delimiter at the end of the header too) said in info.log only; ones with values warned
+    about, as a saved row index only when first (where `to_csv()` writes it)."""
+    def blank(column) -> bool:
+        values = frame[column]
+        return bool((values.isna() | (values.astype(str).str.strip() == "")).all())
+
+    empty = [c for c in unnamed if blank(c)]
+    filled = [c for c in unnamed if c not in empty]
+    if empty:
+        logger.info("%s layout: %d empty column(s) without a header left out (%s)", layout,
+                    len(empty), ", ".join(map(str, empty)))
+    if filled:
+        first = [c for c in frame.columns if c != LINE][0] in filled
+        guess = ("a saved row index (`to_csv()` writes one unless index=False)?" if first else
+                 "values under an empty header cell?")
+        logger.warning("%s layout: %d column(s) without a header left out (%s): %s %s", layout,
+                       len(filled), ", ".join(map(str, filled)), guess, use)
 
 
 # Column names of one name's price fields (a vendor download of a single ticker): in the wide
@@ -664,9 +684,8 @@ def _drop_unnamed_columns(frame: pd.DataFrame) -> pd.DataFrame:
     unnamed = [c for c in frame.columns
                if c != LINE and (not str(c).strip() or str(c).startswith("Unnamed: "))]
     if unnamed:
-        logger.warning("long layout: %d column(s) without a header left out (%s): a saved row "
-                       "index (`to_csv()` writes one unless index=False)? Give a column a name "
-                       "to use it as a factor", len(unnamed), ", ".join(map(str, unnamed)))
+        _say_unnamed_left_out(frame, unnamed, "long",
+                              "Give a column a name to use it as a factor")
     return frame.drop(columns=unnamed)
 
 

@@ -40,7 +40,14 @@ def test_the_threaded_layers_of_the_run_are_named_with_their_settings():
     assert threaded_settings(PARAMS, [*nodes, "regime_models.train_regime_models"]) == {
         "base_models.n_jobs": 2, "regime_models.n_jobs": 2}
     assert threaded_settings({**PARAMS, "base_models": {"n_jobs": 1}}, nodes) == {}
-    assert threaded_settings(PARAMS, ["evaluation.evaluate_test_period"]) == {}
+    assert threaded_settings(PARAMS, ["data_processing.clean_panel"]) == {}
+    # evaluation's CPCV refits the base learners with their threads
+    assert threaded_settings(PARAMS, ["evaluation.cpcv"]) == {"base_models.n_jobs": 2}
+    # as training reads them: "4" is 4 threads, -1 every core
+    assert threaded_settings({"base_models": {"n_jobs": "4"}}, nodes) == {"base_models.n_jobs": 4}
+    assert threaded_settings({"base_models": {"n_jobs": -1}}, nodes, 8) == {
+        "base_models.n_jobs": 8}
+    assert threaded_settings({"base_models": None}, nodes) == {}
 
 
 def test_the_hint_names_the_busy_cores_and_the_overrides():
@@ -56,6 +63,10 @@ def test_the_hint_names_the_busy_cores_and_the_overrides():
     assert "keep 63.0 of its 64 cores busy" in busy_machine_hint(63 / 64, 64, 0.5, threads)
     assert busy_machine_hint(2.4 / 4, 4, 0.5, threads) is None  # 1.6 idle of the 2 needed
     assert busy_machine_hint(2.6 / 4, 4, 0.5, threads) is not None
+    # more threads than cores on an idle machine: not busy
+    assert busy_machine_hint(0.0, 1, 0.5, {"base_models.n_jobs": 2}) is None
+    assert busy_machine_hint(0.1, 2, 0.5, {"base_models.n_jobs": 4}) is None
+    assert busy_machine_hint(0.9, 2, 0.5, {"base_models.n_jobs": 4}) is not None
 
 
 def test_a_training_run_on_a_busy_machine_is_told_once_before_its_first_node(caplog):
@@ -68,8 +79,12 @@ def test_a_training_run_on_a_busy_machine_is_told_once_before_its_first_node(cap
 
 
 def test_nothing_is_sampled_without_threaded_learners_or_when_off(caplog):
-    assert _run(PARAMS, _pipeline("evaluation.evaluate_test_period"), 1.0, caplog) == ([], "")
+    assert _run(PARAMS, _pipeline("data_processing.clean_panel", "stacking.fit"), 1.0, caplog) == ([], "")
     single = {**PARAMS, "base_models": {"n_jobs": 1}, "regime_models": {"n_jobs": 1}}
     assert _run(single, _pipeline("base_models.train_lightgbm"), 1.0, caplog) == ([], "")
     off = {**PARAMS, "run": {"busy_machine": {"sample_seconds": None, "busy_cores": 0.5}}}
     assert _run(off, _pipeline("base_models.train_lightgbm"), 1.0, caplog) == ([], "")
+    # a value of the wrong kind is the pre-flight's to refuse: the hook neither raises nor samples
+    for wrong in (True, -1, "on", {"sample_seconds": "soon", "busy_cores": 0.5}):
+        assert _run({**PARAMS, "run": {"busy_machine": wrong}},
+                    _pipeline("base_models.train_lightgbm"), 1.0, caplog)[1] == ""

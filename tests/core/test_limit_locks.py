@@ -405,3 +405,5 @@ def test_how_each_names_tick_is_read_is_a_parameter():
         LimitLocks.from_params({"grid": {"on_share": 0}})
     with pytest.raises(ValueError, match=r"min_closes in \[1, window\]"):  # no name read
         LimitLocks.from_params({"grid": {"window": 10}})
+    assert LimitLocks.from_params({"enabled": False, "grid": {"window": 10}}).grid_window == 10
+    assert LimitLocks.from_params({"price_step": 0.01, "grid": {"window": 10}}).grid_window == 10

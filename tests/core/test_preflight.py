@@ -688,6 +688,11 @@ def test_a_price_grid_needing_more_closes_than_its_window_is_refused():
             "evaluation.backtest.limit_locks.grid.window (10)")):
         preflight.check_parameters(params)
     preflight.check_parameters(_with("evaluation.backtest.limit_locks.grid.window", 20))
+    # where no grid is read (the rule off, or one price_step for every name) its values are moot
+    for path, value in (("enabled", False), ("price_step", 0.01)):
+        params = _with("evaluation.backtest.limit_locks.grid.window", 10)
+        params["evaluation"]["backtest"]["limit_locks"][path] = value
+        preflight.check_parameters(params)
 
 
 def test_a_layout_whose_ensemble_choice_cannot_be_scored_is_warned_about():

@@ -656,6 +656,9 @@ def test_lines_without_a_date_and_dashes_say_what_they_likely_are(tmp_path):
     dash = _csv_refusal(tmp_path, base.replace("1.1\n", "-\n"), name="dash.csv")
     assert ("line 3 (2020-01-03, AAA): '-'\n  '-' is no number: for a missing value leave the "
             "cell empty or write NA") in dash
+    for last in ("2020-02-30", "01/13/2020"):  # a malformed last date is data to fix
+        wrong = _csv_refusal(tmp_path, base + f"{last},AAA,2\n", name="last.csv")
+        assert repr(last) in wrong and "delete it" not in wrong
     unparsed = _csv_refusal(tmp_path, base.replace("2020-01-03", "soon"), name="other.csv")
     assert "'soon'" in unparsed  # a bad date mid-file: no guess
     assert "header line" not in unparsed and "end of the file" not in unparsed

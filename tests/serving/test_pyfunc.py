@@ -248,6 +248,13 @@ def test_a_scored_date_without_its_market_level_is_a_400(model_and_raw):
         request["date"] >= dates[-19]))  # the last 19 dates without a level
     with pytest.raises(MlflowException, match=r"no level on 19 date\(s\)"):
         model.predict(None, to_model_input(weeks), params={"last_date_only": True})
+    # levels sent only from some date after the stored index ends: the dates between are refused
+    late_start = request.assign(market_level=request["market_level"].where(
+        request["date"] >= dates[-14]))
+    with pytest.raises(MlflowException, match=rf"no level on 5 date\(s\) after the stored "
+                                              rf"market index ends .* and before its first "
+                                              rf"level \({dates[-14].date()}\)"):
+        model.predict(None, to_model_input(late_start), params={"last_date_only": True})
 
 
 def test_missing_market_levels_inside_the_request_are_checked_like_an_index_files(

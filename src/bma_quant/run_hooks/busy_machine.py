@@ -23,17 +23,32 @@ from kedro.framework.hooks import hook_impl
 # changes no result), but a line in info.log alone would not be read
 progress = logging.getLogger("bma_quant.progress")
 
-# layers whose nodes fit the threaded learners, and where each reads its thread count
-THREADED_LAYERS = {"base_models": "base_models.n_jobs", "regime_models": "regime_models.n_jobs"}
+# layers whose nodes fit the threaded learners, and the setting each reads its thread count from
+# (evaluation's CPCV refits the base learners with theirs)
+THREADED_LAYERS = {"base_models": "base_models.n_jobs", "regime_models": "regime_models.n_jobs",
+                   "evaluation": "base_models.n_jobs"}
 
 
-def threaded_settings(params: Mapping[str, Any], node_names: Iterable[str]) -> dict[str, int]:
+def _threads(value, n_cpus: int) -> int:
+    """A learner's thread count as training reads it (int(); -1 or 0: every core)."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        return 1
+    return n_cpus if n <= 0 else n
+
+
+def threaded_settings(params: Mapping[str, Any], node_names: Iterable[str],
+                      n_cpus: int = 1) -> dict[str, int]:
     """The thread settings above 1 of the layers the run's nodes belong to."""
     layers = {name.split(".", 1)[0] for name in node_names}
     out = {}
     for layer, setting in THREADED_LAYERS.items():
-        n_jobs = (params.get(layer) or {}).get("n_jobs")
-        if layer in layers and isinstance(n_jobs, int) and n_jobs > 1:
+        section, key = setting.split(".")
+        section_params = params.get(section)
+        value = section_params.get(key) if isinstance(section_params, Mapping) else None
+        n_jobs = _threads(value, n_cpus) if value is not None else 1
+        if layer in layers and n_jobs > 1:
             out[setting] = n_jobs
     return out
 
@@ -47,7 +62,9 @@ def busy_machine_hint(busy_share: float, n_cpus: int, busy_cores: float,
     if not threads:
         return None
     used = busy_share * n_cpus
-    if n_cpus - used >= max(threads.values()) - busy_cores:
+    # more threads than cores (n_jobs 2 on one core) is no sign of a busy machine
+    need = min(max(threads.values()), n_cpus)
+    if used <= busy_cores or n_cpus - used >= need - busy_cores:
         return None
     settings = ", ".join(f"{k} {v}" for k, v in threads.items())
     overrides = ",".join(f"{k}=1" for k in threads)
@@ -70,7 +87,10 @@ class BusyMachineHooks:
     @hook_impl
     def after_context_created(self, context) -> None:
         self._params = dict(context.params)
-        self._settings = dict((self._params.get("run") or {}).get("busy_machine") or {})
+        run = self._params.get("run")
+        # a value of the wrong kind (run.busy_machine=true) is the pre-flight's to refuse
+        setting = run.get("busy_machine") if isinstance(run, Mapping) else None
+        self._settings = dict(setting) if isinstance(setting, Mapping) else {}
 
     @hook_impl
     def before_pipeline_run(self, pipeline) -> None:
@@ -78,10 +98,14 @@ class BusyMachineHooks:
             "busy_cores")
         if seconds is None or busy_cores is None:  # off
             return
-        threads = threaded_settings(self._params, (node.name for node in pipeline.nodes))
+        n_cpus = int(self._cpu_count() or 1)
+        threads = threaded_settings(self._params, (node.name for node in pipeline.nodes), n_cpus)
         if not threads:  # no learner runs threads here: nothing to sample for
             return
-        hint = busy_machine_hint(self._cpu_share(float(seconds)), int(self._cpu_count() or 1),
-                                 float(busy_cores), threads)
+        try:
+            seconds, busy_cores = float(seconds), float(busy_cores)
+        except (TypeError, ValueError):  # the pre-flight names it
+            return
+        hint = busy_machine_hint(self._cpu_share(seconds), n_cpus, busy_cores, threads)
         if hint:
             progress.info(hint)

@@ -108,14 +108,23 @@ class SliceChecks:
             return index
         stored = stored.assign(date=local_clock(pd.to_datetime(stored["date"])).dt.normalize()
                                ).dropna(subset=["level"])
+        sent = pd.DatetimeIndex(index["date"])  # the request's own levels, before the fill
+        after_stored = dates > stored["date"].max()
+        unsent = dates[after_stored & (dates < sent.min())]
+        if len(unsent):  # nothing knows these levels: refused, as before the column's first
+            raise ChainInputError(
+                f"the panel's '{MARKET_LEVEL}' column has no level on {len(unsent)} date(s) "
+                f"after the stored market index ends ({stored['date'].max().date()}) and before "
+                f"its first level ({sent.min().date()}): {unsent[0].date()}.."
+                f"{unsent[-1].date()}. A level carried over them would move every score: send "
+                "each date's level")
         fill = stored.loc[stored["date"].isin(dates) & ~stored["date"].isin(index["date"]),
                           ["date", "level"]]
         if len(fill):
             index = pd.concat([index, fill], ignore_index=True).sort_values(
                 "date", ignore_index=True)
-        sent = pd.DatetimeIndex(index["date"])
-        later = dates[(dates > stored["date"].max()) & ~dates.isin(sent)
-                      & (dates > sent.min()) & (dates < sent.max())]
+        later = dates[after_stored & ~dates.isin(sent) & (dates > sent.min())
+                      & (dates < sent.max())]
         if len(later):
             logger.warning(
                 "the panel's '%s' column has no level on %d date(s) after the stored market "

@@ -461,10 +461,14 @@ def _window_problems(params: Mapping[str, Any]) -> list[str]:
         problems.append(f"cv.max_train_days ({longest}) must be >= cv.min_train_days "
                         f"({shortest}) with cv.window: sliding")
     grid = "evaluation.backtest.limit_locks.grid"
+    locks = lookup(params, "evaluation.backtest.limit_locks")
+    grid_read = isinstance(locks, Mapping) and locks.get("enabled", True) is not False \
+        and locks.get("price_step") is None  # else no grid is read: its values do not matter
     closes, needed = lookup(params, f"{grid}.window"), lookup(params, f"{grid}.min_closes")
     closes = price_grid.GRID_WINDOW if closes is None else closes  # LimitLocks' defaults
     needed = price_grid.GRID_MIN_CLOSES if needed is None else needed
-    if isinstance(closes, int | float) and isinstance(needed, int | float) and needed > closes:
+    if grid_read and isinstance(closes, int | float) and isinstance(needed, int | float) \
+            and needed > closes:
         problems.append(f"{grid}.min_closes ({needed}) must not exceed {grid}.window ({closes}): "
                         "no name could have that many closes in the window, so none would get a "
                         "price grid")

@@ -333,7 +333,7 @@ def parse_dates(frame: pd.DataFrame, source: str, position: str = "line") -> pd.
     raise DataValidationError(
         f"Input data rejected ({source}): it breaks the data contract (README, \"Data\").\n"
         f"- column 'date': {rule}; {int(bad.sum())} failing value(s), e.g. {shown}"
-        f"{_undated_lines_hint(text, bad)}")
+        f"{'' if mixed or numeric is not None else _undated_lines_hint(text, bad)}")
 
 
 def _undated_lines_hint(text: pd.Series, bad: pd.Series) -> str:
@@ -344,7 +344,9 @@ def _undated_lines_hint(text: pd.Series, bad: pd.Series) -> str:
         return ("\n  a header line again inside the data (files joined with their headers?): "
                 "keep the first file's header line only")
     positions = np.flatnonzero(bad.to_numpy())
-    if positions.min() >= len(text) - 3:
+    # a malformed date (2024-02-30, 02.01.24x) is data to fix, not a line to delete
+    date_like = values.str.contains(r"\d{1,4}\s*[-/.]\s*\d", regex=True).fillna(False).any()
+    if not date_like and bad.sum() < text.notna().sum() and positions.min() >= len(text) - 3:
         return ("\n  a line at the end of the file with no date (a total or a note an export "
                 "adds?): delete it")
     return ""

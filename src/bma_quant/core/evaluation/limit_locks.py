@@ -59,7 +59,10 @@ class LimitLocks:
                   grid_window=int(grid.get("window", cls.grid_window)),
                   grid_min_closes=int(grid.get("min_closes", cls.grid_min_closes)),
                   grid_on_share=float(grid.get("on_share", cls.grid_on_share)))
-        if not (out.grid_window >= 1 and 1 <= out.grid_min_closes <= out.grid_window
+        # min_closes above the window matters only where a grid is read (on, no price_step)
+        grid_read = out.enabled and out.price_step is None
+        if not (out.grid_window >= 1 and out.grid_min_closes >= 1
+                and (out.grid_min_closes <= out.grid_window or not grid_read)
                 and 0 < out.grid_on_share <= 1):
             raise ValueError("evaluation.backtest.limit_locks.grid needs window >= 1, min_closes "
                              f"in [1, window] and on_share in (0, 1], got {grid}")

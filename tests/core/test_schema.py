@@ -677,12 +677,19 @@ def test_a_two_line_header_download_is_named_with_its_conversion(tmp_path, monke
             "2020-01-02,72.7,153.9,72.8,154.0,71.5,151.8,71.8,152.1,135480400,22622100\n"
             "2020-01-03,72.0,152.0,72.9,153.3,71.9,151.4,72.0,151.8,146322800,21116200\n")
     message = _csv_refusal(tmp_path, text, name="yf.csv")
-    assert "it has two header lines (fields over tickers" in message
+    assert "it has two header lines (fields and tickers" in message
     assert "repeats column" not in message
     monkeypatch.chdir(tmp_path)
     exec(message.split("long layout once: ")[1], {"pd": pd})  # the message's own recipe
     panel = load_raw_panel(tmp_path / "prices_long.csv")
     assert sorted(panel["ticker"].unique()) == ["AAPL", "MSFT"] and len(panel) == 4
+    assert panel.loc[panel["ticker"] == "MSFT", "close"].tolist() == [153.9, 152.0]
+    by_ticker = ("Ticker,AAPL,AAPL,MSFT,MSFT\nPrice,Close,Volume,Close,Volume\nDate,,,,\n"
+                 "2020-01-02,72.7,135480400,153.9,22622100\n"
+                 "2020-01-03,72.0,146322800,152.0,21116200\n")  # group_by='ticker'
+    message = _csv_refusal(tmp_path, by_ticker, name="yf_by_ticker.csv")
+    exec(message.split("long layout once: ")[1], {"pd": pd})
+    panel = load_raw_panel(tmp_path / "prices_long.csv")
     assert panel.loc[panel["ticker"] == "MSFT", "close"].tolist() == [153.9, 152.0]
     assert "repeats column(s) close" in _csv_refusal(  # a plain repeated field: as before
         tmp_path, "date,ticker,close,close\n2020-01-02,A,1,1\n", name="rep.csv").lower()

@@ -219,17 +219,20 @@ def _check_header(path: Path, names: list[str], sep: str) -> None:
 
 def _refuse_two_line_header(path: Path, names: list[str], sep: str) -> None:
     """A multi-ticker download saved with its two header lines (yfinance's `download(...)
-    .to_csv()`: `Price,Close,Close,...` over `Ticker,AAPL,MSFT,...`, then a `Date` line) was
-    refused as a header repeating its fields: named as what it is, with the conversion."""
+    .to_csv()`: `Price,Close,Close,...` over `Ticker,AAPL,MSFT,...`, or the other way round
+    with `group_by='ticker'`, then a `Date` line) was refused as a header repeating its fields:
+    named as what it is, with the conversion."""
     second = next(iter(_first_lines(path, 2)[1:]), "")
-    if not (names and names[0].strip().lower() == "price"
-            and second.split(sep)[0].strip().strip('"').lower() == "ticker"):
+    upper = names[0].strip().lower() if names else ""
+    lower = second.split(sep)[0].strip().strip('"').lower()
+    if {upper, lower} != {"price", "ticker"}:
         return
+    level = 1 if upper == "price" else 0  # the header line that holds the tickers
     raise DataValidationError(
-        f"Input data rejected ({path}): it has two header lines (fields over tickers, as a "
+        f"Input data rejected ({path}): it has two header lines (fields and tickers, as a "
         "yfinance multi-ticker download saves them): the pipeline reads one. Convert it to the "
         f"long layout once: w = pd.read_csv({str(path)!r}, header=[0, 1], index_col=0, "
-        "skiprows=[2]); w.stack(level=1).rename_axis(['date', 'ticker']).reset_index()"
+        f"skiprows=[2]); w.stack(level={level}).rename_axis(['date', 'ticker']).reset_index()"
         ".to_csv('prices_long.csv', index=False)")
 
 

@@ -10,7 +10,7 @@ export MPLBACKEND := Agg
 
 OPTUNA_DB := data/06_models/optuna_base_models.db
 
-.PHONY: setup run test lint viz viz-build ui dashboard serve bench clean tune-workers mlflow-server
+.PHONY: setup run test postgres-binaries lint viz viz-build ui dashboard serve bench clean tune-workers mlflow-server
 
 setup: $(STAMP)
 
@@ -36,7 +36,17 @@ run: $(STAMP)
 # suite in one process.
 TEST_WORKERS ?= 2
 
-test: $(STAMP)
+# The scale-out tests start their own PostgreSQL server from the Debian package's binaries:
+# installed here when missing and possible (root with apt-get, as on CI); elsewhere those tests
+# fail naming the install command.
+postgres-binaries:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	       && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } \
+	  || echo "PostgreSQL server binaries not found and not installable here: the scale-out tests" \
+	          "will fail (Debian / Ubuntu: sudo apt-get install postgresql; macOS: brew install postgresql@15)"
+
+test: $(STAMP) postgres-binaries
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
